@@ -1,0 +1,38 @@
+/**
+ * A CAN source is where frames enter the agent: the built-in simulator, a candump-log replay, or real
+ * SocketCAN interfaces. Every source pushes into one SourceSink; the sink fans frames out to the
+ * counters, the data plane (uplink) and the console, in that order.
+ */
+import type { CanFrame } from '../../core/can/frame.js';
+import type { LogLevel } from '../../core/console/events.js';
+
+export interface SourceSink {
+  /** Hot path: called once per received frame, synchronously. Must never throw. */
+  frame(frame: CanFrame): void;
+  /** An interface went up or down (SocketCAN), or the simulated bus started/stopped. */
+  busState(bus: string, state: 'up' | 'down', reason?: string): void;
+  /** Something worth a console `log` event (also written to the process log). */
+  log(level: LogLevel, message: string, code?: string, details?: Record<string, string | number | boolean | null>): void;
+  /** A finite source (replay without --replay-loop) has delivered its last frame. */
+  ended(): void;
+}
+
+/**
+ * Result of a transmit. `busy`: the interface's transmit queue is full (ENOBUFS/EAGAIN); the caller may
+ * retry shortly. `error`: the frame cannot be sent on this source (unknown bus, interface down, bad frame).
+ */
+export type SendResult = { ok: true; tsUs: number } | { ok: false; busy: boolean; error: string };
+
+export interface FrameSource {
+  readonly kind: 'sim' | 'replay' | 'socketcan';
+  /** The interfaces this source reads (known after start() for replay: the buses seen so far). */
+  buses(): string[];
+  /** Opens the source. Rejects with an Error whose message a user can act on (missing interface, no AF_CAN, unreadable file). */
+  start(sink: SourceSink): Promise<void>;
+  /**
+   * Transmits a frame on `frame.bus`. Synchronous so that ordering is kept. The caller shows a successful
+   * transmit on the console as `tx`; sources never echo their own transmits back through the sink.
+   */
+  send(frame: CanFrame): SendResult;
+  stop(): Promise<void>;
+}
