@@ -1,0 +1,229 @@
+/**
+ * The agent daemon, wired: source → FrameRouter → (counters, uplink, console) → SSE clients.
+ * startAgent() returns once the console listens; stop() publishes the final presence, closes the
+ * streams and the server, stops the source and closes the state database.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { SqliteIdStore } from '../core/console/id-store.js';
+import { presenceData } from '../core/console/normalize.js';
+import { StreamManager } from '../core/console/stream-manager.js';
+import { listen } from '../core/http/listen.js';
+import { StaticFiles } from '../core/http/static-files.js';
+import { openStateDb } from '../core/state/sqlite.js';
+import { FrameCounters } from './frame-counters.js';
+import { FrameRouter } from './frame-router.js';
+import { createAgentServer } from './http-server.js';
+import { agentMetrics } from './metrics.js';
+import type { AgentConfig } from './options.js';
+import { createSource } from './sources/create-source.js';
+import type { FrameSource } from './sources/source.js';
+import type { ConsoleEvent } from '../core/console/events.js';
+import type { MirroredEventType } from '../core/console/normalize.js';
+import { RateLimitedLog } from '../core/log/rate-limited-log.js';
+import { VERSION } from '../core/version.js';
+import { CommandRunner } from './command-runner.js';
+import { TxQueue } from './tx-queue.js';
+import { Downlink } from './uplink/downlink.js';
+import { FrameUploader } from './uplink/frame-uploader.js';
+import { Outbox } from './uplink/outbox.js';
+import { UplinkClient } from './uplink/uplink-client.js';
+
+export interface RunningAgent {
+  readonly consoleUrl: string;
+  readonly baseUrl: string;
+  readonly port: number;
+  readonly router: FrameRouter;
+  readonly source: FrameSource;
+  stop(reason?: string): Promise<void>;
+}
+
+export interface AgentExtras {
+  /** Folder of the built web page; omitted: no page at "/". */
+  webRoot?: string;
+  /** Replaces the configured source (tests inject one). */
+  source?: FrameSource;
+}
+
+export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExtras = {}): Promise<RunningAgent> {
+  const db = openStateDb(join(cfg.stateDir, 'agent.sqlite'));
+  const outbox = cfg.uplink ? new Outbox(db, cfg.uplink.outboxMax) : undefined;
+  let uplink: UplinkClient | undefined;
+  const streams = new StreamManager(
+    {
+      historyEvents: cfg.historyEvents,
+      historySeconds: cfg.historySeconds,
+      maxRate: cfg.consoleMaxRate,
+      ids: new SqliteIdStore(db),
+    },
+    (_stream, t) => log.info({ sampling: t.state, input_rate: t.inputRate, output_rate: t.outputRate }, `console sampling ${t.state}`),
+  );
+  // Mirror: every console event the agent makes (but not its local sampling notices) goes up through the outbox.
+  const consoleStream = streams.get(`dongles/${cfg.id}`, (ev) => {
+    if (!outbox || !isMirrored(ev)) return;
+    outbox.append(ev);
+    uplink?.eventQueued();
+  });
+  const source = extras.source ?? (await createSource(cfg.source));
+  const counters = new FrameCounters();
+  const router = new FrameRouter(source, counters, consoleStream, (level, msg, fields) => log[level]({ ...fields }, msg));
+  const txFailures = new RateLimitedLog(log, 5000);
+  const tx = new TxQueue((f) => router.transmit(f), {
+    retryMs: cfg.txRetryMs,
+    maxQueued: 10_000,
+    onFailure: (f, error) => txFailures.warn({ bus: f.bus, id: f.id }, `could not transmit a frame: ${error}`),
+  });
+  const downlink = new Downlink(tx);
+  const commands = new CommandRunner(consoleStream, tx);
+  const uploader = cfg.uplink ? new FrameUploader({ maxBufferedFrames: cfg.uplink.bufferFrames, maxAgeMs: cfg.uplink.maxAgeMs }) : undefined;
+  router.uplink = uploader;
+  let clientsCut = 0;
+  const startedAt = Date.now();
+  const rejected = (): number => source.rejectedLines?.() ?? 0;
+
+  const metrics = agentMetrics({
+    counters,
+    console: consoleStream,
+    clientsCut: () => clientsCut,
+    replayRejected: rejected,
+    uplink: () => uplinkFigures(uplink, uploader, outbox, downlink, tx),
+  });
+  const web = extras.webRoot && existsSync(extras.webRoot) ? new StaticFiles(extras.webRoot) : undefined;
+  const describe = (): Record<string, unknown> => ({
+    dongle: cfg.id,
+    source: source.kind,
+    buses: Object.fromEntries(router.busStates),
+    console: `/api/v1/streams/dongles/${cfg.id}/console`,
+    console_max_rate: cfg.consoleMaxRate,
+    sampling: consoleStream.sampling,
+    uptime_s: Math.round((Date.now() - startedAt) / 1000),
+  });
+  const { server, writers } = createAgentServer({
+    dongleId: cfg.id,
+    console: consoleStream,
+    metrics,
+    health: () => ({ status: 'ok', ...describe(), frames_rx: counters.total('rx'), frames_tx: counters.total('tx') }),
+    info: describe,
+    web,
+    sse: { keepAliveMs: cfg.keepAliveSeconds * 1000, retryMs: 2000, maxPendingBytes: cfg.clientMaxPendingBytes },
+    onClientClosed: (reason) => {
+      if (reason === 'slow_client') {
+        clientsCut++;
+        log.warn('console client cut off: it fell too far behind (it can resume with Last-Event-ID)');
+      }
+    },
+  });
+
+  consoleStream.publish({ type: 'presence', data: presenceData('online', { reason: `agent started (source: ${source.kind})` }) });
+  try {
+    await source.start(router);
+  } catch (err) {
+    streams.close();
+    db.close();
+    throw err;
+  }
+
+  let addr;
+  try {
+    addr = await listen(server, cfg.listen);
+  } catch (err) {
+    await source.stop();
+    streams.close();
+    db.close();
+    throw err;
+  }
+  if (cfg.uplink && outbox && uploader) {
+    uplink = new UplinkClient(
+      { bridgeUrl: cfg.uplink.bridge, token: cfg.uplink.token, dongle: cfg.id, version: VERSION, buses: () => source.buses() },
+      outbox,
+      uploader,
+      downlink,
+      commands,
+      log,
+    );
+    uplink.start();
+  }
+  const consoleUrl = `${addr.baseUrl}/api/v1/streams/dongles/${cfg.id}/console`;
+  log.info({ url: consoleUrl, listen: `${addr.host}:${addr.port}`, dongle: cfg.id, source: source.kind }, 'console listening');
+
+  const seen = setInterval(() => {
+    consoleStream.publish({
+      type: 'presence',
+      data: presenceData('seen', { buses: Object.fromEntries(router.busStates) }),
+    });
+  }, cfg.presenceIntervalSeconds * 1000);
+  seen.unref();
+
+  let stopping: Promise<void> | undefined;
+  const stop = (reason = 'agent stopping'): Promise<void> =>
+    (stopping ??= (async () => {
+      clearInterval(seen);
+      tx.stop();
+      await source.stop().catch((err: unknown) => log.warn({ err }, 'source did not stop cleanly'));
+      // The last event of the run, after the source's own interface-down notices.
+      consoleStream.publish({ type: 'presence', data: presenceData('offline', { reason, buses: Object.fromEntries(router.busStates) }) });
+      await uplink?.stop();
+      // Closing the streams ends every SSE response after the final presence event has been written.
+      streams.close();
+      for (const w of writers) w.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      db.close();
+      log.info({ reason }, 'agent stopped');
+    })());
+
+  return { consoleUrl, baseUrl: addr.baseUrl, port: addr.port, router, source, stop };
+}
+
+function isMirrored(ev: ConsoleEvent): ev is ConsoleEvent & { type: MirroredEventType } {
+  if (ev.type === 'log') return ev.data.code !== 'sampling_on' && ev.data.code !== 'sampling_off';
+  return ev.type === 'presence' || ev.type === 'command_status';
+}
+
+function uplinkFigures(
+  uplink: UplinkClient | undefined,
+  uploader: FrameUploader | undefined,
+  outbox: Outbox | undefined,
+  downlink: Downlink,
+  tx: TxQueue,
+): Record<string, number> {
+  const f: Record<string, number> = {
+    relay_batches: downlink.stats.batches,
+    relay_duplicate_batches: downlink.stats.duplicateBatches,
+    relay_frames: downlink.stats.frames,
+    relay_seq_gaps: downlink.stats.seqGaps,
+    relay_seq_duplicates: downlink.stats.seqDuplicates,
+    relay_seq_reordered: downlink.stats.seqReordered,
+    tx_sent: tx.stats.sent,
+    tx_failed: tx.stats.failed,
+    tx_dropped_busy: tx.stats.droppedBusy,
+    tx_dropped_queue_full: tx.stats.droppedFull,
+    tx_retries: tx.stats.retries,
+  };
+  const q = downlink.latencyQuantiles();
+  if (q) {
+    f.relay_latency_p50_ms = q.p50;
+    f.relay_latency_p99_ms = q.p99;
+  }
+  if (uplink && uploader && outbox) {
+    Object.assign(f, {
+      connected: uplink.connected ? 1 : 0,
+      connects: uplink.stats.connects,
+      frames_queued: uploader.stats.framesQueued,
+      frames_sent: uploader.stats.framesSent,
+      frames_acked: uploader.stats.framesAcked,
+      frames_buffered: uploader.buffered,
+      frames_dropped_buffer_full: uploader.stats.droppedBufferFull,
+      frames_dropped_too_old: uploader.stats.droppedTooOld,
+      batches_resent: uploader.stats.batchesResent,
+      outbox_events: outbox.size,
+      outbox_pruned: outbox.pruned,
+      events_sent: uplink.stats.eventsSent,
+      rejected_messages: uplink.stats.rejectedMessages,
+    });
+  }
+  return f;
+}

@@ -1,0 +1,82 @@
+/**
+ * Where every frame goes, in one place. Received frames (from the source) are:
+ *   1. counted (exact, never sampled),
+ *   2. handed to the data plane (the bridge uplink) when one is configured — unsampled; the uplink owns
+ *      its bounded, counted buffering,
+ *   3. offered to the local console, which may sample them (console only).
+ * Transmitted frames (commands, or frames relayed from a group peer) go to the source; once the source
+ * has accepted one it is counted and shown on the console as `tx`, exactly once, and never sent up again.
+ */
+import type { CanFrame } from '../core/can/frame.js';
+import type { ConsoleStream } from '../core/console/console-stream.js';
+import type { LogLevel } from '../core/console/events.js';
+import { logData, presenceData } from '../core/console/normalize.js';
+import type { FrameCounters } from './frame-counters.js';
+import type { FrameSource, SendResult, SourceSink } from './sources/source.js';
+
+/** The data plane as the router sees it. */
+export interface FrameUplink {
+  /** Takes a received frame. Never blocks; the uplink counts anything it has to drop. */
+  push(frame: CanFrame): void;
+}
+
+export interface RouterLog {
+  (level: LogLevel, message: string, fields?: Record<string, unknown>): void;
+}
+
+export class FrameRouter implements SourceSink {
+  uplink: FrameUplink | undefined;
+  readonly busStates = new Map<string, 'up' | 'down'>();
+  private endedHandler: (() => void) | undefined;
+
+  constructor(
+    private readonly source: FrameSource,
+    private readonly counters: FrameCounters,
+    private readonly console: ConsoleStream,
+    private readonly procLog: RouterLog,
+  ) {}
+
+  onEnded(handler: () => void): void {
+    this.endedHandler = handler;
+  }
+
+  // ---- SourceSink: the intake ----
+
+  frame(f: CanFrame): void {
+    this.counters.count(f);
+    if (f.direction === 'rx') this.uplink?.push(f);
+    this.console.offerFrame(f);
+  }
+
+  busState(bus: string, state: 'up' | 'down', reason?: string): void {
+    if (this.busStates.get(bus) === state) return;
+    this.busStates.set(bus, state);
+    this.procLog(state === 'up' ? 'info' : 'warn', `interface ${bus} ${state}`, { bus, reason });
+    this.console.publish({
+      type: 'presence',
+      data: presenceData('online', { bus, reason: reason ?? `interface ${state}`, buses: Object.fromEntries(this.busStates) }),
+    });
+  }
+
+  log(level: LogLevel, message: string, code?: string, details?: Record<string, string | number | boolean | null>): void {
+    this.procLog(level, message, { code, ...details });
+    this.console.publish({ type: 'log', data: logData(level, message, code, details) });
+  }
+
+  ended(): void {
+    this.log('info', 'replay finished: every frame of the file was delivered', 'replay_ended');
+    this.endedHandler?.();
+  }
+
+  // ---- the transmit path ----
+
+  transmit(frame: CanFrame): SendResult {
+    const r = this.source.send(frame);
+    if (r.ok) {
+      const tx: CanFrame = { ...frame, direction: 'tx', tsUs: r.tsUs };
+      this.counters.count(tx);
+      this.console.offerFrame(tx);
+    }
+    return r;
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * The agent's local HTTP surface: the console stream, health, metrics, a small info document, and the
+ * technicians' web page. Read-only: nothing here can transmit on the bus.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { ConsoleStream } from '../core/console/console-stream.js';
+import { sendJson, serveConsole } from '../core/http/console-route.js';
+import type { SseCloseReason, SseWriter } from '../core/http/sse-writer.js';
+import type { StaticFiles } from '../core/http/static-files.js';
+
+export interface AgentHttpDeps {
+  dongleId: string;
+  console: ConsoleStream;
+  metrics: Registry;
+  health: () => Record<string, unknown>;
+  info: () => Record<string, unknown>;
+  web?: StaticFiles;
+  sse: { keepAliveMs: number; retryMs: number; maxPendingBytes: number };
+  onClientClosed: (reason: SseCloseReason) => void;
+}
+
+export function createAgentServer(deps: AgentHttpDeps): { server: Server; writers: Set<SseWriter> } {
+  const writers = new Set<SseWriter>();
+  const consolePath = `/api/v1/streams/dongles/${deps.dongleId}/console`;
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendJson(res, 405, { error: `${req.method} is not supported here; the agent's HTTP API is read-only` }, { Allow: 'GET, HEAD' });
+      return;
+    }
+    const path = url.pathname;
+    if (path === consolePath) {
+      const w = serveConsole(req, res, url, deps.console, {
+        ...deps.sse,
+        onClose: (reason) => {
+          writers.delete(w!);
+          deps.onClientClosed(reason);
+        },
+      });
+      if (w) writers.add(w);
+      return;
+    }
+    if (path.startsWith('/api/v1/streams/dongles/') && path.endsWith('/console')) {
+      sendJson(res, 404, { error: `no such dongle here: this agent is "${deps.dongleId}" (console at ${consolePath})` });
+      return;
+    }
+    if (path === '/healthz') return sendJson(res, 200, deps.health());
+    if (path === '/api/v1/info') return sendJson(res, 200, deps.info());
+    if (path === '/metrics') {
+      const body = await deps.metrics.metrics();
+      res.writeHead(200, { 'Content-Type': deps.metrics.contentType });
+      res.end(body);
+      return;
+    }
+    if (deps.web && (await deps.web.serve(req, res, path === '/' ? '/index.html' : path))) return;
+    sendJson(res, 404, { error: `no route for ${path}`, console: consolePath });
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (!res.headersSent) sendJson(res, 500, { error: `internal error: ${(err as Error).message}` });
+      else res.destroy();
+    });
+  });
+  return { server, writers };
+}

@@ -1,0 +1,119 @@
+/** Every flag of `canrelay agent`, as data (see core/cli/options.ts). */
+import { readFileSync } from 'node:fs';
+import { hostname, homedir } from 'node:os';
+import { join } from 'node:path';
+import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../core/cli/options.js';
+
+export const DONGLE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const IFACE_LIST = /^[A-Za-z0-9_.:-]{1,15}(,[A-Za-z0-9_.:-]{1,15})*$/;
+
+export function defaultDongleId(): string {
+  const cleaned = hostname().replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64);
+  return cleaned === '' ? 'gateway' : cleaned;
+}
+
+export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  // systemd passes StateDirectory= as $STATE_DIRECTORY (several paths are colon-separated: take the first).
+  const fromSystemd = env.STATE_DIRECTORY?.split(':')[0];
+  if (fromSystemd) return fromSystemd;
+  const base = env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
+  return join(base, 'canrelay');
+}
+
+export const AGENT_OPTIONS: readonly OptionSpec[] = [
+  { name: 'id', arg: '<dongle-id>', description: 'dongle id: letters, digits, . _ -, 1-64 chars (default: host name)', parse: parse.string(DONGLE_ID, 'must be 1-64 letters, digits, ".", "_" or "-"'), default: defaultDongleId },
+  { name: 'can', arg: '<if[,if…]>', description: 'read real SocketCAN interfaces, e.g. can0,can1', parse: parse.string(IFACE_LIST, 'must be interface names separated by commas, e.g. can0,can1') },
+  { name: 'replay', arg: '<file>', description: 'replay a candump -L log file', parse: parse.string(/^.+$/, 'must be a file path') },
+  { name: 'replay-speed', arg: '<x>', description: 'replay speed: 1 = recorded timing, 0 = as fast as possible', parse: parse.number(0, 1000), default: 1 },
+  { name: 'replay-loop', description: 'start the replay over at its end', parse: parse.bool(), default: false },
+  { name: 'sim', description: 'use the built-in simulated vehicle bus (can0)', parse: parse.bool(), default: false },
+  { name: 'sim-rate', arg: '<frames/s>', description: 'total frame rate of the simulated bus', parse: parse.int(1, 1_000_000), default: 2000 },
+  { name: 'listen', arg: '<host:port>', description: 'console HTTP address (port 0 picks a free one)', parse: parse.hostPort(), default: '0.0.0.0:8080' },
+  { name: 'state-dir', arg: '<dir>', description: 'state directory (SQLite); default $STATE_DIRECTORY or ~/.local/state/canrelay', parse: parse.string(/^.+$/, 'must be a directory path'), default: () => defaultStateDir() },
+  { name: 'console-max-rate', arg: '<n>', description: 'can_frame events per second on the console before sampling', parse: parse.int(1, 1_000_000), default: 200 },
+  { name: 'history-events', arg: '<n>', description: 'console history kept for resume, in events', parse: parse.int(1, 10_000_000), default: 10_000 },
+  { name: 'history-seconds', arg: '<s>', description: 'console history kept for resume, in seconds', parse: parse.int(1, 86_400), default: 60 },
+  { name: 'keepalive-seconds', arg: '<s>', description: 'SSE keep-alive comment interval', parse: parse.int(1, 3600), default: 15 },
+  { name: 'presence-interval', arg: '<s>', description: 'interval of the periodic presence "seen" event', parse: parse.int(1, 86_400), default: 30 },
+  { name: 'client-max-pending-kib', arg: '<KiB>', description: 'unsent bytes a console client may fall behind before it is cut off', parse: parse.int(16, 1_048_576), default: 1024 },
+  { name: 'bridge', arg: '<url>', description: 'cloud bridge to connect to, http(s)://host:port (TLS with https)', parse: parse.url(['http:', 'https:']) },
+  { name: 'token', arg: '<token>', description: 'agent token for --bridge (prefer CANRELAY_TOKEN or --token-file)', parse: parse.string(/^\S{16,512}$/, 'must be the token the bridge issued'), env: ['CANRELAY_TOKEN'], secret: true },
+  { name: 'token-file', arg: '<path>', description: 'read the agent token from this file', parse: parse.string(/^.+$/, 'must be a file path') },
+  { name: 'uplink-buffer-frames', arg: '<n>', description: 'received frames held for the bridge while it is unreachable or slow', parse: parse.int(1000, 10_000_000), default: 100_000 },
+  { name: 'relay-max-age-ms', arg: '<ms>', description: 'frames older than this are not sent up after an outage (a stale frame is dangerous on the peer bus)', parse: parse.int(1, 3_600_000), default: 2000 },
+  { name: 'tx-retry-ms', arg: '<ms>', description: 'how long a frame is retried while the local transmit queue is full', parse: parse.int(0, 60_000), default: 100 },
+  { name: 'outbox-max-events', arg: '<n>', description: 'console events kept for the bridge while it is unreachable', parse: parse.int(100, 10_000_000), default: 50_000 },
+  { name: 'log-level', arg: '<level>', description: 'trace, debug, info, warn, error, fatal', parse: parse.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const), default: 'info' },
+];
+
+export interface AgentConfig {
+  id: string;
+  source: { kind: 'can'; interfaces: string[] } | { kind: 'replay'; file: string; speed: number; loop: boolean } | { kind: 'sim'; rate: number };
+  listen: string;
+  stateDir: string;
+  consoleMaxRate: number;
+  historyEvents: number;
+  historySeconds: number;
+  keepAliveSeconds: number;
+  presenceIntervalSeconds: number;
+  clientMaxPendingBytes: number;
+  logLevel: string;
+  uplink?: { bridge: string; token: string; bufferFrames: number; maxAgeMs: number; outboxMax: number };
+  txRetryMs: number;
+}
+
+/** Cross-flag rules and the typed config. Throws OptionError. */
+export function agentConfigFrom(o: ResolvedOptions): AgentConfig {
+  const sources = (['can', 'replay', 'sim'] as const).filter((k) => o[k] !== undefined && o[k] !== false);
+  if (sources.length === 0) throw new OptionError('choose a CAN source: --can <if>, --replay <file> or --sim');
+  if (sources.length > 1) throw new OptionError(`choose one CAN source, not ${sources.map((s) => '--' + s).join(' and ')}`);
+  const str = (k: string): string => String(o[k]);
+  const num = (k: string): number => Number(o[k]);
+  const source: AgentConfig['source'] =
+    sources[0] === 'can'
+      ? { kind: 'can', interfaces: [...new Set(str('can').split(','))] }
+      : sources[0] === 'replay'
+        ? { kind: 'replay', file: str('replay'), speed: num('replay-speed'), loop: o['replay-loop'] === true }
+        : { kind: 'sim', rate: num('sim-rate') };
+  return {
+    id: str('id'),
+    source,
+    listen: str('listen'),
+    stateDir: str('state-dir'),
+    consoleMaxRate: num('console-max-rate'),
+    historyEvents: num('history-events'),
+    historySeconds: num('history-seconds'),
+    keepAliveSeconds: num('keepalive-seconds'),
+    presenceIntervalSeconds: num('presence-interval'),
+    clientMaxPendingBytes: num('client-max-pending-kib') * 1024,
+    logLevel: str('log-level'),
+    uplink: uplinkFrom(o),
+    txRetryMs: num('tx-retry-ms'),
+  };
+}
+
+function uplinkFrom(o: ResolvedOptions): AgentConfig['uplink'] {
+  let token = o.token as string | undefined;
+  const file = o['token-file'] as string | undefined;
+  if (file !== undefined) {
+    if (token !== undefined) throw new OptionError('give the agent token once: --token (or CANRELAY_TOKEN) or --token-file, not both');
+    try {
+      token = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new OptionError(`--token-file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (!/^\S{16,512}$/.test(token)) throw new OptionError(`--token-file: ${file} does not hold a token`);
+  }
+  if (o.bridge === undefined) {
+    if (token !== undefined && o.token !== undefined && process.env.CANRELAY_TOKEN === undefined) throw new OptionError('--token needs --bridge');
+    return undefined;
+  }
+  if (token === undefined) throw new OptionError('--bridge needs an agent token: --token-file <path>, CANRELAY_TOKEN, or --token');
+  return {
+    bridge: String(o.bridge),
+    token,
+    bufferFrames: Number(o['uplink-buffer-frames']),
+    maxAgeMs: Number(o['relay-max-age-ms']),
+    outboxMax: Number(o['outbox-max-events']),
+  };
+}

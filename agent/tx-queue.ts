@@ -1,0 +1,73 @@
+/**
+ * Frames waiting to be transmitted on the local bus (relayed from the group peer, or sent by a command),
+ * in order. A full kernel transmit queue (ENOBUFS/EAGAIN: the source answers `busy`) is retried for up
+ * to `retryMs`, holding back the frames behind it so order is kept; then the frame is dropped and counted.
+ * Never fatal. Bounded: past `maxQueued` new frames are refused and counted.
+ */
+import type { CanFrame } from '../core/can/frame.js';
+import type { SendResult } from './sources/source.js';
+
+export type TxDone = (r: SendResult) => void;
+
+interface Item {
+  frame: CanFrame;
+  done: TxDone | undefined;
+  firstTryMs: number;
+}
+
+export class TxQueue {
+  private readonly q: Item[] = [];
+  private head = 0;
+  private timer: NodeJS.Timeout | undefined;
+  readonly stats = { sent: 0, failed: 0, droppedBusy: 0, droppedFull: 0, retries: 0 };
+
+  constructor(
+    private readonly transmit: (f: CanFrame) => SendResult,
+    private readonly opts: { retryMs: number; maxQueued: number; onFailure?: (f: CanFrame, error: string) => void },
+  ) {}
+
+  get length(): number {
+    return this.q.length - this.head;
+  }
+
+  enqueue(frame: CanFrame, done?: TxDone): void {
+    if (this.length >= this.opts.maxQueued) {
+      this.stats.droppedFull++;
+      done?.({ ok: false, busy: true, error: `transmit queue full (${this.opts.maxQueued} frames waiting)` });
+      return;
+    }
+    this.q.push({ frame, done, firstTryMs: 0 });
+    if (this.timer === undefined) this.drain();
+  }
+
+  private drain(): void {
+    this.timer = undefined;
+    while (this.head < this.q.length) {
+      const item = this.q[this.head]!;
+      const r = this.transmit(item.frame);
+      if (!r.ok && r.busy) {
+        const now = Date.now();
+        if (item.firstTryMs === 0) item.firstTryMs = now;
+        if (now - item.firstTryMs < this.opts.retryMs) {
+          this.stats.retries++;
+          this.timer = setTimeout(() => this.drain(), 1);
+          return;
+        }
+        this.stats.droppedBusy++;
+        this.opts.onFailure?.(item.frame, `transmit queue of ${item.frame.bus} stayed full for ${this.opts.retryMs} ms: ${r.error}`);
+      } else if (!r.ok) {
+        this.stats.failed++;
+        this.opts.onFailure?.(item.frame, r.error);
+      } else this.stats.sent++;
+      this.head++;
+      item.done?.(r);
+    }
+    this.q.length = 0;
+    this.head = 0;
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Console events waiting for the bridge (presence, log, command_status), in SQLite so that a link drop
+ * or an agent restart loses none. Each row's id is the event's mirror sequence number; the bridge
+ * acknowledges by sequence and deduplicates redeliveries, so every event arrives exactly once.
+ * Bounded: past `maxRows` the oldest rows are pruned and counted (a gateway offline for days must not
+ * fill its disk).
+ */
+import type Database from 'better-sqlite3';
+import type { ConsoleEvent } from '../../core/console/events.js';
+import type { MirroredEventType } from '../../core/console/normalize.js';
+
+export interface OutboxEntry {
+  seq: number;
+  event: MirroredEventType;
+  data: Record<string, unknown>;
+}
+
+export class Outbox {
+  private readonly insert: Database.Statement<[string, string]>;
+  private readonly after: Database.Statement<[number, number], { seq: number; event: string; data: string }>;
+  private readonly ackStmt: Database.Statement<[number]>;
+  private readonly countStmt: Database.Statement<[], { n: number }>;
+  private readonly pruneStmt: Database.Statement<[number]>;
+  private rows: number;
+  pruned = 0;
+
+  constructor(
+    db: Database.Database,
+    private readonly maxRows: number,
+  ) {
+    db.exec(`CREATE TABLE IF NOT EXISTS outbox (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      event TEXT NOT NULL,
+      data TEXT NOT NULL
+    )`);
+    this.insert = db.prepare('INSERT INTO outbox (event, data) VALUES (?, ?)');
+    this.after = db.prepare('SELECT seq, event, data FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?');
+    this.ackStmt = db.prepare('DELETE FROM outbox WHERE seq <= ?');
+    this.countStmt = db.prepare('SELECT count(*) AS n FROM outbox');
+    this.pruneStmt = db.prepare('DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)');
+    this.rows = this.countStmt.get()!.n;
+  }
+
+  get size(): number {
+    return this.rows;
+  }
+
+  append(ev: ConsoleEvent & { type: MirroredEventType }): number {
+    const seq = Number(this.insert.run(ev.type, JSON.stringify(ev.data)).lastInsertRowid);
+    if (++this.rows > this.maxRows) {
+      const excess = this.rows - this.maxRows;
+      this.pruneStmt.run(excess);
+      this.pruned += excess;
+      this.rows = this.maxRows;
+    }
+    return seq;
+  }
+
+  /** Entries after `seq`, oldest first. */
+  pending(seq: number, limit = 500): OutboxEntry[] {
+    return this.after.all(seq, limit).map((r) => ({
+      seq: r.seq,
+      event: r.event as MirroredEventType,
+      data: JSON.parse(r.data) as Record<string, unknown>,
+    }));
+  }
+
+  /** The bridge has stored everything up to `seq`. */
+  ack(seq: number): void {
+    const removed = this.ackStmt.run(seq).changes;
+    this.rows = Math.max(0, this.rows - removed);
+  }
+}

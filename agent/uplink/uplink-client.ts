@@ -1,0 +1,245 @@
+/**
+ * The agent's link to the cloud bridge: one WebSocket (TLS for https:// bridges), authenticated with the
+ * agent token, kept up with heartbeats and reconnected with jittered exponential backoff.
+ * It carries three things: mirrored console events (from the outbox, exactly once), UP frame batches
+ * (from the FrameUploader) and, down, commands and relayed frame batches.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import WebSocket from 'ws';
+import { BatchDecodeError, decodeBatch, KIND_DOWN, MAX_BATCH_BYTES } from '../../core/uplink/frame-codec.js';
+import {
+  CLOSE,
+  parseBridgeMessage,
+  PROTOCOL_VERSION,
+  UPLINK_PATH,
+  type AgentMessage,
+  type BridgeMessage,
+} from '../../core/uplink/messages.js';
+import type { CommandRunner } from '../command-runner.js';
+import type { Downlink } from './downlink.js';
+import type { FrameUploader } from './frame-uploader.js';
+import type { Outbox } from './outbox.js';
+
+export interface UplinkOptions {
+  bridgeUrl: string;
+  token: string;
+  dongle: string;
+  version: string;
+  buses: () => string[];
+  heartbeatMs?: number;
+  maxBackoffMs?: number;
+}
+
+export type UplinkState = 'connecting' | 'connected' | 'waiting';
+
+const EVENT_WINDOW = 500;
+
+export class UplinkClient {
+  readonly run = randomUUID();
+  private ws: WebSocket | undefined;
+  private state: UplinkState = 'waiting';
+  private welcomed = false;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private lastPong = 0;
+  /** Highest outbox seq written to the current connection, and the highest the bridge has stored. */
+  private eventsSentUpTo = 0;
+  private eventsAckedUpTo = 0;
+  private stopped = false;
+  group: string | null = null;
+  readonly stats = { connects: 0, disconnects: 0, rejectedMessages: 0, eventsSent: 0 };
+
+  constructor(
+    private readonly opts: UplinkOptions,
+    private readonly outbox: Outbox,
+    private readonly uploader: FrameUploader,
+    private readonly downlink: Downlink,
+    private readonly commands: CommandRunner,
+    private readonly log: Logger,
+  ) {}
+
+  get connected(): boolean {
+    return this.state === 'connected' && this.welcomed;
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  /** A new console event is in the outbox: send it now if the link is up. */
+  eventQueued(): void {
+    if (this.connected) this.pumpEvents();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    const ws = this.ws;
+    if (!ws) return;
+    // Give the final events (the offline presence) a moment to leave.
+    this.pumpEvents();
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        ws.terminate();
+        resolve();
+      }, 1000);
+      ws.once('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      ws.close(CLOSE.SHUTDOWN, 'agent stopping');
+    });
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    this.state = 'connecting';
+    const url = new URL(UPLINK_PATH, this.opts.bridgeUrl.replace(/^http/, 'ws') + '/');
+    const ws = new WebSocket(url, {
+      headers: { Authorization: `Bearer ${this.opts.token}` },
+      maxPayload: MAX_BATCH_BYTES,
+      handshakeTimeout: 10_000,
+      perMessageDeflate: false,
+    });
+    this.ws = ws;
+    ws.on('open', () => {
+      this.state = 'connected';
+      this.lastPong = Date.now();
+      const hello: AgentMessage = {
+        t: 'hello',
+        protocol: PROTOCOL_VERSION,
+        dongle: this.opts.dongle,
+        run: this.run,
+        version: this.opts.version,
+        buses: this.opts.buses().slice(0, 64),
+      };
+      ws.send(JSON.stringify(hello));
+      this.heartbeat = setInterval(() => this.checkHeartbeat(ws), this.opts.heartbeatMs ?? 10_000);
+    });
+    ws.on('pong', () => (this.lastPong = Date.now()));
+    ws.on('message', (data, isBinary) => this.onMessage(ws, data as Buffer, isBinary));
+    ws.on('unexpected-response', (_req, res) => {
+      const why =
+        res.statusCode === 401
+          ? 'the bridge refused the agent token (HTTP 401): check --token/--token-file, or register the dongle and use its token'
+          : `the bridge answered HTTP ${res.statusCode} instead of a WebSocket upgrade: check --bridge`;
+      this.log.error({ status: res.statusCode }, why);
+      this.attempt = Math.max(this.attempt, 5); // do not hammer a bridge that refuses us
+      ws.terminate();
+    });
+    ws.on('error', (err) => this.log.warn({ err: err.message }, 'uplink error'));
+    ws.on('close', (code, reason) => this.onClose(ws, code, reason.toString()));
+  }
+
+  private onMessage(ws: WebSocket, data: Buffer, isBinary: boolean): void {
+    if (isBinary) {
+      if (!this.welcomed) return this.reject(ws, 'frames before welcome');
+      let batch;
+      try {
+        batch = decodeBatch(data);
+      } catch (err) {
+        return this.reject(ws, err instanceof BatchDecodeError ? err.message : String(err));
+      }
+      if (batch.kind !== KIND_DOWN) return this.reject(ws, 'the bridge sent an UP batch');
+      this.downlink.apply(batch, (n) => this.send(ws, { t: 'data_ack', batch: n }));
+      return;
+    }
+    const parsed = parseBridgeMessage(data.toString('utf8'));
+    if (!parsed.ok) return this.reject(ws, parsed.error);
+    this.handle(ws, parsed.msg);
+  }
+
+  private handle(ws: WebSocket, m: BridgeMessage): void {
+    switch (m.t) {
+      case 'welcome':
+        if (m.dongle !== this.opts.dongle) return this.reject(ws, `welcomed as ${m.dongle}, expected ${this.opts.dongle}`);
+        this.welcomed = true;
+        this.attempt = 0;
+        this.stats.connects++;
+        this.group = m.group;
+        this.downlink.setEpoch(m.relay_epoch);
+        this.outbox.ack(m.event_ack);
+        this.eventsSentUpTo = this.eventsAckedUpTo = m.event_ack;
+        this.log.info({ bridge: this.opts.bridgeUrl, group: m.group, outbox: this.outbox.size }, 'uplink connected');
+        this.uploader.attach({ send: (b) => ws.send(b), bufferedAmount: () => ws.bufferedAmount });
+        this.flushTimer = setInterval(() => this.uploader.flush(), 50);
+        this.pumpEvents();
+        return;
+      case 'event_ack':
+        this.outbox.ack(m.seq);
+        this.eventsAckedUpTo = Math.max(this.eventsAckedUpTo, m.seq);
+        this.pumpEvents();
+        return;
+      case 'data_ack':
+        this.uploader.ack(m.batch);
+        return;
+      case 'command':
+        this.commands.run(m.command_id, m.expires_at, m.command);
+        return;
+      case 'group':
+        this.group = m.group;
+        this.log.info({ group: m.group }, m.group ? 'now in a group: frames relay to the peer' : 'no longer in a group');
+        return;
+      case 'error':
+        this.log.error({ code: m.code }, `bridge: ${m.message}`);
+        return;
+    }
+  }
+
+  /** Sends outbox entries after the last one sent, keeping at most EVENT_WINDOW unacknowledged. */
+  private pumpEvents(): void {
+    const ws = this.ws;
+    if (!ws || !this.connected) return;
+    const room = EVENT_WINDOW - (this.eventsSentUpTo - this.eventsAckedUpTo);
+    if (room <= 0) return;
+    for (const e of this.outbox.pending(this.eventsSentUpTo, room)) {
+      this.send(ws, { t: 'event', seq: e.seq, event: e.event, data: e.data });
+      this.eventsSentUpTo = e.seq;
+      this.stats.eventsSent++;
+    }
+  }
+
+  private send(ws: WebSocket, m: AgentMessage): void {
+    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m));
+  }
+
+  private reject(ws: WebSocket, why: string): void {
+    this.stats.rejectedMessages++;
+    this.log.warn({ why }, 'rejected a message from the bridge; reconnecting');
+    ws.close(CLOSE.PROTOCOL, why.slice(0, 100));
+  }
+
+  private checkHeartbeat(ws: WebSocket): void {
+    if (Date.now() - this.lastPong > (this.opts.heartbeatMs ?? 10_000) * 2.5) {
+      this.log.warn('uplink heartbeat lost: no pong from the bridge; reconnecting');
+      ws.terminate();
+      return;
+    }
+    ws.ping();
+  }
+
+  private onClose(ws: WebSocket, code: number, reason: string): void {
+    if (ws !== this.ws) return;
+    clearInterval(this.heartbeat);
+    clearInterval(this.flushTimer);
+    this.uploader.detach();
+    if (this.welcomed) {
+      this.stats.disconnects++;
+      this.log.warn({ code, reason }, 'uplink disconnected');
+    }
+    this.welcomed = false;
+    this.ws = undefined;
+    this.state = 'waiting';
+    if (this.stopped) return;
+    if (code === CLOSE.UNAUTHORIZED) this.log.error({ reason }, 'the bridge refused this agent: check its token and dongle id');
+    if (code === CLOSE.REPLACED) this.log.error('another agent connected with this token and replaced this one');
+    // Full jitter: a fleet reconnecting after a bridge restart spreads out instead of arriving at once.
+    const cap = Math.min(this.opts.maxBackoffMs ?? 30_000, 500 * 2 ** Math.min(this.attempt, 10));
+    const delay = code === CLOSE.REPLACED ? cap * 2 : Math.round(250 + Math.random() * cap);
+    this.attempt++;
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+}

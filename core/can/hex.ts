@@ -1,0 +1,41 @@
+/** Hex helpers for the hot path: table lookups, no per-byte toString/padStart. */
+const BYTE_HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).toUpperCase().padStart(2, '0'));
+
+/** "02 10 03" — upper case, single spaces, "" for no bytes. */
+export function bytesToSpacedHex(data: Uint8Array): string {
+  const n = data.length;
+  if (n === 0) return '';
+  let s = BYTE_HEX[data[0]!]!;
+  for (let i = 1; i < n; i++) s += ' ' + BYTE_HEX[data[i]!]!;
+  return s;
+}
+
+/** "021003" — upper case, no separators. */
+export function bytesToHex(data: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < data.length; i++) s += BYTE_HEX[data[i]!]!;
+  return s;
+}
+
+/** "0x7E8" for standard ids, "0x18DAF110" for extended ids and error classes. */
+export function canIdToString(id: number, wide: boolean): string {
+  return '0x' + id.toString(16).toUpperCase().padStart(wide ? 8 : 3, '0');
+}
+
+/**
+ * Parses hex bytes written with or without separators ("02 10 03", "021003", "02:10:03").
+ * Returns null when the text is not whole bytes of hex.
+ */
+export function parseHexBytes(text: string): Uint8Array | null {
+  const compact = text.replace(/[\s:.-]/g, '');
+  if (compact.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(compact)) return null;
+  const out = new Uint8Array(compact.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(compact.substr(i * 2, 2), 16);
+  return out;
+}
+
+/** Parses "0x7E8", "7E8" or "2024" (hex, as every CAN tool writes ids). Null when it is not hex. */
+export function parseCanId(text: string): number | null {
+  const m = /^(?:0[xX])?([0-9a-fA-F]{1,8})$/.exec(text.trim());
+  return m ? parseInt(m[1]!, 16) : null;
+}

@@ -1,0 +1,192 @@
+/**
+ * One console stream (a dongle's or a group's): assigns ids, samples can_frame events, keeps the replay
+ * ring, and fans events out to subscribers. Transport-agnostic: subscribers are SSE writers in practice.
+ *
+ * Fan-out never blocks and never queues per subscriber: an event is serialised once and shared. A
+ * subscriber that cannot take more right now stops receiving live writes and later pulls what it missed
+ * from the ring (`after()`); if the ring no longer has it, or its backlog passes its byte bound, it is cut off.
+ */
+import type { CanFrame } from '../can/frame.js';
+import type { ConsoleEvent, StreamResetData } from './events.js';
+import type { IdStore } from './id-store.js';
+import { canFrameData, logData } from './normalize.js';
+import { planResume, type ResumePlan, type ResumeRequest, type StreamPosition } from './resume.js';
+import { EventRing, type StoredEvent } from './ring-buffer.js';
+import { FrameSampler, type SamplerTransition } from './sampler.js';
+
+export interface StreamSubscriber {
+  /** Id of the last event this subscriber has written out. */
+  readonly cursor: number;
+  /** A new event was published. Must not throw. */
+  onEvent(e: StoredEvent): void;
+  /** The stream is closing (shutdown or removal). */
+  onStreamClosed(): void;
+}
+
+export interface ConsoleStreamOptions {
+  historyEvents: number;
+  historySeconds: number;
+  /** can_frame events per second before sampling. */
+  maxRate: number;
+  ids: IdStore;
+  now?: () => number;
+  /** Called on sampling transitions, after the announcing log event is published. */
+  onSampling?: (t: SamplerTransition) => void;
+  /** Called after every publish (the agent mirrors its console events upstream from here). */
+  onPublished?: (ev: ConsoleEvent, id: number) => void;
+}
+
+/** Ids are reserved in blocks this large: one small SQLite write per block, not per event. */
+const ID_BLOCK = 10_000;
+
+export class ConsoleStream {
+  readonly runStart: number;
+  private nextId: number;
+  private ceiling: number;
+  private readonly ring: EventRing;
+  private readonly sampler: FrameSampler;
+  private readonly subscribers = new Set<StreamSubscriber>();
+  private readonly now: () => number;
+  private bytesTotal = 0;
+  private closed = false;
+  readonly counters = { published: 0, framesOffered: 0, sampledOut: 0 };
+
+  constructor(
+    readonly name: string,
+    private readonly opts: ConsoleStreamOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+    // Start strictly above anything an earlier run may have used, and leave the id just below runStart
+    // unused, so that a resume from a previous run is always recognised as such.
+    this.runStart = opts.ids.load(name) + 2;
+    this.nextId = this.runStart;
+    this.ceiling = this.runStart + ID_BLOCK;
+    opts.ids.save(name, this.ceiling);
+    this.ring = new EventRing(opts.historyEvents, opts.historySeconds * 1000);
+    this.sampler = new FrameSampler(opts.maxRate, (t) => this.announceSampling(t), this.now());
+  }
+
+  get latest(): number {
+    return this.nextId - 1;
+  }
+
+  get subscriberCount(): number {
+    return this.subscribers.size;
+  }
+
+  get buffered(): number {
+    return this.ring.size;
+  }
+
+  get sampling(): boolean {
+    return this.sampler.active;
+  }
+
+  position(): StreamPosition {
+    return { runStart: this.runStart, latest: this.latest, oldest: this.ring.oldest()?.id ?? null };
+  }
+
+  /** Publishes any event except stream_reset (which is per subscriber). Returns its id. */
+  publish(ev: ConsoleEvent): number {
+    if (this.closed) return -1;
+    const id = this.nextId++;
+    if (id >= this.ceiling) {
+      this.ceiling += ID_BLOCK;
+      this.opts.ids.save(this.name, this.ceiling);
+    }
+    const chunk = `id: ${id}\nevent: ${ev.type}\ndata: ${JSON.stringify(ev.data)}\n\n`;
+    const bytes = Buffer.byteLength(chunk);
+    const now = this.now();
+    const stored: StoredEvent = { id, type: ev.type, chunk, bytes, offset: this.bytesTotal, atMs: now };
+    this.bytesTotal += bytes;
+    this.ring.push(stored);
+    this.ring.evictOlderThan(now);
+    this.counters.published++;
+    for (const s of this.subscribers) s.onEvent(stored);
+    this.opts.onPublished?.(ev, id);
+    return id;
+  }
+
+  /**
+   * Offers a CAN frame to the console: sampled here, serialised only if it passes. `dongle` marks frames
+   * a group console re-publishes from one of its sides.
+   */
+  offerFrame(f: CanFrame, dongle?: string): void {
+    if (this.closed) return;
+    this.counters.framesOffered++;
+    const n = this.sampler.offer(f.bus + (f.ext ? ':x' : f.err ? ':e' : ':') + f.id, this.now());
+    if (n === 0) {
+      this.counters.sampledOut++;
+      return;
+    }
+    const data = canFrameData(f, this.sampler.active || n > 1 ? n : undefined);
+    if (dongle !== undefined) data.dongle = dongle;
+    this.publish({ type: 'can_frame', data });
+  }
+
+  /** Housekeeping from a timer: age-based eviction and sampler windows even when the bus is quiet. */
+  tick(): void {
+    const now = this.now();
+    this.ring.evictOlderThan(now);
+    this.sampler.tick(now);
+  }
+
+  /**
+   * Registers a subscriber at the position its resume request asks for. Returns the plan: the subscriber
+   * writes `plan.reset` first (when set), then pulls events after `plan.cursor` with `after()`. Because
+   * JavaScript runs this synchronously, no event can slip between the plan and the registration.
+   */
+  subscribe(s: StreamSubscriber, req: ResumeRequest): ResumePlan {
+    const plan = planResume(this.position(), req);
+    this.subscribers.add(s);
+    return plan;
+  }
+
+  unsubscribe(s: StreamSubscriber): void {
+    this.subscribers.delete(s);
+  }
+
+  /** The event right after `cursor`, or undefined: `gone` when it was evicted (the subscriber fell too far behind). */
+  after(cursor: number): { event?: StoredEvent; gone: boolean } {
+    if (cursor >= this.latest) return { gone: false };
+    const e = this.ring.get(cursor + 1);
+    return e ? { event: e, gone: false } : { gone: true };
+  }
+
+  /** Bytes published after `cursor` that a subscriber at that position has yet to write. */
+  backlogBytes(cursor: number): number {
+    if (cursor >= this.latest) return 0;
+    const e = this.ring.get(cursor + 1);
+    return e ? this.bytesTotal - e.offset : Infinity;
+  }
+
+  resetEvent(data: StreamResetData): string {
+    // The reset carries the id of the latest event: it is a position, not a new event, so a client that
+    // reconnects right after it resumes cleanly from there.
+    return `id: ${data.latest}\nevent: stream_reset\ndata: ${JSON.stringify(data)}\n\n`;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of [...this.subscribers]) s.onStreamClosed();
+    this.subscribers.clear();
+    this.ring.clear();
+  }
+
+  private announceSampling(t: SamplerTransition): void {
+    const message =
+      t.state === 'on'
+        ? `sampling on: ${t.inputRate} frames/s in, showing about ${t.outputRate} frames/s (every id at least once a second)`
+        : `sampling off: ${t.inputRate} frames/s in, showing every frame`;
+    this.publish({
+      type: 'log',
+      data: logData('info', message, t.state === 'on' ? 'sampling_on' : 'sampling_off', {
+        input_rate: t.inputRate,
+        output_rate: t.outputRate,
+        max_rate: this.opts.maxRate,
+      }),
+    });
+    this.opts.onSampling?.(t);
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * The one way console events are made. Builders turn internal facts (a CanFrame, a presence change…)
+ * into the wire shapes of events.ts; `parseEventData` validates events that arrive from the network
+ * (an agent mirroring its console to the bridge) so nothing unchecked reaches a stream.
+ */
+import { z } from 'zod';
+import type { CanFrame } from '../can/frame.js';
+import { bytesToSpacedHex, canIdToString } from '../can/hex.js';
+import { isoFromUs, isoNow } from './time.js';
+import {
+  COMMAND_STATES,
+  type CanFrameData,
+  type CommandState,
+  type CommandStatusData,
+  type ConsoleEvent,
+  type ConsoleEventType,
+  type GroupStateData,
+  type LogData,
+  type LogLevel,
+  type PresenceData,
+  type PresenceState,
+} from './events.js';
+
+export function canFrameData(f: CanFrame, represents?: number): CanFrameData {
+  const d: CanFrameData = {
+    ts: isoFromUs(f.tsUs),
+    direction: f.direction,
+    bus: f.bus,
+    id: canIdToString(f.id, f.ext || f.err),
+    is_extended: f.ext,
+    dlc: f.dlc,
+    data_hex: bytesToSpacedHex(f.data),
+  };
+  if (f.rtr) d.is_remote = true;
+  if (f.fd) d.is_fd = true;
+  if (f.brs) d.brs = true;
+  if (f.esi) d.esi = true;
+  if (f.err) d.is_error = true;
+  if (represents !== undefined) d.represents = represents;
+  return d;
+}
+
+export function presenceData(state: PresenceState, opts: Omit<PresenceData, 'ts' | 'state'> = {}): PresenceData {
+  return { ts: isoNow(), state, ...opts };
+}
+
+export function logData(
+  level: LogLevel,
+  message: string,
+  code?: string,
+  details?: Record<string, string | number | boolean | null>,
+): LogData {
+  const d: LogData = { ts: isoNow(), level, message: clip(message, 2000) };
+  if (code !== undefined) d.code = code;
+  if (details !== undefined) d.details = details;
+  return d;
+}
+
+export function commandStatusData(commandId: string, type: string, status: CommandState, error?: string): CommandStatusData {
+  const d: CommandStatusData = { ts: isoNow(), command_id: commandId, type, status };
+  if (error !== undefined) d.error = clip(error, 500);
+  return d;
+}
+
+export function groupStateData(s: Omit<GroupStateData, 'ts'>): GroupStateData {
+  return { ts: isoNow(), ...s };
+}
+
+function clip(s: string, max: number): string {
+  return s.length > max ? s.slice(0, max - 1) + '…' : s;
+}
+
+// ---- validation of events received from the network ----
+
+const ts = z.string().max(40);
+const name = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/);
+const dongle = { dongle: name.optional() };
+const scalar = z.union([z.string().max(500), z.number(), z.boolean(), z.null()]);
+
+const schemas = {
+  presence: z.strictObject({
+    ts,
+    state: z.enum(['online', 'offline', 'seen']),
+    bus: name.optional(),
+    reason: z.string().max(500).optional(),
+    buses: z.record(name, z.enum(['up', 'down'])).optional(),
+    ...dongle,
+  }),
+  can_frame: z.strictObject({
+    ts,
+    direction: z.enum(['rx', 'tx']),
+    bus: name,
+    id: z.string().regex(/^0x[0-9A-F]{3,8}$/),
+    is_extended: z.boolean(),
+    dlc: z.number().int().min(0).max(64),
+    data_hex: z.string().regex(/^(?:[0-9A-F]{2}(?: [0-9A-F]{2}){0,63})?$/),
+    is_remote: z.literal(true).optional(),
+    is_fd: z.literal(true).optional(),
+    brs: z.literal(true).optional(),
+    esi: z.literal(true).optional(),
+    is_error: z.literal(true).optional(),
+    represents: z.number().int().min(1).optional(),
+    ...dongle,
+  }),
+  log: z.strictObject({
+    ts,
+    level: z.enum(['debug', 'info', 'warn', 'error']),
+    message: z.string().max(2000),
+    code: z.string().max(64).optional(),
+    details: z.record(z.string().max(64), scalar).optional(),
+    ...dongle,
+  }),
+  command_status: z.strictObject({
+    ts,
+    command_id: z.string().min(1).max(64),
+    type: z.string().min(1).max(64),
+    status: z.enum(COMMAND_STATES),
+    error: z.string().max(500).optional(),
+    ...dongle,
+  }),
+} as const;
+
+/** Event types an agent may mirror upstream. Frames travel on the binary data plane, never here. */
+export type MirroredEventType = 'presence' | 'log' | 'command_status';
+export const MIRRORED_EVENT_TYPES: readonly MirroredEventType[] = ['presence', 'log', 'command_status'];
+
+export function parseEventData(type: string, data: unknown): { ok: true; event: ConsoleEvent } | { ok: false; error: string } {
+  if (!(type in schemas)) return { ok: false, error: `unknown event type ${JSON.stringify(type).slice(0, 40)}` };
+  const t = type as keyof typeof schemas;
+  const r = schemas[t].safeParse(data);
+  if (!r.success) return { ok: false, error: `bad ${t} event: ${z.prettifyError(r.error).slice(0, 300)}` };
+  return { ok: true, event: { type: t, data: r.data } as ConsoleEvent };
+}
+
+export function isConsoleEventType(t: string): t is ConsoleEventType {
+  return t === 'presence' || t === 'can_frame' || t === 'log' || t === 'command_status' || t === 'group_state' || t === 'stream_reset';
+}

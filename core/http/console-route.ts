@@ -1,0 +1,46 @@
+/**
+ * Serves `GET …/console` for one stream: reads the resume request (Last-Event-ID header, or
+ * ?lastEventId= for clients that cannot set headers; ?backlog=n) and hands the response to an SseWriter.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ConsoleStream } from '../console/console-stream.js';
+import type { ResumeRequest } from '../console/resume.js';
+import { SseWriter, type SseOptions } from './sse-writer.js';
+
+export function resumeRequestFrom(req: IncomingMessage, url: URL): ResumeRequest | { error: string } {
+  const header = req.headers['last-event-id'];
+  const fromHeader = Array.isArray(header) ? header[0] : header;
+  const lastEventId = fromHeader ?? url.searchParams.get('lastEventId') ?? undefined;
+  const backlogRaw = url.searchParams.get('backlog');
+  if (backlogRaw === null) return lastEventId === undefined ? {} : { lastEventId };
+  if (!/^\d{1,9}$/.test(backlogRaw)) return { error: `backlog must be a non-negative integer, got ${JSON.stringify(backlogRaw.slice(0, 20))}` };
+  return lastEventId === undefined ? { backlog: Number(backlogRaw) } : { lastEventId, backlog: Number(backlogRaw) };
+}
+
+export function serveConsole(
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  stream: ConsoleStream,
+  opts: SseOptions,
+): SseWriter | undefined {
+  const resume = resumeRequestFrom(req, url);
+  if ('error' in resume) {
+    sendJson(res, 400, { error: resume.error });
+    return undefined;
+  }
+  const w = new SseWriter(res, stream, opts);
+  w.start(resume);
+  return w;
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    'Cache-Control': 'no-store',
+    ...headers,
+  });
+  res.end(text);
+}

@@ -1,0 +1,122 @@
+/**
+ * One SSE connection: headers, the opening comment, `retry:`, keep-alives, and event writes with
+ * backpressure. It is a StreamSubscriber: while the socket accepts data, live events are written as they
+ * are published; once `write()` returns false it stops and waits for `drain`, then catches up from the
+ * stream's ring. Memory per client is therefore the socket's own buffer, never a private queue. A client
+ * whose unsent backlog passes `maxPendingBytes`, or whose next event has left the ring, is cut off; it can
+ * reconnect with Last-Event-ID and will get a stream_reset if the history it needs is gone.
+ */
+import type { ServerResponse } from 'node:http';
+import type { ConsoleStream, StreamSubscriber } from '../console/console-stream.js';
+import type { ResumeRequest } from '../console/resume.js';
+import type { StoredEvent } from '../console/ring-buffer.js';
+
+export interface SseOptions {
+  keepAliveMs: number;
+  /** Reconnect delay suggested to EventSource clients. */
+  retryMs: number;
+  /** Unsent bytes (socket buffer + events not yet written) before the client is cut off. */
+  maxPendingBytes: number;
+  /** Called once when the connection ends, with why. */
+  onClose?: (reason: SseCloseReason) => void;
+}
+
+export type SseCloseReason = 'client_closed' | 'slow_client' | 'stream_closed' | 'server_closing';
+
+/** Replayed events are coalesced into writes of about this size. */
+const BATCH_BYTES = 64 * 1024;
+
+export const SSE_HEADERS: Readonly<Record<string, string>> = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache, no-store, no-transform',
+  'X-Accel-Buffering': 'no',
+  Connection: 'keep-alive',
+};
+
+export class SseWriter implements StreamSubscriber {
+  cursor: number;
+  private blocked = false;
+  private ended = false;
+  private keepAlive: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly stream: ConsoleStream,
+    private readonly opts: SseOptions,
+  ) {
+    this.cursor = stream.latest;
+  }
+
+  /** Writes the head, subscribes at the resume position and starts delivering. */
+  start(req: ResumeRequest): void {
+    const res = this.res;
+    res.socket?.setNoDelay(true);
+    res.writeHead(200, SSE_HEADERS);
+    // The opening comment makes proxies pass the headers at once; retry tells EventSource how long to wait.
+    res.write(`: canrelay console ${this.stream.name}\nretry: ${this.opts.retryMs}\n\n`);
+    res.on('close', () => this.end('client_closed'));
+    res.on('drain', () => {
+      this.blocked = false;
+      this.pump();
+    });
+    const plan = this.stream.subscribe(this, req);
+    this.cursor = plan.cursor;
+    if (plan.reset) this.write(this.stream.resetEvent(plan.reset));
+    this.keepAlive = setInterval(() => {
+      if (!this.blocked) this.write(': keep-alive\n\n');
+    }, this.opts.keepAliveMs);
+    this.keepAlive.unref();
+    this.pump();
+  }
+
+  onEvent(e: StoredEvent): void {
+    if (this.ended) return;
+    if (!this.blocked && e.id === this.cursor + 1) {
+      this.cursor = e.id;
+      this.write(e.chunk);
+      return;
+    }
+    if (this.res.writableLength + this.stream.backlogBytes(this.cursor) > this.opts.maxPendingBytes) this.end('slow_client');
+  }
+
+  onStreamClosed(): void {
+    this.end('stream_closed');
+  }
+
+  /** Ends the connection (server shutdown). */
+  close(): void {
+    this.end('server_closing');
+  }
+
+  /** Writes buffered events after the cursor until caught up or the socket pushes back. */
+  private pump(): void {
+    while (!this.blocked && !this.ended) {
+      let batch = '';
+      while (batch.length < BATCH_BYTES) {
+        const { event, gone } = this.stream.after(this.cursor);
+        if (gone) return this.end('slow_client');
+        if (!event) break;
+        batch += event.chunk;
+        this.cursor = event.id;
+      }
+      if (batch === '') return;
+      this.write(batch);
+    }
+  }
+
+  private write(chunk: string): void {
+    if (this.ended) return;
+    if (!this.res.write(chunk)) this.blocked = true;
+  }
+
+  private end(reason: SseCloseReason): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearInterval(this.keepAlive);
+    this.stream.unsubscribe(this);
+    // A cut-off slow client is destroyed, not ended: ending would wait for it to read what is queued.
+    if (reason === 'slow_client' || reason === 'client_closed') this.res.destroy();
+    else this.res.end();
+    this.opts.onClose?.(reason);
+  }
+}

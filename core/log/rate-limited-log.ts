@@ -1,0 +1,23 @@
+/** Logs a repeating warning at most once per interval, with how many were held back, so a fault cannot flood the journal. */
+import type { Logger } from 'pino';
+
+export class RateLimitedLog {
+  private last = 0;
+  private suppressed = 0;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly intervalMs: number,
+  ) {}
+
+  warn(fields: Record<string, unknown>, msg: string): void {
+    const now = Date.now();
+    if (now - this.last < this.intervalMs) {
+      this.suppressed++;
+      return;
+    }
+    this.log.warn({ ...fields, suppressed: this.suppressed }, msg);
+    this.last = now;
+    this.suppressed = 0;
+  }
+}

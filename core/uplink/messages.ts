@@ -1,0 +1,123 @@
+/**
+ * The uplink's JSON control messages (WebSocket text messages), validated on arrival by both sides.
+ * Frames never travel here: they use the binary batches of frame-codec.ts.
+ *
+ * Agent → bridge
+ *   hello          first message: who I am, which run, which buses
+ *   event          one mirrored console event from the agent's outbox (presence, log, command_status),
+ *                  with the outbox sequence number; acknowledged with event_ack; redelivery is deduplicated
+ *   data_ack       the last DOWN batch the agent has transmitted (or dropped and counted)
+ * Bridge → agent
+ *   welcome        accepted: the last outbox seq the bridge has stored (the agent resends after it)
+ *   event_ack      outbox entries up to seq are stored
+ *   data_ack       the last UP batch the bridge has taken (relayed or queued)
+ *   command        a command to carry out (send_frame)
+ *   error          what went wrong, before the bridge closes the connection
+ */
+import { z } from 'zod';
+
+const name = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/);
+const bus = z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/);
+const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** The uplink protocol version; a bridge refuses agents of another major version. */
+export const PROTOCOL_VERSION = 1;
+/** Largest text message either side accepts. */
+export const MAX_TEXT_MESSAGE_BYTES = 64 * 1024;
+
+export const SendFrameCommand = z.strictObject({
+  type: z.literal('send_frame'),
+  bus,
+  /** Hex, "0x123" or "123". */
+  id: z.string().regex(/^(0[xX])?[0-9a-fA-F]{1,8}$/),
+  data_hex: z.string().max(64 * 3).regex(/^[0-9a-fA-F\s:]*$/).default(''),
+  is_extended: z.boolean().optional(),
+  is_remote: z.boolean().optional(),
+  is_fd: z.boolean().optional(),
+  brs: z.boolean().optional(),
+  /** RTR only: the requested length. */
+  dlc: z.number().int().min(0).max(15).optional(),
+});
+export type SendFrameCommand = z.infer<typeof SendFrameCommand>;
+
+/** Every command type the system knows; the admin API rejects anything else with 400. */
+export const CommandBody = z.discriminatedUnion('type', [SendFrameCommand]);
+export type CommandBody = z.infer<typeof CommandBody>;
+
+export const AgentMessage = z.discriminatedUnion('t', [
+  z.strictObject({
+    t: z.literal('hello'),
+    protocol: z.number().int(),
+    dongle: name,
+    /** Random per agent process: frame sequence numbers restart with it. */
+    run: z.string().regex(/^[A-Za-z0-9-]{8,64}$/),
+    version: z.string().max(40),
+    buses: z.array(bus).max(64),
+  }),
+  z.strictObject({
+    t: z.literal('event'),
+    seq,
+    event: z.enum(['presence', 'log', 'command_status']),
+    data: z.record(z.string(), z.unknown()),
+  }),
+  z.strictObject({ t: z.literal('data_ack'), batch: seq }),
+]);
+export type AgentMessage = z.infer<typeof AgentMessage>;
+
+export const BridgeMessage = z.discriminatedUnion('t', [
+  z.strictObject({
+    t: z.literal('welcome'),
+    protocol: z.number().int(),
+    dongle: name,
+    /** Highest outbox seq stored for this dongle: the agent resends everything after it. */
+    event_ack: seq,
+    /** Group membership, when the dongle is in one: frames relay only then. */
+    group: z.string().nullable(),
+    /**
+     * Random per bridge process. DOWN batch numbers restart with it, so the agent forgets the last batch
+     * it applied when it changes (and only then: a reconnect to the same bridge keeps deduplicating).
+     */
+    relay_epoch: z.string().max(64).optional(),
+  }),
+  z.strictObject({ t: z.literal('event_ack'), seq }),
+  z.strictObject({ t: z.literal('data_ack'), batch: seq }),
+  z.strictObject({
+    t: z.literal('command'),
+    command_id: z.string().min(1).max(64),
+    /** Past this time the agent refuses to carry it out (a stale command is worse than none). */
+    expires_at: z.string().max(40),
+    command: CommandBody,
+  }),
+  z.strictObject({ t: z.literal('group'), group: z.string().nullable() }),
+  z.strictObject({ t: z.literal('error'), code: z.string().max(64), message: z.string().max(1000) }),
+]);
+export type BridgeMessage = z.infer<typeof BridgeMessage>;
+
+export type Parsed<T> = { ok: true; msg: T } | { ok: false; error: string };
+
+function parseWith<T>(schema: z.ZodType<T>, text: string): Parsed<T> {
+  if (text.length > MAX_TEXT_MESSAGE_BYTES) return { ok: false, error: `message of ${text.length} bytes exceeds ${MAX_TEXT_MESSAGE_BYTES}` };
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { ok: false, error: 'message is not JSON' };
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) return { ok: false, error: z.prettifyError(r.error).slice(0, 300) };
+  return { ok: true, msg: r.data };
+}
+
+export const parseAgentMessage = (text: string): Parsed<AgentMessage> => parseWith(AgentMessage, text);
+export const parseBridgeMessage = (text: string): Parsed<BridgeMessage> => parseWith(BridgeMessage, text);
+
+/** WebSocket path the agent connects to on the bridge. */
+export const UPLINK_PATH = '/api/v1/agents/connect';
+/** Close codes (4000-4999 are the application's). */
+export const CLOSE = {
+  PROTOCOL: 4400,
+  UNAUTHORIZED: 4401,
+  REPLACED: 4409,
+  TOO_LARGE: 4413,
+  SHUTDOWN: 1001,
+} as const;

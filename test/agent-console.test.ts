@@ -1,0 +1,236 @@
+/** The agent's console through the real CLI process, over real HTTP on loopback. */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { getJson, metricValue, SseClient } from './helpers/sse-client.js';
+import { runCli, startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from './helpers/processes.js';
+
+const running: StartedAgent[] = [];
+after(async () => {
+  for (const a of running) await a.proc.stop('SIGKILL');
+});
+async function agent(args: string[], opts: Parameters<typeof startAgentProcess>[1] = {}): Promise<StartedAgent> {
+  const a = await startAgentProcess(args, opts);
+  running.push(a);
+  return a;
+}
+const ids = (c: SseClient): number[] => c.events.map((e) => Number(e.id));
+function assertIncreasing(list: number[]): void {
+  for (let i = 1; i < list.length; i++) assert.ok(list[i]! > list[i - 1]!, `ids increase: ${list[i - 1]} then ${list[i]}`);
+}
+
+test('console: SSE headers, opening comment, retry, presence first, frames with increasing ids', async () => {
+  const a = await agent(['--sim', '--sim-rate', '100']);
+  const c = await SseClient.connect(a.url, {}, {});
+  assert.equal(c.status, 200);
+  assert.equal(c.headers['content-type'], 'text/event-stream; charset=utf-8');
+  assert.equal(c.headers['cache-control'], 'no-cache, no-store, no-transform');
+  assert.equal(c.headers['x-accel-buffering'], 'no');
+  assert.equal(c.headers['content-encoding'], undefined);
+  await c.waitFor((ev) => ev.filter((e) => e.event === 'can_frame').length >= 30, 5000, '30 frames');
+  assert.ok(c.comments.some((x) => x.startsWith('canrelay console')), 'opening comment');
+  assert.equal(c.retry, 2000);
+  const f = c.ofType('can_frame')[0]!.json;
+  assert.equal(f.direction, 'rx');
+  assert.equal(f.bus, 'can0');
+  assert.match(String(f.id), /^0x[0-9A-F]{3}([0-9A-F]{5})?$/);
+  assert.equal(typeof f.is_extended, 'boolean');
+  assert.match(String(f.data_hex), /^([0-9A-F]{2}( [0-9A-F]{2})*)?$/);
+  assert.match(String(f.ts), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+  assert.equal(f.represents, undefined, 'no sampling at 100 frames/s');
+  assertIncreasing(ids(c));
+  c.close();
+
+  const late = await SseClient.connect(a.url + '?backlog=5');
+  await late.waitFor((ev) => ev.length >= 5);
+  assert.ok(Number(late.events[0]!.id) <= Number(c.events.at(-1)!.id), '?backlog replays buffered events');
+  late.close();
+
+  const other = await getJson(a.base + '/api/v1/streams/dongles/not-me/console');
+  assert.equal(other.status, 404);
+  assert.match(String(other.body.error), /not-me|test-gw/);
+});
+
+test('resume with Last-Event-ID: no gap, no duplicate; ?lastEventId= works too', async () => {
+  const a = await agent(['--sim', '--sim-rate', '300']);
+  const c1 = await SseClient.connect(a.url);
+  await c1.waitFor((ev) => ev.length >= 20);
+  c1.close();
+  const last = Number(c1.events.at(-1)!.id);
+  await new Promise((r) => setTimeout(r, 300)); // events flow while we are away
+  const c2 = await SseClient.connect(a.url, { 'Last-Event-ID': String(last) });
+  await c2.waitFor((ev) => ev.length >= 40);
+  const got = ids(c2);
+  assert.equal(got[0], last + 1, 'first replayed event follows the last one seen');
+  for (let i = 1; i < got.length; i++) assert.equal(got[i], got[i - 1]! + 1, 'contiguous, no gap or duplicate');
+  assert.equal(c2.ofType('stream_reset').length, 0);
+  c2.close();
+
+  const c3 = await SseClient.connect(`${a.url}?lastEventId=${last}`);
+  await c3.waitFor((ev) => ev.length >= 5);
+  assert.equal(Number(c3.events[0]!.id), last + 1);
+  c3.close();
+});
+
+test('stream_reset for too-old, garbage and future ids, then live', async () => {
+  const a = await agent(['--sim', '--sim-rate', '2000', '--history-events', '50', '--console-max-rate', '100000']);
+  const c1 = await SseClient.connect(a.url);
+  await c1.waitFor((ev) => ev.length >= 5);
+  const early = Number(c1.events[0]!.id);
+  c1.close();
+  await new Promise((r) => setTimeout(r, 300)); // > 50 events later the early id has left the ring
+
+  for (const [sent, reason] of [
+    [String(early), 'too_old'],
+    ['banana', 'invalid'],
+    ['99999999999', 'future'],
+  ] as const) {
+    const c = await SseClient.connect(a.url, { 'Last-Event-ID': sent });
+    await c.waitFor((ev) => ev.length >= 3, 5000, `reset for ${sent}`);
+    const first = c.events[0]!;
+    assert.equal(first.event, 'stream_reset', `first event for ${sent}`);
+    assert.equal(first.json.reason, reason);
+    assert.equal(typeof first.json.latest, 'number');
+    assert.ok('oldest_available' in first.json && 'requested' in first.json);
+    assert.equal(c.ofType('stream_reset').length, 1);
+    // Live after the reset, continuing right after `latest`: never a quiet replay from the oldest event.
+    assert.equal(Number(c.events[1]!.id), Number(first.json.latest) + 1);
+    c.close();
+  }
+});
+
+test('ids are never reused across a restart; an id from the previous run resets', async () => {
+  const stateDir = tempDir('canrelay-restart-');
+  const a1 = await agent(['--sim', '--sim-rate', '200'], { stateDir });
+  const c1 = await SseClient.connect(a1.url);
+  await c1.waitFor((ev) => ev.length >= 10);
+  c1.close();
+  assert.equal(await a1.proc.stop('SIGTERM'), 0);
+  const maxFirstRun = Math.max(...ids(c1));
+
+  const a2 = await agent(['--sim', '--sim-rate', '200'], { stateDir });
+  const c2 = await SseClient.connect(a2.url, { 'Last-Event-ID': String(maxFirstRun) });
+  await c2.waitFor((ev) => ev.length >= 5);
+  assert.equal(c2.events[0]!.event, 'stream_reset');
+  assert.equal(c2.events[0]!.json.reason, 'previous_run');
+  for (const id of ids(c2).slice(1)) assert.ok(id > maxFirstRun, `id ${id} is above every id of the first run (${maxFirstRun})`);
+  c2.close();
+
+  // A SIGKILL (no clean shutdown) must not lead to reuse either.
+  const c3 = await SseClient.connect(a2.url);
+  await c3.waitFor((ev) => ev.length >= 5);
+  c3.close();
+  await a2.proc.stop('SIGKILL');
+  const maxSecondRun = Math.max(...ids(c3));
+  const a3 = await agent(['--sim', '--sim-rate', '200'], { stateDir });
+  const c4 = await SseClient.connect(a3.url);
+  await c4.waitFor((ev) => ev.length >= 3);
+  assert.ok(Math.min(...ids(c4)) > maxSecondRun);
+  c4.close();
+});
+
+test('sampling: switches on and off with log events, a 1 Hz id survives a flood, frame counts stay exact', async () => {
+  // 2.5 s of a 4 kHz flooding id plus a 1 Hz id, then 3 s of calm: replayed at recorded speed.
+  const dir = tempDir('canrelay-sampling-');
+  const file = join(dir, 'flood.log');
+  const lines: string[] = [];
+  const t0 = 1_700_000_000;
+  let n = 0;
+  const at = (us: number, id: string, data: string): void => {
+    const t = t0 * 1e6 + us;
+    lines.push(`(${Math.floor(t / 1e6)}.${String(t % 1e6).padStart(6, '0')}) can0 ${id}#${data}`);
+    n++;
+  };
+  for (let us = 0; us < 2_500_000; us += 250) at(us, '0C9', (us / 250).toString(16).padStart(8, '0').toUpperCase());
+  for (let s = 0; s < 3; s++) at(s * 1_000_000 + 125, '3E1', `0${s}`);
+  for (let us = 2_500_000; us < 5_500_000; us += 100_000) at(us, '1A0', '00');
+  lines.sort((x, y) => Number(x.slice(1, 18)) - Number(y.slice(1, 18)));
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(file, lines.join('\n') + '\n');
+
+  const a = await agent(['--replay', file, '--replay-speed', '1', '--console-max-rate', '200']);
+  // The replay starts before the console listens: take the buffered start too.
+  const c = await SseClient.connect(a.url + '?backlog=10000');
+  await c.waitFor((ev) => ev.some((e) => e.event === 'log' && e.json.code === 'sampling_off'), 15_000, 'sampling_off');
+  await c.waitFor((ev) => ev.some((e) => e.event === 'log' && e.json.code === 'replay_ended'), 10_000, 'end of replay');
+  const logs = c.ofType('log').map((e) => e.json);
+  const on = logs.find((l) => l.code === 'sampling_on')!;
+  assert.ok(on, 'a log event announces sampling on');
+  const details = on.details as Record<string, number>;
+  assert.ok(details.input_rate > 200 && details.output_rate === 200, JSON.stringify(details));
+  assert.ok(logs.findIndex((l) => l.code === 'sampling_on') < logs.findIndex((l) => l.code === 'sampling_off'));
+
+  const frames = c.ofType('can_frame').map((e) => e.json);
+  assert.equal(frames.filter((f) => f.id === '0x3E1').length, 3, 'the 1 Hz id appears every time');
+  const flood = frames.filter((f) => f.id === '0x0C9');
+  assert.ok(flood.length < 10_000 / 3, `flood thinned (${flood.length} of 10000 shown)`);
+  assert.ok(flood.some((f) => Number(f.represents) > 1), 'sampled frames say how many they stand for');
+  const represented = flood.reduce((s, f) => s + Number(f.represents ?? 1), 0);
+  assert.ok(represented > 10_000 * 0.9 && represented <= 10_000, `represents adds up (${represented})`);
+
+  const m = await getJson(a.base + '/metrics');
+  assert.equal(metricValue(m.text, 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' }), n, 'every frame counted, unsampled');
+  assert.ok(metricValue(m.text, 'canrelay_console_frames_sampled_out_total')! > 5000);
+  c.close();
+});
+
+test('a client that stops reading is cut off; another keeps receiving', async () => {
+  const a = await agent(['--sim', '--sim-rate', '5000', '--console-max-rate', '100000', '--client-max-pending-kib', '64']);
+  const stuck = await SseClient.connect(a.url, {}, { paused: true });
+  const live = await SseClient.connect(a.url);
+  const deadline = Date.now() + 15_000;
+  let cut = 0;
+  while (Date.now() < deadline) {
+    const m = await getJson(a.base + '/metrics');
+    cut = metricValue(m.text, 'canrelay_console_clients_cut_total') ?? 0;
+    if (cut >= 1) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(cut, 1, 'the stuck client was cut off');
+  const before = live.events.length;
+  await live.waitFor((ev) => ev.length > before + 500, 5000, 'the reading client goes on');
+  const m = await getJson(a.base + '/metrics');
+  assert.equal(metricValue(m.text, 'canrelay_console_clients'), 1);
+  const h = await getJson(a.base + '/healthz');
+  assert.equal(h.body.status, 'ok');
+  stuck.close();
+  live.close();
+});
+
+test('SIGTERM: a final offline presence, streams closed, exit 0', async () => {
+  const a = await agent(['--sim', '--sim-rate', '50']);
+  const c = await SseClient.connect(a.url);
+  await c.waitFor((ev) => ev.length >= 3);
+  const t = Date.now();
+  assert.equal(await a.proc.stop('SIGTERM'), 0);
+  assert.ok(Date.now() - t < 5000);
+  await c.waitClosed();
+  const last = c.events.at(-1)!;
+  assert.equal(last.event, 'presence');
+  assert.equal(last.json.state, 'offline');
+});
+
+test('bad flags: one clear line and exit code 2', async () => {
+  const cases: [string[], RegExp][] = [
+    [['agent', '--sim', '--bogus'], /unknown option.*--bogus/],
+    [['agent', '--sim', '--console-max-rate', 'abc'], /--console-max-rate.*integer/],
+    [['agent', '--sim', '--id', 'bad id!'], /--id/],
+    [['agent', '--sim', '--replay', 'x.log'], /one CAN source/],
+    [['agent'], /choose a CAN source/],
+    [['agent', '--sim', '--listen', 'nope'], /--listen.*host:port/],
+  ];
+  for (const [args, msg] of cases) {
+    const p = runCli(args);
+    assert.equal(await p.wait(), 2, `${args.join(' ')} exits 2 (stderr: ${p.stderr})`);
+    assert.match(p.stderr, msg);
+    assert.equal(p.stderr.trim().split('\n').length, 1, `one line: ${p.stderr}`);
+  }
+});
+
+test('a replay file that does not exist: an error naming it, exit 1', async () => {
+  const p = runCli(['agent', '--replay', '/nonexistent/x.log', '--listen', '127.0.0.1:0', '--state-dir', tempDir('canrelay-')]);
+  assert.equal(await p.wait(), 1);
+  assert.match(p.stderr, /\/nonexistent\/x\.log/);
+});
+
+void writeCandumpLog;

@@ -1,0 +1,112 @@
+/**
+ * Runs the real CLI (`node dist/cli.js …`) as a child process, the way a user or systemd does, and
+ * reads its pino JSON log to learn the console URL.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const CLI = fileURLToPath(new URL('../../cli.js', import.meta.url));
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+export class CliProcess {
+  readonly logs: LogLine[] = [];
+  stderr = '';
+  stdout = '';
+  exitCode: number | null = null;
+  private exited: Promise<number | null>;
+
+  constructor(readonly child: ChildProcess) {
+    let partial = '';
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (chunk: string) => {
+      this.stdout += chunk.length + this.stdout.length < 2_000_000 ? chunk : '';
+      partial += chunk;
+      let i: number;
+      while ((i = partial.indexOf('\n')) >= 0) {
+        const line = partial.slice(0, i);
+        partial = partial.slice(i + 1);
+        try {
+          this.logs.push(JSON.parse(line) as LogLine);
+        } catch {
+          /* not a log line */
+        }
+      }
+    });
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (c: string) => (this.stderr += c));
+    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve((this.exitCode = code))));
+  }
+
+  async waitForLog(pred: (l: LogLine) => boolean, ms = 10_000): Promise<LogLine> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const hit = this.logs.find(pred);
+      if (hit) return hit;
+      if (this.exitCode !== null) throw new Error(`process exited (${this.exitCode}) before the expected log line; stderr: ${this.stderr}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for a log line; stderr: ${this.stderr}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  wait(): Promise<number | null> {
+    return this.exited;
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.exitCode === null) this.child.kill(signal);
+    return this.exited;
+  }
+}
+
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new CliProcess(child);
+}
+
+export interface StartedAgent {
+  proc: CliProcess;
+  url: string;
+  base: string;
+  stateDir: string;
+}
+
+/** Starts `canrelay agent` on a free loopback port and waits for its console URL. */
+export async function startAgentProcess(args: string[], opts: { stateDir?: string; id?: string; env?: NodeJS.ProcessEnv } = {}): Promise<StartedAgent> {
+  const stateDir = opts.stateDir ?? tempDir('canrelay-agent-');
+  const proc = runCli(['agent', '--id', opts.id ?? 'test-gw', '--listen', '127.0.0.1:0', '--state-dir', stateDir, ...args], opts.env);
+  const line = await proc.waitForLog((l) => l.msg === 'console listening');
+  const url = String(line.url);
+  return { proc, url, base: url.replace(/\/api\/v1\/.*$/, ''), stateDir };
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Writes a candump -L log with `n` frames: ids cycle through `ids`, payload carries the frame index. */
+export function writeCandumpLog(path: string, n: number, opts: { ids?: number[]; bus?: string; startSec?: number; stepUs?: number } = {}): void {
+  const ids = opts.ids ?? [0x100];
+  const bus = opts.bus ?? 'can0';
+  let t = (opts.startSec ?? 1_700_000_000) * 1e6;
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = ids[i % ids.length]!;
+    const sec = Math.floor(t / 1e6);
+    const us = String(t % 1e6).padStart(6, '0');
+    const data = (i >>> 0).toString(16).toUpperCase().padStart(8, '0');
+    lines.push(`(${sec}.${us}) ${bus} ${id.toString(16).toUpperCase().padStart(3, '0')}#${data}`);
+    t += opts.stepUs ?? 100;
+  }
+  writeFileSync(path, lines.join('\n') + '\n');
+}
