@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build test test-unit bench clean
+.PHONY: all deps build test test-unit bench bench-agent clean
 all: build
 
 node_modules/.package-lock.json: package.json package-lock.json
@@ -20,6 +20,13 @@ test-unit: build
 	$(NODE) --test --test-concurrency=2 $$(find dist/test -maxdepth 1 -name '*.test.js' | sort)
 
 test: test-unit
+
+# Benchmarks: not tests. Figures go to bench/results/*.md (and .json).
+bench-agent: build
+	$(NODE) dist/bench/agent-console.js
+
+bench: bench-agent
+	@cat bench/results/*.md
 
 clean:
 	rm -rf dist
