@@ -1,0 +1,372 @@
+/**
+ * Replays a candump log (`candump -L` / `-l` format) as if it were a live bus.
+ *
+ * Timestamps: a console user watching a replay expects "now", and everything downstream (console
+ * resume, relay ageing) assumes frames are recent, so frames carry the wall-clock time at which they are
+ * emitted, not the recording time. At speed > 0 a frame's tsUs is its scheduled emission time, which keeps
+ * the recorded spacing between frames exact (timer jitter would otherwise smear bursts); it is never more
+ * than LATE_LIMIT_US behind the real clock. CanFrame has no field for the recording time; position()
+ * reports the recorded time of the last emitted frame for status displays.
+ *
+ * The file is read in large chunks and parsed with CandumpReader, so a 1 GB log costs one chunk of memory.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import type { CanFrame } from '../../core/can/frame.js';
+import { CandumpReader, type CandumpRecord } from '../../core/can/candump.js';
+import type { FrameSource, SendResult, SourceSink } from './source.js';
+
+export interface ReplayOptions {
+  /** Path of the candump log. */
+  file: string;
+  /** 1 = recorded timing, 2 = twice as fast, 0 = as fast as possible. */
+  speed: number;
+  /** Start over at the end of the file instead of ending. */
+  loop: boolean;
+  /** Wall clock in microseconds since the Unix epoch (tests inject one). Default: Date.now() anchored, advanced by performance.now(). */
+  now?: () => number;
+  /** Bytes per read; the default suits both speed-0 throughput and memory. */
+  chunkSize?: number;
+}
+
+export interface ReplayPosition {
+  /** 0 for the first pass through the file, then 1, 2, … when looping. */
+  pass: number;
+  /** Line number (1-based) of the last emitted frame, 0 before the first. */
+  line: number;
+  /** Recording timestamp (µs since the epoch, from the log) of the last emitted frame, null before the first. */
+  recordedTsUs: number | null;
+  framesEmitted: number;
+}
+
+/** Frames emitted in a row before yielding to the event loop, so HTTP clients keep being served. */
+const YIELD_EVERY = 1000;
+/** Individually logged malformed lines; after that, one summary per SUMMARY_INTERVAL_US. */
+const LOGGED_REJECTS = 20;
+const SUMMARY_INTERVAL_US = 1_000_000;
+/** A frame emitted later than this after its scheduled time gets the real clock as tsUs. */
+const LATE_LIMIT_US = 20_000;
+/** Behind schedule by more than this (process stalled, laptop slept): shift the schedule instead of bursting. */
+const REANCHOR_US = 1_000_000;
+/** Frames due within this much of now are emitted at once rather than waiting for a timer. */
+const EARLY_US = 500;
+
+function defaultClock(): () => number {
+  const wall0 = Date.now() * 1000;
+  const perf0 = performance.now();
+  return () => Math.floor(wall0 + (performance.now() - perf0) * 1000);
+}
+
+export class ReplaySource implements FrameSource {
+  readonly kind = 'replay' as const;
+
+  private readonly file: string;
+  private readonly speed: number;
+  private readonly loop: boolean;
+  private readonly now: () => number;
+  private readonly chunkSize: number;
+
+  private sink: SourceSink | null = null;
+  private fh: FileHandle | null = null;
+  /** Regular files are read by position (so a loop can rewind); pipes sequentially. */
+  private seekable = true;
+  private running = false;
+  private stopped = false;
+  private pump: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private sleepTimer: NodeJS.Timeout | null = null;
+
+  private readonly busList: string[] = [];
+  private lastBus = '';
+
+  // Timing (µs). A pass maps recorded time onto wall time: due = passWall + (recorded - passRec) / speed.
+  private passRec = -1;
+  private passWall = 0;
+  private lastDue = 0;
+  private lastTs = 0;
+  private recStartOfPass = -1;
+  private recEndOfPass = -1;
+
+  private pass = 0;
+  private lastLine = 0;
+  private lastRecorded: number | null = null;
+  private emitted = 0;
+  private passFrames = 0;
+  private emittedInFirstPass = 0;
+  private sinceYield = 0;
+
+  private rejected = 0;
+  private rejectsLogged = 0;
+  private rejectsSuppressed = 0;
+  private lastSummaryUs = 0;
+
+  constructor(options: ReplayOptions) {
+    if (typeof options.file !== 'string' || options.file.length === 0) throw new Error('replay needs a file path');
+    if (!Number.isFinite(options.speed) || options.speed < 0) {
+      throw new Error(`replay speed must be a number >= 0 (1 = recorded timing, 0 = as fast as possible), got ${options.speed}`);
+    }
+    this.file = options.file;
+    this.speed = options.speed;
+    this.loop = options.loop;
+    this.now = options.now ?? defaultClock();
+    this.chunkSize = Math.max(4096, options.chunkSize ?? 256 * 1024);
+  }
+
+  buses(): string[] {
+    return [...this.busList];
+  }
+
+  /** Malformed lines skipped (counted on the first pass only: later passes see the same lines). */
+  rejectedLines(): number {
+    return this.rejected;
+  }
+
+  position(): ReplayPosition {
+    return { pass: this.pass, line: this.lastLine, recordedTsUs: this.lastRecorded, framesEmitted: this.emitted };
+  }
+
+  async start(sink: SourceSink): Promise<void> {
+    if (this.sink) throw new Error('replay already started; create a new ReplaySource to replay again');
+    let fh: FileHandle;
+    try {
+      fh = await open(this.file, 'r');
+    } catch (e) {
+      throw new Error(`cannot open replay file ${JSON.stringify(this.file)}: ${reason(e)}; check the path given to --replay`);
+    }
+    try {
+      const st = await fh.stat();
+      if (st.isDirectory()) throw new Error('it is a directory');
+      this.seekable = st.isFile();
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      throw new Error(`cannot read replay file ${JSON.stringify(this.file)}: ${reason(e)}; give a candump -L log file`);
+    }
+    this.fh = fh;
+    this.sink = sink;
+    this.running = true;
+    this.pump = this.run().catch((e: unknown) => {
+      // run() handles its own errors; this is a last resort so a bug cannot become an unhandled rejection.
+      sink.log('error', `replay of ${this.file} failed: ${reason(e)}`, 'replay_failed');
+    });
+  }
+
+  send(frame: CanFrame): SendResult {
+    if (!this.running) return { ok: false, busy: false, error: 'the replay is not running' };
+    if (!this.busList.includes(frame.bus)) {
+      const known = this.busList.length > 0 ? this.busList.join(', ') : 'none yet';
+      return {
+        ok: false,
+        busy: false,
+        error: `the replay has no bus ${JSON.stringify(frame.bus)} (buses in ${this.file}: ${known})`,
+      };
+    }
+    // The replayed bus is virtual: a transmit "succeeds" and is shown as tx; nothing is written anywhere.
+    return { ok: true, tsUs: this.monotonicNow() };
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const wasRunning = this.running;
+    this.running = false;
+    this.interruptSleep();
+    await this.pump;
+    await this.fh?.close().catch(() => undefined);
+    this.fh = null;
+    if (wasRunning && this.sink) {
+      this.flushRejectSummary();
+      for (const bus of this.busList) this.sink.busState(bus, 'down', 'replay stopped');
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+
+  private async run(): Promise<void> {
+    const sink = this.sink!;
+    const reader = new CandumpReader();
+    const buf = Buffer.allocUnsafe(this.chunkSize);
+    try {
+      for (;;) {
+        reader.reset();
+        this.startPass();
+        let pos = 0;
+        for (;;) {
+          if (this.stopped) return;
+          const { bytesRead } = await this.fh!.read(buf, 0, buf.length, this.seekable ? pos : null);
+          if (this.stopped) return;
+          if (bytesRead === 0) break;
+          pos += bytesRead;
+          // push() decodes the bytes into a string, so `buf` can be reused for the next read.
+          await this.deliver(reader.push(buf.subarray(0, bytesRead)));
+        }
+        await this.deliver(reader.end());
+        if (this.stopped) return;
+        this.flushRejectSummary();
+        if (!this.loop) break;
+        if (this.passFrames === 0) {
+          sink.log('error', `replay file ${this.file} contains no valid frames; not looping over it`, 'replay_no_frames');
+          break;
+        }
+        if (!this.seekable) {
+          sink.log('warn', `replay input ${this.file} is not a regular file and cannot be rewound; stopping at its end`, 'replay_no_loop');
+          break;
+        }
+        this.pass++;
+      }
+    } catch (e) {
+      if (this.stopped) return;
+      sink.log('error', `reading replay file ${this.file} failed: ${reason(e)}`, 'replay_read_failed');
+    }
+    if (this.stopped) return;
+    this.running = false;
+    await this.fh?.close().catch(() => undefined);
+    this.fh = null;
+    sink.ended();
+  }
+
+  private startPass(): void {
+    this.passFrames = 0;
+    this.passRec = -1;
+    if (this.pass > 0 && this.speed > 0) {
+      // Continue right after the previous pass, one average frame spacing later, so time keeps going forward.
+      const n = Math.max(1, this.emittedInFirstPass - 1);
+      const gap = this.recEndOfPass > this.recStartOfPass ? (this.recEndOfPass - this.recStartOfPass) / n / this.speed : 0;
+      this.passWall = this.lastDue + gap;
+    }
+  }
+
+  /** Emits the records of one chunk, pacing them at speed > 0. */
+  private async deliver(records: CandumpRecord[]): Promise<void> {
+    const sink = this.sink!;
+    for (let k = 0; k < records.length; k++) {
+      if (this.stopped) return;
+      const rec = records[k]!;
+      if (!rec.ok) {
+        if (this.pass === 0) this.noteRejected(rec.line, rec.error, rec.text);
+        continue;
+      }
+      const frame = rec.frame;
+      const recorded = frame.tsUs;
+
+      if (this.speed === 0) {
+        const now = this.now();
+        frame.tsUs = now > this.lastTs ? now : this.lastTs;
+      } else {
+        let due: number;
+        if (this.passRec < 0) {
+          this.passRec = recorded;
+          if (this.pass === 0) this.passWall = this.now();
+          due = this.passWall;
+        } else {
+          due = this.passWall + (recorded - this.passRec) / this.speed;
+        }
+        // Logs merged from several interfaces can step back in time: never schedule before the previous frame.
+        if (due < this.lastDue) due = this.lastDue;
+        let now = this.now();
+        while (due - now > EARLY_US) {
+          await this.sleep(due - now);
+          if (this.stopped) return;
+          now = this.now();
+          this.sinceYield = 0;
+        }
+        if (now - due > REANCHOR_US) {
+          this.passWall += now - due;
+          due = now;
+        }
+        this.lastDue = due;
+        // Scheduled time, unless that is in the future (emitted a little early) or too far in the past.
+        const ts = due > now || now - due > LATE_LIMIT_US ? now : Math.floor(due);
+        frame.tsUs = ts > this.lastTs ? ts : this.lastTs;
+      }
+      this.lastTs = frame.tsUs;
+
+      if (frame.bus !== this.lastBus) this.noteBus(frame.bus);
+      if (this.pass === 0) {
+        if (this.recStartOfPass < 0) this.recStartOfPass = recorded;
+        this.recEndOfPass = recorded;
+        this.emittedInFirstPass++;
+      }
+      this.lastLine = rec.line;
+      this.lastRecorded = recorded;
+      this.emitted++;
+      this.passFrames++;
+      sink.frame(frame);
+
+      if (this.rejectsSuppressed > 0 && this.now() - this.lastSummaryUs >= SUMMARY_INTERVAL_US) this.flushRejectSummary();
+      if (++this.sinceYield >= YIELD_EVERY) {
+        this.sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    }
+  }
+
+  private noteBus(bus: string): void {
+    this.lastBus = bus;
+    if (this.busList.includes(bus)) return;
+    this.busList.push(bus);
+    this.sink!.busState(bus, 'up');
+  }
+
+  private noteRejected(line: number, error: string, text: string): void {
+    this.rejected++;
+    if (this.rejectsLogged < LOGGED_REJECTS) {
+      this.rejectsLogged++;
+      const last = this.rejectsLogged === LOGGED_REJECTS ? ' (further malformed lines are summarised once per second)' : '';
+      this.sink!.log('warn', `replay skipped line ${line} of ${this.file}: ${error}${last}`, 'replay_rejected_line', {
+        file: this.file,
+        line,
+        error,
+        text,
+      });
+      this.lastSummaryUs = this.now();
+      return;
+    }
+    this.rejectsSuppressed++;
+    if (this.now() - this.lastSummaryUs >= SUMMARY_INTERVAL_US) this.flushRejectSummary();
+  }
+
+  private flushRejectSummary(): void {
+    if (this.rejectsSuppressed === 0) return;
+    const n = this.rejectsSuppressed;
+    this.rejectsSuppressed = 0;
+    this.lastSummaryUs = this.now();
+    this.sink!.log(
+      'warn',
+      `replay skipped ${n} more malformed line${n === 1 ? '' : 's'} of ${this.file} (${this.rejected} in total so far)`,
+      'replay_rejected_lines',
+      { file: this.file, skipped: n, total: this.rejected },
+    );
+  }
+
+  private sleep(us: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.wake = resolve;
+      this.sleepTimer = setTimeout(() => {
+        this.sleepTimer = null;
+        this.wake = null;
+        resolve();
+      }, Math.max(1, Math.ceil(us / 1000)));
+    });
+  }
+
+  private interruptSleep(): void {
+    if (this.sleepTimer) clearTimeout(this.sleepTimer);
+    this.sleepTimer = null;
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  private monotonicNow(): number {
+    const now = this.now();
+    return now > this.lastTs ? now : this.lastTs;
+  }
+}
+
+function reason(e: unknown): string {
+  if (e instanceof Error) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code && !e.message.startsWith(code) ? `${code}: ${e.message}` : e.message;
+  }
+  return String(e);
+}

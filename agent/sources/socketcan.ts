@@ -1,0 +1,436 @@
+/**
+ * Frames from real SocketCAN interfaces (`--can can0,can1`), one CAN_RAW channel per interface, through
+ * the npm package `socketcan` (see socketcan-binding.ts).
+ *
+ * Interface state is watched through sysfs rather than the package: the addon treats ENETDOWN as
+ * recoverable (ClearRecoverableSocketError in can.cc), so `ip link set can0 down` never reaches us, and
+ * `onStopped` only fires on fatal errors such as the interface being removed. A poll of
+ * /sys/class/net/<if> reports up/down and reopens a channel once its interface is back.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CAN_EFF_MASK, CAN_ERR_MASK, CAN_SFF_MASK, frameProblem, nowUs, type CanFrame } from '../../core/can/frame.js';
+import {
+  loadSocketCanBinding,
+  type RawChannel,
+  type RawClassicMessage,
+  type RawFdMessage,
+  type RawMessage,
+  type SocketCanBinding,
+} from './socketcan-binding.js';
+import type { LogLevel } from '../../core/console/events.js';
+import type { FrameSource, SendResult, SourceSink } from './source.js';
+
+export interface SocketCanSourceOptions {
+  /** Interface names, e.g. ["can0", "can1"]. */
+  interfaces: string[];
+  /** Defaults to the real package, loaded on start(). */
+  binding?: SocketCanBinding;
+  /** Root of sysfs (default "/sys"); interfaces are read from <root>/class/net/<if>. */
+  sysfsRoot?: string;
+  /** Root of procfs (default "/proc"); AF_CAN support is read from <root>/net/protocols. */
+  procRoot?: string;
+  /** How often interface state is polled, in ms (default 500). */
+  pollIntervalMs?: number;
+}
+
+/** Link type of CAN devices in /sys/class/net/<if>/type (ARPHRD_CAN). */
+const ARPHRD_CAN = 280;
+const IFF_UP = 0x1;
+/** MTU of an interface in CAN FD mode (sizeof(struct canfd_frame)); classic-only interfaces have 16. */
+const CANFD_MTU = 72;
+/** Linux interface names are at most IFNAMSIZ - 1 = 15 characters. */
+const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
+const SINK_ERROR_LOG_EVERY_MS = 5000;
+const NO_DATA = new Uint8Array(0);
+
+/**
+ * Maps a message from the addon to a CanFrame.
+ * - FD is inferred from the length: the addon reads FD and classic frames through the same listener and
+ *   drops the canfd_frame flags, so an FD frame of 8 bytes or fewer is indistinguishable from a classic
+ *   one and is shown as classic; BRS/ESI are never known. For the same reason a classic DLC 9..15 shows as 8.
+ * - RTR: the addon hands over `len` zero bytes, `len` being the requested DLC.
+ * - Error frames: the kernel sets CAN_ERR_FLAG without CAN_EFF_FLAG, so can.cc masks the id with
+ *   CAN_SFF_MASK; every error class defined so far (up to CAN_ERR_CNT = 0x200) fits in those 11 bits.
+ */
+export function rawMessageToFrame(bus: string, msg: RawMessage): CanFrame {
+  const tsUs = msg.ts_sec !== undefined && msg.ts_usec !== undefined ? msg.ts_sec * 1e6 + msg.ts_usec : nowUs();
+  const raw = msg.data;
+  // A plain Uint8Array view (no copy): Buffer#slice shares memory where Uint8Array#slice copies.
+  const data = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
+  if (msg.err === true) {
+    const payload = data.length > 8 ? data.subarray(0, 8) : data;
+    return {
+      bus, id: msg.id & CAN_ERR_MASK, ext: false, rtr: false, err: true, fd: false, brs: false, esi: false,
+      dlc: payload.length, data: payload, tsUs, direction: 'rx',
+    };
+  }
+  const ext = msg.ext === true;
+  const id = msg.id & (ext ? CAN_EFF_MASK : CAN_SFF_MASK);
+  if (msg.rtr === true) {
+    return {
+      bus, id, ext, rtr: true, err: false, fd: false, brs: false, esi: false,
+      dlc: data.length, data: NO_DATA, tsUs, direction: 'rx',
+    };
+  }
+  return {
+    bus, id, ext, rtr: false, err: false, fd: data.length > 8, brs: false, esi: false,
+    dlc: data.length, data, tsUs, direction: 'rx',
+  };
+}
+
+export interface LinkState {
+  exists: boolean;
+  up: boolean;
+  /** Why the interface is in this state, phrased for the console. */
+  reason: string;
+  ifindex: number | null;
+  mtu: number | null;
+  type: number | null;
+}
+
+/**
+ * Reads an interface's state from sysfs. Up means administratively up (IFF_UP) with an operstate of
+ * "up" or "unknown" (vcan never reports carrier, so it stays "unknown" while up).
+ */
+export function readLinkState(sysfsRoot: string, iface: string): LinkState {
+  const dir = join(sysfsRoot, 'class', 'net', iface);
+  if (!existsSync(dir)) {
+    return { exists: false, up: false, reason: `interface ${iface} is gone (removed or not created yet)`, ifindex: null, mtu: null, type: null };
+  }
+  const flags = readNumber(join(dir, 'flags'), 16);
+  const oper = readText(join(dir, 'operstate'));
+  const base = { exists: true, ifindex: readNumber(join(dir, 'ifindex'), 10), mtu: readNumber(join(dir, 'mtu'), 10), type: readNumber(join(dir, 'type'), 10) };
+  if (flags !== null && (flags & IFF_UP) === 0) {
+    return { ...base, up: false, reason: `interface ${iface} is set down (ip link set ${iface} up)` };
+  }
+  if (oper !== null && oper !== 'up' && oper !== 'unknown') {
+    return { ...base, up: false, reason: `interface ${iface} has no carrier (operstate ${oper}): bus-off or controller stopped; check wiring, bitrate and restart-ms` };
+  }
+  return { ...base, up: true, reason: `interface ${iface} is up` };
+}
+
+/**
+ * The addon throws the same bare "Error while creating channel" for every failure, so the cause is
+ * worked out afterwards. AF_CAN is checked after the failed attempt, not before: socket(PF_CAN) loads
+ * the can/can_raw modules on demand, so "not loaded yet" is not "not available". Once that attempt has
+ * failed, a kernel with CAN_RAW lists it in /proc/net/protocols (can_raw registers a proto "CAN_RAW";
+ * /proc/net/can exists as soon as the can core is loaded).
+ */
+/** An open failure; `kernel` failures (no AF_CAN) are the same for every interface and reported once. */
+export class SocketCanOpenError extends Error {
+  constructor(
+    message: string,
+    readonly scope: 'kernel' | 'interface',
+    cause: unknown,
+  ) {
+    super(message, { cause });
+    this.name = 'SocketCanOpenError';
+  }
+}
+
+export function diagnoseOpenFailure(iface: string, cause: unknown, sysfsRoot: string, procRoot: string): SocketCanOpenError {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  const af = afCanStatus(procRoot);
+  let message: string;
+  if (af === 'absent') {
+    message = `cannot open ${iface}: this kernel has no SocketCAN (AF_CAN): load the can and can_raw modules (modprobe can_raw) or use --sim/--replay`;
+  } else if (af === 'core-only') {
+    message = `cannot open ${iface}: the kernel has the CAN core but no CAN_RAW protocol: load it (modprobe can_raw) or use --sim/--replay`;
+  } else {
+    const link = readLinkState(sysfsRoot, iface);
+    if (!link.exists) {
+      const create = iface.startsWith('vcan') ? ` (ip link add dev ${iface} type vcan && ip link set ${iface} up)` : '';
+      message = `interface ${iface} does not exist (ip link show); create it${create} or fix --can`;
+    } else if (link.type !== null && link.type !== ARPHRD_CAN) {
+      message = `interface ${iface} is not a CAN interface (link type ${link.type}, CAN is ${ARPHRD_CAN}); fix --can`;
+    } else {
+      message = `cannot open a SocketCAN channel on ${iface} (socketcan: ${detail}); check that it is a CAN device visible in this network namespace`;
+    }
+  }
+  return new SocketCanOpenError(message, af === 'absent' || af === 'core-only' ? 'kernel' : 'interface', cause);
+}
+
+type AfCanStatus = 'raw' | 'core-only' | 'absent' | 'unknown';
+
+function afCanStatus(procRoot: string): AfCanStatus {
+  const protocols = readText(join(procRoot, 'net', 'protocols'));
+  if (protocols === null) return 'unknown';
+  if (/^CAN_RAW\s/m.test(protocols)) return 'raw';
+  return existsSync(join(procRoot, 'net', 'can')) ? 'core-only' : 'absent';
+}
+
+function readText(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+function readNumber(path: string, radix: 10 | 16): number | null {
+  const text = readText(path);
+  if (text === null) return null;
+  const n = parseInt(text, radix); // parseInt(…, 16) accepts the "0x" prefix sysfs writes in `flags`
+  return Number.isNaN(n) ? null : n;
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Per-interface state. `channel` is null while the interface is gone or could not be reopened. */
+interface Bus {
+  name: string;
+  channel: RawChannel | null;
+  /** Last state reported to the sink; null before the first report. */
+  up: boolean | null;
+  ifindex: number | null;
+  mtu: number | null;
+  /** Last reopen failure logged, so a missing interface is logged once, not every poll. */
+  lastOpenError: string | null;
+  sinkErrorLoggedAt: number;
+  sinkErrorsSuppressed: number;
+}
+
+export class SocketCanSource implements FrameSource {
+  readonly kind = 'socketcan' as const;
+  private readonly names: string[];
+  private readonly sysfsRoot: string;
+  private readonly procRoot: string;
+  private readonly pollIntervalMs: number;
+  private binding: SocketCanBinding | null;
+  private bus = new Map<string, Bus>();
+  private sink: SourceSink | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+
+  constructor(opts: SocketCanSourceOptions) {
+    const names = [...new Set(opts.interfaces.map((s) => s.trim()))];
+    if (names.length === 0) throw new Error('no CAN interface given: pass --can can0 (comma-separated for several)');
+    for (const n of names) {
+      // Also keeps sysfs paths inside <root>/class/net.
+      if (!IFNAME.test(n) || n === '.' || n === '..') {
+        throw new Error(`${JSON.stringify(n)} is not an interface name (1-15 of A-Z a-z 0-9 _ . : -); fix --can`);
+      }
+    }
+    this.names = names;
+    this.binding = opts.binding ?? null;
+    this.sysfsRoot = opts.sysfsRoot ?? '/sys';
+    this.procRoot = opts.procRoot ?? '/proc';
+    this.pollIntervalMs = opts.pollIntervalMs ?? 500;
+  }
+
+  buses(): string[] {
+    return [...this.names];
+  }
+
+  async start(sink: SourceSink): Promise<void> {
+    if (this.running) throw new Error('the SocketCAN source is already started');
+    // Loaded here, not at import: a broken addon only matters when --can is used.
+    const binding = (this.binding ??= loadSocketCanBinding());
+    const buses = this.names.map((name): Bus => ({
+      name, channel: null, up: null, ifindex: null, mtu: null, lastOpenError: null, sinkErrorLoggedAt: 0, sinkErrorsSuppressed: 0,
+    }));
+    const errors: Error[] = [];
+    for (const b of buses) {
+      const err = this.open(binding, b);
+      if (err) errors.push(err);
+    }
+    if (errors.length > 0) {
+      for (const b of buses) this.close(b);
+      const kernel = errors.find((e) => e instanceof SocketCanOpenError && e.scope === 'kernel');
+      if (kernel || errors.length === 1) throw kernel ?? errors[0]!;
+      throw new Error(errors.map((e) => e.message).join('; '), { cause: errors });
+    }
+    this.sink = sink;
+    this.bus = new Map(buses.map((b) => [b.name, b]));
+    this.running = true;
+    for (const b of buses) {
+      const link = readLinkState(this.sysfsRoot, b.name);
+      b.mtu = link.mtu;
+      this.report(b, link.up, link.up ? `opened ${b.name}` : link.reason);
+    }
+    this.timer = setInterval(() => this.poll(), this.pollIntervalMs);
+  }
+
+  /** Our own transmits do not come back through onMessage: CAN_RAW_RECV_OWN_MSGS is off by default. */
+  send(frame: CanFrame): SendResult {
+    const b = this.bus.get(frame.bus);
+    if (!b || !this.running) {
+      return fail(`bus ${frame.bus} is not opened by this agent (opened: ${this.names.join(', ')}); pick one of those or add it to --can`);
+    }
+    if (!b.channel) return fail(`interface ${b.name} is gone; waiting for it to come back (ip link show ${b.name})`);
+    if (b.up !== true) return fail(`interface ${b.name} is down; bring it up (ip link set ${b.name} up) and retry`);
+    if (frame.err) return fail('error frames cannot be sent: the CAN controller generates them');
+    const problem = frameProblem(frame);
+    if (problem) return fail(`cannot send on ${b.name}: ${problem}`);
+    try {
+      let n: number;
+      let msg: RawClassicMessage | RawFdMessage;
+      if (frame.fd) {
+        // A send() of an FD frame on a classic interface fails with EINVAL, which the addon reports as a bare -1.
+        if (b.mtu !== null && b.mtu < CANFD_MTU) {
+          return fail(`interface ${b.name} is not in CAN FD mode (mtu ${b.mtu}); enable FD (ip link set ${b.name} type can … fd on) or send classic frames`);
+        }
+        // ESI is not settable: the addon has no field for it (it reflects the sender's error state anyway).
+        const fdMsg: RawFdMessage = { id: frame.id, ext: frame.ext, fd_brs: frame.brs, data: toBuffer(frame.data) };
+        msg = fdMsg;
+        n = b.channel.sendFD(fdMsg);
+      } else {
+        // The addon writes can_dlc = data length and has no len8_dlc, so DLC 9..15 cannot be expressed.
+        if (frame.dlc > 8) return fail(`cannot send DLC ${frame.dlc} on ${b.name}: the socketcan addon only sends DLC 0-8; use dlc 8`);
+        const data = frame.rtr ? Buffer.alloc(frame.dlc) : toBuffer(frame.data);
+        const classic: RawClassicMessage = { id: frame.id, ext: frame.ext, rtr: frame.rtr, data };
+        msg = classic;
+        n = b.channel.send(classic);
+      }
+      if (n < 0) {
+        // The addon returns send()'s -1 without errno; with MSG_DONTWAIT this is ENOBUFS/EAGAIN in practice.
+        return { ok: false, busy: true, error: `transmit queue of ${b.name} is full; retry shortly` };
+      }
+      const tsUs = msg.ts_sec !== undefined && msg.ts_usec !== undefined ? msg.ts_sec * 1e6 + msg.ts_usec : nowUs();
+      return { ok: true, tsUs };
+    } catch (e) {
+      return fail(`socketcan refused the frame on ${b.name}: ${errorText(e)}`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    for (const b of this.bus.values()) {
+      this.close(b);
+      this.report(b, false, 'SocketCAN source stopped');
+    }
+  }
+
+  /** Opens and starts the channel of `b`; returns the Error to show instead of throwing. */
+  private open(binding: SocketCanBinding, b: Bus): Error | null {
+    let ch: RawChannel;
+    try {
+      ch = binding.createRawChannelWithOptions(b.name, { timestamps: true, non_block_send: true });
+    } catch (e) {
+      return diagnoseOpenFailure(b.name, e, this.sysfsRoot, this.procRoot);
+    }
+    try {
+      ch.addListener('onMessage', (msg) => this.deliver(b, ch, msg));
+      ch.addListener('onStopped', () => this.stopped(b, ch));
+      ch.start();
+    } catch (e) {
+      return new Error(`cannot start the SocketCAN channel on ${b.name}: ${errorText(e)}`, { cause: e });
+    }
+    b.channel = ch;
+    b.ifindex = readLinkState(this.sysfsRoot, b.name).ifindex;
+    return null;
+  }
+
+  private close(b: Bus): void {
+    const ch = b.channel;
+    if (!ch) return;
+    // Detach first: stop() fires onStopped synchronously, and stopped() must see it as ours.
+    b.channel = null;
+    try {
+      ch.stop();
+    } catch {
+      // "Channel not started": the addon already stopped it after a fatal error; nothing left to release.
+    }
+  }
+
+  /** onMessage listener. Runs inside a native callback, where a throw would kill the process. */
+  private deliver(b: Bus, ch: RawChannel, msg: RawMessage): void {
+    if (b.channel !== ch || !this.sink) return;
+    try {
+      this.sink.frame(rawMessageToFrame(b.name, msg));
+    } catch (e) {
+      const now = Date.now();
+      if (now - b.sinkErrorLoggedAt < SINK_ERROR_LOG_EVERY_MS) {
+        b.sinkErrorsSuppressed++;
+        return;
+      }
+      const suppressed = b.sinkErrorsSuppressed;
+      b.sinkErrorLoggedAt = now;
+      b.sinkErrorsSuppressed = 0;
+      this.log('error', `dropped a frame from ${b.name}: ${errorText(e)}`, 'socketcan_sink_error', { bus: b.name, suppressed });
+    }
+  }
+
+  /** onStopped listener: the socket hit a fatal error (typically the interface was removed). */
+  private stopped(b: Bus, ch: RawChannel): void {
+    if (b.channel !== ch) return; // our own close()
+    b.channel = null;
+    this.log('warn', `SocketCAN channel on ${b.name} stopped (interface removed or socket error); reopening when it is back`, 'socketcan_stopped', { bus: b.name });
+    this.report(b, false, `SocketCAN channel on ${b.name} stopped`);
+  }
+
+  private poll(): void {
+    if (!this.running || !this.binding) return;
+    for (const b of this.bus.values()) {
+      try {
+        this.check(this.binding, b);
+      } catch (e) {
+        this.log('error', `checking interface ${b.name} failed: ${errorText(e)}`, 'socketcan_poll_error', { bus: b.name });
+      }
+    }
+  }
+
+  private check(binding: SocketCanBinding, b: Bus): void {
+    const link = readLinkState(this.sysfsRoot, b.name);
+    if (!link.exists) {
+      this.close(b);
+      this.report(b, false, link.reason);
+      return;
+    }
+    if (b.channel && link.ifindex !== null && b.ifindex !== null && link.ifindex !== b.ifindex) {
+      // Removed and re-created between two polls: the old socket is unbound for good.
+      this.close(b);
+      this.report(b, false, `interface ${b.name} was re-created`);
+    }
+    if (!b.channel) {
+      const err = this.open(binding, b);
+      if (err) {
+        if (err.message !== b.lastOpenError) {
+          b.lastOpenError = err.message;
+          this.log('warn', `cannot reopen ${b.name}: ${err.message}; retrying`, 'socketcan_reopen_failed', { bus: b.name });
+        }
+        this.report(b, false, err.message);
+        return;
+      }
+      b.lastOpenError = null;
+      this.log('info', `reopened SocketCAN channel on ${b.name}`, 'socketcan_reopened', { bus: b.name });
+    }
+    b.mtu = link.mtu;
+    this.report(b, link.up, link.reason);
+  }
+
+  /** Reports a state change only (polls repeat the same state). */
+  private report(b: Bus, up: boolean, reason: string): void {
+    if (b.up === up) return;
+    b.up = up;
+    try {
+      this.sink?.busState(b.name, up ? 'up' : 'down', reason);
+    } catch (e) {
+      this.log('error', `bus state handler failed for ${b.name}: ${errorText(e)}`, 'socketcan_sink_error', { bus: b.name });
+    }
+  }
+
+  /** Never throws: callers run in native callbacks and timers. */
+  private log(level: LogLevel, message: string, code: string, details?: Record<string, string | number | boolean | null>): void {
+    try {
+      this.sink?.log(level, message, code, details);
+    } catch {
+      // Nowhere left to report to; dropping the line is better than crashing the agent.
+    }
+  }
+}
+
+function fail(error: string): SendResult {
+  return { ok: false, busy: false, error };
+}
+
+/** The addon requires a Buffer; wrap without copying (it copies into the kernel frame itself). */
+function toBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
