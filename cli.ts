@@ -2,6 +2,7 @@
 /** canrelay — `canrelay agent …` on a gateway, `canrelay bridge …` in the cloud. */
 import { Command } from 'commander';
 import { agentCommand } from './agent/cli.js';
+import { bridgeCommand } from './cloud-bridge/cli.js';
 import { exitOnUsageError } from './core/cli/command.js';
 
 const program = new Command('canrelay')
@@ -10,7 +11,7 @@ const program = new Command('canrelay')
   .configureOutput({ writeErr: () => {} }) // usage errors are printed once, by exitOnUsageError
   .showHelpAfterError(false);
 
-for (const sub of [agentCommand()]) {
+for (const sub of [agentCommand(), bridgeCommand()]) {
   sub.exitOverride();
   sub.configureOutput({ writeErr: () => {} });
   program.addCommand(sub);

@@ -1,0 +1,334 @@
+/**
+ * One connected agent: the uplink protocol of core/uplink/messages.ts and frame-codec.ts, bridge side.
+ *
+ * - First message must be `hello` within HELLO_TIMEOUT_MS; the handler checks it and the link answers
+ *   `welcome`. Nothing else is accepted before, and `hello` is not accepted twice.
+ * - Every message is validated (size, JSON, schema, batch codec, kind). Anything malformed, oversized,
+ *   unknown or out of place is counted, answered with `error` and the connection closed with the CLOSE
+ *   code that says why. The process never throws out of a message handler.
+ * - UP batches: a batch number at or below the last one taken for this agent run is a resend after a
+ *   reconnect: acknowledged and skipped. Acks are coalesced (at most one per ACK_INTERVAL_MS, sooner when
+ *   many are pending, always eventually).
+ * - Heartbeat: a ping every PING_MS; a link that has not answered (pong or any message) for
+ *   DEAD_AFTER_MS is terminated.
+ * - Memory per connection is bounded: ws refuses messages over MAX_BATCH_BYTES, DOWN batches stop at
+ *   DOWN_BOUND_BYTES of unsent socket data, and an agent that stops reading altogether (HARD_BOUND_BYTES)
+ *   is disconnected.
+ */
+import type { Logger } from 'pino';
+import { WebSocket, type RawData } from 'ws';
+import { BatchDecodeError, decodeBatch, KIND_UP, type Batch } from '../core/uplink/frame-codec.js';
+import {
+  CLOSE,
+  MAX_TEXT_MESSAGE_BYTES,
+  parseAgentMessage,
+  PROTOCOL_VERSION,
+  type AgentMessage,
+  type BridgeMessage,
+} from '../core/uplink/messages.js';
+import type { CommandLink, CommandMessage } from './commands.js';
+import type { RelayLink } from './group-relay.js';
+import { BridgeStats, type RejectReason } from './metrics.js';
+
+export type HelloMessage = Extract<AgentMessage, { t: 'hello' }>;
+export type EventMessage = Extract<AgentMessage, { t: 'event' }>;
+
+/** Where an agent run's UP batches stand: the last batch number taken (-1: none yet). */
+export interface UpPosition {
+  run: string;
+  batch: number;
+}
+
+export interface Refusal {
+  reason: RejectReason;
+  code: number;
+  message: string;
+}
+
+export interface Welcome {
+  eventAck: number;
+  group: string | null;
+  /** The relay's epoch: DOWN batch numbering belongs to it. */
+  relayEpoch: string;
+  position: UpPosition;
+}
+
+/** What the rest of the bridge does with a link's messages (implemented by AgentServer). */
+export interface LinkHandler {
+  hello(link: AgentLink, hello: HelloMessage): Welcome | Refusal;
+  /** Called once the welcome has been written. */
+  welcomed(link: AgentLink): void;
+  /** A mirrored event; returns the seq to acknowledge. */
+  event(link: AgentLink, msg: EventMessage): number;
+  /** A new (not duplicate) UP batch. */
+  frames(link: AgentLink, batch: Batch, nowMs: number): void;
+  /** The agent's cumulative ack of DOWN batches; false when it names a batch never sent to it. */
+  downAck(link: AgentLink, batch: number): boolean;
+  /** Persist the UP position (called at most every POSITION_SAVE_MS, and on close). */
+  savePosition(link: AgentLink, pos: UpPosition): void;
+  closed(link: AgentLink, code: number, reason: string): void;
+}
+
+export interface LinkTimings {
+  helloTimeoutMs: number;
+  pingMs: number;
+  deadAfterMs: number;
+}
+
+export const DEFAULT_TIMINGS: LinkTimings = { helloTimeoutMs: 5000, pingMs: 10_000, deadAfterMs: 25_000 };
+/** Unsent socket bytes past which DOWN batches wait in the backlog instead. */
+const DOWN_BOUND_BYTES = 4 * 1024 * 1024;
+/** Unsent socket bytes past which the agent is considered not to read at all, and disconnected. */
+const HARD_BOUND_BYTES = 16 * 1024 * 1024;
+const ACK_INTERVAL_MS = 20;
+const ACK_MAX_PENDING = 32;
+const POSITION_SAVE_MS = 1000;
+const KNOWN_TYPES = new Set(['hello', 'event', 'data_ack']);
+
+type LinkState = 'awaiting_hello' | 'ready' | 'closing' | 'closed';
+
+let nextLinkId = 1;
+
+export class AgentLink implements RelayLink, CommandLink {
+  readonly linkId = nextLinkId++;
+  readonly connectedAt = Date.now();
+  private state: LinkState = 'awaiting_hello';
+  private helloMsg: HelloMessage | undefined;
+  private pos: UpPosition = { run: '', batch: -1 };
+  private lastHeard = Date.now();
+  private readonly helloTimer: NodeJS.Timeout;
+  private readonly pingTimer: NodeJS.Timeout;
+  private ackTimer: NodeJS.Timeout | undefined;
+  private acksPending = 0;
+  private lastAckAt = 0;
+  private lastSavedAt = 0;
+
+  constructor(
+    private readonly ws: WebSocket,
+    /** The dongle the agent token belongs to. */
+    readonly dongle: string,
+    private readonly handler: LinkHandler,
+    private readonly stats: BridgeStats,
+    private readonly log: Logger,
+    timings: LinkTimings = DEFAULT_TIMINGS,
+  ) {
+    this.helloTimer = setTimeout(
+      () => this.refuse('hello_timeout', CLOSE.PROTOCOL, `no hello within ${timings.helloTimeoutMs / 1000} s of connecting; send hello first`),
+      timings.helloTimeoutMs,
+    );
+    this.pingTimer = setInterval(() => {
+      if (Date.now() - this.lastHeard > timings.deadAfterMs) {
+        this.log.warn({ silent_ms: Date.now() - this.lastHeard }, 'agent link silent (no pong): terminated');
+        this.ws.terminate();
+        return;
+      }
+      if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
+    }, timings.pingMs);
+    ws.on('pong', () => (this.lastHeard = Date.now()));
+    ws.on('message', (data, isBinary) => {
+      try {
+        this.onMessage(data, isBinary);
+      } catch (err) {
+        // A bug must cost one connection, never the process.
+        this.log.error({ err }, 'internal error while handling an agent message');
+        this.refuse('internal', CLOSE.PROTOCOL, 'internal error on the bridge; reconnect');
+      }
+    });
+    ws.on('error', (err: Error & { code?: string }) => {
+      const tooLarge = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
+      this.stats.reject(tooLarge ? 'too_large' : 'malformed');
+      this.log.warn({ err: err.message, code: err.code }, tooLarge ? 'agent sent a message over the size limit: closed' : 'agent link error');
+    });
+    ws.on('close', (code, reason) => this.onClose(code, reason.toString('utf8')));
+  }
+
+  /** Welcomed and the socket is open: DOWN batches and commands may go out. */
+  get ready(): boolean {
+    return this.state === 'ready' && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  /** The accepted hello (undefined before it). */
+  get hello(): HelloMessage | undefined {
+    return this.helloMsg;
+  }
+
+  get lastHeardAt(): number {
+    return this.lastHeard;
+  }
+
+  canSend(): boolean {
+    return this.ready && this.ws.bufferedAmount < DOWN_BOUND_BYTES;
+  }
+
+  sendBinary(buf: Buffer): void {
+    if (this.checkBound()) this.ws.send(buf, { binary: true });
+  }
+
+  notifyGroup(group: string | null): void {
+    if (this.ready) this.sendText({ t: 'group', group });
+  }
+
+  sendCommand(msg: CommandMessage): boolean {
+    return this.ready && this.sendText(msg);
+  }
+
+  /** Closes from our side (replaced, token rotated, dongle removed, shutdown). */
+  close(code: number, reason: string): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.flushAck();
+    this.state = 'closing';
+    this.ws.close(code, reason.slice(0, 120));
+  }
+
+  /** Cuts the connection without a close handshake (shutdown grace over). */
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  // ---- incoming ----
+
+  private onMessage(data: RawData, isBinary: boolean): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.lastHeard = Date.now();
+    const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    if (isBinary) return this.onBatch(buf);
+    if (buf.length > MAX_TEXT_MESSAGE_BYTES)
+      return this.refuse('too_large', CLOSE.TOO_LARGE, `text message of ${buf.length} bytes exceeds ${MAX_TEXT_MESSAGE_BYTES}; events must be smaller`);
+    const text = buf.toString('utf8');
+    const parsed = parseAgentMessage(text);
+    if (!parsed.ok) {
+      const t = typeOf(text);
+      if (t !== undefined && !KNOWN_TYPES.has(t))
+        return this.refuse('unknown_type', CLOSE.PROTOCOL, `unknown message type ${JSON.stringify(t.slice(0, 40))}; an agent sends hello, event or data_ack`);
+      return this.refuse('malformed', CLOSE.PROTOCOL, `malformed message: ${parsed.error}`);
+    }
+    const m = parsed.msg;
+    if (m.t === 'hello') {
+      if (this.state !== 'awaiting_hello') return this.refuse('out_of_place', CLOSE.PROTOCOL, 'hello sent twice on one connection');
+      return this.onHello(m);
+    }
+    if (this.state !== 'ready') return this.refuse('out_of_place', CLOSE.PROTOCOL, `${m.t} before hello; the first message must be hello`);
+    if (m.t === 'event') {
+      const ack = this.handler.event(this, m);
+      this.sendText({ t: 'event_ack', seq: ack });
+      return;
+    }
+    if (!this.handler.downAck(this, m.batch)) {
+      // Not fatal: the agent's ack is advisory for what we may forget; count it and go on.
+      this.stats.reject('bad_ack');
+      this.log.warn({ batch: m.batch }, 'agent acknowledged a DOWN batch that was never sent to it; ignored');
+    }
+  }
+
+  private onHello(h: HelloMessage): void {
+    clearTimeout(this.helloTimer);
+    const r = this.handler.hello(this, h);
+    if ('reason' in r) return this.refuse(r.reason, r.code, r.message);
+    this.helloMsg = h;
+    this.pos = r.position;
+    this.state = 'ready';
+    this.sendText({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle: this.dongle, event_ack: r.eventAck, group: r.group, relay_epoch: r.relayEpoch });
+    this.handler.welcomed(this);
+  }
+
+  private onBatch(buf: Buffer): void {
+    if (this.state !== 'ready') return this.refuse('out_of_place', CLOSE.PROTOCOL, 'binary frame batch before hello; the first message must be hello');
+    let batch: Batch;
+    try {
+      batch = decodeBatch(buf);
+    } catch (err) {
+      if (!(err instanceof BatchDecodeError)) throw err;
+      return this.refuse('bad_batch', CLOSE.PROTOCOL, `bad frame batch: ${err.message}`);
+    }
+    if (batch.kind !== KIND_UP) return this.refuse('out_of_place', CLOSE.PROTOCOL, 'DOWN batches go from the bridge to agents; an agent sends UP batches');
+    if (batch.batch <= this.pos.batch) {
+      // A resend of a batch already taken (its ack was lost with the old connection): ack, never relay twice.
+      BridgeStats.inc(this.stats.duplicateBatches, this.dongle);
+      this.queueAck();
+      return;
+    }
+    this.pos.batch = batch.batch;
+    this.handler.frames(this, batch, Date.now());
+    this.queueAck();
+  }
+
+  // ---- acks ----
+
+  private queueAck(): void {
+    this.acksPending++;
+    const now = Date.now();
+    const since = now - this.lastAckAt;
+    if (this.acksPending >= ACK_MAX_PENDING || since >= ACK_INTERVAL_MS) this.flushAck();
+    else this.ackTimer ??= setTimeout(() => this.flushAck(), ACK_INTERVAL_MS - since);
+  }
+
+  private flushAck(): void {
+    if (this.ackTimer !== undefined) {
+      clearTimeout(this.ackTimer);
+      this.ackTimer = undefined;
+    }
+    if (this.acksPending === 0 || this.pos.batch < 0) return;
+    this.acksPending = 0;
+    const now = Date.now();
+    this.lastAckAt = now;
+    // The position is saved before it is acknowledged (at most once a second), so that a restarted
+    // bridge still recognises resends of batches it took.
+    if (now - this.lastSavedAt >= POSITION_SAVE_MS) {
+      this.lastSavedAt = now;
+      this.handler.savePosition(this, this.pos);
+    }
+    this.sendText({ t: 'data_ack', batch: this.pos.batch });
+  }
+
+  // ---- outgoing ----
+
+  private sendText(msg: BridgeMessage): boolean {
+    if (!this.checkBound()) return false;
+    this.ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  /** False (and the link dropped) when the agent has stopped reading. */
+  private checkBound(): boolean {
+    if (this.ws.readyState !== WebSocket.OPEN) return false;
+    if (this.ws.bufferedAmount <= HARD_BOUND_BYTES) return true;
+    this.stats.reject('not_reading');
+    this.log.warn({ buffered: this.ws.bufferedAmount }, 'agent is not reading its socket: disconnected');
+    this.ws.terminate();
+    return false;
+  }
+
+  /** Counts, logs, tells the agent why, and closes with the code that says it. */
+  private refuse(reason: RejectReason, code: number, message: string): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.stats.reject(reason);
+    this.log.warn({ reason, close_code: code }, `agent message refused: ${message}`);
+    this.sendText({ t: 'error', code: reason, message: message.slice(0, 1000) });
+    this.close(code, reason);
+  }
+
+  private onClose(code: number, reason: string): void {
+    if (this.state === 'closed') return;
+    const wasReady = this.state === 'ready' || (this.state === 'closing' && this.helloMsg !== undefined);
+    this.state = 'closed';
+    clearTimeout(this.helloTimer);
+    clearInterval(this.pingTimer);
+    if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
+    if (wasReady && this.pos.batch >= 0) this.handler.savePosition(this, this.pos);
+    this.handler.closed(this, code, reason);
+  }
+}
+
+/** The `t` of a message that failed validation, when it has one: tells "unknown type" from "malformed". */
+function typeOf(text: string): string | undefined {
+  try {
+    const v: unknown = JSON.parse(text);
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      const t = (v as Record<string, unknown>).t;
+      return typeof t === 'string' ? t : undefined;
+    }
+  } catch {
+    /* not JSON */
+  }
+  return undefined;
+}

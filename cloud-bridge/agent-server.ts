@@ -1,0 +1,245 @@
+/**
+ * The uplink endpoint: accepts agent WebSockets on UPLINK_PATH (the agent token is checked on the HTTP
+ * upgrade, before any WebSocket exists: a bad one gets a plain 401), keeps one current link per dongle,
+ * and applies what links receive to the rest of the bridge: mirrored events to the consoles and the
+ * command center, UP frames to the relay and the consoles, acks to the relay.
+ *
+ * A second connection with the same token replaces the first once its hello is accepted; the old link
+ * is closed with CLOSE.REPLACED and its close never marks the dongle offline (it is no longer current).
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocketServer } from 'ws';
+import { logData, parseEventData, presenceData } from '../core/console/normalize.js';
+import { isoNow } from '../core/console/time.js';
+import { MAX_BATCH_BYTES, type Batch } from '../core/uplink/frame-codec.js';
+import { CLOSE, PROTOCOL_VERSION, UPLINK_PATH } from '../core/uplink/messages.js';
+import { AgentLink, DEFAULT_TIMINGS, type EventMessage, type HelloMessage, type LinkHandler, type LinkTimings, type Refusal, type UpPosition, type Welcome } from './agent-link.js';
+import { bearerToken, type Auth } from './auth.js';
+import type { CommandCenter } from './commands.js';
+import type { BridgeConsoles, DongleEvent } from './consoles.js';
+import type { GroupRelay } from './group-relay.js';
+import { BridgeStats } from './metrics.js';
+import type { SeqTracker } from './seq-tracker.js';
+import type { BridgeStore } from './store.js';
+
+export interface AgentServerDeps {
+  store: BridgeStore;
+  auth: Auth;
+  consoles: BridgeConsoles;
+  relay: GroupRelay;
+  commands: CommandCenter;
+  seq: SeqTracker;
+  stats: BridgeStats;
+  log: Logger;
+  timings?: LinkTimings;
+}
+
+export interface LinkInfo {
+  connected_since: string;
+  last_heard: string;
+  run: string;
+  version: string;
+  buses: string[];
+}
+
+/** How long shutdown waits for agents to answer the close before cutting them off. */
+const CLOSE_GRACE_MS = 1000;
+
+export class AgentServer implements LinkHandler {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_BATCH_BYTES, perMessageDeflate: false, clientTracking: false });
+  /** The welcomed link of each dongle. */
+  private readonly current = new Map<string, AgentLink>();
+  /** Every open link, welcomed or not. */
+  private readonly links = new Set<AgentLink>();
+  /** UP position per dongle (shared with its link), so a reconnect of the same run dedupes resends. */
+  private readonly positions = new Map<string, UpPosition>();
+  /** Highest mirrored-event seq stored per dongle (also in the store). */
+  private readonly eventSeqs = new Map<string, number>();
+  private stopped = false;
+
+  constructor(private readonly d: AgentServerDeps) {}
+
+  /** HTTP `upgrade` handler: authenticates, then hands the socket to ws. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {}); // a reset during the handshake is the client's business
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (path !== UPLINK_PATH) return rejectUpgrade(socket, 404, `no WebSocket endpoint at ${path}; agents connect to ${UPLINK_PATH}`);
+    if (this.stopped) return rejectUpgrade(socket, 503, 'the bridge is shutting down; reconnect shortly');
+    const caller = this.d.auth.identify(bearerToken(req));
+    if (caller?.kind !== 'agent') {
+      this.d.stats.reject('unauthorized');
+      this.d.log.warn({ remote: req.socket.remoteAddress, had_token: req.headers.authorization !== undefined }, 'uplink refused: not an agent token');
+      return rejectUpgrade(
+        socket,
+        401,
+        caller === undefined
+          ? 'missing or unknown agent token: send Authorization: Bearer <agent token> (PUT /api/v1/dongles/<id> issues one, POST …/token rotates it)'
+          : 'this is not an agent token; agents connect with the token issued for their dongle',
+      );
+    }
+    const dongle = caller.dongle;
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      const link = new AgentLink(ws, dongle, this, this.d.stats, this.d.log.child({ dongle }), this.d.timings ?? DEFAULT_TIMINGS);
+      this.links.add(link);
+    });
+  }
+
+  get connectedCount(): number {
+    return this.current.size;
+  }
+
+  linkOf(dongle: string): AgentLink | undefined {
+    return this.current.get(dongle);
+  }
+
+  info(dongle: string): LinkInfo | undefined {
+    const l = this.current.get(dongle);
+    if (!l?.hello) return undefined;
+    return {
+      connected_since: new Date(l.connectedAt).toISOString(),
+      last_heard: new Date(l.lastHeardAt).toISOString(),
+      run: l.hello.run,
+      version: l.hello.version,
+      buses: l.hello.buses,
+    };
+  }
+
+  /** Closes every connection of a dongle (token rotated, dongle removed). */
+  disconnect(dongle: string, code: number, reason: string): void {
+    for (const l of this.links) if (l.dongle === dongle) l.close(code, reason);
+  }
+
+  /** The dongle was deleted: forget its uplink state. */
+  forget(dongle: string): void {
+    this.positions.delete(dongle);
+    this.eventSeqs.delete(dongle);
+    this.d.seq.forget(dongle);
+  }
+
+  /** Closes every link (1001), waits briefly for the close handshakes, then cuts off the rest. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const l of this.links) l.close(CLOSE.SHUTDOWN, 'bridge shutting down');
+    const deadline = Date.now() + CLOSE_GRACE_MS;
+    while (this.links.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const l of this.links) l.terminate();
+    for (const [dongle, pos] of this.positions) if (pos.batch >= 0) this.d.store.setUpPosition(dongle, pos.run, pos.batch);
+    this.wss.close();
+  }
+
+  // ---- LinkHandler ----
+
+  hello(link: AgentLink, h: HelloMessage): Welcome | Refusal {
+    if (h.protocol !== PROTOCOL_VERSION)
+      return { reason: 'protocol_version', code: CLOSE.PROTOCOL, message: `uplink protocol ${h.protocol} is not supported; this bridge speaks ${PROTOCOL_VERSION} (upgrade the agent or the bridge)` };
+    if (h.dongle !== link.dongle)
+      return { reason: 'wrong_dongle', code: CLOSE.UNAUTHORIZED, message: `this token belongs to dongle "${link.dongle}", not "${h.dongle}"; start the agent with --id ${link.dongle} or use that dongle's token` };
+    const row = this.d.store.dongle(link.dongle);
+    if (!row) return { reason: 'unauthorized', code: CLOSE.UNAUTHORIZED, message: `dongle "${link.dongle}" is no longer registered on this bridge` };
+
+    const old = this.current.get(link.dongle);
+    this.current.set(link.dongle, link);
+    if (old !== undefined && old !== link) {
+      this.d.log.info({ dongle: link.dongle }, 'a new connection of the same dongle replaces the old one');
+      old.close(CLOSE.REPLACED, 'replaced by a newer connection of this dongle');
+    }
+
+    let pos = this.positions.get(link.dongle);
+    if (pos === undefined && row.up_run !== null) pos = { run: row.up_run, batch: row.up_batch ?? -1 };
+    // A new agent run numbers its batches afresh.
+    if (pos === undefined || pos.run !== h.run) pos = { run: h.run, batch: -1 };
+    this.positions.set(link.dongle, pos);
+    this.d.seq.startRun(link.dongle, h.run);
+    if (!this.eventSeqs.has(link.dongle)) this.eventSeqs.set(link.dongle, row.event_seq);
+    return { eventAck: this.eventSeqs.get(link.dongle)!, group: this.d.relay.groupOf(link.dongle)?.group ?? null, relayEpoch: this.d.relay.epoch, position: pos };
+  }
+
+  welcomed(link: AgentLink): void {
+    const d = link.dongle;
+    const h = link.hello!;
+    this.d.store.setLastSeen(d, isoNow());
+    this.d.log.info({ dongle: d, run: h.run, version: h.version, buses: h.buses }, 'agent connected');
+    this.d.consoles.dongleEvent(d, {
+      type: 'presence',
+      data: presenceData('online', { reason: `uplink connected (agent ${h.version}, buses: ${h.buses.join(', ') || 'none yet'})` }),
+    });
+    this.d.relay.attach(d, link);
+    this.d.commands.connected(d);
+  }
+
+  event(link: AgentLink, msg: EventMessage): number {
+    const d = link.dongle;
+    const stored = this.eventSeqs.get(d) ?? 0;
+    if (msg.seq <= stored) {
+      // Redelivery after a reconnect (or out of order): acknowledged, never published twice.
+      BridgeStats.inc(this.d.stats.duplicateEvents, d);
+      return stored;
+    }
+    this.d.store.setEventSeq(d, msg.seq);
+    this.eventSeqs.set(d, msg.seq);
+    const parsed = parseEventData(msg.event, msg.data);
+    if (!parsed.ok) {
+      // Skipped, not fatal: closing would make the agent resend the same entry forever.
+      this.d.stats.reject('bad_event');
+      this.d.log.warn({ dongle: d, seq: msg.seq, error: parsed.error }, 'mirrored event refused');
+      this.d.consoles.dongleEvent(d, {
+        type: 'log',
+        data: logData('warn', `the bridge refused a ${msg.event} event from the agent: ${parsed.error}`, 'bad_event', { seq: msg.seq }),
+      });
+      return msg.seq;
+    }
+    const ev = parsed.event;
+    if (ev.type === 'presence' || ev.type === 'log' || ev.type === 'command_status') {
+      this.d.consoles.dongleEvent(d, ev as DongleEvent);
+      if (ev.type === 'command_status') this.d.commands.agentStatus(d, ev.data);
+    }
+    return msg.seq;
+  }
+
+  frames(link: AgentLink, batch: Batch, nowMs: number): void {
+    const d = link.dongle;
+    BridgeStats.inc(this.d.stats.framesReceived, d, batch.frames.length);
+    this.d.seq.track(d, batch.frames);
+    // Relay first: it is the latency-sensitive path; the consoles only sample.
+    this.d.relay.relay(d, batch.frames, nowMs);
+    this.d.consoles.upFrames(d, batch.frames);
+  }
+
+  downAck(link: AgentLink, batch: number): boolean {
+    return this.d.relay.downAck(link.dongle, batch);
+  }
+
+  savePosition(link: AgentLink, pos: UpPosition): void {
+    if (this.stopped) return; // stop() saves every position itself
+    this.d.store.setUpPosition(link.dongle, pos.run, pos.batch);
+  }
+
+  closed(link: AgentLink, code: number, reason: string): void {
+    this.links.delete(link);
+    const d = link.dongle;
+    if (this.current.get(d) !== link) {
+      if (link.hello) this.d.log.info({ dongle: d, code }, 'replaced agent link closed');
+      return;
+    }
+    this.current.delete(d);
+    this.d.relay.detach(d, link);
+    if (this.stopped || !this.d.store.dongle(d)) return; // shutdown, or the dongle was deleted
+    this.d.store.setLastSeen(d, isoNow());
+    this.d.log.info({ dongle: d, code, reason }, 'agent disconnected');
+    this.d.consoles.dongleEvent(d, {
+      type: 'presence',
+      data: presenceData('offline', { reason: `uplink closed (code ${code}${reason ? `: ${reason}` : ''})` }),
+    });
+  }
+}
+
+/** Answers an upgrade request with a plain HTTP error (no WebSocket is created). */
+function rejectUpgrade(socket: Duplex, status: number, message: string): void {
+  const body = JSON.stringify({ error: message });
+  const text = { 401: 'Unauthorized', 404: 'Not Found', 503: 'Service Unavailable' }[status] ?? 'Error';
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}

@@ -1,0 +1,125 @@
+/**
+ * The cloud bridge, wired: store → auth; consoles (StreamManager on the same SQLite) ← relay, commands,
+ * agent server; admin API + consoles + uplink on one HTTP server. startBridge() returns once it listens;
+ * stop() closes the agent links (1001), saves positions and counters, ends the consoles, closes the
+ * server and the database.
+ */
+import { existsSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { SqliteIdStore } from '../core/console/id-store.js';
+import { StreamManager } from '../core/console/stream-manager.js';
+import { listen } from '../core/http/listen.js';
+import { StaticFiles } from '../core/http/static-files.js';
+import { openStateDb } from '../core/state/sqlite.js';
+import { UPLINK_PATH } from '../core/uplink/messages.js';
+import { AdminApi } from './admin-api.js';
+import type { LinkTimings } from './agent-link.js';
+import { AgentServer } from './agent-server.js';
+import { Auth } from './auth.js';
+import { CommandCenter } from './commands.js';
+import { BridgeConsoles } from './consoles.js';
+import { GroupRelay } from './group-relay.js';
+import { createBridgeServer } from './http-server.js';
+import { BridgeStats, bridgeMetrics } from './metrics.js';
+import type { BridgeConfig } from './options.js';
+import { SeqTracker } from './seq-tracker.js';
+import { BridgeStore } from './store.js';
+
+export interface RunningBridge {
+  readonly baseUrl: string;
+  readonly port: number;
+  stop(reason?: string): Promise<void>;
+}
+
+export interface BridgeExtras {
+  /** Folder of the built web page (dist/web); served only when it exists. */
+  webRoot?: string;
+  /** Hello/heartbeat timings; default from the config (hello within 5 s, dead after 2.5 heartbeats). */
+  timings?: LinkTimings;
+}
+
+export async function startBridge(cfg: BridgeConfig, log: Logger, extras: BridgeExtras = {}): Promise<RunningBridge> {
+  let db;
+  try {
+    db = openStateDb(cfg.db);
+  } catch (err) {
+    throw new Error((err as Error).message.replace(/--state-dir/g, '--db'));
+  }
+  const store = new BridgeStore(db);
+  const auth = new Auth(store, cfg.adminToken);
+  const streams = new StreamManager(
+    { historyEvents: cfg.historyEvents, historySeconds: cfg.historySeconds, maxRate: cfg.consoleMaxRate, ids: new SqliteIdStore(db) },
+    (stream, t) => log.debug({ stream, sampling: t.state, input_rate: t.inputRate, output_rate: t.outputRate }, `console sampling ${t.state}`),
+  );
+  // The relay owns live group membership; the consoles ask it where a dongle's events also go.
+  const consoles = new BridgeConsoles(streams, (d) => relay.groupOf(d)?.group);
+  const relay = new GroupRelay(
+    { backlogMaxFrames: cfg.backlogMaxFrames, backlogMaxAgeMs: cfg.backlogMaxAgeMs, groupStateIntervalMs: cfg.groupStateIntervalSeconds * 1000 },
+    store,
+    consoles,
+    log,
+  );
+  relay.load();
+  const stats = new BridgeStats();
+  const seq = new SeqTracker();
+  const commands = new CommandCenter(store, consoles, (d) => agents.linkOf(d), cfg.commandTimeoutSeconds, log);
+  const timings = extras.timings ?? { helloTimeoutMs: 5000, pingMs: cfg.uplinkHeartbeatMs, deadAfterMs: cfg.uplinkHeartbeatMs * 2.5 };
+  const agents = new AgentServer({ store, auth, consoles, relay, commands, seq, stats, log, timings });
+  commands.load();
+
+  const metrics = bridgeMetrics({ stats, relay, seq, commands, streams, agentsConnected: () => agents.connectedCount });
+  const admin = new AdminApi({ store, relay, consoles, commands, agents, stats, log });
+  const web = extras.webRoot && existsSync(extras.webRoot) ? new StaticFiles(extras.webRoot) : undefined;
+  const startedAt = Date.now();
+  const { server, writers } = createBridgeServer({
+    auth,
+    admin,
+    agents,
+    consoles,
+    store,
+    relay,
+    stats,
+    metrics,
+    health: () => ({
+      status: 'ok',
+      agents_connected: agents.connectedCount,
+      dongles: store.dongles().length,
+      groups: store.groups().length,
+      console_clients: streams.subscriberCount(),
+      uptime_s: Math.round((Date.now() - startedAt) / 1000),
+    }),
+    sse: { keepAliveMs: cfg.keepAliveSeconds * 1000, retryMs: 2000, maxPendingBytes: cfg.clientMaxPendingBytes },
+    web,
+  });
+
+  let addr;
+  try {
+    addr = await listen(server, cfg.listen);
+  } catch (err) {
+    relay.stop();
+    commands.stop();
+    streams.close();
+    db.close();
+    throw err;
+  }
+  const uplink = addr.baseUrl.replace(/^http/, 'ws') + UPLINK_PATH;
+  log.info({ url: addr.baseUrl, uplink, listen: `${addr.host}:${addr.port}`, db: cfg.db, web: web !== undefined }, 'bridge listening');
+
+  let stopping: Promise<void> | undefined;
+  const stop = (reason = 'bridge stopping'): Promise<void> =>
+    (stopping ??= (async () => {
+      await agents.stop();
+      relay.stop();
+      commands.stop();
+      streams.close();
+      for (const w of writers) w.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      db.close();
+      log.info({ reason }, 'bridge stopped');
+    })());
+
+  return { baseUrl: addr.baseUrl, port: addr.port, stop };
+}

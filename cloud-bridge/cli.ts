@@ -1,0 +1,50 @@
+/** `canrelay bridge`: parse, validate, start, and stop cleanly on SIGTERM/SIGINT. */
+import { Command } from 'commander';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { addOptions, resolveCommandOptions } from '../core/cli/command.js';
+import { describeOptions, OptionError } from '../core/cli/options.js';
+import { startBridge } from './bridge.js';
+import { BRIDGE_OPTIONS, bridgeConfigFrom } from './options.js';
+
+/** Where the web console page is built (dist/web/); served only if it exists. */
+const WEB_ROOT = fileURLToPath(new URL('../web/', import.meta.url));
+
+export function bridgeCommand(): Command {
+  const cmd = new Command('bridge')
+    .description('cloud bridge: agent uplinks, group relay, consoles, commands')
+    .option('--check-config', 'validate the configuration, print it (secrets masked) and exit');
+  addOptions(cmd, BRIDGE_OPTIONS);
+  cmd.action(async () => {
+    const resolved = resolveCommandOptions(cmd, BRIDGE_OPTIONS);
+    const cfg = bridgeConfigFrom(resolved);
+    if (cmd.opts<{ checkConfig?: boolean }>().checkConfig) {
+      process.stdout.write(JSON.stringify(describeOptions(BRIDGE_OPTIONS, resolved), null, 2) + '\n');
+      return;
+    }
+    const log = pino({ level: cfg.logLevel, base: { service: 'bridge' } });
+    let bridge;
+    try {
+      bridge = await startBridge(cfg, log, { webRoot: WEB_ROOT });
+    } catch (err) {
+      if (err instanceof OptionError) throw err;
+      log.fatal((err as Error).message);
+      process.stderr.write(`canrelay bridge: ${(err as Error).message}\n`);
+      process.exit(1);
+    }
+    const shutdown = (signal: string): void => {
+      // Hard stop if something holds us: systemd expects us gone within its timeout.
+      setTimeout(() => process.exit(0), 4500).unref();
+      bridge.stop(`received ${signal}`).then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.error({ err }, 'error while stopping');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+  return cmd;
+}

@@ -1,0 +1,84 @@
+/**
+ * Which event goes to which console stream on the bridge:
+ *  - `dongles/<id>`: the agent's mirrored events (presence, log, command_status), the bridge's own
+ *    presence and command statuses for it, its UP frames and the DOWN frames relayed to it;
+ *  - `groups/<gid>`: the same events and UP frames of both sides, each marked with its `dongle`, plus
+ *    `group_state` (a relayed frame appears there once, as its origin's UP frame).
+ * Frames are offered (the stream samples them for its console); nothing here touches the relay.
+ */
+import type { CanFrame } from '../core/can/frame.js';
+import type { ConsoleStream } from '../core/console/console-stream.js';
+import type { ConsoleEvent, GroupStateData, LogData } from '../core/console/events.js';
+import type { StreamManager } from '../core/console/stream-manager.js';
+import type { SequencedFrame } from '../core/uplink/frame-codec.js';
+
+/** Events that belong to one dongle and are also shown on its group's console. */
+export type DongleEvent = Extract<ConsoleEvent, { type: 'presence' | 'log' | 'command_status' }>;
+
+export const dongleStreamName = (id: string): string => `dongles/${id}`;
+export const groupStreamName = (gid: string): string => `groups/${gid}`;
+
+export class BridgeConsoles {
+  constructor(
+    readonly streams: StreamManager,
+    /** The group a dongle is in, if any (the relay's live membership). */
+    private readonly groupOf: (dongle: string) => string | undefined,
+  ) {}
+
+  dongleStream(id: string): ConsoleStream {
+    return this.streams.get(dongleStreamName(id));
+  }
+
+  groupStream(gid: string): ConsoleStream {
+    return this.streams.get(groupStreamName(gid));
+  }
+
+  /** Publishes on the dongle's console and its group's, marked with the dongle. */
+  dongleEvent(dongle: string, ev: DongleEvent): void {
+    ev.data.dongle = dongle;
+    this.dongleStream(dongle).publish(ev);
+    const g = this.groupOf(dongle);
+    if (g !== undefined) this.groupStream(g).publish(ev);
+  }
+
+  /** Frames a dongle received (UP), offered to its console and its group's. */
+  upFrames(dongle: string, frames: readonly SequencedFrame[]): void {
+    const ds = this.dongleStream(dongle);
+    const g = this.groupOf(dongle);
+    const gs = g === undefined ? undefined : this.groupStream(g);
+    for (const { frame } of frames) {
+      ds.offerFrame(frame, dongle);
+      gs?.offerFrame(frame, dongle);
+    }
+  }
+
+  /**
+   * Frames relayed DOWN to a dongle, as it will transmit them (`tx` on the mapped bus), on its own console.
+   * Not on the group console: it already shows each of them once, as the origin side's UP frame.
+   */
+  downFrames(dongle: string, frames: readonly { frame: CanFrame }[]): void {
+    const ds = this.dongleStream(dongle);
+    for (const { frame: f } of frames) {
+      // A literal, not a spread: this runs per relayed frame.
+      const tx: CanFrame = { bus: f.bus, id: f.id, ext: f.ext, rtr: f.rtr, err: f.err, fd: f.fd, brs: f.brs, esi: f.esi, dlc: f.dlc, data: f.data, tsUs: f.tsUs, direction: 'tx' };
+      ds.offerFrame(tx, dongle);
+    }
+  }
+
+  groupState(gid: string, data: GroupStateData): void {
+    this.groupStream(gid).publish({ type: 'group_state', data });
+  }
+
+  groupLog(gid: string, data: LogData): void {
+    this.groupStream(gid).publish({ type: 'log', data });
+  }
+
+  /** A dongle or group was deleted: its console subscribers are disconnected. */
+  removeDongle(id: string): void {
+    this.streams.remove(dongleStreamName(id));
+  }
+
+  removeGroup(gid: string): void {
+    this.streams.remove(groupStreamName(gid));
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * The frames owed to one group side: a backlog of frames not yet sent (bounded by count and by age) and
+ * the DOWN batches sent but not yet acknowledged by that side's agent (bounded by a window).
+ *
+ * - Order: one FIFO per side, so frames leave in the order they arrived, per bus and overall.
+ * - Count bound: past `maxFrames` waiting frames the OLDEST is dropped and counted (the newest state of
+ *   a bus is worth more than its history).
+ * - Age bound: a frame older than `maxAgeMs` (bridge receive time) is dropped and counted, never sent —
+ *   a stale motor command transmitted long after the fact is dangerous.
+ * - Unacknowledged batches are kept (same batch number) and resent when the side reconnects, before the
+ *   backlog; the agent ignores batch numbers it has already applied. Stale frames are filtered out of a
+ *   resend too. While the side is offline they expire like the backlog.
+ * - Memory: at most maxFrames waiting + WINDOW_FRAMES in flight per side.
+ */
+import type { CanFrame } from '../core/can/frame.js';
+import { encodeBatch, KIND_DOWN, MAX_FRAMES_PER_BATCH, type SequencedFrame } from '../core/uplink/frame-codec.js';
+
+export interface PendingFrame extends SequencedFrame {
+  /** Bus already mapped to the target side's name. */
+  frame: CanFrame;
+  /** The origin agent's per-bus sequence number, kept end to end. */
+  seq: number;
+  /** Dongle the frame comes from (the loop guard's origin). */
+  origin: string;
+  /** Bridge receive time, ms: what the age bound measures. */
+  rxMs: number;
+}
+
+export type DropReason = 'backlog_full' | 'too_old' | 'group_changed';
+
+/** The target agent's connection as the queue sees it. */
+export interface DownLink {
+  /** True while the link can carry DOWN batches (welcomed, socket open). */
+  readonly ready: boolean;
+  /** False while the socket's unsent bytes are past their bound: frames then wait in the backlog. */
+  canSend(): boolean;
+  sendBinary(buf: Buffer): void;
+}
+
+export interface DownQueueHooks {
+  /** Next DOWN batch number (strictly increasing for every target, also across bridge restarts). */
+  nextBatch(): number;
+  dropped(reason: DropReason, n: number): void;
+  /** Frames written to the target for the first time (not on resend), as batch `batch`. */
+  sent(frames: readonly PendingFrame[], batch: number): void;
+}
+
+export interface DownQueueLimits {
+  maxFrames: number;
+  maxAgeMs: number;
+}
+
+/** Frames in flight (sent, not yet acknowledged) per side; beyond it frames wait in the backlog. */
+export const WINDOW_FRAMES = 16_384;
+
+interface SentBatch {
+  batch: number;
+  origin: string;
+  frames: PendingFrame[];
+}
+
+export class DownQueue {
+  private items: (PendingFrame | undefined)[] = [];
+  private head = 0;
+  private unacked: SentBatch[] = [];
+  private unackedFrames = 0;
+  private resendDue = false;
+
+  constructor(
+    readonly dongle: string,
+    private readonly limits: DownQueueLimits,
+    private readonly hooks: DownQueueHooks,
+  ) {}
+
+  /** Frames waiting to be sent. */
+  get waiting(): number {
+    return this.items.length - this.head;
+  }
+
+  /** Frames this side has not confirmed yet: waiting plus in flight. */
+  get backlog(): number {
+    return this.waiting + this.unackedFrames;
+  }
+
+  get inFlight(): number {
+    return this.unackedFrames;
+  }
+
+  push(p: PendingFrame): void {
+    this.items.push(p);
+    if (this.items.length - this.head > this.limits.maxFrames) {
+      this.items[this.head++] = undefined;
+      this.hooks.dropped('backlog_full', 1);
+    }
+  }
+
+  /** The side (re)connected: unacknowledged batches go out again before the backlog. */
+  linkUp(): void {
+    this.resendDue = this.unacked.length > 0;
+  }
+
+  /** Cumulative ack from the agent: every batch up to `batch` is done. */
+  ack(batch: number): void {
+    let i = 0;
+    while (i < this.unacked.length && this.unacked[i]!.batch <= batch) {
+      this.unackedFrames -= this.unacked[i]!.frames.length;
+      i++;
+    }
+    if (i > 0) this.unacked.splice(0, i);
+  }
+
+  /** Drops what is too old: the backlog's head, and in-flight frames while the side is offline. */
+  expire(now: number, linkReady: boolean): void {
+    const cutoff = now - this.limits.maxAgeMs;
+    let n = 0;
+    while (this.head < this.items.length && this.items[this.head]!.rxMs < cutoff) {
+      this.items[this.head++] = undefined;
+      n++;
+    }
+    if (n > 0) this.hooks.dropped('too_old', n);
+    this.compact();
+    if (!linkReady && this.unacked.length > 0) this.expireUnacked(cutoff);
+  }
+
+  /** Sends what the link takes now: first a due resend, then the backlog in batches. */
+  flush(link: DownLink | undefined, now: number): void {
+    if (!link?.ready) return;
+    const cutoff = now - this.limits.maxAgeMs;
+    if (this.resendDue) {
+      this.resendDue = false;
+      this.expireUnacked(cutoff);
+      for (const b of this.unacked) link.sendBinary(encodeBatch({ kind: KIND_DOWN, batch: b.batch, origin: b.origin, frames: b.frames }));
+    }
+    let stale = 0;
+    while (this.head < this.items.length && this.unackedFrames < WINDOW_FRAMES && link.canSend()) {
+      const origin = this.items[this.head]!.origin;
+      const room = Math.min(MAX_FRAMES_PER_BATCH, WINDOW_FRAMES - this.unackedFrames);
+      const frames: PendingFrame[] = [];
+      while (this.head < this.items.length && frames.length < room) {
+        const p = this.items[this.head]!;
+        if (p.rxMs < cutoff) {
+          this.items[this.head++] = undefined;
+          stale++;
+          continue;
+        }
+        if (p.origin !== origin) break;
+        frames.push(p);
+        this.items[this.head++] = undefined;
+      }
+      if (frames.length === 0) continue;
+      const batch = this.hooks.nextBatch();
+      link.sendBinary(encodeBatch({ kind: KIND_DOWN, batch, origin, frames }));
+      this.unacked.push({ batch, origin, frames });
+      this.unackedFrames += frames.length;
+      this.hooks.sent(frames, batch);
+    }
+    if (stale > 0) this.hooks.dropped('too_old', stale);
+    this.compact();
+  }
+
+  /** Drops everything (the side left the group); counted under `reason`. */
+  clear(reason: DropReason): void {
+    const n = this.backlog;
+    this.items = [];
+    this.head = 0;
+    this.unacked = [];
+    this.unackedFrames = 0;
+    this.resendDue = false;
+    if (n > 0) this.hooks.dropped(reason, n);
+  }
+
+  private expireUnacked(cutoff: number): void {
+    let n = 0;
+    for (const b of this.unacked) {
+      const before = b.frames.length;
+      if (before > 0 && b.frames[0]!.rxMs < cutoff) {
+        b.frames = b.frames.filter((p) => p.rxMs >= cutoff);
+        n += before - b.frames.length;
+      }
+    }
+    if (n === 0) return;
+    this.unackedFrames -= n;
+    // An emptied batch is not resent; the agent accepts gaps in batch numbers.
+    this.unacked = this.unacked.filter((b) => b.frames.length > 0);
+    this.hooks.dropped('too_old', n);
+  }
+
+  private compact(): void {
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head > 4096 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+  }
+}

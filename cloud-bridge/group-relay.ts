@@ -1,0 +1,349 @@
+/**
+ * The group relay: every frame one side receives is sent DOWN to the other side, unsampled, in order,
+ * on the mapped bus. Holds the live groups (loaded from the store, changed by the admin API), one
+ * DownQueue per side (backlog + in-flight batches), the connected links, the counters, and publishes
+ * `group_state` on every change and every interval.
+ *
+ * Loop guard: frames that arrived as `tx` (already transmitted by their agent) are never relayed, DOWN
+ * batches from agents are refused upstream, and a frame never goes back to its origin dongle.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { GroupStateData } from '../core/console/events.js';
+import { groupStateData, logData } from '../core/console/normalize.js';
+import type { SequencedFrame } from '../core/uplink/frame-codec.js';
+import type { BridgeConsoles } from './consoles.js';
+import { DownQueue, type DownLink, type DropReason, type PendingFrame } from './down-queue.js';
+import type { BridgeStore, GroupRow } from './store.js';
+
+export type Side = 'a' | 'b';
+const SIDES: readonly Side[] = ['a', 'b'];
+const other = (s: Side): Side => (s === 'a' ? 'b' : 'a');
+export const DROP_REASONS: readonly DropReason[] = ['backlog_full', 'too_old', 'group_changed'];
+
+/** A connected agent as the relay sees it. */
+export interface RelayLink extends DownLink {
+  /** Tells the agent its group membership changed. */
+  notifyGroup(group: string | null): void;
+}
+
+export interface RelaySettings {
+  backlogMaxFrames: number;
+  backlogMaxAgeMs: number;
+  groupStateIntervalMs: number;
+}
+
+interface SideRuntime {
+  side: Side;
+  dongle: string;
+  queue: DownQueue;
+}
+
+interface GroupRuntime {
+  id: string;
+  sides: Record<Side, SideRuntime>;
+  busMap: Record<string, string>;
+  /** Bus name translation for frames coming from side a (a→b) and from side b (b→a). */
+  map: Record<Side, Map<string, string>>;
+  /** Frames sent to the target side for the first time, by direction of travel. */
+  relayed: { a_to_b: number; b_to_a: number };
+  /** Dropped frames by target side and reason, since this bridge process started. */
+  dropped: Record<Side, Record<DropReason, number>>;
+  /** Totals persisted by earlier runs. */
+  base: { dropped: number; relayed: number };
+  rate: { lastTotal: number; lastAt: number; value: number };
+}
+
+export interface GroupMetrics {
+  group: string;
+  relayed: { a_to_b: number; b_to_a: number };
+  sides: { side: Side; dongle: string; backlog: number; inFlight: number; dropped: Record<DropReason, number> }[];
+}
+
+/** Sweep period: age-bound drops, and sends retried after a slow socket or a full window. */
+const SWEEP_MS = 50;
+
+export class GroupRelay {
+  private readonly groups = new Map<string, GroupRuntime>();
+  private readonly members = new Map<string, { group: GroupRuntime; side: Side }>();
+  private readonly links = new Map<string, RelayLink>();
+  /**
+   * Random per bridge process, sent in every welcome: an agent forgets the last DOWN batch it applied
+   * when it changes (a restarted bridge numbers afresh).
+   */
+  readonly epoch = randomUUID();
+  /**
+   * DOWN batch numbers come from one counter for every target. It also starts from the clock (×100, which
+   * fits u48 until 2059), so numbers keep increasing across bridge restarts even for an agent that does
+   * not look at the epoch.
+   */
+  private downBatch = Date.now() * 100;
+  /** Highest DOWN batch sent to each dongle: an ack above it names a batch it never got. */
+  private readonly highestDown = new Map<string, number>();
+  private readonly sweepTimer: NodeJS.Timeout;
+  private readonly stateTimer: NodeJS.Timeout;
+  /** Frames that arrived as `tx` and were therefore not relayed. */
+  loopGuarded = 0;
+
+  constructor(
+    private readonly settings: RelaySettings,
+    private readonly store: BridgeStore,
+    private readonly consoles: BridgeConsoles,
+    private readonly log: Logger,
+  ) {
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
+    this.sweepTimer.unref();
+    this.stateTimer = setInterval(() => this.periodic(), settings.groupStateIntervalMs);
+    this.stateTimer.unref();
+  }
+
+  /** Loads every stored group (at start), without announcing them. */
+  load(): void {
+    for (const row of this.store.groups()) this.apply(row, false);
+  }
+
+  groupOf(dongle: string): { group: string; side: Side } | undefined {
+    const m = this.members.get(dongle);
+    return m ? { group: m.group.id, side: m.side } : undefined;
+  }
+
+  has(gid: string): boolean {
+    return this.groups.has(gid);
+  }
+
+  // ---- links ----
+
+  /** A side's agent is up (after its welcome): resend what it has not acknowledged, then its backlog. */
+  attach(dongle: string, link: RelayLink): void {
+    this.links.set(dongle, link);
+    const m = this.members.get(dongle);
+    if (!m) return;
+    const q = m.group.sides[m.side].queue;
+    q.linkUp();
+    q.flush(link, Date.now());
+    this.publishState(m.group);
+  }
+
+  detach(dongle: string, link: RelayLink): void {
+    if (this.links.get(dongle) !== link) return; // already replaced by a newer connection
+    this.links.delete(dongle);
+    const m = this.members.get(dongle);
+    if (m) this.publishState(m.group);
+  }
+
+  // ---- data plane ----
+
+  /** Frames from one dongle's UP batch: queued for the peer side and sent at once if it can take them. */
+  relay(dongle: string, frames: readonly SequencedFrame[], now: number): void {
+    const m = this.members.get(dongle);
+    if (!m) return;
+    const target = m.group.sides[other(m.side)];
+    if (target.dongle === dongle) return;
+    const map = m.group.map[m.side];
+    const q = target.queue;
+    for (let i = 0; i < frames.length; i++) {
+      const sf = frames[i]!;
+      const f = sf.frame;
+      if (f.direction === 'tx') {
+        this.loopGuarded++;
+        continue;
+      }
+      const bus = map.size === 0 ? undefined : map.get(f.bus);
+      const p: PendingFrame = { frame: bus === undefined ? f : { ...f, bus }, seq: sf.seq, origin: dongle, rxMs: now };
+      q.push(p);
+    }
+    q.flush(this.links.get(target.dongle), now);
+  }
+
+  /** The agent's cumulative ack of DOWN batches. False when it acknowledges something never sent to it. */
+  downAck(dongle: string, batch: number): boolean {
+    if (batch > (this.highestDown.get(dongle) ?? -1)) return false;
+    const m = this.members.get(dongle);
+    if (!m) return true; // e.g. a late ack after the group ended: nothing is owed any more
+    const q = m.group.sides[m.side].queue;
+    q.ack(batch);
+    q.flush(this.links.get(dongle), Date.now());
+    return true;
+  }
+
+  // ---- groups (admin API) ----
+
+  /** A group was created or updated in the store: apply it and announce it. */
+  put(row: GroupRow, created: boolean): void {
+    const g = this.apply(row, true);
+    this.consoles.groupLog(
+      g.id,
+      logData('info', `group ${created ? 'created' : 'updated'}: a=${g.sides.a.dongle}, b=${g.sides.b.dongle}`, created ? 'group_created' : 'group_updated', {
+        a: g.sides.a.dongle,
+        b: g.sides.b.dongle,
+        bus_map: JSON.stringify(g.busMap),
+      }),
+    );
+    this.publishState(g);
+  }
+
+  /** A group ended (deleted, or one of its dongles was): its frames in waiting are dropped. */
+  remove(gid: string): void {
+    const g = this.groups.get(gid);
+    if (!g) return;
+    this.groups.delete(gid);
+    for (const s of SIDES) {
+      const side: SideRuntime = g.sides[s];
+      side.queue.clear('group_changed');
+      if (this.members.get(side.dongle)?.group === g) {
+        this.members.delete(side.dongle);
+        this.links.get(side.dongle)?.notifyGroup(null);
+      }
+    }
+  }
+
+  state(gid: string): GroupStateData | undefined {
+    const g = this.groups.get(gid);
+    return g ? this.stateOf(g) : undefined;
+  }
+
+  metrics(): GroupMetrics[] {
+    return [...this.groups.values()].map((g) => ({
+      group: g.id,
+      relayed: g.relayed,
+      sides: SIDES.map((s) => ({ side: s, dongle: g.sides[s].dongle, backlog: g.sides[s].queue.backlog, inFlight: g.sides[s].queue.inFlight, dropped: g.dropped[s] })),
+    }));
+  }
+
+  /** Stops the timers and saves the counters. */
+  stop(): void {
+    clearInterval(this.sweepTimer);
+    clearInterval(this.stateTimer);
+    for (const g of this.groups.values()) this.persist(g);
+  }
+
+  // ---- internals ----
+
+  private apply(row: GroupRow, announce: boolean): GroupRuntime {
+    const busMap = JSON.parse(row.bus_map) as Record<string, string>;
+    const map = {
+      a: new Map(Object.entries(busMap)),
+      b: new Map(Object.entries(busMap).map(([a, b]) => [b, a] as [string, string])),
+    };
+    let g = this.groups.get(row.id);
+    const dongles: Record<Side, string> = { a: row.side_a, b: row.side_b };
+    if (g === undefined) {
+      g = {
+        id: row.id,
+        sides: { a: this.makeSide(row.id, 'a', dongles.a), b: this.makeSide(row.id, 'b', dongles.b) },
+        busMap,
+        map,
+        relayed: { a_to_b: 0, b_to_a: 0 },
+        dropped: { a: zeroDrops(), b: zeroDrops() },
+        base: { dropped: row.dropped, relayed: row.relayed_total },
+        rate: { lastTotal: 0, lastAt: Date.now(), value: 0 },
+      };
+      this.groups.set(row.id, g);
+    } else {
+      g.busMap = busMap;
+      g.map = map;
+      if (g.sides.a.dongle !== dongles.a || g.sides.b.dongle !== dongles.b) {
+        // Waiting frames were mapped and addressed for the old sides: they are dropped, not redirected.
+        for (const s of SIDES) {
+          const old: SideRuntime = g.sides[s];
+          old.queue.clear('group_changed');
+          if (old.dongle !== dongles.a && old.dongle !== dongles.b && this.members.get(old.dongle)?.group === g) {
+            this.members.delete(old.dongle);
+            if (announce) this.links.get(old.dongle)?.notifyGroup(null);
+          }
+        }
+        g.sides = { a: this.makeSide(row.id, 'a', dongles.a), b: this.makeSide(row.id, 'b', dongles.b) };
+      }
+    }
+    for (const s of SIDES) {
+      const d = g.sides[s].dongle;
+      const before = this.members.get(d);
+      this.members.set(d, { group: g, side: s });
+      if (announce && before?.group !== g) this.links.get(d)?.notifyGroup(g.id);
+    }
+    return g;
+  }
+
+  private makeSide(gid: string, side: Side, dongle: string): SideRuntime {
+    const queue = new DownQueue(
+      dongle,
+      { maxFrames: this.settings.backlogMaxFrames, maxAgeMs: this.settings.backlogMaxAgeMs },
+      {
+        nextBatch: () => ++this.downBatch,
+        dropped: (reason, n) => {
+          const g = this.groups.get(gid);
+          if (g) g.dropped[side][reason] += n;
+        },
+        sent: (frames, batch) => {
+          this.highestDown.set(dongle, batch);
+          const g = this.groups.get(gid);
+          if (!g) return;
+          if (side === 'b') g.relayed.a_to_b += frames.length;
+          else g.relayed.b_to_a += frames.length;
+          this.consoles.downFrames(dongle, frames);
+        },
+      },
+    );
+    return { side, dongle, queue };
+  }
+
+  private stateOf(g: GroupRuntime): GroupStateData {
+    const online = { a: this.links.get(g.sides.a.dongle)?.ready === true, b: this.links.get(g.sides.b.dongle)?.ready === true };
+    let dropped = g.base.dropped;
+    for (const s of SIDES) for (const r of DROP_REASONS) dropped += g.dropped[s][r];
+    return groupStateData({
+      group: g.id,
+      mode: online.a && online.b ? 'relaying' : online.a || online.b ? 'degraded' : 'down',
+      sides: {
+        a: { dongle: g.sides.a.dongle, online: online.a, backlog: g.sides.a.queue.backlog },
+        b: { dongle: g.sides.b.dongle, online: online.b, backlog: g.sides.b.queue.backlog },
+      },
+      offline_side: online.a && online.b ? null : !online.a && !online.b ? 'both' : online.a ? 'b' : 'a',
+      dropped,
+      relay_rate: g.rate.value,
+      relayed_total: g.base.relayed + g.relayed.a_to_b + g.relayed.b_to_a,
+    });
+  }
+
+  private publishState(g: GroupRuntime): void {
+    this.consoles.groupState(g.id, this.stateOf(g));
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const g of this.groups.values()) {
+      for (const s of SIDES) {
+        const side: SideRuntime = g.sides[s];
+        const link = this.links.get(side.dongle);
+        side.queue.expire(now, link?.ready === true);
+        side.queue.flush(link, now);
+      }
+    }
+  }
+
+  private periodic(): void {
+    const now = Date.now();
+    for (const g of this.groups.values()) {
+      const total = g.relayed.a_to_b + g.relayed.b_to_a;
+      const secs = (now - g.rate.lastAt) / 1000;
+      g.rate.value = secs > 0 ? Math.round(((total - g.rate.lastTotal) / secs) * 10) / 10 : 0;
+      g.rate.lastTotal = total;
+      g.rate.lastAt = now;
+      this.publishState(g);
+      this.persist(g);
+    }
+  }
+
+  private persist(g: GroupRuntime): void {
+    const s = this.stateOf(g);
+    try {
+      this.store.saveGroupCounters(g.id, s.dropped, s.relayed_total);
+    } catch (err) {
+      this.log.warn({ err, group: g.id }, 'could not save the group counters');
+    }
+  }
+}
+
+function zeroDrops(): Record<DropReason, number> {
+  return { backlog_full: 0, too_old: 0, group_changed: 0 };
+}

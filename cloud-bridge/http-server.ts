@@ -1,0 +1,106 @@
+/**
+ * The bridge's HTTP surface, routed in one place:
+ *   GET  /healthz, /metrics                                  open (no dongle data beyond ids in labels)
+ *   GET  /api/v1/streams/dongles/<id>/console                SSE, admin or viewer token
+ *   GET  /api/v1/streams/groups/<gid>/console                SSE, admin or viewer token
+ *   *    /api/v1/…                                           admin API (admin-api.ts)
+ *   GET  /console/dongles/<id>, /console/groups/<gid>        the web console page, when dist/web exists
+ *   WebSocket upgrade on UPLINK_PATH                         agents (agent-server.ts)
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { ConsoleStream } from '../core/console/console-stream.js';
+import { sendJson, serveConsole } from '../core/http/console-route.js';
+import type { SseOptions, SseWriter } from '../core/http/sse-writer.js';
+import type { StaticFiles } from '../core/http/static-files.js';
+import type { AdminApi } from './admin-api.js';
+import { ID_RULE } from './admin-api.js';
+import type { AgentServer } from './agent-server.js';
+import { bearerToken, type Auth } from './auth.js';
+import type { BridgeConsoles } from './consoles.js';
+import type { GroupRelay } from './group-relay.js';
+import type { BridgeStats } from './metrics.js';
+import type { BridgeStore } from './store.js';
+
+export interface BridgeHttpDeps {
+  auth: Auth;
+  admin: AdminApi;
+  agents: AgentServer;
+  consoles: BridgeConsoles;
+  store: BridgeStore;
+  relay: GroupRelay;
+  stats: BridgeStats;
+  metrics: Registry;
+  health: () => Record<string, unknown>;
+  sse: Omit<SseOptions, 'onClose'>;
+  /**
+   * The web console page (another issue builds it into dist/web/). When present, its index.html is served
+   * for /console/dongles/<id> and /console/groups/<gid>, and its other files at their own paths.
+   */
+  web?: StaticFiles;
+}
+
+const CONSOLE_PATH = /^\/api\/v1\/streams\/(dongles|groups)\/([^/]+)\/console$/;
+const PAGE_PATH = /^\/console\/(dongles|groups)\/[^/]+\/?$/;
+
+export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writers: Set<SseWriter> } {
+  const writers = new Set<SseWriter>();
+
+  const serveStream = (req: IncomingMessage, res: ServerResponse, url: URL, kind: string, id: string): void => {
+    if (req.method !== 'GET') return sendJson(res, 405, { error: `${req.method} is not supported on a console; use GET` }, { Allow: 'GET' });
+    const caller = deps.auth.identify(bearerToken(req, url));
+    if (caller === undefined)
+      return sendJson(res, 401, { error: 'missing or wrong token: send Authorization: Bearer <viewer or admin token>, or ?access_token=' }, { 'WWW-Authenticate': 'Bearer' });
+    if (caller.kind === 'agent') return sendJson(res, 403, { error: 'agent tokens cannot read consoles; use a viewer token (POST /api/v1/viewer-tokens)' });
+    if (!ID_RULE.test(id)) return sendJson(res, 400, { error: `bad ${kind === 'dongles' ? 'dongle' : 'group'} id ${JSON.stringify(id.slice(0, 80))}` });
+    let stream: ConsoleStream;
+    if (kind === 'dongles') {
+      if (!deps.store.dongle(id)) return sendJson(res, 404, { error: `dongle "${id}" is not registered on this bridge` });
+      stream = deps.consoles.dongleStream(id);
+    } else {
+      if (!deps.relay.has(id)) return sendJson(res, 404, { error: `no group "${id}" on this bridge` });
+      stream = deps.consoles.groupStream(id);
+    }
+    const w = serveConsole(req, res, url, stream, {
+      ...deps.sse,
+      onClose: (reason) => {
+        writers.delete(w!);
+        if (reason === 'slow_client') deps.stats.consoleClientsCut++;
+      },
+    });
+    if (w) writers.add(w);
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+    const c = CONSOLE_PATH.exec(path);
+    if (c) return serveStream(req, res, url, c[1]!, c[2]!);
+    if (path.startsWith('/api/')) return deps.admin.handle(req, res, path, deps.auth.identify(bearerToken(req)));
+
+    const readOnly = req.method === 'GET' || req.method === 'HEAD';
+    if (path === '/healthz' || path === '/metrics') {
+      if (!readOnly) return sendJson(res, 405, { error: `${req.method} is not supported on ${path}; use GET` }, { Allow: 'GET, HEAD' });
+      if (path === '/healthz') return sendJson(res, 200, deps.health());
+      const body = await deps.metrics.metrics();
+      res.writeHead(200, { 'Content-Type': deps.metrics.contentType });
+      res.end(body);
+      return;
+    }
+    // Hook for the web console page (built by another issue into dist/web/).
+    if (deps.web && readOnly) {
+      if (PAGE_PATH.test(path) && (await deps.web.serve(req, res, '/index.html'))) return;
+      if (path !== '/' && (await deps.web.serve(req, res, path))) return;
+    }
+    sendJson(res, 404, { error: `no route for ${path}; the API lives under /api/v1/ (see /healthz)` });
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (!res.headersSent) sendJson(res, 500, { error: `internal error: ${(err as Error).message}` });
+      else res.destroy();
+    });
+  });
+  server.on('upgrade', (req, socket, head) => deps.agents.handleUpgrade(req, socket, head));
+  return { server, writers };
+}

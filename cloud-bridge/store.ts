@@ -1,0 +1,284 @@
+/**
+ * The bridge's durable state in SQLite: dongles, tokens (only their SHA-256), groups, commands with their
+ * status history, and the per-dongle uplink positions (mirrored-event seq, last UP batch of an agent run)
+ * that make redelivery after a reconnect or a bridge restart idempotent. Every query is a prepared
+ * statement; nothing here is on the per-frame path.
+ */
+import type Database from 'better-sqlite3';
+import { COMMAND_STATES, type CommandState } from '../core/console/events.js';
+
+export interface DongleRow {
+  id: string;
+  created_at: string;
+  last_seen: string | null;
+  event_seq: number;
+  up_run: string | null;
+  up_batch: number | null;
+}
+
+export interface GroupRow {
+  id: string;
+  side_a: string;
+  side_b: string;
+  /** JSON object: a-side bus → b-side bus. */
+  bus_map: string;
+  created_at: string;
+  updated_at: string;
+  dropped: number;
+  relayed_total: number;
+}
+
+export interface CommandRow {
+  id: string;
+  dongle: string;
+  type: string;
+  /** JSON of the validated command body. */
+  body: string;
+  status: CommandState;
+  created_at: string;
+  expires_at: string;
+}
+
+export interface HistoryRow {
+  status: CommandState;
+  ts: string;
+  error: string | null;
+}
+
+export type TokenKind = 'agent' | 'viewer';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS dongles (
+  id TEXT PRIMARY KEY,
+  created_at TEXT NOT NULL,
+  last_seen TEXT,
+  event_seq INTEGER NOT NULL DEFAULT 0,
+  up_run TEXT,
+  up_batch INTEGER
+);
+CREATE TABLE IF NOT EXISTS tokens (
+  hash TEXT PRIMARY KEY,
+  kind TEXT NOT NULL CHECK (kind IN ('agent', 'viewer')),
+  dongle TEXT REFERENCES dongles(id) ON DELETE CASCADE,
+  created_at TEXT NOT NULL,
+  CHECK ((kind = 'agent') = (dongle IS NOT NULL))
+);
+CREATE INDEX IF NOT EXISTS tokens_by_dongle ON tokens(dongle);
+CREATE TABLE IF NOT EXISTS groups (
+  id TEXT PRIMARY KEY,
+  side_a TEXT NOT NULL REFERENCES dongles(id),
+  side_b TEXT NOT NULL REFERENCES dongles(id),
+  bus_map TEXT NOT NULL DEFAULT '{}',
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  dropped INTEGER NOT NULL DEFAULT 0,
+  relayed_total INTEGER NOT NULL DEFAULT 0,
+  CHECK (side_a <> side_b)
+);
+-- One row per group side: the primary key is what keeps a dongle in at most one group.
+CREATE TABLE IF NOT EXISTS group_members (
+  dongle TEXT PRIMARY KEY REFERENCES dongles(id),
+  group_id TEXT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+  side TEXT NOT NULL CHECK (side IN ('a', 'b'))
+);
+CREATE TABLE IF NOT EXISTS commands (
+  id TEXT PRIMARY KEY,
+  dongle TEXT NOT NULL,
+  type TEXT NOT NULL,
+  body TEXT NOT NULL,
+  status TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS commands_by_dongle_status ON commands(dongle, status);
+CREATE TABLE IF NOT EXISTS command_history (
+  n INTEGER PRIMARY KEY AUTOINCREMENT,
+  command_id TEXT NOT NULL REFERENCES commands(id) ON DELETE CASCADE,
+  status TEXT NOT NULL,
+  ts TEXT NOT NULL,
+  error TEXT
+);
+CREATE INDEX IF NOT EXISTS command_history_by_command ON command_history(command_id, n);
+`;
+
+const TERMINAL: ReadonlySet<CommandState> = new Set(['succeeded', 'failed', 'timed_out']);
+export const isTerminal = (s: CommandState): boolean => TERMINAL.has(s);
+
+export class BridgeStore {
+  private readonly s;
+
+  constructor(private readonly db: Database.Database) {
+    db.pragma('foreign_keys = ON');
+    db.exec(SCHEMA);
+    this.s = {
+      dongleGet: db.prepare<[string], DongleRow>('SELECT * FROM dongles WHERE id = ?'),
+      dongleList: db.prepare<[], DongleRow>('SELECT * FROM dongles ORDER BY id'),
+      dongleInsert: db.prepare<[string, string]>('INSERT INTO dongles (id, created_at) VALUES (?, ?) ON CONFLICT(id) DO NOTHING'),
+      dongleDelete: db.prepare<[string]>('DELETE FROM dongles WHERE id = ?'),
+      lastSeen: db.prepare<[string, string]>('UPDATE dongles SET last_seen = ? WHERE id = ?'),
+      eventSeq: db.prepare<[number, string]>('UPDATE dongles SET event_seq = ? WHERE id = ?'),
+      upPosition: db.prepare<[string, number, string]>('UPDATE dongles SET up_run = ?, up_batch = ? WHERE id = ?'),
+      tokenGet: db.prepare<[string], { kind: TokenKind; dongle: string | null }>('SELECT kind, dongle FROM tokens WHERE hash = ?'),
+      tokenDeleteAgent: db.prepare<[string]>("DELETE FROM tokens WHERE kind = 'agent' AND dongle = ?"),
+      tokenInsert: db.prepare<[string, TokenKind, string | null, string]>('INSERT INTO tokens (hash, kind, dongle, created_at) VALUES (?, ?, ?, ?)'),
+      groupGet: db.prepare<[string], GroupRow>('SELECT * FROM groups WHERE id = ?'),
+      groupList: db.prepare<[], GroupRow>('SELECT * FROM groups ORDER BY id'),
+      groupInsert: db.prepare<[string, string, string, string, string, string]>(
+        'INSERT INTO groups (id, side_a, side_b, bus_map, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      groupUpdate: db.prepare<[string, string, string, string, string]>('UPDATE groups SET side_a = ?, side_b = ?, bus_map = ?, updated_at = ? WHERE id = ?'),
+      groupDelete: db.prepare<[string]>('DELETE FROM groups WHERE id = ?'),
+      groupCounters: db.prepare<[number, number, string]>('UPDATE groups SET dropped = ?, relayed_total = ? WHERE id = ?'),
+      memberOf: db.prepare<[string], { group_id: string; side: 'a' | 'b' }>('SELECT group_id, side FROM group_members WHERE dongle = ?'),
+      membersDelete: db.prepare<[string]>('DELETE FROM group_members WHERE group_id = ?'),
+      memberInsert: db.prepare<[string, string, 'a' | 'b']>('INSERT INTO group_members (dongle, group_id, side) VALUES (?, ?, ?)'),
+      commandInsert: db.prepare<[string, string, string, string, string, string, string]>(
+        'INSERT INTO commands (id, dongle, type, body, status, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      commandGet: db.prepare<[string], CommandRow>('SELECT * FROM commands WHERE id = ?'),
+      commandStatus: db.prepare<[string, string]>('UPDATE commands SET status = ? WHERE id = ?'),
+      historyInsert: db.prepare<[string, string, string, string | null]>('INSERT INTO command_history (command_id, status, ts, error) VALUES (?, ?, ?, ?)'),
+      history: db.prepare<[string], HistoryRow>('SELECT status, ts, error FROM command_history WHERE command_id = ? ORDER BY n'),
+      queuedFor: db.prepare<[string], CommandRow>("SELECT * FROM commands WHERE dongle = ? AND status = 'queued' ORDER BY created_at, rowid"),
+      unfinished: db.prepare<[], CommandRow>("SELECT * FROM commands WHERE status NOT IN ('succeeded', 'failed', 'timed_out') ORDER BY created_at, rowid"),
+      unfinishedFor: db.prepare<[string], CommandRow>(
+        "SELECT * FROM commands WHERE dongle = ? AND status NOT IN ('succeeded', 'failed', 'timed_out') ORDER BY created_at, rowid",
+      ),
+    };
+  }
+
+  // ---- dongles ----
+
+  dongle(id: string): DongleRow | undefined {
+    return this.s.dongleGet.get(id);
+  }
+
+  dongles(): DongleRow[] {
+    return this.s.dongleList.all();
+  }
+
+  /** Registers a dongle with its first agent token; false (and no change) when it already exists. */
+  createDongle(id: string, tokenHash: string, now: string): boolean {
+    return this.db.transaction(() => {
+      if (this.s.dongleInsert.run(id, now).changes === 0) return false;
+      this.s.tokenInsert.run(tokenHash, 'agent', id, now);
+      return true;
+    })();
+  }
+
+  /** Replaces the dongle's agent token: the old one stops working at once. */
+  rotateAgentToken(id: string, tokenHash: string, now: string): void {
+    this.db.transaction(() => {
+      this.s.tokenDeleteAgent.run(id);
+      this.s.tokenInsert.run(tokenHash, 'agent', id, now);
+    })();
+  }
+
+  /** Removes a dongle, its tokens and the group it is in (returned). Its command history stays. */
+  deleteDongle(id: string): { deleted: boolean; group: string | undefined } {
+    return this.db.transaction(() => {
+      const group = this.s.memberOf.get(id)?.group_id;
+      if (group !== undefined) {
+        this.s.membersDelete.run(group);
+        this.s.groupDelete.run(group);
+      }
+      return { deleted: this.s.dongleDelete.run(id).changes > 0, group };
+    })();
+  }
+
+  setLastSeen(id: string, ts: string): void {
+    this.s.lastSeen.run(ts, id);
+  }
+
+  setEventSeq(id: string, seq: number): void {
+    this.s.eventSeq.run(seq, id);
+  }
+
+  setUpPosition(id: string, run: string, batch: number): void {
+    this.s.upPosition.run(run, batch, id);
+  }
+
+  // ---- tokens ----
+
+  addViewerToken(tokenHash: string, now: string): void {
+    this.s.tokenInsert.run(tokenHash, 'viewer', null, now);
+  }
+
+  token(hash: string): { kind: TokenKind; dongle: string | null } | undefined {
+    return this.s.tokenGet.get(hash);
+  }
+
+  // ---- groups ----
+
+  group(id: string): GroupRow | undefined {
+    return this.s.groupGet.get(id);
+  }
+
+  groups(): GroupRow[] {
+    return this.s.groupList.all();
+  }
+
+  membership(dongle: string): { group: string; side: 'a' | 'b' } | undefined {
+    const r = this.s.memberOf.get(dongle);
+    return r ? { group: r.group_id, side: r.side } : undefined;
+  }
+
+  /** Creates or updates a group; the caller has checked the sides (the keys would refuse a conflict anyway). */
+  putGroup(id: string, a: string, b: string, busMap: Record<string, string>, now: string): { created: boolean } {
+    return this.db.transaction(() => {
+      const exists = this.s.groupGet.get(id) !== undefined;
+      const map = JSON.stringify(busMap);
+      if (exists) this.s.groupUpdate.run(a, b, map, now, id);
+      else this.s.groupInsert.run(id, a, b, map, now, now);
+      this.s.membersDelete.run(id);
+      this.s.memberInsert.run(a, id, 'a');
+      this.s.memberInsert.run(b, id, 'b');
+      return { created: !exists };
+    })();
+  }
+
+  deleteGroup(id: string): boolean {
+    return this.db.transaction(() => {
+      this.s.membersDelete.run(id);
+      return this.s.groupDelete.run(id).changes > 0;
+    })();
+  }
+
+  saveGroupCounters(id: string, dropped: number, relayedTotal: number): void {
+    this.s.groupCounters.run(dropped, relayedTotal, id);
+  }
+
+  // ---- commands ----
+
+  insertCommand(c: CommandRow): void {
+    this.db.transaction(() => {
+      this.s.commandInsert.run(c.id, c.dongle, c.type, c.body, c.status, c.created_at, c.expires_at);
+      this.s.historyInsert.run(c.id, c.status, c.created_at, null);
+    })();
+  }
+
+  command(id: string): CommandRow | undefined {
+    return this.s.commandGet.get(id);
+  }
+
+  commandHistory(id: string): HistoryRow[] {
+    return this.s.history.all(id);
+  }
+
+  /** Moves a command to a new status and appends it to the history, in one transaction. */
+  setCommandStatus(id: string, status: CommandState, ts: string, error?: string): void {
+    if (!COMMAND_STATES.includes(status)) throw new Error(`unknown command status ${status}`);
+    this.db.transaction(() => {
+      this.s.commandStatus.run(status, id);
+      this.s.historyInsert.run(id, status, ts, error ?? null);
+    })();
+  }
+
+  queuedCommands(dongle: string): CommandRow[] {
+    return this.s.queuedFor.all(dongle);
+  }
+
+  unfinishedCommands(dongle?: string): CommandRow[] {
+    return dongle === undefined ? this.s.unfinished.all() : this.s.unfinishedFor.all(dongle);
+  }
+}
