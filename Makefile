@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build test test-unit bench bench-agent clean
+.PHONY: all deps build test test-unit test-socketcan bench bench-agent bench-relay clean
 all: build
 
 node_modules/.package-lock.json: package.json package-lock.json
@@ -19,13 +19,20 @@ build: deps
 test-unit: build
 	$(NODE) --test --test-concurrency=2 $$(find dist/test -maxdepth 1 -name '*.test.js' | sort)
 
-test: test-unit
+# The real SocketCAN path: Debian's kernel with vcan under qemu, the real agent, bridge and can-utils.
+test-socketcan: build
+	bash test/socketcan-vm/run.sh test/socketcan-vm/agent-guest.sh
+
+test: test-unit test-socketcan
 
 # Benchmarks: not tests. Figures go to bench/results/*.md (and .json).
 bench-agent: build
 	$(NODE) dist/bench/agent-console.js
 
-bench: bench-agent
+bench-relay: build
+	$(NODE) dist/bench/bridge-relay.js
+
+bench: bench-agent bench-relay
 	@cat bench/results/*.md
 
 clean:

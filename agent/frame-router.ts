@@ -18,7 +18,12 @@ import type { FrameSource, SendResult, SourceSink } from './sources/source.js';
 export interface FrameUplink {
   /** Takes a received frame. Never blocks; the uplink counts anything it has to drop. */
   push(frame: CanFrame): void;
+  /** Frames held, not yet acknowledged by the bridge. */
+  readonly buffered: number;
 }
+
+/** Above this many frames held for the bridge, a source that can wait (replay at speed 0) waits. */
+const BACKLOG_PAUSE_FRAMES = 20_000;
 
 export interface RouterLog {
   (level: LogLevel, message: string, fields?: Record<string, unknown>): void;
@@ -61,6 +66,10 @@ export class FrameRouter implements SourceSink {
   log(level: LogLevel, message: string, code?: string, details?: Record<string, string | number | boolean | null>): void {
     this.procLog(level, message, { code, ...details });
     this.console.publish({ type: 'log', data: logData(level, message, code, details) });
+  }
+
+  backlogged(): boolean {
+    return (this.uplink?.buffered ?? 0) > BACKLOG_PAUSE_FRAMES;
   }
 
   ended(): void {

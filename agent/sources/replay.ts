@@ -296,6 +296,8 @@ export class ReplaySource implements FrameSource {
       if (++this.sinceYield >= YIELD_EVERY) {
         this.sinceYield = 0;
         await new Promise<void>((resolve) => setImmediate(resolve));
+        // Flat out means as fast as the agent can take them: wait while the uplink is backed up.
+        while (this.speed === 0 && !this.stopped && sink.backlogged?.()) await new Promise<void>((resolve) => setTimeout(resolve, 2));
       }
     }
   }

@@ -15,6 +15,11 @@ export interface SourceSink {
   log(level: LogLevel, message: string, code?: string, details?: Record<string, string | number | boolean | null>): void;
   /** A finite source (replay without --replay-loop) has delivered its last frame. */
   ended(): void;
+  /**
+   * True while the data plane holds many frames not yet taken by the bridge. A source that can wait (a
+   * replay at speed 0: "as fast as the agent can take them") pauses; a live bus cannot and never asks.
+   */
+  backlogged?(): boolean;
 }
 
 /**

@@ -20,7 +20,7 @@ export class Downlink {
   private epoch: string | undefined;
   private readonly seqs = new Map<string, SeqTrack>();
   /** Origin-receive to local-transmit latency samples (ms), a ring of the most recent. */
-  private readonly latency = new Float64Array(8192);
+  private readonly latency = new Float64Array(65_536);
   private latencyCount = 0;
   readonly stats = { batches: 0, duplicateBatches: 0, frames: 0, seqGaps: 0, seqDuplicates: 0, seqReordered: 0 };
 

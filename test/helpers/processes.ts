@@ -45,7 +45,7 @@ export class CliProcess {
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve((this.exitCode = code))));
   }
 
-  async waitForLog(pred: (l: LogLine) => boolean, ms = 10_000): Promise<LogLine> {
+  async waitForLog(pred: (l: LogLine) => boolean, ms = START_TIMEOUT_MS): Promise<LogLine> {
     const deadline = Date.now() + ms;
     for (;;) {
       const hit = this.logs.find(pred);
@@ -66,11 +66,22 @@ export class CliProcess {
   }
 }
 
+/** How long a started process may take to announce itself (raised under emulation, e.g. in the qemu guest). */
+export const START_TIMEOUT_MS = Number(process.env.TEST_START_TIMEOUT_MS ?? 10_000);
+
+const live = new Set<ChildProcess>();
+// A failing test must not leave daemons behind (or keep the runner alive): kill what is still running.
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
   const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  live.add(child);
+  child.on('exit', () => live.delete(child));
   return new CliProcess(child);
 }
 
