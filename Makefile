@@ -14,6 +14,7 @@ deps: node_modules/.package-lock.json
 
 build: deps
 	$(TSC) -p tsconfig.json
+	$(NODE) web/build.mjs
 
 # Unit and integration tests: node:test over the compiled output.
 test-unit: build

@@ -11,7 +11,8 @@ export const EXIT_USAGE = 2;
 export function addOptions(cmd: Command, specs: readonly OptionSpec[]): Command {
   for (const s of specs) {
     const flags = s.arg ? `--${s.name} ${s.arg}` : `--${s.name}`;
-    const opt = new Option(flags, s.description);
+    const shown = typeof s.default === 'function' || s.default === undefined || s.default === false ? '' : ` (default: ${String(s.default)})`;
+    const opt = new Option(flags, s.description + shown);
     if (s.env) opt.env(s.env[0]!);
     // Defaults are applied by resolveOptions, not commander, so a config file can still set them.
     cmd.addOption(opt);

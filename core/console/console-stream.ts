@@ -114,7 +114,9 @@ export class ConsoleStream {
   offerFrame(f: CanFrame, dongle?: string): void {
     if (this.closed) return;
     this.counters.framesOffered++;
-    const n = this.sampler.offer(f.bus + (f.ext ? ':x' : f.err ? ':e' : ':') + f.id, this.now());
+    // Keyed by dongle too: on a group console both sides may use the same bus name and id.
+    const key = (dongle ?? '') + '/' + f.bus + (f.ext ? ':x' : f.err ? ':e' : ':') + f.id;
+    const n = this.sampler.offer(key, this.now());
     if (n === 0) {
       this.counters.sampledOut++;
       return;

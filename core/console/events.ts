@@ -25,7 +25,7 @@ export interface CanFrameData extends FromDongle {
   brs?: true;
   esi?: true;
   is_error?: true;
-  /** Only while the console samples: how many frames of this bus+id this event stands for (>= 1). */
+  /** Only while the console samples: how many frames of this bus+id (of this dongle, on a group console) this event stands for (>= 1). */
   represents?: number;
 }
 

@@ -1,0 +1,117 @@
+/**
+ * Headless Chromium for the web console tests, through playwright-core and Debian's chromium package
+ * (no browser download). playwright gives each launch a fresh temporary profile and removes it on close.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+export const CHROMIUM = process.env.CANRELAY_CHROMIUM ?? '/usr/bin/chromium';
+/** Repository root (this file runs from dist/test/helpers/). */
+export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const ARTIFACTS = join(ROOT, 'test', 'artifacts');
+/** The built page; the agent and the bridge serve it only when it exists at their start. */
+export const WEB_DIST = join(ROOT, 'dist', 'web');
+/** The page's compiled scripts: web/src/*.ts keep their place under dist/web (the page also compiles core/console/events.ts). */
+export const WEB_JS = join(WEB_DIST, 'web', 'src');
+
+/** Installs Debian's chromium when missing (as .ci/run does), or explains why it cannot. */
+export function ensureChromium(): void {
+  if (existsSync(CHROMIUM)) return;
+  try {
+    execFileSync('bash', [join(ROOT, '.ci', 'ensure-debs.sh'), 'chromium'], { stdio: 'inherit' });
+  } catch (err) {
+    throw new Error(`chromium is needed for the web tests and is not installed at ${CHROMIUM}: ${(err as Error).message}`);
+  }
+  if (!existsSync(CHROMIUM)) throw new Error(`chromium is still missing at ${CHROMIUM}`);
+}
+
+export function ensureWebBuilt(): void {
+  if (!existsSync(join(WEB_DIST, 'index.html')) || !existsSync(join(WEB_JS, 'main.js'))) {
+    throw new Error('dist/web is not built: run `node web/build.mjs` (part of `make build`) first');
+  }
+}
+
+export interface TestBrowser {
+  browser: Browser;
+  /** A new context + page with the given viewport; closed with the browser. */
+  page(opts?: { width?: number; height?: number; downloads?: boolean; dark?: boolean }): Promise<Page>;
+  close(): Promise<void>;
+}
+
+export async function launchBrowser(): Promise<TestBrowser> {
+  ensureChromium();
+  ensureWebBuilt();
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--no-sandbox',
+      '--headless',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      // The page must keep drawing in a background-like headless run: no timer throttling.
+      '--disable-background-timer-throttling',
+      '--disable-renderer-backgrounding',
+    ],
+    timeout: 30_000,
+  });
+  const contexts: BrowserContext[] = [];
+  return {
+    browser,
+    async page(opts = {}) {
+      const ctx = await browser.newContext({
+        viewport: { width: opts.width ?? 1280, height: opts.height ?? 800 },
+        acceptDownloads: opts.downloads ?? true,
+        colorScheme: opts.dark ? 'dark' : 'light',
+      });
+      contexts.push(ctx);
+      const page = await ctx.newPage();
+      page.setDefaultTimeout(15_000);
+      // Surface page errors in the test output: a thrown error in the page is a bug.
+      page.on('pageerror', (err) => process.stderr.write(`[page error] ${err.message}\n`));
+      return page;
+    },
+    async close() {
+      for (const c of contexts) await c.close().catch(() => {});
+      await browser.close().catch(() => {});
+    },
+  };
+}
+
+/** Saves a full-page screenshot under test/artifacts/ (git-ignored) and returns its path. */
+export async function screenshot(page: Page, name: string): Promise<string> {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const path = join(ARTIFACTS, `${name}.png`);
+  await page.screenshot({ path, fullPage: false });
+  return path;
+}
+
+/** Collects uncaught page errors so a test can assert there were none. */
+export function pageErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('pageerror', (err) => errors.push(err.message));
+  return errors;
+}
+
+/** Polls `fn` until it returns a truthy value (returned), or fails with `what` after `ms`. */
+export async function until<T>(fn: () => Promise<T> | T, what: string, ms = 10_000, every = 100): Promise<NonNullable<T>> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+      last = v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
