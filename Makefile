@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build test test-unit test-socketcan bench bench-agent bench-relay clean
+.PHONY: all deps build run-sim test test-unit test-web test-socketcan bench bench-agent bench-relay clean
 all: build
 
 node_modules/.package-lock.json: package.json package-lock.json
@@ -16,15 +16,24 @@ build: deps
 	$(TSC) -p tsconfig.json
 	$(NODE) web/build.mjs
 
-# Unit and integration tests: node:test over the compiled output.
+# Try it: the agent on its simulated vehicle bus; the console page at http://127.0.0.1:8080/
+run-sim: build
+	$(NODE) dist/cli.js agent --sim --id demo --listen 127.0.0.1:8080 --state-dir .state
+
+# node:test over the compiled output. Browser and deployment suites run one file at a time: they
+# start Chromium, nginx or a VM and measure rates, which a parallel neighbour would disturb.
 test-unit: build
-	$(NODE) --test --test-concurrency=2 $$(find dist/test -maxdepth 1 -name '*.test.js' | sort)
+	$(NODE) --test --test-concurrency=2 $$(find dist/test -maxdepth 1 -name '*.test.js' ! -name 'web-*' ! -name 'deploy-*' | sort)
+
+test-web: build
+	bash .ci/ensure-debs.sh chromium
+	$(NODE) --test --test-concurrency=1 $$(find dist/test -maxdepth 1 -name 'web-*.test.js' | sort)
 
 # The real SocketCAN path: Debian's kernel with vcan under qemu, the real agent, bridge and can-utils.
 test-socketcan: build
 	bash test/socketcan-vm/run.sh test/socketcan-vm/agent-guest.sh
 
-test: test-unit test-socketcan
+test: test-unit test-web test-deploy test-socketcan
 
 # Benchmarks: not tests. Figures go to bench/results/*.md (and .json).
 bench-agent: build
@@ -38,3 +47,5 @@ bench: bench-agent bench-relay
 
 clean:
 	rm -rf dist
+
+include mk/deploy.mk

@@ -3,7 +3,8 @@ import { Command } from 'commander';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { addOptions, resolveCommandOptions } from '../core/cli/command.js';
-import { describeOptions, OptionError } from '../core/cli/options.js';
+import { runDaemon } from '../core/cli/daemon.js';
+import { describeOptions } from '../core/cli/options.js';
 import { startAgent } from './agent.js';
 import { AGENT_OPTIONS, agentConfigFrom } from './options.js';
 
@@ -22,28 +23,7 @@ export function agentCommand(): Command {
       return;
     }
     const log = pino({ level: cfg.logLevel, base: { dongle: cfg.id } });
-    let agent;
-    try {
-      agent = await startAgent(cfg, log, { webRoot: WEB_ROOT });
-    } catch (err) {
-      if (err instanceof OptionError) throw err;
-      log.fatal((err as Error).message);
-      process.stderr.write(`canrelay agent: ${(err as Error).message}\n`);
-      process.exit(1);
-    }
-    const shutdown = (signal: string): void => {
-      // Hard stop if a stuck client or device holds us: systemd expects us gone within its timeout.
-      setTimeout(() => process.exit(0), 4500).unref();
-      agent.stop(`received ${signal}`).then(
-        () => process.exit(0),
-        (err: unknown) => {
-          log.error({ err }, 'error while stopping');
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
+    await runDaemon('agent', log, () => startAgent(cfg, log, { webRoot: WEB_ROOT }), (a) => `console listening on ${a.consoleUrl}`);
   });
   return cmd;
 }

@@ -3,7 +3,8 @@ import { Command } from 'commander';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { addOptions, resolveCommandOptions } from '../core/cli/command.js';
-import { describeOptions, OptionError } from '../core/cli/options.js';
+import { runDaemon } from '../core/cli/daemon.js';
+import { describeOptions } from '../core/cli/options.js';
 import { startBridge } from './bridge.js';
 import { BRIDGE_OPTIONS, bridgeConfigFrom } from './options.js';
 
@@ -23,28 +24,7 @@ export function bridgeCommand(): Command {
       return;
     }
     const log = pino({ level: cfg.logLevel, base: { service: 'bridge' } });
-    let bridge;
-    try {
-      bridge = await startBridge(cfg, log, { webRoot: WEB_ROOT });
-    } catch (err) {
-      if (err instanceof OptionError) throw err;
-      log.fatal((err as Error).message);
-      process.stderr.write(`canrelay bridge: ${(err as Error).message}\n`);
-      process.exit(1);
-    }
-    const shutdown = (signal: string): void => {
-      // Hard stop if something holds us: systemd expects us gone within its timeout.
-      setTimeout(() => process.exit(0), 4500).unref();
-      bridge.stop(`received ${signal}`).then(
-        () => process.exit(0),
-        (err: unknown) => {
-          log.error({ err }, 'error while stopping');
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
+    await runDaemon('bridge', log, () => startBridge(cfg, log, { webRoot: WEB_ROOT }), (b) => `bridge listening on ${b.baseUrl}`);
   });
   return cmd;
 }

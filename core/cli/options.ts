@@ -54,6 +54,10 @@ export function resolveOptions(
       if (spec.arg === undefined && typeof raw !== 'boolean') throw new OptionError(`${where}: must be true or false, got ${JSON.stringify(raw)}`);
       if (spec.arg !== undefined && typeof raw !== 'string' && typeof raw !== 'number')
         throw new OptionError(`${where}: must be a string or number, got ${JSON.stringify(raw)}`);
+      // JSON has types: a count is a number (200, not "200"), a name or path is a string.
+      const json = (spec.parse as { json?: 'number' | 'string' }).json;
+      if (json !== undefined && spec.arg !== undefined && typeof raw !== json)
+        throw new OptionError(`${where}: must be a JSON ${json}, got ${JSON.stringify(raw)}`);
     } else {
       const envName = spec.env?.find((e) => env[e] !== undefined && env[e] !== '');
       if (envName !== undefined) {
@@ -88,31 +92,36 @@ export function describeOptions(specs: readonly OptionSpec[], values: ResolvedOp
 
 // ---- parsers ----
 
+/** Marks what JSON type a config file must use for the option (flags and environment are always text). */
+function json<F extends (raw: unknown) => unknown>(type: 'number' | 'string', fn: F): F & { json: 'number' | 'string' } {
+  return Object.assign(fn, { json: type });
+}
+
 export const parse = {
   string(pattern?: RegExp, what?: string) {
-    return (raw: unknown): string => {
+    return json('string', (raw: unknown): string => {
       const s = String(raw);
       if (pattern && !pattern.test(s)) throw new OptionError(`${what ?? 'invalid value'}, got ${JSON.stringify(s.slice(0, 80))}`);
       return s;
-    };
+    });
   },
   int(min: number, max: number) {
-    return (raw: unknown): number => {
+    return json('number', (raw: unknown): number => {
       const s = String(raw).trim();
       const n = /^-?\d+$/.test(s) ? Number(s) : NaN;
       if (!Number.isSafeInteger(n) || n < min || n > max)
         throw new OptionError(`must be an integer from ${min} to ${max}, got ${JSON.stringify(String(raw).slice(0, 40))}`);
       return n;
-    };
+    });
   },
   number(min: number, max: number) {
-    return (raw: unknown): number => {
+    return json('number', (raw: unknown): number => {
       const s = String(raw).trim();
       const n = s === '' ? NaN : Number(s);
       if (!Number.isFinite(n) || n < min || n > max)
         throw new OptionError(`must be a number from ${min} to ${max}, got ${JSON.stringify(String(raw).slice(0, 40))}`);
       return n;
-    };
+    });
   },
   bool() {
     return (raw: unknown): boolean => {
@@ -122,23 +131,23 @@ export const parse = {
     };
   },
   oneOf<T extends string>(values: readonly T[]) {
-    return (raw: unknown): T => {
+    return json('string', (raw: unknown): T => {
       const s = String(raw);
       if (!(values as readonly string[]).includes(s)) throw new OptionError(`must be one of ${values.join(', ')}, got ${JSON.stringify(s.slice(0, 40))}`);
       return s as T;
-    };
+    });
   },
   /** "host:port", "[::1]:port" or ":port"; port 0 picks a free one. */
   hostPort() {
-    return (raw: unknown): string => {
+    return json('string', (raw: unknown): string => {
       const s = String(raw);
       const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$/.exec(s);
       if (!m || Number(m[2]) > 65535) throw new OptionError(`must be host:port (e.g. 0.0.0.0:8080, [::1]:8080, :0), got ${JSON.stringify(s.slice(0, 80))}`);
       return s;
-    };
+    });
   },
   url(protocols: readonly string[]) {
-    return (raw: unknown): string => {
+    return json('string', (raw: unknown): string => {
       const s = String(raw);
       let u: URL;
       try {
@@ -148,7 +157,7 @@ export const parse = {
       }
       if (!protocols.includes(u.protocol)) throw new OptionError(`must use ${protocols.join(' or ')}, got ${u.protocol}`);
       return s.replace(/\/+$/, '');
-    };
+    });
   },
 };
 
