@@ -1,10 +1,10 @@
 /** Every flag of `canrelay agent`, as data (see core/cli/options.ts). */
 import { readFileSync } from 'node:fs';
-import { hostname, homedir } from 'node:os';
-import { join } from 'node:path';
+import { hostname } from 'node:os';
 import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../core/cli/options.js';
+import { ID_RULE, ID_RULE_TEXT } from '../core/names.js';
+import { defaultStateDir } from '../core/state/paths.js';
 
-export const DONGLE_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const IFACE_LIST = /^[A-Za-z0-9_.:-]{1,15}(,[A-Za-z0-9_.:-]{1,15})*$/;
 
 export function defaultDongleId(): string {
@@ -12,16 +12,8 @@ export function defaultDongleId(): string {
   return cleaned === '' ? 'gateway' : cleaned;
 }
 
-export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
-  // systemd passes StateDirectory= as $STATE_DIRECTORY (several paths are colon-separated: take the first).
-  const fromSystemd = env.STATE_DIRECTORY?.split(':')[0];
-  if (fromSystemd) return fromSystemd;
-  const base = env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
-  return join(base, 'canrelay');
-}
-
 export const AGENT_OPTIONS: readonly OptionSpec[] = [
-  { name: 'id', arg: '<dongle-id>', description: 'dongle id: letters, digits, . _ -, 1-64 chars (default: host name)', parse: parse.string(DONGLE_ID, 'must be 1-64 letters, digits, ".", "_" or "-"'), default: defaultDongleId },
+  { name: 'id', arg: '<dongle-id>', description: 'dongle id: letters, digits, . _ -, 1-64 chars (default: host name)', parse: parse.string(ID_RULE, `must be ${ID_RULE_TEXT}`), default: defaultDongleId },
   { name: 'can', arg: '<if[,if…]>', description: 'read real SocketCAN interfaces, e.g. can0,can1', parse: parse.string(IFACE_LIST, 'must be interface names separated by commas, e.g. can0,can1') },
   { name: 'replay', arg: '<file>', description: 'replay a candump -L log file', parse: parse.string(/^.+$/, 'must be a file path') },
   { name: 'replay-speed', arg: '<x>', description: 'replay speed: 1 = recorded timing, 0 = as fast as possible', parse: parse.number(0, 1000), default: 1 },

@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { BUS_RULE, ID_RULE } from '../core/names.js';
 import { sendJson } from '../core/http/console-route.js';
 import { isoNow } from '../core/console/time.js';
 import { frameFromCommand } from '../core/uplink/commands.js';
@@ -20,8 +21,6 @@ import type { BridgeStats } from './metrics.js';
 import type { BridgeStore, DongleRow, GroupRow } from './store.js';
 
 /** Dongle, group and command ids: the agent's dongle id rule. */
-export const ID_RULE = /^[A-Za-z0-9._-]{1,64}$/;
-const BUS_RULE = /^[A-Za-z0-9_.:-]{1,32}$/;
 export const MAX_BODY_BYTES = 64 * 1024;
 
 const DongleId = z.string().regex(ID_RULE, 'a dongle id is 1-64 letters, digits, ".", "_" or "-"');

@@ -14,7 +14,7 @@ import { sendJson, serveConsole } from '../core/http/console-route.js';
 import type { SseOptions, SseWriter } from '../core/http/sse-writer.js';
 import type { StaticFiles } from '../core/http/static-files.js';
 import type { AdminApi } from './admin-api.js';
-import { ID_RULE } from './admin-api.js';
+import { ID_RULE } from '../core/names.js';
 import type { AgentServer } from './agent-server.js';
 import { bearerToken, type Auth } from './auth.js';
 import type { BridgeConsoles } from './consoles.js';

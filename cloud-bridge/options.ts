@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../core/cli/options.js';
-import { defaultStateDir } from '../agent/options.js';
+import { defaultStateDir } from '../core/state/paths.js';
 
 /** Shortest admin token accepted: the admin API can register dongles and send frames onto real buses. */
 const MIN_ADMIN_TOKEN = 16;

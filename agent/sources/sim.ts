@@ -17,6 +17,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { type CanFrame, frameProblem } from '../../core/can/frame.js';
+import { BUS_RULE } from '../../core/names.js';
 import type { FrameSource, SendResult, SourceSink } from './source.js';
 
 export interface SimOptions {
@@ -135,7 +136,6 @@ const MAX_CATCH_UP_US = 1_000_000;
 const OBD_RESPONSE_DELAY_MS = 2;
 const DEFAULT_SEED = 0x5eed;
 
-const BUS_NAME = /^[A-Za-z0-9_.:-]{1,32}$/;
 
 function defaultClock(): () => number {
   const wall0 = Date.now() * 1000;
@@ -263,7 +263,7 @@ export class SimSource implements FrameSource {
 
   constructor(options: SimOptions = {}) {
     this.bus = options.bus ?? 'can0';
-    if (!BUS_NAME.test(this.bus)) throw new Error(`sim bus ${JSON.stringify(this.bus)} is not an interface name (letters, digits, _ . : -)`);
+    if (!BUS_RULE.test(this.bus)) throw new Error(`sim bus ${JSON.stringify(this.bus)} is not an interface name (letters, digits, _ . : -)`);
     this.rate = options.rate ?? 2000;
     if (!Number.isFinite(this.rate) || this.rate <= 0 || this.rate > 1_000_000) {
       throw new Error(`sim rate must be between 1 and 1000000 frames/s, got ${options.rate}`);

@@ -2,6 +2,8 @@
  * The one in-memory shape of a CAN frame, shared by every source, the console and the relay.
  * Kept flat and allocation-light: a frame is created once per bus event and never copied on the hot path.
  */
+import { BUS_RULE } from '../names.js';
+
 export type Direction = 'rx' | 'tx';
 
 export interface CanFrame {
@@ -50,7 +52,7 @@ export function nowUs(): number {
 
 /** Checks the invariants every producer must respect; returns a reason when broken, else null. */
 export function frameProblem(f: CanFrame): string | null {
-  if (!/^[A-Za-z0-9_.:-]{1,32}$/.test(f.bus)) return `bus name ${JSON.stringify(f.bus)} is not an interface name`;
+  if (!BUS_RULE.test(f.bus)) return `bus name ${JSON.stringify(f.bus)} is not an interface name`;
   if (!Number.isInteger(f.id) || f.id < 0) return `id ${f.id} is not a non-negative integer`;
   if (!f.err && f.id > (f.ext ? CAN_EFF_MASK : CAN_SFF_MASK)) return `id 0x${f.id.toString(16)} does not fit ${f.ext ? 29 : 11} bits`;
   if (f.err && f.id > CAN_ERR_MASK) return `error class 0x${f.id.toString(16)} does not fit 29 bits`;

@@ -4,6 +4,7 @@
  * (an agent mirroring its console to the bridge) so nothing unchecked reaches a stream.
  */
 import { z } from 'zod';
+import { BUS_RULE, ID_RULE } from '../names.js';
 import type { CanFrame } from '../can/frame.js';
 import { bytesToSpacedHex, canIdToString } from '../can/hex.js';
 import { isoFromUs, isoNow } from './time.js';
@@ -73,7 +74,8 @@ function clip(s: string, max: number): string {
 // ---- validation of events received from the network ----
 
 const ts = z.string().max(40);
-const name = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/);
+const name = z.string().regex(ID_RULE);
+const bus = z.string().regex(BUS_RULE);
 const dongle = { dongle: name.optional() };
 const scalar = z.union([z.string().max(500), z.number(), z.boolean(), z.null()]);
 
@@ -81,15 +83,15 @@ const schemas = {
   presence: z.strictObject({
     ts,
     state: z.enum(['online', 'offline', 'seen']),
-    bus: name.optional(),
+    bus: bus.optional(),
     reason: z.string().max(500).optional(),
-    buses: z.record(name, z.enum(['up', 'down'])).optional(),
+    buses: z.record(bus, z.enum(['up', 'down'])).optional(),
     ...dongle,
   }),
   can_frame: z.strictObject({
     ts,
     direction: z.enum(['rx', 'tx']),
-    bus: name,
+    bus,
     id: z.string().regex(/^0x[0-9A-F]{3,8}$/),
     is_extended: z.boolean(),
     dlc: z.number().int().min(0).max(64),

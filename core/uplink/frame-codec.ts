@@ -20,6 +20,7 @@
  *   len × u8 data
  */
 import { CAN_EFF_MASK, frameProblem, type CanFrame } from '../can/frame.js';
+import { BUS_RULE } from '../names.js';
 
 export const KIND_UP = 1;
 export const KIND_DOWN = 2;
@@ -126,7 +127,7 @@ export function decodeBatch(buf: Buffer): Batch {
     const len = buf[o++]!;
     need(len);
     const name = buf.toString('utf8', o, o + len);
-    if (!/^[A-Za-z0-9_.:-]{1,32}$/.test(name)) throw new BatchDecodeError(`bad bus name ${JSON.stringify(name)}`);
+    if (!BUS_RULE.test(name)) throw new BatchDecodeError(`bad bus name ${JSON.stringify(name)}`);
     buses.push(name);
     o += len;
   }

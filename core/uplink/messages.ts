@@ -15,9 +15,10 @@
  *   error          what went wrong, before the bridge closes the connection
  */
 import { z } from 'zod';
+import { BUS_RULE, ID_RULE } from '../names.js';
 
-const name = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/);
-const bus = z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/);
+const name = z.string().regex(ID_RULE);
+const bus = z.string().regex(BUS_RULE);
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 /** The uplink protocol version; a bridge refuses agents of another major version. */
