@@ -23,11 +23,11 @@ run-sim: build
 # node:test over the compiled output. Browser and deployment suites run one file at a time: they
 # start Chromium, nginx or a VM and measure rates, which a parallel neighbour would disturb.
 test-unit: build
-	$(NODE) --test --test-concurrency=2 $$(find dist/test -maxdepth 1 -name '*.test.js' ! -name 'web-*' ! -name 'deploy-*' | sort)
+	$(NODE) --test --test-force-exit --test-timeout=300000 --test-concurrency=2 $$(find dist/test -maxdepth 1 -name '*.test.js' ! -name 'web-*' ! -name 'deploy-*' | sort)
 
 test-web: build
 	bash .ci/ensure-debs.sh chromium
-	$(NODE) --test --test-concurrency=1 $$(find dist/test -maxdepth 1 -name 'web-*.test.js' | sort)
+	$(NODE) --test --test-force-exit --test-timeout=300000 --test-concurrency=1 $$(find dist/test -maxdepth 1 -name 'web-*.test.js' | sort)
 
 # The real SocketCAN path: Debian's kernel with vcan under qemu, the real agent, bridge and can-utils.
 test-socketcan: build

@@ -26,4 +26,4 @@ deb: build
 	bash packaging/deb/build-deb.sh $(DEPLOY_OUT)
 
 test-deploy: build
-	$(NODE) --test --test-concurrency=1 $$(find dist/test -maxdepth 1 -name 'deploy-*.test.js' | sort)
+	$(NODE) --test --test-force-exit --test-timeout=600000 --test-concurrency=1 $$(find dist/test -maxdepth 1 -name 'deploy-*.test.js' | sort)

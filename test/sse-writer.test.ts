@@ -10,7 +10,12 @@ import { listen } from '../core/http/listen.js';
 import { SseClient } from './helpers/sse-client.js';
 
 const servers: Server[] = [];
-after(() => servers.forEach((s) => s.closeAllConnections()));
+after(() => {
+  for (const s of servers) {
+    s.close();
+    s.closeAllConnections();
+  }
+});
 
 async function serve(opts: { keepAliveMs?: number; maxPendingBytes?: number } = {}): Promise<{ url: string; stream: ConsoleStream }> {
   const stream = new ConsoleStream('dongles/t', { historyEvents: 10_000, historySeconds: 60, maxRate: 1_000_000, ids: new MemoryIdStore() });
