@@ -151,7 +151,8 @@ export class ReplaySource implements FrameSource {
   }
 
   send(frame: CanFrame): SendResult {
-    if (!this.running) return { ok: false, busy: false, error: 'the replay is not running' };
+    // A replay that reached its end still stands for its buses: transmits go on until the agent stops.
+    if (this.stopped || (this.busList.length === 0 && !this.running)) return { ok: false, busy: false, error: 'the replay is not running' };
     if (!this.busList.includes(frame.bus)) {
       const known = this.busList.length > 0 ? this.busList.join(', ') : 'none yet';
       return {

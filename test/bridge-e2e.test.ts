@@ -1,0 +1,166 @@
+/**
+ * The bridge with real agents: real processes on loopback, real SQLite, replay and simulated sources.
+ * Relay in order both ways, an offline side's backlog within and beyond its bound, a bridge restart with
+ * the outbox draining exactly once, a command through every status, and a refused token.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { startBridgeProcess, type StartedBridge } from './helpers/bridge-process.js';
+import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from './helpers/processes.js';
+import { getJson, metricValue, SseClient } from './helpers/sse-client.js';
+
+const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
+after(async () => {
+  for (const p of procs) await p.proc.stop('SIGKILL');
+});
+const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
+
+async function until(pred: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+const metrics = async (base: string): Promise<string> => (await getJson(base + '/metrics')).text;
+const frames = async (a: StartedAgent, bus: string, dir: 'rx' | 'tx'): Promise<number> =>
+  metricValue(await metrics(a.base), 'canrelay_can_frames_total', { bus, direction: dir }) ?? 0;
+const uplink = async (a: StartedAgent, kind: string): Promise<number> => metricValue(await metrics(a.base), 'canrelay_uplink', { kind }) ?? NaN;
+
+async function group(bridge: StartedBridge, gid: string, a: string, b: string, busMap?: Record<string, string>): Promise<[string, string]> {
+  const ta = await bridge.admin.register(a);
+  const tb = await bridge.admin.register(b);
+  await bridge.admin.group(gid, a, b, busMap);
+  return [ta, tb];
+}
+
+test('relay both ways with real agents: every frame transmitted at the other side, in order, counts equal', async () => {
+  const bridge = track(await startBridgeProcess());
+  const [ta, tb] = await group(bridge, 'g1', 'e2e-a', 'e2e-b', { can0: 'can1' });
+  const dir = tempDir('canrelay-e2e-');
+  writeCandumpLog(join(dir, 'a.log'), 20_000, { bus: 'can0', ids: [0x100, 0x200, 0x18daf110 & 0x7ff] });
+  writeCandumpLog(join(dir, 'b.log'), 5_000, { bus: 'can1', ids: [0x300] });
+  // B first, so that nothing A sends finds B offline; each replays at full speed.
+  const b = track(await startAgentProcess(['--replay', join(dir, 'b.log'), '--replay-speed', '0', '--bridge', bridge.base, '--token', tb], { id: 'e2e-b' }));
+  await b.proc.waitForLog((l) => l.msg === 'uplink connected');
+  const a = track(await startAgentProcess(['--replay', join(dir, 'a.log'), '--replay-speed', '0', '--bridge', bridge.base, '--token', ta], { id: 'e2e-a' }));
+  await until(async () => (await frames(b, 'can1', 'tx')) >= 20_000 && (await frames(a, 'can0', 'tx')) >= 5_000, 60_000, 'both directions relayed');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await frames(b, 'can1', 'tx'), 20_000, 'A→B: every frame of A, transmitted once on the mapped bus');
+  assert.equal(await frames(a, 'can0', 'tx'), 5_000, 'B→A: every frame of B on the inverse-mapped bus');
+  for (const x of [a, b]) {
+    for (const kind of ['relay_seq_gaps', 'relay_seq_duplicates', 'relay_seq_reordered']) assert.equal(await uplink(x, kind), 0, `${kind} at ${x === a ? 'A' : 'B'}`);
+  }
+  assert.equal(await frames(a, 'can1', 'tx'), 0, 'nothing relayed back to its origin');
+  const m = await metrics(bridge.base);
+  assert.equal(metricValue(m, 'canrelay_bridge_frames_relayed_total', { group: 'g1', direction: 'a_to_b' }), 20_000);
+  assert.equal(metricValue(m, 'canrelay_bridge_frames_relayed_total', { group: 'g1', direction: 'b_to_a' }), 5_000);
+  await a.proc.stop();
+  await b.proc.stop();
+  await bridge.proc.stop();
+});
+
+test('an offline side: group_state shows the growing backlog, it drains on return; beyond the bound drops are counted', async () => {
+  const bridge = track(await startBridgeProcess(['--backlog-max-frames', '4000', '--backlog-max-age-ms', '120000', '--group-state-interval', '1']));
+  const [ta, tb] = await group(bridge, 'g2', 'off-a', 'off-b');
+  const gc = await SseClient.connect(`${bridge.base}/api/v1/streams/groups/g2/console?access_token=${bridge.admin.token}`);
+  const startB = async (): Promise<StartedAgent> => {
+    const b = track(await startAgentProcess(['--sim', '--sim-rate', '1', '--bridge', bridge.base, '--token', tb], { id: 'off-b' }));
+    await b.proc.waitForLog((l) => l.msg === 'uplink connected');
+    return b;
+  };
+  let b = await startB();
+  const a = track(await startAgentProcess(['--sim', '--sim-rate', '1000', '--bridge', bridge.base, '--token', ta, '--relay-max-age-ms', '120000'], { id: 'off-a' }));
+  await until(async () => (await frames(b, 'can0', 'tx')) > 500, 20_000, 'relaying');
+
+  // Within the bound: ~1.5 s offline at 1,000 frames/s.
+  await b.proc.stop('SIGKILL');
+  const state = async (): Promise<Record<string, unknown>> => (await bridge.admin.get('/api/v1/groups/g2')).body;
+  await until(async () => (await state()).offline_side === 'b', 10_000, 'B offline in the group state');
+  const s1 = (await state()) as { mode: string; sides: { b: { online: boolean; backlog: number } } };
+  await new Promise((r) => setTimeout(r, 1000));
+  const s2 = (await state()) as { sides: { b: { backlog: number } } };
+  assert.equal(s1.mode, 'degraded');
+  assert.equal(s1.sides.b.online, false);
+  assert.ok(s2.sides.b.backlog > s1.sides.b.backlog, `backlog grows: ${s1.sides.b.backlog} → ${s2.sides.b.backlog}`);
+  await gc.waitFor((ev) => ev.some((e) => e.event === 'group_state' && e.json.offline_side === 'b'), 5000, 'group_state event with B offline');
+  const waiting = s2.sides.b.backlog;
+  b = await startB();
+  await until(async () => ((await state()) as { sides: { b: { backlog: number } } }).sides.b.backlog < 200, 20_000, 'backlog drained');
+  assert.ok((await frames(b, 'can0', 'tx')) >= waiting, 'the backlog was transmitted on return');
+  assert.equal(await uplink(b, 'relay_seq_gaps'), 0, 'nothing lost within the bound');
+  const dropped = (): Promise<number> =>
+    metrics(bridge.base).then((m) => metricValue(m, 'canrelay_bridge_frames_dropped_total', { group: 'g2', side: 'b', reason: 'backlog_full' }) ?? 0);
+  assert.equal(await dropped(), 0);
+
+  // Beyond the bound: ~6 s offline is ~6,000 frames for a 4,000-frame backlog.
+  await b.proc.stop('SIGKILL');
+  await until(async () => (await dropped()) > 1000, 20_000, 'drops beyond the bound');
+  b = await startB();
+  await until(async () => ((await state()) as { sides: { b: { backlog: number } } }).sides.b.backlog < 200, 20_000, 'drained again');
+  const gaps = await uplink(b, 'relay_seq_gaps');
+  assert.ok(gaps > 0, 'the dropped frames show as sequence gaps at B');
+  assert.ok(((await state()) as { dropped: number }).dropped >= (await dropped()), 'group_state counts the drops');
+  gc.close();
+  await a.proc.stop();
+  await b.proc.stop();
+  await bridge.proc.stop();
+});
+
+test('bridge restart: agents reconnect, the outbox drains, nothing twice', async () => {
+  const first = track(await startBridgeProcess());
+  const port = new URL(first.base).port;
+  const [ta, tb] = await group(first, 'g3', 'rs-a', 'rs-b');
+  const b = track(await startAgentProcess(['--sim', '--sim-rate', '1', '--bridge', first.base, '--token', tb], { id: 'rs-b' }));
+  const a = track(await startAgentProcess(['--sim', '--sim-rate', '500', '--presence-interval', '1', '--bridge', first.base, '--token', ta], { id: 'rs-a' }));
+  await a.proc.waitForLog((l) => l.msg === 'uplink connected');
+  await until(async () => (await frames(b, 'can0', 'tx')) > 200, 20_000, 'relaying');
+
+  await first.proc.stop('SIGTERM');
+  await new Promise((r) => setTimeout(r, 3000)); // presence "seen" events pile up in A's outbox
+  assert.ok((await uplink(a, 'outbox_events')) >= 2, 'events wait in the outbox while the bridge is away');
+  const second = track(await startBridgeProcess(['--listen', `127.0.0.1:${port}`], { db: first.db }));
+  await until(async () => (await uplink(a, 'connects')) >= 2 && (await uplink(b, 'connects')) >= 2, 60_000, 'both agents reconnect');
+  await until(async () => (await uplink(a, 'outbox_events')) === 0, 20_000, 'the outbox drains');
+  const txBefore = await frames(b, 'can0', 'tx');
+  await until(async () => (await frames(b, 'can0', 'tx')) > txBefore + 200, 20_000, 'relaying again');
+
+  const c = await SseClient.connect(`${second.base}/api/v1/streams/dongles/rs-a/console?backlog=10000&access_token=${second.admin.token}`);
+  await c.waitFor((ev) => ev.filter((e) => e.event === 'presence').length >= 3, 10_000, 'presence events from the outage');
+  const seen = c.ofType('presence').map((e) => String(e.json.ts));
+  assert.equal(new Set(seen).size, seen.length, 'each mirrored event once');
+  assert.equal(await uplink(b, 'relay_seq_duplicates'), 0, 'no frame transmitted twice');
+  c.close();
+  await a.proc.stop();
+  await b.proc.stop();
+  await second.proc.stop();
+});
+
+test('a command through every status with a real agent; a refused token is said plainly', async () => {
+  const bridge = track(await startBridgeProcess());
+  const token = await bridge.admin.register('cmd-a');
+  const a = track(await startAgentProcess(['--sim', '--sim-rate', '10', '--bridge', bridge.base, '--token', token], { id: 'cmd-a' }));
+  await a.proc.waitForLog((l) => l.msg === 'uplink connected');
+  const local = await SseClient.connect(a.url);
+  const r = await bridge.admin.post('/api/v1/dongles/cmd-a/commands', { type: 'send_frame', bus: 'can0', id: '0x7DF', data_hex: '02 01 0C' });
+  assert.equal(r.status, 202);
+  const id = String(r.body.command_id);
+  await until(async () => (await bridge.admin.get(`/api/v1/commands/${id}`)).body.status === 'succeeded', 20_000, 'succeeded');
+  const history = ((await bridge.admin.get(`/api/v1/commands/${id}`)).body.history as { status: string }[]).map((h) => h.status);
+  assert.deepEqual(history, ['queued', 'sent', 'delivered', 'succeeded']);
+  await local.waitFor((ev) => ev.some((e) => e.event === 'can_frame' && e.json.id === '0x7DF' && e.json.direction === 'tx'), 5000, 'tx on the local console');
+  assert.deepEqual(
+    local.ofType('command_status').map((e) => e.json.status),
+    ['delivered', 'succeeded'],
+    "the agent's own steps on its local console",
+  );
+  local.close();
+
+  const bad = track(await startAgentProcess(['--sim', '--bridge', bridge.base, '--token', 'not-a-valid-token-at-all-0000'], { id: 'cmd-x' }));
+  const refused = await bad.proc.waitForLog((l) => /refused the agent token/.test(l.msg));
+  assert.equal(refused.status, 401);
+  await a.proc.stop();
+  await bad.proc.stop();
+  await bridge.proc.stop();
+});
