@@ -235,4 +235,13 @@ test('a replay file that does not exist: an error naming it, exit 1', async () =
   assert.match(p.stderr, /\/nonexistent\/x\.log/);
 });
 
+test('--can on a kernel without SocketCAN: an error that says so and names the interface, exit 1', async (t) => {
+  const { readFileSync } = await import('node:fs');
+  if (/^CAN_RAW/m.test(readFileSync('/proc/net/protocols', 'utf8'))) return t.skip('this kernel has SocketCAN (the qemu suite covers --can)');
+  const p = runCli(['agent', '--can', 'vcan0', '--listen', '127.0.0.1:0', '--state-dir', tempDir('canrelay-')]);
+  assert.equal(await p.wait(), 1);
+  assert.match(p.stderr, /vcan0/);
+  assert.match(p.stderr, /no SocketCAN/);
+});
+
 void writeCandumpLog;
