@@ -62,6 +62,8 @@ export interface LinkHandler {
   event(link: AgentLink, msg: EventMessage): number;
   /** A new (not duplicate) UP batch. */
   frames(link: AgentLink, batch: Batch, nowMs: number): void;
+  /** True while the frames of this link's UP batches pile up at a connected peer: acks wait. */
+  peerBehind(link: AgentLink): boolean;
   /** The agent's cumulative ack of DOWN batches; false when it names a batch never sent to it. */
   downAck(link: AgentLink, batch: number): boolean;
   /** Persist the UP position (called at most every POSITION_SAVE_MS, and on close). */
@@ -268,6 +270,11 @@ export class AgentLink implements RelayLink, CommandLink {
       this.ackTimer = undefined;
     }
     if (this.acksPending === 0 || this.pos.batch < 0) return;
+    if (this.handler.peerBehind(this)) {
+      // Backpressure: the agent keeps these batches (bounded on its side) until the peer catches up.
+      this.ackTimer = setTimeout(() => this.flushAck(), ACK_INTERVAL_MS);
+      return;
+    }
     this.acksPending = 0;
     const now = Date.now();
     this.lastAckAt = now;

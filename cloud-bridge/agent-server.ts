@@ -207,6 +207,10 @@ export class AgentServer implements LinkHandler {
     this.d.consoles.upFrames(d, batch.frames);
   }
 
+  peerBehind(link: AgentLink): boolean {
+    return this.d.relay.peerBehind(link.dongle);
+  }
+
   downAck(link: AgentLink, batch: number): boolean {
     return this.d.relay.downAck(link.dongle, batch);
   }

@@ -16,6 +16,9 @@ import type { BridgeConsoles } from './consoles.js';
 import { DownQueue, type DownLink, type DropReason, type PendingFrame } from './down-queue.js';
 import type { BridgeStore, GroupRow } from './store.js';
 
+
+/** Frames waiting for a connected peer beyond which the sender's acks are held (see peerBehind). */
+const PEER_BEHIND_FRAMES = 4096;
 export type Side = 'a' | 'b';
 const SIDES: readonly Side[] = ['a', 'b'];
 const other = (s: Side): Side => (s === 'a' ? 'b' : 'a');
@@ -153,6 +156,19 @@ export class GroupRelay {
       q.push(p);
     }
     q.flush(this.links.get(target.dongle), now);
+  }
+
+  /**
+   * True while this dongle's peer is connected but falling behind (frames pile up for it). The bridge then
+   * holds its acks of this dongle's UP batches, so the backpressure reaches the sender: a replay waits,
+   * a live bus fills the agent's own bounded, counted buffer. An offline peer is not "behind": its frames
+   * go to the bounded backlog and are acked, or the sender would stall until the peer returns.
+   */
+  peerBehind(dongle: string): boolean {
+    const m = this.members.get(dongle);
+    if (!m) return false;
+    const target = m.group.sides[other(m.side)];
+    return this.links.has(target.dongle) && target.queue.waiting > PEER_BEHIND_FRAMES;
   }
 
   /** The agent's cumulative ack of DOWN batches. False when it acknowledges something never sent to it. */
