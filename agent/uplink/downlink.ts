@@ -59,7 +59,9 @@ export class Downlink {
   latencyQuantiles(): { p50: number; p99: number; samples: number } | undefined {
     const n = Math.min(this.latencyCount, this.latency.length);
     if (n === 0) return undefined;
-    const sorted = Array.from(this.latency.subarray(0, n)).sort((a, b) => a - b);
+    // A typed-array sort is numeric and about ten times faster than Array#sort with a comparator:
+    // this runs on every /metrics scrape, in the event loop that transmits relayed frames.
+    const sorted = this.latency.slice(0, n).sort();
     return { p50: sorted[Math.floor(n * 0.5)]!, p99: sorted[Math.min(n - 1, Math.floor(n * 0.99))]!, samples: n };
   }
 
