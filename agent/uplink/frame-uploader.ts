@@ -5,7 +5,8 @@
  * batches on the next event-loop turn (or at 1024 frames), so batching adds no timer latency. A batch
  * stays here until the bridge acknowledges it; after a reconnect every unacknowledged batch is sent again
  * with its original number, and the bridge drops what it already had. Two bounds, both counted, never
- * silent: at most `maxBufferedFrames` frames wait (the oldest batches go first), and frames older than
+ * silent: at most `maxBufferedFrames` frames wait (the oldest unsent batches go first; sent ones only past
+ * twice the bound), and frames older than
  * `maxAgeMs` are not sent after an outage (a stale frame transmitted on the peer's bus is dangerous).
  */
 import type { CanFrame } from '../../core/can/frame.js';
@@ -74,15 +75,16 @@ export class FrameUploader implements FrameUplink {
   /** The link is up and the bridge has welcomed us: resend what it has not acknowledged. */
   attach(transport: UplinkTransport): void {
     this.transport = transport;
-    for (const b of this.pending) {
-      if (b.sent) this.stats.batchesResent++;
-      b.sent = false;
-    }
     this.flush();
   }
 
   detach(): void {
     this.transport = undefined;
+    // Without a link nothing is in flight: every batch waits to be (re)sent, oldest dropped first.
+    for (const b of this.pending) {
+      if (b.sent) this.stats.batchesResent++;
+      b.sent = false;
+    }
   }
 
   /** The bridge has taken every batch up to `batch`. */
@@ -116,7 +118,20 @@ export class FrameUploader implements FrameUplink {
   }
 
   private enforceBounds(): void {
-    while (this.bufferedFrames > this.opts.maxBufferedFrames && this.pending.length > 0) {
+    // Over the bound, the oldest batches not yet sent go first: a sent batch is probably at the bridge
+    // already (it holds its ack while the peer catches up), so dropping it would count a delivered frame.
+    for (let i = 0; this.bufferedFrames > this.opts.maxBufferedFrames && i < this.pending.length; ) {
+      const b = this.pending[i]!;
+      if (b.sent) {
+        i++;
+        continue;
+      }
+      this.pending.splice(i, 1);
+      this.bufferedFrames -= b.frames.length;
+      this.stats.droppedBufferFull += b.frames.length;
+    }
+    // Hard memory bound: twice the limit, whatever was sent.
+    while (this.bufferedFrames > 2 * this.opts.maxBufferedFrames && this.pending.length > 0) {
       const b = this.pending.shift()!;
       this.bufferedFrames -= b.frames.length;
       this.stats.droppedBufferFull += b.frames.length;
