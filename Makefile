@@ -26,7 +26,7 @@ test-unit: build
 	$(NODE) --test --test-force-exit --test-timeout=300000 --test-concurrency=2 $$(find dist/test -maxdepth 1 -name '*.test.js' ! -name 'web-*' ! -name 'deploy-*' | sort)
 
 test-web: build
-	bash .ci/ensure-debs.sh chromium
+	bash .ci/ensure-debs.sh chromium firefox-esr
 	$(NODE) --test --test-force-exit --test-timeout=300000 --test-concurrency=1 $$(find dist/test -maxdepth 1 -name 'web-*.test.js' | sort)
 
 # The real SocketCAN path: Debian's kernel with vcan under qemu, the real agent, bridge and can-utils.
