@@ -2,8 +2,9 @@
  * The agent's Prometheus metrics. Hot-path counts live in plain objects (FrameCounters, stream counters)
  * and are copied into prom-client only when /metrics is scraped, so counting a frame costs an increment.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { ConsoleStream } from '../core/console/console-stream.js';
+import { scrapedCounter as counter, scrapedGauge as gauge } from '../core/metrics/scraped.js';
 import type { FrameCounters } from './frame-counters.js';
 
 export interface AgentMetricSources {
@@ -16,92 +17,36 @@ export interface AgentMetricSources {
 }
 
 export function agentMetrics(src: AgentMetricSources): Registry {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'canrelay_' });
-
-  new Counter({
-    name: 'canrelay_can_frames_total',
-    help: 'CAN frames received (rx) and transmitted (tx), every frame, never sampled',
-    labelNames: ['bus', 'direction'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [bus, c] of src.counters.entries()) {
-        this.inc({ bus, direction: 'rx' }, c.rx);
-        this.inc({ bus, direction: 'tx' }, c.tx);
-      }
-    },
+  const r = new Registry();
+  collectDefaultMetrics({ register: r, prefix: 'canrelay_' });
+  counter(r, 'canrelay_can_frames_total', 'CAN frames received (rx) and transmitted (tx), every frame, never sampled', ['bus', 'direction'], (c) => {
+    for (const [bus, n] of src.counters.entries()) {
+      c.inc({ bus, direction: 'rx' }, n.rx);
+      c.inc({ bus, direction: 'tx' }, n.tx);
+    }
   });
-  new Gauge({
-    name: 'canrelay_console_clients',
-    help: 'Console (SSE) clients connected',
-    registers: [registry],
-    collect() {
-      this.set(src.console.subscriberCount);
-    },
-  });
-  new Counter({
-    name: 'canrelay_console_events_total',
-    help: 'Events published on the console stream (after sampling)',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(src.console.counters.published);
-    },
-  });
-  new Counter({
-    name: 'canrelay_console_frames_sampled_out_total',
-    help: 'can_frame events left out of the console by sampling (the frames themselves are all counted and relayed)',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(src.console.counters.sampledOut);
-    },
-  });
-  new Gauge({
-    name: 'canrelay_console_sampling',
-    help: '1 while the console is sampling can_frame events',
-    registers: [registry],
-    collect() {
-      this.set(src.console.sampling ? 1 : 0);
-    },
-  });
-  new Counter({
-    name: 'canrelay_console_clients_cut_total',
-    help: 'Console clients disconnected because they fell too far behind',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(src.clientsCut());
-    },
-  });
-  new Gauge({
-    name: 'canrelay_console_buffered_events',
-    help: 'Events held in the console history ring',
-    registers: [registry],
-    collect() {
-      this.set(src.console.buffered);
-    },
-  });
-  new Counter({
-    name: 'canrelay_replay_lines_rejected_total',
-    help: 'Malformed candump lines skipped by --replay',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(src.replayRejected());
-    },
-  });
-  new Gauge({
-    name: 'canrelay_uplink',
-    help: 'Data-plane uplink figures by kind (connected, frames_sent, frames_acked, frames_dropped, buffered, outbox)',
-    labelNames: ['kind'],
-    registers: [registry],
-    collect() {
-      this.reset();
+  gauge(r, 'canrelay_console_clients', 'Console (SSE) clients connected', [], (g) => g.set(src.console.subscriberCount));
+  counter(r, 'canrelay_console_events_total', 'Events published on the console stream (after sampling)', [], (c) => c.inc(src.console.counters.published));
+  counter(
+    r,
+    'canrelay_console_frames_sampled_out_total',
+    'can_frame events left out of the console by sampling (the frames themselves are all counted and relayed)',
+    [],
+    (c) => c.inc(src.console.counters.sampledOut),
+  );
+  gauge(r, 'canrelay_console_sampling', '1 while the console is sampling can_frame events', [], (g) => g.set(src.console.sampling ? 1 : 0));
+  counter(r, 'canrelay_console_clients_cut_total', 'Console clients disconnected because they fell too far behind', [], (c) => c.inc(src.clientsCut()));
+  gauge(r, 'canrelay_console_buffered_events', 'Events held in the console history ring', [], (g) => g.set(src.console.buffered));
+  counter(r, 'canrelay_replay_lines_rejected_total', 'Malformed candump lines skipped by --replay', [], (c) => c.inc(src.replayRejected()));
+  gauge(
+    r,
+    'canrelay_uplink',
+    'Data plane figures by kind: uplink (connected, frames_sent, frames_acked, frames_dropped_*, outbox_*), relay from the peer (relay_seq_*, relay_latency_*), transmit (tx_*)',
+    ['kind'],
+    (g) => {
       const u = src.uplink?.();
-      if (u) for (const [kind, v] of Object.entries(u)) this.set({ kind }, v);
+      if (u) for (const [kind, v] of Object.entries(u)) g.set({ kind }, v);
     },
-  });
-  return registry;
+  );
+  return r;
 }

@@ -3,7 +3,8 @@
  * in the relay, the sequence tracker and the command center) and are copied into prom-client only when
  * /metrics is scraped, so counting a frame costs an increment.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { scrapedCounter as counter, scrapedGauge as gauge } from '../core/metrics/scraped.js';
 import { COMMAND_STATES } from '../core/console/events.js';
 import type { StreamManager } from '../core/console/stream-manager.js';
 import type { CommandCenter } from './commands.js';
@@ -58,31 +59,6 @@ export interface BridgeMetricSources {
   agentsConnected: () => number;
 }
 
-function counter(registry: Registry, name: string, help: string, labelNames: string[], fill: (c: Counter) => void): void {
-  new Counter({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    collect() {
-      this.reset();
-      fill(this);
-    },
-  });
-}
-
-function gauge(registry: Registry, name: string, help: string, labelNames: string[], fill: (g: Gauge) => void): void {
-  new Gauge({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    collect() {
-      this.reset();
-      fill(this);
-    },
-  });
-}
 
 export function bridgeMetrics(src: BridgeMetricSources): Registry {
   const r = new Registry();
