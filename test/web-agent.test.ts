@@ -285,8 +285,10 @@ test('the sampling banner appears during a flood and goes when it ends; bus filt
   await page.selectOption('#filter-bus', 'can1');
   await until(async () => (await rowIds(page)).join() === '0x200', 'only can1\'s id in the table');
   await page.click('#tab-trace');
-  const buses = await page.$$eval('#trace .trace-row[data-kind="can_frame"]', (rows) => [...new Set(rows.map((r) => (r as HTMLElement).dataset.bus))]);
-  assert.deepEqual(buses, ['can1']);
+  // The trace redraws on the next animation frames: wait for it to settle on can1's frames only.
+  const buses = (): Promise<(string | undefined)[]> =>
+    page.$$eval('#trace .trace-row[data-kind="can_frame"]', (rows) => [...new Set(rows.map((r) => (r as HTMLElement).dataset.bus))]);
+  await until(async () => (await buses()).join() === 'can1', `only can1 frames in the trace (${(await buses()).join()})`);
   await page.context().close();
 });
 
@@ -484,9 +486,12 @@ test('killing and restarting the agent: reconnecting, then a visible reset marke
   await until(async () => num((await page.locator('#fig-last').textContent()) ?? '') > lastBefore + 5, 'new events after the restart');
   await page.click('#pause');
   // The gap sits between the old run's rows and the new run's.
-  const rows = await traceRows(page);
-  const gapAt = rows.findIndex((r) => r.kind === 'gap');
-  assert.ok(gapAt >= 0 && rows.slice(gapAt + 1).some((r) => r.kind === 'can_frame' && r.eventId > lastBefore), 'new frames below the gap');
+  // Drawing follows on the next animation frames: wait for the new run's frames to show below the gap.
+  await until(async () => {
+    const rows = await traceRows(page);
+    const gapAt = rows.findIndex((r) => r.kind === 'gap');
+    return gapAt >= 0 && rows.slice(gapAt + 1).some((r) => r.kind === 'can_frame' && r.eventId > lastBefore);
+  }, 'new frames below the gap');
   await screenshot(page, 'agent-reset-marker');
   await page.locator('#stream-state[data-state="live"]').waitFor({ timeout: 15_000 });
   await page.context().close();
