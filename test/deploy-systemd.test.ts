@@ -13,11 +13,10 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { account, ensureDebs, isRoot, NotifyListener, readUnit, REPO, stageInstall, unitBytes, unitValue, type Staged, type Unit } from './helpers/deploy.js';
-import { CliProcess } from './helpers/processes.js';
+import { CliProcess, freePort } from './helpers/processes.js';
 
 const UNITS = ['canrelay-agent.service', 'canrelay-agent@.service', 'canrelay-bridge.service'];
 const SANDBOX = join(REPO, 'test/helpers/unit-sandbox.sh');
@@ -294,13 +293,3 @@ describe('the bridge started like canrelay-bridge.service', { skip: skipNoSystem
   );
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}

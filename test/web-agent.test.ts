@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
@@ -14,7 +13,7 @@ import { parseCandumpLine } from '../core/can/candump.js';
 import type { CanFrame } from '../core/can/frame.js';
 import { SimSource } from '../agent/sources/sim.js';
 import { launchBrowser, screenshot, until, type TestBrowser } from './helpers/browser.js';
-import { runCli, startAgentProcess, tempDir, type CliProcess, type StartedAgent } from './helpers/processes.js';
+import { freePort, runCli, startAgentProcess, tempDir, type CliProcess, type StartedAgent } from './helpers/processes.js';
 import { getJson, metricValue } from './helpers/sse-client.js';
 
 let browser: TestBrowser;
@@ -436,16 +435,6 @@ test('at 2,000 events/s the page keeps up and keeps drawing, with bounded memory
   await page.context().close();
 });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 async function startOnPort(port: number, stateDir: string): Promise<CliProcess> {
   // A slow bus, so the gap marker stays in view long enough to be looked at.

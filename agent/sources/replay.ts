@@ -11,8 +11,7 @@
  * The file is read in large chunks and parsed with CandumpReader, so a 1 GB log costs one chunk of memory.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { performance } from 'node:perf_hooks';
-import type { CanFrame } from '../../core/can/frame.js';
+import { monotonicUsClock, type CanFrame } from '../../core/can/frame.js';
 import { CandumpReader, type CandumpRecord } from '../../core/can/candump.js';
 import type { FrameSource, SendResult, SourceSink } from './source.js';
 
@@ -51,11 +50,6 @@ const REANCHOR_US = 1_000_000;
 /** Frames due within this much of now are emitted at once rather than waiting for a timer. */
 const EARLY_US = 500;
 
-function defaultClock(): () => number {
-  const wall0 = Date.now() * 1000;
-  const perf0 = performance.now();
-  return () => Math.floor(wall0 + (performance.now() - perf0) * 1000);
-}
 
 export class ReplaySource implements FrameSource {
   readonly kind = 'replay' as const;
@@ -108,7 +102,7 @@ export class ReplaySource implements FrameSource {
     this.file = options.file;
     this.speed = options.speed;
     this.loop = options.loop;
-    this.now = options.now ?? defaultClock();
+    this.now = options.now ?? monotonicUsClock();
     this.chunkSize = Math.max(4096, options.chunkSize ?? 256 * 1024);
   }
 

@@ -15,8 +15,7 @@
  * Deterministic: for a given seed and rate, the sequence of frames (ids, payloads, relative times) is the
  * same on every run; only the absolute start time differs.
  */
-import { performance } from 'node:perf_hooks';
-import { type CanFrame, frameProblem } from '../../core/can/frame.js';
+import { type CanFrame, frameProblem, monotonicUsClock } from '../../core/can/frame.js';
 import { BUS_RULE } from '../../core/names.js';
 import type { FrameSource, SendResult, SourceSink } from './source.js';
 
@@ -137,11 +136,6 @@ const OBD_RESPONSE_DELAY_MS = 2;
 const DEFAULT_SEED = 0x5eed;
 
 
-function defaultClock(): () => number {
-  const wall0 = Date.now() * 1000;
-  const perf0 = performance.now();
-  return () => Math.floor(wall0 + (performance.now() - perf0) * 1000);
-}
 
 /** mulberry32: tiny, fast, good enough for noise; deterministic per seed. */
 function prng(seed: number): () => number {
@@ -273,7 +267,7 @@ export class SimSource implements FrameSource {
       throw new Error(`sim tick must be between 1 and 100 ms, got ${options.tickMs}`);
     }
     this.seed = options.seed ?? DEFAULT_SEED;
-    this.now = options.now ?? defaultClock();
+    this.now = options.now ?? monotonicUsClock();
     this.random = prng(this.seed);
 
     const scale = BASE_RATE / this.rate;

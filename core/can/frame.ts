@@ -50,6 +50,16 @@ export function nowUs(): number {
   return Date.now() * 1000;
 }
 
+/**
+ * A microsecond clock anchored to the wall clock once and then advanced by the monotonic clock: frame
+ * timestamps that never step backwards (NTP corrections) and resolve better than Date.now()'s millisecond.
+ */
+export function monotonicUsClock(): () => number {
+  const wall0 = Date.now() * 1000;
+  const perf0 = performance.now();
+  return () => Math.floor(wall0 + (performance.now() - perf0) * 1000);
+}
+
 /** Checks the invariants every producer must respect; returns a reason when broken, else null. */
 export function frameProblem(f: CanFrame): string | null {
   if (!BUS_RULE.test(f.bus)) return `bus name ${JSON.stringify(f.bus)} is not an interface name`;

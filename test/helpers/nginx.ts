@@ -41,6 +41,8 @@ export function editStreamsLocation(site: string, edit: (block: string) => strin
   return site.slice(0, start) + edit(site.slice(start, end)) + site.slice(end);
 }
 
+export { freePort } from './processes.js';
+
 export function selfSignedCert(dir: string): { cert: string; key: string } {
   const cert = join(dir, 'bridge.crt');
   const key = join(dir, 'bridge.key');
@@ -52,16 +54,6 @@ export function selfSignedCert(dir: string): { cert: string; key: string } {
   return { cert, key };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export class Nginx {
   private proc?: ChildProcess;
