@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build run-sim test test-unit test-web test-socketcan bench bench-agent bench-relay clean
+.PHONY: all deps build run-sim test test-unit test-web test-faults test-socketcan bench bench-agent bench-relay clean
 all: build
 
 node_modules/.package-lock.json: package.json package-lock.json
@@ -23,17 +23,22 @@ run-sim: build
 # node:test over the compiled output. Browser and deployment suites run one file at a time: they
 # start Chromium, nginx or a VM and measure rates, which a parallel neighbour would disturb.
 test-unit: build
-	$(NODE) --test --test-force-exit --test-timeout=300000 --test-concurrency=2 $$(find dist/test -maxdepth 1 -name '*.test.js' ! -name 'web-*' ! -name 'deploy-*' | sort)
+	$(NODE) --test --test-force-exit --test-timeout=300000 --test-concurrency=2 $$(find dist/test -maxdepth 1 -name '*.test.js' ! -name 'web-*' ! -name 'deploy-*' ! -name 'faults-*' | sort)
 
 test-web: build
 	bash .ci/ensure-debs.sh chromium firefox-esr
 	$(NODE) --test --test-force-exit --test-timeout=300000 --test-concurrency=1 $$(find dist/test -maxdepth 1 -name 'web-*.test.js' | sort)
 
+# Fault injection (docs/reliability.md): full disks, paused bridges, clock offsets, hostile input, floods.
+# One file at a time: they pause and kill processes and fill file systems.
+test-faults: build
+	$(NODE) --test --test-force-exit --test-timeout=300000 --test-concurrency=1 $$(find dist/test -maxdepth 1 -name 'faults-*.test.js' | sort)
+
 # The real SocketCAN path: Debian's kernel with vcan under qemu, the real agent, bridge and can-utils.
 test-socketcan: build
 	bash test/socketcan-vm/run.sh test/socketcan-vm/agent-guest.sh
 
-test: test-unit test-web test-deploy test-socketcan
+test: test-unit test-faults test-web test-deploy test-socketcan
 
 # Benchmarks: not tests. Figures go to bench/results/*.md (and .json).
 bench-agent: build
