@@ -15,6 +15,7 @@ import { openStateDb } from '../core/state/sqlite.js';
 import { FrameCounters } from './frame-counters.js';
 import { FrameRouter } from './frame-router.js';
 import { createAgentServer } from './http-server.js';
+import { LocalAuth } from './local-auth.js';
 import { agentMetrics } from './metrics.js';
 import type { AgentConfig } from './options.js';
 import { createSource } from './sources/create-source.js';
@@ -99,7 +100,11 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     sampling: consoleStream.sampling,
     uptime_s: Math.round((Date.now() - startedAt) / 1000),
   });
+  const auth = new LocalAuth(cfg.localTokens, { consoleAuth: cfg.consoleAuth });
+  if (!auth.enabled) log.warn('the local API is open: anyone who reaches it can write (record, delete); production: --local-token-file and --tls-cert/--tls-key');
   const { server, writers } = createAgentServer({
+    auth,
+    tls: cfg.tls,
     dongleId: cfg.id,
     console: consoleStream,
     metrics,

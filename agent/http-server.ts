@@ -1,13 +1,17 @@
 /**
- * The agent's local HTTP surface: the console stream, health, metrics, a small info document, and the
- * technicians' web page. Read-only: nothing here can transmit on the bus.
+ * The agent's local HTTP(S) surface: the console stream, health, metrics, a small info document, and the
+ * technicians' web page. Reads are guarded by LocalAuth only with --console-auth; writes always go
+ * through LocalAuth (agent/local-auth.ts). `/healthz` and the page itself stay open (the page asks
+ * for the token).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Registry } from 'prom-client';
 import type { ConsoleStream } from '../core/console/console-stream.js';
 import { sendJson, serveConsole } from '../core/http/console-route.js';
 import type { SseCloseReason, SseWriter } from '../core/http/sse-writer.js';
 import type { StaticFiles } from '../core/http/static-files.js';
+import type { LocalAuth } from './local-auth.js';
 
 export interface AgentHttpDeps {
   dongleId: string;
@@ -18,6 +22,9 @@ export interface AgentHttpDeps {
   web?: StaticFiles;
   sse: { keepAliveMs: number; retryMs: number; maxPendingBytes: number };
   onClientClosed: (reason: SseCloseReason) => void;
+  auth: LocalAuth;
+  /** PEM certificate and key: serve HTTPS. */
+  tls?: { cert: string; key: string };
 }
 
 export function createAgentServer(deps: AgentHttpDeps): { server: Server; writers: Set<SseWriter> } {
@@ -32,6 +39,7 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
     }
     const path = url.pathname;
     if (path === consolePath) {
+      if (!deps.auth.guard(req, res, 'read')) return;
       const w = serveConsole(req, res, url, deps.console, {
         ...deps.sse,
         onClose: (reason) => {
@@ -47,8 +55,12 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
       return;
     }
     if (path === '/healthz') return sendJson(res, 200, deps.health());
-    if (path === '/api/v1/info') return sendJson(res, 200, deps.info());
+    if (path === '/api/v1/info') {
+      if (!deps.auth.guard(req, res, 'read')) return;
+      return sendJson(res, 200, { ...deps.info(), local_auth: { writes: deps.auth.enabled, reads: deps.auth.readsGuarded } });
+    }
     if (path === '/metrics') {
+      if (!deps.auth.guard(req, res, 'read')) return;
       const body = await deps.metrics.metrics();
       res.writeHead(200, { 'Content-Type': deps.metrics.contentType });
       res.end(body);
@@ -58,11 +70,18 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
     sendJson(res, 404, { error: `no route for ${path}`, console: consolePath });
   };
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       if (!res.headersSent) sendJson(res, 500, { error: `internal error: ${(err as Error).message}` });
       else res.destroy();
     });
-  });
+  };
+  let server: Server;
+  try {
+    // An https.Server is an http.Server for everything the agent does with it (listen, close, requests).
+    server = deps.tls ? (createHttpsServer({ cert: deps.tls.cert, key: deps.tls.key }, onRequest) as unknown as Server) : createServer(onRequest);
+  } catch (err) {
+    throw new Error(`cannot serve HTTPS with --tls-cert/--tls-key: ${(err as Error).message} (are they a PEM certificate and its key?)`);
+  }
   return { server, writers };
 }

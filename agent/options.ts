@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../core/cli/options.js';
 import { ID_RULE, ID_RULE_TEXT } from '../core/names.js';
 import { defaultStateDir } from '../core/state/paths.js';
+import { readLocalTokenFile, type LocalToken } from './local-auth.js';
 
 const IFACE_LIST = /^[A-Za-z0-9_.:-]{1,15}(,[A-Za-z0-9_.:-]{1,15})*$/;
 
@@ -35,6 +36,10 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'relay-max-age-ms', arg: '<ms>', description: 'frames older than this are not sent up after an outage (a stale frame is dangerous on the peer bus)', parse: parse.int(1, 3_600_000), default: 2000 },
   { name: 'tx-retry-ms', arg: '<ms>', description: 'how long a frame is retried while the local transmit queue is full', parse: parse.int(0, 60_000), default: 100 },
   { name: 'outbox-max-events', arg: '<n>', description: 'console events kept for the bridge while it is unreachable', parse: parse.int(100, 10_000_000), default: 50_000 },
+  { name: 'local-token-file', arg: '<path>', description: 'tokens for the local API, one per line: "admin <token>" or "read <token>"; every write then needs an admin token', parse: parse.string(/^.+$/, 'must be a file path') },
+  { name: 'console-auth', description: 'reads (console, recordings, info, metrics) need a token from --local-token-file too', parse: parse.bool(), default: false },
+  { name: 'tls-cert', arg: '<path>', description: 'serve the local API over HTTPS with this PEM certificate (chain); needs --tls-key', parse: parse.string(/^.+$/, 'must be a file path') },
+  { name: 'tls-key', arg: '<path>', description: 'the PEM private key of --tls-cert', parse: parse.string(/^.+$/, 'must be a file path') },
   { name: 'log-level', arg: '<level>', description: 'trace, debug, info, warn, error, fatal', parse: parse.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const), default: 'info' },
 ];
 
@@ -52,6 +57,10 @@ export interface AgentConfig {
   logLevel: string;
   uplink?: { bridge: string; token: string; bufferFrames: number; maxAgeMs: number; outboxMax: number };
   txRetryMs: number;
+  /** Tokens of the local API (--local-token-file); undefined: the API is open. */
+  localTokens?: LocalToken[];
+  consoleAuth: boolean;
+  tls?: { cert: string; key: string };
 }
 
 /** Cross-flag rules and the typed config. Throws OptionError. */
@@ -81,7 +90,34 @@ export function agentConfigFrom(o: ResolvedOptions): AgentConfig {
     logLevel: str('log-level'),
     uplink: uplinkFrom(o),
     txRetryMs: num('tx-retry-ms'),
+    ...localApiFrom(o),
   };
+}
+
+function localApiFrom(o: ResolvedOptions): Pick<AgentConfig, 'localTokens' | 'consoleAuth' | 'tls'> {
+  const tokenFile = o['local-token-file'] as string | undefined;
+  const consoleAuth = o['console-auth'] === true;
+  if (consoleAuth && tokenFile === undefined) throw new OptionError('--console-auth needs --local-token-file (the tokens readers present)');
+  let localTokens: LocalToken[] | undefined;
+  if (tokenFile !== undefined) {
+    try {
+      localTokens = readLocalTokenFile(tokenFile);
+    } catch (err) {
+      throw new OptionError(`--local-token-file: ${(err as Error).message}`);
+    }
+  }
+  const cert = o['tls-cert'] as string | undefined;
+  const key = o['tls-key'] as string | undefined;
+  if ((cert === undefined) !== (key === undefined)) throw new OptionError('HTTPS needs both --tls-cert and --tls-key');
+  const pem = (flag: string, path: string): string => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new OptionError(`--${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const tls = cert !== undefined && key !== undefined ? { cert: pem('tls-cert', cert), key: pem('tls-key', key) } : undefined;
+  return { localTokens, consoleAuth, tls };
 }
 
 function uplinkFrom(o: ResolvedOptions): AgentConfig['uplink'] {

@@ -6,9 +6,10 @@
  * Issued tokens are 32 random bytes (base64url) and only their SHA-256 is stored, so a copy of the
  * database does not let anyone connect. The admin token is compared in constant time.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { MAX_TOKEN_LENGTH, tokenDigest } from '../core/http/bearer-token.js';
 import type { BridgeStore } from './store.js';
+
 
 export type Caller = { kind: 'admin' } | { kind: 'viewer' } | { kind: 'agent'; dongle: string };
 
@@ -17,11 +18,8 @@ export function newToken(): string {
 }
 
 export function hashToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
+  return tokenDigest(token).toString('hex');
 }
-
-/** Tokens longer than this are refused before hashing: nothing we issue comes close. */
-const MAX_TOKEN_LENGTH = 512;
 
 export class Auth {
   private readonly adminDigest: Buffer;
@@ -30,28 +28,18 @@ export class Auth {
     private readonly store: BridgeStore,
     adminToken: string,
   ) {
-    this.adminDigest = createHash('sha256').update(adminToken, 'utf8').digest();
+    this.adminDigest = tokenDigest(adminToken);
   }
 
   /** The caller a token belongs to, or undefined when it is unknown. */
   identify(token: string | undefined): Caller | undefined {
     if (token === undefined || token === '' || token.length > MAX_TOKEN_LENGTH) return undefined;
     // Comparing digests gives equal lengths (timingSafeEqual requires them) and hides the token's length.
-    const digest = createHash('sha256').update(token, 'utf8').digest();
+    const digest = tokenDigest(token);
     if (timingSafeEqual(digest, this.adminDigest)) return { kind: 'admin' };
     const row = this.store.token(digest.toString('hex'));
     if (!row) return undefined;
     if (row.kind === 'viewer') return { kind: 'viewer' };
     return row.dongle === null ? undefined : { kind: 'agent', dongle: row.dongle };
   }
-}
-
-/** `Authorization: Bearer <token>`, else `?access_token=` when allowed (EventSource cannot set headers). */
-export function bearerToken(req: IncomingMessage, url?: URL): string | undefined {
-  const h = req.headers.authorization;
-  if (h !== undefined) {
-    const m = /^Bearer[ ]+(\S+)\s*$/i.exec(h);
-    return m ? m[1] : undefined;
-  }
-  return url?.searchParams.get('access_token') ?? undefined;
 }

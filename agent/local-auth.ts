@@ -1,0 +1,133 @@
+/**
+ * Who may do what on the agent's local HTTP API. Writes (recording control and deletion, reloads,
+ * transmit) change a box on someone else's LAN; reads (console, recordings, info, metrics) show its bus.
+ *
+ * `--local-token-file` holds one token per line with its role:
+ *
+ *     # role  token (16-512 characters without spaces)
+ *     admin   3f9c…            every read and every write
+ *     read    a71e…            reads only (a write with it: 403)
+ *
+ * Blank lines and lines starting with `#` are ignored. With the file every write needs an admin token
+ * (`Authorization: Bearer`); reads stay open unless `--console-auth`, which makes them need any token
+ * from the file (a header, or `?access_token=` where a browser cannot set one: EventSource, downloads).
+ * Without the file the API is open, as before (development set-up). Tokens are compared as SHA-256
+ * digests in constant time, every stored token each time.
+ *
+ * Use: `if (!deps.auth.guard(req, res, 'write')) return;` — on false it has already answered 401/403.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sendJson } from '../core/http/console-route.js';
+import { bearerToken, MAX_TOKEN_LENGTH, tokenDigest } from '../core/http/bearer-token.js';
+
+export type LocalRole = 'admin' | 'read';
+export type LocalAccess = 'read' | 'write';
+
+export interface LocalToken {
+  role: LocalRole;
+  token: string;
+}
+
+const LINE = /^(admin|read)[ \t]+(\S{16,512})$/;
+
+/** Parses the token file's text; throws an Error naming the line that is wrong. */
+export function parseLocalTokens(text: string, where: string): LocalToken[] {
+  const out: LocalToken[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const m = LINE.exec(line);
+    if (!m) throw new Error(`${where} line ${i + 1}: expected "admin <token>" or "read <token>" (token 16-512 characters, no spaces)`);
+    out.push({ role: m[1] as LocalRole, token: m[2] });
+  });
+  if (out.length === 0) throw new Error(`${where}: holds no token (one per line: "admin <token>" or "read <token>")`);
+  return out;
+}
+
+export function readLocalTokenFile(path: string): LocalToken[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return parseLocalTokens(text, path);
+}
+
+export class LocalAuth {
+  private readonly digests: { role: LocalRole; digest: Buffer }[];
+
+  /** tokens undefined: no token file, everything is open. */
+  constructor(
+    tokens: readonly LocalToken[] | undefined,
+    private readonly opts: { consoleAuth: boolean } = { consoleAuth: false },
+  ) {
+    this.digests = (tokens ?? []).map((t) => ({ role: t.role, digest: tokenDigest(t.token) }));
+    if (opts.consoleAuth && this.digests.length === 0) throw new Error('--console-auth needs --local-token-file (the tokens readers present)');
+  }
+
+  /** True when writes need a token (a token file was given). */
+  get enabled(): boolean {
+    return this.digests.length > 0;
+  }
+
+  /** True when reads need a token too (--console-auth). */
+  get readsGuarded(): boolean {
+    return this.opts.consoleAuth;
+  }
+
+  /** The role of a token, or undefined for none/unknown. Looks at every stored token (constant time). */
+  role(token: string | undefined): LocalRole | undefined {
+    if (token === undefined || token === '' || token.length > MAX_TOKEN_LENGTH) return undefined;
+    const d = tokenDigest(token);
+    let found: LocalRole | undefined;
+    for (const t of this.digests) if (timingSafeEqual(d, t.digest) && found === undefined) found = t.role;
+    return found;
+  }
+
+  /**
+   * True when the request may go on. Otherwise it answers: 401 (no or unknown token), 403 (a read
+   * token for a write, or a cross-site write) and returns false.
+   */
+  guard(req: IncomingMessage, res: ServerResponse, access: LocalAccess): boolean {
+    if (access === 'write' && crossSite(req)) {
+      sendJson(res, 403, { error: 'write refused: it comes from a page on another site (Origin does not match Host)' });
+      return false;
+    }
+    const needed = access === 'write' ? this.enabled : this.readsGuarded;
+    if (!needed) return true;
+    // Only reads may carry the token in the URL: a browser cannot set headers on EventSource or a download link.
+    const url = access === 'read' ? new URL(req.url ?? '/', 'http://localhost') : undefined;
+    const role = this.role(bearerToken(req, url));
+    if (role === undefined) {
+      sendJson(
+        res,
+        401,
+        { error: `this ${access} needs a token from the agent's --local-token-file: send Authorization: Bearer <token>` },
+        { 'WWW-Authenticate': 'Bearer realm="canrelay-agent"' },
+      );
+      return false;
+    }
+    if (access === 'write' && role !== 'admin') {
+      sendJson(res, 403, { error: 'this token is read-only; writes need an admin token' });
+      return false;
+    }
+    return true;
+  }
+}
+
+/**
+ * A browser sends Origin on cross-site requests; a page elsewhere on the LAN must not drive the agent
+ * through a technician's browser (without a token file there is nothing else to stop it).
+ */
+function crossSite(req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined || origin === 'null') return origin === 'null';
+  try {
+    return new URL(origin).host !== req.headers.host;
+  } catch {
+    return true;
+  }
+}
