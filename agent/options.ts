@@ -6,6 +6,8 @@ import { ID_RULE, ID_RULE_TEXT } from '../core/names.js';
 import { defaultStateDir } from '../core/state/paths.js';
 import { readLocalTokenFile, type LocalToken } from './local-auth.js';
 
+/** `--dbc can1=powertrain.dbc` or `--dbc powertrain.dbc` (see agent/signals/dbc-files.ts). */
+const DBC_SPEC = /^(?:[A-Za-z0-9_.:-]{1,32}=)?[^=\s][^\n]*$/;
 const IFACE_LIST = /^[A-Za-z0-9_.:-]{1,15}(,[A-Za-z0-9_.:-]{1,15})*$/;
 
 export function defaultDongleId(): string {
@@ -40,6 +42,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'console-auth', description: 'reads (console, recordings, info, metrics) need a token from --local-token-file too', parse: parse.bool(), default: false },
   { name: 'tls-cert', arg: '<path>', description: 'serve the local API over HTTPS with this PEM certificate (chain); needs --tls-key', parse: parse.string(/^.+$/, 'must be a file path') },
   { name: 'tls-key', arg: '<path>', description: 'the PEM private key of --tls-cert', parse: parse.string(/^.+$/, 'must be a file path') },
+  { name: 'dbc', arg: '<[bus=]file>', description: 'decode signals with this DBC file (repeatable; bus=file binds it to one bus)', parse: parse.list(parse.string(DBC_SPEC, 'must be a DBC file path, or <bus>=<file> for one bus')), repeatable: true },
   { name: 'log-level', arg: '<level>', description: 'trace, debug, info, warn, error, fatal', parse: parse.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const), default: 'info' },
 ];
 
@@ -61,6 +64,8 @@ export interface AgentConfig {
   localTokens?: LocalToken[];
   consoleAuth: boolean;
   tls?: { cert: string; key: string };
+  /** --dbc values as given: "file" or "bus=file". */
+  dbc: string[];
 }
 
 /** Cross-flag rules and the typed config. Throws OptionError. */
@@ -91,6 +96,7 @@ export function agentConfigFrom(o: ResolvedOptions): AgentConfig {
     uplink: uplinkFrom(o),
     txRetryMs: num('tx-retry-ms'),
     ...localApiFrom(o),
+    dbc: (o.dbc as string[] | undefined) ?? [],
   };
 }
 

@@ -14,6 +14,7 @@ export function addOptions(cmd: Command, specs: readonly OptionSpec[]): Command 
     const shown = typeof s.default === 'function' || s.default === undefined || s.default === false ? '' : ` (default: ${String(s.default)})`;
     const opt = new Option(flags, s.description + shown);
     if (s.env) opt.env(s.env[0]!);
+    if (s.repeatable) opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
     // Defaults are applied by resolveOptions, not commander, so a config file can still set them.
     cmd.addOption(opt);
   }

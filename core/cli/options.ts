@@ -4,7 +4,7 @@
  * masked printout of `--check-config`. A bad value is one clear line naming the flag, and exit code 2.
  */
 
-export type OptionValue = string | number | boolean;
+export type OptionValue = string | number | boolean | string[];
 
 export interface OptionSpec<T extends OptionValue = OptionValue> {
   /** Long flag name without dashes, e.g. "console-max-rate"; also the config file key. */
@@ -19,6 +19,8 @@ export interface OptionSpec<T extends OptionValue = OptionValue> {
   env?: string[];
   /** Masked in printouts; such options should also be settable from the environment or a file. */
   secret?: boolean;
+  /** The flag may be given more than once (a config file gives a JSON array); `parse` gets the list. */
+  repeatable?: boolean;
 }
 
 export class OptionError extends Error {
@@ -52,11 +54,13 @@ export function resolveOptions(
       raw = file[spec.name];
       where = `config file key "${spec.name}"`;
       if (spec.arg === undefined && typeof raw !== 'boolean') throw new OptionError(`${where}: must be true or false, got ${JSON.stringify(raw)}`);
-      if (spec.arg !== undefined && typeof raw !== 'string' && typeof raw !== 'number')
+      if (spec.repeatable && Array.isArray(raw)) {
+        if (!raw.every((x) => typeof x === 'string')) throw new OptionError(`${where}: must be a string or an array of strings`);
+      } else if (spec.arg !== undefined && typeof raw !== 'string' && typeof raw !== 'number')
         throw new OptionError(`${where}: must be a string or number, got ${JSON.stringify(raw)}`);
       // JSON has types: a count is a number (200, not "200"), a name or path is a string.
       const json = (spec.parse as { json?: 'number' | 'string' }).json;
-      if (json !== undefined && spec.arg !== undefined && typeof raw !== json)
+      if (json !== undefined && spec.arg !== undefined && !Array.isArray(raw) && typeof raw !== json)
         throw new OptionError(`${where}: must be a JSON ${json}, got ${JSON.stringify(raw)}`);
     } else {
       const envName = spec.env?.find((e) => env[e] !== undefined && env[e] !== '');
@@ -145,6 +149,10 @@ export const parse = {
       if (!m || Number(m[2]) > 65535) throw new OptionError(`must be host:port (e.g. 0.0.0.0:8080, [::1]:8080, :0), got ${JSON.stringify(s.slice(0, 80))}`);
       return s;
     });
+  },
+  /** For a repeatable option: each value (flag, or element of a config file's array) checked by `item`. */
+  list(item: (raw: unknown) => string) {
+    return (raw: unknown): string[] => (Array.isArray(raw) ? raw : [raw]).map((x) => item(x));
   },
   url(protocols: readonly string[]) {
     return json('string', (raw: unknown): string => {

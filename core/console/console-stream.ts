@@ -7,6 +7,7 @@
  * from the ring (`after()`); if the ring no longer has it, or its backlog passes its byte bound, it is cut off.
  */
 import type { CanFrame } from '../can/frame.js';
+import type { MessageDecoder } from '../can/dbc-decode.js';
 import type { ConsoleEvent, StreamResetData } from './events.js';
 import type { IdStore } from './id-store.js';
 import { canFrameData, logData } from './normalize.js';
@@ -50,6 +51,11 @@ export class ConsoleStream {
   private bytesTotal = 0;
   private closed = false;
   readonly counters = { published: 0, framesOffered: 0, sampledOut: 0 };
+  /**
+   * Set where DBC files are loaded: decodes a frame that passed the sampler (so at most the console's
+   * rate) and returns its message decoder, or undefined when no DBC describes the frame.
+   */
+  decodeFrame: ((f: CanFrame, dongle?: string) => MessageDecoder | undefined) | undefined;
 
   constructor(
     readonly name: string,
@@ -121,7 +127,7 @@ export class ConsoleStream {
       this.counters.sampledOut++;
       return;
     }
-    const data = canFrameData(f, this.sampler.active || n > 1 ? n : undefined);
+    const data = canFrameData(f, this.sampler.active || n > 1 ? n : undefined, this.decodeFrame?.(f, dongle));
     if (dongle !== undefined) data.dongle = dongle;
     this.publish({ type: 'can_frame', data });
   }

@@ -27,6 +27,12 @@ export interface CanFrameData extends FromDongle {
   is_error?: true;
   /** Only while the console samples: how many frames of this bus+id (of this dongle, on a group console) this event stands for (>= 1). */
   represents?: number;
+  /** Only when a DBC describes the frame: the message name… */
+  msg?: string;
+  /** …its signals present in this frame (multiplexing), each the value-table label where there is one, else the physical value… */
+  signals?: Record<string, number | string>;
+  /** …and the units of those that have one. */
+  units?: Record<string, string>;
 }
 
 export type PresenceState = 'online' | 'offline' | 'seen';

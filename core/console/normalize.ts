@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { BUS_RULE, ID_RULE } from '../names.js';
 import type { CanFrame } from '../can/frame.js';
+import type { MessageDecoder } from '../can/dbc-decode.js';
 import { bytesToSpacedHex, canIdToString } from '../can/hex.js';
 import { isoFromUs, isoNow } from './time.js';
 import {
@@ -22,7 +23,8 @@ import {
   type PresenceState,
 } from './events.js';
 
-export function canFrameData(f: CanFrame, represents?: number): CanFrameData {
+/** `decoded`: the frame's message decoder right after it decoded this frame's data (core/can/dbc-decode.ts). */
+export function canFrameData(f: CanFrame, represents?: number, decoded?: MessageDecoder): CanFrameData {
   const d: CanFrameData = {
     ts: isoFromUs(f.tsUs),
     direction: f.direction,
@@ -38,7 +40,33 @@ export function canFrameData(f: CanFrame, represents?: number): CanFrameData {
   if (f.esi) d.esi = true;
   if (f.err) d.is_error = true;
   if (represents !== undefined) d.represents = represents;
+  if (decoded !== undefined) addSignals(d, decoded);
   return d;
+}
+
+function addSignals(d: CanFrameData, dec: MessageDecoder): void {
+  const signals: Record<string, number | string> = {};
+  let units: Record<string, string> | undefined;
+  for (let i = 0; i < dec.signals.length; i++) {
+    if (dec.present[i] === 0) continue;
+    const def = dec.signals[i]!.def;
+    signals[def.name] = dec.label(i) ?? tidyValue(dec.value[i]!);
+    if (def.unit !== '') (units ??= {})[def.name] = def.unit;
+  }
+  d.msg = dec.msg.name;
+  d.signals = signals;
+  if (units !== undefined) d.units = units;
+}
+
+/**
+ * A physical value as shown: raw * factor lands on binary fractions (0.1 * 3 = 0.30000000000000004);
+ * 15 significant digits drop that noise and keep every digit the scale can carry. NaN and ±Infinity
+ * (float signals) are not JSON numbers: they become the strings "NaN", "Infinity", "-Infinity".
+ */
+export function tidyValue(v: number): number | string {
+  if (!Number.isFinite(v)) return String(v);
+  if (Number.isInteger(v)) return v;
+  return Number(v.toPrecision(15));
 }
 
 export function presenceData(state: PresenceState, opts: Omit<PresenceData, 'ts' | 'state'> = {}): PresenceData {
@@ -77,6 +105,8 @@ const ts = z.string().max(40);
 const name = z.string().regex(ID_RULE);
 const bus = z.string().regex(BUS_RULE);
 const dongle = { dongle: name.optional() };
+/** DBC identifiers (message and signal names). */
+const SIGNAL_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const scalar = z.union([z.string().max(500), z.number(), z.boolean(), z.null()]);
 
 const schemas = {
@@ -102,6 +132,9 @@ const schemas = {
     esi: z.literal(true).optional(),
     is_error: z.literal(true).optional(),
     represents: z.number().int().min(1).optional(),
+    msg: z.string().regex(SIGNAL_NAME).optional(),
+    signals: z.record(z.string().regex(SIGNAL_NAME), z.union([z.number(), z.string().max(200)])).refine((r) => Object.keys(r).length <= 512).optional(),
+    units: z.record(z.string().regex(SIGNAL_NAME), z.string().max(64)).refine((r) => Object.keys(r).length <= 512).optional(),
     ...dongle,
   }),
   log: z.strictObject({

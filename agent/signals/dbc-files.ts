@@ -1,0 +1,96 @@
+/**
+ * The agent's `--dbc` files: reads and parses them at start and on every reload (SIGHUP,
+ * `POST /api/v1/dbc/reload`). A file that cannot be read or parsed is reported (file and line) and
+ * never stops the agent: on a reload its last good version stays in use, so a half-saved edit loses
+ * nothing already decoding; at start the agent runs without it.
+ */
+import { readFile } from 'node:fs/promises';
+import { DbcParseError, parseDbc, type DbcDatabase } from '../../core/can/dbc-parse.js';
+import { SignalDecoder } from '../../core/can/dbc-decode.js';
+
+/** Largest DBC accepted: real ones are well under 2 MiB; a bigger file is most likely the wrong file. */
+const MAX_DBC_BYTES = 16 * 1024 * 1024;
+
+export interface DbcSpec {
+  /** undefined: every bus. */
+  bus: string | undefined;
+  file: string;
+}
+
+/** "can1=powertrain.dbc" binds the file to can1; "powertrain.dbc" applies to every bus. */
+export function parseDbcSpec(spec: string): DbcSpec {
+  const m = /^([A-Za-z0-9_.:-]{1,32})=(.+)$/.exec(spec);
+  return m ? { bus: m[1]!, file: m[2]! } : { bus: undefined, file: spec };
+}
+
+export interface DbcFileStatus {
+  file: string;
+  bus: string | null;
+  /** Messages in use from this file (0 when it never loaded). */
+  messages: number;
+  /** Unusable statements skipped (file:line: …). */
+  warnings: string[];
+  /** Set when the last load failed; `messages` then counts the previous good version, if any. */
+  error?: string;
+  loaded_at?: string;
+}
+
+export interface DbcLoadResult {
+  decoder: SignalDecoder | undefined;
+  files: DbcFileStatus[];
+  errors: string[];
+}
+
+export class DbcFiles {
+  private readonly good = new Map<string, { db: DbcDatabase; at: string }>();
+  readonly specs: DbcSpec[];
+  last: DbcLoadResult = { decoder: undefined, files: [], errors: [] };
+
+  constructor(specs: readonly string[]) {
+    this.specs = specs.map(parseDbcSpec);
+  }
+
+  /** Reads every file again. Never throws: failures are in `errors` (and `files[].error`). */
+  async load(): Promise<DbcLoadResult> {
+    const files: DbcFileStatus[] = [];
+    const errors: string[] = [];
+    const bound: Array<{ bus: string | undefined; db: DbcDatabase }> = [];
+    for (const spec of this.specs) {
+      const key = `${spec.bus ?? ''}=${spec.file}`;
+      let error: string | undefined;
+      try {
+        const text = await readDbcText(spec.file);
+        this.good.set(key, { db: parseDbc(text, spec.file), at: new Date().toISOString() });
+      } catch (err) {
+        error = err instanceof DbcParseError ? err.message : `${spec.file}: ${(err as Error).message}`;
+        const kept = this.good.has(key) ? ' (its previous version stays in use)' : '';
+        errors.push(`DBC not loaded: ${error}${kept}; fix the file and reload (SIGHUP or POST /api/v1/dbc/reload)`);
+      }
+      const g = this.good.get(key);
+      if (g !== undefined) bound.push({ bus: spec.bus, db: g.db });
+      const st: DbcFileStatus = { file: spec.file, bus: spec.bus ?? null, messages: g?.db.messages.length ?? 0, warnings: g?.db.warnings ?? [] };
+      if (error !== undefined) st.error = error;
+      if (g !== undefined) st.loaded_at = g.at;
+      files.push(st);
+    }
+    let decoder: SignalDecoder | undefined;
+    try {
+      decoder = bound.length > 0 ? new SignalDecoder(bound) : undefined;
+    } catch (err) {
+      // A database that parses but cannot be compiled (a multiplexer loop): keep what decoded before.
+      errors.push(`DBC not used: ${(err as Error).message}; fix the file and reload`);
+      decoder = this.last.decoder;
+    }
+    for (const w of decoder?.warnings ?? []) files.find((f) => w.startsWith(f.file + ':'))?.warnings.push(w);
+    this.last = { decoder, files, errors };
+    return this.last;
+  }
+}
+
+async function readDbcText(file: string): Promise<string> {
+  const buf = await readFile(file);
+  if (buf.length > MAX_DBC_BYTES) throw new Error(`is ${buf.length} bytes; a DBC file over ${MAX_DBC_BYTES} bytes is not accepted`);
+  // DBC files are often Windows-1252 (Vector's tools); latin1 keeps every byte, UTF-8 where it is valid.
+  const utf8 = buf.toString('utf8');
+  return utf8.includes('\uFFFD') ? buf.toString('latin1') : utf8;
+}

@@ -1,0 +1,299 @@
+/**
+ * Reads a DBC file (Vector's CAN database text format) into plain data: messages, their signals, value
+ * tables (VAL_), float types (SIG_VALTYPE_), extended multiplexing (SG_MUL_VAL_) and the CAN FD flag
+ * (BA_ "VFrameFormat"). Everything else (nodes, comments, attributes, environment variables) is read
+ * past: a decoder does not need it.
+ *
+ * Written here rather than taken from npm: the one registry candidate (`candied` 2.2.0) rejects frames
+ * over 8 bytes, skips frames whose length differs from the DBC, ignores multiplexing and SIG_VALTYPE_
+ * when decoding, and clamps values to [min|max] — each a wrong value on a real bus (docs/signals.md).
+ *
+ * A statement that cannot be read is a DbcParseError naming file and line. A statement that is readable
+ * but unusable (an 11-bit message id above 0x7FF, a VAL_ for an unknown signal) is skipped with a
+ * warning carrying file and line, as canmatrix does, so one odd line does not hide a whole database.
+ */
+
+export interface DbcSignal {
+  name: string;
+  /** As written in the DBC: the LSB for little-endian (Intel), the MSB for big-endian (Motorola). */
+  startBit: number;
+  length: number;
+  littleEndian: boolean;
+  signed: boolean;
+  /** SIG_VALTYPE_ 1 = IEEE float (32 bits), 2 = IEEE double (64 bits). */
+  valueType: 'int' | 'float32' | 'float64';
+  factor: number;
+  offset: number;
+  min: number;
+  max: number;
+  unit: string;
+  /** VAL_ labels by raw value. */
+  values: Map<number, string> | undefined;
+  /** `M` or `m<n>M`: other signals depend on this one's raw value. */
+  isMultiplexer: boolean;
+  /** The n of `m<n>` / `m<n>M`, when this signal is multiplexed. */
+  muxValue: number | undefined;
+  /** From SG_MUL_VAL_: the multiplexer's name and the raw ranges in which this signal is present. */
+  muxer: string | undefined;
+  muxRanges: Array<[number, number]> | undefined;
+  line: number;
+}
+
+export interface DbcMessage {
+  /** Without the extended flag bit. */
+  id: number;
+  extended: boolean;
+  name: string;
+  /** Length in bytes as declared (BO_ … : <size>). */
+  size: number;
+  fd: boolean;
+  signals: DbcSignal[];
+  line: number;
+}
+
+export interface DbcDatabase {
+  file: string;
+  messages: DbcMessage[];
+  warnings: string[];
+}
+
+export class DbcParseError extends Error {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    what: string,
+  ) {
+    super(`${file}:${line}: ${what}`);
+    this.name = 'DbcParseError';
+  }
+}
+
+/** Bit 31 of a BO_ id marks an extended (29-bit) id. */
+const EXTENDED_FLAG = 0x80000000;
+/** Vector's placeholder message for signals not in any frame. */
+const INDEPENDENT_SIGNALS_ID = 0xc0000000;
+const MAX_SIGNAL_BITS = 64;
+const MAX_FD_BYTES = 64;
+
+const NUM = String.raw`[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?`;
+const IDENT = String.raw`[A-Za-z_][A-Za-z0-9_]*`;
+const BO_RE = new RegExp(String.raw`^BO_\s+(\d+)\s+(${IDENT})\s*:\s*(\d+)\s*(\S*)\s*$`);
+const SG_RE = new RegExp(
+  String.raw`^SG_\s+(${IDENT})\s*(M|m\d+M?)?\s*:\s*(\d+)\s*\|\s*(\d+)\s*@\s*([01])\s*([+-])\s*` +
+    String.raw`\(\s*(${NUM})\s*,\s*(${NUM})\s*\)\s*\[\s*(${NUM})\s*\|\s*(${NUM})\s*\]\s*"((?:[^"\\]|\\.)*)"\s*(.*)$`,
+);
+const VAL_RE = new RegExp(String.raw`^VAL_\s+(\d+)\s+(${IDENT})\s+((?:[-+]?\d+\s+"(?:[^"\\]|\\.)*"\s*)*);$`);
+const VAL_PAIR_RE = /([-+]?\d+)\s+"((?:[^"\\]|\\.)*)"/g;
+const VALTYPE_RE = new RegExp(String.raw`^SIG_VALTYPE_\s+(\d+)\s+(${IDENT})\s*:?\s*([0-3])\s*;$`);
+const MULVAL_RE = new RegExp(String.raw`^SG_MUL_VAL_\s+(\d+)\s+(${IDENT})\s+(${IDENT})\s+(\d+\s*-\s*\d+(?:\s*,\s*\d+\s*-\s*\d+)*)\s*;$`);
+const BA_FRAMEFORMAT_RE = /^BA_\s+"VFrameFormat"\s+BO_\s+(\d+)\s+(\d+)\s*;$/;
+
+/** Statements that end at a `;` (and may span lines); everything else ends at the line's end. */
+const SEMICOLON_STATEMENTS = new Set([
+  'CM_', 'BA_DEF_', 'BA_', 'BA_DEF_DEF_', 'VAL_', 'VAL_TABLE_', 'SIG_VALTYPE_', 'SG_MUL_VAL_', 'BO_TX_BU_',
+  'BA_DEF_REL_', 'BA_REL_', 'BA_DEF_DEF_REL_', 'SIG_GROUP_', 'EV_', 'ENVVAR_DATA_', 'SGTYPE_', 'SIG_TYPE_REF_',
+  'SGTYPE_VAL_', 'BA_DEF_SGTYPE_', 'BA_SGTYPE_', 'CAT_DEF_', 'CAT_', 'FILTER', 'EV_DATA_',
+]);
+
+interface Statement {
+  text: string;
+  line: number;
+}
+
+/** Splits the file into statements, keeping `;`-terminated ones whole even when a string spans lines. */
+function* statements(text: string, file: string): Generator<Statement> {
+  const lines = text.split(/\r?\n|\r/);
+  for (let i = 0; i < lines.length; i++) {
+    const first = lines[i]!.trim();
+    if (first === '' || first.startsWith('//')) continue;
+    const keyword = first.split(/[\s:]/, 1)[0]!;
+    // A keyword alone on its line is an entry of the NS_ (new symbols) list, not a statement.
+    if (!SEMICOLON_STATEMENTS.has(keyword) || first === keyword) {
+      yield { text: first, line: i + 1 };
+      continue;
+    }
+    const start = i;
+    let acc = first;
+    while (!endsStatement(acc)) {
+      i++;
+      if (i >= lines.length) throw new DbcParseError(file, start + 1, `${keyword} statement is not closed with ';' before the end of the file`);
+      acc += '\n' + lines[i]!;
+    }
+    yield { text: acc.trim(), line: start + 1 };
+  }
+}
+
+/** True when `s` ends with `;` outside a quoted string. */
+function endsStatement(s: string): boolean {
+  let inString = false;
+  let lastSemicolon = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+      continue;
+    }
+    if (c === '"') inString = true;
+    else if (c === ';') lastSemicolon = true;
+    else if (c !== ' ' && c !== '\t' && c !== '\n' && c !== '\r') lastSemicolon = false;
+  }
+  return !inString && lastSemicolon;
+}
+
+function unescape(s: string): string {
+  return s.replace(/\\(.)/g, '$1');
+}
+
+function num(s: string): number {
+  return Number(s);
+}
+
+export function parseDbc(text: string, file: string): DbcDatabase {
+  const messages: DbcMessage[] = [];
+  const warnings: string[] = [];
+  const byRawId = new Map<number, DbcMessage>();
+  let current: DbcMessage | undefined;
+  /** A skipped BO_: its SG_ lines are skipped too. */
+  let skipping = false;
+  const warn = (line: number, what: string): void => {
+    warnings.push(`${file}:${line}: ${what}`);
+  };
+  const signalOf = (rawId: string, name: string, line: number, what: string): DbcSignal | undefined => {
+    const m = byRawId.get(Number(rawId));
+    const s = m?.signals.find((x) => x.name === name);
+    if (s === undefined) warn(line, `${what} for unknown signal ${rawId} ${name}: ignored`);
+    return s;
+  };
+
+  for (const st of statements(text, file)) {
+    const t = st.text;
+    if (t.startsWith('BO_ ') || t.startsWith('BO_\t')) {
+      current = undefined;
+      skipping = false;
+      const m = BO_RE.exec(t);
+      if (m === null) throw new DbcParseError(file, st.line, `cannot read message definition (expected "BO_ <id> <name>: <size> <sender>"): ${t.slice(0, 80)}`);
+      const raw = Number(m[1]);
+      if (raw === INDEPENDENT_SIGNALS_ID) {
+        skipping = true;
+        continue;
+      }
+      const extended = raw >= EXTENDED_FLAG;
+      const id = extended ? raw - EXTENDED_FLAG : raw;
+      const size = Number(m[3]);
+      if ((extended && id > 0x1fffffff) || (!extended && id > 0x7ff)) {
+        warn(st.line, `message ${m[2]} has id ${raw}, beyond ${extended ? '29' : '11'} bits${extended ? '' : ' without the extended flag (bit 31)'}: skipped`);
+        skipping = true;
+        continue;
+      }
+      if (size > MAX_FD_BYTES) throw new DbcParseError(file, st.line, `message ${m[2]} is ${size} bytes; CAN FD allows at most 64`);
+      if (byRawId.has(raw)) {
+        warn(st.line, `message id ${raw} defined twice: the second (${m[2]}) is skipped`);
+        skipping = true;
+        continue;
+      }
+      current = { id, extended, name: m[2]!, size, fd: size > 8, signals: [], line: st.line };
+      messages.push(current);
+      byRawId.set(raw, current);
+      continue;
+    }
+    if (t.startsWith('SG_ ') || t.startsWith('SG_\t')) {
+      if (skipping) continue;
+      const m = SG_RE.exec(t);
+      if (m === null) throw new DbcParseError(file, st.line, `cannot read signal definition (expected 'SG_ <name> [M|m<n>] : <start>|<length>@<0|1><+|-> (<factor>,<offset>) [<min>|<max>] "<unit>" <receivers>'): ${t.slice(0, 100)}`);
+      if (current === undefined) throw new DbcParseError(file, st.line, `signal ${m[1]} is outside any message (SG_ must follow its BO_)`);
+      const length = Number(m[4]);
+      const startBit = Number(m[3]);
+      if (length < 1 || length > MAX_SIGNAL_BITS) throw new DbcParseError(file, st.line, `signal ${m[1]} has length ${length}; 1 to 64 bits`);
+      if (startBit >= MAX_FD_BYTES * 8) throw new DbcParseError(file, st.line, `signal ${m[1]} starts at bit ${startBit}, beyond 64 bytes`);
+      const factor = num(m[7]!);
+      if (!Number.isFinite(factor)) throw new DbcParseError(file, st.line, `signal ${m[1]} has factor ${m[7]}`);
+      const mux = m[2];
+      if (current.signals.some((s) => s.name === m[1])) {
+        warn(st.line, `signal ${m[1]} defined twice in ${current.name}: the second is skipped`);
+        continue;
+      }
+      current.signals.push({
+        name: m[1]!,
+        startBit,
+        length,
+        littleEndian: m[5] === '1',
+        signed: m[6] === '-',
+        valueType: 'int',
+        factor,
+        offset: num(m[8]!),
+        min: num(m[9]!),
+        max: num(m[10]!),
+        unit: unescape(m[11]!),
+        values: undefined,
+        isMultiplexer: mux !== undefined && mux.endsWith('M'),
+        muxValue: mux !== undefined && mux.startsWith('m') ? parseInt(mux.slice(1), 10) : undefined,
+        muxer: undefined,
+        muxRanges: undefined,
+        line: st.line,
+      });
+      continue;
+    }
+    current = undefined;
+    skipping = false;
+    if (t.startsWith('VAL_ ')) {
+      const m = VAL_RE.exec(t);
+      if (m === null) throw new DbcParseError(file, st.line, `cannot read value table (expected 'VAL_ <message id> <signal> <value> "<label>" … ;'): ${t.slice(0, 100)}`);
+      const s = signalOf(m[1]!, m[2]!, st.line, 'VAL_');
+      if (s === undefined) continue;
+      s.values = new Map();
+      for (const p of m[3]!.matchAll(VAL_PAIR_RE)) s.values.set(Number(p[1]), unescape(p[2]!));
+    } else if (t.startsWith('SIG_VALTYPE_ ')) {
+      const m = VALTYPE_RE.exec(t);
+      if (m === null) throw new DbcParseError(file, st.line, `cannot read SIG_VALTYPE_ (expected 'SIG_VALTYPE_ <message id> <signal> : <0|1|2>;'): ${t.slice(0, 100)}`);
+      const s = signalOf(m[1]!, m[2]!, st.line, 'SIG_VALTYPE_');
+      if (s === undefined) continue;
+      const kind = m[3];
+      if (kind === '1' || kind === '2') {
+        const bits = kind === '1' ? 32 : 64;
+        if (s.length !== bits) throw new DbcParseError(file, st.line, `signal ${s.name} is ${s.length} bits but SIG_VALTYPE_ ${kind} needs ${bits}`);
+        s.valueType = kind === '1' ? 'float32' : 'float64';
+      }
+    } else if (t.startsWith('SG_MUL_VAL_ ')) {
+      const m = MULVAL_RE.exec(t);
+      if (m === null) throw new DbcParseError(file, st.line, `cannot read SG_MUL_VAL_ (expected 'SG_MUL_VAL_ <message id> <signal> <multiplexer> <lo>-<hi>, … ;'): ${t.slice(0, 100)}`);
+      const s = signalOf(m[1]!, m[2]!, st.line, 'SG_MUL_VAL_');
+      if (s === undefined) continue;
+      s.muxer = m[3]!;
+      s.muxRanges = m[4]!.split(',').map((r) => {
+        const [lo, hi] = r.split('-').map((x) => Number(x.trim()));
+        return [lo!, hi!] as [number, number];
+      });
+    } else if (t.startsWith('BA_ "VFrameFormat"')) {
+      const m = BA_FRAMEFORMAT_RE.exec(t);
+      if (m === null) continue;
+      const msg = byRawId.get(Number(m[1]));
+      // Enum index 14 = StandardCAN_FD, 15 = ExtendedCAN_FD in Vector's definition.
+      if (msg !== undefined && (m[2] === '14' || m[2] === '15')) msg.fd = true;
+    }
+  }
+  checkMultiplexing(messages, file, warnings);
+  return { file, messages, warnings };
+}
+
+/** Every SG_MUL_VAL_ names a multiplexer of its own message, and `m<n>` signals have an `M` to follow. */
+function checkMultiplexing(messages: DbcMessage[], file: string, warnings: string[]): void {
+  for (const msg of messages) {
+    const top = msg.signals.filter((s) => s.isMultiplexer && s.muxValue === undefined);
+    for (const s of msg.signals) {
+      if (s.muxer !== undefined) {
+        const muxer = msg.signals.find((x) => x.name === s.muxer);
+        if (muxer === undefined || !muxer.isMultiplexer) {
+          throw new DbcParseError(file, s.line, `SG_MUL_VAL_ makes ${s.name} depend on ${s.muxer}, which is not a multiplexer (M) of ${msg.name}`);
+        }
+      } else if (s.muxValue !== undefined) {
+        if (top.length !== 1) {
+          throw new DbcParseError(file, s.line, `signal ${s.name} is multiplexed (m${s.muxValue}) but ${msg.name} has ${top.length} multiplexer signals (M) and no SG_MUL_VAL_ says which`);
+        }
+        s.muxer = top[0]!.name;
+        s.muxRanges = [[s.muxValue, s.muxValue]];
+      }
+    }
+    if (msg.signals.some((s) => s.muxer === s.name)) warnings.push(`${file}:${msg.line}: ${msg.name} has a signal multiplexed by itself`);
+  }
+}
