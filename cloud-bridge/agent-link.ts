@@ -7,7 +7,7 @@
  *   unknown or out of place is counted, answered with `error` and the connection closed with the CLOSE
  *   code that says why. The process never throws out of a message handler.
  * - UP batches: a batch number at or below the last one taken for this agent run is a resend after a
- *   reconnect: acknowledged and skipped. Acks are coalesced (at most one per ACK_INTERVAL_MS, sooner when
+ *   reconnect (core/uplink/batch-dedupe.ts): acknowledged and skipped. Acks are coalesced (at most one per ACK_INTERVAL_MS, sooner when
  *   many are pending, always eventually).
  * - Heartbeat: a ping every PING_MS; a link that has not answered (pong or any message) for
  *   DEAD_AFTER_MS is terminated.
@@ -17,6 +17,7 @@
  */
 import type { Logger } from 'pino';
 import { WebSocket, type RawData } from 'ws';
+import { BatchDedupe, type BatchPosition } from '../core/uplink/batch-dedupe.js';
 import { BatchDecodeError, decodeBatch, KIND_UP, type Batch } from '../core/uplink/frame-codec.js';
 import {
   CLOSE,
@@ -33,12 +34,6 @@ import { BridgeStats, type RejectReason } from './metrics.js';
 export type HelloMessage = Extract<AgentMessage, { t: 'hello' }>;
 export type EventMessage = Extract<AgentMessage, { t: 'event' }>;
 
-/** Where an agent run's UP batches stand: the last batch number taken (-1: none yet). */
-export interface UpPosition {
-  run: string;
-  batch: number;
-}
-
 export interface Refusal {
   reason: RejectReason;
   code: number;
@@ -50,7 +45,8 @@ export interface Welcome {
   group: string | null;
   /** The relay's epoch: DOWN batch numbering belongs to it. */
   relayEpoch: string;
-  position: UpPosition;
+  /** Where the agent run's UP batches stand (stream = the run id); shared, so a reconnect dedupes resends. */
+  position: BatchPosition;
 }
 
 /** What the rest of the bridge does with a link's messages (implemented by AgentServer). */
@@ -67,7 +63,7 @@ export interface LinkHandler {
   /** The agent's cumulative ack of DOWN batches; false when it names a batch never sent to it. */
   downAck(link: AgentLink, batch: number): boolean;
   /** Persist the UP position (called at most every POSITION_SAVE_MS, and on close). */
-  savePosition(link: AgentLink, pos: UpPosition): void;
+  savePosition(link: AgentLink, pos: BatchPosition): void;
   closed(link: AgentLink, code: number, reason: string): void;
 }
 
@@ -96,7 +92,7 @@ export class AgentLink implements RelayLink, CommandLink {
   readonly connectedAt = Date.now();
   private state: LinkState = 'awaiting_hello';
   private helloMsg: HelloMessage | undefined;
-  private pos: UpPosition = { run: '', batch: -1 };
+  private up = new BatchDedupe();
   private lastHeard = Date.now();
   private readonly helloTimer: NodeJS.Timeout;
   private readonly pingTimer: NodeJS.Timeout;
@@ -227,7 +223,7 @@ export class AgentLink implements RelayLink, CommandLink {
     const r = this.handler.hello(this, h);
     if ('reason' in r) return this.refuse(r.reason, r.code, r.message);
     this.helloMsg = h;
-    this.pos = r.position;
+    this.up = new BatchDedupe(r.position);
     this.state = 'ready';
     this.sendText({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle: this.dongle, event_ack: r.eventAck, group: r.group, relay_epoch: r.relayEpoch });
     this.handler.welcomed(this);
@@ -243,13 +239,12 @@ export class AgentLink implements RelayLink, CommandLink {
       return this.refuse('bad_batch', CLOSE.PROTOCOL, `bad frame batch: ${err.message}`);
     }
     if (batch.kind !== KIND_UP) return this.refuse('out_of_place', CLOSE.PROTOCOL, 'DOWN batches go from the bridge to agents; an agent sends UP batches');
-    if (batch.batch <= this.pos.batch) {
+    if (!this.up.accept(batch.batch)) {
       // A resend of a batch already taken (its ack was lost with the old connection): ack, never relay twice.
       BridgeStats.inc(this.stats.duplicateBatches, this.dongle);
       this.queueAck();
       return;
     }
-    this.pos.batch = batch.batch;
     this.handler.frames(this, batch, Date.now());
     this.queueAck();
   }
@@ -269,7 +264,7 @@ export class AgentLink implements RelayLink, CommandLink {
       clearTimeout(this.ackTimer);
       this.ackTimer = undefined;
     }
-    if (this.acksPending === 0 || this.pos.batch < 0) return;
+    if (this.acksPending === 0 || this.up.position.batch < 0) return;
     if (this.handler.peerBehind(this)) {
       // Backpressure: the agent keeps these batches (bounded on its side) until the peer catches up.
       this.ackTimer = setTimeout(() => this.flushAck(), ACK_INTERVAL_MS);
@@ -282,9 +277,9 @@ export class AgentLink implements RelayLink, CommandLink {
     // bridge still recognises resends of batches it took.
     if (now - this.lastSavedAt >= POSITION_SAVE_MS) {
       this.lastSavedAt = now;
-      this.handler.savePosition(this, this.pos);
+      this.handler.savePosition(this, this.up.position);
     }
-    this.sendText({ t: 'data_ack', batch: this.pos.batch });
+    this.sendText({ t: 'data_ack', batch: this.up.position.batch });
   }
 
   // ---- outgoing ----
@@ -321,7 +316,7 @@ export class AgentLink implements RelayLink, CommandLink {
     clearTimeout(this.helloTimer);
     clearInterval(this.pingTimer);
     if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
-    if (wasReady && this.pos.batch >= 0) this.handler.savePosition(this, this.pos);
+    if (wasReady && this.up.position.batch >= 0) this.handler.savePosition(this, this.up.position);
     this.handler.closed(this, code, reason);
   }
 }

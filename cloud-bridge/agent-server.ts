@@ -13,9 +13,10 @@ import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { logData, parseEventData, presenceData } from '../core/console/normalize.js';
 import { isoNow } from '../core/console/time.js';
+import type { BatchPosition } from '../core/uplink/batch-dedupe.js';
 import { MAX_BATCH_BYTES, type Batch } from '../core/uplink/frame-codec.js';
 import { CLOSE, PROTOCOL_VERSION, UPLINK_PATH } from '../core/uplink/messages.js';
-import { AgentLink, DEFAULT_TIMINGS, type EventMessage, type HelloMessage, type LinkHandler, type LinkTimings, type Refusal, type UpPosition, type Welcome } from './agent-link.js';
+import { AgentLink, DEFAULT_TIMINGS, type EventMessage, type HelloMessage, type LinkHandler, type LinkTimings, type Refusal, type Welcome } from './agent-link.js';
 import { bearerToken } from '../core/http/bearer-token.js';
 import type { Auth } from './auth.js';
 import type { CommandCenter } from './commands.js';
@@ -55,7 +56,7 @@ export class AgentServer implements LinkHandler {
   /** Every open link, welcomed or not. */
   private readonly links = new Set<AgentLink>();
   /** UP position per dongle (shared with its link), so a reconnect of the same run dedupes resends. */
-  private readonly positions = new Map<string, UpPosition>();
+  private readonly positions = new Map<string, BatchPosition>();
   /** Highest mirrored-event seq stored per dongle (also in the store). */
   private readonly eventSeqs = new Map<string, number>();
   private stopped = false;
@@ -126,7 +127,7 @@ export class AgentServer implements LinkHandler {
     const deadline = Date.now() + CLOSE_GRACE_MS;
     while (this.links.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const l of this.links) l.terminate();
-    for (const [dongle, pos] of this.positions) if (pos.batch >= 0) this.d.store.setUpPosition(dongle, pos.run, pos.batch);
+    for (const [dongle, pos] of this.positions) if (pos.batch >= 0) this.d.store.setUpPosition(dongle, pos.stream, pos.batch);
     this.wss.close();
   }
 
@@ -148,9 +149,9 @@ export class AgentServer implements LinkHandler {
     }
 
     let pos = this.positions.get(link.dongle);
-    if (pos === undefined && row.up_run !== null) pos = { run: row.up_run, batch: row.up_batch ?? -1 };
+    if (pos === undefined && row.up_run !== null) pos = { stream: row.up_run, batch: row.up_batch ?? -1 };
     // A new agent run numbers its batches afresh.
-    if (pos === undefined || pos.run !== h.run) pos = { run: h.run, batch: -1 };
+    if (pos === undefined || pos.stream !== h.run) pos = { stream: h.run, batch: -1 };
     this.positions.set(link.dongle, pos);
     this.d.seq.startRun(link.dongle, h.run);
     if (!this.eventSeqs.has(link.dongle)) this.eventSeqs.set(link.dongle, row.event_seq);
@@ -216,9 +217,9 @@ export class AgentServer implements LinkHandler {
     return this.d.relay.downAck(link.dongle, batch);
   }
 
-  savePosition(link: AgentLink, pos: UpPosition): void {
+  savePosition(link: AgentLink, pos: BatchPosition): void {
     if (this.stopped) return; // stop() saves every position itself
-    this.d.store.setUpPosition(link.dongle, pos.run, pos.batch);
+    this.d.store.setUpPosition(link.dongle, pos.stream, pos.batch);
   }
 
   closed(link: AgentLink, code: number, reason: string): void {

@@ -1,19 +1,21 @@
 /**
- * The frames owed to one group side: a backlog of frames not yet sent (bounded by count and by age) and
- * the DOWN batches sent but not yet acknowledged by that side's agent (bounded by a window).
+ * The frames owed to one group side: a backlog of frames not yet batched (bounded by count and by age)
+ * and the DOWN batches sent but not yet acknowledged by that side's agent, held in the shared SendWindow
+ * (core/uplink/send-window.ts) and bounded by WINDOW_FRAMES.
  *
  * - Order: one FIFO per side, so frames leave in the order they arrived, per bus and overall.
  * - Count bound: past `maxFrames` waiting frames the OLDEST is dropped and counted (the newest state of
  *   a bus is worth more than its history).
- * - Age bound: a frame older than `maxAgeMs` (bridge receive time) is dropped and counted, never sent —
- *   a stale motor command transmitted long after the fact is dangerous.
+ * - Age bound: a frame older than `maxAgeMs` is dropped and counted, never sent — a stale motor command
+ *   transmitted long after the fact is dangerous.
  * - Unacknowledged batches are kept (same batch number) and resent when the side reconnects, before the
- *   backlog; the agent ignores batch numbers it has already applied. Stale frames are filtered out of a
- *   resend too. While the side is offline they expire like the backlog.
+ *   backlog; the agent ignores batch numbers it has already applied (BatchDedupe). Stale frames are
+ *   filtered out of a resend too; while the side is offline they expire like the backlog.
  * - Memory: at most maxFrames waiting + WINDOW_FRAMES in flight per side.
  */
 import type { CanFrame } from '../core/can/frame.js';
 import { encodeBatch, KIND_DOWN, MAX_FRAMES_PER_BATCH, type SequencedFrame } from '../core/uplink/frame-codec.js';
+import { SendWindow } from '../core/uplink/send-window.js';
 
 export interface PendingFrame extends SequencedFrame {
   /** Bus already mapped to the target side's name. */
@@ -53,18 +55,11 @@ export interface DownQueueLimits {
 /** Frames in flight (sent, not yet acknowledged) per side; beyond it frames wait in the backlog. */
 export const WINDOW_FRAMES = 16_384;
 
-interface SentBatch {
-  batch: number;
-  origin: string;
-  frames: PendingFrame[];
-}
-
 export class DownQueue {
   private items: (PendingFrame | undefined)[] = [];
   private head = 0;
-  private unacked: SentBatch[] = [];
-  private unackedFrames = 0;
-  private resendDue = false;
+  /** Sent, not yet acknowledged; each batch carries frames of one origin. */
+  private readonly window = new SendWindow<PendingFrame>((p) => p.rxMs);
 
   constructor(
     readonly dongle: string,
@@ -79,11 +74,11 @@ export class DownQueue {
 
   /** Frames this side has not confirmed yet: waiting plus in flight. */
   get backlog(): number {
-    return this.waiting + this.unackedFrames;
+    return this.waiting + this.window.size;
   }
 
   get inFlight(): number {
-    return this.unackedFrames;
+    return this.window.size;
   }
 
   push(p: PendingFrame): void {
@@ -96,45 +91,49 @@ export class DownQueue {
 
   /** The side (re)connected: unacknowledged batches go out again before the backlog. */
   linkUp(): void {
-    this.resendDue = this.unacked.length > 0;
+    this.window.resendAll();
+  }
+
+  /** The side's link went away: what was in flight is due again (and ages like the backlog meanwhile). */
+  linkDown(): void {
+    this.window.resendAll();
   }
 
   /** Cumulative ack from the agent: every batch up to `batch` is done. */
   ack(batch: number): void {
-    let i = 0;
-    while (i < this.unacked.length && this.unacked[i]!.batch <= batch) {
-      this.unackedFrames -= this.unacked[i]!.frames.length;
-      i++;
-    }
-    if (i > 0) this.unacked.splice(0, i);
+    this.window.ack(batch);
   }
 
-  /** Drops what is too old: the backlog's head, and in-flight frames while the side is offline. */
-  expire(now: number, linkReady: boolean): void {
+  /** Drops what is too old: the backlog's head, and batches due for resend. */
+  expire(now: number): void {
     const cutoff = now - this.limits.maxAgeMs;
     let n = 0;
     while (this.head < this.items.length && this.items[this.head]!.rxMs < cutoff) {
       this.items[this.head++] = undefined;
       n++;
     }
+    n += this.window.expire(cutoff);
     if (n > 0) this.hooks.dropped('too_old', n);
     this.compact();
-    if (!linkReady && this.unacked.length > 0) this.expireUnacked(cutoff);
   }
 
-  /** Sends what the link takes now: first a due resend, then the backlog in batches. */
+  /** Sends what the link takes now: first batches due for resend, then the backlog in batches. */
   flush(link: DownLink | undefined, now: number): void {
     if (!link?.ready) return;
     const cutoff = now - this.limits.maxAgeMs;
-    if (this.resendDue) {
-      this.resendDue = false;
-      this.expireUnacked(cutoff);
-      for (const b of this.unacked) link.sendBinary(encodeBatch({ kind: KIND_DOWN, batch: b.batch, origin: b.origin, frames: b.frames }));
+    if (this.window.hasUnsent) {
+      const stale = this.window.expire(cutoff);
+      if (stale > 0) this.hooks.dropped('too_old', stale);
+      for (const b of this.window.unsent()) {
+        if (!link.canSend()) return;
+        link.sendBinary(encodeBatch({ kind: KIND_DOWN, batch: b.batch, origin: b.items[0]!.origin, frames: b.items }));
+        this.window.markSent(b);
+      }
     }
     let stale = 0;
-    while (this.head < this.items.length && this.unackedFrames < WINDOW_FRAMES && link.canSend()) {
+    while (this.head < this.items.length && this.window.size < WINDOW_FRAMES && link.canSend()) {
       const origin = this.items[this.head]!.origin;
-      const room = Math.min(MAX_FRAMES_PER_BATCH, WINDOW_FRAMES - this.unackedFrames);
+      const room = Math.min(MAX_FRAMES_PER_BATCH, WINDOW_FRAMES - this.window.size);
       const frames: PendingFrame[] = [];
       while (this.head < this.items.length && frames.length < room) {
         const p = this.items[this.head]!;
@@ -150,8 +149,7 @@ export class DownQueue {
       if (frames.length === 0) continue;
       const batch = this.hooks.nextBatch();
       link.sendBinary(encodeBatch({ kind: KIND_DOWN, batch, origin, frames }));
-      this.unacked.push({ batch, origin, frames });
-      this.unackedFrames += frames.length;
+      this.window.add(batch, frames, true);
       this.hooks.sent(frames, batch);
     }
     if (stale > 0) this.hooks.dropped('too_old', stale);
@@ -160,29 +158,10 @@ export class DownQueue {
 
   /** Drops everything (the side left the group); counted under `reason`. */
   clear(reason: DropReason): void {
-    const n = this.backlog;
+    const n = this.waiting + this.window.clear();
     this.items = [];
     this.head = 0;
-    this.unacked = [];
-    this.unackedFrames = 0;
-    this.resendDue = false;
     if (n > 0) this.hooks.dropped(reason, n);
-  }
-
-  private expireUnacked(cutoff: number): void {
-    let n = 0;
-    for (const b of this.unacked) {
-      const before = b.frames.length;
-      if (before > 0 && b.frames[0]!.rxMs < cutoff) {
-        b.frames = b.frames.filter((p) => p.rxMs >= cutoff);
-        n += before - b.frames.length;
-      }
-    }
-    if (n === 0) return;
-    this.unackedFrames -= n;
-    // An emptied batch is not resent; the agent accepts gaps in batch numbers.
-    this.unacked = this.unacked.filter((b) => b.frames.length > 0);
-    this.hooks.dropped('too_old', n);
   }
 
   private compact(): void {

@@ -131,7 +131,9 @@ export class GroupRelay {
     if (this.links.get(dongle) !== link) return; // already replaced by a newer connection
     this.links.delete(dongle);
     const m = this.members.get(dongle);
-    if (m) this.publishState(m.group);
+    if (!m) return;
+    m.group.sides[m.side].queue.linkDown();
+    this.publishState(m.group);
   }
 
   // ---- data plane ----
@@ -331,7 +333,7 @@ export class GroupRelay {
       for (const s of SIDES) {
         const side: SideRuntime = g.sides[s];
         const link = this.links.get(side.dongle);
-        side.queue.expire(now, link?.ready === true);
+        side.queue.expire(now);
         side.queue.flush(link, now);
       }
     }

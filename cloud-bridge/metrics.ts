@@ -95,9 +95,9 @@ export function bridgeMetrics(src: BridgeMetricSources): Registry {
   counter(r, 'canrelay_bridge_frames_loop_guarded_total', 'Frames that arrived as tx (already transmitted) and were not relayed', [], (c) => c.inc(src.relay.loopGuarded));
 
   for (const [kind, help] of [
-    ['gaps', 'Frames missing in the end-to-end per-bus sequence numbers'],
-    ['duplicates', 'Frames whose per-bus sequence number repeated the previous one'],
-    ['reordered', 'Frames that arrived after a later sequence number'],
+    ['gaps', 'Frames missing in the end-to-end per-bus sequence numbers (frames lost: gaps minus reordered)'],
+    ['duplicates', 'Frames whose per-bus sequence number was seen before'],
+    ['reordered', 'Frames that arrived after a later sequence number (they also counted as a gap)'],
   ] as const) {
     counter(r, `canrelay_bridge_seq_${kind}_total`, help, ['dongle', 'bus'], (c) => {
       for (const [dongle, bus, counts] of src.seq.entries()) c.inc({ dongle, bus }, counts[kind]);

@@ -2,28 +2,22 @@
  * The data plane, agent side: every received frame, unsampled, in binary UP batches.
  *
  * Frames get a per-bus sequence number (checked end to end at the receiving side) and are sealed into
- * batches on the next event-loop turn (or at 1024 frames), so batching adds no timer latency. A batch
- * stays here until the bridge acknowledges it; after a reconnect every unacknowledged batch is sent again
- * with its original number, and the bridge drops what it already had. Two bounds, both counted, never
- * silent: at most `maxBufferedFrames` frames wait (the oldest unsent batches go first; sent ones only past
- * twice the bound), and frames older than
- * `maxAgeMs` are not sent after an outage (a stale frame transmitted on the peer's bus is dangerous).
+ * batches on the next event-loop turn (or at 1024 frames), so batching adds no timer latency. Batches are
+ * held in the shared SendWindow (core/uplink/send-window.ts) until the bridge acknowledges them; after a
+ * reconnect every unacknowledged batch is sent again with its original number, and the bridge drops what
+ * it already had. Two bounds, both counted, never silent: at most `maxBufferedFrames` frames wait (the
+ * oldest unsent batches go first; sent ones only past twice the bound), and frames received more than
+ * `maxAgeMs` ago are not sent after an outage (a stale frame transmitted on the peer's bus is dangerous).
  */
 import type { CanFrame } from '../../core/can/frame.js';
 import { encodeBatch, KIND_UP, type SequencedFrame } from '../../core/uplink/frame-codec.js';
+import { SendWindow } from '../../core/uplink/send-window.js';
 import type { FrameUplink } from '../frame-router.js';
 
 export interface UplinkTransport {
   send(data: Buffer): void;
   /** Bytes queued in the socket and not yet sent. */
   bufferedAmount(): number;
-}
-
-interface PendingBatch {
-  batch: number;
-  frames: SequencedFrame[];
-  createdMs: number;
-  sent: boolean;
 }
 
 export interface UploaderOptions {
@@ -39,9 +33,9 @@ const MAX_BATCH_FRAMES = 1024;
 export class FrameUploader implements FrameUplink {
   private readonly seqByBus = new Map<string, number>();
   private current: SequencedFrame[] = [];
-  private readonly pending: PendingBatch[] = [];
+  /** Frames receive time (their tsUs) is what ages them. */
+  private readonly window = new SendWindow<SequencedFrame>((sf) => sf.frame.tsUs / 1000);
   private nextBatch = 1;
-  private bufferedFrames = 0;
   private transport: UplinkTransport | undefined;
   private flushScheduled = false;
   private readonly now: () => number;
@@ -52,7 +46,7 @@ export class FrameUploader implements FrameUplink {
   }
 
   get buffered(): number {
-    return this.bufferedFrames;
+    return this.window.size + this.current.length;
   }
 
   /** Hot path. */
@@ -60,7 +54,6 @@ export class FrameUploader implements FrameUplink {
     const seq = ((this.seqByBus.get(frame.bus) ?? 0) + 1) >>> 0;
     this.seqByBus.set(frame.bus, seq);
     this.current.push({ frame, seq });
-    this.bufferedFrames++;
     this.stats.framesQueued++;
     if (this.current.length >= MAX_BATCH_FRAMES) this.seal();
     if (!this.flushScheduled) {
@@ -81,67 +74,33 @@ export class FrameUploader implements FrameUplink {
   detach(): void {
     this.transport = undefined;
     // Without a link nothing is in flight: every batch waits to be (re)sent, oldest dropped first.
-    for (const b of this.pending) {
-      if (b.sent) this.stats.batchesResent++;
-      b.sent = false;
-    }
+    this.stats.batchesResent += this.window.resendAll();
   }
 
   /** The bridge has taken every batch up to `batch`. */
   ack(batch: number): void {
-    while (this.pending.length > 0 && this.pending[0]!.batch <= batch) {
-      const b = this.pending.shift()!;
-      this.bufferedFrames -= b.frames.length;
-      this.stats.framesAcked += b.frames.length;
-    }
+    this.stats.framesAcked += this.window.ack(batch);
   }
 
   flush(): void {
     this.seal();
-    this.enforceBounds();
+    this.stats.droppedBufferFull += this.window.trim(this.opts.maxBufferedFrames, 2 * this.opts.maxBufferedFrames);
+    // Only unsent batches age out here: once sent, the bridge and the receiving agent check the age.
+    this.stats.droppedTooOld += this.window.expire(this.now() - this.opts.maxAgeMs);
     const t = this.transport;
-    if (!t) return;
+    if (!t || !this.window.hasUnsent) return;
     const maxSocket = this.opts.maxSocketBytes ?? 8 * 1024 * 1024;
-    for (const b of this.pending) {
-      if (b.sent) continue;
+    for (const b of this.window.unsent()) {
       if (t.bufferedAmount() > maxSocket) break;
-      t.send(encodeBatch({ kind: KIND_UP, batch: b.batch, frames: b.frames }));
-      b.sent = true;
-      this.stats.framesSent += b.frames.length;
+      t.send(encodeBatch({ kind: KIND_UP, batch: b.batch, frames: b.items }));
+      this.window.markSent(b);
+      this.stats.framesSent += b.items.length;
     }
   }
 
   private seal(): void {
     if (this.current.length === 0) return;
-    this.pending.push({ batch: this.nextBatch++, frames: this.current, createdMs: this.now(), sent: false });
+    this.window.add(this.nextBatch++, this.current);
     this.current = [];
-  }
-
-  private enforceBounds(): void {
-    // Over the bound, the oldest batches not yet sent go first: a sent batch is probably at the bridge
-    // already (it holds its ack while the peer catches up), so dropping it would count a delivered frame.
-    for (let i = 0; this.bufferedFrames > this.opts.maxBufferedFrames && i < this.pending.length; ) {
-      const b = this.pending[i]!;
-      if (b.sent) {
-        i++;
-        continue;
-      }
-      this.pending.splice(i, 1);
-      this.bufferedFrames -= b.frames.length;
-      this.stats.droppedBufferFull += b.frames.length;
-    }
-    // Hard memory bound: twice the limit, whatever was sent.
-    while (this.bufferedFrames > 2 * this.opts.maxBufferedFrames && this.pending.length > 0) {
-      const b = this.pending.shift()!;
-      this.bufferedFrames -= b.frames.length;
-      this.stats.droppedBufferFull += b.frames.length;
-    }
-    // Only unsent batches age out: once sent, the bridge may already be relaying them.
-    const limit = this.now() - this.opts.maxAgeMs;
-    while (this.pending.length > 0 && !this.pending[0]!.sent && this.pending[0]!.createdMs < limit) {
-      const b = this.pending.shift()!;
-      this.bufferedFrames -= b.frames.length;
-      this.stats.droppedTooOld += b.frames.length;
-    }
   }
 }

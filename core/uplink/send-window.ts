@@ -1,0 +1,137 @@
+/**
+ * The sending side of the data plane's reliable numbered batches, used by both senders: the agent's
+ * FrameUploader (UP batches to the bridge) and the bridge's DownQueue (DOWN batches to a group side).
+ *
+ * A batch stays here, with its number, until the receiver's cumulative ack covers it. When the link goes
+ * away (or comes back) every batch becomes unsent again and is resent with its original number; the
+ * receiver skips numbers it already took (BatchDedupe). Backpressure works by ack holding: a receiver that
+ * holds its acks keeps batches here, where the sender's bounds apply. Bounds, all counted by the owner:
+ * stale items are removed from batches not on the wire (`expire`: once sent, the receiver checks the age
+ * itself), and past a frame bound the oldest unsent batches go first (`trim`), sent ones only past a hard
+ * bound (they are probably at the receiver already).
+ */
+
+export interface WindowBatch<T> {
+  readonly batch: number;
+  items: T[];
+  /** Written to the current link (cleared when the link changes). */
+  sent: boolean;
+}
+
+export class SendWindow<T> {
+  private batches: WindowBatch<T>[] = [];
+  private held = 0;
+  private onWire = 0;
+
+  /** `timeOf`: an item's origin time in ms on this side's clock (what the age bound measures). */
+  constructor(private readonly timeOf: (item: T) => number) {}
+
+  /** Items held: unsent and sent but not acknowledged. */
+  get size(): number {
+    return this.held;
+  }
+
+  /** Items sent on the current link and not acknowledged yet. */
+  get inFlight(): number {
+    return this.onWire;
+  }
+
+  get hasUnsent(): boolean {
+    return this.held > this.onWire;
+  }
+
+  /** Adds a batch at the end (numbers must increase). */
+  add(batch: number, items: T[], sent = false): WindowBatch<T> {
+    const b: WindowBatch<T> = { batch, items, sent };
+    this.batches.push(b);
+    this.held += items.length;
+    if (sent) this.onWire += items.length;
+    return b;
+  }
+
+  /** Batches not on the wire, oldest first. Mark each with `markSent` once written. */
+  *unsent(): IterableIterator<WindowBatch<T>> {
+    for (const b of this.batches) if (!b.sent) yield b;
+  }
+
+  markSent(b: WindowBatch<T>): void {
+    if (b.sent) return;
+    b.sent = true;
+    this.onWire += b.items.length;
+  }
+
+  /** Cumulative ack: every batch up to `batch` is done. Returns the items freed. */
+  ack(batch: number): number {
+    let i = 0;
+    let freed = 0;
+    while (i < this.batches.length && this.batches[i]!.batch <= batch) {
+      const b = this.batches[i++]!;
+      freed += b.items.length;
+      if (b.sent) this.onWire -= b.items.length;
+    }
+    if (i > 0) this.batches.splice(0, i);
+    this.held -= freed;
+    return freed;
+  }
+
+  /** The link changed: nothing is on the wire any more, everything is due again. Returns the batches that had been sent. */
+  resendAll(): number {
+    let n = 0;
+    for (const b of this.batches) {
+      if (b.sent) n++;
+      b.sent = false;
+    }
+    this.onWire = 0;
+    return n;
+  }
+
+  /** Removes items older than `cutoffMs` from unsent batches (an emptied batch is forgotten; receivers accept gaps in batch numbers). Returns the items removed. */
+  expire(cutoffMs: number): number {
+    let n = 0;
+    for (const b of this.batches) {
+      if (b.sent || b.items.length === 0 || this.timeOf(b.items[0]!) >= cutoffMs) continue;
+      const before = b.items.length;
+      b.items = b.items.filter((it) => this.timeOf(it) >= cutoffMs);
+      n += before - b.items.length;
+    }
+    if (n > 0) this.removeEmpty(n);
+    return n;
+  }
+
+  /**
+   * Keeps at most `maxItems`: the oldest unsent batches go first; sent ones only while more than
+   * `hardMaxItems` are held. Returns the items removed.
+   */
+  trim(maxItems: number, hardMaxItems: number): number {
+    let n = 0;
+    for (let i = 0; this.held - n > maxItems && i < this.batches.length; i++) {
+      const b = this.batches[i]!;
+      if (b.sent) continue;
+      n += b.items.length;
+      b.items = [];
+    }
+    if (n > 0) this.removeEmpty(n);
+    let hard = 0;
+    while (this.held > hardMaxItems && this.batches.length > 0) {
+      const b = this.batches.shift()!;
+      this.held -= b.items.length;
+      if (b.sent) this.onWire -= b.items.length;
+      hard += b.items.length;
+    }
+    return n + hard;
+  }
+
+  /** Forgets everything. Returns the items dropped. */
+  clear(): number {
+    const n = this.held;
+    this.batches = [];
+    this.held = 0;
+    this.onWire = 0;
+    return n;
+  }
+
+  private removeEmpty(removedUnsent: number): void {
+    this.held -= removedUnsent;
+    this.batches = this.batches.filter((b) => b.items.length > 0);
+  }
+}
