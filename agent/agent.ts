@@ -26,6 +26,7 @@ import { RateLimitedLog } from '../core/log/rate-limited-log.js';
 import { VERSION } from '../core/version.js';
 import { CommandRunner } from './command-runner.js';
 import { TxQueue } from './tx-queue.js';
+import { startAgentSignals } from './signals/agent-signals.js';
 import { Downlink } from './uplink/downlink.js';
 import { FrameUploader } from './uplink/frame-uploader.js';
 import { Outbox } from './uplink/outbox.js';
@@ -69,6 +70,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   const source = extras.source ?? (await createSource(cfg.source));
   const counters = new FrameCounters();
   const router = new FrameRouter(source, counters, consoleStream, (level, msg, fields) => log[level]({ ...fields }, msg));
+  const signals = await startAgentSignals(cfg.dbc, router, consoleStream, log);
   const txFailures = new RateLimitedLog(log, 5000);
   const tx = new TxQueue((f) => router.transmit(f), {
     retryMs: cfg.txRetryMs,
@@ -112,6 +114,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     info: describe,
     web,
     sse: { keepAliveMs: cfg.keepAliveSeconds * 1000, retryMs: 2000, maxPendingBytes: cfg.clientMaxPendingBytes },
+    signals: { table: signals.table, status: signals.status, reload: signals.reload },
     onClientClosed: (reason) => {
       if (reason === 'slow_client') {
         clientsCut++;
@@ -124,6 +127,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   try {
     await source.start(router);
   } catch (err) {
+    signals.stop();
     streams.close();
     db.close();
     throw err;
@@ -133,6 +137,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   try {
     addr = await listen(server, cfg.listen);
   } catch (err) {
+    signals.stop();
     await source.stop();
     streams.close();
     db.close();
@@ -164,6 +169,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   const stop = (reason = 'agent stopping'): Promise<void> =>
     (stopping ??= (async () => {
       clearInterval(seen);
+      signals.stop();
       tx.stop();
       await source.stop().catch((err: unknown) => log.warn({ err }, 'source did not stop cleanly'));
       // The last event of the run, after the source's own interface-down notices.

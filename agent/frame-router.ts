@@ -3,7 +3,8 @@
  *   1. counted (exact, never sampled),
  *   2. handed to the data plane (the bridge uplink) when one is configured — unsampled; the uplink owns
  *      its bounded, counted buffering,
- *   3. offered to the local console, which may sample them (console only).
+ *   3. decoded with the DBC files, when there are any, into the latest value of every signal (unsampled),
+ *   4. offered to the local console, which may sample them (console only).
  * Transmitted frames (commands, or frames relayed from a group peer) go to the source; once the source
  * has accepted one it is counted and shown on the console as `tx`, exactly once, and never sent up again.
  */
@@ -29,8 +30,15 @@ export interface RouterLog {
   (level: LogLevel, message: string, fields?: Record<string, unknown>): void;
 }
 
+/** Decodes frames into the latest signal values (agent/signals/signal-table.ts). Never blocks. */
+export interface FrameDecoderSink {
+  frame(f: CanFrame): void;
+}
+
 export class FrameRouter implements SourceSink {
   uplink: FrameUplink | undefined;
+  /** Every frame, rx and tx, unsampled: the latest value of every signal stays exact. */
+  signals: FrameDecoderSink | undefined;
   readonly busStates = new Map<string, 'up' | 'down'>();
   private endedHandler: (() => void) | undefined;
 
@@ -50,6 +58,7 @@ export class FrameRouter implements SourceSink {
   frame(f: CanFrame): void {
     this.counters.count(f);
     if (f.direction === 'rx') this.uplink?.push(f);
+    this.signals?.frame(f);
     this.console.offerFrame(f);
   }
 
@@ -84,6 +93,7 @@ export class FrameRouter implements SourceSink {
     if (r.ok) {
       const tx: CanFrame = { ...frame, direction: 'tx', tsUs: r.tsUs };
       this.counters.count(tx);
+      this.signals?.frame(tx);
       this.console.offerFrame(tx);
     }
     return r;

@@ -12,6 +12,7 @@ import { sendJson, serveConsole } from '../core/http/console-route.js';
 import type { SseCloseReason, SseWriter } from '../core/http/sse-writer.js';
 import type { StaticFiles } from '../core/http/static-files.js';
 import type { LocalAuth } from './local-auth.js';
+import { handleSignalsRoute, type SignalsRouteDeps } from './signals/signals-routes.js';
 
 export interface AgentHttpDeps {
   dongleId: string;
@@ -25,6 +26,7 @@ export interface AgentHttpDeps {
   auth: LocalAuth;
   /** PEM certificate and key: serve HTTPS. */
   tls?: { cert: string; key: string };
+  signals: Omit<SignalsRouteDeps, 'auth'>;
 }
 
 export function createAgentServer(deps: AgentHttpDeps): { server: Server; writers: Set<SseWriter> } {
@@ -33,6 +35,7 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (await handleSignalsRoute(req, res, url.pathname, { ...deps.signals, auth: deps.auth })) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, { error: `${req.method} is not supported here; the agent's HTTP API is read-only` }, { Allow: 'GET, HEAD' });
       return;
