@@ -4,8 +4,10 @@
  * and applies what links receive to the rest of the bridge: mirrored events to the consoles and the
  * command center, UP frames to the relay and the consoles, acks to the relay.
  *
- * A second connection with the same token replaces the first once its hello is accepted; the old link
- * is closed with CLOSE.REPLACED and its close never marks the dongle offline (it is no longer current).
+ * One live connection per dongle (link-arbiter.ts): a second connection with the same token is refused
+ * with CLOSE.DUPLICATE_AGENT while the current one is healthy, and takes over (the old link closed with
+ * CLOSE.REPLACED) only once the current one has missed its heartbeats. A replaced link's close never
+ * marks the dongle offline (it is no longer current).
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -22,6 +24,8 @@ import type { Auth } from './auth.js';
 import type { CommandCenter } from './commands.js';
 import type { BridgeConsoles, DongleEvent } from './consoles.js';
 import type { GroupRelay } from './group-relay.js';
+import { LinkArbiter } from './link-arbiter.js';
+import { MirrorSeqs } from './mirror-seqs.js';
 import { BridgeStats } from './metrics.js';
 import type { SeqTracker } from './seq-tracker.js';
 import type { BridgeStore } from './store.js';
@@ -57,11 +61,17 @@ export class AgentServer implements LinkHandler {
   private readonly links = new Set<AgentLink>();
   /** UP position per dongle (shared with its link), so a reconnect of the same run dedupes resends. */
   private readonly positions = new Map<string, BatchPosition>();
-  /** Highest mirrored-event seq stored per dongle (also in the store). */
-  private readonly eventSeqs = new Map<string, number>();
+  /** Highest mirrored-event seq stored per dongle, and whose outbox it counts. */
+  private readonly mirror: MirrorSeqs;
+  /** Where each link connected from (for the duplicate_agent notice). */
+  private readonly remotes = new WeakMap<AgentLink, string>();
+  private readonly arbiter: LinkArbiter;
   private stopped = false;
 
-  constructor(private readonly d: AgentServerDeps) {}
+  constructor(private readonly d: AgentServerDeps) {
+    this.mirror = new MirrorSeqs(d.store, d.consoles, d.log);
+    this.arbiter = new LinkArbiter((d.timings ?? DEFAULT_TIMINGS).pingMs, d.consoles, d.stats, d.log);
+  }
 
   /** HTTP `upgrade` handler: authenticates, then hands the socket to ws. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -85,6 +95,7 @@ export class AgentServer implements LinkHandler {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const link = new AgentLink(ws, dongle, this, this.d.stats, this.d.log.child({ dongle }), this.d.timings ?? DEFAULT_TIMINGS);
       this.links.add(link);
+      if (req.socket.remoteAddress !== undefined) this.remotes.set(link, `${req.socket.remoteAddress}:${req.socket.remotePort}`);
     });
   }
 
@@ -116,8 +127,9 @@ export class AgentServer implements LinkHandler {
   /** The dongle was deleted: forget its uplink state. */
   forget(dongle: string): void {
     this.positions.delete(dongle);
-    this.eventSeqs.delete(dongle);
+    this.mirror.forget(dongle);
     this.d.seq.forget(dongle);
+    this.arbiter.forget(dongle);
   }
 
   /** Closes every link (1001), waits briefly for the close handshakes, then cuts off the rest. */
@@ -142,10 +154,17 @@ export class AgentServer implements LinkHandler {
     if (!row) return { reason: 'unauthorized', code: CLOSE.UNAUTHORIZED, message: `dongle "${link.dongle}" is no longer registered on this bridge` };
 
     const old = this.current.get(link.dongle);
+    const verdict = this.arbiter.decide(link.dongle, old, this.remotes.get(link));
+    if (verdict === 'refuse')
+      return {
+        reason: 'duplicate_agent',
+        code: CLOSE.DUPLICATE_AGENT,
+        message: `another agent of dongle "${link.dongle}" is connected and healthy; two gateways must not share a token: give this one its own dongle id and token (retry with backoff)`,
+      };
     this.current.set(link.dongle, link);
-    if (old !== undefined && old !== link) {
-      this.d.log.info({ dongle: link.dongle }, 'a new connection of the same dongle replaces the old one');
-      old.close(CLOSE.REPLACED, 'replaced by a newer connection of this dongle');
+    if (old !== undefined && verdict === 'takeover') {
+      old.close(CLOSE.REPLACED, 'missed heartbeats: replaced by a newer connection of this dongle');
+      old.terminate(); // it is silent: a close handshake would only wait
     }
 
     let pos = this.positions.get(link.dongle);
@@ -154,8 +173,7 @@ export class AgentServer implements LinkHandler {
     if (pos === undefined || pos.stream !== h.run) pos = { stream: h.run, batch: -1 };
     this.positions.set(link.dongle, pos);
     this.d.seq.startRun(link.dongle, h.run);
-    if (!this.eventSeqs.has(link.dongle)) this.eventSeqs.set(link.dongle, row.event_seq);
-    return { eventAck: this.eventSeqs.get(link.dongle)!, group: this.d.relay.groupOf(link.dongle)?.group ?? null, relayEpoch: this.d.relay.epoch, position: pos };
+    return { eventAck: this.mirror.start(link.dongle, h.outbox), group: this.d.relay.groupOf(link.dongle)?.group ?? null, relayEpoch: this.d.relay.epoch, position: pos };
   }
 
   welcomed(link: AgentLink): void {
@@ -173,14 +191,11 @@ export class AgentServer implements LinkHandler {
 
   event(link: AgentLink, msg: EventMessage): number {
     const d = link.dongle;
-    const stored = this.eventSeqs.get(d) ?? 0;
-    if (msg.seq <= stored) {
+    if (!this.mirror.accept(d, msg.seq)) {
       // Redelivery after a reconnect (or out of order): acknowledged, never published twice.
       BridgeStats.inc(this.d.stats.duplicateEvents, d);
-      return stored;
+      return this.mirror.stored(d);
     }
-    this.d.store.setEventSeq(d, msg.seq);
-    this.eventSeqs.set(d, msg.seq);
     const parsed = parseEventData(msg.event, msg.data);
     if (!parsed.ok) {
       // Skipped, not fatal: closing would make the agent resend the same entry forever.

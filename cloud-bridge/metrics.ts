@@ -25,6 +25,7 @@ export type RejectReason =
   | 'wrong_dongle'
   | 'hello_timeout'
   | 'not_reading'
+  | 'duplicate_agent'
   | 'internal';
 
 export class BridgeStats {
@@ -33,6 +34,8 @@ export class BridgeStats {
   readonly duplicateBatches = new Map<string, number>();
   readonly duplicateEvents = new Map<string, number>();
   consoleClientsCut = 0;
+  /** Connections that took over from a link that had missed its heartbeats (link-arbiter.ts). */
+  takeovers = 0;
 
   static inc<K>(m: Map<K, number>, key: K, n = 1): void {
     m.set(key, (m.get(key) ?? 0) + n);
@@ -115,6 +118,7 @@ export function bridgeMetrics(src: BridgeMetricSources): Registry {
   counter(r, 'canrelay_bridge_command_status_total', 'Command status transitions since start, by status', ['status'], (c) => {
     for (const s of COMMAND_STATES) c.inc({ status: s }, src.commands.transitions.get(s) ?? 0);
   });
+  counter(r, 'canrelay_bridge_agent_takeovers_total', 'New agent connections accepted in place of a link that had missed its heartbeats', [], (c) => c.inc(stats.takeovers));
   counter(r, 'canrelay_bridge_rejected_messages_total', 'Uplink messages and connections refused, by reason', ['reason'], (c) => {
     for (const [reason, n] of stats.rejected) c.inc({ reason }, n);
   });

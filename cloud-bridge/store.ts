@@ -12,6 +12,8 @@ export interface DongleRow {
   created_at: string;
   last_seen: string | null;
   event_seq: number;
+  /** Identity of the agent outbox that event_seq counts (null: not told yet). */
+  outbox_id: string | null;
   up_run: string | null;
   up_batch: number | null;
 }
@@ -101,6 +103,16 @@ CREATE TABLE IF NOT EXISTS command_history (
 CREATE INDEX IF NOT EXISTS command_history_by_command ON command_history(command_id, n);
 `;
 
+/** Columns added after the first release: added in place to an existing database. */
+const ADDED_COLUMNS: readonly { table: string; column: string; ddl: string }[] = [{ table: 'dongles', column: 'outbox_id', ddl: 'outbox_id TEXT' }];
+
+function migrate(db: Database.Database): void {
+  for (const c of ADDED_COLUMNS) {
+    const cols = db.prepare<[], { name: string }>(`SELECT name FROM pragma_table_info('${c.table}')`).all();
+    if (!cols.some((x) => x.name === c.column)) db.exec(`ALTER TABLE ${c.table} ADD COLUMN ${c.ddl}`);
+  }
+}
+
 const TERMINAL: ReadonlySet<CommandState> = new Set(['succeeded', 'failed', 'timed_out']);
 export const isTerminal = (s: CommandState): boolean => TERMINAL.has(s);
 
@@ -110,6 +122,7 @@ export class BridgeStore {
   constructor(private readonly db: Database.Database) {
     db.pragma('foreign_keys = ON');
     db.exec(SCHEMA);
+    migrate(db);
     this.s = {
       dongleGet: db.prepare<[string], DongleRow>('SELECT * FROM dongles WHERE id = ?'),
       dongleList: db.prepare<[], DongleRow>('SELECT * FROM dongles ORDER BY id'),
@@ -117,6 +130,7 @@ export class BridgeStore {
       dongleDelete: db.prepare<[string]>('DELETE FROM dongles WHERE id = ?'),
       lastSeen: db.prepare<[string, string]>('UPDATE dongles SET last_seen = ? WHERE id = ?'),
       eventSeq: db.prepare<[number, string]>('UPDATE dongles SET event_seq = ? WHERE id = ?'),
+      mirrorOrigin: db.prepare<[string, string]>('UPDATE dongles SET outbox_id = ?, event_seq = 0 WHERE id = ?'),
       upPosition: db.prepare<[string, number, string]>('UPDATE dongles SET up_run = ?, up_batch = ? WHERE id = ?'),
       tokenGet: db.prepare<[string], { kind: TokenKind; dongle: string | null }>('SELECT kind, dongle FROM tokens WHERE hash = ?'),
       tokenDeleteAgent: db.prepare<[string]>("DELETE FROM tokens WHERE kind = 'agent' AND dongle = ?"),
@@ -192,6 +206,11 @@ export class BridgeStore {
 
   setEventSeq(id: string, seq: number): void {
     this.s.eventSeq.run(seq, id);
+  }
+
+  /** A new agent outbox for this dongle: its mirrored-event numbering starts afresh. */
+  setMirrorOrigin(id: string, outboxId: string): void {
+    this.s.mirrorOrigin.run(outboxId, id);
   }
 
   setUpPosition(id: string, run: string, batch: number): void {

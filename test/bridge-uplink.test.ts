@@ -31,10 +31,20 @@ async function agent(base: string, opts: FakeAgentOptions): Promise<FakeAgent> {
   agents.push(a);
   return a;
 }
+/** The same agent comes back: its old connection closes first (a live one would refuse the newcomer: 4409). */
 async function reconnect(a: FakeAgent, overrides: Partial<FakeAgentOptions> = {}): Promise<FakeAgent> {
-  const n = await a.reconnect(overrides);
-  agents.push(n);
-  return n;
+  await a.close();
+  for (let i = 0; ; i++) {
+    try {
+      const n = await a.reconnect(overrides);
+      agents.push(n);
+      return n;
+    } catch (err) {
+      // The bridge may not have seen the old close yet.
+      if (i >= 20 || !/closed 4409/.test(String(err))) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
 }
 async function consoleOf(b: StartedBridge, path: string, headers: Record<string, string> = {}): Promise<SseClient> {
   const c = await SseClient.connect(`${b.base}/api/v1/streams/${path}/console`, { Authorization: `Bearer ${ADMIN_TOKEN}`, ...headers });
@@ -424,20 +434,30 @@ test('heartbeat: a link that answers no ping is cut and the dongle goes offline'
   assert.equal((await b.admin.get('/api/v1/dongles/gw-hb')).body.online, false);
 });
 
-test('a second connection with the same token replaces the first, cleanly', async () => {
-  const b = await bridge();
+test('a second connection with the same token is refused while the first is healthy; a silent first is taken over', async () => {
+  const b = await bridge(['--uplink-heartbeat-seconds', '0.5']);
   const token = await b.admin.register('gw-r');
   const c = await consoleOf(b, 'dongles/gw-r');
   const first = await agent(b.base, { dongle: 'gw-r', token, run: 'run-replace-1' });
-  const second = await agent(b.base, { dongle: 'gw-r', token, run: 'run-replace-1' });
-  assert.equal(await first.closed(), 4409, 'CLOSE.REPLACED');
-  assert.equal(first.ofType('error').length, 0);
+  await assert.rejects(agent(b.base, { dongle: 'gw-r', token, run: 'run-replace-2' }), /no welcome: closed 4409/, 'CLOSE.DUPLICATE_AGENT');
+  assert.equal(first.closeCode, undefined, 'the healthy link is kept');
+  await c.waitFor((ev) => ev.some((e) => e.event === 'log' && e.json.code === 'duplicate_agent'), 5000, 'duplicate_agent log');
+  assert.equal(metricValue(await metrics(b), 'canrelay_bridge_rejected_messages_total', { reason: 'duplicate_agent' }), 1);
+
+  // The first stops answering pings (its TCP stays open): a newcomer takes over once it has missed its heartbeats.
+  await first.close();
+  const stale = await agent(b.base, { dongle: 'gw-r', token, run: 'run-replace-1', autoPong: false });
+  let second: FakeAgent | undefined;
+  for (let i = 0; i < 40 && second === undefined; i++) {
+    second = await agent(b.base, { dongle: 'gw-r', token, run: 'run-replace-1' }).catch(() => undefined);
+    if (second === undefined) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(second, 'the newcomer got the link');
+  await stale.closed();
   await new Promise((r) => setTimeout(r, 300));
-  const d = await b.admin.get('/api/v1/dongles/gw-r');
-  assert.equal(d.body.online, true, 'the old link closing does not mark the dongle offline');
   const presence = c.ofType('presence').map((e) => e.json.state);
-  assert.deepEqual(presence, ['online', 'online'], 'no offline presence between the two');
-  // The new link works.
+  assert.deepEqual(presence.slice(-3), ['offline', 'online', 'online'], 'the replaced link closing does not mark the dongle offline');
+  assert.equal(metricValue(await metrics(b), 'canrelay_bridge_agent_takeovers_total'), 1);
   second.sendEvent(1, 'log', { ts: now(), level: 'info', message: 'via the second link' });
   await second.waitFor(() => second.ackedEvents === 1, 5000, 'ack on the new link');
   assert.equal(metricValue(await metrics(b), 'canrelay_bridge_agents_connected'), 1);

@@ -4,7 +4,11 @@
  * acknowledges by sequence and deduplicates redeliveries, so every event arrives exactly once.
  * Bounded: past `maxRows` the oldest rows are pruned and counted (a gateway offline for days must not
  * fill its disk).
+ * The outbox has an identity, random and stored with it: seqs count within one identity. The agent sends
+ * it in `hello`; when the state is lost the new outbox starts at seq 1 under a new identity and the
+ * bridge numbers this dongle's events afresh instead of taking them for redeliveries.
  */
+import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { ConsoleEvent } from '../../core/console/events.js';
 import type { MirroredEventType } from '../../core/console/normalize.js';
@@ -23,6 +27,7 @@ export class Outbox {
   private readonly pruneStmt: Database.Statement<[number]>;
   private rows: number;
   pruned = 0;
+  readonly identity: string;
 
   constructor(
     db: Database.Database,
@@ -39,6 +44,9 @@ export class Outbox {
     this.countStmt = db.prepare('SELECT count(*) AS n FROM outbox');
     this.pruneStmt = db.prepare('DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)');
     this.rows = this.countStmt.get()!.n;
+    db.exec('CREATE TABLE IF NOT EXISTS outbox_identity (one INTEGER PRIMARY KEY CHECK (one = 1), id TEXT NOT NULL)');
+    db.prepare('INSERT INTO outbox_identity (one, id) VALUES (1, ?) ON CONFLICT(one) DO NOTHING').run(randomUUID());
+    this.identity = db.prepare<[], { id: string }>('SELECT id FROM outbox_identity WHERE one = 1').get()!.id;
   }
 
   get size(): number {

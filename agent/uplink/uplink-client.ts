@@ -20,6 +20,7 @@ import type { CommandRunner } from '../command-runner.js';
 import type { Downlink } from './downlink.js';
 import type { FrameUploader } from './frame-uploader.js';
 import type { Outbox } from './outbox.js';
+import { reconnectDelayMs } from './reconnect-delay.js';
 
 export interface UplinkOptions {
   bridgeUrl: string;
@@ -41,6 +42,7 @@ export class UplinkClient {
   private state: UplinkState = 'waiting';
   private welcomed = false;
   private attempt = 0;
+  private duplicates = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -115,6 +117,7 @@ export class UplinkClient {
         run: this.run,
         version: this.opts.version,
         buses: this.opts.buses().slice(0, 64),
+        outbox: this.outbox.identity,
       };
       ws.send(JSON.stringify(hello));
       this.heartbeat = setInterval(() => this.checkHeartbeat(ws), this.opts.heartbeatMs ?? 10_000);
@@ -158,6 +161,7 @@ export class UplinkClient {
         if (m.dongle !== this.opts.dongle) return this.reject(ws, `welcomed as ${m.dongle}, expected ${this.opts.dongle}`);
         this.welcomed = true;
         this.attempt = 0;
+        this.duplicates = 0;
         this.stats.connects++;
         this.group = m.group;
         this.downlink.setEpoch(m.relay_epoch);
@@ -234,11 +238,15 @@ export class UplinkClient {
     this.ws = undefined;
     this.state = 'waiting';
     if (this.stopped) return;
+    if (code === CLOSE.DUPLICATE_AGENT) this.duplicates++;
+    const delay = reconnectDelayMs(code, { attempt: this.attempt, duplicates: this.duplicates }, this.opts.maxBackoffMs ?? 30_000);
     if (code === CLOSE.UNAUTHORIZED) this.log.error({ reason }, 'the bridge refused this agent: check its token and dongle id');
-    if (code === CLOSE.REPLACED) this.log.error('another agent connected with this token and replaced this one');
-    // Full jitter: a fleet reconnecting after a bridge restart spreads out instead of arriving at once.
-    const cap = Math.min(this.opts.maxBackoffMs ?? 30_000, 500 * 2 ** Math.min(this.attempt, 10));
-    const delay = code === CLOSE.REPLACED ? cap * 2 : Math.round(250 + Math.random() * cap);
+    if (code === CLOSE.REPLACED) this.log.error('the bridge replaced this link (it had missed its heartbeats) with a newer connection of this dongle');
+    if (code === CLOSE.DUPLICATE_AGENT)
+      this.log.error(
+        { dongle: this.opts.dongle, refusals: this.duplicates, retry_in_ms: delay },
+        'DUPLICATE AGENT: another agent is connected to the bridge with this dongle\'s token, so the bridge refused this one; nothing from this agent is relayed. Stop the other agent, or give this gateway its own --id and token.',
+      );
     this.attempt++;
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }

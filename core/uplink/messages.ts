@@ -54,6 +54,12 @@ export const AgentMessage = z.discriminatedUnion('t', [
     run: z.string().regex(/^[A-Za-z0-9-]{8,64}$/),
     version: z.string().max(40),
     buses: z.array(bus).max(64),
+    /**
+     * Identity of the agent's event outbox (its state): event seqs count within it. A new identity (state
+     * wiped, new gateway) makes the bridge number this dongle's mirrored events afresh. Optional for
+     * agents older than it.
+     */
+    outbox: z.string().regex(/^[A-Za-z0-9-]{8,64}$/).optional(),
   }),
   z.strictObject({
     t: z.literal('event'),
@@ -118,7 +124,10 @@ export const UPLINK_PATH = '/api/v1/agents/connect';
 export const CLOSE = {
   PROTOCOL: 4400,
   UNAUTHORIZED: 4401,
-  REPLACED: 4409,
+  /** Refused: another connection of this dongle is live and healthy (two agents share a token). */
+  DUPLICATE_AGENT: 4409,
+  /** This link had missed its heartbeats and a new connection of the dongle took over. */
+  REPLACED: 4410,
   TOO_LARGE: 4413,
   SHUTDOWN: 1001,
 } as const;
