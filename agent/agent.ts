@@ -145,7 +145,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   }
   if (cfg.uplink && outbox && uploader) {
     uplink = new UplinkClient(
-      { bridgeUrl: cfg.uplink.bridge, token: cfg.uplink.token, dongle: cfg.id, version: VERSION, buses: () => source.buses() },
+      { bridgeUrl: cfg.uplink.bridge, token: cfg.uplink.token, dongle: cfg.id, version: VERSION, buses: () => source.buses(), dbcFiles: signals.uploads },
       outbox,
       uploader,
       downlink,
@@ -153,6 +153,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
       log,
     );
     uplink.start();
+    signals.onLoaded = () => uplink?.dbcChanged();
   }
   const consoleUrl = `${addr.baseUrl}/api/v1/streams/dongles/${cfg.id}/console`;
   log.info({ url: consoleUrl, listen: `${addr.host}:${addr.port}`, dongle: cfg.id, source: source.kind }, 'console listening');

@@ -27,12 +27,16 @@ import {
   type AgentMessage,
   type BridgeMessage,
 } from '../core/uplink/messages.js';
+import type { DbcChunkMessage } from '../core/uplink/dbc-transfer.js';
 import type { CommandLink, CommandMessage } from './commands.js';
 import type { RelayLink } from './group-relay.js';
 import { BridgeStats, type RejectReason } from './metrics.js';
 
 export type HelloMessage = Extract<AgentMessage, { t: 'hello' }>;
 export type EventMessage = Extract<AgentMessage, { t: 'event' }>;
+
+/** Announced in every welcome: the agent sends its DBC files (dbc-transfer.ts) only to a bridge that lists "dbc". */
+const BRIDGE_FEATURES = ['dbc'];
 
 export interface Refusal {
   reason: RejectReason;
@@ -60,6 +64,8 @@ export interface LinkHandler {
   frames(link: AgentLink, batch: Batch, nowMs: number): void;
   /** True while the frames of this link's UP batches pile up at a connected peer: acks wait. */
   peerBehind(link: AgentLink): boolean;
+  /** Part of the agent's DBC files (core/uplink/dbc-transfer.ts). */
+  dbc(link: AgentLink, msg: DbcChunkMessage): void;
   /** The agent's cumulative ack of DOWN batches; false when it names a batch never sent to it. */
   downAck(link: AgentLink, batch: number): boolean;
   /** Persist the UP position (called at most every POSITION_SAVE_MS, and on close). */
@@ -81,7 +87,7 @@ const HARD_BOUND_BYTES = 16 * 1024 * 1024;
 const ACK_INTERVAL_MS = 20;
 const ACK_MAX_PENDING = 32;
 const POSITION_SAVE_MS = 1000;
-const KNOWN_TYPES = new Set(['hello', 'event', 'data_ack']);
+const KNOWN_TYPES = new Set(['hello', 'event', 'data_ack', 'dbc']);
 
 type LinkState = 'awaiting_hello' | 'ready' | 'closing' | 'closed';
 
@@ -211,6 +217,7 @@ export class AgentLink implements RelayLink, CommandLink {
       this.sendText({ t: 'event_ack', seq: ack });
       return;
     }
+    if (m.t === 'dbc') return this.handler.dbc(this, m);
     if (!this.handler.downAck(this, m.batch)) {
       // Not fatal: the agent's ack is advisory for what we may forget; count it and go on.
       this.stats.reject('bad_ack');
@@ -225,7 +232,7 @@ export class AgentLink implements RelayLink, CommandLink {
     this.helloMsg = h;
     this.up = new BatchDedupe(r.position);
     this.state = 'ready';
-    this.sendText({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle: this.dongle, event_ack: r.eventAck, group: r.group, relay_epoch: r.relayEpoch });
+    this.sendText({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle: this.dongle, event_ack: r.eventAck, group: r.group, relay_epoch: r.relayEpoch, features: BRIDGE_FEATURES });
     this.handler.welcomed(this);
   }
 

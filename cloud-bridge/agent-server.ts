@@ -18,6 +18,7 @@ import { isoNow } from '../core/console/time.js';
 import type { BatchPosition } from '../core/uplink/batch-dedupe.js';
 import { MAX_BATCH_BYTES, type Batch } from '../core/uplink/frame-codec.js';
 import { CLOSE, PROTOCOL_VERSION, UPLINK_PATH } from '../core/uplink/messages.js';
+import type { DbcChunkMessage } from '../core/uplink/dbc-transfer.js';
 import { AgentLink, DEFAULT_TIMINGS, type EventMessage, type HelloMessage, type LinkHandler, type LinkTimings, type Refusal, type Welcome } from './agent-link.js';
 import { bearerToken } from '../core/http/bearer-token.js';
 import type { Auth } from './auth.js';
@@ -187,6 +188,14 @@ export class AgentServer implements LinkHandler {
     });
     this.d.relay.attach(d, link);
     this.d.commands.connected(d);
+  }
+
+  dbc(link: AgentLink, msg: DbcChunkMessage): void {
+    const error = this.d.consoles.dbcs.accept(link, link.dongle, msg);
+    if (error === undefined) return;
+    // Not fatal: frames still relay and show, undecoded.
+    this.d.log.warn({ dongle: link.dongle, error }, 'DBC files from the agent refused');
+    this.d.consoles.dongleEvent(link.dongle, { type: 'log', data: logData('warn', error, 'dbc_error') });
   }
 
   event(link: AgentLink, msg: EventMessage): number {

@@ -17,6 +17,7 @@ import type { LinkTimings } from './agent-link.js';
 import { AgentServer } from './agent-server.js';
 import { Auth } from './auth.js';
 import { CommandCenter } from './commands.js';
+import { DongleDbcs } from './dongle-dbc.js';
 import { BridgeConsoles } from './consoles.js';
 import { GroupRelay } from './group-relay.js';
 import { createBridgeServer } from './http-server.js';
@@ -52,7 +53,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     (stream, t) => log.debug({ stream, sampling: t.state, input_rate: t.inputRate, output_rate: t.outputRate }, `console sampling ${t.state}`),
   );
   // The relay owns live group membership; the consoles ask it where a dongle's events also go.
-  const consoles = new BridgeConsoles(streams, (d) => relay.groupOf(d)?.group);
+  const consoles = new BridgeConsoles(streams, (d) => relay.groupOf(d)?.group, new DongleDbcs(log));
   const relay = new GroupRelay(
     { backlogMaxFrames: cfg.backlogMaxFrames, backlogMaxAgeMs: cfg.backlogMaxAgeMs, groupStateIntervalMs: cfg.groupStateIntervalSeconds * 1000 },
     store,

@@ -11,6 +11,7 @@ import type { ConsoleStream } from '../core/console/console-stream.js';
 import type { ConsoleEvent, GroupStateData, LogData } from '../core/console/events.js';
 import type { StreamManager } from '../core/console/stream-manager.js';
 import type { SequencedFrame } from '../core/uplink/frame-codec.js';
+import type { DongleDbcs } from './dongle-dbc.js';
 
 /** Events that belong to one dongle and are also shown on its group's console. */
 export type DongleEvent = Extract<ConsoleEvent, { type: 'presence' | 'log' | 'command_status' }>;
@@ -23,14 +24,21 @@ export class BridgeConsoles {
     readonly streams: StreamManager,
     /** The group a dongle is in, if any (the relay's live membership). */
     private readonly groupOf: (dongle: string) => string | undefined,
+    /** Each agent's DBC files: frames shown on a console are decoded with their origin dongle's. */
+    readonly dbcs: DongleDbcs,
   ) {}
 
   dongleStream(id: string): ConsoleStream {
-    return this.streams.get(dongleStreamName(id));
+    return this.withDecoding(this.streams.get(dongleStreamName(id)));
   }
 
   groupStream(gid: string): ConsoleStream {
-    return this.streams.get(groupStreamName(gid));
+    return this.withDecoding(this.streams.get(groupStreamName(gid)));
+  }
+
+  private withDecoding(s: ConsoleStream): ConsoleStream {
+    s.decodeFrame ??= (f, dongle) => (dongle === undefined ? undefined : this.dbcs.decoderOf(dongle)?.decodeFrame(f));
+    return s;
   }
 
   /** Publishes on the dongle's console and its group's, marked with the dongle. */
@@ -75,6 +83,7 @@ export class BridgeConsoles {
 
   /** A dongle or group was deleted: its console subscribers are disconnected. */
   removeDongle(id: string): void {
+    this.dbcs.forget(id);
     this.streams.remove(dongleStreamName(id));
   }
 

@@ -8,13 +8,16 @@ import type { Logger } from 'pino';
 import type { ConsoleStream } from '../../core/console/console-stream.js';
 import { logData } from '../../core/console/normalize.js';
 import type { FrameRouter } from '../frame-router.js';
-import { DbcFiles, type DbcLoadResult } from './dbc-files.js';
+import type { DbcUpload } from '../../core/uplink/dbc-transfer.js';
+import { DbcFiles, dbcUploads, type DbcLoadResult } from './dbc-files.js';
 import { SignalTable } from './signal-table.js';
 
 export interface AgentSignals {
   readonly table: SignalTable;
   status(): DbcLoadResult;
   reload(): Promise<DbcLoadResult>;
+  /** The texts of the files in use, for the bridge. */
+  uploads(): DbcUpload[];
   /** Called after each load with the decoder in use (the uplink sends the files to the bridge). */
   onLoaded: ((r: DbcLoadResult) => void) | undefined;
   stop(): void;
@@ -31,6 +34,7 @@ export async function startAgentSignals(specs: readonly string[], router: FrameR
   const self: AgentSignals = {
     table,
     status: () => files.last,
+    uploads: () => dbcUploads(files),
     onLoaded: undefined,
     // Reloads do not overlap: a SIGHUP during a reload waits for it and then reads the files again.
     reload: async () => {

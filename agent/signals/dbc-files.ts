@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { DbcParseError, parseDbc, type DbcDatabase } from '../../core/can/dbc-parse.js';
 import { SignalDecoder } from '../../core/can/dbc-decode.js';
+import type { DbcUpload } from '../../core/uplink/dbc-transfer.js';
 
 /** Largest DBC accepted: real ones are well under 2 MiB; a bigger file is most likely the wrong file. */
 const MAX_DBC_BYTES = 16 * 1024 * 1024;
@@ -42,12 +43,21 @@ export interface DbcLoadResult {
 }
 
 export class DbcFiles {
-  private readonly good = new Map<string, { db: DbcDatabase; at: string }>();
+  private readonly good = new Map<string, { db: DbcDatabase; at: string; text: string }>();
   readonly specs: DbcSpec[];
   last: DbcLoadResult = { decoder: undefined, files: [], errors: [] };
 
   constructor(specs: readonly string[]) {
     this.specs = specs.map(parseDbcSpec);
+  }
+
+  inUse(): Array<{ bus: string | undefined; file: string; text: string }> {
+    const out: Array<{ bus: string | undefined; file: string; text: string }> = [];
+    for (const spec of this.specs) {
+      const g = this.good.get(`${spec.bus ?? ''}=${spec.file}`);
+      if (g !== undefined) out.push({ bus: spec.bus, file: spec.file, text: g.text });
+    }
+    return out;
   }
 
   /** Reads every file again. Never throws: failures are in `errors` (and `files[].error`). */
@@ -60,7 +70,7 @@ export class DbcFiles {
       let error: string | undefined;
       try {
         const text = await readDbcText(spec.file);
-        this.good.set(key, { db: parseDbc(text, spec.file), at: new Date().toISOString() });
+        this.good.set(key, { db: parseDbc(text, spec.file), at: new Date().toISOString(), text });
       } catch (err) {
         error = err instanceof DbcParseError ? err.message : `${spec.file}: ${(err as Error).message}`;
         const kept = this.good.has(key) ? ' (its previous version stays in use)' : '';
@@ -85,6 +95,11 @@ export class DbcFiles {
     this.last = { decoder, files, errors };
     return this.last;
   }
+}
+
+/** The texts of the files in use (last good versions), for the bridge (core/uplink/dbc-transfer.ts). */
+export function dbcUploads(files: DbcFiles): DbcUpload[] {
+  return files.inUse().map((g) => ({ bus: g.bus ?? null, file: g.file, text: g.text }));
 }
 
 async function readDbcText(file: string): Promise<string> {

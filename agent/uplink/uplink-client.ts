@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { BatchDecodeError, decodeBatch, KIND_DOWN, MAX_BATCH_BYTES } from '../../core/uplink/frame-codec.js';
+import { dbcChunks, type DbcUpload } from '../../core/uplink/dbc-transfer.js';
 import {
   CLOSE,
   parseBridgeMessage,
@@ -28,6 +29,8 @@ export interface UplinkOptions {
   dongle: string;
   version: string;
   buses: () => string[];
+  /** The DBC files in use, sent to a bridge that decodes with them (core/uplink/dbc-transfer.ts). */
+  dbcFiles?: () => DbcUpload[];
   heartbeatMs?: number;
   maxBackoffMs?: number;
 }
@@ -51,6 +54,9 @@ export class UplinkClient {
   private eventsSentUpTo = 0;
   private eventsAckedUpTo = 0;
   private stopped = false;
+  /** The bridge's welcome listed the "dbc" feature. */
+  private bridgeDecodes = false;
+  private dbcGen = 0;
   group: string | null = null;
   readonly stats = { connects: 0, disconnects: 0, rejectedMessages: 0, eventsSent: 0 };
 
@@ -171,6 +177,8 @@ export class UplinkClient {
         this.uploader.attach({ send: (b) => ws.send(b), bufferedAmount: () => ws.bufferedAmount });
         this.flushTimer = setInterval(() => this.uploader.flush(), 50);
         this.pumpEvents();
+        this.bridgeDecodes = m.features?.includes('dbc') === true;
+        this.sendDbc();
         return;
       case 'event_ack':
         this.outbox.ack(m.seq);
@@ -191,6 +199,17 @@ export class UplinkClient {
         this.log.error({ code: m.code }, `bridge: ${m.message}`);
         return;
     }
+  }
+
+  /** The DBC files changed (a reload): the bridge gets the new set. */
+  dbcChanged(): void {
+    this.sendDbc();
+  }
+
+  private sendDbc(): void {
+    const ws = this.ws;
+    if (!ws || !this.connected || !this.bridgeDecodes || !this.opts.dbcFiles) return;
+    for (const m of dbcChunks(this.opts.dbcFiles(), this.dbcGen++)) this.send(ws, m);
   }
 
   /** Sends outbox entries after the last one sent, keeping at most EVENT_WINDOW unacknowledged. */

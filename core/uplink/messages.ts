@@ -7,6 +7,7 @@
  *   event          one mirrored console event from the agent's outbox (presence, log, command_status),
  *                  with the outbox sequence number; acknowledged with event_ack; redelivery is deduplicated
  *   data_ack       the last DOWN batch the agent has transmitted (or dropped and counted)
+ *   dbc            part of the agent's DBC files (dbc-transfer.ts), only to a bridge with the `dbc` feature
  * Bridge → agent
  *   welcome        accepted: the last outbox seq the bridge has stored (the agent resends after it)
  *   event_ack      outbox entries up to seq are stored
@@ -16,6 +17,7 @@
  */
 import { z } from 'zod';
 import { BUS_RULE, ID_RULE } from '../names.js';
+import { DbcChunkMessage } from './dbc-transfer.js';
 
 const name = z.string().regex(ID_RULE);
 const bus = z.string().regex(BUS_RULE);
@@ -68,6 +70,7 @@ export const AgentMessage = z.discriminatedUnion('t', [
     data: z.record(z.string(), z.unknown()),
   }),
   z.strictObject({ t: z.literal('data_ack'), batch: seq }),
+  DbcChunkMessage,
 ]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
@@ -85,6 +88,8 @@ export const BridgeMessage = z.discriminatedUnion('t', [
      * it applied when it changes (and only then: a reconnect to the same bridge keeps deduplicating).
      */
     relay_epoch: z.string().max(64).optional(),
+    /** What this bridge understands beyond protocol 1's basics ("dbc": it decodes with the agent's DBC files). */
+    features: z.array(z.string().max(32)).max(32).optional(),
   }),
   z.strictObject({ t: z.literal('event_ack'), seq }),
   z.strictObject({ t: z.literal('data_ack'), batch: seq }),
