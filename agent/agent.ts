@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { SqliteIdStore } from '../core/console/id-store.js';
-import { presenceData } from '../core/console/normalize.js';
+import { isMirroredEvent, presenceData } from '../core/console/normalize.js';
 import { StreamManager } from '../core/console/stream-manager.js';
 import { listen } from '../core/http/listen.js';
 import { StaticFiles } from '../core/http/static-files.js';
@@ -24,6 +24,7 @@ import type { ConsoleEvent } from '../core/console/events.js';
 import type { MirroredEventType } from '../core/console/normalize.js';
 import { RateLimitedLog } from '../core/log/rate-limited-log.js';
 import { VERSION } from '../core/version.js';
+import { createBusHealth } from './bus-health/create-bus-health.js';
 import { CommandRunner } from './command-runner.js';
 import { TxQueue } from './tx-queue.js';
 import { startAgentSignals } from './signals/agent-signals.js';
@@ -81,6 +82,8 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   const commands = new CommandRunner(consoleStream, tx);
   const uploader = cfg.uplink ? new FrameUploader({ maxBufferedFrames: cfg.uplink.bufferFrames, maxAgeMs: cfg.uplink.maxAgeMs }) : undefined;
   router.uplink = uploader;
+  const health = createBusHealth(cfg, source, router, consoleStream);
+  router.health = health;
   let clientsCut = 0;
   const startedAt = Date.now();
   const rejected = (): number => source.rejectedLines?.() ?? 0;
@@ -91,6 +94,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     clientsCut: () => clientsCut,
     replayRejected: rejected,
     uplink: () => uplinkFigures(uplink, uploader, outbox, downlink, tx),
+    health: () => health,
   });
   const web = extras.webRoot && existsSync(extras.webRoot) ? new StaticFiles(extras.webRoot) : undefined;
   const describe = (): Record<string, unknown> => ({
@@ -100,6 +104,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     console: `/api/v1/streams/dongles/${cfg.id}/console`,
     console_max_rate: cfg.consoleMaxRate,
     sampling: consoleStream.sampling,
+    bus_health: health.snapshot(),
     uptime_s: Math.round((Date.now() - startedAt) / 1000),
   });
   const auth = new LocalAuth(cfg.localTokens, { consoleAuth: cfg.consoleAuth });
@@ -166,11 +171,15 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   }, cfg.presenceIntervalSeconds * 1000);
   seen.unref();
 
+  health.start();
+
   let stopping: Promise<void> | undefined;
   const stop = (reason = 'agent stopping'): Promise<void> =>
     (stopping ??= (async () => {
       clearInterval(seen);
       signals.stop();
+      health.stop();
+      router.stopping = true;
       tx.stop();
       await source.stop().catch((err: unknown) => log.warn({ err }, 'source did not stop cleanly'));
       // The last event of the run, after the source's own interface-down notices.
@@ -192,7 +201,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
 
 function isMirrored(ev: ConsoleEvent): ev is ConsoleEvent & { type: MirroredEventType } {
   if (ev.type === 'log') return ev.data.code !== 'sampling_on' && ev.data.code !== 'sampling_off';
-  return ev.type === 'presence' || ev.type === 'command_status';
+  return isMirroredEvent(ev);
 }
 
 function uplinkFigures(

@@ -40,6 +40,13 @@ export class FrameRouter implements SourceSink {
   /** Every frame, rx and tx, unsampled: the latest value of every signal stays exact. */
   signals: FrameDecoderSink | undefined;
   readonly busStates = new Map<string, 'up' | 'down'>();
+  /** Watches every frame for bus load and error frames (agent/bus-health); never samples or drops. */
+  health: { frame(f: CanFrame): void } | undefined;
+  /**
+   * Set while the agent stops: the source's interface-down notices then only update busStates, which the
+   * final `offline` presence carries — a presence saying `online` while the agent goes away would be false.
+   */
+  stopping = false;
   private endedHandler: (() => void) | undefined;
 
   constructor(
@@ -57,6 +64,7 @@ export class FrameRouter implements SourceSink {
 
   frame(f: CanFrame): void {
     this.counters.count(f);
+    this.health?.frame(f);
     if (f.direction === 'rx') this.uplink?.push(f);
     this.signals?.frame(f);
     this.console.offerFrame(f);
@@ -65,6 +73,7 @@ export class FrameRouter implements SourceSink {
   busState(bus: string, state: 'up' | 'down', reason?: string): void {
     if (this.busStates.get(bus) === state) return;
     this.busStates.set(bus, state);
+    if (this.stopping) return;
     this.procLog(state === 'up' ? 'info' : 'warn', `interface ${bus} ${state}`, { bus, reason });
     this.console.publish({
       type: 'presence',
@@ -94,6 +103,7 @@ export class FrameRouter implements SourceSink {
       const tx: CanFrame = { ...frame, direction: 'tx', tsUs: r.tsUs };
       this.counters.count(tx);
       this.signals?.frame(tx);
+      this.health?.frame(tx);
       this.console.offerFrame(tx);
     }
     return r;

@@ -5,6 +5,8 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { ConsoleStream } from '../core/console/console-stream.js';
 import { scrapedCounter as counter, scrapedGauge as gauge } from '../core/metrics/scraped.js';
+import { registerBusHealthMetrics } from './bus-health/bus-health-metrics.js';
+import type { BusHealthMonitor } from './bus-health/bus-health-monitor.js';
 import type { FrameCounters } from './frame-counters.js';
 
 export interface AgentMetricSources {
@@ -14,6 +16,7 @@ export interface AgentMetricSources {
   replayRejected: () => number;
   /** Set once the uplink exists; reads its counters at scrape time. */
   uplink?: () => Record<string, number>;
+  health?: () => BusHealthMonitor | undefined;
 }
 
 export function agentMetrics(src: AgentMetricSources): Registry {
@@ -48,5 +51,6 @@ export function agentMetrics(src: AgentMetricSources): Registry {
       if (u) for (const [kind, v] of Object.entries(u)) g.set({ kind }, v);
     },
   );
+  registerBusHealthMetrics(r, src.health ?? (() => undefined));
   return r;
 }

@@ -8,6 +8,7 @@ import { readLocalTokenFile, type LocalToken } from './local-auth.js';
 
 /** `--dbc can1=powertrain.dbc` or `--dbc powertrain.dbc` (see agent/signals/dbc-files.ts). */
 const DBC_SPEC = /^(?:[A-Za-z0-9_.:-]{1,32}=)?[^=\s][^\n]*$/;
+const BITRATE_LIST = /^[A-Za-z0-9_.:-]{1,32}=[0-9]{3,8}(,[A-Za-z0-9_.:-]{1,32}=[0-9]{3,8})*$/;
 const IFACE_LIST = /^[A-Za-z0-9_.:-]{1,15}(,[A-Za-z0-9_.:-]{1,15})*$/;
 
 export function defaultDongleId(): string {
@@ -43,6 +44,8 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'tls-cert', arg: '<path>', description: 'serve the local API over HTTPS with this PEM certificate (chain); needs --tls-key', parse: parse.string(/^.+$/, 'must be a file path') },
   { name: 'tls-key', arg: '<path>', description: 'the PEM private key of --tls-cert', parse: parse.string(/^.+$/, 'must be a file path') },
   { name: 'dbc', arg: '<[bus=]file>', description: 'decode signals with this DBC file (repeatable; bus=file binds it to one bus)', parse: parse.list(parse.string(DBC_SPEC, 'must be a DBC file path, or <bus>=<file> for one bus')), repeatable: true },
+  { name: 'bitrate', arg: '<bus>=<bps>[,…]', description: 'nominal bitrate of buses whose kernel reports none (replay, sim, vcan), for bus load, e.g. can0=500000', parse: parse.string(BITRATE_LIST, 'must be bus=bitrate pairs separated by commas, e.g. can0=500000,can1=250000') },
+  { name: 'bus-state-interval', arg: '<s>', description: 'interval of the periodic bus_state event (also sent on every change)', parse: parse.int(1, 3600), default: 5 },
   { name: 'log-level', arg: '<level>', description: 'trace, debug, info, warn, error, fatal', parse: parse.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const), default: 'info' },
 ];
 
@@ -66,6 +69,9 @@ export interface AgentConfig {
   tls?: { cert: string; key: string };
   /** --dbc values as given: "file" or "bus=file". */
   dbc: string[];
+  /** --bitrate: nominal bitrate per bus where the kernel has none. */
+  bitrates: Map<string, number>;
+  busStateIntervalSeconds: number;
 }
 
 /** Cross-flag rules and the typed config. Throws OptionError. */
@@ -97,6 +103,8 @@ export function agentConfigFrom(o: ResolvedOptions): AgentConfig {
     txRetryMs: num('tx-retry-ms'),
     ...localApiFrom(o),
     dbc: (o.dbc as string[] | undefined) ?? [],
+    bitrates: bitratesFrom(o.bitrate as string | undefined),
+    busStateIntervalSeconds: num('bus-state-interval'),
   };
 }
 
@@ -124,6 +132,18 @@ function localApiFrom(o: ResolvedOptions): Pick<AgentConfig, 'localTokens' | 'co
   };
   const tls = cert !== undefined && key !== undefined ? { cert: pem('tls-cert', cert), key: pem('tls-key', key) } : undefined;
   return { localTokens, consoleAuth, tls };
+}
+
+function bitratesFrom(list: string | undefined): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const pair of list ? list.split(',') : []) {
+    const [bus, bps] = pair.split('=') as [string, string];
+    const v = Number(bps);
+    if (v < 1000 || v > 20_000_000) throw new OptionError(`--bitrate: ${bus}=${bps} is outside 1000-20000000 bit/s`);
+    if (m.has(bus)) throw new OptionError(`--bitrate: ${bus} is given twice`);
+    m.set(bus, v);
+  }
+  return m;
 }
 
 function uplinkFrom(o: ResolvedOptions): AgentConfig['uplink'] {

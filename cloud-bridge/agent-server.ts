@@ -13,7 +13,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
-import { logData, parseEventData, presenceData } from '../core/console/normalize.js';
+import { isMirroredEvent, logData, parseEventData, presenceData } from '../core/console/normalize.js';
 import { isoNow } from '../core/console/time.js';
 import type { BatchPosition } from '../core/uplink/batch-dedupe.js';
 import { MAX_BATCH_BYTES, type Batch } from '../core/uplink/frame-codec.js';
@@ -23,7 +23,7 @@ import { AgentLink, DEFAULT_TIMINGS, type EventMessage, type HelloMessage, type 
 import { bearerToken } from '../core/http/bearer-token.js';
 import type { Auth } from './auth.js';
 import type { CommandCenter } from './commands.js';
-import type { BridgeConsoles, DongleEvent } from './consoles.js';
+import type { BridgeConsoles } from './consoles.js';
 import type { GroupRelay } from './group-relay.js';
 import { LinkArbiter } from './link-arbiter.js';
 import { MirrorSeqs } from './mirror-seqs.js';
@@ -217,8 +217,8 @@ export class AgentServer implements LinkHandler {
       return msg.seq;
     }
     const ev = parsed.event;
-    if (ev.type === 'presence' || ev.type === 'log' || ev.type === 'command_status') {
-      this.d.consoles.dongleEvent(d, ev as DongleEvent);
+    if (isMirroredEvent(ev)) {
+      this.d.consoles.dongleEvent(d, ev);
       if (ev.type === 'command_status') this.d.commands.agentStatus(d, ev.data);
     }
     return msg.seq;

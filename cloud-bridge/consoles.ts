@@ -1,6 +1,6 @@
 /**
  * Which event goes to which console stream on the bridge:
- *  - `dongles/<id>`: the agent's mirrored events (presence, log, command_status), the bridge's own
+ *  - `dongles/<id>`: the agent's mirrored events (presence, log, command_status, bus_state), the bridge's own
  *    presence and command statuses for it, its UP frames and the DOWN frames relayed to it;
  *  - `groups/<gid>`: the same events and UP frames of both sides, each marked with its `dongle`, plus
  *    `group_state` (a relayed frame appears there once, as its origin's UP frame).
@@ -9,12 +9,13 @@
 import type { CanFrame } from '../core/can/frame.js';
 import type { ConsoleStream } from '../core/console/console-stream.js';
 import type { ConsoleEvent, GroupStateData, LogData } from '../core/console/events.js';
+import type { MirroredEventType } from '../core/console/normalize.js';
 import type { StreamManager } from '../core/console/stream-manager.js';
 import type { SequencedFrame } from '../core/uplink/frame-codec.js';
 import type { DongleDbcs } from './dongle-dbc.js';
 
 /** Events that belong to one dongle and are also shown on its group's console. */
-export type DongleEvent = Extract<ConsoleEvent, { type: 'presence' | 'log' | 'command_status' }>;
+export type DongleEvent = Extract<ConsoleEvent, { type: MirroredEventType }>;
 
 export const dongleStreamName = (id: string): string => `dongles/${id}`;
 export const groupStreamName = (gid: string): string => `groups/${gid}`;

@@ -25,6 +25,9 @@ export interface CanFrameData extends FromDongle {
   brs?: true;
   esi?: true;
   is_error?: true;
+  /** Error frames only: the decoded classes (core/can/error-frame.ts) and the same in words. */
+  error_classes?: string[];
+  error_text?: string;
   /** Only while the console samples: how many frames of this bus+id (of this dongle, on a group console) this event stands for (>= 1). */
   represents?: number;
   /** Only when a DBC describes the frame: the message name… */
@@ -90,6 +93,57 @@ export interface GroupStateData {
   relayed_total: number;
 }
 
+/** Controller states as the kernel names them (iproute2 prints them upper-case). */
+export const CONTROLLER_STATES = ['error-active', 'error-warning', 'error-passive', 'bus-off', 'stopped', 'sleeping'] as const;
+export type ControllerState = (typeof CONTROLLER_STATES)[number];
+
+/** Kernel counters of a CAN interface (names: docs/bus-health.md); only those the interface has. */
+export const BUS_COUNTER_NAMES = [
+  'bus_errors',
+  'arbitration_lost',
+  'error_warning',
+  'error_passive',
+  'bus_off',
+  'restarts',
+  'rx_errors',
+  'tx_errors',
+  'rx_dropped',
+  'tx_dropped',
+  'rx_overruns',
+  'rx_missed',
+] as const;
+export type BusCounterName = (typeof BUS_COUNTER_NAMES)[number];
+
+/** Health of one bus: on every change and every --bus-state-interval seconds. null = not known for this interface. */
+export interface BusStateData extends FromDongle {
+  ts: string;
+  bus: string;
+  link: 'up' | 'down';
+  /** Controller state; null where there is no controller (vcan, replay, sim). */
+  state: ControllerState | null;
+  /** Transmit / receive error counters. */
+  tec: number | null;
+  rec: number | null;
+  /** Nominal bitrate in bit/s, from the kernel or --bitrate. */
+  bitrate: number | null;
+  bitrate_source: 'kernel' | 'flag' | null;
+  sample_point: number | null;
+  data_bitrate: number | null;
+  data_sample_point: number | null;
+  restart_ms: number | null;
+  counters: Partial<Record<BusCounterName, number>>;
+  /** Share of the bitrate used over the last second (0..1, may exceed 1 when frames arrive faster than the bitrate allows). */
+  load: number | null;
+  /** Highest per-second load over the last minute. */
+  load_peak_1m: number | null;
+  /** The last 60 per-second loads, oldest first (for the sparkline). */
+  load_history: number[];
+  /** Frames per second over the last second (rx and tx). */
+  frame_rate: number;
+  /** Error frames received since the agent started, per class. */
+  error_frames: Record<string, number>;
+}
+
 export type StreamResetReason = 'too_old' | 'previous_run' | 'future' | 'invalid' | 'slow_client';
 
 export interface StreamResetData {
@@ -107,6 +161,7 @@ export interface ConsoleEventMap {
   log: LogData;
   command_status: CommandStatusData;
   group_state: GroupStateData;
+  bus_state: BusStateData;
   stream_reset: StreamResetData;
 }
 
@@ -117,6 +172,7 @@ export const CONSOLE_EVENT_TYPES: readonly ConsoleEventType[] = [
   'log',
   'command_status',
   'group_state',
+  'bus_state',
   'stream_reset',
 ];
 

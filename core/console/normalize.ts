@@ -7,10 +7,15 @@ import { z } from 'zod';
 import { BUS_RULE, ID_RULE } from '../names.js';
 import type { CanFrame } from '../can/frame.js';
 import type { MessageDecoder } from '../can/dbc-decode.js';
+import { decodeErrorFrame, ERROR_CLASSES } from '../can/error-frame.js';
 import { bytesToSpacedHex, canIdToString } from '../can/hex.js';
 import { isoFromUs, isoNow } from './time.js';
 import {
+  BUS_COUNTER_NAMES,
   COMMAND_STATES,
+  CONSOLE_EVENT_TYPES,
+  CONTROLLER_STATES,
+  type BusStateData,
   type CanFrameData,
   type CommandState,
   type CommandStatusData,
@@ -38,7 +43,12 @@ export function canFrameData(f: CanFrame, represents?: number, decoded?: Message
   if (f.fd) d.is_fd = true;
   if (f.brs) d.brs = true;
   if (f.esi) d.esi = true;
-  if (f.err) d.is_error = true;
+  if (f.err) {
+    d.is_error = true;
+    const e = decodeErrorFrame(f.id, f.data);
+    d.error_classes = e.classes;
+    d.error_text = e.text;
+  }
   if (represents !== undefined) d.represents = represents;
   if (decoded !== undefined) addSignals(d, decoded);
   return d;
@@ -95,6 +105,10 @@ export function groupStateData(s: Omit<GroupStateData, 'ts'>): GroupStateData {
   return { ts: isoNow(), ...s };
 }
 
+export function busStateData(s: Omit<BusStateData, 'ts'>): BusStateData {
+  return { ts: isoNow(), ...s };
+}
+
 function clip(s: string, max: number): string {
   return s.length > max ? s.slice(0, max - 1) + '…' : s;
 }
@@ -107,6 +121,9 @@ const bus = z.string().regex(BUS_RULE);
 const dongle = { dongle: name.optional() };
 /** DBC identifiers (message and signal names). */
 const SIGNAL_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** Loads above 1 happen (frames timed faster than the bitrate allows, e.g. a replay at speed 0); 1000 bounds nonsense. */
+const ratio = z.number().min(0).max(1000);
 const scalar = z.union([z.string().max(500), z.number(), z.boolean(), z.null()]);
 
 const schemas = {
@@ -131,6 +148,8 @@ const schemas = {
     brs: z.literal(true).optional(),
     esi: z.literal(true).optional(),
     is_error: z.literal(true).optional(),
+    error_classes: z.array(z.enum(ERROR_CLASSES)).max(ERROR_CLASSES.length).optional(),
+    error_text: z.string().max(1000).optional(),
     represents: z.number().int().min(1).optional(),
     msg: z.string().regex(SIGNAL_NAME).optional(),
     signals: z.record(z.string().regex(SIGNAL_NAME), z.union([z.number(), z.string().max(200)])).refine((r) => Object.keys(r).length <= 512).optional(),
@@ -153,11 +172,36 @@ const schemas = {
     error: z.string().max(500).optional(),
     ...dongle,
   }),
+  bus_state: z.strictObject({
+    ts,
+    bus,
+    link: z.enum(['up', 'down']),
+    state: z.enum(CONTROLLER_STATES).nullable(),
+    tec: count.nullable(),
+    rec: count.nullable(),
+    bitrate: count.nullable(),
+    bitrate_source: z.enum(['kernel', 'flag']).nullable(),
+    sample_point: z.number().min(0).max(1).nullable(),
+    data_bitrate: count.nullable(),
+    data_sample_point: z.number().min(0).max(1).nullable(),
+    restart_ms: count.nullable(),
+    counters: z.partialRecord(z.enum(BUS_COUNTER_NAMES), count),
+    load: ratio.nullable(),
+    load_peak_1m: ratio.nullable(),
+    load_history: z.array(ratio).max(60),
+    frame_rate: count,
+    error_frames: z.partialRecord(z.enum(ERROR_CLASSES), count),
+    ...dongle,
+  }),
 } as const;
 
 /** Event types an agent may mirror upstream. Frames travel on the binary data plane, never here. */
-export type MirroredEventType = 'presence' | 'log' | 'command_status';
-export const MIRRORED_EVENT_TYPES: readonly MirroredEventType[] = ['presence', 'log', 'command_status'];
+export const MIRRORED_EVENT_TYPES = ['presence', 'log', 'command_status', 'bus_state'] as const;
+export type MirroredEventType = (typeof MIRRORED_EVENT_TYPES)[number];
+
+export function isMirroredEvent(ev: ConsoleEvent): ev is Extract<ConsoleEvent, { type: MirroredEventType }> {
+  return (MIRRORED_EVENT_TYPES as readonly string[]).includes(ev.type);
+}
 
 export function parseEventData(type: string, data: unknown): { ok: true; event: ConsoleEvent } | { ok: false; error: string } {
   if (!(type in schemas)) return { ok: false, error: `unknown event type ${JSON.stringify(type).slice(0, 40)}` };
@@ -168,5 +212,5 @@ export function parseEventData(type: string, data: unknown): { ok: true; event: 
 }
 
 export function isConsoleEventType(t: string): t is ConsoleEventType {
-  return t === 'presence' || t === 'can_frame' || t === 'log' || t === 'command_status' || t === 'group_state' || t === 'stream_reset';
+  return (CONSOLE_EVENT_TYPES as readonly string[]).includes(t);
 }

@@ -4,7 +4,7 @@
  *
  * Agent → bridge
  *   hello          first message: who I am, which run, which buses
- *   event          one mirrored console event from the agent's outbox (presence, log, command_status),
+ *   event          one mirrored console event from the agent's outbox (presence, log, command_status, bus_state),
  *                  with the outbox sequence number; acknowledged with event_ack; redelivery is deduplicated
  *   data_ack       the last DOWN batch the agent has transmitted (or dropped and counted)
  *   dbc            part of the agent's DBC files (dbc-transfer.ts), only to a bridge with the `dbc` feature
@@ -16,6 +16,7 @@
  *   error          what went wrong, before the bridge closes the connection
  */
 import { z } from 'zod';
+import { MIRRORED_EVENT_TYPES } from '../console/normalize.js';
 import { BUS_RULE, ID_RULE } from '../names.js';
 import { DbcChunkMessage } from './dbc-transfer.js';
 
@@ -66,7 +67,7 @@ export const AgentMessage = z.discriminatedUnion('t', [
   z.strictObject({
     t: z.literal('event'),
     seq,
-    event: z.enum(['presence', 'log', 'command_status']),
+    event: z.enum(MIRRORED_EVENT_TYPES),
     data: z.record(z.string(), z.unknown()),
   }),
   z.strictObject({ t: z.literal('data_ack'), batch: seq }),

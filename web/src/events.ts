@@ -5,6 +5,7 @@
 import { CONSOLE_EVENT_TYPES, type ConsoleEventMap, type ConsoleEventType } from '../../core/console/events.js';
 
 export type {
+  BusStateData,
   CanFrameData,
   CommandState,
   CommandStatusData,

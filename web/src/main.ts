@@ -17,6 +17,7 @@ import { RateMeter, SamplingTracker } from './state/sampling.js';
 import { busKey, TraceModel, TRACE_TYPES } from './state/trace.js';
 import { ByIdTable } from './views/by-id-table.js';
 import { GroupPanel } from './views/group-panel.js';
+import { BusHealthView } from './views/bus-health.js';
 import { HeaderView, type DongleStatus, type Presence } from './views/header.js';
 import { SendForm } from './views/send-form.js';
 import { setFooter, TraceView } from './views/trace.js';
@@ -35,6 +36,7 @@ class App {
   /** Sampled frames per second shown (2 s: the banner should follow a flood quickly). */
   private readonly frameEventMeter = new RateMeter(2);
   private readonly header: HeaderView;
+  private readonly busHealth = new BusHealthView();
   private readonly table: ByIdTable;
   private readonly traceView: TraceView;
   private readonly group: GroupPanel | null;
@@ -146,6 +148,9 @@ class App {
         break;
       case 'group_state':
         this.onGroupState(ev.data);
+        break;
+      case 'bus_state':
+        this.busHealth.update(ev.data);
         break;
       case 'stream_reset':
         // Rate windows would span the gap: start them over.
@@ -449,6 +454,7 @@ class App {
       const shown = this.frameEventMeter.rate(Date.now()) || this.sampling.announced?.output || 0;
       const input = total || this.sampling.announced?.input || 0;
       this.header.setSampling(this.sampling.active, shown, input);
+      this.busHealth.render();
     }
   }
 

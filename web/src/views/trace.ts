@@ -178,7 +178,7 @@ export function fillRow(el: HTMLElement, item: TraceItem, group: boolean): void 
       const f = ev.data;
       data.id = f.id;
       data.bus = f.bus;
-      const flags = [f.is_error ? 'ERR' : '', f.is_remote ? 'RTR' : '', f.is_fd ? 'FD' : '', f.brs ? 'BRS' : '', f.esi ? 'ESI' : ''].filter(Boolean).join(' ');
+      const flags = [f.is_error ? `ERR ${f.error_text ?? ''}`.trim() : '', f.is_remote ? 'RTR' : '', f.is_fd ? 'FD' : '', f.brs ? 'BRS' : '', f.esi ? 'ESI' : ''].filter(Boolean).join(' ');
       const rep = f.represents !== undefined && f.represents > 1 ? `×${formatInt(f.represents)}` : '';
       cells.push({ cls: `k dir-${f.direction}`, text: f.direction });
       if (group) cells.push({ cls: 'd', text: f.dongle ?? '' });
@@ -190,6 +190,7 @@ export function fillRow(el: HTMLElement, item: TraceItem, group: boolean): void 
         { cls: 'o', text: [flags, rep].filter(Boolean).join(' '), title: rep ? `stands for ${f.represents} frames of this id (sampling)` : undefined },
       );
       if (f.direction === 'tx') rowCls += ' tx';
+      if (f.is_error) rowCls += ' err';
     } else {
       const { tag, text, level } = describe(ev);
       rowCls += ` ev lvl-${level}`;
@@ -256,6 +257,11 @@ export function describe(ev: Exclude<ConsoleEvent, { type: 'can_frame' }>): { ta
         text: `${d.group} ${d.mode}: ${side('a')}, ${side('b')} · relay ${formatInt(d.relay_rate)}/s · dropped ${formatInt(d.dropped)}`,
         level: d.mode === 'relaying' ? 'info' : 'warn',
       };
+    }
+    case 'bus_state': {
+      const d = ev.data;
+      const load = d.load === null ? '' : ` · load ${(d.load * 100).toFixed(1)} %`;
+      return { tag: 'bus', text: `${who(d)}${d.bus} ${d.state ?? d.link}${d.tec !== null ? ` (TX errors ${d.tec}, RX errors ${d.rec})` : ''}${load}`, level: d.state === 'bus-off' || d.state === 'error-passive' ? 'error' : 'info' };
     }
     case 'stream_reset': {
       const d = ev.data;

@@ -1,0 +1,84 @@
+/**
+ * Bus health in the header: per bus a state badge (error-active … bus-off, or "no controller"), a load
+ * gauge with the one-minute peak and a sparkline of the last 60 per-second loads, from `bus_state`
+ * events. A bus in error-passive or bus-off also raises the alert bar under the header, which stays
+ * until the bus is healthy again: a technician cannot miss it.
+ */
+import { byId, h, setAttr, setText } from '../dom.js';
+import type { BusStateData } from '../events.js';
+
+const SERIOUS = new Set(['error-passive', 'bus-off']);
+
+function pct(x: number | null): string {
+  return x === null ? '—' : `${(x * 100).toFixed(x < 0.1 ? 1 : 0)} %`;
+}
+
+function sparkline(history: number[]): SVGSVGElement {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('class', 'spark');
+  svg.setAttribute('viewBox', '0 0 60 20');
+  svg.setAttribute('preserveAspectRatio', 'none');
+  svg.setAttribute('aria-hidden', 'true');
+  const line = document.createElementNS(ns, 'polyline');
+  const start = 60 - history.length;
+  line.setAttribute('points', history.map((v, i) => `${start + i},${(20 - Math.min(1, v) * 20).toFixed(1)}`).join(' '));
+  svg.append(line);
+  return svg;
+}
+
+export class BusHealthView {
+  private readonly box = byId('bus-health');
+  private readonly alert = byId('bus-alert');
+  private readonly buses = new Map<string, BusStateData>();
+  private dirty = false;
+
+  /** A group page shows both sides' buses: the key includes the dongle. */
+  update(d: BusStateData): void {
+    this.buses.set(d.dongle ? `${d.dongle} ${d.bus}` : d.bus, d);
+    this.dirty = true;
+  }
+
+  render(): void {
+    if (!this.dirty) return;
+    this.dirty = false;
+    const nodes: Node[] = [];
+    const alarms: string[] = [];
+    for (const [key, d] of [...this.buses].sort(([a], [b]) => a.localeCompare(b))) {
+      const state = d.link === 'down' ? (d.state ?? 'down') : (d.state ?? 'no controller');
+      const load = d.load;
+      const title = [
+        `${key}: ${state}`,
+        d.tec !== null ? `TX errors ${d.tec}, RX errors ${d.rec}` : '',
+        d.bitrate !== null ? `${(d.bitrate / 1000).toLocaleString('en-US')} kbit/s${d.bitrate_source === 'flag' ? ' (--bitrate)' : ''}` : 'bitrate unknown (set --bitrate)',
+        d.sample_point !== null ? `sample point ${d.sample_point}` : '',
+        d.data_bitrate !== null ? `data ${(d.data_bitrate / 1000).toLocaleString('en-US')} kbit/s` : '',
+        `load ${pct(load)}, peak 1 min ${pct(d.load_peak_1m)}, ${d.frame_rate.toLocaleString('en-US')} frames/s`,
+        Object.keys(d.error_frames).length ? 'error frames: ' + Object.entries(d.error_frames).map(([c, n]) => `${c} ${n}`).join(', ') : '',
+      ]
+        .filter(Boolean)
+        .join('\n');
+      nodes.push(
+        h(
+          'span',
+          { class: 'bus-health-item', 'data-bus': key, 'data-state': state, title },
+          h('span', { class: 'bus-name', text: key }),
+          h('span', { class: 'bus-state', 'data-state': state, text: state }),
+          h(
+            'span',
+            { class: 'gauge', role: 'meter', 'aria-label': `${key} bus load`, 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': load === null ? undefined : Math.round(load * 100) },
+            h('span', { class: 'gauge-fill', style: `width:${Math.min(100, (load ?? 0) * 100).toFixed(1)}%`, 'data-level': load === null ? 'none' : load >= 0.8 ? 'high' : load >= 0.5 ? 'mid' : 'low' }),
+          ),
+          h('span', { class: 'bus-load', text: pct(load) }),
+          sparkline(d.load_history),
+        ),
+      );
+      if (SERIOUS.has(state)) alarms.push(`${key} is ${state.toUpperCase()}${d.tec !== null ? ` (TX errors ${d.tec}, RX errors ${d.rec})` : ''}`);
+    }
+    this.box.replaceChildren(...nodes);
+    this.box.hidden = nodes.length === 0;
+    this.alert.hidden = alarms.length === 0;
+    setAttr(this.alert, 'data-buses', alarms.length ? alarms.join('; ') : null);
+    setText(this.alert, alarms.length ? `Bus problem: ${alarms.join('; ')} — check wiring, termination and bitrate.` : '');
+  }
+}
