@@ -50,7 +50,13 @@ export interface AgentExtras {
 }
 
 export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExtras = {}): Promise<RunningAgent> {
-  const db = openStateDb(join(cfg.stateDir, 'agent.sqlite'));
+  // The agent's state is expendable (ids stay unique by the clock floor, core/console/id-store.ts): a
+  // corrupt or unusable file is moved aside, loudly, and the agent starts fresh.
+  const db = openStateDb(join(cfg.stateDir, 'agent.sqlite'), {
+    onUnusable: 'move-aside',
+    flag: '--state-dir',
+    onMovedAside: (m) => log.error({ file: m.file, moved_to: m.movedTo, cause: m.cause }, 'state file unusable: moved aside, starting with fresh state'),
+  });
   const outbox = cfg.uplink ? new Outbox(db, cfg.uplink.outboxMax) : undefined;
   let uplink: UplinkClient | undefined;
   const streams = new StreamManager(

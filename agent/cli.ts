@@ -1,7 +1,7 @@
 /** `canrelay agent`: parse, validate, start, and stop cleanly on SIGTERM/SIGINT. */
 import { Command } from 'commander';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
+import { createLogger } from '../core/log/logger.js';
 import { addOptions, resolveCommandOptions } from '../core/cli/command.js';
 import { runDaemon } from '../core/cli/daemon.js';
 import { describeOptions } from '../core/cli/options.js';
@@ -22,7 +22,7 @@ export function agentCommand(): Command {
       process.stdout.write(JSON.stringify(describeOptions(AGENT_OPTIONS, resolved), null, 2) + '\n');
       return;
     }
-    const log = pino({ level: cfg.logLevel, base: { dongle: cfg.id } });
+    const log = createLogger(cfg.logLevel, { dongle: cfg.id });
     await runDaemon('agent', log, () => startAgent(cfg, log, { webRoot: WEB_ROOT }), (a) => `console listening on ${a.consoleUrl}`);
   });
   return cmd;

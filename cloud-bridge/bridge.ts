@@ -40,12 +40,8 @@ export interface BridgeExtras {
 }
 
 export async function startBridge(cfg: BridgeConfig, log: Logger, extras: BridgeExtras = {}): Promise<RunningBridge> {
-  let db;
-  try {
-    db = openStateDb(cfg.db);
-  } catch (err) {
-    throw new Error((err as Error).message.replace(/--state-dir/g, '--db'));
-  }
+  // The database holds the tokens: an unusable one stops the start (exit 3) instead of being replaced.
+  const db = openStateDb(cfg.db, { onUnusable: 'refuse', flag: '--db' });
   const store = new BridgeStore(db);
   const auth = new Auth(store, cfg.adminToken);
   const streams = new StreamManager(

@@ -1,7 +1,7 @@
 /** `canrelay bridge`: parse, validate, start, and stop cleanly on SIGTERM/SIGINT. */
 import { Command } from 'commander';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
+import { createLogger } from '../core/log/logger.js';
 import { addOptions, resolveCommandOptions } from '../core/cli/command.js';
 import { runDaemon } from '../core/cli/daemon.js';
 import { describeOptions } from '../core/cli/options.js';
@@ -23,7 +23,7 @@ export function bridgeCommand(): Command {
       process.stdout.write(JSON.stringify(describeOptions(BRIDGE_OPTIONS, resolved), null, 2) + '\n');
       return;
     }
-    const log = pino({ level: cfg.logLevel, base: { service: 'bridge' } });
+    const log = createLogger(cfg.logLevel, { service: 'bridge' });
     await runDaemon('bridge', log, () => startBridge(cfg, log, { webRoot: WEB_ROOT }), (b) => `bridge listening on ${b.baseUrl}`);
   });
   return cmd;

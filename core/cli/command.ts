@@ -4,9 +4,8 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
+import { EXIT_USAGE } from './exit-codes.js';
 import { OptionError, resolveOptions, type OptionSpec, type ResolvedOptions } from './options.js';
-
-export const EXIT_USAGE = 2;
 
 export function addOptions(cmd: Command, specs: readonly OptionSpec[]): Command {
   for (const s of specs) {

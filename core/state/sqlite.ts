@@ -1,22 +1,132 @@
-/** Opens a state database: WAL (readers never block the writer), synchronous=NORMAL (durable enough for state). */
+/**
+ * Opens a state database and proves it usable before the daemon relies on it: WAL (readers never block
+ * the writer), synchronous=NORMAL (durable enough for state), a quick integrity check and one small
+ * write. A file that fails is either moved aside (the agent's state is expendable: `<file>.corrupt-<time>`,
+ * logged loudly, a fresh file takes its place) or refused (the bridge's database holds the tokens) with a
+ * one-line StartupError that names the path, the cause and what to do (exit codes: core/cli/exit-codes.ts).
+ */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { EXIT_BROKEN_INSTALL, EXIT_START_FAILED, EXIT_STATE_UNUSABLE, StartupError } from '../cli/exit-codes.js';
+import { faultAdvice, faultCause, stateFault, type StateFault } from './state-errors.js';
 
-export function openStateDb(file: string): Database.Database {
+export interface OpenStateOptions {
+  /** What to do with a corrupt, unreadable or read-only file: start fresh beside it, or refuse to start. */
+  onUnusable: 'move-aside' | 'refuse';
+  /** The flag that sets the path, named in the advice ("--state-dir", "--db"). */
+  flag: string;
+  /** Told when a file was moved aside. */
+  onMovedAside?: (info: { file: string; movedTo: string; cause: string }) => void;
+}
+
+/** Faults that a fresh file fixes; the others (disk full, I/O, locked) would hit the fresh file too. */
+const FILE_FAULTS: ReadonlySet<StateFault> = new Set(['corrupt', 'unreadable', 'read_only']);
+
+class OpenFailure extends Error {
+  constructor(
+    readonly fault: StateFault,
+    readonly error: unknown,
+  ) {
+    super(faultCause(fault, error));
+  }
+}
+
+export function openStateDb(file: string, opts: OpenStateOptions = { onUnusable: 'refuse', flag: '--state-dir' }): Database.Database {
+  try {
+    return tryOpen(file);
+  } catch (err) {
+    if (!(err instanceof OpenFailure)) throw err;
+    if (opts.onUnusable === 'move-aside' && FILE_FAULTS.has(err.fault) && existsSync(file)) {
+      const movedTo = moveAside(file, err, opts);
+      opts.onMovedAside?.({ file, movedTo, cause: err.message });
+      try {
+        return tryOpen(file);
+      } catch (again) {
+        if (again instanceof OpenFailure) throw startupError(file, again, opts);
+        throw again;
+      }
+    }
+    throw startupError(file, err, opts);
+  }
+}
+
+function tryOpen(file: string): Database.Database {
   try {
     mkdirSync(dirname(file), { recursive: true });
   } catch (err) {
-    throw new Error(`cannot create the state directory ${dirname(file)}: ${(err as Error).message} (set --state-dir to a writable directory)`);
+    throw new OpenFailure(stateFault(err) ?? 'unreadable', err);
   }
   let db: Database.Database;
   try {
     db = new Database(file);
   } catch (err) {
-    throw new Error(`cannot open the state database ${file}: ${(err as Error).message} (check --state-dir and its permissions)`);
+    const why = accessError(file) ?? err;
+    throw new OpenFailure(stateFault(why) ?? 'unreadable', why);
   }
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  db.pragma('busy_timeout = 2000');
-  return db;
+  try {
+    db.pragma('busy_timeout = 2000');
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    const check = db.pragma('quick_check(1)', { simple: true });
+    if (check !== 'ok') throw Object.assign(new Error(`integrity check failed: ${String(check)}`), { code: 'SQLITE_CORRUPT' });
+    // One real write: a read-only file or file system shows here, not at the first event of the run.
+    db.exec('CREATE TABLE IF NOT EXISTS canrelay_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)');
+    db.prepare("INSERT INTO canrelay_meta (k, v) VALUES ('last_start', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v").run(new Date().toISOString());
+    return db;
+  } catch (err) {
+    db.close();
+    const fault = stateFault(err);
+    if (fault === undefined) throw err;
+    throw new OpenFailure(fault, err);
+  }
+}
+
+/** SQLite says only "unable to open database file"; the file system's own answer (EROFS, EACCES) is clearer. */
+function accessError(file: string): Error | undefined {
+  try {
+    accessSync(existsSync(file) ? file : dirname(file), constants.R_OK | constants.W_OK);
+    return undefined;
+  } catch (err) {
+    return stateFault(err) === undefined ? undefined : (err as Error);
+  }
+}
+
+/** `<file>.corrupt-<UTC time>`, with its -wal and -shm (a stale WAL must never meet the fresh file). */
+function moveAside(file: string, why: OpenFailure, opts: OpenStateOptions): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const target = `${file}.corrupt-${stamp}`;
+  try {
+    renameSync(file, target);
+    for (const side of ['-wal', '-shm']) if (existsSync(file + side)) renameSync(file + side, target + side);
+  } catch (err) {
+    throw new StartupError(
+      `state file ${file} is ${why.message} and could not be moved aside (${(err as Error).message}): ${faultAdvice(why.fault)}, or set ${opts.flag} to a writable directory`,
+      EXIT_STATE_UNUSABLE,
+    );
+  }
+  return target;
+}
+
+function startupError(file: string, err: OpenFailure, opts: OpenStateOptions): StartupError {
+  if (err.fault === 'abi') return new StartupError(abiMessage(err.error), EXIT_BROKEN_INSTALL);
+  if (err.fault === 'corrupt' && opts.onUnusable === 'refuse') {
+    return new StartupError(
+      `state database ${file} is ${err.message}: it holds the dongles' tokens, so it is not replaced; restore it from a backup, or move it away to start with an empty database`,
+      EXIT_STATE_UNUSABLE,
+    );
+  }
+  // Disk full, I/O errors and locks may pass: a restart may help. A bad file or directory will not.
+  const code = FILE_FAULTS.has(err.fault) ? EXIT_STATE_UNUSABLE : EXIT_START_FAILED;
+  return new StartupError(`state database ${file}: ${err.message}: ${faultAdvice(err.fault)} (${opts.flag})`, code);
+}
+
+/** Node's own text spans four lines and suggests nothing specific; one line with the numbers and the fix. */
+function abiMessage(cause: unknown): string {
+  const text = cause instanceof Error ? cause.message : String(cause);
+  const versions = [...text.matchAll(/NODE_MODULE_VERSION (\d+)/g)].map((m) => m[1]);
+  const module = /module '([^']+)'/.exec(text)?.[1] ?? 'better-sqlite3';
+  const detail =
+    versions.length >= 2 ? `built for NODE_MODULE_VERSION ${versions[0]}, this Node.js ${process.version} needs ${versions[1]}` : text.replace(/\s+/g, ' ');
+  return `the native addon ${module} was built for another Node.js (${detail}): ${faultAdvice('abi')}`;
 }

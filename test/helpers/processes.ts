@@ -76,10 +76,12 @@ process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
-  const child = spawn(process.execPath, [CLI, ...args], {
+/** `as`: run as another user (uid/gid), e.g. to meet a file the service user cannot read; `cli`: another build of the CLI. */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid?: number; gid?: number; cli?: string } = {}): CliProcess {
+  const child = spawn(process.execPath, [as.cli ?? CLI, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(as.uid !== undefined ? { uid: as.uid, gid: as.gid ?? as.uid } : {}),
   });
   live.add(child);
   child.on('exit', () => live.delete(child));
