@@ -26,6 +26,7 @@ import { RateLimitedLog } from '../core/log/rate-limited-log.js';
 import { VERSION } from '../core/version.js';
 import { createBusHealth } from './bus-health/create-bus-health.js';
 import { CommandRunner } from './command-runner.js';
+import { startSocketcand, type RunningSocketcand } from './socketcand/start.js';
 import { TxQueue } from './tx-queue.js';
 import { startAgentSignals } from './signals/agent-signals.js';
 import { Downlink } from './uplink/downlink.js';
@@ -135,10 +136,13 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   });
 
   consoleStream.publish({ type: 'presence', data: presenceData('online', { reason: `agent started (source: ${source.kind})` }) });
+  let socketcand: RunningSocketcand | undefined;
   try {
+    socketcand = cfg.socketcand ? await startSocketcand(cfg.socketcand, { dongleId: cfg.id, router, source, tx, metrics, log }) : undefined;
     await source.start(router);
   } catch (err) {
     signals.stop();
+    await socketcand?.close();
     streams.close();
     db.close();
     throw err;
@@ -150,6 +154,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   } catch (err) {
     signals.stop();
     await source.stop();
+    await socketcand?.close();
     streams.close();
     db.close();
     throw err;
@@ -191,6 +196,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
       // The last event of the run, after the source's own interface-down notices.
       consoleStream.publish({ type: 'presence', data: presenceData('offline', { reason, buses: Object.fromEntries(router.busStates) }) });
       await uplink?.stop();
+      await socketcand?.close();
       // Closing the streams ends every SSE response after the final presence event has been written.
       streams.close();
       for (const w of writers) w.close();

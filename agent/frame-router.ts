@@ -4,7 +4,8 @@
  *   2. handed to the data plane (the bridge uplink) when one is configured — unsampled; the uplink owns
  *      its bounded, counted buffering,
  *   3. decoded with the DBC files, when there are any, into the latest value of every signal (unsampled),
- *   4. offered to the local console, which may sample them (console only).
+ *   4. handed to the local taps (the socketcand server), unsampled; each tap bounds and counts its own buffering,
+ *   5. offered to the local console, which may sample them (console only).
  * Transmitted frames (commands, or frames relayed from a group peer) go to the source; once the source
  * has accepted one it is counted and shown on the console as `tx`, exactly once, and never sent up again.
  */
@@ -23,6 +24,11 @@ export interface FrameUplink {
   readonly buffered: number;
 }
 
+/** A local output that takes every received frame, unsampled (the socketcand server). Never blocks or throws. */
+export interface FrameTap {
+  push(frame: CanFrame): void;
+}
+
 /** Above this many frames held for the bridge, a source that can wait (replay at speed 0) waits. */
 const BACKLOG_PAUSE_FRAMES = 20_000;
 
@@ -39,6 +45,7 @@ export class FrameRouter implements SourceSink {
   uplink: FrameUplink | undefined;
   /** Every frame, rx and tx, unsampled: the latest value of every signal stays exact. */
   signals: FrameDecoderSink | undefined;
+  readonly taps: FrameTap[] = [];
   readonly busStates = new Map<string, 'up' | 'down'>();
   /** Watches every frame for bus load and error frames (agent/bus-health); never samples or drops. */
   health: { frame(f: CanFrame): void } | undefined;
@@ -65,7 +72,10 @@ export class FrameRouter implements SourceSink {
   frame(f: CanFrame): void {
     this.counters.count(f);
     this.health?.frame(f);
-    if (f.direction === 'rx') this.uplink?.push(f);
+    if (f.direction === 'rx') {
+      this.uplink?.push(f);
+      for (const t of this.taps) t.push(f);
+    }
     this.signals?.frame(f);
     this.console.offerFrame(f);
   }

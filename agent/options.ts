@@ -5,6 +5,7 @@ import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../co
 import { ID_RULE, ID_RULE_TEXT } from '../core/names.js';
 import { defaultStateDir } from '../core/state/paths.js';
 import { readLocalTokenFile, type LocalToken } from './local-auth.js';
+import { SOCKETCAND_OPTIONS, socketcandConfigFrom, type SocketcandConfig } from './socketcand/options.js';
 
 /** `--dbc can1=powertrain.dbc` or `--dbc powertrain.dbc` (see agent/signals/dbc-files.ts). */
 const DBC_SPEC = /^(?:[A-Za-z0-9_.:-]{1,32}=)?[^=\s][^\n]*$/;
@@ -46,6 +47,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'dbc', arg: '<[bus=]file>', description: 'decode signals with this DBC file (repeatable; bus=file binds it to one bus)', parse: parse.list(parse.string(DBC_SPEC, 'must be a DBC file path, or <bus>=<file> for one bus')), repeatable: true },
   { name: 'bitrate', arg: '<bus>=<bps>[,…]', description: 'nominal bitrate of buses whose kernel reports none (replay, sim, vcan), for bus load, e.g. can0=500000', parse: parse.string(BITRATE_LIST, 'must be bus=bitrate pairs separated by commas, e.g. can0=500000,can1=250000') },
   { name: 'bus-state-interval', arg: '<s>', description: 'interval of the periodic bus_state event (also sent on every change)', parse: parse.int(1, 3600), default: 5 },
+  ...SOCKETCAND_OPTIONS,
   { name: 'log-level', arg: '<level>', description: 'trace, debug, info, warn, error, fatal', parse: parse.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const), default: 'info' },
 ];
 
@@ -72,6 +74,8 @@ export interface AgentConfig {
   /** --bitrate: nominal bitrate per bus where the kernel has none. */
   bitrates: Map<string, number>;
   busStateIntervalSeconds: number;
+  /** --socketcand-listen and friends; undefined: no socketcand server. */
+  socketcand?: SocketcandConfig;
 }
 
 /** Cross-flag rules and the typed config. Throws OptionError. */
@@ -105,6 +109,7 @@ export function agentConfigFrom(o: ResolvedOptions): AgentConfig {
     dbc: (o.dbc as string[] | undefined) ?? [],
     bitrates: bitratesFrom(o.bitrate as string | undefined),
     busStateIntervalSeconds: num('bus-state-interval'),
+    socketcand: socketcandConfigFrom(o),
   };
 }
 

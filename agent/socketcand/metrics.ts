@@ -1,0 +1,16 @@
+/** The socketcand server's Prometheus series (canrelay_socketcand_*), read from its plain counters at scrape time. */
+import type { Registry } from 'prom-client';
+import { scrapedCounter as counter, scrapedGauge as gauge } from '../../core/metrics/scraped.js';
+import type { SocketcandStats } from './session.js';
+
+export function registerSocketcandMetrics(r: Registry, stats: SocketcandStats): void {
+  gauge(r, 'canrelay_socketcand_clients', 'socketcand clients connected', [], (g) => g.set(stats.clients));
+  counter(r, 'canrelay_socketcand_frames_sent_total', 'Received CAN frames written to socketcand clients (one per frame per client)', [], (c) => c.inc(stats.framesSent));
+  counter(r, 'canrelay_socketcand_clients_cut_total', 'socketcand clients disconnected because they fell too far behind', [], (c) => c.inc(stats.clientsCut));
+  counter(r, 'canrelay_socketcand_connections_refused_total', 'socketcand connections refused (address not in --socketcand-allow, or too many clients)', [], (c) =>
+    c.inc(stats.connectionsRefused),
+  );
+  counter(r, 'canrelay_socketcand_frames_transmitted_total', 'Frames socketcand clients sent that the bus accepted (--socketcand-allow-send)', [], (c) => c.inc(stats.framesTransmitted));
+  counter(r, 'canrelay_socketcand_sends_refused_total', 'socketcand send commands refused because sending is off', [], (c) => c.inc(stats.sendsRefused));
+  counter(r, 'canrelay_socketcand_errors_total', '< error > replies sent to socketcand clients (bad or unsupported commands, failed transmits)', [], (c) => c.inc(stats.errorsSent));
+}

@@ -1,0 +1,247 @@
+/**
+ * One socketcand client: its mode (NO_BUS → BCM after `open` → RAW after `rawmode`, back with
+ * `bcmmode`), its BCM subscriptions, and its bounded output. Everything the agent writes to the client
+ * (frames, replies) goes through one queue in order; a client whose unsent output passes the limit is
+ * cut (and counted) instead of holding frames for it: it can never slow the intake or other clients.
+ */
+import type { Socket } from 'node:net';
+import type { CanFrame } from '../../core/can/frame.js';
+import type { SendResult } from '../sources/source.js';
+import { MessageReader } from './message-reader.js';
+import { bcmFrameMessage, ECHO, errorMessage, HI, OK, parseCommand, type Command } from './messages.js';
+
+/**
+ * After the `< ok >` that enters raw mode, frames are held this long (and kept, not lost) before the first
+ * is written. python-can (4.1 and later) reads that `< ok >` with one recv() and fails the connection if a
+ * frame arrives in the same read.
+ */
+export const RAW_SETTLE_MS = 250;
+/** Subscriptions one client may hold in BCM mode. */
+const MAX_SUBSCRIPTIONS = 2048;
+
+export interface SocketcandStats {
+  clients: number;
+  framesSent: number;
+  clientsCut: number;
+  connectionsRefused: number;
+  framesTransmitted: number;
+  sendsRefused: number;
+  errorsSent: number;
+}
+
+export interface SessionHost {
+  /** Buses a client may open. */
+  buses(): string[];
+  /** The transmit path (TxQueue), or undefined when sending is off (listen-only). */
+  transmit: ((frame: CanFrame, done: (r: SendResult) => void) => void) | undefined;
+  maxPendingBytes: number;
+  stats: SocketcandStats;
+  /** Starts (bus) or stops (undefined) handing this session the frames of a bus. */
+  attach(session: Session, bus: string | undefined): void;
+  /** Asks for flush() on the next turn of the event loop. */
+  requestFlush(session: Session): void;
+  log(level: 'info' | 'warn', msg: string, fields: Record<string, unknown>): void;
+}
+
+interface Subscription {
+  intervalMs: number;
+  lastSentMs: number;
+  pending: CanFrame | undefined;
+  timer: NodeJS.Timeout | undefined;
+}
+
+type Mode = 'no_bus' | 'bcm' | 'raw';
+
+export class Session {
+  private mode: Mode = 'no_bus';
+  private bus: string | undefined;
+  private readonly reader = new MessageReader();
+  private readonly subs = new Map<number, Subscription>();
+  /** Output not yet handed to the socket, and how many frames it holds. */
+  private out = '';
+  private outFrames = 0;
+  private holdUntil = 0;
+  private holdTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  readonly peer: string;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly host: SessionHost,
+  ) {
+    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => undefined); // 'close' follows and releases everything
+    socket.on('close', () => this.release());
+    this.reply(HI);
+  }
+
+  get isRaw(): boolean {
+    return this.mode === 'raw';
+  }
+
+  /** A received frame of this session's bus. `raw` formats it once for every raw-mode client. */
+  offer(f: CanFrame, raw: () => string): void {
+    if (this.closed) return;
+    if (this.mode === 'raw') {
+      // The newline before each frame: python-can up to 4.2 drops the character after a read's last
+      // complete message, which would otherwise be the '<' of a frame split across two reads.
+      this.queue('\n' + raw(), 1);
+      return;
+    }
+    const sub = this.subs.get(subKey(f.id, f.ext));
+    if (sub === undefined) return;
+    const now = Date.now();
+    if (sub.intervalMs === 0 || now - sub.lastSentMs >= sub.intervalMs) {
+      sub.lastSentMs = now;
+      this.queue('\n' + bcmFrameMessage(f), 1);
+      return;
+    }
+    // Throttled as the kernel's BCM does: the latest frame of the interval is sent when it ends.
+    sub.pending = f;
+    sub.timer ??= setTimeout(() => {
+      sub.timer = undefined;
+      if (sub.pending === undefined || this.closed) return;
+      sub.lastSentMs = Date.now();
+      this.queue('\n' + bcmFrameMessage(sub.pending), 1);
+      sub.pending = undefined;
+    }, sub.intervalMs - (now - sub.lastSentMs));
+  }
+
+  /** Writes queued output unless raw mode is still settling; cuts the client when it is too far behind. */
+  flush(): void {
+    if (this.closed || this.out === '' || Date.now() < this.holdUntil) return;
+    this.socket.write(this.out);
+    this.host.stats.framesSent += this.outFrames;
+    this.out = '';
+    this.outFrames = 0;
+    if (this.socket.writableLength > this.host.maxPendingBytes) this.cut();
+  }
+
+  close(): void {
+    this.socket.destroy();
+    this.release();
+  }
+
+  private queue(text: string, frames: number): void {
+    this.out += text;
+    this.outFrames += frames;
+    if (this.out.length + this.socket.writableLength > this.host.maxPendingBytes) return this.cut();
+    this.host.requestFlush(this);
+  }
+
+  private reply(text: string): void {
+    this.queue(text, 0);
+  }
+
+  private error(reason: string): void {
+    this.host.stats.errorsSent++;
+    this.reply(errorMessage(reason));
+  }
+
+  private cut(): void {
+    if (this.closed) return;
+    this.host.stats.clientsCut++;
+    this.host.log('warn', 'socketcand client cut off: it fell too far behind (raise --socketcand-client-max-pending-kib or give it a faster link)', {
+      peer: this.peer,
+      bus: this.bus,
+      pending_bytes: this.out.length + this.socket.writableLength,
+    });
+    this.close();
+  }
+
+  private release(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.holdTimer);
+    this.clearSubscriptions();
+    this.host.attach(this, undefined);
+    this.host.stats.clients--;
+    this.out = '';
+    this.host.log('info', 'socketcand client disconnected', { peer: this.peer, bus: this.bus });
+  }
+
+  private clearSubscriptions(): void {
+    for (const s of this.subs.values()) clearTimeout(s.timer);
+    this.subs.clear();
+  }
+
+  private onData(chunk: Buffer): void {
+    for (const ev of this.reader.feed(chunk)) {
+      if (this.closed) return;
+      if (ev.kind === 'problem') this.error(ev.error);
+      else this.handle(parseCommand(ev.text, this.bus));
+    }
+  }
+
+  private handle(cmd: Command): void {
+    if (cmd.kind === 'invalid') return this.error(cmd.error);
+    if (cmd.kind === 'unsupported') return this.error(cmd.what);
+    if (cmd.kind === 'echo') return this.reply(ECHO);
+    if (this.mode === 'no_bus') {
+      if (cmd.kind !== 'open') return this.error('open a bus first ("open can0")');
+      const known = this.host.buses();
+      if (!known.includes(cmd.bus)) {
+        // As socketcand: a refused open ends the connection.
+        this.error(`could not open bus ${cmd.bus}: this gateway has ${known.length > 0 ? known.join(', ') : 'no bus yet'}`);
+        this.flush();
+        this.socket.end();
+        return;
+      }
+      this.bus = cmd.bus;
+      this.mode = 'bcm';
+      this.host.attach(this, cmd.bus);
+      this.host.log('info', 'socketcand client opened a bus', { peer: this.peer, bus: cmd.bus });
+      return this.reply(OK);
+    }
+    switch (cmd.kind) {
+      case 'open':
+        return this.error(`bus ${this.bus} is already open; one bus per connection`);
+      case 'mode':
+        if (cmd.mode === 'raw' && this.mode !== 'raw') {
+          this.clearSubscriptions();
+          this.mode = 'raw';
+          this.reply(OK);
+          this.flush();
+          this.holdUntil = Date.now() + RAW_SETTLE_MS;
+          this.holdTimer = setTimeout(() => this.host.requestFlush(this), RAW_SETTLE_MS);
+          return;
+        }
+        if (cmd.mode === 'bcm') this.mode = 'bcm';
+        return this.reply(OK);
+      case 'send': {
+        const transmit = this.host.transmit;
+        if (transmit === undefined) {
+          this.host.stats.sendsRefused++;
+          return this.error('sending is off: this gateway is listen-only (the agent was started without --socketcand-allow-send)');
+        }
+        transmit(cmd.frame, (r) => {
+          if (r.ok) this.host.stats.framesTransmitted++;
+          else if (!this.closed) this.error(`could not transmit on ${cmd.frame.bus}: ${r.error}`);
+        });
+        return;
+      }
+      case 'subscribe': {
+        if (this.mode !== 'bcm') return this.error('subscribe works in BCM mode; raw mode already receives every frame ("bcmmode" switches back)');
+        const key = subKey(cmd.id, cmd.ext);
+        const old = this.subs.get(key);
+        if (old === undefined && this.subs.size >= MAX_SUBSCRIPTIONS) return this.error(`at most ${MAX_SUBSCRIPTIONS} subscriptions per connection`);
+        clearTimeout(old?.timer);
+        this.subs.set(key, { intervalMs: Math.ceil(cmd.intervalUs / 1000), lastSentMs: 0, pending: undefined, timer: undefined });
+        return;
+      }
+      case 'unsubscribe': {
+        if (this.mode !== 'bcm') return this.error('unsubscribe works in BCM mode');
+        const key = subKey(cmd.id, cmd.ext);
+        clearTimeout(this.subs.get(key)?.timer);
+        if (!this.subs.delete(key)) return this.error('there is no subscription for this id');
+        return;
+      }
+    }
+  }
+}
+
+function subKey(id: number, ext: boolean): number {
+  return ext ? id + 0x1_0000_0000 : id;
+}

@@ -1,0 +1,53 @@
+/**
+ * Wires the socketcand server into a running agent: a frame tap on the FrameRouter (every received frame,
+ * unsampled), the TxQueue as its transmit path when sending is allowed, its metrics, and the beacon.
+ */
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { FrameRouter } from '../frame-router.js';
+import type { FrameSource } from '../sources/source.js';
+import type { TxQueue } from '../tx-queue.js';
+import { Beacon } from './beacon.js';
+import { registerSocketcandMetrics } from './metrics.js';
+import type { SocketcandConfig } from './options.js';
+import { SocketcandServer } from './server.js';
+
+export interface RunningSocketcand {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startSocketcand(
+  cfg: SocketcandConfig,
+  parts: { dongleId: string; router: FrameRouter; source: FrameSource; tx: TxQueue; metrics: Registry; log: Logger },
+): Promise<RunningSocketcand> {
+  const { log } = parts;
+  const emit = (level: 'info' | 'warn', msg: string, fields: Record<string, unknown>): void => log[level](fields, msg);
+  const server = new SocketcandServer({
+    listen: cfg.listen,
+    allow: cfg.allow,
+    maxPendingBytes: cfg.maxPendingBytes,
+    buses: () => parts.source.buses(),
+    transmit: cfg.allowSend ? (f, done) => parts.tx.enqueue(f, done) : undefined,
+    log: emit,
+  });
+  const addr = await server.start();
+  parts.router.taps.push(server);
+  registerSocketcandMetrics(parts.metrics, server.stats);
+  const beacon = cfg.beacon ? new Beacon({ name: parts.dongleId, host: addr.host, port: addr.port, buses: () => parts.source.buses(), log: emit }) : undefined;
+  beacon?.start();
+  log.info(
+    { listen: `${addr.host}:${addr.port}`, url: `can://${addr.host}:${addr.port}`, send: cfg.allowSend, allow: cfg.allow?.text ?? 'any' },
+    'socketcand listening',
+  );
+  if (!cfg.allow) log.warn('socketcand has no authentication and no --socketcand-allow list: anyone who reaches the port sees the bus; keep it on a trusted LAN or behind an SSH tunnel');
+  return {
+    port: addr.port,
+    close: async () => {
+      beacon?.stop();
+      const i = parts.router.taps.indexOf(server);
+      if (i >= 0) parts.router.taps.splice(i, 1);
+      await server.close();
+    },
+  };
+}
