@@ -18,6 +18,10 @@ import { bcmFrameMessage, ECHO, errorMessage, HI, OK, parseCommand, type Command
 export const RAW_SETTLE_MS = 250;
 /** Subscriptions one client may hold in BCM mode. */
 const MAX_SUBSCRIPTIONS = 2048;
+/** A connection that has not opened a bus by then is closed: an idle one must not hold one of the few client slots. */
+export const OPEN_TIMEOUT_MS = 30_000;
+/** TCP keep-alive probes find a peer that vanished (cable pulled) on a quiet bus, where no output would ever pile up. */
+const KEEPALIVE_MS = 30_000;
 
 export interface SocketcandStats {
   clients: number;
@@ -62,6 +66,7 @@ export class Session {
   private outFrames = 0;
   private holdUntil = 0;
   private holdTimer: NodeJS.Timeout | undefined;
+  private openTimer: NodeJS.Timeout | undefined;
   private closed = false;
   readonly peer: string;
 
@@ -71,10 +76,16 @@ export class Session {
   ) {
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
     socket.setNoDelay(true);
+    socket.setKeepAlive(true, KEEPALIVE_MS);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => undefined); // 'close' follows and releases everything
     socket.on('close', () => this.release());
     this.reply(HI);
+    this.openTimer = setTimeout(() => {
+      this.error(`no bus was opened within ${OPEN_TIMEOUT_MS / 1000} s`);
+      this.flush();
+      this.socket.end();
+    }, OPEN_TIMEOUT_MS);
   }
 
   get isRaw(): boolean {
@@ -111,7 +122,7 @@ export class Session {
 
   /** Writes queued output unless raw mode is still settling; cuts the client when it is too far behind. */
   flush(): void {
-    if (this.closed || this.out === '' || Date.now() < this.holdUntil) return;
+    if (this.closed || this.out === '' || this.socket.writableEnded || Date.now() < this.holdUntil) return;
     this.socket.write(this.out);
     this.host.stats.framesSent += this.outFrames;
     this.out = '';
@@ -155,6 +166,7 @@ export class Session {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.holdTimer);
+    clearTimeout(this.openTimer);
     this.clearSubscriptions();
     this.host.attach(this, undefined);
     this.host.stats.clients--;
@@ -169,7 +181,7 @@ export class Session {
 
   private onData(chunk: Buffer): void {
     for (const ev of this.reader.feed(chunk)) {
-      if (this.closed) return;
+      if (this.closed || this.socket.writableEnded) return; // ending (refused open, open timeout): nothing more is read
       if (ev.kind === 'problem') this.error(ev.error);
       else this.handle(parseCommand(ev.text, this.bus));
     }
@@ -189,6 +201,7 @@ export class Session {
         this.socket.end();
         return;
       }
+      clearTimeout(this.openTimer);
       this.bus = cmd.bus;
       this.mode = 'bcm';
       this.host.attach(this, cmd.bus);

@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { RateLimitedLog } from '../../core/log/rate-limited-log.js';
 import type { FrameRouter } from '../frame-router.js';
 import type { FrameSource } from '../sources/source.js';
 import type { TxQueue } from '../tx-queue.js';
@@ -22,7 +23,13 @@ export async function startSocketcand(
   parts: { dongleId: string; router: FrameRouter; source: FrameSource; tx: TxQueue; metrics: Registry; log: Logger },
 ): Promise<RunningSocketcand> {
   const { log } = parts;
-  const emit = (level: 'info' | 'warn', msg: string, fields: Record<string, unknown>): void => log[level](fields, msg);
+  // Per message, at most one line a second: a flood of connections or refusals cannot flood the journal.
+  const limiters = new Map<string, RateLimitedLog>();
+  const emit = (level: 'info' | 'warn', msg: string, fields: Record<string, unknown>): void => {
+    let l = limiters.get(msg);
+    if (l === undefined) limiters.set(msg, (l = new RateLimitedLog(log, 1000)));
+    l.write(level, fields, msg);
+  };
   const server = new SocketcandServer({
     listen: cfg.listen,
     allow: cfg.allow,

@@ -1,4 +1,4 @@
-/** Logs a repeating warning at most once per interval, with how many were held back, so a fault cannot flood the journal. */
+/** Logs a repeating message at most once per interval, with how many were held back, so a fault (or a flood of clients) cannot flood the journal. */
 import type { Logger } from 'pino';
 
 export class RateLimitedLog {
@@ -11,12 +11,16 @@ export class RateLimitedLog {
   ) {}
 
   warn(fields: Record<string, unknown>, msg: string): void {
+    this.write('warn', fields, msg);
+  }
+
+  write(level: 'info' | 'warn', fields: Record<string, unknown>, msg: string): void {
     const now = Date.now();
     if (now - this.last < this.intervalMs) {
       this.suppressed++;
       return;
     }
-    this.log.warn({ ...fields, suppressed: this.suppressed }, msg);
+    this.log[level]({ ...fields, suppressed: this.suppressed }, msg);
     this.last = now;
     this.suppressed = 0;
   }
