@@ -58,7 +58,12 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     flag: '--state-dir',
     onMovedAside: (m) => log.error({ file: m.file, moved_to: m.movedTo, cause: m.cause }, 'state file unusable: moved aside, starting with fresh state'),
   });
-  const outbox = cfg.uplink ? new Outbox(db, cfg.uplink.outboxMax) : undefined;
+  const pruneLog = new RateLimitedLog(log, 10_000);
+  const outbox = cfg.uplink
+    ? new Outbox(db, cfg.uplink.outboxMax, (pruned, over) =>
+        pruneLog.warn({ pruned, over_bound: over, max: cfg.uplink?.outboxMax }, 'outbox full (bridge unreachable): oldest presence/log events pruned; command statuses are kept'),
+      )
+    : undefined;
   let uplink: UplinkClient | undefined;
   const streams = new StreamManager(
     {

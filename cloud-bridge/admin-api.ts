@@ -2,7 +2,7 @@
  * The admin HTTP API (`Authorization: Bearer <admin token>`, JSON in and out): dongles and their agent
  * tokens, groups, viewer tokens, commands. Every body is size-capped and validated with zod; every error
  * is `{"error": "<what happened and what to do>"}` with the status that fits (400, 401, 403, 404, 405,
- * 409, 413).
+ * 409, 413, 429).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -14,7 +14,7 @@ import { frameFromCommand } from '../core/uplink/commands.js';
 import { CLOSE, CommandBody } from '../core/uplink/messages.js';
 import type { AgentServer } from './agent-server.js';
 import { hashToken, newToken, type Caller } from './auth.js';
-import type { CommandCenter } from './commands.js';
+import { TooManyCommandsError, type CommandCenter } from './commands.js';
 import type { BridgeConsoles } from './consoles.js';
 import type { GroupRelay } from './group-relay.js';
 import type { BridgeStats } from './metrics.js';
@@ -244,14 +244,20 @@ export class AdminApi {
     const body = parseWith(CommandBody, rest, `${type} command`);
     const f = frameFromCommand(body);
     if (!f.ok) throw new HttpError(400, `bad ${type} command: ${f.error}`);
-    const row = this.d.commands.create(dongle, body, timeout);
+    let row;
+    try {
+      row = this.d.commands.create(dongle, body, timeout);
+    } catch (err) {
+      if (err instanceof TooManyCommandsError) throw new HttpError(429, err.message, { 'Retry-After': '5' });
+      throw err;
+    }
     this.d.log.info({ dongle, command_id: row.id, type }, 'command queued');
     return { status: 202, body: { command_id: row.id, status: 'queued' } };
   }
 
   private async getCommand(cid: string): Promise<{ status: number; body: unknown }> {
     const v = this.d.commands.view(cid);
-    if (!v) throw new HttpError(404, `no command "${cid}"`);
+    if (!v) throw new HttpError(404, `no command "${cid}" (finished commands are deleted after the bridge's --command-retention)`);
     return { status: 200, body: v };
   }
 }

@@ -59,7 +59,10 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   relay.load();
   const stats = new BridgeStats();
   const seq = new SeqTracker();
-  const commands = new CommandCenter(store, consoles, (d) => agents.linkOf(d), cfg.commandTimeoutSeconds, log);
+  const commands = new CommandCenter(store, consoles, (d) => agents.linkOf(d), cfg.commandTimeoutSeconds, log, {
+    maxQueued: cfg.maxQueuedCommands,
+    retentionS: cfg.commandRetentionSeconds,
+  });
   const timings = extras.timings ?? { helloTimeoutMs: 5000, pingMs: cfg.uplinkHeartbeatMs, deadAfterMs: cfg.uplinkHeartbeatMs * 2.5 };
   const agents = new AgentServer({ store, auth, consoles, relay, commands, seq, stats, log, timings });
   commands.load();

@@ -4,9 +4,17 @@
  * events) | timed_out (no final status before the command's timeout). Every status is stored with its
  * history and published on the dongle's console (and so its group's).
  *
- * A command for an offline dongle stays queued until the agent connects or the timeout passes. A sent
- * command is not resent after a reconnect: a duplicated send_frame is a frame on the bus twice, so
- * commands are at most once; the timeout then reports what never completed.
+ * A command for an offline dongle stays queued until the agent connects or the timeout passes; at most
+ * `maxQueued` unfinished commands per dongle are accepted (the admin API answers 429 beyond). Delivery
+ * is paced (command-delivery.ts). A sent command is not resent after a reconnect: a duplicated
+ * send_frame is a frame on the bus twice, so commands are at most once.
+ *
+ * Timeouts: a command still queued at its deadline was never sent and times out then. A sent command is
+ * the agent's to report: it refuses commands past their deadline and reports every one it received, so
+ * the bridge waits STATUS_GRACE_MS more for that report before calling it timed_out; a final report that
+ * arrives even later (the agent was cut off meanwhile) still replaces timed_out, so a command the agent
+ * carried out ends as what the agent says.
+ * Finished commands are deleted `retentionS` after their deadline.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -14,6 +22,7 @@ import type { CommandState, CommandStatusData } from '../core/console/events.js'
 import { commandStatusData } from '../core/console/normalize.js';
 import { isoNow } from '../core/console/time.js';
 import type { BridgeMessage, CommandBody } from '../core/uplink/messages.js';
+import { CommandDelivery } from './command-delivery.js';
 import type { BridgeConsoles } from './consoles.js';
 import { isTerminal, type BridgeStore, type CommandRow } from './store.js';
 
@@ -39,13 +48,33 @@ export interface CommandView {
 
 const RANK: Record<CommandState, number> = { queued: 0, sent: 1, delivered: 2, succeeded: 3, failed: 3, timed_out: 3 };
 const SWEEP_MS = 200;
+const SWEEP_MAX = 200;
+/** How long after its deadline a sent command waits for the agent's report. */
+export const STATUS_GRACE_MS = 10_000;
+/** Finished commands deleted per event-loop turn while pruning. */
+const PRUNE_BATCH = 500;
+
+export interface CommandLimits {
+  /** Unfinished commands per dongle. */
+  maxQueued: number;
+  /** Seconds a finished command is kept after its deadline. */
+  retentionS: number;
+}
+
+export class TooManyCommandsError extends Error {}
 
 export class CommandCenter {
   /** Unfinished commands and when they time out (ms). */
   private readonly deadlines = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
+  private readonly pruneTimer: NodeJS.Timeout;
+  private readonly delivery: CommandDelivery;
   /** Status transitions since start, by status (metrics). */
   readonly transitions = new Map<CommandState, number>();
+  /** Commands refused because their dongle had maxQueued unfinished (metrics). */
+  refusedFull = 0;
+  /** Finished commands deleted after the retention (metrics). */
+  pruned = 0;
 
   constructor(
     private readonly store: BridgeStore,
@@ -53,19 +82,34 @@ export class CommandCenter {
     private readonly linkOf: (dongle: string) => CommandLink | undefined,
     private readonly defaultTimeoutS: number,
     private readonly log: Logger,
+    private readonly limits: CommandLimits = { maxQueued: 1000, retentionS: 7 * 86_400 },
   ) {
+    this.delivery = new CommandDelivery({ queued: (d, n) => this.store.queuedCommands(d, n), send: (c) => this.send(c) });
     this.timer = setInterval(() => this.sweep(), SWEEP_MS);
     this.timer.unref();
+    this.pruneTimer = setInterval(() => this.prune(), Math.min(3_600_000, Math.max(1000, (limits.retentionS * 1000) / 2)));
+    this.pruneTimer.unref();
   }
 
   /** Picks up unfinished commands from an earlier run: their timeouts still apply. */
   load(): void {
-    for (const c of this.store.unfinishedCommands()) this.deadlines.set(c.id, Date.parse(c.expires_at));
+    for (const c of this.store.unfinishedCommands()) this.deadlines.set(c.id, this.deadlineOf(c));
     this.sweep();
+    this.prune();
   }
 
-  /** Accepts a validated command: stored and published as queued; sent right after if the agent is up. */
+  /**
+   * Accepts a validated command: stored and published as queued; sent soon after if the agent is up.
+   * Throws TooManyCommandsError when the dongle already has maxQueued unfinished commands.
+   */
   create(dongle: string, body: CommandBody, timeoutS?: number): CommandRow {
+    const open = this.store.unfinishedCount(dongle);
+    if (open >= this.limits.maxQueued) {
+      this.refusedFull++;
+      throw new TooManyCommandsError(
+        `dongle "${dongle}" already has ${open} unfinished commands (--max-queued-commands ${this.limits.maxQueued}); wait for them to finish or time out, then retry`,
+      );
+    }
     const now = Date.now();
     const row: CommandRow = {
       id: randomUUID(),
@@ -79,21 +123,14 @@ export class CommandCenter {
     this.store.insertCommand(row);
     this.deadlines.set(row.id, Date.parse(row.expires_at));
     this.announce(row, 'queued');
-    // After the 202 has gone out, so the response's "queued" is what was true when it was written.
-    setImmediate(() => {
-      const current = this.store.command(row.id);
-      if (current?.status === 'queued') this.send(current);
-    });
+    // On a later turn, after the 202 has gone out, so the response's "queued" was true when written.
+    this.delivery.kick(dongle);
     return row;
   }
 
-  /** The dongle's agent has just been welcomed: send what waits for it, oldest first. */
+  /** The dongle's agent has just been welcomed: what waits for it goes out, oldest first, paced. */
   connected(dongle: string): void {
-    const now = Date.now();
-    for (const c of this.store.queuedCommands(dongle)) {
-      if (Date.parse(c.expires_at) <= now) continue; // the sweep times it out
-      if (!this.send(c)) break;
-    }
+    this.delivery.connected(dongle);
   }
 
   /** A command_status mirrored from the agent: moves the stored command forward, never backwards. */
@@ -103,18 +140,22 @@ export class CommandCenter {
       this.log.warn({ dongle, command_id: d.command_id, status: d.status }, 'agent reported a status for a command unknown to this dongle; ignored');
       return;
     }
-    if (isTerminal(c.status) || RANK[d.status] <= RANK[c.status]) {
+    // The agent's own final word replaces a timeout the bridge declared while it could not hear it.
+    const lateReport = c.status === 'timed_out' && (d.status === 'succeeded' || d.status === 'failed');
+    if (!lateReport && (isTerminal(c.status) || RANK[d.status] <= RANK[c.status])) {
       this.log.debug({ dongle, command_id: c.id, from: c.status, to: d.status }, 'late or repeated command status; stored status kept');
       return;
     }
+    if (lateReport) this.log.warn({ dongle, command_id: c.id, status: d.status }, 'the agent reported a command the bridge had timed out; its report replaces the timeout');
     this.store.setCommandStatus(c.id, d.status, isoNow(), d.error);
     this.count(d.status);
-    if (isTerminal(d.status)) this.deadlines.delete(c.id);
+    if (isTerminal(d.status)) this.finish(c);
   }
 
   /** The dongle was deleted: what it still had to do fails, with the reason. */
   dongleRemoved(dongle: string): void {
     for (const c of this.store.unfinishedCommands(dongle)) this.transition(c, 'failed', 'the dongle was removed from the bridge');
+    this.delivery.forget(dongle);
   }
 
   view(id: string): CommandView | undefined {
@@ -132,23 +173,64 @@ export class CommandCenter {
     };
   }
 
-  stop(): void {
-    clearInterval(this.timer);
+  /** Commands in flight to the dongle's current connection (metrics). */
+  inFlight(dongle: string): number {
+    return this.delivery.inFlightCount(dongle);
   }
 
-  private send(c: CommandRow): boolean {
+  stop(): void {
+    clearInterval(this.timer);
+    clearInterval(this.pruneTimer);
+    this.delivery.stop();
+  }
+
+  private send(c: CommandRow): 'sent' | 'skipped' | 'blocked' {
+    if (Date.parse(c.expires_at) <= Date.now()) {
+      this.timeOut(c);
+      return 'skipped';
+    }
     const link = this.linkOf(c.dongle);
-    if (!link?.ready) return false;
-    const ok = link.sendCommand({ t: 'command', command_id: c.id, expires_at: c.expires_at, command: JSON.parse(c.body) as CommandBody });
-    if (ok) this.transition(c, 'sent');
-    return ok;
+    if (!link?.ready) return 'blocked';
+    if (!link.sendCommand({ t: 'command', command_id: c.id, expires_at: c.expires_at, command: JSON.parse(c.body) as CommandBody })) return 'blocked';
+    this.transition(c, 'sent');
+    // A sent command's deadline now includes the wait for the agent's report.
+    this.deadlines.set(c.id, Date.parse(c.expires_at) + STATUS_GRACE_MS);
+    return 'sent';
   }
 
   private transition(c: CommandRow, status: CommandState, error?: string): void {
     this.store.setCommandStatus(c.id, status, isoNow(), error);
     this.count(status);
-    if (isTerminal(status)) this.deadlines.delete(c.id);
+    if (isTerminal(status)) this.finish(c);
     this.announce(c, status, error);
+  }
+
+  private finish(c: CommandRow): void {
+    this.deadlines.delete(c.id);
+    this.delivery.finished(c.dongle, c.id);
+  }
+
+  /** When the sweep gives up on a command: its deadline, plus the report wait once it was sent. */
+  private deadlineOf(c: CommandRow): number {
+    return Date.parse(c.expires_at) + (c.status === 'queued' ? 0 : STATUS_GRACE_MS);
+  }
+
+  private timeOut(c: CommandRow): void {
+    const secs = Math.round((Date.parse(c.expires_at) - Date.parse(c.created_at)) / 100) / 10;
+    const error =
+      c.status === 'queued'
+        ? `not sent within its ${secs} s timeout: the dongle was offline or busy; it was never transmitted`
+        : `no report from the agent within ${secs} s + ${STATUS_GRACE_MS / 1000} s (last status: ${c.status}); the agent may have been cut off: check the dongle's console`;
+    this.transition(c, 'timed_out', error);
+  }
+
+  /** Deletes finished commands past the retention, a batch per event-loop turn. */
+  private prune(): void {
+    const before = new Date(Date.now() - this.limits.retentionS * 1000).toISOString();
+    const n = this.store.pruneFinishedCommands(before, PRUNE_BATCH);
+    this.pruned += n;
+    if (n === PRUNE_BATCH) setImmediate(() => this.prune());
+    else if (n > 0) this.log.debug({ pruned: n }, 'finished commands past the retention deleted');
   }
 
   private announce(c: CommandRow, status: CommandState, error?: string): void {
@@ -162,15 +244,16 @@ export class CommandCenter {
 
   private sweep(): void {
     const now = Date.now();
+    let budget = SWEEP_MAX; // a mass expiry is spread over several sweeps, not one long turn
     for (const [id, at] of this.deadlines) {
       if (at > now) continue;
+      if (budget-- <= 0) return;
       const c = this.store.command(id);
       if (!c || isTerminal(c.status)) {
         this.deadlines.delete(id);
         continue;
       }
-      const secs = Math.round((Date.parse(c.expires_at) - Date.parse(c.created_at)) / 100) / 10;
-      this.transition(c, 'timed_out', `no final status within ${secs} s (last status: ${c.status}); check the dongle's console`);
+      this.timeOut(c);
     }
   }
 }

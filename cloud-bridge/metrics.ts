@@ -119,6 +119,8 @@ export function bridgeMetrics(src: BridgeMetricSources): Registry {
     for (const s of COMMAND_STATES) c.inc({ status: s }, src.commands.transitions.get(s) ?? 0);
   });
   counter(r, 'canrelay_bridge_agent_takeovers_total', 'New agent connections accepted in place of a link that had missed its heartbeats', [], (c) => c.inc(stats.takeovers));
+  counter(r, 'canrelay_bridge_commands_refused_total', 'Commands refused with 429: the dongle had --max-queued-commands unfinished', [], (c) => c.inc(src.commands.refusedFull));
+  counter(r, 'canrelay_bridge_commands_pruned_total', 'Finished commands deleted after --command-retention', [], (c) => c.inc(src.commands.pruned));
   counter(r, 'canrelay_bridge_rejected_messages_total', 'Uplink messages and connections refused, by reason', ['reason'], (c) => {
     for (const [reason, n] of stats.rejected) c.inc({ reason }, n);
   });

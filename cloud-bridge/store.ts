@@ -93,6 +93,7 @@ CREATE TABLE IF NOT EXISTS commands (
   expires_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS commands_by_dongle_status ON commands(dongle, status);
+CREATE INDEX IF NOT EXISTS commands_by_expiry ON commands(expires_at);
 CREATE TABLE IF NOT EXISTS command_history (
   n INTEGER PRIMARY KEY AUTOINCREMENT,
   command_id TEXT NOT NULL REFERENCES commands(id) ON DELETE CASCADE,
@@ -153,7 +154,11 @@ export class BridgeStore {
       commandStatus: db.prepare<[string, string]>('UPDATE commands SET status = ? WHERE id = ?'),
       historyInsert: db.prepare<[string, string, string, string | null]>('INSERT INTO command_history (command_id, status, ts, error) VALUES (?, ?, ?, ?)'),
       history: db.prepare<[string], HistoryRow>('SELECT status, ts, error FROM command_history WHERE command_id = ? ORDER BY n'),
-      queuedFor: db.prepare<[string], CommandRow>("SELECT * FROM commands WHERE dongle = ? AND status = 'queued' ORDER BY created_at, rowid"),
+      queuedFor: db.prepare<[string, number], CommandRow>("SELECT * FROM commands WHERE dongle = ? AND status = 'queued' ORDER BY created_at, rowid LIMIT ?"),
+      unfinishedCount: db.prepare<[string], { n: number }>("SELECT count(*) AS n FROM commands WHERE dongle = ? AND status IN ('queued', 'sent', 'delivered')"),
+      pruneFinished: db.prepare<[string, number]>(
+        "DELETE FROM commands WHERE rowid IN (SELECT rowid FROM commands WHERE expires_at < ? AND status IN ('succeeded', 'failed', 'timed_out') LIMIT ?)",
+      ),
       unfinished: db.prepare<[], CommandRow>("SELECT * FROM commands WHERE status NOT IN ('succeeded', 'failed', 'timed_out') ORDER BY created_at, rowid"),
       unfinishedFor: db.prepare<[string], CommandRow>(
         "SELECT * FROM commands WHERE dongle = ? AND status NOT IN ('succeeded', 'failed', 'timed_out') ORDER BY created_at, rowid",
@@ -293,8 +298,19 @@ export class BridgeStore {
     })();
   }
 
-  queuedCommands(dongle: string): CommandRow[] {
-    return this.s.queuedFor.all(dongle);
+  /** The oldest `limit` commands of the dongle still waiting to be sent. */
+  queuedCommands(dongle: string, limit: number): CommandRow[] {
+    return this.s.queuedFor.all(dongle, limit);
+  }
+
+  /** Commands of the dongle not finished yet (queued, sent or delivered). */
+  unfinishedCount(dongle: string): number {
+    return this.s.unfinishedCount.get(dongle)!.n;
+  }
+
+  /** Deletes up to `limit` finished commands (and their history) whose deadline is before `before`; returns how many. */
+  pruneFinishedCommands(before: string, limit: number): number {
+    return this.s.pruneFinished.run(before, limit).changes;
   }
 
   unfinishedCommands(dongle?: string): CommandRow[] {
