@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build run-sim test test-unit test-web test-faults test-socketcan bench bench-agent bench-relay clean
+.PHONY: all deps build run-sim test test-unit test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand clean
 all: build
 
 node_modules/.package-lock.json: package.json package-lock.json
@@ -47,7 +47,10 @@ bench-agent: build
 bench-relay: build
 	$(NODE) dist/bench/bridge-relay.js
 
-bench: bench-agent bench-relay
+bench-socketcand: build
+	$(NODE) dist/bench/socketcand.js
+
+bench: bench-agent bench-relay bench-socketcand
 	@cat bench/results/*.md
 
 clean:
