@@ -369,3 +369,27 @@ test('--socketcand-beacon broadcasts a CANBeacon that python-can\'s discovery pa
   const r = JSON.parse((await py.waitForLine((l) => l.startsWith('RESULT '), 20_000, 'a beacon')).slice(7)) as Record<string, unknown>;
   assert.deepEqual(r, { tag: 'CANBeacon', name, type: 'SocketCAN', host: '127.0.0.1', port, buses: ['can0'] });
 });
+
+test('frames a socketcand client transmits never go up the uplink: the bridge receives only the received frames', async () => {
+  const { startBridgeProcess } = await import('./helpers/bridge-process.js');
+  const bridge = await startBridgeProcess();
+  running.push({ stop: () => bridge.proc.stop('SIGKILL') });
+  const token = await bridge.admin.register('sc-gw');
+  const a = await replayAgent(['--socketcand-allow-send', '--bridge', bridge.base, '--token', token]);
+  await leadIn(a);
+  const c = await RawClient.connect(a.socketcandPort);
+  await waitUntil(() => c.messages.length > 0, 5000, '< hi >');
+  assert.equal(await c.request('< open can0 >'), '< ok >');
+  c.send('< send 321 3 1 2 3 >< send 18DAF110 2 02 10 >');
+  await waitUntil(async () => (await a.metric('canrelay_socketcand_frames_transmitted_total')) === 2, 10_000, 'two transmitted frames');
+  // A received frame after the transmits: once the bridge has it, anything sent up before it has arrived too.
+  await a.write([candumpLine(T0 + 1000, 'can0', 0x7fe, [0xee])]);
+  const bridgeReceived = async (): Promise<number> => {
+    const { metricValue } = await import('./helpers/sse-client.js');
+    return metricValue((await getJson(bridge.base + '/metrics')).text, 'canrelay_bridge_frames_received_total', { dongle: 'sc-gw' }) ?? 0;
+  };
+  await waitUntil(async () => (await bridgeReceived()) >= 2, 30_000, 'the bridge to receive the lead-in and the marker');
+  assert.equal(await bridgeReceived(), 2, 'the bridge got the two received frames and neither transmitted one');
+  assert.equal(await a.metric('canrelay_can_frames_total', TX), 2);
+  c.close();
+});
