@@ -90,7 +90,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     maxQueued: 10_000,
     onFailure: (f, error) => txFailures.warn({ bus: f.bus, id: f.id }, `could not transmit a frame: ${error}`),
   });
-  const downlink = new Downlink(tx);
+  const downlink = new Downlink(tx, cfg.uplink?.maxAgeMs ?? 0); // without an uplink nothing is relayed here
   const commands = new CommandRunner(consoleStream, tx);
   const uploader = cfg.uplink ? new FrameUploader({ maxBufferedFrames: cfg.uplink.bufferFrames, maxAgeMs: cfg.uplink.maxAgeMs }) : undefined;
   router.uplink = uploader;
@@ -238,6 +238,7 @@ function uplinkFigures(
     tx_sent: tx.stats.sent,
     tx_failed: tx.stats.failed,
     tx_dropped_busy: tx.stats.droppedBusy,
+    tx_dropped_too_old: tx.stats.droppedTooOld,
     tx_dropped_queue_full: tx.stats.droppedFull,
     tx_retries: tx.stats.retries,
   };
@@ -262,6 +263,8 @@ function uplinkFigures(
       events_sent: uplink.stats.eventsSent,
       rejected_messages: uplink.stats.rejectedMessages,
     });
+    const clock = uplink.clockFix;
+    if (clock) Object.assign(f, { clock_offset_ms: clock.offsetMs, clock_error_ms: clock.errorMs });
   }
   return f;
 }

@@ -37,7 +37,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'token', arg: '<token>', description: 'agent token for --bridge (prefer CANRELAY_TOKEN or --token-file)', parse: parse.string(/^\S{16,512}$/, 'must be the token the bridge issued'), env: ['CANRELAY_TOKEN'], secret: true },
   { name: 'token-file', arg: '<path>', description: 'read the agent token from this file', parse: parse.string(/^.+$/, 'must be a file path') },
   { name: 'uplink-buffer-frames', arg: '<n>', description: 'received frames held for the bridge while it is unreachable or slow', parse: parse.int(1000, 10_000_000), default: 100_000 },
-  { name: 'relay-max-age-ms', arg: '<ms>', description: 'frames older than this are not sent up after an outage (a stale frame is dangerous on the peer bus)', parse: parse.int(1, 3_600_000), default: 2000 },
+  { name: 'relay-max-age-ms', arg: '<ms>', description: 'age limit of relayed frames: older ones are not sent up after an outage, and frames relayed here are transmitted only if their origin received them less than this ago (a stale frame is dangerous on a bus)', parse: parse.int(1, 3_600_000), default: 2000 },
   { name: 'tx-retry-ms', arg: '<ms>', description: 'how long a frame is retried while the local transmit queue is full', parse: parse.int(0, 60_000), default: 100 },
   { name: 'outbox-max-events', arg: '<n>', description: 'console events kept for the bridge while it is unreachable', parse: parse.int(100, 10_000_000), default: 50_000 },
   { name: 'local-token-file', arg: '<path>', description: 'tokens for the local API, one per line: "admin <token>" or "read <token>"; every write then needs an admin token', parse: parse.string(/^.+$/, 'must be a file path') },

@@ -2,7 +2,9 @@
  * Frames waiting to be transmitted on the local bus (relayed from the group peer, or sent by a command),
  * in order. A full kernel transmit queue (ENOBUFS/EAGAIN: the source answers `busy`) is retried for up
  * to `retryMs`, holding back the frames behind it so order is kept; then the frame is dropped and counted.
- * Never fatal. Bounded: past `maxQueued` new frames are refused and counted.
+ * Never fatal. Bounded: past `maxQueued` new frames are refused and counted. A frame may carry a
+ * deadline (relayed frames: the end-to-end age rule); it is checked at the moment the frame would be
+ * handed to the kernel, on every attempt, and a frame past it is dropped and counted, never transmitted.
  */
 import type { CanFrame } from '../core/can/frame.js';
 import type { SendResult } from './sources/source.js';
@@ -13,13 +15,15 @@ interface Item {
   frame: CanFrame;
   done: TxDone | undefined;
   firstTryMs: number;
+  /** Local wall-clock ms at or after which the frame must not be transmitted. */
+  notAfterMs: number;
 }
 
 export class TxQueue {
   private readonly q: Item[] = [];
   private head = 0;
   private timer: NodeJS.Timeout | undefined;
-  readonly stats = { sent: 0, failed: 0, droppedBusy: 0, droppedFull: 0, retries: 0 };
+  readonly stats = { sent: 0, failed: 0, droppedBusy: 0, droppedFull: 0, droppedTooOld: 0, retries: 0 };
 
   constructor(
     private readonly transmit: (f: CanFrame) => SendResult,
@@ -30,13 +34,13 @@ export class TxQueue {
     return this.q.length - this.head;
   }
 
-  enqueue(frame: CanFrame, done?: TxDone): void {
+  enqueue(frame: CanFrame, done?: TxDone, notAfterMs = Infinity): void {
     if (this.length >= this.opts.maxQueued) {
       this.stats.droppedFull++;
       done?.({ ok: false, busy: true, error: `transmit queue full (${this.opts.maxQueued} frames waiting)` });
       return;
     }
-    this.q.push({ frame, done, firstTryMs: 0 });
+    this.q.push({ frame, done, firstTryMs: 0, notAfterMs });
     if (this.timer === undefined) this.drain();
   }
 
@@ -44,6 +48,12 @@ export class TxQueue {
     this.timer = undefined;
     while (this.head < this.q.length) {
       const item = this.q[this.head]!;
+      if (item.notAfterMs !== Infinity && Date.now() >= item.notAfterMs) {
+        this.stats.droppedTooOld++;
+        this.head++;
+        item.done?.({ ok: false, busy: false, error: 'older than the relay age limit (--relay-max-age-ms): not transmitted' });
+        continue;
+      }
       const r = this.transmit(item.frame);
       if (!r.ok && r.busy) {
         const now = Date.now();

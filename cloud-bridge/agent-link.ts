@@ -18,6 +18,7 @@
 import type { Logger } from 'pino';
 import { WebSocket, type RawData } from 'ws';
 import { BatchDedupe, type BatchPosition } from '../core/uplink/batch-dedupe.js';
+import { BRIDGE_CLOCK, frameTimesProblem } from '../core/uplink/clock.js';
 import { BatchDecodeError, decodeBatch, KIND_UP, type Batch } from '../core/uplink/frame-codec.js';
 import {
   CLOSE,
@@ -87,7 +88,9 @@ const HARD_BOUND_BYTES = 16 * 1024 * 1024;
 const ACK_INTERVAL_MS = 20;
 const ACK_MAX_PENDING = 32;
 const POSITION_SAVE_MS = 1000;
-const KNOWN_TYPES = new Set(['hello', 'event', 'data_ack', 'dbc']);
+const KNOWN_TYPES = new Set(['hello', 'event', 'data_ack', 'dbc', 'clock_probe']);
+/** Clock probes answered before hello: enough for a good first estimate, not a free echo service. */
+const MAX_PROBES_BEFORE_HELLO = 32;
 
 type LinkState = 'awaiting_hello' | 'ready' | 'closing' | 'closed';
 
@@ -106,6 +109,7 @@ export class AgentLink implements RelayLink, CommandLink {
   private acksPending = 0;
   private lastAckAt = 0;
   private lastSavedAt = 0;
+  private probesBeforeHello = 0;
 
   constructor(
     private readonly ws: WebSocket,
@@ -203,10 +207,17 @@ export class AgentLink implements RelayLink, CommandLink {
     if (!parsed.ok) {
       const t = typeOf(text);
       if (t !== undefined && !KNOWN_TYPES.has(t))
-        return this.refuse('unknown_type', CLOSE.PROTOCOL, `unknown message type ${JSON.stringify(t.slice(0, 40))}; an agent sends hello, event or data_ack`);
+        return this.refuse('unknown_type', CLOSE.PROTOCOL, `unknown message type ${JSON.stringify(t.slice(0, 40))}; an agent sends hello, event, data_ack, dbc or clock_probe`);
       return this.refuse('malformed', CLOSE.PROTOCOL, `malformed message: ${parsed.error}`);
     }
     const m = parsed.msg;
+    if (m.t === 'clock_probe') {
+      // Answered before hello too: the agent learns its clock offset before any frame moves.
+      if (this.state !== 'ready' && ++this.probesBeforeHello > MAX_PROBES_BEFORE_HELLO)
+        return this.refuse('out_of_place', CLOSE.PROTOCOL, `more than ${MAX_PROBES_BEFORE_HELLO} clock probes before hello; send hello`);
+      this.sendText({ t: 'clock_reply', t0: m.t0, bridge_ms: Date.now() });
+      return;
+    }
     if (m.t === 'hello') {
       if (this.state !== 'awaiting_hello') return this.refuse('out_of_place', CLOSE.PROTOCOL, 'hello sent twice on one connection');
       return this.onHello(m);
@@ -246,6 +257,10 @@ export class AgentLink implements RelayLink, CommandLink {
       return this.refuse('bad_batch', CLOSE.PROTOCOL, `bad frame batch: ${err.message}`);
     }
     if (batch.kind !== KIND_UP) return this.refuse('out_of_place', CLOSE.PROTOCOL, 'DOWN batches go from the bridge to agents; an agent sends UP batches');
+    // Before anything is taken: a frame time outside a sane window of now is a broken clock or a forged
+    // batch, and none of the batch's frames may reach a bus (or a console, which would fail to format it).
+    const badTime = frameTimesProblem(batch.frames, batch.clock ?? BRIDGE_CLOCK, Date.now(), BRIDGE_CLOCK);
+    if (badTime) return this.refuse('bad_batch', CLOSE.PROTOCOL, `bad frame batch: ${badTime}`);
     if (!this.up.accept(batch.batch)) {
       // A resend of a batch already taken (its ack was lost with the old connection): ack, never relay twice.
       BridgeStats.inc(this.stats.duplicateBatches, this.dongle);

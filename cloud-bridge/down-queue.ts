@@ -6,14 +6,16 @@
  * - Order: one FIFO per side, so frames leave in the order they arrived, per bus and overall.
  * - Count bound: past `maxFrames` waiting frames the OLDEST is dropped and counted (the newest state of
  *   a bus is worth more than its history).
- * - Age bound: a frame older than `maxAgeMs` is dropped and counted, never sent — a stale motor command
- *   transmitted long after the fact is dangerous.
+ * - Age bound: a frame received by its origin more than `maxAgeMs` ago (clock offsets and their
+ *   uncertainty counted against it) is dropped and counted, never sent — a stale motor command
+ *   transmitted long after the fact is dangerous. The target agent checks again when it transmits.
  * - Unacknowledged batches are kept (same batch number) and resent when the side reconnects, before the
  *   backlog; the agent ignores batch numbers it has already applied (BatchDedupe). Stale frames are
  *   filtered out of a resend too; while the side is offline they expire like the backlog.
  * - Memory: at most maxFrames waiting + WINDOW_FRAMES in flight per side.
  */
 import type { CanFrame } from '../core/can/frame.js';
+import type { ClockFix } from '../core/uplink/clock.js';
 import { encodeBatch, KIND_DOWN, MAX_FRAMES_PER_BATCH, type SequencedFrame } from '../core/uplink/frame-codec.js';
 import { SendWindow } from '../core/uplink/send-window.js';
 
@@ -24,8 +26,10 @@ export interface PendingFrame extends SequencedFrame {
   seq: number;
   /** Dongle the frame comes from (the loop guard's origin). */
   origin: string;
-  /** Bridge receive time, ms: what the age bound measures. */
-  rxMs: number;
+  /** The earliest moment the origin agent can have received it, on the bridge's clock: what the age bound measures. */
+  originMs: number;
+  /** The origin's clock fix, passed on in the DOWN batch so that the target agent checks the age too. */
+  clock: ClockFix;
 }
 
 export type DropReason = 'backlog_full' | 'too_old' | 'group_changed';
@@ -59,7 +63,7 @@ export class DownQueue {
   private items: (PendingFrame | undefined)[] = [];
   private head = 0;
   /** Sent, not yet acknowledged; each batch carries frames of one origin. */
-  private readonly window = new SendWindow<PendingFrame>((p) => p.rxMs);
+  private readonly window = new SendWindow<PendingFrame>((p) => p.originMs);
 
   constructor(
     readonly dongle: string,
@@ -108,7 +112,7 @@ export class DownQueue {
   expire(now: number): void {
     const cutoff = now - this.limits.maxAgeMs;
     let n = 0;
-    while (this.head < this.items.length && this.items[this.head]!.rxMs < cutoff) {
+    while (this.head < this.items.length && this.items[this.head]!.originMs < cutoff) {
       this.items[this.head++] = undefined;
       n++;
     }
@@ -126,29 +130,32 @@ export class DownQueue {
       if (stale > 0) this.hooks.dropped('too_old', stale);
       for (const b of this.window.unsent()) {
         if (!link.canSend()) return;
-        link.sendBinary(encodeBatch({ kind: KIND_DOWN, batch: b.batch, origin: b.items[0]!.origin, frames: b.items }));
+        link.sendBinary(encodeBatch({ kind: KIND_DOWN, batch: b.batch, clock: b.items[0]!.clock, origin: b.items[0]!.origin, frames: b.items }));
         this.window.markSent(b);
       }
     }
     let stale = 0;
     while (this.head < this.items.length && this.window.size < WINDOW_FRAMES && link.canSend()) {
-      const origin = this.items[this.head]!.origin;
+      // A batch carries frames of one origin and one clock fix (the fix changes rarely: at a better probe).
+      const first = this.items[this.head]!;
+      const origin = first.origin;
+      const clock = first.clock;
       const room = Math.min(MAX_FRAMES_PER_BATCH, WINDOW_FRAMES - this.window.size);
       const frames: PendingFrame[] = [];
       while (this.head < this.items.length && frames.length < room) {
         const p = this.items[this.head]!;
-        if (p.rxMs < cutoff) {
+        if (p.originMs < cutoff) {
           this.items[this.head++] = undefined;
           stale++;
           continue;
         }
-        if (p.origin !== origin) break;
+        if (p.origin !== origin || (p.clock !== clock && (p.clock.offsetMs !== clock.offsetMs || p.clock.errorMs !== clock.errorMs))) break;
         frames.push(p);
         this.items[this.head++] = undefined;
       }
       if (frames.length === 0) continue;
       const batch = this.hooks.nextBatch();
-      link.sendBinary(encodeBatch({ kind: KIND_DOWN, batch, origin, frames }));
+      link.sendBinary(encodeBatch({ kind: KIND_DOWN, batch, clock, origin, frames }));
       this.window.add(batch, frames, true);
       this.hooks.sent(frames, batch);
     }

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { GroupStateData } from '../core/console/events.js';
 import { groupStateData, logData } from '../core/console/normalize.js';
+import { BRIDGE_CLOCK, earliestOnBridgeMs, type ClockFix } from '../core/uplink/clock.js';
 import type { SequencedFrame } from '../core/uplink/frame-codec.js';
 import type { BridgeConsoles } from './consoles.js';
 import { DownQueue, type DownLink, type DropReason, type PendingFrame } from './down-queue.js';
@@ -139,7 +140,7 @@ export class GroupRelay {
   // ---- data plane ----
 
   /** Frames from one dongle's UP batch: queued for the peer side and sent at once if it can take them. */
-  relay(dongle: string, frames: readonly SequencedFrame[], now: number): void {
+  relay(dongle: string, frames: readonly SequencedFrame[], now: number, clock: ClockFix = BRIDGE_CLOCK): void {
     const m = this.members.get(dongle);
     if (!m) return;
     const target = m.group.sides[other(m.side)];
@@ -154,7 +155,8 @@ export class GroupRelay {
         continue;
       }
       const bus = map.size === 0 ? undefined : map.get(f.bus);
-      const p: PendingFrame = { frame: bus === undefined ? f : { ...f, bus }, seq: sf.seq, origin: dongle, rxMs: now };
+      // Ages from when the origin received it (its clock converted, uncertainty against the frame).
+      const p: PendingFrame = { frame: bus === undefined ? f : { ...f, bus }, seq: sf.seq, origin: dongle, originMs: earliestOnBridgeMs(f.tsUs, clock), clock };
       q.push(p);
     }
     q.flush(this.links.get(target.dongle), now);

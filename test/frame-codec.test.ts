@@ -30,20 +30,29 @@ test('UP and DOWN batches round-trip every frame kind, with sequence numbers and
   assert.equal(down.frames.length, kinds.length);
 });
 
+/** The batch header's clock fields ({0, 0}), between the batch number and the bus table. */
+const CLOCK0 = new Array<number>(16).fill(0);
+
 test('malformed batches are rejected with the reason', () => {
   const good = encodeBatch({ kind: KIND_UP, batch: 1, frames: [{ frame: base, seq: 1 }] });
   const bad: [Buffer, RegExp][] = [
     [good.subarray(0, good.length - 1), /truncated/],
     [Buffer.concat([good, Buffer.of(0)]), /trailing/],
-    [Buffer.from([9, 0, 0, 0, 0, 0, 1, 0, 0, 0]), /unknown batch kind/],
-    [Buffer.from([1, 0, 0, 0, 0, 0, 1, 0, 0xff, 0xff]), /more than/],
+    [Buffer.from([9, 0, 0, 0, 0, 0, 1, ...CLOCK0, 0, 0, 0]), /unknown batch kind/],
+    [Buffer.from([1, 0, 0, 0, 0, 0, 1, ...CLOCK0, 0, 0xff, 0xff]), /more than/],
     [Buffer.alloc(0), /truncated/],
   ];
   const badIndex = Buffer.from(good);
-  badIndex[1 + 6 + 1 + 1 + 4 + 2] = 5; // the frame's bus index
+  badIndex[1 + 6 + 16 + 1 + 1 + 4 + 2] = 5; // the frame's bus index
   bad.push([badIndex, /bus index/]);
   const badId = encodeBatch({ kind: KIND_UP, batch: 1, frames: [{ frame: { ...base, id: 0x7ff }, seq: 1 }] });
-  badId.writeUInt32BE(0x00000fff, 1 + 6 + 1 + 1 + 4 + 2 + 1 + 4); // 12-bit id without the extended flag
+  badId.writeUInt32BE(0x00000fff, 1 + 6 + 16 + 1 + 1 + 4 + 2 + 1 + 4); // 12-bit id without the extended flag
   bad.push([badId, /does not fit 11 bits/]);
+  const badClock = Buffer.from(good);
+  badClock.writeDoubleBE(NaN, 1 + 6); // the clock offset
+  bad.push([badClock, /clock offset/]);
+  const badError = Buffer.from(good);
+  badError.writeDoubleBE(-1, 1 + 6 + 8); // the clock error
+  bad.push([badError, /clock error/]);
   for (const [buf, why] of bad) assert.throws(() => decodeBatch(buf), (e: unknown) => e instanceof BatchDecodeError && why.test(e.message), String(why));
 });

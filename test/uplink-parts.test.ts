@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { CanFrame } from '../core/can/frame.js';
+import { BRIDGE_CLOCK } from '../core/uplink/clock.js';
 import { decodeBatch, encodeBatch, KIND_DOWN } from '../core/uplink/frame-codec.js';
 import { openStateDb } from '../core/state/sqlite.js';
 import type { SendResult } from '../agent/sources/source.js';
@@ -19,7 +20,7 @@ test('uploader: batches with per-bus seq, resend after reconnect, ack frees, bou
   let now = Date.now(); // frames age from their receive time (tsUs), on this clock
   const up = new FrameUploader({ maxBufferedFrames: 3000, maxAgeMs: 2000, now: () => now });
   const sent: Buffer[] = [];
-  up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0 });
+  up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
   for (let i = 0; i < 10; i++) up.push(frame(i, i % 2 ? 'can1' : 'can0'));
   await tick();
   assert.equal(sent.length, 1);
@@ -30,7 +31,7 @@ test('uploader: batches with per-bus seq, resend after reconnect, ack frees, bou
   for (let i = 0; i < 5; i++) up.push(frame(100 + i));
   await tick();
   sent.length = 0;
-  up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0 });
+  up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
   assert.deepEqual(sent.map((b) => decodeBatch(b).batch), [1, 2]);
   up.ack(2);
   assert.equal(up.buffered, 0);
@@ -45,7 +46,7 @@ test('uploader: batches with per-bus seq, resend after reconnect, ack frees, bou
   assert.equal(up.stats.droppedBufferFull, 5000 - up.buffered);
   now += 2500;
   sent.length = 0;
-  up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0 });
+  up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
   assert.equal(sent.length, 0, 'frames past the age bound are never sent');
   assert.equal(up.stats.droppedTooOld + up.stats.droppedBufferFull, 5000);
 });
@@ -53,20 +54,20 @@ test('uploader: batches with per-bus seq, resend after reconnect, ack frees, bou
 test('downlink: duplicates skipped by batch number, seq gaps/duplicates/reordering counted, acks after transmit', () => {
   const txed: CanFrame[] = [];
   const tx = new TxQueue((f): SendResult => (txed.push(f), { ok: true, tsUs: Date.now() * 1000 }), { retryMs: 10, maxQueued: 100 });
-  const d = new Downlink(tx);
+  const d = new Downlink(tx, 2000);
   const acks: number[] = [];
   const batch = (n: number, seqs: number[]) => decodeBatch(encodeBatch({ kind: KIND_DOWN, batch: n, origin: 'gw-a', frames: seqs.map((s) => ({ frame: frame(s), seq: s })) }));
-  d.apply(batch(1, [1, 2, 3]), (n) => acks.push(n));
-  d.apply(batch(1, [1, 2, 3]), (n) => acks.push(n)); // resent after a reconnect
-  d.apply(batch(2, [4, 6, 7]), (n) => acks.push(n)); // 5 missing
-  d.apply(batch(3, [5, 7]), (n) => acks.push(n)); // 5 late (reordered), 7 again (duplicate)
+  d.apply(batch(1, [1, 2, 3]), BRIDGE_CLOCK, (n) => acks.push(n));
+  d.apply(batch(1, [1, 2, 3]), BRIDGE_CLOCK, (n) => acks.push(n)); // resent after a reconnect
+  d.apply(batch(2, [4, 6, 7]), BRIDGE_CLOCK, (n) => acks.push(n)); // 5 missing
+  d.apply(batch(3, [5, 7]), BRIDGE_CLOCK, (n) => acks.push(n)); // 5 late (reordered), 7 again (duplicate)
   assert.deepEqual(acks, [1, 1, 2, 3]);
   assert.equal(txed.length, 8);
   assert.ok(txed.every((f) => f.direction === 'tx'));
   // One rule with the bridge (core/uplink/seq-checker.ts): counts only grow, so 5 is a gap and, late, a reordering.
   assert.deepEqual(d.stats, { batches: 3, duplicateBatches: 1, frames: 8, seqGaps: 1, seqDuplicates: 1, seqReordered: 1 });
   d.setEpoch('new-bridge');
-  d.apply(batch(1, [1]), (n) => acks.push(n));
+  d.apply(batch(1, [1]), BRIDGE_CLOCK, (n) => acks.push(n));
   assert.equal(d.stats.batches, 4, 'a new bridge epoch restarts batch numbering');
 });
 

@@ -1,11 +1,17 @@
 /**
- * Frames relayed down from the group peer: deduplicated by batch number (core/uplink/batch-dedupe.ts),
- * checked by their end-to-end per-bus sequence numbers (core/uplink/seq-checker.ts: gaps, duplicates,
- * reordering counted), transmitted in order through the TxQueue, and acknowledged once every frame of the
- * batch was transmitted or counted as dropped. They are shown on the local console as `tx` by the router
+ * Frames relayed down from the group peer: validated (frame times within a sane window of now: a bad
+ * batch is refused whole, before any of its frames is queued), deduplicated by batch number
+ * (core/uplink/batch-dedupe.ts), checked by their end-to-end per-bus sequence numbers
+ * (core/uplink/seq-checker.ts: gaps, duplicates, reordering counted), transmitted in order through the
+ * TxQueue, and acknowledged once every frame of the batch was transmitted or counted as dropped.
+ * The age rule holds end to end: each frame gets a transmit deadline on this agent's clock, `maxAgeMs`
+ * (this agent's --relay-max-age-ms: the bus it transmits on is its to protect) after the earliest moment
+ * its origin can have received it, every clock uncertainty counted against it; the TxQueue checks it at
+ * the moment it hands the frame to the kernel. They are shown on the local console as `tx` by the router
  * and are never sent up again (no loops).
  */
 import { BatchDedupe } from '../../core/uplink/batch-dedupe.js';
+import { BRIDGE_CLOCK, frameTimesProblem, transmitDeadlineMs, type ClockFix } from '../../core/uplink/clock.js';
 import type { Batch } from '../../core/uplink/frame-codec.js';
 import { SeqChecker } from '../../core/uplink/seq-checker.js';
 import type { TxQueue } from '../tx-queue.js';
@@ -19,7 +25,10 @@ export class Downlink {
   private latencyCount = 0;
   private readonly counts = { batches: 0, duplicateBatches: 0, frames: 0 };
 
-  constructor(private readonly tx: TxQueue) {}
+  constructor(
+    private readonly tx: TxQueue,
+    private readonly maxAgeMs: number,
+  ) {}
 
   get stats(): { batches: number; duplicateBatches: number; frames: number; seqGaps: number; seqDuplicates: number; seqReordered: number } {
     const t = this.seq.totals;
@@ -31,29 +40,51 @@ export class Downlink {
     this.dedupe.setStream(epoch ?? '');
   }
 
-  /** Applies a DOWN batch; `ack` is called once it is fully handled (also for a duplicate). */
-  apply(b: Batch, ack: (batch: number) => void): void {
+  /**
+   * Applies a DOWN batch; `ack` is called once it is fully handled (also for a duplicate). `local`: this
+   * agent's clock fix (undefined: not measured, so no frame can be proven fresh). Returns the reason
+   * when the batch is refused (nothing of it applied).
+   */
+  apply(b: Batch, local: ClockFix | undefined, ack: (batch: number) => void): string | undefined {
+    const origin = b.clock ?? BRIDGE_CLOCK;
+    const now = Date.now();
+    if (local) {
+      const bad = frameTimesProblem(b.frames, origin, now, local);
+      if (bad) return bad;
+    }
     if (!this.dedupe.accept(b.batch)) {
       this.counts.duplicateBatches++;
       ack(b.batch);
-      return;
+      return undefined;
     }
     this.counts.batches++;
-    const origin = b.origin ?? '?';
+    const from = b.origin ?? '?';
     let left = b.frames.length;
-    if (left === 0) return ack(b.batch);
-    for (const { frame, seq } of b.frames) {
-      this.seq.check(`${origin}/${frame.bus}`, seq);
-      this.counts.frames++;
-      const originUs = frame.tsUs;
-      this.tx.enqueue({ ...frame, direction: 'tx' }, (r) => {
-        if (r.ok) this.latency[this.latencyCount++ % this.latency.length] = (r.tsUs - originUs) / 1000;
-        if (--left === 0) ack(b.batch);
-      });
+    if (left === 0) {
+      ack(b.batch);
+      return undefined;
     }
+    // Origin receive time to this clock, for the latency figure (the deadline counts the errors too).
+    const shiftMs = origin.offsetMs - (local?.offsetMs ?? 0);
+    for (const { frame, seq } of b.frames) {
+      this.seq.check(`${from}/${frame.bus}`, seq);
+      this.counts.frames++;
+      const originMs = frame.tsUs / 1000 + shiftMs;
+      // Without a clock fix nothing can be proven fresh: a deadline already past drops it (counted).
+      const notAfterMs = local ? transmitDeadlineMs(frame.tsUs, origin, local, this.maxAgeMs) : -Infinity;
+      this.tx.enqueue(
+        { ...frame, direction: 'tx' },
+        (r) => {
+          if (r.ok) this.latency[this.latencyCount++ % this.latency.length] = r.tsUs / 1000 - originMs;
+          if (--left === 0) ack(b.batch);
+        },
+        notAfterMs,
+      );
+    }
+    return undefined;
   }
 
-  /** p50/p99 of the recent origin-to-transmit latency in ms (meaningful when clocks agree, e.g. one host). */
+  /** p50/p99 of the recent origin-to-transmit latency in ms (clock offsets corrected, to within their error). */
   latencyQuantiles(): { p50: number; p99: number; samples: number } | undefined {
     const n = Math.min(this.latencyCount, this.latency.length);
     if (n === 0) return undefined;

@@ -10,6 +10,7 @@
  * `maxAgeMs` ago are not sent after an outage (a stale frame transmitted on the peer's bus is dangerous).
  */
 import type { CanFrame } from '../../core/can/frame.js';
+import type { ClockFix } from '../../core/uplink/clock.js';
 import { encodeBatch, KIND_UP, type SequencedFrame } from '../../core/uplink/frame-codec.js';
 import { SendWindow } from '../../core/uplink/send-window.js';
 import type { FrameUplink } from '../frame-router.js';
@@ -18,6 +19,8 @@ export interface UplinkTransport {
   send(data: Buffer): void;
   /** Bytes queued in the socket and not yet sent. */
   bufferedAmount(): number;
+  /** This agent's clock offset to the bridge, stamped on every batch; nothing is sent while unknown. */
+  clock(): ClockFix | undefined;
 }
 
 export interface UploaderOptions {
@@ -89,10 +92,12 @@ export class FrameUploader implements FrameUplink {
     this.stats.droppedTooOld += this.window.expire(this.now() - this.opts.maxAgeMs);
     const t = this.transport;
     if (!t || !this.window.hasUnsent) return;
+    const clock = t.clock();
+    if (!clock) return;
     const maxSocket = this.opts.maxSocketBytes ?? 8 * 1024 * 1024;
     for (const b of this.window.unsent()) {
       if (t.bufferedAmount() > maxSocket) break;
-      t.send(encodeBatch({ kind: KIND_UP, batch: b.batch, frames: b.items }));
+      t.send(encodeBatch({ kind: KIND_UP, batch: b.batch, clock, frames: b.items }));
       this.window.markSent(b);
       this.stats.framesSent += b.items.length;
     }

@@ -2,7 +2,8 @@
  * The agent's link to the cloud bridge: one WebSocket (TLS for https:// bridges), authenticated with the
  * agent token, kept up with heartbeats and reconnected with jittered exponential backoff.
  * It carries three things: mirrored console events (from the outbox, exactly once), UP frame batches
- * (from the FrameUploader) and, down, commands and relayed frame batches.
+ * (from the FrameUploader) and, down, commands and relayed frame batches. Before hello it measures its
+ * clock's offset to the bridge (ClockSync), so every frame's age is known on both sides.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -17,7 +18,9 @@ import {
   type AgentMessage,
   type BridgeMessage,
 } from '../../core/uplink/messages.js';
+import type { ClockFix } from '../../core/uplink/clock.js';
 import type { CommandRunner } from '../command-runner.js';
+import { ClockSync } from './clock-sync.js';
 import type { Downlink } from './downlink.js';
 import type { FrameUploader } from './frame-uploader.js';
 import type { Outbox } from './outbox.js';
@@ -38,6 +41,8 @@ export interface UplinkOptions {
 export type UplinkState = 'connecting' | 'connected' | 'waiting';
 
 const EVENT_WINDOW = 500;
+/** A bridge that answers no clock probe this long after connecting is not usable: reconnect. */
+const CLOCK_TIMEOUT_MS = 5000;
 
 export class UplinkClient {
   readonly run = randomUUID();
@@ -50,6 +55,8 @@ export class UplinkClient {
   private heartbeat: NodeJS.Timeout | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
   private lastPong = 0;
+  private clockTimer: NodeJS.Timeout | undefined;
+  private readonly clock = new ClockSync();
   /** Highest outbox seq written to the current connection, and the highest the bridge has stored. */
   private eventsSentUpTo = 0;
   private eventsAckedUpTo = 0;
@@ -68,6 +75,11 @@ export class UplinkClient {
     private readonly commands: CommandRunner,
     private readonly log: Logger,
   ) {}
+
+  /** This agent's clock offset to the bridge (undefined until measured on the current connection). */
+  get clockFix(): ClockFix | undefined {
+    return this.clock.fix;
+  }
 
   get connected(): boolean {
     return this.state === 'connected' && this.welcomed;
@@ -116,16 +128,12 @@ export class UplinkClient {
     ws.on('open', () => {
       this.state = 'connected';
       this.lastPong = Date.now();
-      const hello: AgentMessage = {
-        t: 'hello',
-        protocol: PROTOCOL_VERSION,
-        dongle: this.opts.dongle,
-        run: this.run,
-        version: this.opts.version,
-        buses: this.opts.buses().slice(0, 64),
-        outbox: this.outbox.identity,
-      };
-      ws.send(JSON.stringify(hello));
+      // hello follows the first clock reply: no frame moves before this agent's clock offset is known.
+      this.clock.start((m) => this.send(ws, m));
+      this.clockTimer = setTimeout(() => {
+        this.log.error(`the bridge answered no clock probe within ${CLOCK_TIMEOUT_MS / 1000} s; reconnecting (is it an older bridge?)`);
+        ws.terminate();
+      }, CLOCK_TIMEOUT_MS);
       this.heartbeat = setInterval(() => this.checkHeartbeat(ws), this.opts.heartbeatMs ?? 10_000);
     });
     ws.on('pong', () => (this.lastPong = Date.now()));
@@ -153,7 +161,8 @@ export class UplinkClient {
         return this.reject(ws, err instanceof BatchDecodeError ? err.message : String(err));
       }
       if (batch.kind !== KIND_DOWN) return this.reject(ws, 'the bridge sent an UP batch');
-      this.downlink.apply(batch, (n) => this.send(ws, { t: 'data_ack', batch: n }));
+      const refused = this.downlink.apply(batch, this.clock.fix, (n) => this.send(ws, { t: 'data_ack', batch: n }));
+      if (refused) return this.reject(ws, `bad frame batch: ${refused}`);
       return;
     }
     const parsed = parseBridgeMessage(data.toString('utf8'));
@@ -174,7 +183,7 @@ export class UplinkClient {
         this.outbox.ack(m.event_ack);
         this.eventsSentUpTo = this.eventsAckedUpTo = m.event_ack;
         this.log.info({ bridge: this.opts.bridgeUrl, group: m.group, outbox: this.outbox.size }, 'uplink connected');
-        this.uploader.attach({ send: (b) => ws.send(b), bufferedAmount: () => ws.bufferedAmount });
+        this.uploader.attach({ send: (b) => ws.send(b), bufferedAmount: () => ws.bufferedAmount, clock: () => this.clock.fix });
         this.flushTimer = setInterval(() => this.uploader.flush(), 50);
         this.pumpEvents();
         this.bridgeDecodes = m.features?.includes('dbc') === true;
@@ -198,6 +207,12 @@ export class UplinkClient {
       case 'error':
         this.log.error({ code: m.code }, `bridge: ${m.message}`);
         return;
+      case 'clock_reply':
+        if (this.clock.reply(m) && !this.welcomed) {
+          clearTimeout(this.clockTimer);
+          this.sayHello(ws);
+        }
+        return;
     }
   }
 
@@ -210,6 +225,18 @@ export class UplinkClient {
     const ws = this.ws;
     if (!ws || !this.connected || !this.bridgeDecodes || !this.opts.dbcFiles) return;
     for (const m of dbcChunks(this.opts.dbcFiles(), this.dbcGen++)) this.send(ws, m);
+  }
+
+  private sayHello(ws: WebSocket): void {
+    this.send(ws, {
+      t: 'hello',
+      protocol: PROTOCOL_VERSION,
+      dongle: this.opts.dongle,
+      run: this.run,
+      version: this.opts.version,
+      buses: this.opts.buses().slice(0, 64),
+      outbox: this.outbox.identity,
+    });
   }
 
   /** Sends outbox entries after the last one sent, keeping at most EVENT_WINDOW unacknowledged. */
@@ -242,12 +269,14 @@ export class UplinkClient {
       return;
     }
     ws.ping();
+    if (this.welcomed) this.clock.probe();
   }
 
   private onClose(ws: WebSocket, code: number, reason: string): void {
     if (ws !== this.ws) return;
     clearInterval(this.heartbeat);
     clearInterval(this.flushTimer);
+    clearTimeout(this.clockTimer);
     this.uploader.detach();
     if (this.welcomed) {
       this.stats.disconnects++;

@@ -6,6 +6,9 @@
  *   u8  kind            1 = UP (agent → bridge, frames received on the agent's buses)
  *                       2 = DOWN (bridge → agent, frames to transmit, relayed from a group peer)
  *   u48 batch           link-level batch number, acknowledged by the receiver
+ *   f64 clockOffsetMs   add to a frame's tsUs / 1000 to get the bridge's clock (UP: the agent's estimate of
+ *                       its own offset; DOWN: the origin agent's, passed through) — see core/uplink/clock.ts
+ *   f64 clockErrorMs    the bound of that conversion (half the round trip of the sample it came from)
  *   u8  originLen, origin (UTF-8)   DOWN only: the dongle the frames come from (the loop guard)
  *   u8  busCount, then busCount × (u8 len, name)
  *   u16 frameCount, then frameCount × frame
@@ -21,6 +24,7 @@
  */
 import { CAN_EFF_MASK, frameProblem, type CanFrame } from '../can/frame.js';
 import { BUS_RULE } from '../names.js';
+import { clockProblem, type ClockFix } from './clock.js';
 
 export const KIND_UP = 1;
 export const KIND_DOWN = 2;
@@ -32,7 +36,7 @@ const ERR = 0x20000000;
 
 /** Hard limits a receiver enforces before looking at the content. */
 export const MAX_FRAMES_PER_BATCH = 4096;
-export const MAX_BATCH_BYTES = 16 + 256 * 17 + MAX_FRAMES_PER_BATCH * (20 + 64);
+export const MAX_BATCH_BYTES = 32 + 256 * 17 + MAX_FRAMES_PER_BATCH * (20 + 64);
 
 export interface SequencedFrame {
   frame: CanFrame;
@@ -42,6 +46,8 @@ export interface SequencedFrame {
 export interface Batch {
   kind: BatchKind;
   batch: number;
+  /** How the frames' tsUs convert to the bridge's clock; absent when encoding: {0, 0} (already on it). */
+  clock?: ClockFix;
   origin?: string;
   frames: SequencedFrame[];
 }
@@ -50,7 +56,7 @@ export function encodeBatch(b: Batch): Buffer {
   if (b.frames.length > MAX_FRAMES_PER_BATCH) throw new Error(`a batch holds at most ${MAX_FRAMES_PER_BATCH} frames`);
   const busIndex = new Map<string, number>();
   const busNames: Buffer[] = [];
-  let size = 1 + 6 + 1 + 2;
+  let size = 1 + 6 + 16 + 1 + 2;
   const origin = b.kind === KIND_DOWN ? Buffer.from(b.origin ?? '', 'utf8') : undefined;
   if (origin) size += 1 + origin.length;
   for (const { frame } of b.frames) {
@@ -67,6 +73,9 @@ export function encodeBatch(b: Batch): Buffer {
   buf[o++] = b.kind;
   buf.writeUIntBE(b.batch, o, 6);
   o += 6;
+  buf.writeDoubleBE(b.clock?.offsetMs ?? 0, o);
+  buf.writeDoubleBE(b.clock?.errorMs ?? 0, o + 8);
+  o += 16;
   if (origin) {
     buf[o++] = origin.length;
     origin.copy(buf, o);
@@ -111,6 +120,11 @@ export function decodeBatch(buf: Buffer): Batch {
   if (kind !== KIND_UP && kind !== KIND_DOWN) throw new BatchDecodeError(`unknown batch kind ${kind}`);
   const batch = buf.readUIntBE(o, 6);
   o += 6;
+  need(16);
+  const clock: ClockFix = { offsetMs: buf.readDoubleBE(o), errorMs: buf.readDoubleBE(o + 8) };
+  o += 16;
+  const badClock = clockProblem(clock);
+  if (badClock) throw new BatchDecodeError(badClock);
   let origin: string | undefined;
   if (kind === KIND_DOWN) {
     need(1);
@@ -173,5 +187,5 @@ export function decodeBatch(buf: Buffer): Batch {
     frames[i] = { frame, seq };
   }
   if (o !== buf.length) throw new BatchDecodeError(`${buf.length - o} trailing bytes after ${count} frames`);
-  return origin === undefined ? { kind, batch, frames } : { kind, batch, origin, frames };
+  return origin === undefined ? { kind, batch, clock, frames } : { kind, batch, clock, origin, frames };
 }

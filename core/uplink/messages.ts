@@ -8,11 +8,14 @@
  *                  with the outbox sequence number; acknowledged with event_ack; redelivery is deduplicated
  *   data_ack       the last DOWN batch the agent has transmitted (or dropped and counted)
  *   dbc            part of the agent's DBC files (dbc-transfer.ts), only to a bridge with the `dbc` feature
+ *   clock_probe    the agent's clock reading, before hello and then with every heartbeat; also allowed
+ *                  before hello, so an agent knows its clock offset before any frame moves
  * Bridge → agent
  *   welcome        accepted: the last outbox seq the bridge has stored (the agent resends after it)
  *   event_ack      outbox entries up to seq are stored
  *   data_ack       the last UP batch the bridge has taken (relayed or queued)
  *   command        a command to carry out (send_frame)
+ *   clock_reply    the probe's reading echoed with the bridge's clock (core/uplink/clock.ts)
  *   error          what went wrong, before the bridge closes the connection
  */
 import { z } from 'zod';
@@ -23,6 +26,8 @@ import { DbcChunkMessage } from './dbc-transfer.js';
 const name = z.string().regex(ID_RULE);
 const bus = z.string().regex(BUS_RULE);
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** A wall-clock reading in ms; any value a real (even badly set) clock can show. */
+const clockMs = z.number().finite().min(-1e13).max(1e13);
 
 /** The uplink protocol version; a bridge refuses agents of another major version. */
 export const PROTOCOL_VERSION = 1;
@@ -72,6 +77,7 @@ export const AgentMessage = z.discriminatedUnion('t', [
   }),
   z.strictObject({ t: z.literal('data_ack'), batch: seq }),
   DbcChunkMessage,
+  z.strictObject({ t: z.literal('clock_probe'), t0: clockMs }),
 ]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
@@ -102,6 +108,7 @@ export const BridgeMessage = z.discriminatedUnion('t', [
     command: CommandBody,
   }),
   z.strictObject({ t: z.literal('group'), group: z.string().nullable() }),
+  z.strictObject({ t: z.literal('clock_reply'), t0: clockMs, bridge_ms: clockMs }),
   z.strictObject({ t: z.literal('error'), code: z.string().max(64), message: z.string().max(1000) }),
 ]);
 export type BridgeMessage = z.infer<typeof BridgeMessage>;

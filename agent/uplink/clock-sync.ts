@@ -1,0 +1,58 @@
+/**
+ * The agent's side of the clock exchange (core/uplink/clock.ts): probes the bridge on every new
+ * connection (before hello, so the offset is known before any frame moves: a few quick round trips) and
+ * then with every heartbeat, and keeps the estimate. Its fix stamps every UP batch and converts the
+ * origin times of DOWN frames to this agent's clock.
+ */
+import { ClockEstimator, type ClockFix } from '../../core/uplink/clock.js';
+import type { AgentMessage, BridgeMessage } from '../../core/uplink/messages.js';
+
+/** Round trips taken right after connecting; the best of them is the first estimate's error. */
+const PROBES_AT_CONNECT = 4;
+/** Probes awaiting their reply; older ones are forgotten (their replies ignored). */
+const MAX_OUTSTANDING = 8;
+
+export class ClockSync {
+  private readonly estimator = new ClockEstimator();
+  private outstanding: number[] = [];
+  private samplesThisLink = 0;
+  private send: ((m: AgentMessage) => void) | undefined;
+  readonly stats = { probes: 0, samples: 0 };
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** The current estimate (undefined until the first round trip of a connection). */
+  get fix(): ClockFix | undefined {
+    return this.estimator.fix;
+  }
+
+  /** A new connection: fresh round trips (the clock may have been stepped while it was down). */
+  start(send: (m: AgentMessage) => void): void {
+    this.send = send;
+    this.estimator.reset();
+    this.outstanding = [];
+    this.samplesThisLink = 0;
+    this.probe();
+  }
+
+  probe(): void {
+    if (!this.send) return;
+    const t0 = this.now();
+    this.outstanding.push(t0);
+    if (this.outstanding.length > MAX_OUTSTANDING) this.outstanding.shift();
+    this.stats.probes++;
+    this.send({ t: 'clock_probe', t0 });
+  }
+
+  /** A reply; true when it gave the connection its first estimate. Replies to no probe of ours are ignored. */
+  reply(m: Extract<BridgeMessage, { t: 'clock_reply' }>): boolean {
+    const i = this.outstanding.indexOf(m.t0);
+    if (i < 0) return false;
+    this.outstanding.splice(i, 1);
+    if (!this.estimator.add(m.t0, m.bridge_ms, this.now())) return false;
+    this.stats.samples++;
+    this.samplesThisLink++;
+    if (this.samplesThisLink < PROBES_AT_CONNECT) this.probe();
+    return this.samplesThisLink === 1;
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Clocks across the uplink, shared by agent and bridge. Clocks are never assumed to agree: each agent
+ * estimates its offset to the bridge from round trips (clock_probe → clock_reply, see messages.ts), with
+ * the error bound of half the round trip (NTP's rule: the reply was stamped somewhere inside it), and
+ * every conversion counts that bound against the frame (a frame is taken as old as it can possibly be).
+ *
+ * A `ClockFix` turns a local time into the bridge's: bridge = local + offsetMs, good to ±errorMs. UP
+ * batches carry the sender's fix; DOWN batches carry the origin agent's, so agent B can compute, with its
+ * own fix, how long ago (on its clock) the origin received each frame.
+ */
+import type { SequencedFrame } from './frame-codec.js';
+
+export interface ClockFix {
+  offsetMs: number;
+  errorMs: number;
+}
+
+/** The bridge's own clock, as a fix: no conversion, no uncertainty. */
+export const BRIDGE_CLOCK: ClockFix = Object.freeze({ offsetMs: 0, errorMs: 0 });
+
+/** Beyond any real clock (±300 years) or any usable round trip: a broken or forged value. */
+const MAX_OFFSET_MS = 1e13;
+const MAX_ERROR_MS = 60_000;
+/** Millisecond clocks at both ends of a probe and in the sources' anchoring: added to every bound. */
+export const CLOCK_RESOLUTION_MS = 2;
+/** How far from now (bridge clock) a frame's receive time may be; outside, the batch is refused. */
+export const MAX_FRAME_PAST_MS = 24 * 3600_000;
+export const MAX_FRAME_FUTURE_MS = 60_000;
+
+export function clockProblem(c: ClockFix): string | null {
+  if (!Number.isFinite(c.offsetMs) || Math.abs(c.offsetMs) > MAX_OFFSET_MS) return `clock offset ${c.offsetMs} ms is not a usable number`;
+  if (!Number.isFinite(c.errorMs) || c.errorMs < 0 || c.errorMs > MAX_ERROR_MS) return `clock error ${c.errorMs} ms is outside 0-${MAX_ERROR_MS}`;
+  return null;
+}
+
+/** The earliest time, on the bridge's clock, at which the origin can have received a frame stamped `tsUs`. */
+export function earliestOnBridgeMs(tsUs: number, origin: ClockFix): number {
+  return tsUs / 1000 + origin.offsetMs - origin.errorMs;
+}
+
+/**
+ * The latest local time (on the clock `local` converts) at which a frame may still be transmitted:
+ * `maxAgeMs` after the earliest moment the origin can have received it, every uncertainty against it.
+ */
+export function transmitDeadlineMs(tsUs: number, origin: ClockFix, local: ClockFix, maxAgeMs: number): number {
+  return earliestOnBridgeMs(tsUs, origin) - local.offsetMs - local.errorMs + maxAgeMs;
+}
+
+/**
+ * Refuses a batch whose frame times are not within a sane window of now: `nowMs` and `local` are the
+ * checker's clock and its fix (the bridge: its own clock, {0, 0}). Returns the reason, or null.
+ */
+export function frameTimesProblem(frames: readonly SequencedFrame[], origin: ClockFix, nowMs: number, local: ClockFix): string | null {
+  const now = nowMs + local.offsetMs;
+  const slack = origin.errorMs + local.errorMs + CLOCK_RESOLUTION_MS;
+  for (let i = 0; i < frames.length; i++) {
+    const t = frames[i]!.frame.tsUs / 1000 + origin.offsetMs;
+    if (t < now - MAX_FRAME_PAST_MS - slack || t > now + MAX_FRAME_FUTURE_MS + slack)
+      return `frame ${i} has timestamp ${frames[i]!.frame.tsUs} µs, ${Math.round((t - now) / 1000)} s from now on the bridge's clock (allowed: ${-MAX_FRAME_PAST_MS / 1000} to +${MAX_FRAME_FUTURE_MS / 1000} s)`;
+  }
+  return null;
+}
+
+interface Sample extends ClockFix {
+  atMs: number;
+}
+
+/**
+ * An agent's estimate of its clock's offset to the bridge from probe round trips: the sample with the
+ * smallest error among the last few. Samples that cannot all be true (their intervals do not overlap:
+ * the local clock was stepped) are dropped in favour of the newest. Drift between probes is not counted
+ * (quartz: well under 1 ms per probe interval) and is covered by CLOCK_RESOLUTION_MS.
+ */
+export class ClockEstimator {
+  private samples: Sample[] = [];
+  private best: ClockFix | undefined;
+
+  constructor(private readonly keep = 8) {}
+
+  /** The current fix, or undefined before the first round trip. */
+  get fix(): ClockFix | undefined {
+    return this.best;
+  }
+
+  /** A round trip: sent at local `t0`, stamped `bridgeMs` by the bridge, answered at local `t1`. False when unusable. */
+  add(t0: number, bridgeMs: number, t1: number): boolean {
+    const rtt = t1 - t0;
+    if (!Number.isFinite(rtt) || rtt < 0 || rtt > 2 * MAX_ERROR_MS || !Number.isFinite(bridgeMs)) return false;
+    const s: Sample = { offsetMs: bridgeMs - (t0 + t1) / 2, errorMs: rtt / 2 + CLOCK_RESOLUTION_MS, atMs: t1 };
+    if (clockProblem(s)) return false;
+    if (this.samples.some((o) => Math.abs(o.offsetMs - s.offsetMs) > o.errorMs + s.errorMs)) this.samples = [];
+    this.samples.push(s);
+    if (this.samples.length > this.keep) this.samples.shift();
+    let best = this.samples[0]!;
+    for (const o of this.samples) if (o.errorMs < best.errorMs) best = o;
+    this.best = { offsetMs: best.offsetMs, errorMs: best.errorMs };
+    return true;
+  }
+
+  /** A new connection: start from fresh round trips (the clock may have been stepped meanwhile). */
+  reset(): void {
+    this.samples = [];
+    this.best = undefined;
+  }
+}
