@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { startBridgeProcess, type StartedBridge } from './helpers/bridge-process.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from './helpers/processes.js';
+import { until } from './helpers/until.js';
 import { getJson, metricValue, SseClient } from './helpers/sse-client.js';
 
 const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
@@ -16,13 +17,6 @@ after(async () => {
 });
 const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
 
-async function until(pred: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 const metrics = async (base: string): Promise<string> => (await getJson(base + '/metrics')).text;
 const frames = async (a: StartedAgent, bus: string, dir: 'rx' | 'tx'): Promise<number> =>
   metricValue(await metrics(a.base), 'canrelay_can_frames_total', { bus, direction: dir }) ?? 0;

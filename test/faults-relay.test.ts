@@ -18,6 +18,7 @@ import { parseAgentMessage, PROTOCOL_VERSION, UPLINK_PATH } from '../core/uplink
 import { startBridgeProcess } from './helpers/bridge-process.js';
 import { FakeAgent, numberedFrame } from './helpers/fake-agent.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from './helpers/processes.js';
+import { until } from './helpers/until.js';
 import { getJson, metricValue, SseClient, type SseEvent } from './helpers/sse-client.js';
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
@@ -27,13 +28,6 @@ after(async () => {
 
 const MAX_AGE_MS = 2000;
 
-async function until(pred: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 const metrics = async (base: string): Promise<string> => (await getJson(base + '/metrics')).text;
 const uplink = async (a: StartedAgent, kind: string): Promise<number> => metricValue(await metrics(a.base), 'canrelay_uplink', { kind }) ?? 0;
 /** A console `ts` ("2026-11-27T13:47:02.123456Z") in µs. */
