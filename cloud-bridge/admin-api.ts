@@ -12,16 +12,15 @@ import { sendJson } from '../core/http/console-route.js';
 import { isoNow } from '../core/console/time.js';
 import { frameFromCommand } from '../core/uplink/commands.js';
 import { CLOSE, CommandBody } from '../core/uplink/messages.js';
+import { discardBody, HttpError, readJson } from './admin-body.js';
 import type { AgentServer } from './agent-server.js';
-import { hashToken, newToken, type Caller } from './auth.js';
+import { hashToken, newToken, VIEWER_ID_LENGTH, viewerTokenId, type Caller } from './auth.js';
 import { TooManyCommandsError, type CommandCenter } from './commands.js';
 import type { BridgeConsoles } from './consoles.js';
 import type { GroupRelay } from './group-relay.js';
 import type { BridgeStats } from './metrics.js';
 import type { BridgeStore, DongleRow, GroupRow } from './store.js';
-
-/** Dongle, group and command ids: the agent's dongle id rule. */
-export const MAX_BODY_BYTES = 64 * 1024;
+import type { ViewerSessions } from './viewer-sessions.js';
 
 const DongleId = z.string().regex(ID_RULE, 'a dongle id is 1-64 letters, digits, ".", "_" or "-"');
 const BusName = z.string().regex(BUS_RULE, 'a bus name is 1-32 letters, digits, "_", ".", ":" or "-"');
@@ -30,6 +29,8 @@ const GroupBody = z.strictObject({
   bus_map: z.record(BusName, BusName).optional(),
 });
 const TimeoutS = z.number().positive().max(86_400);
+const ViewerTokenBody = z.strictObject({ ttl_s: z.number().int().positive().max(10 * 365 * 86_400).optional() });
+const VIEWER_ID = new RegExp(`^[0-9a-f]{${VIEWER_ID_LENGTH}}$`);
 const COMMAND_TYPES: readonly string[] = CommandBody.options.flatMap((o) => [...o.shape.type.values]);
 
 export interface AdminDeps {
@@ -39,17 +40,8 @@ export interface AdminDeps {
   commands: CommandCenter;
   agents: AgentServer;
   stats: BridgeStats;
+  viewers: ViewerSessions;
   log: Logger;
-}
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
 }
 
 type Handler = (req: IncomingMessage, params: string[]) => Promise<{ status: number; body: unknown }>;
@@ -79,7 +71,8 @@ export class AdminApi {
         params: ['group id'],
         methods: { PUT: (q, [gid]) => this.putGroup(q, gid!), GET: (_q, [gid]) => this.getGroup(gid!), DELETE: (_q, [gid]) => this.deleteGroup(gid!) },
       },
-      { pattern: /^\/api\/v1\/viewer-tokens$/, params: [], methods: { POST: () => this.newViewerToken() } },
+      { pattern: /^\/api\/v1\/viewer-tokens$/, params: [], methods: { GET: () => this.listViewerTokens(), POST: (q) => this.newViewerToken(q) } },
+      { pattern: /^\/api\/v1\/viewer-tokens\/([^/]+)$/, params: ['viewer token id'], methods: { DELETE: (_q, [tid]) => this.revokeViewerToken(tid!) } },
       { pattern: /^\/api\/v1\/commands\/([^/]+)$/, params: ['command id'], methods: { GET: (_q, [cid]) => this.getCommand(cid!) } },
     ];
   }
@@ -104,7 +97,7 @@ export class AdminApi {
       sendJson(res, out.status, out.body);
     } catch (err) {
       if (err instanceof HttpError) {
-        req.resume(); // an unread body must not stall the connection
+        discardBody(req); // an unread body must not stall the connection, nor reset it under the answer
         sendJson(res, err.status, { error: err.message }, err.headers);
         return;
       }
@@ -218,11 +211,32 @@ export class AdminApi {
 
   // ---- viewer tokens ----
 
-  private async newViewerToken(): Promise<{ status: number; body: unknown }> {
+  private async newViewerToken(req: IncomingMessage): Promise<{ status: number; body: unknown }> {
+    const body = parseWith(ViewerTokenBody, (await readJson(req)) ?? {}, 'viewer token request');
     const token = newToken();
-    this.d.store.addViewerToken(hashToken(token), isoNow());
-    this.d.log.info('viewer token issued');
-    return { status: 201, body: { token } };
+    const hash = hashToken(token);
+    const expiresAt = body.ttl_s === undefined ? null : new Date(Date.now() + body.ttl_s * 1000).toISOString();
+    this.d.store.addViewerToken(hash, isoNow(), expiresAt);
+    const id = viewerTokenId(hash);
+    this.d.log.info({ viewer_token: id, expires_at: expiresAt }, 'viewer token issued');
+    return { status: 201, body: { id, token, expires_at: expiresAt } };
+  }
+
+  private async listViewerTokens(): Promise<{ status: number; body: unknown }> {
+    const now = Date.now();
+    const viewer_tokens = this.d.store.viewerTokens().map((t) => {
+      const id = viewerTokenId(t.hash);
+      return { id, created_at: t.created_at, expires_at: t.expires_at, expired: t.expires_at !== null && Date.parse(t.expires_at) <= now, open_streams: this.d.viewers.openStreams(id) };
+    });
+    return { status: 200, body: { viewer_tokens } };
+  }
+
+  private async revokeViewerToken(id: string): Promise<{ status: number; body: unknown }> {
+    if (!VIEWER_ID.test(id)) throw new HttpError(400, `bad viewer token id ${JSON.stringify(id.slice(0, 40))}: it is the ${VIEWER_ID_LENGTH} hex digits listed by GET /api/v1/viewer-tokens`);
+    if (!this.d.store.deleteViewerToken(id)) throw new HttpError(404, `no viewer token "${id}"; GET /api/v1/viewer-tokens lists them`);
+    const closed = this.d.viewers.revoke(id);
+    this.d.log.info({ viewer_token: id, streams_closed: closed }, 'viewer token revoked');
+    return { status: 200, body: { id, revoked: true, streams_closed: closed } };
   }
 
   // ---- commands ----
@@ -266,30 +280,4 @@ function parseWith<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const r = schema.safeParse(value);
   if (!r.success) throw new HttpError(400, `bad ${what}: ${z.prettifyError(r.error).replace(/\s*\n\s*/g, ' ').slice(0, 400)}`);
   return r.data;
-}
-
-/** Reads a JSON body of at most MAX_BODY_BYTES (413 beyond; undefined when empty). */
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  let size = 0;
-  let over = declared > MAX_BODY_BYTES;
-  const chunks: Buffer[] = [];
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) over = true;
-    // Past the cap we keep reading (so the client sees the 413) but keep nothing, and give up past 16×.
-    if (size > MAX_BODY_BYTES * 16) {
-      req.socket.destroy();
-      break;
-    }
-    if (!over) chunks.push(chunk);
-  }
-  if (over) throw new HttpError(413, `request body over ${MAX_BODY_BYTES / 1024} KiB; admin requests are small JSON documents`);
-  const text = Buffer.concat(chunks).toString('utf8');
-  if (text.trim() === '') return undefined;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new HttpError(400, `body is not valid JSON: ${(err as Error).message}`);
-  }
 }

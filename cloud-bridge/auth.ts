@@ -1,7 +1,8 @@
 /**
  * Who is calling. Three kinds of bearer token:
  *  - the admin token (from the command line/environment/file): the whole admin API and every console;
- *  - viewer tokens: read-only, every console;
+ *  - viewer tokens: read-only, every console; listed and revoked by id (the first 16 hex digits of the
+ *    token's SHA-256, which reveal nothing of the token), optionally with an expiry;
  *  - agent tokens: one per dongle, only for the uplink WebSocket.
  * Issued tokens are 32 random bytes (base64url) and only their SHA-256 is stored, so a copy of the
  * database does not let anyone connect. The admin token is compared in constant time.
@@ -11,7 +12,11 @@ import { MAX_TOKEN_LENGTH, tokenDigest } from '../core/http/bearer-token.js';
 import type { BridgeStore } from './store.js';
 
 
-export type Caller = { kind: 'admin' } | { kind: 'viewer' } | { kind: 'agent'; dongle: string };
+export type Caller = { kind: 'admin' } | { kind: 'viewer'; tokenId: string; expiresAt: number | null } | { kind: 'agent'; dongle: string };
+
+/** A viewer token's public id: the first hex digits of its stored hash. */
+export const VIEWER_ID_LENGTH = 16;
+export const viewerTokenId = (hash: string): string => hash.slice(0, VIEWER_ID_LENGTH);
 
 export function newToken(): string {
   return randomBytes(32).toString('base64url');
@@ -37,9 +42,14 @@ export class Auth {
     // Comparing digests gives equal lengths (timingSafeEqual requires them) and hides the token's length.
     const digest = tokenDigest(token);
     if (timingSafeEqual(digest, this.adminDigest)) return { kind: 'admin' };
-    const row = this.store.token(digest.toString('hex'));
+    const hash = digest.toString('hex');
+    const row = this.store.token(hash);
     if (!row) return undefined;
-    if (row.kind === 'viewer') return { kind: 'viewer' };
+    if (row.kind === 'viewer') {
+      const expiresAt = row.expires_at === null ? null : Date.parse(row.expires_at);
+      if (expiresAt !== null && expiresAt <= Date.now()) return undefined;
+      return { kind: 'viewer', tokenId: viewerTokenId(hash), expiresAt };
+    }
     return row.dongle === null ? undefined : { kind: 'agent', dongle: row.dongle };
   }
 }

@@ -25,6 +25,7 @@ import { BridgeStats, bridgeMetrics } from './metrics.js';
 import type { BridgeConfig } from './options.js';
 import { SeqTracker } from './seq-tracker.js';
 import { BridgeStore } from './store.js';
+import { ViewerSessions } from './viewer-sessions.js';
 
 export interface RunningBridge {
   readonly baseUrl: string;
@@ -68,7 +69,8 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   commands.load();
 
   const metrics = bridgeMetrics({ stats, relay, seq, commands, streams, agentsConnected: () => agents.connectedCount });
-  const admin = new AdminApi({ store, relay, consoles, commands, agents, stats, log });
+  const viewers = new ViewerSessions();
+  const admin = new AdminApi({ store, relay, consoles, commands, agents, stats, viewers, log });
   const web = extras.webRoot && existsSync(extras.webRoot) ? new StaticFiles(extras.webRoot) : undefined;
   const startedAt = Date.now();
   const { server, writers } = createBridgeServer({
@@ -90,6 +92,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     }),
     sse: { keepAliveMs: cfg.keepAliveSeconds * 1000, retryMs: 2000, maxPendingBytes: cfg.clientMaxPendingBytes },
     web,
+    viewers,
   });
 
   let addr;
@@ -111,6 +114,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
       await agents.stop();
       relay.stop();
       commands.stop();
+      viewers.stop();
       streams.close();
       for (const w of writers) w.close();
       await new Promise<void>((resolve) => {

@@ -14,6 +14,7 @@ import { sendJson, serveConsole } from '../core/http/console-route.js';
 import type { SseOptions, SseWriter } from '../core/http/sse-writer.js';
 import type { StaticFiles } from '../core/http/static-files.js';
 import type { AdminApi } from './admin-api.js';
+import { answerExpectContinue } from './admin-body.js';
 import { ID_RULE } from '../core/names.js';
 import type { AgentServer } from './agent-server.js';
 import { bearerToken } from '../core/http/bearer-token.js';
@@ -22,6 +23,7 @@ import type { BridgeConsoles } from './consoles.js';
 import type { GroupRelay } from './group-relay.js';
 import type { BridgeStats } from './metrics.js';
 import type { BridgeStore } from './store.js';
+import type { ViewerSessions } from './viewer-sessions.js';
 
 export interface BridgeHttpDeps {
   auth: Auth;
@@ -39,6 +41,8 @@ export interface BridgeHttpDeps {
    * for /console/dongles/<id> and /console/groups/<gid>, and its other files at their own paths.
    */
   web?: StaticFiles;
+  /** Open console streams of viewer tokens (closed when the token is revoked or expires). */
+  viewers: ViewerSessions;
 }
 
 const CONSOLE_PATH = /^\/api\/v1\/streams\/(dongles|groups)\/([^/]+)\/console$/;
@@ -66,10 +70,13 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
       ...deps.sse,
       onClose: (reason) => {
         writers.delete(w!);
+        deps.viewers.remove(w!);
         if (reason === 'slow_client') deps.stats.consoleClientsCut++;
       },
     });
     if (w) writers.add(w);
+    // A viewer's stream lasts only as long as its token: revoked or expired, the stream is closed.
+    if (w && caller.kind === 'viewer') deps.viewers.add(w, caller.tokenId, caller.expiresAt);
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -102,6 +109,8 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
       else res.destroy();
     });
   });
+  // Expect: 100-continue: an admin body over the cap is refused before it is sent.
+  server.on('checkContinue', (req, res) => answerExpectContinue(req, res, (q, r) => server.emit('request', q, r)));
   server.on('upgrade', (req, socket, head) => deps.agents.handleUpgrade(req, socket, head));
   return { server, writers };
 }

@@ -49,6 +49,19 @@ export interface HistoryRow {
 
 export type TokenKind = 'agent' | 'viewer';
 
+export interface TokenRow {
+  kind: TokenKind;
+  dongle: string | null;
+  /** Viewer tokens may expire (ISO time); null: never. */
+  expires_at: string | null;
+}
+
+export interface ViewerTokenRow {
+  hash: string;
+  created_at: string;
+  expires_at: string | null;
+}
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS dongles (
   id TEXT PRIMARY KEY,
@@ -105,7 +118,10 @@ CREATE INDEX IF NOT EXISTS command_history_by_command ON command_history(command
 `;
 
 /** Columns added after the first release: added in place to an existing database. */
-const ADDED_COLUMNS: readonly { table: string; column: string; ddl: string }[] = [{ table: 'dongles', column: 'outbox_id', ddl: 'outbox_id TEXT' }];
+const ADDED_COLUMNS: readonly { table: string; column: string; ddl: string }[] = [
+  { table: 'dongles', column: 'outbox_id', ddl: 'outbox_id TEXT' },
+  { table: 'tokens', column: 'expires_at', ddl: 'expires_at TEXT' },
+];
 
 function migrate(db: Database.Database): void {
   for (const c of ADDED_COLUMNS) {
@@ -133,7 +149,10 @@ export class BridgeStore {
       eventSeq: db.prepare<[number, string]>('UPDATE dongles SET event_seq = ? WHERE id = ?'),
       mirrorOrigin: db.prepare<[string, string]>('UPDATE dongles SET outbox_id = ?, event_seq = 0 WHERE id = ?'),
       upPosition: db.prepare<[string, number, string]>('UPDATE dongles SET up_run = ?, up_batch = ? WHERE id = ?'),
-      tokenGet: db.prepare<[string], { kind: TokenKind; dongle: string | null }>('SELECT kind, dongle FROM tokens WHERE hash = ?'),
+      tokenGet: db.prepare<[string], TokenRow>('SELECT kind, dongle, expires_at FROM tokens WHERE hash = ?'),
+      viewerInsert: db.prepare<[string, string, string | null]>("INSERT INTO tokens (hash, kind, dongle, created_at, expires_at) VALUES (?, 'viewer', NULL, ?, ?)"),
+      viewerList: db.prepare<[], ViewerTokenRow>("SELECT hash, created_at, expires_at FROM tokens WHERE kind = 'viewer' ORDER BY created_at, rowid"),
+      viewerDelete: db.prepare<[number, string]>("DELETE FROM tokens WHERE kind = 'viewer' AND substr(hash, 1, ?) = ?"),
       tokenDeleteAgent: db.prepare<[string]>("DELETE FROM tokens WHERE kind = 'agent' AND dongle = ?"),
       tokenInsert: db.prepare<[string, TokenKind, string | null, string]>('INSERT INTO tokens (hash, kind, dongle, created_at) VALUES (?, ?, ?, ?)'),
       groupGet: db.prepare<[string], GroupRow>('SELECT * FROM groups WHERE id = ?'),
@@ -224,11 +243,20 @@ export class BridgeStore {
 
   // ---- tokens ----
 
-  addViewerToken(tokenHash: string, now: string): void {
-    this.s.tokenInsert.run(tokenHash, 'viewer', null, now);
+  addViewerToken(tokenHash: string, now: string, expiresAt: string | null = null): void {
+    this.s.viewerInsert.run(tokenHash, now, expiresAt);
   }
 
-  token(hash: string): { kind: TokenKind; dongle: string | null } | undefined {
+  viewerTokens(): ViewerTokenRow[] {
+    return this.s.viewerList.all();
+  }
+
+  /** Deletes the viewer token whose hash starts with `idPrefix`; false when there is none. */
+  deleteViewerToken(idPrefix: string): boolean {
+    return this.s.viewerDelete.run(idPrefix.length, idPrefix).changes > 0;
+  }
+
+  token(hash: string): TokenRow | undefined {
     return this.s.tokenGet.get(hash);
   }
 
