@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build run-sim test test-unit test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand clean
+.PHONY: all deps build run-sim test test-unit test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet clean
 all: build
 
 node_modules/.package-lock.json: package.json package-lock.json
@@ -50,7 +50,12 @@ bench-relay: build
 bench-socketcand: build
 	$(NODE) dist/bench/socketcand.js
 
-bench: bench-agent bench-relay bench-socketcand
+# The bridge's cost per dongle at fleet shape (10 to 2,000 fake agents; about 10 minutes).
+# BENCH_SHAPES=dongles x rate x seconds x viewers,… picks shapes; BENCH_COMPARE=<dist/cli.js> adds another build.
+bench-fleet: build
+	$(NODE) dist/bench/bridge-fleet.js
+
+bench: bench-agent bench-relay bench-socketcand bench-fleet
 	@cat bench/results/*.md
 
 clean:

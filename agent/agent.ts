@@ -69,6 +69,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     {
       historyEvents: cfg.historyEvents,
       historySeconds: cfg.historySeconds,
+      historyMemoryBytes: cfg.historyMemoryBytes,
       maxRate: cfg.consoleMaxRate,
       ids: new SqliteIdStore(db),
     },

@@ -30,6 +30,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'console-max-rate', arg: '<n>', description: 'can_frame events per second on the console before sampling', parse: parse.int(1, 1_000_000), default: 200 },
   { name: 'history-events', arg: '<n>', description: 'console history kept for resume, in events', parse: parse.int(1, 10_000_000), default: 10_000 },
   { name: 'history-seconds', arg: '<s>', description: 'console history kept for resume, in seconds', parse: parse.int(1, 86_400), default: 60 },
+  { name: 'history-memory-mb', arg: '<MiB>', description: 'memory for the console history of all streams together; the oldest is forgotten beyond', parse: parse.int(1, 65_536), default: 16 },
   { name: 'keepalive-seconds', arg: '<s>', description: 'SSE keep-alive comment interval', parse: parse.int(1, 3600), default: 15 },
   { name: 'presence-interval', arg: '<s>', description: 'interval of the periodic presence "seen" event', parse: parse.int(1, 86_400), default: 30 },
   { name: 'client-max-pending-kib', arg: '<KiB>', description: 'unsent bytes a console client may fall behind before it is cut off', parse: parse.int(16, 1_048_576), default: 1024 },
@@ -59,6 +60,7 @@ export interface AgentConfig {
   consoleMaxRate: number;
   historyEvents: number;
   historySeconds: number;
+  historyMemoryBytes: number;
   keepAliveSeconds: number;
   presenceIntervalSeconds: number;
   clientMaxPendingBytes: number;
@@ -99,6 +101,7 @@ export function agentConfigFrom(o: ResolvedOptions): AgentConfig {
     consoleMaxRate: num('console-max-rate'),
     historyEvents: num('history-events'),
     historySeconds: num('history-seconds'),
+    historyMemoryBytes: num('history-memory-mb') * 1024 * 1024,
     keepAliveSeconds: num('keepalive-seconds'),
     presenceIntervalSeconds: num('presence-interval'),
     clientMaxPendingBytes: num('client-max-pending-kib') * 1024,

@@ -46,7 +46,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   const store = new BridgeStore(db);
   const auth = new Auth(store, cfg.adminToken);
   const streams = new StreamManager(
-    { historyEvents: cfg.historyEvents, historySeconds: cfg.historySeconds, maxRate: cfg.consoleMaxRate, ids: new SqliteIdStore(db) },
+    { historyEvents: cfg.historyEvents, historySeconds: cfg.historySeconds, historyMemoryBytes: cfg.historyMemoryBytes, maxRate: cfg.consoleMaxRate, ids: new SqliteIdStore(db) },
     (stream, t) => log.debug({ stream, sampling: t.state, input_rate: t.inputRate, output_rate: t.outputRate }, `console sampling ${t.state}`),
   );
   // The relay owns live group membership; the consoles ask it where a dongle's events also go.

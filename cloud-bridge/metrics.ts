@@ -109,6 +109,8 @@ export function bridgeMetrics(src: BridgeMetricSources): Registry {
 
   gauge(r, 'canrelay_bridge_console_clients', 'Console (SSE) clients connected, all streams', [], (g) => g.set(src.streams.subscriberCount()));
   gauge(r, 'canrelay_bridge_console_streams', 'Console streams open (dongles and groups)', [], (g) => g.set([...src.streams.all()].length));
+  gauge(r, 'canrelay_bridge_console_history_bytes', 'Memory held for console history, all streams (bounded by --history-memory-mb)', [], (g) => g.set(src.streams.history.bytes));
+  counter(r, 'canrelay_bridge_console_history_evicted_segments_total', 'History segments forgotten to stay within --history-memory-mb (a resume from there gets stream_reset)', [], (c) => c.inc(src.streams.history.counters.segmentsEvicted));
   counter(r, 'canrelay_bridge_console_clients_cut_total', 'Console clients disconnected because they fell too far behind', [], (c) => c.inc(stats.consoleClientsCut));
   counter(r, 'canrelay_bridge_console_frames_sampled_out_total', 'can_frame events left out of consoles by sampling (relay is never sampled)', [], (c) => {
     let n = 0;

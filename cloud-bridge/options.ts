@@ -14,6 +14,7 @@ export const BRIDGE_OPTIONS: readonly OptionSpec[] = [
   { name: 'admin-token-file', arg: '<path>', description: 'file holding the admin token (trailing newline ignored); wins over --admin-token', parse: parse.string(/^.+$/, 'must be a file path') },
   { name: 'history-events', arg: '<n>', description: 'console history kept for resume, in events, per stream', parse: parse.int(1, 10_000_000), default: 10_000 },
   { name: 'history-seconds', arg: '<s>', description: 'console history kept for resume, in seconds', parse: parse.int(1, 86_400), default: 60 },
+  { name: 'history-memory-mb', arg: '<MiB>', description: 'memory for the console history of all streams together; the oldest is forgotten beyond', parse: parse.int(1, 65_536), default: 64 },
   { name: 'console-max-rate', arg: '<n>', description: 'can_frame events per second per console stream before sampling', parse: parse.int(1, 1_000_000), default: 200 },
   { name: 'backlog-max-frames', arg: '<n>', description: 'frames held per group side while it is offline or slow; the oldest are dropped beyond', parse: parse.int(1, 10_000_000), default: 10_000 },
   { name: 'backlog-max-age-ms', arg: '<ms>', description: 'frames older than this (bridge receive time) are dropped, never transmitted', parse: parse.int(1, 3_600_000), default: 2000 },
@@ -33,6 +34,7 @@ export interface BridgeConfig {
   adminToken: string;
   historyEvents: number;
   historySeconds: number;
+  historyMemoryBytes: number;
   consoleMaxRate: number;
   backlogMaxFrames: number;
   backlogMaxAgeMs: number;
@@ -73,6 +75,7 @@ export function bridgeConfigFrom(o: ResolvedOptions): BridgeConfig {
     adminToken,
     historyEvents: num('history-events'),
     historySeconds: num('history-seconds'),
+    historyMemoryBytes: num('history-memory-mb') * 1024 * 1024,
     consoleMaxRate: num('console-max-rate'),
     backlogMaxFrames: num('backlog-max-frames'),
     backlogMaxAgeMs: num('backlog-max-age-ms'),

@@ -1,31 +1,43 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { planResume } from '../core/console/resume.js';
-import { EventRing, type StoredEvent } from '../core/console/ring-buffer.js';
+import { HistoryStore } from '../core/console/history-store.js';
+import { EventRing } from '../core/console/ring-buffer.js';
 
-const ev = (id: number, atMs = 0): StoredEvent => ({ id, type: 'log', chunk: `id: ${id}\n\n`, bytes: 8, offset: id * 8, atMs });
+/** A ring over a store, fed with log entries; returns what its index says. */
+function ringOf(capacity: number, maxAgeMs: number): { r: EventRing; push: (id: number, atMs?: number) => void; has: (id: number) => boolean } {
+  const store = new HistoryStore(1 << 20);
+  const r = new EventRing(store, capacity, maxAgeMs);
+  return {
+    r,
+    push: (id, atMs = 0) => {
+      r.prepare();
+      r.push(id, store.appendText(r, 'log', `{"n":${id}}`, {}), atMs, id * 8);
+    },
+    has: (id) => r.slot(id) >= 0,
+  };
+}
 
 test('ring keeps the newest `capacity` events and finds any by id', () => {
-  const r = new EventRing(5, 60_000);
-  for (let id = 100; id < 112; id++) r.push(ev(id));
+  const { r, push, has } = ringOf(5, 60_000);
+  for (let id = 100; id < 112; id++) push(id);
   assert.equal(r.size, 5);
-  assert.equal(r.oldest()?.id, 107);
-  assert.equal(r.newest()?.id, 111);
-  for (let id = 107; id < 112; id++) assert.equal(r.get(id)?.id, id);
-  assert.equal(r.get(106), undefined);
-  assert.equal(r.get(112), undefined);
+  assert.equal(r.oldestId, 107);
+  for (let id = 107; id < 112; id++) assert.equal(r.offset(r.slot(id)), id * 8);
+  assert.equal(has(106), false);
+  assert.equal(has(112), false);
 });
 
 test('ring evicts by age, also when nothing new arrives', () => {
-  const r = new EventRing(100, 1000);
-  r.push(ev(1, 0));
-  r.push(ev(2, 500));
-  r.push(ev(3, 900));
+  const { r, push, has } = ringOf(100, 1000);
+  push(1, 0);
+  push(2, 500);
+  push(3, 900);
   r.evictOlderThan(1400);
-  assert.equal(r.oldest()?.id, 2);
+  assert.equal(r.oldestId, 2);
   r.evictOlderThan(5000);
   assert.equal(r.size, 0);
-  assert.equal(r.get(3), undefined);
+  assert.equal(has(3), false);
 });
 
 const pos = { runStart: 1000, latest: 1200, oldest: 1100 };

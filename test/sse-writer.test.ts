@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, test } from 'node:test';
 import { ConsoleStream } from '../core/console/console-stream.js';
+import { HistoryStore } from '../core/console/history-store.js';
 import { MemoryIdStore } from '../core/console/id-store.js';
 import { logData } from '../core/console/normalize.js';
 import { serveConsole } from '../core/http/console-route.js';
@@ -18,7 +19,7 @@ after(() => {
 });
 
 async function serve(opts: { keepAliveMs?: number; maxPendingBytes?: number } = {}): Promise<{ url: string; stream: ConsoleStream }> {
-  const stream = new ConsoleStream('dongles/t', { historyEvents: 10_000, historySeconds: 60, maxRate: 1_000_000, ids: new MemoryIdStore() });
+  const stream = new ConsoleStream('dongles/t', { historyEvents: 10_000, historySeconds: 60, maxRate: 1_000_000, ids: new MemoryIdStore(), history: new HistoryStore(16 << 20) });
   const server = createServer((req, res) => {
     const url = new URL(req.url!, 'http://x');
     serveConsole(req, res, url, stream, { keepAliveMs: opts.keepAliveMs ?? 15_000, retryMs: 2000, maxPendingBytes: opts.maxPendingBytes ?? 1 << 20 });

@@ -5,15 +5,26 @@
  * Fan-out never blocks and never queues per subscriber: an event is serialised once and shared. A
  * subscriber that cannot take more right now stops receiving live writes and later pulls what it missed
  * from the ring (`after()`); if the ring no longer has it, or its backlog passes its byte bound, it is cut off.
+ *
+ * Events are kept compactly in the process's HistoryStore and turned into SSE text only for a reader: a
+ * frame on a console nobody watches costs its sampling decision and ~45 bytes, never a JSON string.
  */
 import type { CanFrame } from '../can/frame.js';
 import type { MessageDecoder } from '../can/dbc-decode.js';
+import { frameJsonLength, sseBlock, sseLength } from './compact-event.js';
 import type { ConsoleEvent, StreamResetData } from './events.js';
+import type { HistoryStore } from './history-store.js';
 import type { IdStore } from './id-store.js';
 import { canFrameData, logData } from './normalize.js';
 import { planResume, type ResumePlan, type ResumeRequest, type StreamPosition } from './resume.js';
-import { EventRing, type StoredEvent } from './ring-buffer.js';
+import { EventRing } from './ring-buffer.js';
 import { FrameSampler, type SamplerTransition } from './sampler.js';
+
+/** One event as a subscriber writes it: the complete SSE block, built once and shared by every client. */
+export interface StoredEvent {
+  readonly id: number;
+  readonly chunk: string;
+}
 
 export interface StreamSubscriber {
   /** Id of the last event this subscriber has written out. */
@@ -30,10 +41,12 @@ export interface ConsoleStreamOptions {
   /** can_frame events per second before sampling. */
   maxRate: number;
   ids: IdStore;
+  /** The process-wide history budget every stream's ring lives in. */
+  history: HistoryStore;
   now?: () => number;
   /** Called on sampling transitions, after the announcing log event is published. */
   onSampling?: (t: SamplerTransition) => void;
-  /** Called after every publish (the agent mirrors its console events upstream from here). */
+  /** Called after every publish() (the agent mirrors its console events upstream from here); frames kept compactly are not announced. */
   onPublished?: (ev: ConsoleEvent, id: number) => void;
 }
 
@@ -68,7 +81,7 @@ export class ConsoleStream {
     this.nextId = this.runStart;
     this.ceiling = this.runStart + ID_BLOCK;
     opts.ids.save(name, this.ceiling);
-    this.ring = new EventRing(opts.historyEvents, opts.historySeconds * 1000);
+    this.ring = new EventRing(opts.history, opts.historyEvents, opts.historySeconds * 1000);
     this.sampler = new FrameSampler(opts.maxRate, (t) => this.announceSampling(t), this.now());
   }
 
@@ -89,53 +102,80 @@ export class ConsoleStream {
   }
 
   position(): StreamPosition {
-    return { runStart: this.runStart, latest: this.latest, oldest: this.ring.oldest()?.id ?? null };
+    return { runStart: this.runStart, latest: this.latest, oldest: this.ring.oldestId ?? null };
   }
 
   /** Publishes any event except stream_reset (which is per subscriber). Returns its id. */
   publish(ev: ConsoleEvent): number {
     if (this.closed) return -1;
-    const id = this.nextId++;
-    if (id >= this.ceiling) {
-      this.ceiling += ID_BLOCK;
-      this.opts.ids.save(this.name, this.ceiling);
-    }
-    const chunk = `id: ${id}\nevent: ${ev.type}\ndata: ${JSON.stringify(ev.data)}\n\n`;
-    const bytes = Buffer.byteLength(chunk);
+    const id = this.takeId();
+    const json = JSON.stringify(ev.data);
     const now = this.now();
-    const stored: StoredEvent = { id, type: ev.type, chunk, bytes, offset: this.bytesTotal, atMs: now };
-    this.bytesTotal += bytes;
-    this.ring.push(stored);
-    this.ring.evictOlderThan(now);
-    this.counters.published++;
-    for (const s of this.subscribers) s.onEvent(stored);
+    this.ring.prepare();
+    const loc = this.opts.history.appendText(this.ring, ev.type, json, ev.data);
+    this.append(id, loc, now, sseLength(id, ev.type, Buffer.byteLength(json)));
+    if (this.subscribers.size > 0) this.fanOut({ id, chunk: sseBlock(id, ev.type, json) });
     this.opts.onPublished?.(ev, id);
     return id;
   }
 
   /**
-   * Offers a CAN frame to the console: sampled here, serialised only if it passes. `dongle` marks frames
-   * a group console re-publishes from one of its sides.
+   * Offers a CAN frame to the console: sampled here, and stored compactly if it passes; turned into text
+   * only when someone is watching. `dongle` marks frames a group console re-publishes from one of its sides.
    */
   offerFrame(f: CanFrame, dongle?: string): void {
     if (this.closed) return;
     this.counters.framesOffered++;
+    const now = this.now();
     // Keyed by dongle too: on a group console both sides may use the same bus name and id.
     const key = (dongle ?? '') + '/' + f.bus + (f.ext ? ':x' : f.err ? ':e' : ':') + f.id;
-    const n = this.sampler.offer(key, this.now());
+    const n = this.sampler.offer(key, now);
     if (n === 0) {
       this.counters.sampledOut++;
       return;
     }
-    const data = canFrameData(f, this.sampler.active || n > 1 ? n : undefined, this.decodeFrame?.(f, dongle));
-    if (dongle !== undefined) data.dongle = dongle;
-    this.publish({ type: 'can_frame', data });
+    const represents = this.sampler.active || n > 1 ? n : undefined;
+    const decoded = this.decodeFrame?.(f, dongle);
+    if (decoded !== undefined || f.err) {
+      // Decoded signals (the decoder's state right now) and error-frame words are made here, once, as text.
+      const data = canFrameData(f, represents, decoded);
+      if (dongle !== undefined) data.dongle = dongle;
+      this.publish({ type: 'can_frame', data });
+      return;
+    }
+    const id = this.takeId();
+    const jsonLength = frameJsonLength(f, represents, dongle);
+    this.ring.prepare();
+    const loc = this.opts.history.appendFrame(this.ring, f, represents, dongle, jsonLength);
+    this.append(id, loc, now, sseLength(id, 'can_frame', jsonLength));
+    if (this.subscribers.size > 0) this.fanOut({ id, chunk: sseBlock(id, 'can_frame', this.opts.history.json(loc)!) });
+  }
+
+  private takeId(): number {
+    const id = this.nextId++;
+    if (id >= this.ceiling) {
+      this.ceiling += ID_BLOCK;
+      this.opts.ids.save(this.name, this.ceiling);
+    }
+    return id;
+  }
+
+  private append(id: number, loc: number, now: number, bytes: number): void {
+    this.ring.push(id, loc, now, this.bytesTotal);
+    this.bytesTotal += bytes;
+    this.ring.evictOlderThan(now);
+    this.counters.published++;
+  }
+
+  private fanOut(e: StoredEvent): void {
+    for (const s of this.subscribers) s.onEvent(e);
   }
 
   /** Housekeeping from a timer: age-based eviction and sampler windows even when the bus is quiet. */
   tick(): void {
     const now = this.now();
     this.ring.evictOlderThan(now);
+    this.ring.compact();
     this.sampler.tick(now);
   }
 
@@ -157,15 +197,18 @@ export class ConsoleStream {
   /** The event right after `cursor`, or undefined: `gone` when it was evicted (the subscriber fell too far behind). */
   after(cursor: number): { event?: StoredEvent; gone: boolean } {
     if (cursor >= this.latest) return { gone: false };
-    const e = this.ring.get(cursor + 1);
-    return e ? { event: e, gone: false } : { gone: true };
+    const slot = this.ring.slot(cursor + 1);
+    if (slot < 0) return { gone: true };
+    const loc = this.ring.loc(slot);
+    // The ring forgets entries the store drops, so a slot it has always resolves.
+    return { event: { id: cursor + 1, chunk: sseBlock(cursor + 1, this.opts.history.type(loc)!, this.opts.history.json(loc)!) }, gone: false };
   }
 
   /** Bytes published after `cursor` that a subscriber at that position has yet to write. */
   backlogBytes(cursor: number): number {
     if (cursor >= this.latest) return 0;
-    const e = this.ring.get(cursor + 1);
-    return e ? this.bytesTotal - e.offset : Infinity;
+    const slot = this.ring.slot(cursor + 1);
+    return slot >= 0 ? this.bytesTotal - this.ring.offset(slot) : Infinity;
   }
 
   resetEvent(data: StreamResetData): string {
@@ -179,7 +222,7 @@ export class ConsoleStream {
     this.closed = true;
     for (const s of [...this.subscribers]) s.onStreamClosed();
     this.subscribers.clear();
-    this.ring.clear();
+    this.ring.close();
   }
 
   private announceSampling(t: SamplerTransition): void {

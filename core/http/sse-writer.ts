@@ -7,9 +7,8 @@
  * reconnect with Last-Event-ID and will get a stream_reset if the history it needs is gone.
  */
 import type { ServerResponse } from 'node:http';
-import type { ConsoleStream, StreamSubscriber } from '../console/console-stream.js';
+import type { ConsoleStream, StoredEvent, StreamSubscriber } from '../console/console-stream.js';
 import type { ResumeRequest } from '../console/resume.js';
-import type { StoredEvent } from '../console/ring-buffer.js';
 
 export interface SseOptions {
   keepAliveMs: number;

@@ -30,6 +30,12 @@ export interface FakeAgentOptions {
   protocol?: number;
   /** Answer the bridge's pings (default true); false plays a dead peer whose TCP stays open. */
   autoPong?: boolean;
+  /**
+   * Keep every message and DOWN frame (default true). False (a load generator holding thousands of
+   * agents for minutes): only the welcome is kept, DOWN frames go to `onDown` and are acknowledged.
+   */
+  record?: boolean;
+  onDown?: (b: Batch) => void;
 }
 
 /** A classic 4-byte frame carrying `n` (big-endian) so order and identity can be checked at the far end. */
@@ -67,6 +73,7 @@ export class FakeAgent {
     this.autoAck = opts.autoAck ?? true;
     ws.on('message', (data: Buffer, isBinary) => {
       if (isBinary) this.onDown(data);
+      else if (opts.record === false && this.welcome !== undefined) return;
       else {
         const text = data.toString('utf8');
         this.rawTexts.push(text);
@@ -203,9 +210,10 @@ export class FakeAgent {
   private onDown(buf: Buffer): void {
     const b = decodeBatch(buf);
     if (b.kind !== KIND_DOWN) throw new Error('bridge sent a non-DOWN batch');
-    this.downBatches.push(b);
+    if (this.opts.record !== false) this.downBatches.push(b);
     if (b.batch > this.appliedBatch) {
-      for (const f of b.frames) this.applied.push({ frame: f.frame, seq: f.seq, origin: b.origin ?? '', batch: b.batch });
+      if (this.opts.record !== false) for (const f of b.frames) this.applied.push({ frame: f.frame, seq: f.seq, origin: b.origin ?? '', batch: b.batch });
+      this.opts.onDown?.(b);
       this.appliedBatch = b.batch;
     }
     if (this.autoAck) this.ackDown(this.appliedBatch);

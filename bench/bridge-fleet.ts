@@ -1,0 +1,309 @@
+/**
+ * make bench-fleet: the bridge's cost per dongle at fleet shape. N protocol-level fake agents
+ * (test/helpers/fake-agent.ts, one process) in N/2 groups send numbered frames every 10 ms to one real
+ * bridge process; every frame must arrive at the other side of its group, in order. Per shape: bridge CPU
+ * per relayed frame, RSS before and once connected (per dongle) and peak, relay p99 (the fake agent's send
+ * time to the peer's receive time, one clock), with and without console viewers.
+ *
+ * The load generator shares the machine's cores with the bridge: CPU figures are the bridge's own
+ * (/proc), but a loaded machine inflates them. BENCH_COMPARE=<other dist/cli.js> runs every shape on that
+ * build too, interleaved, so before/after are measured side by side under the same load.
+ */
+import { spawn } from 'node:child_process';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { ADMIN_TOKEN, AdminClient } from '../test/helpers/bridge-process.js';
+import { FakeAgent } from '../test/helpers/fake-agent.js';
+import { CLI, CliProcess, tempDir } from '../test/helpers/processes.js';
+import type { CanFrame } from '../core/can/frame.js';
+import type { Batch } from '../core/uplink/frame-codec.js';
+import { median, sampleProc, writeResults } from './lib.js';
+import { writeFileSync } from 'node:fs';
+
+interface Shape {
+  dongles: number;
+  /** Frames per second each dongle sends. */
+  rate: number;
+  seconds: number;
+  /** SSE console viewers (on the first dongles' and groups' consoles). */
+  viewers: number;
+}
+
+interface Result extends Shape {
+  build: string;
+  sent: number;
+  relayed: number;
+  out_of_order: number;
+  cpu_us_per_frame: number;
+  bridge_cpu_percent: number;
+  rss_start_mb: number;
+  rss_connected_mb: number;
+  kb_per_idle_dongle: number;
+  peak_rss_mb: number;
+  p50_ms: number;
+  p99_ms: number;
+  viewer_events: number;
+  generator_cpu_percent: number;
+}
+
+// The default run (about 10 minutes): the issue's table, the goal shapes, and the ends of the range.
+const DEFAULT_SHAPES = '10x500x10x0,20x100x5x0,100x200x15x0,200x200x60x0,200x200x15x20,1000x20x15x0,1000x20x15x20,2000x1x15x0';
+const SHAPES: Shape[] = (process.env.BENCH_SHAPES ?? DEFAULT_SHAPES).split(',').map((s) => {
+  const [dongles, rate, seconds, viewers] = s.split('x').map(Number);
+  return { dongles: dongles!, rate: rate!, seconds: seconds!, viewers: viewers ?? 0 };
+});
+const COMPARE = process.env.BENCH_COMPARE;
+/** Frames still missing this long after the last one arrived are reported lost. */
+const SETTLE_MS = 10_000;
+const TICK_MS = 10;
+const LATENCY_SAMPLES = 1 << 18;
+
+const nowUs = (): number => (performance.timeOrigin + performance.now()) * 1000;
+
+function frame(n: number): CanFrame {
+  const data = new Uint8Array(4);
+  new DataView(data.buffer).setUint32(0, n >>> 0);
+  return { bus: 'can0', id: 0x100, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 4, data, tsUs: nowUs(), direction: 'rx' };
+}
+
+async function pool<T>(items: T[], width: number, f: (t: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (i < items.length) await f(items[i++]!);
+  }));
+}
+
+function startBridge(cli: string, db: string): CliProcess {
+  // BENCH_BRIDGE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") goes to the bridge's node only.
+  const nodeArgs = (process.env.BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'bridge', '--listen', '127.0.0.1:0', '--db', db, '--log-level', 'warn'], {
+    env: { ...process.env, CANRELAY_ADMIN_TOKEN: ADMIN_TOKEN },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new CliProcess(child);
+}
+
+/** An SSE viewer that reads everything and counts events; bounded: it keeps no text. */
+function viewer(base: string, path: string): { events: () => number; close: () => void } {
+  let events = 0;
+  const req = request(base + path, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } }, (res) => {
+    res.setEncoding('utf8');
+    res.on('data', (c: string) => {
+      for (let i = c.indexOf('\nevent: '); i >= 0; i = c.indexOf('\nevent: ', i + 1)) events++;
+    });
+    res.on('error', () => {});
+  });
+  req.on('error', () => {});
+  req.end();
+  return { events: () => events, close: () => req.destroy() };
+}
+
+async function once(shape: Shape, build: string, cli: string): Promise<Result> {
+  const dir = tempDir('canrelay-fleet-bench-');
+  // --log-level warn: info lines per connection would be the load generator's own cost to read.
+  const proc = startBridge(cli, join(dir, 'bridge.sqlite'));
+  const pid = proc.child.pid!;
+  // The listening line is at info level: wait for the port through /healthz instead of the log.
+  const base = await discoverBase(pid);
+  const admin = new AdminClient(base, ADMIN_TOKEN);
+  const rssStart = sampleProc(pid).rssBytes;
+  const ids = Array.from({ length: shape.dongles }, (_, i) => `fleet-${String(i).padStart(4, '0')}`);
+  const tokens = new Map<string, string>();
+  await pool(ids, 8, async (id) => void tokens.set(id, await admin.register(id)));
+  const pairs = Array.from({ length: Math.floor(shape.dongles / 2) }, (_, i) => i);
+  await pool(pairs, 8, async (i) => void (await admin.group(`g-${i}`, ids[2 * i]!, ids[2 * i + 1]!)));
+
+  const latency = new Float64Array(LATENCY_SAMPLES);
+  let latN = 0;
+  let relayed = 0;
+  let outOfOrder = 0;
+  const expected = new Map<string, number>();
+  const onDown = (to: string) => (b: Batch): void => {
+    const t = nowUs();
+    let next = expected.get(to) ?? 0;
+    for (const { frame: f } of b.frames) {
+      const n = new DataView(f.data.buffer, f.data.byteOffset, 4).getUint32(0);
+      if (n !== next) outOfOrder++;
+      next = n + 1;
+      latency[latN++ & (LATENCY_SAMPLES - 1)] = (t - f.tsUs) / 1000;
+      relayed++;
+    }
+    expected.set(to, next);
+  };
+  const agents: FakeAgent[] = [];
+  await pool(ids, 32, async (id) => {
+    agents.push(await FakeAgent.connect(base, { dongle: id, token: tokens.get(id)!, record: false, onDown: onDown(id) }));
+  });
+  await new Promise((r) => setTimeout(r, 2000));
+  const rssConnected = sampleProc(pid).rssBytes;
+
+  const viewers: ReturnType<typeof viewer>[] = [];
+  for (let i = 0; i < shape.viewers; i++) {
+    viewers.push(viewer(base, i % 2 === 0 ? `/api/v1/streams/dongles/${ids[i % ids.length]}/console` : `/api/v1/streams/groups/g-${Math.floor(i / 2) % pairs.length}/console`));
+  }
+
+  const cpu0 = sampleProc(pid).cpuSeconds;
+  const gen0 = process.cpuUsage();
+  const t0 = Date.now();
+  const sent = new Array<number>(agents.length).fill(0);
+  let sentTotal = 0;
+  // Each agent's sends are phase-shifted so slow rates do not all land on one tick.
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const elapsed = (Date.now() - t0) / 1000;
+      const stop = elapsed >= shape.seconds;
+      for (let i = 0; i < agents.length; i++) {
+        const due = Math.floor(Math.min(elapsed, shape.seconds) * shape.rate + i / agents.length);
+        const k = due - sent[i]!;
+        if (k <= 0) continue;
+        const frames: CanFrame[] = [];
+        for (let j = 0; j < k; j++) frames.push(frame(sent[i]! + j));
+        agents[i]!.sendFrames(frames);
+        sent[i] = due;
+        sentTotal += k;
+      }
+      if (stop) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, TICK_MS);
+  });
+  let last = relayed;
+  let lastChange = Date.now();
+  while (relayed < sentTotal && Date.now() - lastChange < SETTLE_MS) {
+    await new Promise((r) => setTimeout(r, 50));
+    if (relayed !== last) [last, lastChange] = [relayed, Date.now()];
+  }
+  const secs = (Date.now() - t0) / 1000;
+  const end = sampleProc(pid);
+  const gen = process.cpuUsage(gen0);
+  const lat = [...latency.subarray(0, Math.min(latN, LATENCY_SAMPLES))].sort((a, b) => a - b);
+  const q = (p: number): number => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]! : NaN);
+  const viewerEvents = viewers.reduce((s, v) => s + v.events(), 0);
+  for (const v of viewers) v.close();
+  await Promise.all(agents.map((a) => a.close()));
+  await proc.stop();
+  const mb = (b: number): number => Math.round(b / 1048576);
+  return {
+    ...shape,
+    build,
+    sent: sentTotal,
+    relayed,
+    out_of_order: outOfOrder,
+    cpu_us_per_frame: relayed > 0 ? Math.round(((end.cpuSeconds - cpu0) / relayed) * 1e7) / 10 : NaN,
+    bridge_cpu_percent: Math.round(((end.cpuSeconds - cpu0) / secs) * 100),
+    rss_start_mb: mb(rssStart),
+    rss_connected_mb: mb(rssConnected),
+    kb_per_idle_dongle: Math.round((rssConnected - rssStart) / 1024 / shape.dongles),
+    peak_rss_mb: mb(end.peakRssBytes),
+    p50_ms: Math.round(q(0.5) * 10) / 10,
+    p99_ms: Math.round(q(0.99) * 10) / 10,
+    viewer_events: viewerEvents,
+    generator_cpu_percent: Math.round(((gen.user + gen.system) / 1e6 / secs) * 100),
+  };
+}
+
+async function discoverBase(pid: number): Promise<string> {
+  // The bridge logs at warn, so its port is read from /proc (the one listening TCP socket it owns).
+  const { readFileSync, readdirSync, readlinkSync } = await import('node:fs');
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    try {
+      const inodes = new Set(
+        readdirSync(`/proc/${pid}/fd`)
+          .map((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } })
+          .map((l) => /^socket:\[(\d+)\]$/.exec(l)?.[1])
+          .filter((x): x is string => x !== undefined),
+      );
+      for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+        const f = line.trim().split(/\s+/);
+        if (f[3] === '0A' && inodes.has(f[9]!)) return `http://127.0.0.1:${parseInt(f[1]!.split(':')[1]!, 16)}`;
+      }
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('the bridge did not start listening');
+}
+
+const label = (s: Shape): string => `${s.dongles.toLocaleString('en')} × ${s.rate}/s${s.viewers ? ` + ${s.viewers} viewers` : ''}`;
+
+/** Two panels against fleet size (log scale): bridge CPU per relayed frame, and peak RSS. */
+function chart(rows: Result[]): string {
+  const W = 420, H = 260, L = 56, B = 40, T = 30, R = 12;
+  const builds = [...new Set(rows.map((r) => r.build))];
+  const colors = ['#1f77b4', '#d62728', '#2ca02c'];
+  const xs = rows.map((r) => r.dongles);
+  const x0 = Math.log10(Math.min(...xs) / 1.5), x1 = Math.log10(Math.max(...xs) * 1.5);
+  const panel = (ox: number, title: string, val: (r: Result) => number, unit: string): string => {
+    const ymax = Math.max(1, ...rows.map(val).filter(Number.isFinite)) * 1.15;
+    const px = (d: number): number => ox + L + ((Math.log10(d) - x0) / (x1 - x0)) * (W - L - R);
+    const py = (v: number): number => T + (1 - v / ymax) * (H - T - B);
+    const parts = [`<text x="${ox + W / 2}" y="16" text-anchor="middle" font-weight="bold">${title}</text>`,
+      `<line x1="${ox + L}" y1="${H - B}" x2="${ox + W - R}" y2="${H - B}" stroke="#444"/>`,
+      `<line x1="${ox + L}" y1="${T}" x2="${ox + L}" y2="${H - B}" stroke="#444"/>`];
+    for (let k = 0; k <= 4; k++) {
+      const v = (ymax / 4) * k;
+      parts.push(`<text x="${ox + L - 4}" y="${py(v) + 4}" text-anchor="end">${v < 10 ? v.toFixed(1) : Math.round(v)}</text>`,
+        `<line x1="${ox + L}" y1="${py(v)}" x2="${ox + W - R}" y2="${py(v)}" stroke="#ddd"/>`);
+    }
+    for (const d of [10, 100, 1000]) if (Math.log10(d) > x0 && Math.log10(d) < x1)
+      parts.push(`<text x="${px(d)}" y="${H - B + 16}" text-anchor="middle">${d.toLocaleString('en')}</text>`);
+    parts.push(`<text x="${ox + (W + L) / 2}" y="${H - 6}" text-anchor="middle">dongles (log scale)</text>`,
+      `<text x="${ox + 12}" y="${(H) / 2}" transform="rotate(-90 ${ox + 12} ${H / 2})" text-anchor="middle">${unit}</text>`);
+    builds.forEach((b, bi) => {
+      for (const r of rows.filter((r) => r.build === b && Number.isFinite(val(r)))) {
+        const shape = r.viewers ? `<rect x="${px(r.dongles) - 4}" y="${py(val(r)) - 4}" width="8" height="8" fill="none" stroke="${colors[bi]}"/>` : `<circle cx="${px(r.dongles)}" cy="${py(val(r))}" r="4" fill="${colors[bi]}"/>`;
+        parts.push(`${shape}<title>${b}: ${label(r)}: ${val(r)} ${unit}</title>`);
+      }
+    });
+    return parts.join('\n');
+  };
+  const legend = builds.map((b, i) => `<circle cx="${20 + i * 160}" cy="${H + 14}" r="4" fill="${colors[i]}"/><text x="${28 + i * 160}" y="${H + 18}">${b}</text>`).join('\n') +
+    `<rect x="${20 + builds.length * 160}" y="${H + 10}" width="8" height="8" fill="none" stroke="#444"/><text x="${32 + builds.length * 160}" y="${H + 18}">with console viewers</text>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${H + 28}" font-family="sans-serif" font-size="11">
+<rect width="100%" height="100%" fill="white"/>
+${panel(0, 'bridge CPU per relayed frame', (r) => r.cpu_us_per_frame, 'µs')}
+${panel(W, 'bridge peak RSS', (r) => r.peak_rss_mb, 'MB')}
+${legend}
+</svg>
+`;
+}
+
+async function main(): Promise<void> {
+  const builds: [string, string][] = [['this build', CLI]];
+  if (COMPARE) builds.push(['compared build', COMPARE]);
+  const results: Result[] = [];
+  for (const shape of SHAPES) {
+    for (const [name, cli] of builds) {
+      const r = await once(shape, name, cli);
+      process.stdout.write(`${JSON.stringify(r)}\n`);
+      results.push(r);
+    }
+  }
+  const md = [
+    '# Bridge cost at fleet shape (make bench-fleet)',
+    '',
+    'N fake agents (one process, the test suite\'s protocol-level fake) in N/2 groups send numbered frames every 10 ms to one bridge process with default flags; every frame must arrive at the peer, in order. CPU is the bridge\'s own (from /proc) from the first send until the last frame arrived, divided by the frames relayed. The load generator runs on the same 2 cores (its CPU % is shown): figures measured on a loaded machine.',
+    '',
+    '| build | dongles × frames/s | s | viewers | relayed / sent | out of order | bridge µs/frame | bridge CPU % | RSS start MB | RSS connected MB | KB per idle dongle | peak RSS MB | p50 ms | p99 ms | generator CPU % |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...results.map((r) =>
+      `| ${r.build} | ${r.dongles.toLocaleString('en')} × ${r.rate} | ${r.seconds} | ${r.viewers} | ${r.relayed.toLocaleString('en')} / ${r.sent.toLocaleString('en')} | ${r.out_of_order} | ${r.cpu_us_per_frame} | ${r.bridge_cpu_percent} | ${r.rss_start_mb} | ${r.rss_connected_mb} | ${r.kb_per_idle_dongle} | ${r.peak_rss_mb} | ${r.p50_ms} | ${r.p99_ms} | ${r.generator_cpu_percent} |`),
+    '',
+    '![cost against fleet size](bridge-fleet.svg)',
+    '',
+  ].join('\n');
+  const file = writeResults('bridge-fleet', { runs: results, median_us_per_frame: median(results.map((r) => r.cpu_us_per_frame)) }, md);
+  writeFileSync(join(file, '..', 'bridge-fleet.svg'), chart(results));
+  process.stdout.write(`\nwritten ${file} and bridge-fleet.svg\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
