@@ -393,3 +393,23 @@ test('frames a socketcand client transmits never go up the uplink: the bridge re
   assert.equal(await a.metric('canrelay_can_frames_total', TX), 2);
   c.close();
 });
+
+test('at most 64 clients: the next one is refused with < error > and counted; a freed place is taken again', async () => {
+  const a = await replayAgent();
+  const clients: RawClient[] = [];
+  for (let i = 0; i < 64; i++) {
+    const c = await RawClient.connect(a.socketcandPort);
+    clients.push(c);
+    await waitUntil(() => c.messages.length > 0, 5000, `< hi > for client ${i + 1}`);
+  }
+  const extra = await RawClient.connect(a.socketcandPort);
+  await waitUntil(() => extra.closed, 5000, 'the 65th connection to be closed');
+  assert.deepEqual(extra.messages, ['< error too many clients (64); try again later >']);
+  assert.equal(await a.metric('canrelay_socketcand_connections_refused_total'), 1);
+  clients.pop()!.close();
+  await waitUntil(async () => (await a.metric('canrelay_socketcand_clients')) === 63, 5000, 'a place to free up');
+  const again = await RawClient.connect(a.socketcandPort);
+  await waitUntil(() => again.messages.length > 0, 5000, '< hi >');
+  assert.equal(again.messages[0], '< hi >');
+  for (const c of [...clients, again]) c.close();
+});

@@ -11,7 +11,7 @@ import { splitHostPort } from '../../core/cli/options.js';
 import type { AllowList } from '../../core/net/allow-list.js';
 import type { SendResult } from '../sources/source.js';
 import { errorMessage, rawFrameMessage } from './messages.js';
-import { Session, type SessionHost, type SocketcandStats } from './session.js';
+import { endConnection, Session, type SessionHost, type SocketcandStats } from './session.js';
 
 /** Connections served at once; more are refused with an error (each costs a socket and a buffer). */
 export const MAX_CLIENTS = 64;
@@ -92,14 +92,14 @@ export class SocketcandServer {
       this.stats.connectionsRefused++;
       this.opts.log('warn', 'socketcand connection refused: the address is not in --socketcand-allow', { peer: remote });
       socket.on('error', () => undefined);
-      socket.end(errorMessage(`address ${remote ?? 'unknown'} is not allowed on this gateway (--socketcand-allow)`));
+      endConnection(socket, errorMessage(`address ${remote ?? 'unknown'} is not allowed on this gateway (--socketcand-allow)`));
       return;
     }
     if (this.sessions.size >= MAX_CLIENTS) {
       this.stats.connectionsRefused++;
       this.opts.log('warn', `socketcand connection refused: ${MAX_CLIENTS} clients are connected already`, { peer: remote });
       socket.on('error', () => undefined);
-      socket.end(errorMessage(`too many clients (${MAX_CLIENTS}); try again later`));
+      endConnection(socket, errorMessage(`too many clients (${MAX_CLIENTS}); try again later`));
       return;
     }
     this.stats.clients++;

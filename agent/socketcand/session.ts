@@ -56,6 +56,16 @@ interface Subscription {
 
 type Mode = 'no_bus' | 'bcm' | 'raw';
 
+/** How long a connection being ended may take to read its last words before it is destroyed. */
+const END_GRACE_MS = 2000;
+
+/** Ends a connection after `last` (if any) is written; a peer that never closes its side is destroyed after END_GRACE_MS. */
+export function endConnection(socket: Socket, last?: string): void {
+  if (last === undefined) socket.end();
+  else socket.end(last);
+  setTimeout(() => socket.destroy(), END_GRACE_MS).unref();
+}
+
 export class Session {
   private mode: Mode = 'no_bus';
   private bus: string | undefined;
@@ -84,7 +94,7 @@ export class Session {
     this.openTimer = setTimeout(() => {
       this.error(`no bus was opened within ${OPEN_TIMEOUT_MS / 1000} s`);
       this.flush();
-      this.socket.end();
+      endConnection(this.socket);
     }, OPEN_TIMEOUT_MS);
   }
 
@@ -198,7 +208,7 @@ export class Session {
         // As socketcand: a refused open ends the connection.
         this.error(`could not open bus ${cmd.bus}: this gateway has ${known.length > 0 ? known.join(', ') : 'no bus yet'}`);
         this.flush();
-        this.socket.end();
+        endConnection(this.socket);
         return;
       }
       clearTimeout(this.openTimer);
