@@ -54,5 +54,9 @@ test('malformed batches are rejected with the reason', () => {
   const badError = Buffer.from(good);
   badError.writeDoubleBE(-1, 1 + 6 + 8); // the clock error
   bad.push([badError, /clock error/]);
+  const badFlags = Buffer.from(good);
+  badFlags[1 + 6 + 16 + 1 + 1 + 4 + 2 + 1 + 4 + 4] = 0x80; // the frame's flags
+  bad.push([badFlags, /unknown flag bits/]);
+  bad.push([encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'bad origin!', frames: [] }), /bad origin/]);
   for (const [buf, why] of bad) assert.throws(() => decodeBatch(buf), (e: unknown) => e instanceof BatchDecodeError && why.test(e.message), String(why));
 });

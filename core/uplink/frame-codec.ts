@@ -23,7 +23,7 @@
  *   len × u8 data
  */
 import { CAN_EFF_MASK, frameProblem, type CanFrame } from '../can/frame.js';
-import { BUS_RULE } from '../names.js';
+import { BUS_RULE, ID_RULE } from '../names.js';
 import { clockProblem, type ClockFix } from './clock.js';
 
 export const KIND_UP = 1;
@@ -131,6 +131,7 @@ export function decodeBatch(buf: Buffer): Batch {
     const len = buf[o++]!;
     need(len);
     origin = buf.toString('utf8', o, o + len);
+    if (!ID_RULE.test(origin)) throw new BatchDecodeError(`bad origin dongle id ${JSON.stringify(origin.slice(0, 64))}`);
     o += len;
   }
   need(1);
@@ -160,6 +161,7 @@ export function decodeBatch(buf: Buffer): Batch {
     const canId = buf.readUInt32BE(o);
     o += 4;
     const flags = buf[o++]!;
+    if (flags & ~0x0f) throw new BatchDecodeError(`frame ${i} has unknown flag bits 0x${flags.toString(16)}`);
     const dlc = buf[o++]!;
     const len = buf[o++]!;
     const tsUs = buf.readDoubleBE(o);
