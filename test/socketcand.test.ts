@@ -58,24 +58,26 @@ lg = logging.getLogger('can.interfaces.socketcand')
 lg.addHandler(catch)
 lg.setLevel(logging.WARNING)
 lg.propagate = False
+def until_marker(seconds):
+    """Every message received up to and including the end marker (id 0x7FE), or until the deadline."""
+    got, deadline = [], time.time() + seconds
+    while time.time() < deadline:
+        m = bus.recv(1.0)
+        if m is not None:
+            got.append(m)
+            if m.arbitration_id == 0x7FE:
+                break
+    return got
 bus = can.Bus(interface='socketcand', host=sys.argv[1], port=int(sys.argv[2]), channel='can0')
 print('READY', flush=True)
 `;
 
 const PY_RECEIVE_THEN_SEND = `${PY_PRELUDE}
-seqs, ids_ok, count, end_seen = [], True, 0, False
-deadline = time.time() + 120
-while time.time() < deadline:
-    m = bus.recv(1.0)
-    if m is None:
-        continue
-    count += 1
-    if m.arbitration_id == 0x7FE:
-        end_seen = True
-        break
-    seq = int.from_bytes(bytes(m.data[:4]), 'big')
-    ids_ok = ids_ok and m.arbitration_id == 0x100 + seq % 16 and len(m.data) == 4
-    seqs.append(seq)
+got = until_marker(120)
+count, end_seen = len(got), bool(got) and got[-1].arbitration_id == 0x7FE
+body = got[:-1] if end_seen else got
+seqs = [int.from_bytes(bytes(m.data[:4]), 'big') for m in body]
+ids_ok = all(m.arbitration_id == 0x100 + q % 16 and len(m.data) == 4 for m, q in zip(body, seqs))
 bus.send(can.Message(arbitration_id=0x321, data=[1, 2, 3], is_extended_id=False))
 refusal = None
 deadline = time.time() + 20
@@ -121,18 +123,9 @@ const PY_SEND_THEN_RECEIVE = `${PY_PRELUDE}
 bus.send(can.Message(arbitration_id=0x321, data=[1, 2, 3], is_extended_id=False))
 bus.send(can.Message(arbitration_id=0x18DAF110, data=[0x02, 0x10, 0x03], is_extended_id=True))
 print('SENT', flush=True)
-ids, count = [], 0
-deadline = time.time() + 60
-while time.time() < deadline:
-    m = bus.recv(1.0)
-    if m is None:
-        continue
-    count += 1
-    ids.append(m.arbitration_id)
-    if m.arbitration_id == 0x7FE:
-        break
+got = until_marker(60)
 bus.shutdown()
-print('RESULT ' + json.dumps({'count': count, 'ids': sorted(set(ids)), 'warnings': catch.msgs[:5]}), flush=True)
+print('RESULT ' + json.dumps({'count': len(got), 'ids': sorted(set(m.arbitration_id for m in got)), 'warnings': catch.msgs[:5]}), flush=True)
 `;
 
 test('with --socketcand-allow-send a python-can frame is transmitted: tx on the console, counted, never echoed back as rx', async () => {
