@@ -16,6 +16,8 @@ import { FrameCounters } from './frame-counters.js';
 import { FrameRouter } from './frame-router.js';
 import { createAgentServer } from './http-server.js';
 import { LocalAuth } from './local-auth.js';
+import { Recorder } from './recording/recorder.js';
+import { answerRecordingAsk } from './recording/recording-uplink.js';
 import { agentMetrics } from './metrics.js';
 import type { AgentConfig } from './options.js';
 import { createSource } from './sources/create-source.js';
@@ -97,6 +99,9 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   router.uplink = uploader;
   const health = createBusHealth(cfg, source, router, consoleStream);
   router.health = health;
+  const recorder = new Recorder(cfg.record, (level, msg, code, details) => router.log(level, msg, code, details));
+  await recorder.open();
+  router.recorder = recorder;
   let clientsCut = 0;
   const startedAt = Date.now();
   const rejected = (): number => source.rejectedLines?.() ?? 0;
@@ -108,6 +113,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     replayRejected: rejected,
     uplink: () => uplinkFigures(uplink, uploader, outbox, downlink, tx),
     health: () => health,
+    recording: () => ({ ...recorder.figures(), running: recorder.running, bytes: recorder.bytesOnDisk }),
   });
   const web = extras.webRoot && existsSync(extras.webRoot) ? new StaticFiles(extras.webRoot) : undefined;
   const describe = (): Record<string, unknown> => ({
@@ -124,6 +130,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   if (!auth.enabled) log.warn('the local API is open: anyone who reaches it can write (record, delete); production: --local-token-file and --tls-cert/--tls-key');
   const { server, writers } = createAgentServer({
     auth,
+    recordings: { recorder, auth, dongle: cfg.id, maxBytes: cfg.record.maxBytes },
     tls: cfg.tls,
     dongleId: cfg.id,
     console: consoleStream,
@@ -143,12 +150,15 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
 
   consoleStream.publish({ type: 'presence', data: presenceData('online', { reason: `agent started (source: ${source.kind})` }) });
   let socketcand: RunningSocketcand | undefined;
+  // Before the source: a recording from the start has the first frame.
+  if (cfg.record.onStart) await recorder.start({}, '--record-on-start').catch((err: Error) => log.error({ err: err.message }, 'could not start the --record-on-start recording'));
   try {
     socketcand = cfg.socketcand ? await startSocketcand(cfg.socketcand, { dongleId: cfg.id, router, source, tx, metrics, log }) : undefined;
     await source.start(router);
   } catch (err) {
     signals.stop();
     await socketcand?.close();
+    await recorder.close();
     streams.close();
     db.close();
     throw err;
@@ -161,6 +171,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     signals.stop();
     await source.stop();
     await socketcand?.close();
+    await recorder.close();
     streams.close();
     db.close();
     throw err;
@@ -174,6 +185,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
       commands,
       log,
     );
+    uplink.recordings = (m) => answerRecordingAsk(recorder, m);
     uplink.start();
     signals.onLoaded = () => uplink?.dbcChanged();
   }
@@ -199,6 +211,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
       router.stopping = true;
       tx.stop();
       await source.stop().catch((err: unknown) => log.warn({ err }, 'source did not stop cleanly'));
+      await recorder.close(reason);
       // The last event of the run, after the source's own interface-down notices.
       consoleStream.publish({ type: 'presence', data: presenceData('offline', { reason, buses: Object.fromEntries(router.busStates) }) });
       await uplink?.stop();

@@ -5,9 +5,10 @@
  *      its bounded, counted buffering,
  *   3. decoded with the DBC files, when there are any, into the latest value of every signal (unsampled),
  *   4. handed to the local taps (the socketcand server), unsampled; each tap bounds and counts its own buffering,
- *   5. offered to the local console, which may sample them (console only).
+ *   5. recorded, unsampled, by the running recordings (agent/recording/),
+ *   6. offered to the local console, which may sample them (console only).
  * Transmitted frames (commands, or frames relayed from a group peer) go to the source; once the source
- * has accepted one it is counted and shown on the console as `tx`, exactly once, and never sent up again.
+ * has accepted one it is counted, recorded and shown on the console as `tx`, exactly once, and never sent up again.
  */
 import type { CanFrame } from '../core/can/frame.js';
 import type { ConsoleStream } from '../core/console/console-stream.js';
@@ -29,6 +30,11 @@ export interface FrameTap {
   push(frame: CanFrame): void;
 }
 
+/** Full-rate recording (agent/recording/recorder.ts): takes every frame, rx and tx; never blocks. */
+export interface FrameRecording {
+  record(frame: CanFrame): void;
+}
+
 /** Above this many frames held for the bridge, a source that can wait (replay at speed 0) waits. */
 const BACKLOG_PAUSE_FRAMES = 20_000;
 
@@ -46,6 +52,7 @@ export class FrameRouter implements SourceSink {
   /** Every frame, rx and tx, unsampled: the latest value of every signal stays exact. */
   signals: FrameDecoderSink | undefined;
   readonly taps: FrameTap[] = [];
+  recorder: FrameRecording | undefined;
   readonly busStates = new Map<string, 'up' | 'down'>();
   /** Watches every frame for bus load and error frames (agent/bus-health); never samples or drops. */
   health: { frame(f: CanFrame): void } | undefined;
@@ -77,6 +84,7 @@ export class FrameRouter implements SourceSink {
       for (const t of this.taps) t.push(f);
     }
     this.signals?.frame(f);
+    this.recorder?.record(f);
     this.console.offerFrame(f);
   }
 
@@ -114,6 +122,7 @@ export class FrameRouter implements SourceSink {
       this.counters.count(tx);
       this.signals?.frame(tx);
       this.health?.frame(tx);
+      this.recorder?.record(tx);
       this.console.offerFrame(tx);
     }
     return r;

@@ -13,6 +13,7 @@ import type { SseCloseReason, SseWriter } from '../core/http/sse-writer.js';
 import type { StaticFiles } from '../core/http/static-files.js';
 import type { LocalAuth } from './local-auth.js';
 import { handleSignalsRoute, type SignalsRouteDeps } from './signals/signals-routes.js';
+import { handleRecordings, type RecordingRouteDeps } from './recording/recording-routes.js';
 
 export interface AgentHttpDeps {
   dongleId: string;
@@ -24,6 +25,8 @@ export interface AgentHttpDeps {
   sse: { keepAliveMs: number; retryMs: number; maxPendingBytes: number };
   onClientClosed: (reason: SseCloseReason) => void;
   auth: LocalAuth;
+  /** The recordings API (agent/recording/recording-routes.ts). */
+  recordings?: RecordingRouteDeps;
   /** PEM certificate and key: serve HTTPS. */
   tls?: { cert: string; key: string };
   signals: Omit<SignalsRouteDeps, 'auth'>;
@@ -36,8 +39,9 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (await handleSignalsRoute(req, res, url.pathname, { ...deps.signals, auth: deps.auth })) return;
+    if (deps.recordings && (await handleRecordings(deps.recordings, req, res, url.pathname))) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, { error: `${req.method} is not supported here; the agent's HTTP API is read-only` }, { Allow: 'GET, HEAD' });
+      sendJson(res, 405, { error: `${req.method} is not supported here; this path takes no writes` }, { Allow: 'GET, HEAD' });
       return;
     }
     const path = url.pathname;

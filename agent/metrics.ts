@@ -17,6 +17,7 @@ export interface AgentMetricSources {
   /** Set once the uplink exists; reads its counters at scrape time. */
   uplink?: () => Record<string, number>;
   health?: () => BusHealthMonitor | undefined;
+  recording?: () => { framesWritten: number; framesDropped: number; filesDeleted: number; failed: number; running: number; bytes: number };
 }
 
 export function agentMetrics(src: AgentMetricSources): Registry {
@@ -52,5 +53,17 @@ export function agentMetrics(src: AgentMetricSources): Registry {
     },
   );
   registerBusHealthMetrics(r, src.health ?? (() => undefined));
+  const rec = (): ReturnType<NonNullable<AgentMetricSources['recording']>> | undefined => src.recording?.();
+  counter(r, 'canrelay_recording_frames_total', 'Frames for recordings: written to files, or dropped (the disk could not keep up, or a write failed)', ['outcome'], (c) => {
+    const f = rec();
+    if (f) {
+      c.inc({ outcome: 'written' }, f.framesWritten);
+      c.inc({ outcome: 'dropped' }, f.framesDropped);
+    }
+  });
+  counter(r, 'canrelay_recording_files_deleted_total', 'Oldest recording files deleted to stay within --record-max-bytes', [], (c) => c.inc(rec()?.filesDeleted ?? 0));
+  counter(r, 'canrelay_recording_failures_total', 'Recordings stopped by a write error (a full disk)', [], (c) => c.inc(rec()?.failed ?? 0));
+  gauge(r, 'canrelay_recordings_running', 'Recordings running now', [], (g) => g.set(rec()?.running ?? 0));
+  gauge(r, 'canrelay_recording_bytes', 'Bytes of recording files on disk (bounded by --record-max-bytes)', [], (g) => g.set(rec()?.bytes ?? 0));
   return r;
 }

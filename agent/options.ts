@@ -1,6 +1,7 @@
 /** Every flag of `canrelay agent`, as data (see core/cli/options.ts). */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../core/cli/options.js';
 import { ID_RULE, ID_RULE_TEXT } from '../core/names.js';
 import { defaultStateDir } from '../core/state/paths.js';
@@ -41,6 +42,11 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'relay-max-age-ms', arg: '<ms>', description: 'age limit of relayed frames: older ones are not sent up after an outage, and frames relayed here are transmitted only if their origin received them less than this ago (a stale frame is dangerous on a bus)', parse: parse.int(1, 3_600_000), default: 2000 },
   { name: 'tx-retry-ms', arg: '<ms>', description: 'how long a frame is retried while the local transmit queue is full', parse: parse.int(0, 60_000), default: 100 },
   { name: 'outbox-max-events', arg: '<n>', description: 'console events kept for the bridge while it is unreachable', parse: parse.int(100, 10_000_000), default: 50_000 },
+  { name: 'record-dir', arg: '<dir>', description: 'where recordings are kept (default: <state-dir>/recordings)', parse: parse.string(/^.+$/, 'must be a directory path') },
+  { name: 'record-max-bytes', arg: '<n>', description: 'all recording files together stay within this many bytes; the oldest files go first', parse: parse.int(65_536, Number.MAX_SAFE_INTEGER), default: 512 * 1024 * 1024 },
+  { name: 'record-rotate-bytes', arg: '<n>', description: 'a recording file is closed and the next begun past this size (default: 1/8 of --record-max-bytes, at most 32 MiB)', parse: parse.int(4096, Number.MAX_SAFE_INTEGER) },
+  { name: 'record-gzip', description: 'gzip-compress recording files (.log.gz)', parse: parse.bool(), default: false },
+  { name: 'record-on-start', description: 'start recording every bus when the agent starts (before the first frame)', parse: parse.bool(), default: false },
   { name: 'local-token-file', arg: '<path>', description: 'tokens for the local API, one per line: "admin <token>" or "read <token>"; every write then needs an admin token', parse: parse.string(/^.+$/, 'must be a file path') },
   { name: 'console-auth', description: 'reads (console, recordings, info, metrics) need a token from --local-token-file too', parse: parse.bool(), default: false },
   { name: 'tls-cert', arg: '<path>', description: 'serve the local API over HTTPS with this PEM certificate (chain); needs --tls-key', parse: parse.string(/^.+$/, 'must be a file path') },
@@ -67,6 +73,7 @@ export interface AgentConfig {
   logLevel: string;
   uplink?: { bridge: string; token: string; bufferFrames: number; maxAgeMs: number; outboxMax: number };
   txRetryMs: number;
+  record: { dir: string; maxBytes: number; rotateBytes: number; gzip: boolean; onStart: boolean };
   /** Tokens of the local API (--local-token-file); undefined: the API is open. */
   localTokens?: LocalToken[];
   consoleAuth: boolean;
@@ -108,11 +115,26 @@ export function agentConfigFrom(o: ResolvedOptions): AgentConfig {
     logLevel: str('log-level'),
     uplink: uplinkFrom(o),
     txRetryMs: num('tx-retry-ms'),
+    record: recordFrom(o),
     ...localApiFrom(o),
     dbc: (o.dbc as string[] | undefined) ?? [],
     bitrates: bitratesFrom(o.bitrate as string | undefined),
     busStateIntervalSeconds: num('bus-state-interval'),
     socketcand: socketcandConfigFrom(o),
+  };
+}
+
+function recordFrom(o: ResolvedOptions): AgentConfig['record'] {
+  const maxBytes = Number(o['record-max-bytes']);
+  const rotate = o['record-rotate-bytes'] === undefined ? undefined : Number(o['record-rotate-bytes']);
+  // At least four files fit the bound, so deleting the oldest always leaves room for the one being written.
+  if (rotate !== undefined && rotate > maxBytes / 4) throw new OptionError(`--record-rotate-bytes ${rotate} must be at most a quarter of --record-max-bytes (${Math.floor(maxBytes / 4)})`);
+  return {
+    dir: o['record-dir'] === undefined ? join(String(o['state-dir']), 'recordings') : String(o['record-dir']),
+    maxBytes,
+    rotateBytes: rotate ?? Math.min(32 * 1024 * 1024, Math.floor(maxBytes / 8)),
+    gzip: o['record-gzip'] === true,
+    onStart: o['record-on-start'] === true,
   };
 }
 

@@ -12,7 +12,7 @@ import { sendJson } from '../core/http/console-route.js';
 import { isoNow } from '../core/console/time.js';
 import { frameFromCommand } from '../core/uplink/commands.js';
 import { CLOSE, CommandBody } from '../core/uplink/messages.js';
-import { discardBody, HttpError, readJson } from './admin-body.js';
+import { discardBody, HttpError, parseWith, readJson } from '../core/http/json-body.js';
 import type { AgentServer } from './agent-server.js';
 import { hashToken, newToken, VIEWER_ID_LENGTH, viewerTokenId, type Caller } from './auth.js';
 import { TooManyCommandsError, type CommandCenter } from './commands.js';
@@ -274,10 +274,4 @@ export class AdminApi {
     if (!v) throw new HttpError(404, `no command "${cid}" (finished commands are deleted after the bridge's --command-retention)`);
     return { status: 200, body: v };
   }
-}
-
-function parseWith<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const r = schema.safeParse(value);
-  if (!r.success) throw new HttpError(400, `bad ${what}: ${z.prettifyError(r.error).replace(/\s*\n\s*/g, ' ').slice(0, 400)}`);
-  return r.data;
 }

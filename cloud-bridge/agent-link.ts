@@ -31,6 +31,7 @@ import {
 import type { DbcChunkMessage } from '../core/uplink/dbc-transfer.js';
 import type { CommandLink, CommandMessage } from './commands.js';
 import type { RelayLink } from './group-relay.js';
+import { RecordingRequests } from './recording-requests.js';
 import { BridgeStats, type RejectReason } from './metrics.js';
 
 export type HelloMessage = Extract<AgentMessage, { t: 'hello' }>;
@@ -88,7 +89,7 @@ const HARD_BOUND_BYTES = 16 * 1024 * 1024;
 const ACK_INTERVAL_MS = 20;
 const ACK_MAX_PENDING = 32;
 const POSITION_SAVE_MS = 1000;
-const KNOWN_TYPES = new Set(['hello', 'event', 'data_ack', 'dbc', 'clock_probe']);
+const KNOWN_TYPES = new Set(['hello', 'event', 'data_ack', 'dbc', 'clock_probe', 'rec_listing', 'rec_chunk', 'rec_error']);
 /** Clock probes answered before hello: enough for a good first estimate, not a free echo service. */
 const MAX_PROBES_BEFORE_HELLO = 32;
 
@@ -110,6 +111,8 @@ export class AgentLink implements RelayLink, CommandLink {
   private lastAckAt = 0;
   private lastSavedAt = 0;
   private probesBeforeHello = 0;
+  /** Recording list/download requests to this agent (cloud-bridge/recording-proxy.ts). */
+  readonly recordings = new RecordingRequests((m) => this.ready && this.sendText(m));
 
   constructor(
     private readonly ws: WebSocket,
@@ -207,7 +210,7 @@ export class AgentLink implements RelayLink, CommandLink {
     if (!parsed.ok) {
       const t = typeOf(text);
       if (t !== undefined && !KNOWN_TYPES.has(t))
-        return this.refuse('unknown_type', CLOSE.PROTOCOL, `unknown message type ${JSON.stringify(t.slice(0, 40))}; an agent sends hello, event, data_ack, dbc or clock_probe`);
+        return this.refuse('unknown_type', CLOSE.PROTOCOL, `unknown message type ${JSON.stringify(t.slice(0, 40))}; an agent sends hello, event, data_ack, dbc, clock_probe or rec_*`);
       return this.refuse('malformed', CLOSE.PROTOCOL, `malformed message: ${parsed.error}`);
     }
     const m = parsed.msg;
@@ -229,6 +232,11 @@ export class AgentLink implements RelayLink, CommandLink {
       return;
     }
     if (m.t === 'dbc') return this.handler.dbc(this, m);
+    if (m.t === 'rec_listing' || m.t === 'rec_chunk' || m.t === 'rec_error') {
+      // An answer to nothing we asked (late after a timeout): harmless, ignored.
+      if (!this.recordings.settle(m)) this.log.debug({ req: m.req }, 'recording answer for no waiting request; ignored');
+      return;
+    }
     if (!this.handler.downAck(this, m.batch)) {
       // Not fatal: the agent's ack is advisory for what we may forget; count it and go on.
       this.stats.reject('bad_ack');
@@ -339,6 +347,7 @@ export class AgentLink implements RelayLink, CommandLink {
     clearInterval(this.pingTimer);
     if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
     if (wasReady && this.up.position.batch >= 0) this.handler.savePosition(this, this.up.position);
+    this.recordings.closeAll();
     this.handler.closed(this, code, reason);
   }
 }

@@ -14,13 +14,14 @@ import { sendJson, serveConsole } from '../core/http/console-route.js';
 import type { SseOptions, SseWriter } from '../core/http/sse-writer.js';
 import type { StaticFiles } from '../core/http/static-files.js';
 import type { AdminApi } from './admin-api.js';
-import { answerExpectContinue } from './admin-body.js';
+import { answerExpectContinue } from '../core/http/json-body.js';
 import { ID_RULE } from '../core/names.js';
 import type { AgentServer } from './agent-server.js';
 import { bearerToken } from '../core/http/bearer-token.js';
 import type { Auth } from './auth.js';
 import type { BridgeConsoles } from './consoles.js';
 import type { GroupRelay } from './group-relay.js';
+import { handleDongleRecordings } from './recording-proxy.js';
 import type { BridgeStats } from './metrics.js';
 import type { BridgeStore } from './store.js';
 import type { ViewerSessions } from './viewer-sessions.js';
@@ -84,6 +85,7 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
     const path = url.pathname;
     const c = CONSOLE_PATH.exec(path);
     if (c) return serveStream(req, res, url, c[1]!, c[2]!);
+    if (await handleDongleRecordings(deps, req, res, url)) return;
     if (path.startsWith('/api/')) return deps.admin.handle(req, res, path, deps.auth.identify(bearerToken(req)));
 
     const readOnly = req.method === 'GET' || req.method === 'HEAD';

@@ -21,6 +21,7 @@ import {
 import type { ClockFix } from '../../core/uplink/clock.js';
 import type { CommandRunner } from '../command-runner.js';
 import { ClockSync } from './clock-sync.js';
+import type { RecordingAnswer, RecordingAsk } from '../recording/recording-uplink.js';
 import type { Downlink } from './downlink.js';
 import type { FrameUploader } from './frame-uploader.js';
 import type { Outbox } from './outbox.js';
@@ -65,6 +66,8 @@ export class UplinkClient {
   private bridgeDecodes = false;
   private dbcGen = 0;
   group: string | null = null;
+  /** Answers the bridge's recording requests (agent/recording/recording-uplink.ts). */
+  recordings: ((m: RecordingAsk) => Promise<RecordingAnswer>) | undefined;
   readonly stats = { connects: 0, disconnects: 0, rejectedMessages: 0, eventsSent: 0 };
 
   constructor(
@@ -213,6 +216,12 @@ export class UplinkClient {
           this.sayHello(ws);
         }
         return;
+      case 'rec_list':
+      case 'rec_read': {
+        const answer = this.recordings ?? (async (q: RecordingAsk): Promise<RecordingAnswer> => ({ t: 'rec_error', req: q.req, status: 503, error: 'this agent does not record' }));
+        void answer(m).then((a) => this.send(ws, a));
+        return;
+      }
     }
   }
 

@@ -10,24 +10,34 @@
  *   dbc            part of the agent's DBC files (dbc-transfer.ts), only to a bridge with the `dbc` feature
  *   clock_probe    the agent's clock reading, before hello and then with every heartbeat; also allowed
  *                  before hello, so an agent knows its clock offset before any frame moves
+ *   rec_listing    answer to rec_list: the agent's recordings (newest first, as many as fit)
+ *   rec_chunk      answer to rec_read: one chunk of a recording file (base64), with the byte range
+ *                  available when it was read
+ *   rec_error      a rec_list/rec_read that failed, with an HTTP status and the reason
  * Bridge → agent
  *   welcome        accepted: the last outbox seq the bridge has stored (the agent resends after it)
  *   event_ack      outbox entries up to seq are stored
  *   data_ack       the last UP batch the bridge has taken (relayed or queued)
  *   command        a command to carry out (send_frame)
  *   clock_reply    the probe's reading echoed with the bridge's clock (core/uplink/clock.ts)
+ *   rec_list       list the recordings (for GET /api/v1/dongles/<id>/recordings)
+ *   rec_read       read one chunk of a recording. Flow control: the bridge asks for the next chunk only
+ *                  once the previous one is written to its HTTP client, so the agent sends one at a time
  *   error          what went wrong, before the bridge closes the connection
  */
 import { z } from 'zod';
 import { MIRRORED_EVENT_TYPES } from '../console/normalize.js';
-import { BUS_RULE, ID_RULE } from '../names.js';
+import { BUS_RULE, ID_RULE, RECORDING_ID_RULE } from '../names.js';
 import { DbcChunkMessage } from './dbc-transfer.js';
+import { RECORDING_CHUNK_BYTES, RecordingInfo } from '../recording/recording-info.js';
 
 const name = z.string().regex(ID_RULE);
 const bus = z.string().regex(BUS_RULE);
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 /** A wall-clock reading in ms; any value a real (even badly set) clock can show. */
 const clockMs = z.number().finite().min(-1e13).max(1e13);
+const req = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+const recordingId = z.string().regex(RECORDING_ID_RULE);
 
 /** The uplink protocol version; a bridge refuses agents of another major version. */
 export const PROTOCOL_VERSION = 1;
@@ -78,6 +88,18 @@ export const AgentMessage = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('data_ack'), batch: seq }),
   DbcChunkMessage,
   z.strictObject({ t: z.literal('clock_probe'), t0: clockMs }),
+  z.strictObject({ t: z.literal('rec_listing'), req, recordings: z.array(RecordingInfo).max(200) }),
+  z.strictObject({
+    t: z.literal('rec_chunk'),
+    req,
+    id: recordingId,
+    /** Where the data starts, and the range [start, end) readable when it was read (offsets stay valid across rotation). */
+    offset: seq,
+    start: seq,
+    end: seq,
+    data: z.string().max(Math.ceil(RECORDING_CHUNK_BYTES / 3) * 4).regex(/^[A-Za-z0-9+/]*={0,2}$/),
+  }),
+  z.strictObject({ t: z.literal('rec_error'), req, status: z.number().int().min(400).max(599), error: z.string().max(500) }),
 ]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
@@ -110,6 +132,9 @@ export const BridgeMessage = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('group'), group: z.string().nullable() }),
   z.strictObject({ t: z.literal('clock_reply'), t0: clockMs, bridge_ms: clockMs }),
   z.strictObject({ t: z.literal('error'), code: z.string().max(64), message: z.string().max(1000) }),
+  z.strictObject({ t: z.literal('rec_list'), req }),
+  /** offset absent: from the start of what is still on disk. */
+  z.strictObject({ t: z.literal('rec_read'), req, id: recordingId, offset: seq.optional(), length: z.number().int().min(1).max(RECORDING_CHUNK_BYTES) }),
 ]);
 export type BridgeMessage = z.infer<typeof BridgeMessage>;
 

@@ -1,6 +1,6 @@
 /**
- * Request bodies of the admin API: small JSON documents. The one place that enforces their size and
- * shape before any handler sees them:
+ * Request bodies of the HTTP APIs (the bridge's admin API, the agent's recordings): small JSON documents.
+ * The one place that enforces their size and shape before any handler sees them:
  *  - at most MAX_BODY_BYTES, whether the size is declared (Content-Length, answered before reading),
  *    chunked (answered as soon as the cap is passed) or announced with `Expect: 100-continue`
  *    (answered instead of the 100);
@@ -10,7 +10,8 @@
  *    a plain object they would silently vanish or change its prototype.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { sendJson } from '../core/http/console-route.js';
+import { z } from 'zod';
+import { sendJson } from './console-route.js';
 
 export const MAX_BODY_BYTES = 64 * 1024;
 /** How much of a refused body is read and discarded before the connection is cut. */
@@ -28,7 +29,7 @@ export class HttpError extends Error {
   }
 }
 
-const tooLarge = (): HttpError => new HttpError(413, `request body over ${MAX_BODY_BYTES / 1024} KiB; admin requests are small JSON documents`);
+const tooLarge = (): HttpError => new HttpError(413, `request body over ${MAX_BODY_BYTES / 1024} KiB; requests here are small JSON documents`);
 
 function declaredTooLarge(req: IncomingMessage): boolean {
   const declared = Number(req.headers['content-length'] ?? 0);
@@ -108,4 +109,11 @@ export function discardBody(req: IncomingMessage): void {
   });
   req.once('close', () => clearTimeout(timer));
   req.resume();
+}
+
+/** Checks a parsed body with zod: 400 with the reason. */
+export function parseWith<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new HttpError(400, `bad ${what}: ${z.prettifyError(r.error).replace(/\s*\n\s*/g, ' ').slice(0, 400)}`);
+  return r.data;
 }

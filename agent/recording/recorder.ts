@@ -1,0 +1,260 @@
+/**
+ * Full-rate recording on the gateway: the recordings in --record-dir, the running ones (each a
+ * RecordingWriter fed by FrameRouter, unsampled), and the disk bound: all files together stay within
+ * --record-max-bytes; past it the oldest files go first (counted, logged, the recording marked
+ * incomplete). If the folder cannot be used the agent runs on and the API answers 503 with the reason.
+ */
+import { mkdir, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CanFrame } from '../../core/can/frame.js';
+import { parseIdFilter } from '../../core/can/id-filter.js';
+import type { LogLevel } from '../../core/console/events.js';
+import { HttpError } from '../../core/http/json-body.js';
+import type { RecordingInfo, RecordingRequest } from '../../core/recording/recording-info.js';
+import { addProblem, loadMetas, newRecordingId, PROBLEM, saveMeta, toInfo, type RecordingMeta } from './recording-meta.js';
+import { RecordingWriter } from './recording-writer.js';
+
+export interface RecorderSettings {
+  dir: string;
+  maxBytes: number;
+  rotateBytes: number;
+  gzip: boolean;
+  /** Per running recording: bytes of lines waiting for the disk. */
+  bufferBytes?: number;
+  flushMs?: number;
+}
+
+/** Tells the operator (log and console): router.log() in the agent. */
+export type RecorderNotice = (level: LogLevel, message: string, code: string, details?: Record<string, string | number | boolean | null>) => void;
+
+/** Running recordings at once: each has its own buffer and file. */
+export const MAX_RUNNING = 4;
+
+export class Recorder {
+  private readonly metas = new Map<string, RecordingMeta>();
+  private readonly writers = new Map<string, RecordingWriter>();
+  private totalBytes = 0;
+  private unavailable: string | undefined = 'not opened yet';
+  /** Disk-bound work runs one at a time (two writers must not delete the same file). */
+  private boundQueue: Promise<unknown> = Promise.resolve();
+  readonly stats = { framesWritten: 0, framesDropped: 0, filesDeleted: 0, failed: 0 };
+
+  constructor(
+    private readonly s: RecorderSettings,
+    private readonly notice: RecorderNotice,
+  ) {}
+
+  /** Reads the folder; a recording left running by a crash is closed as interrupted. Never throws. */
+  async open(): Promise<void> {
+    try {
+      await mkdir(this.s.dir, { recursive: true });
+      const { metas, bad } = await loadMetas(this.s.dir);
+      for (const b of bad) this.notice('warn', `recording metadata ${b.file} in ${this.s.dir} is unreadable and ignored: ${b.error}`, 'recording_bad_metadata');
+      for (const m of metas) {
+        const parts = [];
+        for (const p of m.parts) {
+          const st = await stat(join(this.s.dir, p.name)).catch(() => undefined);
+          if (st) parts.push({ ...p, bytes: st.size });
+          else {
+            m.files_deleted++;
+            addProblem(m, PROBLEM.filesDeleted);
+          }
+        }
+        m.parts = parts;
+        if (m.state === 'recording') {
+          m.state = 'stopped';
+          m.stop_reason = 'agent stopped while recording';
+          m.stopped_at = new Date().toISOString();
+          addProblem(m, PROBLEM.interrupted);
+          await saveMeta(this.s.dir, m);
+        }
+        this.metas.set(m.id, m);
+        this.totalBytes += parts.reduce((a, p) => a + p.bytes, 0);
+      }
+      this.unavailable = undefined;
+    } catch (err) {
+      this.unavailable = `recordings are unavailable: cannot use --record-dir ${this.s.dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+      this.notice('error', this.unavailable, 'recording_unavailable');
+    }
+  }
+
+  /** The intake (FrameRouter): every frame, rx and tx, unsampled. */
+  record(f: CanFrame): void {
+    for (const w of this.writers.values()) w.offer(f);
+  }
+
+  get running(): number {
+    return this.writers.size;
+  }
+
+  get bytesOnDisk(): number {
+    return this.totalBytes;
+  }
+
+  /** Figures for /metrics, including the running recordings' counts. */
+  figures(): { framesWritten: number; framesDropped: number; filesDeleted: number; failed: number } {
+    let written = this.stats.framesWritten;
+    let dropped = this.stats.framesDropped;
+    for (const w of this.writers.values()) {
+      written += w.meta.frames;
+      dropped += w.meta.frames_dropped;
+    }
+    return { ...this.stats, framesWritten: written, framesDropped: dropped };
+  }
+
+  list(): RecordingInfo[] {
+    return [...this.metas.values()].sort((a, b) => (a.id < b.id ? 1 : -1)).map((m) => toInfo(m));
+  }
+
+  info(id: string): RecordingInfo {
+    return toInfo(this.must(id));
+  }
+
+  /** The files of a recording as they are now (a download reads these ranges). */
+  parts(id: string): { dir: string; meta: RecordingMeta } {
+    return { dir: this.s.dir, meta: this.must(id) };
+  }
+
+  async start(req: RecordingRequest, reason = 'requested'): Promise<RecordingInfo> {
+    if (this.unavailable) throw new HttpError(503, this.unavailable);
+    if (this.writers.size >= MAX_RUNNING) throw new HttpError(409, `${MAX_RUNNING} recordings are running already; stop one first`);
+    let ids = null;
+    if (req.ids !== undefined && req.ids.trim() !== '') {
+      const p = parseIdFilter(req.ids);
+      if (!p.ok) throw new HttpError(400, `bad id filter: ${p.error}`);
+      ids = p.filter;
+    }
+    const meta: RecordingMeta = {
+      v: 1,
+      id: newRecordingId(),
+      state: 'recording',
+      started_at: new Date().toISOString(),
+      stopped_at: null,
+      buses: req.buses ?? null,
+      ids: ids ? ids.text : null,
+      max_duration_s: req.max_duration_s ?? null,
+      frames: 0,
+      frames_dropped: 0,
+      files_deleted: 0,
+      gzip: this.s.gzip,
+      problems: [],
+      stop_reason: null,
+      error: null,
+      parts: [],
+      next_part: 1,
+    };
+    const w = new RecordingWriter(
+      meta,
+      { buses: req.buses ? new Set(req.buses) : null, ids },
+      { dir: this.s.dir, rotateBytes: this.s.rotateBytes, bufferBytes: this.s.bufferBytes ?? 4 * 1024 * 1024, flushMs: this.s.flushMs ?? 100 },
+      {
+        reserve: (n, self) => this.reserve(n, self),
+        release: (n) => (this.totalBytes -= n),
+        save: (self) => saveMeta(this.s.dir, self.meta),
+        ended: (self) => this.ended(self),
+      },
+    );
+    this.metas.set(meta.id, meta);
+    this.writers.set(meta.id, w);
+    try {
+      await w.begin(req.max_duration_s === undefined ? undefined : req.max_duration_s * 1000, () => void this.stop(meta.id, 'max duration reached'));
+    } catch (err) {
+      this.writers.delete(meta.id);
+      this.metas.delete(meta.id);
+      await rm(join(this.s.dir, `${meta.id}.json`), { force: true }).catch(() => undefined);
+      const e = err as NodeJS.ErrnoException;
+      throw new HttpError(e.code === 'ENOSPC' ? 507 : 500, `cannot start a recording in ${this.s.dir}: ${e.code ?? e.message}`);
+    }
+    this.notice('info', `recording ${meta.id} started (${reason})`, 'recording_started', { recording: meta.id, buses: meta.buses?.join(',') ?? null, ids: meta.ids });
+    return toInfo(meta);
+  }
+
+  async stop(id: string, reason = 'stopped by request'): Promise<RecordingInfo> {
+    const m = this.must(id);
+    const w = this.writers.get(id);
+    if (w) await w.stop(reason);
+    return toInfo(m);
+  }
+
+  async delete(id: string): Promise<void> {
+    const m = this.must(id);
+    if (this.writers.has(id)) throw new HttpError(409, `recording ${id} is running: stop it first (POST /api/v1/recordings/${id}/stop)`);
+    await this.removeFiles(m);
+  }
+
+  /** Stops every running recording (the agent is stopping). */
+  async close(reason = 'agent stopping'): Promise<void> {
+    await Promise.all([...this.writers.values()].map((w) => w.stop(reason)));
+  }
+
+  private must(id: string): RecordingMeta {
+    if (this.unavailable) throw new HttpError(503, this.unavailable);
+    const m = this.metas.get(id);
+    if (!m) throw new HttpError(404, `no recording ${id} on this gateway (GET /api/v1/recordings lists them)`);
+    return m;
+  }
+
+  private ended(w: RecordingWriter): void {
+    if (this.writers.get(w.meta.id) !== w) return;
+    this.writers.delete(w.meta.id);
+    this.stats.framesWritten += w.meta.frames;
+    this.stats.framesDropped += w.meta.frames_dropped;
+    const m = w.meta;
+    if (m.state === 'failed') {
+      this.stats.failed++;
+      this.notice('error', `recording ${m.id} failed: ${m.error}`, 'recording_failed', { recording: m.id, frames: m.frames, frames_dropped: m.frames_dropped });
+    } else {
+      this.notice('info', `recording ${m.id} stopped (${m.stop_reason}): ${m.frames} frames`, 'recording_stopped', {
+        recording: m.id,
+        frames: m.frames,
+        frames_dropped: m.frames_dropped,
+        complete: m.problems.length === 0,
+      });
+    }
+  }
+
+  private reserve(n: number, w: RecordingWriter): Promise<boolean> {
+    const run = this.boundQueue.then(() => this.makeRoom(n, w));
+    this.boundQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Deletes the oldest files (never a file being written) until n more bytes fit; then counts them. */
+  private async makeRoom(n: number, w: RecordingWriter): Promise<boolean> {
+    while (this.totalBytes + n > this.s.maxBytes) {
+      const writing = new Set([...this.writers.values()].map((x) => x.currentPart?.name));
+      const victim = [...this.metas.values()]
+        .sort((a, b) => (a.id < b.id ? -1 : 1))
+        .flatMap((m) => m.parts.filter((p) => !writing.has(p.name)).slice(0, 1).map((p) => ({ m, p })))[0];
+      if (!victim) return false;
+      const { m, p } = victim;
+      await unlink(join(this.s.dir, p.name)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+      m.parts = m.parts.filter((x) => x !== p);
+      this.totalBytes -= p.bytes;
+      m.files_deleted++;
+      this.stats.filesDeleted++;
+      addProblem(m, PROBLEM.filesDeleted);
+      this.notice('warn', `deleted ${p.name} (${p.bytes} bytes) to stay within --record-max-bytes ${this.s.maxBytes}`, 'recording_file_deleted', {
+        recording: m.id,
+        file: p.name,
+        bytes: p.bytes,
+      });
+      if (m.parts.length === 0 && !this.writers.has(m.id)) await this.removeFiles(m);
+      else if (m !== w.meta) await saveMeta(this.s.dir, m);
+    }
+    this.totalBytes += n;
+    return true;
+  }
+
+  private async removeFiles(m: RecordingMeta): Promise<void> {
+    for (const p of m.parts) {
+      await unlink(join(this.s.dir, p.name)).catch(() => undefined);
+      this.totalBytes -= p.bytes;
+    }
+    m.parts = [];
+    await rm(join(this.s.dir, `${m.id}.json`), { force: true });
+    this.metas.delete(m.id);
+  }
+}

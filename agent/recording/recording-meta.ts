@@ -1,0 +1,81 @@
+/**
+ * A recording on disk: `<id>.json` (this metadata, written atomically) next to its files
+ * `<id>.0001.log`, `<id>.0002.log`… (`.log.gz` with --record-gzip). Each file has an `offset`: where it
+ * starts in the recording's byte stream, so byte ranges stay valid when the oldest files are deleted.
+ * A download is the files concatenated (concatenated gzip members are one valid gzip file).
+ */
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { RecordingInfo } from '../../core/recording/recording-info.js';
+
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+export const RecordingPart = z.strictObject({ name: z.string().regex(/^\d{8}T\d{6}Z-[0-9a-f]{6}\.\d{4,}\.log(\.gz)?$/), offset: count, bytes: count });
+export type RecordingPart = z.infer<typeof RecordingPart>;
+
+export const RecordingMeta = RecordingInfo.omit({ duration_s: true, bytes: true, files: true, complete: true }).extend({
+  v: z.literal(1),
+  parts: z.array(RecordingPart),
+  /** Number of the next file (files are numbered from 1 and never reuse a number). */
+  next_part: z.number().int().min(1),
+});
+export type RecordingMeta = z.infer<typeof RecordingMeta>;
+
+/** Problems that make a recording incomplete, worded once. */
+export const PROBLEM = {
+  dropped: 'frames were dropped: the disk could not keep up (see frames_dropped)',
+  filesDeleted: 'its oldest files were deleted to stay within --record-max-bytes',
+  failed: 'a write failed (see error): frames after it are missing',
+  interrupted: 'the agent stopped without closing it (crash or power loss): the end and the frame count may be short',
+} as const;
+
+export function newRecordingId(now = new Date()): string {
+  const t = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${t}-${randomBytes(3).toString('hex')}`;
+}
+
+export function partName(id: string, n: number, gzip: boolean): string {
+  return `${id}.${String(n).padStart(4, '0')}.log${gzip ? '.gz' : ''}`;
+}
+
+export function toInfo(m: RecordingMeta, nowMs = Date.now()): RecordingInfo {
+  const end = m.stopped_at ? Date.parse(m.stopped_at) : nowMs;
+  const { v: _v, parts, next_part: _n, ...rest } = m;
+  return {
+    ...rest,
+    duration_s: Math.max(0, Math.round((end - Date.parse(m.started_at)) / 100) / 10),
+    bytes: parts.reduce((a, p) => a + p.bytes, 0),
+    files: parts.length,
+    complete: m.problems.length === 0,
+  };
+}
+
+export function addProblem(m: RecordingMeta, problem: string): void {
+  if (!m.problems.includes(problem) && m.problems.length < 4) m.problems.push(problem);
+}
+
+/** Writes the metadata atomically (a crash leaves the old or the new file, never half of one). */
+export async function saveMeta(dir: string, m: RecordingMeta): Promise<void> {
+  const file = join(dir, `${m.id}.json`);
+  const tmp = `${file}.tmp`;
+  await writeFile(tmp, JSON.stringify(m) + '\n');
+  await rename(tmp, file);
+}
+
+/** Every recording's metadata in the folder; unreadable ones are reported, not fatal. */
+export async function loadMetas(dir: string): Promise<{ metas: RecordingMeta[]; bad: { file: string; error: string }[] }> {
+  const metas: RecordingMeta[] = [];
+  const bad: { file: string; error: string }[] = [];
+  for (const f of (await readdir(dir)).filter((n) => /^\d{8}T\d{6}Z-[0-9a-f]{6}\.json$/.test(n)).sort()) {
+    try {
+      const r = RecordingMeta.safeParse(JSON.parse(await readFile(join(dir, f), 'utf8')));
+      if (r.success) metas.push(r.data);
+      else bad.push({ file: f, error: z.prettifyError(r.error).slice(0, 200) });
+    } catch (err) {
+      bad.push({ file: f, error: (err as Error).message });
+    }
+  }
+  return { metas, bad };
+}

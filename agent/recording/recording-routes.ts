@@ -1,0 +1,59 @@
+/**
+ * The agent's recording API (every write through LocalAuth):
+ *   GET    /api/v1/recordings             list (newest first), with the disk figures
+ *   POST   /api/v1/recordings             start; JSON body, all optional: {"buses":["can0"],"ids":"7E0-7EF","max_duration_s":600}
+ *   POST   /api/v1/recordings/<id>/stop   stop
+ *   GET    /api/v1/recordings/<id>        download: the candump -L file (.log, or .log.gz with --record-gzip)
+ *   DELETE /api/v1/recordings/<id>        delete (409 while it runs)
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sendJson } from '../../core/http/console-route.js';
+import { HttpError, parseWith, readJson } from '../../core/http/json-body.js';
+import { RecordingRequest } from '../../core/recording/recording-info.js';
+import type { LocalAuth } from '../local-auth.js';
+import type { Recorder } from './recorder.js';
+import { streamRecording } from './recording-reader.js';
+
+export const RECORDINGS_PATH = '/api/v1/recordings';
+const ONE = /^\/api\/v1\/recordings\/([^/]+)(\/stop)?$/;
+
+export interface RecordingRouteDeps {
+  recorder: Recorder;
+  auth: LocalAuth;
+  dongle: string;
+  maxBytes: number;
+}
+
+/** Handles the request when the path is the recordings API; false when it is not. */
+export async function handleRecordings(d: RecordingRouteDeps, req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+  const one = ONE.exec(path);
+  if (path !== RECORDINGS_PATH && !one) return false;
+  const method = req.method ?? 'GET';
+  const allow = path === RECORDINGS_PATH ? 'GET, POST' : one![2] ? 'POST' : 'GET, HEAD, DELETE';
+  if (!allow.split(', ').includes(method)) {
+    sendJson(res, 405, { error: `${method} is not supported on ${path}; use ${allow}` }, { Allow: allow });
+    return true;
+  }
+  if (!d.auth.guard(req, res, method === 'GET' || method === 'HEAD' ? 'read' : 'write')) return true;
+  try {
+    if (path === RECORDINGS_PATH) {
+      if (method === 'GET') {
+        sendJson(res, 200, { recordings: d.recorder.list(), running: d.recorder.running, bytes: d.recorder.bytesOnDisk, max_bytes: d.maxBytes });
+      } else {
+        const body = parseWith(RecordingRequest, (await readJson(req)) ?? {}, 'recording request');
+        sendJson(res, 201, await d.recorder.start(body));
+      }
+      return true;
+    }
+    const id = one![1]!;
+    if (one![2]) sendJson(res, 200, await d.recorder.stop(id));
+    else if (method === 'DELETE') {
+      await d.recorder.delete(id);
+      res.writeHead(204).end();
+    } else await streamRecording(d.recorder, d.dongle, id, req, res);
+  } catch (err) {
+    if (!(err instanceof HttpError)) throw err;
+    sendJson(res, err.status, { error: err.message }, err.headers);
+  }
+  return true;
+}

@@ -1,0 +1,92 @@
+/**
+ * A connected dongle's recordings, through the bridge (viewer or admin token, as a console):
+ *   GET /api/v1/dongles/<id>/recordings        the agent's list
+ *   GET /api/v1/dongles/<id>/recordings/<rid>  the file, streamed from the agent over the uplink
+ * A download asks the agent for one chunk (rec_read) at a time and asks for the next only when the HTTP
+ * client has taken the last one (write() true, or 'drain'): a slow client slows the download, never the
+ * data plane, and holds at most one chunk here.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { writeWithBackpressure } from '../core/http/backpressure.js';
+import { bearerToken } from '../core/http/bearer-token.js';
+import { sendJson } from '../core/http/console-route.js';
+import { ID_RULE, RECORDING_ID_RULE } from '../core/names.js';
+import { RECORDING_CHUNK_BYTES, recordingFileName } from '../core/recording/recording-info.js';
+import type { AgentServer } from './agent-server.js';
+import type { Auth } from './auth.js';
+import type { RecordingReply, RecordingRequests } from './recording-requests.js';
+import type { BridgeStore } from './store.js';
+
+const PATH = /^\/api\/v1\/dongles\/([^/]+)\/recordings(?:\/([^/]+))?$/;
+
+export interface RecordingProxyDeps {
+  auth: Auth;
+  agents: AgentServer;
+  store: BridgeStore;
+}
+
+/** Handles the request when the path is a dongle's recordings; false when it is not. */
+export async function handleDongleRecordings(d: RecordingProxyDeps, req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
+  const m = PATH.exec(url.pathname);
+  if (!m) return false;
+  const [, dongle, rid] = m as unknown as [string, string, string | undefined];
+  if (req.method !== 'GET') {
+    sendJson(res, 405, { error: `${req.method} is not supported on ${url.pathname}; use GET (recordings are started and deleted on the gateway)` }, { Allow: 'GET' });
+    return true;
+  }
+  const fail = (status: number, error: string, headers: Record<string, string> = {}): true => {
+    sendJson(res, status, { error }, headers);
+    return true;
+  };
+  const caller = d.auth.identify(bearerToken(req, url));
+  if (caller === undefined) return fail(401, 'missing or wrong token: send Authorization: Bearer <viewer or admin token>, or ?access_token=', { 'WWW-Authenticate': 'Bearer' });
+  if (caller.kind === 'agent') return fail(403, 'agent tokens cannot read recordings; use a viewer or the admin token');
+  if (!ID_RULE.test(dongle) || (rid !== undefined && !RECORDING_ID_RULE.test(rid))) return fail(400, 'bad dongle or recording id');
+  if (!d.store.dongle(dongle)) return fail(404, `dongle "${dongle}" is not registered on this bridge`);
+  const link = d.agents.linkOf(dongle);
+  if (!link?.ready) return fail(503, `dongle "${dongle}" is not connected: its recordings are on the gateway`);
+
+  if (rid === undefined) {
+    const r = await link.recordings.ask({ t: 'rec_list' });
+    if (r.t === 'rec_error') return fail(r.status, r.error);
+    if (r.t !== 'rec_listing') return fail(502, 'the dongle answered something else than a list');
+    sendJson(res, 200, { dongle, recordings: r.recordings });
+    return true;
+  }
+  await download(link.recordings, dongle, rid, res);
+  return true;
+}
+
+async function download(requests: RecordingRequests, dongle: string, rid: string, res: ServerResponse): Promise<void> {
+  let gone = false;
+  res.on('close', () => (gone = true));
+  const first = await requests.ask({ t: 'rec_read', id: rid, length: RECORDING_CHUNK_BYTES });
+  if (first.t === 'rec_error') return sendJson(res, first.status, { error: first.error });
+  if (first.t !== 'rec_chunk') return sendJson(res, 502, { error: 'the dongle answered something else than a chunk' });
+  // The download is what was on the gateway's disk at the first chunk; a running recording's later frames are not in it.
+  const end = first.end;
+  const head = Buffer.from(first.data.slice(0, 4), 'base64');
+  const gzip = head[0] === 0x1f && head[1] === 0x8b; // the gzip magic: files of an agent with --record-gzip
+  res.writeHead(200, {
+    'Content-Type': gzip ? 'application/gzip' : 'text/plain; charset=us-ascii',
+    'Content-Length': end - first.offset,
+    'Content-Disposition': `attachment; filename="${recordingFileName(dongle, { id: rid, gzip })}"`,
+    'Cache-Control': 'no-store',
+  });
+  let chunk: RecordingReply = first;
+  for (;;) {
+    if (chunk.t !== 'rec_chunk' || chunk.id !== rid) {
+      // Mid-stream there is no status to send: cutting the response tells the client it is short.
+      res.destroy();
+      return;
+    }
+    const data = Buffer.from(chunk.data, 'base64');
+    const next = chunk.offset + data.length;
+    if (data.length === 0 && next < end) return void res.destroy();
+    if (next > end) return void res.destroy();
+    await writeWithBackpressure(res, data);
+    if (gone) return;
+    if (next >= end) return void res.end();
+    chunk = await requests.ask({ t: 'rec_read', id: rid, offset: next, length: Math.min(RECORDING_CHUNK_BYTES, end - next) });
+  }
+}
