@@ -20,9 +20,11 @@ after(async () => {
   for (const a of running) await a.proc.stop('SIGKILL');
   for (const c of cleanups) c();
 });
-async function agent(args: string[]): Promise<StartedAgent> {
+/** An agent for one test: stopped when the test ends (the machine is shared; idle agents still cost). */
+async function agent(t: { after(fn: () => Promise<unknown>): void }, args: string[]): Promise<StartedAgent> {
   const a = await startAgentProcess(args);
   running.push(a);
+  t.after(() => a.proc.stop('SIGKILL'));
   return a;
 }
 
@@ -59,11 +61,11 @@ before(() => {
   execFileSync('bash', [fileURLToPath(new URL('../../.ci/ensure-debs.sh', import.meta.url)), 'python3-can'], { stdio: 'inherit' });
 });
 
-test('a replayed log, recorded from the start: exactly the frames the unsampled counter saw, and python-can reads it', async () => {
+test('a replayed log, recorded from the start: exactly the frames the unsampled counter saw, and python-can reads it', async (t) => {
   const dir = tempDir('canrelay-rec-');
   const N = 30_000;
   writeCandumpLog(join(dir, 'in.log'), N, { ids: [0x100, 0x7e8, 0x18daf110 & 0x7ff, 0x3ff] });
-  const a = await agent(['--replay', join(dir, 'in.log'), '--replay-speed', '0', '--record-on-start', '--console-max-rate', '50']);
+  const a = await agent(t, ['--replay', join(dir, 'in.log'), '--replay-speed', '0', '--record-on-start', '--console-max-rate', '50']);
   await a.proc.waitForLog((l) => l.code === 'replay_ended', 60_000);
   const [rec] = await list(a.base);
   assert.ok(rec, 'the --record-on-start recording is listed');
@@ -101,13 +103,13 @@ print(len(msgs), sum(1 for m in msgs if m.is_rx), int.from_bytes(msgs[-1].data, 
   assert.equal(py.stdout.trim(), `${N} ${N} ${N - 1} 0x7e8 can0`, 'python-can: every frame, all rx, the last payload, ids and channel');
 });
 
-test('the API: start with buses/ids/max duration, list, stop, download, delete; writes need the admin token', async () => {
+test('the API: start with buses/ids/max duration, list, stop, download, delete; writes need the admin token', async (t) => {
   const dir = tempDir('canrelay-rec-');
   const tokens = join(dir, 'tokens');
   const ADMIN = 'rec-admin-0123456789abcdef';
   const READ = 'rec-read-0123456789abcdef';
   writeFileSync(tokens, `admin ${ADMIN}\nread ${READ}\n`);
-  const a = await agent(['--sim', '--sim-rate', '1000', '--local-token-file', tokens, '--record-dir', join(dir, 'recs')]);
+  const a = await agent(t, ['--sim', '--sim-rate', '1000', '--local-token-file', tokens, '--record-dir', join(dir, 'recs')]);
   assert.equal((await call(a.base, 'POST', '/api/v1/recordings', {})).status, 401, 'no token');
   assert.equal((await call(a.base, 'POST', '/api/v1/recordings', {}, READ)).status, 403, 'read token');
   assert.equal((await call(a.base, 'POST', '/api/v1/recordings', { ids: '7E8-zz' }, ADMIN)).status, 400, 'bad id filter');
@@ -129,16 +131,18 @@ test('the API: start with buses/ids/max duration, list, stop, download, delete; 
   assert.equal((await call(a.base, 'GET', `/api/v1/recordings/${id}`)).status, 404);
 });
 
-test('the disk bound: the oldest files go first (counted), the folder never exceeds --record-max-bytes', async () => {
+test('the disk bound: the oldest files go first (counted), the folder never exceeds --record-max-bytes', async (t) => {
   const dir = tempDir('canrelay-rec-');
   const recs = join(dir, 'recs');
   const MAX = 256 * 1024;
-  const a = await agent(['--sim', '--sim-rate', '20000', '--record-dir', recs, '--record-max-bytes', String(MAX), '--record-rotate-bytes', '16384']);
+  const a = await agent(t, ['--sim', '--sim-rate', '20000', '--record-dir', recs, '--record-max-bytes', String(MAX), '--record-rotate-bytes', '16384']);
   const first = await call(a.base, 'POST', '/api/v1/recordings', {});
   const second = await call(a.base, 'POST', '/api/v1/recordings', { ids: '100-3FF' });
   assert.equal(first.status, 201);
   assert.equal(second.status, 201);
-  const folderBytes = (): number => readdirSync(recs).filter((f) => f.endsWith('.log')).reduce((s, f) => s + statSync(join(recs, f)).size, 0);
+  // A file may be deleted between readdir and stat: it then holds nothing.
+  const size = (f: string): number => statSync(join(recs, f), { throwIfNoEntry: false })?.size ?? 0;
+  const folderBytes = (): number => readdirSync(recs).filter((f) => f.endsWith('.log')).reduce((s, f) => s + size(f), 0);
   let peak = 0;
   await until(
     async () => {
@@ -154,7 +158,10 @@ test('the disk bound: the oldest files go first (counted), the folder never exce
     await new Promise((r) => setTimeout(r, 25));
   }
   // Read while both run: once stopped, the other one may delete the rest of the first (oldest first).
-  const r1 = (await list(a.base)).find((r) => r.id === first.json.id)!;
+  const all = await list(a.base);
+  const r1 = all.find((r) => r.id === first.json.id)!;
+  assert.ok(r1, JSON.stringify(all) + JSON.stringify(a.proc.logs.filter((l) => String(l.code).startsWith('recording_') && l.code !== 'recording_file_deleted')));
+  assert.equal(all[1]!.id, r1.id, 'listed newest first: the first recording is the older one');
   await Promise.all([first, second].map((s) => call(a.base, 'POST', `/api/v1/recordings/${s.json.id}/stop`)));
   assert.ok(peak <= MAX, `the folder held ${peak} bytes, over the bound ${MAX}`);
   assert.ok(folderBytes() > MAX / 2, 'the bound is used, not emptied');
@@ -168,9 +175,9 @@ test('the disk bound: the oldest files go first (counted), the folder never exce
   assert.equal((await getJson(a.base + '/healthz')).status, 200);
 });
 
-test('--record-gzip: the download is gzip, it decompresses to candump -L lines', async () => {
+test('--record-gzip: the download is gzip, it decompresses to candump -L lines', async (t) => {
   const dir = tempDir('canrelay-rec-');
-  const a = await agent(['--sim', '--sim-rate', '2000', '--record-dir', join(dir, 'recs'), '--record-gzip', '--record-max-bytes', '1048576', '--record-rotate-bytes', '4096']);
+  const a = await agent(t, ['--sim', '--sim-rate', '2000', '--record-dir', join(dir, 'recs'), '--record-gzip', '--record-max-bytes', '1048576', '--record-rotate-bytes', '4096']);
   const s = await call(a.base, 'POST', '/api/v1/recordings', {});
   await until(async () => (await list(a.base))[0]!, (r) => r.files >= 3, 20_000, 'three rotated gzip files');
   const stopped = await call(a.base, 'POST', `/api/v1/recordings/${s.json.id}/stop`);
@@ -187,12 +194,12 @@ test('a full disk stops the recording with a clear error, keeps what was written
   const dir = tempDir('canrelay-rec-');
   const recs = join(dir, 'small');
   mkdirSync(recs);
-  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=192k', 'tmpfs', recs], { encoding: 'utf8' });
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=192k,huge=never', 'tmpfs', recs], { encoding: 'utf8' });
   if (m.status !== 0) return t.skip(`cannot mount a tmpfs here: ${m.stderr.trim()}`);
   cleanups.push(() => spawnSync('umount', ['-l', recs]));
-  const a = await agent(['--sim', '--sim-rate', '20000', '--record-dir', recs, '--record-max-bytes', String(64 * 1024 * 1024)]);
+  const a = await agent(t, ['--sim', '--sim-rate', '20000', '--record-dir', recs, '--record-max-bytes', String(64 * 1024 * 1024)]);
   const s = await call(a.base, 'POST', '/api/v1/recordings', {});
-  assert.equal(s.status, 201, JSON.stringify(s.json));
+  assert.equal(s.status, 201, JSON.stringify(s.json) + spawnSync('sh', ['-c', `df ${recs}; ls -la ${recs}; cat ${recs}/*.json`], { encoding: 'utf8' }).stdout + a.proc.stdout.slice(-3000) + a.proc.stderr);
   const failed = await until(async () => (await list(a.base))[0]!, (r) => r.state === 'failed', 30_000, 'the recording to fail on the full disk');
   assert.match(String(failed.error), /disk full writing .*small.*free space/);
   assert.equal(failed.complete, false);

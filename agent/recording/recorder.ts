@@ -11,7 +11,7 @@ import { parseIdFilter } from '../../core/can/id-filter.js';
 import type { LogLevel } from '../../core/console/events.js';
 import { HttpError } from '../../core/http/json-body.js';
 import type { RecordingInfo, RecordingRequest } from '../../core/recording/recording-info.js';
-import { addProblem, loadMetas, newRecordingId, PROBLEM, saveMeta, toInfo, type RecordingMeta } from './recording-meta.js';
+import { addProblem, loadMetas, metaSettled, newRecordingId, PROBLEM, saveMeta, toInfo, type RecordingMeta } from './recording-meta.js';
 import { RecordingWriter } from './recording-writer.js';
 
 export interface RecorderSettings {
@@ -34,6 +34,7 @@ export class Recorder {
   private readonly metas = new Map<string, RecordingMeta>();
   private readonly writers = new Map<string, RecordingWriter>();
   private totalBytes = 0;
+  private starting = 0;
   private unavailable: string | undefined = 'not opened yet';
   /** Disk-bound work runs one at a time (two writers must not delete the same file). */
   private boundQueue: Promise<unknown> = Promise.resolve();
@@ -103,7 +104,7 @@ export class Recorder {
   }
 
   list(): RecordingInfo[] {
-    return [...this.metas.values()].sort((a, b) => (a.id < b.id ? 1 : -1)).map((m) => toInfo(m));
+    return [...this.metas.values()].sort((a, b) => byStart(b, a)).map((m) => toInfo(m));
   }
 
   info(id: string): RecordingInfo {
@@ -117,7 +118,7 @@ export class Recorder {
 
   async start(req: RecordingRequest, reason = 'requested'): Promise<RecordingInfo> {
     if (this.unavailable) throw new HttpError(503, this.unavailable);
-    if (this.writers.size >= MAX_RUNNING) throw new HttpError(409, `${MAX_RUNNING} recordings are running already; stop one first`);
+    if (this.writers.size + this.starting >= MAX_RUNNING) throw new HttpError(409, `${MAX_RUNNING} recordings are running already; stop one first`);
     let ids = null;
     if (req.ids !== undefined && req.ids.trim() !== '') {
       const p = parseIdFilter(req.ids);
@@ -155,16 +156,19 @@ export class Recorder {
       },
     );
     this.metas.set(meta.id, meta);
-    this.writers.set(meta.id, w);
+    this.starting++;
     try {
       await w.begin(req.max_duration_s === undefined ? undefined : req.max_duration_s * 1000, () => void this.stop(meta.id, 'max duration reached'));
     } catch (err) {
-      this.writers.delete(meta.id);
+      this.starting--;
       this.metas.delete(meta.id);
       await rm(join(this.s.dir, `${meta.id}.json`), { force: true }).catch(() => undefined);
       const e = err as NodeJS.ErrnoException;
-      throw new HttpError(e.code === 'ENOSPC' ? 507 : 500, `cannot start a recording in ${this.s.dir}: ${e.code ?? e.message}`);
+      throw new HttpError(e.code === 'ENOSPC' ? 507 : 500, `cannot start a recording in ${this.s.dir}: ${e.message}`);
     }
+    // Frames only once its first file is open: a write must not race the start.
+    this.starting--;
+    this.writers.set(meta.id, w);
     this.notice('info', `recording ${meta.id} started (${reason})`, 'recording_started', { recording: meta.id, buses: meta.buses?.join(',') ?? null, ids: meta.ids });
     return toInfo(meta);
   }
@@ -224,7 +228,7 @@ export class Recorder {
     while (this.totalBytes + n > this.s.maxBytes) {
       const writing = new Set([...this.writers.values()].map((x) => x.currentPart?.name));
       const victim = [...this.metas.values()]
-        .sort((a, b) => (a.id < b.id ? -1 : 1))
+        .sort(byStart)
         .flatMap((m) => m.parts.filter((p) => !writing.has(p.name)).slice(0, 1).map((p) => ({ m, p })))[0];
       if (!victim) return false;
       const { m, p } = victim;
@@ -254,7 +258,13 @@ export class Recorder {
       this.totalBytes -= p.bytes;
     }
     m.parts = [];
+    await metaSettled(m.id);
     await rm(join(this.s.dir, `${m.id}.json`), { force: true });
     this.metas.delete(m.id);
   }
+}
+
+/** Oldest first: by start time (ms), then id (ids alone sort by the second only). */
+function byStart(a: RecordingMeta, b: RecordingMeta): number {
+  return a.started_at < b.started_at ? -1 : a.started_at > b.started_at ? 1 : a.id < b.id ? -1 : 1;
 }

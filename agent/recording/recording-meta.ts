@@ -56,12 +56,29 @@ export function addProblem(m: RecordingMeta, problem: string): void {
   if (!m.problems.includes(problem) && m.problems.length < 4) m.problems.push(problem);
 }
 
+/** Saves in flight per recording: one at a time, so two never share the temporary file. */
+const saving = new Map<string, Promise<void>>();
+
 /** Writes the metadata atomically (a crash leaves the old or the new file, never half of one). */
-export async function saveMeta(dir: string, m: RecordingMeta): Promise<void> {
+export function saveMeta(dir: string, m: RecordingMeta): Promise<void> {
   const file = join(dir, `${m.id}.json`);
-  const tmp = `${file}.tmp`;
-  await writeFile(tmp, JSON.stringify(m) + '\n');
-  await rename(tmp, file);
+  const run = (saving.get(m.id) ?? Promise.resolve())
+    .catch(() => undefined)
+    .then(async () => {
+      await writeFile(`${file}.tmp`, JSON.stringify(m) + '\n');
+      await rename(`${file}.tmp`, file);
+    });
+  saving.set(m.id, run);
+  const forget = (): void => {
+    if (saving.get(m.id) === run) saving.delete(m.id);
+  };
+  run.then(forget, forget);
+  return run;
+}
+
+/** Resolves once no save of this recording is in flight (before its files are removed). */
+export async function metaSettled(id: string): Promise<void> {
+  await saving.get(id)?.catch(() => undefined);
 }
 
 /** Every recording's metadata in the folder; unreadable ones are reported, not fatal. */
