@@ -21,6 +21,8 @@ interface RunResult {
   frames: number;
   delivered: number;
   lost: number;
+  /** Of the lost: dropped for the age rule (--relay-max-age-ms at B, --backlog-max-age-ms at the bridge). */
+  too_old: number;
   frames_per_s: number;
   p50_ms: number;
   p99_ms: number;
@@ -57,11 +59,16 @@ async function once(log: string, frames: number, speed: string, rate: number | '
   const secs = (Date.now() - firstAt) / 1000;
   const cpu = sampleProc(bridgePid).cpuSeconds - cpu0;
   const m = (await getJson(b.base + '/metrics')).text;
+  const bm = (await getJson(bridge.base + '/metrics')).text;
+  const tooOld =
+    (metricValue(m, 'canrelay_uplink', { kind: 'tx_dropped_too_old' }) ?? 0) +
+    (metricValue(bm, 'canrelay_bridge_frames_dropped_total', { group: 'bench', side: 'b', reason: 'too_old' }) ?? 0);
   const result: RunResult = {
     rate,
     frames,
     delivered: n,
     lost: frames - n,
+    too_old: tooOld,
     frames_per_s: Math.round((n - first) / secs),
     p50_ms: metricValue(m, 'canrelay_uplink', { kind: 'relay_latency_p50_ms' }) ?? NaN,
     p99_ms: metricValue(m, 'canrelay_uplink', { kind: 'relay_latency_p99_ms' }) ?? NaN,
@@ -100,11 +107,11 @@ async function main(): Promise<void> {
     '',
     `Real processes on loopback: agent A replays a 57-id log, the bridge relays, agent B transmits (its source accepts tx). Latency is A's receive time to B's transmit time (one host, one clock), over the last 65,536 frames of each run (at 8,000 frames/s the last 8 of 10 s, so the warm-up is left out). Medians of ${RUNS} runs measured in one go on this machine (2 cores, shared and noisy).`,
     '',
-    '| offered | frames/s delivered | lost (all runs) | p50 ms | p99 ms | bridge CPU % |',
-    '|---|---|---|---|---|---|',
+    '| offered | frames/s delivered | lost (all runs) | of which too old | p50 ms | p99 ms | bridge CPU % |',
+    '|---|---|---|---|---|---|---|',
     ...rows.map(
       ({ rate, runs, med }) =>
-        `| ${rate === 'flat' ? `flat out (${FLAT_FRAMES.toLocaleString('en')} frames, --replay-speed 0)` : `${rate.toLocaleString('en')} frames/s for ${PACED_SECONDS} s`} | ${med('frames_per_s').toLocaleString('en')} | ${runs.map((r) => r.lost).join(', ')} | ${med('p50_ms').toFixed(1)} | ${med('p99_ms').toFixed(1)} | ${med('bridge_cpu_percent')} |`,
+        `| ${rate === 'flat' ? `flat out (${FLAT_FRAMES.toLocaleString('en')} frames, --replay-speed 0)` : `${rate.toLocaleString('en')} frames/s for ${PACED_SECONDS} s`} | ${med('frames_per_s').toLocaleString('en')} | ${runs.map((r) => r.lost).join(', ')} | ${runs.map((r) => r.too_old).join(', ')} | ${med('p50_ms').toFixed(1)} | ${med('p99_ms').toFixed(1)} | ${med('bridge_cpu_percent')} |`,
     ),
     '',
   ].join('\n');

@@ -64,18 +64,16 @@ export class Downlink {
       ack(b.batch);
       return undefined;
     }
-    // Origin receive time to this clock, for the latency figure (the deadline counts the errors too).
-    const shiftMs = origin.offsetMs - (local?.offsetMs ?? 0);
     for (const { frame, seq } of b.frames) {
       this.seq.check(`${from}/${frame.bus}`, seq);
       this.counts.frames++;
-      const originMs = frame.tsUs / 1000 + shiftMs;
+      const originUs = frame.tsUs;
       // Without a clock fix nothing can be proven fresh: a deadline already past drops it (counted).
       const notAfterMs = local ? transmitDeadlineMs(frame.tsUs, origin, local, this.maxAgeMs) : -Infinity;
       this.tx.enqueue(
         { ...frame, direction: 'tx' },
         (r) => {
-          if (r.ok) this.latency[this.latencyCount++ % this.latency.length] = r.tsUs / 1000 - originMs;
+          if (r.ok) this.latency[this.latencyCount++ % this.latency.length] = (r.tsUs - originUs) / 1000;
           if (--left === 0) ack(b.batch);
         },
         notAfterMs,
@@ -84,7 +82,11 @@ export class Downlink {
     return undefined;
   }
 
-  /** p50/p99 of the recent origin-to-transmit latency in ms (clock offsets corrected, to within their error). */
+  /**
+   * p50/p99 of the recent origin-to-transmit latency in ms, raw clock readings: meaningful when the clocks
+   * agree (one host: the benchmarks). Not corrected by the clock offsets on purpose: their error (a few
+   * ms) would swamp sub-millisecond figures; the age rule uses the corrected, conservative times.
+   */
   latencyQuantiles(): { p50: number; p99: number; samples: number } | undefined {
     const n = Math.min(this.latencyCount, this.latency.length);
     if (n === 0) return undefined;
