@@ -11,6 +11,6 @@ export function registerSocketcandMetrics(r: Registry, stats: SocketcandStats): 
     c.inc(stats.connectionsRefused),
   );
   counter(r, 'canrelay_socketcand_frames_transmitted_total', 'Frames socketcand clients sent that the bus accepted (--socketcand-allow-send)', [], (c) => c.inc(stats.framesTransmitted));
-  counter(r, 'canrelay_socketcand_sends_refused_total', 'socketcand send commands refused because sending is off', [], (c) => c.inc(stats.sendsRefused));
+  counter(r, 'canrelay_socketcand_sends_refused_total', 'socketcand send commands refused: sending is off, or the connection has too many frames waiting to be transmitted', [], (c) => c.inc(stats.sendsRefused));
   counter(r, 'canrelay_socketcand_errors_total', '< error > replies sent to socketcand clients (bad or unsupported commands, failed transmits)', [], (c) => c.inc(stats.errorsSent));
 }

@@ -18,6 +18,11 @@ import { bcmFrameMessage, ECHO, errorMessage, HI, OK, parseCommand, type Command
 export const RAW_SETTLE_MS = 250;
 /** Subscriptions one client may hold in BCM mode. */
 const MAX_SUBSCRIPTIONS = 2048;
+/**
+ * Sends one client may have waiting in the agent's transmit queue. The queue is shared with the bridge's
+ * relay and commands: one client flooding sends must not fill it for them.
+ */
+export const MAX_SENDS_IN_FLIGHT = 256;
 /** A connection that has not opened a bus by then is closed: an idle one must not hold one of the few client slots. */
 export const OPEN_TIMEOUT_MS = 30_000;
 /** TCP keep-alive probes find a peer that vanished (cable pulled) on a quiet bus, where no output would ever pile up. */
@@ -77,6 +82,7 @@ export class Session {
   private holdUntil = 0;
   private holdTimer: NodeJS.Timeout | undefined;
   private openTimer: NodeJS.Timeout | undefined;
+  private sendsInFlight = 0;
   private closed = false;
   readonly peer: string;
 
@@ -239,7 +245,13 @@ export class Session {
           this.host.stats.sendsRefused++;
           return this.error('sending is off: this gateway is listen-only (the agent was started without --socketcand-allow-send)');
         }
+        if (this.sendsInFlight >= MAX_SENDS_IN_FLIGHT) {
+          this.host.stats.sendsRefused++;
+          return this.error(`${MAX_SENDS_IN_FLIGHT} frames of this connection are already waiting to be transmitted; send slower`);
+        }
+        this.sendsInFlight++;
         transmit(cmd.frame, (r) => {
+          this.sendsInFlight--;
           if (r.ok) this.host.stats.framesTransmitted++;
           else if (!this.closed) this.error(`could not transmit on ${cmd.frame.bus}: ${r.error}`);
         });
