@@ -12,6 +12,7 @@ import { Downlink } from '../agent/uplink/downlink.js';
 import { FrameUploader } from '../agent/uplink/frame-uploader.js';
 import { Outbox } from '../agent/uplink/outbox.js';
 import { tempDir } from './helpers/processes.js';
+import { until } from './helpers/until.js';
 
 const frame = (i: number, bus = 'can0'): CanFrame => ({ bus, id: 0x100, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 4, data: Uint8Array.of(i >>> 24, i >>> 16, i >>> 8, i), tsUs: Date.now() * 1000, direction: 'rx' });
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -87,12 +88,12 @@ test('tx queue: a full transmit queue is retried in order, then dropped and coun
     { retryMs: 50, maxQueued: 10, onFailure: (_f, e) => failures.push(e) },
   );
   for (let i = 0; i < 5; i++) q.enqueue(frame(i));
-  await new Promise((r) => setTimeout(r, 100));
+  await until(() => out.length === 5, 5000, 'the five frames transmitted');
   assert.deepEqual(out, [0, 1, 2, 3, 4], 'order kept across retries');
   busyFor = 1_000_000;
   const results: SendResult[] = [];
   q.enqueue(frame(9), (r) => results.push(r));
-  await new Promise((r) => setTimeout(r, 200));
+  await until(() => results.length === 1, 5000, 'the busy frame given up');
   assert.equal(results[0]?.ok, false);
   assert.equal(q.stats.droppedBusy, 1);
   assert.match(failures[0]!, /stayed full/);
