@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build run-sim test test-unit test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet clean
+.PHONY: all deps build run-sim test test-unit test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-commands clean
 all: build
 
 node_modules/.package-lock.json: package.json package-lock.json
@@ -55,7 +55,11 @@ bench-socketcand: build
 bench-fleet: build
 	$(NODE) dist/bench/bridge-fleet.js
 
-bench: bench-agent bench-relay bench-socketcand bench-fleet
+# A dongle's full command queue delivered on connect (BENCH_COMMANDS=1000,10000; BENCH_RUNS=3).
+bench-commands: build
+	$(NODE) dist/bench/command-flood.js
+
+bench: bench-agent bench-relay bench-socketcand bench-fleet bench-commands
 	@cat bench/results/*.md
 
 clean:
