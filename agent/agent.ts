@@ -12,6 +12,8 @@ import { StreamManager } from '../core/console/stream-manager.js';
 import { listen } from '../core/http/listen.js';
 import { StaticFiles } from '../core/http/static-files.js';
 import { openStateDb } from '../core/state/sqlite.js';
+import { StateHealth } from '../core/state/state-health.js';
+import { registerStateMetrics } from '../core/state/state-metrics.js';
 import { FrameCounters } from './frame-counters.js';
 import { FrameRouter } from './frame-router.js';
 import { createAgentServer } from './http-server.js';
@@ -55,15 +57,22 @@ export interface AgentExtras {
 export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExtras = {}): Promise<RunningAgent> {
   // The agent's state is expendable (ids stay unique by the clock floor, core/console/id-store.ts): a
   // corrupt or unusable file is moved aside, loudly, and the agent starts fresh.
-  const db = openStateDb(join(cfg.stateDir, 'agent.sqlite'), {
+  const stateFile = join(cfg.stateDir, 'agent.sqlite');
+  // A write that fails while running degrades the store, never the agent (core/state/state-health.ts).
+  const state = new StateHealth(log);
+  const db = openStateDb(stateFile, {
     onUnusable: 'move-aside',
     flag: '--state-dir',
     onMovedAside: (m) => log.error({ file: m.file, moved_to: m.movedTo, cause: m.cause }, 'state file unusable: moved aside, starting with fresh state'),
   });
   const pruneLog = new RateLimitedLog(log, 10_000);
   const outbox = cfg.uplink
-    ? new Outbox(db, cfg.uplink.outboxMax, (pruned, over) =>
-        pruneLog.warn({ pruned, over_bound: over, max: cfg.uplink?.outboxMax }, 'outbox full (bridge unreachable): oldest presence/log events pruned; command statuses are kept'),
+    ? new Outbox(
+        db,
+        cfg.uplink.outboxMax,
+        (pruned, over) =>
+          pruneLog.warn({ pruned, over_bound: over, max: cfg.uplink?.outboxMax }, 'outbox full (bridge unreachable): oldest presence/log events pruned; command statuses are kept'),
+        state.store('outbox', stateFile),
       )
     : undefined;
   let uplink: UplinkClient | undefined;
@@ -73,7 +82,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
       historySeconds: cfg.historySeconds,
       historyMemoryBytes: cfg.historyMemoryBytes,
       maxRate: cfg.consoleMaxRate,
-      ids: new SqliteIdStore(db),
+      ids: new SqliteIdStore(db, state.store('ids', stateFile)),
     },
     (_stream, t) => log.info({ sampling: t.state, input_rate: t.inputRate, output_rate: t.outputRate }, `console sampling ${t.state}`),
   );
@@ -115,6 +124,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     health: () => health,
     recording: () => ({ ...recorder.figures(), running: recorder.running, bytes: recorder.bytesOnDisk }),
   });
+  registerStateMetrics(metrics, state, () => consoleStream.withheld);
   const web = extras.webRoot && existsSync(extras.webRoot) ? new StaticFiles(extras.webRoot) : undefined;
   const describe = (): Record<string, unknown> => ({
     dongle: cfg.id,
@@ -135,7 +145,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     dongleId: cfg.id,
     console: consoleStream,
     metrics,
-    health: () => ({ status: 'ok', ...describe(), frames_rx: counters.total('rx'), frames_tx: counters.total('tx') }),
+    health: () => ({ status: 'ok', ...state.status(), ...describe(), frames_rx: counters.total('rx'), frames_tx: counters.total('tx') }),
     info: describe,
     web,
     sse: { keepAliveMs: cfg.keepAliveSeconds * 1000, retryMs: 2000, maxPendingBytes: cfg.clientMaxPendingBytes },
@@ -274,6 +284,8 @@ function uplinkFigures(
       batches_resent: uploader.stats.batchesResent,
       outbox_events: outbox.size,
       outbox_pruned: outbox.pruned,
+      outbox_in_memory: outbox.inMemory,
+      outbox_dropped_unwritable: outbox.droppedUnwritable,
       events_sent: uplink.stats.eventsSent,
       rejected_messages: uplink.stats.rejectedMessages,
     });

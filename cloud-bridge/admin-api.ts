@@ -21,6 +21,7 @@ import type { GroupRelay } from './group-relay.js';
 import type { BridgeStats } from './metrics.js';
 import type { BridgeStore, DongleRow, GroupRow } from './store.js';
 import type { ViewerSessions } from './viewer-sessions.js';
+import { StateWriteError } from '../core/state/state-health.js';
 
 const DongleId = z.string().regex(ID_RULE, 'a dongle id is 1-64 letters, digits, ".", "_" or "-"');
 const BusName = z.string().regex(BUS_RULE, 'a bus name is 1-32 letters, digits, "_", ".", ":" or "-"');
@@ -99,6 +100,11 @@ export class AdminApi {
       if (err instanceof HttpError) {
         discardBody(req); // an unread body must not stall the connection, nor reset it under the answer
         sendJson(res, err.status, { error: err.message }, err.headers);
+        return;
+      }
+      if (err instanceof StateWriteError) {
+        req.resume();
+        sendJson(res, 503, { error: err.message }, { 'Retry-After': '10' });
         return;
       }
       throw err;

@@ -11,6 +11,8 @@ import { StreamManager } from '../core/console/stream-manager.js';
 import { listen } from '../core/http/listen.js';
 import { StaticFiles } from '../core/http/static-files.js';
 import { openStateDb } from '../core/state/sqlite.js';
+import { StateHealth } from '../core/state/state-health.js';
+import { registerStateMetrics } from '../core/state/state-metrics.js';
 import { UPLINK_PATH } from '../core/uplink/messages.js';
 import { AdminApi } from './admin-api.js';
 import type { LinkTimings } from './agent-link.js';
@@ -43,10 +45,12 @@ export interface BridgeExtras {
 export async function startBridge(cfg: BridgeConfig, log: Logger, extras: BridgeExtras = {}): Promise<RunningBridge> {
   // The database holds the tokens: an unusable one stops the start (exit 3) instead of being replaced.
   const db = openStateDb(cfg.db, { onUnusable: 'refuse', flag: '--db' });
-  const store = new BridgeStore(db);
+  // A write that fails while running degrades the store, never the bridge (core/state/state-health.ts).
+  const state = new StateHealth(log);
+  const store = new BridgeStore(db, state.store('bridge', cfg.db));
   const auth = new Auth(store, cfg.adminToken);
   const streams = new StreamManager(
-    { historyEvents: cfg.historyEvents, historySeconds: cfg.historySeconds, historyMemoryBytes: cfg.historyMemoryBytes, maxRate: cfg.consoleMaxRate, ids: new SqliteIdStore(db) },
+    { historyEvents: cfg.historyEvents, historySeconds: cfg.historySeconds, historyMemoryBytes: cfg.historyMemoryBytes, maxRate: cfg.consoleMaxRate, ids: new SqliteIdStore(db, state.store('ids', cfg.db)) },
     (stream, t) => log.debug({ stream, sampling: t.state, input_rate: t.inputRate, output_rate: t.outputRate }, `console sampling ${t.state}`),
   );
   // The relay owns live group membership; the consoles ask it where a dongle's events also go.
@@ -69,6 +73,11 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   commands.load();
 
   const metrics = bridgeMetrics({ stats, relay, seq, commands, streams, agentsConnected: () => agents.connectedCount });
+  registerStateMetrics(metrics, state, () => {
+    let n = 0;
+    for (const st of streams.all()) n += st.withheld;
+    return n;
+  });
   const viewers = new ViewerSessions();
   const admin = new AdminApi({ store, relay, consoles, commands, agents, stats, viewers, log });
   const web = extras.webRoot && existsSync(extras.webRoot) ? new StaticFiles(extras.webRoot) : undefined;
@@ -84,6 +93,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     metrics,
     health: () => ({
       status: 'ok',
+      ...state.status(),
       agents_connected: agents.connectedCount,
       dongles: store.dongles().length,
       groups: store.groups().length,
@@ -121,6 +131,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      store.flushBeforeClose();
       db.close();
       log.info({ reason }, 'bridge stopped');
     })());

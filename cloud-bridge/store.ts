@@ -3,9 +3,16 @@
  * status history, and the per-dongle uplink positions (mirrored-event seq, last UP batch of an agent run)
  * that make redelivery after a reconnect or a bridge restart idempotent. Every query is a prepared
  * statement; nothing here is on the per-frame path.
+ *
+ * A write the disk refuses (full, I/O error, read-only; core/state/state-health.ts) never throws into
+ * the relay or a link: positions, counters and command statuses are kept in memory (reads see them),
+ * retried every second and written as soon as the disk lets them; they are lost only if the bridge
+ * stops before that. Admin changes (dongles, tokens, groups, new commands) are refused with a
+ * StateWriteError instead (the admin API answers 503), so nothing is promised that is not stored.
  */
 import type Database from 'better-sqlite3';
 import { COMMAND_STATES, type CommandState } from '../core/console/events.js';
+import type { StoreWrites } from '../core/state/state-health.js';
 
 export interface DongleRow {
   id: string;
@@ -130,13 +137,38 @@ function migrate(db: Database.Database): void {
   }
 }
 
+/** Command status changes held in memory while the disk refuses them; beyond, the oldest are dropped (counted). */
+const MAX_PENDING_STATUSES = 10_000;
+const RETRY_MS = 1000;
+
+/** A dongle's position fields as last set; `outbox_id` set means event_seq restarted with it. */
+type Position = Partial<Pick<DongleRow, 'last_seen' | 'event_seq' | 'outbox_id' | 'up_run' | 'up_batch'>>;
+interface PendingStatus {
+  id: string;
+  status: CommandState;
+  ts: string;
+  error: string | null;
+}
+
 const TERMINAL: ReadonlySet<CommandState> = new Set(['succeeded', 'failed', 'timed_out']);
 export const isTerminal = (s: CommandState): boolean => TERMINAL.has(s);
 
 export class BridgeStore {
   private readonly s;
+  /** Writes the disk refused, newest value wins; applied over what is read. */
+  private readonly positions = new Map<string, Position>();
+  private readonly counters = new Map<string, { dropped: number; relayed_total: number }>();
+  private statuses: PendingStatus[] = [];
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly writePending: () => void;
+  /** Command status changes dropped from memory while the disk refused them. */
+  statusesDropped = 0;
 
-  constructor(private readonly db: Database.Database) {
+  /** `writes`: where a refused write is counted and reported; without it a failure throws. */
+  constructor(
+    private readonly db: Database.Database,
+    private readonly writes?: StoreWrites,
+  ) {
     db.pragma('foreign_keys = ON');
     db.exec(SCHEMA);
     migrate(db);
@@ -183,68 +215,141 @@ export class BridgeStore {
         "SELECT * FROM commands WHERE dongle = ? AND status NOT IN ('succeeded', 'failed', 'timed_out') ORDER BY created_at, rowid",
       ),
     };
+    this.writePending = db.transaction(() => {
+      for (const [id, p] of this.positions) {
+        // A new outbox first: it resets event_seq, which a later event_seq then sets.
+        if (p.outbox_id != null) this.s.mirrorOrigin.run(p.outbox_id, id);
+        if (p.event_seq !== undefined) this.s.eventSeq.run(p.event_seq, id);
+        if (p.last_seen != null) this.s.lastSeen.run(p.last_seen, id);
+        if (p.up_run != null && p.up_batch != null) this.s.upPosition.run(p.up_run, p.up_batch, id);
+      }
+      for (const [id, c] of this.counters) this.s.groupCounters.run(c.dropped, c.relayed_total, id);
+      for (const st of this.statuses) {
+        this.s.commandStatus.run(st.status, st.id);
+        this.s.historyInsert.run(st.id, st.status, st.ts, st.error);
+      }
+    });
+  }
+
+  /** Admin changes: stored, or a StateWriteError (nothing changed). */
+  private must<T>(write: () => T): T {
+    return this.writes ? this.writes.must(write) : write();
+  }
+
+  /** Writes whatever waits in memory; on refusal keeps it and retries in a second (not at every change). */
+  private flushPending(): void {
+    if (!this.db.open || this.retryTimer !== undefined) return;
+    const ok = this.writes ? this.writes.attempt(this.writePending).ok : (this.writePending(), true);
+    if (ok) {
+      this.positions.clear();
+      this.counters.clear();
+      this.statuses = [];
+      return;
+    }
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.flushPending();
+    }, RETRY_MS).unref();
+  }
+
+  private setPosition(id: string, p: Position): void {
+    this.positions.set(id, { ...this.positions.get(id), ...p });
+    this.flushPending();
+  }
+
+  private withPending<T extends DongleRow | undefined>(row: T): T {
+    const p = row && this.positions.get(row.id);
+    return p ? { ...row, ...p } : row;
+  }
+
+  private withCounters<T extends GroupRow | undefined>(row: T): T {
+    const c = row && this.counters.get(row.id);
+    return c ? { ...row, ...c } : row;
+  }
+
+  private withStatus<T extends CommandRow | undefined>(row: T): T {
+    if (!row || this.statuses.length === 0) return row;
+    let status: CommandState | undefined;
+    for (const st of this.statuses) if (st.id === row.id) status = st.status;
+    return status ? { ...row, status } : row;
+  }
+
+  /** Before the database closes: one last try for what waits in memory. */
+  flushBeforeClose(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (this.pendingWrites > 0) this.flushPending();
+    clearTimeout(this.retryTimer);
+  }
+
+  /** Values waiting in memory for the disk. */
+  get pendingWrites(): number {
+    return this.positions.size + this.counters.size + this.statuses.length;
   }
 
   // ---- dongles ----
 
   dongle(id: string): DongleRow | undefined {
-    return this.s.dongleGet.get(id);
+    return this.withPending(this.s.dongleGet.get(id));
   }
 
   dongles(): DongleRow[] {
-    return this.s.dongleList.all();
+    return this.s.dongleList.all().map((r) => this.withPending(r));
   }
 
   /** Registers a dongle with its first agent token; false (and no change) when it already exists. */
   createDongle(id: string, tokenHash: string, now: string): boolean {
-    return this.db.transaction(() => {
+    return this.must(this.db.transaction(() => {
       if (this.s.dongleInsert.run(id, now).changes === 0) return false;
       this.s.tokenInsert.run(tokenHash, 'agent', id, now);
       return true;
-    })();
+    }));
   }
 
   /** Replaces the dongle's agent token: the old one stops working at once. */
   rotateAgentToken(id: string, tokenHash: string, now: string): void {
-    this.db.transaction(() => {
+    this.must(this.db.transaction(() => {
       this.s.tokenDeleteAgent.run(id);
       this.s.tokenInsert.run(tokenHash, 'agent', id, now);
-    })();
+    }));
   }
 
   /** Removes a dongle, its tokens and the group it is in (returned). Its command history stays. */
   deleteDongle(id: string): { deleted: boolean; group: string | undefined } {
-    return this.db.transaction(() => {
+    const r = this.must(this.db.transaction(() => {
       const group = this.s.memberOf.get(id)?.group_id;
       if (group !== undefined) {
         this.s.membersDelete.run(group);
         this.s.groupDelete.run(group);
       }
       return { deleted: this.s.dongleDelete.run(id).changes > 0, group };
-    })();
+    }));
+    this.positions.delete(id);
+    if (r.group !== undefined) this.counters.delete(r.group);
+    return r;
   }
 
   setLastSeen(id: string, ts: string): void {
-    this.s.lastSeen.run(ts, id);
+    this.setPosition(id, { last_seen: ts });
   }
 
   setEventSeq(id: string, seq: number): void {
-    this.s.eventSeq.run(seq, id);
+    this.setPosition(id, { event_seq: seq });
   }
 
   /** A new agent outbox for this dongle: its mirrored-event numbering starts afresh. */
   setMirrorOrigin(id: string, outboxId: string): void {
-    this.s.mirrorOrigin.run(outboxId, id);
+    this.setPosition(id, { outbox_id: outboxId, event_seq: 0 });
   }
 
   setUpPosition(id: string, run: string, batch: number): void {
-    this.s.upPosition.run(run, batch, id);
+    this.setPosition(id, { up_run: run, up_batch: batch });
   }
 
   // ---- tokens ----
 
   addViewerToken(tokenHash: string, now: string, expiresAt: string | null = null): void {
-    this.s.viewerInsert.run(tokenHash, now, expiresAt);
+    this.must(() => this.s.viewerInsert.run(tokenHash, now, expiresAt));
   }
 
   viewerTokens(): ViewerTokenRow[] {
@@ -253,7 +358,7 @@ export class BridgeStore {
 
   /** Deletes the viewer token whose hash starts with `idPrefix`; false when there is none. */
   deleteViewerToken(idPrefix: string): boolean {
-    return this.s.viewerDelete.run(idPrefix.length, idPrefix).changes > 0;
+    return this.must(() => this.s.viewerDelete.run(idPrefix.length, idPrefix).changes > 0);
   }
 
   token(hash: string): TokenRow | undefined {
@@ -263,11 +368,11 @@ export class BridgeStore {
   // ---- groups ----
 
   group(id: string): GroupRow | undefined {
-    return this.s.groupGet.get(id);
+    return this.withCounters(this.s.groupGet.get(id));
   }
 
   groups(): GroupRow[] {
-    return this.s.groupList.all();
+    return this.s.groupList.all().map((g) => this.withCounters(g));
   }
 
   membership(dongle: string): { group: string; side: 'a' | 'b' } | undefined {
@@ -277,7 +382,7 @@ export class BridgeStore {
 
   /** Creates or updates a group; the caller has checked the sides (the keys would refuse a conflict anyway). */
   putGroup(id: string, a: string, b: string, busMap: Record<string, string>, now: string): { created: boolean } {
-    return this.db.transaction(() => {
+    return this.must(this.db.transaction(() => {
       const exists = this.s.groupGet.get(id) !== undefined;
       const map = JSON.stringify(busMap);
       if (exists) this.s.groupUpdate.run(a, b, map, now, id);
@@ -286,49 +391,58 @@ export class BridgeStore {
       this.s.memberInsert.run(a, id, 'a');
       this.s.memberInsert.run(b, id, 'b');
       return { created: !exists };
-    })();
+    }));
   }
 
   deleteGroup(id: string): boolean {
-    return this.db.transaction(() => {
+    const deleted = this.must(this.db.transaction(() => {
       this.s.membersDelete.run(id);
       return this.s.groupDelete.run(id).changes > 0;
-    })();
+    }));
+    this.counters.delete(id);
+    return deleted;
   }
 
   saveGroupCounters(id: string, dropped: number, relayedTotal: number): void {
-    this.s.groupCounters.run(dropped, relayedTotal, id);
+    this.counters.set(id, { dropped, relayed_total: relayedTotal });
+    this.flushPending();
   }
 
   // ---- commands ----
 
   insertCommand(c: CommandRow): void {
-    this.db.transaction(() => {
+    this.must(this.db.transaction(() => {
       this.s.commandInsert.run(c.id, c.dongle, c.type, c.body, c.status, c.created_at, c.expires_at);
       this.s.historyInsert.run(c.id, c.status, c.created_at, null);
-    })();
+    }));
   }
 
   command(id: string): CommandRow | undefined {
-    return this.s.commandGet.get(id);
+    return this.withStatus(this.s.commandGet.get(id));
   }
 
   commandHistory(id: string): HistoryRow[] {
-    return this.s.history.all(id);
+    const waiting = this.statuses.filter((st) => st.id === id).map((st) => ({ status: st.status, ts: st.ts, error: st.error }));
+    return this.s.history.all(id).concat(waiting);
   }
 
   /** Moves a command to a new status and appends it to the history, in one transaction. */
   setCommandStatus(id: string, status: CommandState, ts: string, error?: string): void {
     if (!COMMAND_STATES.includes(status)) throw new Error(`unknown command status ${status}`);
-    this.db.transaction(() => {
-      this.s.commandStatus.run(status, id);
-      this.s.historyInsert.run(id, status, ts, error ?? null);
-    })();
+    this.statuses.push({ id, status, ts, error: error ?? null });
+    if (this.statuses.length > MAX_PENDING_STATUSES) {
+      this.statuses.shift();
+      this.statusesDropped++;
+    }
+    this.flushPending();
   }
 
   /** The oldest `limit` commands of the dongle still waiting to be sent. */
   queuedCommands(dongle: string, limit: number): CommandRow[] {
-    return this.s.queuedFor.all(dongle, limit);
+    return this.s.queuedFor
+      .all(dongle, limit)
+      .map((c) => this.withStatus(c))
+      .filter((c) => c.status === 'queued');
   }
 
   /** Commands of the dongle not finished yet (queued, sent or delivered). */
@@ -338,10 +452,15 @@ export class BridgeStore {
 
   /** Deletes up to `limit` finished commands (and their history) whose deadline is before `before`; returns how many. */
   pruneFinishedCommands(before: string, limit: number): number {
-    return this.s.pruneFinished.run(before, limit).changes;
+    // Housekeeping: on a disk that refuses writes (or with statuses still waiting for it) it waits for the next round.
+    if (this.statuses.length > 0) return 0;
+    if (!this.writes) return this.s.pruneFinished.run(before, limit).changes;
+    const r = this.writes.attempt(() => this.s.pruneFinished.run(before, limit).changes);
+    return r.ok ? r.value : 0;
   }
 
   unfinishedCommands(dongle?: string): CommandRow[] {
-    return dongle === undefined ? this.s.unfinished.all() : this.s.unfinishedFor.all(dongle);
+    const rows = dongle === undefined ? this.s.unfinished.all() : this.s.unfinishedFor.all(dongle);
+    return rows.map((c) => this.withStatus(c)).filter((c) => !isTerminal(c.status));
   }
 }

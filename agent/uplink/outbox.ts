@@ -10,11 +10,20 @@
  * The outbox has an identity, random and stored with it: seqs count within one identity. The agent sends
  * it in `hello`; when the state is lost the new outbox starts at seq 1 under a new identity and the
  * bridge numbers this dongle's events afresh instead of taking them for redeliveries.
+ * A disk that cannot be written (full, I/O error, read-only) must not lose accepted events silently nor
+ * stop anything: such events wait in a bounded memory buffer, keep their place in the numbering, go to
+ * the bridge from there, and are written to SQLite as soon as a write works again; past the buffer's
+ * bound the oldest presence/log events are dropped and counted (`outbox_dropped_unwritable`); health:
+ * core/state/state-health.ts.
  */
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { ConsoleEvent } from '../../core/console/events.js';
 import type { MirroredEventType } from '../../core/console/normalize.js';
+import type { StoreWrites } from '../../core/state/state-health.js';
+
+/** Events held in memory while the outbox cannot be written. */
+const MAX_MEMORY_EVENTS = 10_000;
 
 export interface OutboxEntry {
   seq: number;
@@ -23,13 +32,20 @@ export interface OutboxEntry {
 }
 
 export class Outbox {
-  private readonly insert: Database.Statement<[string, string]>;
+  private readonly insert: Database.Statement<[number, string, string]>;
   private readonly after: Database.Statement<[number, number], { seq: number; event: string; data: string }>;
   private readonly ackStmt: Database.Statement<[number]>;
   private readonly countStmt: Database.Statement<[], { n: number }>;
   private readonly pruneStmt: Database.Statement<[number], { event: string }>;
   private rows: number;
+  /** The last seq handed out (in SQLite or in memory). */
+  private lastSeq: number;
+  /** Accepted events not yet written to SQLite, in seq order. */
+  private memory: OutboxEntry[] = [];
+  private readonly flush: (entries: OutboxEntry[]) => void;
   pruned = 0;
+  /** Events dropped from the memory buffer while the outbox could not be written. */
+  droppedUnwritable = 0;
   /** Pruned rows by event type. */
   readonly prunedByType = new Map<string, number>();
   readonly identity: string;
@@ -39,55 +55,103 @@ export class Outbox {
     private readonly maxRows: number,
     /** Told what was pruned (rate-limit it: a long outage prunes on every append). */
     private readonly onPrune: (byType: Record<string, number>, overBound: number) => void = () => {},
+    /** Where a failed write is counted and reported; without it a failure throws. */
+    private readonly writes?: StoreWrites,
   ) {
     db.exec(`CREATE TABLE IF NOT EXISTS outbox (
       seq INTEGER PRIMARY KEY AUTOINCREMENT,
       event TEXT NOT NULL,
       data TEXT NOT NULL
     )`);
-    this.insert = db.prepare('INSERT INTO outbox (event, data) VALUES (?, ?)');
+    this.insert = db.prepare('INSERT INTO outbox (seq, event, data) VALUES (?, ?, ?)');
     this.after = db.prepare('SELECT seq, event, data FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?');
     this.ackStmt = db.prepare('DELETE FROM outbox WHERE seq <= ?');
     this.countStmt = db.prepare('SELECT count(*) AS n FROM outbox');
     this.pruneStmt = db.prepare("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE event <> 'command_status' ORDER BY seq LIMIT ?) RETURNING event");
     this.rows = this.countStmt.get()!.n;
+    // AUTOINCREMENT's high-water mark: above every seq ever used, also after all rows were acknowledged.
+    this.lastSeq = db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").get()?.seq ?? 0;
+    this.flush = db.transaction((entries: OutboxEntry[]) => {
+      for (const e of entries) this.insert.run(e.seq, e.event, JSON.stringify(e.data));
+    });
     db.exec('CREATE TABLE IF NOT EXISTS outbox_identity (one INTEGER PRIMARY KEY CHECK (one = 1), id TEXT NOT NULL)');
     db.prepare('INSERT INTO outbox_identity (one, id) VALUES (1, ?) ON CONFLICT(one) DO NOTHING').run(randomUUID());
     this.identity = db.prepare<[], { id: string }>('SELECT id FROM outbox_identity WHERE one = 1').get()!.id;
   }
 
+  /** Events waiting for the bridge (in SQLite and in memory). */
   get size(): number {
-    return this.rows;
+    return this.rows + this.memory.length;
+  }
+
+  /** Events held in memory because the outbox could not be written. */
+  get inMemory(): number {
+    return this.memory.length;
   }
 
   append(ev: ConsoleEvent & { type: MirroredEventType }): number {
-    const seq = Number(this.insert.run(ev.type, JSON.stringify(ev.data)).lastInsertRowid);
-    if (++this.rows > this.maxRows) {
-      const gone = this.pruneStmt.all(this.rows - this.maxRows);
-      const byType: Record<string, number> = {};
-      for (const g of gone) {
-        byType[g.event] = (byType[g.event] ?? 0) + 1;
-        this.prunedByType.set(g.event, (this.prunedByType.get(g.event) ?? 0) + 1);
-      }
-      this.pruned += gone.length;
-      this.rows -= gone.length;
-      this.onPrune(byType, this.rows - this.maxRows);
+    const entry: OutboxEntry = { seq: ++this.lastSeq, event: ev.type, data: JSON.parse(JSON.stringify(ev.data)) as Record<string, unknown> };
+    // Order is kept: while older events wait in memory, the new one joins them and all go down together.
+    this.memory.push(entry);
+    this.persistMemory();
+    while (this.memory.length > MAX_MEMORY_EVENTS) {
+      // As in pruning: presence and log events go first, command statuses are kept if anything can be.
+      const i = this.memory.findIndex((e) => e.event !== 'command_status');
+      this.memory.splice(i < 0 ? 0 : i, 1);
+      this.droppedUnwritable++;
     }
-    return seq;
+    return entry.seq;
   }
+
+  /** Writes what waits in memory, if the disk lets it; then trims the table to its bound. */
+  private persistMemory(): void {
+    const batch = this.memory;
+    if (!this.write(() => this.flush(batch))) return;
+    this.memory = [];
+    this.rows += batch.length;
+    if (this.rows > this.maxRows) this.write(() => this.prune());
+  }
+
+  private write(fn: () => void): boolean {
+    if (!this.writes) {
+      fn();
+      return true;
+    }
+    return this.writes.attempt(fn).ok;
+  }
+
+  private prune(): void {
+    const gone = this.pruneStmt.all(this.rows - this.maxRows);
+    const byType: Record<string, number> = {};
+    for (const g of gone) {
+      byType[g.event] = (byType[g.event] ?? 0) + 1;
+      this.prunedByType.set(g.event, (this.prunedByType.get(g.event) ?? 0) + 1);
+    }
+    this.pruned += gone.length;
+    this.rows -= gone.length;
+    this.onPrune(byType, this.rows - this.maxRows);
+  }
+
 
   /** Entries after `seq`, oldest first. */
   pending(seq: number, limit = 500): OutboxEntry[] {
-    return this.after.all(seq, limit).map((r) => ({
+    const stored = this.after.all(seq, limit).map((r) => ({
       seq: r.seq,
       event: r.event as MirroredEventType,
       data: JSON.parse(r.data) as Record<string, unknown>,
     }));
+    if (stored.length >= limit || this.memory.length === 0) return stored;
+    // Memory holds only seqs above every stored row.
+    return stored.concat(this.memory.filter((e) => e.seq > seq).slice(0, limit - stored.length));
   }
 
   /** The bridge has stored everything up to `seq`. */
   ack(seq: number): void {
-    const removed = this.ackStmt.run(seq).changes;
-    this.rows = Math.max(0, this.rows - removed);
+    if (this.memory.length > 0 && this.memory[0]!.seq <= seq) this.memory = this.memory.filter((e) => e.seq > seq);
+    // A failed delete leaves rows that the bridge skips as redeliveries after a restart.
+    this.write(() => {
+      const removed = this.ackStmt.run(seq).changes;
+      this.rows = Math.max(0, this.rows - removed);
+    });
   }
 }

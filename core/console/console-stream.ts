@@ -14,7 +14,7 @@ import type { MessageDecoder } from '../can/dbc-decode.js';
 import { frameJsonLength, sseBlock, sseLength } from './compact-event.js';
 import type { ConsoleEvent, StreamResetData } from './events.js';
 import type { HistoryStore } from './history-store.js';
-import type { IdStore } from './id-store.js';
+import { EventIds, type IdStore } from './id-store.js';
 import { canFrameData, logData } from './normalize.js';
 import { planResume, type ResumePlan, type ResumeRequest, type StreamPosition } from './resume.js';
 import { EventRing } from './ring-buffer.js';
@@ -50,13 +50,8 @@ export interface ConsoleStreamOptions {
   onPublished?: (ev: ConsoleEvent, id: number) => void;
 }
 
-/** Ids are reserved in blocks this large: one small SQLite write per block, not per event. */
-const ID_BLOCK = 10_000;
-
 export class ConsoleStream {
-  readonly runStart: number;
-  private nextId: number;
-  private ceiling: number;
+  private readonly ids: EventIds;
   private readonly ring: EventRing;
   private readonly sampler: FrameSampler;
   private readonly subscribers = new Set<StreamSubscriber>();
@@ -75,18 +70,24 @@ export class ConsoleStream {
     private readonly opts: ConsoleStreamOptions,
   ) {
     this.now = opts.now ?? Date.now;
-    // Start strictly above anything an earlier run may have used, and leave the id just below runStart
-    // unused, so that a resume from a previous run is always recognised as such.
-    this.runStart = opts.ids.load(name) + 2;
-    this.nextId = this.runStart;
-    this.ceiling = this.runStart + ID_BLOCK;
-    opts.ids.save(name, this.ceiling);
+    // Ids by the rule in id-store.ts: above every earlier run's, never below the clock floor.
+    this.ids = new EventIds(name, opts.ids, this.now);
     this.ring = new EventRing(opts.history, opts.historyEvents, opts.historySeconds * 1000);
     this.sampler = new FrameSampler(opts.maxRate, (t) => this.announceSampling(t), this.now());
   }
 
   get latest(): number {
-    return this.nextId - 1;
+    return this.ids.latest;
+  }
+
+  /** First id of this run: anything below it comes from an earlier run. */
+  get runStart(): number {
+    return this.ids.runStart;
+  }
+
+  /** Events not published because their state could not be written and no id was provably unused. */
+  get withheld(): number {
+    return this.ids.withheld;
   }
 
   get subscriberCount(): number {
@@ -108,7 +109,8 @@ export class ConsoleStream {
   /** Publishes any event except stream_reset (which is per subscriber). Returns its id. */
   publish(ev: ConsoleEvent): number {
     if (this.closed) return -1;
-    const id = this.takeId();
+    const id = this.ids.take();
+    if (id === undefined) return -1;
     const json = JSON.stringify(ev.data);
     const now = this.now();
     this.ring.prepare();
@@ -143,21 +145,13 @@ export class ConsoleStream {
       this.publish({ type: 'can_frame', data });
       return;
     }
-    const id = this.takeId();
+    const id = this.ids.take();
+    if (id === undefined) return;
     const jsonLength = frameJsonLength(f, represents, dongle);
     this.ring.prepare();
     const loc = this.opts.history.appendFrame(this.ring, f, represents, dongle, jsonLength);
     this.append(id, loc, now, sseLength(id, 'can_frame', jsonLength));
     if (this.subscribers.size > 0) this.fanOut({ id, chunk: sseBlock(id, 'can_frame', this.opts.history.json(loc)!) });
-  }
-
-  private takeId(): number {
-    const id = this.nextId++;
-    if (id >= this.ceiling) {
-      this.ceiling += ID_BLOCK;
-      this.opts.ids.save(this.name, this.ceiling);
-    }
-    return id;
   }
 
   private append(id: number, loc: number, now: number, bytes: number): void {

@@ -1,15 +1,39 @@
 /**
- * Event ids must never be reused, also across restarts, without a disk write per event. A stream reserves
- * ids in blocks: the reserved ceiling is persisted before any id of the block is used, and a restarted
- * stream starts above the last persisted ceiling. A crash costs at most the unused rest of one block.
+ * Event ids are never reused, also across restarts and lost state, without a disk write per event.
+ *
+ * The rule (docs/reliability.md, "Event ids"):
+ * 1. Blocks: a stream reserves ids in blocks; the block's ceiling is persisted before an id of it is
+ *    used, and a restarted stream starts above the last persisted ceiling (+2: the id just below a run's
+ *    first is never used, so a resume from an earlier run is always recognised).
+ * 2. Clock floor: a run never starts below `idFloor(now)` = 100 × the Unix time in ms. A state file lost,
+ *    moved aside or unwritable cannot cause reuse, on the one assumption that the wall clock at a start
+ *    is not behind (last id used before) / 100 ms — it holds unless the clock is set back (e.g. a gateway
+ *    without a real-time clock starting before NTP) or a stream averaged over 100,000 events/s (the
+ *    console samples can_frame to --console-max-rate).
+ * 3. Unpersisted ids: while a block cannot be persisted (disk full, …), ids are issued only below
+ *    `idFloor(now) - 1`, which any later run starts above; past that the event is not published (counted)
+ *    until the clock catches up or a write works again.
+ * Ids stay below 10^15 (15 digits, exact in JavaScript and accepted as Last-Event-ID) until the year 2286.
  */
 import type Database from 'better-sqlite3';
+import type { StoreWrites } from '../state/state-health.js';
+
+/** Ids per millisecond of wall clock by which the floor rises (100,000/s). */
+export const IDS_PER_MS = 100;
+/** Ids are reserved this many at a time: one small SQLite write per block, not per event. */
+export const ID_BLOCK = 10_000;
+/** While a block cannot be persisted, a new attempt at most this often. */
+const RETRY_MS = 1000;
+
+export function idFloor(nowMs: number): number {
+  return Math.max(0, Math.floor(nowMs)) * IDS_PER_MS;
+}
 
 export interface IdStore {
   /** The highest id that may have been handed out for this stream before (0 when never). */
   load(stream: string): number;
-  /** Persists that ids up to and including `ceiling` may be handed out. Must be durable on return. */
-  save(stream: string, ceiling: number): void;
+  /** Persists that ids up to and including `ceiling` may be handed out; true once durable. */
+  save(stream: string, ceiling: number): boolean;
 }
 
 /** For tests and ephemeral streams. */
@@ -18,8 +42,9 @@ export class MemoryIdStore implements IdStore {
   load(stream: string): number {
     return this.m.get(stream) ?? 0;
   }
-  save(stream: string, ceiling: number): void {
+  save(stream: string, ceiling: number): boolean {
     this.m.set(stream, ceiling);
+    return true;
   }
 }
 
@@ -27,7 +52,11 @@ export class SqliteIdStore implements IdStore {
   private readonly get: Database.Statement<[string], { ceiling: number }>;
   private readonly put: Database.Statement<[string, number]>;
 
-  constructor(db: Database.Database) {
+  /** `writes`: where a failed write is counted and reported; without it a failure throws. */
+  constructor(
+    db: Database.Database,
+    private readonly writes?: StoreWrites,
+  ) {
     db.exec(`CREATE TABLE IF NOT EXISTS stream_ids (stream TEXT PRIMARY KEY, ceiling INTEGER NOT NULL)`);
     this.get = db.prepare('SELECT ceiling FROM stream_ids WHERE stream = ?');
     this.put = db.prepare(
@@ -39,7 +68,58 @@ export class SqliteIdStore implements IdStore {
     return this.get.get(stream)?.ceiling ?? 0;
   }
 
-  save(stream: string, ceiling: number): void {
-    this.put.run(stream, ceiling);
+  save(stream: string, ceiling: number): boolean {
+    if (!this.writes) {
+      this.put.run(stream, ceiling);
+      return true;
+    }
+    return this.writes.attempt(() => this.put.run(stream, ceiling)).ok;
+  }
+}
+
+/** Hands out one stream's ids by the rule above. */
+export class EventIds {
+  /** First id of this run: anything below it comes from an earlier run. */
+  readonly runStart: number;
+  private next: number;
+  /** Ids up to here are covered by a durable ceiling. */
+  private persisted: number;
+  private lastFailure = -Infinity;
+  /** Events not published because no id was provably unused (rule 3). */
+  withheld = 0;
+
+  constructor(
+    private readonly stream: string,
+    private readonly store: IdStore,
+    private readonly now: () => number,
+  ) {
+    const loaded = store.load(stream);
+    this.runStart = Math.max(loaded + 2, idFloor(now()));
+    this.next = this.runStart;
+    this.persisted = loaded;
+    this.reserve();
+  }
+
+  /** The last id handed out (runStart - 1 before the first). */
+  get latest(): number {
+    return this.next - 1;
+  }
+
+  /** The next id, or undefined when none is provably unused right now (the event is withheld, counted). */
+  take(): number | undefined {
+    const id = this.next;
+    if (id > this.persisted && this.now() - this.lastFailure >= RETRY_MS) this.reserve();
+    if (id > this.persisted && id >= idFloor(this.now()) - 1) {
+      this.withheld++;
+      return undefined;
+    }
+    this.next++;
+    return id;
+  }
+
+  private reserve(): void {
+    const ceiling = this.next + ID_BLOCK - 1;
+    if (this.store.save(this.stream, ceiling)) this.persisted = ceiling;
+    else this.lastFailure = this.now();
   }
 }

@@ -14,7 +14,7 @@ export class RateLimitedLog {
     this.write('warn', fields, msg);
   }
 
-  write(level: 'info' | 'warn', fields: Record<string, unknown>, msg: string): void {
+  write(level: 'info' | 'warn' | 'error', fields: Record<string, unknown>, msg: string): void {
     const now = Date.now();
     if (now - this.last < this.intervalMs) {
       this.suppressed++;

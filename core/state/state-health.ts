@@ -1,0 +1,94 @@
+/**
+ * Write failures of the SQLite stores of one process (agent: ids, outbox; bridge: bridge). A store whose
+ * write fails for a storage reason (disk full, I/O error, read-only, file gone) is degraded, not fatal:
+ * the write is counted (`canrelay_state_write_errors_total{store}`), one rate-limited error line names
+ * the file, the cause and what to do, /healthz says `"state":"degraded"` with the reason, and the first
+ * write that works again heals it. What each store does meanwhile is the store's own business (ids stay
+ * unique by the clock floor, the outbox keeps events in a bounded memory buffer, the bridge keeps
+ * positions in memory and refuses admin changes with 503).
+ */
+import type { Logger } from 'pino';
+import { RateLimitedLog } from '../log/rate-limited-log.js';
+import { faultAdvice, faultCause, stateFault } from './state-errors.js';
+
+/** At most one "writes failing" line per store per minute (with how many were held back). */
+const LOG_INTERVAL_MS = 60_000;
+
+/** A write that could not be made durable; carries a message for the user (e.g. an admin API 503). */
+export class StateWriteError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StateWriteError';
+  }
+}
+
+export class StoreWrites {
+  /** Failed writes since start. */
+  errors = 0;
+  /** The cause while degraded, undefined while writes work. */
+  reason: string | undefined;
+  private readonly failing: RateLimitedLog;
+
+  constructor(
+    readonly store: string,
+    readonly file: string,
+    private readonly log: Logger,
+  ) {
+    this.failing = new RateLimitedLog(log, LOG_INTERVAL_MS);
+  }
+
+  /**
+   * Runs one write. On a storage failure: counted, reported, and `{ ok: false }`. Any other error is a
+   * bug (a constraint, a closed database) and is thrown.
+   */
+  attempt<T>(write: () => T): { ok: true; value: T } | { ok: false; message: string } {
+    let value: T;
+    try {
+      value = write();
+    } catch (err) {
+      const fault = stateFault(err);
+      if (fault === undefined || fault === 'abi') throw err;
+      this.errors++;
+      const cause = faultCause(fault, err);
+      const message = `${this.store} store: cannot write ${this.file}: ${cause}: ${faultAdvice(fault)}`;
+      this.reason = message;
+      this.failing.write('error', { store: this.store, file: this.file, cause, failed_writes: this.errors }, `state writes failing: ${message}`);
+      return { ok: false, message };
+    }
+    if (this.reason !== undefined) {
+      this.log.info({ store: this.store, file: this.file, failed_writes: this.errors }, `state writes work again: ${this.store} store recovered`);
+      this.reason = undefined;
+    }
+    return { ok: true, value };
+  }
+
+  /** Like attempt(), but a failure is thrown as a StateWriteError (for changes a caller must not assume made). */
+  must<T>(write: () => T): T {
+    const r = this.attempt(write);
+    if (!r.ok) throw new StateWriteError(`${r.message}; nothing was changed, try again once it is fixed`);
+    return r.value;
+  }
+}
+
+export class StateHealth {
+  private readonly stores: StoreWrites[] = [];
+
+  constructor(private readonly log: Logger) {}
+
+  store(name: string, file: string): StoreWrites {
+    const s = new StoreWrites(name, file, this.log);
+    this.stores.push(s);
+    return s;
+  }
+
+  /** For /healthz: `state` is "ok" or "degraded", with the reasons while degraded. */
+  status(): { state: 'ok' | 'degraded'; state_reason?: string } {
+    const reasons = this.stores.map((s) => s.reason).filter((r): r is string => r !== undefined);
+    return reasons.length === 0 ? { state: 'ok' } : { state: 'degraded', state_reason: reasons.join('; ') };
+  }
+
+  /** Failed writes per store, for /metrics. */
+  writeErrors(): Array<{ store: string; errors: number; degraded: boolean }> {
+    return this.stores.map((s) => ({ store: s.store, errors: s.errors, degraded: s.reason !== undefined }));
+  }
+}
