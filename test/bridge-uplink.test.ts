@@ -384,8 +384,8 @@ test('bad input: malformed, oversized, unknown, out of place → error + close c
       run: (a) => a.sendRaw(encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'x', frames: [{ frame: numberedFrame('can0', 1, 1), seq: 0 }] })),
     },
     { name: 'truncated batch', code: 4400, reason: 'bad_batch', hello: true, run: (a) => a.sendRaw(encodeBatch({ kind: KIND_UP, batch: 9, frames: [{ frame: numberedFrame('can0', 1, 1), seq: 0 }] }).subarray(0, 20)) },
-    { name: 'hello twice', code: 4400, reason: 'out_of_place', hello: true, run: (a) => a.sendJson({ t: 'hello', protocol: 1, dongle: 'gw-bad', run: 'run-000001', version: 'x', buses: [] }) },
-    { name: 'wrong dongle', code: 4401, reason: 'wrong_dongle', run: (a) => a.sendJson({ t: 'hello', protocol: 1, dongle: 'someone-else', run: 'run-000001', version: 'x', buses: [] }) },
+    { name: 'hello twice', code: 4400, reason: 'out_of_place', hello: true, run: (a) => a.sendJson({ t: 'hello', protocol: PROTOCOL_VERSION, dongle: 'gw-bad', run: 'run-000001', version: 'x', buses: [] }) },
+    { name: 'wrong dongle', code: 4401, reason: 'wrong_dongle', run: (a) => a.sendJson({ t: 'hello', protocol: PROTOCOL_VERSION, dongle: 'someone-else', run: 'run-000001', version: 'x', buses: [] }) },
     { name: 'protocol', code: 4400, reason: 'protocol_version', run: (a) => a.sendJson({ t: 'hello', protocol: 99, dongle: 'gw-bad', run: 'run-000001', version: 'x', buses: [] }) },
   ];
   for (const c of cases) {

@@ -39,8 +39,11 @@ const clockMs = z.number().finite().min(-1e13).max(1e13);
 const req = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 const recordingId = z.string().regex(RECORDING_ID_RULE);
 
-/** The uplink protocol version; a bridge refuses agents of another major version. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The uplink protocol version; a bridge refuses agents of another major version.
+ * 2: batches carry a clock fix in their header, agents probe the clock before hello (core/uplink/clock.ts).
+ */
+export const PROTOCOL_VERSION = 2;
 /** Largest text message either side accepts. */
 export const MAX_TEXT_MESSAGE_BYTES = 64 * 1024;
 
