@@ -1,4 +1,8 @@
 /** The few HTTP calls the page makes besides the console stream. */
+import type { RecordingInfo } from '../../core/recording/recording-info.js';
+
+/** A recording as the agent (and, for a connected dongle, the bridge) lists it. */
+export type { RecordingInfo };
 
 export interface AgentInfo {
   dongle: string;
@@ -8,6 +12,8 @@ export interface AgentInfo {
   console_max_rate: number;
   sampling: boolean;
   uptime_s: number;
+  /** What the agent's --local-token-file guards (absent on older agents). */
+  local_auth?: { writes: boolean; reads: boolean };
 }
 
 export class HttpError extends Error {
@@ -38,8 +44,30 @@ async function call<T>(method: string, url: string, token?: string, body?: unkno
   return json as T;
 }
 
-export function agentInfo(): Promise<AgentInfo> {
-  return call<AgentInfo>('GET', '/api/v1/info');
+export function agentInfo(token?: string): Promise<AgentInfo> {
+  return call<AgentInfo>('GET', '/api/v1/info', token);
+}
+
+/** Where a dongle's recordings are: the agent's own API, or the bridge's view of a connected dongle. */
+export function recordingsPath(dongle: string | null): string {
+  return dongle === null ? '/api/v1/recordings' : `/api/v1/dongles/${encodeURIComponent(dongle)}/recordings`;
+}
+
+export function listRecordings(path: string, token?: string): Promise<{ recordings: RecordingInfo[] }> {
+  return call('GET', path, token);
+}
+
+/** Agent only: start (every bus, every id) and stop. */
+export function startRecording(token?: string): Promise<RecordingInfo> {
+  return call('POST', '/api/v1/recordings', token, {});
+}
+
+export function stopRecording(id: string, token?: string): Promise<RecordingInfo> {
+  return call('POST', `/api/v1/recordings/${encodeURIComponent(id)}/stop`, token);
+}
+
+export function deleteRecording(id: string, token?: string): Promise<void> {
+  return call('DELETE', `/api/v1/recordings/${encodeURIComponent(id)}`, token);
 }
 
 export interface DongleView {

@@ -5,7 +5,7 @@
  * event, and it keeps working in a background tab where animation frames stop); drawing happens at most
  * once per animation frame, and the by-id table a few times per second.
  */
-import { agentInfo, bridgeDongle, bridgeGroup, HttpError, type AgentInfo } from './api.js';
+import { agentInfo, bridgeDongle, bridgeGroup, HttpError, recordingsPath, type AgentInfo } from './api.js';
 import { candumpFileName, candumpLog } from './candump-export.js';
 import { byId, download, h } from './dom.js';
 import { toConsoleEvent, type ConsoleEvent, type GroupStateData, type PresenceData } from './events.js';
@@ -19,6 +19,7 @@ import { ByIdTable } from './views/by-id-table.js';
 import { GroupPanel } from './views/group-panel.js';
 import { BusHealthView } from './views/bus-health.js';
 import { HeaderView, type DongleStatus, type Presence } from './views/header.js';
+import { RecordingsPanel } from './views/recordings.js';
 import { SendForm } from './views/send-form.js';
 import { setFooter, TraceView } from './views/trace.js';
 
@@ -41,6 +42,7 @@ class App {
   private readonly traceView: TraceView;
   private readonly group: GroupPanel | null;
   private readonly sendForm: SendForm | null;
+  private readonly recordings: RecordingsPanel | null;
   private conn: ConsoleConnection | null = null;
   private consoleUrl = '';
   private token = '';
@@ -61,6 +63,15 @@ class App {
     this.traceView = new TraceView(this.trace, byId<HTMLDivElement>('trace'), document.querySelector<HTMLElement>('.trace-head')!, isGroup);
     this.group = isGroup ? new GroupPanel(byId('group-panel'), route.id) : null;
     this.sendForm = route.kind === 'agent' ? null : new SendForm(() => this.token, route.kind === 'dongle' ? [route.id] : []);
+    this.recordings =
+      route.kind === 'group'
+        ? null
+        : new RecordingsPanel(byId('rec-panel'), {
+            path: recordingsPath(route.kind === 'agent' ? null : route.id),
+            control: route.kind === 'agent',
+            token: () => this.token,
+            refused: (status, message) => this.refused(status, message),
+          });
     for (const el of document.querySelectorAll<HTMLElement>('[data-group-only]')) el.hidden = !isGroup;
     document.body.dataset.mode = route.kind;
     this.wireControls();
@@ -69,7 +80,12 @@ class App {
 
   async start(): Promise<void> {
     if (this.route.kind === 'agent') {
+      // The agent's API may need a token (--local-token-file): the same panel as on the bridge asks for it.
+      this.token = sessionStorage.getItem(TOKEN_KEY) ?? '';
       const info = await this.loadInfo();
+      if (!info) return;
+      byId('token-change').hidden = !info.local_auth?.writes;
+      this.recordings?.start();
       document.title = `${info.dongle} · canrelay console`;
       this.consoleUrl = info.console;
       this.setDongle(info.dongle, { presence: 'unknown', buses: info.buses });
@@ -84,17 +100,22 @@ class App {
     if (this.token === '') this.showTokenPanel('');
     // Connect even without a token: the bridge's own answer (401) is what the page shows.
     this.connect();
+    this.recordings?.start();
     if (this.token !== '') void this.probeRole();
   }
 
-  /** The agent's /api/v1/info names its console; retried while the agent is unreachable. */
-  private async loadInfo(): Promise<AgentInfo> {
+  /** The agent's /api/v1/info names its console; retried while the agent is unreachable; undefined while it wants a token. */
+  private async loadInfo(): Promise<AgentInfo | undefined> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const info = await agentInfo();
+        const info = await agentInfo(this.token || undefined);
         this.showNotice('');
         return info;
       } catch (e) {
+        if (e instanceof HttpError && e.status === 401) {
+          this.refused(401, e.message);
+          return undefined;
+        }
         this.showNotice(`Cannot reach the agent (${(e as Error).message}); retrying…`);
         await new Promise((r) => setTimeout(r, Math.min(10_000, 1000 * 2 ** attempt)));
       }
@@ -261,8 +282,19 @@ class App {
     sessionStorage.setItem(TOKEN_KEY, token);
     byId('token-panel').hidden = true;
     document.body.classList.remove('locked');
+    if (this.route.kind === 'agent' && this.consoleUrl === '') return void this.start();
     this.connect();
+    this.recordings?.start();
     void this.probeRole();
+  }
+
+  /** A 401/403 from the agent's or the bridge's API (not the stream): ask for a (better) token. */
+  private refused(status: number, message: string): void {
+    if (this.route.kind !== 'agent' || !byId('token-panel').hidden) return;
+    const had = this.token !== '';
+    const what = status === 403 ? `This token may only read (HTTP 403): recording needs an admin token.` : had ? `The agent refused this token (HTTP ${status}).` : `The agent needs a token (HTTP ${status}).`;
+    byId('token-help').textContent = 'This gateway asks for a token from its --local-token-file: a read token to watch and download, the admin token to record and delete. It is kept for this browser tab only.';
+    this.showTokenPanel(what, message, had);
   }
 
   /** Admin or viewer? A GET on the admin API answers 200 for the admin token, 403 for a viewer's. */

@@ -1,0 +1,140 @@
+/**
+ * The recordings panel: on the agent a Record/Stop button with the running recording's size and
+ * duration, and every recording with its download link (and Delete); on the bridge's dongle page the
+ * same list, download only (recordings are started on the gateway). The list is polled: every second
+ * while one runs, every 5 s otherwise.
+ */
+import { deleteRecording, HttpError, listRecordings, startRecording, stopRecording, type RecordingInfo } from '../api.js';
+import { byId, h, setText } from '../dom.js';
+import { formatInt } from '../format.js';
+
+export interface RecordingsTarget {
+  /** GET path of the list; a download is `<path>/<id>`. */
+  path: string;
+  /** The agent's own page: start, stop, delete. */
+  control: boolean;
+  token: () => string;
+  /** 401/403: the page asks for a token. */
+  refused: (status: number, message: string) => void;
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+export function formatDuration(s: number): string {
+  const t = Math.floor(s);
+  const hh = Math.floor(t / 3600);
+  const mm = Math.floor((t % 3600) / 60);
+  const ss = String(t % 60).padStart(2, '0');
+  return hh > 0 ? `${hh}:${String(mm).padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
+}
+
+export class RecordingsPanel {
+  private readonly toggle = byId<HTMLButtonElement>('rec-toggle');
+  private readonly status = byId('rec-status');
+  private readonly error = byId('rec-error');
+  private readonly list = byId<HTMLUListElement>('rec-list');
+  private running: RecordingInfo | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private busy = false;
+
+  constructor(
+    private readonly root: HTMLElement,
+    private readonly t: RecordingsTarget,
+  ) {
+    this.toggle.hidden = !t.control;
+    this.toggle.addEventListener('click', () => void this.onToggle());
+  }
+
+  /** Shows the panel and starts polling (again, e.g. after a new token). */
+  start(): void {
+    this.root.hidden = false;
+    void this.refresh();
+  }
+
+  private schedule(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.refresh(), this.running ? 1000 : 5000);
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      const { recordings } = await listRecordings(this.t.path, this.t.token() || undefined);
+      this.render(recordings);
+      this.showError('');
+    } catch (e) {
+      this.fail(e);
+    }
+    this.schedule();
+  }
+
+  private async onToggle(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    this.toggle.disabled = true;
+    try {
+      if (this.running) await stopRecording(this.running.id, this.t.token() || undefined);
+      else await startRecording(this.t.token() || undefined);
+      this.showError('');
+    } catch (e) {
+      this.fail(e);
+    } finally {
+      this.busy = false;
+      this.toggle.disabled = false;
+    }
+    await this.refresh();
+  }
+
+  private fail(e: unknown): void {
+    if (e instanceof HttpError && (e.status === 401 || e.status === 403)) this.t.refused(e.status, e.message);
+    this.showError(e instanceof Error ? e.message : String(e));
+  }
+
+  private showError(text: string): void {
+    setText(this.error, text);
+    this.error.hidden = text === '';
+  }
+
+  private render(recs: RecordingInfo[]): void {
+    this.running = recs.find((r) => r.state === 'recording');
+    this.toggle.textContent = this.running ? '■ Stop' : '● Record';
+    this.toggle.classList.toggle('recording', this.running !== undefined);
+    this.toggle.title = this.running ? 'Stop the recording' : 'Record every frame of every bus (unsampled) on the gateway';
+    setText(this.status, this.running ? `Recording · ${formatBytes(this.running.bytes)} · ${formatDuration(this.running.duration_s)} · ${formatInt(this.running.frames)} frames` : '');
+    this.list.replaceChildren(...recs.map((r) => this.item(r)));
+    if (recs.length === 0) this.list.append(h('li', { class: 'muted', text: this.t.control ? 'No recordings yet: Record keeps every frame, not just what the console shows.' : 'No recordings on this gateway.' }));
+  }
+
+  private item(r: RecordingInfo): HTMLLIElement {
+    const token = this.t.token();
+    const href = `${this.t.path}/${encodeURIComponent(r.id)}${token ? `?access_token=${encodeURIComponent(token)}` : ''}`;
+    const when = new Date(r.started_at).toLocaleString();
+    const facts = `${r.state} · ${formatInt(r.frames)} frames · ${formatBytes(r.bytes)} · ${formatDuration(r.duration_s)}`;
+    const li = h(
+      'li',
+      { 'data-id': r.id, 'data-state': r.state },
+      h('a', { href, download: '', class: 'rec-download', title: 'Download the candump -L file' }, `${when}`),
+      h('span', { class: 'muted', text: ` ${facts}` }),
+      r.complete ? null : h('span', { class: 'rec-incomplete', title: [...r.problems, r.error ?? ''].join(' ').trim(), text: ' incomplete' }),
+    );
+    if (this.t.control && r.state !== 'recording') {
+      li.append(
+        h('button', {
+          type: 'button',
+          class: 'small ghost rec-delete',
+          text: 'Delete',
+          onclick: () =>
+            void deleteRecording(r.id, token || undefined).then(
+              () => this.refresh(),
+              (e: unknown) => this.fail(e),
+            ),
+        }),
+      );
+    }
+    return li;
+  }
+}
