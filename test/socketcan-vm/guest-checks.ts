@@ -8,6 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { after, test } from 'node:test';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { runCli, startAgentProcess, tempDir, type StartedAgent } from '../helpers/processes.js';
+import { RawClient } from '../helpers/socketcand.js';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
 
 const children: { stop(): unknown }[] = [];
@@ -115,6 +116,33 @@ test('ip link down/up: presence events, the agent keeps running and reads again'
   await c.waitFor((ev) => ev.some((e) => e.event === 'can_frame' && e.json.id === '0x111' && e.json.bus === 'vcan1'), 10_000, 'reading again');
   assert.equal(agentA.proc.exitCode, null);
   c.close();
+});
+
+test('socketcand on a real kernel: cansend frames reach a raw-mode client in order; its send is on the wire and shown as tx, not read back', async () => {
+  const a = await startAgentProcess(['--can', 'vcan0', '--socketcand-listen', '127.0.0.1:0', '--socketcand-allow-send'], { id: 'sc-vm' });
+  children.push({ stop: () => a.proc.stop() });
+  const port = Number(String((await a.proc.waitForLog((l) => l.msg === 'socketcand listening', 60_000)).listen).split(':').pop());
+  const c = await RawClient.connect(port);
+  await until(() => c.messages.length > 0, 20_000, '< hi >');
+  assert.equal(await c.request('< open vcan0 >', 20_000), '< ok >');
+  assert.equal(await c.request('< rawmode >', 20_000), '< ok >');
+  const dump = candump('vcan0');
+  await new Promise((r) => setTimeout(r, 300));
+  const sent = Array.from({ length: 20 }, (_, i) => i.toString(16).toUpperCase().padStart(2, '0'));
+  for (const d of sent) sh('cansend', ['vcan0', `2B0#${d}`]);
+  const on2B0 = (): string[] => c.frames().filter((f) => f.startsWith('< frame 2B0 '));
+  await until(() => on2B0().length >= sent.length, 30_000, 'the cansend frames on the socketcand client');
+  assert.deepEqual(on2B0().map((f) => f.split(' ')[4]), sent, 'every frame, in order, its data');
+  c.send('< send 5B5 3 CA FE 01 >');
+  await until(() => dump.lines().some((l) => l.includes('vcan0 5B5#CAFE01')), 20_000, 'candump to see the socketcand send');
+  sh('cansend', ['vcan0', '2B1#FF']); // a received frame after the send: the client has everything before it
+  await until(() => c.frames().some((f) => f.startsWith('< frame 2B1 ')), 20_000, 'the marker frame');
+  assert.ok(!c.frames().some((f) => f.startsWith('< frame 5B5 ')), 'its own transmit is not sent back as received');
+  assert.equal(await framesTotal(a, 'vcan0', 'tx'), 1);
+  assert.equal(await framesTotal(a, 'vcan0', 'rx'), sent.length + 1, 'the transmit is not read back as rx');
+  dump.stop();
+  c.close();
+  await a.proc.stop();
 });
 
 test('a missing interface: a clear error naming it', async () => {
