@@ -3,10 +3,12 @@
  *  - two gateways sharing one token: one keeps the link, the other is refused (4409) with a growing
  *    backoff, nothing of it is relayed, no flapping, a duplicate_agent log on the dongle's console;
  *  - a half-open connection (the first agent frozen with SIGSTOP): a newcomer takes over;
- *  - agent state wiped: the fresh agent's mirrored events arrive (the bridge numbers them afresh),
- *    and nothing is published twice.
+ *  - agent state wiped, or corrupt and moved aside at start: the fresh agent's mirrored events arrive
+ *    (the bridge numbers them afresh), and nothing is published twice.
  */
 import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from './helpers/bridge-process.js';
 import { startAgentProcess, tempDir, type StartedAgent } from './helpers/processes.js';
@@ -119,5 +121,25 @@ test('agent state wiped: the fresh agent’s mirrored events arrive, numbered af
   assert.equal(mirrored.length, 2, 'each final presence published once');
   assert.equal(started(), 3);
   await a.proc.stop();
+  await bridge.proc.stop();
+});
+
+test('a corrupt agent state file, moved aside at start: the agent’s mirrored events still arrive', async () => {
+  const bridge = track(await startBridgeProcess());
+  const token = await bridge.admin.register('corrupt');
+  const c = await dongleConsole(bridge, 'corrupt');
+  const started = (): number => c.ofType('presence').filter((e) => String(e.json.reason).startsWith('agent started')).length;
+  const dir = tempDir('canrelay-corrupt-');
+  const first = track(await startAgentProcess([...agentArgs(bridge, token, 10), '--presence-interval', '1'], { id: 'corrupt', stateDir: dir }));
+  await c.waitFor((ev) => ev.filter((e) => e.event === 'presence' && e.json.state === 'seen').length >= 3, 15_000, 'a few mirrored events');
+  await first.proc.stop();
+
+  for (const f of ['agent.sqlite-wal', 'agent.sqlite-shm']) rmSync(join(dir, f), { force: true });
+  writeFileSync(join(dir, 'agent.sqlite'), Buffer.alloc(8192, 0x5a));
+  const again = track(await startAgentProcess(agentArgs(bridge, token, 10), { id: 'corrupt', stateDir: dir }));
+  await again.proc.waitForLog((l) => /moved aside/.test(l.msg));
+  await c.waitFor(() => started() === 2, 10_000, "the restarted agent's 'agent started' presence");
+  assert.equal(c.ofType('log').filter((e) => e.json.code === 'mirror_reset').length, 1);
+  await again.proc.stop();
   await bridge.proc.stop();
 });
