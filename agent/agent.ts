@@ -233,6 +233,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      outbox?.close();
       db.close();
       log.info({ reason }, 'agent stopped');
     })());

@@ -280,6 +280,7 @@ export class BridgeStore {
     this.retryTimer = undefined;
     if (this.pendingWrites > 0) this.flushPending();
     clearTimeout(this.retryTimer);
+    this.writes?.lostAtClose(this.pendingWrites, 'positions, counters or command statuses');
   }
 
   /** Values waiting in memory for the disk. */

@@ -133,6 +133,12 @@ export class Outbox {
   }
 
 
+  /** Before the database closes: one last try for what waits in memory; what still cannot be written is reported lost. */
+  close(): void {
+    if (this.memory.length > 0) this.persistMemory();
+    this.writes?.lostAtClose(this.memory.length, 'mirrored console events');
+  }
+
   /** Entries after `seq`, oldest first. */
   pending(seq: number, limit = 500): OutboxEntry[] {
     const stored = this.after.all(seq, limit).map((r) => ({

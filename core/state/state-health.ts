@@ -62,6 +62,12 @@ export class StoreWrites {
     return { ok: true, value };
   }
 
+  /** At close: what is still only in memory is lost now; said once, loudly, with how much. */
+  lostAtClose(count: number, what: string): void {
+    if (count === 0) return;
+    this.log.error({ store: this.store, file: this.file, lost: count, cause: this.reason }, `${count} ${what} could not be written to ${this.file} before the stop and are lost`);
+  }
+
   /** Like attempt(), but a failure is thrown as a StateWriteError (for changes a caller must not assume made). */
   must<T>(write: () => T): T {
     const r = this.attempt(write);
