@@ -406,3 +406,24 @@ test('at most 64 clients: the next one is refused with < error > and counted; a 
   assert.equal(again.messages[0], '< hi >');
   for (const c of [...clients, again]) c.close();
 });
+
+test('BCM subscribe with an interval: the first frame at once, then the latest of the interval when it ends', async () => {
+  const a = await replayAgent(['--replay-speed', '0']);
+  await leadIn(a);
+  const c = await RawClient.connect(a.socketcandPort);
+  await waitUntil(() => c.messages.length > 0, 5000, '< hi >');
+  assert.equal(await c.request('< open can0 >'), '< ok >');
+  c.send('< subscribe 5 0 100 >'); // one frame per 5 s at most
+  assert.equal(await c.request('< echo >'), '< echo >');
+  // 1,600 frames as fast as the replay goes; every 16th has id 0x100 (data = its sequence number).
+  await a.write(sequenceLines(T0 + 1, 1600, 10));
+  await waitUntil(async () => (await a.metric('canrelay_can_frames_total', RX)) === 1601, 20_000, 'the burst');
+  await waitUntil(() => c.frames().length >= 2, 20_000, 'the throttled frame at the end of the interval');
+  assert.equal(await c.request('< echo >'), '< echo >');
+  assert.deepEqual(
+    c.frames().map((f) => f.split(' ').slice(4, 8).join('')),
+    ['00000000', (1600 - 16).toString(16).toUpperCase().padStart(8, '0')],
+    'the first 0x100 frame, then the last one of the burst; the 98 between are throttled away',
+  );
+  c.close();
+});

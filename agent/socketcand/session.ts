@@ -104,10 +104,6 @@ export class Session {
     }, OPEN_TIMEOUT_MS);
   }
 
-  get isRaw(): boolean {
-    return this.mode === 'raw';
-  }
-
   /** A received frame of this session's bus. `raw` formats it once for every raw-mode client. */
   offer(f: CanFrame, raw: () => string): void {
     if (this.closed) return;
