@@ -282,6 +282,7 @@ function uplinkFigures(
       frames_buffered: uploader.buffered,
       frames_dropped_buffer_full: uploader.stats.droppedBufferFull,
       frames_dropped_too_old: uploader.stats.droppedTooOld,
+      frames_dropped_bad_time: uploader.stats.droppedBadTime,
       batches_resent: uploader.stats.batchesResent,
       outbox_events: outbox.size,
       outbox_pruned: outbox.pruned,

@@ -7,6 +7,7 @@ import { decodeBatch, encodeBatch, KIND_DOWN } from '../core/uplink/frame-codec.
 import type { SendResult } from '../agent/sources/source.js';
 import { TxQueue } from '../agent/tx-queue.js';
 import { Downlink } from '../agent/uplink/downlink.js';
+import { FrameUploader } from '../agent/uplink/frame-uploader.js';
 
 const frame = (tsMs: number, n = 0): CanFrame => ({ bus: 'can0', id: 0x100, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 1, data: Uint8Array.of(n), tsUs: tsMs * 1000, direction: 'rx' });
 
@@ -59,4 +60,19 @@ test('agent B: a relayed frame past its age is dropped and counted at the transm
   assert.equal(d.apply(batch(3, [frame(now, 5)]), undefined, (n) => acks.push(n)), undefined);
   assert.equal(tx.stats.droppedTooOld, 2, 'without a clock fix nothing can be proven fresh');
   tx.stop();
+});
+
+test('agent A: a frame whose time a receiver would refuse is left out and counted, the rest of its batch goes', async () => {
+  const up = new FrameUploader({ maxBufferedFrames: 10_000, maxAgeMs: 2000 });
+  const sent: Buffer[] = [];
+  up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => ({ offsetMs: 0, errorMs: 2 }) });
+  up.push(frame(Date.now(), 1));
+  up.push({ ...frame(Date.now(), 2), tsUs: 1e300 });
+  up.push(frame(Date.now(), 3));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(sent.length, 1);
+  assert.deepEqual(decodeBatch(sent[0]!).frames.map((f) => f.frame.data[0]), [1, 3]);
+  assert.equal(up.stats.droppedBadTime, 1);
+  up.ack(1);
+  assert.equal(up.buffered, 0);
 });

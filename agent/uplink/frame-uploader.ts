@@ -10,7 +10,7 @@
  * `maxAgeMs` ago are not sent after an outage (a stale frame transmitted on the peer's bus is dangerous).
  */
 import type { CanFrame } from '../../core/can/frame.js';
-import type { ClockFix } from '../../core/uplink/clock.js';
+import { frameTimeCheck, type ClockFix } from '../../core/uplink/clock.js';
 import { encodeBatch, KIND_UP, type SequencedFrame } from '../../core/uplink/frame-codec.js';
 import { SendWindow } from '../../core/uplink/send-window.js';
 import type { FrameUplink } from '../frame-router.js';
@@ -42,7 +42,7 @@ export class FrameUploader implements FrameUplink {
   private transport: UplinkTransport | undefined;
   private flushScheduled = false;
   private readonly now: () => number;
-  readonly stats = { framesQueued: 0, framesSent: 0, framesAcked: 0, batchesResent: 0, droppedBufferFull: 0, droppedTooOld: 0 };
+  readonly stats = { framesQueued: 0, framesSent: 0, framesAcked: 0, batchesResent: 0, droppedBufferFull: 0, droppedTooOld: 0, droppedBadTime: 0 };
 
   constructor(private readonly opts: UploaderOptions) {
     this.now = opts.now ?? Date.now;
@@ -95,8 +95,12 @@ export class FrameUploader implements FrameUplink {
     const clock = t.clock();
     if (!clock) return;
     const maxSocket = this.opts.maxSocketBytes ?? 8 * 1024 * 1024;
+    const timeOk = frameTimeCheck(clock, this.now(), clock);
     for (const b of this.window.unsent()) {
       if (t.bufferedAmount() > maxSocket) break;
+      // A frame time the bridge would refuse (a source's broken clock) would wedge the link: resent and
+      // refused after every reconnect. Left out here instead, and counted.
+      if (!b.items.every((sf) => timeOk(sf.frame.tsUs))) this.stats.droppedBadTime += this.window.filter(b, (sf) => timeOk(sf.frame.tsUs));
       t.send(encodeBatch({ kind: KIND_UP, batch: b.batch, clock, frames: b.items }));
       this.window.markSent(b);
       this.stats.framesSent += b.items.length;

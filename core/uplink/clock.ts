@@ -51,14 +51,24 @@ export function transmitDeadlineMs(tsUs: number, origin: ClockFix, local: ClockF
  * checker's clock and its fix (the bridge: its own clock, {0, 0}). Returns the reason, or null.
  */
 export function frameTimesProblem(frames: readonly SequencedFrame[], origin: ClockFix, nowMs: number, local: ClockFix): string | null {
-  const now = nowMs + local.offsetMs;
-  const slack = origin.errorMs + local.errorMs + CLOCK_RESOLUTION_MS;
+  const ok = frameTimeCheck(origin, nowMs, local);
   for (let i = 0; i < frames.length; i++) {
-    const t = frames[i]!.frame.tsUs / 1000 + origin.offsetMs;
-    if (t < now - MAX_FRAME_PAST_MS - slack || t > now + MAX_FRAME_FUTURE_MS + slack)
-      return `frame ${i} has timestamp ${frames[i]!.frame.tsUs} µs, ${Math.round((t - now) / 1000)} s from now on the bridge's clock (allowed: ${-MAX_FRAME_PAST_MS / 1000} to +${MAX_FRAME_FUTURE_MS / 1000} s)`;
+    const ts = frames[i]!.frame.tsUs;
+    if (!ok(ts)) {
+      const away = ts / 1000 + origin.offsetMs - (nowMs + local.offsetMs);
+      return `frame ${i} has timestamp ${ts} µs, ${Math.round(away / 1000)} s from now on the bridge's clock (allowed: ${-MAX_FRAME_PAST_MS / 1000} to +${MAX_FRAME_FUTURE_MS / 1000} s)`;
+    }
   }
   return null;
+}
+
+/** The same window as a per-frame test (a sender uses it to leave out what a receiver would refuse). */
+export function frameTimeCheck(origin: ClockFix, nowMs: number, local: ClockFix): (tsUs: number) => boolean {
+  const now = nowMs + local.offsetMs;
+  const slack = origin.errorMs + local.errorMs + CLOCK_RESOLUTION_MS;
+  const lo = now - MAX_FRAME_PAST_MS - slack - origin.offsetMs;
+  const hi = now + MAX_FRAME_FUTURE_MS + slack - origin.offsetMs;
+  return (tsUs) => tsUs / 1000 >= lo && tsUs / 1000 <= hi;
 }
 
 interface Sample extends ClockFix {

@@ -98,6 +98,15 @@ export class SendWindow<T> {
     return n;
   }
 
+  /** Keeps only the items of an unsent batch that pass `keep` (an emptied batch is still sent: it is acknowledged like any). Returns the items removed. */
+  filter(b: WindowBatch<T>, keep: (item: T) => boolean): number {
+    if (b.sent) return 0;
+    const before = b.items.length;
+    b.items = b.items.filter(keep);
+    this.held -= before - b.items.length;
+    return before - b.items.length;
+  }
+
   /**
    * Keeps at most `maxItems`: the oldest unsent batches go first; sent ones only while more than
    * `hardMaxItems` are held. Returns the items removed.
