@@ -34,6 +34,8 @@ export class BridgeStats {
   readonly duplicateBatches = new Map<string, number>();
   readonly duplicateEvents = new Map<string, number>();
   consoleClientsCut = 0;
+  /** Recording bytes streamed to downloads (cloud-bridge/recording-proxy.ts). */
+  recordingBytes = 0;
   /** Connections that took over from a link that had missed its heartbeats (link-arbiter.ts). */
   takeovers = 0;
 
@@ -111,6 +113,7 @@ export function bridgeMetrics(src: BridgeMetricSources): Registry {
   gauge(r, 'canrelay_bridge_console_streams', 'Console streams open (dongles and groups)', [], (g) => g.set([...src.streams.all()].length));
   gauge(r, 'canrelay_bridge_console_history_bytes', 'Memory held for console history, all streams (bounded by --history-memory-mb)', [], (g) => g.set(src.streams.history.bytes));
   counter(r, 'canrelay_bridge_console_history_evicted_segments_total', 'History segments forgotten to stay within --history-memory-mb (a resume from there gets stream_reset)', [], (c) => c.inc(src.streams.history.counters.segmentsEvicted));
+  counter(r, 'canrelay_bridge_recording_bytes_total', 'Recording bytes streamed from agents to downloads (one chunk at a time, at the pace of the HTTP client)', [], (c) => c.inc(stats.recordingBytes));
   counter(r, 'canrelay_bridge_console_clients_cut_total', 'Console clients disconnected because they fell too far behind', [], (c) => c.inc(stats.consoleClientsCut));
   counter(r, 'canrelay_bridge_console_frames_sampled_out_total', 'can_frame events left out of consoles by sampling (relay is never sampled)', [], (c) => {
     let n = 0;

@@ -15,6 +15,7 @@ import { RECORDING_CHUNK_BYTES, recordingFileName } from '../core/recording/reco
 import type { AgentServer } from './agent-server.js';
 import type { Auth } from './auth.js';
 import type { RecordingReply, RecordingRequests } from './recording-requests.js';
+import type { BridgeStats } from './metrics.js';
 import type { BridgeStore } from './store.js';
 
 const PATH = /^\/api\/v1\/dongles\/([^/]+)\/recordings(?:\/([^/]+))?$/;
@@ -23,6 +24,7 @@ export interface RecordingProxyDeps {
   auth: Auth;
   agents: AgentServer;
   store: BridgeStore;
+  stats: BridgeStats;
 }
 
 /** Handles the request when the path is a dongle's recordings; false when it is not. */
@@ -53,11 +55,11 @@ export async function handleDongleRecordings(d: RecordingProxyDeps, req: Incomin
     sendJson(res, 200, { dongle, recordings: r.recordings });
     return true;
   }
-  await download(link.recordings, dongle, rid, res);
+  await download(link.recordings, dongle, rid, res, d.stats);
   return true;
 }
 
-async function download(requests: RecordingRequests, dongle: string, rid: string, res: ServerResponse): Promise<void> {
+async function download(requests: RecordingRequests, dongle: string, rid: string, res: ServerResponse, stats: BridgeStats): Promise<void> {
   let gone = false;
   res.on('close', () => (gone = true));
   const first = await requests.ask({ t: 'rec_read', id: rid, length: RECORDING_CHUNK_BYTES });
@@ -84,6 +86,7 @@ async function download(requests: RecordingRequests, dongle: string, rid: string
     const next = chunk.offset + data.length;
     if (data.length === 0 && next < end) return void res.destroy();
     if (next > end) return void res.destroy();
+    stats.recordingBytes += data.length;
     await writeWithBackpressure(res, data);
     if (gone) return;
     if (next >= end) return void res.end();
