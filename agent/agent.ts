@@ -65,6 +65,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     flag: '--state-dir',
     onMovedAside: (m) => log.error({ file: m.file, moved_to: m.movedTo, cause: m.cause }, 'state file unusable: moved aside, starting with fresh state'),
   });
+  state.watchFile(stateFile);
   const pruneLog = new RateLimitedLog(log, 10_000);
   const outbox = cfg.uplink
     ? new Outbox(
@@ -233,6 +234,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      state.close();
       outbox?.close();
       db.close();
       log.info({ reason }, 'agent stopped');

@@ -48,6 +48,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   // A write that fails while running degrades the store, never the bridge (core/state/state-health.ts).
   const state = new StateHealth(log);
   const store = new BridgeStore(db, state.store('bridge', cfg.db));
+  state.watchFile(cfg.db);
   const auth = new Auth(store, cfg.adminToken);
   const streams = new StreamManager(
     { historyEvents: cfg.historyEvents, historySeconds: cfg.historySeconds, historyMemoryBytes: cfg.historyMemoryBytes, maxRate: cfg.consoleMaxRate, ids: new SqliteIdStore(db, state.store('ids', cfg.db)) },
@@ -131,6 +132,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      state.close();
       store.flushBeforeClose();
       db.close();
       log.info({ reason }, 'bridge stopped');

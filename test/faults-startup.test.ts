@@ -12,7 +12,7 @@ import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, readF
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
-import { EXIT_BROKEN_INSTALL, EXIT_STATE_UNUSABLE } from '../core/cli/exit-codes.js';
+import { EXIT_BROKEN_INSTALL, EXIT_START_FAILED, EXIT_STATE_UNUSABLE } from '../core/cli/exit-codes.js';
 import { ADMIN_TOKEN } from './helpers/bridge-process.js';
 import { CLI, runCli, tempDir, type CliProcess } from './helpers/processes.js';
 
@@ -108,6 +108,23 @@ test('agent and bridge on a read-only file system: exit 3 with one line naming t
   const db = join(dir, 'bridge.sqlite');
   const bridge = runCli(['bridge', '--listen', '127.0.0.1:0', '--db', db], { CANRELAY_ADMIN_TOKEN: ADMIN_TOKEN });
   assert.match(await expectRefused(bridge, EXIT_STATE_UNUSABLE, db), /read-only/);
+});
+
+test('agent and bridge on a full disk at start: exit 1 (a restart may help) with one line naming the path', async () => {
+  const dir = tempDir('canrelay-start-');
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+  mounts.push(dir);
+  try {
+    execFileSync('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=64k'], { stdio: 'ignore' });
+  } catch {
+    /* ENOSPC ends dd: the disk is full */
+  }
+  assert.throws(() => writeFileSync(join(dir, 'probe'), Buffer.alloc(64 * 1024)), /ENOSPC/, 'the disk is really full');
+  const agent = runCli(agentArgs(dir));
+  assert.match(await expectRefused(agent, EXIT_START_FAILED, join(dir, 'agent.sqlite')), /disk full.*free space/);
+  const db = join(dir, 'bridge.sqlite');
+  const bridge = runCli(['bridge', '--listen', '127.0.0.1:0', '--db', db], { CANRELAY_ADMIN_TOKEN: ADMIN_TOKEN });
+  assert.match(await expectRefused(bridge, EXIT_START_FAILED, db), /disk full.*free space/);
 });
 
 test('bridge: a corrupt database is refused (exit 3, one line naming it) and left untouched', async () => {

@@ -143,16 +143,25 @@ test('agent: a full state disk degrades, never stops; mirrored events made meanw
   assert.equal(await again.proc.stop(), 0);
 });
 
-test('agent: the state directory deleted between runs; ids still above the previous run', async () => {
+test('agent: the state directory deleted while running and between runs; said, and ids still above the previous run', async () => {
   const dir = join(tempDir('canrelay-gone-'), 'state');
   mkdirSync(dir);
   const first: StartedAgent = track(await startAgentProcess(['--sim', '--console-max-rate', '100000'], { stateDir: dir }));
   const c1 = await SseClient.connect(first.url);
   await c1.waitFor((ev) => ev.length > 500, 10_000, 'run 1 events');
+  assert.equal((await health(first.base)).state, 'ok');
+  // SQLite writes on into the deleted file without an error: the agent notices and says so.
+  rmSync(dir, { recursive: true });
+  const h = await until('deletion noticed', async () => {
+    const x = await health(first.base);
+    return x.state === 'degraded' ? x : undefined;
+  });
+  assert.match(String(h.state_reason), new RegExp(`${join(dir, 'agent.sqlite')} was deleted while running`));
+  const seen = c1.events.length;
+  await c1.waitFor((ev) => ev.length > seen + 500, 10_000, 'console serving after the deletion');
   c1.close();
   const last = Math.max(...ids(c1.events));
   assert.equal(await first.proc.stop(), 0);
-  rmSync(dir, { recursive: true });
   const second = track(await startAgentProcess(['--sim'], { stateDir: dir }));
   const c2 = await SseClient.connect(second.url, { 'Last-Event-ID': String(last) });
   await c2.waitFor((ev) => ev.length > 3, 10_000, 'run 2 events');

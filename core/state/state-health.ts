@@ -7,12 +7,15 @@
  * unique by the clock floor, the outbox keeps events in a bounded memory buffer, the bridge keeps
  * positions in memory and refuses admin changes with 503).
  */
+import { statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { RateLimitedLog } from '../log/rate-limited-log.js';
 import { faultAdvice, faultCause, stateFault } from './state-errors.js';
 
 /** At most one "writes failing" line per store per minute (with how many were held back). */
 const LOG_INTERVAL_MS = 60_000;
+/** How often the state file is checked for having been deleted or replaced under the running daemon. */
+const FILE_CHECK_MS = 5000;
 
 /** A write that could not be made durable; carries a message for the user (e.g. an admin API 503). */
 export class StateWriteError extends Error {
@@ -78,8 +81,46 @@ export class StoreWrites {
 
 export class StateHealth {
   private readonly stores: StoreWrites[] = [];
+  private readonly gone = new Map<string, string>();
+  private readonly timers: NodeJS.Timeout[] = [];
 
   constructor(private readonly log: Logger) {}
+
+  /**
+   * SQLite goes on writing to a state file that was deleted (or replaced) under it, without an error,
+   * and all of it is lost at the next start. A periodic check makes that visible as "degraded" (restart
+   * to recreate the file; event ids stay unique by the clock floor).
+   */
+  watchFile(file: string): void {
+    const inode = (): number | undefined => {
+      try {
+        return statSync(file).ino;
+      } catch {
+        return undefined;
+      }
+    };
+    const opened = inode();
+    const timer = setInterval(() => {
+      const now = inode();
+      const wasGone = this.gone.has(file);
+      if (now === opened) {
+        if (wasGone) this.log.info({ file }, 'state file is back');
+        this.gone.delete(file);
+        return;
+      }
+      if (wasGone) return;
+      const reason = `state file ${file} was ${now === undefined ? 'deleted' : 'replaced'} while running: what is written now is lost at the next start; restart the service to create it anew`;
+      this.gone.set(file, reason);
+      this.log.error({ file }, reason);
+    }, FILE_CHECK_MS);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  /** Stops the file checks (at shutdown). */
+  close(): void {
+    for (const t of this.timers) clearInterval(t);
+  }
 
   store(name: string, file: string): StoreWrites {
     const s = new StoreWrites(name, file, this.log);
@@ -90,6 +131,7 @@ export class StateHealth {
   /** For /healthz: `state` is "ok" or "degraded", with the reasons while degraded. */
   status(): { state: 'ok' | 'degraded'; state_reason?: string } {
     const reasons = this.stores.map((s) => s.reason).filter((r): r is string => r !== undefined);
+    reasons.push(...this.gone.values());
     return reasons.length === 0 ? { state: 'ok' } : { state: 'degraded', state_reason: reasons.join('; ') };
   }
 
