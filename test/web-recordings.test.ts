@@ -91,3 +91,22 @@ test('record from the page: token asked, read token refused, admin records; size
   assert.ok(readFileSync(bsaved).equals(fromApi), 'the bridge download is the same file');
   await screenshot(bpage, 'web-recordings-bridge');
 });
+
+test('--console-auth: the page asks for a token before anything, then streams with a read token', async () => {
+  const dir = tempDir('canrelay-web-rec-');
+  dirs.push(dir);
+  writeFileSync(join(dir, 'tokens'), `admin ${ADMIN}\nread ${READ}\n`);
+  const a = await startAgentProcess(['--sim', '--sim-rate', '200', '--local-token-file', join(dir, 'tokens'), '--console-auth']);
+  procs.push(a.proc);
+  const page = await browser.page();
+  await page.goto(a.base + '/');
+  await page.locator('#token-panel').waitFor();
+  assert.match((await page.textContent('#token-error')) ?? '', /needs a token \(HTTP 401\)/);
+  assert.match((await page.textContent('#token-help')) ?? '', /--local-token-file/);
+  await page.fill('#token-input', READ);
+  await page.click('#token-form button[type=submit]');
+  await page.locator('#stream-state[data-state="live"]').waitFor();
+  await page.locator('#byid tbody tr').first().waitFor({ state: 'attached' });
+  await page.locator('#rec-list li').first().waitFor();
+  assert.equal(await page.locator('#token-change').isVisible(), true, 'the token can be changed');
+});

@@ -34,7 +34,8 @@ export class Recorder {
   private readonly metas = new Map<string, RecordingMeta>();
   private readonly writers = new Map<string, RecordingWriter>();
   private totalBytes = 0;
-  private starting = 0;
+  /** Writers whose first file is being opened: not fed yet, but their files are not the disk bound's to delete. */
+  private readonly starting = new Set<RecordingWriter>();
   private unavailable: string | undefined = 'not opened yet';
   /** Disk-bound work runs one at a time (two writers must not delete the same file). */
   private boundQueue: Promise<unknown> = Promise.resolve();
@@ -118,7 +119,7 @@ export class Recorder {
 
   async start(req: RecordingRequest, reason = 'requested'): Promise<RecordingInfo> {
     if (this.unavailable) throw new HttpError(503, this.unavailable);
-    if (this.writers.size + this.starting >= MAX_RUNNING) throw new HttpError(409, `${MAX_RUNNING} recordings are running already; stop one first`);
+    if (this.writers.size + this.starting.size >= MAX_RUNNING) throw new HttpError(409, `${MAX_RUNNING} recordings are running already; stop one first`);
     let ids = null;
     if (req.ids !== undefined && req.ids.trim() !== '') {
       const p = parseIdFilter(req.ids);
@@ -156,18 +157,18 @@ export class Recorder {
       },
     );
     this.metas.set(meta.id, meta);
-    this.starting++;
+    this.starting.add(w);
     try {
       await w.begin(req.max_duration_s === undefined ? undefined : req.max_duration_s * 1000, () => void this.stop(meta.id, 'max duration reached'));
     } catch (err) {
-      this.starting--;
+      this.starting.delete(w);
       this.metas.delete(meta.id);
       await rm(join(this.s.dir, `${meta.id}.json`), { force: true }).catch(() => undefined);
       const e = err as NodeJS.ErrnoException;
       throw new HttpError(e.code === 'ENOSPC' ? 507 : 500, `cannot start a recording in ${this.s.dir}: ${e.message}`);
     }
     // Frames only once its first file is open: a write must not race the start.
-    this.starting--;
+    this.starting.delete(w);
     this.writers.set(meta.id, w);
     this.notice('info', `recording ${meta.id} started (${reason})`, 'recording_started', { recording: meta.id, buses: meta.buses?.join(',') ?? null, ids: meta.ids });
     return toInfo(meta);
@@ -226,7 +227,7 @@ export class Recorder {
   /** Deletes the oldest files (never a file being written) until n more bytes fit; then counts them. */
   private async makeRoom(n: number, w: RecordingWriter): Promise<boolean> {
     while (this.totalBytes + n > this.s.maxBytes) {
-      const writing = new Set([...this.writers.values()].map((x) => x.currentPart?.name));
+      const writing = new Set([...this.writers.values(), ...this.starting].map((x) => x.currentPart?.name));
       const victim = [...this.metas.values()]
         .sort(byStart)
         .flatMap((m) => m.parts.filter((p) => !writing.has(p.name)).slice(0, 1).map((p) => ({ m, p })))[0];
