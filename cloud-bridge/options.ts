@@ -20,7 +20,7 @@ export const BRIDGE_OPTIONS: readonly OptionSpec[] = [
   { name: 'backlog-max-age-ms', arg: '<ms>', description: 'frames older than this (bridge receive time) are dropped, never transmitted', parse: parse.int(1, 3_600_000), default: 2000 },
   { name: 'command-timeout', arg: '<s>', description: 'default command timeout, seconds (a command may set timeout_s)', parse: parse.int(1, 86_400), default: 30 },
   { name: 'max-queued-commands', arg: '<n>', description: 'unfinished commands per dongle; beyond it POST …/commands answers 429', parse: parse.int(1, 1_000_000), default: 1000 },
-  { name: 'command-retention', arg: '<s>', description: 'seconds a finished command (and its history) is kept after its deadline (default 7 days)', parse: parse.int(1, 10 * 365 * 86_400), default: 7 * 86_400 },
+  { name: 'command-retention', arg: '<duration>', description: 'how long a finished command (and its history) is kept after its deadline: seconds, or e.g. 12h, 7d', parse: parse.seconds(1, 10 * 365 * 86_400), default: 7 * 86_400 },
   { name: 'group-state-interval', arg: '<s>', description: 'interval of the periodic group_state event', parse: parse.int(1, 3600), default: 5 },
   { name: 'uplink-heartbeat-seconds', arg: '<s>', description: 'ping agents this often; a link silent for 2.5 intervals is cut', parse: parse.number(0.1, 300), default: 10 },
   { name: 'keepalive-seconds', arg: '<s>', description: 'SSE keep-alive comment interval', parse: parse.int(1, 3600), default: 15 },

@@ -124,7 +124,7 @@ test("the agent's outbox, when full, prunes presence and log events first and ne
 });
 
 test('finished commands are deleted after --command-retention', async () => {
-  const bridge = track(await startBridgeProcess(['--command-retention', '1']));
+  const bridge = track(await startBridgeProcess(['--command-retention', '1s']));
   await bridge.admin.register('old');
   const r = await bridge.admin.post('/api/v1/dongles/old/commands', { ...command, timeout_s: 0.5 });
   assert.equal(r.status, 202);

@@ -167,6 +167,16 @@ export const parse = {
       return s.replace(/\/+$/, '');
     });
   },
+  /** A duration in whole seconds: "604800", or with a unit "45s", "30m", "12h", "7d" (a JSON number or string). */
+  seconds(min: number, max: number) {
+    return (raw: unknown): number => {
+      const m = /^(\d+)\s*([smhd]?)$/.exec(String(raw).trim());
+      const n = m ? Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'] : NaN;
+      if (!Number.isSafeInteger(n) || n < min || n > max)
+        throw new OptionError(`must be seconds from ${min} to ${max}, or a number with s, m, h or d (e.g. 7d), got ${JSON.stringify(String(raw).slice(0, 40))}`);
+      return n;
+    };
+  },
 };
 
 export function splitHostPort(hp: string): { host: string; port: number } {
