@@ -83,7 +83,7 @@ test('stream_reset for too-old, garbage and future ids, then live', async () => 
   for (const [sent, reason] of [
     [String(early), 'too_old'],
     ['banana', 'invalid'],
-    ['99999999999', 'future'],
+    ['999999999999999', 'future'], // the largest id accepted; ids start near 100 × Unix ms (id-store.ts)
   ] as const) {
     const c = await SseClient.connect(a.url, { 'Last-Event-ID': sent });
     await c.waitFor((ev) => ev.length >= 3, 5000, `reset for ${sent}`);
