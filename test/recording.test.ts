@@ -171,7 +171,7 @@ test('the disk bound: the oldest files go first (counted), the folder never exce
   // What is left still downloads as whole lines (files are cut at line boundaries).
   const text = (await download(a.base, String(second.json.id))).toString('latin1');
   for (const l of text.trimEnd().split('\n').slice(0, 2000)) assert.match(l, CANDUMP_LINE);
-  assert.ok(a.proc.logs.some((l) => l.code === 'recording_file_deleted'), 'deletions are logged');
+  await a.proc.waitForLog((l) => l.code === 'recording_file_deleted'); // deletions are logged (the log is written asynchronously)
   assert.equal((await getJson(a.base + '/healthz')).status, 200);
 });
 
@@ -209,7 +209,7 @@ test('a full disk stops the recording with a clear error, keeps what was written
   const lines = text.trimEnd().split('\n');
   assert.equal(lines.length, failed.frames, 'every counted frame is in the file, and nothing half-written');
   for (const l of lines) assert.match(l, CANDUMP_LINE);
-  assert.ok(a.proc.logs.some((l) => l.code === 'recording_failed'), 'logged');
+  await a.proc.waitForLog((l) => l.code === 'recording_failed'); // logged (asynchronously)
   assert.equal((await getJson(a.base + '/healthz')).status, 200, 'the agent runs on');
   assert.equal(metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_recording_failures_total'), 1);
   assert.equal(a.proc.exitCode, null);
