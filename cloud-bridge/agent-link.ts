@@ -7,7 +7,7 @@
  *   unknown or out of place is counted, answered with `error` and the connection closed with the CLOSE
  *   code that says why. The process never throws out of a message handler.
  * - UP batches: a batch number at or below the last one taken for this agent run is a resend after a
- *   reconnect (core/uplink/batch-dedupe.ts): acknowledged and skipped. Acks are coalesced (at most one per ACK_INTERVAL_MS, sooner when
+ *   reconnect (core/uplink/batch-dedupe.ts): acknowledged and skipped. Acks are coalesced by one clock for all links (ack-clock.ts: at most one per ACK_INTERVAL_MS, sooner when
  *   many are pending, always eventually).
  * - Heartbeat: a ping every PING_MS; a link that has not answered (pong or any message) for
  *   DEAD_AFTER_MS is terminated.
@@ -30,6 +30,7 @@ import {
 } from '../core/uplink/messages.js';
 import type { DbcChunkMessage } from '../core/uplink/dbc-transfer.js';
 import type { CommandLink, CommandMessage } from './commands.js';
+import { AckClock } from './ack-clock.js';
 import type { RelayLink } from './group-relay.js';
 import { RecordingRequests } from './recording-requests.js';
 import { BridgeStats, type RejectReason } from './metrics.js';
@@ -86,8 +87,13 @@ export const DEFAULT_TIMINGS: LinkTimings = { helloTimeoutMs: 5000, pingMs: 10_0
 const DOWN_BOUND_BYTES = 4 * 1024 * 1024;
 /** Unsent socket bytes past which the agent is considered not to read at all, and disconnected. */
 const HARD_BOUND_BYTES = 16 * 1024 * 1024;
-const ACK_INTERVAL_MS = 20;
+/**
+ * Acks go out together for all links at most every ACK_INTERVAL_MS (sooner for a link with
+ * ACK_MAX_PENDING batches waiting): the agent holds the batches meanwhile, a few hundred frames at most.
+ */
+const ACK_INTERVAL_MS = 100;
 const ACK_MAX_PENDING = 32;
+const ackClock = new AckClock(ACK_INTERVAL_MS);
 const POSITION_SAVE_MS = 1000;
 const KNOWN_TYPES = new Set(['hello', 'event', 'data_ack', 'dbc', 'clock_probe', 'rec_listing', 'rec_chunk', 'rec_error']);
 /** Clock probes answered before hello: enough for a good first estimate, not a free echo service. */
@@ -106,9 +112,7 @@ export class AgentLink implements RelayLink, CommandLink {
   private lastHeard = Date.now();
   private readonly helloTimer: NodeJS.Timeout;
   private readonly pingTimer: NodeJS.Timeout;
-  private ackTimer: NodeJS.Timeout | undefined;
   private acksPending = 0;
-  private lastAckAt = 0;
   private lastSavedAt = 0;
   private probesBeforeHello = 0;
   /** Recording list/download requests to this agent (cloud-bridge/recording-proxy.ts). */
@@ -283,26 +287,21 @@ export class AgentLink implements RelayLink, CommandLink {
 
   private queueAck(): void {
     this.acksPending++;
-    const now = Date.now();
-    const since = now - this.lastAckAt;
-    if (this.acksPending >= ACK_MAX_PENDING || since >= ACK_INTERVAL_MS) this.flushAck();
-    else this.ackTimer ??= setTimeout(() => this.flushAck(), ACK_INTERVAL_MS - since);
+    if (this.acksPending >= ACK_MAX_PENDING) this.flushAck();
+    else ackClock.schedule(this);
   }
 
-  private flushAck(): void {
-    if (this.ackTimer !== undefined) {
-      clearTimeout(this.ackTimer);
-      this.ackTimer = undefined;
-    }
+  /** Sends the cumulative ack now (the ack clock's tick, a full batch count, or closing). */
+  flushAck(): void {
+    ackClock.cancel(this);
     if (this.acksPending === 0 || this.up.position.batch < 0) return;
     if (this.handler.peerBehind(this)) {
       // Backpressure: the agent keeps these batches (bounded on its side) until the peer catches up.
-      this.ackTimer = setTimeout(() => this.flushAck(), ACK_INTERVAL_MS);
+      ackClock.schedule(this);
       return;
     }
     this.acksPending = 0;
     const now = Date.now();
-    this.lastAckAt = now;
     // The position is saved before it is acknowledged (at most once a second), so that a restarted
     // bridge still recognises resends of batches it took.
     if (now - this.lastSavedAt >= POSITION_SAVE_MS) {
@@ -345,7 +344,7 @@ export class AgentLink implements RelayLink, CommandLink {
     this.state = 'closed';
     clearTimeout(this.helloTimer);
     clearInterval(this.pingTimer);
-    if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
+    ackClock.cancel(this);
     if (wasReady && this.up.position.batch >= 0) this.handler.savePosition(this, this.up.position);
     this.recordings.closeAll();
     this.handler.closed(this, code, reason);

@@ -53,6 +53,7 @@ export interface LinkInfo {
 
 /** How long shutdown waits for agents to answer the close before cutting them off. */
 const CLOSE_GRACE_MS = 1000;
+const POSITION_FLUSH_MS = 1000;
 
 export class AgentServer implements LinkHandler {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_BATCH_BYTES, perMessageDeflate: false, clientTracking: false });
@@ -68,10 +69,15 @@ export class AgentServer implements LinkHandler {
   private readonly remotes = new WeakMap<AgentLink, string>();
   private readonly arbiter: LinkArbiter;
   private stopped = false;
+  /** Positions the links asked to save: written together, one transaction a second, not one write per link. */
+  private readonly unsaved = new Map<string, BatchPosition>();
+  private readonly saveTimer: NodeJS.Timeout;
 
   constructor(private readonly d: AgentServerDeps) {
     this.mirror = new MirrorSeqs(d.store, d.consoles, d.log);
     this.arbiter = new LinkArbiter((d.timings ?? DEFAULT_TIMINGS).pingMs, d.consoles, d.stats, d.log);
+    this.saveTimer = setInterval(() => this.savePositions(), POSITION_FLUSH_MS);
+    this.saveTimer.unref();
   }
 
   /** HTTP `upgrade` handler: authenticates, then hands the socket to ws. */
@@ -140,7 +146,10 @@ export class AgentServer implements LinkHandler {
     const deadline = Date.now() + CLOSE_GRACE_MS;
     while (this.links.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     for (const l of this.links) l.terminate();
-    for (const [dongle, pos] of this.positions) if (pos.batch >= 0) this.d.store.setUpPosition(dongle, pos.stream, pos.batch);
+    clearInterval(this.saveTimer);
+    this.unsaved.clear();
+    for (const [dongle, pos] of this.positions) if (pos.batch >= 0) this.unsaved.set(dongle, pos);
+    this.savePositions();
     this.wss.close();
   }
 
@@ -243,7 +252,19 @@ export class AgentServer implements LinkHandler {
 
   savePosition(link: AgentLink, pos: BatchPosition): void {
     if (this.stopped) return; // stop() saves every position itself
-    this.d.store.setUpPosition(link.dongle, pos.stream, pos.batch);
+    this.unsaved.set(link.dongle, pos);
+  }
+
+  private savePositions(): void {
+    if (this.unsaved.size === 0) return;
+    const rows = [...this.unsaved].map(([dongle, pos]) => ({ dongle, stream: pos.stream, batch: pos.batch }));
+    this.unsaved.clear();
+    try {
+      this.d.store.setUpPositions(rows);
+    } catch (err) {
+      // Not fatal: a lost position only means resends after a restart are relayed again (and counted).
+      this.d.log.warn({ err }, 'could not save the uplink positions');
+    }
   }
 
   closed(link: AgentLink, code: number, reason: string): void {

@@ -343,8 +343,10 @@ export class BridgeStore {
     this.setPosition(id, { outbox_id: outboxId, event_seq: 0 });
   }
 
-  setUpPosition(id: string, run: string, batch: number): void {
-    this.setPosition(id, { up_run: run, up_batch: batch });
+  /** Many positions, written in one transaction (the bridge saves every link's together once a second). */
+  setUpPositions(rows: readonly { dongle: string; stream: string; batch: number }[]): void {
+    for (const r of rows) this.positions.set(r.dongle, { ...this.positions.get(r.dongle), up_run: r.stream, up_batch: r.batch });
+    this.flushPending();
   }
 
   // ---- tokens ----

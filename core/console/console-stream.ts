@@ -18,7 +18,7 @@ import { EventIds, type IdStore } from './id-store.js';
 import { canFrameData, logData } from './normalize.js';
 import { planResume, type ResumePlan, type ResumeRequest, type StreamPosition } from './resume.js';
 import { EventRing } from './ring-buffer.js';
-import { FrameSampler, type SamplerTransition } from './sampler.js';
+import { FrameSampler, SamplerKeys, type SamplerTransition } from './sampler.js';
 
 /** One event as a subscriber writes it: the complete SSE block, built once and shared by every client. */
 export interface StoredEvent {
@@ -54,6 +54,7 @@ export class ConsoleStream {
   private readonly ids: EventIds;
   private readonly ring: EventRing;
   private readonly sampler: FrameSampler;
+  private readonly keys = new SamplerKeys();
   private readonly subscribers = new Set<StreamSubscriber>();
   private readonly now: () => number;
   private bytesTotal = 0;
@@ -129,9 +130,7 @@ export class ConsoleStream {
     if (this.closed) return;
     this.counters.framesOffered++;
     const now = this.now();
-    // Keyed by dongle too: on a group console both sides may use the same bus name and id.
-    const key = (dongle ?? '') + '/' + f.bus + (f.ext ? ':x' : f.err ? ':e' : ':') + f.id;
-    const n = this.sampler.offer(key, now);
+    const n = this.sampler.offer(this.keys.key(f, dongle), now);
     if (n === 0) {
       this.counters.sampledOut++;
       return;

@@ -14,6 +14,8 @@
  * so a bus hovering at the limit does not flap).
  */
 
+import type { CanFrame } from '../can/frame.js';
+
 export interface SamplerTransition {
   state: 'on' | 'off';
   /** Input can_frame rate (frames/s) that caused the transition. */
@@ -160,5 +162,39 @@ export class FrameSampler {
       st.stride = Math.max(1, st.seen / allotted);
       budget -= Math.min(st.seen, share);
     }
+  }
+}
+
+/** Distinct keys a SamplerKeys remembers before it starts over (an id flood must not grow it without bound). */
+const MAX_CACHED_KEYS = 8192;
+
+/**
+ * The sampler's key of a frame: bus + id (+ the dongle on a group console, where both sides may use the
+ * same bus name and id). Built once per distinct frame kind and looked up after: concatenating and hashing
+ * a fresh string was about a microsecond per frame, paid by every console a frame is offered to.
+ */
+export class SamplerKeys {
+  private readonly byDongle = new Map<string, Map<string, Map<number, string>>>();
+  private count = 0;
+
+  key(f: CanFrame, dongle: string | undefined): string {
+    const d = dongle ?? '';
+    let byBus = this.byDongle.get(d);
+    if (byBus === undefined) this.byDongle.set(d, (byBus = new Map()));
+    let byId = byBus.get(f.bus);
+    if (byId === undefined) byBus.set(f.bus, (byId = new Map()));
+    // ids are 29 bits: the kind goes above them.
+    const k = f.ext ? f.id + 0x40000000 : f.err ? f.id + 0x80000000 : f.id;
+    let key = byId.get(k);
+    if (key === undefined) {
+      if (++this.count > MAX_CACHED_KEYS) {
+        this.byDongle.clear();
+        this.count = 1;
+        return this.key(f, dongle);
+      }
+      key = d + '/' + f.bus + (f.ext ? ':x' : f.err ? ':e' : ':') + f.id;
+      byId.set(k, key);
+    }
+    return key;
   }
 }
