@@ -43,6 +43,9 @@ interface Result extends Shape {
   p50_ms: number;
   p99_ms: number;
   viewer_events: number;
+  /** Frames the bridge dropped (backlog full or too old: it fell behind), from its /metrics. */
+  bridge_dropped: number;
+  history_mb: number;
   generator_cpu_percent: number;
 }
 
@@ -180,6 +183,9 @@ async function once(shape: Shape, build: string, cli: string): Promise<Result> {
   const lat = [...latency.subarray(0, Math.min(latN, LATENCY_SAMPLES))].sort((a, b) => a - b);
   const q = (p: number): number => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]! : NaN);
   const viewerEvents = viewers.reduce((s, v) => s + v.events(), 0);
+  const metrics = await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } }).then((r) => r.text(), () => '');
+  const sum = (name: string): number =>
+    metrics.split('\n').filter((l) => l.startsWith(name + '{') || l.startsWith(name + ' ')).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
   for (const v of viewers) v.close();
   await Promise.all(agents.map((a) => a.close()));
   await proc.stop();
@@ -199,6 +205,8 @@ async function once(shape: Shape, build: string, cli: string): Promise<Result> {
     p50_ms: Math.round(q(0.5) * 10) / 10,
     p99_ms: Math.round(q(0.99) * 10) / 10,
     viewer_events: viewerEvents,
+    bridge_dropped: sum('canrelay_bridge_frames_dropped_total'),
+    history_mb: Math.round(sum('canrelay_bridge_console_history_bytes') / 104857.6) / 10,
     generator_cpu_percent: Math.round(((gen.user + gen.system) / 1e6 / secs) * 100),
   };
 }
@@ -287,10 +295,10 @@ async function main(): Promise<void> {
     '',
     'N fake agents (one process, the test suite\'s protocol-level fake) in N/2 groups send numbered frames every 10 ms to one bridge process with default flags; every frame must arrive at the peer, in order. CPU is the bridge\'s own (from /proc) from the first send until the last frame arrived, divided by the frames relayed. The load generator runs on the same 2 cores (its CPU % is shown): figures measured on a loaded machine.',
     '',
-    '| build | dongles × frames/s | s | viewers | relayed / sent | out of order | bridge µs/frame | bridge CPU % | RSS start MB | RSS connected MB | KB per idle dongle | peak RSS MB | p50 ms | p99 ms | generator CPU % |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| build | dongles × frames/s | s | viewers | relayed / sent | out of order | dropped by the bridge | bridge µs/frame | bridge CPU % | RSS start MB | RSS connected MB | KB per idle dongle | peak RSS MB | history MB | p50 ms | p99 ms | generator CPU % |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...results.map((r) =>
-      `| ${r.build} | ${r.dongles.toLocaleString('en')} × ${r.rate} | ${r.seconds} | ${r.viewers} | ${r.relayed.toLocaleString('en')} / ${r.sent.toLocaleString('en')} | ${r.out_of_order} | ${r.cpu_us_per_frame} | ${r.bridge_cpu_percent} | ${r.rss_start_mb} | ${r.rss_connected_mb} | ${r.kb_per_idle_dongle} | ${r.peak_rss_mb} | ${r.p50_ms} | ${r.p99_ms} | ${r.generator_cpu_percent} |`),
+      `| ${r.build} | ${r.dongles.toLocaleString('en')} × ${r.rate} | ${r.seconds} | ${r.viewers} | ${r.relayed.toLocaleString('en')} / ${r.sent.toLocaleString('en')} | ${r.out_of_order} | ${r.bridge_dropped} | ${r.cpu_us_per_frame} | ${r.bridge_cpu_percent} | ${r.rss_start_mb} | ${r.rss_connected_mb} | ${r.kb_per_idle_dongle} | ${r.peak_rss_mb} | ${r.history_mb} | ${r.p50_ms} | ${r.p99_ms} | ${r.generator_cpu_percent} |`),
     '',
     '![cost against fleet size](bridge-fleet.svg)',
     '',
