@@ -92,7 +92,11 @@ test('an offline side: group_state shows the growing backlog, it drains on retur
     metrics(bridge.base).then((m) => metricValue(m, 'canrelay_bridge_frames_dropped_total', { group: 'g2', side: 'b', reason: 'backlog_full' }) ?? 0);
   assert.equal(await dropped(), 0);
 
-  // Beyond the bound: ~6 s offline is ~6,000 frames for a 4,000-frame backlog.
+  // Beyond the bound: ~6 s offline is ~6,000 frames for a 4,000-frame backlog. B freezes first, so that
+  // batches it never acknowledged are resent to the new B before what survived the drops: the new
+  // process then has a frame before the gap to see it from (a fresh B cannot know what came before).
+  b.proc.child.kill('SIGSTOP');
+  await until(async () => ((await state()) as { sides: { b: { backlog: number } } }).sides.b.backlog > 100, 10_000, 'batches in flight to the frozen B');
   await b.proc.stop('SIGKILL');
   await until(async () => (await dropped()) > 1000, 20_000, 'drops beyond the bound');
   b = await startB();
