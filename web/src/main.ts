@@ -21,6 +21,9 @@ import { BusHealthView } from './views/bus-health.js';
 import { HeaderView, type DongleStatus, type Presence } from './views/header.js';
 import { RecordingsPanel } from './views/recordings.js';
 import { SendForm } from './views/send-form.js';
+import { SignalsModel } from './state/signals.js';
+import { SignalChart } from './views/signal-chart.js';
+import { SignalsTable } from './views/signals-table.js';
 import { setFooter, TraceView } from './views/trace.js';
 
 const TOKEN_KEY = 'canrelay.token';
@@ -43,6 +46,10 @@ class App {
   private readonly group: GroupPanel | null;
   private readonly sendForm: SendForm | null;
   private readonly recordings: RecordingsPanel | null;
+  private readonly signalsModel = new SignalsModel();
+  private readonly signalsTable: SignalsTable;
+  private readonly chart: SignalChart;
+  private lastSignals = 0;
   private conn: ConsoleConnection | null = null;
   private consoleUrl = '';
   private token = '';
@@ -61,6 +68,10 @@ class App {
     this.header = new HeaderView(title, () => this.conn?.reconnectNow());
     this.table = new ByIdTable(this.byIdModel, byId<HTMLTableElement>('byid'), byId('byid-empty'), byId('byid-more'), isGroup);
     this.traceView = new TraceView(this.trace, byId<HTMLDivElement>('trace'), document.querySelector<HTMLElement>('.trace-head')!, isGroup);
+    this.signalsTable = new SignalsTable(this.signalsModel, byId<HTMLTableElement>('signals').tBodies[0]!, byId('signals-empty'), byId('signals-more'), isGroup);
+    this.chart = new SignalChart(this.signalsModel, byId('chart'), byId('chart-pins'), byId('chart-empty'));
+    // Exposed for the browser tests and for a technician's console: what the chart shows right now.
+    (window as unknown as { canrelayChart: SignalChart }).canrelayChart = this.chart;
     this.group = isGroup ? new GroupPanel(byId('group-panel'), route.id) : null;
     this.sendForm = route.kind === 'agent' ? null : new SendForm(() => this.token, route.kind === 'dongle' ? [route.id] : []);
     this.recordings =
@@ -148,6 +159,7 @@ class App {
       case 'can_frame': {
         const f = ev.data;
         this.byIdModel.add(f, now);
+        this.signalsModel.add(f, now);
         this.sampling.onFrame(f);
         this.frameEventMeter.add(1, Date.now());
         this.addBus(busKey(f.dongle, f.bus));
@@ -360,7 +372,7 @@ class App {
     for (const cb of document.querySelectorAll<HTMLInputElement>('.types input[type=checkbox]')) cb.addEventListener('change', () => this.applyFilters());
 
     // Tabs (arrow keys move between them, as the ARIA tabs pattern has it).
-    const tabs = [byId<HTMLButtonElement>('tab-byid'), byId<HTMLButtonElement>('tab-trace')];
+    const tabs = [byId<HTMLButtonElement>('tab-byid'), byId<HTMLButtonElement>('tab-trace'), byId<HTMLButtonElement>('tab-signals')];
     const select = (i: number, focus: boolean): void => {
       tabs.forEach((t, k) => {
         const on = k === i;
@@ -369,8 +381,9 @@ class App {
         byId(t.getAttribute('aria-controls')!).hidden = !on;
       });
       if (focus) tabs[i]!.focus();
-      history.replaceState(null, '', i === 1 ? '#trace' : '#by-id');
+      history.replaceState(null, '', ['#by-id', '#trace', '#signals'][i]!);
       this.lastTable = 0;
+      this.lastSignals = 0;
       this.schedule();
     };
     tabs.forEach((t, i) => {
@@ -378,11 +391,13 @@ class App {
       t.addEventListener('keydown', (e) => {
         if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
           e.preventDefault();
-          select((i + 1) % tabs.length, true);
+          select((i + (e.key === 'ArrowRight' ? 1 : tabs.length - 1)) % tabs.length, true);
         }
       });
     });
     if (location.hash === '#trace') select(1, false);
+    if (location.hash === '#signals') select(2, false);
+    this.wireSignals();
 
     const help = byId<HTMLButtonElement>('help-toggle');
     help.addEventListener('click', () => {
@@ -444,8 +459,31 @@ class App {
       } else if (e.key === 'p') togglePause();
       else if (e.key === '1') select(0, true);
       else if (e.key === '2') select(1, true);
+      else if (e.key === '3') select(2, true);
     });
     window.addEventListener('online', () => this.conn?.reconnectNow());
+  }
+
+  private wireSignals(): void {
+    const search = byId<HTMLInputElement>('signal-search');
+    search.addEventListener('input', () => {
+      this.signalsTable.setQuery(search.value);
+      this.lastSignals = 0;
+      this.schedule();
+    });
+    this.signalsTable.onPinChange = () => {
+      this.lastSignals = 0;
+      this.schedule();
+    };
+    const pause = byId<HTMLButtonElement>('chart-pause');
+    pause.addEventListener('click', () => {
+      this.chart.setPaused(!this.chart.isPaused);
+      pause.setAttribute('aria-pressed', String(this.chart.isPaused));
+      pause.textContent = this.chart.isPaused ? 'Resume' : 'Pause';
+      pause.classList.toggle('active', this.chart.isPaused);
+      this.schedule();
+    });
+    byId('chart-reset').addEventListener('click', () => this.chart.resetZoom());
   }
 
   private applyFilters(): void {
@@ -479,6 +517,13 @@ class App {
       this.lastTable = now;
       this.table.render(now);
     } else if (!byId('panel-byid').hidden) this.scheduleLater(TABLE_INTERVAL_MS);
+    if (!byId('panel-signals').hidden) {
+      if (now - this.lastSignals >= TABLE_INTERVAL_MS) {
+        this.lastSignals = now;
+        this.signalsTable.render(now);
+        this.chart.render();
+      } else this.scheduleLater(TABLE_INTERVAL_MS);
+    }
     if (now - this.lastFigures >= FIGURES_INTERVAL_MS) {
       this.lastFigures = now;
       const total = this.byIdModel.totalRate();

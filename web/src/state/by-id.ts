@@ -18,6 +18,14 @@
 import type { CanFrameData } from '../events.js';
 import { tsToMs } from '../events.js';
 import { idValue } from '../filter.js';
+import { formatSignal } from '../signal-format.js';
+
+/** "ENGINE_RPM 864 rpm · GEAR D", for the by-id table. */
+function signalsText(signals: Record<string, number | string>, units: Record<string, string> | undefined): string {
+  return Object.entries(signals)
+    .map(([k, v]) => `${k} ${formatSignal(v, units?.[k] ?? '')}`)
+    .join(' · ');
+}
 
 /** Milliseconds of history a rate is computed over (at least two events are always kept). */
 const WINDOW_MS = 5000;
@@ -99,6 +107,9 @@ export interface IdRow {
   lastArrival: number;
   /** Rate windows: [rx, tx]. */
   windows: [RateWindow, RateWindow];
+  /** From a DBC, when one describes the id: the message name and its signals of the last frame. */
+  msg: string;
+  signals: string;
 }
 
 export class ByIdModel {
@@ -134,6 +145,8 @@ export class ByIdModel {
         lastTs: ts,
         lastArrival: now,
         windows: [new RateWindow(), new RateWindow()],
+        msg: '',
+        signals: '',
       };
       this.rows.set(key, row);
       if (this.rows.size > MAX_ROWS + 256) this.evict();
@@ -152,6 +165,8 @@ export class ByIdModel {
     } else row.changedAt = bytes.map(() => 0);
     row.bytes = bytes;
     row.dlc = f.dlc;
+    row.msg = f.msg ?? '';
+    row.signals = f.signals ? signalsText(f.signals, f.units) : '';
     row.lastArrival = now;
     if (Number.isFinite(ts)) {
       row.lastTs = ts;

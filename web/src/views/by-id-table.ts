@@ -15,7 +15,7 @@ const MAX_RENDERED = 500;
 const HIGHLIGHT_MS = 1200;
 
 interface Column {
-  key: SortKey | 'dongle' | 'bus';
+  key: SortKey | 'dongle' | 'bus' | 'signals';
   label: string;
   sort: SortKey;
   cls: string;
@@ -58,11 +58,12 @@ export class ByIdTable {
       { key: 'dlc', label: 'DLC', sort: 'dlc', cls: 'c-dlc', numeric: true },
       { key: 'data', label: 'Last data', sort: 'data', cls: 'c-data', title: 'Bytes that just changed are highlighted' },
       { key: 'dir', label: 'Dir', sort: 'dir', cls: 'c-dir' },
+      { key: 'signals', label: 'Message · signals', sort: 'id', cls: 'c-signals', title: 'Decoded with the DBC files (--dbc), from the last frame shown' },
     ];
     const headRow = table.tHead!.rows[0]!;
     for (const c of this.columns) {
       const th = h('th', { scope: 'col', class: c.cls + (c.numeric ? ' num' : ''), title: c.title });
-      if (c.key === 'dongle' || c.key === 'bus') th.textContent = c.label;
+      if (c.key === 'dongle' || c.key === 'bus' || c.key === 'signals') th.textContent = c.label;
       else {
         const b = h('button', { type: 'button', class: 'sort', onclick: () => this.sortBy(c.sort) }, c.label, h('span', { class: 'arrow', 'aria-hidden': 'true' }));
         th.append(b);
@@ -185,10 +186,22 @@ export class ByIdTable {
         case 'dir':
           setText(td, directionLabel(r.dirs));
           break;
+        case 'signals':
+          this.signals(td, r);
+          break;
         default:
           break;
       }
     });
+  }
+
+  private signals(td: HTMLTableCellElement, r: IdRow): void {
+    if (td.dataset.msg !== r.msg) {
+      td.dataset.msg = r.msg;
+      td.replaceChildren(h('strong', { class: 'msg', text: r.msg }), h('span', { class: 'sigs' }));
+    }
+    setText(td.lastElementChild!, r.msg === '' ? '' : ' ' + r.signals);
+    setAttr(td, 'title', r.signals === '' ? null : r.signals);
   }
 
   private bytes(e: RowEls, td: HTMLTableCellElement, r: IdRow, now: number): void {

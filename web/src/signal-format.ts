@@ -1,0 +1,7 @@
+/** How a decoded signal value reads on the page: "864 rpm", "-6.2 deg", "D" (a value-table label). */
+const NUM = new Intl.NumberFormat('en-US', { maximumSignificantDigits: 10, useGrouping: false });
+
+export function formatSignal(value: number | string, unit: string): string {
+  const v = typeof value === 'number' ? NUM.format(value) : value;
+  return unit !== '' && typeof value === 'number' ? `${v} ${unit}` : v;
+}
