@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { SqliteIdStore } from '../core/console/id-store.js';
+import { clockLooksUnset, SqliteIdStore } from '../core/console/id-store.js';
 import { isMirroredEvent, presenceData } from '../core/console/normalize.js';
 import { StreamManager } from '../core/console/stream-manager.js';
 import { listen } from '../core/http/listen.js';
@@ -66,6 +66,9 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     onMovedAside: (m) => log.error({ file: m.file, moved_to: m.movedTo, cause: m.cause }, 'state file unusable: moved aside, starting with fresh state'),
   });
   state.watchFile(stateFile);
+  if (clockLooksUnset(Date.now())) {
+    log.warn({ now: new Date().toISOString() }, 'the wall clock is not set (before 2025): event ids stay unique only while the state file lasts (docs/reliability.md, "Event ids")');
+  }
   const pruneLog = new RateLimitedLog(log, 10_000);
   const outbox = cfg.uplink
     ? new Outbox(

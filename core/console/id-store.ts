@@ -25,6 +25,14 @@ export const ID_BLOCK = 10_000;
 /** While a block cannot be persisted, a new attempt at most this often. */
 const RETRY_MS = 1000;
 
+/** 2025-01-01: a wall clock before this has not been set (no RTC, no NTP yet), and the floor cannot be trusted. */
+const CLOCK_PLAUSIBLE_FROM_MS = Date.UTC(2025, 0, 1);
+
+/** True when the wall clock reads a time before this software existed: rule 2's assumption is at risk. */
+export function clockLooksUnset(nowMs: number): boolean {
+  return nowMs < CLOCK_PLAUSIBLE_FROM_MS;
+}
+
 export function idFloor(nowMs: number): number {
   return Math.max(0, Math.floor(nowMs)) * IDS_PER_MS;
 }
