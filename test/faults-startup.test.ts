@@ -3,8 +3,10 @@
  * read-only file aside and starts fresh; the bridge, whose database holds the tokens, refuses with exit 3
  * and one line naming the path; a read-only file system stops both with exit 3; a native addon built for
  * another Node.js ABI is reported as exactly that (exit 4). Real processes, real files, a real read-only
- * tmpfs, a real foreign-ABI addon built with the system compiler; the unreadable cases run the daemon as
- * uid 65534 (nobody), since root reads any file.
+ * tmpfs, a real foreign-ABI addon built with the system compiler. The unreadable and read-only files
+ * belong to another user (uid 65534), and the daemon runs as root without the capabilities that let root
+ * ignore file permissions (setpriv, util-linux): exactly what the service user meets with a file a
+ * manual `sudo canrelay …` left behind, and it works wherever the checkout is.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -32,11 +34,16 @@ after(() => {
   }
 });
 
-/** A directory the nobody user owns (the service user's StateDirectory=). */
-function nobodyDir(): string {
-  const dir = tempDir('canrelay-start-');
-  chownSync(dir, NOBODY, NOBODY);
-  return dir;
+/** Root, but bound by file permissions like any other user. */
+const NO_DAC = { wrap: ['setpriv', '--bounding-set=-dac_override,-dac_read_search', '--inh-caps=-dac_override,-dac_read_search'] };
+
+/** Hands a state file (and its -wal/-shm) to another user, with `mode`. */
+function giveAway(file: string, mode: number): void {
+  for (const f of [file, file + '-wal', file + '-shm']) {
+    if (!existsSync(f)) continue;
+    chownSync(f, NOBODY, NOBODY);
+    chmodSync(f, mode);
+  }
 }
 
 function agentArgs(stateDir: string): string[] {
@@ -83,15 +90,12 @@ test('negative control: a healthy state file is not moved aside', async () => {
   assert.ok(!p.logs.some((l) => l.msg.includes('moved aside')));
 });
 
-test('agent as the service user: an unreadable or read-only state file is moved aside and the agent starts', async () => {
+test('agent: a state file it may not read, or not write, is moved aside and the agent starts', async () => {
   for (const mode of [0o600, 0o444]) {
-    const dir = nobodyDir();
-    // Written by root (e.g. a manual `sudo canrelay agent`), so the service user cannot use it.
+    const dir = tempDir('canrelay-start-');
     await expectAgentStarts(runCli(agentArgs(dir)));
-    chownSync(join(dir, 'agent.sqlite'), 0, 0);
-    for (const side of ['-wal', '-shm']) if (existsSync(join(dir, 'agent.sqlite' + side))) chownSync(join(dir, 'agent.sqlite' + side), 0, 0);
-    chmodSync(join(dir, 'agent.sqlite'), mode);
-    const p = runCli(agentArgs(dir), {}, { uid: NOBODY });
+    giveAway(join(dir, 'agent.sqlite'), mode);
+    const p = runCli(agentArgs(dir), {}, NO_DAC);
     const loud = await p.waitForLog((l) => l.msg.includes('moved aside'));
     assert.match(String(loud.cause), mode === 0o600 ? /cannot be opened/ : /read-only/);
     await expectAgentStarts(p);
@@ -137,16 +141,15 @@ test('bridge: a corrupt database is refused (exit 3, one line naming it) and lef
   assert.deepEqual(readdirSync(dirname(db)), ['bridge.sqlite']);
 });
 
-test('bridge as the service user: unreadable and read-only databases are refused with exit 3', async () => {
+test('bridge: a database it may not read, or not write, is refused with exit 3', async () => {
   for (const mode of [0o600, 0o444]) {
-    const dir = nobodyDir();
+    const dir = tempDir('canrelay-start-');
     const db = join(dir, 'bridge.sqlite');
     const first = runCli(['bridge', '--listen', '127.0.0.1:0', '--db', db], { CANRELAY_ADMIN_TOKEN: ADMIN_TOKEN });
     await first.waitForLog((l) => l.msg === 'bridge listening');
     assert.equal(await first.stop(), 0);
-    chownSync(db, 0, 0);
-    chmodSync(db, mode);
-    const p = runCli(['bridge', '--listen', '127.0.0.1:0', '--db', db], { CANRELAY_ADMIN_TOKEN: ADMIN_TOKEN }, { uid: NOBODY });
+    giveAway(db, mode);
+    const p = runCli(['bridge', '--listen', '127.0.0.1:0', '--db', db], { CANRELAY_ADMIN_TOKEN: ADMIN_TOKEN }, NO_DAC);
     const line = await expectRefused(p, EXIT_STATE_UNUSABLE, db);
     assert.match(line, mode === 0o600 ? /cannot be opened/ : /read-only/);
   }

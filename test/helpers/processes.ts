@@ -76,9 +76,13 @@ process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-/** `as`: run as another user (uid/gid), e.g. to meet a file the service user cannot read; `cli`: another build of the CLI. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid?: number; gid?: number; cli?: string } = {}): CliProcess {
-  const child = spawn(process.execPath, [as.cli ?? CLI, ...args], {
+/**
+ * `as.cli`: another build of the CLI; `as.wrap`: a command that runs node (e.g. `setpriv …` to drop
+ * capabilities); `as.uid`/`gid`: run as another user.
+ */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid?: number; gid?: number; cli?: string; wrap?: string[] } = {}): CliProcess {
+  const argv = [...(as.wrap ?? []), process.execPath, as.cli ?? CLI, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(as.uid !== undefined ? { uid: as.uid, gid: as.gid ?? as.uid } : {}),
