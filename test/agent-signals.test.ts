@@ -10,6 +10,7 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { getJson, SseClient } from './helpers/sse-client.js';
 import { startAgentProcess, tempDir, type StartedAgent } from './helpers/processes.js';
+import { until } from './helpers/until.js';
 
 const FEATURES = fileURLToPath(new URL('../../test/fixtures/dbc/features.dbc', import.meta.url));
 const running: StartedAgent[] = [];
@@ -47,24 +48,12 @@ async function signals(a: StartedAgent, headers: Record<string, string> = {}): P
   return { status: r.status, body: r.body as never };
 }
 
-async function until<T>(fn: () => Promise<T | undefined | false>, what: string, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 test('--dbc: signals decoded on the console and in GET /api/v1/signals', async () => {
   const dir = tempDir('canrelay-dbc-');
   const a = await startAgentProcess(['--replay', writeLog(dir), '--replay-speed', '0', '--dbc', FEATURES]);
   running.push(a);
-  const body = await until(async () => {
-    const r = await signals(a);
-    return r.body.signals.length >= 9 ? r.body : undefined;
-  }, 'decoded signals');
+  await until(async () => (await signals(a)).body.signals.length >= 9, 10_000, 'decoded signals');
+  const { body } = await signals(a);
   const get = (name: string): Reading => body.signals.find((s) => s.signal === name)!;
   assert.equal(get('BE_ACROSS_3').value, 0x5ab * 0.5 - 10);
   assert.equal(get('BE_ACROSS_3').unit, 'deg');
@@ -121,7 +110,7 @@ test('a broken DBC: clear error with file and line, the agent runs; SIGHUP and P
   // Fixed on disk, then SIGHUP.
   writeFileSync(dbc, good);
   a.proc.child.kill('SIGHUP');
-  await until(async () => (await signals(a)).body.dbc.files[0]!.messages === 8 || undefined, 'the reload after SIGHUP');
+  await until(async () => (await signals(a)).body.dbc.files[0]!.messages === 8, 10_000, 'the reload after SIGHUP');
   r = await signals(a);
   assert.deepEqual(r.body.dbc.errors, []);
   assert.equal(a.proc.exitCode, null, 'SIGHUP does not stop the agent');
