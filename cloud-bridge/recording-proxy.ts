@@ -76,8 +76,10 @@ async function download(requests: RecordingRequests, dongle: string, rid: string
     'Cache-Control': 'no-store',
   });
   let chunk: RecordingReply = first;
+  let expected = first.offset;
   for (;;) {
-    if (chunk.t !== 'rec_chunk' || chunk.id !== rid) {
+    // An error, or an answer that is not the bytes asked for (a file deleted meanwhile, a confused agent).
+    if (chunk.t !== 'rec_chunk' || chunk.id !== rid || chunk.offset !== expected) {
       // Mid-stream there is no status to send: cutting the response tells the client it is short.
       res.destroy();
       return;
@@ -90,6 +92,7 @@ async function download(requests: RecordingRequests, dongle: string, rid: string
     await writeWithBackpressure(res, data);
     if (gone) return;
     if (next >= end) return void res.end();
+    expected = next;
     chunk = await requests.ask({ t: 'rec_read', id: rid, offset: next, length: Math.min(RECORDING_CHUNK_BYTES, end - next) });
   }
 }
