@@ -16,7 +16,7 @@ const PKG = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { de
 const UNITS = ['canrelay-agent.service', 'canrelay-agent@.service', 'canrelay-bridge.service'];
 
 function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): string {
-  return execFileSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 });
+  return execFileSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 1_200_000 });
 }
 
 /** Every path under dir, relative, symlinks not followed. */
@@ -72,8 +72,10 @@ describe('make install into a DESTDIR', () => {
     for (const d of Object.keys(PKG.dependencies)) assert.ok(existsSync(join(nm, d, 'package.json')), `dependency ${d} installed`);
     for (const d of Object.keys(PKG.devDependencies)) assert.ok(!existsSync(join(nm, d)), `dev dependency ${d} must not be installed`);
     assert.ok(!existsSync(join(nm, 'better-sqlite3/deps')), 'addon sources pruned');
-    // From the app dir (node resolves from there, not from the build tree).
-    const r = spawnSync(process.execPath, ['-e', `
+    // With the packaged runtime, from the app dir (node resolves from there, not from the build tree).
+    const runtime = join(s.destdir, 'opt/canrelay', VERSION, 'node/bin/node');
+    assert.ok(existsSync(runtime), 'the package carries its own Node.js');
+    const r = spawnSync(runtime, ['-e', `
       const Database = require('better-sqlite3');
       const can = require('socketcan');
       console.log(JSON.stringify({ one: new Database(':memory:').prepare('select 1 as one').get().one, can: typeof can.createRawChannel, from: require.resolve('better-sqlite3') }));
@@ -164,7 +166,8 @@ describe('make tarball', () => {
     const ref = stageInstall();
     try {
       const tgz = sh('bash', [join(REPO, 'packaging/tarball.sh'), out]).trim().split('\n').pop()!;
-      assert.match(tgz, new RegExp(`canrelay-${VERSION.replaceAll('.', '\\.')}-linux-${process.arch}\\.tgz$`));
+      const arch = execFileSync('dpkg', ['--print-architecture'], { encoding: 'utf8' }).trim();
+      assert.match(tgz, new RegExp(`canrelay-${VERSION.replaceAll('.', '\\.')}-linux-${arch}\\.tgz$`));
       const unpack = join(out, 'unpack');
       mkdirSync(unpack);
       sh('tar', ['-xzf', tgz, '-C', unpack]);
@@ -205,7 +208,9 @@ describe('make deb', { skip: debSkip }, () => {
     const info = sh('dpkg-deb', ['-f', deb]);
     assert.match(info, /^Package: canrelay$/m);
     assert.match(info, new RegExp(`^Version: ${VERSION.replaceAll('.', '\\.')}-1$`, 'm'));
-    assert.match(info, /^Depends: .*nodejs \(>= 20\), nodejs \(<< 21\)/m);
+    // Self-contained: its own Node.js under /opt/canrelay/<version>/node, no nodejs package.
+    assert.match(info, /^Depends: libc6 \(>= 2\.28\)/m);
+    assert.doesNotMatch(info, /nodejs/);
     assert.equal(sh('dpkg-deb', ['-f', deb, 'Architecture']).trim(), sh('dpkg', ['--print-architecture']).trim());
     const files = sh('dpkg-deb', ['-c', deb])
       .split('\n')
@@ -248,6 +253,28 @@ describe('make deb', { skip: debSkip }, () => {
     assert.doesNotMatch(check.stdout, /deb-test-token/);
     // A reinstall (same version) is clean too.
     assert.equal(spawnSync('dpkg', ['-i', deb], { stdio: 'ignore' }).status, 0, 'reinstall');
+  });
+
+  test('the installed package runs on a system with no Node.js', async () => {
+    // Every node on this machine is hidden in a private mount namespace (bind-mounted /dev/null, which
+    // cannot be executed), then the installed command starts the agent and its console serves.
+    const state = mkdtempSync('/var/tmp/canrelay-deb-nonode-');
+    const script = [
+      'set -e',
+      'for n in $(which -a node nodejs 2>/dev/null) /usr/bin/node /usr/local/bin/node; do [ -e "$n" ] && mount --bind /dev/null "$n"; done',
+      'if node -v >/dev/null 2>&1; then echo "a node is still runnable" >&2; exit 97; fi',
+      'exec /usr/bin/canrelay agent --id nonode --sim --sim-rate 100 --listen 127.0.0.1:0 --state-dir "$1"',
+    ].join('\n');
+    const p = new CliProcess(spawn('unshare', ['--mount', '--propagation', 'private', 'bash', '-c', script, 'bash', state], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }));
+    try {
+      const line = await p.waitForLog((l) => l.msg === 'console listening', 60_000);
+      const health = (await (await fetch(String(line.url).replace(/\/api\/v1\/.*$/, '/healthz'))).json()) as { status: string; frames_rx: number };
+      assert.equal(health.status, 'ok');
+      assert.equal(readlinkSync(`/proc/${p.child.pid}/exe`), `/opt/canrelay/${VERSION}/node/bin/node`, 'the packaged runtime runs it');
+    } finally {
+      assert.equal(await p.stop(), 0, p.stderr);
+      rmSync(state, { recursive: true, force: true });
+    }
   });
 
   test('dpkg -r removes the program and keeps the configs; dpkg -P removes the rest and the user', () => {

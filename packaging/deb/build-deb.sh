@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # `make deb`: builds canrelay_<version>-<rev>_<arch>.deb with dpkg-deb from the same staged tree as
 # `make install` (packaging/stage.sh + bin/canrelay-install with DESTDIR), BINDIR=/usr/bin.
-#   packaging/deb/build-deb.sh <output dir>      environment: DEB_REVISION (default 1), NODE
-# The package is architecture-specific (native addons) and tied to the Node.js major it was built with
-# (the addons' ABI): Depends: nodejs (>= N), nodejs (<< N+1).
+#   packaging/deb/build-deb.sh <output dir>      environment: DEB_REVISION (default 1), ARCH
+# The package is architecture-specific and self-contained: it carries its own Node.js runtime and native
+# addons built for it (packaging/targets.sh), so it depends on no nodejs package — only on the C and C++
+# libraries every Debian system has (the official Node.js builds need glibc 2.28).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd -P)"
 out="$(mkdir -p "${1:?usage: build-deb.sh <output dir>}" && cd "$1" && pwd -P)"
 cd "$repo"
 version="$(node -p 'require("./package.json").version')"
 rev="${DEB_REVISION:-1}"
-arch="$(dpkg --print-architecture)"
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
+. packaging/targets.sh
+export ARCH="${ARCH:-$(canrelay_host_arch)}"
+canrelay_target "$ARCH"
+arch="$ARCH"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 pkg="$work/root"
@@ -21,7 +24,7 @@ DESTDIR="$pkg" PREFIX=/opt/canrelay BINDIR=/usr/bin UNITDIR=/lib/systemd/system 
   "$work/canrelay-$version/bin/canrelay-install" >/dev/null
 mkdir -p "$pkg/usr/share/doc/canrelay"
 cp docs/deployment.md "$pkg/usr/share/doc/canrelay/" 2>/dev/null || true
-printf 'canrelay %s\nLicense: MIT (see package.json). Bundled npm dependencies keep their own licenses under\n/opt/canrelay/%s/node_modules/*/LICENSE*.\n' "$version" "$version" > "$pkg/usr/share/doc/canrelay/copyright"
+printf 'canrelay %s\nLicense: MIT (see package.json). Bundled npm dependencies keep their own licenses under\n/opt/canrelay/%s/node_modules/*/LICENSE*; the bundled Node.js runtime its own in\n/opt/canrelay/%s/node/LICENSE.\n' "$version" "$version" "$version" > "$pkg/usr/share/doc/canrelay/copyright"
 
 mkdir -p "$pkg/DEBIAN"
 size_kib="$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)"
@@ -31,7 +34,7 @@ Version: $version-$rev
 Architecture: $arch
 Maintainer: canrelay maintainers <canrelay@localhost>
 Installed-Size: $size_kib
-Depends: nodejs (>= $node_major), nodejs (<< $((node_major + 1))), passwd
+Depends: libc6 (>= 2.28), libstdc++6 (>= 5.2), passwd
 Recommends: systemd
 Section: net
 Priority: optional
@@ -39,7 +42,8 @@ Homepage: https://localhost/canrelay
 Description: watch and bridge a CAN bus through a Linux gateway
  canrelay agent reads SocketCAN interfaces on a gateway, serves a live SSE console
  with resume, and relays frames to the canrelay cloud bridge; canrelay bridge runs
- in the cloud (behind nginx). Ships hardened systemd units (canrelay-agent.service,
+ in the cloud (behind nginx). Carries its own Node.js $NODE_VERSION runtime under
+ /opt/canrelay/<version>/node (no system Node.js is used). Ships hardened systemd units (canrelay-agent.service,
  canrelay-agent@.service, canrelay-bridge.service), which are not enabled on install.
 CONTROL
 # Example configs are conffiles (dpkg keeps local edits); the operator's agent.json is not in the package.
