@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build run-sim test test-unit test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-commands bench-dbc clean
+.PHONY: all deps build run-sim test test-unit test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-commands bench-dbc bench-busload clean
 all: build
 
 node_modules/.package-lock.json: package.json package-lock.json
@@ -36,7 +36,7 @@ test-faults: build
 
 # The real SocketCAN path: Debian's kernel with vcan under qemu, the real agent, bridge and can-utils.
 test-socketcan: build
-	bash test/socketcan-vm/run.sh test/socketcan-vm/agent-guest.sh
+	SOCKETCAN_VM_KVASER=4 bash test/socketcan-vm/run.sh test/socketcan-vm/agent-guest.sh
 
 test: test-unit test-faults test-web test-deploy test-socketcan
 
@@ -46,6 +46,9 @@ bench-agent: build
 
 bench-relay: build
 	$(NODE) dist/bench/bridge-relay.js
+
+bench-busload: build
+	$(NODE) dist/bench/bus-load.js
 
 bench-socketcand: build
 	$(NODE) dist/bench/socketcand.js
@@ -63,7 +66,7 @@ bench-commands: build
 bench-dbc: build
 	$(NODE) dist/bench/dbc-decode.js
 
-bench: bench-agent bench-relay bench-socketcand bench-fleet bench-commands bench-dbc
+bench: bench-agent bench-relay bench-socketcand bench-fleet bench-commands bench-dbc bench-busload
 	@cat bench/results/*.md
 
 clean:

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import type { CanFrame } from '../../core/can/frame.js';
+import type { MirroredEventType } from '../../core/console/normalize.js';
 import { decodeBatch, encodeBatch, KIND_DOWN, KIND_UP, type Batch } from '../../core/uplink/frame-codec.js';
 import { parseBridgeMessage, PROTOCOL_VERSION, UPLINK_PATH, type BridgeMessage } from '../../core/uplink/messages.js';
 
@@ -138,7 +139,7 @@ export class FakeAgent {
     this.ws.send(data, { binary: typeof data !== 'string' });
   }
 
-  sendEvent(seq: number, event: 'presence' | 'log' | 'command_status', data: Record<string, unknown>): void {
+  sendEvent(seq: number, event: MirroredEventType, data: Record<string, unknown>): void {
     this.sendJson({ t: 'event', seq, event, data });
   }
 

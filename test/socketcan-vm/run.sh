@@ -29,8 +29,8 @@
 #                          using the cached kernel as is
 #   SOCKETCAN_VM_PVH=0     boot the compressed bzImage instead of the extracted
 #                          vmlinux (PVH entry); ~4.5 s slower under TCG
-#   SOCKETCAN_VM_KVASER=n  add n emulated Kvaser PCIcan (SJA1000) controllers on
-#                          one emulated CAN bus: can0..can<n-1> in the guest
+#   SOCKETCAN_VM_KVASER=n  add n emulated Kvaser PCIcan (SJA1000) controllers,
+#                          two per emulated CAN bus: can0..can<n-1> in the guest
 #   SOCKETCAN_VM_QUIET=1   do not echo the guest console (it is still saved in
 #                          <cache>/last-console.log)
 set -euo pipefail
@@ -475,12 +475,13 @@ QEMU=(qemu-system-x86_64
   -fsdev "local,id=results,path=$RES,security_model=none,multidevs=remap"
   -device "virtio-9p-pci,fsdev=results,mount_tag=results"
 )
-# Real CAN controllers: SOCKETCAN_VM_KVASER=<n> adds n emulated Kvaser PCIcan (SJA1000) boards on one
-# emulated bus; the guest's kvaser_pci driver names them can0, can1, ... (frames sent on one arrive on
-# the others, with real controller state, error counters and bit timing).
+# Real CAN controllers: SOCKETCAN_VM_KVASER=<n> adds n emulated Kvaser PCIcan (SJA1000) boards, two per
+# emulated bus (can0+can1 share one bus, can2+can3 the next, ...); the guest's kvaser_pci driver names
+# them in PCI order. A frame sent on one arrives on its partner, with real controller state, error
+# counters, bit timing and the driver's one-frame transmit buffer.
 for ((k = 0; k < ${SOCKETCAN_VM_KVASER:-0}; k++)); do
-  [[ $k == 0 ]] && QEMU+=(-object can-bus,id=canbus0)
-  QEMU+=(-device kvaser_pci,canbus=canbus0)
+  (( k % 2 == 0 )) && QEMU+=(-object "can-bus,id=canbus$((k / 2))")
+  QEMU+=(-device "kvaser_pci,canbus=canbus$((k / 2))")
 done
 
 CONSOLE_LOG="$RES/.vm/console.log"
