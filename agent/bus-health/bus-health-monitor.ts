@@ -87,10 +87,21 @@ export class BusHealthMonitor {
     return this.errors.get(bus) ?? new Map();
   }
 
-  /** One step: read the kernel (when there is one), close the load window, publish what changed. Exposed for tests. */
+  /**
+   * One step: close the load window (every second, whatever `ip` costs), read the kernel when there is
+   * one and no read is still running, publish what changed. Exposed for tests.
+   */
   async tick(): Promise<void> {
-    if (this.reading) return; // a slow `ip` never stacks up reads
-    if (this.o.readLinks) {
+    const t = this.now();
+    const elapsed = (t - this.lastTick) / 1000;
+    this.lastTick = t;
+    const buses = this.o.buses();
+    // The bitrates of the last reading: a bitrate change shows in the next window.
+    this.load.roll(elapsed, buses, (bus) => {
+      const l = this.links.get(bus);
+      return { nominal: l?.bitrate ?? this.o.flagBitrates.get(bus) ?? null, data: l?.dataBitrate ?? null };
+    });
+    if (this.o.readLinks && !this.reading) {
       this.reading = true;
       try {
         this.links = await this.o.readLinks();
@@ -105,14 +116,6 @@ export class BusHealthMonitor {
         this.reading = false;
       }
     }
-    const t = this.now();
-    const elapsed = (t - this.lastTick) / 1000;
-    this.lastTick = t;
-    const buses = this.o.buses();
-    this.load.roll(elapsed, buses, (bus) => {
-      const l = this.links.get(bus);
-      return { nominal: l?.bitrate ?? this.o.flagBitrates.get(bus) ?? null, data: l?.dataBitrate ?? null };
-    });
     for (const bus of buses) this.update(bus, t);
   }
 
