@@ -46,6 +46,9 @@ interface Result extends Shape {
   /** Frames the bridge dropped (backlog full or too old: it fell behind), from its /metrics. */
   bridge_dropped: number;
   history_mb: number;
+  /** V8 heap and memory outside it (Buffers) at the end, from the bridge's /metrics: where the RSS is. */
+  heap_mb: number;
+  external_mb: number;
   generator_cpu_percent: number;
 }
 
@@ -207,6 +210,8 @@ async function once(shape: Shape, build: string, cli: string): Promise<Result> {
     viewer_events: viewerEvents,
     bridge_dropped: sum('canrelay_bridge_frames_dropped_total'),
     history_mb: Math.round(sum('canrelay_bridge_console_history_bytes') / 104857.6) / 10,
+    heap_mb: Math.round(sum('canrelay_bridge_nodejs_heap_size_total_bytes') / 1048576),
+    external_mb: Math.round(sum('canrelay_bridge_nodejs_external_memory_bytes') / 1048576),
     generator_cpu_percent: Math.round(((gen.user + gen.system) / 1e6 / secs) * 100),
   };
 }

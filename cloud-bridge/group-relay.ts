@@ -343,14 +343,22 @@ export class GroupRelay {
 
   private periodic(): void {
     const now = Date.now();
+    const rows: { id: string; dropped: number; relayedTotal: number }[] = [];
     for (const g of this.groups.values()) {
       const total = g.relayed.a_to_b + g.relayed.b_to_a;
       const secs = (now - g.rate.lastAt) / 1000;
       g.rate.value = secs > 0 ? Math.round(((total - g.rate.lastTotal) / secs) * 10) / 10 : 0;
       g.rate.lastTotal = total;
       g.rate.lastAt = now;
-      this.publishState(g);
-      this.persist(g);
+      const s = this.stateOf(g);
+      this.consoles.groupState(g.id, s);
+      rows.push({ id: g.id, dropped: s.dropped, relayedTotal: s.relayed_total });
+    }
+    // One transaction for every group, not one per group (a fleet has hundreds).
+    try {
+      this.store.saveAllGroupCounters(rows);
+    } catch (err) {
+      this.log.warn({ err }, 'could not save the group counters');
     }
   }
 

@@ -407,7 +407,12 @@ export class BridgeStore {
   }
 
   saveGroupCounters(id: string, dropped: number, relayedTotal: number): void {
-    this.counters.set(id, { dropped, relayed_total: relayedTotal });
+    this.saveAllGroupCounters([{ id, dropped, relayedTotal }]);
+  }
+
+  /** Every group's counters in one transaction (the relay saves them all each interval). */
+  saveAllGroupCounters(rows: readonly { id: string; dropped: number; relayedTotal: number }[]): void {
+    for (const r of rows) this.counters.set(r.id, { dropped: r.dropped, relayed_total: r.relayedTotal });
     this.flushPending();
   }
 

@@ -87,6 +87,8 @@ test('a frame kept compactly renders exactly as the live builder makes it, and i
       for (const rep of [1, 9, 10, 12345])
         assert.equal(frameJsonLength(f, rep, dongle), JSON.stringify({ ...canFrameData(f, rep), ...(dongle ? { dongle } : {}) }).length);
     }
+    for (const id of [0, 9, 10, 99_999, 1e8, 1_732_912_345_678, 1e15 - 1, 1e15])
+      assert.equal(sseLength(id, 'log', 2), `id: ${id}\nevent: log\ndata: {}\n\n`.length, `SSE length with id ${id}`);
     // The client's backlog is counted in the bytes it would receive.
     const first = r.got[0]!.id;
     const total = r.got.reduce((n, e) => n + Buffer.byteLength(e.chunk), 0);

@@ -24,7 +24,13 @@ const FRAME_HEAD = 26;
 /** ISO timestamps of years 0000–9999 are 27 characters ("2026-11-27T13:47:02.123456Z"). */
 const ISO_US_MAX = 253_402_300_800_000_000;
 
-const digits = (n: number): number => (n < 10 ? 1 : n < 100 ? 2 : n < 1000 ? 3 : n < 10_000 ? 4 : String(n).length);
+/** Decimal digits of a non-negative integer, without making a string (event ids are 13-digit numbers). */
+function digits(n: number): number {
+  if (n < 1e4) return n < 10 ? 1 : n < 100 ? 2 : n < 1000 ? 3 : 4;
+  if (n < 1e8) return n < 1e5 ? 5 : n < 1e6 ? 6 : n < 1e7 ? 7 : 8;
+  if (n < 1e12) return n < 1e9 ? 9 : n < 1e10 ? 10 : n < 1e11 ? 11 : 12;
+  return n < 1e13 ? 13 : n < 1e14 ? 14 : n < 1e15 ? 15 : String(n).length;
+}
 
 /**
  * Length of JSON.stringify(canFrameData(f, represents) + dongle), computed from the fields: a frame on a

@@ -151,26 +151,32 @@ export class HistoryStore {
     if (cur !== undefined && cur.used + size <= cur.buf.length) return cur;
     // An event larger than a segment (a long log message) gets a segment of its own size.
     const cap = Math.max(this.segmentBytes, size);
-    this.fit(cap);
-    const seg: Segment = { seq: this.firstSeq + this.segs.length, buf: Buffer.allocUnsafe(cap), used: 0, rings: [] };
+    const freed = this.fit(cap);
+    // Once the budget is full every new segment takes the place of the oldest: its buffer is reused (no
+    // rendered text points into it: json() copies), so evicted history never waits for the GC in RSS.
+    const buf = freed !== undefined && cap === this.segmentBytes ? freed : Buffer.allocUnsafe(cap);
+    const seg: Segment = { seq: this.firstSeq + this.segs.length, buf, used: 0, rings: [] };
     this.segs.push(seg);
     this.segBytes += cap;
     return seg;
   }
 
-  /** Drops the oldest segments until `need` more bytes fit in the budget. */
-  private fit(need: number): void {
+  /** Drops the oldest segments until `need` more bytes fit in the budget; returns a dropped buffer of segment size. */
+  private fit(need: number): Buffer | undefined {
+    let freed: Buffer | undefined;
     while (this.bytes + need > this.budgetBytes) {
       if (this.segs.length === 0) {
         // Only empty rings' spare index memory is left: have them give it back.
         for (const r of this.rings) r.compact();
-        return;
+        return freed;
       }
-      this.evictOldest();
+      const buf = this.evictOldest();
+      if (buf.length === this.segmentBytes) freed = buf;
     }
+    return freed;
   }
 
-  private evictOldest(): void {
+  private evictOldest(): Buffer {
     const seg = this.segs.shift()!;
     this.firstSeq++;
     this.segBytes -= seg.buf.length;
@@ -178,5 +184,6 @@ export class HistoryStore {
     if (this.jsonLoc >= 0 && !this.live(this.jsonLoc)) this.jsonLoc = -1;
     const limit = this.firstSeq * LOC_SCALE;
     for (const r of seg.rings) r.dropBefore(limit);
+    return seg.buf;
   }
 }
