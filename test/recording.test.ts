@@ -197,7 +197,8 @@ test('a full disk stops the recording with a clear error, keeps what was written
   const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=192k,huge=never', 'tmpfs', recs], { encoding: 'utf8' });
   if (m.status !== 0) return t.skip(`cannot mount a tmpfs here: ${m.stderr.trim()}`);
   cleanups.push(() => spawnSync('umount', ['-l', recs]));
-  const a = await agent(t, ['--sim', '--sim-rate', '20000', '--record-dir', recs, '--record-max-bytes', String(64 * 1024 * 1024)]);
+  // Small files: writes of at most 16 KiB, so some land before the 192 KiB disk is full, however loaded the machine.
+  const a = await agent(t, ['--sim', '--sim-rate', '20000', '--record-dir', recs, '--record-max-bytes', String(64 * 1024 * 1024), '--record-rotate-bytes', '16384']);
   const s = await call(a.base, 'POST', '/api/v1/recordings', {});
   assert.equal(s.status, 201, JSON.stringify(s.json) + spawnSync('sh', ['-c', `df ${recs}; ls -la ${recs}; cat ${recs}/*.json`], { encoding: 'utf8' }).stdout + a.proc.stdout.slice(-3000) + a.proc.stderr);
   const failed = await until(async () => (await list(a.base))[0]!, (r) => r.state === 'failed', 30_000, 'the recording to fail on the full disk');
