@@ -2,8 +2,9 @@
  * The agent's Prometheus metrics. Hot-path counts live in plain objects (FrameCounters, stream counters)
  * and are copied into prom-client only when /metrics is scraped, so counting a frame costs an increment.
  */
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry } from 'prom-client';
 import type { ConsoleStream } from '../core/console/console-stream.js';
+import { registerProcessMetrics } from '../core/metrics/process-metrics.js';
 import { scrapedCounter as counter, scrapedGauge as gauge } from '../core/metrics/scraped.js';
 import { registerBusHealthMetrics } from './bus-health/bus-health-metrics.js';
 import type { BusHealthMonitor } from './bus-health/bus-health-monitor.js';
@@ -22,7 +23,7 @@ export interface AgentMetricSources {
 
 export function agentMetrics(src: AgentMetricSources): Registry {
   const r = new Registry();
-  collectDefaultMetrics({ register: r, prefix: 'canrelay_' });
+  registerProcessMetrics(r, 'canrelay_');
   counter(r, 'canrelay_can_frames_total', 'CAN frames received (rx) and transmitted (tx), every frame, never sampled', ['bus', 'direction'], (c) => {
     for (const [bus, n] of src.counters.entries()) {
       c.inc({ bus, direction: 'rx' }, n.rx);

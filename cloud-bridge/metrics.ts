@@ -3,7 +3,8 @@
  * in the relay, the sequence tracker and the command center) and are copied into prom-client only when
  * /metrics is scraped, so counting a frame costs an increment.
  */
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry } from 'prom-client';
+import { registerProcessMetrics } from '../core/metrics/process-metrics.js';
 import { scrapedCounter as counter, scrapedGauge as gauge } from '../core/metrics/scraped.js';
 import { COMMAND_STATES } from '../core/console/events.js';
 import type { StreamManager } from '../core/console/stream-manager.js';
@@ -67,7 +68,7 @@ export interface BridgeMetricSources {
 
 export function bridgeMetrics(src: BridgeMetricSources): Registry {
   const r = new Registry();
-  collectDefaultMetrics({ register: r, prefix: 'canrelay_bridge_' });
+  registerProcessMetrics(r, 'canrelay_bridge_');
   const { stats } = src;
 
   gauge(r, 'canrelay_bridge_agents_connected', 'Agents connected (welcomed) on the uplink', [], (g) => g.set(src.agentsConnected()));
