@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { account, hasCommand, isRoot, readUnit, REPO, stageInstall, unitValue, type Staged } from './helpers/deploy.js';
 import { CliProcess } from './helpers/processes.js';
+import { skipUnlessPresent } from './helpers/skips.js';
 
 const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 const PKG = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
@@ -191,7 +192,7 @@ const debSkip = !isRoot()
         ? '/opt/canrelay, /etc/canrelay or a canrelay user exists here (a real install?): not touching it'
         : undefined;
 
-describe('make deb', { skip: debSkip }, () => {
+describe('make deb', { skip: skipUnlessPresent('make deb', debSkip) }, () => {
   let out: string;
   let deb: string;
   before(() => {

@@ -18,11 +18,12 @@ import { after, before, describe, test } from 'node:test';
 import { ensureDebs, hasCommand } from './helpers/deploy.js';
 import { deriveSite, editStreamsLocation, freePort, jsonRequest, Nginx, selfSignedCert, SHIPPED_CONF, TimedSse, type Ports } from './helpers/nginx.js';
 import { runCli, type CliProcess } from './helpers/processes.js';
+import { skipUnlessPresent } from './helpers/skips.js';
 
 const ADMIN = 'nginx-test-admin-token-0123456789';
 const DONGLE = 'gw-nginx';
 const BUDGET_MS = 250;
-const skip = ensureDebs('nginx', 'openssl') ?? (hasCommand('nginx') ? undefined : 'nginx not installed');
+const skip = skipUnlessPresent('the bridge behind nginx', ensureDebs('nginx', 'openssl') ?? (hasCommand('nginx') ? undefined : 'nginx not installed'));
 
 let dir: string;
 let bridge: CliProcess;

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createServiceNotifier, watchdogIntervalMs } from '../core/service/sd-notify.js';
 import { hasCommand, NotifyListener } from './helpers/deploy.js';
+import { skipUnlessPresent } from './helpers/skips.js';
 
 test('watchdog interval: half of WATCHDOG_USEC, only for the process WATCHDOG_PID names', () => {
   assert.equal(watchdogIntervalMs({ WATCHDOG_USEC: '30000000' }), 15_000);
@@ -35,7 +36,7 @@ test('a missing systemd-notify is reported once, never fatal', async () => {
   assert.match(warnings[0]!, /cannot notify the service manager/);
 });
 
-test('READY=1, STATUS (one line), MAINPID, watchdog pings and STOPPING=1 arrive', { skip: hasCommand('systemd-notify') && hasCommand('python3') ? undefined : 'needs systemd-notify and python3' }, async () => {
+test('READY=1, STATUS (one line), MAINPID, watchdog pings and STOPPING=1 arrive', { skip: skipUnlessPresent('sd_notify', hasCommand('systemd-notify') && hasCommand('python3') ? undefined : 'needs systemd-notify and python3') }, async () => {
   const l = new NotifyListener();
   await l.listening();
   try {

@@ -17,10 +17,12 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { account, ensureDebs, isRoot, NotifyListener, readUnit, REPO, stageInstall, unitBytes, unitValue, type Staged, type Unit } from './helpers/deploy.js';
 import { CliProcess, freePort } from './helpers/processes.js';
+import { skipUnlessPresent } from './helpers/skips.js';
 
 const UNITS = ['canrelay-agent.service', 'canrelay-agent@.service', 'canrelay-bridge.service'];
 const SANDBOX = join(REPO, 'test/helpers/unit-sandbox.sh');
 const skipNoSystemd = ensureDebs('systemd');
+const needsRoot = isRoot() ? undefined : 'needs root (setpriv, mount namespace)';
 const MAX_EXPOSURE = 2.0;
 
 let staged: Staged;
@@ -49,7 +51,7 @@ function instanceName(unit: string): string {
   return unit.endsWith('@.service') ? unit.replace('@.service', '@can0.service') : unit;
 }
 
-describe('unit files', { skip: skipNoSystemd }, () => {
+describe('unit files', { skip: skipUnlessPresent('unit files', skipNoSystemd) }, () => {
   test('systemd-analyze verify: every unit, no errors, no warnings', () => {
     for (const u of UNITS) {
       const r = spawnSync('systemd-analyze', ['verify', '--man=no', `--root=${verifyRoot}`, instanceName(u)], { encoding: 'utf8' });
@@ -178,7 +180,7 @@ async function startLikeSystemd(unit: string, instance: string | undefined, conf
   }
 }
 
-describe('the agent started like canrelay-agent.service', { skip: skipNoSystemd ?? (isRoot() ? undefined : 'needs root (setpriv, mount namespace)') }, () => {
+describe('the agent started like canrelay-agent.service', { skip: skipUnlessPresent('the agent started like canrelay-agent.service', skipNoSystemd ?? needsRoot) }, () => {
   test('READY=1 after the console listens, watchdog pings, console served, STOPPING=1 and exit 0 on SIGTERM', async (t) => {
     const example = JSON.parse(readFileSync(join(REPO, 'systemd/agent.example.json'), 'utf8')) as Record<string, unknown>;
     // The shipped example, with the simulated bus instead of can0,can1, no bridge, and a free port.
@@ -269,7 +271,7 @@ describe('the agent started like canrelay-agent.service', { skip: skipNoSystemd 
   });
 });
 
-describe('the bridge started like canrelay-bridge.service', { skip: skipNoSystemd ?? (isRoot() ? undefined : 'needs root (setpriv, mount namespace)') }, () => {
+describe('the bridge started like canrelay-bridge.service', { skip: skipUnlessPresent('the bridge started like canrelay-bridge.service', skipNoSystemd ?? needsRoot) }, () => {
   test(
     'READY=1 after the bridge listens, STOPPING=1 and exit 0 on SIGTERM',
     async () => {

@@ -13,6 +13,7 @@ import { gunzipSync } from 'node:zlib';
 import { waitForValue as until } from './helpers/wait-for.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from './helpers/processes.js';
 import { getJson, metricValue } from './helpers/sse-client.js';
+import { skipOrFail } from './helpers/skips.js';
 
 const running: StartedAgent[] = [];
 const cleanups: (() => void)[] = [];
@@ -190,12 +191,12 @@ test('--record-gzip: the download is gzip, it decompresses to candump -L lines',
 });
 
 test('a full disk stops the recording with a clear error, keeps what was written, and the agent runs on', async (t) => {
-  if (process.getuid?.() !== 0) return t.skip('needs root to mount a small tmpfs');
+  if (process.getuid?.() !== 0) return skipOrFail(t, 'needs root to mount a small tmpfs');
   const dir = tempDir('canrelay-rec-');
   const recs = join(dir, 'small');
   mkdirSync(recs);
   const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=192k,huge=never', 'tmpfs', recs], { encoding: 'utf8' });
-  if (m.status !== 0) return t.skip(`cannot mount a tmpfs here: ${m.stderr.trim()}`);
+  if (m.status !== 0) return skipOrFail(t, `cannot mount a tmpfs here: ${m.stderr.trim()}`);
   cleanups.push(() => spawnSync('umount', ['-l', recs]));
   // Small files: writes of at most 16 KiB, so some land before the 192 KiB disk is full, however loaded the machine.
   const a = await agent(t, ['--sim', '--sim-rate', '20000', '--record-dir', recs, '--record-max-bytes', String(64 * 1024 * 1024), '--record-rotate-bytes', '16384']);

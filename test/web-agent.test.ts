@@ -29,9 +29,10 @@ before(async () => {
   browser = await launchBrowser();
 });
 after(async () => {
-  await browser?.close();
   for (const p of procs) await p.stop('SIGKILL');
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  // Last: it fails the file on an uncaught page error, after the processes are gone.
+  await browser?.close();
 });
 
 async function agent(args: string[], opts: Parameters<typeof startAgentProcess>[1] = {}): Promise<StartedAgent> {

@@ -29,9 +29,10 @@ before(async () => {
 });
 const dirs: string[] = [];
 after(async () => {
-  await browser?.close();
   for (const p of procs.reverse()) await p.stop('SIGKILL');
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  // Last: it fails the file on an uncaught page error, after the processes are gone.
+  await browser?.close();
 });
 
 /** Registers `id` on the bridge and starts an agent on --sim connected to it. */

@@ -21,9 +21,10 @@ before(async () => {
   browser = await launchBrowser();
 });
 after(async () => {
-  await browser?.close();
   for (const p of procs.reverse()) await p.stop('SIGKILL');
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  // Last: it fails the file on an uncaught page error, after the processes are gone.
+  await browser?.close();
 });
 
 test('header: state badge, load gauge and sparkline per bus; error frames in words in the trace', async () => {

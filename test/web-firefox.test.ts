@@ -14,6 +14,7 @@ import { after, before, test } from 'node:test';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { ARTIFACTS, ROOT, ensureWebBuilt, until } from './helpers/browser.js';
 import { startAgentProcess, tempDir, type StartedAgent } from './helpers/processes.js';
+import { skipUnlessPresent } from './helpers/skips.js';
 
 const FIREFOX = process.env.CANRELAY_FIREFOX ?? '/usr/bin/firefox-esr';
 
@@ -28,7 +29,7 @@ function ensureFirefox(): string | null {
   return existsSync(FIREFOX) ? null : `firefox-esr is still missing at ${FIREFOX}`;
 }
 
-const skip = ensureFirefox();
+const skip = skipUnlessPresent('the page in Firefox', ensureFirefox() ?? undefined);
 let browser: Browser | undefined;
 let agent: StartedAgent | undefined;
 const dirs: string[] = [];

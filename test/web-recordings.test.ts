@@ -19,9 +19,10 @@ before(async () => {
   browser = await launchBrowser();
 });
 after(async () => {
-  await browser?.close();
   for (const p of procs) await p.stop('SIGKILL');
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  // Last: it fails the file on an uncaught page error, after the processes are gone.
+  await browser?.close();
 });
 
 const ADMIN = 'web-admin-0123456789abcdef';

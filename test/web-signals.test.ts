@@ -20,9 +20,10 @@ before(async () => {
   browser = await launchBrowser();
 });
 after(async () => {
-  await browser?.close();
   for (const p of procs) await p.stop('SIGKILL');
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  // Last: it fails the file on an uncaught page error, after the processes are gone.
+  await browser?.close();
 });
 
 /** 4 s of a drive, looped: BE_ACROSS_3 ramps (deg), LE_ACROSS_13 ramps (km/h), GEAR stays D. */

@@ -38,6 +38,9 @@ export interface TestBrowser {
   browser: Browser;
   /** A new context + page with the given viewport; closed with the browser. */
   page(opts?: { width?: number; height?: number; downloads?: boolean; dark?: boolean }): Promise<Page>;
+  /** Uncaught errors of every page so far ("<url>: <message>"). */
+  readonly errors: string[];
+  /** Closes everything, then rejects if any page threw: every browser test fails on a page error. */
   close(): Promise<void>;
 }
 
@@ -62,8 +65,10 @@ export async function launchBrowser(): Promise<TestBrowser> {
     timeout: 30_000,
   });
   const contexts: BrowserContext[] = [];
+  const errors: string[] = [];
   return {
     browser,
+    errors,
     async page(opts = {}) {
       const ctx = await browser.newContext({
         viewport: { width: opts.width ?? 1280, height: opts.height ?? 800 },
@@ -73,13 +78,17 @@ export async function launchBrowser(): Promise<TestBrowser> {
       contexts.push(ctx);
       const page = await ctx.newPage();
       page.setDefaultTimeout(15_000);
-      // Surface page errors in the test output: a thrown error in the page is a bug.
-      page.on('pageerror', (err) => process.stderr.write(`[page error] ${err.message}\n`));
+      // A thrown error in the page is a bug: shown at once, and close() (the file's after hook) fails on it.
+      page.on('pageerror', (err) => {
+        errors.push(`${page.url()}: ${err.stack ?? err.message}`);
+        process.stderr.write(`[page error] ${err.message}\n`);
+      });
       return page;
     },
     async close() {
       for (const c of contexts) await c.close().catch(() => {});
       await browser.close().catch(() => {});
+      if (errors.length > 0) throw new Error(`uncaught page error(s):\n${errors.join('\n')}`);
     },
   };
 }
