@@ -108,8 +108,8 @@ export class FrameRouter implements SourceSink {
     return (this.uplink?.buffered ?? 0) > BACKLOG_PAUSE_FRAMES;
   }
 
-  ended(): void {
-    this.log('info', 'replay finished: every frame of the file was delivered', 'replay_ended');
+  ended(frames: number): void {
+    this.log('info', `replay finished: all ${frames} frames of the file were delivered`, 'replay_ended', { frames });
     this.endedHandler?.();
   }
 

@@ -236,6 +236,18 @@ test('a replay file that does not exist: an error naming it, exit 1', async () =
   assert.match(p.stderr, /\/nonexistent\/x\.log/);
 });
 
+test('a replay file in another format (a PEAK .trc): refused at start, saying what it is, exit 2, never "delivered"', async () => {
+  const { writeFileSync } = await import('node:fs');
+  const dir = tempDir('canrelay-');
+  const file = join(dir, 'drive.trc');
+  writeFileSync(file, ';$FILEVERSION=1.1\n;$STARTTIME=44166.6169953704\n     1)         0.0  Rx         0123  8  01 02 03 04 05 06 07 08\n');
+  const p = runCli(['agent', '--replay', file, '--listen', '127.0.0.1:0', '--state-dir', join(dir, 'state')]);
+  assert.equal(await p.wait(), 2, `exit 2 (stderr: ${p.stderr})`);
+  assert.match(p.stderr, /drive\.trc" is not a candump -L log: it is a PEAK PCAN trace/);
+  assert.doesNotMatch(p.stdout, /replay finished/);
+  assert.doesNotMatch(p.stdout, /console listening/);
+});
+
 test('--can on a kernel without SocketCAN: an error that says so and names the interface, exit 1', async (t) => {
   const { readFileSync } = await import('node:fs');
   if (/^CAN_RAW/m.test(readFileSync('/proc/net/protocols', 'utf8'))) return skipOrFail(t, 'this kernel has SocketCAN (the qemu suite covers --can)', { evenUnderCi: true });

@@ -1,12 +1,15 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { after, test } from 'node:test';
 import { frameProblem, type CanFrame } from '../core/can/frame.js';
 import type { LogLevel } from '../core/console/events.js';
 import { ReplaySource } from '../agent/sources/replay.js';
 import type { SourceSink } from '../agent/sources/source.js';
+import { until } from './helpers/until.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'canrelay-replay-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -303,12 +306,81 @@ test('send: accepted on a replayed bus, refused for unknown buses and when not r
   assert.equal(sink.endedCalls, 0, 'stopped before the end: no ended()');
 });
 
-test('an empty loop file ends instead of spinning', async () => {
-  const file = writeLog(['# nothing but a comment']);
-  const source = new ReplaySource({ file, speed: 0, loop: true });
+test('a file without a single frame is refused at start, saying so: never "delivered" (exit code 2)', async () => {
+  for (const [lines, expect] of [
+    [['# nothing but a comment'], /holds no frame to replay: it is empty \(or only blank lines and comments\)/],
+    [['hello world', 'this is not a log', '1 2 3'], /holds no frame to replay: none of its 3 lines .*"hello world"/],
+    [[], /holds no frame to replay: it is empty/],
+  ] as const) {
+    for (const loop of [false, true]) {
+      const file = writeLog([...lines]);
+      const sink = new RecordingSink();
+      await assert.rejects(new ReplaySource({ file, speed: 0, loop }).start(sink), (e: Error & { exitCode?: number }) => {
+        assert.match(e.message, expect);
+        assert.ok(e.message.includes(file), e.message);
+        assert.equal(e.exitCode, 2, 'the bad-input exit code');
+        return true;
+      });
+      assert.equal(sink.endedCalls, 0);
+    }
+  }
+});
+
+test('foreign log formats are named at start (PEAK .trc, Vector .asc, plain candump, gzip)', async () => {
+  const trc = [
+    ';$FILEVERSION=1.1',
+    ';$STARTTIME=44166.6169953704',
+    ';   Start time: 29.11.2026 14:48:28.400.0',
+    ';   Message Number',
+    ';   |         Time Offset (ms)',
+    '     1)         0.0  Rx         0123  8  01 02 03 04 05 06 07 08',
+  ];
+  const asc = ['date Sun Nov 29 14:48:28.400 2026', 'base hex  timestamps absolute', 'no internal events logged', '   0.001000 1  123             Rx   d 8 01 02 03 04 05 06 07 08'];
+  const screen = ['  can0  123   [4]  DE AD BE EF', '  can0  7E8   [8]  02 10 03 00 00 00 00 00'];
+  for (const [lines, name] of [
+    [trc, /is not a candump -L log: it is a PEAK PCAN trace \(\.trc\)/],
+    [asc, /is not a candump -L log: it is a Vector ASCII log \(\.asc\)/],
+    [screen, /candump's screen format/],
+  ] as const) {
+    await assert.rejects(new ReplaySource({ file: writeLog([...lines]), speed: 1, loop: false }).start(new RecordingSink()), (e: Error & { exitCode?: number }) => {
+      assert.match(e.message, name);
+      assert.equal(e.exitCode, 2);
+      return true;
+    });
+  }
+  const gz = join(dir, 'rec.log.gz');
+  writeFileSync(gz, gzipSync(`${ts(0)} can0 123#01\n`));
+  await assert.rejects(new ReplaySource({ file: gz, speed: 0, loop: false }).start(new RecordingSink()), /gzip-compressed/);
+});
+
+test('a file whose first valid frame comes after many bad lines is replayed', async () => {
+  const lines = Array.from({ length: 20_000 }, (_, i) => `garbage line ${i}`);
+  lines.push(`${ts(0)} can0 123#01`);
+  const source = new ReplaySource({ file: writeLog(lines), speed: 0, loop: false, chunkSize: 4096 });
   const sink = new RecordingSink();
   await source.start(sink);
-  await withTimeout(sink.done, 5000, 'the replay to end');
-  assert.equal(sink.frames.length, 0);
-  assert.ok(sink.logs.some((l) => l.code === 'replay_no_frames'));
+  await withTimeout(sink.done, 10_000, 'the replay to end');
+  assert.equal(sink.frames.length, 1);
+  assert.equal(source.rejectedLines(), 20_000);
+  await source.stop();
+});
+
+test('a pipe that ends without a frame is an error, not "delivered"', async () => {
+  const fifo = join(dir, 'in.fifo');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  const source = new ReplaySource({ file: fifo, speed: 0, loop: false });
+  const sink = new RecordingSink();
+  const writer = new Promise<void>((resolve, reject) => {
+    const w = createWriteStream(fifo);
+    w.on('error', reject);
+    w.end(';$FILEVERSION=1.1\n;$STARTTIME=44166.6\n', () => resolve());
+  });
+  await source.start(sink);
+  await writer;
+  await until(() => sink.logs.some((l) => l.code === 'replay_no_frames'), 10_000, 'the error for the pipe');
+  const err = sink.logs.find((l) => l.code === 'replay_no_frames')!;
+  assert.equal(err.level, 'error');
+  assert.match(err.message, /without a single frame to replay: a PEAK PCAN trace/);
+  assert.equal(sink.endedCalls, 0, 'never reported as delivered');
+  await source.stop();
 });

@@ -9,10 +9,15 @@
  * reports the recorded time of the last emitted frame for status displays.
  *
  * The file is read in large chunks and parsed with CandumpReader, so a 1 GB log costs one chunk of memory.
+ * A regular file is checked at start: a known foreign format (replay-input.ts) or a file without a single
+ * valid frame is refused with a StartupError (exit 2) saying what it is; a pipe that ends without a valid
+ * frame is reported as an error, never as delivered.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { monotonicUsClock, type CanFrame } from '../../core/can/frame.js';
 import { CandumpReader, type CandumpRecord } from '../../core/can/candump.js';
+import { EXIT_USAGE, StartupError } from '../../core/cli/exit-codes.js';
+import { firstLine, foreignFormat } from './replay-input.js';
 import type { FrameSource, SendResult, SourceSink } from './source.js';
 
 export interface ReplayOptions {
@@ -90,6 +95,8 @@ export class ReplaySource implements FrameSource {
   private sinceYield = 0;
 
   private rejected = 0;
+  /** The first bytes read (a pipe's, to say what it was if no frame came). */
+  private head: Buffer | undefined;
   private rejectsLogged = 0;
   private rejectsSuppressed = 0;
   private lastSummaryUs = 0;
@@ -135,6 +142,14 @@ export class ReplaySource implements FrameSource {
       await fh.close().catch(() => undefined);
       throw new Error(`cannot read replay file ${JSON.stringify(this.file)}: ${reason(e)}; give a candump -L log file`);
     }
+    if (this.seekable) {
+      try {
+        await this.checkFile(fh);
+      } catch (e) {
+        await fh.close().catch(() => undefined);
+        throw e;
+      }
+    }
     this.fh = fh;
     this.sink = sink;
     this.running = true;
@@ -176,6 +191,33 @@ export class ReplaySource implements FrameSource {
 
   // ---------------------------------------------------------------------------------------------------
 
+  /** Refuses a regular file that is a foreign format or holds no valid frame; reads until the first valid frame. */
+  private async checkFile(fh: FileHandle): Promise<void> {
+    const buf = Buffer.allocUnsafe(this.chunkSize);
+    const reader = new CandumpReader();
+    let pos = 0;
+    let head: Buffer | undefined;
+    let lines = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      const records = bytesRead === 0 ? reader.end() : reader.push(buf.subarray(0, bytesRead));
+      if (head === undefined) {
+        head = Buffer.from(buf.subarray(0, bytesRead));
+        const foreign = foreignFormat(head);
+        if (foreign) throw new StartupError(`replay file ${JSON.stringify(this.file)} is not a candump -L log: it is ${foreign}`, EXIT_USAGE);
+      }
+      if (records.some((r) => r.ok)) return;
+      lines += records.length;
+      if (bytesRead === 0) break;
+      pos += bytesRead;
+    }
+    const what =
+      lines === 0
+        ? 'it is empty (or only blank lines and comments)'
+        : `none of its ${lines} line${lines === 1 ? '' : 's'} is a candump -L frame (the first: ${JSON.stringify(firstLine(head))})`;
+    throw new StartupError(`replay file ${JSON.stringify(this.file)} holds no frame to replay: ${what}; give a log recorded with candump -L`, EXIT_USAGE);
+  }
+
   private async run(): Promise<void> {
     const sink = this.sink!;
     const reader = new CandumpReader();
@@ -190,6 +232,7 @@ export class ReplaySource implements FrameSource {
           const { bytesRead } = await this.fh!.read(buf, 0, buf.length, this.seekable ? pos : null);
           if (this.stopped) return;
           if (bytesRead === 0) break;
+          if (this.head === undefined) this.head = Buffer.from(buf.subarray(0, Math.min(bytesRead, 4096)));
           pos += bytesRead;
           // push() decodes the bytes into a string, so `buf` can be reused for the next read.
           await this.deliver(reader.push(buf.subarray(0, bytesRead)));
@@ -197,6 +240,14 @@ export class ReplaySource implements FrameSource {
         await this.deliver(reader.end());
         if (this.stopped) return;
         this.flushRejectSummary();
+        if (this.passFrames === 0 && !this.loop) {
+          // A pipe (a regular file is checked at start): never claim that nothing was everything.
+          const head = this.head ?? Buffer.alloc(0);
+          const what = foreignFormat(head) ?? (this.rejected > 0 ? `none of its ${this.rejected} lines is a candump -L frame (the first: ${JSON.stringify(firstLine(head))})` : 'it was empty');
+          sink.log('error', `replay input ${this.file} ended without a single frame to replay: ${what}`, 'replay_no_frames');
+          this.running = false;
+          return;
+        }
         if (!this.loop) break;
         if (this.passFrames === 0) {
           sink.log('error', `replay file ${this.file} contains no valid frames; not looping over it`, 'replay_no_frames');
@@ -216,7 +267,7 @@ export class ReplaySource implements FrameSource {
     this.running = false;
     await this.fh?.close().catch(() => undefined);
     this.fh = null;
-    sink.ended();
+    sink.ended(this.emitted);
   }
 
   private startPass(): void {
