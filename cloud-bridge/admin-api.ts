@@ -117,6 +117,7 @@ export class AdminApi {
     const token = newToken();
     if (!this.d.store.createDongle(id, hashToken(token), isoNow())) return { status: 200, body: { id } };
     this.d.log.info({ dongle: id }, 'dongle registered');
+    this.d.consoles.dongleRegistered(id);
     return { status: 201, body: { id, token } };
   }
 

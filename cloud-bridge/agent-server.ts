@@ -193,7 +193,7 @@ export class AgentServer implements LinkHandler {
     this.d.log.info({ dongle: d, run: h.run, version: h.version, buses: h.buses }, 'agent connected');
     this.d.consoles.dongleEvent(d, {
       type: 'presence',
-      data: presenceData('online', { reason: `uplink connected (agent ${h.version}, buses: ${h.buses.join(', ') || 'none yet'})` }),
+      data: presenceData('online', { reason: `uplink connected (agent ${h.version}, buses: ${h.buses.join(', ') || 'none yet'})`, version: h.version }),
     });
     this.d.relay.attach(d, link);
     this.d.commands.connected(d);

@@ -20,6 +20,7 @@ import { AgentServer } from './agent-server.js';
 import { Auth } from './auth.js';
 import { CommandCenter } from './commands.js';
 import { DongleDbcs } from './dongle-dbc.js';
+import { FLEET_STREAM, FleetFeed } from './fleet-feed.js';
 import { BridgeConsoles } from './consoles.js';
 import { GroupRelay } from './group-relay.js';
 import { createBridgeServer } from './http-server.js';
@@ -55,7 +56,11 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     (stream, t) => log.debug({ stream, sampling: t.state, input_rate: t.inputRate, output_rate: t.outputRate }, `console sampling ${t.state}`),
   );
   // The relay owns live group membership; the consoles ask it where a dongle's events also go.
-  const consoles = new BridgeConsoles(streams, (d) => relay.groupOf(d)?.group, new DongleDbcs(log));
+  const fleet = new FleetFeed(streams.get(FLEET_STREAM), {
+    dongles: () => store.dongles(),
+    groups: () => store.groups().flatMap((g) => relay.state(g.id) ?? []),
+  });
+  const consoles = new BridgeConsoles(streams, (d) => relay.groupOf(d)?.group, new DongleDbcs(log), fleet);
   const relay = new GroupRelay(
     { backlogMaxFrames: cfg.backlogMaxFrames, backlogMaxAgeMs: cfg.backlogMaxAgeMs, groupStateIntervalMs: cfg.groupStateIntervalSeconds * 1000 },
     store,
@@ -112,6 +117,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   } catch (err) {
     relay.stop();
     commands.stop();
+    fleet.stop();
     streams.close();
     db.close();
     throw err;
@@ -125,6 +131,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
       await agents.stop();
       relay.stop();
       commands.stop();
+      fleet.stop();
       viewers.stop();
       streams.close();
       for (const w of writers) w.close();

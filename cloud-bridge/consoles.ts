@@ -3,7 +3,9 @@
  *  - `dongles/<id>`: the agent's mirrored events (presence, log, command_status, bus_state), the bridge's own
  *    presence and command statuses for it, its UP frames and the DOWN frames relayed to it;
  *  - `groups/<gid>`: the same events and UP frames of both sides, each marked with its `dongle`, plus
- *    `group_state` (a relayed frame appears there once, as its origin's UP frame).
+ *    `group_state` (a relayed frame appears there once, as its origin's UP frame);
+ *  - `fleet`: every dongle's presence, bus_state and command_status and every group's group_state,
+ *    registrations and removals, through FleetFeed (fleet-feed.ts: snapshot, merged periodic updates).
  * Frames are offered (the stream samples them for its console); nothing here touches the relay.
  */
 import type { CanFrame } from '../core/can/frame.js';
@@ -13,6 +15,7 @@ import type { MirroredEventType } from '../core/console/normalize.js';
 import type { StreamManager } from '../core/console/stream-manager.js';
 import type { SequencedFrame } from '../core/uplink/frame-codec.js';
 import type { DongleDbcs } from './dongle-dbc.js';
+import type { FleetFeed } from './fleet-feed.js';
 
 /** Events that belong to one dongle and are also shown on its group's console. */
 export type DongleEvent = Extract<ConsoleEvent, { type: MirroredEventType }>;
@@ -27,6 +30,8 @@ export class BridgeConsoles {
     private readonly groupOf: (dongle: string) => string | undefined,
     /** Each agent's DBC files: frames shown on a console are decoded with their origin dongle's. */
     readonly dbcs: DongleDbcs,
+    /** The fleet stream: no frames, only state. */
+    readonly fleet: FleetFeed,
   ) {}
 
   dongleStream(id: string): ConsoleStream {
@@ -48,6 +53,12 @@ export class BridgeConsoles {
     this.dongleStream(dongle).publish(ev);
     const g = this.groupOf(dongle);
     if (g !== undefined) this.groupStream(g).publish(ev);
+    this.fleet.dongleEvent(dongle, ev);
+  }
+
+  /** A dongle was registered: the fleet shows it (offline until its agent connects). */
+  dongleRegistered(id: string): void {
+    this.fleet.dongleRegistered(id);
   }
 
   /** Frames a dongle received (UP), offered to its console and its group's. */
@@ -76,6 +87,7 @@ export class BridgeConsoles {
 
   groupState(gid: string, data: GroupStateData): void {
     this.groupStream(gid).publish({ type: 'group_state', data });
+    this.fleet.groupState(data);
   }
 
   groupLog(gid: string, data: LogData): void {
@@ -86,9 +98,11 @@ export class BridgeConsoles {
   removeDongle(id: string): void {
     this.dbcs.forget(id);
     this.streams.remove(dongleStreamName(id));
+    this.fleet.dongleRemoved(id);
   }
 
   removeGroup(gid: string): void {
     this.streams.remove(groupStreamName(gid));
+    this.fleet.groupRemoved(gid);
   }
 }

@@ -3,8 +3,10 @@
  *   GET  /healthz, /metrics                                  open (no dongle data beyond ids in labels)
  *   GET  /api/v1/streams/dongles/<id>/console                SSE, admin or viewer token
  *   GET  /api/v1/streams/groups/<gid>/console                SSE, admin or viewer token
+ *   GET  /api/v1/streams/fleet                               SSE, admin or viewer token: snapshot, then changes (fleet-feed.ts)
  *   *    /api/v1/…                                           admin API (admin-api.ts)
  *   GET  /console/dongles/<id>, /console/groups/<gid>        the web console page, when dist/web exists
+ *   GET  /, /console/                                        the fleet page (the same web app), when dist/web exists
  *   WebSocket upgrade on UPLINK_PATH                         agents (agent-server.ts)
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -48,19 +50,23 @@ export interface BridgeHttpDeps {
 
 const CONSOLE_PATH = /^\/api\/v1\/streams\/(dongles|groups)\/([^/]+)\/console$/;
 const PAGE_PATH = /^\/console\/(dongles|groups)\/[^/]+\/?$/;
+const FLEET_PAGE_PATHS = new Set(['/', '/console', '/console/']);
+const FLEET_STREAM_PATH = '/api/v1/streams/fleet';
 
 export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writers: Set<SseWriter> } {
   const writers = new Set<SseWriter>();
 
+  /** `kind`/`id` name a dongle's or group's console; kind "fleet" is the fleet stream. */
   const serveStream = (req: IncomingMessage, res: ServerResponse, url: URL, kind: string, id: string): void => {
     if (req.method !== 'GET') return sendJson(res, 405, { error: `${req.method} is not supported on a console; use GET` }, { Allow: 'GET' });
     const caller = deps.auth.identify(bearerToken(req, url));
     if (caller === undefined)
       return sendJson(res, 401, { error: 'missing or wrong token: send Authorization: Bearer <viewer or admin token>, or ?access_token=' }, { 'WWW-Authenticate': 'Bearer' });
     if (caller.kind === 'agent') return sendJson(res, 403, { error: 'agent tokens cannot read consoles; use a viewer token (POST /api/v1/viewer-tokens)' });
-    if (!ID_RULE.test(id)) return sendJson(res, 400, { error: `bad ${kind === 'dongles' ? 'dongle' : 'group'} id ${JSON.stringify(id.slice(0, 80))}` });
     let stream: ConsoleStream;
-    if (kind === 'dongles') {
+    if (kind === 'fleet') stream = deps.consoles.fleet.stream;
+    else if (!ID_RULE.test(id)) return sendJson(res, 400, { error: `bad ${kind === 'dongles' ? 'dongle' : 'group'} id ${JSON.stringify(id.slice(0, 80))}` });
+    else if (kind === 'dongles') {
       if (!deps.store.dongle(id)) return sendJson(res, 404, { error: `dongle "${id}" is not registered on this bridge` });
       stream = deps.consoles.dongleStream(id);
     } else {
@@ -69,6 +75,7 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
     }
     const w = serveConsole(req, res, url, stream, {
       ...deps.sse,
+      ...(kind === 'fleet' ? { snapshot: () => deps.consoles.fleet.snapshot() } : {}),
       onClose: (reason) => {
         writers.delete(w!);
         deps.viewers.remove(w!);
@@ -85,6 +92,7 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
     const path = url.pathname;
     const c = CONSOLE_PATH.exec(path);
     if (c) return serveStream(req, res, url, c[1]!, c[2]!);
+    if (path === FLEET_STREAM_PATH) return serveStream(req, res, url, 'fleet', '');
     if (await handleDongleRecordings(deps, req, res, url)) return;
     if (path.startsWith('/api/')) return deps.admin.handle(req, res, path, deps.auth.identify(bearerToken(req)));
 
@@ -99,7 +107,7 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
     }
     // Hook for the web console page (built by another issue into dist/web/).
     if (deps.web && readOnly) {
-      if (PAGE_PATH.test(path) && (await deps.web.serve(req, res, '/index.html'))) return;
+      if ((PAGE_PATH.test(path) || FLEET_PAGE_PATHS.has(path)) && (await deps.web.serve(req, res, '/index.html'))) return;
       if (path !== '/' && (await deps.web.serve(req, res, path))) return;
     }
     sendJson(res, 404, { error: `no route for ${path}; the API lives under /api/v1/ (see /healthz)` });

@@ -61,6 +61,11 @@ export function sseBlock(id: number, type: ConsoleEventType, json: string): stri
   return `id: ${id}\nevent: ${type}\ndata: ${json}\n\n`;
 }
 
+/** A block that is not in the ring (a snapshot of current state): no id, so EventSource keeps its resume position. */
+export function sseBlockWithoutId(type: ConsoleEventType, json: string): string {
+  return `event: ${type}\ndata: ${json}\n\n`;
+}
+
 export function frameEntrySize(f: CanFrame, dongle: string | undefined): number {
   return FRAME_HEAD + f.bus.length + (dongle?.length ?? 0) + f.data.length;
 }

@@ -48,6 +48,10 @@ export interface PresenceData extends FromDongle {
   reason?: string;
   /** State of each interface at the time of the event, when known. */
   buses?: Record<string, 'up' | 'down'>;
+  /** Fleet stream only (cloud-bridge/fleet-feed.ts): when the dongle's current online/offline state began. */
+  since?: string;
+  /** Set by the bridge on `online` (and carried by the fleet stream): the agent version of the connection. */
+  version?: string;
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';

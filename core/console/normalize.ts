@@ -133,6 +133,8 @@ const schemas = {
     bus: bus.optional(),
     reason: z.string().max(500).optional(),
     buses: z.record(bus, z.enum(['up', 'down'])).optional(),
+    since: ts.optional(),
+    version: z.string().max(64).optional(),
     ...dongle,
   }),
   can_frame: z.strictObject({

@@ -18,6 +18,13 @@ export interface SseOptions {
   maxPendingBytes: number;
   /** Called once when the connection ends, with why. */
   onClose?: (reason: SseCloseReason) => void;
+  /**
+   * A stream whose client must first learn the current state (the bridge's fleet stream): called when a
+   * client starts without a clean resume (no Last-Event-ID, or a stream_reset), at the very moment its
+   * cursor is fixed, so nothing slips between the two. Returns SSE blocks without ids (EventSource keeps
+   * its last id), written before any live event and with the same backpressure.
+   */
+  snapshot?: () => readonly string[];
 }
 
 export type SseCloseReason = 'client_closed' | 'slow_client' | 'stream_closed' | 'server_closing';
@@ -37,6 +44,9 @@ export class SseWriter implements StreamSubscriber {
   private blocked = false;
   private ended = false;
   private keepAlive: NodeJS.Timeout | undefined;
+  /** Snapshot blocks still to write (held by reference: its size is the fleet's, not the client's backlog). */
+  private snapshot: readonly string[] = [];
+  private snapshotAt = 0;
 
   constructor(
     private readonly res: ServerResponse,
@@ -58,9 +68,11 @@ export class SseWriter implements StreamSubscriber {
       this.blocked = false;
       this.pump();
     });
-    const plan = this.stream.subscribe(this, req);
+    // With a snapshot, ?backlog is meaningless: older events replayed after the current state would undo it.
+    const plan = this.stream.subscribe(this, this.opts.snapshot && req.lastEventId === undefined ? {} : req);
     this.cursor = plan.cursor;
     if (plan.reset) this.write(this.stream.resetEvent(plan.reset));
+    if (this.opts.snapshot && (req.lastEventId === undefined || plan.reset)) this.snapshot = this.opts.snapshot();
     this.keepAlive = setInterval(() => {
       if (!this.blocked) this.write(': keep-alive\n\n');
     }, this.opts.keepAliveMs);
@@ -70,7 +82,7 @@ export class SseWriter implements StreamSubscriber {
 
   onEvent(e: StoredEvent): void {
     if (this.ended) return;
-    if (!this.blocked && e.id === this.cursor + 1) {
+    if (!this.blocked && this.snapshotAt === this.snapshot.length && e.id === this.cursor + 1) {
       this.cursor = e.id;
       this.write(e.chunk);
       return;
@@ -89,6 +101,12 @@ export class SseWriter implements StreamSubscriber {
 
   /** Writes buffered events after the cursor until caught up or the socket pushes back. */
   private pump(): void {
+    while (!this.blocked && !this.ended && this.snapshotAt < this.snapshot.length) {
+      let batch = '';
+      while (batch.length < BATCH_BYTES && this.snapshotAt < this.snapshot.length) batch += this.snapshot[this.snapshotAt++];
+      this.write(batch);
+    }
+    if (this.snapshotAt < this.snapshot.length) return; // blocked: 'drain' pumps again
     while (!this.blocked && !this.ended) {
       let batch = '';
       while (batch.length < BATCH_BYTES) {
