@@ -123,9 +123,11 @@ test('bridge restart: agents reconnect, the outbox drains, nothing twice', async
   await a.proc.waitForLog((l) => l.msg === 'uplink connected');
   await until(async () => (await frames(b, 'can0', 'tx')) > 200, 20_000, 'relaying');
 
+  // Every presence event A makes after this instant must reach the new bridge: none lost, none twice.
+  const outageStart = new Date().toISOString();
   await first.proc.stop('SIGTERM');
-  await new Promise((r) => setTimeout(r, 3000)); // presence "seen" events pile up in A's outbox
-  assert.ok((await uplink(a, 'outbox_events')) >= 2, 'events wait in the outbox while the bridge is away');
+  // Presence "seen" events (one a second) pile up in A's outbox.
+  await until(async () => (await uplink(a, 'outbox_events')) >= 2, 20_000, 'events waiting in the outbox while the bridge is away');
   const second = track(await startBridgeProcess(['--listen', `127.0.0.1:${port}`], { db: first.db }));
   await until(async () => (await uplink(a, 'connects')) >= 2 && (await uplink(b, 'connects')) >= 2, 60_000, 'both agents reconnect');
   await until(async () => (await uplink(a, 'outbox_events')) === 0, 20_000, 'the outbox drains');
@@ -136,6 +138,15 @@ test('bridge restart: agents reconnect, the outbox drains, nothing twice', async
   await c.waitFor((ev) => ev.filter((e) => e.event === 'presence').length >= 3, 10_000, 'presence events from the outage');
   const seen = c.ofType('presence').map((e) => String(e.json.ts));
   assert.equal(new Set(seen).size, seen.length, 'each mirrored event once');
+  // None lost: A's own console (everything A published, in order) up to the newest one mirrored.
+  const newest = seen.reduce((m, ts) => (ts > m ? ts : m), '');
+  const own = await SseClient.connect(`${a.url}?backlog=10000`);
+  await own.waitFor((ev) => ev.some((e) => e.event === 'presence' && String(e.json.ts) === newest), 20_000, "A's own console up to the newest mirrored presence");
+  const expected = own.ofType('presence').map((e) => String(e.json.ts)).filter((ts) => ts > outageStart && ts <= newest);
+  own.close();
+  assert.ok(expected.length >= 2, `presence events made during the outage: ${expected.length}`);
+  const mirrored = new Set(seen);
+  assert.deepEqual(expected.filter((ts) => !mirrored.has(ts)), [], 'every presence event of A since the outage began is mirrored by the new bridge');
   assert.equal(await uplink(b, 'relay_seq_duplicates'), 0, 'no frame transmitted twice');
   c.close();
   await a.proc.stop();
