@@ -22,7 +22,8 @@ function assertIncreasing(list: number[]): void {
 
 test('console: SSE headers, opening comment, retry, presence first, frames with increasing ids', async () => {
   const a = await agent(['--sim', '--sim-rate', '100']);
-  const c = await SseClient.connect(a.url, {}, {});
+  // A browser asks for compression; the stream must still come uncompressed (a gzip stream buffers).
+  const c = await SseClient.connect(a.url, { 'Accept-Encoding': 'gzip, deflate, br' }, {});
   assert.equal(c.status, 200);
   assert.equal(c.headers['content-type'], 'text/event-stream; charset=utf-8');
   assert.equal(c.headers['cache-control'], 'no-cache, no-store, no-transform');
@@ -46,6 +47,23 @@ test('console: SSE headers, opening comment, retry, presence first, frames with 
   await late.waitFor((ev) => ev.length >= 5);
   assert.ok(Number(late.events[0]!.id) <= Number(c.events.at(-1)!.id), '?backlog replays buffered events');
   late.close();
+
+  // Exactly the last 5: on a stream that has gone quiet (a replay that ended, no periodic events), the
+  // replayed events are the last 5 a live client saw — not 4, not 6.
+  const dir = tempDir('canrelay-backlog-');
+  writeCandumpLog(join(dir, 'q.log'), 20);
+  const q = await agent(['--replay', join(dir, 'q.log'), '--replay-speed', '0', '--presence-interval', '86400', '--bus-state-interval', '3600']);
+  const live = await SseClient.connect(q.url + '?backlog=1000');
+  // The replay's end is its last event (log replay_ended, after the 20 frames): then the stream is quiet.
+  await live.waitFor((ev) => ev.some((e) => e.event === 'log' && e.json.code === 'replay_ended'), 20_000, 'the end of the replay');
+  assert.equal(live.ofType('can_frame').length, 20);
+  const seen = ids(live);
+  assert.ok(seen.length >= 6, `more than 5 events in the history (${seen.length})`);
+  const five = await SseClient.connect(q.url + '?backlog=5');
+  await five.waitFor((ev) => ev.length >= 5, 10_000, '5 replayed events');
+  assert.deepEqual(ids(five).slice(0, 5), seen.slice(-5), '?backlog=5 replays exactly the last 5 events');
+  five.close();
+  live.close();
 
   const other = await getJson(a.base + '/api/v1/streams/dongles/not-me/console');
   assert.equal(other.status, 404);
@@ -78,8 +96,9 @@ test('stream_reset for too-old, garbage and future ids, then live', async () => 
   const c1 = await SseClient.connect(a.url);
   await c1.waitFor((ev) => ev.length >= 5);
   const early = Number(c1.events[0]!.id);
+  // 100 events later the early id has left the 50-event ring (waited for: a loaded machine is slow).
+  await c1.waitFor((ev) => ev.length >= 105, 30_000, '100 more events');
   c1.close();
-  await new Promise((r) => setTimeout(r, 300)); // > 50 events later the early id has left the ring
 
   for (const [sent, reason] of [
     [String(early), 'too_old'],
@@ -176,12 +195,13 @@ test('sampling: switches on and off with log events, a 1 Hz id survives a flood,
 });
 
 test('a client that stops reading is cut off; another keeps receiving', async () => {
-  // 3,000 events/s unsampled: a stuck client passes its 128 KiB bound (plus the kernel's socket buffers)
-  // within seconds, while a reading client keeps up even on a loaded machine.
-  const a = await agent(['--sim', '--sim-rate', '3000', '--console-max-rate', '100000', '--client-max-pending-kib', '128']);
+  // 3,000 events/s unsampled: a stuck client passes its 1 MiB bound (plus the kernel's socket buffers)
+  // within seconds; the bound leaves a reading client seconds of slack on a loaded machine (128 KiB,
+  // a fraction of a second, cut the reader too under load).
+  const a = await agent(['--sim', '--sim-rate', '3000', '--console-max-rate', '100000', '--client-max-pending-kib', '1024']);
   const stuck = await SseClient.connect(a.url, {}, { paused: true });
   const live = await SseClient.connect(a.url);
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 90_000;
   let cut = 0;
   while (Date.now() < deadline) {
     const m = await getJson(a.base + '/metrics');
