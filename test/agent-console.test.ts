@@ -250,6 +250,30 @@ test('bad flags: one clear line and exit code 2', async () => {
   }
 });
 
+test('a Python client with httpx-sse\'s dispatch rule never sees an empty event: retry comes with the first event, comments are lines', async () => {
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const script = fileURLToPath(new URL('../../test/helpers/sse-python-client.py', import.meta.url));
+  const a = await agent(['--sim', '--sim-rate', '2', '--keepalive-seconds', '1']);
+  // Enough events to span several keep-alives (one a second; two frames a second).
+  const py = spawn('/usr/bin/python3', [script, a.url, '8'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  py.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+  py.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const code = await new Promise<number | null>((resolve) => py.on('exit', resolve));
+  assert.equal(code, 0, `python client: ${err}`);
+  const events = out.trim().split('\n').map((l) => JSON.parse(l) as { event: string; data: string; id: string; retry: number | null });
+  assert.equal(events.length, 8);
+  for (const e of events) {
+    assert.notEqual(e.data, '', `an empty ${e.event} event: ${JSON.stringify(events)}`);
+    assert.notEqual(e.event, 'message', `an event without a type: ${JSON.stringify(e)}`);
+    JSON.parse(e.data);
+  }
+  assert.equal(events[0]!.retry, 2000, 'the reconnect delay arrives with the first event');
+  assert.ok(events.slice(1).every((e) => e.retry === null), 'and only once');
+});
+
 test('a replay file that does not exist: an error naming it, exit 1', async () => {
   const p = runCli(['agent', '--replay', '/nonexistent/x.log', '--listen', '127.0.0.1:0', '--state-dir', tempDir('canrelay-')]);
   assert.equal(await p.wait(), 1);

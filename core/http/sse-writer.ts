@@ -1,5 +1,7 @@
 /**
- * One SSE connection: headers, the opening comment, `retry:`, keep-alives, and event writes with
+ * One SSE connection: headers, the opening comment, `retry:` (with the first event: a block holding only
+ * `retry:` dispatches nothing in browsers, but clients such as httpx-sse yield it as an empty `message`),
+ * keep-alive comment lines (no blank line after them, for the same reason), and event writes with
  * backpressure. It is a StreamSubscriber: while the socket accepts data, live events are written as they
  * are published; once `write()` returns false it stops and waits for `drain`, then catches up from the
  * stream's ring. Memory per client is therefore the socket's own buffer, never a private queue. A client
@@ -29,6 +31,8 @@ export interface SseOptions {
 
 export type SseCloseReason = 'client_closed' | 'slow_client' | 'stream_closed' | 'server_closing';
 
+const COLON = 58; // ':' — a comment (keep-alive), not an event
+
 /** Replayed events are coalesced into writes of about this size. */
 const BATCH_BYTES = 64 * 1024;
 
@@ -47,6 +51,7 @@ export class SseWriter implements StreamSubscriber {
   /** Snapshot blocks still to write (held by reference: its size is the fleet's, not the client's backlog). */
   private snapshot: readonly string[] = [];
   private snapshotAt = 0;
+  private retryPending = true;
 
   constructor(
     private readonly res: ServerResponse,
@@ -61,8 +66,10 @@ export class SseWriter implements StreamSubscriber {
     const res = this.res;
     res.socket?.setNoDelay(true);
     res.writeHead(200, SSE_HEADERS);
-    // The opening comment makes proxies pass the headers at once; retry tells EventSource how long to wait.
-    res.write(`: canrelay console ${this.stream.name}\nretry: ${this.opts.retryMs}\n\n`);
+    // The opening comment makes proxies pass the headers at once; `retry:` goes with the first event (write()).
+    // Comments end with their line, not with a blank line: httpx-sse yields an empty `message` for every
+    // blank line once an id was seen, which a comment block would be.
+    res.write(`: canrelay console ${this.stream.name}\n`);
     res.on('close', () => this.end('client_closed'));
     res.on('drain', () => {
       this.blocked = false;
@@ -74,7 +81,7 @@ export class SseWriter implements StreamSubscriber {
     if (plan.reset) this.write(this.stream.resetEvent(plan.reset));
     if (this.opts.snapshot && (req.lastEventId === undefined || plan.reset)) this.snapshot = this.opts.snapshot();
     this.keepAlive = setInterval(() => {
-      if (!this.blocked) this.write(': keep-alive\n\n');
+      if (!this.blocked) this.write(': keep-alive\n');
     }, this.opts.keepAliveMs);
     this.keepAlive.unref();
     this.pump();
@@ -123,6 +130,11 @@ export class SseWriter implements StreamSubscriber {
 
   private write(chunk: string): void {
     if (this.ended) return;
+    if (this.retryPending && chunk.charCodeAt(0) !== COLON) {
+      // The first event block carries the reconnect delay, so no block is ever just `retry:`.
+      this.retryPending = false;
+      chunk = `retry: ${this.opts.retryMs}\n${chunk}`;
+    }
     if (!this.res.write(chunk)) this.blocked = true;
   }
 

@@ -56,7 +56,13 @@ export class SseClient {
     this.raw += chunk.length < 100_000 && this.raw.length < 1_000_000 ? chunk : '';
     this.buf += chunk;
     let i: number;
-    while ((i = this.buf.indexOf('\n\n')) >= 0) {
+    for (;;) {
+      // A comment line between blocks (the opening comment, keep-alives) counts as soon as it is whole.
+      while (this.buf.startsWith(':') && (i = this.buf.indexOf('\n')) >= 0) {
+        this.comments.push(this.buf.slice(1, i).trim());
+        this.buf = this.buf.slice(i + 1);
+      }
+      if ((i = this.buf.indexOf('\n\n')) < 0) break;
       const block = this.buf.slice(0, i);
       this.buf = this.buf.slice(i + 2);
       let id: string | undefined;
