@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { getJson, metricValue, SseClient } from './helpers/sse-client.js';
+import { until } from './helpers/until.js';
 import { runCli, startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from './helpers/processes.js';
 import { skipOrFail } from './helpers/skips.js';
 
@@ -192,6 +193,28 @@ test('sampling: switches on and off with log events, a 1 Hz id survives a flood,
   assert.equal(metricValue(m.text, 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' }), n, 'every frame counted, unsampled');
   assert.ok(metricValue(m.text, 'canrelay_console_frames_sampled_out_total')! > 5000);
   c.close();
+});
+
+test('a client that connects while sampling is on is told so at once (the sampling_on event, without an id); a clean resume is not told twice', async () => {
+  const a = await agent(['--sim', '--sim-rate', '2000', '--console-max-rate', '50']);
+  await until(async () => metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_console_sampling') === 1, 20_000, 'the console samples');
+  const c = await SseClient.connect(a.url);
+  await c.waitFor((ev) => ev.length >= 5, 10_000, 'the first events');
+  const first = c.events[0]!;
+  assert.equal(first.event, 'log', `the first event: ${JSON.stringify(first)}`);
+  assert.equal(first.json.code, 'sampling_on');
+  assert.equal(first.id, undefined, 'no id: it is a notice of the current state, not a new event');
+  assert.equal(first.json.level, 'info');
+  assert.match(String(first.json.message), /^sampling on: \d+ frames\/s in, showing about 50 frames\/s/);
+  const details = first.json.details as Record<string, number>;
+  assert.ok(details.input_rate > 50 && details.output_rate === 50 && details.max_rate === 50, JSON.stringify(details));
+  assert.match(String(first.json.ts), /^\d{4}-\d\d-\d\dT/);
+  const last = c.events.filter((e) => e.id !== undefined).at(-1)!.id!;
+  c.close();
+  const resumed = await SseClient.connect(a.url, { 'Last-Event-ID': last });
+  await resumed.waitFor((ev) => ev.length >= 5, 10_000, 'resumed events');
+  assert.ok(!resumed.events.some((e) => e.json.code === 'sampling_on'), 'a clean resume already knows');
+  resumed.close();
 });
 
 test('a client that stops reading is cut off; another keeps receiving', async () => {

@@ -11,8 +11,8 @@
  */
 import type { CanFrame } from '../can/frame.js';
 import type { MessageDecoder } from '../can/dbc-decode.js';
-import { frameJsonLength, sseBlock, sseLength } from './compact-event.js';
-import type { ConsoleEvent, StreamResetData } from './events.js';
+import { frameJsonLength, sseBlock, sseBlockWithoutId, sseLength } from './compact-event.js';
+import type { ConsoleEvent, LogData, StreamResetData } from './events.js';
 import type { HistoryStore } from './history-store.js';
 import { EventIds, type IdStore } from './id-store.js';
 import { canFrameData, logData } from './normalize.js';
@@ -54,6 +54,8 @@ export class ConsoleStream {
   private readonly ids: EventIds;
   private readonly ring: EventRing;
   private readonly sampler: FrameSampler;
+  /** The data of the `sampling_on` event while sampling is on (told again to clients that connect later). */
+  private samplingOn: LogData | undefined;
   private readonly keys = new SamplerKeys();
   private readonly subscribers = new Set<StreamSubscriber>();
   private readonly now: () => number;
@@ -101,6 +103,15 @@ export class ConsoleStream {
 
   get sampling(): boolean {
     return this.sampler.active;
+  }
+
+  /**
+   * While sampling is on: the `sampling_on` log event that announced it, as an SSE block without an id,
+   * for a client that starts without a clean resume (it connected after the announcement went out and
+   * would otherwise not know). Undefined while sampling is off.
+   */
+  samplingNotice(): string | undefined {
+    return this.samplingOn && this.sampler.active ? sseBlockWithoutId('log', JSON.stringify(this.samplingOn)) : undefined;
   }
 
   position(): StreamPosition {
@@ -223,14 +234,13 @@ export class ConsoleStream {
       t.state === 'on'
         ? `sampling on: ${t.inputRate} frames/s in, showing about ${t.outputRate} frames/s (every id at least once a second)`
         : `sampling off: ${t.inputRate} frames/s in, showing every frame`;
-    this.publish({
-      type: 'log',
-      data: logData('info', message, t.state === 'on' ? 'sampling_on' : 'sampling_off', {
-        input_rate: t.inputRate,
-        output_rate: t.outputRate,
-        max_rate: this.opts.maxRate,
-      }),
+    const data = logData('info', message, t.state === 'on' ? 'sampling_on' : 'sampling_off', {
+      input_rate: t.inputRate,
+      output_rate: t.outputRate,
+      max_rate: this.opts.maxRate,
     });
+    this.samplingOn = t.state === 'on' ? data : undefined;
+    this.publish({ type: 'log', data });
     this.opts.onSampling?.(t);
   }
 }

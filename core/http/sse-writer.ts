@@ -79,7 +79,11 @@ export class SseWriter implements StreamSubscriber {
     const plan = this.stream.subscribe(this, this.opts.snapshot && req.lastEventId === undefined ? {} : req);
     this.cursor = plan.cursor;
     if (plan.reset) this.write(this.stream.resetEvent(plan.reset));
-    if (this.opts.snapshot && (req.lastEventId === undefined || plan.reset)) this.snapshot = this.opts.snapshot();
+    const fresh = req.lastEventId === undefined || plan.reset !== undefined;
+    if (this.opts.snapshot && fresh) this.snapshot = this.opts.snapshot();
+    // Sampling began before this client came: tell it now, in the announcement's own shape (no id).
+    const notice = fresh ? this.stream.samplingNotice() : undefined;
+    if (notice !== undefined) this.snapshot = [...this.snapshot, notice];
     this.keepAlive = setInterval(() => {
       if (!this.blocked) this.write(': keep-alive\n');
     }, this.opts.keepAliveMs);
