@@ -107,7 +107,8 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
     }
     // Hook for the web console page (built by another issue into dist/web/).
     if (deps.web && readOnly) {
-      if ((PAGE_PATH.test(path) || FLEET_PAGE_PATHS.has(path)) && (await deps.web.serve(req, res, '/index.html'))) return;
+      if (PAGE_PATH.test(path) && (await deps.web.serve(req, res, '/index.html'))) return;
+      if (FLEET_PAGE_PATHS.has(path) && (await deps.web.serve(req, res, '/fleet.html'))) return;
       if (path !== '/' && (await deps.web.serve(req, res, path))) return;
     }
     sendJson(res, 404, { error: `no route for ${path}; the API lives under /api/v1/ (see /healthz)` });

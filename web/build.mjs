@@ -1,5 +1,5 @@
 // Build of the console web page: compiles web/src with web/tsconfig.json (tsc from node_modules) into
-// dist/web, then copies the static files (index.html, style.css, favicon.svg) next to the scripts, and
+// dist/web, then copies the static files (index.html, fleet.html, style.css, favicon.svg) next to the scripts, and
 // uPlot (the signal chart) into dist/web/vendor/uplot.
 // Usage: node web/build.mjs
 import { spawnSync } from 'node:child_process';
@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
 const out = join(root, 'dist', 'web');
-const STATIC = ['index.html', 'style.css', 'favicon.svg'];
+const STATIC = ['index.html', 'fleet.html', 'style.css', 'favicon.svg'];
 
 // Start from an empty folder: the agent serves every file under dist/web, so nothing stale may linger.
 rmSync(out, { recursive: true, force: true });

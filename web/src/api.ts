@@ -109,3 +109,50 @@ export interface CommandView {
 export function commandView(id: string, token: string): Promise<CommandView> {
   return call<CommandView>('GET', `/api/v1/commands/${encodeURIComponent(id)}`, token);
 }
+
+// ---- the fleet page's admin calls (the bridge's admin API; a viewer token gets 403) ----
+
+export function listDongles(token: string): Promise<{ dongles: DongleView[] }> {
+  return call('GET', '/api/v1/dongles', token);
+}
+
+/** 201 with the token (shown once); 200 without one when the dongle already exists. */
+export function registerDongle(id: string, token: string): Promise<{ id: string; token?: string }> {
+  return call('PUT', `/api/v1/dongles/${encodeURIComponent(id)}`, token);
+}
+
+export function rotateDongleToken(id: string, token: string): Promise<{ id: string; token: string }> {
+  return call('POST', `/api/v1/dongles/${encodeURIComponent(id)}/token`, token);
+}
+
+export function deleteDongle(id: string, token: string): Promise<unknown> {
+  return call('DELETE', `/api/v1/dongles/${encodeURIComponent(id)}`, token);
+}
+
+export function putGroup(gid: string, sides: { a: string; b: string }, busMap: Record<string, string> | undefined, token: string): Promise<unknown> {
+  return call('PUT', `/api/v1/groups/${encodeURIComponent(gid)}`, token, busMap === undefined ? { sides } : { sides, bus_map: busMap });
+}
+
+export function deleteGroup(gid: string, token: string): Promise<unknown> {
+  return call('DELETE', `/api/v1/groups/${encodeURIComponent(gid)}`, token);
+}
+
+export interface ViewerTokenView {
+  id: string;
+  created_at: string;
+  expires_at: string | null;
+  expired: boolean;
+  open_streams: number;
+}
+
+export function issueViewerToken(token: string): Promise<{ id: string; token: string; expires_at: string | null }> {
+  return call('POST', '/api/v1/viewer-tokens', token, {});
+}
+
+export function listViewerTokens(token: string): Promise<{ viewer_tokens: ViewerTokenView[] }> {
+  return call('GET', '/api/v1/viewer-tokens', token);
+}
+
+export function revokeViewerToken(id: string, token: string): Promise<unknown> {
+  return call('DELETE', `/api/v1/viewer-tokens/${encodeURIComponent(id)}`, token);
+}

@@ -25,8 +25,8 @@ import { SignalsModel } from './state/signals.js';
 import { SignalChart } from './views/signal-chart.js';
 import { SignalsTable } from './views/signals-table.js';
 import { setFooter, TraceView } from './views/trace.js';
+import { keepToken, showTokenPanel, TOKEN_KEY, wireTokenForm } from './views/token-panel.js';
 
-const TOKEN_KEY = 'canrelay.token';
 const TABLE_INTERVAL_MS = 250;
 const FIGURES_INTERVAL_MS = 500;
 const BACKLOG = 200;
@@ -277,23 +277,12 @@ class App {
   // ---- bridge: token and role ----
 
   private showTokenPanel(error: string, detail = '', invalid = false): void {
-    const panel = byId('token-panel');
-    panel.hidden = false;
-    document.body.classList.add('locked');
-    const err = byId('token-error');
-    err.replaceChildren(h('strong', { text: error }), ...(detail ? [h('span', { class: 'detail', text: detail })] : []));
-    err.hidden = error === '';
-    const input = byId<HTMLInputElement>('token-input');
-    input.value = '';
-    input.setAttribute('aria-invalid', String(invalid));
-    input.focus();
+    showTokenPanel(error, detail, invalid);
   }
 
   private acceptToken(token: string): void {
     this.token = token;
-    sessionStorage.setItem(TOKEN_KEY, token);
-    byId('token-panel').hidden = true;
-    document.body.classList.remove('locked');
+    keepToken(token);
     if (this.route.kind === 'agent' && this.consoleUrl === '') return void this.start();
     this.connect();
     this.recordings?.start();
@@ -436,18 +425,14 @@ class App {
       download(candumpFileName(name), text);
     });
 
-    byId<HTMLFormElement>('token-form').addEventListener('submit', (e) => {
-      e.preventDefault();
-      const v = byId<HTMLInputElement>('token-input').value.trim();
-      if (v !== '') this.acceptToken(v);
-    });
-    byId('token-change').addEventListener('click', () => {
-      this.conn?.stop();
-      sessionStorage.removeItem(TOKEN_KEY);
-      this.token = '';
-      this.sendForm?.show(false);
-      this.showTokenPanel('');
-    });
+    wireTokenForm(
+      (t) => this.acceptToken(t),
+      () => {
+        this.conn?.stop();
+        this.token = '';
+        this.sendForm?.show(false);
+      },
+    );
 
     // Keyboard: "/" filter, "p" pause, "1"/"2" views — not while typing.
     document.addEventListener('keydown', (e) => {

@@ -13,6 +13,8 @@ export interface SseMessage {
   data: string;
   /** The last event id after this message (the stream's, as the standard defines it). */
   lastEventId: string;
+  /** The message had an `id:` field of its own (the fleet stream's snapshot events have none). */
+  hasId: boolean;
 }
 
 /** Incremental event-stream parser: feed() text chunks of any size, get complete messages back. */
@@ -23,6 +25,7 @@ export class SseParser {
   private buf = '';
   private data: string[] = [];
   private type = '';
+  private sawId = false;
   private first = true;
   /** The previous chunk ended with CR: a LF at the start of the next one belongs to it. */
   private pendingCr = false;
@@ -65,6 +68,7 @@ export class SseParser {
     this.buf = '';
     this.data = [];
     this.type = '';
+    this.sawId = false;
     this.first = true;
     this.pendingCr = false;
   }
@@ -72,10 +76,11 @@ export class SseParser {
   private line(line: string, out: SseMessage[]): void {
     if (line === '') {
       if (this.data.length > 0) {
-        out.push({ type: this.type || 'message', data: this.data.join('\n'), lastEventId: this.lastEventId });
+        out.push({ type: this.type || 'message', data: this.data.join('\n'), lastEventId: this.lastEventId, hasId: this.sawId });
       }
       this.data = [];
       this.type = '';
+      this.sawId = false;
       return;
     }
     if (line.charCodeAt(0) === 58 /* : */) return; // comment (opening comment, keep-alives)
@@ -92,6 +97,7 @@ export class SseParser {
         break;
       case 'id':
         if (!value.includes('\0')) this.lastEventId = value;
+        this.sawId = true;
         break;
       case 'retry':
         if (/^\d+$/.test(value)) this.retryMs = Number(value);

@@ -17,7 +17,7 @@ export interface DongleStatus {
   buses: Record<string, 'up' | 'down'>;
 }
 
-const STATE_TEXT: Record<string, string> = {
+export const STATE_TEXT: Record<string, string> = {
   connecting: 'connecting',
   live: 'live',
   reconnecting: 'reconnecting',

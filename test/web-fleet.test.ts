@@ -1,0 +1,169 @@
+/**
+ * The fleet page (the bridge's `/`) in headless Chromium at 1280×800 and tablet width, against a real
+ * bridge and real agents on --sim: rows go online/offline/online as agents start, are SIGKILLed (offline
+ * within the heartbeat timeout) and restart; a viewer token sees it read-only (and the API refuses its
+ * writes); the admin token registers a dongle whose token (shown once) connects an agent, rotates a token
+ * (the old one is cut and refused), creates a group that relays (B's tx counter rises) and deletes it
+ * (the relay stops). Fails on any uncaught page error.
+ */
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Page } from 'playwright-core';
+import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from './helpers/bridge-process.js';
+import { launchBrowser, screenshot, until, type TestBrowser } from './helpers/browser.js';
+import { startAgentProcess, type CliProcess, type StartedAgent } from './helpers/processes.js';
+
+let browser: TestBrowser;
+let bridge: StartedBridge;
+const procs: CliProcess[] = [];
+const dirs: string[] = [];
+/** Heartbeat 1 s: a silent link is cut after 2.5 s. */
+const HEARTBEAT_S = 1;
+
+before(async () => {
+  browser = await launchBrowser();
+  bridge = await startBridgeProcess(['--uplink-heartbeat-seconds', String(HEARTBEAT_S), '--group-state-interval', '1']);
+  procs.push(bridge.proc);
+  dirs.push(dirname(bridge.db));
+});
+after(async () => {
+  for (const p of procs.reverse()) await p.stop('SIGKILL');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  // Last: it fails the file on an uncaught page error, after the processes are gone.
+  await browser?.close();
+});
+
+async function agent(id: string, token: string, stateDir?: string): Promise<StartedAgent> {
+  const a = await startAgentProcess(['--sim', '--sim-rate', '50', '--bridge', bridge.base, '--token', token], { id, stateDir });
+  procs.push(a.proc);
+  dirs.push(a.stateDir);
+  return a;
+}
+
+async function openFleet(token: string, width = 1280, height = 800): Promise<Page> {
+  const page = await browser.page({ width, height });
+  page.on('dialog', (d) => void d.accept()); // the page's "are you sure?" questions
+  await page.goto(bridge.base + '/');
+  await page.locator('#token-panel').waitFor();
+  await page.fill('#token-input', token);
+  await page.press('#token-input', 'Enter');
+  await page.locator('#stream-state[data-state="live"]').waitFor();
+  return page;
+}
+
+const status = (page: Page, id: string): Promise<string | null> => page.locator(`#dongles tr[data-dongle="${id}"]`).getAttribute('data-status', { timeout: 1000 }).catch(() => null);
+
+async function txFrames(a: StartedAgent): Promise<number> {
+  const text = await (await fetch(a.base + '/metrics')).text();
+  let n = 0;
+  for (const m of text.matchAll(/^canrelay_can_frames_total\{[^}]*direction="tx"[^}]*\} (\S+)$/gm)) n += Number(m[1]);
+  return n;
+}
+
+test('three agents online; a SIGKILLed one turns offline within the heartbeat timeout and back online on restart; a viewer sees it read-only', async () => {
+  const started: StartedAgent[] = [];
+  const tokens = new Map<string, string>();
+  for (const id of ['f1', 'f2', 'f3']) {
+    tokens.set(id, await bridge.admin.register(id));
+    started.push(await agent(id, tokens.get(id)!));
+  }
+  const viewer = String((await bridge.admin.post('/api/v1/viewer-tokens')).body.token);
+  const page = await openFleet(viewer);
+  for (const id of ['f1', 'f2', 'f3']) await until(async () => (await status(page, id)) === 'online', `${id} online`, 20_000);
+  assert.equal(await page.locator(`#dongles tr[data-dongle="f1"] a[href="/console/dongles/f1"]`).count(), 1, 'the row links to its console');
+  await until(async () => (await page.locator('#dongles tr[data-dongle="f1"] .bus-state[data-bus="can0"]').count()) === 1, 'f1 bus can0 shown', 20_000);
+  await until(async () => (await page.getAttribute('body', 'data-role')) === 'viewer', 'viewer role');
+  assert.equal(await page.locator('#admin-panel').isHidden(), true, 'no management for a viewer');
+  assert.equal(await page.locator('#dongles button[data-action]').count(), 0, 'no row buttons for a viewer');
+  // …and the API refuses the viewer's writes whatever the page shows.
+  assert.equal((await bridge.admin.withToken(viewer).put('/api/v1/dongles/intruder')).status, 403);
+  assert.equal((await bridge.admin.withToken(viewer).del('/api/v1/dongles/f1')).status, 403);
+  await screenshot(page, 'fleet-viewer-1280');
+
+  // Filter and sort.
+  await page.fill('#dongle-filter', 'f2');
+  await until(async () => (await page.locator('#dongles tbody tr').count()) === 1, 'filtered to f2');
+  await page.fill('#dongle-filter', '');
+  await page.click('#dongles th button[data-sort="id"]'); // already by id: now descending
+  await until(async () => (await page.locator('#dongles tbody tr').first().getAttribute('data-dongle')) === 'f3', 'sorted descending');
+
+  const killedAt = Date.now();
+  await started[1]!.proc.stop('SIGKILL');
+  await until(async () => (await status(page, 'f2')) === 'offline', 'f2 offline', 20_000);
+  console.log(`# f2 shown offline ${Date.now() - killedAt} ms after SIGKILL (heartbeat ${HEARTBEAT_S} s, cut after ${HEARTBEAT_S * 2.5} s)`);
+  assert.equal(await status(page, 'f1'), 'online');
+  // Restart with its token and state (the same gateway).
+  await agent('f2', tokens.get('f2')!, started[1]!.stateDir);
+  await until(async () => (await status(page, 'f2')) === 'online', 'f2 online again', 20_000);
+
+  const tablet = await openFleet(viewer, 820, 1180);
+  await until(async () => (await tablet.locator('#dongles tbody tr[data-status="online"]').count()) >= 3, 'tablet rows', 20_000);
+  const overflow = await tablet.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 1, `the page fits the tablet's width (overflow ${overflow}px; wide tables scroll inside their card)`);
+  await screenshot(tablet, 'fleet-viewer-tablet');
+});
+
+test('admin: register from the page (token shown once) connects an agent; rotate cuts the old token; a group made on the page relays and its deletion stops it', async () => {
+  const page = await openFleet(ADMIN_TOKEN);
+  await until(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
+  await page.fill('#register-id', 'newgw');
+  await page.click('#register-form button[type="submit"]');
+  await page.locator('#secret:not([hidden])').waitFor();
+  const token = ((await page.locator('#secret-token').textContent()) ?? '').trim();
+  assert.match(token, /^\S{16,}$/);
+  await until(async () => (await status(page, 'newgw')) === 'offline', 'newgw listed, offline');
+  await screenshot(page, 'fleet-admin-token-once');
+  await page.click('#secret-close');
+  assert.equal(await page.locator('#secret-token').textContent(), '', 'the token is gone from the page once hidden');
+
+  const gw = await agent('newgw', token);
+  await until(async () => (await status(page, 'newgw')) === 'online', 'newgw online with the token from the page', 20_000);
+
+  // Rotate: the connected agent is cut and its token refused from now on.
+  await page.click('#dongles tr[data-dongle="newgw"] button[data-action="rotate"]');
+  await page.locator('#secret:not([hidden])').waitFor();
+  const rotated = ((await page.locator('#secret-token').textContent()) ?? '').trim();
+  assert.notEqual(rotated, token);
+  await until(async () => (await status(page, 'newgw')) === 'offline', 'newgw cut by the rotation', 20_000);
+  const up = await fetch(bridge.base + '/api/v1/agents/connect', { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(up.status, 401, 'the old token is refused');
+  await gw.proc.stop('SIGKILL');
+
+  // A group from the page: B's tx counter rises; deleting it from the page stops the relay.
+  const ga = await agent('ga', await bridge.admin.register('ga'));
+  const gb = await agent('gb', await bridge.admin.register('gb'));
+  await until(async () => (await status(page, 'ga')) === 'online' && (await status(page, 'gb')) === 'online', 'ga, gb online', 20_000);
+  const before = await txFrames(gb);
+  await page.fill('#group-id', 'line1');
+  await page.fill('#group-a', 'ga');
+  await page.fill('#group-b', 'gb');
+  await page.click('#group-form button[type="submit"]');
+  await until(async () => (await page.locator('#groups tr[data-group="line1"]').getAttribute('data-mode', { timeout: 1000 }).catch(() => null)) === 'relaying', 'line1 relaying', 20_000);
+  await until(async () => (await txFrames(gb)) > before + 50, "B's tx counter rises", 20_000);
+  await until(async () => (await page.locator('#dongles tr[data-dongle="gb"] a[href="/console/groups/line1"]').count()) === 1, 'gb row names its group');
+  await screenshot(page, 'fleet-admin-group');
+  await page.click('#groups tr[data-group="line1"] button[data-action="delete"]');
+  await until(async () => (await page.locator('#groups tr[data-group="line1"]').count()) === 0, 'line1 gone from the page');
+  assert.equal((await bridge.admin.get('/api/v1/groups/line1')).status, 404);
+  // Stopped: the counter settles (whatever was in flight lands), then stays put while A keeps sending.
+  let last = await txFrames(gb);
+  await until(async () => {
+    const n = await txFrames(gb);
+    const same = n === last;
+    last = n;
+    return same;
+  }, "B's tx counter stops", 10_000, 1000);
+  const settled = last;
+  await until(async () => (await fetch(ga.base + '/metrics')).ok, 'A still up');
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(await txFrames(gb), settled, 'no more relayed frames after the deletion');
+
+  // An API error is shown as the API's text.
+  await page.fill('#group-id', 'bad');
+  await page.fill('#group-a', 'ga');
+  await page.fill('#group-b', 'no-such-dongle');
+  await page.click('#group-form button[type="submit"]');
+  await until(async () => /HTTP 4\d\d/.test((await page.locator('#admin-error').textContent()) ?? ''), 'the API error shown');
+});
