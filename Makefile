@@ -42,7 +42,7 @@ test-faults: build
 
 # The real SocketCAN path: Debian's kernel with vcan under qemu, the real agent, bridge and can-utils.
 test-socketcan: build
-	SOCKETCAN_VM_KVASER=4 bash test/socketcan-vm/run.sh test/socketcan-vm/agent-guest.sh
+	SOCKETCAN_VM_KVASER=4 SOCKETCAN_VM_TIMEOUT=$${SOCKETCAN_VM_TIMEOUT:-1200} bash test/socketcan-vm/run.sh test/socketcan-vm/agent-guest.sh
 
 test: test-unit test-faults test-web test-deploy test-socketcan
 

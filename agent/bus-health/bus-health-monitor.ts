@@ -9,6 +9,7 @@ import { decodeErrorFrame, type ErrorClass } from '../../core/can/error-frame.js
 import type { CanFrame } from '../../core/can/frame.js';
 import type { BusStateData, ControllerState, LogLevel } from '../../core/console/events.js';
 import { busStateData } from '../../core/console/normalize.js';
+import { isoNow } from '../../core/console/time.js';
 import { BusLoadMeter } from './bus-load.js';
 import type { LinkHealth } from './ip-link.js';
 
@@ -92,6 +93,8 @@ export class BusHealthMonitor {
    * one and no read is still running, publish what changed. Exposed for tests.
    */
   async tick(): Promise<void> {
+    // The event's ts is when its load window closed, not when the (possibly slow) `ip` read finished.
+    const closedAt = isoNow();
     const t = this.now();
     const elapsed = (t - this.lastTick) / 1000;
     this.lastTick = t;
@@ -116,10 +119,10 @@ export class BusHealthMonitor {
         this.reading = false;
       }
     }
-    for (const bus of buses) this.update(bus, t);
+    for (const bus of buses) this.update(bus, t, closedAt);
   }
 
-  private update(bus: string, t: number): void {
+  private update(bus: string, t: number, closedAt: string): void {
     const l = this.links.get(bus);
     const flagRate = this.o.flagBitrates.get(bus);
     const f = this.load.figures(bus);
@@ -143,6 +146,7 @@ export class BusHealthMonitor {
       frame_rate: Math.round(f.frameRate),
       error_frames: errs ? Object.fromEntries(errs) : {},
     });
+    d.ts = closedAt;
     const prev = this.current.get(bus);
     this.current.set(bus, d);
     this.transitions(prev, d);

@@ -256,13 +256,15 @@ test('error frames injected on vcan2 with cansend: every class in words and coun
 test('relay onto a real controller (one-frame transmit buffer, txqueuelen 10): ENOBUFS retried, every frame, in order', { timeout: 420_000 }, async () => {
   progress('test: relay onto a real controller (one-frame transmit buffer, txq');
   await gw?.proc.stop();
-  bridge = await startBridgeProcess();
+  // Emulation is slow (an agent takes a minute to start, a relayed frame seconds): the age limits on
+  // the bridge and at B (--relay-max-age-ms) are raised so this checks completeness, not the clock.
+  bridge = await startBridgeProcess(['--backlog-max-age-ms', '120000']);
   children.push({ stop: () => bridge.proc.stop() });
   const tokenA = await bridge.admin.register('bh-a');
   const tokenB = await bridge.admin.register('bh-b');
   await bridge.admin.group('bh', 'bh-a', 'bh-b', { can0: 'can2' });
-  const a = await startAgentProcess(['--can', 'can0', '--bridge', bridge.base, '--token', tokenA, '--relay-max-age-ms', '60000'], { id: 'bh-a' });
-  const b = await startAgentProcess(['--can', 'can2', '--bridge', bridge.base, '--token', tokenB, '--tx-retry-ms', '10000'], { id: 'bh-b' });
+  const a = await startAgentProcess(['--can', 'can0', '--bridge', bridge.base, '--token', tokenA, '--relay-max-age-ms', '120000'], { id: 'bh-a' });
+  const b = await startAgentProcess(['--can', 'can2', '--bridge', bridge.base, '--token', tokenB, '--tx-retry-ms', '10000', '--relay-max-age-ms', '120000'], { id: 'bh-b' });
   children.push({ stop: () => a.proc.stop() }, { stop: () => b.proc.stop() });
   await a.proc.waitForLog((l) => l.msg === 'uplink connected', 60_000);
   await b.proc.waitForLog((l) => l.msg === 'uplink connected', 60_000);
