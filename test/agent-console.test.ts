@@ -16,7 +16,7 @@ async function agent(args: string[], opts: Parameters<typeof startAgentProcess>[
   running.push(a);
   return a;
 }
-const ids = (c: SseClient): number[] => c.events.map((e) => Number(e.id));
+const ids = (c: SseClient): number[] => c.events.filter((e) => e.id !== undefined).map((e) => Number(e.id));
 function assertIncreasing(list: number[]): void {
   for (let i = 1; i < list.length; i++) assert.ok(list[i]! > list[i - 1]!, `ids increase: ${list[i - 1]} then ${list[i]}`);
 }
@@ -115,7 +115,8 @@ test('stream_reset for too-old, garbage and future ids, then live', async () => 
     assert.ok('oldest_available' in first.json && 'requested' in first.json);
     assert.equal(c.ofType('stream_reset').length, 1);
     // Live after the reset, continuing right after `latest`: never a quiet replay from the oldest event.
-    assert.equal(Number(c.events[1]!.id), Number(first.json.latest) + 1);
+    // (the current presence follows the reset without an id: a notice, not an event of the stream)
+    assert.equal(Number(c.events.slice(1).find((e) => e.id !== undefined)!.id), Number(first.json.latest) + 1);
     c.close();
   }
 });
@@ -134,6 +135,12 @@ test('ids are never reused across a restart; an id from the previous run resets'
   await c2.waitFor((ev) => ev.length >= 5);
   assert.equal(c2.events[0]!.event, 'stream_reset');
   assert.equal(c2.events[0]!.json.reason, 'previous_run');
+  // The reset jumps past the new run's `online`: the current presence follows it at once (no id).
+  const presence = c2.events[1]!;
+  assert.equal(presence.event, 'presence', `after the reset: ${JSON.stringify(c2.events.slice(0, 3))}`);
+  assert.equal(presence.id, undefined);
+  assert.equal(presence.json.state, 'online');
+  assert.deepEqual(presence.json.buses, { can0: 'up' });
   for (const id of ids(c2).slice(1)) assert.ok(id > maxFirstRun, `id ${id} is above every id of the first run (${maxFirstRun})`);
   c2.close();
 

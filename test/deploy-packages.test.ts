@@ -106,7 +106,7 @@ for (const arch of ['amd64', 'arm64', 'armhf']) {
           c.close();
           const reset = c.ofType('stream_reset')[0];
           assert.equal(reset?.json.reason, 'previous_run', 'an id of the previous run is told so');
-          const firstNew = Number(c.events.find((e) => e.event !== 'stream_reset')!.id);
+          const firstNew = Number(c.events.find((e) => e.event !== 'stream_reset' && e.id !== undefined)!.id);
           assert.ok(firstNew > lastId, `ids continue above the previous run (${firstNew} > ${lastId})`);
         } finally {
           assert.equal(await a.proc.stop(), 0);

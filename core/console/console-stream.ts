@@ -54,6 +54,8 @@ export class ConsoleStream {
   private readonly ids: EventIds;
   private readonly ring: EventRing;
   private readonly sampler: FrameSampler;
+  /** The latest `presence` event's JSON per dongle ('' for the agent's own), told again after a stream_reset. */
+  private readonly lastPresence = new Map<string, string>();
   /** The data of the `sampling_on` event while sampling is on (told again to clients that connect later). */
   private samplingOn: LogData | undefined;
   private readonly keys = new SamplerKeys();
@@ -106,6 +108,15 @@ export class ConsoleStream {
   }
 
   /**
+   * The latest `presence` event (one per dongle on a group console) as SSE blocks without ids, for a
+   * client that got a stream_reset: the reset jumps past the events that told the current presence (after
+   * a restart, the new run's `online`), which it would otherwise learn only at the next periodic `seen`.
+   */
+  presenceNotices(): string[] {
+    return [...this.lastPresence.values()].map((json) => sseBlockWithoutId('presence', json));
+  }
+
+  /**
    * While sampling is on: the `sampling_on` log event that announced it, as an SSE block without an id,
    * for a client that starts without a clean resume (it connected after the announcement went out and
    * would otherwise not know). Undefined while sampling is off.
@@ -124,6 +135,7 @@ export class ConsoleStream {
     const id = this.ids.take();
     if (id === undefined) return -1;
     const json = JSON.stringify(ev.data);
+    if (ev.type === 'presence') this.lastPresence.set(ev.data.dongle ?? '', json);
     const now = this.now();
     this.ring.prepare();
     const loc = this.opts.history.appendText(this.ring, ev.type, json, ev.data);

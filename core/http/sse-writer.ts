@@ -81,6 +81,8 @@ export class SseWriter implements StreamSubscriber {
     if (plan.reset) this.write(this.stream.resetEvent(plan.reset));
     const fresh = req.lastEventId === undefined || plan.reset !== undefined;
     if (this.opts.snapshot && fresh) this.snapshot = this.opts.snapshot();
+    // A reset skips the events that told the current presence (a restart's `online`): tell it again.
+    else if (plan.reset) this.snapshot = this.stream.presenceNotices();
     // Sampling began before this client came: tell it now, in the announcement's own shape (no id).
     const notice = fresh ? this.stream.samplingNotice() : undefined;
     if (notice !== undefined) this.snapshot = [...this.snapshot, notice];
