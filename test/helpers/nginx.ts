@@ -197,14 +197,15 @@ export class TimedSse {
     }
   }
 
-  async waitFor(pred: (e: TimedEvent) => boolean, ms: number): Promise<TimedEvent | undefined> {
+  /** The first event matching `pred`; fails after `ms` (a timeout must never pass as "undefined"). */
+  async waitFor(pred: (e: TimedEvent) => boolean, ms: number, what = 'a matching event'): Promise<TimedEvent> {
     const deadline = Date.now() + ms;
-    while (Date.now() < deadline) {
+    for (;;) {
       const hit = this.events.find(pred);
       if (hit) return hit;
+      if (Date.now() >= deadline) throw new Error(`timed out after ${ms} ms waiting for ${what} (got ${this.events.length} events)`);
       await new Promise((r) => setTimeout(r, 10));
     }
-    return undefined;
   }
 
   close(): void {

@@ -57,13 +57,16 @@ mem="$(prop MemoryCurrent)"; echo "info MemoryCurrent $((mem / 1048576)) MiB (Me
 t0=$(date +%s%N); systemctl stop canrelay-agent.service; t1=$(date +%s%N)
 [ "$(prop Result)" = success ] && ok "stopped cleanly in $(( (t1 - t0) / 1000000 )) ms (Result=success)" || bad "stop: Result=$(prop Result)"
 journalctl -u canrelay-agent.service -o cat --no-pager > "$OUT/agent-journal.log" 2>&1 || true
-grep -q '"msg":"console listening"' "$OUT/agent-journal.log" && ok "agent logs in the journal" || echo "info journal: $(wc -l < "$OUT/agent-journal.log") lines" >> "$log"
+# A failed check, not an info line: logs that never reach the journal are a broken deployment.
+grep -q '"msg":"console listening"' "$OUT/agent-journal.log" && ok "agent logs in the journal" || bad "agent logs not in the journal ($(wc -l < "$OUT/agent-journal.log") lines: $OUT/agent-journal.log)"
 systemctl status canrelay-agent.service --no-pager -n 0 > "$OUT/agent-status.log" 2>&1 || true
 
 # A bad config: exit 2, no restart loop (RestartPreventExitStatus=2).
 cp /etc/canrelay/agent.json /etc/canrelay/agent.json.good
 echo '{"id":"vm-gw","can":"vcan0","console-max-rat":1}' > /etc/canrelay/agent.json
-systemctl start canrelay-agent.service 2>/dev/null; sleep 3
+systemctl start canrelay-agent.service 2>/dev/null
+# Waited for (bounded: 60 s), not assumed: a restart loop would show as NRestarts > 0 by then.
+for _ in $(seq 60); do [ "$(prop ActiveState)" = failed ] && break; sleep 1; done
 [ "$(prop ExecMainStatus)" = 2 ] && [ "$(prop NRestarts)" = 0 ] && [ "$(prop ActiveState)" = failed ] && ok "bad config: exit 2, failed, not restarted" || bad "bad config: status $(prop ExecMainStatus) restarts $(prop NRestarts) $(prop ActiveState)"
 mv /etc/canrelay/agent.json.good /etc/canrelay/agent.json
 
