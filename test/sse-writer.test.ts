@@ -46,9 +46,16 @@ test('nothing from outside can inject an SSE field: CR, LF and NUL never reach t
 
 test('keep-alive comments at the configured interval', async () => {
   const { url } = await serve({ keepAliveMs: 100 });
+  const t0 = Date.now();
   const c = await SseClient.connect(url);
-  await new Promise((r) => setTimeout(r, 450));
-  assert.ok(c.comments.filter((x) => x === 'keep-alive').length >= 3, `keep-alives: ${c.comments.join('|')}`);
+  const keepAlives = (): number => c.comments.filter((x) => x === 'keep-alive').length;
+  // Waited for, bounded (a loaded machine delays timers); timers never fire early, so the count can be
+  // bounded above by the elapsed time: at the interval, not faster.
+  const deadline = Date.now() + 10_000;
+  while (keepAlives() < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const elapsed = Date.now() - t0;
+  assert.ok(keepAlives() >= 3, `keep-alives: ${c.comments.join('|')}`);
+  assert.ok(keepAlives() <= Math.floor(elapsed / 100) + 1, `${keepAlives()} keep-alives in ${elapsed} ms at a 100 ms interval`);
   c.close();
 });
 
@@ -58,7 +65,7 @@ test('a client whose socket dies while it is blocked is released (no leak), othe
   const ok = await SseClient.connect(url);
   const big = 'x'.repeat(1500);
   for (let i = 0; i < 3000; i++) stream.publish({ type: 'log', data: logData('info', big) });
-  await new Promise((r) => setTimeout(r, 100));
+  await ok.waitFor((ev) => ev.length > 0, 5000, 'events flowing');
   const count = (): number => stream.subscriberCount;
   assert.equal(count(), 2);
   stuck.close(); // dies without ever draining
