@@ -10,10 +10,13 @@
  * send_frame is a frame on the bus twice, so commands are at most once.
  *
  * Timeouts: a command still queued at its deadline was never sent and times out then. A sent command is
- * the agent's to report: it refuses commands past their deadline and reports every one it received, so
- * the bridge waits STATUS_GRACE_MS more for that report before calling it timed_out; a final report that
- * arrives even later (the agent was cut off meanwhile) still replaces timed_out, so a command the agent
- * carried out ends as what the agent says.
+ * the agent's to report: it refuses commands past their deadline and reports every one it received
+ * through its durable outbox, so the bridge waits STATUS_GRACE_MS more for that report — counted only
+ * while the agent is connected: a sent command whose agent is offline stays `sent` (the bridge cannot
+ * know whether it reached the bus) until the agent has been back for STATUS_GRACE_MS, time enough for
+ * its outbox to deliver the report. So a command the agent transmitted is not reported timed_out because
+ * the link was down; a final report that arrives later still (a replaced or wiped agent) replaces
+ * timed_out, so a command the agent carried out ends as what the agent says.
  * Finished commands are deleted `retentionS` after their deadline.
  */
 import { randomUUID } from 'node:crypto';
@@ -31,6 +34,8 @@ export type CommandMessage = Extract<BridgeMessage, { t: 'command' }>;
 /** An agent connection as commands see it. */
 export interface CommandLink {
   readonly ready: boolean;
+  /** When this connection was accepted (ms since the epoch): the report wait counts from here. */
+  readonly connectedAt: number;
   /** Writes the command to the socket; false when the link cannot take it now. */
   sendCommand(msg: CommandMessage): boolean;
 }
@@ -220,8 +225,14 @@ export class CommandCenter {
     const error =
       c.status === 'queued'
         ? `not sent within its ${secs} s timeout: the dongle was offline or busy; it was never transmitted`
-        : `no report from the agent within ${secs} s + ${STATUS_GRACE_MS / 1000} s (last status: ${c.status}); the agent may have been cut off: check the dongle's console`;
+        : `no report from the agent within ${secs} s + ${STATUS_GRACE_MS / 1000} s of being connected (last status: ${c.status}); the agent may have lost its state: check the dongle's console`;
     this.transition(c, 'timed_out', error);
+  }
+
+  /** Whether the dongle's agent has been connected long enough to have reported a command it received. */
+  private hadTimeToReport(dongle: string, now: number): boolean {
+    const link = this.linkOf(dongle);
+    return link !== undefined && link.ready && now - link.connectedAt >= STATUS_GRACE_MS;
   }
 
   /** Deletes finished commands past the retention, a batch per event-loop turn. */
@@ -253,6 +264,7 @@ export class CommandCenter {
         this.deadlines.delete(id);
         continue;
       }
+      if (c.status !== 'queued' && !this.hadTimeToReport(c.dongle, now)) continue;
       this.timeOut(c);
     }
   }

@@ -5,6 +5,9 @@
  *    connect delivery is paced (a bounded number in flight), /healthz keeps answering, every accepted
  *    command reaches a final status and none the agent transmitted is reported timed_out;
  *  - the agent's outbox, when full, prunes presence/log events and never a command_status;
+ *  - a sent command whose agent is cut off before it reports is never timed_out while the agent is away:
+ *    the report its outbox delivers after the reconnect finishes it; once the agent is back and silent
+ *    for the report wait, it does time out (the negative control);
  *  - finished commands are deleted after --command-retention.
  */
 import assert from 'node:assert/strict';
@@ -15,6 +18,7 @@ import { Outbox } from '../agent/uplink/outbox.js';
 import { IN_FLIGHT_WINDOW } from '../cloud-bridge/command-delivery.js';
 import { commandStatusData, presenceData } from '../core/console/normalize.js';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from './helpers/bridge-process.js';
+import { FakeAgent } from './helpers/fake-agent.js';
 import { startAgentProcess, tempDir } from './helpers/processes.js';
 import { getJson, metricValue, SseClient } from './helpers/sse-client.js';
 
@@ -121,6 +125,43 @@ test("the agent's outbox, when full, prunes presence and log events first and ne
   for (let i = 0; i < 150; i++) box.append({ type: 'command_status', data: commandStatusData(`more-${i}`, 'send_frame', 'succeeded') });
   assert.equal(box.pending(0, 1000).filter((e) => e.event === 'command_status').length, 180);
   db.close();
+});
+
+test('a sent command is not timed out while its agent is offline; the report after the reconnect finishes it', async () => {
+  const bridge = track(await startBridgeProcess());
+  const token = await bridge.admin.register('away');
+  const history = async (id: string): Promise<string[]> =>
+    ((await bridge.admin.get(`/api/v1/commands/${id}`)).body.history as { status: string }[]).map((h) => h.status);
+  let a = await FakeAgent.connect(bridge.base, { dongle: 'away', token });
+  const r = await bridge.admin.post('/api/v1/dongles/away/commands', { ...command, timeout_s: 1 });
+  const id = String(r.body.command_id);
+  await a.waitFor(() => a.ofType('command').some((m) => m.command_id === id), 5000, 'command at the agent');
+  // The agent transmits it, but its link dies before the report goes up; it stays away well past the
+  // command's timeout plus the report wait (1 s + 10 s).
+  await a.close();
+  const away = Date.now() + 13_000;
+  while (Date.now() < away) {
+    assert.equal((await bridge.admin.get(`/api/v1/commands/${id}`)).body.status, 'sent', 'unknown while the agent is away, never timed_out');
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  // Back: its outbox delivers the statuses it kept.
+  a = await a.reconnect();
+  a.sendEvent(1, 'command_status', { ts: new Date().toISOString(), command_id: id, type: 'send_frame', status: 'delivered' });
+  a.sendEvent(2, 'command_status', { ts: new Date().toISOString(), command_id: id, type: 'send_frame', status: 'succeeded' });
+  await a.waitFor(() => a.ackedEvents === 2, 5000, 'the reports acknowledged');
+  assert.deepEqual(await history(id), ['queued', 'sent', 'delivered', 'succeeded'], 'never timed_out');
+
+  // Negative control: a sent command whose agent is connected and never reports times out after the wait.
+  const r2 = await bridge.admin.post('/api/v1/dongles/away/commands', { ...command, timeout_s: 1 });
+  const id2 = String(r2.body.command_id);
+  const deadline = Date.now() + 30_000;
+  while ((await bridge.admin.get(`/api/v1/commands/${id2}`)).body.status !== 'timed_out') {
+    assert.ok(Date.now() < deadline, 'a silent connected agent: timed_out after the report wait');
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  assert.deepEqual(await history(id2), ['queued', 'sent', 'timed_out']);
+  await a.close();
+  await bridge.proc.stop();
 });
 
 test('finished commands are deleted after --command-retention', async () => {
