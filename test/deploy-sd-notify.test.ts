@@ -40,14 +40,19 @@ test('READY=1, STATUS (one line), MAINPID, watchdog pings and STOPPING=1 arrive'
   const l = new NotifyListener();
   await l.listening();
   try {
+    const t0 = Date.now();
     const n = createServiceNotifier({ env: { ...process.env, NOTIFY_SOCKET: l.path, WATCHDOG_USEC: '400000' } });
     assert.equal(n.watchdogIntervalMs, 200);
     n.ready('console listening\non http://x/\r\n');
     const ready = await l.waitFor((m) => m.fields.READY === '1');
     assert.equal(ready.fields.STATUS, 'console listening on http://x/ ');
     assert.equal(ready.fields.MAINPID, String(process.pid));
-    await new Promise((r) => setTimeout(r, 700));
-    assert.ok(l.messages.filter((m) => m.fields.WATCHDOG === '1').length >= 2);
+    // Pings waited for (a loaded machine delays timers), and never faster than the interval.
+    const pings = (): number => l.messages.filter((m) => m.fields.WATCHDOG === '1').length;
+    const deadline = Date.now() + 10_000;
+    while (pings() < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(pings() >= 2, `watchdog pings: ${pings()}`);
+    assert.ok(pings() <= Math.floor((Date.now() - t0) / 200) + 2, `${pings()} pings in ${Date.now() - t0} ms at a 200 ms interval`);
     n.stopping('bye');
     await n.flush();
     const stop = await l.waitFor((m) => m.fields.STOPPING === '1');
