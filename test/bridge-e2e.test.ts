@@ -1,7 +1,8 @@
 /**
  * The bridge with real agents: real processes on loopback, real SQLite, replay and simulated sources.
  * Relay in order both ways, an offline side's backlog within and beyond its bound, a bridge restart with
- * the outbox draining exactly once, a command through every status, and a refused token.
+ * the outbox draining exactly once, a command through every status (and one that ends `failed`), and a
+ * refused token.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -173,6 +174,18 @@ test('a command through every status with a real agent; a refused token is said 
     "the agent's own steps on its local console",
   );
   local.close();
+
+  // A command the agent cannot carry out ends `failed`, with the agent's reason: the sim has no can9.
+  const f = await bridge.admin.post('/api/v1/dongles/cmd-a/commands', { type: 'send_frame', bus: 'can9', id: '0x7DF', data_hex: '02 01 0C' });
+  assert.equal(f.status, 202);
+  const fid = String(f.body.command_id);
+  const final = new Set(['succeeded', 'failed', 'timed_out']);
+  await until(async () => final.has(String((await bridge.admin.get(`/api/v1/commands/${fid}`)).body.status)), 20_000, 'a final status');
+  const failed = (await bridge.admin.get(`/api/v1/commands/${fid}`)).body as { status: string; history: { status: string; error?: string }[] };
+  assert.equal(failed.status, 'failed', JSON.stringify(failed));
+  assert.deepEqual(failed.history.map((h) => h.status), ['queued', 'sent', 'delivered', 'failed']);
+  assert.match(String(failed.history.at(-1)!.error), /no bus "can9"/, 'the reason says which bus');
+  assert.equal(await frames(a, 'can9', 'tx'), 0);
 
   const bad = track(await startAgentProcess(['--sim', '--bridge', bridge.base, '--token', 'not-a-valid-token-at-all-0000'], { id: 'cmd-x' }));
   const refused = await bad.proc.waitForLog((l) => /refused the agent token/.test(l.msg));
