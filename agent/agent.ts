@@ -37,6 +37,7 @@ import { Downlink } from './uplink/downlink.js';
 import { FrameUploader } from './uplink/frame-uploader.js';
 import { Outbox } from './uplink/outbox.js';
 import { UplinkClient } from './uplink/uplink-client.js';
+import { CorsPolicy } from '../core/http/cors.js';
 
 export interface RunningAgent {
   readonly consoleUrl: string;
@@ -140,10 +141,12 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     bus_health: health.snapshot(),
     uptime_s: Math.round((Date.now() - startedAt) / 1000),
   });
-  const auth = new LocalAuth(cfg.localTokens, { consoleAuth: cfg.consoleAuth });
+  const cors = new CorsPolicy(cfg.corsOrigins);
+  const auth = new LocalAuth(cfg.localTokens, { consoleAuth: cfg.consoleAuth, corsAllows: (o) => cors.allows(o) });
   if (!auth.enabled) log.warn('the local API is open: anyone who reaches it can write (record, delete); production: --local-token-file and --tls-cert/--tls-key');
   const { server, writers } = createAgentServer({
     auth,
+    cors,
     recordings: { recorder, auth, dongle: cfg.id, maxBytes: cfg.record.maxBytes },
     tls: cfg.tls,
     dongleId: cfg.id,

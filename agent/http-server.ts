@@ -10,6 +10,7 @@ import type { Registry } from 'prom-client';
 import type { ConsoleStream } from '../core/console/console-stream.js';
 import { sendJson, serveConsole } from '../core/http/console-route.js';
 import type { SseCloseReason, SseWriter } from '../core/http/sse-writer.js';
+import type { CorsPolicy } from '../core/http/cors.js';
 import type { StaticFiles } from '../core/http/static-files.js';
 import type { LocalAuth } from './local-auth.js';
 import { handleSignalsRoute, type SignalsRouteDeps } from './signals/signals-routes.js';
@@ -30,6 +31,8 @@ export interface AgentHttpDeps {
   /** PEM certificate and key: serve HTTPS. */
   tls?: { cert: string; key: string };
   signals: Omit<SignalsRouteDeps, 'auth'>;
+  /** --cors-origin: pages of these origins may use the API from a browser. */
+  cors: CorsPolicy;
 }
 
 export function createAgentServer(deps: AgentHttpDeps): { server: Server; writers: Set<SseWriter> } {
@@ -38,6 +41,7 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (deps.cors.handle(req, res)) return;
     if (await handleSignalsRoute(req, res, url.pathname, { ...deps.signals, auth: deps.auth })) return;
     if (deps.recordings && (await handleRecordings(deps.recordings, req, res, url.pathname))) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') {

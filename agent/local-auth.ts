@@ -62,7 +62,7 @@ export class LocalAuth {
   /** tokens undefined: no token file, everything is open. */
   constructor(
     tokens: readonly LocalToken[] | undefined,
-    private readonly opts: { consoleAuth: boolean } = { consoleAuth: false },
+    private readonly opts: { consoleAuth: boolean; corsAllows?: (origin: string | undefined) => boolean } = { consoleAuth: false },
   ) {
     this.digests = (tokens ?? []).map((t) => ({ role: t.role, digest: tokenDigest(t.token) }));
     if (opts.consoleAuth && this.digests.length === 0) throw new Error('--console-auth needs --local-token-file (the tokens readers present)');
@@ -92,7 +92,8 @@ export class LocalAuth {
    * token for a write, or a cross-site write) and returns false.
    */
   guard(req: IncomingMessage, res: ServerResponse, access: LocalAccess): boolean {
-    if (access === 'write' && crossSite(req)) {
+    // A site listed in --cors-origin is not "another site": the operator let its pages use the API.
+    if (access === 'write' && crossSite(req) && !this.opts.corsAllows?.(req.headers.origin)) {
       sendJson(res, 403, { error: 'write refused: it comes from a page on another site (Origin does not match Host)' });
       return false;
     }

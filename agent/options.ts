@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../core/cli/options.js';
 import { ID_RULE, ID_RULE_TEXT } from '../core/names.js';
+import { CORS_ORIGIN_OPTION } from '../core/http/cors.js';
 import { defaultStateDir } from '../core/state/paths.js';
 import { readLocalTokenFile, type LocalToken } from './local-auth.js';
 import { SOCKETCAND_OPTIONS, socketcandConfigFrom, type SocketcandConfig } from './socketcand/options.js';
@@ -54,6 +55,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'dbc', arg: '<[bus=]file>', description: 'decode signals with this DBC file (repeatable; bus=file binds it to one bus)', parse: parse.list(parse.string(DBC_SPEC, 'must be a DBC file path, or <bus>=<file> for one bus')), repeatable: true },
   { name: 'bitrate', arg: '<bus>=<bps>[,…]', description: 'nominal bitrate of buses whose kernel reports none (replay, sim, vcan), for bus load, e.g. can0=500000', parse: parse.string(BITRATE_LIST, 'must be bus=bitrate pairs separated by commas, e.g. can0=500000,can1=250000') },
   { name: 'bus-state-interval', arg: '<s>', description: 'interval of the periodic bus_state event (also sent on every change)', parse: parse.int(1, 3600), default: 5 },
+  CORS_ORIGIN_OPTION,
   ...SOCKETCAND_OPTIONS,
   { name: 'log-level', arg: '<level>', description: 'trace, debug, info, warn, error, fatal', parse: parse.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const), default: 'info' },
 ];
@@ -77,6 +79,8 @@ export interface AgentConfig {
   /** Tokens of the local API (--local-token-file); undefined: the API is open. */
   localTokens?: LocalToken[];
   consoleAuth: boolean;
+  /** --cors-origin, parsed: origins joined by commas; undefined: no CORS. */
+  corsOrigins?: string;
   tls?: { cert: string; key: string };
   /** --dbc values as given: "file" or "bus=file". */
   dbc: string[];
@@ -117,6 +121,7 @@ export function agentConfigFrom(o: ResolvedOptions): AgentConfig {
     txRetryMs: num('tx-retry-ms'),
     record: recordFrom(o),
     ...localApiFrom(o),
+    corsOrigins: o['cors-origin'] as string | undefined,
     dbc: (o.dbc as string[] | undefined) ?? [],
     bitrates: bitratesFrom(o.bitrate as string | undefined),
     busStateIntervalSeconds: num('bus-state-interval'),

@@ -23,6 +23,7 @@ import { DongleDbcs } from './dongle-dbc.js';
 import { FLEET_STREAM, FleetFeed } from './fleet-feed.js';
 import { BridgeConsoles } from './consoles.js';
 import { GroupRelay } from './group-relay.js';
+import { CorsPolicy } from '../core/http/cors.js';
 import { createBridgeServer } from './http-server.js';
 import { BridgeStats, bridgeMetrics } from './metrics.js';
 import type { BridgeConfig } from './options.js';
@@ -90,6 +91,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   const startedAt = Date.now();
   const { server, writers } = createBridgeServer({
     auth,
+    cors: new CorsPolicy(cfg.corsOrigins),
     admin,
     agents,
     consoles,

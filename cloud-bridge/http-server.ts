@@ -13,6 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Registry } from 'prom-client';
 import type { ConsoleStream } from '../core/console/console-stream.js';
 import { sendJson, serveConsole } from '../core/http/console-route.js';
+import type { CorsPolicy } from '../core/http/cors.js';
 import type { SseOptions, SseWriter } from '../core/http/sse-writer.js';
 import type { StaticFiles } from '../core/http/static-files.js';
 import type { AdminApi } from './admin-api.js';
@@ -46,6 +47,8 @@ export interface BridgeHttpDeps {
   web?: StaticFiles;
   /** Open console streams of viewer tokens (closed when the token is revoked or expires). */
   viewers: ViewerSessions;
+  /** --cors-origin: pages of these origins may use the API from a browser. */
+  cors: CorsPolicy;
 }
 
 const CONSOLE_PATH = /^\/api\/v1\/streams\/(dongles|groups)\/([^/]+)\/console$/;
@@ -89,6 +92,7 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (deps.cors.handle(req, res)) return;
     const path = url.pathname;
     const c = CONSOLE_PATH.exec(path);
     if (c) return serveStream(req, res, url, c[1]!, c[2]!);

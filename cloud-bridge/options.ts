@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../core/cli/options.js';
+import { CORS_ORIGIN_OPTION } from '../core/http/cors.js';
 import { defaultStateDir } from '../core/state/paths.js';
 
 /** Shortest admin token accepted: the admin API can register dongles and send frames onto real buses. */
@@ -25,6 +26,7 @@ export const BRIDGE_OPTIONS: readonly OptionSpec[] = [
   { name: 'uplink-heartbeat-seconds', arg: '<s>', description: 'ping agents this often; a link silent for 2.5 intervals is cut', parse: parse.number(0.1, 300), default: 10 },
   { name: 'keepalive-seconds', arg: '<s>', description: 'SSE keep-alive comment interval', parse: parse.int(1, 3600), default: 15 },
   { name: 'client-max-pending-kib', arg: '<KiB>', description: 'unsent bytes a console client may fall behind before it is cut off', parse: parse.int(16, 1_048_576), default: 1024 },
+  CORS_ORIGIN_OPTION,
   { name: 'log-level', arg: '<level>', description: 'trace, debug, info, warn, error, fatal', parse: parse.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const), default: 'info' },
 ];
 
@@ -46,6 +48,8 @@ export interface BridgeConfig {
   keepAliveSeconds: number;
   clientMaxPendingBytes: number;
   logLevel: string;
+  /** --cors-origin, parsed: origins joined by commas; undefined: no CORS. */
+  corsOrigins?: string;
 }
 
 function readTokenFile(path: string): string {
@@ -87,5 +91,6 @@ export function bridgeConfigFrom(o: ResolvedOptions): BridgeConfig {
     keepAliveSeconds: num('keepalive-seconds'),
     clientMaxPendingBytes: num('client-max-pending-kib') * 1024,
     logLevel: str('log-level'),
+    corsOrigins: o['cors-origin'] as string | undefined,
   };
 }
