@@ -1,8 +1,16 @@
-/** Backpressure end to end: a connected peer that falls behind holds the sender's acks, nothing is dropped. */
+/**
+ * Backpressure end to end: a connected peer that falls behind holds the sender's acks, nothing is
+ * dropped; and a real agent replaying at --replay-speed 0 waits while its uplink is backed up (README:
+ * "waits while the uplink is backed up"): intake stalls, then resumes, zero frames dropped.
+ */
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { startBridgeProcess } from './helpers/bridge-process.js';
 import { FakeAgent, numberedFrame } from './helpers/fake-agent.js';
+import { startAgentProcess, tempDir, writeCandumpLog } from './helpers/processes.js';
+import { getJson, metricValue } from './helpers/sse-client.js';
+import { until } from './helpers/until.js';
 
 const cleanup: (() => Promise<unknown>)[] = [];
 after(async () => {
@@ -37,4 +45,52 @@ test('a slow peer holds the sender\'s acks until it catches up; nothing is dropp
   );
   const m = await (await fetch(bridge.base + '/metrics')).text();
   assert.doesNotMatch(m, /canrelay_bridge_frames_dropped_total\{[^}]*\} [1-9]/);
+});
+
+test('--replay-speed 0 waits while the uplink is backed up: intake stalls while the peer withholds acks, then resumes; nothing dropped', async (t) => {
+  const N = 100_000;
+  const bridge = await startBridgeProcess(['--backlog-max-frames', '200000', '--backlog-max-age-ms', '600000']);
+  cleanup.push(() => bridge.proc.stop());
+  const ta = await bridge.admin.register('rs-a');
+  const tb = await bridge.admin.register('rs-b');
+  await bridge.admin.group('rs', 'rs-a', 'rs-b');
+  const b = await FakeAgent.connect(bridge.base, { dongle: 'rs-b', token: tb, autoAck: false });
+  cleanup.push(() => b.close());
+  const dir = tempDir('canrelay-replay-bp-');
+  writeCandumpLog(join(dir, 'a.log'), N, { bus: 'can0', ids: [0x100, 0x200] });
+  // A 30,000-frame uplink buffer for a 100,000-frame file: a replay that did not wait would overflow it
+  // while acks are withheld, and the drop counters below would show it.
+  const a = await startAgentProcess(
+    ['--replay', join(dir, 'a.log'), '--replay-speed', '0', '--bridge', bridge.base, '--token', ta, '--relay-max-age-ms', '600000', '--uplink-buffer-frames', '30000'],
+    { id: 'rs-a' },
+  );
+  cleanup.push(() => a.proc.stop('SIGKILL'));
+  const fig = async (): Promise<{ rx: number; buffered: number; dropped: number }> => {
+    const m = (await getJson(a.base + '/metrics')).text;
+    const u = (kind: string): number => metricValue(m, 'canrelay_uplink', { kind }) ?? NaN;
+    return {
+      rx: metricValue(m, 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' }) ?? 0,
+      buffered: u('frames_buffered'),
+      dropped: u('frames_dropped_buffer_full') + u('frames_dropped_too_old') + u('frames_dropped_bad_time'),
+    };
+  };
+
+  // B withholds its acks: the bridge holds A's, A's uplink backs up past its pause mark (20,000 frames),
+  // and the replay stops taking frames in — short of the file's end.
+  await until(async () => (await fig()).buffered > 20_000, 60_000, "A's uplink backed up");
+  const stalled = await fig();
+  t.diagnostic(`backed up: ${stalled.rx} frames taken in, ${stalled.buffered} held for the bridge`);
+  assert.ok(stalled.rx < N, `intake stalled short of the end: ${stalled.rx} of ${N} frames taken in`);
+  assert.equal(stalled.dropped, 0, 'nothing dropped while waiting');
+
+  // B catches up: the replay resumes and every frame reaches B, once; none dropped anywhere.
+  b.autoAck = true;
+  b.ackDown(b.appliedBatch);
+  await b.waitFor(() => b.applied.length >= N, 120_000, 'every replayed frame at B');
+  const done = await fig();
+  assert.equal(done.rx, N, 'the whole file was taken in');
+  assert.equal(done.dropped, 0, 'no frame dropped by the agent');
+  assert.equal(b.applied.length, N, 'each frame once at B');
+  const m = (await getJson(bridge.base + '/metrics')).text;
+  assert.doesNotMatch(m, /canrelay_bridge_frames_dropped_total\{[^}]*\} [1-9]/, 'no frame dropped by the bridge');
 });
