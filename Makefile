@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build run-sim test test-unit test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-commands bench-dbc bench-busload clean
+.PHONY: all deps build run-sim test test-unit test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-fleet-stream bench-commands bench-dbc bench-busload clean
 all: build
 
 node_modules/.package-lock.json: package.json package-lock.json
@@ -63,6 +63,11 @@ bench-socketcand: build
 # BENCH_SHAPES=dongles x rate x seconds x viewers,… picks shapes; BENCH_COMPARE=<dist/cli.js> adds another build.
 bench-fleet: build
 	$(NODE) dist/bench/bridge-fleet.js
+
+# The fleet stream at 2,000 fake dongles: snapshot time and size, events/s while every dongle sends "seen".
+# BENCH_FLEET_DONGLES, BENCH_FLEET_SECONDS change the shape.
+bench-fleet-stream: build
+	$(NODE) dist/bench/fleet-stream.js
 
 # A dongle's full command queue delivered on connect (BENCH_COMMANDS=1000,10000; BENCH_RUNS=3).
 bench-commands: build

@@ -60,6 +60,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   const fleet = new FleetFeed(streams.get(FLEET_STREAM), {
     dongles: () => store.dongles(),
     groups: () => store.groups().flatMap((g) => relay.state(g.id) ?? []),
+    connected: (d) => agents.linkOf(d) !== undefined,
   });
   const consoles = new BridgeConsoles(streams, (d) => relay.groupOf(d)?.group, new DongleDbcs(log), fleet);
   const relay = new GroupRelay(

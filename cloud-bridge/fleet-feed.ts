@@ -37,6 +37,8 @@ export interface FleetSources {
   dongles: () => readonly { id: string; created_at: string; last_seen: string | null }[];
   /** The current state of every group (the relay), for the snapshot. */
   groups: () => readonly GroupStateData[];
+  /** Whether the dongle's agent is connected now (the bridge's own link, the one truth about online). */
+  connected: (dongle: string) => boolean;
 }
 
 interface DongleEntry {
@@ -144,18 +146,21 @@ export class FleetFeed {
       this.change({ type: 'presence', data: { ...ev, dongle } });
       return;
     }
-    if (ev.state !== 'seen') {
-      e.since = ev.ts;
-      if (ev.version !== undefined) e.version = ev.version;
-    }
-    // A "seen" while the bridge thinks the dongle offline (a late mirrored event) does not bring it back.
-    const state = ev.state === 'seen' && e.presence?.state === 'offline' ? 'offline' : ev.state;
-    const data: PresenceData = { ...ev, state, dongle };
+    // Mirrored events can be late (an agent's outbox delivers its "offline" of a previous run after the
+    // reconnect): one that contradicts the bridge's own link is not the dongle's state now.
+    const online = this.sources.connected(dongle);
+    if ((ev.state === 'offline') === online) return;
+    const wasOnline = e.presence === undefined ? undefined : e.presence.state !== 'offline';
+    // Only a flip is a change; an agent's own "online" after the bridge's is a refresh.
+    const flipped = wasOnline !== online;
+    if (flipped) e.since = ev.ts;
+    if (ev.version !== undefined) e.version = ev.version;
+    const data: PresenceData = { ...ev, dongle };
     if (e.since !== undefined) data.since = e.since;
     if (e.version !== undefined) data.version = e.version;
     e.presence = data;
-    if (ev.state === 'seen') this.periodic(`p\0${dongle}`);
-    else this.change({ type: 'presence', data });
+    if (flipped) this.change({ type: 'presence', data });
+    else this.periodic(`p\0${dongle}`);
   }
 
   private busState(dongle: string, ev: BusStateData): void {

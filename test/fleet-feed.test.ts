@@ -12,7 +12,7 @@ import { busStateData, groupStateData, presenceData } from '../core/console/norm
 import type { StoredEvent } from '../core/console/console-stream.js';
 import { FleetFeed } from '../cloud-bridge/fleet-feed.js';
 
-function setup(dongles: string[]) {
+function setup(dongles: string[], up = new Set<string>(dongles)) {
   const streams = new StreamManager({ historyEvents: 100_000, historySeconds: 3600, historyMemoryBytes: 64 << 20, maxRate: 1000, ids: new MemoryIdStore() });
   const stream = streams.get('fleet');
   const got: { type: string; data: Record<string, unknown> }[] = [];
@@ -28,7 +28,7 @@ function setup(dongles: string[]) {
     {},
   );
   const rows = dongles.map((id) => ({ id, created_at: '2026-01-01T00:00:00.000Z', last_seen: null }));
-  const feed = new FleetFeed(stream, { dongles: () => rows, groups: () => [] });
+  const feed = new FleetFeed(stream, { dongles: () => rows, groups: () => [], connected: (d) => up.has(d) });
   return { feed, got, close: () => (feed.stop(), streams.close()) };
 }
 
@@ -37,7 +37,8 @@ const bus = (b: string, state: 'error-active' | 'error-passive', frameRate: numb
 
 test('fleet feed: "seen" updates of 2,000 dongles are merged and flushed by quota; changes pass at once', () => {
   const ids = Array.from({ length: 2000 }, (_, i) => `d${i}`);
-  const { feed, got, close } = setup(ids);
+  const up = new Set(ids);
+  const { feed, got, close } = setup(ids, up);
   for (const id of ids) feed.dongleEvent(id, { type: 'presence', data: presenceData('online', { version: 'v1' }) });
   assert.equal(got.filter((e) => e.type === 'presence' && e.data.state === 'online').length, 2000, 'every online change is published');
   got.length = 0;
@@ -52,6 +53,7 @@ test('fleet feed: "seen" updates of 2,000 dongles are merged and flushed by quot
   assert.equal(got[0]!.data.version, 'v1', 'the version of the connection is carried');
   assert.equal(typeof got[0]!.data.since, 'string', 'since when online');
   // A change for a dongle whose "seen" waits supersedes it, and is not held back by the quota.
+  up.delete('d1999');
   feed.dongleEvent('d1999', { type: 'presence', data: presenceData('offline', { reason: 'uplink closed' }) });
   feed.dongleEvent('d1998', { type: 'command_status', data: { ts: new Date().toISOString(), command_id: 'c1', type: 'send_frame', status: 'failed', error: 'ENETDOWN' } });
   assert.deepEqual(got.slice(100).map((e) => [e.type, e.data.dongle, e.data.state ?? e.data.status]), [['presence', 'd1999', 'offline'], ['command_status', 'd1998', 'failed']]);
@@ -61,6 +63,27 @@ test('fleet feed: "seen" updates of 2,000 dongles are merged and flushed by quot
   assert.equal(seen.length, 1999, 'every dongle but the one that went offline: one merged "seen" each');
   assert.equal(new Set(seen.map((e) => e.data.dongle)).size, 1999);
   assert.ok(!seen.some((e) => e.data.dongle === 'd1999'));
+  close();
+});
+
+test('fleet feed: presence follows the bridge\'s link; late mirrored events that contradict it are ignored, a second "online" is a refresh', () => {
+  const up = new Set<string>();
+  const { feed, got, close } = setup(['a'], up);
+  up.add('a');
+  feed.dongleEvent('a', { type: 'presence', data: presenceData('online', { version: 'v3' }) });
+  const since = got[0]!.data.since;
+  // The agent's outbox delivers the "offline" of its previous run after the reconnect.
+  feed.dongleEvent('a', { type: 'presence', data: presenceData('offline', { reason: 'agent stopping' }) });
+  // Its own "online" of this run: no flip, so a merged refresh keeping since.
+  feed.dongleEvent('a', { type: 'presence', data: presenceData('online') });
+  assert.equal(got.length, 1, 'neither is a change');
+  feed.flush(10);
+  assert.deepEqual([got[1]!.data.state, got[1]!.data.since, got[1]!.data.version], ['online', since, 'v3']);
+  up.delete('a');
+  feed.dongleEvent('a', { type: 'presence', data: presenceData('offline', { reason: 'uplink closed' }) });
+  feed.dongleEvent('a', { type: 'presence', data: presenceData('seen') }); // late: ignored
+  feed.flush(10);
+  assert.deepEqual(got.slice(2).map((e) => e.data.state), ['offline']);
   close();
 });
 
