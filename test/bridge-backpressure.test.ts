@@ -1,7 +1,9 @@
 /**
  * Backpressure end to end: a connected peer that falls behind holds the sender's acks, nothing is
  * dropped; and a real agent replaying at --replay-speed 0 waits while its uplink is backed up (README:
- * "waits while the uplink is backed up"): intake stalls, then resumes, zero frames dropped.
+ * "waits while the uplink is backed up"): intake stalls, then resumes, zero frames dropped; and a console
+ * client at the bridge that stops reading never slows the relay (README: "a console never slows the data
+ * plane"): it is cut off, every frame still crosses, a reading client goes on.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -9,7 +11,7 @@ import { after, test } from 'node:test';
 import { startBridgeProcess } from './helpers/bridge-process.js';
 import { FakeAgent, numberedFrame } from './helpers/fake-agent.js';
 import { startAgentProcess, tempDir, writeCandumpLog } from './helpers/processes.js';
-import { getJson, metricValue } from './helpers/sse-client.js';
+import { getJson, metricValue, SseClient } from './helpers/sse-client.js';
 import { until } from './helpers/until.js';
 
 const cleanup: (() => Promise<unknown>)[] = [];
@@ -93,4 +95,40 @@ test('--replay-speed 0 waits while the uplink is backed up: intake stalls while 
   assert.equal(b.applied.length, N, 'each frame once at B');
   const m = (await getJson(bridge.base + '/metrics')).text;
   assert.doesNotMatch(m, /canrelay_bridge_frames_dropped_total\{[^}]*\} [1-9]/, 'no frame dropped by the bridge');
+});
+
+test('a bridge console client that stops reading never slows the relay: it is cut off, every frame crosses, a reader goes on', async () => {
+  const bridge = await startBridgeProcess(['--console-max-rate', '100000', '--client-max-pending-kib', '256', '--backlog-max-frames', '100000', '--backlog-max-age-ms', '60000']);
+  cleanup.push(() => bridge.proc.stop());
+  const ta = await bridge.admin.register('sc-a');
+  const tb = await bridge.admin.register('sc-b');
+  await bridge.admin.group('sc', 'sc-a', 'sc-b');
+  const b = await FakeAgent.connect(bridge.base, { dongle: 'sc-b', token: tb });
+  const a = await FakeAgent.connect(bridge.base, { dongle: 'sc-a', token: ta });
+  cleanup.push(() => a.close(), () => b.close());
+  const url = `${bridge.base}/api/v1/streams/dongles/sc-a/console?access_token=${bridge.admin.token}`;
+  const stuck = await SseClient.connect(url, {}, { paused: true });
+  const reader = await SseClient.connect(url);
+  cleanup.push(async () => (stuck.close(), reader.close()));
+
+  // A's frames, unsampled on its console: the stuck client passes its 256 KiB bound (and the kernel's
+  // buffers) while every frame is relayed to B. Bounded: at most 400 batches of 1,000.
+  const cut = async (): Promise<number> => metricValue((await getJson(bridge.base + '/metrics')).text, 'canrelay_bridge_console_clients_cut_total') ?? 0;
+  let n = 0;
+  let last = 0;
+  for (let i = 0; i < 400 && (await cut()) === 0; i++) {
+    last = a.sendFrames(Array.from({ length: 1000 }, () => numberedFrame('can0', 0x100, n++)));
+    await a.waitFor(() => a.ackedUp >= last - 20, 30_000, 'the relay keeps acknowledging while a console client is stuck');
+  }
+  assert.equal(await cut(), 1, `the stuck client was cut off (after ${n} frames)`);
+  await b.waitFor(() => b.applied.length === n, 30_000, 'every frame at B');
+  assert.deepEqual(
+    b.applied.map((f) => f.seq),
+    Array.from({ length: n }, (_, i) => i),
+    'in order, each once',
+  );
+  const seen = reader.events.length;
+  a.sendFrames(Array.from({ length: 100 }, () => numberedFrame('can0', 0x100, n++)));
+  await reader.waitFor((ev) => ev.length > seen, 10_000, 'the reading client goes on');
+  assert.equal(reader.closed, false);
 });
