@@ -143,6 +143,13 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   await until(async () => (await page.locator('#groups tr[data-group="line1"]').getAttribute('data-mode', { timeout: 1000 }).catch(() => null)) === 'relaying', 'line1 relaying', 20_000);
   await until(async () => (await txFrames(gb)) > before + 50, "B's tx counter rises", 20_000);
   await until(async () => (await page.locator('#dongles tr[data-dongle="gb"] a[href="/console/groups/line1"]').count()) === 1, 'gb row names its group');
+  // A command's statuses: the row's last one, and the dongle's recent commands on a click.
+  const cmd = await bridge.admin.post('/api/v1/dongles/ga/commands', { type: 'send_frame', bus: 'can0', id: '0x321', data_hex: 'AA' });
+  assert.equal(cmd.status, 202);
+  const cmdButton = page.locator('#dongles tr[data-dongle="ga"] button.cmd');
+  await until(async () => (await cmdButton.getAttribute('data-command-status', { timeout: 1000 }).catch(() => null)) === 'succeeded', 'the command succeeded on the row', 20_000);
+  await cmdButton.click();
+  await until(async () => (await page.locator(`#commands tr[data-command="${String(cmd.body.command_id)}"]`).getAttribute('data-status', { timeout: 1000 }).catch(() => null)) === 'succeeded', 'recent commands list it');
   await screenshot(page, 'fleet-admin-group');
   await page.click('#groups tr[data-group="line1"] button[data-action="delete"]');
   await until(async () => (await page.locator('#groups tr[data-group="line1"]').count()) === 0, 'line1 gone from the page');
@@ -160,10 +167,26 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(await txFrames(gb), settled, 'no more relayed frames after the deletion');
 
-  // An API error is shown as the API's text.
+  // A refused action is shown with the API's text.
   await page.fill('#group-id', 'bad');
   await page.fill('#group-a', 'ga');
   await page.fill('#group-b', 'no-such-dongle');
   await page.click('#group-form button[type="submit"]');
   await until(async () => /HTTP 4\d\d/.test((await page.locator('#admin-error').textContent()) ?? ''), 'the API error shown');
+});
+
+test('300 registered dongles: 100-row pages, the filter searches all of them', async () => {
+  const ids = Array.from({ length: 300 }, (_, i) => `p${String(i).padStart(3, '0')}`);
+  for (let i = 0; i < ids.length; i += 20) await Promise.all(ids.slice(i, i + 20).map((id) => bridge.admin.register(id)));
+  const page = await openFleet(ADMIN_TOKEN);
+  await until(async () => /^\d+ of \d+$/.test((await page.locator('#dongle-count').textContent()) ?? '') && Number(((await page.locator('#dongle-count').textContent()) ?? '').split(' ')[0]) >= 300, 'all rows known');
+  assert.equal(await page.locator('#dongles tbody tr').count(), 100, 'one page of rows exists');
+  await page.fill('#dongle-filter', 'p2');
+  await until(async () => (await page.locator('#dongle-count').textContent()) === `100 of ${await page.evaluate(() => (window as unknown as { canrelayFleet: { dongles: Map<string, unknown> } }).canrelayFleet.dongles.size)}`, 'p200…p299 match');
+  assert.equal(await page.locator('#page-next').isDisabled(), true, 'one page only');
+  await page.fill('#dongle-filter', '');
+  await page.click('#page-next');
+  await page.click('#page-next');
+  await until(async () => /^page 3 of \d+$/.test((await page.locator('#page-info').textContent()) ?? ''), 'third page');
+  await screenshot(page, 'fleet-paged');
 });
