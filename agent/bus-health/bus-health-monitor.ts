@@ -104,6 +104,8 @@ export class BusHealthMonitor {
       const l = this.links.get(bus);
       return { nominal: l?.bitrate ?? this.o.flagBitrates.get(bus) ?? null, data: l?.dataBitrate ?? null };
     });
+    // This window's figures, taken now: a slow `ip` read must not let the next window's load carry this ts.
+    const figures = new Map(buses.map((b) => [b, this.load.figures(b)]));
     if (this.o.readLinks && !this.reading) {
       this.reading = true;
       try {
@@ -119,13 +121,12 @@ export class BusHealthMonitor {
         this.reading = false;
       }
     }
-    for (const bus of buses) this.update(bus, t, closedAt);
+    for (const bus of buses) this.update(bus, t, closedAt, figures.get(bus)!);
   }
 
-  private update(bus: string, t: number, closedAt: string): void {
+  private update(bus: string, t: number, closedAt: string, f: ReturnType<BusLoadMeter['figures']>): void {
     const l = this.links.get(bus);
     const flagRate = this.o.flagBitrates.get(bus);
-    const f = this.load.figures(bus);
     const errs = this.errors.get(bus);
     const d = busStateData({
       bus,

@@ -187,14 +187,19 @@ test('bus load on a real controller: exact bits equal canbusload -e, loads compa
   figures.load = { sent, received, rx_overruns: last?.rx_overruns, rx_dropped: last?.rx_dropped, exact_bits: exactBits, canbusload_bits: cblBits, phases: perPhase };
   console.log(JSON.stringify(figures.load, null, 1));
   progress(JSON.stringify(figures.load));
+  // Over the whole loaded stretch (first phase + 2 s to the last phase's end, idle gaps included) the two
+  // means cover ~40 s of the same frames: they must agree within 25 %. Per phase (a few seconds each)
+  // emulated bursts make them differ more; those figures are reported, not asserted.
+  const whole = (t: number) => t >= spans[0]!.from + 2000 && t <= spans.at(-1)!.to;
+  const agentAll = mean(states.filter((d) => whole(Date.parse(String(d.ts)))).map((d) => d.load as number));
+  const cblAll = mean(rows.filter((r) => whole(r.t)).map((r) => r.bits / 500_000));
+  figures.load_whole_run = { agent_load: agentAll, canbusload_load: cblAll };
+  progress(JSON.stringify(figures.load_whole_run));
+  assert.ok(agentAll / cblAll > 0.75 && agentAll / cblAll < 1.33, `whole run: agent ${agentAll} vs canbusload ${cblAll}`);
   for (const p of perPhase) {
     assert.ok(Number.isFinite(p.agent_load) && Number.isFinite(p.canbusload_load), `figures for ${p.phase}`);
-    // A sanity bound only: both average the same frames, but over windows that are not aligned, and
-    // under emulation cangen's frames come in bursts, so a phase's few seconds differ by up to ~40 %
-    // (measured: 1 %, 4 % and 44 % in one run). The exact proof is the bit equality above, with the
-    // agent's own bit counter; the load arithmetic is unit-tested (test/bus-health-units.test.ts).
-    const ratio = p.agent_load / p.canbusload_load;
-    assert.ok(ratio > 0.5 && ratio < 2, `${p.phase}: agent ${p.agent_load} vs canbusload ${p.canbusload_load}`);
+    // Reported only (see above). The exact proof is the bit equality, with the agent's own bit counter;
+    // the load arithmetic is unit-tested (test/bus-health-units.test.ts).
   }
   c.close();
 });
