@@ -311,7 +311,9 @@ test('pause keeps the trace still while events continue; resume, and a scrolled-
   await page.waitForTimeout(200); // the rows that came before the pause are drawn in the next frame
   const before = await rowsInView(page);
   const lastIdBefore = num((await page.locator('#fig-last').textContent()) ?? '');
-  await page.waitForTimeout(1500);
+  // Waited for, not slept: 200 more events taken in while paused.
+  const lastId = async (): Promise<number> => num((await page.locator('#fig-last').textContent()) ?? '');
+  await until(async () => (await lastId()) > lastIdBefore + 200, '200 more events while paused', 30_000);
   const during = await rowsInView(page);
   assert.deepEqual(during.map((r) => r.eventId), before.map((r) => r.eventId), 'paused: the same rows, in the same place');
   const lastIdDuring = num((await page.locator('#fig-last').textContent()) ?? '');
@@ -328,10 +330,10 @@ test('pause keeps the trace still while events continue; resume, and a scrolled-
   // trimmed from the top (the trace holds 2,000 rows; at 400 events/s it is full within seconds).
   await until(async () => /of 2,000/.test((await page.locator('#trace-count').textContent()) ?? ''), 'the trace at its 2,000-row cap', 15_000);
   await page.$eval('#trace', (el) => (el.scrollTop = el.scrollHeight / 2));
-  await page.waitForTimeout(300);
-  assert.equal(await page.locator('#follow').isVisible(), true, '"Jump to newest" offered');
+  await page.locator('#follow').waitFor({ state: 'visible' }); // "Jump to newest" offered
   const held = (await rowsInView(page)).map((r) => r.eventId);
-  await page.waitForTimeout(1500);
+  const lastHeld = await lastId();
+  await until(async () => (await lastId()) > lastHeld + 400, '400 more events while scrolled up', 30_000);
   const still = (await rowsInView(page)).map((r) => r.eventId);
   const overlap = held.filter((id) => still.includes(id)).length;
   assert.ok(overlap >= held.length - 2, `the rows in view stay (kept ${overlap} of ${held.length}): ${held.slice(0, 3)} → ${still.slice(0, 3)}`);
