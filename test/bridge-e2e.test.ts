@@ -187,6 +187,18 @@ test('a command through every status with a real agent; a refused token is said 
   assert.match(String(failed.history.at(-1)!.error), /no bus "can9"/, 'the reason says which bus');
   assert.equal(await frames(a, 'can9', 'tx'), 0);
 
+  // A dongle removed with a command pending: the command ends failed, saying why (never left queued).
+  await bridge.admin.register('cmd-gone');
+  const p = await bridge.admin.post('/api/v1/dongles/cmd-gone/commands', { type: 'send_frame', bus: 'can0', id: '0x7DF', data_hex: '02 01 0C' });
+  assert.equal(p.status, 202);
+  const pid = String(p.body.command_id);
+  assert.equal((await bridge.admin.get(`/api/v1/commands/${pid}`)).body.status, 'queued');
+  const del = await bridge.admin.call('DELETE', '/api/v1/dongles/cmd-gone');
+  assert.ok(del.status === 200 || del.status === 204, `remove: ${del.status}`);
+  const gone = (await bridge.admin.get(`/api/v1/commands/${pid}`)).body as { status: string; history: { status: string; error?: string }[] };
+  assert.equal(gone.status, 'failed', JSON.stringify(gone));
+  assert.match(String(gone.history.at(-1)!.error), /removed/);
+
   const bad = track(await startAgentProcess(['--sim', '--bridge', bridge.base, '--token', 'not-a-valid-token-at-all-0000'], { id: 'cmd-x' }));
   const refused = await bad.proc.waitForLog((l) => /refused the agent token/.test(l.msg));
   assert.equal(refused.status, 401);
