@@ -3,10 +3,12 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build run-sim test test-unit test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-fleet-stream bench-commands bench-dbc bench-busload clean
+.PHONY: all deps build run-sim test test-unit test-node24 test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-fleet-stream bench-commands bench-dbc bench-busload clean
 all: build
 
-node_modules/.package-lock.json: package.json package-lock.json
+# Reinstalled when the lock changes (every dependency change does); an edit of package.json alone
+# (engines, scripts) does not rebuild the native addons of every checkout.
+node_modules/.package-lock.json: package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
@@ -44,7 +46,12 @@ test-faults: build
 test-socketcan: build
 	SOCKETCAN_VM_KVASER=4 SOCKETCAN_VM_TIMEOUT=$${SOCKETCAN_VM_TIMEOUT:-1200} bash test/socketcan-vm/run.sh test/socketcan-vm/agent-guest.sh
 
-test: test-unit test-faults test-web test-deploy test-socketcan
+# The unit suite again on Node 24 (the packages' runtime), with addons rebuilt for it in a copy of
+# node_modules under dist/node24 (.ci/test-node24.sh); Debian's Node 20 tree stays as it is.
+test-node24: build
+	bash .ci/test-node24.sh
+
+test: test-unit test-node24 test-faults test-web test-deploy test-socketcan
 
 # Benchmarks: not tests. Figures go to bench/results/*.md (and .json).
 bench-agent: build

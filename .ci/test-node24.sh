@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The unit suite on Node.js 24 as well as on Debian's Node 20 (`make test-node24`, part of `make test`).
+# Node 24 is the runtime the packages carry (packaging/targets.sh): the same pinned official build is
+# fetched from the npm registry into dist/cache (packaging/node-runtime.sh), the native addons are
+# rebuilt against its headers (packaging/addons.sh) in a copy of node_modules, so the Node 20 tree
+# stays intact. The copy lives in dist/node24/, a mirror of the checkout (sources linked; the compiled
+# dist/, which is the same JavaScript for any Node, and node_modules copied) where `make test-unit
+# NODE=<node 24>` runs: compiled code there resolves its packages, and so the Node 24 addons, from the
+# copy. Run after `make build` (the Makefile's test-node24 does).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd -P)"
+cd "$repo"
+. packaging/targets.sh
+arch="$(canrelay_host_arch)"
+runtime="$(bash packaging/node-runtime.sh "$arch")"
+node24="$runtime/bin/node"
+"$node24" -e 'if (process.versions.node.split(".")[0] !== "24") { console.error(`expected Node 24, got ${process.version}`); process.exit(1); }'
+
+tree="$repo/dist/node24"
+rm -rf "$tree"
+mkdir -p "$tree"
+shopt -s dotglob
+for entry in "$repo"/*; do
+  name="$(basename "$entry")"
+  case "$name" in dist | node_modules | .git) continue ;; esac
+  ln -s "$entry" "$tree/$name"
+done
+mkdir -p "$tree/dist"
+for entry in "$repo"/dist/*; do
+  case "$(basename "$entry")" in cache | node24 | test-skipped.txt) continue ;; esac
+  cp -a "$entry" "$tree/dist/"
+done
+cp -a "$repo/node_modules" "$tree/node_modules"
+# The copy is the installed tree (`make deps` ran first): never let make's npm ci replace its addons.
+touch "$tree/node_modules/.package-lock.json"
+bash packaging/addons.sh "$arch" "$tree/node_modules"
+# The addons load in Node 24 (a wrong ABI would fail here with ERR_DLOPEN_FAILED, before any test).
+(cd "$tree" && "$node24" -e '
+  const db = require("better-sqlite3")(":memory:");
+  if (db.prepare("select 41 + 1 as x").get().x !== 42) process.exit(1);
+  require("socketcan");
+  console.error(`node ${process.version}: better-sqlite3 and socketcan load`);
+')
+# The tests' own child processes (the CLI, via process.execPath) run on Node 24 too.
+# -o build: the copied dist/ is the build (make would otherwise compile again inside the mirror).
+exec make -C "$tree" -o build test-unit NODE="$node24"
