@@ -32,7 +32,8 @@ function run(ci: string | undefined, log: string): { code: number | null; out: s
   delete env.CI;
   delete env.NODE_TEST_CONTEXT; // a fresh runner, not a subtest of this one
   if (ci !== undefined) env.CI = ci;
-  const r = spawnSync(process.execPath, ['--test', '--test-force-exit', probe], { env, encoding: 'utf8', timeout: 120_000 });
+  // TAP explicitly: Node 20 prints it to a pipe by default, Node 24 the spec reporter.
+  const r = spawnSync(process.execPath, ['--test', '--test-force-exit', '--test-reporter=tap', probe], { env, encoding: 'utf8', timeout: 120_000 });
   return { code: r.status, out: r.stdout + r.stderr };
 }
 
