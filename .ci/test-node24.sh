@@ -41,6 +41,8 @@ bash packaging/addons.sh "$arch" "$tree/node_modules"
   require("socketcan");
   console.error(`node ${process.version}: better-sqlite3 and socketcan load`);
 ')
+# Data the suites find beside the checkout (../shared/data under CI) is beside the real one, not the mirror.
+export CANRELAY_SHARED_DATA="${CANRELAY_SHARED_DATA:-$(dirname "$repo")/shared/data}"
 # The tests' own child processes (the CLI, via process.execPath) run on Node 24 too.
 # -o build: the copied dist/ is the build (make would otherwise compile again inside the mirror).
 exec make -C "$tree" -o build test-unit NODE="$node24"
