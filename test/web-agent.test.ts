@@ -350,20 +350,27 @@ test('the id filter narrows both views; bad input is flagged; export writes a va
   const setFilter = async (text: string): Promise<void> => {
     await page.fill('#filter-id', text);
     await page.press('#filter-id', 'Enter');
-    await page.waitForTimeout(350);
+  };
+  // The table re-renders on its next frame: each expectation is waited for, then asserted as it stands.
+  const rowsWhere = async (ok: (ids: string[]) => boolean, what: string): Promise<string[]> => {
+    let ids: string[] = [];
+    await until(async () => ok((ids = await rowIds(page))), what).catch((err: Error) => {
+      throw new Error(`${err.message}: ${ids.join(', ')}`);
+    });
+    return ids;
   };
   await setFilter('094, 0x1A4');
-  assert.deepEqual((await rowIds(page)).sort(), ['0x094', '0x1A4']);
+  assert.deepEqual((await rowsWhere((ids) => ids.length === 2, 'two rows')).sort(), ['0x094', '0x1A4']);
   await setFilter('300-3FF');
-  let ids = await rowIds(page);
-  assert.ok(ids.length >= 10 && ids.every((i) => parseInt(i, 16) >= 0x300 && parseInt(i, 16) <= 0x3ff), `range: ${ids}`);
+  let ids = await rowsWhere((x) => x.length >= 10 && x.every((i) => parseInt(i, 16) >= 0x300 && parseInt(i, 16) <= 0x3ff), 'range 300-3FF');
+  assert.ok(ids.length >= 10, `range: ${ids}`);
   await setFilter('1D0/FF0');
-  ids = await rowIds(page);
-  assert.ok(ids.length >= 3 && ids.every((i) => (parseInt(i, 16) & 0xff0) === 0x1d0), `mask: ${ids}`);
+  ids = await rowsWhere((x) => x.length >= 3 && x.every((i) => (parseInt(i, 16) & 0xff0) === 0x1d0), 'mask 1D0/FF0');
+  assert.ok(ids.length >= 3, `mask: ${ids}`);
   await setFilter('18FEF100:1FFFFFFF');
-  assert.deepEqual(await rowIds(page), ['0x18FEF100'], 'extended id with candump id:mask');
+  assert.deepEqual(await rowsWhere((x) => x.length === 1, 'one row'), ['0x18FEF100'], 'extended id with candump id:mask');
   await setFilter('7E0-7');
-  assert.equal(await page.getAttribute('#filter-id', 'aria-invalid'), 'true');
+  await until(async () => (await page.getAttribute('#filter-id', 'aria-invalid')) === 'true', 'the bad filter flagged');
   assert.match((await page.locator('#filter-error').textContent()) ?? '', /below the start/);
   assert.deepEqual(await rowIds(page), ['0x18FEF100'], 'a bad filter leaves the previous one in force');
 
