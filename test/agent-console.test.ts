@@ -250,6 +250,25 @@ test('a client that stops reading is cut off; another keeps receiving', async ()
   live.close();
 });
 
+test('a console client that stops reading never slows the CAN intake: 200,000 frames taken in while it hangs on', async () => {
+  // Replay flat out and looped, every frame an event (no sampling), a client that reads nothing: the
+  // intake goes on at the source's pace, not the client's; the client, once it is further behind than
+  // the 10,000-event ring, is cut off (it can resume and gets stream_reset) — never waited for.
+  const dir = tempDir('canrelay-stuck-intake-');
+  writeCandumpLog(join(dir, 'loop.log'), 10_000);
+  const a = await agent(['--replay', join(dir, 'loop.log'), '--replay-speed', '0', '--replay-loop', '--console-max-rate', '1000000', '--history-events', '10000', '--client-max-pending-kib', '262144']);
+  const rx = async (): Promise<number> => metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' }) ?? 0;
+  const stuck = await SseClient.connect(a.url, {}, { paused: true });
+  const start = await rx();
+  const deadline = Date.now() + 120_000;
+  while ((await rx()) < start + 200_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  const m = (await getJson(a.base + '/metrics')).text;
+  assert.ok((await rx()) >= start + 200_000, `intake went on: ${(await rx()) - start} frames while the client hung on`);
+  assert.equal(metricValue(m, 'canrelay_console_clients_cut_total'), 1, 'the stuck client was cut off, not waited for');
+  assert.equal(metricValue(m, 'canrelay_console_clients'), 0);
+  stuck.close();
+});
+
 test('SIGTERM: a final offline presence, streams closed, exit 0', async () => {
   const a = await agent(['--sim', '--sim-rate', '50']);
   const c = await SseClient.connect(a.url);
