@@ -11,6 +11,9 @@ ok()  { pass=$((pass + 1)); echo "ok   $*" >> "$log"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*" >> "$log"; }
 prop() { systemctl show canrelay-agent.service -p "$1" --value; }
 
+# After= orders this after the start job; waited for anyway (bounded), so a slow emulated start is not
+# mistaken for a failure — a start that never completes still fails below.
+for _ in $(seq 300); do [ "$(prop ActiveState)" = activating ] || break; sleep 1; done
 state="$(prop ActiveState)/$(prop SubState)"
 if [ "$state" = active/running ]; then ok "canrelay-agent.service active/running (Type=notify: READY=1 received)"; else bad "canrelay-agent.service is $state"; fi
 status_text="$(prop StatusText)"
