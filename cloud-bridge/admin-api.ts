@@ -65,7 +65,7 @@ export class AdminApi {
         methods: { PUT: (_q, [id]) => this.putDongle(id!), GET: (_q, [id]) => this.getDongle(id!), DELETE: (_q, [id]) => this.deleteDongle(id!) },
       },
       { pattern: /^\/api\/v1\/dongles\/([^/]+)\/token$/, params: ['dongle id'], methods: { POST: (_q, [id]) => this.rotateToken(id!) } },
-      { pattern: /^\/api\/v1\/dongles\/([^/]+)\/commands$/, params: ['dongle id'], methods: { POST: (q, [id]) => this.postCommand(q, id!) } },
+      { pattern: /^\/api\/v1\/dongles\/([^/]+)\/commands$/, params: ['dongle id'], methods: { POST: (q, [id]) => this.postCommand(q, id!), GET: (q, [id]) => this.recentCommands(q, id!) } },
       { pattern: /^\/api\/v1\/groups$/, params: [], methods: { GET: async () => ({ status: 200, body: { groups: d.store.groups().map((g) => this.groupView(g)) } }) } },
       {
         pattern: /^\/api\/v1\/groups\/([^/]+)$/,
@@ -274,6 +274,15 @@ export class AdminApi {
     }
     this.d.log.info({ dongle, command_id: row.id, type }, 'command queued');
     return { status: 202, body: { command_id: row.id, status: 'queued' } };
+  }
+
+  /** GET /api/v1/dongles/<id>/commands?limit=n: the dongle's newest commands (default 20, at most 100). */
+  private async recentCommands(req: IncomingMessage, dongle: string): Promise<{ status: number; body: unknown }> {
+    this.mustDongle(dongle);
+    const raw = new URL(req.url ?? '/', 'http://bridge').searchParams.get('limit');
+    const limit = raw === null ? 20 : Number(raw);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw new HttpError(400, `limit must be a whole number from 1 to 100, got ${JSON.stringify(raw?.slice(0, 20))}`);
+    return { status: 200, body: { dongle, commands: this.d.commands.recent(dongle, limit) } };
   }
 
   private async getCommand(cid: string): Promise<{ status: number; body: unknown }> {

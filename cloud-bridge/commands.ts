@@ -178,6 +178,11 @@ export class CommandCenter {
     };
   }
 
+  /** A dongle's newest commands, newest first, each as `view()` shows it. */
+  recent(dongle: string, limit: number): CommandView[] {
+    return this.store.recentCommandIds(dongle, limit).flatMap((id) => this.view(id) ?? []);
+  }
+
   /** Commands in flight to the dongle's current connection (metrics). */
   inFlight(dongle: string): number {
     return this.delivery.inFlightCount(dongle);

@@ -202,6 +202,7 @@ export class BridgeStore {
         'INSERT INTO commands (id, dongle, type, body, status, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
       commandGet: db.prepare<[string], CommandRow>('SELECT * FROM commands WHERE id = ?'),
+      recentIds: db.prepare<[string, number], { id: string }>('SELECT id FROM commands WHERE dongle = ? ORDER BY created_at DESC, rowid DESC LIMIT ?'),
       commandStatus: db.prepare<[string, string]>('UPDATE commands SET status = ? WHERE id = ?'),
       historyInsert: db.prepare<[string, string, string, string | null]>('INSERT INTO command_history (command_id, status, ts, error) VALUES (?, ?, ?, ?)'),
       history: db.prepare<[string], HistoryRow>('SELECT status, ts, error FROM command_history WHERE command_id = ? ORDER BY n'),
@@ -427,6 +428,11 @@ export class BridgeStore {
 
   command(id: string): CommandRow | undefined {
     return this.withStatus(this.s.commandGet.get(id));
+  }
+
+  /** The ids of a dongle's newest commands, newest first (finished ones until --command-retention). */
+  recentCommandIds(dongle: string, limit: number): string[] {
+    return this.s.recentIds.all(dongle, limit).map((r) => r.id);
   }
 
   commandHistory(id: string): HistoryRow[] {

@@ -249,6 +249,17 @@ test('commands: 404 unknown dongle, 400 with the reason, 202 queued, GET its his
   );
   assert.equal((await b.admin.get('/api/v1/commands/no-such-command')).status, 404);
 
+  // A dongle's recent commands, newest first, bounded by ?limit.
+  const second = String((await post({ type: 'send_frame', bus: 'can0', id: '0x124' })).body.command_id);
+  const recent = await b.admin.get('/api/v1/dongles/gw-k/commands');
+  assert.equal(recent.status, 200);
+  assert.deepEqual((recent.body.commands as { command_id: string }[]).map((c) => c.command_id), [second, cid]);
+  assert.equal((recent.body.commands as { type: string }[])[0]!.type, 'send_frame');
+  const one = await b.admin.get('/api/v1/dongles/gw-k/commands?limit=1');
+  assert.deepEqual((one.body.commands as { command_id: string }[]).map((c) => c.command_id), [second]);
+  assert.equal((await b.admin.get('/api/v1/dongles/gw-k/commands?limit=0')).status, 400);
+  assert.equal((await b.admin.get('/api/v1/dongles/nope/commands')).status, 404);
+
   const big = await b.admin.call('POST', '/api/v1/dongles/gw-k/commands', undefined, JSON.stringify({ type: 'send_frame', pad: 'x'.repeat(70 * 1024) }));
   assert.equal(big.status, 413, 'bodies are capped');
 });

@@ -150,6 +150,17 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   await until(async () => (await cmdButton.getAttribute('data-command-status', { timeout: 1000 }).catch(() => null)) === 'succeeded', 'the command succeeded on the row', 20_000);
   await cmdButton.click();
   await until(async () => (await page.locator(`#commands tr[data-command="${String(cmd.body.command_id)}"]`).getAttribute('data-status', { timeout: 1000 }).catch(() => null)) === 'succeeded', 'recent commands list it');
+  // A page opened later lists the commands from before it opened too (the admin API; the fleet
+  // snapshot carries only each dongle's last one).
+  const cmd2 = await bridge.admin.post('/api/v1/dongles/ga/commands', { type: 'send_frame', bus: 'can0', id: '0x322', data_hex: 'BB' });
+  await until(async () => (await bridge.admin.get(`/api/v1/commands/${String(cmd2.body.command_id)}`)).body.status === 'succeeded', 'the second command succeeded', 20_000);
+  const later = await openFleet(ADMIN_TOKEN);
+  await until(async () => (await later.getAttribute('body', 'data-role')) === 'admin', 'admin role on the later page');
+  await until(async () => (await later.locator('#dongles tr[data-dongle="ga"] button.cmd').count()) === 1, 'ga row with its last command', 20_000);
+  await later.locator('#dongles tr[data-dongle="ga"] button.cmd').click();
+  for (const c of [cmd, cmd2])
+    await until(async () => (await later.locator(`#commands tr[data-command="${String(c.body.command_id)}"]`).getAttribute('data-status', { timeout: 1000 }).catch(() => null)) === 'succeeded', `the later page lists ${String(c.body.command_id)}`, 20_000);
+  await later.close();
   await screenshot(page, 'fleet-admin-group');
   await page.click('#groups tr[data-group="line1"] button[data-action="delete"]');
   await until(async () => (await page.locator('#groups tr[data-group="line1"]').count()) === 0, 'line1 gone from the page');

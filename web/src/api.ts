@@ -106,6 +106,11 @@ export interface CommandView {
   history: { status: string; ts: string; error?: string }[];
 }
 
+/** The bridge's GET /api/v1/dongles/<id>/commands: the dongle's newest commands, newest first. */
+export function recentCommands(dongle: string, token: string, limit = 20): Promise<{ commands: (CommandView & { type: string })[] }> {
+  return call('GET', `/api/v1/dongles/${encodeURIComponent(dongle)}/commands?limit=${limit}`, token);
+}
+
 export function commandView(id: string, token: string): Promise<CommandView> {
   return call<CommandView>('GET', `/api/v1/commands/${encodeURIComponent(id)}`, token);
 }

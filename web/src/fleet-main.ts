@@ -4,10 +4,10 @@
  * sessionStorage for the tab, a 401/403 shows the token form with the bridge's reason); the admin token
  * (GET /api/v1/dongles answers 200, a viewer's 403) adds the management controls of FleetAdmin.
  */
-import { listDongles, HttpError } from './api.js';
+import { listDongles, HttpError, recentCommands } from './api.js';
 import { byId, h, setText } from './dom.js';
 import { formatClock } from './format.js';
-import { toConsoleEvent } from './events.js';
+import { toConsoleEvent, type CommandState } from './events.js';
 import { ConsoleConnection, type StreamStatus } from './sse.js';
 import { FleetModel } from './state/fleet.js';
 import { FleetAdmin } from './views/fleet-admin.js';
@@ -38,6 +38,7 @@ class FleetPage {
     this.tables.onCommands = (id) => {
       this.commandsOf = id;
       this.drawCommands();
+      void this.loadCommands(id);
     };
     // Exposed for the browser tests: the model's size and snapshots seen.
     (window as unknown as { canrelayFleet: FleetModel }).canrelayFleet = this.model;
@@ -115,6 +116,24 @@ class FleetPage {
         h('tr', { 'data-command': c.command_id, 'data-status': c.status }, h('td', { text: formatClock(c.ts) }), h('td', {}, h('code', { text: c.command_id })), h('td', { text: c.type }), h('td', { text: c.status }), h('td', { text: c.error ?? '' })),
       ),
     );
+  }
+
+  /** With an admin token, the commands from before the page opened come from the admin API. */
+  private async loadCommands(id: string): Promise<void> {
+    if (document.body.dataset.role !== 'admin') return;
+    try {
+      const { commands } = await recentCommands(id, this.token);
+      this.model.mergeCommands(
+        id,
+        commands.map((c) => {
+          const last = c.history[c.history.length - 1];
+          return { ts: last?.ts ?? new Date().toISOString(), command_id: c.command_id, type: c.type, status: c.status as CommandState, ...(last?.error ? { error: last.error } : {}), dongle: id };
+        }),
+      );
+      if (this.commandsOf === id) this.drawCommands();
+    } catch (e) {
+      this.notice(`could not load the recent commands of ${id}: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 
   private acceptToken(token: string): void {

@@ -114,6 +114,19 @@ export class FleetModel {
     }
   }
 
+  /**
+   * Adds commands fetched from the admin API (those from before the page opened) to a dongle's recent
+   * list; a status the stream already brought is newer and wins. Newest first, at most RECENT_COMMANDS.
+   */
+  mergeCommands(id: string, fetched: CommandStatusData[]): void {
+    const r = this.dongles.get(id);
+    if (!r) return;
+    const known = new Set(r.commands.map((c) => c.command_id));
+    const all = r.commands.concat(fetched.filter((c) => !known.has(c.command_id)));
+    all.sort((x, y) => tsToMs(y.ts) - tsToMs(x.ts));
+    r.commands = all.slice(0, RECENT_COMMANDS);
+  }
+
   private row(id: string): DongleRow;
   private row(id: string, create: false): DongleRow | undefined;
   private row(id: string, create = true): DongleRow | undefined {
