@@ -22,7 +22,9 @@ rm -rf "$out"
 mkdir -p "$out/bin" "$out/docs" "$out/share/systemd" "$out/share/sysusers.d" "$out/share/nginx"
 
 # The compiled program, without tests, benchmarks and source maps.
-tar -C . --exclude='./dist/test' --exclude='./dist/bench' --exclude='./dist/pkg' --exclude='./dist/cache' --exclude='*.map' -cf - ./dist | tar -C "$out" -xf -
+# An explicit list, not exclusions: dist/ also holds build caches, packages and test trees
+# (dist/cache, dist/pkg, dist/node24 — a whole second node_modules) that must never ship.
+tar -C . --exclude='*.map' -cf - ./dist/cli.js ./dist/core ./dist/agent ./dist/cloud-bridge ./dist/web | tar -C "$out" -xf -
 cp package.json package-lock.json "$out/"
 node -p 'require("./package.json").version' > "$out/VERSION"
 

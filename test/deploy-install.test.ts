@@ -17,7 +17,7 @@ const PKG = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { de
 const UNITS = ['canrelay-agent.service', 'canrelay-agent@.service', 'canrelay-bridge.service'];
 
 function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): string {
-  return execFileSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 1_200_000 });
+  return execFileSync(cmd, args, { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 1_200_000, maxBuffer: 256 * 1024 * 1024 });
 }
 
 /** Every path under dir, relative, symlinks not followed. */
@@ -60,6 +60,8 @@ describe('make install into a DESTDIR', () => {
     for (const f of ['dist/cli.js', 'package.json', 'VERSION', 'bin/canrelay', 'bin/canrelay-install', 'docs/deployment.md', 'share/nginx/canrelay-bridge.conf', 'share/sysusers.d/canrelay.conf'])
       assert.ok(existsSync(join(app, f)), `missing ${f}`);
     assert.ok(!existsSync(join(app, 'dist/test')), 'tests are not installed');
+    // Only the program: never the build tree's caches, packages or test copies (dist/cache, dist/node24…).
+    assert.deepEqual(readdirSync(join(app, 'dist')).sort(), ['agent', 'cli.js', 'cloud-bridge', 'core', 'web']);
     assert.equal(readlinkSync(join(s.destdir, 'usr/local/bin/canrelay')), '/opt/canrelay/current/bin/canrelay');
     for (const u of UNITS) assert.ok(existsSync(join(s.unitDir, u)), `unit ${u}`);
     assert.match(readFileSync(join(s.destdir, 'usr/lib/sysusers.d/canrelay.conf'), 'utf8'), /^u canrelay - "canrelay daemon" \/var\/lib\/canrelay/m);
