@@ -27,8 +27,9 @@ export async function startAgentSignals(specs: readonly string[], router: FrameR
   const files = new DbcFiles(specs);
   const table = new SignalTable();
   router.signals = table;
-  // The console decodes only the frames its sampler lets through, with the same decoder.
-  console.decodeFrame = (f) => table.active?.decodeFrame(f);
+  // The console shows the decoded fields of the frames its sampler lets through: the intake's decode of
+  // that frame, not a second one.
+  console.decodeFrame = (f) => table.decodedFrame(f);
 
   let running: Promise<DbcLoadResult> | undefined;
   const self: AgentSignals = {

@@ -43,6 +43,8 @@ export class SignalTable {
   /** A new set of DBC files (start or reload): values of the old one are dropped. */
   use(decoder: SignalDecoder | undefined): void {
     this.decoder = decoder;
+    this.lastFrame = undefined;
+    this.lastDecoded = undefined;
     this.slots.clear();
   }
 
@@ -50,9 +52,21 @@ export class SignalTable {
     return this.decoder;
   }
 
+  /**
+   * The decode of the frame the intake saw last: the router offers that same frame to the console right
+   * after, synchronously, so the console reuses it instead of decoding the frame a second time.
+   */
+  decodedFrame(f: CanFrame): MessageDecoder | undefined {
+    return f === this.lastFrame ? this.lastDecoded : this.decoder?.decodeFrame(f);
+  }
+  private lastFrame: CanFrame | undefined;
+  private lastDecoded: MessageDecoder | undefined;
+
   /** The intake hook: decodes one frame. Cheap when no DBC describes it (one map lookup). */
   frame(f: CanFrame): void {
     const dec = this.decoder?.decodeFrame(f);
+    this.lastFrame = f;
+    this.lastDecoded = dec;
     if (dec === undefined) return;
     const n = dec.presentCount;
     this.stats.frames++;
