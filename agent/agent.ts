@@ -23,6 +23,7 @@ import { answerRecordingAsk } from './recording/recording-uplink.js';
 import { agentMetrics } from './metrics.js';
 import type { AgentConfig } from './options.js';
 import { createSource } from './sources/create-source.js';
+import { ReplaySource } from './sources/replay.js';
 import type { FrameSource } from './sources/source.js';
 import type { ConsoleEvent } from '../core/console/events.js';
 import type { MirroredEventType } from '../core/console/normalize.js';
@@ -118,13 +119,13 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   router.recorder = recorder;
   let clientsCut = 0;
   const startedAt = Date.now();
-  const rejected = (): number => source.rejectedLines?.() ?? 0;
+  const replay = source instanceof ReplaySource ? source : undefined;
 
   const metrics = agentMetrics({
     counters,
     console: consoleStream,
     clientsCut: () => clientsCut,
-    replayRejected: rejected,
+    replayRejected: () => replay?.rejectedLines() ?? 0,
     uplink: () => uplinkFigures(uplink, uploader, outbox, downlink, tx),
     health: () => health,
     recording: () => ({ ...recorder.figures(), running: recorder.running, bytes: recorder.bytesOnDisk }),

@@ -10,7 +10,7 @@
  * Transmitted frames (commands, or frames relayed from a group peer) go to the source; once the source
  * has accepted one it is counted, recorded and shown on the console as `tx`, exactly once, and never sent up again.
  */
-import type { CanFrame } from '../core/can/frame.js';
+import { transmittedFrame, type CanFrame } from '../core/can/frame.js';
 import type { ConsoleStream } from '../core/console/console-stream.js';
 import type { LogLevel } from '../core/console/events.js';
 import { logData, presenceData } from '../core/console/normalize.js';
@@ -61,7 +61,6 @@ export class FrameRouter implements SourceSink {
    * final `offline` presence carries — a presence saying `online` while the agent goes away would be false.
    */
   stopping = false;
-  private endedHandler: (() => void) | undefined;
 
   constructor(
     private readonly source: FrameSource,
@@ -69,10 +68,6 @@ export class FrameRouter implements SourceSink {
     private readonly console: ConsoleStream,
     private readonly procLog: RouterLog,
   ) {}
-
-  onEnded(handler: () => void): void {
-    this.endedHandler = handler;
-  }
 
   // ---- SourceSink: the intake ----
 
@@ -110,7 +105,6 @@ export class FrameRouter implements SourceSink {
 
   ended(frames: number): void {
     this.log('info', `replay finished: all ${frames} frames of the file were delivered`, 'replay_ended', { frames });
-    this.endedHandler?.();
   }
 
   // ---- the transmit path ----
@@ -118,7 +112,7 @@ export class FrameRouter implements SourceSink {
   transmit(frame: CanFrame): SendResult {
     const r = this.source.send(frame);
     if (r.ok) {
-      const tx: CanFrame = { ...frame, direction: 'tx', tsUs: r.tsUs };
+      const tx = transmittedFrame(frame, r.tsUs);
       this.counters.count(tx);
       this.signals?.frame(tx);
       this.health?.frame(tx);

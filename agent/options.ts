@@ -3,16 +3,12 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../core/cli/options.js';
-import { ID_RULE, ID_RULE_TEXT } from '../core/names.js';
+import { BUS_BITRATE_LIST_RULE, BUS_PREFIXED_PATH_RULE, ID_RULE, ID_RULE_TEXT, IFNAME_LIST_RULE } from '../core/names.js';
 import { CORS_ORIGIN_OPTION } from '../core/http/cors.js';
 import { defaultStateDir } from '../core/state/paths.js';
 import { readLocalTokenFile, type LocalToken } from './local-auth.js';
 import { SOCKETCAND_OPTIONS, socketcandConfigFrom, type SocketcandConfig } from './socketcand/options.js';
 
-/** `--dbc can1=powertrain.dbc` or `--dbc powertrain.dbc` (see agent/signals/dbc-files.ts). */
-const DBC_SPEC = /^(?:[A-Za-z0-9_.:-]{1,32}=)?[^=\s][^\n]*$/;
-const BITRATE_LIST = /^[A-Za-z0-9_.:-]{1,32}=[0-9]{3,8}(,[A-Za-z0-9_.:-]{1,32}=[0-9]{3,8})*$/;
-const IFACE_LIST = /^[A-Za-z0-9_.:-]{1,15}(,[A-Za-z0-9_.:-]{1,15})*$/;
 
 export function defaultDongleId(): string {
   const cleaned = hostname().replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64);
@@ -21,7 +17,7 @@ export function defaultDongleId(): string {
 
 export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'id', arg: '<dongle-id>', description: 'dongle id: letters, digits, . _ -, 1-64 chars (default: host name)', parse: parse.string(ID_RULE, `must be ${ID_RULE_TEXT}`), default: defaultDongleId },
-  { name: 'can', arg: '<if[,if…]>', description: 'read real SocketCAN interfaces, e.g. can0,can1', parse: parse.string(IFACE_LIST, 'must be interface names separated by commas, e.g. can0,can1') },
+  { name: 'can', arg: '<if[,if…]>', description: 'read real SocketCAN interfaces, e.g. can0,can1', parse: parse.string(IFNAME_LIST_RULE, 'must be interface names separated by commas, e.g. can0,can1') },
   { name: 'replay', arg: '<file>', description: 'replay a candump -L log file', parse: parse.string(/^.+$/, 'must be a file path') },
   { name: 'replay-speed', arg: '<x>', description: 'replay speed: 1 = recorded timing, 0 = as fast as possible', parse: parse.number(0, 1000), default: 1 },
   { name: 'replay-loop', description: 'start the replay over at its end', parse: parse.bool(), default: false },
@@ -52,8 +48,8 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'console-auth', description: 'reads (console, recordings, info, metrics) need a token from --local-token-file too', parse: parse.bool(), default: false },
   { name: 'tls-cert', arg: '<path>', description: 'serve the local API over HTTPS with this PEM certificate (chain); needs --tls-key', parse: parse.string(/^.+$/, 'must be a file path') },
   { name: 'tls-key', arg: '<path>', description: 'the PEM private key of --tls-cert', parse: parse.string(/^.+$/, 'must be a file path') },
-  { name: 'dbc', arg: '<[bus=]file>', description: 'decode signals with this DBC file (repeatable; bus=file binds it to one bus)', parse: parse.list(parse.string(DBC_SPEC, 'must be a DBC file path, or <bus>=<file> for one bus')), repeatable: true },
-  { name: 'bitrate', arg: '<bus>=<bps>[,…]', description: 'nominal bitrate of buses whose kernel reports none (replay, sim, vcan), for bus load, e.g. can0=500000', parse: parse.string(BITRATE_LIST, 'must be bus=bitrate pairs separated by commas, e.g. can0=500000,can1=250000') },
+  { name: 'dbc', arg: '<[bus=]file>', description: 'decode signals with this DBC file (repeatable; bus=file binds it to one bus)', parse: parse.list(parse.string(BUS_PREFIXED_PATH_RULE, 'must be a DBC file path, or <bus>=<file> for one bus')), repeatable: true },
+  { name: 'bitrate', arg: '<bus>=<bps>[,…]', description: 'nominal bitrate of buses whose kernel reports none (replay, sim, vcan), for bus load, e.g. can0=500000', parse: parse.string(BUS_BITRATE_LIST_RULE, 'must be bus=bitrate pairs separated by commas, e.g. can0=500000,can1=250000') },
   { name: 'bus-state-interval', arg: '<s>', description: 'interval of the periodic bus_state event (also sent on every change)', parse: parse.int(1, 3600), default: 5 },
   CORS_ORIGIN_OPTION,
   ...SOCKETCAND_OPTIONS,

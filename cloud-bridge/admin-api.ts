@@ -7,7 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { BUS_RULE, ID_RULE } from '../core/names.js';
+import { BUS_RULE, BUS_RULE_TEXT, ID_RULE, ID_RULE_TEXT } from '../core/names.js';
 import { sendJson } from '../core/http/console-route.js';
 import { isoNow } from '../core/console/time.js';
 import { frameFromCommand } from '../core/uplink/commands.js';
@@ -23,8 +23,8 @@ import type { BridgeStore, DongleRow, GroupRow } from './store.js';
 import type { ViewerSessions } from './viewer-sessions.js';
 import { StateWriteError } from '../core/state/state-health.js';
 
-const DongleId = z.string().regex(ID_RULE, 'a dongle id is 1-64 letters, digits, ".", "_" or "-"');
-const BusName = z.string().regex(BUS_RULE, 'a bus name is 1-32 letters, digits, "_", ".", ":" or "-"');
+const DongleId = z.string().regex(ID_RULE, `a dongle id is ${ID_RULE_TEXT}`);
+const BusName = z.string().regex(BUS_RULE, `a bus name is ${BUS_RULE_TEXT}`);
 const GroupBody = z.strictObject({
   sides: z.strictObject({ a: DongleId, b: DongleId }),
   bus_map: z.record(BusName, BusName).optional(),

@@ -8,7 +8,7 @@
  *    registrations and removals, through FleetFeed (fleet-feed.ts: snapshot, merged periodic updates).
  * Frames are offered (the stream samples them for its console); nothing here touches the relay.
  */
-import type { CanFrame } from '../core/can/frame.js';
+import { transmittedFrame, type CanFrame } from '../core/can/frame.js';
 import type { ConsoleStream } from '../core/console/console-stream.js';
 import type { ConsoleEvent, GroupStateData, LogData } from '../core/console/events.js';
 import type { MirroredEventType } from '../core/console/normalize.js';
@@ -79,9 +79,7 @@ export class BridgeConsoles {
   downFrames(dongle: string, frames: readonly { frame: CanFrame }[]): void {
     const ds = this.dongleStream(dongle);
     for (const { frame: f } of frames) {
-      // A literal, not a spread: this runs per relayed frame.
-      const tx: CanFrame = { bus: f.bus, id: f.id, ext: f.ext, rtr: f.rtr, err: f.err, fd: f.fd, brs: f.brs, esi: f.esi, dlc: f.dlc, data: f.data, tsUs: f.tsUs, direction: 'tx' };
-      ds.offerFrame(tx, dongle);
+      ds.offerFrame(transmittedFrame(f), dongle);
     }
   }
 

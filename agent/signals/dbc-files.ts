@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { DbcParseError, parseDbc, type DbcDatabase } from '../../core/can/dbc-parse.js';
 import { SignalDecoder } from '../../core/can/dbc-decode.js';
 import type { DbcUpload } from '../../core/uplink/dbc-transfer.js';
+import { splitBusPrefix } from '../../core/names.js';
 
 /** Largest DBC accepted: real ones are well under 2 MiB; a bigger file is most likely the wrong file. */
 const MAX_DBC_BYTES = 16 * 1024 * 1024;
@@ -20,8 +21,8 @@ export interface DbcSpec {
 
 /** "can1=powertrain.dbc" binds the file to can1; "powertrain.dbc" applies to every bus. */
 export function parseDbcSpec(spec: string): DbcSpec {
-  const m = /^([A-Za-z0-9_.:-]{1,32})=(.+)$/.exec(spec);
-  return m ? { bus: m[1]!, file: m[2]! } : { bus: undefined, file: spec };
+  const { bus, value } = splitBusPrefix(spec);
+  return { bus, file: value };
 }
 
 export interface DbcFileStatus {

@@ -9,13 +9,12 @@
  * In BCM mode socketcand writes each byte followed by a space; so do we.
  */
 import { CAN_EFF_MASK, CAN_SFF_MASK, frameProblem, nowUs, type CanFrame } from '../../core/can/frame.js';
+import { BYTE_HEX } from '../../core/can/hex.js';
 import { BUS_RULE } from '../../core/names.js';
 
 export const HI = '< hi >';
 export const OK = '< ok >';
 export const ECHO = '< echo >';
-
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).toUpperCase().padStart(2, '0'));
 
 /** `< error … >` with a reason a person can act on; angle brackets and control characters cannot reach the wire. */
 export function errorMessage(reason: string): string {
@@ -41,8 +40,8 @@ export function rawFrameMessage(f: CanFrame): string {
   if (f.err) return `< error ${f.id.toString(16).toUpperCase().padStart(3, '0')} ${t} >`;
   if (f.rtr) return `< rtr ${idText(f)} ${t} ${f.dlc} >`;
   let data = '';
-  for (let i = 0; i < f.data.length; i++) data += HEX[f.data[i]!]!;
-  if (f.fd) return `< fdframe ${idText(f)} ${HEX[(f.brs ? 1 : 0) | (f.esi ? 2 : 0) | 4]} ${t} ${data} >`;
+  for (let i = 0; i < f.data.length; i++) data += BYTE_HEX[f.data[i]!]!;
+  if (f.fd) return `< fdframe ${idText(f)} ${BYTE_HEX[(f.brs ? 1 : 0) | (f.esi ? 2 : 0) | 4]} ${t} ${data} >`;
   return `< frame ${idText(f)} ${t} ${data} >`;
 }
 
@@ -50,7 +49,7 @@ export function rawFrameMessage(f: CanFrame): string {
 export function bcmFrameMessage(f: CanFrame): string {
   if (f.err || f.rtr || f.fd) return rawFrameMessage(f);
   let data = '';
-  for (let i = 0; i < f.data.length; i++) data += HEX[f.data[i]!]! + ' ';
+  for (let i = 0; i < f.data.length; i++) data += BYTE_HEX[f.data[i]!]! + ' ';
   return `< frame ${idText(f)} ${timeText(f.tsUs)} ${data} >`;
 }
 

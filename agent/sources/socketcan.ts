@@ -19,6 +19,7 @@ import {
   type SocketCanBinding,
 } from './socketcan-binding.js';
 import type { LogLevel } from '../../core/console/events.js';
+import { IFNAME_RULE } from '../../core/names.js';
 import type { FrameSource, SendResult, SourceSink } from './source.js';
 
 export interface SocketCanSourceOptions {
@@ -39,8 +40,6 @@ const ARPHRD_CAN = 280;
 const IFF_UP = 0x1;
 /** MTU of an interface in CAN FD mode (sizeof(struct canfd_frame)); classic-only interfaces have 16. */
 const CANFD_MTU = 72;
-/** Linux interface names are at most IFNAMSIZ - 1 = 15 characters. */
-const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
 const SINK_ERROR_LOG_EVERY_MS = 5000;
 const NO_DATA = new Uint8Array(0);
 
@@ -210,7 +209,7 @@ export class SocketCanSource implements FrameSource {
     if (names.length === 0) throw new Error('no CAN interface given: pass --can can0 (comma-separated for several)');
     for (const n of names) {
       // Also keeps sysfs paths inside <root>/class/net.
-      if (!IFNAME.test(n) || n === '.' || n === '..') {
+      if (!IFNAME_RULE.test(n) || n === '.' || n === '..') {
         throw new Error(`${JSON.stringify(n)} is not an interface name (1-15 of A-Z a-z 0-9 _ . : -); fix --can`);
       }
     }

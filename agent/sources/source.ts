@@ -40,6 +40,4 @@ export interface FrameSource {
    */
   send(frame: CanFrame): SendResult;
   stop(): Promise<void>;
-  /** Replay only: malformed lines skipped so far. */
-  rejectedLines?(): number;
 }

@@ -10,6 +10,7 @@
  * the moment it hands the frame to the kernel. They are shown on the local console as `tx` by the router
  * and are never sent up again (no loops).
  */
+import { transmittedFrame } from '../../core/can/frame.js';
 import { BatchDedupe } from '../../core/uplink/batch-dedupe.js';
 import { BRIDGE_CLOCK, frameTimesProblem, transmitDeadlineMs, type ClockFix } from '../../core/uplink/clock.js';
 import type { Batch } from '../../core/uplink/frame-codec.js';
@@ -71,7 +72,7 @@ export class Downlink {
       // Without a clock fix nothing can be proven fresh: a deadline already past drops it (counted).
       const notAfterMs = local ? transmitDeadlineMs(frame.tsUs, origin, local, this.maxAgeMs) : -Infinity;
       this.tx.enqueue(
-        { ...frame, direction: 'tx' },
+        transmittedFrame(frame),
         (r) => {
           if (r.ok) this.latency[this.latencyCount++ % this.latency.length] = (r.tsUs - originUs) / 1000;
           if (--left === 0) ack(b.batch);

@@ -65,7 +65,6 @@ export class UplinkClient {
   /** The bridge's welcome listed the "dbc" feature. */
   private bridgeDecodes = false;
   private dbcGen = 0;
-  group: string | null = null;
   /** Answers the bridge's recording requests (agent/recording/recording-uplink.ts). */
   recordings: ((m: RecordingAsk) => Promise<RecordingAnswer>) | undefined;
   readonly stats = { connects: 0, disconnects: 0, rejectedMessages: 0, eventsSent: 0 };
@@ -181,7 +180,6 @@ export class UplinkClient {
         this.attempt = 0;
         this.duplicates = 0;
         this.stats.connects++;
-        this.group = m.group;
         this.downlink.setEpoch(m.relay_epoch);
         this.outbox.ack(m.event_ack);
         this.eventsSentUpTo = this.eventsAckedUpTo = m.event_ack;
@@ -204,7 +202,6 @@ export class UplinkClient {
         this.commands.run(m.command_id, m.expires_at, m.command);
         return;
       case 'group':
-        this.group = m.group;
         this.log.info({ group: m.group }, m.group ? 'now in a group: frames relay to the peer' : 'no longer in a group');
         return;
       case 'error':

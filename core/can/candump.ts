@@ -18,21 +18,11 @@
  * Hot path: the reader decodes chunks as latin1 and parses lines in place with charCodeAt and a lookup
  * table; no regex and no per-line substring except the interned bus name.
  */
+import { CAN_ERR_FLAG } from './candump-format.js';
 import { type CanFrame, CAN_EFF_MASK, CAN_SFF_MASK, fdLengthToDlc } from './frame.js';
+import { HEX_VALUE } from './hex.js';
 
-const CAN_ERR_FLAG = 0x20000000;
-
-/** ASCII code -> nibble value, -1 when not a hex digit. */
-const HEX_VALUE = new Int8Array(128).fill(-1);
-for (let i = 0; i < 10; i++) HEX_VALUE[48 + i] = i;
-for (let i = 0; i < 6; i++) {
-  HEX_VALUE[65 + i] = 10 + i;
-  HEX_VALUE[97 + i] = 10 + i;
-}
-
-const HEX_DIGIT = '0123456789ABCDEF';
-/** byte -> two upper-case hex digits, for formatting without per-byte toString(16). */
-const BYTE_HEX: string[] = Array.from({ length: 256 }, (_, b) => HEX_DIGIT[b >> 4] + HEX_DIGIT[b & 15]);
+export { formatCandumpLine, type CandumpFormatOptions } from './candump-format.js';
 
 /** Characters allowed in an interface name; mirrors frameProblem() in frame.ts. */
 const BUS_CHAR = new Uint8Array(128);
@@ -65,16 +55,6 @@ function charName(s: string, i: number): string {
 }
 
 export type CandumpParse = { ok: true; frame: CanFrame } | { ok: false; error: string };
-
-export interface CandumpFormatOptions {
-  /** Append ` T` (tx) or ` R` (rx) like `candump -L -x`. Default false: no suffix, which readers take as rx. */
-  direction?: boolean;
-  /**
-   * Set the CANFD_FDF bit (0x4) in the FD flags nibble, as can-utils since 2023 (and Linux >= 6.2) write
-   * it: `##4` / `##5` rather than the older `##0` / `##1`. Default true. Both spellings parse the same.
-   */
-  fdf?: boolean;
-}
 
 /**
  * Scratch state for one parse: the data bytes land here first because the length is only known at the
@@ -331,43 +311,6 @@ export function parseCandumpLine(line: string): CandumpParse {
   if (end > 0 && line.charCodeAt(end - 1) === LF) end--;
   const r = parseSpan(line, 0, end, lineBusCache);
   return typeof r === 'string' ? { ok: false, error: r } : { ok: true, frame: r };
-}
-
-function pad(n: number, width: number): string {
-  const s = String(n);
-  return s.length >= width ? s : '0'.repeat(width - s.length) + s;
-}
-
-/** Writes the frame as one candump log line, without a newline. */
-export function formatCandumpLine(frame: CanFrame, options: CandumpFormatOptions = {}): string {
-  const us = Math.round(frame.tsUs);
-  const sec = Math.floor(us / 1e6);
-  let out = '(' + pad(sec, 10) + '.' + pad(us - sec * 1e6, 6) + ') ' + frame.bus + ' ';
-
-  if (frame.err) out += pad8Hex(frame.id + CAN_ERR_FLAG);
-  else if (frame.ext) out += pad8Hex(frame.id);
-  else out += HEX_DIGIT[(frame.id >> 8) & 15] + BYTE_HEX[frame.id & 0xff];
-  out += '#';
-
-  const data = frame.data;
-  if (frame.rtr && !frame.fd) {
-    out += 'R';
-    if (frame.dlc > 8) out += '8_' + HEX_DIGIT[frame.dlc & 15];
-    else if (frame.dlc > 0) out += HEX_DIGIT[frame.dlc];
-  } else {
-    if (frame.fd) {
-      const flags = (options.fdf === false ? 0 : 4) | (frame.brs ? 1 : 0) | (frame.esi ? 2 : 0);
-      out += '#' + HEX_DIGIT[flags];
-    }
-    for (let k = 0; k < data.length; k++) out += BYTE_HEX[data[k]];
-    if (!frame.fd && frame.dlc > 8 && data.length === 8) out += '_' + HEX_DIGIT[frame.dlc & 15];
-  }
-  if (options.direction) out += frame.direction === 'tx' ? ' T' : ' R';
-  return out;
-}
-
-function pad8Hex(v: number): string {
-  return BYTE_HEX[(v >>> 24) & 0xff] + BYTE_HEX[(v >>> 16) & 0xff] + BYTE_HEX[(v >>> 8) & 0xff] + BYTE_HEX[v & 0xff];
 }
 
 /** One line of a log: a frame, or a line that could not be parsed (with the reason). Line numbers are 1-based. */

@@ -46,6 +46,14 @@ export function fdLengthToDlc(len: number): number {
   return FD_LENGTHS.indexOf(len);
 }
 
+/**
+ * The frame as this side transmitted it (`tx`), at `tsUs` (default: the frame's own time). A literal, not a
+ * spread: it runs per relayed frame. The payload is shared, never copied (frames are immutable once made).
+ */
+export function transmittedFrame(f: CanFrame, tsUs: number = f.tsUs): CanFrame {
+  return { bus: f.bus, id: f.id, ext: f.ext, rtr: f.rtr, err: f.err, fd: f.fd, brs: f.brs, esi: f.esi, dlc: f.dlc, data: f.data, tsUs, direction: 'tx' };
+}
+
 export function nowUs(): number {
   return Date.now() * 1000;
 }

@@ -1,5 +1,19 @@
-/** Hex helpers for the hot path: table lookups, no per-byte toString/padStart. */
-const BYTE_HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).toUpperCase().padStart(2, '0'));
+/** Hex helpers for the hot path: table lookups, no per-byte toString/padStart. The one home of the hex tables. */
+
+/** nibble -> upper-case hex digit. */
+export const HEX_DIGIT = '0123456789ABCDEF';
+/** byte -> two upper-case hex digits. */
+export const BYTE_HEX: readonly string[] = Array.from({ length: 256 }, (_, b) => HEX_DIGIT[b >> 4]! + HEX_DIGIT[b & 15]!);
+/** ASCII code -> nibble value, -1 when not a hex digit (parsers index it with charCodeAt). */
+export const HEX_VALUE: Int8Array = (() => {
+  const t = new Int8Array(128).fill(-1);
+  for (let i = 0; i < 10; i++) t[48 + i] = i;
+  for (let i = 0; i < 6; i++) {
+    t[65 + i] = 10 + i;
+    t[97 + i] = 10 + i;
+  }
+  return t;
+})();
 
 /** "02 10 03" — upper case, single spaces, "" for no bytes. */
 export function bytesToSpacedHex(data: Uint8Array): string {

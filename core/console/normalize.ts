@@ -13,14 +13,12 @@ import { isoFromUs, isoNow } from './time.js';
 import {
   BUS_COUNTER_NAMES,
   COMMAND_STATES,
-  CONSOLE_EVENT_TYPES,
   CONTROLLER_STATES,
   type BusStateData,
   type CanFrameData,
   type CommandState,
   type CommandStatusData,
   type ConsoleEvent,
-  type ConsoleEventType,
   type GroupStateData,
   type LogData,
   type LogLevel,
@@ -213,6 +211,3 @@ export function parseEventData(type: string, data: unknown): { ok: true; event: 
   return { ok: true, event: { type: t, data: r.data } as ConsoleEvent };
 }
 
-export function isConsoleEventType(t: string): t is ConsoleEventType {
-  return (CONSOLE_EVENT_TYPES as readonly string[]).includes(t);
-}

@@ -37,10 +37,6 @@ export class StreamManager {
     return s;
   }
 
-  find(name: string): ConsoleStream | undefined {
-    return this.streams.get(name);
-  }
-
   /** Closes one stream (a deleted dongle or group); its subscribers are disconnected. */
   remove(name: string): void {
     this.streams.get(name)?.close();

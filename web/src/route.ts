@@ -1,7 +1,8 @@
 /** Where the page runs: the agent's own console at "/", or a dongle or group page on the bridge. */
+import { ID_RULE } from '../../core/names.js';
+
 export type Route = { kind: 'agent' } | { kind: 'dongle'; id: string } | { kind: 'group'; id: string };
 
-const ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 export function parseRoute(pathname: string): Route {
   const m = /^\/console\/(dongles|groups)\/([^/]+)\/?$/.exec(pathname);
@@ -12,7 +13,7 @@ export function parseRoute(pathname: string): Route {
     } catch {
       /* keep it raw; the bridge will answer 400 */
     }
-    if (ID.test(id)) return m[1] === 'dongles' ? { kind: 'dongle', id } : { kind: 'group', id };
+    if (ID_RULE.test(id)) return m[1] === 'dongles' ? { kind: 'dongle', id } : { kind: 'group', id };
   }
   return { kind: 'agent' };
 }

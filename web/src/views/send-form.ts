@@ -3,6 +3,7 @@
  * command's progress queued → sent → delivered → succeeded | failed | timed_out as its command_status
  * events arrive on the console (and from GET /api/v1/commands/<id> after a reconnect).
  */
+import { BUS_RULE } from '../../../core/names.js';
 import { commandView, HttpError, sendCommand } from '../api.js';
 import type { CommandState, CommandStatusData } from '../events.js';
 import { formatClock } from '../format.js';
@@ -74,7 +75,7 @@ export class SendForm {
     const bus = this.bus.value.trim();
     const id = this.idIn.value.trim().replace(/^0x/i, '');
     const data = this.data.value.trim().replace(/[\s:.-]+/g, ' ');
-    if (!/^[A-Za-z0-9_.:-]{1,32}$/.test(bus)) return this.fail('Bus: an interface name such as can0.', this.bus);
+    if (!BUS_RULE.test(bus)) return this.fail('Bus: an interface name such as can0.', this.bus);
     if (!/^[0-9a-fA-F]{1,8}$/.test(id)) return this.fail('ID: hex, e.g. 7DF or 18DAF110.', this.idIn);
     const v = parseInt(id, 16);
     if (v > 0x1fffffff || (!this.ext.checked && v > 0x7ff && id.length <= 3)) return this.fail('ID: a standard id is at most 7FF; tick "Extended" for 29-bit ids.', this.idIn);
