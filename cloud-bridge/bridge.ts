@@ -20,6 +20,7 @@ import { AgentServer } from './agent-server.js';
 import { Auth } from './auth.js';
 import { CommandCenter } from './commands.js';
 import { DongleDbcs } from './dongle-dbc.js';
+import { FleetClientLimit } from './fleet-clients.js';
 import { FLEET_STREAM, FleetFeed } from './fleet-feed.js';
 import { BridgeConsoles } from './consoles.js';
 import { GroupRelay } from './group-relay.js';
@@ -80,7 +81,8 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   const agents = new AgentServer({ store, auth, consoles, relay, commands, seq, stats, log, timings });
   commands.load();
 
-  const metrics = bridgeMetrics({ stats, relay, seq, commands, streams, agentsConnected: () => agents.connectedCount });
+  const fleetClients = new FleetClientLimit(cfg.fleetMaxClients);
+  const metrics = bridgeMetrics({ stats, relay, seq, commands, streams, fleetClients, agentsConnected: () => agents.connectedCount });
   registerStateMetrics(metrics, state, () => {
     let n = 0;
     for (const st of streams.all()) n += st.withheld;
@@ -112,6 +114,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     sse: { keepAliveMs: cfg.keepAliveSeconds * 1000, retryMs: 2000, maxPendingBytes: cfg.clientMaxPendingBytes },
     web,
     viewers,
+    fleetClients,
   });
 
   let addr;

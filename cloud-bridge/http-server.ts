@@ -23,6 +23,7 @@ import type { AgentServer } from './agent-server.js';
 import { bearerToken } from '../core/http/bearer-token.js';
 import type { Auth } from './auth.js';
 import type { BridgeConsoles } from './consoles.js';
+import { FLEET_FULL_RETRY_AFTER_S, type FleetClientLimit } from './fleet-clients.js';
 import type { GroupRelay } from './group-relay.js';
 import { handleDongleRecordings } from './recording-proxy.js';
 import type { BridgeStats } from './metrics.js';
@@ -49,6 +50,8 @@ export interface BridgeHttpDeps {
   viewers: ViewerSessions;
   /** --cors-origin: pages of these origins may use the API from a browser. */
   cors: CorsPolicy;
+  /** --fleet-max-clients: concurrent fleet stream clients. */
+  fleetClients: FleetClientLimit;
 }
 
 const CONSOLE_PATH = /^\/api\/v1\/streams\/(dongles|groups)\/([^/]+)\/console$/;
@@ -67,7 +70,11 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
       return sendJson(res, 401, { error: 'missing or wrong token: send Authorization: Bearer <viewer or admin token>, or ?access_token=' }, { 'WWW-Authenticate': 'Bearer' });
     if (caller.kind === 'agent') return sendJson(res, 403, { error: 'agent tokens cannot read consoles; use a viewer token (POST /api/v1/viewer-tokens)' });
     let stream: ConsoleStream;
-    if (kind === 'fleet') stream = deps.consoles.fleet.stream;
+    const fleet = kind === 'fleet';
+    if (fleet) {
+      if (!deps.fleetClients.tryAdd()) return sendJson(res, 503, { error: deps.fleetClients.refusal() }, { 'Retry-After': String(FLEET_FULL_RETRY_AFTER_S) });
+      stream = deps.consoles.fleet.stream;
+    }
     else if (!ID_RULE.test(id)) return sendJson(res, 400, { error: `bad ${kind === 'dongles' ? 'dongle' : 'group'} id ${JSON.stringify(id.slice(0, 80))}` });
     else if (kind === 'dongles') {
       if (!deps.store.dongle(id)) return sendJson(res, 404, { error: `dongle "${id}" is not registered on this bridge` });
@@ -78,14 +85,16 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
     }
     const w = serveConsole(req, res, url, stream, {
       ...deps.sse,
-      ...(kind === 'fleet' ? { snapshot: () => deps.consoles.fleet.snapshot() } : {}),
+      ...(fleet ? { snapshot: () => deps.consoles.fleet.snapshot() } : {}),
       onClose: (reason) => {
+        if (fleet) deps.fleetClients.release();
         writers.delete(w!);
         deps.viewers.remove(w!);
         if (reason === 'slow_client') deps.stats.consoleClientsCut++;
       },
     });
     if (w) writers.add(w);
+    else if (fleet) deps.fleetClients.release(); // refused (a bad Last-Event-ID): its place is free again
     // A viewer's stream lasts only as long as its token: revoked or expired, the stream is closed.
     if (w && caller.kind === 'viewer') deps.viewers.add(w, caller.tokenId, caller.expiresAt);
   };

@@ -9,6 +9,7 @@ import { scrapedCounter as counter, scrapedGauge as gauge } from '../core/metric
 import { COMMAND_STATES } from '../core/console/events.js';
 import type { StreamManager } from '../core/console/stream-manager.js';
 import type { CommandCenter } from './commands.js';
+import type { FleetClientLimit } from './fleet-clients.js';
 import { DROP_REASONS, type GroupRelay } from './group-relay.js';
 import type { SeqTracker } from './seq-tracker.js';
 
@@ -62,6 +63,7 @@ export interface BridgeMetricSources {
   seq: SeqTracker;
   commands: CommandCenter;
   streams: StreamManager;
+  fleetClients: FleetClientLimit;
   agentsConnected: () => number;
 }
 
@@ -115,6 +117,8 @@ export function bridgeMetrics(src: BridgeMetricSources): Registry {
   gauge(r, 'canrelay_bridge_console_history_bytes', 'Memory held for console history, all streams (bounded by --history-memory-mb)', [], (g) => g.set(src.streams.history.bytes));
   counter(r, 'canrelay_bridge_console_history_evicted_segments_total', 'History segments forgotten to stay within --history-memory-mb (a resume from there gets stream_reset)', [], (c) => c.inc(src.streams.history.counters.segmentsEvicted));
   counter(r, 'canrelay_bridge_recording_bytes_total', 'Recording bytes streamed from agents to downloads (one chunk at a time, at the pace of the HTTP client)', [], (c) => c.inc(stats.recordingBytes));
+  gauge(r, 'canrelay_bridge_fleet_clients', 'Fleet stream (GET /api/v1/streams/fleet) clients connected (at most --fleet-max-clients)', [], (g) => g.set(src.fleetClients.count));
+  counter(r, 'canrelay_bridge_fleet_clients_refused_total', 'Fleet stream clients refused with 503 because --fleet-max-clients were connected', [], (c) => c.inc(src.fleetClients.refused));
   counter(r, 'canrelay_bridge_console_clients_cut_total', 'Console clients disconnected because they fell too far behind', [], (c) => c.inc(stats.consoleClientsCut));
   counter(r, 'canrelay_bridge_console_frames_sampled_out_total', 'can_frame events left out of consoles by sampling (relay is never sampled)', [], (c) => {
     let n = 0;

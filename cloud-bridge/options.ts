@@ -26,6 +26,7 @@ export const BRIDGE_OPTIONS: readonly OptionSpec[] = [
   { name: 'uplink-heartbeat-seconds', arg: '<s>', description: 'ping agents this often; a link silent for 2.5 intervals is cut', parse: parse.number(0.1, 300), default: 10 },
   { name: 'keepalive-seconds', arg: '<s>', description: 'SSE keep-alive comment interval', parse: parse.int(1, 3600), default: 15 },
   { name: 'client-max-pending-kib', arg: '<KiB>', description: 'unsent bytes a console client may fall behind before it is cut off', parse: parse.int(16, 1_048_576), default: 1024 },
+  { name: 'fleet-max-clients', arg: '<n>', description: 'concurrent fleet stream clients (each gets a snapshot of the whole fleet); beyond it GET /api/v1/streams/fleet answers 503', parse: parse.int(1, 100_000), default: 50 },
   CORS_ORIGIN_OPTION,
   { name: 'log-level', arg: '<level>', description: 'trace, debug, info, warn, error, fatal', parse: parse.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const), default: 'info' },
 ];
@@ -47,6 +48,7 @@ export interface BridgeConfig {
   uplinkHeartbeatMs: number;
   keepAliveSeconds: number;
   clientMaxPendingBytes: number;
+  fleetMaxClients: number;
   logLevel: string;
   /** --cors-origin, parsed: origins joined by commas; undefined: no CORS. */
   corsOrigins?: string;
@@ -90,6 +92,7 @@ export function bridgeConfigFrom(o: ResolvedOptions): BridgeConfig {
     uplinkHeartbeatMs: Math.round(num('uplink-heartbeat-seconds') * 1000),
     keepAliveSeconds: num('keepalive-seconds'),
     clientMaxPendingBytes: num('client-max-pending-kib') * 1024,
+    fleetMaxClients: num('fleet-max-clients'),
     logLevel: str('log-level'),
     corsOrigins: o['cors-origin'] as string | undefined,
   };

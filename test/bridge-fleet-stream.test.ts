@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { busStateData } from '../core/console/normalize.js';
-import { startBridgeProcess } from './helpers/bridge-process.js';
+import { ADMIN_TOKEN, startBridgeProcess } from './helpers/bridge-process.js';
+import { until } from './helpers/until.js';
 import { FakeAgent, numberedFrame } from './helpers/fake-agent.js';
 import { SseClient, type SseEvent } from './helpers/sse-client.js';
 
@@ -90,6 +91,52 @@ test('fleet stream: snapshot, live changes without frames, auth and resume', asy
   } finally {
     for (const c of clients) c.close();
     for (const a of agents) await a.close();
+    await b.proc.stop();
+  }
+});
+
+test('fleet stream: --fleet-max-clients caps concurrent clients (503 with the reason and Retry-After, counted); a client leaving frees its place', async () => {
+  const b = await startBridgeProcess(['--fleet-max-clients', '2']);
+  const clients: SseClient[] = [];
+  const metric = async (name: string): Promise<number> => {
+    const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(b.base + '/metrics')).text());
+    return m ? Number(m[1]) : NaN;
+  };
+  try {
+    await b.admin.register('c1');
+    const auth = { Authorization: `Bearer ${String((await b.admin.post('/api/v1/viewer-tokens')).body.token)}` };
+    for (let i = 0; i < 2; i++) {
+      const c = await SseClient.connect(b.base + FLEET, auth);
+      clients.push(c);
+      assert.equal(c.status, 200);
+      await c.waitFor(snapshotDone, 10_000, `client ${i + 1}'s snapshot`);
+    }
+    assert.equal(await metric('canrelay_bridge_fleet_clients'), 2);
+    const r = await fetch(b.base + FLEET, { headers: auth });
+    assert.equal(r.status, 503);
+    assert.equal(r.headers.get('retry-after'), '10');
+    const body = (await r.json()) as { error: string };
+    assert.match(body.error, /fleet stream is full: 2 clients are connected.*--fleet-max-clients/);
+    assert.equal(await metric('canrelay_bridge_fleet_clients_refused_total'), 1);
+    // The admin token is no exception, and the cap is the fleet stream's alone: consoles still open.
+    assert.equal((await fetch(b.base + FLEET, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).status, 503);
+    assert.equal(await metric('canrelay_bridge_fleet_clients_refused_total'), 2);
+    const console1 = await SseClient.connect(b.base + '/api/v1/streams/dongles/c1/console', auth);
+    clients.push(console1);
+    assert.equal(console1.status, 200);
+    // Still serving the two: a change reaches them.
+    await b.admin.register('c2');
+    for (const c of clients.slice(0, 2)) await c.waitFor((evs) => evs.some((e) => e.event === 'presence' && e.json.dongle === 'c2'), 10_000, 'c2 on a capped client');
+    // One leaves: its place is free (the bridge sees the close), and a new client gets the snapshot.
+    clients[0]!.close();
+    await until(async () => (await metric('canrelay_bridge_fleet_clients')) === 1, 10_000, 'the place freed');
+    const again = await SseClient.connect(b.base + FLEET, auth);
+    clients.push(again);
+    assert.equal(again.status, 200);
+    await again.waitFor(snapshotDone, 10_000, 'the snapshot of the client that took the freed place');
+    assert.equal(await metric('canrelay_bridge_fleet_clients_refused_total'), 2);
+  } finally {
+    for (const c of clients) c.close();
     await b.proc.stop();
   }
 });
