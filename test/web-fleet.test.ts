@@ -4,7 +4,9 @@
  * within the heartbeat timeout) and restart; a viewer token sees it read-only (and the API refuses its
  * writes); the admin token registers a dongle whose token (shown once) connects an agent, rotates a token
  * (the old one is cut and refused), creates a group that relays (B's tx counter rises) and deletes it
- * (the relay stops). Fails on any uncaught page error.
+ * (the relay stops); edits a group (sides, bus map) and deletes it, checked against the admin API; issues a
+ * viewer token (Copy puts it on the clipboard; without the Clipboard API the copy command copies it) and
+ * revokes it (its open page is refused, and so is the token). Fails on any uncaught page error.
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -42,8 +44,9 @@ async function agent(id: string, token: string, stateDir?: string): Promise<Star
   return a;
 }
 
-async function openFleet(token: string, width = 1280, height = 800): Promise<Page> {
+async function openFleet(token: string, width = 1280, height = 800, init?: (page: Page) => Promise<unknown>): Promise<Page> {
   const page = await browser.page({ width, height });
+  await init?.(page);
   page.on('dialog', (d) => void d.accept()); // the page's "are you sure?" questions
   await page.goto(bridge.base + '/');
   await page.locator('#token-panel').waitFor();
@@ -184,6 +187,111 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   await page.fill('#group-b', 'no-such-dongle');
   await page.click('#group-form button[type="submit"]');
   await until(async () => /HTTP 4\d\d/.test((await page.locator('#admin-error').textContent()) ?? ''), 'the API error shown');
+});
+
+interface GroupConfig {
+  group: string;
+  sides: { a: string; b: string };
+  bus_map: Record<string, string>;
+}
+const groupConfig = async (gid: string): Promise<GroupConfig | undefined> => ((await bridge.admin.get('/api/v1/groups')).body.groups as GroupConfig[]).find((g) => g.group === gid);
+
+test('admin: a group created, edited (sides, bus map) and deleted on the page is what the admin API holds', async () => {
+  for (const id of ['e1', 'e2', 'e3']) await bridge.admin.register(id);
+  const page = await openFleet(ADMIN_TOKEN);
+  await until(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
+  await until(async () => (await status(page, 'e3')) === 'offline', 'e1…e3 listed');
+  await page.fill('#group-id', 'edit1');
+  await page.fill('#group-a', 'e1');
+  await page.fill('#group-b', 'e2');
+  await page.fill('#group-map', 'can0=can1, can1=can0');
+  await page.click('#group-form button[type="submit"]');
+  await until(async () => (await groupConfig('edit1')) !== undefined, 'edit1 created on the bridge');
+  const created = (await groupConfig('edit1'))!;
+  assert.deepEqual([created.sides, created.bus_map], [{ a: 'e1', b: 'e2' }, { can0: 'can1', can1: 'can0' }]);
+  await until(async () => (await page.locator('#groups tr[data-group="edit1"]').count()) === 1, 'edit1 on the page');
+
+  // Edit fills the form with the group as the bridge holds it (the bus map too), whatever was typed before.
+  for (const f of ['#group-id', '#group-a', '#group-b', '#group-map']) await page.fill(f, '');
+  await page.click('#groups tr[data-group="edit1"] button[data-action="edit"]');
+  await until(async () => (await page.inputValue('#group-map')) === 'can0=can1, can1=can0', 'the bus map filled in by Edit');
+  assert.deepEqual([await page.inputValue('#group-id'), await page.inputValue('#group-a'), await page.inputValue('#group-b')], ['edit1', 'e1', 'e2']);
+  await page.fill('#group-b', 'e3');
+  await page.fill('#group-map', 'can0=can2');
+  await page.click('#group-form button[type="submit"]');
+  await until(async () => (await groupConfig('edit1'))?.sides.b === 'e3', 'side B changed on the bridge');
+  assert.deepEqual((await groupConfig('edit1'))!.bus_map, { can0: 'can2' });
+  await until(async () => (await page.locator('#groups tr[data-group="edit1"] a[href="/console/dongles/e3"]').count()) === 1, 'the page shows e3 as side B');
+  await until(async () => (await page.locator('#dongles tr[data-dongle="e3"] a[href="/console/groups/edit1"]').count()) === 1, "e3's row names the group");
+  await until(async () => (await page.locator('#dongles tr[data-dongle="e2"] a[href^="/console/groups/"]').count()) === 0, 'e2 is in no group any more');
+
+  // Saving an edit without touching the bus map keeps it.
+  await page.click('#groups tr[data-group="edit1"] button[data-action="edit"]');
+  await until(async () => (await page.inputValue('#group-map')) === 'can0=can2', 'the changed map filled in');
+  await page.fill('#group-b', 'e2');
+  await page.click('#group-form button[type="submit"]');
+  await until(async () => (await groupConfig('edit1'))?.sides.b === 'e2', 'side B back to e2');
+  assert.deepEqual((await groupConfig('edit1'))!.bus_map, { can0: 'can2' }, 'the bus map survived the edit');
+  assert.equal(await page.locator('#admin-error').isHidden(), true);
+
+  await page.click('#groups tr[data-group="edit1"] button[data-action="delete"]');
+  await until(async () => (await groupConfig('edit1')) === undefined, 'edit1 deleted on the bridge');
+  assert.equal((await bridge.admin.get('/api/v1/groups/edit1')).status, 404);
+  await until(async () => (await page.locator('#groups tr[data-group="edit1"]').count()) === 0, 'edit1 gone from the page');
+});
+
+test('admin: a viewer token issued on the page (Copy puts it on the clipboard) opens the fleet; revoked on the page, that page is refused and so is the token', async () => {
+  const page = await openFleet(ADMIN_TOKEN);
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: bridge.base });
+  await until(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
+  await page.click('#viewer-issue');
+  await page.locator('#secret:not([hidden])').waitFor();
+  const token = ((await page.locator('#secret-token').textContent()) ?? '').trim();
+  const id = /^Viewer token ([0-9a-f]{16}):$/.exec(((await page.locator('#secret-what').textContent()) ?? '').trim())?.[1];
+  assert.ok(id !== undefined && token.length >= 16, `issued: ${id} ${token}`);
+  await page.click('#secret-copy');
+  await until(async () => (await page.locator('#secret-copy').textContent()) === 'Copied', 'the Copy button says Copied');
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), token, 'the clipboard holds the token');
+  const row = page.locator(`#viewer-tokens tr[data-viewer-token="${id}"]`);
+  await until(async () => (await row.count()) === 1, 'the new token listed');
+
+  const viewerPage = await openFleet(token);
+  await until(async () => (await viewerPage.getAttribute('body', 'data-role')) === 'viewer', 'viewer role with the issued token');
+  await page.click('#viewer-refresh');
+  await until(async () => ((await row.textContent()) ?? '').includes('1 open'), 'the list shows its open stream');
+  await row.locator('button', { hasText: 'Revoke' }).click();
+  await until(async () => (await row.count()) === 0, 'the token gone from the list');
+  assert.ok(!((await bridge.admin.get('/api/v1/viewer-tokens')).body.viewer_tokens as { id: string }[]).some((t) => t.id === id), 'the bridge no longer lists it');
+  // The bridge closed the viewer's stream; its reconnect is refused and the page asks for a token.
+  await until(async () => (await viewerPage.locator('#stream-state').getAttribute('data-state')) === 'refused', 'the viewer page refused', 20_000);
+  await viewerPage.locator('#token-panel:not([hidden])').waitFor();
+  assert.match((await viewerPage.locator('#token-error').textContent()) ?? '', /refused this token \(HTTP 401\)/);
+  assert.equal((await fetch(bridge.base + '/api/v1/streams/fleet', { headers: { Authorization: `Bearer ${token}` } })).status, 401, 'the bridge refuses the revoked token');
+  await screenshot(viewerPage, 'fleet-viewer-revoked');
+  await viewerPage.close();
+});
+
+test('Copy where the Clipboard API is missing (a page over plain HTTP): the token is selected and copied with the copy command', async () => {
+  const page = await openFleet(ADMIN_TOKEN, 1280, 800, (p) =>
+    p.addInitScript(() => {
+      // What a non-secure origin looks like: no navigator.clipboard. The copy event records what was copied.
+      Object.defineProperty(Navigator.prototype, 'clipboard', { get: () => undefined, configurable: true });
+      const w = window as unknown as { copied: string[] };
+      w.copied = [];
+      document.addEventListener('copy', () => w.copied.push(String(document.getSelection())));
+    }),
+  );
+  await until(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
+  await page.fill('#register-id', 'copyme');
+  await page.click('#register-form button[type="submit"]');
+  await page.locator('#secret:not([hidden])').waitFor();
+  const token = ((await page.locator('#secret-token').textContent()) ?? '').trim();
+  await page.click('#secret-copy');
+  await until(async () => (await page.locator('#secret-copy').textContent()) !== 'Copy', 'the Copy button answered');
+  assert.equal(await page.evaluate(() => String(document.getSelection())), token, 'the token is selected');
+  assert.deepEqual(await page.evaluate(() => (window as unknown as { copied: string[] }).copied), [token], 'the copy command copied exactly the token');
+  assert.equal(await page.locator('#secret-copy').textContent(), 'Copied');
+  await page.close();
 });
 
 test('300 registered dongles: 100-row pages, the filter searches all of them', async () => {

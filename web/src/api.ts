@@ -138,6 +138,17 @@ export function putGroup(gid: string, sides: { a: string; b: string }, busMap: R
   return call('PUT', `/api/v1/groups/${encodeURIComponent(gid)}`, token, busMap === undefined ? { sides } : { sides, bus_map: busMap });
 }
 
+export interface GroupConfigView {
+  group: string;
+  sides: { a: string; b: string };
+  bus_map: Record<string, string>;
+}
+
+/** The groups as configured (sides and bus map; the fleet stream's group_state has no bus map). */
+export function listGroups(token: string): Promise<{ groups: GroupConfigView[] }> {
+  return call('GET', '/api/v1/groups', token);
+}
+
 export function deleteGroup(gid: string, token: string): Promise<unknown> {
   return call('DELETE', `/api/v1/groups/${encodeURIComponent(gid)}`, token);
 }

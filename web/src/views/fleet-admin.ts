@@ -4,7 +4,7 @@
  * tokens — all through the bridge's admin API. Destructive steps ask first; a failure shows the API's
  * error text. The fleet stream then shows the result (no separate reload).
  */
-import { deleteDongle, deleteGroup, HttpError, issueViewerToken, listViewerTokens, putGroup, registerDongle, revokeViewerToken, rotateDongleToken } from '../api.js';
+import { deleteDongle, deleteGroup, HttpError, issueViewerToken, listGroups, listViewerTokens, putGroup, registerDongle, revokeViewerToken, rotateDongleToken } from '../api.js';
 import { byId, h } from '../dom.js';
 import type { GroupStateData } from '../events.js';
 import type { DongleRow } from '../state/fleet.js';
@@ -21,6 +21,13 @@ export function parseBusMap(text: string): Record<string, string> | undefined {
     map[m[1]!] = m[2]!;
   }
   return map;
+}
+
+/** {can0: "can1"} → "can0=can1" (the form's syntax, parseBusMap's inverse). */
+export function formatBusMap(map: Record<string, string>): string {
+  return Object.entries(map)
+    .map(([a, b]) => `${a}=${b}`)
+    .join(', ');
 }
 
 export class FleetAdmin implements RowActions {
@@ -56,13 +63,7 @@ export class FleetAdmin implements RowActions {
       }),
     );
     byId('viewer-refresh').addEventListener('click', () => void this.run(() => this.listViewers()));
-    byId('secret-copy').addEventListener('click', () => {
-      const text = byId('secret-token').textContent ?? '';
-      void navigator.clipboard?.writeText(text).then(
-        () => (byId('secret-copy').textContent = 'Copied'),
-        () => (byId('secret-copy').textContent = 'Select and copy by hand'),
-      );
-    });
+    byId('secret-copy').addEventListener('click', () => void this.copySecret());
     byId('secret-close').addEventListener('click', () => this.hideSecret());
   }
 
@@ -102,7 +103,14 @@ export class FleetAdmin implements RowActions {
           byId<HTMLInputElement>('group-id').value = g.group;
           byId<HTMLInputElement>('group-a').value = g.sides.a.dongle;
           byId<HTMLInputElement>('group-b').value = g.sides.b.dongle;
-          byId<HTMLInputElement>('group-map').focus();
+          const map = byId<HTMLInputElement>('group-map');
+          map.value = '';
+          map.focus();
+          // The bus map is not in group_state: fetched, so that saving an edit keeps it unless changed.
+          void this.run(async () => {
+            const cfg = (await listGroups(this.token())).groups.find((x) => x.group === g.group);
+            if (cfg && byId<HTMLInputElement>('group-id').value === g.group) map.value = formatBusMap(cfg.bus_map);
+          });
         },
       }),
       h('button', {
@@ -147,6 +155,35 @@ export class FleetAdmin implements RowActions {
         ),
       ),
     );
+  }
+
+  /**
+   * Copy: the Clipboard API where the page may use it (HTTPS or localhost); elsewhere (plain HTTP) the
+   * token is selected and the browser's copy command tried on it, and the button says what happened.
+   */
+  private async copySecret(): Promise<void> {
+    const el = byId('secret-token');
+    const btn = byId('secret-copy');
+    try {
+      if (!navigator.clipboard) throw new Error('no Clipboard API here');
+      await navigator.clipboard.writeText(el.textContent ?? '');
+      btn.textContent = 'Copied';
+      return;
+    } catch {
+      /* not allowed or not available: select it instead */
+    }
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const sel = window.getSelection();
+    sel?.removeAllRanges();
+    sel?.addRange(range);
+    let copied = false;
+    try {
+      copied = document.execCommand('copy');
+    } catch {
+      copied = false;
+    }
+    btn.textContent = copied ? 'Copied' : 'Selected: press Ctrl+C';
   }
 
   private showSecret(what: string, token: string): void {
