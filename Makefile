@@ -28,19 +28,23 @@ SKIP_LOG := dist/test-skipped.txt
 NODE_TEST = rm -f $(SKIP_LOG); $(NODE) --test --test-force-exit
 SKIP_SUMMARY = s=$$?; if [ -s $(SKIP_LOG) ]; then printf '\n%s\n' '******** SKIPPED: this run did NOT check the following ********'; cat $(SKIP_LOG); printf '%s\n\n' '***************************************************************'; fi; exit $$s
 
-# node:test over the compiled output. Browser and deployment suites run one file at a time: they
-# start Chromium, nginx or a VM and measure rates, which a parallel neighbour would disturb.
+# node:test over the compiled output; a suite is a folder of test/ (README.md): test/unit/
+# (no processes, no servers) and test/e2e/ (real processes over loopback) make test-unit. Browser and
+# deployment suites run one file at a time: they start Chromium, nginx or a VM and measure rates, which a
+# parallel neighbour would disturb.
+TESTS_IN = $$(find $(addprefix dist/test/,$(1)) -name '*.test.js' | sort)
+UNIT_TESTS = $(call TESTS_IN,unit e2e)
 test-unit: build
-	$(NODE_TEST) --test-timeout=300000 --test-concurrency=2 $$(find dist/test -maxdepth 1 -name '*.test.js' ! -name 'web-*' ! -name 'deploy-*' ! -name 'faults-*' | sort); $(SKIP_SUMMARY)
+	$(NODE_TEST) --test-timeout=300000 --test-concurrency=2 $(UNIT_TESTS); $(SKIP_SUMMARY)
 
 test-web: build
 	bash .ci/ensure-debs.sh chromium firefox-esr
-	$(NODE_TEST) --test-timeout=300000 --test-concurrency=1 $$(find dist/test -maxdepth 1 -name 'web-*.test.js' | sort); $(SKIP_SUMMARY)
+	$(NODE_TEST) --test-timeout=300000 --test-concurrency=1 $(call TESTS_IN,web); $(SKIP_SUMMARY)
 
 # Fault injection (docs/reliability.md): full disks, paused bridges, clock offsets, hostile input, floods.
 # One file at a time: they pause and kill processes and fill file systems.
 test-faults: build
-	$(NODE_TEST) --test-timeout=300000 --test-concurrency=1 $$(find dist/test -maxdepth 1 -name 'faults-*.test.js' | sort); $(SKIP_SUMMARY)
+	$(NODE_TEST) --test-timeout=300000 --test-concurrency=1 $(call TESTS_IN,faults); $(SKIP_SUMMARY)
 
 # The real SocketCAN path: Debian's kernel with vcan under qemu, the real agent, bridge and can-utils.
 test-socketcan: build

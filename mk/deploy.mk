@@ -34,4 +34,4 @@ packages: build
 	set -e; for a in $(PACKAGE_ARCHES); do ARCH=$$a bash packaging/deb/build-deb.sh $(DEPLOY_OUT); ARCH=$$a bash packaging/tarball.sh $(DEPLOY_OUT); done
 
 test-deploy: build
-	$(NODE_TEST) --test-timeout=1800000 --test-concurrency=1 $$(find dist/test -maxdepth 1 -name 'deploy-*.test.js' | sort); $(SKIP_SUMMARY)
+	$(NODE_TEST) --test-timeout=1800000 --test-concurrency=1 $(call TESTS_IN,deploy); $(SKIP_SUMMARY)

@@ -36,7 +36,7 @@ function digits(n: number): number {
  * Length of JSON.stringify(canFrameData(f, represents) + dongle), computed from the fields: a frame on a
  * console without viewers is never turned into text. Only for frames kept compactly: neither error frames
  * (their words vary) nor frames a DBC decodes (ConsoleStream keeps those as text). Names (bus, dongle) are plain ASCII by their rules
- * (core/names.ts), so JSON adds only the quotes. test/history-store.test.ts checks it against the builder.
+ * (core/names.ts), so JSON adds only the quotes. test/unit/core/history-store.test.ts checks it against the builder.
  */
 export function frameJsonLength(f: CanFrame, represents: number | undefined, dongle: string | undefined): number {
   const n = f.data.length;

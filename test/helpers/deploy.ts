@@ -1,5 +1,5 @@
 /**
- * Helpers for the deployment tests (test/deploy-*.test.ts): the repository's paths, Debian packages
+ * Helpers for the deployment tests (test/deploy/*.test.ts): the repository's paths, Debian packages
  * installed on demand (.ci/ensure-debs.sh), a staged `make install` tree under a DESTDIR, systemd unit
  * files read as data, and a NOTIFY_SOCKET listener that records sd_notify datagrams like PID 1 would.
  */

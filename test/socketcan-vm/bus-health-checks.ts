@@ -191,7 +191,7 @@ test('bus load on a real controller: exact bits equal canbusload -e, every frame
   // asserted. Under TCG on a loaded host the agent's windows are irregular and frames come in bursts;
   // the whole-run means were 7 % apart in one run and 36 % in another (agent lower), so no bound here
   // would be honest. What is asserted: the exact bits (the agent's own counter) = canbusload's, and the
-  // agent counted every frame; the load arithmetic is unit-tested (test/bus-health-units.test.ts).
+  // agent counted every frame; the load arithmetic is unit-tested (test/unit/agent/bus-health-units.test.ts).
   const whole = (t: number) => t >= spans[0]!.from + 2000 && t <= spans.at(-1)!.to;
   const agentAll = mean(states.filter((d) => whole(Date.parse(String(d.ts)))).map((d) => d.load as number));
   const cblAll = mean(rows.filter((r) => whole(r.t)).map((r) => r.bits / 500_000));
@@ -200,7 +200,7 @@ test('bus load on a real controller: exact bits equal canbusload -e, every frame
   for (const p of perPhase) {
     assert.ok(Number.isFinite(p.agent_load) && p.agent_load > 0 && Number.isFinite(p.canbusload_load), `the agent reported a load during ${p.phase}`);
     // Reported only (see above). The exact proof is the bit equality, with the agent's own bit counter;
-    // the load arithmetic is unit-tested (test/bus-health-units.test.ts).
+    // the load arithmetic is unit-tested (test/unit/agent/bus-health-units.test.ts).
   }
   c.close();
 });

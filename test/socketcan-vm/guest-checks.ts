@@ -49,7 +49,7 @@ let bridge: StartedBridge;
 let agentA: StartedAgent;
 
 /**
- * The relay test checks completeness and order on a real kernel, not the age rule (test/faults-relay
+ * The relay test checks completeness and order on a real kernel, not the age rule (test/faults/relay
  * does): under TCG a flat-out cangen burst waits behind backpressure for seconds, so the age limits at
  * A, at the bridge and at B are all raised — with only A's raised, the bridge and B drop the held frames
  * as too old, correctly, and the count check fails.

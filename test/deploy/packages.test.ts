@@ -1,0 +1,140 @@
+/**
+ * The self-contained packages for every architecture (`make tarball ARCH=…`, packaging/targets.sh): each
+ * carries its own Node.js runtime and native addons built for its CPU, and the packaged agent really
+ * runs there — arm64 and armhf under Debian's qemu-user-static with the cross C library (`-L`), amd64
+ * natively. Per architecture: the ELF machine of the runtime and of every addon, the agent on `--sim`
+ * (console stream, /metrics), a restart on the same state dir (SQLite through the cross-built addon: ids
+ * continue above the previous run and an old Last-Event-ID gets `stream_reset` previous_run), and
+ * `--replay` of a log with every frame counted.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { REPO } from '../helpers/deploy.js';
+import { CliProcess, freePort, writeCandumpLog } from '../helpers/processes.js';
+import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
+
+const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+
+interface Target {
+  arch: string;
+  elf: string;
+  /** How the packaged node binary is started: natively, or through qemu-user with the cross libc
+ * (packaging/addons.sh installed qemu-user-static and the cross toolchain while building). */
+  prefix: string[];
+  node: string;
+}
+
+/** packaging/targets.sh is the one table; the test reads it rather than restating it. */
+function target(arch: string): Target {
+  const out = execFileSync('bash', ['-c', `. packaging/targets.sh && canrelay_target ${arch} && echo "$ELF_MACHINE|$QEMU_USER|$TRIPLET|$NODE_VERSION"`], { cwd: REPO, encoding: 'utf8' }).trim();
+  const [elf, qemu, triplet, node] = out.split('|') as [string, string, string, string];
+  return { arch, elf, prefix: qemu ? [qemu, '-L', `/usr/${triplet}`] : [], node };
+}
+
+function elfMachine(file: string): string {
+  return /Machine:\s+(.*)/.exec(execFileSync('readelf', ['-h', file], { encoding: 'utf8' }))![1]!.trim();
+}
+
+/** Under emulation everything is several times slower: generous start-up bounds. */
+const START_MS = 120_000;
+
+async function startPackaged(t: Target, app: string, args: string[], stateDir: string): Promise<{ proc: CliProcess; base: string }> {
+  const port = await freePort();
+  const [cmd, ...pre] = [...t.prefix, join(app, 'node/bin/node')];
+  const child = spawn(cmd!, [...pre, join(app, 'dist/cli.js'), 'agent', '--id', `pkg-${t.arch}`, '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: '/',
+    // No Node.js on PATH: the package must need none.
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: stateDir },
+  });
+  const proc = new CliProcess(child);
+  await proc.waitForLog((l) => l.msg === 'console listening', START_MS);
+  return { proc, base: `http://127.0.0.1:${port}` };
+}
+
+for (const arch of ['amd64', 'arm64', 'armhf']) {
+  describe(`the ${arch} package`, () => {
+    let t: Target;
+    let out: string;
+    let app: string;
+    before(() => {
+      t = target(arch);
+      out = mkdtempSync(join(tmpdir(), `canrelay-pkg-${arch}-`));
+      const tgz = execFileSync('bash', [join(REPO, 'packaging/tarball.sh'), out], { env: { ...process.env, ARCH: arch }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 1_500_000 })
+        .trim()
+        .split('\n')
+        .pop()!;
+      assert.match(tgz, new RegExp(`canrelay-${VERSION.replaceAll('.', '\\.')}-linux-${arch}\\.tgz$`));
+      mkdirSync(join(out, 'unpack'));
+      execFileSync('tar', ['-xzf', tgz, '-C', join(out, 'unpack')]);
+      app = join(out, 'unpack', `canrelay-${VERSION}`);
+    });
+    after(() => rmSync(out, { recursive: true, force: true }));
+
+    test('carries its own runtime and addons, all built for its CPU', () => {
+      assert.equal(readFileSync(join(app, 'ARCH'), 'utf8').trim(), arch);
+      assert.equal(readFileSync(join(app, 'node/VERSION'), 'utf8').trim(), t.node);
+      for (const f of ['node/bin/node', 'node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'node_modules/socketcan/build/Release/can.node'])
+        assert.match(elfMachine(join(app, f)), new RegExp(t.elf), `${f} is built for ${arch}`);
+      const v = execFileSync(t.prefix[0] ?? join(app, 'node/bin/node'), [...t.prefix.slice(1), ...(t.prefix.length ? [join(app, 'node/bin/node')] : []), '-p', 'process.version + " " + process.arch'], { encoding: 'utf8' }).trim();
+      assert.equal(v.split(' ')[0], `v${t.node}`, 'the packaged runtime starts');
+    });
+
+    test('the packaged agent on --sim: console, metrics, restart on the same state', async () => {
+      const state = mkdtempSync(join(tmpdir(), 'canrelay-pkg-state-'));
+      try {
+        let a = await startPackaged(t, app, ['--sim', '--sim-rate', '100'], state);
+        let lastId: number;
+        try {
+          const c = await SseClient.connect(`${a.base}/api/v1/streams/dongles/pkg-${arch}/console`);
+          await c.waitFor((evs) => evs.some((e) => e.event === 'can_frame'), START_MS, 'a can_frame from the packaged agent');
+          c.close();
+          lastId = Number(c.events.at(-1)!.id);
+          const m = await (await fetch(`${a.base}/metrics`)).text();
+          assert.ok((metricValue(m, 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' }) ?? 0) > 0, 'frames counted in /metrics');
+        } finally {
+          assert.equal(await a.proc.stop(), 0, 'SIGTERM: a clean exit');
+        }
+        a = await startPackaged(t, app, ['--sim', '--sim-rate', '100'], state);
+        try {
+          const c = await SseClient.connect(`${a.base}/api/v1/streams/dongles/pkg-${arch}/console`, { 'Last-Event-ID': String(lastId) });
+          await c.waitFor((evs) => evs.some((e) => e.event === 'can_frame'), START_MS, 'frames after the restart');
+          c.close();
+          const reset = c.ofType('stream_reset')[0];
+          assert.equal(reset?.json.reason, 'previous_run', 'an id of the previous run is told so');
+          const firstNew = Number(c.events.find((e) => e.event !== 'stream_reset' && e.id !== undefined)!.id);
+          assert.ok(firstNew > lastId, `ids continue above the previous run (${firstNew} > ${lastId})`);
+        } finally {
+          assert.equal(await a.proc.stop(), 0);
+        }
+      } finally {
+        rmSync(state, { recursive: true, force: true });
+      }
+    });
+
+    test('the packaged agent on --replay counts every frame of the log', async () => {
+      const state = mkdtempSync(join(tmpdir(), 'canrelay-pkg-replay-'));
+      const log = join(state, 'in.log');
+      writeCandumpLog(log, 500, { ids: [0x100, 0x200] });
+      const a = await startPackaged(t, app, ['--replay', log, '--replay-speed', '0'], state);
+      try {
+        const deadline = Date.now() + START_MS;
+        let n = 0;
+        while (Date.now() < deadline) {
+          n = metricValue(await (await fetch(`${a.base}/metrics`)).text(), 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' }) ?? 0;
+          if (n >= 500) break;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        assert.equal(n, 500, 'every frame of the log');
+        assert.equal((await getJson(`${a.base}/healthz`)).status, 200);
+      } finally {
+        await a.proc.stop();
+        rmSync(state, { recursive: true, force: true });
+      }
+    });
+  });
+}

@@ -1,0 +1,68 @@
+/**
+ * Bus health through the real agent and bridge processes (the simulator, loopback HTTP/SSE/WebSocket):
+ * `bus_state` with the --bitrate load reaches the console, the metrics and the bridge's console; a stop
+ * never claims `online` on the way out; a bad --bitrate is one clear line.
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { startBridgeProcess } from '../helpers/bridge-process.js';
+import { runCli, startAgentProcess } from '../helpers/processes.js';
+import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
+
+const stops: (() => Promise<unknown>)[] = [];
+after(async () => {
+  for (const s of stops) await s();
+});
+
+test('bus_state: load from --bitrate on the agent console, in the metrics and mirrored to the bridge', async () => {
+  const bridge = await startBridgeProcess();
+  stops.push(() => bridge.proc.stop());
+  const token = await bridge.admin.register('bh-a');
+  const a = await startAgentProcess(['--sim', '--sim-rate', '1000', '--bitrate', 'can0=500000', '--bus-state-interval', '1', '--bridge', bridge.base, '--token', token], { id: 'bh-a' });
+  stops.push(() => a.proc.stop());
+  const local = await SseClient.connect(a.url);
+  const remote = await SseClient.connect(`${bridge.base}/api/v1/streams/dongles/bh-a/console?access_token=${bridge.admin.token}`);
+  const loaded = (evs: { event: string; json: Record<string, unknown> }[]) => evs.some((e) => e.event === 'bus_state' && typeof e.json.load === 'number' && e.json.load > 0);
+  await local.waitFor(loaded, 20_000, 'a bus_state with a load');
+  const s = local.ofType('bus_state').map((e) => e.json).find((d) => typeof d.load === 'number' && d.load > 0)!;
+  assert.deepEqual(
+    { bus: s.bus, link: s.link, state: s.state, bitrate: s.bitrate, src: s.bitrate_source, tec: s.tec },
+    { bus: 'can0', link: 'up', state: null, bitrate: 500000, src: 'flag', tec: null },
+  );
+  // ~1,000 frames/s of 47-160 bits at 500 kbit/s: between 5 % and 40 %.
+  assert.ok((s.load as number) > 0.05 && (s.load as number) < 0.4, `load ${s.load}`);
+  assert.ok((s.frame_rate as number) > 300, `frame_rate ${s.frame_rate}`);
+  const m = (await getJson(a.base + '/metrics')).text;
+  assert.ok((metricValue(m, 'canrelay_bus_load_ratio', { bus: 'can0' }) ?? 0) > 0.05);
+  assert.equal(metricValue(m, 'canrelay_bus_bitrate_bps', { bus: 'can0' }), 500000);
+  assert.equal(metricValue(m, 'canrelay_bus_errors_total', { bus: 'can0', class: 'bus_off' }), 0);
+  assert.equal(metricValue(m, 'canrelay_bus_state', { bus: 'can0', state: 'error-active' }), undefined, 'no controller: no state series');
+  await remote.waitFor(loaded, 20_000, 'the bus_state mirrored to the bridge');
+  assert.equal(remote.ofType('bus_state')[0]!.json.dongle, 'bh-a');
+  local.close();
+  remote.close();
+});
+
+test('stopping: the interface goes down inside the final offline presence, never as "online"', async () => {
+  const a = await startAgentProcess(['--sim', '--sim-rate', '50']);
+  const c = await SseClient.connect(a.url);
+  await c.waitFor((ev) => ev.some((e) => e.event === 'can_frame'), 10_000, 'frames');
+  const before = c.ofType('presence').length;
+  assert.equal(await a.proc.stop('SIGTERM'), 0);
+  await c.waitClosed();
+  const after = c.ofType('presence').slice(before).map((e) => e.json);
+  assert.deepEqual(after.map((p) => [p.state, p.buses]), [['offline', { can0: 'down' }]]);
+});
+
+test('bad --bitrate: one clear line and exit code 2', async () => {
+  for (const [v, msg] of [
+    ['can0', /--bitrate.*bus=bitrate/],
+    ['can0=12', /--bitrate/],
+    ['can0=500000,can0=250000', /can0 is given twice/],
+    ['can0=99000000', /outside 1000-20000000/],
+  ] as const) {
+    const p = runCli(['agent', '--sim', '--bitrate', v]);
+    assert.equal(await p.wait(), 2, `--bitrate ${v} (stderr: ${p.stderr})`);
+    assert.match(p.stderr, msg);
+  }
+});

@@ -1,0 +1,142 @@
+/**
+ * The agent's local API: tokens (--local-token-file, --console-auth) and HTTPS (--tls-cert/--tls-key),
+ * through the real CLI over loopback, with a certificate openssl makes for the test.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { LocalAuth, parseLocalTokens } from '../../agent/local-auth.js';
+import { runCli, startAgentProcess, tempDir, type StartedAgent } from '../helpers/processes.js';
+
+const ADMIN = 'admin-token-0123456789abcdef';
+const READ = 'read-token-0123456789abcdef';
+const running: StartedAgent[] = [];
+after(async () => {
+  for (const a of running) await a.proc.stop('SIGKILL');
+});
+async function agent(args: string[]): Promise<StartedAgent> {
+  const a = await startAgentProcess(args);
+  running.push(a);
+  return a;
+}
+
+let dir: string;
+let tokenFile: string;
+before(() => {
+  dir = tempDir('canrelay-auth-');
+  tokenFile = join(dir, 'local-tokens');
+  writeFileSync(tokenFile, `# role token\nadmin ${ADMIN}\n\nread   ${READ}\n`);
+});
+
+function get(url: string, headers: Record<string, string> = {}, ca?: string): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = (url.startsWith('https:') ? httpsRequest : httpRequest)(url, { headers, ...(ca ? { ca } : {}) }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+        if (res.headers['content-type']?.startsWith('text/event-stream')) res.destroy(); // a stream: the head is enough
+      });
+      res.on('close', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('--console-auth: reads need a token from the file (header or ?access_token=); /healthz and the page stay open', async () => {
+  const a = await agent(['--sim', '--sim-rate', '50', '--local-token-file', tokenFile, '--console-auth']);
+  assert.equal((await get(a.url)).status, 401, 'console without a token');
+  assert.equal((await get(a.url, { Authorization: 'Bearer wrong-token-0123456789' })).status, 401, 'console with a wrong token');
+  assert.equal((await get(a.url, { Authorization: `Bearer ${READ}` })).status, 200, 'console with a read token');
+  assert.equal((await get(`${a.url}?access_token=${ADMIN}`)).status, 200, 'console with ?access_token=');
+  const info = await get(a.base + '/api/v1/info');
+  assert.equal(info.status, 401);
+  assert.match(String(info.headers['www-authenticate']), /^Bearer/);
+  assert.match(JSON.parse(info.body).error, /local-token-file/);
+  assert.equal((await get(a.base + '/metrics')).status, 401);
+  assert.equal((await get(a.base + '/metrics', { Authorization: `Bearer ${READ}` })).status, 200);
+  assert.equal((await get(a.base + '/healthz')).status, 200);
+});
+
+test('without --console-auth reads stay open; /api/v1/info says what is guarded', async () => {
+  const a = await agent(['--sim', '--sim-rate', '50', '--local-token-file', tokenFile]);
+  assert.equal((await get(a.url)).status, 200);
+  const info = await get(a.base + '/api/v1/info');
+  assert.deepEqual(JSON.parse(info.body).local_auth, { writes: true, reads: false });
+});
+
+test('a write: 401 without a token, 403 with a read token or from another site, allowed with the admin token', async (t) => {
+  // The guard itself behind a real HTTP server: every agent write route calls exactly this.
+  const auth = new LocalAuth(parseLocalTokens(`admin ${ADMIN}\nread ${READ}\n`, 'test'));
+  const server = createServer((req, res) => {
+    if (!auth.guard(req, res, req.method === 'GET' ? 'read' : 'write')) return;
+    res.end('done');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}/`;
+  const post = (headers: Record<string, string>): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = httpRequest(base, { method: 'POST', headers }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  assert.equal(await post({}), 401);
+  assert.equal(await post({ Authorization: `Bearer ${READ}` }), 403);
+  assert.equal(await post({ Authorization: `Bearer ${ADMIN}x` }), 401);
+  assert.equal(await post({ Authorization: `Bearer ${ADMIN}` }), 200);
+  assert.equal(await post({ Authorization: `Bearer ${ADMIN}`, Origin: 'http://evil.example' }), 403, 'cross-site write');
+  assert.equal((await get(base)).status, 200, 'reads open without --console-auth');
+  // Without a token file writes are open, but still not from another site.
+  const open = new LocalAuth(undefined);
+  assert.equal(open.enabled, false);
+  assert.equal(open.role(ADMIN), undefined);
+});
+
+test('token file format: bad lines and empty files are refused with the line named (exit 2)', async () => {
+  assert.throws(() => parseLocalTokens('admin short\n', 'f'), /f line 1/);
+  assert.throws(() => parseLocalTokens('writer 0123456789abcdef0123\n', 'f'), /line 1: expected "admin <token>"/);
+  assert.throws(() => parseLocalTokens('# nothing\n\n', 'f'), /holds no token/);
+  const bad = join(dir, 'bad-tokens');
+  writeFileSync(bad, `admin ${ADMIN}\nroot ${READ}\n`);
+  const p = runCli(['agent', '--sim', '--local-token-file', bad]);
+  assert.equal(await p.wait(), 2);
+  assert.match(p.stderr, /--local-token-file: .*bad-tokens line 2/);
+  const q = runCli(['agent', '--sim', '--console-auth']);
+  assert.equal(await q.wait(), 2);
+  assert.match(q.stderr, /--console-auth needs --local-token-file/);
+  const r = runCli(['agent', '--sim', '--tls-cert', tokenFile]);
+  assert.equal(await r.wait(), 2);
+  assert.match(r.stderr, /both --tls-cert and --tls-key/);
+});
+
+test('--tls-cert/--tls-key: the console is served over HTTPS with a self-signed certificate', async () => {
+  execFileSync('bash', [fileURLToPath(new URL('../../../.ci/ensure-debs.sh', import.meta.url)), 'openssl'], { stdio: 'inherit' });
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  const a = await agent(['--sim', '--sim-rate', '50', '--tls-cert', cert, '--tls-key', key, '--local-token-file', tokenFile, '--console-auth']);
+  assert.match(a.url, /^https:\/\/127\.0\.0\.1:\d+\//, 'the logged console URL is https');
+  const ca = (await import('node:fs')).readFileSync(cert, 'utf8');
+  const ok = await get(a.url, { Authorization: `Bearer ${READ}` }, ca);
+  assert.equal(ok.status, 200);
+  assert.match(ok.body, /canrelay console/);
+  assert.equal((await get(a.base + '/api/v1/info', {}, ca)).status, 401, 'auth holds over TLS too');
+  await assert.rejects(get(a.base + '/healthz'), /self-signed|certificate/, 'an unknown certificate is refused by the client');
+  await assert.rejects(get(a.base.replace('https:', 'http:') + '/healthz'), 'plain HTTP is not served');
+  // A key that does not belong to the certificate: a clear error, not a crash.
+  const otherKey = join(dir, 'other-key.pem');
+  execFileSync('openssl', ['genrsa', '-out', otherKey, '2048'], { stdio: 'ignore' });
+  const bad = runCli(['agent', '--sim', '--listen', '127.0.0.1:0', '--state-dir', tempDir('canrelay-auth-'), '--tls-cert', cert, '--tls-key', otherKey]);
+  assert.notEqual(await bad.wait(), 0);
+  assert.match(bad.stderr + bad.stdout, /--tls-cert\/--tls-key/);
+});

@@ -1,0 +1,132 @@
+/**
+ * Recordings through the bridge: the list and the download of a connected dongle's recording, streamed
+ * over the uplink chunk by chunk, byte-identical to the file on the gateway; a client that stops reading
+ * stalls the download (the bridge does not pull the file into memory) while frames keep flowing (real
+ * bridge and agent processes on loopback).
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { get as httpGet, type IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { startBridgeProcess } from '../helpers/bridge-process.js';
+import { waitForValue as until } from '../helpers/wait-for.js';
+import { startAgentProcess, tempDir, writeCandumpLog } from '../helpers/processes.js';
+import { getJson, metricValue } from '../helpers/sse-client.js';
+
+const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
+after(async () => {
+  for (const p of procs) await p.proc.stop('SIGKILL');
+});
+const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
+
+
+test('list and download through the bridge: byte-identical to the gateway file, tx frames marked T', async () => {
+  const bridge = track(await startBridgeProcess());
+  const token = await bridge.admin.register('rec-gw');
+  const viewer = String((await bridge.admin.post('/api/v1/viewer-tokens')).body.token);
+  const dir = tempDir('canrelay-recb-');
+  const N = 40_000; // about 1.6 MB: some 50 chunks over the uplink
+  writeCandumpLog(join(dir, 'in.log'), N, { ids: [0x100, 0x200, 0x7e8] });
+  const recs = join(dir, 'recs');
+  const a = track(
+    await startAgentProcess(['--replay', join(dir, 'in.log'), '--replay-speed', '0', '--record-on-start', '--record-dir', recs, '--bridge', bridge.base, '--token', token], { id: 'rec-gw' }),
+  );
+  await a.proc.waitForLog((l) => l.msg === 'uplink connected');
+  await a.proc.waitForLog((l) => l.code === 'replay_ended', 60_000);
+  // A frame transmitted on the gateway (a command through the bridge) is recorded as tx.
+  const cmd = await bridge.admin.post('/api/v1/dongles/rec-gw/commands', { type: 'send_frame', bus: 'can0', id: '0x321', data_hex: 'CA FE' });
+  assert.equal(cmd.status, 202);
+  await until(async () => (await bridge.admin.get(`/api/v1/commands/${cmd.body.command_id}`)).body.status, (s) => s === 'succeeded', 15_000, 'the command');
+
+  const listed = await until(
+    async () => (await bridge.admin.withToken(viewer).get('/api/v1/dongles/rec-gw/recordings')).body,
+    (b) => Array.isArray(b.recordings) && b.recordings.length === 1,
+    10_000,
+    'the list through the bridge',
+  );
+  const id = String((listed.recordings as { id: string }[])[0]!.id);
+  const stopped = await fetch(`${a.base}/api/v1/recordings/${id}/stop`, { method: 'POST' });
+  assert.equal(stopped.status, 200);
+  const info = (await stopped.json()) as { frames: number; bytes: number };
+  assert.equal(info.frames, N + 1);
+
+  assert.equal((await fetch(`${bridge.base}/api/v1/dongles/rec-gw/recordings/${id}`)).status, 401, 'no token');
+  const r = await fetch(`${bridge.base}/api/v1/dongles/rec-gw/recordings/${id}?access_token=${viewer}`);
+  assert.equal(r.status, 200);
+  assert.match(String(r.headers.get('content-disposition')), new RegExp(`rec-gw-${id}\\.log"`));
+  const viaBridge = Buffer.from(await r.arrayBuffer());
+  const onDisk = Buffer.concat(readdirSync(recs).filter((f) => f.endsWith('.log')).sort().map((f) => readFileSync(join(recs, f))));
+  assert.equal(viaBridge.length, info.bytes);
+  assert.ok(viaBridge.equals(onDisk), 'the bridge download is byte-identical to the file on the gateway');
+  const local = Buffer.from(await (await fetch(`${a.base}/api/v1/recordings/${id}`)).arrayBuffer());
+  assert.ok(local.equals(onDisk), 'and so is the local download');
+  assert.match(viaBridge.toString('latin1'), /can0 321#CAFE T\n/);
+
+  assert.equal((await bridge.admin.withToken(viewer).get('/api/v1/dongles/rec-gw/recordings/20000101T000000Z-000000')).status, 404, 'unknown recording');
+  await a.proc.stop();
+  const offline = await until(async () => (await bridge.admin.get('/api/v1/dongles/rec-gw/recordings')).status, (s) => s === 503, 10_000, 'offline answer');
+  assert.equal(offline, 503);
+});
+
+test('a download whose client stops reading stalls at the bridge (backpressure) while the data plane flows; then completes byte-identical', async (t) => {
+  const bridge = track(await startBridgeProcess());
+  const token = await bridge.admin.register('bp-gw');
+  const viewer = String((await bridge.admin.post('/api/v1/viewer-tokens')).body.token);
+  // A 24 MB recording in two files, written as the agent writes them (it reads the folder at start).
+  const recs = join(tempDir('canrelay-recbp-'), 'recs');
+  mkdirSync(recs);
+  const id = '20261129T000000Z-abcdef';
+  const part = (n: number, from: number, count: number): { name: string; bytes: number; text: string } => {
+    const lines: string[] = [];
+    for (let i = from; i < from + count; i++) lines.push(`(1700000000.${String(i % 1e6).padStart(6, '0')}) can0 123#${i.toString(16).toUpperCase().padStart(16, '0')} R\n`);
+    const text = lines.join('');
+    return { name: `${id}.000${n}.log`, bytes: text.length, text };
+  };
+  const parts = [part(1, 0, 250_000), part(2, 250_000, 250_000)];
+  for (const p of parts) writeFileSync(join(recs, p.name), p.text);
+  const size = parts[0]!.bytes + parts[1]!.bytes;
+  writeFileSync(
+    join(recs, `${id}.json`),
+    JSON.stringify({
+      v: 1, id, state: 'stopped', started_at: '2026-11-29T00:00:00.000Z', stopped_at: '2026-11-29T00:01:00.000Z', buses: null, ids: null,
+      max_duration_s: null, frames: 500_000, frames_dropped: 0, files_deleted: 0, gzip: false, problems: [], stop_reason: 'stopped by request',
+      error: null, parts: [{ name: parts[0]!.name, offset: 0, bytes: parts[0]!.bytes }, { name: parts[1]!.name, offset: parts[0]!.bytes, bytes: parts[1]!.bytes }], next_part: 3,
+    }),
+  );
+  const a = track(await startAgentProcess(['--sim', '--sim-rate', '1000', '--record-dir', recs, '--bridge', bridge.base, '--token', token], { id: 'bp-gw' }));
+  await a.proc.waitForLog((l) => l.msg === 'uplink connected');
+  const metric = async (name: string, labels: Record<string, string> = {}): Promise<number> => metricValue((await getJson(bridge.base + '/metrics')).text, name, labels) ?? 0;
+
+  const res = await new Promise<IncomingMessage>((resolve, reject) => httpGet(`${bridge.base}/api/v1/dongles/bp-gw/recordings/${id}?access_token=${viewer}`, resolve).on('error', reject));
+  assert.equal(res.statusCode, 200);
+  assert.equal(Number(res.headers['content-length']), size);
+  res.pause(); // the client stops reading
+  let last = -1;
+  const stalled = await until(
+    async () => {
+      const prev = last;
+      last = await metric('canrelay_bridge_recording_bytes_total');
+      await new Promise((r) => setTimeout(r, 300));
+      return { prev, now: last };
+    },
+    (v) => v.now > 0 && v.now === v.prev,
+    30_000,
+    'the download to stall',
+  );
+  assert.ok(stalled.now < size / 2, `the bridge stopped pulling at ${stalled.now} of ${size} bytes while the client did not read`);
+  t.diagnostic(`stalled at ${stalled.now} of ${size} bytes`);
+  const f0 = await metric('canrelay_bridge_frames_received_total', { dongle: 'bp-gw' });
+  await until(() => metric('canrelay_bridge_frames_received_total', { dongle: 'bp-gw' }), (f) => f > f0 + 500, 15_000, 'frames to keep arriving during the stalled download');
+
+  const chunks: Buffer[] = [];
+  res.on('data', (c: Buffer) => chunks.push(c));
+  await new Promise<void>((resolve, reject) => {
+    res.on('end', resolve);
+    res.on('error', reject);
+    res.resume();
+  });
+  const body = Buffer.concat(chunks);
+  assert.equal(body.length, size);
+  assert.ok(body.equals(Buffer.from(parts[0]!.text + parts[1]!.text, 'latin1')), 'byte-identical after the stall');
+});

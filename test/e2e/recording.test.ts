@@ -1,0 +1,218 @@
+/**
+ * Full-rate recording on the agent, through the real CLI over loopback: a replayed log recorded frame
+ * for frame (the unsampled counter and python-can's CanutilsLogReader agree), the API and its auth, the
+ * disk bound filled and held, gzip, and a full disk (a small tmpfs) that stops the recording, not the agent.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
+import { waitForValue as until } from '../helpers/wait-for.js';
+import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
+import { getJson, metricValue } from '../helpers/sse-client.js';
+import { skipOrFail } from '../helpers/skips.js';
+
+const running: StartedAgent[] = [];
+const cleanups: (() => void)[] = [];
+after(async () => {
+  for (const a of running) await a.proc.stop('SIGKILL');
+  for (const c of cleanups) c();
+});
+/** An agent for one test: stopped when the test ends (the machine is shared; idle agents still cost). */
+async function agent(t: { after(fn: () => Promise<unknown>): void }, args: string[]): Promise<StartedAgent> {
+  const a = await startAgentProcess(args);
+  running.push(a);
+  t.after(() => a.proc.stop('SIGKILL'));
+  return a;
+}
+
+interface Rec {
+  id: string;
+  state: string;
+  frames: number;
+  frames_dropped: number;
+  bytes: number;
+  files: number;
+  files_deleted: number;
+  complete: boolean;
+  problems: string[];
+  error: string | null;
+  gzip: boolean;
+}
+async function call(base: string, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  const headers: Record<string, string> = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const r = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  return { status: r.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+}
+const list = async (base: string, token?: string): Promise<Rec[]> => (await call(base, 'GET', '/api/v1/recordings', undefined, token)).json.recordings as Rec[];
+const download = async (base: string, id: string, token?: string): Promise<Buffer> => {
+  const r = await fetch(`${base}/api/v1/recordings/${id}`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+  assert.equal(r.status, 200);
+  return Buffer.from(await r.arrayBuffer());
+};
+const CANDUMP_LINE = /^\(\d{10}\.\d{6}\) [A-Za-z0-9_.:-]+ [0-9A-F]{3,8}#[0-9A-FR#_]*( [TR])$/;
+
+before(() => {
+  execFileSync('bash', [fileURLToPath(new URL('../../../.ci/ensure-debs.sh', import.meta.url)), 'python3-can'], { stdio: 'inherit' });
+});
+
+test('a replayed log, recorded from the start: exactly the frames the unsampled counter saw, and python-can reads it', async (t) => {
+  const dir = tempDir('canrelay-rec-');
+  const N = 30_000;
+  writeCandumpLog(join(dir, 'in.log'), N, { ids: [0x100, 0x7e8, 0x18daf110 & 0x7ff, 0x3ff] });
+  const a = await agent(t, ['--replay', join(dir, 'in.log'), '--replay-speed', '0', '--record-on-start', '--console-max-rate', '50']);
+  await a.proc.waitForLog((l) => l.code === 'replay_ended', 60_000);
+  const [rec] = await list(a.base);
+  assert.ok(rec, 'the --record-on-start recording is listed');
+  const stopped = await call(a.base, 'POST', `/api/v1/recordings/${rec.id}/stop`);
+  assert.equal(stopped.status, 200);
+  assert.equal(stopped.json.state, 'stopped');
+  const counted = metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' });
+  assert.equal(counted, N, 'the unsampled counter saw every frame');
+  assert.equal(stopped.json.frames, N, 'the recording has every frame');
+  assert.equal(stopped.json.frames_dropped, 0);
+  assert.equal(stopped.json.complete, true);
+  const sampledOut = metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_console_frames_sampled_out_total') ?? 0;
+  assert.ok(sampledOut > 0, 'the console was sampling meanwhile (the recording is not)');
+
+  const file = await download(a.base, rec.id);
+  const lines = file.toString('latin1').trimEnd().split('\n');
+  assert.equal(lines.length, N);
+  for (const l of lines) assert.match(l, CANDUMP_LINE);
+  // Payloads carry the frame index: in order, none missing, none doubled.
+  lines.forEach((l, i) => assert.equal(parseInt(l.split('#')[1]!.slice(0, 8), 16), i, `line ${i + 1}: ${l}`));
+  const path = join(dir, 'out.log');
+  writeFileSync(path, file);
+  const py = spawnSync(
+    '/usr/bin/python3',
+    [
+      '-c',
+      `import can, sys
+msgs = list(can.io.CanutilsLogReader(sys.argv[1]))
+print(len(msgs), sum(1 for m in msgs if m.is_rx), int.from_bytes(msgs[-1].data, "big"), hex(msgs[1].arbitration_id), msgs[0].channel)`,
+      path,
+    ],
+    { encoding: 'utf8' },
+  );
+  assert.equal(py.status, 0, py.stderr);
+  assert.equal(py.stdout.trim(), `${N} ${N} ${N - 1} 0x7e8 can0`, 'python-can: every frame, all rx, the last payload, ids and channel');
+});
+
+test('the API: start with buses/ids/max duration, list, stop, download, delete; writes need the admin token', async (t) => {
+  const dir = tempDir('canrelay-rec-');
+  const tokens = join(dir, 'tokens');
+  const ADMIN = 'rec-admin-0123456789abcdef';
+  const READ = 'rec-read-0123456789abcdef';
+  writeFileSync(tokens, `admin ${ADMIN}\nread ${READ}\n`);
+  const a = await agent(t, ['--sim', '--sim-rate', '1000', '--local-token-file', tokens, '--record-dir', join(dir, 'recs')]);
+  assert.equal((await call(a.base, 'POST', '/api/v1/recordings', {})).status, 401, 'no token');
+  assert.equal((await call(a.base, 'POST', '/api/v1/recordings', {}, READ)).status, 403, 'read token');
+  assert.equal((await call(a.base, 'POST', '/api/v1/recordings', { ids: '7E8-zz' }, ADMIN)).status, 400, 'bad id filter');
+  assert.equal((await call(a.base, 'POST', '/api/v1/recordings', { buses: ['can0'], extra: 1 }, ADMIN)).status, 400, 'unknown field');
+  const started = await call(a.base, 'POST', '/api/v1/recordings', { buses: ['can0'], ids: '!7DF', max_duration_s: 1 }, ADMIN);
+  assert.equal(started.status, 201, JSON.stringify(started.json));
+  const id = String(started.json.id);
+  assert.equal((await call(a.base, 'DELETE', `/api/v1/recordings/${id}`, undefined, ADMIN)).status, 409, 'running: stop it first');
+  // The max duration stops it by itself.
+  const done = await until(async () => (await list(a.base)).find((r) => r.id === id)!, (r) => r.state === 'stopped', 10_000, 'max duration stop');
+  assert.ok(done.frames > 100);
+  const text = (await download(a.base, id)).toString('latin1');
+  assert.equal(text.trimEnd().split('\n').length, done.frames);
+  assert.ok(!/ 7DF#/.test(text), 'the id filter left 7DF out');
+  assert.equal((await call(a.base, 'DELETE', `/api/v1/recordings/${id}`, undefined, READ)).status, 403);
+  assert.equal((await call(a.base, 'DELETE', `/api/v1/recordings/${id}`, undefined, ADMIN)).status, 204);
+  assert.equal((await list(a.base)).length, 0);
+  assert.deepEqual(readdirSync(join(dir, 'recs')), [], 'its files are gone');
+  assert.equal((await call(a.base, 'GET', `/api/v1/recordings/${id}`)).status, 404);
+});
+
+test('the disk bound: the oldest files go first (counted), the folder never exceeds --record-max-bytes', async (t) => {
+  const dir = tempDir('canrelay-rec-');
+  const recs = join(dir, 'recs');
+  const MAX = 256 * 1024;
+  const a = await agent(t, ['--sim', '--sim-rate', '20000', '--record-dir', recs, '--record-max-bytes', String(MAX), '--record-rotate-bytes', '16384']);
+  const first = await call(a.base, 'POST', '/api/v1/recordings', {});
+  const second = await call(a.base, 'POST', '/api/v1/recordings', { ids: '100-3FF' });
+  assert.equal(first.status, 201);
+  assert.equal(second.status, 201);
+  // A file may be deleted between readdir and stat: it then holds nothing.
+  const size = (f: string): number => statSync(join(recs, f), { throwIfNoEntry: false })?.size ?? 0;
+  const folderBytes = (): number => readdirSync(recs).filter((f) => f.endsWith('.log')).reduce((s, f) => s + size(f), 0);
+  let peak = 0;
+  await until(
+    async () => {
+      peak = Math.max(peak, folderBytes());
+      return metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_recording_files_deleted_total') ?? 0;
+    },
+    (n) => n >= 20,
+    60_000,
+    '20 files deleted by the bound',
+  );
+  for (let i = 0; i < 20; i++) {
+    peak = Math.max(peak, folderBytes());
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  // Read while both run: once stopped, the other one may delete the rest of the first (oldest first).
+  const all = await list(a.base);
+  const r1 = all.find((r) => r.id === first.json.id)!;
+  assert.ok(r1, JSON.stringify(all) + JSON.stringify(a.proc.logs.filter((l) => String(l.code).startsWith('recording_') && l.code !== 'recording_file_deleted')));
+  assert.equal(all[1]!.id, r1.id, 'listed newest first: the first recording is the older one');
+  await Promise.all([first, second].map((s) => call(a.base, 'POST', `/api/v1/recordings/${s.json.id}/stop`)));
+  assert.ok(peak <= MAX, `the folder held ${peak} bytes, over the bound ${MAX}`);
+  assert.ok(folderBytes() > MAX / 2, 'the bound is used, not emptied');
+  assert.ok(r1.files_deleted > 0);
+  assert.equal(r1.complete, false);
+  assert.match(r1.problems.join(' '), /record-max-bytes/);
+  // What is left still downloads as whole lines (files are cut at line boundaries).
+  const text = (await download(a.base, String(second.json.id))).toString('latin1');
+  for (const l of text.trimEnd().split('\n').slice(0, 2000)) assert.match(l, CANDUMP_LINE);
+  await a.proc.waitForLog((l) => l.code === 'recording_file_deleted'); // deletions are logged (the log is written asynchronously)
+  assert.equal((await getJson(a.base + '/healthz')).status, 200);
+});
+
+test('--record-gzip: the download is gzip, it decompresses to candump -L lines', async (t) => {
+  const dir = tempDir('canrelay-rec-');
+  const a = await agent(t, ['--sim', '--sim-rate', '2000', '--record-dir', join(dir, 'recs'), '--record-gzip', '--record-max-bytes', '1048576', '--record-rotate-bytes', '4096']);
+  const s = await call(a.base, 'POST', '/api/v1/recordings', {});
+  await until(async () => (await list(a.base))[0]!, (r) => r.files >= 3, 20_000, 'three rotated gzip files');
+  const stopped = await call(a.base, 'POST', `/api/v1/recordings/${s.json.id}/stop`);
+  const r = await fetch(`${a.base}/api/v1/recordings/${s.json.id}`);
+  assert.equal(r.headers.get('content-type'), 'application/gzip');
+  assert.match(String(r.headers.get('content-disposition')), /\.log\.gz"/);
+  const lines = gunzipSync(Buffer.from(await r.arrayBuffer())).toString('latin1').trimEnd().split('\n');
+  assert.equal(lines.length, stopped.json.frames);
+  for (const l of lines) assert.match(l, CANDUMP_LINE);
+});
+
+test('a full disk stops the recording with a clear error, keeps what was written, and the agent runs on', async (t) => {
+  if (process.getuid?.() !== 0) return skipOrFail(t, 'needs root to mount a small tmpfs');
+  const dir = tempDir('canrelay-rec-');
+  const recs = join(dir, 'small');
+  mkdirSync(recs);
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=192k,huge=never', 'tmpfs', recs], { encoding: 'utf8' });
+  if (m.status !== 0) return skipOrFail(t, `cannot mount a tmpfs here: ${m.stderr.trim()}`);
+  cleanups.push(() => spawnSync('umount', ['-l', recs]));
+  // Small files: writes of at most 16 KiB, so some land before the 192 KiB disk is full, however loaded the machine.
+  const a = await agent(t, ['--sim', '--sim-rate', '20000', '--record-dir', recs, '--record-max-bytes', String(64 * 1024 * 1024), '--record-rotate-bytes', '16384']);
+  const s = await call(a.base, 'POST', '/api/v1/recordings', {});
+  assert.equal(s.status, 201, JSON.stringify(s.json) + spawnSync('sh', ['-c', `df ${recs}; ls -la ${recs}; cat ${recs}/*.json`], { encoding: 'utf8' }).stdout + a.proc.stdout.slice(-3000) + a.proc.stderr);
+  const failed = await until(async () => (await list(a.base))[0]!, (r) => r.state === 'failed', 30_000, 'the recording to fail on the full disk');
+  assert.match(String(failed.error), /disk full writing .*small.*free space/);
+  assert.equal(failed.complete, false);
+  assert.ok(failed.frames_dropped > 0, 'frames it could not write are counted');
+  assert.ok(failed.frames > 0);
+  const text = (await download(a.base, failed.id)).toString('latin1');
+  const lines = text.trimEnd().split('\n');
+  assert.equal(lines.length, failed.frames, 'every counted frame is in the file, and nothing half-written');
+  for (const l of lines) assert.match(l, CANDUMP_LINE);
+  await a.proc.waitForLog((l) => l.code === 'recording_failed'); // logged (asynchronously)
+  assert.equal((await getJson(a.base + '/healthz')).status, 200, 'the agent runs on');
+  assert.equal(metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_recording_failures_total'), 1);
+  assert.equal(a.proc.exitCode, null);
+});

@@ -1,0 +1,228 @@
+/**
+ * State write failures while running (docs/reliability.md): the state directory is a small real tmpfs
+ * that `dd` fills while the agent or the bridge runs. Nothing stops: frames keep flowing and being
+ * relayed, consoles keep serving, /healthz says `"state":"degraded"` with the file and the cause,
+ * `canrelay_state_write_errors_total{store}` counts, and it heals once space returns. Event ids stay
+ * unique through it, after a restart, and after the state directory is deleted. The agent's mirrored
+ * events made while its disk was full reach the bridge. Every check that the disk really was full is
+ * made (a write of our own fails with ENOSPC), so the "still alive" checks cannot pass on a disk that
+ * never filled.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
+import { startAgentProcess, tempDir, type CliProcess, type StartedAgent } from '../helpers/processes.js';
+import { getJson, metricValue, SseClient, type SseEvent } from '../helpers/sse-client.js';
+
+const mounts: string[] = [];
+const procs: CliProcess[] = [];
+
+after(async () => {
+  for (const p of procs) await p.stop('SIGKILL');
+  for (const m of mounts.reverse()) {
+    try {
+      execFileSync('umount', ['-l', m]);
+    } catch {
+      /* already gone */
+    }
+  }
+});
+
+function track<T extends { proc: CliProcess }>(x: T): T {
+  procs.push(x.proc);
+  return x;
+}
+
+/** A real tmpfs of `mib` MiB. */
+function smallDisk(mib: number): string {
+  const dir = tempDir('canrelay-disk-');
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, 'tmpfs', dir]);
+  mounts.push(dir);
+  return dir;
+}
+
+/** Fills the file system with `dd` until it has no space left, and proves it: our own write fails. */
+function fill(dir: string): string {
+  const file = join(dir, 'filler');
+  try {
+    execFileSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=64k'], { stdio: 'ignore' });
+  } catch {
+    /* dd stops with ENOSPC: that is the point */
+  }
+  assert.throws(() => writeFileSync(join(dir, 'probe'), Buffer.alloc(64 * 1024)), /ENOSPC/, 'the disk is really full');
+  return file;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function health(base: string): Promise<Record<string, unknown>> {
+  return (await getJson(base + '/healthz')).body;
+}
+
+async function metric(base: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return metricValue((await getJson(base + '/metrics')).text, name, labels) ?? 0;
+}
+
+function ids(events: SseEvent[]): number[] {
+  // The reset is a position, and the presence told after it carries no id: neither is a new event.
+  return events.filter((e) => e.event !== 'stream_reset' && e.id !== undefined).map((e) => Number(e.id));
+}
+
+function assertIncreasing(list: number[], what: string): void {
+  for (let i = 1; i < list.length; i++) assert.ok(list[i]! > list[i - 1]!, `${what}: id ${list[i]} after ${list[i - 1]}`);
+}
+
+test('agent: a full state disk degrades, never stops; mirrored events made meanwhile arrive; ids stay unique', async () => {
+  const bridge = track(await startBridgeProcess());
+  const token = await bridge.admin.register('full-gw');
+  const disk = smallDisk(4);
+  // Unsampled 2,000 events/s on the console: an id block (10,000) is reserved every 5 s; presence "seen"
+  // every second goes through the outbox.
+  const args = ['--sim', '--sim-rate', '2000', '--console-max-rate', '100000', '--presence-interval', '1', '--bridge', bridge.base, '--token', token];
+  const agent = track(await startAgentProcess(args, { id: 'full-gw', stateDir: disk }));
+  const local = await SseClient.connect(agent.url);
+  const mirrored = await SseClient.connect(`${bridge.base}/api/v1/streams/dongles/full-gw/console`, { Authorization: `Bearer ${ADMIN_TOKEN}` });
+  await local.waitFor((ev) => ev.length > 100, 10_000, 'console events');
+
+  const filler = fill(disk);
+  const degraded = await until('state degraded', async () => {
+    const h = await health(agent.base);
+    return h.state === 'degraded' ? h : undefined;
+  });
+  assert.match(String(degraded.state_reason), new RegExp(`${join(disk, 'agent.sqlite')}.*disk full`));
+  await until('both stores failing', async () =>
+    (await metric(agent.base, 'canrelay_state_write_errors_total', { store: 'ids' })) > 0 &&
+    (await metric(agent.base, 'canrelay_state_write_errors_total', { store: 'outbox' })) > 0
+      ? true
+      : undefined,
+  );
+  // Alive and serving while full: frames counted, console events flowing, presence piling up in memory.
+  const rx = await metric(agent.base, 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' });
+  const before = local.events.length;
+  await local.waitFor((ev) => ev.length > before + 2000, 20_000, 'console events while the disk is full');
+  assert.ok((await metric(agent.base, 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' })) > rx);
+  const presenceWhileFull = await until('presence made while full', async () => {
+    const p = local.ofType('presence').filter((e) => Number(e.id) > Number(local.events[before]!.id));
+    return p.length >= 3 ? p : undefined;
+  });
+  assert.ok(agent.proc.logs.some((l) => l.level === 50 && l.msg.startsWith('state writes failing')), 'one clear error line');
+
+  rmSync(filler);
+  await until('state ok again', async () => ((await health(agent.base)).state === 'ok' ? true : undefined));
+  assert.ok(agent.proc.logs.some((l) => l.msg.includes('recovered')));
+  // Every presence event made while the disk was full reaches the bridge, once.
+  const want = presenceWhileFull.map((e) => String(e.json.ts));
+  await mirrored.waitFor((ev) => want.every((ts) => ev.some((e) => e.event === 'presence' && e.json.ts === ts)), 20_000, 'presence mirrored');
+  const got = mirrored.ofType('presence').map((e) => String(e.json.ts));
+  assert.equal(new Set(got).size, got.length, 'each mirrored once');
+  assert.equal(await metric(agent.base, 'canrelay_uplink', { kind: 'outbox_dropped_unwritable' }), 0);
+  assert.equal(await metric(agent.base, 'canrelay_console_events_withheld_total'), 0);
+
+  const run1 = ids(local.events);
+  assertIncreasing(run1, 'run 1');
+  local.close();
+  mirrored.close();
+  assert.equal(await agent.proc.stop(), 0);
+
+  // A restart on the same state: every id above the first run's.
+  const again = track(await startAgentProcess(args, { id: 'full-gw', stateDir: disk }));
+  const c2 = await SseClient.connect(again.url, {}, {});
+  await c2.waitFor((ev) => ev.length > 10, 10_000, 'events after the restart');
+  assert.ok(Number(c2.events[0]!.id) > run1[run1.length - 1]!, 'ids above the previous run');
+  c2.close();
+  assert.equal(await again.proc.stop(), 0);
+});
+
+test('agent: the state directory deleted while running and between runs; said, and ids still above the previous run', async () => {
+  const dir = join(tempDir('canrelay-gone-'), 'state');
+  mkdirSync(dir);
+  const first: StartedAgent = track(await startAgentProcess(['--sim', '--console-max-rate', '100000'], { stateDir: dir }));
+  const c1 = await SseClient.connect(first.url);
+  await c1.waitFor((ev) => ev.length > 500, 10_000, 'run 1 events');
+  assert.equal((await health(first.base)).state, 'ok');
+  // SQLite writes on into the deleted file without an error: the agent notices and says so.
+  rmSync(dir, { recursive: true });
+  const h = await until('deletion noticed', async () => {
+    const x = await health(first.base);
+    return x.state === 'degraded' ? x : undefined;
+  });
+  assert.match(String(h.state_reason), new RegExp(`${join(dir, 'agent.sqlite')} was deleted while running`));
+  const seen = c1.events.length;
+  await c1.waitFor((ev) => ev.length > seen + 500, 10_000, 'console serving after the deletion');
+  c1.close();
+  const last = Math.max(...ids(c1.events));
+  assert.equal(await first.proc.stop(), 0);
+  const second = track(await startAgentProcess(['--sim'], { stateDir: dir }));
+  const c2 = await SseClient.connect(second.url, { 'Last-Event-ID': String(last) });
+  await c2.waitFor((ev) => ev.length > 3, 10_000, 'run 2 events');
+  // Told that the id is from an earlier run, not resumed as if it were this run's.
+  assert.equal(c2.events[0]!.event, 'stream_reset');
+  assert.equal(c2.events[0]!.json.reason, 'previous_run');
+  const run2 = ids(c2.events);
+  assert.ok(run2[0]! > last, `first id ${run2[0]} above run 1's last ${last}`);
+  assert.ok(run2.every((id) => Number.isSafeInteger(id) && String(id).length <= 15), 'ids exact in JS and accepted as Last-Event-ID');
+  c2.close();
+  assert.equal(await second.proc.stop(), 0);
+});
+
+test('bridge: a full database disk degrades, never stops; relay and consoles go on; admin changes get 503', async () => {
+  const disk = smallDisk(4);
+  const db = join(disk, 'bridge.sqlite');
+  const bridge: StartedBridge = track(await startBridgeProcess([], { db }));
+  const ta = await bridge.admin.register('fa');
+  const tb = await bridge.admin.register('fb');
+  await bridge.admin.group('fg', 'fa', 'fb');
+  const a = track(await startAgentProcess(['--sim', '--sim-rate', '300', '--bridge', bridge.base, '--token', ta], { id: 'fa' }));
+  const b = track(await startAgentProcess(['--sim', '--sim-rate', '1', '--bridge', bridge.base, '--token', tb], { id: 'fb' }));
+  const group = await SseClient.connect(`${bridge.base}/api/v1/streams/groups/fg/console`, { Authorization: `Bearer ${ADMIN_TOKEN}` });
+  await until('relaying', async () => ((await metric(b.base, 'canrelay_can_frames_total', { bus: 'can0', direction: 'tx' })) > 100 ? true : undefined));
+
+  const filler = fill(disk);
+  const degraded = await until('bridge degraded', async () => {
+    const h = await health(bridge.base);
+    return h.state === 'degraded' ? h : undefined;
+  });
+  assert.match(String(degraded.state_reason), new RegExp(`${db}.*disk full`));
+  assert.ok((await metric(bridge.base, 'canrelay_state_write_errors_total', { store: 'bridge' })) > 0);
+  // The relay goes on: B keeps transmitting A's frames; the group console keeps serving.
+  const tx = await metric(b.base, 'canrelay_can_frames_total', { bus: 'can0', direction: 'tx' });
+  await until('relay while full', async () => ((await metric(b.base, 'canrelay_can_frames_total', { bus: 'can0', direction: 'tx' })) > tx + 300 ? true : undefined));
+  const seen = group.events.length;
+  await group.waitFor((ev) => ev.length > seen + 50, 10_000, 'group console while full');
+  // An admin change cannot be stored: refused, with the file and the cause, nothing half-done.
+  const refused = await bridge.admin.put('/api/v1/dongles/fc');
+  assert.equal(refused.status, 503);
+  assert.match(String(refused.body.error), new RegExp(`${db}.*disk full.*nothing was changed`));
+  assert.equal((await bridge.admin.get('/api/v1/dongles/fc')).status, 404);
+
+  rmSync(filler);
+  await until('bridge state ok again', async () => ((await health(bridge.base)).state === 'ok' ? true : undefined));
+  assert.equal((await bridge.admin.put('/api/v1/dongles/fc')).status, 201);
+  const run1 = ids(group.events);
+  assertIncreasing(run1, 'group console');
+  group.close();
+
+  // A restart: the bridge's console ids continue above the first run's.
+  await a.proc.stop();
+  await b.proc.stop();
+  assert.equal(await bridge.proc.stop(), 0);
+  const again = track(await startBridgeProcess([], { db }));
+  const c2 = await SseClient.connect(`${again.base}/api/v1/streams/groups/fg/console?backlog=10`, { Authorization: `Bearer ${ADMIN_TOKEN}` });
+  const a2 = track(await startAgentProcess(['--sim', '--sim-rate', '300', '--bridge', again.base, '--token', ta], { id: 'fa' }));
+  await c2.waitFor((ev) => ev.length > 3, 15_000, 'group events after the restart');
+  assert.ok(Number(c2.events[0]!.id) > run1[run1.length - 1]!, 'ids above the previous run');
+  c2.close();
+  await a2.proc.stop();
+  assert.equal(await again.proc.stop(), 0);
+});

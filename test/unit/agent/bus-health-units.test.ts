@@ -1,0 +1,270 @@
+/**
+ * Bus health parts without processes: exact frame bit counts (hand-computed, and against a plain
+ * bit-string reference), the error-frame decoder, the `ip -json -details -statistics link` parser on
+ * captured and hand-written output (test/fixtures/ip-link/README.md), the load meter and the monitor's
+ * events and warnings.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { BusHealthMonitor } from '../../../agent/bus-health/bus-health-monitor.js';
+import { BusLoadMeter } from '../../../agent/bus-health/bus-load.js';
+import { parseIpLinkJson, type LinkHealth } from '../../../agent/bus-health/ip-link.js';
+import { frameBits } from '../../../core/can/bit-count.js';
+import { decodeErrorFrame } from '../../../core/can/error-frame.js';
+import type { CanFrame } from '../../../core/can/frame.js';
+import type { BusStateData } from '../../../core/console/events.js';
+import { canFrameData, parseEventData } from '../../../core/console/normalize.js';
+
+function frame(p: Partial<CanFrame> & { id: number }): CanFrame {
+  const data = p.data ?? new Uint8Array();
+  return { bus: 'can0', ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: data.length, data, tsUs: 0, direction: 'rx', ...p };
+}
+
+// ---- bit counting ----
+
+/** A deliberately plain reference: the frame as a '0'/'1' string, CRC-15 by long division, stuffing by scanning. */
+function referenceClassicBits(f: CanFrame): number {
+  const b = (v: number, n: number): string => v.toString(2).padStart(n, '0');
+  let s = f.ext ? '0' + b(f.id >>> 18, 11) + '11' + b(f.id & 0x3ffff, 18) + (f.rtr ? '1' : '0') + '00' : '0' + b(f.id, 11) + (f.rtr ? '1' : '0') + '00';
+  s += b(f.dlc, 4);
+  if (!f.rtr) for (const x of f.data) s += b(x, 8);
+  let crc = 0;
+  for (const c of s) {
+    const fb = ((crc >> 14) & 1) ^ Number(c);
+    crc = (crc << 1) & 0x7fff;
+    if (fb) crc ^= 0x4599;
+  }
+  s += b(crc, 15);
+  let stuffed = 0;
+  let last = '';
+  let run = 0;
+  for (const c of s) {
+    if (c === last && ++run === 5) {
+      stuffed++;
+      last = c === '0' ? '1' : '0';
+      run = 1;
+    } else if (c !== last) {
+      last = c;
+      run = 1;
+    }
+  }
+  return s.length + stuffed + 13;
+}
+
+test('classic frame bits, computed by hand: id 0, no data', () => {
+  // SOF + 11 id + RTR + IDE + r0 + 4 DLC = 19 zero bits; CRC-15 of zeros is 0: 34 zero bits in a row, so a
+  // stuff bit after every 5 zeros (the stuff bit starts a run of ones, broken by the next zero): 6.
+  // Then CRC delimiter, ACK, ACK delimiter, 7 EOF, 3 intermission = 13. 34 + 6 + 13 = 53.
+  assert.deepEqual(frameBits(frame({ id: 0 })), { nominal: 53, data: 0 });
+});
+
+test('classic frame bits, computed by hand: a remote frame has no data field', () => {
+  // 0x555 = 101 0101 0101 alternates; RTR 1: SOF..DLC = 0 10101010101 1 0 0 0011 has no 5 equal bits;
+  // same as a data frame with DLC 3 minus its 24 data bits (and a different CRC).
+  const rtr = frameBits(frame({ id: 0x555, rtr: true, dlc: 3 })).nominal;
+  assert.equal(rtr, referenceClassicBits(frame({ id: 0x555, rtr: true, dlc: 3 })));
+  assert.ok(rtr < 19 + 15 + 13 + 8, `an RTR frame is at most 55 bits, got ${rtr}`);
+});
+
+test('classic frame bits match a plain bit-string reference: standard, extended, RTR, DLC 9-15, 5000 random frames', () => {
+  const fixed: CanFrame[] = [
+    frame({ id: 0x123, data: Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7]) }),
+    frame({ id: 0x7e8, data: Uint8Array.from([2, 0x10, 3, 0, 0, 0, 0, 0]) }),
+    frame({ id: 0x18daf110, ext: true, data: new Uint8Array(8).fill(0xff) }),
+    frame({ id: 0x1f334455, ext: true, data: Uint8Array.from([0x11, 0x22]) }),
+    frame({ id: 0x100, dlc: 12, data: new Uint8Array(8).fill(0xaa) }),
+  ];
+  // Values from an independent Python bit-string implementation, written before this code.
+  assert.deepEqual(fixed.slice(0, 4).map((f) => frameBits(f).nominal), [120, 124, 146, 85]);
+  let seed = 42;
+  const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+  for (let i = 0; i < 5000; i++) {
+    const ext = rnd(2) === 1;
+    const rtr = rnd(8) === 0;
+    const len = rnd(9);
+    const data = rtr ? new Uint8Array() : Uint8Array.from({ length: len }, () => (rnd(4) === 0 ? rnd(256) : rnd(2) ? 0xff : 0));
+    fixed.push(frame({ id: rnd(ext ? 0x20000000 : 0x800), ext, rtr, dlc: len, data }));
+  }
+  for (const f of fixed) assert.equal(frameBits(f).nominal, referenceClassicBits(f), `id ${f.id.toString(16)} ext ${f.ext} rtr ${f.rtr} data ${Buffer.from(f.data).toString('hex')}`);
+});
+
+test('CAN FD frame bits, computed by hand, with and without the bit-rate switch', () => {
+  // SOF + 11 id + RRS + IDE = 14 zeros (stuff bits after the 5th and 10th), FDF 1, res 0, BRS.
+  // Without BRS: res, BRS, ESI, 4 DLC = 7 zeros: one stuff bit. 17 + 5 bits, 3 stuff bits, then the
+  // stuff count (4) + CRC-17 + 6 fixed stuff bits + CRC delimiter = 28, then ACK, ACK delimiter, EOF, IFS = 12.
+  assert.deepEqual(frameBits(frame({ id: 0, fd: true })), { nominal: 17 + 5 + 3 + 28 + 12, data: 0 });
+  // With BRS (1): arbitration = 17 bits + 2 stuff + 12 tail = 31; data phase = ESI + DLC (5 zeros: a stuff
+  // bit after the 5th) + 28 = 34.
+  assert.deepEqual(frameBits(frame({ id: 0, fd: true, brs: true })), { nominal: 31, data: 34 });
+  // 64 bytes: CRC-21 with 7 fixed stuff bits; all-0x55 data never stuffs. Data phase: ESI 0, DLC 1111,
+  // 512 data bits, 4 + 21 + 7 + 1.
+  const big = frameBits(frame({ id: 0, fd: true, brs: true, esi: false, data: new Uint8Array(64).fill(0x55) }));
+  assert.deepEqual(big, { nominal: 31, data: 1 + 4 + 512 + 4 + 21 + 7 + 1 });
+});
+
+test('error frames take no bus time (they are controller reports, not frames on the wire)', () => {
+  assert.deepEqual(frameBits(frame({ id: 0x40, err: true, ext: true, dlc: 8, data: new Uint8Array(8) })), { nominal: 0, data: 0 });
+});
+
+// ---- error frames ----
+
+test('every error class and detail is put into words and named', () => {
+  const d = (id: number, bytes: number[]) => decodeErrorFrame(id, Uint8Array.from([...bytes, 0, 0, 0, 0, 0, 0, 0, 0].slice(0, 8)));
+  assert.deepEqual(d(0x1, []), { classes: ['tx_timeout'], text: 'transmit timeout' });
+  assert.equal(d(0x2, [12]).text, 'lost arbitration at bit 12');
+  assert.equal(d(0x4, [0, 0x04 | 0x20]).text, 'controller: RX errors reached warning level, TX errors reached error-passive');
+  assert.equal(d(0x4, [0, 0x01]).text, 'controller: RX buffer overflow');
+  assert.equal(d(0x8 | 0x80, [0, 0, 0x04, 0x0a]).text, 'protocol violation: bit stuffing error in the data field; bus error');
+  assert.deepEqual(d(0x8 | 0x80, [0, 0, 0x04, 0x0a]).classes, ['protocol', 'bus_error']);
+  assert.equal(d(0x8, [0, 0, 0x08 | 0x80, 0x19]).text, 'protocol violation: unable to send a dominant bit, error while transmitting in the ACK slot');
+  assert.equal(d(0x10, [0, 0, 0, 0, 0x40]).text, 'transceiver: CAN-L wire missing');
+  assert.match(d(0x20, []).text, /^no ACK on transmission/);
+  assert.equal(d(0x40, []).text, 'bus-off');
+  assert.equal(d(0x100, []).text, 'controller restarted');
+  const cnt = d(0x4 | 0x200, [0, 0x10, 0, 0, 0, 0, 0, 130]);
+  assert.deepEqual([cnt.tec, cnt.rec, cnt.text], [0, 130, 'controller: RX errors reached error-passive (error counters: TX 0, RX 130)']);
+  assert.match(d(0x4000, []).text, /unknown error class bits 0x4000/);
+});
+
+test('a console error frame carries the decoded words next to the raw bytes, and the bridge accepts it', () => {
+  const data = canFrameData(frame({ id: 0x4, err: true, ext: true, dlc: 8, data: Uint8Array.from([0, 0x20, 0, 0, 0, 0, 0, 0]) }));
+  assert.equal(data.id, '0x00000004');
+  assert.equal(data.data_hex, '00 20 00 00 00 00 00 00');
+  assert.deepEqual(data.error_classes, ['controller']);
+  assert.equal(data.error_text, 'controller: TX errors reached error-passive');
+  assert.equal(parseEventData('can_frame', data).ok, true);
+});
+
+// ---- ip -json parser ----
+
+const fixture = (name: string): Map<string, LinkHealth> =>
+  parseIpLinkJson(readFileSync(new URL(`../../../../test/fixtures/ip-link/${name}`, import.meta.url), 'utf8'));
+
+test('ip -json: a real SJA1000 controller (captured under qemu) in error-active', () => {
+  const l = fixture('captured-sja1000-error-active.json').get('can1')!;
+  assert.deepEqual(
+    { up: l.up, kind: l.kind, state: l.state, tec: l.tec, rec: l.rec, bitrate: l.bitrate, sp: l.samplePoint, dbr: l.dataBitrate, restart: l.restartMs, txq: l.txqlen },
+    { up: true, kind: 'can', state: 'error-active', tec: 0, rec: 0, bitrate: 500000, sp: 0.875, dbr: null, restart: 0, txq: 10 },
+  );
+  assert.deepEqual(l.counters, { bus_errors: 0, arbitration_lost: 0, error_warning: 0, error_passive: 0, bus_off: 0, restarts: 0, rx_errors: 0, rx_dropped: 0, rx_overruns: 0, tx_errors: 0, tx_dropped: 0 });
+});
+
+test('ip -json: stopped (interface down), vcan without a controller', () => {
+  const s = fixture('captured-sja1000-stopped.json').get('can0')!;
+  assert.deepEqual([s.up, s.state, s.bitrate, s.samplePoint, s.restartMs], [false, 'stopped', 125000, 0.75, 100]);
+  const v = fixture('captured-vcan.json').get('vcan0')!;
+  assert.deepEqual([v.up, v.kind, v.state, v.tec, v.bitrate], [true, 'vcan', null, null, null]);
+});
+
+test('ip -json: error-warning, error-passive, bus-off and a restart (hand-written from iproute2 and kernel sources)', () => {
+  const w = fixture('hand-error-warning.json').get('can0')!;
+  assert.deepEqual([w.state, w.tec, w.rec, w.counters.bus_errors, w.counters.error_warning], ['error-warning', 100, 0, 31, 1]);
+  const p = fixture('hand-error-passive.json').get('can0')!;
+  assert.deepEqual([p.state, p.tec, p.counters.error_passive, p.counters.rx_errors], ['error-passive', 136, 1, 3]);
+  const o = fixture('hand-bus-off.json').get('can0')!;
+  assert.deepEqual([o.state, o.tec, o.counters.bus_off, o.restartMs], ['bus-off', 0, 1, 0]);
+  const r = fixture('hand-restarted.json').get('can0')!;
+  assert.deepEqual([r.state, r.counters.restarts, r.counters.rx_dropped, r.counters.rx_overruns], ['error-active', 2, 4, 2]);
+});
+
+test('ip -json: CAN FD data bit timing, sample point as a number (older iproute2)', () => {
+  const l = fixture('hand-fd-older-iproute2.json').get('can2')!;
+  assert.deepEqual([l.bitrate, l.samplePoint, l.dataBitrate, l.dataSamplePoint, l.counters.rx_missed, l.counters.tx_dropped], [500000, 0.8, 2000000, 0.75, 7, 2]);
+});
+
+test('ip -json: garbage gets an error that says what is wrong', () => {
+  assert.throws(() => parseIpLinkJson('Usage: ip link'), /not JSON/);
+  assert.throws(() => parseIpLinkJson('[{"ifname": 3}]'), /unexpected ip -json link output/);
+  assert.equal(parseIpLinkJson('[]').size, 0);
+});
+
+// ---- load and the monitor ----
+
+test('load: exact bits over the window divided by the bitrate; the FD data phase at its own rate; peak over a minute', () => {
+  const m = new BusLoadMeter();
+  const f = frame({ id: 0 }); // 53 bits
+  for (let i = 0; i < 1000; i++) m.add(f);
+  m.roll(1, ['can0'], () => ({ nominal: 500_000, data: null }));
+  assert.equal(m.figures('can0').load, 53_000 / 500_000);
+  const fd = frame({ id: 0, fd: true, brs: true }); // 31 nominal + 34 data bits
+  for (let i = 0; i < 1000; i++) m.add(fd);
+  m.roll(2, ['can0'], () => ({ nominal: 500_000, data: 2_000_000 }));
+  assert.equal(m.figures('can0').load, (31_000 / 500_000 + 34_000 / 2_000_000) / 2);
+  m.roll(1, ['can0'], () => ({ nominal: 500_000, data: null }));
+  const fig = m.figures('can0');
+  assert.deepEqual([fig.load, fig.peak, fig.history.length], [0, 0.106, 3]);
+  m.roll(1, ['can0'], () => ({ nominal: null, data: null }));
+  assert.equal(m.figures('can0').load, null);
+});
+
+test('monitor: bus_state on change and every interval; warn logs on error-passive, bus-off and a restart', async () => {
+  const states: BusStateData[] = [];
+  const logs: { level: string; code: string; message: string }[] = [];
+  let links = fixture('captured-sja1000-error-active.json');
+  let clock = 0;
+  const mon = new BusHealthMonitor({
+    buses: () => ['can1'],
+    linkState: () => 'up',
+    readLinks: async () => links,
+    flagBitrates: new Map(),
+    intervalSeconds: 5,
+    publish: (d) => states.push(d),
+    log: (level, message, code) => logs.push({ level, code, message }),
+    now: () => clock,
+  });
+  const step = async (): Promise<void> => {
+    clock += 1000;
+    await mon.tick();
+  };
+  await step();
+  assert.equal(states.length, 1, 'the first reading is published (the bitrate is known from then on)');
+  for (let i = 0; i < 1000; i++) mon.frame(frame({ bus: 'can1', id: 0 }));
+  mon.frame(frame({ bus: 'can1', id: 0x8 | 0x80, err: true, ext: true, dlc: 8, data: Uint8Array.from([0, 0, 4, 0x0a, 0, 0, 0, 0]) }));
+  await step();
+  const s0 = mon.snapshot()[0]!;
+  assert.deepEqual(
+    { state: s0.state, bitrate: s0.bitrate, src: s0.bitrate_source, sp: s0.sample_point, load: s0.load, errs: s0.error_frames },
+    { state: 'error-active', bitrate: 500000, src: 'kernel', sp: 0.875, load: 0.106, errs: { protocol: 1, bus_error: 1 } },
+  );
+  for (let i = 0; i < 3; i++) await step();
+  assert.equal(states.length, 1, 'nothing changed: nothing published before the interval');
+  await step();
+  assert.equal(states.length, 2, 'the periodic bus_state after 5 s');
+  assert.equal(states[1]!.load, 0, 'the last second had no frames');
+  const rename = (m: Map<string, LinkHealth>): Map<string, LinkHealth> => new Map([['can1', { ...m.get('can0')!, name: 'can1' }]]);
+  links = rename(fixture('hand-error-passive.json'));
+  await step();
+  assert.equal(states.at(-1)!.state, 'error-passive');
+  assert.deepEqual(logs.at(-1), { level: 'warn', code: 'bus_error_passive', message: logs.at(-1)!.message });
+  assert.match(logs.at(-1)!.message, /can1: error-passive.*TX errors 136/);
+  links = rename(fixture('hand-bus-off.json'));
+  await step();
+  assert.equal(logs.at(-1)!.code, 'bus_off');
+  links = rename(fixture('hand-restarted.json'));
+  await step();
+  assert.deepEqual(logs.slice(-2).map((l) => [l.level, l.code]), [
+    ['info', 'bus_error_active'],
+    ['warn', 'bus_restarted'],
+  ]);
+  assert.equal(states.length, 5);
+  for (const s of states) assert.equal(parseEventData('bus_state', s).ok, true, 'the bridge accepts every bus_state');
+});
+
+test('monitor: without a kernel view (sim, replay) the --bitrate gives the load, state stays unknown', async () => {
+  const states: BusStateData[] = [];
+  let clock = 0;
+  const mon = new BusHealthMonitor({
+    buses: () => ['can0'],
+    linkState: () => 'up',
+    flagBitrates: new Map([['can0', 250_000]]),
+    intervalSeconds: 5,
+    publish: (d) => states.push(d),
+    log: () => {},
+    now: () => clock,
+  });
+  for (let i = 0; i < 500; i++) mon.frame(frame({ id: 0 }));
+  clock = 1000;
+  await mon.tick();
+  assert.deepEqual([states[0]!.link, states[0]!.state, states[0]!.bitrate, states[0]!.bitrate_source, states[0]!.load, states[0]!.frame_rate], ['up', null, 250000, 'flag', 0.106, 500]);
+});

@@ -1,0 +1,121 @@
+/** The agent's data-plane pieces in isolation: uploader bounds and resend, downlink sequence checks, tx retry, outbox. */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { CanFrame } from '../../../core/can/frame.js';
+import { BRIDGE_CLOCK } from '../../../core/uplink/clock.js';
+import { decodeBatch, encodeBatch, KIND_DOWN } from '../../../core/uplink/frame-codec.js';
+import { openStateDb } from '../../../core/state/sqlite.js';
+import type { SendResult } from '../../../agent/sources/source.js';
+import { TxQueue } from '../../../agent/tx-queue.js';
+import { Downlink } from '../../../agent/uplink/downlink.js';
+import { FrameUploader } from '../../../agent/uplink/frame-uploader.js';
+import { Outbox } from '../../../agent/uplink/outbox.js';
+import { tempDir } from '../../helpers/processes.js';
+import { until } from '../../helpers/until.js';
+
+const frame = (i: number, bus = 'can0'): CanFrame => ({ bus, id: 0x100, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 4, data: Uint8Array.of(i >>> 24, i >>> 16, i >>> 8, i), tsUs: Date.now() * 1000, direction: 'rx' });
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+test('uploader: batches with per-bus seq, resend after reconnect, ack frees, bounds drop and count', async () => {
+  let now = Date.now(); // frames age from their receive time (tsUs), on this clock
+  const up = new FrameUploader({ maxBufferedFrames: 3000, maxAgeMs: 2000, now: () => now });
+  const sent: Buffer[] = [];
+  up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
+  for (let i = 0; i < 10; i++) up.push(frame(i, i % 2 ? 'can1' : 'can0'));
+  await tick();
+  assert.equal(sent.length, 1);
+  const b1 = decodeBatch(sent[0]!);
+  assert.deepEqual(b1.frames.filter((f) => f.frame.bus === 'can1').map((f) => f.seq), [1, 2, 3, 4, 5]);
+  // Disconnected: frames wait; on reconnect the unacked batch 1 is resent with its number.
+  up.detach();
+  for (let i = 0; i < 5; i++) up.push(frame(100 + i));
+  await tick();
+  sent.length = 0;
+  up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
+  assert.deepEqual(sent.map((b) => decodeBatch(b).batch), [1, 2]);
+  up.ack(2);
+  assert.equal(up.buffered, 0);
+  assert.equal(up.stats.framesAcked, 15);
+
+  // Outage: past the frame bound the oldest batches go; past the age bound nothing stale is sent.
+  up.detach();
+  for (let i = 0; i < 5000; i++) up.push(frame(i));
+  await tick();
+  up.flush();
+  assert.ok(up.buffered <= 3000);
+  assert.equal(up.stats.droppedBufferFull, 5000 - up.buffered);
+  now += 2500;
+  sent.length = 0;
+  up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
+  assert.equal(sent.length, 0, 'frames past the age bound are never sent');
+  assert.equal(up.stats.droppedTooOld + up.stats.droppedBufferFull, 5000);
+});
+
+test('downlink: duplicates skipped by batch number, seq gaps/duplicates/reordering counted, acks after transmit', () => {
+  const txed: CanFrame[] = [];
+  const tx = new TxQueue((f): SendResult => (txed.push(f), { ok: true, tsUs: Date.now() * 1000 }), { retryMs: 10, maxQueued: 100 });
+  const d = new Downlink(tx, 2000);
+  const acks: number[] = [];
+  const batch = (n: number, seqs: number[]) => decodeBatch(encodeBatch({ kind: KIND_DOWN, batch: n, origin: 'gw-a', frames: seqs.map((s) => ({ frame: frame(s), seq: s })) }));
+  d.apply(batch(1, [1, 2, 3]), BRIDGE_CLOCK, (n) => acks.push(n));
+  d.apply(batch(1, [1, 2, 3]), BRIDGE_CLOCK, (n) => acks.push(n)); // resent after a reconnect
+  d.apply(batch(2, [4, 6, 7]), BRIDGE_CLOCK, (n) => acks.push(n)); // 5 missing
+  d.apply(batch(3, [5, 7]), BRIDGE_CLOCK, (n) => acks.push(n)); // 5 late (reordered), 7 again (duplicate)
+  assert.deepEqual(acks, [1, 1, 2, 3]);
+  assert.equal(txed.length, 8);
+  assert.ok(txed.every((f) => f.direction === 'tx'));
+  // One rule with the bridge (core/uplink/seq-checker.ts): counts only grow, so 5 is a gap and, late, a reordering.
+  assert.deepEqual(d.stats, { batches: 3, duplicateBatches: 1, frames: 8, seqGaps: 1, seqDuplicates: 1, seqReordered: 1 });
+  d.setEpoch('new-bridge');
+  d.apply(batch(1, [1]), BRIDGE_CLOCK, (n) => acks.push(n));
+  assert.equal(d.stats.batches, 4, 'a new bridge epoch restarts batch numbering');
+});
+
+test('tx queue: a full transmit queue is retried in order, then dropped and counted, never thrown', async () => {
+  let busyFor = 3;
+  const out: number[] = [];
+  const failures: string[] = [];
+  const q = new TxQueue(
+    (f): SendResult => {
+      if (busyFor > 0) {
+        busyFor--;
+        return { ok: false, busy: true, error: 'ENOBUFS' };
+      }
+      out.push(f.data[3]!);
+      return { ok: true, tsUs: 0 };
+    },
+    { retryMs: 50, maxQueued: 10, onFailure: (_f, e) => failures.push(e) },
+  );
+  for (let i = 0; i < 5; i++) q.enqueue(frame(i));
+  await until(() => out.length === 5, 5000, 'the five frames transmitted');
+  assert.deepEqual(out, [0, 1, 2, 3, 4], 'order kept across retries');
+  busyFor = 1_000_000;
+  const results: SendResult[] = [];
+  q.enqueue(frame(9), (r) => results.push(r));
+  await until(() => results.length === 1, 5000, 'the busy frame given up');
+  assert.equal(results[0]?.ok, false);
+  assert.equal(q.stats.droppedBusy, 1);
+  assert.match(failures[0]!, /stayed full/);
+  q.stop();
+});
+
+test('outbox: survives reopening, acks delete, bounded with pruning counted', () => {
+  const file = join(tempDir('canrelay-outbox-'), 'a.sqlite');
+  let db = openStateDb(file);
+  let ob = new Outbox(db, 5);
+  for (let i = 0; i < 3; i++) ob.append({ type: 'log', data: { ts: 't', level: 'info', message: `m${i}` } });
+  db.close();
+  db = openStateDb(file);
+  ob = new Outbox(db, 5);
+  assert.equal(ob.size, 3);
+  const p = ob.pending(0);
+  assert.deepEqual(p.map((e) => e.data.message), ['m0', 'm1', 'm2']);
+  ob.ack(p[1]!.seq);
+  assert.deepEqual(ob.pending(0).map((e) => e.data.message), ['m2']);
+  for (let i = 3; i < 10; i++) ob.append({ type: 'log', data: { ts: 't', level: 'info', message: `m${i}` } });
+  assert.equal(ob.size, 5);
+  assert.equal(ob.pruned, 3);
+  assert.deepEqual(ob.pending(0).map((e) => e.data.message), ['m5', 'm6', 'm7', 'm8', 'm9']);
+  db.close();
+});

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { CanFrame } from '../../../core/can/frame.js';
+import { BatchDecodeError, decodeBatch, encodeBatch, KIND_DOWN, KIND_UP } from '../../../core/uplink/frame-codec.js';
+
+const base: CanFrame = { bus: 'can0', id: 0x7e8, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 8, data: Uint8Array.of(2, 0x10, 3, 0, 0, 0, 0, 0), tsUs: 1_795_787_222_123_456, direction: 'rx' };
+const kinds: CanFrame[] = [
+  base,
+  { ...base, bus: 'vcan1', id: 0x18daf110, ext: true, dlc: 3, data: Uint8Array.of(1, 2, 3) },
+  { ...base, rtr: true, dlc: 4, data: new Uint8Array(0) },
+  { ...base, dlc: 0, data: new Uint8Array(0) },
+  { ...base, dlc: 13, data: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8) },
+  { ...base, fd: true, brs: true, esi: true, dlc: 64, data: new Uint8Array(64).fill(0xaa) },
+  { ...base, err: true, id: 0x4, dlc: 8, data: new Uint8Array(8) },
+  { ...base, direction: 'tx' },
+];
+
+test('UP and DOWN batches round-trip every frame kind, with sequence numbers and origin', () => {
+  const frames = kinds.map((frame, i) => ({ frame, seq: (4_294_967_290 + i) >>> 0 }));
+  const up = decodeBatch(encodeBatch({ kind: KIND_UP, batch: 281_474_976_710_000, frames }));
+  assert.equal(up.kind, KIND_UP);
+  assert.equal(up.batch, 281_474_976_710_000);
+  assert.equal(up.origin, undefined);
+  assert.deepEqual(
+    up.frames.map((f) => ({ ...f, frame: { ...f.frame, data: [...f.frame.data] } })),
+    frames.map((f) => ({ ...f, frame: { ...f.frame, data: [...f.frame.data] } })),
+  );
+  const down = decodeBatch(encodeBatch({ kind: KIND_DOWN, batch: 7, origin: 'gw-a', frames }));
+  assert.equal(down.origin, 'gw-a');
+  assert.equal(down.frames.length, kinds.length);
+});
+
+/** The batch header's clock fields ({0, 0}), between the batch number and the bus table. */
+const CLOCK0 = new Array<number>(16).fill(0);
+
+test('malformed batches are rejected with the reason', () => {
+  const good = encodeBatch({ kind: KIND_UP, batch: 1, frames: [{ frame: base, seq: 1 }] });
+  const bad: [Buffer, RegExp][] = [
+    [good.subarray(0, good.length - 1), /truncated/],
+    [Buffer.concat([good, Buffer.of(0)]), /trailing/],
+    [Buffer.from([9, 0, 0, 0, 0, 0, 1, ...CLOCK0, 0, 0, 0]), /unknown batch kind/],
+    [Buffer.from([1, 0, 0, 0, 0, 0, 1, ...CLOCK0, 0, 0xff, 0xff]), /more than/],
+    [Buffer.alloc(0), /truncated/],
+  ];
+  const badIndex = Buffer.from(good);
+  badIndex[1 + 6 + 16 + 1 + 1 + 4 + 2] = 5; // the frame's bus index
+  bad.push([badIndex, /bus index/]);
+  const badId = encodeBatch({ kind: KIND_UP, batch: 1, frames: [{ frame: { ...base, id: 0x7ff }, seq: 1 }] });
+  badId.writeUInt32BE(0x00000fff, 1 + 6 + 16 + 1 + 1 + 4 + 2 + 1 + 4); // 12-bit id without the extended flag
+  bad.push([badId, /does not fit 11 bits/]);
+  const badClock = Buffer.from(good);
+  badClock.writeDoubleBE(NaN, 1 + 6); // the clock offset
+  bad.push([badClock, /clock offset/]);
+  const badError = Buffer.from(good);
+  badError.writeDoubleBE(-1, 1 + 6 + 8); // the clock error
+  bad.push([badError, /clock error/]);
+  const badFlags = Buffer.from(good);
+  badFlags[1 + 6 + 16 + 1 + 1 + 4 + 2 + 1 + 4 + 4] = 0x80; // the frame's flags
+  bad.push([badFlags, /unknown flag bits/]);
+  bad.push([encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'bad origin!', frames: [] }), /bad origin/]);
+  for (const [buf, why] of bad) assert.throws(() => decodeBatch(buf), (e: unknown) => e instanceof BatchDecodeError && why.test(e.message), String(why));
+});

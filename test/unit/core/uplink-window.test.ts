@@ -1,0 +1,96 @@
+/** The data plane's shared batch pieces (core/uplink/): the sending window, the receiver's dedupe, the sequence checker. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BatchDedupe } from '../../../core/uplink/batch-dedupe.js';
+import { SendWindow } from '../../../core/uplink/send-window.js';
+import { SeqChecker } from '../../../core/uplink/seq-checker.js';
+
+/** Items are their own time in ms. */
+const win = (): SendWindow<number> => new SendWindow<number>((t) => t);
+const numbers = (w: SendWindow<number>): number[] => [...w.unsent()].map((b) => b.batch);
+
+test('send window: cumulative acks free, a link change makes everything due again with the same numbers', () => {
+  const w = win();
+  w.add(1, [10, 11]);
+  w.add(2, [12]);
+  assert.deepEqual(numbers(w), [1, 2]);
+  for (const b of w.unsent()) w.markSent(b);
+  assert.equal(w.inFlight, 3);
+  assert.equal(w.hasUnsent, false);
+  w.add(3, [13], true);
+  assert.equal(w.ack(1), 2);
+  assert.equal(w.size, 2);
+  assert.equal(w.resendAll(), 2, 'batches 2 and 3 were on the wire');
+  assert.equal(w.inFlight, 0);
+  assert.deepEqual(numbers(w), [2, 3], 'resent with their original numbers, in order');
+  assert.equal(w.ack(99), 2);
+  assert.equal(w.size, 0);
+});
+
+test('send window: only batches off the wire expire; an emptied batch is forgotten', () => {
+  const w = win();
+  w.add(1, [100, 200], true); // on the wire: the receiver checks the age
+  w.add(2, [150, 300]);
+  w.add(3, [120]);
+  assert.equal(w.expire(250), 2, '150 of batch 2 and all of batch 3');
+  assert.deepEqual(numbers(w), [2]);
+  assert.equal(w.size, 3);
+  w.resendAll();
+  assert.equal(w.expire(250), 2, 'after a link change batch 1 ages too');
+  assert.deepEqual(numbers(w), [2]);
+  assert.equal(w.size, 1);
+});
+
+test('send window: over the bound the oldest unsent batches go first, sent ones only past the hard bound', () => {
+  const w = win();
+  w.add(1, [1, 1, 1], true);
+  w.add(2, [2, 2, 2]);
+  w.add(3, [3, 3, 3]);
+  assert.equal(w.trim(6, 12), 3, 'batch 2 (the oldest unsent) goes, batch 1 was sent');
+  assert.deepEqual(numbers(w), [3]);
+  assert.equal(w.size, 6);
+  w.add(4, [4, 4, 4], true);
+  w.add(5, [5, 5, 5], true);
+  assert.equal(w.trim(3, 6), 6, 'batch 3 (unsent), then batch 1 (sent) past the hard bound');
+  assert.equal(w.size, 6);
+  assert.equal(w.inFlight, 6);
+  assert.equal(w.clear(), 6);
+});
+
+test('batch dedupe: numbers at or below the position are duplicates; a new stream starts afresh; the position is shared', () => {
+  const pos = { stream: 'run-1', batch: -1 };
+  const d = new BatchDedupe(pos);
+  assert.equal(d.accept(1), true);
+  assert.equal(d.accept(3), true, 'gaps are normal');
+  assert.equal(d.accept(3), false);
+  assert.equal(d.accept(2), false);
+  assert.deepEqual(pos, { stream: 'run-1', batch: 3 }, 'the owner sees (and may persist) the position');
+  assert.equal(new BatchDedupe(pos).accept(3), false, 'a reconnect that shares the position keeps deduplicating');
+  d.setStream('run-1');
+  assert.equal(d.accept(3), false, 'the same stream keeps its position');
+  d.setStream('run-2');
+  assert.equal(d.accept(1), true, 'a new stream numbers afresh');
+});
+
+test('seq checker: gaps, duplicates and late arrivals with one rule; wrap-around; restart; bounded streams', () => {
+  const s = new SeqChecker(2);
+  for (const n of [1, 2, 3, 7, 7, 5, 8]) s.check('a', n);
+  assert.deepEqual(s.totals, { gaps: 3, duplicates: 1, reordered: 1 }, '4-6 skipped, 7 twice, 5 late (gaps only grow)');
+  s.check('a', 5);
+  assert.equal(s.totals.duplicates, 2, 'a late number seen twice is a duplicate the second time');
+  s.check('b', 0xffffffff);
+  s.check('b', 0);
+  s.check('b', 1);
+  assert.equal(s.totals.gaps, 3, 'wrap-around is a normal step');
+  s.check('a', 1);
+  s.check('a', 2);
+  assert.equal(s.totals.gaps, 3, 'sequence 1 starts a new run of the origin');
+  s.restart();
+  s.check('a', 50);
+  s.check('a', 51);
+  assert.equal(s.totals.gaps, 3, 'after restart() the next number is taken as the start');
+  s.check('c', 1);
+  s.check('c', 9);
+  assert.equal(s.totals.gaps, 3, 'streams past the bound are not tracked');
+  assert.deepEqual([...s.entries()].map(([k]) => k), ['a', 'b']);
+});

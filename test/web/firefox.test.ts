@@ -1,0 +1,126 @@
+/**
+ * The console page in a second engine: Debian's stock Firefox ESR, driven headless over WebDriver BiDi by
+ * puppeteer-core (playwright cannot drive stock Firefox; puppeteer-core never downloads a browser). One
+ * short pass over what a technician checks first: the header shows the dongle online and the stream live,
+ * the By-id table fills, the Trace tab shows frames, and the id filter narrows the rows. The Chromium test
+ * (web-agent.test.ts) covers the page in depth; this one proves it also runs in Gecko.
+ * Screenshot: test/artifacts/firefox-byid.png.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import { ARTIFACTS, ROOT, ensureWebBuilt, until } from '../helpers/browser.js';
+import { startAgentProcess, tempDir, type StartedAgent } from '../helpers/processes.js';
+import { skipUnlessPresent } from '../helpers/skips.js';
+
+const FIREFOX = process.env.CANRELAY_FIREFOX ?? '/usr/bin/firefox-esr';
+
+/** Installs Debian's firefox-esr when missing (as root); otherwise the reason it cannot, for the skip. */
+function ensureFirefox(): string | null {
+  if (existsSync(FIREFOX)) return null;
+  try {
+    execFileSync('bash', [join(ROOT, '.ci', 'ensure-debs.sh'), 'firefox-esr'], { stdio: 'inherit' });
+  } catch (err) {
+    return `firefox-esr is not installed at ${FIREFOX} and cannot be installed here (${(err as Error).message.split('\n')[0]}); run: sudo apt-get install -y --no-install-recommends firefox-esr`;
+  }
+  return existsSync(FIREFOX) ? null : `firefox-esr is still missing at ${FIREFOX}`;
+}
+
+const skip = skipUnlessPresent('the page in Firefox', ensureFirefox() ?? undefined);
+let browser: Browser | undefined;
+let agent: StartedAgent | undefined;
+const dirs: string[] = [];
+const pageErrors: string[] = [];
+
+before(async () => {
+  if (skip) return;
+  ensureWebBuilt();
+  const home = tempDir('canrelay-ff-home-');
+  const profile = tempDir('canrelay-ff-profile-');
+  dirs.push(home, profile);
+  agent = await startAgentProcess(['--sim', '--sim-rate', '500'], { stateDir: tempDir('canrelay-web-ff-') });
+  dirs.push(agent.stateDir);
+  browser = await puppeteer.launch({
+    browser: 'firefox',
+    protocol: 'webDriverBiDi',
+    executablePath: FIREFOX,
+    headless: true,
+    userDataDir: profile,
+    // A throwaway HOME: Firefox (also as root) writes caches and crash-report dirs there.
+    env: { ...process.env, HOME: home, MOZ_CRASHREPORTER_DISABLE: '1' },
+    defaultViewport: { width: 1280, height: 800 },
+    timeout: 60_000,
+  });
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  await agent?.proc.stop('SIGKILL');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+const rowIds = (page: Page): Promise<string[]> => page.$$eval('#byid tbody tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.id ?? ''));
+const frameRows = (page: Page): Promise<number> => page.$$eval('#trace .trace-row[data-kind="can_frame"]:not([hidden])', (rs) => rs.length);
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+test('Firefox: header live and online, By-id fills, Trace shows frames, the id filter narrows', { skip: skip ?? false, timeout: 90_000 }, async () => {
+  const page = await browser!.newPage();
+  page.setDefaultTimeout(15_000);
+  page.on('pageerror', (err) => pageErrors.push(String((err as Error).message ?? err)));
+  await page.goto(agent!.base + '/');
+
+  // Header: the dongle's name, online, and the stream live.
+  await page.waitForSelector('#stream-state[data-state="live"]');
+  await until(
+    async () => (await page.$eval('.dongle[data-dongle="test-gw"]', (el) => el.getAttribute('data-presence')).catch(() => null)) === 'online',
+    'test-gw online in the header',
+  );
+  assert.equal(await page.$eval('.dongle[data-dongle="test-gw"] .name', (el) => el.textContent), 'test-gw');
+  assert.equal(await page.$eval('.dongle[data-dongle="test-gw"] .pill', (el) => el.textContent), 'online');
+  assert.match(await page.title(), /^test-gw · canrelay console$/);
+
+  // By id: rows for the simulator's ids, with rates and 8-byte data.
+  await until(async () => (await rowIds(page)).length >= 10, 'at least 10 ids in the By-id table');
+  await until(async () => (await page.$eval('#byid tbody tr[data-id="0x094"] .c-rate', (td) => td.textContent).catch(() => '—')) !== '—', 'a rate for 0x094');
+  assert.match(await page.$eval('#byid tbody tr[data-id="0x094"] .c-data', (td) => td.textContent ?? ''), /^([0-9A-F]{2}){8}$/);
+  assert.equal(await page.$eval('#byid tbody tr[data-id="0x094"] .c-bus', (td) => td.textContent), 'can0');
+  await pause(1000); // let rates settle for the picture
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'firefox-byid.png') });
+
+  // Trace: clicking the tab selects it and frame rows with time and id appear.
+  await page.click('#tab-trace');
+  assert.equal(await page.$eval('#tab-trace', (el) => el.getAttribute('aria-selected')), 'true');
+  await until(async () => (await frameRows(page)) > 10, 'frame rows in the trace');
+  const first = await page.$eval('#trace .trace-row[data-kind="can_frame"]:not([hidden])', (r) => ({
+    t: r.querySelector('.t')?.textContent ?? '',
+    i: r.querySelector('.i')?.textContent ?? '',
+  }));
+  assert.match(first.t, /^\d\d:\d\d:\d\d\.\d{6}$/);
+  assert.match(first.i, /^0x[0-9A-F]{3,8}$/);
+  await page.screenshot({ path: join(ARTIFACTS, 'firefox-trace.png') });
+
+  // The id filter narrows the rows: back on By id, a range keeps only ids inside it.
+  await page.click('#tab-byid');
+  await until(async () => (await rowIds(page)).length >= 50, 'all ids before filtering');
+  const all = (await rowIds(page)).length;
+  await page.type('#filter-id', '300-3FF');
+  await page.keyboard.press('Enter');
+  const ids = await until(async () => {
+    const ids = await rowIds(page);
+    return ids.length < all && ids.length > 0 ? ids : null;
+  }, 'the range filter to narrow the table');
+  assert.ok(ids.length >= 10 && ids.every((i) => parseInt(i, 16) >= 0x300 && parseInt(i, 16) <= 0x3ff), `range 300-3FF: ${ids}`);
+  assert.notEqual(await page.$eval('#filter-id', (el) => el.getAttribute('aria-invalid')), 'true');
+  // …and the trace follows the filter.
+  await page.click('#tab-trace');
+  await until(async () => (await frameRows(page)) > 5, 'filtered frame rows');
+  const traceIds = await page.$$eval('#trace .trace-row[data-kind="can_frame"]:not([hidden])', (rs) => rs.map((r) => (r as HTMLElement).dataset.id ?? ''));
+  assert.ok(traceIds.every((i) => parseInt(i, 16) >= 0x300 && parseInt(i, 16) <= 0x3ff), `trace ids in range: ${traceIds.slice(0, 10)}`);
+
+  assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+  await page.close();
+});

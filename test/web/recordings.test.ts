@@ -1,0 +1,113 @@
+/**
+ * The recordings panel in a real browser (headless Chromium) against a real agent with tokens: Record
+ * asks for a token (401), a read token is refused (403), the admin token records; the running size and
+ * duration move; Stop lists it; its download is the file the agent serves, byte for byte. On the
+ * bridge's dongle page the same recording is listed and downloads through the bridge.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { launchBrowser, screenshot, until, type TestBrowser } from '../helpers/browser.js';
+import { startBridgeProcess } from '../helpers/bridge-process.js';
+import { startAgentProcess, tempDir, type CliProcess } from '../helpers/processes.js';
+
+let browser: TestBrowser;
+const procs: CliProcess[] = [];
+const dirs: string[] = [];
+before(async () => {
+  browser = await launchBrowser();
+});
+after(async () => {
+  for (const p of procs) await p.stop('SIGKILL');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  // Last: it fails the file on an uncaught page error, after the processes are gone.
+  await browser?.close();
+});
+
+const ADMIN = 'web-admin-0123456789abcdef';
+const READ = 'web-read-0123456789abcdef';
+
+test('record from the page: token asked, read token refused, admin records; size and duration move; download is byte-identical, also through the bridge', async () => {
+  const dir = tempDir('canrelay-web-rec-');
+  dirs.push(dir);
+  writeFileSync(join(dir, 'tokens'), `admin ${ADMIN}\nread ${READ}\n`);
+  const bridge = await startBridgeProcess();
+  procs.push(bridge.proc);
+  const agentToken = await bridge.admin.register('web-rec');
+  const a = await startAgentProcess(['--sim', '--sim-rate', '500', '--local-token-file', join(dir, 'tokens'), '--bridge', bridge.base, '--token', agentToken], { id: 'web-rec' });
+  procs.push(a.proc);
+  const page = await browser.page();
+  await page.goto(a.base + '/');
+  await page.locator('#stream-state[data-state="live"]').waitFor();
+  await page.locator('#rec-panel').waitFor();
+
+  await page.click('#rec-toggle');
+  await page.locator('#token-panel').waitFor();
+  assert.match(await page.textContent('#token-error') ?? '', /needs a token \(HTTP 401\)/);
+  await page.fill('#token-input', READ);
+  await page.click('#token-form button[type=submit]');
+  await page.locator('#token-panel').waitFor({ state: 'hidden' });
+  await page.click('#rec-toggle');
+  await page.locator('#token-panel').waitFor();
+  assert.match(await page.textContent('#token-error') ?? '', /HTTP 403/);
+  await page.fill('#token-input', ADMIN);
+  await page.click('#token-form button[type=submit]');
+  await page.locator('#token-panel').waitFor({ state: 'hidden' });
+  await page.click('#rec-toggle');
+
+  // Running: the status shows size, duration and frames, and they move.
+  const status = async (): Promise<string> => (await page.textContent('#rec-status')) ?? '';
+  const first = await until(async () => /Recording · .* · \d+:\d\d · [\d,]+ frames/.exec(await status())?.[0], 'the running status');
+  await until(async () => (await status()) !== first && /Recording/.test(await status()), 'the status to move');
+  assert.equal((await page.textContent('#rec-toggle'))?.trim(), '■ Stop');
+  await screenshot(page, 'web-recordings-running');
+  await page.click('#rec-toggle');
+  const item = page.locator('#rec-list li[data-state="stopped"]').first();
+  await item.waitFor();
+  assert.equal((await page.textContent('#rec-toggle'))?.trim(), '● Record');
+  const id = String(await item.getAttribute('data-id'));
+
+  const [dl] = await Promise.all([page.waitForEvent('download'), item.locator('a.rec-download').click()]);
+  assert.equal(dl.suggestedFilename(), `web-rec-${id}.log`);
+  const saved = join(dir, 'page.log');
+  await dl.saveAs(saved);
+  const fromApi = Buffer.from(await (await fetch(`${a.base}/api/v1/recordings/${id}?access_token=${READ}`)).arrayBuffer());
+  assert.ok(fromApi.length > 0);
+  assert.ok(readFileSync(saved).equals(fromApi), 'the page downloads the agent file, byte for byte');
+
+  // The bridge's dongle page lists it too; its link streams through the bridge.
+  const viewer = String((await bridge.admin.post('/api/v1/viewer-tokens')).body.token);
+  const bpage = await browser.page();
+  await bpage.goto(`${bridge.base}/console/dongles/web-rec`);
+  await bpage.locator('#token-panel').waitFor();
+  await bpage.fill('#token-input', viewer);
+  await bpage.click('#token-form button[type=submit]');
+  const bitem = bpage.locator(`#rec-list li[data-id="${id}"]`);
+  await bitem.waitFor();
+  assert.equal(await bpage.locator('#rec-toggle').isVisible(), false, 'no Record button on the bridge');
+  const [bdl] = await Promise.all([bpage.waitForEvent('download'), bitem.locator('a.rec-download').click()]);
+  const bsaved = join(dir, 'bridge.log');
+  await bdl.saveAs(bsaved);
+  assert.ok(readFileSync(bsaved).equals(fromApi), 'the bridge download is the same file');
+  await screenshot(bpage, 'web-recordings-bridge');
+});
+
+test('--console-auth: the page asks for a token before anything, then streams with a read token', async () => {
+  const dir = tempDir('canrelay-web-rec-');
+  dirs.push(dir);
+  writeFileSync(join(dir, 'tokens'), `admin ${ADMIN}\nread ${READ}\n`);
+  const a = await startAgentProcess(['--sim', '--sim-rate', '200', '--local-token-file', join(dir, 'tokens'), '--console-auth']);
+  procs.push(a.proc);
+  const page = await browser.page();
+  await page.goto(a.base + '/');
+  await page.locator('#token-panel').waitFor();
+  assert.match((await page.textContent('#token-error')) ?? '', /needs a token \(HTTP 401\)/);
+  assert.match((await page.textContent('#token-help')) ?? '', /--local-token-file/);
+  await page.fill('#token-input', READ);
+  await page.click('#token-form button[type=submit]');
+  await page.locator('#stream-state[data-state="live"]').waitFor();
+  await page.locator('#byid tbody tr').first().waitFor({ state: 'attached' });
+  await page.locator('#rec-list li').first().waitFor();
+  assert.equal(await page.locator('#token-change').isVisible(), true, 'the token can be changed');
+});

@@ -1,0 +1,120 @@
+/**
+ * The Signals view in headless Chromium against a real agent decoding a replayed log with a DBC:
+ * the by-id table shows message names and signals, the Signals view lists and searches them, and
+ * pinned signals plot on the live uPlot chart (own axis per unit) that pauses and zooms.
+ */
+import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { Page } from 'playwright-core';
+import { launchBrowser, pageErrors, screenshot, until, type TestBrowser } from '../helpers/browser.js';
+import { startAgentProcess, tempDir, type CliProcess } from '../helpers/processes.js';
+
+const FEATURES = fileURLToPath(new URL('../../../test/fixtures/dbc/features.dbc', import.meta.url));
+let browser: TestBrowser;
+const procs: CliProcess[] = [];
+const dirs: string[] = [];
+before(async () => {
+  browser = await launchBrowser();
+});
+after(async () => {
+  for (const p of procs) await p.stop('SIGKILL');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  // Last: it fails the file on an uncaught page error, after the processes are gone.
+  await browser?.close();
+});
+
+/** 4 s of a drive, looped: BE_ACROSS_3 ramps (deg), LE_ACROSS_13 ramps (km/h), GEAR stays D. */
+function writeDrive(path: string): void {
+  const lines: string[] = [];
+  for (let i = 0; i < 400; i++) {
+    const t = (1 + i * 0.01).toFixed(6);
+    const deg = (i * 5) & 0xfff; // 12 bits, Motorola from bit 3
+    const be = [(deg >> 8) & 0x0f, deg & 0xff, 0, 0, 0, 0, 0, 0];
+    const kmh = (i * 17) & 0x1fff; // 13 bits, Intel from bit 5
+    const le = [(kmh << 5) & 0xff, (kmh >> 3) & 0xff, (kmh >> 11) & 0x03, 0, 0, 0, 0, 0x30];
+    const hex = (b: number[]): string => b.map((x) => x.toString(16).padStart(2, '0').toUpperCase()).join('');
+    lines.push(`(${t}) can0 100#${hex(be)}`, `(${t}) can0 101#${hex(le)}`);
+  }
+  writeFileSync(path, lines.join('\n') + '\n');
+}
+
+const chart = (page: Page): Promise<{ points: number; span: number; zoomed: boolean; paused: boolean }> =>
+  page.evaluate(() => {
+    const c = (window as unknown as { canrelayChart: { points: number; span: number; isZoomed: boolean; isPaused: boolean } }).canrelayChart;
+    return { points: c.points, span: c.span, zoomed: c.isZoomed, paused: c.isPaused };
+  });
+
+test('signals: by-id shows them, the Signals view searches them, pinned ones plot live; pause and zoom', async () => {
+  const dir = tempDir('canrelay-web-signals-');
+  dirs.push(dir);
+  writeDrive(join(dir, 'drive.log'));
+  const a = await startAgentProcess(['--replay', join(dir, 'drive.log'), '--replay-loop', '--dbc', FEATURES], { stateDir: join(dir, 'state') });
+  procs.push(a.proc);
+  const page = await browser.page({ width: 1280, height: 900 });
+  await page.goto(a.base + '/');
+  await page.locator('#stream-state[data-state="live"]').waitFor();
+
+  // By id: the message name and its decoded signals next to the bytes.
+  const cell = page.locator('#byid tbody tr[data-id="0x100"] td.c-signals');
+  await until(async () => /BIG_ENDIAN_MIX/.test(await cell.innerText()) && /BE_ACROSS_3 [-\d.]+ deg/.test(await cell.innerText()), 'decoded signals in the by-id row');
+  await until(async () => /GEAR D/.test(await page.locator('#byid tbody tr[data-id="0x101"] td.c-signals').innerText()), 'the GEAR label');
+
+  // Signals view: every signal, searchable.
+  await page.click('#tab-signals');
+  await until(async () => (await page.locator('#signals tbody tr').count()) >= 9, 'the signal rows');
+  await page.fill('#signal-search', 'gear');
+  await until(async () => (await page.locator('#signals tbody tr').count()) === 1, 'the search narrowing to GEAR');
+  assert.equal(await page.locator('#signals tbody tr td.c-value').innerText(), 'D');
+  assert.equal(await page.locator('#signals tbody tr button.pin').isDisabled(), true, 'a text value cannot be pinned');
+  await page.fill('#signal-search', 'km/h');
+  await until(async () => (await page.locator('#signals tbody tr').count()) === 1, 'search by unit');
+  await page.fill('#signal-search', '');
+
+  // Pin two signals with different units: one chart, two series, two y axes.
+  await page.click('#signals tbody tr[data-signal="BE_ACROSS_3"] button.pin');
+  await page.click('#signals tbody tr[data-signal="LE_ACROSS_13"] button.pin');
+  await page.locator('#chart .uplot canvas').waitFor();
+  assert.equal(await page.getAttribute('#chart', 'data-series'), '2');
+  assert.equal(await page.getAttribute('#chart', 'data-axes'), '2');
+  const legend = await page.locator('#chart .u-legend').innerText();
+  assert.match(legend, /BE_ACROSS_3 \(deg\)/);
+  assert.match(legend, /LE_ACROSS_13 \(km\/h\)/);
+  await until(async () => (await chart(page)).points > 20, 'points on the chart');
+  const live = await chart(page);
+  assert.ok(Math.abs(live.span - 60) < 0.001, `the live window is 60 s (got ${live.span})`);
+
+  // Pause: the chart holds still while values keep arriving in the table.
+  await page.click('#chart-pause');
+  const held = await chart(page);
+  assert.equal(held.paused, true);
+  const valueCell = page.locator('#signals tbody tr[data-signal="BE_ACROSS_3"] td.c-value');
+  const before = await valueCell.innerText();
+  await until(async () => (await valueCell.innerText()) !== before, 'the table moving on while the chart is paused');
+  await until(async () => (await page.evaluate(() => performance.now())) > 0, 'a redraw pass');
+  assert.equal((await chart(page)).points, held.points, 'no new points while paused');
+  await page.click('#chart-pause');
+  await until(async () => (await chart(page)).points !== held.points, 'new points after resume');
+
+  // Zoom: drag across the newest part of the plot (the data starts at the first pin, at the right).
+  const over = await page.locator('#chart .u-over').boundingBox();
+  assert.ok(over);
+  await page.mouse.move(over.x + over.width * 0.9, over.y + over.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(over.x + over.width * 0.995, over.y + over.height / 2, { steps: 5 });
+  await page.mouse.up();
+  await until(async () => (await chart(page)).zoomed, 'the zoom');
+  const zoomed = await chart(page);
+  assert.ok(zoomed.span < 10, `zoomed into a narrower span (got ${zoomed.span} s)`);
+  await screenshot(page, 'signals-chart');
+  await page.click('#chart-reset');
+  await until(async () => !(await chart(page)).zoomed && Math.abs((await chart(page)).span - 60) < 0.001, 'back to the 60 s window');
+
+  // Unpin both: the chart goes away.
+  await page.click('#signals tbody tr[data-signal="BE_ACROSS_3"] button.pin');
+  await page.click('#signals tbody tr[data-signal="LE_ACROSS_13"] button.pin');
+  await until(async () => await page.locator('#chart').isHidden(), 'the chart hidden with nothing pinned');
+  assert.deepEqual(pageErrors(page), []);
+});

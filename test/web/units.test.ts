@@ -1,0 +1,313 @@
+/**
+ * The console page's pure modules, run in Node from the built dist/web/ files (the page is compiled on
+ * its own for the browser, so these are imported by URL and typed here by the little each test uses):
+ * the id filter, the candump export (read back with the agent's own parser), the by-id rate model under
+ * sampling, the SSE parser, the trace model's cap and pause, and the page's routes.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { parseCandumpLine } from '../../core/can/candump.js';
+import type { CanFrameData } from '../../core/console/events.js';
+import { WEB_JS } from '../helpers/browser.js';
+
+interface IdFilter {
+  all: boolean;
+  matches(id: number): boolean;
+}
+type FilterParse = { ok: true; filter: IdFilter } | { ok: false; error: string };
+type Frame = CanFrameData;
+interface Row {
+  key: string;
+  count: number;
+  events: number;
+  bytes: string[];
+  changedAt: number[];
+}
+interface ByIdModel {
+  rows: Map<string, Row>;
+  add(f: Frame, now: number): Row | undefined;
+  rate(r: Row): number | null;
+  totalRate(): number;
+  clearRates(): void;
+}
+interface SseMessage {
+  type: string;
+  data: string;
+  lastEventId: string;
+}
+interface SseParser {
+  lastEventId: string;
+  retryMs: number | undefined;
+  feed(chunk: string): SseMessage[];
+}
+interface TraceModel {
+  visible: { length: number; get(i: number): { seq: number; kind: string } | undefined };
+  all: { length: number };
+  paused: boolean;
+  pending: number;
+  pushEvent(ev: unknown): unknown;
+  pause(): void;
+  resume(): void;
+  setFilter(f: unknown): void;
+  takeShift(): number | 'rebuilt';
+  visibleFrames(): Iterable<Frame>;
+}
+
+const web = async <T>(file: string): Promise<T> => {
+  const path = join(WEB_JS, file);
+  assert.ok(existsSync(path), `${path} is built (node web/build.mjs)`);
+  return (await import(pathToFileURL(path).href)) as T;
+};
+
+const { parseIdFilter } = await web<{ parseIdFilter: (s: string) => FilterParse }>('filter.js');
+const exp = await web<{ candumpLine: (f: Frame, o?: { direction?: boolean }) => string | null; candumpLog: (f: Iterable<Frame>, o?: { direction?: boolean }) => string; candumpTimestamp: (ts: string) => string }>('candump-export.js');
+const { ByIdModel } = await web<{ ByIdModel: new () => ByIdModel }>('state/by-id.js');
+const { SseParser } = await web<{ SseParser: new () => SseParser }>('sse.js');
+const traceMod = await web<{ TraceModel: new () => TraceModel; VISIBLE_CAP: number; RAW_CAP: number; SHOW_ALL: { types: Set<string> } }>('state/trace.js');
+const { parseRoute } = await web<{ parseRoute: (p: string) => { kind: string; id?: string } }>('route.js');
+
+function filter(text: string): IdFilter {
+  const r = parseIdFilter(text);
+  assert.ok(r.ok, `"${text}" parses: ${r.ok ? '' : r.error}`);
+  return r.filter;
+}
+const pass = (text: string, ids: number[]): number[] => ids.filter((id) => filter(text).matches(id));
+
+test('id filter: single, list, range, mask (both spellings), inverted mask, exclusion', () => {
+  const ids = [0x100, 0x1ff, 0x200, 0x7df, 0x7e0, 0x7e8, 0x7ef, 0x7f0, 0x18daf110];
+  assert.deepEqual(pass('', ids), ids, 'empty lets everything through');
+  assert.equal(filter('  ').all, true);
+  assert.deepEqual(pass('7E8', ids), [0x7e8]);
+  assert.deepEqual(pass('0x7e8', ids), [0x7e8], 'case and 0x do not matter');
+  assert.deepEqual(pass('0x100,0x200', ids), [0x100, 0x200]);
+  assert.deepEqual(pass('100 200 ; 7DF', ids), [0x100, 0x200, 0x7df], 'spaces and semicolons separate too');
+  assert.deepEqual(pass('7E0-7EF', ids), [0x7e0, 0x7e8, 0x7ef], 'range includes both ends');
+  assert.deepEqual(pass('7E0 - 7EF', ids), [0x7e0, 0x7e8, 0x7ef], 'spaces around the dash');
+  assert.deepEqual(pass('700/7F0', ids), [], '700/7F0 is 700-70F');
+  assert.deepEqual(pass('7E0/7F0', ids), [0x7e0, 0x7e8, 0x7ef]);
+  assert.deepEqual(pass('7E0:7F0', ids), [0x7e0, 0x7e8, 0x7ef], 'candump id:mask');
+  assert.deepEqual(pass('7E0~7F0', ids), ids.filter((i) => (i & 0x7f0) !== 0x7e0), 'candump inverted mask');
+  assert.deepEqual(pass('!7DF', ids), ids.filter((i) => i !== 0x7df), 'exclusion alone');
+  assert.deepEqual(pass('7D0-7FF !7E8', ids), [0x7df, 0x7e0, 0x7ef, 0x7f0], 'range minus one id');
+  assert.deepEqual(pass('18DAF110', ids), [0x18daf110], 'extended ids');
+  assert.deepEqual(pass('18DA0000/1FFF0000', ids), [0x18daf110], 'extended mask');
+});
+
+test('id filter: bad input is rejected with a reason', () => {
+  for (const [text, why] of [
+    ['7G8', /not a hex id/],
+    ['7EF-7E0', /end is below the start/],
+    ['100-', /not an id, a range/],
+    ['1-2-3', /not an id, a range/],
+    ['123456789', /not a hex id/],
+    ['3FFFFFFF', /29 bits/],
+    ['!', /must be followed/],
+    ['700/XYZ', /mask/],
+  ] as const) {
+    const r = parseIdFilter(text);
+    assert.equal(r.ok, false, `"${text}" is rejected`);
+    if (!r.ok) assert.match(r.error, why, `"${text}": ${r.error}`);
+  }
+});
+
+const frame = (over: Partial<Frame> = {}): Frame => ({
+  ts: '2026-11-27T13:47:02.123456Z',
+  direction: 'rx',
+  bus: 'can0',
+  id: '0x123',
+  is_extended: false,
+  dlc: 4,
+  data_hex: 'DE AD BE EF',
+  ...over,
+});
+
+test('candump export: every frame kind is written as candump -L and parses back identically', () => {
+  const frames: Frame[] = [
+    frame(),
+    frame({ id: '0x18DAF110', is_extended: true, dlc: 8, data_hex: '02 10 03 00 00 00 00 00', bus: 'can1' }),
+    frame({ id: '0x7DF', dlc: 0, data_hex: '', is_remote: true }),
+    frame({ id: '0x7DF', dlc: 3, data_hex: '', is_remote: true }),
+    frame({ dlc: 14, data_hex: '11 22 33 44 55 66 77 88' }),
+    frame({ dlc: 12, data_hex: '01 02 03 04 05 06 07 08 09 0A 0B 0C', is_fd: true, brs: true }),
+    frame({ dlc: 2, data_hex: 'AA BB', is_fd: true, esi: true }),
+    frame({ id: '0x00000080', is_extended: false, is_error: true, dlc: 8, data_hex: '00 00 00 00 00 00 00 00' }),
+    frame({ direction: 'tx', dlc: 0, data_hex: '' }),
+    frame({ ts: '2026-01-01T00:00:00.000001Z' }),
+  ];
+  for (const withDir of [false, true]) {
+    const log = exp.candumpLog(frames, { direction: withDir });
+    assert.ok(log.endsWith('\n'));
+    const lines = log.split('\n').slice(0, -1);
+    assert.equal(lines.length, frames.length);
+    lines.forEach((line, i) => {
+      const f = frames[i]!;
+      const r = parseCandumpLine(line);
+      assert.ok(r.ok, `line ${i + 1} "${line}" parses: ${r.ok ? '' : r.error}`);
+      if (!r.ok) return;
+      const p = r.frame;
+      assert.equal(p.bus, f.bus, line);
+      assert.equal(p.id, parseInt(f.id.slice(2), 16), line);
+      assert.equal(p.ext, f.is_extended, line);
+      assert.equal(p.rtr, f.is_remote === true, line);
+      assert.equal(p.fd, f.is_fd === true, line);
+      assert.equal(p.brs, f.brs === true, line);
+      assert.equal(p.esi, f.esi === true, line);
+      assert.equal(p.err, f.is_error === true, line);
+      assert.equal(p.dlc, f.dlc, line);
+      assert.equal(Buffer.from(p.data).toString('hex').toUpperCase(), f.data_hex.replace(/ /g, ''), line);
+      assert.equal(p.tsUs, Date.parse(f.ts.slice(0, 19) + 'Z') * 1000 + Number(f.ts.slice(20, 26)), `${line}: microseconds kept`);
+      if (withDir) assert.equal(p.direction, f.direction, line);
+    });
+  }
+  assert.equal(exp.candumpLine(frames[0]!), '(1795787222.123456) can0 123#DEADBEEF');
+  assert.equal(exp.candumpTimestamp('2026-11-27T13:47:02.5Z'), '(1795787222.500000)');
+  assert.equal(exp.candumpLog([]), '', 'nothing to export: empty file');
+});
+
+test('by-id rates: exact under sampling, from the frames\' timestamps and `represents`', () => {
+  const m = new ByIdModel();
+  const base = Date.parse('2026-11-27T13:00:00Z');
+  const iso = (ms: number): string => new Date(Math.floor(ms)).toISOString().replace('Z', '') + String(Math.round((ms % 1) * 1000)).padStart(3, '0') + 'Z';
+  // A 300 Hz id sampled to one event in 12 (an event every 40 ms stands for 12 frames), a 1 Hz id
+  // unsampled, and a 100 Hz id whose first events are unsampled then sampled 1 in 5.
+  let fast: Row | undefined;
+  let slow: Row | undefined;
+  let mixed: Row | undefined;
+  for (let t = 0; t <= 6000; t += 40) fast = m.add(frame({ id: '0x094', ts: iso(base + t), represents: 12 }), t);
+  for (let t = 0; t <= 6000; t += 1000) slow = m.add(frame({ id: '0x590', ts: iso(base + t + 3) }), t);
+  for (let t = 0; t <= 6000; t += 10) {
+    if (t < 3000) mixed = m.add(frame({ id: '0x200', ts: iso(base + t) }), t);
+    else if (t % 50 === 0) mixed = m.add(frame({ id: '0x200', ts: iso(base + t), represents: 5 }), t);
+  }
+  const near = (v: number | null, want: number, tol = 0.01): void => assert.ok(v !== null && Math.abs(v - want) / want < tol, `rate ${v} ≈ ${want}`);
+  near(m.rate(fast!), 300);
+  near(m.rate(slow!), 1);
+  near(m.rate(mixed!), 100);
+  near(m.totalRate(), 401);
+  assert.equal(fast!.count, 151 * 12, 'count is the frames the events stand for');
+  assert.equal(fast!.events, 151);
+  // A quiet id's rate falls instead of freezing: the stream clock moves on while 0x590 is silent.
+  for (let t = 6040; t <= 16_000; t += 40) m.add(frame({ id: '0x094', ts: iso(base + t), represents: 12 }), t);
+  assert.ok((m.rate(slow!) ?? 1) < 0.7, `silent 1 Hz id decays: ${m.rate(slow!)}`);
+  m.clearRates();
+  assert.equal(m.rate(fast!), null, 'after a stream reset the rate starts over');
+  assert.equal(m.rows.size, 3);
+});
+
+test('by-id: changed bytes are marked with their time; rx and tx of one id share a row, their rates add up', () => {
+  const m = new ByIdModel();
+  const r1 = m.add(frame({ data_hex: '01 02 03 04' }), 100)!;
+  assert.deepEqual(r1.changedAt, [0, 0, 0, 0], 'first frame: nothing changed yet');
+  m.add(frame({ data_hex: '01 FF 03 05' }), 200);
+  assert.deepEqual(r1.changedAt, [0, 200, 0, 200]);
+  m.add(frame({ data_hex: '01 FF 03' , dlc: 3 }), 300);
+  assert.deepEqual(r1.changedAt, [300, 300, 300], 'a new length changes every byte');
+  m.add(frame({ direction: 'tx' }), 400);
+  assert.equal(m.rows.size, 1);
+
+  // rx at 100 Hz on this clock, tx at 50 Hz stamped by another clock 2 s behind (a relayed peer's frames),
+  // both sampled as one bus+id: the row's rate is the sum.
+  const m2 = new ByIdModel();
+  const base = Date.parse('2026-11-27T13:00:00Z');
+  const iso = (ms: number): string => new Date(ms).toISOString().replace('Z', '000Z');
+  let row: Row | undefined;
+  for (let t = 0; t < 4000; t += 10) {
+    row = m2.add(frame({ ts: iso(base + t), represents: 1 }), t);
+    if (t % 20 === 0) row = m2.add(frame({ ts: iso(base + t - 2000), direction: 'tx', represents: 1 }), t);
+  }
+  const r = m2.rate(row!);
+  assert.ok(r !== null && Math.abs(r - 150) < 2, `rx+tx rate ${r}`);
+});
+
+test('SSE parser: fields, comments, ids, retry, CR/LF/CRLF, split chunks, BOM', () => {
+  const p = new SseParser();
+  const out = [
+    ...p.feed('\uFEFF: canrelay console dongles/gw\nretry: 2000\n\n'),
+    ...p.feed('id: 7\nevent: can_frame\ndata: {"a":1}\n\n'),
+    ...p.feed('id: 8\r\nevent: log\r\ndata: {"b"'),
+    ...p.feed(':2}\r\n\r'),
+    ...p.feed('\nid: 9\revent: presence\rdata: x\rdata: y\r\r'),
+    ...p.feed(': keep-alive\n\n'),
+    ...p.feed('data: no type\n\n'),
+    ...p.feed('id: bad\0id\nevent: x\n\n'),
+  ];
+  assert.equal(p.retryMs, 2000);
+  assert.deepEqual(
+    out.map((m) => [m.type, m.data, m.lastEventId]),
+    [
+      ['can_frame', '{"a":1}', '7'],
+      ['log', '{"b":2}', '8'],
+      ['presence', 'x\ny', '9'],
+      ['message', 'no type', '9'],
+    ],
+  );
+  assert.equal(p.lastEventId, '9', 'an id with NUL is ignored; an event without data is not dispatched');
+});
+
+test('trace model: capped, pause keeps the rows still and resume appends what came meanwhile', () => {
+  const t = new traceMod.TraceModel();
+  const ev = (i: number, id = '0x100'): unknown => ({ type: 'can_frame', id: i, data: frame({ id, data_hex: '00' }) });
+  for (let i = 1; i <= traceMod.VISIBLE_CAP + 500; i++) t.pushEvent(ev(i));
+  assert.equal(t.visible.length, traceMod.VISIBLE_CAP, 'visible rows are capped');
+  assert.equal(t.takeShift(), 500, 'the view learns how many rows left the top');
+  t.pause();
+  const firstSeq = t.visible.get(0)!.seq;
+  for (let i = 0; i < 300; i++) t.pushEvent(ev(10_000 + i));
+  assert.equal(t.visible.get(0)!.seq, firstSeq, 'paused: nothing moves');
+  assert.equal(t.pending, 300);
+  t.resume();
+  assert.equal(t.visible.length, traceMod.VISIBLE_CAP);
+  assert.equal(t.visible.get(traceMod.VISIBLE_CAP - 1)!.seq, traceMod.VISIBLE_CAP + 800, 'resume appends the paused events');
+  // A pause longer than the raw history: a note says how many were not kept.
+  t.pause();
+  for (let i = 0; i < traceMod.RAW_CAP + 50; i++) t.pushEvent(ev(20_000 + i));
+  t.resume();
+  const notes = Array.from({ length: t.visible.length }, (_, i) => t.visible.get(i)!).filter((x) => x.kind === 'note');
+  assert.equal(notes.length, 1, 'one note for the events that fell out of memory');
+  assert.ok(t.all.length <= traceMod.RAW_CAP, 'raw history is capped');
+  // Filter: only matching frames become visible, rebuilt from history.
+  const f = parseIdFilter('0x200');
+  assert.ok(f.ok);
+  for (let i = 0; i < 10; i++) t.pushEvent(ev(30_000 + i, '0x200'));
+  t.setFilter({ ...traceMod.SHOW_ALL, id: f.ok ? f.filter : undefined });
+  assert.equal([...t.visibleFrames()].length, 10);
+  assert.equal(t.takeShift(), 'rebuilt');
+});
+
+test('rate meter: events per second over whole seconds, also while young', async () => {
+  const { RateMeter, SamplingTracker } = await web<{
+    RateMeter: new (span?: number) => { add(n: number, now: number): void; rate(now: number): number };
+    SamplingTracker: new () => { active: boolean; announced: { input: number } | null; onFrame(f: Frame): void; onLog(l: unknown): void };
+  }>('state/sampling.js');
+  const m = new RateMeter(3);
+  const t0 = 1_700_000_000_000;
+  for (let t = 0; t < 1500; t += 5) m.add(1, t0 + t); // 200/s
+  assert.ok(Math.abs(m.rate(t0 + 1500) - 200) < 5, `young meter: ${m.rate(t0 + 1500)}`);
+  for (let t = 1500; t < 6000; t += 10) m.add(1, t0 + t); // 100/s
+  assert.equal(m.rate(t0 + 6000), 100);
+  assert.equal(m.rate(t0 + 20_000), 0, 'silence');
+
+  const s = new SamplingTracker();
+  s.onLog({ ts: '', level: 'info', message: '', code: 'sampling_on', details: { input_rate: 5000, output_rate: 200, max_rate: 200 } });
+  assert.equal(s.active, true);
+  assert.equal(s.announced?.input, 5000);
+  s.onFrame(frame({ represents: 3 }));
+  assert.equal(s.active, true);
+  s.onFrame(frame());
+  assert.equal(s.active, false, 'a frame without `represents`: the stream no longer samples');
+  s.onFrame(frame({ represents: 1 }));
+  assert.equal(s.active, true, 'joined while sampling was on: frames tell');
+  s.onLog({ ts: '', level: 'info', message: '', code: 'sampling_off' });
+  assert.equal(s.active, false);
+});
+
+test('routes: agent at /, bridge dongle and group pages', () => {
+  assert.deepEqual(parseRoute('/'), { kind: 'agent' });
+  assert.deepEqual(parseRoute('/index.html'), { kind: 'agent' });
+  assert.deepEqual(parseRoute('/console/dongles/gw-1.a_b'), { kind: 'dongle', id: 'gw-1.a_b' });
+  assert.deepEqual(parseRoute('/console/groups/g1/'), { kind: 'group', id: 'g1' });
+  assert.deepEqual(parseRoute('/console/groups/bad%20id'), { kind: 'agent' }, 'an id the bridge would refuse is not used');
+});
