@@ -5,10 +5,14 @@ import { join } from 'node:path';
 import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../core/cli/options.js';
 import { BUS_BITRATE_LIST_RULE, BUS_PREFIXED_PATH_RULE, ID_RULE, ID_RULE_TEXT, IFNAME_LIST_RULE } from '../core/names.js';
 import { CORS_ORIGIN_OPTION } from '../core/http/cors.js';
+import { consoleConfigFrom, consoleOptions, LOG_LEVEL_OPTION, listenOption, readSecretFile, type ConsoleConfig } from '../core/cli/daemon-options.js';
 import { defaultStateDir } from '../core/state/paths.js';
 import { readLocalTokenFile, type LocalToken } from './local-auth.js';
 import { SOCKETCAND_OPTIONS, socketcandConfigFrom, type SocketcandConfig } from './socketcand/options.js';
 
+
+/** An agent token as the bridge issues it (and as --token, CANRELAY_TOKEN or --token-file give it). */
+const AGENT_TOKEN_RULE = /^\S{16,512}$/;
 
 export function defaultDongleId(): string {
   const cleaned = hostname().replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64);
@@ -23,17 +27,12 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'replay-loop', description: 'start the replay over at its end', parse: parse.bool(), default: false },
   { name: 'sim', description: 'use the built-in simulated vehicle bus (can0)', parse: parse.bool(), default: false },
   { name: 'sim-rate', arg: '<frames/s>', description: 'total frame rate of the simulated bus', parse: parse.int(1, 1_000_000), default: 2000 },
-  { name: 'listen', arg: '<host:port>', description: 'console HTTP address (port 0 picks a free one)', parse: parse.hostPort(), default: '0.0.0.0:8080' },
+  listenOption('console HTTP address', '0.0.0.0:8080'),
   { name: 'state-dir', arg: '<dir>', description: 'state directory (SQLite); default $STATE_DIRECTORY or ~/.local/state/canrelay', parse: parse.string(/^.+$/, 'must be a directory path'), default: () => defaultStateDir() },
-  { name: 'console-max-rate', arg: '<n>', description: 'can_frame events per second on the console before sampling', parse: parse.int(1, 1_000_000), default: 200 },
-  { name: 'history-events', arg: '<n>', description: 'console history kept for resume, in events', parse: parse.int(1, 10_000_000), default: 10_000 },
-  { name: 'history-seconds', arg: '<s>', description: 'console history kept for resume, in seconds', parse: parse.int(1, 86_400), default: 60 },
-  { name: 'history-memory-mb', arg: '<MiB>', description: 'memory for the console history of all streams together; the oldest is forgotten beyond', parse: parse.int(1, 65_536), default: 16 },
-  { name: 'keepalive-seconds', arg: '<s>', description: 'SSE keep-alive comment interval', parse: parse.int(1, 3600), default: 15 },
+  ...consoleOptions({ historyMemoryMb: 16, perStream: false }),
   { name: 'presence-interval', arg: '<s>', description: 'interval of the periodic presence "seen" event', parse: parse.int(1, 86_400), default: 30 },
-  { name: 'client-max-pending-kib', arg: '<KiB>', description: 'unsent bytes a console client may fall behind before it is cut off', parse: parse.int(16, 1_048_576), default: 1024 },
   { name: 'bridge', arg: '<url>', description: 'cloud bridge to connect to, http(s)://host:port (TLS with https)', parse: parse.url(['http:', 'https:']) },
-  { name: 'token', arg: '<token>', description: 'agent token for --bridge (prefer CANRELAY_TOKEN or --token-file)', parse: parse.string(/^\S{16,512}$/, 'must be the token the bridge issued'), env: ['CANRELAY_TOKEN'], secret: true },
+  { name: 'token', arg: '<token>', description: 'agent token for --bridge (prefer CANRELAY_TOKEN or --token-file)', parse: parse.string(AGENT_TOKEN_RULE, 'must be the token the bridge issued'), env: ['CANRELAY_TOKEN'], secret: true },
   { name: 'token-file', arg: '<path>', description: 'read the agent token from this file', parse: parse.string(/^.+$/, 'must be a file path') },
   { name: 'uplink-buffer-frames', arg: '<n>', description: 'received frames held for the bridge while it is unreachable or slow', parse: parse.int(1000, 10_000_000), default: 100_000 },
   { name: 'relay-max-age-ms', arg: '<ms>', description: 'age limit of relayed frames: older ones are not sent up after an outage, and frames relayed here are transmitted only if their origin received them less than this ago (a stale frame is dangerous on a bus)', parse: parse.int(1, 3_600_000), default: 2000 },
@@ -53,21 +52,15 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'bus-state-interval', arg: '<s>', description: 'interval of the periodic bus_state event (also sent on every change)', parse: parse.int(1, 3600), default: 5 },
   CORS_ORIGIN_OPTION,
   ...SOCKETCAND_OPTIONS,
-  { name: 'log-level', arg: '<level>', description: 'trace, debug, info, warn, error, fatal', parse: parse.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const), default: 'info' },
+  LOG_LEVEL_OPTION,
 ];
 
-export interface AgentConfig {
+export interface AgentConfig extends ConsoleConfig {
   id: string;
   source: { kind: 'can'; interfaces: string[] } | { kind: 'replay'; file: string; speed: number; loop: boolean } | { kind: 'sim'; rate: number };
   listen: string;
   stateDir: string;
-  consoleMaxRate: number;
-  historyEvents: number;
-  historySeconds: number;
-  historyMemoryBytes: number;
-  keepAliveSeconds: number;
   presenceIntervalSeconds: number;
-  clientMaxPendingBytes: number;
   logLevel: string;
   uplink?: { bridge: string; token: string; bufferFrames: number; maxAgeMs: number; outboxMax: number };
   txRetryMs: number;
@@ -105,13 +98,8 @@ export function agentConfigFrom(o: ResolvedOptions): AgentConfig {
     source,
     listen: str('listen'),
     stateDir: str('state-dir'),
-    consoleMaxRate: num('console-max-rate'),
-    historyEvents: num('history-events'),
-    historySeconds: num('history-seconds'),
-    historyMemoryBytes: num('history-memory-mb') * 1024 * 1024,
-    keepAliveSeconds: num('keepalive-seconds'),
+    ...consoleConfigFrom(o),
     presenceIntervalSeconds: num('presence-interval'),
-    clientMaxPendingBytes: num('client-max-pending-kib') * 1024,
     logLevel: str('log-level'),
     uplink: uplinkFrom(o),
     txRetryMs: num('tx-retry-ms'),
@@ -182,12 +170,7 @@ function uplinkFrom(o: ResolvedOptions): AgentConfig['uplink'] {
   const file = o['token-file'] as string | undefined;
   if (file !== undefined) {
     if (token !== undefined) throw new OptionError('give the agent token once: --token (or CANRELAY_TOKEN) or --token-file, not both');
-    try {
-      token = readFileSync(file, 'utf8').trim();
-    } catch (err) {
-      throw new OptionError(`--token-file: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    if (!/^\S{16,512}$/.test(token)) throw new OptionError(`--token-file: ${file} does not hold a token`);
+    token = readSecretFile('token-file', file, AGENT_TOKEN_RULE, 'one agent token (the one the bridge issued) and nothing else');
   }
   if (o.bridge === undefined) {
     if (token !== undefined && o.token !== undefined && process.env.CANRELAY_TOKEN === undefined) throw new OptionError('--token needs --bridge');

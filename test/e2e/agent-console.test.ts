@@ -42,12 +42,19 @@ test('console: SSE headers, opening comment, retry, presence first, frames with 
   assert.match(String(f.ts), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
   assert.equal(f.represents, undefined, 'no sampling at 100 frames/s');
   assertIncreasing(ids(c));
-  c.close();
 
+  // A late client's replayed events and the live ones after them are one run of the stream: the same ids,
+  // in order, that the client connected all along saw (c stays open, so however slow the machine, no
+  // event is published unseen by it).
   const late = await SseClient.connect(a.url + '?backlog=5');
-  await late.waitFor((ev) => ev.length >= 5);
-  assert.ok(Number(late.events[0]!.id) <= Number(c.events.at(-1)!.id), '?backlog replays buffered events');
+  await late.waitFor((ev) => ev.length >= 10, 10_000, '10 events on the late client');
+  const lateIds = ids(late).slice(0, 10);
+  await c.waitFor(() => ids(c).includes(lateIds.at(-1)!), 10_000, 'the first client up to the late one');
+  const at = ids(c).indexOf(lateIds[0]!);
+  assert.ok(at >= 0, '?backlog replays events the stream published before');
+  assert.deepEqual(ids(c).slice(at, at + 10), lateIds, 'replay and live continue without a gap or a repeat');
   late.close();
+  c.close();
 
   // Exactly the last 5: on a stream that has gone quiet (a replay that ended, no periodic events), the
   // replayed events are the last 5 a live client saw — not 4, not 6.
@@ -93,7 +100,9 @@ test('resume with Last-Event-ID: no gap, no duplicate; ?lastEventId= works too',
 });
 
 test('stream_reset for too-old, garbage and future ids, then live', async () => {
-  const a = await agent(['--sim', '--sim-rate', '2000', '--history-events', '50', '--console-max-rate', '100000']);
+  // 200 frames/s fills the 50-event ring in well under a second and stays light for a loaded test process
+  // (a client that falls 1 MiB behind is cut, which would end the stream before the assertion).
+  const a = await agent(['--sim', '--sim-rate', '200', '--history-events', '50', '--console-max-rate', '100000']);
   const c1 = await SseClient.connect(a.url);
   await c1.waitFor((ev) => ev.length >= 5);
   const early = Number(c1.events[0]!.id);
