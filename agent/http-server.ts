@@ -4,11 +4,11 @@
  * through LocalAuth (agent/local-auth.ts). `/healthz` and the page itself stay open (the page asks
  * for the token).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { ConsoleStream } from '../core/console/console-stream.js';
-import { sendJson, serveConsole } from '../core/http/console-route.js';
+import { serveConsole } from '../core/http/console-route.js';
+import { createDaemonServer, sendJson, sendMetrics } from '../core/http/replies.js';
 import type { SseCloseReason, SseWriter } from '../core/http/sse-writer.js';
 import type { CorsPolicy } from '../core/http/cors.js';
 import type { StaticFiles } from '../core/http/static-files.js';
@@ -72,27 +72,11 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
     }
     if (path === '/metrics') {
       if (!deps.auth.guard(req, res, 'read')) return;
-      const body = await deps.metrics.metrics();
-      res.writeHead(200, { 'Content-Type': deps.metrics.contentType });
-      res.end(body);
-      return;
+      return sendMetrics(res, deps.metrics);
     }
     if (deps.web && (await deps.web.serve(req, res, path === '/' ? '/index.html' : path))) return;
     sendJson(res, 404, { error: `no route for ${path}`, console: consolePath });
   };
 
-  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    handle(req, res).catch((err: unknown) => {
-      if (!res.headersSent) sendJson(res, 500, { error: `internal error: ${(err as Error).message}` });
-      else res.destroy();
-    });
-  };
-  let server: Server;
-  try {
-    // An https.Server is an http.Server for everything the agent does with it (listen, close, requests).
-    server = deps.tls ? (createHttpsServer({ cert: deps.tls.cert, key: deps.tls.key }, onRequest) as unknown as Server) : createServer(onRequest);
-  } catch (err) {
-    throw new Error(`cannot serve HTTPS with --tls-cert/--tls-key: ${(err as Error).message} (are they a PEM certificate and its key?)`);
-  }
-  return { server, writers };
+  return { server: createDaemonServer(handle, deps.tls), writers };
 }

@@ -19,7 +19,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { sendJson } from '../core/http/console-route.js';
+import { sendJson } from '../core/http/replies.js';
 import { bearerToken, MAX_TOKEN_LENGTH, tokenDigest } from '../core/http/bearer-token.js';
 
 export type LocalRole = 'admin' | 'read';

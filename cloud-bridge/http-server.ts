@@ -9,10 +9,11 @@
  *   GET  /, /console/                                        the fleet page (the same web app), when dist/web exists
  *   WebSocket upgrade on UPLINK_PATH                         agents (agent-server.ts)
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { ConsoleStream } from '../core/console/console-stream.js';
-import { sendJson, serveConsole } from '../core/http/console-route.js';
+import { serveConsole } from '../core/http/console-route.js';
+import { createDaemonServer, sendJson, sendMetrics } from '../core/http/replies.js';
 import type { CorsPolicy } from '../core/http/cors.js';
 import type { SseOptions, SseWriter } from '../core/http/sse-writer.js';
 import type { StaticFiles } from '../core/http/static-files.js';
@@ -113,10 +114,7 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
     if (path === '/healthz' || path === '/metrics') {
       if (!readOnly) return sendJson(res, 405, { error: `${req.method} is not supported on ${path}; use GET` }, { Allow: 'GET, HEAD' });
       if (path === '/healthz') return sendJson(res, 200, deps.health());
-      const body = await deps.metrics.metrics();
-      res.writeHead(200, { 'Content-Type': deps.metrics.contentType });
-      res.end(body);
-      return;
+      return sendMetrics(res, deps.metrics);
     }
     // Hook for the web console page (built by another issue into dist/web/).
     if (deps.web && readOnly) {
@@ -127,12 +125,7 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
     sendJson(res, 404, { error: `no route for ${path}; the API lives under /api/v1/ (see /healthz)` });
   };
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      if (!res.headersSent) sendJson(res, 500, { error: `internal error: ${(err as Error).message}` });
-      else res.destroy();
-    });
-  });
+  const server = createDaemonServer(handle);
   // Expect: 100-continue: an admin body over the cap is refused before it is sent.
   server.on('checkContinue', (req, res) => answerExpectContinue(req, res, (q, r) => server.emit('request', q, r)));
   server.on('upgrade', (req, socket, head) => deps.agents.handleUpgrade(req, socket, head));

@@ -9,7 +9,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { writeWithBackpressure } from '../core/http/backpressure.js';
 import { bearerToken } from '../core/http/bearer-token.js';
-import { sendJson } from '../core/http/console-route.js';
+import { sendJson } from '../core/http/replies.js';
 import { ID_RULE, RECORDING_ID_RULE } from '../core/names.js';
 import { RECORDING_CHUNK_BYTES, recordingFileName } from '../core/recording/recording-info.js';
 import type { AgentServer } from './agent-server.js';

@@ -7,7 +7,7 @@
  *   DELETE /api/v1/recordings/<id>        delete (409 while it runs)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { sendJson } from '../../core/http/console-route.js';
+import { sendJson } from '../../core/http/replies.js';
 import { HttpError, parseWith, readJson } from '../../core/http/json-body.js';
 import { RecordingRequest } from '../../core/recording/recording-info.js';
 import type { LocalAuth } from '../local-auth.js';

@@ -5,7 +5,7 @@
  *   POST /api/v1/dbc/reload   read the --dbc files again (an admin token where local auth is on)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { sendJson } from '../../core/http/console-route.js';
+import { sendJson } from '../../core/http/replies.js';
 import type { LocalAuth } from '../local-auth.js';
 import type { DbcLoadResult } from './dbc-files.js';
 import type { SignalTable } from './signal-table.js';

@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ConsoleStream } from '../console/console-stream.js';
 import type { ResumeRequest } from '../console/resume.js';
+import { sendJson } from './replies.js';
 import { SseWriter, type SseOptions } from './sse-writer.js';
 
 export function resumeRequestFrom(req: IncomingMessage, url: URL): ResumeRequest | { error: string } {
@@ -32,15 +33,4 @@ export function serveConsole(
   const w = new SseWriter(res, stream, opts);
   w.start(resume);
   return w;
-}
-
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(text),
-    'Cache-Control': 'no-store',
-    ...headers,
-  });
-  res.end(text);
 }

@@ -9,6 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { OptionError, type OptionSpec } from '../cli/options.js';
+import { sendJson } from './replies.js';
 
 const ALLOW_METHODS = 'GET, HEAD, POST, PUT, DELETE';
 const ALLOW_HEADERS = 'Authorization, Content-Type, Last-Event-ID';
@@ -71,9 +72,7 @@ export class CorsPolicy {
     const preflight = req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
     if (!this.allows(origin)) {
       if (!preflight) return false;
-      const body = JSON.stringify({ error: `origin ${JSON.stringify(origin ?? '')} is not allowed: list it in --cors-origin` });
-      res.writeHead(403, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
-      res.end(body);
+      sendJson(res, 403, { error: `origin ${JSON.stringify(origin ?? '')} is not allowed: list it in --cors-origin` });
       return true;
     }
     res.setHeader('Access-Control-Allow-Origin', origin!);

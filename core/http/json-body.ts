@@ -11,7 +11,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { sendJson } from './console-route.js';
+import { sendJson } from './replies.js';
 
 export const MAX_BODY_BYTES = 64 * 1024;
 /** How much of a refused body is read and discarded before the connection is cut. */
