@@ -255,6 +255,10 @@ export class AgentLink implements RelayLink, CommandLink {
     this.helloMsg = h;
     this.up = new BatchDedupe(r.position);
     this.state = 'ready';
+    // What of this agent run we already have, before the welcome: the agent frees those batches as
+    // delivered before it ages out or trims the rest, so frames that arrived over a lost link are never
+    // counted as dropped (agent/uplink/frame-uploader.ts).
+    if (this.up.position.batch >= 0) this.sendText({ t: 'data_ack', batch: this.up.position.batch });
     this.sendText({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle: this.dongle, event_ack: r.eventAck, group: r.group, relay_epoch: r.relayEpoch, features: BRIDGE_FEATURES });
     this.handler.welcomed(this);
   }

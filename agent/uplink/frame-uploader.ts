@@ -59,6 +59,8 @@ export class FrameUploader implements FrameUplink {
     this.current.push({ frame, seq });
     this.stats.framesQueued++;
     if (this.current.length >= MAX_BATCH_FRAMES) this.seal();
+    // The bound holds at every frame, not only at the next flush: a frame past it makes room at once.
+    if (this.window.size + this.current.length > this.opts.maxBufferedFrames) this.bound();
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => {
@@ -68,16 +70,23 @@ export class FrameUploader implements FrameUplink {
     }
   }
 
-  /** The link is up and the bridge has welcomed us: resend what it has not acknowledged. */
+  /**
+   * The link is up and the bridge has welcomed us: resend what it has not acknowledged. The bridge acks
+   * what it already has of this run before its welcome, so what is still held now surely never arrived:
+   * from here on it may age out or be trimmed (and counted as dropped).
+   */
   attach(transport: UplinkTransport): void {
     this.transport = transport;
+    this.window.settle();
     this.flush();
   }
 
   detach(): void {
     this.transport = undefined;
-    // Without a link nothing is in flight: every batch waits to be (re)sent, oldest dropped first.
-    this.stats.batchesResent += this.window.resendAll();
+    // Without a link nothing is in flight: every batch waits to be (re)sent, oldest dropped first. Batches
+    // written to the lost link may have reached the bridge: they are kept (not aged, not trimmed below the
+    // hard bound) until the next welcome says, else frames that arrived would be counted as dropped.
+    this.stats.batchesResent += this.window.resendAll(true);
   }
 
   /** The bridge has taken every batch up to `batch`. */
@@ -86,8 +95,7 @@ export class FrameUploader implements FrameUplink {
   }
 
   flush(): void {
-    this.seal();
-    this.stats.droppedBufferFull += this.window.trim(this.opts.maxBufferedFrames, 2 * this.opts.maxBufferedFrames);
+    this.bound();
     // Only unsent batches age out here: once sent, the bridge and the receiving agent check the age.
     this.stats.droppedTooOld += this.window.expire(this.now() - this.opts.maxAgeMs);
     const t = this.transport;
@@ -105,6 +113,12 @@ export class FrameUploader implements FrameUplink {
       this.window.markSent(b);
       this.stats.framesSent += b.items.length;
     }
+  }
+
+  /** Seals the current batch and keeps the window within --uplink-buffer-frames (oldest unsent first), counted. */
+  private bound(): void {
+    this.seal();
+    this.stats.droppedBufferFull += this.window.trim(this.opts.maxBufferedFrames, 2 * this.opts.maxBufferedFrames);
   }
 
   private seal(): void {

@@ -16,6 +16,12 @@ export interface WindowBatch<T> {
   items: T[];
   /** Written to the current link (cleared when the link changes). */
   sent: boolean;
+  /**
+   * Written to a link that was lost before its ack: the receiver may have it. Such a batch is neither
+   * aged out nor trimmed (below the hard bound) until `settle()` — after the receiver said what it has —
+   * so that a frame that arrived is never counted as dropped.
+   */
+  unsure?: boolean;
 }
 
 export class SendWindow<T> {
@@ -74,22 +80,33 @@ export class SendWindow<T> {
     return freed;
   }
 
-  /** The link changed: nothing is on the wire any more, everything is due again. Returns the batches that had been sent. */
-  resendAll(): number {
+  /**
+   * The link changed: nothing is on the wire any more, everything is due again. Returns the batches that
+   * had been sent. `unsure`: mark those as possibly delivered (see WindowBatch.unsure) until `settle()`.
+   */
+  resendAll(unsure = false): number {
     let n = 0;
     for (const b of this.batches) {
-      if (b.sent) n++;
+      if (b.sent) {
+        n++;
+        if (unsure) b.unsure = true;
+      }
       b.sent = false;
     }
     this.onWire = 0;
     return n;
   }
 
+  /** The receiver has said what it has (acked before this call): what is left is surely not delivered. */
+  settle(): void {
+    for (const b of this.batches) b.unsure = false;
+  }
+
   /** Removes items older than `cutoffMs` from unsent batches (an emptied batch is forgotten; receivers accept gaps in batch numbers). Returns the items removed. */
   expire(cutoffMs: number): number {
     let n = 0;
     for (const b of this.batches) {
-      if (b.sent || b.items.length === 0 || this.timeOf(b.items[0]!) >= cutoffMs) continue;
+      if (b.sent || b.unsure || b.items.length === 0 || this.timeOf(b.items[0]!) >= cutoffMs) continue;
       const before = b.items.length;
       b.items = b.items.filter((it) => this.timeOf(it) >= cutoffMs);
       n += before - b.items.length;
@@ -115,7 +132,7 @@ export class SendWindow<T> {
     let n = 0;
     for (let i = 0; this.held - n > maxItems && i < this.batches.length; i++) {
       const b = this.batches[i]!;
-      if (b.sent) continue;
+      if (b.sent || b.unsure) continue;
       n += b.items.length;
       b.items = [];
     }

@@ -24,6 +24,7 @@ test('a slow peer holds the sender\'s acks until it catches up; nothing is dropp
   cleanup.push(() => bridge.proc.stop());
   const ta = await bridge.admin.register('bp-a');
   const tb = await bridge.admin.register('bp-b');
+  const tc = await bridge.admin.register('bp-c'); // in no group: only its acks matter
   await bridge.admin.group('bp', 'bp-a', 'bp-b');
   const b = await FakeAgent.connect(bridge.base, { dongle: 'bp-b', token: tb, autoAck: false });
   const a = await FakeAgent.connect(bridge.base, { dongle: 'bp-a', token: ta });
@@ -33,7 +34,17 @@ test('a slow peer holds the sender\'s acks until it catches up; nothing is dropp
   let n = 0;
   let last = 0;
   for (let i = 0; i < 40; i++) last = a.sendFrames(Array.from({ length: 1000 }, () => numberedFrame('can0', 0x100, n++)));
-  await new Promise((r) => setTimeout(r, 1000));
+  // Waited for, not slept: the bridge has taken every frame of A; then a third agent's batch is acked, so
+  // the bridge's one ack timer (ack-clock.ts) has ticked since — a bridge that did not hold would have
+  // acked A's last batch by then — and an event A sends after that is acked at once, so any data_ack
+  // written to A before it has reached A (one socket, in order).
+  await until(async () => metricValue((await getJson(bridge.base + '/metrics')).text, 'canrelay_bridge_frames_received_total', { dongle: 'bp-a' }) === n, 30_000, 'every frame of A at the bridge');
+  const c = await FakeAgent.connect(bridge.base, { dongle: 'bp-c', token: tc });
+  cleanup.push(() => c.close());
+  const cb = c.sendFrames([numberedFrame('can0', 0x100, 0)]);
+  await c.waitFor(() => c.ackedUp === cb, 10_000, "the third agent's batch acknowledged (an ack tick)");
+  a.sendEvent(1, 'log', { ts: new Date().toISOString(), level: 'info', message: 'after the frames' });
+  await a.waitFor(() => a.ackedEvents === 1, 10_000, 'the event after the frames acknowledged');
   assert.ok(a.ackedUp < last, `acks held while B is behind (acked ${a.ackedUp} of ${last})`);
 
   // B catches up: the held acks go out and every frame arrives, once, in order.

@@ -94,3 +94,19 @@ test('seq checker: gaps, duplicates and late arrivals with one rule; wrap-around
   assert.equal(s.totals.gaps, 3, 'streams past the bound are not tracked');
   assert.deepEqual([...s.entries()].map(([k]) => k), ['a', 'b']);
 });
+
+test('send window: batches written to a lost link are neither aged nor trimmed until the receiver has said what it has', () => {
+  const w = win();
+  w.add(1, [100], true);
+  w.add(2, [110], true);
+  w.add(3, [120]); // never written
+  w.resendAll(true);
+  assert.equal(w.expire(1000), 1, 'only the batch that never left ages out');
+  assert.equal(w.trim(0, 10), 0, 'nor are the unsure ones trimmed below the hard bound');
+  assert.equal(w.size, 2);
+  // The receiver says it has batch 1 (acked before the settle): batch 2 surely never arrived.
+  assert.equal(w.ack(1), 1);
+  w.settle();
+  assert.equal(w.expire(1000), 1, 'after the settle what is left ages out (counted as really dropped)');
+  assert.equal(w.size, 0);
+});
