@@ -36,7 +36,7 @@ export class Outbox {
   private readonly after: Database.Statement<[number, number], { seq: number; event: string; data: string }>;
   private readonly ackStmt: Database.Statement<[number]>;
   private readonly countStmt: Database.Statement<[], { n: number }>;
-  private readonly pruneStmt: Database.Statement<[number], { event: string }>;
+  private readonly pruneStmt: Database.Statement<[number], { seq: number; event: string }>;
   private rows: number;
   /** The last seq handed out (in SQLite or in memory). */
   private lastSeq: number;
@@ -48,6 +48,13 @@ export class Outbox {
   droppedUnwritable = 0;
   /** Pruned rows by event type. */
   readonly prunedByType = new Map<string, number>();
+  /**
+   * Events up to this seq were written to a link that was lost before their ack: the bridge may have
+   * them. Such an event pruned meanwhile is counted only once the next welcome says the bridge does not
+   * (`settle`), so `pruned` is what the bridge really never got. Bounded by the events in flight.
+   */
+  private unsureUpTo = 0;
+  private unsurePruned: { seq: number; event: string }[] = [];
   readonly identity: string;
 
   constructor(
@@ -67,7 +74,7 @@ export class Outbox {
     this.after = db.prepare('SELECT seq, event, data FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?');
     this.ackStmt = db.prepare('DELETE FROM outbox WHERE seq <= ?');
     this.countStmt = db.prepare('SELECT count(*) AS n FROM outbox');
-    this.pruneStmt = db.prepare("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE event <> 'command_status' ORDER BY seq LIMIT ?) RETURNING event");
+    this.pruneStmt = db.prepare("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE event <> 'command_status' ORDER BY seq LIMIT ?) RETURNING seq, event");
     this.rows = this.countStmt.get()!.n;
     // AUTOINCREMENT's high-water mark: above every seq ever used, also after all rows were acknowledged.
     this.lastSeq = db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").get()?.seq ?? 0;
@@ -122,14 +129,32 @@ export class Outbox {
 
   private prune(): void {
     const gone = this.pruneStmt.all(this.rows - this.maxRows);
+    this.rows -= gone.length;
+    const byType = this.count(gone.filter((g) => g.seq > this.unsureUpTo));
+    for (const g of gone) if (g.seq <= this.unsureUpTo) this.unsurePruned.push(g);
+    this.onPrune(byType, this.rows - this.maxRows);
+  }
+
+  private count(gone: { event: string }[]): Record<string, number> {
     const byType: Record<string, number> = {};
     for (const g of gone) {
       byType[g.event] = (byType[g.event] ?? 0) + 1;
       this.prunedByType.set(g.event, (this.prunedByType.get(g.event) ?? 0) + 1);
     }
     this.pruned += gone.length;
-    this.rows -= gone.length;
-    this.onPrune(byType, this.rows - this.maxRows);
+    return byType;
+  }
+
+  /** The link was lost with events up to `sentUpTo` written to it and not acknowledged. */
+  linkLost(sentUpTo: number): void {
+    this.unsureUpTo = Math.max(this.unsureUpTo, sentUpTo);
+  }
+
+  /** A welcome: the bridge has every event up to `stored`. Events pruned since the link was lost and not among them count as pruned now. */
+  settle(stored: number): void {
+    this.count(this.unsurePruned.filter((g) => g.seq > stored));
+    this.unsurePruned = [];
+    this.unsureUpTo = 0;
   }
 
 

@@ -182,6 +182,7 @@ export class UplinkClient {
         this.stats.connects++;
         this.downlink.setEpoch(m.relay_epoch);
         this.outbox.ack(m.event_ack);
+        this.outbox.settle(m.event_ack);
         this.eventsSentUpTo = this.eventsAckedUpTo = m.event_ack;
         this.log.info({ bridge: this.opts.bridgeUrl, group: m.group, outbox: this.outbox.size }, 'uplink connected');
         this.uploader.attach({ send: (b) => ws.send(b), bufferedAmount: () => ws.bufferedAmount, clock: () => this.clock.fix });
@@ -284,6 +285,8 @@ export class UplinkClient {
     clearInterval(this.flushTimer);
     clearTimeout(this.clockTimer);
     this.uploader.detach();
+    // Events written to the lost link may have reached the bridge: the next welcome says (outbox.ts).
+    if (this.welcomed) this.outbox.linkLost(this.eventsSentUpTo);
     if (this.welcomed) {
       this.stats.disconnects++;
       this.log.warn({ code, reason }, 'uplink disconnected');

@@ -119,3 +119,18 @@ test('outbox: survives reopening, acks delete, bounded with pruning counted', ()
   assert.deepEqual(ob.pending(0).map((e) => e.data.message), ['m5', 'm6', 'm7', 'm8', 'm9']);
   db.close();
 });
+
+test('outbox: an event pruned after it was written to a lost link counts as pruned only if the next welcome says the bridge lacks it', () => {
+  const db = openStateDb(join(tempDir('canrelay-outbox-'), 'a.sqlite'));
+  const ob = new Outbox(db, 2);
+  const seqs = [0, 1].map((i) => ob.append({ type: 'log', data: { ts: 't', level: 'info', message: `m${i}` } }));
+  ob.linkLost(seqs[1]!); // both written to a link that went away before their acks
+  for (let i = 2; i < 5; i++) ob.append({ type: 'log', data: { ts: 't', level: 'info', message: `m${i}` } });
+  assert.equal(ob.size, 2);
+  assert.equal(ob.pruned, 1, 'm2 surely never reached the bridge; m0 and m1 may have');
+  ob.settle(seqs[0]!); // the welcome: the bridge has m0, not m1
+  assert.equal(ob.pruned, 2, 'm1 counted now; m0 was delivered, not lost');
+  ob.settle(0);
+  assert.equal(ob.pruned, 2, 'settled once');
+  db.close();
+});

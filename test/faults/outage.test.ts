@@ -10,10 +10,10 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { startBridgeProcess, type StartedBridge } from './helpers/bridge-process.js';
-import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from './helpers/processes.js';
-import { getJson, metricValue, SseClient, type SseEvent } from './helpers/sse-client.js';
-import { until } from './helpers/until.js';
+import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
+import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
+import { getJson, metricValue, SseClient, type SseEvent } from '../helpers/sse-client.js';
+import { until } from '../helpers/until.js';
 
 const cleanup: (() => Promise<unknown> | void)[] = [];
 after(async () => {
@@ -143,7 +143,7 @@ const MIRRORED = new Set(['presence', 'log', 'command_status', 'bus_state']);
 test('--outbox-max-events: a bridge down for longer than the outbox holds — the oldest events pruned, counted exactly, the rest mirrored once', async (t) => {
   const MAX = 100; // the smallest --outbox-max-events accepted
   // Each reload is one mirrored `log` event (dbc_loaded): a quick way to make hundreds of events.
-  const dbc = fileURLToPath(new URL('../../test/fixtures/dbc/features.dbc', import.meta.url));
+  const dbc = fileURLToPath(new URL('../../../test/fixtures/dbc/features.dbc', import.meta.url));
   const bridge = await startBridgeProcess();
   cleanup.push(() => bridge.proc.stop('SIGKILL'));
   const port = new URL(bridge.base).port;
