@@ -46,7 +46,7 @@ export interface AdminDeps {
 }
 
 type Handler = (req: IncomingMessage, params: string[]) => Promise<{ status: number; body: unknown }>;
-interface Route {
+export interface AdminRoute {
   pattern: RegExp;
   /** What the path's parameters are, for the 400 message when one breaks the id rule. */
   params: string[];
@@ -54,7 +54,8 @@ interface Route {
 }
 
 export class AdminApi {
-  private readonly routes: Route[];
+  /** Every admin route and its methods (read by the test that refuses a viewer token on every write). */
+  readonly routes: readonly AdminRoute[];
 
   constructor(private readonly d: AdminDeps) {
     this.routes = [

@@ -120,6 +120,7 @@ test('stream_reset for too-old, garbage and future ids, then live', async () => 
     const first = c.events[0]!;
     assert.equal(first.event, 'stream_reset', `first event for ${sent}`);
     assert.equal(first.json.reason, reason);
+    assert.equal(first.id, String(first.json.latest), "the reset's id: is the latest id (a position a reconnect resumes from cleanly)");
     assert.equal(typeof first.json.latest, 'number');
     assert.ok('oldest_available' in first.json && 'requested' in first.json);
     assert.equal(c.ofType('stream_reset').length, 1);
@@ -144,6 +145,7 @@ test('ids are never reused across a restart; an id from the previous run resets'
   await c2.waitFor((ev) => ev.length >= 5);
   assert.equal(c2.events[0]!.event, 'stream_reset');
   assert.equal(c2.events[0]!.json.reason, 'previous_run');
+  assert.equal(c2.events[0]!.id, String(c2.events[0]!.json.latest), "the reset's id: is the latest id");
   // The reset jumps past the new run's `online`: the current presence follows it at once (no id).
   const presence = c2.events[1]!;
   assert.equal(presence.event, 'presence', `after the reset: ${JSON.stringify(c2.events.slice(0, 3))}`);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, test } from 'node:test';
+import { AdminApi, type AdminDeps } from '../../cloud-bridge/admin-api.js';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { FakeAgent, upgradeStatus } from '../helpers/fake-agent.js';
 import { runCli, tempDir } from '../helpers/processes.js';
@@ -45,6 +46,13 @@ test('admin token: 401 without or with a wrong one; flags and token sources', as
   const missing = runCli(['bridge', '--listen', '127.0.0.1:0', '--db', join(dir, 'x.sqlite')], { CANRELAY_ADMIN_TOKEN: '' });
   assert.equal(await missing.wait(), 2);
   assert.match(missing.stderr, /admin token is required/);
+  // The admin token's 16-character minimum: 15 refused at start with the reason, 16 accepted.
+  const short = runCli(['bridge', '--listen', '127.0.0.1:0', '--db', join(dir, 's.sqlite')], { CANRELAY_ADMIN_TOKEN: 'fifteen-chars-x' });
+  assert.equal(await short.wait(), 2, 'a 15-character admin token stops the start (exit 2)');
+  assert.match(short.stderr, /admin token must be at least 16 characters/);
+  assert.equal(short.stderr.trim().split('\n').length, 1, `one line: ${short.stderr}`);
+  const sixteen = await bridge(['--db', join(dir, 'sixteen.sqlite')], { adminToken: 'sixteen-chars-ok' });
+  assert.equal((await sixteen.admin.get('/api/v1/dongles')).status, 200, 'a 16-character admin token works');
   const badFlag = runCli(['bridge', '--backlog-max-age-ms', 'soon', '--db', join(dir, 'y.sqlite')], { CANRELAY_ADMIN_TOKEN: ADMIN_TOKEN });
   assert.equal(await badFlag.wait(), 2);
   assert.match(badFlag.stderr, /--backlog-max-age-ms/);
@@ -301,6 +309,13 @@ test('state survives a bridge restart on the same db file', async () => {
   await c2.waitFor((ev) => ev.length > 0);
   assert.equal(c2.events[0]!.event, 'stream_reset', 'ids from the previous run are recognised');
   assert.equal(c2.events[0]!.json.reason, 'previous_run');
+  assert.equal(c2.events[0]!.id, String(c2.events[0]!.json.latest), "the reset's id: is the latest id");
+  // The restarted bridge's console ids are above every id of the first run (README: never reused).
+  const cmdAfter = await b2.admin.post('/api/v1/dongles/keep-a/commands', { type: 'send_frame', bus: 'can0', id: '0x2', timeout_s: 600 });
+  assert.equal(cmdAfter.status, 202);
+  await c2.waitFor((ev) => ev.some((e) => e.id !== undefined && e.event === 'command_status'), 10_000, 'an event of the new run');
+  const newIds = c2.events.filter((e) => e.id !== undefined).map((e) => Number(e.id));
+  assert.ok(newIds.every((id) => id > lastId), `ids after the restart (${newIds.join(', ')}) are above the first run's last id ${lastId}`);
   c2.close();
   const a2 = await agent(b2.base, { dongle: 'keep-a', token: tokenA, run: 'run-keep-0001' });
   assert.equal(a2.welcome!.event_ack, 1);
@@ -309,4 +324,48 @@ test('state survives a bridge restart on the same db file', async () => {
   assert.equal(h.body.status, 'ok');
   assert.equal(h.body.dongles, 2);
   assert.equal(h.body.agents_connected, 1);
+});
+
+test('a viewer token is refused (403) on every write of the admin API — every route of its table — and nothing changes', async () => {
+  const b = await bridge();
+  await b.admin.register('vw-a');
+  await b.admin.register('vw-b');
+  await b.admin.group('vw-g', 'vw-a', 'vw-b');
+  const cid = String((await b.admin.post('/api/v1/dongles/vw-a/commands', { type: 'send_frame', bus: 'can0', id: '0x1', timeout_s: 600 })).body.command_id);
+  const issued = await b.admin.post('/api/v1/viewer-tokens');
+  const viewer = b.admin.withToken(String(issued.body.token));
+  const state = async (): Promise<string> =>
+    JSON.stringify(await Promise.all(['/api/v1/dongles', '/api/v1/groups', '/api/v1/viewer-tokens', `/api/v1/commands/${cid}`, '/api/v1/dongles/vw-a/commands'].map(async (p) => (await b.admin.get(p)).body)), (k, v: unknown) => (k === 'state' ? undefined : v)); // a group's live state has its own clock
+  const before = await state();
+  // The routes as the bridge serves them (cloud-bridge/admin-api.ts): a route added later is covered too.
+  const routes = new AdminApi({} as AdminDeps).routes;
+
+  const writes: string[] = [];
+  for (const r of routes) {
+    for (const method of Object.keys(r.methods).filter((m) => m !== 'GET' && m !== 'HEAD')) {
+      // An example path from the pattern: each parameter an existing id of its kind.
+      let i = 0;
+      const path = r.pattern.source
+        .replace(/^\^|\$$/g, '')
+        .replace(/\\\//g, '/')
+        .replace(/\(\[\^\/\]\+\)/g, () => {
+          const kind = r.params[i++] ?? '';
+          return kind.startsWith('group') ? 'vw-g' : kind.startsWith('viewer') ? String(issued.body.id) : kind.startsWith('command') ? cid : 'vw-a';
+        });
+      assert.match(path, /^\/api\/v1\/[\w./-]+$/, `an example path for ${r.pattern.source}`);
+      const body = method === 'PUT' && path.startsWith('/api/v1/groups/') ? { sides: { a: 'vw-b', b: 'vw-a' } } : method === 'POST' && path.endsWith('/commands') ? { type: 'send_frame', bus: 'can0', id: '0x2' } : undefined;
+      const res = await viewer.call(method, path, body);
+      assert.equal(res.status, 403, `${method} ${path} with a viewer token: ${res.status} ${JSON.stringify(res.body)}`);
+      assert.match(String(res.body.error), /viewer token cannot use the admin API; use the admin token/);
+      writes.push(`${method} ${path}`);
+    }
+  }
+
+  // The table has the writes the README lists (a negative control for an empty or broken enumeration).
+  for (const w of ['PUT /api/v1/dongles/vw-a', 'DELETE /api/v1/dongles/vw-a', 'POST /api/v1/dongles/vw-a/token', 'POST /api/v1/dongles/vw-a/commands', 'PUT /api/v1/groups/vw-g', 'DELETE /api/v1/groups/vw-g', 'POST /api/v1/viewer-tokens', `DELETE /api/v1/viewer-tokens/${String(issued.body.id)}`])
+    assert.ok(writes.includes(w), `${w} was tried (tried: ${writes.join(', ')})`);
+  assert.equal(await state(), before, 'nothing changed');
+  // And the consoles take no writes at all, with any token.
+  for (const path of ['/api/v1/streams/dongles/vw-a/console', '/api/v1/streams/groups/vw-g/console', '/api/v1/streams/fleet'])
+    assert.equal((await viewer.call('POST', path)).status, 405, `POST ${path}`);
 });

@@ -71,3 +71,69 @@ test('a quiet bus switches sampling off through tick()', () => {
     ['on', 'off'],
   );
 });
+
+/** Passes per id and 1 s window, each id at its rate evenly spaced (1 ms steps), from t = 0. */
+function perWindow(maxRate: number, rates: Record<string, number>, seconds: number): { passed: Record<string, number[]>; offered: Record<string, number[]>; represents: Record<string, number[]> } {
+  const s = new FrameSampler(maxRate, () => {}, 0);
+  const passed: Record<string, number[]> = {};
+  const offered: Record<string, number[]> = {};
+  const represents: Record<string, number[]> = {};
+  const next: Record<string, number> = {};
+  for (const k of Object.keys(rates)) {
+    next[k] = 0;
+    passed[k] = Array(seconds).fill(0);
+    offered[k] = Array(seconds).fill(0);
+    represents[k] = [];
+  }
+  for (let t = 0; t < seconds * 1000; t++) {
+    const w = Math.floor(t / 1000);
+    for (const [k, hz] of Object.entries(rates)) {
+      while (next[k]! <= t) {
+        next[k]! += 1000 / hz;
+        offered[k]![w]!++;
+        const n = s.offer(k, t);
+        if (n > 0) {
+          passed[k]![w]!++;
+          represents[k]!.push(n);
+        }
+      }
+    }
+  }
+  return { passed, offered, represents };
+}
+
+// From the first whole window of sampling on: in the window it switches on in, maxRate frames had
+// already passed before the input was known to be too high (README, Sampling).
+test('an id whose whole rate fits its fair share keeps every frame, each standing for itself', () => {
+  // 200/s among 3 ids: a fair share is 66; the 50 Hz id fits, the 1 Hz one too.
+  const r = perWindow(200, { flood: 5000, mid: 50, slow: 1 }, 6);
+  for (let w = 1; w < 6; w++) {
+    assert.equal(r.passed.mid![w], r.offered.mid![w], `window ${w}: every frame of the 50 Hz id`);
+    assert.equal(r.passed.slow![w], r.offered.slow![w], `window ${w}: every frame of the 1 Hz id`);
+  }
+  assert.ok(r.represents.mid!.slice(10).every((n) => n === 1), 'nothing of it left out, so each stands for 1');
+  // A negative control of the check: the flood does not fit and is cut.
+  assert.ok(r.passed.flood![3]! < r.offered.flood![3]! / 10);
+});
+
+test('max-min fair share: ids above the share are cut to it, capacity an id leaves free goes to the others', () => {
+  // 200/s: the 30 Hz id takes 30 (it fits), the remaining 170 are shared by the two bigger ones: 85 each —
+  // the 150 Hz id is cut to 85, the 5 kHz flood gets the same 85, not more.
+  const r = perWindow(200, { flood: 5000, b: 150, c: 30 }, 6);
+  for (let w = 1; w < 6; w++) {
+    assert.equal(r.passed.c![w], 30, `window ${w}: the id within its share keeps all 30`);
+    assert.ok(Math.abs(r.passed.b![w]! - 85) <= 1, `window ${w}: 150 Hz id cut to the share 85 (got ${r.passed.b![w]})`);
+    assert.ok(Math.abs(r.passed.flood![w]! - 85) <= 1, `window ${w}: the flood gets the same share 85 (got ${r.passed.flood![w]})`);
+    assert.ok(r.passed.flood![w]! + r.passed.b![w]! + r.passed.c![w]! <= 200, `window ${w}: within the budget`);
+  }
+  // Equal floods split what a small id leaves: 300/s, a 100 Hz id keeps its 100, the two floods 100 each.
+  const e = perWindow(300, { a: 5000, b: 5000, c: 100 }, 6);
+  for (let w = 1; w < 6; w++) {
+    assert.equal(e.passed.c![w], 100, `window ${w}: the 100 Hz id keeps everything`);
+    for (const k of ['a', 'b']) assert.ok(Math.abs(e.passed[k]![w]! - 100) <= 1, `window ${w}: flood ${k} gets 100 (got ${e.passed[k]![w]})`);
+  }
+  // represents keeps rates right under the cut: the 150 Hz id's passing frames stand for all of its frames.
+  const sum = r.represents.b!.reduce((a, n) => a + n, 0);
+  const offered = r.offered.b!.reduce((a, n) => a + n, 0);
+  assert.ok(offered - sum <= 2 && sum <= offered, `150 Hz id: represents add up to ${sum} of ${offered}`);
+});
