@@ -113,10 +113,10 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   const uploader = cfg.uplink ? new FrameUploader({ maxBufferedFrames: cfg.uplink.bufferFrames, maxAgeMs: cfg.uplink.maxAgeMs }) : undefined;
   router.uplink = uploader;
   const health = createBusHealth(cfg, source, router, consoleStream);
-  router.health = health;
+  if (health) router.tap(health, 'all');
   const recorder = new Recorder(cfg.record, (level, msg, code, details) => router.log(level, msg, code, details));
   await recorder.open();
-  router.recorder = recorder;
+  router.tap({ frame: (f) => recorder.record(f) }, 'all');
   let clientsCut = 0;
   const startedAt = Date.now();
   const replay = source instanceof ReplaySource ? source : undefined;

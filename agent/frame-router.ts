@@ -3,12 +3,13 @@
  *   1. counted (exact, never sampled),
  *   2. handed to the data plane (the bridge uplink) when one is configured — unsampled; the uplink owns
  *      its bounded, counted buffering,
- *   3. decoded with the DBC files, when there are any, into the latest value of every signal (unsampled),
- *   4. handed to the local taps (the socketcand server), unsampled; each tap bounds and counts its own buffering,
- *   5. recorded, unsampled, by the running recordings (agent/recording/),
- *   6. offered to the local console, which may sample them (console only).
+ *   3. handed to the local taps, unsampled, in the order they were added: those of received frames only
+ *      (the socketcand server), then those of every frame (the DBC signal table, bus health, recordings);
+ *      each tap bounds and counts its own buffering,
+ *   4. offered to the local console, which may sample them (console only).
  * Transmitted frames (commands, or frames relayed from a group peer) go to the source; once the source
- * has accepted one it is counted, recorded and shown on the console as `tx`, exactly once, and never sent up again.
+ * has accepted one it is counted, handed to the taps of every frame and shown on the console as `tx`,
+ * exactly once, and never sent up again.
  */
 import { transmittedFrame, type CanFrame } from '../core/can/frame.js';
 import type { ConsoleStream } from '../core/console/console-stream.js';
@@ -25,15 +26,13 @@ export interface FrameUplink {
   readonly buffered: number;
 }
 
-/** A local output that takes every received frame, unsampled (the socketcand server). Never blocks or throws. */
+/** A local output that sees frames unsampled. Never blocks or throws; it bounds and counts its own buffering. */
 export interface FrameTap {
-  push(frame: CanFrame): void;
+  frame(frame: CanFrame): void;
 }
 
-/** Full-rate recording (agent/recording/recorder.ts): takes every frame, rx and tx; never blocks. */
-export interface FrameRecording {
-  record(frame: CanFrame): void;
-}
+/** `received`: only what the bus carried to this agent; `all`: with this agent's own transmits too. */
+export type TapScope = 'received' | 'all';
 
 /** Above this many frames held for the bridge, a source that can wait (replay at speed 0) waits. */
 const BACKLOG_PAUSE_FRAMES = 20_000;
@@ -42,20 +41,11 @@ export interface RouterLog {
   (level: LogLevel, message: string, fields?: Record<string, unknown>): void;
 }
 
-/** Decodes frames into the latest signal values (agent/signals/signal-table.ts). Never blocks. */
-export interface FrameDecoderSink {
-  frame(f: CanFrame): void;
-}
-
 export class FrameRouter implements SourceSink {
   uplink: FrameUplink | undefined;
-  /** Every frame, rx and tx, unsampled: the latest value of every signal stays exact. */
-  signals: FrameDecoderSink | undefined;
-  readonly taps: FrameTap[] = [];
-  recorder: FrameRecording | undefined;
+  private readonly receivedTaps: FrameTap[] = [];
+  private readonly allTaps: FrameTap[] = [];
   readonly busStates = new Map<string, 'up' | 'down'>();
-  /** Watches every frame for bus load and error frames (agent/bus-health); never samples or drops. */
-  health: { frame(f: CanFrame): void } | undefined;
   /**
    * Set while the agent stops: the source's interface-down notices then only update busStates, which the
    * final `offline` presence carries — a presence saying `online` while the agent goes away would be false.
@@ -69,17 +59,25 @@ export class FrameRouter implements SourceSink {
     private readonly procLog: RouterLog,
   ) {}
 
+  /** Adds a local output; returns what removes it again. */
+  tap(tap: FrameTap, scope: TapScope): () => void {
+    const list = scope === 'received' ? this.receivedTaps : this.allTaps;
+    list.push(tap);
+    return () => {
+      const i = list.indexOf(tap);
+      if (i >= 0) list.splice(i, 1);
+    };
+  }
+
   // ---- SourceSink: the intake ----
 
   frame(f: CanFrame): void {
     this.counters.count(f);
-    this.health?.frame(f);
     if (f.direction === 'rx') {
       this.uplink?.push(f);
-      for (const t of this.taps) t.push(f);
+      for (const t of this.receivedTaps) t.frame(f);
     }
-    this.signals?.frame(f);
-    this.recorder?.record(f);
+    for (const t of this.allTaps) t.frame(f);
     this.console.offerFrame(f);
   }
 
@@ -114,9 +112,7 @@ export class FrameRouter implements SourceSink {
     if (r.ok) {
       const tx = transmittedFrame(frame, r.tsUs);
       this.counters.count(tx);
-      this.signals?.frame(tx);
-      this.health?.frame(tx);
-      this.recorder?.record(tx);
+      for (const t of this.allTaps) t.frame(tx);
       this.console.offerFrame(tx);
     }
     return r;

@@ -26,7 +26,7 @@ export interface AgentSignals {
 export async function startAgentSignals(specs: readonly string[], router: FrameRouter, console: ConsoleStream, log: Logger): Promise<AgentSignals> {
   const files = new DbcFiles(specs);
   const table = new SignalTable();
-  router.signals = table;
+  router.tap(table, 'all');
   // The console shows the decoded fields of the frames its sampler lets through: the intake's decode of
   // that frame, not a second one.
   console.decodeFrame = (f) => table.decodedFrame(f);

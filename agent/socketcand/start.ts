@@ -39,7 +39,7 @@ export async function startSocketcand(
     log: emit,
   });
   const addr = await server.start();
-  parts.router.taps.push(server);
+  const untap = parts.router.tap({ frame: (f) => server.push(f) }, 'received');
   registerSocketcandMetrics(parts.metrics, server.stats);
   const beacon = cfg.beacon ? new Beacon({ name: parts.dongleId, host: addr.host, port: addr.port, buses: () => parts.source.buses(), log: emit }) : undefined;
   beacon?.start();
@@ -52,8 +52,7 @@ export async function startSocketcand(
     port: addr.port,
     close: async () => {
       beacon?.stop();
-      const i = parts.router.taps.indexOf(server);
-      if (i >= 0) parts.router.taps.splice(i, 1);
+      untap();
       await server.close();
     },
   };
