@@ -190,3 +190,33 @@ test('group page: both sides, group_state figures, and a side going offline', as
   assert.ok(a.exitCode === null, 'side A still running');
   await page.context().close();
 });
+
+test("group page with the admin token: the send form picks a side's dongle and follows its command to \"succeeded\"", async () => {
+  await connectedAgent('gw-c', 50);
+  await connectedAgent('gw-d', 50);
+  await bridge.admin.group('g2', 'gw-c', 'gw-d');
+  const page = await browser.page();
+  await page.goto(bridge.base + '/console/groups/g2');
+  await giveToken(page, ADMIN_TOKEN);
+  await page.locator('#stream-state[data-state="live"]').waitFor();
+  await page.locator('#send-panel').waitFor({ state: 'visible' });
+  // A group has two dongles: the form asks which one.
+  await page.locator('#send-dongle-field').waitFor({ state: 'visible' });
+  assert.deepEqual(await page.$$eval('#send-dongle option', (os) => os.map((o) => (o as HTMLOptionElement).value).sort()), ['gw-c', 'gw-d']);
+  await page.selectOption('#send-dongle', 'gw-d');
+  await page.fill('#send-bus', 'can0');
+  await page.fill('#send-id', '7DF');
+  await page.fill('#send-data', '02 01 0D');
+  await page.click('#send-form button[type=submit]');
+  const cmd = page.locator('#commands li.command').first();
+  await cmd.waitFor();
+  const id = (await cmd.getAttribute('data-command-id')) ?? '';
+  await until(async () => (await cmd.getAttribute('data-status')) === 'succeeded', 'the command succeeded', 15_000);
+  assert.deepEqual(await cmd.locator('.step.done').allTextContents(), ['queued', 'sent', 'delivered', 'succeeded']);
+  // It went to the dongle picked, not the other side.
+  const view = await bridge.admin.get(`/api/v1/commands/${id}`);
+  assert.equal(view.body.dongle, 'gw-d');
+  assert.equal(view.body.status, 'succeeded');
+  assert.deepEqual((await bridge.admin.get('/api/v1/dongles/gw-c/commands')).body.commands, []);
+  await page.context().close();
+});
