@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build run-sim test test-unit test-node24 test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-fleet-stream bench-commands bench-dbc bench-busload clean
+.PHONY: all deps build run-sim test test-unit test-node24 test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-fleet-stream bench-fleet-page bench-commands bench-dbc bench-busload clean
 all: build
 
 # Reinstalled when the lock changes (every dependency change does); an edit of package.json alone
@@ -79,6 +79,12 @@ bench-fleet: build
 # BENCH_FLEET_DONGLES, BENCH_FLEET_SECONDS change the shape.
 bench-fleet-stream: build
 	$(NODE) dist/bench/fleet-stream.js
+
+# The fleet page in headless Chromium at 2,000 fake dongles: snapshot drawn, main-thread time, long tasks,
+# rows created, how fast it answers (next page, filter, a change shown). BENCH_FLEET_PAGE_DONGLES,
+# BENCH_FLEET_PAGE_SECONDS change the shape; BENCH_LABEL names the result files.
+bench-fleet-page: build
+	$(NODE) dist/bench/fleet-page.js
 
 # A dongle's full command queue delivered on connect (BENCH_COMMANDS=1000,10000; BENCH_RUNS=3).
 bench-commands: build

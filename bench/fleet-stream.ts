@@ -8,9 +8,8 @@
  * changes), and how soon a real change (a bus turning error-passive) shows up meanwhile.
  * Not a test: figures depend on the machine (the load generator shares its cores with the bridge).
  */
-import { busStateData, presenceData } from '../core/console/normalize.js';
 import { ADMIN_TOKEN, startBridgeProcess } from '../test/helpers/bridge-process.js';
-import { FakeAgent } from '../test/helpers/fake-agent.js';
+import { FakeFleet } from '../test/helpers/fake-fleet.js';
 import { SseClient } from '../test/helpers/sse-client.js';
 import { median, sampleProc, writeResults } from './lib.js';
 
@@ -19,34 +18,15 @@ const SECONDS = Number(process.env.BENCH_FLEET_SECONDS ?? 30);
 const PERIOD = Number(process.env.BENCH_FLEET_PERIOD_S ?? 5);
 const CHANGES = 5;
 
-async function pool<T>(items: T[], width: number, f: (t: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (i < items.length) await f(items[i++]!);
-  }));
-}
-
-const bus = (state: 'error-active' | 'error-passive') =>
-  busStateData({ bus: 'can0', link: 'up', state, tec: state === 'error-passive' ? 140 : 0, rec: 0, bitrate: 500_000, bitrate_source: 'kernel', sample_point: 0.875, data_bitrate: null, data_sample_point: null, restart_ms: 0, counters: {}, load: 0.2, load_peak_1m: 0.3, load_history: Array(60).fill(0.2) as number[], frame_rate: 100, error_frames: {} });
-
 async function main(): Promise<void> {
   const b = await startBridgeProcess();
   const pid = b.proc.child.pid!;
-  const ids = Array.from({ length: N }, (_, i) => `fl-${String(i).padStart(4, '0')}`);
-  const tokens = new Map<string, string>();
   const t0 = Date.now();
-  await pool(ids, 8, async (id) => void tokens.set(id, await b.admin.register(id)));
-  const agents: FakeAgent[] = [];
-  await pool(ids, 32, async (id) => void agents.push(await FakeAgent.connect(b.base, { dongle: id, token: tokens.get(id)!, record: false })));
+  const fleet = await FakeFleet.start(b, N);
+  const agents = fleet.agents;
   console.log(`${N} dongles registered and connected in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  const seqs = new Map<FakeAgent, number>(agents.map((a) => [a, a.welcome?.event_ack ?? 0]));
-  const send = (a: FakeAgent, event: 'presence' | 'bus_state', data: object): void => {
-    const seq = seqs.get(a)! + 1;
-    seqs.set(a, seq);
-    a.sendEvent(seq, event, data as Record<string, unknown>);
-  };
   // Every agent reports its bus once, so the snapshot holds a bus_state per dongle too.
-  for (const a of agents) send(a, 'bus_state', bus('error-active'));
+  for (const a of agents) fleet.bus(a, 'error-active');
   await new Promise((r) => setTimeout(r, 3000));
 
   const rssBefore = sampleProc(pid).rssBytes;
@@ -68,14 +48,14 @@ async function main(): Promise<void> {
     const start = performance.now();
     for (let i = s % PERIOD; i < agents.length; i += PERIOD) {
       const a = agents[i]!;
-      send(a, 'presence', presenceData('seen', { buses: { can0: 'up' } }));
-      send(a, 'bus_state', bus('error-active'));
+      fleet.seen(a);
+      fleet.bus(a, 'error-active');
       sent += 2;
     }
     if (s > 0 && s <= CHANGES) {
       const a = agents[s * 7]!;
       const t = performance.now();
-      send(a, 'bus_state', bus('error-passive'));
+      fleet.bus(a, 'error-passive');
       await c.waitFor((evs) => evs.some((e) => e.event === 'bus_state' && e.json.dongle === a.opts.dongle && e.json.state === 'error-passive'), 30_000, 'the change');
       changeLatency.push(performance.now() - t);
     }
@@ -125,7 +105,7 @@ Per second: ${perSecond.join(', ')}
 `;
   console.log(writeResults('fleet-stream', figures, md));
   c.close();
-  await pool(agents, 64, (a) => a.close());
+  await fleet.close();
   await b.proc.stop();
 }
 

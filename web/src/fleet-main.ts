@@ -96,8 +96,12 @@ class FleetPage {
     else this.notice('');
   }
 
+  private figuresAt = -1;
+
   private draw(): void {
     this.tables.draw();
+    if (this.figuresAt === this.model.version) return;
+    this.figuresAt = this.model.version;
     let online = 0;
     for (const r of this.model.dongles.values()) if (r.online) online++;
     setText(byId('fig-online'), String(online));

@@ -21,6 +21,8 @@ export interface DongleRow {
   side: string;
   /** Newest first. */
   commands: CommandStatusData[];
+  /** The model's version when this row last changed: a view redraws only rows whose rev moved. */
+  rev: number;
 }
 
 export class FleetModel {
@@ -40,7 +42,7 @@ export class FleetModel {
       case 'presence': {
         const id = ev.data.dongle;
         if (id === undefined || ev.data.bus !== undefined) return;
-        const r = this.row(id);
+        const r = this.touch(this.row(id));
         this.inSnapshot?.dongles.add(id);
         if (ev.data.state !== 'seen') r.online = ev.data.state === 'online';
         else r.online = true;
@@ -52,13 +54,13 @@ export class FleetModel {
       }
       case 'bus_state': {
         const id = ev.data.dongle;
-        if (id !== undefined) this.row(id).buses.set(ev.data.bus, ev.data);
+        if (id !== undefined) this.touch(this.row(id)).buses.set(ev.data.bus, ev.data);
         return;
       }
       case 'command_status': {
         const id = ev.data.dongle;
         if (id === undefined) return;
-        const list = this.row(id).commands;
+        const list = this.touch(this.row(id)).commands;
         const i = list.findIndex((c) => c.command_id === ev.data.command_id);
         if (i >= 0) list.splice(i, 1);
         list.unshift(ev.data);
@@ -73,7 +75,8 @@ export class FleetModel {
         this.groups.set(g.group, g);
         for (const s of ['a', 'b'] as const) {
           const r = this.row(g.sides[s].dongle, false);
-          if (r) {
+          if (r && (r.group !== g.group || r.side !== s)) {
+            this.touch(r);
             r.group = g.group;
             r.side = s;
           }
@@ -109,6 +112,7 @@ export class FleetModel {
   private clearSide(dongle: string, gid: string): void {
     const r = this.dongles.get(dongle);
     if (r && r.group === gid) {
+      this.touch(r);
       r.group = '';
       r.side = '';
     }
@@ -125,6 +129,14 @@ export class FleetModel {
     const all = r.commands.concat(fetched.filter((c) => !known.has(c.command_id)));
     all.sort((x, y) => tsToMs(y.ts) - tsToMs(x.ts));
     r.commands = all.slice(0, RECENT_COMMANDS);
+    this.version++;
+    this.touch(r);
+  }
+
+  /** Marks a row changed (its rev is the model's current version). */
+  private touch(r: DongleRow): DongleRow {
+    r.rev = this.version;
+    return r;
   }
 
   private row(id: string): DongleRow;
@@ -132,7 +144,7 @@ export class FleetModel {
   private row(id: string, create = true): DongleRow | undefined {
     let r = this.dongles.get(id);
     if (r === undefined && create) {
-      r = { id, online: false, sinceMs: NaN, lastSeenMs: NaN, version: '', buses: new Map(), group: '', side: '', commands: [] };
+      r = { id, online: false, sinceMs: NaN, lastSeenMs: NaN, version: '', buses: new Map(), group: '', side: '', commands: [], rev: this.version };
       this.dongles.set(id, r);
       // A dongle that joins after its group's state arrived.
       for (const g of this.groups.values())

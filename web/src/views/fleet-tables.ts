@@ -2,8 +2,11 @@
  * The fleet page's two tables: dongles (sortable, filterable, paged — 100 rows exist at a time, so 2,000
  * dongles cost what 100 do) and groups. Rows link to the dongle's and group's console pages. With an
  * admin token a last column holds the row's management buttons (fleet-admin.ts provides them).
+ * Rows are keyed: a draw rebuilds only the cells of rows that changed (the row's `rev`, a group's new
+ * group_state), updates the ages in place and moves rows only when the order changed. A live fleet thus
+ * costs what changes, and a row (its buttons, a text selection) stays put while it is clicked.
  */
-import { h, setText } from '../dom.js';
+import { h, setAttr, setText } from '../dom.js';
 import { formatAge } from '../format.js';
 import { framesPerSecond, visibleDongles, type DongleRow, type DongleSort, type FleetModel } from '../state/fleet.js';
 import type { GroupStateData } from '../events.js';
@@ -15,7 +18,35 @@ export interface RowActions {
   group(g: GroupStateData): Node[];
 }
 
+interface DrawnDongle {
+  row: DongleRow;
+  rev: number;
+  tr: HTMLTableRowElement;
+  /** The cells whose text is an age, refreshed in place (they change with time, not with the row). */
+  since: HTMLElement | null;
+  seen: HTMLElement;
+}
+
+interface DrawnGroup {
+  g: GroupStateData;
+  tr: HTMLTableRowElement;
+}
+
+/** Puts `rows` into `body` in this order, moving only the rows out of place and removing the others. */
+function placeRows(body: HTMLTableSectionElement, rows: HTMLTableRowElement[]): void {
+  const have = body.children;
+  for (let i = 0; i < rows.length; i++) if (have[i] !== rows[i]) body.insertBefore(rows[i]!, have[i] ?? null);
+  while (have.length > rows.length) have[have.length - 1]!.remove();
+}
+
+/** How often the ages ("12 s ago") are refreshed while nothing else changes. */
+const AGE_MS = 1000;
+
 export class FleetTables {
+  private readonly drawnDongles = new Map<string, DrawnDongle>();
+  private readonly drawnGroups = new Map<string, DrawnGroup>();
+  private drawnAt = 0;
+  private actionsDrawn: RowActions | null = null;
   private sort: DongleSort = 'id';
   private desc = false;
   private filter = '';
@@ -57,33 +88,68 @@ export class FleetTables {
     this.draw(true);
   }
 
-  /** Redraws when the model changed (or `force`); called a few times a second and on every control. */
+  /**
+   * Redraws what changed since the last draw (`force`: the sort, filter, page or role changed, so the
+   * visible rows are recomputed even if the model did not move); called a few times a second.
+   */
   draw(force = false): void {
-    if (!force && this.drawn === this.model.version) return;
+    const now = Date.now();
+    const changed = force || this.drawn !== this.model.version;
+    if (!changed && now - this.drawnAt < AGE_MS) return;
+    this.drawnAt = now;
+    if (this.actionsDrawn !== this.actions) {
+      // Admin buttons appeared or went: every row is rebuilt once.
+      this.actionsDrawn = this.actions;
+      this.drawnDongles.clear();
+      this.drawnGroups.clear();
+    }
+    if (!changed) {
+      for (const d of this.drawnDongles.values()) this.refreshAges(d, now);
+      return;
+    }
     this.drawn = this.model.version;
     const rows = visibleDongles(this.model, this.filter, this.sort, this.desc);
     const pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
     this.page = Math.min(this.page, pages - 1);
-    const now = Date.now();
-    this.dongleBody.replaceChildren(...rows.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE).map((r) => this.dongleRow(r, now)));
+    const shown = rows.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE);
+    const keep = new Set<string>();
+    const trs = shown.map((r) => {
+      keep.add(r.id);
+      return this.dongleRow(r, now);
+    });
+    for (const id of this.drawnDongles.keys()) if (!keep.has(id)) this.drawnDongles.delete(id);
+    placeRows(this.dongleBody, trs);
     setText(this.els.count, `${rows.length} of ${this.model.dongles.size}`);
     setText(this.els.pageInfo, `page ${this.page + 1} of ${pages}`);
     this.els.prev.disabled = this.page === 0;
     this.els.next.disabled = this.page >= pages - 1;
+
     const groups = [...this.model.groups.values()].sort((a, b) => (a.group < b.group ? -1 : 1));
-    this.groupBody.replaceChildren(...groups.map((g) => this.groupRow(g)));
+    for (const gid of this.drawnGroups.keys()) if (!this.model.groups.has(gid)) this.drawnGroups.delete(gid);
+    placeRows(this.groupBody, groups.map((g) => this.groupRow(g)));
   }
 
+  private refreshAges(d: DrawnDongle, now: number): void {
+    if (d.since) setText(d.since, ` since ${formatAge(d.row.sinceMs, now)}`);
+    if (!Number.isNaN(d.row.lastSeenMs)) setText(d.seen, formatAge(d.row.lastSeenMs, now));
+  }
+
+  /** The row of `r`: the drawn one when `r` did not change (ages refreshed), else its cells rebuilt. */
   private dongleRow(r: DongleRow, now: number): HTMLTableRowElement {
+    const d = this.drawnDongles.get(r.id);
+    if (d && d.row === r && d.rev === r.rev) {
+      this.refreshAges(d, now);
+      return d.tr;
+    }
     const status = r.online ? 'online' : 'offline';
     const buses = [...r.buses.values()].sort((a, b) => (a.bus < b.bus ? -1 : 1));
     const cmd = r.commands[0];
-    return h(
-      'tr',
-      { 'data-dongle': r.id, 'data-status': status },
+    const since = Number.isNaN(r.sinceMs) ? null : h('span', { class: 'muted since', text: ` since ${formatAge(r.sinceMs, now)}`, title: new Date(r.sinceMs).toISOString() });
+    const seen = h('td', { class: 'muted', text: Number.isNaN(r.lastSeenMs) ? 'never' : formatAge(r.lastSeenMs, now), title: Number.isNaN(r.lastSeenMs) ? undefined : new Date(r.lastSeenMs).toISOString() });
+    const cells = [
       h('td', {}, h('a', { href: `/console/dongles/${encodeURIComponent(r.id)}`, text: r.id })),
-      h('td', {}, h('span', { class: `pill ${status}`, text: status }), Number.isNaN(r.sinceMs) ? null : h('span', { class: 'muted since', text: ` since ${formatAge(r.sinceMs, now)}`, title: new Date(r.sinceMs).toISOString() })),
-      h('td', { class: 'muted', text: Number.isNaN(r.lastSeenMs) ? 'never' : formatAge(r.lastSeenMs, now), title: Number.isNaN(r.lastSeenMs) ? undefined : new Date(r.lastSeenMs).toISOString() }),
+      h('td', {}, h('span', { class: `pill ${status}`, text: status }), since),
+      seen,
       h(
         'td',
         { class: 'buses' },
@@ -93,11 +159,31 @@ export class FleetTables {
       h('td', { text: r.version }),
       h('td', { class: 'num', text: r.buses.size > 0 ? String(Math.round(framesPerSecond(r))) : '' }),
       h('td', {}, cmd ? h('button', { type: 'button', class: `small ghost cmd ${cmd.status}`, 'data-command-status': cmd.status, text: `${cmd.status}${cmd.error ? ': ' + cmd.error : ''}`, onclick: () => this.onCommands?.(r.id) }) : ''),
-      this.actions ? h('td', { class: 'admin-only' }, ...this.actions.dongle(r)) : null,
-    );
+    ];
+    let tr: HTMLTableRowElement;
+    if (d && d.row === r) {
+      // Changed: its cells are replaced one by one; the management cell (its buttons) stays as it is.
+      tr = d.tr;
+      cells.forEach((c, i) => tr.replaceChild(c, tr.cells[i]!));
+    } else {
+      tr = h('tr', { 'data-dongle': r.id }, ...cells, this.actions ? h('td', { class: 'admin-only' }, ...this.actions.dongle(r)) : null);
+    }
+    setAttr(tr, 'data-status', status);
+    this.drawnDongles.set(r.id, { row: r, rev: r.rev, tr, since, seen });
+    return tr;
   }
 
+  /** The row of group `g`: the drawn one while its group_state is the same object, else rebuilt. */
   private groupRow(g: GroupStateData): HTMLTableRowElement {
+    const d = this.drawnGroups.get(g.group);
+    if (d && d.g === g) return d.tr;
+    const tr = this.buildGroupRow(g);
+    if (d) d.tr.replaceWith(tr);
+    this.drawnGroups.set(g.group, { g, tr });
+    return tr;
+  }
+
+  private buildGroupRow(g: GroupStateData): HTMLTableRowElement {
     const side = (s: 'a' | 'b') => h('td', {}, h('a', { href: `/console/dongles/${encodeURIComponent(g.sides[s].dongle)}`, text: g.sides[s].dongle }), ' ', h('span', { class: `pill ${g.sides[s].online ? 'online' : 'offline'}`, text: g.sides[s].online ? 'online' : 'offline' }));
     return h(
       'tr',
