@@ -3,7 +3,7 @@
  * agents in this process (test/helpers/fake-fleet.ts, no 2,000 processes). The snapshot is drawn (2,000
  * known, one page of 100 rows); while every dongle sends "seen" and bus_state, live changes keep reaching
  * the page (a dongle on the first page going offline, the last dongle's bus turning error-passive and
- * back); the filter finds the last dongle (#1999) and a state; sorting and paging answer. Behaviour only:
+ * back; a row whose "seen" moves on is updated in place, its buttons kept); the filter finds the last dongle (#1999) and a state; sorting and paging answer. Behaviour only:
  * how fast the page is goes to `make bench-fleet-page`. Fails on any uncaught page error.
  */
 import assert from 'node:assert/strict';
@@ -70,10 +70,27 @@ test(`${N} dongles: the snapshot is drawn, live changes keep coming under load, 
   }, 1000);
   try {
     const v0 = await events(page);
+    // Rows are kept, not rebuilt, while they change: mark fl-0010's row and its Rotate button.
+    await page.evaluate(() => {
+      const tr = document.querySelector('#dongles tr[data-dongle="fl-0010"]') as HTMLElement & { kept?: boolean };
+      tr.kept = true;
+      (tr.querySelector('button[data-action="rotate"]') as HTMLElement & { kept?: boolean }).kept = true;
+    });
+    const seen10 = await page.locator('#dongles tr[data-dongle="fl-0010"] td:nth-child(3)').getAttribute('title');
     // A dongle of the first page loses its link: its row turns offline.
     f.agents[5]!.kill();
     await until(async () => (await page.locator('#dongles tr[data-dongle="fl-0005"]').getAttribute('data-status')) === 'offline', 'fl-0005 offline on the page', 30_000);
     await until(async () => (await text(page, '#fig-online')) === String(N - 1), 'the online figure follows', 10_000);
+
+    await until(async () => (await page.locator('#dongles tr[data-dongle="fl-0010"] td:nth-child(3)').getAttribute('title')) !== seen10, "fl-0010's last seen moves on (its own 'seen')", 60_000);
+    assert.deepEqual(
+      await page.evaluate(() => {
+        const tr = document.querySelector('#dongles tr[data-dongle="fl-0010"]') as HTMLElement & { kept?: boolean };
+        return [tr.kept, (tr.querySelector('button[data-action="rotate"]') as HTMLElement & { kept?: boolean }).kept];
+      }),
+      [true, true],
+      'the changed row and its buttons are the same elements (a click on them is not lost to a redraw)',
+    );
 
     // The last dongle's bus turns error-passive: the filter finds it by id and by state.
     const lastId = `fl-${N - 1}`;
