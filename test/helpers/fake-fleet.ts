@@ -2,7 +2,7 @@
  * A fleet of protocol-level fake agents (fake-agent.ts) in this process, for the fleet stream and fleet
  * page at 2,000 dongles without 2,000 processes: registers N dongles on a real bridge, connects one
  * FakeAgent each (recording nothing), and sends their mirrored console events with the next outbox seq
- * (presence "seen", bus_state). Used by test/web-fleet-scale.test.ts and bench/fleet-stream.ts,
+ * (presence "seen", bus_state). Used by test/web/fleet-scale.test.ts and bench/fleet-stream.ts,
  * bench/fleet-page.ts.
  */
 import { busStateData, presenceData } from '../../core/console/normalize.js';

@@ -11,9 +11,9 @@ import { rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
-import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from './helpers/bridge-process.js';
-import { launchBrowser, screenshot, until, type TestBrowser } from './helpers/browser.js';
-import { FakeFleet } from './helpers/fake-fleet.js';
+import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
+import { launchBrowser, screenshot, until, type TestBrowser } from '../helpers/browser.js';
+import { FakeFleet } from '../helpers/fake-fleet.js';
 
 const N = 2000;
 /** The load: every dongle sends "seen" + bus_state once per PERIOD_S seconds (a share of them each second). */
