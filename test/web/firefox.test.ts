@@ -4,7 +4,9 @@
  * short pass over what a technician checks first: the header shows the dongle online and the stream live,
  * the By-id table fills, the Trace tab shows frames, and the id filter narrows the rows. The Chromium test
  * (web-agent.test.ts) covers the page in depth; this one proves it also runs in Gecko.
- * Screenshot: test/artifacts/firefox-byid.png.
+ * The bridge's fleet page too: a viewer token, the snapshot's rows, live updates (an agent connecting, a
+ * bus turning error-passive, an agent leaving), the filter, and the admin controls for the admin token.
+ * Screenshots: test/artifacts/firefox-byid.png, firefox-fleet.png.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -13,6 +15,9 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { ARTIFACTS, ROOT, ensureWebBuilt, until } from '../helpers/browser.js';
+import { ADMIN_TOKEN, startBridgeProcess } from '../helpers/bridge-process.js';
+import { FakeAgent } from '../helpers/fake-agent.js';
+import { fakeBusState } from '../helpers/fake-fleet.js';
 import { startAgentProcess, tempDir, type StartedAgent } from '../helpers/processes.js';
 import { skipUnlessPresent } from '../helpers/skips.js';
 
@@ -123,4 +128,67 @@ test('Firefox: header live and online, By-id fills, Trace shows frames, the id f
 
   assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
   await page.close();
+});
+
+test('Firefox: the fleet page loads with a viewer token, follows live changes, filters; the admin token gets the controls', { skip: skip ?? false, timeout: 120_000 }, async () => {
+  const bridge = await startBridgeProcess();
+  const agents: FakeAgent[] = [];
+  dirs.push(join(bridge.db, '..'));
+  const errors: string[] = [];
+  try {
+    const tokens = new Map<string, string>();
+    for (const id of ['ff1', 'ff2', 'ff3']) tokens.set(id, await bridge.admin.register(id));
+    await bridge.admin.group('ffg', 'ff1', 'ff2');
+    for (const id of ['ff1', 'ff2']) agents.push(await FakeAgent.connect(bridge.base, { dongle: id, token: tokens.get(id)! }));
+    const viewer = String((await bridge.admin.post('/api/v1/viewer-tokens')).body.token);
+
+    const page = await browser!.newPage();
+    page.setDefaultTimeout(15_000);
+    page.on('pageerror', (err) => errors.push(String((err as Error).message ?? err)));
+    await page.goto(bridge.base + '/');
+    await page.waitForSelector('#token-panel:not([hidden])');
+    await page.type('#token-input', viewer);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#stream-state[data-state="live"]');
+    const status = (id: string): Promise<string | null> => page.$eval(`#dongles tr[data-dongle="${id}"]`, (tr) => tr.getAttribute('data-status')).catch(() => null);
+    const rows = (): Promise<string[]> => page.$$eval('#dongles tbody tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.dongle ?? ''));
+    // The snapshot: two online, one registered but offline; the group with its mode.
+    await until(async () => (await status('ff1')) === 'online' && (await status('ff2')) === 'online' && (await status('ff3')) === 'offline', 'the snapshot rows');
+    await until(async () => (await page.$eval('#groups tr[data-group="ffg"]', (tr) => tr.getAttribute('data-mode')).catch(() => null)) === 'relaying', 'the group relaying');
+    await until(async () => (await page.$eval('body', (b) => b.dataset.role)) === 'viewer', 'viewer role');
+    assert.equal(await page.$eval('#admin-panel', (el) => (el as HTMLElement).hidden), true, 'no management for a viewer');
+
+    // Live: ff3 connects, ff1's bus turns error-passive, ff2 leaves (the group degrades).
+    agents.push(await FakeAgent.connect(bridge.base, { dongle: 'ff3', token: tokens.get('ff3')! }));
+    await until(async () => (await status('ff3')) === 'online', 'ff3 online, live');
+    agents[0]!.sendEvent(1, 'bus_state', fakeBusState('error-passive'));
+    await until(async () => (await page.$eval('#dongles tr[data-dongle="ff1"] .bus-state[data-bus="can0"]', (el) => el.getAttribute('data-state')).catch(() => null)) === 'error-passive', 'ff1 error-passive, live');
+    await agents[1]!.close();
+    await until(async () => (await status('ff2')) === 'offline', 'ff2 offline, live');
+    await until(async () => (await page.$eval('#groups tr[data-group="ffg"]', (tr) => tr.getAttribute('data-mode')).catch(() => null)) === 'degraded', 'the group degraded, live');
+
+    // The filter.
+    await page.type('#dongle-filter', 'error-passive');
+    await until(async () => (await rows()).join() === 'ff1', 'the filter finds ff1');
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'firefox-fleet.png') });
+    await page.close();
+
+    // The admin token: the Manage panel and row buttons.
+    const admin = await browser!.newPage();
+    admin.setDefaultTimeout(15_000);
+    admin.on('pageerror', (err) => errors.push(String((err as Error).message ?? err)));
+    await admin.goto(bridge.base + '/');
+    await admin.waitForSelector('#token-panel:not([hidden])');
+    await admin.type('#token-input', ADMIN_TOKEN);
+    await admin.keyboard.press('Enter');
+    await until(async () => (await admin.$eval('body', (b) => b.dataset.role)) === 'admin', 'admin role');
+    await admin.waitForSelector('#admin-panel:not([hidden])');
+    await until(async () => (await admin.$$('#dongles tr[data-dongle="ff3"] button[data-action="rotate"]')).length === 1, 'row buttons for the admin');
+    await admin.close();
+    assert.deepEqual(errors, [], 'no uncaught errors in the fleet page');
+  } finally {
+    for (const a of agents) await a.close();
+    await bridge.proc.stop('SIGKILL');
+  }
 });
