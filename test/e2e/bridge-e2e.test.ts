@@ -6,17 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
+import { cleanupAfter } from '../helpers/cleanup.js';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
 import { until } from '../helpers/until.js';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
 
-const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
-after(async () => {
-  for (const p of procs) await p.proc.stop('SIGKILL');
-});
-const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
+const { track } = cleanupAfter();
 
 const metrics = async (base: string): Promise<string> => (await getJson(base + '/metrics')).text;
 const frames = async (a: StartedAgent, bus: string, dir: 'rx' | 'tx'): Promise<number> =>

@@ -6,18 +6,15 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cleanupAfter } from '../helpers/cleanup.js';
 import { startBridgeProcess } from '../helpers/bridge-process.js';
 import { startAgentProcess, tempDir } from '../helpers/processes.js';
 import { SseClient } from '../helpers/sse-client.js';
 
 const FEATURES = fileURLToPath(new URL('../../../test/fixtures/dbc/features.dbc', import.meta.url));
-const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
-after(async () => {
-  for (const p of procs) await p.proc.stop('SIGKILL');
-});
-const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
+const { track } = cleanupAfter();
 
 test('bridge dongle and group consoles carry msg and signals decoded with the agent\'s DBC', async () => {
   const bridge = track(await startBridgeProcess());

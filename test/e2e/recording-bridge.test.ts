@@ -8,17 +8,14 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
+import { cleanupAfter } from '../helpers/cleanup.js';
 import { startBridgeProcess } from '../helpers/bridge-process.js';
 import { waitForValue as until } from '../helpers/wait-for.js';
 import { startAgentProcess, tempDir, writeCandumpLog } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
 
-const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
-after(async () => {
-  for (const p of procs) await p.proc.stop('SIGKILL');
-});
-const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
+const { track } = cleanupAfter();
 
 
 test('list and download through the bridge: byte-identical to the gateway file, tx frames marked T', async () => {

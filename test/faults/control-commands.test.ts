@@ -12,23 +12,18 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { Outbox } from '../../agent/uplink/outbox.js';
 import { IN_FLIGHT_WINDOW } from '../../cloud-bridge/command-delivery.js';
 import { commandStatusData, presenceData } from '../../core/console/normalize.js';
+import { cleanupAfter } from '../helpers/cleanup.js';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
 import { startAgentProcess, tempDir } from '../helpers/processes.js';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
 
-const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
-const clients: SseClient[] = [];
-after(async () => {
-  for (const c of clients) c.close();
-  for (const p of procs) await p.proc.stop('SIGKILL');
-});
-const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
+const { track, client } = cleanupAfter();
 const metrics = async (base: string): Promise<string> => (await getJson(base + '/metrics')).text;
 const command = { type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '01 02 03' };
 
@@ -55,7 +50,7 @@ test('5,000 commands to an offline dongle: 429 beyond the bound; on connect pace
   const bridge = track(await startBridgeProcess());
   const token = await bridge.admin.register('flood');
   const c = await SseClient.connect(`${bridge.base}/api/v1/streams/dongles/flood/console`, { Authorization: `Bearer ${ADMIN_TOKEN}` });
-  clients.push(c);
+  client(c);
 
   const { statuses, accepted, refusal } = await postMany(bridge, 'flood', 5000, 16);
   assert.equal(statuses.get(202), 1000, 'the default --max-queued-commands are accepted');

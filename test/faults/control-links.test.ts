@@ -9,31 +9,20 @@
 import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
+import { cleanupAfter } from '../helpers/cleanup.js';
+import { until } from '../helpers/until.js';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { startAgentProcess, tempDir, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
 
-const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
-const clients: SseClient[] = [];
-after(async () => {
-  for (const c of clients) c.close();
-  for (const p of procs) await p.proc.stop('SIGKILL');
-});
-const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
+const { track, client } = cleanupAfter();
 
-async function until(pred: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 const metrics = async (base: string): Promise<string> => (await getJson(base + '/metrics')).text;
 const uplink = async (a: StartedAgent, kind: string): Promise<number> => metricValue(await metrics(a.base), 'canrelay_uplink', { kind }) ?? NaN;
 async function dongleConsole(b: StartedBridge, id: string): Promise<SseClient> {
   const c = await SseClient.connect(`${b.base}/api/v1/streams/dongles/${id}/console`, { Authorization: `Bearer ${ADMIN_TOKEN}` });
-  clients.push(c);
+  client(c);
   return c;
 }
 const agentArgs = (b: StartedBridge, token: string, rate = 200): string[] => ['--sim', '--sim-rate', String(rate), '--bridge', b.base, '--token', token];

@@ -67,8 +67,9 @@ export class CliProcess {
   }
 }
 
-/** How long a started process may take to announce itself (raised under emulation, e.g. in the qemu guest). */
-export const START_TIMEOUT_MS = Number(process.env.TEST_START_TIMEOUT_MS ?? 10_000);
+/** How long a started process may take to announce itself: generous, since a busy 2-core CI machine can take
+ * seconds to start Node (raised further under emulation, e.g. in the qemu guest). Only a failure waits this long. */
+export const START_TIMEOUT_MS = Number(process.env.TEST_START_TIMEOUT_MS ?? 30_000);
 
 const live = new Set<ChildProcess>();
 // A failing test must not leave daemons behind (or keep the runner alive): kill what is still running.

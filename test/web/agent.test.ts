@@ -5,35 +5,18 @@
  * killed and restarted agent shows reconnecting and a gap marker. Screenshots go to test/artifacts/.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { parseCandumpLine } from '../../core/can/candump.js';
 import type { CanFrame } from '../../core/can/frame.js';
 import { SimSource } from '../../agent/sources/sim.js';
-import { launchBrowser, screenshot, until, type TestBrowser } from '../helpers/browser.js';
-import { freePort, runCli, startAgentProcess, tempDir, type CliProcess, type StartedAgent } from '../helpers/processes.js';
+import { screenshot, until, browserSuite } from '../helpers/browser.js';
+import { freePort, runCli, startAgentProcess, type CliProcess, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
 
-let browser: TestBrowser;
-const procs: CliProcess[] = [];
-/** Temporary directories (state, logs, downloads), removed at the end. */
-const dirs: string[] = [];
-const tmp = (prefix: string): string => {
-  const d = tempDir(prefix);
-  dirs.push(d);
-  return d;
-};
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  for (const p of procs) await p.stop('SIGKILL');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  // Last: it fails the file on an uncaught page error, after the processes are gone.
-  await browser?.close();
-});
+const { browser, procs, tmp } = browserSuite();
 
 async function agent(args: string[], opts: Parameters<typeof startAgentProcess>[1] = {}): Promise<StartedAgent> {
   const a = await startAgentProcess(args, { stateDir: tmp('canrelay-web-agent-'), ...opts });

@@ -5,34 +5,24 @@
  * both sides and the group_state figures, also when a side goes offline.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
-import { launchBrowser, screenshot, until, type TestBrowser } from '../helpers/browser.js';
+import { browserSuite, screenshot, until } from '../helpers/browser.js';
 import { startAgentProcess, type CliProcess } from '../helpers/processes.js';
 
-let browser: TestBrowser;
+const { browser, procs, dirs } = browserSuite();
 let bridge: StartedBridge;
 let viewerToken = '';
-const procs: CliProcess[] = [];
 
 before(async () => {
-  browser = await launchBrowser();
   bridge = await startBridgeProcess();
   procs.push(bridge.proc);
   dirs.push(dirname(bridge.db));
   const v = await bridge.admin.post('/api/v1/viewer-tokens');
   assert.equal(v.status, 201);
   viewerToken = String(v.body.token);
-});
-const dirs: string[] = [];
-after(async () => {
-  for (const p of procs.reverse()) await p.stop('SIGKILL');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  // Last: it fails the file on an uncaught page error, after the processes are gone.
-  await browser?.close();
 });
 
 /** Registers `id` on the bridge and starts an agent on --sim connected to it. */

@@ -5,27 +5,16 @@
  * that raise the alert bar, which goes away when the bus is error-active again. Screenshots in test/artifacts/.
  */
 import assert from 'node:assert/strict';
-import { rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
-import { launchBrowser, screenshot, until, type TestBrowser } from '../helpers/browser.js';
+import { screenshot, until, browserSuite } from '../helpers/browser.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
-import { startAgentProcess, tempDir, type CliProcess } from '../helpers/processes.js';
+import { startAgentProcess, tempDir } from '../helpers/processes.js';
 
-let browser: TestBrowser;
+const { browser, procs, dirs } = browserSuite();
 let bridge: StartedBridge;
-const procs: CliProcess[] = [];
-const dirs: string[] = [];
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  for (const p of procs.reverse()) await p.stop('SIGKILL');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  // Last: it fails the file on an uncaught page error, after the processes are gone.
-  await browser?.close();
-});
 
 test('header: state badge, load gauge and sparkline per bus; error frames in words in the trace', async () => {
   const dir = tempDir('canrelay-web-bh-');

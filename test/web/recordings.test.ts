@@ -5,25 +5,14 @@
  * bridge's dongle page the same recording is listed and downloads through the bridge.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { launchBrowser, screenshot, until, type TestBrowser } from '../helpers/browser.js';
+import { test } from 'node:test';
+import { screenshot, until, browserSuite } from '../helpers/browser.js';
 import { startBridgeProcess } from '../helpers/bridge-process.js';
-import { startAgentProcess, tempDir, type CliProcess } from '../helpers/processes.js';
+import { startAgentProcess, tempDir } from '../helpers/processes.js';
 
-let browser: TestBrowser;
-const procs: CliProcess[] = [];
-const dirs: string[] = [];
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  for (const p of procs) await p.stop('SIGKILL');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  // Last: it fails the file on an uncaught page error, after the processes are gone.
-  await browser?.close();
-});
+const { browser, procs, dirs } = browserSuite();
 
 const ADMIN = 'web-admin-0123456789abcdef';
 const READ = 'web-read-0123456789abcdef';

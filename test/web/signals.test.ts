@@ -4,27 +4,16 @@
  * pinned signals plot on the live uPlot chart (own axis per unit) that pauses and zooms.
  */
 import assert from 'node:assert/strict';
-import { rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { launchBrowser, pageErrors, screenshot, until, type TestBrowser } from '../helpers/browser.js';
-import { startAgentProcess, tempDir, type CliProcess } from '../helpers/processes.js';
+import { pageErrors, screenshot, until, browserSuite } from '../helpers/browser.js';
+import { startAgentProcess, tempDir } from '../helpers/processes.js';
 
 const FEATURES = fileURLToPath(new URL('../../../test/fixtures/dbc/features.dbc', import.meta.url));
-let browser: TestBrowser;
-const procs: CliProcess[] = [];
-const dirs: string[] = [];
-before(async () => {
-  browser = await launchBrowser();
-});
-after(async () => {
-  for (const p of procs) await p.stop('SIGKILL');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  // Last: it fails the file on an uncaught page error, after the processes are gone.
-  await browser?.close();
-});
+const { browser, procs, dirs } = browserSuite();
 
 /** 4 s of a drive, looped: BE_ACROSS_3 ramps (deg), LE_ACROSS_13 ramps (km/h), GEAR stays D. */
 function writeDrive(path: string): void {
