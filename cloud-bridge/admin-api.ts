@@ -19,7 +19,8 @@ import { TooManyCommandsError, type CommandCenter } from './commands.js';
 import type { BridgeConsoles } from './consoles.js';
 import type { GroupRelay } from './group-relay.js';
 import type { BridgeStats } from './metrics.js';
-import type { BridgeStore, DongleRow, GroupRow } from './store.js';
+import type { DongleRow, GroupRow } from './store.js';
+import type { StateStore } from './state-store.js';
 import type { ViewerSessions } from './viewer-sessions.js';
 import { StateWriteError } from '../core/state/state-health.js';
 
@@ -35,7 +36,7 @@ const VIEWER_ID = new RegExp(`^[0-9a-f]{${VIEWER_ID_LENGTH}}$`);
 const COMMAND_TYPES: readonly string[] = CommandBody.options.flatMap((o) => [...o.shape.type.values]);
 
 export interface AdminDeps {
-  store: BridgeStore;
+  store: StateStore;
   relay: GroupRelay;
   consoles: BridgeConsoles;
   commands: CommandCenter;
@@ -116,7 +117,7 @@ export class AdminApi {
 
   private async putDongle(id: string): Promise<{ status: number; body: unknown }> {
     const token = newToken();
-    if (!this.d.store.createDongle(id, hashToken(token), isoNow())) return { status: 200, body: { id } };
+    if (!(await this.d.store.createDongle(id, hashToken(token), isoNow()))) return { status: 200, body: { id } };
     this.d.log.info({ dongle: id }, 'dongle registered');
     this.d.consoles.dongleRegistered(id);
     return { status: 201, body: { id, token } };
@@ -129,7 +130,7 @@ export class AdminApi {
   private async rotateToken(id: string): Promise<{ status: number; body: unknown }> {
     this.mustDongle(id);
     const token = newToken();
-    this.d.store.rotateAgentToken(id, hashToken(token), isoNow());
+    await this.d.store.rotateAgentToken(id, hashToken(token), isoNow());
     this.d.agents.disconnect(id, CLOSE.UNAUTHORIZED, 'agent token rotated; reconnect with the new token');
     this.d.log.info({ dongle: id }, 'agent token rotated');
     return { status: 200, body: { id, token } };
@@ -138,7 +139,7 @@ export class AdminApi {
   private async deleteDongle(id: string): Promise<{ status: number; body: unknown }> {
     this.mustDongle(id);
     this.d.commands.dongleRemoved(id);
-    const { group } = this.d.store.deleteDongle(id);
+    const { group } = await this.d.store.deleteDongle(id);
     if (group !== undefined) this.endGroup(group);
     this.d.agents.disconnect(id, CLOSE.UNAUTHORIZED, 'dongle removed from the bridge');
     this.d.agents.forget(id);
@@ -188,7 +189,7 @@ export class AdminApi {
       const m = this.d.store.membership(d);
       if (m && m.group !== gid) throw new HttpError(409, `dongle "${d}" is already side ${m.side} of group "${m.group}"; a dongle is in at most one group (update or delete "${m.group}" first)`);
     }
-    const { created } = this.d.store.putGroup(gid, a, b, busMap, isoNow());
+    const { created } = await this.d.store.putGroup(gid, a, b, busMap, isoNow());
     const row = this.d.store.group(gid)!;
     this.d.relay.put(row, created);
     this.d.log.info({ group: gid, a, b, bus_map: busMap, created }, created ? 'group created' : 'group updated');
@@ -202,7 +203,7 @@ export class AdminApi {
   }
 
   private async deleteGroup(gid: string): Promise<{ status: number; body: unknown }> {
-    if (!this.d.store.deleteGroup(gid)) throw new HttpError(404, `no group "${gid}"`);
+    if (!(await this.d.store.deleteGroup(gid))) throw new HttpError(404, `no group "${gid}"`);
     this.endGroup(gid);
     this.d.log.info({ group: gid }, 'group deleted');
     return { status: 200, body: { group: gid, deleted: true } };
@@ -224,7 +225,7 @@ export class AdminApi {
     const token = newToken();
     const hash = hashToken(token);
     const expiresAt = body.ttl_s === undefined ? null : new Date(Date.now() + body.ttl_s * 1000).toISOString();
-    this.d.store.addViewerToken(hash, isoNow(), expiresAt);
+    await this.d.store.addViewerToken(hash, isoNow(), expiresAt);
     const id = viewerTokenId(hash);
     this.d.log.info({ viewer_token: id, expires_at: expiresAt }, 'viewer token issued');
     return { status: 201, body: { id, token, expires_at: expiresAt } };
@@ -241,7 +242,7 @@ export class AdminApi {
 
   private async revokeViewerToken(id: string): Promise<{ status: number; body: unknown }> {
     if (!VIEWER_ID.test(id)) throw new HttpError(400, `bad viewer token id ${JSON.stringify(id.slice(0, 40))}: it is the ${VIEWER_ID_LENGTH} hex digits listed by GET /api/v1/viewer-tokens`);
-    if (!this.d.store.deleteViewerToken(id)) throw new HttpError(404, `no viewer token "${id}"; GET /api/v1/viewer-tokens lists them`);
+    if (!(await this.d.store.deleteViewerToken(id))) throw new HttpError(404, `no viewer token "${id}"; GET /api/v1/viewer-tokens lists them`);
     const closed = this.d.viewers.revoke(id);
     this.d.log.info({ viewer_token: id, streams_closed: closed }, 'viewer token revoked');
     return { status: 200, body: { id, revoked: true, streams_closed: closed } };
@@ -268,7 +269,7 @@ export class AdminApi {
     if (!f.ok) throw new HttpError(400, `bad ${type} command: ${f.error}`);
     let row;
     try {
-      row = this.d.commands.create(dongle, body, timeout);
+      row = await this.d.commands.create(dongle, body, timeout);
     } catch (err) {
       if (err instanceof TooManyCommandsError) throw new HttpError(429, err.message, { 'Retry-After': '5' });
       throw err;

@@ -29,10 +29,10 @@ import { LinkArbiter } from './link-arbiter.js';
 import { MirrorSeqs } from './mirror-seqs.js';
 import { BridgeStats } from './metrics.js';
 import type { SeqTracker } from './seq-tracker.js';
-import type { BridgeStore } from './store.js';
+import type { StateStore } from './state-store.js';
 
 export interface AgentServerDeps {
-  store: BridgeStore;
+  store: StateStore;
   auth: Auth;
   consoles: BridgeConsoles;
   relay: GroupRelay;

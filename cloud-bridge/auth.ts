@@ -9,7 +9,7 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { MAX_TOKEN_LENGTH, tokenDigest } from '../core/http/bearer-token.js';
-import type { BridgeStore } from './store.js';
+import type { StateStore } from './state-store.js';
 
 
 export type Caller = { kind: 'admin' } | { kind: 'viewer'; tokenId: string; expiresAt: number | null } | { kind: 'agent'; dongle: string };
@@ -30,7 +30,7 @@ export class Auth {
   private readonly adminDigest: Buffer;
 
   constructor(
-    private readonly store: BridgeStore,
+    private readonly store: StateStore,
     adminToken: string,
   ) {
     this.adminDigest = tokenDigest(adminToken);

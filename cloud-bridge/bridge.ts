@@ -6,17 +6,18 @@
  */
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { SqliteIdStore } from '../core/console/id-store.js';
 import { StreamManager } from '../core/console/stream-manager.js';
 import { listen } from '../core/http/listen.js';
 import { StaticFiles } from '../core/http/static-files.js';
-import { openStateDb } from '../core/state/sqlite.js';
 import { StateHealth } from '../core/state/state-health.js';
 import { registerStateMetrics } from '../core/state/state-metrics.js';
 import { UPLINK_PATH } from '../core/uplink/messages.js';
 import { AdminApi } from './admin-api.js';
 import type { LinkTimings } from './agent-link.js';
 import { AgentServer } from './agent-server.js';
+import { isPostgresUrl, openBridgeState } from './bridge-state.js';
+import { redact } from './pg-store.js';
+import { endRevokedSessions } from './remote-revocations.js';
 import { Auth } from './auth.js';
 import { CommandCenter } from './commands.js';
 import { DongleDbcs } from './dongle-dbc.js';
@@ -29,7 +30,6 @@ import { createBridgeServer } from './http-server.js';
 import { BridgeStats, bridgeMetrics } from './metrics.js';
 import type { BridgeConfig } from './options.js';
 import { SeqTracker } from './seq-tracker.js';
-import { BridgeStore } from './store.js';
 import { ViewerSessions } from './viewer-sessions.js';
 
 export interface RunningBridge {
@@ -46,15 +46,13 @@ export interface BridgeExtras {
 }
 
 export async function startBridge(cfg: BridgeConfig, log: Logger, extras: BridgeExtras = {}): Promise<RunningBridge> {
-  // The database holds the tokens: an unusable one stops the start (exit 3) instead of being replaced.
-  const db = openStateDb(cfg.db, { onUnusable: 'refuse', flag: '--db' });
-  // A write that fails while running degrades the store, never the bridge (core/state/state-health.ts).
   const state = new StateHealth(log);
-  const store = new BridgeStore(db, state.store('bridge', cfg.db));
-  state.watchFile(cfg.db);
+  // SQLite file or PostgreSQL (cluster mode), by the form of --db (cloud-bridge/bridge-state.ts).
+  const durable = await openBridgeState(cfg.db, log, state);
+  const store = durable.store;
   const auth = new Auth(store, cfg.adminToken);
   const streams = new StreamManager(
-    { historyEvents: cfg.historyEvents, historySeconds: cfg.historySeconds, historyMemoryBytes: cfg.historyMemoryBytes, maxRate: cfg.consoleMaxRate, ids: new SqliteIdStore(db, state.store('ids', cfg.db)) },
+    { historyEvents: cfg.historyEvents, historySeconds: cfg.historySeconds, historyMemoryBytes: cfg.historyMemoryBytes, maxRate: cfg.consoleMaxRate, ids: durable.ids },
     (stream, t) => log.debug({ stream, sampling: t.state, input_rate: t.inputRate, output_rate: t.outputRate }, `console sampling ${t.state}`),
   );
   // The relay owns live group membership; the consoles ask it where a dongle's events also go.
@@ -88,7 +86,9 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     for (const st of streams.all()) n += st.withheld;
     return n;
   });
+  durable.registerMetrics(metrics);
   const viewers = new ViewerSessions();
+  durable.onChange(endRevokedSessions(viewers, agents));
   const admin = new AdminApi({ store, relay, consoles, commands, agents, stats, viewers, log });
   const web = extras.webRoot && existsSync(extras.webRoot) ? new StaticFiles(extras.webRoot) : undefined;
   const startedAt = Date.now();
@@ -105,6 +105,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     health: () => ({
       status: 'ok',
       ...state.status(),
+      ...durable.health(),
       agents_connected: agents.connectedCount,
       dongles: store.dongles().length,
       groups: store.groups().length,
@@ -125,11 +126,11 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     commands.stop();
     fleet.stop();
     streams.close();
-    db.close();
+    await durable.close();
     throw err;
   }
   const uplink = addr.baseUrl.replace(/^http/, 'ws') + UPLINK_PATH;
-  log.info({ url: addr.baseUrl, uplink, listen: `${addr.host}:${addr.port}`, db: cfg.db, web: web !== undefined }, 'bridge listening');
+  log.info({ url: addr.baseUrl, uplink, listen: `${addr.host}:${addr.port}`, db: isPostgresUrl(cfg.db) ? redact(cfg.db) : cfg.db, web: web !== undefined }, 'bridge listening');
 
   let stopping: Promise<void> | undefined;
   const stop = (reason = 'bridge stopping'): Promise<void> =>
@@ -146,8 +147,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
         server.closeAllConnections();
       });
       state.close();
-      store.flushBeforeClose();
-      db.close();
+      await durable.close();
       log.info({ reason }, 'bridge stopped');
     })());
 

@@ -27,7 +27,8 @@ import { isoNow } from '../core/console/time.js';
 import type { BridgeMessage, CommandBody } from '../core/uplink/messages.js';
 import { CommandDelivery } from './command-delivery.js';
 import type { BridgeConsoles } from './consoles.js';
-import { isTerminal, type BridgeStore, type CommandRow } from './store.js';
+import { isTerminal, type CommandRow } from './store.js';
+import type { StateStore } from './state-store.js';
 
 export type CommandMessage = Extract<BridgeMessage, { t: 'command' }>;
 
@@ -82,7 +83,7 @@ export class CommandCenter {
   pruned = 0;
 
   constructor(
-    private readonly store: BridgeStore,
+    private readonly store: StateStore,
     private readonly consoles: BridgeConsoles,
     private readonly linkOf: (dongle: string) => CommandLink | undefined,
     private readonly defaultTimeoutS: number,
@@ -104,10 +105,10 @@ export class CommandCenter {
   }
 
   /**
-   * Accepts a validated command: stored and published as queued; sent soon after if the agent is up.
+   * Accepts a validated command: stored (committed, when the store is PostgreSQL) and published as queued; sent soon after if the agent is up.
    * Throws TooManyCommandsError when the dongle already has maxQueued unfinished commands.
    */
-  create(dongle: string, body: CommandBody, timeoutS?: number): CommandRow {
+  async create(dongle: string, body: CommandBody, timeoutS?: number): Promise<CommandRow> {
     const open = this.store.unfinishedCount(dongle);
     if (open >= this.limits.maxQueued) {
       this.refusedFull++;
@@ -125,7 +126,7 @@ export class CommandCenter {
       created_at: isoNow(),
       expires_at: new Date(now + (timeoutS ?? this.defaultTimeoutS) * 1000).toISOString(),
     };
-    this.store.insertCommand(row);
+    await this.store.insertCommand(row);
     this.deadlines.set(row.id, Date.parse(row.expires_at));
     this.announce(row, 'queued');
     // On a later turn, after the 202 has gone out, so the response's "queued" was true when written.

@@ -15,7 +15,8 @@ import { BRIDGE_CLOCK, earliestOnBridgeMs, type ClockFix } from '../core/uplink/
 import type { SequencedFrame } from '../core/uplink/frame-codec.js';
 import type { BridgeConsoles } from './consoles.js';
 import { DownQueue, type DownLink, type DropReason, type PendingFrame } from './down-queue.js';
-import type { BridgeStore, GroupRow } from './store.js';
+import type { GroupRow } from './store.js';
+import type { StateStore } from './state-store.js';
 
 
 /** Frames waiting for a connected peer beyond which the sender's acks are held (see peerBehind). */
@@ -91,7 +92,7 @@ export class GroupRelay {
 
   constructor(
     private readonly settings: RelaySettings,
-    private readonly store: BridgeStore,
+    private readonly store: StateStore,
     private readonly consoles: BridgeConsoles,
     private readonly log: Logger,
   ) {

@@ -28,7 +28,7 @@ import { FLEET_FULL_RETRY_AFTER_S, type FleetClientLimit } from './fleet-clients
 import type { GroupRelay } from './group-relay.js';
 import { handleDongleRecordings } from './recording-proxy.js';
 import type { BridgeStats } from './metrics.js';
-import type { BridgeStore } from './store.js';
+import type { StateStore } from './state-store.js';
 import type { ViewerSessions } from './viewer-sessions.js';
 
 export interface BridgeHttpDeps {
@@ -36,7 +36,7 @@ export interface BridgeHttpDeps {
   admin: AdminApi;
   agents: AgentServer;
   consoles: BridgeConsoles;
-  store: BridgeStore;
+  store: StateStore;
   relay: GroupRelay;
   stats: BridgeStats;
   metrics: Registry;

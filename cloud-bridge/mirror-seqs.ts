@@ -10,14 +10,14 @@
 import type { Logger } from 'pino';
 import { logData } from '../core/console/normalize.js';
 import type { BridgeConsoles } from './consoles.js';
-import type { BridgeStore } from './store.js';
+import type { StateStore } from './state-store.js';
 
 export class MirrorSeqs {
   /** Highest seq stored per dongle (a cache of the store). */
   private readonly seqs = new Map<string, number>();
 
   constructor(
-    private readonly store: BridgeStore,
+    private readonly store: StateStore,
     private readonly consoles: BridgeConsoles,
     private readonly log: Logger,
   ) {}

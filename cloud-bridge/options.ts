@@ -10,7 +10,7 @@ const MIN_ADMIN_TOKEN = 16;
 
 export const BRIDGE_OPTIONS: readonly OptionSpec[] = [
   listenOption('HTTP + WebSocket address', '0.0.0.0:8090'),
-  { name: 'db', arg: '<file>', description: 'SQLite state file (default $STATE_DIRECTORY/bridge.sqlite or ~/.local/state/canrelay/bridge.sqlite)', parse: parse.string(/^.+$/, 'must be a file path'), default: () => join(defaultStateDir(), 'bridge.sqlite') },
+  { name: 'db', arg: '<file|url>', description: 'SQLite state file (default $STATE_DIRECTORY/bridge.sqlite or ~/.local/state/canrelay/bridge.sqlite), or postgres://user@host:port/database for cluster mode (docs/cluster.md)', parse: parse.string(/^.+$/, 'must be a file path or a postgres:// URL'), default: () => join(defaultStateDir(), 'bridge.sqlite') },
   { name: 'admin-token', arg: '<token>', description: 'admin API token (better: CANRELAY_ADMIN_TOKEN or --admin-token-file)', parse: parse.string(/^\S+$/, 'must be a token without spaces'), env: ['CANRELAY_ADMIN_TOKEN'], secret: true },
   { name: 'admin-token-file', arg: '<path>', description: 'file holding the admin token (trailing newline ignored); wins over --admin-token', parse: parse.string(/^.+$/, 'must be a file path') },
   ...consoleOptions({ historyMemoryMb: 64, perStream: true }),

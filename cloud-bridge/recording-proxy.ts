@@ -16,14 +16,14 @@ import type { AgentServer } from './agent-server.js';
 import type { Auth } from './auth.js';
 import type { RecordingReply, RecordingRequests } from './recording-requests.js';
 import type { BridgeStats } from './metrics.js';
-import type { BridgeStore } from './store.js';
+import type { StateStore } from './state-store.js';
 
 const PATH = /^\/api\/v1\/dongles\/([^/]+)\/recordings(?:\/([^/]+))?$/;
 
 export interface RecordingProxyDeps {
   auth: Auth;
   agents: AgentServer;
-  store: BridgeStore;
+  store: StateStore;
   stats: BridgeStats;
 }
 

@@ -1,0 +1,891 @@
+/**
+ * The bridge's durable state in PostgreSQL (cluster mode, `--db postgres://…`): the same rows and the same
+ * methods as the SQLite BridgeStore, for any number of bridge nodes on one database (docs/cluster.md,
+ * "State (PostgreSQL)").
+ *
+ * Reads are answered synchronously from an in-memory view of every table, so no read on a link, the relay
+ * or an auth check ever waits for the network, and the relay keeps running while PostgreSQL is away.
+ * - Admin changes (dongles, tokens, groups, new commands) are committed to PostgreSQL first; the call
+ *   resolves only after the commit and after this node's view shows it (the admin API answers after it),
+ *   and it fails with a StateWriteError (503) when PostgreSQL is unreachable: nothing is promised that
+ *   is not stored.
+ * - Every change is announced with NOTIFY in its own transaction; each node LISTENs and re-reads the
+ *   rows named, so a token created, rotated or revoked on one node takes effect on all of them as soon
+ *   as the notification arrives (milliseconds; the tests hold it to 1 s). After a lost connection the
+ *   whole view is re-read once LISTEN is back, so a notification missed meanwhile changes nothing.
+ * - Positions, group counters and command statuses are written behind, batched, one transaction at a
+ *   time (as SQLite's are written once a second by their callers): kept in memory (reads see them)
+ *   while PostgreSQL is away, retried, and lost only if the node stops before they are written.
+ * All changes of the view go through one queue in order, each applying what it read after the commit it
+ * follows, so the view converges on what is committed whatever the interleaving.
+ */
+import type { Logger } from 'pino';
+import pg from 'pg';
+import { COMMAND_STATES, type CommandState } from '../core/console/events.js';
+import { StateWriteError } from '../core/state/state-health.js';
+import { migrate } from './pg-schema.js';
+import { isTerminal, type CommandRow, type DongleRow, type GroupRow, type HistoryRow, type TokenKind, type TokenRow, type ViewerTokenRow } from './store.js';
+import { randomUUID } from 'node:crypto';
+
+const CHANNEL = 'canrelay_state';
+/** NOTIFY payloads are limited to 8000 bytes: position notices name their dongles in chunks below it. */
+const NOTIFY_CHUNK = 7000;
+const RECONNECT_MS = 1000;
+const MAX_PENDING_STATUSES = 10_000;
+/** Fails fast when the server is away, instead of holding an admin request. */
+const CONNECT_TIMEOUT_MS = 3000;
+const QUERY_TIMEOUT_MS = 10_000;
+
+/** BIGINT columns as numbers (positions and counters stay far below 2^53). */
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+};
+
+interface TokenFull extends TokenRow {
+  hash: string;
+  created_at: string;
+  n: number;
+}
+interface CommandFull extends CommandRow {
+  n: number;
+}
+type Position = Partial<Pick<DongleRow, 'last_seen' | 'event_seq' | 'outbox_id' | 'up_run' | 'up_batch'>>;
+interface PendingStatus {
+  id: string;
+  status: CommandState;
+  ts: string;
+  error: string | null;
+}
+interface Pending {
+  positions: Map<string, Position>;
+  counters: Map<string, { dropped: number; relayed_total: number }>;
+  statuses: PendingStatus[];
+}
+const emptyPending = (): Pending => ({ positions: new Map(), counters: new Map(), statuses: [] });
+
+/** A remote or local change of the durable state, after the view shows it (for the cluster wiring). */
+export type StateChange =
+  | { kind: 'dongle' | 'group' | 'command'; id: string }
+  | { kind: 'token'; hash: string; tokenKind: TokenKind; dongle: string | null; removed: boolean };
+
+/** Errors that mean "the server is not there" (as opposed to a refused statement). */
+function isConnectionError(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  if (typeof e.code === 'string') {
+    // Class 08 (connection exception), 57P0x (admin/crash shutdown), and socket errors.
+    if (e.code.startsWith('08') || e.code.startsWith('57P') || e.code.startsWith('E')) return true;
+    return false;
+  }
+  return /terminated|timeout|Connection|not queryable|ended/i.test(String(e.message));
+}
+
+export class PgStore {
+  private readonly pool: pg.Pool;
+  private listener: pg.Client | undefined;
+  private readonly node = randomUUID().slice(0, 8);
+  // ---- the view (what PostgreSQL has committed, as last read) ----
+  private readonly dongleRows = new Map<string, DongleRow>();
+  private readonly tokenRows = new Map<string, TokenFull>();
+  private readonly groupRows = new Map<string, GroupRow>();
+  private readonly members = new Map<string, { group: string; side: 'a' | 'b' }>();
+  private readonly commandRows = new Map<string, CommandFull>();
+  private readonly commandsOf = new Map<string, Set<string>>();
+  private readonly histories = new Map<string, HistoryRow[]>();
+  /** Written behind: `inflight` is being committed, `pending` waits; reads see base ← inflight ← pending. */
+  private pending = emptyPending();
+  private inflight = emptyPending();
+  private flushing = false;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly listeners: Array<(c: StateChange) => void> = [];
+  // ---- health ----
+  /** Undefined while PostgreSQL is reachable; the cause while it is not. */
+  unreachable: string | undefined;
+  /** Failed database operations since start (canrelay_cluster_db_errors_total). */
+  errors = 0;
+  statusesDropped = 0;
+
+  private constructor(
+    private readonly url: string,
+    private readonly log: Logger,
+  ) {
+    this.pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, query_timeout: QUERY_TIMEOUT_MS, types });
+    // An idle client losing its server: the listener notices too; this must not be an unhandled 'error'.
+    this.pool.on('error', (err) => this.lost(err));
+  }
+
+  /** Connects, creates or updates the schema, reads the whole view and starts listening. Throws if it cannot. */
+  static async open(url: string, log: Logger): Promise<PgStore> {
+    const s = new PgStore(url, log);
+    try {
+      const c = await s.pool.connect();
+      c.on('error', () => undefined); // the migration's own query fails and is reported
+      try {
+        await migrate(c);
+      } finally {
+        c.release();
+      }
+      await s.connectListener();
+    } catch (err) {
+      await s.pool.end().catch(() => undefined);
+      throw new Error(`cannot use the PostgreSQL database ${redact(url)}: ${(err as Error).message}`);
+    }
+    return s;
+  }
+
+  /** Called after every change the view shows (remote ones included). */
+  onChange(fn: (c: StateChange) => void): void {
+    this.listeners.push(fn);
+  }
+
+  /** Where the database is, without a password (for logs). */
+  get where(): string {
+    return redact(this.url);
+  }
+
+  // ---- connection, health, notifications ----
+
+  private async connectListener(): Promise<void> {
+    const c = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, types });
+    c.on('error', (err) => this.lost(err, c));
+    c.on('end', () => this.lost(new Error('connection ended'), c));
+    c.on('notification', (m) => {
+      if (m.channel === CHANNEL && m.payload) this.notified(m.payload);
+    });
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${CHANNEL}`);
+    } catch (err) {
+      await c.end().catch(() => undefined);
+      throw err;
+    }
+    this.listener = c;
+    // LISTEN first, then the full read: a change committed in between is both read and notified.
+    await this.enqueue(() => this.reloadAll());
+  }
+
+  private lost(err: unknown, client?: pg.Client): void {
+    if (client !== undefined && client !== this.listener) return;
+    if (client !== undefined) this.listener = undefined;
+    if (this.closed) return;
+    this.errors++;
+    if (this.unreachable === undefined) {
+      this.unreachable = `PostgreSQL ${this.where} unreachable: ${(err as Error).message || String(err)}`;
+      this.log.error({ db: this.where, err: (err as Error).message }, `${this.unreachable}; admin changes are refused (503) and positions, counters and command statuses are kept in memory until it is back; reconnecting every ${RECONNECT_MS / 1000} s`);
+    }
+    client?.end().catch(() => undefined);
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.reconnectTimer !== undefined) return;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      void this.reconnect();
+    }, RECONNECT_MS);
+    this.reconnectTimer.unref();
+  }
+
+  private async reconnect(): Promise<void> {
+    if (this.closed) return;
+    try {
+      if (this.listener === undefined) await this.connectListener();
+      else await this.enqueue(() => this.reloadAll());
+    } catch (err) {
+      this.errors++;
+      this.log.debug({ err: (err as Error).message }, 'PostgreSQL still unreachable');
+      this.scheduleReconnect();
+      return;
+    }
+    if (this.unreachable !== undefined) {
+      this.log.info({ db: this.where, failed_operations: this.errors }, `PostgreSQL ${this.where} reachable again: view re-read, writes resumed`);
+      this.unreachable = undefined;
+    }
+    this.scheduleFlush(0);
+  }
+
+  /** A failed operation: a connection error makes the store unreachable (and reconnecting). */
+  private failed(err: unknown): void {
+    if (isConnectionError(err)) this.lost(err, this.listener);
+    else this.errors++;
+  }
+
+  private notified(payload: string): void {
+    const [node, kind, rest] = splitPayload(payload);
+    if (node === undefined || kind === undefined || rest === undefined) return;
+    // Own changes are in the view already (applied through the same queue after their commit).
+    if (node === this.node) return;
+    void this.enqueue(() => this.reload(kind, rest)).catch((err) => this.failed(err));
+  }
+
+  /** Runs `step` after every step queued before it: the view changes in one order. */
+  private enqueue(step: () => Promise<void>): Promise<void> {
+    const run = this.chain.then(step);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private q<R extends pg.QueryResultRow>(text: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return this.pool.query<R>(text, params);
+  }
+
+  private async tx<T>(body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.pool.connect();
+    // A checked-out client whose server goes away emits 'error' (its query fails too); unhandled, it would end the process.
+    const onError = (err: Error): void => this.failed(err);
+    c.on('error', onError);
+    let broken = false;
+    try {
+      await c.query('BEGIN');
+      const r = await body(c);
+      await c.query('COMMIT');
+      return r;
+    } catch (err) {
+      broken = isConnectionError(err);
+      if (!broken) await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      c.off('error', onError);
+      // A client that lost its server is destroyed, not handed out again.
+      c.release(broken);
+    }
+  }
+
+  private notify(c: pg.PoolClient, kind: string, rest: string): Promise<unknown> {
+    return c.query('SELECT pg_notify($1, $2)', [CHANNEL, `${this.node}|${kind}|${rest}`]);
+  }
+
+  /** An admin change: committed, then shown in this node's view, or a StateWriteError. */
+  private async must<T>(what: string, body: (c: pg.PoolClient) => Promise<T>, after: (r: T) => Promise<void>): Promise<T> {
+    if (this.unreachable !== undefined) throw new StateWriteError(`${this.unreachable}; nothing was changed (${what}), try again once it is back`);
+    let r: T;
+    try {
+      r = await this.tx(body);
+    } catch (err) {
+      this.failed(err);
+      const msg = (err as Error).message;
+      throw new StateWriteError(
+        isConnectionError(err)
+          ? `PostgreSQL ${this.where} did not confirm the change (${what}): ${msg}; check with GET and retry once it is back`
+          : `PostgreSQL ${this.where} refused the change (${what}): ${msg}`,
+      );
+    }
+    await this.enqueue(() => after(r)).catch((err) => this.failed(err));
+    return r;
+  }
+
+  // ---- reading PostgreSQL into the view ----
+
+  private async reloadAll(): Promise<void> {
+    const [d, t, g, m, c, h] = await Promise.all([
+      this.q<DongleRow>('SELECT id, created_at, last_seen, event_seq, outbox_id, up_run, up_batch FROM dongles'),
+      this.q<TokenFull>('SELECT hash, kind, dongle, created_at, expires_at, n FROM tokens'),
+      this.q<GroupRow>('SELECT id, side_a, side_b, bus_map, created_at, updated_at, dropped, relayed_total FROM groups'),
+      this.q<{ dongle: string; group_id: string; side: 'a' | 'b' }>('SELECT dongle, group_id, side FROM group_members'),
+      this.q<CommandFull>('SELECT id, dongle, type, body, status, created_at, expires_at, n FROM commands'),
+      this.q<HistoryRow & { command_id: string }>('SELECT command_id, status, ts, error FROM command_history ORDER BY n'),
+    ]);
+    this.dongleRows.clear();
+    for (const r of d.rows) this.dongleRows.set(r.id, r);
+    // Tokens gone while this node was not listening: their sessions and links end as on any revocation.
+    const before = new Map(this.tokenRows);
+    this.tokenRows.clear();
+    for (const r of t.rows) this.tokenRows.set(r.hash, r);
+    for (const [hash, old] of before) if (!this.tokenRows.has(hash)) this.emitToken(old, true);
+    this.groupRows.clear();
+    for (const r of g.rows) this.groupRows.set(r.id, r);
+    this.members.clear();
+    for (const r of m.rows) this.members.set(r.dongle, { group: r.group_id, side: r.side });
+    this.commandRows.clear();
+    this.commandsOf.clear();
+    for (const r of c.rows) this.putCommandRow(r);
+    this.histories.clear();
+    for (const r of h.rows) {
+      const list = this.histories.get(r.command_id) ?? [];
+      list.push({ status: r.status, ts: r.ts, error: r.error });
+      this.histories.set(r.command_id, list);
+    }
+  }
+
+  private async reload(kind: string, rest: string): Promise<void> {
+    switch (kind) {
+      case 'dongle':
+        return this.reloadDongle(rest);
+      case 'token':
+        return this.reloadToken(rest);
+      case 'group':
+        return this.reloadGroup(rest);
+      case 'command':
+        return this.reloadCommands(rest.split(','));
+      case 'pos':
+        return this.reloadPositions(rest.split(','));
+      case 'counters':
+        return this.reloadCounters(rest.split(','));
+    }
+  }
+
+  private async reloadDongle(id: string): Promise<void> {
+    const [d, t, m] = await Promise.all([
+      this.q<DongleRow>('SELECT id, created_at, last_seen, event_seq, outbox_id, up_run, up_batch FROM dongles WHERE id = $1', [id]),
+      this.q<TokenFull>("SELECT hash, kind, dongle, created_at, expires_at, n FROM tokens WHERE kind = 'agent' AND dongle = $1", [id]),
+      this.q<{ group_id: string; side: 'a' | 'b' }>('SELECT group_id, side FROM group_members WHERE dongle = $1', [id]),
+    ]);
+    const row = d.rows[0];
+    if (row) this.dongleRows.set(id, row);
+    else this.dongleRows.delete(id);
+    const fresh = new Set(t.rows.map((tok) => tok.hash));
+    for (const [hash, tok] of this.tokenRows)
+      if (tok.kind === 'agent' && tok.dongle === id && !fresh.has(hash)) {
+        this.tokenRows.delete(hash);
+        this.emitToken(tok, true);
+      }
+    for (const tok of t.rows) this.tokenRows.set(tok.hash, tok);
+    const mem = m.rows[0];
+    if (mem) this.members.set(id, { group: mem.group_id, side: mem.side });
+    else this.members.delete(id);
+    this.emit({ kind: 'dongle', id });
+  }
+
+  private async reloadToken(hash: string): Promise<void> {
+    const r = await this.q<TokenFull>('SELECT hash, kind, dongle, created_at, expires_at, n FROM tokens WHERE hash = $1', [hash]);
+    const row = r.rows[0];
+    const old = this.tokenRows.get(hash);
+    if (row) this.tokenRows.set(hash, row);
+    else this.tokenRows.delete(hash);
+    if (row) this.emitToken(row, false);
+    else if (old) this.emitToken(old, true);
+  }
+
+  private async reloadGroup(id: string): Promise<void> {
+    const [g, m] = await Promise.all([
+      this.q<GroupRow>('SELECT id, side_a, side_b, bus_map, created_at, updated_at, dropped, relayed_total FROM groups WHERE id = $1', [id]),
+      this.q<{ dongle: string; side: 'a' | 'b' }>('SELECT dongle, side FROM group_members WHERE group_id = $1', [id]),
+    ]);
+    const row = g.rows[0];
+    if (row) this.groupRows.set(id, row);
+    else this.groupRows.delete(id);
+    for (const [d, mem] of this.members) if (mem.group === id) this.members.delete(d);
+    for (const mem of m.rows) this.members.set(mem.dongle, { group: id, side: mem.side });
+    this.emit({ kind: 'group', id });
+  }
+
+  private async reloadCommands(ids: string[]): Promise<void> {
+    const [c, h] = await Promise.all([
+      this.q<CommandFull>('SELECT id, dongle, type, body, status, created_at, expires_at, n FROM commands WHERE id = ANY($1)', [ids]),
+      this.q<HistoryRow & { command_id: string }>('SELECT command_id, status, ts, error FROM command_history WHERE command_id = ANY($1) ORDER BY n', [ids]),
+    ]);
+    for (const id of ids) this.dropCommandRow(id);
+    for (const r of c.rows) this.putCommandRow(r);
+    for (const r of h.rows) {
+      const list = this.histories.get(r.command_id) ?? [];
+      list.push({ status: r.status, ts: r.ts, error: r.error });
+      this.histories.set(r.command_id, list);
+    }
+    for (const id of ids) this.emit({ kind: 'command', id });
+  }
+
+  private async reloadPositions(ids: string[]): Promise<void> {
+    const r = await this.q<DongleRow>('SELECT id, created_at, last_seen, event_seq, outbox_id, up_run, up_batch FROM dongles WHERE id = ANY($1)', [ids]);
+    for (const row of r.rows) if (this.dongleRows.has(row.id)) this.dongleRows.set(row.id, row);
+  }
+
+  private async reloadCounters(ids: string[]): Promise<void> {
+    const r = await this.q<GroupRow>('SELECT id, side_a, side_b, bus_map, created_at, updated_at, dropped, relayed_total FROM groups WHERE id = ANY($1)', [ids]);
+    for (const row of r.rows) if (this.groupRows.has(row.id)) this.groupRows.set(row.id, row);
+  }
+
+  private putCommandRow(r: CommandFull): void {
+    this.commandRows.set(r.id, r);
+    let set = this.commandsOf.get(r.dongle);
+    if (!set) this.commandsOf.set(r.dongle, (set = new Set()));
+    set.add(r.id);
+  }
+
+  private dropCommandRow(id: string): void {
+    const r = this.commandRows.get(id);
+    if (r) {
+      this.commandRows.delete(id);
+      const set = this.commandsOf.get(r.dongle);
+      set?.delete(id);
+      if (set?.size === 0) this.commandsOf.delete(r.dongle);
+    }
+    this.histories.delete(id);
+  }
+
+  private emitToken(t: TokenFull, removed: boolean): void {
+    this.emit({ kind: 'token', hash: t.hash, tokenKind: t.kind, dongle: t.dongle, removed });
+  }
+
+  private emit(c: StateChange): void {
+    for (const fn of this.listeners) {
+      try {
+        fn(c);
+      } catch (err) {
+        this.log.error({ err: (err as Error).message, change: c }, 'a state change handler failed');
+      }
+    }
+  }
+
+  // ---- written behind: positions, counters, command statuses ----
+
+  private scheduleFlush(ms: number): void {
+    if (this.flushTimer !== undefined || this.closed) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      void this.flush();
+    }, ms);
+    this.flushTimer.unref();
+  }
+
+  /** One transaction for everything pending; on failure it stays pending (merged) and is retried. */
+  private async flush(): Promise<boolean> {
+    if (this.flushing) return false;
+    const p = this.pending;
+    if (p.positions.size + p.counters.size + p.statuses.length === 0) return true;
+    if (this.unreachable !== undefined) return false; // reconnect() flushes once it is back
+    this.flushing = true;
+    this.inflight = p;
+    this.pending = emptyPending();
+    try {
+      await this.tx((c) => this.writeBatch(c, p));
+      await this.enqueue(async () => this.applyBatch(p));
+      this.inflight = emptyPending();
+      return true;
+    } catch (err) {
+      this.failed(err);
+      // Back in front of what came meanwhile (newer values win).
+      const later = this.pending;
+      this.pending = p;
+      this.inflight = emptyPending();
+      for (const [id, pos] of later.positions) this.pending.positions.set(id, { ...this.pending.positions.get(id), ...pos });
+      for (const [id, c] of later.counters) this.pending.counters.set(id, c);
+      this.pending.statuses.push(...later.statuses);
+      this.trimStatuses();
+      if (this.unreachable === undefined) this.scheduleFlush(RECONNECT_MS);
+      return false;
+    } finally {
+      this.flushing = false;
+      if (this.pendingWrites > 0 && this.unreachable === undefined) this.scheduleFlush(0);
+    }
+  }
+
+  private async writeBatch(c: pg.PoolClient, p: Pending): Promise<void> {
+    if (p.positions.size > 0) {
+      const ids = [...p.positions.keys()];
+      const v = [...p.positions.values()];
+      // A new outbox resets event_seq to 0 (setMirrorOrigin puts both in the position).
+      await c.query(
+        `UPDATE dongles d SET
+           last_seen = COALESCE(v.last_seen, d.last_seen),
+           outbox_id = COALESCE(v.outbox_id, d.outbox_id),
+           event_seq = COALESCE(v.event_seq, d.event_seq),
+           up_run = COALESCE(v.up_run, d.up_run),
+           up_batch = CASE WHEN v.up_run IS NULL THEN d.up_batch ELSE v.up_batch END
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[]) AS v(id, last_seen, outbox_id, event_seq, up_run, up_batch)
+         WHERE d.id = v.id`,
+        [ids, v.map((x) => x.last_seen ?? null), v.map((x) => x.outbox_id ?? null), v.map((x) => x.event_seq ?? null), v.map((x) => x.up_run ?? null), v.map((x) => x.up_batch ?? null)],
+      );
+      for (const chunk of chunks(ids)) await this.notify(c, 'pos', chunk);
+    }
+    if (p.counters.size > 0) {
+      const ids = [...p.counters.keys()];
+      const v = [...p.counters.values()];
+      await c.query(
+        'UPDATE groups g SET dropped = v.dropped, relayed_total = v.relayed_total FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(id, dropped, relayed_total) WHERE g.id = v.id',
+        [ids, v.map((x) => x.dropped), v.map((x) => x.relayed_total)],
+      );
+      for (const chunk of chunks(ids)) await this.notify(c, 'counters', chunk);
+    }
+    if (p.statuses.length > 0) {
+      const last = new Map<string, CommandState>();
+      for (const st of p.statuses) last.set(st.id, st.status);
+      await c.query('UPDATE commands c SET status = v.status FROM unnest($1::text[], $2::text[]) AS v(id, status) WHERE c.id = v.id', [[...last.keys()], [...last.values()]]);
+      // Only for commands still there (a prune may have removed one meanwhile); in the order they happened.
+      await c.query(
+        `INSERT INTO command_history (command_id, status, ts, error)
+         SELECT v.id, v.status, v.ts, v.error FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS v(id, status, ts, error, i)
+         WHERE EXISTS (SELECT 1 FROM commands c WHERE c.id = v.id) ORDER BY v.i`,
+        [p.statuses.map((s) => s.id), p.statuses.map((s) => s.status), p.statuses.map((s) => s.ts), p.statuses.map((s) => s.error)],
+      );
+      for (const chunk of chunks([...last.keys()])) await this.notify(c, 'command', chunk);
+    }
+  }
+
+  /** What a batch wrote, into the view (in the queue, so a re-read from before it cannot undo it). */
+  private applyBatch(p: Pending): void {
+    for (const [id, pos] of p.positions) {
+      const row = this.dongleRows.get(id);
+      if (row) this.dongleRows.set(id, { ...row, ...pos });
+    }
+    for (const [id, c] of p.counters) {
+      const row = this.groupRows.get(id);
+      if (row) this.groupRows.set(id, { ...row, ...c });
+    }
+    for (const st of p.statuses) {
+      const row = this.commandRows.get(st.id);
+      if (!row) continue;
+      this.commandRows.set(st.id, { ...row, status: st.status });
+      const list = this.histories.get(st.id) ?? [];
+      list.push({ status: st.status, ts: st.ts, error: st.error });
+      this.histories.set(st.id, list);
+    }
+  }
+
+  private trimStatuses(): void {
+    const over = this.pending.statuses.length - MAX_PENDING_STATUSES;
+    if (over > 0) {
+      this.pending.statuses.splice(0, over);
+      this.statusesDropped += over;
+    }
+  }
+
+  private position(id: string): Position | undefined {
+    const a = this.inflight.positions.get(id);
+    const b = this.pending.positions.get(id);
+    return a || b ? { ...a, ...b } : undefined;
+  }
+
+  private setPosition(id: string, p: Position): void {
+    this.pending.positions.set(id, { ...this.pending.positions.get(id), ...p });
+    this.scheduleFlush(0);
+  }
+
+  private withPending(row: DongleRow | undefined): DongleRow | undefined {
+    const p = row && this.position(row.id);
+    return p ? { ...row, ...p } : row;
+  }
+
+  private withCounters(row: GroupRow | undefined): GroupRow | undefined {
+    if (!row) return row;
+    const c = this.pending.counters.get(row.id) ?? this.inflight.counters.get(row.id);
+    return c ? { ...row, ...c } : row;
+  }
+
+  private statusesOf(id: string): PendingStatus[] {
+    return [...this.inflight.statuses, ...this.pending.statuses].filter((s) => s.id === id);
+  }
+
+  private withStatus(row: CommandFull | undefined): CommandRow | undefined {
+    if (!row) return undefined;
+    const { n: _n, ...c } = row;
+    if (this.inflight.statuses.length + this.pending.statuses.length === 0) return c;
+    const st = this.statusesOf(row.id).at(-1);
+    return st ? { ...c, status: st.status } : c;
+  }
+
+  /** Before the stop: one last try for what waits in memory (said loudly if lost). */
+  async flushBeforeClose(): Promise<void> {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    for (let i = 0; i < 3 && this.pendingWrites > 0 && this.unreachable === undefined; i++) {
+      while (this.flushing) await new Promise((r) => setTimeout(r, 10));
+      await this.flush();
+    }
+    if (this.pendingWrites > 0)
+      this.log.error({ db: this.where, lost: this.pendingWrites, cause: this.unreachable }, `${this.pendingWrites} positions, counters or command statuses could not be written to PostgreSQL before the stop and are lost`);
+  }
+
+  /** Closes the connections (after flushBeforeClose). */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.flushTimer);
+    const l = this.listener;
+    this.listener = undefined;
+    await l?.end().catch(() => undefined);
+    await this.pool.end().catch(() => undefined);
+  }
+
+  get pendingWrites(): number {
+    const n = (p: Pending): number => p.positions.size + p.counters.size + p.statuses.length;
+    return n(this.pending) + n(this.inflight);
+  }
+
+  // ---- dongles ----
+
+  dongle(id: string): DongleRow | undefined {
+    return this.withPending(this.dongleRows.get(id));
+  }
+
+  dongles(): DongleRow[] {
+    return [...this.dongleRows.keys()].sort().map((id) => this.dongle(id)!);
+  }
+
+  createDongle(id: string, tokenHash: string, now: string): Promise<boolean> {
+    return this.must(
+      `register dongle ${id}`,
+      async (c) => {
+        if ((await c.query('INSERT INTO dongles (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [id, now])).rowCount === 0) return false;
+        await c.query("INSERT INTO tokens (hash, kind, dongle, created_at) VALUES ($1, 'agent', $2, $3)", [tokenHash, id, now]);
+        await this.notify(c, 'dongle', id);
+        return true;
+      },
+      () => this.reloadDongle(id),
+    );
+  }
+
+  async rotateAgentToken(id: string, tokenHash: string, now: string): Promise<void> {
+    await this.must(
+      `rotate the token of dongle ${id}`,
+      async (c) => {
+        await c.query("DELETE FROM tokens WHERE kind = 'agent' AND dongle = $1", [id]);
+        await c.query("INSERT INTO tokens (hash, kind, dongle, created_at) VALUES ($1, 'agent', $2, $3)", [tokenHash, id, now]);
+        await this.notify(c, 'dongle', id);
+      },
+      () => this.reloadDongle(id),
+    );
+  }
+
+  async deleteDongle(id: string): Promise<{ deleted: boolean; group: string | undefined }> {
+    const r = await this.must(
+      `delete dongle ${id}`,
+      async (c) => {
+        const group = (await c.query<{ group_id: string }>('SELECT group_id FROM group_members WHERE dongle = $1 FOR UPDATE', [id])).rows[0]?.group_id;
+        if (group !== undefined) {
+          await c.query('DELETE FROM group_members WHERE group_id = $1', [group]);
+          await c.query('DELETE FROM groups WHERE id = $1', [group]);
+          await this.notify(c, 'group', group);
+        }
+        const deleted = ((await c.query('DELETE FROM dongles WHERE id = $1', [id])).rowCount ?? 0) > 0;
+        await this.notify(c, 'dongle', id);
+        return { deleted, group };
+      },
+      async (x) => {
+        if (x.group !== undefined) await this.reloadGroup(x.group);
+        await this.reloadDongle(id);
+      },
+    );
+    this.pending.positions.delete(id);
+    if (r.group !== undefined) this.pending.counters.delete(r.group);
+    return r;
+  }
+
+  setLastSeen(id: string, ts: string): void {
+    this.setPosition(id, { last_seen: ts });
+  }
+
+  setEventSeq(id: string, seq: number): void {
+    this.setPosition(id, { event_seq: seq });
+  }
+
+  setMirrorOrigin(id: string, outboxId: string): void {
+    this.setPosition(id, { outbox_id: outboxId, event_seq: 0 });
+  }
+
+  setUpPositions(rows: readonly { dongle: string; stream: string; batch: number }[]): void {
+    for (const r of rows) this.pending.positions.set(r.dongle, { ...this.pending.positions.get(r.dongle), up_run: r.stream, up_batch: r.batch });
+    this.scheduleFlush(0);
+  }
+
+  // ---- tokens ----
+
+  async addViewerToken(tokenHash: string, now: string, expiresAt: string | null = null): Promise<void> {
+    await this.must(
+      'add a viewer token',
+      async (c) => {
+        await c.query("INSERT INTO tokens (hash, kind, dongle, created_at, expires_at) VALUES ($1, 'viewer', NULL, $2, $3)", [tokenHash, now, expiresAt]);
+        await this.notify(c, 'token', tokenHash);
+      },
+      () => this.reloadToken(tokenHash),
+    );
+  }
+
+  viewerTokens(): ViewerTokenRow[] {
+    return [...this.tokenRows.values()]
+      .filter((t) => t.kind === 'viewer')
+      .sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.n - b.n))
+      .map((t) => ({ hash: t.hash, created_at: t.created_at, expires_at: t.expires_at }));
+  }
+
+  async deleteViewerToken(idPrefix: string): Promise<boolean> {
+    const hashes = await this.must(
+      'revoke a viewer token',
+      async (c) => {
+        const r = await c.query<{ hash: string }>("DELETE FROM tokens WHERE kind = 'viewer' AND substr(hash, 1, $1) = $2 RETURNING hash", [idPrefix.length, idPrefix]);
+        for (const row of r.rows) await this.notify(c, 'token', row.hash);
+        return r.rows.map((row) => row.hash);
+      },
+      async (hs) => {
+        for (const h of hs) await this.reloadToken(h);
+      },
+    );
+    return hashes.length > 0;
+  }
+
+  token(hash: string): TokenRow | undefined {
+    const t = this.tokenRows.get(hash);
+    return t ? { kind: t.kind as TokenKind, dongle: t.dongle, expires_at: t.expires_at } : undefined;
+  }
+
+  // ---- groups ----
+
+  group(id: string): GroupRow | undefined {
+    return this.withCounters(this.groupRows.get(id));
+  }
+
+  groups(): GroupRow[] {
+    return [...this.groupRows.keys()].sort().map((id) => this.group(id)!);
+  }
+
+  membership(dongle: string): { group: string; side: 'a' | 'b' } | undefined {
+    const m = this.members.get(dongle);
+    return m ? { ...m } : undefined;
+  }
+
+  putGroup(id: string, a: string, b: string, busMap: Record<string, string>, now: string): Promise<{ created: boolean }> {
+    return this.must(
+      `store group ${id}`,
+      async (c) => {
+        const exists = (await c.query('SELECT 1 FROM groups WHERE id = $1 FOR UPDATE', [id])).rowCount !== 0;
+        const map = JSON.stringify(busMap);
+        if (exists) await c.query('UPDATE groups SET side_a = $1, side_b = $2, bus_map = $3, updated_at = $4 WHERE id = $5', [a, b, map, now, id]);
+        else await c.query('INSERT INTO groups (id, side_a, side_b, bus_map, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)', [id, a, b, map, now]);
+        await c.query('DELETE FROM group_members WHERE group_id = $1', [id]);
+        await c.query("INSERT INTO group_members (dongle, group_id, side) VALUES ($1, $3, 'a'), ($2, $3, 'b')", [a, b, id]);
+        await this.notify(c, 'group', id);
+        return { created: !exists };
+      },
+      () => this.reloadGroup(id),
+    );
+  }
+
+  async deleteGroup(id: string): Promise<boolean> {
+    const deleted = await this.must(
+      `delete group ${id}`,
+      async (c) => {
+        await c.query('DELETE FROM group_members WHERE group_id = $1', [id]);
+        const n = (await c.query('DELETE FROM groups WHERE id = $1', [id])).rowCount ?? 0;
+        await this.notify(c, 'group', id);
+        return n > 0;
+      },
+      () => this.reloadGroup(id),
+    );
+    this.pending.counters.delete(id);
+    return deleted;
+  }
+
+  saveGroupCounters(id: string, dropped: number, relayedTotal: number): void {
+    this.saveAllGroupCounters([{ id, dropped, relayedTotal }]);
+  }
+
+  saveAllGroupCounters(rows: readonly { id: string; dropped: number; relayedTotal: number }[]): void {
+    for (const r of rows) this.pending.counters.set(r.id, { dropped: r.dropped, relayed_total: r.relayedTotal });
+    this.scheduleFlush(0);
+  }
+
+  // ---- commands ----
+
+  async insertCommand(c: CommandRow): Promise<void> {
+    await this.must(
+      `queue command ${c.id}`,
+      async (cl) => {
+        await cl.query('INSERT INTO commands (id, dongle, type, body, status, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)', [
+          c.id,
+          c.dongle,
+          c.type,
+          c.body,
+          c.status,
+          c.created_at,
+          c.expires_at,
+        ]);
+        await cl.query('INSERT INTO command_history (command_id, status, ts, error) VALUES ($1, $2, $3, NULL)', [c.id, c.status, c.created_at]);
+        await this.notify(cl, 'command', c.id);
+      },
+      () => this.reloadCommands([c.id]),
+    );
+  }
+
+  command(id: string): CommandRow | undefined {
+    return this.withStatus(this.commandRows.get(id));
+  }
+
+  private commandsFor(dongle: string): CommandFull[] {
+    const ids = this.commandsOf.get(dongle);
+    if (!ids) return [];
+    return [...ids].map((id) => this.commandRows.get(id)!).sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.n - b.n));
+  }
+
+  recentCommandIds(dongle: string, limit: number): string[] {
+    return this.commandsFor(dongle)
+      .reverse()
+      .slice(0, limit)
+      .map((c) => c.id);
+  }
+
+  commandHistory(id: string): HistoryRow[] {
+    const waiting = this.statusesOf(id).map((st) => ({ status: st.status, ts: st.ts, error: st.error }));
+    return (this.histories.get(id) ?? []).concat(waiting);
+  }
+
+  setCommandStatus(id: string, status: CommandState, ts: string, error?: string): void {
+    if (!COMMAND_STATES.includes(status)) throw new Error(`unknown command status ${status}`);
+    this.pending.statuses.push({ id, status, ts, error: error ?? null });
+    this.trimStatuses();
+    this.scheduleFlush(0);
+  }
+
+  queuedCommands(dongle: string, limit: number): CommandRow[] {
+    const out: CommandRow[] = [];
+    for (const c of this.commandsFor(dongle)) {
+      const row = this.withStatus(c)!;
+      if (row.status === 'queued') out.push(row);
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  unfinishedCount(dongle: string): number {
+    let n = 0;
+    for (const c of this.commandsFor(dongle)) if (!isTerminal(this.withStatus(c)!.status)) n++;
+    return n;
+  }
+
+  /** Deletes finished commands past `before` in PostgreSQL, in the background; returns what the view dropped. */
+  pruneFinishedCommands(before: string, limit: number): number {
+    if (this.unreachable !== undefined || this.pendingWrites > 0) return 0;
+    void this.q<{ id: string }>(
+      "DELETE FROM commands WHERE id IN (SELECT id FROM commands WHERE expires_at < $1 AND status IN ('succeeded', 'failed', 'timed_out') LIMIT $2) RETURNING id",
+      [before, limit],
+    )
+      .then((r) => this.enqueue(async () => {
+        for (const row of r.rows) this.dropCommandRow(row.id);
+      }))
+      .catch((err) => this.failed(err));
+    return 0;
+  }
+
+  unfinishedCommands(dongle?: string): CommandRow[] {
+    const rows = dongle === undefined ? [...this.commandRows.values()].sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.n - b.n)) : this.commandsFor(dongle);
+    return rows.map((c) => this.withStatus(c)!).filter((c) => !isTerminal(c.status));
+  }
+}
+
+function splitPayload(p: string): [string | undefined, string | undefined, string | undefined] {
+  const a = p.indexOf('|');
+  const b = p.indexOf('|', a + 1);
+  if (a < 0 || b < 0) return [undefined, undefined, undefined];
+  return [p.slice(0, a), p.slice(a + 1, b), p.slice(b + 1)];
+}
+
+/** Ids joined by commas, in pieces that fit a NOTIFY payload. */
+function chunks(ids: string[]): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (const id of ids) {
+    if (cur.length + id.length + 1 > NOTIFY_CHUNK && cur !== '') {
+      out.push(cur);
+      cur = '';
+    }
+    cur = cur === '' ? id : `${cur},${id}`;
+  }
+  if (cur !== '') out.push(cur);
+  return out;
+}
+
+/** The connection string without its password. */
+export function redact(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
+}

@@ -1,0 +1,23 @@
+/**
+ * What the bridge needs of its durable state, whichever engine holds it: BridgeStore (SQLite, embedded,
+ * the default) or PgStore (PostgreSQL, cluster mode). Reads are synchronous in both (PgStore answers
+ * them from its in-memory view). Admin changes may be asynchronous — PgStore resolves only once
+ * PostgreSQL has committed them — so their callers await them; BridgeStore's plain values await as well.
+ */
+import type { BridgeStore } from './store.js';
+
+type Awaitable<T> = T | Promise<T>;
+type AdminWrites =
+  | 'createDongle'
+  | 'rotateAgentToken'
+  | 'deleteDongle'
+  | 'addViewerToken'
+  | 'deleteViewerToken'
+  | 'putGroup'
+  | 'deleteGroup'
+  | 'insertCommand'
+  | 'flushBeforeClose';
+
+export type StateStore = Omit<BridgeStore, AdminWrites> & {
+  [K in AdminWrites]: (...a: Parameters<BridgeStore[K]>) => Awaitable<ReturnType<BridgeStore[K]>>;
+};

@@ -1,0 +1,176 @@
+/**
+ * Cluster mode's durable state on a real PostgreSQL server (test/helpers/postgres.ts) with real bridge
+ * processes over loopback: two nodes on one database (schema created by whichever starts first), tokens
+ * made, rotated and revoked on one node taking effect on the other, a command accepted on one node
+ * durable (its node SIGKILLed right after the 202) and visible on the other, and a SIGKILL + restart of
+ * PostgreSQL under running bridges: reported, admin changes refused with 503, the relay unaffected, and
+ * recovered without restarting the bridges. Cross-node delivery (NATS) is tested by cluster-nats' tests.
+ */
+import assert from 'node:assert/strict';
+import { after, afterEach, before, test } from 'node:test';
+import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
+import { FakeAgent, frameNumber, numberedFrame, upgradeStatus } from '../helpers/fake-agent.js';
+import { PostgresServer } from '../helpers/postgres.js';
+import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
+import { until } from '../helpers/until.js';
+
+/** Generous against a loaded CI machine; the design target (1 s) is what the measured delays are compared with, in the log. */
+const PROPAGATION_BOUND_MS = 5000;
+
+let pgServer: PostgresServer;
+const bridges: StartedBridge[] = [];
+const agents: FakeAgent[] = [];
+
+before(async () => {
+  pgServer = await PostgresServer.start();
+});
+after(async () => {
+  await pgServer?.stop();
+});
+afterEach(async () => {
+  await Promise.all(agents.splice(0).map((a) => a.close()));
+  await Promise.all(bridges.splice(0).map((b) => b.proc.stop()));
+});
+
+/** Two bridge nodes started at once on one fresh database (both race to create the schema). */
+async function twoNodes(): Promise<[StartedBridge, StartedBridge, string]> {
+  const url = await pgServer.createDatabase();
+  const [a, b] = await Promise.all([startBridgeProcess([], { db: url }), startBridgeProcess([], { db: url })]);
+  bridges.push(a, b);
+  return [a, b, url];
+}
+
+/** Polls until `pred` holds; returns how long it took (ms). */
+async function timeUntil(pred: () => Promise<boolean>, what: string): Promise<number> {
+  const t0 = performance.now();
+  await until(pred, PROPAGATION_BOUND_MS, what);
+  return Math.round(performance.now() - t0);
+}
+
+const auth = (t: string): Record<string, string> => ({ Authorization: `Bearer ${t}` });
+
+/** The HTTP status a console stream answers with this token (a 200 stream is closed at once). */
+async function streamStatus(url: string, token: string): Promise<number> {
+  const c = await SseClient.connect(url, auth(token));
+  c.close();
+  return c.status;
+}
+
+test('two nodes, one database: a dongle registered on node 1 connects on node 2; a rotation on node 1 refuses the old token on node 2', async (t) => {
+  const [n1, n2, url] = await twoNodes();
+  const tables = await pgServer.sql(url, "SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public'");
+  assert.equal(tables[0]!.n, 6, 'the schema was created once, whole');
+  assert.ok(!n1.proc.logs.concat(n2.proc.logs).some((l) => l.level >= 50), 'no error at start');
+
+  const token = await n1.admin.register('gw-a');
+  const ms = await timeUntil(async () => (await upgradeStatus(n2.base, auth(token))) === undefined, 'node 2 accepts the token made on node 1');
+  t.diagnostic(`agent token usable on node 2 ${ms} ms after node 1 answered`);
+  const a = await FakeAgent.connect(n2.base, { dongle: 'gw-a', token });
+  agents.push(a);
+  assert.ok(a.welcome, 'welcomed on node 2');
+  assert.equal((await n2.admin.get('/api/v1/dongles/gw-a')).status, 200, 'node 2 lists the dongle');
+
+  // Rotation on node 1: node 2 cuts the link made with the old token and refuses it; the new one works.
+  const rotated = await n1.admin.post('/api/v1/dongles/gw-a/token');
+  assert.equal(rotated.status, 200);
+  const fresh = String(rotated.body.token);
+  await a.closed();
+  assert.equal(a.closeCode, 4401, `cut with "unauthorized": ${a.closeReason}`);
+  assert.equal(await upgradeStatus(n2.base, auth(token)), 401, 'the old token is refused on node 2');
+  await until(async () => (await upgradeStatus(n2.base, auth(fresh))) === undefined, PROPAGATION_BOUND_MS, 'the new token works on node 2');
+
+  // Removal on node 2: node 1 refuses the dongle's token too.
+  assert.equal((await n2.admin.del('/api/v1/dongles/gw-a')).status, 200);
+  await until(async () => (await upgradeStatus(n1.base, auth(fresh))) === 401, PROPAGATION_BOUND_MS, 'node 1 refuses the removed dongle');
+  assert.equal((await n1.admin.get('/api/v1/dongles/gw-a')).status, 404);
+});
+
+test('a viewer token revoked on node 1 is refused on node 2, and its open stream there is closed', async (t) => {
+  const [n1, n2] = await twoNodes();
+  await n1.admin.register('gw-v');
+  const v = await n1.admin.post('/api/v1/viewer-tokens');
+  assert.equal(v.status, 201);
+  const viewer = String(v.body.token);
+  const stream = `${n2.base}/api/v1/streams/dongles/gw-v/console`;
+  await until(async () => (await getJson(`${n2.base}/api/v1/dongles/gw-v`, auth(n2.admin.token!))).status === 200, PROPAGATION_BOUND_MS, 'node 2 knows gw-v');
+  const sse = await SseClient.connect(stream, auth(viewer));
+  assert.equal(sse.status, 200, 'the viewer token made on node 1 reads a console on node 2');
+  const listed = await n2.admin.get('/api/v1/viewer-tokens');
+  const id = String(v.body.id);
+  assert.ok((listed.body.viewer_tokens as { id: string }[]).some((x) => x.id === id), 'node 2 lists it');
+
+  const r = await n1.admin.del(`/api/v1/viewer-tokens/${id}`);
+  assert.equal(r.status, 200);
+  const ms = await timeUntil(async () => (await streamStatus(stream, viewer)) === 401, 'node 2 refuses the revoked viewer token');
+  t.diagnostic(`revocation effective on node 2 ${ms} ms after node 1 answered (design target: 1000 ms)`);
+  await sse.waitClosed(PROPAGATION_BOUND_MS);
+  assert.ok(sse.closed, 'the stream node 2 had opened with it is closed');
+});
+
+test('a command accepted (202) on node 2 is durable through a SIGKILL of node 2 and visible on node 1', async () => {
+  const [n1, n2, url] = await twoNodes();
+  await n1.admin.register('gw-c');
+  await until(async () => (await n2.admin.get('/api/v1/dongles/gw-c')).status === 200, PROPAGATION_BOUND_MS, 'node 2 knows gw-c');
+  const posted = await n2.admin.post('/api/v1/dongles/gw-c/commands', { type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '01 02' });
+  assert.equal(posted.status, 202);
+  const cid = String(posted.body.command_id);
+  await n2.proc.stop('SIGKILL');
+  const rows = await pgServer.sql(url, 'SELECT status FROM commands WHERE id = $1', [cid]);
+  assert.deepEqual(rows, [{ status: 'queued' }], 'in PostgreSQL once the 202 was sent');
+  await until(async () => (await n1.admin.get(`/api/v1/commands/${cid}`)).status === 200, PROPAGATION_BOUND_MS, 'node 1 shows the command');
+  const shown = await n1.admin.get(`/api/v1/commands/${cid}`);
+  assert.equal(shown.body.status, 'queued');
+  const recent = await n1.admin.get('/api/v1/dongles/gw-c/commands');
+  assert.deepEqual((recent.body.commands as { command_id: string }[]).map((c) => c.command_id), [cid]);
+});
+
+test('PostgreSQL SIGKILLed and restarted under two running nodes: reported, admin writes 503, relay unaffected, recovered without a bridge restart', async (t) => {
+  const [n1, n2] = await twoNodes();
+  const ta = await n1.admin.register('gw-ra');
+  const tb = await n1.admin.register('gw-rb');
+  await n1.admin.group('gr', 'gw-ra', 'gw-rb');
+  const a = await FakeAgent.connect(n1.base, { dongle: 'gw-ra', token: ta, buses: ['can0'] });
+  const b = await FakeAgent.connect(n1.base, { dongle: 'gw-rb', token: tb, buses: ['can0'] });
+  agents.push(a, b);
+  const v = await n1.admin.post('/api/v1/viewer-tokens');
+  const viewer = String(v.body.token);
+  await until(async () => (await streamStatus(`${n2.base}/api/v1/streams/dongles/gw-ra/console`, viewer)) === 200, PROPAGATION_BOUND_MS, 'node 2 knows the viewer token');
+
+  await pgServer.kill();
+  for (const n of [n1, n2]) {
+    await until(async () => (await getJson(`${n.base}/healthz`)).body.db === 'unreachable', PROPAGATION_BOUND_MS, 'healthz says db unreachable');
+  }
+  const health = await getJson(`${n1.base}/healthz`);
+  assert.match(String(health.body.db_reason), /PostgreSQL .* unreachable/);
+  assert.equal(n1.proc.logs.filter((l) => l.level >= 50 && /PostgreSQL .* unreachable/.test(l.msg)).length, 1, 'one clear error line');
+  const metrics = (await getJson(`${n1.base}/metrics`)).text;
+  assert.ok((metricValue(metrics, 'canrelay_cluster_db_errors_total') ?? 0) >= 1, 'counted');
+  assert.equal(metricValue(metrics, 'canrelay_cluster_db_up'), 0);
+
+  // Admin changes are refused, with the reason; reads and authentication go on from the view.
+  const refused = await n1.admin.put('/api/v1/dongles/gw-new');
+  assert.equal(refused.status, 503);
+  assert.match(String(refused.body.error), /PostgreSQL .* unreachable.*nothing was changed/);
+  assert.equal((await n2.admin.post('/api/v1/viewer-tokens')).status, 503);
+  assert.equal((await n2.admin.get('/api/v1/dongles/gw-ra')).status, 200, 'reads are answered from the view');
+  assert.equal((await streamStatus(`${n2.base}/api/v1/streams/dongles/gw-ra/console`, viewer)), 200, 'known tokens still work');
+
+  // The relay does not need the database: frames flow a → b while it is down.
+  a.sendFrames([0, 1, 2, 3, 4].map((n) => numberedFrame('can0', 0x100, n)));
+  await b.waitFor(() => b.applied.length >= 5, 10_000, 'frames relayed during the outage');
+  assert.deepEqual(b.applied.map((f) => frameNumber(f.frame)), [0, 1, 2, 3, 4]);
+
+  await pgServer.restart();
+  const ms = await timeUntil(async () => (await getJson(`${n1.base}/healthz`)).body.db === 'ok' && (await getJson(`${n2.base}/healthz`)).body.db === 'ok', 'both nodes reconnect');
+  t.diagnostic(`both nodes reported db ok ${ms} ms after PostgreSQL accepted connections again`);
+  assert.ok(n1.proc.logs.some((l) => /reachable again/.test(l.msg)), 'the recovery is logged');
+  assert.equal(n1.proc.exitCode, null);
+  assert.equal(n2.proc.exitCode, null);
+
+  // Writes work again and reach the other node.
+  const token = await n1.admin.register('gw-after');
+  await until(async () => (await upgradeStatus(n2.base, auth(token))) === undefined, PROPAGATION_BOUND_MS, 'node 2 accepts a token made after the recovery');
+  const id = String(v.body.id);
+  assert.equal((await n2.admin.del(`/api/v1/viewer-tokens/${id}`)).status, 200);
+  await until(async () => (await streamStatus(`${n1.base}/api/v1/streams/dongles/gw-ra/console`, viewer)) === 401, PROPAGATION_BOUND_MS, 'node 1 refuses the token revoked on node 2');
+});
