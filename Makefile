@@ -35,6 +35,7 @@ SKIP_SUMMARY = s=$$?; if [ -s $(SKIP_LOG) ]; then printf '\n%s\n' '******** SKIP
 TESTS_IN = $$(find $(addprefix dist/test/,$(1)) -name '*.test.js' | sort)
 UNIT_TESTS = $(call TESTS_IN,unit e2e)
 test-unit: build
+	bash .ci/ensure-debs.sh postgresql  # test/e2e/cluster-pg starts a real server
 	$(NODE_TEST) --test-timeout=300000 --test-concurrency=2 $(UNIT_TESTS); $(SKIP_SUMMARY)
 
 test-web: build
