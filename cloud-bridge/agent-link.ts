@@ -58,7 +58,7 @@ export interface Welcome {
 
 /** What the rest of the bridge does with a link's messages (implemented by AgentServer). */
 export interface LinkHandler {
-  hello(link: AgentLink, hello: HelloMessage): Welcome | Refusal;
+  hello(link: AgentLink, hello: HelloMessage): Welcome | Refusal | Promise<Welcome | Refusal>;
   /** Called once the welcome has been written. */
   welcomed(link: AgentLink): void;
   /** A mirrored event; returns the seq to acknowledge. */
@@ -99,7 +99,8 @@ const KNOWN_TYPES = new Set(['hello', 'event', 'data_ack', 'dbc', 'clock_probe',
 /** Clock probes answered before hello: enough for a good first estimate, not a free echo service. */
 const MAX_PROBES_BEFORE_HELLO = 32;
 
-type LinkState = 'awaiting_hello' | 'ready' | 'closing' | 'closed';
+/** hello_pending: the hello is being decided (cluster mode asks the cluster who holds the dongle). */
+type LinkState = 'awaiting_hello' | 'hello_pending' | 'ready' | 'closing' | 'closed';
 
 let nextLinkId = 1;
 
@@ -251,6 +252,20 @@ export class AgentLink implements RelayLink, CommandLink {
   private onHello(h: HelloMessage): void {
     clearTimeout(this.helloTimer);
     const r = this.handler.hello(this, h);
+    if (!(r instanceof Promise)) return this.afterHello(h, r);
+    this.state = 'hello_pending';
+    r.then(
+      (v) => {
+        if (this.state === 'hello_pending') this.afterHello(h, v);
+      },
+      (err: unknown) => {
+        this.log.error({ err }, 'internal error while deciding an agent hello');
+        if (this.state === 'hello_pending') this.refuse('internal', CLOSE.PROTOCOL, 'internal error on the bridge; reconnect');
+      },
+    );
+  }
+
+  private afterHello(h: HelloMessage, r: Welcome | Refusal): void {
     if ('reason' in r) return this.refuse(r.reason, r.code, r.message);
     this.helloMsg = h;
     this.up = new BatchDedupe(r.position);

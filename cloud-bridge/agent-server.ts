@@ -25,7 +25,8 @@ import type { Auth } from './auth.js';
 import type { CommandCenter } from './commands.js';
 import type { BridgeConsoles } from './consoles.js';
 import type { GroupRelay } from './group-relay.js';
-import { LinkArbiter } from './link-arbiter.js';
+import type { Cluster } from './cluster/cluster.js';
+import { LinkArbiter, type Verdict } from './link-arbiter.js';
 import { MirrorSeqs } from './mirror-seqs.js';
 import { BridgeStats } from './metrics.js';
 import type { SeqTracker } from './seq-tracker.js';
@@ -41,6 +42,8 @@ export interface AgentServerDeps {
   stats: BridgeStats;
   log: Logger;
   timings?: LinkTimings;
+  /** Cluster mode: the dongle's lease is taken cluster-wide before a hello is welcomed (cluster/). Set once started. */
+  cluster?: Cluster;
 }
 
 export interface LinkInfo {
@@ -155,7 +158,7 @@ export class AgentServer implements LinkHandler {
 
   // ---- LinkHandler ----
 
-  hello(link: AgentLink, h: HelloMessage): Welcome | Refusal {
+  hello(link: AgentLink, h: HelloMessage): Welcome | Refusal | Promise<Welcome | Refusal> {
     if (h.protocol !== PROTOCOL_VERSION)
       return { reason: 'protocol_version', code: CLOSE.PROTOCOL, message: `uplink protocol ${h.protocol} is not supported; this bridge speaks ${PROTOCOL_VERSION} (upgrade the agent or the bridge)` };
     if (h.dongle !== link.dongle)
@@ -164,7 +167,17 @@ export class AgentServer implements LinkHandler {
     if (!row) return { reason: 'unauthorized', code: CLOSE.UNAUTHORIZED, message: `dongle "${link.dongle}" is no longer registered on this bridge` };
 
     const old = this.current.get(link.dongle);
-    const verdict = this.arbiter.decide(link.dongle, old, this.remotes.get(link));
+    const remote = this.remotes.get(link);
+    const cluster = this.d.cluster;
+    if (cluster === undefined) return this.admit(link, h, row.up_run, row.up_batch, old, this.arbiter.decide(link.dongle, old, remote));
+    // Cluster mode: the same rules, applied to the connection wherever it is (cluster/ownership.ts).
+    return cluster
+      .claim(link.dongle, old, (cur) => this.arbiter.decide(link.dongle, cur, remote))
+      .then((v) => (this.current.get(link.dongle) !== old ? 'refuse' : v))
+      .then((v) => this.admit(link, h, row.up_run, row.up_batch, old, v));
+  }
+
+  private admit(link: AgentLink, h: HelloMessage, upRun: string | null, upBatch: number | null, old: AgentLink | undefined, verdict: Verdict): Welcome | Refusal {
     if (verdict === 'refuse')
       return {
         reason: 'duplicate_agent',
@@ -178,7 +191,7 @@ export class AgentServer implements LinkHandler {
     }
 
     let pos = this.positions.get(link.dongle);
-    if (pos === undefined && row.up_run !== null) pos = { stream: row.up_run, batch: row.up_batch ?? -1 };
+    if (pos === undefined && upRun !== null) pos = { stream: upRun, batch: upBatch ?? -1 };
     // A new agent run numbers its batches afresh.
     if (pos === undefined || pos.stream !== h.run) pos = { stream: h.run, batch: -1 };
     this.positions.set(link.dongle, pos);
@@ -196,7 +209,16 @@ export class AgentServer implements LinkHandler {
       data: presenceData('online', { reason: `uplink connected (agent ${h.version}, buses: ${h.buses.join(', ') || 'none yet'})`, version: h.version }),
     });
     this.d.relay.attach(d, link);
+    this.d.cluster?.held(d, link);
     this.d.commands.connected(d);
+  }
+
+  /** Cluster mode: another node holds this dongle now; its link here is closed. */
+  cut(dongle: string): void {
+    const l = this.current.get(dongle);
+    if (l === undefined) return;
+    l.close(CLOSE.REPLACED, 'another bridge node holds this dongle now');
+    l.terminate();
   }
 
   dbc(link: AgentLink, msg: DbcChunkMessage): void {
@@ -247,7 +269,10 @@ export class AgentServer implements LinkHandler {
   }
 
   downAck(link: AgentLink, batch: number): boolean {
-    return this.d.relay.downAck(link.dongle, batch);
+    const local = this.d.relay.downAck(link.dongle, batch);
+    // Batches from another node are acknowledged to it too (cluster/remote-sides.ts).
+    const remote = this.d.cluster?.downAck(link.dongle, batch) ?? false;
+    return local || remote;
   }
 
   savePosition(link: AgentLink, pos: BatchPosition): void {
@@ -276,6 +301,7 @@ export class AgentServer implements LinkHandler {
     }
     this.current.delete(d);
     this.d.relay.detach(d, link);
+    this.d.cluster?.released(d, link);
     if (this.stopped || !this.d.store.dongle(d)) return; // shutdown, or the dongle was deleted
     this.d.store.setLastSeen(d, isoNow());
     this.d.log.info({ dongle: d, code, reason }, 'agent disconnected');

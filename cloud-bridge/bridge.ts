@@ -14,11 +14,13 @@ import { registerStateMetrics } from '../core/state/state-metrics.js';
 import { UPLINK_PATH } from '../core/uplink/messages.js';
 import { AdminApi } from './admin-api.js';
 import type { LinkTimings } from './agent-link.js';
-import { AgentServer } from './agent-server.js';
+import { AgentServer, type AgentServerDeps } from './agent-server.js';
 import { isPostgresUrl, openBridgeState } from './bridge-state.js';
 import { redact } from './pg-store.js';
 import { endRevokedSessions } from './remote-revocations.js';
+import { TAKEOVER_HEARTBEATS } from './link-arbiter.js';
 import { Auth } from './auth.js';
+import { Cluster } from './cluster/cluster.js';
 import { CommandCenter } from './commands.js';
 import { DongleDbcs } from './dongle-dbc.js';
 import { FleetClientLimit } from './fleet-clients.js';
@@ -63,7 +65,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   });
   const consoles = new BridgeConsoles(streams, (d) => relay.groupOf(d)?.group, new DongleDbcs(log), fleet);
   const relay = new GroupRelay(
-    { backlogMaxFrames: cfg.backlogMaxFrames, backlogMaxAgeMs: cfg.backlogMaxAgeMs, groupStateIntervalMs: cfg.groupStateIntervalSeconds * 1000 },
+    { backlogMaxFrames: cfg.backlogMaxFrames, backlogMaxAgeMs: cfg.backlogMaxAgeMs, groupStateIntervalMs: cfg.groupStateIntervalSeconds * 1000, epoch: cfg.cluster && 'cluster' },
     store,
     consoles,
     log,
@@ -76,11 +78,28 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     retentionS: cfg.commandRetentionSeconds,
   });
   const timings = extras.timings ?? { helloTimeoutMs: 5000, pingMs: cfg.uplinkHeartbeatMs, deadAfterMs: cfg.uplinkHeartbeatMs * 2.5 };
-  const agents = new AgentServer({ store, auth, consoles, relay, commands, seq, stats, log, timings });
+  const agentDeps: AgentServerDeps = { store, auth, consoles, relay, commands, seq, stats, log, timings };
+  const agents = new AgentServer(agentDeps);
   commands.load();
+  let cluster: Cluster | undefined;
+  if (cfg.cluster) {
+    const c = cfg.cluster;
+    const takeoverAfterMs = timings.pingMs * TAKEOVER_HEARTBEATS;
+    try {
+      cluster = agentDeps.cluster = await Cluster.start({ servers: c.servers, node: c.nodeId, takeoverAfterMs, pingMs: timings.pingMs }, relay, agents, log);
+    } catch (err) {
+      relay.stop();
+      commands.stop();
+      fleet.stop();
+      streams.close();
+      await durable.close();
+      throw err;
+    }
+  }
 
   const fleetClients = new FleetClientLimit(cfg.fleetMaxClients);
   const metrics = bridgeMetrics({ stats, relay, seq, commands, streams, fleetClients, agentsConnected: () => agents.connectedCount });
+  cluster?.registerMetrics(metrics);
   registerStateMetrics(metrics, state, () => {
     let n = 0;
     for (const st of streams.all()) n += st.withheld;
@@ -103,9 +122,10 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     stats,
     metrics,
     health: () => ({
-      status: 'ok',
+      status: cluster?.natsReachable === false ? 'degraded' : 'ok',
       ...state.status(),
       ...durable.health(),
+      ...(cluster ? { cluster: cluster.health() } : {}),
       agents_connected: agents.connectedCount,
       dongles: store.dongles().length,
       groups: store.groups().length,
@@ -126,6 +146,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     commands.stop();
     fleet.stop();
     streams.close();
+    await cluster?.stop();
     await durable.close();
     throw err;
   }
@@ -136,6 +157,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   const stop = (reason = 'bridge stopping'): Promise<void> =>
     (stopping ??= (async () => {
       await agents.stop();
+      await cluster?.stop();
       relay.stop();
       commands.stop();
       fleet.stop();

@@ -36,6 +36,8 @@ export interface RelaySettings {
   backlogMaxFrames: number;
   backlogMaxAgeMs: number;
   groupStateIntervalMs: number;
+  /** Cluster mode: one epoch for every node (DOWN numbers follow the clock there, see nextBatch). */
+  epoch?: string;
 }
 
 interface SideRuntime {
@@ -76,7 +78,7 @@ export class GroupRelay {
    * Random per bridge process, sent in every welcome: an agent forgets the last DOWN batch it applied
    * when it changes (a restarted bridge numbers afresh).
    */
-  readonly epoch = randomUUID();
+  readonly epoch: string;
   /**
    * DOWN batch numbers come from one counter for every target. It also starts from the clock (×100, which
    * fits u48 until 2059), so numbers keep increasing across bridge restarts even for an agent that does
@@ -96,6 +98,7 @@ export class GroupRelay {
     private readonly consoles: BridgeConsoles,
     private readonly log: Logger,
   ) {
+    this.epoch = settings.epoch ?? randomUUID();
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
     this.stateTimer = setInterval(() => this.periodic(), settings.groupStateIntervalMs);
@@ -185,6 +188,23 @@ export class GroupRelay {
     q.ack(batch);
     q.flush(this.links.get(dongle), Date.now());
     return true;
+  }
+
+  /**
+   * A DOWN ack relayed from the node the dongle is connected to (cluster mode): acknowledges this node's
+   * batches to it. Cumulative, like the agent's: an agent ignores a batch numbered at or below one it applied.
+   */
+  remoteAck(dongle: string, batch: number): void {
+    const m = this.members.get(dongle);
+    if (!m) return;
+    const q = m.group.sides[m.side].queue;
+    q.ack(batch);
+    q.flush(this.links.get(dongle), Date.now());
+  }
+
+  /** Every dongle that is a side of a group. */
+  memberDongles(): IterableIterator<string> {
+    return this.members.keys();
   }
 
   // ---- groups (admin API) ----
@@ -290,7 +310,9 @@ export class GroupRelay {
       dongle,
       { maxFrames: this.settings.backlogMaxFrames, maxAgeMs: this.settings.backlogMaxAgeMs },
       {
-        nextBatch: () => ++this.downBatch,
+        // Never below the clock ×100: numbers from different cluster nodes keep increasing for an agent
+        // whose DOWN sender moves to another node (clocks kept by NTP; see docs/cluster.md).
+        nextBatch: () => (this.downBatch = Math.max(this.downBatch + 1, Date.now() * 100)),
         dropped: (reason, n) => {
           const g = this.groups.get(gid);
           if (g) g.dropped[side][reason] += n;

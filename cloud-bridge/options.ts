@@ -4,6 +4,7 @@ import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../co
 import { CORS_ORIGIN_OPTION } from '../core/http/cors.js';
 import { consoleConfigFrom, consoleOptions, LOG_LEVEL_OPTION, listenOption, readSecretFile, type ConsoleConfig } from '../core/cli/daemon-options.js';
 import { defaultStateDir } from '../core/state/paths.js';
+import { CLUSTER_OPTIONS, clusterConfigFrom, type ClusterConfig } from './cluster/cluster-options.js';
 
 /** Shortest admin token accepted: the admin API can register dongles and send frames onto real buses. */
 const MIN_ADMIN_TOKEN = 16;
@@ -23,6 +24,7 @@ export const BRIDGE_OPTIONS: readonly OptionSpec[] = [
   { name: 'uplink-heartbeat-seconds', arg: '<s>', description: 'ping agents this often; a link silent for 2.5 intervals is cut', parse: parse.number(0.1, 300), default: 10 },
   { name: 'fleet-max-clients', arg: '<n>', description: 'concurrent fleet stream clients (each gets a snapshot of the whole fleet); beyond it GET /api/v1/streams/fleet answers 503', parse: parse.int(1, 100_000), default: 50 },
   CORS_ORIGIN_OPTION,
+  ...CLUSTER_OPTIONS,
   LOG_LEVEL_OPTION,
 ];
 
@@ -41,6 +43,8 @@ export interface BridgeConfig extends ConsoleConfig {
   logLevel: string;
   /** --cors-origin, parsed: origins joined by commas; undefined: no CORS. */
   corsOrigins?: string;
+  /** --cluster/--node-id; undefined: the single process of old. */
+  cluster?: ClusterConfig;
 }
 
 /** Cross-flag rules and the typed config. Throws OptionError. */
@@ -67,5 +71,6 @@ export function bridgeConfigFrom(o: ResolvedOptions): BridgeConfig {
     fleetMaxClients: num('fleet-max-clients'),
     logLevel: str('log-level'),
     corsOrigins: o['cors-origin'] as string | undefined,
+    cluster: clusterConfigFrom(o),
   };
 }

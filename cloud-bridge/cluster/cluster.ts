@@ -1,0 +1,121 @@
+/**
+ * Cluster mode (`--cluster nats://… --node-id <name>`), wired: the NATS connection, dongle ownership
+ * leases and the cross-node group relay, behind the few calls AgentServer and bridge.ts make. Without
+ * --cluster none of this exists and the bridge is the single process it always was.
+ */
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { scrapedCounter as counter, scrapedGauge as gauge } from '../../core/metrics/scraped.js';
+import type { AgentLink } from '../agent-link.js';
+import type { GroupRelay } from '../group-relay.js';
+import type { ArbitratedLink, Verdict } from '../link-arbiter.js';
+import { NatsLink } from './nats-connection.js';
+import { Ownership } from './ownership.js';
+import { RemoteSides } from './remote-sides.js';
+
+export interface ClusterSettings {
+  servers: string[];
+  node: string;
+  /** The arbiter's takeover time (missed heartbeats). */
+  takeoverAfterMs: number;
+  /** Agent ping interval: leases are rewritten twice per interval. */
+  pingMs: number;
+}
+
+/** What the cluster needs from the agent server. */
+export interface LocalAgents {
+  linkOf(dongle: string): AgentLink | undefined;
+  /** Another node holds the dongle now: close its link here. */
+  cut(dongle: string): void;
+}
+
+const SYNC_MS = 250;
+
+export class Cluster {
+  private ownership!: Ownership;
+  private sides!: RemoteSides;
+  private syncTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    readonly node: string,
+    private readonly nats: NatsLink,
+  ) {}
+
+  static async start(s: ClusterSettings, relay: GroupRelay, agents: LocalAgents, log: Logger): Promise<Cluster> {
+    const clog = log.child({ node: s.node });
+    const nats = await NatsLink.open(s.servers, s.node, clog);
+    const c = new Cluster(s.node, nats);
+    c.ownership = new Ownership(
+      nats,
+      s.node,
+      s.takeoverAfterMs,
+      Math.max(250, Math.round(s.pingMs / 2)),
+      { lost: (d) => agents.cut(d), changed: (d) => c.sides.sync(d) },
+      clog,
+    );
+    try {
+      await c.ownership.open();
+    } catch (err) {
+      c.ownership.stop();
+      await nats.close();
+      throw new Error(`NATS at ${s.servers.join(', ')} has no usable JetStream for the ownership leases (${(err as Error).message}); run nats-server with -js`);
+    }
+    c.sides = new RemoteSides(nats, c.ownership, relay, (d) => agents.linkOf(d), clog);
+    // Groups change through the admin API of any node: every group side is checked regularly too.
+    c.syncTimer = setInterval(() => {
+      for (const d of relay.memberDongles()) c.sides.sync(d);
+    }, SYNC_MS);
+    c.syncTimer.unref();
+    clog.info({ servers: s.servers }, 'cluster mode: connected to NATS');
+    return c;
+  }
+
+  get natsReachable(): boolean {
+    return this.nats.connected;
+  }
+
+  claim(dongle: string, local: ArbitratedLink | undefined, decide: (current: ArbitratedLink | undefined) => Verdict): Promise<Verdict> {
+    return this.ownership.claim(dongle, local, decide);
+  }
+
+  held(dongle: string, link: AgentLink): void {
+    this.ownership.hold(dongle, link);
+    this.sides.sync(dongle);
+  }
+
+  released(dongle: string, link: AgentLink): void {
+    this.ownership.release(dongle, link);
+  }
+
+  /** A local agent's DOWN ack; true when another node sent it batches (so the ack is not "never sent"). */
+  downAck(dongle: string, batch: number): boolean {
+    return this.sides.localAck(dongle, batch);
+  }
+
+  health(): Record<string, unknown> {
+    return { node: this.node, nats: this.nats.connected ? 'reachable' : 'unreachable' };
+  }
+
+  registerMetrics(r: Registry): void {
+    // Every series of this node's /metrics carries its id.
+    r.setDefaultLabels({ node: this.node });
+    const st = this.nats.stats;
+    gauge(r, 'canrelay_bridge_cluster_nats_connected', '1 while this node reaches NATS', [], (g) => g.set(this.nats.connected ? 1 : 0));
+    counter(r, 'canrelay_bridge_cluster_nats_disconnects_total', 'Times this node lost its NATS connection', [], (c) => c.inc(st.disconnects));
+    counter(r, 'canrelay_bridge_cluster_failed_ops_total', 'Cluster operations (lease, publish) that failed, e.g. while NATS was away', [], (c) => c.inc(st.failedOps));
+    counter(r, 'canrelay_bridge_cluster_bad_messages_total', 'Cluster messages that failed validation and were ignored', [], (c) => c.inc(st.badMessages));
+    counter(r, 'canrelay_bridge_cluster_unchecked_claims_total', 'Agent connections admitted while NATS was unreachable (lease written later)', [], (c) => c.inc(this.ownership.uncheckedClaims));
+    counter(r, 'canrelay_bridge_cluster_leases_lost_total', 'Dongle leases this node found held by another node (its link here cut)', [], (c) => c.inc(this.ownership.lostLeases));
+    counter(r, 'canrelay_bridge_cluster_down_batches_total', 'DOWN batches carried over NATS, by direction', ['direction'], (c) => {
+      c.inc({ direction: 'out' }, this.sides.stats.batchesOut);
+      c.inc({ direction: 'in' }, this.sides.stats.batchesIn);
+      c.inc({ direction: 'undeliverable' }, this.sides.stats.batchesUndeliverable);
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.syncTimer) clearInterval(this.syncTimer);
+    this.ownership.stop();
+    await this.nats.close();
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * The bridge node's connection to NATS (cluster mode): connects to the --cluster servers, reconnects
+ * forever on its own, and keeps what /healthz and /metrics say about it (reachable or not, disconnects,
+ * messages that failed validation). Subjects are named here, in one place.
+ */
+import { connect, Events, type NatsConnection } from 'nats';
+import type { Logger } from 'pino';
+
+/** Every subject the cluster uses; dongle ids go in hex (an id may contain "."; NATS splits subjects on it). */
+export const SUBJECTS = {
+  /** Lease announcements and releases (ownership.ts), to every node. */
+  lease: 'canrelay.lease',
+  /** Encoded DOWN batches for a dongle connected to `node` (remote-sides.ts). */
+  down: (node: string, dongle: string): string => `canrelay.down.${hexToken(node)}.${hexToken(dongle)}`,
+  downFor: (node: string): string => `canrelay.down.${hexToken(node)}.*`,
+  /** A dongle's cumulative DOWN ack, to every node that may hold batches for it. */
+  ack: 'canrelay.ack',
+} as const;
+
+export const hexToken = (s: string): string => Buffer.from(s, 'utf8').toString('hex');
+export const fromHexToken = (t: string): string => Buffer.from(t, 'hex').toString('utf8');
+
+export interface NatsStats {
+  connected: boolean;
+  disconnects: number;
+  reconnects: number;
+  /** Cluster messages that failed validation and were ignored. */
+  badMessages: number;
+  /** Cluster operations (lease reads and writes, publishes) that failed, e.g. while NATS was away. */
+  failedOps: number;
+}
+
+export class NatsLink {
+  readonly stats: NatsStats = { connected: false, disconnects: 0, reconnects: 0, badMessages: 0, failedOps: 0 };
+
+  private constructor(
+    readonly nc: NatsConnection,
+    private readonly log: Logger,
+  ) {
+    this.stats.connected = true;
+    void this.watch();
+  }
+
+  /** Connects (the first connection must succeed: a wrong --cluster URL is said at start, not hidden). */
+  static async open(servers: string[], node: string, log: Logger): Promise<NatsLink> {
+    let nc: NatsConnection;
+    try {
+      nc = await connect({
+        servers,
+        name: `canrelay-bridge:${node}`,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        reconnectJitter: 250,
+        pingInterval: 2000,
+        maxPingOut: 2,
+      });
+    } catch (err) {
+      throw new Error(`cannot reach NATS at ${servers.join(', ')}: ${(err as Error).message}; start nats-server (with -js) or fix --cluster`);
+    }
+    return new NatsLink(nc, log);
+  }
+
+  get connected(): boolean {
+    return this.stats.connected && !this.nc.isClosed();
+  }
+
+  failed(what: string, err: unknown): void {
+    this.stats.failedOps++;
+    this.log.debug({ err: (err as Error).message }, `cluster: ${what} failed`);
+  }
+
+  private async watch(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type === Events.Disconnect) {
+        if (this.stats.connected) this.log.warn({ server: s.data }, 'NATS unreachable: cross-node relay, consoles and leases wait; local links go on; reconnecting');
+        this.stats.connected = false;
+        this.stats.disconnects++;
+      } else if (s.type === Events.Reconnect) {
+        this.stats.connected = true;
+        this.stats.reconnects++;
+        this.log.info({ server: s.data }, 'NATS reachable again');
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.stats.connected = false;
+    try {
+      await this.nc.drain();
+    } catch {
+      await this.nc.close().catch(() => {});
+    }
+  }
+}

@@ -1,0 +1,248 @@
+/**
+ * Dongle ownership across the cluster: exactly one live agent connection per dongle, with the rules of
+ * one node (link-arbiter.ts decides; this file only supplies what "the current connection" is when it
+ * lives on another node).
+ *
+ * - The lease is a key in the NATS KV bucket OWNER_BUCKET (JetStream), value {node, silent_ms}. Taking it
+ *   is create() (only if absent) or update() with the revision read (compare-and-set): two nodes racing
+ *   for one dongle cannot both win. The bucket's max age removes the lease of a node that died.
+ * - The owner rewrites its leases every refreshMs (again compare-and-set) and announces each on the core
+ *   subject SUBJECTS.lease; every node keeps the time it last heard of each lease (its own clock, so node
+ *   clocks need not agree). A lease unheard of for the takeover time (missed heartbeats) may be taken over.
+ * - A refresh that finds the lease taken by another node, or an announcement naming another node for a
+ *   dongle connected here, means this node lost it: the local link is cut (onLost).
+ * - While NATS is unreachable a claim is decided locally (counted: unchecked_claims) and written when NATS
+ *   returns; if another node took the dongle meanwhile, the refresh finds out and one link is cut.
+ */
+import type { KV } from 'nats';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { ArbitratedLink, Verdict } from '../link-arbiter.js';
+import { SUBJECTS, type NatsLink } from './nats-connection.js';
+
+export const OWNER_BUCKET = 'canrelay_owners';
+
+const leaseValue = z.object({ node: z.string().min(1).max(200), silent_ms: z.number().int().min(0) }).strict();
+const leaseMessage = z
+  .object({ dongle: z.string().min(1).max(64), node: z.string().min(1).max(200), silent_ms: z.number().int().min(0), released: z.boolean().optional() })
+  .strict();
+type LeaseMessage = z.infer<typeof leaseMessage>;
+
+export interface OwnedLink {
+  readonly lastHeardAt: number;
+}
+
+export interface LeaseView {
+  node: string;
+  /** When this node last heard of the lease, minus how long the owner's link had been silent then. */
+  lastHeardAt: number;
+}
+
+export interface OwnershipEvents {
+  /** Another node holds the dongle now: cut the local link. */
+  lost(dongle: string): void;
+  /** The owner of a dongle changed (or its lease went stale / was released). */
+  changed(dongle: string): void;
+}
+
+export class Ownership {
+  private kv: KV | undefined;
+  /** Leases this node holds: the link and the KV revision last written (undefined: not written yet). */
+  private readonly owned = new Map<string, { link: OwnedLink; revision: number | undefined }>();
+  /** What this node has heard of every lease (its own included). */
+  private readonly heard = new Map<string, LeaseView>();
+  private readonly timer: NodeJS.Timeout;
+  private refreshing = false;
+  uncheckedClaims = 0;
+  lostLeases = 0;
+
+  constructor(
+    private readonly nats: NatsLink,
+    readonly node: string,
+    /** Silence after which a lease may be taken over (the arbiter's takeover time). */
+    private readonly takeoverAfterMs: number,
+    refreshMs: number,
+    private readonly events: OwnershipEvents,
+    private readonly log: Logger,
+  ) {
+    nats.nc.subscribe(SUBJECTS.lease, { callback: (_err, msg) => this.onAnnouncement(msg.data) });
+    this.timer = setInterval(() => void this.refresh(), refreshMs);
+    this.timer.unref();
+  }
+
+  /** Opens (or creates) the lease bucket; its max age outlives a takeover so that a live lease never expires. */
+  async open(): Promise<void> {
+    this.kv = await this.nats.nc.jetstream().views.kv(OWNER_BUCKET, { history: 1, ttl: Math.max(10_000, this.takeoverAfterMs * 4) });
+  }
+
+  /** The node that holds the dongle now, as far as this node has heard (undefined: nobody, or stale). */
+  ownerOf(dongle: string, now = Date.now()): string | undefined {
+    if (this.owned.has(dongle)) return this.node;
+    const h = this.heard.get(dongle);
+    return h !== undefined && now - h.lastHeardAt < this.takeoverAfterMs ? h.node : undefined;
+  }
+
+  /**
+   * A new connection of `dongle` said hello here. `decide` is the arbiter applied to the current
+   * connection (the local one, else the lease of another node); accept/takeover then takes the lease.
+   */
+  async claim(dongle: string, local: ArbitratedLink | undefined, decide: (current: ArbitratedLink | undefined) => Verdict): Promise<Verdict> {
+    const kv = this.kv;
+    if (kv === undefined || !this.nats.connected) {
+      this.uncheckedClaims++;
+      this.log.warn({ dongle }, 'NATS unreachable: the dongle is admitted on this node without the cluster lease; it is written when NATS returns');
+      return decide(local);
+    }
+    try {
+      const e = await kv.get(dongle);
+      const held = e !== null && e.operation === 'PUT' ? leaseValue.safeParse(e.json()) : undefined;
+      if (held === undefined || !held.success) {
+        const v = decide(local);
+        if (v !== 'refuse') await kv.create(dongle, this.value(0));
+        return v;
+      }
+      let current = local;
+      if (current === undefined) {
+        const h = this.heard.get(dongle);
+        // Never heard of it here (this node just started): the lease's own write time stands in.
+        current = { lastHeardAt: h?.node === held.data.node ? h.lastHeardAt : e!.created.getTime() - held.data.silent_ms };
+      }
+      const v = decide(current);
+      if (v !== 'refuse') await kv.update(dongle, this.value(0), e!.revision);
+      return v;
+    } catch (err) {
+      // Lost a compare-and-set race (another node took it between our read and write), or NATS failed.
+      this.nats.failed('lease claim', err);
+      if (!this.nats.connected) {
+        this.uncheckedClaims++;
+        return decide(local);
+      }
+      return 'refuse';
+    }
+  }
+
+  /** The dongle's link was welcomed here: hold and refresh its lease. */
+  hold(dongle: string, link: OwnedLink): void {
+    this.owned.set(dongle, { link, revision: undefined });
+    void this.write(dongle);
+  }
+
+  /** The dongle's link here ended: the lease is given back (only if still ours). */
+  release(dongle: string, link: OwnedLink): void {
+    const o = this.owned.get(dongle);
+    if (o?.link !== link) return;
+    this.owned.delete(dongle);
+    this.announce({ dongle, node: this.node, silent_ms: 0, released: true });
+    if (this.kv !== undefined && o.revision !== undefined) this.kv.delete(dongle, { previousSeq: o.revision }).catch((err) => this.nats.failed('lease release', err));
+    this.events.changed(dongle);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private value(silentMs: number): string {
+    return JSON.stringify({ node: this.node, silent_ms: silentMs });
+  }
+
+  private async refresh(): Promise<void> {
+    if (this.refreshing || !this.nats.connected) {
+      this.expireHeard();
+      return;
+    }
+    this.refreshing = true;
+    try {
+      await Promise.all([...this.owned.keys()].map((d) => this.write(d)));
+    } finally {
+      this.refreshing = false;
+      this.expireHeard();
+    }
+  }
+
+  /** Rewrites one lease (compare-and-set on our last revision) and announces it. */
+  private async write(dongle: string): Promise<void> {
+    const o = this.owned.get(dongle);
+    const kv = this.kv;
+    if (o === undefined || kv === undefined || !this.nats.connected) return;
+    const silent = Math.max(0, Math.round(Date.now() - o.link.lastHeardAt));
+    try {
+      let revision: number;
+      if (o.revision !== undefined) {
+        try {
+          revision = await kv.update(dongle, this.value(silent), o.revision);
+        } catch {
+          revision = await this.retake(dongle, kv, silent);
+        }
+      } else revision = await this.retake(dongle, kv, silent);
+      if (this.owned.get(dongle) === o) o.revision = revision;
+      this.announce({ dongle, node: this.node, silent_ms: silent });
+    } catch (err) {
+      if (err instanceof LeaseLost) return this.lose(dongle, err.holder);
+      this.nats.failed('lease refresh', err);
+    }
+  }
+
+  /** Our revision is unknown or stale: the lease is ours again only if nobody else holds it. */
+  private async retake(dongle: string, kv: KV, silent: number): Promise<number> {
+    const e = await kv.get(dongle);
+    if (e === null || e.operation !== 'PUT') return kv.create(dongle, this.value(silent));
+    const held = leaseValue.safeParse(e.json());
+    if (held.success && held.data.node !== this.node) throw new LeaseLost(held.data.node);
+    return kv.update(dongle, this.value(silent), e.revision);
+  }
+
+  private lose(dongle: string, holder: string): void {
+    if (!this.owned.delete(dongle)) return;
+    this.lostLeases++;
+    this.log.warn({ dongle, holder }, 'another node holds this dongle now: the link here is cut');
+    this.events.lost(dongle);
+    this.events.changed(dongle);
+  }
+
+  private announce(m: LeaseMessage): void {
+    if (!this.nats.connected) return;
+    try {
+      this.nats.nc.publish(SUBJECTS.lease, JSON.stringify(m));
+    } catch (err) {
+      this.nats.failed('lease announcement', err);
+    }
+  }
+
+  private onAnnouncement(data: Uint8Array): void {
+    let m: LeaseMessage;
+    try {
+      const p = leaseMessage.safeParse(JSON.parse(Buffer.from(data).toString('utf8')));
+      if (!p.success) throw new Error(p.error.message);
+      m = p.data;
+    } catch {
+      this.nats.stats.badMessages++;
+      return;
+    }
+    if (m.node === this.node) return;
+    const before = this.ownerOf(m.dongle);
+    if (m.released) {
+      if (this.heard.get(m.dongle)?.node === m.node) this.heard.delete(m.dongle);
+    } else {
+      this.heard.set(m.dongle, { node: m.node, lastHeardAt: Date.now() - m.silent_ms });
+      if (this.owned.has(m.dongle)) this.lose(m.dongle, m.node);
+    }
+    if (this.ownerOf(m.dongle) !== before) this.events.changed(m.dongle);
+  }
+
+  /** Leases unheard of for the takeover time are stale: their dongles have no live owner. */
+  private expireHeard(): void {
+    const now = Date.now();
+    for (const [d, h] of this.heard) {
+      if (now - h.lastHeardAt >= this.takeoverAfterMs) {
+        this.heard.delete(d);
+        this.events.changed(d);
+      }
+    }
+  }
+}
+
+class LeaseLost extends Error {
+  constructor(readonly holder: string) {
+    super(`lease held by ${holder}`);
+  }
+}

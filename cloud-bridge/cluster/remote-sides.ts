@@ -1,0 +1,145 @@
+/**
+ * Group relay across nodes. The frames a side sends arrive on the node its agent is connected to; that
+ * node's GroupRelay queues them for the peer side as always (same DownQueue: order, bound, age rule,
+ * batch numbers, window). When the peer's agent is connected to ANOTHER node, the queue's link is a
+ * RemoteSide: each encoded DOWN batch is published to the owner node (SUBJECTS.down), which writes it to
+ * the agent's socket unchanged. The agent's cumulative DOWN ack goes back to every node (SUBJECTS.ack), so
+ * the sending node's window empties and backpressure (window, peerBehind) holds across nodes exactly as
+ * on one node: memory stays bounded by the same limits.
+ *
+ * A RemoteSide is ready while the owner's lease is fresh and NATS is reachable; otherwise the queue
+ * holds (and ages, and counts) frames as for an offline side, and resends unacknowledged batches once the
+ * side is back, wherever it reconnected.
+ */
+import type { Msg } from 'nats';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { AgentLink } from '../agent-link.js';
+import type { GroupRelay, RelayLink } from '../group-relay.js';
+import { fromHexToken, SUBJECTS, type NatsLink } from './nats-connection.js';
+import type { Ownership } from './ownership.js';
+
+const ackMessage = z.object({ dongle: z.string().min(1).max(64), batch: z.number().int().min(0), node: z.string() }).strict();
+
+export interface RemoteSidesStats {
+  /** DOWN batches published to another node / received from one and written to a local agent. */
+  batchesOut: number;
+  batchesIn: number;
+  /** Batches received for a dongle no longer connected here (the sender resends them wherever it went). */
+  batchesUndeliverable: number;
+}
+
+class RemoteSide implements RelayLink {
+  attached = true;
+  constructor(
+    readonly dongle: string,
+    readonly node: string,
+    private readonly owner: RemoteSides,
+  ) {}
+  get ready(): boolean {
+    return this.attached && this.owner.reachable(this);
+  }
+  canSend(): boolean {
+    return this.ready;
+  }
+  sendBinary(buf: Buffer): void {
+    this.owner.publish(this, buf);
+  }
+  notifyGroup(): void {
+    // The owner node tells its agent itself (it loaded the same group).
+  }
+}
+
+export class RemoteSides {
+  readonly stats: RemoteSidesStats = { batchesOut: 0, batchesIn: 0, batchesUndeliverable: 0 };
+  private readonly sides = new Map<string, RemoteSide>();
+  /** Dongles connected here that received DOWN batches from another node (their acks are valid). */
+  private readonly fedRemotely = new Set<string>();
+
+  constructor(
+    private readonly nats: NatsLink,
+    private readonly ownership: Ownership,
+    private readonly relay: GroupRelay,
+    private readonly localLink: (dongle: string) => AgentLink | undefined,
+    private readonly log: Logger,
+  ) {
+    nats.nc.subscribe(SUBJECTS.downFor(ownership.node), { callback: (_e, m) => this.onDown(m) });
+    nats.nc.subscribe(SUBJECTS.ack, { callback: (_e, m) => this.onAck(m) });
+  }
+
+  reachable(s: RemoteSide): boolean {
+    return this.nats.connected && this.ownership.ownerOf(s.dongle) === s.node;
+  }
+
+  publish(s: RemoteSide, buf: Buffer): void {
+    try {
+      this.nats.nc.publish(SUBJECTS.down(s.node, s.dongle), buf);
+      this.stats.batchesOut++;
+    } catch (err) {
+      // Unacknowledged, so resent later: nothing is lost here.
+      this.nats.failed('DOWN batch publish', err);
+    }
+  }
+
+  /** The owner of `dongle` may have changed: (re)attach a RemoteSide to the relay, or detach it. */
+  sync(dongle: string): void {
+    if (this.relay.groupOf(dongle) === undefined) return this.drop(dongle);
+    const owner = this.ownership.ownerOf(dongle);
+    const cur = this.sides.get(dongle);
+    if (owner === undefined || owner === this.ownership.node) return this.drop(dongle);
+    if (cur?.node === owner) return;
+    this.drop(dongle);
+    const s = new RemoteSide(dongle, owner, this);
+    this.sides.set(dongle, s);
+    this.log.info({ dongle, node: owner }, 'group side connected to another node: relayed over NATS');
+    this.relay.attach(dongle, s);
+  }
+
+  /** A local agent's DOWN ack: to every node that may hold batches for it. True when batches came from another node. */
+  localAck(dongle: string, batch: number): boolean {
+    if (this.nats.connected) {
+      try {
+        this.nats.nc.publish(SUBJECTS.ack, JSON.stringify({ dongle, batch, node: this.ownership.node }));
+      } catch (err) {
+        this.nats.failed('ack publish', err);
+      }
+    }
+    return this.fedRemotely.has(dongle);
+  }
+
+  private drop(dongle: string): void {
+    const s = this.sides.get(dongle);
+    if (s === undefined) return;
+    this.sides.delete(dongle);
+    s.attached = false;
+    this.relay.detach(dongle, s);
+  }
+
+  private onDown(m: Msg): void {
+    const token = m.subject.slice(m.subject.lastIndexOf('.') + 1);
+    const dongle = /^[0-9a-f]+$/.test(token) ? fromHexToken(token) : '';
+    const link = this.localLink(dongle);
+    if (link === undefined || !link.ready) {
+      this.stats.batchesUndeliverable++;
+      return;
+    }
+    // The batch is written as the sending node encoded it; the agent validates it like any DOWN batch.
+    this.stats.batchesIn++;
+    this.fedRemotely.add(dongle);
+    link.sendBinary(Buffer.from(m.data));
+  }
+
+  private onAck(m: Msg): void {
+    let a: z.infer<typeof ackMessage>;
+    try {
+      const p = ackMessage.safeParse(JSON.parse(Buffer.from(m.data).toString('utf8')));
+      if (!p.success) throw new Error(p.error.message);
+      a = p.data;
+    } catch {
+      this.nats.stats.badMessages++;
+      return;
+    }
+    if (a.node === this.ownership.node) return;
+    this.relay.remoteAck(a.dongle, a.batch);
+  }
+}
