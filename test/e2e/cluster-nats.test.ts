@@ -1,26 +1,31 @@
 /**
- * Cluster mode over a real nats-server (JetStream) with real bridge and agent processes on loopback.
- * The nodes share one SQLite file (WAL) as the durable store until the PostgreSQL store lands; what is
- * tested here is NATS: ownership leases, the cross-node group relay, node loss.
+ * Cluster mode over a real nats-server (JetStream) and a real PostgreSQL, with real bridge and agent
+ * processes on loopback: the cross-node group relay, one owner per dongle, losing a node (SIGKILL, agents
+ * reach another node through a TCP balancer), and losing NATS (SIGKILL and restart).
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { ensureNatsServer, NatsServer } from '../helpers/nats.js';
+import { PostgresServer } from '../helpers/postgres.js';
+import { TcpBalancer } from '../helpers/tcp-balancer.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
 import { until } from '../helpers/until.js';
 
 let nats: NatsServer;
+let pgServer: PostgresServer;
 const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
 before(async () => {
   ensureNatsServer();
   nats = await NatsServer.start();
+  pgServer = await PostgresServer.start();
 });
 after(async () => {
   for (const p of procs) await p.proc.stop('SIGKILL');
   await nats?.stop();
+  await pgServer?.stop();
 });
 const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
 
@@ -35,7 +40,7 @@ async function node(id: string, db: string, extra: string[] = []): Promise<Start
 }
 
 test('group relay across nodes: A on node 1, B on node 2, 20,000 frames both ways, counts equal, order kept, zero gaps', async () => {
-  const db = join(tempDir('canrelay-cluster-'), 'bridge.sqlite');
+  const db = await pgServer.createDatabase();
   // B replays before A connects: its frames wait in the backlog, so the bound is raised above the count.
   const generous = ['--backlog-max-age-ms', '60000', '--backlog-max-frames', '50000'];
   const n1 = await node('n1', db, generous);
@@ -66,4 +71,118 @@ test('group relay across nodes: A on node 1, B on node 2, 20,000 frames both way
   assert.ok((metricValue(m2, 'canrelay_bridge_cluster_down_batches_total', { direction: 'in', node: 'n2' }) ?? 0) > 0, 'node 2 delivered them');
   const h = (await getJson(n2.base + '/healthz')).body as { cluster: { node: string; nats: string } };
   assert.deepEqual(h.cluster, { node: 'n2', nats: 'reachable' });
+});
+
+const takeovers = async (b: StartedBridge): Promise<number> => {
+  const m = await metrics(b.base);
+  return metricValue(m, 'canrelay_bridge_rejected_messages_total', { reason: 'duplicate_agent', node: metricNode(m) }) ?? 0;
+};
+const metricNode = (m: string): string => /node="([^"]+)"/.exec(m)?.[1] ?? '';
+const connectedLines = (a: StartedAgent): number => a.proc.logs.filter((l) => l.msg === 'uplink connected').length;
+
+test('the same dongle token on two nodes at once: one wins, the other is refused, no flapping', async () => {
+  const db = await pgServer.createDatabase();
+  const n1 = await node('o1', db);
+  const n2 = await node('o2', db);
+  const token = await n1.admin.register('cx-dup');
+  await until(async () => (await n2.admin.get('/api/v1/dongles/cx-dup')).status === 200, 10_000, 'the dongle known on node 2');
+  // Both start together, one through each node.
+  const [x, y] = await Promise.all([
+    startAgentProcess(['--sim', '--sim-rate', '10', '--bridge', n1.base, '--token', token], { id: 'cx-dup' }),
+    startAgentProcess(['--sim', '--sim-rate', '10', '--bridge', n2.base, '--token', token], { id: 'cx-dup' }),
+  ]);
+  track(x);
+  track(y);
+  await until(async () => (await takeovers(n1)) + (await takeovers(n2)) >= 3, 60_000, 'the second agent refused three times');
+  const wins = [connectedLines(x), connectedLines(y)];
+  assert.equal(wins.filter((n) => n > 0).length, 1, `exactly one agent connected (uplink connected lines: ${wins.join(', ')})`);
+  assert.equal(Math.max(...wins), 1, 'the winner connected once and kept its link (no flapping)');
+  const loser = wins[0] === 0 ? x : y;
+  assert.ok(loser.proc.logs.some((l) => /DUPLICATE AGENT/.test(l.msg)), 'the loser is told why');
+  const connected = async (b: StartedBridge): Promise<number> => metricValue(await metrics(b.base), 'canrelay_bridge_agents_connected', { node: b === n1 ? 'o1' : 'o2' }) ?? 0;
+  assert.equal((await connected(n1)) + (await connected(n2)), 1, 'one live link cluster-wide');
+});
+
+/** Every frame A sent is at B, or counted lost at B (gaps not made up by late ones); duplicates are counted too. */
+async function accounted(b: StartedAgent): Promise<{ tx: number; txDropped: number; gaps: number; dups: number; reordered: number; total: number }> {
+  const tx = await frames(b, 'can1', 'tx');
+  const gaps = await uplink(b, 'relay_seq_gaps');
+  const dups = await uplink(b, 'relay_seq_duplicates');
+  const reordered = await uplink(b, 'relay_seq_reordered');
+  let txDropped = 0;
+  for (const k of ['tx_failed', 'tx_dropped_busy', 'tx_dropped_too_old', 'tx_dropped_queue_full']) txDropped += await uplink(b, k);
+  return { tx, txDropped, gaps, dups, reordered, total: tx + txDropped - dups + gaps - reordered };
+}
+
+test('SIGKILL of the node A is on, mid-relay: A reconnects to another node through the balancer, the relay resumes, every lost frame is counted', async (t) => {
+  const db = await pgServer.createDatabase();
+  const generous = ['--backlog-max-age-ms', '60000', '--backlog-max-frames', '50000'];
+  const n1 = await node('k1', db, generous);
+  const ta = await n1.admin.register('kx-a');
+  const tb = await n1.admin.register('kx-b');
+  await n1.admin.group('gk', 'kx-a', 'kx-b', { can0: 'can1' });
+  const n2 = await node('k2', db, generous);
+  const lb = await TcpBalancer.start([n1, n2].map((n) => Number(new URL(n.base).port)));
+  try {
+    const dir = tempDir('canrelay-cluster-');
+    const N = 10_000;
+    // 2,000 frames/s for 5 s: long enough to kill node 1 in the middle.
+    writeCandumpLog(join(dir, 'a.log'), N, { bus: 'can0', ids: [0x100, 0x200], stepUs: 500 });
+    writeCandumpLog(join(dir, 'b.log'), 10, { bus: 'can1', ids: [0x400] });
+    const agentArgs = ['--relay-max-age-ms', '60000'];
+    const b = track(await startAgentProcess(['--replay', join(dir, 'b.log'), '--bridge', n2.base, '--token', tb, ...agentArgs], { id: 'kx-b' }));
+    await b.proc.waitForLog((l) => l.msg === 'uplink connected');
+    const a = track(await startAgentProcess(['--replay', join(dir, 'a.log'), '--replay-speed', '1', '--bridge', lb.base, '--token', ta, ...agentArgs], { id: 'kx-a' }));
+    await until(async () => (await frames(b, 'can1', 'tx')) >= 1000, 60_000, 'relay running through node 1');
+    assert.equal(metricValue(await metrics(n1.base), 'canrelay_bridge_agents_connected', { node: 'k1' }), 1, 'A is on node 1');
+    await n1.proc.stop('SIGKILL');
+    const killedAt = Date.now();
+    await until(async () => metricValue(await metrics(n2.base), 'canrelay_bridge_agents_connected', { node: 'k2' }) === 2, 60_000, 'A reconnected to node 2');
+    // Reported, not asserted (timing on a loaded machine): the target is within 5 s.
+    t.diagnostic(`A back on node 2 about ${Date.now() - killedAt} ms after the SIGKILL (polled every 100 ms)`);
+    await until(async () => (await accounted(b)).total >= N, 120_000, 'every frame of A transmitted at B or counted lost');
+    const r = await accounted(b);
+    t.diagnostic(`at B: ${JSON.stringify(r)}`);
+    assert.equal(r.total, N, `every frame accounted for: ${JSON.stringify(r)}`);
+    assert.ok(r.tx > 1000, 'the relay resumed after the node loss');
+    assert.ok((await uplink(a, 'connects')) >= 2, 'A connected again after its node went');
+  } finally {
+    await lb.close();
+  }
+});
+
+test('nats-server SIGKILLed and restarted: /healthz says NATS is unreachable, then the cross-node relay recovers without a restart', async (t) => {
+  const db = await pgServer.createDatabase();
+  const generous = ['--backlog-max-age-ms', '60000', '--backlog-max-frames', '50000'];
+  const n1 = await node('r1', db, generous);
+  const ta = await n1.admin.register('rx-a');
+  const tb = await n1.admin.register('rx-b');
+  await n1.admin.group('gr', 'rx-a', 'rx-b', { can0: 'can1' });
+  const n2 = await node('r2', db, generous);
+  const dir = tempDir('canrelay-cluster-');
+  const N = 12_000;
+  writeCandumpLog(join(dir, 'a.log'), N, { bus: 'can0', ids: [0x100], stepUs: 500 });
+  writeCandumpLog(join(dir, 'b.log'), 10, { bus: 'can1', ids: [0x400] });
+  const agentArgs = ['--relay-max-age-ms', '60000'];
+  const b = track(await startAgentProcess(['--replay', join(dir, 'b.log'), '--bridge', n2.base, '--token', tb, ...agentArgs], { id: 'rx-b' }));
+  await b.proc.waitForLog((l) => l.msg === 'uplink connected');
+  const a = track(await startAgentProcess(['--replay', join(dir, 'a.log'), '--replay-speed', '1', '--bridge', n1.base, '--token', ta, ...agentArgs], { id: 'rx-a' }));
+  await until(async () => (await frames(b, 'can1', 'tx')) >= 1000, 60_000, 'relay running across nodes');
+  await nats.kill();
+  const health = async (): Promise<{ status: string; cluster: { nats: string } }> => (await getJson(n1.base + '/healthz')).body as { status: string; cluster: { nats: string } };
+  await until(async () => (await health()).cluster.nats === 'unreachable', 30_000, 'node 1 says NATS is unreachable');
+  assert.equal((await health()).status, 'degraded');
+  assert.ok(n1.proc.logs.some((l) => /NATS unreachable/.test(l.msg)), 'logged plainly');
+  const stalled = await frames(b, 'can1', 'tx');
+  await nats.restart();
+  await until(async () => (await health()).cluster.nats === 'reachable', 60_000, 'node 1 reconnected to NATS');
+  await until(async () => (await frames(b, 'can1', 'tx')) > stalled, 60_000, 'the relay moves again');
+  await until(async () => (await accounted(b)).total >= N, 120_000, 'every frame of A transmitted at B or counted lost');
+  const r = await accounted(b);
+  t.diagnostic(`at B: ${JSON.stringify(r)}`);
+  assert.equal(r.total, N, `every frame accounted for: ${JSON.stringify(r)}`);
+  const m1 = await metrics(n1.base);
+  assert.ok((metricValue(m1, 'canrelay_bridge_cluster_nats_disconnects_total', { node: 'r1' }) ?? 0) >= 1, 'the loss is counted');
+  assert.equal(metricValue(m1, 'canrelay_bridge_agents_connected', { node: 'r1' }), 1, 'A kept its link to node 1 throughout');
+  assert.equal(await uplink(a, 'connects'), 1, 'A never lost its link');
 });
