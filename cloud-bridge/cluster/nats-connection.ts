@@ -15,6 +15,8 @@ export const SUBJECTS = {
   downFor: (node: string): string => `canrelay.down.${hexToken(node)}.*`,
   /** A dongle's cumulative DOWN ack, to every node that may hold batches for it. */
   ack: 'canrelay.ack',
+  /** A node reconnected to NATS: what others sent it meanwhile was dropped (no subscriber), so they resend. */
+  back: 'canrelay.node_back',
 } as const;
 
 export const hexToken = (s: string): string => Buffer.from(s, 'utf8').toString('hex');
@@ -31,6 +33,8 @@ export interface NatsStats {
 }
 
 export class NatsLink {
+  /** Called synchronously when NATS is back, before anything else can publish (remote-sides.ts resends). */
+  private readonly reconnected: (() => void)[] = [];
   readonly stats: NatsStats = { connected: false, disconnects: 0, reconnects: 0, badMessages: 0, failedOps: 0 };
 
   private constructor(
@@ -60,6 +64,10 @@ export class NatsLink {
     return new NatsLink(nc, log);
   }
 
+  onReconnect(f: () => void): void {
+    this.reconnected.push(f);
+  }
+
   get connected(): boolean {
     return this.stats.connected && !this.nc.isClosed();
   }
@@ -79,6 +87,7 @@ export class NatsLink {
         this.stats.connected = true;
         this.stats.reconnects++;
         this.log.info({ server: s.data }, 'NATS reachable again');
+        for (const f of this.reconnected) f();
       }
     }
   }

@@ -9,7 +9,8 @@
  *
  * A RemoteSide is ready while the owner's lease is fresh and NATS is reachable; otherwise the queue
  * holds (and ages, and counts) frames as for an offline side, and resends unacknowledged batches once the
- * side is back, wherever it reconnected.
+ * side is back, wherever it reconnected — and after every NATS reconnect, since core NATS loses what was
+ * in transit when a connection breaks.
  */
 import type { Msg } from 'nats';
 import type { Logger } from 'pino';
@@ -19,6 +20,7 @@ import type { GroupRelay, RelayLink } from '../group-relay.js';
 import { fromHexToken, SUBJECTS, type NatsLink } from './nats-connection.js';
 import type { Ownership } from './ownership.js';
 
+const backMessage = z.object({ node: z.string().min(1).max(200) }).strict();
 const ackMessage = z.object({ dongle: z.string().min(1).max(64), batch: z.number().int().min(0), node: z.string() }).strict();
 
 export interface RemoteSidesStats {
@@ -65,6 +67,36 @@ export class RemoteSides {
   ) {
     nats.nc.subscribe(SUBJECTS.downFor(ownership.node), { callback: (_e, m) => this.onDown(m) });
     nats.nc.subscribe(SUBJECTS.ack, { callback: (_e, m) => this.onAck(m) });
+    nats.nc.subscribe(SUBJECTS.back, { callback: (_e, m) => this.onBack(m) });
+    // Core NATS drops what was in transit when a connection broke, and what is published to a node that
+    // has not resubscribed yet: every remote side starts over as if its agent had reconnected
+    // (unacknowledged batches resent first; the agent skips those it applied) — here when this node is
+    // back, and on the others when they hear that it is.
+    nats.onReconnect(() => {
+      this.restart(() => true);
+      try {
+        nats.nc.publish(SUBJECTS.back, JSON.stringify({ node: ownership.node }));
+      } catch (err) {
+        nats.failed('node_back publish', err);
+      }
+    });
+  }
+
+  private restart(which: (s: RemoteSide) => boolean): void {
+    for (const [d, s] of [...this.sides]) {
+      if (!which(s)) continue;
+      this.drop(d);
+      this.sync(d);
+    }
+  }
+
+  private onBack(m: Msg): void {
+    const p = backMessage.safeParse(safeJson(m.data));
+    if (!p.success) {
+      this.nats.stats.badMessages++;
+      return;
+    }
+    if (p.data.node !== this.ownership.node) this.restart((s) => s.node === p.data.node);
   }
 
   reachable(s: RemoteSide): boolean {
@@ -141,5 +173,13 @@ export class RemoteSides {
     }
     if (a.node === this.ownership.node) return;
     this.relay.remoteAck(a.dongle, a.batch);
+  }
+}
+
+function safeJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(data).toString('utf8'));
+  } catch {
+    return undefined;
   }
 }

@@ -172,7 +172,7 @@ test('nats-server SIGKILLed and restarted: /healthz says NATS is unreachable, th
   const health = async (): Promise<{ status: string; cluster: { nats: string } }> => (await getJson(n1.base + '/healthz')).body as { status: string; cluster: { nats: string } };
   await until(async () => (await health()).cluster.nats === 'unreachable', 30_000, 'node 1 says NATS is unreachable');
   assert.equal((await health()).status, 'degraded');
-  assert.ok(n1.proc.logs.some((l) => /NATS unreachable/.test(l.msg)), 'logged plainly');
+  await n1.proc.waitForLog((l) => /NATS unreachable/.test(l.msg));
   const stalled = await frames(b, 'can1', 'tx');
   await nats.restart();
   await until(async () => (await health()).cluster.nats === 'reachable', 60_000, 'node 1 reconnected to NATS');
@@ -180,7 +180,8 @@ test('nats-server SIGKILLed and restarted: /healthz says NATS is unreachable, th
   await until(async () => (await accounted(b)).total >= N, 120_000, 'every frame of A transmitted at B or counted lost');
   const r = await accounted(b);
   t.diagnostic(`at B: ${JSON.stringify(r)}`);
-  assert.equal(r.total, N, `every frame accounted for: ${JSON.stringify(r)}`);
+  // Unacknowledged batches are resent after NATS returns (the backlog bounds are generous here): none lost.
+  assert.deepEqual({ tx: r.tx, gaps: r.gaps }, { tx: N, gaps: 0 }, `every frame transmitted at B: ${JSON.stringify(r)}`);
   const m1 = await metrics(n1.base);
   assert.ok((metricValue(m1, 'canrelay_bridge_cluster_nats_disconnects_total', { node: 'r1' }) ?? 0) >= 1, 'the loss is counted');
   assert.equal(metricValue(m1, 'canrelay_bridge_agents_connected', { node: 'r1' }), 1, 'A kept its link to node 1 throughout');
