@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build run-sim test test-unit test-node24 test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-fleet-stream bench-fleet-page bench-commands bench-dbc bench-busload clean
+.PHONY: all deps build check-layering run-sim test test-unit test-node24 test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-fleet-stream bench-fleet-page bench-commands bench-dbc bench-busload clean
 all: build
 
 # Reinstalled when the lock changes (every dependency change does); an edit of package.json alone
@@ -14,25 +14,35 @@ node_modules/.package-lock.json: package-lock.json
 
 deps: node_modules/.package-lock.json
 
+# The program compiles to dist/ (what packaging ships: dist/cli.js, core, agent, cloud-bridge, and the page
+# in dist/web); tests and benchmarks to build/test, build/bench. `tsc -b` builds one project per layer
+# (tsconfig.json) and only what changed. Compiled tests import the program as ../core/… relative to
+# build/: the links below make that the dist/ files that ship.
 build: deps
-	$(TSC) -p tsconfig.json
+	$(TSC) -b tsconfig.json
+	@for d in core agent cloud-bridge; do ln -sfn ../dist/$$d build/$$d; done
 	$(NODE) web/build.mjs
+
+# The compiler enforces the layering (core/ never imports agent/ or cloud-bridge/, nor they each other;
+# web/ only its listed core files): forbidden imports, added to a throw-away copy, must fail to compile.
+check-layering: deps
+	bash .ci/check-layering.sh
 
 # Try it: the agent on its simulated vehicle bus; the console page at http://127.0.0.1:8080/
 run-sim: build
 	$(NODE) dist/cli.js agent --sim --id demo --listen 127.0.0.1:8080 --state-dir .state
 
 # Every skip goes through test/helpers/skips.ts: under CI (CI=true) a skip of something CI must run fails
-# the suite; outside CI each suite ends with a loud list of what it did not check (dist/test-skipped.txt).
-SKIP_LOG := dist/test-skipped.txt
+# the suite; outside CI each suite ends with a loud list of what it did not check (build/test-skipped.txt).
+SKIP_LOG := build/test-skipped.txt
 NODE_TEST = rm -f $(SKIP_LOG); $(NODE) --test --test-force-exit
 SKIP_SUMMARY = s=$$?; if [ -s $(SKIP_LOG) ]; then printf '\n%s\n' '******** SKIPPED: this run did NOT check the following ********'; cat $(SKIP_LOG); printf '%s\n\n' '***************************************************************'; fi; exit $$s
 
-# node:test over the compiled output; a suite is a folder of test/ (README.md): test/unit/
+# node:test over the compiled tests (build/test/); a suite is a folder of test/ (README.md): test/unit/
 # (no processes, no servers) and test/e2e/ (real processes over loopback) make test-unit. Browser and
 # deployment suites run one file at a time: they start Chromium, nginx or a VM and measure rates, which a
 # parallel neighbour would disturb.
-TESTS_IN = $$(find $(addprefix dist/test/,$(1)) -name '*.test.js' | sort)
+TESTS_IN = $$(find $(addprefix build/test/,$(1)) -name '*.test.js' | sort)
 UNIT_TESTS = $(call TESTS_IN,unit e2e)
 test-unit: build
 	bash .ci/ensure-debs.sh postgresql  # test/e2e/cluster-pg starts a real server
@@ -52,53 +62,53 @@ test-socketcan: build
 	SOCKETCAN_VM_KVASER=4 SOCKETCAN_VM_TIMEOUT=$${SOCKETCAN_VM_TIMEOUT:-1200} bash test/socketcan-vm/run.sh test/socketcan-vm/agent-guest.sh
 
 # The unit suite again on Node 24 (the packages' runtime), with addons rebuilt for it in a copy of
-# node_modules under dist/node24 (.ci/test-node24.sh); Debian's Node 20 tree stays as it is.
+# node_modules under build/node24 (.ci/test-node24.sh); Debian's Node 20 tree stays as it is.
 test-node24: build
 	bash .ci/test-node24.sh
 
-test: test-unit test-node24 test-faults test-web test-deploy test-socketcan
+test: check-layering test-unit test-node24 test-faults test-web test-deploy test-socketcan
 
 # Benchmarks: not tests. Figures go to bench/results/*.md (and .json).
 bench-agent: build
-	$(NODE) dist/bench/agent-console.js
+	$(NODE) build/bench/agent-console.js
 
 bench-relay: build
-	$(NODE) dist/bench/bridge-relay.js
+	$(NODE) build/bench/bridge-relay.js
 
 bench-busload: build
-	$(NODE) dist/bench/bus-load.js
+	$(NODE) build/bench/bus-load.js
 
 bench-socketcand: build
-	$(NODE) dist/bench/socketcand.js
+	$(NODE) build/bench/socketcand.js
 
 # The bridge's cost per dongle at fleet shape (10 to 2,000 fake agents; about 10 minutes).
-# BENCH_SHAPES=dongles x rate x seconds x viewers,… picks shapes; BENCH_COMPARE=<dist/cli.js> adds another build.
+# BENCH_SHAPES=dongles x rate x seconds x viewers,… picks shapes; BENCH_COMPARE=<other dist/cli.js> adds another build.
 bench-fleet: build
-	$(NODE) dist/bench/bridge-fleet.js
+	$(NODE) build/bench/bridge-fleet.js
 
 # The fleet stream at 2,000 fake dongles: snapshot time and size, events/s while every dongle sends "seen".
 # BENCH_FLEET_DONGLES, BENCH_FLEET_SECONDS change the shape.
 bench-fleet-stream: build
-	$(NODE) dist/bench/fleet-stream.js
+	$(NODE) build/bench/fleet-stream.js
 
 # The fleet page in headless Chromium at 2,000 fake dongles: snapshot drawn, main-thread time, long tasks,
 # rows created, how fast it answers (next page, filter, a change shown). BENCH_FLEET_PAGE_DONGLES,
 # BENCH_FLEET_PAGE_SECONDS change the shape; BENCH_LABEL names the result files.
 bench-fleet-page: build
-	$(NODE) dist/bench/fleet-page.js
+	$(NODE) build/bench/fleet-page.js
 
 # A dongle's full command queue delivered on connect (BENCH_COMMANDS=1000,10000; BENCH_RUNS=3).
 bench-commands: build
-	$(NODE) dist/bench/command-flood.js
+	$(NODE) build/bench/command-flood.js
 
 # DBC decoding: cost per frame in process, and the agent's CPU at 50,000 frames/s with a 50-message DBC.
 bench-dbc: build
-	$(NODE) dist/bench/dbc-decode.js
+	$(NODE) build/bench/dbc-decode.js
 
 bench: bench-agent bench-relay bench-socketcand bench-fleet bench-commands bench-dbc bench-busload
 	@cat bench/results/*.md
 
 clean:
-	rm -rf dist
+	rm -rf dist build
 
 include mk/deploy.mk

@@ -21,9 +21,9 @@ runtime="$(packaging/node-runtime.sh "$ARCH")"
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/docs" "$out/share/systemd" "$out/share/sysusers.d" "$out/share/nginx"
 
-# The compiled program, without tests, benchmarks and source maps.
-# An explicit list, not exclusions: dist/ also holds build caches, packages and test trees
-# (dist/cache, dist/pkg, dist/node24 — a whole second node_modules) that must never ship.
+# The compiled program, without source maps (tests and benchmarks compile to build/, never to dist/).
+# An explicit list, not exclusions: dist/ also holds build caches and packages (dist/cache, dist/pkg)
+# and the compiler's declarations and build info (dist/.tsc) that must never ship.
 tar -C . --exclude='*.map' -cf - ./dist/cli.js ./dist/core ./dist/agent ./dist/cloud-bridge ./dist/web | tar -C "$out" -xf -
 cp package.json package-lock.json "$out/"
 node -p 'require("./package.json").version' > "$out/VERSION"

@@ -57,7 +57,7 @@ describe('make install into a DESTDIR', () => {
   test('lays out a versioned program dir, the current symlink, launcher, units, sysusers, examples', () => {
     const app = join(s.destdir, 'opt/canrelay', VERSION);
     assert.equal(readlinkSync(join(s.destdir, 'opt/canrelay/current')), VERSION, 'current is a relative symlink to the version');
-    for (const f of ['dist/cli.js', 'package.json', 'VERSION', 'bin/canrelay', 'bin/canrelay-install', 'docs/deployment.md', 'share/nginx/canrelay-bridge.conf', 'share/sysusers.d/canrelay.conf'])
+    for (const f of ['dist/cli.js', 'dist/web/main.js', 'package.json', 'VERSION', 'bin/canrelay', 'bin/canrelay-install', 'docs/deployment.md', 'share/nginx/canrelay-bridge.conf', 'share/sysusers.d/canrelay.conf'])
       assert.ok(existsSync(join(app, f)), `missing ${f}`);
     assert.ok(!existsSync(join(app, 'dist/test')), 'tests are not installed');
     // Only the program: never the build tree's caches, packages or test copies (dist/cache, dist/node24…).

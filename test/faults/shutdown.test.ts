@@ -67,7 +67,7 @@ function loggerScript(dir: string, kind: 'pino-default' | 'canrelay'): string {
   const require = createRequire(import.meta.url);
   const file = join(dir, `${kind}.mjs`);
   const pinoUrl = pathToFileURL(require.resolve('pino')).href;
-  const ours = new URL('../../core/log/logger.js', import.meta.url).href;
+  const ours = new URL('../../../dist/core/log/logger.js', import.meta.url).href;
   const make = kind === 'pino-default' ? `(await import(${JSON.stringify(pinoUrl)})).pino()` : `(await import(${JSON.stringify(ours)})).createLogger('info', {})`;
   writeFileSync(
     file,

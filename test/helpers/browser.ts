@@ -11,13 +11,13 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { tempDir, type CliProcess } from './processes.js';
 
 export const CHROMIUM = process.env.CANRELAY_CHROMIUM ?? '/usr/bin/chromium';
-/** Repository root (this file runs from dist/test/helpers/). */
+/** Repository root (this file runs from build/test/helpers/). */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const ARTIFACTS = join(ROOT, 'test', 'artifacts');
 /** The built page; the agent and the bridge serve it only when it exists at their start. */
 export const WEB_DIST = join(ROOT, 'dist', 'web');
-/** The page's compiled scripts: web/src/*.ts keep their place under dist/web (the page also compiles core/console/events.ts). */
-export const WEB_JS = join(WEB_DIST, 'web', 'src');
+/** The page's compiled scripts: web/src/x.ts is dist/web/x.js (web/build.mjs; the core files it uses are in dist/web/core/). */
+export const WEB_JS = WEB_DIST;
 
 /** Installs Debian's chromium when missing (as .ci/run does), or explains why it cannot. */
 export function ensureChromium(): void {

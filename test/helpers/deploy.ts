@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The repository root (this file runs as dist/test/helpers/deploy.js). */
+/** The repository root (this file runs as build/test/helpers/deploy.js). */
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 
 export function isRoot(): boolean {

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const CLI = fileURLToPath(new URL('../../cli.js', import.meta.url));
+/** The program as it ships (make build compiles it to dist/; this file runs as build/test/helpers/processes.js). */
+export const CLI = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
 
 export interface LogLine {
   level: number;

@@ -2,7 +2,7 @@
  * The one way a test skips (issue 17): a skip must never make `make test` look green for the wrong
  * reason. Under CI (`CI=true`, .ci/run installs every package and runs as root) a skip of something CI is
  * supposed to run FAILS the run, with the reason. Outside CI the skip is printed loudly at once and
- * appended to dist/test-skipped.txt, which the Makefile's suites print as a summary at their end.
+ * appended to build/test-skipped.txt, which the Makefile's suites print as a summary at their end.
  *
  * Skips that are expected even under CI (a check of the no-SocketCAN path on a kernel that has SocketCAN)
  * pass `{ evenUnderCi: true }`: they are still printed and listed, never silent.
@@ -12,10 +12,10 @@ import { basename, dirname, join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-/** Repository root (this file runs as dist/test/helpers/skips.js). */
+/** Repository root (this file runs as build/test/helpers/skips.js). */
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /** Where every skip of a run is listed; the Makefile prints it and removes it before each suite. */
-export const SKIP_LOG = process.env.CANRELAY_SKIP_LOG ?? join(ROOT, 'dist', 'test-skipped.txt');
+export const SKIP_LOG = process.env.CANRELAY_SKIP_LOG ?? join(ROOT, 'build', 'test-skipped.txt');
 
 export function underCi(): boolean {
   const v = process.env.CI;

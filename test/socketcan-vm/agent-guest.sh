@@ -22,6 +22,6 @@ cd "$here/../.."
 export TEST_START_TIMEOUT_MS=90000
 checks=${GUEST_CHECKS:-"guest-checks.js bus-health-checks.js"}
 files=""
-for f in $checks; do files="$files dist/test/socketcan-vm/$f"; done
+for f in $checks; do files="$files build/test/socketcan-vm/$f"; done
 # shellcheck disable=SC2086
 exec node --test --test-force-exit --test-concurrency=1 --test-reporter=spec "$@" $files
