@@ -1,0 +1,172 @@
+/**
+ * DownQueue (cloud-bridge/down-queue.ts), the frames owed to one group side, without processes: a fake
+ * link records the DOWN batches it is given (decoded with the real codec), hooks count drops. Order, the
+ * count and age bounds, resend of unacknowledged batches after a reconnect, backpressure, and clear().
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DownQueue, WINDOW_FRAMES, type DownLink, type DropReason, type PendingFrame } from '../../../cloud-bridge/down-queue.js';
+import type { CanFrame } from '../../../core/can/frame.js';
+import { BRIDGE_CLOCK } from '../../../core/uplink/clock.js';
+import { decodeBatch, KIND_DOWN, MAX_FRAMES_PER_BATCH, type Batch } from '../../../core/uplink/frame-codec.js';
+
+const NOW = 1_800_000_000_000;
+
+function pending(seq: number, over: Partial<PendingFrame> = {}): PendingFrame {
+  const frame: CanFrame = { bus: 'can0', id: 0x100, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 2, data: Uint8Array.of(seq & 0xff, seq >> 8), tsUs: NOW * 1000, direction: 'rx' };
+  return { frame, seq, origin: 'gw-a', originMs: NOW, clock: BRIDGE_CLOCK, ...over };
+}
+
+class FakeLink implements DownLink {
+  ready = true;
+  room = Infinity;
+  readonly batches: Batch[] = [];
+  canSend(): boolean {
+    return this.batches.length < this.room;
+  }
+  sendBinary(buf: Buffer): void {
+    this.batches.push(decodeBatch(buf));
+  }
+  seqs(): number[] {
+    return this.batches.flatMap((b) => b.frames.map((f) => f.seq));
+  }
+}
+
+function queue(maxFrames = 1000, maxAgeMs = 2000) {
+  const drops = new Map<DropReason, number>();
+  const sent: number[] = [];
+  let batch = 0;
+  const q = new DownQueue('gw-b', { maxFrames, maxAgeMs }, {
+    nextBatch: () => ++batch,
+    dropped: (reason, n) => drops.set(reason, (drops.get(reason) ?? 0) + n),
+    sent: (frames) => sent.push(...frames.map((f) => f.seq)),
+  });
+  return { q, drops, sent };
+}
+
+test('down queue: frames leave in arrival order, in DOWN batches of one origin, numbered by the hook', () => {
+  const { q, drops, sent } = queue();
+  for (let s = 1; s <= 5; s++) q.push(pending(s));
+  q.push(pending(1, { origin: 'gw-c' }));
+  q.push(pending(6));
+  assert.equal(q.waiting, 7);
+  const link = new FakeLink();
+  q.flush(link, NOW);
+  assert.deepEqual(link.batches.map((b) => [b.kind, b.batch, b.origin]), [[KIND_DOWN, 1, 'gw-a'], [KIND_DOWN, 2, 'gw-c'], [KIND_DOWN, 3, 'gw-a']]);
+  assert.deepEqual(link.seqs(), [1, 2, 3, 4, 5, 1, 6]);
+  assert.deepEqual(sent, [1, 2, 3, 4, 5, 1, 6]);
+  assert.equal(q.waiting, 0);
+  assert.equal(q.inFlight, 7, 'sent but not acknowledged');
+  assert.equal(q.backlog, 7);
+  q.ack(3);
+  assert.equal(q.backlog, 0);
+  assert.equal(drops.size, 0);
+});
+
+test('down queue: a batch holds at most MAX_FRAMES_PER_BATCH frames', () => {
+  const { q } = queue(10_000);
+  const n = MAX_FRAMES_PER_BATCH * 2 + 3;
+  for (let s = 0; s < n; s++) q.push(pending(s));
+  const link = new FakeLink();
+  q.flush(link, NOW);
+  assert.deepEqual(link.batches.map((b) => b.frames.length), [MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_BATCH, 3]);
+  assert.equal(link.seqs().length, n);
+});
+
+test('down queue: past maxFrames waiting the OLDEST frames are dropped and counted', () => {
+  const { q, drops } = queue(3);
+  for (let s = 1; s <= 5; s++) q.push(pending(s));
+  assert.equal(q.waiting, 3);
+  assert.equal(drops.get('backlog_full'), 2);
+  const link = new FakeLink();
+  q.flush(link, NOW);
+  assert.deepEqual(link.seqs(), [3, 4, 5]);
+});
+
+test('down queue: frames older than maxAgeMs are dropped and counted, never sent', () => {
+  const { q, drops } = queue(1000, 2000);
+  q.push(pending(1, { originMs: NOW - 5000 }));
+  q.push(pending(2, { originMs: NOW - 2001 }));
+  q.push(pending(3, { originMs: NOW - 1999 }));
+  const link = new FakeLink();
+  q.flush(link, NOW);
+  assert.deepEqual(link.seqs(), [3]);
+  assert.equal(drops.get('too_old'), 2);
+  // While the side is offline the backlog expires too.
+  q.push(pending(4, { originMs: NOW }));
+  q.expire(NOW + 2001);
+  assert.equal(q.waiting, 0);
+  assert.equal(drops.get('too_old'), 3);
+});
+
+test('down queue: unacknowledged batches are resent with the same number after a reconnect, before the backlog', () => {
+  const { q, drops, sent } = queue();
+  q.push(pending(1));
+  q.push(pending(2));
+  const first = new FakeLink();
+  q.flush(first, NOW);
+  assert.deepEqual(first.batches.map((b) => b.batch), [1]);
+  q.linkDown();
+  q.push(pending(3));
+  const second = new FakeLink();
+  q.linkUp();
+  q.flush(second, NOW + 100);
+  assert.deepEqual(second.batches.map((b) => [b.batch, b.frames.map((f) => f.seq)]), [[1, [1, 2]], [2, [3]]]);
+  assert.deepEqual(sent, [1, 2, 3], 'the sent hook counts first sends only');
+  q.ack(1);
+  assert.equal(q.inFlight, 1);
+  // A resend due after the frames went stale drops them (counted) instead of sending.
+  q.linkDown();
+  q.linkUp();
+  const third = new FakeLink();
+  q.flush(third, NOW + 10_000);
+  assert.equal(third.batches.length, 0);
+  assert.equal(drops.get('too_old'), 1);
+  assert.equal(q.backlog, 0);
+});
+
+test('down queue: a link that is not ready or cannot send takes nothing; the frames wait', () => {
+  const { q } = queue();
+  for (let s = 1; s <= 3; s++) q.push(pending(s, { origin: `gw-${s}` }));
+  const link = new FakeLink();
+  link.ready = false;
+  q.flush(link, NOW);
+  q.flush(undefined, NOW);
+  assert.equal(link.batches.length, 0);
+  link.ready = true;
+  link.room = 1;
+  q.flush(link, NOW);
+  assert.deepEqual(link.seqs(), [1], 'one batch, then the link is full');
+  assert.equal(q.waiting, 2);
+  link.room = Infinity;
+  q.flush(link, NOW);
+  assert.deepEqual(link.seqs(), [1, 2, 3]);
+});
+
+test('down queue: at most WINDOW_FRAMES in flight; the rest waits for acks', () => {
+  const { q } = queue(WINDOW_FRAMES * 2);
+  for (let s = 0; s < WINDOW_FRAMES + 10; s++) q.push(pending(s));
+  const link = new FakeLink();
+  q.flush(link, NOW);
+  assert.equal(q.inFlight, WINDOW_FRAMES);
+  assert.equal(q.waiting, 10);
+  q.ack(link.batches.at(-1)!.batch);
+  q.flush(link, NOW);
+  assert.equal(q.inFlight, 10);
+  assert.equal(q.waiting, 0);
+});
+
+test('down queue: clear() drops waiting and in-flight frames under the given reason', () => {
+  const { q, drops } = queue();
+  q.push(pending(1));
+  q.flush(new FakeLink(), NOW);
+  q.push(pending(2));
+  q.push(pending(3));
+  q.clear('group_changed');
+  assert.equal(drops.get('group_changed'), 3);
+  assert.equal(q.backlog, 0);
+  const link = new FakeLink();
+  q.linkUp();
+  q.flush(link, NOW);
+  assert.equal(link.batches.length, 0, 'nothing of the old group is sent');
+});
