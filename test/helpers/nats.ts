@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort, tempDir } from './processes.js';
 
 export const NATS_SERVER = '/usr/sbin/nats-server';
-/** The checkout (this file runs as dist/test/helpers/nats.js). */
+/** The checkout (this file runs as build/test/helpers/nats.js). */
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const START_TIMEOUT_MS = Number(process.env.TEST_START_TIMEOUT_MS ?? 20_000);
 
