@@ -13,7 +13,7 @@ import { FleetModel } from './state/fleet.js';
 import { FleetAdmin } from './views/fleet-admin.js';
 import { FleetTables } from './views/fleet-tables.js';
 import { STATE_TEXT } from './views/header.js';
-import { keepToken, showTokenPanel, TOKEN_KEY, wireTokenForm } from './views/token-panel.js';
+import { keepToken, showTokenPanel, TOKEN_HELP, TOKEN_KEY, wireTokenForm } from './views/token-panel.js';
 
 const FLEET_STREAM = '/api/v1/streams/fleet';
 const DRAW_MS = 250;
@@ -44,6 +44,7 @@ class FleetPage {
     (window as unknown as { canrelayFleet: FleetModel }).canrelayFleet = this.model;
     byId<HTMLInputElement>('dongle-filter').addEventListener('input', (e) => this.tables.setFilter((e.target as HTMLInputElement).value));
     wireTokenForm(
+      TOKEN_HELP.fleet(),
       (t) => this.acceptToken(t),
       () => {
         this.conn?.stop();

@@ -25,7 +25,7 @@ import { SignalsModel } from './state/signals.js';
 import { SignalChart } from './views/signal-chart.js';
 import { SignalsTable } from './views/signals-table.js';
 import { setFooter, TraceView } from './views/trace.js';
-import { keepToken, showTokenPanel, TOKEN_KEY, wireTokenForm } from './views/token-panel.js';
+import { keepToken, showTokenPanel, TOKEN_HELP, TOKEN_KEY, wireTokenForm } from './views/token-panel.js';
 
 const TABLE_INTERVAL_MS = 250;
 const FIGURES_INTERVAL_MS = 500;
@@ -426,6 +426,7 @@ class App {
     });
 
     wireTokenForm(
+      TOKEN_HELP.console(),
       (t) => this.acceptToken(t),
       () => {
         this.conn?.stop();

@@ -1,5 +1,33 @@
-/** The token form of the bridge pages (console and fleet) and the agent page: shown with why, focused, emptied. */
+/**
+ * The token form of the bridge pages (console and fleet) and the agent page, defined once here: the pages'
+ * HTML holds only the empty `#token-panel` section, filled by wireTokenForm() with the page's help text.
+ * Shown with why, focused, emptied.
+ */
 import { byId, h } from '../dom.js';
+
+type HelpText = (string | Node)[];
+const strong = (t: string): Node => h('strong', { text: t });
+
+/** What each page says above the field (the agent page replaces it when its API asks for a token). */
+export const TOKEN_HELP: Record<'console' | 'fleet', () => HelpText> = {
+  console: () => ['This console is on the cloud bridge. Enter a ', strong('viewer'), ' token to watch, or the ', strong('admin'), ' token to also send frames. It is kept for this browser tab only.'],
+  fleet: () => ["This is the cloud bridge's fleet. Enter a ", strong('viewer'), ' token to watch, or the ', strong('admin'), ' token to also manage dongles, groups and tokens. It is kept for this browser tab only.'],
+};
+
+/** Fills the page's `#token-panel` section with the title, help, field and error line. */
+function buildTokenPanel(help: HelpText): void {
+  byId('token-panel').replaceChildren(
+    h('h1', { id: 'token-title', text: 'Access token' }),
+    h('p', { id: 'token-help' }, ...help),
+    h(
+      'form',
+      { id: 'token-form', autocomplete: 'off' },
+      h('label', { for: 'token-input', text: 'Token' }),
+      h('div', { class: 'row' }, h('input', { id: 'token-input', name: 'token', type: 'password', spellcheck: 'false', required: true, autocomplete: 'off' }), h('button', { type: 'submit', class: 'primary', text: 'Connect' })),
+      h('p', { id: 'token-error', class: 'error', role: 'alert', hidden: true }),
+    ),
+  );
+}
 
 export function showTokenPanel(error: string, detail = '', invalid = false): void {
   const panel = byId('token-panel');
@@ -17,8 +45,12 @@ export function showTokenPanel(error: string, detail = '', invalid = false): voi
 /** Where a bridge page keeps its token: this tab only (the console and fleet pages share it). */
 export const TOKEN_KEY = 'canrelay.token';
 
-/** The form's submit gives a token to `accept`; "Change token" forgets the kept one, calls `forget`, asks again. */
-export function wireTokenForm(accept: (token: string) => void, forget: () => void): void {
+/**
+ * Builds the panel with `help`; the form's submit gives a token to `accept`; "Change token" forgets the
+ * kept one, calls `forget`, asks again.
+ */
+export function wireTokenForm(help: HelpText, accept: (token: string) => void, forget: () => void): void {
+  buildTokenPanel(help);
   byId<HTMLFormElement>('token-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const v = byId<HTMLInputElement>('token-input').value.trim();
