@@ -4,7 +4,8 @@
 # socket receive buffer large enough for a cangen -g 0 burst (the socketcan addon reads in the event
 # loop; the kernel drops what overflows a socket's queue — on a real gateway size net.core.rmem_default
 # for the bus rate, see docs/deployment.md), then the checks: guest-checks.js (vcan) and
-# bus-health-checks.js (real controller drivers). GUEST_CHECKS (through SOCKETCAN_VM_PASSENV) picks files.
+# bus-health-checks.js (real controller drivers), failure-checks.js (interfaces deleted and re-created, FD on
+# a classic interface, a full transmit queue on kvaser_pci). GUEST_CHECKS (through SOCKETCAN_VM_PASSENV) picks files.
 set -eu
 here=$(dirname "$0")
 bash "$here/vcan-up.sh" vcan0 vcan1 vcan2
@@ -20,7 +21,7 @@ echo 33554432 > /proc/sys/net/core/rmem_default
 cd "$here/../.."
 # Node starts take seconds under emulation: give processes longer to come up.
 export TEST_START_TIMEOUT_MS=90000
-checks=${GUEST_CHECKS:-"guest-checks.js bus-health-checks.js"}
+checks=${GUEST_CHECKS:-"guest-checks.js bus-health-checks.js failure-checks.js"}
 files=""
 for f in $checks; do files="$files build/test/socketcan-vm/$f"; done
 # shellcheck disable=SC2086
