@@ -13,12 +13,14 @@ import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { ADMIN_TOKEN, AdminClient } from '../test/helpers/bridge-process.js';
+import { readUnit, REPO } from '../test/helpers/deploy.js';
 import { FakeAgent } from '../test/helpers/fake-agent.js';
 import { CLI, CliProcess, tempDir } from '../test/helpers/processes.js';
 import type { CanFrame } from '../core/can/frame.js';
 import type { Batch } from '../core/uplink/frame-codec.js';
 import { median, sampleProc, writeResults } from './lib.js';
 import { writeFileSync } from 'node:fs';
+import os from 'node:os';
 
 interface Shape {
   dongles: number;
@@ -49,7 +51,11 @@ interface Result extends Shape {
   /** V8 heap and memory outside it (Buffers) at the end, from the bridge's /metrics: where the RSS is. */
   heap_mb: number;
   external_mb: number;
+  /** At the highest RSS seen by a 1 s /metrics poll during the run: V8 heap (total, used, new space) and external. */
+  at_peak: { rss_mb: number; heap_total_mb: number; heap_used_mb: number; new_space_mb: number; external_mb: number };
   generator_cpu_percent: number;
+  /** The machine's 1/5/15-minute load average when the shape ended (the machine is shared). */
+  load_average: string;
 }
 
 // The default run (about 10 minutes): the issue's table, the goal shapes, and the ends of the range.
@@ -79,9 +85,16 @@ async function pool<T>(items: T[], width: number, f: (t: T) => Promise<void>): P
   }));
 }
 
-function startBridge(cli: string, db: string): CliProcess {
-  // BENCH_BRIDGE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") goes to the bridge's node only.
-  const nodeArgs = (process.env.BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+const words = (v: string | undefined): string[] => (v ?? '').split(' ').filter((a) => a !== '');
+/** NODE_OPTIONS of the bridge's systemd unit (Environment=NODE_OPTIONS=…): the bench measures the bridge as deployed. */
+const UNIT_NODE_ARGS = words(
+  (readUnit(join(REPO, 'systemd/canrelay-bridge.service')).Service?.Environment ?? [])
+    .map((e) => /^NODE_OPTIONS=(.*)$/.exec(e)?.[1])
+    .filter((v): v is string => v !== undefined)
+    .pop(),
+);
+
+function startBridge(cli: string, db: string, nodeArgs: string[]): CliProcess {
   const child = spawn(process.execPath, [...nodeArgs, cli, 'bridge', '--listen', '127.0.0.1:0', '--db', db, '--log-level', 'warn'], {
     env: { ...process.env, CANRELAY_ADMIN_TOKEN: ADMIN_TOKEN },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -104,10 +117,10 @@ function viewer(base: string, path: string): { events: () => number; close: () =
   return { events: () => events, close: () => req.destroy() };
 }
 
-async function once(shape: Shape, build: string, cli: string): Promise<Result> {
+async function once(shape: Shape, build: string, cli: string, nodeArgs: string[]): Promise<Result> {
   const dir = tempDir('canrelay-fleet-bench-');
   // --log-level warn: info lines per connection would be the load generator's own cost to read.
-  const proc = startBridge(cli, join(dir, 'bridge.sqlite'));
+  const proc = startBridge(cli, join(dir, 'bridge.sqlite'), nodeArgs);
   const pid = proc.child.pid!;
   // The listening line is at info level: wait for the port through /healthz instead of the log.
   const base = await discoverBase(pid);
@@ -148,6 +161,26 @@ async function once(shape: Shape, build: string, cli: string): Promise<Result> {
     viewers.push(viewer(base, i % 2 === 0 ? `/api/v1/streams/dongles/${ids[i % ids.length]}/console` : `/api/v1/streams/groups/g-${Math.floor(i / 2) % pairs.length}/console`));
   }
 
+  // Where the memory is when RSS is highest: one /metrics scrape a second (cheap next to the load).
+  const atPeak = { rss_mb: 0, heap_total_mb: 0, heap_used_mb: 0, new_space_mb: 0, external_mb: 0 };
+  let polling = false;
+  const poller = setInterval(() => {
+    if (polling) return;
+    polling = true;
+    void scrape(base).then((m) => {
+      polling = false;
+      const rss = m('canrelay_bridge_process_resident_memory_bytes');
+      if (rss / 1048576 <= atPeak.rss_mb) return;
+      const mb = (b: number): number => Math.round(b / 1048576);
+      Object.assign(atPeak, {
+        rss_mb: mb(rss),
+        heap_total_mb: mb(m('canrelay_bridge_nodejs_heap_size_total_bytes')),
+        heap_used_mb: mb(m('canrelay_bridge_nodejs_heap_size_used_bytes')),
+        new_space_mb: mb(m('canrelay_bridge_nodejs_heap_space_size_total_bytes{space="new"}')),
+        external_mb: mb(m('canrelay_bridge_nodejs_external_memory_bytes')),
+      });
+    });
+  }, 1000);
   const cpu0 = sampleProc(pid).cpuSeconds;
   const gen0 = process.cpuUsage();
   const t0 = Date.now();
@@ -180,6 +213,7 @@ async function once(shape: Shape, build: string, cli: string): Promise<Result> {
     await new Promise((r) => setTimeout(r, 50));
     if (relayed !== last) [last, lastChange] = [relayed, Date.now()];
   }
+  clearInterval(poller);
   const secs = (Date.now() - t0) / 1000;
   const end = sampleProc(pid);
   const gen = process.cpuUsage(gen0);
@@ -212,8 +246,20 @@ async function once(shape: Shape, build: string, cli: string): Promise<Result> {
     history_mb: Math.round(sum('canrelay_bridge_console_history_bytes') / 104857.6) / 10,
     heap_mb: Math.round(sum('canrelay_bridge_nodejs_heap_size_total_bytes') / 1048576),
     external_mb: Math.round(sum('canrelay_bridge_nodejs_external_memory_bytes') / 1048576),
+    at_peak: atPeak,
+    load_average: loadAverage(),
     generator_cpu_percent: Math.round(((gen.user + gen.system) / 1e6 / secs) * 100),
   };
+}
+
+/** One /metrics scrape; the returned function sums a series (name, or name{labels}) over its lines; 0 when unreachable. */
+async function scrape(base: string): Promise<(series: string) => number> {
+  const text = await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } }).then((r) => r.text(), () => '');
+  const lines = text.split('\n');
+  return (series) =>
+    lines
+      .filter((l) => l.startsWith(series.includes('{') ? series + ' ' : series + '{') || l.startsWith(series + ' '))
+      .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 }
 
 async function discoverBase(pid: number): Promise<string> {
@@ -239,6 +285,8 @@ async function discoverBase(pid: number): Promise<string> {
   }
   throw new Error('the bridge did not start listening');
 }
+
+const loadAverage = (): string => os.loadavg().map((l) => l.toFixed(1)).join(' ');
 
 const label = (s: Shape): string => `${s.dongles.toLocaleString('en')} × ${s.rate}/s${s.viewers ? ` + ${s.viewers} viewers` : ''}`;
 
@@ -285,14 +333,25 @@ ${legend}
 }
 
 async function main(): Promise<void> {
-  const builds: [string, string][] = [['this build', CLI]];
-  if (COMPARE) builds.push(['compared build', COMPARE]);
+  // The bridge runs with the node flags of its systemd unit (NODE_OPTIONS there), as deployed, plus
+  // BENCH_BRIDGE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"); BENCH_COMPARE_NODE_ARGS replaces
+  // them for the compared build (BENCH_COMPARE, or this build again when only the node flags differ;
+  // "" for none).
+  const own = [...UNIT_NODE_ARGS, ...words(process.env.BENCH_BRIDGE_NODE_ARGS)];
+  process.stdout.write(`bridge node flags: ${own.join(' ') || '(none)'}\n`);
+  const builds: [string, string, string[]][] = [['this build', CLI, own]];
+  if (COMPARE || process.env.BENCH_COMPARE_NODE_ARGS !== undefined)
+    builds.push([COMPARE ? 'compared build' : `this build ${process.env.BENCH_COMPARE_NODE_ARGS}`, COMPARE ?? CLI, process.env.BENCH_COMPARE_NODE_ARGS === undefined ? own : words(process.env.BENCH_COMPARE_NODE_ARGS)]);
+  // BENCH_RUNS=n repeats every shape (builds interleaved within each repetition): medians under noisy load.
+  const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? 1));
   const results: Result[] = [];
-  for (const shape of SHAPES) {
-    for (const [name, cli] of builds) {
-      const r = await once(shape, name, cli);
-      process.stdout.write(`${JSON.stringify(r)}\n`);
-      results.push(r);
+  for (let run = 0; run < runs; run++) {
+    for (const shape of SHAPES) {
+      for (const [name, cli, nodeArgs] of builds) {
+        const r = await once(shape, name, cli, nodeArgs);
+        process.stdout.write(`${JSON.stringify(r)}\n`);
+        results.push(r);
+      }
     }
   }
   const md = [
@@ -300,10 +359,10 @@ async function main(): Promise<void> {
     '',
     'N fake agents (one process, the test suite\'s protocol-level fake) in N/2 groups send numbered frames every 10 ms to one bridge process with default flags; every frame must arrive at the peer, in order. CPU is the bridge\'s own (from /proc) from the first send until the last frame arrived, divided by the frames relayed. The load generator runs on the same 2 cores (its CPU % is shown): figures measured on a loaded machine.',
     '',
-    '| build | dongles × frames/s | s | viewers | relayed / sent | out of order | dropped by the bridge | bridge µs/frame | bridge CPU % | RSS start MB | RSS connected MB | KB per idle dongle | peak RSS MB | history MB | p50 ms | p99 ms | generator CPU % |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| build | dongles × frames/s | s | viewers | relayed / sent | out of order | dropped by the bridge | bridge µs/frame | bridge CPU % | RSS start MB | RSS connected MB | KB per idle dongle | peak RSS MB | at peak: heap total / used / new space, external MB | history MB | p50 ms | p99 ms | generator CPU % | load average |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...results.map((r) =>
-      `| ${r.build} | ${r.dongles.toLocaleString('en')} × ${r.rate} | ${r.seconds} | ${r.viewers} | ${r.relayed.toLocaleString('en')} / ${r.sent.toLocaleString('en')} | ${r.out_of_order} | ${r.bridge_dropped} | ${r.cpu_us_per_frame} | ${r.bridge_cpu_percent} | ${r.rss_start_mb} | ${r.rss_connected_mb} | ${r.kb_per_idle_dongle} | ${r.peak_rss_mb} | ${r.history_mb} | ${r.p50_ms} | ${r.p99_ms} | ${r.generator_cpu_percent} |`),
+      `| ${r.build} | ${r.dongles.toLocaleString('en')} × ${r.rate} | ${r.seconds} | ${r.viewers} | ${r.relayed.toLocaleString('en')} / ${r.sent.toLocaleString('en')} | ${r.out_of_order} | ${r.bridge_dropped} | ${r.cpu_us_per_frame} | ${r.bridge_cpu_percent} | ${r.rss_start_mb} | ${r.rss_connected_mb} | ${r.kb_per_idle_dongle} | ${r.peak_rss_mb} | ${r.at_peak.heap_total_mb} / ${r.at_peak.heap_used_mb} / ${r.at_peak.new_space_mb}, ${r.at_peak.external_mb} | ${r.history_mb} | ${r.p50_ms} | ${r.p99_ms} | ${r.generator_cpu_percent} | ${r.load_average} |`),
     '',
     '![cost against fleet size](bridge-fleet.svg)',
     '',

@@ -83,10 +83,16 @@ export interface LinkTimings {
 }
 
 export const DEFAULT_TIMINGS: LinkTimings = { helloTimeoutMs: 5000, pingMs: 10_000, deadAfterMs: 25_000 };
-/** Unsent socket bytes past which DOWN batches wait in the backlog instead. */
-const DOWN_BOUND_BYTES = 4 * 1024 * 1024;
+/**
+ * Unsent socket bytes past which DOWN batches wait in the backlog instead. Small on purpose: a fleet has
+ * hundreds of links, and bytes queued here are held as one Buffer and one write request per small DOWN
+ * batch (up to 4 MiB each, as it was, is 800 MB at 200 slow-reading agents), while frames waiting in the
+ * backlog are bounded by count and age, go out later as fewer, larger batches, and make the peer "behind"
+ * (the sender's acks are held) instead of hiding in socket memory. The kernel's socket buffer comes on top.
+ */
+const DOWN_BOUND_BYTES = 256 * 1024;
 /** Unsent socket bytes past which the agent is considered not to read at all, and disconnected. */
-const HARD_BOUND_BYTES = 16 * 1024 * 1024;
+const HARD_BOUND_BYTES = 4 * 1024 * 1024;
 /**
  * Acks go out together for all links at most every ACK_INTERVAL_MS (sooner for a link with
  * ACK_MAX_PENDING batches waiting): the agent holds the batches meanwhile, a few hundred frames at most.

@@ -91,6 +91,13 @@ export class GroupRelay {
   private readonly stateTimer: NodeJS.Timeout;
   /** Frames that arrived as `tx` and were therefore not relayed. */
   loopGuarded = 0;
+  /**
+   * Sides that got frames during this event-loop turn: flushed together once the turn's reads are done
+   * (setImmediate runs after the poll phase), so the UP batches of one origin read in one turn leave as
+   * one DOWN batch (one send, one ack) instead of one each. Adds no timer delay.
+   */
+  private readonly dirty = new Set<SideRuntime>();
+  private flushScheduled = false;
 
   constructor(
     private readonly settings: RelaySettings,
@@ -143,8 +150,8 @@ export class GroupRelay {
 
   // ---- data plane ----
 
-  /** Frames from one dongle's UP batch: queued for the peer side and sent at once if it can take them. */
-  relay(dongle: string, frames: readonly SequencedFrame[], now: number, clock: ClockFix = BRIDGE_CLOCK): void {
+  /** Frames from one dongle's UP batch: queued for the peer side, sent at the end of this event-loop turn if it can take them. */
+  relay(dongle: string, frames: readonly SequencedFrame[], clock: ClockFix = BRIDGE_CLOCK): void {
     const m = this.members.get(dongle);
     if (!m) return;
     const target = m.group.sides[other(m.side)];
@@ -163,7 +170,19 @@ export class GroupRelay {
       const p: PendingFrame = { frame: bus === undefined ? f : { ...f, bus }, seq: sf.seq, origin: dongle, originMs: earliestOnBridgeMs(f.tsUs, clock), clock };
       q.push(p);
     }
-    q.flush(this.links.get(target.dongle), now);
+    this.dirty.add(target);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flushDirty());
+    }
+  }
+
+  /** Sends what this turn's UP batches queued (see `dirty`). */
+  private flushDirty(): void {
+    this.flushScheduled = false;
+    const now = Date.now();
+    for (const side of this.dirty) side.queue.flush(this.links.get(side.dongle), now);
+    this.dirty.clear();
   }
 
   /**
@@ -256,6 +275,7 @@ export class GroupRelay {
     clearInterval(this.sweepTimer);
     clearInterval(this.stateTimer);
     for (const g of this.groups.values()) this.persist(g);
+    this.dirty.clear();
   }
 
   // ---- internals ----

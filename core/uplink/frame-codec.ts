@@ -151,6 +151,10 @@ export function decodeBatch(buf: Buffer): Batch {
   o += 2;
   if (count > MAX_FRAMES_PER_BATCH) throw new BatchDecodeError(`batch claims ${count} frames, more than ${MAX_FRAMES_PER_BATCH}`);
   const frames: SequencedFrame[] = new Array(count);
+  // One copy of the whole batch, and each frame's data a view into it: the frames outlive the WebSocket's
+  // receive buffer (backlogs, windows), but a copy (an ArrayBuffer) per frame would cost an allocation and
+  // GC work per frame. A frame kept alone holds its batch's bytes at most (batches leave queues in order).
+  const own = count > 0 ? new Uint8Array(buf) : undefined;
   for (let i = 0; i < count; i++) {
     need(20);
     const bi = buf[o++]!;
@@ -177,8 +181,7 @@ export function decodeBatch(buf: Buffer): Batch {
       brs: (flags & 2) !== 0,
       esi: (flags & 4) !== 0,
       dlc,
-      // A copy, not a view: the frame outlives the WebSocket's receive buffer (backlogs, rings).
-      data: Uint8Array.prototype.slice.call(buf, o, o + len),
+      data: own!.subarray(o, o + len),
       tsUs,
       direction: flags & 8 ? 'tx' : 'rx',
     };
