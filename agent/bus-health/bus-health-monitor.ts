@@ -1,7 +1,8 @@
 /**
  * Bus health per interface, once a second: the kernel's view (controller state, error counters, bit
  * timing, counters — ip-link.ts, SocketCAN only), the load from every frame (bus-load.ts) and the decoded
- * error frames per class. Publishes `bus_state` on every change and every --bus-state-interval seconds,
+ * error frames per class. The step runs once a second, GRACE_MS after each whole second of the wall clock,
+ * and reports the load of the last second bus-load.ts has closed. Publishes `bus_state` on every change and every --bus-state-interval seconds,
  * and a `warn` log when a bus degrades (error-warning, error-passive, bus-off) or its controller restarts.
  * Its snapshot feeds the metrics (bus-health-metrics.ts). Nothing here touches the data plane.
  */
@@ -9,8 +10,7 @@ import { decodeErrorFrame, type ErrorClass } from '../../core/can/error-frame.js
 import type { CanFrame } from '../../core/can/frame.js';
 import type { BusStateData, ControllerState, LogLevel } from '../../core/console/events.js';
 import { busStateData } from '../../core/console/normalize.js';
-import { isoNow } from '../../core/console/time.js';
-import { BusLoadMeter } from './bus-load.js';
+import { BusLoadMeter, GRACE_MS } from './bus-load.js';
 import type { LinkHealth } from './ip-link.js';
 
 export interface BusHealthOptions {
@@ -27,6 +27,8 @@ export interface BusHealthOptions {
   log: (level: LogLevel, message: string, code: string, details: Record<string, string | number | boolean | null>) => void;
   /** Monotonic milliseconds (tests pass a fake clock). */
   now?: () => number;
+  /** Wall-clock Unix milliseconds, the clock of frame timestamps (tests pass a fake clock). */
+  wallNow?: () => number;
 }
 
 /** Fields whose change is published at once (load changes every second and waits for the interval). */
@@ -40,20 +42,27 @@ const DEGRADED: Partial<Record<ControllerState, { level: LogLevel; code: string;
 };
 
 export class BusHealthMonitor {
-  private readonly load = new BusLoadMeter();
+  private readonly load: BusLoadMeter;
   private readonly errors = new Map<string, Map<ErrorClass, number>>();
   private links = new Map<string, LinkHealth>();
+  /**
+   * Bitrates for the load, from the last successful reading: a failed or slow `ip` read (seen under
+   * emulation) leaves the state unknown but must not stop the load.
+   */
+  private readonly rates = new Map<string, { nominal: number | null; data: number | null }>();
   private readonly lastSent = new Map<string, { data: BusStateData; at: number }>();
   private readonly current = new Map<string, BusStateData>();
   private timer: NodeJS.Timeout | undefined;
-  private lastTick: number;
+  private stopped = true;
   private reading = false;
   private linkError: string | null = null;
   private readonly now: () => number;
+  private readonly wallNow: () => number;
 
   constructor(private readonly o: BusHealthOptions) {
     this.now = o.now ?? (() => performance.now());
-    this.lastTick = this.now();
+    this.wallNow = o.wallNow ?? (() => Date.now());
+    this.load = new BusLoadMeter(this.wallNow());
   }
 
   /** Hot path: every frame, rx and tx. */
@@ -68,13 +77,24 @@ export class BusHealthMonitor {
   }
 
   start(): void {
-    this.lastTick = this.now();
-    this.timer = setInterval(() => void this.tick(), 1000);
+    this.stopped = false;
+    this.schedule();
+  }
+
+  /** The next step GRACE_MS after the next whole second (a timer per step, not setInterval: it does not drift). */
+  private schedule(): void {
+    if (this.stopped) return;
+    const wait = 1000 - ((((this.wallNow() - GRACE_MS) % 1000) + 1000) % 1000);
+    this.timer = setTimeout(() => {
+      void this.tick();
+      this.schedule();
+    }, Math.max(10, wait));
     this.timer.unref();
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
 
@@ -89,27 +109,19 @@ export class BusHealthMonitor {
   }
 
   /**
-   * One step: close the load window (every second, whatever `ip` costs), read the kernel when there is
-   * one and no read is still running, publish what changed. Exposed for tests.
+   * One step: close the seconds that ended (whatever `ip` costs), read the kernel when there is one and
+   * no read is still running, publish what changed. Exposed for tests.
    */
   async tick(): Promise<void> {
-    // The event's ts is when its load window closed, not when the (possibly slow) `ip` read finished.
-    const closedAt = isoNow();
     const t = this.now();
-    const elapsed = (t - this.lastTick) / 1000;
-    this.lastTick = t;
     const buses = this.o.buses();
-    // The bitrates of the last reading: a bitrate change shows in the next window.
-    this.load.roll(elapsed, buses, (bus) => {
-      const l = this.links.get(bus);
-      return { nominal: l?.bitrate ?? this.o.flagBitrates.get(bus) ?? null, data: l?.dataBitrate ?? null };
-    });
-    // This window's figures, taken now: a slow `ip` read must not let the next window's load carry this ts.
-    const figures = new Map(buses.map((b) => [b, this.load.figures(b)]));
+    // The bitrates of the last reading: a bitrate change shows in the next second.
+    this.load.roll(this.wallNow(), buses, (bus) => this.rates.get(bus) ?? { nominal: this.o.flagBitrates.get(bus) ?? null, data: null });
     if (this.o.readLinks && !this.reading) {
       this.reading = true;
       try {
         this.links = await this.o.readLinks();
+        for (const [bus, l] of this.links) this.rates.set(bus, { nominal: l.bitrate ?? this.o.flagBitrates.get(bus) ?? null, data: l.dataBitrate ?? null });
         if (this.linkError !== null) this.o.log('info', 'reading interface state works again', 'bus_health_restored', {});
         this.linkError = null;
       } catch (err) {
@@ -121,10 +133,12 @@ export class BusHealthMonitor {
         this.reading = false;
       }
     }
-    for (const bus of buses) this.update(bus, t, closedAt, figures.get(bus)!);
+    // The figures as of now (after a slow `ip` read a later step may have closed newer seconds: the
+    // newest, with its own ts, so bus_state events never go back in time).
+    for (const bus of buses) this.update(bus, t, this.load.figures(bus));
   }
 
-  private update(bus: string, t: number, closedAt: string, f: ReturnType<BusLoadMeter['figures']>): void {
+  private update(bus: string, t: number, f: ReturnType<BusLoadMeter['figures']>): void {
     const l = this.links.get(bus);
     const flagRate = this.o.flagBitrates.get(bus);
     const errs = this.errors.get(bus);
@@ -147,7 +161,8 @@ export class BusHealthMonitor {
       frame_rate: Math.round(f.frameRate),
       error_frames: errs ? Object.fromEntries(errs) : {},
     });
-    d.ts = closedAt;
+    // The event's ts is the end of the second its load covers ([ts - 1 s, ts)), not when it was published.
+    if (f.secondMs !== null) d.ts = new Date(f.secondMs + 1000).toISOString();
     const prev = this.current.get(bus);
     this.current.set(bus, d);
     this.transitions(prev, d);

@@ -136,13 +136,16 @@ export interface BusStateData extends FromDongle {
   data_sample_point: number | null;
   restart_ms: number | null;
   counters: Partial<Record<BusCounterName, number>>;
-  /** Share of the bitrate used over the last second (0..1, may exceed 1 when frames arrive faster than the bitrate allows). */
+  /**
+   * Share of the bitrate used in the second [ts - 1 s, ts) of the frames' own (kernel) timestamps (0..1, may
+   * exceed 1 when frames arrive faster than the bitrate allows).
+   */
   load: number | null;
   /** Highest per-second load over the last minute. */
   load_peak_1m: number | null;
   /** The last 60 per-second loads, oldest first (for the sparkline). */
   load_history: number[];
-  /** Frames per second over the last second (rx and tx). */
+  /** Frames in that second (rx and tx). */
   frame_rate: number;
   /** Error frames received since the agent started, per class. */
   error_frames: Record<string, number>;

@@ -181,21 +181,59 @@ test('ip -json: garbage gets an error that says what is wrong', () => {
 
 // ---- load and the monitor ----
 
-test('load: exact bits over the window divided by the bitrate; the FD data phase at its own rate; peak over a minute', () => {
-  const m = new BusLoadMeter();
-  const f = frame({ id: 0 }); // 53 bits
-  for (let i = 0; i < 1000; i++) m.add(f);
-  m.roll(1, ['can0'], () => ({ nominal: 500_000, data: null }));
-  assert.equal(m.figures('can0').load, 53_000 / 500_000);
-  const fd = frame({ id: 0, fd: true, brs: true }); // 31 nominal + 34 data bits
-  for (let i = 0; i < 1000; i++) m.add(fd);
-  m.roll(2, ['can0'], () => ({ nominal: 500_000, data: 2_000_000 }));
-  assert.equal(m.figures('can0').load, (31_000 / 500_000 + 34_000 / 2_000_000) / 2);
-  m.roll(1, ['can0'], () => ({ nominal: 500_000, data: null }));
-  const fig = m.figures('can0');
-  assert.deepEqual([fig.load, fig.peak, fig.history.length], [0, 0.106, 3]);
-  m.roll(1, ['can0'], () => ({ nominal: null, data: null }));
-  assert.equal(m.figures('can0').load, null);
+test('load: the exact bits of the frames stamped in each second / the bitrate; FD data phase at its own rate; a second closes when complete; late frames, stalls, clock steps; peak over a minute', () => {
+  const rates = () => ({ nominal: 500_000, data: 2_000_000 });
+  const m = new BusLoadMeter(10_000); // a bus's first open second is 10 (Unix s)
+  const at = (tsMs: number, p: Partial<CanFrame> = {}) => m.add(frame({ id: 0, tsUs: tsMs * 1000, ...p })); // 53 bits unless FD
+  for (let i = 0; i < 1000; i++) at(10_200);
+  m.roll(11_499, ['can0'], rates);
+  assert.equal(m.figures('can0').load, null, 'second 10 stays open for the grace after its end');
+  // A frame the kernel stamped in second 10 but handed over late still counts there; one of second 11 proves 10 complete.
+  at(10_999.999);
+  at(11_000);
+  m.roll(11_500, ['can0'], rates);
+  assert.deepEqual([m.figures('can0').load, m.figures('can0').secondMs, m.figures('can0').frameRate], [53_053 / 500_000, 10_000, 1001]);
+  // Delivery lagging: frames keep coming but none of a later second yet, so second 11 waits.
+  for (let i = 0; i < 1000; i++) at(11_500, { fd: true, brs: true }); // 31 nominal + 34 data bits each
+  m.roll(12_600, ['can0'], rates);
+  assert.equal(m.figures('can0').secondMs, 10_000, 'second 11 waits while frames come in late');
+  at(11_900);
+  at(12_100);
+  m.roll(12_700, ['can0'], rates);
+  assert.equal(m.figures('can0').load, 31_106 / 500_000 + 34_000 / 2_000_000);
+  // A quiet step (no frame since the previous one): the second closes on the clock.
+  m.roll(13_600, ['can0'], rates);
+  assert.deepEqual([m.figures('can0').load, m.figures('can0').secondMs], [53 / 500_000, 12_000]);
+  // Too late (its second closed): counted in the first open second, so no bit is lost.
+  at(11_100);
+  at(13_100);
+  m.roll(16_700, ['can0'], rates);
+  assert.equal(m.figures('can0').secondMs, 12_000, 'frames came since the last step: waiting for a later one');
+  m.roll(17_700, ['can0'], rates);
+  let fig = m.figures('can0');
+  assert.deepEqual(fig.history, [53_053 / 500_000, 31_106 / 500_000 + 34_000 / 2_000_000, 53 / 500_000, 106 / 500_000, 0, 0, 0], 'after a stall, several seconds close at once, each with its own frames');
+  assert.equal(fig.peak, 53_053 / 500_000);
+  // Frames keep coming, never of a later second: closed MAX_WAIT_MS after its end at the latest.
+  at(17_200);
+  m.roll(18_600, ['can0'], rates);
+  at(17_300);
+  m.roll(27_000, ['can0'], rates);
+  assert.equal(m.figures('can0').secondMs, 16_000);
+  at(17_400);
+  m.roll(28_000, ['can0'], rates);
+  assert.deepEqual([m.figures('can0').load, m.figures('can0').secondMs], [159 / 500_000, 17_000]);
+  // The wall clock steps back: counting goes on from the new current second, the pending bits with it.
+  at(18_200);
+  m.roll(10_700, ['can0'], rates);
+  at(10_100);
+  at(11_000);
+  m.roll(11_600, ['can0'], rates);
+  assert.deepEqual([m.figures('can0').load, m.figures('can0').secondMs], [106 / 500_000, 10_000], 'the pending frame and the new one, none lost');
+  // Without a bitrate there is no load, and no history.
+  m.roll(12_600, ['can0'], () => ({ nominal: null, data: null }));
+  m.roll(13_600, ['can0'], () => ({ nominal: null, data: null }));
+  fig = m.figures('can0');
+  assert.deepEqual([fig.load, fig.peak, fig.history], [null, null, []]);
 });
 
 test('monitor: bus_state on change and every interval; warn logs on error-passive, bus-off and a restart', async () => {
@@ -212,6 +250,7 @@ test('monitor: bus_state on change and every interval; warn logs on error-passiv
     publish: (d) => states.push(d),
     log: (level, message, code) => logs.push({ level, code, message }),
     now: () => clock,
+    wallNow: () => clock,
   });
   const step = async (): Promise<void> => {
     clock += 1000;
@@ -219,15 +258,16 @@ test('monitor: bus_state on change and every interval; warn logs on error-passiv
   };
   await step();
   assert.equal(states.length, 1, 'the first reading is published (the bitrate is known from then on)');
-  for (let i = 0; i < 1000; i++) mon.frame(frame({ bus: 'can1', id: 0 }));
+  for (let i = 0; i < 1000; i++) mon.frame(frame({ bus: 'can1', id: 0, tsUs: 1_200_000 }));
   mon.frame(frame({ bus: 'can1', id: 0x8 | 0x80, err: true, ext: true, dlc: 8, data: Uint8Array.from([0, 0, 4, 0x0a, 0, 0, 0, 0]) }));
   await step();
+  await step(); // second 1 closes: its end + the grace has passed and no frame came since the previous step
   const s0 = mon.snapshot()[0]!;
   assert.deepEqual(
     { state: s0.state, bitrate: s0.bitrate, src: s0.bitrate_source, sp: s0.sample_point, load: s0.load, errs: s0.error_frames },
     { state: 'error-active', bitrate: 500000, src: 'kernel', sp: 0.875, load: 0.106, errs: { protocol: 1, bus_error: 1 } },
   );
-  for (let i = 0; i < 3; i++) await step();
+  for (let i = 0; i < 2; i++) await step();
   assert.equal(states.length, 1, 'nothing changed: nothing published before the interval');
   await step();
   assert.equal(states.length, 2, 'the periodic bus_state after 5 s');
@@ -262,9 +302,14 @@ test('monitor: without a kernel view (sim, replay) the --bitrate gives the load,
     publish: (d) => states.push(d),
     log: () => {},
     now: () => clock,
+    wallNow: () => clock,
   });
   for (let i = 0; i < 500; i++) mon.frame(frame({ id: 0 }));
-  clock = 1000;
+  clock = 1500;
   await mon.tick();
-  assert.deepEqual([states[0]!.link, states[0]!.state, states[0]!.bitrate, states[0]!.bitrate_source, states[0]!.load, states[0]!.frame_rate], ['up', null, 250000, 'flag', 0.106, 500]);
+  clock = 2400; // no frame since the previous step: second 0 closes
+  await mon.tick();
+  const s = mon.snapshot()[0]!;
+  assert.equal(s.ts, '1970-01-01T00:00:01.000Z', 'ts: the end of the second the load covers');
+  assert.deepEqual([s.link, s.state, s.bitrate, s.bitrate_source, s.load, s.frame_rate], ['up', null, 250000, 'flag', 0.106, 500]);
 });
