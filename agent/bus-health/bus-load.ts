@@ -13,8 +13,9 @@
  *
  * When a second is complete: a received frame stamped in a later second proves it (one socket per bus
  * delivers in order). Without one, the second closes GRACE_MS after it ended if no frame came in since the
- * previous step (the bus is quiet), else when the agent has seen frames of a later second, at the latest
- * MAX_WAIT_MS after its end (delivery lagging that long). A frame that still comes for a closed second, or
+ * two steps before (the bus is quiet: one quiet step was not enough under emulation, where the first frames
+ * of a burst reached the agent over a second late), else when the agent has seen frames of a later
+ * second, at the latest MAX_WAIT_MS after its end (delivery lagging that long). A frame that still comes for a closed second, or
  * whose timestamp is beyond the open seconds (a clock step), is counted in the nearest open second, so the
  * total of bits stays exact.
  */
@@ -26,6 +27,8 @@ export const LOAD_HISTORY_SECONDS = 60;
 export const GRACE_MS = 500;
 /** How long after a second ended it is closed at the latest, while frames keep coming late. */
 export const MAX_WAIT_MS = 10_000;
+/** Steps (seconds) in a row without a received frame after which a bus counts as quiet. */
+const QUIET_STEPS = 2;
 /** Open seconds per bus: the waiting ones and the current one. */
 const RING = 16;
 
@@ -45,6 +48,8 @@ interface BusBits {
   /** Received frames counted, and as of the previous step (did any come in since?). */
   rxFrames: number;
   rxFramesAtStep: number;
+  /** Steps in a row without a received frame. */
+  quietSteps: number;
   /** Loads of the last closed seconds, oldest first; emptied while the bitrate is unknown. */
   history: number[];
   last: number | null;
@@ -93,7 +98,7 @@ export class BusLoadMeter {
     if (!b) {
       const ring = Array.from({ length: RING }, () => ({ nominal: 0, data: 0, frames: 0 }));
       const open = Math.floor(this.nowMs / 1000);
-      b = { ring, open, rxSecond: open - 1, rxFrames: 0, rxFramesAtStep: 0, history: [], last: null, lastFrames: 0, lastSecondMs: null };
+      b = { ring, open, rxSecond: open - 1, rxFrames: 0, rxFramesAtStep: 0, quietSteps: 0, history: [], last: null, lastFrames: 0, lastSecondMs: null };
       this.buses.set(name, b);
     }
     return b;
@@ -110,8 +115,9 @@ export class BusLoadMeter {
     // The last second the wall clock says is over, with the grace.
     const wallThrough = Math.floor((nowMs - GRACE_MS) / 1000) - 1;
     for (const [name, b] of this.buses) {
-      const quiet = b.rxFrames === b.rxFramesAtStep;
+      b.quietSteps = b.rxFrames === b.rxFramesAtStep ? b.quietSteps + 1 : 0;
       b.rxFramesAtStep = b.rxFrames;
+      const quiet = b.quietSteps >= QUIET_STEPS;
       if (wallThrough < b.open - 2) {
         // The clock stepped back: count on from the current second; what is pending stays counted.
         this.reanchor(b, wallThrough + 1);

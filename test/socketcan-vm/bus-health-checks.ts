@@ -17,7 +17,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { frameBits } from '../../core/can/bit-count.js';
@@ -136,6 +136,12 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
   // second); the agent's are whole seconds. canbusload prints from its SIGALRM handler: signalling it at
   // every whole second puts its windows on the same seconds (its own alarm, 1 s after a print, comes after
   // the next signal), so both tools measure the same seconds and can be compared second by second.
+  // Only once canbusload has its handler installed: SIGALRM's default action would end it.
+  const catchesAlarm = (): boolean => {
+    const m = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${cbl.proc.pid}/status`, 'utf8'));
+    return m !== null && (BigInt('0x' + m[1]) & (1n << 13n)) !== 0n; // SIGALRM = 14
+  };
+  await until(catchesAlarm, 60_000, 'canbusload to catch SIGALRM');
   let aligning = true;
   const align = (): void => {
     if (!aligning) return;
@@ -146,12 +152,13 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
   };
   align();
   await new Promise((r) => setTimeout(r, 1500));
-  // Steady loads first: the same frames every second (cangen, 40 frames 4 ms apart, started 0.2 s past
+  // Steady loads first: the same frames every second (cangen, 40 frames 1 ms apart, started 0.25 s past
   // each whole second, so each second's frames lie inside it and canbusload's signal falls in the quiet
-  // gap around the whole second: both tools count exactly the same frames per second). Then two
+  // gap around the whole second: both tools measure the same frames in a second, unless the emulation
+  // stretched a burst over the whole second). Then two
   // continuous loads at a fixed gap (under qemu's TCG the real rate is below 1000/gap and uneven): the
   // exact checks hold for them too; canbusload's figures are only reported.
-  const burst = ['-g', '4', '-n', '40'];
+  const burst = ['-g', '1', '-n', '40'];
   const phases = [
     { name: 'steady, 40 frames each second, id 123, 8 counting bytes', steady: true, args: [...burst, '-I', '123', '-L', '8', '-D', 'i'] },
     { name: 'steady, 40 frames each second, id 7E8, 8 zero bytes (most stuff bits)', steady: true, args: [...burst, '-I', '7E8', '-L', '8', '-D', '0000000000000000'] },
@@ -167,7 +174,7 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
     // Not spawnSync: the test's event loop must stay free to signal canbusload on time.
     if (p.steady) {
       for (let i = 0; i < STEADY_SECONDS; i++) {
-        await new Promise((r) => setTimeout(r, 1000 - ((Date.now() - 200) % 1000)));
+        await new Promise((r) => setTimeout(r, 1000 - ((Date.now() - 250) % 1000)));
         await run('cangen', ['can1', '-p', '1000', ...p.args]);
         sent += 40;
       }
@@ -306,7 +313,8 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
       load_max: Math.max(...perSecond),
       compared_seconds: inside.length,
       worst_difference: diffs.length ? Math.round(diffs.reduce((a, b) => (Math.abs(b) > Math.abs(a) ? b : a)) * 10000) / 10000 : null,
-      seconds_identical: diffs.filter((d) => Math.abs(d) < 0.001).length,
+      seconds_same_frames: inside.filter((w) => w.edgeFrames === 0).length,
+      seconds_within_5_percent: diffs.filter((d) => Math.abs(d) <= 0.05).length,
       windows: inside.map((w) => `${w.printed} ${((w.end - w.start) / 1000).toFixed(3)} s: canbusload ${pct(w.cbl)}, agent ${pct(w.agent)}${w.edgeFrames ? ` (${w.edgeFrames} edge frames)` : ''}`),
       agent_peak_1m: null as number | null,
       canbusload_peak: null as number | null,
@@ -320,9 +328,14 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
     phases: perPhase.map(({ _inside, ...p }) => p),
   };
   progress(JSON.stringify(figures.load));
+  // On the steady loads, per second: where canbusload's window and the agent's second hold the same
+  // frames (the signal fell in the quiet gap — most seconds), the two loads agree within 5 %. Which
+  // frames a window holds comes from candump, not from either tool's figure, so this fails when the
+  // agent counts other bits (stuff bits dropped) or puts frames into other seconds.
   for (const p of perPhase.filter((x) => x.steady_load)) {
-    assert.ok(p.compared_seconds >= 5, `${p.phase}: ${p.compared_seconds} seconds compared with canbusload (need 5)`);
-    for (const w of p._inside) {
+    const same = p._inside.filter((w) => w.edgeFrames === 0);
+    assert.ok(same.length >= 5, `${p.phase}: ${same.length} seconds where canbusload's window held the same frames as the agent's second (need 5)`);
+    for (const w of same) {
       const d = (w.agent - w.cbl) / w.cbl;
       assert.ok(Math.abs(d) <= 0.05, `${p.phase}, canbusload window printed ${w.printed}: agent ${pct(w.agent)}, canbusload -e ${pct(w.cbl)} (${(d * 100).toFixed(1)} %, bound 5 %)`);
     }

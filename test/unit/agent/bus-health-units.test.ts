@@ -201,8 +201,10 @@ test('load: the exact bits of the frames stamped in each second / the bitrate; F
   at(12_100);
   m.roll(12_700, ['can0'], rates);
   assert.equal(m.figures('can0').load, 31_106 / 500_000 + 34_000 / 2_000_000);
-  // A quiet step (no frame since the previous one): the second closes on the clock.
+  // Two quiet steps (no frame since the one before): the second closes on the clock.
   m.roll(13_600, ['can0'], rates);
+  assert.equal(m.figures('can0').secondMs, 11_000, 'one quiet step is not enough');
+  m.roll(13_650, ['can0'], rates);
   assert.deepEqual([m.figures('can0').load, m.figures('can0').secondMs], [53 / 500_000, 12_000]);
   // Too late (its second closed): counted in the first open second, so no bit is lost.
   at(11_100);
@@ -210,6 +212,7 @@ test('load: the exact bits of the frames stamped in each second / the bitrate; F
   m.roll(16_700, ['can0'], rates);
   assert.equal(m.figures('can0').secondMs, 12_000, 'frames came since the last step: waiting for a later one');
   m.roll(17_700, ['can0'], rates);
+  m.roll(17_750, ['can0'], rates);
   let fig = m.figures('can0');
   assert.deepEqual(fig.history, [53_053 / 500_000, 31_106 / 500_000 + 34_000 / 2_000_000, 53 / 500_000, 106 / 500_000, 0, 0, 0], 'after a stall, several seconds close at once, each with its own frames');
   assert.equal(fig.peak, 53_053 / 500_000);
@@ -259,9 +262,10 @@ test('monitor: bus_state on change and every interval; warn logs on error-passiv
   await step();
   assert.equal(states.length, 1, 'the first reading is published (the bitrate is known from then on)');
   for (let i = 0; i < 1000; i++) mon.frame(frame({ bus: 'can1', id: 0, tsUs: 1_200_000 }));
+  mon.frame(frame({ bus: 'can1', id: 0, tsUs: 2_100_000 })); // a frame of second 2: second 1 is complete
   mon.frame(frame({ bus: 'can1', id: 0x8 | 0x80, err: true, ext: true, dlc: 8, data: Uint8Array.from([0, 0, 4, 0x0a, 0, 0, 0, 0]) }));
   await step();
-  await step(); // second 1 closes: its end + the grace has passed and no frame came since the previous step
+  await step(); // second 1 closes once its end + the grace has passed
   const s0 = mon.snapshot()[0]!;
   assert.deepEqual(
     { state: s0.state, bitrate: s0.bitrate, src: s0.bitrate_source, sp: s0.sample_point, load: s0.load, errs: s0.error_frames },
@@ -305,9 +309,8 @@ test('monitor: without a kernel view (sim, replay) the --bitrate gives the load,
     wallNow: () => clock,
   });
   for (let i = 0; i < 500; i++) mon.frame(frame({ id: 0 }));
+  mon.frame(frame({ id: 0, tsUs: 1_000_000 })); // second 0 is complete
   clock = 1500;
-  await mon.tick();
-  clock = 2400; // no frame since the previous step: second 0 closes
   await mon.tick();
   const s = mon.snapshot()[0]!;
   assert.equal(s.ts, '1970-01-01T00:00:01.000Z', 'ts: the end of the second the load covers');
