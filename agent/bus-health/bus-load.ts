@@ -15,7 +15,10 @@
  * delivers in order). Without one, the second closes GRACE_MS after it ended if no frame came in since the
  * two steps before (the bus is quiet: one quiet step was not enough under emulation, where the first frames
  * of a burst reached the agent over a second late), else when the agent has seen frames of a later
- * second, at the latest MAX_WAIT_MS after its end (delivery lagging that long). A frame that still comes for a closed second, or
+ * second. Only if frames keep coming for STUCK_STEPS steps without their timestamps reaching a later second
+ (a frozen clock) does the wall clock close it. Not a wall-clock limit: after the agent stalled (seen for
+ 13 s under emulation), its first step runs before the backlog is read, and a time limit would close the
+ seconds of that backlog empty. A frame that still comes for a closed second, or
  * whose timestamp is beyond the open seconds (a clock step), is counted in the nearest open second, so the
  * total of bits stays exact.
  */
@@ -25,12 +28,17 @@ import type { CanFrame } from '../../core/can/frame.js';
 export const LOAD_HISTORY_SECONDS = 60;
 /** How long after a second ended a quiet bus closes it. */
 export const GRACE_MS = 500;
-/** How long after a second ended it is closed at the latest, while frames keep coming late. */
-export const MAX_WAIT_MS = 10_000;
+/** Steps with frames but no later second after which the wall clock closes seconds (frozen timestamps). */
+const STUCK_STEPS = 10;
 /** Steps (seconds) in a row without a received frame after which a bus counts as quiet. */
 const QUIET_STEPS = 2;
-/** Open seconds per bus: the waiting ones and the current one. */
-const RING = 16;
+/**
+ * Open seconds per bus: the waiting ones and the current one. A received frame beyond them (the agent
+ * stalled longer) closes the oldest: its timestamp proves them complete.
+ */
+const RING = 64;
+
+type Rates = { nominal: number | null; data: number | null };
 
 interface Second {
   nominal: number;
@@ -50,12 +58,17 @@ interface BusBits {
   rxFramesAtStep: number;
   /** Steps in a row without a received frame. */
   quietSteps: number;
+  /** Steps in a row with received frames but no advance of rxSecond, and rxSecond at the previous step. */
+  stuckSteps: number;
+  rxSecondAtStep: number;
   /** Loads of the last closed seconds, oldest first; emptied while the bitrate is unknown. */
   history: number[];
   last: number | null;
   lastFrames: number;
   /** Start of the last closed second (Unix ms), null before the first. */
   lastSecondMs: number | null;
+  /** The bitrates of the last step (for seconds a frame closes between steps). */
+  rates: Rates;
 }
 
 /** Ring slot of a second (also for times before 1970, which a wrong clock can give). */
@@ -86,7 +99,10 @@ export class BusLoadMeter {
       if (s > acc.rxSecond) acc.rxSecond = s;
     }
     if (s < acc.open) s = acc.open;
-    else if (s >= acc.open + RING) s = acc.open + RING - 1;
+    else if (s >= acc.open + RING) {
+      if (f.direction === 'rx') while (acc.open <= s - RING) this.close(acc);
+      else s = acc.open + RING - 1;
+    }
     const sec = acc.ring[slot(s)]!;
     sec.nominal += this.scratch.nominal;
     sec.data += this.scratch.data;
@@ -98,7 +114,7 @@ export class BusLoadMeter {
     if (!b) {
       const ring = Array.from({ length: RING }, () => ({ nominal: 0, data: 0, frames: 0 }));
       const open = Math.floor(this.nowMs / 1000);
-      b = { ring, open, rxSecond: open - 1, rxFrames: 0, rxFramesAtStep: 0, quietSteps: 0, history: [], last: null, lastFrames: 0, lastSecondMs: null };
+      b = { ring, open, rxSecond: open - 1, rxFrames: 0, rxFramesAtStep: 0, quietSteps: 0, stuckSteps: 0, rxSecondAtStep: open - 1, history: [], last: null, lastFrames: 0, lastSecondMs: null, rates: { nominal: null, data: null } };
       this.buses.set(name, b);
     }
     return b;
@@ -115,9 +131,12 @@ export class BusLoadMeter {
     // The last second the wall clock says is over, with the grace.
     const wallThrough = Math.floor((nowMs - GRACE_MS) / 1000) - 1;
     for (const [name, b] of this.buses) {
-      b.quietSteps = b.rxFrames === b.rxFramesAtStep ? b.quietSteps + 1 : 0;
+      const cameIn = b.rxFrames !== b.rxFramesAtStep;
+      b.quietSteps = cameIn ? 0 : b.quietSteps + 1;
+      b.stuckSteps = cameIn && b.rxSecond === b.rxSecondAtStep ? b.stuckSteps + 1 : 0;
       b.rxFramesAtStep = b.rxFrames;
-      const quiet = b.quietSteps >= QUIET_STEPS;
+      b.rxSecondAtStep = b.rxSecond;
+      const byClock = b.quietSteps >= QUIET_STEPS || b.stuckSteps >= STUCK_STEPS;
       if (wallThrough < b.open - 2) {
         // The clock stepped back: count on from the current second; what is pending stays counted.
         this.reanchor(b, wallThrough + 1);
@@ -126,26 +145,29 @@ export class BusLoadMeter {
       // After a long stall or a clock step forward, seconds beyond a minute would all be pushed out of the
       // history anyway: skip to the last minute (their bits go into its first second).
       if (wallThrough - b.open >= LOAD_HISTORY_SECONDS + RING) this.reanchor(b, wallThrough - LOAD_HISTORY_SECONDS + 1);
-      const r = rates(name);
-      for (; b.open <= wallThrough; b.open++) {
-        const complete = quiet || b.rxSecond > b.open || nowMs >= (b.open + 1) * 1000 + MAX_WAIT_MS;
-        if (!complete) break;
-        const sec = b.ring[slot(b.open)]!;
-        b.lastFrames = sec.frames;
-        b.lastSecondMs = b.open * 1000;
-        if (r.nominal) {
-          b.last = sec.nominal / r.nominal + sec.data / (r.data ?? r.nominal);
-          b.history.push(b.last);
-          if (b.history.length > LOAD_HISTORY_SECONDS) b.history.shift();
-        } else {
-          b.last = null;
-          b.history.length = 0;
-        }
-        sec.nominal = 0;
-        sec.data = 0;
-        sec.frames = 0;
-      }
+      b.rates = rates(name);
+      while (b.open <= wallThrough && (b.rxSecond > b.open || byClock)) this.close(b);
     }
+  }
+
+  /** Closes a bus's first open second: its load at the bus's last known bitrates. */
+  private close(b: BusBits): void {
+    const sec = b.ring[slot(b.open)]!;
+    const r = b.rates;
+    b.lastFrames = sec.frames;
+    b.lastSecondMs = b.open * 1000;
+    if (r.nominal) {
+      b.last = sec.nominal / r.nominal + sec.data / (r.data ?? r.nominal);
+      b.history.push(b.last);
+      if (b.history.length > LOAD_HISTORY_SECONDS) b.history.shift();
+    } else {
+      b.last = null;
+      b.history.length = 0;
+    }
+    sec.nominal = 0;
+    sec.data = 0;
+    sec.frames = 0;
+    b.open++;
   }
 
   /** Moves a bus's open seconds to start at `second`, carrying every pending bit into it (nothing is lost). */
@@ -162,7 +184,7 @@ export class BusLoadMeter {
     first.data = sum.data;
     first.frames = sum.frames;
     b.open = second;
-    if (b.rxSecond >= second) b.rxSecond = second - 1;
+    if (b.rxSecond >= second) b.rxSecond = b.rxSecondAtStep = second - 1;
   }
 
   /**

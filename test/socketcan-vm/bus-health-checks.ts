@@ -152,20 +152,21 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
   };
   align();
   await new Promise((r) => setTimeout(r, 1500));
-  // Steady loads first: the same frames every second (cangen, 40 frames 1 ms apart, started 0.25 s past
+  // Steady loads first: the same frames every second (cangen, 20 frames 1 ms apart, started 0.25 s past
   // each whole second, so each second's frames lie inside it and canbusload's signal falls in the quiet
   // gap around the whole second: both tools measure the same frames in a second, unless the emulation
   // stretched a burst over the whole second). Then two
   // continuous loads at a fixed gap (under qemu's TCG the real rate is below 1000/gap and uneven): the
   // exact checks hold for them too; canbusload's figures are only reported.
-  const burst = ['-g', '1', '-n', '40'];
+  const BURST = 20;
+  const burst = ['-g', '1', '-n', String(BURST)];
   const phases = [
-    { name: 'steady, 40 frames each second, id 123, 8 counting bytes', steady: true, args: [...burst, '-I', '123', '-L', '8', '-D', 'i'] },
-    { name: 'steady, 40 frames each second, id 7E8, 8 zero bytes (most stuff bits)', steady: true, args: [...burst, '-I', '7E8', '-L', '8', '-D', '0000000000000000'] },
+    { name: 'steady, 20 frames each second, id 123, 8 counting bytes', steady: true, args: [...burst, '-I', '123', '-L', '8', '-D', 'i'] },
+    { name: 'steady, 20 frames each second, id 7E8, 8 zero bytes (most stuff bits)', steady: true, args: [...burst, '-I', '7E8', '-L', '8', '-D', '0000000000000000'] },
     { name: 'continuous, gap 3 ms, random extended ids, lengths and data', steady: false, args: ['-g', '3', '-n', '1200', '-e'] },
     { name: 'continuous, gap 1 ms, id 7E8, 8 zero bytes', steady: false, args: ['-g', '1', '-n', '2000', '-I', '7E8', '-L', '8', '-D', '0000000000000000'] },
   ];
-  const STEADY_SECONDS = 15;
+  const STEADY_SECONDS = 20;
   const spans: { name: string; steady: boolean; from: number; to: number }[] = [];
   let sent = 0;
   for (const p of phases) {
@@ -176,7 +177,7 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
       for (let i = 0; i < STEADY_SECONDS; i++) {
         await new Promise((r) => setTimeout(r, 1000 - ((Date.now() - 250) % 1000)));
         await run('cangen', ['can1', '-p', '1000', ...p.args]);
-        sent += 40;
+        sent += BURST;
       }
     } else {
       await run('cangen', ['can1', '-p', '1000', ...p.args]);
@@ -261,7 +262,7 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
   // 3. Per second against canbusload -e. canbusload's window i holds exactly the frames it counted after
   //    those of the windows before (it and candump see the same frames in the same order): their kernel
   //    timestamps give its start and end, and its bits must be exactly theirs. Each window (aligned to a
-  //    whole second, see above) is compared with the agent's load of the second it mostly covers:
+  //    whole second, see above) is compared with the agent's load of the second that holds most of its frames:
   //    a) exactly: the agent's bits = canbusload's, minus the frames in the window but not in that second,
   //       plus the frames in the second but not in the window (the signal reaches canbusload a few ms
   //       after the whole second, with the next frame);
@@ -277,8 +278,8 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
       const bitsInWindow = inWindow.reduce((n, f) => n + f.bits, 0);
       if (bitsInWindow !== r.bits) exactMismatch.push(`window printed ${r.printed}: canbusload ${r.bits} bits, its frames ${bitsInWindow}`);
       if (end - start > 500 && end - start < 1500) {
-        // The second the window mostly covers.
-        const second = Math.floor((start + end) / 2 / 1000) * 1000;
+        // The second that holds most of the window's frames (the window runs until the next window's first frame).
+        const second = Math.floor(inWindow[inWindow.length >> 1]!.tsUs / 1e6) * 1000;
         const inSecond = frames.filter((f) => f.tsUs / 1000 >= second && f.tsUs / 1000 < second + 1000);
         const onlyWindow = inWindow.filter((f) => f.tsUs / 1000 < second || f.tsUs / 1000 >= second + 1000);
         const onlySecond = inSecond.filter((f) => f.tsUs / 1000 < start || f.tsUs / 1000 >= end);

@@ -216,15 +216,33 @@ test('load: the exact bits of the frames stamped in each second / the bitrate; F
   let fig = m.figures('can0');
   assert.deepEqual(fig.history, [53_053 / 500_000, 31_106 / 500_000 + 34_000 / 2_000_000, 53 / 500_000, 106 / 500_000, 0, 0, 0], 'after a stall, several seconds close at once, each with its own frames');
   assert.equal(fig.peak, 53_053 / 500_000);
-  // Frames keep coming, never of a later second: closed MAX_WAIT_MS after its end at the latest.
+  // Traffic, then the agent stalls: its first step comes long after, before the backlog is read, and
+  // closes nothing empty; once the backlog is read, each second gets its own frames.
   at(17_200);
-  m.roll(18_600, ['can0'], rates);
-  at(17_300);
+  m.roll(18_000, ['can0'], rates);
   m.roll(27_000, ['can0'], rates);
-  assert.equal(m.figures('can0').secondMs, 16_000);
-  at(17_400);
-  m.roll(28_000, ['can0'], rates);
-  assert.deepEqual([m.figures('can0').load, m.figures('can0').secondMs], [159 / 500_000, 17_000]);
+  assert.equal(m.figures('can0').secondMs, 16_000, 'one quiet step after a stall is not enough');
+  for (let t = 17_300; t < 26_000; t += 100) at(t);
+  m.roll(27_500, ['can0'], rates);
+  assert.deepEqual([m.figures('can0').secondMs, m.figures('can0').load], [24_000, 530 / 500_000], 'the backlog read: each second with its own frames');
+  assert.equal(m.figures('can0').history.at(-8), 8 * 53 / 500_000, 'second 17');
+  // Frames keep coming, their timestamps stuck in one second (a frozen clock): the clock closes after 10 steps.
+  for (let i = 0; i < 10; i++) {
+    at(25_500);
+    m.roll(28_000 + i * 1000, ['can0'], rates);
+  }
+  fig = m.figures('can0');
+  assert.deepEqual([fig.secondMs, fig.history.at(-11)], [35_000, (530 + 530) / 500_000]);
+  // A stall longer than the open seconds: a frame 70 s ahead closes the oldest ones (its timestamp proves
+  // them complete) instead of landing in a wrong second.
+  at(36_100);
+  at(36_200 + 70_000);
+  fig = m.figures('can0');
+  assert.deepEqual([fig.secondMs, fig.history.includes(53 / 500_000)], [42_000, true]);
+  m.roll(107_000, ['can0'], rates);
+  m.roll(108_000, ['can0'], rates);
+  m.roll(109_000, ['can0'], rates);
+  assert.equal(m.figures('can0').history.at(-1 - (107 - 106)), 53 / 500_000, 'second 106 has its frame');
   // The wall clock steps back: counting goes on from the new current second, the pending bits with it.
   at(18_200);
   m.roll(10_700, ['can0'], rates);
