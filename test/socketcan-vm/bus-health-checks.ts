@@ -267,35 +267,42 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
   //       plus the frames in the second but not in the window (the signal reaches canbusload a few ms
   //       after the whole second, with the next frame);
   //    b) within 5 % on the steady loads (reported on the bursty ones).
-  const windows: { printed: string; start: number; end: number; cbl: number; agent: number; second: number; edgeFrames: number; phase: number }[] = [];
+  const windows: { printed: string; start: number; end: number; cbl: number; agent: number; second: number; edgeFrames: number; displaced: boolean }[] = [];
   let k = 0;
   const exactMismatch: string[] = [];
+  let displacedWindows = 0;
   for (const r of rows) {
     if (r.frames > 0 && k + r.frames < frames.length) {
       const start = frames[k]!.tsUs / 1000;
       const end = frames[k + r.frames]!.tsUs / 1000;
       const inWindow = frames.slice(k, k + r.frames);
       const bitsInWindow = inWindow.reduce((n, f) => n + f.bits, 0);
-      if (bitsInWindow !== r.bits) exactMismatch.push(`window printed ${r.printed}: canbusload ${r.bits} bits, its frames ${bitsInWindow}`);
-      if (end - start > 500 && end - start < 1500) {
-        // The second that holds most of the window's frames (the window runs until the next window's first frame).
-        const second = Math.floor(inWindow[inWindow.length >> 1]!.tsUs / 1e6) * 1000;
-        const inSecond = frames.filter((f) => f.tsUs / 1000 >= second && f.tsUs / 1000 < second + 1000);
-        const onlyWindow = inWindow.filter((f) => f.tsUs / 1000 < second || f.tsUs / 1000 >= second + 1000);
-        const onlySecond = inSecond.filter((f) => f.tsUs / 1000 < start || f.tsUs / 1000 >= end);
-        const agent = agentSecond.get(second + 1000);
-        const reconciled = r.bits - onlyWindow.reduce((n, f) => n + f.bits, 0) + onlySecond.reduce((n, f) => n + f.bits, 0);
-        // The agent's load is rounded to 4 decimals: 25 bits at 500 kbit/s.
-        if (agent === undefined || Math.abs(agent * 500_000 - reconciled) > 25) {
-          exactMismatch.push(`window printed ${r.printed} vs second ${new Date(second + 1000).toISOString()}: agent ${agent === undefined ? 'none' : agent * 500_000} bits, canbusload ${r.bits} - ${onlyWindow.length} frames + ${onlySecond.length} frames = ${reconciled}`);
-        }
-        windows.push({ printed: r.printed, start, end, cbl: r.bits / 500_000, agent: agent ?? NaN, second, edgeFrames: onlyWindow.length + onlySecond.length, phase: -1 });
+      // When the signal lands between canbusload's read() of a frame and its adding it up, that frame
+      // counts in the next window: then a window is off by exactly one frame at its start or end.
+      const boundary = [frames[k - 1], frames[k], frames[k + r.frames - 1], frames[k + r.frames]].filter((f) => f !== undefined).map((f) => f.bits);
+      const off = r.bits - bitsInWindow;
+      const displaced = off !== 0;
+      if (displaced) displacedWindows++;
+      if (displaced && !boundary.includes(Math.abs(off))) exactMismatch.push(`window printed ${r.printed}: canbusload ${r.bits} bits, its frames ${bitsInWindow}`);
+      // The second that holds most of the window's frames (the window runs until the next window's first frame).
+      const second = Math.floor(inWindow[inWindow.length >> 1]!.tsUs / 1e6) * 1000;
+      const inSecond = frames.filter((f) => f.tsUs / 1000 >= second && f.tsUs / 1000 < second + 1000);
+      const onlyWindow = inWindow.filter((f) => f.tsUs / 1000 < second || f.tsUs / 1000 >= second + 1000);
+      const onlySecond = inSecond.filter((f) => f.tsUs / 1000 < start || f.tsUs / 1000 >= end);
+      const agent = agentSecond.get(second + 1000);
+      const reconciled = r.bits - off - onlyWindow.reduce((n, f) => n + f.bits, 0) + onlySecond.reduce((n, f) => n + f.bits, 0);
+      // The agent's load is rounded to 4 decimals: 25 bits at 500 kbit/s.
+      if (agent === undefined || Math.abs(agent * 500_000 - reconciled) > 25) {
+        exactMismatch.push(`window printed ${r.printed} vs second ${new Date(second + 1000).toISOString()}: agent ${agent === undefined ? 'none' : agent * 500_000} bits, canbusload ${r.bits} ${-off} - ${onlyWindow.length} frames + ${onlySecond.length} frames = ${reconciled}`);
       }
+      windows.push({ printed: r.printed, start, end, cbl: r.bits / 500_000, agent: agent ?? NaN, second, edgeFrames: onlyWindow.length + onlySecond.length, displaced });
     }
     k += r.frames;
   }
-  progress(`windows: ${windows.length}, exact mismatches: ${exactMismatch.join('; ')}`);
-  assert.deepEqual(exactMismatch, [], "every canbusload window: its bits = its frames' bits, and the agent's second = those bits - the frames only in the window + the frames only in the second");
+  /** canbusload's window held exactly the frames of the agent's second. */
+  const sameFrames = (w: (typeof windows)[number]): boolean => w.edgeFrames === 0 && !w.displaced;
+  progress(`windows: ${windows.length} (${displacedWindows} with one frame across the boundary), exact mismatches: ${exactMismatch.join('; ')}`);
+  assert.deepEqual(exactMismatch, [], "every canbusload window: its bits = its frames' bits (± one frame at its boundary), and the agent's second = those bits - the frames only in the window + the frames only in the second");
   // Each phase's windows: the seconds between the phase's first and last frame (not the partial ones at its ends).
   const phaseFrames = spans.map((s, i) => frames.filter((f) => !f.marker && f.tsUs / 1000 >= s.from - 500 && f.tsUs / 1000 < (spans[i + 1]?.from ?? Infinity)));
   const perPhase = spans.map((s, i) => {
@@ -314,9 +321,9 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
       load_max: Math.max(...perSecond),
       compared_seconds: inside.length,
       worst_difference: diffs.length ? Math.round(diffs.reduce((a, b) => (Math.abs(b) > Math.abs(a) ? b : a)) * 10000) / 10000 : null,
-      seconds_same_frames: inside.filter((w) => w.edgeFrames === 0).length,
+      seconds_same_frames: inside.filter(sameFrames).length,
       seconds_within_5_percent: diffs.filter((d) => Math.abs(d) <= 0.05).length,
-      windows: inside.map((w) => `${w.printed} ${((w.end - w.start) / 1000).toFixed(3)} s: canbusload ${pct(w.cbl)}, agent ${pct(w.agent)}${w.edgeFrames ? ` (${w.edgeFrames} edge frames)` : ''}`),
+      windows: inside.map((w) => `${w.printed} ${((w.end - w.start) / 1000).toFixed(3)} s: canbusload ${pct(w.cbl)}, agent ${pct(w.agent)}${w.edgeFrames ? ` (${w.edgeFrames} edge frames)` : ''}${w.displaced ? ' (one frame across its boundary)' : ''}`),
       agent_peak_1m: null as number | null,
       canbusload_peak: null as number | null,
       _inside: inside,
@@ -334,7 +341,7 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
   // frames a window holds comes from candump, not from either tool's figure, so this fails when the
   // agent counts other bits (stuff bits dropped) or puts frames into other seconds.
   for (const p of perPhase.filter((x) => x.steady_load)) {
-    const same = p._inside.filter((w) => w.edgeFrames === 0);
+    const same = p._inside.filter(sameFrames);
     assert.ok(same.length >= 5, `${p.phase}: ${same.length} seconds where canbusload's window held the same frames as the agent's second (need 5)`);
     for (const w of same) {
       const d = (w.agent - w.cbl) / w.cbl;
@@ -356,13 +363,20 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
     if (!atEnd) return;
     const end = Date.parse(String(atEnd.ts));
     p.agent_peak_1m = atEnd.load_peak_1m as number;
-    p.canbusload_peak = Math.max(...windows.filter((w) => w.second + 1000 > end - 60_000 && w.second + 1000 <= end).map((w) => w.cbl));
-    (figures.load as { phases: { agent_peak_1m: number | null; canbusload_peak: number | null }[] }).phases[i]!.agent_peak_1m = p.agent_peak_1m;
-    (figures.load as { phases: { agent_peak_1m: number | null; canbusload_peak: number | null }[] }).phases[i]!.canbusload_peak = p.canbusload_peak;
-    progress(`peak over the minute to ${String(atEnd.ts)}: agent ${p.agent_peak_1m}, canbusload ${p.canbusload_peak}`);
+    const minute = windows.filter((w) => w.second + 1000 > end - 60_000 && w.second + 1000 <= end);
+    // What a user sees: canbusload's highest printed window in that minute (a window after a late signal
+    // can hold two bursts, and canbusload still divides by one second) — reported.
+    p.canbusload_peak = Math.max(...minute.map((w) => w.cbl));
+    // Compared: the highest second among those both tools measured over the same frames.
+    const same = minute.filter(sameFrames);
+    const agentPeakSame = Math.max(...same.map((w) => w.agent));
+    const cblPeakSame = Math.max(...same.map((w) => w.cbl));
+    const ph = (figures.load as { phases: Record<string, unknown>[] }).phases[i]!;
+    Object.assign(ph, { agent_peak_1m: p.agent_peak_1m, canbusload_peak: p.canbusload_peak, agent_peak_same_frames: agentPeakSame, canbusload_peak_same_frames: cblPeakSame });
+    progress(`peak over the minute to ${String(atEnd.ts)}: agent ${p.agent_peak_1m}, canbusload ${p.canbusload_peak}; over the ${same.length} seconds with the same frames: agent ${agentPeakSame}, canbusload ${cblPeakSame}`);
     if (p.steady_load) {
-      const d = (p.agent_peak_1m - p.canbusload_peak) / p.canbusload_peak;
-      assert.ok(Math.abs(d) <= 0.05, `peak over the minute to ${String(atEnd.ts)}: agent ${pct(p.agent_peak_1m)}, canbusload's highest window ${pct(p.canbusload_peak)} (bound 5 %)`);
+      const d = (agentPeakSame - cblPeakSame) / cblPeakSame;
+      assert.ok(Math.abs(d) <= 0.05, `peak over the minute to ${String(atEnd.ts)}, seconds with the same frames: agent ${pct(agentPeakSame)}, canbusload ${pct(cblPeakSame)} (bound 5 %)`);
     }
   });
   console.log(JSON.stringify(figures.load, null, 1));
