@@ -2,8 +2,9 @@
  * Bus health per interface, once a second: the kernel's view (controller state, error counters, bit
  * timing, counters — ip-link.ts, SocketCAN only), the load from every frame (bus-load.ts) and the decoded
  * error frames per class. The step runs once a second, GRACE_MS after each whole second of the wall clock,
- * and reports the load of the last second bus-load.ts has closed. Publishes `bus_state` on every change and every --bus-state-interval seconds,
- * and a `warn` log when a bus degrades (error-warning, error-passive, bus-off) or its controller restarts.
+ * and reports the load of the last second bus-load.ts has closed. Publishes `bus_state` on every change
+ * and every --bus-state-interval seconds, and a `warn` log when a bus degrades (error-warning,
+ * error-passive, bus-off) or its controller restarts.
  * Its snapshot feeds the metrics (bus-health-metrics.ts). Nothing here touches the data plane.
  */
 import { decodeErrorFrame, type ErrorClass } from '../../core/can/error-frame.js';
