@@ -108,6 +108,8 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   durable.registerMetrics(metrics);
   const viewers = new ViewerSessions();
   durable.onChange(endRevokedSessions(viewers, agents));
+  // A command posted on any node reaches the node its dongle is connected to through the shared store.
+  if (cluster) durable.onChange((c) => c.kind === 'command' && commands.storedElsewhere(c.id));
   const admin = new AdminApi({ store, relay, consoles, commands, agents, stats, viewers, log });
   const web = extras.webRoot && existsSync(extras.webRoot) ? new StaticFiles(extras.webRoot) : undefined;
   const startedAt = Date.now();

@@ -139,6 +139,14 @@ export class CommandCenter {
     this.delivery.connected(dongle);
   }
 
+  /** Cluster mode: a command was stored by another node; delivered from here when its agent is connected here. */
+  storedElsewhere(id: string): void {
+    const c = this.store.command(id);
+    if (!c || c.status !== 'queued' || this.linkOf(c.dongle)?.ready !== true) return;
+    this.deadlines.set(c.id, this.deadlineOf(c));
+    this.delivery.kick(c.dongle);
+  }
+
   /** A command_status mirrored from the agent: moves the stored command forward, never backwards. */
   agentStatus(dongle: string, d: CommandStatusData): void {
     const c = this.store.command(d.command_id);

@@ -187,3 +187,19 @@ test('nats-server SIGKILLed and restarted: /healthz says NATS is unreachable, th
   assert.equal(metricValue(m1, 'canrelay_bridge_agents_connected', { node: 'r1' }), 1, 'A kept its link to node 1 throughout');
   assert.equal(await uplink(a, 'connects'), 1, 'A never lost its link');
 });
+
+test('a command posted on node 2 to a dongle connected to node 1 reaches succeeded; its status is readable on both nodes', async () => {
+  const db = await pgServer.createDatabase();
+  const n1 = await node('c1', db);
+  const n2 = await node('c2', db);
+  const token = await n1.admin.register('cx-cmd');
+  const a = track(await startAgentProcess(['--sim', '--sim-rate', '10', '--bridge', n1.base, '--token', token], { id: 'cx-cmd' }));
+  await a.proc.waitForLog((l) => l.msg === 'uplink connected');
+  await until(async () => (await n2.admin.get('/api/v1/dongles/cx-cmd')).status === 200, 10_000, 'the dongle known on node 2');
+  const r = await n2.admin.post('/api/v1/dongles/cx-cmd/commands', { type: 'send_frame', bus: 'can0', id: '0x7DF', data_hex: '02 01 0C' });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  const id = String(r.body.command_id);
+  for (const n of [n1, n2]) await until(async () => (await n.admin.get(`/api/v1/commands/${id}`)).body.status === 'succeeded', 30_000, `succeeded, seen on ${n.base}`);
+  const history = ((await n2.admin.get(`/api/v1/commands/${id}`)).body.history as { status: string }[]).map((h) => h.status);
+  assert.deepEqual(history, ['queued', 'sent', 'delivered', 'succeeded']);
+});
