@@ -54,6 +54,11 @@ export class TcpBalancer {
     s.on('close', () => this.sockets.delete(s));
   }
 
+  /** Cuts every connection it carries now (a Wi-Fi drop) and keeps accepting new ones. */
+  cut(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));

@@ -6,7 +6,9 @@
  * (the old one is cut and refused), creates a group that relays (B's tx counter rises) and deletes it
  * (the relay stops); edits a group (sides, bus map) and deletes it, checked against the admin API; issues a
  * viewer token (Copy puts it on the clipboard; without the Clipboard API the copy command copies it) and
- * revokes it (its open page is refused, and so is the token). Fails on any uncaught page error.
+ * revokes it (its open page is refused, and so is the token); reconnects through a cut connection (a
+ * clean resume, no second snapshot) and a bridge restart (stream_reset, a fresh snapshot). Fails on any
+ * uncaught page error.
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -16,6 +18,7 @@ import type { Page } from 'playwright-core';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { launchBrowser, screenshot, until, type TestBrowser } from '../helpers/browser.js';
 import { startAgentProcess, type CliProcess, type StartedAgent } from '../helpers/processes.js';
+import { TcpBalancer } from '../helpers/tcp-balancer.js';
 
 let browser: TestBrowser;
 let bridge: StartedBridge;
@@ -308,4 +311,47 @@ test('300 registered dongles: 100-row pages, the filter searches all of them', a
   await page.click('#page-next');
   await until(async () => /^page 3 of \d+$/.test((await page.locator('#page-info').textContent()) ?? ''), 'third page');
   await screenshot(page, 'fleet-paged');
+});
+
+test('the page reconnects like the console page: a cut connection resumes without a gap (no second snapshot); a bridge restart gets stream_reset and a fresh snapshot', async () => {
+  const b = await startBridgeProcess(['--uplink-heartbeat-seconds', String(HEARTBEAT_S)]);
+  procs.push(b.proc);
+  dirs.push(dirname(b.db));
+  const proxy = await TcpBalancer.start([Number(new URL(b.base).port)]);
+  try {
+    const page = await browser.page();
+    await page.goto(proxy.base + '/');
+    await page.locator('#token-panel').waitFor();
+    await page.fill('#token-input', ADMIN_TOKEN);
+    await page.press('#token-input', 'Enter');
+    await page.locator('#stream-state[data-state="live"]').waitFor();
+    // A live event gives the page its position (snapshot events carry no id: a page that has seen only
+    // the snapshot has nothing to resume from, and its reconnect gets a snapshot again).
+    await b.admin.register('r1');
+    await until(async () => (await status(page, 'r1')) === 'offline', 'r1 listed');
+    const snapshots = (): Promise<number> => page.evaluate(() => (window as unknown as { canrelayFleet: { snapshots: number } }).canrelayFleet.snapshots);
+    assert.equal(await snapshots(), 1);
+
+    // A drop: the page reconnects with Last-Event-ID and gets what it missed, without a snapshot.
+    proxy.cut();
+    await b.admin.register('r2'); // while the page is away
+    await until(async () => (await status(page, 'r2')) === 'offline', 'r2, registered during the drop, on the page', 20_000);
+    await until(async () => (await page.locator('#stream-state').getAttribute('data-state')) === 'resumed', 'the page says resumed');
+    assert.equal(await snapshots(), 1, 'a clean resume brings no second snapshot');
+
+    // A restart: the ids are of another run, so stream_reset, then the snapshot of the new run.
+    const port = new URL(b.base).port;
+    await b.proc.stop();
+    await until(async () => (await page.locator('#stream-state').getAttribute('data-state')) === 'reconnecting', 'the page reconnecting', 20_000);
+    await screenshot(page, 'fleet-reconnecting');
+    const b2 = await startBridgeProcess(['--listen', `127.0.0.1:${port}`], { db: b.db });
+    procs.push(b2.proc);
+    await b2.admin.del('/api/v1/dongles/r1'); // gone while the page was away: the new snapshot drops its row
+    await until(async () => (await snapshots()) === 2, 'the new run’s snapshot', 30_000);
+    await until(async () => (await page.locator('#dongles tr[data-dongle="r1"]').count()) === 0 && (await status(page, 'r2')) === 'offline', 'rows as the new bridge has them');
+    assert.ok(['reset', 'live'].includes((await page.locator('#stream-state').getAttribute('data-state')) ?? ''), 'reset (then live)');
+    await page.close();
+  } finally {
+    await proxy.close();
+  }
 });
