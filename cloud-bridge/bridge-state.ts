@@ -19,7 +19,7 @@ export interface BridgeState {
   store: StateStore;
   /** Console event ids (SQLite: persisted blocks; PostgreSQL: the clock floor of core/console/id-store.ts). */
   ids: IdStore;
-  /** Fields of /healthz: `db` is "ok" or "unreachable" (cluster mode only; docs/cluster.md). */
+  /** Fields of /healthz: `db` is "reachable" or "unreachable" (cluster mode only; docs/cluster.md). */
   health(): Record<string, unknown>;
   registerMetrics(r: Registry): void;
   /** Remote changes (cluster mode; never called with SQLite, whose only writer is this process). */
@@ -34,7 +34,7 @@ export async function openBridgeState(db: string, log: Logger, state: StateHealt
     return {
       store: pg,
       ids: new MemoryIdStore(),
-      health: () => ({ db: pg.unreachable === undefined ? 'ok' : 'unreachable', ...(pg.unreachable !== undefined ? { db_reason: pg.unreachable } : {}) }),
+      health: () => ({ db: pg.unreachable === undefined ? 'reachable' : 'unreachable', ...(pg.unreachable !== undefined ? { db_reason: pg.unreachable } : {}) }),
       registerMetrics: (r) => {
         scrapedCounter(r, 'canrelay_cluster_db_errors_total', 'PostgreSQL operations that failed (lost connection, refused statement); see /healthz db', [], (c) => c.inc(pg.errors));
         scrapedGauge(r, 'canrelay_cluster_db_up', '1 while PostgreSQL is reachable, 0 while the bridge is reconnecting', [], (g) => g.set(pg.unreachable === undefined ? 1 : 0));

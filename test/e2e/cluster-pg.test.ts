@@ -161,8 +161,8 @@ test('PostgreSQL SIGKILLed and restarted under two running nodes: reported, admi
   assert.deepEqual(b.applied.map((f) => frameNumber(f.frame)), [0, 1, 2, 3, 4]);
 
   await pgServer.restart();
-  const ms = await timeUntil(async () => (await getJson(`${n1.base}/healthz`)).body.db === 'ok' && (await getJson(`${n2.base}/healthz`)).body.db === 'ok', 'both nodes reconnect');
-  t.diagnostic(`both nodes reported db ok ${ms} ms after PostgreSQL accepted connections again`);
+  const ms = await timeUntil(async () => (await getJson(`${n1.base}/healthz`)).body.db === 'reachable' && (await getJson(`${n2.base}/healthz`)).body.db === 'reachable', 'both nodes reconnect');
+  t.diagnostic(`both nodes reported db reachable ${ms} ms after PostgreSQL accepted connections again`);
   assert.ok(n1.proc.logs.some((l) => /reachable again/.test(l.msg)), 'the recovery is logged');
   assert.equal(n1.proc.exitCode, null);
   assert.equal(n2.proc.exitCode, null);
