@@ -131,7 +131,7 @@ export class PgStore {
       await s.connectListener();
     } catch (err) {
       await s.pool.end().catch(() => undefined);
-      throw new Error(`cannot use the PostgreSQL database ${redact(url)}: ${(err as Error).message}`);
+      throw new Error(`cannot use the PostgreSQL database ${redact(url)}: ${(err as Error).message}; check that the server runs and that the URL, role and database are right (docs/deployment.md, "PostgreSQL")`);
     }
     return s;
   }

@@ -4,7 +4,8 @@
  * made, rotated and revoked on one node taking effect on the other, a command accepted on one node
  * durable (its node SIGKILLed right after the 202) and visible on the other, and a SIGKILL + restart of
  * PostgreSQL under running bridges: reported, admin changes refused with 503, the relay unaffected, and
- * recovered without restarting the bridges. Cross-node delivery (NATS) is tested by cluster-nats' tests.
+ * recovered without restarting the bridges; positions (mirrored-event seq, UP batch) stored by one node
+ * are what another node welcomes the agent with. Cross-node delivery (NATS) is in test/e2e/cluster-nats.test.ts.
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, test } from 'node:test';
@@ -173,4 +174,30 @@ test('PostgreSQL SIGKILLed and restarted under two running nodes: reported, admi
   const id = String(v.body.id);
   assert.equal((await n2.admin.del(`/api/v1/viewer-tokens/${id}`)).status, 200);
   await until(async () => (await streamStatus(`${n1.base}/api/v1/streams/dongles/gw-ra/console`, viewer)) === 401, PROPAGATION_BOUND_MS, 'node 1 refuses the token revoked on node 2');
+});
+
+test('positions written by node 1 are what node 2 welcomes the same agent run with after node 1 is SIGKILLed', async () => {
+  const [n1, n2, url] = await twoNodes();
+  const token = await n1.admin.register('gw-p');
+  const a = await FakeAgent.connect(n1.base, { dongle: 'gw-p', token, buses: ['can0'] });
+  agents.push(a);
+  for (let seq = 1; seq <= 3; seq++) a.sendEvent(seq, 'log', { ts: new Date().toISOString(), level: 'info', message: `event ${seq}` });
+  let last = -1;
+  for (let i = 0; i < 3; i++) last = a.sendFrames([numberedFrame('can0', 0x100, i)]);
+  // Written behind: wait until PostgreSQL has them (the SQLite bridge has the same window before a save).
+  await until(
+    async () => {
+      const [row] = await pgServer.sql(url, "SELECT event_seq, up_run, up_batch FROM dongles WHERE id = 'gw-p'");
+      return row?.event_seq === '3' && row.up_run === a.run && row.up_batch === String(last);
+    },
+    PROPAGATION_BOUND_MS,
+    'positions stored in PostgreSQL',
+  );
+  await n1.proc.stop('SIGKILL');
+  await a.closed();
+  const moved = await FakeAgent.connect(n2.base, { dongle: 'gw-p', token, buses: ['can0'] }, a.state, a.run);
+  agents.push(moved);
+  assert.equal(moved.welcome?.event_ack, 3, 'node 2 knows the events node 1 stored: the agent resends none of them');
+  const acked = moved.messages.find((m) => m.t === 'data_ack');
+  assert.deepEqual(acked && 'batch' in acked ? acked.batch : undefined, last, 'node 2 acknowledges the UP batches node 1 had (no duplicate relay)');
 });
