@@ -237,6 +237,15 @@ test('admin: a group created, edited (sides, bus map) and deleted on the page is
   assert.deepEqual((await groupConfig('edit1'))!.bus_map, { can0: 'can2' }, 'the bus map survived the edit');
   assert.equal(await page.locator('#admin-error').isHidden(), true);
 
+  assert.equal(await page.locator('#groups tr[data-group="edit1"] a[href="/console/groups/edit1"]').count(), 1, 'the row links to the group console');
+
+  // Delete asks first: answered "no", nothing happens.
+  page.removeAllListeners('dialog');
+  const asked = new Promise<string>((resolve) => page.once('dialog', (d) => void d.dismiss().then(() => resolve(d.message()))));
+  await page.click('#groups tr[data-group="edit1"] button[data-action="delete"]');
+  assert.match(await asked, /^Delete group edit1\?/);
+  assert.equal((await bridge.admin.get('/api/v1/groups/edit1')).status, 200, 'a dismissed question deletes nothing');
+  page.on('dialog', (d) => void d.accept());
   await page.click('#groups tr[data-group="edit1"] button[data-action="delete"]');
   await until(async () => (await groupConfig('edit1')) === undefined, 'edit1 deleted on the bridge');
   assert.equal((await bridge.admin.get('/api/v1/groups/edit1')).status, 404);
@@ -294,6 +303,22 @@ test('Copy where the Clipboard API is missing (a page over plain HTTP): the toke
   assert.equal(await page.evaluate(() => String(document.getSelection())), token, 'the token is selected');
   assert.deepEqual(await page.evaluate(() => (window as unknown as { copied: string[] }).copied), [token], 'the copy command copied exactly the token');
   assert.equal(await page.locator('#secret-copy').textContent(), 'Copied');
+  await page.close();
+});
+
+test('the fleet page is served at / and /console/ (and /console)', async () => {
+  for (const path of ['/', '/console/', '/console']) {
+    const r = await fetch(bridge.base + path);
+    assert.equal(r.status, 200, path);
+    assert.match(await r.text(), /<body data-mode="fleet">/, `${path} is the fleet page`);
+  }
+  const page = await browser.page();
+  await page.goto(bridge.base + '/console/');
+  await page.locator('#token-panel').waitFor();
+  await page.fill('#token-input', ADMIN_TOKEN);
+  await page.press('#token-input', 'Enter');
+  await page.locator('#stream-state[data-state="live"]').waitFor();
+  await until(async () => (await page.locator('#dongles tbody tr').count()) > 0, 'rows at /console/');
   await page.close();
 });
 
