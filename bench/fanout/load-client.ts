@@ -5,7 +5,10 @@
  * arrival. Only events whose timestamp falls in the measurement window are counted.
  *
  * Protocol with the parent (IPC): argv[2] is a JSON ClientJob; the child sends {connected, failed} once
- * every connection got its response head, then waits for {t0, t1, endAt} and answers with a ClientReport at endAt.
+ * every connection got its response head, then waits for {t0, t1, endAt} and answers with a ClientReport
+ * once every open connection has received an event stamped at or after t1 (events arrive in order, so
+ * the window's are all in), or at endAt at the latest: a client process starved of CPU on a loaded machine
+ * lags, and its lag must not count as events the server failed to deliver (it shows in the delays).
  */
 import { request, Agent } from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +28,11 @@ export interface ClientReport {
   delays: Array<[number, number]>;
   /** Events with ts in the window that arrived after endAt are not counted (they count as not delivered). */
   bytes: number;
+  /** can_frame events received in all (in the window or not), and the first one's text (to see why none counted). */
+  frames: number;
+  /** can_frame events that arrived while the server's CPU was measured ([t0, t1) by arrival, whatever their stamp). */
+  arrived: number;
+  sample: string;
 }
 
 export const DELAY_BUCKET_MS = 0.1;
@@ -34,11 +42,18 @@ function main(): void {
   const job = JSON.parse(process.argv[2]!) as ClientJob;
   const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
   const counts = new Array<number>(job.connections).fill(0);
+  /** Per connection: has it received an event stamped at or after t1 (or closed)? */
+  const done = new Uint8Array(job.connections);
   const hist = new Uint32Array(MAX_BUCKET + 1);
   let closed = 0;
   let connected = 0;
   let failed = 0;
   let bytes = 0;
+  let frames = 0;
+  let arrived = 0;
+  let sample = '';
+  let minAt = Infinity;
+  let maxAt = -Infinity;
   let t0 = Infinity;
   let t1 = -Infinity;
   // Parsing the second of an ISO timestamp costs more than the rest: keep the last one.
@@ -61,6 +76,7 @@ function main(): void {
       const r = request(job.url, { agent, headers: { Accept: 'text/event-stream', ...job.headers } }, (res) => {
         if (res.statusCode !== 200) {
           failed++;
+          done[k] = 1;
           res.resume();
           return resolve();
         }
@@ -79,9 +95,15 @@ function main(): void {
             const ev = s.indexOf('can_frame\n', from);
             if (ev >= 0 && ev < end) {
               const ts = s.indexOf('"ts":"', ev);
+              frames++;
+              if (now >= t0 && now < t1) arrived++;
+              if (sample === '') sample = s.slice(from, end);
               if (ts >= 0 && ts < end) {
                 const at = tsMs(s, ts + 6);
-                if (at >= t0 && at < t1) {
+                if (at < minAt) minAt = at;
+                if (at > maxAt) maxAt = at;
+                if (at >= t1) done[k] = 1;
+                else if (at >= t0) {
                   counts[k]!++;
                   hist[Math.min(MAX_BUCKET, Math.max(0, Math.round((now - at) / DELAY_BUCKET_MS)))]!++;
                 }
@@ -91,10 +113,14 @@ function main(): void {
           }
           rest = s.slice(from);
         });
-        res.on('close', () => closed++);
+        res.on('close', () => {
+          closed++;
+          done[k] = 1;
+        });
       });
       r.on('error', () => {
         failed++;
+        done[k] = 1;
         resolve();
       });
       r.end();
@@ -104,13 +130,19 @@ function main(): void {
   process.on('message', (m: { t0: number; t1: number; endAt: number }) => {
     t0 = m.t0;
     t1 = m.t1;
-    setTimeout(() => {
+    const finish = (): void => {
+      clearInterval(poll);
+      clearTimeout(last);
       const delays: Array<[number, number]> = [];
       for (let i = 0; i < hist.length; i++) if (hist[i]! > 0) delays.push([i, hist[i]!]);
-      const report: ClientReport = { counts, closed, delays, bytes };
+      const report: ClientReport = { counts, closed, delays, bytes, frames, arrived, sample: sample + ` (stamps seen ${minAt}…${maxAt}, window ${t0}…${t1})` };
       for (const r of reqs) r.destroy();
       process.send!(report, () => process.exit(0));
-    }, Math.max(0, m.endAt - Date.now()));
+    };
+    const poll = setInterval(() => {
+      if (Date.now() > t1 && done.every((d) => d === 1)) finish();
+    }, 200);
+    const last = setTimeout(finish, Math.max(0, m.endAt - Date.now()));
   });
 
   // Connect in rounds of 100, so neither side's listen backlog overflows.

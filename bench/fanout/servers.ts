@@ -83,6 +83,9 @@ http {
       nchan_subscriber eventsource;
       nchan_channel_id bench;
       nchan_eventsource_event can_frame;
+      # Like a canrelay console without Last-Event-ID: a new subscriber starts with new messages (the default,
+      # oldest, would first send every buffered message to each of hundreds of connecting clients).
+      nchan_subscriber_first_message newest;
     }
     location = /pub {
       nchan_publisher;
@@ -177,7 +180,7 @@ function nodeEnv(nodeArgs: string[]): NodeJS.ProcessEnv {
  */
 export class Publisher {
   private timer: NodeJS.Timeout | undefined;
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 32, noDelay: true });
   private nextUs = 0;
   private n = 0;
   readonly sent: number[] = [];
