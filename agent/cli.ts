@@ -5,7 +5,7 @@ import { createLogger } from '../core/log/logger.js';
 import { addOptions, resolveCommandOptions } from '../core/cli/command.js';
 import { runDaemon } from '../core/cli/daemon.js';
 import { describeOptions } from '../core/cli/options.js';
-import { startAgent } from './agent.js';
+import type { startAgent as Start } from './agent.js';
 import { AGENT_OPTIONS, agentConfigFrom } from './options.js';
 
 const WEB_ROOT = fileURLToPath(new URL('../web/', import.meta.url));
@@ -23,6 +23,8 @@ export function agentCommand(): Command {
       return;
     }
     const log = createLogger(cfg.logLevel, { dongle: cfg.id });
+    // Loaded here, not at the top: `canrelay agent` never loads the bridge's code and vice versa (memory on a gateway).
+    const { startAgent } = (await import('./agent.js')) as { startAgent: typeof Start };
     await runDaemon('agent', log, () => startAgent(cfg, log, { webRoot: WEB_ROOT }), (a) => `console listening on ${a.consoleUrl}`);
   });
   return cmd;

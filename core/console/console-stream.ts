@@ -24,6 +24,9 @@ import { FrameSampler, SamplerKeys, type SamplerTransition } from './sampler.js'
 export interface StoredEvent {
   readonly id: number;
   readonly chunk: string;
+  /** Its bytes, made by the first subscriber that writes them and shared by the rest (core/http/sse-output.ts). */
+  bytes?: Buffer;
+  framed?: Buffer;
 }
 
 export interface StreamSubscriber {

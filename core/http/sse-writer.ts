@@ -7,10 +7,12 @@
  * stream's ring. Memory per client is therefore the socket's own buffer, never a private queue. A client
  * whose unsent backlog passes `maxPendingBytes`, or whose next event has left the ring, is cut off; it can
  * reconnect with Last-Event-ID and will get a stream_reset if the history it needs is gone.
+ * The bytes go out through SseOutput: a live event is one write of a Buffer shared by every client.
  */
 import type { ServerResponse } from 'node:http';
 import type { ConsoleStream, StoredEvent, StreamSubscriber } from '../console/console-stream.js';
 import type { ResumeRequest } from '../console/resume.js';
+import { SseOutput } from './sse-output.js';
 
 export interface SseOptions {
   keepAliveMs: number;
@@ -52,6 +54,7 @@ export class SseWriter implements StreamSubscriber {
   private snapshot: readonly string[] = [];
   private snapshotAt = 0;
   private retryPending = true;
+  private readonly out: SseOutput;
 
   constructor(
     private readonly res: ServerResponse,
@@ -59,6 +62,7 @@ export class SseWriter implements StreamSubscriber {
     private readonly opts: SseOptions,
   ) {
     this.cursor = stream.latest;
+    this.out = new SseOutput(res);
   }
 
   /** Writes the head, subscribes at the resume position and starts delivering. */
@@ -71,7 +75,7 @@ export class SseWriter implements StreamSubscriber {
     // blank line once an id was seen, which a comment block would be.
     res.write(`: canrelay console ${this.stream.name}\n`);
     res.on('close', () => this.end('client_closed'));
-    res.on('drain', () => {
+    this.out.start(() => {
       this.blocked = false;
       this.pump();
     });
@@ -97,10 +101,11 @@ export class SseWriter implements StreamSubscriber {
     if (this.ended) return;
     if (!this.blocked && this.snapshotAt === this.snapshot.length && e.id === this.cursor + 1) {
       this.cursor = e.id;
-      this.write(e.chunk);
+      if (this.retryPending) this.write(e.chunk);
+      else if (!this.out.writeShared(e)) this.blocked = true;
       return;
     }
-    if (this.res.writableLength + this.stream.backlogBytes(this.cursor) > this.opts.maxPendingBytes) this.end('slow_client');
+    if (this.out.pending + this.stream.backlogBytes(this.cursor) > this.opts.maxPendingBytes) this.end('slow_client');
   }
 
   onStreamClosed(): void {
@@ -141,13 +146,14 @@ export class SseWriter implements StreamSubscriber {
       this.retryPending = false;
       chunk = `retry: ${this.opts.retryMs}\n${chunk}`;
     }
-    if (!this.res.write(chunk)) this.blocked = true;
+    if (!this.out.write(chunk)) this.blocked = true;
   }
 
   private end(reason: SseCloseReason): void {
     if (this.ended) return;
     this.ended = true;
     clearInterval(this.keepAlive);
+    this.out.detach();
     this.stream.unsubscribe(this);
     // A cut-off slow client is destroyed, not ended: ending would wait for it to read what is queued.
     if (reason === 'slow_client' || reason === 'client_closed') this.res.destroy();

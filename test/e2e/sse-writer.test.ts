@@ -91,7 +91,9 @@ test('a slow client catches up from the ring after it drains, in order and compl
 test('a client that fell behind further than the ring is cut off, and resumes with a stream_reset', async () => {
   const { url, stream } = await serve({ maxPendingBytes: 50 << 20 });
   const slow = await SseClient.connect(url, {}, { paused: true });
-  for (let i = 0; i < 12_000; i++) stream.publish({ type: 'log', data: logData('info', 'z'.repeat(400)) });
+  // 60 MB: more than the kernel's socket buffers take on loopback (events go straight to the socket, so only
+  // what the kernel refuses waits) and more than the ring keeps (16 MB), so the client is past the ring.
+  for (let i = 0; i < 30_000; i++) stream.publish({ type: 'log', data: logData('info', 'z'.repeat(2000)) });
   slow.resume();
   await slow.waitClosed();
   const last = slow.events.at(-1)?.id ?? String(stream.runStart); // unread bytes die with a reset socket
