@@ -18,6 +18,7 @@ import type { Page } from 'playwright-core';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { launchBrowser, screenshot, until, type TestBrowser } from '../helpers/browser.js';
 import { startAgentProcess, type CliProcess, type StartedAgent } from '../helpers/processes.js';
+import { SseClient } from '../helpers/sse-client.js';
 import { TcpBalancer } from '../helpers/tcp-balancer.js';
 
 let browser: TestBrowser;
@@ -378,5 +379,29 @@ test('the page reconnects like the console page: a cut connection resumes withou
     await page.close();
   } finally {
     await proxy.close();
+  }
+});
+
+test('a full fleet stream (--fleet-max-clients): the page says so, keeps retrying, and goes live once a place is free', async () => {
+  const b = await startBridgeProcess(['--fleet-max-clients', '1']);
+  procs.push(b.proc);
+  dirs.push(dirname(b.db));
+  const holder = await SseClient.connect(b.base + '/api/v1/streams/fleet', { Authorization: `Bearer ${ADMIN_TOKEN}` });
+  try {
+    assert.equal(holder.status, 200);
+    const page = await browser.page();
+    await page.goto(b.base + '/');
+    await page.locator('#token-panel').waitFor();
+    await page.fill('#token-input', ADMIN_TOKEN);
+    await page.press('#token-input', 'Enter');
+    await until(async () => /HTTP 503: the fleet stream is full: 1 clients are connected/.test((await page.locator('#notice').textContent()) ?? ''), 'the page shows why', 20_000);
+    assert.equal(await page.locator('#stream-state').getAttribute('data-state'), 'reconnecting');
+    await screenshot(page, 'fleet-full');
+    holder.close();
+    await until(async () => (await page.locator('#stream-state').getAttribute('data-state')) === 'live', 'live once the place is free', 30_000);
+    await until(async () => (await page.locator('#notice').isHidden()), 'the notice gone');
+    await page.close();
+  } finally {
+    holder.close();
   }
 });
