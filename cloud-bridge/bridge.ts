@@ -18,6 +18,7 @@ import { AgentServer, type AgentServerDeps } from './agent-server.js';
 import { isPostgresUrl, openBridgeState } from './bridge-state.js';
 import { redact } from './pg-store.js';
 import { endRevokedSessions } from './remote-revocations.js';
+import { applyRemoteGroups } from './remote-groups.js';
 import { TAKEOVER_HEARTBEATS } from './link-arbiter.js';
 import { Auth } from './auth.js';
 import { Cluster } from './cluster/cluster.js';
@@ -108,6 +109,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   durable.registerMetrics(metrics);
   const viewers = new ViewerSessions();
   durable.onChange(endRevokedSessions(viewers, agents));
+  durable.onChange(applyRemoteGroups(store, relay, consoles));
   // A command posted on any node reaches the node its dongle is connected to through the shared store.
   if (cluster) durable.onChange((c) => c.kind === 'command' && commands.storedElsewhere(c.id));
   const admin = new AdminApi({ store, relay, consoles, commands, agents, stats, viewers, log });

@@ -65,9 +65,13 @@ interface Pending {
 const emptyPending = (): Pending => ({ positions: new Map(), counters: new Map(), statuses: [] });
 
 /** A remote or local change of the durable state, after the view shows it (for the cluster wiring). */
-export type StateChange =
+export type StateChange = (
   | { kind: 'dongle' | 'group' | 'command'; id: string }
-  | { kind: 'token'; hash: string; tokenKind: TokenKind; dongle: string | null; removed: boolean };
+  | { kind: 'token'; hash: string; tokenKind: TokenKind; dongle: string | null; removed: boolean }
+) & {
+  /** Made by another node (false: this node's own admin change, which its admin API has acted on already). */
+  remote: boolean;
+};
 
 /** Errors that mean "the server is not there" (as opposed to a refused statement). */
 function isConnectionError(err: unknown): boolean {
@@ -101,6 +105,8 @@ export class PgStore {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly listeners: Array<(c: StateChange) => void> = [];
+  /** True while a step of the queue applies another node's change (or a full re-read). */
+  private remoteStep = false;
   // ---- health ----
   /** Undefined while PostgreSQL is reachable; the cause while it is not. */
   unreachable: string | undefined;
@@ -164,7 +170,19 @@ export class PgStore {
     }
     this.listener = c;
     // LISTEN first, then the full read: a change committed in between is both read and notified.
-    await this.enqueue(() => this.reloadAll());
+    await this.reread();
+  }
+
+  /** The whole view read again (at start and after a lost connection); its changes count as remote. */
+  private reread(): Promise<void> {
+    return this.enqueue(async () => {
+      this.remoteStep = true;
+      try {
+        await this.reloadAll();
+      } finally {
+        this.remoteStep = false;
+      }
+    });
   }
 
   private lost(err: unknown, client?: pg.Client): void {
@@ -193,7 +211,7 @@ export class PgStore {
     if (this.closed) return;
     try {
       if (this.listener === undefined) await this.connectListener();
-      else await this.enqueue(() => this.reloadAll());
+      else await this.reread();
     } catch (err) {
       this.errors++;
       this.log.debug({ err: (err as Error).message }, 'PostgreSQL still unreachable');
@@ -218,7 +236,14 @@ export class PgStore {
     if (node === undefined || kind === undefined || rest === undefined) return;
     // Own changes are in the view already (applied through the same queue after their commit).
     if (node === this.node) return;
-    void this.enqueue(() => this.reload(kind, rest)).catch((err) => this.failed(err));
+    void this.enqueue(async () => {
+      this.remoteStep = true;
+      try {
+        await this.reload(kind, rest);
+      } finally {
+        this.remoteStep = false;
+      }
+    }).catch((err) => this.failed(err));
   }
 
   /** Runs `step` after every step queued before it: the view changes in one order. */
@@ -346,7 +371,7 @@ export class PgStore {
     const mem = m.rows[0];
     if (mem) this.members.set(id, { group: mem.group_id, side: mem.side });
     else this.members.delete(id);
-    this.emit({ kind: 'dongle', id });
+    this.emit({ kind: 'dongle', id, remote: this.remoteStep });
   }
 
   private async reloadToken(hash: string): Promise<void> {
@@ -369,7 +394,7 @@ export class PgStore {
     else this.groupRows.delete(id);
     for (const [d, mem] of this.members) if (mem.group === id) this.members.delete(d);
     for (const mem of m.rows) this.members.set(mem.dongle, { group: id, side: mem.side });
-    this.emit({ kind: 'group', id });
+    this.emit({ kind: 'group', id, remote: this.remoteStep });
   }
 
   private async reloadCommands(ids: string[]): Promise<void> {
@@ -384,7 +409,7 @@ export class PgStore {
       list.push({ status: r.status, ts: r.ts, error: r.error });
       this.histories.set(r.command_id, list);
     }
-    for (const id of ids) this.emit({ kind: 'command', id });
+    for (const id of ids) this.emit({ kind: 'command', id, remote: this.remoteStep });
   }
 
   private async reloadPositions(ids: string[]): Promise<void> {
@@ -416,7 +441,7 @@ export class PgStore {
   }
 
   private emitToken(t: TokenFull, removed: boolean): void {
-    this.emit({ kind: 'token', hash: t.hash, tokenKind: t.kind, dongle: t.dongle, removed });
+    this.emit({ kind: 'token', hash: t.hash, tokenKind: t.kind, dongle: t.dongle, removed, remote: this.remoteStep });
   }
 
   private emit(c: StateChange): void {

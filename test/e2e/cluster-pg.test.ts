@@ -5,7 +5,8 @@
  * durable (its node SIGKILLed right after the 202) and visible on the other, and a SIGKILL + restart of
  * PostgreSQL under running bridges: reported, admin changes refused with 503, the relay unaffected, and
  * recovered without restarting the bridges; positions (mirrored-event seq, UP batch) stored by one node
- * are what another node welcomes the agent with. Cross-node delivery (NATS) is in test/e2e/cluster-nats.test.ts.
+ * are what another node welcomes the agent with; a group made on one node relays on the other. Cross-node
+ * delivery (NATS) is in test/e2e/cluster-nats.test.ts.
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, test } from 'node:test';
@@ -200,4 +201,24 @@ test('positions written by node 1 are what node 2 welcomes the same agent run wi
   assert.equal(moved.welcome?.event_ack, 3, 'node 2 knows the events node 1 stored: the agent resends none of them');
   const acked = moved.messages.find((m) => m.t === 'data_ack');
   assert.deepEqual(acked && 'batch' in acked ? acked.batch : undefined, last, 'node 2 acknowledges the UP batches node 1 had (no duplicate relay)');
+});
+
+test('a group made on node 1 relays between two agents connected to node 2; deleted on node 1, it ends on node 2', async () => {
+  const [n1, n2] = await twoNodes();
+  const ta = await n1.admin.register('gw-ga');
+  const tb = await n1.admin.register('gw-gb');
+  await until(async () => (await upgradeStatus(n2.base, auth(tb))) === undefined, PROPAGATION_BOUND_MS, 'node 2 knows both dongles');
+  const a = await FakeAgent.connect(n2.base, { dongle: 'gw-ga', token: ta, buses: ['can0'] });
+  const b = await FakeAgent.connect(n2.base, { dongle: 'gw-gb', token: tb, buses: ['can0'] });
+  agents.push(a, b);
+  await n1.admin.group('gx', 'gw-ga', 'gw-gb');
+  await a.waitFor(() => a.ofType('group').some((m) => m.group === 'gx'), PROPAGATION_BOUND_MS, 'node 2 tells A it is in gx');
+  a.sendFrames([0, 1, 2].map((n) => numberedFrame('can0', 0x200, n)));
+  await b.waitFor(() => b.applied.length >= 3, 10_000, 'frames relayed on node 2');
+  assert.deepEqual(b.applied.map((f) => frameNumber(f.frame)), [0, 1, 2]);
+  assert.equal((await n2.admin.get('/api/v1/groups/gx')).status, 200, 'node 2 shows the group');
+
+  assert.equal((await n1.admin.del('/api/v1/groups/gx')).status, 200);
+  await a.waitFor(() => a.ofType('group').some((m) => m.group === null), PROPAGATION_BOUND_MS, 'node 2 tells A the group ended');
+  assert.equal((await n2.admin.get('/api/v1/groups/gx')).status, 404);
 });
