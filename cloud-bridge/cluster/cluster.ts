@@ -33,7 +33,8 @@ const SYNC_MS = 250;
 
 export class Cluster {
   private ownership!: Ownership;
-  private sides!: RemoteSides;
+  /** Created once the lease bucket is open; lease news that arrives before is caught up by the sync timer. */
+  private sides: RemoteSides | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -50,7 +51,7 @@ export class Cluster {
       s.node,
       s.takeoverAfterMs,
       Math.max(250, Math.round(s.pingMs / 2)),
-      { lost: (d) => agents.cut(d), changed: (d) => c.sides.sync(d) },
+      { lost: (d) => agents.cut(d), changed: (d) => c.sides?.sync(d) },
       clog,
     );
     try {
@@ -60,10 +61,10 @@ export class Cluster {
       await nats.close();
       throw new Error(`NATS at ${s.servers.join(', ')} has no usable JetStream for the ownership leases (${(err as Error).message}); run nats-server with -js`);
     }
-    c.sides = new RemoteSides(nats, c.ownership, relay, (d) => agents.linkOf(d), clog);
+    const sides = (c.sides = new RemoteSides(nats, c.ownership, relay, (d) => agents.linkOf(d), clog));
     // Groups change through the admin API of any node: every group side is checked regularly too.
     c.syncTimer = setInterval(() => {
-      for (const d of relay.memberDongles()) c.sides.sync(d);
+      for (const d of relay.memberDongles()) sides.sync(d);
     }, SYNC_MS);
     c.syncTimer.unref();
     clog.info({ servers: s.servers }, 'cluster mode: connected to NATS');
@@ -80,7 +81,7 @@ export class Cluster {
 
   held(dongle: string, link: AgentLink): void {
     this.ownership.hold(dongle, link);
-    this.sides.sync(dongle);
+    this.sides?.sync(dongle);
   }
 
   released(dongle: string, link: AgentLink): void {
@@ -89,7 +90,7 @@ export class Cluster {
 
   /** A local agent's DOWN ack; true when another node sent it batches (so the ack is not "never sent"). */
   downAck(dongle: string, batch: number): boolean {
-    return this.sides.localAck(dongle, batch);
+    return this.sides?.localAck(dongle, batch) ?? false;
   }
 
   health(): Record<string, unknown> {
@@ -107,9 +108,11 @@ export class Cluster {
     counter(r, 'canrelay_bridge_cluster_unchecked_claims_total', 'Agent connections admitted while NATS was unreachable (lease written later)', [], (c) => c.inc(this.ownership.uncheckedClaims));
     counter(r, 'canrelay_bridge_cluster_leases_lost_total', 'Dongle leases this node found held by another node (its link here cut)', [], (c) => c.inc(this.ownership.lostLeases));
     counter(r, 'canrelay_bridge_cluster_down_batches_total', 'DOWN batches carried over NATS, by direction', ['direction'], (c) => {
-      c.inc({ direction: 'out' }, this.sides.stats.batchesOut);
-      c.inc({ direction: 'in' }, this.sides.stats.batchesIn);
-      c.inc({ direction: 'undeliverable' }, this.sides.stats.batchesUndeliverable);
+      const st = this.sides?.stats;
+      if (!st) return;
+      c.inc({ direction: 'out' }, st.batchesOut);
+      c.inc({ direction: 'in' }, st.batchesIn);
+      c.inc({ direction: 'undeliverable' }, st.batchesUndeliverable);
     });
   }
 

@@ -13,6 +13,8 @@ export const SUBJECTS = {
   /** Encoded DOWN batches for a dongle connected to `node` (remote-sides.ts). */
   down: (node: string, dongle: string): string => `canrelay.down.${hexToken(node)}.${hexToken(dongle)}`,
   downFor: (node: string): string => `canrelay.down.${hexToken(node)}.*`,
+  /** "Do you still hold this dongle?", asked of the lease holder before judging its lease by age. */
+  holds: (node: string): string => `canrelay.holds.${hexToken(node)}`,
   /** A dongle's cumulative DOWN ack, to every node that may hold batches for it. */
   ack: 'canrelay.ack',
   /** A node reconnected to NATS: what others sent it meanwhile was dropped (no subscriber), so they resend. */

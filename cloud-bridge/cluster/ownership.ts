@@ -11,10 +11,14 @@
  *   clocks need not agree). A lease unheard of for the takeover time (missed heartbeats) may be taken over.
  * - A refresh that finds the lease taken by another node, or an announcement naming another node for a
  *   dongle connected here, means this node lost it: the local link is cut (onLost).
+ * - Before judging another node's lease by age, the claim asks that node (SUBJECTS.holds, request-reply):
+ *   NATS answers "no responders" at once when the node is gone (crashed, its connection closed), so its
+ *   agents are taken over without waiting for the lease to age; a live node answers with its link's
+ *   silence, which the arbiter judges as usual. No answer in time: the lease's age decides.
  * - While NATS is unreachable a claim is decided locally (counted: unchecked_claims) and written when NATS
  *   returns; if another node took the dongle meanwhile, the refresh finds out and one link is cut.
  */
-import type { KV } from 'nats';
+import { ErrorCode, type KV, type NatsError } from 'nats';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ArbitratedLink, Verdict } from '../link-arbiter.js';
@@ -23,6 +27,10 @@ import { SUBJECTS, type NatsLink } from './nats-connection.js';
 export const OWNER_BUCKET = 'canrelay_owners';
 
 const leaseValue = z.object({ node: z.string().min(1).max(200), silent_ms: z.number().int().min(0) }).strict();
+const holdsQuestion = z.object({ dongle: z.string().min(1).max(64) }).strict();
+const holdsAnswer = z.object({ held: z.boolean(), silent_ms: z.number().int().min(0) }).strict();
+/** How long a claim waits for the holder's answer before judging its lease by age. */
+const HOLDS_TIMEOUT_MS = 500;
 const leaseMessage = z
   .object({ dongle: z.string().min(1).max(64), node: z.string().min(1).max(200), silent_ms: z.number().int().min(0), released: z.boolean().optional() })
   .strict();
@@ -66,6 +74,17 @@ export class Ownership {
     private readonly log: Logger,
   ) {
     nats.nc.subscribe(SUBJECTS.lease, { callback: (_err, msg) => this.onAnnouncement(msg.data) });
+    nats.nc.subscribe(SUBJECTS.holds(node), {
+      callback: (_err, msg) => {
+        const q = holdsQuestion.safeParse(safeJson(msg.data));
+        if (!q.success) {
+          this.nats.stats.badMessages++;
+          return;
+        }
+        const o = this.owned.get(q.data.dongle);
+        msg.respond(JSON.stringify({ held: o !== undefined, silent_ms: o ? Math.max(0, Math.round(Date.now() - o.link.lastHeardAt)) : 0 }));
+      },
+    });
     this.timer = setInterval(() => void this.refresh(), refreshMs);
     this.timer.unref();
   }
@@ -101,11 +120,16 @@ export class Ownership {
         if (v !== 'refuse') await kv.create(dongle, this.value(0));
         return v;
       }
-      let current = local;
+      let current: ArbitratedLink | undefined = local;
       if (current === undefined) {
-        const h = this.heard.get(dongle);
-        // Never heard of it here (this node just started): the lease's own write time stands in.
-        current = { lastHeardAt: h?.node === held.data.node ? h.lastHeardAt : e!.created.getTime() - held.data.silent_ms };
+        // Another node's lease: ask it first; it may be gone (no responders), which ends the wait at once.
+        const asked = held.data.node !== this.node ? await this.askHolder(held.data.node, dongle) : undefined;
+        if (asked !== undefined) current = asked ?? undefined;
+        else {
+          const h = this.heard.get(dongle);
+          // Never heard of it here (this node just started): the lease's own write time stands in.
+          current = { lastHeardAt: h?.node === held.data.node ? h.lastHeardAt : e!.created.getTime() - held.data.silent_ms };
+        }
       }
       const v = decide(current);
       if (v !== 'refuse') await kv.update(dongle, this.value(0), e!.revision);
@@ -118,6 +142,28 @@ export class Ownership {
         return decide(local);
       }
       return 'refuse';
+    }
+  }
+
+  /**
+   * The holder's own word: null when it is gone or no longer holds the dongle (nothing to judge), its
+   * link's last-heard time when it does, undefined when it did not answer in time (judge the lease's age).
+   */
+  private async askHolder(node: string, dongle: string): Promise<ArbitratedLink | null | undefined> {
+    try {
+      const r = await this.nats.nc.request(SUBJECTS.holds(node), JSON.stringify({ dongle }), { timeout: HOLDS_TIMEOUT_MS });
+      const a = holdsAnswer.safeParse(safeJson(r.data));
+      if (!a.success) {
+        this.nats.stats.badMessages++;
+        return undefined;
+      }
+      return a.data.held ? { lastHeardAt: Date.now() - a.data.silent_ms } : null;
+    } catch (err) {
+      if ((err as NatsError).code === ErrorCode.NoResponders) {
+        this.log.info({ dongle, node }, 'the node holding this dongle is gone (no responders on NATS): its lease is not waited for');
+        return null;
+      }
+      return undefined;
     }
   }
 
@@ -244,5 +290,13 @@ export class Ownership {
 class LeaseLost extends Error {
   constructor(readonly holder: string) {
     super(`lease held by ${holder}`);
+  }
+}
+
+function safeJson(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(data).toString('utf8'));
+  } catch {
+    return undefined;
   }
 }
