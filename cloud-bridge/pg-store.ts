@@ -35,6 +35,8 @@ const MAX_PENDING_STATUSES = 10_000;
 /** Fails fast when the server is away, instead of holding an admin request. */
 const CONNECT_TIMEOUT_MS = 3000;
 const QUERY_TIMEOUT_MS = 10_000;
+/** A server that vanished without closing the socket (a partition) is noticed by this probe, not only at the next write. */
+const PROBE_MS = 5000;
 
 /** BIGINT columns as numbers (positions and counters stay far below 2^53). */
 const types = {
@@ -103,6 +105,7 @@ export class PgStore {
   private flushTimer: NodeJS.Timeout | undefined;
   private chain: Promise<void> = Promise.resolve();
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly listeners: Array<(c: StateChange) => void> = [];
   /** True while a step of the queue applies another node's change (or a full re-read). */
@@ -155,7 +158,7 @@ export class PgStore {
   // ---- connection, health, notifications ----
 
   private async connectListener(): Promise<void> {
-    const c = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, types });
+    const c = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, query_timeout: QUERY_TIMEOUT_MS, keepAlive: true, types });
     c.on('error', (err) => this.lost(err, c));
     c.on('end', () => this.lost(new Error('connection ended'), c));
     c.on('notification', (m) => {
@@ -169,8 +172,19 @@ export class PgStore {
       throw err;
     }
     this.listener = c;
+    this.startProbe();
     // LISTEN first, then the full read: a change committed in between is both read and notified.
     await this.reread();
+  }
+
+  private startProbe(): void {
+    if (this.probeTimer !== undefined) return;
+    this.probeTimer = setInterval(() => {
+      const c = this.listener;
+      if (c === undefined || this.closed) return;
+      c.query('SELECT 1').catch((err: unknown) => this.lost(err, c));
+    }, PROBE_MS);
+    this.probeTimer.unref();
   }
 
   /** The whole view read again (at start and after a lost connection); its changes count as remote. */
@@ -618,6 +632,7 @@ export class PgStore {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.flushTimer);
+    clearInterval(this.probeTimer);
     const l = this.listener;
     this.listener = undefined;
     await l?.end().catch(() => undefined);

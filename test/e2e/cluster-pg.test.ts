@@ -222,3 +222,20 @@ test('a group made on node 1 relays between two agents connected to node 2; dele
   await a.waitFor(() => a.ofType('group').some((m) => m.group === null), PROPAGATION_BOUND_MS, 'node 2 tells A the group ended');
   assert.equal((await n2.admin.get('/api/v1/groups/gx')).status, 404);
 });
+
+test('PostgreSQL that stops answering without closing its sockets (SIGSTOP): noticed by the probe, admin writes 503, back after SIGCONT', async () => {
+  const [n1] = await twoNodes();
+  await n1.admin.register('gw-s');
+  pgServer.pause(true);
+  try {
+    // The probe runs every 5 s with a 10 s timeout: allow for both on a loaded machine.
+    await until(async () => (await getJson(`${n1.base}/healthz`)).body.db === 'unreachable', 30_000, 'healthz says db unreachable');
+    const refused = await n1.admin.put('/api/v1/dongles/gw-s2');
+    assert.equal(refused.status, 503);
+    assert.equal((await n1.admin.get('/api/v1/dongles/gw-s')).status, 200, 'reads go on from the view');
+  } finally {
+    pgServer.pause(false);
+  }
+  await until(async () => (await getJson(`${n1.base}/healthz`)).body.db === 'reachable', 30_000, 'healthz says db reachable again');
+  assert.equal((await n1.admin.put('/api/v1/dongles/gw-s2')).status, 201);
+});

@@ -1,7 +1,8 @@
 /**
  * A real PostgreSQL server for tests: `initdb` in a temp dir, `postgres` run as an unprivileged user (it
  * refuses root; the tests run as root) on a free loopback port, one database per test, and a SIGKILL of
- * the whole server (postmaster and backends, as a crash would) with a restart on the same port and data.
+ * the whole server (postmaster and backends, as a crash would) with a restart on the same port and data,
+ * and a SIGSTOP/SIGCONT of it (a server that stops answering without closing its sockets).
  * Every server is killed when the test process exits, so a failing test leaves no daemon behind.
  *
  * Needs Debian's postgresql (CI: `.ci/ensure-debs.sh postgresql`); `postgresBin()` says where it is.
@@ -32,10 +33,33 @@ function serverUser(): { name: string; uid: number; gid: number } {
   throw new Error('neither a "postgres" nor a "nobody" user exists to run PostgreSQL as');
 }
 
+/** Pids whose parent is `pid` (from /proc). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      // Field 4 of /proc/<pid>/stat, after the command in parentheses.
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(d));
+    } catch {
+      /* exited */
+    }
+  }
+  return out;
+}
+
 const servers = new Set<PostgresServer>();
 process.on('exit', () => {
   for (const s of servers) s.killNow();
 });
+// A test process ended by a signal (a runner's timeout) runs no 'exit' handler: a server would outlive it.
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    for (const s of servers) s.killNow();
+    process.exit(128 + (sig === 'SIGTERM' ? 15 : sig === 'SIGINT' ? 2 : 1));
+  });
+}
 
 /** The role the tests (and the bridge under test) connect as; trust auth on loopback only. */
 export const PG_ROLE = 'canrelay';
@@ -142,9 +166,26 @@ export class PostgresServer {
     // The backends of the group die with the signal; the next start waits for their shared memory anyway.
   }
 
+  /**
+   * SIGSTOP/SIGCONT of the whole server — the postmaster and every backend (each backend is its own
+   * process group, so they are found by parent pid): it keeps its sockets open and answers nothing.
+   */
+  pause(on: boolean): void {
+    const pid = this.child?.pid;
+    if (pid === undefined || !this.running) return;
+    for (const p of [pid, ...childrenOf(pid)]) {
+      try {
+        process.kill(p, on ? 'SIGSTOP' : 'SIGCONT');
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+  }
+
   killNow(): void {
     if (this.child?.pid !== undefined && this.running) {
       try {
+        process.kill(-this.child.pid, 'SIGCONT'); // a paused server would not exit on SIGINT later
         process.kill(-this.child.pid, 'SIGKILL');
       } catch {
         /* already gone */
@@ -155,6 +196,7 @@ export class PostgresServer {
   /** Fast shutdown and removal of the data. */
   async stop(): Promise<void> {
     if (this.running) {
+      this.pause(false);
       this.child!.kill('SIGINT');
       await this.exited;
     }
