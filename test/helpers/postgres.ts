@@ -102,7 +102,7 @@ export class PostgresServer {
   /** Starts the server (again) on the same port and data; waits until it accepts connections. */
   async restart(): Promise<void> {
     if (this.child && this.child.exitCode === null && this.child.signalCode === null) throw new Error('postgres is already running');
-    // Its own process group, so kill() takes the backends down with the postmaster, as a crash would.
+    // Detached: a signal to the test's process group (Ctrl-C) does not reach it; kill() and pause() name its processes.
     const child = spawn(
       join(this.bin, 'postgres'),
       // fsync off: a test crashes the server process, never the machine, so the page cache survives.
@@ -163,7 +163,6 @@ export class PostgresServer {
   async kill(): Promise<void> {
     this.killNow();
     await this.exited;
-    // The backends of the group die with the signal; the next start waits for their shared memory anyway.
   }
 
   /**
@@ -183,10 +182,12 @@ export class PostgresServer {
   }
 
   killNow(): void {
-    if (this.child?.pid !== undefined && this.running) {
+    const pid = this.child?.pid;
+    if (pid === undefined || !this.running) return;
+    // Backends too (each is its own process group), as a crash of the machine's server would take them.
+    for (const p of [pid, ...childrenOf(pid)]) {
       try {
-        process.kill(-this.child.pid, 'SIGCONT'); // a paused server would not exit on SIGINT later
-        process.kill(-this.child.pid, 'SIGKILL');
+        process.kill(p, 'SIGKILL');
       } catch {
         /* already gone */
       }
