@@ -13,6 +13,7 @@ import { after, afterEach, before, test } from 'node:test';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { FakeAgent, frameNumber, numberedFrame, upgradeStatus } from '../helpers/fake-agent.js';
 import { PostgresServer } from '../helpers/postgres.js';
+import type { LogLine } from '../helpers/processes.js';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
 import { until } from '../helpers/until.js';
 
@@ -30,6 +31,9 @@ after(async () => {
   await pgServer?.stop();
 });
 afterEach(async () => {
+  // A test that failed while the server was down or paused leaves it usable for the next one.
+  pgServer.pause(false);
+  if (!pgServer.running) await pgServer.restart();
   await Promise.all(agents.splice(0).map((a) => a.close()));
   await Promise.all(bridges.splice(0).map((b) => b.proc.stop()));
 });
@@ -144,7 +148,9 @@ test('PostgreSQL SIGKILLed and restarted under two running nodes: reported, admi
   }
   const health = await getJson(`${n1.base}/healthz`);
   assert.match(String(health.body.db_reason), /PostgreSQL .* unreachable/);
-  assert.equal(n1.proc.logs.filter((l) => l.level >= 50 && /PostgreSQL .* unreachable/.test(l.msg)).length, 1, 'one clear error line');
+  const isDown = (l: LogLine): boolean => l.level >= 50 && /PostgreSQL .* unreachable/.test(l.msg);
+  await n1.proc.waitForLog(isDown); // the log reaches the test after /healthz may have answered
+  assert.equal(n1.proc.logs.filter(isDown).length, 1, 'one clear error line');
   const metrics = (await getJson(`${n1.base}/metrics`)).text;
   assert.ok((metricValue(metrics, 'canrelay_cluster_db_errors_total') ?? 0) >= 1, 'counted');
   assert.equal(metricValue(metrics, 'canrelay_cluster_db_up'), 0);
@@ -165,7 +171,7 @@ test('PostgreSQL SIGKILLed and restarted under two running nodes: reported, admi
   await pgServer.restart();
   const ms = await timeUntil(async () => (await getJson(`${n1.base}/healthz`)).body.db === 'reachable' && (await getJson(`${n2.base}/healthz`)).body.db === 'reachable', 'both nodes reconnect');
   t.diagnostic(`both nodes reported db reachable ${ms} ms after PostgreSQL accepted connections again`);
-  assert.ok(n1.proc.logs.some((l) => /reachable again/.test(l.msg)), 'the recovery is logged');
+  await n1.proc.waitForLog((l) => /reachable again/.test(l.msg)); // the recovery is logged
   assert.equal(n1.proc.exitCode, null);
   assert.equal(n2.proc.exitCode, null);
 
