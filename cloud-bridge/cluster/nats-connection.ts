@@ -17,6 +17,8 @@ export const SUBJECTS = {
   holds: (node: string): string => `canrelay.holds.${hexToken(node)}`,
   /** A dongle's cumulative DOWN ack, to every node that may hold batches for it. */
   ack: 'canrelay.ack',
+  /** "Resend from the start": a receiving node saw a hole in a remote side's batch stream. */
+  resend: 'canrelay.resend',
   /** A node reconnected to NATS: what others sent it meanwhile was dropped (no subscriber), so they resend. */
   back: 'canrelay.node_back',
 } as const;

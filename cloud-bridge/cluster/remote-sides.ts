@@ -12,7 +12,8 @@
  * side is back, wherever it reconnected — and after every NATS reconnect, since core NATS loses what was
  * in transit when a connection breaks.
  */
-import type { Msg } from 'nats';
+import { randomUUID } from 'node:crypto';
+import { headers, type Msg } from 'nats';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AgentLink } from '../agent-link.js';
@@ -20,6 +21,7 @@ import type { GroupRelay, RelayLink } from '../group-relay.js';
 import { fromHexToken, SUBJECTS, type NatsLink } from './nats-connection.js';
 import type { Ownership } from './ownership.js';
 
+const resendMessage = z.object({ dongle: z.string().min(1).max(64), node: z.string().min(1).max(200) }).strict();
 const backMessage = z.object({ node: z.string().min(1).max(200) }).strict();
 const ackMessage = z.object({ dongle: z.string().min(1).max(64), batch: z.number().int().min(0), node: z.string() }).strict();
 
@@ -33,6 +35,9 @@ export interface RemoteSidesStats {
 
 class RemoteSide implements RelayLink {
   attached = true;
+  /** Names this side's batch stream; with `seq` (0, 1, 2 …) the receiver proves it has every batch in order. */
+  readonly instance = randomUUID();
+  seq = 0;
   constructor(
     readonly dongle: string,
     readonly node: string,
@@ -55,6 +60,13 @@ class RemoteSide implements RelayLink {
 export class RemoteSides {
   readonly stats: RemoteSidesStats = { batchesOut: 0, batchesIn: 0, batchesUndeliverable: 0 };
   private readonly sides = new Map<string, RemoteSide>();
+  /**
+   * Per dongle connected here: the remote batch stream being forwarded and the seq expected next (-1: a
+   * hole was seen; nothing more of that stream is forwarded, the sender was asked to start over). An
+   * agent applies only batch numbers above the last it applied, so a batch that arrived after a lost one
+   * would make the lost one's resend useless: holes are never passed on.
+   */
+  private readonly streams = new Map<string, { instance: string; next: number }>();
   /** Dongles connected here that received DOWN batches from another node (their acks are valid). */
   private readonly fedRemotely = new Set<string>();
 
@@ -68,6 +80,7 @@ export class RemoteSides {
     nats.nc.subscribe(SUBJECTS.downFor(ownership.node), { callback: (_e, m) => this.onDown(m) });
     nats.nc.subscribe(SUBJECTS.ack, { callback: (_e, m) => this.onAck(m) });
     nats.nc.subscribe(SUBJECTS.back, { callback: (_e, m) => this.onBack(m) });
+    nats.nc.subscribe(SUBJECTS.resend, { callback: (_e, m) => this.onResend(m) });
     // Core NATS drops what was in transit when a connection broke, and what is published to a node that
     // has not resubscribed yet: every remote side starts over as if its agent had reconnected
     // (unacknowledged batches resent first; the agent skips those it applied) — here when this node is
@@ -90,6 +103,19 @@ export class RemoteSides {
     }
   }
 
+  private onResend(m: Msg): void {
+    const p = resendMessage.safeParse(safeJson(m.data));
+    if (!p.success) {
+      this.nats.stats.badMessages++;
+      return;
+    }
+    if (p.data.node !== this.ownership.node) return;
+    const s = this.sides.get(p.data.dongle);
+    if (s === undefined) return;
+    this.drop(p.data.dongle);
+    this.sync(p.data.dongle);
+  }
+
   private onBack(m: Msg): void {
     const p = backMessage.safeParse(safeJson(m.data));
     if (!p.success) {
@@ -105,7 +131,11 @@ export class RemoteSides {
 
   publish(s: RemoteSide, buf: Buffer): void {
     try {
-      this.nats.nc.publish(SUBJECTS.down(s.node, s.dongle), buf);
+      const h = headers();
+      h.set('cr-node', this.ownership.node);
+      h.set('cr-side', s.instance);
+      h.set('cr-seq', String(s.seq++));
+      this.nats.nc.publish(SUBJECTS.down(s.node, s.dongle), buf, { headers: h });
       this.stats.batchesOut++;
     } catch (err) {
       // Unacknowledged, so resent later: nothing is lost here.
@@ -150,15 +180,42 @@ export class RemoteSides {
   private onDown(m: Msg): void {
     const token = m.subject.slice(m.subject.lastIndexOf('.') + 1);
     const dongle = /^[0-9a-f]+$/.test(token) ? fromHexToken(token) : '';
-    const link = this.localLink(dongle);
-    if (link === undefined || !link.ready) {
-      this.stats.batchesUndeliverable++;
+    const from = m.headers?.get('cr-node') ?? '';
+    const instance = m.headers?.get('cr-side') ?? '';
+    const seq = Number(m.headers?.get('cr-seq') ?? NaN);
+    if (dongle === '' || from === '' || instance === '' || !Number.isSafeInteger(seq)) {
+      this.nats.stats.badMessages++;
       return;
     }
+    let st = this.streams.get(dongle);
+    if (st === undefined || st.instance !== instance) {
+      // A new stream is taken from its first batch only; joined in the middle, it is asked to start over.
+      st = { instance, next: seq === 0 ? 0 : -1 };
+      this.streams.set(dongle, st);
+      if (st.next < 0) this.askResend(dongle, from);
+    }
+    const link = this.localLink(dongle);
+    if (st.next < 0 || seq !== st.next || link === undefined || !link.ready) {
+      this.stats.batchesUndeliverable++;
+      if (st.next >= 0) {
+        st.next = -1;
+        if (link?.ready) this.askResend(dongle, from);
+      }
+      return;
+    }
+    st.next++;
     // The batch is written as the sending node encoded it; the agent validates it like any DOWN batch.
     this.stats.batchesIn++;
     this.fedRemotely.add(dongle);
     link.sendBinary(Buffer.from(m.data));
+  }
+
+  private askResend(dongle: string, node: string): void {
+    try {
+      this.nats.nc.publish(SUBJECTS.resend, JSON.stringify({ dongle, node }));
+    } catch (err) {
+      this.nats.failed('resend request', err);
+    }
   }
 
   private onAck(m: Msg): void {
