@@ -48,7 +48,21 @@ async function until(pred: () => boolean | Promise<boolean>, ms: number, what: s
   }
 }
 
-const metrics = async (a: StartedAgent): Promise<string> => (await getJson(a.base + '/metrics')).text;
+/**
+ * /metrics, read again when the connection is reset: under emulation a kept-alive connection the server
+ * closes just as it is reused resets (seen twice in the queue-full burst, the agent alive and answering
+ * the next request). Whether the agent lives is checked on its own (exit code, /healthz).
+ */
+async function metrics(a: StartedAgent): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (await getJson(a.base + '/metrics')).text;
+    } catch (err) {
+      if (attempt >= 3 || a.proc.exitCode !== null) throw err;
+      progress(`/metrics: ${(err as Error).message} (${String((err as Error).cause)}); reading again`);
+    }
+  }
+}
 const uplink = async (a: StartedAgent, kind: string): Promise<number> => metricValue(await metrics(a), 'canrelay_uplink', { kind }) ?? 0;
 
 /** A classic interface (MTU 16: vcan's own default is 72, CAN FD) and an FD one (MTU 72), made for this file. */
