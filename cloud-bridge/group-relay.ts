@@ -67,6 +67,8 @@ export interface GroupMetrics {
   sides: { side: Side; dongle: string; backlog: number; inFlight: number; dropped: Record<DropReason, number> }[];
 }
 
+/** Longest a relayed frame waits for the end of its event-loop turn before its DOWN batch is sent anyway. */
+const MAX_DEFER_MS = 5;
 /** Sweep period: age-bound drops, and sends retried after a slow socket or a full window. */
 const SWEEP_MS = 50;
 
@@ -94,10 +96,13 @@ export class GroupRelay {
   /**
    * Sides that got frames during this event-loop turn: flushed together once the turn's reads are done
    * (setImmediate runs after the poll phase), so the UP batches of one origin read in one turn leave as
-   * one DOWN batch (one send, one ack) instead of one each. Adds no timer delay.
+   * one DOWN batch (one send, one ack) instead of one each. Adds no timer delay; a turn that runs long (a
+   * starved process reading thousands of sockets) flushes every MAX_DEFER_MS, so frames read early in it
+   * do not age meanwhile.
    */
   private readonly dirty = new Set<SideRuntime>();
   private flushScheduled = false;
+  private dirtySince = 0;
 
   constructor(
     private readonly settings: RelaySettings,
@@ -173,7 +178,11 @@ export class GroupRelay {
     this.dirty.add(target);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
+      this.dirtySince = Date.now();
       setImmediate(() => this.flushDirty());
+    } else if (Date.now() - this.dirtySince >= MAX_DEFER_MS) {
+      // The pending setImmediate then finds nothing (or the next turn's frames) to send: harmless.
+      this.flushDirty();
     }
   }
 
