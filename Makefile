@@ -112,7 +112,7 @@ bench-dbc: build
 bench-fanout: build
 	bash .ci/ensure-debs.sh nginx libnginx-mod-nchan
 	test -f dist/bench-deps/node_modules/better-sse/package.json || npm install --no-save --no-package-lock --no-audit --no-fund --prefix dist/bench-deps better-sse@0.16.1
-	$(NODE) dist/bench/fanout/fanout.js
+	$(NODE) build/bench/fanout/fanout.js
 
 bench: bench-agent bench-relay bench-socketcand bench-fleet bench-commands bench-dbc bench-busload bench-fanout
 	@cat bench/results/*.md
