@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build check-layering run-sim test test-unit test-node24 test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-fleet-stream bench-fleet-page bench-commands bench-dbc bench-busload clean
+.PHONY: all deps build lint check-layering run-sim test test-unit test-node24 test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-fleet-stream bench-fleet-page bench-commands bench-dbc bench-busload clean
 all: build
 
 # Reinstalled when the lock changes (every dependency change does); an edit of package.json alone
@@ -22,6 +22,10 @@ build: deps
 	$(TSC) -b tsconfig.json
 	@for d in core agent cloud-bridge; do ln -sfn ../dist/$$d build/$$d; done
 	$(NODE) web/build.mjs
+
+# Lint (Biome, biome.jsonc: recommended rules, no `any`; the rules turned off say why there). Warnings fail too.
+lint: deps
+	node_modules/.bin/biome lint --error-on-warnings .
 
 # The compiler enforces the layering (core/ never imports agent/ or cloud-bridge/, nor they each other;
 # web/ only its listed core files): forbidden imports, added to a throw-away copy, must fail to compile.
@@ -66,7 +70,7 @@ test-socketcan: build
 test-node24: build
 	bash .ci/test-node24.sh
 
-test: check-layering test-unit test-node24 test-faults test-web test-deploy test-socketcan
+test: lint check-layering test-unit test-node24 test-faults test-web test-deploy test-socketcan
 
 # Benchmarks: not tests. Figures go to bench/results/*.md (and .json).
 bench-agent: build

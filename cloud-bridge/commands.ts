@@ -246,7 +246,7 @@ export class CommandCenter {
   /** Whether the dongle's agent has been connected long enough to have reported a command it received. */
   private hadTimeToReport(dongle: string, now: number): boolean {
     const link = this.linkOf(dongle);
-    return link !== undefined && link.ready && now - link.connectedAt >= STATUS_GRACE_MS;
+    return link?.ready === true && now - link.connectedAt >= STATUS_GRACE_MS;
   }
 
   /** Deletes finished commands past the retention, a batch per event-loop turn. */

@@ -296,7 +296,7 @@ export class ReplaySource implements FrameSource {
 
       if (this.speed === 0) {
         const now = this.now();
-        frame.tsUs = now > this.lastTs ? now : this.lastTs;
+        frame.tsUs = Math.max(now, this.lastTs);
       } else {
         let due: number;
         if (this.passRec < 0) {
@@ -322,7 +322,7 @@ export class ReplaySource implements FrameSource {
         this.lastDue = due;
         // Scheduled time, unless that is in the future (emitted a little early) or too far in the past.
         const ts = due > now || now - due > LATE_LIMIT_US ? now : Math.floor(due);
-        frame.tsUs = ts > this.lastTs ? ts : this.lastTs;
+        frame.tsUs = Math.max(ts, this.lastTs);
       }
       this.lastTs = frame.tsUs;
 
@@ -407,7 +407,7 @@ export class ReplaySource implements FrameSource {
 
   private monotonicNow(): number {
     const now = this.now();
-    return now > this.lastTs ? now : this.lastTs;
+    return Math.max(now, this.lastTs);
   }
 }
 

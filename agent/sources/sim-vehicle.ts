@@ -114,7 +114,7 @@ export function hondaChecksum(id: number, data: Uint8Array): number {
 }
 
 function smoothstep(x: number): number {
-  const c = x < 0 ? 0 : x > 1 ? 1 : x;
+  const c = Math.min(Math.max(x, 0), 1);
   return c * c * (3 - 2 * c);
 }
 

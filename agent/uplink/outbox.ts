@@ -104,7 +104,7 @@ export class Outbox {
     while (this.memory.length > MAX_MEMORY_EVENTS) {
       // As in pruning: presence and log events go first, command statuses are kept if anything can be.
       const i = this.memory.findIndex((e) => e.event !== 'command_status');
-      this.memory.splice(i < 0 ? 0 : i, 1);
+      this.memory.splice(Math.max(i, 0), 1);
       this.droppedUnwritable++;
     }
     return entry.seq;

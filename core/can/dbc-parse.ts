@@ -141,7 +141,7 @@ function endsStatement(s: string): boolean {
   return !inString && lastSemicolon;
 }
 
-function unescape(s: string): string {
+function unescapeDbcText(s: string): string {
   return s.replace(/\\(.)/g, '$1');
 }
 
@@ -224,10 +224,10 @@ export function parseDbc(text: string, file: string): DbcDatabase {
         offset: num(m[8]!),
         min: num(m[9]!),
         max: num(m[10]!),
-        unit: unescape(m[11]!),
+        unit: unescapeDbcText(m[11]!),
         values: undefined,
-        isMultiplexer: mux !== undefined && mux.endsWith('M'),
-        muxValue: mux !== undefined && mux.startsWith('m') ? parseInt(mux.slice(1), 10) : undefined,
+        isMultiplexer: mux?.endsWith('M') === true,
+        muxValue: mux?.startsWith('m') ? parseInt(mux.slice(1), 10) : undefined,
         muxer: undefined,
         muxRanges: undefined,
         line: st.line,
@@ -242,7 +242,7 @@ export function parseDbc(text: string, file: string): DbcDatabase {
       const s = signalOf(m[1]!, m[2]!, st.line, 'VAL_');
       if (s === undefined) continue;
       s.values = new Map();
-      for (const p of m[3]!.matchAll(VAL_PAIR_RE)) s.values.set(Number(p[1]), unescape(p[2]!));
+      for (const p of m[3]!.matchAll(VAL_PAIR_RE)) s.values.set(Number(p[1]), unescapeDbcText(p[2]!));
     } else if (t.startsWith('SIG_VALTYPE_ ')) {
       const m = VALTYPE_RE.exec(t);
       if (m === null) throw new DbcParseError(file, st.line, `cannot read SIG_VALTYPE_ (expected 'SIG_VALTYPE_ <message id> <signal> : <0|1|2>;'): ${t.slice(0, 100)}`);

@@ -2,7 +2,7 @@
  * Builds a commander subcommand from an option table, adds `--config <file>`, and resolves the effective
  * options (flags > file > environment > defaults). Usage errors print one line and exit with code 2.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { type Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { EXIT_USAGE } from './exit-codes.js';
 import { OptionError, resolveOptions, type OptionSpec, type ResolvedOptions } from './options.js';

@@ -36,7 +36,7 @@ export class SeqChecker {
   constructor(private readonly maxStreams = 256) {}
 
   check(key: string, seq: number): void {
-    let t = this.tracks.get(key);
+    const t = this.tracks.get(key);
     if (t === undefined) {
       if (this.tracks.size < this.maxStreams) this.tracks.set(key, { next: (seq + 1) >>> 0, missing: new Set(), counts: { gaps: 0, duplicates: 0, reordered: 0 } });
       return;

@@ -140,6 +140,7 @@ test('bridge restart: agents reconnect, the outbox drains, nothing twice', async
   const seen = c.events.filter(agentSeen).map((e) => String(e.json.ts));
   assert.equal(new Set(seen).size, seen.length, 'each mirrored event once');
   // None lost: A's own console (everything A published, in order) up to the newest one mirrored.
+  // biome-ignore lint/complexity/useMathMinMax: ISO time strings, compared as strings
   const newest = seen.reduce((m, ts) => (ts > m ? ts : m), '');
   const own = await SseClient.connect(`${a.url}?backlog=10000`);
   await own.waitFor((ev) => ev.some((e) => e.event === 'presence' && String(e.json.ts) === newest), 20_000, "A's own console up to the newest mirrored presence");

@@ -92,7 +92,7 @@ for (let i = 0; i < cansendFrames.length; i++) {
   facts.cansend_received.push({ sent: cansendFrames[i][0], kind: cansendFrames[i][1], got: view });
   console.log(`  ${cansendFrames[i][0].slice(0, 30).padEnd(30)} ${cansendFrames[i][1]}\n      -> ${JSON.stringify(view)}`);
 }
-const [mStd, mExt, mRtr, mRtr3, mFd3, mFd12, mFd64, mErr] = rx.st.msgs;
+const [mStd, mExt, mRtr, _mRtr3, mFd3, mFd12, mFd64, _mErr] = rx.st.msgs;
 check('standard frame: id 0x123, no ext key, data DEADBEEF',
   mStd && mStd.id === 0x123 && !('ext' in mStd) && mStd.data.toString('hex') === 'deadbeef');
 check('extended frame: id 0x1F334455, ext true', mExt && mExt.id === 0x1f334455 && mExt.ext === true && mExt.data.toString('hex') === '11');
@@ -128,7 +128,7 @@ for (const [name, fn] of sendCases) {
   try {
     r = { returned: fn() };
   } catch (e) {
-    r = { threw: String(e && e.message) };
+    r = { threw: String(e?.message) };
   }
   facts.send[name] = r;
   console.log(`  ${name.padEnd(42)} ${JSON.stringify(r)}`);

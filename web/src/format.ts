@@ -8,7 +8,7 @@ export function formatInt(n: number): string {
 /** Rounds to `digits` significant digits (for "about" figures such as the sampling banner). */
 export function roughly(n: number, digits = 2): number {
   if (!Number.isFinite(n) || n === 0) return 0;
-  const mag = Math.pow(10, Math.floor(Math.log10(Math.abs(n))) - digits + 1);
+  const mag = 10 ** (Math.floor(Math.log10(Math.abs(n))) - digits + 1);
   return mag < 1 ? Math.round(n) : Math.round(n / mag) * mag;
 }
 

@@ -6,7 +6,7 @@
  */
 import type { IdFilter } from '../filter.js';
 import { formatInt, formatPeriod, formatRate } from '../format.js';
-import { ByIdModel, comparator, directionLabel, type IdRow, type SortKey } from '../state/by-id.js';
+import { type ByIdModel, comparator, directionLabel, type IdRow, type SortKey } from '../state/by-id.js';
 import { busKey } from '../state/trace.js';
 import { h, setAttr, setText } from '../dom.js';
 
