@@ -255,7 +255,7 @@ export class AgentServer implements LinkHandler {
     return msg.seq;
   }
 
-  frames(link: AgentLink, batch: Batch, nowMs: number): void {
+  frames(link: AgentLink, batch: Batch, _nowMs: number): void {
     const d = link.dongle;
     BridgeStats.inc(this.d.stats.framesReceived, d, batch.frames.length);
     this.d.seq.track(d, batch.frames);

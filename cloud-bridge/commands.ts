@@ -142,7 +142,7 @@ export class CommandCenter {
   /** Cluster mode: a command was stored by another node; delivered from here when its agent is connected here. */
   storedElsewhere(id: string): void {
     const c = this.store.command(id);
-    if (!c || c.status !== 'queued' || this.linkOf(c.dongle)?.ready !== true) return;
+    if (c?.status !== 'queued' || this.linkOf(c.dongle)?.ready !== true) return;
     this.deadlines.set(c.id, this.deadlineOf(c));
     this.delivery.kick(c.dongle);
   }
