@@ -111,11 +111,11 @@ bench-dbc: build
 
 # Console fan-out side by side with nchan and better-sse (issue #15; about 5 minutes per shape).
 # BENCH_FANOUT_SHAPES=clients x rate x seconds,… BENCH_FANOUT_SERVERS=nchan,better-sse,agent,bridge BENCH_FANOUT_RUNS=1.
-# better-sse is installed for the bench only (dist/bench-deps), never a dependency of the package.
+# better-sse is installed for the bench only (build/bench-deps), never a dependency of the package.
 .PHONY: bench-fanout
 bench-fanout: build
 	bash .ci/ensure-debs.sh nginx libnginx-mod-nchan
-	test -f dist/bench-deps/node_modules/better-sse/package.json || npm install --no-save --no-package-lock --no-audit --no-fund --prefix dist/bench-deps better-sse@0.16.1
+	test -f build/bench-deps/node_modules/better-sse/package.json || npm install --no-save --no-package-lock --no-audit --no-fund --prefix build/bench-deps better-sse@0.16.1
 	$(NODE) build/bench/fanout/fanout.js
 
 bench: bench-agent bench-relay bench-socketcand bench-fleet bench-commands bench-dbc bench-busload bench-fanout

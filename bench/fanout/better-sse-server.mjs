@@ -1,6 +1,6 @@
 /**
  * make bench-fanout's Node peer: a minimal better-sse server (npm better-sse, installed for the bench only
- * into dist/bench-deps, never a dependency of the package). GET /sub subscribes an EventSource client to
+ * into build/bench-deps, never a dependency of the package). GET /sub subscribes an EventSource client to
  * one channel; POST /pub broadcasts the request body (already JSON text) to it as a `can_frame` event.
  * The serializer passes the text through, so better-sse does no JSON work the other servers do not.
  * Plain JavaScript on purpose: it runs from the source tree and is not compiled with the project.

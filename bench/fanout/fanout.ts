@@ -63,7 +63,7 @@ async function start(name: ServerName, rate: number): Promise<RunningServer> {
     case 'nchan':
       return startNchan(rate);
     case 'better-sse':
-      return startBetterSse(join(REPO, 'dist/bench-deps'), join(REPO, 'bench/fanout/better-sse-server.mjs'));
+      return startBetterSse(join(REPO, 'build/bench-deps'), join(REPO, 'bench/fanout/better-sse-server.mjs'));
     case 'agent':
       return startAgentConsole(rate, NODE_ARGS);
     case 'bridge':
