@@ -24,7 +24,7 @@ function rssKiB(pid: number): { rss: number; hwm: number } {
 /** The unit's Environment= assignments (NODE_OPTIONS: the V8 flags the agent runs with). */
 function unitEnv(unit: ReturnType<typeof readUnit>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const line of unit['Service']?.['Environment'] ?? []) {
+  for (const line of unit.Service?.Environment ?? []) {
     const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
     if (m) env[m[1]!] = m[2]!;
   }
