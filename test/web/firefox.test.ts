@@ -130,7 +130,7 @@ test('Firefox: header live and online, By-id fills, Trace shows frames, the id f
   await page.close();
 });
 
-test('Firefox: the fleet page loads with a viewer token, follows live changes, filters; the admin token gets the controls', { skip: skip ?? false, timeout: 120_000 }, async () => {
+test('Firefox: the fleet page loads with a viewer token, follows live changes, filters; the admin token gets the controls; tablet width fits', { skip: skip ?? false, timeout: 120_000 }, async () => {
   const bridge = await startBridgeProcess();
   const agents: FakeAgent[] = [];
   dirs.push(join(bridge.db, '..'));
@@ -186,6 +186,27 @@ test('Firefox: the fleet page loads with a viewer token, follows live changes, f
     await admin.waitForSelector('#admin-panel:not([hidden])');
     await until(async () => (await admin.$$('#dongles tr[data-dongle="ff3"] button[data-action="rotate"]')).length === 1, 'row buttons for the admin');
     await admin.close();
+
+    // Tablet width (portrait): the same rows, and the page fits the screen (wide tables scroll in their card).
+    const tablet = await browser!.newPage();
+    tablet.setDefaultTimeout(15_000);
+    tablet.on('pageerror', (err) => errors.push(String((err as Error).message ?? err)));
+    await tablet.setViewport({ width: 820, height: 1180 });
+    await tablet.goto(bridge.base + '/');
+    await tablet.waitForSelector('#token-panel:not([hidden])');
+    await tablet.type('#token-input', viewer);
+    await tablet.keyboard.press('Enter');
+    await tablet.waitForSelector('#stream-state[data-state="live"]');
+    const tabletRows = (): Promise<string[]> => tablet.$$eval('#dongles tbody tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.dongle ?? '').sort());
+    await until(async () => (await tabletRows()).join() === 'ff1,ff2,ff3', 'the three rows at tablet width');
+    const overflow = await tablet.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    const wide = await tablet.evaluate(() => {
+      const w = document.documentElement.clientWidth;
+      return [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > w + 0.5).slice(0, 8).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${[...e.classList].join('.')} right=${e.getBoundingClientRect().right}`);
+    });
+    assert.ok(overflow <= 1, `the page fits the tablet's width in Firefox (overflow ${overflow}px: ${wide.join(', ')})`);
+    await tablet.screenshot({ path: join(ARTIFACTS, 'firefox-fleet-tablet.png') });
+    await tablet.close();
     assert.deepEqual(errors, [], 'no uncaught errors in the fleet page');
   } finally {
     for (const a of agents) await a.close();
