@@ -99,6 +99,8 @@ test('a viewer token revoked on node 1 is refused on node 2, and its open stream
   const viewer = String(v.body.token);
   const stream = `${n2.base}/api/v1/streams/dongles/gw-v/console`;
   await until(async () => (await getJson(`${n2.base}/api/v1/dongles/gw-v`, auth(n2.admin.token!))).status === 200, PROPAGATION_BOUND_MS, 'node 2 knows gw-v');
+  // The token was made after the dongle: its own change notice may reach node 2 a moment later.
+  await until(async () => (await streamStatus(stream, viewer)) === 200, PROPAGATION_BOUND_MS, 'node 2 accepts the viewer token made on node 1');
   const sse = await SseClient.connect(stream, auth(viewer));
   assert.equal(sse.status, 200, 'the viewer token made on node 1 reads a console on node 2');
   const listed = await n2.admin.get('/api/v1/viewer-tokens');

@@ -88,12 +88,12 @@ test('tx queue: a full transmit queue is retried in order, then dropped and coun
     { retryMs: 50, maxQueued: 10, onFailure: (_f, e) => failures.push(e) },
   );
   for (let i = 0; i < 5; i++) q.enqueue(frame(i));
-  await until(() => out.length === 5, 5000, 'the five frames transmitted');
+  await until(() => out.length === 5, 30_000, 'the five frames transmitted');
   assert.deepEqual(out, [0, 1, 2, 3, 4], 'order kept across retries');
   busyFor = 1_000_000;
   const results: SendResult[] = [];
   q.enqueue(frame(9), (r) => results.push(r));
-  await until(() => results.length === 1, 5000, 'the busy frame given up');
+  await until(() => results.length === 1, 30_000, 'the busy frame given up');
   assert.equal(results[0]?.ok, false);
   assert.equal(q.stats.droppedBusy, 1);
   assert.match(failures[0]!, /stayed full/);
