@@ -128,6 +128,18 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   const gw = await agent('newgw', token);
   await until(async () => (await status(page, 'newgw')) === 'online', 'newgw online with the token from the page', 20_000);
 
+  // Rotate and Remove ask first: answered "no", nothing changes (the agent stays connected, the dongle stays).
+  for (const [action, question] of [['rotate', /^Rotate the token of newgw\?/], ['remove', /^Remove dongle newgw\?/]] as const) {
+    page.removeAllListeners('dialog');
+    const asked = new Promise<string>((resolve) => page.once('dialog', (d) => void d.dismiss().then(() => resolve(d.message()))));
+    await page.click(`#dongles tr[data-dongle="newgw"] button[data-action="${action}"]`);
+    assert.match(await asked, question);
+  }
+  page.on('dialog', (d) => void d.accept());
+  assert.equal((await bridge.admin.get('/api/v1/dongles/newgw')).status, 200, 'a dismissed Remove removes nothing');
+  assert.equal(await status(page, 'newgw'), 'online', 'a dismissed Rotate cuts nothing');
+  assert.equal(await page.locator('#secret').isHidden(), true, 'no new token was issued');
+
   // Rotate: the connected agent is cut and its token refused from now on.
   await page.click('#dongles tr[data-dongle="newgw"] button[data-action="rotate"]');
   await page.locator('#secret:not([hidden])').waitFor();
