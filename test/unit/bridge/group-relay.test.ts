@@ -1,0 +1,150 @@
+/**
+ * GroupRelay (cloud-bridge/group-relay.ts) without processes: fake links record the DOWN batches they get
+ * (decoded with the real codec), a fake store holds the groups, a fake console records group_state. The
+ * relay's own rules: unsampled and in order to the other side, the bus map, the loop guard, the backlog of
+ * an offline side, resend after a reconnect, acks, backpressure, group changes.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import type { BridgeConsoles } from '../../../cloud-bridge/consoles.js';
+import { GroupRelay, type RelayLink } from '../../../cloud-bridge/group-relay.js';
+import type { StateStore } from '../../../cloud-bridge/state-store.js';
+import type { GroupRow } from '../../../cloud-bridge/store.js';
+import type { GroupStateData } from '../../../core/console/events.js';
+import type { CanFrame } from '../../../core/can/frame.js';
+import { decodeBatch, type Batch, type SequencedFrame } from '../../../core/uplink/frame-codec.js';
+
+class FakeLink implements RelayLink {
+  ready = true;
+  open = true;
+  readonly batches: Batch[] = [];
+  readonly groups: (string | null)[] = [];
+  canSend(): boolean {
+    return this.open;
+  }
+  sendBinary(buf: Buffer): void {
+    this.batches.push(decodeBatch(buf));
+  }
+  notifyGroup(group: string | null): void {
+    this.groups.push(group);
+  }
+  frames(): { bus: string; seq: number; origin: string }[] {
+    return this.batches.flatMap((b) => b.frames.map((f) => ({ bus: f.frame.bus, seq: f.seq, origin: b.origin ?? '' })));
+  }
+  lastBatch(): number {
+    return this.batches.at(-1)!.batch;
+  }
+}
+
+function row(id: string, a: string, b: string, busMap: Record<string, string> = {}): GroupRow {
+  return { id, side_a: a, side_b: b, bus_map: JSON.stringify(busMap), created_at: 't', updated_at: 't', dropped: 0, relayed_total: 0 };
+}
+
+function setup(rows: GroupRow[], opts: { backlogMaxFrames?: number } = {}) {
+  const states: GroupStateData[] = [];
+  const store = { groups: () => rows, saveGroupCounters: () => undefined, saveAllGroupCounters: () => undefined } as unknown as StateStore;
+  const consoles = { groupLog: () => undefined, groupState: (_g: string, s: GroupStateData) => states.push(s), downFrames: () => undefined } as unknown as BridgeConsoles;
+  const relay = new GroupRelay({ backlogMaxFrames: opts.backlogMaxFrames ?? 1000, backlogMaxAgeMs: 60_000, groupStateIntervalMs: 3_600_000 }, store, consoles, pino({ level: 'silent' }));
+  relay.load();
+  return { relay, states };
+}
+
+function frames(from: number, n: number, over: Partial<CanFrame> = {}): SequencedFrame[] {
+  return Array.from({ length: n }, (_, i) => ({
+    seq: from + i,
+    frame: { bus: 'can0', id: 0x100, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 1, data: Uint8Array.of(i & 0xff), tsUs: Date.now() * 1000, direction: 'rx', ...over },
+  }));
+}
+
+/** relay() sends at the end of the event-loop turn. */
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+test('group relay: every frame of one side goes to the other, in order, on the mapped bus; nothing goes back to its origin', async () => {
+  const { relay } = setup([row('g', 'a1', 'b1', { can0: 'can1' })]);
+  const a = new FakeLink();
+  const b = new FakeLink();
+  relay.attach('a1', a);
+  relay.attach('b1', b);
+  relay.relay('a1', frames(1, 5));
+  relay.relay('a1', frames(6, 5));
+  relay.relay('b1', frames(1, 3, { bus: 'can1' }));
+  await turn();
+  assert.deepEqual(b.frames().map((f) => f.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 'a→b: all ten, in order');
+  assert.ok(b.frames().every((f) => f.bus === 'can1' && f.origin === 'a1'), 'a→b on the mapped bus, origin a1');
+  assert.equal(b.batches.length, 1, "one turn's UP batches leave as one DOWN batch");
+  assert.deepEqual(a.frames().map((f) => [f.seq, f.bus, f.origin]), [[1, 'can0', 'b1'], [2, 'can0', 'b1'], [3, 'can0', 'b1']], 'b→a through the inverse map');
+  assert.deepEqual(relay.groupOf('a1'), { group: 'g', side: 'a' });
+  relay.stop();
+});
+
+test('group relay: frames that arrived as tx are never relayed (loop guard), and a dongle outside any group relays nothing', async () => {
+  const { relay } = setup([row('g', 'a1', 'b1')]);
+  const b = new FakeLink();
+  relay.attach('b1', b);
+  relay.relay('a1', [...frames(1, 2), ...frames(3, 2, { direction: 'tx' }), ...frames(5, 1)]);
+  relay.relay('loner', frames(1, 3));
+  await turn();
+  assert.deepEqual(b.frames().map((f) => f.seq), [1, 2, 5]);
+  assert.equal(relay.loopGuarded, 2);
+  relay.stop();
+});
+
+test('group relay: an offline side gets its backlog on attach, unacknowledged batches again after a reconnect, and acks above what was sent are refused', async () => {
+  const { relay, states } = setup([row('g', 'a1', 'b1')]);
+  relay.attach('a1', new FakeLink());
+  relay.relay('a1', frames(1, 4));
+  await turn();
+  const waiting = relay.state('g')!;
+  assert.equal(waiting.mode, 'degraded');
+  assert.equal(waiting.sides.b.backlog, 4, 'held for the offline side');
+  const b1 = new FakeLink();
+  relay.attach('b1', b1);
+  assert.deepEqual(b1.frames().map((f) => f.seq), [1, 2, 3, 4], 'the backlog on attach');
+  relay.detach('b1', b1);
+  const b2 = new FakeLink();
+  relay.attach('b1', b2);
+  assert.deepEqual(b2.frames().map((f) => f.seq), [1, 2, 3, 4], 'not acknowledged: sent again to the new link');
+  assert.equal(relay.downAck('b1', b2.lastBatch() + 1), false, 'an ack of a batch never sent');
+  assert.equal(relay.downAck('b1', b2.lastBatch()), true);
+  assert.equal(relay.state('g')!.sides.b.backlog, 0, 'acknowledged: nothing owed');
+  const b3 = new FakeLink();
+  relay.detach('b1', b2);
+  relay.attach('b1', b3);
+  assert.equal(b3.batches.length, 0, 'nothing resent once acknowledged');
+  assert.ok(states.length > 0, 'group_state published on the changes');
+  relay.stop();
+});
+
+test('group relay: a connected peer that falls behind holds the sender (peerBehind); an offline one does not', async () => {
+  const { relay } = setup([row('g', 'a1', 'b1')], { backlogMaxFrames: 100_000 });
+  const b = new FakeLink();
+  b.open = false; // its socket is full: frames wait
+  relay.attach('b1', b);
+  relay.relay('a1', frames(1, 5000));
+  await turn();
+  assert.equal(relay.peerBehind('a1'), true, 'b1 is connected and 5,000 frames behind');
+  relay.detach('b1', b);
+  assert.equal(relay.peerBehind('a1'), false, 'an offline peer is not behind: its frames go to the bounded backlog');
+  relay.stop();
+});
+
+test('group relay: over the backlog bound the oldest are dropped and counted; removing the group drops what waits and tells its agents', async () => {
+  const { relay } = setup([row('g', 'a1', 'b1')], { backlogMaxFrames: 10 });
+  const a = new FakeLink();
+  relay.attach('a1', a);
+  relay.relay('a1', frames(1, 15));
+  await turn();
+  const m = relay.metrics()[0]!;
+  const sideB = m.sides.find((s) => s.side === 'b')!;
+  assert.equal(sideB.backlog, 10);
+  assert.equal(sideB.dropped.backlog_full, 5, 'five over the bound, counted');
+  relay.remove('g');
+  assert.equal(relay.groupOf('a1'), undefined);
+  assert.deepEqual(a.groups, [null], 'the connected agent is told it left the group');
+  assert.equal(relay.has('g'), false);
+  relay.relay('a1', frames(16, 3));
+  await turn();
+  assert.equal(a.batches.length, 0);
+  relay.stop();
+});
