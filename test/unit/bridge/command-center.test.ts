@@ -1,0 +1,96 @@
+/**
+ * CommandCenter (cloud-bridge/commands.ts) without processes: the real SQLite store in memory, a fake
+ * agent link that records what is written to it, a fake console that records command_status events. The
+ * lifecycle queued → sent → delivered → succeeded, statuses that never go backwards, the per-dongle bound,
+ * timeouts (and the agent's late word replacing one), a removed dongle's commands failing.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import Database from 'better-sqlite3';
+import { pino } from 'pino';
+import { CommandCenter, TooManyCommandsError, type CommandLink, type CommandMessage } from '../../../cloud-bridge/commands.js';
+import type { BridgeConsoles } from '../../../cloud-bridge/consoles.js';
+import { BridgeStore } from '../../../cloud-bridge/store.js';
+import type { CommandState, ConsoleEvent } from '../../../core/console/events.js';
+import { commandStatusData } from '../../../core/console/normalize.js';
+import { until } from '../../helpers/until.js';
+
+class FakeLink implements CommandLink {
+  ready = true;
+  connectedAt = Date.now();
+  readonly sent: CommandMessage[] = [];
+  sendCommand(msg: CommandMessage): boolean {
+    this.sent.push(msg);
+    return true;
+  }
+}
+
+function setup(limits = { maxQueued: 1000, retentionS: 86_400 }) {
+  const store = new BridgeStore(new Database(':memory:'));
+  store.createDongle('gw', 'hash-gw', new Date().toISOString());
+  const events: { dongle: string; status: CommandState; error?: string }[] = [];
+  const consoles = {
+    dongleEvent: (dongle: string, ev: ConsoleEvent) => {
+      if (ev.type === 'command_status') events.push({ dongle, status: ev.data.status, ...(ev.data.error ? { error: ev.data.error } : {}) });
+    },
+  } as unknown as BridgeConsoles;
+  let link: FakeLink | undefined;
+  const center = new CommandCenter(store, consoles, () => link, 30, pino({ level: 'silent' }), limits);
+  return { store, center, events, connect: (l: FakeLink) => (link = l) };
+}
+
+const SEND = { type: 'send_frame', bus: 'can0', id: '0x7DF', data_hex: '02 01 0C' } as const;
+const history = (center: CommandCenter, id: string): CommandState[] => center.view(id)!.history.map((h) => h.status);
+
+test('command center: queued while the agent is away, sent once it connects, then the agent moves it on; never backwards', async () => {
+  const { center, events, connect } = setup();
+  const row = await center.create('gw', SEND);
+  assert.equal(center.view(row.id)!.status, 'queued');
+  const link = new FakeLink();
+  connect(link);
+  center.connected('gw');
+  await until(() => link.sent.length === 1, 5000, 'the command written to the agent');
+  assert.equal(link.sent[0]!.command_id, row.id);
+  assert.deepEqual(link.sent[0]!.command, SEND);
+  assert.equal(center.view(row.id)!.status, 'sent');
+  center.agentStatus('gw', commandStatusData(row.id, 'send_frame', 'delivered'));
+  center.agentStatus('gw', commandStatusData(row.id, 'send_frame', 'succeeded'));
+  center.agentStatus('gw', commandStatusData(row.id, 'send_frame', 'delivered')); // late: ignored
+  center.agentStatus('other', commandStatusData(row.id, 'send_frame', 'failed')); // not its command: ignored
+  assert.deepEqual(history(center, row.id), ['queued', 'sent', 'delivered', 'succeeded']);
+  assert.deepEqual(events.map((e) => e.status), ['queued', 'sent'], "the bridge's own steps on the console (the agent's come mirrored)");
+  assert.equal(link.sent.length, 1, 'at most once: never resent');
+  center.stop();
+});
+
+test('command center: beyond --max-queued-commands a dongle gets TooManyCommandsError, counted', async () => {
+  const { center } = setup({ maxQueued: 2, retentionS: 86_400 });
+  await center.create('gw', SEND);
+  await center.create('gw', SEND);
+  await assert.rejects(center.create('gw', SEND), (e: unknown) => e instanceof TooManyCommandsError && /2 unfinished commands/.test(e.message));
+  assert.equal(center.refusedFull, 1);
+  center.stop();
+});
+
+test('command center: a command never sent times out as never transmitted; the agent’s own late report still replaces a timeout', async () => {
+  const { center, events } = setup();
+  const row = await center.create('gw', SEND, 1);
+  await until(() => center.view(row.id)!.status === 'timed_out', 10_000, 'the queued command timed out');
+  assert.match(events.at(-1)!.error ?? '', /never transmitted/);
+  center.agentStatus('gw', commandStatusData(row.id, 'send_frame', 'succeeded'));
+  assert.equal(center.view(row.id)!.status, 'succeeded', 'what the agent says wins over the timeout');
+  center.stop();
+});
+
+test('command center: a removed dongle’s unfinished commands fail with the reason', async () => {
+  const { center } = setup();
+  const a = await center.create('gw', SEND);
+  const b = await center.create('gw', SEND);
+  center.dongleRemoved('gw');
+  for (const id of [a.id, b.id]) {
+    const v = center.view(id)!;
+    assert.equal(v.status, 'failed');
+    assert.match(v.history.at(-1)!.error ?? '', /removed/);
+  }
+  center.stop();
+});
