@@ -160,6 +160,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   let stopping: Promise<void> | undefined;
   const stop = (reason = 'bridge stopping'): Promise<void> =>
     (stopping ??= (async () => {
+      relay.flushNow(); // frames already taken go out before the links' close frames
       await agents.stop();
       await cluster?.stop();
       relay.stop();

@@ -186,6 +186,15 @@ export class GroupRelay {
     }
   }
 
+  /**
+   * Shutdown, before the links close: what this turn's UP batches queued goes out now, ahead of each
+   * link's close frame. Those frames' batches were already taken from their origin (and will be
+   * acknowledged to it), so left waiting they would die with the process, uncounted.
+   */
+  flushNow(): void {
+    this.flushDirty();
+  }
+
   /** Sends what this turn's UP batches queued (see `dirty`). */
   private flushDirty(): void {
     this.flushScheduled = false;
