@@ -66,7 +66,8 @@ test('signals: by-id shows them, the Signals view searches them, pinned ones plo
   await page.click('#signals tbody tr[data-signal="BE_ACROSS_3"] button.pin');
   await page.click('#signals tbody tr[data-signal="LE_ACROSS_13"] button.pin');
   await page.locator('#chart .uplot canvas').waitFor();
-  assert.equal(await page.getAttribute('#chart', 'data-series'), '2');
+  // The canvas is there after the first pin; the second series joins on the chart's next draw.
+  await until(async () => (await page.getAttribute('#chart', 'data-series')) === '2', 'two series on the chart');
   assert.equal(await page.getAttribute('#chart', 'data-axes'), '2');
   const legend = await page.locator('#chart .u-legend').innerText();
   assert.match(legend, /BE_ACROSS_3 \(deg\)/);
