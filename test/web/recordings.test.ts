@@ -73,7 +73,12 @@ test('record from the page: token asked, read token refused, admin records; size
   await bpage.fill('#token-input', viewer);
   await bpage.click('#token-form button[type=submit]');
   const bitem = bpage.locator(`#rec-list li[data-id="${id}"]`);
-  await bitem.waitFor();
+  // The list is polled every 5 s; if it never shows, say what the page showed instead (seen once in CI, not reproduced).
+  await bitem.waitFor({ timeout: 30_000 }).catch(async (err: Error) => {
+    const shown = await bpage.evaluate(() => ({ error: document.querySelector('#rec-error')?.textContent, list: document.querySelector('#rec-list')?.textContent }));
+    const listed = await fetch(`${bridge.base}/api/v1/dongles/web-rec/recordings?access_token=${viewer}`).then(async (r) => `${r.status} ${await r.text()}`);
+    throw new Error(`${err.message}; the page showed ${JSON.stringify(shown)}; the bridge lists ${listed.slice(0, 500)}`);
+  });
   assert.equal(await bpage.locator('#rec-toggle').isVisible(), false, 'no Record button on the bridge');
   const [bdl] = await Promise.all([bpage.waitForEvent('download'), bitem.locator('a.rec-download').click()]);
   const bsaved = join(dir, 'bridge.log');
