@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build lint check-layering run-sim test test-unit test-node24 test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-fleet-stream bench-fleet-page bench-commands bench-dbc bench-busload clean
+.PHONY: all deps build lint check-layering run-sim test test-unit test-node24 test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-cluster bench-fleet-stream bench-fleet-page bench-commands bench-dbc bench-busload clean
 all: build
 
 # Reinstalled when the lock changes (every dependency change does); an edit of package.json alone
@@ -93,6 +93,12 @@ bench-socketcand: build
 # BENCH_SHAPES=dongles x rate x seconds x viewers,… picks shapes; BENCH_COMPARE=<other dist/cli.js> adds another build.
 bench-fleet: build
 	$(NODE) build/bench/bridge-fleet.js
+
+# Cluster mode against the embedded bridge: 200 fake dongles in 100 groups at 500 frames/s, on 1 node (SQLite),
+# 1 node and 2 nodes on a real PostgreSQL + nats-server started by the bench (about 3 minutes; stops them all).
+# BENCH_SHAPE=dongles x rate x seconds, BENCH_RUNS (2), BENCH_MODES, BENCH_BRIDGE_NODE_OPTIONS (e.g. --cpu-prof).
+bench-cluster: build
+	$(NODE) build/bench/bridge-cluster.js
 
 # The fleet stream at 2,000 fake dongles: snapshot time and size, events/s while every dongle sends "seen".
 # BENCH_FLEET_DONGLES, BENCH_FLEET_SECONDS change the shape.

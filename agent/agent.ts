@@ -196,7 +196,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   }
   if (cfg.uplink && outbox && uploader) {
     uplink = new UplinkClient(
-      { bridgeUrl: cfg.uplink.bridge, token: cfg.uplink.token, dongle: cfg.id, version: VERSION, buses: () => source.buses(), dbcFiles: signals.uploads },
+      { bridgeUrls: cfg.uplink.bridges, token: cfg.uplink.token, dongle: cfg.id, version: VERSION, buses: () => source.buses(), dbcFiles: signals.uploads },
       outbox,
       uploader,
       downlink,

@@ -8,6 +8,7 @@ import { CORS_ORIGIN_OPTION } from '../core/http/cors.js';
 import { consoleConfigFrom, consoleOptions, LOG_LEVEL_OPTION, listenOption, readSecretFile, type ConsoleConfig } from '../core/cli/daemon-options.js';
 import { defaultStateDir } from '../core/state/paths.js';
 import { readLocalTokenFile, type LocalToken } from './local-auth.js';
+import { BRIDGE_OPTION, bridgeUrlsOf } from './uplink/bridge-urls.js';
 import { SOCKETCAND_OPTIONS, socketcandConfigFrom, type SocketcandConfig } from './socketcand/options.js';
 
 
@@ -31,7 +32,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { name: 'state-dir', arg: '<dir>', description: 'state directory (SQLite); default $STATE_DIRECTORY or ~/.local/state/canrelay', parse: parse.string(/^.+$/, 'must be a directory path'), default: () => defaultStateDir() },
   ...consoleOptions({ historyMemoryMb: 16, perStream: false }),
   { name: 'presence-interval', arg: '<s>', description: 'interval of the periodic presence "seen" event', parse: parse.int(1, 86_400), default: 30 },
-  { name: 'bridge', arg: '<url>', description: 'cloud bridge to connect to, http(s)://host:port (TLS with https)', parse: parse.url(['http:', 'https:']) },
+  BRIDGE_OPTION,
   { name: 'token', arg: '<token>', description: 'agent token for --bridge (prefer CANRELAY_TOKEN or --token-file)', parse: parse.string(AGENT_TOKEN_RULE, 'must be the token the bridge issued'), env: ['CANRELAY_TOKEN'], secret: true },
   { name: 'token-file', arg: '<path>', description: 'read the agent token from this file', parse: parse.string(/^.+$/, 'must be a file path') },
   { name: 'uplink-buffer-frames', arg: '<n>', description: 'received frames held for the bridge while it is unreachable or slow', parse: parse.int(1000, 10_000_000), default: 100_000 },
@@ -62,7 +63,7 @@ export interface AgentConfig extends ConsoleConfig {
   stateDir: string;
   presenceIntervalSeconds: number;
   logLevel: string;
-  uplink?: { bridge: string; token: string; bufferFrames: number; maxAgeMs: number; outboxMax: number };
+  uplink?: { bridges: string[]; token: string; bufferFrames: number; maxAgeMs: number; outboxMax: number };
   txRetryMs: number;
   record: { dir: string; maxBytes: number; rotateBytes: number; gzip: boolean; onStart: boolean };
   /** Tokens of the local API (--local-token-file); undefined: the API is open. */
@@ -178,7 +179,7 @@ function uplinkFrom(o: ResolvedOptions): AgentConfig['uplink'] {
   }
   if (token === undefined) throw new OptionError('--bridge needs an agent token: --token-file <path>, CANRELAY_TOKEN, or --token');
   return {
-    bridge: String(o.bridge),
+    bridges: bridgeUrlsOf(String(o.bridge)),
     token,
     bufferFrames: Number(o['uplink-buffer-frames']),
     maxAgeMs: Number(o['relay-max-age-ms']),

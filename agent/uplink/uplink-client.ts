@@ -1,6 +1,7 @@
 /**
  * The agent's link to the cloud bridge: one WebSocket (TLS for https:// bridges), authenticated with the
- * agent token, kept up with heartbeats and reconnected with jittered exponential backoff.
+ * agent token, kept up with heartbeats and reconnected with jittered exponential backoff — to the next of
+ * the --bridge URLs when there are several (the nodes of a cluster; bridge-urls.ts).
  * It carries three things: mirrored console events (from the outbox, exactly once), UP frame batches
  * (from the FrameUploader) and, down, commands and relayed frame batches. Before hello it measures its
  * clock's offset to the bridge (ClockSync), so every frame's age is known on both sides.
@@ -25,10 +26,12 @@ import type { RecordingAnswer, RecordingAsk } from '../recording/recording-uplin
 import type { Downlink } from './downlink.js';
 import type { FrameUploader } from './frame-uploader.js';
 import type { Outbox } from './outbox.js';
+import { BridgeRotation } from './bridge-urls.js';
 import { reconnectDelayMs } from './reconnect-delay.js';
 
 export interface UplinkOptions {
-  bridgeUrl: string;
+  /** One bridge, or the nodes of a bridge cluster: tried in order, the next after a failed or lost connection. */
+  bridgeUrls: readonly string[];
   token: string;
   dongle: string;
   version: string;
@@ -68,6 +71,7 @@ export class UplinkClient {
   /** Answers the bridge's recording requests (agent/recording/recording-uplink.ts). */
   recordings: ((m: RecordingAsk) => Promise<RecordingAnswer>) | undefined;
   readonly stats = { connects: 0, disconnects: 0, rejectedMessages: 0, eventsSent: 0 };
+  private readonly bridges: BridgeRotation;
 
   constructor(
     private readonly opts: UplinkOptions,
@@ -76,7 +80,9 @@ export class UplinkClient {
     private readonly downlink: Downlink,
     private readonly commands: CommandRunner,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.bridges = new BridgeRotation(opts.bridgeUrls);
+  }
 
   /** This agent's clock offset to the bridge (undefined until measured on the current connection). */
   get clockFix(): ClockFix | undefined {
@@ -119,7 +125,7 @@ export class UplinkClient {
   private connect(): void {
     if (this.stopped) return;
     this.state = 'connecting';
-    const url = new URL(UPLINK_PATH, this.opts.bridgeUrl.replace(/^http/, 'ws') + '/');
+    const url = new URL(UPLINK_PATH, this.bridges.current.replace(/^http/, 'ws') + '/');
     const ws = new WebSocket(url, {
       headers: { Authorization: `Bearer ${this.opts.token}` },
       maxPayload: MAX_BATCH_BYTES,
@@ -184,7 +190,7 @@ export class UplinkClient {
         this.outbox.ack(m.event_ack);
         this.outbox.settle(m.event_ack);
         this.eventsSentUpTo = this.eventsAckedUpTo = m.event_ack;
-        this.log.info({ bridge: this.opts.bridgeUrl, group: m.group, outbox: this.outbox.size }, 'uplink connected');
+        this.log.info({ bridge: this.bridges.current, group: m.group, outbox: this.outbox.size }, 'uplink connected');
         this.uploader.attach({ send: (b) => ws.send(b), bufferedAmount: () => ws.bufferedAmount, clock: () => this.clock.fix });
         this.flushTimer = setInterval(() => this.uploader.flush(), 50);
         this.pumpEvents();
@@ -305,6 +311,11 @@ export class UplinkClient {
         'DUPLICATE AGENT: another agent is connected to the bridge with this dongle\'s token, so the bridge refused this one; nothing from this agent is relayed. Stop the other agent, or give this gateway its own --id and token.',
       );
     this.attempt++;
+    // Several bridges (a cluster's nodes): whatever ended this connection, the next attempt goes to the next
+    // one, so a dead node costs one backoff delay, not a wait for it to come back.
+    const from = this.bridges.current;
+    this.bridges.next();
+    if (this.bridges.current !== from) this.log.info({ from, to: this.bridges.current, retry_in_ms: delay }, 'uplink: trying the next bridge');
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }
 }

@@ -196,3 +196,34 @@ test('docs/deployment.md documents every configuration key of agent and bridge',
   const doc = readFileSync(join(REPO, 'docs/deployment.md'), 'utf8');
   for (const o of [...AGENT_OPTIONS, ...BRIDGE_OPTIONS]) assert.ok(doc.includes(`\`${o.name}\``), `docs/deployment.md does not mention \`${o.name}\``);
 });
+
+test('agent bridge URLs: comma-separated, repeated, a config array or CANRELAY_BRIDGE; each URL checked, the bad one named', async () => {
+  const dir = tempDir('canrelay-cfg-');
+  const [u1, u2, u3] = ['https://n1.example.com', 'https://n2.example.com:8443', 'http://10.0.0.3:8080'];
+  const effective = async (args: string[], env: NodeJS.ProcessEnv = {}): Promise<unknown> => {
+    const r = await cli(['agent', '--sim', ...args, '--check-config'], { CANRELAY_TOKEN: TOKEN, ...env });
+    assert.equal(r.code, 0, r.stderr);
+    return (JSON.parse(r.stdout) as Record<string, unknown>).bridge;
+  };
+  // --check-config prints the list as one comma-separated string, in the order the agent tries them.
+  assert.equal(await effective(['--bridge', u1]), u1, 'one URL');
+  assert.equal(await effective(['--bridge', `${u1}, ${u2},${u3}/`]), `${u1},${u2},${u3}`, 'comma-separated (spaces and a trailing slash tolerated)');
+  assert.equal(await effective(['--bridge', u1, '--bridge', `${u2},${u3}`]), `${u1},${u2},${u3}`, 'repeated, mixed with commas');
+  assert.equal(await effective(['--config', writeJson(dir, 'a.json', { bridge: [u2, u1] })]), `${u2},${u1}`, 'a config file array');
+  assert.equal(await effective(['--config', writeJson(dir, 'b.json', { bridge: `${u3},${u1}` })]), `${u3},${u1}`, 'a config file string with commas');
+  assert.equal(await effective([], { CANRELAY_BRIDGE: `${u1},${u2}` }), `${u1},${u2}`, 'the environment');
+  assert.equal(await effective(['--bridge', u3], { CANRELAY_BRIDGE: u1 }), u3, 'the flag wins over the environment');
+  const bad: Array<[string[], RegExp]> = [
+    [['--bridge', `${u1},ftp://x`], /--bridge: URL 2 of 2 "ftp:\/\/x": must use http: or https:/],
+    [['--bridge', `${u1},`], /--bridge: URL 2 of 2 is empty/],
+    [['--bridge', u1, '--bridge', 'n2.example.com'], /--bridge: URL 2 of 2 "n2.example.com": must be a URL/],
+    [['--bridge', `${u1},${u1}/`], /--bridge: .*given twice/],
+    [['--config', writeJson(dir, 'c.json', { bridge: [u1, 7] })], /config file key "bridge": must be a string or an array of strings/],
+  ];
+  for (const [args, re] of bad) {
+    const r = await cli(['agent', '--sim', ...args, '--check-config'], { CANRELAY_TOKEN: TOKEN });
+    assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}, stderr ${r.stderr}`);
+    assert.match(r.stderr, re, args.join(' '));
+    assert.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  }
+});

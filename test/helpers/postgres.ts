@@ -159,6 +159,12 @@ export class PostgresServer {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** The postmaster and its backends now (benchmarks read their CPU from /proc). */
+  pids(): number[] {
+    const pid = this.child?.pid;
+    return pid === undefined || !this.running ? [] : [pid, ...childrenOf(pid)];
+  }
+
   /** SIGKILL of the postmaster and every backend; resolves once the postmaster is gone. */
   async kill(): Promise<void> {
     this.killNow();

@@ -1,0 +1,88 @@
+/**
+ * Agent failover across cluster nodes without a load balancer: the agent is given every node's URL
+ * (`--bridge url1,url2`, or the flag repeated) and, when the node it is on dies (SIGKILL), tries the next
+ * one with its jittered backoff. Real nats-server, PostgreSQL, bridge nodes and agents on loopback; the
+ * data plane's exactness across the switch is checked at the receiving agent: every frame transmitted or
+ * counted.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
+import { ensureNatsServer, NatsServer } from '../helpers/nats.js';
+import { PostgresServer } from '../helpers/postgres.js';
+import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
+import { getJson, metricValue } from '../helpers/sse-client.js';
+import { until } from '../helpers/until.js';
+
+let nats: NatsServer;
+let pgServer: PostgresServer;
+const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
+before(async () => {
+  ensureNatsServer();
+  nats = await NatsServer.start();
+  pgServer = await PostgresServer.start();
+});
+after(async () => {
+  for (const p of procs) await p.proc.stop('SIGKILL');
+  await nats?.stop();
+  await pgServer?.stop();
+});
+const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
+
+const metrics = async (base: string): Promise<string> => (await getJson(base + '/metrics')).text;
+const frames = async (a: StartedAgent, bus: string, dir: 'rx' | 'tx'): Promise<number> =>
+  metricValue(await metrics(a.base), 'canrelay_can_frames_total', { bus, direction: dir }) ?? 0;
+const uplink = async (a: StartedAgent, kind: string): Promise<number> => metricValue(await metrics(a.base), 'canrelay_uplink', { kind }) ?? NaN;
+const connected = async (n: StartedBridge, node: string): Promise<number> =>
+  metricValue(await metrics(n.base), 'canrelay_bridge_agents_connected', { node }) ?? 0;
+
+/** Every frame A sent is at B, or counted at B (gaps not made up by late ones, drops); duplicates are counted too. */
+async function accounted(b: StartedAgent): Promise<{ tx: number; txDropped: number; gaps: number; dups: number; reordered: number; total: number }> {
+  const tx = await frames(b, 'can1', 'tx');
+  const gaps = await uplink(b, 'relay_seq_gaps');
+  const dups = await uplink(b, 'relay_seq_duplicates');
+  const reordered = await uplink(b, 'relay_seq_reordered');
+  let txDropped = 0;
+  for (const k of ['tx_failed', 'tx_dropped_busy', 'tx_dropped_too_old', 'tx_dropped_queue_full']) txDropped += await uplink(b, k);
+  return { tx, txDropped, gaps, dups, reordered, total: tx + txDropped - dups + gaps - reordered };
+}
+
+test('two --bridge URLs, no balancer: SIGKILL of the node A is on, A reaches the other node, the relay resumes, every frame transmitted or counted', async (t) => {
+  const db = await pgServer.createDatabase();
+  const flags = ['--uplink-heartbeat-seconds', '1', '--backlog-max-age-ms', '60000', '--backlog-max-frames', '50000'];
+  const n1 = track(await startBridgeProcess(['--cluster', nats.url, '--node-id', 'f1', ...flags], { db }));
+  const ta = await n1.admin.register('fx-a');
+  const tb = await n1.admin.register('fx-b');
+  await n1.admin.group('gf', 'fx-a', 'fx-b', { can0: 'can1' });
+  const n2 = track(await startBridgeProcess(['--cluster', nats.url, '--node-id', 'f2', ...flags], { db }));
+  await until(async () => (await n2.admin.get('/api/v1/groups/gf')).status === 200, 10_000, 'the group known on node 2');
+  const dir = tempDir('canrelay-failover-');
+  const N = 10_000;
+  // 2,000 frames/s for 5 s: long enough to kill node 1 in the middle.
+  writeCandumpLog(join(dir, 'a.log'), N, { bus: 'can0', ids: [0x100, 0x200], stepUs: 500 });
+  writeCandumpLog(join(dir, 'b.log'), 10, { bus: 'can1', ids: [0x400] });
+  const agentArgs = ['--relay-max-age-ms', '60000'];
+  // B: the flag repeated, node 2 first. A: one comma-separated value, node 1 first.
+  const b = track(await startAgentProcess(['--replay', join(dir, 'b.log'), '--bridge', n2.base, '--bridge', n1.base, '--token', tb, ...agentArgs], { id: 'fx-b' }));
+  await b.proc.waitForLog((l) => l.msg === 'uplink connected');
+  const a = track(await startAgentProcess(['--replay', join(dir, 'a.log'), '--replay-speed', '1', '--bridge', `${n1.base},${n2.base}`, '--token', ta, ...agentArgs], { id: 'fx-a' }));
+  const first = await a.proc.waitForLog((l) => l.msg === 'uplink connected');
+  assert.equal(first.bridge, n1.base, 'A starts with the first URL');
+  await until(async () => (await frames(b, 'can1', 'tx')) >= 1000, 60_000, 'relay running from node 1 to node 2');
+  assert.equal(await connected(n1, 'f1'), 1, 'A is on node 1');
+  await n1.proc.stop('SIGKILL');
+  const killedAt = Date.now();
+  await until(async () => (await connected(n2, 'f2')) === 2, 60_000, 'A reconnected to node 2');
+  // Reported, not asserted (timing on a shared machine): the target is within 5 s.
+  t.diagnostic(`A back on node 2 about ${Date.now() - killedAt} ms after the SIGKILL (polled every 100 ms)`);
+  const moved = a.proc.logs.filter((l) => l.msg === 'uplink connected').at(-1);
+  assert.equal(moved?.bridge, n2.base, 'A connected to the second URL');
+  assert.ok(a.proc.logs.some((l) => l.msg === 'uplink: trying the next bridge' && l.to === n2.base), 'A says it moves to the next bridge');
+  await until(async () => (await accounted(b)).total >= N, 120_000, 'every frame of A transmitted at B or counted lost');
+  const r = await accounted(b);
+  t.diagnostic(`at B: ${JSON.stringify(r)}`);
+  assert.equal(r.total, N, `every frame accounted for: ${JSON.stringify(r)}`);
+  assert.ok(r.tx > 1000, 'the relay resumed after the node loss');
+  assert.equal(await uplink(b, 'connects'), 1, 'B, on node 2 throughout, never reconnected');
+});
