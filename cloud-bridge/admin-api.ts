@@ -186,7 +186,7 @@ export class AdminApi {
     if (seen.size > 64) throw new HttpError(400, 'bus_map has more than 64 entries');
     for (const d of [a, b]) {
       this.mustDongle(d);
-      const m = this.d.store.membership(d);
+      const m = this.d.relay.groupOf(d);
       if (m && m.group !== gid) throw new HttpError(409, `dongle "${d}" is already side ${m.side} of group "${m.group}"; a dongle is in at most one group (update or delete "${m.group}" first)`);
     }
     const { created } = await this.d.store.putGroup(gid, a, b, busMap, isoNow());

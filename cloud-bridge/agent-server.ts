@@ -33,6 +33,8 @@ import type { SeqTracker } from './seq-tracker.js';
 import type { StateStore } from './state-store.js';
 
 export interface AgentServerDeps {
+  /** The welcomed link of each dongle: kept here, read by the command center and the fleet feed. */
+  links: Map<string, AgentLink>;
   store: StateStore;
   auth: Auth;
   consoles: BridgeConsoles;
@@ -60,8 +62,8 @@ const POSITION_FLUSH_MS = 1000;
 
 export class AgentServer implements LinkHandler {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_BATCH_BYTES, perMessageDeflate: false, clientTracking: false });
-  /** The welcomed link of each dongle. */
-  private readonly current = new Map<string, AgentLink>();
+  /** The welcomed link of each dongle (deps.links). */
+  private readonly current: Map<string, AgentLink>;
   /** Every open link, welcomed or not. */
   private readonly links = new Set<AgentLink>();
   /** UP position per dongle (shared with its link), so a reconnect of the same run dedupes resends. */
@@ -77,6 +79,7 @@ export class AgentServer implements LinkHandler {
   private readonly saveTimer: NodeJS.Timeout;
 
   constructor(private readonly d: AgentServerDeps) {
+    this.current = d.links;
     this.mirror = new MirrorSeqs(d.store, d.consoles, d.log);
     this.arbiter = new LinkArbiter((d.timings ?? DEFAULT_TIMINGS).pingMs, d.consoles, d.stats, d.log);
     this.saveTimer = setInterval(() => this.savePositions(), POSITION_FLUSH_MS);

@@ -13,7 +13,7 @@ import { StateHealth } from '../core/state/state-health.js';
 import { registerStateMetrics } from '../core/state/state-metrics.js';
 import { UPLINK_PATH } from '../core/uplink/messages.js';
 import { AdminApi } from './admin-api.js';
-import type { LinkTimings } from './agent-link.js';
+import type { AgentLink, LinkTimings } from './agent-link.js';
 import { AgentServer, type AgentServerDeps } from './agent-server.js';
 import { isPostgresUrl, openBridgeState } from './bridge-state.js';
 import { redact } from './pg-store.js';
@@ -27,6 +27,7 @@ import { DongleDbcs } from './dongle-dbc.js';
 import { FleetClientLimit } from './fleet-clients.js';
 import { FLEET_STREAM, FleetFeed } from './fleet-feed.js';
 import { BridgeConsoles } from './consoles.js';
+import { GroupMembership } from './group-membership.js';
 import { GroupRelay } from './group-relay.js';
 import { CorsPolicy } from '../core/http/cors.js';
 import { createBridgeServer } from './http-server.js';
@@ -58,28 +59,29 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     { historyEvents: cfg.historyEvents, historySeconds: cfg.historySeconds, historyMemoryBytes: cfg.historyMemoryBytes, maxRate: cfg.consoleMaxRate, ids: durable.ids },
     (stream, t) => log.debug({ stream, sampling: t.state, input_rate: t.inputRate, output_rate: t.outputRate }, `console sampling ${t.state}`),
   );
-  // The relay owns live group membership; the consoles ask it where a dongle's events also go.
-  const fleet = new FleetFeed(streams.get(FLEET_STREAM), {
-    dongles: () => store.dongles(),
-    groups: () => store.groups().flatMap((g) => relay.state(g.id) ?? []),
-    connected: (d) => agents.linkOf(d) !== undefined,
-  });
-  const consoles = new BridgeConsoles(streams, (d) => relay.groupOf(d)?.group, new DongleDbcs(log), fleet);
+  // Which group and side each dongle is in: the relay keeps it as it applies groups; the consoles (a
+  // dongle's events also go to its group's console), the admin API and the uplink read it.
+  const membership = new GroupMembership();
+  // The welcomed link of each dongle: the agent server keeps it; the fleet and the commands read it.
+  const links = new Map<string, AgentLink>();
+  const fleet = new FleetFeed(streams.get(FLEET_STREAM), { dongles: () => store.dongles(), connected: (d) => links.has(d) });
+  const consoles = new BridgeConsoles(streams, (d) => membership.of(d)?.group, new DongleDbcs(log), fleet);
   const relay = new GroupRelay(
     { backlogMaxFrames: cfg.backlogMaxFrames, backlogMaxAgeMs: cfg.backlogMaxAgeMs, groupStateIntervalMs: cfg.groupStateIntervalSeconds * 1000, epoch: cfg.cluster && 'cluster' },
     store,
     consoles,
     log,
+    membership,
   );
   relay.load();
   const stats = new BridgeStats();
   const seq = new SeqTracker();
-  const commands = new CommandCenter(store, consoles, (d) => agents.linkOf(d), cfg.commandTimeoutSeconds, log, {
+  const commands = new CommandCenter(store, consoles, (d) => links.get(d), cfg.commandTimeoutSeconds, log, {
     maxQueued: cfg.maxQueuedCommands,
     retentionS: cfg.commandRetentionSeconds,
   });
   const timings = extras.timings ?? { helloTimeoutMs: 5000, pingMs: cfg.uplinkHeartbeatMs, deadAfterMs: cfg.uplinkHeartbeatMs * 2.5 };
-  const agentDeps: AgentServerDeps = { store, auth, consoles, relay, commands, seq, stats, log, timings };
+  const agentDeps: AgentServerDeps = { links, store, auth, consoles, relay, commands, seq, stats, log, timings };
   const agents = new AgentServer(agentDeps);
   commands.load();
   let cluster: Cluster | undefined;

@@ -26,7 +26,7 @@ export const groupStreamName = (gid: string): string => `groups/${gid}`;
 export class BridgeConsoles {
   constructor(
     readonly streams: StreamManager,
-    /** The group a dongle is in, if any (the relay's live membership). */
+    /** The group a dongle is in, if any (group-membership.ts, kept by the relay). */
     private readonly groupOf: (dongle: string) => string | undefined,
     /** Each agent's DBC files: frames shown on a console are decoded with their origin dongle's. */
     readonly dbcs: DongleDbcs,

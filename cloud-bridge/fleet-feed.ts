@@ -35,8 +35,6 @@ export type FleetEvent =
 export interface FleetSources {
   /** Registered dongles (the store), for those with no event yet: shown offline since last seen. */
   dongles: () => readonly { id: string; created_at: string; last_seen: string | null }[];
-  /** The current state of every group (the relay), for the snapshot. */
-  groups: () => readonly GroupStateData[];
   /** Whether the dongle's agent is connected now (the bridge's own link, the one truth about online). */
   connected: (dongle: string) => boolean;
 }
@@ -108,8 +106,11 @@ export class FleetFeed {
     this.stream.publish({ type: 'log', data: logData('info', `group ${gid} deleted`, 'group_removed', { group: gid }) });
   }
 
-  /** The current state of the whole fleet as SSE blocks without ids (see the file comment). */
-  snapshot(): string[] {
+  /**
+   * The current state of the whole fleet as SSE blocks without ids (see the file comment); `groups`: the
+   * current state of every group (the relay's).
+   */
+  snapshot(groups: readonly GroupStateData[]): string[] {
     const out: string[] = [];
     const block = (type: FleetEvent['type'] | 'log', data: object): void => {
       out.push(sseBlockWithoutId(type, JSON.stringify(data)));
@@ -124,7 +125,6 @@ export class FleetFeed {
       for (const b of e.buses.values()) block('bus_state', b);
       if (e.command !== undefined) block('command_status', e.command);
     }
-    const groups = this.sources.groups();
     for (const g of groups) block('group_state', g);
     block('log', logData('info', `fleet snapshot: ${dongles} dongles, ${groups.length} groups`, 'fleet_snapshot', { dongles, groups: groups.length }));
     return out;

@@ -14,6 +14,7 @@ import { groupStateData, logData } from '../core/console/normalize.js';
 import { BRIDGE_CLOCK, earliestOnBridgeMs, type ClockFix } from '../core/uplink/clock.js';
 import type { SequencedFrame } from '../core/uplink/frame-codec.js';
 import type { BridgeConsoles } from './consoles.js';
+import { GroupMembership, type Membership, type Side } from './group-membership.js';
 import { DownQueue, type DownLink, type DropReason, type PendingFrame } from './down-queue.js';
 import type { GroupRow } from './store.js';
 import type { StateStore } from './state-store.js';
@@ -21,7 +22,6 @@ import type { StateStore } from './state-store.js';
 
 /** Frames waiting for a connected peer beyond which the sender's acks are held (see peerBehind). */
 const PEER_BEHIND_FRAMES = 4096;
-export type Side = 'a' | 'b';
 const SIDES: readonly Side[] = ['a', 'b'];
 const other = (s: Side): Side => (s === 'a' ? 'b' : 'a');
 export const DROP_REASONS: readonly DropReason[] = ['backlog_full', 'too_old', 'group_changed'];
@@ -74,7 +74,6 @@ const SWEEP_MS = 50;
 
 export class GroupRelay {
   private readonly groups = new Map<string, GroupRuntime>();
-  private readonly members = new Map<string, { group: GroupRuntime; side: Side }>();
   private readonly links = new Map<string, RelayLink>();
   /**
    * Random per bridge process, sent in every welcome: an agent forgets the last DOWN batch it applied
@@ -109,6 +108,8 @@ export class GroupRelay {
     private readonly store: StateStore,
     private readonly consoles: BridgeConsoles,
     private readonly log: Logger,
+    /** Which group and side each dongle is in: this relay keeps it, the rest of the bridge reads it. */
+    readonly membership: GroupMembership = new GroupMembership(),
   ) {
     this.epoch = settings.epoch ?? randomUUID();
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
@@ -122,9 +123,17 @@ export class GroupRelay {
     for (const row of this.store.groups()) this.apply(row, false);
   }
 
-  groupOf(dongle: string): { group: string; side: Side } | undefined {
-    const m = this.members.get(dongle);
-    return m ? { group: m.group.id, side: m.side } : undefined;
+  /** The dongle's group and side (group-membership.ts). */
+  groupOf(dongle: string): Membership | undefined {
+    return this.membership.of(dongle);
+  }
+
+  /** The live group a dongle is a side of, with its side. */
+  private memberOf(dongle: string): { group: GroupRuntime; side: Side } | undefined {
+    const m = this.membership.of(dongle);
+    if (m === undefined) return undefined;
+    const g = this.groups.get(m.group);
+    return g && { group: g, side: m.side };
   }
 
   has(gid: string): boolean {
@@ -136,7 +145,7 @@ export class GroupRelay {
   /** A side's agent is up (after its welcome): resend what it has not acknowledged, then its backlog. */
   attach(dongle: string, link: RelayLink): void {
     this.links.set(dongle, link);
-    const m = this.members.get(dongle);
+    const m = this.memberOf(dongle);
     if (!m) return;
     const q = m.group.sides[m.side].queue;
     q.linkUp();
@@ -147,7 +156,7 @@ export class GroupRelay {
   detach(dongle: string, link: RelayLink): void {
     if (this.links.get(dongle) !== link) return; // already replaced by a newer connection
     this.links.delete(dongle);
-    const m = this.members.get(dongle);
+    const m = this.memberOf(dongle);
     if (!m) return;
     m.group.sides[m.side].queue.linkDown();
     this.publishState(m.group);
@@ -157,7 +166,7 @@ export class GroupRelay {
 
   /** Frames from one dongle's UP batch: queued for the peer side, sent at the end of this event-loop turn if it can take them. */
   relay(dongle: string, frames: readonly SequencedFrame[], clock: ClockFix = BRIDGE_CLOCK): void {
-    const m = this.members.get(dongle);
+    const m = this.memberOf(dongle);
     if (!m) return;
     const target = m.group.sides[other(m.side)];
     if (target.dongle === dongle) return;
@@ -210,7 +219,7 @@ export class GroupRelay {
    * go to the bounded backlog and are acked, or the sender would stall until the peer returns.
    */
   peerBehind(dongle: string): boolean {
-    const m = this.members.get(dongle);
+    const m = this.memberOf(dongle);
     if (!m) return false;
     const target = m.group.sides[other(m.side)];
     return this.links.has(target.dongle) && target.queue.waiting > PEER_BEHIND_FRAMES;
@@ -219,7 +228,7 @@ export class GroupRelay {
   /** The agent's cumulative ack of DOWN batches. False when it acknowledges something never sent to it. */
   downAck(dongle: string, batch: number): boolean {
     if (batch > (this.highestDown.get(dongle) ?? -1)) return false;
-    const m = this.members.get(dongle);
+    const m = this.memberOf(dongle);
     if (!m) return true; // e.g. a late ack after the group ended: nothing is owed any more
     const q = m.group.sides[m.side].queue;
     q.ack(batch);
@@ -232,7 +241,7 @@ export class GroupRelay {
    * batches to it. Cumulative, like the agent's: an agent ignores a batch numbered at or below one it applied.
    */
   remoteAck(dongle: string, batch: number): void {
-    const m = this.members.get(dongle);
+    const m = this.memberOf(dongle);
     if (!m) return;
     const q = m.group.sides[m.side].queue;
     q.ack(batch);
@@ -241,7 +250,7 @@ export class GroupRelay {
 
   /** Every dongle that is a side of a group. */
   memberDongles(): IterableIterator<string> {
-    return this.members.keys();
+    return this.membership.dongles();
   }
 
   // ---- groups (admin API) ----
@@ -268,8 +277,8 @@ export class GroupRelay {
     for (const s of SIDES) {
       const side: SideRuntime = g.sides[s];
       side.queue.clear('group_changed');
-      if (this.members.get(side.dongle)?.group === g) {
-        this.members.delete(side.dongle);
+      if (this.membership.of(side.dongle)?.group === g.id) {
+        this.membership.delete(side.dongle);
         this.links.get(side.dongle)?.notifyGroup(null);
       }
     }
@@ -278,6 +287,11 @@ export class GroupRelay {
   state(gid: string): GroupStateData | undefined {
     const g = this.groups.get(gid);
     return g ? this.stateOf(g) : undefined;
+  }
+
+  /** Every group's state, by group id. */
+  states(): GroupStateData[] {
+    return [...this.groups.values()].sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0)).map((g) => this.stateOf(g));
   }
 
   metrics(): GroupMetrics[] {
@@ -326,8 +340,8 @@ export class GroupRelay {
         for (const s of SIDES) {
           const old: SideRuntime = g.sides[s];
           old.queue.clear('group_changed');
-          if (old.dongle !== dongles.a && old.dongle !== dongles.b && this.members.get(old.dongle)?.group === g) {
-            this.members.delete(old.dongle);
+          if (old.dongle !== dongles.a && old.dongle !== dongles.b && this.membership.of(old.dongle)?.group === g.id) {
+            this.membership.delete(old.dongle);
             if (announce) this.links.get(old.dongle)?.notifyGroup(null);
           }
         }
@@ -336,9 +350,9 @@ export class GroupRelay {
     }
     for (const s of SIDES) {
       const d = g.sides[s].dongle;
-      const before = this.members.get(d);
-      this.members.set(d, { group: g, side: s });
-      if (announce && before?.group !== g) this.links.get(d)?.notifyGroup(g.id);
+      const before = this.membership.of(d);
+      this.membership.set(d, g.id, s);
+      if (announce && before?.group !== g.id) this.links.get(d)?.notifyGroup(g.id);
     }
     return g;
   }

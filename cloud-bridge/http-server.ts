@@ -86,7 +86,7 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
     }
     const w = serveConsole(req, res, url, stream, {
       ...deps.sse,
-      ...(fleet ? { snapshot: () => deps.consoles.fleet.snapshot() } : {}),
+      ...(fleet ? { snapshot: () => deps.consoles.fleet.snapshot(deps.relay.states()) } : {}),
       onClose: (reason) => {
         if (fleet) deps.fleetClients.release();
         writers.delete(w!);

@@ -94,7 +94,6 @@ export class PgStore {
   private readonly dongleRows = new Map<string, DongleRow>();
   private readonly tokenRows = new Map<string, TokenFull>();
   private readonly groupRows = new Map<string, GroupRow>();
-  private readonly members = new Map<string, { group: string; side: 'a' | 'b' }>();
   private readonly commandRows = new Map<string, CommandFull>();
   private readonly commandsOf = new Map<string, Set<string>>();
   private readonly histories = new Map<string, HistoryRow[]>();
@@ -319,11 +318,10 @@ export class PgStore {
   // ---- reading PostgreSQL into the view ----
 
   private async reloadAll(): Promise<void> {
-    const [d, t, g, m, c, h] = await Promise.all([
+    const [d, t, g, c, h] = await Promise.all([
       this.q<DongleRow>('SELECT id, created_at, last_seen, event_seq, outbox_id, up_run, up_batch FROM dongles'),
       this.q<TokenFull>('SELECT hash, kind, dongle, created_at, expires_at, n FROM tokens'),
       this.q<GroupRow>('SELECT id, side_a, side_b, bus_map, created_at, updated_at, dropped, relayed_total FROM groups'),
-      this.q<{ dongle: string; group_id: string; side: 'a' | 'b' }>('SELECT dongle, group_id, side FROM group_members'),
       this.q<CommandFull>('SELECT id, dongle, type, body, status, created_at, expires_at, n FROM commands'),
       this.q<HistoryRow & { command_id: string }>('SELECT command_id, status, ts, error FROM command_history ORDER BY n'),
     ]);
@@ -336,8 +334,6 @@ export class PgStore {
     for (const [hash, old] of before) if (!this.tokenRows.has(hash)) this.emitToken(old, true);
     this.groupRows.clear();
     for (const r of g.rows) this.groupRows.set(r.id, r);
-    this.members.clear();
-    for (const r of m.rows) this.members.set(r.dongle, { group: r.group_id, side: r.side });
     this.commandRows.clear();
     this.commandsOf.clear();
     for (const r of c.rows) this.putCommandRow(r);
@@ -367,10 +363,9 @@ export class PgStore {
   }
 
   private async reloadDongle(id: string): Promise<void> {
-    const [d, t, m] = await Promise.all([
+    const [d, t] = await Promise.all([
       this.q<DongleRow>('SELECT id, created_at, last_seen, event_seq, outbox_id, up_run, up_batch FROM dongles WHERE id = $1', [id]),
       this.q<TokenFull>("SELECT hash, kind, dongle, created_at, expires_at, n FROM tokens WHERE kind = 'agent' AND dongle = $1", [id]),
-      this.q<{ group_id: string; side: 'a' | 'b' }>('SELECT group_id, side FROM group_members WHERE dongle = $1', [id]),
     ]);
     const row = d.rows[0];
     if (row) this.dongleRows.set(id, row);
@@ -382,9 +377,6 @@ export class PgStore {
         this.emitToken(tok, true);
       }
     for (const tok of t.rows) this.tokenRows.set(tok.hash, tok);
-    const mem = m.rows[0];
-    if (mem) this.members.set(id, { group: mem.group_id, side: mem.side });
-    else this.members.delete(id);
     this.emit({ kind: 'dongle', id, remote: this.remoteStep });
   }
 
@@ -399,15 +391,10 @@ export class PgStore {
   }
 
   private async reloadGroup(id: string): Promise<void> {
-    const [g, m] = await Promise.all([
-      this.q<GroupRow>('SELECT id, side_a, side_b, bus_map, created_at, updated_at, dropped, relayed_total FROM groups WHERE id = $1', [id]),
-      this.q<{ dongle: string; side: 'a' | 'b' }>('SELECT dongle, side FROM group_members WHERE group_id = $1', [id]),
-    ]);
+    const g = await this.q<GroupRow>('SELECT id, side_a, side_b, bus_map, created_at, updated_at, dropped, relayed_total FROM groups WHERE id = $1', [id]);
     const row = g.rows[0];
     if (row) this.groupRows.set(id, row);
     else this.groupRows.delete(id);
-    for (const [d, mem] of this.members) if (mem.group === id) this.members.delete(d);
-    for (const mem of m.rows) this.members.set(mem.dongle, { group: id, side: mem.side });
     this.emit({ kind: 'group', id, remote: this.remoteStep });
   }
 
@@ -768,11 +755,6 @@ export class PgStore {
 
   groups(): GroupRow[] {
     return [...this.groupRows.keys()].sort().map((id) => this.group(id)!);
-  }
-
-  membership(dongle: string): { group: string; side: 'a' | 'b' } | undefined {
-    const m = this.members.get(dongle);
-    return m ? { ...m } : undefined;
   }
 
   putGroup(id: string, a: string, b: string, busMap: Record<string, string>, now: string): Promise<{ created: boolean }> {

@@ -379,11 +379,6 @@ export class BridgeStore {
     return this.s.groupList.all().map((g) => this.withCounters(g));
   }
 
-  membership(dongle: string): { group: string; side: 'a' | 'b' } | undefined {
-    const r = this.s.memberOf.get(dongle);
-    return r ? { group: r.group_id, side: r.side } : undefined;
-  }
-
   /** Creates or updates a group; the caller has checked the sides (the keys would refuse a conflict anyway). */
   putGroup(id: string, a: string, b: string, busMap: Record<string, string>, now: string): { created: boolean } {
     return this.must(this.db.transaction(() => {

@@ -28,7 +28,7 @@ function setup(dongles: string[], up = new Set<string>(dongles)) {
     {},
   );
   const rows = dongles.map((id) => ({ id, created_at: '2026-01-01T00:00:00.000Z', last_seen: null }));
-  const feed = new FleetFeed(stream, { dongles: () => rows, groups: () => [], connected: (d) => up.has(d) });
+  const feed = new FleetFeed(stream, { dongles: () => rows, connected: (d) => up.has(d) });
   return { feed, got, close: () => (feed.stop(), streams.close()) };
 }
 
@@ -114,13 +114,14 @@ test('fleet feed: group_state changes pass, refreshes merge; the snapshot holds 
   feed.dongleEvent('a', { type: 'presence', data: presenceData('online', { version: 'v2' }) });
   feed.dongleEvent('a', { type: 'bus_state', data: bus('can0', 'error-passive', 5) });
   feed.dongleEvent('a', { type: 'command_status', data: { ts: new Date().toISOString(), command_id: 'c9', type: 'send_frame', status: 'succeeded' } });
-  const snap = feed.snapshot();
+  const snap = feed.snapshot([gs('degraded', 4)]);
   assert.ok(snap.every((b) => !b.startsWith('id:') && !b.includes('\nid:')), 'snapshot blocks carry no id');
   const types = snap.map((b) => /event: (\w+)/.exec(b)![1]);
-  assert.deepEqual(types, ['presence', 'bus_state', 'command_status', 'presence', 'presence', 'log']);
+  assert.deepEqual(types, ['presence', 'bus_state', 'command_status', 'presence', 'presence', 'group_state', 'log']);
   assert.match(snap[3]!, /"state":"offline"/);
   assert.match(snap[4]!, /"dongle":"never"/);
-  assert.match(snap[5]!, /"code":"fleet_snapshot"/);
+  assert.match(snap[5]!, /"relay_rate":4/);
+  assert.match(snap[6]!, /"code":"fleet_snapshot"/);
   feed.dongleRemoved('b');
   assert.equal(got.at(-1)!.data.code, 'dongle_removed');
   close();
