@@ -100,6 +100,18 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     }
   }
 
+  if (cluster) {
+    // Consoles readable on every node, one id sequence per stream (cluster/console-sync.ts).
+    consoles.beforeRead = cluster.shareConsoles(
+      streams,
+      (gid) => {
+        const g = store.group(gid);
+        return g && [g.side_a, g.side_b];
+      },
+      (name) => consoles.byName(name, { dongle: (id) => store.dongle(id), group: (id) => relay.has(id) || undefined }),
+      log,
+    );
+  }
   const fleetClients = new FleetClientLimit(cfg.fleetMaxClients);
   const metrics = bridgeMetrics({ stats, relay, seq, commands, streams, fleetClients, agentsConnected: () => agents.connectedCount });
   cluster?.registerMetrics(metrics);

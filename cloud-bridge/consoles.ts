@@ -24,6 +24,12 @@ export const dongleStreamName = (id: string): string => `dongles/${id}`;
 export const groupStreamName = (gid: string): string => `groups/${gid}`;
 
 export class BridgeConsoles {
+  /**
+   * Cluster mode: awaited before a reader is served (cluster/console-sync.ts: the stream's mirror and its
+   * history, when another node numbers it). Undefined on a single bridge.
+   */
+  beforeRead: ((s: ConsoleStream, lastEventId: string | undefined) => Promise<void> | undefined) | undefined;
+
   constructor(
     readonly streams: StreamManager,
     /** The group a dongle is in, if any (group-membership.ts, kept by the relay). */
@@ -33,6 +39,13 @@ export class BridgeConsoles {
     /** The fleet stream: no frames, only state. */
     readonly fleet: FleetFeed,
   ) {}
+
+  /** A dongle's or group's stream by its name, or undefined when it names neither (a name from another node). */
+  byName(name: string, known: { dongle(id: string): unknown; group(id: string): unknown }): ConsoleStream | undefined {
+    if (name.startsWith('dongles/')) return known.dongle(name.slice(8)) ? this.dongleStream(name.slice(8)) : undefined;
+    if (name.startsWith('groups/')) return known.group(name.slice(7)) ? this.groupStream(name.slice(7)) : undefined;
+    return undefined;
+  }
 
   dongleStream(id: string): ConsoleStream {
     return this.withDecoding(this.streams.get(dongleStreamName(id)));

@@ -12,7 +12,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { ConsoleStream } from '../core/console/console-stream.js';
-import { serveConsole } from '../core/http/console-route.js';
+import { resumeRequestFrom, serveConsole } from '../core/http/console-route.js';
 import { createDaemonServer, sendJson, sendMetrics } from '../core/http/replies.js';
 import type { CorsPolicy } from '../core/http/cors.js';
 import type { SseOptions, SseWriter } from '../core/http/sse-writer.js';
@@ -84,20 +84,30 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
       if (!deps.relay.has(id)) return sendJson(res, 404, { error: `no group "${id}" on this bridge` });
       stream = deps.consoles.groupStream(id);
     }
-    const w = serveConsole(req, res, url, stream, {
-      ...deps.sse,
-      ...(fleet ? { snapshot: () => deps.consoles.fleet.snapshot(deps.relay.states()) } : {}),
-      onClose: (reason) => {
-        if (fleet) deps.fleetClients.release();
-        writers.delete(w!);
-        deps.viewers.remove(w!);
-        if (reason === 'slow_client') deps.stats.consoleClientsCut++;
-      },
-    });
-    if (w) writers.add(w);
-    else if (fleet) deps.fleetClients.release(); // refused (a bad Last-Event-ID): its place is free again
-    // A viewer's stream lasts only as long as its token: revoked or expired, the stream is closed.
-    if (w && caller.kind === 'viewer') deps.viewers.add(w, caller.tokenId, caller.expiresAt);
+    const start = (): void => {
+      const w = serveConsole(req, res, url, stream, {
+        ...deps.sse,
+        ...(fleet ? { snapshot: () => deps.consoles.fleet.snapshot(deps.relay.states()) } : {}),
+        onClose: (reason) => {
+          if (fleet) deps.fleetClients.release();
+          writers.delete(w!);
+          deps.viewers.remove(w!);
+          if (reason === 'slow_client') deps.stats.consoleClientsCut++;
+        },
+      });
+      if (w) writers.add(w);
+      else if (fleet) deps.fleetClients.release(); // refused (a bad Last-Event-ID): its place is free again
+      // A viewer's stream lasts only as long as its token: revoked or expired, the stream is closed.
+      if (w && caller.kind === 'viewer') deps.viewers.add(w, caller.tokenId, caller.expiresAt);
+    };
+    // Cluster mode: another node may number this stream; its history reaches this node's mirror first.
+    const resume = resumeRequestFrom(req, url);
+    const ready = deps.consoles.beforeRead?.(stream, 'lastEventId' in resume ? resume.lastEventId : undefined);
+    if (ready === undefined) return start();
+    const startIfOpen = (): void => {
+      if (!res.destroyed && !res.headersSent) start();
+    };
+    void ready.then(startIfOpen, startIfOpen);
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {

@@ -9,6 +9,9 @@ import { scrapedCounter as counter, scrapedGauge as gauge } from '../../core/met
 import type { AgentLink } from '../agent-link.js';
 import type { GroupRelay } from '../group-relay.js';
 import type { ArbitratedLink, Verdict } from '../link-arbiter.js';
+import type { ConsoleStream } from '../../core/console/console-stream.js';
+import type { StreamManager } from '../../core/console/stream-manager.js';
+import { ConsoleSync } from './console-sync.js';
 import { NatsLink } from './nats-connection.js';
 import { Ownership } from './ownership.js';
 import { RemoteSides } from './remote-sides.js';
@@ -36,6 +39,7 @@ export class Cluster {
   /** Created once the lease bucket is open; lease news that arrives before is caught up by the sync timer. */
   private sides: RemoteSides | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
+  private consoles: ConsoleSync | undefined;
 
   private constructor(
     readonly node: string,
@@ -69,6 +73,28 @@ export class Cluster {
     c.syncTimer.unref();
     clog.info({ servers: s.servers }, 'cluster mode: connected to NATS');
     return c;
+  }
+
+  /**
+   * Shares this node's dongle and group consoles with the other nodes (console-sync.ts). Returns what
+   * the console route awaits before serving a reader (the mirror's history, when another node numbers).
+   */
+  shareConsoles(
+    streams: StreamManager,
+    sidesOf: (gid: string) => readonly [string, string] | undefined,
+    streamOf: (name: string) => ConsoleStream | undefined,
+    log: Logger,
+  ): (s: ConsoleStream, lastEventId: string | undefined) => Promise<void> | undefined {
+    const sync = (this.consoles = new ConsoleSync({
+      nats: this.nats,
+      node: this.node,
+      streams,
+      ownerOf: (d) => this.ownership.ownerOf(d),
+      sidesOf,
+      streamOf,
+      log: log.child({ node: this.node }),
+    }));
+    return (s, id) => sync.beforeRead(s, id);
   }
 
   get natsReachable(): boolean {
@@ -114,10 +140,38 @@ export class Cluster {
       c.inc({ direction: 'in' }, st.batchesIn);
       c.inc({ direction: 'undeliverable' }, st.batchesUndeliverable);
     });
+    const cs = () => this.consoles?.stats;
+    counter(r, 'canrelay_bridge_cluster_console_events_total', 'Console events between nodes: numbered here and published, forwarded to the numbering node, received forwarded, adopted into a mirror, duplicates ignored', ['direction'], (c) => {
+      const st = cs();
+      if (!st) return;
+      c.inc({ direction: 'numbered_out' }, st.numberedOut);
+      c.inc({ direction: 'forwarded_out' }, st.forwardedOut);
+      c.inc({ direction: 'forwarded_in' }, st.forwardedIn);
+      c.inc({ direction: 'adopted' }, st.adopted);
+      c.inc({ direction: 'duplicate' }, st.duplicates);
+    });
+    counter(r, 'canrelay_bridge_cluster_console_events_dropped_total', 'Console events not carried between nodes, by reason (readers of a mirror that misses one get a stream_reset)', ['reason'], (c) => {
+      const st = cs();
+      const o = this.consoles?.outboxDrops;
+      if (!st || !o) return;
+      c.inc({ reason: 'queue_full' }, o.queue_full ?? 0);
+      c.inc({ reason: 'nats_down' }, o.nats_down ?? 0);
+      c.inc({ reason: 'held_overflow' }, st.heldDropped);
+      c.inc({ reason: 'undeliverable' }, st.forwardUndeliverable);
+    });
+    counter(r, 'canrelay_bridge_cluster_console_mirror_restarts_total', 'Console mirrors started again at a hole in the ids or a new run (their readers resume with a stream_reset)', [], (c) => c.inc(cs()?.restarts ?? 0));
+    counter(r, 'canrelay_bridge_cluster_console_history_requests_total', 'History asked of the numbering node for a console mirror, by result', ['result'], (c) => {
+      const st = cs();
+      if (!st) return;
+      c.inc({ result: 'asked' }, st.historyRequests);
+      c.inc({ result: 'failed' }, st.historyFailures);
+    });
+    gauge(r, 'canrelay_bridge_cluster_console_mirrors', 'Console streams mirrored on this node from the node that numbers them', [], (g) => g.set(this.consoles?.mirrorCount ?? 0));
   }
 
   async stop(): Promise<void> {
     if (this.syncTimer) clearInterval(this.syncTimer);
+    this.consoles?.stop();
     this.ownership.stop();
     await this.nats.close();
   }

@@ -21,6 +21,12 @@ export const SUBJECTS = {
   resend: 'canrelay.resend',
   /** A node reconnected to NATS: what others sent it meanwhile was dropped (no subscriber), so they resend. */
   back: 'canrelay.node_back',
+  /** A console stream's events, numbered by the node that numbers it (console-sync.ts), to the nodes that mirror it. */
+  consoleEvents: (stream: string): string => `canrelay.console.ev.${hexToken(stream)}`,
+  /** Events made on a node that does not number their stream, to the node that does. */
+  consoleIn: (node: string): string => `canrelay.console.in.${hexToken(node)}`,
+  /** "Your stream's history after id n", asked of the numbering node by a node starting (or catching up) a mirror. */
+  consoleHistory: (node: string): string => `canrelay.console.history.${hexToken(node)}`,
 } as const;
 
 export const hexToken = (s: string): string => Buffer.from(s, 'utf8').toString('hex');

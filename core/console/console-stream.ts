@@ -12,7 +12,7 @@
 import type { CanFrame } from '../can/frame.js';
 import type { MessageDecoder } from '../can/dbc-decode.js';
 import { frameJsonLength, sseBlock, sseBlockWithoutId, sseLength } from './compact-event.js';
-import type { ConsoleEvent, LogData, StreamResetData } from './events.js';
+import type { ConsoleEvent, ConsoleEventType, LogData, StreamResetData } from './events.js';
 import type { HistoryStore } from './history-store.js';
 import { EventIds, type IdStore } from './id-store.js';
 import { canFrameData, logData } from './normalize.js';
@@ -53,6 +53,26 @@ export interface ConsoleStreamOptions {
   onPublished?: (ev: ConsoleEvent, id: number) => void;
 }
 
+/**
+ * Cluster mode (the bridge's cloud-bridge/cluster/console-sync.ts sets it): one node numbers a stream's
+ * events, the others forward theirs to it and keep a mirror of its numbered events (`adopt`).
+ */
+export interface StreamNumbering {
+  /** True on the node that numbers this stream's events now. */
+  readonly here: boolean;
+  /** Here: an event was numbered and stored (told once, with its JSON, to be published to the other nodes). */
+  numbered(id: number, runStart: number, type: ConsoleEventType, json: string): void;
+  /** Elsewhere: an event made here (sampled here) goes to the node that numbers, not into this node's ring. */
+  forward(type: ConsoleEventType, json: string): void;
+}
+
+/** One stored event as text (a cluster backfill). */
+export interface EventText {
+  id: number;
+  type: ConsoleEventType;
+  json: string;
+}
+
 export class ConsoleStream {
   private readonly ids: EventIds;
   private readonly ring: EventRing;
@@ -72,6 +92,8 @@ export class ConsoleStream {
    * rate) and returns its message decoder, or undefined when no DBC describes the frame.
    */
   decodeFrame: ((f: CanFrame, dongle?: string) => MessageDecoder | undefined) | undefined;
+  /** Cluster mode only: see StreamNumbering. */
+  numbering: StreamNumbering | undefined;
 
   constructor(
     readonly name: string,
@@ -135,17 +157,96 @@ export class ConsoleStream {
   /** Publishes any event except stream_reset (which is per subscriber). Returns its id. */
   publish(ev: ConsoleEvent): number {
     if (this.closed) return -1;
+    const json = JSON.stringify(ev.data);
+    const id = this.publishText(ev.type, json, ev.data);
+    if (id >= 0) this.opts.onPublished?.(ev, id);
+    return id;
+  }
+
+  /**
+   * Publishes an event given as JSON text (`key`: the object it was made from, so that the same event on
+   * two streams is stored once). In cluster mode on a node that does not number the stream, it is forwarded.
+   */
+  publishText(type: ConsoleEventType, json: string, key: object = {}): number {
+    if (this.closed) return -1;
+    const n = this.numbering;
+    if (n !== undefined && !n.here) {
+      n.forward(type, json);
+      return -1;
+    }
     const id = this.ids.take();
     if (id === undefined) return -1;
-    const json = JSON.stringify(ev.data);
-    if (ev.type === 'presence') this.lastPresence.set(ev.data.dongle ?? '', json);
+    this.store(id, type, json, key);
+    n?.numbered(id, this.runStart, type, json);
+    return id;
+  }
+
+  private store(id: number, type: ConsoleEventType, json: string, key: object): void {
+    if (type === 'presence') this.lastPresence.set(presenceKey(json), json);
     const now = this.now();
     this.ring.prepare();
-    const loc = this.opts.history.appendText(this.ring, ev.type, json, ev.data);
-    this.append(id, loc, now, sseLength(id, ev.type, Buffer.byteLength(json)));
-    if (this.subscribers.size > 0) this.fanOut({ id, chunk: sseBlock(id, ev.type, json) });
-    this.opts.onPublished?.(ev, id);
-    return id;
+    const loc = this.opts.history.appendText(this.ring, type, json, key);
+    this.append(id, loc, now, sseLength(id, type, Buffer.byteLength(json)));
+    if (this.subscribers.size > 0) this.fanOut({ id, chunk: sseBlock(id, type, json) });
+  }
+
+  /**
+   * Cluster mirror: an event numbered by another node, in run `runStart`. Kept when it is the next id;
+   * an older id is a duplicate (ignored); a newer id or another run starts the ring again at it, and
+   * subscribers that would miss events are disconnected (they resume and get a stream_reset: never a
+   * silent gap). Returns what happened.
+   */
+  adopt(runStart: number, id: number, type: ConsoleEventType, json: string): 'kept' | 'duplicate' | 'restarted' {
+    if (this.closed) return 'duplicate';
+    let restarted = false;
+    if (runStart !== this.runStart || id > this.latest + 1) {
+      this.restartAt(runStart, id - 1);
+      restarted = true;
+    } else if (id <= this.latest) return 'duplicate';
+    this.ids.advanceTo(id);
+    this.store(id, type, json, {});
+    return restarted ? 'restarted' : 'kept';
+  }
+
+  /**
+   * This node starts numbering the stream (cluster: it became the owner): a new run above every id it
+   * has seen and above the clock floor, so an id from before is recognised (a stream_reset, unless proven
+   * complete — which it cannot be, since the previous numbering node may have numbered more than it told).
+   */
+  startRun(): void {
+    const runStart = this.ids.nextRunStart();
+    this.restartAt(runStart, runStart - 1);
+  }
+
+  /** Empties the ring at a new position (run start, latest id); subscribers behind it are disconnected. */
+  restartAt(runStart: number, latest: number): void {
+    this.ids.restart(runStart, latest);
+    this.ring.clear();
+    for (const s of [...this.subscribers]) {
+      if (s.cursor !== latest) {
+        this.subscribers.delete(s);
+        s.onStreamClosed();
+      }
+    }
+  }
+
+  /** Stored events after `cursor` as text, up to about `maxBytes` of JSON (a cluster backfill). */
+  textAfter(cursor: number, maxBytes: number): EventText[] {
+    const out: EventText[] = [];
+    const oldest = this.ring.oldestId;
+    if (oldest === undefined) return out;
+    let bytes = 0;
+    for (let id = Math.max(cursor + 1, oldest); id <= this.latest && bytes < maxBytes; id++) {
+      const slot = this.ring.slot(id);
+      if (slot < 0) break;
+      const loc = this.ring.loc(slot);
+      const type = this.opts.history.type(loc);
+      const json = this.opts.history.json(loc);
+      if (type === undefined || json === undefined) break;
+      out.push({ id, type, json });
+      bytes += json.length + 32;
+    }
+    return out;
   }
 
   /**
@@ -163,7 +264,8 @@ export class ConsoleStream {
     }
     const represents = this.sampler.active || n > 1 ? n : undefined;
     const decoded = this.decodeFrame?.(f, dongle);
-    if (decoded !== undefined || f.err) {
+    // Forwarded to the numbering node (cluster): as text, which a frame stored here is made only when read.
+    if (decoded !== undefined || f.err || (this.numbering !== undefined && !this.numbering.here)) {
       // Decoded signals (the decoder's state right now) and error-frame words are made here, once, as text.
       const data = canFrameData(f, represents, decoded);
       if (dongle !== undefined) data.dongle = dongle;
@@ -177,6 +279,7 @@ export class ConsoleStream {
     const loc = this.opts.history.appendFrame(this.ring, f, represents, dongle, jsonLength);
     this.append(id, loc, now, sseLength(id, 'can_frame', jsonLength));
     if (this.subscribers.size > 0) this.fanOut({ id, chunk: sseBlock(id, 'can_frame', this.opts.history.json(loc)!) });
+    this.numbering?.numbered(id, this.runStart, 'can_frame', this.opts.history.json(loc)!);
   }
 
   private append(id: number, loc: number, now: number, bytes: number): void {
@@ -257,5 +360,15 @@ export class ConsoleStream {
     this.samplingOn = t.state === 'on' ? data : undefined;
     this.publish({ type: 'log', data });
     this.opts.onSampling?.(t);
+  }
+}
+
+/** The dongle a presence event is about ('' for the agent's own), from its JSON (presence events are rare). */
+function presenceKey(json: string): string {
+  try {
+    const d = JSON.parse(json) as { dongle?: unknown };
+    return typeof d.dongle === 'string' ? d.dongle : '';
+  } catch {
+    return '';
   }
 }

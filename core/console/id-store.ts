@@ -87,8 +87,8 @@ export class SqliteIdStore implements IdStore {
 
 /** Hands out one stream's ids by the rule above. */
 export class EventIds {
-  /** First id of this run: anything below it comes from an earlier run. */
-  readonly runStart: number;
+  /** First id of this run: anything below it comes from an earlier run (moved only by restart(), cluster mode). */
+  runStart: number;
   private next: number;
   /** Ids up to here are covered by a durable ceiling. */
   private persisted: number;
@@ -123,6 +123,25 @@ export class EventIds {
     }
     this.next++;
     return id;
+  }
+
+  /**
+   * Cluster mode: the stream continues at another position (a mirror following the numbering node, or this
+   * node starting a run of its own). The block reservation follows from there.
+   */
+  restart(runStart: number, latest: number): void {
+    this.runStart = runStart;
+    this.next = latest + 1;
+  }
+
+  /** Cluster mirror: `id` was numbered elsewhere; the next is above it. */
+  advanceTo(id: number): void {
+    if (id >= this.next) this.next = id + 1;
+  }
+
+  /** Where a new run of this stream starts: above every id seen (+2, so the one below is never used) and the clock floor. */
+  nextRunStart(): number {
+    return Math.max(this.next + 1, idFloor(this.now()));
   }
 
   private reserve(): void {

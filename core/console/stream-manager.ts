@@ -37,6 +37,11 @@ export class StreamManager {
     return s;
   }
 
+  /** The stream by that name if it exists (never creates one). */
+  find(name: string): ConsoleStream | undefined {
+    return this.streams.get(name);
+  }
+
   /** Closes one stream (a deleted dongle or group); its subscribers are disconnected. */
   remove(name: string): void {
     this.streams.get(name)?.close();

@@ -1,0 +1,400 @@
+/**
+ * Consoles across nodes (docs/cluster.md, "Consoles across nodes"): a dongle's or group's console can be
+ * read on any node, with one id sequence per stream across the cluster.
+ *
+ *  - One node numbers a stream: for `dongles/<id>` the node holding the dongle's lease, for `groups/<gid>`
+ *    the node holding side A's (else side B's). Events made on other nodes (a group's other side, DOWN
+ *    frames relayed from another node, a command's `queued` status posted elsewhere) are sampled where they
+ *    are made and forwarded to it; it numbers them with its own and publishes each numbered event.
+ *  - Other nodes keep a mirror only of streams someone reads there (lazy): on the first reader the node
+ *    subscribes to the stream's events, then asks the numbering node for its history (so a Last-Event-ID
+ *    obtained on another node resumes here), then applies live events; a Last-Event-ID above the mirror
+ *    (an event still in transit) catches up the same way first. A mirror nobody has read for LINGER_MS is
+ *    dropped. Mirrors live in the same history budget (--history-memory-mb) as every other ring.
+ *  - Ids in a mirror are the numbering node's; a hole (an event lost by NATS or a full outbox) or a new run
+ *    (another node numbers now) starts the mirror again there, and readers that would miss events are
+ *    disconnected: their resume gets a stream_reset. A node that starts numbering starts a new run above
+ *    every id it has seen and the clock floor, so ids never repeat and an older id is never taken as complete.
+ *  - A stream nobody owns (dongle offline, group with neither side connected) is numbered by each node on
+ *    its own and not mirrored.
+ */
+import type { Subscription } from 'nats';
+import type { Logger } from 'pino';
+import type { ConsoleStream, StreamNumbering } from '../../core/console/console-stream.js';
+import type { ConsoleEventType } from '../../core/console/events.js';
+import type { StreamManager } from '../../core/console/stream-manager.js';
+import { ConsoleOutbox } from './console-outbox.js';
+import {
+  decodeForwarded,
+  decodeHistoryReply,
+  decodeNumbered,
+  encodeWithJson,
+  HISTORY_REPLY_BYTES,
+  NO_HISTORY,
+  parseHistoryRequest,
+  type NumberedMeta,
+} from './console-wire.js';
+import { SUBJECTS, type NatsLink } from './nats-connection.js';
+
+/** A mirror nobody reads is kept this long (a reader that reconnects finds it warm), then dropped. */
+export const LINGER_MS = 60_000;
+/** Live events held while a history request is answered, at most (beyond: dropped, the mirror restarts at the next). */
+const HELD_MAX = 10_000;
+const HISTORY_TIMEOUT_MS = 1000;
+/** History pages asked for one catch-up at most (× HISTORY_REPLY_BYTES). */
+const HISTORY_PAGES_MAX = 64;
+const SYNC_MS = 250;
+/** A forwarded event is passed on at most this many times while nodes disagree on who numbers. */
+const MAX_HOPS = 2;
+
+export interface ConsoleSyncDeps {
+  nats: NatsLink;
+  node: string;
+  streams: StreamManager;
+  /** The node holding the dongle's lease now, as far as this node knows (undefined: nobody). */
+  ownerOf(dongle: string): string | undefined;
+  /** A group's two sides (A, B), undefined for an unknown group. */
+  sidesOf(gid: string): readonly [string, string] | undefined;
+  /** The stream by name, created if needed, or undefined when it names no registered dongle or group. */
+  streamOf(name: string): ConsoleStream | undefined;
+  log: Logger;
+}
+
+interface Mirror {
+  stream: ConsoleStream;
+  sub: Subscription;
+  /** Highest run seen (events of older runs are stale). */
+  run: number;
+  lastReadAt: number;
+  /** While history is asked: live events held here, applied after. */
+  held: { meta: NumberedMeta; json: string }[] | undefined;
+  heldOverflow: boolean;
+  catchingUp: Promise<void> | undefined;
+}
+
+export interface ConsoleSyncStats {
+  numberedOut: number;
+  forwardedOut: number;
+  forwardedIn: number;
+  adopted: number;
+  duplicates: number;
+  /** Mirrors started again at a hole or a new run (their readers got, or will get, a stream_reset). */
+  restarts: number;
+  /** Forwarded events dropped: nobody numbers the stream here any more and the hop limit was reached, or an unknown stream. */
+  forwardUndeliverable: number;
+  heldDropped: number;
+  historyRequests: number;
+  historyFailures: number;
+}
+
+export class ConsoleSync {
+  private readonly mirrors = new Map<string, Mirror>();
+  private readonly roles = new Map<string, Role>();
+  private readonly outbox: ConsoleOutbox;
+  private readonly timer: NodeJS.Timeout;
+  readonly stats: ConsoleSyncStats = {
+    numberedOut: 0,
+    forwardedOut: 0,
+    forwardedIn: 0,
+    adopted: 0,
+    duplicates: 0,
+    restarts: 0,
+    forwardUndeliverable: 0,
+    heldDropped: 0,
+    historyRequests: 0,
+    historyFailures: 0,
+  };
+
+  constructor(private readonly d: ConsoleSyncDeps) {
+    this.outbox = new ConsoleOutbox(d.nats);
+    const nc = d.nats.nc;
+    nc.subscribe(SUBJECTS.consoleIn(d.node), { callback: (_e, m) => this.onForwarded(m.data) });
+    nc.subscribe(SUBJECTS.consoleHistory(d.node), { callback: (_e, m) => m.respond(this.answerHistory(m.data)) });
+    // What was in transit while NATS was away is lost: every mirror catches up from its numbering node.
+    d.nats.onReconnect(() => {
+      for (const m of this.mirrors.values()) void this.catchUp(m, undefined);
+    });
+    this.timer = setInterval(() => this.syncAll(), SYNC_MS);
+    this.timer.unref();
+  }
+
+  get node(): string {
+    return this.d.node;
+  }
+
+  get outboxDrops(): Readonly<Record<string, number>> {
+    return this.outbox.dropped;
+  }
+
+  get mirrorCount(): number {
+    return this.mirrors.size;
+  }
+
+  /**
+   * Before a reader is served on this node: a mirror exists, has the numbering node's history, and has
+   * caught up to the reader's Last-Event-ID when that is above it. Undefined when nothing needs waiting for.
+   */
+  beforeRead(stream: ConsoleStream, lastEventId: string | undefined): Promise<void> | undefined {
+    const role = this.sync(stream);
+    if (role === undefined || role.isHere) return undefined;
+    let m = this.mirrors.get(stream.name);
+    const wanted = lastEventId !== undefined && /^\d{1,15}$/.test(lastEventId.trim()) ? Number(lastEventId.trim()) : undefined;
+    if (m === undefined) m = this.startMirror(stream, role.numberer);
+    m.lastReadAt = Date.now();
+    if (m.catchingUp) return m.catchingUp;
+    if (wanted !== undefined && wanted > stream.latest) return this.catchUp(m, role.numberer);
+    return undefined;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    for (const m of this.mirrors.values()) m.sub.unsubscribe();
+    this.mirrors.clear();
+  }
+
+  // ---- roles ----
+
+  /**
+   * Who numbers the stream now: the lease holder (dongle; side A's, else side B's, for a group); while
+   * nobody holds it, whoever numbered it last (so an `offline` presence still reaches the readers on other
+   * nodes); this node when it never knew one. Undefined: the stream is not shared (the fleet stream).
+   */
+  private numbererOf(name: string, previous: string | undefined): string | undefined {
+    let owner: string | undefined;
+    if (name.startsWith('dongles/')) owner = this.d.ownerOf(name.slice(8));
+    else if (name.startsWith('groups/')) {
+      const sides = this.d.sidesOf(name.slice(7));
+      owner = sides && (this.d.ownerOf(sides[0]) ?? this.d.ownerOf(sides[1]));
+    } else return undefined;
+    return owner ?? previous ?? this.d.node;
+  }
+
+  private syncAll(): void {
+    const now = Date.now();
+    for (const s of this.d.streams.all()) this.sync(s);
+    for (const [name, r] of this.roles) if (this.d.streams.find(name) !== r.stream) this.roles.delete(name);
+    for (const [name, m] of this.mirrors) {
+      if (this.d.streams.find(name) !== m.stream) {
+        this.dropMirror(name, m);
+        continue;
+      }
+      if (m.stream.subscriberCount > 0) m.lastReadAt = now;
+      else if (now - m.lastReadAt > LINGER_MS) {
+        this.dropMirror(name, m);
+        m.stream.restartAt(m.stream.runStart, m.stream.latest); // its ring's memory goes back to the budget
+      }
+    }
+  }
+
+  /** The stream's role, made on first use (undefined for streams that are not shared), brought up to date. */
+  private sync(s: ConsoleStream): Role | undefined {
+    let role = this.roles.get(s.name);
+    if (role === undefined || s.numbering !== role) {
+      const numberer = this.numbererOf(s.name, undefined);
+      if (numberer === undefined) return undefined;
+      // A stream made before the cluster took it over was numbered here already: nothing to restart.
+      role = new Role(this, s, numberer);
+      this.roles.set(s.name, role);
+      const old = this.mirrors.get(s.name);
+      if (old !== undefined && old.stream !== s) this.dropMirror(s.name, old); // the stream was removed and made again
+      s.numbering = role;
+      if (numberer !== this.d.node) this.becameFollower(s, numberer);
+      return role;
+    }
+    this.refresh(role);
+    return role;
+  }
+
+  /** Called for every event the stream makes (Role.here): follows the leases, switching the stream's role when they moved. */
+  refresh(role: Role): boolean {
+    const s = role.stream;
+    const numberer = this.numbererOf(s.name, role.numberer)!;
+    if (numberer === role.numberer) return role.isHere;
+    const wasHere = role.isHere;
+    role.numberer = numberer;
+    role.isHere = numberer === this.d.node;
+    const m = this.mirrors.get(s.name);
+    if (role.isHere) {
+      if (m) this.dropMirror(s.name, m);
+      s.startRun(); // readers here are disconnected: their resume gets a stream_reset
+    } else if (wasHere) this.becameFollower(s, numberer);
+    else if (m) void this.catchUp(m, numberer); // another node numbers now: a new run, its history
+    return role.isHere;
+  }
+
+  private becameFollower(s: ConsoleStream, numberer: string): void {
+    if (s.subscriberCount > 0) {
+      if (!this.mirrors.has(s.name)) this.startMirror(s, numberer);
+    } else s.restartAt(s.runStart, s.latest); // nobody reads it here: what it held is forgotten
+  }
+
+  // ---- numbering node ----
+
+  numbered(s: ConsoleStream, id: number, runStart: number, type: ConsoleEventType, json: string): void {
+    this.stats.numberedOut++;
+    this.outbox.push(SUBJECTS.consoleEvents(s.name), encodeWithJson({ n: this.d.node, r: runStart, i: id, t: type }, json));
+  }
+
+  forward(s: ConsoleStream, numberer: string, type: ConsoleEventType, json: string, hops = 0): void {
+    this.stats.forwardedOut++;
+    this.outbox.push(SUBJECTS.consoleIn(numberer), encodeWithJson({ s: s.name, t: type, h: hops }, json));
+  }
+
+  private onForwarded(data: Uint8Array): void {
+    const f = decodeForwarded(data);
+    if (f === undefined) {
+      this.d.nats.stats.badMessages++;
+      return;
+    }
+    this.stats.forwardedIn++;
+    const s = this.d.streamOf(f.meta.s);
+    if (s === undefined) {
+      this.stats.forwardUndeliverable++;
+      return;
+    }
+    const role = this.sync(s);
+    if (role === undefined || role.isHere) {
+      s.publishText(f.meta.t, f.json);
+      return;
+    }
+    // This node no longer numbers the stream (the lease moved while the event was on its way): pass it on.
+    if (f.meta.h >= MAX_HOPS) this.stats.forwardUndeliverable++;
+    else this.forward(s, role.numberer, f.meta.t, f.json, f.meta.h + 1);
+  }
+
+  private answerHistory(data: Uint8Array): string {
+    const q = parseHistoryRequest(data);
+    if (q === undefined) {
+      this.d.nats.stats.badMessages++;
+      return NO_HISTORY;
+    }
+    const s = this.d.streams.find(q.stream);
+    if (s === undefined || this.roles.get(s.name)?.isHere === false) return NO_HISTORY;
+    const events = s.textAfter(q.after ?? -1, HISTORY_REPLY_BYTES);
+    const last = events.at(-1)?.id ?? q.after ?? -1;
+    return JSON.stringify({ run: s.runStart, latest: s.latest, events: events.map((e) => [e.id, e.type, e.json]), more: events.length > 0 && last < s.latest });
+  }
+
+  // ---- mirrors ----
+
+  private startMirror(s: ConsoleStream, numberer: string): Mirror {
+    const m: Mirror = {
+      stream: s,
+      run: 0,
+      lastReadAt: Date.now(),
+      held: undefined,
+      heldOverflow: false,
+      catchingUp: undefined,
+      sub: this.d.nats.nc.subscribe(SUBJECTS.consoleEvents(s.name), { callback: (_e, msg) => this.onNumbered(m, msg.data) }),
+    };
+    this.mirrors.set(s.name, m);
+    void this.catchUp(m, numberer, true);
+    return m;
+  }
+
+  private dropMirror(name: string, m: Mirror): void {
+    m.sub.unsubscribe();
+    this.mirrors.delete(name);
+  }
+
+  private onNumbered(m: Mirror, data: Uint8Array): void {
+    const e = decodeNumbered(data);
+    if (e === undefined) {
+      this.d.nats.stats.badMessages++;
+      return;
+    }
+    if (e.meta.n === this.d.node) return;
+    if (m.held !== undefined) {
+      if (m.held.length < HELD_MAX) m.held.push(e);
+      else {
+        m.heldOverflow = true;
+        this.stats.heldDropped++;
+      }
+      return;
+    }
+    this.apply(m, e.meta.r, e.meta.i, e.meta.t, e.json);
+  }
+
+  private apply(m: Mirror, run: number, id: number, type: ConsoleEventType, json: string): void {
+    if (run < m.run || this.roles.get(m.stream.name)?.isHere !== false) return; // an older run's late event, or numbered here now
+    m.run = run;
+    const r = m.stream.adopt(run, id, type, json);
+    if (r === 'duplicate') this.stats.duplicates++;
+    else {
+      this.stats.adopted++;
+      if (r === 'restarted') this.stats.restarts++;
+    }
+  }
+
+  /**
+   * Asks the numbering node for what follows the mirror's latest id (everything it keeps, for a new
+   * mirror), holding live events meanwhile, then applies the held ones. One at a time per mirror.
+   */
+  private catchUp(m: Mirror, numberer: string | undefined, fresh = false): Promise<void> {
+    if (m.catchingUp) return m.catchingUp;
+    const target = numberer ?? this.roles.get(m.stream.name)?.numberer;
+    if (target === undefined || target === this.d.node) return Promise.resolve();
+    m.held = [];
+    m.heldOverflow = false;
+    const p = (async () => {
+      let after: number | null = fresh ? null : m.stream.latest;
+      try {
+        for (let page = 0; page < HISTORY_PAGES_MAX; page++) {
+          this.stats.historyRequests++;
+          const r = decodeHistoryReply((await this.d.nats.nc.request(SUBJECTS.consoleHistory(target), JSON.stringify({ stream: m.stream.name, after }), { timeout: HISTORY_TIMEOUT_MS })).data);
+          if (r === undefined) {
+            this.d.nats.stats.badMessages++;
+            break;
+          }
+          if (r === null) break; // it does not number the stream (any more): live events decide
+          if (r.run < m.run) break;
+          for (const [id, type, json] of r.events) this.apply(m, r.run, id, type, json);
+          // Nothing kept after our position, or another run with nothing kept yet: the position alone.
+          if (r.events.length === 0 && (r.run !== m.stream.runStart || r.latest > m.stream.latest)) {
+            m.run = r.run;
+            m.stream.restartAt(r.run, r.latest);
+            this.stats.restarts++;
+          }
+          if (!r.more) break;
+          after = m.stream.latest;
+        }
+      } catch (err) {
+        this.stats.historyFailures++;
+        this.d.log.debug({ stream: m.stream.name, numberer: target, err: (err as Error).message }, 'console history request failed; the mirror follows live events only');
+      } finally {
+        const held = m.held ?? [];
+        m.held = undefined;
+        for (const e of held) this.apply(m, e.meta.r, e.meta.i, e.meta.t, e.json);
+        m.catchingUp = undefined;
+      }
+    })();
+    m.catchingUp = p;
+    return p;
+  }
+}
+
+/** A stream's numbering in the cluster (ConsoleStream calls it for every event made or numbered here). */
+class Role implements StreamNumbering {
+  isHere: boolean;
+
+  constructor(
+    private readonly sync: ConsoleSync,
+    readonly stream: ConsoleStream,
+    public numberer: string,
+  ) {
+    this.isHere = numberer === sync.node;
+  }
+
+  /** Asked for every event: the leases may have moved since the last one. */
+  get here(): boolean {
+    return this.sync.refresh(this);
+  }
+
+  numbered(id: number, runStart: number, type: ConsoleEventType, json: string): void {
+    this.sync.numbered(this.stream, id, runStart, type, json);
+  }
+
+  forward(type: ConsoleEventType, json: string): void {
+    this.sync.forward(this.stream, this.numberer, type, json);
+  }
+}

@@ -1,0 +1,271 @@
+/**
+ * Consoles across cluster nodes (docs/cluster.md, "Consoles across nodes"), with a real nats-server, a
+ * real PostgreSQL, three real bridge nodes and real agents on loopback: a dongle's console read on a node
+ * its agent is not on, a group's console on the node of its B side, a Last-Event-ID from one node resumed
+ * on another with no gap and no duplicate (ids and content checked against a reader on the numbering
+ * node), a stream_reset when the history is not there, a command's statuses on a third node's console,
+ * and the loss of the numbering node: readers reconnect through a balancer and resume or get a
+ * stream_reset, never a silent gap.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
+import { ensureNatsServer, NatsServer } from '../helpers/nats.js';
+import { PostgresServer } from '../helpers/postgres.js';
+import { startAgentProcess } from '../helpers/processes.js';
+import { getJson, metricValue, SseClient, type SseEvent } from '../helpers/sse-client.js';
+import { TcpBalancer } from '../helpers/tcp-balancer.js';
+import { until } from '../helpers/until.js';
+
+let nats: NatsServer;
+let pgServer: PostgresServer;
+const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
+const clients: SseClient[] = [];
+before(async () => {
+  ensureNatsServer();
+  nats = await NatsServer.start();
+  pgServer = await PostgresServer.start();
+});
+after(async () => {
+  for (const c of clients) c.close();
+  for (const p of procs) await p.proc.stop('SIGKILL');
+  await nats?.stop();
+  await pgServer?.stop();
+});
+const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
+const AUTH = { Authorization: `Bearer ${ADMIN_TOKEN}` };
+
+async function node(id: string, db: string, extra: string[] = []): Promise<StartedBridge> {
+  return track(await startBridgeProcess(['--cluster', nats.url, '--node-id', id, '--uplink-heartbeat-seconds', '1', ...extra], { db }));
+}
+
+const consoleUrl = (base: string, kind: 'dongles' | 'groups', id: string): string => `${base}/api/v1/streams/${kind}/${id}/console`;
+
+async function read(base: string, kind: 'dongles' | 'groups', id: string, lastEventId?: string): Promise<SseClient> {
+  const c = await SseClient.connect(consoleUrl(base, kind, id), lastEventId === undefined ? AUTH : { ...AUTH, 'Last-Event-ID': lastEventId });
+  clients.push(c);
+  assert.equal(c.status, 200);
+  return c;
+}
+
+const withId = (events: SseEvent[]): SseEvent[] => events.filter((e) => e.id !== undefined && e.event !== 'stream_reset');
+const idOf = (e: SseEvent): number => Number(e.id);
+
+/** Ids one after the other, starting right after `from` when given. */
+function assertContiguous(events: SseEvent[], from: number | undefined, what: string): void {
+  let prev = from;
+  for (const e of events) {
+    if (prev !== undefined) assert.equal(idOf(e), prev + 1, `${what}: id ${e.id} follows ${prev} (no gap, no duplicate)`);
+    prev = idOf(e);
+  }
+}
+
+/** Every event also seen by the reference reader (same id) has the same type and data. */
+function assertSameContent(events: SseEvent[], reference: SseEvent[], what: string): number {
+  const byId = new Map(reference.filter((e) => e.id !== undefined).map((e) => [e.id, e]));
+  let compared = 0;
+  for (const e of events) {
+    const r = byId.get(e.id);
+    if (r === undefined) continue;
+    assert.equal(e.event, r.event, `${what}: type of ${e.id}`);
+    assert.equal(e.data, r.data, `${what}: data of ${e.id}`);
+    compared++;
+  }
+  return compared;
+}
+
+test('three nodes: dongle console on node 3, group console on node 2, resume across nodes, stream_reset without history, command_status on a third node', async () => {
+  const db = await pgServer.createDatabase();
+  const small = ['--history-events', '300'];
+  const n1 = await node('x1', db, small);
+  const ta = await n1.admin.register('xa');
+  const tb = await n1.admin.register('xb');
+  await n1.admin.group('xg', 'xa', 'xb', { can0: 'can0' });
+  const n2 = await node('x2', db, small);
+  const n3 = await node('x3', db, small);
+  for (const n of [n2, n3]) await until(async () => (await n.admin.get('/api/v1/groups/xg')).status === 200, 10_000, 'the group known on every node');
+  const a = track(await startAgentProcess(['--sim', '--sim-rate', '20', '--bridge', n1.base, '--token', ta], { id: 'xa' }));
+  const b = track(await startAgentProcess(['--sim', '--sim-rate', '20', '--bridge', n2.base, '--token', tb], { id: 'xb' }));
+  await a.proc.waitForLog((l) => l.msg === 'uplink connected');
+  await b.proc.waitForLog((l) => l.msg === 'uplink connected');
+
+  // The reference: xa's console on node 1, where its agent is (that node numbers the stream).
+  const ref = await read(n1.base, 'dongles', 'xa');
+  await ref.waitFor((ev) => withId(ev).length >= 30, 20_000, '30 events on node 1');
+  // The same console on node 3: the same ids and content as node 1.
+  const on3 = await read(n3.base, 'dongles', 'xa');
+  await on3.waitFor((ev) => withId(ev).filter((e) => e.event === 'can_frame').length >= 30, 20_000, '30 frames of xa on node 3');
+  assertContiguous(withId(on3.events), undefined, 'xa on node 3');
+  assert.ok(assertSameContent(withId(on3.events), ref.events, 'xa on node 3 vs node 1') >= 30, 'node 3 shows node 1 events, same ids');
+
+  // The group console on node 2 (B's node; A's node numbers it): frames of both sides.
+  const g2 = await read(n2.base, 'groups', 'xg');
+  await g2.waitFor((ev) => ['xa', 'xb'].every((d) => withId(ev).some((e) => e.event === 'can_frame' && e.json.dongle === d)), 20_000, 'frames of both sides on node 2');
+  assertContiguous(withId(g2.events), undefined, 'group on node 2');
+  const g1 = await read(n1.base, 'groups', 'xg');
+  await g1.waitFor((ev) => withId(ev).length >= 20, 20_000, 'the group console on node 1');
+  await g2.waitFor((ev) => withId(ev).some((e) => e.id === g1.events.filter((x) => x.id !== undefined).at(-1)!.id), 20_000, 'node 2 reaches node 1 position');
+  assert.ok(assertSameContent(withId(g2.events), g1.events, 'group on node 2 vs node 1') >= 20, 'the group console is one sequence on both nodes');
+
+  // Resume across nodes: a Last-Event-ID obtained on node 1, resumed on node 3 and on node 2.
+  const first = await read(n1.base, 'dongles', 'xa');
+  await first.waitFor((ev) => withId(ev).length >= 10, 20_000, '10 events');
+  first.close();
+  const last = withId(first.events).at(-1)!.id!;
+  for (const n of [n3, n2]) {
+    const resumed = await read(n.base, 'dongles', 'xa', last);
+    await resumed.waitFor((ev) => withId(ev).length >= 40, 20_000, '40 events after the resume');
+    assert.equal(resumed.ofType('stream_reset').length, 0, `a clean resume on ${n.base}: ${JSON.stringify(resumed.ofType('stream_reset')[0]?.json)}`);
+    assertContiguous(withId(resumed.events), Number(last), `resumed on ${n.base}`);
+    await ref.waitFor((ev) => ev.some((e) => e.id === withId(resumed.events).at(-1)!.id), 20_000, 'the reference has them too');
+    assert.equal(assertSameContent(withId(resumed.events), ref.events, 'resumed vs node 1'), withId(resumed.events).length, 'every resumed event is node 1 event of that id');
+    resumed.close();
+  }
+
+  // No history: an id the ring has let go (--history-events 300) and an id from no run of this stream.
+  const oldest = ref.events.find((e) => e.id !== undefined)!.id!;
+  await ref.waitFor((ev) => withId(ev).length >= 400, 60_000, 'more events than the history keeps');
+  for (const [asked, reason] of [
+    [oldest, 'too_old'],
+    ['12345', 'previous_run'],
+  ] as const) {
+    const r = await read(n3.base, 'dongles', 'xa', asked);
+    await r.waitFor((ev) => ev.some((e) => e.event === 'stream_reset'), 10_000, 'a stream_reset');
+    assert.equal(r.events[0]!.event, 'stream_reset', 'the reset comes first');
+    assert.equal(r.events[0]!.json.reason, reason);
+    r.close();
+  }
+
+  // A command posted on node 3 to xa (on node 1): succeeded, and its statuses on node 2's console of xa.
+  const c2 = await read(n2.base, 'dongles', 'xa');
+  const posted = await n3.admin.post('/api/v1/dongles/xa/commands', { type: 'send_frame', bus: 'can0', id: '0x7DF', data_hex: '02 01 0C' });
+  assert.equal(posted.status, 202, JSON.stringify(posted.body));
+  const cid = String(posted.body.command_id);
+  await until(async () => (await n3.admin.get(`/api/v1/commands/${cid}`)).body.status === 'succeeded', 30_000, 'succeeded, seen on node 3');
+  const statusesOn = (c: SseClient): string[] => c.ofType('command_status').filter((e) => e.json.command_id === cid).map((e) => String(e.json.status));
+  await c2.waitFor(() => statusesOn(c2).includes('succeeded'), 20_000, 'command_status succeeded on node 2');
+  assert.deepEqual(statusesOn(c2), statusesOn(ref).slice(0, statusesOn(c2).length), 'node 2 shows the statuses node 1 shows, in order');
+  assert.ok(statusesOn(c2).includes('queued'), `the queued status (made on node 3) is on node 2 too: ${statusesOn(c2).join(', ')}`);
+  assertContiguous(withId(c2.events), undefined, 'xa on node 2');
+
+  const m2 = (await getJson(n2.base + '/metrics')).text;
+  assert.ok((metricValue(m2, 'canrelay_bridge_cluster_console_events_total', { direction: 'adopted', node: 'x2' }) ?? 0) > 0, 'node 2 mirrored events');
+  assert.ok((metricValue(m2, 'canrelay_bridge_cluster_console_mirrors', { node: 'x2' }) ?? 0) >= 2, 'node 2 mirrors the consoles read there');
+  const m1 = (await getJson(n1.base + '/metrics')).text;
+  assert.equal(metricValue(m1, 'canrelay_bridge_cluster_console_mirrors', { node: 'x1' }), 0, 'node 1 numbers them: no mirror there');
+});
+
+/**
+ * A reader that reconnects like EventSource (with its last id) until stopped; it records every
+ * connection's events, so that each reconnection can be checked: a stream_reset, or the very next id.
+ */
+class ResumingReader {
+  readonly connections: SseEvent[][] = [];
+  private stopped = false;
+  private current: SseClient | undefined;
+  lastId: string | undefined;
+  readonly done: Promise<void>;
+
+  constructor(
+    private readonly url: string,
+    private readonly maxConnections: number,
+  ) {
+    this.done = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped && this.connections.length < this.maxConnections) {
+      let c: SseClient;
+      try {
+        c = await SseClient.connect(this.url, this.lastId === undefined ? AUTH : { ...AUTH, 'Last-Event-ID': this.lastId });
+      } catch {
+        await new Promise((r) => setTimeout(r, 200)); // refused: the balancer has no backend yet; EventSource waits its retry too
+        continue;
+      }
+      this.current = c;
+      clients.push(c);
+      const events: SseEvent[] = [];
+      this.connections.push(events);
+      let seen = 0;
+      while (!c.closed && !this.stopped) {
+        await c.waitFor((ev) => ev.length > seen || c.closed || this.stopped, 60_000, 'events').catch(() => {});
+        for (const e of c.events.slice(seen)) {
+          events.push(e);
+          if (e.id !== undefined) this.lastId = e.id;
+        }
+        seen = c.events.length;
+      }
+    }
+  }
+
+  get all(): SseEvent[] {
+    return this.connections.flat();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.current?.close();
+    await this.done;
+  }
+}
+
+/** Each connection: ids in order without gaps; it starts with a stream_reset or right after the previous connection's last id. */
+function assertNoSilentGap(r: ResumingReader, what: string): { resets: number; clean: number } {
+  let prev: number | undefined;
+  let resets = 0;
+  let clean = 0;
+  for (const [i, events] of r.connections.entries()) {
+    const ided = events.filter((e) => e.id !== undefined);
+    if (ided.length === 0) continue;
+    const head = ided[0]!;
+    if (head.event === 'stream_reset') {
+      resets++;
+      prev = Number(head.id); // the reset's id is the position it continues from
+      assertContiguous(ided.slice(1), prev, `${what}, connection ${i}`);
+    } else {
+      if (prev !== undefined) clean++;
+      assertContiguous(ided, prev, `${what}, connection ${i}`);
+    }
+    prev = Number(ided.at(-1)!.id);
+  }
+  return { resets, clean };
+}
+
+test('SIGKILL of the node that numbers a console: readers reconnect through the balancer and resume or get a stream_reset, never a silent gap', async (t) => {
+  const db = await pgServer.createDatabase();
+  const k1 = await node('y1', db);
+  const token = await k1.admin.register('ya');
+  const k2 = await node('y2', db);
+  const k3 = await node('y3', db);
+  const lb = await TcpBalancer.start([k1, k2, k3].map((n) => Number(new URL(n.base).port)));
+  try {
+    // The agent and the first reader reach node 1 through the balancer (its first backend).
+    const a = track(await startAgentProcess(['--sim', '--sim-rate', '20', '--bridge', lb.base, '--token', token], { id: 'ya' }));
+    await a.proc.waitForLog((l) => l.msg === 'uplink connected');
+    const viaLb = new ResumingReader(consoleUrl(lb.base, 'dongles', 'ya'), 20);
+    const onK3 = new ResumingReader(consoleUrl(k3.base, 'dongles', 'ya'), 20);
+    await until(() => viaLb.all.filter((e) => e.id).length >= 20 && onK3.all.filter((e) => e.id).length >= 20, 20_000, 'both readers under way');
+    await k1.proc.stop('SIGKILL');
+    // The agent reconnects through the balancer (node 2), which numbers the stream from then on.
+    await until(async () => metricValue((await getJson(k2.base + '/metrics')).text, 'canrelay_bridge_agents_connected', { node: 'y2' }) === 1, 30_000, 'the agent on node 2');
+    const settledLb = viaLb.connections.length;
+    const settled3 = onK3.connections.length;
+    // Both readers see new events from node 2's run.
+    await until(
+      () => viaLb.connections.length > 1 && (viaLb.connections.at(-1)?.filter((e) => e.event === 'can_frame').length ?? 0) >= 10 && (onK3.connections.at(-1)?.filter((e) => e.event === 'can_frame').length ?? 0) >= 10 && onK3.connections.length >= settled3,
+      30_000,
+      'both readers get events numbered by node 2',
+    );
+    await viaLb.stop();
+    await onK3.stop();
+    const lbResult = assertNoSilentGap(viaLb, 'reader through the balancer');
+    const k3Result = assertNoSilentGap(onK3, 'reader on node 3');
+    t.diagnostic(`through the balancer: ${viaLb.connections.length} connections, ${JSON.stringify(lbResult)}; on node 3: ${onK3.connections.length} connections, ${JSON.stringify(k3Result)}`);
+    assert.ok(viaLb.connections.length >= 2 && settledLb >= 1, 'the balancer reader reconnected after node 1 died');
+    assert.ok(lbResult.resets + lbResult.clean >= 1, 'its reconnection resumed or got a stream_reset');
+    // A new run (node 2 numbers now): node 1's ids cannot be proven complete, so node 3's reader got a reset.
+    assert.ok(k3Result.resets >= 1, `the reader on node 3 got a stream_reset when node 2 took the stream over (${JSON.stringify(k3Result)})`);
+  } finally {
+    await lb.close();
+  }
+});
