@@ -31,7 +31,11 @@ import {
   encodeWithJson,
   HISTORY_REPLY_BYTES,
   NO_HISTORY,
+  interestMessage,
   parseHistoryRequest,
+  parseJson,
+  WATCHED_MAX,
+  watchedMessage,
   type NumberedMeta,
 } from './console-wire.js';
 import { SUBJECTS, type NatsLink } from './nats-connection.js';
@@ -46,6 +50,12 @@ const HISTORY_PAGES_MAX = 64;
 const SYNC_MS = 250;
 /** A forwarded event is passed on at most this many times while nodes disagree on who numbers. */
 const MAX_HOPS = 2;
+/** A mirror tells its numbering node it is still read this often; the numbering node forgets it after INTEREST_MS. */
+const INTEREST_EVERY_MS = 1000;
+const INTEREST_MS = 5000;
+/** The numbering node says which of its streams are read this often (and at once when one is new); others forget after WATCHED_MS. */
+const WATCHED_EVERY_MS = 1000;
+const WATCHED_MS = 3000;
 
 export interface ConsoleSyncDeps {
   nats: NatsLink;
@@ -92,6 +102,13 @@ export class ConsoleSync {
   private readonly roles = new Map<string, Role>();
   private readonly outbox: ConsoleOutbox;
   private readonly timer: NodeJS.Timeout;
+  /** Streams numbered here that another node mirrors: until when (numbered events are published only for these). */
+  private readonly remoteInterest = new Map<string, number>();
+  /** Streams numbered elsewhere that someone reads: until when (frames made here are forwarded only for these). */
+  private readonly watchedUntil = new Map<string, number>();
+  private announced = new Set<string>();
+  private lastAnnounceAt = 0;
+  private lastInterestAt = 0;
   readonly stats: ConsoleSyncStats = {
     numberedOut: 0,
     forwardedOut: 0,
@@ -110,6 +127,8 @@ export class ConsoleSync {
     const nc = d.nats.nc;
     nc.subscribe(SUBJECTS.consoleIn(d.node), { callback: (_e, m) => this.onForwarded(m.data) });
     nc.subscribe(SUBJECTS.consoleHistory(d.node), { callback: (_e, m) => m.respond(this.answerHistory(m.data)) });
+    nc.subscribe(SUBJECTS.consoleInterest(d.node), { callback: (_e, m) => this.onInterest(m.data) });
+    nc.subscribe(SUBJECTS.consoleWatched, { callback: (_e, m) => this.onWatched(m.data) });
     // What was in transit while NATS was away is lost: every mirror catches up from its numbering node.
     d.nats.onReconnect(() => {
       for (const m of this.mirrors.values()) void this.catchUp(m, undefined);
@@ -172,6 +191,16 @@ export class ConsoleSync {
   private syncAll(): void {
     const now = Date.now();
     for (const s of this.d.streams.all()) this.sync(s);
+    this.announceWatched(now);
+    if (now - this.lastInterestAt >= INTEREST_EVERY_MS) {
+      this.lastInterestAt = now;
+      for (const [name, m] of this.mirrors) {
+        const numberer = this.roles.get(name)?.numberer;
+        if (numberer !== undefined && numberer !== this.d.node) this.outbox.push(SUBJECTS.consoleInterest(numberer), JSON.stringify({ stream: m.stream.name }));
+      }
+    }
+    for (const [name, until] of this.remoteInterest) if (until < now) this.remoteInterest.delete(name);
+    for (const [name, until] of this.watchedUntil) if (until < now) this.watchedUntil.delete(name);
     for (const [name, r] of this.roles) if (this.d.streams.find(name) !== r.stream) this.roles.delete(name);
     for (const [name, m] of this.mirrors) {
       if (this.d.streams.find(name) !== m.stream) {
@@ -230,12 +259,53 @@ export class ConsoleSync {
 
   // ---- numbering node ----
 
+  /** Streams numbered here that someone reads (here or in a mirror elsewhere), told to every node: at once when the set grows, else every second. */
+  private announceWatched(now: number): void {
+    const watched = new Set<string>();
+    for (const [name, role] of this.roles) if (role.isHere && (role.stream.subscriberCount > 0 || (this.remoteInterest.get(name) ?? 0) >= now)) watched.add(name);
+    const grew = [...watched].some((n) => !this.announced.has(n));
+    this.announced = watched;
+    if (watched.size === 0 || (!grew && now - this.lastAnnounceAt < WATCHED_EVERY_MS)) return;
+    this.lastAnnounceAt = now;
+    const names = [...watched];
+    for (let i = 0; i < names.length; i += WATCHED_MAX) this.outbox.push(SUBJECTS.consoleWatched, JSON.stringify({ node: this.d.node, streams: names.slice(i, i + WATCHED_MAX) }));
+  }
+
+  private onInterest(data: Uint8Array): void {
+    const m = parseJson(data, interestMessage);
+    if (m === undefined) {
+      this.d.nats.stats.badMessages++;
+      return;
+    }
+    this.remoteInterest.set(m.stream, Date.now() + INTEREST_MS);
+  }
+
+  private onWatched(data: Uint8Array): void {
+    const m = parseJson(data, watchedMessage);
+    if (m === undefined) {
+      this.d.nats.stats.badMessages++;
+      return;
+    }
+    if (m.node === this.d.node) return;
+    const until = Date.now() + WATCHED_MS;
+    for (const name of m.streams) this.watchedUntil.set(name, until);
+  }
+
+  /** Frames made here for a stream another node numbers are forwarded only while someone reads it. */
+  wantsFrames(s: ConsoleStream): boolean {
+    return (this.watchedUntil.get(s.name) ?? 0) >= Date.now();
+  }
+
   numbered(s: ConsoleStream, id: number, runStart: number, type: ConsoleEventType, json: string): void {
+    // Nobody mirrors it: nothing to publish (a new mirror gets the history first, then live events).
+    if ((this.remoteInterest.get(s.name) ?? 0) < Date.now()) return;
     this.stats.numberedOut++;
     this.outbox.push(SUBJECTS.consoleEvents(s.name), encodeWithJson({ n: this.d.node, r: runStart, i: id, t: type }, json));
   }
 
   forward(s: ConsoleStream, numberer: string, type: ConsoleEventType, json: string, hops = 0): void {
+    // A group's state is told by the node that numbers its console (each node has its own view of the counters).
+    if (type === 'group_state') return;
     this.stats.forwardedOut++;
     this.outbox.push(SUBJECTS.consoleIn(numberer), encodeWithJson({ s: s.name, t: type, h: hops }, json));
   }
@@ -270,6 +340,8 @@ export class ConsoleSync {
     }
     const s = this.d.streams.find(q.stream);
     if (s === undefined || this.roles.get(s.name)?.isHere === false) return NO_HISTORY;
+    // From now on its numbered events are published (before the reply goes: none is missed in between).
+    this.remoteInterest.set(q.stream, Date.now() + INTEREST_MS);
     const events = s.textAfter(q.after ?? -1, HISTORY_REPLY_BYTES);
     const last = events.at(-1)?.id ?? q.after ?? -1;
     return JSON.stringify({ run: s.runStart, latest: s.latest, events: events.map((e) => [e.id, e.type, e.json]), more: events.length > 0 && last < s.latest });
@@ -396,5 +468,9 @@ class Role implements StreamNumbering {
 
   forward(type: ConsoleEventType, json: string): void {
     this.sync.forward(this.stream, this.numberer, type, json);
+  }
+
+  wantsFrames(): boolean {
+    return this.sync.wantsFrames(this.stream);
   }
 }

@@ -2,11 +2,15 @@
  * The console messages nodes exchange over NATS (console-sync.ts), encoded and validated in one place:
  *  - a numbered event (`canrelay.console.ev.<stream>`): `{n: node, r: run start, i: id, t: type}` + "\n" + the event's JSON;
  *  - a forwarded event (`canrelay.console.in.<node>`): `{s: stream, t: type, h: hops}` + "\n" + the event's JSON;
- *  - a history request `{stream, after}` and its reply `{run, latest, events: [[id, type, json] …], more}`.
+ *  - a history request `{stream, after}` and its reply `{run, latest, events: [[id, type, json] …], more}`;
+ *  - interest `{stream}` (a mirror is still read) and `watched` `{node, streams}` (streams someone reads).
  * The event JSON is written verbatim into SSE responses, so it must be one JSON object on one line.
  */
 import { z } from 'zod';
 import { CONSOLE_EVENT_TYPES, type ConsoleEventType } from '../../core/console/events.js';
+
+/** Streams named in one `watched` announcement at most (more are split over several). */
+export const WATCHED_MAX = 2000;
 
 const eventType = z.enum(CONSOLE_EVENT_TYPES as [ConsoleEventType, ...ConsoleEventType[]]);
 const id = z.number().int().min(0).max(1e15);
@@ -24,6 +28,8 @@ export const historyReply = z
   })
   .strict();
 const noHistory = z.object({ none: z.literal(true) }).strict();
+export const interestMessage = z.object({ stream: streamName }).strict();
+export const watchedMessage = z.object({ node: z.string().min(1).max(200), streams: z.array(streamName).max(WATCHED_MAX) }).strict();
 
 export type NumberedMeta = z.infer<typeof numberedMeta>;
 export type ForwardedMeta = z.infer<typeof forwardedMeta>;
@@ -79,6 +85,16 @@ export function decodeHistoryReply(data: Uint8Array): HistoryReply | null | unde
   const r = historyReply.safeParse(v);
   if (!r.success || !r.data.events.every((e) => isEventJson(e[2]))) return undefined;
   return r.data;
+}
+
+/** Parses a small JSON message with its schema; undefined when malformed. */
+export function parseJson<T>(data: Uint8Array, schema: z.ZodType<T>): T | undefined {
+  try {
+    const r = schema.safeParse(JSON.parse(Buffer.from(data).toString('utf8')));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function parseHistoryRequest(data: Uint8Array): HistoryRequest | undefined {

@@ -27,6 +27,10 @@ export const SUBJECTS = {
   consoleIn: (node: string): string => `canrelay.console.in.${hexToken(node)}`,
   /** "Your stream's history after id n", asked of the numbering node by a node starting (or catching up) a mirror. */
   consoleHistory: (node: string): string => `canrelay.console.history.${hexToken(node)}`,
+  /** "This node still mirrors the stream", to its numbering node (numbered events are published only while someone does). */
+  consoleInterest: (node: string): string => `canrelay.console.interest.${hexToken(node)}`,
+  /** The streams a node numbers that someone reads (there or in a mirror): other nodes forward their frames only for these. */
+  consoleWatched: 'canrelay.console.watched',
 } as const;
 
 export const hexToken = (s: string): string => Buffer.from(s, 'utf8').toString('hex');

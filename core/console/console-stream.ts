@@ -64,6 +64,8 @@ export interface StreamNumbering {
   numbered(id: number, runStart: number, type: ConsoleEventType, json: string): void;
   /** Elsewhere: an event made here (sampled here) goes to the node that numbers, not into this node's ring. */
   forward(type: ConsoleEventType, json: string): void;
+  /** Elsewhere: whether frames are wanted there (someone reads the stream); when not, a frame costs only its sampling here. */
+  wantsFrames(): boolean;
 }
 
 /** One stored event as text (a cluster backfill). */
@@ -263,9 +265,12 @@ export class ConsoleStream {
       return;
     }
     const represents = this.sampler.active || n > 1 ? n : undefined;
+    const numbering = this.numbering;
+    const elsewhere = numbering !== undefined && !numbering.here;
+    if (elsewhere && !numbering.wantsFrames()) return;
     const decoded = this.decodeFrame?.(f, dongle);
     // Forwarded to the numbering node (cluster): as text, which a frame stored here is made only when read.
-    if (decoded !== undefined || f.err || (this.numbering !== undefined && !this.numbering.here)) {
+    if (decoded !== undefined || f.err || elsewhere) {
       // Decoded signals (the decoder's state right now) and error-frame words are made here, once, as text.
       const data = canFrameData(f, represents, decoded);
       if (dongle !== undefined) data.dongle = dongle;

@@ -92,11 +92,15 @@ test('three nodes: dongle console on node 3, group console on node 2, resume acr
   // The reference: xa's console on node 1, where its agent is (that node numbers the stream).
   const ref = await read(n1.base, 'dongles', 'xa');
   await ref.waitFor((ev) => withId(ev).length >= 30, 20_000, '30 events on node 1');
+  // Nobody reads a console on another node yet: node 1 publishes no numbered event (mirrors are lazy).
+  const numberedOut = async (): Promise<number> => metricValue((await getJson(n1.base + '/metrics')).text, 'canrelay_bridge_cluster_console_events_total', { direction: 'numbered_out', node: 'x1' }) ?? 0;
+  assert.equal(await numberedOut(), 0, 'no numbered event published while no other node reads');
   // The same console on node 3: the same ids and content as node 1.
   const on3 = await read(n3.base, 'dongles', 'xa');
   await on3.waitFor((ev) => withId(ev).filter((e) => e.event === 'can_frame').length >= 30, 20_000, '30 frames of xa on node 3');
   assertContiguous(withId(on3.events), undefined, 'xa on node 3');
   assert.ok(assertSameContent(withId(on3.events), ref.events, 'xa on node 3 vs node 1') >= 30, 'node 3 shows node 1 events, same ids');
+  assert.ok((await numberedOut()) > 0, 'node 1 publishes once node 3 reads');
 
   // The group console on node 2 (B's node; A's node numbers it): frames of both sides.
   const g2 = await read(n2.base, 'groups', 'xg');
