@@ -175,6 +175,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   const stop = (reason = 'bridge stopping'): Promise<void> =>
     (stopping ??= (async () => {
       relay.flushNow(); // frames already taken go out before the links' close frames
+      relay.dropHeldAtStop(); // what is still held dies with the process: counted, logged
       await agents.stop();
       await cluster?.stop();
       relay.stop();

@@ -32,7 +32,7 @@ export interface PendingFrame extends SequencedFrame {
   clock: ClockFix;
 }
 
-export type DropReason = 'backlog_full' | 'too_old' | 'group_changed';
+export type DropReason = 'backlog_full' | 'too_old' | 'group_changed' | 'bridge_stopped';
 
 /** The target agent's connection as the queue sees it. */
 export interface DownLink {
@@ -161,6 +161,21 @@ export class DownQueue {
     }
     if (stale > 0) this.hooks.dropped('too_old', stale);
     this.compact();
+  }
+
+  /**
+   * The bridge is stopping and the frames held here die with the process (they were taken from, and
+   * acknowledged to, their origin): counted as `bridge_stopped`. Frames never sent on the current link
+   * always; frames sent but not acknowledged only when the side is offline — a connected side has them
+   * ahead of its close frame, while an offline one may or may not have applied them before its link went
+   * (its relay_seq_gaps can then be lower than this count by at most those). Returns the count.
+   */
+  dropAtStop(connected: boolean): number {
+    const n = this.waiting + (connected ? this.window.size - this.window.inFlight : this.window.clear());
+    this.items = [];
+    this.head = 0;
+    if (n > 0) this.hooks.dropped('bridge_stopped', n);
+    return n;
   }
 
   /** Drops everything (the side left the group); counted under `reason`. */

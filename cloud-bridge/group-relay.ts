@@ -24,7 +24,7 @@ import type { StateStore } from './state-store.js';
 const PEER_BEHIND_FRAMES = 4096;
 const SIDES: readonly Side[] = ['a', 'b'];
 const other = (s: Side): Side => (s === 'a' ? 'b' : 'a');
-export const DROP_REASONS: readonly DropReason[] = ['backlog_full', 'too_old', 'group_changed'];
+export const DROP_REASONS: readonly DropReason[] = ['backlog_full', 'too_old', 'group_changed', 'bridge_stopped'];
 
 /** A connected agent as the relay sees it. */
 export interface RelayLink extends DownLink {
@@ -202,6 +202,26 @@ export class GroupRelay {
    */
   flushNow(): void {
     this.flushDirty();
+  }
+
+  /**
+   * Shutdown, after flushNow() and before the links close: what is still held for a side (an offline
+   * side's backlog, a connected side's frames beyond its window or slow socket) would die with the
+   * process, so it is counted (`bridge_stopped`, in the group's persisted `dropped` that the next start's
+   * group_state shows) and logged. Not persisted for delivery: see docs/architecture.md's drop table.
+   */
+  dropHeldAtStop(): void {
+    for (const g of this.groups.values()) {
+      for (const s of SIDES) {
+        const side: SideRuntime = g.sides[s];
+        const connected = this.links.get(side.dongle)?.ready === true;
+        const n = side.queue.dropAtStop(connected);
+        if (n === 0) continue;
+        const msg = `bridge stopping: ${n} frames held for side ${s} (${side.dongle}${connected ? ', connected' : ', offline'}) of group ${g.id} are dropped, counted in the group's dropped total`;
+        this.log.warn({ group: g.id, side: s, dongle: side.dongle, connected, frames: n, code: 'relay_dropped_at_stop' }, msg);
+        this.consoles.groupLog(g.id, logData('warn', msg, 'relay_dropped_at_stop', { side: s, dongle: side.dongle, frames: n }));
+      }
+    }
   }
 
   /** Sends what this turn's UP batches queued (see `dirty`). */
@@ -448,5 +468,5 @@ export class GroupRelay {
 }
 
 function zeroDrops(): Record<DropReason, number> {
-  return { backlog_full: 0, too_old: 0, group_changed: 0 };
+  return { backlog_full: 0, too_old: 0, group_changed: 0, bridge_stopped: 0 };
 }

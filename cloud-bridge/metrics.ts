@@ -97,7 +97,7 @@ export function bridgeMetrics(src: BridgeMetricSources): Registry {
   gauge(r, 'canrelay_bridge_in_flight_frames', 'Frames sent to a group side, waiting for its ack', ['group', 'side'], (g) => {
     for (const x of groups()) for (const s of x.sides) g.set({ group: x.group, side: s.side }, s.inFlight);
   });
-  counter(r, 'canrelay_bridge_frames_dropped_total', 'Frames for a group side dropped (backlog_full, too_old, group_changed), never transmitted', ['group', 'side', 'reason'], (c) => {
+  counter(r, 'canrelay_bridge_frames_dropped_total', 'Frames for a group side dropped (backlog_full, too_old, group_changed, bridge_stopped), never transmitted', ['group', 'side', 'reason'], (c) => {
     for (const x of groups()) for (const s of x.sides) for (const reason of DROP_REASONS) c.inc({ group: x.group, side: s.side, reason }, s.dropped[reason]);
   });
   counter(r, 'canrelay_bridge_frames_loop_guarded_total', 'Frames that arrived as tx (already transmitted) and were not relayed', [], (c) => c.inc(src.relay.loopGuarded));

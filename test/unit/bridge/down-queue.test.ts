@@ -170,3 +170,33 @@ test('down queue: clear() drops waiting and in-flight frames under the given rea
   q.flush(link, NOW);
   assert.equal(link.batches.length, 0, 'nothing of the old group is sent');
 });
+
+test('down queue: dropAtStop() counts what would die with the process — all of an offline side, the unsent of a connected one', () => {
+  // Offline side: one batch sent before its link went (unacknowledged), two frames waiting.
+  const off = queue();
+  off.q.push(pending(1));
+  off.q.flush(new FakeLink(), NOW);
+  off.q.linkDown();
+  off.q.push(pending(2));
+  off.q.push(pending(3));
+  assert.equal(off.q.dropAtStop(false), 3);
+  assert.equal(off.drops.get('bridge_stopped'), 3);
+  assert.equal(off.q.backlog, 0);
+  // Connected side: a batch on the wire (it reaches the agent ahead of the close frame: not counted),
+  // two frames the link could not take.
+  const on = queue();
+  const link = new FakeLink();
+  link.room = 1;
+  on.q.push(pending(1));
+  on.q.flush(link, NOW);
+  on.q.push(pending(2));
+  on.q.push(pending(3));
+  on.q.flush(link, NOW);
+  assert.equal(on.q.waiting, 2);
+  assert.equal(on.q.dropAtStop(true), 2);
+  assert.equal(on.drops.get('bridge_stopped'), 2);
+  // Nothing held: nothing counted.
+  const none = queue();
+  assert.equal(none.q.dropAtStop(false), 0);
+  assert.equal(none.drops.get('bridge_stopped'), undefined);
+});

@@ -1,0 +1,119 @@
+/**
+ * Every route of the agent's local API against the README's table of which token it needs ("The local
+ * API: tokens and HTTPS"), through the real CLI over loopback: with --local-token-file alone and with
+ * --console-auth too, each route is asked with no token, a wrong one, a read token and the admin token.
+ * A write must refuse no token (401) and a read token (403); a guarded read must refuse no token (401);
+ * an open route must answer without one. The table is read from the README, so a route added to the
+ * table is checked and a route's guard changed without the table fails here.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { RECORDINGS_PATH } from '../../agent/recording/recording-routes.js';
+import { DBC_RELOAD_PATH, SIGNALS_PATH } from '../../agent/signals/signals-routes.js';
+import { startAgentProcess, tempDir, type StartedAgent } from '../helpers/processes.js';
+
+const ADMIN = 'admin-token-0123456789abcdef';
+const READ = 'read-token-0123456789abcdef';
+const DONGLE = 'auth-gw';
+
+type Need = 'open' | 'any token' | 'admin';
+interface Route {
+  method: string;
+  path: string;
+  plain: Need;
+  consoleAuth: Need;
+}
+
+/** The README's table, row by row. */
+function readmeRoutes(): Route[] {
+  const text = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8');
+  const section = text.slice(text.indexOf('### The local API: tokens and HTTPS'));
+  const rows: Route[] = [];
+  for (const line of section.slice(0, section.indexOf('\n### ')).split('\n')) {
+    const m = /^\| `(GET|HEAD|POST|PUT|DELETE) (\/[^` ]*)`[^|]* \| (open|any token|admin) \| (open|any token|admin) \|$/.exec(line);
+    if (m) rows.push({ method: m[1]!, path: m[2]!, plain: m[3] as Need, consoleAuth: m[4] as Need });
+  }
+  return rows;
+}
+
+const running: StartedAgent[] = [];
+after(async () => {
+  for (const a of running) await a.proc.stop('SIGKILL');
+});
+let tokenFile: string;
+before(() => {
+  tokenFile = join(tempDir('canrelay-auth-routes-'), 'local-tokens');
+  writeFileSync(tokenFile, `admin ${ADMIN}\nread ${READ}\n`);
+});
+
+/** Status of one request; a stream is abandoned once its head has come. */
+async function status(base: string, method: string, path: string, token?: string): Promise<number> {
+  const ac = new AbortController();
+  const res = await fetch(base + path, {
+    method,
+    signal: ac.signal,
+    headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(method === 'POST' ? { 'Content-Type': 'application/json' } : {}) },
+    ...(method === 'POST' ? { body: '{}' } : {}),
+  });
+  const s = res.status;
+  if (res.headers.get('content-type')?.startsWith('text/event-stream')) ac.abort();
+  else await res.arrayBuffer();
+  return s;
+}
+
+/** Checks every route in `routes` for one agent; `rid` is a recording of it (for the <rid> paths). */
+async function checkRoutes(a: StartedAgent, routes: Route[], need: (r: Route) => Need, rid: string): Promise<void> {
+  const concrete = (r: Route): string => r.path.replace('<id>', DONGLE).replace('<rid>', rid);
+  // Refusals first (they change nothing), then the admin token in table order (stop before delete).
+  for (const r of routes) {
+    const path = concrete(r);
+    const n = need(r);
+    const what = `${r.method} ${r.path} (${n})`;
+    const none = await status(a.base, r.method, path);
+    const wrong = await status(a.base, r.method, path, 'wrong-token-0123456789abcdef');
+    const read = await status(a.base, r.method, path, READ);
+    if (n === 'open') {
+      assert.ok(none !== 401 && none !== 403, `${what}: answered without a token (got ${none})`);
+    } else {
+      assert.equal(none, 401, `${what}: no token is 401`);
+      assert.equal(wrong, 401, `${what}: an unknown token is 401`);
+      if (n === 'admin') assert.equal(read, 403, `${what}: a read token is 403`);
+      else assert.ok(read !== 401 && read !== 403, `${what}: a read token may (got ${read})`);
+    }
+  }
+  for (const r of routes) {
+    const s = await status(a.base, r.method, concrete(r), ADMIN);
+    assert.ok(s !== 401 && s !== 403 && s < 500, `${r.method} ${r.path}: the admin token may (got ${s})`);
+  }
+}
+
+/** An agent with the tokens (and --console-auth when asked) and one stopped recording. */
+async function agentWithRecording(extra: string[]): Promise<{ a: StartedAgent; rid: string }> {
+  const a = await startAgentProcess(['--sim', '--sim-rate', '50', '--local-token-file', tokenFile, ...extra], { id: DONGLE });
+  running.push(a);
+  const start = await fetch(a.base + RECORDINGS_PATH, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN}` } });
+  assert.equal(start.status, 201);
+  const rid = String(((await start.json()) as { id: string }).id);
+  return { a, rid };
+}
+
+test("the README's route table names every route the agent serves (the paths its route files declare)", () => {
+  const routes = readmeRoutes();
+  const paths = new Set(routes.map((r) => r.path));
+  for (const p of ['/api/v1/streams/dongles/<id>/console', '/api/v1/info', '/metrics', '/healthz', '/', SIGNALS_PATH, DBC_RELOAD_PATH, RECORDINGS_PATH, `${RECORDINGS_PATH}/<rid>`, `${RECORDINGS_PATH}/<rid>/stop`])
+    assert.ok(paths.has(p), `${p} is in the README's table`);
+  assert.ok(routes.length >= 13, `${routes.length} rows read`);
+});
+
+test('--local-token-file: every write refuses no token (401) and a read token (403); reads answer without one', async () => {
+  const { a, rid } = await agentWithRecording([]);
+  await checkRoutes(a, readmeRoutes(), (r) => r.plain, rid);
+});
+
+test('--local-token-file --console-auth: every route but /healthz and the page refuses no token (401); writes refuse a read token (403)', async () => {
+  const { a, rid } = await agentWithRecording(['--console-auth']);
+  await checkRoutes(a, readmeRoutes(), (r) => r.consoleAuth, rid);
+});
