@@ -384,6 +384,14 @@ export class ConsoleSync {
       }
       return;
     }
+    // A hole or a new run: first ask the node that numbered it for what the mirror lacks (events lost in
+    // transit, or numbered before this node heard of the new run); only what it no longer has is a reset.
+    const st = m.stream;
+    if (e.meta.r >= m.run && (e.meta.r !== st.runStart || e.meta.i > st.latest + 1)) {
+      void this.catchUp(m, e.meta.n);
+      const held = heldOf(m); // set by catchUp when it asks
+      if (held !== undefined) return void held.push(e);
+    }
     this.apply(m, e.meta.r, e.meta.i, e.meta.t, e.json);
   }
 
@@ -443,6 +451,10 @@ export class ConsoleSync {
     m.catchingUp = p;
     return p;
   }
+}
+
+function heldOf(m: Mirror): Mirror['held'] {
+  return m.held;
 }
 
 /** A stream's numbering in the cluster (ConsoleStream calls it for every event made or numbered here). */
