@@ -37,8 +37,8 @@ const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 2));
 const SETTLE_MS = 10_000;
 const TICK_MS = 10;
 const LATENCY_SAMPLES = 1 << 18;
-/** Extra node flags for the bridges (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"), after the unit's NODE_OPTIONS. */
-const EXTRA_NODE_OPTIONS = process.env.BENCH_BRIDGE_NODE_OPTIONS ?? '';
+/** Extra node flags for the bridges (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"; the unit's NODE_OPTIONS apply too). */
+const EXTRA_NODE_ARGS = (process.env.BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
 interface Result {
   mode: Mode;
@@ -126,18 +126,19 @@ async function until(pred: () => boolean | Promise<boolean>, ms: number, what: s
 }
 
 async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: PostgresServer }): Promise<Result> {
-  const env = { NODE_OPTIONS: `${UNIT_NODE_OPTIONS} ${EXTRA_NODE_OPTIONS}`.trim() };
+  const env = { NODE_OPTIONS: UNIT_NODE_OPTIONS };
+  const nodeArgs = EXTRA_NODE_ARGS;
   // Default log level (info: startBridgeProcess reads the "listening" line): a few lines per connection, none per frame.
   const common = ['--backlog-max-frames', '200000'];
   const nodes: StartedBridge[] = [];
   const agents: FakeAgent[] = [];
   try {
     if (mode === 'embedded') {
-      nodes.push(await startBridgeProcess(common, { db: join(tempDir('canrelay-cluster-bench-'), 'bridge.sqlite'), env }));
+      nodes.push(await startBridgeProcess(common, { db: join(tempDir('canrelay-cluster-bench-'), 'bridge.sqlite'), env, nodeArgs }));
     } else {
       const db = await servers.pg.createDatabase('canrelay_bench');
       const count = mode === 'cluster-2' ? 2 : 1;
-      for (let i = 1; i <= count; i++) nodes.push(await startBridgeProcess([...common, '--cluster', servers.nats.url, '--node-id', `bench${i}`], { db, env }));
+      for (let i = 1; i <= count; i++) nodes.push(await startBridgeProcess([...common, '--cluster', servers.nats.url, '--node-id', `bench${i}`], { db, env, nodeArgs }));
     }
     const admin = nodes[0]!.admin;
     const ids = Array.from({ length: DONGLES }, (_, i) => `cb-${String(i).padStart(4, '0')}`);
@@ -270,7 +271,7 @@ async function main(): Promise<void> {
   const results: Result[] = [];
   try {
     pg = clustered ? await PostgresServer.start() : undefined;
-    process.stdout.write(`shape ${DONGLES} dongles in ${Math.floor(DONGLES / 2)} groups x ${RATE} frames/s x ${SECONDS} s; modes ${MODES.join(', ')}; ${RUNS} runs; bridge NODE_OPTIONS "${UNIT_NODE_OPTIONS} ${EXTRA_NODE_OPTIONS}"\n`);
+    process.stdout.write(`shape ${DONGLES} dongles in ${Math.floor(DONGLES / 2)} groups x ${RATE} frames/s x ${SECONDS} s; modes ${MODES.join(', ')}; ${RUNS} runs; bridge NODE_OPTIONS "${UNIT_NODE_OPTIONS}", node flags "${EXTRA_NODE_ARGS.join(' ')}"\n`);
     for (let run = 1; run <= RUNS; run++) {
       for (const mode of MODES) {
         const r = await once(mode, run, { nats: nats!, pg: pg! });

@@ -2,8 +2,9 @@
  * Group relay across nodes. The frames a side sends arrive on the node its agent is connected to; that
  * node's GroupRelay queues them for the peer side as always (same DownQueue: order, bound, age rule,
  * batch numbers, window). When the peer's agent is connected to ANOTHER node, the queue's link is a
- * RemoteSide: each encoded DOWN batch is published to the owner node (SUBJECTS.down), which writes it to
- * the agent's socket unchanged. The agent's cumulative DOWN ack goes back to every node (SUBJECTS.ack), so
+ * RemoteSide: each encoded DOWN batch is published to the owner node (SUBJECTS.down; the batches of one
+ * event-loop turn for one node go in one message, down-bundle.ts), which writes it to the agent's socket
+ * unchanged. The agent's cumulative DOWN ack goes back to every node (SUBJECTS.ack, one message per turn), so
  * the sending node's window empties and backpressure (window, peerBehind) holds across nodes exactly as
  * on one node: memory stays bounded by the same limits.
  *
@@ -13,17 +14,22 @@
  * in transit when a connection breaks.
  */
 import { randomUUID } from 'node:crypto';
-import { headers, type Msg } from 'nats';
+import type { Msg } from 'nats';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AgentLink } from '../agent-link.js';
 import type { GroupRelay, RelayLink } from '../group-relay.js';
-import { fromHexToken, SUBJECTS, type NatsLink } from './nats-connection.js';
+import { BUNDLE_MAX_BYTES, BundleWriter, readBundle, type BundledBatch } from './down-bundle.js';
+import { SUBJECTS, type NatsLink } from './nats-connection.js';
 import type { Ownership } from './ownership.js';
 
 const resendMessage = z.object({ dongle: z.string().min(1).max(64), node: z.string().min(1).max(200) }).strict();
 const backMessage = z.object({ node: z.string().min(1).max(200) }).strict();
-const ackMessage = z.object({ dongle: z.string().min(1).max(64), batch: z.number().int().min(0), node: z.string() }).strict();
+/** At most this many dongles' acks per message (a node with more connected dongles sends several). */
+const ACKS_PER_MESSAGE = 1000;
+const ackMessage = z
+  .object({ node: z.string().min(1).max(200), acks: z.array(z.tuple([z.string().min(1).max(64), z.number().int().min(0)])).min(1).max(ACKS_PER_MESSAGE) })
+  .strict();
 
 export interface RemoteSidesStats {
   /** DOWN batches published to another node / received from one and written to a local agent. */
@@ -69,6 +75,10 @@ export class RemoteSides {
   private readonly streams = new Map<string, { instance: string; next: number }>();
   /** Dongles connected here that received DOWN batches from another node (their acks are valid). */
   private readonly fedRemotely = new Set<string>();
+  /** DOWN acks of this turn, by dongle (the highest: acks are cumulative), published together at its end. */
+  private readonly pendingAcks = new Map<string, number>();
+  /** DOWN batches of this turn, by the node they go to, bundled into one message each at its end. */
+  private readonly bundles = new Map<string, BundleWriter>();
 
   constructor(
     private readonly nats: NatsLink,
@@ -77,7 +87,7 @@ export class RemoteSides {
     private readonly localLink: (dongle: string) => AgentLink | undefined,
     private readonly log: Logger,
   ) {
-    nats.nc.subscribe(SUBJECTS.downFor(ownership.node), { callback: (_e, m) => this.onDown(m) });
+    nats.nc.subscribe(SUBJECTS.down(ownership.node), { callback: (_e, m) => this.onBundle(m) });
     nats.nc.subscribe(SUBJECTS.ack, { callback: (_e, m) => this.onAck(m) });
     nats.nc.subscribe(SUBJECTS.back, { callback: (_e, m) => this.onBack(m) });
     nats.nc.subscribe(SUBJECTS.resend, { callback: (_e, m) => this.onResend(m) });
@@ -130,17 +140,28 @@ export class RemoteSides {
   }
 
   publish(s: RemoteSide, buf: Buffer): void {
-    try {
-      const h = headers();
-      h.set('cr-node', this.ownership.node);
-      h.set('cr-side', s.instance);
-      h.set('cr-seq', String(s.seq++));
-      this.nats.nc.publish(SUBJECTS.down(s.node, s.dongle), buf, { headers: h });
-      this.stats.batchesOut++;
-    } catch (err) {
-      // Unacknowledged, so resent later: nothing is lost here.
-      this.nats.failed('DOWN batch publish', err);
+    let w = this.bundles.get(s.node);
+    if (w === undefined) {
+      if (this.bundles.size === 0) this.nats.atTurnEnd(() => this.sendBundles());
+      w = new BundleWriter(this.ownership.node);
+      this.bundles.set(s.node, w);
     }
+    w.add({ dongle: s.dongle, side: s.instance, seq: s.seq++, batch: buf });
+    this.stats.batchesOut++;
+    if (w.bytes >= BUNDLE_MAX_BYTES) {
+      this.bundles.delete(s.node);
+      this.sendBundle(s.node, w);
+    }
+  }
+
+  private sendBundles(): void {
+    for (const [node, w] of this.bundles) this.sendBundle(node, w);
+    this.bundles.clear();
+  }
+
+  private sendBundle(node: string, w: BundleWriter): void {
+    // A failed publish is counted there; its batches are unacknowledged, so resent later: nothing is lost.
+    if (!w.empty) this.nats.publishSoon(SUBJECTS.down(node), w.finish(), 'DOWN batch publish');
   }
 
   /** The owner of `dongle` may have changed: (re)attach a RemoteSide to the relay, or detach it. */
@@ -157,16 +178,25 @@ export class RemoteSides {
     this.relay.attach(dongle, s);
   }
 
-  /** A local agent's DOWN ack: to every node that may hold batches for it. True when batches came from another node. */
+  /**
+   * A local agent's DOWN ack: to every node that may hold batches for it — only for a dongle that has
+   * received batches from another node (the others' acks concern this node alone), and coalesced: one
+   * message per event-loop turn for all dongles, each with its highest ack (acks are cumulative).
+   * True when batches came from another node.
+   */
   localAck(dongle: string, batch: number): boolean {
-    if (this.nats.connected) {
-      try {
-        this.nats.nc.publish(SUBJECTS.ack, JSON.stringify({ dongle, batch, node: this.ownership.node }));
-      } catch (err) {
-        this.nats.failed('ack publish', err);
-      }
-    }
-    return this.fedRemotely.has(dongle);
+    if (!this.fedRemotely.has(dongle)) return false;
+    if (!this.nats.connected) return true;
+    if (this.pendingAcks.size === 0) this.nats.atTurnEnd(() => this.publishAcks());
+    if (batch > (this.pendingAcks.get(dongle) ?? -1)) this.pendingAcks.set(dongle, batch);
+    return true;
+  }
+
+  private publishAcks(): void {
+    const acks = [...this.pendingAcks];
+    this.pendingAcks.clear();
+    for (let i = 0; i < acks.length; i += ACKS_PER_MESSAGE)
+      this.nats.publishSoon(SUBJECTS.ack, JSON.stringify({ node: this.ownership.node, acks: acks.slice(i, i + ACKS_PER_MESSAGE) }), 'ack publish');
   }
 
   private drop(dongle: string): void {
@@ -177,16 +207,19 @@ export class RemoteSides {
     this.relay.detach(dongle, s);
   }
 
-  private onDown(m: Msg): void {
-    const token = m.subject.slice(m.subject.lastIndexOf('.') + 1);
-    const dongle = /^[0-9a-f]+$/.test(token) ? fromHexToken(token) : '';
-    const from = m.headers?.get('cr-node') ?? '';
-    const instance = m.headers?.get('cr-side') ?? '';
-    const seq = Number(m.headers?.get('cr-seq') ?? NaN);
-    if (dongle === '' || from === '' || instance === '' || !Number.isSafeInteger(seq)) {
+  private onBundle(m: Msg): void {
+    let b: ReturnType<typeof readBundle>;
+    try {
+      b = readBundle(m.data);
+    } catch {
       this.nats.stats.badMessages++;
       return;
     }
+    for (const r of b.batches) this.onDown(b.from, r);
+  }
+
+  private onDown(from: string, r: BundledBatch): void {
+    const { dongle, side: instance, seq } = r;
     let st = this.streams.get(dongle);
     if (st === undefined || st.instance !== instance) {
       // A new stream is taken from its first batch only; joined in the middle, it is asked to start over.
@@ -207,7 +240,7 @@ export class RemoteSides {
     // The batch is written as the sending node encoded it; the agent validates it like any DOWN batch.
     this.stats.batchesIn++;
     this.fedRemotely.add(dongle);
-    link.sendBinary(Buffer.from(m.data));
+    link.sendBinary(r.batch);
   }
 
   private askResend(dongle: string, node: string): void {
@@ -219,17 +252,13 @@ export class RemoteSides {
   }
 
   private onAck(m: Msg): void {
-    let a: z.infer<typeof ackMessage>;
-    try {
-      const p = ackMessage.safeParse(JSON.parse(Buffer.from(m.data).toString('utf8')));
-      if (!p.success) throw new Error(p.error.message);
-      a = p.data;
-    } catch {
+    const p = ackMessage.safeParse(safeJson(m.data));
+    if (!p.success) {
       this.nats.stats.badMessages++;
       return;
     }
-    if (a.node === this.ownership.node) return;
-    this.relay.remoteAck(a.dongle, a.batch);
+    if (p.data.node === this.ownership.node) return;
+    for (const [dongle, batch] of p.data.acks) this.relay.remoteAck(dongle, batch);
   }
 }
 

@@ -80,10 +80,10 @@ process.on('exit', () => {
 
 /**
  * `as.cli`: another build of the CLI; `as.wrap`: a command that runs node (e.g. `setpriv …` to drop
- * capabilities); `as.uid`/`gid`: run as another user.
+ * capabilities); `as.uid`/`gid`: run as another user; `as.nodeArgs`: node flags NODE_OPTIONS refuses (--cpu-prof).
  */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid?: number; gid?: number; cli?: string; wrap?: string[] } = {}): CliProcess {
-  const argv = [...(as.wrap ?? []), process.execPath, as.cli ?? CLI, ...args];
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, as: { uid?: number; gid?: number; cli?: string; wrap?: string[]; nodeArgs?: string[] } = {}): CliProcess {
+  const argv = [...(as.wrap ?? []), process.execPath, ...(as.nodeArgs ?? []), as.cli ?? CLI, ...args];
   const child = spawn(argv[0]!, argv.slice(1), {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,96 @@
+/**
+ * The NATS message that carries DOWN batches from one node to another (SUBJECTS.down): every batch one
+ * node queues for dongles connected to another during one event-loop turn, in one message, each with the
+ * stream it belongs to (remote-sides.ts: side instance and seq, so the receiver forwards no hole). One
+ * message per batch cost a NATS message's handling on both nodes for every batch (headers, subject,
+ * parse, dispatch); bundled, that cost is shared by the turn's batches (make bench-cluster).
+ *
+ * Layout (big-endian): u8 version=1, u8 from-node length, from-node UTF-8, then records until the end:
+ *   u8 dongle length, dongle UTF-8, u8 side length, side UTF-8, u32 seq, u32 batch length, batch bytes.
+ * The batch bytes are an encoded DOWN batch (core/uplink/frame-codec.ts), unchanged: the receiving agent
+ * validates them like any DOWN batch.
+ */
+
+const VERSION = 1;
+/** A bundle is closed past this size (NATS's default max_payload is 1 MiB; one DOWN batch is at most ~47 KB). */
+export const BUNDLE_MAX_BYTES = 256 * 1024;
+
+export interface BundledBatch {
+  dongle: string;
+  /** The sending side's stream id and the batch's place in it (0, 1, 2 …). */
+  side: string;
+  seq: number;
+  batch: Buffer;
+}
+
+/** Builds one bundle; `bytes` tells when to close it. */
+export class BundleWriter {
+  private readonly parts: Buffer[] = [];
+  bytes: number;
+
+  constructor(from: string) {
+    const f = Buffer.from(from, 'utf8');
+    if (f.length > 255) throw new Error('node id too long for a DOWN bundle');
+    this.parts.push(Buffer.from([VERSION, f.length]), f);
+    this.bytes = 2 + f.length;
+  }
+
+  add(b: BundledBatch): void {
+    const d = Buffer.from(b.dongle, 'utf8');
+    const s = Buffer.from(b.side, 'utf8');
+    if (d.length > 255 || s.length > 255) throw new Error('dongle or side id too long for a DOWN bundle');
+    const head = Buffer.allocUnsafe(1 + d.length + 1 + s.length + 8);
+    let o = head.writeUInt8(d.length, 0);
+    o += d.copy(head, o);
+    o = head.writeUInt8(s.length, o);
+    o += s.copy(head, o);
+    o = head.writeUInt32BE(b.seq >>> 0, o);
+    head.writeUInt32BE(b.batch.length, o);
+    this.parts.push(head, b.batch);
+    this.bytes += head.length + b.batch.length;
+  }
+
+  get empty(): boolean {
+    return this.parts.length === 2;
+  }
+
+  finish(): Buffer {
+    return Buffer.concat(this.parts, this.bytes);
+  }
+}
+
+/** The sender and batches of a bundle; throws on anything malformed (the message is then ignored and counted). */
+export function readBundle(data: Uint8Array): { from: string; batches: BundledBatch[] } {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  let o = 0;
+  const need = (n: number): void => {
+    if (o + n > buf.length) throw new Error('DOWN bundle truncated');
+  };
+  const str = (): string => {
+    need(1);
+    const n = buf.readUInt8(o++);
+    need(n);
+    const s = buf.toString('utf8', o, o + n);
+    o += n;
+    return s;
+  };
+  need(1);
+  if (buf.readUInt8(o++) !== VERSION) throw new Error('DOWN bundle of an unknown version');
+  const from = str();
+  if (from === '') throw new Error('DOWN bundle without its sender');
+  const batches: BundledBatch[] = [];
+  while (o < buf.length) {
+    const dongle = str();
+    const side = str();
+    need(8);
+    const seq = buf.readUInt32BE(o);
+    const len = buf.readUInt32BE(o + 4);
+    o += 8;
+    need(len);
+    if (dongle === '' || side === '' || len === 0) throw new Error('DOWN bundle record without dongle, side or batch');
+    // A copy: the bytes are written to an agent's socket later, and NATS may reuse its read buffer.
+    batches.push({ dongle, side, seq, batch: Buffer.from(buf.subarray(o, o + len)) });
+    o += len;
+  }
+  return { from, batches };
+}

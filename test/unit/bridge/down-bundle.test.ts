@@ -1,0 +1,39 @@
+/** The NATS message carrying DOWN batches between cluster nodes (cloud-bridge/cluster/down-bundle.ts): round trip, and malformed input refused. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BundleWriter, readBundle } from '../../../cloud-bridge/cluster/down-bundle.js';
+
+test('a bundle carries its sender and every batch with its dongle, side and seq, bytes unchanged, in order', () => {
+  const w = new BundleWriter('node-1');
+  assert.equal(w.empty, true);
+  const batches = [
+    { dongle: 'gw.a', side: 'side-1', seq: 0, batch: Buffer.from([1, 2, 3]) },
+    { dongle: 'gw-b', side: 'side-2', seq: 4_000_000_000, batch: Buffer.alloc(50_000, 7) },
+    { dongle: 'gw.a', side: 'side-1', seq: 1, batch: Buffer.from([9]) },
+  ];
+  for (const b of batches) w.add(b);
+  assert.equal(w.empty, false);
+  const buf = w.finish();
+  assert.equal(buf.length, w.bytes);
+  const r = readBundle(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+  assert.equal(r.from, 'node-1');
+  assert.deepEqual(r.batches, batches);
+});
+
+test('a truncated, empty, foreign-version or record-less-sender bundle is refused', () => {
+  const w = new BundleWriter('n');
+  w.add({ dongle: 'd', side: 's', seq: 3, batch: Buffer.from([1, 2, 3, 4]) });
+  const good = w.finish();
+  for (let cut = 0; cut < good.length; cut++) {
+    if (cut === 3) continue; // version, sender: a bundle with no records is valid (nothing to deliver)
+    assert.throws(() => readBundle(good.subarray(0, cut)), /DOWN bundle/, `cut at ${cut}`);
+  }
+  assert.deepEqual(readBundle(good.subarray(0, 3)).batches, []);
+  const v2 = Buffer.from(good);
+  v2[0] = 2;
+  assert.throws(() => readBundle(v2), /unknown version/);
+  assert.throws(() => readBundle(Buffer.from([1, 0])), /without its sender/);
+  const zero = new BundleWriter('n');
+  zero.add({ dongle: 'd', side: 's', seq: 0, batch: Buffer.alloc(0) });
+  assert.throws(() => readBundle(zero.finish()), /without dongle, side or batch/);
+});
