@@ -26,6 +26,17 @@ export async function sendMetrics(res: ServerResponse, registry: Registry): Prom
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
+/**
+ * How long an idle kept-alive connection is kept (Node's default: 5 s). Node checks this timer before it
+ * reads the sockets when an event-loop turn ends: after a turn longer than the timeout (seen under qemu
+ * emulation in a transmit-queue-full burst), a request a client sent on its kept-alive connection
+ * meanwhile is still unread, the connection is closed with it, and the kernel answers the unread bytes
+ * with a reset — the client gets ECONNRESET for a request the daemon never saw. At 65 s a stall long
+ * enough for that is far past the uplink's own dead-link bound (2.5 heartbeats), and above the 60 s idle
+ * of common proxies and load balancers, so they close first. headersTimeout stays above it.
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
 /** An HTTP server (HTTPS with `tls`) around one async handler. Throws a plain error for an unusable certificate. */
 export function createDaemonServer(handle: RequestHandler, tls?: { cert: string; key: string }): Server {
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -34,11 +45,14 @@ export function createDaemonServer(handle: RequestHandler, tls?: { cert: string;
       else res.destroy();
     });
   };
-  if (!tls) return createServer(onRequest);
+  let server: Server;
   try {
     // An https.Server is an http.Server for everything the daemons do with it (listen, close, requests).
-    return createHttpsServer({ cert: tls.cert, key: tls.key }, onRequest) as unknown as Server;
+    server = tls ? (createHttpsServer({ cert: tls.cert, key: tls.key }, onRequest) as unknown as Server) : createServer(onRequest);
   } catch (err) {
     throw new Error(`cannot serve HTTPS with --tls-cert/--tls-key: ${(err as Error).message} (are they a PEM certificate and its key?)`);
   }
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  server.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1000;
+  return server;
 }
