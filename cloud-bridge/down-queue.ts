@@ -12,12 +12,16 @@
  * - Unacknowledged batches are kept (same batch number) and resent when the side reconnects, before the
  *   backlog; the agent ignores batch numbers it has already applied (BatchDedupe). Stale frames are
  *   filtered out of a resend too; while the side is offline they expire like the backlog.
- * - Memory: at most maxFrames waiting + WINDOW_FRAMES in flight per side.
+ * - Memory: at most maxFrames waiting + WINDOW_FRAMES in flight per side. A batch in flight is held as
+ *   the bytes that were sent (kept for a resend) and one number per frame (its age), not as frame objects:
+ *   frames wait there for the agent's ack, long enough to outlive V8's young generation, and as objects
+ *   (~290 B each, with the UP batch copy they point into) they filled old space with garbage at fleet
+ *   rates (docs/benchmarks.md, "Bridge cost at fleet shape").
  */
 import type { CanFrame } from '../core/can/frame.js';
 import type { ClockFix } from '../core/uplink/clock.js';
-import { encodeBatch, KIND_DOWN, MAX_FRAMES_PER_BATCH, type SequencedFrame } from '../core/uplink/frame-codec.js';
-import { SendWindow } from '../core/uplink/send-window.js';
+import { decodeBatch, encodeBatch, KIND_DOWN, MAX_FRAMES_PER_BATCH, type SequencedFrame } from '../core/uplink/frame-codec.js';
+import { SendWindow, type WindowBatch } from '../core/uplink/send-window.js';
 
 export interface PendingFrame extends SequencedFrame {
   /** Bus already mapped to the target side's name. */
@@ -62,8 +66,13 @@ export const WINDOW_FRAMES = 16_384;
 export class DownQueue {
   private items: (PendingFrame | undefined)[] = [];
   private head = 0;
-  /** Sent, not yet acknowledged; each batch carries frames of one origin. */
-  private readonly window = new SendWindow<PendingFrame>((p) => p.originMs);
+  /** Sent, not yet acknowledged; each batch carries frames of one origin. An item is a frame's originMs. */
+  private readonly window = new SendWindow<number>((ms) => ms);
+  /**
+   * What each batch in the window was sent as: its bytes, and its items array as it was then (`expire`
+   * replaces a batch's array when it removes frames, so `times` still lists every frame of `bytes`).
+   */
+  private readonly sentAs = new WeakMap<WindowBatch<number>, { bytes: Buffer; times: number[] }>();
 
   constructor(
     readonly dongle: string,
@@ -130,7 +139,7 @@ export class DownQueue {
       if (stale > 0) this.hooks.dropped('too_old', stale);
       for (const b of this.window.unsent()) {
         if (!link.canSend()) return;
-        link.sendBinary(encodeBatch({ kind: KIND_DOWN, batch: b.batch, clock: b.items[0]!.clock, origin: b.items[0]!.origin, frames: b.items }));
+        link.sendBinary(this.resendBytes(b));
         this.window.markSent(b);
       }
     }
@@ -155,8 +164,11 @@ export class DownQueue {
       }
       if (frames.length === 0) continue;
       const batch = this.hooks.nextBatch();
-      link.sendBinary(encodeBatch({ kind: KIND_DOWN, batch, clock, origin, frames }));
-      this.window.add(batch, frames, true);
+      const bytes = encodeBatch({ kind: KIND_DOWN, batch, clock, origin, frames });
+      link.sendBinary(bytes);
+      const times = new Array<number>(frames.length);
+      for (let i = 0; i < frames.length; i++) times[i] = frames[i]!.originMs;
+      this.sentAs.set(this.window.add(batch, times, true), { bytes, times });
       this.hooks.sent(frames, batch);
     }
     if (stale > 0) this.hooks.dropped('too_old', stale);
@@ -184,6 +196,22 @@ export class DownQueue {
     this.items = [];
     this.head = 0;
     if (n > 0) this.hooks.dropped(reason, n);
+  }
+
+  /**
+   * A batch due again, as it was sent, or without the frames `expire` removed from it since. Those are
+   * exactly the frames older than the oldest one kept: `expire` removes everything older than a cutoff.
+   */
+  private resendBytes(b: WindowBatch<number>): Buffer {
+    const was = this.sentAs.get(b)!;
+    if (b.items === was.times) return was.bytes;
+    let oldestKept = Infinity;
+    for (const t of b.items) if (t < oldestKept) oldestKept = t;
+    const old = decodeBatch(was.bytes);
+    const frames = old.frames.filter((_, i) => was.times[i]! >= oldestKept);
+    const bytes = encodeBatch({ ...old, frames });
+    this.sentAs.set(b, { bytes, times: b.items });
+    return bytes;
   }
 
   private compact(): void {

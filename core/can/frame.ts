@@ -71,6 +71,11 @@ export function monotonicUsClock(): () => number {
 /** Checks the invariants every producer must respect; returns a reason when broken, else null. */
 export function frameProblem(f: CanFrame): string | null {
   if (!BUS_RULE.test(f.bus)) return `bus name ${JSON.stringify(f.bus)} is not an interface name`;
+  return frameShapeProblem(f);
+}
+
+/** frameProblem without the bus name: for a decoder that checked each bus name once (a batch's bus table). */
+export function frameShapeProblem(f: CanFrame): string | null {
   if (!Number.isInteger(f.id) || f.id < 0) return `id ${f.id} is not a non-negative integer`;
   if (!f.err && f.id > (f.ext ? CAN_EFF_MASK : CAN_SFF_MASK)) return `id 0x${f.id.toString(16)} does not fit ${f.ext ? 29 : 11} bits`;
   if (f.err && f.id > CAN_ERR_MASK) return `error class 0x${f.id.toString(16)} does not fit 29 bits`;

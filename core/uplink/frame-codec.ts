@@ -22,7 +22,7 @@
  *   f64 tsUs            origin receive time, µs since the epoch
  *   len × u8 data
  */
-import { CAN_EFF_MASK, frameProblem, type CanFrame } from '../can/frame.js';
+import { CAN_EFF_MASK, frameShapeProblem, type CanFrame } from '../can/frame.js';
 import { BUS_RULE, ID_RULE } from '../names.js';
 import { clockProblem, type ClockFix } from './clock.js';
 
@@ -187,7 +187,8 @@ export function decodeBatch(buf: Buffer): Batch {
     };
     o += len;
     if (!Number.isFinite(tsUs)) throw new BatchDecodeError(`frame ${i} has no valid timestamp`);
-    const problem = frameProblem(frame);
+    // The bus name was checked once, in the bus table.
+    const problem = frameShapeProblem(frame);
     if (problem) throw new BatchDecodeError(`frame ${i}: ${problem}`);
     frames[i] = { frame, seq };
   }

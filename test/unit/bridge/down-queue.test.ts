@@ -125,6 +125,43 @@ test('down queue: unacknowledged batches are resent with the same number after a
   assert.equal(q.backlog, 0);
 });
 
+test('down queue: a resend leaves out exactly the frames of the batch that went stale meanwhile, same number, same bytes otherwise', () => {
+  const { q, drops } = queue();
+  // One batch whose frames differ in age (order within the batch is not by age).
+  const ages = [1500, 100, 1900, 0, 1200];
+  ages.forEach((a, i) => q.push(pending(i + 1, { originMs: NOW - a })));
+  const first = new FakeLink();
+  q.flush(first, NOW);
+  assert.deepEqual(first.batches.map((b) => [b.batch, b.frames.length]), [[1, 5]]);
+  // Unchanged: the very bytes again.
+  q.linkDown();
+  q.linkUp();
+  const second = new FakeLink();
+  q.flush(second, NOW + 50);
+  assert.deepEqual(second.batches, first.batches);
+  // 600 ms later the frames older than 1400 ms at NOW are too old (maxAgeMs 2000): seqs 1 and 3 go.
+  q.linkDown();
+  q.linkUp();
+  const third = new FakeLink();
+  q.flush(third, NOW + 600);
+  assert.deepEqual(third.batches.map((b) => [b.batch, b.origin, b.frames.map((f) => [f.seq, f.frame.data[0]])]), [[1, 'gw-a', [[2, 2], [4, 4], [5, 5]]]]);
+  assert.equal(drops.get('too_old'), 2);
+  assert.equal(q.inFlight, 3);
+  // Later still, only the newest is left; then nothing.
+  q.linkDown();
+  q.linkUp();
+  const fourth = new FakeLink();
+  q.flush(fourth, NOW + 1950);
+  assert.deepEqual(fourth.batches.map((b) => b.frames.map((f) => f.seq)), [[4]]);
+  q.linkDown();
+  q.linkUp();
+  const fifth = new FakeLink();
+  q.flush(fifth, NOW + 2001);
+  assert.equal(fifth.batches.length, 0);
+  assert.equal(drops.get('too_old'), 5);
+  assert.equal(q.backlog, 0);
+});
+
 test('down queue: a link that is not ready or cannot send takes nothing; the frames wait', () => {
   const { q } = queue();
   for (let s = 1; s <= 3; s++) q.push(pending(s, { origin: `gw-${s}` }));
