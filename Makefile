@@ -17,8 +17,10 @@ deps: node_modules/.package-lock.json
 # The program compiles to dist/ (what packaging ships: dist/cli.js, core, agent, cloud-bridge, and the page
 # in dist/web); tests and benchmarks to build/test, build/bench. `tsc -b` builds one project per layer
 # (tsconfig.json) and only what changed. Compiled tests import the program as ../core/… relative to
-# build/: the links below make that the dist/ files that ship.
+# build/: the links below make that the dist/ files that ship. First, the native addons must load under this
+# Node (.ci/check-native-addons.cjs: otherwise it says which and how to rebuild).
 build: deps
+	@$(NODE) .ci/check-native-addons.cjs
 	$(TSC) -b tsconfig.json
 	@for d in core agent cloud-bridge; do ln -sfn ../dist/$$d build/$$d; done
 	$(NODE) web/build.mjs
