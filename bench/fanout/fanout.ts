@@ -92,10 +92,6 @@ async function measure(name: ServerName, shape: Shape, run: number): Promise<Ser
     // Idle: the server up, nothing published, no client (the agent's sim already runs).
     await new Promise((r) => setTimeout(r, 2000));
     const idle = sampleProc(srv.pid).rssBytes;
-    if (srv.publishUrl) {
-      publisher = new Publisher(srv.publishUrl, shape.rate);
-      publisher.start();
-    }
     const procs = shape.clients >= 1000 ? 2 : 1;
     const per = Math.ceil(shape.clients / procs);
     const connected = await Promise.all(
@@ -111,6 +107,13 @@ async function measure(name: ServerName, shape: Shape, run: number): Promise<Ser
     );
     const failed = connected.reduce((s, c) => s + c.failed, 0);
     if (failed > 0) throw new Error(`${failed} of ${shape.clients} clients could not connect to ${name}`);
+    // Published only once every client is connected: nginx accepts one connection per pass of its event loop,
+    // and a pass that also writes every published event to every connected client made 2,000 clients take
+    // minutes to connect on a loaded machine (the 2,000-client shape never got past its connections).
+    if (srv.publishUrl) {
+      publisher = new Publisher(srv.publishUrl, shape.rate);
+      publisher.start();
+    }
     const t0 = Date.now() + WARMUP_MS;
     const t1 = t0 + shape.seconds * 1000;
     const reports = kids.map(
@@ -157,7 +160,7 @@ async function measure(name: ServerName, shape: Shape, run: number): Promise<Ser
       p50_ms: percentile(hist, delivered, 0.5),
       p99_ms: percentile(hist, delivered, 0.99),
       load_avg: Math.round(((load0 + loadavg()[0]!) / 2) * 10) / 10,
-      extra: { ...extra, publish_failures: publisher?.failures ?? 0, frames_received_all: got.reduce((s, r) => s + r.frames, 0) },
+      extra: { ...extra, publish_failures: publisher?.failures ?? 0, frames_received_all: got.reduce((s, r) => s + r.frames, 0), load_client_cpu_s: Math.round(got.reduce((s, r) => s + r.cpuS, 0) * 100) / 100 },
     };
     process.stdout.write(`${JSON.stringify(result)}\n`);
     if (delivered === 0) process.stdout.write(`no event counted; first can_frame block received: ${JSON.stringify(got[0]?.sample)}\n`);

@@ -33,6 +33,8 @@ export interface ClientReport {
   /** can_frame events that arrived while the server's CPU was measured ([t0, t1) by arrival, whatever their stamp). */
   arrived: number;
   sample: string;
+  /** This load-client process's own CPU seconds (user+system) from connecting to the report: is the client the bottleneck? */
+  cpuS: number;
 }
 
 export const DELAY_BUCKET_MS = 0.1;
@@ -135,7 +137,8 @@ function main(): void {
       clearTimeout(last);
       const delays: Array<[number, number]> = [];
       for (let i = 0; i < hist.length; i++) if (hist[i]! > 0) delays.push([i, hist[i]!]);
-      const report: ClientReport = { counts, closed, delays, bytes, frames, arrived, sample: sample + ` (stamps seen ${minAt}…${maxAt}, window ${t0}…${t1})` };
+      const cpu = process.cpuUsage();
+      const report: ClientReport = { counts, closed, delays, bytes, frames, arrived, sample: sample + ` (stamps seen ${minAt}…${maxAt}, window ${t0}…${t1})`, cpuS: (cpu.user + cpu.system) / 1e6 };
       for (const r of reqs) r.destroy();
       process.send!(report, () => process.exit(0));
     };
