@@ -19,7 +19,6 @@ import { FrameRouter } from './frame-router.js';
 import { createAgentServer } from './http-server.js';
 import { LocalAuth } from './local-auth.js';
 import { Recorder } from './recording/recorder.js';
-import { answerRecordingAsk } from './recording/recording-uplink.js';
 import { agentMetrics } from './metrics.js';
 import type { AgentConfig } from './options.js';
 import { createSource } from './sources/create-source.js';
@@ -37,7 +36,7 @@ import { startAgentSignals } from './signals/agent-signals.js';
 import { Downlink } from './uplink/downlink.js';
 import { FrameUploader } from './uplink/frame-uploader.js';
 import { Outbox } from './uplink/outbox.js';
-import { UplinkClient } from './uplink/uplink-client.js';
+import type { UplinkClient } from './uplink/uplink-client.js';
 import { CorsPolicy } from '../core/http/cors.js';
 
 export interface RunningAgent {
@@ -195,6 +194,9 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     throw err;
   }
   if (cfg.uplink && outbox && uploader) {
+    // Loaded only with --bridge: the WebSocket client and the uplink's message schemas (zod) are megabytes a
+    // console-only gateway would carry for nothing (docs/benchmarks.md, fan-out).
+    const [{ UplinkClient }, { answerRecordingAsk }] = await Promise.all([import('./uplink/uplink-client.js'), import('./recording/recording-uplink.js')]);
     uplink = new UplinkClient(
       { bridgeUrls: cfg.uplink.bridges, token: cfg.uplink.token, dongle: cfg.id, version: VERSION, buses: () => source.buses(), dbcFiles: signals.uploads },
       outbox,

@@ -4,14 +4,14 @@ import type { FrameRouter } from '../frame-router.js';
 import type { AgentConfig } from '../options.js';
 import type { FrameSource } from '../sources/source.js';
 import { BusHealthMonitor } from './bus-health-monitor.js';
-import { readIpLinks } from './ip-link.js';
 
 export function createBusHealth(cfg: AgentConfig, source: FrameSource, router: FrameRouter, console: ConsoleStream): BusHealthMonitor {
   return new BusHealthMonitor({
     buses: () => source.buses(),
     linkState: (bus) => router.busStates.get(bus),
     // Only real interfaces have a kernel view; the simulator and a replay report load and error frames.
-    readLinks: source.kind === 'socketcan' ? () => readIpLinks() : undefined,
+    // ip-link.ts (and the zod schema of `ip -json`) loads only for them.
+    readLinks: source.kind === 'socketcan' ? async () => (await import('./ip-link.js')).readIpLinks() : undefined,
     flagBitrates: cfg.bitrates,
     intervalSeconds: cfg.busStateIntervalSeconds,
     publish: (data) => console.publish({ type: 'bus_state', data }),

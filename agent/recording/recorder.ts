@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { CanFrame } from '../../core/can/frame.js';
 import { parseIdFilter } from '../../core/can/id-filter.js';
 import type { LogLevel } from '../../core/console/events.js';
-import { HttpError } from '../../core/http/json-body.js';
+import { HttpError } from '../../core/http/http-error.js';
 import type { RecordingInfo, RecordingRequest } from '../../core/recording/recording-info.js';
 import { addProblem, loadMetas, metaSettled, newRecordingId, PROBLEM, saveMeta, toInfo, type RecordingMeta } from './recording-meta.js';
 import { RecordingWriter } from './recording-writer.js';

@@ -7,21 +7,10 @@
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
-import { RecordingInfo } from '../../core/recording/recording-info.js';
+import type { RecordingInfo } from '../../core/recording/recording-info.js';
+import type { RecordingMeta } from './recording-meta-schema.js';
 
-const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-
-export const RecordingPart = z.strictObject({ name: z.string().regex(/^\d{8}T\d{6}Z-[0-9a-f]{6}\.\d{4,}\.log(\.gz)?$/), offset: count, bytes: count });
-export type RecordingPart = z.infer<typeof RecordingPart>;
-
-export const RecordingMeta = RecordingInfo.omit({ duration_s: true, bytes: true, files: true, complete: true }).extend({
-  v: z.literal(1),
-  parts: z.array(RecordingPart),
-  /** Number of the next file (files are numbered from 1 and never reuse a number). */
-  next_part: z.number().int().min(1),
-});
-export type RecordingMeta = z.infer<typeof RecordingMeta>;
+export type { RecordingMeta, RecordingPart } from './recording-meta-schema.js';
 
 /** Problems that make a recording incomplete, worded once. */
 export const PROBLEM = {
@@ -85,11 +74,14 @@ export async function metaSettled(id: string): Promise<void> {
 export async function loadMetas(dir: string): Promise<{ metas: RecordingMeta[]; bad: { file: string; error: string }[] }> {
   const metas: RecordingMeta[] = [];
   const bad: { file: string; error: string }[] = [];
-  for (const f of (await readdir(dir)).filter((n) => /^\d{8}T\d{6}Z-[0-9a-f]{6}\.json$/.test(n)).sort()) {
+  const files = (await readdir(dir)).filter((n) => /^\d{8}T\d{6}Z-[0-9a-f]{6}\.json$/.test(n)).sort();
+  if (files.length === 0) return { metas, bad };
+  const { checkMeta } = await import('./recording-meta-schema.js');
+  for (const f of files) {
     try {
-      const r = RecordingMeta.safeParse(JSON.parse(await readFile(join(dir, f), 'utf8')));
-      if (r.success) metas.push(r.data);
-      else bad.push({ file: f, error: z.prettifyError(r.error).slice(0, 200) });
+      const r = checkMeta(JSON.parse(await readFile(join(dir, f), 'utf8')));
+      if ('meta' in r) metas.push(r.meta);
+      else bad.push({ file: f, error: r.error });
     } catch (err) {
       bad.push({ file: f, error: (err as Error).message });
     }

@@ -7,8 +7,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { writeWithBackpressure } from '../../core/http/backpressure.js';
-import { HttpError } from '../../core/http/json-body.js';
-import { RECORDING_CHUNK_BYTES, recordingFileName } from '../../core/recording/recording-info.js';
+import { HttpError } from '../../core/http/http-error.js';
+import { RECORDING_CHUNK_BYTES, recordingFileName } from '../../core/recording/recording-files.js';
 import type { Recorder } from './recorder.js';
 
 const READ_BYTES = 64 * 1024;

@@ -8,8 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson } from '../../core/http/replies.js';
-import { HttpError, parseWith, readJson } from '../../core/http/json-body.js';
-import { RecordingRequest } from '../../core/recording/recording-info.js';
+import { HttpError } from '../../core/http/http-error.js';
 import type { LocalAuth } from '../local-auth.js';
 import type { Recorder } from './recorder.js';
 import { streamRecording } from './recording-reader.js';
@@ -40,6 +39,8 @@ export async function handleRecordings(d: RecordingRouteDeps, req: IncomingMessa
       if (method === 'GET') {
         sendJson(res, 200, { recordings: d.recorder.list(), running: d.recorder.running, bytes: d.recorder.bytesOnDisk, max_bytes: d.maxBytes });
       } else {
+        // Loaded here, not at start: zod and its schemas are megabytes a gateway that never records does not pay.
+        const [{ parseWith, readJson }, { RecordingRequest }] = await Promise.all([import('../../core/http/json-body.js'), import('../../core/recording/recording-info.js')]);
         const body = parseWith(RecordingRequest, (await readJson(req)) ?? {}, 'recording request');
         sendJson(res, 201, await d.recorder.start(body));
       }

@@ -3,7 +3,7 @@
  * the uplink (core/uplink/messages.ts). One chunk per request: the bridge asks for the next only when
  * it has passed the last one on, so a download never floods the link the frames share.
  */
-import { HttpError } from '../../core/http/json-body.js';
+import { HttpError } from '../../core/http/http-error.js';
 import { MAX_TEXT_MESSAGE_BYTES, type AgentMessage, type BridgeMessage } from '../../core/uplink/messages.js';
 import type { Recorder } from './recorder.js';
 import { readRecordingChunk } from './recording-reader.js';

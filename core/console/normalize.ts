@@ -1,29 +1,24 @@
 /**
  * The one way console events are made. Builders turn internal facts (a CanFrame, a presence change…)
- * into the wire shapes of events.ts; `parseEventData` validates events that arrive from the network
- * (an agent mirroring its console to the bridge) so nothing unchecked reaches a stream.
+ * into the wire shapes of events.ts. Events that arrive from the network (an agent mirroring its console
+ * to the bridge) are validated by event-schemas.ts, kept apart so the agent never loads zod for them.
  */
-import { z } from 'zod';
-import { BUS_RULE, ID_RULE } from '../names.js';
 import type { CanFrame } from '../can/frame.js';
 import type { MessageDecoder } from '../can/dbc-decode.js';
-import { decodeErrorFrame, ERROR_CLASSES } from '../can/error-frame.js';
+import { decodeErrorFrame } from '../can/error-frame.js';
 import { bytesToSpacedHex, canIdToString } from '../can/hex.js';
 import { isoFromUs, isoNow } from './time.js';
-import {
-  BUS_COUNTER_NAMES,
-  COMMAND_STATES,
-  CONTROLLER_STATES,
-  type BusStateData,
-  type CanFrameData,
-  type CommandState,
-  type CommandStatusData,
-  type ConsoleEvent,
-  type GroupStateData,
-  type LogData,
-  type LogLevel,
-  type PresenceData,
-  type PresenceState,
+import type {
+  BusStateData,
+  CanFrameData,
+  CommandState,
+  CommandStatusData,
+  ConsoleEvent,
+  GroupStateData,
+  LogData,
+  LogLevel,
+  PresenceData,
+  PresenceState,
 } from './events.js';
 
 /** `decoded`: the frame's message decoder right after it decoded this frame's data (core/can/dbc-decode.ts). */
@@ -111,90 +106,6 @@ function clip(s: string, max: number): string {
   return s.length > max ? s.slice(0, max - 1) + '…' : s;
 }
 
-// ---- validation of events received from the network ----
-
-const ts = z.string().max(40);
-const name = z.string().regex(ID_RULE);
-const bus = z.string().regex(BUS_RULE);
-const dongle = { dongle: name.optional() };
-/** DBC identifiers (message and signal names). */
-const SIGNAL_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
-const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-/** Loads above 1 happen (frames timed faster than the bitrate allows, e.g. a replay at speed 0); 1000 bounds nonsense. */
-const ratio = z.number().min(0).max(1000);
-const scalar = z.union([z.string().max(500), z.number(), z.boolean(), z.null()]);
-
-const schemas = {
-  presence: z.strictObject({
-    ts,
-    state: z.enum(['online', 'offline', 'seen']),
-    bus: bus.optional(),
-    reason: z.string().max(500).optional(),
-    buses: z.record(bus, z.enum(['up', 'down'])).optional(),
-    since: ts.optional(),
-    version: z.string().max(64).optional(),
-    ...dongle,
-  }),
-  can_frame: z.strictObject({
-    ts,
-    direction: z.enum(['rx', 'tx']),
-    bus,
-    id: z.string().regex(/^0x[0-9A-F]{3,8}$/),
-    is_extended: z.boolean(),
-    dlc: z.number().int().min(0).max(64),
-    data_hex: z.string().regex(/^(?:[0-9A-F]{2}(?: [0-9A-F]{2}){0,63})?$/),
-    is_remote: z.literal(true).optional(),
-    is_fd: z.literal(true).optional(),
-    brs: z.literal(true).optional(),
-    esi: z.literal(true).optional(),
-    is_error: z.literal(true).optional(),
-    error_classes: z.array(z.enum(ERROR_CLASSES)).max(ERROR_CLASSES.length).optional(),
-    error_text: z.string().max(1000).optional(),
-    represents: z.number().int().min(1).optional(),
-    msg: z.string().regex(SIGNAL_NAME).optional(),
-    signals: z.record(z.string().regex(SIGNAL_NAME), z.union([z.number(), z.string().max(200)])).refine((r) => Object.keys(r).length <= 512).optional(),
-    units: z.record(z.string().regex(SIGNAL_NAME), z.string().max(64)).refine((r) => Object.keys(r).length <= 512).optional(),
-    ...dongle,
-  }),
-  log: z.strictObject({
-    ts,
-    level: z.enum(['debug', 'info', 'warn', 'error']),
-    message: z.string().max(2000),
-    code: z.string().max(64).optional(),
-    details: z.record(z.string().max(64), scalar).optional(),
-    ...dongle,
-  }),
-  command_status: z.strictObject({
-    ts,
-    command_id: z.string().min(1).max(64),
-    type: z.string().min(1).max(64),
-    status: z.enum(COMMAND_STATES),
-    error: z.string().max(500).optional(),
-    ...dongle,
-  }),
-  bus_state: z.strictObject({
-    ts,
-    bus,
-    link: z.enum(['up', 'down']),
-    state: z.enum(CONTROLLER_STATES).nullable(),
-    tec: count.nullable(),
-    rec: count.nullable(),
-    bitrate: count.nullable(),
-    bitrate_source: z.enum(['kernel', 'flag']).nullable(),
-    sample_point: z.number().min(0).max(1).nullable(),
-    data_bitrate: count.nullable(),
-    data_sample_point: z.number().min(0).max(1).nullable(),
-    restart_ms: count.nullable(),
-    counters: z.partialRecord(z.enum(BUS_COUNTER_NAMES), count),
-    load: ratio.nullable(),
-    load_peak_1m: ratio.nullable(),
-    load_history: z.array(ratio).max(60),
-    frame_rate: count,
-    error_frames: z.partialRecord(z.enum(ERROR_CLASSES), count),
-    ...dongle,
-  }),
-} as const;
-
 /** Event types an agent may mirror upstream. Frames travel on the binary data plane, never here. */
 export const MIRRORED_EVENT_TYPES = ['presence', 'log', 'command_status', 'bus_state'] as const;
 export type MirroredEventType = (typeof MIRRORED_EVENT_TYPES)[number];
@@ -202,12 +113,3 @@ export type MirroredEventType = (typeof MIRRORED_EVENT_TYPES)[number];
 export function isMirroredEvent(ev: ConsoleEvent): ev is Extract<ConsoleEvent, { type: MirroredEventType }> {
   return (MIRRORED_EVENT_TYPES as readonly string[]).includes(ev.type);
 }
-
-export function parseEventData(type: string, data: unknown): { ok: true; event: ConsoleEvent } | { ok: false; error: string } {
-  if (!(type in schemas)) return { ok: false, error: `unknown event type ${JSON.stringify(type).slice(0, 40)}` };
-  const t = type as keyof typeof schemas;
-  const r = schemas[t].safeParse(data);
-  if (!r.success) return { ok: false, error: `bad ${t} event: ${z.prettifyError(r.error).slice(0, 300)}` };
-  return { ok: true, event: { type: t, data: r.data } as ConsoleEvent };
-}
-

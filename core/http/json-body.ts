@@ -11,6 +11,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
+import { HttpError } from './http-error.js';
 import { sendJson } from './replies.js';
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -19,15 +20,7 @@ const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
 const DISCARD_MAX_MS = 30_000;
 const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
 
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
+export { HttpError };
 
 const tooLarge = (): HttpError => new HttpError(413, `request body over ${MAX_BODY_BYTES / 1024} KiB; requests here are small JSON documents`);
 

@@ -47,10 +47,4 @@ export const RecordingRequest = z.strictObject({
 });
 export type RecordingRequest = z.infer<typeof RecordingRequest>;
 
-/** Bytes per chunk of a download through the bridge: base64 of it fits a 64 KiB uplink text message. */
-export const RECORDING_CHUNK_BYTES = 32 * 1024;
-
-/** The file name a download is saved under. */
-export function recordingFileName(dongle: string, info: Pick<RecordingInfo, 'id' | 'gzip'>): string {
-  return `${dongle}-${info.id}.log${info.gzip ? '.gz' : ''}`;
-}
+export { RECORDING_CHUNK_BYTES, recordingFileName } from './recording-files.js';

@@ -14,7 +14,8 @@ import { frameBits } from '../../../core/can/bit-count.js';
 import { decodeErrorFrame } from '../../../core/can/error-frame.js';
 import type { CanFrame } from '../../../core/can/frame.js';
 import type { BusStateData } from '../../../core/console/events.js';
-import { canFrameData, parseEventData } from '../../../core/console/normalize.js';
+import { parseEventData } from '../../../core/console/event-schemas.js';
+import { canFrameData } from '../../../core/console/normalize.js';
 
 function frame(p: Partial<CanFrame> & { id: number }): CanFrame {
   const data = p.data ?? new Uint8Array();
