@@ -140,7 +140,7 @@ async function scrape(base: string, metric: string): Promise<number> {
 const consoleMaxRate = (rate: number): string => String(Math.max(1000, rate * 4));
 
 export async function startAgentConsole(rate: number, nodeArgs: string[]): Promise<RunningServer> {
-  const a = await startAgentProcess(['--sim', '--sim-rate', String(rate), '--console-max-rate', consoleMaxRate(rate)], { env: nodeEnv('canrelay-agent', nodeArgs) });
+  const a = await startAgentProcess(['--sim', '--sim-rate', String(rate), '--console-max-rate', consoleMaxRate(rate)], { env: nodeEnv('canrelay-agent'), nodeArgs });
   return {
     name: 'agent',
     pid: a.proc.child.pid!,
@@ -152,9 +152,9 @@ export async function startAgentConsole(rate: number, nodeArgs: string[]): Promi
 }
 
 export async function startBridgeConsole(rate: number, nodeArgs: string[]): Promise<RunningServer> {
-  const b = await startBridgeProcess(['--console-max-rate', consoleMaxRate(rate)], { env: nodeEnv('canrelay-bridge', nodeArgs) });
+  const b = await startBridgeProcess(['--console-max-rate', consoleMaxRate(rate)], { env: nodeEnv('canrelay-bridge'), nodeArgs });
   const token = await b.admin.register('bench-gw');
-  const a = await startAgentProcess(['--sim', '--sim-rate', String(rate), '--console-max-rate', consoleMaxRate(rate), '--bridge', b.base, '--token', token], { id: 'bench-gw', env: nodeEnv('canrelay-agent', []) });
+  const a = await startAgentProcess(['--sim', '--sim-rate', String(rate), '--console-max-rate', consoleMaxRate(rate), '--bridge', b.base, '--token', token], { id: 'bench-gw', env: nodeEnv('canrelay-agent') });
   await a.proc.waitForLog((l) => l.msg === 'uplink connected');
   return {
     name: 'bridge',
@@ -170,14 +170,13 @@ export async function startBridgeConsole(rate: number, nodeArgs: string[]): Prom
 }
 
 /**
- * The canrelay processes run as deployed: with their systemd unit's NODE_OPTIONS (V8 heap flags), then
- * BENCH_FANOUT_NODE_ARGS.
+ * The canrelay processes run as deployed: with their systemd unit's NODE_OPTIONS (V8 heap flags);
+ * BENCH_FANOUT_NODE_ARGS go on node's command line (NODE_OPTIONS refuses --cpu-prof).
  */
-function nodeEnv(unit: 'canrelay-agent' | 'canrelay-bridge', nodeArgs: string[]): NodeJS.ProcessEnv {
+function nodeEnv(unit: 'canrelay-agent' | 'canrelay-bridge'): NodeJS.ProcessEnv {
   const text = readFileSync(join(process.cwd(), 'systemd', `${unit}.service`), 'utf8');
   const fromUnit = /^Environment=NODE_OPTIONS=(.*)$/m.exec(text)?.[1]?.trim() ?? '';
-  const all = [fromUnit, ...nodeArgs].filter(Boolean).join(' ');
-  return all === '' ? {} : { NODE_OPTIONS: all };
+  return fromUnit === '' ? {} : { NODE_OPTIONS: fromUnit };
 }
 
 /**

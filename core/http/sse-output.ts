@@ -1,14 +1,17 @@
 /**
- * The byte path of one SSE response after its head: events go straight to the socket, each as one write of
- * a Buffer made once per event and shared by every client (with its HTTP/1.1 chunk framing when the
- * response is chunked), instead of through ServerResponse.write, which per client and event measures the
- * string, encodes it and queues four pieces (size line, CRLF, data, CRLF). Measured with make bench-fanout
- * (docs/benchmarks.md): that path was most of the console's CPU per delivered event.
+ * The byte path of one SSE response after its head. Events are not written as they are published: each
+ * connection collects what it is given (references to Buffers made once per event and shared by every
+ * client, and its own few lines) and one process-wide timer writes every connection's collection at most
+ * FLUSH_MS later, as one write (one HTTP/1.1 chunk). Connections in step (the usual case: every live
+ * client got the same events since the last flush) share that write's Buffer too. Measured with make
+ * bench-fanout (docs/benchmarks.md): a write per event per client was half the console's CPU (writev,
+ * one syscall each) and most of its garbage (Node's per-write request objects); corking until the next
+ * tick did not help at a simulator's 5 ms ticks, one event per turn.
  *
- * Direct writes are used only when the response owns its socket and holds nothing itself (it is the
- * socket's current message, its head already handed over), so the bytes keep their order; otherwise (a
- * pipelined request waiting its turn) everything goes through ServerResponse as before. res.end() still
- * writes the final empty chunk, after everything written here.
+ * Direct socket writes are used only when the response owns its socket and holds nothing itself (it is
+ * the socket's current message, its head already handed over), so the bytes keep their order; otherwise
+ * (a pipelined request waiting its turn) everything goes through ServerResponse at once, as before.
+ * res.end() writes the final empty chunk: detach(true) first writes what is still collected.
  */
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -34,15 +37,46 @@ export function frameChunk(body: Buffer): Buffer {
   return out;
 }
 
+/**
+ * How long a connection's bytes may wait to leave together with what follows. 25 ms: five of the
+ * simulator's 5 ms ticks, so at 200 events/s five events per write instead of one; below what a person
+ * watching a console notices.
+ */
+export const FLUSH_MS = 25;
+
+/** Outputs holding collected bytes; one timer writes them all. */
+const due = new Set<SseOutput>();
+let flushScheduled = false;
+
+function flushDue(): void {
+  flushScheduled = false;
+  const list = [...due];
+  due.clear();
+  for (const o of list) o.flush();
+}
+
+type Item = SharedChunk | Buffer;
+
+/** One flush's bytes shared by the connections in step: keyed by its first event, checked by its last and count. */
+const batches = new WeakMap<SharedChunk, { last: SharedChunk; n: number; bytes: Buffer; framed?: Buffer }>();
+
+function bodyOf(i: Item): Buffer {
+  return Buffer.isBuffer(i) ? i : (i.bytes ??= Buffer.from(i.chunk, 'utf8'));
+}
+
 export class SseOutput {
   private sock: Socket | undefined;
   private chunked = false;
   private onDrain: (() => void) | undefined;
-  private corked = false;
-  /** Uncorks on the next tick: every write of this event-loop turn leaves in one writev (as ServerResponse does). */
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.sock?.uncork();
+  private items: Item[] = [];
+  private itemBytes = 0;
+  /** Every item so far is a shared event (the flush may use a shared batch). */
+  private allShared = true;
+  /** The socket refused more at the last flush: its 'drain' resumes the writer. */
+  private sockFull = false;
+  private readonly drained = (): void => {
+    this.sockFull = false;
+    this.onDrain?.();
   };
 
   constructor(private readonly res: ServerResponse) {}
@@ -55,46 +89,87 @@ export class SseOutput {
     if (sock !== null && !sock.destroyed && this.res.headersSent && this.res.writableLength === sock.writableLength) {
       this.sock = sock;
       this.chunked = this.res.chunkedEncoding;
-      sock.on('drain', onDrain);
+      sock.on('drain', this.drained);
     } else this.res.on('drain', onDrain);
   }
 
-  /** Unsent bytes of this connection (the socket's buffer, and anything the response holds). */
+  /** Unsent bytes of this connection (collected here, the socket's buffer, anything the response holds). */
   get pending(): number {
-    return this.res.writableLength;
+    return this.itemBytes + this.res.writableLength;
   }
 
-  /** Writes text made for this client only. False: the socket is full, wait for the drain callback. */
+  /** Writes text made for this client only. False: wait for the drain callback before writing more. */
   write(text: string): boolean {
     if (this.sock === undefined) return this.res.write(text);
-    const body = Buffer.from(text, 'utf8');
-    this.cork(this.sock);
-    return this.sock.write(this.chunked ? frameChunk(body) : body);
+    this.allShared = false;
+    return this.collect(Buffer.from(text, 'utf8'));
   }
 
-  /** Writes an event every client gets: its bytes are made by the first client that writes it, then shared. */
+  /** Writes an event every client gets: its bytes are made by the first client that needs them, then shared. */
   writeShared(e: SharedChunk): boolean {
     if (this.sock === undefined) return this.res.write(e.chunk);
-    this.cork(this.sock);
-    if (this.chunked) return this.sock.write((e.framed ??= frameChunk((e.bytes ??= Buffer.from(e.chunk, 'utf8')))));
-    return this.sock.write((e.bytes ??= Buffer.from(e.chunk, 'utf8')));
+    return this.collect(e);
+  }
+
+  private collect(i: Item): boolean {
+    this.items.push(i);
+    this.itemBytes += bodyOf(i).length;
+    due.add(this);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setTimeout(flushDue, FLUSH_MS);
+    }
+    // A burst (an uplink batch of a thousand frames) leaves at once, as a socket's buffer would take it: held
+    // for FLUSH_MS it would count against the client's backlog bound and cut a client that reads.
+    if (this.itemBytes >= this.sock!.writableHighWaterMark) this.flush();
+    return !this.sockFull;
+  }
+
+  /** Writes what was collected, as one write. */
+  flush(): void {
+    const sock = this.sock;
+    const items = this.items;
+    if (items.length === 0 || sock === undefined) return;
+    const buf = items.length === 1 ? this.one(items[0]!) : this.joined(items);
+    this.items = [];
+    this.itemBytes = 0;
+    this.allShared = true;
+    due.delete(this);
+    if (sock.destroyed) return;
+    if (!sock.write(buf)) this.sockFull = true;
+  }
+
+  private one(i: Item): Buffer {
+    if (Buffer.isBuffer(i)) return this.chunked ? frameChunk(i) : i;
+    return this.chunked ? (i.framed ??= frameChunk(bodyOf(i))) : bodyOf(i);
+  }
+
+  private joined(items: Item[]): Buffer {
+    const first = items[0]!;
+    const last = items[items.length - 1]!;
+    if (this.allShared && !Buffer.isBuffer(first) && !Buffer.isBuffer(last)) {
+      let b = batches.get(first);
+      if (b === undefined || b.last !== last || b.n !== items.length) {
+        b = { last, n: items.length, bytes: Buffer.concat(items.map(bodyOf)) };
+        batches.set(first, b);
+      }
+      return this.chunked ? (b.framed ??= frameChunk(b.bytes)) : b.bytes;
+    }
+    const body = Buffer.concat(items.map(bodyOf));
+    return this.chunked ? frameChunk(body) : body;
   }
 
   /**
-   * Without corking every event is a syscall per client (measured: 2.8× the CPU per event of the corked
-   * ServerResponse path at 500 clients × 200 events/s); corked, the writes of one turn go out together.
+   * The connection ends. `flush`: it ends cleanly (res.end() follows), so what is collected is written
+   * first; otherwise (destroyed) it is dropped. A socket kept alive for another request must not call back here.
    */
-  private cork(sock: Socket): void {
-    if (this.corked) return;
-    this.corked = true;
-    sock.cork();
-    process.nextTick(this.uncork);
-  }
-
-  /** The connection ends: a socket kept alive for another request must not call back here. */
-  detach(): void {
+  detach(flush: boolean): void {
+    if (flush) this.flush();
+    this.items = [];
+    this.itemBytes = 0;
+    due.delete(this);
     if (this.onDrain === undefined) return;
-    if (this.sock !== undefined) this.sock.off('drain', this.onDrain);
+    if (this.sock !== undefined) this.sock.off('drain', this.drained);
     else this.res.off('drain', this.onDrain);
     this.onDrain = undefined;
   }

@@ -7,7 +7,7 @@
  * stream's ring. Memory per client is therefore the socket's own buffer, never a private queue. A client
  * whose unsent backlog passes `maxPendingBytes`, or whose next event has left the ring, is cut off; it can
  * reconnect with Last-Event-ID and will get a stream_reset if the history it needs is gone.
- * The bytes go out through SseOutput: a live event is one write of a Buffer shared by every client.
+ * The bytes go out through SseOutput: live events are shared Buffers, written together every few ms.
  */
 import type { ServerResponse } from 'node:http';
 import type { ConsoleStream, StoredEvent, StreamSubscriber } from '../console/console-stream.js';
@@ -153,10 +153,11 @@ export class SseWriter implements StreamSubscriber {
     if (this.ended) return;
     this.ended = true;
     clearInterval(this.keepAlive);
-    this.out.detach();
-    this.stream.unsubscribe(this);
     // A cut-off slow client is destroyed, not ended: ending would wait for it to read what is queued.
-    if (reason === 'slow_client' || reason === 'client_closed') this.res.destroy();
+    const destroy = reason === 'slow_client' || reason === 'client_closed';
+    this.out.detach(!destroy);
+    this.stream.unsubscribe(this);
+    if (destroy) this.res.destroy();
     else this.res.end();
     this.opts.onClose?.(reason);
   }

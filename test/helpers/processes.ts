@@ -102,9 +102,9 @@ export interface StartedAgent {
 }
 
 /** Starts `canrelay agent` on a free loopback port and waits for its console URL. */
-export async function startAgentProcess(args: string[], opts: { stateDir?: string; id?: string; env?: NodeJS.ProcessEnv } = {}): Promise<StartedAgent> {
+export async function startAgentProcess(args: string[], opts: { stateDir?: string; id?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {}): Promise<StartedAgent> {
   const stateDir = opts.stateDir ?? tempDir('canrelay-agent-');
-  const proc = runCli(['agent', '--id', opts.id ?? 'test-gw', '--listen', '127.0.0.1:0', '--state-dir', stateDir, ...args], opts.env);
+  const proc = runCli(['agent', '--id', opts.id ?? 'test-gw', '--listen', '127.0.0.1:0', '--state-dir', stateDir, ...args], opts.env, { nodeArgs: opts.nodeArgs });
   const line = await proc.waitForLog((l) => l.msg === 'console listening');
   const url = String(line.url);
   return { proc, url, base: url.replace(/\/api\/v1\/.*$/, ''), stateDir };
