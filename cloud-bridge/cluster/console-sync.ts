@@ -100,6 +100,7 @@ export interface ConsoleSyncStats {
 export class ConsoleSync {
   private readonly mirrors = new Map<string, Mirror>();
   private readonly roles = new Map<string, Role>();
+  private readonly sides = new Map<string, readonly [string, string] | undefined>();
   private readonly outbox: ConsoleOutbox;
   private readonly timer: NodeJS.Timeout;
   /** Streams numbered here that another node mirrors: until when (numbered events are published only for these). */
@@ -182,14 +183,21 @@ export class ConsoleSync {
     let owner: string | undefined;
     if (name.startsWith('dongles/')) owner = this.d.ownerOf(name.slice(8));
     else if (name.startsWith('groups/')) {
-      const sides = this.d.sidesOf(name.slice(7));
+      const sides = this.sidesOf(name.slice(7));
       owner = sides && (this.d.ownerOf(sides[0]) ?? this.d.ownerOf(sides[1]));
     } else return undefined;
     return owner ?? previous ?? this.d.node;
   }
 
+  /** A group's sides, read from the store at most once per sync tick (this is asked for every event). */
+  private sidesOf(gid: string): readonly [string, string] | undefined {
+    if (!this.sides.has(gid)) this.sides.set(gid, this.d.sidesOf(gid));
+    return this.sides.get(gid);
+  }
+
   private syncAll(): void {
     const now = Date.now();
+    this.sides.clear(); // groups change through the admin API of any node
     for (const s of this.d.streams.all()) this.sync(s);
     this.announceWatched(now);
     if (now - this.lastInterestAt >= INTEREST_EVERY_MS) {
@@ -296,11 +304,11 @@ export class ConsoleSync {
     return (this.watchedUntil.get(s.name) ?? 0) >= Date.now();
   }
 
-  numbered(s: ConsoleStream, id: number, runStart: number, type: ConsoleEventType, json: string): void {
+  numbered(s: ConsoleStream, id: number, runStart: number, type: ConsoleEventType, json: () => string): void {
     // Nobody mirrors it: nothing to publish (a new mirror gets the history first, then live events).
     if ((this.remoteInterest.get(s.name) ?? 0) < Date.now()) return;
     this.stats.numberedOut++;
-    this.outbox.push(SUBJECTS.consoleEvents(s.name), encodeWithJson({ n: this.d.node, r: runStart, i: id, t: type }, json));
+    this.outbox.push(SUBJECTS.consoleEvents(s.name), encodeWithJson({ n: this.d.node, r: runStart, i: id, t: type }, json()));
   }
 
   forward(s: ConsoleStream, numberer: string, type: ConsoleEventType, json: string, hops = 0): void {
@@ -474,7 +482,7 @@ class Role implements StreamNumbering {
     return this.sync.refresh(this);
   }
 
-  numbered(id: number, runStart: number, type: ConsoleEventType, json: string): void {
+  numbered(id: number, runStart: number, type: ConsoleEventType, json: () => string): void {
     this.sync.numbered(this.stream, id, runStart, type, json);
   }
 

@@ -60,8 +60,11 @@ export interface ConsoleStreamOptions {
 export interface StreamNumbering {
   /** True on the node that numbers this stream's events now. */
   readonly here: boolean;
-  /** Here: an event was numbered and stored (told once, with its JSON, to be published to the other nodes). */
-  numbered(id: number, runStart: number, type: ConsoleEventType, json: string): void;
+  /**
+   * Here: an event was numbered and stored (told once, to be published to the other nodes). `json` makes
+   * its text: a frame kept compactly is turned into JSON only if it is published.
+   */
+  numbered(id: number, runStart: number, type: ConsoleEventType, json: () => string): void;
   /** Elsewhere: an event made here (sampled here) goes to the node that numbers, not into this node's ring. */
   forward(type: ConsoleEventType, json: string): void;
   /** Elsewhere: whether frames are wanted there (someone reads the stream); when not, a frame costs only its sampling here. */
@@ -179,7 +182,7 @@ export class ConsoleStream {
     const id = this.ids.take();
     if (id === undefined) return -1;
     this.store(id, type, json, key);
-    n?.numbered(id, this.runStart, type, json);
+    n?.numbered(id, this.runStart, type, () => json);
     return id;
   }
 
@@ -284,7 +287,7 @@ export class ConsoleStream {
     const loc = this.opts.history.appendFrame(this.ring, f, represents, dongle, jsonLength);
     this.append(id, loc, now, sseLength(id, 'can_frame', jsonLength));
     if (this.subscribers.size > 0) this.fanOut({ id, chunk: sseBlock(id, 'can_frame', this.opts.history.json(loc)!) });
-    this.numbering?.numbered(id, this.runStart, 'can_frame', this.opts.history.json(loc)!);
+    this.numbering?.numbered(id, this.runStart, 'can_frame', () => this.opts.history.json(loc)!);
   }
 
   private append(id: number, loc: number, now: number, bytes: number): void {
