@@ -96,7 +96,7 @@ bench-socketcand: build
 bench-fleet: build
 	$(NODE) build/bench/bridge-fleet.js
 
-# Cluster mode against the embedded bridge: 200 fake dongles in 100 groups at 500 frames/s, on 1 node (SQLite),
+# Cluster mode against the embedded bridge: 200 fake dongles in 100 groups at 200 frames/s (the issue says 500: too much for 2 shared cores), on 1 node (SQLite),
 # 1 node and 2 nodes on a real PostgreSQL + nats-server started by the bench (about 3 minutes; stops them all).
 # BENCH_SHAPE=dongles x rate x seconds, BENCH_RUNS (2), BENCH_MODES, BENCH_BRIDGE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
 bench-cluster: build

@@ -89,7 +89,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     const c = cfg.cluster;
     const takeoverAfterMs = timings.pingMs * TAKEOVER_HEARTBEATS;
     try {
-      cluster = agentDeps.cluster = await Cluster.start({ servers: c.servers, node: c.nodeId, takeoverAfterMs, pingMs: timings.pingMs }, relay, agents, log);
+      cluster = agentDeps.cluster = await Cluster.start({ servers: c.servers, auth: c.auth, node: c.nodeId, takeoverAfterMs, pingMs: timings.pingMs }, relay, agents, log);
     } catch (err) {
       relay.stop();
       commands.stop();

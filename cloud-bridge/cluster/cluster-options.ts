@@ -1,4 +1,4 @@
-/** The bridge's cluster flags (`--cluster`, `--node-id`), as data for cloud-bridge/options.ts, and their cross-checks. */
+/** The bridge's cluster flags (`--cluster`, `--cluster-password`, `--node-id`), as data for cloud-bridge/options.ts, and their cross-checks. */
 import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../../core/cli/options.js';
 
 /** Node ids name NATS subjects (hex-encoded) and /metrics labels: a short plain name. */
@@ -23,12 +23,23 @@ export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
       return s;
     },
   },
+  {
+    name: 'cluster-password',
+    arg: '<password>',
+    description: 'password of the NATS user named in the --cluster URL (nats://user@host:4222); prefer CANRELAY_NATS_PASSWORD',
+    parse: parse.string(/^.{1,1024}$/, 'must be 1-1024 characters'),
+    env: ['CANRELAY_NATS_PASSWORD'],
+    secret: true,
+  },
   { name: 'node-id', arg: '<name>', description: 'this node\'s name in the cluster (unique; labels its /metrics)', parse: parse.string(NODE_ID_RULE, 'must be 1-64 letters, digits, ".", "_" or "-"') },
 ];
 
 export interface ClusterConfig {
+  /** Without credentials (nats.js takes them from options, not from the URL). */
   servers: string[];
   nodeId: string;
+  /** NATS user/password authentication: the user from the URLs' user part, the password from --cluster-password or the URL. */
+  auth?: { user: string; pass: string };
 }
 
 /** undefined without --cluster; throws OptionError when one of the two flags is given without the other. */
@@ -38,5 +49,14 @@ export function clusterConfigFrom(o: ResolvedOptions): ClusterConfig | undefined
   if (cluster === undefined && node === undefined) return undefined;
   if (cluster === undefined) throw new OptionError('--node-id is for cluster mode: give --cluster nats://host:4222 too');
   if (node === undefined) throw new OptionError('--cluster needs --node-id <name>, unique per node (e.g. the host name)');
-  return { servers: cluster.split(',').map((u) => u.trim()), nodeId: node };
+  const urls = cluster.split(',').map((u) => new URL(u.trim()));
+  const users = new Set(urls.map((u) => decodeURIComponent(u.username)));
+  if (users.size > 1) throw new OptionError('--cluster: give the same NATS user in every URL (or in none)');
+  const user = [...users][0] ?? '';
+  const inUrl = urls.map((u) => decodeURIComponent(u.password)).find((p) => p !== '');
+  const pass = (o['cluster-password'] as string | undefined) ?? inUrl;
+  if (pass !== undefined && user === '') throw new OptionError('--cluster-password needs the NATS user in the --cluster URL: nats://<user>@host:4222');
+  if (user !== '' && pass === undefined) throw new OptionError(`--cluster names the NATS user "${user}": give its password in CANRELAY_NATS_PASSWORD (or --cluster-password)`);
+  const servers = urls.map((u) => `${u.protocol}//${u.host}`);
+  return { servers, nodeId: node, ...(user !== '' ? { auth: { user, pass: pass! } } : {}) };
 }

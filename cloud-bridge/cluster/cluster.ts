@@ -18,6 +18,8 @@ import { RemoteSides } from './remote-sides.js';
 
 export interface ClusterSettings {
   servers: string[];
+  /** NATS user/password (cluster-options.ts). */
+  auth?: { user: string; pass: string };
   node: string;
   /** The arbiter's takeover time (missed heartbeats). */
   takeoverAfterMs: number;
@@ -48,7 +50,7 @@ export class Cluster {
 
   static async start(s: ClusterSettings, relay: GroupRelay, agents: LocalAgents, log: Logger): Promise<Cluster> {
     const clog = log.child({ node: s.node });
-    const nats = await NatsLink.open(s.servers, s.node, clog);
+    const nats = await NatsLink.open(s.servers, s.node, clog, s.auth);
     const c = new Cluster(s.node, nats);
     c.ownership = new Ownership(
       nats,

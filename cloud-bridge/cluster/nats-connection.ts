@@ -62,11 +62,12 @@ export class NatsLink {
   }
 
   /** Connects (the first connection must succeed: a wrong --cluster URL is said at start, not hidden). */
-  static async open(servers: string[], node: string, log: Logger): Promise<NatsLink> {
+  static async open(servers: string[], node: string, log: Logger, auth?: { user: string; pass: string }): Promise<NatsLink> {
     let nc: NatsConnection;
     try {
       nc = await connect({
         servers,
+        ...auth,
         name: `canrelay-bridge:${node}`,
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
@@ -75,7 +76,11 @@ export class NatsLink {
         maxPingOut: 2,
       });
     } catch (err) {
-      throw new Error(`cannot reach NATS at ${servers.join(', ')}: ${(err as Error).message}; start nats-server (with -js) or fix --cluster`);
+      const why = (err as Error).message;
+      const todo = /authoriz|authentic/i.test(why)
+        ? 'check the NATS user in the --cluster URL (nats://user@host:4222) and its password (CANRELAY_NATS_PASSWORD or --cluster-password)'
+        : 'start nats-server (with -js) or fix --cluster';
+      throw new Error(`cannot reach NATS at ${servers.join(', ')}: ${why}; ${todo}`);
     }
     return new NatsLink(nc, log);
   }

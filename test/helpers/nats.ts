@@ -34,11 +34,12 @@ export class NatsServer {
   private constructor(
     readonly port: number,
     readonly storeDir: string,
+    private readonly extraArgs: string[],
   ) {}
 
-  /** Starts a server on a free loopback port and waits until it accepts connections. */
-  static async start(): Promise<NatsServer> {
-    const s = new NatsServer(await freePort(), tempDir('canrelay-nats-'));
+  /** Starts a server on a free loopback port and waits until it accepts connections; `args` add to its command line (e.g. --user/--pass). */
+  static async start(args: string[] = []): Promise<NatsServer> {
+    const s = new NatsServer(await freePort(), tempDir('canrelay-nats-'), args);
     await s.spawn();
     return s;
   }
@@ -57,7 +58,7 @@ export class NatsServer {
   }
 
   private async spawn(): Promise<void> {
-    const child = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(NATS_SERVER, ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir, ...this.extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     live.add(child);
     this.exited = new Promise((resolve) => child.on('exit', () => (live.delete(child), resolve())));
