@@ -121,9 +121,12 @@ export class Ownership {
         return v;
       }
       let current: ArbitratedLink | undefined = local;
-      if (current === undefined) {
+      // A lease in this node's name that no link of this process holds was left by its previous run (a
+      // restart within the takeover time): nothing to judge. Judged by its age, it refused the node's own
+      // agents as duplicates until it aged (bench-cluster met it: same node ids, new processes).
+      if (current === undefined && held.data.node !== this.node) {
         // Another node's lease: ask it first; it may be gone (no responders), which ends the wait at once.
-        const asked = held.data.node !== this.node ? await this.askHolder(held.data.node, dongle) : undefined;
+        const asked = await this.askHolder(held.data.node, dongle);
         if (asked !== undefined) current = asked ?? undefined;
         else {
           const h = this.heard.get(dongle);

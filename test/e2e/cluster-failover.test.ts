@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
+import { FakeAgent } from '../helpers/fake-agent.js';
 import { ensureNatsServer, NatsServer } from '../helpers/nats.js';
 import { PostgresServer } from '../helpers/postgres.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
@@ -85,4 +86,21 @@ test('two --bridge URLs, no balancer: SIGKILL of the node A is on, A reaches the
   assert.equal(r.total, N, `every frame accounted for: ${JSON.stringify(r)}`);
   assert.ok(r.tx > 1000, 'the relay resumed after the node loss');
   assert.equal(await uplink(b, 'connects'), 1, 'B, on node 2 throughout, never reconnected');
+});
+
+test('a node restarted under its own id after a SIGKILL takes its dongles back at once (its old leases are not judged as a live holder)', async () => {
+  const db = await pgServer.createDatabase();
+  // Default heartbeat (10 s): the old leases stay fresh for the takeover time (20 s), longer than the restart.
+  const first = track(await startBridgeProcess(['--cluster', nats.url, '--node-id', 'same'], { db }));
+  const token = await first.admin.register('fx-same');
+  const a = await FakeAgent.connect(first.base, { dongle: 'fx-same', token, record: false });
+  await until(async () => (await connected(first, 'same')) === 1, 10_000, 'the agent connected to the first run');
+  await first.proc.stop('SIGKILL');
+  a.kill();
+  const again = track(await startBridgeProcess(['--cluster', nats.url, '--node-id', 'same'], { db }));
+  // Welcomed, not refused as a duplicate of its own previous run.
+  const b = await FakeAgent.connect(again.base, { dongle: 'fx-same', token, record: false }).catch((err: Error) => err);
+  assert.ok(!(b instanceof Error), `the restarted node accepted the dongle: ${b instanceof Error ? b.message : ''}`);
+  assert.equal(await connected(again, 'same'), 1);
+  await (b as FakeAgent).close();
 });
