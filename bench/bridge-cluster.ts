@@ -48,6 +48,8 @@ interface Result {
   delivered_percent: number;
   out_of_order: number;
   dropped_by_bridge: number;
+  /** Summed over the nodes' /metrics (cluster modes). */
+  cluster: { nats_disconnects: number; undeliverable_batches: number; failed_ops: number; down_batches_out: number };
   frames_per_s: number;
   bridge_us_per_frame: number;
   /** Per node, µs of that node's CPU per frame relayed cluster-wide. */
@@ -229,11 +231,24 @@ async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: Po
     const secs = (tEnd - t0) / 1000;
     const lat = [...latency.subarray(0, Math.min(latN, LATENCY_SAMPLES))].sort((a, b) => a - b);
     const q = (p: number): number => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]! : NaN);
-    let dropped = 0;
+    // Group counters are cluster-wide (shared through PostgreSQL, every node shows them): the largest value
+    // of each series across nodes, not their sum. Cluster counters are per node: summed.
+    const droppedBySeries = new Map<string, number>();
+    const cluster = { nats_disconnects: 0, undeliverable_batches: 0, failed_ops: 0, down_batches_out: 0 };
     for (const n of nodes) {
       const text = await fetch(`${n.base}/metrics`, { headers: { Authorization: `Bearer ${n.admin.token}` } }).then((r) => r.text(), () => '');
-      for (const l of text.split('\n')) if (l.startsWith('canrelay_bridge_frames_dropped_total{')) dropped += Number(l.slice(l.lastIndexOf(' ') + 1));
+      for (const l of text.split('\n')) {
+        const v = Number(l.slice(l.lastIndexOf(' ') + 1));
+        if (l.startsWith('canrelay_bridge_frames_dropped_total{')) {
+          const series = l.slice(0, l.lastIndexOf(' ')).replace(/,?node="[^"]*"/, '');
+          droppedBySeries.set(series, Math.max(droppedBySeries.get(series) ?? 0, v));
+        } else if (l.startsWith('canrelay_bridge_cluster_nats_disconnects_total')) cluster.nats_disconnects += v;
+        else if (l.startsWith('canrelay_bridge_cluster_failed_ops_total')) cluster.failed_ops += v;
+        else if (l.startsWith('canrelay_bridge_cluster_down_batches_total') && l.includes('direction="undeliverable"')) cluster.undeliverable_batches += v;
+        else if (l.startsWith('canrelay_bridge_cluster_down_batches_total') && l.includes('direction="out"')) cluster.down_batches_out += v;
+      }
     }
+    const dropped = [...droppedBySeries.values()].reduce((a, b) => a + b, 0);
     const us = (s: number): number => (relayed > 0 ? Math.round((s / relayed) * 1e7) / 10 : NaN);
     const nodeCpu = cpu1.nodes.map((c, i) => c - cpu0.nodes[i]!);
     const bridgeCpu = nodeCpu.reduce((a, b) => a + b, 0);
@@ -245,6 +260,7 @@ async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: Po
       delivered_percent: Math.round((relayed / sentTotal) * 10000) / 100,
       out_of_order: outOfOrder,
       dropped_by_bridge: dropped,
+      cluster,
       frames_per_s: Math.round(relayed / secs),
       bridge_us_per_frame: us(bridgeCpu),
       node_us_per_frame: nodeCpu.map(us),
@@ -294,11 +310,11 @@ async function main(): Promise<void> {
     '',
     `${DONGLES} protocol-level fake agents (one process) in ${Math.floor(DONGLES / 2)} groups, each sending ${RATE} frames/s for ${SECONDS} s (a batch every ${TICK_MS} ms), both directions of every group. embedded: one bridge on SQLite; cluster-1: one node on PostgreSQL + NATS; cluster-2: two nodes, side A of every group on node 1 and side B on node 2 (every frame crosses NATS). Modes interleaved within each run. Bridge CPU is the nodes' own (from /proc, summed), from the first send to the last frame's arrival, per frame relayed; nats-server and PostgreSQL (postmaster + backends) separately. Latency: fake agent send time to the peer's receive time. The load generator shares the 2 cores (its CPU % is shown) and the machine was shared with other work: read ratios within a run, not absolutes.`,
     '',
-    '| run | mode | relayed / sent | delivered % | out of order | dropped by the bridge | relayed frames/s | bridge µs/frame (per node) | × embedded | nats-server µs/frame | PostgreSQL µs/frame | bridge CPU % | p50 ms | p99 ms | generator CPU % | load average |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| run | mode | relayed / sent | delivered % | out of order | dropped by the bridge | relayed frames/s | bridge µs/frame (per node) | × embedded | nats-server µs/frame | PostgreSQL µs/frame | bridge CPU % | p50 ms | p99 ms | NATS disconnects, undeliverable / published DOWN batches | generator CPU % | load average |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...results.map(
       (r) =>
-        `| ${r.run} | ${r.mode} | ${r.relayed.toLocaleString('en')} / ${r.sent.toLocaleString('en')} | ${r.delivered_percent} | ${r.out_of_order} | ${r.dropped_by_bridge} | ${r.frames_per_s.toLocaleString('en')} | ${r.bridge_us_per_frame}${r.node_us_per_frame.length > 1 ? ` (${r.node_us_per_frame.join(' + ')})` : ''} | ${ratio(r)} | ${r.mode === 'embedded' ? '–' : r.nats_us_per_frame} | ${r.mode === 'embedded' ? '–' : r.postgres_us_per_frame} | ${r.bridge_cpu_percent} | ${r.p50_ms} | ${r.p99_ms} | ${r.generator_cpu_percent} | ${r.load_average} |`,
+        `| ${r.run} | ${r.mode} | ${r.relayed.toLocaleString('en')} / ${r.sent.toLocaleString('en')} | ${r.delivered_percent} | ${r.out_of_order} | ${r.dropped_by_bridge} | ${r.frames_per_s.toLocaleString('en')} | ${r.bridge_us_per_frame}${r.node_us_per_frame.length > 1 ? ` (${r.node_us_per_frame.join(' + ')})` : ''} | ${ratio(r)} | ${r.mode === 'embedded' ? '–' : r.nats_us_per_frame} | ${r.mode === 'embedded' ? '–' : r.postgres_us_per_frame} | ${r.bridge_cpu_percent} | ${r.p50_ms} | ${r.p99_ms} | ${r.mode === 'embedded' ? '–' : `${r.cluster.nats_disconnects}, ${r.cluster.undeliverable_batches} / ${r.cluster.down_batches_out}`} | ${r.generator_cpu_percent} | ${r.load_average} |`,
     ),
     '',
     `Median ratio of bridge CPU per relayed frame to the embedded mode of the same run: ${MODES.filter((m) => m !== 'embedded')
