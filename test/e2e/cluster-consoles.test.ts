@@ -99,7 +99,9 @@ test('three nodes: dongle console on node 3, group console on node 2, resume acr
   const on3 = await read(n3.base, 'dongles', 'xa');
   await on3.waitFor((ev) => withId(ev).filter((e) => e.event === 'can_frame').length >= 30, 20_000, '30 frames of xa on node 3');
   assertContiguous(withId(on3.events), undefined, 'xa on node 3');
-  assert.ok(assertSameContent(withId(on3.events), ref.events, 'xa on node 3 vs node 1') >= 30, 'node 3 shows node 1 events, same ids');
+  await ref.waitFor((ev) => ev.some((e) => e.id === withId(on3.events).at(-1)!.id), 20_000, 'the reference has what node 3 has');
+  const same3 = assertSameContent(withId(on3.events), ref.events, 'xa on node 3 vs node 1');
+  assert.ok(same3 >= 30, `node 3 shows node 1 events, same ids (${same3} compared; node 3 ids ${withId(on3.events)[0]?.id}…${withId(on3.events).at(-1)?.id}, node 1 ids ${withId(ref.events)[0]?.id}…${withId(ref.events).at(-1)?.id})`);
   assert.ok((await numberedOut()) > 0, 'node 1 publishes once node 3 reads');
 
   // The group console on node 2 (B's node; A's node numbers it): frames of both sides.
@@ -148,6 +150,7 @@ test('three nodes: dongle console on node 3, group console on node 2, resume acr
   await until(async () => (await n3.admin.get(`/api/v1/commands/${cid}`)).body.status === 'succeeded', 30_000, 'succeeded, seen on node 3');
   const statusesOn = (c: SseClient): string[] => c.ofType('command_status').filter((e) => e.json.command_id === cid).map((e) => String(e.json.status));
   await c2.waitFor(() => statusesOn(c2).includes('succeeded'), 20_000, 'command_status succeeded on node 2');
+  await ref.waitFor(() => statusesOn(ref).includes('succeeded'), 20_000, 'command_status succeeded on node 1');
   assert.deepEqual(statusesOn(c2), statusesOn(ref).slice(0, statusesOn(c2).length), 'node 2 shows the statuses node 1 shows, in order');
   assert.ok(statusesOn(c2).includes('queued'), `the queued status (made on node 3) is on node 2 too: ${statusesOn(c2).join(', ')}`);
   assertContiguous(withId(c2.events), undefined, 'xa on node 2');
