@@ -9,6 +9,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { pino } from 'pino';
+import { ConsoleOutbox, OUTBOX_MAX } from '../../cloud-bridge/cluster/console-outbox.js';
+import { NatsLink } from '../../cloud-bridge/cluster/nats-connection.js';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { ensureNatsServer, NatsServer } from '../helpers/nats.js';
 import { PostgresServer } from '../helpers/postgres.js';
@@ -308,4 +311,33 @@ test('nats-server SIGKILLed and restarted under a console read on another node: 
   const m1 = (await getJson(n1.base + '/metrics')).text;
   t.diagnostic(`node 1 console events dropped while NATS was away: ${metricValue(m1, 'canrelay_bridge_cluster_console_events_dropped_total', { reason: 'nats_down', node: 'z1' })}`);
   if (r.resets === 0) assert.ok(caughtUp, 'without a reset, the events numbered during the outage were delivered (caught up from node 1 history)');
+});
+
+test('the console outbox to NATS is bounded: beyond its bound, or with NATS away, events are dropped and counted, never queued', async () => {
+  const link = await NatsLink.open([nats.url], 'outbox-test', pino({ level: 'silent' }));
+  const sub = await NatsLink.open([nats.url], 'outbox-reader', pino({ level: 'silent' }));
+  try {
+    let received = 0;
+    sub.nc.subscribe('canrelay.test.outbox', { callback: () => received++ });
+    await sub.nc.flush();
+    const out = new ConsoleOutbox(link);
+    // One event-loop turn's worth (as a burst of console events from the relay path would be).
+    const n = OUTBOX_MAX + 5_000;
+    for (let i = 0; i < n; i++) out.push('canrelay.test.outbox', '{}');
+    assert.equal(out.dropped.queue_full, 5_000, 'what does not fit is dropped at once, counted');
+    await until(() => received === OUTBOX_MAX, 30_000, 'the bounded batch published');
+    assert.equal(out.sent, OUTBOX_MAX);
+    // NATS away: nothing is held for later (console events are live; the mirrors catch up from history).
+    await nats.kill();
+    await until(() => !link.connected, 30_000, 'the link sees NATS gone');
+    for (let i = 0; i < 100; i++) out.push('canrelay.test.outbox', '{}');
+    assert.equal(out.dropped.nats_down, 100);
+    await nats.restart();
+    await until(() => link.connected && sub.connected, 60_000, 'NATS back');
+    out.push('canrelay.test.outbox', '{}');
+    await until(() => received === OUTBOX_MAX + 1, 30_000, 'publishing again after NATS is back');
+  } finally {
+    await link.close();
+    await sub.close();
+  }
 });
