@@ -101,10 +101,6 @@ export class FrameRouter implements SourceSink {
     return (this.uplink?.buffered ?? 0) > BACKLOG_PAUSE_FRAMES;
   }
 
-  ended(frames: number): void {
-    this.log('info', `replay finished: all ${frames} frames of the file were delivered`, 'replay_ended', { frames });
-  }
-
   // ---- the transmit path ----
 
   transmit(frame: CanFrame): SendResult {

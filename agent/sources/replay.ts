@@ -267,7 +267,7 @@ export class ReplaySource implements FrameSource {
     this.running = false;
     await this.fh?.close().catch(() => undefined);
     this.fh = null;
-    sink.ended(this.emitted);
+    sink.log('info', `replay finished: all ${this.emitted} frames of the file were delivered`, 'replay_ended', { frames: this.emitted });
   }
 
   private startPass(): void {

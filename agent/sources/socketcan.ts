@@ -39,6 +39,11 @@ const CANFD_MTU = 72;
 const SINK_ERROR_LOG_EVERY_MS = 5000;
 const NO_DATA = new Uint8Array(0);
 
+/** The kernel's timestamp of a frame (CLOCK_REALTIME); without one, the wall clock now: the same clock. */
+function kernelTimeUs(msg: { ts_sec?: number; ts_usec?: number }): number {
+  return msg.ts_sec !== undefined && msg.ts_usec !== undefined ? msg.ts_sec * 1e6 + msg.ts_usec : nowUs();
+}
+
 /**
  * Maps a message from the addon to a CanFrame.
  * - FD is inferred from the length: the addon reads FD and classic frames through the same listener and
@@ -49,7 +54,7 @@ const NO_DATA = new Uint8Array(0);
  *   CAN_SFF_MASK; every error class defined so far (up to CAN_ERR_CNT = 0x200) fits in those 11 bits.
  */
 export function rawMessageToFrame(bus: string, msg: RawMessage): CanFrame {
-  const tsUs = msg.ts_sec !== undefined && msg.ts_usec !== undefined ? msg.ts_sec * 1e6 + msg.ts_usec : nowUs();
+  const tsUs = kernelTimeUs(msg);
   const raw = msg.data;
   // A plain Uint8Array view (no copy): Buffer#slice shares memory where Uint8Array#slice copies.
   const data = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
@@ -188,7 +193,7 @@ export class SocketCanSource implements FrameSource {
         // The addon returns send()'s -1 without errno; with MSG_DONTWAIT this is ENOBUFS/EAGAIN in practice.
         return { ok: false, busy: true, error: `transmit queue of ${b.name} is full; retry shortly` };
       }
-      const tsUs = msg.ts_sec !== undefined && msg.ts_usec !== undefined ? msg.ts_sec * 1e6 + msg.ts_usec : nowUs();
+      const tsUs = kernelTimeUs(msg);
       return { ok: true, tsUs };
     } catch (e) {
       return fail(`socketcan refused the frame on ${b.name}: ${errorText(e)}`);

@@ -13,8 +13,6 @@ export interface SourceSink {
   busState(bus: string, state: 'up' | 'down', reason?: string): void;
   /** Something worth a console `log` event (also written to the process log). */
   log(level: LogLevel, message: string, code?: string, details?: Record<string, string | number | boolean | null>): void;
-  /** A finite source (replay without --replay-loop) has delivered its last frame, `frames` of them (at least 1). */
-  ended(frames: number): void;
   /**
    * True while the data plane holds many frames not yet taken by the bridge. A source that can wait (a
    * replay at speed 0: "as fast as the agent can take them") pauses; a live bus cannot and never asks.

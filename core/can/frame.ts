@@ -54,6 +54,11 @@ export function transmittedFrame(f: CanFrame, tsUs: number = f.tsUs): CanFrame {
   return { bus: f.bus, id: f.id, ext: f.ext, rtr: f.rtr, err: f.err, fd: f.fd, brs: f.brs, esi: f.esi, dlc: f.dlc, data: f.data, tsUs, direction: 'tx' };
 }
 
+/**
+ * The wall clock in µs: the clock of SocketCAN's kernel timestamps (CLOCK_REALTIME), and the provisional time
+ * of a frame asked to be sent (commands, socketcand), which the transmit replaces with the time it was sent.
+ * Generated frames (sim, replay) use monotonicUsClock() below.
+ */
 export function nowUs(): number {
   return Date.now() * 1000;
 }

@@ -189,7 +189,6 @@ async function simShare(id: number, rate: number): Promise<number> {
     },
     busState: () => {},
     log: () => {},
-    ended: () => {},
   });
   await new Promise((r) => setTimeout(r, 2000));
   await sim.stop();

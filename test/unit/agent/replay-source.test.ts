@@ -59,10 +59,11 @@ class RecordingSink implements SourceSink {
   }
   log(level: LogLevel, message: string, code?: string, details?: Record<string, string | number | boolean | null>): void {
     this.logs.push({ level, message, code, details });
-  }
-  ended(): void {
-    this.endedCalls++;
-    this.onEnded?.();
+    // The replay's end is its replay_ended log (the generic sink has no replay-only method).
+    if (code === 'replay_ended') {
+      this.endedCalls++;
+      this.onEnded?.();
+    }
   }
   /** Resolves once `n` frames have arrived. */
   framesReached(n: number): Promise<void> {

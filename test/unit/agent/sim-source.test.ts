@@ -9,7 +9,6 @@ class RecordingSink implements SourceSink {
   readonly frames: CanFrame[] = [];
   readonly states: Array<[string, 'up' | 'down', string | undefined]> = [];
   readonly logs: Array<{ level: LogLevel; message: string; code?: string }> = [];
-  endedCalls = 0;
   frame(frame: CanFrame): void {
     this.frames.push(frame);
   }
@@ -18,9 +17,6 @@ class RecordingSink implements SourceSink {
   }
   log(level: LogLevel, message: string, code?: string): void {
     this.logs.push({ level, message, code });
-  }
-  ended(): void {
-    this.endedCalls++;
   }
 }
 

@@ -121,7 +121,6 @@ class RecordingSink implements SourceSink {
     if (this.throwOnLog) throw new Error('log exploded');
     this.logs.push({ level, message, code });
   }
-  ended(): void {}
 }
 
 // ---- fake sysfs / procfs ----
