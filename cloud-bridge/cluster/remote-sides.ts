@@ -27,6 +27,12 @@ const resendMessage = z.object({ dongle: z.string().min(1).max(64), node: z.stri
 const backMessage = z.object({ node: z.string().min(1).max(200) }).strict();
 /** At most this many dongles' acks per message (a node with more connected dongles sends several). */
 const ACKS_PER_MESSAGE = 1000;
+/**
+ * DOWN acks are published at most this often. Published every event-loop turn, they were most of a node's
+ * NATS messages (every DOWN batch is acknowledged): the writes and parses cost a node more than the frames
+ * (make bench-cluster profile). 20 ms more in the sender's window (16,384 frames per side) costs nothing.
+ */
+const ACK_EVERY_MS = 20;
 const ackMessage = z
   .object({ node: z.string().min(1).max(200), acks: z.array(z.tuple([z.string().min(1).max(64), z.number().int().min(0)])).min(1).max(ACKS_PER_MESSAGE) })
   .strict();
@@ -181,18 +187,19 @@ export class RemoteSides {
   /**
    * A local agent's DOWN ack: to every node that may hold batches for it — only for a dongle that has
    * received batches from another node (the others' acks concern this node alone), and coalesced: one
-   * message per event-loop turn for all dongles, each with its highest ack (acks are cumulative).
+   * message per ACK_EVERY_MS for all dongles, each with its highest ack (acks are cumulative).
    * True when batches came from another node.
    */
   localAck(dongle: string, batch: number): boolean {
     if (!this.fedRemotely.has(dongle)) return false;
     if (!this.nats.connected) return true;
-    if (this.pendingAcks.size === 0) this.nats.atTurnEnd(() => this.publishAcks());
+    if (this.pendingAcks.size === 0) setTimeout(() => this.publishAcks(), ACK_EVERY_MS).unref();
     if (batch > (this.pendingAcks.get(dongle) ?? -1)) this.pendingAcks.set(dongle, batch);
     return true;
   }
 
   private publishAcks(): void {
+    if (!this.nats.connected) return this.pendingAcks.clear(); // resent sides start over after a reconnect
     const acks = [...this.pendingAcks];
     this.pendingAcks.clear();
     for (let i = 0; i < acks.length; i += ACKS_PER_MESSAGE)
