@@ -19,7 +19,7 @@ import { CLI, CliProcess, tempDir } from '../test/helpers/processes.js';
 import type { CanFrame } from '../core/can/frame.js';
 import type { Batch } from '../core/uplink/frame-codec.js';
 import { median, sampleProc, writeResults } from './lib.js';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 
 interface Shape {
@@ -226,6 +226,7 @@ async function once(shape: Shape, build: string, cli: string, nodeArgs: string[]
   for (const v of viewers) v.close();
   await Promise.all(agents.map((a) => a.close()));
   await proc.stop();
+  rmSync(dir, { recursive: true, force: true }); // a run leaves no bridge database behind
   const mb = (b: number): number => Math.round(b / 1048576);
   return {
     ...shape,
