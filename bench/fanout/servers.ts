@@ -175,7 +175,7 @@ export async function startBridgeConsole(rate: number, nodeArgs: string[]): Prom
  */
 function nodeEnv(unit: 'canrelay-agent' | 'canrelay-bridge'): NodeJS.ProcessEnv {
   const text = readFileSync(join(process.cwd(), 'systemd', `${unit}.service`), 'utf8');
-  const fromUnit = /^Environment=NODE_OPTIONS=(.*)$/m.exec(text)?.[1]?.trim() ?? '';
+  const fromUnit = /^Environment="?NODE_OPTIONS=(.*?)"?$/m.exec(text)?.[1]?.trim() ?? '';
   return fromUnit === '' ? {} : { NODE_OPTIONS: fromUnit };
 }
 
