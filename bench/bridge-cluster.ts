@@ -14,7 +14,7 @@
  * (bridges, postgres, nats-server) is stopped at the end, also on failure (and SIGKILLed by the helpers if
  * this process exits early).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import os from 'node:os';
 import type { CanFrame } from '../core/can/frame.js';
@@ -134,9 +134,11 @@ async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: Po
   const common = ['--backlog-max-frames', '200000'];
   const nodes: StartedBridge[] = [];
   const agents: FakeAgent[] = [];
+  let dir: string | undefined;
   try {
     if (mode === 'embedded') {
-      nodes.push(await startBridgeProcess(common, { db: join(tempDir('canrelay-cluster-bench-'), 'bridge.sqlite'), env, nodeArgs }));
+      dir = tempDir('canrelay-cluster-bench-');
+      nodes.push(await startBridgeProcess(common, { db: join(dir, 'bridge.sqlite'), env, nodeArgs }));
     } else {
       const db = await servers.pg.createDatabase('canrelay_bench');
       const count = mode === 'cluster-2' ? 2 : 1;
@@ -276,6 +278,7 @@ async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: Po
     await pool(agents, 64, (a) => a.close());
     // SIGTERM: a clean exit (it also writes a --cpu-prof profile).
     for (const n of nodes) await n.proc.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true }); // a run leaves no bridge database behind
   }
 }
 
@@ -297,7 +300,8 @@ async function main(): Promise<void> {
     }
   } finally {
     await nats?.stop();
-    await pg?.stop();
+    if (nats) rmSync(nats.storeDir, { recursive: true, force: true });
+    await pg?.stop(); // removes its data folder
   }
   const embedded = (run: number): Result | undefined => results.find((r) => r.mode === 'embedded' && r.run === run);
   const ratio = (r: Result): number => {
