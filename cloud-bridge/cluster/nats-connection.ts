@@ -5,6 +5,7 @@
  */
 import { connect, Events, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
+import { EXIT_USAGE, StartupError } from '../../core/cli/exit-codes.js';
 
 /** Every subject the cluster uses; dongle ids go in hex (an id may contain "."; NATS splits subjects on it). */
 export const SUBJECTS = {
@@ -77,10 +78,13 @@ export class NatsLink {
       });
     } catch (err) {
       const why = (err as Error).message;
-      const todo = /authoriz|authentic/i.test(why)
-        ? 'check the NATS user in the --cluster URL (nats://user@host:4222) and its password (CANRELAY_NATS_PASSWORD or --cluster-password)'
-        : 'start nats-server (with -js) or fix --cluster';
-      throw new Error(`cannot reach NATS at ${servers.join(', ')}: ${why}; ${todo}`);
+      // A refused user or password is configuration: restarting cannot cure it (exit 2 stops systemd's retries).
+      if (/authoriz|authentic/i.test(why))
+        throw new StartupError(
+          `cannot reach NATS at ${servers.join(', ')}: ${why}; check the NATS user in the --cluster URL (nats://user@host:4222) and its password (CANRELAY_NATS_PASSWORD or --cluster-password)`,
+          EXIT_USAGE,
+        );
+      throw new Error(`cannot reach NATS at ${servers.join(', ')}: ${why}; start nats-server (with -js) or fix --cluster`);
     }
     return new NatsLink(nc, log);
   }
