@@ -57,7 +57,7 @@ export class Cluster {
       s.node,
       s.takeoverAfterMs,
       Math.max(250, Math.round(s.pingMs / 2)),
-      { lost: (d) => agents.cut(d), changed: (d) => c.sides?.sync(d) },
+      { lost: (d) => agents.cut(d), changed: (d) => (c.sides?.sync(d), c.consoles?.leaseChanged(d)) },
       clog,
     );
     try {
@@ -92,6 +92,7 @@ export class Cluster {
       node: this.node,
       streams,
       ownerOf: (d) => this.ownership.ownerOf(d),
+      holderInStore: (d) => this.ownership.holderInStore(d),
       sidesOf,
       streamOf,
       log: log.child({ node: this.node }),

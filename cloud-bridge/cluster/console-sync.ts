@@ -63,6 +63,8 @@ export interface ConsoleSyncDeps {
   streams: StreamManager;
   /** The node holding the dongle's lease now, as far as this node knows (undefined: nobody). */
   ownerOf(dongle: string): string | undefined;
+  /** The node the dongle's lease key names in NATS KV (asked when no announcement was heard yet). */
+  holderInStore(dongle: string): Promise<string | undefined>;
   /** A group's two sides (A, B), undefined for an unknown group. */
   sidesOf(gid: string): readonly [string, string] | undefined;
   /** The stream by name, created if needed, or undefined when it names no registered dongle or group. */
@@ -101,6 +103,8 @@ export class ConsoleSync {
   private readonly mirrors = new Map<string, Mirror>();
   private readonly roles = new Map<string, Role>();
   private readonly sides = new Map<string, readonly [string, string] | undefined>();
+  /** The last node heard holding each dongle's lease (a stream nobody owns now is numbered there, see numbererOf). */
+  private readonly lastOwner = new Map<string, string>();
   private readonly outbox: ConsoleOutbox;
   private readonly timer: NodeJS.Timeout;
   /** Streams numbered here that another node mirrors: until when (numbered events are published only for these). */
@@ -156,7 +160,28 @@ export class ConsoleSync {
    */
   beforeRead(stream: ConsoleStream, lastEventId: string | undefined): Promise<void> | undefined {
     const role = this.sync(stream);
-    if (role === undefined || role.isHere) return undefined;
+    if (role === undefined) return undefined;
+    // Numbered here only because no lease was heard of (yet: the holder's announcement may be on its way)?
+    // The lease store says; a reader served from a local numbering would be cut as soon as it is heard.
+    if (role.isHere && role.assumed) {
+      return this.lookUpHolder(stream.name).then((holder) => {
+        if (holder !== undefined && holder !== this.d.node && role.assumed && this.roles.get(stream.name) === role) this.switchTo(role, holder);
+        return role.isHere ? undefined : this.readMirror(role, stream, lastEventId);
+      });
+    }
+    return role.isHere ? undefined : this.readMirror(role, stream, lastEventId);
+  }
+
+  private async lookUpHolder(name: string): Promise<string | undefined> {
+    const dongles = name.startsWith('dongles/') ? [name.slice(8)] : (this.sidesOf(name.slice(7)) ?? []);
+    for (const d of dongles) {
+      const h = await this.d.holderInStore(d);
+      if (h !== undefined) return h;
+    }
+    return undefined;
+  }
+
+  private readMirror(role: Role, stream: ConsoleStream, lastEventId: string | undefined): Promise<void> | undefined {
     let m = this.mirrors.get(stream.name);
     const wanted = lastEventId !== undefined && /^\d{1,15}$/.test(lastEventId.trim()) ? Number(lastEventId.trim()) : undefined;
     if (m === undefined) m = this.startMirror(stream, role.numberer);
@@ -177,16 +202,27 @@ export class ConsoleSync {
   /**
    * Who numbers the stream now: the lease holder (dongle; side A's, else side B's, for a group); while
    * nobody holds it, whoever numbered it last (so an `offline` presence still reaches the readers on other
-   * nodes); this node when it never knew one. Undefined: the stream is not shared (the fleet stream).
+   * nodes), else the last node heard holding the lease; this node when it never heard of one. Undefined: the stream is not shared (the fleet stream).
    */
   private numbererOf(name: string, previous: string | undefined): string | undefined {
     let owner: string | undefined;
-    if (name.startsWith('dongles/')) owner = this.d.ownerOf(name.slice(8));
-    else if (name.startsWith('groups/')) {
+    let last: string | undefined;
+    if (name.startsWith('dongles/')) {
+      const d = name.slice(8);
+      owner = this.d.ownerOf(d);
+      last = this.lastOwner.get(d);
+    } else if (name.startsWith('groups/')) {
       const sides = this.sidesOf(name.slice(7));
       owner = sides && (this.d.ownerOf(sides[0]) ?? this.d.ownerOf(sides[1]));
+      last = sides && (this.lastOwner.get(sides[0]) ?? this.lastOwner.get(sides[1]));
     } else return undefined;
-    return owner ?? previous ?? this.d.node;
+    return owner ?? previous ?? last ?? this.d.node;
+  }
+
+  /** A lease changed hands as this node heard it: remembered, so a stream first read while its lease looks stale (a loaded holder) still follows it. */
+  leaseChanged(dongle: string): void {
+    const o = this.d.ownerOf(dongle);
+    if (o !== undefined) this.lastOwner.set(dongle, o);
   }
 
   /** A group's sides, read from the store at most once per sync tick (this is asked for every event). */
@@ -231,6 +267,7 @@ export class ConsoleSync {
       if (numberer === undefined) return undefined;
       // A stream made before the cluster took it over was numbered here already: nothing to restart.
       role = new Role(this, s, numberer);
+      role.assumed = numberer === this.d.node && !this.knowsOwner(s.name);
       this.roles.set(s.name, role);
       const old = this.mirrors.get(s.name);
       if (old !== undefined && old.stream !== s) this.dropMirror(s.name, old); // the stream was removed and made again
@@ -244,9 +281,21 @@ export class ConsoleSync {
 
   /** Called for every event the stream makes (Role.here): follows the leases, switching the stream's role when they moved. */
   refresh(role: Role): boolean {
+    const numberer = this.numbererOf(role.stream.name, role.assumed ? undefined : role.numberer)!;
+    if (numberer !== role.numberer) this.switchTo(role, numberer);
+    else if (role.assumed && this.knowsOwner(role.stream.name)) role.assumed = false;
+    return role.isHere;
+  }
+
+  /** Whether a lease (now or last heard) names the stream's numbering node. */
+  private knowsOwner(name: string): boolean {
+    const ids = name.startsWith('dongles/') ? [name.slice(8)] : (this.sidesOf(name.slice(7)) ?? []);
+    return ids.some((d) => this.d.ownerOf(d) !== undefined || this.lastOwner.has(d));
+  }
+
+  private switchTo(role: Role, numberer: string): void {
     const s = role.stream;
-    const numberer = this.numbererOf(s.name, role.numberer)!;
-    if (numberer === role.numberer) return role.isHere;
+    role.assumed = false;
     const wasHere = role.isHere;
     role.numberer = numberer;
     role.isHere = numberer === this.d.node;
@@ -256,7 +305,6 @@ export class ConsoleSync {
       s.startRun(); // readers here are disconnected: their resume gets a stream_reset
     } else if (wasHere) this.becameFollower(s, numberer);
     else if (m) void this.catchUp(m, numberer); // another node numbers now: a new run, its history
-    return role.isHere;
   }
 
   private becameFollower(s: ConsoleStream, numberer: string): void {
@@ -468,6 +516,8 @@ function heldOf(m: Mirror): Mirror['held'] {
 /** A stream's numbering in the cluster (ConsoleStream calls it for every event made or numbered here). */
 class Role implements StreamNumbering {
   isHere: boolean;
+  /** Numbered here only because no lease was known: the first lease heard decides (no stickiness). */
+  assumed = false;
 
   constructor(
     private readonly sync: ConsoleSync,

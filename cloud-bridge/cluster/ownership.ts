@@ -102,6 +102,24 @@ export class Ownership {
   }
 
   /**
+   * The node the dongle's lease key names now (read from NATS KV), undefined when none or unreadable:
+   * for a node that has not heard the holder's announcement yet (consoles, cluster/console-sync.ts).
+   */
+  async holderInStore(dongle: string): Promise<string | undefined> {
+    const kv = this.kv;
+    if (kv === undefined || !this.nats.connected) return undefined;
+    try {
+      const e = await kv.get(dongle);
+      if (e === null || e.operation !== 'PUT') return undefined;
+      const v = leaseValue.safeParse(e.json());
+      return v.success ? v.data.node : undefined;
+    } catch (err) {
+      this.nats.failed('lease read', err);
+      return undefined;
+    }
+  }
+
+  /**
    * A new connection of `dongle` said hello here. `decide` is the arbiter applied to the current
    * connection (the local one, else the lease of another node); accept/takeover then takes the lease.
    */

@@ -337,3 +337,30 @@ test('the console outbox to NATS is bounded: beyond its bound, or with NATS away
     await sub.close();
   }
 });
+
+test('a mirror lives in its node --history-memory-mb: evicted there, a resume gets too_old, never a gap', async () => {
+  const db = await pgServer.createDatabase();
+  const fast = ['--console-max-rate', '5000', '--history-events', '1000000', '--history-seconds', '3600'];
+  const n1 = await node('m1', db, fast);
+  const token = await n1.admin.register('ma');
+  const n2 = await node('m2', db, [...fast, '--history-memory-mb', '1']);
+  await until(async () => (await n2.admin.get('/api/v1/dongles/ma')).status === 200, 10_000, 'the dongle known on node 2');
+  const a = track(await startAgentProcess(['--sim', '--sim-rate', '2000', '--bridge', n1.base, '--token', token], { id: 'ma' }));
+  await a.proc.waitForLog((l) => l.msg === 'uplink connected');
+  const r2 = await read(n2.base, 'dongles', 'ma');
+  await r2.waitFor((ev) => ev.length >= 10, 20_000, 'the mirror under way');
+  const firstId = withId(r2.events)[0]!.id!;
+  const m2 = async (name: string): Promise<number> => metricValue((await getJson(n2.base + '/metrics')).text, name, { node: 'm2' }) ?? 0;
+  // More than the whole budget (16 segments of 64 KiB) evicted since the reader began: its first event is gone.
+  const evicted0 = await m2('canrelay_bridge_console_history_evicted_segments_total');
+  await until(async () => (await m2('canrelay_bridge_console_history_evicted_segments_total')) >= evicted0 + 20, 60_000, 'node 2 forgets history to stay within 1 MiB');
+  assert.ok((await m2('canrelay_bridge_console_history_bytes')) <= 1024 * 1024, 'the mirror stays within node 2 budget');
+  assert.ok((await m2('canrelay_bridge_cluster_console_mirrors')) >= 1);
+  r2.close();
+  assertContiguous(withId(r2.events), undefined, 'the live reader on node 2');
+  const again = await read(n2.base, 'dongles', 'ma', firstId);
+  await again.waitFor((ev) => ev.some((e) => e.event === 'stream_reset'), 10_000, 'a stream_reset');
+  assert.equal(again.events[0]!.event, 'stream_reset');
+  assert.equal(again.events[0]!.json.reason, 'too_old', 'the mirror forgot it (node 1, with 64 MiB, still has it)');
+  again.close();
+});
