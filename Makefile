@@ -67,9 +67,12 @@ test-web: build
 test-faults: build
 	$(NODE_TEST) --test-timeout=300000 --test-concurrency=1 $(call TESTS_IN,faults); $(SKIP_SUMMARY)
 
-# The real SocketCAN path: Debian's kernel with vcan under qemu, the real agent, bridge and can-utils.
+# The real SocketCAN path: Debian's kernel with vcan and emulated SJA1000 controllers under qemu, the real
+# agent, bridge and can-utils; the host's Chromium drives the console page of the guest's agent through a
+# qemu port forward (guest-run.test.ts boots the guest with run.sh and ends with its exit status).
 test-socketcan: build
-	SOCKETCAN_VM_KVASER=4 SOCKETCAN_VM_TIMEOUT=$${SOCKETCAN_VM_TIMEOUT:-1200} bash test/socketcan-vm/run.sh test/socketcan-vm/agent-guest.sh
+	bash .ci/ensure-debs.sh chromium
+	SOCKETCAN_VM_TIMEOUT=$${SOCKETCAN_VM_TIMEOUT:-1800} $(NODE_TEST) --test-timeout=2000000 build/test/socketcan-vm/guest-run.test.js; $(SKIP_SUMMARY)
 
 # The unit suite again on Node 24 (the packages' runtime), with addons rebuilt for it in a copy of
 # node_modules under build/node24 (.ci/test-node24.sh); Debian's Node 20 tree stays as it is.

@@ -1,8 +1,8 @@
 /**
  * Bus health on the console page in headless Chromium: the header's state badge, load gauge and
  * one-minute sparkline from a real agent (a looping replay with --bitrate), decoded error frames in the
- * trace, and — through the bridge, from an agent mirroring bus_state — an error-passive and a bus-off
- * that raise the alert bar, which goes away when the bus is error-active again. Screenshots in test/artifacts/.
+ * trace, and — through the bridge, from an agent mirroring bus_state — an error-passive, a bus-off and a
+ * stopped controller that raise the alert bar, which goes away when the bus is error-active again. Screenshots in test/artifacts/.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -64,7 +64,7 @@ test('bridge page: error-passive and bus-off mirrored from an agent are impossib
     agent.sendEvent(seq, 'bus_state', {
       ts: new Date().toISOString(),
       bus: 'can0',
-      link: 'up',
+      link: s === 'stopped' ? 'down' : 'up',
       state: s,
       tec,
       rec: 0,
@@ -104,7 +104,11 @@ test('bridge page: error-passive and bus-off mirrored from an agent are impossib
   state(3, 'bus-off', 0, 0);
   await until(async () => /bh1 can0 is BUS-OFF/.test((await alert.textContent()) ?? ''), 'bus-off alert');
   await screenshot(page, 'bus-health-bus-off');
-  state(4, 'error-active', 0, 0.3);
+  // The interface down (the kernel's STOPPED): nothing is read from the bus, as hard to miss.
+  state(4, 'stopped', 0, 0);
+  await until(async () => /bh1 can0 is STOPPED — its interface is down, nothing is read \(ip link set can0 up\)/.test((await alert.textContent()) ?? ''), 'stopped alert');
+  assert.equal(await badge.textContent(), 'stopped');
+  state(5, 'error-active', 0, 0.3);
   await until(async () => (await badge.textContent()) === 'error-active', 'healthy again');
   assert.equal(await alert.isHidden(), true, 'the alert goes when the bus is healthy');
   await agent.close();

@@ -2,7 +2,8 @@
  * Bus health in the header: per bus a state badge (error-active … bus-off, or "no controller"), a load
  * gauge with the one-minute peak and a sparkline of the last 60 per-second loads, from `bus_state`
  * events. A bus in error-passive or bus-off also raises the alert bar under the header, which stays
- * until the bus is healthy again: a technician cannot miss it.
+ * until the bus is healthy again: a technician cannot miss it. So does a controller the kernel reports
+ * stopped (its interface is down: nothing is read from that bus), with its own remedy.
  */
 import { byId, h, setAttr, setText } from '../dom.js';
 import type { BusStateData } from '../events.js';
@@ -44,6 +45,7 @@ export class BusHealthView {
     this.dirty = false;
     const nodes: Node[] = [];
     const alarms: string[] = [];
+    const texts: string[] = [];
     for (const [key, d] of [...this.buses].sort(([a], [b]) => a.localeCompare(b))) {
       const state = d.link === 'down' ? (d.state ?? 'down') : (d.state ?? 'no controller');
       const load = d.load;
@@ -73,12 +75,19 @@ export class BusHealthView {
           sparkline(d.load_history),
         ),
       );
-      if (SERIOUS.has(state)) alarms.push(`${key} is ${state.toUpperCase()}${d.tec !== null ? ` (TX errors ${d.tec}, RX errors ${d.rec})` : ''}`);
+      if (SERIOUS.has(state)) {
+        const what = `${key} is ${state.toUpperCase()}${d.tec !== null ? ` (TX errors ${d.tec}, RX errors ${d.rec})` : ''}`;
+        alarms.push(what);
+        texts.push(`${what} — check wiring, termination and bitrate`);
+      } else if (state === 'stopped') {
+        alarms.push(`${key} is STOPPED`);
+        texts.push(`${key} is STOPPED — its interface is down, nothing is read (ip link set ${d.bus} up)`);
+      }
     }
     this.box.replaceChildren(...nodes);
     this.box.hidden = nodes.length === 0;
     this.alert.hidden = alarms.length === 0;
     setAttr(this.alert, 'data-buses', alarms.length ? alarms.join('; ') : null);
-    setText(this.alert, alarms.length ? `Bus problem: ${alarms.join('; ')} — check wiring, termination and bitrate.` : '');
+    setText(this.alert, alarms.length ? `Bus problem: ${texts.join('; ')}.` : '');
   }
 }

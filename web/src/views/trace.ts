@@ -187,7 +187,8 @@ export function fillRow(el: HTMLElement, item: TraceItem, group: boolean): void 
         { cls: 'i', text: f.id },
         { cls: 'l', text: String(f.dlc) },
         { cls: 'x', text: f.data_hex || (f.is_remote ? '(remote)' : '') },
-        { cls: 'o', text: [flags, rep].filter(Boolean).join(' '), title: rep ? `stands for ${f.represents} frames of this id (sampling)` : undefined },
+        // An error frame's words can be longer than the column: the whole text as the cell's tooltip.
+        { cls: 'o', text: [flags, rep].filter(Boolean).join(' '), title: rep ? `stands for ${f.represents} frames of this id (sampling)` : f.is_error ? flags : undefined },
       );
       if (f.direction === 'tx') rowCls += ' tx';
       if (f.is_error) rowCls += ' err';
