@@ -119,7 +119,8 @@ let gw: StartedAgent | undefined;
  */
 async function gateway(): Promise<StartedAgent> {
   if (!gw) {
-    const a = await startAgentProcess(['--can', 'can0,vcan2', '--bus-state-interval', '1', '--listen', `0.0.0.0:${GUEST_AGENT_PORT}`], { id: 'bh-gw' });
+    // --bitrate for both: vcan has no bit timing, so vcan2's is the flag's; can0's kernel bitrate wins over it.
+    const a = await startAgentProcess(['--can', 'can0,vcan2', '--bitrate', 'can0=250000,vcan2=125000', '--bus-state-interval', '1', '--listen', `0.0.0.0:${GUEST_AGENT_PORT}`], { id: 'bh-gw' });
     children.push({ stop: () => a.proc.stop() });
     gw = a;
   }
@@ -422,7 +423,7 @@ test("the kernel's bit timing and controller state reach bus_state and the metri
   progress("test: the kernel's bit timing and controller state reach bus_state");
   const gw = await gateway();
   const c = await SseClient.connect(gw.url);
-  await c.waitFor((ev) => ev.some((e) => e.event === 'bus_state' && e.json.bus === 'can0'), 10_000, 'bus_state can0');
+  await c.waitFor((ev) => ['can0', 'vcan2'].every((bus) => ev.some((e) => e.event === 'bus_state' && e.json.bus === bus)), 10_000, 'bus_state of can0 and vcan2');
   const s = c.ofType('bus_state').map((e) => e.json).find((d) => d.bus === 'can0')!;
   assert.deepEqual(
     { link: s.link, state: s.state, tec: s.tec, rec: s.rec, bitrate: s.bitrate, src: s.bitrate_source, sp: s.sample_point, restart: s.restart_ms },
@@ -435,7 +436,9 @@ test("the kernel's bit timing and controller state reach bus_state and the metri
   assert.equal(metricValue(m, 'canrelay_bus_bitrate_bps', { bus: 'can0' }), 500000);
   assert.equal(metricValue(m, 'canrelay_bus_error_counter', { bus: 'can0', direction: 'tx' }), 0);
   assert.equal(metricValue(m, 'canrelay_bus_error_counter', { bus: 'can0', direction: 'rx' }), 0);
-  assert.equal(metricValue(m, 'canrelay_bus_bitrate_bps', { bus: 'vcan2' }), undefined, 'vcan: no bitrate without --bitrate');
+  assert.equal(metricValue(m, 'canrelay_bus_bitrate_bps', { bus: 'vcan2' }), 125000, "vcan has no bit timing: --bitrate's (can0's kernel 500 kbit/s won over --bitrate can0=250000, above)");
+  const v = c.ofType('bus_state').map((e) => e.json).find((d) => d.bus === 'vcan2')!;
+  assert.deepEqual({ state: v.state, tec: v.tec, bitrate: v.bitrate, src: v.bitrate_source, sp: v.sample_point }, { state: null, tec: null, bitrate: 125000, src: 'flag', sp: null });
   const n = c.ofType('bus_state').length;
   sh('ip', ['link', 'set', 'can0', 'down']);
   await c.waitFor((ev) => ev.slice(n).some((e) => e.event === 'bus_state' && e.json.bus === 'can0' && e.json.state === 'stopped'), 10_000, 'stopped');

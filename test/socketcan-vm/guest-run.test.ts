@@ -130,6 +130,7 @@ test('the console page on the host shows the guest agent on the real kvaser_pci 
     assert.match(t500, /^500 kbit\/s$/m, 'the kernel bitrate (no "--bitrate": it is the kernel\'s)');
     assert.match(t500, new RegExp(`^sample point ${k500.samplePoint}$`, 'm'), `the kernel's sample point ${k500.samplePoint}`);
     assert.equal(await badge(page, 'vcan2'), 'no controller', 'vcan has no controller state');
+    assert.match(await title(page, 'vcan2'), /^125 kbit\/s \(--bitrate\)$/m, "vcan has no bit timing: the agent's --bitrate vcan2=125000 (its can0=250000 lost to the kernel's)");
     assert.equal(await page.locator('#bus-alert').isHidden(), true);
     const m500 = (await getJson(base + '/metrics')).text;
     assert.equal(metricValue(m500, 'canrelay_bus_state', { bus: 'can0', state: 'error-active' }), 1);
