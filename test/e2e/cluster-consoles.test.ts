@@ -8,38 +8,27 @@
  * stream_reset, never a silent gap.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { pino } from 'pino';
 import { ConsoleOutbox, OUTBOX_MAX } from '../../cloud-bridge/cluster/console-outbox.js';
 import { NatsLink } from '../../cloud-bridge/cluster/nats-connection.js';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
-import { ensureNatsServer, NatsServer } from '../helpers/nats.js';
-import { PostgresServer } from '../helpers/postgres.js';
+import { clusterServers } from '../helpers/cluster-servers.js';
 import { startAgentProcess } from '../helpers/processes.js';
 import { getJson, metricValue, SseClient, type SseEvent } from '../helpers/sse-client.js';
 import { TcpBalancer } from '../helpers/tcp-balancer.js';
 import { until } from '../helpers/until.js';
 
-let nats: NatsServer;
-let pgServer: PostgresServer;
-const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
 const clients: SseClient[] = [];
-before(async () => {
-  ensureNatsServer();
-  nats = await NatsServer.start();
-  pgServer = await PostgresServer.start();
-});
-after(async () => {
+const servers = clusterServers();
+const { track } = servers;
+servers.onStop(() => {
   for (const c of clients) c.close();
-  for (const p of procs) await p.proc.stop('SIGKILL');
-  await nats?.stop();
-  await pgServer?.stop();
 });
-const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
 const AUTH = { Authorization: `Bearer ${ADMIN_TOKEN}` };
 
 async function node(id: string, db: string, extra: string[] = []): Promise<StartedBridge> {
-  return track(await startBridgeProcess(['--cluster', nats.url, '--node-id', id, '--uplink-heartbeat-seconds', '1', ...extra], { db }));
+  return track(await startBridgeProcess(['--cluster', servers.nats.url, '--node-id', id, '--uplink-heartbeat-seconds', '1', ...extra], { db }));
 }
 
 const consoleUrl = (base: string, kind: 'dongles' | 'groups', id: string): string => `${base}/api/v1/streams/${kind}/${id}/console`;
@@ -78,7 +67,7 @@ function assertSameContent(events: SseEvent[], reference: SseEvent[], what: stri
 }
 
 test('three nodes: dongle console on node 3, group console on node 2, resume across nodes, stream_reset without history, command_status on a third node', async () => {
-  const db = await pgServer.createDatabase();
+  const db = await servers.pg.createDatabase();
   const small = ['--history-events', '300'];
   const n1 = await node('x1', db, small);
   const ta = await n1.admin.register('xa');
@@ -242,7 +231,7 @@ function assertNoSilentGap(r: ResumingReader, what: string): { resets: number; c
 }
 
 test('SIGKILL of the node that numbers a console: readers reconnect through the balancer and resume or get a stream_reset, never a silent gap', async (t) => {
-  const db = await pgServer.createDatabase();
+  const db = await servers.pg.createDatabase();
   const k1 = await node('y1', db);
   const token = await k1.admin.register('ya');
   const k2 = await node('y2', db);
@@ -277,7 +266,7 @@ test('SIGKILL of the node that numbers a console: readers reconnect through the 
 });
 
 test('nats-server SIGKILLed and restarted under a console read on another node: the mirror catches up from the numbering node, never a silent gap', async (t) => {
-  const db = await pgServer.createDatabase();
+  const db = await servers.pg.createDatabase();
   const n1 = await node('z1', db);
   const token = await n1.admin.register('za');
   const n2 = await node('z2', db);
@@ -288,13 +277,13 @@ test('nats-server SIGKILLed and restarted under a console read on another node: 
   const onN2 = new ResumingReader(consoleUrl(n2.base, 'dongles', 'za'), 20);
   await until(() => onN2.all.filter((e) => e.event === 'can_frame').length >= 20, 20_000, 'the reader on node 2 under way');
   const health = async (b: StartedBridge): Promise<string> => ((await getJson(b.base + '/healthz')).body as { cluster: { nats: string } }).cluster.nats;
-  await nats.kill();
+  await servers.nats.kill();
   await until(async () => (await health(n2)) === 'unreachable', 30_000, 'node 2 says NATS is unreachable');
   // Node 1 goes on numbering while NATS is away: those events are not published (counted) …
   const refAtKill = withId(ref.events).length;
   await ref.waitFor((ev) => withId(ev).length >= refAtKill + 20, 20_000, 'events numbered on node 1 during the outage');
   const missed = withId(ref.events).at(-1)!.id!;
-  await nats.restart();
+  await servers.nats.restart();
   await until(async () => (await health(n1)) === 'reachable' && (await health(n2)) === 'reachable', 60_000, 'both nodes back on NATS');
   // … and reach node 2's reader after it, from node 1's history (or a stream_reset, never a silent gap).
   await until(() => onN2.all.some((e) => e.id !== undefined && Number(e.id) > Number(missed) + 20), 30_000, 'the reader on node 2 moves on after the outage');
@@ -310,8 +299,8 @@ test('nats-server SIGKILLed and restarted under a console read on another node: 
 });
 
 test('the console outbox to NATS is bounded: beyond its bound, or with NATS away, events are dropped and counted, never queued', async () => {
-  const link = await NatsLink.open([nats.url], 'outbox-test', pino({ level: 'silent' }));
-  const sub = await NatsLink.open([nats.url], 'outbox-reader', pino({ level: 'silent' }));
+  const link = await NatsLink.open([servers.nats.url], 'outbox-test', pino({ level: 'silent' }));
+  const sub = await NatsLink.open([servers.nats.url], 'outbox-reader', pino({ level: 'silent' }));
   try {
     let received = 0;
     sub.nc.subscribe('canrelay.test.outbox', { callback: () => received++ });
@@ -324,11 +313,11 @@ test('the console outbox to NATS is bounded: beyond its bound, or with NATS away
     await until(() => received === OUTBOX_MAX, 30_000, 'the bounded batch published');
     assert.equal(out.sent, OUTBOX_MAX);
     // NATS away: nothing is held for later (console events are live; the mirrors catch up from history).
-    await nats.kill();
+    await servers.nats.kill();
     await until(() => !link.connected, 30_000, 'the link sees NATS gone');
     for (let i = 0; i < 100; i++) out.push('canrelay.test.outbox', '{}');
     assert.equal(out.dropped.nats_down, 100);
-    await nats.restart();
+    await servers.nats.restart();
     await until(() => link.connected && sub.connected, 60_000, 'NATS back');
     out.push('canrelay.test.outbox', '{}');
     await until(() => received === OUTBOX_MAX + 1, 30_000, 'publishing again after NATS is back');
@@ -339,7 +328,7 @@ test('the console outbox to NATS is bounded: beyond its bound, or with NATS away
 });
 
 test('a mirror lives in its node --history-memory-mb: evicted there, a resume gets too_old, never a gap', async () => {
-  const db = await pgServer.createDatabase();
+  const db = await servers.pg.createDatabase();
   const fast = ['--console-max-rate', '5000', '--history-events', '1000000', '--history-seconds', '3600'];
   const n1 = await node('m1', db, fast);
   const token = await n1.admin.register('ma');

@@ -7,34 +7,17 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
-import { ensureNatsServer, NatsServer } from '../helpers/nats.js';
-import { PostgresServer } from '../helpers/postgres.js';
+import { agentFrames as frames, agentUplink as uplink, clusterServers, metricsText as metrics } from '../helpers/cluster-servers.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
-import { getJson, metricValue } from '../helpers/sse-client.js';
+import { metricValue } from '../helpers/sse-client.js';
 import { until } from '../helpers/until.js';
 
-let nats: NatsServer;
-let pgServer: PostgresServer;
-const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
-before(async () => {
-  ensureNatsServer();
-  nats = await NatsServer.start();
-  pgServer = await PostgresServer.start();
-});
-after(async () => {
-  for (const p of procs) await p.proc.stop('SIGKILL');
-  await nats?.stop();
-  await pgServer?.stop();
-});
-const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
+const servers = clusterServers();
+const { track } = servers;
 
-const metrics = async (base: string): Promise<string> => (await getJson(base + '/metrics')).text;
-const frames = async (a: StartedAgent, bus: string, dir: 'rx' | 'tx'): Promise<number> =>
-  metricValue(await metrics(a.base), 'canrelay_can_frames_total', { bus, direction: dir }) ?? 0;
-const uplink = async (a: StartedAgent, kind: string): Promise<number> => metricValue(await metrics(a.base), 'canrelay_uplink', { kind }) ?? NaN;
 const connected = async (n: StartedBridge, node: string): Promise<number> =>
   metricValue(await metrics(n.base), 'canrelay_bridge_agents_connected', { node }) ?? 0;
 
@@ -50,13 +33,13 @@ async function accounted(b: StartedAgent): Promise<{ tx: number; txDropped: numb
 }
 
 test('two --bridge URLs, no balancer: SIGKILL of the node A is on, A reaches the other node, the relay resumes, every frame transmitted or counted', async (t) => {
-  const db = await pgServer.createDatabase();
+  const db = await servers.pg.createDatabase();
   const flags = ['--uplink-heartbeat-seconds', '1', '--backlog-max-age-ms', '60000', '--backlog-max-frames', '50000'];
-  const n1 = track(await startBridgeProcess(['--cluster', nats.url, '--node-id', 'f1', ...flags], { db }));
+  const n1 = track(await startBridgeProcess(['--cluster', servers.nats.url, '--node-id', 'f1', ...flags], { db }));
   const ta = await n1.admin.register('fx-a');
   const tb = await n1.admin.register('fx-b');
   await n1.admin.group('gf', 'fx-a', 'fx-b', { can0: 'can1' });
-  const n2 = track(await startBridgeProcess(['--cluster', nats.url, '--node-id', 'f2', ...flags], { db }));
+  const n2 = track(await startBridgeProcess(['--cluster', servers.nats.url, '--node-id', 'f2', ...flags], { db }));
   await until(async () => (await n2.admin.get('/api/v1/groups/gf')).status === 200, 10_000, 'the group known on node 2');
   const dir = tempDir('canrelay-failover-');
   const N = 10_000;
@@ -89,15 +72,15 @@ test('two --bridge URLs, no balancer: SIGKILL of the node A is on, A reaches the
 });
 
 test('a node restarted under its own id after a SIGKILL takes its dongles back at once (its old leases are not judged as a live holder)', async () => {
-  const db = await pgServer.createDatabase();
+  const db = await servers.pg.createDatabase();
   // Default heartbeat (10 s): the old leases stay fresh for the takeover time (20 s), longer than the restart.
-  const first = track(await startBridgeProcess(['--cluster', nats.url, '--node-id', 'same'], { db }));
+  const first = track(await startBridgeProcess(['--cluster', servers.nats.url, '--node-id', 'same'], { db }));
   const token = await first.admin.register('fx-same');
   const a = await FakeAgent.connect(first.base, { dongle: 'fx-same', token, record: false });
   await until(async () => (await connected(first, 'same')) === 1, 10_000, 'the agent connected to the first run');
   await first.proc.stop('SIGKILL');
   a.kill();
-  const again = track(await startBridgeProcess(['--cluster', nats.url, '--node-id', 'same'], { db }));
+  const again = track(await startBridgeProcess(['--cluster', servers.nats.url, '--node-id', 'same'], { db }));
   // Welcomed, not refused as a duplicate of its own previous run.
   const b = await FakeAgent.connect(again.base, { dongle: 'fx-same', token, record: false }).catch((err: Error) => err);
   assert.ok(!(b instanceof Error), `the restarted node accepted the dongle: ${b instanceof Error ? b.message : ''}`);

@@ -5,42 +5,25 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
-import { ensureNatsServer, NatsServer } from '../helpers/nats.js';
-import { PostgresServer } from '../helpers/postgres.js';
+import { agentFrames as frames, agentUplink as uplink, clusterServers, metricsText as metrics } from '../helpers/cluster-servers.js';
 import { TcpBalancer } from '../helpers/tcp-balancer.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
 import { until } from '../helpers/until.js';
 
-let nats: NatsServer;
-let pgServer: PostgresServer;
-const procs: { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }[] = [];
-before(async () => {
-  ensureNatsServer();
-  nats = await NatsServer.start();
-  pgServer = await PostgresServer.start();
-});
-after(async () => {
-  for (const p of procs) await p.proc.stop('SIGKILL');
-  await nats?.stop();
-  await pgServer?.stop();
-});
-const track = <T extends { proc: { stop(s?: NodeJS.Signals): Promise<unknown> } }>(p: T): T => (procs.push(p), p);
+const servers = clusterServers();
+const { track } = servers;
 
-const metrics = async (base: string): Promise<string> => (await getJson(base + '/metrics')).text;
-const frames = async (a: StartedAgent, bus: string, dir: 'rx' | 'tx'): Promise<number> =>
-  metricValue(await metrics(a.base), 'canrelay_can_frames_total', { bus, direction: dir }) ?? 0;
-const uplink = async (a: StartedAgent, kind: string): Promise<number> => metricValue(await metrics(a.base), 'canrelay_uplink', { kind }) ?? NaN;
 
 /** A cluster node: fast heartbeats (1 s, takeover after 2 s) so that node loss is seen quickly. */
 async function node(id: string, db: string, extra: string[] = []): Promise<StartedBridge> {
-  return track(await startBridgeProcess(['--cluster', nats.url, '--node-id', id, '--uplink-heartbeat-seconds', '1', ...extra], { db }));
+  return track(await startBridgeProcess(['--cluster', servers.nats.url, '--node-id', id, '--uplink-heartbeat-seconds', '1', ...extra], { db }));
 }
 
 test('group relay across nodes: A on node 1, B on node 2, 20,000 frames both ways, counts equal, order kept, zero gaps', async () => {
-  const db = await pgServer.createDatabase();
+  const db = await servers.pg.createDatabase();
   // B replays before A connects: its frames wait in the backlog, so the bound is raised above the count.
   const generous = ['--backlog-max-age-ms', '60000', '--backlog-max-frames', '50000'];
   const n1 = await node('n1', db, generous);
@@ -81,7 +64,7 @@ const metricNode = (m: string): string => /node="([^"]+)"/.exec(m)?.[1] ?? '';
 const connectedLines = (a: StartedAgent): number => a.proc.logs.filter((l) => l.msg === 'uplink connected').length;
 
 test('the same dongle token on two nodes at once: one wins, the other is refused, no flapping', async () => {
-  const db = await pgServer.createDatabase();
+  const db = await servers.pg.createDatabase();
   const n1 = await node('o1', db);
   const n2 = await node('o2', db);
   const token = await n1.admin.register('cx-dup');
@@ -115,7 +98,7 @@ async function accounted(b: StartedAgent): Promise<{ tx: number; txDropped: numb
 }
 
 test('SIGKILL of the node A is on, mid-relay: A reconnects to another node through the balancer, the relay resumes, every lost frame is counted', async (t) => {
-  const db = await pgServer.createDatabase();
+  const db = await servers.pg.createDatabase();
   const generous = ['--backlog-max-age-ms', '60000', '--backlog-max-frames', '50000'];
   const n1 = await node('k1', db, generous);
   const ta = await n1.admin.register('kx-a');
@@ -152,7 +135,7 @@ test('SIGKILL of the node A is on, mid-relay: A reconnects to another node throu
 });
 
 test('nats-server SIGKILLed and restarted: /healthz says NATS is unreachable, then the cross-node relay recovers without a restart', async (t) => {
-  const db = await pgServer.createDatabase();
+  const db = await servers.pg.createDatabase();
   const generous = ['--backlog-max-age-ms', '60000', '--backlog-max-frames', '50000'];
   const n1 = await node('r1', db, generous);
   const ta = await n1.admin.register('rx-a');
@@ -168,13 +151,13 @@ test('nats-server SIGKILLed and restarted: /healthz says NATS is unreachable, th
   await b.proc.waitForLog((l) => l.msg === 'uplink connected');
   const a = track(await startAgentProcess(['--replay', join(dir, 'a.log'), '--replay-speed', '1', '--bridge', n1.base, '--token', ta, ...agentArgs], { id: 'rx-a' }));
   await until(async () => (await frames(b, 'can1', 'tx')) >= 1000, 60_000, 'relay running across nodes');
-  await nats.kill();
+  await servers.nats.kill();
   const health = async (): Promise<{ status: string; cluster: { nats: string } }> => (await getJson(n1.base + '/healthz')).body as { status: string; cluster: { nats: string } };
   await until(async () => (await health()).cluster.nats === 'unreachable', 30_000, 'node 1 says NATS is unreachable');
   assert.equal((await health()).status, 'degraded');
   await n1.proc.waitForLog((l) => /NATS unreachable/.test(l.msg));
   const stalled = await frames(b, 'can1', 'tx');
-  await nats.restart();
+  await servers.nats.restart();
   await until(async () => (await health()).cluster.nats === 'reachable', 60_000, 'node 1 reconnected to NATS');
   await until(async () => (await frames(b, 'can1', 'tx')) > stalled, 60_000, 'the relay moves again');
   await until(async () => (await accounted(b)).total >= N, 120_000, 'every frame of A transmitted at B or counted lost');
@@ -189,7 +172,7 @@ test('nats-server SIGKILLed and restarted: /healthz says NATS is unreachable, th
 });
 
 test('a command posted on node 2 to a dongle connected to node 1 reaches succeeded; its status is readable on both nodes', async () => {
-  const db = await pgServer.createDatabase();
+  const db = await servers.pg.createDatabase();
   const n1 = await node('c1', db);
   const n2 = await node('c2', db);
   const token = await n1.admin.register('cx-cmd');
