@@ -14,19 +14,19 @@
  * (bridges, postgres, nats-server) is stopped at the end, also on failure (and SIGKILLed by the helpers if
  * this process exits early).
  */
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import os from 'node:os';
 import type { CanFrame } from '../core/can/frame.js';
-import type { Batch } from '../core/uplink/frame-codec.js';
 import { startBridgeProcess, type StartedBridge } from '../test/helpers/bridge-process.js';
 import { readUnit, REPO } from '../test/helpers/deploy.js';
 import { FakeAgent } from '../test/helpers/fake-agent.js';
 import { pool } from '../test/helpers/fake-fleet.js';
 import { ensureNatsServer, NatsServer } from '../test/helpers/nats.js';
-import { PostgresServer } from '../test/helpers/postgres.js';
+import { childrenOf, PostgresServer } from '../test/helpers/postgres.js';
 import { tempDir } from '../test/helpers/processes.js';
 import { median, sampleProc, writeResults } from './lib.js';
+import { numberedFrame, RelayTally } from './relay-tally.js';
 
 type Mode = 'embedded' | 'cluster-1' | 'cluster-2';
 const MODES: Mode[] = (process.env.BENCH_MODES ?? 'embedded,cluster-1,cluster-2').split(',') as Mode[];
@@ -36,7 +36,6 @@ const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 2));
 /** Frames still missing this long after the last one arrived are reported lost. */
 const SETTLE_MS = 10_000;
 const TICK_MS = 10;
-const LATENCY_SAMPLES = 1 << 18;
 /** Extra node flags for the bridges (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"; the unit's NODE_OPTIONS apply too). */
 const EXTRA_NODE_ARGS = (process.env.BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
@@ -63,13 +62,6 @@ interface Result {
   load_average: string;
 }
 
-const nowUs = (): number => (performance.timeOrigin + performance.now()) * 1000;
-
-function frame(n: number): CanFrame {
-  const data = new Uint8Array(4);
-  new DataView(data.buffer).setUint32(0, n >>> 0);
-  return { bus: 'can0', id: 0x100, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 4, data, tsUs: nowUs(), direction: 'rx' };
-}
 
 /** NODE_OPTIONS of the bridge's systemd unit: the bridges run as deployed. */
 const UNIT_NODE_OPTIONS =
@@ -103,20 +95,6 @@ function treeCpu(pid: number | undefined): number {
   } catch {
     return 0;
   }
-}
-
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(d));
-    } catch {
-      /* exited */
-    }
-  }
-  return out;
 }
 
 async function until(pred: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
@@ -156,35 +134,17 @@ async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: Po
       await until(async () => (await n.admin.get(`/api/v1/groups/cg-${groups - 1}`)).status === 200, 60_000, 'the groups known on node 2');
     }
 
-    const latency = new Float64Array(LATENCY_SAMPLES);
-    let latN = 0;
-    let relayed = 0;
-    let outOfOrder = 0;
-    const expected = new Map<string, number>();
-    const onDown = (to: string) => (b: Batch): void => {
-      const t = nowUs();
-      let next = expected.get(to) ?? 0;
-      for (const { frame: f } of b.frames) {
-        const n = new DataView(f.data.buffer, f.data.byteOffset, 4).getUint32(0);
-        if (n !== next) outOfOrder++;
-        next = n + 1;
-        latency[latN++ & (LATENCY_SAMPLES - 1)] = (t - f.tsUs) / 1000;
-        relayed++;
-      }
-      expected.set(to, next);
-    };
+    const tally = new RelayTally();
     // Side A (even) on node 1, side B (odd) on the last node: in cluster-2 every frame crosses nodes.
     await pool(ids, 32, async (id) => {
       const i = Number(id.slice(3));
       const n = nodes[i % 2 === 0 ? 0 : nodes.length - 1]!;
-      agents.push(await FakeAgent.connect(n.base, { dongle: id, token: tokens.get(id)!, record: false, onDown: onDown(id) }));
+      agents.push(await FakeAgent.connect(n.base, { dongle: id, token: tokens.get(id)!, record: false, onDown: tally.onDown(id) }));
     });
     // Warm-up: frame 0 from every agent, until every peer has it (the cross-node sides are attached then).
-    for (const a of agents) a.sendFrames([frame(0)]);
-    await until(() => relayed >= agents.length, 60_000, `the warm-up frame relayed to every side (${relayed}/${agents.length})`);
-    relayed = 0;
-    latN = 0;
-    outOfOrder = 0;
+    for (const a of agents) a.sendFrames([numberedFrame(0)]);
+    await until(() => tally.relayed >= agents.length, 60_000, `the warm-up frame relayed to every side (${tally.relayed}/${agents.length})`);
+    tally.reset();
 
     const nodePids = nodes.map((n) => n.proc.child.pid!);
     const natsPid = mode === 'embedded' ? undefined : servers.nats.pid;
@@ -204,7 +164,7 @@ async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: Po
           const k = due - sent[i]!;
           if (k <= 0) continue;
           const frames: CanFrame[] = [];
-          for (let j = 0; j < k; j++) frames.push(frame(sent[i]! + j));
+          for (let j = 0; j < k; j++) frames.push(numberedFrame(sent[i]! + j));
           agents[i]!.sendFrames(frames);
           sent[i] = due;
           sentTotal += k;
@@ -216,23 +176,21 @@ async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: Po
       }, TICK_MS);
     });
     // Until everything arrived, or nothing moved for SETTLE_MS; CPU is read when the last frame arrived.
-    let last = relayed;
+    let last = tally.relayed;
     let lastChange = Date.now();
     let cpu1 = sample();
     let tEnd = Date.now();
-    while (relayed < sentTotal && Date.now() - lastChange < SETTLE_MS) {
+    while (tally.relayed < sentTotal && Date.now() - lastChange < SETTLE_MS) {
       await new Promise((r) => setTimeout(r, 50));
-      if (relayed !== last) {
-        [last, lastChange] = [relayed, Date.now()];
+      if (tally.relayed !== last) {
+        [last, lastChange] = [tally.relayed, Date.now()];
         // At most twice a second: a sample scans /proc (for PostgreSQL's backends), the generator's own CPU.
         if (Date.now() - tEnd >= 500) [cpu1, tEnd] = [sample(), Date.now()];
       }
     }
-    if (relayed >= sentTotal) [cpu1, tEnd] = [sample(), Date.now()];
+    if (tally.relayed >= sentTotal) [cpu1, tEnd] = [sample(), Date.now()];
     const gen = process.cpuUsage(gen0);
     const secs = (tEnd - t0) / 1000;
-    const lat = [...latency.subarray(0, Math.min(latN, LATENCY_SAMPLES))].sort((a, b) => a - b);
-    const q = (p: number): number => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]! : NaN);
     // Group counters are cluster-wide (shared through PostgreSQL, every node shows them): the largest value
     // of each series across nodes, not their sum. Cluster counters are per node: summed.
     const droppedBySeries = new Map<string, number>();
@@ -251,26 +209,26 @@ async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: Po
       }
     }
     const dropped = [...droppedBySeries.values()].reduce((a, b) => a + b, 0);
-    const us = (s: number): number => (relayed > 0 ? Math.round((s / relayed) * 1e7) / 10 : NaN);
+    const us = (s: number): number => (tally.relayed > 0 ? Math.round((s / tally.relayed) * 1e7) / 10 : NaN);
     const nodeCpu = cpu1.nodes.map((c, i) => c - cpu0.nodes[i]!);
     const bridgeCpu = nodeCpu.reduce((a, b) => a + b, 0);
     return {
       mode,
       run,
       sent: sentTotal,
-      relayed,
-      delivered_percent: Math.round((relayed / sentTotal) * 10000) / 100,
-      out_of_order: outOfOrder,
+      relayed: tally.relayed,
+      delivered_percent: Math.round((tally.relayed / sentTotal) * 10000) / 100,
+      out_of_order: tally.outOfOrder,
       dropped_by_bridge: dropped,
       cluster,
-      frames_per_s: Math.round(relayed / secs),
+      frames_per_s: Math.round(tally.relayed / secs),
       bridge_us_per_frame: us(bridgeCpu),
       node_us_per_frame: nodeCpu.map(us),
       nats_us_per_frame: us(cpu1.nats - cpu0.nats),
       postgres_us_per_frame: us(cpu1.pg - cpu0.pg),
       bridge_cpu_percent: Math.round((bridgeCpu / secs) * 100),
-      p50_ms: Math.round(q(0.5) * 10) / 10,
-      p99_ms: Math.round(q(0.99) * 10) / 10,
+      p50_ms: tally.latencyMs(0.5),
+      p99_ms: tally.latencyMs(0.99),
       generator_cpu_percent: Math.round(((gen.user + gen.system) / 1e6 / secs) * 100),
       load_average: os.loadavg().map((l) => l.toFixed(1)).join(' '),
     };

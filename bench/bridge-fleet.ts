@@ -17,8 +17,8 @@ import { readUnit, REPO } from '../test/helpers/deploy.js';
 import { FakeAgent } from '../test/helpers/fake-agent.js';
 import { CLI, CliProcess, tempDir } from '../test/helpers/processes.js';
 import type { CanFrame } from '../core/can/frame.js';
-import type { Batch } from '../core/uplink/frame-codec.js';
 import { median, sampleProc, writeResults } from './lib.js';
+import { numberedFrame, RelayTally } from './relay-tally.js';
 import { rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 
@@ -68,15 +68,7 @@ const COMPARE = process.env.BENCH_COMPARE;
 /** Frames still missing this long after the last one arrived are reported lost. */
 const SETTLE_MS = 10_000;
 const TICK_MS = 10;
-const LATENCY_SAMPLES = 1 << 18;
 
-const nowUs = (): number => (performance.timeOrigin + performance.now()) * 1000;
-
-function frame(n: number): CanFrame {
-  const data = new Uint8Array(4);
-  new DataView(data.buffer).setUint32(0, n >>> 0);
-  return { bus: 'can0', id: 0x100, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 4, data, tsUs: nowUs(), direction: 'rx' };
-}
 
 async function pool<T>(items: T[], width: number, f: (t: T) => Promise<void>): Promise<void> {
   let i = 0;
@@ -132,26 +124,10 @@ async function once(shape: Shape, build: string, cli: string, nodeArgs: string[]
   const pairs = Array.from({ length: Math.floor(shape.dongles / 2) }, (_, i) => i);
   await pool(pairs, 8, async (i) => void (await admin.group(`g-${i}`, ids[2 * i]!, ids[2 * i + 1]!)));
 
-  const latency = new Float64Array(LATENCY_SAMPLES);
-  let latN = 0;
-  let relayed = 0;
-  let outOfOrder = 0;
-  const expected = new Map<string, number>();
-  const onDown = (to: string) => (b: Batch): void => {
-    const t = nowUs();
-    let next = expected.get(to) ?? 0;
-    for (const { frame: f } of b.frames) {
-      const n = new DataView(f.data.buffer, f.data.byteOffset, 4).getUint32(0);
-      if (n !== next) outOfOrder++;
-      next = n + 1;
-      latency[latN++ & (LATENCY_SAMPLES - 1)] = (t - f.tsUs) / 1000;
-      relayed++;
-    }
-    expected.set(to, next);
-  };
+  const tally = new RelayTally();
   const agents: FakeAgent[] = [];
   await pool(ids, 32, async (id) => {
-    agents.push(await FakeAgent.connect(base, { dongle: id, token: tokens.get(id)!, record: false, onDown: onDown(id) }));
+    agents.push(await FakeAgent.connect(base, { dongle: id, token: tokens.get(id)!, record: false, onDown: tally.onDown(id) }));
   });
   await new Promise((r) => setTimeout(r, 2000));
   const rssConnected = sampleProc(pid).rssBytes;
@@ -196,7 +172,7 @@ async function once(shape: Shape, build: string, cli: string, nodeArgs: string[]
         const k = due - sent[i]!;
         if (k <= 0) continue;
         const frames: CanFrame[] = [];
-        for (let j = 0; j < k; j++) frames.push(frame(sent[i]! + j));
+        for (let j = 0; j < k; j++) frames.push(numberedFrame(sent[i]! + j));
         agents[i]!.sendFrames(frames);
         sent[i] = due;
         sentTotal += k;
@@ -207,18 +183,16 @@ async function once(shape: Shape, build: string, cli: string, nodeArgs: string[]
       }
     }, TICK_MS);
   });
-  let last = relayed;
+  let last = tally.relayed;
   let lastChange = Date.now();
-  while (relayed < sentTotal && Date.now() - lastChange < SETTLE_MS) {
+  while (tally.relayed < sentTotal && Date.now() - lastChange < SETTLE_MS) {
     await new Promise((r) => setTimeout(r, 50));
-    if (relayed !== last) [last, lastChange] = [relayed, Date.now()];
+    if (tally.relayed !== last) [last, lastChange] = [tally.relayed, Date.now()];
   }
   clearInterval(poller);
   const secs = (Date.now() - t0) / 1000;
   const end = sampleProc(pid);
   const gen = process.cpuUsage(gen0);
-  const lat = [...latency.subarray(0, Math.min(latN, LATENCY_SAMPLES))].sort((a, b) => a - b);
-  const q = (p: number): number => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]! : NaN);
   const viewerEvents = viewers.reduce((s, v) => s + v.events(), 0);
   const metrics = await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } }).then((r) => r.text(), () => '');
   const sum = (name: string): number =>
@@ -232,16 +206,16 @@ async function once(shape: Shape, build: string, cli: string, nodeArgs: string[]
     ...shape,
     build,
     sent: sentTotal,
-    relayed,
-    out_of_order: outOfOrder,
-    cpu_us_per_frame: relayed > 0 ? Math.round(((end.cpuSeconds - cpu0) / relayed) * 1e7) / 10 : NaN,
+    relayed: tally.relayed,
+    out_of_order: tally.outOfOrder,
+    cpu_us_per_frame: tally.relayed > 0 ? Math.round(((end.cpuSeconds - cpu0) / tally.relayed) * 1e7) / 10 : NaN,
     bridge_cpu_percent: Math.round(((end.cpuSeconds - cpu0) / secs) * 100),
     rss_start_mb: mb(rssStart),
     rss_connected_mb: mb(rssConnected),
     kb_per_idle_dongle: Math.round((rssConnected - rssStart) / 1024 / shape.dongles),
     peak_rss_mb: mb(end.peakRssBytes),
-    p50_ms: Math.round(q(0.5) * 10) / 10,
-    p99_ms: Math.round(q(0.99) * 10) / 10,
+    p50_ms: tally.latencyMs(0.5),
+    p99_ms: tally.latencyMs(0.99),
     viewer_events: viewerEvents,
     bridge_dropped: sum('canrelay_bridge_frames_dropped_total'),
     history_mb: Math.round(sum('canrelay_bridge_console_history_bytes') / 104857.6) / 10,

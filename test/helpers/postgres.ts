@@ -34,7 +34,7 @@ function serverUser(): { name: string; uid: number; gid: number } {
 }
 
 /** Pids whose parent is `pid` (from /proc). */
-function childrenOf(pid: number): number[] {
+export function childrenOf(pid: number): number[] {
   const out: number[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
