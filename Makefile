@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TSC := node_modules/.bin/tsc
 
-.PHONY: all deps build lint check-layering run-sim test test-unit test-node24 test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-cluster bench-fleet-stream bench-fleet-page bench-commands bench-dbc bench-busload clean
+.PHONY: all deps build lint format check-layering run-sim test test-unit test-node24 test-web test-faults test-socketcan bench bench-agent bench-relay bench-socketcand bench-fleet bench-cluster bench-fleet-stream bench-fleet-page bench-commands bench-dbc bench-busload clean
 all: build
 
 # Reinstalled when the lock changes (every dependency change does); an edit of package.json alone
@@ -25,13 +25,16 @@ build: deps
 	@for d in core agent cloud-bridge; do ln -sfn ../dist/$$d build/$$d; done
 	$(NODE) web/build.mjs
 
-# Lint (Biome, biome.jsonc: recommended rules, no `any`; the rules turned off say why there). Warnings fail too.
-# Needs only Biome, not the whole tree (whose npm ci builds native addons for minutes): the installed one when
-# there is one, else the version package.json pins, fetched alone by npm exec (a few seconds).
+# Lint and format check (Biome, biome.jsonc: recommended rules, no `any`; the rules turned off say why there).
+# Warnings fail too; `make format` rewrites the files to the format. Needs only Biome, not the whole tree (whose
+# npm ci builds native addons for minutes): the installed one when there is one, else the version package.json
+# pins, fetched alone by npm exec (a few seconds).
 BIOME_VERSION = $(shell $(NODE) -p "require('./package.json').devDependencies['@biomejs/biome']")
+BIOME = if [ -x node_modules/.bin/biome ]; then node_modules/.bin/biome "$$@"; else npm exec --yes --package=@biomejs/biome@$(BIOME_VERSION) -- biome "$$@"; fi
 lint:
-	@if [ -x node_modules/.bin/biome ]; then node_modules/.bin/biome lint --error-on-warnings .; \
-	else npm exec --yes --package=@biomejs/biome@$(BIOME_VERSION) -- biome lint --error-on-warnings .; fi
+	@sh -c '$(BIOME)' biome check --error-on-warnings .
+format:
+	@sh -c '$(BIOME)' biome format --write .
 
 # The compiler enforces the layering (core/ never imports agent/ or cloud-bridge/, nor they each other;
 # web/ only its listed core files): forbidden imports, added to a throw-away copy, must fail to compile.

@@ -68,7 +68,10 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   });
   state.watchFile(stateFile);
   if (clockLooksUnset(Date.now())) {
-    log.warn({ now: new Date().toISOString() }, 'the wall clock is not set (before 2025): event ids stay unique only while the state file lasts (docs/reliability.md, "Event ids")');
+    log.warn(
+      { now: new Date().toISOString() },
+      'the wall clock is not set (before 2025): event ids stay unique only while the state file lasts (docs/reliability.md, "Event ids")',
+    );
   }
   const pruneLog = new RateLimitedLog(log, 10_000);
   const outbox = cfg.uplink
@@ -257,13 +260,7 @@ function isMirrored(ev: ConsoleEvent): ev is ConsoleEvent & { type: MirroredEven
   return isMirroredEvent(ev);
 }
 
-function uplinkFigures(
-  uplink: UplinkClient | undefined,
-  uploader: FrameUploader | undefined,
-  outbox: Outbox | undefined,
-  downlink: Downlink,
-  tx: TxQueue,
-): Record<string, number> {
+function uplinkFigures(uplink: UplinkClient | undefined, uploader: FrameUploader | undefined, outbox: Outbox | undefined, downlink: Downlink, tx: TxQueue): Record<string, number> {
   const f: Record<string, number> = {
     relay_batches: downlink.stats.batches,
     relay_duplicate_batches: downlink.stats.duplicateBatches,

@@ -25,7 +25,12 @@ export function agentCommand(): Command {
     const log = createLogger(cfg.logLevel, { dongle: cfg.id });
     // Loaded here, not at the top: `canrelay agent` never loads the bridge's code and vice versa (memory on a gateway).
     const { startAgent } = (await import('./agent.js')) as { startAgent: typeof Start };
-    await runDaemon('agent', log, () => startAgent(cfg, log, { webRoot: WEB_ROOT }), (a) => `console listening on ${a.consoleUrl}`);
+    await runDaemon(
+      'agent',
+      log,
+      () => startAgent(cfg, log, { webRoot: WEB_ROOT }),
+      (a) => `console listening on ${a.consoleUrl}`,
+    );
   });
   return cmd;
 }

@@ -32,12 +32,8 @@ export function agentMetrics(src: AgentMetricSources): Registry {
   });
   gauge(r, 'canrelay_console_clients', 'Console (SSE) clients connected', [], (g) => g.set(src.console.subscriberCount));
   counter(r, 'canrelay_console_events_total', 'Events published on the console stream (after sampling)', [], (c) => c.inc(src.console.counters.published));
-  counter(
-    r,
-    'canrelay_console_frames_sampled_out_total',
-    'can_frame events left out of the console by sampling (the frames themselves are all counted and relayed)',
-    [],
-    (c) => c.inc(src.console.counters.sampledOut),
+  counter(r, 'canrelay_console_frames_sampled_out_total', 'can_frame events left out of the console by sampling (the frames themselves are all counted and relayed)', [], (c) =>
+    c.inc(src.console.counters.sampledOut),
   );
   gauge(r, 'canrelay_console_sampling', '1 while the console is sampling can_frame events', [], (g) => g.set(src.console.sampling ? 1 : 0));
   counter(r, 'canrelay_console_clients_cut_total', 'Console clients disconnected because they fell too far behind', [], (c) => c.inc(src.clientsCut()));

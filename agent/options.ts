@@ -11,45 +11,116 @@ import { readLocalTokenFile, type LocalToken } from './local-auth.js';
 import { BRIDGE_OPTION, bridgeUrlsOf } from './uplink/bridge-urls.js';
 import { SOCKETCAND_OPTIONS, socketcandConfigFrom, type SocketcandConfig } from './socketcand/options.js';
 
-
 /** An agent token as the bridge issues it (and as --token, CANRELAY_TOKEN or --token-file give it). */
 const AGENT_TOKEN_RULE = /^\S{16,512}$/;
 
 export function defaultDongleId(): string {
-  const cleaned = hostname().replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64);
+  const cleaned = hostname()
+    .replace(/[^A-Za-z0-9._-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 64);
   return cleaned === '' ? 'gateway' : cleaned;
 }
 
 export const AGENT_OPTIONS: readonly OptionSpec[] = [
-  { name: 'id', arg: '<dongle-id>', description: 'dongle id: letters, digits, . _ -, 1-64 chars (default: host name)', parse: parse.string(ID_RULE, `must be ${ID_RULE_TEXT}`), default: defaultDongleId },
-  { name: 'can', arg: '<if[,if…]>', description: 'read real SocketCAN interfaces, e.g. can0,can1', parse: parse.string(IFNAME_LIST_RULE, 'must be interface names separated by commas, e.g. can0,can1') },
+  {
+    name: 'id',
+    arg: '<dongle-id>',
+    description: 'dongle id: letters, digits, . _ -, 1-64 chars (default: host name)',
+    parse: parse.string(ID_RULE, `must be ${ID_RULE_TEXT}`),
+    default: defaultDongleId,
+  },
+  {
+    name: 'can',
+    arg: '<if[,if…]>',
+    description: 'read real SocketCAN interfaces, e.g. can0,can1',
+    parse: parse.string(IFNAME_LIST_RULE, 'must be interface names separated by commas, e.g. can0,can1'),
+  },
   { name: 'replay', arg: '<file>', description: 'replay a candump -L log file', parse: parse.string(/^.+$/, 'must be a file path') },
   { name: 'replay-speed', arg: '<x>', description: 'replay speed: 1 = recorded timing, 0 = as fast as possible', parse: parse.number(0, 1000), default: 1 },
   { name: 'replay-loop', description: 'start the replay over at its end', parse: parse.bool(), default: false },
   { name: 'sim', description: 'use the built-in simulated vehicle bus (can0)', parse: parse.bool(), default: false },
   { name: 'sim-rate', arg: '<frames/s>', description: 'total frame rate of the simulated bus', parse: parse.int(1, 1_000_000), default: 2000 },
   listenOption('console HTTP address', '0.0.0.0:8080'),
-  { name: 'state-dir', arg: '<dir>', description: 'state directory (SQLite); default $STATE_DIRECTORY or ~/.local/state/canrelay', parse: parse.string(/^.+$/, 'must be a directory path'), default: () => defaultStateDir() },
+  {
+    name: 'state-dir',
+    arg: '<dir>',
+    description: 'state directory (SQLite); default $STATE_DIRECTORY or ~/.local/state/canrelay',
+    parse: parse.string(/^.+$/, 'must be a directory path'),
+    default: () => defaultStateDir(),
+  },
   ...consoleOptions({ historyMemoryMb: 16, perStream: false }),
   { name: 'presence-interval', arg: '<s>', description: 'interval of the periodic presence "seen" event', parse: parse.int(1, 86_400), default: 30 },
   BRIDGE_OPTION,
-  { name: 'token', arg: '<token>', description: 'agent token for --bridge (prefer CANRELAY_TOKEN or --token-file)', parse: parse.string(AGENT_TOKEN_RULE, 'must be the token the bridge issued'), env: ['CANRELAY_TOKEN'], secret: true },
+  {
+    name: 'token',
+    arg: '<token>',
+    description: 'agent token for --bridge (prefer CANRELAY_TOKEN or --token-file)',
+    parse: parse.string(AGENT_TOKEN_RULE, 'must be the token the bridge issued'),
+    env: ['CANRELAY_TOKEN'],
+    secret: true,
+  },
   { name: 'token-file', arg: '<path>', description: 'read the agent token from this file', parse: parse.string(/^.+$/, 'must be a file path') },
-  { name: 'uplink-buffer-frames', arg: '<n>', description: 'received frames held for the bridge while it is unreachable or slow', parse: parse.int(1000, 10_000_000), default: 100_000 },
-  { name: 'relay-max-age-ms', arg: '<ms>', description: 'age limit of relayed frames: older ones are not sent up after an outage, and frames relayed here are transmitted only if their origin received them less than this ago (a stale frame is dangerous on a bus)', parse: parse.int(1, 3_600_000), default: 2000 },
+  {
+    name: 'uplink-buffer-frames',
+    arg: '<n>',
+    description: 'received frames held for the bridge while it is unreachable or slow',
+    parse: parse.int(1000, 10_000_000),
+    default: 100_000,
+  },
+  {
+    name: 'relay-max-age-ms',
+    arg: '<ms>',
+    description:
+      'age limit of relayed frames: older ones are not sent up after an outage, and frames relayed here are transmitted only if their origin received them less than this ago (a stale frame is dangerous on a bus)',
+    parse: parse.int(1, 3_600_000),
+    default: 2000,
+  },
   { name: 'tx-retry-ms', arg: '<ms>', description: 'how long a frame is retried while the local transmit queue is full', parse: parse.int(0, 60_000), default: 100 },
   { name: 'outbox-max-events', arg: '<n>', description: 'console events kept for the bridge while it is unreachable', parse: parse.int(100, 10_000_000), default: 50_000 },
   { name: 'record-dir', arg: '<dir>', description: 'where recordings are kept (default: <state-dir>/recordings)', parse: parse.string(/^.+$/, 'must be a directory path') },
-  { name: 'record-max-bytes', arg: '<n>', description: 'all recording files together stay within this many bytes; the oldest files go first', parse: parse.int(65_536, Number.MAX_SAFE_INTEGER), default: 512 * 1024 * 1024 },
-  { name: 'record-rotate-bytes', arg: '<n>', description: 'a recording file is closed and the next begun past this size (default: 1/8 of --record-max-bytes, at most 32 MiB)', parse: parse.int(4096, Number.MAX_SAFE_INTEGER) },
+  {
+    name: 'record-max-bytes',
+    arg: '<n>',
+    description: 'all recording files together stay within this many bytes; the oldest files go first',
+    parse: parse.int(65_536, Number.MAX_SAFE_INTEGER),
+    default: 512 * 1024 * 1024,
+  },
+  {
+    name: 'record-rotate-bytes',
+    arg: '<n>',
+    description: 'a recording file is closed and the next begun past this size (default: 1/8 of --record-max-bytes, at most 32 MiB)',
+    parse: parse.int(4096, Number.MAX_SAFE_INTEGER),
+  },
   { name: 'record-gzip', description: 'gzip-compress recording files (.log.gz)', parse: parse.bool(), default: false },
   { name: 'record-on-start', description: 'start recording every bus when the agent starts (before the first frame)', parse: parse.bool(), default: false },
-  { name: 'local-token-file', arg: '<path>', description: 'tokens for the local API, one per line: "admin <token>" or "read <token>"; every write then needs an admin token', parse: parse.string(/^.+$/, 'must be a file path') },
+  {
+    name: 'local-token-file',
+    arg: '<path>',
+    description: 'tokens for the local API, one per line: "admin <token>" or "read <token>"; every write then needs an admin token',
+    parse: parse.string(/^.+$/, 'must be a file path'),
+  },
   { name: 'console-auth', description: 'reads (console, recordings, info, metrics) need a token from --local-token-file too', parse: parse.bool(), default: false },
-  { name: 'tls-cert', arg: '<path>', description: 'serve the local API over HTTPS with this PEM certificate (chain); needs --tls-key', parse: parse.string(/^.+$/, 'must be a file path') },
+  {
+    name: 'tls-cert',
+    arg: '<path>',
+    description: 'serve the local API over HTTPS with this PEM certificate (chain); needs --tls-key',
+    parse: parse.string(/^.+$/, 'must be a file path'),
+  },
   { name: 'tls-key', arg: '<path>', description: 'the PEM private key of --tls-cert', parse: parse.string(/^.+$/, 'must be a file path') },
-  { name: 'dbc', arg: '<[bus=]file>', description: 'decode signals with this DBC file (repeatable; bus=file binds it to one bus)', parse: parse.list(parse.string(BUS_PREFIXED_PATH_RULE, 'must be a DBC file path, or <bus>=<file> for one bus')), repeatable: true },
-  { name: 'bitrate', arg: '<bus>=<bps>[,…]', description: 'nominal bitrate of buses whose kernel reports none (replay, sim, vcan), for bus load, e.g. can0=500000', parse: parse.string(BUS_BITRATE_LIST_RULE, 'must be bus=bitrate pairs separated by commas, e.g. can0=500000,can1=250000') },
+  {
+    name: 'dbc',
+    arg: '<[bus=]file>',
+    description: 'decode signals with this DBC file (repeatable; bus=file binds it to one bus)',
+    parse: parse.list(parse.string(BUS_PREFIXED_PATH_RULE, 'must be a DBC file path, or <bus>=<file> for one bus')),
+    repeatable: true,
+  },
+  {
+    name: 'bitrate',
+    arg: '<bus>=<bps>[,…]',
+    description: 'nominal bitrate of buses whose kernel reports none (replay, sim, vcan), for bus load, e.g. can0=500000',
+    parse: parse.string(BUS_BITRATE_LIST_RULE, 'must be bus=bitrate pairs separated by commas, e.g. can0=500000,can1=250000'),
+  },
   { name: 'bus-state-interval', arg: '<s>', description: 'interval of the periodic bus_state event (also sent on every change)', parse: parse.int(1, 3600), default: 5 },
   CORS_ORIGIN_OPTION,
   ...SOCKETCAND_OPTIONS,
@@ -118,7 +189,8 @@ function recordFrom(o: ResolvedOptions): AgentConfig['record'] {
   const maxBytes = Number(o['record-max-bytes']);
   const rotate = o['record-rotate-bytes'] === undefined ? undefined : Number(o['record-rotate-bytes']);
   // At least four files fit the bound, so deleting the oldest always leaves room for the one being written.
-  if (rotate !== undefined && rotate > maxBytes / 4) throw new OptionError(`--record-rotate-bytes ${rotate} must be at most a quarter of --record-max-bytes (${Math.floor(maxBytes / 4)})`);
+  if (rotate !== undefined && rotate > maxBytes / 4)
+    throw new OptionError(`--record-rotate-bytes ${rotate} must be at most a quarter of --record-max-bytes (${Math.floor(maxBytes / 4)})`);
   return {
     dir: o['record-dir'] === undefined ? join(String(o['state-dir']), 'recordings') : String(o['record-dir']),
     maxBytes,

@@ -62,7 +62,6 @@ interface Result {
   load_average: string;
 }
 
-
 /** NODE_OPTIONS of the bridge's systemd unit: the bridges run as deployed. */
 const UNIT_NODE_OPTIONS =
   (readUnit(join(REPO, 'systemd/canrelay-bridge.service')).Service?.Environment ?? [])
@@ -127,7 +126,11 @@ async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: Po
     const tokens = new Map<string, string>();
     await pool(ids, 8, async (id) => void tokens.set(id, await admin.register(id)));
     const groups = Math.floor(DONGLES / 2);
-    await pool(Array.from({ length: groups }, (_, i) => i), 8, async (i) => void (await admin.group(`cg-${i}`, ids[2 * i]!, ids[2 * i + 1]!)));
+    await pool(
+      Array.from({ length: groups }, (_, i) => i),
+      8,
+      async (i) => void (await admin.group(`cg-${i}`, ids[2 * i]!, ids[2 * i + 1]!)),
+    );
     // Every node must know every dongle and group before agents land on it.
     for (const n of nodes.slice(1)) {
       await until(async () => (await n.admin.get(`/api/v1/dongles/${ids.at(-1)}`)).status === 200, 60_000, 'the dongles known on node 2');
@@ -149,7 +152,11 @@ async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: Po
     const nodePids = nodes.map((n) => n.proc.child.pid!);
     const natsPid = mode === 'embedded' ? undefined : servers.nats.pid;
     const pgPid = mode === 'embedded' ? undefined : servers.pg.pids()[0];
-    const sample = (): { nodes: number[]; nats: number; pg: number } => ({ nodes: nodePids.map((p) => cpuOf([p])), nats: cpuOf(natsPid === undefined ? [] : [natsPid]), pg: treeCpu(pgPid) });
+    const sample = (): { nodes: number[]; nats: number; pg: number } => ({
+      nodes: nodePids.map((p) => cpuOf([p])),
+      nats: cpuOf(natsPid === undefined ? [] : [natsPid]),
+      pg: treeCpu(pgPid),
+    });
     const cpu0 = sample();
     const gen0 = process.cpuUsage();
     const t0 = Date.now();
@@ -196,7 +203,10 @@ async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: Po
     const droppedBySeries = new Map<string, number>();
     const cluster = { nats_disconnects: 0, undeliverable_batches: 0, failed_ops: 0, down_batches_out: 0 };
     for (const n of nodes) {
-      const text = await fetch(`${n.base}/metrics`, { headers: { Authorization: `Bearer ${n.admin.token}` } }).then((r) => r.text(), () => '');
+      const text = await fetch(`${n.base}/metrics`, { headers: { Authorization: `Bearer ${n.admin.token}` } }).then(
+        (r) => r.text(),
+        () => '',
+      );
       for (const l of text.split('\n')) {
         const v = Number(l.slice(l.lastIndexOf(' ') + 1));
         if (l.startsWith('canrelay_bridge_frames_dropped_total{')) {
@@ -230,7 +240,10 @@ async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: Po
       p50_ms: tally.latencyMs(0.5),
       p99_ms: tally.latencyMs(0.99),
       generator_cpu_percent: Math.round(((gen.user + gen.system) / 1e6 / secs) * 100),
-      load_average: os.loadavg().map((l) => l.toFixed(1)).join(' '),
+      load_average: os
+        .loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' '),
     };
   } finally {
     await pool(agents, 64, (a) => a.close());
@@ -248,7 +261,9 @@ async function main(): Promise<void> {
   const results: Result[] = [];
   try {
     pg = clustered ? await PostgresServer.start() : undefined;
-    process.stdout.write(`shape ${DONGLES} dongles in ${Math.floor(DONGLES / 2)} groups x ${RATE} frames/s x ${SECONDS} s; modes ${MODES.join(', ')}; ${RUNS} runs; bridge NODE_OPTIONS "${UNIT_NODE_OPTIONS}", node flags "${EXTRA_NODE_ARGS.join(' ')}"\n`);
+    process.stdout.write(
+      `shape ${DONGLES} dongles in ${Math.floor(DONGLES / 2)} groups x ${RATE} frames/s x ${SECONDS} s; modes ${MODES.join(', ')}; ${RUNS} runs; bridge NODE_OPTIONS "${UNIT_NODE_OPTIONS}", node flags "${EXTRA_NODE_ARGS.join(' ')}"\n`,
+    );
     for (let run = 1; run <= RUNS; run++) {
       for (const mode of MODES) {
         const r = await once(mode, run, { nats: nats!, pg: pg! });

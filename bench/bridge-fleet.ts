@@ -69,12 +69,13 @@ const COMPARE = process.env.BENCH_COMPARE;
 const SETTLE_MS = 10_000;
 const TICK_MS = 10;
 
-
 async function pool<T>(items: T[], width: number, f: (t: T) => Promise<void>): Promise<void> {
   let i = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (i < items.length) await f(items[i++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (i < items.length) await f(items[i++]!);
+    }),
+  );
 }
 
 const words = (v: string | undefined): string[] => (v ?? '').split(' ').filter((a) => a !== '');
@@ -194,9 +195,15 @@ async function once(shape: Shape, build: string, cli: string, nodeArgs: string[]
   const end = sampleProc(pid);
   const gen = process.cpuUsage(gen0);
   const viewerEvents = viewers.reduce((s, v) => s + v.events(), 0);
-  const metrics = await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } }).then((r) => r.text(), () => '');
+  const metrics = await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } }).then(
+    (r) => r.text(),
+    () => '',
+  );
   const sum = (name: string): number =>
-    metrics.split('\n').filter((l) => l.startsWith(name + '{') || l.startsWith(name + ' ')).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    metrics
+      .split('\n')
+      .filter((l) => l.startsWith(name + '{') || l.startsWith(name + ' '))
+      .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
   for (const v of viewers) v.close();
   await Promise.all(agents.map((a) => a.close()));
   await proc.stop();
@@ -229,7 +236,10 @@ async function once(shape: Shape, build: string, cli: string, nodeArgs: string[]
 
 /** One /metrics scrape; the returned function sums a series (name, or name{labels}) over its lines; 0 when unreachable. */
 async function scrape(base: string): Promise<(series: string) => number> {
-  const text = await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } }).then((r) => r.text(), () => '');
+  const text = await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } }).then(
+    (r) => r.text(),
+    () => '',
+  );
   const lines = text.split('\n');
   return (series) =>
     lines
@@ -245,7 +255,13 @@ async function discoverBase(pid: number): Promise<string> {
     try {
       const inodes = new Set(
         readdirSync(`/proc/${pid}/fd`)
-          .map((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } })
+          .map((fd) => {
+            try {
+              return readlinkSync(`/proc/${pid}/fd/${fd}`);
+            } catch {
+              return '';
+            }
+          })
           .map((l) => /^socket:\[(\d+)\]$/.exec(l)?.[1])
           .filter((x): x is string => x !== undefined),
       );
@@ -261,42 +277,61 @@ async function discoverBase(pid: number): Promise<string> {
   throw new Error('the bridge did not start listening');
 }
 
-const loadAverage = (): string => os.loadavg().map((l) => l.toFixed(1)).join(' ');
+const loadAverage = (): string =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
 
 const label = (s: Shape): string => `${s.dongles.toLocaleString('en')} × ${s.rate}/s${s.viewers ? ` + ${s.viewers} viewers` : ''}`;
 
 /** Two panels against fleet size (log scale): bridge CPU per relayed frame, and peak RSS. */
 function chart(rows: Result[]): string {
-  const W = 420, H = 260, L = 56, B = 40, T = 30, R = 12;
+  const W = 420,
+    H = 260,
+    L = 56,
+    B = 40,
+    T = 30,
+    R = 12;
   const builds = [...new Set(rows.map((r) => r.build))];
   const colors = ['#1f77b4', '#d62728', '#2ca02c'];
   const xs = rows.map((r) => r.dongles);
-  const x0 = Math.log10(Math.min(...xs) / 1.5), x1 = Math.log10(Math.max(...xs) * 1.5);
+  const x0 = Math.log10(Math.min(...xs) / 1.5),
+    x1 = Math.log10(Math.max(...xs) * 1.5);
   const panel = (ox: number, title: string, val: (r: Result) => number, unit: string): string => {
     const ymax = Math.max(1, ...rows.map(val).filter(Number.isFinite)) * 1.15;
     const px = (d: number): number => ox + L + ((Math.log10(d) - x0) / (x1 - x0)) * (W - L - R);
     const py = (v: number): number => T + (1 - v / ymax) * (H - T - B);
-    const parts = [`<text x="${ox + W / 2}" y="16" text-anchor="middle" font-weight="bold">${title}</text>`,
+    const parts = [
+      `<text x="${ox + W / 2}" y="16" text-anchor="middle" font-weight="bold">${title}</text>`,
       `<line x1="${ox + L}" y1="${H - B}" x2="${ox + W - R}" y2="${H - B}" stroke="#444"/>`,
-      `<line x1="${ox + L}" y1="${T}" x2="${ox + L}" y2="${H - B}" stroke="#444"/>`];
+      `<line x1="${ox + L}" y1="${T}" x2="${ox + L}" y2="${H - B}" stroke="#444"/>`,
+    ];
     for (let k = 0; k <= 4; k++) {
       const v = (ymax / 4) * k;
-      parts.push(`<text x="${ox + L - 4}" y="${py(v) + 4}" text-anchor="end">${v < 10 ? v.toFixed(1) : Math.round(v)}</text>`,
-        `<line x1="${ox + L}" y1="${py(v)}" x2="${ox + W - R}" y2="${py(v)}" stroke="#ddd"/>`);
+      parts.push(
+        `<text x="${ox + L - 4}" y="${py(v) + 4}" text-anchor="end">${v < 10 ? v.toFixed(1) : Math.round(v)}</text>`,
+        `<line x1="${ox + L}" y1="${py(v)}" x2="${ox + W - R}" y2="${py(v)}" stroke="#ddd"/>`,
+      );
     }
-    for (const d of [10, 100, 1000]) if (Math.log10(d) > x0 && Math.log10(d) < x1)
-      parts.push(`<text x="${px(d)}" y="${H - B + 16}" text-anchor="middle">${d.toLocaleString('en')}</text>`);
-    parts.push(`<text x="${ox + (W + L) / 2}" y="${H - 6}" text-anchor="middle">dongles (log scale)</text>`,
-      `<text x="${ox + 12}" y="${(H) / 2}" transform="rotate(-90 ${ox + 12} ${H / 2})" text-anchor="middle">${unit}</text>`);
+    for (const d of [10, 100, 1000])
+      if (Math.log10(d) > x0 && Math.log10(d) < x1) parts.push(`<text x="${px(d)}" y="${H - B + 16}" text-anchor="middle">${d.toLocaleString('en')}</text>`);
+    parts.push(
+      `<text x="${ox + (W + L) / 2}" y="${H - 6}" text-anchor="middle">dongles (log scale)</text>`,
+      `<text x="${ox + 12}" y="${H / 2}" transform="rotate(-90 ${ox + 12} ${H / 2})" text-anchor="middle">${unit}</text>`,
+    );
     builds.forEach((b, bi) => {
       for (const r of rows.filter((r) => r.build === b && Number.isFinite(val(r)))) {
-        const shape = r.viewers ? `<rect x="${px(r.dongles) - 4}" y="${py(val(r)) - 4}" width="8" height="8" fill="none" stroke="${colors[bi]}"/>` : `<circle cx="${px(r.dongles)}" cy="${py(val(r))}" r="4" fill="${colors[bi]}"/>`;
+        const shape = r.viewers
+          ? `<rect x="${px(r.dongles) - 4}" y="${py(val(r)) - 4}" width="8" height="8" fill="none" stroke="${colors[bi]}"/>`
+          : `<circle cx="${px(r.dongles)}" cy="${py(val(r))}" r="4" fill="${colors[bi]}"/>`;
         parts.push(`${shape}<title>${b}: ${label(r)}: ${val(r)} ${unit}</title>`);
       }
     });
     return parts.join('\n');
   };
-  const legend = builds.map((b, i) => `<circle cx="${20 + i * 160}" cy="${H + 14}" r="4" fill="${colors[i]}"/><text x="${28 + i * 160}" y="${H + 18}">${b}</text>`).join('\n') +
+  const legend =
+    builds.map((b, i) => `<circle cx="${20 + i * 160}" cy="${H + 14}" r="4" fill="${colors[i]}"/><text x="${28 + i * 160}" y="${H + 18}">${b}</text>`).join('\n') +
     `<rect x="${20 + builds.length * 160}" y="${H + 10}" width="8" height="8" fill="none" stroke="#444"/><text x="${32 + builds.length * 160}" y="${H + 18}">with console viewers</text>`;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${H + 28}" font-family="sans-serif" font-size="11">
 <rect width="100%" height="100%" fill="white"/>
@@ -316,7 +351,11 @@ async function main(): Promise<void> {
   process.stdout.write(`bridge node flags: ${own.join(' ') || '(none)'}\n`);
   const builds: [string, string, string[]][] = [['this build', CLI, own]];
   if (COMPARE || process.env.BENCH_COMPARE_NODE_ARGS !== undefined)
-    builds.push([COMPARE ? 'compared build' : `this build ${process.env.BENCH_COMPARE_NODE_ARGS}`, COMPARE ?? CLI, process.env.BENCH_COMPARE_NODE_ARGS === undefined ? own : words(process.env.BENCH_COMPARE_NODE_ARGS)]);
+    builds.push([
+      COMPARE ? 'compared build' : `this build ${process.env.BENCH_COMPARE_NODE_ARGS}`,
+      COMPARE ?? CLI,
+      process.env.BENCH_COMPARE_NODE_ARGS === undefined ? own : words(process.env.BENCH_COMPARE_NODE_ARGS),
+    ]);
   // BENCH_RUNS=n repeats every shape (builds interleaved within each repetition): medians under noisy load.
   const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? 1));
   const results: Result[] = [];
@@ -332,12 +371,14 @@ async function main(): Promise<void> {
   const md = [
     '# Bridge cost at fleet shape (make bench-fleet)',
     '',
-    'N fake agents (one process, the test suite\'s protocol-level fake) in N/2 groups send numbered frames every 10 ms to one bridge process with default flags; every frame must arrive at the peer, in order. CPU is the bridge\'s own (from /proc) from the first send until the last frame arrived, divided by the frames relayed. The load generator runs on the same 2 cores (its CPU % is shown): figures measured on a loaded machine.',
+    "N fake agents (one process, the test suite's protocol-level fake) in N/2 groups send numbered frames every 10 ms to one bridge process with default flags; every frame must arrive at the peer, in order. CPU is the bridge's own (from /proc) from the first send until the last frame arrived, divided by the frames relayed. The load generator runs on the same 2 cores (its CPU % is shown): figures measured on a loaded machine.",
     '',
     '| build | dongles × frames/s | s | viewers | relayed / sent | out of order | dropped by the bridge | bridge µs/frame | bridge CPU % | RSS start MB | RSS connected MB | KB per idle dongle | peak RSS MB | at peak: heap total / used / new space, external MB | history MB | p50 ms | p99 ms | generator CPU % | load average |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
-    ...results.map((r) =>
-      `| ${r.build} | ${r.dongles.toLocaleString('en')} × ${r.rate} | ${r.seconds} | ${r.viewers} | ${r.relayed.toLocaleString('en')} / ${r.sent.toLocaleString('en')} | ${r.out_of_order} | ${r.bridge_dropped} | ${r.cpu_us_per_frame} | ${r.bridge_cpu_percent} | ${r.rss_start_mb} | ${r.rss_connected_mb} | ${r.kb_per_idle_dongle} | ${r.peak_rss_mb} | ${r.at_peak.heap_total_mb} / ${r.at_peak.heap_used_mb} / ${r.at_peak.new_space_mb}, ${r.at_peak.external_mb} | ${r.history_mb} | ${r.p50_ms} | ${r.p99_ms} | ${r.generator_cpu_percent} | ${r.load_average} |`),
+    ...results.map(
+      (r) =>
+        `| ${r.build} | ${r.dongles.toLocaleString('en')} × ${r.rate} | ${r.seconds} | ${r.viewers} | ${r.relayed.toLocaleString('en')} / ${r.sent.toLocaleString('en')} | ${r.out_of_order} | ${r.bridge_dropped} | ${r.cpu_us_per_frame} | ${r.bridge_cpu_percent} | ${r.rss_start_mb} | ${r.rss_connected_mb} | ${r.kb_per_idle_dongle} | ${r.peak_rss_mb} | ${r.at_peak.heap_total_mb} / ${r.at_peak.heap_used_mb} / ${r.at_peak.new_space_mb}, ${r.at_peak.external_mb} | ${r.history_mb} | ${r.p50_ms} | ${r.p99_ms} | ${r.generator_cpu_percent} | ${r.load_average} |`,
+    ),
     '',
     '![cost against fleet size](bridge-fleet.svg)',
     '',

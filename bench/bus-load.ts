@@ -23,7 +23,20 @@ function mix(n: number): CanFrame[] {
     const fd = i % 17 === 0;
     const len = fd ? [12, 16, 32, 64][rnd(4)]! : rnd(4) === 0 ? rnd(9) : 8;
     const data = Uint8Array.from({ length: len }, () => (rnd(3) === 0 ? 0 : rnd(256)));
-    out.push({ bus: i % 3 === 0 ? 'can1' : 'can0', id: rnd(ext ? 0x20000000 : 0x800), ext, rtr: false, err: false, fd, brs: fd, esi: false, dlc: len, data, tsUs: i, direction: 'rx' });
+    out.push({
+      bus: i % 3 === 0 ? 'can1' : 'can0',
+      id: rnd(ext ? 0x20000000 : 0x800),
+      ext,
+      rtr: false,
+      err: false,
+      fd,
+      brs: fd,
+      esi: false,
+      dlc: len,
+      data,
+      tsUs: i,
+      direction: 'rx',
+    });
   }
   return out;
 }
@@ -43,7 +56,7 @@ once(frames); // warm up the JIT
 const perFrameUs: number[] = [];
 for (let r = 0; r < RUNS; r++) perFrameUs.push(once(frames));
 const us = median(perFrameUs);
-const corePct = (us * RATE) / 1e6 * 100;
+const corePct = ((us * RATE) / 1e6) * 100;
 const md = [
   '# Bus load accounting (bench/bus-load.ts)',
   '',

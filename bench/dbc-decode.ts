@@ -103,7 +103,8 @@ async function main(): Promise<void> {
     withDbc.push(await agentRun(log, frameCount, dbc));
     process.stdout.write(`run ${i + 1}: without ${JSON.stringify(without.at(-1))} with ${JSON.stringify(withDbc.at(-1))}\n`);
   }
-  const row = (label: string, k: string, runs: Record<string, number>[]): string => `| ${label} | ${median(runs.map((r) => r[k]!)).toLocaleString('en')} | ${runs.map((r) => r[k]).join(', ')} |`;
+  const row = (label: string, k: string, runs: Record<string, number>[]): string =>
+    `| ${label} | ${median(runs.map((r) => r[k]!)).toLocaleString('en')} | ${runs.map((r) => r[k]).join(', ')} |`;
   const md = `# DBC decoding at the intake (make bench-dbc)
 
 A 57-id vehicle-like bus; a generated 50-message DBC (8 signals each: Intel and Motorola, signed, scaled,

@@ -108,7 +108,12 @@ async function main(): Promise<void> {
   await page.goto(b.base + '/');
   await page.locator('#token-panel').waitFor();
   await page.fill('#token-input', ADMIN_TOKEN);
-  const snapshotMs = await timeUntil(page, () => page.press('#token-input', 'Enter'), '(n) => document.getElementById("dongle-count")?.textContent === `${n} of ${n}` && document.querySelectorAll("#dongles tbody tr").length === Math.min(100, n)', String(N));
+  const snapshotMs = await timeUntil(
+    page,
+    () => page.press('#token-input', 'Enter'),
+    '(n) => document.getElementById("dongle-count")?.textContent === `${n} of ${n}` && document.querySelectorAll("#dongles tbody tr").length === Math.min(100, n)',
+    String(N),
+  );
   await page.waitForFunction(() => document.body.dataset.role === 'admin');
   console.log(`snapshot drawn in ${snapshotMs.toFixed(0)} ms`);
 
@@ -161,7 +166,14 @@ async function main(): Promise<void> {
   for (let c = 0; c < CHANGES; c++) {
     tick(s++);
     const state = c % 2 === 0 ? 'error-passive' : 'error-active';
-    changeMs.push(await timeUntil(page, async () => fleet.bus(last, state), '(x) => { const [id, st] = x.split(" "); return document.querySelector(`#dongles tr[data-dongle="${id}"] .bus-state[data-bus="can0"]`)?.dataset.state === st; }', `${lastId} ${state}`));
+    changeMs.push(
+      await timeUntil(
+        page,
+        async () => fleet.bus(last, state),
+        '(x) => { const [id, st] = x.split(" "); return document.querySelector(`#dongles tr[data-dongle="${id}"] .bus-state[data-bus="can0"]`)?.dataset.state === st; }',
+        `${lastId} ${state}`,
+      ),
+    );
     await new Promise((r) => setTimeout(r, 500));
   }
   tick(s++);

@@ -34,7 +34,7 @@ export function writeVehicleLog(path: string, n: number, rate: number): void {
   for (let i = 0; i < n; i++) {
     const id = ids[(i * 7919) % ids.length]!;
     const us = Math.round(t);
-    const data = ((i & 0xffff) * 2654435761 >>> 0).toString(16).toUpperCase().padStart(8, '0') + '00FF00FF';
+    const data = (((i & 0xffff) * 2654435761) >>> 0).toString(16).toUpperCase().padStart(8, '0') + '00FF00FF';
     parts.push(`(${Math.floor(us / 1e6)}.${String(us % 1e6).padStart(6, '0')}) can0 ${id.toString(16).toUpperCase().padStart(3, '0')}#${data}`);
     t += step;
   }

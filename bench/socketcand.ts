@@ -77,7 +77,14 @@ function table(title: string, byClients: Map<number, Record<string, number>[]>):
     const m = (key: string): string => median(runs.map((r) => r[key]!)).toLocaleString('en');
     return `| ${k} | ${m('frames_per_s')} | ${m('cpu_percent')} | ${m('rss_mib_peak')} | ${m('frames_per_client_median')} | ${m('clients_cut')} |`;
   });
-  return [`## ${title}`, '', '| socketcand clients | frames/s | agent CPU (% of a core) | peak RSS (MiB) | frames per client | clients cut |', '|---|---|---|---|---|---|', ...rows, ''].join('\n');
+  return [
+    `## ${title}`,
+    '',
+    '| socketcand clients | frames/s | agent CPU (% of a core) | peak RSS (MiB) | frames per client | clients cut |',
+    '|---|---|---|---|---|---|',
+    ...rows,
+    '',
+  ].join('\n');
 }
 
 async function main(): Promise<void> {
@@ -102,7 +109,10 @@ async function main(): Promise<void> {
       flatRuns.set(k, [...(flatRuns.get(k) ?? []), r]);
     }
   }
-  const figures = { paced: { rate: PACED_RATE, seconds: PACED_SECONDS, runs: Object.fromEntries(pacedRuns) }, flat_out: { frames: FLAT_FRAMES, runs: Object.fromEntries(flatRuns) } };
+  const figures = {
+    paced: { rate: PACED_RATE, seconds: PACED_SECONDS, runs: Object.fromEntries(pacedRuns) },
+    flat_out: { frames: FLAT_FRAMES, runs: Object.fromEntries(flatRuns) },
+  };
   const md = `# socketcand server (make bench-socketcand)
 
 Raw-mode socketcand clients (Node readers on loopback, reading as fast as they can) connected before

@@ -31,7 +31,14 @@ const GroupBody = z.strictObject({
   bus_map: z.record(BusName, BusName).optional(),
 });
 const TimeoutS = z.number().positive().max(86_400);
-const ViewerTokenBody = z.strictObject({ ttl_s: z.number().int().positive().max(10 * 365 * 86_400).optional() });
+const ViewerTokenBody = z.strictObject({
+  ttl_s: z
+    .number()
+    .int()
+    .positive()
+    .max(10 * 365 * 86_400)
+    .optional(),
+});
 const VIEWER_ID = new RegExp(`^[0-9a-f]{${VIEWER_ID_LENGTH}}$`);
 const COMMAND_TYPES: readonly string[] = CommandBody.options.flatMap((o) => [...o.shape.type.values]);
 
@@ -67,7 +74,11 @@ export class AdminApi {
         methods: { PUT: (_q, [id]) => this.putDongle(id!), GET: (_q, [id]) => this.getDongle(id!), DELETE: (_q, [id]) => this.deleteDongle(id!) },
       },
       { pattern: /^\/api\/v1\/dongles\/([^/]+)\/token$/, params: ['dongle id'], methods: { POST: (_q, [id]) => this.rotateToken(id!) } },
-      { pattern: /^\/api\/v1\/dongles\/([^/]+)\/commands$/, params: ['dongle id'], methods: { POST: (q, [id]) => this.postCommand(q, id!), GET: (q, [id]) => this.recentCommands(q, id!) } },
+      {
+        pattern: /^\/api\/v1\/dongles\/([^/]+)\/commands$/,
+        params: ['dongle id'],
+        methods: { POST: (q, [id]) => this.postCommand(q, id!), GET: (q, [id]) => this.recentCommands(q, id!) },
+      },
       { pattern: /^\/api\/v1\/groups$/, params: [], methods: { GET: async () => ({ status: 200, body: { groups: d.store.groups().map((g) => this.groupView(g)) } }) } },
       {
         pattern: /^\/api\/v1\/groups\/([^/]+)$/,
@@ -187,7 +198,8 @@ export class AdminApi {
     for (const d of [a, b]) {
       this.mustDongle(d);
       const m = this.d.relay.groupOf(d);
-      if (m && m.group !== gid) throw new HttpError(409, `dongle "${d}" is already side ${m.side} of group "${m.group}"; a dongle is in at most one group (update or delete "${m.group}" first)`);
+      if (m && m.group !== gid)
+        throw new HttpError(409, `dongle "${d}" is already side ${m.side} of group "${m.group}"; a dongle is in at most one group (update or delete "${m.group}" first)`);
     }
     const { created } = await this.d.store.putGroup(gid, a, b, busMap, isoNow());
     const row = this.d.store.group(gid)!;
@@ -215,7 +227,14 @@ export class AdminApi {
   }
 
   private groupView(g: GroupRow): Record<string, unknown> {
-    return { group: g.id, sides: { a: g.side_a, b: g.side_b }, bus_map: JSON.parse(g.bus_map) as unknown, created_at: g.created_at, updated_at: g.updated_at, state: this.d.relay.state(g.id) ?? null };
+    return {
+      group: g.id,
+      sides: { a: g.side_a, b: g.side_b },
+      bus_map: JSON.parse(g.bus_map) as unknown,
+      created_at: g.created_at,
+      updated_at: g.updated_at,
+      state: this.d.relay.state(g.id) ?? null,
+    };
   }
 
   // ---- viewer tokens ----
@@ -235,13 +254,20 @@ export class AdminApi {
     const now = Date.now();
     const viewer_tokens = this.d.store.viewerTokens().map((t) => {
       const id = viewerTokenId(t.hash);
-      return { id, created_at: t.created_at, expires_at: t.expires_at, expired: t.expires_at !== null && Date.parse(t.expires_at) <= now, open_streams: this.d.viewers.openStreams(id) };
+      return {
+        id,
+        created_at: t.created_at,
+        expires_at: t.expires_at,
+        expired: t.expires_at !== null && Date.parse(t.expires_at) <= now,
+        open_streams: this.d.viewers.openStreams(id),
+      };
     });
     return { status: 200, body: { viewer_tokens } };
   }
 
   private async revokeViewerToken(id: string): Promise<{ status: number; body: unknown }> {
-    if (!VIEWER_ID.test(id)) throw new HttpError(400, `bad viewer token id ${JSON.stringify(id.slice(0, 40))}: it is the ${VIEWER_ID_LENGTH} hex digits listed by GET /api/v1/viewer-tokens`);
+    if (!VIEWER_ID.test(id))
+      throw new HttpError(400, `bad viewer token id ${JSON.stringify(id.slice(0, 40))}: it is the ${VIEWER_ID_LENGTH} hex digits listed by GET /api/v1/viewer-tokens`);
     if (!(await this.d.store.deleteViewerToken(id))) throw new HttpError(404, `no viewer token "${id}"; GET /api/v1/viewer-tokens lists them`);
     const closed = this.d.viewers.revoke(id);
     this.d.log.info({ viewer_token: id, streams_closed: closed }, 'viewer token revoked');
@@ -253,7 +279,8 @@ export class AdminApi {
   private async postCommand(req: IncomingMessage, dongle: string): Promise<{ status: number; body: unknown }> {
     this.mustDongle(dongle);
     const raw = await readJson(req);
-    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new HttpError(400, `a command is a JSON object, e.g. {"type":"send_frame","bus":"can0","id":"0x123","data_hex":"01 02"}`);
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+      throw new HttpError(400, `a command is a JSON object, e.g. {"type":"send_frame","bus":"can0","id":"0x123","data_hex":"01 02"}`);
     const { timeout_s, ...rest } = raw as Record<string, unknown>;
     let timeout: number | undefined;
     if (timeout_s !== undefined) {

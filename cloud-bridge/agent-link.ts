@@ -20,14 +20,7 @@ import { WebSocket, type RawData } from 'ws';
 import { BatchDedupe, type BatchPosition } from '../core/uplink/batch-dedupe.js';
 import { BRIDGE_CLOCK, frameTimesProblem } from '../core/uplink/clock.js';
 import { BatchDecodeError, decodeBatch, KIND_UP, type Batch } from '../core/uplink/frame-codec.js';
-import {
-  CLOSE,
-  MAX_TEXT_MESSAGE_BYTES,
-  parseAgentMessage,
-  PROTOCOL_VERSION,
-  type AgentMessage,
-  type BridgeMessage,
-} from '../core/uplink/messages.js';
+import { CLOSE, MAX_TEXT_MESSAGE_BYTES, parseAgentMessage, PROTOCOL_VERSION, type AgentMessage, type BridgeMessage } from '../core/uplink/messages.js';
 import type { DbcChunkMessage } from '../core/uplink/dbc-transfer.js';
 import type { CommandLink, CommandMessage } from './commands.js';
 import { AckClock } from './ack-clock.js';
@@ -223,7 +216,11 @@ export class AgentLink implements RelayLink, CommandLink {
     if (!parsed.ok) {
       const t = typeOf(text);
       if (t !== undefined && !KNOWN_TYPES.has(t))
-        return this.refuse('unknown_type', CLOSE.PROTOCOL, `unknown message type ${JSON.stringify(t.slice(0, 40))}; an agent sends hello, event, data_ack, dbc, clock_probe or rec_*`);
+        return this.refuse(
+          'unknown_type',
+          CLOSE.PROTOCOL,
+          `unknown message type ${JSON.stringify(t.slice(0, 40))}; an agent sends hello, event, data_ack, dbc, clock_probe or rec_*`,
+        );
       return this.refuse('malformed', CLOSE.PROTOCOL, `malformed message: ${parsed.error}`);
     }
     const m = parsed.msg;

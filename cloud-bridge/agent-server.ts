@@ -164,9 +164,17 @@ export class AgentServer implements LinkHandler {
 
   hello(link: AgentLink, h: HelloMessage): Welcome | Refusal | Promise<Welcome | Refusal> {
     if (h.protocol !== PROTOCOL_VERSION)
-      return { reason: 'protocol_version', code: CLOSE.PROTOCOL, message: `uplink protocol ${h.protocol} is not supported; this bridge speaks ${PROTOCOL_VERSION} (upgrade the agent or the bridge)` };
+      return {
+        reason: 'protocol_version',
+        code: CLOSE.PROTOCOL,
+        message: `uplink protocol ${h.protocol} is not supported; this bridge speaks ${PROTOCOL_VERSION} (upgrade the agent or the bridge)`,
+      };
     if (h.dongle !== link.dongle)
-      return { reason: 'wrong_dongle', code: CLOSE.UNAUTHORIZED, message: `this token belongs to dongle "${link.dongle}", not "${h.dongle}"; start the agent with --id ${link.dongle} or use that dongle's token` };
+      return {
+        reason: 'wrong_dongle',
+        code: CLOSE.UNAUTHORIZED,
+        message: `this token belongs to dongle "${link.dongle}", not "${h.dongle}"; start the agent with --id ${link.dongle} or use that dongle's token`,
+      };
     const row = this.d.store.dongle(link.dongle);
     if (!row) return { reason: 'unauthorized', code: CLOSE.UNAUTHORIZED, message: `dongle "${link.dongle}" is no longer registered on this bridge` };
 
@@ -320,7 +328,5 @@ export class AgentServer implements LinkHandler {
 function rejectUpgrade(socket: Duplex, status: number, message: string): void {
   const body = JSON.stringify({ error: message });
   const text = { 401: 'Unauthorized', 404: 'Not Found', 503: 'Service Unavailable' }[status] ?? 'Error';
-  socket.end(
-    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }

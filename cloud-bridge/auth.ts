@@ -11,7 +11,6 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { MAX_TOKEN_LENGTH, tokenDigest } from '../core/http/bearer-token.js';
 import type { StateStore } from './state-store.js';
 
-
 export type Caller = { kind: 'admin' } | { kind: 'viewer'; tokenId: string; expiresAt: number | null } | { kind: 'agent'; dongle: string };
 
 /** A viewer token's public id: the first hex digits of its stored hash. */

@@ -36,9 +36,13 @@ export async function openBridgeState(db: string, log: Logger, state: StateHealt
       ids: new MemoryIdStore(),
       health: () => ({ db: pg.unreachable === undefined ? 'reachable' : 'unreachable', ...(pg.unreachable !== undefined ? { db_reason: pg.unreachable } : {}) }),
       registerMetrics: (r) => {
-        scrapedCounter(r, 'canrelay_cluster_db_errors_total', 'PostgreSQL operations that failed (lost connection, refused statement); see /healthz db', [], (c) => c.inc(pg.errors));
+        scrapedCounter(r, 'canrelay_cluster_db_errors_total', 'PostgreSQL operations that failed (lost connection, refused statement); see /healthz db', [], (c) =>
+          c.inc(pg.errors),
+        );
         scrapedGauge(r, 'canrelay_cluster_db_up', '1 while PostgreSQL is reachable, 0 while the bridge is reconnecting', [], (g) => g.set(pg.unreachable === undefined ? 1 : 0));
-        scrapedGauge(r, 'canrelay_cluster_db_pending_writes', 'positions, group counters and command statuses waiting in memory for PostgreSQL', [], (g) => g.set(pg.pendingWrites));
+        scrapedGauge(r, 'canrelay_cluster_db_pending_writes', 'positions, group counters and command statuses waiting in memory for PostgreSQL', [], (g) =>
+          g.set(pg.pendingWrites),
+        );
       },
       onChange: (fn) => pg.onChange(fn),
       close: async () => {

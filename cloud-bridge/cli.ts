@@ -26,7 +26,12 @@ export function bridgeCommand(): Command {
     const log = createLogger(cfg.logLevel, { service: 'bridge' });
     // Loaded here, not at the top: `canrelay agent` never loads the bridge's code and vice versa (memory on a gateway).
     const { startBridge } = (await import('./bridge.js')) as { startBridge: typeof Start };
-    await runDaemon('bridge', log, () => startBridge(cfg, log, { webRoot: WEB_ROOT }), (b) => `bridge listening on ${b.baseUrl}`);
+    await runDaemon(
+      'bridge',
+      log,
+      () => startBridge(cfg, log, { webRoot: WEB_ROOT }),
+      (b) => `bridge listening on ${b.baseUrl}`,
+    );
   });
   return cmd;
 }

@@ -19,7 +19,6 @@ import { DownQueue, type DownLink, type DropReason, type PendingFrame } from './
 import type { GroupRow } from './store.js';
 import type { StateStore } from './state-store.js';
 
-
 /** Frames waiting for a connected peer beyond which the sender's acks are held (see peerBehind). */
 const PEER_BEHIND_FRAMES = 4096;
 const SIDES: readonly Side[] = ['a', 'b'];

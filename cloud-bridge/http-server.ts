@@ -75,8 +75,7 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
     if (fleet) {
       if (!deps.fleetClients.tryAdd()) return sendJson(res, 503, { error: deps.fleetClients.refusal() }, { 'Retry-After': String(FLEET_FULL_RETRY_AFTER_S) });
       stream = deps.consoles.fleet.stream;
-    }
-    else if (!ID_RULE.test(id)) return sendJson(res, 400, { error: `bad ${kind === 'dongles' ? 'dongle' : 'group'} id ${JSON.stringify(id.slice(0, 80))}` });
+    } else if (!ID_RULE.test(id)) return sendJson(res, 400, { error: `bad ${kind === 'dongles' ? 'dongle' : 'group'} id ${JSON.stringify(id.slice(0, 80))}` });
     else if (kind === 'dongles') {
       if (!deps.store.dongle(id)) return sendJson(res, 404, { error: `dongle "${id}" is not registered on this bridge` });
       stream = deps.consoles.dongleStream(id);

@@ -67,7 +67,6 @@ export interface BridgeMetricSources {
   agentsConnected: () => number;
 }
 
-
 export function bridgeMetrics(src: BridgeMetricSources): Registry {
   const r = new Registry();
   registerProcessMetrics(r, 'canrelay_bridge_');
@@ -97,9 +96,15 @@ export function bridgeMetrics(src: BridgeMetricSources): Registry {
   gauge(r, 'canrelay_bridge_in_flight_frames', 'Frames sent to a group side, waiting for its ack', ['group', 'side'], (g) => {
     for (const x of groups()) for (const s of x.sides) g.set({ group: x.group, side: s.side }, s.inFlight);
   });
-  counter(r, 'canrelay_bridge_frames_dropped_total', 'Frames for a group side dropped (backlog_full, too_old, group_changed, bridge_stopped), never transmitted', ['group', 'side', 'reason'], (c) => {
-    for (const x of groups()) for (const s of x.sides) for (const reason of DROP_REASONS) c.inc({ group: x.group, side: s.side, reason }, s.dropped[reason]);
-  });
+  counter(
+    r,
+    'canrelay_bridge_frames_dropped_total',
+    'Frames for a group side dropped (backlog_full, too_old, group_changed, bridge_stopped), never transmitted',
+    ['group', 'side', 'reason'],
+    (c) => {
+      for (const x of groups()) for (const s of x.sides) for (const reason of DROP_REASONS) c.inc({ group: x.group, side: s.side, reason }, s.dropped[reason]);
+    },
+  );
   counter(r, 'canrelay_bridge_frames_loop_guarded_total', 'Frames that arrived as tx (already transmitted) and were not relayed', [], (c) => c.inc(src.relay.loopGuarded));
 
   for (const [kind, help] of [
@@ -115,10 +120,20 @@ export function bridgeMetrics(src: BridgeMetricSources): Registry {
   gauge(r, 'canrelay_bridge_console_clients', 'Console (SSE) clients connected, all streams', [], (g) => g.set(src.streams.subscriberCount()));
   gauge(r, 'canrelay_bridge_console_streams', 'Console streams open (dongles and groups)', [], (g) => g.set([...src.streams.all()].length));
   gauge(r, 'canrelay_bridge_console_history_bytes', 'Memory held for console history, all streams (bounded by --history-memory-mb)', [], (g) => g.set(src.streams.history.bytes));
-  counter(r, 'canrelay_bridge_console_history_evicted_segments_total', 'History segments forgotten to stay within --history-memory-mb (a resume from there gets stream_reset)', [], (c) => c.inc(src.streams.history.counters.segmentsEvicted));
-  counter(r, 'canrelay_bridge_recording_bytes_total', 'Recording bytes streamed from agents to downloads (one chunk at a time, at the pace of the HTTP client)', [], (c) => c.inc(stats.recordingBytes));
+  counter(
+    r,
+    'canrelay_bridge_console_history_evicted_segments_total',
+    'History segments forgotten to stay within --history-memory-mb (a resume from there gets stream_reset)',
+    [],
+    (c) => c.inc(src.streams.history.counters.segmentsEvicted),
+  );
+  counter(r, 'canrelay_bridge_recording_bytes_total', 'Recording bytes streamed from agents to downloads (one chunk at a time, at the pace of the HTTP client)', [], (c) =>
+    c.inc(stats.recordingBytes),
+  );
   gauge(r, 'canrelay_bridge_fleet_clients', 'Fleet stream (GET /api/v1/streams/fleet) clients connected (at most --fleet-max-clients)', [], (g) => g.set(src.fleetClients.count));
-  counter(r, 'canrelay_bridge_fleet_clients_refused_total', 'Fleet stream clients refused with 503 because --fleet-max-clients were connected', [], (c) => c.inc(src.fleetClients.refused));
+  counter(r, 'canrelay_bridge_fleet_clients_refused_total', 'Fleet stream clients refused with 503 because --fleet-max-clients were connected', [], (c) =>
+    c.inc(src.fleetClients.refused),
+  );
   counter(r, 'canrelay_bridge_console_clients_cut_total', 'Console clients disconnected because they fell too far behind', [], (c) => c.inc(stats.consoleClientsCut));
   counter(r, 'canrelay_bridge_console_frames_sampled_out_total', 'can_frame events left out of consoles by sampling (relay is never sampled)', [], (c) => {
     let n = 0;

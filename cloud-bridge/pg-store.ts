@@ -139,7 +139,9 @@ export class PgStore {
       await s.connectListener();
     } catch (err) {
       await s.pool.end().catch(() => undefined);
-      throw new Error(`cannot use the PostgreSQL database ${redact(url)}: ${(err as Error).message}; check that the server runs and that the URL, role and database are right (docs/deployment.md, "PostgreSQL")`);
+      throw new Error(
+        `cannot use the PostgreSQL database ${redact(url)}: ${(err as Error).message}; check that the server runs and that the URL, role and database are right (docs/deployment.md, "PostgreSQL")`,
+      );
     }
     return s;
   }
@@ -205,7 +207,10 @@ export class PgStore {
     this.errors++;
     if (this.unreachable === undefined) {
       this.unreachable = `PostgreSQL ${this.where} unreachable: ${(err as Error).message || String(err)}`;
-      this.log.error({ db: this.where, err: (err as Error).message }, `${this.unreachable}; admin changes are refused (503) and positions, counters and command statuses are kept in memory until it is back; reconnecting every ${RECONNECT_MS / 1000} s`);
+      this.log.error(
+        { db: this.where, err: (err as Error).message },
+        `${this.unreachable}; admin changes are refused (503) and positions, counters and command statuses are kept in memory until it is back; reconnecting every ${RECONNECT_MS / 1000} s`,
+      );
     }
     client?.end().catch(() => undefined);
     this.scheduleReconnect();
@@ -512,7 +517,14 @@ export class PgStore {
            up_batch = CASE WHEN v.up_run IS NULL THEN d.up_batch ELSE v.up_batch END
          FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[]) AS v(id, last_seen, outbox_id, event_seq, up_run, up_batch)
          WHERE d.id = v.id`,
-        [ids, v.map((x) => x.last_seen ?? null), v.map((x) => x.outbox_id ?? null), v.map((x) => x.event_seq ?? null), v.map((x) => x.up_run ?? null), v.map((x) => x.up_batch ?? null)],
+        [
+          ids,
+          v.map((x) => x.last_seen ?? null),
+          v.map((x) => x.outbox_id ?? null),
+          v.map((x) => x.event_seq ?? null),
+          v.map((x) => x.up_run ?? null),
+          v.map((x) => x.up_batch ?? null),
+        ],
       );
       for (const chunk of chunks(ids)) await this.notify(c, 'pos', chunk);
     }
@@ -611,7 +623,10 @@ export class PgStore {
       await this.flush();
     }
     if (this.pendingWrites > 0)
-      this.log.error({ db: this.where, lost: this.pendingWrites, cause: this.unreachable }, `${this.pendingWrites} positions, counters or command statuses could not be written to PostgreSQL before the stop and are lost`);
+      this.log.error(
+        { db: this.where, lost: this.pendingWrites, cause: this.unreachable },
+        `${this.pendingWrites} positions, counters or command statuses could not be written to PostgreSQL before the stop and are lost`,
+      );
   }
 
   /** Closes the connections (after flushBeforeClose). */
@@ -872,15 +887,20 @@ export class PgStore {
       "DELETE FROM commands WHERE id IN (SELECT id FROM commands WHERE expires_at < $1 AND status IN ('succeeded', 'failed', 'timed_out') LIMIT $2) RETURNING id",
       [before, limit],
     )
-      .then((r) => this.enqueue(async () => {
-        for (const row of r.rows) this.dropCommandRow(row.id);
-      }))
+      .then((r) =>
+        this.enqueue(async () => {
+          for (const row of r.rows) this.dropCommandRow(row.id);
+        }),
+      )
       .catch((err) => this.failed(err));
     return 0;
   }
 
   unfinishedCommands(dongle?: string): CommandRow[] {
-    const rows = dongle === undefined ? [...this.commandRows.values()].sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.n - b.n)) : this.commandsFor(dongle);
+    const rows =
+      dongle === undefined
+        ? [...this.commandRows.values()].sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.n - b.n))
+        : this.commandsFor(dongle);
     return rows.map((c) => this.withStatus(c)!).filter((c) => !isTerminal(c.status));
   }
 }

@@ -14,6 +14,7 @@ export function endRevokedSessions(viewers: ViewerSessions, agents: Pick<AgentSe
   return (c) => {
     if (c.kind !== 'token' || !c.removed) return;
     if (c.tokenKind === 'viewer') viewers.revoke(viewerTokenId(c.hash));
-    else if (c.dongle !== null) agents.disconnect(c.dongle, CLOSE.UNAUTHORIZED, 'agent token rotated or dongle removed (on this or another bridge node); reconnect with the current token');
+    else if (c.dongle !== null)
+      agents.disconnect(c.dongle, CLOSE.UNAUTHORIZED, 'agent token rotated or dongle removed (on this or another bridge node); reconnect with the current token');
   };
 }

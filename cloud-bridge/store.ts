@@ -212,9 +212,7 @@ export class BridgeStore {
         "DELETE FROM commands WHERE rowid IN (SELECT rowid FROM commands WHERE expires_at < ? AND status IN ('succeeded', 'failed', 'timed_out') LIMIT ?)",
       ),
       unfinished: db.prepare<[], CommandRow>("SELECT * FROM commands WHERE status NOT IN ('succeeded', 'failed', 'timed_out') ORDER BY created_at, rowid"),
-      unfinishedFor: db.prepare<[string], CommandRow>(
-        "SELECT * FROM commands WHERE dongle = ? AND status NOT IN ('succeeded', 'failed', 'timed_out') ORDER BY created_at, rowid",
-      ),
+      unfinishedFor: db.prepare<[string], CommandRow>("SELECT * FROM commands WHERE dongle = ? AND status NOT IN ('succeeded', 'failed', 'timed_out') ORDER BY created_at, rowid"),
     };
     this.writePending = db.transaction(() => {
       for (const [id, p] of this.positions) {
@@ -301,31 +299,37 @@ export class BridgeStore {
 
   /** Registers a dongle with its first agent token; false (and no change) when it already exists. */
   createDongle(id: string, tokenHash: string, now: string): boolean {
-    return this.must(this.db.transaction(() => {
-      if (this.s.dongleInsert.run(id, now).changes === 0) return false;
-      this.s.tokenInsert.run(tokenHash, 'agent', id, now);
-      return true;
-    }));
+    return this.must(
+      this.db.transaction(() => {
+        if (this.s.dongleInsert.run(id, now).changes === 0) return false;
+        this.s.tokenInsert.run(tokenHash, 'agent', id, now);
+        return true;
+      }),
+    );
   }
 
   /** Replaces the dongle's agent token: the old one stops working at once. */
   rotateAgentToken(id: string, tokenHash: string, now: string): void {
-    this.must(this.db.transaction(() => {
-      this.s.tokenDeleteAgent.run(id);
-      this.s.tokenInsert.run(tokenHash, 'agent', id, now);
-    }));
+    this.must(
+      this.db.transaction(() => {
+        this.s.tokenDeleteAgent.run(id);
+        this.s.tokenInsert.run(tokenHash, 'agent', id, now);
+      }),
+    );
   }
 
   /** Removes a dongle, its tokens and the group it is in (returned). Its command history stays. */
   deleteDongle(id: string): { deleted: boolean; group: string | undefined } {
-    const r = this.must(this.db.transaction(() => {
-      const group = this.s.memberOf.get(id)?.group_id;
-      if (group !== undefined) {
-        this.s.membersDelete.run(group);
-        this.s.groupDelete.run(group);
-      }
-      return { deleted: this.s.dongleDelete.run(id).changes > 0, group };
-    }));
+    const r = this.must(
+      this.db.transaction(() => {
+        const group = this.s.memberOf.get(id)?.group_id;
+        if (group !== undefined) {
+          this.s.membersDelete.run(group);
+          this.s.groupDelete.run(group);
+        }
+        return { deleted: this.s.dongleDelete.run(id).changes > 0, group };
+      }),
+    );
     this.positions.delete(id);
     if (r.group !== undefined) this.counters.delete(r.group);
     return r;
@@ -381,23 +385,27 @@ export class BridgeStore {
 
   /** Creates or updates a group; the caller has checked the sides (the keys would refuse a conflict anyway). */
   putGroup(id: string, a: string, b: string, busMap: Record<string, string>, now: string): { created: boolean } {
-    return this.must(this.db.transaction(() => {
-      const exists = this.s.groupGet.get(id) !== undefined;
-      const map = JSON.stringify(busMap);
-      if (exists) this.s.groupUpdate.run(a, b, map, now, id);
-      else this.s.groupInsert.run(id, a, b, map, now, now);
-      this.s.membersDelete.run(id);
-      this.s.memberInsert.run(a, id, 'a');
-      this.s.memberInsert.run(b, id, 'b');
-      return { created: !exists };
-    }));
+    return this.must(
+      this.db.transaction(() => {
+        const exists = this.s.groupGet.get(id) !== undefined;
+        const map = JSON.stringify(busMap);
+        if (exists) this.s.groupUpdate.run(a, b, map, now, id);
+        else this.s.groupInsert.run(id, a, b, map, now, now);
+        this.s.membersDelete.run(id);
+        this.s.memberInsert.run(a, id, 'a');
+        this.s.memberInsert.run(b, id, 'b');
+        return { created: !exists };
+      }),
+    );
   }
 
   deleteGroup(id: string): boolean {
-    const deleted = this.must(this.db.transaction(() => {
-      this.s.membersDelete.run(id);
-      return this.s.groupDelete.run(id).changes > 0;
-    }));
+    const deleted = this.must(
+      this.db.transaction(() => {
+        this.s.membersDelete.run(id);
+        return this.s.groupDelete.run(id).changes > 0;
+      }),
+    );
     this.counters.delete(id);
     return deleted;
   }
@@ -415,10 +423,12 @@ export class BridgeStore {
   // ---- commands ----
 
   insertCommand(c: CommandRow): void {
-    this.must(this.db.transaction(() => {
-      this.s.commandInsert.run(c.id, c.dongle, c.type, c.body, c.status, c.created_at, c.expires_at);
-      this.s.historyInsert.run(c.id, c.status, c.created_at, null);
-    }));
+    this.must(
+      this.db.transaction(() => {
+        this.s.commandInsert.run(c.id, c.dongle, c.type, c.body, c.status, c.created_at, c.expires_at);
+        this.s.historyInsert.run(c.id, c.status, c.created_at, null);
+      }),
+    );
   }
 
   command(id: string): CommandRow | undefined {

@@ -27,9 +27,7 @@ if (r.status !== 0) process.exit(r.status ?? 1);
 
 /** Every file under dir, as paths relative to it. */
 function walk(dir, sub = '') {
-  return readdirSync(join(dir, sub), { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? walk(dir, join(sub, e.name)) : [join(sub, e.name)],
-  );
+  return readdirSync(join(dir, sub), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(dir, join(sub, e.name)) : [join(sub, e.name)]));
 }
 
 /**
@@ -61,6 +59,10 @@ for (const f of STATIC) copyFileSync(join(here, f), join(out, f));
 // The chart library ships inside the package (no CDN): uPlot's ES module, its CSS and its licence.
 const uplot = join(root, 'node_modules', 'uplot');
 mkdirSync(join(out, 'vendor', 'uplot'), { recursive: true });
-for (const [from, to] of [['dist/uPlot.esm.js', 'uPlot.esm.js'], ['dist/uPlot.min.css', 'uPlot.min.css'], ['LICENSE', 'LICENSE']]) {
+for (const [from, to] of [
+  ['dist/uPlot.esm.js', 'uPlot.esm.js'],
+  ['dist/uPlot.min.css', 'uPlot.min.css'],
+  ['LICENSE', 'LICENSE'],
+]) {
   copyFileSync(join(uplot, from), join(out, 'vendor', 'uplot', to));
 }

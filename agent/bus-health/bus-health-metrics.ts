@@ -11,9 +11,15 @@ import type { BusHealthMonitor } from './bus-health-monitor.js';
 
 export function registerBusHealthMetrics(r: Registry, health: () => BusHealthMonitor | undefined): void {
   const buses = () => health()?.snapshot() ?? [];
-  scrapedGauge(r, 'canrelay_bus_load_ratio', "Share of the bitrate used on the bus in the last closed second of the frames' own timestamps (exact bit counts of every frame)", ['bus'], (g) => {
-    for (const b of buses()) if (b.load !== null) g.set({ bus: b.bus }, b.load);
-  });
+  scrapedGauge(
+    r,
+    'canrelay_bus_load_ratio',
+    "Share of the bitrate used on the bus in the last closed second of the frames' own timestamps (exact bit counts of every frame)",
+    ['bus'],
+    (g) => {
+      for (const b of buses()) if (b.load !== null) g.set({ bus: b.bus }, b.load);
+    },
+  );
   scrapedGauge(r, 'canrelay_bus_state', 'Controller state: 1 for the current state, 0 for the others (interfaces with a controller)', ['bus', 'state'], (g) => {
     for (const b of buses()) if (b.state !== null) for (const s of CONTROLLER_STATES) g.set({ bus: b.bus, state: s }, b.state === s ? 1 : 0);
   });

@@ -86,10 +86,13 @@ export class BusHealthMonitor {
   private schedule(): void {
     if (this.stopped) return;
     const wait = 1000 - ((((this.wallNow() - GRACE_MS) % 1000) + 1000) % 1000);
-    this.timer = setTimeout(() => {
-      void this.tick();
-      this.schedule();
-    }, Math.max(10, wait));
+    this.timer = setTimeout(
+      () => {
+        void this.tick();
+        this.schedule();
+      },
+      Math.max(10, wait),
+    );
     this.timer.unref();
   }
 
@@ -188,7 +191,10 @@ export class BusHealthMonitor {
     const restarts = d.counters.restarts ?? 0;
     const before = prev?.counters.restarts ?? restarts;
     if (restarts > before) {
-      this.o.log('warn', `${d.bus}: the controller restarted after bus-off (${restarts - before} time${restarts - before === 1 ? '' : 's'}, ${restarts} in all)`, 'bus_restarted', { ...details, restarts });
+      this.o.log('warn', `${d.bus}: the controller restarted after bus-off (${restarts - before} time${restarts - before === 1 ? '' : 's'}, ${restarts} in all)`, 'bus_restarted', {
+        ...details,
+        restarts,
+      });
     }
   }
 }

@@ -114,7 +114,21 @@ export class BusLoadMeter {
     if (!b) {
       const ring = Array.from({ length: RING }, () => ({ nominal: 0, data: 0, frames: 0 }));
       const open = Math.floor(this.nowMs / 1000);
-      b = { ring, open, rxSecond: open - 1, rxFrames: 0, rxFramesAtStep: 0, quietSteps: 0, stuckSteps: 0, rxSecondAtStep: open - 1, history: [], last: null, lastFrames: 0, lastSecondMs: null, rates: { nominal: null, data: null } };
+      b = {
+        ring,
+        open,
+        rxSecond: open - 1,
+        rxFrames: 0,
+        rxFramesAtStep: 0,
+        quietSteps: 0,
+        stuckSteps: 0,
+        rxSecondAtStep: open - 1,
+        history: [],
+        last: null,
+        lastFrames: 0,
+        lastSecondMs: null,
+        rates: { nominal: null, data: null },
+      };
       this.buses.set(name, b);
     }
     return b;

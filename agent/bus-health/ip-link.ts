@@ -33,7 +33,13 @@ export interface LinkHealth {
 }
 
 const n = z.number().int().min(0);
-const samplePoint = z.union([z.number(), z.string().regex(/^\d+(\.\d+)?$/).transform(Number)]);
+const samplePoint = z.union([
+  z.number(),
+  z
+    .string()
+    .regex(/^\d+(\.\d+)?$/)
+    .transform(Number),
+]);
 const timing = z.looseObject({ bitrate: n.optional(), sample_point: samplePoint.optional() });
 const Link = z.looseObject({
   ifname: z.string().max(64),
@@ -141,7 +147,13 @@ export function readIpLinks(ipBinary = 'ip', timeoutMs = 3000): Promise<Map<stri
     execFile(ipBinary, ['-json', '-details', '-statistics', 'link', 'show'], { timeout: timeoutMs, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
       if (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        reject(new Error(code === 'ENOENT' ? `cannot run ${ipBinary}: install iproute2 for controller state and error counters` : `${ipBinary} -json -details -statistics link show failed: ${String(stderr).trim() || err.message}`));
+        reject(
+          new Error(
+            code === 'ENOENT'
+              ? `cannot run ${ipBinary}: install iproute2 for controller state and error counters`
+              : `${ipBinary} -json -details -statistics link show failed: ${String(stderr).trim() || err.message}`,
+          ),
+        );
         return;
       }
       try {

@@ -228,9 +228,12 @@ export class Recorder {
   private async makeRoom(n: number, w: RecordingWriter): Promise<boolean> {
     while (this.totalBytes + n > this.s.maxBytes) {
       const writing = new Set([...this.writers.values(), ...this.starting].map((x) => x.currentPart?.name));
-      const victim = [...this.metas.values()]
-        .sort(byStart)
-        .flatMap((m) => m.parts.filter((p) => !writing.has(p.name)).slice(0, 1).map((p) => ({ m, p })))[0];
+      const victim = [...this.metas.values()].sort(byStart).flatMap((m) =>
+        m.parts
+          .filter((p) => !writing.has(p.name))
+          .slice(0, 1)
+          .map((p) => ({ m, p })),
+      )[0];
       if (!victim) return false;
       const { m, p } = victim;
       await unlink(join(this.s.dir, p.name)).catch((err: NodeJS.ErrnoException) => {

@@ -59,7 +59,10 @@ export async function startAgentSignals(specs: readonly string[], router: FrameR
     const warnings = r.files.reduce((n, f) => n + f.warnings.length, 0);
     for (const f of r.files) for (const w of f.warnings.slice(0, 20)) log.warn({ code: 'dbc_warning' }, `DBC line skipped: ${w}`);
     if (r.files.some((f) => f.error === undefined)) {
-      const msg = `DBC loaded: ${r.decoder?.messageCount ?? 0} messages from ${r.files.filter((f) => f.messages > 0).map((f) => (f.bus ? `${f.bus}=` : '') + f.file).join(', ')}`;
+      const msg = `DBC loaded: ${r.decoder?.messageCount ?? 0} messages from ${r.files
+        .filter((f) => f.messages > 0)
+        .map((f) => (f.bus ? `${f.bus}=` : '') + f.file)
+        .join(', ')}`;
       log.info({ code: 'dbc_loaded', warnings }, msg);
       console.publish({ type: 'log', data: logData('info', msg, 'dbc_loaded', { messages: r.decoder?.messageCount ?? 0, warnings }) });
     }

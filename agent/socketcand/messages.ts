@@ -186,7 +186,8 @@ export function parseCommand(message: string, bus: string | undefined): Command 
     default: {
       const why = UNSUPPORTED[name];
       if (why !== undefined) return { kind: 'unsupported', what: why };
-      if (t.length >= 2 && /^[BC]$/.test(t[1]!)) return { kind: 'unsupported', what: 'bus configuration (bit timing, control mode) is not supported: the gateway configures its interfaces' };
+      if (t.length >= 2 && /^[BC]$/.test(t[1]!))
+        return { kind: 'unsupported', what: 'bus configuration (bit timing, control mode) is not supported: the gateway configures its interfaces' };
       return { kind: 'invalid', error: `unknown command ${JSON.stringify(name.slice(0, 20))}` };
     }
   }

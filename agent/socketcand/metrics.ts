@@ -10,7 +10,17 @@ export function registerSocketcandMetrics(r: Registry, stats: SocketcandStats): 
   counter(r, 'canrelay_socketcand_connections_refused_total', 'socketcand connections refused (address not in --socketcand-allow, or too many clients)', [], (c) =>
     c.inc(stats.connectionsRefused),
   );
-  counter(r, 'canrelay_socketcand_frames_transmitted_total', 'Frames socketcand clients sent that the bus accepted (--socketcand-allow-send)', [], (c) => c.inc(stats.framesTransmitted));
-  counter(r, 'canrelay_socketcand_sends_refused_total', 'socketcand send commands refused: sending is off, or the connection has too many frames waiting to be transmitted', [], (c) => c.inc(stats.sendsRefused));
-  counter(r, 'canrelay_socketcand_errors_total', '< error > replies sent to socketcand clients (bad or unsupported commands, failed transmits)', [], (c) => c.inc(stats.errorsSent));
+  counter(r, 'canrelay_socketcand_frames_transmitted_total', 'Frames socketcand clients sent that the bus accepted (--socketcand-allow-send)', [], (c) =>
+    c.inc(stats.framesTransmitted),
+  );
+  counter(
+    r,
+    'canrelay_socketcand_sends_refused_total',
+    'socketcand send commands refused: sending is off, or the connection has too many frames waiting to be transmitted',
+    [],
+    (c) => c.inc(stats.sendsRefused),
+  );
+  counter(r, 'canrelay_socketcand_errors_total', '< error > replies sent to socketcand clients (bad or unsupported commands, failed transmits)', [], (c) =>
+    c.inc(stats.errorsSent),
+  );
 }

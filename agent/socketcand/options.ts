@@ -3,11 +3,27 @@ import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../..
 import { AllowList } from '../../core/net/allow-list.js';
 
 export const SOCKETCAND_OPTIONS: readonly OptionSpec[] = [
-  { name: 'socketcand-listen', arg: '<host:port>', description: 'serve the socketcand protocol (python-can, SavvyCAN, Kayak) on this TCP address; its usual port is 29536. No authentication: trusted LAN or SSH tunnel only', parse: parse.hostPort() },
+  {
+    name: 'socketcand-listen',
+    arg: '<host:port>',
+    description: 'serve the socketcand protocol (python-can, SavvyCAN, Kayak) on this TCP address; its usual port is 29536. No authentication: trusted LAN or SSH tunnel only',
+    parse: parse.hostPort(),
+  },
   { name: 'socketcand-allow-send', description: 'let socketcand clients transmit (< send >); off: listen-only', parse: parse.bool(), default: false },
-  { name: 'socketcand-allow', arg: '<cidr,…>', description: 'only these client addresses may connect, e.g. 192.168.1.0/24,10.0.0.5', parse: parse.string(/^.+$/, 'must be addresses or CIDR blocks separated by commas') },
+  {
+    name: 'socketcand-allow',
+    arg: '<cidr,…>',
+    description: 'only these client addresses may connect, e.g. 192.168.1.0/24,10.0.0.5',
+    parse: parse.string(/^.+$/, 'must be addresses or CIDR blocks separated by commas'),
+  },
   { name: 'socketcand-beacon', description: 'announce the socketcand server by UDP broadcast (CANBeacon, port 42000) every 3 s', parse: parse.bool(), default: false },
-  { name: 'socketcand-client-max-pending-kib', arg: '<KiB>', description: 'unsent bytes a socketcand client may fall behind before it is cut off', parse: parse.int(16, 1_048_576), default: 1024 },
+  {
+    name: 'socketcand-client-max-pending-kib',
+    arg: '<KiB>',
+    description: 'unsent bytes a socketcand client may fall behind before it is cut off',
+    parse: parse.int(16, 1_048_576),
+    default: 1024,
+  },
 ];
 
 export interface SocketcandConfig {

@@ -123,13 +123,16 @@ export class Session {
     }
     // Throttled as the kernel's BCM does: the latest frame of the interval is sent when it ends.
     sub.pending = f;
-    sub.timer ??= setTimeout(() => {
-      sub.timer = undefined;
-      if (sub.pending === undefined || this.closed) return;
-      sub.lastSentMs = Date.now();
-      this.queue('\n' + bcmFrameMessage(sub.pending), 1);
-      sub.pending = undefined;
-    }, sub.intervalMs - (now - sub.lastSentMs));
+    sub.timer ??= setTimeout(
+      () => {
+        sub.timer = undefined;
+        if (sub.pending === undefined || this.closed) return;
+        sub.lastSentMs = Date.now();
+        this.queue('\n' + bcmFrameMessage(sub.pending), 1);
+        sub.pending = undefined;
+      },
+      sub.intervalMs - (now - sub.lastSentMs),
+    );
   }
 
   /** Writes queued output unless raw mode is still settling; cuts the client when it is too far behind. */

@@ -55,7 +55,6 @@ const REANCHOR_US = 1_000_000;
 /** Frames due within this much of now are emitted at once rather than waiting for a timer. */
 const EARLY_US = 500;
 
-
 export class ReplaySource implements FrameSource {
   readonly kind = 'replay' as const;
 
@@ -243,7 +242,9 @@ export class ReplaySource implements FrameSource {
         if (this.passFrames === 0 && !this.loop) {
           // A pipe (a regular file is checked at start): never claim that nothing was everything.
           const head = this.head ?? Buffer.alloc(0);
-          const what = foreignFormat(head) ?? (this.rejected > 0 ? `none of its ${this.rejected} lines is a candump -L frame (the first: ${JSON.stringify(firstLine(head))})` : 'it was empty');
+          const what =
+            foreignFormat(head) ??
+            (this.rejected > 0 ? `none of its ${this.rejected} lines is a candump -L frame (the first: ${JSON.stringify(firstLine(head))})` : 'it was empty');
           sink.log('error', `replay input ${this.file} ended without a single frame to replay: ${what}`, 'replay_no_frames');
           this.running = false;
           return;
@@ -378,22 +379,24 @@ export class ReplaySource implements FrameSource {
     const n = this.rejectsSuppressed;
     this.rejectsSuppressed = 0;
     this.lastSummaryUs = this.now();
-    this.sink!.log(
-      'warn',
-      `replay skipped ${n} more malformed line${n === 1 ? '' : 's'} of ${this.file} (${this.rejected} in total so far)`,
-      'replay_rejected_lines',
-      { file: this.file, skipped: n, total: this.rejected },
-    );
+    this.sink!.log('warn', `replay skipped ${n} more malformed line${n === 1 ? '' : 's'} of ${this.file} (${this.rejected} in total so far)`, 'replay_rejected_lines', {
+      file: this.file,
+      skipped: n,
+      total: this.rejected,
+    });
   }
 
   private sleep(us: number): Promise<void> {
     return new Promise<void>((resolve) => {
       this.wake = resolve;
-      this.sleepTimer = setTimeout(() => {
-        this.sleepTimer = null;
-        this.wake = null;
-        resolve();
-      }, Math.max(1, Math.ceil(us / 1000)));
+      this.sleepTimer = setTimeout(
+        () => {
+          this.sleepTimer = null;
+          this.wake = null;
+          resolve();
+        },
+        Math.max(1, Math.ceil(us / 1000)),
+      );
     });
   }
 

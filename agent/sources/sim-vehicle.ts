@@ -88,14 +88,16 @@ const J1939_CCVS = 0x18fef100;
 const J1939_ET1 = 0x18feee00;
 
 export const SIM_MESSAGES: readonly MessageSpec[] = [
-  ...HONDA.map(([id, periodMs, template, walk]): MessageSpec => ({
-    id,
-    ext: false,
-    periodMs,
-    template,
-    walk,
-    layout: id === 0x255 ? 'plain' : 'honda',
-  })),
+  ...HONDA.map(
+    ([id, periodMs, template, walk]): MessageSpec => ({
+      id,
+      ext: false,
+      periodMs,
+      template,
+      walk,
+      layout: id === 0x255 ? 'plain' : 'honda',
+    }),
+  ),
   { id: J1939_CCVS, ext: true, periodMs: 100, template: 'F30000000000001F', walk: [], layout: 'plain' },
   { id: J1939_ET1, ext: true, periodMs: 1000, template: '0000000000FFFFFF', walk: [], layout: 'plain' },
 ];

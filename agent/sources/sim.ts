@@ -284,5 +284,4 @@ export class SimSource implements FrameSource {
     }, OBD_RESPONSE_DELAY_MS);
     this.obdTimers.add(timer);
   }
-
 }

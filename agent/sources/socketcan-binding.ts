@@ -93,9 +93,5 @@ export function loadSocketCanBinding(): SocketCanBinding {
 }
 
 function isBinding(mod: unknown): mod is SocketCanBinding {
-  return (
-    typeof mod === 'object' &&
-    mod !== null &&
-    typeof (mod as { createRawChannelWithOptions?: unknown }).createRawChannelWithOptions === 'function'
-  );
+  return typeof mod === 'object' && mod !== null && typeof (mod as { createRawChannelWithOptions?: unknown }).createRawChannelWithOptions === 'function';
 }

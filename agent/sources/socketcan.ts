@@ -8,14 +8,7 @@
  * /sys/class/net/<if> reports up/down and reopens a channel once its interface is back.
  */
 import { CAN_EFF_MASK, CAN_ERR_MASK, CAN_SFF_MASK, frameProblem, nowUs, type CanFrame } from '../../core/can/frame.js';
-import {
-  loadSocketCanBinding,
-  type RawChannel,
-  type RawClassicMessage,
-  type RawFdMessage,
-  type RawMessage,
-  type SocketCanBinding,
-} from './socketcan-binding.js';
+import { loadSocketCanBinding, type RawChannel, type RawClassicMessage, type RawFdMessage, type RawMessage, type SocketCanBinding } from './socketcan-binding.js';
 import type { LogLevel } from '../../core/console/events.js';
 import { IFNAME_RULE } from '../../core/names.js';
 import { diagnoseOpenFailure, readLinkState, SocketCanOpenError } from './socketcan-probe.js';
@@ -61,21 +54,51 @@ export function rawMessageToFrame(bus: string, msg: RawMessage): CanFrame {
   if (msg.err === true) {
     const payload = data.length > 8 ? data.subarray(0, 8) : data;
     return {
-      bus, id: msg.id & CAN_ERR_MASK, ext: false, rtr: false, err: true, fd: false, brs: false, esi: false,
-      dlc: payload.length, data: payload, tsUs, direction: 'rx',
+      bus,
+      id: msg.id & CAN_ERR_MASK,
+      ext: false,
+      rtr: false,
+      err: true,
+      fd: false,
+      brs: false,
+      esi: false,
+      dlc: payload.length,
+      data: payload,
+      tsUs,
+      direction: 'rx',
     };
   }
   const ext = msg.ext === true;
   const id = msg.id & (ext ? CAN_EFF_MASK : CAN_SFF_MASK);
   if (msg.rtr === true) {
     return {
-      bus, id, ext, rtr: true, err: false, fd: false, brs: false, esi: false,
-      dlc: data.length, data: NO_DATA, tsUs, direction: 'rx',
+      bus,
+      id,
+      ext,
+      rtr: true,
+      err: false,
+      fd: false,
+      brs: false,
+      esi: false,
+      dlc: data.length,
+      data: NO_DATA,
+      tsUs,
+      direction: 'rx',
     };
   }
   return {
-    bus, id, ext, rtr: false, err: false, fd: data.length > 8, brs: false, esi: false,
-    dlc: data.length, data, tsUs, direction: 'rx',
+    bus,
+    id,
+    ext,
+    rtr: false,
+    err: false,
+    fd: data.length > 8,
+    brs: false,
+    esi: false,
+    dlc: data.length,
+    data,
+    tsUs,
+    direction: 'rx',
   };
 }
 
@@ -133,9 +156,18 @@ export class SocketCanSource implements FrameSource {
     if (this.running) throw new Error('the SocketCAN source is already started');
     // Loaded here, not at import: a broken addon only matters when --can is used.
     const binding = (this.binding ??= loadSocketCanBinding());
-    const buses = this.names.map((name): Bus => ({
-      name, channel: null, up: null, ifindex: null, mtu: null, lastOpenError: null, sinkErrorLoggedAt: 0, sinkErrorsSuppressed: 0,
-    }));
+    const buses = this.names.map(
+      (name): Bus => ({
+        name,
+        channel: null,
+        up: null,
+        ifindex: null,
+        mtu: null,
+        lastOpenError: null,
+        sinkErrorLoggedAt: 0,
+        sinkErrorsSuppressed: 0,
+      }),
+    );
     const errors: Error[] = [];
     for (const b of buses) {
       const err = this.open(binding, b);

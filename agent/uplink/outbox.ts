@@ -157,7 +157,6 @@ export class Outbox {
     this.unsureUpTo = 0;
   }
 
-
   /** Before the database closes: one last try for what waits in memory; what still cannot be written is reported lost. */
   close(): void {
     if (this.memory.length > 0) this.persistMemory();

@@ -11,14 +11,7 @@ import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { BatchDecodeError, decodeBatch, KIND_DOWN, MAX_BATCH_BYTES } from '../../core/uplink/frame-codec.js';
 import { dbcChunks, type DbcUpload } from '../../core/uplink/dbc-transfer.js';
-import {
-  CLOSE,
-  parseBridgeMessage,
-  PROTOCOL_VERSION,
-  UPLINK_PATH,
-  type AgentMessage,
-  type BridgeMessage,
-} from '../../core/uplink/messages.js';
+import { CLOSE, parseBridgeMessage, PROTOCOL_VERSION, UPLINK_PATH, type AgentMessage, type BridgeMessage } from '../../core/uplink/messages.js';
 import type { ClockFix } from '../../core/uplink/clock.js';
 import type { CommandRunner } from '../command-runner.js';
 import { ClockSync } from './clock-sync.js';
@@ -308,7 +301,7 @@ export class UplinkClient {
     if (code === CLOSE.DUPLICATE_AGENT)
       this.log.error(
         { dongle: this.opts.dongle, refusals: this.duplicates, retry_in_ms: delay },
-        'DUPLICATE AGENT: another agent is connected to the bridge with this dongle\'s token, so the bridge refused this one; nothing from this agent is relayed. Stop the other agent, or give this gateway its own --id and token.',
+        "DUPLICATE AGENT: another agent is connected to the bridge with this dongle's token, so the bridge refused this one; nothing from this agent is relayed. Stop the other agent, or give this gateway its own --id and token.",
       );
     this.attempt++;
     // Several bridges (a cluster's nodes): whatever ended this connection, the next attempt goes to the next

@@ -16,7 +16,10 @@ const channel = createChannel();
 let n = 0;
 const server = createServer((req, res) => {
   if (req.method === 'GET' && req.url === '/sub') {
-    createSession(req, res, { serializer: (d) => d, keepAlive: 15_000 }).then((s) => channel.register(s), () => res.destroy());
+    createSession(req, res, { serializer: (d) => d, keepAlive: 15_000 }).then(
+      (s) => channel.register(s),
+      () => res.destroy(),
+    );
     return;
   }
   if (req.method === 'POST' && req.url === '/pub') {

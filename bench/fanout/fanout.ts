@@ -160,7 +160,12 @@ async function measure(name: ServerName, shape: Shape, run: number): Promise<Ser
       p50_ms: percentile(hist, delivered, 0.5),
       p99_ms: percentile(hist, delivered, 0.99),
       load_avg: Math.round(((load0 + loadavg()[0]!) / 2) * 10) / 10,
-      extra: { ...extra, publish_failures: publisher?.failures ?? 0, frames_received_all: got.reduce((s, r) => s + r.frames, 0), load_client_cpu_s: Math.round(got.reduce((s, r) => s + r.cpuS, 0) * 100) / 100 },
+      extra: {
+        ...extra,
+        publish_failures: publisher?.failures ?? 0,
+        frames_received_all: got.reduce((s, r) => s + r.frames, 0),
+        load_client_cpu_s: Math.round(got.reduce((s, r) => s + r.cpuS, 0) * 100) / 100,
+      },
     };
     process.stdout.write(`${JSON.stringify(result)}\n`);
     if (delivered === 0) process.stdout.write(`no event counted; first can_frame block received: ${JSON.stringify(got[0]?.sample)}\n`);

@@ -138,7 +138,16 @@ function main(): void {
       const delays: Array<[number, number]> = [];
       for (let i = 0; i < hist.length; i++) if (hist[i]! > 0) delays.push([i, hist[i]!]);
       const cpu = process.cpuUsage();
-      const report: ClientReport = { counts, closed, delays, bytes, frames, arrived, sample: sample + ` (stamps seen ${minAt}…${maxAt}, window ${t0}…${t1})`, cpuS: (cpu.user + cpu.system) / 1e6 };
+      const report: ClientReport = {
+        counts,
+        closed,
+        delays,
+        bytes,
+        frames,
+        arrived,
+        sample: sample + ` (stamps seen ${minAt}…${maxAt}, window ${t0}…${t1})`,
+        cpuS: (cpu.user + cpu.system) / 1e6,
+      };
       for (const r of reqs) r.destroy();
       process.send!(report, () => process.exit(0));
     };

@@ -99,7 +99,15 @@ http {
   );
   const p = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', `daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log warn;`], { stdio: 'ignore' });
   const base = `http://127.0.0.1:${port}`;
-  await waitFor('nchan to listen', async () => (p.exitCode !== null ? (() => { throw new Error(`nginx exited: ${safeRead(join(dir, 'error.log'))}`); })() : (await httpStatus(base + '/nothing')) !== undefined ? true : undefined));
+  await waitFor('nchan to listen', async () =>
+    p.exitCode !== null
+      ? (() => {
+          throw new Error(`nginx exited: ${safeRead(join(dir, 'error.log'))}`);
+        })()
+      : (await httpStatus(base + '/nothing')) !== undefined
+        ? true
+        : undefined,
+  );
   // The worker is the master's only child: its CPU and memory are nchan's.
   const worker = await waitFor('the nginx worker', () => {
     const kids = safeRead(`/proc/${p.pid}/task/${p.pid}/children`).trim().split(/\s+/).filter(Boolean).map(Number);
@@ -154,7 +162,10 @@ export async function startAgentConsole(rate: number, nodeArgs: string[]): Promi
 export async function startBridgeConsole(rate: number, nodeArgs: string[]): Promise<RunningServer> {
   const b = await startBridgeProcess(['--console-max-rate', consoleMaxRate(rate)], { env: nodeEnv('canrelay-bridge'), nodeArgs });
   const token = await b.admin.register('bench-gw');
-  const a = await startAgentProcess(['--sim', '--sim-rate', String(rate), '--console-max-rate', consoleMaxRate(rate), '--bridge', b.base, '--token', token], { id: 'bench-gw', env: nodeEnv('canrelay-agent') });
+  const a = await startAgentProcess(['--sim', '--sim-rate', String(rate), '--console-max-rate', consoleMaxRate(rate), '--bridge', b.base, '--token', token], {
+    id: 'bench-gw',
+    env: nodeEnv('canrelay-agent'),
+  });
   await a.proc.waitForLog((l) => l.msg === 'uplink connected');
   return {
     name: 'bridge',

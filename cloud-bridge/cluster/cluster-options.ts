@@ -31,7 +31,12 @@ export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
     env: ['CANRELAY_NATS_PASSWORD'],
     secret: true,
   },
-  { name: 'node-id', arg: '<name>', description: 'this node\'s name in the cluster (unique; labels its /metrics)', parse: parse.string(NODE_ID_RULE, 'must be 1-64 letters, digits, ".", "_" or "-"') },
+  {
+    name: 'node-id',
+    arg: '<name>',
+    description: "this node's name in the cluster (unique; labels its /metrics)",
+    parse: parse.string(NODE_ID_RULE, 'must be 1-64 letters, digits, ".", "_" or "-"'),
+  },
 ];
 
 export interface ClusterConfig {

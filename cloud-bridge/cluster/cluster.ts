@@ -134,7 +134,9 @@ export class Cluster {
     counter(r, 'canrelay_bridge_cluster_nats_disconnects_total', 'Times this node lost its NATS connection', [], (c) => c.inc(st.disconnects));
     counter(r, 'canrelay_bridge_cluster_failed_ops_total', 'Cluster operations (lease, publish) that failed, e.g. while NATS was away', [], (c) => c.inc(st.failedOps));
     counter(r, 'canrelay_bridge_cluster_bad_messages_total', 'Cluster messages that failed validation and were ignored', [], (c) => c.inc(st.badMessages));
-    counter(r, 'canrelay_bridge_cluster_unchecked_claims_total', 'Agent connections admitted while NATS was unreachable (lease written later)', [], (c) => c.inc(this.ownership.uncheckedClaims));
+    counter(r, 'canrelay_bridge_cluster_unchecked_claims_total', 'Agent connections admitted while NATS was unreachable (lease written later)', [], (c) =>
+      c.inc(this.ownership.uncheckedClaims),
+    );
     counter(r, 'canrelay_bridge_cluster_leases_lost_total', 'Dongle leases this node found held by another node (its link here cut)', [], (c) => c.inc(this.ownership.lostLeases));
     counter(r, 'canrelay_bridge_cluster_down_batches_total', 'DOWN batches carried over NATS, by direction', ['direction'], (c) => {
       const st = this.sides?.stats;
@@ -144,25 +146,43 @@ export class Cluster {
       c.inc({ direction: 'undeliverable' }, st.batchesUndeliverable);
     });
     const cs = () => this.consoles?.stats;
-    counter(r, 'canrelay_bridge_cluster_console_events_total', 'Console events between nodes: numbered here and published, forwarded to the numbering node, received forwarded, adopted into a mirror, duplicates ignored', ['direction'], (c) => {
-      const st = cs();
-      if (!st) return;
-      c.inc({ direction: 'numbered_out' }, st.numberedOut);
-      c.inc({ direction: 'forwarded_out' }, st.forwardedOut);
-      c.inc({ direction: 'forwarded_in' }, st.forwardedIn);
-      c.inc({ direction: 'adopted' }, st.adopted);
-      c.inc({ direction: 'duplicate' }, st.duplicates);
-    });
-    counter(r, 'canrelay_bridge_cluster_console_events_dropped_total', 'Console events not carried between nodes, by reason (readers of a mirror that misses one get a stream_reset)', ['reason'], (c) => {
-      const st = cs();
-      const o = this.consoles?.outboxDrops;
-      if (!st || !o) return;
-      c.inc({ reason: 'queue_full' }, o.queue_full ?? 0);
-      c.inc({ reason: 'nats_down' }, o.nats_down ?? 0);
-      c.inc({ reason: 'held_overflow' }, st.heldDropped);
-      c.inc({ reason: 'undeliverable' }, st.forwardUndeliverable);
-    });
-    counter(r, 'canrelay_bridge_cluster_console_mirror_restarts_total', 'Console mirrors started again at a hole in the ids or a new run (their readers resume with a stream_reset)', [], (c) => c.inc(cs()?.restarts ?? 0));
+    counter(
+      r,
+      'canrelay_bridge_cluster_console_events_total',
+      'Console events between nodes: numbered here and published, forwarded to the numbering node, received forwarded, adopted into a mirror, duplicates ignored',
+      ['direction'],
+      (c) => {
+        const st = cs();
+        if (!st) return;
+        c.inc({ direction: 'numbered_out' }, st.numberedOut);
+        c.inc({ direction: 'forwarded_out' }, st.forwardedOut);
+        c.inc({ direction: 'forwarded_in' }, st.forwardedIn);
+        c.inc({ direction: 'adopted' }, st.adopted);
+        c.inc({ direction: 'duplicate' }, st.duplicates);
+      },
+    );
+    counter(
+      r,
+      'canrelay_bridge_cluster_console_events_dropped_total',
+      'Console events not carried between nodes, by reason (readers of a mirror that misses one get a stream_reset)',
+      ['reason'],
+      (c) => {
+        const st = cs();
+        const o = this.consoles?.outboxDrops;
+        if (!st || !o) return;
+        c.inc({ reason: 'queue_full' }, o.queue_full ?? 0);
+        c.inc({ reason: 'nats_down' }, o.nats_down ?? 0);
+        c.inc({ reason: 'held_overflow' }, st.heldDropped);
+        c.inc({ reason: 'undeliverable' }, st.forwardUndeliverable);
+      },
+    );
+    counter(
+      r,
+      'canrelay_bridge_cluster_console_mirror_restarts_total',
+      'Console mirrors started again at a hole in the ids or a new run (their readers resume with a stream_reset)',
+      [],
+      (c) => c.inc(cs()?.restarts ?? 0),
+    );
     counter(r, 'canrelay_bridge_cluster_console_history_requests_total', 'History asked of the numbering node for a console mirror, by result', ['result'], (c) => {
       const st = cs();
       if (!st) return;

@@ -477,7 +477,9 @@ export class ConsoleSync {
       try {
         for (let page = 0; page < HISTORY_PAGES_MAX; page++) {
           this.stats.historyRequests++;
-          const r = decodeHistoryReply((await this.d.nats.nc.request(SUBJECTS.consoleHistory(target), JSON.stringify({ stream: m.stream.name, after }), { timeout: HISTORY_TIMEOUT_MS })).data);
+          const r = decodeHistoryReply(
+            (await this.d.nats.nc.request(SUBJECTS.consoleHistory(target), JSON.stringify({ stream: m.stream.name, after }), { timeout: HISTORY_TIMEOUT_MS })).data,
+          );
           if (r === undefined) {
             this.d.nats.stats.badMessages++;
             break;

@@ -34,7 +34,13 @@ const ACKS_PER_MESSAGE = 1000;
  */
 const ACK_EVERY_MS = 20;
 const ackMessage = z
-  .object({ node: z.string().min(1).max(200), acks: z.array(z.tuple([z.string().min(1).max(64), z.number().int().min(0)])).min(1).max(ACKS_PER_MESSAGE) })
+  .object({
+    node: z.string().min(1).max(200),
+    acks: z
+      .array(z.tuple([z.string().min(1).max(64), z.number().int().min(0)]))
+      .min(1)
+      .max(ACKS_PER_MESSAGE),
+  })
   .strict();
 
 export interface RemoteSidesStats {

@@ -59,4 +59,3 @@ export function formatCandumpLine(frame: CanFrame, options: CandumpFormatOptions
 function pad8Hex(v: number): string {
   return BYTE_HEX[(v >>> 24) & 0xff]! + BYTE_HEX[(v >>> 16) & 0xff]! + BYTE_HEX[(v >>> 8) & 0xff]! + BYTE_HEX[v & 0xff]!;
 }
-

@@ -125,21 +125,14 @@ function parseSpan(s: string, start: number, end: number, busCache: BusCache): C
   while (i < end && isBlank(s.charCodeAt(i))) i++;
   if (i < end) {
     const c = s.charCodeAt(i);
-    if (i + 1 === end && (c === 84 /* T */ || c === 82 /* R */)) direction = c === 84 ? 'tx' : 'rx';
+    if (i + 1 === end && (c === 84 /* T */ || c === 82) /* R */) direction = c === 84 ? 'tx' : 'rx';
     else return `unexpected text ${JSON.stringify(s.slice(i, Math.min(end, i + 20)))} after the frame; only a direction " T" or " R" may follow`;
   }
 
   return parseFrameToken(s, tokStart, tokEnd, bus, tsUs, direction);
 }
 
-function parseFrameToken(
-  s: string,
-  p: number,
-  e: number,
-  bus: string,
-  tsUs: number,
-  direction: 'rx' | 'tx',
-): CanFrame | string {
+function parseFrameToken(s: string, p: number, e: number, bus: string, tsUs: number, direction: 'rx' | 'tx'): CanFrame | string {
   // Same order of checks as can-utils: '#' at 3 (standard), at 5 (CAN XL), at 8 (extended / error).
   let idDigits: number;
   if (p + 3 < e && s.charCodeAt(p + 3) === HASH) idDigits = 3;
@@ -179,7 +172,7 @@ function parseFrameToken(
   const c0 = s.charCodeAt(i);
 
   // --- remote request: R, R<len 0-8>, R8_<raw dlc 9-F>
-  if (i < e && (c0 === 82 /* R */ || c0 === 114 /* r */)) {
+  if (i < e && (c0 === 82 /* R */ || c0 === 114) /* r */) {
     if (err) return 'error frames cannot be remote requests';
     let dlc = 0;
     i++;
@@ -230,9 +223,7 @@ function parseFrameToken(
       return c === DOT || c === UNDERSCORE ? 'data has odd number of hex digits' : `data contains non-hex ${charName(s, i + 1)}`;
     }
     if (n === maxLen) {
-      return fd
-        ? 'CAN FD frame has more than 64 data bytes'
-        : 'classic CAN frame has more than 8 data bytes (CAN FD frames are written with "##")';
+      return fd ? 'CAN FD frame has more than 64 data bytes' : 'classic CAN frame has more than 8 data bytes (CAN FD frames are written with "##")';
     }
     scratch[n++] = (hi << 4) | lo;
     i += 2;
@@ -314,9 +305,7 @@ export function parseCandumpLine(line: string): CandumpParse {
 }
 
 /** One line of a log: a frame, or a line that could not be parsed (with the reason). Line numbers are 1-based. */
-export type CandumpRecord =
-  | { ok: true; line: number; frame: CanFrame }
-  | { ok: false; line: number; error: string; text: string };
+export type CandumpRecord = { ok: true; line: number; frame: CanFrame } | { ok: false; line: number; error: string; text: string };
 
 /** Longest quoted excerpt of a rejected line. */
 const MAX_REJECTED_TEXT = 200;

@@ -108,7 +108,10 @@ export class MessageDecoder {
       }
       return d;
     };
-    const ordered = [...msg.signals].map((s) => ({ s, d: depth(s) })).sort((a, b) => a.d - b.d).map((x) => x.s);
+    const ordered = [...msg.signals]
+      .map((s) => ({ s, d: depth(s) }))
+      .sort((a, b) => a.d - b.d)
+      .map((x) => x.s);
     const index = new Map<string, number>();
     this.signals = ordered.map((s, i) => {
       index.set(s.name, i);
@@ -207,7 +210,7 @@ export class SignalDecoder {
   constructor(readonly databases: readonly BoundDatabase[]) {
     let count = 0;
     for (const { bus, db } of databases) {
-      const target = bus === undefined ? this.global : this.perBus.get(bus) ?? new Map<number, MessageDecoder>();
+      const target = bus === undefined ? this.global : (this.perBus.get(bus) ?? new Map<number, MessageDecoder>());
       if (bus !== undefined) this.perBus.set(bus, target);
       for (const msg of db.messages) {
         const key = idKey(msg.id, msg.extended);

@@ -90,9 +90,30 @@ const BA_FRAMEFORMAT_RE = /^BA_\s+"VFrameFormat"\s+BO_\s+(\d+)\s+(\d+)\s*;$/;
 
 /** Statements that end at a `;` (and may span lines); everything else ends at the line's end. */
 const SEMICOLON_STATEMENTS = new Set([
-  'CM_', 'BA_DEF_', 'BA_', 'BA_DEF_DEF_', 'VAL_', 'VAL_TABLE_', 'SIG_VALTYPE_', 'SG_MUL_VAL_', 'BO_TX_BU_',
-  'BA_DEF_REL_', 'BA_REL_', 'BA_DEF_DEF_REL_', 'SIG_GROUP_', 'EV_', 'ENVVAR_DATA_', 'SGTYPE_', 'SIG_TYPE_REF_',
-  'SGTYPE_VAL_', 'BA_DEF_SGTYPE_', 'BA_SGTYPE_', 'CAT_DEF_', 'CAT_', 'FILTER', 'EV_DATA_',
+  'CM_',
+  'BA_DEF_',
+  'BA_',
+  'BA_DEF_DEF_',
+  'VAL_',
+  'VAL_TABLE_',
+  'SIG_VALTYPE_',
+  'SG_MUL_VAL_',
+  'BO_TX_BU_',
+  'BA_DEF_REL_',
+  'BA_REL_',
+  'BA_DEF_DEF_REL_',
+  'SIG_GROUP_',
+  'EV_',
+  'ENVVAR_DATA_',
+  'SGTYPE_',
+  'SIG_TYPE_REF_',
+  'SGTYPE_VAL_',
+  'BA_DEF_SGTYPE_',
+  'BA_SGTYPE_',
+  'CAT_DEF_',
+  'CAT_',
+  'FILTER',
+  'EV_DATA_',
 ]);
 
 interface Statement {
@@ -200,7 +221,12 @@ export function parseDbc(text: string, file: string): DbcDatabase {
     if (t.startsWith('SG_ ') || t.startsWith('SG_\t')) {
       if (skipping) continue;
       const m = SG_RE.exec(t);
-      if (m === null) throw new DbcParseError(file, st.line, `cannot read signal definition (expected 'SG_ <name> [M|m<n>] : <start>|<length>@<0|1><+|-> (<factor>,<offset>) [<min>|<max>] "<unit>" <receivers>'): ${t.slice(0, 100)}`);
+      if (m === null)
+        throw new DbcParseError(
+          file,
+          st.line,
+          `cannot read signal definition (expected 'SG_ <name> [M|m<n>] : <start>|<length>@<0|1><+|-> (<factor>,<offset>) [<min>|<max>] "<unit>" <receivers>'): ${t.slice(0, 100)}`,
+        );
       if (current === undefined) throw new DbcParseError(file, st.line, `signal ${m[1]} is outside any message (SG_ must follow its BO_)`);
       const length = Number(m[4]);
       const startBit = Number(m[3]);
@@ -256,7 +282,8 @@ export function parseDbc(text: string, file: string): DbcDatabase {
       }
     } else if (t.startsWith('SG_MUL_VAL_ ')) {
       const m = MULVAL_RE.exec(t);
-      if (m === null) throw new DbcParseError(file, st.line, `cannot read SG_MUL_VAL_ (expected 'SG_MUL_VAL_ <message id> <signal> <multiplexer> <lo>-<hi>, … ;'): ${t.slice(0, 100)}`);
+      if (m === null)
+        throw new DbcParseError(file, st.line, `cannot read SG_MUL_VAL_ (expected 'SG_MUL_VAL_ <message id> <signal> <multiplexer> <lo>-<hi>, … ;'): ${t.slice(0, 100)}`);
       const s = signalOf(m[1]!, m[2]!, st.line, 'SG_MUL_VAL_');
       if (s === undefined) continue;
       s.muxer = m[3]!;
@@ -288,7 +315,11 @@ function checkMultiplexing(messages: DbcMessage[], file: string, warnings: strin
         }
       } else if (s.muxValue !== undefined) {
         if (top.length !== 1) {
-          throw new DbcParseError(file, s.line, `signal ${s.name} is multiplexed (m${s.muxValue}) but ${msg.name} has ${top.length} multiplexer signals (M) and no SG_MUL_VAL_ says which`);
+          throw new DbcParseError(
+            file,
+            s.line,
+            `signal ${s.name} is multiplexed (m${s.muxValue}) but ${msg.name} has ${top.length} multiplexer signals (M) and no SG_MUL_VAL_ says which`,
+          );
         }
         s.muxer = top[0]!.name;
         s.muxRanges = [[s.muxValue, s.muxValue]];

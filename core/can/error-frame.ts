@@ -6,17 +6,7 @@
  */
 
 /** Error classes, in the kernel's bit order; these names are the `class` label of canrelay_bus_errors_total. */
-export const ERROR_CLASSES = [
-  'tx_timeout',
-  'lost_arbitration',
-  'controller',
-  'protocol',
-  'transceiver',
-  'no_ack',
-  'bus_off',
-  'bus_error',
-  'restarted',
-] as const;
+export const ERROR_CLASSES = ['tx_timeout', 'lost_arbitration', 'controller', 'protocol', 'transceiver', 'no_ack', 'bus_off', 'bus_error', 'restarted'] as const;
 export type ErrorClass = (typeof ERROR_CLASSES)[number];
 
 const CAN_ERR_CNT = 0x200;

@@ -33,7 +33,13 @@ export function bytesToHex(data: Uint8Array): string {
 
 /** "0x7E8" for standard ids, "0x18DAF110" for extended ids and error classes. */
 export function canIdToString(id: number, wide: boolean): string {
-  return '0x' + id.toString(16).toUpperCase().padStart(wide ? 8 : 3, '0');
+  return (
+    '0x' +
+    id
+      .toString(16)
+      .toUpperCase()
+      .padStart(wide ? 8 : 3, '0')
+  );
 }
 
 /**

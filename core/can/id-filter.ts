@@ -72,7 +72,7 @@ function termMatches(t: IdTerm, id: number): boolean {
       return id >= t.from && id <= t.to;
     case 'mask':
       // >>> 0: compare as unsigned, masks of 29 bits stay positive but keep it exact whatever the input.
-      return ((id & t.mask) >>> 0) === ((t.id & t.mask) >>> 0);
+      return (id & t.mask) >>> 0 === (t.id & t.mask) >>> 0;
   }
 }
 

@@ -18,12 +18,30 @@ export const LOG_LEVEL_OPTION: OptionSpec = { name: 'log-level', arg: '<level>',
 export function consoleOptions(d: { historyMemoryMb: number; perStream: boolean }): OptionSpec[] {
   const each = d.perStream ? ' per stream' : '';
   return [
-    { name: 'console-max-rate', arg: '<n>', description: `can_frame events per second${d.perStream ? ' per console stream' : ' on the console'} before sampling`, parse: parse.int(1, 1_000_000), default: 200 },
+    {
+      name: 'console-max-rate',
+      arg: '<n>',
+      description: `can_frame events per second${d.perStream ? ' per console stream' : ' on the console'} before sampling`,
+      parse: parse.int(1, 1_000_000),
+      default: 200,
+    },
     { name: 'history-events', arg: '<n>', description: `console history kept for resume, in events${each}`, parse: parse.int(1, 10_000_000), default: 10_000 },
     { name: 'history-seconds', arg: '<s>', description: 'console history kept for resume, in seconds', parse: parse.int(1, 86_400), default: 60 },
-    { name: 'history-memory-mb', arg: '<MiB>', description: 'memory for the console history of all streams together; the oldest is forgotten beyond', parse: parse.int(1, 65_536), default: d.historyMemoryMb },
+    {
+      name: 'history-memory-mb',
+      arg: '<MiB>',
+      description: 'memory for the console history of all streams together; the oldest is forgotten beyond',
+      parse: parse.int(1, 65_536),
+      default: d.historyMemoryMb,
+    },
     { name: 'keepalive-seconds', arg: '<s>', description: 'SSE keep-alive comment interval', parse: parse.int(1, 3600), default: 15 },
-    { name: 'client-max-pending-kib', arg: '<KiB>', description: 'unsent bytes a console client may fall behind before it is cut off', parse: parse.int(16, 1_048_576), default: 1024 },
+    {
+      name: 'client-max-pending-kib',
+      arg: '<KiB>',
+      description: 'unsent bytes a console client may fall behind before it is cut off',
+      parse: parse.int(16, 1_048_576),
+      default: 1024,
+    },
   ];
 }
 

@@ -32,12 +32,7 @@ function printLine(text: string): void {
   }
 }
 
-export async function runDaemon<D extends Daemon>(
-  name: string,
-  log: Logger,
-  start: () => Promise<D>,
-  readyStatus: (d: D) => string,
-): Promise<void> {
+export async function runDaemon<D extends Daemon>(name: string, log: Logger, start: () => Promise<D>, readyStatus: (d: D) => string): Promise<void> {
   // systemd Type=notify: ready once the daemon listens; watchdog pings when WatchdogSec= is set.
   const notifier = createServiceNotifier({ log });
   let daemon: D | undefined;

@@ -33,12 +33,7 @@ export class OptionError extends Error {
 export type ResolvedOptions = Record<string, OptionValue | undefined>;
 
 /** Resolution order: command line, then the config file, then the environment, then the default. */
-export function resolveOptions(
-  specs: readonly OptionSpec[],
-  cli: Record<string, unknown>,
-  file: Record<string, unknown>,
-  env: NodeJS.ProcessEnv,
-): ResolvedOptions {
+export function resolveOptions(specs: readonly OptionSpec[], cli: Record<string, unknown>, file: Record<string, unknown>, env: NodeJS.ProcessEnv): ResolvedOptions {
   const known = new Set(specs.map((s) => s.name));
   for (const key of Object.keys(file)) {
     if (!known.has(key)) throw new OptionError(`config file: unknown key "${key}" (keys are the long flag names, e.g. "console-max-rate")`);
@@ -113,8 +108,7 @@ export const parse = {
     return json('number', (raw: unknown): number => {
       const s = String(raw).trim();
       const n = /^-?\d+$/.test(s) ? Number(s) : NaN;
-      if (!Number.isSafeInteger(n) || n < min || n > max)
-        throw new OptionError(`must be an integer from ${min} to ${max}, got ${JSON.stringify(String(raw).slice(0, 40))}`);
+      if (!Number.isSafeInteger(n) || n < min || n > max) throw new OptionError(`must be an integer from ${min} to ${max}, got ${JSON.stringify(String(raw).slice(0, 40))}`);
       return n;
     });
   },
@@ -122,8 +116,7 @@ export const parse = {
     return json('number', (raw: unknown): number => {
       const s = String(raw).trim();
       const n = s === '' ? NaN : Number(s);
-      if (!Number.isFinite(n) || n < min || n > max)
-        throw new OptionError(`must be a number from ${min} to ${max}, got ${JSON.stringify(String(raw).slice(0, 40))}`);
+      if (!Number.isFinite(n) || n < min || n > max) throw new OptionError(`must be a number from ${min} to ${max}, got ${JSON.stringify(String(raw).slice(0, 40))}`);
       return n;
     });
   },

@@ -19,7 +19,13 @@ import { canFrameData } from './normalize.js';
 import { isoFromUs } from './time.js';
 
 const KIND_FRAME = 0;
-const F_EXT = 1, F_RTR = 2, F_ERR = 4, F_FD = 8, F_BRS = 16, F_ESI = 32, F_TX = 64;
+const F_EXT = 1,
+  F_RTR = 2,
+  F_ERR = 4,
+  F_FD = 8,
+  F_BRS = 16,
+  F_ESI = 32,
+  F_TX = 64;
 const FRAME_HEAD = 26;
 /** ISO timestamps of years 0000–9999 are 27 characters ("2026-11-27T13:47:02.123456Z"). */
 const ISO_US_MAX = 253_402_300_800_000_000;

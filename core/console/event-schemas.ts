@@ -48,8 +48,14 @@ const schemas = {
     error_text: z.string().max(1000).optional(),
     represents: z.number().int().min(1).optional(),
     msg: z.string().regex(SIGNAL_NAME).optional(),
-    signals: z.record(z.string().regex(SIGNAL_NAME), z.union([z.number(), z.string().max(200)])).refine((r) => Object.keys(r).length <= 512).optional(),
-    units: z.record(z.string().regex(SIGNAL_NAME), z.string().max(64)).refine((r) => Object.keys(r).length <= 512).optional(),
+    signals: z
+      .record(z.string().regex(SIGNAL_NAME), z.union([z.number(), z.string().max(200)]))
+      .refine((r) => Object.keys(r).length <= 512)
+      .optional(),
+    units: z
+      .record(z.string().regex(SIGNAL_NAME), z.string().max(64))
+      .refine((r) => Object.keys(r).length <= 512)
+      .optional(),
     ...dongle,
   }),
   log: z.strictObject({
@@ -98,4 +104,3 @@ export function parseEventData(type: string, data: unknown): { ok: true; event: 
   if (!r.success) return { ok: false, error: `bad ${t} event: ${z.prettifyError(r.error).slice(0, 300)}` };
   return { ok: true, event: { type: t, data: r.data } as ConsoleEvent };
 }
-

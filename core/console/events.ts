@@ -173,14 +173,6 @@ export interface ConsoleEventMap {
 }
 
 export type ConsoleEventType = keyof ConsoleEventMap;
-export const CONSOLE_EVENT_TYPES: readonly ConsoleEventType[] = [
-  'presence',
-  'can_frame',
-  'log',
-  'command_status',
-  'group_state',
-  'bus_state',
-  'stream_reset',
-];
+export const CONSOLE_EVENT_TYPES: readonly ConsoleEventType[] = ['presence', 'can_frame', 'log', 'command_status', 'group_state', 'bus_state', 'stream_reset'];
 
 export type ConsoleEvent = { [K in ConsoleEventType]: { type: K; data: ConsoleEventMap[K] } }[ConsoleEventType];

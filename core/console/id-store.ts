@@ -67,9 +67,7 @@ export class SqliteIdStore implements IdStore {
   ) {
     db.exec(`CREATE TABLE IF NOT EXISTS stream_ids (stream TEXT PRIMARY KEY, ceiling INTEGER NOT NULL)`);
     this.get = db.prepare('SELECT ceiling FROM stream_ids WHERE stream = ?');
-    this.put = db.prepare(
-      'INSERT INTO stream_ids (stream, ceiling) VALUES (?, ?) ON CONFLICT(stream) DO UPDATE SET ceiling = excluded.ceiling',
-    );
+    this.put = db.prepare('INSERT INTO stream_ids (stream, ceiling) VALUES (?, ?) ON CONFLICT(stream) DO UPDATE SET ceiling = excluded.ceiling');
   }
 
   load(stream: string): number {

@@ -8,18 +8,7 @@ import type { MessageDecoder } from '../can/dbc-decode.js';
 import { decodeErrorFrame } from '../can/error-frame.js';
 import { bytesToSpacedHex, canIdToString } from '../can/hex.js';
 import { isoFromUs, isoNow } from './time.js';
-import type {
-  BusStateData,
-  CanFrameData,
-  CommandState,
-  CommandStatusData,
-  ConsoleEvent,
-  GroupStateData,
-  LogData,
-  LogLevel,
-  PresenceData,
-  PresenceState,
-} from './events.js';
+import type { BusStateData, CanFrameData, CommandState, CommandStatusData, ConsoleEvent, GroupStateData, LogData, LogLevel, PresenceData, PresenceState } from './events.js';
 
 /** `decoded`: the frame's message decoder right after it decoded this frame's data (core/can/dbc-decode.ts). */
 export function canFrameData(f: CanFrame, represents?: number, decoded?: MessageDecoder): CanFrameData {
@@ -76,12 +65,7 @@ export function presenceData(state: PresenceState, opts: Omit<PresenceData, 'ts'
   return { ts: isoNow(), state, ...opts };
 }
 
-export function logData(
-  level: LogLevel,
-  message: string,
-  code?: string,
-  details?: Record<string, string | number | boolean | null>,
-): LogData {
+export function logData(level: LogLevel, message: string, code?: string, details?: Record<string, string | number | boolean | null>): LogData {
   const d: LogData = { ts: isoNow(), level, message: clip(message, 2000) };
   if (code !== undefined) d.code = code;
   if (details !== undefined) d.details = details;

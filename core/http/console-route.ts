@@ -18,13 +18,7 @@ export function resumeRequestFrom(req: IncomingMessage, url: URL): ResumeRequest
   return lastEventId === undefined ? { backlog: Number(backlogRaw) } : { lastEventId, backlog: Number(backlogRaw) };
 }
 
-export function serveConsole(
-  req: IncomingMessage,
-  res: ServerResponse,
-  url: URL,
-  stream: ConsoleStream,
-  opts: SseOptions,
-): SseWriter | undefined {
+export function serveConsole(req: IncomingMessage, res: ServerResponse, url: URL, stream: ConsoleStream, opts: SseOptions): SseWriter | undefined {
   const resume = resumeRequestFrom(req, url);
   if ('error' in resume) {
     sendJson(res, 400, { error: resume.error });

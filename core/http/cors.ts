@@ -20,7 +20,9 @@ const PREFLIGHT_MAX_AGE_S = 600;
 /** The origins as given (`https://a.example,http://10.0.0.5:3000`), each checked and normalised. */
 export function parseCorsOrigins(raw: unknown): string {
   const out: string[] = [];
-  for (const item of String(raw).split(',').map((s) => s.trim())) {
+  for (const item of String(raw)
+    .split(',')
+    .map((s) => s.trim())) {
     if (item === '*') throw new OptionError('must list origins (https://host[:port]); "*" is refused: the API carries tokens');
     let u: URL;
     try {

@@ -107,6 +107,13 @@ export function discardBody(req: IncomingMessage): void {
 /** Checks a parsed body with zod: 400 with the reason. */
 export function parseWith<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const r = schema.safeParse(value);
-  if (!r.success) throw new HttpError(400, `bad ${what}: ${z.prettifyError(r.error).replace(/\s*\n\s*/g, ' ').slice(0, 400)}`);
+  if (!r.success)
+    throw new HttpError(
+      400,
+      `bad ${what}: ${z
+        .prettifyError(r.error)
+        .replace(/\s*\n\s*/g, ' ')
+        .slice(0, 400)}`,
+    );
   return r.data;
 }

@@ -8,11 +8,7 @@ export async function listen(server: Server, hostPort: string): Promise<{ host: 
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       reject(
-        new Error(
-          err.code === 'EADDRINUSE'
-            ? `cannot listen on ${hostPort}: the port is in use (pick another with --listen)`
-            : `cannot listen on ${hostPort}: ${err.message}`,
-        ),
+        new Error(err.code === 'EADDRINUSE' ? `cannot listen on ${hostPort}: the port is in use (pick another with --listen)` : `cannot listen on ${hostPort}: ${err.message}`),
       );
     };
     server.once('error', onError);

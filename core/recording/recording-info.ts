@@ -43,7 +43,12 @@ export type RecordingInfo = z.infer<typeof RecordingInfo>;
 export const RecordingRequest = z.strictObject({
   buses: z.array(z.string().regex(BUS_RULE)).min(1).max(64).optional(),
   ids: z.string().max(200).optional(),
-  max_duration_s: z.number().int().min(1).max(7 * 86_400).optional(),
+  max_duration_s: z
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 86_400)
+    .optional(),
 });
 export type RecordingRequest = z.infer<typeof RecordingRequest>;
 

@@ -94,7 +94,10 @@ function accessError(file: string): Error | undefined {
 
 /** `<file>.corrupt-<UTC time>`, with its -wal and -shm (a stale WAL must never meet the fresh file). */
 function moveAside(file: string, why: OpenFailure, opts: OpenStateOptions): string {
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   const target = `${file}.corrupt-${stamp}`;
   try {
     renameSync(file, target);
@@ -126,7 +129,6 @@ function abiMessage(cause: unknown): string {
   const text = cause instanceof Error ? cause.message : String(cause);
   const versions = [...text.matchAll(/NODE_MODULE_VERSION (\d+)/g)].map((m) => m[1]);
   const module = /module '([^']+)'/.exec(text)?.[1] ?? 'better-sqlite3';
-  const detail =
-    versions.length >= 2 ? `built for NODE_MODULE_VERSION ${versions[0]}, this Node.js ${process.version} needs ${versions[1]}` : text.replace(/\s+/g, ' ');
+  const detail = versions.length >= 2 ? `built for NODE_MODULE_VERSION ${versions[0]}, this Node.js ${process.version} needs ${versions[1]}` : text.replace(/\s+/g, ' ');
   return `the native addon ${module} was built for another Node.js (${detail}): ${faultAdvice('abi')}`;
 }

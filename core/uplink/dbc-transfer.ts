@@ -20,15 +20,17 @@ export const MAX_DBC_TOTAL_CHARS = 16 * 1024 * 1024;
 export const DbcChunkMessage = z.strictObject({
   t: z.literal('dbc'),
   gen: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-  part: z.number().int().min(0).max(MAX_DBC_PARTS - 1),
+  part: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_DBC_PARTS - 1),
   parts: z.number().int().min(1).max(MAX_DBC_PARTS),
   chunk: z.string().max(DBC_CHUNK_CHARS),
 });
 export type DbcChunkMessage = z.infer<typeof DbcChunkMessage>;
 
-const DbcFileList = z
-  .array(z.strictObject({ bus: z.string().regex(BUS_RULE).nullable(), file: z.string().min(1).max(1000), text: z.string() }))
-  .max(64);
+const DbcFileList = z.array(z.strictObject({ bus: z.string().regex(BUS_RULE).nullable(), file: z.string().min(1).max(1000), text: z.string() })).max(64);
 export type DbcUpload = z.infer<typeof DbcFileList>[number];
 
 /** The messages that carry `files`. An empty list is one message: "the agent has no DBC now". */

@@ -52,7 +52,11 @@ export const SendFrameCommand = z.strictObject({
   bus,
   /** Hex, "0x123" or "123". */
   id: z.string().regex(/^(0[xX])?[0-9a-fA-F]{1,8}$/),
-  data_hex: z.string().max(64 * 3).regex(/^[0-9a-fA-F\s:]*$/).default(''),
+  data_hex: z
+    .string()
+    .max(64 * 3)
+    .regex(/^[0-9a-fA-F\s:]*$/)
+    .default(''),
   is_extended: z.boolean().optional(),
   is_remote: z.boolean().optional(),
   is_fd: z.boolean().optional(),
@@ -80,7 +84,10 @@ export const AgentMessage = z.discriminatedUnion('t', [
      * wiped, new gateway) makes the bridge number this dongle's mirrored events afresh. Optional for
      * agents older than it.
      */
-    outbox: z.string().regex(/^[A-Za-z0-9-]{8,64}$/).optional(),
+    outbox: z
+      .string()
+      .regex(/^[A-Za-z0-9-]{8,64}$/)
+      .optional(),
   }),
   z.strictObject({
     t: z.literal('event'),
@@ -100,7 +107,10 @@ export const AgentMessage = z.discriminatedUnion('t', [
     offset: seq,
     start: seq,
     end: seq,
-    data: z.string().max(Math.ceil(RECORDING_CHUNK_BYTES / 3) * 4).regex(/^[A-Za-z0-9+/]*={0,2}$/),
+    data: z
+      .string()
+      .max(Math.ceil(RECORDING_CHUNK_BYTES / 3) * 4)
+      .regex(/^[A-Za-z0-9+/]*={0,2}$/),
   }),
   z.strictObject({ t: z.literal('rec_error'), req, status: z.number().int().min(400).max(599), error: z.string().max(500) }),
 ]);

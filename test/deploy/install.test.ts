@@ -57,7 +57,17 @@ describe('make install into a DESTDIR', () => {
   test('lays out a versioned program dir, the current symlink, launcher, units, sysusers, examples', () => {
     const app = join(s.destdir, 'opt/canrelay', VERSION);
     assert.equal(readlinkSync(join(s.destdir, 'opt/canrelay/current')), VERSION, 'current is a relative symlink to the version');
-    for (const f of ['dist/cli.js', 'dist/web/main.js', 'package.json', 'VERSION', 'bin/canrelay', 'bin/canrelay-install', 'docs/deployment.md', 'share/nginx/canrelay-bridge.conf', 'share/sysusers.d/canrelay.conf'])
+    for (const f of [
+      'dist/cli.js',
+      'dist/web/main.js',
+      'package.json',
+      'VERSION',
+      'bin/canrelay',
+      'bin/canrelay-install',
+      'docs/deployment.md',
+      'share/nginx/canrelay-bridge.conf',
+      'share/sysusers.d/canrelay.conf',
+    ])
       assert.ok(existsSync(join(app, f)), `missing ${f}`);
     assert.ok(!existsSync(join(app, 'dist/test')), 'tests are not installed');
     // Only the program: never the build tree's caches, packages or test copies (dist/cache, dist/node24…).
@@ -78,11 +88,18 @@ describe('make install into a DESTDIR', () => {
     // With the packaged runtime, from the app dir (node resolves from there, not from the build tree).
     const runtime = join(s.destdir, 'opt/canrelay', VERSION, 'node/bin/node');
     assert.ok(existsSync(runtime), 'the package carries its own Node.js');
-    const r = spawnSync(runtime, ['-e', `
+    const r = spawnSync(
+      runtime,
+      [
+        '-e',
+        `
       const Database = require('better-sqlite3');
       const can = require('socketcan');
       console.log(JSON.stringify({ one: new Database(':memory:').prepare('select 1 as one').get().one, can: typeof can.createRawChannel, from: require.resolve('better-sqlite3') }));
-    `], { cwd: join(s.destdir, 'opt/canrelay', VERSION), encoding: 'utf8' });
+    `,
+      ],
+      { cwd: join(s.destdir, 'opt/canrelay', VERSION), encoding: 'utf8' },
+    );
     assert.equal(r.status, 0, r.stderr);
     const res = JSON.parse(r.stdout) as { one: number; can: string; from: string };
     assert.equal(res.one, 1);
@@ -94,7 +111,11 @@ describe('make install into a DESTDIR', () => {
     const state = mkdtempSync(join(tmpdir(), 'canrelay-installed-state-'));
     const p = await runInstalled(s.launcher, state);
     try {
-      assert.match(readFileSync(`/proc/${p.child.pid}/cmdline`, 'utf8'), new RegExp(`opt/canrelay/${VERSION.replaceAll('.', '\\.')}/bin/\\.\\./dist/cli\\.js`), 'runs from the versioned dir');
+      assert.match(
+        readFileSync(`/proc/${p.child.pid}/cmdline`, 'utf8'),
+        new RegExp(`opt/canrelay/${VERSION.replaceAll('.', '\\.')}/bin/\\.\\./dist/cli\\.js`),
+        'runs from the versioned dir',
+      );
       assert.ok(existsSync(join(state, 'agent.sqlite')));
     } finally {
       assert.equal(await p.stop(), 0);
@@ -168,7 +189,10 @@ describe('make tarball', () => {
     const out = mkdtempSync(join(tmpdir(), 'canrelay-tgz-'));
     const ref = stageInstall();
     try {
-      const tgz = sh('bash', [join(REPO, 'packaging/tarball.sh'), out]).trim().split('\n').pop()!;
+      const tgz = sh('bash', [join(REPO, 'packaging/tarball.sh'), out])
+        .trim()
+        .split('\n')
+        .pop()!;
       const arch = execFileSync('dpkg', ['--print-architecture'], { encoding: 'utf8' }).trim();
       assert.match(tgz, new RegExp(`canrelay-${VERSION.replaceAll('.', '\\.')}-linux-${arch}\\.tgz$`));
       const unpack = join(out, 'unpack');
@@ -199,7 +223,10 @@ describe('make deb', { skip: skipUnlessPresent('make deb', debSkip) }, () => {
   let deb: string;
   before(() => {
     out = mkdtempSync(join(tmpdir(), 'canrelay-deb-'));
-    deb = sh('bash', [join(REPO, 'packaging/deb/build-deb.sh'), out]).trim().split('\n').pop()!;
+    deb = sh('bash', [join(REPO, 'packaging/deb/build-deb.sh'), out])
+      .trim()
+      .split('\n')
+      .pop()!;
   });
   after(() => {
     // Whatever happened: leave the machine as it was.
@@ -219,7 +246,16 @@ describe('make deb', { skip: skipUnlessPresent('make deb', debSkip) }, () => {
       .split('\n')
       .filter(Boolean)
       .map((l) => l.split(/\s+/).slice(5).join(' ').replace(/^\./, ''));
-    for (const f of ['/usr/bin/canrelay -> /opt/canrelay/current/bin/canrelay', '/opt/canrelay/current -> ' + VERSION, `/opt/canrelay/${VERSION}/dist/cli.js`, '/lib/systemd/system/canrelay-agent.service', '/lib/systemd/system/canrelay-agent@.service', '/lib/systemd/system/canrelay-bridge.service', '/usr/lib/sysusers.d/canrelay.conf', '/etc/canrelay/agent.example.json'])
+    for (const f of [
+      '/usr/bin/canrelay -> /opt/canrelay/current/bin/canrelay',
+      '/opt/canrelay/current -> ' + VERSION,
+      `/opt/canrelay/${VERSION}/dist/cli.js`,
+      '/lib/systemd/system/canrelay-agent.service',
+      '/lib/systemd/system/canrelay-agent@.service',
+      '/lib/systemd/system/canrelay-bridge.service',
+      '/usr/lib/sysusers.d/canrelay.conf',
+      '/etc/canrelay/agent.example.json',
+    ])
       assert.ok(files.includes(f), `package lacks ${f}`);
     assert.ok(!files.some((f) => f.startsWith('/usr/local')), 'nothing under /usr/local');
     const ctrl = mkdtempSync(join(tmpdir(), 'canrelay-ctrl-'));
@@ -249,7 +285,11 @@ describe('make deb', { skip: skipUnlessPresent('make deb', debSkip) }, () => {
     sh('chown', ['root:canrelay', token]);
     const cfg = { ...(JSON.parse(readFileSync('/etc/canrelay/agent.example.json', 'utf8')) as Record<string, unknown>), 'token-file': token };
     writeFileSync(join(etc, 'agent.json'), JSON.stringify(cfg));
-    const check = spawnSync('setpriv', ['--reuid=canrelay', '--regid=canrelay', '--init-groups', '--', '/usr/bin/canrelay', 'agent', '--config', join(etc, 'agent.json'), '--check-config'], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin', STATE_DIRECTORY: '/var/lib/canrelay/agent' } });
+    const check = spawnSync(
+      'setpriv',
+      ['--reuid=canrelay', '--regid=canrelay', '--init-groups', '--', '/usr/bin/canrelay', 'agent', '--config', join(etc, 'agent.json'), '--check-config'],
+      { encoding: 'utf8', env: { PATH: '/usr/bin:/bin', STATE_DIRECTORY: '/var/lib/canrelay/agent' } },
+    );
     rmSync(etc, { recursive: true, force: true });
     assert.equal(check.status, 0, check.stderr);
     assert.equal((JSON.parse(check.stdout) as Record<string, unknown>).token, undefined);
@@ -268,7 +308,12 @@ describe('make deb', { skip: skipUnlessPresent('make deb', debSkip) }, () => {
       'if node -v >/dev/null 2>&1; then echo "a node is still runnable" >&2; exit 97; fi',
       'exec /usr/bin/canrelay agent --id nonode --sim --sim-rate 100 --listen 127.0.0.1:0 --state-dir "$1"',
     ].join('\n');
-    const p = new CliProcess(spawn('unshare', ['--mount', '--propagation', 'private', 'bash', '-c', script, 'bash', state], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }));
+    const p = new CliProcess(
+      spawn('unshare', ['--mount', '--propagation', 'private', 'bash', '-c', script, 'bash', state], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+      }),
+    );
     try {
       const line = await p.waitForLog((l) => l.msg === 'console listening', 60_000);
       const health = (await (await fetch(String(line.url).replace(/\/api\/v1\/.*$/, '/healthz'))).json()) as { status: string; frames_rx: number };

@@ -82,7 +82,9 @@ test('agent --sim with 500 console clients at 200 events/s (unsampled) stays und
     }
     await new Promise((r) => setTimeout(r, 12_000));
     const now = rssKiB(pid);
-    t.diagnostic(`RSS idle ${(idle.rss / 1024).toFixed(0)} MB, with 500 clients ${(now.rss / 1024).toFixed(0)} MB, peak ${(now.hwm / 1024).toFixed(0)} MB; ${(bytes / 1e6).toFixed(0)} MB streamed; MemoryHigh ${high / 2 ** 20} MB`);
+    t.diagnostic(
+      `RSS idle ${(idle.rss / 1024).toFixed(0)} MB, with 500 clients ${(now.rss / 1024).toFixed(0)} MB, peak ${(now.hwm / 1024).toFixed(0)} MB; ${(bytes / 1e6).toFixed(0)} MB streamed; MemoryHigh ${high / 2 ** 20} MB`,
+    );
     // Fed at all (on a loaded machine the test's own 500 readers lag; the bound is on the agent's memory, not the rate).
     assert.ok(bytes > 500 * 5_000, 'the clients were fed');
     assert.ok(now.hwm * 1024 < high * 0.8, `peak RSS ${(now.hwm / 1024).toFixed(0)} MB is within 20 % of MemoryHigh=${high / 2 ** 20}M: resize the unit`);
@@ -98,7 +100,9 @@ test('agent on a 50,000 frames/s bus with the bridge unreachable (uplink buffer 
   const unit = readUnit(join(REPO, 'systemd/canrelay-agent.service'));
   const high = unitBytes(unitValue(unit, 'Service', 'MemoryHigh')!);
   const closed = await freePort(); // nothing listens there: every connection attempt is refused
-  const a = await startAgentProcess(['--sim', '--sim-rate', '50000', '--bridge', `http://127.0.0.1:${closed}`, '--token', 'memory-test-token-0123456789abcdef'], { env: unitEnv(unit) });
+  const a = await startAgentProcess(['--sim', '--sim-rate', '50000', '--bridge', `http://127.0.0.1:${closed}`, '--token', 'memory-test-token-0123456789abcdef'], {
+    env: unitEnv(unit),
+  });
   try {
     const pid = a.proc.child.pid!;
     const uplink = async (kind: string): Promise<number> => {

@@ -70,9 +70,7 @@ async function measure(ports: Ports, ms: number): Promise<Measurement> {
     const horizon = performance.timeOrigin + performance.now() - BUDGET_MS * 2;
     const byId = new Map(proxied.events.filter((e) => e.id !== undefined).map((e) => [e.id!, e.at]));
     const firstProxied = Math.min(...proxied.events.map((e) => e.id ?? Infinity));
-    const lagMs = direct.events
-      .filter((e) => e.id !== undefined && e.id >= firstProxied && e.at <= horizon)
-      .map((e) => (byId.has(e.id!) ? byId.get(e.id!)! - e.at : Infinity));
+    const lagMs = direct.events.filter((e) => e.id !== undefined && e.id >= firstProxied && e.at <= horizon).map((e) => (byId.has(e.id!) ? byId.get(e.id!)! - e.at : Infinity));
     return { lagMs, direct: direct.events.length, proxied: proxied.events.length, lastId: Math.max(...proxied.events.map((e) => e.id ?? 0)) };
   } finally {
     direct.close();
@@ -143,7 +141,20 @@ describe('the bridge behind nginx (ops/nginx/canrelay-bridge.conf)', { skip }, (
 
     // The agent, pointed at nginx over https (wss://…/api/v1/agents/connect), trusting the test CA.
     agent = runCli(
-      ['agent', '--id', DONGLE, '--sim', '--sim-rate', '60', '--listen', '127.0.0.1:0', '--state-dir', join(dir, 'agent-state'), '--bridge', `https://127.0.0.1:${goodPorts.https}`],
+      [
+        'agent',
+        '--id',
+        DONGLE,
+        '--sim',
+        '--sim-rate',
+        '60',
+        '--listen',
+        '127.0.0.1:0',
+        '--state-dir',
+        join(dir, 'agent-state'),
+        '--bridge',
+        `https://127.0.0.1:${goodPorts.https}`,
+      ],
       { CANRELAY_TOKEN: token, NODE_EXTRA_CA_CERTS: cert.cert, STATE_DIRECTORY: '' },
     );
     await agent.waitForLog((l) => l.msg === 'uplink connected', 15_000);
@@ -188,7 +199,10 @@ describe('the bridge behind nginx (ops/nginx/canrelay-bridge.conf)', { skip }, (
     for (let i = 1; i < ids.length; i++) assert.equal(ids[i], ids[i - 1]! + 1, `gap or duplicate at ${ids[i - 1]} → ${ids[i]}`);
     // The same events as the direct client (same resume point), in the same order.
     const n = Math.min(resumed.events.length, direct.events.length);
-    assert.deepEqual(resumed.events.slice(0, n).map((e) => e.data), direct.events.slice(0, n).map((e) => e.data));
+    assert.deepEqual(
+      resumed.events.slice(0, n).map((e) => e.data),
+      direct.events.slice(0, n).map((e) => e.data),
+    );
   });
 
   test('a resume with ?lastEventId= (EventSource without headers) also works through nginx', async () => {

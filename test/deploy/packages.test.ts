@@ -23,14 +23,17 @@ interface Target {
   arch: string;
   elf: string;
   /** How the packaged node binary is started: natively, or through qemu-user with the cross libc
- * (packaging/addons.sh installed qemu-user-static and the cross toolchain while building). */
+   * (packaging/addons.sh installed qemu-user-static and the cross toolchain while building). */
   prefix: string[];
   node: string;
 }
 
 /** packaging/targets.sh is the one table; the test reads it rather than restating it. */
 function target(arch: string): Target {
-  const out = execFileSync('bash', ['-c', `. packaging/targets.sh && canrelay_target ${arch} && echo "$ELF_MACHINE|$QEMU_USER|$TRIPLET|$NODE_VERSION"`], { cwd: REPO, encoding: 'utf8' }).trim();
+  const out = execFileSync('bash', ['-c', `. packaging/targets.sh && canrelay_target ${arch} && echo "$ELF_MACHINE|$QEMU_USER|$TRIPLET|$NODE_VERSION"`], {
+    cwd: REPO,
+    encoding: 'utf8',
+  }).trim();
   const [elf, qemu, triplet, node] = out.split('|') as [string, string, string, string];
   return { arch, elf, prefix: qemu ? [qemu, '-L', `/usr/${triplet}`] : [], node };
 }
@@ -64,7 +67,12 @@ for (const arch of ['amd64', 'arm64', 'armhf']) {
     before(() => {
       t = target(arch);
       out = mkdtempSync(join(tmpdir(), `canrelay-pkg-${arch}-`));
-      const tgz = execFileSync('bash', [join(REPO, 'packaging/tarball.sh'), out], { env: { ...process.env, ARCH: arch }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 1_500_000 })
+      const tgz = execFileSync('bash', [join(REPO, 'packaging/tarball.sh'), out], {
+        env: { ...process.env, ARCH: arch },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: 1_500_000,
+      })
         .trim()
         .split('\n')
         .pop()!;
@@ -80,7 +88,11 @@ for (const arch of ['amd64', 'arm64', 'armhf']) {
       assert.equal(readFileSync(join(app, 'node/VERSION'), 'utf8').trim(), t.node);
       for (const f of ['node/bin/node', 'node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'node_modules/socketcan/build/Release/can.node'])
         assert.match(elfMachine(join(app, f)), new RegExp(t.elf), `${f} is built for ${arch}`);
-      const v = execFileSync(t.prefix[0] ?? join(app, 'node/bin/node'), [...t.prefix.slice(1), ...(t.prefix.length ? [join(app, 'node/bin/node')] : []), '-p', 'process.version + " " + process.arch'], { encoding: 'utf8' }).trim();
+      const v = execFileSync(
+        t.prefix[0] ?? join(app, 'node/bin/node'),
+        [...t.prefix.slice(1), ...(t.prefix.length ? [join(app, 'node/bin/node')] : []), '-p', 'process.version + " " + process.arch'],
+        { encoding: 'utf8' },
+      ).trim();
       assert.equal(v.split(' ')[0], `v${t.node}`, 'the packaged runtime starts');
     });
 

@@ -36,7 +36,9 @@ test('a missing systemd-notify is reported once, never fatal', async () => {
   assert.match(warnings[0]!, /cannot notify the service manager/);
 });
 
-test('READY=1, STATUS (one line), MAINPID, watchdog pings and STOPPING=1 arrive', { skip: skipUnlessPresent('sd_notify', hasCommand('systemd-notify') && hasCommand('python3') ? undefined : 'needs systemd-notify and python3') }, async () => {
+test('READY=1, STATUS (one line), MAINPID, watchdog pings and STOPPING=1 arrive', {
+  skip: skipUnlessPresent('sd_notify', hasCommand('systemd-notify') && hasCommand('python3') ? undefined : 'needs systemd-notify and python3'),
+}, async () => {
   const l = new NotifyListener();
   await l.listening();
   try {

@@ -46,7 +46,13 @@ test('canrelay-agent.service under a real systemd, with the sandbox, on vcan0', 
       p.stdout.on('data', (c: Buffer) => (log += c.toString()));
       p.stderr.on('data', (c: Buffer) => (log += c.toString()));
       p.on('exit', (c) => {
-        t.diagnostic(log.split('\n').filter((l) => l.startsWith('[socketcan-vm]')).slice(-2).join(' | '));
+        t.diagnostic(
+          log
+            .split('\n')
+            .filter((l) => l.startsWith('[socketcan-vm]'))
+            .slice(-2)
+            .join(' | '),
+        );
         resolve(c);
       });
     });

@@ -91,8 +91,7 @@ describe('unit files', { skip: skipUnlessPresent('unit files', skipNoSystemd) },
       assert.equal(v('User'), 'canrelay', name);
       assert.equal(v('CapabilityBoundingSet'), '', `${name}: no capabilities`);
       assert.equal(v('AmbientCapabilities'), '', name);
-      for (const k of ['NoNewPrivileges', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'RestrictSUIDSGID', 'LockPersonality'])
-        assert.equal(v(k), 'yes', `${name}: ${k}`);
+      for (const k of ['NoNewPrivileges', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'RestrictSUIDSGID', 'LockPersonality']) assert.equal(v(k), 'yes', `${name}: ${k}`);
       assert.equal(v('ProtectSystem'), 'strict', name);
       assert.match(v('StateDirectory') ?? '', /^canrelay\/(agent|agent-%i|bridge)$/, name);
       assert.equal(v('ConfigurationDirectory'), 'canrelay', name);
@@ -128,7 +127,13 @@ interface UnitRun {
  * Starts the installed agent the way systemd starts `unit` (ExecStart=, User= through setpriv, UMask=,
  * ProtectSystem=strict/PrivateTmp=/ProtectHome= emulated, the environment systemd builds).
  */
-async function startLikeSystemd(unit: string, instance: string | undefined, config: Record<string, unknown>, extraEnv: NodeJS.ProcessEnv = {}, readyLog = 'console listening'): Promise<UnitRun> {
+async function startLikeSystemd(
+  unit: string,
+  instance: string | undefined,
+  config: Record<string, unknown>,
+  extraEnv: NodeJS.ProcessEnv = {},
+  readyLog = 'console listening',
+): Promise<UnitRun> {
   const u = readUnit(join(staged.unitDir, unit));
   const spec = (k: string): string => {
     const raw = unitValue(u, 'Service', k);
@@ -185,7 +190,12 @@ describe('the agent started like canrelay-agent.service', { skip: skipUnlessPres
     const example = JSON.parse(readFileSync(join(REPO, 'systemd/agent.example.json'), 'utf8')) as Record<string, unknown>;
     // The shipped example, with the simulated bus instead of can0,can1, no bridge, and a free port.
     const { can: _can, bridge: _bridge, 'token-file': _tf, ...rest } = example;
-    const run = await startLikeSystemd('canrelay-agent.service', undefined, { ...rest, sim: true, 'sim-rate': 500, listen: '127.0.0.1:0', id: 'unit-gw' }, { WATCHDOG_USEC: '1000000' });
+    const run = await startLikeSystemd(
+      'canrelay-agent.service',
+      undefined,
+      { ...rest, sim: true, 'sim-rate': 500, listen: '127.0.0.1:0', id: 'unit-gw' },
+      { WATCHDOG_USEC: '1000000' },
+    );
     try {
       const pid = run.proc.child.pid!;
       // The process is what systemd would run: the service user, no capabilities, no_new_privs.
@@ -235,7 +245,12 @@ describe('the agent started like canrelay-agent.service', { skip: skipUnlessPres
   });
 
   test('without NOTIFY_SOCKET nothing is sent and nothing fails (not under systemd)', async () => {
-    const run = await startLikeSystemd('canrelay-agent.service', undefined, { id: 'plain-gw', sim: true, 'sim-rate': 100, listen: '127.0.0.1:0' }, { NOTIFY_SOCKET: '', WATCHDOG_USEC: '' });
+    const run = await startLikeSystemd(
+      'canrelay-agent.service',
+      undefined,
+      { id: 'plain-gw', sim: true, 'sim-rate': 100, listen: '127.0.0.1:0' },
+      { NOTIFY_SOCKET: '', WATCHDOG_USEC: '' },
+    );
     try {
       await new Promise((r) => setTimeout(r, 500));
       assert.equal(run.notify.messages.length, 0);
@@ -272,26 +287,22 @@ describe('the agent started like canrelay-agent.service', { skip: skipUnlessPres
 });
 
 describe('the bridge started like canrelay-bridge.service', { skip: skipUnlessPresent('the bridge started like canrelay-bridge.service', skipNoSystemd ?? needsRoot) }, () => {
-  test(
-    'READY=1 after the bridge listens, STOPPING=1 and exit 0 on SIGTERM',
-    async () => {
-      const dir = join(base, 'bridge-secrets');
-      mkdirSync(dir, { recursive: true, mode: 0o755 });
-      const tokenFile = join(dir, 'bridge-admin.token');
-      writeFileSync(tokenFile, 'bridge-admin-token-0123456789abcdef\n', { mode: 0o644 });
-      const example = JSON.parse(readFileSync(join(REPO, 'systemd/bridge.example.json'), 'utf8')) as Record<string, unknown>;
-      const run = await startLikeSystemd('canrelay-bridge.service', undefined, { ...example, listen: '127.0.0.1:0', 'admin-token-file': tokenFile }, {}, 'bridge listening');
-      try {
-        assert.ok(existsSync(join(run.stateDir, 'bridge.sqlite')), 'the default --db is $STATE_DIRECTORY/bridge.sqlite');
-        const ready = await run.notify.waitFor((m) => m.fields.READY === '1', 5000);
-        assert.ok(ready.t >= run.listenedAt);
-        assert.equal(await run.proc.stop('SIGTERM'), 0);
-        await run.notify.waitFor((m) => m.fields.STOPPING === '1', 2000);
-      } finally {
-        await run.proc.stop('SIGKILL');
-        run.notify.close();
-      }
-    },
-  );
+  test('READY=1 after the bridge listens, STOPPING=1 and exit 0 on SIGTERM', async () => {
+    const dir = join(base, 'bridge-secrets');
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const tokenFile = join(dir, 'bridge-admin.token');
+    writeFileSync(tokenFile, 'bridge-admin-token-0123456789abcdef\n', { mode: 0o644 });
+    const example = JSON.parse(readFileSync(join(REPO, 'systemd/bridge.example.json'), 'utf8')) as Record<string, unknown>;
+    const run = await startLikeSystemd('canrelay-bridge.service', undefined, { ...example, listen: '127.0.0.1:0', 'admin-token-file': tokenFile }, {}, 'bridge listening');
+    try {
+      assert.ok(existsSync(join(run.stateDir, 'bridge.sqlite')), 'the default --db is $STATE_DIRECTORY/bridge.sqlite');
+      const ready = await run.notify.waitFor((m) => m.fields.READY === '1', 5000);
+      assert.ok(ready.t >= run.listenedAt);
+      assert.equal(await run.proc.stop('SIGTERM'), 0);
+      await run.notify.waitFor((m) => m.fields.STOPPING === '1', 2000);
+    } finally {
+      await run.proc.stop('SIGKILL');
+      run.notify.close();
+    }
+  });
 });
-

@@ -31,7 +31,10 @@ test('console: SSE headers, opening comment, retry, presence first, frames with 
   assert.equal(c.headers['x-accel-buffering'], 'no');
   assert.equal(c.headers['content-encoding'], undefined);
   await c.waitFor((ev) => ev.filter((e) => e.event === 'can_frame').length >= 30, 5000, '30 frames');
-  assert.ok(c.comments.some((x) => x.startsWith('canrelay console')), 'opening comment');
+  assert.ok(
+    c.comments.some((x) => x.startsWith('canrelay console')),
+    'opening comment',
+  );
   assert.equal(c.retry, 2000);
   const f = c.ofType('can_frame')[0]!.json;
   assert.equal(f.direction, 'rx');
@@ -203,7 +206,10 @@ test('sampling: switches on and off with log events, a 1 Hz id survives a flood,
   assert.equal(frames.filter((f) => f.id === '0x3E1').length, 3, 'the 1 Hz id appears every time');
   const flood = frames.filter((f) => f.id === '0x0C9');
   assert.ok(flood.length < 10_000 / 3, `flood thinned (${flood.length} of 10000 shown)`);
-  assert.ok(flood.some((f) => Number(f.represents) > 1), 'sampled frames say how many they stand for');
+  assert.ok(
+    flood.some((f) => Number(f.represents) > 1),
+    'sampled frames say how many they stand for',
+  );
   const represented = flood.reduce((s, f) => s + Number(f.represents ?? 1), 0);
   assert.ok(represented > 10_000 * 0.9 && represented <= 10_000, `represents adds up (${represented})`);
 
@@ -267,7 +273,19 @@ test('a console client that stops reading never slows the CAN intake: 200,000 fr
   // the 10,000-event ring, is cut off (it can resume and gets stream_reset) — never waited for.
   const dir = tempDir('canrelay-stuck-intake-');
   writeCandumpLog(join(dir, 'loop.log'), 10_000);
-  const a = await agent(['--replay', join(dir, 'loop.log'), '--replay-speed', '0', '--replay-loop', '--console-max-rate', '1000000', '--history-events', '10000', '--client-max-pending-kib', '262144']);
+  const a = await agent([
+    '--replay',
+    join(dir, 'loop.log'),
+    '--replay-speed',
+    '0',
+    '--replay-loop',
+    '--console-max-rate',
+    '1000000',
+    '--history-events',
+    '10000',
+    '--client-max-pending-kib',
+    '262144',
+  ]);
   const rx = async (): Promise<number> => metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' }) ?? 0;
   const stuck = await SseClient.connect(a.url, {}, { paused: true });
   const start = await rx();
@@ -310,7 +328,7 @@ test('bad flags: one clear line and exit code 2', async () => {
   }
 });
 
-test('a Python client with httpx-sse\'s dispatch rule never sees an empty event: retry comes with the first event, comments are lines', async () => {
+test("a Python client with httpx-sse's dispatch rule never sees an empty event: retry comes with the first event, comments are lines", async () => {
   const { spawn } = await import('node:child_process');
   const { fileURLToPath } = await import('node:url');
   const script = fileURLToPath(new URL('../../../test/helpers/sse-python-client.py', import.meta.url));
@@ -323,7 +341,10 @@ test('a Python client with httpx-sse\'s dispatch rule never sees an empty event:
   py.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
   const code = await new Promise<number | null>((resolve) => py.on('exit', resolve));
   assert.equal(code, 0, `python client: ${err}`);
-  const events = out.trim().split('\n').map((l) => JSON.parse(l) as { event: string; data: string; id: string; retry: number | null });
+  const events = out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { event: string; data: string; id: string; retry: number | null });
   assert.equal(events.length, 8);
   for (const e of events) {
     assert.notEqual(e.data, '', `an empty ${e.event} event: ${JSON.stringify(events)}`);
@@ -331,7 +352,10 @@ test('a Python client with httpx-sse\'s dispatch rule never sees an empty event:
     JSON.parse(e.data);
   }
   assert.equal(events[0]!.retry, 2000, 'the reconnect delay arrives with the first event');
-  assert.ok(events.slice(1).every((e) => e.retry === null), 'and only once');
+  assert.ok(
+    events.slice(1).every((e) => e.retry === null),
+    'and only once',
+  );
 });
 
 test('a replay file that does not exist: an error naming it, exit 1', async () => {

@@ -50,14 +50,24 @@ test('--id defaults to the host name, cleaned to the id rule', async (t) => {
   const dir = tempDir('canrelay-defaults-');
   const a = await bare(['--sim', '--sim-rate', '10', '--listen', '127.0.0.1:0', '--state-dir', dir]);
   const info = await getJson(a.base + '/api/v1/info');
-  assert.equal(info.body.dongle, hostname().replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 64));
+  assert.equal(
+    info.body.dongle,
+    hostname()
+      .replace(/[^A-Za-z0-9._-]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 64),
+  );
   await a.proc.stop();
   // A host name the id rule does not allow (spaces, brackets, '!'): cleaned, not refused. Needs a UTS
   // namespace of its own (root) to name the host without touching the machine's; written to the kernel
   // directly (hostname(1) itself refuses such names).
   if (process.getuid?.() !== 0) return skipOrFail(t, 'not root: cannot give the agent a host name of its own (unshare -u)');
   const odd = ' Gw 17 (test)!' + 'x'.repeat(40);
-  const out = execFileSync('unshare', ['-u', 'sh', '-c', 'printf %s "$1" > /proc/sys/kernel/hostname && exec "$2" "$3" agent --sim --check-config', 'sh', odd, process.execPath, CLI], { encoding: 'utf8' });
+  const out = execFileSync(
+    'unshare',
+    ['-u', 'sh', '-c', 'printf %s "$1" > /proc/sys/kernel/hostname && exec "$2" "$3" agent --sim --check-config', 'sh', odd, process.execPath, CLI],
+    { encoding: 'utf8' },
+  );
   const id = (JSON.parse(out) as { id: string }).id;
   assert.equal(id, 'Gw-17-test-' + 'x'.repeat(40), `cleaned: ${id}`);
 });
@@ -128,7 +138,11 @@ test("the agent's final offline presence reaches the bridge (SIGTERM and SIGINT)
     const offline = own.events.at(-1)!;
     assert.equal(offline.json.state, 'offline', "the agent's last event");
     // The same event, from the agent (its own time and reason), on the bridge's console of the dongle.
-    await c.waitFor((ev) => ev.some((e) => e.event === 'presence' && e.json.state === 'offline' && e.json.ts === offline.json.ts), 10_000, `the agent's offline presence at the bridge after ${signal}`);
+    await c.waitFor(
+      (ev) => ev.some((e) => e.event === 'presence' && e.json.state === 'offline' && e.json.ts === offline.json.ts),
+      10_000,
+      `the agent's offline presence at the bridge after ${signal}`,
+    );
     const mirrored = c.events.find((e) => e.event === 'presence' && e.json.ts === offline.json.ts)!;
     assert.equal(mirrored.json.reason, offline.json.reason);
     c.close();

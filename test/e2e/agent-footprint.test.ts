@@ -61,7 +61,10 @@ test('agent --sim serving its console loads neither zod nor ws', async () => {
     const metrics = await fetch(`${a.base}/metrics`).then((r) => r.text());
     assert.match(metrics, /canrelay_/);
     const urls = trace.loaded();
-    assert.ok(urls.some((u) => u.endsWith('/dist/agent/agent.js')), 'the hook saw the agent load');
+    assert.ok(
+      urls.some((u) => u.endsWith('/dist/agent/agent.js')),
+      'the hook saw the agent load',
+    );
     const pkgs = packages(urls);
     assert.ok(pkgs.has('better-sqlite3') || urls.some((u) => u.includes('better-sqlite3')), `the hook sees packages: ${[...pkgs].join(', ')}`);
     assert.equal(pkgs.has('zod'), false, `zod was loaded: ${urls.filter((u) => u.includes('/zod/'))[0]}`);

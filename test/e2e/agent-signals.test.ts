@@ -43,7 +43,10 @@ interface Reading {
   numeric?: number;
 }
 
-async function signals(a: StartedAgent, headers: Record<string, string> = {}): Promise<{ status: number; body: { signals: Reading[]; dbc: { files: Array<{ file: string; messages: number; error?: string }>; errors: string[] } } }> {
+async function signals(
+  a: StartedAgent,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: { signals: Reading[]; dbc: { files: Array<{ file: string; messages: number; error?: string }>; errors: string[] } } }> {
   const r = await getJson(a.base + '/api/v1/signals', headers);
   return { status: r.status, body: r.body as never };
 }
@@ -62,7 +65,7 @@ test('--dbc: signals decoded on the console and in GET /api/v1/signals', async (
   assert.equal(get('GEAR').value, 'D');
   assert.equal(get('GEAR').numeric, 3);
   assert.match(get('GEAR').ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
-  assert.ok(get('BE_ACROSS_3').ts > get('GEAR').ts, 'the time of the latest frame of the message (the 4th, after GEAR\'s 2nd)');
+  assert.ok(get('BE_ACROSS_3').ts > get('GEAR').ts, "the time of the latest frame of the message (the 4th, after GEAR's 2nd)");
   assert.deepEqual(body.dbc.errors, []);
   assert.equal(body.dbc.files[0]!.messages, 8);
 
@@ -75,7 +78,10 @@ test('--dbc: signals decoded on the console and in GET /api/v1/signals', async (
   assert.equal((frames[1]!.signals as Record<string, unknown>).GEAR, 'D');
   assert.equal(frames[2]!.msg, undefined, 'an id no DBC describes stays plain');
   assert.equal(frames[2]!.signals, undefined);
-  assert.ok(c.ofType('log').some((e) => e.json.code === 'dbc_loaded'), 'the load is announced on the console');
+  assert.ok(
+    c.ofType('log').some((e) => e.json.code === 'dbc_loaded'),
+    'the load is announced on the console',
+  );
   c.close();
 });
 
@@ -85,7 +91,10 @@ test('--dbc bus=file applies to that bus only', async () => {
   running.push(a);
   const c = await SseClient.connect(a.url + '?backlog=100');
   await c.waitFor((ev) => ev.filter((e) => e.event === 'can_frame').length >= 4, 5000, 'the 4 frames');
-  assert.ok(c.ofType('can_frame').every((e) => e.json.msg === undefined), 'frames on can0 are not decoded with a can7 DBC');
+  assert.ok(
+    c.ofType('can_frame').every((e) => e.json.msg === undefined),
+    'frames on can0 are not decoded with a can7 DBC',
+  );
   c.close();
   const r = await signals(a);
   assert.equal(r.body.dbc.files[0]!.messages, 8);
@@ -105,7 +114,10 @@ test('a broken DBC: clear error with file and line, the agent runs; SIGHUP and P
   assert.equal(r.status, 200);
   assert.match(r.body.dbc.errors[0]!, /edit\.dbc:4: cannot read signal definition/);
   assert.match(r.body.dbc.files[0]!.error!, /edit\.dbc:4/);
-  assert.ok(a.proc.logs.some((l) => l.code === 'dbc_error' && /edit\.dbc:4/.test(l.msg)), 'the error is in the log');
+  assert.ok(
+    a.proc.logs.some((l) => l.code === 'dbc_error' && /edit\.dbc:4/.test(l.msg)),
+    'the error is in the log',
+  );
 
   // Fixed on disk, then SIGHUP.
   writeFileSync(dbc, good);
@@ -117,8 +129,7 @@ test('a broken DBC: clear error with file and line, the agent runs; SIGHUP and P
 
   // Broken again: POST reload answers 422 with the line, and the previous good version stays in use.
   writeFileSync(dbc, good.replace('BO_ 1025 FLOATS: 16 ECU', 'BO_ 1025 FLOATS 16 ECU'));
-  const post = (token?: string): Promise<Response> =>
-    fetch(a.base + '/api/v1/dbc/reload', { method: 'POST', headers: token ? { Authorization: `Bearer ${token}` } : {} });
+  const post = (token?: string): Promise<Response> => fetch(a.base + '/api/v1/dbc/reload', { method: 'POST', headers: token ? { Authorization: `Bearer ${token}` } : {} });
   assert.equal((await post()).status, 401);
   assert.equal((await post('read-token-0123456789')).status, 403);
   const bad = await post('admin-token-0123456789');

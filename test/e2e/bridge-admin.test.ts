@@ -261,10 +261,16 @@ test('commands: 404 unknown dongle, 400 with the reason, 202 queued, GET its his
   const second = String((await post({ type: 'send_frame', bus: 'can0', id: '0x124' })).body.command_id);
   const recent = await b.admin.get('/api/v1/dongles/gw-k/commands');
   assert.equal(recent.status, 200);
-  assert.deepEqual((recent.body.commands as { command_id: string }[]).map((c) => c.command_id), [second, cid]);
+  assert.deepEqual(
+    (recent.body.commands as { command_id: string }[]).map((c) => c.command_id),
+    [second, cid],
+  );
   assert.equal((recent.body.commands as { type: string }[])[0]!.type, 'send_frame');
   const one = await b.admin.get('/api/v1/dongles/gw-k/commands?limit=1');
-  assert.deepEqual((one.body.commands as { command_id: string }[]).map((c) => c.command_id), [second]);
+  assert.deepEqual(
+    (one.body.commands as { command_id: string }[]).map((c) => c.command_id),
+    [second],
+  );
   assert.equal((await b.admin.get('/api/v1/dongles/gw-k/commands?limit=0')).status, 400);
   assert.equal((await b.admin.get('/api/v1/dongles/nope/commands')).status, 404);
 
@@ -315,7 +321,10 @@ test('state survives a bridge restart on the same db file', async () => {
   assert.equal(cmdAfter.status, 202);
   await c2.waitFor((ev) => ev.some((e) => e.id !== undefined && e.event === 'command_status'), 10_000, 'an event of the new run');
   const newIds = c2.events.filter((e) => e.id !== undefined).map((e) => Number(e.id));
-  assert.ok(newIds.every((id) => id > lastId), `ids after the restart (${newIds.join(', ')}) are above the first run's last id ${lastId}`);
+  assert.ok(
+    newIds.every((id) => id > lastId),
+    `ids after the restart (${newIds.join(', ')}) are above the first run's last id ${lastId}`,
+  );
   c2.close();
   const a2 = await agent(b2.base, { dongle: 'keep-a', token: tokenA, run: 'run-keep-0001' });
   assert.equal(a2.welcome!.event_ack, 1);
@@ -335,7 +344,12 @@ test('a viewer token is refused (403) on every write of the admin API — every 
   const issued = await b.admin.post('/api/v1/viewer-tokens');
   const viewer = b.admin.withToken(String(issued.body.token));
   const state = async (): Promise<string> =>
-    JSON.stringify(await Promise.all(['/api/v1/dongles', '/api/v1/groups', '/api/v1/viewer-tokens', `/api/v1/commands/${cid}`, '/api/v1/dongles/vw-a/commands'].map(async (p) => (await b.admin.get(p)).body)), (k, v: unknown) => (k === 'state' ? undefined : v)); // a group's live state has its own clock
+    JSON.stringify(
+      await Promise.all(
+        ['/api/v1/dongles', '/api/v1/groups', '/api/v1/viewer-tokens', `/api/v1/commands/${cid}`, '/api/v1/dongles/vw-a/commands'].map(async (p) => (await b.admin.get(p)).body),
+      ),
+      (k, v: unknown) => (k === 'state' ? undefined : v),
+    ); // a group's live state has its own clock
   const before = await state();
   // The routes as the bridge serves them (cloud-bridge/admin-api.ts): a route added later is covered too.
   const routes = new AdminApi({} as AdminDeps).routes;
@@ -353,7 +367,12 @@ test('a viewer token is refused (403) on every write of the admin API — every 
           return kind.startsWith('group') ? 'vw-g' : kind.startsWith('viewer') ? String(issued.body.id) : kind.startsWith('command') ? cid : 'vw-a';
         });
       assert.match(path, /^\/api\/v1\/[\w./-]+$/, `an example path for ${r.pattern.source}`);
-      const body = method === 'PUT' && path.startsWith('/api/v1/groups/') ? { sides: { a: 'vw-b', b: 'vw-a' } } : method === 'POST' && path.endsWith('/commands') ? { type: 'send_frame', bus: 'can0', id: '0x2' } : undefined;
+      const body =
+        method === 'PUT' && path.startsWith('/api/v1/groups/')
+          ? { sides: { a: 'vw-b', b: 'vw-a' } }
+          : method === 'POST' && path.endsWith('/commands')
+            ? { type: 'send_frame', bus: 'can0', id: '0x2' }
+            : undefined;
       const res = await viewer.call(method, path, body);
       assert.equal(res.status, 403, `${method} ${path} with a viewer token: ${res.status} ${JSON.stringify(res.body)}`);
       assert.match(String(res.body.error), /viewer token cannot use the admin API; use the admin token/);
@@ -362,7 +381,16 @@ test('a viewer token is refused (403) on every write of the admin API — every 
   }
 
   // The table has the writes the README lists (a negative control for an empty or broken enumeration).
-  for (const w of ['PUT /api/v1/dongles/vw-a', 'DELETE /api/v1/dongles/vw-a', 'POST /api/v1/dongles/vw-a/token', 'POST /api/v1/dongles/vw-a/commands', 'PUT /api/v1/groups/vw-g', 'DELETE /api/v1/groups/vw-g', 'POST /api/v1/viewer-tokens', `DELETE /api/v1/viewer-tokens/${String(issued.body.id)}`])
+  for (const w of [
+    'PUT /api/v1/dongles/vw-a',
+    'DELETE /api/v1/dongles/vw-a',
+    'POST /api/v1/dongles/vw-a/token',
+    'POST /api/v1/dongles/vw-a/commands',
+    'PUT /api/v1/groups/vw-g',
+    'DELETE /api/v1/groups/vw-g',
+    'POST /api/v1/viewer-tokens',
+    `DELETE /api/v1/viewer-tokens/${String(issued.body.id)}`,
+  ])
     assert.ok(writes.includes(w), `${w} was tried (tried: ${writes.join(', ')})`);
   assert.equal(await state(), before, 'nothing changed');
   // And the consoles take no writes at all, with any token.

@@ -19,7 +19,7 @@ after(async () => {
   for (const c of cleanup) await c();
 });
 
-test('a slow peer holds the sender\'s acks until it catches up; nothing is dropped', async () => {
+test("a slow peer holds the sender's acks until it catches up; nothing is dropped", async () => {
   const bridge = await startBridgeProcess(['--backlog-max-frames', '100000', '--backlog-max-age-ms', '60000']);
   cleanup.push(() => bridge.proc.stop());
   const ta = await bridge.admin.register('bp-a');
@@ -28,7 +28,10 @@ test('a slow peer holds the sender\'s acks until it catches up; nothing is dropp
   await bridge.admin.group('bp', 'bp-a', 'bp-b');
   const b = await FakeAgent.connect(bridge.base, { dongle: 'bp-b', token: tb, autoAck: false });
   const a = await FakeAgent.connect(bridge.base, { dongle: 'bp-a', token: ta });
-  cleanup.push(() => a.close(), () => b.close());
+  cleanup.push(
+    () => a.close(),
+    () => b.close(),
+  );
 
   // B reads but acknowledges nothing: the in-flight window fills, then frames wait at the bridge.
   let n = 0;
@@ -38,7 +41,11 @@ test('a slow peer holds the sender\'s acks until it catches up; nothing is dropp
   // the bridge's one ack timer (ack-clock.ts) has ticked since — a bridge that did not hold would have
   // acked A's last batch by then — and an event A sends after that is acked at once, so any data_ack
   // written to A before it has reached A (one socket, in order).
-  await until(async () => metricValue((await getJson(bridge.base + '/metrics')).text, 'canrelay_bridge_frames_received_total', { dongle: 'bp-a' }) === n, 30_000, 'every frame of A at the bridge');
+  await until(
+    async () => metricValue((await getJson(bridge.base + '/metrics')).text, 'canrelay_bridge_frames_received_total', { dongle: 'bp-a' }) === n,
+    30_000,
+    'every frame of A at the bridge',
+  );
   const c = await FakeAgent.connect(bridge.base, { dongle: 'bp-c', token: tc });
   cleanup.push(() => c.close());
   const cb = c.sendFrames([numberedFrame('can0', 0x100, 0)]);
@@ -116,7 +123,10 @@ test('a bridge console client that stops reading never slows the relay: it is cu
   await bridge.admin.group('sc', 'sc-a', 'sc-b');
   const b = await FakeAgent.connect(bridge.base, { dongle: 'sc-b', token: tb });
   const a = await FakeAgent.connect(bridge.base, { dongle: 'sc-a', token: ta });
-  cleanup.push(() => a.close(), () => b.close());
+  cleanup.push(
+    () => a.close(),
+    () => b.close(),
+  );
   const url = `${bridge.base}/api/v1/streams/dongles/sc-a/console?access_token=${bridge.admin.token}`;
   const stuck = await SseClient.connect(url, {}, { paused: true });
   const reader = await SseClient.connect(url);

@@ -144,11 +144,18 @@ test('bridge restart: agents reconnect, the outbox drains, nothing twice', async
   const newest = seen.reduce((m, ts) => (ts > m ? ts : m), '');
   const own = await SseClient.connect(`${a.url}?backlog=10000`);
   await own.waitFor((ev) => ev.some((e) => e.event === 'presence' && String(e.json.ts) === newest), 20_000, "A's own console up to the newest mirrored presence");
-  const expected = own.events.filter(agentSeen).map((e) => String(e.json.ts)).filter((ts) => ts > outageStart && ts <= newest);
+  const expected = own.events
+    .filter(agentSeen)
+    .map((e) => String(e.json.ts))
+    .filter((ts) => ts > outageStart && ts <= newest);
   own.close();
   assert.ok(expected.length >= 2, `presence events made during the outage: ${expected.length}`);
   const mirrored = new Set(seen);
-  assert.deepEqual(expected.filter((ts) => !mirrored.has(ts)), [], 'every presence event of A since the outage began is mirrored by the new bridge');
+  assert.deepEqual(
+    expected.filter((ts) => !mirrored.has(ts)),
+    [],
+    'every presence event of A since the outage began is mirrored by the new bridge',
+  );
   assert.equal(await uplink(b, 'relay_seq_duplicates'), 0, 'no frame transmitted twice');
   c.close();
   await a.proc.stop();
@@ -184,7 +191,10 @@ test('a command through every status with a real agent; a refused token is said 
   await until(async () => final.has(String((await bridge.admin.get(`/api/v1/commands/${fid}`)).body.status)), 20_000, 'a final status');
   const failed = (await bridge.admin.get(`/api/v1/commands/${fid}`)).body as { status: string; history: { status: string; error?: string }[] };
   assert.equal(failed.status, 'failed', JSON.stringify(failed));
-  assert.deepEqual(failed.history.map((h) => h.status), ['queued', 'sent', 'delivered', 'failed']);
+  assert.deepEqual(
+    failed.history.map((h) => h.status),
+    ['queued', 'sent', 'delivered', 'failed'],
+  );
   assert.match(String(failed.history.at(-1)!.error), /no bus "can9"/, 'the reason says which bus');
   assert.equal(await frames(a, 'can9', 'tx'), 0);
 

@@ -39,7 +39,10 @@ test('fleet stream: snapshot, live changes without frames, auth and resume', asy
     await c.waitFor(snapshotDone, 10_000, 'the snapshot');
     const end = c.events.findIndex((e) => e.event === 'log' && e.json.code === 'fleet_snapshot');
     const snap = c.events.slice(0, end + 1);
-    assert.ok(snap.every((e) => e.id === undefined), 'snapshot events carry no id');
+    assert.ok(
+      snap.every((e) => e.id === undefined),
+      'snapshot events carry no id',
+    );
     const presence = new Map(snap.filter((e) => e.event === 'presence').map((e) => [e.json.dongle, e.json]));
     assert.equal(presence.get('d1')?.state, 'online');
     assert.equal(presence.get('d1')?.version, 'fake-1');
@@ -49,11 +52,29 @@ test('fleet stream: snapshot, live changes without frames, auth and resume', asy
     const g = snap.find((e) => e.event === 'group_state');
     assert.equal(g?.json.group, 'g1');
     assert.equal(g?.json.mode, 'relaying');
-    assert.deepEqual((snap[end]!.json.details as Record<string, unknown>), { dongles: 3, groups: 2 - 1 });
+    assert.deepEqual(snap[end]!.json.details as Record<string, unknown>, { dongles: 3, groups: 2 - 1 });
 
     // Live: frames never; a bus turning error-passive, a command failing, a dongle going offline.
     a1.sendFrames(Array.from({ length: 50 }, (_, i) => numberedFrame('can0', 0x100, i)));
-    const bs = busStateData({ bus: 'can0', link: 'up', state: 'error-passive', tec: 130, rec: 0, bitrate: 500_000, bitrate_source: 'kernel', sample_point: 0.875, data_bitrate: null, data_sample_point: null, restart_ms: 0, counters: {}, load: 0.3, load_peak_1m: 0.4, load_history: [0.3], frame_rate: 50, error_frames: {} });
+    const bs = busStateData({
+      bus: 'can0',
+      link: 'up',
+      state: 'error-passive',
+      tec: 130,
+      rec: 0,
+      bitrate: 500_000,
+      bitrate_source: 'kernel',
+      sample_point: 0.875,
+      data_bitrate: null,
+      data_sample_point: null,
+      restart_ms: 0,
+      counters: {},
+      load: 0.3,
+      load_peak_1m: 0.4,
+      load_history: [0.3],
+      frame_rate: 50,
+      error_frames: {},
+    });
     a1.sendEvent(1, 'bus_state', { ...bs });
     await c.waitFor((evs) => evs.some((e) => e.event === 'bus_state' && e.json.dongle === 'd1' && e.json.state === 'error-passive'), 10_000, 'd1 error-passive');
     const cmd = await b.admin.post('/api/v1/dongles/d1/commands', { type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '01' });
@@ -69,7 +90,10 @@ test('fleet stream: snapshot, live changes without frames, auth and resume', asy
     assert.equal((await b.admin.del('/api/v1/dongles/d3')).status, 200);
     await c.waitFor((evs) => evs.some((e) => e.event === 'log' && e.json.code === 'dongle_removed' && e.json.dongle === 'd3'), 10_000, 'd3 removed');
     assert.equal(c.ofType('can_frame').length, 0, 'never a frame on the fleet stream');
-    assert.ok(c.events.slice(end + 1).every((e) => e.id !== undefined), 'live events carry ids');
+    assert.ok(
+      c.events.slice(end + 1).every((e) => e.id !== undefined),
+      'live events carry ids',
+    );
 
     // Resume: a clean resume continues without a snapshot…
     const last = c.events.filter((e) => e.id !== undefined).at(-1)!.id!;
@@ -85,7 +109,10 @@ test('fleet stream: snapshot, live changes without frames, auth and resume', asy
     clients.push(x);
     await x.waitFor(snapshotDone, 10_000, 'the snapshot after a reset');
     assert.equal(x.events[0]!.event, 'stream_reset');
-    const names = x.ofType('presence').map((e) => e.json.dongle).sort();
+    const names = x
+      .ofType('presence')
+      .map((e) => e.json.dongle)
+      .sort();
     assert.deepEqual(names, ['d1', 'd2', 'd4', 'd5']);
     assert.equal(x.ofType('group_state').length, 0, 'the deleted group is not in the snapshot');
   } finally {

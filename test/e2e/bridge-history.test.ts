@@ -42,25 +42,38 @@ test('a viewer who arrives after the frames gets them from the history: right id
   const d = await viewer(b, 'dongles/ha/console?backlog=1000');
   await d.waitFor((evs) => evs.filter((e) => e.event === 'can_frame').length === 60, 5000, '60 frames of history');
   const df = frames(d);
-  assert.deepEqual(df.map((e) => num(e.json.data_hex)), Array.from({ length: 60 }, (_, i) => i), 'every frame, in order');
+  assert.deepEqual(
+    df.map((e) => num(e.json.data_hex)),
+    Array.from({ length: 60 }, (_, i) => i),
+    'every frame, in order',
+  );
   const ids = d.events.map((e) => Number(e.id));
   for (let i = 1; i < ids.length; i++) assert.equal(ids[i], ids[i - 1]! + 1, 'contiguous ids');
   assert.ok(df.every((e) => e.json.dongle === 'ha' && e.json.direction === 'rx' && e.json.id === '0x123'));
 
   const g = await viewer(b, 'groups/hg/console?backlog=1000');
   await g.waitFor((evs) => evs.filter((e) => e.event === 'can_frame').length === 60, 5000, 'group history');
-  assert.deepEqual(frames(g).map((e) => e.json.data_hex), df.map((e) => e.json.data_hex));
+  assert.deepEqual(
+    frames(g).map((e) => e.json.data_hex),
+    df.map((e) => e.json.data_hex),
+  );
 
   const p = await viewer(b, 'dongles/hb/console?backlog=1000');
   await p.waitFor((evs) => evs.filter((e) => e.event === 'can_frame').length === 60, 5000, 'peer history');
-  assert.ok(frames(p).every((e) => e.json.direction === 'tx'), 'shown on the peer as transmitted');
+  assert.ok(
+    frames(p).every((e) => e.json.direction === 'tx'),
+    'shown on the peer as transmitted',
+  );
 
   // A resume from the middle: exactly the later events, then live.
   const mid = df[29]!.id!;
   const r = await viewer(b, 'dongles/ha/console', { 'Last-Event-ID': mid });
   await r.waitFor((evs) => evs.filter((e) => e.event === 'can_frame').length === 30, 5000, 'the 30 later frames');
   assert.equal(r.ofType('stream_reset').length, 0);
-  assert.deepEqual(frames(r).map((e) => num(e.json.data_hex)), Array.from({ length: 30 }, (_, i) => 30 + i));
+  assert.deepEqual(
+    frames(r).map((e) => num(e.json.data_hex)),
+    Array.from({ length: 30 }, (_, i) => 30 + i),
+  );
   a.sendFrames([numberedFrame('can0', 0x123, 60)]);
   await r.waitFor((evs) => evs.filter((e) => e.event === 'can_frame').length === 31, 5000, 'the live frame');
   assert.equal(Number(frames(r)[30]!.id), Number(frames(r)[29]!.id) + 1);

@@ -25,11 +25,17 @@ test('dongle and group consoles sample past --console-max-rate; every id shows; 
   await bridge.admin.group('sm', 'sm-a', 'sm-b');
   const b = await FakeAgent.connect(bridge.base, { dongle: 'sm-b', token: tb });
   const a = await FakeAgent.connect(bridge.base, { dongle: 'sm-a', token: ta });
-  cleanup.push(() => a.close(), () => b.close());
+  cleanup.push(
+    () => a.close(),
+    () => b.close(),
+  );
   const q = `access_token=${bridge.admin.token}`;
   const dongle = await SseClient.connect(`${bridge.base}/api/v1/streams/dongles/sm-a/console?${q}`);
   const group = await SseClient.connect(`${bridge.base}/api/v1/streams/groups/sm/console?${q}`);
-  cleanup.push(() => dongle.close(), () => group.close());
+  cleanup.push(
+    () => dongle.close(),
+    () => group.close(),
+  );
 
   // Bursts of A's 0x100 (500 at a time, each acknowledged before the next), far above 100/s, until both
   // consoles have shown a frame standing for others (a later second: a frame left out is told by the next
@@ -57,7 +63,10 @@ test('dongle and group consoles sample past --console-max-rate; every id shows; 
     assert.ok(details.input_rate > MAX, `${name}: input rate ${JSON.stringify(details)}`);
     const flood = can(c, '0x100');
     assert.ok(flood.length > 0 && flood.length < N / 2, `${name}: the flood thinned (${flood.length} of ${N} shown)`);
-    assert.ok(flood.some((e) => Number(e.json.represents) > 1), `${name}: sampled frames say how many they stand for`);
+    assert.ok(
+      flood.some((e) => Number(e.json.represents) > 1),
+      `${name}: sampled frames say how many they stand for`,
+    );
     const represented = flood.reduce((s, e) => s + Number(e.json.represents ?? 1), 0);
     assert.ok(represented <= N && represented > flood.length, `${name}: represents (${represented}) stands for more than shown, never more than sent`);
     assert.equal(can(c, '0x7E8').length, 1, `${name}: A's quiet id shows despite the flood`);
@@ -69,7 +78,10 @@ test('dongle and group consoles sample past --console-max-rate; every id shows; 
   const fromB = can(group, '0x7E9');
   assert.equal(fromB.length, 1, "B's one frame is on the group console: the other side's quiet id is not starved");
   assert.equal(fromB[0]!.json.dongle, 'sm-b');
-  assert.ok(can(group, '0x100').every((e) => e.json.dongle === 'sm-a'), 'group console frames carry their dongle');
+  assert.ok(
+    can(group, '0x100').every((e) => e.json.dongle === 'sm-a'),
+    'group console frames carry their dongle',
+  );
 
   const m = (await getJson(bridge.base + '/metrics')).text;
   assert.ok((metricValue(m, 'canrelay_bridge_console_frames_sampled_out_total') ?? 0) > 0, 'frames sampled out are counted');

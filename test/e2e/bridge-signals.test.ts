@@ -16,7 +16,7 @@ import { SseClient } from '../helpers/sse-client.js';
 const FEATURES = fileURLToPath(new URL('../../../test/fixtures/dbc/features.dbc', import.meta.url));
 const { track } = cleanupAfter();
 
-test('bridge dongle and group consoles carry msg and signals decoded with the agent\'s DBC', async () => {
+test("bridge dongle and group consoles carry msg and signals decoded with the agent's DBC", async () => {
   const bridge = track(await startBridgeProcess());
   const token = await bridge.admin.register('sig-a');
   await bridge.admin.register('sig-b');

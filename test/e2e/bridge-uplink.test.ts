@@ -109,7 +109,10 @@ test('hello/welcome; mirrored events published once, deduplicated after a reconn
     ['event 1', 'event 2', 'event 3', 'event 4'],
     'each mirrored event exactly once, in order',
   );
-  assert.ok(logs.every((l) => l.dongle === 'gw-m'), 'mirrored events carry the dongle');
+  assert.ok(
+    logs.every((l) => l.dongle === 'gw-m'),
+    'mirrored events carry the dongle',
+  );
   assert.equal(metricValue(await metrics(b), 'canrelay_bridge_duplicate_events_total', { dongle: 'gw-m' }), 3);
 
   // A well-formed envelope with bad event data is refused (counted), skipped and acknowledged.
@@ -132,7 +135,10 @@ test('relay A→B and B→A in order with bus mapping; loop guard; exactly once 
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(bb.applied.length, 3001, 'every rx frame once; the tx frame is not relayed');
   assert.deepEqual(numbers(bb), [...range(0, 3000), 5000], 'in order');
-  assert.ok(bb.applied.slice(0, 3000).every((r) => r.frame.bus === 'can1' && r.origin === 'r1-a'), 'mapped a→b, origin marked');
+  assert.ok(
+    bb.applied.slice(0, 3000).every((r) => r.frame.bus === 'can1' && r.origin === 'r1-a'),
+    'mapped a→b, origin marked',
+  );
   assert.equal(bb.applied[3000]!.frame.bus, 'can5', 'an unmapped bus keeps its name');
   assert.deepEqual(
     bb.applied.slice(0, 3000).map((r) => r.seq),
@@ -152,9 +158,7 @@ test('relay A→B and B→A in order with bus mapping; loop guard; exactly once 
   await a.waitFor(() => a.ackedUp >= 4, 5000, 'UP acks');
 
   // Exactly once across a reconnect: A resends its last two batches (acks lost), then sends a new one.
-  const resend = [
-    { batch: 3, frames: range(2000, 3000).map((n, i) => ({ frame: numberedFrame('can0', 0x100 + (n % 7), n), seq: 2000 + i })) },
-  ];
+  const resend = [{ batch: 3, frames: range(2000, 3000).map((n, i) => ({ frame: numberedFrame('can0', 0x100 + (n % 7), n), seq: 2000 + i })) }];
   const a2 = await reconnect(a);
   for (const r of resend) a2.resendBatch(r.batch, r.frames);
   a2.sendFrames(range(6000, 6010).map((n) => numberedFrame('can0', 0x101, n)));
@@ -198,8 +202,16 @@ test('end-to-end sequence numbers: gaps, duplicates and reordering counted per d
   const a = await agent(b.base, { dongle: 'gw-seq', token, run: 'run-seq-0001' });
   const f = (n: number, bus = 'can0'): ReturnType<typeof numberedFrame> => numberedFrame(bus, 0x10, n);
   let batch = 1;
-  const send = (items: [number, number][], bus = 'can0'): void => a.resendBatch(batch++, items.map(([n, seq]) => ({ frame: f(n, bus), seq })));
-  send([[0, 1], [1, 2], [2, 3]]); // in order
+  const send = (items: [number, number][], bus = 'can0'): void =>
+    a.resendBatch(
+      batch++,
+      items.map(([n, seq]) => ({ frame: f(n, bus), seq })),
+    );
+  send([
+    [0, 1],
+    [1, 2],
+    [2, 3],
+  ]); // in order
   send([[3, 7]]); // 3 missing: a gap of 3
   send([[4, 7]]); // the same number again: a duplicate
   send([[5, 5]]); // a late one: reordered
@@ -215,7 +227,10 @@ test('end-to-end sequence numbers: gaps, duplicates and reordering counted per d
   assert.equal(v('gaps', 'can1'), 0);
   // A new agent run starts its numbers over without counting a gap.
   const a2 = await reconnect(a, { run: 'run-seq-0002' });
-  a2.resendBatch(1, [{ frame: f(9), seq: 1 }, { frame: f(10), seq: 2 }]);
+  a2.resendBatch(1, [
+    { frame: f(9), seq: 1 },
+    { frame: f(10), seq: 2 },
+  ]);
   await a2.waitFor(() => a2.ackedUp >= 1, 5000, 'ack');
   const m2 = await metrics(b);
   assert.equal(metricValue(m2, 'canrelay_bridge_seq_gaps_total', { dongle: 'gw-seq', bus: 'can0' }), 3);
@@ -242,14 +257,22 @@ test('backlog: B offline → group_state shows it growing → B back → drained
   const b2 = await agent(b.base, { dongle: 'bk-b', token: tokens[1] });
   await b2.waitFor(() => b2.applied.length >= 400, 5000, '400 drained');
   assert.deepEqual(numbers(b2), range(10, 410));
-  await gc.waitFor((ev) => ev.some((e) => e.event === 'group_state' && e.json.mode === 'relaying' && (e.json.sides as Record<string, { backlog: number }>).b.backlog === 0), 5000, 'drained state');
+  await gc.waitFor(
+    (ev) => ev.some((e) => e.event === 'group_state' && e.json.mode === 'relaying' && (e.json.sides as Record<string, { backlog: number }>).b.backlog === 0),
+    5000,
+    'drained state',
+  );
 
   // Beyond the bound: 800 frames for an offline B with room for 500 → the 300 oldest are dropped and counted.
   await waitBacklog(b, 'bk', 'b', 0);
   await b2.close();
   await gc.waitFor((ev) => ev.filter((e) => e.event === 'group_state' && e.json.offline_side === 'b').length >= 2, 5000, 'B offline again');
   a.sendFrames(range(1000, 1800).map((n) => numberedFrame('can0', 0x10, n)));
-  await gc.waitFor((ev) => ev.some((e) => e.event === 'group_state' && e.json.dropped === 300 && (e.json.sides as Record<string, { backlog: number }>).b.backlog === 500), 5000, 'dropped 300');
+  await gc.waitFor(
+    (ev) => ev.some((e) => e.event === 'group_state' && e.json.dropped === 300 && (e.json.sides as Record<string, { backlog: number }>).b.backlog === 500),
+    5000,
+    'dropped 300',
+  );
   const b3 = await agent(b.base, { dongle: 'bk-b', token: tokens[1] });
   await b3.waitFor(() => b3.applied.length >= 500, 5000, '500 drained');
   await new Promise((r) => setTimeout(r, 200));
@@ -383,10 +406,32 @@ test('bad input: malformed, oversized, unknown, out of place → error + close c
       hello: true,
       run: (a) => a.sendRaw(encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'x', frames: [{ frame: numberedFrame('can0', 1, 1), seq: 0 }] })),
     },
-    { name: 'truncated batch', code: 4400, reason: 'bad_batch', hello: true, run: (a) => a.sendRaw(encodeBatch({ kind: KIND_UP, batch: 9, frames: [{ frame: numberedFrame('can0', 1, 1), seq: 0 }] }).subarray(0, 20)) },
-    { name: 'hello twice', code: 4400, reason: 'out_of_place', hello: true, run: (a) => a.sendJson({ t: 'hello', protocol: PROTOCOL_VERSION, dongle: 'gw-bad', run: 'run-000001', version: 'x', buses: [] }) },
-    { name: 'wrong dongle', code: 4401, reason: 'wrong_dongle', run: (a) => a.sendJson({ t: 'hello', protocol: PROTOCOL_VERSION, dongle: 'someone-else', run: 'run-000001', version: 'x', buses: [] }) },
-    { name: 'protocol', code: 4400, reason: 'protocol_version', run: (a) => a.sendJson({ t: 'hello', protocol: 99, dongle: 'gw-bad', run: 'run-000001', version: 'x', buses: [] }) },
+    {
+      name: 'truncated batch',
+      code: 4400,
+      reason: 'bad_batch',
+      hello: true,
+      run: (a) => a.sendRaw(encodeBatch({ kind: KIND_UP, batch: 9, frames: [{ frame: numberedFrame('can0', 1, 1), seq: 0 }] }).subarray(0, 20)),
+    },
+    {
+      name: 'hello twice',
+      code: 4400,
+      reason: 'out_of_place',
+      hello: true,
+      run: (a) => a.sendJson({ t: 'hello', protocol: PROTOCOL_VERSION, dongle: 'gw-bad', run: 'run-000001', version: 'x', buses: [] }),
+    },
+    {
+      name: 'wrong dongle',
+      code: 4401,
+      reason: 'wrong_dongle',
+      run: (a) => a.sendJson({ t: 'hello', protocol: PROTOCOL_VERSION, dongle: 'someone-else', run: 'run-000001', version: 'x', buses: [] }),
+    },
+    {
+      name: 'protocol',
+      code: 4400,
+      reason: 'protocol_version',
+      run: (a) => a.sendJson({ t: 'hello', protocol: 99, dongle: 'gw-bad', run: 'run-000001', version: 'x', buses: [] }),
+    },
   ];
   for (const c of cases) {
     const a = await raw({ hello: c.hello ?? false });

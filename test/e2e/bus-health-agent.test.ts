@@ -18,11 +18,14 @@ test('bus_state: load from --bitrate on the agent console, in the metrics and mi
   const bridge = await startBridgeProcess();
   stops.push(() => bridge.proc.stop());
   const token = await bridge.admin.register('bh-a');
-  const a = await startAgentProcess(['--sim', '--sim-rate', '1000', '--bitrate', 'can0=500000', '--bus-state-interval', '1', '--bridge', bridge.base, '--token', token], { id: 'bh-a' });
+  const a = await startAgentProcess(['--sim', '--sim-rate', '1000', '--bitrate', 'can0=500000', '--bus-state-interval', '1', '--bridge', bridge.base, '--token', token], {
+    id: 'bh-a',
+  });
   stops.push(() => a.proc.stop());
   const local = await SseClient.connect(a.url);
   const remote = await SseClient.connect(`${bridge.base}/api/v1/streams/dongles/bh-a/console?access_token=${bridge.admin.token}`);
-  const loadedStates = (evs: { event: string; json: Record<string, unknown> }[]) => evs.filter((e) => e.event === 'bus_state' && typeof e.json.load === 'number' && e.json.load > 0);
+  const loadedStates = (evs: { event: string; json: Record<string, unknown> }[]) =>
+    evs.filter((e) => e.event === 'bus_state' && typeof e.json.load === 'number' && e.json.load > 0);
   const loaded = (evs: { event: string; json: Record<string, unknown> }[]) => loadedStates(evs).length > 0;
   // The second loaded one: the first second's frames began when the simulator did, mid-second.
   await local.waitFor((evs) => loadedStates(evs).length >= 2, 20_000, 'two bus_states with a load');
@@ -52,8 +55,14 @@ test('stopping: the interface goes down inside the final offline presence, never
   const before = c.ofType('presence').length;
   assert.equal(await a.proc.stop('SIGTERM'), 0);
   await c.waitClosed();
-  const after = c.ofType('presence').slice(before).map((e) => e.json);
-  assert.deepEqual(after.map((p) => [p.state, p.buses]), [['offline', { can0: 'down' }]]);
+  const after = c
+    .ofType('presence')
+    .slice(before)
+    .map((e) => e.json);
+  assert.deepEqual(
+    after.map((p) => [p.state, p.buses]),
+    [['offline', { can0: 'down' }]],
+  );
 });
 
 test('bad --bitrate: one clear line and exit code 2', async () => {

@@ -85,7 +85,8 @@ test('three nodes: dongle console on node 3, group console on node 2, resume acr
   const ref = await read(n1.base, 'dongles', 'xa');
   await ref.waitFor((ev) => withId(ev).length >= 30, 20_000, '30 events on node 1');
   // Nobody reads a console on another node yet: node 1 publishes no numbered event (mirrors are lazy).
-  const numberedOut = async (): Promise<number> => metricValue((await getJson(n1.base + '/metrics')).text, 'canrelay_bridge_cluster_console_events_total', { direction: 'numbered_out', node: 'x1' }) ?? 0;
+  const numberedOut = async (): Promise<number> =>
+    metricValue((await getJson(n1.base + '/metrics')).text, 'canrelay_bridge_cluster_console_events_total', { direction: 'numbered_out', node: 'x1' }) ?? 0;
   assert.equal(await numberedOut(), 0, 'no numbered event published while no other node reads');
   // The same console on node 3: the same ids and content as node 1.
   const on3 = await read(n3.base, 'dongles', 'xa');
@@ -93,7 +94,10 @@ test('three nodes: dongle console on node 3, group console on node 2, resume acr
   assertContiguous(withId(on3.events), undefined, 'xa on node 3');
   await ref.waitFor((ev) => ev.some((e) => e.id === withId(on3.events).at(-1)!.id), 20_000, 'the reference has what node 3 has');
   const same3 = assertSameContent(withId(on3.events), ref.events, 'xa on node 3 vs node 1');
-  assert.ok(same3 >= 30, `node 3 shows node 1 events, same ids (${same3} compared; node 3 ids ${withId(on3.events)[0]?.id}…${withId(on3.events).at(-1)?.id}, node 1 ids ${withId(ref.events)[0]?.id}…${withId(ref.events).at(-1)?.id})`);
+  assert.ok(
+    same3 >= 30,
+    `node 3 shows node 1 events, same ids (${same3} compared; node 3 ids ${withId(on3.events)[0]?.id}…${withId(on3.events).at(-1)?.id}, node 1 ids ${withId(ref.events)[0]?.id}…${withId(ref.events).at(-1)?.id})`,
+  );
   assert.ok((await numberedOut()) > 0, 'node 1 publishes once node 3 reads');
 
   // The group console on node 2 (B's node; A's node numbers it): frames of both sides.
@@ -140,7 +144,11 @@ test('three nodes: dongle console on node 3, group console on node 2, resume acr
   assert.equal(posted.status, 202, JSON.stringify(posted.body));
   const cid = String(posted.body.command_id);
   await until(async () => (await n3.admin.get(`/api/v1/commands/${cid}`)).body.status === 'succeeded', 30_000, 'succeeded, seen on node 3');
-  const statusesOn = (c: SseClient): string[] => c.ofType('command_status').filter((e) => e.json.command_id === cid).map((e) => String(e.json.status));
+  const statusesOn = (c: SseClient): string[] =>
+    c
+      .ofType('command_status')
+      .filter((e) => e.json.command_id === cid)
+      .map((e) => String(e.json.status));
   await c2.waitFor(() => statusesOn(c2).includes('succeeded'), 20_000, 'command_status succeeded on node 2');
   await ref.waitFor(() => statusesOn(ref).includes('succeeded'), 20_000, 'command_status succeeded on node 1');
   assert.deepEqual(statusesOn(c2), statusesOn(ref).slice(0, statusesOn(c2).length), 'node 2 shows the statuses node 1 shows, in order');
@@ -255,7 +263,9 @@ test('SIGKILL of the node that numbers a console: readers reconnect through the 
     await onK3.stop();
     const lbResult = assertNoSilentGap(viaLb, 'reader through the balancer');
     const k3Result = assertNoSilentGap(onK3, 'reader on node 3');
-    t.diagnostic(`through the balancer: ${viaLb.connections.length} connections, ${JSON.stringify(lbResult)}; on node 3: ${onK3.connections.length} connections, ${JSON.stringify(k3Result)}`);
+    t.diagnostic(
+      `through the balancer: ${viaLb.connections.length} connections, ${JSON.stringify(lbResult)}; on node 3: ${onK3.connections.length} connections, ${JSON.stringify(k3Result)}`,
+    );
     assert.ok(viaLb.connections.length >= 2 && settledLb >= 1, 'the balancer reader reconnected after node 1 died');
     assert.ok(lbResult.resets + lbResult.clean >= 1, 'its reconnection resumed or got a stream_reset');
     // A new run (node 2 numbers now): node 1's ids cannot be proven complete, so node 3's reader got a reset.
@@ -292,9 +302,15 @@ test('nats-server SIGKILLed and restarted under a console read on another node: 
   const seen = new Set(onN2.all.map((e) => e.id));
   const caughtUp = seen.has(missed);
   t.diagnostic(`reader on node 2: ${onN2.connections.length} connections, ${JSON.stringify(r)}; an event numbered during the outage seen: ${caughtUp}`);
-  assert.equal(assertSameContent(withId(onN2.all), ref.events, 'node 2 vs node 1'), withId(onN2.all).filter((e) => Number(e.id) <= Number(withId(ref.events).at(-1)!.id)).length, 'same ids, same content as node 1');
+  assert.equal(
+    assertSameContent(withId(onN2.all), ref.events, 'node 2 vs node 1'),
+    withId(onN2.all).filter((e) => Number(e.id) <= Number(withId(ref.events).at(-1)!.id)).length,
+    'same ids, same content as node 1',
+  );
   const m1 = (await getJson(n1.base + '/metrics')).text;
-  t.diagnostic(`node 1 console events dropped while NATS was away: ${metricValue(m1, 'canrelay_bridge_cluster_console_events_dropped_total', { reason: 'nats_down', node: 'z1' })}`);
+  t.diagnostic(
+    `node 1 console events dropped while NATS was away: ${metricValue(m1, 'canrelay_bridge_cluster_console_events_dropped_total', { reason: 'nats_down', node: 'z1' })}`,
+  );
   if (r.resets === 0) assert.ok(caughtUp, 'without a reset, the events numbered during the outage were delivered (caught up from node 1 history)');
 });
 

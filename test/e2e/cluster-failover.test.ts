@@ -18,8 +18,7 @@ import { until } from '../helpers/until.js';
 const servers = clusterServers();
 const { track } = servers;
 
-const connected = async (n: StartedBridge, node: string): Promise<number> =>
-  metricValue(await metrics(n.base), 'canrelay_bridge_agents_connected', { node }) ?? 0;
+const connected = async (n: StartedBridge, node: string): Promise<number> => metricValue(await metrics(n.base), 'canrelay_bridge_agents_connected', { node }) ?? 0;
 
 /** Every frame A sent is at B, or counted at B (gaps not made up by late ones, drops); duplicates are counted too. */
 async function accounted(b: StartedAgent): Promise<{ tx: number; txDropped: number; gaps: number; dups: number; reordered: number; total: number }> {
@@ -50,7 +49,9 @@ test('two --bridge URLs, no balancer: SIGKILL of the node A is on, A reaches the
   // B: the flag repeated, node 2 first. A: one comma-separated value, node 1 first.
   const b = track(await startAgentProcess(['--replay', join(dir, 'b.log'), '--bridge', n2.base, '--bridge', n1.base, '--token', tb, ...agentArgs], { id: 'fx-b' }));
   await b.proc.waitForLog((l) => l.msg === 'uplink connected');
-  const a = track(await startAgentProcess(['--replay', join(dir, 'a.log'), '--replay-speed', '1', '--bridge', `${n1.base},${n2.base}`, '--token', ta, ...agentArgs], { id: 'fx-a' }));
+  const a = track(
+    await startAgentProcess(['--replay', join(dir, 'a.log'), '--replay-speed', '1', '--bridge', `${n1.base},${n2.base}`, '--token', ta, ...agentArgs], { id: 'fx-a' }),
+  );
   const first = await a.proc.waitForLog((l) => l.msg === 'uplink connected');
   assert.equal(first.bridge, n1.base, 'A starts with the first URL');
   await until(async () => (await frames(b, 'can1', 'tx')) >= 1000, 60_000, 'relay running from node 1 to node 2');
@@ -62,7 +63,10 @@ test('two --bridge URLs, no balancer: SIGKILL of the node A is on, A reaches the
   t.diagnostic(`A back on node 2 about ${Date.now() - killedAt} ms after the SIGKILL (polled every 100 ms)`);
   const moved = a.proc.logs.filter((l) => l.msg === 'uplink connected').at(-1);
   assert.equal(moved?.bridge, n2.base, 'A connected to the second URL');
-  assert.ok(a.proc.logs.some((l) => l.msg === 'uplink: trying the next bridge' && l.to === n2.base), 'A says it moves to the next bridge');
+  assert.ok(
+    a.proc.logs.some((l) => l.msg === 'uplink: trying the next bridge' && l.to === n2.base),
+    'A says it moves to the next bridge',
+  );
   await until(async () => (await accounted(b)).total >= N, 120_000, 'every frame of A transmitted at B or counted lost');
   const r = await accounted(b);
   t.diagnostic(`at B: ${JSON.stringify(r)}`);

@@ -36,7 +36,10 @@ test('the NATS user in the --cluster URL with its password from CANRELAY_NATS_PA
   } finally {
     await n.proc.stop();
   }
-  const check = runCli(['bridge', '--db', db, '--cluster', userUrl(), '--node-id', 'auth1', '--check-config'], { CANRELAY_NATS_PASSWORD: PASSWORD, CANRELAY_ADMIN_TOKEN: 'admin-token-0123456789abcdef' });
+  const check = runCli(['bridge', '--db', db, '--cluster', userUrl(), '--node-id', 'auth1', '--check-config'], {
+    CANRELAY_NATS_PASSWORD: PASSWORD,
+    CANRELAY_ADMIN_TOKEN: 'admin-token-0123456789abcdef',
+  });
   assert.equal(await check.wait(), 0, check.stderr);
   assert.equal((JSON.parse(check.stdout) as Record<string, unknown>)['cluster-password'], '********');
 });
@@ -46,7 +49,10 @@ test('a wrong or missing NATS password: the node does not start, one line says w
   const env = { CANRELAY_ADMIN_TOKEN: 'admin-token-0123456789abcdef' };
   const wrong = runCli(['bridge', '--listen', '127.0.0.1:0', '--db', db, '--cluster', userUrl(), '--node-id', 'auth2'], { ...env, CANRELAY_NATS_PASSWORD: 'not-it' });
   assert.equal(await wrong.wait(), 2, 'a refused password is configuration: exit 2, which systemd does not restart');
-  assert.match(wrong.stdout + wrong.stderr, /cannot reach NATS at nats:\/\/127\.0\.0\.1:\d+: 'Authorization Violation'; check the NATS user in the --cluster URL .* and its password/);
+  assert.match(
+    wrong.stdout + wrong.stderr,
+    /cannot reach NATS at nats:\/\/127\.0\.0\.1:\d+: 'Authorization Violation'; check the NATS user in the --cluster URL .* and its password/,
+  );
   assert.ok(!(wrong.stdout + wrong.stderr).includes('not-it'), 'the password is not printed');
   const missing = runCli(['bridge', '--listen', '127.0.0.1:0', '--db', db, '--cluster', userUrl(), '--node-id', 'auth2', '--check-config'], { ...env, CANRELAY_NATS_PASSWORD: '' });
   assert.equal(await missing.wait(), 2);

@@ -16,7 +16,6 @@ import { until } from '../helpers/until.js';
 const servers = clusterServers();
 const { track } = servers;
 
-
 /** A cluster node: fast heartbeats (1 s, takeover after 2 s) so that node loss is seen quickly. */
 async function node(id: string, db: string, extra: string[] = []): Promise<StartedBridge> {
   return track(await startBridgeProcess(['--cluster', servers.nats.url, '--node-id', id, '--uplink-heartbeat-seconds', '1', ...extra], { db }));
@@ -81,7 +80,10 @@ test('the same dongle token on two nodes at once: one wins, the other is refused
   assert.equal(wins.filter((n) => n > 0).length, 1, `exactly one agent connected (uplink connected lines: ${wins.join(', ')})`);
   assert.equal(Math.max(...wins), 1, 'the winner connected once and kept its link (no flapping)');
   const loser = wins[0] === 0 ? x : y;
-  assert.ok(loser.proc.logs.some((l) => /DUPLICATE AGENT/.test(l.msg)), 'the loser is told why');
+  assert.ok(
+    loser.proc.logs.some((l) => /DUPLICATE AGENT/.test(l.msg)),
+    'the loser is told why',
+  );
   const connected = async (b: StartedBridge): Promise<number> => metricValue(await metrics(b.base), 'canrelay_bridge_agents_connected', { node: b === n1 ? 'o1' : 'o2' }) ?? 0;
   assert.equal((await connected(n1)) + (await connected(n2)), 1, 'one live link cluster-wide');
 });

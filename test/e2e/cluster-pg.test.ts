@@ -105,7 +105,10 @@ test('a viewer token revoked on node 1 is refused on node 2, and its open stream
   assert.equal(sse.status, 200, 'the viewer token made on node 1 reads a console on node 2');
   const listed = await n2.admin.get('/api/v1/viewer-tokens');
   const id = String(v.body.id);
-  assert.ok((listed.body.viewer_tokens as { id: string }[]).some((x) => x.id === id), 'node 2 lists it');
+  assert.ok(
+    (listed.body.viewer_tokens as { id: string }[]).some((x) => x.id === id),
+    'node 2 lists it',
+  );
 
   const r = await n1.admin.del(`/api/v1/viewer-tokens/${id}`);
   assert.equal(r.status, 200);
@@ -129,7 +132,10 @@ test('a command accepted (202) on node 2 is durable through a SIGKILL of node 2 
   const shown = await n1.admin.get(`/api/v1/commands/${cid}`);
   assert.equal(shown.body.status, 'queued');
   const recent = await n1.admin.get('/api/v1/dongles/gw-c/commands');
-  assert.deepEqual((recent.body.commands as { command_id: string }[]).map((c) => c.command_id), [cid]);
+  assert.deepEqual(
+    (recent.body.commands as { command_id: string }[]).map((c) => c.command_id),
+    [cid],
+  );
 });
 
 test('PostgreSQL SIGKILLed and restarted under two running nodes: reported, admin writes 503, relay unaffected, recovered without a bridge restart', async (t) => {
@@ -163,15 +169,21 @@ test('PostgreSQL SIGKILLed and restarted under two running nodes: reported, admi
   assert.match(String(refused.body.error), /PostgreSQL .* unreachable.*nothing was changed/);
   assert.equal((await n2.admin.post('/api/v1/viewer-tokens')).status, 503);
   assert.equal((await n2.admin.get('/api/v1/dongles/gw-ra')).status, 200, 'reads are answered from the view');
-  assert.equal((await streamStatus(`${n2.base}/api/v1/streams/dongles/gw-ra/console`, viewer)), 200, 'known tokens still work');
+  assert.equal(await streamStatus(`${n2.base}/api/v1/streams/dongles/gw-ra/console`, viewer), 200, 'known tokens still work');
 
   // The relay does not need the database: frames flow a → b while it is down.
   a.sendFrames([0, 1, 2, 3, 4].map((n) => numberedFrame('can0', 0x100, n)));
   await b.waitFor(() => b.applied.length >= 5, 10_000, 'frames relayed during the outage');
-  assert.deepEqual(b.applied.map((f) => frameNumber(f.frame)), [0, 1, 2, 3, 4]);
+  assert.deepEqual(
+    b.applied.map((f) => frameNumber(f.frame)),
+    [0, 1, 2, 3, 4],
+  );
 
   await pgServer.restart();
-  const ms = await timeUntil(async () => (await getJson(`${n1.base}/healthz`)).body.db === 'reachable' && (await getJson(`${n2.base}/healthz`)).body.db === 'reachable', 'both nodes reconnect');
+  const ms = await timeUntil(
+    async () => (await getJson(`${n1.base}/healthz`)).body.db === 'reachable' && (await getJson(`${n2.base}/healthz`)).body.db === 'reachable',
+    'both nodes reconnect',
+  );
   t.diagnostic(`both nodes reported db reachable ${ms} ms after PostgreSQL accepted connections again`);
   await n1.proc.waitForLog((l) => /reachable again/.test(l.msg)); // the recovery is logged
   assert.equal(n1.proc.exitCode, null);
@@ -182,7 +194,11 @@ test('PostgreSQL SIGKILLed and restarted under two running nodes: reported, admi
   await until(async () => (await upgradeStatus(n2.base, auth(token))) === undefined, PROPAGATION_BOUND_MS, 'node 2 accepts a token made after the recovery');
   const id = String(v.body.id);
   assert.equal((await n2.admin.del(`/api/v1/viewer-tokens/${id}`)).status, 200);
-  await until(async () => (await streamStatus(`${n1.base}/api/v1/streams/dongles/gw-ra/console`, viewer)) === 401, PROPAGATION_BOUND_MS, 'node 1 refuses the token revoked on node 2');
+  await until(
+    async () => (await streamStatus(`${n1.base}/api/v1/streams/dongles/gw-ra/console`, viewer)) === 401,
+    PROPAGATION_BOUND_MS,
+    'node 1 refuses the token revoked on node 2',
+  );
 });
 
 test('positions written by node 1 are what node 2 welcomes the same agent run with after node 1 is SIGKILLed', async () => {
@@ -223,7 +239,10 @@ test('a group made on node 1 relays between two agents connected to node 2; dele
   await a.waitFor(() => a.ofType('group').some((m) => m.group === 'gx'), PROPAGATION_BOUND_MS, 'node 2 tells A it is in gx');
   a.sendFrames([0, 1, 2].map((n) => numberedFrame('can0', 0x200, n)));
   await b.waitFor(() => b.applied.length >= 3, 10_000, 'frames relayed on node 2');
-  assert.deepEqual(b.applied.map((f) => frameNumber(f.frame)), [0, 1, 2]);
+  assert.deepEqual(
+    b.applied.map((f) => frameNumber(f.frame)),
+    [0, 1, 2],
+  );
   assert.equal((await n2.admin.get('/api/v1/groups/gx')).status, 200, 'node 2 shows the group');
 
   assert.equal((await n1.admin.del('/api/v1/groups/gx')).status, 200);

@@ -58,7 +58,9 @@ test('agent --cors-origin: preflight with Authorization, reads, writes and the c
   const dir = tempDir('canrelay-cors-');
   const tokens = join(dir, 'tokens');
   writeFileSync(tokens, `admin ${ADMIN}\n`);
-  const a = await startAgentProcess(['--sim', '--sim-rate', '10', '--local-token-file', tokens, '--console-auth', '--cors-origin', `${ORIGIN},http://127.0.0.1:3000`], { stateDir: join(dir, 'state') });
+  const a = await startAgentProcess(['--sim', '--sim-rate', '10', '--local-token-file', tokens, '--console-auth', '--cors-origin', `${ORIGIN},http://127.0.0.1:3000`], {
+    stateDir: join(dir, 'state'),
+  });
   stops.push(() => a.proc.stop('SIGKILL'));
   const auth = { Authorization: `Bearer ${ADMIN}` };
 
@@ -125,8 +127,18 @@ test('--cors-origin refuses "*" and anything that is not an origin (exit 2)', as
     ['https://tools.example.com/console', /scheme:\/\/host\[:port\]/],
     ['tools.example.com', /must be origins like/],
   ] as const) {
-    for (const cmd of [['agent', '--sim'], ['bridge', '--admin-token', 'x'.repeat(20)]]) {
-      const p = runCli([...cmd, '--cors-origin', value, '--listen', '127.0.0.1:0', ...(cmd[0] === 'agent' ? ['--state-dir', tempDir('canrelay-')] : ['--db', join(tempDir('canrelay-'), 'b.sqlite')])]);
+    for (const cmd of [
+      ['agent', '--sim'],
+      ['bridge', '--admin-token', 'x'.repeat(20)],
+    ]) {
+      const p = runCli([
+        ...cmd,
+        '--cors-origin',
+        value,
+        '--listen',
+        '127.0.0.1:0',
+        ...(cmd[0] === 'agent' ? ['--state-dir', tempDir('canrelay-')] : ['--db', join(tempDir('canrelay-'), 'b.sqlite')]),
+      ]);
       assert.equal(await p.wait(), 2, `${cmd[0]} --cors-origin ${value}: ${p.stderr}`);
       assert.match(p.stderr, /cors-origin/);
       assert.match(p.stderr, msg);

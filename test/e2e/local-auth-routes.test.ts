@@ -103,7 +103,18 @@ async function agentWithRecording(extra: string[]): Promise<{ a: StartedAgent; r
 test("the README's route table names every route the agent serves (the paths its route files declare)", () => {
   const routes = readmeRoutes();
   const paths = new Set(routes.map((r) => r.path));
-  for (const p of ['/api/v1/streams/dongles/<id>/console', '/api/v1/info', '/metrics', '/healthz', '/', SIGNALS_PATH, DBC_RELOAD_PATH, RECORDINGS_PATH, `${RECORDINGS_PATH}/<rid>`, `${RECORDINGS_PATH}/<rid>/stop`])
+  for (const p of [
+    '/api/v1/streams/dongles/<id>/console',
+    '/api/v1/info',
+    '/metrics',
+    '/healthz',
+    '/',
+    SIGNALS_PATH,
+    DBC_RELOAD_PATH,
+    RECORDINGS_PATH,
+    `${RECORDINGS_PATH}/<rid>`,
+    `${RECORDINGS_PATH}/<rid>/stop`,
+  ])
     assert.ok(paths.has(p), `${p} is in the README's table`);
   assert.ok(routes.length >= 13, `${routes.length} rows read`);
 });

@@ -123,7 +123,11 @@ test('--tls-cert/--tls-key: the console is served over HTTPS with a self-signed 
   execFileSync('bash', [fileURLToPath(new URL('../../../.ci/ensure-debs.sh', import.meta.url)), 'openssl'], { stdio: 'inherit' });
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+    { stdio: 'ignore' },
+  );
   const a = await agent(['--sim', '--sim-rate', '50', '--tls-cert', cert, '--tls-key', key, '--local-token-file', tokenFile, '--console-auth']);
   assert.match(a.url, /^https:\/\/127\.0\.0\.1:\d+\//, 'the logged console URL is https');
   const ca = (await import('node:fs')).readFileSync(cert, 'utf8');

@@ -17,7 +17,6 @@ import { getJson, metricValue } from '../helpers/sse-client.js';
 
 const { track } = cleanupAfter();
 
-
 test('list and download through the bridge: byte-identical to the gateway file, tx frames marked T', async () => {
   const bridge = track(await startBridgeProcess());
   const token = await bridge.admin.register('rec-gw');
@@ -27,14 +26,21 @@ test('list and download through the bridge: byte-identical to the gateway file, 
   writeCandumpLog(join(dir, 'in.log'), N, { ids: [0x100, 0x200, 0x7e8] });
   const recs = join(dir, 'recs');
   const a = track(
-    await startAgentProcess(['--replay', join(dir, 'in.log'), '--replay-speed', '0', '--record-on-start', '--record-dir', recs, '--bridge', bridge.base, '--token', token], { id: 'rec-gw' }),
+    await startAgentProcess(['--replay', join(dir, 'in.log'), '--replay-speed', '0', '--record-on-start', '--record-dir', recs, '--bridge', bridge.base, '--token', token], {
+      id: 'rec-gw',
+    }),
   );
   await a.proc.waitForLog((l) => l.msg === 'uplink connected');
   await a.proc.waitForLog((l) => l.code === 'replay_ended', 60_000);
   // A frame transmitted on the gateway (a command through the bridge) is recorded as tx.
   const cmd = await bridge.admin.post('/api/v1/dongles/rec-gw/commands', { type: 'send_frame', bus: 'can0', id: '0x321', data_hex: 'CA FE' });
   assert.equal(cmd.status, 202);
-  await until(async () => (await bridge.admin.get(`/api/v1/commands/${cmd.body.command_id}`)).body.status, (s) => s === 'succeeded', 15_000, 'the command');
+  await until(
+    async () => (await bridge.admin.get(`/api/v1/commands/${cmd.body.command_id}`)).body.status,
+    (s) => s === 'succeeded',
+    15_000,
+    'the command',
+  );
 
   const listed = await until(
     async () => (await bridge.admin.withToken(viewer).get('/api/v1/dongles/rec-gw/recordings')).body,
@@ -53,7 +59,12 @@ test('list and download through the bridge: byte-identical to the gateway file, 
   assert.equal(r.status, 200);
   assert.match(String(r.headers.get('content-disposition')), new RegExp(`rec-gw-${id}\\.log"`));
   const viaBridge = Buffer.from(await r.arrayBuffer());
-  const onDisk = Buffer.concat(readdirSync(recs).filter((f) => f.endsWith('.log')).sort().map((f) => readFileSync(join(recs, f))));
+  const onDisk = Buffer.concat(
+    readdirSync(recs)
+      .filter((f) => f.endsWith('.log'))
+      .sort()
+      .map((f) => readFileSync(join(recs, f))),
+  );
   assert.equal(viaBridge.length, info.bytes);
   assert.ok(viaBridge.equals(onDisk), 'the bridge download is byte-identical to the file on the gateway');
   const local = Buffer.from(await (await fetch(`${a.base}/api/v1/recordings/${id}`)).arrayBuffer());
@@ -62,7 +73,12 @@ test('list and download through the bridge: byte-identical to the gateway file, 
 
   assert.equal((await bridge.admin.withToken(viewer).get('/api/v1/dongles/rec-gw/recordings/20000101T000000Z-000000')).status, 404, 'unknown recording');
   await a.proc.stop();
-  const offline = await until(async () => (await bridge.admin.get('/api/v1/dongles/rec-gw/recordings')).status, (s) => s === 503, 10_000, 'offline answer');
+  const offline = await until(
+    async () => (await bridge.admin.get('/api/v1/dongles/rec-gw/recordings')).status,
+    (s) => s === 503,
+    10_000,
+    'offline answer',
+  );
   assert.equal(offline, 503);
 });
 
@@ -86,16 +102,35 @@ test('a download whose client stops reading stalls at the bridge (backpressure) 
   writeFileSync(
     join(recs, `${id}.json`),
     JSON.stringify({
-      v: 1, id, state: 'stopped', started_at: '2026-11-29T00:00:00.000Z', stopped_at: '2026-11-29T00:01:00.000Z', buses: null, ids: null,
-      max_duration_s: null, frames: 500_000, frames_dropped: 0, files_deleted: 0, gzip: false, problems: [], stop_reason: 'stopped by request',
-      error: null, parts: [{ name: parts[0]!.name, offset: 0, bytes: parts[0]!.bytes }, { name: parts[1]!.name, offset: parts[0]!.bytes, bytes: parts[1]!.bytes }], next_part: 3,
+      v: 1,
+      id,
+      state: 'stopped',
+      started_at: '2026-11-29T00:00:00.000Z',
+      stopped_at: '2026-11-29T00:01:00.000Z',
+      buses: null,
+      ids: null,
+      max_duration_s: null,
+      frames: 500_000,
+      frames_dropped: 0,
+      files_deleted: 0,
+      gzip: false,
+      problems: [],
+      stop_reason: 'stopped by request',
+      error: null,
+      parts: [
+        { name: parts[0]!.name, offset: 0, bytes: parts[0]!.bytes },
+        { name: parts[1]!.name, offset: parts[0]!.bytes, bytes: parts[1]!.bytes },
+      ],
+      next_part: 3,
     }),
   );
   const a = track(await startAgentProcess(['--sim', '--sim-rate', '1000', '--record-dir', recs, '--bridge', bridge.base, '--token', token], { id: 'bp-gw' }));
   await a.proc.waitForLog((l) => l.msg === 'uplink connected');
   const metric = async (name: string, labels: Record<string, string> = {}): Promise<number> => metricValue((await getJson(bridge.base + '/metrics')).text, name, labels) ?? 0;
 
-  const res = await new Promise<IncomingMessage>((resolve, reject) => httpGet(`${bridge.base}/api/v1/dongles/bp-gw/recordings/${id}?access_token=${viewer}`, resolve).on('error', reject));
+  const res = await new Promise<IncomingMessage>((resolve, reject) =>
+    httpGet(`${bridge.base}/api/v1/dongles/bp-gw/recordings/${id}?access_token=${viewer}`, resolve).on('error', reject),
+  );
   assert.equal(res.statusCode, 200);
   assert.equal(Number(res.headers['content-length']), size);
   res.pause(); // the client stops reading
@@ -114,7 +149,12 @@ test('a download whose client stops reading stalls at the bridge (backpressure) 
   assert.ok(stalled.now < size / 2, `the bridge stopped pulling at ${stalled.now} of ${size} bytes while the client did not read`);
   t.diagnostic(`stalled at ${stalled.now} of ${size} bytes`);
   const f0 = await metric('canrelay_bridge_frames_received_total', { dongle: 'bp-gw' });
-  await until(() => metric('canrelay_bridge_frames_received_total', { dongle: 'bp-gw' }), (f) => f > f0 + 500, 15_000, 'frames to keep arriving during the stalled download');
+  await until(
+    () => metric('canrelay_bridge_frames_received_total', { dongle: 'bp-gw' }),
+    (f) => f > f0 + 500,
+    15_000,
+    'frames to keep arriving during the stalled download',
+  );
 
   const chunks: Buffer[] = [];
   res.on('data', (c: Buffer) => chunks.push(c));

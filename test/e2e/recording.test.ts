@@ -120,7 +120,12 @@ test('the API: start with buses/ids/max duration, list, stop, download, delete; 
   const id = String(started.json.id);
   assert.equal((await call(a.base, 'DELETE', `/api/v1/recordings/${id}`, undefined, ADMIN)).status, 409, 'running: stop it first');
   // The max duration stops it by itself.
-  const done = await until(async () => (await list(a.base)).find((r) => r.id === id)!, (r) => r.state === 'stopped', 10_000, 'max duration stop');
+  const done = await until(
+    async () => (await list(a.base)).find((r) => r.id === id)!,
+    (r) => r.state === 'stopped',
+    10_000,
+    'max duration stop',
+  );
   assert.ok(done.frames > 100);
   const text = (await download(a.base, id)).toString('latin1');
   assert.equal(text.trimEnd().split('\n').length, done.frames);
@@ -190,12 +195,20 @@ test('--record-gzip: the download is gzip, it decompresses to candump -L lines',
   const dir = tempDir('canrelay-rec-');
   const a = await agent(t, ['--sim', '--sim-rate', '2000', '--record-dir', join(dir, 'recs'), '--record-gzip', '--record-max-bytes', '1048576', '--record-rotate-bytes', '4096']);
   const s = await call(a.base, 'POST', '/api/v1/recordings', {});
-  await until(async () => (await list(a.base))[0]!, (r) => r.files >= 3, 20_000, 'three rotated gzip files');
+  await until(
+    async () => (await list(a.base))[0]!,
+    (r) => r.files >= 3,
+    20_000,
+    'three rotated gzip files',
+  );
   const stopped = await call(a.base, 'POST', `/api/v1/recordings/${s.json.id}/stop`);
   const r = await fetch(`${a.base}/api/v1/recordings/${s.json.id}`);
   assert.equal(r.headers.get('content-type'), 'application/gzip');
   assert.match(String(r.headers.get('content-disposition')), /\.log\.gz"/);
-  const lines = gunzipSync(Buffer.from(await r.arrayBuffer())).toString('latin1').trimEnd().split('\n');
+  const lines = gunzipSync(Buffer.from(await r.arrayBuffer()))
+    .toString('latin1')
+    .trimEnd()
+    .split('\n');
   assert.equal(lines.length, stopped.json.frames);
   for (const l of lines) assert.match(l, CANDUMP_LINE);
 });
@@ -211,8 +224,17 @@ test('a full disk stops the recording with a clear error, keeps what was written
   // Small files: writes of at most 16 KiB, so some land before the 192 KiB disk is full, however loaded the machine.
   const a = await agent(t, ['--sim', '--sim-rate', '20000', '--record-dir', recs, '--record-max-bytes', String(64 * 1024 * 1024), '--record-rotate-bytes', '16384']);
   const s = await call(a.base, 'POST', '/api/v1/recordings', {});
-  assert.equal(s.status, 201, JSON.stringify(s.json) + spawnSync('sh', ['-c', `df ${recs}; ls -la ${recs}; cat ${recs}/*.json`], { encoding: 'utf8' }).stdout + a.proc.stdout.slice(-3000) + a.proc.stderr);
-  const failed = await until(async () => (await list(a.base))[0]!, (r) => r.state === 'failed', 30_000, 'the recording to fail on the full disk');
+  assert.equal(
+    s.status,
+    201,
+    JSON.stringify(s.json) + spawnSync('sh', ['-c', `df ${recs}; ls -la ${recs}; cat ${recs}/*.json`], { encoding: 'utf8' }).stdout + a.proc.stdout.slice(-3000) + a.proc.stderr,
+  );
+  const failed = await until(
+    async () => (await list(a.base))[0]!,
+    (r) => r.state === 'failed',
+    30_000,
+    'the recording to fail on the full disk',
+  );
   assert.match(String(failed.error), /disk full writing .*small.*free space/);
   assert.equal(failed.complete, false);
   assert.ok(failed.frames_dropped > 0, 'frames it could not write are counted');

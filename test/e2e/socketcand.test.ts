@@ -8,17 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { SseClient } from '../helpers/sse-client.js';
 import { runCli, startAgentProcess, type StartedAgent } from '../helpers/processes.js';
-import {
-  candumpLine,
-  ensurePythonCan,
-  getJson,
-  PythonScript,
-  RawClient,
-  sequenceLines,
-  startReplayAgent,
-  waitUntil,
-  type ReplayAgent,
-} from '../helpers/socketcand.js';
+import { candumpLine, ensurePythonCan, getJson, PythonScript, RawClient, sequenceLines, startReplayAgent, waitUntil, type ReplayAgent } from '../helpers/socketcand.js';
 
 const running: { stop(): Promise<unknown> }[] = [];
 after(async () => {
@@ -90,7 +80,7 @@ print('RESULT ' + json.dumps({'count': count, 'end_seen': end_seen, 'ids_ok': id
     'refusal': refusal}), flush=True)
 `;
 
-test('python-can receives every frame at 2,000 frames/s, exactly the agent\'s unsampled count; sending is refused when off', async (t) => {
+test("python-can receives every frame at 2,000 frames/s, exactly the agent's unsampled count; sending is refused when off", async (t) => {
   const a = await replayAgent(['--replay-speed', '1']);
   await leadIn(a);
   const py = new PythonScript(PY_RECEIVE_THEN_SEND, ['127.0.0.1', String(a.socketcandPort)]);
@@ -364,14 +354,18 @@ print('RESULT ' + json.dumps({'tag': root.tag, 'name': root.attrib.get('name'), 
     'host': url.hostname, 'port': url.port, 'buses': [b.attrib['name'] for b in root.findall('Bus')]}), flush=True)
 `;
 
-test('--socketcand-beacon broadcasts a CANBeacon that python-can\'s discovery parses', async () => {
+test("--socketcand-beacon broadcasts a CANBeacon that python-can's discovery parses", async () => {
   const name = `beacon-${process.pid}`;
   const py = new PythonScript(PY_BEACON, [name]);
   running.push({ stop: async () => py.child.kill('SIGKILL') });
   await py.waitForLine((l) => l === 'READY', 20_000, 'READY');
   const a = await startAgentProcess(['--sim', '--sim-rate', '10', '--socketcand-listen', '127.0.0.1:0', '--socketcand-beacon'], { id: name });
   running.push({ stop: () => a.proc.stop('SIGKILL') });
-  const port = Number(String((await a.proc.waitForLog((l) => l.msg === 'socketcand listening')).listen).split(':').pop());
+  const port = Number(
+    String((await a.proc.waitForLog((l) => l.msg === 'socketcand listening')).listen)
+      .split(':')
+      .pop(),
+  );
   const r = JSON.parse((await py.waitForLine((l) => l.startsWith('RESULT '), 20_000, 'a beacon')).slice(7)) as Record<string, unknown>;
   assert.deepEqual(r, { tag: 'CANBeacon', name, type: 'SocketCAN', host: '127.0.0.1', port, buses: ['can0'] });
 });

@@ -37,7 +37,10 @@ test('nothing from outside can inject an SSE field: CR, LF and NUL never reach t
   stream.publish({ type: 'log', data: logData('info', 'after') });
   await c.waitFor((ev) => ev.length >= 2);
   assert.equal(c.events.length, 2);
-  assert.deepEqual(c.events.map((e) => e.event), ['log', 'log']);
+  assert.deepEqual(
+    c.events.map((e) => e.event),
+    ['log', 'log'],
+  );
   assert.equal(c.events[0]!.json.message, evil, 'the message arrives intact, as JSON text');
   assert.equal(c.retry, 2000, 'no retry field was injected');
   assert.ok(!/[\r\u0000]/.test(c.raw), 'no raw CR or NUL on the wire');

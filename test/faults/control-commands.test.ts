@@ -92,10 +92,16 @@ test('5,000 commands to an offline dongle: 429 beyond the bound; on connect pace
   assert.ok(most <= IN_FLIGHT_WINDOW && most > 0, `at most ${IN_FLIGHT_WINDOW} in flight (saw ${most})`);
 
   // Delivered in the order accepted, each through every status.
-  const sent = c.ofType('command_status').filter((e) => e.json.status === 'sent').map((e) => String(e.json.command_id));
+  const sent = c
+    .ofType('command_status')
+    .filter((e) => e.json.status === 'sent')
+    .map((e) => String(e.json.command_id));
   assert.equal(sent.length, 1000);
   const v = await bridge.admin.get(`/api/v1/commands/${accepted[999]}`);
-  assert.deepEqual((v.body.history as { status: string }[]).map((h) => h.status), ['queued', 'sent', 'delivered', 'succeeded']);
+  assert.deepEqual(
+    (v.body.history as { status: string }[]).map((h) => h.status),
+    ['queued', 'sent', 'delivered', 'succeeded'],
+  );
   await agent.proc.stop();
   await bridge.proc.stop();
 });
@@ -125,8 +131,7 @@ test("the agent's outbox, when full, prunes presence and log events first and ne
 test('a sent command is not timed out while its agent is offline; the report after the reconnect finishes it', async () => {
   const bridge = track(await startBridgeProcess());
   const token = await bridge.admin.register('away');
-  const history = async (id: string): Promise<string[]> =>
-    ((await bridge.admin.get(`/api/v1/commands/${id}`)).body.history as { status: string }[]).map((h) => h.status);
+  const history = async (id: string): Promise<string[]> => ((await bridge.admin.get(`/api/v1/commands/${id}`)).body.history as { status: string }[]).map((h) => h.status);
   let a = await FakeAgent.connect(bridge.base, { dongle: 'away', token });
   const r = await bridge.admin.post('/api/v1/dongles/away/commands', { ...command, timeout_s: 1 });
   const id = String(r.body.command_id);

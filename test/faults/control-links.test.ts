@@ -99,7 +99,11 @@ test('agent state wiped: the fresh agent’s mirrored events arrive, numbered af
   await c.waitFor(() => started() === 2, 10_000, "the fresh agent's 'agent started' presence");
   assert.equal(c.ofType('log').filter((e) => e.json.code === 'mirror_reset').length, 1, 'the reset is announced');
   await a.proc.stop();
-  await c.waitFor((ev) => ev.filter((e) => e.event === 'presence' && e.json.state === 'offline' && e.json.reason === 'received SIGTERM').length === 2, 10_000, 'its final presence');
+  await c.waitFor(
+    (ev) => ev.filter((e) => e.event === 'presence' && e.json.state === 'offline' && e.json.reason === 'received SIGTERM').length === 2,
+    10_000,
+    'its final presence',
+  );
 
   // The same state again: numbering continues, no reset, no event twice.
   a = track(await startAgentProcess(agentArgs(bridge, token, 10), { id: 'wiped', stateDir: fresh }));

@@ -98,14 +98,18 @@ async function accountFrames(s: Setup, kind: string): Promise<{ tx: number; drop
 test('--uplink-buffer-frames: a bridge down while the bus goes on — at most that many frames held, the oldest dropped, counted exactly', async (t) => {
   const BOUND = 3000;
   const s = await setup('ob', 24_000, ['--uplink-buffer-frames', String(BOUND), ...GENEROUS_AGENT]);
-  await until(async () => (await txFrames(s.b)) >= 1000, 60_000, 'B transmitting A\'s frames');
+  await until(async () => (await txFrames(s.b)) >= 1000, 60_000, "B transmitting A's frames");
   await s.bridge.proc.stop('SIGTERM');
   // While the bridge is away A's uplink never holds more than the bound, and drops past it.
   let most = 0;
-  await until(async () => {
-    most = Math.max(most, await uplink(s.a, 'frames_buffered'));
-    return (await uplink(s.a, 'frames_dropped_buffer_full')) >= 2 * BOUND;
-  }, 60_000, 'A dropping frames past its uplink buffer');
+  await until(
+    async () => {
+      most = Math.max(most, await uplink(s.a, 'frames_buffered'));
+      return (await uplink(s.a, 'frames_dropped_buffer_full')) >= 2 * BOUND;
+    },
+    60_000,
+    'A dropping frames past its uplink buffer',
+  );
   assert.ok(most <= BOUND, `frames held for the bridge during the outage: at most ${most}, bound ${BOUND}`);
   assert.ok(most > 0, 'frames were held while the bridge was down');
   await restart(s);
@@ -149,7 +153,23 @@ test('--outbox-max-events: a bridge down for longer than the outbox holds — th
   const port = new URL(bridge.base).port;
   const token = await bridge.admin.register('ox-a');
   const a = await startAgentProcess(
-    ['--sim', '--sim-rate', '1', '--presence-interval', '1', '--bus-state-interval', '3600', '--outbox-max-events', String(MAX), '--dbc', dbc, '--bridge', bridge.base, '--token', token],
+    [
+      '--sim',
+      '--sim-rate',
+      '1',
+      '--presence-interval',
+      '1',
+      '--bus-state-interval',
+      '3600',
+      '--outbox-max-events',
+      String(MAX),
+      '--dbc',
+      dbc,
+      '--bridge',
+      bridge.base,
+      '--token',
+      token,
+    ],
     { id: 'ox-a' },
   );
   cleanup.push(() => a.proc.stop('SIGKILL'));
@@ -190,6 +210,9 @@ test('--outbox-max-events: a bridge down for longer than the outbox holds — th
   const missing = made.filter((e) => !arrivedKeys.has(key(e)));
   t.diagnostic(`${made.length} mirrored events made, ${arrivedKeys.size} arrived, ${missing.length} missing, outbox_pruned ${pruned}`);
   assert.equal(missing.length, pruned, `events missing at the bridge (${missing.length}) = events A counted as pruned (${pruned})`);
-  assert.ok(missing.every((e) => e.event !== 'command_status'), 'never a command_status pruned');
+  assert.ok(
+    missing.every((e) => e.event !== 'command_status'),
+    'never a command_status pruned',
+  );
   assert.ok(pruned > 0);
 });

@@ -29,7 +29,7 @@ const txFrames = async (a: StartedAgent): Promise<number> => metricValue(await m
 const sideB = async (bridge: StartedBridge, name: string): Promise<number> => metricValue(await metrics(bridge.base), name, { group: 'st', side: 'b' }) ?? 0;
 const groupState = async (bridge: StartedBridge): Promise<Record<string, unknown>> => (await bridge.admin.call('GET', '/api/v1/groups/st')).body;
 
-test('bridge stopped while side B is offline with a backlog: every held frame is counted (group dropped, log line) and equals B\'s gaps after the restart', async () => {
+test("bridge stopped while side B is offline with a backlog: every held frame is counted (group dropped, log line) and equals B's gaps after the restart", async () => {
   const bridge = await startBridgeProcess(BRIDGE_FLAGS);
   cleanup.push(() => bridge.proc.stop('SIGKILL'));
   const ta = await bridge.admin.register('st-a');

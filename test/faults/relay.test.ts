@@ -90,10 +90,14 @@ async function pausedRelay(tag: string, skewA: number, skewB: number, note: (msg
       aDrops: (await uplink(a, 'frames_dropped_too_old')) + (await uplink(a, 'frames_dropped_buffer_full')),
     };
   };
-  await until(async () => {
-    const c = await account();
-    return c.tx + c.tooOld + c.bridgeDrops + c.aDrops === frames;
-  }, 90_000, 'every frame of A transmitted at B or counted as dropped');
+  await until(
+    async () => {
+      const c = await account();
+      return c.tx + c.tooOld + c.bridgeDrops + c.aDrops === frames;
+    },
+    90_000,
+    'every frame of A transmitted at B or counted as dropped',
+  );
   const c = await account();
   const { bridgeDrops, aDrops } = c;
   assert.equal(await uplink(a, 'relay_seq_duplicates'), 0);
@@ -116,7 +120,10 @@ async function pausedRelay(tag: string, skewA: number, skewB: number, note: (msg
   assert.ok(oldest < MAX_AGE_MS, `the oldest frame transmitted on B was ${oldest.toFixed(1)} ms old; the limit is ${MAX_AGE_MS} ms`);
 
   // Each agent's clock estimate holds the truth within its stated error (bridge = agent + offset).
-  for (const [x, skew] of [[a, skewA], [b, skewB]] as const) {
+  for (const [x, skew] of [
+    [a, skewA],
+    [b, skewB],
+  ] as const) {
     const off = await uplink(x, 'clock_offset_ms');
     const err = await uplink(x, 'clock_error_ms');
     assert.ok(err > 0 && Math.abs(off + skew) <= err, `clock offset ${off} ± ${err} ms, true ${-skew} ms`);
@@ -126,7 +133,7 @@ async function pausedRelay(tag: string, skewA: number, skewB: number, note: (msg
   await bridge.proc.stop();
 }
 
-test('bridge paused 5 s mid-relay: nothing transmitted past its age, drops counted and equal to B\'s gaps', async (t) => {
+test("bridge paused 5 s mid-relay: nothing transmitted past its age, drops counted and equal to B's gaps", async (t) => {
   await pausedRelay('pause', 0, 0, (m) => t.diagnostic(m));
 });
 
@@ -142,7 +149,10 @@ test('a batch with a 1e300 timestamp is refused at the bridge with a close code;
   await bridge.admin.group('ts', 'ts-a', 'ts-b');
   const b = await FakeAgent.connect(bridge.base, { dongle: 'ts-b', token: tb });
   const a = await FakeAgent.connect(bridge.base, { dongle: 'ts-a', token: ta });
-  cleanup.push(() => a.close(), () => b.close());
+  cleanup.push(
+    () => a.close(),
+    () => b.close(),
+  );
   a.sendFrames([0, 1, 2].map((n) => numberedFrame('can0', 0x10, n)));
   await b.waitFor(() => b.applied.length === 3, 5000, 'the good batch at B');
 
@@ -191,7 +201,17 @@ test('at the receiving agent: a DOWN batch with a 1e300 timestamp is refused who
       ws.send(encodeBatch({ kind: KIND_DOWN, batch: 2, origin: 'rx-a', frames: [{ frame: f(2, 3 * MAX_AGE_MS), seq: 2 }] }));
       const bad = f(3);
       bad.tsUs = 1e300;
-      ws.send(encodeBatch({ kind: KIND_DOWN, batch: 3, origin: 'rx-a', frames: [{ frame: f(4), seq: 3 }, { frame: bad, seq: 4 }] }));
+      ws.send(
+        encodeBatch({
+          kind: KIND_DOWN,
+          batch: 3,
+          origin: 'rx-a',
+          frames: [
+            { frame: f(4), seq: 3 },
+            { frame: bad, seq: 4 },
+          ],
+        }),
+      );
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));

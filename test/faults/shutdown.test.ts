@@ -95,7 +95,7 @@ async function runLoggerScript(file: string): Promise<number | null | 'hung'> {
   child.stdout.destroy();
   child.kill('SIGTERM');
   let timer: NodeJS.Timeout | undefined;
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const hung = new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), 6000)));
   const result = await Promise.race([exited, hung]);
   clearTimeout(timer);

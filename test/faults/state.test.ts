@@ -116,7 +116,10 @@ test('agent: a full state disk degrades, never stops; mirrored events made meanw
     const p = local.ofType('presence').filter((e) => Number(e.id) > Number(local.events[before]!.id));
     return p.length >= 3 ? p : undefined;
   });
-  assert.ok(agent.proc.logs.some((l) => l.level === 50 && l.msg.startsWith('state writes failing')), 'one clear error line');
+  assert.ok(
+    agent.proc.logs.some((l) => l.level === 50 && l.msg.startsWith('state writes failing')),
+    'one clear error line',
+  );
 
   rmSync(filler);
   await until('state ok again', async () => ((await health(agent.base)).state === 'ok' ? true : undefined));
@@ -171,7 +174,10 @@ test('agent: the state directory deleted while running and between runs; said, a
   assert.equal(c2.events[0]!.json.reason, 'previous_run');
   const run2 = ids(c2.events);
   assert.ok(run2[0]! > last, `first id ${run2[0]} above run 1's last ${last}`);
-  assert.ok(run2.every((id) => Number.isSafeInteger(id) && String(id).length <= 15), 'ids exact in JS and accepted as Last-Event-ID');
+  assert.ok(
+    run2.every((id) => Number.isSafeInteger(id) && String(id).length <= 15),
+    'ids exact in JS and accepted as Last-Event-ID',
+  );
   c2.close();
   assert.equal(await second.proc.stop(), 0);
 });

@@ -15,7 +15,10 @@ export interface StartedBridge {
 }
 
 /** Starts the bridge and waits for its `bridge listening` log line. Extra flags go to `args`. */
-export async function startBridgeProcess(args: string[] = [], opts: { db?: string; env?: NodeJS.ProcessEnv; adminToken?: string; nodeArgs?: string[] } = {}): Promise<StartedBridge> {
+export async function startBridgeProcess(
+  args: string[] = [],
+  opts: { db?: string; env?: NodeJS.ProcessEnv; adminToken?: string; nodeArgs?: string[] } = {},
+): Promise<StartedBridge> {
   const db = opts.db ?? join(tempDir('canrelay-bridge-'), 'bridge.sqlite');
   const token = opts.adminToken ?? ADMIN_TOKEN;
   const proc = runCli(['bridge', '--listen', '127.0.0.1:0', '--db', db, ...args], { CANRELAY_ADMIN_TOKEN: token, ...opts.env }, { nodeArgs: opts.nodeArgs });

@@ -23,7 +23,25 @@ export type BusHealth = 'error-active' | 'error-passive';
 
 /** A can0 bus_state as an agent reports it (only `state` and TEC vary). */
 export function fakeBusState(state: BusHealth, frameRate = 100): Record<string, unknown> {
-  return busStateData({ bus: 'can0', link: 'up', state, tec: state === 'error-passive' ? 140 : 0, rec: 0, bitrate: 500_000, bitrate_source: 'kernel', sample_point: 0.875, data_bitrate: null, data_sample_point: null, restart_ms: 0, counters: {}, load: 0.2, load_peak_1m: 0.3, load_history: Array(60).fill(0.2) as number[], frame_rate: frameRate, error_frames: {} }) as unknown as Record<string, unknown>;
+  return busStateData({
+    bus: 'can0',
+    link: 'up',
+    state,
+    tec: state === 'error-passive' ? 140 : 0,
+    rec: 0,
+    bitrate: 500_000,
+    bitrate_source: 'kernel',
+    sample_point: 0.875,
+    data_bitrate: null,
+    data_sample_point: null,
+    restart_ms: 0,
+    counters: {},
+    load: 0.2,
+    load_peak_1m: 0.3,
+    load_history: Array(60).fill(0.2) as number[],
+    frame_rate: frameRate,
+    error_frames: {},
+  }) as unknown as Record<string, unknown>;
 }
 
 export class FakeFleet {

@@ -46,19 +46,39 @@ export { freePort } from './processes.js';
 export function selfSignedCert(dir: string): { cert: string; key: string } {
   const cert = join(dir, 'bridge.crt');
   const key = join(dir, 'bridge.key');
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-    '-subj', '/CN=bridge.example.com', '-addext', 'subjectAltName=DNS:bridge.example.com,IP:127.0.0.1',
-    '-keyout', key, '-out', cert,
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=bridge.example.com',
+      '-addext',
+      'subjectAltName=DNS:bridge.example.com,IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    { stdio: 'ignore' },
+  );
   return { cert, key };
 }
-
 
 export class Nginx {
   private proc?: ChildProcess;
   stderr = '';
-  constructor(readonly dir: string, readonly site: string) {}
+  constructor(
+    readonly dir: string,
+    readonly site: string,
+  ) {}
 
   private mainConf(): string {
     const t = join(this.dir, 'tmp');
@@ -155,10 +175,10 @@ export class TimedSse {
   static connect(url: string, headers: Record<string, string>, ca?: string): Promise<TimedSse> {
     const c = new TimedSse();
     const u = new URL(url);
-    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(
-      u,
-      { headers: { Accept: 'text/event-stream', 'Accept-Encoding': 'gzip', ...headers }, ...(ca ? { ca } : {}) }
-    );
+    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, {
+      headers: { Accept: 'text/event-stream', 'Accept-Encoding': 'gzip', ...headers },
+      ...(ca ? { ca } : {}),
+    });
     c.req = req;
     return new Promise((resolve, reject) => {
       req.once('error', reject);
@@ -214,13 +234,20 @@ export class TimedSse {
 }
 
 /** A JSON request over http(s). */
-export function jsonRequest(method: string, url: string, headers: Record<string, string>, body?: unknown, ca?: string): Promise<{ status: number; headers: IncomingMessage['headers']; json: unknown; text: string }> {
+export function jsonRequest(
+  method: string,
+  url: string,
+  headers: Record<string, string>,
+  body?: unknown,
+  ca?: string,
+): Promise<{ status: number; headers: IncomingMessage['headers']; json: unknown; text: string }> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
-    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(
-      u,
-      { method, headers: { ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers }, ...(ca ? { ca } : {}) }
-    );
+    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, {
+      method,
+      headers: { ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers },
+      ...(ca ? { ca } : {}),
+    });
     req.once('error', reject);
     req.once('response', (res) => {
       let text = '';

@@ -120,7 +120,9 @@ let gw: StartedAgent | undefined;
 async function gateway(): Promise<StartedAgent> {
   if (!gw) {
     // --bitrate for both: vcan has no bit timing, so vcan2's is the flag's; can0's kernel bitrate wins over it.
-    const a = await startAgentProcess(['--can', 'can0,vcan2', '--bitrate', 'can0=250000,vcan2=125000', '--bus-state-interval', '1', '--listen', `0.0.0.0:${GUEST_AGENT_PORT}`], { id: 'bh-gw' });
+    const a = await startAgentProcess(['--can', 'can0,vcan2', '--bitrate', 'can0=250000,vcan2=125000', '--bus-state-interval', '1', '--listen', `0.0.0.0:${GUEST_AGENT_PORT}`], {
+      id: 'bh-gw',
+    });
     children.push({ stop: () => a.proc.stop() });
     gw = a;
   }
@@ -164,10 +166,13 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
   let aligning = true;
   const align = (): void => {
     if (!aligning) return;
-    setTimeout(() => {
-      if (aligning && cbl.proc.exitCode === null) cbl.proc.kill('SIGALRM');
-      align();
-    }, 1000 - (Date.now() % 1000));
+    setTimeout(
+      () => {
+        if (aligning && cbl.proc.exitCode === null) cbl.proc.kill('SIGALRM');
+        align();
+      },
+      1000 - (Date.now() % 1000),
+    );
   };
   align();
   await new Promise((r) => setTimeout(r, 1500));
@@ -208,13 +213,17 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
   // The emulated controller can overrun at the top rate (counted by the kernel as rx_overruns): wait
   // until candump's count stops growing, then compare what both tools received.
   let seen = -1;
-  await until(async () => {
-    const n = dump.lines().length;
-    const stable = n === seen;
-    seen = n;
-    if (!stable) await new Promise((r) => setTimeout(r, 2500));
-    return stable;
-  }, 60_000, 'candump to settle');
+  await until(
+    async () => {
+      const n = dump.lines().length;
+      const stable = n === seen;
+      seen = n;
+      if (!stable) await new Promise((r) => setTimeout(r, 2500));
+      return stable;
+    },
+    60_000,
+    'candump to settle',
+  );
   // canbusload (can-utils 2020.11) prints a window only when a frame arrives after its 1 s alarm (SIGALRM
   // is blocked while it waits in pselect): markers (id 7FF, no data) 1.2 s apart flush its last window.
   for (let i = 0; i < 3; i++) {
@@ -223,7 +232,11 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
   }
   // The agent's bus_state for the markers' seconds (closed half a second after each second ends).
   const lastMarkerMs = Date.now();
-  await c.waitFor((ev) => ev.some((e) => e.event === 'bus_state' && e.json.bus === 'can0' && Date.parse(String(e.json.ts)) > lastMarkerMs + 1000), 30_000, 'bus_state after the markers');
+  await c.waitFor(
+    (ev) => ev.some((e) => e.event === 'bus_state' && e.json.bus === 'can0' && Date.parse(String(e.json.ts)) > lastMarkerMs + 1000),
+    30_000,
+    'bus_state after the markers',
+  );
   aligning = false;
   await cbl.stop();
   await dump.stop();
@@ -252,10 +265,17 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
 
   // The agent's load per second: each bus_state's `load` is the second [ts - 1 s, ts); its load_history
   // fills seconds that closed together (a stalled event loop) or were not published.
-  const states = c.ofType('bus_state').map((e) => e.json).filter((d) => d.bus === 'can0' && typeof d.load === 'number');
+  const states = c
+    .ofType('bus_state')
+    .map((e) => e.json)
+    .filter((d) => d.bus === 'can0' && typeof d.load === 'number');
   const dir = process.env.SOCKETCAN_VM_RESULTS;
   // The raw material, for a look after a failure: every frame's kernel time and bits, canbusload's lines, the agent's bus_states.
-  if (dir) writeFileSync(join(dir, 'bus-load-raw.json'), JSON.stringify({ spans, frames: frames.map((f) => [f.tsUs, f.bits]), canbusload: cbl.lines(), agent: states.map((d) => [d.ts, d.load, d.frame_rate, d.load_peak_1m]) }));
+  if (dir)
+    writeFileSync(
+      join(dir, 'bus-load-raw.json'),
+      JSON.stringify({ spans, frames: frames.map((f) => [f.tsUs, f.bits]), canbusload: cbl.lines(), agent: states.map((d) => [d.ts, d.load, d.frame_rate, d.load_peak_1m]) }),
+    );
   const agentSecond = new Map<number, number>(); // second's end (Unix ms) → load
   for (const d of states) {
     const end = Date.parse(String(d.ts));
@@ -275,9 +295,15 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
   const allSeconds: number[] = [];
   for (let e = loaded[0]!; e <= loaded.at(-1)!; e += 1000) allSeconds.push(e);
   const missing = allSeconds.filter((e) => !agentSecond.has(e));
-  assert.deepEqual(missing.map((e) => new Date(e).toISOString()), [], 'the agent reported every second');
+  assert.deepEqual(
+    missing.map((e) => new Date(e).toISOString()),
+    [],
+    'the agent reported every second',
+  );
   const mismatches = allSeconds.filter((e) => agentSecond.get(e) !== round4(exactSecond.get(e) ?? 0));
-  progress(`per-second exact: ${allSeconds.length} seconds (${loaded.length} loaded), mismatches ${mismatches.map((e) => `${new Date(e).toISOString()} agent ${agentSecond.get(e)} exact ${exactSecond.get(e) ?? 0}`).join('; ')}`);
+  progress(
+    `per-second exact: ${allSeconds.length} seconds (${loaded.length} loaded), mismatches ${mismatches.map((e) => `${new Date(e).toISOString()} agent ${agentSecond.get(e)} exact ${exactSecond.get(e) ?? 0}`).join('; ')}`,
+  );
   // The one exception the agent allows by design (bus-load.ts): a frame that reaches it after its second
   // was closed on a quiet bus (seen once, for the very first frames of a run under emulation, over 1.5 s
   // late) counts in the next open second. Then its bits move to a later second, never to an earlier one,
@@ -287,7 +313,10 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
   let moved = 0;
   for (const e of allSeconds) {
     running += agentSecond.get(e)! - round4(exactSecond.get(e) ?? 0);
-    assert.ok(running <= 0.0001 * (mismatches.length + 1), `second ${new Date(e).toISOString()}: the agent counted bits before the kernel stamped them (running difference ${running})`);
+    assert.ok(
+      running <= 0.0001 * (mismatches.length + 1),
+      `second ${new Date(e).toISOString()}: the agent counted bits before the kernel stamped them (running difference ${running})`,
+    );
     moved = Math.max(moved, -running);
   }
   const totalLoad = allSeconds.reduce((n, e) => n + (exactSecond.get(e) ?? 0), 0);
@@ -329,7 +358,9 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
       const reconciled = r.bits - off - onlyWindow.reduce((n, f) => n + f.bits, 0) + onlySecond.reduce((n, f) => n + f.bits, 0);
       // The agent's load is rounded to 4 decimals: 25 bits at 500 kbit/s.
       if (agent === undefined || Math.abs(agent * 500_000 - reconciled) > 25) {
-        exactMismatch.push(`window printed ${r.printed} vs second ${new Date(second + 1000).toISOString()}: agent ${agent === undefined ? 'none' : agent * 500_000} bits, canbusload ${r.bits} ${-off} - ${onlyWindow.length} frames + ${onlySecond.length} frames = ${reconciled}`);
+        exactMismatch.push(
+          `window printed ${r.printed} vs second ${new Date(second + 1000).toISOString()}: agent ${agent === undefined ? 'none' : agent * 500_000} bits, canbusload ${r.bits} ${-off} - ${onlyWindow.length} frames + ${onlySecond.length} frames = ${reconciled}`,
+        );
       }
       windows.push({ printed: r.printed, start, end, cbl: r.bits / 500_000, agent: agent ?? NaN, second, edgeFrames: onlyWindow.length + onlySecond.length, displaced });
     }
@@ -338,7 +369,11 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
   /** canbusload's window held exactly the frames of the agent's second. */
   const sameFrames = (w: (typeof windows)[number]): boolean => w.edgeFrames === 0 && !w.displaced;
   progress(`windows: ${windows.length} (${displacedWindows} with one frame across the boundary), exact mismatches: ${exactMismatch.join('; ')}`);
-  assert.deepEqual(exactMismatch, [], "every canbusload window: its bits = its frames' bits (± one frame at its boundary), and the agent's second = those bits - the frames only in the window + the frames only in the second");
+  assert.deepEqual(
+    exactMismatch,
+    [],
+    "every canbusload window: its bits = its frames' bits (± one frame at its boundary), and the agent's second = those bits - the frames only in the window + the frames only in the second",
+  );
   // Each phase's windows: the seconds between the phase's first and last frame (not the partial ones at its ends).
   const phaseFrames = spans.map((s, i) => frames.filter((f) => !f.marker && f.tsUs / 1000 >= s.from - 500 && f.tsUs / 1000 < (spans[i + 1]?.from ?? Infinity)));
   const perPhase = spans.map((s, i) => {
@@ -359,7 +394,10 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
       worst_difference: diffs.length ? Math.round(diffs.reduce((a, b) => (Math.abs(b) > Math.abs(a) ? b : a)) * 10000) / 10000 : null,
       seconds_same_frames: inside.filter(sameFrames).length,
       seconds_within_5_percent: diffs.filter((d) => Math.abs(d) <= 0.05).length,
-      windows: inside.map((w) => `${w.printed} ${((w.end - w.start) / 1000).toFixed(3)} s: canbusload ${pct(w.cbl)}, agent ${pct(w.agent)}${w.edgeFrames ? ` (${w.edgeFrames} edge frames)` : ''}${w.displaced ? ' (one frame across its boundary)' : ''}`),
+      windows: inside.map(
+        (w) =>
+          `${w.printed} ${((w.end - w.start) / 1000).toFixed(3)} s: canbusload ${pct(w.cbl)}, agent ${pct(w.agent)}${w.edgeFrames ? ` (${w.edgeFrames} edge frames)` : ''}${w.displaced ? ' (one frame across its boundary)' : ''}`,
+      ),
       agent_peak_1m: null as number | null,
       canbusload_peak: null as number | null,
       _inside: inside,
@@ -367,7 +405,12 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
   });
   const last = states.at(-1)?.counters as Record<string, number> | undefined;
   figures.load = {
-    sent, received, rx_overruns: last?.rx_overruns, rx_dropped: last?.rx_dropped, exact_bits: exactBits, canbusload_bits: cblBits,
+    sent,
+    received,
+    rx_overruns: last?.rx_overruns,
+    rx_dropped: last?.rx_dropped,
+    exact_bits: exactBits,
+    canbusload_bits: cblBits,
     exact_seconds: loaded.length,
     phases: perPhase.map(({ _inside, ...p }) => p),
   };
@@ -381,7 +424,10 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
     assert.ok(same.length >= 5, `${p.phase}: ${same.length} seconds where canbusload's window held the same frames as the agent's second (need 5)`);
     for (const w of same) {
       const d = (w.agent - w.cbl) / w.cbl;
-      assert.ok(Math.abs(d) <= 0.05, `${p.phase}, canbusload window printed ${w.printed}: agent ${pct(w.agent)}, canbusload -e ${pct(w.cbl)} (${(d * 100).toFixed(1)} %, bound 5 %)`);
+      assert.ok(
+        Math.abs(d) <= 0.05,
+        `${p.phase}, canbusload window printed ${w.printed}: agent ${pct(w.agent)}, canbusload -e ${pct(w.cbl)} (${(d * 100).toFixed(1)} %, bound 5 %)`,
+      );
     }
   }
 
@@ -409,10 +455,15 @@ test('bus load on a real controller: every second exact, agrees with canbusload 
     const cblPeakSame = Math.max(...same.map((w) => w.cbl));
     const ph = (figures.load as { phases: Record<string, unknown>[] }).phases[i]!;
     Object.assign(ph, { agent_peak_1m: p.agent_peak_1m, canbusload_peak: p.canbusload_peak, agent_peak_same_frames: agentPeakSame, canbusload_peak_same_frames: cblPeakSame });
-    progress(`peak over the minute to ${String(atEnd.ts)}: agent ${p.agent_peak_1m}, canbusload ${p.canbusload_peak}; over the ${same.length} seconds with the same frames: agent ${agentPeakSame}, canbusload ${cblPeakSame}`);
+    progress(
+      `peak over the minute to ${String(atEnd.ts)}: agent ${p.agent_peak_1m}, canbusload ${p.canbusload_peak}; over the ${same.length} seconds with the same frames: agent ${agentPeakSame}, canbusload ${cblPeakSame}`,
+    );
     if (p.steady_load) {
       const d = (agentPeakSame - cblPeakSame) / cblPeakSame;
-      assert.ok(Math.abs(d) <= 0.05, `peak over the minute to ${String(atEnd.ts)}, seconds with the same frames: agent ${pct(agentPeakSame)}, canbusload ${pct(cblPeakSame)} (bound 5 %)`);
+      assert.ok(
+        Math.abs(d) <= 0.05,
+        `peak over the minute to ${String(atEnd.ts)}, seconds with the same frames: agent ${pct(agentPeakSame)}, canbusload ${pct(cblPeakSame)} (bound 5 %)`,
+      );
     }
   });
   console.log(JSON.stringify(figures.load, null, 1));
@@ -424,7 +475,10 @@ test("the kernel's bit timing and controller state reach bus_state and the metri
   const gw = await gateway();
   const c = await SseClient.connect(gw.url);
   await c.waitFor((ev) => ['can0', 'vcan2'].every((bus) => ev.some((e) => e.event === 'bus_state' && e.json.bus === bus)), 10_000, 'bus_state of can0 and vcan2');
-  const s = c.ofType('bus_state').map((e) => e.json).find((d) => d.bus === 'can0')!;
+  const s = c
+    .ofType('bus_state')
+    .map((e) => e.json)
+    .find((d) => d.bus === 'can0')!;
   assert.deepEqual(
     { link: s.link, state: s.state, tec: s.tec, rec: s.rec, bitrate: s.bitrate, src: s.bitrate_source, sp: s.sample_point, restart: s.restart_ms },
     { link: 'up', state: 'error-active', tec: 0, rec: 0, bitrate: 500000, src: 'kernel', sp: 0.875, restart: 100 },
@@ -436,14 +490,28 @@ test("the kernel's bit timing and controller state reach bus_state and the metri
   assert.equal(metricValue(m, 'canrelay_bus_bitrate_bps', { bus: 'can0' }), 500000);
   assert.equal(metricValue(m, 'canrelay_bus_error_counter', { bus: 'can0', direction: 'tx' }), 0);
   assert.equal(metricValue(m, 'canrelay_bus_error_counter', { bus: 'can0', direction: 'rx' }), 0);
-  assert.equal(metricValue(m, 'canrelay_bus_bitrate_bps', { bus: 'vcan2' }), 125000, "vcan has no bit timing: --bitrate's (can0's kernel 500 kbit/s won over --bitrate can0=250000, above)");
-  const v = c.ofType('bus_state').map((e) => e.json).find((d) => d.bus === 'vcan2')!;
-  assert.deepEqual({ state: v.state, tec: v.tec, bitrate: v.bitrate, src: v.bitrate_source, sp: v.sample_point }, { state: null, tec: null, bitrate: 125000, src: 'flag', sp: null });
+  assert.equal(
+    metricValue(m, 'canrelay_bus_bitrate_bps', { bus: 'vcan2' }),
+    125000,
+    "vcan has no bit timing: --bitrate's (can0's kernel 500 kbit/s won over --bitrate can0=250000, above)",
+  );
+  const v = c
+    .ofType('bus_state')
+    .map((e) => e.json)
+    .find((d) => d.bus === 'vcan2')!;
+  assert.deepEqual(
+    { state: v.state, tec: v.tec, bitrate: v.bitrate, src: v.bitrate_source, sp: v.sample_point },
+    { state: null, tec: null, bitrate: 125000, src: 'flag', sp: null },
+  );
   const n = c.ofType('bus_state').length;
   sh('ip', ['link', 'set', 'can0', 'down']);
   await c.waitFor((ev) => ev.slice(n).some((e) => e.event === 'bus_state' && e.json.bus === 'can0' && e.json.state === 'stopped'), 10_000, 'stopped');
   sh('ip', ['link', 'set', 'can0', 'up']);
-  await c.waitFor((ev) => ev.slice(n).some((e) => e.event === 'bus_state' && e.json.bus === 'can0' && e.json.state === 'error-active' && e.json.link === 'up'), 10_000, 'error-active again');
+  await c.waitFor(
+    (ev) => ev.slice(n).some((e) => e.event === 'bus_state' && e.json.bus === 'can0' && e.json.state === 'error-active' && e.json.link === 'up'),
+    10_000,
+    'error-active again',
+  );
   c.close();
 });
 
@@ -464,7 +532,10 @@ test('error frames injected on vcan2 with cansend: every class in words and coun
   ];
   for (const [frame] of cases) sh('cansend', ['vcan2', frame]);
   await c.waitFor((ev) => ev.filter((e) => e.event === 'can_frame' && e.json.bus === 'vcan2').length >= cases.length, 20_000, 'the error frames');
-  const frames = c.ofType('can_frame').map((e) => e.json).filter((f) => f.bus === 'vcan2');
+  const frames = c
+    .ofType('can_frame')
+    .map((e) => e.json)
+    .filter((f) => f.bus === 'vcan2');
   cases.forEach(([sent, cls, words], i) => {
     const f = frames[i]!;
     assert.equal(f.is_error, true, sent);
@@ -477,9 +548,10 @@ test('error frames injected on vcan2 with cansend: every class in words and coun
   c.close();
 });
 
-test('the console page on the host (Chromium, through qemu\'s port forward) shows this agent on the real driver: guest-run.test.ts drives it', { timeout: 1_200_000 }, async (t) => {
+test("the console page on the host (Chromium, through qemu's port forward) shows this agent on the real driver: guest-run.test.ts drives it", { timeout: 1_200_000 }, async (t) => {
   progress('test: the console page on the host');
-  if (process.env[PAGE_HOST_ENV] !== '1') return skipOrFail(t, `no host drives the page checks (${PAGE_HOST_ENV} unset): run the guest through make test-socketcan (build/test/socketcan-vm/guest-run.test.js)`);
+  if (process.env[PAGE_HOST_ENV] !== '1')
+    return skipOrFail(t, `no host drives the page checks (${PAGE_HOST_ENV} unset): run the guest through make test-socketcan (build/test/socketcan-vm/guest-run.test.js)`);
   await gateway();
   // The host acts on the buses through the control server (ip, cansend, bursts on can1) and checks the
   // page; its verdict is this test's. It leaves can0 and can1 as it found them (500 kbit/s, up).
@@ -510,7 +582,9 @@ function qdiscCounts(dev: string): { sent: number; dropped: number } {
  */
 const PACED = ['tbf', 'rate', '32kbit', 'burst', '64', 'limit', '160'];
 
-test('relay onto a real controller paced like a real bus (txqueuelen 10): ENOBUFS met on every run, each retried and counted exactly; every frame, in order, none dropped', { timeout: 420_000 }, async () => {
+test('relay onto a real controller paced like a real bus (txqueuelen 10): ENOBUFS met on every run, each retried and counted exactly; every frame, in order, none dropped', {
+  timeout: 420_000,
+}, async () => {
   progress('test: relay onto a real controller (one-frame transmit buffer, txq');
   await gw?.proc.stop();
   // Emulation is slow (an agent takes a minute to start, a relayed frame seconds): the age limits on
@@ -537,17 +611,36 @@ test('relay onto a real controller paced like a real bus (txqueuelen 10): ENOBUF
   // What A's controller delivered (an overrun in the emulated controller is the kernel's, counted there)
   // must reach can3 complete and in the same order.
   try {
-    await until(async () => {
-      const rx = metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' }) ?? 0;
-      return rx >= N * 0.9 && onB.lines().length >= rx && onA.lines().length >= rx;
-    }, 180_000, 'every frame A received on can3');
+    await until(
+      async () => {
+        const rx = metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' }) ?? 0;
+        return rx >= N * 0.9 && onB.lines().length >= rx && onA.lines().length >= rx;
+      },
+      180_000,
+      'every frame A received on can3',
+    );
   } catch (err) {
     // Say where the frames stopped: each hop's counters.
-    for (const [name, base] of [['A', a.base], ['bridge', bridge.base], ['B', b.base]] as const) {
+    for (const [name, base] of [
+      ['A', a.base],
+      ['bridge', bridge.base],
+      ['B', b.base],
+    ] as const) {
       const m = (await getJson(base + '/metrics')).text;
-      progress(`${name}: ${m.split('\n').filter((l) => /frames_total|uplink\{|relayed|dropped|rejected/.test(l) && !l.startsWith('#')).join(' | ')}`);
+      progress(
+        `${name}: ${m
+          .split('\n')
+          .filter((l) => /frames_total|uplink\{|relayed|dropped|rejected/.test(l) && !l.startsWith('#'))
+          .join(' | ')}`,
+      );
     }
-    progress(`B warnings: ${b.proc.logs.filter((l) => l.level >= 40).map((l) => l.msg).slice(0, 5).join(' | ')}`);
+    progress(
+      `B warnings: ${b.proc.logs
+        .filter((l) => l.level >= 40)
+        .map((l) => l.msg)
+        .slice(0, 5)
+        .join(' | ')}`,
+    );
     progress(`can0 saw ${onA.lines().length}, can3 saw ${onB.lines().length}`);
     throw err;
   }
@@ -566,7 +659,15 @@ test('relay onto a real controller paced like a real bus (txqueuelen 10): ENOBUF
   const mb = (await getJson(b.base + '/metrics')).text;
   const retries = metricValue(mb, 'canrelay_uplink', { kind: 'tx_retries' }) ?? 0;
   const q = qdiscCounts('can2');
-  figures.relay = { generated: N, received_by_a: sentOnA.length, arrived_on_can3: arrived.length, tx_retries: retries, qdisc_sent: q.sent, qdisc_refused: q.dropped, tx_dropped_busy: metricValue(mb, 'canrelay_uplink', { kind: 'tx_dropped_busy' }) };
+  figures.relay = {
+    generated: N,
+    received_by_a: sentOnA.length,
+    arrived_on_can3: arrived.length,
+    tx_retries: retries,
+    qdisc_sent: q.sent,
+    qdisc_refused: q.dropped,
+    tx_dropped_busy: metricValue(mb, 'canrelay_uplink', { kind: 'tx_dropped_busy' }),
+  };
   console.log(JSON.stringify(figures.relay));
   progress(JSON.stringify(figures.relay));
   // Every ENOBUFS the kernel gave B (a frame the qdisc refused, its own count) is one retry in B's count,

@@ -92,13 +92,16 @@ before(async () => {
   const token = await bridge.admin.register('fail-gw');
   // --tx-retry-ms 0: a full transmit queue drops at once (counted), so the burst below meets it surely.
   const buses = [CLASSIC, FD, ...(hasKvaser ? [KVASER] : [])].join(',');
-  gw = await startAgentProcess(
-    ['--can', buses, '--bridge', bridge.base, '--token', token, '--socketcand-listen', '127.0.0.1:0', '--socketcand-allow-send', '--tx-retry-ms', '0'],
-    { id: 'fail-gw' },
-  );
+  gw = await startAgentProcess(['--can', buses, '--bridge', bridge.base, '--token', token, '--socketcand-listen', '127.0.0.1:0', '--socketcand-allow-send', '--tx-retry-ms', '0'], {
+    id: 'fail-gw',
+  });
   children.push({ stop: () => gw.proc.stop() });
   await gw.proc.waitForLog((l) => l.msg === 'uplink connected', 120_000);
-  socketcandPort = Number(String((await gw.proc.waitForLog((l) => l.msg === 'socketcand listening', 60_000)).listen).split(':').pop());
+  socketcandPort = Number(
+    String((await gw.proc.waitForLog((l) => l.msg === 'socketcand listening', 60_000)).listen)
+      .split(':')
+      .pop(),
+  );
   progress('agent up');
 });
 
@@ -112,7 +115,11 @@ test('an FD frame sent to a classic interface is refused with a clear error; on 
     ev.some((e) => e.event === 'command_status' && e.json.command_id === id && ['succeeded', 'failed', 'timed_out'].includes(String(e.json.status)));
   await c.waitFor(final(refused.body.command_id), 60_000, 'the refused command final');
   await c.waitFor(final(sent.body.command_id), 60_000, 'the FD command final');
-  const status = (id: unknown) => c.ofType('command_status').filter((e) => e.json.command_id === id).at(-1)!.json;
+  const status = (id: unknown) =>
+    c
+      .ofType('command_status')
+      .filter((e) => e.json.command_id === id)
+      .at(-1)!.json;
   const r = status(refused.body.command_id);
   assert.equal(r.status, 'failed');
   assert.match(String(r.error), new RegExp(`${CLASSIC} is not in CAN FD mode \\(mtu 16\\)`), `a clear error: ${String(r.error)}`);
@@ -178,20 +185,30 @@ test('the transmit queue full on a real driver (kvaser_pci, txqueuelen 10): coun
   });
   let N = 0;
   try {
-  for (let round = 0; round < 10 && (await figures()).busy === 0; round++) {
-    for (const c of clients) {
-      c.send(Array.from({ length: 250 }, (_, i) => `< send 2A0 2 ${(round * 4 + clients.indexOf(c)).toString(16)} ${i.toString(16)} >`).join(''));
-      N += 250;
+    for (let round = 0; round < 10 && (await figures()).busy === 0; round++) {
+      for (const c of clients) {
+        c.send(Array.from({ length: 250 }, (_, i) => `< send 2A0 2 ${(round * 4 + clients.indexOf(c)).toString(16)} ${i.toString(16)} >`).join(''));
+        N += 250;
+      }
+      await until(
+        async () => {
+          const f = await figures();
+          return f.tx + f.busy >= N;
+        },
+        120_000,
+        `round ${round}: every send transmitted or counted as dropped`,
+      );
     }
-    await until(async () => {
-      const f = await figures();
-      return f.tx + f.busy >= N;
-    }, 120_000, `round ${round}: every send transmitted or counted as dropped`);
-  }
   } catch (err) {
     // Say what happened to the agent (exit, its last words, the kernel's view).
     progress(`agent exit ${gw.proc.exitCode} signal ${gw.proc.child.signalCode}; stderr: ${gw.proc.stderr.slice(-3000)}`);
-    progress(`agent warnings: ${gw.proc.logs.filter((l) => l.level >= 40).slice(-8).map((l) => JSON.stringify(l)).join(' | ')}`);
+    progress(
+      `agent warnings: ${gw.proc.logs
+        .filter((l) => l.level >= 40)
+        .slice(-8)
+        .map((l) => JSON.stringify(l))
+        .join(' | ')}`,
+    );
     progress(`dmesg: ${spawnSync('dmesg', [], { encoding: 'utf8' }).stdout.split('\n').slice(-25).join(' | ')}`);
     throw err;
   }

@@ -71,17 +71,27 @@ test('frames sent with cansend reach the console with the right id, flags, dlc, 
   const frames = c.ofType('can_frame').map((e) => e.json);
   const byId = (id: string) => frames.filter((f) => f.id === id);
   assert.deepEqual(
-    { id: byId('0x123')[0]!.id, ext: byId('0x123')[0]!.is_extended, dlc: byId('0x123')[0]!.dlc, data: byId('0x123')[0]!.data_hex, bus: byId('0x123')[0]!.bus, dir: byId('0x123')[0]!.direction },
+    {
+      id: byId('0x123')[0]!.id,
+      ext: byId('0x123')[0]!.is_extended,
+      dlc: byId('0x123')[0]!.dlc,
+      data: byId('0x123')[0]!.data_hex,
+      bus: byId('0x123')[0]!.bus,
+      dir: byId('0x123')[0]!.direction,
+    },
     { id: '0x123', ext: false, dlc: 4, data: 'DE AD BE EF', bus: 'vcan0', dir: 'rx' },
   );
   const ext = byId('0x1F334455')[0]!;
   assert.equal(ext.is_extended, true);
   assert.equal(ext.data_hex, '11 22');
   const rtr = byId('0x321');
-  assert.deepEqual(rtr.map((f) => [f.is_remote, f.dlc, f.data_hex]), [
-    [true, 0, ''],
-    [true, 3, ''],
-  ]);
+  assert.deepEqual(
+    rtr.map((f) => [f.is_remote, f.dlc, f.data_hex]),
+    [
+      [true, 0, ''],
+      [true, 3, ''],
+    ],
+  );
   const fd = byId('0x456')[0]!;
   assert.equal(fd.is_fd, true);
   assert.equal(fd.dlc, 12);
@@ -130,7 +140,11 @@ test('ip link down/up: presence events, the agent keeps running and reads again'
 test('socketcand on a real kernel: cansend frames reach a raw-mode client in order; its send is on the wire and shown as tx, not read back', async () => {
   const a = await startAgentProcess(['--can', 'vcan0', '--socketcand-listen', '127.0.0.1:0', '--socketcand-allow-send'], { id: 'sc-vm' });
   children.push({ stop: () => a.proc.stop() });
-  const port = Number(String((await a.proc.waitForLog((l) => l.msg === 'socketcand listening', 60_000)).listen).split(':').pop());
+  const port = Number(
+    String((await a.proc.waitForLog((l) => l.msg === 'socketcand listening', 60_000)).listen)
+      .split(':')
+      .pop(),
+  );
   const c = await RawClient.connect(port);
   await until(() => c.messages.length > 0, 20_000, '< hi >');
   assert.equal(await c.request('< open vcan0 >', 20_000), '< ok >');
@@ -141,7 +155,11 @@ test('socketcand on a real kernel: cansend frames reach a raw-mode client in ord
   for (const d of sent) sh('cansend', ['vcan0', `2B0#${d}`]);
   const on2B0 = (): string[] => c.frames().filter((f) => f.startsWith('< frame 2B0 '));
   await until(() => on2B0().length >= sent.length, 30_000, 'the cansend frames on the socketcand client');
-  assert.deepEqual(on2B0().map((f) => f.split(' ')[4]), sent, 'every frame, in order, its data');
+  assert.deepEqual(
+    on2B0().map((f) => f.split(' ')[4]),
+    sent,
+    'every frame, in order, its data',
+  );
   c.send('< send 5B5 3 CA FE 01 >');
   await until(() => dump.lines().some((l) => l.includes('vcan0 5B5#CAFE01')), 20_000, 'candump to see the socketcand send');
   sh('cansend', ['vcan0', '2B1#FF']); // a received frame after the send: the client has everything before it
@@ -186,12 +204,28 @@ test('group relay on a real kernel: cangen on vcan0 → agent A → bridge → a
     await until(() => onB.lines().length >= N, 180_000, `${N} frames on vcan1`);
   } catch (err) {
     // Say where the frames stopped: each hop's counters, and what the agents complained about.
-    for (const [name, base] of [['A', a.base], ['bridge', bridge.base], ['B', b.base]] as const) {
+    for (const [name, base] of [
+      ['A', a.base],
+      ['bridge', bridge.base],
+      ['B', b.base],
+    ] as const) {
       const m = (await getJson(base + '/metrics')).text;
-      console.log(name, m.split('\n').filter((l) => /frames_total|uplink\{|relayed|dropped|received_total|rejected/.test(l) && !l.startsWith('#')).join('\n'));
+      console.log(
+        name,
+        m
+          .split('\n')
+          .filter((l) => /frames_total|uplink\{|relayed|dropped|received_total|rejected/.test(l) && !l.startsWith('#'))
+          .join('\n'),
+      );
     }
-    console.log('A warnings', a.proc.logs.filter((l) => l.level >= 40).map((l) => l.msg));
-    console.log('B warnings', b.proc.logs.filter((l) => l.level >= 40).map((l) => l.msg));
+    console.log(
+      'A warnings',
+      a.proc.logs.filter((l) => l.level >= 40).map((l) => l.msg),
+    );
+    console.log(
+      'B warnings',
+      b.proc.logs.filter((l) => l.level >= 40).map((l) => l.msg),
+    );
     console.log(`vcan1 saw ${onB.lines().length}, vcan0 saw ${onA.lines().length}`);
     throw err;
   }

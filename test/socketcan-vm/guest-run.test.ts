@@ -92,7 +92,9 @@ const title = async (page: Page, bus: string): Promise<string> => (await item(pa
 
 /** The kernel's bit timing of an interface, as `ip -json -details link show` prints it. */
 async function kernelTiming(dev: string): Promise<{ bitrate: number; samplePoint: number; state: string }> {
-  const j = JSON.parse(await control.run('ip', '-json', '-details', 'link', 'show', dev)) as { linkinfo: { info_data: { state: string; bittiming: { bitrate: number; sample_point: string | number } } } }[];
+  const j = JSON.parse(await control.run('ip', '-json', '-details', 'link', 'show', dev)) as {
+    linkinfo: { info_data: { state: string; bittiming: { bitrate: number; sample_point: string | number } } };
+  }[];
   const d = j[0]!.linkinfo.info_data;
   return { bitrate: d.bittiming.bitrate, samplePoint: Number(d.bittiming.sample_point), state: d.state };
 }
@@ -103,7 +105,9 @@ async function setBitrate(dev: string, bps: number, restartMs: number | null): P
   await control.run('ip', 'link', 'set', dev, 'up');
 }
 
-test('the console page on the host shows the guest agent on the real kvaser_pci can0: state, bitrate, sample point, a stopped controller, the load cangen makes, error frames in words', { timeout: VM_TIMEOUT_S * 1000 }, async () => {
+test('the console page on the host shows the guest agent on the real kvaser_pci can0: state, bitrate, sample point, a stopped controller, the load cangen makes, error frames in words', {
+  timeout: VM_TIMEOUT_S * 1000,
+}, async () => {
   // The guest reaches its page test after the bus-load checks (minutes under TCG).
   const deadline = Date.now() + VM_TIMEOUT_S * 1000;
   while (!(await control.ready())) {
@@ -151,7 +155,11 @@ test('the console page on the host shows the guest agent on the real kvaser_pci 
     await setBitrate('can1', 10_000, null); // the other node on the emulated bus, at the same bitrate
     const k10 = await kernelTiming('can0');
     assert.equal(k10.bitrate, 10_000);
-    await until(async () => (await badge(page!, 'can0')) === 'error-active' && /^10 kbit\/s$/m.test(await title(page!, 'can0')), 'can0 error-active at 10 kbit/s on the page', 30_000);
+    await until(
+      async () => (await badge(page!, 'can0')) === 'error-active' && /^10 kbit\/s$/m.test(await title(page!, 'can0')),
+      'can0 error-active at 10 kbit/s on the page',
+      30_000,
+    );
     assert.match(await title(page, 'can0'), new RegExp(`^sample point ${k10.samplePoint}$`, 'm'));
     await until(() => alert.isHidden(), 'the alert bar to go when can0 is up', 10_000);
     assert.equal(metricValue((await getJson(base + '/metrics')).text, 'canrelay_bus_bitrate_bps', { bus: 'can0' }), 10_000);
@@ -166,18 +174,28 @@ test('the console page on the host shows the guest agent on the real kvaser_pci 
     const within = (x: number): boolean => Math.abs(x - expected) <= 0.05 * expected;
     // The gauge shows the last whole second: wait for a second that holds one burst (the emulation can
     // stretch a burst over a second's end; then that second and the next are off, and the wait goes on).
-    const shown = await until(async () => {
-      const v = Number(await item(page!, 'can0').locator('.gauge').getAttribute('aria-valuenow'));
-      return within(v / 100) && (await title(page!, 'can0')).includes(`${FRAMES} frames/s`) ? v : null;
-    }, `a load gauge within 5 % of ${(expected * 100).toFixed(1)} % (${FRAMES} frames of ${bits} bits each second at 10 kbit/s)`, 90_000, 200);
+    const shown = await until(
+      async () => {
+        const v = Number(await item(page!, 'can0').locator('.gauge').getAttribute('aria-valuenow'));
+        return within(v / 100) && (await title(page!, 'can0')).includes(`${FRAMES} frames/s`) ? v : null;
+      },
+      `a load gauge within 5 % of ${(expected * 100).toFixed(1)} % (${FRAMES} frames of ${bits} bits each second at 10 kbit/s)`,
+      90_000,
+      200,
+    );
     const text = (await item(page, 'can0').locator('.bus-load').textContent()) ?? '';
     assert.ok(within(Number(/^(\d+) %$/.exec(text)?.[1]) / 100), `the load figure "${text}" within 5 % of ${(expected * 100).toFixed(1)} %`);
     await until(async () => ((await item(page!, 'can0').locator('.spark polyline').getAttribute('points')) ?? '').split(' ').length >= 3, 'a sparkline of three seconds', 30_000);
     // The metric holds the same last closed second: within the same bound (waited for, as the gauge was).
-    const ratio = await until(async () => {
-      const r = metricValue((await getJson(base + '/metrics')).text, 'canrelay_bus_load_ratio', { bus: 'can0' });
-      return r !== undefined && within(r) ? r : null;
-    }, `canrelay_bus_load_ratio within 5 % of ${expected.toFixed(4)}`, 30_000, 200);
+    const ratio = await until(
+      async () => {
+        const r = metricValue((await getJson(base + '/metrics')).text, 'canrelay_bus_load_ratio', { bus: 'can0' });
+        return r !== undefined && within(r) ? r : null;
+      },
+      `canrelay_bus_load_ratio within 5 % of ${expected.toFixed(4)}`,
+      30_000,
+      200,
+    );
     await screenshot(page, 'kvaser-can0-load');
     const b = await control.stopBursts();
     assert.deepEqual(b.errors, [], 'cangen ran');

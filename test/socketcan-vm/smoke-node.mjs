@@ -93,15 +93,13 @@ for (let i = 0; i < cansendFrames.length; i++) {
   console.log(`  ${cansendFrames[i][0].slice(0, 30).padEnd(30)} ${cansendFrames[i][1]}\n      -> ${JSON.stringify(view)}`);
 }
 const [mStd, mExt, mRtr, _mRtr3, mFd3, mFd12, mFd64, _mErr] = rx.st.msgs;
-check('standard frame: id 0x123, no ext key, data DEADBEEF',
-  mStd && mStd.id === 0x123 && !('ext' in mStd) && mStd.data.toString('hex') === 'deadbeef');
+check('standard frame: id 0x123, no ext key, data DEADBEEF', mStd && mStd.id === 0x123 && !('ext' in mStd) && mStd.data.toString('hex') === 'deadbeef');
 check('extended frame: id 0x1F334455, ext true', mExt && mExt.id === 0x1f334455 && mExt.ext === true && mExt.data.toString('hex') === '11');
 check('RTR frame: rtr true, empty data', mRtr && mRtr.rtr === true && mRtr.data.length === 0);
 check('FD frame (3 bytes) delivered', mFd3 && mFd3.id === 0x123 && mFd3.data.toString('hex') === '112233');
 check('FD frame (12 bytes) delivered with 12 data bytes', mFd12 && mFd12.data.length === 12);
 check('FD frame (64 bytes) delivered with 64 data bytes', mFd64 && mFd64.data.length === 64);
-check('timestamps present (ts_sec/ts_usec) and near wall clock',
-  mStd && typeof mStd.ts_sec === 'number' && Math.abs(mStd.ts_sec * 1000 + mStd.ts_usec / 1000 - before) < 5000);
+check('timestamps present (ts_sec/ts_usec) and near wall clock', mStd && typeof mStd.ts_sec === 'number' && Math.abs(mStd.ts_sec * 1000 + mStd.ts_usec / 1000 - before) < 5000);
 facts.tx_own_frames_seen = tx.st.msgs.length;
 console.log(`  (a second channel on vcan0 saw ${tx.st.msgs.length} of these too)`);
 
@@ -252,7 +250,10 @@ check('own frames not echoed to the sending channel', tx.st.msgs.length === 0, `
     received_after_up: rx.st.msgs.map(show),
   };
   console.log(`\nlink down/up: ${JSON.stringify(facts.link_down_up, null, 1)}`);
-  check('frames resume on the same channel after link down/up', rx.st.msgs.some((m) => m.id === 0x56));
+  check(
+    'frames resume on the same channel after link down/up',
+    rx.st.msgs.some((m) => m.id === 0x56),
+  );
 }
 
 // --- 5. missing interface ----------------------------------------------------

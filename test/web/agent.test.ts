@@ -28,7 +28,10 @@ async function agent(args: string[], opts: Parameters<typeof startAgentProcess>[
 async function open(page: Page, base: string, hash = ''): Promise<void> {
   await page.goto(base + '/' + hash);
   await page.locator('#stream-state[data-state="live"]').waitFor();
-  await page.locator(hash === '#trace' ? '#trace .trace-row[data-kind="can_frame"]' : '#byid tbody tr').first().waitFor({ state: 'attached' });
+  await page
+    .locator(hash === '#trace' ? '#trace .trace-row[data-kind="can_frame"]' : '#byid tbody tr')
+    .first()
+    .waitFor({ state: 'attached' });
 }
 
 const rowIds = (page: Page): Promise<string[]> => page.$$eval('#byid tbody tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.id ?? ''));
@@ -62,11 +65,14 @@ test('frames appear in the by-id table and the trace; screenshots at 1280×800 a
   // By id: the simulator's ids, with counts, rates and data.
   // The slowest ids come every ~1.7 s at this rate.
   const want = ['0x094', '0x1D0', '0x590', '0x18FEF100', '0x18FEEE00'];
-  await until(async () => {
-    const ids = await rowIds(page);
-    return want.every((id) => ids.includes(id));
-  }, `rows for ${want.join(', ')}`);
-  await until(async () => (await rowIds(page)).length === 59, 'the sim\'s 59 ids in the table');
+  await until(
+    async () => {
+      const ids = await rowIds(page);
+      return want.every((id) => ids.includes(id));
+    },
+    `rows for ${want.join(', ')}`,
+  );
+  await until(async () => (await rowIds(page)).length === 59, "the sim's 59 ids in the table");
   const row = page.locator('#byid tbody tr[data-id="0x094"]');
   await until(async () => (await row.locator('.c-rate').textContent()) !== '—', 'a rate for 0x094');
   assert.match((await row.locator('.c-data').textContent()) ?? '', /^([0-9A-F]{2}){8}$/);
@@ -138,7 +144,10 @@ test('keyboard: shortcuts, tab order, labelled controls; the help; dark mode', a
   }
   const want = ['tab-byid', 'filter-id', 'filter-bus', 'help-toggle'];
   const at = want.map((id) => order.indexOf(id));
-  assert.ok(at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1]!)), `tab order ${order.join(' → ')}`);
+  assert.ok(
+    at.every((i, k) => i >= 0 && (k === 0 || i > at[k - 1]!)),
+    `tab order ${order.join(' → ')}`,
+  );
   // "/" focuses the filter; Enter applies; Esc clears.
   await page.focus('body');
   await page.keyboard.press('/');
@@ -266,15 +275,21 @@ test('the sampling banner appears during a flood and goes when it ends; bus filt
   await page.fill('#filter-id', '!100 !200 !300');
   await page.press('#filter-id', 'Enter');
   const logs = await page.$$eval('#trace .trace-row[data-kind="log"] .msg', (els) => els.map((e) => e.textContent ?? ''));
-  assert.ok(logs.some((t) => t.includes('[sampling_on]')), `sampling_on log shown: ${logs.join(' | ')}`);
-  assert.ok(logs.some((t) => t.includes('[sampling_off]')), 'sampling_off log shown');
+  assert.ok(
+    logs.some((t) => t.includes('[sampling_on]')),
+    `sampling_on log shown: ${logs.join(' | ')}`,
+  );
+  assert.ok(
+    logs.some((t) => t.includes('[sampling_off]')),
+    'sampling_off log shown',
+  );
 
   // Bus filter: can1 keeps only 0x200.
   await page.fill('#filter-id', '');
   await page.press('#filter-id', 'Enter');
   await page.click('#tab-byid');
   await page.selectOption('#filter-bus', 'can1');
-  await until(async () => (await rowIds(page)).join() === '0x200', 'only can1\'s id in the table');
+  await until(async () => (await rowIds(page)).join() === '0x200', "only can1's id in the table");
   await page.click('#tab-trace');
   // The trace redraws on the next animation frames: wait for it to settle on can1's frames only.
   const buses = (): Promise<(string | undefined)[]> =>
@@ -297,7 +312,11 @@ test('pause keeps the trace still while events continue; resume, and a scrolled-
   const lastId = async (): Promise<number> => num((await page.locator('#fig-last').textContent()) ?? '');
   await until(async () => (await lastId()) > lastIdBefore + 200, '200 more events while paused', 30_000);
   const during = await rowsInView(page);
-  assert.deepEqual(during.map((r) => r.eventId), before.map((r) => r.eventId), 'paused: the same rows, in the same place');
+  assert.deepEqual(
+    during.map((r) => r.eventId),
+    before.map((r) => r.eventId),
+    'paused: the same rows, in the same place',
+  );
   const lastIdDuring = num((await page.locator('#fig-last').textContent()) ?? '');
   assert.ok(lastIdDuring > lastIdBefore + 100, `events kept arriving: last id ${lastIdBefore} → ${lastIdDuring}`);
   const pending = (await page.locator('#pending').textContent()) ?? '';
@@ -436,7 +455,6 @@ test('at 2,000 events/s the page keeps up and keeps drawing, with bounded memory
   process.stderr.write(`[web perf] 2,000 events/s: trace ${traceFps} fps, by-id ${tableFps} fps, heap ${(s2.heap / 1e6).toFixed(1)} MB, ${s2.nodes} DOM nodes\n`);
   await page.context().close();
 });
-
 
 async function startOnPort(port: number, stateDir: string): Promise<CliProcess> {
   // A slow bus, so the gap marker stays in view long enough to be looked at.

@@ -64,7 +64,7 @@ test('the dongle page refuses a missing or wrong token; a viewer token reads the
   await giveToken(page, viewerToken);
   await page.locator('#stream-state[data-state="live"]').waitFor();
   assert.equal(await page.locator('#token-panel').isHidden(), true);
-  await until(async () => (await page.locator('#byid tbody tr').count()) >= 50, 'the dongle\'s ids in the table', 15_000);
+  await until(async () => (await page.locator('#byid tbody tr').count()) >= 50, "the dongle's ids in the table", 15_000);
   await until(async () => (await page.locator('.dongle[data-dongle="gw1"]').getAttribute('data-presence')) === 'online', 'gw1 shown online');
   await until(async () => (await page.getAttribute('body', 'data-role')) === 'viewer', 'viewer role found');
   assert.equal(await page.locator('#send-panel').isHidden(), true, 'no send form for a viewer');
@@ -116,7 +116,10 @@ test('with the admin token, the send form drives a command to "succeeded"', asyn
   await page.click('#tab-trace');
   await page.fill('#filter-id', '!0-1FFFFFFF'); // hide frames: the command rows stay
   await page.press('#filter-id', 'Enter');
-  await until(async () => (await page.$$eval('#trace .trace-row[data-kind="command_status"] .msg', (els) => els.map((e) => e.textContent ?? ''))).some((t) => t.includes(`${id}: succeeded`)), 'command_status rows in the trace');
+  await until(
+    async () => (await page.$$eval('#trace .trace-row[data-kind="command_status"] .msg', (els) => els.map((e) => e.textContent ?? ''))).some((t) => t.includes(`${id}: succeeded`)),
+    'command_status rows in the trace',
+  );
   await page.fill('#filter-id', '');
   await page.press('#filter-id', 'Enter');
   await page.click('#tab-byid');
@@ -181,7 +184,7 @@ test('group page: both sides, group_state figures, and a side going offline', as
   await page.context().close();
 });
 
-test("group page with the admin token: the send form picks a side's dongle and follows its command to \"succeeded\"", async () => {
+test('group page with the admin token: the send form picks a side\'s dongle and follows its command to "succeeded"', async () => {
   await connectedAgent('gw-c', 50);
   await connectedAgent('gw-d', 50);
   await bridge.admin.group('g2', 'gw-c', 'gw-d');

@@ -36,10 +36,14 @@ test('header: state badge, load gauge and sparkline per bus; error frames in wor
   await item.waitFor();
   assert.equal(await item.locator('.bus-state').textContent(), 'no controller', 'a replay has no controller state');
   // ~1,000 frames/s × ~110 bits at 250 kbit/s: about 44 %.
-  const load = await until(async () => {
-    const v = Number(await item.locator('.gauge').getAttribute('aria-valuenow'));
-    return v >= 30 && v <= 60 ? v : null;
-  }, 'a load gauge of 30-60 %', 20_000);
+  const load = await until(
+    async () => {
+      const v = Number(await item.locator('.gauge').getAttribute('aria-valuenow'));
+      return v >= 30 && v <= 60 ? v : null;
+    },
+    'a load gauge of 30-60 %',
+    20_000,
+  );
   assert.match((await item.locator('.bus-load').textContent()) ?? '', /^\d+ %$/);
   assert.match((await item.getAttribute('title')) ?? '', /250 kbit\/s \(--bitrate\)/);
   await until(async () => ((await item.locator('.spark polyline').getAttribute('points')) ?? '').split(' ').length >= 3, 'a sparkline of three seconds', 20_000);

@@ -124,13 +124,19 @@ test('Firefox: header live and online, By-id fills, Trace shows frames, the id f
   await page.click('#tab-trace');
   await until(async () => (await frameRows(page)) > 5, 'filtered frame rows');
   const traceIds = await page.$$eval('#trace .trace-row[data-kind="can_frame"]:not([hidden])', (rs) => rs.map((r) => (r as HTMLElement).dataset.id ?? ''));
-  assert.ok(traceIds.every((i) => parseInt(i, 16) >= 0x300 && parseInt(i, 16) <= 0x3ff), `trace ids in range: ${traceIds.slice(0, 10)}`);
+  assert.ok(
+    traceIds.every((i) => parseInt(i, 16) >= 0x300 && parseInt(i, 16) <= 0x3ff),
+    `trace ids in range: ${traceIds.slice(0, 10)}`,
+  );
 
   assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
   await page.close();
 });
 
-test('Firefox: the fleet page loads with a viewer token, follows live changes, filters; the admin token gets the controls; tablet width fits', { skip: skip ?? false, timeout: 120_000 }, async () => {
+test('Firefox: the fleet page loads with a viewer token, follows live changes, filters; the admin token gets the controls; tablet width fits', {
+  skip: skip ?? false,
+  timeout: 120_000,
+}, async () => {
   const bridge = await startBridgeProcess();
   const agents: FakeAgent[] = [];
   dirs.push(join(bridge.db, '..'));
@@ -162,7 +168,10 @@ test('Firefox: the fleet page loads with a viewer token, follows live changes, f
     agents.push(await FakeAgent.connect(bridge.base, { dongle: 'ff3', token: tokens.get('ff3')! }));
     await until(async () => (await status('ff3')) === 'online', 'ff3 online, live');
     agents[0]!.sendEvent(1, 'bus_state', fakeBusState('error-passive'));
-    await until(async () => (await page.$eval('#dongles tr[data-dongle="ff1"] .bus-state[data-bus="can0"]', (el) => el.getAttribute('data-state')).catch(() => null)) === 'error-passive', 'ff1 error-passive, live');
+    await until(
+      async () => (await page.$eval('#dongles tr[data-dongle="ff1"] .bus-state[data-bus="can0"]', (el) => el.getAttribute('data-state')).catch(() => null)) === 'error-passive',
+      'ff1 error-passive, live',
+    );
     await agents[1]!.close();
     await until(async () => (await status('ff2')) === 'offline', 'ff2 offline, live');
     await until(async () => (await page.$eval('#groups tr[data-group="ffg"]', (tr) => tr.getAttribute('data-mode')).catch(() => null)) === 'degraded', 'the group degraded, live');
@@ -202,7 +211,10 @@ test('Firefox: the fleet page loads with a viewer token, follows live changes, f
     const overflow = await tablet.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     const wide = await tablet.evaluate(() => {
       const w = document.documentElement.clientWidth;
-      return [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > w + 0.5).slice(0, 8).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${[...e.classList].join('.')} right=${e.getBoundingClientRect().right}`);
+      return [...document.querySelectorAll('body *')]
+        .filter((e) => e.getBoundingClientRect().right > w + 0.5)
+        .slice(0, 8)
+        .map((e) => `${e.tagName.toLowerCase()}#${e.id}.${[...e.classList].join('.')} right=${e.getBoundingClientRect().right}`);
     });
     assert.ok(overflow <= 1, `the page fits the tablet's width in Firefox (overflow ${overflow}px: ${wide.join(', ')})`);
     await tablet.screenshot({ path: join(ARTIFACTS, 'firefox-fleet-tablet.png') });

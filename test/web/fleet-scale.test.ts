@@ -39,7 +39,11 @@ after(async () => {
 
 const rowIds = (page: Page): Promise<string[]> => page.$$eval('#dongles tbody tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.dongle ?? ''));
 const text = async (page: Page, sel: string): Promise<string> => ((await page.locator(sel).textContent()) ?? '').trim();
-const busState = (page: Page, id: string): Promise<string | null> => page.locator(`#dongles tr[data-dongle="${id}"] .bus-state[data-bus="can0"]`).getAttribute('data-state', { timeout: 1000 }).catch(() => null);
+const busState = (page: Page, id: string): Promise<string | null> =>
+  page
+    .locator(`#dongles tr[data-dongle="${id}"] .bus-state[data-bus="can0"]`)
+    .getAttribute('data-state', { timeout: 1000 })
+    .catch(() => null);
 const events = (page: Page): Promise<number> => page.evaluate(() => (window as unknown as { canrelayFleet: { version: number } }).canrelayFleet.version);
 
 test(`${N} dongles: the snapshot is drawn, live changes keep coming under load, the filter finds dongle #${N - 1}, sorting and paging answer`, async () => {
@@ -82,7 +86,11 @@ test(`${N} dongles: the snapshot is drawn, live changes keep coming under load, 
     await until(async () => (await page.locator('#dongles tr[data-dongle="fl-0005"]').getAttribute('data-status')) === 'offline', 'fl-0005 offline on the page', 30_000);
     await until(async () => (await text(page, '#fig-online')) === String(N - 1), 'the online figure follows', 10_000);
 
-    await until(async () => (await page.locator('#dongles tr[data-dongle="fl-0010"] td:nth-child(3)').getAttribute('title')) !== seen10, "fl-0010's last seen moves on (its own 'seen')", 60_000);
+    await until(
+      async () => (await page.locator('#dongles tr[data-dongle="fl-0010"] td:nth-child(3)').getAttribute('title')) !== seen10,
+      "fl-0010's last seen moves on (its own 'seen')",
+      60_000,
+    );
     assert.deepEqual(
       await page.evaluate(() => {
         const tr = document.querySelector('#dongles tr[data-dongle="fl-0010"]') as HTMLElement & { kept?: boolean };

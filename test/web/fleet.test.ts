@@ -60,7 +60,11 @@ async function openFleet(token: string, width = 1280, height = 800, init?: (page
   return page;
 }
 
-const status = (page: Page, id: string): Promise<string | null> => page.locator(`#dongles tr[data-dongle="${id}"]`).getAttribute('data-status', { timeout: 1000 }).catch(() => null);
+const status = (page: Page, id: string): Promise<string | null> =>
+  page
+    .locator(`#dongles tr[data-dongle="${id}"]`)
+    .getAttribute('data-status', { timeout: 1000 })
+    .catch(() => null);
 
 async function txFrames(a: StartedAgent): Promise<number> {
   const text = await (await fetch(a.base + '/metrics')).text();
@@ -129,7 +133,10 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   await until(async () => (await status(page, 'newgw')) === 'online', 'newgw online with the token from the page', 20_000);
 
   // Rotate and Remove ask first: answered "no", nothing changes (the agent stays connected, the dongle stays).
-  for (const [action, question] of [['rotate', /^Rotate the token of newgw\?/], ['remove', /^Remove dongle newgw\?/]] as const) {
+  for (const [action, question] of [
+    ['rotate', /^Rotate the token of newgw\?/],
+    ['remove', /^Remove dongle newgw\?/],
+  ] as const) {
     page.removeAllListeners('dialog');
     const asked = new Promise<string>((resolve) => page.once('dialog', (d) => void d.dismiss().then(() => resolve(d.message()))));
     await page.click(`#dongles tr[data-dongle="newgw"] button[data-action="${action}"]`);
@@ -159,7 +166,15 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   await page.fill('#group-a', 'ga');
   await page.fill('#group-b', 'gb');
   await page.click('#group-form button[type="submit"]');
-  await until(async () => (await page.locator('#groups tr[data-group="line1"]').getAttribute('data-mode', { timeout: 1000 }).catch(() => null)) === 'relaying', 'line1 relaying', 20_000);
+  await until(
+    async () =>
+      (await page
+        .locator('#groups tr[data-group="line1"]')
+        .getAttribute('data-mode', { timeout: 1000 })
+        .catch(() => null)) === 'relaying',
+    'line1 relaying',
+    20_000,
+  );
   await until(async () => (await txFrames(gb)) > before + 50, "B's tx counter rises", 20_000);
   await until(async () => (await page.locator('#dongles tr[data-dongle="gb"] a[href="/console/groups/line1"]').count()) === 1, 'gb row names its group');
   // A command's statuses: the row's last one, and the dongle's recent commands on a click.
@@ -168,7 +183,14 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   const cmdButton = page.locator('#dongles tr[data-dongle="ga"] button.cmd');
   await until(async () => (await cmdButton.getAttribute('data-command-status', { timeout: 1000 }).catch(() => null)) === 'succeeded', 'the command succeeded on the row', 20_000);
   await cmdButton.click();
-  await until(async () => (await page.locator(`#commands tr[data-command="${String(cmd.body.command_id)}"]`).getAttribute('data-status', { timeout: 1000 }).catch(() => null)) === 'succeeded', 'recent commands list it');
+  await until(
+    async () =>
+      (await page
+        .locator(`#commands tr[data-command="${String(cmd.body.command_id)}"]`)
+        .getAttribute('data-status', { timeout: 1000 })
+        .catch(() => null)) === 'succeeded',
+    'recent commands list it',
+  );
   // A page opened later lists the commands from before it opened too (the admin API; the fleet
   // snapshot carries only each dongle's last one).
   const cmd2 = await bridge.admin.post('/api/v1/dongles/ga/commands', { type: 'send_frame', bus: 'can0', id: '0x322', data_hex: 'BB' });
@@ -178,7 +200,15 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   await until(async () => (await later.locator('#dongles tr[data-dongle="ga"] button.cmd').count()) === 1, 'ga row with its last command', 20_000);
   await later.locator('#dongles tr[data-dongle="ga"] button.cmd').click();
   for (const c of [cmd, cmd2])
-    await until(async () => (await later.locator(`#commands tr[data-command="${String(c.body.command_id)}"]`).getAttribute('data-status', { timeout: 1000 }).catch(() => null)) === 'succeeded', `the later page lists ${String(c.body.command_id)}`, 20_000);
+    await until(
+      async () =>
+        (await later
+          .locator(`#commands tr[data-command="${String(c.body.command_id)}"]`)
+          .getAttribute('data-status', { timeout: 1000 })
+          .catch(() => null)) === 'succeeded',
+      `the later page lists ${String(c.body.command_id)}`,
+      20_000,
+    );
   await later.close();
   await screenshot(page, 'fleet-admin-group');
   await page.click('#groups tr[data-group="line1"] button[data-action="delete"]');
@@ -186,12 +216,17 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   assert.equal((await bridge.admin.get('/api/v1/groups/line1')).status, 404);
   // Stopped: the counter settles (whatever was in flight lands), then stays put while A keeps sending.
   let last = await txFrames(gb);
-  await until(async () => {
-    const n = await txFrames(gb);
-    const same = n === last;
-    last = n;
-    return same;
-  }, "B's tx counter stops", 10_000, 1000);
+  await until(
+    async () => {
+      const n = await txFrames(gb);
+      const same = n === last;
+      last = n;
+      return same;
+    },
+    "B's tx counter stops",
+    10_000,
+    1000,
+  );
   const settled = last;
   await until(async () => (await fetch(ga.base + '/metrics')).ok, 'A still up');
   await new Promise((r) => setTimeout(r, 1500));
@@ -224,7 +259,13 @@ test('admin: a group created, edited (sides, bus map) and deleted on the page is
   await page.click('#group-form button[type="submit"]');
   await until(async () => (await groupConfig('edit1')) !== undefined, 'edit1 created on the bridge');
   const created = (await groupConfig('edit1'))!;
-  assert.deepEqual([created.sides, created.bus_map], [{ a: 'e1', b: 'e2' }, { can0: 'can1', can1: 'can0' }]);
+  assert.deepEqual(
+    [created.sides, created.bus_map],
+    [
+      { a: 'e1', b: 'e2' },
+      { can0: 'can1', can1: 'can0' },
+    ],
+  );
   await until(async () => (await page.locator('#groups tr[data-group="edit1"]').count()) === 1, 'edit1 on the page');
 
   // Edit fills the form with the group as the bridge holds it (the bus map too), whatever was typed before.
@@ -339,10 +380,19 @@ test('300 registered dongles: 100-row pages, the filter searches all of them', a
   const ids = Array.from({ length: 300 }, (_, i) => `p${String(i).padStart(3, '0')}`);
   for (let i = 0; i < ids.length; i += 20) await Promise.all(ids.slice(i, i + 20).map((id) => bridge.admin.register(id)));
   const page = await openFleet(ADMIN_TOKEN);
-  await until(async () => /^\d+ of \d+$/.test((await page.locator('#dongle-count').textContent()) ?? '') && Number(((await page.locator('#dongle-count').textContent()) ?? '').split(' ')[0]) >= 300, 'all rows known');
+  await until(
+    async () =>
+      /^\d+ of \d+$/.test((await page.locator('#dongle-count').textContent()) ?? '') && Number(((await page.locator('#dongle-count').textContent()) ?? '').split(' ')[0]) >= 300,
+    'all rows known',
+  );
   assert.equal(await page.locator('#dongles tbody tr').count(), 100, 'one page of rows exists');
   await page.fill('#dongle-filter', 'p2');
-  await until(async () => (await page.locator('#dongle-count').textContent()) === `100 of ${await page.evaluate(() => (window as unknown as { canrelayFleet: { dongles: Map<string, unknown> } }).canrelayFleet.dongles.size)}`, 'p200…p299 match');
+  await until(
+    async () =>
+      (await page.locator('#dongle-count').textContent()) ===
+      `100 of ${await page.evaluate(() => (window as unknown as { canrelayFleet: { dongles: Map<string, unknown> } }).canrelayFleet.dongles.size)}`,
+    'p200…p299 match',
+  );
   assert.equal(await page.locator('#page-next').isDisabled(), true, 'one page only');
   await page.fill('#dongle-filter', '');
   await page.click('#page-next');
@@ -411,7 +461,7 @@ test('a full fleet stream (--fleet-max-clients): the page says so, keeps retryin
     await screenshot(page, 'fleet-full');
     holder.close();
     await until(async () => (await page.locator('#stream-state').getAttribute('data-state')) === 'live', 'live once the place is free', 30_000);
-    await until(async () => (await page.locator('#notice').isHidden()), 'the notice gone');
+    await until(async () => await page.locator('#notice').isHidden(), 'the notice gone');
     await page.close();
   } finally {
     holder.close();

@@ -33,13 +33,13 @@ test('record from the page: token asked, read token refused, admin records; size
 
   await page.click('#rec-toggle');
   await page.locator('#token-panel').waitFor();
-  assert.match(await page.textContent('#token-error') ?? '', /needs a token \(HTTP 401\)/);
+  assert.match((await page.textContent('#token-error')) ?? '', /needs a token \(HTTP 401\)/);
   await page.fill('#token-input', READ);
   await page.click('#token-form button[type=submit]');
   await page.locator('#token-panel').waitFor({ state: 'hidden' });
   await page.click('#rec-toggle');
   await page.locator('#token-panel').waitFor();
-  assert.match(await page.textContent('#token-error') ?? '', /HTTP 403/);
+  assert.match((await page.textContent('#token-error')) ?? '', /HTTP 403/);
   await page.fill('#token-input', ADMIN);
   await page.click('#token-form button[type=submit]');
   await page.locator('#token-panel').waitFor({ state: 'hidden' });

@@ -63,7 +63,11 @@ const web = async <T>(file: string): Promise<T> => {
 };
 
 const { parseIdFilter } = await web<{ parseIdFilter: (s: string) => FilterParse }>('filter.js');
-const exp = await web<{ candumpLine: (f: Frame, o?: { direction?: boolean }) => string | null; candumpLog: (f: Iterable<Frame>, o?: { direction?: boolean }) => string; candumpTimestamp: (ts: string) => string }>('candump-export.js');
+const exp = await web<{
+  candumpLine: (f: Frame, o?: { direction?: boolean }) => string | null;
+  candumpLog: (f: Iterable<Frame>, o?: { direction?: boolean }) => string;
+  candumpTimestamp: (ts: string) => string;
+}>('candump-export.js');
 const { ByIdModel } = await web<{ ByIdModel: new () => ByIdModel }>('state/by-id.js');
 const { SseParser } = await web<{ SseParser: new () => SseParser }>('sse.js');
 const traceMod = await web<{ TraceModel: new () => TraceModel; VISIBLE_CAP: number; RAW_CAP: number; SHOW_ALL: { types: Set<string> } }>('state/trace.js');
@@ -89,8 +93,16 @@ test('id filter: single, list, range, mask (both spellings), inverted mask, excl
   assert.deepEqual(pass('700/7F0', ids), [], '700/7F0 is 700-70F');
   assert.deepEqual(pass('7E0/7F0', ids), [0x7e0, 0x7e8, 0x7ef]);
   assert.deepEqual(pass('7E0:7F0', ids), [0x7e0, 0x7e8, 0x7ef], 'candump id:mask');
-  assert.deepEqual(pass('7E0~7F0', ids), ids.filter((i) => (i & 0x7f0) !== 0x7e0), 'candump inverted mask');
-  assert.deepEqual(pass('!7DF', ids), ids.filter((i) => i !== 0x7df), 'exclusion alone');
+  assert.deepEqual(
+    pass('7E0~7F0', ids),
+    ids.filter((i) => (i & 0x7f0) !== 0x7e0),
+    'candump inverted mask',
+  );
+  assert.deepEqual(
+    pass('!7DF', ids),
+    ids.filter((i) => i !== 0x7df),
+    'exclusion alone',
+  );
   assert.deepEqual(pass('7D0-7FF !7E8', ids), [0x7df, 0x7e0, 0x7ef, 0x7f0], 'range minus one id');
   assert.deepEqual(pass('18DAF110', ids), [0x18daf110], 'extended ids');
   assert.deepEqual(pass('18DA0000/1FFF0000', ids), [0x18daf110], 'extended mask');
@@ -167,7 +179,7 @@ test('candump export: every frame kind is written as candump -L and parses back 
   assert.equal(exp.candumpLog([]), '', 'nothing to export: empty file');
 });
 
-test('by-id rates: exact under sampling, from the frames\' timestamps and `represents`', () => {
+test("by-id rates: exact under sampling, from the frames' timestamps and `represents`", () => {
   const m = new ByIdModel();
   const base = Date.parse('2026-11-27T13:00:00Z');
   const iso = (ms: number): string => new Date(Math.floor(ms)).toISOString().replace('Z', '') + String(Math.round((ms % 1) * 1000)).padStart(3, '0') + 'Z';
@@ -203,7 +215,7 @@ test('by-id: changed bytes are marked with their time; rx and tx of one id share
   assert.deepEqual(r1.changedAt, [0, 0, 0, 0], 'first frame: nothing changed yet');
   m.add(frame({ data_hex: '01 FF 03 05' }), 200);
   assert.deepEqual(r1.changedAt, [0, 200, 0, 200]);
-  m.add(frame({ data_hex: '01 FF 03' , dlc: 3 }), 300);
+  m.add(frame({ data_hex: '01 FF 03', dlc: 3 }), 300);
   assert.deepEqual(r1.changedAt, [300, 300, 300], 'a new length changes every byte');
   m.add(frame({ direction: 'tx' }), 400);
   assert.equal(m.rows.size, 1);

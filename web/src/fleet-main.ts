@@ -118,7 +118,15 @@ class FleetPage {
     setText(byId('commands-title'), `Recent commands of ${r.id}`);
     byId<HTMLTableElement>('commands').tBodies[0]!.replaceChildren(
       ...r.commands.map((c) =>
-        h('tr', { 'data-command': c.command_id, 'data-status': c.status }, h('td', { text: formatClock(c.ts) }), h('td', {}, h('code', { text: c.command_id })), h('td', { text: c.type }), h('td', { text: c.status }), h('td', { text: c.error ?? '' })),
+        h(
+          'tr',
+          { 'data-command': c.command_id, 'data-status': c.status },
+          h('td', { text: formatClock(c.ts) }),
+          h('td', {}, h('code', { text: c.command_id })),
+          h('td', { text: c.type }),
+          h('td', { text: c.status }),
+          h('td', { text: c.error ?? '' }),
+        ),
       ),
     );
   }
@@ -132,7 +140,14 @@ class FleetPage {
         id,
         commands.map((c) => {
           const last = c.history[c.history.length - 1];
-          return { ts: last?.ts ?? new Date().toISOString(), command_id: c.command_id, type: c.type, status: c.status as CommandState, ...(last?.error ? { error: last.error } : {}), dongle: id };
+          return {
+            ts: last?.ts ?? new Date().toISOString(),
+            command_id: c.command_id,
+            type: c.type,
+            status: c.status as CommandState,
+            ...(last?.error ? { error: last.error } : {}),
+            dongle: id,
+          };
         }),
       );
       if (this.commandsOf === id) this.drawCommands();

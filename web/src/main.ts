@@ -293,8 +293,14 @@ class App {
   private refused(status: number, message: string): void {
     if (this.route.kind !== 'agent' || !byId('token-panel').hidden) return;
     const had = this.token !== '';
-    const what = status === 403 ? `This token may only read (HTTP 403): recording needs an admin token.` : had ? `The agent refused this token (HTTP ${status}).` : `The agent needs a token (HTTP ${status}).`;
-    byId('token-help').textContent = 'This gateway asks for a token from its --local-token-file: a read token to watch and download, the admin token to record and delete. It is kept for this browser tab only.';
+    const what =
+      status === 403
+        ? `This token may only read (HTTP 403): recording needs an admin token.`
+        : had
+          ? `The agent refused this token (HTTP ${status}).`
+          : `The agent needs a token (HTTP ${status}).`;
+    byId('token-help').textContent =
+      'This gateway asks for a token from its --local-token-file: a read token to watch and download, the admin token to record and delete. It is kept for this browser tab only.';
     this.showTokenPanel(what, message, had);
   }
 

@@ -3,7 +3,6 @@ import { ID_RULE } from '../../core/names.js';
 
 export type Route = { kind: 'agent' } | { kind: 'dongle'; id: string } | { kind: 'group'; id: string };
 
-
 export function parseRoute(pathname: string): Route {
   const m = /^\/console\/(dongles|groups)\/([^/]+)\/?$/.exec(pathname);
   if (m) {

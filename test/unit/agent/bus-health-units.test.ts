@@ -77,7 +77,10 @@ test('classic frame bits match a plain bit-string reference: standard, extended,
     frame({ id: 0x100, dlc: 12, data: new Uint8Array(8).fill(0xaa) }),
   ];
   // Values from an independent Python bit-string implementation, written before this code.
-  assert.deepEqual(fixed.slice(0, 4).map((f) => frameBits(f).nominal), [120, 124, 146, 85]);
+  assert.deepEqual(
+    fixed.slice(0, 4).map((f) => frameBits(f).nominal),
+    [120, 124, 146, 85],
+  );
   let seed = 42;
   const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
   for (let i = 0; i < 5000; i++) {
@@ -87,7 +90,8 @@ test('classic frame bits match a plain bit-string reference: standard, extended,
     const data = rtr ? new Uint8Array() : Uint8Array.from({ length: len }, () => (rnd(4) === 0 ? rnd(256) : rnd(2) ? 0xff : 0));
     fixed.push(frame({ id: rnd(ext ? 0x20000000 : 0x800), ext, rtr, dlc: len, data }));
   }
-  for (const f of fixed) assert.equal(frameBits(f).nominal, referenceClassicBits(f), `id ${f.id.toString(16)} ext ${f.ext} rtr ${f.rtr} data ${Buffer.from(f.data).toString('hex')}`);
+  for (const f of fixed)
+    assert.equal(frameBits(f).nominal, referenceClassicBits(f), `id ${f.id.toString(16)} ext ${f.ext} rtr ${f.rtr} data ${Buffer.from(f.data).toString('hex')}`);
 });
 
 test('CAN FD frame bits, computed by hand, with and without the bit-rate switch', () => {
@@ -139,8 +143,7 @@ test('a console error frame carries the decoded words next to the raw bytes, and
 
 // ---- ip -json parser ----
 
-const fixture = (name: string): Map<string, LinkHealth> =>
-  parseIpLinkJson(readFileSync(new URL(`../../../../test/fixtures/ip-link/${name}`, import.meta.url), 'utf8'));
+const fixture = (name: string): Map<string, LinkHealth> => parseIpLinkJson(readFileSync(new URL(`../../../../test/fixtures/ip-link/${name}`, import.meta.url), 'utf8'));
 
 test('ip -json: a real SJA1000 controller (captured under qemu) in error-active', () => {
   const l = fixture('captured-sja1000-error-active.json').get('can1')!;
@@ -148,7 +151,19 @@ test('ip -json: a real SJA1000 controller (captured under qemu) in error-active'
     { up: l.up, kind: l.kind, state: l.state, tec: l.tec, rec: l.rec, bitrate: l.bitrate, sp: l.samplePoint, dbr: l.dataBitrate, restart: l.restartMs, txq: l.txqlen },
     { up: true, kind: 'can', state: 'error-active', tec: 0, rec: 0, bitrate: 500000, sp: 0.875, dbr: null, restart: 0, txq: 10 },
   );
-  assert.deepEqual(l.counters, { bus_errors: 0, arbitration_lost: 0, error_warning: 0, error_passive: 0, bus_off: 0, restarts: 0, rx_errors: 0, rx_dropped: 0, rx_overruns: 0, tx_errors: 0, tx_dropped: 0 });
+  assert.deepEqual(l.counters, {
+    bus_errors: 0,
+    arbitration_lost: 0,
+    error_warning: 0,
+    error_passive: 0,
+    bus_off: 0,
+    restarts: 0,
+    rx_errors: 0,
+    rx_dropped: 0,
+    rx_overruns: 0,
+    tx_errors: 0,
+    tx_dropped: 0,
+  });
 });
 
 test('ip -json: stopped (interface down), vcan without a controller', () => {
@@ -215,7 +230,11 @@ test('load: the exact bits of the frames stamped in each second / the bitrate; F
   m.roll(17_700, ['can0'], rates);
   m.roll(17_750, ['can0'], rates);
   let fig = m.figures('can0');
-  assert.deepEqual(fig.history, [53_053 / 500_000, 31_106 / 500_000 + 34_000 / 2_000_000, 53 / 500_000, 106 / 500_000, 0, 0, 0], 'after a stall, several seconds close at once, each with its own frames');
+  assert.deepEqual(
+    fig.history,
+    [53_053 / 500_000, 31_106 / 500_000 + 34_000 / 2_000_000, 53 / 500_000, 106 / 500_000, 0, 0, 0],
+    'after a stall, several seconds close at once, each with its own frames',
+  );
   assert.equal(fig.peak, 53_053 / 500_000);
   // Traffic, then the agent stalls: its first step comes long after, before the backlog is read, and
   // closes nothing empty; once the backlog is read, each second gets its own frames.
@@ -226,7 +245,7 @@ test('load: the exact bits of the frames stamped in each second / the bitrate; F
   for (let t = 17_300; t < 26_000; t += 100) at(t);
   m.roll(27_500, ['can0'], rates);
   assert.deepEqual([m.figures('can0').secondMs, m.figures('can0').load], [24_000, 530 / 500_000], 'the backlog read: each second with its own frames');
-  assert.equal(m.figures('can0').history.at(-8), 8 * 53 / 500_000, 'second 17');
+  assert.equal(m.figures('can0').history.at(-8), (8 * 53) / 500_000, 'second 17');
   // Frames keep coming, their timestamps stuck in one second (a frozen clock): the clock closes after 10 steps.
   for (let i = 0; i < 10; i++) {
     at(25_500);
@@ -306,10 +325,13 @@ test('monitor: bus_state on change and every interval; warn logs on error-passiv
   assert.equal(logs.at(-1)!.code, 'bus_off');
   links = rename(fixture('hand-restarted.json'));
   await step();
-  assert.deepEqual(logs.slice(-2).map((l) => [l.level, l.code]), [
-    ['info', 'bus_error_active'],
-    ['warn', 'bus_restarted'],
-  ]);
+  assert.deepEqual(
+    logs.slice(-2).map((l) => [l.level, l.code]),
+    [
+      ['info', 'bus_error_active'],
+      ['warn', 'bus_restarted'],
+    ],
+  );
   assert.equal(states.length, 5);
   for (const s of states) assert.equal(parseEventData('bus_state', s).ok, true, 'the bridge accepts every bus_state');
 });

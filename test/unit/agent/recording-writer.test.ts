@@ -14,34 +14,69 @@ import { tempDir } from '../../helpers/processes.js';
 import { waitForValue } from '../../helpers/wait-for.js';
 
 const frame = (i: number): CanFrame => ({
-  bus: 'can0', id: 0x100, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 4,
-  data: new Uint8Array([i >>> 24, (i >>> 16) & 255, (i >>> 8) & 255, i & 255]), tsUs: 1_700_000_000_000_000 + i, direction: 'rx',
+  bus: 'can0',
+  id: 0x100,
+  ext: false,
+  rtr: false,
+  err: false,
+  fd: false,
+  brs: false,
+  esi: false,
+  dlc: 4,
+  data: new Uint8Array([i >>> 24, (i >>> 16) & 255, (i >>> 8) & 255, i & 255]),
+  tsUs: 1_700_000_000_000_000 + i,
+  direction: 'rx',
 });
 
 test('a disk that stalls: offer never waits, the buffer holds, drops are counted, the rest is written', async () => {
   const dir = tempDir('canrelay-writer-');
   const meta: RecordingMeta = {
-    v: 1, id: '20261129T000000Z-000001', state: 'recording', started_at: new Date().toISOString(), stopped_at: null, buses: null, ids: null,
-    max_duration_s: null, frames: 0, frames_dropped: 0, files_deleted: 0, gzip: false, problems: [], stop_reason: null, error: null, parts: [], next_part: 1,
+    v: 1,
+    id: '20261129T000000Z-000001',
+    state: 'recording',
+    started_at: new Date().toISOString(),
+    stopped_at: null,
+    buses: null,
+    ids: null,
+    max_duration_s: null,
+    frames: 0,
+    frames_dropped: 0,
+    files_deleted: 0,
+    gzip: false,
+    problems: [],
+    stop_reason: null,
+    error: null,
+    parts: [],
+    next_part: 1,
   };
   let openDisk!: () => void;
   const disk = new Promise<void>((r) => (openDisk = r));
   let reserved = 0;
   const BUFFER = 64 * 1024;
-  const w = new RecordingWriter(meta, { buses: null, ids: null }, { dir, rotateBytes: 1 << 20, bufferBytes: BUFFER, flushMs: 10 }, {
-    reserve: async (n) => {
-      await disk; // the disk does not answer until the test says so
-      reserved += n;
-      return true;
+  const w = new RecordingWriter(
+    meta,
+    { buses: null, ids: null },
+    { dir, rotateBytes: 1 << 20, bufferBytes: BUFFER, flushMs: 10 },
+    {
+      reserve: async (n) => {
+        await disk; // the disk does not answer until the test says so
+        reserved += n;
+        return true;
+      },
+      release: () => undefined,
+      save: async () => undefined,
+      ended: () => undefined,
     },
-    release: () => undefined,
-    save: async () => undefined,
-    ended: () => undefined,
-  });
+  );
   await w.begin(undefined, () => undefined);
   const N = 20_000; // ~40 bytes a line: far more than the 64 KiB buffer
   for (let i = 0; i < N; i++) w.offer(frame(i)); // synchronous: returns while the disk is stalled
-  await waitForValue(async () => meta.frames_dropped, (d) => d > 0, 5000, 'drops to be counted');
+  await waitForValue(
+    async () => meta.frames_dropped,
+    (d) => d > 0,
+    5000,
+    'drops to be counted',
+  );
   assert.ok(meta.problems.includes(PROBLEM.dropped), 'marked incomplete');
   assert.equal(meta.frames, 0, 'nothing written while the disk is stalled');
   openDisk();

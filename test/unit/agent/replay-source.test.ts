@@ -206,7 +206,10 @@ test('loop mode starts over with timestamps still increasing, and never ends', a
   await withTimeout(sink.framesReached(30), 10_000, '30 frames');
   await source.stop();
   const ids = sink.frames.slice(0, 30).map((f) => f.id);
-  assert.deepEqual(ids, Array.from({ length: 30 }, (_, i) => 0x101 + (i % 3)));
+  assert.deepEqual(
+    ids,
+    Array.from({ length: 30 }, (_, i) => 0x101 + (i % 3)),
+  );
   assert.ok(sink.frames.slice(0, 30).every((f) => f.direction === (f.id === 0x103 ? 'tx' : 'rx')));
   for (let i = 1; i < sink.frames.length; i++) assert.ok(sink.frames[i]!.tsUs >= sink.frames[i - 1]!.tsUs);
   assert.equal(sink.endedCalls, 0);
@@ -229,7 +232,10 @@ test('loop mode at speed 1 keeps the recorded spacing across the wrap', async ()
   await source.stop();
   // 5 frames: 0, 40 (wrap, +40 average spacing) 80, 120, 160 ms.
   assert.ok(elapsed >= 130, `5 looped frames took only ${elapsed.toFixed(0)} ms`);
-  assert.deepEqual(sink.frames.slice(0, 5).map((f) => f.id), [0x101, 0x102, 0x101, 0x102, 0x101]);
+  assert.deepEqual(
+    sink.frames.slice(0, 5).map((f) => f.id),
+    [0x101, 0x102, 0x101, 0x102, 0x101],
+  );
 });
 
 test('malformed lines are skipped, counted and logged with their line numbers, rate-limited', async () => {
@@ -294,8 +300,18 @@ test('send: accepted on a replayed bus, refused for unknown buses and when not r
   const file = writeLog([`${ts(0)} can0 101#01`, `${ts(10_000_000)} can0 102#02`]);
   const source = new ReplaySource({ file, speed: 1, loop: false });
   const frame: CanFrame = {
-    bus: 'can0', id: 0x7df, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false,
-    dlc: 3, data: Uint8Array.from([2, 1, 0x0c]), tsUs: 0, direction: 'tx',
+    bus: 'can0',
+    id: 0x7df,
+    ext: false,
+    rtr: false,
+    err: false,
+    fd: false,
+    brs: false,
+    esi: false,
+    dlc: 3,
+    data: Uint8Array.from([2, 1, 0x0c]),
+    tsUs: 0,
+    direction: 'tx',
   };
   assert.equal(source.send(frame).ok, false, 'not started');
   const sink = new RecordingSink();
@@ -340,7 +356,12 @@ test('foreign log formats are named at start (PEAK .trc, Vector .asc, plain cand
     ';   |         Time Offset (ms)',
     '     1)         0.0  Rx         0123  8  01 02 03 04 05 06 07 08',
   ];
-  const asc = ['date Sun Nov 29 14:48:28.400 2026', 'base hex  timestamps absolute', 'no internal events logged', '   0.001000 1  123             Rx   d 8 01 02 03 04 05 06 07 08'];
+  const asc = [
+    'date Sun Nov 29 14:48:28.400 2026',
+    'base hex  timestamps absolute',
+    'no internal events logged',
+    '   0.001000 1  123             Rx   d 8 01 02 03 04 05 06 07 08',
+  ];
   const screen = ['  can0  123   [4]  DE AD BE EF', '  can0  7E8   [8]  02 10 03 00 00 00 00 00'];
   for (const [lines, name] of [
     [trc, /is not a candump -L log: it is a PEAK PCAN trace \(\.trc\)/],

@@ -122,7 +122,7 @@ test('payloads change: rolling counters, valid checksums, moving sensors; static
   const statics = byId.get(0x140)!;
   assert.equal(new Set(statics.map((f) => hex(f.data.subarray(0, 7)))).size, 1, '0x140 is static except counter/checksum');
   // RPM at idle in the powertrain message (bytes 2-3), a plausible value.
-  const rpm = ((byId.get(0x17c)![0]!.data[2]! << 8) | byId.get(0x17c)![0]!.data[3]!);
+  const rpm = (byId.get(0x17c)![0]!.data[2]! << 8) | byId.get(0x17c)![0]!.data[3]!;
   assert.ok(rpm >= 600 && rpm <= 1300, `idle rpm ${rpm}`);
 });
 
@@ -159,8 +159,18 @@ test('send: accepted on its bus, refused elsewhere; answers an OBD-II RPM reques
   const sim = new SimSource({ rate: 200 });
   const sink = new RecordingSink();
   const req: CanFrame = {
-    bus: 'can0', id: 0x7df, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false,
-    dlc: 8, data: Uint8Array.from([0x02, 0x01, 0x0c, 0, 0, 0, 0, 0]), tsUs: 0, direction: 'tx',
+    bus: 'can0',
+    id: 0x7df,
+    ext: false,
+    rtr: false,
+    err: false,
+    fd: false,
+    brs: false,
+    esi: false,
+    dlc: 8,
+    data: Uint8Array.from([0x02, 0x01, 0x0c, 0, 0, 0, 0, 0]),
+    tsUs: 0,
+    direction: 'tx',
   };
   assert.equal(sim.send(req).ok, false, 'not running yet');
   await sim.start(sink);

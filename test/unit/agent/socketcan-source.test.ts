@@ -200,8 +200,19 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 2000): Pro
 
 function frame(over: Partial<CanFrame>): CanFrame {
   return {
-    bus: 'can0', id: 0x123, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false,
-    dlc: 2, data: new Uint8Array([0xde, 0xad]), tsUs: 0, direction: 'tx', ...over,
+    bus: 'can0',
+    id: 0x123,
+    ext: false,
+    rtr: false,
+    err: false,
+    fd: false,
+    brs: false,
+    esi: false,
+    dlc: 2,
+    data: new Uint8Array([0xde, 0xad]),
+    tsUs: 0,
+    direction: 'tx',
+    ...over,
   };
 }
 
@@ -218,7 +229,13 @@ test('opens one channel per interface with timestamps and non-blocking send, and
     assert.equal(ch.messageListeners.length, 1);
     assert.equal(ch.stoppedListeners.length, 1);
   }
-  assert.deepEqual(sink.states.map((s) => [s.bus, s.state]), [['can0', 'up'], ['can1', 'up']]);
+  assert.deepEqual(
+    sink.states.map((s) => [s.bus, s.state]),
+    [
+      ['can0', 'up'],
+      ['can1', 'up'],
+    ],
+  );
 });
 
 test('maps standard, extended, RTR, FD and error frames and kernel timestamps', async () => {
@@ -242,10 +259,23 @@ test('maps standard, extended, RTR, FD and error frames and kernel timestamps', 
     assert.equal(Object.getPrototypeOf(f.data), Uint8Array.prototype, 'data is a plain Uint8Array, not a Buffer');
   }
 
-  assert.deepEqual({ ...std!, data: [...std!.data] }, {
-    bus: 'can0', id: 0x7e8, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false,
-    dlc: 3, data: [0x02, 0x10, 0x03], tsUs: 1700000000123456, direction: 'rx',
-  });
+  assert.deepEqual(
+    { ...std!, data: [...std!.data] },
+    {
+      bus: 'can0',
+      id: 0x7e8,
+      ext: false,
+      rtr: false,
+      err: false,
+      fd: false,
+      brs: false,
+      esi: false,
+      dlc: 3,
+      data: [0x02, 0x10, 0x03],
+      tsUs: 1700000000123456,
+      direction: 'rx',
+    },
+  );
   assert.equal(ext!.id, 0x18daf110);
   assert.equal(ext!.ext, true);
   assert.equal(ext!.dlc, 8);
@@ -292,7 +322,11 @@ test('an exception in the sink never escapes the onMessage listener', async () =
   sink.throwOnFrame = false;
   sink.throwOnLog = false;
   ch.fireMessage({ id: 5, data: Buffer.alloc(1) });
-  assert.deepEqual(sink.frames.map((f) => f.id), [5], 'keeps delivering after the sink recovers');
+  assert.deepEqual(
+    sink.frames.map((f) => f.id),
+    [5],
+    'keeps delivering after the sink recovers',
+  );
 });
 
 // ---- open failures ----
@@ -351,10 +385,7 @@ test('several missing interfaces are all named', async () => {
   const binding = new FakeBinding();
   binding.failing.add('can0');
   binding.failing.add('can1');
-  await assert.rejects(
-    makeSource(host, binding, ['can0', 'can1']).start(new RecordingSink()),
-    /interface can0 does not exist.*; interface can1 does not exist/,
-  );
+  await assert.rejects(makeSource(host, binding, ['can0', 'can1']).start(new RecordingSink()), /interface can0 does not exist.*; interface can1 does not exist/);
 });
 
 test('an interface that is not CAN is reported as such', async () => {
@@ -389,7 +420,10 @@ test('interface down/up in sysfs gives busState events and delivery resumes afte
   assert.equal(binding.channels.length, 1, 'down/up keeps the same socket (ENETDOWN is recoverable)');
 
   ch.fireMessage({ id: 0x321, data: Buffer.from([9]) });
-  assert.deepEqual(sink.frames.map((f) => f.id), [0x321]);
+  assert.deepEqual(
+    sink.frames.map((f) => f.id),
+    [0x321],
+  );
 
   // Up but without carrier (bus-off on a real controller).
   host.setLink('can0', true, 'down');
@@ -403,7 +437,10 @@ test('an interface that is down at start is reported down', async () => {
   host.addInterface('can0', { up: false });
   const sink = new RecordingSink();
   await makeSource(host, new FakeBinding(), ['can0']).start(sink);
-  assert.deepEqual(sink.states.map((s) => s.state), ['down']);
+  assert.deepEqual(
+    sink.states.map((s) => s.state),
+    ['down'],
+  );
 });
 
 test('onStopped reports down and the channel is reopened when the interface returns', async () => {
@@ -427,7 +464,11 @@ test('onStopped reports down and the channel is reopened when the interface retu
 
   old.fireMessage({ id: 0x1, data: Buffer.alloc(1) });
   fresh.fireMessage({ id: 0x2, data: Buffer.alloc(1) });
-  assert.deepEqual(sink.frames.map((f) => f.id), [0x2], 'only the live channel delivers');
+  assert.deepEqual(
+    sink.frames.map((f) => f.id),
+    [0x2],
+    'only the live channel delivers',
+  );
 });
 
 test('an interface removed without onStopped is noticed by the poll, closed, and reopened', async () => {
@@ -455,7 +496,10 @@ test('an interface re-created between two polls is reopened (new ifindex)', asyn
   host.addInterface('can0'); // new ifindex
   await waitFor('reopen', () => binding.channels.length === 2);
   await waitFor('up again', () => sink.states.at(-1)!.state === 'up');
-  assert.deepEqual(sink.states.map((s) => s.state), ['up', 'down', 'up']);
+  assert.deepEqual(
+    sink.states.map((s) => s.state),
+    ['up', 'down', 'up'],
+  );
   assert.equal(binding.channels[0]!.started, false);
 });
 
@@ -467,7 +511,13 @@ test('stop() closes every channel, reports down, and later messages are ignored'
     assert.equal(ch.started, false);
     assert.equal(ch.stopCalls, 1);
   }
-  assert.deepEqual(sink.states.slice(2).map((s) => [s.bus, s.state]), [['can0', 'down'], ['can1', 'down']]);
+  assert.deepEqual(
+    sink.states.slice(2).map((s) => [s.bus, s.state]),
+    [
+      ['can0', 'down'],
+      ['can1', 'down'],
+    ],
+  );
   binding.last('can0').fireMessage({ id: 1, data: Buffer.alloc(1) });
   assert.equal(sink.frames.length, 0);
   assert.equal(sink.logs.filter((l) => l.code === 'socketcan_stopped').length, 0, 'our own stop is not a fatal stop');
@@ -496,9 +546,17 @@ test('send maps classic, extended, RTR and FD frames to send/sendFD', async () =
     { id: 0x123, ext: false, rtr: true, data: [0, 0, 0, 0, 0], isBuffer: true },
   ]);
   assert.equal(ch.sentFD.length, 1);
-  assert.deepEqual({ ...ch.sentFD[0]!, data: [...ch.sentFD[0]!.data] }, {
-    id: 0x456, ext: false, fd_brs: true, data: [...fdData], ts_sec: 1700000002, ts_usec: 7,
-  });
+  assert.deepEqual(
+    { ...ch.sentFD[0]!, data: [...ch.sentFD[0]!.data] },
+    {
+      id: 0x456,
+      ext: false,
+      fd_brs: true,
+      data: [...fdData],
+      ts_sec: 1700000002,
+      ts_usec: 7,
+    },
+  );
   assert.equal(sink.frames.length, 0, 'transmits are not echoed to the sink');
 });
 

@@ -9,7 +9,20 @@ import { TxQueue } from '../../../agent/tx-queue.js';
 import { Downlink } from '../../../agent/uplink/downlink.js';
 import { FrameUploader } from '../../../agent/uplink/frame-uploader.js';
 
-const frame = (tsMs: number, n = 0): CanFrame => ({ bus: 'can0', id: 0x100, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 1, data: Uint8Array.of(n), tsUs: tsMs * 1000, direction: 'rx' });
+const frame = (tsMs: number, n = 0): CanFrame => ({
+  bus: 'can0',
+  id: 0x100,
+  ext: false,
+  rtr: false,
+  err: false,
+  fd: false,
+  brs: false,
+  esi: false,
+  dlc: 1,
+  data: Uint8Array.of(n),
+  tsUs: tsMs * 1000,
+  direction: 'rx',
+});
 
 test('clock estimator: offset from the midpoint, error half the round trip; the best sample wins; a stepped clock starts over', () => {
   const e = new ClockEstimator();
@@ -36,9 +49,16 @@ test('deadlines count every uncertainty against the frame; absurd times are refu
   assert.equal(transmitDeadlineMs(1_000_000, origin, local, 2000), 1700 - 15 + 2000);
   const now = 1_800_000_000_000;
   assert.equal(frameTimesProblem([{ frame: frame(now), seq: 1 }], { offsetMs: 0, errorMs: 0 }, now, { offsetMs: 0, errorMs: 0 }), null);
-  assert.match(frameTimesProblem([{ frame: { ...frame(now), tsUs: 1e300 }, seq: 1 }], { offsetMs: 0, errorMs: 0 }, now, { offsetMs: 0, errorMs: 0 }) ?? '', /frame 0 has timestamp/);
+  assert.match(
+    frameTimesProblem([{ frame: { ...frame(now), tsUs: 1e300 }, seq: 1 }], { offsetMs: 0, errorMs: 0 }, now, { offsetMs: 0, errorMs: 0 }) ?? '',
+    /frame 0 has timestamp/,
+  );
   assert.match(frameTimesProblem([{ frame: frame(now + 120_000), seq: 1 }], { offsetMs: 0, errorMs: 0 }, now, { offsetMs: 0, errorMs: 0 }) ?? '', /from now/);
-  assert.equal(frameTimesProblem([{ frame: frame(now + 3000), seq: 1 }], { offsetMs: -3000, errorMs: 2 }, now, { offsetMs: 0, errorMs: 0 }), null, 'a clock 3 s ahead is converted first');
+  assert.equal(
+    frameTimesProblem([{ frame: frame(now + 3000), seq: 1 }], { offsetMs: -3000, errorMs: 2 }, now, { offsetMs: 0, errorMs: 0 }),
+    null,
+    'a clock 3 s ahead is converted first',
+  );
 });
 
 test('agent B: a relayed frame past its age is dropped and counted at the transmit, a fresh one goes out; a bad batch is refused whole', () => {
@@ -48,16 +68,27 @@ test('agent B: a relayed frame past its age is dropped and counted at the transm
   const local = { offsetMs: 0, errorMs: 3 };
   const acks: number[] = [];
   const now = Date.now();
-  const batch = (n: number, frames: CanFrame[]) => decodeBatch(encodeBatch({ kind: KIND_DOWN, batch: n, origin: 'gw-a', clock: { offsetMs: 0, errorMs: 2 }, frames: frames.map((frame, i) => ({ frame, seq: i + 1 })) }));
-  assert.equal(d.apply(batch(1, [frame(now - 1996, 1), frame(now - 100, 2)]), local, (n) => acks.push(n)), undefined);
-  assert.deepEqual(sent.map((f) => f.data[0]), [2], '1,996 ms plus 5 ms of uncertainty is too old for 2,000 ms');
+  const batch = (n: number, frames: CanFrame[]) =>
+    decodeBatch(encodeBatch({ kind: KIND_DOWN, batch: n, origin: 'gw-a', clock: { offsetMs: 0, errorMs: 2 }, frames: frames.map((frame, i) => ({ frame, seq: i + 1 })) }));
+  assert.equal(
+    d.apply(batch(1, [frame(now - 1996, 1), frame(now - 100, 2)]), local, (n) => acks.push(n)),
+    undefined,
+  );
+  assert.deepEqual(
+    sent.map((f) => f.data[0]),
+    [2],
+    '1,996 ms plus 5 ms of uncertainty is too old for 2,000 ms',
+  );
   assert.equal(tx.stats.droppedTooOld, 1);
   assert.deepEqual(acks, [1], 'acknowledged once every frame was transmitted or counted');
   const bad = { ...frame(now, 3), tsUs: 1e300 };
   assert.match(d.apply(batch(2, [frame(now, 4), bad]), local, (n) => acks.push(n)) ?? '', /timestamp/);
   assert.equal(sent.length, 1, 'none of the bad batch was transmitted');
   assert.deepEqual(acks, [1]);
-  assert.equal(d.apply(batch(3, [frame(now, 5)]), undefined, (n) => acks.push(n)), undefined);
+  assert.equal(
+    d.apply(batch(3, [frame(now, 5)]), undefined, (n) => acks.push(n)),
+    undefined,
+  );
   assert.equal(tx.stats.droppedTooOld, 2, 'without a clock fix nothing can be proven fresh');
   tx.stop();
 });
@@ -71,7 +102,10 @@ test('agent A: a frame whose time a receiver would refuse is left out and counte
   up.push(frame(Date.now(), 3));
   await new Promise((r) => setImmediate(r));
   assert.equal(sent.length, 1);
-  assert.deepEqual(decodeBatch(sent[0]!).frames.map((f) => f.frame.data[0]), [1, 3]);
+  assert.deepEqual(
+    decodeBatch(sent[0]!).frames.map((f) => f.frame.data[0]),
+    [1, 3],
+  );
   assert.equal(up.stats.droppedBadTime, 1);
   up.ack(1);
   assert.equal(up.buffered, 0);

@@ -14,7 +14,20 @@ import { Outbox } from '../../../agent/uplink/outbox.js';
 import { tempDir } from '../../helpers/processes.js';
 import { until } from '../../helpers/until.js';
 
-const frame = (i: number, bus = 'can0'): CanFrame => ({ bus, id: 0x100, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 4, data: Uint8Array.of(i >>> 24, i >>> 16, i >>> 8, i), tsUs: Date.now() * 1000, direction: 'rx' });
+const frame = (i: number, bus = 'can0'): CanFrame => ({
+  bus,
+  id: 0x100,
+  ext: false,
+  rtr: false,
+  err: false,
+  fd: false,
+  brs: false,
+  esi: false,
+  dlc: 4,
+  data: Uint8Array.of(i >>> 24, i >>> 16, i >>> 8, i),
+  tsUs: Date.now() * 1000,
+  direction: 'rx',
+});
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 test('uploader: batches with per-bus seq, resend after reconnect, ack frees, bounds drop and count', async () => {
@@ -26,14 +39,20 @@ test('uploader: batches with per-bus seq, resend after reconnect, ack frees, bou
   await tick();
   assert.equal(sent.length, 1);
   const b1 = decodeBatch(sent[0]!);
-  assert.deepEqual(b1.frames.filter((f) => f.frame.bus === 'can1').map((f) => f.seq), [1, 2, 3, 4, 5]);
+  assert.deepEqual(
+    b1.frames.filter((f) => f.frame.bus === 'can1').map((f) => f.seq),
+    [1, 2, 3, 4, 5],
+  );
   // Disconnected: frames wait; on reconnect the unacked batch 1 is resent with its number.
   up.detach();
   for (let i = 0; i < 5; i++) up.push(frame(100 + i));
   await tick();
   sent.length = 0;
   up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
-  assert.deepEqual(sent.map((b) => decodeBatch(b).batch), [1, 2]);
+  assert.deepEqual(
+    sent.map((b) => decodeBatch(b).batch),
+    [1, 2],
+  );
   up.ack(2);
   assert.equal(up.buffered, 0);
   assert.equal(up.stats.framesAcked, 15);
@@ -110,13 +129,22 @@ test('outbox: survives reopening, acks delete, bounded with pruning counted', ()
   ob = new Outbox(db, 5);
   assert.equal(ob.size, 3);
   const p = ob.pending(0);
-  assert.deepEqual(p.map((e) => e.data.message), ['m0', 'm1', 'm2']);
+  assert.deepEqual(
+    p.map((e) => e.data.message),
+    ['m0', 'm1', 'm2'],
+  );
   ob.ack(p[1]!.seq);
-  assert.deepEqual(ob.pending(0).map((e) => e.data.message), ['m2']);
+  assert.deepEqual(
+    ob.pending(0).map((e) => e.data.message),
+    ['m2'],
+  );
   for (let i = 3; i < 10; i++) ob.append({ type: 'log', data: { ts: 't', level: 'info', message: `m${i}` } });
   assert.equal(ob.size, 5);
   assert.equal(ob.pruned, 3);
-  assert.deepEqual(ob.pending(0).map((e) => e.data.message), ['m5', 'm6', 'm7', 'm8', 'm9']);
+  assert.deepEqual(
+    ob.pending(0).map((e) => e.data.message),
+    ['m5', 'm6', 'm7', 'm8', 'm9'],
+  );
   db.close();
 });
 

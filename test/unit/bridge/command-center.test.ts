@@ -58,7 +58,11 @@ test('command center: queued while the agent is away, sent once it connects, the
   center.agentStatus('gw', commandStatusData(row.id, 'send_frame', 'delivered')); // late: ignored
   center.agentStatus('other', commandStatusData(row.id, 'send_frame', 'failed')); // not its command: ignored
   assert.deepEqual(history(center, row.id), ['queued', 'sent', 'delivered', 'succeeded']);
-  assert.deepEqual(events.map((e) => e.status), ['queued', 'sent'], "the bridge's own steps on the console (the agent's come mirrored)");
+  assert.deepEqual(
+    events.map((e) => e.status),
+    ['queued', 'sent'],
+    "the bridge's own steps on the console (the agent's come mirrored)",
+  );
   assert.equal(link.sent.length, 1, 'at most once: never resent');
   center.stop();
 });

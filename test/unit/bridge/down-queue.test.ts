@@ -13,7 +13,20 @@ import { decodeBatch, KIND_DOWN, MAX_FRAMES_PER_BATCH, type Batch } from '../../
 const NOW = 1_800_000_000_000;
 
 function pending(seq: number, over: Partial<PendingFrame> = {}): PendingFrame {
-  const frame: CanFrame = { bus: 'can0', id: 0x100, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 2, data: Uint8Array.of(seq & 0xff, seq >> 8), tsUs: NOW * 1000, direction: 'rx' };
+  const frame: CanFrame = {
+    bus: 'can0',
+    id: 0x100,
+    ext: false,
+    rtr: false,
+    err: false,
+    fd: false,
+    brs: false,
+    esi: false,
+    dlc: 2,
+    data: Uint8Array.of(seq & 0xff, seq >> 8),
+    tsUs: NOW * 1000,
+    direction: 'rx',
+  };
   return { frame, seq, origin: 'gw-a', originMs: NOW, clock: BRIDGE_CLOCK, ...over };
 }
 
@@ -36,11 +49,15 @@ function queue(maxFrames = 1000, maxAgeMs = 2000) {
   const drops = new Map<DropReason, number>();
   const sent: number[] = [];
   let batch = 0;
-  const q = new DownQueue('gw-b', { maxFrames, maxAgeMs }, {
-    nextBatch: () => ++batch,
-    dropped: (reason, n) => drops.set(reason, (drops.get(reason) ?? 0) + n),
-    sent: (frames) => sent.push(...frames.map((f) => f.seq)),
-  });
+  const q = new DownQueue(
+    'gw-b',
+    { maxFrames, maxAgeMs },
+    {
+      nextBatch: () => ++batch,
+      dropped: (reason, n) => drops.set(reason, (drops.get(reason) ?? 0) + n),
+      sent: (frames) => sent.push(...frames.map((f) => f.seq)),
+    },
+  );
   return { q, drops, sent };
 }
 
@@ -52,7 +69,14 @@ test('down queue: frames leave in arrival order, in DOWN batches of one origin, 
   assert.equal(q.waiting, 7);
   const link = new FakeLink();
   q.flush(link, NOW);
-  assert.deepEqual(link.batches.map((b) => [b.kind, b.batch, b.origin]), [[KIND_DOWN, 1, 'gw-a'], [KIND_DOWN, 2, 'gw-c'], [KIND_DOWN, 3, 'gw-a']]);
+  assert.deepEqual(
+    link.batches.map((b) => [b.kind, b.batch, b.origin]),
+    [
+      [KIND_DOWN, 1, 'gw-a'],
+      [KIND_DOWN, 2, 'gw-c'],
+      [KIND_DOWN, 3, 'gw-a'],
+    ],
+  );
   assert.deepEqual(link.seqs(), [1, 2, 3, 4, 5, 1, 6]);
   assert.deepEqual(sent, [1, 2, 3, 4, 5, 1, 6]);
   assert.equal(q.waiting, 0);
@@ -69,7 +93,10 @@ test('down queue: a batch holds at most MAX_FRAMES_PER_BATCH frames', () => {
   for (let s = 0; s < n; s++) q.push(pending(s));
   const link = new FakeLink();
   q.flush(link, NOW);
-  assert.deepEqual(link.batches.map((b) => b.frames.length), [MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_BATCH, 3]);
+  assert.deepEqual(
+    link.batches.map((b) => b.frames.length),
+    [MAX_FRAMES_PER_BATCH, MAX_FRAMES_PER_BATCH, 3],
+  );
   assert.equal(link.seqs().length, n);
 });
 
@@ -105,13 +132,22 @@ test('down queue: unacknowledged batches are resent with the same number after a
   q.push(pending(2));
   const first = new FakeLink();
   q.flush(first, NOW);
-  assert.deepEqual(first.batches.map((b) => b.batch), [1]);
+  assert.deepEqual(
+    first.batches.map((b) => b.batch),
+    [1],
+  );
   q.linkDown();
   q.push(pending(3));
   const second = new FakeLink();
   q.linkUp();
   q.flush(second, NOW + 100);
-  assert.deepEqual(second.batches.map((b) => [b.batch, b.frames.map((f) => f.seq)]), [[1, [1, 2]], [2, [3]]]);
+  assert.deepEqual(
+    second.batches.map((b) => [b.batch, b.frames.map((f) => f.seq)]),
+    [
+      [1, [1, 2]],
+      [2, [3]],
+    ],
+  );
   assert.deepEqual(sent, [1, 2, 3], 'the sent hook counts first sends only');
   q.ack(1);
   assert.equal(q.inFlight, 1);
@@ -132,7 +168,10 @@ test('down queue: a resend leaves out exactly the frames of the batch that went 
   ages.forEach((a, i) => q.push(pending(i + 1, { originMs: NOW - a })));
   const first = new FakeLink();
   q.flush(first, NOW);
-  assert.deepEqual(first.batches.map((b) => [b.batch, b.frames.length]), [[1, 5]]);
+  assert.deepEqual(
+    first.batches.map((b) => [b.batch, b.frames.length]),
+    [[1, 5]],
+  );
   // Unchanged: the very bytes again.
   q.linkDown();
   q.linkUp();
@@ -144,7 +183,20 @@ test('down queue: a resend leaves out exactly the frames of the batch that went 
   q.linkUp();
   const third = new FakeLink();
   q.flush(third, NOW + 600);
-  assert.deepEqual(third.batches.map((b) => [b.batch, b.origin, b.frames.map((f) => [f.seq, f.frame.data[0]])]), [[1, 'gw-a', [[2, 2], [4, 4], [5, 5]]]]);
+  assert.deepEqual(
+    third.batches.map((b) => [b.batch, b.origin, b.frames.map((f) => [f.seq, f.frame.data[0]])]),
+    [
+      [
+        1,
+        'gw-a',
+        [
+          [2, 2],
+          [4, 4],
+          [5, 5],
+        ],
+      ],
+    ],
+  );
   assert.equal(drops.get('too_old'), 2);
   assert.equal(q.inFlight, 3);
   // Later still, only the newest is left; then nothing.
@@ -152,7 +204,10 @@ test('down queue: a resend leaves out exactly the frames of the batch that went 
   q.linkUp();
   const fourth = new FakeLink();
   q.flush(fourth, NOW + 1950);
-  assert.deepEqual(fourth.batches.map((b) => b.frames.map((f) => f.seq)), [[4]]);
+  assert.deepEqual(
+    fourth.batches.map((b) => b.frames.map((f) => f.seq)),
+    [[4]],
+  );
   q.linkDown();
   q.linkUp();
   const fifth = new FakeLink();

@@ -33,7 +33,25 @@ function setup(dongles: string[], up = new Set<string>(dongles)) {
 }
 
 const bus = (b: string, state: 'error-active' | 'error-passive', frameRate: number) =>
-  busStateData({ bus: b, link: 'up', state, tec: 0, rec: 0, bitrate: 500_000, bitrate_source: 'kernel', sample_point: 0.875, data_bitrate: null, data_sample_point: null, restart_ms: 0, counters: {}, load: 0.1, load_peak_1m: 0.2, load_history: [0.1, 0.2], frame_rate: frameRate, error_frames: {} });
+  busStateData({
+    bus: b,
+    link: 'up',
+    state,
+    tec: 0,
+    rec: 0,
+    bitrate: 500_000,
+    bitrate_source: 'kernel',
+    sample_point: 0.875,
+    data_bitrate: null,
+    data_sample_point: null,
+    restart_ms: 0,
+    counters: {},
+    load: 0.1,
+    load_peak_1m: 0.2,
+    load_history: [0.1, 0.2],
+    frame_rate: frameRate,
+    error_frames: {},
+  });
 
 test('fleet feed: "seen" updates of 2,000 dongles are merged and flushed by quota; changes pass at once', () => {
   const ids = Array.from({ length: 2000 }, (_, i) => `d${i}`);
@@ -48,7 +66,10 @@ test('fleet feed: "seen" updates of 2,000 dongles are merged and flushed by quot
   assert.equal(feed.pendingCount, 2000, 'one pending entry per dongle, however many updates');
   feed.flush(100);
   assert.equal(got.length, 100, 'one flush publishes its quota, no more');
-  assert.ok(got.every((e) => e.data.reason === 'round 9'), 'a merged update carries the newest data');
+  assert.ok(
+    got.every((e) => e.data.reason === 'round 9'),
+    'a merged update carries the newest data',
+  );
   assert.equal(got[0]!.data.dongle, 'd0', 'oldest first');
   assert.equal(got[0]!.data.version, 'v1', 'the version of the connection is carried');
   assert.equal(typeof got[0]!.data.since, 'string', 'since when online');
@@ -56,7 +77,13 @@ test('fleet feed: "seen" updates of 2,000 dongles are merged and flushed by quot
   up.delete('d1999');
   feed.dongleEvent('d1999', { type: 'presence', data: presenceData('offline', { reason: 'uplink closed' }) });
   feed.dongleEvent('d1998', { type: 'command_status', data: { ts: new Date().toISOString(), command_id: 'c1', type: 'send_frame', status: 'failed', error: 'ENETDOWN' } });
-  assert.deepEqual(got.slice(100).map((e) => [e.type, e.data.dongle, e.data.state ?? e.data.status]), [['presence', 'd1999', 'offline'], ['command_status', 'd1998', 'failed']]);
+  assert.deepEqual(
+    got.slice(100).map((e) => [e.type, e.data.dongle, e.data.state ?? e.data.status]),
+    [
+      ['presence', 'd1999', 'offline'],
+      ['command_status', 'd1998', 'failed'],
+    ],
+  );
   for (let i = 0; i < 100 && feed.pendingCount > 0; i++) feed.flush(100);
   assert.equal(feed.pendingCount, 0);
   const seen = got.filter((e) => e.type === 'presence' && e.data.state === 'seen');
@@ -83,7 +110,10 @@ test('fleet feed: presence follows the bridge\'s link; late mirrored events that
   feed.dongleEvent('a', { type: 'presence', data: presenceData('offline', { reason: 'uplink closed' }) });
   feed.dongleEvent('a', { type: 'presence', data: presenceData('seen') }); // late: ignored
   feed.flush(10);
-  assert.deepEqual(got.slice(2).map((e) => e.data.state), ['offline']);
+  assert.deepEqual(
+    got.slice(2).map((e) => e.data.state),
+    ['offline'],
+  );
   close();
 });
 
@@ -106,16 +136,30 @@ test('fleet feed: bus_state changes of state pass at once, refreshes are merged 
 test('fleet feed: group_state changes pass, refreshes merge; the snapshot holds every dongle, bus, last command and group', () => {
   const { feed, got, close } = setup(['a', 'b', 'never']);
   const gs = (mode: 'relaying' | 'degraded', rate: number) =>
-    groupStateData({ group: 'g1', mode, sides: { a: { dongle: 'a', online: true, backlog: 0 }, b: { dongle: 'b', online: mode === 'relaying', backlog: 0 } }, offline_side: mode === 'relaying' ? null : 'b', dropped: 0, relay_rate: rate, relayed_total: 0 });
+    groupStateData({
+      group: 'g1',
+      mode,
+      sides: { a: { dongle: 'a', online: true, backlog: 0 }, b: { dongle: 'b', online: mode === 'relaying', backlog: 0 } },
+      offline_side: mode === 'relaying' ? null : 'b',
+      dropped: 0,
+      relay_rate: rate,
+      relayed_total: 0,
+    });
   feed.groupState(gs('relaying', 1));
   feed.groupState(gs('relaying', 2));
   feed.groupState(gs('degraded', 3));
-  assert.deepEqual(got.map((e) => e.data.mode), ['relaying', 'degraded']);
+  assert.deepEqual(
+    got.map((e) => e.data.mode),
+    ['relaying', 'degraded'],
+  );
   feed.dongleEvent('a', { type: 'presence', data: presenceData('online', { version: 'v2' }) });
   feed.dongleEvent('a', { type: 'bus_state', data: bus('can0', 'error-passive', 5) });
   feed.dongleEvent('a', { type: 'command_status', data: { ts: new Date().toISOString(), command_id: 'c9', type: 'send_frame', status: 'succeeded' } });
   const snap = feed.snapshot([gs('degraded', 4)]);
-  assert.ok(snap.every((b) => !b.startsWith('id:') && !b.includes('\nid:')), 'snapshot blocks carry no id');
+  assert.ok(
+    snap.every((b) => !b.startsWith('id:') && !b.includes('\nid:')),
+    'snapshot blocks carry no id',
+  );
   const types = snap.map((b) => /event: (\w+)/.exec(b)![1]);
   assert.deepEqual(types, ['presence', 'bus_state', 'command_status', 'presence', 'presence', 'group_state', 'log']);
   assert.match(snap[3]!, /"state":"offline"/);

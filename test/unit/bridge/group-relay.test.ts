@@ -45,7 +45,12 @@ function setup(rows: GroupRow[], opts: { backlogMaxFrames?: number } = {}) {
   const states: GroupStateData[] = [];
   const store = { groups: () => rows, saveGroupCounters: () => undefined, saveAllGroupCounters: () => undefined } as unknown as StateStore;
   const consoles = { groupLog: () => undefined, groupState: (_g: string, s: GroupStateData) => states.push(s), downFrames: () => undefined } as unknown as BridgeConsoles;
-  const relay = new GroupRelay({ backlogMaxFrames: opts.backlogMaxFrames ?? 1000, backlogMaxAgeMs: 60_000, groupStateIntervalMs: 3_600_000 }, store, consoles, pino({ level: 'silent' }));
+  const relay = new GroupRelay(
+    { backlogMaxFrames: opts.backlogMaxFrames ?? 1000, backlogMaxAgeMs: 60_000, groupStateIntervalMs: 3_600_000 },
+    store,
+    consoles,
+    pino({ level: 'silent' }),
+  );
   relay.load();
   return { relay, states };
 }
@@ -53,7 +58,21 @@ function setup(rows: GroupRow[], opts: { backlogMaxFrames?: number } = {}) {
 function frames(from: number, n: number, over: Partial<CanFrame> = {}): SequencedFrame[] {
   return Array.from({ length: n }, (_, i) => ({
     seq: from + i,
-    frame: { bus: 'can0', id: 0x100, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 1, data: Uint8Array.of(i & 0xff), tsUs: Date.now() * 1000, direction: 'rx', ...over },
+    frame: {
+      bus: 'can0',
+      id: 0x100,
+      ext: false,
+      rtr: false,
+      err: false,
+      fd: false,
+      brs: false,
+      esi: false,
+      dlc: 1,
+      data: Uint8Array.of(i & 0xff),
+      tsUs: Date.now() * 1000,
+      direction: 'rx',
+      ...over,
+    },
   }));
 }
 
@@ -70,10 +89,25 @@ test('group relay: every frame of one side goes to the other, in order, on the m
   relay.relay('a1', frames(6, 5));
   relay.relay('b1', frames(1, 3, { bus: 'can1' }));
   await turn();
-  assert.deepEqual(b.frames().map((f) => f.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 'a→b: all ten, in order');
-  assert.ok(b.frames().every((f) => f.bus === 'can1' && f.origin === 'a1'), 'a→b on the mapped bus, origin a1');
+  assert.deepEqual(
+    b.frames().map((f) => f.seq),
+    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    'a→b: all ten, in order',
+  );
+  assert.ok(
+    b.frames().every((f) => f.bus === 'can1' && f.origin === 'a1'),
+    'a→b on the mapped bus, origin a1',
+  );
   assert.equal(b.batches.length, 1, "one turn's UP batches leave as one DOWN batch");
-  assert.deepEqual(a.frames().map((f) => [f.seq, f.bus, f.origin]), [[1, 'can0', 'b1'], [2, 'can0', 'b1'], [3, 'can0', 'b1']], 'b→a through the inverse map');
+  assert.deepEqual(
+    a.frames().map((f) => [f.seq, f.bus, f.origin]),
+    [
+      [1, 'can0', 'b1'],
+      [2, 'can0', 'b1'],
+      [3, 'can0', 'b1'],
+    ],
+    'b→a through the inverse map',
+  );
   assert.deepEqual(relay.groupOf('a1'), { group: 'g', side: 'a' });
   relay.stop();
 });
@@ -85,7 +119,10 @@ test('group relay: frames that arrived as tx are never relayed (loop guard), and
   relay.relay('a1', [...frames(1, 2), ...frames(3, 2, { direction: 'tx' }), ...frames(5, 1)]);
   relay.relay('loner', frames(1, 3));
   await turn();
-  assert.deepEqual(b.frames().map((f) => f.seq), [1, 2, 5]);
+  assert.deepEqual(
+    b.frames().map((f) => f.seq),
+    [1, 2, 5],
+  );
   assert.equal(relay.loopGuarded, 2);
   relay.stop();
 });
@@ -100,11 +137,19 @@ test('group relay: an offline side gets its backlog on attach, unacknowledged ba
   assert.equal(waiting.sides.b.backlog, 4, 'held for the offline side');
   const b1 = new FakeLink();
   relay.attach('b1', b1);
-  assert.deepEqual(b1.frames().map((f) => f.seq), [1, 2, 3, 4], 'the backlog on attach');
+  assert.deepEqual(
+    b1.frames().map((f) => f.seq),
+    [1, 2, 3, 4],
+    'the backlog on attach',
+  );
   relay.detach('b1', b1);
   const b2 = new FakeLink();
   relay.attach('b1', b2);
-  assert.deepEqual(b2.frames().map((f) => f.seq), [1, 2, 3, 4], 'not acknowledged: sent again to the new link');
+  assert.deepEqual(
+    b2.frames().map((f) => f.seq),
+    [1, 2, 3, 4],
+    'not acknowledged: sent again to the new link',
+  );
   assert.equal(relay.downAck('b1', b2.lastBatch() + 1), false, 'an ack of a batch never sent');
   assert.equal(relay.downAck('b1', b2.lastBatch()), true);
   assert.equal(relay.state('g')!.sides.b.backlog, 0, 'acknowledged: nothing owed');

@@ -110,7 +110,7 @@ test('rejects malformed lines with a reason', () => {
     ['(1436509052.249713) can0 123#00 X', /after the frame/],
     ['(1436509052.249713) can0 123#00 T extra', /after the frame/],
     ['(1436509052.249713) can/0 123#00', /interface name contains/],
-    ['DROPCOUNT: dropped 3 CAN frames on \'can0\' socket (total drops 3)', /DROPCOUNT/],
+    ["DROPCOUNT: dropped 3 CAN frames on 'can0' socket (total drops 3)", /DROPCOUNT/],
   ];
   for (const [line, re] of cases) assert.match(parseError(line), re, line);
 });

@@ -148,7 +148,18 @@ test('hand-made DBC: known values (Motorola across bytes, signed, labels, floats
   const file = join(FIXTURES, 'features.dbc');
   const decoder = new SignalDecoder([{ bus: undefined, db: parseDbc(readFileSync(file, 'utf8'), file) }]);
   const frame = (id: number, bytes: number[], ext = false): CanFrame => ({
-    bus: 'can0', id, ext, rtr: false, err: false, fd: bytes.length > 8, brs: false, esi: false, dlc: bytes.length, data: Uint8Array.from(bytes), tsUs: 1, direction: 'rx',
+    bus: 'can0',
+    id,
+    ext,
+    rtr: false,
+    err: false,
+    fd: bytes.length > 8,
+    brs: false,
+    esi: false,
+    dlc: bytes.length,
+    data: Uint8Array.from(bytes),
+    tsUs: 1,
+    direction: 'rx',
   });
   const values = (f: CanFrame): Record<string, number | string> => {
     const dec = decoder.decodeFrame(f)!;

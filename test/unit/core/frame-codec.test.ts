@@ -3,7 +3,20 @@ import { test } from 'node:test';
 import type { CanFrame } from '../../../core/can/frame.js';
 import { BatchDecodeError, decodeBatch, encodeBatch, KIND_DOWN, KIND_UP } from '../../../core/uplink/frame-codec.js';
 
-const base: CanFrame = { bus: 'can0', id: 0x7e8, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 8, data: Uint8Array.of(2, 0x10, 3, 0, 0, 0, 0, 0), tsUs: 1_795_787_222_123_456, direction: 'rx' };
+const base: CanFrame = {
+  bus: 'can0',
+  id: 0x7e8,
+  ext: false,
+  rtr: false,
+  err: false,
+  fd: false,
+  brs: false,
+  esi: false,
+  dlc: 8,
+  data: Uint8Array.of(2, 0x10, 3, 0, 0, 0, 0, 0),
+  tsUs: 1_795_787_222_123_456,
+  direction: 'rx',
+};
 const kinds: CanFrame[] = [
   base,
   { ...base, bus: 'vcan1', id: 0x18daf110, ext: true, dlc: 3, data: Uint8Array.of(1, 2, 3) },
@@ -58,5 +71,10 @@ test('malformed batches are rejected with the reason', () => {
   badFlags[1 + 6 + 16 + 1 + 1 + 4 + 2 + 1 + 4 + 4] = 0x80; // the frame's flags
   bad.push([badFlags, /unknown flag bits/]);
   bad.push([encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'bad origin!', frames: [] }), /bad origin/]);
-  for (const [buf, why] of bad) assert.throws(() => decodeBatch(buf), (e: unknown) => e instanceof BatchDecodeError && why.test(e.message), String(why));
+  for (const [buf, why] of bad)
+    assert.throws(
+      () => decodeBatch(buf),
+      (e: unknown) => e instanceof BatchDecodeError && why.test(e.message),
+      String(why),
+    );
 });

@@ -84,8 +84,7 @@ test('a frame kept compactly renders exactly as the live builder makes it, and i
       // Error frames (their words vary) are kept as text, never measured from their fields.
       if (f.err) continue;
       assert.equal(frameJsonLength(f, undefined, dongle), json.length, `length of ${json}`);
-      for (const rep of [1, 9, 10, 12345])
-        assert.equal(frameJsonLength(f, rep, dongle), JSON.stringify({ ...canFrameData(f, rep), ...(dongle ? { dongle } : {}) }).length);
+      for (const rep of [1, 9, 10, 12345]) assert.equal(frameJsonLength(f, rep, dongle), JSON.stringify({ ...canFrameData(f, rep), ...(dongle ? { dongle } : {}) }).length);
     }
     for (const id of [0, 9, 10, 99_999, 1e8, 1_732_912_345_678, 1e15 - 1, 1e15])
       assert.equal(sseLength(id, 'log', 2), `id: ${id}\nevent: log\ndata: {}\n\n`.length, `SSE length with id ${id}`);

@@ -73,7 +73,11 @@ test('a quiet bus switches sampling off through tick()', () => {
 });
 
 /** Passes per id and 1 s window, each id at its rate evenly spaced (1 ms steps), from t = 0. */
-function perWindow(maxRate: number, rates: Record<string, number>, seconds: number): { passed: Record<string, number[]>; offered: Record<string, number[]>; represents: Record<string, number[]> } {
+function perWindow(
+  maxRate: number,
+  rates: Record<string, number>,
+  seconds: number,
+): { passed: Record<string, number[]>; offered: Record<string, number[]>; represents: Record<string, number[]> } {
   const s = new FrameSampler(maxRate, () => {}, 0);
   const passed: Record<string, number[]> = {};
   const offered: Record<string, number[]> = {};
@@ -111,7 +115,10 @@ test('an id whose whole rate fits its fair share keeps every frame, each standin
     assert.equal(r.passed.mid![w], r.offered.mid![w], `window ${w}: every frame of the 50 Hz id`);
     assert.equal(r.passed.slow![w], r.offered.slow![w], `window ${w}: every frame of the 1 Hz id`);
   }
-  assert.ok(r.represents.mid!.slice(10).every((n) => n === 1), 'nothing of it left out, so each stands for 1');
+  assert.ok(
+    r.represents.mid!.slice(10).every((n) => n === 1),
+    'nothing of it left out, so each stands for 1',
+  );
   // A negative control of the check: the flood does not fit and is cut.
   assert.ok(r.passed.flood![3]! < r.offered.flood![3]! / 10);
 });

@@ -38,7 +38,20 @@ class Reader implements StreamSubscriber {
   }
 }
 
-const frameOf = (id: number): CanFrame => ({ bus: 'can0', id, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 1, data: Uint8Array.of(1), tsUs: 1, direction: 'rx' });
+const frameOf = (id: number): CanFrame => ({
+  bus: 'can0',
+  id,
+  ext: false,
+  rtr: false,
+  err: false,
+  fd: false,
+  brs: false,
+  esi: false,
+  dlc: 1,
+  data: Uint8Array.of(1),
+  tsUs: 1,
+  direction: 'rx',
+});
 const log = (n: number): string => JSON.stringify({ level: 'info', message: `m${n}` });
 
 test('a mirror keeps the next id, ignores a duplicate, and serves resumes with the numbering node ids', () => {

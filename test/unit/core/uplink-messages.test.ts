@@ -47,7 +47,10 @@ const TEXTS = [
 test('uplink messages: data_ack by its fast path agrees with the schema for every text, on both sides', () => {
   let fast = 0;
   for (const text of TEXTS) {
-    for (const [schema, parse] of [[AgentMessage, parseAgentMessage], [BridgeMessage, parseBridgeMessage]] as const) {
+    for (const [schema, parse] of [
+      [AgentMessage, parseAgentMessage],
+      [BridgeMessage, parseBridgeMessage],
+    ] as const) {
       const expected = bySchema(schema, text);
       const got = parse(text);
       assert.equal(got.ok, expected !== undefined, `${text}: accepted ${got.ok}, schema ${expected !== undefined}`);

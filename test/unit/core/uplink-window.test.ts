@@ -92,7 +92,10 @@ test('seq checker: gaps, duplicates and late arrivals with one rule; wrap-around
   s.check('c', 1);
   s.check('c', 9);
   assert.equal(s.totals.gaps, 3, 'streams past the bound are not tracked');
-  assert.deepEqual([...s.entries()].map(([k]) => k), ['a', 'b']);
+  assert.deepEqual(
+    [...s.entries()].map(([k]) => k),
+    ['a', 'b'],
+  );
 });
 
 test('send window: batches written to a lost link are neither aged nor trimmed until the receiver has said what it has', () => {

@@ -223,8 +223,7 @@ export function directionLabel(dirs: number): string {
 
 /** Comparator for the table; ties always fall back to dongle, bus, id so the order is stable. */
 export function comparator(model: ByIdModel, key: SortKey, desc: boolean): (a: IdRow, b: IdRow) => number {
-  const base = (a: IdRow, b: IdRow): number =>
-    a.dongle.localeCompare(b.dongle) || a.bus.localeCompare(b.bus) || Number(a.extended) - Number(b.extended) || a.idNum - b.idNum;
+  const base = (a: IdRow, b: IdRow): number => a.dongle.localeCompare(b.dongle) || a.bus.localeCompare(b.bus) || Number(a.extended) - Number(b.extended) || a.idNum - b.idNum;
   const rateOf = (r: IdRow): number => model.rate(r) ?? -1;
   const cmp = (x: number, y: number): number => (x < y ? -1 : x > y ? 1 : 0);
   let f: (a: IdRow, b: IdRow) => number;

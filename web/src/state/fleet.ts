@@ -169,7 +169,10 @@ export type DongleSort = 'id' | 'status' | 'last_seen' | 'group' | 'version' | '
 
 /** Rows matching `filter` (every word must appear in the id, group, version, a bus name or state), sorted. */
 export function visibleDongles(m: FleetModel, filter: string, sort: DongleSort, desc: boolean): DongleRow[] {
-  const words = filter.toLowerCase().split(/\s+/).filter((w) => w !== '');
+  const words = filter
+    .toLowerCase()
+    .split(/\s+/)
+    .filter((w) => w !== '');
   const rows: DongleRow[] = [];
   for (const r of m.dongles.values()) {
     if (words.length > 0) {

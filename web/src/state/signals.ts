@@ -86,7 +86,10 @@ export class SignalsModel {
 
   /** Rows whose bus, message, name or unit contain every word of `query` (case-insensitive). */
   search(query: string): SignalRow[] {
-    const words = query.toLowerCase().split(/\s+/).filter((w) => w !== '');
+    const words = query
+      .toLowerCase()
+      .split(/\s+/)
+      .filter((w) => w !== '');
     const out: SignalRow[] = [];
     for (const r of this.rows.values()) if (words.every((w) => r.haystack.includes(w))) out.push(r);
     return out.sort((a, b) => a.dongle.localeCompare(b.dongle) || a.bus.localeCompare(b.bus) || a.msg.localeCompare(b.msg) || a.name.localeCompare(b.name));

@@ -56,7 +56,12 @@ export class BusHealthView {
         d.sample_point !== null ? `sample point ${d.sample_point}` : '',
         d.data_bitrate !== null ? `data ${(d.data_bitrate / 1000).toLocaleString('en-US')} kbit/s` : '',
         `load ${pct(load)}, peak 1 min ${pct(d.load_peak_1m)}, ${d.frame_rate.toLocaleString('en-US')} frames/s`,
-        Object.keys(d.error_frames).length ? 'error frames: ' + Object.entries(d.error_frames).map(([c, n]) => `${c} ${n}`).join(', ') : '',
+        Object.keys(d.error_frames).length
+          ? 'error frames: ' +
+            Object.entries(d.error_frames)
+              .map(([c, n]) => `${c} ${n}`)
+              .join(', ')
+          : '',
       ]
         .filter(Boolean)
         .join('\n');
@@ -68,8 +73,19 @@ export class BusHealthView {
           h('span', { class: 'bus-state', 'data-state': state, text: state }),
           h(
             'span',
-            { class: 'gauge', role: 'meter', 'aria-label': `${key} bus load`, 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': load === null ? undefined : Math.round(load * 100) },
-            h('span', { class: 'gauge-fill', style: `width:${Math.min(100, (load ?? 0) * 100).toFixed(1)}%`, 'data-level': load === null ? 'none' : load >= 0.8 ? 'high' : load >= 0.5 ? 'mid' : 'low' }),
+            {
+              class: 'gauge',
+              role: 'meter',
+              'aria-label': `${key} bus load`,
+              'aria-valuemin': 0,
+              'aria-valuemax': 100,
+              'aria-valuenow': load === null ? undefined : Math.round(load * 100),
+            },
+            h('span', {
+              class: 'gauge-fill',
+              style: `width:${Math.min(100, (load ?? 0) * 100).toFixed(1)}%`,
+              'data-level': load === null ? 'none' : load >= 0.8 ? 'high' : load >= 0.5 ? 'mid' : 'low',
+            }),
           ),
           h('span', { class: 'bus-load', text: pct(load) }),
           sparkline(d.load_history),

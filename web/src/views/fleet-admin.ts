@@ -12,7 +12,10 @@ import type { RowActions } from './fleet-tables.js';
 
 /** "can0=can1, can1=can0" → {can0: "can1", can1: "can0"}; empty → undefined (the bridge's default map). */
 export function parseBusMap(text: string): Record<string, string> | undefined {
-  const pairs = text.split(',').map((p) => p.trim()).filter((p) => p !== '');
+  const pairs = text
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
   if (pairs.length === 0) return undefined;
   const map: Record<string, string> = {};
   for (const p of pairs) {
@@ -55,12 +58,14 @@ export class FleetAdmin implements RowActions {
         await putGroup(v('group-id'), { a: v('group-a'), b: v('group-b') }, parseBusMap(v('group-map')), this.token());
       });
     });
-    byId('viewer-issue').addEventListener('click', () =>
-      void this.run(async () => {
-        const r = await issueViewerToken(this.token());
-        this.showSecret(`Viewer token ${r.id}:`, r.token);
-        await this.listViewers();
-      }),
+    byId('viewer-issue').addEventListener(
+      'click',
+      () =>
+        void this.run(async () => {
+          const r = await issueViewerToken(this.token());
+          this.showSecret(`Viewer token ${r.id}:`, r.token);
+          await this.listViewers();
+        }),
     );
     byId('viewer-refresh').addEventListener('click', () => void this.run(() => this.listViewers()));
     byId('secret-copy').addEventListener('click', () => void this.copySecret());

@@ -126,7 +126,10 @@ export class FleetTables {
 
     const groups = [...this.model.groups.values()].sort((a, b) => (a.group < b.group ? -1 : 1));
     for (const gid of this.drawnGroups.keys()) if (!this.model.groups.has(gid)) this.drawnGroups.delete(gid);
-    placeRows(this.groupBody, groups.map((g) => this.groupRow(g)));
+    placeRows(
+      this.groupBody,
+      groups.map((g) => this.groupRow(g)),
+    );
   }
 
   private refreshAges(d: DrawnDongle, now: number): void {
@@ -145,7 +148,11 @@ export class FleetTables {
     const buses = [...r.buses.values()].sort((a, b) => (a.bus < b.bus ? -1 : 1));
     const cmd = r.commands[0];
     const since = Number.isNaN(r.sinceMs) ? null : h('span', { class: 'muted since', text: ` since ${formatAge(r.sinceMs, now)}`, title: new Date(r.sinceMs).toISOString() });
-    const seen = h('td', { class: 'muted', text: Number.isNaN(r.lastSeenMs) ? 'never' : formatAge(r.lastSeenMs, now), title: Number.isNaN(r.lastSeenMs) ? undefined : new Date(r.lastSeenMs).toISOString() });
+    const seen = h('td', {
+      class: 'muted',
+      text: Number.isNaN(r.lastSeenMs) ? 'never' : formatAge(r.lastSeenMs, now),
+      title: Number.isNaN(r.lastSeenMs) ? undefined : new Date(r.lastSeenMs).toISOString(),
+    });
     const cells = [
       h('td', {}, h('a', { href: `/console/dongles/${encodeURIComponent(r.id)}`, text: r.id })),
       h('td', {}, h('span', { class: `pill ${status}`, text: status }), since),
@@ -153,12 +160,31 @@ export class FleetTables {
       h(
         'td',
         { class: 'buses' },
-        ...buses.map((b) => h('span', { class: 'bus-state', 'data-bus': b.bus, 'data-state': b.link === 'down' ? 'down' : (b.state ?? 'none'), text: `${b.bus} ${b.link === 'down' ? 'down' : (b.state ?? 'up')}` })),
+        ...buses.map((b) =>
+          h('span', {
+            class: 'bus-state',
+            'data-bus': b.bus,
+            'data-state': b.link === 'down' ? 'down' : (b.state ?? 'none'),
+            text: `${b.bus} ${b.link === 'down' ? 'down' : (b.state ?? 'up')}`,
+          }),
+        ),
       ),
       h('td', {}, r.group ? h('a', { href: `/console/groups/${encodeURIComponent(r.group)}`, text: `${r.group} (${r.side.toUpperCase()})` }) : ''),
       h('td', { text: r.version }),
       h('td', { class: 'num', text: r.buses.size > 0 ? String(Math.round(framesPerSecond(r))) : '' }),
-      h('td', {}, cmd ? h('button', { type: 'button', class: `small ghost cmd ${cmd.status}`, 'data-command-status': cmd.status, text: `${cmd.status}${cmd.error ? ': ' + cmd.error : ''}`, onclick: () => this.onCommands?.(r.id) }) : ''),
+      h(
+        'td',
+        {},
+        cmd
+          ? h('button', {
+              type: 'button',
+              class: `small ghost cmd ${cmd.status}`,
+              'data-command-status': cmd.status,
+              text: `${cmd.status}${cmd.error ? ': ' + cmd.error : ''}`,
+              onclick: () => this.onCommands?.(r.id),
+            })
+          : '',
+      ),
     ];
     let tr: HTMLTableRowElement;
     if (d && d.row === r) {
@@ -184,7 +210,14 @@ export class FleetTables {
   }
 
   private buildGroupRow(g: GroupStateData): HTMLTableRowElement {
-    const side = (s: 'a' | 'b') => h('td', {}, h('a', { href: `/console/dongles/${encodeURIComponent(g.sides[s].dongle)}`, text: g.sides[s].dongle }), ' ', h('span', { class: `pill ${g.sides[s].online ? 'online' : 'offline'}`, text: g.sides[s].online ? 'online' : 'offline' }));
+    const side = (s: 'a' | 'b') =>
+      h(
+        'td',
+        {},
+        h('a', { href: `/console/dongles/${encodeURIComponent(g.sides[s].dongle)}`, text: g.sides[s].dongle }),
+        ' ',
+        h('span', { class: `pill ${g.sides[s].online ? 'online' : 'offline'}`, text: g.sides[s].online ? 'online' : 'offline' }),
+      );
     return h(
       'tr',
       { 'data-group': g.group, 'data-mode': g.mode },

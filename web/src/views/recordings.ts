@@ -104,9 +104,15 @@ export class RecordingsPanel {
     this.toggle.textContent = this.running ? '■ Stop' : '● Record';
     this.toggle.classList.toggle('recording', this.running !== undefined);
     this.toggle.title = this.running ? 'Stop the recording' : 'Record every frame of every bus (unsampled) on the gateway';
-    setText(this.status, this.running ? `Recording · ${formatBytes(this.running.bytes)} · ${formatDuration(this.running.duration_s)} · ${formatInt(this.running.frames)} frames` : '');
+    setText(
+      this.status,
+      this.running ? `Recording · ${formatBytes(this.running.bytes)} · ${formatDuration(this.running.duration_s)} · ${formatInt(this.running.frames)} frames` : '',
+    );
     this.list.replaceChildren(...recs.map((r) => this.item(r)));
-    if (recs.length === 0) this.list.append(h('li', { class: 'muted', text: this.t.control ? 'No recordings yet: Record keeps every frame, not just what the console shows.' : 'No recordings on this gateway.' }));
+    if (recs.length === 0)
+      this.list.append(
+        h('li', { class: 'muted', text: this.t.control ? 'No recordings yet: Record keeps every frame, not just what the console shows.' : 'No recordings on this gateway.' }),
+      );
   }
 
   private item(r: RecordingInfo): HTMLLIElement {

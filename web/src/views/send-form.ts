@@ -86,7 +86,12 @@ export class SendForm {
     for (const f of [this.bus, this.idIn, this.data]) f.removeAttribute('aria-invalid');
     const dongle = this.dongleSel.value;
     const extended = this.ext.checked || v > 0x7ff;
-    const canId = '0x' + v.toString(16).toUpperCase().padStart(extended ? 8 : 3, '0');
+    const canId =
+      '0x' +
+      v
+        .toString(16)
+        .toUpperCase()
+        .padStart(extended ? 8 : 3, '0');
     const dataHex = bytes.join(' ').toUpperCase();
     const button = this.form.querySelector<HTMLButtonElement>('button[type=submit]')!;
     button.disabled = true;

@@ -100,7 +100,14 @@ export class SignalChart {
       const row = this.model.rows.get(k);
       const unit = row?.unit ?? '';
       if (!units.includes(unit)) units.push(unit);
-      series.push({ label: `${row?.name ?? k}${unit ? ` (${unit})` : ''}`, scale: `u:${unit}`, stroke: COLOURS[i % COLOURS.length]!, width: 1.5, spanGaps: true, points: { show: false } });
+      series.push({
+        label: `${row?.name ?? k}${unit ? ` (${unit})` : ''}`,
+        scale: `u:${unit}`,
+        stroke: COLOURS[i % COLOURS.length]!,
+        width: 1.5,
+        spanGaps: true,
+        points: { show: false },
+      });
     });
     const axes: uPlot.Axis[] = [{ stroke: 'currentColor' }];
     units.forEach((u, i) => axes.push({ scale: `u:${u}`, side: i % 2 === 0 ? 3 : 1, label: u || '(no unit)', stroke: 'currentColor', grid: { show: i === 0 } }));

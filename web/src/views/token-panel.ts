@@ -10,8 +10,20 @@ const strong = (t: string): Node => h('strong', { text: t });
 
 /** What each page says above the field (the agent page replaces it when its API asks for a token). */
 export const TOKEN_HELP: Record<'console' | 'fleet', () => HelpText> = {
-  console: () => ['This console is on the cloud bridge. Enter a ', strong('viewer'), ' token to watch, or the ', strong('admin'), ' token to also send frames. It is kept for this browser tab only.'],
-  fleet: () => ["This is the cloud bridge's fleet. Enter a ", strong('viewer'), ' token to watch, or the ', strong('admin'), ' token to also manage dongles, groups and tokens. It is kept for this browser tab only.'],
+  console: () => [
+    'This console is on the cloud bridge. Enter a ',
+    strong('viewer'),
+    ' token to watch, or the ',
+    strong('admin'),
+    ' token to also send frames. It is kept for this browser tab only.',
+  ],
+  fleet: () => [
+    "This is the cloud bridge's fleet. Enter a ",
+    strong('viewer'),
+    ' token to watch, or the ',
+    strong('admin'),
+    ' token to also manage dongles, groups and tokens. It is kept for this browser tab only.',
+  ],
 };
 
 /** Fills the page's `#token-panel` section with the title, help, field and error line. */
@@ -23,7 +35,12 @@ function buildTokenPanel(help: HelpText): void {
       'form',
       { id: 'token-form', autocomplete: 'off' },
       h('label', { for: 'token-input', text: 'Token' }),
-      h('div', { class: 'row' }, h('input', { id: 'token-input', name: 'token', type: 'password', spellcheck: 'false', required: true, autocomplete: 'off' }), h('button', { type: 'submit', class: 'primary', text: 'Connect' })),
+      h(
+        'div',
+        { class: 'row' },
+        h('input', { id: 'token-input', name: 'token', type: 'password', spellcheck: 'false', required: true, autocomplete: 'off' }),
+        h('button', { type: 'submit', class: 'primary', text: 'Connect' }),
+      ),
       h('p', { id: 'token-error', class: 'error', role: 'alert', hidden: true }),
     ),
   );

@@ -47,7 +47,17 @@ export class TraceView {
     this.spacer = scroller.querySelector<HTMLDivElement>('.trace-spacer')!;
     scroller.classList.toggle('group', group);
     head.classList.toggle('group', group);
-    const cols: [string, string][] = [['t', 'Time'], ['n', '#'], ['k', 'Dir'], ...(group ? [['d', 'Dongle'] as [string, string]] : []), ['b', 'Bus'], ['i', 'ID'], ['l', 'DLC'], ['x', 'Data'], ['o', 'Info']];
+    const cols: [string, string][] = [
+      ['t', 'Time'],
+      ['n', '#'],
+      ['k', 'Dir'],
+      ...(group ? [['d', 'Dongle'] as [string, string]] : []),
+      ['b', 'Bus'],
+      ['i', 'ID'],
+      ['l', 'DLC'],
+      ['x', 'Data'],
+      ['o', 'Info'],
+    ];
     head.append(...cols.map(([cls, text]) => h('span', { class: cls, text })));
     scroller.addEventListener('scroll', () => {
       if (Math.abs(this.scroller.scrollTop - this.lastSetTop) >= 2) {
@@ -178,7 +188,9 @@ export function fillRow(el: HTMLElement, item: TraceItem, group: boolean): void 
       const f = ev.data;
       data.id = f.id;
       data.bus = f.bus;
-      const flags = [f.is_error ? `ERR ${f.error_text ?? ''}`.trim() : '', f.is_remote ? 'RTR' : '', f.is_fd ? 'FD' : '', f.brs ? 'BRS' : '', f.esi ? 'ESI' : ''].filter(Boolean).join(' ');
+      const flags = [f.is_error ? `ERR ${f.error_text ?? ''}`.trim() : '', f.is_remote ? 'RTR' : '', f.is_fd ? 'FD' : '', f.brs ? 'BRS' : '', f.esi ? 'ESI' : '']
+        .filter(Boolean)
+        .join(' ');
       const rep = f.represents !== undefined && f.represents > 1 ? `×${formatInt(f.represents)}` : '';
       cells.push({ cls: `k dir-${f.direction}`, text: f.direction });
       if (group) cells.push({ cls: 'd', text: f.dongle ?? '' });
@@ -233,12 +245,22 @@ export function describe(ev: Exclude<ConsoleEvent, { type: 'can_frame' }>): { ta
   switch (ev.type) {
     case 'log': {
       const d = ev.data;
-      const details = d.details ? ' ' + Object.entries(d.details).map(([k, v]) => `${k}=${v}`).join(' ') : '';
+      const details = d.details
+        ? ' ' +
+          Object.entries(d.details)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')
+        : '';
       return { tag: d.level, text: `${who(d)}${d.message}${d.code ? ` [${d.code}]` : ''}${details}`, level: d.level };
     }
     case 'presence': {
       const d = ev.data;
-      const buses = d.buses ? ' · ' + Object.entries(d.buses).map(([b, s]) => `${b} ${s}`).join(', ') : '';
+      const buses = d.buses
+        ? ' · ' +
+          Object.entries(d.buses)
+            .map(([b, s]) => `${b} ${s}`)
+            .join(', ')
+        : '';
       const subject = d.bus ? `interface ${d.bus} ` : '';
       return { tag: 'presence', text: `${who(d)}${subject}${d.state}${d.reason ? ` — ${d.reason}` : ''}${buses}`, level: d.state === 'offline' ? 'warn' : 'info' };
     }
@@ -262,7 +284,11 @@ export function describe(ev: Exclude<ConsoleEvent, { type: 'can_frame' }>): { ta
     case 'bus_state': {
       const d = ev.data;
       const load = d.load === null ? '' : ` · load ${(d.load * 100).toFixed(1)} %`;
-      return { tag: 'bus', text: `${who(d)}${d.bus} ${d.state ?? d.link}${d.tec !== null ? ` (TX errors ${d.tec}, RX errors ${d.rec})` : ''}${load}`, level: d.state === 'bus-off' || d.state === 'error-passive' ? 'error' : 'info' };
+      return {
+        tag: 'bus',
+        text: `${who(d)}${d.bus} ${d.state ?? d.link}${d.tec !== null ? ` (TX errors ${d.tec}, RX errors ${d.rec})` : ''}${load}`,
+        level: d.state === 'bus-off' || d.state === 'error-passive' ? 'error' : 'info',
+      };
     }
     case 'stream_reset': {
       const d = ev.data;
