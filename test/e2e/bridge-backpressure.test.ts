@@ -85,19 +85,29 @@ test('--replay-speed 0 waits while the uplink is backed up: intake stalls while 
     { id: 'rs-a' },
   );
   cleanup.push(() => a.proc.stop('SIGKILL'));
-  const fig = async (): Promise<{ rx: number; buffered: number; dropped: number }> => {
+  const fig = async (): Promise<{ rx: number; buffered: number; dropped: number; connected: number }> => {
     const m = (await getJson(a.base + '/metrics')).text;
     const u = (kind: string): number => metricValue(m, 'canrelay_uplink', { kind }) ?? NaN;
     return {
       rx: metricValue(m, 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' }) ?? 0,
       buffered: u('frames_buffered'),
       dropped: u('frames_dropped_buffer_full') + u('frames_dropped_too_old') + u('frames_dropped_bad_time'),
+      connected: u('connected'),
     };
   };
 
   // B withholds its acks: the bridge holds A's, A's uplink backs up past its pause mark (20,000 frames),
-  // and the replay stops taking frames in — short of the file's end.
-  await until(async () => (await fig()).buffered > 20_000, 60_000, "A's uplink backed up");
+  // and the replay stops taking frames in — short of the file's end. On a loaded machine the replay can fill
+  // A's buffer before A has even connected: the stall counts only once A is connected and B holds batches
+  // it has not acknowledged (before that, B has nothing to acknowledge: a data_ack of batch -1 is malformed).
+  await until(
+    async () => {
+      const f = await fig();
+      return f.connected === 1 && b.appliedBatch >= 0 && f.buffered > 20_000;
+    },
+    60_000,
+    "A connected, B holding relayed batches unacknowledged, and A's uplink backed up",
+  );
   const stalled = await fig();
   t.diagnostic(`backed up: ${stalled.rx} frames taken in, ${stalled.buffered} held for the bridge`);
   assert.ok(stalled.rx < N, `intake stalled short of the end: ${stalled.rx} of ${N} frames taken in`);
