@@ -103,8 +103,14 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
     const resume = resumeRequestFrom(req, url);
     const ready = deps.consoles.beforeRead?.(stream, 'lastEventId' in resume ? resume.lastEventId : undefined);
     if (ready === undefined) return start();
+    // The wait can take seconds (a lease lookup, history pages): what was checked before it is checked again.
     const startIfOpen = (): void => {
-      if (!res.destroyed && !res.headersSent) start();
+      if (res.destroyed || res.headersSent) return;
+      const now = deps.auth.identify(bearerToken(req, url));
+      if (now === undefined || now.kind === 'agent')
+        return sendJson(res, 401, { error: 'the token was revoked or expired while the console was being prepared' }, { 'WWW-Authenticate': 'Bearer' });
+      if (stream.isClosed) return sendJson(res, 404, { error: `${kind === 'dongles' ? 'dongle' : 'group'} "${id}" was deleted while the console was being prepared` });
+      start();
     };
     void ready.then(startIfOpen, startIfOpen);
   };

@@ -12,7 +12,10 @@
  */
 
 const VERSION = 1;
-/** A bundle is closed past this size (NATS's default max_payload is 1 MiB; one DOWN batch is at most ~47 KB). */
+/**
+ * A bundle is closed once past this size, so it holds at most this plus one batch (a CAN FD batch can be
+ * ~350 KB): up to ~610 KB, within NATS's default max_payload of 1 MiB, which a cluster must keep.
+ */
 export const BUNDLE_MAX_BYTES = 256 * 1024;
 
 export interface BundledBatch {

@@ -15,7 +15,7 @@ export const SUBJECTS = {
   down: (node: string): string => `canrelay.down.${hexToken(node)}`,
   /** "Do you still hold this dongle?", asked of the lease holder before judging its lease by age. */
   holds: (node: string): string => `canrelay.holds.${hexToken(node)}`,
-  /** DOWN acks of the dongles connected to one node (cumulative, one message per event-loop turn), to every node. */
+  /** DOWN acks of the dongles connected to one node (cumulative, at most one message every 20 ms), to every node. */
   ack: 'canrelay.ack',
   /** "Resend from the start": a receiving node saw a hole in a remote side's batch stream. */
   resend: 'canrelay.resend',
@@ -114,10 +114,18 @@ export class NatsLink {
   }
 
   private flushQueued(): void {
+    // Cleared first: a callback that throws (or one that schedules more) must not leave every later publish
+    // waiting for a flush that never comes; a throw is counted, never fatal.
+    this.scheduled = false;
     const fs = this.turnEnd;
     this.turnEnd = [];
-    for (const f of fs) f();
-    this.scheduled = false;
+    for (const f of fs) {
+      try {
+        f();
+      } catch (err) {
+        this.failed('end-of-turn work', err);
+      }
+    }
     const q = this.queued;
     this.queued = [];
     for (const m of q) {

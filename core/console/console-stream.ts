@@ -347,6 +347,11 @@ export class ConsoleStream {
     return `id: ${data.latest}\nevent: stream_reset\ndata: ${JSON.stringify(data)}\n\n`;
   }
 
+  /** Closed (its dongle or group deleted): a reader that waited for it must not subscribe to it. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
