@@ -5,8 +5,8 @@
  *   agent reports it down, then up, and reads the new interface;
  * - an FD frame sent to a classic (non-FD) interface: refused with a clear error (the command `failed`
  *   with the reason), while the same frame on an FD interface succeeds;
- * - the transmit queue full on a real driver (kvaser_pci, one-frame transmit buffer, txqueuelen 10;
- *   SOCKETCAN_VM_KVASER): a burst of sends meets ENOBUFS, every frame is transmitted or counted as
+ * - the transmit queue full on a real driver (kvaser_pci, txqueuelen 10, paced like a real bus:
+ *   paced-queue.ts; SOCKETCAN_VM_KVASER): a burst of sends meets ENOBUFS, every frame is transmitted or counted as
  *   dropped (`tx_dropped_busy`), exactly, the sender is told, and the agent lives on.
  * One agent and one bridge for all three: a node start takes a minute under emulation.
  */
@@ -20,6 +20,7 @@ import { startAgentProcess, type StartedAgent } from '../helpers/processes.js';
 import { skipOrFail } from '../helpers/skips.js';
 import { RawClient } from '../helpers/socketcand.js';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
+import { pace, qdiscCounts, unpace } from './paced-queue.js';
 
 const children: { stop(): unknown }[] = [];
 after(async () => {
@@ -164,10 +165,10 @@ test('the transmit queue full on a real driver (kvaser_pci, txqueuelen 10): coun
   const wireLines = (): string[] => dumped.split('\n').filter((l) => / can3 2A0#/.test(l));
   await new Promise((r) => setTimeout(r, 500)); // candump's socket bound before the burst
   // Four socketcand connections (each may have 256 sends waiting), every send the agent takes is handed
-  // to the kernel at once. The emulated controller completes a transmit almost at once, so its queue is
-  // full only while the guest is busy elsewhere: can1 (the other emulated bus, read by can0's driver) is
-  // loaded with cangen meanwhile, as in the relay check of bus-health-checks. Rounds until the full queue
-  // was met (bounded: 10 rounds of 1,000 sends).
+  // to the kernel at once. The emulated controller completes a transmit at once, so its own queue never
+  // fills (an idle machine: 10,000 sends, 0 ENOBUFS, with can1 loaded by cangen meanwhile): can2's queue is
+  // paced like a real bus (paced-queue.ts), and the sends meet ENOBUFS from the kernel's own path. Rounds
+  // until the full queue was met (bounded: 10 rounds of 1,000 sends).
   const clients: RawClient[] = [];
   for (let i = 0; i < 4; i++) {
     const c = await RawClient.connect(socketcandPort);
@@ -175,8 +176,8 @@ test('the transmit queue full on a real driver (kvaser_pci, txqueuelen 10): coun
     await until(() => c.messages.length > 0, 30_000, '< hi >');
     assert.equal(await c.request(`< open ${KVASER} >`, 30_000), '< ok >');
   }
-  const load = spawn('cangen', ['can1', '-g', '0', '-p', '1000', '-n', '200000', '-L', '8'], { stdio: 'ignore' });
-  children.push({ stop: () => load.kill('SIGKILL') });
+  pace(KVASER);
+  children.push({ stop: () => unpace(KVASER) });
   const tx0 = metricValue(await metrics(gw), 'canrelay_can_frames_total', { bus: KVASER, direction: 'tx' }) ?? 0;
   const busy0 = await uplink(gw, 'tx_dropped_busy');
   const figures = async (): Promise<{ tx: number; busy: number }> => ({
@@ -212,7 +213,6 @@ test('the transmit queue full on a real driver (kvaser_pci, txqueuelen 10): coun
     progress(`dmesg: ${spawnSync('dmesg', [], { encoding: 'utf8' }).stdout.split('\n').slice(-25).join(' | ')}`);
     throw err;
   }
-  load.kill('SIGKILL');
   const f = await figures();
   await until(() => wireLines().length >= f.tx, 30_000, 'the transmitted frames on the wire');
   progress(`queue full: ${JSON.stringify(f)} of ${N}, on can3 ${wireLines().length}`);
@@ -222,6 +222,9 @@ test('the transmit queue full on a real driver (kvaser_pci, txqueuelen 10): coun
   assert.ok(f.busy > 0, `the full queue (ENOBUFS) was met (${N} sends)`);
   assert.ok(f.tx >= 1, 'what had room was transmitted');
   assert.equal(wireLines().length, f.tx, 'the transmitted count is what reached the wire');
+  const q = qdiscCounts(KVASER);
+  assert.equal(q.dropped, f.busy, 'each frame counted as dropped is one the kernel refused (ENOBUFS)');
+  unpace(KVASER);
   const told = clients.flatMap((c) => c.replies().filter((m) => /could not transmit on can2: transmit queue of can2 is full/.test(m)));
   assert.equal(told.length, f.busy, 'the sender is told of each dropped frame');
   assert.equal(gw.proc.exitCode, null, 'never thrown: the agent lives on');
