@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
-import { agentFrames as frames, agentUplink as uplink, clusterServers, metricsText as metrics } from '../helpers/cluster-servers.js';
-import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
+import { agentFrames as frames, agentUplink as uplink, clusterServers, framesAccountedAtB as accounted, metricsText as metrics } from '../helpers/cluster-servers.js';
+import { startAgentProcess, tempDir, writeCandumpLog } from '../helpers/processes.js';
 import { metricValue } from '../helpers/sse-client.js';
 import { until } from '../helpers/until.js';
 
@@ -21,16 +21,6 @@ const { track } = servers;
 const connected = async (n: StartedBridge, node: string): Promise<number> => metricValue(await metrics(n.base), 'canrelay_bridge_agents_connected', { node }) ?? 0;
 
 /** Every frame A sent is at B, or counted at B (gaps not made up by late ones, drops); duplicates are counted too. */
-async function accounted(b: StartedAgent): Promise<{ tx: number; txDropped: number; gaps: number; dups: number; reordered: number; total: number }> {
-  const tx = await frames(b, 'can1', 'tx');
-  const gaps = await uplink(b, 'relay_seq_gaps');
-  const dups = await uplink(b, 'relay_seq_duplicates');
-  const reordered = await uplink(b, 'relay_seq_reordered');
-  let txDropped = 0;
-  for (const k of ['tx_failed', 'tx_dropped_busy', 'tx_dropped_too_old', 'tx_dropped_queue_full']) txDropped += await uplink(b, k);
-  return { tx, txDropped, gaps, dups, reordered, total: tx + txDropped - dups + gaps - reordered };
-}
-
 test('two --bridge URLs, no balancer: SIGKILL of the node A is on, A reaches the other node, the relay resumes, every frame transmitted or counted', async (t) => {
   const db = await servers.pg.createDatabase();
   const flags = ['--uplink-heartbeat-seconds', '1', '--backlog-max-age-ms', '60000', '--backlog-max-frames', '50000'];

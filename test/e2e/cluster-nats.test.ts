@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
-import { agentFrames as frames, agentUplink as uplink, clusterServers, metricsText as metrics } from '../helpers/cluster-servers.js';
+import { agentFrames as frames, agentUplink as uplink, clusterServers, framesAccountedAtB as accounted, metricsText as metrics } from '../helpers/cluster-servers.js';
 import { TcpBalancer } from '../helpers/tcp-balancer.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
@@ -89,16 +89,6 @@ test('the same dongle token on two nodes at once: one wins, the other is refused
 });
 
 /** Every frame A sent is at B, or counted lost at B (gaps not made up by late ones); duplicates are counted too. */
-async function accounted(b: StartedAgent): Promise<{ tx: number; txDropped: number; gaps: number; dups: number; reordered: number; total: number }> {
-  const tx = await frames(b, 'can1', 'tx');
-  const gaps = await uplink(b, 'relay_seq_gaps');
-  const dups = await uplink(b, 'relay_seq_duplicates');
-  const reordered = await uplink(b, 'relay_seq_reordered');
-  let txDropped = 0;
-  for (const k of ['tx_failed', 'tx_dropped_busy', 'tx_dropped_too_old', 'tx_dropped_queue_full']) txDropped += await uplink(b, k);
-  return { tx, txDropped, gaps, dups, reordered, total: tx + txDropped - dups + gaps - reordered };
-}
-
 test('SIGKILL of the node A is on, mid-relay: A reconnects to another node through the balancer, the relay resumes, every lost frame is counted', async (t) => {
   const db = await servers.pg.createDatabase();
   const generous = ['--backlog-max-age-ms', '60000', '--backlog-max-frames', '50000'];

@@ -50,3 +50,18 @@ export const agentFrames = async (a: StartedAgent, bus: string, dir: 'rx' | 'tx'
 
 /** canrelay_uplink{kind} on an agent (NaN while it has none). */
 export const agentUplink = async (a: StartedAgent, kind: string): Promise<number> => metricValue(await metricsText(a.base), 'canrelay_uplink', { kind }) ?? NaN;
+
+/**
+ * Every frame A sent, as B's figures account for it: transmitted on can1, dropped at B (counted), or
+ * lost on the way (a sequence gap); duplicates and late arrivals are taken out. `total` equals the frames
+ * A sent when none went missing uncounted.
+ */
+export async function framesAccountedAtB(b: StartedAgent): Promise<{ tx: number; txDropped: number; gaps: number; dups: number; reordered: number; total: number }> {
+  const tx = await agentFrames(b, 'can1', 'tx');
+  const gaps = await agentUplink(b, 'relay_seq_gaps');
+  const dups = await agentUplink(b, 'relay_seq_duplicates');
+  const reordered = await agentUplink(b, 'relay_seq_reordered');
+  let txDropped = 0;
+  for (const k of ['tx_failed', 'tx_dropped_busy', 'tx_dropped_too_old', 'tx_dropped_queue_full']) txDropped += await agentUplink(b, k);
+  return { tx, txDropped, gaps, dups, reordered, total: tx + txDropped - dups + gaps - reordered };
+}
