@@ -17,7 +17,6 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import os from 'node:os';
-import type { CanFrame } from '../core/can/frame.js';
 import { startBridgeProcess, type StartedBridge } from '../test/helpers/bridge-process.js';
 import { readUnit, REPO } from '../test/helpers/deploy.js';
 import { FakeAgent } from '../test/helpers/fake-agent.js';
@@ -26,7 +25,7 @@ import { ensureNatsServer, NatsServer } from '../test/helpers/nats.js';
 import { childrenOf, PostgresServer } from '../test/helpers/postgres.js';
 import { tempDir } from '../test/helpers/processes.js';
 import { median, sampleProc, writeResults } from './lib.js';
-import { numberedFrame, RelayTally } from './relay-tally.js';
+import { numberedFrame, RelayTally, SEND_TICK_MS, sendPaced } from './relay-tally.js';
 
 type Mode = 'embedded' | 'cluster-1' | 'cluster-2';
 const MODES: Mode[] = (process.env.BENCH_MODES ?? 'embedded,cluster-1,cluster-2').split(',') as Mode[];
@@ -35,7 +34,6 @@ const [DONGLES, RATE, SECONDS] = (process.env.BENCH_SHAPE ?? '200x200x15').split
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 2));
 /** Frames still missing this long after the last one arrived are reported lost. */
 const SETTLE_MS = 10_000;
-const TICK_MS = 10;
 /** Extra node flags for the bridges (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"; the unit's NODE_OPTIONS apply too). */
 const EXTRA_NODE_ARGS = (process.env.BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
@@ -160,28 +158,8 @@ async function once(mode: Mode, run: number, servers: { nats: NatsServer; pg: Po
     const cpu0 = sample();
     const gen0 = process.cpuUsage();
     const t0 = Date.now();
-    const sent = new Array<number>(agents.length).fill(1);
-    let sentTotal = 0;
-    await new Promise<void>((resolve) => {
-      const timer = setInterval(() => {
-        const elapsed = Math.min((Date.now() - t0) / 1000, SECONDS);
-        for (let i = 0; i < agents.length; i++) {
-          // Phase-shifted per agent, so the sends do not all land on one tick.
-          const due = 1 + Math.floor(elapsed * RATE + i / agents.length);
-          const k = due - sent[i]!;
-          if (k <= 0) continue;
-          const frames: CanFrame[] = [];
-          for (let j = 0; j < k; j++) frames.push(numberedFrame(sent[i]! + j));
-          agents[i]!.sendFrames(frames);
-          sent[i] = due;
-          sentTotal += k;
-        }
-        if (elapsed >= SECONDS) {
-          clearInterval(timer);
-          resolve();
-        }
-      }, TICK_MS);
-    });
+    // Frame 0 went in the warm-up.
+    const sentTotal = await sendPaced(agents, RATE, SECONDS, 1);
     // Until everything arrived, or nothing moved for SETTLE_MS; CPU is read when the last frame arrived.
     let last = tally.relayed;
     let lastChange = Date.now();
@@ -285,7 +263,7 @@ async function main(): Promise<void> {
   const md = [
     '# Cluster mode against the embedded bridge (make bench-cluster)',
     '',
-    `${DONGLES} protocol-level fake agents (one process) in ${Math.floor(DONGLES / 2)} groups, each sending ${RATE} frames/s for ${SECONDS} s (a batch every ${TICK_MS} ms), both directions of every group. embedded: one bridge on SQLite; cluster-1: one node on PostgreSQL + NATS; cluster-2: two nodes, side A of every group on node 1 and side B on node 2 (every frame crosses NATS). Modes interleaved within each run. Bridge CPU is the nodes' own (from /proc, summed), from the first send to the last frame's arrival, per frame relayed; nats-server and PostgreSQL (postmaster + backends) separately. Latency: fake agent send time to the peer's receive time. The load generator shares the 2 cores (its CPU % is shown) and the machine was shared with other work: read ratios within a run, not absolutes.`,
+    `${DONGLES} protocol-level fake agents (one process) in ${Math.floor(DONGLES / 2)} groups, each sending ${RATE} frames/s for ${SECONDS} s (a batch every ${SEND_TICK_MS} ms), both directions of every group. embedded: one bridge on SQLite; cluster-1: one node on PostgreSQL + NATS; cluster-2: two nodes, side A of every group on node 1 and side B on node 2 (every frame crosses NATS). Modes interleaved within each run. Bridge CPU is the nodes' own (from /proc, summed), from the first send to the last frame's arrival, per frame relayed; nats-server and PostgreSQL (postmaster + backends) separately. Latency: fake agent send time to the peer's receive time. The load generator shares the 2 cores (its CPU % is shown) and the machine was shared with other work: read ratios within a run, not absolutes.`,
     '',
     '| run | mode | relayed / sent | delivered % | out of order | dropped by the bridge | relayed frames/s | bridge µs/frame (per node) | × embedded | nats-server µs/frame | PostgreSQL µs/frame | bridge CPU % | p50 ms | p99 ms | NATS disconnects, undeliverable / published DOWN batches | generator CPU % | load average |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',

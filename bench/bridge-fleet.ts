@@ -16,9 +16,8 @@ import { ADMIN_TOKEN, AdminClient } from '../test/helpers/bridge-process.js';
 import { readUnit, REPO } from '../test/helpers/deploy.js';
 import { FakeAgent } from '../test/helpers/fake-agent.js';
 import { CLI, CliProcess, tempDir } from '../test/helpers/processes.js';
-import type { CanFrame } from '../core/can/frame.js';
 import { median, sampleProc, writeResults } from './lib.js';
-import { numberedFrame, RelayTally } from './relay-tally.js';
+import { RelayTally, sendPaced } from './relay-tally.js';
 import { rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 
@@ -67,7 +66,6 @@ const SHAPES: Shape[] = (process.env.BENCH_SHAPES ?? DEFAULT_SHAPES).split(',').
 const COMPARE = process.env.BENCH_COMPARE;
 /** Frames still missing this long after the last one arrived are reported lost. */
 const SETTLE_MS = 10_000;
-const TICK_MS = 10;
 
 async function pool<T>(items: T[], width: number, f: (t: T) => Promise<void>): Promise<void> {
   let i = 0;
@@ -161,29 +159,7 @@ async function once(shape: Shape, build: string, cli: string, nodeArgs: string[]
   const cpu0 = sampleProc(pid).cpuSeconds;
   const gen0 = process.cpuUsage();
   const t0 = Date.now();
-  const sent = new Array<number>(agents.length).fill(0);
-  let sentTotal = 0;
-  // Each agent's sends are phase-shifted so slow rates do not all land on one tick.
-  await new Promise<void>((resolve) => {
-    const timer = setInterval(() => {
-      const elapsed = (Date.now() - t0) / 1000;
-      const stop = elapsed >= shape.seconds;
-      for (let i = 0; i < agents.length; i++) {
-        const due = Math.floor(Math.min(elapsed, shape.seconds) * shape.rate + i / agents.length);
-        const k = due - sent[i]!;
-        if (k <= 0) continue;
-        const frames: CanFrame[] = [];
-        for (let j = 0; j < k; j++) frames.push(numberedFrame(sent[i]! + j));
-        agents[i]!.sendFrames(frames);
-        sent[i] = due;
-        sentTotal += k;
-      }
-      if (stop) {
-        clearInterval(timer);
-        resolve();
-      }
-    }, TICK_MS);
-  });
+  const sentTotal = await sendPaced(agents, shape.rate, shape.seconds);
   let last = tally.relayed;
   let lastChange = Date.now();
   while (tally.relayed < sentTotal && Date.now() - lastChange < SETTLE_MS) {

@@ -5,6 +5,7 @@
  */
 import type { CanFrame } from '../core/can/frame.js';
 import type { Batch } from '../core/uplink/frame-codec.js';
+import type { FakeAgent } from '../test/helpers/fake-agent.js';
 
 /** Sub-millisecond: the latencies measured are a few ms. */
 const nowUs = (): number => (performance.timeOrigin + performance.now()) * 1000;
@@ -53,4 +54,36 @@ export class RelayTally {
     const lat = [...this.latency.subarray(0, Math.min(this.latN, LATENCY_SAMPLES))].sort((a, b) => a - b);
     return lat.length ? Math.round(lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]! * 10) / 10 : NaN;
   }
+}
+
+/** A batch every SEND_TICK_MS from each agent, as real agents send. */
+export const SEND_TICK_MS = 10;
+
+/**
+ * Each agent sends `rate` numbered frames/s for `seconds`, from frame number `first`, phase-shifted so that
+ * slow rates do not all land on one tick. Resolves with the number of frames sent.
+ */
+export function sendPaced(agents: FakeAgent[], rate: number, seconds: number, first = 0): Promise<number> {
+  const t0 = Date.now();
+  const sent = new Array<number>(agents.length).fill(first);
+  let total = 0;
+  return new Promise((resolve) => {
+    const timer = setInterval(() => {
+      const elapsed = Math.min((Date.now() - t0) / 1000, seconds);
+      for (let i = 0; i < agents.length; i++) {
+        const due = first + Math.floor(elapsed * rate + i / agents.length);
+        const k = due - sent[i]!;
+        if (k <= 0) continue;
+        const frames: CanFrame[] = [];
+        for (let j = 0; j < k; j++) frames.push(numberedFrame(sent[i]! + j));
+        agents[i]!.sendFrames(frames);
+        sent[i] = due;
+        total += k;
+      }
+      if (elapsed >= seconds) {
+        clearInterval(timer);
+        resolve(total);
+      }
+    }, SEND_TICK_MS);
+  });
 }
