@@ -7,7 +7,7 @@
  *   unknown or out of place is counted, answered with `error` and the connection closed with the CLOSE
  *   code that says why. The process never throws out of a message handler.
  * - UP batches: a batch number at or below the last one taken for this agent run is a resend after a
- *   reconnect (core/uplink/batch-dedupe.ts): acknowledged and skipped. Acks are coalesced by one clock for all links (ack-clock.ts: at most one per ACK_INTERVAL_MS, sooner when
+ *   reconnect (core/uplink/batch-dedupe.ts): acknowledged and skipped. Acks are coalesced by one clock for all links (core/uplink/ack-clock.ts: at most one per ACK_INTERVAL_MS, sooner when
  *   many are pending, always eventually).
  * - Heartbeat: a ping every PING_MS; a link that has not answered (pong or any message) for
  *   DEAD_AFTER_MS is terminated.
@@ -23,7 +23,7 @@ import { BatchDecodeError, decodeBatch, KIND_UP, type Batch } from '../core/upli
 import { CLOSE, MAX_TEXT_MESSAGE_BYTES, parseAgentMessage, PROTOCOL_VERSION, type AgentMessage, type BridgeMessage } from '../core/uplink/messages.js';
 import type { DbcChunkMessage } from '../core/uplink/dbc-transfer.js';
 import type { CommandLink, CommandMessage } from './commands.js';
-import { AckClock } from './ack-clock.js';
+import { PendingAcks } from '../core/uplink/ack-clock.js';
 import type { RelayLink } from './group-relay.js';
 import { RecordingRequests } from './recording-requests.js';
 import { BridgeStats, type RejectReason } from './metrics.js';
@@ -86,15 +86,6 @@ export const DEFAULT_TIMINGS: LinkTimings = { helloTimeoutMs: 5000, pingMs: 10_0
 const DOWN_BOUND_BYTES = 256 * 1024;
 /** Unsent socket bytes past which the agent is considered not to read at all, and disconnected. */
 const HARD_BOUND_BYTES = 4 * 1024 * 1024;
-/**
- * Acks go out together for all links at most every ACK_INTERVAL_MS (sooner for a link with
- * ACK_MAX_PENDING batches waiting): the agent holds the batches meanwhile, a few hundred frames at most.
- * 250 ms, not 100: each ack is a message and a socket write of its own (its timer tick meets no DOWN
- * batch to ride with), ~6 % of a busy bridge's CPU at 200 agents × 100 batches/s when it was 100 ms.
- */
-const ACK_INTERVAL_MS = 250;
-const ACK_MAX_PENDING = 32;
-const ackClock = new AckClock(ACK_INTERVAL_MS);
 const POSITION_SAVE_MS = 1000;
 const KNOWN_TYPES = new Set(['hello', 'event', 'data_ack', 'dbc', 'clock_probe', 'rec_listing', 'rec_chunk', 'rec_error']);
 /** Clock probes answered before hello: enough for a good first estimate, not a free echo service. */
@@ -114,7 +105,8 @@ export class AgentLink implements RelayLink, CommandLink {
   private lastHeard = Date.now();
   private readonly helloTimer: NodeJS.Timeout;
   private readonly pingTimer: NodeJS.Timeout;
-  private acksPending = 0;
+  /** UP batches taken and not yet acknowledged (core/uplink/ack-clock.ts). */
+  private readonly acks = new PendingAcks(this);
   private lastSavedAt = 0;
   private probesBeforeHello = 0;
   /** Recording list/download requests to this agent (cloud-bridge/recording-proxy.ts). */
@@ -310,21 +302,18 @@ export class AgentLink implements RelayLink, CommandLink {
   // ---- acks ----
 
   private queueAck(): void {
-    this.acksPending++;
-    if (this.acksPending >= ACK_MAX_PENDING) this.flushAck();
-    else ackClock.schedule(this);
+    this.acks.add();
   }
 
   /** Sends the cumulative ack now (the ack clock's tick, a full batch count, or closing). */
   flushAck(): void {
-    ackClock.cancel(this);
-    if (this.acksPending === 0 || this.up.position.batch < 0) return;
+    if (!this.acks.due || this.up.position.batch < 0) return;
     if (this.handler.peerBehind(this)) {
       // Backpressure: the agent keeps these batches (bounded on its side) until the peer catches up.
-      ackClock.schedule(this);
+      this.acks.later();
       return;
     }
-    this.acksPending = 0;
+    this.acks.done();
     const now = Date.now();
     // The position is saved before it is acknowledged (at most once a second), so that a restarted
     // bridge still recognises resends of batches it took.
@@ -368,7 +357,7 @@ export class AgentLink implements RelayLink, CommandLink {
     this.state = 'closed';
     clearTimeout(this.helloTimer);
     clearInterval(this.pingTimer);
-    ackClock.cancel(this);
+    this.acks.done();
     if (wasReady && this.up.position.batch >= 0) this.handler.savePosition(this, this.up.position);
     this.recordings.closeAll();
     this.handler.closed(this, code, reason);

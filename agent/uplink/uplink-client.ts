@@ -16,6 +16,7 @@ import type { ClockFix } from '../../core/uplink/clock.js';
 import type { CommandRunner } from '../command-runner.js';
 import { ClockSync } from './clock-sync.js';
 import type { RecordingAnswer, RecordingAsk } from '../recording/recording-uplink.js';
+import { DownAcks } from './down-acks.js';
 import type { Downlink } from './downlink.js';
 import type { FrameUploader } from './frame-uploader.js';
 import type { Outbox } from './outbox.js';
@@ -44,6 +45,8 @@ const CLOCK_TIMEOUT_MS = 5000;
 export class UplinkClient {
   readonly run = randomUUID();
   private ws: WebSocket | undefined;
+  /** Acks of the current connection's DOWN batches. */
+  private downAcks: DownAcks | undefined;
   private state: UplinkState = 'waiting';
   private welcomed = false;
   private attempt = 0;
@@ -100,8 +103,9 @@ export class UplinkClient {
     clearTimeout(this.retryTimer);
     const ws = this.ws;
     if (!ws) return;
-    // Give the final events (the offline presence) a moment to leave.
+    // Give the final events (the offline presence) and the pending DOWN ack a moment to leave.
     this.pumpEvents();
+    this.downAcks?.flushAck();
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => {
         ws.terminate();
@@ -126,6 +130,7 @@ export class UplinkClient {
       perMessageDeflate: false,
     });
     this.ws = ws;
+    this.downAcks = new DownAcks((batch) => this.send(ws, { t: 'data_ack', batch }));
     ws.on('open', () => {
       this.state = 'connected';
       this.lastPong = Date.now();
@@ -162,7 +167,8 @@ export class UplinkClient {
         return this.reject(ws, err instanceof BatchDecodeError ? err.message : String(err));
       }
       if (batch.kind !== KIND_DOWN) return this.reject(ws, 'the bridge sent an UP batch');
-      const refused = this.downlink.apply(batch, this.clock.fix, (n) => this.send(ws, { t: 'data_ack', batch: n }));
+      const acks = this.downAcks;
+      const refused = this.downlink.apply(batch, this.clock.fix, (n) => acks?.ack(n));
       if (refused) return this.reject(ws, `bad frame batch: ${refused}`);
       return;
     }
@@ -280,6 +286,8 @@ export class UplinkClient {
 
   private onClose(ws: WebSocket, code: number, reason: string): void {
     if (ws !== this.ws) return;
+    this.downAcks?.close();
+    this.downAcks = undefined;
     clearInterval(this.heartbeat);
     clearInterval(this.flushTimer);
     clearTimeout(this.clockTimer);

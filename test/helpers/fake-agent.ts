@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import type { CanFrame } from '../../core/can/frame.js';
 import type { MirroredEventType } from '../../core/console/normalize.js';
+import { DownAcks } from '../../agent/uplink/down-acks.js';
 import { decodeBatch, encodeBatch, KIND_DOWN, KIND_UP, type Batch } from '../../core/uplink/frame-codec.js';
 import { parseBridgeMessage, PROTOCOL_VERSION, UPLINK_PATH, type BridgeMessage } from '../../core/uplink/messages.js';
 
@@ -26,7 +27,7 @@ export interface FakeAgentOptions {
   buses?: string[];
   /** Send hello and wait for welcome (default true). */
   hello?: boolean;
-  /** Acknowledge DOWN batches as they arrive (default true). */
+  /** Acknowledge DOWN batches as they arrive, coalesced as the real agent does (agent/uplink/down-acks.ts; default true). */
   autoAck?: boolean;
   protocol?: number;
   /** Answer the bridge's pings (default true); false plays a dead peer whose TCP stays open. */
@@ -61,6 +62,10 @@ export class FakeAgent {
   closeReason = '';
   welcome: Extract<BridgeMessage, { t: 'welcome' }> | undefined;
   autoAck: boolean;
+  /** The real agent's coalesced DOWN acks; nothing is sent while autoAck is off. */
+  private readonly downAcks = new DownAcks((batch) => {
+    if (this.autoAck) this.ackDown(batch);
+  });
   private waiters: (() => void)[] = [];
   private readonly closedP: Promise<number>;
 
@@ -88,6 +93,7 @@ export class FakeAgent {
     });
     this.closedP = new Promise((resolve) =>
       ws.on('close', (code, reason) => {
+        this.downAcks.close();
         this.closeCode = code;
         this.closeReason = reason.toString('utf8');
         this.wake();
@@ -198,6 +204,7 @@ export class FakeAgent {
 
   async close(): Promise<void> {
     if (this.closeCode !== undefined) return;
+    this.downAcks.flushAck();
     this.ws.close(1000, 'test done');
     await Promise.race([this.closedP, new Promise((r) => setTimeout(r, 1000))]);
     this.ws.terminate();
@@ -217,7 +224,7 @@ export class FakeAgent {
       this.opts.onDown?.(b);
       this.appliedBatch = b.batch;
     }
-    if (this.autoAck) this.ackDown(this.appliedBatch);
+    if (this.autoAck) this.downAcks.ack(this.appliedBatch);
   }
 
   private wake(): void {

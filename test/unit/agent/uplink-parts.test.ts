@@ -1,4 +1,4 @@
-/** The agent's data-plane pieces in isolation: uploader bounds and resend, downlink sequence checks, tx retry, outbox. */
+/** The agent's data-plane pieces in isolation: uploader bounds and resend, downlink sequence checks, coalesced DOWN acks, tx retry, outbox. */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -8,6 +8,7 @@ import { decodeBatch, encodeBatch, KIND_DOWN } from '../../../core/uplink/frame-
 import { openStateDb } from '../../../core/state/sqlite.js';
 import type { SendResult } from '../../../agent/sources/source.js';
 import { TxQueue } from '../../../agent/tx-queue.js';
+import { DownAcks } from '../../../agent/uplink/down-acks.js';
 import { Downlink } from '../../../agent/uplink/downlink.js';
 import { FrameUploader } from '../../../agent/uplink/frame-uploader.js';
 import { Outbox } from '../../../agent/uplink/outbox.js';
@@ -89,6 +90,23 @@ test('downlink: duplicates skipped by batch number, seq gaps/duplicates/reorderi
   d.setEpoch('new-bridge');
   d.apply(batch(1, [1]), BRIDGE_CLOCK, (n) => acks.push(n));
   assert.equal(d.stats.batches, 4, 'a new bridge epoch restarts batch numbering');
+});
+
+test('down acks: batches done within a clock tick give one cumulative ack, the highest done; flushed on a deliberate close; none after the link is gone', async () => {
+  const sent: number[] = [];
+  const acks = new DownAcks((b) => sent.push(b));
+  for (const b of [1, 2, 4, 3]) acks.ack(b); // a resent duplicate (3) may be acknowledged after a higher batch
+  assert.deepEqual(sent, [], 'nothing sent per batch: the ack waits for the clock');
+  await until(() => sent.length > 0, 2000, 'the coalesced ack');
+  assert.deepEqual(sent, [4], 'one message for four batches, cumulative: the highest');
+  acks.ack(5);
+  acks.flushAck(); // the agent stopping: what is pending goes before the close frame
+  assert.deepEqual(sent, [4, 5]);
+  acks.ack(6);
+  acks.close();
+  acks.ack(7);
+  await new Promise((r) => setTimeout(r, 400));
+  assert.deepEqual(sent, [4, 5], 'a lost link sends nothing more: the bridge resends those batches, the dedupe acks them');
 });
 
 test('tx queue: a full transmit queue is retried in order, then dropped and counted, never thrown', async () => {

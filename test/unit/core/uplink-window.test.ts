@@ -1,6 +1,7 @@
-/** The data plane's shared batch pieces (core/uplink/): the sending window, the receiver's dedupe, the sequence checker. */
+/** The data plane's shared batch pieces (core/uplink/): the sending window, the receiver's dedupe, the sequence checker, the ack clock. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { ACK_MAX_PENDING, AckClock, PendingAcks } from '../../../core/uplink/ack-clock.js';
 import { BatchDedupe } from '../../../core/uplink/batch-dedupe.js';
 import { SendWindow } from '../../../core/uplink/send-window.js';
 import { SeqChecker } from '../../../core/uplink/seq-checker.js';
@@ -112,4 +113,46 @@ test('send window: batches written to a lost link are neither aged nor trimmed u
   w.settle();
   assert.equal(w.expire(1000), 1, 'after the settle what is left ages out (counted as really dropped)');
   assert.equal(w.size, 0);
+});
+
+test('ack clock: many batches of many links give one ack per link per tick; a full count acks at once; held acks are asked again', async () => {
+  const clock = new AckClock(30);
+  const sent: string[] = [];
+  const link = (name: string, hold = () => false): { acks: PendingAcks; flushAck: () => void } => {
+    const l = {
+      acks: undefined as unknown as PendingAcks,
+      flushAck(): void {
+        if (!l.acks.due) return;
+        if (hold()) return l.acks.later();
+        l.acks.done();
+        sent.push(name);
+      },
+    };
+    l.acks = new PendingAcks(l, clock);
+    return l;
+  };
+  const a = link('a');
+  const b = link('b');
+  for (let i = 0; i < 5; i++) {
+    a.acks.add();
+    b.acks.add();
+  }
+  assert.deepEqual(sent, [], 'nothing before the tick');
+  await new Promise((r) => setTimeout(r, 80));
+  assert.deepEqual(sent.sort(), ['a', 'b'], 'one ack per link for its five batches');
+
+  sent.length = 0;
+  for (let i = 0; i < ACK_MAX_PENDING; i++) a.acks.add();
+  assert.deepEqual(sent, ['a'], `the ${ACK_MAX_PENDING}th batch acks at once, without the timer`);
+  await new Promise((r) => setTimeout(r, 80));
+  assert.deepEqual(sent, ['a'], 'and the tick finds nothing more to send');
+
+  let holding = true;
+  const c = link('c', () => holding);
+  c.acks.add();
+  await new Promise((r) => setTimeout(r, 80));
+  assert.deepEqual(sent, ['a'], 'held: not sent');
+  holding = false;
+  await new Promise((r) => setTimeout(r, 80));
+  assert.deepEqual(sent, ['a', 'c'], 'asked again at a later tick, sent once no longer held');
 });
