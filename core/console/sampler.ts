@@ -176,19 +176,31 @@ const MAX_CACHED_KEYS = 8192;
 export class SamplerKeys {
   private readonly byDongle = new Map<string, Map<string, Map<number, string>>>();
   private count = 0;
+  // The last dongle and bus looked up: a stream's frames mostly come from one bus in a row, so two of the
+  // three lookups per frame are skipped (three consoles see every relayed frame).
+  private lastDongle: string | undefined;
+  private lastBus = '';
+  private lastById: Map<number, string> | undefined;
 
   key(f: CanFrame, dongle: string | undefined): string {
     const d = dongle ?? '';
-    let byBus = this.byDongle.get(d);
-    if (byBus === undefined) this.byDongle.set(d, (byBus = new Map()));
-    let byId = byBus.get(f.bus);
-    if (byId === undefined) byBus.set(f.bus, (byId = new Map()));
+    let byId = this.lastById;
+    if (byId === undefined || d !== this.lastDongle || f.bus !== this.lastBus) {
+      let byBus = this.byDongle.get(d);
+      if (byBus === undefined) this.byDongle.set(d, (byBus = new Map()));
+      byId = byBus.get(f.bus);
+      if (byId === undefined) byBus.set(f.bus, (byId = new Map()));
+      this.lastDongle = d;
+      this.lastBus = f.bus;
+      this.lastById = byId;
+    }
     // ids are 29 bits: the kind goes above them.
     const k = f.ext ? f.id + 0x40000000 : f.err ? f.id + 0x80000000 : f.id;
     let key = byId.get(k);
     if (key === undefined) {
       if (++this.count > MAX_CACHED_KEYS) {
         this.byDongle.clear();
+        this.lastById = undefined;
         this.count = 1;
         return this.key(f, dongle);
       }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FrameSampler, type SamplerTransition } from '../../../core/console/sampler.js';
+import type { CanFrame } from '../../../core/can/frame.js';
+import { FrameSampler, SamplerKeys, type SamplerTransition } from '../../../core/console/sampler.js';
 
 /** Feeds `seconds` of traffic: each id at its rate, evenly interleaved in 1 ms steps. */
 function drive(s: FrameSampler, rates: Record<string, number>, seconds: number, t0: number) {
@@ -143,4 +144,35 @@ test('max-min fair share: ids above the share are cut to it, capacity an id leav
   const sum = r.represents.b!.reduce((a, n) => a + n, 0);
   const offered = r.offered.b!.reduce((a, n) => a + n, 0);
   assert.ok(offered - sum <= 2 && sum <= offered, `150 Hz id: represents add up to ${sum} of ${offered}`);
+});
+
+test('sampler keys: one key per dongle, bus, id and kind, whatever order the frames come in and after the cache starts over', () => {
+  const f = (bus: string, id: number, kind: 'std' | 'ext' | 'err' = 'std'): CanFrame => ({
+    bus,
+    id,
+    ext: kind === 'ext',
+    rtr: false,
+    err: kind === 'err',
+    fd: false,
+    brs: false,
+    esi: false,
+    dlc: 0,
+    data: new Uint8Array(0),
+    tsUs: 0,
+    direction: 'rx',
+  });
+  const keys = new SamplerKeys();
+  const frames: [CanFrame, string | undefined, string][] = [
+    [f('can0', 0x10), undefined, '/can0:16'],
+    [f('can0', 0x10), 'gw-a', 'gw-a/can0:16'],
+    [f('can0', 0x10), 'gw-b', 'gw-b/can0:16'],
+    [f('can1', 0x10), 'gw-b', 'gw-b/can1:16'],
+    [f('can1', 0x10, 'ext'), 'gw-b', 'gw-b/can1:x16'],
+    [f('can1', 0x10, 'err'), 'gw-b', 'gw-b/can1:e16'],
+    [f('can0', 0x10), 'gw-a', 'gw-a/can0:16'],
+  ];
+  for (let round = 0; round < 3; round++) for (const [frame, dongle, want] of frames) assert.equal(keys.key(frame, dongle), want);
+  // Past its bound (8,192 distinct keys, an id flood) the cache starts over; keys stay right.
+  for (let id = 0; id < 9000; id++) assert.equal(keys.key(f('can2', id), 'gw-a'), `gw-a/can2:${id}`);
+  for (const [frame, dongle, want] of frames) assert.equal(keys.key(frame, dongle), want);
 });
