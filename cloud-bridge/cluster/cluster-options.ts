@@ -1,8 +1,6 @@
 /** The bridge's cluster flags (`--cluster`, `--cluster-password`, `--node-id`), as data for cloud-bridge/options.ts, and their cross-checks. */
 import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../../core/cli/options.js';
-
-/** Node ids name NATS subjects (hex-encoded) and /metrics labels: a short plain name. */
-const NODE_ID_RULE = /^[A-Za-z0-9._-]{1,64}$/;
+import { ID_RULE, ID_RULE_TEXT } from '../../core/names.js';
 
 export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
   {
@@ -35,7 +33,8 @@ export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
     name: 'node-id',
     arg: '<name>',
     description: "this node's name in the cluster (unique; labels its /metrics)",
-    parse: parse.string(NODE_ID_RULE, 'must be 1-64 letters, digits, ".", "_" or "-"'),
+    // Node ids name NATS subjects (hex-encoded) and /metrics labels: the id rule of dongles and groups.
+    parse: parse.string(ID_RULE, `must be ${ID_RULE_TEXT}`),
   },
 ];
 

@@ -8,8 +8,10 @@
  * Layout (big-endian): u8 version=1, u8 from-node length, from-node UTF-8, then records until the end:
  *   u8 dongle length, dongle UTF-8, u8 side length, side UTF-8, u32 seq, u32 batch length, batch bytes.
  * The batch bytes are an encoded DOWN batch (core/uplink/frame-codec.ts), unchanged: the receiving agent
- * validates them like any DOWN batch.
+ * validates them like any DOWN batch. The names (node, dongle, side stream) must follow the id rule
+ * (core/names.ts) like every id from the network: a confused node's message is refused whole.
  */
+import { ID_RULE } from '../../core/names.js';
 
 const VERSION = 1;
 /**
@@ -69,22 +71,23 @@ export function readBundle(data: Uint8Array): { from: string; batches: BundledBa
   const need = (n: number): void => {
     if (o + n > buf.length) throw new Error('DOWN bundle truncated');
   };
-  const str = (): string => {
+  const str = (what: string): string => {
     need(1);
     const n = buf.readUInt8(o++);
     need(n);
     const s = buf.toString('utf8', o, o + n);
     o += n;
+    if (s !== '' && !ID_RULE.test(s)) throw new Error(`DOWN bundle with a bad ${what} id ${JSON.stringify(s.slice(0, 80))}`);
     return s;
   };
   need(1);
   if (buf.readUInt8(o++) !== VERSION) throw new Error('DOWN bundle of an unknown version');
-  const from = str();
+  const from = str('node');
   if (from === '') throw new Error('DOWN bundle without its sender');
   const batches: BundledBatch[] = [];
   while (o < buf.length) {
-    const dongle = str();
-    const side = str();
+    const dongle = str('dongle');
+    const side = str('side stream');
     need(8);
     const seq = buf.readUInt32BE(o);
     const len = buf.readUInt32BE(o + 4);

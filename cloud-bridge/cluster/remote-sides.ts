@@ -233,6 +233,14 @@ export class RemoteSides {
 
   private onDown(from: string, r: BundledBatch): void {
     const { dongle, side: instance, seq } = r;
+    const link = this.localLink(dongle);
+    if (link === undefined) {
+      // Not connected here (any more): nothing is kept for it, so a name from a confused node costs no
+      // memory. A stream it had goes on only after a resend (no hole is passed on).
+      this.stats.batchesUndeliverable++;
+      this.streams.delete(dongle);
+      return;
+    }
     let st = this.streams.get(dongle);
     if (st === undefined || st.instance !== instance) {
       // A new stream is taken from its first batch only; joined in the middle, it is asked to start over.
@@ -240,12 +248,11 @@ export class RemoteSides {
       this.streams.set(dongle, st);
       if (st.next < 0) this.askResend(dongle, from);
     }
-    const link = this.localLink(dongle);
-    if (st.next < 0 || seq !== st.next || link === undefined || !link.ready) {
+    if (st.next < 0 || seq !== st.next || !link.ready) {
       this.stats.batchesUndeliverable++;
       if (st.next >= 0) {
         st.next = -1;
-        if (link?.ready) this.askResend(dongle, from);
+        if (link.ready) this.askResend(dongle, from);
       }
       return;
     }

@@ -37,3 +37,17 @@ test('a truncated, empty, foreign-version or record-less-sender bundle is refuse
   zero.add({ dongle: 'd', side: 's', seq: 0, batch: Buffer.alloc(0) });
   assert.throws(() => readBundle(zero.finish()), /without dongle, side or batch/);
 });
+
+test('a bundle naming a node, dongle or side stream outside the id rule is refused whole', () => {
+  const bundle = (from: string, dongle: string, side: string): Buffer => {
+    const w = new BundleWriter(from);
+    w.add({ dongle: 'gw-ok', side: 'side-ok', seq: 0, batch: Buffer.from([1]) });
+    w.add({ dongle, side, seq: 1, batch: Buffer.from([2]) });
+    return w.finish();
+  };
+  assert.equal(readBundle(bundle('node-1', 'gw-b', 'side-2')).batches.length, 2, 'the control: valid names pass');
+  assert.throws(() => readBundle(bundle('node 1', 'gw-b', 'side-2')), /bad node id/);
+  assert.throws(() => readBundle(bundle('node-1', '../etc', 'side-2')), /bad dongle id/);
+  assert.throws(() => readBundle(bundle('node-1', 'gw-b', 'side\n2')), /bad side stream id/);
+  assert.throws(() => readBundle(bundle('node-1', 'x'.repeat(65), 'side-2')), /bad dongle id/);
+});
