@@ -6,6 +6,7 @@ import { addOptions, resolveCommandOptions } from '../core/cli/command.js';
 import { runDaemon } from '../core/cli/daemon.js';
 import { describeOptions } from '../core/cli/options.js';
 import type { startBridge as Start } from './bridge.js';
+import { limitHeapGrowth } from './heap-growth.js';
 import { BRIDGE_OPTIONS, bridgeConfigFrom } from './options.js';
 
 /** Where the web console page is built (dist/web/); served only if it exists. */
@@ -24,6 +25,7 @@ export function bridgeCommand(): Command {
       return;
     }
     const log = createLogger(cfg.logLevel, { service: 'bridge' });
+    limitHeapGrowth();
     // Loaded here, not at the top: `canrelay agent` never loads the bridge's code and vice versa (memory on a gateway).
     const { startBridge } = (await import('./bridge.js')) as { startBridge: typeof Start };
     await runDaemon(
