@@ -9,11 +9,10 @@ import { MemoryIdStore, SqliteIdStore, type IdStore } from '../core/console/id-s
 import { scrapedCounter, scrapedGauge } from '../core/metrics/scraped.js';
 import { openStateDb } from '../core/state/sqlite.js';
 import type { StateHealth } from '../core/state/state-health.js';
-import { PgStore, type StateChange } from './pg-store.js';
+import { isPostgresUrl } from './db-url.js';
+import type { StateChange } from './pg-store.js';
 import type { StateStore } from './state-store.js';
 import { BridgeStore } from './store.js';
-
-export const isPostgresUrl = (db: string): boolean => /^postgres(ql)?:\/\//i.test(db);
 
 export interface BridgeState {
   store: StateStore;
@@ -30,6 +29,8 @@ export interface BridgeState {
 
 export async function openBridgeState(db: string, log: Logger, state: StateHealth): Promise<BridgeState> {
   if (isPostgresUrl(db)) {
+    // Loaded only here: the pg driver is ~9 MB of a bridge's RSS that a SQLite bridge never uses.
+    const { PgStore } = await import('./pg-store.js');
     const pg = await PgStore.open(db, log);
     return {
       store: pg,

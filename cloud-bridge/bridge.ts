@@ -15,13 +15,13 @@ import { UPLINK_PATH } from '../core/uplink/messages.js';
 import { AdminApi } from './admin-api.js';
 import type { AgentLink, LinkTimings } from './agent-link.js';
 import { AgentServer, type AgentServerDeps } from './agent-server.js';
-import { isPostgresUrl, openBridgeState } from './bridge-state.js';
-import { redact } from './pg-store.js';
+import { openBridgeState } from './bridge-state.js';
+import { isPostgresUrl, redact } from './db-url.js';
 import { endRevokedSessions } from './remote-revocations.js';
 import { applyRemoteGroups } from './remote-groups.js';
 import { TAKEOVER_HEARTBEATS } from './link-arbiter.js';
 import { Auth } from './auth.js';
-import { Cluster } from './cluster/cluster.js';
+import type { Cluster } from './cluster/cluster.js';
 import { CommandCenter } from './commands.js';
 import { DongleDbcs } from './dongle-dbc.js';
 import { FleetClientLimit } from './fleet-clients.js';
@@ -89,6 +89,8 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     const c = cfg.cluster;
     const takeoverAfterMs = timings.pingMs * TAKEOVER_HEARTBEATS;
     try {
+      // Loaded only in cluster mode: NATS is ~4 MB of RSS a single bridge never uses.
+      const { Cluster } = await import('./cluster/cluster.js');
       cluster = agentDeps.cluster = await Cluster.start({ servers: c.servers, auth: c.auth, node: c.nodeId, takeoverAfterMs, pingMs: timings.pingMs }, relay, agents, log);
     } catch (err) {
       relay.stop();

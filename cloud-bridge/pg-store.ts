@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import pg from 'pg';
 import { COMMAND_STATES, type CommandState } from '../core/console/events.js';
 import { StateWriteError } from '../core/state/state-health.js';
+import { redact } from './db-url.js';
 import { migrate } from './pg-schema.js';
 import { isTerminal, type CommandRow, type DongleRow, type GroupRow, type HistoryRow, type TokenKind, type TokenRow, type ViewerTokenRow } from './store.js';
 import { randomUUID } from 'node:crypto';
@@ -925,9 +926,4 @@ function chunks(ids: string[]): string[] {
   }
   if (cur !== '') out.push(cur);
   return out;
-}
-
-/** The connection string without its password. */
-export function redact(url: string): string {
-  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
 }

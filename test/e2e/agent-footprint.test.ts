@@ -6,33 +6,11 @@
  * The same hook proves the check can fail: with --bridge the uplink loads both.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { startBridgeProcess } from '../helpers/bridge-process.js';
-import { startAgentProcess, tempDir } from '../helpers/processes.js';
-
-/** Writes a preload that registers a resolve hook appending every resolved URL to `list`. */
-function traceModules(): { env: NodeJS.ProcessEnv; loaded: () => string[] } {
-  const dir = tempDir('canrelay-footprint-');
-  const list = join(dir, 'modules.txt');
-  writeFileSync(list, '');
-  writeFileSync(
-    join(dir, 'hooks.mjs'),
-    `import { appendFileSync } from 'node:fs';
-export async function resolve(spec, ctx, next) {
-  const r = await next(spec, ctx);
-  appendFileSync(${JSON.stringify(list)}, r.url + '\\n');
-  return r;
-}
-`,
-  );
-  writeFileSync(join(dir, 'trace.mjs'), `import { register } from 'node:module';\nregister(${JSON.stringify('file://' + join(dir, 'hooks.mjs'))});\n`);
-  return { env: { NODE_OPTIONS: `--import=${join(dir, 'trace.mjs')}` }, loaded: () => readFileSync(list, 'utf8').split('\n').filter(Boolean) };
-}
-
-const packages = (urls: string[]): Set<string> => new Set(urls.map((u) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(u)?.[1]).filter((p): p is string => p !== undefined));
+import { startAgentProcess } from '../helpers/processes.js';
+import { packages, traceModules } from '../helpers/module-trace.js';
 
 /** One console client until its first can_frame event arrives. */
 function firstFrame(url: string): Promise<void> {
