@@ -3,9 +3,9 @@
  * the old generation reach up to ~4× its live size. At fleet shape the bridge promotes short-lived
  * garbage (DOWN batches held until the peer's coalesced ack, frames of a turn that outlive two young
  * collections), so at 200 dongles × 200 frames/s its heap stood at 100–115 MB with ~30 MB live and peak
- * RSS reached 260–293 MB. A growing factor of 1.5 keeps the heap near 45 MB: peak RSS 174–178 MB, for
- * ~9 % more CPU per relayed frame (marking runs more often, mostly on V8's helper threads). Measured side
- * by side: docs/benchmarks.md, "Fourth round".
+ * RSS reached 260–320 MB. A growing factor of 2 keeps the heap near 50 MB: peak RSS ~180 MB (1.5: ~168 MB
+ * but ~5 % more CPU than 2), for a few percent more CPU per relayed frame than V8's default (marking runs
+ * more often, mostly on V8's helper threads). Measured side by side: docs/benchmarks.md, "Fourth round".
  *
  * Set at start with v8.setFlagsFromString because NODE_OPTIONS refuses this V8 flag; the growing factor is
  * read at every collection, so setting it before the bridge allocates is enough. A `--heap-growing-percent`
@@ -13,7 +13,7 @@
  */
 import { setFlagsFromString } from 'node:v8';
 
-export const HEAP_GROWING_PERCENT = 50;
+export const HEAP_GROWING_PERCENT = 100;
 
 /** Applies HEAP_GROWING_PERCENT unless node was started with its own; returns the flag set, or undefined. */
 export function limitHeapGrowth(execArgv: readonly string[] = process.execArgv): string | undefined {
