@@ -98,7 +98,8 @@ bench-socketcand: build
 	$(NODE) build/bench/socketcand.js
 
 # The bridge's cost per dongle at fleet shape (10 to 2,000 fake agents; about 10 minutes).
-# BENCH_SHAPES=dongles x rate x seconds x viewers,… picks shapes; BENCH_COMPARE=<other dist/cli.js> adds another build.
+# BENCH_SHAPES=dongles x rate x seconds x viewers,… picks shapes; BENCH_COMPARE=<other dist/cli.js> adds another build;
+# BENCH_SEND_TICK_MS (10) how often each fake agent sends a batch.
 bench-fleet: build
 	$(NODE) build/bench/bridge-fleet.js
 

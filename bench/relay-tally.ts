@@ -56,8 +56,11 @@ export class RelayTally {
   }
 }
 
-/** A batch every SEND_TICK_MS from each agent, as real agents send. */
-export const SEND_TICK_MS = 10;
+/**
+ * A batch every SEND_TICK_MS from each agent (at 200 frames/s, 2 frames per message). BENCH_SEND_TICK_MS
+ * changes it, to see what frames per message do to the bridge's cost (docs/benchmarks.md, fourth round).
+ */
+export const SEND_TICK_MS = Math.max(1, Number(process.env.BENCH_SEND_TICK_MS ?? 10));
 
 /**
  * Each agent sends `rate` numbered frames/s for `seconds`, from frame number `first`, phase-shifted so that
