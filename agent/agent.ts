@@ -112,7 +112,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   });
   const downlink = new Downlink(tx, cfg.uplink?.maxAgeMs ?? 0); // without an uplink nothing is relayed here
   const commands = new CommandRunner(consoleStream, tx);
-  const uploader = cfg.uplink ? new FrameUploader({ maxBufferedFrames: cfg.uplink.bufferFrames, maxAgeMs: cfg.uplink.maxAgeMs }) : undefined;
+  const uploader = cfg.uplink ? new FrameUploader({ maxBufferedFrames: cfg.uplink.bufferFrames, maxAgeMs: cfg.uplink.maxAgeMs, batchMs: cfg.uplink.batchMs }) : undefined;
   router.uplink = uploader;
   const health = createBusHealth(cfg, source, router, consoleStream);
   if (health) router.tap(health, 'all');

@@ -69,6 +69,14 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
     default: 100_000,
   },
   {
+    name: 'uplink-batch-ms',
+    arg: '<ms>',
+    description:
+      'longest a received frame waits for others before it is sent to the bridge (0: at once, a message per burst); fewer, larger messages cost the bridge and the gateway less per frame and add up to this much latency to the relay',
+    parse: parse.int(0, 50),
+    default: 0,
+  },
+  {
     name: 'relay-max-age-ms',
     arg: '<ms>',
     description:
@@ -134,7 +142,7 @@ export interface AgentConfig extends ConsoleConfig {
   stateDir: string;
   presenceIntervalSeconds: number;
   logLevel: string;
-  uplink?: { bridges: string[]; token: string; bufferFrames: number; maxAgeMs: number; outboxMax: number };
+  uplink?: { bridges: string[]; token: string; bufferFrames: number; batchMs: number; maxAgeMs: number; outboxMax: number };
   txRetryMs: number;
   record: { dir: string; maxBytes: number; rotateBytes: number; gzip: boolean; onStart: boolean };
   /** Tokens of the local API (--local-token-file); undefined: the API is open. */
@@ -254,6 +262,7 @@ function uplinkFrom(o: ResolvedOptions): AgentConfig['uplink'] {
     bridges: bridgeUrlsOf(String(o.bridge)),
     token,
     bufferFrames: Number(o['uplink-buffer-frames']),
+    batchMs: Number(o['uplink-batch-ms']),
     maxAgeMs: Number(o['relay-max-age-ms']),
     outboxMax: Number(o['outbox-max-events']),
   };

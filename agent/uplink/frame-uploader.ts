@@ -2,7 +2,10 @@
  * The data plane, agent side: every received frame, unsampled, in binary UP batches.
  *
  * Frames get a per-bus sequence number (checked end to end at the receiving side) and are sealed into
- * batches on the next event-loop turn (or at 1024 frames), so batching adds no timer latency. Batches are
+ * batches on the next event-loop turn (or at 1024 frames), so batching adds no timer latency — unless
+ * --uplink-batch-ms asks frames to wait up to that long for company: on a quiet bus a batch per turn is a
+ * message per frame, and messages are what the bridge and the gateway pay for (docs/benchmarks.md,
+ * "Fourth round": 2 frames per message ~18 µs of bridge CPU per frame, 20 frames ~5.5 µs). Batches are
  * held in the shared SendWindow (core/uplink/send-window.ts) until the bridge acknowledges them; after a
  * reconnect every unacknowledged batch is sent again with its original number, and the bridge drops what
  * it already had. Two bounds, both counted, never silent: at most `maxBufferedFrames` frames wait (the
@@ -28,6 +31,8 @@ export interface UploaderOptions {
   maxAgeMs: number;
   /** Stop handing batches to the socket while it holds more than this (resumed by `flush()`). */
   maxSocketBytes?: number;
+  /** Longest a frame waits for others before its batch is sent (ms); 0: at the end of the event-loop turn. */
+  batchMs?: number;
   now?: () => number;
 }
 
@@ -41,6 +46,7 @@ export class FrameUploader implements FrameUplink {
   private nextBatch = 1;
   private transport: UplinkTransport | undefined;
   private flushScheduled = false;
+  private flushTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   readonly stats = { framesQueued: 0, framesSent: 0, framesAcked: 0, batchesResent: 0, droppedBufferFull: 0, droppedTooOld: 0, droppedBadTime: 0 };
 
@@ -58,16 +64,28 @@ export class FrameUploader implements FrameUplink {
     this.seqByBus.set(frame.bus, seq);
     this.current.push({ frame, seq });
     this.stats.framesQueued++;
-    if (this.current.length >= MAX_BATCH_FRAMES) this.seal();
+    if (this.current.length >= MAX_BATCH_FRAMES) {
+      this.seal();
+      // A full batch does not wait for the batch window.
+      if (this.flushTimer !== undefined) this.flushAfter(0);
+    }
     // The bound holds at every frame, not only at the next flush: a frame past it makes room at once.
     if (this.window.size + this.current.length > this.opts.maxBufferedFrames) this.bound();
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => {
-        this.flushScheduled = false;
-        this.flush();
-      });
-    }
+    if (!this.flushScheduled) this.flushAfter(this.opts.batchMs ?? 0);
+  }
+
+  /** Flushes after `ms` (0: at the end of this event-loop turn), replacing a flush already scheduled. */
+  private flushAfter(ms: number): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    this.flushScheduled = true;
+    const run = (): void => {
+      this.flushScheduled = false;
+      this.flushTimer = undefined;
+      this.flush();
+    };
+    if (ms > 0) this.flushTimer = setTimeout(run, ms);
+    else setImmediate(run);
   }
 
   /**

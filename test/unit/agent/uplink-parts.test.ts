@@ -1,7 +1,7 @@
 /** The agent's data-plane pieces in isolation: uploader bounds and resend, downlink sequence checks, coalesced DOWN acks, tx retry, outbox. */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import type { CanFrame } from '../../../core/can/frame.js';
 import { BRIDGE_CLOCK } from '../../../core/uplink/clock.js';
 import { decodeBatch, encodeBatch, KIND_DOWN } from '../../../core/uplink/frame-codec.js';
@@ -70,6 +70,35 @@ test('uploader: batches with per-bus seq, resend after reconnect, ack frees, bou
   up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
   assert.equal(sent.length, 0, 'frames past the age bound are never sent');
   assert.equal(up.stats.droppedTooOld + up.stats.droppedBufferFull, 5000);
+});
+
+test('uploader --uplink-batch-ms: frames of several turns wait for the window and leave as one batch; a full batch does not wait; 0 sends every turn', () => {
+  mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
+  try {
+    const run = (batchMs: number, turns: number, perTurn: number): number[] => {
+      const up = new FrameUploader({ maxBufferedFrames: 100_000, maxAgeMs: 2000, batchMs });
+      const sizes: number[] = [];
+      up.attach({ send: (b) => sizes.push(decodeBatch(b).frames.length), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
+      for (let t = 0; t < turns; t++) {
+        for (let i = 0; i < perTurn; i++) up.push(frame(t * perTurn + i));
+        mock.timers.tick(1); // the next event-loop turn, a millisecond later
+      }
+      mock.timers.tick(batchMs);
+      return sizes;
+    };
+    assert.deepEqual(run(0, 5, 2), [2, 2, 2, 2, 2], 'without a window: a batch per turn');
+    assert.deepEqual(run(10, 5, 2), [10], 'five turns within 10 ms: one batch');
+    assert.deepEqual(run(10, 30, 1), [10, 10, 10], 'a frame a millisecond: a batch every 10 ms');
+    // Full batches (1024 frames) do not wait for the window: sent at the end of their turn.
+    const up = new FrameUploader({ maxBufferedFrames: 100_000, maxAgeMs: 2000, batchMs: 50 });
+    const sizes: number[] = [];
+    up.attach({ send: (b) => sizes.push(decodeBatch(b).frames.length), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
+    for (let i = 0; i < 2500; i++) up.push(frame(i));
+    mock.timers.tick(0);
+    assert.deepEqual(sizes, [1024, 1024, 452], 'sent in the turn the batch filled, not 50 ms later');
+  } finally {
+    mock.timers.reset();
+  }
 });
 
 test('downlink: duplicates skipped by batch number, seq gaps/duplicates/reordering counted, acks after transmit', () => {
