@@ -9,6 +9,7 @@ import WebSocket from 'ws';
 import type { CanFrame } from '../../core/can/frame.js';
 import type { MirroredEventType } from '../../core/console/normalize.js';
 import { DownAcks } from '../../agent/uplink/down-acks.js';
+import { testFrame } from './can-frames.js';
 import { decodeBatch, encodeBatch, KIND_DOWN, KIND_UP, type Batch } from '../../core/uplink/frame-codec.js';
 import { parseBridgeMessage, PROTOCOL_VERSION, UPLINK_PATH, type BridgeMessage } from '../../core/uplink/messages.js';
 
@@ -44,7 +45,7 @@ export interface FakeAgentOptions {
 export function numberedFrame(bus: string, id: number, n: number, direction: 'rx' | 'tx' = 'rx'): CanFrame {
   const data = new Uint8Array(4);
   new DataView(data.buffer).setUint32(0, n >>> 0);
-  return { bus, id, ext: false, rtr: false, err: false, fd: false, brs: false, esi: false, dlc: 4, data, tsUs: Date.now() * 1000, direction };
+  return testFrame({ bus, id, data, direction });
 }
 
 export function frameNumber(f: CanFrame): number {

@@ -12,21 +12,9 @@ import { PROBLEM, type RecordingMeta } from '../../../agent/recording/recording-
 import { RecordingWriter } from '../../../agent/recording/recording-writer.js';
 import { tempDir } from '../../helpers/processes.js';
 import { waitForValue } from '../../helpers/wait-for.js';
+import { testFrame } from '../../helpers/can-frames.js';
 
-const frame = (i: number): CanFrame => ({
-  bus: 'can0',
-  id: 0x100,
-  ext: false,
-  rtr: false,
-  err: false,
-  fd: false,
-  brs: false,
-  esi: false,
-  dlc: 4,
-  data: new Uint8Array([i >>> 24, (i >>> 16) & 255, (i >>> 8) & 255, i & 255]),
-  tsUs: 1_700_000_000_000_000 + i,
-  direction: 'rx',
-});
+const frame = (i: number): CanFrame => testFrame({ data: new Uint8Array([i >>> 24, (i >>> 16) & 255, (i >>> 8) & 255, i & 255]), tsUs: 1_700_000_000_000_000 + i });
 
 test('a disk that stalls: offer never waits, the buffer holds, drops are counted, the rest is written', async () => {
   const dir = tempDir('canrelay-writer-');

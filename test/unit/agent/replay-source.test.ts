@@ -10,6 +10,7 @@ import type { LogLevel } from '../../../core/console/events.js';
 import { ReplaySource } from '../../../agent/sources/replay.js';
 import type { SourceSink } from '../../../agent/sources/source.js';
 import { until } from '../../helpers/until.js';
+import { testFrame } from '../../helpers/can-frames.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'canrelay-replay-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -299,20 +300,7 @@ test('an invalid speed is refused', () => {
 test('send: accepted on a replayed bus, refused for unknown buses and when not running', async () => {
   const file = writeLog([`${ts(0)} can0 101#01`, `${ts(10_000_000)} can0 102#02`]);
   const source = new ReplaySource({ file, speed: 1, loop: false });
-  const frame: CanFrame = {
-    bus: 'can0',
-    id: 0x7df,
-    ext: false,
-    rtr: false,
-    err: false,
-    fd: false,
-    brs: false,
-    esi: false,
-    dlc: 3,
-    data: Uint8Array.from([2, 1, 0x0c]),
-    tsUs: 0,
-    direction: 'tx',
-  };
+  const frame = testFrame({ id: 0x7df, data: Uint8Array.from([2, 1, 0x0c]), tsUs: 0, direction: 'tx' });
   assert.equal(source.send(frame).ok, false, 'not started');
   const sink = new RecordingSink();
   await source.start(sink);

@@ -4,6 +4,7 @@ import { frameProblem, type CanFrame } from '../../../core/can/frame.js';
 import type { LogLevel } from '../../../core/console/events.js';
 import { SimSource, vehicleState } from '../../../agent/sources/sim.js';
 import type { SourceSink } from '../../../agent/sources/source.js';
+import { testFrame } from '../../helpers/can-frames.js';
 
 class RecordingSink implements SourceSink {
   readonly frames: CanFrame[] = [];
@@ -158,20 +159,7 @@ test('the same seed gives the same frames; another seed differs', async () => {
 test('send: accepted on its bus, refused elsewhere; answers an OBD-II RPM request from 0x7E8', async () => {
   const sim = new SimSource({ rate: 200 });
   const sink = new RecordingSink();
-  const req: CanFrame = {
-    bus: 'can0',
-    id: 0x7df,
-    ext: false,
-    rtr: false,
-    err: false,
-    fd: false,
-    brs: false,
-    esi: false,
-    dlc: 8,
-    data: Uint8Array.from([0x02, 0x01, 0x0c, 0, 0, 0, 0, 0]),
-    tsUs: 0,
-    direction: 'tx',
-  };
+  const req = testFrame({ id: 0x7df, data: Uint8Array.from([0x02, 0x01, 0x0c, 0, 0, 0, 0, 0]), tsUs: 0, direction: 'tx' });
   assert.equal(sim.send(req).ok, false, 'not running yet');
   await sim.start(sink);
   const r = sim.send(req);

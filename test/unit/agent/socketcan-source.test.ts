@@ -17,6 +17,7 @@ import {
 import { SocketCanSource } from '../../../agent/sources/socketcan.js';
 import type { SourceSink } from '../../../agent/sources/source.js';
 import { skipOrFail } from '../../helpers/skips.js';
+import { testFrame } from '../../helpers/can-frames.js';
 
 // ---- fakes with the package's shape (native/can.cc) ----
 
@@ -199,21 +200,7 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 2000): Pro
 }
 
 function frame(over: Partial<CanFrame>): CanFrame {
-  return {
-    bus: 'can0',
-    id: 0x123,
-    ext: false,
-    rtr: false,
-    err: false,
-    fd: false,
-    brs: false,
-    esi: false,
-    dlc: 2,
-    data: new Uint8Array([0xde, 0xad]),
-    tsUs: 0,
-    direction: 'tx',
-    ...over,
-  };
+  return testFrame({ id: 0x123, data: new Uint8Array([0xde, 0xad]), tsUs: 0, direction: 'tx', ...over });
 }
 
 // ---- receive ----

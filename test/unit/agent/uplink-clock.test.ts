@@ -8,21 +8,9 @@ import type { SendResult } from '../../../agent/sources/source.js';
 import { TxQueue } from '../../../agent/tx-queue.js';
 import { Downlink } from '../../../agent/uplink/downlink.js';
 import { FrameUploader } from '../../../agent/uplink/frame-uploader.js';
+import { testFrame } from '../../helpers/can-frames.js';
 
-const frame = (tsMs: number, n = 0): CanFrame => ({
-  bus: 'can0',
-  id: 0x100,
-  ext: false,
-  rtr: false,
-  err: false,
-  fd: false,
-  brs: false,
-  esi: false,
-  dlc: 1,
-  data: Uint8Array.of(n),
-  tsUs: tsMs * 1000,
-  direction: 'rx',
-});
+const frame = (tsMs: number, n = 0): CanFrame => testFrame({ data: Uint8Array.of(n), tsUs: tsMs * 1000 });
 
 test('clock estimator: offset from the midpoint, error half the round trip; the best sample wins; a stepped clock starts over', () => {
   const e = new ClockEstimator();

@@ -14,21 +14,9 @@ import { FrameUploader } from '../../../agent/uplink/frame-uploader.js';
 import { Outbox } from '../../../agent/uplink/outbox.js';
 import { tempDir } from '../../helpers/processes.js';
 import { until } from '../../helpers/until.js';
+import { testFrame } from '../../helpers/can-frames.js';
 
-const frame = (i: number, bus = 'can0'): CanFrame => ({
-  bus,
-  id: 0x100,
-  ext: false,
-  rtr: false,
-  err: false,
-  fd: false,
-  brs: false,
-  esi: false,
-  dlc: 4,
-  data: Uint8Array.of(i >>> 24, i >>> 16, i >>> 8, i),
-  tsUs: Date.now() * 1000,
-  direction: 'rx',
-});
+const frame = (i: number, bus = 'can0'): CanFrame => testFrame({ bus, data: Uint8Array.of(i >>> 24, i >>> 16, i >>> 8, i) });
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 test('uploader: batches with per-bus seq, resend after reconnect, ack frees, bounds drop and count', async () => {

@@ -6,27 +6,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DownQueue, WINDOW_FRAMES, type DownLink, type DropReason, type PendingFrame } from '../../../cloud-bridge/down-queue.js';
-import type { CanFrame } from '../../../core/can/frame.js';
 import { BRIDGE_CLOCK } from '../../../core/uplink/clock.js';
 import { decodeBatch, KIND_DOWN, MAX_FRAMES_PER_BATCH, type Batch } from '../../../core/uplink/frame-codec.js';
+import { testFrame } from '../../helpers/can-frames.js';
 
 const NOW = 1_800_000_000_000;
 
 function pending(seq: number, over: Partial<PendingFrame> = {}): PendingFrame {
-  const frame: CanFrame = {
-    bus: 'can0',
-    id: 0x100,
-    ext: false,
-    rtr: false,
-    err: false,
-    fd: false,
-    brs: false,
-    esi: false,
-    dlc: 2,
-    data: Uint8Array.of(seq & 0xff, seq >> 8),
-    tsUs: NOW * 1000,
-    direction: 'rx',
-  };
+  const frame = testFrame({ data: Uint8Array.of(seq & 0xff, seq >> 8), tsUs: NOW * 1000 });
   return { frame, seq, origin: 'gw-a', originMs: NOW, clock: BRIDGE_CLOCK, ...over };
 }
 

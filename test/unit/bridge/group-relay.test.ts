@@ -14,6 +14,7 @@ import type { GroupRow } from '../../../cloud-bridge/store.js';
 import type { GroupStateData } from '../../../core/console/events.js';
 import type { CanFrame } from '../../../core/can/frame.js';
 import { decodeBatch, type Batch, type SequencedFrame } from '../../../core/uplink/frame-codec.js';
+import { testFrame } from '../../helpers/can-frames.js';
 
 class FakeLink implements RelayLink {
   ready = true;
@@ -58,21 +59,7 @@ function setup(rows: GroupRow[], opts: { backlogMaxFrames?: number } = {}) {
 function frames(from: number, n: number, over: Partial<CanFrame> = {}): SequencedFrame[] {
   return Array.from({ length: n }, (_, i) => ({
     seq: from + i,
-    frame: {
-      bus: 'can0',
-      id: 0x100,
-      ext: false,
-      rtr: false,
-      err: false,
-      fd: false,
-      brs: false,
-      esi: false,
-      dlc: 1,
-      data: Uint8Array.of(i & 0xff),
-      tsUs: Date.now() * 1000,
-      direction: 'rx',
-      ...over,
-    },
+    frame: testFrame({ data: Uint8Array.of(i & 0xff), ...over }),
   }));
 }
 

@@ -2,21 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CanFrame } from '../../../core/can/frame.js';
 import { BatchDecodeError, decodeBatch, encodeBatch, KIND_DOWN, KIND_UP } from '../../../core/uplink/frame-codec.js';
+import { testFrame } from '../../helpers/can-frames.js';
 
-const base: CanFrame = {
-  bus: 'can0',
-  id: 0x7e8,
-  ext: false,
-  rtr: false,
-  err: false,
-  fd: false,
-  brs: false,
-  esi: false,
-  dlc: 8,
-  data: Uint8Array.of(2, 0x10, 3, 0, 0, 0, 0, 0),
-  tsUs: 1_795_787_222_123_456,
-  direction: 'rx',
-};
+const base = testFrame({ id: 0x7e8, data: Uint8Array.of(2, 0x10, 3, 0, 0, 0, 0, 0), tsUs: 1_795_787_222_123_456 });
 const kinds: CanFrame[] = [
   base,
   { ...base, bus: 'vcan1', id: 0x18daf110, ext: true, dlc: 3, data: Uint8Array.of(1, 2, 3) },

@@ -12,6 +12,7 @@ import { idFloor, MemoryIdStore } from '../../../core/console/id-store.js';
 import { logData } from '../../../core/console/normalize.js';
 import { planResume } from '../../../core/console/resume.js';
 import type { CanFrame } from '../../../core/can/frame.js';
+import { testFrame } from '../../helpers/can-frames.js';
 
 const NOW = Date.UTC(2026, 0, 1);
 
@@ -38,20 +39,7 @@ class Reader implements StreamSubscriber {
   }
 }
 
-const frameOf = (id: number): CanFrame => ({
-  bus: 'can0',
-  id,
-  ext: false,
-  rtr: false,
-  err: false,
-  fd: false,
-  brs: false,
-  esi: false,
-  dlc: 1,
-  data: Uint8Array.of(1),
-  tsUs: 1,
-  direction: 'rx',
-});
+const frameOf = (id: number): CanFrame => testFrame({ id, data: Uint8Array.of(1), tsUs: 1 });
 const log = (n: number): string => JSON.stringify({ level: 'info', message: `m${n}` });
 
 test('a mirror keeps the next id, ignores a duplicate, and serves resumes with the numbering node ids', () => {
