@@ -2,10 +2,10 @@
  * The agent's Prometheus metrics. Hot-path counts live in plain objects (FrameCounters, stream counters)
  * and are copied into prom-client only when /metrics is scraped, so counting a frame costs an increment.
  */
-import { Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { ConsoleStream } from '../core/console/console-stream.js';
 import { registerProcessMetrics } from '../core/metrics/process-metrics.js';
-import { scrapedCounter as counter, scrapedGauge as gauge } from '../core/metrics/scraped.js';
+import { ScrapedRegistry, scrapedCounter as counter, scrapedGauge as gauge } from '../core/metrics/scraped.js';
 import { registerBusHealthMetrics } from './bus-health/bus-health-metrics.js';
 import type { BusHealthMonitor } from './bus-health/bus-health-monitor.js';
 import type { FrameCounters } from './frame-counters.js';
@@ -22,7 +22,7 @@ export interface AgentMetricSources {
 }
 
 export function agentMetrics(src: AgentMetricSources): Registry {
-  const r = new Registry();
+  const r = new ScrapedRegistry();
   registerProcessMetrics(r, 'canrelay_');
   counter(r, 'canrelay_can_frames_total', 'CAN frames received (rx) and transmitted (tx), every frame, never sampled', ['bus', 'direction'], (c) => {
     for (const [bus, n] of src.counters.entries()) {

@@ -3,9 +3,9 @@
  * in the relay, the sequence tracker and the command center) and are copied into prom-client only when
  * /metrics is scraped, so counting a frame costs an increment.
  */
-import { Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { registerProcessMetrics } from '../core/metrics/process-metrics.js';
-import { scrapedCounter as counter, scrapedGauge as gauge } from '../core/metrics/scraped.js';
+import { ScrapedRegistry, scrapedCounter as counter, scrapedGauge as gauge } from '../core/metrics/scraped.js';
 import { COMMAND_STATES } from '../core/console/events.js';
 import type { StreamManager } from '../core/console/stream-manager.js';
 import type { CommandCenter } from './commands.js';
@@ -68,7 +68,7 @@ export interface BridgeMetricSources {
 }
 
 export function bridgeMetrics(src: BridgeMetricSources): Registry {
-  const r = new Registry();
+  const r = new ScrapedRegistry();
   registerProcessMetrics(r, 'canrelay_bridge_');
   const { stats } = src;
 
