@@ -52,19 +52,32 @@ export interface Batch {
   frames: SequencedFrame[];
 }
 
+/** Distinct names nameBytes remembers before it starts over (bus names and dongle ids: a fleet has thousands). */
+const MAX_CACHED_NAMES = 8192;
+const nameCache = new Map<string, Buffer>();
+
+/** A bus name or dongle id as UTF-8, made once per name: a DOWN batch is encoded per relayed UP batch. */
+function nameBytes(name: string): Buffer {
+  let b = nameCache.get(name);
+  if (b === undefined) {
+    if (nameCache.size >= MAX_CACHED_NAMES) nameCache.clear();
+    nameCache.set(name, (b = Buffer.from(name, 'utf8')));
+  }
+  return b;
+}
+
 export function encodeBatch(b: Batch): Buffer {
   if (b.frames.length > MAX_FRAMES_PER_BATCH) throw new Error(`a batch holds at most ${MAX_FRAMES_PER_BATCH} frames`);
-  const busIndex = new Map<string, number>();
-  const busNames: Buffer[] = [];
+  // The bus table, in order of first use; a batch names one or a few buses, so a list beats a Map here.
+  const busNames: string[] = [];
   let size = 1 + 6 + 16 + 1 + 2;
-  const origin = b.kind === KIND_DOWN ? Buffer.from(b.origin ?? '', 'utf8') : undefined;
+  const origin = b.kind === KIND_DOWN ? nameBytes(b.origin ?? '') : undefined;
   if (origin) size += 1 + origin.length;
-  for (const { frame } of b.frames) {
-    if (!busIndex.has(frame.bus)) {
-      const name = Buffer.from(frame.bus, 'utf8');
-      busIndex.set(frame.bus, busNames.length);
-      busNames.push(name);
-      size += 1 + name.length;
+  for (let i = 0; i < b.frames.length; i++) {
+    const frame = b.frames[i]!.frame;
+    if (!busNames.includes(frame.bus)) {
+      busNames.push(frame.bus);
+      size += 1 + nameBytes(frame.bus).length;
     }
     size += 20 + frame.data.length;
   }
@@ -82,15 +95,17 @@ export function encodeBatch(b: Batch): Buffer {
     o += origin.length;
   }
   buf[o++] = busNames.length;
-  for (const n of busNames) {
+  for (const name of busNames) {
+    const n = nameBytes(name);
     buf[o++] = n.length;
     n.copy(buf, o);
     o += n.length;
   }
   buf.writeUInt16BE(b.frames.length, o);
   o += 2;
-  for (const { frame: f, seq } of b.frames) {
-    buf[o++] = busIndex.get(f.bus)!;
+  for (let i = 0; i < b.frames.length; i++) {
+    const { frame: f, seq } = b.frames[i]!;
+    buf[o++] = busNames.length === 1 ? 0 : busNames.indexOf(f.bus);
     buf.writeUInt32BE(seq >>> 0, o);
     o += 4;
     buf.writeUInt32BE(((f.id & CAN_EFF_MASK) | (f.ext ? EFF : 0) | (f.rtr ? RTR : 0) | (f.err ? ERR : 0)) >>> 0, o);
