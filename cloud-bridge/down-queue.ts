@@ -215,6 +215,7 @@ export class DownQueue {
   }
 
   private compact(): void {
+    if (this.head === 0) return; // nothing taken since the last compaction (the sweep's usual case)
     if (this.head === this.items.length) {
       this.items = [];
       this.head = 0;

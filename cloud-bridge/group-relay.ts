@@ -428,6 +428,8 @@ export class GroupRelay {
     for (const g of this.groups.values()) {
       for (const s of SIDES) {
         const side: SideRuntime = g.sides[s];
+        // Nothing waiting and nothing in flight: nothing to age or send (most sides of a large, quiet fleet).
+        if (side.queue.backlog === 0) continue;
         const link = this.links.get(side.dongle);
         side.queue.expire(now);
         side.queue.flush(link, now);
