@@ -29,11 +29,34 @@ interface SelfRendered {
   text(): string;
 }
 
+/** Rendering time after which a scrape lets the event loop run (see ScrapedRegistry.metrics). */
+const YIELD_AFTER_MS = 5;
+
 /**
  * The Registry both daemons serve: families from these helpers render their own text in one pass;
  * prom-client's own metrics (process, GC) render as before.
  */
 export class ScrapedRegistry extends Registry {
+  /**
+   * The exposition text, rendered one family after another with a pause for I/O whenever a run of them
+   * took YIELD_AFTER_MS: a scrape of a large fleet's bridge (tens of thousands of series) then holds the
+   * event loop for about one family at a time, not for the whole scrape, so the data plane keeps moving.
+   * Families are read at slightly different moments, as with prom-client's async collectors.
+   */
+  override async metrics(): Promise<string> {
+    if (this.contentType !== Registry.PROMETHEUS_CONTENT_TYPE) return super.metrics();
+    const parts: string[] = [];
+    let since = performance.now();
+    for (const m of this.getMetricsAsArray()) {
+      parts.push(await this.getMetricsAsString(m));
+      if (performance.now() - since >= YIELD_AFTER_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        since = performance.now();
+      }
+    }
+    return `${parts.join('\n\n')}\n`;
+  }
+
   // Not in prom-client's typings, but what its metrics() calls for each family (prom-client 15).
   async getMetricsAsString(metric: unknown): Promise<string> {
     const own = metric as Partial<SelfRendered>;

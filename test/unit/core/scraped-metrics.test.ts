@@ -59,3 +59,39 @@ test('a label the family does not declare is refused, as prom-client refuses it'
   scrapedCounter(r, 'x_bad_total', 'Bad', ['bus'], (c) => c.inc({ bus: 'can0', dongle: 'gw-a' }, 1));
   await assert.rejects(() => r.metrics(), /metric x_bad_total has no label "dongle" \(it has bus\)/);
 });
+
+test('a long scrape lets the event loop run between families (a plain prom-client registry does not)', async () => {
+  const busy = (ms: number): void => {
+    const end = performance.now() + ms;
+    while (performance.now() < end);
+  };
+  /** Whether an immediate queued as the scrape starts ran before the scrape was done. */
+  const ranDuring = async (r: Registry): Promise<boolean> => {
+    let ran = false;
+    const scrape = r.metrics();
+    setImmediate(() => (ran = true));
+    const text = await scrape;
+    assert.match(text, /^x_slow_3 1$/m);
+    return ran;
+  };
+  const mine = new ScrapedRegistry();
+  const theirs = new Registry();
+  for (let i = 0; i < 4; i++) {
+    // Each family takes 8 ms to fill: longer than the scrape may hold the loop at once.
+    scrapedGauge(mine, `x_slow_${i}`, 'Slow to fill', [], (g) => {
+      busy(8);
+      g.set(1);
+    });
+    new Gauge({
+      name: `x_slow_${i}`,
+      help: 'Slow to fill',
+      registers: [theirs],
+      collect() {
+        busy(8);
+        this.set(1);
+      },
+    });
+  }
+  assert.equal(await ranDuring(theirs), false, 'the control: prom-client renders every family in one turn');
+  assert.equal(await ranDuring(mine), true, 'the scrape paused for I/O');
+});
