@@ -164,7 +164,7 @@ export class Cluster {
     counter(
       r,
       'canrelay_bridge_cluster_console_events_dropped_total',
-      'Console events not carried between nodes, by reason (readers of a mirror that misses one get a stream_reset)',
+      'Console events not carried between nodes, by reason (readers of a mirror that misses one get a stream_reset; held_overflow: not held during a catch-up, asked for again from history)',
       ['reason'],
       (c) => {
         const st = cs();

@@ -42,8 +42,17 @@ import { SUBJECTS, type NatsLink } from './nats-connection.js';
 
 /** A mirror nobody reads is kept this long (a reader that reconnects finds it warm), then dropped. */
 export const LINGER_MS = 60_000;
-/** Live events held while a history request is answered, at most (beyond: dropped, the mirror restarts at the next). */
+/**
+ * Live events a mirror holds while its history request is answered: at most HELD_MAX per mirror and
+ * HELD_BYTES_MAX (event JSON + HELD_ENTRY_BYTES each) for all mirrors of the node together, so a node
+ * with many mirrors catching up at once (after a NATS outage, say) stays bounded. An event not held is
+ * asked for again: the catch-up takes another round from the numbering node's history.
+ */
 const HELD_MAX = 10_000;
+const HELD_BYTES_MAX = 16 * 1024 * 1024;
+const HELD_ENTRY_BYTES = 64;
+/** History rounds of one catch-up at most (a round follows one that could not hold every live event). */
+const CATCH_UP_ROUNDS_MAX = 4;
 const HISTORY_TIMEOUT_MS = 1000;
 /** History pages asked for one catch-up at most (× HISTORY_REPLY_BYTES). */
 const HISTORY_PAGES_MAX = 64;
@@ -80,6 +89,9 @@ interface Mirror {
   lastReadAt: number;
   /** While history is asked: live events held here, applied after. */
   held: { meta: NumberedMeta; json: string }[] | undefined;
+  /** What `held` counts against HELD_BYTES_MAX. */
+  heldBytes: number;
+  /** A live event of this round was not held: another round asks the history for it. */
   heldOverflow: boolean;
   catchingUp: Promise<void> | undefined;
 }
@@ -94,6 +106,7 @@ export interface ConsoleSyncStats {
   restarts: number;
   /** Forwarded events dropped: nobody numbers the stream here any more and the hop limit was reached, or an unknown stream. */
   forwardUndeliverable: number;
+  /** Live events a catching-up mirror did not hold (over HELD_MAX or HELD_BYTES_MAX); asked for again from history. */
   heldDropped: number;
   historyRequests: number;
   historyFailures: number;
@@ -114,6 +127,8 @@ export class ConsoleSync {
   private announced = new Set<string>();
   private lastAnnounceAt = 0;
   private lastInterestAt = 0;
+  /** Bytes held by every mirror's `held` (HELD_BYTES_MAX). */
+  private heldBytes = 0;
   readonly stats: ConsoleSyncStats = {
     numberedOut: 0,
     forwardedOut: 0,
@@ -411,6 +426,7 @@ export class ConsoleSync {
       run: 0,
       lastReadAt: Date.now(),
       held: undefined,
+      heldBytes: 0,
       heldOverflow: false,
       catchingUp: undefined,
       sub: this.d.nats.nc.subscribe(SUBJECTS.consoleEvents(s.name), { callback: (_e, msg) => this.onNumbered(m, msg.data) }),
@@ -423,6 +439,30 @@ export class ConsoleSync {
   private dropMirror(name: string, m: Mirror): void {
     m.sub.unsubscribe();
     this.mirrors.delete(name);
+    this.takeHeld(m);
+  }
+
+  /** Holds a live event while the mirror catches up, or notes that this round could not. */
+  private hold(m: Mirror, held: NonNullable<Mirror['held']>, e: { meta: NumberedMeta; json: string }): void {
+    const bytes = e.json.length + HELD_ENTRY_BYTES;
+    // Once one event is not held, none after it is: they would only be applied after a hole.
+    if (m.heldOverflow || held.length >= HELD_MAX || this.heldBytes + bytes > HELD_BYTES_MAX) {
+      m.heldOverflow = true;
+      this.stats.heldDropped++;
+      return;
+    }
+    held.push(e);
+    m.heldBytes += bytes;
+    this.heldBytes += bytes;
+  }
+
+  /** Ends holding: returns what was held and gives its bytes back. */
+  private takeHeld(m: Mirror): NonNullable<Mirror['held']> {
+    const held = m.held ?? [];
+    m.held = undefined;
+    this.heldBytes -= m.heldBytes;
+    m.heldBytes = 0;
+    return held;
   }
 
   private onNumbered(m: Mirror, data: Uint8Array): void {
@@ -432,21 +472,14 @@ export class ConsoleSync {
       return;
     }
     if (e.meta.n === this.d.node) return;
-    if (m.held !== undefined) {
-      if (m.held.length < HELD_MAX) m.held.push(e);
-      else {
-        m.heldOverflow = true;
-        this.stats.heldDropped++;
-      }
-      return;
-    }
+    if (m.held !== undefined) return this.hold(m, m.held, e);
     // A hole or a new run: first ask the node that numbered it for what the mirror lacks (events lost in
     // transit, or numbered before this node heard of the new run); only what it no longer has is a reset.
     const st = m.stream;
     if (e.meta.r >= m.run && (e.meta.r !== st.runStart || e.meta.i > st.latest + 1)) {
       void this.catchUp(m, e.meta.n);
       const held = heldOf(m); // set by catchUp when it asks
-      if (held !== undefined) return void held.push(e);
+      if (held !== undefined) return this.hold(m, held, e);
     }
     this.apply(m, e.meta.r, e.meta.i, e.meta.t, e.json);
   }
@@ -464,7 +497,10 @@ export class ConsoleSync {
 
   /**
    * Asks the numbering node for what follows the mirror's latest id (everything it keeps, for a new
-   * mirror), holding live events meanwhile, then applies the held ones. One at a time per mirror.
+   * mirror), holding live events meanwhile, then applies the held ones. One at a time per mirror. When a
+   * round could not hold every live event (HELD_MAX, HELD_BYTES_MAX), the next round asks for what
+   * follows the events applied, up to CATCH_UP_ROUNDS_MAX rounds; only what the numbering node no longer
+   * keeps then becomes a restart (a stream_reset for readers), never a silent gap.
    */
   private catchUp(m: Mirror, numberer: string | undefined, fresh = false): Promise<void> {
     if (m.catchingUp) return m.catchingUp;
@@ -474,40 +510,50 @@ export class ConsoleSync {
     m.heldOverflow = false;
     const p = (async () => {
       let after: number | null = fresh ? null : m.stream.latest;
-      try {
-        for (let page = 0; page < HISTORY_PAGES_MAX; page++) {
-          this.stats.historyRequests++;
-          const r = decodeHistoryReply(
-            (await this.d.nats.nc.request(SUBJECTS.consoleHistory(target), JSON.stringify({ stream: m.stream.name, after }), { timeout: HISTORY_TIMEOUT_MS })).data,
-          );
-          if (r === undefined) {
-            this.d.nats.stats.badMessages++;
-            break;
-          }
-          if (r === null) break; // it does not number the stream (any more): live events decide
-          if (r.run < m.run) break;
-          for (const [id, type, json] of r.events) this.apply(m, r.run, id, type, json);
-          // Nothing kept after our position, or another run with nothing kept yet: the position alone.
-          if (r.events.length === 0 && (r.run !== m.stream.runStart || r.latest > m.stream.latest)) {
-            m.run = r.run;
-            m.stream.restartAt(r.run, r.latest);
-            this.stats.restarts++;
-          }
-          if (!r.more) break;
-          after = m.stream.latest;
-        }
-      } catch (err) {
-        this.stats.historyFailures++;
-        this.d.log.debug({ stream: m.stream.name, numberer: target, err: (err as Error).message }, 'console history request failed; the mirror follows live events only');
-      } finally {
-        const held = m.held ?? [];
-        m.held = undefined;
-        for (const e of held) this.apply(m, e.meta.r, e.meta.i, e.meta.t, e.json);
-        m.catchingUp = undefined;
+      for (let round = 1; ; round++) {
+        const ok = await this.historyRound(m, target, after);
+        for (const e of this.takeHeld(m)) this.apply(m, e.meta.r, e.meta.i, e.meta.t, e.json);
+        if (!ok || !m.heldOverflow || round >= CATCH_UP_ROUNDS_MAX || this.mirrors.get(m.stream.name) !== m) break;
+        m.held = [];
+        m.heldOverflow = false;
+        after = m.stream.latest;
       }
+      m.catchingUp = undefined;
     })();
     m.catchingUp = p;
     return p;
+  }
+
+  /** One round of history pages after `after` (null: all it keeps); false when the request failed. */
+  private async historyRound(m: Mirror, target: string, after: number | null): Promise<boolean> {
+    try {
+      for (let page = 0; page < HISTORY_PAGES_MAX; page++) {
+        this.stats.historyRequests++;
+        const r = decodeHistoryReply(
+          (await this.d.nats.nc.request(SUBJECTS.consoleHistory(target), JSON.stringify({ stream: m.stream.name, after }), { timeout: HISTORY_TIMEOUT_MS })).data,
+        );
+        if (r === undefined) {
+          this.d.nats.stats.badMessages++;
+          return true;
+        }
+        if (r === null) return true; // it does not number the stream (any more): live events decide
+        if (r.run < m.run) return true;
+        for (const [id, type, json] of r.events) this.apply(m, r.run, id, type, json);
+        // Nothing kept after our position, or another run with nothing kept yet: the position alone.
+        if (r.events.length === 0 && (r.run !== m.stream.runStart || r.latest > m.stream.latest)) {
+          m.run = r.run;
+          m.stream.restartAt(r.run, r.latest);
+          this.stats.restarts++;
+        }
+        if (!r.more) return true;
+        after = m.stream.latest;
+      }
+      return true;
+    } catch (err) {
+      this.stats.historyFailures++;
+      this.d.log.debug({ stream: m.stream.name, numberer: target, err: (err as Error).message }, 'console history request failed; the mirror follows live events only');
+      return false;
+    }
   }
 }
 
