@@ -510,15 +510,23 @@ export class ConsoleSync {
     m.heldOverflow = false;
     const p = (async () => {
       let after: number | null = fresh ? null : m.stream.latest;
-      for (let round = 1; ; round++) {
-        const ok = await this.historyRound(m, target, after);
-        for (const e of this.takeHeld(m)) this.apply(m, e.meta.r, e.meta.i, e.meta.t, e.json);
-        if (!ok || !m.heldOverflow || round >= CATCH_UP_ROUNDS_MAX || this.mirrors.get(m.stream.name) !== m) break;
-        m.held = [];
-        m.heldOverflow = false;
-        after = m.stream.latest;
+      try {
+        for (let round = 1; ; round++) {
+          const ok = await this.historyRound(m, target, after);
+          for (const e of this.takeHeld(m)) this.apply(m, e.meta.r, e.meta.i, e.meta.t, e.json);
+          if (!ok || !m.heldOverflow || round >= CATCH_UP_ROUNDS_MAX || this.mirrors.get(m.stream.name) !== m) break;
+          m.held = [];
+          m.heldOverflow = false;
+          after = m.stream.latest;
+        }
+      } catch (err) {
+        // A bug must cost this catch-up (the next hole starts another), never the process.
+        this.d.log.error({ err, stream: m.stream.name }, 'internal error while a console mirror caught up');
+      } finally {
+        // Whatever happened, the mirror holds nothing more and may catch up again.
+        this.takeHeld(m);
+        m.catchingUp = undefined;
       }
-      m.catchingUp = undefined;
     })();
     m.catchingUp = p;
     return p;
