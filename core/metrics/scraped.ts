@@ -26,7 +26,8 @@ interface Value {
 
 /** A family that renders its own exposition text (ScrapedRegistry asks for it instead of prom-client's rendering). */
 interface SelfRendered {
-  text(): string;
+  /** `defaults`: the registry's default labels (cluster mode: `node`), after the series' own. */
+  text(defaults: Labels): string;
 }
 
 /** Rendering time after which a scrape lets the event loop run (see ScrapedRegistry.metrics). */
@@ -37,6 +38,14 @@ const YIELD_AFTER_MS = 5;
  * prom-client's own metrics (process, GC) render as before.
  */
 export class ScrapedRegistry extends Registry {
+  /** What setDefaultLabels set (prom-client keeps its copy private): every series carries them. */
+  private defaults: Labels = {};
+
+  override setDefaultLabels(labels: object): void {
+    this.defaults = { ...(labels as Labels) };
+    super.setDefaultLabels(labels);
+  }
+
   /**
    * The exposition text, rendered one family after another with a pause for I/O whenever a run of them
    * took YIELD_AFTER_MS: a scrape of a large fleet's bridge (tens of thousands of series) then holds the
@@ -60,7 +69,7 @@ export class ScrapedRegistry extends Registry {
   // Not in prom-client's typings, but what its metrics() calls for each family (prom-client 15).
   async getMetricsAsString(metric: unknown): Promise<string> {
     const own = metric as Partial<SelfRendered>;
-    return typeof own.text === 'function' ? own.text() : promRender.call(this, metric);
+    return typeof own.text === 'function' ? own.text(this.defaults) : promRender.call(this, metric);
   }
 }
 
@@ -95,13 +104,15 @@ function register(registry: Registry, type: 'counter' | 'gauge', name: string, h
       collect((labels, value) => values.push({ labels: labels ?? {}, value }));
       return { name, help, type, aggregator: 'sum', values };
     },
-    text(): string {
+    text(defaults: Labels): string {
       const lines = [`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} ${type}`];
+      // As prom-client: the series' labels, then each default label the series does not set itself.
+      const defaultKeys = Object.keys(defaults);
       collect((labels, value) => {
-        if (labels === undefined) return void lines.push(`${name} ${valueText(value)}`);
         let l = '';
-        for (const k in labels) l += `${l === '' ? '' : ','}${k}="${escapeLabel(labels[k]!)}"`;
-        lines.push(l === '' ? `${name} ${valueText(value)}` : `${name}{${l}} ${valueText(value)}`);
+        if (labels !== undefined) for (const k in labels) l += `,${k}="${escapeLabel(labels[k]!)}"`;
+        for (const k of defaultKeys) if (labels === undefined || !(k in labels)) l += `,${k}="${escapeLabel(defaults[k]!)}"`;
+        lines.push(l === '' ? `${name} ${valueText(value)}` : `${name}{${l.slice(1)}} ${valueText(value)}`);
       });
       return lines.join('\n');
     },

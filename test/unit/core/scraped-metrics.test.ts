@@ -40,6 +40,23 @@ test('scraped families render the text prom-client renders for the same series, 
   assert.match(text, /^x_wait_seconds_bucket\{le="1"\} 1$/m, 'the histogram is there');
 });
 
+test('default labels (cluster mode: node) go on every series, after its own, as prom-client puts them', async () => {
+  const mine = new ScrapedRegistry();
+  const theirs = new Registry();
+  for (const r of [mine, theirs]) r.setDefaultLabels({ node: 'n-1' });
+  scrapedCounter(mine, 'x_frames_total', 'Frames', ['dongle', 'bus'], (c) => {
+    for (const [labels, n] of series) c.inc(labels, n);
+  });
+  const c = new Counter({ name: 'x_frames_total', help: 'Frames', labelNames: ['dongle', 'bus'], registers: [theirs] });
+  for (const [labels, n] of series) c.inc(labels, n);
+  scrapedGauge(mine, 'x_clients', 'Clients now', [], (g) => g.set(7));
+  new Gauge({ name: 'x_clients', help: 'Clients now', registers: [theirs] }).set(7);
+  const text = await mine.metrics();
+  assert.equal(text, await theirs.metrics());
+  assert.match(text, /^x_frames_total\{dongle="gw-a",bus="can0",node="n-1"\} 12$/m);
+  assert.match(text, /^x_clients\{node="n-1"\} 7$/m);
+});
+
 test('a scraped family reads its source at every scrape, and the JSON form lists the same values', async () => {
   const r = new ScrapedRegistry();
   let n = 1;
