@@ -5,7 +5,7 @@
  * an offline side, resend after a reconnect, acks, backpressure, group changes.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import { pino } from 'pino';
 import type { BridgeConsoles } from '../../../cloud-bridge/consoles.js';
 import { GroupRelay, type RelayLink } from '../../../cloud-bridge/group-relay.js';
@@ -42,12 +42,12 @@ function row(id: string, a: string, b: string, busMap: Record<string, string> = 
   return { id, side_a: a, side_b: b, bus_map: JSON.stringify(busMap), created_at: 't', updated_at: 't', dropped: 0, relayed_total: 0 };
 }
 
-function setup(rows: GroupRow[], opts: { backlogMaxFrames?: number } = {}) {
+function setup(rows: GroupRow[], opts: { backlogMaxFrames?: number; groupStateIntervalMs?: number } = {}) {
   const states: GroupStateData[] = [];
   const store = { groups: () => rows, saveGroupCounters: () => undefined, saveAllGroupCounters: () => undefined } as unknown as StateStore;
   const consoles = { groupLog: () => undefined, groupState: (_g: string, s: GroupStateData) => states.push(s), downFrames: () => undefined } as unknown as BridgeConsoles;
   const relay = new GroupRelay(
-    { backlogMaxFrames: opts.backlogMaxFrames ?? 1000, backlogMaxAgeMs: 60_000, groupStateIntervalMs: 3_600_000 },
+    { backlogMaxFrames: opts.backlogMaxFrames ?? 1000, backlogMaxAgeMs: 60_000, groupStateIntervalMs: opts.groupStateIntervalMs ?? 3_600_000 },
     store,
     consoles,
     pino({ level: 'silent' }),
@@ -179,4 +179,22 @@ test('group relay: over the backlog bound the oldest are dropped and counted; re
   await turn();
   assert.equal(a.batches.length, 0);
   relay.stop();
+});
+
+test('periodic group_state: every group once per interval, spread over the interval in slices, not all at once', (t) => {
+  mock.timers.enable({ apis: ['setInterval'] });
+  t.after(() => mock.timers.reset());
+  const rows = Array.from({ length: 7 }, (_, i) => row(`g${i}`, `a${i}`, `b${i}`));
+  const { relay, states } = setup(rows, { groupStateIntervalMs: 1000 });
+  t.after(() => relay.stop());
+  const perSlice: number[] = [];
+  for (let slice = 0; slice < 8; slice++) {
+    const before = states.length;
+    mock.timers.tick(250);
+    perSlice.push(states.length - before);
+  }
+  // 1 s in slices of 250 ms: 7 groups as 1 + 2 + 2 + 2, twice.
+  assert.deepEqual(perSlice, [1, 2, 2, 2, 1, 2, 2, 2]);
+  const count = (gid: string): number => states.filter((s) => s.group === gid).length;
+  for (const r of rows) assert.equal(count(r.id), 2, `${r.id}: one group_state per interval`);
 });
