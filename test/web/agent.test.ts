@@ -303,13 +303,16 @@ test('pause keeps the trace still while events continue; resume, and a scrolled-
   const page = await browser.page();
   await open(page, a.base, '#trace');
   await until(async () => (await traceRows(page)).length > 20, 'trace rows');
+  // The header's figures refresh twice a second and show "—" until their first refresh after the first
+  // event: wait for a number, or every comparison below is with NaN and can only time out.
+  const lastId = async (): Promise<number> => num((await page.locator('#fig-last').textContent()) ?? '');
+  await until(async () => Number.isFinite(await lastId()) && (await lastId()) > 0, 'a last event id in the header');
   await page.keyboard.press('p'); // the keyboard shortcut
   assert.equal(await page.getAttribute('#pause', 'aria-pressed'), 'true');
   await page.waitForTimeout(200); // the rows that came before the pause are drawn in the next frame
   const before = await rowsInView(page);
-  const lastIdBefore = num((await page.locator('#fig-last').textContent()) ?? '');
+  const lastIdBefore = await lastId();
   // Waited for, not slept: 200 more events taken in while paused.
-  const lastId = async (): Promise<number> => num((await page.locator('#fig-last').textContent()) ?? '');
   await until(async () => (await lastId()) > lastIdBefore + 200, '200 more events while paused', 30_000);
   const during = await rowsInView(page);
   assert.deepEqual(
