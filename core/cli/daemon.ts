@@ -1,7 +1,8 @@
 /**
  * What both daemons do around their own start: report a failed start as one line and exit with a code
  * that says what kind of failure it was (core/cli/exit-codes.ts), tell systemd when they are ready
- * (Type=notify), and on SIGTERM/SIGINT stop cleanly — or hard, if something holds them past the deadline.
+ * (Type=notify), on SIGTERM/SIGINT stop cleanly — or hard, if something holds them past the deadline —
+ * and survive a promise rejection nothing handled (logged).
  */
 import { writeSync } from 'node:fs';
 import type { Logger } from 'pino';
@@ -51,6 +52,13 @@ export async function runDaemon<D extends Daemon>(name: string, log: Logger, sta
       },
     );
   };
+  // A promise that failed with nobody awaiting it is a bug in one operation, not a broken process: logged
+  // with its stack, and the daemon goes on. Node's default would exit, and a gateway would stop relaying
+  // (and a bridge drop every agent) until systemd restarted it. A thrown exception still exits: it can
+  // leave state half-changed, and a fresh process is the safe answer to that.
+  process.on('unhandledRejection', (reason) => {
+    log.error({ err: reason }, 'internal error: an operation failed and nothing handled it (a bug: please report it with this line); the daemon goes on');
+  });
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
   try {
