@@ -58,7 +58,7 @@ function flushDue(): void {
   const list = due;
   due = spare;
   spare = list;
-  for (const o of list) o.flush();
+  for (const o of list) o.flushDue();
   list.length = 0;
 }
 
@@ -136,9 +136,14 @@ export class SseOutput {
     return !this.sockFull;
   }
 
+  /** The timer's flush: off the due list (an early flush leaves it listed, so it is listed at most once). */
+  flushDue(): void {
+    this.queued = false;
+    this.flush();
+  }
+
   /** Writes what was collected, as one write. */
   flush(): void {
-    this.queued = false;
     const sock = this.sock;
     const items = this.items;
     if (items.length === 0 || sock === undefined) return;
