@@ -8,6 +8,8 @@
  * The load generator shares the machine's cores with the bridge: CPU figures are the bridge's own
  * (/proc), but a loaded machine inflates them. BENCH_COMPARE=<other dist/cli.js> runs every shape on that
  * build too, interleaved, so before/after are measured side by side under the same load.
+ * BENCH_FLOOR=ws,raw runs bench/relay-floor.ts the same way: the least a relay of this wire format costs in
+ * Node (transport and codec only), with `ws` or with framing over plain sockets.
  */
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
@@ -32,6 +34,13 @@ interface Shape {
 
 interface Result extends Shape {
   build: string;
+  /** Which repetition (BENCH_RUNS) the row belongs to: rows of one run and shape ran side by side. */
+  run: number;
+  /**
+   * CPU per relayed frame over the `ws` floor's in the same run and shape (BENCH_FLOOR=ws): what canrelay
+   * costs above a bare relay of its wire format, a ratio the machine's noise moves less than the µs.
+   */
+  over_floor?: number;
   sent: number;
   relayed: number;
   out_of_order: number;
@@ -85,12 +94,31 @@ const UNIT_NODE_ARGS = words(
     .pop(),
 );
 
-function startBridge(cli: string, db: string, nodeArgs: string[]): CliProcess {
-  const child = spawn(process.execPath, [...nodeArgs, cli, 'bridge', '--listen', '127.0.0.1:0', '--db', db, '--log-level', 'warn'], {
-    env: { ...process.env, CANRELAY_ADMIN_TOKEN: ADMIN_TOKEN },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new CliProcess(child);
+/** What runs in the bridge's place for one row: a canrelay build, or a floor (bench/relay-floor.ts). */
+interface Build {
+  name: string;
+  start(dir: string): CliProcess;
+  /** A floor has no admin API: agents connect without registering or grouping (it pairs them by name). */
+  floor: boolean;
+}
+
+function bridgeBuild(name: string, cli: string, nodeArgs: string[]): Build {
+  return {
+    name,
+    floor: false,
+    start: (dir) =>
+      new CliProcess(
+        spawn(process.execPath, [...nodeArgs, cli, 'bridge', '--listen', '127.0.0.1:0', '--db', join(dir, 'bridge.sqlite'), '--log-level', 'warn'], {
+          env: { ...process.env, CANRELAY_ADMIN_TOKEN: ADMIN_TOKEN },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
+      ),
+  };
+}
+
+function floorBuild(mode: string): Build {
+  const script = join(REPO, 'build/bench/relay-floor.js');
+  return { name: `floor (${mode})`, floor: true, start: () => new CliProcess(spawn(process.execPath, [script, mode], { stdio: ['ignore', 'pipe', 'pipe'] })) };
 }
 
 /** An SSE viewer that reads everything and counts events; bounded: it keeps no text. */
@@ -108,10 +136,10 @@ function viewer(base: string, path: string): { events: () => number; close: () =
   return { events: () => events, close: () => req.destroy() };
 }
 
-async function once(shape: Shape, build: string, cli: string, nodeArgs: string[]): Promise<Result> {
+async function once(shape: Shape, build: Build, run: number): Promise<Result> {
   const dir = tempDir('canrelay-fleet-bench-');
   // --log-level warn: info lines per connection would be the load generator's own cost to read.
-  const proc = startBridge(cli, join(dir, 'bridge.sqlite'), nodeArgs);
+  const proc = build.start(dir);
   const pid = proc.child.pid!;
   // The listening line is at info level: wait for the port through /healthz instead of the log.
   const base = await discoverBase(pid);
@@ -119,14 +147,16 @@ async function once(shape: Shape, build: string, cli: string, nodeArgs: string[]
   const rssStart = sampleProc(pid).rssBytes;
   const ids = Array.from({ length: shape.dongles }, (_, i) => `fleet-${String(i).padStart(4, '0')}`);
   const tokens = new Map<string, string>();
-  await pool(ids, 8, async (id) => void tokens.set(id, await admin.register(id)));
   const pairs = Array.from({ length: Math.floor(shape.dongles / 2) }, (_, i) => i);
-  await pool(pairs, 8, async (i) => void (await admin.group(`g-${i}`, ids[2 * i]!, ids[2 * i + 1]!)));
+  if (!build.floor) {
+    await pool(ids, 8, async (id) => void tokens.set(id, await admin.register(id)));
+    await pool(pairs, 8, async (i) => void (await admin.group(`g-${i}`, ids[2 * i]!, ids[2 * i + 1]!)));
+  }
 
   const tally = new RelayTally();
   const agents: FakeAgent[] = [];
   await pool(ids, 32, async (id) => {
-    agents.push(await FakeAgent.connect(base, { dongle: id, token: tokens.get(id)!, record: false, onDown: tally.onDown(id) }));
+    agents.push(await FakeAgent.connect(base, { dongle: id, token: tokens.get(id) ?? 'floor', record: false, onDown: tally.onDown(id) }));
   });
   await new Promise((r) => setTimeout(r, 2000));
   const rssConnected = sampleProc(pid).rssBytes;
@@ -187,7 +217,8 @@ async function once(shape: Shape, build: string, cli: string, nodeArgs: string[]
   const mb = (b: number): number => Math.round(b / 1048576);
   return {
     ...shape,
-    build,
+    build: build.name,
+    run,
     sent: sentTotal,
     relayed: tally.relayed,
     out_of_order: tally.outOfOrder,
@@ -270,7 +301,7 @@ function chart(rows: Result[]): string {
     T = 30,
     R = 12;
   const builds = [...new Set(rows.map((r) => r.build))];
-  const colors = ['#1f77b4', '#d62728', '#2ca02c'];
+  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
   const xs = rows.map((r) => r.dongles);
   const x0 = Math.log10(Math.min(...xs) / 1.5),
     x1 = Math.log10(Math.max(...xs) * 1.5);
@@ -325,41 +356,49 @@ async function main(): Promise<void> {
   // "" for none).
   const own = [...UNIT_NODE_ARGS, ...words(process.env.BENCH_BRIDGE_NODE_ARGS)];
   process.stdout.write(`bridge node flags: ${own.join(' ') || '(none)'}\n`);
-  const builds: [string, string, string[]][] = [['this build', CLI, own]];
+  const builds: Build[] = [bridgeBuild('this build', CLI, own)];
   if (COMPARE || process.env.BENCH_COMPARE_NODE_ARGS !== undefined)
-    builds.push([
-      COMPARE ? 'compared build' : `this build ${process.env.BENCH_COMPARE_NODE_ARGS}`,
-      COMPARE ?? CLI,
-      process.env.BENCH_COMPARE_NODE_ARGS === undefined ? own : words(process.env.BENCH_COMPARE_NODE_ARGS),
-    ]);
+    builds.push(
+      bridgeBuild(
+        COMPARE ? 'compared build' : `this build ${process.env.BENCH_COMPARE_NODE_ARGS}`,
+        COMPARE ?? CLI,
+        process.env.BENCH_COMPARE_NODE_ARGS === undefined ? own : words(process.env.BENCH_COMPARE_NODE_ARGS),
+      ),
+    );
+  for (const mode of words(process.env.BENCH_FLOOR?.replace(/,/g, ' '))) builds.push(floorBuild(mode));
   // BENCH_RUNS=n repeats every shape (builds interleaved within each repetition): medians under noisy load.
   const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? 1));
   const results: Result[] = [];
   for (let run = 0; run < runs; run++) {
     for (const shape of SHAPES) {
-      for (const [name, cli, nodeArgs] of builds) {
-        const r = await once(shape, name, cli, nodeArgs);
+      for (const build of builds) {
+        const r = await once(shape, build, run);
         process.stdout.write(`${JSON.stringify(r)}\n`);
         results.push(r);
       }
     }
   }
+  const same = (a: Result, b: Result): boolean => a.run === b.run && a.dongles === b.dongles && a.rate === b.rate && a.seconds === b.seconds && a.viewers === b.viewers;
+  for (const r of results) {
+    const floor = results.find((f) => f.build === 'floor (ws)' && same(f, r));
+    if (floor !== undefined && r !== floor && floor.cpu_us_per_frame > 0) r.over_floor = Math.round((r.cpu_us_per_frame / floor.cpu_us_per_frame) * 100) / 100;
+  }
   const md = [
     '# Bridge cost at fleet shape (make bench-fleet)',
     '',
-    "N fake agents (one process, the test suite's protocol-level fake) in N/2 groups send numbered frames every 10 ms to one bridge process with default flags; every frame must arrive at the peer, in order. CPU is the bridge's own (from /proc) from the first send until the last frame arrived, divided by the frames relayed. The load generator runs on the same 2 cores (its CPU % is shown): figures measured on a loaded machine.",
+    "N fake agents (one process, the test suite's protocol-level fake) in N/2 groups send numbered frames every 10 ms to one bridge process with default flags; every frame must arrive at the peer, in order. CPU is the bridge's own (from /proc) from the first send until the last frame arrived, divided by the frames relayed. The load generator runs on the same 2 cores (its CPU % is shown): figures measured on a loaded machine. Floor rows (BENCH_FLOOR) are bench/relay-floor.ts in the bridge's place: transport and codec only; × floor is a row's µs over the ws floor's in the same run and shape.",
     '',
-    '| build | dongles × frames/s | s | viewers | relayed / sent | out of order | dropped by the bridge | bridge µs/frame | bridge CPU % | RSS start MB | RSS connected MB | KB per idle dongle | peak RSS MB | at peak: heap total / used / new space, external MB | history MB | p50 ms | p99 ms | generator CPU % | load average |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| build | dongles × frames/s | s | viewers | relayed / sent | out of order | dropped by the bridge | bridge µs/frame | × floor (ws) | bridge CPU % | RSS start MB | RSS connected MB | KB per idle dongle | peak RSS MB | at peak: heap total / used / new space, external MB | history MB | p50 ms | p99 ms | generator CPU % | load average |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...results.map(
       (r) =>
-        `| ${r.build} | ${r.dongles.toLocaleString('en')} × ${r.rate} | ${r.seconds} | ${r.viewers} | ${r.relayed.toLocaleString('en')} / ${r.sent.toLocaleString('en')} | ${r.out_of_order} | ${r.bridge_dropped} | ${r.cpu_us_per_frame} | ${r.bridge_cpu_percent} | ${r.rss_start_mb} | ${r.rss_connected_mb} | ${r.kb_per_idle_dongle} | ${r.peak_rss_mb} | ${r.at_peak.heap_total_mb} / ${r.at_peak.heap_used_mb} / ${r.at_peak.new_space_mb}, ${r.at_peak.external_mb} | ${r.history_mb} | ${r.p50_ms} | ${r.p99_ms} | ${r.generator_cpu_percent} | ${r.load_average} |`,
+        `| ${r.build} | ${r.dongles.toLocaleString('en')} × ${r.rate} | ${r.seconds} | ${r.viewers} | ${r.relayed.toLocaleString('en')} / ${r.sent.toLocaleString('en')} | ${r.out_of_order} | ${r.bridge_dropped} | ${r.cpu_us_per_frame} | ${r.over_floor ?? ''} | ${r.bridge_cpu_percent} | ${r.rss_start_mb} | ${r.rss_connected_mb} | ${r.kb_per_idle_dongle} | ${r.peak_rss_mb} | ${r.at_peak.heap_total_mb} / ${r.at_peak.heap_used_mb} / ${r.at_peak.new_space_mb}, ${r.at_peak.external_mb} | ${r.history_mb} | ${r.p50_ms} | ${r.p99_ms} | ${r.generator_cpu_percent} | ${r.load_average} |`,
     ),
     '',
     '![cost against fleet size](bridge-fleet.svg)',
     '',
   ].join('\n');
-  const file = writeResults('bridge-fleet', { runs: results, median_us_per_frame: median(results.map((r) => r.cpu_us_per_frame)) }, md);
+  const file = writeResults('bridge-fleet', { runs: results, median_us_per_frame: median(results.filter((r) => r.build === 'this build').map((r) => r.cpu_us_per_frame)) }, md);
   writeFileSync(join(file, '..', 'bridge-fleet.svg'), chart(results));
   process.stdout.write(`\nwritten ${file} and bridge-fleet.svg\n`);
 }
