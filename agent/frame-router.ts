@@ -37,9 +37,7 @@ export type TapScope = 'received' | 'all';
 /** Above this many frames held for the bridge, a source that can wait (replay at speed 0) waits. */
 const BACKLOG_PAUSE_FRAMES = 20_000;
 
-export interface RouterLog {
-  (level: LogLevel, message: string, fields?: Record<string, unknown>): void;
-}
+export type RouterLog = (level: LogLevel, message: string, fields?: Record<string, unknown>) => void;
 
 export class FrameRouter implements SourceSink {
   uplink: FrameUplink | undefined;

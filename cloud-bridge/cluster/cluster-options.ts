@@ -48,7 +48,7 @@ export interface ClusterConfig {
 
 /** undefined without --cluster; throws OptionError when one of the two flags is given without the other. */
 export function clusterConfigFrom(o: ResolvedOptions): ClusterConfig | undefined {
-  const cluster = o['cluster'] as string | undefined;
+  const cluster = o.cluster as string | undefined;
   const node = o['node-id'] as string | undefined;
   if (cluster === undefined && node === undefined) return undefined;
   if (cluster === undefined) throw new OptionError('--node-id is for cluster mode: give --cluster nats://host:4222 too');

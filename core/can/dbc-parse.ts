@@ -76,7 +76,7 @@ const MAX_SIGNAL_BITS = 64;
 const MAX_FD_BYTES = 64;
 
 const NUM = String.raw`[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?`;
-const IDENT = String.raw`[A-Za-z_][A-Za-z0-9_]*`;
+const IDENT = '[A-Za-z_][A-Za-z0-9_]*';
 const BO_RE = new RegExp(String.raw`^BO_\s+(\d+)\s+(${IDENT})\s*:\s*(\d+)\s*(\S*)\s*$`);
 const SG_RE = new RegExp(
   String.raw`^SG_\s+(${IDENT})\s*(M|m\d+M?)?\s*:\s*(\d+)\s*\|\s*(\d+)\s*@\s*([01])\s*([+-])\s*` +

@@ -110,7 +110,7 @@ export interface NotifyMessage {
   raw: string;
 }
 
-const LISTENER_PY = String.raw`
+const LISTENER_PY = `
 import json, os, socket, struct, sys, time
 path = sys.argv[1]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
