@@ -18,19 +18,18 @@ const built = (p: string): string => JSON.stringify(fileURLToPath(new URL(`../..
 /** A daemon whose running operation rejects unheard, then reports whether it is still alive 300 ms later. */
 function probe(withDaemon: boolean): { code: number | null; out: string } {
   const file = join(dir, `probe-${withDaemon}.mjs`);
-  const body = `
-const lost = () => setTimeout(() => void Promise.reject(new Error('lost write to a closed store')), 20);
-const alive = () => setTimeout(() => { process.stdout.write('STILL ALIVE\\n'); process.exit(0); }, 300);`;
+  const lost = `setTimeout(() => void Promise.reject(new Error('lost write to a closed store')), 20);`;
+  // Still running 300 ms later: says so, after the log lines have reached stdout (they are written asynchronously).
+  const alive = (drain: string): string => `setTimeout(() => void ${drain}.then(() => { process.stdout.write('STILL ALIVE\\n'); process.exit(0); }), 300);`;
   writeFileSync(
     file,
     withDaemon
       ? `import { runDaemon } from ${built('cli/daemon.js')};
 import { createLogger, drainLogs } from ${built('log/logger.js')};
-${body}
 const log = createLogger('info', { daemon: 'probe' });
-await runDaemon('probe', log, async () => { lost(); setTimeout(() => void drainLogs(100).then(alive), 0); return { stop: async () => {} }; }, () => 'ready');
+await runDaemon('probe', log, async () => { ${lost} ${alive('drainLogs(2000)')} return { stop: async () => {} }; }, () => 'ready');
 `
-      : `${body}\nlost(); alive();\n`,
+      : `${lost}\n${alive('Promise.resolve()')}\n`,
   );
   const env = { ...process.env };
   delete env.NOTIFY_SOCKET;
