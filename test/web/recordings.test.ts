@@ -73,7 +73,9 @@ test('record from the page: token asked, read token refused, admin records; size
   await bpage.fill('#token-input', viewer);
   await bpage.click('#token-form button[type=submit]');
   const bitem = bpage.locator(`#rec-list li[data-id="${id}"]`);
-  // The list is polled every 5 s; if it never shows, say what the page showed instead (seen once in CI, not reproduced).
+  // The list is polled every 5 s; if it never shows, say what the page showed instead. (Twice in CI it never
+  // showed: the first, tokenless stream's 401 arrived after the token was entered and cleared it; fixed in
+  // web/src/sse.ts, a stopped connection reports nothing, unit-tested in units.test.ts.)
   await bitem.waitFor({ timeout: 30_000 }).catch(async (err: Error) => {
     const shown = await bpage.evaluate(() => ({ error: document.querySelector('#rec-error')?.textContent, list: document.querySelector('#rec-list')?.textContent }));
     const listed = await fetch(`${bridge.base}/api/v1/dongles/web-rec/recordings?access_token=${viewer}`).then(async (r) => `${r.status} ${await r.text()}`);

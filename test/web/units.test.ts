@@ -69,7 +69,12 @@ const exp = await web<{
   candumpTimestamp: (ts: string) => string;
 }>('candump-export.js');
 const { ByIdModel } = await web<{ ByIdModel: new () => ByIdModel }>('state/by-id.js');
-const { SseParser } = await web<{ SseParser: new () => SseParser }>('sse.js');
+interface ConsoleConnection {
+  start(): void;
+  stop(): void;
+}
+type ConnectionOptions = { url: string; fetchImpl: typeof fetch; onStatus: (s: { state: string; detail: string }) => void; onMessage: () => void };
+const { SseParser, ConsoleConnection } = await web<{ SseParser: new () => SseParser; ConsoleConnection: new (o: ConnectionOptions) => ConsoleConnection }>('sse.js');
 const traceMod = await web<{ TraceModel: new () => TraceModel; VISIBLE_CAP: number; RAW_CAP: number; SHOW_ALL: { types: Set<string> } }>('state/trace.js');
 const { parseRoute } = await web<{ parseRoute: (p: string) => { kind: string; id?: string } }>('route.js');
 
@@ -232,6 +237,34 @@ test('by-id: changed bytes are marked with their time; rx and tx of one id share
   }
   const r = m2.rate(row!);
   assert.ok(r !== null && Math.abs(r - 150) < 2, `rx+tx rate ${r}`);
+});
+
+test('console connection: a 401 still being read when the page stops the connection (a new token was entered) is not reported', async () => {
+  /** A connection whose server answers 401 and sends the body when told; returns the states it reported. */
+  const refusedLater = (stopFirst: boolean): Promise<string[]> => {
+    const states: string[] = [];
+    let release = (): void => {};
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        release = () => {
+          c.enqueue(new TextEncoder().encode('{"error":"missing or wrong token"}'));
+          c.close();
+        };
+      },
+    });
+    const fetchImpl = (async () => new Response(body, { status: 401 })) as typeof fetch;
+    const conn = new ConsoleConnection({ url: 'http://127.0.0.1:1/api/v1/streams/dongles/x/console', fetchImpl, onStatus: (s) => states.push(s.state), onMessage: () => {} });
+    conn.start();
+    return new Promise((resolve) =>
+      setTimeout(() => {
+        if (stopFirst) conn.stop(); // the page connects again with the token the user just gave
+        release();
+        setTimeout(() => resolve(states), 50);
+      }, 20),
+    );
+  };
+  assert.deepEqual(await refusedLater(false), ['connecting', 'refused'], 'control: a running connection reports the refusal');
+  assert.deepEqual(await refusedLater(true), ['connecting'], 'a stopped one says nothing more (the page would drop the new token)');
 });
 
 test('SSE parser: fields, comments, ids, retry, CR/LF/CRLF, split chunks, BOM', () => {

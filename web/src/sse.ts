@@ -190,6 +190,9 @@ export class ConsoleConnection {
   }
 
   private setStatus(s: Partial<StreamStatus>): void {
+    // A stopped connection says nothing more: an answer still arriving for it (a 401 whose body was being
+    // read when the page connected again with a new token) must not be taken for the new connection's.
+    if (this.stopped) return;
     this.status = { ...this.status, ...s, lastEventId: this.parser.lastEventId };
     this.opts.onStatus(this.status);
   }

@@ -62,12 +62,15 @@ export class RecordingsPanel {
   }
 
   async refresh(): Promise<void> {
+    const token = this.t.token();
     try {
-      const { recordings } = await listRecordings(this.t.path, this.t.token() || undefined);
+      const { recordings } = await listRecordings(this.t.path, token || undefined);
       this.render(recordings);
       this.showError('');
     } catch (e) {
-      this.fail(e);
+      // An answer to a request made with a token the page has since replaced (the first list, asked
+      // before the token was entered) says nothing about the new one: the poll asks again.
+      if (token === this.t.token()) this.fail(e);
     }
     this.schedule();
   }
