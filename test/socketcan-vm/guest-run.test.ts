@@ -17,7 +17,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +26,7 @@ import type { Page } from 'playwright-core';
 import { frameBits } from '../../core/can/bit-count.js';
 import { parseCandumpLine } from '../../core/can/candump.js';
 import { browserSuite, screenshot, until } from '../helpers/browser.js';
-import { freePort, tempDir } from '../helpers/processes.js';
+import { freePort } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
 import { GUEST_AGENT_PORT, GUEST_CONTROL_PORT, GuestControl, PAGE_HOST_ENV } from './page-link.js';
 
@@ -42,7 +43,8 @@ before(async () => {
   agentPort = await freePort();
   const controlPort = await freePort();
   control = new GuestControl(controlPort);
-  results = tempDir('canrelay-vm-');
+  // Not tempDir (removed at exit): a failed guest run's results are kept for a look; a passed one removes them.
+  results = mkdtempSync(join(tmpdir(), 'canrelay-vm-'));
   const passenv = [process.env.SOCKETCAN_VM_PASSENV ?? '', PAGE_HOST_ENV, process.env.GUEST_CHECKS !== undefined ? 'GUEST_CHECKS' : ''].join(' ').trim();
   // Extra arguments for the guest's node --test (e.g. --test-name-pattern=page), for a developer's run.
   const guestArgs = (process.env.SOCKETCAN_VM_GUEST_ARGS ?? '').split(/\s+/).filter(Boolean);
