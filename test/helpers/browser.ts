@@ -3,12 +3,12 @@
  * (no browser download). playwright gives each launch a fresh temporary profile and removes it on close.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { after, before } from 'node:test';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { tempDir, type CliProcess } from './processes.js';
+import type { CliProcess } from './processes.js';
 
 export const CHROMIUM = process.env.CANRELAY_CHROMIUM ?? '/usr/bin/chromium';
 /** Repository root (this file runs from build/test/helpers/). */
@@ -97,11 +97,11 @@ export async function launchBrowser(): Promise<TestBrowser> {
 
 /**
  * The set-up every browser test file shares, registered once per file: one Chromium launched before the
- * tests, and after them the processes stopped (newest first), the temporary folders removed, and the
- * browser closed last — closing fails the file on an uncaught page error, once the processes are gone.
- * `browser` is usable inside tests (it delegates to the one launched).
+ * tests, and after them the processes stopped (newest first) and the browser closed last — closing fails
+ * the file on an uncaught page error, once the processes are gone. `browser` is usable inside tests (it
+ * delegates to the one launched). Temporary folders: tempDir() (processes.ts) removes them at exit.
  */
-export function browserSuite(): { browser: TestBrowser; procs: CliProcess[]; dirs: string[]; tmp(prefix: string): string } {
+export function browserSuite(): { browser: TestBrowser; procs: CliProcess[] } {
   let launched: TestBrowser | undefined;
   const need = (): TestBrowser => {
     if (!launched) throw new Error('the browser is not launched yet: use it inside a test, not at load time');
@@ -118,25 +118,14 @@ export function browserSuite(): { browser: TestBrowser; procs: CliProcess[]; dir
     close: async () => launched?.close(),
   };
   const procs: CliProcess[] = [];
-  const dirs: string[] = [];
   before(async () => {
     launched = await launchBrowser();
   });
   after(async () => {
     for (const p of [...procs].reverse()) await p.stop('SIGKILL');
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
     await launched?.close();
   });
-  return {
-    browser,
-    procs,
-    dirs,
-    tmp(prefix) {
-      const d = tempDir(prefix);
-      dirs.push(d);
-      return d;
-    },
-  };
+  return { browser, procs };
 }
 
 /** Saves a full-page screenshot under test/artifacts/ (git-ignored) and returns its path. */

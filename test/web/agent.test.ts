@@ -13,13 +13,13 @@ import { parseCandumpLine } from '../../core/can/candump.js';
 import type { CanFrame } from '../../core/can/frame.js';
 import { SimSource } from '../../agent/sources/sim.js';
 import { screenshot, until, browserSuite } from '../helpers/browser.js';
-import { freePort, runCli, startAgentProcess, type CliProcess, type StartedAgent } from '../helpers/processes.js';
+import { freePort, runCli, startAgentProcess, tempDir, type CliProcess, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
 
-const { browser, procs, tmp } = browserSuite();
+const { browser, procs } = browserSuite();
 
 async function agent(args: string[], opts: Parameters<typeof startAgentProcess>[1] = {}): Promise<StartedAgent> {
-  const a = await startAgentProcess(args, { stateDir: tmp('canrelay-web-agent-'), ...opts });
+  const a = await startAgentProcess(args, { stateDir: tempDir('canrelay-web-agent-'), ...opts });
   procs.push(a.proc);
   return a;
 }
@@ -257,7 +257,7 @@ function floodThenCalm(path: string): void {
 }
 
 test('the sampling banner appears during a flood and goes when it ends; bus filter', async () => {
-  const dir = tmp('canrelay-web-replay-');
+  const dir = tempDir('canrelay-web-replay-');
   const log = join(dir, 'flood.log');
   floodThenCalm(log);
   const a = await agent(['--replay', log, '--replay-speed', '1', '--console-max-rate', '200']);
@@ -390,7 +390,7 @@ test('the id filter narrows both views; bad input is flagged; export writes a va
   assert.ok(shown > 0);
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
   assert.match(download.suggestedFilename(), /^canrelay-test-gw-\d{8}-\d{6}\.log$/);
-  const path = join(tmp('canrelay-web-export-'), download.suggestedFilename());
+  const path = join(tempDir('canrelay-web-export-'), download.suggestedFilename());
   await download.saveAs(path);
   const text = readFileSync(path, 'utf8');
   const lines = text.split('\n');
@@ -469,7 +469,7 @@ async function startOnPort(port: number, stateDir: string): Promise<CliProcess> 
 
 test('killing and restarting the agent: reconnecting, then a visible reset marker, then live frames', async () => {
   const port = await freePort();
-  const stateDir = tmp('canrelay-web-restart-');
+  const stateDir = tempDir('canrelay-web-restart-');
   const first = await startOnPort(port, stateDir);
   const base = `http://127.0.0.1:${port}`;
   const page = await browser.page();

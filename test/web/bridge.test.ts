@@ -5,21 +5,19 @@
  * both sides and the group_state figures, also when a side goes offline.
  */
 import assert from 'node:assert/strict';
-import { dirname } from 'node:path';
 import { before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { browserSuite, screenshot, until } from '../helpers/browser.js';
 import { startAgentProcess, type CliProcess } from '../helpers/processes.js';
 
-const { browser, procs, dirs } = browserSuite();
+const { browser, procs } = browserSuite();
 let bridge: StartedBridge;
 let viewerToken = '';
 
 before(async () => {
   bridge = await startBridgeProcess();
   procs.push(bridge.proc);
-  dirs.push(dirname(bridge.db));
   const v = await bridge.admin.post('/api/v1/viewer-tokens');
   assert.equal(v.status, 201);
   viewerToken = String(v.body.token);
@@ -30,7 +28,6 @@ async function connectedAgent(id: string, rate: number): Promise<CliProcess> {
   const token = await bridge.admin.register(id);
   const a = await startAgentProcess(['--sim', '--sim-rate', String(rate), '--bridge', bridge.base, '--token', token], { id });
   procs.push(a.proc);
-  dirs.push(a.stateDir);
   await until(async () => (await bridge.admin.get(`/api/v1/dongles/${id}`)).body.online === true, `${id} online on the bridge`);
   return a.proc;
 }

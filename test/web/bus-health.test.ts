@@ -6,19 +6,18 @@
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { screenshot, until, browserSuite } from '../helpers/browser.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
 import { startAgentProcess, tempDir } from '../helpers/processes.js';
 
-const { browser, procs, dirs } = browserSuite();
+const { browser, procs } = browserSuite();
 let bridge: StartedBridge;
 
 test('header: state badge, load gauge and sparkline per bus; error frames in words in the trace', async () => {
   const dir = tempDir('canrelay-web-bh-');
-  dirs.push(dir);
   // 1,000 frames/s of id 123 with 8 bytes, and an error frame (controller: TX passive) every second.
   const lines: string[] = [];
   for (let i = 0; i < 2000; i++) {
@@ -61,7 +60,6 @@ test('header: state badge, load gauge and sparkline per bus; error frames in wor
 test('bridge page: error-passive and bus-off mirrored from an agent are impossible to miss, and clear again', async () => {
   bridge = await startBridgeProcess();
   procs.push(bridge.proc);
-  dirs.push(dirname(bridge.db));
   const token = await bridge.admin.register('bh1');
   const agent = await FakeAgent.connect(bridge.base, { dongle: 'bh1', token });
   const state = (seq: number, s: string, tec: number, load: number): void =>

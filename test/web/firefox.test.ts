@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
@@ -37,7 +37,6 @@ function ensureFirefox(): string | null {
 const skip = skipUnlessPresent('the page in Firefox', ensureFirefox() ?? undefined);
 let browser: Browser | undefined;
 let agent: StartedAgent | undefined;
-const dirs: string[] = [];
 const pageErrors: string[] = [];
 
 before(async () => {
@@ -45,9 +44,7 @@ before(async () => {
   ensureWebBuilt();
   const home = tempDir('canrelay-ff-home-');
   const profile = tempDir('canrelay-ff-profile-');
-  dirs.push(home, profile);
   agent = await startAgentProcess(['--sim', '--sim-rate', '500'], { stateDir: tempDir('canrelay-web-ff-') });
-  dirs.push(agent.stateDir);
   browser = await puppeteer.launch({
     browser: 'firefox',
     protocol: 'webDriverBiDi',
@@ -64,7 +61,6 @@ before(async () => {
 after(async () => {
   await browser?.close().catch(() => {});
   await agent?.proc.stop('SIGKILL');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 const rowIds = (page: Page): Promise<string[]> => page.$$eval('#byid tbody tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.id ?? ''));
@@ -139,7 +135,6 @@ test('Firefox: the fleet page loads with a viewer token, follows live changes, f
 }, async () => {
   const bridge = await startBridgeProcess();
   const agents: FakeAgent[] = [];
-  dirs.push(join(bridge.db, '..'));
   const errors: string[] = [];
   try {
     const tokens = new Map<string, string>();
@@ -167,7 +162,7 @@ test('Firefox: the fleet page loads with a viewer token, follows live changes, f
     // Live: ff3 connects, ff1's bus turns error-passive, ff2 leaves (the group degrades).
     agents.push(await FakeAgent.connect(bridge.base, { dongle: 'ff3', token: tokens.get('ff3')! }));
     await until(async () => (await status('ff3')) === 'online', 'ff3 online, live');
-    agents[0]!.sendEvent(1, 'bus_state', fakeBusState('error-passive'));
+    agents[0]!.sendEvent(1, 'bus_state', { ...fakeBusState('error-passive') });
     await until(
       async () => (await page.$eval('#dongles tr[data-dongle="ff1"] .bus-state[data-bus="can0"]', (el) => el.getAttribute('data-state')).catch(() => null)) === 'error-passive',
       'ff1 error-passive, live',

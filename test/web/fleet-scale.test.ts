@@ -7,8 +7,6 @@
  * how fast the page is goes to `make bench-fleet-page`. Fails on any uncaught page error.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
@@ -33,7 +31,6 @@ before(async () => {
 after(async () => {
   await fleet?.close();
   await bridge?.proc.stop('SIGKILL');
-  if (bridge) rmSync(dirname(bridge.db), { recursive: true, force: true });
   await browser?.close();
 });
 

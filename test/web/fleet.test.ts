@@ -11,8 +11,6 @@
  * uncaught page error.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
@@ -24,7 +22,6 @@ import { TcpBalancer } from '../helpers/tcp-balancer.js';
 let browser: TestBrowser;
 let bridge: StartedBridge;
 const procs: CliProcess[] = [];
-const dirs: string[] = [];
 /** Heartbeat 1 s: a silent link is cut after 2.5 s. */
 const HEARTBEAT_S = 1;
 
@@ -32,11 +29,9 @@ before(async () => {
   browser = await launchBrowser();
   bridge = await startBridgeProcess(['--uplink-heartbeat-seconds', String(HEARTBEAT_S), '--group-state-interval', '1']);
   procs.push(bridge.proc);
-  dirs.push(dirname(bridge.db));
 });
 after(async () => {
   for (const p of procs.reverse()) await p.stop('SIGKILL');
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
   // Last: it fails the file on an uncaught page error, after the processes are gone.
   await browser?.close();
 });
@@ -44,7 +39,6 @@ after(async () => {
 async function agent(id: string, token: string, stateDir?: string): Promise<StartedAgent> {
   const a = await startAgentProcess(['--sim', '--sim-rate', '50', '--bridge', bridge.base, '--token', token], { id, stateDir });
   procs.push(a.proc);
-  dirs.push(a.stateDir);
   return a;
 }
 
@@ -404,7 +398,6 @@ test('300 registered dongles: 100-row pages, the filter searches all of them', a
 test('the page reconnects like the console page: a cut connection resumes without a gap (no second snapshot); a bridge restart gets stream_reset and a fresh snapshot', async () => {
   const b = await startBridgeProcess(['--uplink-heartbeat-seconds', String(HEARTBEAT_S)]);
   procs.push(b.proc);
-  dirs.push(dirname(b.db));
   const proxy = await TcpBalancer.start([Number(new URL(b.base).port)]);
   try {
     const page = await browser.page();
@@ -447,7 +440,6 @@ test('the page reconnects like the console page: a cut connection resumes withou
 test('a full fleet stream (--fleet-max-clients): the page says so, keeps retrying, and goes live once a place is free', async () => {
   const b = await startBridgeProcess(['--fleet-max-clients', '1']);
   procs.push(b.proc);
-  dirs.push(dirname(b.db));
   const holder = await SseClient.connect(b.base + '/api/v1/streams/fleet', { Authorization: `Bearer ${ADMIN_TOKEN}` });
   try {
     assert.equal(holder.status, 200);

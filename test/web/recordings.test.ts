@@ -12,14 +12,13 @@ import { screenshot, until, browserSuite } from '../helpers/browser.js';
 import { startBridgeProcess } from '../helpers/bridge-process.js';
 import { startAgentProcess, tempDir } from '../helpers/processes.js';
 
-const { browser, procs, dirs } = browserSuite();
+const { browser, procs } = browserSuite();
 
 const ADMIN = 'web-admin-0123456789abcdef';
 const READ = 'web-read-0123456789abcdef';
 
 test('record from the page: token asked, read token refused, admin records; size and duration move; download is byte-identical, also through the bridge', async () => {
   const dir = tempDir('canrelay-web-rec-');
-  dirs.push(dir);
   writeFileSync(join(dir, 'tokens'), `admin ${ADMIN}\nread ${READ}\n`);
   const bridge = await startBridgeProcess();
   procs.push(bridge.proc);
@@ -91,7 +90,6 @@ test('record from the page: token asked, read token refused, admin records; size
 
 test('--console-auth: the page asks for a token before anything, then streams with a read token', async () => {
   const dir = tempDir('canrelay-web-rec-');
-  dirs.push(dir);
   writeFileSync(join(dir, 'tokens'), `admin ${ADMIN}\nread ${READ}\n`);
   const a = await startAgentProcess(['--sim', '--sim-rate', '200', '--local-token-file', join(dir, 'tokens'), '--console-auth']);
   procs.push(a.proc);

@@ -13,7 +13,7 @@ import { pageErrors, screenshot, until, browserSuite } from '../helpers/browser.
 import { startAgentProcess, tempDir } from '../helpers/processes.js';
 
 const FEATURES = fileURLToPath(new URL('../../../test/fixtures/dbc/features.dbc', import.meta.url));
-const { browser, procs, dirs } = browserSuite();
+const { browser, procs } = browserSuite();
 
 /** 4 s of a drive, looped: BE_ACROSS_3 ramps (deg), LE_ACROSS_13 ramps (km/h), GEAR stays D. */
 function writeDrive(path: string): void {
@@ -38,7 +38,6 @@ const chart = (page: Page): Promise<{ points: number; span: number; zoomed: bool
 
 test('signals: by-id shows them, the Signals view searches them, pinned ones plot live; pause and zoom', async () => {
   const dir = tempDir('canrelay-web-signals-');
-  dirs.push(dir);
   writeDrive(join(dir, 'drive.log'));
   const a = await startAgentProcess(['--replay', join(dir, 'drive.log'), '--replay-loop', '--dbc', FEATURES], { stateDir: join(dir, 'state') });
   procs.push(a.proc);

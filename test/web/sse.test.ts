@@ -4,7 +4,6 @@
  * lets the test cut the connection the way a Wi-Fi drop does, without restarting the agent.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -87,7 +86,6 @@ const ids = (msgs: Msg[]): number[] => msgs.map((m) => Number(m.lastEventId));
 
 test('a dropped connection resumes with Last-Event-ID: no gap, no duplicate, state "resumed"', async () => {
   const a = await startAgentProcess(['--sim', '--sim-rate', '150']);
-  cleanup.push(() => rmSync(a.stateDir, { recursive: true, force: true }));
   cleanup.push(() => a.proc.stop('SIGKILL'));
   const agentPort = Number(new URL(a.base).port);
   const p = await proxy(agentPort);
@@ -113,7 +111,6 @@ test('a dropped connection resumes with Last-Event-ID: no gap, no duplicate, sta
 
 test('an agent restarted with the same state: stream_reset first, state "reset"', async () => {
   const stateDir = tempDir('canrelay-web-sse-');
-  cleanup.push(() => rmSync(stateDir, { recursive: true, force: true }));
   let a = await startAgentProcess(['--sim', '--sim-rate', '100'], { stateDir });
   let proc: CliProcess = a.proc;
   cleanup.push(() => proc.stop('SIGKILL'));
