@@ -6,10 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { busStateData } from '../../core/console/normalize.js';
 import { ADMIN_TOKEN, startBridgeProcess } from '../helpers/bridge-process.js';
 import { until } from '../helpers/until.js';
 import { FakeAgent, numberedFrame } from '../helpers/fake-agent.js';
+import { fakeBusState } from '../helpers/fake-fleet.js';
 import { SseClient, type SseEvent } from '../helpers/sse-client.js';
 
 const FLEET = '/api/v1/streams/fleet';
@@ -56,25 +56,7 @@ test('fleet stream: snapshot, live changes without frames, auth and resume', asy
 
     // Live: frames never; a bus turning error-passive, a command failing, a dongle going offline.
     a1.sendFrames(Array.from({ length: 50 }, (_, i) => numberedFrame('can0', 0x100, i)));
-    const bs = busStateData({
-      bus: 'can0',
-      link: 'up',
-      state: 'error-passive',
-      tec: 130,
-      rec: 0,
-      bitrate: 500_000,
-      bitrate_source: 'kernel',
-      sample_point: 0.875,
-      data_bitrate: null,
-      data_sample_point: null,
-      restart_ms: 0,
-      counters: {},
-      load: 0.3,
-      load_peak_1m: 0.4,
-      load_history: [0.3],
-      frame_rate: 50,
-      error_frames: {},
-    });
+    const bs = fakeBusState('error-passive', { tec: 130, load: 0.3, load_peak_1m: 0.4, load_history: [0.3], frame_rate: 50 });
     a1.sendEvent(1, 'bus_state', { ...bs });
     await c.waitFor((evs) => evs.some((e) => e.event === 'bus_state' && e.json.dongle === 'd1' && e.json.state === 'error-passive'), 10_000, 'd1 error-passive');
     const cmd = await b.admin.post('/api/v1/dongles/d1/commands', { type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '01' });

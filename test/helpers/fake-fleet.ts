@@ -5,6 +5,7 @@
  * (presence "seen", bus_state). Used by test/web/fleet-scale.test.ts and bench/fleet-stream.ts,
  * bench/fleet-page.ts.
  */
+import type { BusStateData } from '../../core/console/events.js';
 import { busStateData, presenceData } from '../../core/console/normalize.js';
 import type { StartedBridge } from './bridge-process.js';
 import { FakeAgent } from './fake-agent.js';
@@ -21,8 +22,8 @@ export async function pool<T>(items: readonly T[], width: number, f: (t: T) => P
 
 export type BusHealth = 'error-active' | 'error-passive';
 
-/** A can0 bus_state as an agent reports it (only `state` and TEC vary). */
-export function fakeBusState(state: BusHealth, frameRate = 100): Record<string, unknown> {
+/** A can0 bus_state as an agent reports it: TEC follows `state`; `over` changes any other field. */
+export function fakeBusState(state: BusHealth, over: Partial<Omit<BusStateData, 'ts' | 'state'>> = {}): BusStateData {
   return busStateData({
     bus: 'can0',
     link: 'up',
@@ -39,9 +40,10 @@ export function fakeBusState(state: BusHealth, frameRate = 100): Record<string, 
     load: 0.2,
     load_peak_1m: 0.3,
     load_history: Array(60).fill(0.2) as number[],
-    frame_rate: frameRate,
+    frame_rate: 100,
     error_frames: {},
-  }) as unknown as Record<string, unknown>;
+    ...over,
+  });
 }
 
 export class FakeFleet {
@@ -78,7 +80,7 @@ export class FakeFleet {
   }
 
   bus(a: FakeAgent, state: BusHealth, frameRate?: number): void {
-    this.send(a, 'bus_state', fakeBusState(state, frameRate));
+    this.send(a, 'bus_state', fakeBusState(state, { frame_rate: frameRate }));
   }
 
   async close(): Promise<void> {

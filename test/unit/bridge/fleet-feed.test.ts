@@ -8,9 +8,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MemoryIdStore } from '../../../core/console/id-store.js';
 import { StreamManager } from '../../../core/console/stream-manager.js';
-import { busStateData, groupStateData, presenceData } from '../../../core/console/normalize.js';
+import { groupStateData, presenceData } from '../../../core/console/normalize.js';
 import type { StoredEvent } from '../../../core/console/console-stream.js';
 import { FleetFeed } from '../../../cloud-bridge/fleet-feed.js';
+import { fakeBusState } from '../../helpers/fake-fleet.js';
 
 function setup(dongles: string[], up = new Set<string>(dongles)) {
   const streams = new StreamManager({ historyEvents: 100_000, historySeconds: 3600, historyMemoryBytes: 64 << 20, maxRate: 1000, ids: new MemoryIdStore() });
@@ -32,26 +33,8 @@ function setup(dongles: string[], up = new Set<string>(dongles)) {
   return { feed, got, close: () => (feed.stop(), streams.close()) };
 }
 
-const bus = (b: string, state: 'error-active' | 'error-passive', frameRate: number) =>
-  busStateData({
-    bus: b,
-    link: 'up',
-    state,
-    tec: 0,
-    rec: 0,
-    bitrate: 500_000,
-    bitrate_source: 'kernel',
-    sample_point: 0.875,
-    data_bitrate: null,
-    data_sample_point: null,
-    restart_ms: 0,
-    counters: {},
-    load: 0.1,
-    load_peak_1m: 0.2,
-    load_history: [0.1, 0.2],
-    frame_rate: frameRate,
-    error_frames: {},
-  });
+const bus = (state: 'error-active' | 'error-passive', frameRate: number) =>
+  fakeBusState(state, { tec: 0, load: 0.1, load_peak_1m: 0.2, load_history: [0.1, 0.2], frame_rate: frameRate });
 
 test('fleet feed: "seen" updates of 2,000 dongles are merged and flushed by quota; changes pass at once', () => {
   const ids = Array.from({ length: 2000 }, (_, i) => `d${i}`);
@@ -119,12 +102,12 @@ test('fleet feed: presence follows the bridge\'s link; late mirrored events that
 
 test('fleet feed: bus_state changes of state pass at once, refreshes are merged and stripped of the load history', () => {
   const { feed, got, close } = setup(['a']);
-  feed.dongleEvent('a', { type: 'bus_state', data: bus('can0', 'error-active', 10) });
-  feed.dongleEvent('a', { type: 'bus_state', data: bus('can0', 'error-active', 11) });
-  feed.dongleEvent('a', { type: 'bus_state', data: bus('can0', 'error-active', 12) });
+  feed.dongleEvent('a', { type: 'bus_state', data: bus('error-active', 10) });
+  feed.dongleEvent('a', { type: 'bus_state', data: bus('error-active', 11) });
+  feed.dongleEvent('a', { type: 'bus_state', data: bus('error-active', 12) });
   assert.equal(got.length, 1, 'the first is a change, the refreshes wait');
   assert.deepEqual(got[0]!.data.load_history, [], 'a summary: no sparkline');
-  feed.dongleEvent('a', { type: 'bus_state', data: bus('can0', 'error-passive', 13) });
+  feed.dongleEvent('a', { type: 'bus_state', data: bus('error-passive', 13) });
   assert.equal(got.length, 2);
   assert.equal(got[1]!.data.state, 'error-passive');
   assert.equal(feed.pendingCount, 0, 'the change superseded the waiting refresh');
@@ -153,7 +136,7 @@ test('fleet feed: group_state changes pass, refreshes merge; the snapshot holds 
     ['relaying', 'degraded'],
   );
   feed.dongleEvent('a', { type: 'presence', data: presenceData('online', { version: 'v2' }) });
-  feed.dongleEvent('a', { type: 'bus_state', data: bus('can0', 'error-passive', 5) });
+  feed.dongleEvent('a', { type: 'bus_state', data: bus('error-passive', 5) });
   feed.dongleEvent('a', { type: 'command_status', data: { ts: new Date().toISOString(), command_id: 'c9', type: 'send_frame', status: 'succeeded' } });
   const snap = feed.snapshot([gs('degraded', 4)]);
   assert.ok(
