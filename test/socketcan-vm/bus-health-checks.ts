@@ -19,8 +19,8 @@
  * Figures go to $SOCKETCAN_VM_RESULTS/bus-health.json.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { frameBits } from '../../core/can/bit-count.js';
@@ -31,6 +31,9 @@ import { startAgentProcess, type StartedAgent } from '../helpers/processes.js';
 import { skipOrFail } from '../helpers/skips.js';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
 import { GUEST_AGENT_PORT, PAGE_HOST_ENV, serveHostPageChecks } from './page-link.js';
+import { guestTools } from './guest-tools.js';
+
+const { progress, sh, until } = guestTools('bus-health', 120_000);
 
 const children: { stop(): unknown }[] = [];
 after(async () => {
@@ -41,19 +44,6 @@ after(() => {
   const dir = process.env.SOCKETCAN_VM_RESULTS;
   if (dir) writeFileSync(join(dir, 'bus-health.json'), JSON.stringify(figures, null, 2));
 });
-
-/** The test runner prints a file's results only at its end: progress goes to the results share (on the host while the VM runs). */
-function progress(msg: string): void {
-  const dir = process.env.SOCKETCAN_VM_RESULTS;
-  if (dir) appendFileSync(join(dir, 'bus-health-progress.log'), `${new Date().toISOString()} ${msg}\n`);
-}
-
-function sh(cmd: string, args: string[]): string {
-  progress(`${cmd} ${args.join(' ')}`);
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
 
 /** Runs a command to its end without blocking the event loop. */
 function run(cmd: string, args: string[]): Promise<void> {
@@ -99,15 +89,6 @@ function tool(cmd: string, args: string[]): { lines: () => { t: number; text: st
   };
   children.push(h);
   return h;
-}
-
-async function until(pred: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  progress(`waiting for ${what}`);
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 let bridge: StartedBridge;

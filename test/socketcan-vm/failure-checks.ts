@@ -12,8 +12,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { startAgentProcess, type StartedAgent } from '../helpers/processes.js';
@@ -21,33 +20,14 @@ import { skipOrFail } from '../helpers/skips.js';
 import { RawClient } from '../helpers/socketcand.js';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
 import { pace, qdiscCounts, unpace } from './paced-queue.js';
+import { guestTools } from './guest-tools.js';
+
+const { progress, sh, until } = guestTools('failure', 60_000);
 
 const children: { stop(): unknown }[] = [];
 after(async () => {
   for (const c of children.reverse()) await c.stop();
 });
-
-/** The runner prints a file's results only at its end: progress goes to the results share. */
-function progress(msg: string): void {
-  const dir = process.env.SOCKETCAN_VM_RESULTS;
-  if (dir) appendFileSync(join(dir, 'failure-progress.log'), `${new Date().toISOString()} ${msg}\n`);
-}
-
-function sh(cmd: string, args: string[]): string {
-  progress(`${cmd} ${args.join(' ')}`);
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
-
-async function until(pred: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  progress(`waiting for ${what}`);
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** The agent's longest event-loop turn seen in any /metrics read (prom-client's lag max, reset per read). */
 let longestTurnS = 0;

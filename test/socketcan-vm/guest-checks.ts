@@ -4,23 +4,20 @@
  * One node process runs all checks: a node start costs seconds under emulation.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { after, test } from 'node:test';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { runCli, startAgentProcess, tempDir, type StartedAgent } from '../helpers/processes.js';
 import { RawClient } from '../helpers/socketcand.js';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
+import { guestTools } from './guest-tools.js';
+
+const { sh, until } = guestTools('guest', 0);
 
 const children: { stop(): unknown }[] = [];
 after(async () => {
   for (const c of children) await c.stop();
 });
-
-function sh(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
 
 /** candump -L in the background; `lines()` returns what it has printed so far. */
 function candump(iface: string): { lines: () => string[]; stop: () => void; proc: ChildProcess } {
@@ -31,14 +28,6 @@ function candump(iface: string): { lines: () => string[]; stop: () => void; proc
   const h = { lines: () => out.split('\n').filter(Boolean), stop: () => proc.kill('SIGINT'), proc };
   children.push(h);
   return h;
-}
-
-async function until(pred: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function framesTotal(a: StartedAgent, bus: string, direction: string): Promise<number> {
