@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { getJson, metricValue, SseClient } from '../test/helpers/sse-client.js';
 import { startAgentProcess, tempDir } from '../test/helpers/processes.js';
-import { median, sampleProc, writeResults, writeVehicleLog } from './lib.js';
+import { median, sampleProc, writeResults, writeVehicleLog, runBench } from './lib.js';
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 100);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -100,7 +100,4 @@ Any frame lost: ${figures.any_frame_lost ? 'YES' : 'no'}.
   process.stdout.write(`\nwritten ${writeResults('agent-console', figures, md)}\n`);
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);

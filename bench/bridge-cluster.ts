@@ -24,7 +24,7 @@ import { pool } from '../test/helpers/fake-fleet.js';
 import { ensureNatsServer, NatsServer } from '../test/helpers/nats.js';
 import { childrenOf, PostgresServer } from '../test/helpers/postgres.js';
 import { tempDir } from '../test/helpers/processes.js';
-import { median, sampleProc, writeResults } from './lib.js';
+import { median, sampleProc, writeResults, runBench } from './lib.js';
 import { numberedFrame, RelayTally, SEND_TICK_MS, sendPaced } from './relay-tally.js';
 
 type Mode = 'embedded' | 'cluster-1' | 'cluster-2';
@@ -281,10 +281,4 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${md}\nwritten ${file}\n`);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { startBridgeProcess } from '../test/helpers/bridge-process.js';
 import { startAgentProcess, tempDir } from '../test/helpers/processes.js';
 import { getJson, metricValue } from '../test/helpers/sse-client.js';
-import { median, sampleProc, writeResults, writeVehicleLog } from './lib.js';
+import { median, sampleProc, writeResults, writeVehicleLog, runBench } from './lib.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const PACED = (process.env.BENCH_RATES ?? '8000,50000,100000').split(',').map(Number);
@@ -118,7 +118,4 @@ async function main(): Promise<void> {
   process.stdout.write(`\nwritten ${writeResults('bridge-relay', { runs: all }, md)}\n`);
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);

@@ -7,7 +7,7 @@
 import { startBridgeProcess } from '../test/helpers/bridge-process.js';
 import { startAgentProcess } from '../test/helpers/processes.js';
 import { getJson, metricValue } from '../test/helpers/sse-client.js';
-import { median, writeResults } from './lib.js';
+import { median, writeResults, runBench } from './lib.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SIZES = (process.env.BENCH_COMMANDS ?? '1000,10000').split(',').map(Number);
@@ -103,7 +103,4 @@ async function main(): Promise<void> {
   process.stdout.write(`\nwritten ${writeResults('command-flood', { runs: all }, md)}\n`);
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);

@@ -15,7 +15,7 @@ import type { CanFrame } from '../core/can/frame.js';
 import { SignalTable } from '../agent/signals/signal-table.js';
 import { getJson, metricValue } from '../test/helpers/sse-client.js';
 import { startAgentProcess, tempDir } from '../test/helpers/processes.js';
-import { median, sampleProc, writeResults, writeVehicleLog } from './lib.js';
+import { median, sampleProc, writeResults, writeVehicleLog, runBench } from './lib.js';
 
 const RATE = 50_000;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
@@ -135,7 +135,4 @@ ${row('signals in GET /api/v1/signals', 'signals_reported', withDbc)}
   process.stdout.write(`\nwritten ${writeResults('dbc-decode', { micro: m, rate: RATE, seconds: SECONDS, without, with_dbc: withDbc }, md)}\n`);
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);

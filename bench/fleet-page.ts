@@ -13,7 +13,7 @@ import type { CDPSession, Page } from 'playwright-core';
 import { ADMIN_TOKEN, startBridgeProcess } from '../test/helpers/bridge-process.js';
 import { launchBrowser } from '../test/helpers/browser.js';
 import { FakeFleet } from '../test/helpers/fake-fleet.js';
-import { median, writeResults } from './lib.js';
+import { median, writeResults, runBench } from './lib.js';
 
 const N = Number(process.env.BENCH_FLEET_PAGE_DONGLES ?? 2000);
 const LOAD_SECONDS = Number(process.env.BENCH_FLEET_PAGE_SECONDS ?? 15);
@@ -229,10 +229,4 @@ Headless Chromium at 1280×800, admin token, page 1 of the dongles (100 rows) sh
   await b.proc.stop();
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -11,7 +11,7 @@
 import { ADMIN_TOKEN, startBridgeProcess } from '../test/helpers/bridge-process.js';
 import { FakeFleet } from '../test/helpers/fake-fleet.js';
 import { SseClient } from '../test/helpers/sse-client.js';
-import { median, sampleProc, writeResults } from './lib.js';
+import { median, sampleProc, writeResults, runBench } from './lib.js';
 
 const N = Number(process.env.BENCH_FLEET_DONGLES ?? 2000);
 const SECONDS = Number(process.env.BENCH_FLEET_SECONDS ?? 30);
@@ -109,10 +109,4 @@ Per second: ${perSecond.join(', ')}
   await b.proc.stop();
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -53,3 +53,17 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
 }
+
+/**
+ * Runs a bench's main: exit 0 when it is done (fake agents, timers and pools would otherwise keep the
+ * process alive), 1 with the error when it fails.
+ */
+export function runBench(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../test/helpers/processes.js';
 import { RawClient, startReplayAgent, waitUntil } from '../test/helpers/socketcand.js';
-import { median, sampleProc, writeResults, writeVehicleLog } from './lib.js';
+import { median, sampleProc, writeResults, writeVehicleLog, runBench } from './lib.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const PACED_RATE = 20_000;
@@ -124,7 +124,4 @@ ${table(`Flat out: ${FLAT_FRAMES.toLocaleString('en')} frames with \`--replay-sp
   process.stdout.write(`\nwritten ${writeResults('socketcand', figures, md)}\n`);
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);

@@ -14,7 +14,7 @@ import { fork } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sampleProc, writeResults } from '../lib.js';
+import { sampleProc, writeResults, runBench } from '../lib.js';
 import { DELAY_BUCKET_MS, type ClientJob, type ClientReport } from './load-client.js';
 import { Publisher, startAgentConsole, startBetterSse, startBridgeConsole, startNchan, type RunningServer, type ServerName } from './servers.js';
 
@@ -219,7 +219,4 @@ ${SHAPES.map((s) => table(results, s)).join('\n')}`;
   process.stdout.write(`\nwritten ${writeResults('fanout', { shapes: SHAPES, servers: SERVERS, results }, md)}\n\n${md}`);
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+runBench(main);
