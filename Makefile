@@ -99,7 +99,7 @@ bench-socketcand: build
 
 # The bridge's cost per dongle at fleet shape (10 to 2,000 fake agents; about 10 minutes).
 # BENCH_SHAPES=dongles x rate x seconds x viewers,… picks shapes; BENCH_COMPARE=<other dist/cli.js> adds another build;
-# BENCH_SEND_TICK_MS (10) how often each fake agent sends a batch; BENCH_SCRAPE_MS (1000) its /metrics polls; BENCH_FLOOR=ws,raw adds a bare relay of the wire format (bench/relay-floor.ts).
+# BENCH_SEND_TICK_MS (10) how often each fake agent sends a batch; BENCH_SCRAPE_MS (1000) its /metrics polls; BENCH_FLOOR=ws,raw,c adds a bare relay of the wire format (bench/relay-floor.ts; c: bench/relay-floor.c, needs cc and libssl-dev).
 bench-fleet: build
 	$(NODE) build/bench/bridge-fleet.js
 

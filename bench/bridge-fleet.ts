@@ -9,16 +9,18 @@
  * (/proc), but a loaded machine inflates them. BENCH_COMPARE=<other dist/cli.js> runs every shape on that
  * build too, interleaved, so before/after are measured side by side under the same load.
  * BENCH_FLOOR=ws,raw runs bench/relay-floor.ts the same way: the least a relay of this wire format costs in
- * Node (transport and codec only), with `ws` or with framing over plain sockets.
+ * Node (transport and codec only), with `ws` or with framing over plain sockets. BENCH_FLOOR=c runs
+ * bench/relay-floor.c (built with the system's cc and libcrypto): the same relay with no runtime at all,
+ * the floor of the kernel's sockets and the framing.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { ADMIN_TOKEN, AdminClient } from '../test/helpers/bridge-process.js';
 import { readUnit, REPO } from '../test/helpers/deploy.js';
 import { FakeAgent } from '../test/helpers/fake-agent.js';
 import { CLI, CliProcess, tempDir } from '../test/helpers/processes.js';
-import { median, sampleProc, writeResults } from './lib.js';
+import { median, sampleProc, writeResults, runBench } from './lib.js';
 import { RelayTally, sendPaced } from './relay-tally.js';
 import { rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -119,6 +121,11 @@ function bridgeBuild(name: string, cli: string, nodeArgs: string[]): Build {
 }
 
 function floorBuild(mode: string): Build {
+  if (mode === 'c') {
+    const binary = join(tempDir('canrelay-floor-c-'), 'relay-floor');
+    execFileSync('cc', ['-O2', '-o', binary, join(REPO, 'bench/relay-floor.c'), '-lcrypto'], { stdio: 'inherit' });
+    return { name: 'floor (c)', floor: true, start: () => new CliProcess(spawn(binary, [], { stdio: ['ignore', 'pipe', 'pipe'] })) };
+  }
   const script = join(REPO, 'build/bench/relay-floor.js');
   return { name: `floor (${mode})`, floor: true, start: () => new CliProcess(spawn(process.execPath, [script, mode], { stdio: ['ignore', 'pipe', 'pipe'] })) };
 }
@@ -406,10 +413,4 @@ async function main(): Promise<void> {
   process.stdout.write(`\nwritten ${file} and bridge-fleet.svg\n`);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);

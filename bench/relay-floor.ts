@@ -20,10 +20,11 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeBatch, encodeBatch, KIND_DOWN, KIND_UP, MAX_BATCH_BYTES } from '../core/uplink/frame-codec.js';
 import { PROTOCOL_VERSION, UPLINK_PATH } from '../core/uplink/messages.js';
 
-/** One connected dongle, whatever the transport: how to send it a message, and its DOWN numbering. */
+/** One connected dongle, whatever the transport: how to send it a message, its DOWN numbering, its pair's id. */
 interface Peer {
   send(data: Buffer | string): void;
   nextDown: number;
+  pair: string;
 }
 
 const mode = process.argv[2] ?? 'ws';
@@ -42,16 +43,17 @@ function onText(text: string, peer: Peer): string | undefined {
   const m = JSON.parse(text) as { t?: unknown; dongle?: unknown };
   if (m.t !== 'hello' || typeof m.dongle !== 'string') return undefined;
   peers.set(m.dongle, peer);
+  peer.pair = pairOf(m.dongle);
   peer.send(JSON.stringify({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle: m.dongle, event_ack: 0, group: 'floor', relay_epoch: 'floor' }));
   return m.dongle;
 }
 
 /** An UP batch: decoded (validated) and re-encoded as the peer's next DOWN batch. */
-function onBinary(buf: Buffer, from: string | undefined): void {
+function onBinary(buf: Buffer, from: string | undefined, peer: Peer): void {
   if (from === undefined) return;
   const b = decodeBatch(buf);
   if (b.kind !== KIND_UP) return;
-  const to = peers.get(pairOf(from));
+  const to = peers.get(peer.pair);
   if (to === undefined) return;
   to.send(encodeBatch({ kind: KIND_DOWN, batch: ++to.nextDown, clock: b.clock, origin: from, frames: b.frames }));
 }
@@ -63,10 +65,10 @@ if (mode === 'ws') {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (req.url !== UPLINK_PATH) return void socket.destroy();
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      const peer: Peer = { send: (d) => ws.send(d), nextDown: 0 };
+      const peer: Peer = { send: (d) => ws.send(d), nextDown: 0, pair: '' };
       let dongle: string | undefined;
       ws.on('message', (data: Buffer, isBinary) => {
-        if (isBinary) onBinary(data, dongle);
+        if (isBinary) onBinary(data, dongle, peer);
         else dongle = onText(data.toString('utf8'), peer) ?? dongle;
       });
       ws.on('close', () => dongle !== undefined && peers.get(dongle) === peer && peers.delete(dongle));
@@ -81,7 +83,7 @@ if (mode === 'ws') {
       .update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11')
       .digest('base64');
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
-    const peer: Peer = { send: (d) => socket.write(frame(typeof d === 'string' ? Buffer.from(d) : d, typeof d === 'string' ? 1 : 2)), nextDown: 0 };
+    const peer: Peer = { send: (d) => socket.write(frame(typeof d === 'string' ? Buffer.from(d) : d, typeof d === 'string' ? 1 : 2)), nextDown: 0, pair: '' };
     let dongle: string | undefined;
     let pending = head.length > 0 ? head : Buffer.alloc(0);
     const parse = (): void => {
@@ -108,7 +110,7 @@ if (mode === 'ws') {
         const payload = pending.subarray(at, at + len);
         if (masked) for (let i = 0; i < len; i++) payload[i]! ^= pending[maskAt + (i & 3)]!;
         pending = pending.subarray(at + len);
-        if (opcode === 2) onBinary(payload, dongle);
+        if (opcode === 2) onBinary(payload, dongle, peer);
         else if (opcode === 1) dongle = onText(payload.toString('utf8'), peer) ?? dongle;
         else if (opcode === 8) return void socket.end(frame(Buffer.alloc(0), 8));
         else if (opcode === 9) socket.write(frame(Buffer.from(payload), 10));
