@@ -79,7 +79,7 @@ export class FakeFleet {
     this.send(a, 'presence', presenceData('seen', { buses: { can0: 'up' } }));
   }
 
-  bus(a: FakeAgent, state: BusHealth, frameRate?: number): void {
+  bus(a: FakeAgent, state: BusHealth, frameRate = 100): void {
     this.send(a, 'bus_state', fakeBusState(state, { frame_rate: frameRate }));
   }
 
