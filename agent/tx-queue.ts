@@ -60,6 +60,7 @@ export class TxQueue {
         if (item.firstTryMs === 0) item.firstTryMs = now;
         if (now - item.firstTryMs < this.opts.retryMs) {
           this.stats.retries++;
+          this.compact();
           this.timer = setTimeout(() => this.drain(), 1);
           return;
         }
@@ -74,6 +75,23 @@ export class TxQueue {
     }
     this.q.length = 0;
     this.head = 0;
+  }
+
+  /**
+   * Forgets the items already handled while others wait. Without it, a bus that stays busy (a peer
+   * relaying onto a full bus, a flat-out socketcand client) never lets the queue empty, and every frame
+   * ever queued would stay in memory. Amortised: only once the handled part is most of the array.
+   */
+  private compact(): void {
+    if (this.head > 1024 && this.head * 2 > this.q.length) {
+      this.q.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  /** Items held in memory, handled ones not yet forgotten included (tests: the queue's memory stays bounded). */
+  get heldItems(): number {
+    return this.q.length;
   }
 
   stop(): void {

@@ -154,6 +154,38 @@ test('tx queue: a full transmit queue is retried in order, then dropped and coun
   q.stop();
 });
 
+test('tx queue: a bus that stays busy keeps the queue from emptying, and its memory stays bounded by what waits', async (t) => {
+  // Each round 100 frames come in and the kernel takes 90 before it is full again: the queue never
+  // empties (the case where every handled frame used to be kept for ever), 10 more wait each round.
+  let budget = 0;
+  let sent = 0;
+  const q = new TxQueue(
+    (): SendResult => {
+      if (budget <= 0) return { ok: false, busy: true, error: 'ENOBUFS' };
+      budget--;
+      sent++;
+      return { ok: true, tsUs: 0 };
+    },
+    { retryMs: 60_000, maxQueued: 10_000 },
+  );
+  t.after(() => q.stop()); // a failed assertion must not leave its retry timer running
+  let enqueued = 0;
+  for (let round = 0; round < 200; round++) {
+    for (let i = 0; i < 100; i++) q.enqueue(frame(enqueued++ & 0xff));
+    budget += 90;
+    // The queue's own 1 ms retry timer sends them; polled as often (until() polls every 100 ms).
+    for (const deadline = Date.now() + 10_000; budget > 0; ) {
+      assert.ok(Date.now() < deadline, `round ${round}: 90 frames transmitted within 10 s`);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    assert.equal(q.length, 10 * (round + 1), 'control: the queue never empties, or this test checks nothing');
+    assert.ok(q.heldItems <= 2 * q.length + 1025, `round ${round}: ${q.heldItems} items held for ${q.length} waiting`);
+  }
+  assert.equal(sent, 18_000);
+  assert.ok(q.heldItems < 6_000, `${q.heldItems} of ${enqueued} frames still held`);
+  assert.equal(q.stats.droppedBusy + q.stats.droppedFull, 0);
+});
+
 test('outbox: survives reopening, acks delete, bounded with pruning counted', () => {
   const file = join(tempDir('canrelay-outbox-'), 'a.sqlite');
   let db = openStateDb(file);
