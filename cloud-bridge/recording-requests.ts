@@ -3,14 +3,12 @@
  * number, waits for the agent's answer (rec_listing, rec_chunk, rec_error) with a timeout, and fails
  * when the link closes. Owned by AgentLink; used by cloud-bridge/recording-proxy.ts.
  */
-import type { AgentMessage, BridgeMessage } from '../core/uplink/messages.js';
+import { MAX_RECORDING_REQUESTS, type AgentMessage, type BridgeMessage } from '../core/uplink/messages.js';
 
 export type RecordingReply = Extract<AgentMessage, { t: 'rec_listing' | 'rec_chunk' | 'rec_error' }>;
 type RecordingAsk = Extract<BridgeMessage, { t: 'rec_list' | 'rec_read' }>;
 export type RecordingQuestion = RecordingAsk extends infer M ? (M extends RecordingAsk ? Omit<M, 'req'> : never) : never;
 
-/** Outstanding requests per link: a download has one at a time, so this only bounds misuse. */
-const MAX_PENDING = 64;
 export const RECORDING_REPLY_TIMEOUT_MS = 30_000;
 
 export class RecordingRequests {
@@ -22,7 +20,7 @@ export class RecordingRequests {
 
   ask(q: RecordingQuestion, timeoutMs = RECORDING_REPLY_TIMEOUT_MS): Promise<RecordingReply> {
     const req = this.next++;
-    if (this.pending.size >= MAX_PENDING) return Promise.resolve(failure(req, 503, 'too many recording requests to this dongle at once; try again'));
+    if (this.pending.size >= MAX_RECORDING_REQUESTS) return Promise.resolve(failure(req, 503, 'too many recording requests to this dongle at once; try again'));
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.settle(failure(req, 504, `the dongle did not answer within ${timeoutMs / 1000} s`)), timeoutMs);
       this.pending.set(req, { resolve, timer });

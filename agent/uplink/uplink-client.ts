@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { BatchDecodeError, decodeBatch, KIND_DOWN, MAX_BATCH_BYTES } from '../../core/uplink/frame-codec.js';
 import { dbcChunks, type DbcUpload } from '../../core/uplink/dbc-transfer.js';
-import { CLOSE, parseBridgeMessage, PROTOCOL_VERSION, UPLINK_PATH, type AgentMessage, type BridgeMessage } from '../../core/uplink/messages.js';
+import { CLOSE, closeReason, MAX_RECORDING_REQUESTS, parseBridgeMessage, PROTOCOL_VERSION, UPLINK_PATH, type AgentMessage, type BridgeMessage } from '../../core/uplink/messages.js';
 import type { ClockFix } from '../../core/uplink/clock.js';
 import type { CommandRunner } from '../command-runner.js';
 import { ClockSync } from './clock-sync.js';
@@ -42,6 +42,9 @@ const EVENT_WINDOW = 500;
 /** A bridge that answers no clock probe this long after connecting is not usable: reconnect. */
 const CLOCK_TIMEOUT_MS = 5000;
 
+/** Unsent bytes on the link past which the bridge is taken not to read it (the uploader stops frames at 8 MiB). */
+const NOT_READING_BYTES = 16 * 1024 * 1024;
+
 export class UplinkClient {
   readonly run = randomUUID();
   private ws: WebSocket | undefined;
@@ -54,6 +57,8 @@ export class UplinkClient {
   private retryTimer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
+  /** Recording answers being read from disk (at most MAX_RECORDING_REQUESTS; the bridge asks no more). */
+  private recordingAnswers = 0;
   private lastPong = 0;
   private clockTimer: NodeJS.Timeout | undefined;
   private readonly clock = new ClockSync();
@@ -143,7 +148,15 @@ export class UplinkClient {
       this.heartbeat = setInterval(() => this.checkHeartbeat(ws), this.opts.heartbeatMs ?? 10_000);
     });
     ws.on('pong', () => (this.lastPong = Date.now()));
-    ws.on('message', (data, isBinary) => this.onMessage(ws, data as Buffer, isBinary));
+    ws.on('message', (data, isBinary) => {
+      // Whatever a message makes fail (a state read, a bug) costs this connection, never the agent.
+      try {
+        this.onMessage(ws, data as Buffer, isBinary);
+      } catch (err) {
+        this.log.error({ err }, 'handling a message from the bridge failed; reconnecting');
+        ws.terminate();
+      }
+    });
     ws.on('unexpected-response', (_req, res) => {
       const why =
         res.statusCode === 401
@@ -180,6 +193,7 @@ export class UplinkClient {
   private handle(ws: WebSocket, m: BridgeMessage): void {
     switch (m.t) {
       case 'welcome':
+        if (this.welcomed) return this.reject(ws, 'a second welcome on one connection');
         if (m.dongle !== this.opts.dongle) return this.reject(ws, `welcomed as ${m.dongle}, expected ${this.opts.dongle}`);
         this.welcomed = true;
         this.attempt = 0;
@@ -221,8 +235,15 @@ export class UplinkClient {
         return;
       case 'rec_list':
       case 'rec_read': {
+        if (this.recordingAnswers >= MAX_RECORDING_REQUESTS) {
+          this.send(ws, { t: 'rec_error', req: m.req, status: 503, error: `more than ${MAX_RECORDING_REQUESTS} recording requests at once; ask again` });
+          return;
+        }
         const answer = this.recordings ?? (async (q: RecordingAsk): Promise<RecordingAnswer> => ({ t: 'rec_error', req: q.req, status: 503, error: 'this agent does not record' }));
-        void answer(m).then((a) => this.send(ws, a));
+        this.recordingAnswers++;
+        void answer(m)
+          .then((a) => this.send(ws, a))
+          .finally(() => this.recordingAnswers--);
         return;
       }
     }
@@ -265,13 +286,21 @@ export class UplinkClient {
   }
 
   private send(ws: WebSocket, m: AgentMessage): void {
-    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m));
+    if (ws.readyState !== WebSocket.OPEN) return;
+    if (ws.bufferedAmount > NOT_READING_BYTES) {
+      // Frames stop at the uploader's socket limit; answers (recording chunks) to a bridge that keeps
+      // asking and does not read would pile up here without one.
+      this.log.warn({ buffered: ws.bufferedAmount }, 'the bridge is not reading its link; reconnecting');
+      ws.terminate();
+      return;
+    }
+    ws.send(JSON.stringify(m));
   }
 
   private reject(ws: WebSocket, why: string): void {
     this.stats.rejectedMessages++;
     this.log.warn({ why }, 'rejected a message from the bridge; reconnecting');
-    ws.close(CLOSE.PROTOCOL, why.slice(0, 100));
+    ws.close(CLOSE.PROTOCOL, closeReason(why));
   }
 
   private checkHeartbeat(ws: WebSocket): void {

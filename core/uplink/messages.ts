@@ -195,6 +195,29 @@ export const parseBridgeMessage = (text: string): Parsed<BridgeMessage> => {
 /** WebSocket path the agent connects to on the bridge. */
 export const UPLINK_PATH = '/api/v1/agents/connect';
 /** Close codes (4000-4999 are the application's). */
+/**
+ * A WebSocket close reason that fits the protocol's 123 bytes of UTF-8 (RFC 6455 5.5), cut at a character:
+ * `ws` throws on a longer one, and reasons quote network input (a bad bus name, a message's keys).
+ */
+export function closeReason(text: string): string {
+  if (Buffer.byteLength(text) <= 123) return text;
+  let out = '';
+  let bytes = 0;
+  for (const ch of text) {
+    const n = Buffer.byteLength(ch);
+    if (bytes + n > 120) break;
+    out += ch;
+    bytes += n;
+  }
+  return `${out}…`;
+}
+
+/**
+ * Recording requests (rec_list, rec_read) outstanding on one link at most: the bridge asks no more
+ * (cloud-bridge/recording-requests.ts) and the agent answers no more (a download has one at a time).
+ */
+export const MAX_RECORDING_REQUESTS = 64;
+
 export const CLOSE = {
   PROTOCOL: 4400,
   UNAUTHORIZED: 4401,

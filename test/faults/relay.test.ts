@@ -178,40 +178,26 @@ test('a batch with a 1e300 timestamp is refused at the bridge with a close code;
   await bridge.proc.stop();
 });
 
-test('at the receiving agent: a DOWN batch with a 1e300 timestamp is refused whole, an old frame is dropped and counted', async () => {
-  // A protocol-level fake bridge: answers clock probes, welcomes, then sends DOWN batches.
+/**
+ * A protocol-level fake bridge for one agent: answers clock probes, and on each connection's hello calls
+ * `onHello(ws, n)` (n counts connections from 1). Records each close code and reason.
+ */
+async function fakeBridge(onHello: (ws: WebSocket, n: number) => void): Promise<{ port: number; closes: { code: number; reason: string }[] }> {
   const server = createServer();
   const wss = new WebSocketServer({ server, path: UPLINK_PATH });
-  const closes: number[] = [];
+  const closes: { code: number; reason: string }[] = [];
   const sockets: WebSocket[] = [];
   let connected = 0;
   wss.on('connection', (ws) => {
     sockets.push(ws);
     const n = ++connected;
-    ws.on('close', (code) => closes.push(code));
+    ws.on('close', (code, reason) => closes.push({ code, reason: reason.toString('utf8') }));
     ws.on('message', (data, isBinary) => {
       if (isBinary) return;
       const p = parseAgentMessage(data.toString('utf8'));
       if (!p.ok) return;
       if (p.msg.t === 'clock_probe') ws.send(JSON.stringify({ t: 'clock_reply', t0: p.msg.t0, bridge_ms: Date.now() }));
-      if (p.msg.t !== 'hello' || n > 1) return;
-      ws.send(JSON.stringify({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle: 'rx-b', event_ack: 0, group: 'g', relay_epoch: 'epoch-1' }));
-      const f = (i: number, ageMs = 0): ReturnType<typeof numberedFrame> => ({ ...numberedFrame('can0', 0x321, i), tsUs: (Date.now() - ageMs) * 1000 });
-      ws.send(encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'rx-a', frames: [{ frame: f(1), seq: 1 }] }));
-      ws.send(encodeBatch({ kind: KIND_DOWN, batch: 2, origin: 'rx-a', frames: [{ frame: f(2, 3 * MAX_AGE_MS), seq: 2 }] }));
-      const bad = f(3);
-      bad.tsUs = 1e300;
-      ws.send(
-        encodeBatch({
-          kind: KIND_DOWN,
-          batch: 3,
-          origin: 'rx-a',
-          frames: [
-            { frame: f(4), seq: 3 },
-            { frame: bad, seq: 4 },
-          ],
-        }),
-      );
+      if (p.msg.t === 'hello') onHello(ws, n);
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -220,14 +206,61 @@ test('at the receiving agent: a DOWN batch with a 1e300 timestamp is refused who
     wss.close();
     server.close();
   });
-  const port = (server.address() as { port: number }).port;
+  return { port: (server.address() as { port: number }).port, closes };
+}
+
+const welcome = (dongle: string): string => JSON.stringify({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle, event_ack: 0, group: 'g', relay_epoch: 'epoch-1' });
+
+test('at the receiving agent: a DOWN batch with a 1e300 timestamp is refused whole, an old frame is dropped and counted', async () => {
+  const { port, closes } = await fakeBridge((ws, n) => {
+    if (n > 1) return;
+    ws.send(welcome('rx-b'));
+    const f = (i: number, ageMs = 0): ReturnType<typeof numberedFrame> => ({ ...numberedFrame('can0', 0x321, i), tsUs: (Date.now() - ageMs) * 1000 });
+    ws.send(encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'rx-a', frames: [{ frame: f(1), seq: 1 }] }));
+    ws.send(encodeBatch({ kind: KIND_DOWN, batch: 2, origin: 'rx-a', frames: [{ frame: f(2, 3 * MAX_AGE_MS), seq: 2 }] }));
+    const bad = f(3);
+    bad.tsUs = 1e300;
+    ws.send(
+      encodeBatch({
+        kind: KIND_DOWN,
+        batch: 3,
+        origin: 'rx-a',
+        frames: [
+          { frame: f(4), seq: 3 },
+          { frame: bad, seq: 4 },
+        ],
+      }),
+    );
+  });
   const b = await startAgentProcess(['--sim', '--sim-rate', '1', '--bridge', `http://127.0.0.1:${port}`, '--token', 'fake-bridge-token-0123456789'], { id: 'rx-b' });
   cleanup.push(() => b.proc.stop('SIGKILL'));
-  await until(() => closes.includes(4400), 10_000, 'the agent closing the link with 4400');
+  await until(() => closes.some((c) => c.code === 4400), 10_000, 'the agent closing the link with 4400');
   await until(async () => (await uplink(b, 'tx_sent')) >= 1, 5000, 'the good frame transmitted');
   const m = await metrics(b.base);
   assert.equal(metricValue(m, 'canrelay_can_frames_total', { bus: 'can0', direction: 'tx' }), 1, 'only the good, fresh frame reached the bus');
   assert.equal(metricValue(m, 'canrelay_uplink', { kind: 'tx_dropped_too_old' }), 1, 'the old frame was dropped and counted');
   assert.ok((metricValue(m, 'canrelay_uplink', { kind: 'rejected_messages' }) ?? 0) >= 1);
   assert.equal((await getJson(b.base + '/healthz')).status, 200, 'the agent lives on');
+});
+
+test('at the receiving agent: a refusal quoting 200 bytes of a bad bus name, and a second welcome, each cost the connection, not the agent', async () => {
+  // The close reason quotes the bad name: over the protocol's 123 bytes, `ws` threw inside the message
+  // handler and the agent process died.
+  const longName = 'é'.repeat(100); // 200 bytes of UTF-8; not a valid bus name
+  const { port, closes } = await fakeBridge((ws, n) => {
+    ws.send(welcome('rx-c'));
+    if (n === 1) ws.send(encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'rx-a', frames: [{ frame: { ...numberedFrame('can0', 0x321, 1), bus: longName }, seq: 1 }] }));
+    if (n === 2) ws.send(welcome('rx-c'));
+  });
+  const c = await startAgentProcess(['--sim', '--sim-rate', '1', '--bridge', `http://127.0.0.1:${port}`, '--token', 'fake-bridge-token-0123456789'], { id: 'rx-c' });
+  cleanup.push(() => c.proc.stop('SIGKILL'));
+  await until(() => closes.length >= 2, 20_000, 'two connections closed by the agent');
+  assert.equal(closes[0]!.code, 4400);
+  assert.match(closes[0]!.reason, /^bad bus name "é+…$/, 'the reason, cut to fit');
+  assert.ok(Buffer.byteLength(closes[0]!.reason) <= 123);
+  assert.equal(closes[1]!.code, 4400);
+  assert.equal(closes[1]!.reason, 'a second welcome on one connection');
+  assert.equal(c.proc.exitCode, null, 'the agent process lives');
+  assert.equal((await getJson(c.base + '/healthz')).status, 200, 'and answers');
+  assert.equal(await uplink(c, 'rejected_messages'), 2);
 });
