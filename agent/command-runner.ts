@@ -2,11 +2,14 @@
  * Carries out commands from the bridge and reports each step as a `command_status` console event:
  * delivered (received here), then succeeded or failed. Those events reach the local console and, like
  * every console event, the bridge through the outbox. A command past its expiry is refused: a frame
- * transmitted long after the operator asked for it is worse than none.
+ * transmitted long after the operator asked for it is worse than none. The expiry is on the bridge's
+ * clock: converted with this agent's clock fix (every uncertainty against the command), it is checked on
+ * arrival and again when the frame would be handed to the kernel (a busy bus can hold it in the queue).
  */
 import type { ConsoleStream } from '../core/console/console-stream.js';
 import type { CommandState } from '../core/console/events.js';
 import { commandStatusData } from '../core/console/normalize.js';
+import type { ClockFix } from '../core/uplink/clock.js';
 import { frameFromCommand } from '../core/uplink/commands.js';
 import type { CommandBody } from '../core/uplink/messages.js';
 import type { TxQueue } from './tx-queue.js';
@@ -17,18 +20,22 @@ export class CommandRunner {
     private readonly tx: TxQueue,
   ) {}
 
-  run(commandId: string, expiresAt: string, cmd: CommandBody): void {
+  /** `local`: this agent's clock fix to the bridge (undefined: not measured yet; local time is taken as the bridge's). */
+  run(commandId: string, expiresAt: string, cmd: CommandBody, local: ClockFix | undefined): void {
     const status = (s: CommandState, error?: string): void => {
       this.console.publish({ type: 'command_status', data: commandStatusData(commandId, cmd.type, s, error) });
     };
     status('delivered');
     const expiry = Date.parse(expiresAt);
-    if (Number.isFinite(expiry) && Date.now() > expiry) return status('failed', `expired at ${expiresAt} before the agent could carry it out`);
+    // The last local moment at which the bridge's clock can still be before the expiry.
+    const notAfterMs = Number.isFinite(expiry) ? expiry - (local ? local.offsetMs + local.errorMs : 0) : Infinity;
+    const expired = `expired at ${expiresAt} before the agent could carry it out`;
+    if (Date.now() >= notAfterMs) return status('failed', expired);
     switch (cmd.type) {
       case 'send_frame': {
         const built = frameFromCommand(cmd);
         if (!built.ok) return status('failed', built.error);
-        this.tx.enqueue(built.frame, (r) => (r.ok ? status('succeeded') : status('failed', r.error)));
+        this.tx.enqueue(built.frame, (r) => (r.ok ? status('succeeded') : status('failed', r.error)), notAfterMs, `${expired} (the transmit queue held it)`);
         return;
       }
     }

@@ -3,8 +3,9 @@
  * in order. A full kernel transmit queue (ENOBUFS/EAGAIN: the source answers `busy`) is retried for up
  * to `retryMs`, holding back the frames behind it so order is kept; then the frame is dropped and counted.
  * Never fatal. Bounded: past `maxQueued` new frames are refused and counted. A frame may carry a
- * deadline (relayed frames: the end-to-end age rule); it is checked at the moment the frame would be
- * handed to the kernel, on every attempt, and a frame past it is dropped and counted, never transmitted.
+ * deadline (relayed frames: the end-to-end age rule; commands: their expiry); it is checked at the moment
+ * the frame would be handed to the kernel, on every attempt, and a frame past it is dropped and counted,
+ * never transmitted.
  */
 import type { CanFrame } from '../core/can/frame.js';
 import type { SendResult } from './sources/source.js';
@@ -15,9 +16,17 @@ interface Item {
   frame: CanFrame;
   done: TxDone | undefined;
   firstTryMs: number;
-  /** Local wall-clock ms at or after which the frame must not be transmitted. */
-  notAfterMs: number;
+  /**
+   * Monotonic ms (performance.now()) at or after which the frame must not be transmitted: given on the
+   * wall clock, turned monotonic when queued, so a wall clock stepped back meanwhile cannot extend it.
+   */
+  notAfter: number;
+  /** Why it is refused once past it. */
+  late: string;
 }
+
+/** The refusal of a relayed frame past its deadline (the end-to-end age rule). */
+export const RELAY_TOO_OLD = 'older than the relay age limit (--relay-max-age-ms): not transmitted';
 
 export class TxQueue {
   private readonly q: Item[] = [];
@@ -34,13 +43,15 @@ export class TxQueue {
     return this.q.length - this.head;
   }
 
-  enqueue(frame: CanFrame, done?: TxDone, notAfterMs = Infinity): void {
+  /** `notAfterMs`: the wall-clock deadline (Date.now() ms); `late`: the error given when it passes first. */
+  enqueue(frame: CanFrame, done?: TxDone, notAfterMs = Infinity, late = RELAY_TOO_OLD): void {
     if (this.length >= this.opts.maxQueued) {
       this.stats.droppedFull++;
       done?.({ ok: false, busy: true, error: `transmit queue full (${this.opts.maxQueued} frames waiting)` });
       return;
     }
-    this.q.push({ frame, done, firstTryMs: 0, notAfterMs });
+    const notAfter = Number.isFinite(notAfterMs) ? performance.now() + (notAfterMs - Date.now()) : notAfterMs;
+    this.q.push({ frame, done, firstTryMs: 0, notAfter, late });
     if (this.timer === undefined) this.drain();
   }
 
@@ -48,10 +59,10 @@ export class TxQueue {
     this.timer = undefined;
     while (this.head < this.q.length) {
       const item = this.q[this.head]!;
-      if (item.notAfterMs !== Infinity && Date.now() >= item.notAfterMs) {
+      if (item.notAfter !== Infinity && performance.now() >= item.notAfter) {
         this.stats.droppedTooOld++;
         this.head++;
-        item.done?.({ ok: false, busy: false, error: 'older than the relay age limit (--relay-max-age-ms): not transmitted' });
+        item.done?.({ ok: false, busy: false, error: item.late });
         continue;
       }
       const r = this.transmit(item.frame);

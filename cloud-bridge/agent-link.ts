@@ -18,7 +18,7 @@
 import type { Logger } from 'pino';
 import { WebSocket, type RawData } from 'ws';
 import { BatchDedupe, type BatchPosition } from '../core/uplink/batch-dedupe.js';
-import { BRIDGE_CLOCK, frameTimesProblem } from '../core/uplink/clock.js';
+import { BRIDGE_CLOCK, frameTimesProblem, noLaterThanArrival } from '../core/uplink/clock.js';
 import { BatchDecodeError, decodeBatch, KIND_UP, type Batch } from '../core/uplink/frame-codec.js';
 import { CLOSE, MAX_TEXT_MESSAGE_BYTES, parseAgentMessage, PROTOCOL_VERSION, type AgentMessage, type BridgeMessage } from '../core/uplink/messages.js';
 import type { DbcChunkMessage } from '../core/uplink/dbc-transfer.js';
@@ -287,7 +287,8 @@ export class AgentLink implements RelayLink, CommandLink {
     if (batch.kind !== KIND_UP) return this.refuse('out_of_place', CLOSE.PROTOCOL, 'DOWN batches go from the bridge to agents; an agent sends UP batches');
     // Before anything is taken: a frame time outside a sane window of now is a broken clock or a forged
     // batch, and none of the batch's frames may reach a bus (or a console, which would fail to format it).
-    const badTime = frameTimesProblem(batch.frames, batch.clock ?? BRIDGE_CLOCK, Date.now(), BRIDGE_CLOCK);
+    const now = Date.now();
+    const badTime = frameTimesProblem(batch.frames, batch.clock ?? BRIDGE_CLOCK, now, BRIDGE_CLOCK);
     if (badTime) return this.refuse('bad_batch', CLOSE.PROTOCOL, `bad frame batch: ${badTime}`);
     if (!this.up.accept(batch.batch)) {
       // A resend of a batch already taken (its ack was lost with the old connection): ack, never relay twice.
@@ -295,7 +296,9 @@ export class AgentLink implements RelayLink, CommandLink {
       this.queueAck();
       return;
     }
-    this.handler.frames(this, batch, Date.now());
+    // No frame was received after it arrived here: one stamped later ages from its arrival (clock.ts).
+    batch.clock = noLaterThanArrival(batch.frames, batch.clock ?? BRIDGE_CLOCK, now);
+    this.handler.frames(this, batch, now);
     this.queueAck();
   }
 

@@ -69,8 +69,10 @@ export class Downlink {
       this.seq.check(`${from}/${frame.bus}`, seq);
       this.counts.frames++;
       const originUs = frame.tsUs;
-      // Without a clock fix nothing can be proven fresh: a deadline already past drops it (counted).
-      const notAfterMs = local ? transmitDeadlineMs(frame.tsUs, origin, local, this.maxAgeMs) : -Infinity;
+      // Without a clock fix nothing can be proven fresh: a deadline already past drops it (counted). With
+      // one, never later than maxAgeMs from now: the origin received it before it got here, whatever the
+      // clocks say (this agent's own fix may be stale after its clock was stepped).
+      const notAfterMs = local ? Math.min(transmitDeadlineMs(frame.tsUs, origin, local, this.maxAgeMs), now + this.maxAgeMs) : -Infinity;
       this.tx.enqueue(
         transmittedFrame(frame),
         (r) => {

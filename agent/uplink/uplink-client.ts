@@ -11,7 +11,16 @@ import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { BatchDecodeError, decodeBatch, KIND_DOWN, MAX_BATCH_BYTES } from '../../core/uplink/frame-codec.js';
 import { dbcChunks, type DbcUpload } from '../../core/uplink/dbc-transfer.js';
-import { CLOSE, closeReason, MAX_RECORDING_REQUESTS, parseBridgeMessage, PROTOCOL_VERSION, UPLINK_PATH, type AgentMessage, type BridgeMessage } from '../../core/uplink/messages.js';
+import {
+  CLOSE,
+  closeReason,
+  MAX_RECORDING_REQUESTS,
+  parseBridgeMessage,
+  PROTOCOL_VERSION,
+  UPLINK_PATH,
+  type AgentMessage,
+  type BridgeMessage,
+} from '../../core/uplink/messages.js';
 import type { ClockFix } from '../../core/uplink/clock.js';
 import type { CommandRunner } from '../command-runner.js';
 import { ClockSync } from './clock-sync.js';
@@ -219,7 +228,7 @@ export class UplinkClient {
         this.uploader.ack(m.batch);
         return;
       case 'command':
-        this.commands.run(m.command_id, m.expires_at, m.command);
+        this.commands.run(m.command_id, m.expires_at, m.command, this.clock.fix);
         return;
       case 'group':
         this.log.info({ group: m.group }, m.group ? 'now in a group: frames relay to the peer' : 'no longer in a group');

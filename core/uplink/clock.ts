@@ -39,6 +39,21 @@ export function earliestOnBridgeMs(tsUs: number, origin: ClockFix): number {
 }
 
 /**
+ * The origin's fix for a batch that arrived at `arrivalMs` (bridge clock), moved back by as much as its
+ * newest frame would otherwise have been received after that arrival — which cannot be. A frame stamped
+ * in the future (the origin's clock stepped forward since its offset was last measured; a source's clock
+ * running ahead) would look younger than it is, and outlive the age rule by as much: moved, it ages from
+ * its arrival at the latest. The same fix travels on with the frames (DOWN batches), so the receiving agent
+ * ages them alike. Unchanged (the same object) when no frame is in the future.
+ */
+export function noLaterThanArrival(frames: readonly SequencedFrame[], origin: ClockFix, arrivalMs: number): ClockFix {
+  let newest = -Infinity;
+  for (let i = 0; i < frames.length; i++) if (frames[i]!.frame.tsUs > newest) newest = frames[i]!.frame.tsUs;
+  const ahead = earliestOnBridgeMs(newest, origin) - arrivalMs;
+  return ahead > 0 ? { offsetMs: origin.offsetMs - ahead, errorMs: origin.errorMs } : origin;
+}
+
+/**
  * The latest local time (on the clock `local` converts) at which a frame may still be transmitted:
  * `maxAgeMs` after the earliest moment the origin can have received it, every uncertainty against it.
  */

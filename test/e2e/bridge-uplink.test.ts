@@ -301,6 +301,20 @@ test('age bound: frames older than --backlog-max-age-ms are dropped and counted,
   assert.equal(metricValue(await metrics(b), 'canrelay_bridge_frames_dropped_total', { group: 'age', side: 'b', reason: 'too_old' }), 100);
 });
 
+test('age bound: frames stamped 30 s in the future (a clock stepped ahead) still age out of the backlog from their arrival', async () => {
+  const b = await bridge(['--backlog-max-age-ms', '300', '--group-state-interval', '1']);
+  const { a, b: bb, tokens } = await pair(b, 'ahead');
+  await bb.close();
+  const ahead = (Date.now() + 30_000) * 1000;
+  const batch = a.sendFrames(range(0, 50).map((n) => ({ ...numberedFrame('can0', 0x20, n), tsUs: ahead + n })));
+  await a.waitFor(() => a.ackedUp >= batch, 5000, 'the bridge took the batch (queued for B)');
+  await waitBacklog(b, 'ahead', 'b', 0); // aged out 300 ms after arrival, not 30.3 s
+  const b2 = await agent(b.base, { dongle: 'ahead-b', token: tokens[1] });
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(b2.applied.length, 0, 'never transmitted');
+  assert.equal(metricValue(await metrics(b), 'canrelay_bridge_frames_dropped_total', { group: 'ahead', side: 'b', reason: 'too_old' }), 50);
+});
+
 test('unacknowledged DOWN batches are resent on reconnect with the same numbers (before the backlog)', async () => {
   const b = await bridge(['--backlog-max-age-ms', '60000']);
   const { a, b: bb, tokens } = await pair(b, 'ra');

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CanFrame } from '../../../core/can/frame.js';
-import { ClockEstimator, CLOCK_RESOLUTION_MS, type ClockFix, earliestOnBridgeMs, frameTimesProblem, transmitDeadlineMs } from '../../../core/uplink/clock.js';
+import { ClockEstimator, CLOCK_RESOLUTION_MS, type ClockFix, earliestOnBridgeMs, frameTimesProblem, noLaterThanArrival, transmitDeadlineMs } from '../../../core/uplink/clock.js';
 import { decodeBatch, encodeBatch, KIND_DOWN } from '../../../core/uplink/frame-codec.js';
 import type { SendResult } from '../../../agent/sources/source.js';
 import { TxQueue } from '../../../agent/tx-queue.js';
@@ -97,4 +97,63 @@ test('agent A: a frame whose time a receiver would refuse is left out and counte
   assert.equal(up.stats.droppedBadTime, 1);
   up.ack(1);
   assert.equal(up.buffered, 0);
+});
+
+test('a batch whose frames would have been received after it arrived is moved back to its arrival; one that is not keeps its fix', () => {
+  const arrival = 1_800_000_000_000;
+  const origin = { offsetMs: 1000, errorMs: 5 }; // a stale offset: the origin's clock has since been stepped forward
+  const sf = (tsMs: number) => ({ frame: frame(tsMs), seq: 1 });
+  // Newest frame 30 s ahead of its arrival on the bridge's clock (earliest: ts + 1000 - 5).
+  const moved = noLaterThanArrival([sf(arrival - 1000 + 30_000), sf(arrival - 1000 + 29_000)], origin, arrival);
+  assert.equal(earliestOnBridgeMs((arrival - 1000 + 30_000) * 1000, moved), arrival, 'the newest frame ages from its arrival');
+  assert.equal(moved.errorMs, 5);
+  assert.equal(earliestOnBridgeMs((arrival - 1000 + 29_000) * 1000, moved), arrival - 1000, 'the others keep their spacing');
+  const fine = { offsetMs: 0, errorMs: 2 };
+  assert.equal(noLaterThanArrival([sf(arrival - 50)], fine, arrival), fine, 'a batch from the past is unchanged');
+  assert.equal(noLaterThanArrival([sf(arrival + 1)], fine, arrival), fine, 'within its error bound: possible, unchanged');
+});
+
+test('agent B: a frame stamped in the future is transmitted no later than the age limit after it arrived, whatever its stamp says', async () => {
+  // The origin's clock jumped 30 s ahead and no bridge moved it back: its frames look 30 s younger.
+  let busy = true;
+  const sent: CanFrame[] = [];
+  const tx = new TxQueue((f): SendResult => (busy ? { ok: false, busy: true, error: 'ENOBUFS' } : (sent.push(f), { ok: true, tsUs: Date.now() * 1000 })), {
+    retryMs: 60_000,
+    maxQueued: 100,
+  });
+  const d = new Downlink(tx, 200);
+  const acks: number[] = [];
+  const b = decodeBatch(encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'gw-a', clock: { offsetMs: 0, errorMs: 2 }, frames: [{ frame: frame(Date.now() + 30_000), seq: 1 }] }));
+  assert.equal(
+    d.apply(b, { offsetMs: 0, errorMs: 2 }, (n) => acks.push(n)),
+    undefined,
+  );
+  await new Promise((r) => setTimeout(r, 400)); // the bus stays busy past the 200 ms limit
+  busy = false;
+  for (const deadline = Date.now() + 5000; acks.length === 0; ) {
+    assert.ok(Date.now() < deadline, 'the batch was handled');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  tx.stop();
+  assert.equal(sent.length, 0, 'never transmitted');
+  assert.equal(tx.stats.droppedTooOld, 1, 'dropped and counted');
+});
+
+test('tx queue: a deadline is kept on a monotonic clock; the wall clock stepped back does not extend it', async (t) => {
+  let busy = true;
+  const results: SendResult[] = [];
+  const tx = new TxQueue((): SendResult => (busy ? { ok: false, busy: true, error: 'ENOBUFS' } : { ok: true, tsUs: 0 }), { retryMs: 60_000, maxQueued: 10 });
+  t.after(() => tx.stop());
+  const realNow = Date.now;
+  t.after(() => (Date.now = realNow));
+  tx.enqueue(frame(0), (r) => results.push(r), Date.now() + 100);
+  Date.now = () => realNow() - 3_600_000; // NTP steps the wall clock an hour back
+  await new Promise((r) => setTimeout(r, 250));
+  busy = false;
+  for (const deadline = realNow() + 5000; results.length === 0; ) {
+    assert.ok(realNow() < deadline, 'the frame was handled');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  assert.equal(results[0]!.ok, false, 'past its deadline: not transmitted');
+  assert.equal(tx.stats.droppedTooOld, 1);
 });

@@ -1,0 +1,75 @@
+/** agent/command-runner.ts: a command's expiry, on the bridge's clock, holds on arrival and in the transmit queue. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { MemoryIdStore } from '../../../core/console/id-store.js';
+import { StreamManager } from '../../../core/console/stream-manager.js';
+import type { StoredEvent } from '../../../core/console/console-stream.js';
+import { CommandRunner } from '../../../agent/command-runner.js';
+import type { SendResult } from '../../../agent/sources/source.js';
+import { TxQueue } from '../../../agent/tx-queue.js';
+
+/** A runner over a real console stream, its command_status events collected, and a bus that is busy while `busy.on`. */
+function setup() {
+  const streams = new StreamManager({ historyEvents: 1000, historySeconds: 3600, historyMemoryBytes: 1 << 20, maxRate: 1000, ids: new MemoryIdStore() });
+  const stream = streams.get('console');
+  const statuses: { state: string; error?: string }[] = [];
+  stream.subscribe(
+    {
+      cursor: 0,
+      onEvent: (e: StoredEvent) => {
+        const json = JSON.parse(/data: (.*)/.exec(e.chunk)![1]!) as { status: string; error?: string };
+        statuses.push({ state: json.status, ...(json.error === undefined ? {} : { error: json.error }) });
+      },
+      onStreamClosed: () => {},
+    },
+    {},
+  );
+  const busy = { on: false };
+  const sent: number[] = [];
+  const tx = new TxQueue((f): SendResult => (busy.on ? { ok: false, busy: true, error: 'ENOBUFS' } : (sent.push(f.id), { ok: true, tsUs: 0 })), {
+    retryMs: 60_000,
+    maxQueued: 100,
+  });
+  const runner = new CommandRunner(stream, tx);
+  return { runner, statuses, busy, sent, close: () => (tx.stop(), streams.close()) };
+}
+
+const send = { type: 'send_frame' as const, bus: 'can0', id: '0x123', data_hex: '01' };
+const until = async (ok: () => boolean, what: string): Promise<void> => {
+  for (const deadline = Date.now() + 5000; !ok(); ) {
+    assert.ok(Date.now() < deadline, what);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+test('a command is transmitted before its expiry and reported succeeded', async () => {
+  const s = setup();
+  s.runner.run('c1', new Date(Date.now() + 60_000).toISOString(), send, { offsetMs: 0, errorMs: 2 });
+  await until(() => s.statuses.length === 2, 'two statuses');
+  assert.deepEqual(s.statuses, [{ state: 'delivered' }, { state: 'succeeded' }]);
+  assert.deepEqual(s.sent, [0x123]);
+  s.close();
+});
+
+test('the expiry is on the bridge clock: an agent clock 10 s behind refuses a command that expired 5 s ago on the bridge', () => {
+  const s = setup();
+  // Bridge time = local + 10,000 ms: on the bridge, an expiry 5 s after local now is 5 s in the past.
+  s.runner.run('c2', new Date(Date.now() + 5000).toISOString(), send, { offsetMs: 10_000, errorMs: 2 });
+  assert.equal(s.statuses.at(-1)!.state, 'failed');
+  assert.match(s.statuses.at(-1)!.error!, /expired at/);
+  assert.deepEqual(s.sent, []);
+  s.close();
+});
+
+test('a command held in the transmit queue past its expiry by a busy bus is not transmitted, and fails saying so', async () => {
+  const s = setup();
+  s.busy.on = true;
+  s.runner.run('c3', new Date(Date.now() + 200).toISOString(), send, { offsetMs: 0, errorMs: 2 });
+  await new Promise((r) => setTimeout(r, 400));
+  s.busy.on = false;
+  await until(() => s.statuses.length === 2, 'the command failed or succeeded');
+  assert.equal(s.statuses[1]!.state, 'failed');
+  assert.match(s.statuses[1]!.error!, /expired at .* \(the transmit queue held it\)/);
+  assert.deepEqual(s.sent, [], 'never transmitted');
+  s.close();
+});
