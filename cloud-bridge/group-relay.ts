@@ -77,6 +77,11 @@ const SWEEP_MS = 50;
  */
 const STATE_SLICE_MS = 250;
 
+function sameBusMap(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
+}
+
 export class GroupRelay {
   private readonly groups = new Map<string, GroupRuntime>();
   private readonly links = new Map<string, RelayLink>();
@@ -363,9 +368,13 @@ export class GroupRelay {
       };
       this.groups.set(row.id, g);
     } else {
+      const remapped = !sameBusMap(g.busMap, busMap);
       g.busMap = busMap;
       g.map = map;
-      if (g.sides.a.dongle !== dongles.a || g.sides.b.dongle !== dongles.b) {
+      if (g.sides.a.dongle === dongles.a && g.sides.b.dongle === dongles.b) {
+        // Same sides, another bus map: waiting frames are addressed to buses the group no longer maps.
+        if (remapped) for (const s of SIDES) g.sides[s].queue.clear('group_changed');
+      } else {
         // Waiting frames were mapped and addressed for the old sides: they are dropped, not redirected.
         for (const s of SIDES) {
           const old: SideRuntime = g.sides[s];

@@ -315,6 +315,28 @@ test('age bound: frames stamped 30 s in the future (a clock stepped ahead) still
   assert.equal(metricValue(await metrics(b), 'canrelay_bridge_frames_dropped_total', { group: 'ahead', side: 'b', reason: 'too_old' }), 50);
 });
 
+test('the bus map of a group changed while frames wait for its side: they are dropped as group_changed, never sent to the old bus', async () => {
+  const b = await bridge(['--backlog-max-age-ms', '60000', '--group-state-interval', '1']);
+  const { a, b: bb, tokens } = await pair(b, 'remap', { can0: 'can1' });
+  await bb.close();
+  const batch = a.sendFrames(range(0, 40).map((n) => numberedFrame('can0', 0x20, n)));
+  await a.waitFor(() => a.ackedUp >= batch, 5000, 'the bridge took the batch (queued for B, mapped to can1)');
+  await waitBacklog(b, 'remap', 'b', 40);
+  const put = await b.admin.put('/api/v1/groups/remap', { sides: { a: 'remap-a', b: 'remap-b' }, bus_map: { can0: 'can2' } });
+  assert.equal(put.status, 200, JSON.stringify(put.body));
+  await waitBacklog(b, 'remap', 'b', 0);
+  assert.equal(metricValue(await metrics(b), 'canrelay_bridge_frames_dropped_total', { group: 'remap', side: 'b', reason: 'group_changed' }), 40);
+  const b2 = await agent(b.base, { dongle: 'remap-b', token: tokens[1] });
+  a.sendFrames([numberedFrame('can0', 0x20, 99)]);
+  await b2.waitFor(() => b2.applied.length >= 1, 5000, 'a frame sent after the change');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(
+    b2.applied.map((r) => [frameNumber(r.frame), r.frame.bus]),
+    [[99, 'can2']],
+    'only the new frame, on the newly mapped bus',
+  );
+});
+
 test('unacknowledged DOWN batches are resent on reconnect with the same numbers (before the backlog)', async () => {
   const b = await bridge(['--backlog-max-age-ms', '60000']);
   const { a, b: bb, tokens } = await pair(b, 'ra');
