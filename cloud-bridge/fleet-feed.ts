@@ -12,12 +12,14 @@
  * and removals. Periodic updates that change none of these (presence "seen", bus_state and group_state
  * refreshes) are merged per dongle/bus/group — the newest wins, keeping its place in line — and published
  * at most PERIODIC_PER_SECOND a second, so the stream's rate is bounded whatever the fleet's size.
- * Memory: one entry per dongle, bus and group, whatever the clients do.
+ * Memory: one entry per dongle, bus (at most MAX_BUSES_PER_DONGLE per dongle: the bus_state of a further
+ * bus name is counted in `busesRefused` and left out) and group, whatever the clients and agents do.
  */
 import type { ConsoleStream } from '../core/console/console-stream.js';
 import { sseBlockWithoutId } from '../core/console/compact-event.js';
 import type { BusStateData, CommandStatusData, ConsoleEvent, GroupStateData, PresenceData } from '../core/console/events.js';
 import { logData, presenceData } from '../core/console/normalize.js';
+import { MAX_BUSES_PER_DONGLE } from '../core/uplink/messages.js';
 
 /** Name of the fleet's ConsoleStream (dongles' and groups' are "dongles/…", "groups/…"). */
 export const FLEET_STREAM = 'fleet';
@@ -54,7 +56,7 @@ export class FleetFeed {
   /** Keys ("p\0dongle", "b\0dongle\0bus", "g\0group") whose latest periodic update waits to be published. */
   private readonly pending = new Set<string>();
   private readonly timer: NodeJS.Timeout;
-  readonly counters = { changes: 0, periodic: 0, merged: 0 };
+  readonly counters = { changes: 0, periodic: 0, merged: 0, busesRefused: 0 };
 
   constructor(
     readonly stream: ConsoleStream,
@@ -166,6 +168,10 @@ export class FleetFeed {
   private busState(dongle: string, ev: BusStateData): void {
     const e = this.entry(dongle);
     const prev = e.buses.get(ev.bus);
+    if (prev === undefined && e.buses.size >= MAX_BUSES_PER_DONGLE) {
+      this.counters.busesRefused++;
+      return;
+    }
     // A summary: the minute of per-second loads is the bus console's, not the fleet's.
     const data: BusStateData = { ...ev, dongle, load_history: [] };
     e.buses.set(ev.bus, data);

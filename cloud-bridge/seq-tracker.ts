@@ -4,10 +4,8 @@
  * here decides what is relayed. A new run of the agent starts its numbers over (the counts are kept).
  */
 import type { SequencedFrame } from '../core/uplink/frame-codec.js';
+import { MAX_BUSES_PER_DONGLE } from '../core/uplink/messages.js';
 import { SeqChecker, type SeqCounts } from '../core/uplink/seq-checker.js';
-
-/** Buses tracked per dongle: a misbehaving agent cannot grow the maps (and the metric labels) without bound. */
-const MAX_BUSES_PER_DONGLE = 64;
 
 export class SeqTracker {
   private readonly dongles = new Map<string, { run: string; seq: SeqChecker }>();

@@ -14,6 +14,7 @@ import { dbcChunks, type DbcUpload } from '../../core/uplink/dbc-transfer.js';
 import {
   CLOSE,
   closeReason,
+  MAX_BUSES_PER_DONGLE,
   MAX_RECORDING_REQUESTS,
   parseBridgeMessage,
   PROTOCOL_VERSION,
@@ -276,7 +277,7 @@ export class UplinkClient {
       dongle: this.opts.dongle,
       run: this.run,
       version: this.opts.version,
-      buses: this.opts.buses().slice(0, 64),
+      buses: this.opts.buses().slice(0, MAX_BUSES_PER_DONGLE),
       outbox: this.outbox.identity,
     });
   }

@@ -46,6 +46,11 @@ const recordingId = z.string().regex(RECORDING_ID_RULE);
 export const PROTOCOL_VERSION = 2;
 /** Largest text message either side accepts. */
 export const MAX_TEXT_MESSAGE_BYTES = 64 * 1024;
+/**
+ * Buses one agent names, at most: in its hello, and in what the bridge keeps per dongle (sequence checks,
+ * the fleet's bus states), so an agent cannot grow the bridge's maps or metric labels without bound.
+ */
+export const MAX_BUSES_PER_DONGLE = 64;
 
 export const SendFrameCommand = z.strictObject({
   type: z.literal('send_frame'),
@@ -78,7 +83,7 @@ export const AgentMessage = z.discriminatedUnion('t', [
     /** Random per agent process: frame sequence numbers restart with it. */
     run: z.string().regex(/^[A-Za-z0-9-]{8,64}$/),
     version: z.string().max(40),
-    buses: z.array(bus).max(64),
+    buses: z.array(bus).max(MAX_BUSES_PER_DONGLE),
     /**
      * Identity of the agent's event outbox (its state): event seqs count within it. A new identity (state
      * wiped, new gateway) makes the bridge number this dongle's mirrored events afresh. Optional for

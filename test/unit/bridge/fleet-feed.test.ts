@@ -116,6 +116,16 @@ test('fleet feed: bus_state changes of state pass at once, refreshes are merged 
   close();
 });
 
+test('fleet feed: an agent naming bus after bus is kept to 64 buses; the further ones are left out and counted', () => {
+  const { feed, got, close } = setup(['a']);
+  for (let i = 0; i < 70; i++) feed.dongleEvent('a', { type: 'bus_state', data: { ...bus('error-active', 10), bus: `x${i}` } });
+  assert.equal(got.length, 64, 'one change per bus kept');
+  assert.equal(feed.counters.busesRefused, 6);
+  feed.dongleEvent('a', { type: 'bus_state', data: { ...bus('error-passive', 10), bus: 'x0' } });
+  assert.equal(got.at(-1)!.data.state, 'error-passive', 'a bus already kept still changes');
+  close();
+});
+
 test('fleet feed: group_state changes pass, refreshes merge; the snapshot holds every dongle, bus, last command and group', () => {
   const { feed, got, close } = setup(['a', 'b', 'never']);
   const gs = (mode: 'relaying' | 'degraded', rate: number) =>
