@@ -232,7 +232,8 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
       signals.stop();
       health.stop();
       router.stopping = true;
-      tx.stop();
+      const untransmitted = tx.stop();
+      if (untransmitted > 0) log.warn({ frames: untransmitted }, 'frames waiting for the bus were not transmitted: the agent is stopping');
       await source.stop().catch((err: unknown) => log.warn({ err }, 'source did not stop cleanly'));
       await recorder.close(reason);
       // The last event of the run, after the source's own interface-down notices.

@@ -105,8 +105,14 @@ export class TxQueue {
     return this.q.length;
   }
 
-  stop(): void {
+  /**
+   * Stops transmitting. Returns how many frames were still waiting: not transmitted, and not reported to
+   * their senders (relayed batches stay unacknowledged, so the bridge resends them to the next run, where
+   * the age rule decides); the caller says so in its last log lines.
+   */
+  stop(): number {
     clearTimeout(this.timer);
     this.timer = undefined;
+    return this.length;
   }
 }

@@ -184,6 +184,7 @@ test('tx queue: a bus that stays busy keeps the queue from emptying, and its mem
   assert.equal(sent, 18_000);
   assert.ok(q.heldItems < 6_000, `${q.heldItems} of ${enqueued} frames still held`);
   assert.equal(q.stats.droppedBusy + q.stats.droppedFull, 0);
+  assert.equal(q.stop(), 2000, 'stopping says how many frames were never transmitted');
 });
 
 test('outbox: survives reopening, acks delete, bounded with pruning counted', () => {
