@@ -199,7 +199,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   if (cfg.uplink && outbox && uploader) {
     // Loaded only with --bridge: the WebSocket client and the uplink's message schemas (zod) are megabytes a
     // console-only gateway would carry for nothing (docs/benchmarks.md, fan-out).
-    const [{ UplinkClient }, { answerRecordingAsk }] = await Promise.all([import('./uplink/uplink-client.js'), import('./recording/recording-uplink.js')]);
+    const [{ UplinkClient }, { answerRecordingAsk, RecordingAnswers }] = await Promise.all([import('./uplink/uplink-client.js'), import('./recording/recording-uplink.js')]);
     uplink = new UplinkClient(
       { bridgeUrls: cfg.uplink.bridges, token: cfg.uplink.token, dongle: cfg.id, version: VERSION, buses: () => source.buses(), dbcFiles: signals.uploads },
       outbox,
@@ -208,7 +208,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
       commands,
       log,
     );
-    uplink.recordings = (m) => answerRecordingAsk(recorder, m);
+    uplink.recordings = new RecordingAnswers((m) => answerRecordingAsk(recorder, m));
     uplink.start();
     signals.onLoaded = () => uplink?.dbcChanged();
   }

@@ -4,7 +4,7 @@
  * it has passed the last one on, so a download never floods the link the frames share.
  */
 import { HttpError } from '../../core/http/http-error.js';
-import { MAX_TEXT_MESSAGE_BYTES, type AgentMessage, type BridgeMessage } from '../../core/uplink/messages.js';
+import { MAX_RECORDING_REQUESTS, MAX_TEXT_MESSAGE_BYTES, type AgentMessage, type BridgeMessage } from '../../core/uplink/messages.js';
 import type { Recorder } from './recorder.js';
 import { readRecordingChunk } from './recording-reader.js';
 
@@ -26,5 +26,27 @@ export async function answerRecordingAsk(recorder: Recorder | undefined, m: Reco
   } catch (err) {
     const status = err instanceof HttpError ? err.status : 500;
     return { t: 'rec_error', req: m.req, status, error: (err as Error).message.slice(0, 500) };
+  }
+}
+
+/**
+ * Answers recording requests, at most MAX_RECORDING_REQUESTS at a time: a bridge asks no more (one chunk
+ * at a time per download); one that does is answered 503 at once instead of making this agent open and
+ * read file after file for it.
+ */
+export class RecordingAnswers {
+  private busy = 0;
+
+  constructor(private readonly answer: (m: RecordingAsk) => Promise<RecordingAnswer>) {}
+
+  handle(m: RecordingAsk, reply: (a: RecordingAnswer) => void): void {
+    if (this.busy >= MAX_RECORDING_REQUESTS) {
+      reply({ t: 'rec_error', req: m.req, status: 503, error: `more than ${MAX_RECORDING_REQUESTS} recording requests at once; ask again` });
+      return;
+    }
+    this.busy++;
+    void this.answer(m)
+      .then(reply)
+      .finally(() => this.busy--);
   }
 }

@@ -11,21 +11,11 @@ import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { BatchDecodeError, decodeBatch, KIND_DOWN, MAX_BATCH_BYTES } from '../../core/uplink/frame-codec.js';
 import { dbcChunks, type DbcUpload } from '../../core/uplink/dbc-transfer.js';
-import {
-  CLOSE,
-  closeReason,
-  MAX_BUSES_PER_DONGLE,
-  MAX_RECORDING_REQUESTS,
-  parseBridgeMessage,
-  PROTOCOL_VERSION,
-  UPLINK_PATH,
-  type AgentMessage,
-  type BridgeMessage,
-} from '../../core/uplink/messages.js';
+import { CLOSE, closeReason, MAX_BUSES_PER_DONGLE, parseBridgeMessage, PROTOCOL_VERSION, UPLINK_PATH, type AgentMessage, type BridgeMessage } from '../../core/uplink/messages.js';
 import type { ClockFix } from '../../core/uplink/clock.js';
 import type { CommandRunner } from '../command-runner.js';
 import { ClockSync } from './clock-sync.js';
-import type { RecordingAnswer, RecordingAsk } from '../recording/recording-uplink.js';
+import { answerRecordingAsk, RecordingAnswers } from '../recording/recording-uplink.js';
 import { DownAcks } from './down-acks.js';
 import type { Downlink } from './downlink.js';
 import type { FrameUploader } from './frame-uploader.js';
@@ -67,8 +57,6 @@ export class UplinkClient {
   private retryTimer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
-  /** Recording answers being read from disk (at most MAX_RECORDING_REQUESTS; the bridge asks no more). */
-  private recordingAnswers = 0;
   private lastPong = 0;
   private clockTimer: NodeJS.Timeout | undefined;
   private readonly clock = new ClockSync();
@@ -79,8 +67,8 @@ export class UplinkClient {
   /** The bridge's welcome listed the "dbc" feature. */
   private bridgeDecodes = false;
   private dbcGen = 0;
-  /** Answers the bridge's recording requests (agent/recording/recording-uplink.ts). */
-  recordings: ((m: RecordingAsk) => Promise<RecordingAnswer>) | undefined;
+  /** Answers the bridge's recording requests (agent/recording/recording-uplink.ts); by default, "this agent does not record". */
+  recordings = new RecordingAnswers((m) => answerRecordingAsk(undefined, m));
   readonly stats = { connects: 0, disconnects: 0, rejectedMessages: 0, eventsSent: 0 };
   private readonly bridges: BridgeRotation;
 
@@ -245,15 +233,7 @@ export class UplinkClient {
         return;
       case 'rec_list':
       case 'rec_read': {
-        if (this.recordingAnswers >= MAX_RECORDING_REQUESTS) {
-          this.send(ws, { t: 'rec_error', req: m.req, status: 503, error: `more than ${MAX_RECORDING_REQUESTS} recording requests at once; ask again` });
-          return;
-        }
-        const answer = this.recordings ?? (async (q: RecordingAsk): Promise<RecordingAnswer> => ({ t: 'rec_error', req: q.req, status: 503, error: 'this agent does not record' }));
-        this.recordingAnswers++;
-        void answer(m)
-          .then((a) => this.send(ws, a))
-          .finally(() => this.recordingAnswers--);
+        this.recordings.handle(m, (a) => this.send(ws, a));
         return;
       }
     }
