@@ -155,7 +155,8 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     dongleId: cfg.id,
     console: consoleStream,
     metrics,
-    health: () => ({ status: 'ok', ...state.status(), ...describe(), frames_rx: counters.total('rx'), frames_tx: counters.total('tx') }),
+    health: (full) =>
+      full ? { status: 'ok', ...state.status(), ...describe(), frames_rx: counters.total('rx'), frames_tx: counters.total('tx') } : { status: 'ok', ...state.status() },
     info: describe,
     web,
     sse: { keepAliveMs: cfg.keepAliveSeconds * 1000, retryMs: 2000, maxPendingBytes: cfg.clientMaxPendingBytes },

@@ -20,7 +20,8 @@ export interface AgentHttpDeps {
   dongleId: string;
   console: ConsoleStream;
   metrics: Registry;
-  health: () => Record<string, unknown>;
+  /** `full`: with what /api/v1/info tells (buses, bus health, counts); false: only whether it is ok. */
+  health: (full: boolean) => Record<string, unknown>;
   info: () => Record<string, unknown>;
   web?: StaticFiles;
   sse: { keepAliveMs: number; retryMs: number; maxPendingBytes: number };
@@ -65,7 +66,8 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
       sendJson(res, 404, { error: `no such dongle here: this agent is "${deps.dongleId}" (console at ${consolePath})` });
       return;
     }
-    if (path === '/healthz') return sendJson(res, 200, deps.health());
+    // Open to probes without a token, but under --console-auth it tells no more than "ok" without one.
+    if (path === '/healthz') return sendJson(res, 200, deps.health(deps.auth.mayRead(req)));
     if (path === '/api/v1/info') {
       if (!deps.auth.guard(req, res, 'read')) return;
       return sendJson(res, 200, { ...deps.info(), local_auth: { writes: deps.auth.enabled, reads: deps.auth.readsGuarded } });

@@ -87,6 +87,11 @@ export class LocalAuth {
     return found;
   }
 
+  /** True when the request may read (reads are open, or it carries a token of the file); answers nothing. */
+  mayRead(req: IncomingMessage): boolean {
+    return !this.readsGuarded || this.role(bearerToken(req, new URL(req.url ?? '/', 'http://localhost'))) !== undefined;
+  }
+
   /**
    * True when the request may go on. Otherwise it answers: 401 (no or unknown token), 403 (a read
    * token for a write, or a cross-site write) and returns false.

@@ -61,7 +61,14 @@ test('--console-auth: reads need a token from the file (header or ?access_token=
   assert.match(JSON.parse(info.body).error, /local-token-file/);
   assert.equal((await get(a.base + '/metrics')).status, 401);
   assert.equal((await get(a.base + '/metrics', { Authorization: `Bearer ${READ}` })).status, 200);
-  assert.equal((await get(a.base + '/healthz')).status, 200);
+  const open = await get(a.base + '/healthz');
+  assert.equal(open.status, 200);
+  const brief = JSON.parse(open.body) as Record<string, unknown>;
+  assert.equal(brief.status, 'ok');
+  assert.equal(brief.buses, undefined, 'without a token: no buses, bus health or counts');
+  assert.equal(brief.frames_rx, undefined);
+  const full = JSON.parse((await get(a.base + '/healthz', { Authorization: `Bearer ${READ}` })).body) as Record<string, unknown>;
+  assert.ok(full.buses !== undefined && typeof full.frames_rx === 'number', 'with a read token: the full document');
 });
 
 test('without --console-auth reads stay open; /api/v1/info says what is guarded', async () => {
