@@ -41,6 +41,7 @@ export class SocketcandServer {
       transmit: opts.transmit,
       maxPendingBytes: opts.maxPendingBytes,
       stats: this.stats,
+      sending: { inFlight: 0 },
       attach: (s, bus) => this.attach(s, bus),
       requestFlush: (s) => this.requestFlush(s),
       log: opts.log,

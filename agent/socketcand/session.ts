@@ -23,6 +23,11 @@ const MAX_SUBSCRIPTIONS = 2048;
  * relay and commands: one client flooding sends must not fill it for them.
  */
 export const MAX_SENDS_IN_FLIGHT = 256;
+/**
+ * Sends of all clients together waiting in the transmit queue (a tenth of it): 64 clients × 256 would
+ * be more than the whole queue, and relayed frames and commands would find it full.
+ */
+export const MAX_SENDS_IN_FLIGHT_ALL = 1024;
 /** A connection that has not opened a bus by then is closed: an idle one must not hold one of the few client slots. */
 export const OPEN_TIMEOUT_MS = 30_000;
 /** TCP keep-alive probes find a peer that vanished (cable pulled) on a quiet bus, where no output would ever pile up. */
@@ -45,6 +50,8 @@ export interface SessionHost {
   transmit: ((frame: CanFrame, done: (r: SendResult) => void) => void) | undefined;
   maxPendingBytes: number;
   stats: SocketcandStats;
+  /** Sends of every session waiting in the transmit queue (MAX_SENDS_IN_FLIGHT_ALL). */
+  sending: { inFlight: number };
   /** Starts (bus) or stops (undefined) handing this session the frames of a bus. */
   attach(session: Session, bus: string | undefined): void;
   /** Asks for flush() on the next turn of the event loop. */
@@ -248,9 +255,15 @@ export class Session {
           this.host.stats.sendsRefused++;
           return this.error(`${MAX_SENDS_IN_FLIGHT} frames of this connection are already waiting to be transmitted; send slower`);
         }
+        if (this.host.sending.inFlight >= MAX_SENDS_IN_FLIGHT_ALL) {
+          this.host.stats.sendsRefused++;
+          return this.error(`${MAX_SENDS_IN_FLIGHT_ALL} frames of socketcand clients are already waiting to be transmitted (the bus is busy); send slower`);
+        }
         this.sendsInFlight++;
+        this.host.sending.inFlight++;
         transmit(cmd.frame, (r) => {
           this.sendsInFlight--;
+          this.host.sending.inFlight--;
           if (r.ok) this.host.stats.framesTransmitted++;
           else if (!this.closed) this.error(`could not transmit on ${cmd.frame.bus}: ${r.error}`);
         });
