@@ -5,6 +5,9 @@
  * transmitted long after the operator asked for it is worse than none. The expiry is on the bridge's
  * clock: converted with this agent's clock fix (every uncertainty against the command), it is checked on
  * arrival and again when the frame would be handed to the kernel (a busy bus can hold it in the queue).
+ * A command id already carried out by this process is ignored: a bridge (or another cluster node, whose
+ * record of the first delivery was not written yet) can send the same command again after a reconnect,
+ * and its frame must not reach the bus twice. Its statuses from the first time reach the bridge anyway.
  */
 import type { ConsoleStream } from '../core/console/console-stream.js';
 import type { CommandState } from '../core/console/events.js';
@@ -14,7 +17,12 @@ import { frameFromCommand } from '../core/uplink/commands.js';
 import type { CommandBody } from '../core/uplink/messages.js';
 import type { TxQueue } from './tx-queue.js';
 
+/** Command ids remembered (the newest): far more than a link carries within a command's timeout. */
+const REMEMBERED_COMMANDS = 4096;
+
 export class CommandRunner {
+  private readonly seen = new Set<string>();
+
   constructor(
     private readonly console: ConsoleStream,
     private readonly tx: TxQueue,
@@ -22,6 +30,9 @@ export class CommandRunner {
 
   /** `local`: this agent's clock fix to the bridge (undefined: not measured yet; local time is taken as the bridge's). */
   run(commandId: string, expiresAt: string, cmd: CommandBody, local: ClockFix | undefined): void {
+    if (this.seen.has(commandId)) return;
+    this.seen.add(commandId);
+    if (this.seen.size > REMEMBERED_COMMANDS) this.seen.delete(this.seen.values().next().value!);
     const status = (s: CommandState, error?: string): void => {
       this.console.publish({ type: 'command_status', data: commandStatusData(commandId, cmd.type, s, error) });
     };

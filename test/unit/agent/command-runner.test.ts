@@ -73,3 +73,17 @@ test('a command held in the transmit queue past its expiry by a busy bus is not 
   assert.deepEqual(s.sent, [], 'never transmitted');
   s.close();
 });
+
+test('a command id carried out once is ignored when it comes again (a resend after a reconnect): one frame on the bus', async () => {
+  const s = setup();
+  const expires = new Date(Date.now() + 60_000).toISOString();
+  s.runner.run('c4', expires, send, { offsetMs: 0, errorMs: 2 });
+  s.runner.run('c4', expires, send, { offsetMs: 0, errorMs: 2 });
+  await until(() => s.statuses.length >= 2, 'the statuses');
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(s.sent, [0x123], 'transmitted once');
+  assert.deepEqual(s.statuses, [{ state: 'delivered' }, { state: 'succeeded' }]);
+  s.runner.run('c5', expires, send, { offsetMs: 0, errorMs: 2 });
+  await until(() => s.sent.length === 2, 'another command still goes');
+  s.close();
+});
