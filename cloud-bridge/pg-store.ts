@@ -12,7 +12,8 @@
  * - Every change is announced with NOTIFY in its own transaction; each node LISTENs and re-reads the
  *   rows named, so a token created, rotated or revoked on one node takes effect on all of them as soon
  *   as the notification arrives (milliseconds; the tests hold it to 1 s). After a lost connection the
- *   whole view is re-read once LISTEN is back, so a notification missed meanwhile changes nothing.
+ *   whole view is re-read once LISTEN is back, and what differs is announced as if notified: a
+ *   notification missed meanwhile changes nothing.
  * - Positions, group counters and command statuses are written behind, batched, one transaction at a
  *   time (as SQLite's are written once a second by their callers): kept in memory (reads see them)
  *   while PostgreSQL is away, retried, and lost only if the node stops before they are written.
@@ -90,6 +91,8 @@ function isConnectionError(err: unknown): boolean {
 export class PgStore {
   private readonly pool: pg.Pool;
   private listener: pg.Client | undefined;
+  /** The whole view was read once (at start): later full reads announce what changed. */
+  private viewRead = false;
   private readonly node = randomUUID().slice(0, 8);
   // ---- the view (what PostgreSQL has committed, as last read) ----
   private readonly dongleRows = new Map<string, DongleRow>();
@@ -331,6 +334,12 @@ export class PgStore {
       this.q<CommandFull>('SELECT id, dongle, type, body, status, created_at, expires_at, n FROM commands'),
       this.q<HistoryRow & { command_id: string }>('SELECT command_id, status, ts, error FROM command_history ORDER BY n'),
     ]);
+    // After a lost connection, what changed meanwhile (its notifications were missed) is announced as if
+    // notified: the relay drops or re-reads groups, links of removed dongles end, queued commands go out.
+    // The first read (at start) announces nothing: the bridge loads the view itself.
+    const announce = this.viewRead;
+    this.viewRead = true;
+    const dongleIds = new Set(this.dongleRows.keys());
     this.dongleRows.clear();
     for (const r of d.rows) this.dongleRows.set(r.id, r);
     // Tokens gone while this node was not listening: their sessions and links end as on any revocation.
@@ -338,8 +347,10 @@ export class PgStore {
     this.tokenRows.clear();
     for (const r of t.rows) this.tokenRows.set(r.hash, r);
     for (const [hash, old] of before) if (!this.tokenRows.has(hash)) this.emitToken(old, true);
+    const groupsBefore = new Map(this.groupRows);
     this.groupRows.clear();
     for (const r of g.rows) this.groupRows.set(r.id, r);
+    const commandsBefore = new Map(this.commandRows);
     this.commandRows.clear();
     this.commandsOf.clear();
     for (const r of c.rows) this.putCommandRow(r);
@@ -349,6 +360,14 @@ export class PgStore {
       list.push({ status: r.status, ts: r.ts, error: r.error });
       this.histories.set(r.command_id, list);
     }
+    if (!announce) return;
+    for (const id of new Set([...dongleIds, ...this.dongleRows.keys()])) if (dongleIds.has(id) !== this.dongleRows.has(id)) this.emit({ kind: 'dongle', id, remote: true });
+    for (const id of new Set([...groupsBefore.keys(), ...this.groupRows.keys()])) {
+      const a = groupsBefore.get(id);
+      const b = this.groupRows.get(id);
+      if (a?.side_a !== b?.side_a || a?.side_b !== b?.side_b || a?.bus_map !== b?.bus_map) this.emit({ kind: 'group', id, remote: true });
+    }
+    for (const [id, r] of this.commandRows) if (commandsBefore.get(id)?.status !== r.status) this.emit({ kind: 'command', id, remote: true });
   }
 
   private async reload(kind: string, rest: string): Promise<void> {

@@ -10,6 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, test } from 'node:test';
+import pg from 'pg';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { FakeAgent, frameNumber, numberedFrame, upgradeStatus } from '../helpers/fake-agent.js';
 import { PostgresServer } from '../helpers/postgres.js';
@@ -248,6 +249,36 @@ test('a group made on node 1 relays between two agents connected to node 2; dele
   assert.equal((await n1.admin.del('/api/v1/groups/gx')).status, 200);
   await a.waitFor(() => a.ofType('group').some((m) => m.group === null), PROPAGATION_BOUND_MS, 'node 2 tells A the group ended');
   assert.equal((await n2.admin.get('/api/v1/groups/gx')).status, 404);
+});
+
+test('a group deleted while the nodes were not listening (their connections cut): on reconnect they end it, as if notified', async () => {
+  const [n1, n2, url] = await twoNodes();
+  const ta = await n1.admin.register('gw-la');
+  const tb = await n1.admin.register('gw-lb');
+  await n1.admin.group('gl', 'gw-la', 'gw-lb');
+  await until(async () => (await n2.admin.get('/api/v1/groups/gl')).status === 200, PROPAGATION_BOUND_MS, 'node 2 knows the group');
+  const a = await FakeAgent.connect(n2.base, { dongle: 'gw-la', token: ta, buses: ['can0'] });
+  const b = await FakeAgent.connect(n2.base, { dongle: 'gw-lb', token: tb, buses: ['can0'] });
+  agents.push(a, b);
+  a.sendFrames([numberedFrame('can0', 0x200, 0)]);
+  await b.waitFor(() => b.applied.length >= 1, 10_000, 'relayed while the group lives');
+  // The change no node hears of: made in the database without NOTIFY, then every connection cut.
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query("DELETE FROM groups WHERE id = 'gl'");
+    await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+  } finally {
+    await c.end();
+  }
+  await a.waitFor(() => a.ofType('group').some((m) => m.group === null), 15_000, 'node 2 tells A the group ended');
+  a.sendFrames([numberedFrame('can0', 0x200, 1)]);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.deepEqual(
+    b.applied.map((f) => frameNumber(f.frame)),
+    [0],
+    'nothing relayed after it',
+  );
 });
 
 test('PostgreSQL that stops answering without closing its sockets (SIGSTOP): noticed by the probe, admin writes 503, back after SIGCONT', async () => {
