@@ -224,18 +224,18 @@ export class Recorder {
     return run;
   }
 
-  /** Deletes the oldest files (never a file being written) until n more bytes fit; then counts them. */
+  /**
+   * Deletes the oldest files (never a file being written) until n more bytes fit; then counts them. The
+   * oldest by when it was last written, across recordings: a logger running for days loses its files
+   * older than a short recording made since before that recording's, not all of them first.
+   */
   private async makeRoom(n: number, w: RecordingWriter): Promise<boolean> {
     while (this.totalBytes + n > this.s.maxBytes) {
-      const writing = new Set([...this.writers.values(), ...this.starting].map((x) => x.currentPart?.name));
-      const victim = [...this.metas.values()].sort(byStart).flatMap((m) =>
-        m.parts
-          .filter((p) => !writing.has(p.name))
-          .slice(0, 1)
-          .map((p) => ({ m, p })),
-      )[0];
+      const victim = await this.oldestFile();
       if (!victim) return false;
       const { m, p } = victim;
+      // Deleted meanwhile (a DELETE of its recording while the times were read): its bytes are counted off there.
+      if (!this.metas.has(m.id) || !m.parts.includes(p)) continue;
       await unlink(join(this.s.dir, p.name)).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });
@@ -254,6 +254,20 @@ export class Recorder {
     }
     this.totalBytes += n;
     return true;
+  }
+
+  /** The file last written longest ago that is not being written: each recording's first closed part, compared by mtime. */
+  private async oldestFile(): Promise<{ m: RecordingMeta; p: RecordingMeta['parts'][number] } | undefined> {
+    const writing = new Set([...this.writers.values(), ...this.starting].map((x) => x.currentPart?.name));
+    let best: { m: RecordingMeta; p: RecordingMeta['parts'][number]; at: number } | undefined;
+    for (const m of [...this.metas.values()].sort(byStart)) {
+      const p = m.parts.find((x) => !writing.has(x.name)); // parts are in order: the first is its oldest
+      if (p === undefined) continue;
+      // A file already gone counts as the oldest: removing it from the list costs nothing.
+      const at = (await stat(join(this.s.dir, p.name)).catch(() => undefined))?.mtimeMs ?? 0;
+      if (best === undefined || at < best.at) best = { m, p, at };
+    }
+    return best;
   }
 
   private async removeFiles(m: RecordingMeta): Promise<void> {

@@ -191,6 +191,43 @@ test('the disk bound: the oldest files go first (counted), the folder never exce
   assert.equal((await getJson(a.base + '/healthz')).status, 200);
 });
 
+test('the disk bound deletes the oldest files across recordings: a short recording made while a logger runs outlives the older files of the logger, not its newer ones', async (t) => {
+  const dir = tempDir('canrelay-rec-');
+  const MAX = 256 * 1024;
+  const a = await agent(t, ['--sim', '--sim-rate', '3000', '--record-dir', join(dir, 'recs'), '--record-max-bytes', String(MAX), '--record-rotate-bytes', '16384']);
+  const logger = String((await call(a.base, 'POST', '/api/v1/recordings', {})).json.id);
+  const of = async (id: string) => (await list(a.base)).find((r) => r.id === id)!;
+  await until(
+    () => of(logger),
+    (r) => r.files >= 4,
+    30_000,
+    'the logger has four files',
+  );
+  const short = String((await call(a.base, 'POST', '/api/v1/recordings', { ids: '100-3FF' })).json.id);
+  await until(
+    () => of(short),
+    (r) => r.frames > 200,
+    30_000,
+    'the short recording has frames',
+  );
+  assert.equal((await call(a.base, 'POST', `/api/v1/recordings/${short}/stop`)).status, 200);
+  // The logger goes on; once the bound reaches the short recording's file, the logger still holds the
+  // files it wrote after it (oldest first). Before, it lost all but its current file first.
+  let loggerFilesThen = -1;
+  await until(
+    async () => {
+      const all = await list(a.base);
+      const s = all.find((r) => r.id === short);
+      if (s === undefined || s.files_deleted > 0) loggerFilesThen = all.find((r) => r.id === logger)!.files;
+      return loggerFilesThen;
+    },
+    (n) => n >= 0,
+    60_000,
+    'the short recording reached by the bound',
+  );
+  assert.ok(loggerFilesThen >= 4, `the logger kept its newer files (it had ${loggerFilesThen} when the short recording lost its first)`);
+});
+
 test('--record-gzip: the download is gzip, it decompresses to candump -L lines', async (t) => {
   const dir = tempDir('canrelay-rec-');
   const a = await agent(t, ['--sim', '--sim-rate', '2000', '--record-dir', join(dir, 'recs'), '--record-gzip', '--record-max-bytes', '1048576', '--record-rotate-bytes', '4096']);
