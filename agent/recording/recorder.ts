@@ -4,7 +4,7 @@
  * --record-max-bytes; past it the oldest files go first (counted, logged, the recording marked
  * incomplete). If the folder cannot be used the agent runs on and the API answers 503 with the reason.
  */
-import { mkdir, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open as openFile, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CanFrame } from '../../core/can/frame.js';
 import { parseIdFilter } from '../../core/can/id-filter.js';
@@ -51,7 +51,18 @@ export class Recorder {
     try {
       await mkdir(this.s.dir, { recursive: true });
       const { metas, bad } = await loadMetas(this.s.dir);
-      for (const b of bad) this.notice('warn', `recording metadata ${b.file} in ${this.s.dir} is unreadable and ignored: ${b.error}`, 'recording_bad_metadata');
+      for (const b of bad) {
+        // Its files are in no recording: not listed, not downloadable, outside --record-max-bytes. Said, with their size.
+        const id = b.file.replace(/\.json$/, '');
+        const files = (await readdir(this.s.dir)).filter((n) => n.startsWith(`${id}.`) && n !== b.file);
+        let bytes = 0;
+        for (const f of files) bytes += (await stat(join(this.s.dir, f)).catch(() => undefined))?.size ?? 0;
+        this.notice(
+          'warn',
+          `recording metadata ${b.file} in ${this.s.dir} is unreadable and ignored: ${b.error}; its ${files.length} files (${bytes} bytes) are outside --record-max-bytes until removed by hand`,
+          'recording_bad_metadata',
+        );
+      }
       for (const m of metas) {
         const parts = [];
         for (const p of m.parts) {
@@ -63,6 +74,8 @@ export class Recorder {
           }
         }
         m.parts = parts;
+        const last = parts.at(-1);
+        if (m.state === 'recording' && last !== undefined && !last.name.endsWith('.gz')) last.bytes = await cutToLastLine(join(this.s.dir, last.name), last.bytes);
         if (m.state === 'recording') {
           m.state = 'stopped';
           m.stop_reason = 'agent stopped while recording';
@@ -285,4 +298,25 @@ export class Recorder {
 /** Oldest first: by start time (ms), then id (ids alone sort by the second only). */
 function byStart(a: RecordingMeta, b: RecordingMeta): number {
   return a.started_at < b.started_at ? -1 : a.started_at > b.started_at ? 1 : a.id < b.id ? -1 : 1;
+}
+
+/**
+ * Cuts a candump -L file left by a crash back to its last whole line (a write cut short leaves half a
+ * line, which log readers such as python-can fail on). Returns the new length. A gzip file is left as it
+ * is: `gunzip` reports its cut end, and what comes before it decompresses.
+ */
+async function cutToLastLine(path: string, size: number): Promise<number> {
+  const fh = await openFile(path, 'r+');
+  try {
+    const tail = Buffer.alloc(Math.min(size, 4096));
+    const { bytesRead } = await fh.read(tail, 0, tail.length, size - tail.length);
+    const nl = tail.subarray(0, bytesRead).lastIndexOf(0x0a);
+    // No newline in the last 4 KiB: a line is never that long, so the file holds no whole line there; keep it.
+    if (nl < 0 || nl === bytesRead - 1) return size;
+    const keep = size - tail.length + nl + 1;
+    await fh.truncate(keep);
+    return keep;
+  } finally {
+    await fh.close();
+  }
 }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -226,6 +226,38 @@ test('the disk bound deletes the oldest files across recordings: a short recordi
     'the short recording reached by the bound',
   );
   assert.ok(loggerFilesThen >= 4, `the logger kept its newer files (it had ${loggerFilesThen} when the short recording lost its first)`);
+});
+
+test('after a crash: the interrupted recording ends on a whole line; files of unreadable metadata are named with their size', async (t) => {
+  const dir = tempDir('canrelay-rec-');
+  const recs = join(dir, 'recs');
+  const a = await agent(t, ['--sim', '--sim-rate', '500', '--record-dir', recs]);
+  const id = String((await call(a.base, 'POST', '/api/v1/recordings', {})).json.id);
+  await until(
+    () => list(a.base),
+    (all) => (all[0]?.frames ?? 0) > 100,
+    10_000,
+    'frames recorded',
+  );
+  await a.proc.stop('SIGKILL');
+  // A write cut short by the crash: half a line at the end of the file being written.
+  const part = readdirSync(recs)
+    .filter((f) => f.startsWith(`${id}.`) && f.endsWith('.log'))
+    .sort()
+    .at(-1)!;
+  appendFileSync(join(recs, part), '(1764000000.123456) can0 12');
+  // Another recording whose metadata is unreadable: its file is in no recording.
+  writeFileSync(join(recs, '20260101T000000Z-abcdef.json'), '{ not json');
+  writeFileSync(join(recs, '20260101T000000Z-abcdef.0001.log'), 'x'.repeat(1000));
+  const b = await agent(t, ['--sim', '--sim-rate', '500', '--record-dir', recs]);
+  const rec = (await list(b.base)).find((r) => r.id === id)!;
+  assert.equal(rec.complete, false);
+  assert.match(rec.problems.join(' '), /stopped without closing it/);
+  const text = (await download(b.base, id)).toString('latin1');
+  assert.ok(text.endsWith('\n'), 'the download ends with a whole line');
+  for (const l of text.trimEnd().split('\n')) assert.match(l, CANDUMP_LINE);
+  const warned = await b.proc.waitForLog((l) => l.code === 'recording_bad_metadata');
+  assert.match(String(warned.msg), /its 1 files \(1000 bytes\) are outside --record-max-bytes/);
 });
 
 test('--record-gzip: the download is gzip, it decompresses to candump -L lines', async (t) => {
