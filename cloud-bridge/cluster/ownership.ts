@@ -61,6 +61,7 @@ export class Ownership {
   private readonly heard = new Map<string, LeaseView>();
   private readonly timer: NodeJS.Timeout;
   private refreshing = false;
+  private reopening = false;
   uncheckedClaims = 0;
   lostLeases = 0;
 
@@ -158,11 +159,13 @@ export class Ownership {
     } catch (err) {
       // Lost a compare-and-set race (another node took it between our read and write), or NATS failed.
       this.nats.failed('lease claim', err);
-      if (!this.nats.connected) {
-        this.uncheckedClaims++;
-        return decide(local);
-      }
-      return 'refuse';
+      if (isLeaseRace(err)) return 'refuse';
+      // Not a race: NATS is away, or its lease bucket is (a new server, a lost store, JetStream not
+      // answering yet). Refusing would refuse every agent until a restart: admit as without NATS, and
+      // open the bucket again (created if missing) so that the refresh writes the lease there.
+      if (this.nats.connected) this.reopen();
+      this.uncheckedClaims++;
+      return decide(local);
     }
   }
 
@@ -246,7 +249,17 @@ export class Ownership {
     } catch (err) {
       if (err instanceof LeaseLost) return this.lose(dongle, err.holder);
       this.nats.failed('lease refresh', err);
+      if (!isLeaseRace(err) && this.nats.connected) this.reopen();
     }
+  }
+
+  /** Opens the lease bucket again (once at a time): it may be gone with the NATS server's store. */
+  private reopen(): void {
+    if (this.reopening) return;
+    this.reopening = true;
+    void this.open()
+      .catch((err: unknown) => this.nats.failed('lease bucket', err))
+      .finally(() => (this.reopening = false));
   }
 
   /** Our revision is unknown or stale: the lease is ours again only if nobody else holds it. */
@@ -320,4 +333,9 @@ function safeJson(data: Uint8Array): unknown {
   } catch {
     return undefined;
   }
+}
+
+/** A compare-and-set lost to another writer (JetStream's "wrong last sequence", 10071): a real race, not a failure. */
+function isLeaseRace(err: unknown): boolean {
+  return (err as { api_error?: { err_code?: number } } | null)?.api_error?.err_code === 10071;
 }

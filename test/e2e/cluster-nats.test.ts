@@ -8,6 +8,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { agentFrames as frames, agentUplink as uplink, clusterServers, framesAccountedAtB as accounted, metricsText as metrics } from '../helpers/cluster-servers.js';
+import { connect } from 'nats';
+import { OWNER_BUCKET } from '../../cloud-bridge/cluster/ownership.js';
+import { FakeAgent } from '../helpers/fake-agent.js';
 import { TcpBalancer } from '../helpers/tcp-balancer.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
@@ -161,6 +164,37 @@ test('nats-server SIGKILLed and restarted: /healthz says NATS is unreachable, th
   assert.ok((metricValue(m1, 'canrelay_bridge_cluster_nats_disconnects_total', { node: 'r1' }) ?? 0) >= 1, 'the loss is counted');
   assert.equal(metricValue(m1, 'canrelay_bridge_agents_connected', { node: 'r1' }), 1, 'A kept its link to node 1 throughout');
   assert.equal(await uplink(a, 'connects'), 1, 'A never lost its link');
+});
+
+test('nats-server replaced by one with an empty store (the lease bucket gone): agents are still admitted, and their leases are written again', async () => {
+  const db = await servers.pg.createDatabase();
+  const n1 = await node('e1', db);
+  const token = await n1.admin.register('es-a');
+  const first = await FakeAgent.connect(n1.base, { dongle: 'es-a', token });
+  await first.close();
+  await servers.nats.restartEmpty();
+  const health = async (): Promise<string> => ((await getJson(n1.base + '/healthz')).body as { cluster: { nats: string } }).cluster.nats;
+  await until(async () => (await health()) === 'reachable', 60_000, 'node 1 reconnected to NATS');
+  // Before: every claim read a bucket that no longer existed, was taken for a lost race, and refused.
+  const again = await FakeAgent.connect(n1.base, { dongle: 'es-a', token, hello: false });
+  try {
+    // Welcomed, not refused; perhaps only once a JetStream request to the missing bucket timed out (5 s).
+    await again.sayHello(20_000);
+    // The lease is in the new server's bucket again, in node 1's name (read as another node would).
+    const nc = await connect({ servers: servers.nats.url });
+    try {
+      const kv = await nc.jetstream().views.kv(OWNER_BUCKET);
+      const holder = async (): Promise<string | undefined> => {
+        const e = await kv.get('es-a').catch(() => null);
+        return e?.operation === 'PUT' ? (e.json() as { node?: string }).node : undefined;
+      };
+      await until(async () => (await holder()) === 'e1', 20_000, 'the lease written again');
+    } finally {
+      await nc.close();
+    }
+  } finally {
+    await again.close();
+  }
 });
 
 test('a command posted on node 2 to a dongle connected to node 1 reaches succeeded; its status is readable on both nodes', async () => {

@@ -132,9 +132,10 @@ export class FakeAgent {
     return this.ws.url.replace(/^ws/, 'http').replace(UPLINK_PATH, '');
   }
 
-  async sayHello(): Promise<void> {
+  /** `ms`: how long the welcome may take (a cluster node may first wait for a JetStream request to time out). */
+  async sayHello(ms = 5000): Promise<void> {
     this.sendJson({ t: 'hello', protocol: this.opts.protocol ?? PROTOCOL_VERSION, dongle: this.opts.dongle, run: this.run, version: 'fake-1', buses: this.opts.buses ?? ['can0'] });
-    await this.waitFor(() => this.welcome !== undefined || this.closeCode !== undefined, 5000, 'welcome');
+    await this.waitFor(() => this.welcome !== undefined || this.closeCode !== undefined, ms, 'welcome');
     if (!this.welcome) throw new Error(`no welcome: closed ${this.closeCode} ${this.closeReason}; ${this.rawTexts.join(' ')}`);
   }
 

@@ -5,6 +5,7 @@
  * here is SIGKILLed when the test process exits, so a failing test leaves nothing behind.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,6 +84,15 @@ export class NatsServer {
   /** Starts again on the same port and store (after kill()). */
   async restart(): Promise<void> {
     if (this.running) await this.kill();
+    this.stderr = '';
+    await this.spawn();
+  }
+
+  /** Starts again on the same port with an empty store (a new server, or one whose store was lost). */
+  async restartEmpty(): Promise<void> {
+    if (this.running) await this.kill();
+    rmSync(this.storeDir, { recursive: true, force: true });
+    mkdirSync(this.storeDir);
     this.stderr = '';
     await this.spawn();
   }
