@@ -144,7 +144,15 @@ export class Session {
 
   /** Writes queued output unless raw mode is still settling; cuts the client when it is too far behind. */
   flush(): void {
-    if (this.closed || this.out === '' || this.socket.writableEnded || Date.now() < this.holdUntil) return;
+    if (this.closed || this.out === '' || this.socket.writableEnded) return;
+    const wait = this.holdUntil - Date.now();
+    if (wait > 0) {
+      // Raw mode still settling: come back when it ends. The settle timer can fire a millisecond early,
+      // and output queued meanwhile (replies to a send-only client) then waited for the next frame.
+      clearTimeout(this.holdTimer);
+      this.holdTimer = setTimeout(() => this.host.requestFlush(this), wait + 1);
+      return;
+    }
     this.socket.write(this.out);
     this.host.stats.framesSent += this.outFrames;
     this.out = '';

@@ -57,3 +57,21 @@ test('socketcand sends: at most 256 waiting per connection and 1,024 for all; a 
   assert.equal(lessThanFull.replies().length, before, 'no error this time');
   assert.equal(waiting.length, MAX_SENDS_IN_FLIGHT_ALL);
 });
+
+test('socketcand: a reply queued while raw mode settles is written when it ends, even if its timer fires early', async (t) => {
+  const server = new SocketcandServer({ listen: '127.0.0.1:0', allow: undefined, maxPendingBytes: 1 << 20, buses: () => ['can0'], transmit: undefined, log: () => undefined });
+  const { port } = await server.start();
+  const realNow = Date.now;
+  t.after(async () => {
+    Date.now = realNow;
+    await server.close();
+  });
+  const c = await RawClient.connect(port);
+  t.after(() => c.close());
+  for (const deadline = realNow() + 5000; c.messages.length === 0; await new Promise((r) => setTimeout(r, 10))) assert.ok(realNow() < deadline, '< hi >');
+  assert.equal(await c.request('< open can0 >'), '< ok >');
+  assert.equal(await c.request('< rawmode >'), '< ok >');
+  // The settle timer fires while the wall clock reads before its end (as a timer a millisecond early does).
+  Date.now = () => realNow() - 50;
+  assert.match(await c.request('< send 123 1 01 >', 3000), /^< error sending is off/);
+});
