@@ -571,8 +571,9 @@ test('relay onto a real controller paced like a real bus (txqueuelen 10): ENOBUF
   const N = Number(process.env.KVASER_RELAY_FRAMES ?? 2000);
   sh('cangen', ['can1', '-g', '0', '-p', '1000', '-n', String(N), '-I', '2A0', '-L', '8', '-D', 'i']);
   // What A's controller delivered (an overrun in the emulated controller is the kernel's, counted there:
-  // one idle run delivered 1,455 of 2,000) must reach can3 complete and in the same order. cangen has
-  // ended: what can0 delivers is there once candump on can0 has seen nothing new for 3 s.
+  // one idle run delivered 1,455 of 2,000, a CI run on a busy host 927) must reach can3 complete and in
+  // the same order. cangen has ended: what can0 delivers is there once candump on can0 has seen nothing
+  // new for 3 s. How much that is does not matter here, as long as B met a full queue (asserted below).
   let seenOnA = -1;
   let quietSince = Date.now();
   try {
@@ -581,7 +582,7 @@ test('relay onto a real controller paced like a real bus (txqueuelen 10): ENOBUF
         const rx = metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_can_frames_total', { bus: 'can0', direction: 'rx' }) ?? 0;
         const onCan0 = onA.lines().length;
         if (onCan0 !== seenOnA) [seenOnA, quietSince] = [onCan0, Date.now()];
-        return rx >= N / 2 && Date.now() - quietSince >= 3000 && rx >= onCan0 && onB.lines().length >= rx;
+        return rx > 0 && Date.now() - quietSince >= 3000 && rx >= onCan0 && onB.lines().length >= rx;
       },
       180_000,
       'every frame A received on can3',
