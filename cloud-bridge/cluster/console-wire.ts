@@ -4,9 +4,11 @@
  *  - a forwarded event (`canrelay.console.in.<node>`): `{s: stream, t: type, h: hops}` + "\n" + the event's JSON;
  *  - a history request `{stream, after}` and its reply `{run, latest, events: [[id, type, json] …], more}`;
  *  - interest `{stream}` (a mirror is still read) and `watched` `{node, streams}` (streams someone reads).
- * The event JSON is written verbatim into SSE responses, so it must be one JSON object on one line.
+ * The event JSON is written verbatim into SSE responses: it must be one JSON object on one line and a
+ * valid event of its type (core/console/event-schemas.ts), checked here as from any other network peer.
  */
 import { z } from 'zod';
+import { isEventJson } from '../../core/console/event-schemas.js';
 import { CONSOLE_EVENT_TYPES, type ConsoleEventType } from '../../core/console/events.js';
 
 /** Streams named in one `watched` announcement at most (more are split over several). */
@@ -43,18 +45,7 @@ export function encodeWithJson(meta: NumberedMeta | ForwardedMeta, json: string)
   return `${JSON.stringify(meta)}\n${json}`;
 }
 
-/** True when `json` is one JSON object on one line (safe to write as an SSE `data:` line). */
-export function isEventJson(json: string): boolean {
-  if (json.includes('\n') || json.includes('\r')) return false;
-  try {
-    const v: unknown = JSON.parse(json);
-    return typeof v === 'object' && v !== null && !Array.isArray(v);
-  } catch {
-    return false;
-  }
-}
-
-function decodeWithJson<T>(data: Uint8Array, schema: z.ZodType<T>): { meta: T; json: string } | undefined {
+function decodeWithJson<T extends { t: ConsoleEventType }>(data: Uint8Array, schema: z.ZodType<T>): { meta: T; json: string } | undefined {
   const text = Buffer.from(data).toString('utf8');
   const nl = text.indexOf('\n');
   if (nl < 0) return undefined;
@@ -66,7 +57,7 @@ function decodeWithJson<T>(data: Uint8Array, schema: z.ZodType<T>): { meta: T; j
   }
   const meta = schema.safeParse(metaValue);
   const json = text.slice(nl + 1);
-  if (!meta.success || !isEventJson(json)) return undefined;
+  if (!meta.success || !isEventJson(meta.data.t, json)) return undefined;
   return { meta: meta.data, json };
 }
 
@@ -83,7 +74,7 @@ export function decodeHistoryReply(data: Uint8Array): HistoryReply | null | unde
   }
   if (noHistory.safeParse(v).success) return null;
   const r = historyReply.safeParse(v);
-  if (!r.success || !r.data.events.every((e) => isEventJson(e[2]))) return undefined;
+  if (!r.success || !r.data.events.every((e) => isEventJson(e[1], e[2]))) return undefined;
   return r.data;
 }
 

@@ -1,6 +1,8 @@
 /**
  * Validation of console events that arrive from the network (an agent mirroring its console to the
- * bridge), so nothing unchecked reaches a stream: one zod schema per event type, the shapes of events.ts.
+ * bridge, another bridge node of a cluster forwarding or numbering one), so nothing unchecked reaches a
+ * stream: one zod schema per stored event type, the shapes of events.ts. `stream_reset` has none: it is
+ * made per subscriber, never stored, mirrored or sent between nodes.
  * Apart from normalize.ts (which builds events) so the agent, which only builds them, never loads zod
  * for them (the gateway's memory: docs/benchmarks.md, fan-out).
  */
@@ -19,6 +21,7 @@ const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 /** Loads above 1 happen (frames timed faster than the bitrate allows, e.g. a replay at speed 0); 1000 bounds nonsense. */
 const ratio = z.number().min(0).max(1000);
 const scalar = z.union([z.string().max(500), z.number(), z.boolean(), z.null()]);
+const groupSide = z.strictObject({ dongle: name, online: z.boolean(), backlog: count });
 
 const schemas = {
   presence: z.strictObject({
@@ -95,6 +98,17 @@ const schemas = {
     error_frames: z.partialRecord(z.enum(ERROR_CLASSES), count),
     ...dongle,
   }),
+  // Made only by a bridge (cloud-bridge/group-relay.ts); checked when another cluster node sends one.
+  group_state: z.strictObject({
+    ts,
+    group: name,
+    mode: z.enum(['relaying', 'degraded', 'down']),
+    sides: z.strictObject({ a: groupSide, b: groupSide }),
+    offline_side: z.enum(['a', 'b', 'both']).nullable(),
+    dropped: count,
+    relay_rate: z.number().min(0),
+    relayed_total: count,
+  }),
 } as const;
 
 export function parseEventData(type: string, data: unknown): { ok: true; event: ConsoleEvent } | { ok: false; error: string } {
@@ -103,4 +117,19 @@ export function parseEventData(type: string, data: unknown): { ok: true; event: 
   const r = schemas[t].safeParse(data);
   if (!r.success) return { ok: false, error: `bad ${t} event: ${z.prettifyError(r.error).slice(0, 300)}` };
   return { ok: true, event: { type: t, data: r.data } as ConsoleEvent };
+}
+
+/**
+ * Whether `json` is a valid event of `type` as text: one JSON object on one line (it is written verbatim
+ * as an SSE `data:` line) matching the type's schema. For events that cross the network as text (cluster).
+ */
+export function isEventJson(type: string, json: string): boolean {
+  if (json.includes('\n') || json.includes('\r')) return false;
+  let data: unknown;
+  try {
+    data = JSON.parse(json);
+  } catch {
+    return false;
+  }
+  return parseEventData(type, data).ok;
 }

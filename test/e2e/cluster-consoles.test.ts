@@ -160,6 +160,14 @@ test('three nodes: dongle console on node 3, group console on node 2, resume acr
   assert.ok((metricValue(m2, 'canrelay_bridge_cluster_console_mirrors', { node: 'x2' }) ?? 0) >= 2, 'node 2 mirrors the consoles read there');
   const m1 = (await getJson(n1.base + '/metrics')).text;
   assert.equal(metricValue(m1, 'canrelay_bridge_cluster_console_mirrors', { node: 'x1' }), 0, 'node 1 numbers them: no mirror there');
+  // Every event that crossed between nodes (frames with signals, presence, logs, group_state, command_status) passed the event schemas.
+  for (const [n, id] of [
+    [n1, 'x1'],
+    [n2, 'x2'],
+    [n3, 'x3'],
+  ] as const) {
+    assert.equal(metricValue((await getJson(n.base + '/metrics')).text, 'canrelay_bridge_cluster_bad_messages_total', { node: id }), 0, `no message refused on ${id}`);
+  }
 });
 
 /**

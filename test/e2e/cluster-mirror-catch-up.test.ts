@@ -9,6 +9,7 @@ import { after, afterEach, before, test } from 'node:test';
 import { connect, type NatsConnection } from 'nats';
 import { pino } from 'pino';
 import { MemoryIdStore } from '../../core/console/id-store.js';
+import { logData } from '../../core/console/normalize.js';
 import { StreamManager } from '../../core/console/stream-manager.js';
 import { ConsoleSync } from '../../cloud-bridge/cluster/console-sync.js';
 import { encodeWithJson, HISTORY_REPLY_BYTES } from '../../cloud-bridge/cluster/console-wire.js';
@@ -85,7 +86,7 @@ class NumberingNode {
     this.events.set(stream, list);
     for (let i = 0; i < count; i++) {
       const id = RUN + list.length;
-      const json = JSON.stringify({ level: 'info', message: `event ${id} `.padEnd(size, 'x') });
+      const json = JSON.stringify(logData('info', `event ${id} `.padEnd(size, 'x')));
       list.push({ id, json });
       if (!quiet) this.nc.publish(SUBJECTS.consoleEvents(stream), encodeWithJson({ n: 'n1', r: RUN, i: id, t: 'log' }, json));
     }
@@ -129,11 +130,11 @@ const range = (from: number, to: number): number[] => Array.from({ length: to - 
 test('more live events than one mirror may hold during its catch-up: the rest come from history, no reset', async () => {
   const n1 = await NumberingNode.start(nats.url);
   const { link, streams, sync } = await mirrorNode();
-  n1.number('dongles/m1', 100, 40, true); // numbered before anyone read it on n2
+  n1.number('dongles/m1', 100, 1, true); // numbered before anyone read it on n2
   const ready = sync.beforeRead(streams.get('dongles/m1'), undefined);
   assert.ok(ready, 'a reader on n2 waits for the mirror');
   await until(() => n1.requests.length === 1, 10_000, 'n2 asks n1 for the history');
-  n1.number('dongles/m1', 12_000, 40); // live while the history reply is on its way: 10,000 may be held
+  n1.number('dongles/m1', 12_000, 1); // live while the history reply is on its way: 10,000 may be held (small: the rest fit one history page)
   await n1.nc.flush();
   await link.nc.flush(); // everything n1 published has reached n2's subscriptions
   assert.equal(sync.stats.heldDropped, 2_000, 'events beyond 10,000 were not held');
@@ -167,4 +168,34 @@ test('mirrors of one node together hold at most HELD_BYTES_MAX: each completes f
   await Promise.all(readies);
   for (const name of names) assert.deepEqual(idsIn(streams, name), range(RUN, RUN + 9_009), `${name}: every event, in order`);
   assert.equal(sync.stats.restarts, 2, 'each mirror started once, no stream_reset after');
+});
+
+test('an event a peer sends that is not a valid event of its type is refused and counted, never shown', async () => {
+  const n1 = await NumberingNode.start(nats.url);
+  const { link, streams, sync } = await mirrorNode();
+  n1.number('dongles/v1', 5, 40, true);
+  const ready = sync.beforeRead(streams.get('dongles/v1'), undefined);
+  n1.release();
+  await ready;
+  assert.deepEqual(idsIn(streams, 'dongles/v1'), range(RUN, RUN + 4));
+  const publish = (t: 'can_frame' | 'stream_reset', json: object): void =>
+    n1.nc.publish(SUBJECTS.consoleEvents('dongles/v1'), encodeWithJson({ n: 'n1', r: RUN, i: RUN + 5, t }, JSON.stringify(json)));
+  // One JSON object on one line, but markup where the id goes: a page would have drawn it.
+  publish('can_frame', { ts: '2026-11-30T00:00:00.000000Z', direction: 'rx', bus: 'can0', id: '<img src=x onerror=alert(1)>', is_extended: false, dlc: 0, data_hex: '' });
+  // stream_reset is made per reader, never numbered.
+  publish('stream_reset', { reason: 'too_old', requested: 1, oldest_available: null, latest: 1 });
+  // Forwarded (an event this node would number): a log event without its level.
+  link.nc.publish(SUBJECTS.consoleIn('n2'), encodeWithJson({ s: 'dongles/v1', t: 'log', h: 0 }, JSON.stringify({ ts: '2026-11-30T00:00:00.000000Z', message: 'x' })));
+  await n1.nc.flush();
+  await link.nc.flush();
+  await until(() => link.stats.badMessages === 3, 5_000, 'three refused');
+  assert.equal(sync.stats.forwardedIn, 0, 'the forwarded one was not taken');
+  n1.number('dongles/v1', 1, 40); // the real RUN + 5
+  await until(() => idsIn(streams, 'dongles/v1').length === 6, 5_000, 'the next valid event adopted');
+  const kept = streams.get('dongles/v1').textAfter(RUN + 4, 1 << 20);
+  assert.deepEqual(
+    kept.map((e) => [e.id, e.type]),
+    [[RUN + 5, 'log']],
+    'only the valid event is in the stream',
+  );
 });
