@@ -26,7 +26,7 @@ interface Item {
 }
 
 /** The refusal of a relayed frame past its deadline (the end-to-end age rule). */
-export const RELAY_TOO_OLD = 'older than the relay age limit (--relay-max-age-ms): not transmitted';
+const RELAY_TOO_OLD = 'older than the relay age limit (--relay-max-age-ms): not transmitted';
 
 export class TxQueue {
   private readonly q: Item[] = [];
