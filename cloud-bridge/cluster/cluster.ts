@@ -111,6 +111,7 @@ export class Cluster {
   held(dongle: string, link: AgentLink): void {
     this.ownership.hold(dongle, link);
     this.sides?.sync(dongle);
+    this.sides?.localLinked(dongle);
   }
 
   released(dongle: string, link: AgentLink): void {

@@ -21,6 +21,8 @@ export const SUBJECTS = {
   resend: 'canrelay.resend',
   /** A node reconnected to NATS: what others sent it meanwhile was dropped (no subscriber), so they resend. */
   back: 'canrelay.node_back',
+  /** A dongle's agent (re)connected to `node`: batches sent to its previous link there may be lost, so senders resend. */
+  relinked: 'canrelay.relinked',
   /** A console stream's events, numbered by the node that numbers it (console-sync.ts), to the nodes that mirror it. */
   consoleEvents: (stream: string): string => `canrelay.console.ev.${hexToken(stream)}`,
   /** Events made on a node that does not number their stream, to the node that does. */

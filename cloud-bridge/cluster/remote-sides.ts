@@ -10,7 +10,9 @@
  *
  * A RemoteSide is ready while the owner's lease is fresh and NATS is reachable; otherwise the queue
  * holds (and ages, and counts) frames as for an offline side, and resends unacknowledged batches once the
- * side is back, wherever it reconnected — and after every NATS reconnect, since core NATS loses what was
+ * side is back, wherever it reconnected — its node says so at every welcome (SUBJECTS.relinked), since a
+ * new connection to the same node changes no lease (a takeover of a silent link) while the batches in
+ * flight to the old one are lost with it — and after every NATS reconnect, since core NATS loses what was
  * in transit when a connection breaks.
  */
 import { randomUUID } from 'node:crypto';
@@ -25,6 +27,7 @@ import type { Ownership } from './ownership.js';
 
 const resendMessage = z.object({ dongle: z.string().min(1).max(64), node: z.string().min(1).max(200) }).strict();
 const backMessage = z.object({ node: z.string().min(1).max(200) }).strict();
+const relinkedMessage = z.object({ dongle: z.string().min(1).max(64), node: z.string().min(1).max(200) }).strict();
 /** At most this many dongles' acks per message (a node with more connected dongles sends several). */
 const ACKS_PER_MESSAGE = 1000;
 /**
@@ -103,6 +106,7 @@ export class RemoteSides {
     nats.nc.subscribe(SUBJECTS.ack, { callback: (_e, m) => this.onAck(m) });
     nats.nc.subscribe(SUBJECTS.back, { callback: (_e, m) => this.onBack(m) });
     nats.nc.subscribe(SUBJECTS.resend, { callback: (_e, m) => this.onResend(m) });
+    nats.nc.subscribe(SUBJECTS.relinked, { callback: (_e, m) => this.onRelinked(m) });
     // Core NATS drops what was in transit when a connection broke, and what is published to a node that
     // has not resubscribed yet: every remote side starts over as if its agent had reconnected
     // (unacknowledged batches resent first; the agent skips those it applied) — here when this node is
@@ -145,6 +149,30 @@ export class RemoteSides {
       return;
     }
     if (p.data.node !== this.ownership.node) this.restart((s) => s.node === p.data.node);
+  }
+
+  /**
+   * A dongle's agent was welcomed on this node: any node sending it batches through this one starts over
+   * (unacknowledged batches first, the agent skips those it applied). Without it, a takeover of a silent
+   * link here left the sender's in-flight batches unacknowledged forever: lost, and a full window stalled.
+   */
+  localLinked(dongle: string): void {
+    if (!this.nats.connected) return; // the reconnect restarts every side (node_back)
+    try {
+      this.nats.nc.publish(SUBJECTS.relinked, JSON.stringify({ dongle, node: this.ownership.node }));
+    } catch (err) {
+      this.nats.failed('relinked publish', err);
+    }
+  }
+
+  private onRelinked(m: Msg): void {
+    const p = relinkedMessage.safeParse(safeJson(m.data));
+    if (!p.success) {
+      this.nats.stats.badMessages++;
+      return;
+    }
+    const { dongle, node } = p.data;
+    if (node !== this.ownership.node && this.sides.get(dongle)?.node === node) this.restart((s) => s.dongle === dongle);
   }
 
   reachable(s: RemoteSide): boolean {

@@ -10,7 +10,7 @@ import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-proces
 import { agentFrames as frames, agentUplink as uplink, clusterServers, framesAccountedAtB as accounted, metricsText as metrics } from '../helpers/cluster-servers.js';
 import { connect } from 'nats';
 import { OWNER_BUCKET } from '../../cloud-bridge/cluster/ownership.js';
-import { FakeAgent } from '../helpers/fake-agent.js';
+import { FakeAgent, frameNumber, numberedFrame } from '../helpers/fake-agent.js';
 import { TcpBalancer } from '../helpers/tcp-balancer.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
@@ -89,6 +89,42 @@ test('the same dongle token on two nodes at once: one wins, the other is refused
   );
   const connected = async (b: StartedBridge): Promise<number> => metricValue(await metrics(b.base), 'canrelay_bridge_agents_connected', { node: b === n1 ? 'o1' : 'o2' }) ?? 0;
   assert.equal((await connected(n1)) + (await connected(n2)), 1, 'one live link cluster-wide');
+});
+
+test('a silent link of B taken over by a new connection to the same node: the node A is on resends what was in flight to the old link, nothing lost, no stall', async () => {
+  const db = await servers.pg.createDatabase();
+  const n1 = await node('r1', db, ['--backlog-max-age-ms', '60000', '--backlog-max-frames', '50000']);
+  const ta = await n1.admin.register('rx-a');
+  const tb = await n1.admin.register('rx-b');
+  await n1.admin.group('gr', 'rx-a', 'rx-b', { can0: 'can0' });
+  const n2 = await node('r2', db, ['--backlog-max-age-ms', '60000', '--backlog-max-frames', '50000']);
+  await until(async () => (await n2.admin.get('/api/v1/groups/gr')).status === 200, 10_000, 'the group known on node 2');
+  // B on node 2 takes DOWN batches but never acknowledges them and answers no ping: a link gone silent.
+  const b1 = await FakeAgent.connect(n2.base, { dongle: 'rx-b', token: tb, autoAck: false, autoPong: false });
+  const silentSince = Date.now();
+  const a = await FakeAgent.connect(n1.base, { dongle: 'rx-a', token: ta });
+  const N = 20_000; // more than node 1's window (16,384 frames in flight): the rest waits in its backlog
+  for (let i = 0; i < N; i += 100) a.sendFrames(Array.from({ length: 100 }, (_, k) => numberedFrame('can0', 0x123, i + k)));
+  await b1.waitFor(() => b1.applied.length >= 16_000, 30_000, 'node 1 window in flight to B');
+  // The same agent again, on the same node: refused while the old link is within its heartbeats, then it
+  // takes over (2 intervals of 1 s), before the old link would be cut for silence (2.5): no lease changes.
+  let b2: FakeAgent | undefined;
+  while (b2 === undefined) {
+    assert.ok(Date.now() - silentSince < 20_000, 'the takeover happened');
+    b2 = await b1.reconnect({ autoAck: true, autoPong: true }).catch(() => undefined);
+    if (b2 === undefined) await new Promise((r) => setTimeout(r, 100));
+  }
+  // Taken over, not cut for silence first (a cut releases the lease, which restarted the sender before).
+  assert.equal(metricValue(await metrics(n2.base), 'canrelay_bridge_agent_takeovers_total', { node: 'r2' }), 1, 'B\'s new link took over the silent one');
+  await b2.waitFor(() => b2.applied.length >= N, 60_000, 'every frame of A at B after the takeover');
+  assert.deepEqual(
+    b2.applied.map((f) => frameNumber(f.frame)),
+    Array.from({ length: N }, (_, i) => i),
+    'B got every frame, in order: the in-flight batches were sent again to its new link',
+  );
+  await a.close();
+  await b2.close();
+  b1.kill();
 });
 
 /** Every frame A sent is at B, or counted lost at B (gaps not made up by late ones); duplicates are counted too. */
