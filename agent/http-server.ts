@@ -40,8 +40,7 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
   const writers = new Set<SseWriter>();
   const consolePath = `/api/v1/streams/dongles/${deps.dongleId}/console`;
 
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+  const handle = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     if (deps.cors.handle(req, res)) return;
     if (await handleSignalsRoute(req, res, url.pathname, { ...deps.signals, auth: deps.auth })) return;
     if (deps.recordings && (await handleRecordings(deps.recordings, req, res, url.pathname))) return;
@@ -51,6 +50,8 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
     }
     const path = url.pathname;
     if (path === consolePath) {
+      // HEAD would get its headers held by Node until a body write, which a stream never makes for HEAD.
+      if (req.method !== 'GET') return sendJson(res, 405, { error: `the console is an event stream: ${req.method} is not supported, use GET` }, { Allow: 'GET' });
       if (!deps.auth.guard(req, res, 'read')) return;
       const w = serveConsole(req, res, url, deps.console, {
         ...deps.sse,
@@ -62,12 +63,14 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
       if (w) writers.add(w);
       return;
     }
+    // Under --console-auth the dongle id is told only to a reader (as /healthz does).
+    const told = deps.auth.mayRead(req);
     if (path.startsWith('/api/v1/streams/dongles/') && path.endsWith('/console')) {
-      sendJson(res, 404, { error: `no such dongle here: this agent is "${deps.dongleId}" (console at ${consolePath})` });
+      sendJson(res, 404, { error: told ? `no such dongle here: this agent is "${deps.dongleId}" (console at ${consolePath})` : 'no such dongle here' });
       return;
     }
     // Open to probes without a token, but under --console-auth it tells no more than "ok" without one.
-    if (path === '/healthz') return sendJson(res, 200, deps.health(deps.auth.mayRead(req)));
+    if (path === '/healthz') return sendJson(res, 200, deps.health(told));
     if (path === '/api/v1/info') {
       if (!deps.auth.guard(req, res, 'read')) return;
       return sendJson(res, 200, { ...deps.info(), local_auth: { writes: deps.auth.enabled, reads: deps.auth.readsGuarded } });
@@ -77,7 +80,7 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
       return sendMetrics(res, deps.metrics);
     }
     if (deps.web && (await deps.web.serve(req, res, path === '/' ? '/index.html' : path))) return;
-    sendJson(res, 404, { error: `no route for ${path}`, console: consolePath });
+    sendJson(res, 404, told ? { error: `no route for ${path}`, console: consolePath } : { error: `no route for ${path}` });
   };
 
   return { server: createDaemonServer(handle, deps.tls), writers };

@@ -22,6 +22,7 @@ import { CLOSE, PROTOCOL_VERSION, UPLINK_PATH } from '../core/uplink/messages.js
 import type { DbcChunkMessage } from '../core/uplink/dbc-transfer.js';
 import { AgentLink, DEFAULT_TIMINGS, type EventMessage, type HelloMessage, type LinkHandler, type LinkTimings, type Refusal, type Welcome } from './agent-link.js';
 import { bearerToken } from '../core/http/bearer-token.js';
+import { BAD_TARGET, requestUrl } from '../core/http/replies.js';
 import type { Auth } from './auth.js';
 import type { CommandCenter } from './commands.js';
 import type { BridgeConsoles } from './consoles.js';
@@ -87,10 +88,21 @@ export class AgentServer implements LinkHandler {
     this.saveTimer.unref();
   }
 
-  /** HTTP `upgrade` handler: authenticates, then hands the socket to ws. */
+  /** HTTP `upgrade` handler: authenticates, then hands the socket to ws. Whatever a request makes throw costs its socket, never the process. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {}); // a reset during the handshake is the client's business
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    try {
+      this.upgrade(req, socket, head);
+    } catch (err) {
+      this.d.log.error({ err, remote: req.socket.remoteAddress }, 'internal error in an uplink upgrade: its connection was closed');
+      socket.destroy();
+    }
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = requestUrl(req);
+    if (url === undefined) return rejectUpgrade(socket, 400, BAD_TARGET);
+    const path = url.pathname;
     if (path !== UPLINK_PATH) return rejectUpgrade(socket, 404, `no WebSocket endpoint at ${path}; agents connect to ${UPLINK_PATH}`);
     if (this.stopped) return rejectUpgrade(socket, 503, 'the bridge is shutting down; reconnect shortly');
     const caller = this.d.auth.identify(bearerToken(req));

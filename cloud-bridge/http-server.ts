@@ -115,8 +115,7 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
     void ready.then(startIfOpen, startIfOpen);
   };
 
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+  const handle = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     if (deps.cors.handle(req, res)) return;
     const path = url.pathname;
     const c = CONSOLE_PATH.exec(path);

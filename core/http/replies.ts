@@ -24,7 +24,19 @@ export async function sendMetrics(res: ServerResponse, registry: Registry): Prom
   res.end(body);
 }
 
-export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+/** `url`: the request target, already read (a target that is not one got 400 before the handler). */
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>;
+
+/** The request's target as a URL, or undefined when it cannot be read as one (`GET //[`: a broken or hostile client). */
+export function requestUrl(req: IncomingMessage): URL | undefined {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost');
+  } catch {
+    return undefined;
+  }
+}
+
+export const BAD_TARGET = 'bad request target: the path cannot be read as a URL';
 
 /**
  * How long an idle kept-alive connection is kept (Node's default: 5 s). Node checks this timer before it
@@ -40,7 +52,9 @@ export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 /** An HTTP server (HTTPS with `tls`) around one async handler. Throws a plain error for an unusable certificate. */
 export function createDaemonServer(handle: RequestHandler, tls?: { cert: string; key: string }): Server {
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    handle(req, res).catch((err: unknown) => {
+    const url = requestUrl(req);
+    if (url === undefined) return sendJson(res, 400, { error: BAD_TARGET });
+    handle(req, res, url).catch((err: unknown) => {
       if (!res.headersSent) sendJson(res, 500, { error: `internal error: ${(err as Error).message}` });
       else res.destroy();
     });

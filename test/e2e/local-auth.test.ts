@@ -69,6 +69,14 @@ test('--console-auth: reads need a token from the file (header or ?access_token=
   assert.equal(brief.frames_rx, undefined);
   const full = JSON.parse((await get(a.base + '/healthz', { Authorization: `Bearer ${READ}` })).body) as Record<string, unknown>;
   assert.ok(full.buses !== undefined && typeof full.frames_rx === 'number', 'with a read token: the full document');
+  // Nor do a 404's words name the dongle without a token; with one they point to the console.
+  const id = new URL(a.url).pathname.split('/')[5]!;
+  for (const path of ['/nope', '/api/v1/streams/dongles/other/console']) {
+    const r = await get(a.base + path);
+    assert.equal(r.status, 404);
+    assert.ok(!r.body.includes(id), `${path} without a token: ${r.body}`);
+    assert.ok((await get(a.base + path, { Authorization: `Bearer ${READ}` })).body.includes(id), `${path} with a read token names the console`);
+  }
 });
 
 test('without --console-auth reads stay open; /api/v1/info says what is guarded', async () => {
