@@ -37,13 +37,14 @@ export function canFrameData(f: CanFrame, represents?: number, decoded?: Message
 }
 
 function addSignals(d: CanFrameData, dec: MessageDecoder): void {
-  const signals: Record<string, number | string> = {};
+  // Without a prototype: a signal named "__proto__" is a key like any other, not a prototype to set.
+  const signals: Record<string, number | string> = Object.create(null);
   let units: Record<string, string> | undefined;
   for (let i = 0; i < dec.signals.length; i++) {
     if (dec.present[i] === 0) continue;
     const def = dec.signals[i]!.def;
     signals[def.name] = dec.label(i) ?? tidyValue(dec.value[i]!);
-    if (def.unit !== '') (units ??= {})[def.name] = def.unit;
+    if (def.unit !== '') (units ??= Object.create(null) as Record<string, string>)[def.name] = def.unit;
   }
   d.msg = dec.msg.name;
   d.signals = signals;

@@ -10,11 +10,14 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CandumpReader } from '../../../core/can/candump.js';
 import { SignalDecoder } from '../../../core/can/dbc-decode.js';
 import { DbcParseError, parseDbc, type DbcDatabase } from '../../../core/can/dbc-parse.js';
 import type { CanFrame } from '../../../core/can/frame.js';
+import { parseEventData } from '../../../core/console/event-schemas.js';
+import { canFrameData } from '../../../core/console/normalize.js';
+import { testFrame } from '../../helpers/can-frames.js';
 import { skipOrFail } from '../../helpers/skips.js';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
@@ -223,4 +226,30 @@ test('real capture: Civic Type R log with opendbc Honda DBC, every frame against
   assert.deepEqual(r.mismatches, [], `${r.mismatches.length} mismatches`);
   assert.equal(r.decodedFrames, 16_069);
   console.log(`Civic capture: ${r.decodedFrames} frames, ${r.values} signal values equal to canmatrix's`);
+});
+
+test('signals named like built-in object properties ("__proto__", "constructor") are keys like any other, with no inherited unit', async () => {
+  const db = parseDbc(
+    [
+      'BO_ 256 ODD: 8 ECU',
+      ' SG_ __proto__ : 0|8@1+ (1,0) [0|255] "" ECU',
+      ' SG_ constructor : 8|8@1+ (1,0) [0|255] "" ECU',
+      ' SG_ RPM : 16|16@1+ (1,0) [0|65535] "rpm" ECU',
+    ].join('\n'),
+    'odd.dbc',
+  );
+  const frame = testFrame({ id: 256, data: Uint8Array.of(7, 5, 0x60, 0x03, 0, 0, 0, 0), tsUs: Date.now() * 1000 });
+  const ev = canFrameData(frame, undefined, new SignalDecoder([{ bus: undefined, db }]).decodeFrame(frame));
+  const json = JSON.parse(JSON.stringify(ev)) as { signals: Record<string, number>; units: Record<string, string> };
+  assert.deepEqual(Object.entries(json.signals), [
+    ['__proto__', 7],
+    ['constructor', 5],
+    ['RPM', 864],
+  ]);
+  assert.deepEqual(Object.entries(json.units), [['RPM', 'rpm']]);
+  // The page reads units the same way (web/src/signal-format.ts, as built for the browser): a signal without one gets none, not Object's constructor.
+  const { unitOf } = (await import(pathToFileURL(join(ROOT, 'dist/web/signal-format.js')).href)) as { unitOf: (u: Record<string, string>, n: string) => string };
+  assert.equal(unitOf(json.units, 'constructor'), '');
+  assert.equal(unitOf(json.units, 'RPM'), 'rpm');
+  assert.ok(parseEventData('can_frame', json).ok, 'and the event passes the bridge schema');
 });

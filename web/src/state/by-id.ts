@@ -18,12 +18,12 @@
 import type { CanFrameData } from '../events.js';
 import { tsToMs } from '../events.js';
 import { idValue } from '../filter.js';
-import { formatSignal } from '../signal-format.js';
+import { formatSignal, unitOf } from '../signal-format.js';
 
 /** "ENGINE_RPM 864 rpm · GEAR D", for the by-id table. */
 function signalsText(signals: Record<string, number | string>, units: Record<string, string> | undefined): string {
   return Object.entries(signals)
-    .map(([k, v]) => `${k} ${formatSignal(v, units?.[k] ?? '')}`)
+    .map(([k, v]) => `${k} ${formatSignal(v, unitOf(units, k))}`)
     .join(' · ');
 }
 

@@ -9,6 +9,7 @@
  */
 import type { CanFrameData } from '../events.js';
 import { tsToMs } from '../events.js';
+import { unitOf } from '../signal-format.js';
 
 export const MAX_SIGNALS = 5000;
 export const MAX_PINNED = 8;
@@ -53,7 +54,7 @@ export class SignalsModel {
     for (const [name, value] of Object.entries(f.signals)) {
       const key = `${dongle}|${f.bus}|${f.msg}|${name}`;
       let row = this.rows.get(key);
-      const unit = f.units?.[name] ?? '';
+      const unit = unitOf(f.units, name);
       if (!row) {
         row = { key, dongle, bus: f.bus, msg: f.msg, name, value, unit, tsMs: ts, arrival: now, updates: 0, haystack: `${dongle} ${f.bus} ${f.msg} ${name} ${unit}`.toLowerCase() };
         this.rows.set(key, row);
