@@ -14,7 +14,8 @@
  * stop anything: such events wait in a bounded memory buffer, keep their place in the numbering, go to
  * the bridge from there, and are written to SQLite as soon as a write works again; past the buffer's
  * bound the oldest presence/log events are dropped and counted (`outbox_dropped_unwritable`); health:
- * core/state/state-health.ts.
+ * core/state/state-health.ts. Numbers so handed out are known only to the bridge once acknowledged: the
+ * next run's first welcome renumbers above them (`welcome`).
  */
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
@@ -56,6 +57,12 @@ export class Outbox {
   private unsureUpTo = 0;
   private unsurePruned: { seq: number; event: string }[] = [];
   readonly identity: string;
+  /** The last seq when the outbox was opened: seqs above it are this run's. */
+  private readonly openedAt: number;
+  private welcomed = false;
+  private readonly renumberRows: (from: number, shift: number) => void;
+  /** Events renumbered at a welcome because the bridge had their numbers from the previous run (`welcome`). */
+  renumbered = 0;
 
   constructor(
     db: Database.Database,
@@ -84,6 +91,41 @@ export class Outbox {
     db.exec('CREATE TABLE IF NOT EXISTS outbox_identity (one INTEGER PRIMARY KEY CHECK (one = 1), id TEXT NOT NULL)');
     db.prepare('INSERT INTO outbox_identity (one, id) VALUES (1, ?) ON CONFLICT(one) DO NOTHING').run(randomUUID());
     this.identity = db.prepare<[], { id: string }>('SELECT id FROM outbox_identity WHERE one = 1').get()!.id;
+    this.openedAt = this.lastSeq;
+    const negate = db.prepare<[number, number]>('UPDATE outbox SET seq = -(seq + ?) WHERE seq > ?');
+    const restore = db.prepare('UPDATE outbox SET seq = -seq WHERE seq < 0');
+    const highWater = db.prepare<[number]>("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'outbox'");
+    // Through negative numbers: a primary key moved up in place would collide with the rows above it.
+    this.renumberRows = db.transaction((from: number, shift: number) => {
+      negate.run(shift, from);
+      restore.run();
+      highWater.run(this.lastSeq + shift);
+    });
+  }
+
+  /**
+   * The first welcome of the run: the bridge has stored every event up to `stored`. Numbers above the
+   * ones this outbox knew when it was opened cannot be this run's: the previous run handed them out and
+   * never wrote them (held in memory while the disk refused writes, or a WAL tail lost with the power),
+   * and the bridge got them. This run's events so numbered would be taken for those and dropped as
+   * redeliveries, silently: they are numbered again above `stored` first. Then, as at every welcome,
+   * what the bridge has is acknowledged.
+   */
+  welcome(stored: number): void {
+    if (!this.welcomed && stored > this.openedAt) {
+      const shift = stored - this.openedAt;
+      const from = this.openedAt;
+      const inRows = this.rows;
+      // A disk that refuses even this (its failure is logged): rows numbered up to `stored` are lost, counted.
+      if (!this.write(() => this.renumberRows(from, shift)) && inRows > 0)
+        this.droppedUnwritable += this.after.all(from, Number.MAX_SAFE_INTEGER).filter((r) => r.seq <= stored).length;
+      for (const e of this.memory) if (e.seq > from) e.seq += shift;
+      this.renumbered += this.lastSeq - from;
+      this.lastSeq += shift;
+    }
+    this.welcomed = true;
+    this.ack(stored);
+    this.settle(stored);
   }
 
   /** Events waiting for the bridge (in SQLite and in memory). */

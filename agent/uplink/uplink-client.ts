@@ -198,8 +198,7 @@ export class UplinkClient {
         this.duplicates = 0;
         this.stats.connects++;
         this.downlink.setEpoch(m.relay_epoch);
-        this.outbox.ack(m.event_ack);
-        this.outbox.settle(m.event_ack);
+        this.outbox.welcome(m.event_ack);
         this.eventsSentUpTo = this.eventsAckedUpTo = m.event_ack;
         this.log.info({ bridge: this.bridges.current, group: m.group, outbox: this.outbox.size }, 'uplink connected');
         this.uploader.attach({ send: (b) => ws.send(b), bufferedAmount: () => ws.bufferedAmount, clock: () => this.clock.fix });

@@ -147,6 +147,40 @@ test('agent: a full state disk degrades, never stops; mirrored events made meanw
   assert.equal(await again.proc.stop(), 0);
 });
 
+test('agent: events acknowledged while held in memory (disk full), then a restart: the next run numbers its events above them, none is dropped', async () => {
+  const bridge = track(await startBridgeProcess());
+  const token = await bridge.admin.register('renum-gw');
+  const disk = smallDisk(4);
+  const args = ['--sim', '--sim-rate', '50', '--presence-interval', '1', '--bridge', bridge.base, '--token', token];
+  const mirrored = await SseClient.connect(`${bridge.base}/api/v1/streams/dongles/renum-gw/console`, { Authorization: `Bearer ${ADMIN_TOKEN}` });
+  const first = track(await startAgentProcess(args, { id: 'renum-gw', stateDir: disk }));
+  await first.proc.waitForLog((l) => l.msg === 'uplink connected');
+  const filler = fill(disk);
+  await until('outbox writes failing', async () => ((await metric(first.base, 'canrelay_state_write_errors_total', { store: 'outbox' })) > 0 ? true : undefined));
+  // Presence "seen" every second: numbered, held in memory, sent and acknowledged, never written.
+  const seenBefore = mirrored.ofType('presence').length;
+  await mirrored.waitFor(() => mirrored.ofType('presence').length >= seenBefore + 5, 20_000, 'events of the full-disk time at the bridge');
+  assert.equal(await first.proc.stop(), 0);
+  rmSync(filler);
+
+  const second = track(await startAgentProcess(args, { id: 'renum-gw', stateDir: disk }));
+  await second.proc.waitForLog((l) => l.msg === 'uplink connected');
+  // What the second run mirrored from its start (its own console's history), each at the bridge.
+  const local = await SseClient.connect(`${second.url}?backlog=1000`);
+  await local.waitFor((ev) => ev.filter((e) => e.event === 'presence').length >= 3, 10_000, 'run 2 presence');
+  const made = local.events.filter((e) => e.event === 'presence' || e.event === 'log').slice(0, 5);
+  assert.ok(made.length >= 3, 'run 2 made mirrored events');
+  await mirrored.waitFor(
+    (ev) => made.every((m) => ev.some((e) => e.event === m.event && e.json.ts === m.json.ts && e.json.message === m.json.message)),
+    20_000,
+    `run 2's first events at the bridge: ${made.map((m) => `${m.event} ${m.json.ts}`).join(', ')}`,
+  );
+  assert.ok((await metric(second.base, 'canrelay_uplink', { kind: 'outbox_renumbered' })) >= 1, 'renumbered, and counted');
+  local.close();
+  mirrored.close();
+  assert.equal(await second.proc.stop(), 0);
+});
+
 test('agent: the state directory deleted while running and between runs; said, and ids still above the previous run', async () => {
   const dir = join(tempDir('canrelay-gone-'), 'state');
   mkdirSync(dir);

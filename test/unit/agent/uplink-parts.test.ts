@@ -230,3 +230,41 @@ test('outbox: an event pruned after it was written to a lost link counts as prun
   assert.equal(ob.pruned, 2, 'settled once');
   db.close();
 });
+
+test('outbox: at the first welcome, events numbered below what the bridge has from the previous run are numbered again above it, in order, and the numbering goes on from there after a restart', () => {
+  const file = join(tempDir('canrelay-outbox-'), 'a.sqlite');
+  const log = (m: string) => ({ type: 'log' as const, data: { ts: 't', level: 'info' as const, message: m } });
+  let db = openStateDb(file);
+  let ob = new Outbox(db, 100);
+  ob.append(log('old0'));
+  ob.ack(ob.append(log('old1'))); // written and acknowledged: the file's numbering stands at 2
+  db.close();
+  // The previous run then handed out 3 and never wrote it (the disk refused); the bridge has it.
+  db = openStateDb(file);
+  ob = new Outbox(db, 100);
+  const made = ['n0', 'n1', 'n2'].map((m) => ob.append(log(m)));
+  assert.deepEqual(made, [3, 4, 5], 'this run numbers from the file');
+  ob.welcome(3); // moved by one: each row onto its neighbour's number (no primary-key collision)
+  assert.deepEqual(
+    ob.pending(3).map((e) => [e.seq, e.data.message]),
+    [
+      [4, 'n0'],
+      [5, 'n1'],
+      [6, 'n2'],
+    ],
+  );
+  assert.equal(ob.renumbered, 3);
+  assert.equal(ob.append(log('n3')), 7);
+  ob.welcome(3); // a later welcome of the same run changes nothing
+  assert.equal(ob.pending(3).length, 4);
+  db.close();
+  db = openStateDb(file);
+  ob = new Outbox(db, 100);
+  assert.equal(ob.append(log('next run')), 8, 'the file remembers the numbers given');
+  ob.welcome(7); // the bridge has up to n3: nothing to renumber, and the rest is acknowledged
+  assert.deepEqual(
+    ob.pending(0).map((e) => e.data.message),
+    ['next run'],
+  );
+  db.close();
+});
