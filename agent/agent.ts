@@ -61,12 +61,19 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   const stateFile = join(cfg.stateDir, 'agent.sqlite');
   // A write that fails while running degrades the store, never the agent (core/state/state-health.ts).
   const state = new StateHealth(log);
+  let inMemory = false;
   const db = openStateDb(stateFile, {
     onUnusable: 'move-aside',
     flag: '--state-dir',
     onMovedAside: (m) => log.error({ file: m.file, moved_to: m.movedTo, cause: m.cause }, 'state file unusable: moved aside, starting with fresh state'),
+    // A full, failing or read-only state disk must not stop the relay: the state is kept in memory this run.
+    onInMemory: (why) => {
+      inMemory = true;
+      state.inMemory(stateFile, why);
+      log.error({ file: stateFile, cause: why }, 'state file unusable and no fresh one can be made: running with the state in memory (event ids stay unique by the clock floor; mirrored events wait in memory); restart once the disk is fixed');
+    },
   });
-  state.watchFile(stateFile);
+  if (!inMemory) state.watchFile(stateFile);
   if (clockLooksUnset(Date.now())) {
     log.warn(
       { now: new Date().toISOString() },

@@ -2,8 +2,9 @@
  * Opens a state database and proves it usable before the daemon relies on it: WAL (readers never block
  * the writer), synchronous=NORMAL (durable enough for state), a quick integrity check and one small
  * write. A file that fails is either moved aside (the agent's state is expendable: `<file>.corrupt-<time>`,
- * logged loudly, a fresh file takes its place) or refused (the bridge's database holds the tokens) with a
- * one-line StartupError that names the path, the cause and what to do (exit codes: core/cli/exit-codes.ts).
+ * logged loudly, a fresh file takes its place; where no file on that disk works, a database in memory for
+ * the run, `onInMemory`) or refused (the bridge's database holds the tokens) with a one-line StartupError
+ * that names the path, the cause and what to do (exit codes: core/cli/exit-codes.ts).
  */
 import Database from 'better-sqlite3';
 import { accessSync, constants, existsSync, mkdirSync, renameSync } from 'node:fs';
@@ -18,7 +19,18 @@ export interface OpenStateOptions {
   flag: string;
   /** Told when a file was moved aside. */
   onMovedAside?: (info: { file: string; movedTo: string; cause: string }) => void;
+  /**
+   * Set where the state is expendable (the agent): a file that cannot be used at all — disk full, I/O
+   * errors, a read-only or unreadable file or directory, not fixed by moving the file aside — gives a
+   * database in memory for this run instead of a refusal to start, and this is told why (the start-up
+   * error's text). A gateway whose disk filled up or turned read-only goes on relaying. Not for a file
+   * another process holds (two daemons on one state) nor for a broken installation.
+   */
+  onInMemory?: (why: string) => void;
 }
+
+/** Faults that no state file on that disk survives, and a database in memory does (`onInMemory`). */
+const DISK_FAULTS: ReadonlySet<StateFault> = new Set(['corrupt', 'unreadable', 'read_only', 'full', 'io']);
 
 /** Faults that a fresh file fixes; the others (disk full, I/O, locked) would hit the fresh file too. */
 const FILE_FAULTS: ReadonlySet<StateFault> = new Set(['corrupt', 'unreadable', 'read_only']);
@@ -34,20 +46,30 @@ class OpenFailure extends Error {
 
 export function openStateDb(file: string, opts: OpenStateOptions = { onUnusable: 'refuse', flag: '--state-dir' }): Database.Database {
   try {
+    return openOnDisk(file, opts);
+  } catch (err) {
+    const fault = err instanceof OpenFailure ? err.fault : err instanceof MoveAsideFailure ? err.why.fault : undefined;
+    if (opts.onInMemory === undefined || fault === undefined || !DISK_FAULTS.has(fault)) {
+      if (err instanceof OpenFailure) throw startupError(file, err, opts);
+      if (err instanceof MoveAsideFailure) throw err.startupError;
+      throw err;
+    }
+    opts.onInMemory(err instanceof OpenFailure ? startupError(file, err, opts).message : (err as MoveAsideFailure).startupError.message);
+    return new Database(':memory:');
+  }
+}
+
+function openOnDisk(file: string, opts: OpenStateOptions): Database.Database {
+  try {
     return tryOpen(file);
   } catch (err) {
     if (!(err instanceof OpenFailure)) throw err;
     if (opts.onUnusable === 'move-aside' && FILE_FAULTS.has(err.fault) && existsSync(file)) {
       const movedTo = moveAside(file, err, opts);
       opts.onMovedAside?.({ file, movedTo, cause: err.message });
-      try {
-        return tryOpen(file);
-      } catch (again) {
-        if (again instanceof OpenFailure) throw startupError(file, again, opts);
-        throw again;
-      }
+      return tryOpen(file);
     }
-    throw startupError(file, err, opts);
+    throw err;
   }
 }
 
@@ -103,12 +125,24 @@ function moveAside(file: string, why: OpenFailure, opts: OpenStateOptions): stri
     renameSync(file, target);
     for (const side of ['-wal', '-shm']) if (existsSync(file + side)) renameSync(file + side, target + side);
   } catch (err) {
-    throw new StartupError(
-      `state file ${file} is ${why.message} and could not be moved aside (${(err as Error).message}): ${faultAdvice(why.fault)}, or set ${opts.flag} to a writable directory`,
-      EXIT_STATE_UNUSABLE,
+    throw new MoveAsideFailure(
+      why,
+      new StartupError(
+        `state file ${file} is ${why.message} and could not be moved aside (${(err as Error).message}): ${faultAdvice(why.fault)}, or set ${opts.flag} to a writable directory`,
+        EXIT_STATE_UNUSABLE,
+      ),
     );
   }
   return target;
+}
+
+class MoveAsideFailure extends Error {
+  constructor(
+    readonly why: OpenFailure,
+    readonly startupError: StartupError,
+  ) {
+    super(startupError.message);
+  }
 }
 
 function startupError(file: string, err: OpenFailure, opts: OpenStateOptions): StartupError {

@@ -117,6 +117,14 @@ export class StateHealth {
     this.timers.push(timer);
   }
 
+  /**
+   * The state file could not be used at start, and the daemon runs with its state in memory (sqlite.ts,
+   * `onInMemory`): degraded for the whole run — only a restart goes back to a file.
+   */
+  inMemory(file: string, why: string): void {
+    this.gone.set(file, `${why}; running with the state in memory: restart the service once that is fixed (until then nothing of it survives a restart)`);
+  }
+
   /** Stops the file checks (at shutdown). */
   close(): void {
     for (const t of this.timers) clearInterval(t);

@@ -55,6 +55,18 @@ async function expectAgentStarts(p: CliProcess): Promise<void> {
   assert.equal(await p.stop(), 0);
 }
 
+/** A start on a disk no state file survives: the agent runs, with its state in memory, and /healthz says why. */
+async function expectAgentInMemory(p: CliProcess, file: string, cause: RegExp): Promise<void> {
+  const line = await p.waitForLog((l) => l.msg === 'console listening');
+  const h = (await (await fetch(new URL('/healthz', String(line.url)))).json()) as { state: string; state_reason?: string };
+  assert.equal(h.state, 'degraded', JSON.stringify(h));
+  assert.ok(h.state_reason!.includes(file), `names ${file}: ${h.state_reason}`);
+  assert.match(h.state_reason!, cause);
+  assert.match(h.state_reason!, /state in memory/);
+  assert.ok(p.logs.some((l) => l.level === 50 && /running with the state in memory/.test(l.msg)), 'one error line says so');
+  assert.equal(await p.stop(), 0);
+}
+
 /** A refused start: the exit code, and exactly one line on stderr that names the file. */
 async function expectRefused(p: CliProcess, code: number, file: string): Promise<string> {
   assert.equal(await p.wait(), code, `exit code; stderr: ${p.stderr}`);
@@ -103,29 +115,32 @@ test('agent: a state file it may not read, or not write, is moved aside and the 
   }
 });
 
-test('agent and bridge on a read-only file system: exit 3 with one line naming the path', async () => {
+test('a read-only file system: the agent runs with its state in memory, said in /healthz; the bridge exits 3 with one line naming the path', async () => {
   const dir = tempDir('canrelay-start-');
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', dir]);
   mounts.push(dir);
-  const agent = runCli(agentArgs(dir));
-  assert.match(await expectRefused(agent, EXIT_STATE_UNUSABLE, join(dir, 'agent.sqlite')), /read-only/);
+  await expectAgentInMemory(runCli(agentArgs(dir)), join(dir, 'agent.sqlite'), /read-only/);
   const db = join(dir, 'bridge.sqlite');
   const bridge = runCli(['bridge', '--listen', '127.0.0.1:0', '--db', db], { CANRELAY_ADMIN_TOKEN: ADMIN_TOKEN });
   assert.match(await expectRefused(bridge, EXIT_STATE_UNUSABLE, db), /read-only/);
 });
 
-test('agent and bridge on a full disk at start: exit 1 (a restart may help) with one line naming the path', async () => {
+test('a full disk at start: the agent runs with its state in memory, also with a state file from before; the bridge exits 1 (a restart may help) with one line naming the path', async () => {
   const dir = tempDir('canrelay-start-');
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
   mounts.push(dir);
+  const old = join(dir, 'old');
+  mkdirSync(old);
+  await expectAgentStarts(runCli(agentArgs(old))); // a state file, closed cleanly (no -wal, no -shm left)
   try {
-    execFileSync('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=64k'], { stdio: 'ignore' });
+    execFileSync('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=4k'], { stdio: 'ignore' });
   } catch {
     /* ENOSPC ends dd: the disk is full */
   }
-  assert.throws(() => writeFileSync(join(dir, 'probe'), Buffer.alloc(64 * 1024)), /ENOSPC/, 'the disk is really full');
-  const agent = runCli(agentArgs(dir));
-  assert.match(await expectRefused(agent, EXIT_START_FAILED, join(dir, 'agent.sqlite')), /disk full.*free space/);
+  assert.throws(() => writeFileSync(join(dir, 'probe'), Buffer.alloc(4096)), /ENOSPC/, 'the disk is really full');
+  await expectAgentInMemory(runCli(agentArgs(dir)), join(dir, 'agent.sqlite'), /disk full.*free space/);
+  // SQLite cannot make the old file's -shm: every statement failed, and the agent exited into a restart loop.
+  await expectAgentInMemory(runCli(agentArgs(old)), join(old, 'agent.sqlite'), /disk full.*free space/);
   const db = join(dir, 'bridge.sqlite');
   const bridge = runCli(['bridge', '--listen', '127.0.0.1:0', '--db', db], { CANRELAY_ADMIN_TOKEN: ADMIN_TOKEN });
   assert.match(await expectRefused(bridge, EXIT_START_FAILED, db), /disk full.*free space/);
