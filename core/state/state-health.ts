@@ -36,6 +36,8 @@ export class StoreWrites {
     readonly store: string,
     readonly file: string,
     private readonly log: Logger,
+    /** Why the file written is not the one opened (deleted or replaced), checked now; undefined when it is. */
+    private readonly fileProblem: () => string | undefined = () => undefined,
   ) {
     this.failing = new RateLimitedLog(log, LOG_INTERVAL_MS);
   }
@@ -71,8 +73,14 @@ export class StoreWrites {
     this.log.error({ store: this.store, file: this.file, lost: count, cause: this.reason }, `${count} ${what} could not be written to ${this.file} before the stop and are lost`);
   }
 
-  /** Like attempt(), but a failure is thrown as a StateWriteError (for changes a caller must not assume made). */
+  /**
+   * Like attempt(), but a failure is thrown as a StateWriteError (for changes a caller must not assume
+   * made). Also refused while the file is deleted or replaced: SQLite would write into the unlinked file
+   * without an error, and the change would be answered as made and be gone at the next start.
+   */
   must<T>(write: () => T): T {
+    const gone = this.fileProblem();
+    if (gone !== undefined) throw new StateWriteError(`${this.store} store: ${gone}; nothing was changed`);
     const r = this.attempt(write);
     if (!r.ok) throw new StateWriteError(`${r.message}; nothing was changed, try again once it is fixed`);
     return r.value;
@@ -82,6 +90,8 @@ export class StoreWrites {
 export class StateHealth {
   private readonly stores: StoreWrites[] = [];
   private readonly gone = new Map<string, string>();
+  /** Watched files and the inode each had when opened. */
+  private readonly opened = new Map<string, number | undefined>();
   private readonly timers: NodeJS.Timeout[] = [];
 
   constructor(private readonly log: Logger) {}
@@ -92,24 +102,16 @@ export class StateHealth {
    * to recreate the file; event ids stay unique by the clock floor).
    */
   watchFile(file: string): void {
-    const inode = (): number | undefined => {
-      try {
-        return statSync(file).ino;
-      } catch {
-        return undefined;
-      }
-    };
-    const opened = inode();
+    this.opened.set(file, inodeOf(file));
     const timer = setInterval(() => {
-      const now = inode();
+      const reason = this.fileProblem(file);
       const wasGone = this.gone.has(file);
-      if (now === opened) {
+      if (reason === undefined) {
         if (wasGone) this.log.info({ file }, 'state file is back');
         this.gone.delete(file);
         return;
       }
       if (wasGone) return;
-      const reason = `state file ${file} was ${now === undefined ? 'deleted' : 'replaced'} while running: what is written now is lost at the next start; restart the service to create it anew`;
       this.gone.set(file, reason);
       this.log.error({ file }, reason);
     }, FILE_CHECK_MS);
@@ -130,8 +132,16 @@ export class StateHealth {
     for (const t of this.timers) clearInterval(t);
   }
 
+  /** Why `file` (watched) is not the file opened any more, checked now; undefined while it is. */
+  private fileProblem(file: string): string | undefined {
+    if (!this.opened.has(file)) return undefined;
+    const now = inodeOf(file);
+    if (now === this.opened.get(file)) return undefined;
+    return `state file ${file} was ${now === undefined ? 'deleted' : 'replaced'} while running: what is written now is lost at the next start; restart the service to create it anew`;
+  }
+
   store(name: string, file: string): StoreWrites {
-    const s = new StoreWrites(name, file, this.log);
+    const s = new StoreWrites(name, file, this.log, () => this.fileProblem(file));
     this.stores.push(s);
     return s;
   }
@@ -146,5 +156,13 @@ export class StateHealth {
   /** Failed writes per store, for /metrics. */
   writeErrors(): Array<{ store: string; errors: number; degraded: boolean }> {
     return this.stores.map((s) => ({ store: s.store, errors: s.errors, degraded: s.reason !== undefined }));
+  }
+}
+
+function inodeOf(file: string): number | undefined {
+  try {
+    return statSync(file).ino;
+  } catch {
+    return undefined;
   }
 }

@@ -266,3 +266,17 @@ test('bridge: a full database disk degrades, never stops; relay and consoles go 
   await a2.proc.stop();
   assert.equal(await again.proc.stop(), 0);
 });
+
+test('bridge: its database deleted while running: admin changes get 503 at once, never a 2xx that is gone at the next start', async () => {
+  const db = join(tempDir('canrelay-gone-db-'), 'bridge.sqlite');
+  const bridge: StartedBridge = track(await startBridgeProcess([], { db }));
+  assert.equal((await bridge.admin.put('/api/v1/dongles/kept')).status, 201);
+  rmSync(db);
+  // At once, before the 5 s check says so in /healthz.
+  const refused = await bridge.admin.put('/api/v1/dongles/lost');
+  assert.equal(refused.status, 503, JSON.stringify(refused.body));
+  assert.match(String(refused.body.error), new RegExp(`${db} was deleted while running.*nothing was changed`));
+  assert.equal((await bridge.admin.post('/api/v1/dongles/kept/token', {})).status, 503, 'a token rotation too');
+  await until('said in /healthz', async () => ((await health(bridge.base)).state === 'degraded' ? true : undefined), 15_000);
+  assert.equal(await bridge.proc.stop(), 0);
+});
