@@ -68,6 +68,7 @@ test-web: build
 # Fault injection (docs/reliability.md): full disks, paused bridges, clock offsets, hostile input, floods.
 # One file at a time: they pause and kill processes and fill file systems.
 test-faults: build
+	bash .ci/ensure-debs.sh strace  # test/faults/state.test.ts: the bridge's commits reach the disk
 	$(NODE_TEST) --test-timeout=300000 --test-concurrency=1 $(call TESTS_IN,faults); $(SKIP_SUMMARY)
 
 # The real SocketCAN path: Debian's kernel with vcan and emulated SJA1000 controllers under qemu, the real

@@ -53,7 +53,8 @@ export async function openBridgeState(db: string, log: Logger, state: StateHealt
     };
   }
   // The database holds the tokens: an unusable one stops the start (exit 3) instead of being replaced.
-  const file = openStateDb(db, { onUnusable: 'refuse', flag: '--db' });
+  // Durable: an admin change answered 2xx, a command answered as queued, survive a power loss too.
+  const file = openStateDb(db, { onUnusable: 'refuse', flag: '--db', durable: true });
   // A write that fails while running degrades the store, never the bridge (core/state/state-health.ts).
   const store = new BridgeStore(file, state.store('bridge', db));
   state.watchFile(db);

@@ -1,6 +1,6 @@
 /**
  * Opens a state database and proves it usable before the daemon relies on it: WAL (readers never block
- * the writer), synchronous=NORMAL (durable enough for state), a quick integrity check and one small
+ * the writer), synchronous=NORMAL or FULL (`durable`), a quick integrity check and one small
  * write. A file that fails is either moved aside (the agent's state is expendable: `<file>.corrupt-<time>`,
  * logged loudly, a fresh file takes its place; where no file on that disk works, a database in memory for
  * the run, `onInMemory`) or refused (the bridge's database holds the tokens) with a one-line StartupError
@@ -27,6 +27,12 @@ export interface OpenStateOptions {
    * another process holds (two daemons on one state) nor for a broken installation.
    */
   onInMemory?: (why: string) => void;
+  /**
+   * Every commit is on the disk before it returns (synchronous=FULL: the WAL is synced at each commit).
+   * For a database whose writes are answered as done (the bridge's admin API: a 2xx, a queued command);
+   * otherwise NORMAL, where a commit may roll back at a power loss (never corrupting the file).
+   */
+  durable?: boolean;
 }
 
 /** Faults that no state file on that disk survives, and a database in memory does (`onInMemory`). */
@@ -61,19 +67,19 @@ export function openStateDb(file: string, opts: OpenStateOptions = { onUnusable:
 
 function openOnDisk(file: string, opts: OpenStateOptions): Database.Database {
   try {
-    return tryOpen(file);
+    return tryOpen(file, opts.durable === true);
   } catch (err) {
     if (!(err instanceof OpenFailure)) throw err;
     if (opts.onUnusable === 'move-aside' && FILE_FAULTS.has(err.fault) && existsSync(file)) {
       const movedTo = moveAside(file, err, opts);
       opts.onMovedAside?.({ file, movedTo, cause: err.message });
-      return tryOpen(file);
+      return tryOpen(file, opts.durable === true);
     }
     throw err;
   }
 }
 
-function tryOpen(file: string): Database.Database {
+function tryOpen(file: string, durable: boolean): Database.Database {
   try {
     mkdirSync(dirname(file), { recursive: true });
   } catch (err) {
@@ -89,7 +95,7 @@ function tryOpen(file: string): Database.Database {
   try {
     db.pragma('busy_timeout = 2000');
     db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = NORMAL');
+    db.pragma(durable ? 'synchronous = FULL' : 'synchronous = NORMAL');
     const check = db.pragma('quick_check(1)', { simple: true });
     if (check !== 'ok') throw Object.assign(new Error(`integrity check failed: ${String(check)}`), { code: 'SQLITE_CORRUPT' });
     // One real write: a read-only file or file system shows here, not at the first event of the run.

@@ -9,13 +9,14 @@
  * never filled.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import { startAgentProcess, tempDir, type CliProcess, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue, SseClient, type SseEvent } from '../helpers/sse-client.js';
+import { skipOrFail } from '../helpers/skips.js';
 
 const mounts: string[] = [];
 const procs: CliProcess[] = [];
@@ -278,5 +279,32 @@ test('bridge: its database deleted while running: admin changes get 503 at once,
   assert.match(String(refused.body.error), new RegExp(`${db} was deleted while running.*nothing was changed`));
   assert.equal((await bridge.admin.post('/api/v1/dongles/kept/token', {})).status, 503, 'a token rotation too');
   await until('said in /healthz', async () => ((await health(bridge.base)).state === 'degraded' ? true : undefined), 15_000);
+  assert.equal(await bridge.proc.stop(), 0);
+});
+
+test('bridge: an admin change answered 2xx is on the disk (fsync) when answered, not only in the page cache a power loss takes', async (t) => {
+  if (spawnSync('strace', ['-V']).status !== 0) return skipOrFail(t, 'strace is not installed (.ci/ensure-debs.sh strace)');
+  const bridge: StartedBridge = track(await startBridgeProcess());
+  const trace = join(tempDir('canrelay-fsync-'), 'strace.txt');
+  const strace = spawn('strace', ['-f', '-e', 'trace=fsync,fdatasync', '-o', trace, '-p', String(bridge.proc.child.pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // strace says when it holds every thread of the process.
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    strace.stderr.on('data', (c: Buffer) => {
+      err += c.toString();
+      if (/attached/.test(err)) resolve();
+    });
+    strace.on('exit', (code) => reject(new Error(`strace exited ${code}: ${err}`)));
+  });
+  const put = await bridge.admin.put('/api/v1/dongles/durable-gw');
+  assert.equal(put.status, 201);
+  const cmd = await bridge.admin.post('/api/v1/dongles/durable-gw/commands', { type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '01' });
+  assert.equal(cmd.status, 202, JSON.stringify(cmd.body));
+  strace.kill('SIGINT');
+  await new Promise((r) => strace.once('exit', r));
+  const syncs = readFileSync(trace, 'utf8')
+    .split('\n')
+    .filter((l) => /\b(fsync|fdatasync)\(/.test(l));
+  assert.ok(syncs.length >= 2, `the two commits were synced to the disk: ${syncs.length} fsync/fdatasync calls`);
   assert.equal(await bridge.proc.stop(), 0);
 });
