@@ -456,12 +456,17 @@ export class BridgeStore {
     this.flushPending();
   }
 
-  /** The oldest `limit` commands of the dongle still waiting to be sent. */
+  /**
+   * The oldest `limit` commands of the dongle still waiting to be sent. Rows the disk still says are
+   * queued may have moved on in memory (statuses waiting for a disk that refuses writes): as many more
+   * are read, so that those do not take the places of commands really waiting.
+   */
   queuedCommands(dongle: string, limit: number): CommandRow[] {
     return this.s.queuedFor
-      .all(dongle, limit)
+      .all(dongle, limit + this.statuses.length)
       .map((c) => this.withStatus(c))
-      .filter((c) => c.status === 'queued');
+      .filter((c) => c.status === 'queued')
+      .slice(0, limit);
   }
 
   /** Commands of the dongle not finished yet (queued, sent or delivered). */

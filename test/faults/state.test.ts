@@ -17,6 +17,10 @@ import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/
 import { startAgentProcess, tempDir, type CliProcess, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue, SseClient, type SseEvent } from '../helpers/sse-client.js';
 import { skipOrFail } from '../helpers/skips.js';
+import { pino } from 'pino';
+import { BridgeStore } from '../../cloud-bridge/store.js';
+import { openStateDb } from '../../core/state/sqlite.js';
+import { StateHealth } from '../../core/state/state-health.js';
 
 const mounts: string[] = [];
 const procs: CliProcess[] = [];
@@ -307,4 +311,33 @@ test('bridge: an admin change answered 2xx is on the disk (fsync) when answered,
     .filter((l) => /\b(fsync|fdatasync)\(/.test(l));
   assert.ok(syncs.length >= 2, `the two commits were synced to the disk: ${syncs.length} fsync/fdatasync calls`);
   assert.equal(await bridge.proc.stop(), 0);
+});
+
+test('bridge store: while the disk refuses writes, queued commands past the first window are still offered (statuses held in memory do not take their places)', () => {
+  const disk = smallDisk(4);
+  const file = join(disk, 'bridge.sqlite');
+  const health = new StateHealth(pino({ level: 'silent' }));
+  const db = openStateDb(file, { onUnusable: 'refuse', flag: '--db' });
+  try {
+    const store = new BridgeStore(db, health.store('bridge', file));
+    store.createDongle('gw', 'h'.repeat(64), new Date().toISOString());
+    const expires = new Date(Date.now() + 600_000).toISOString();
+    for (let i = 0; i < 40; i++)
+      store.insertCommand({ id: `c${String(i).padStart(2, '0')}`, dongle: 'gw', type: 'send_frame', body: '{}', status: 'queued', created_at: new Date(Date.now() + i).toISOString(), expires_at: expires });
+    fill(disk);
+    // Fill what SQLite can still reuse inside its files, until a write is refused.
+    for (let n = 0; n < 10_000 && health.status().state === 'ok'; n++) store.setLastSeen('gw', 'x'.repeat(2000) + n);
+    assert.equal(health.status().state, 'degraded', 'the disk refuses writes');
+    const first = store.queuedCommands('gw', 32);
+    assert.equal(first.length, 32);
+    for (const c of first) store.setCommandStatus(c.id, 'succeeded', new Date().toISOString());
+    assert.ok(store.pendingWrites >= 32, 'their statuses wait in memory');
+    assert.deepEqual(
+      store.queuedCommands('gw', 32).map((c) => c.id),
+      Array.from({ length: 8 }, (_, i) => `c${32 + i}`),
+      'the 8 still queued are offered',
+    );
+  } finally {
+    db.close();
+  }
 });
