@@ -81,7 +81,10 @@ export class Recorder {
           m.stop_reason = 'agent stopped while recording';
           m.stopped_at = new Date().toISOString();
           addProblem(m, PROBLEM.interrupted);
-          await saveMeta(this.s.dir, m);
+          // A full disk (the recording that filled it) must not hide every recording, nor the DELETE that frees space.
+          await saveMeta(this.s.dir, m).catch((err: NodeJS.ErrnoException) =>
+            this.notice('warn', `recording ${m.id} is closed as interrupted, but its metadata could not be saved (${err.code ?? err.message}): it is closed again at the next start`, 'recording_meta_unsaved'),
+          );
         }
         this.metas.set(m.id, m);
         this.totalBytes += parts.reduce((a, p) => a + p.bytes, 0);
@@ -118,6 +121,7 @@ export class Recorder {
   }
 
   list(): RecordingInfo[] {
+    if (this.unavailable) throw new HttpError(503, this.unavailable);
     return [...this.metas.values()].sort((a, b) => byStart(b, a)).map((m) => toInfo(m));
   }
 

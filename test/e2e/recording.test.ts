@@ -316,4 +316,19 @@ test('a full disk stops the recording with a clear error, keeps what was written
   assert.equal((await getJson(a.base + '/healthz')).status, 200, 'the agent runs on');
   assert.equal(metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_recording_failures_total'), 1);
   assert.equal(a.proc.exitCode, null);
+
+  // A restart on the still-full disk: the recordings are listed (not an empty list), and deleting one frees the space to record again.
+  assert.equal(await a.proc.stop(), 0);
+  const b = await agent(t, ['--sim', '--sim-rate', '200', '--record-dir', recs, '--record-max-bytes', String(64 * 1024 * 1024), '--record-rotate-bytes', '16384']);
+  const listed = await call(b.base, 'GET', '/api/v1/recordings');
+  assert.equal(listed.status, 200, JSON.stringify(listed.json));
+  assert.deepEqual(
+    (listed.json.recordings as Rec[]).map((r) => r.id),
+    [failed.id],
+    'the recording is listed after the restart',
+  );
+  assert.equal((await call(b.base, 'DELETE', `/api/v1/recordings/${failed.id}`)).status, 204, 'and can be deleted to free the disk');
+  const again = await call(b.base, 'POST', '/api/v1/recordings', {});
+  assert.equal(again.status, 201, JSON.stringify(again.json));
+  assert.equal((await call(b.base, 'POST', `/api/v1/recordings/${String(again.json.id)}/stop`)).status, 200);
 });
