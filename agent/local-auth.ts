@@ -18,6 +18,8 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson } from '../core/http/replies.js';
 import { bearerToken, MAX_TOKEN_LENGTH, tokenDigest } from '../core/http/bearer-token.js';
@@ -98,8 +100,9 @@ export class LocalAuth {
    */
   guard(req: IncomingMessage, res: ServerResponse, access: LocalAccess): boolean {
     // A site listed in --cors-origin is not "another site": the operator let its pages use the API.
-    if (access === 'write' && crossSite(req) && !this.opts.corsAllows?.(req.headers.origin)) {
-      sendJson(res, 403, { error: 'write refused: it comes from a page on another site (Origin does not match Host)' });
+    const foreign = access === 'write' ? foreignPage(req) : undefined;
+    if (foreign !== undefined && !this.opts.corsAllows?.(req.headers.origin)) {
+      sendJson(res, 403, { error: `write refused: ${foreign}` });
       return false;
     }
     const needed = access === 'write' ? this.enabled : this.readsGuarded;
@@ -125,15 +128,30 @@ export class LocalAuth {
 }
 
 /**
- * A browser sends Origin on cross-site requests; a page elsewhere on the LAN must not drive the agent
- * through a technician's browser (without a token file there is nothing else to stop it).
+ * Why a write comes from a page that is not this agent's own, or undefined. A browser sends Origin with
+ * every write; a page elsewhere on the LAN must not drive the agent through a technician's browser
+ * (without a token file there is nothing else to stop it). Nor may a page whose own name another site
+ * made resolve to this gateway (DNS rebinding: Origin and Host then agree): only names nobody else can
+ * point here — an IP address, localhost, this machine's hostname — are the agent's own site; a page
+ * served under another name is listed in --cors-origin.
  */
-function crossSite(req: IncomingMessage): boolean {
+function foreignPage(req: IncomingMessage): string | undefined {
   const origin = req.headers.origin;
-  if (origin === undefined || origin === 'null') return origin === 'null';
+  if (origin === undefined) return undefined;
+  let o: URL;
   try {
-    return new URL(origin).host !== req.headers.host;
+    o = new URL(origin);
   } catch {
-    return true;
+    return 'it comes from a page of no site (Origin: null or unreadable)';
   }
+  if (o.host !== req.headers.host) return 'it comes from a page on another site (Origin does not match Host)';
+  if (!ownName(o.hostname)) return `the page was opened as ${o.hostname}, a name any site can point at this gateway: open it by IP address or as ${hostname()}, or list ${o.origin} in --cors-origin`;
+  return undefined;
+}
+
+function ownName(name: string): boolean {
+  const n = name.toLowerCase().replace(/\.$/, '');
+  if (isIP(n.replace(/^\[|\]$/g, '')) !== 0) return true;
+  const me = hostname().toLowerCase();
+  return n === 'localhost' || n.endsWith('.localhost') || n === me || n === `${me}.local`;
 }

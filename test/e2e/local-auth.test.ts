@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
+import { hostname } from 'node:os';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { LocalAuth, parseLocalTokens } from '../../agent/local-auth.js';
@@ -110,6 +111,11 @@ test('a write: 401 without a token, 403 with a read token or from another site, 
   assert.equal(await post({ Authorization: `Bearer ${ADMIN}x` }), 401);
   assert.equal(await post({ Authorization: `Bearer ${ADMIN}` }), 200);
   assert.equal(await post({ Authorization: `Bearer ${ADMIN}`, Origin: 'http://evil.example' }), 403, 'cross-site write');
+  // DNS rebinding: a page of evil.example whose name now resolves here; Origin and Host agree.
+  const port = new URL(base).port;
+  assert.equal(await post({ Authorization: `Bearer ${ADMIN}`, Origin: `http://evil.example:${port}`, Host: `evil.example:${port}` }), 403, 'a rebound name');
+  for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `${hostname()}:${port}`])
+    assert.equal(await post({ Authorization: `Bearer ${ADMIN}`, Origin: `http://${host}`, Host: host }), 200, `the agent's own page opened as ${host}`);
   assert.equal((await get(base)).status, 200, 'reads open without --console-auth');
   // Without a token file writes are open, but still not from another site.
   const open = new LocalAuth(undefined);
