@@ -258,4 +258,11 @@ describe('the bridge behind nginx (ops/nginx/canrelay-bridge.conf)', { skip }, (
     while (!/"GET \/api\/v1\/agents\/connect HTTP\/1\.1" 101 /.test(good.accessLog()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     assert.match(good.accessLog(), /"GET \/api\/v1\/agents\/connect HTTP\/1\.1" 101 /);
   });
+
+  test("the access log holds no token: a browser's ?access_token= (EventSource, download links) is left out", () => {
+    const log = good.accessLog();
+    assert.match(log, /"GET \/api\/v1\/streams\/[^ ?]+ HTTP\/1\.1" 200 /, 'the console reads are logged, path only');
+    assert.ok(!log.includes(ADMIN), 'no token in the log (a resume above sent ?access_token=)');
+    assert.ok(!log.includes('access_token'), 'no query string at all');
+  });
 });

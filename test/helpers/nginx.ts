@@ -107,7 +107,8 @@ http {
     mkdirSync(join(this.dir, 'tmp'), { recursive: true });
     chmodSync(this.dir, 0o755);
     chmodSync(join(this.dir, 'tmp'), 0o777);
-    writeFileSync(join(this.dir, 'site.conf'), this.site);
+    // The shipped access log, in the test's folder (accessLog() reads it).
+    writeFileSync(join(this.dir, 'site.conf'), this.site.replaceAll('/var/log/nginx/canrelay-bridge.access.log', join(this.dir, 'access.log')));
     writeFileSync(join(this.dir, 'nginx.conf'), this.mainConf());
     return ['-p', this.dir, '-c', join(this.dir, 'nginx.conf'), '-g', `daemon off; pid ${join(this.dir, 'nginx.pid')}; error_log stderr notice;`];
   }
