@@ -70,7 +70,10 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     onInMemory: (why) => {
       inMemory = true;
       state.inMemory(stateFile, why);
-      log.error({ file: stateFile, cause: why }, 'state file unusable and no fresh one can be made: running with the state in memory (event ids stay unique by the clock floor; mirrored events wait in memory); restart once the disk is fixed');
+      log.error(
+        { file: stateFile, cause: why },
+        'state file unusable and no fresh one can be made: running with the state in memory (event ids stay unique by the clock floor; mirrored events wait in memory); restart once the disk is fixed',
+      );
     },
   });
   if (!inMemory) state.watchFile(stateFile);

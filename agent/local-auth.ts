@@ -145,7 +145,8 @@ function foreignPage(req: IncomingMessage): string | undefined {
     return 'it comes from a page of no site (Origin: null or unreadable)';
   }
   if (o.host !== req.headers.host) return 'it comes from a page on another site (Origin does not match Host)';
-  if (!ownName(o.hostname)) return `the page was opened as ${o.hostname}, a name any site can point at this gateway: open it by IP address or as ${hostname()}, or list ${o.origin} in --cors-origin`;
+  if (!ownName(o.hostname))
+    return `the page was opened as ${o.hostname}, a name any site can point at this gateway: open it by IP address or as ${hostname()}, or list ${o.origin} in --cors-origin`;
   return undefined;
 }
 

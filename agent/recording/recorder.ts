@@ -83,7 +83,11 @@ export class Recorder {
           addProblem(m, PROBLEM.interrupted);
           // A full disk (the recording that filled it) must not hide every recording, nor the DELETE that frees space.
           await saveMeta(this.s.dir, m).catch((err: NodeJS.ErrnoException) =>
-            this.notice('warn', `recording ${m.id} is closed as interrupted, but its metadata could not be saved (${err.code ?? err.message}): it is closed again at the next start`, 'recording_meta_unsaved'),
+            this.notice(
+              'warn',
+              `recording ${m.id} is closed as interrupted, but its metadata could not be saved (${err.code ?? err.message}): it is closed again at the next start`,
+              'recording_meta_unsaved',
+            ),
           );
         }
         this.metas.set(m.id, m);

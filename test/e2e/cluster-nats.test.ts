@@ -115,7 +115,7 @@ test('a silent link of B taken over by a new connection to the same node: the no
     if (b2 === undefined) await new Promise((r) => setTimeout(r, 100));
   }
   // Taken over, not cut for silence first (a cut releases the lease, which restarted the sender before).
-  assert.equal(metricValue(await metrics(n2.base), 'canrelay_bridge_agent_takeovers_total', { node: 'r2' }), 1, 'B\'s new link took over the silent one');
+  assert.equal(metricValue(await metrics(n2.base), 'canrelay_bridge_agent_takeovers_total', { node: 'r2' }), 1, "B's new link took over the silent one");
   await b2.waitFor(() => b2.applied.length >= N, 60_000, 'every frame of A at B after the takeover');
   assert.deepEqual(
     b2.applied.map((f) => frameNumber(f.frame)),

@@ -63,7 +63,10 @@ async function expectAgentInMemory(p: CliProcess, file: string, cause: RegExp): 
   assert.ok(h.state_reason!.includes(file), `names ${file}: ${h.state_reason}`);
   assert.match(h.state_reason!, cause);
   assert.match(h.state_reason!, /state in memory/);
-  assert.ok(p.logs.some((l) => l.level === 50 && /running with the state in memory/.test(l.msg)), 'one error line says so');
+  assert.ok(
+    p.logs.some((l) => l.level === 50 && /running with the state in memory/.test(l.msg)),
+    'one error line says so',
+  );
   assert.equal(await p.stop(), 0);
 }
 

@@ -323,7 +323,15 @@ test('bridge store: while the disk refuses writes, queued commands past the firs
     store.createDongle('gw', 'h'.repeat(64), new Date().toISOString());
     const expires = new Date(Date.now() + 600_000).toISOString();
     for (let i = 0; i < 40; i++)
-      store.insertCommand({ id: `c${String(i).padStart(2, '0')}`, dongle: 'gw', type: 'send_frame', body: '{}', status: 'queued', created_at: new Date(Date.now() + i).toISOString(), expires_at: expires });
+      store.insertCommand({
+        id: `c${String(i).padStart(2, '0')}`,
+        dongle: 'gw',
+        type: 'send_frame',
+        body: '{}',
+        status: 'queued',
+        created_at: new Date(Date.now() + i).toISOString(),
+        expires_at: expires,
+      });
     fill(disk);
     // Fill what SQLite can still reuse inside its files, until a write is refused.
     for (let n = 0; n < 10_000 && health.status().state === 'ok'; n++) store.setLastSeen('gw', 'x'.repeat(2000) + n);

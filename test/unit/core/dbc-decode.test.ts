@@ -230,12 +230,9 @@ test('real capture: Civic Type R log with opendbc Honda DBC, every frame against
 
 test('signals named like built-in object properties ("__proto__", "constructor") are keys like any other, with no inherited unit', async () => {
   const db = parseDbc(
-    [
-      'BO_ 256 ODD: 8 ECU',
-      ' SG_ __proto__ : 0|8@1+ (1,0) [0|255] "" ECU',
-      ' SG_ constructor : 8|8@1+ (1,0) [0|255] "" ECU',
-      ' SG_ RPM : 16|16@1+ (1,0) [0|65535] "rpm" ECU',
-    ].join('\n'),
+    ['BO_ 256 ODD: 8 ECU', ' SG_ __proto__ : 0|8@1+ (1,0) [0|255] "" ECU', ' SG_ constructor : 8|8@1+ (1,0) [0|255] "" ECU', ' SG_ RPM : 16|16@1+ (1,0) [0|65535] "rpm" ECU'].join(
+      '\n',
+    ),
     'odd.dbc',
   );
   const frame = testFrame({ id: 256, data: Uint8Array.of(7, 5, 0x60, 0x03, 0, 0, 0, 0), tsUs: Date.now() * 1000 });
