@@ -214,10 +214,11 @@ export class AgentServer implements LinkHandler {
       old.terminate(); // it is silent: a close handshake would only wait
     }
 
+    // A new agent run numbers its batches afresh. Within a run, the furthest batch any node took: this
+    // node's own, the store's (saved at most once a second), what the node the agent left said (cluster).
     let pos = this.positions.get(link.dongle);
-    if (pos === undefined && upRun !== null) pos = { stream: upRun, batch: upBatch ?? -1 };
-    // A new agent run numbers its batches afresh.
     if (pos === undefined || pos.stream !== h.run) pos = { stream: h.run, batch: -1 };
+    pos.batch = Math.max(pos.batch, upRun === h.run ? (upBatch ?? -1) : -1, this.d.cluster?.upPositionOf(link.dongle, h.run) ?? -1);
     this.positions.set(link.dongle, pos);
     this.d.seq.startRun(link.dongle, h.run);
     return { eventAck: this.mirror.start(link.dongle, h.outbox), group: this.d.relay.groupOf(link.dongle)?.group ?? null, relayEpoch: this.d.relay.epoch, position: pos };
@@ -235,6 +236,10 @@ export class AgentServer implements LinkHandler {
     this.d.relay.attach(d, link);
     this.d.cluster?.held(d, link);
     this.d.commands.connected(d);
+  }
+
+  isDongle(dongle: string): boolean {
+    return this.d.store.dongle(dongle) !== undefined;
   }
 
   /** Cluster mode: another node holds this dongle now; its link here is closed. */
@@ -325,7 +330,7 @@ export class AgentServer implements LinkHandler {
     }
     this.current.delete(d);
     this.d.relay.detach(d, link);
-    this.d.cluster?.released(d, link);
+    this.d.cluster?.released(d, link, this.positions.get(d));
     if (this.stopped || !this.d.store.dongle(d)) return; // shutdown, or the dongle was deleted
     this.d.store.setLastSeen(d, isoNow());
     this.d.log.info({ dongle: d, code, reason }, 'agent disconnected');

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { scrapedCounter as counter, scrapedGauge as gauge } from '../../core/metrics/scraped.js';
+import type { BatchPosition } from '../../core/uplink/batch-dedupe.js';
 import type { AgentLink } from '../agent-link.js';
 import type { GroupRelay } from '../group-relay.js';
 import type { ArbitratedLink, Verdict } from '../link-arbiter.js';
@@ -15,6 +16,7 @@ import { ConsoleSync } from './console-sync.js';
 import { NatsLink } from './nats-connection.js';
 import { Ownership } from './ownership.js';
 import { RemoteSides } from './remote-sides.js';
+import { UpPositions } from './up-positions.js';
 
 export interface ClusterSettings {
   servers: string[];
@@ -32,6 +34,8 @@ export interface LocalAgents {
   linkOf(dongle: string): AgentLink | undefined;
   /** Another node holds the dongle now: close its link here. */
   cut(dongle: string): void;
+  /** A registered dongle (what other nodes say of unknown ones is not kept). */
+  isDongle(dongle: string): boolean;
 }
 
 const SYNC_MS = 250;
@@ -42,6 +46,7 @@ export class Cluster {
   private sides: RemoteSides | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
   private consoles: ConsoleSync | undefined;
+  private positions!: UpPositions;
 
   private constructor(
     readonly node: string,
@@ -68,6 +73,7 @@ export class Cluster {
       throw new Error(`NATS at ${s.servers.join(', ')} has no usable JetStream for the ownership leases (${(err as Error).message}); run nats-server with -js`);
     }
     const sides = (c.sides = new RemoteSides(nats, c.ownership, relay, (d) => agents.linkOf(d), clog));
+    c.positions = new UpPositions(nats, s.node, (d) => agents.isDongle(d), clog);
     // Groups change through the admin API of any node: every group side is checked regularly too.
     c.syncTimer = setInterval(() => {
       for (const d of relay.memberDongles()) sides.sync(d);
@@ -114,8 +120,15 @@ export class Cluster {
     this.sides?.localLinked(dongle);
   }
 
-  released(dongle: string, link: AgentLink): void {
+  /** The dongle's link here ended at UP position `pos` (told to every node before the lease is given back). */
+  released(dongle: string, link: AgentLink, pos: BatchPosition | undefined): void {
+    if (pos !== undefined) this.positions.linkEnded(dongle, pos);
     this.ownership.release(dongle, link);
+  }
+
+  /** The last UP batch of `run` another node took for the dongle, or -1. */
+  upPositionOf(dongle: string, run: string): number {
+    return this.positions.of(dongle, run);
   }
 
   /** A local agent's DOWN ack; true when another node sent it batches (so the ack is not "never sent"). */

@@ -23,6 +23,8 @@ export const SUBJECTS = {
   back: 'canrelay.node_back',
   /** A dongle's agent (re)connected to `node`: batches sent to its previous link there may be lost, so senders resend. */
   relinked: 'canrelay.relinked',
+  /** The last UP batch a node took of an agent's run when its link there ended (up-positions.ts), to every node. */
+  upPosition: 'canrelay.up_position',
   /** A console stream's events, numbered by the node that numbers it (console-sync.ts), to the nodes that mirror it. */
   consoleEvents: (stream: string): string => `canrelay.console.ev.${hexToken(stream)}`,
   /** Events made on a node that does not number their stream, to the node that does. */

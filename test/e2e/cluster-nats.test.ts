@@ -127,6 +127,41 @@ test('a silent link of B taken over by a new connection to the same node: the no
   b1.kill();
 });
 
+test('an agent that moves to another node resends batches its old node took (their acks lost with the link): relayed once, never twice', async () => {
+  const db = await servers.pg.createDatabase();
+  const n1 = await node('m1', db);
+  const ta = await n1.admin.register('mx-a');
+  const tb = await n1.admin.register('mx-b');
+  await n1.admin.group('gm', 'mx-a', 'mx-b', { can0: 'can0' });
+  const n2 = await node('m2', db);
+  await until(async () => (await n2.admin.get('/api/v1/groups/gm')).status === 200, 10_000, 'the group known on node 2');
+  const b = await FakeAgent.connect(n2.base, { dongle: 'mx-b', token: tb });
+  const a = await FakeAgent.connect(n1.base, { dongle: 'mx-a', token: ta });
+  const sent: { batch: number; frames: { frame: ReturnType<typeof numberedFrame>; seq: number }[] }[] = [];
+  for (let i = 0; i < 200; i += 10) {
+    const frames = Array.from({ length: 10 }, (_, k) => numberedFrame('can0', 0x321, i + k));
+    const seq0 = a.state.seqs.get('can0') ?? 0;
+    sent.push({ batch: a.sendFrames(frames), frames: frames.map((frame, k) => ({ frame, seq: seq0 + k })) });
+  }
+  await b.waitFor(() => b.applied.length >= 200, 20_000, "A's 200 frames at B through node 1");
+  // A's link drops; it reconnects to node 2 and, as an agent whose acks were lost with the link does,
+  // sends again every batch it sent (node 1 took and relayed them all).
+  a.kill();
+  await until(async () => metricValue(await metrics(n1.base), 'canrelay_bridge_agents_connected', { node: 'm1' }) === 0, 10_000, 'node 1 saw the link end');
+  const a2 = await FakeAgent.connect(n2.base, { dongle: 'mx-a', token: ta }, a.state, a.run);
+  for (const s of sent) a2.resendBatch(s.batch, s.frames);
+  a2.sendFrames(Array.from({ length: 10 }, (_, k) => numberedFrame('can0', 0x321, 200 + k)));
+  await b.waitFor(() => b.applied.some((f) => frameNumber(f.frame) === 209), 20_000, 'the new batch at B');
+  await new Promise((r) => setTimeout(r, 300)); // anything relayed twice would be here by now
+  assert.deepEqual(
+    b.applied.map((f) => frameNumber(f.frame)),
+    Array.from({ length: 210 }, (_, i) => i),
+    'each frame of A at B once, in order',
+  );
+  await a2.close();
+  await b.close();
+});
+
 /** Every frame A sent is at B, or counted lost at B (gaps not made up by late ones); duplicates are counted too. */
 test('SIGKILL of the node A is on, mid-relay: A reconnects to another node through the balancer, the relay resumes, every lost frame is counted', async (t) => {
   const db = await servers.pg.createDatabase();
