@@ -162,6 +162,49 @@ test('an agent that moves to another node resends batches its old node took (the
   await b.close();
 });
 
+test('an agent whose silent link on one node is taken over on another resends batches the first node took: relayed once, never twice', async () => {
+  const db = await servers.pg.createDatabase();
+  const n1 = await node('s1', db);
+  const ta = await n1.admin.register('sx-a');
+  const tb = await n1.admin.register('sx-b');
+  await n1.admin.group('gs', 'sx-a', 'sx-b', { can0: 'can0' });
+  const n2 = await node('s2', db);
+  await until(async () => (await n2.admin.get('/api/v1/groups/gs')).status === 200, 10_000, 'the group known on node 2');
+  const b = await FakeAgent.connect(n2.base, { dongle: 'sx-b', token: tb });
+  // A answers no ping: after its batches its link on node 1 goes silent (a half-open connection).
+  const a = await FakeAgent.connect(n1.base, { dongle: 'sx-a', token: ta, autoPong: false });
+  const sent: { batch: number; frames: { frame: ReturnType<typeof numberedFrame>; seq: number }[] }[] = [];
+  for (let i = 0; i < 200; i += 10) {
+    const frames = Array.from({ length: 10 }, (_, k) => numberedFrame('can0', 0x321, i + k));
+    const seq0 = a.state.seqs.get('can0') ?? 0;
+    sent.push({ batch: a.sendFrames(frames), frames: frames.map((frame, k) => ({ frame, seq: seq0 + k })) });
+  }
+  const silentSince = Date.now();
+  await b.waitFor(() => b.applied.length >= 200, 20_000, "A's 200 frames at B through node 1");
+  // The same agent on node 2: refused while its link on node 1 is within its heartbeats, then it takes
+  // over (2 intervals of 1 s) before node 1 cuts the silent link (2.5): node 1 has not seen it end, but
+  // two silent seconds let it save the position (every second) where node 2 reads it.
+  let a2: FakeAgent | undefined;
+  while (a2 === undefined) {
+    assert.ok(Date.now() - silentSince < 20_000, 'the takeover happened');
+    a2 = await FakeAgent.connect(n2.base, { dongle: 'sx-a', token: ta }, a.state, a.run).catch(() => undefined);
+    if (a2 === undefined) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(metricValue(await metrics(n2.base), 'canrelay_bridge_agent_takeovers_total', { node: 's2' }), 1, 'taken over, not after a cut');
+  for (const s of sent) a2.resendBatch(s.batch, s.frames);
+  a2.sendFrames(Array.from({ length: 10 }, (_, k) => numberedFrame('can0', 0x321, 200 + k)));
+  await b.waitFor(() => b.applied.some((f) => frameNumber(f.frame) === 209), 20_000, 'the new batch at B');
+  await new Promise((r) => setTimeout(r, 300)); // anything relayed twice would be here by now
+  assert.deepEqual(
+    b.applied.map((f) => frameNumber(f.frame)),
+    Array.from({ length: 210 }, (_, i) => i),
+    'each frame of A at B once, in order',
+  );
+  await a2.close();
+  await b.close();
+  a.kill();
+});
+
 /** Every frame A sent is at B, or counted lost at B (gaps not made up by late ones); duplicates are counted too. */
 test('SIGKILL of the node A is on, mid-relay: A reconnects to another node through the balancer, the relay resumes, every lost frame is counted', async (t) => {
   const db = await servers.pg.createDatabase();
