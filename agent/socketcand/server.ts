@@ -15,6 +15,11 @@ import { endConnection, Session, type SessionHost, type SocketcandStats } from '
 
 /** Connections served at once; more are refused with an error (each costs a socket and a buffer). */
 export const MAX_CLIENTS = 64;
+/**
+ * Connections of one address at once: a client that opens a bus may stay silent for as long as its bus
+ * is (the protocol has no idle end), so one host must not be able to take every place from the others.
+ */
+export const MAX_CLIENTS_PER_ADDRESS = 16;
 
 export interface SocketcandServerOptions {
   listen: string;
@@ -30,6 +35,8 @@ export class SocketcandServer {
   readonly stats: SocketcandStats = { clients: 0, framesSent: 0, clientsCut: 0, connectionsRefused: 0, framesTransmitted: 0, sendsRefused: 0, errorsSent: 0 };
   private readonly server: Server;
   private readonly sessions = new Set<Session>();
+  /** Sessions per remote address (MAX_CLIENTS_PER_ADDRESS). */
+  private readonly perAddress = new Map<string, number>();
   private readonly byBus = new Map<string, Set<Session>>();
   private readonly toFlush = new Set<Session>();
   private flushScheduled = false;
@@ -103,12 +110,25 @@ export class SocketcandServer {
       endConnection(socket, errorMessage(`too many clients (${MAX_CLIENTS}); try again later`));
       return;
     }
+    const from = remote ?? '';
+    const ofAddress = this.perAddress.get(from) ?? 0;
+    if (ofAddress >= MAX_CLIENTS_PER_ADDRESS) {
+      this.stats.connectionsRefused++;
+      this.opts.log('warn', `socketcand connection refused: ${MAX_CLIENTS_PER_ADDRESS} clients of this address are connected already`, { peer: remote });
+      socket.on('error', () => undefined);
+      endConnection(socket, errorMessage(`too many clients from ${from} (${MAX_CLIENTS_PER_ADDRESS}); close one first`));
+      return;
+    }
+    this.perAddress.set(from, ofAddress + 1);
     this.stats.clients++;
     const s = new Session(socket, this.host);
     this.sessions.add(s);
     socket.on('close', () => {
       this.sessions.delete(s);
       this.toFlush.delete(s);
+      const n = (this.perAddress.get(from) ?? 1) - 1;
+      if (n > 0) this.perAddress.set(from, n);
+      else this.perAddress.delete(from);
     });
     this.opts.log('info', 'socketcand client connected', { peer: s.peer });
   }

@@ -394,21 +394,27 @@ test('frames a socketcand client transmits never go up the uplink: the bridge re
   c.close();
 });
 
-test('at most 64 clients: the next one is refused with < error > and counted; a freed place is taken again', async () => {
+test('at most 16 clients of one address and 64 in all: the next one is refused with < error > and counted; a freed place is taken again', async () => {
   const a = await replayAgent();
   const clients: RawClient[] = [];
+  // Four hosts (loopback addresses) of 16 clients each.
   for (let i = 0; i < 64; i++) {
-    const c = await RawClient.connect(a.socketcandPort);
+    const c = await RawClient.connect(a.socketcandPort, `127.0.0.${1 + Math.floor(i / 16)}`);
     clients.push(c);
     await waitUntil(() => c.messages.length > 0, 5000, `< hi > for client ${i + 1}`);
   }
-  const extra = await RawClient.connect(a.socketcandPort);
+  const extra = await RawClient.connect(a.socketcandPort, '127.0.0.5');
   await waitUntil(() => extra.closed, 5000, 'the 65th connection to be closed');
   assert.deepEqual(extra.messages, ['< error too many clients (64); try again later >']);
   assert.equal(await a.metric('canrelay_socketcand_connections_refused_total'), 1);
-  clients.pop()!.close();
+  clients.pop()!.close(); // one of 127.0.0.4
   await waitUntil(async () => (await a.metric('canrelay_socketcand_clients')) === 63, 5000, 'a place to free up');
-  const again = await RawClient.connect(a.socketcandPort);
+  // A 17th client of 127.0.0.1 does not take it: one host cannot hold every place.
+  const greedy = await RawClient.connect(a.socketcandPort, '127.0.0.1');
+  await waitUntil(() => greedy.closed, 5000, "127.0.0.1's 17th connection to be closed");
+  assert.deepEqual(greedy.messages, ['< error too many clients from 127.0.0.1 (16); close one first >']);
+  assert.equal(await a.metric('canrelay_socketcand_connections_refused_total'), 2);
+  const again = await RawClient.connect(a.socketcandPort, '127.0.0.5');
   await waitUntil(() => again.messages.length > 0, 5000, '< hi >');
   assert.equal(again.messages[0], '< hi >');
   for (const c of [...clients, again]) c.close();

@@ -120,9 +120,10 @@ export class RawClient {
     socket.on('close', () => (this.closed = true));
   }
 
-  static connect(port: number): Promise<RawClient> {
+  /** `from`: the local address (any of 127.0.0.0/8 on Linux), for clients of several hosts. */
+  static connect(port: number, from?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const s = connect(port, '127.0.0.1', () => resolve(new RawClient(s)));
+      const s = connect({ port, host: '127.0.0.1', localAddress: from }, () => resolve(new RawClient(s)));
       s.once('error', reject);
     });
   }
