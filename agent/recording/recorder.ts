@@ -291,12 +291,26 @@ export class Recorder {
     return best;
   }
 
+  /** Removes a recording's files and metadata. A file that cannot be removed stays listed and counted (a 503 says why). */
   private async removeFiles(m: RecordingMeta): Promise<void> {
+    const kept: RecordingMeta['parts'] = [];
+    let failure: NodeJS.ErrnoException | undefined;
     for (const p of m.parts) {
-      await unlink(join(this.s.dir, p.name)).catch(() => undefined);
-      this.totalBytes -= p.bytes;
+      const err = await unlink(join(this.s.dir, p.name)).then(
+        () => undefined,
+        (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : e),
+      );
+      if (err === undefined) this.totalBytes -= p.bytes;
+      else {
+        kept.push(p);
+        failure ??= err;
+      }
     }
-    m.parts = [];
+    m.parts = kept;
+    if (failure !== undefined) {
+      await saveMeta(this.s.dir, m).catch(() => undefined);
+      throw new HttpError(503, `could not delete ${kept.map((p) => p.name).join(', ')} of recording ${m.id} in ${this.s.dir}: ${failure.code ?? failure.message}; they stay listed`);
+    }
     await metaSettled(m.id);
     await rm(join(this.s.dir, `${m.id}.json`), { force: true });
     this.metas.delete(m.id);

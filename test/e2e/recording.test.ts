@@ -131,6 +131,20 @@ test('the API: start with buses/ids/max duration, list, stop, download, delete; 
   assert.equal(text.trimEnd().split('\n').length, done.frames);
   assert.ok(!/ 7DF#/.test(text), 'the id filter left 7DF out');
   assert.equal((await call(a.base, 'DELETE', `/api/v1/recordings/${id}`, undefined, READ)).status, 403);
+  // A file the agent cannot remove (immutable: not even root may): 503 naming it, and the recording stays listed.
+  const file = readdirSync(join(dir, 'recs')).find((f) => f.endsWith('.log'))!;
+  const lock = spawnSync('chattr', ['+i', join(dir, 'recs', file)], { encoding: 'utf8' });
+  if (lock.status === 0) {
+    const refused = await call(a.base, 'DELETE', `/api/v1/recordings/${id}`, undefined, ADMIN);
+    spawnSync('chattr', ['-i', join(dir, 'recs', file)]);
+    assert.equal(refused.status, 503, JSON.stringify(refused.json));
+    assert.match(String(refused.json.error), new RegExp(`could not delete ${file}.*EPERM`));
+    assert.deepEqual(
+      (await list(a.base)).map((r) => r.id),
+      [id],
+      'still listed, its bytes still counted',
+    );
+  } else if (process.getuid?.() === 0) assert.fail(`chattr +i failed as root: ${lock.stderr}`);
   assert.equal((await call(a.base, 'DELETE', `/api/v1/recordings/${id}`, undefined, ADMIN)).status, 204);
   assert.equal((await list(a.base)).length, 0);
   assert.deepEqual(readdirSync(join(dir, 'recs')), [], 'its files are gone');
