@@ -309,7 +309,10 @@ export class Recorder {
     m.parts = kept;
     if (failure !== undefined) {
       await saveMeta(this.s.dir, m).catch(() => undefined);
-      throw new HttpError(503, `could not delete ${kept.map((p) => p.name).join(', ')} of recording ${m.id} in ${this.s.dir}: ${failure.code ?? failure.message}; they stay listed`);
+      throw new HttpError(
+        503,
+        `could not delete ${kept.map((p) => p.name).join(', ')} of recording ${m.id} in ${this.s.dir}: ${failure.code ?? failure.message}; they stay listed`,
+      );
     }
     await metaSettled(m.id);
     await rm(join(this.s.dir, `${m.id}.json`), { force: true });
