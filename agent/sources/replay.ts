@@ -262,7 +262,13 @@ export class ReplaySource implements FrameSource {
       }
     } catch (e) {
       if (this.stopped) return;
-      sink.log('error', `reading replay file ${this.file} failed: ${reason(e)}`, 'replay_read_failed');
+      // Not "finished": what follows the failed read was never delivered. The buses go down, as at a stop.
+      sink.log('error', `reading replay file ${this.file} failed after ${this.emitted} frames: ${reason(e)}; the rest of the file is not replayed`, 'replay_read_failed');
+      this.running = false;
+      for (const bus of this.busList) sink.busState(bus, 'down', 'replay file unreadable');
+      await this.fh?.close().catch(() => undefined);
+      this.fh = null;
+      return;
     }
     if (this.stopped) return;
     this.running = false;
@@ -395,7 +401,9 @@ export class ReplaySource implements FrameSource {
           this.wake = null;
           resolve();
         },
-        Math.max(1, Math.ceil(us / 1000)),
+        // Node takes a delay past 2^31 - 1 ms (24.8 days: a corrupt timestamp) as 1 ms, with a warning
+        // each time; the caller sleeps again until the frame is due.
+        Math.min(2 ** 31 - 1, Math.max(1, Math.ceil(us / 1000))),
       );
     });
   }

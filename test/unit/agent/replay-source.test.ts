@@ -398,3 +398,34 @@ test('a pipe that ends without a frame is an error, not "delivered"', async () =
   assert.equal(sink.endedCalls, 0, 'never reported as delivered');
   await source.stop();
 });
+
+test('a file of blank lines is looked at quickly: the format check stays within the first 4 KiB and within lines', async () => {
+  const { foreignFormat } = await import('../../../agent/sources/replay-input.js');
+  // 512 KiB of CRLF: the old patterns (\s* across lines) backtracked over all of it for many minutes.
+  assert.equal(foreignFormat(Buffer.from('\r\n'.repeat(256 * 1024))), undefined);
+  // What the patterns recognise is still recognised, also after blank lines.
+  assert.match(foreignFormat(Buffer.from('\r\n\r\n  can0  7E8   [8]  02 41 0C 1A F8 00 00 00\n'))!, /screen format/);
+  assert.match(foreignFormat(Buffer.from('date Mon Nov 30 10:00:00 2026\nbase hex  timestamps absolute\n'))!, /Vector ASCII/);
+});
+
+test('a timestamp gap beyond 24.8 days waits, without a flood of TimeoutOverflowWarning (Node takes such a delay as 1 ms)', async () => {
+  const file = writeLog([`${ts(0)} can0 100#01`, `${ts(3_000_000_000_000)} can0 100#02`]);
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.name);
+  process.on('warning', onWarning);
+  const source = new ReplaySource({ file, speed: 1, loop: false });
+  const sink = new RecordingSink();
+  try {
+    await source.start(sink);
+    await withTimeout(sink.framesReached(1), 10_000, 'the first frame');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(sink.frames.length, 1, 'the second frame waits for its time');
+    assert.deepEqual(
+      warnings.filter((w) => w === 'TimeoutOverflowWarning'),
+      [],
+    );
+  } finally {
+    process.off('warning', onWarning);
+    await source.stop();
+  }
+});
