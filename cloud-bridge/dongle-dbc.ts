@@ -4,8 +4,7 @@
  * the agent's own console. Only frames that pass a console's sampler are decoded here.
  */
 import type { Logger } from 'pino';
-import { SignalDecoder, type BoundDatabase } from '../core/can/dbc-decode.js';
-import { parseDbc } from '../core/can/dbc-parse.js';
+import { parseUsableDbc, SignalDecoder, type BoundDatabase } from '../core/can/dbc-decode.js';
 import { DbcAssembler, type DbcChunkMessage } from '../core/uplink/dbc-transfer.js';
 
 export class DongleDbcs {
@@ -29,7 +28,7 @@ export class DongleDbcs {
     const errors: string[] = [];
     for (const f of r.files) {
       try {
-        bound.push({ bus: f.bus ?? undefined, db: parseDbc(f.text, f.file) });
+        bound.push({ bus: f.bus ?? undefined, db: parseUsableDbc(f.text, f.file) });
       } catch (err) {
         errors.push((err as Error).message);
       }

@@ -4,9 +4,10 @@
  * never stops the agent: on a reload its last good version stays in use, so a half-saved edit loses
  * nothing already decoding; at start the agent runs without it.
  */
-import { readFile } from 'node:fs/promises';
-import { DbcParseError, parseDbc, type DbcDatabase } from '../../core/can/dbc-parse.js';
-import { SignalDecoder } from '../../core/can/dbc-decode.js';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { DbcParseError, type DbcDatabase } from '../../core/can/dbc-parse.js';
+import { parseUsableDbc, SignalDecoder } from '../../core/can/dbc-decode.js';
 import type { DbcUpload } from '../../core/uplink/dbc-transfer.js';
 import { splitBusPrefix } from '../../core/names.js';
 
@@ -71,7 +72,7 @@ export class DbcFiles {
       let error: string | undefined;
       try {
         const text = await readDbcText(spec.file);
-        this.good.set(key, { db: parseDbc(text, spec.file), at: new Date().toISOString(), text });
+        this.good.set(key, { db: parseUsableDbc(text, spec.file), at: new Date().toISOString(), text });
       } catch (err) {
         error = err instanceof DbcParseError ? err.message : `${spec.file}: ${(err as Error).message}`;
         const kept = this.good.has(key) ? ' (its previous version stays in use)' : '';
@@ -104,7 +105,17 @@ export function dbcUploads(files: DbcFiles): DbcUpload[] {
 }
 
 async function readDbcText(file: string): Promise<string> {
-  const buf = await readFile(file);
+  // Looked at before it is read: a huge file, /dev/zero or a FIFO must not fill memory or hang every reload.
+  const fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  let buf: Buffer;
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new Error('is not a regular file');
+    if (st.size > MAX_DBC_BYTES) throw new Error(`is ${st.size} bytes; a DBC file over ${MAX_DBC_BYTES} bytes is not accepted`);
+    buf = await fh.readFile();
+  } finally {
+    await fh.close();
+  }
   if (buf.length > MAX_DBC_BYTES) throw new Error(`is ${buf.length} bytes; a DBC file over ${MAX_DBC_BYTES} bytes is not accepted`);
   // DBC files are often Windows-1252 (Vector's tools); latin1 keeps every byte, UTF-8 where it is valid.
   const utf8 = buf.toString('utf8');

@@ -246,7 +246,9 @@ export class UplinkClient {
   private sendDbc(): void {
     const ws = this.ws;
     if (!ws || !this.connected || !this.bridgeDecodes || !this.opts.dbcFiles) return;
-    for (const m of dbcChunks(this.opts.dbcFiles(), this.dbcGen++)) this.send(ws, m);
+    const { messages, refused } = dbcChunks(this.opts.dbcFiles(), this.dbcGen++);
+    if (refused !== undefined) this.log.warn(`DBC files not sent to the bridge: ${refused}`);
+    for (const m of messages) this.send(ws, m);
   }
 
   private sayHello(ws: WebSocket): void {

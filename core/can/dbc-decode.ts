@@ -10,7 +10,7 @@
  * canmatrix). Value-table labels are looked up by raw value, as the DBC format defines them.
  */
 import type { CanFrame } from './frame.js';
-import { DbcParseError, type DbcDatabase, type DbcMessage, type DbcSignal } from './dbc-parse.js';
+import { DbcParseError, parseDbc, type DbcDatabase, type DbcMessage, type DbcSignal } from './dbc-parse.js';
 
 export interface CompiledSignal {
   readonly def: DbcSignal;
@@ -86,6 +86,17 @@ function compileSignal(def: DbcSignal, muxerIndex: number, file: string): Compil
   };
 }
 
+/**
+ * Parses a DBC file and compiles each of its messages once, so that what only compiling finds (a signal
+ * past byte 64, multiplexers in a circle) is an error of that file — never of the set it joins, where it
+ * disabled every file.
+ */
+export function parseUsableDbc(text: string, file: string): DbcDatabase {
+  const db = parseDbc(text, file);
+  for (const msg of db.messages) new MessageDecoder(msg, file);
+  return db;
+}
+
 /** One message, compiled. `decode()` fills `present`, `raw` and `value` in place. */
 export class MessageDecoder {
   readonly signals: CompiledSignal[];
@@ -101,12 +112,27 @@ export class MessageDecoder {
   ) {
     // Multiplexers before the signals that depend on them, whatever the order in the file.
     const byName = new Map(msg.signals.map((s) => [s.name, s]));
+    // Memoised, iteratively: a chain of thousands of multiplexers is walked once, not once per signal.
+    const depths = new Map<DbcSignal, number>();
     const depth = (s: DbcSignal): number => {
+      const chain: DbcSignal[] = [];
+      const onChain = new Set<DbcSignal>();
+      let cur: DbcSignal | undefined = s;
       let d = 0;
-      for (let cur: DbcSignal | undefined = s; cur?.muxer !== undefined; cur = byName.get(cur.muxer)) {
-        if (++d > msg.signals.length) throw new DbcParseError(file, s.line, `multiplexers of ${msg.name} depend on each other in a circle (at ${s.name})`);
+      while (cur !== undefined) {
+        const known = depths.get(cur);
+        if (known !== undefined) {
+          d = known;
+          break;
+        }
+        if (onChain.has(cur)) throw new DbcParseError(file, s.line, `multiplexers of ${msg.name} depend on each other in a circle (at ${s.name})`);
+        chain.push(cur);
+        onChain.add(cur);
+        cur = cur.muxer === undefined ? undefined : byName.get(cur.muxer);
+        if (cur === undefined) d = -1; // the chain's top: its own depth is 0
       }
-      return d;
+      for (let i = chain.length - 1; i >= 0; i--) depths.set(chain[i]!, ++d);
+      return depths.get(s)!;
     };
     const ordered = [...msg.signals]
       .map((s) => ({ s, d: depth(s) }))

@@ -75,14 +75,17 @@ const INDEPENDENT_SIGNALS_ID = 0xc0000000;
 const MAX_SIGNAL_BITS = 64;
 const MAX_FD_BYTES = 64;
 
-const NUM = String.raw`[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?`;
+// Each part of a number matched one way only (`\d+\.?\d*` split a run of digits in n ways: quadratic on a long one).
+const NUM = String.raw`[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?`;
 const IDENT = '[A-Za-z_][A-Za-z0-9_]*';
-const BO_RE = new RegExp(String.raw`^BO_\s+(\d+)\s+(${IDENT})\s*:\s*(\d+)\s*(\S*)\s*$`);
+const BO_RE = new RegExp(String.raw`^BO_\s+(\d+)\s+(${IDENT})\s*:\s*(\d+)(?:\s+(\S+))?\s*$`);
 const SG_RE = new RegExp(
   String.raw`^SG_\s+(${IDENT})\s*(M|m\d+M?)?\s*:\s*(\d+)\s*\|\s*(\d+)\s*@\s*([01])\s*([+-])\s*` +
     String.raw`\(\s*(${NUM})\s*,\s*(${NUM})\s*\)\s*\[\s*(${NUM})\s*\|\s*(${NUM})\s*\]\s*"((?:[^"\\]|\\.)*)"\s*(.*)$`,
 );
 const VAL_RE = new RegExp(String.raw`^VAL_\s+(\d+)\s+(${IDENT})\s+((?:[-+]?\d+\s+"(?:[^"\\]|\\.)*"\s*)*);$`);
+/** `VAL_ <environment variable> <value> "<label>" … ;`: the other form of VAL_ (no message id), read past. */
+const VAL_ENV_RE = new RegExp(String.raw`^VAL_\s+${IDENT}\s`);
 const VAL_PAIR_RE = /([-+]?\d+)\s+"((?:[^"\\]|\\.)*)"/g;
 const VALTYPE_RE = new RegExp(String.raw`^SIG_VALTYPE_\s+(\d+)\s+(${IDENT})\s*:?\s*([0-3])\s*;$`);
 const MULVAL_RE = new RegExp(String.raw`^SG_MUL_VAL_\s+(\d+)\s+(${IDENT})\s+(${IDENT})\s+(\d+\s*-\s*\d+(?:\s*,\s*\d+\s*-\s*\d+)*)\s*;$`);
@@ -121,6 +124,15 @@ interface Statement {
   line: number;
 }
 
+/** Longest statement read: the longest real ones, comments and value tables, are a few KiB. */
+const MAX_STATEMENT_CHARS = 1024 * 1024;
+/**
+ * Longest message, signal and attribute definition read: real ones are well under 1 KiB. Their patterns
+ * have runs of optional whitespace that a long enough hostile line makes slow to refuse.
+ */
+const MAX_DEFINITION_CHARS = 8 * 1024;
+const DEFINITIONS = new Set(['BO_', 'SG_', 'SIG_VALTYPE_', 'SG_MUL_VAL_']);
+
 /** Splits the file into statements, keeping `;`-terminated ones whole even when a string spans lines. */
 function* statements(text: string, file: string): Generator<Statement> {
   const lines = text.split(/\r?\n|\r/);
@@ -133,33 +145,51 @@ function* statements(text: string, file: string): Generator<Statement> {
       yield { text: first, line: i + 1 };
       continue;
     }
+    // Each line is scanned once, where the previous one left off (rescanning the whole statement at
+    // every line was quadratic: a comment left open made a 1 MB file take minutes).
     const start = i;
-    let acc = first;
-    while (!endsStatement(acc)) {
+    const scan = new StatementEnd();
+    scan.feed(first);
+    const parts = [first];
+    let chars = first.length;
+    while (!scan.ended) {
       i++;
       if (i >= lines.length) throw new DbcParseError(file, start + 1, `${keyword} statement is not closed with ';' before the end of the file`);
-      acc += '\n' + lines[i]!;
+      const line = lines[i]!;
+      chars += line.length + 1;
+      if (chars > MAX_STATEMENT_CHARS) throw new DbcParseError(file, start + 1, `${keyword} statement runs over ${MAX_STATEMENT_CHARS} characters (a ';' or a '"' missing?)`);
+      scan.feed('\n');
+      scan.feed(line);
+      parts.push(line);
     }
-    yield { text: acc.trim(), line: start + 1 };
+    yield { text: parts.join('\n').trim(), line: start + 1 };
   }
 }
 
-/** True when `s` ends with `;` outside a quoted string. */
-function endsStatement(s: string): boolean {
-  let inString = false;
-  let lastSemicolon = false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i];
-    if (inString) {
-      if (c === '\\') i++;
-      else if (c === '"') inString = false;
-      continue;
-    }
-    if (c === '"') inString = true;
-    else if (c === ';') lastSemicolon = true;
-    else if (c !== ' ' && c !== '\t' && c !== '\n' && c !== '\r') lastSemicolon = false;
+/** Whether the text fed so far ends with `;` outside a quoted string, fed piece by piece. */
+class StatementEnd {
+  private inString = false;
+  private escaped = false;
+  private lastSemicolon = false;
+
+  get ended(): boolean {
+    return !this.inString && this.lastSemicolon;
   }
-  return !inString && lastSemicolon;
+
+  feed(s: string): void {
+    for (let i = 0; i < s.length; i++) {
+      const c = s[i];
+      if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (c === '\\') this.escaped = true;
+        else if (c === '"') this.inString = false;
+        continue;
+      }
+      if (c === '"') this.inString = true;
+      else if (c === ';') this.lastSemicolon = true;
+      else if (c !== ' ' && c !== '\t' && c !== '\n' && c !== '\r') this.lastSemicolon = false;
+    }
+  }
 }
 
 function unescapeDbcText(s: string): string {
@@ -180,15 +210,20 @@ export function parseDbc(text: string, file: string): DbcDatabase {
   const warn = (line: number, what: string): void => {
     warnings.push(`${file}:${line}: ${what}`);
   };
+  /** Each message's signals by name (a message may have thousands: no linear search per line). */
+  const signalsByName = new Map<DbcMessage, Map<string, DbcSignal>>();
   const signalOf = (rawId: string, name: string, line: number, what: string): DbcSignal | undefined => {
     const m = byRawId.get(Number(rawId));
-    const s = m?.signals.find((x) => x.name === name);
+    const s = m === undefined ? undefined : signalsByName.get(m)?.get(name);
     if (s === undefined) warn(line, `${what} for unknown signal ${rawId} ${name}: ignored`);
     return s;
   };
 
   for (const st of statements(text, file)) {
     const t = st.text;
+    if (t.length > MAX_DEFINITION_CHARS && (DEFINITIONS.has(t.split(/[\s:]/, 1)[0]!) || t.startsWith('BA_ "VFrameFormat"'))) {
+      throw new DbcParseError(file, st.line, `${t.split(/\s/, 1)[0]} statement of ${t.length} characters, longer than any real one (${MAX_DEFINITION_CHARS}): ${t.slice(0, 80)}`);
+    }
     if (t.startsWith('BO_ ') || t.startsWith('BO_\t')) {
       current = undefined;
       skipping = false;
@@ -214,6 +249,7 @@ export function parseDbc(text: string, file: string): DbcDatabase {
         continue;
       }
       current = { id, extended, name: m[2]!, size, fd: size > 8, signals: [], line: st.line };
+      signalsByName.set(current, new Map());
       messages.push(current);
       byRawId.set(raw, current);
       continue;
@@ -235,11 +271,12 @@ export function parseDbc(text: string, file: string): DbcDatabase {
       const factor = num(m[7]!);
       if (!Number.isFinite(factor)) throw new DbcParseError(file, st.line, `signal ${m[1]} has factor ${m[7]}`);
       const mux = m[2];
-      if (current.signals.some((s) => s.name === m[1])) {
+      const byName = signalsByName.get(current)!;
+      if (byName.has(m[1]!)) {
         warn(st.line, `signal ${m[1]} defined twice in ${current.name}: the second is skipped`);
         continue;
       }
-      current.signals.push({
+      const signal: DbcSignal = {
         name: m[1]!,
         startBit,
         length,
@@ -257,13 +294,16 @@ export function parseDbc(text: string, file: string): DbcDatabase {
         muxer: undefined,
         muxRanges: undefined,
         line: st.line,
-      });
+      };
+      current.signals.push(signal);
+      byName.set(signal.name, signal);
       continue;
     }
     current = undefined;
     skipping = false;
     if (t.startsWith('VAL_ ')) {
       const m = VAL_RE.exec(t);
+      if (m === null && VAL_ENV_RE.test(t)) continue; // an environment variable's value table: not a signal's
       if (m === null) throw new DbcParseError(file, st.line, `cannot read value table (expected 'VAL_ <message id> <signal> <value> "<label>" … ;'): ${t.slice(0, 100)}`);
       const s = signalOf(m[1]!, m[2]!, st.line, 'VAL_');
       if (s === undefined) continue;
@@ -307,9 +347,10 @@ export function parseDbc(text: string, file: string): DbcDatabase {
 function checkMultiplexing(messages: DbcMessage[], file: string, warnings: string[]): void {
   for (const msg of messages) {
     const top = msg.signals.filter((s) => s.isMultiplexer && s.muxValue === undefined);
+    const byName = new Map(msg.signals.map((x) => [x.name, x]));
     for (const s of msg.signals) {
       if (s.muxer !== undefined) {
-        const muxer = msg.signals.find((x) => x.name === s.muxer);
+        const muxer = byName.get(s.muxer);
         if (muxer === undefined || !muxer.isMultiplexer) {
           throw new DbcParseError(file, s.line, `SG_MUL_VAL_ makes ${s.name} depend on ${s.muxer}, which is not a multiplexer (M) of ${msg.name}`);
         }

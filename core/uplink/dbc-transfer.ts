@@ -33,13 +33,24 @@ export type DbcChunkMessage = z.infer<typeof DbcChunkMessage>;
 const DbcFileList = z.array(z.strictObject({ bus: z.string().regex(BUS_RULE).nullable(), file: z.string().min(1).max(1000), text: z.string() })).max(64);
 export type DbcUpload = z.infer<typeof DbcFileList>[number];
 
-/** The messages that carry `files`. An empty list is one message: "the agent has no DBC now". */
-export function dbcChunks(files: readonly DbcUpload[], gen: number): DbcChunkMessage[] {
+/**
+ * The messages that carry `files`. An empty list is one message: "the agent has no DBC now". A set over
+ * the bridge's bound (MAX_DBC_TOTAL_CHARS as JSON: escaping makes it longer than the files) goes as an
+ * empty set, with why in `refused`: sent whole, the bridge would refuse every part and close the link,
+ * again at every reconnect, and nothing would be relayed.
+ */
+export function dbcChunks(files: readonly DbcUpload[], gen: number): { messages: DbcChunkMessage[]; refused?: string } {
   const json = JSON.stringify(files);
+  if (json.length > MAX_DBC_TOTAL_CHARS) {
+    return {
+      messages: dbcChunks([], gen).messages,
+      refused: `the DBC files are ${json.length} characters as sent, over the bridge's ${MAX_DBC_TOTAL_CHARS}: the bridge's consoles show this dongle's frames undecoded`,
+    };
+  }
   const parts = Math.max(1, Math.ceil(json.length / DBC_CHUNK_CHARS));
   const out: DbcChunkMessage[] = [];
   for (let i = 0; i < parts; i++) out.push({ t: 'dbc', gen, part: i, parts, chunk: json.slice(i * DBC_CHUNK_CHARS, (i + 1) * DBC_CHUNK_CHARS) });
-  return out;
+  return { messages: out };
 }
 
 export type AssembleResult = { state: 'partial' } | { state: 'done'; files: DbcUpload[] } | { state: 'error'; error: string };
