@@ -13,11 +13,12 @@
  * valid frame is refused with a StartupError (exit 2) saying what it is; a pipe that ends without a valid
  * frame is reported as an error, never as delivered.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { monotonicUsClock, type CanFrame } from '../../core/can/frame.js';
 import { CandumpReader, type CandumpRecord } from '../../core/can/candump.js';
 import { EXIT_USAGE, StartupError } from '../../core/cli/exit-codes.js';
 import { firstLine, foreignFormat } from './replay-input.js';
+import { openReplayReader, type ReplayReader } from './replay-reader.js';
 import type { FrameSource, SendResult, SourceSink } from './source.js';
 
 export interface ReplayOptions {
@@ -65,7 +66,7 @@ export class ReplaySource implements FrameSource {
   private readonly chunkSize: number;
 
   private sink: SourceSink | null = null;
-  private fh: FileHandle | null = null;
+  private input: ReplayReader | null = null;
   /** Regular files are read by position (so a loop can rewind); pipes sequentially. */
   private seekable = true;
   private running = false;
@@ -127,29 +128,25 @@ export class ReplaySource implements FrameSource {
 
   async start(sink: SourceSink): Promise<void> {
     if (this.sink) throw new Error('replay already started; create a new ReplaySource to replay again');
-    let fh: FileHandle;
+    let input: ReplayReader;
     try {
-      fh = await open(this.file, 'r');
+      input = await openReplayReader(this.file);
     } catch (e) {
-      throw new Error(`cannot open replay file ${JSON.stringify(this.file)}: ${reason(e)}; check the path given to --replay`);
-    }
-    try {
-      const st = await fh.stat();
-      if (st.isDirectory()) throw new Error('it is a directory');
-      this.seekable = st.isFile();
-    } catch (e) {
-      await fh.close().catch(() => undefined);
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM')
+        throw new Error(`cannot open replay file ${JSON.stringify(this.file)}: ${reason(e)}; check the path given to --replay`);
       throw new Error(`cannot read replay file ${JSON.stringify(this.file)}: ${reason(e)}; give a candump -L log file`);
     }
-    if (this.seekable) {
+    this.seekable = input.seekable;
+    if (input.file !== undefined && this.seekable) {
       try {
-        await this.checkFile(fh);
+        await this.checkFile(input.file);
       } catch (e) {
-        await fh.close().catch(() => undefined);
+        await input.close();
         throw e;
       }
     }
-    this.fh = fh;
+    this.input = input;
     this.sink = sink;
     this.running = true;
     this.pump = this.run().catch((e: unknown) => {
@@ -179,9 +176,11 @@ export class ReplaySource implements FrameSource {
     const wasRunning = this.running;
     this.running = false;
     this.interruptSleep();
+    // A pipe's pending read ends with its close; a file's read ends by itself.
+    if (!this.seekable) await this.input?.close();
     await this.pump;
-    await this.fh?.close().catch(() => undefined);
-    this.fh = null;
+    await this.input?.close();
+    this.input = null;
     if (wasRunning && this.sink) {
       this.flushRejectSummary();
       for (const bus of this.busList) this.sink.busState(bus, 'down', 'replay stopped');
@@ -228,7 +227,7 @@ export class ReplaySource implements FrameSource {
         let pos = 0;
         for (;;) {
           if (this.stopped) return;
-          const { bytesRead } = await this.fh!.read(buf, 0, buf.length, this.seekable ? pos : null);
+          const bytesRead = await this.input!.read(buf, pos);
           if (this.stopped) return;
           if (bytesRead === 0) break;
           if (this.head === undefined) this.head = Buffer.from(buf.subarray(0, Math.min(bytesRead, 4096)));
@@ -266,14 +265,14 @@ export class ReplaySource implements FrameSource {
       sink.log('error', `reading replay file ${this.file} failed after ${this.emitted} frames: ${reason(e)}; the rest of the file is not replayed`, 'replay_read_failed');
       this.running = false;
       for (const bus of this.busList) sink.busState(bus, 'down', 'replay file unreadable');
-      await this.fh?.close().catch(() => undefined);
-      this.fh = null;
+      await this.input?.close();
+      this.input = null;
       return;
     }
     if (this.stopped) return;
     this.running = false;
-    await this.fh?.close().catch(() => undefined);
-    this.fh = null;
+    await this.input?.close();
+    this.input = null;
     sink.log('info', `replay finished: all ${this.emitted} frames of the file were delivered`, 'replay_ended', { frames: this.emitted });
   }
 

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -428,4 +428,39 @@ test('a timestamp gap beyond 24.8 days waits, without a flood of TimeoutOverflow
     process.off('warning', onWarning);
     await source.stop();
   }
+});
+
+test('a pipe whose writer went quiet: stop() ends the replay at once (its read waited on a thread, holding even the exit)', async () => {
+  const fifo = join(dir, 'quiet.fifo');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  // A writer that sends one frame and then keeps the pipe open, silent.
+  const writer = spawn('sh', ['-c', `exec 3>${fifo}; echo '${ts(0)} can0 100#01' >&3; sleep 60`], { stdio: 'ignore' });
+  try {
+    const source = new ReplaySource({ file: fifo, speed: 0, loop: false });
+    const sink = new RecordingSink();
+    await source.start(sink);
+    await withTimeout(sink.framesReached(1), 10_000, 'the frame from the pipe');
+    await withTimeout(source.stop(), 10_000, 'stop() while the writer is silent');
+    assert.deepEqual(sink.states.at(-1), ['can0', 'down', 'replay stopped']);
+  } finally {
+    writer.kill('SIGKILL');
+  }
+});
+
+test('a pipe opened before its writer: the replay waits for one, then replays what it writes and ends with it', async () => {
+  const fifo = join(dir, 'late.fifo');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  const source = new ReplaySource({ file: fifo, speed: 0, loop: false });
+  const sink = new RecordingSink();
+  await source.start(sink);
+  await new Promise((r) => setTimeout(r, 300)); // no writer yet: nothing ends
+  assert.equal(sink.endedCalls, 0);
+  await new Promise<void>((resolve, reject) => {
+    const w = createWriteStream(fifo);
+    w.on('error', reject);
+    w.end([0, 1, 2].map((i) => `${ts(i * 1000)} can0 10${i}#0${i}`).join('\n') + '\n', () => resolve());
+  });
+  await withTimeout(sink.done, 10_000, 'the end of the replay');
+  assert.equal(sink.frames.length, 3);
+  await source.stop();
 });
