@@ -158,11 +158,7 @@ export class RemoteSides {
    */
   localLinked(dongle: string): void {
     if (!this.nats.connected) return; // the reconnect restarts every side (node_back)
-    try {
-      this.nats.nc.publish(SUBJECTS.relinked, JSON.stringify({ dongle, node: this.ownership.node }));
-    } catch (err) {
-      this.nats.failed('relinked publish', err);
-    }
+    this.nats.publishSoon(SUBJECTS.relinked, JSON.stringify({ dongle, node: this.ownership.node }), 'relinked publish');
   }
 
   private onRelinked(m: Msg): void {

@@ -10,6 +10,7 @@ import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-proces
 import { agentFrames as frames, agentUplink as uplink, clusterServers, framesAccountedAtB as accounted, metricsText as metrics } from '../helpers/cluster-servers.js';
 import { connect } from 'nats';
 import { OWNER_BUCKET } from '../../cloud-bridge/cluster/ownership.js';
+import type { CanFrame } from '../../core/can/frame.js';
 import { FakeAgent, frameNumber, numberedFrame } from '../helpers/fake-agent.js';
 import { TcpBalancer } from '../helpers/tcp-balancer.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
@@ -127,6 +128,31 @@ test('a silent link of B taken over by a new connection to the same node: the no
   b1.kill();
 });
 
+/** A's frames 0 … n-1, ten to a batch: what it sent, to send again after a reconnect. */
+function sendNumbered(a: FakeAgent, n: number): { batch: number; frames: { frame: CanFrame; seq: number }[] }[] {
+  const sent: { batch: number; frames: { frame: CanFrame; seq: number }[] }[] = [];
+  for (let i = 0; i < n; i += 10) {
+    const frames = Array.from({ length: 10 }, (_, k) => numberedFrame('can0', 0x321, i + k));
+    const seq0 = a.state.seqs.get('can0') ?? 0;
+    sent.push({ batch: a.sendFrames(frames), frames: frames.map((frame, k) => ({ frame, seq: seq0 + k })) });
+  }
+  return sent;
+}
+
+/** A (reconnected) sends every batch again, as an agent whose acks were lost does, then ten new frames: B must have each frame once. */
+async function resendThenCheckOnce(a: FakeAgent, b: FakeAgent, sent: ReturnType<typeof sendNumbered>): Promise<void> {
+  const n = sent.length * 10;
+  for (const s of sent) a.resendBatch(s.batch, s.frames);
+  a.sendFrames(Array.from({ length: 10 }, (_, k) => numberedFrame('can0', 0x321, n + k)));
+  await b.waitFor(() => b.applied.some((f) => frameNumber(f.frame) === n + 9), 20_000, 'the new batch at B');
+  await new Promise((r) => setTimeout(r, 300)); // anything relayed twice would be here by now
+  assert.deepEqual(
+    b.applied.map((f) => frameNumber(f.frame)),
+    Array.from({ length: n + 10 }, (_, i) => i),
+    'each frame of A at B once, in order',
+  );
+}
+
 test('an agent that moves to another node resends batches its old node took (their acks lost with the link): relayed once, never twice', async () => {
   const db = await servers.pg.createDatabase();
   const n1 = await node('m1', db);
@@ -137,27 +163,14 @@ test('an agent that moves to another node resends batches its old node took (the
   await until(async () => (await n2.admin.get('/api/v1/groups/gm')).status === 200, 10_000, 'the group known on node 2');
   const b = await FakeAgent.connect(n2.base, { dongle: 'mx-b', token: tb });
   const a = await FakeAgent.connect(n1.base, { dongle: 'mx-a', token: ta });
-  const sent: { batch: number; frames: { frame: ReturnType<typeof numberedFrame>; seq: number }[] }[] = [];
-  for (let i = 0; i < 200; i += 10) {
-    const frames = Array.from({ length: 10 }, (_, k) => numberedFrame('can0', 0x321, i + k));
-    const seq0 = a.state.seqs.get('can0') ?? 0;
-    sent.push({ batch: a.sendFrames(frames), frames: frames.map((frame, k) => ({ frame, seq: seq0 + k })) });
-  }
+  const sent = sendNumbered(a, 200);
   await b.waitFor(() => b.applied.length >= 200, 20_000, "A's 200 frames at B through node 1");
   // A's link drops; it reconnects to node 2 and, as an agent whose acks were lost with the link does,
   // sends again every batch it sent (node 1 took and relayed them all).
   a.kill();
   await until(async () => metricValue(await metrics(n1.base), 'canrelay_bridge_agents_connected', { node: 'm1' }) === 0, 10_000, 'node 1 saw the link end');
   const a2 = await FakeAgent.connect(n2.base, { dongle: 'mx-a', token: ta }, a.state, a.run);
-  for (const s of sent) a2.resendBatch(s.batch, s.frames);
-  a2.sendFrames(Array.from({ length: 10 }, (_, k) => numberedFrame('can0', 0x321, 200 + k)));
-  await b.waitFor(() => b.applied.some((f) => frameNumber(f.frame) === 209), 20_000, 'the new batch at B');
-  await new Promise((r) => setTimeout(r, 300)); // anything relayed twice would be here by now
-  assert.deepEqual(
-    b.applied.map((f) => frameNumber(f.frame)),
-    Array.from({ length: 210 }, (_, i) => i),
-    'each frame of A at B once, in order',
-  );
+  await resendThenCheckOnce(a2, b, sent);
   await a2.close();
   await b.close();
 });
@@ -173,12 +186,7 @@ test('an agent whose silent link on one node is taken over on another resends ba
   const b = await FakeAgent.connect(n2.base, { dongle: 'sx-b', token: tb });
   // A answers no ping: after its batches its link on node 1 goes silent (a half-open connection).
   const a = await FakeAgent.connect(n1.base, { dongle: 'sx-a', token: ta, autoPong: false });
-  const sent: { batch: number; frames: { frame: ReturnType<typeof numberedFrame>; seq: number }[] }[] = [];
-  for (let i = 0; i < 200; i += 10) {
-    const frames = Array.from({ length: 10 }, (_, k) => numberedFrame('can0', 0x321, i + k));
-    const seq0 = a.state.seqs.get('can0') ?? 0;
-    sent.push({ batch: a.sendFrames(frames), frames: frames.map((frame, k) => ({ frame, seq: seq0 + k })) });
-  }
+  const sent = sendNumbered(a, 200);
   const silentSince = Date.now();
   await b.waitFor(() => b.applied.length >= 200, 20_000, "A's 200 frames at B through node 1");
   // The same agent on node 2: refused while its link on node 1 is within its heartbeats, then it takes
@@ -191,15 +199,7 @@ test('an agent whose silent link on one node is taken over on another resends ba
     if (a2 === undefined) await new Promise((r) => setTimeout(r, 100));
   }
   assert.equal(metricValue(await metrics(n2.base), 'canrelay_bridge_agent_takeovers_total', { node: 's2' }), 1, 'taken over, not after a cut');
-  for (const s of sent) a2.resendBatch(s.batch, s.frames);
-  a2.sendFrames(Array.from({ length: 10 }, (_, k) => numberedFrame('can0', 0x321, 200 + k)));
-  await b.waitFor(() => b.applied.some((f) => frameNumber(f.frame) === 209), 20_000, 'the new batch at B');
-  await new Promise((r) => setTimeout(r, 300)); // anything relayed twice would be here by now
-  assert.deepEqual(
-    b.applied.map((f) => frameNumber(f.frame)),
-    Array.from({ length: 210 }, (_, i) => i),
-    'each frame of A at B once, in order',
-  );
+  await resendThenCheckOnce(a2, b, sent);
   await a2.close();
   await b.close();
   a.kill();
