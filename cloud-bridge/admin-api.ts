@@ -149,8 +149,9 @@ export class AdminApi {
 
   private async deleteDongle(id: string): Promise<{ status: number; body: unknown }> {
     this.mustDongle(id);
-    this.d.commands.dongleRemoved(id);
+    // The store first: when it refuses (503), nothing is changed, its commands included.
     const { group } = await this.d.store.deleteDongle(id);
+    this.d.commands.dongleRemoved(id);
     if (group !== undefined) this.endGroup(group);
     this.d.agents.disconnect(id, CLOSE.UNAUTHORIZED, 'dongle removed from the bridge');
     this.d.agents.forget(id);
@@ -279,6 +280,8 @@ export class AdminApi {
   private async postCommand(req: IncomingMessage, dongle: string): Promise<{ status: number; body: unknown }> {
     this.mustDongle(dongle);
     const raw = await readJson(req);
+    // Again: the dongle may have been deleted while its body arrived (a command must never outlive it).
+    this.mustDongle(dongle);
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
       throw new HttpError(400, `a command is a JSON object, e.g. {"type":"send_frame","bus":"can0","id":"0x123","data_hex":"01 02"}`);
     const { timeout_s, ...rest } = raw as Record<string, unknown>;

@@ -270,16 +270,23 @@ export class CommandCenter {
   private sweep(): void {
     const now = Date.now();
     let budget = SWEEP_MAX; // a mass expiry is spread over several sweeps, not one long turn
+    const waiting: [string, number][] = [];
     for (const [id, at] of this.deadlines) {
       if (at > now) continue;
-      if (budget-- <= 0) return;
+      if (budget-- <= 0) break;
       const c = this.store.command(id);
       if (!c || isTerminal(c.status)) {
         this.deadlines.delete(id);
         continue;
       }
-      if (c.status !== 'queued' && !this.hadTimeToReport(c.dongle, now)) continue;
-      this.timeOut(c);
+      if (c.status !== 'queued' && !this.hadTimeToReport(c.dongle, now)) waiting.push([id, at]);
+      else this.timeOut(c);
+    }
+    // Sent, their agent away: to the back of the line, so that the next sweeps reach what is behind them
+    // (hundreds of such commands took every sweep, and a queued command behind them never timed out).
+    for (const [id, at] of waiting) {
+      this.deadlines.delete(id);
+      this.deadlines.set(id, at);
     }
   }
 }

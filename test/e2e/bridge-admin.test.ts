@@ -1,6 +1,7 @@
 /** The bridge's admin API and console access rules, through the real CLI process and real HTTP/WebSocket. */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, test } from 'node:test';
 import { AdminApi, type AdminDeps } from '../../cloud-bridge/admin-api.js';
@@ -215,6 +216,41 @@ test('consoles: admin or viewer token (header or ?access_token=); 401, 403 for a
   assert.equal(await upgradeStatus(b.base, { Authorization: `Bearer ${agentToken}` }), undefined);
   const m = await getJson(b.base + '/metrics');
   assert.equal(metricValue(m.text, 'canrelay_bridge_rejected_messages_total', { reason: 'unauthorized' }), 3);
+});
+
+test('a command whose body was still arriving when its dongle was deleted is refused (404): a new gateway under that id gets nothing', async () => {
+  const b = await bridge();
+  await b.admin.register('gw-race');
+  const body = JSON.stringify({ type: 'send_frame', bus: 'can0', id: '0x123', data_hex: 'DE AD', timeout_s: 600 });
+  const u = new URL(`${b.base}/api/v1/dongles/gw-race/commands`);
+  let finish!: () => void;
+  const answered = new Promise<number>((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'POST',
+        headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.write(body.slice(0, 5));
+    finish = () => req.end(body.slice(5));
+  });
+  await new Promise((r) => setTimeout(r, 200)); // the headers are in: the dongle was checked
+  assert.equal((await b.admin.del('/api/v1/dongles/gw-race')).status, 200);
+  finish();
+  assert.equal(await answered, 404, 'the dongle is gone');
+  const token = await b.admin.register('gw-race'); // another gateway under the same id
+  const a = await FakeAgent.connect(b.base, { dongle: 'gw-race', token });
+  await new Promise((r) => setTimeout(r, 500));
+  assert.deepEqual(a.ofType('command'), [], 'it is sent no command of the deleted dongle');
+  await a.close();
 });
 
 test('commands: 404 unknown dongle, 400 with the reason, 202 queued, GET its history', async () => {

@@ -16,6 +16,7 @@ import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { Outbox } from '../../agent/uplink/outbox.js';
 import { IN_FLIGHT_WINDOW } from '../../cloud-bridge/command-delivery.js';
+import { STATUS_GRACE_MS } from '../../cloud-bridge/commands.js';
 import { commandStatusData, presenceData } from '../../core/console/normalize.js';
 import { cleanupAfter } from '../helpers/cleanup.js';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
@@ -161,6 +162,34 @@ test('a sent command is not timed out while its agent is offline; the report aft
   }
   assert.deepEqual(await history(id2), ['queued', 'sent', 'timed_out']);
   await a.close();
+  await bridge.proc.stop();
+});
+
+test('hundreds of sent commands whose agent stays away do not stall the timeout sweep: a queued command behind them still times out', async () => {
+  const bridge = track(await startBridgeProcess());
+  const token = await bridge.admin.register('gone');
+  await bridge.admin.register('victim');
+  // More sent-and-unreported commands than one sweep looks at (200), past their deadline with their agent offline.
+  const n = 7 * IN_FLIGHT_WINDOW;
+  for (let i = 0; i < n; i++) assert.equal((await bridge.admin.post('/api/v1/dongles/gone/commands', { ...command, timeout_s: 5 })).status, 202);
+  let got = 0;
+  while (got < n) {
+    const a = await FakeAgent.connect(bridge.base, { dongle: 'gone', token });
+    await a.waitFor(() => a.ofType('command').length >= Math.min(IN_FLIGHT_WINDOW, n - got), 5000, 'a window of commands');
+    got += a.ofType('command').length;
+    await a.close(); // never reports: they stay sent
+  }
+  // Every one past its deadline and the report wait (5 s + STATUS_GRACE_MS): left to the sweeps, agent away.
+  await new Promise((r) => setTimeout(r, 5000 + STATUS_GRACE_MS + 1000));
+  const r = await bridge.admin.post('/api/v1/dongles/victim/commands', { ...command, timeout_s: 1 });
+  const id = String(r.body.command_id);
+  const deadline = Date.now() + 30_000;
+  while ((await bridge.admin.get(`/api/v1/commands/${id}`)).body.status !== 'timed_out') {
+    assert.ok(Date.now() < deadline, 'the queued command timed out');
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  const one = await bridge.admin.get('/api/v1/dongles/gone/commands?limit=1');
+  assert.equal((one.body.commands as { status: string }[])[0]!.status, 'sent', 'while those stay sent: their agent is away');
   await bridge.proc.stop();
 });
 

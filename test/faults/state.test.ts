@@ -276,12 +276,17 @@ test('bridge: its database deleted while running: admin changes get 503 at once,
   const db = join(tempDir('canrelay-gone-db-'), 'bridge.sqlite');
   const bridge: StartedBridge = track(await startBridgeProcess([], { db }));
   assert.equal((await bridge.admin.put('/api/v1/dongles/kept')).status, 201);
+  const cmd = await bridge.admin.post('/api/v1/dongles/kept/commands', { type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '01', timeout_s: 600 });
+  assert.equal(cmd.status, 202);
   rmSync(db);
   // At once, before the 5 s check says so in /healthz.
   const refused = await bridge.admin.put('/api/v1/dongles/lost');
   assert.equal(refused.status, 503, JSON.stringify(refused.body));
   assert.match(String(refused.body.error), new RegExp(`${db} was deleted while running.*nothing was changed`));
   assert.equal((await bridge.admin.post('/api/v1/dongles/kept/token', {})).status, 503, 'a token rotation too');
+  // A refused delete changes nothing: the dongle's queued command is not failed as "removed".
+  assert.equal((await bridge.admin.del('/api/v1/dongles/kept')).status, 503);
+  assert.equal((await bridge.admin.get(`/api/v1/commands/${String(cmd.body.command_id)}`)).body.status, 'queued');
   await until('said in /healthz', async () => ((await health(bridge.base)).state === 'degraded' ? true : undefined), 15_000);
   assert.equal(await bridge.proc.stop(), 0);
 });
