@@ -9,12 +9,18 @@ export function frameFromCommand(cmd: SendFrameCommand): { ok: true; frame: CanF
   const data = parseHexBytes(cmd.data_hex ?? '');
   if (data === null) return { ok: false, error: `data_hex ${JSON.stringify(cmd.data_hex)} is not whole hex bytes` };
   const rtr = cmd.is_remote === true;
-  const fd = cmd.is_fd === true || data.length > 8;
+  // What is given is what is sent, or refused: never silently another frame than the one asked for.
+  const ext = cmd.is_extended ?? id > 0x7ff;
+  const fd = cmd.is_fd ?? data.length > 8;
   if (rtr && data.length > 0) return { ok: false, error: 'a remote frame (is_remote) carries no data; give dlc instead' };
+  if (cmd.dlc !== undefined && !rtr) return { ok: false, error: 'dlc is for a remote frame (is_remote: true); a data frame\'s length is that of data_hex' };
+  if (rtr && (cmd.dlc ?? 0) > 8) return { ok: false, error: `a remote frame requests at most 8 bytes: dlc ${cmd.dlc}` };
+  if (cmd.brs === true && !fd) return { ok: false, error: 'brs (bit-rate switch) is a CAN FD flag: give is_fd: true, or leave brs out' };
+  if (!fd && data.length > 8) return { ok: false, error: `${data.length} data bytes need CAN FD: is_fd cannot be false` };
   const frame: CanFrame = {
     bus: cmd.bus,
     id,
-    ext: cmd.is_extended === true || id > 0x7ff,
+    ext,
     rtr,
     err: false,
     fd,

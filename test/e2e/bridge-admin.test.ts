@@ -266,6 +266,12 @@ test('commands: 404 unknown dongle, 400 with the reason, 202 queued, GET its his
     [{ type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '01 02 03 04 05 06 07 08 09' }, /CAN FD length/],
     [{ type: 'send_frame', bus: 'can0', id: '0x123', is_remote: true, data_hex: '01' }, /remote frame/],
     [{ type: 'send_frame', bus: 'can0', id: '0x123', colour: 'red' }, /colour/],
+    // What is asked is what is sent, or refused (these were sent as other frames):
+    [{ type: 'send_frame', bus: 'can0', id: '0x800', is_extended: false }, /does not fit 11 bits/],
+    [{ type: 'send_frame', bus: 'can0', id: '0x123', is_fd: false, data_hex: '00 01 02 03 04 05 06 07 08 09 0A 0B' }, /need CAN FD/],
+    [{ type: 'send_frame', bus: 'can0', id: '0x123', dlc: 5, data_hex: '01' }, /dlc is for a remote frame/],
+    [{ type: 'send_frame', bus: 'can0', id: '0x123', brs: true, data_hex: '01' }, /brs .* CAN FD flag/],
+    [{ type: 'send_frame', bus: 'can0', id: '0x123', is_remote: true, dlc: 12 }, /at most 8 bytes/],
     [{ type: 'send_frame', bus: 'can0', id: '0x123', timeout_s: -1 }, /timeout_s/],
     [[1, 2], /JSON object/],
   ];
