@@ -38,8 +38,10 @@ export class CommandRunner {
     };
     status('delivered');
     const expiry = Date.parse(expiresAt);
+    // A command whose expiry cannot be read cannot be proven current: refused, never taken as "no expiry".
+    if (!Number.isFinite(expiry)) return status('failed', `its expiry ${JSON.stringify(expiresAt)} is not a time: not carried out`);
     // The last local moment at which the bridge's clock can still be before the expiry.
-    const notAfterMs = Number.isFinite(expiry) ? expiry - (local ? local.offsetMs + local.errorMs : 0) : Infinity;
+    const notAfterMs = expiry - (local ? local.offsetMs + local.errorMs : 0);
     const expired = `expired at ${expiresAt} before the agent could carry it out`;
     if (Date.now() >= notAfterMs) return status('failed', expired);
     switch (cmd.type) {

@@ -26,6 +26,7 @@ import { COMMAND_STATES, type CommandState } from '../core/console/events.js';
 import { StateWriteError } from '../core/state/state-health.js';
 import { redact } from './db-url.js';
 import { migrate } from './pg-schema.js';
+import { trimPendingStatuses, type PendingStatus } from './pending-statuses.js';
 import { isTerminal, type CommandRow, type DongleRow, type GroupRow, type HistoryRow, type TokenKind, type TokenRow, type ViewerTokenRow } from './store.js';
 import { randomUUID } from 'node:crypto';
 
@@ -33,7 +34,6 @@ const CHANNEL = 'canrelay_state';
 /** NOTIFY payloads are limited to 8000 bytes: position notices name their dongles in chunks below it. */
 const NOTIFY_CHUNK = 7000;
 const RECONNECT_MS = 1000;
-const MAX_PENDING_STATUSES = 10_000;
 /** Fails fast when the server is away, instead of holding an admin request. */
 const CONNECT_TIMEOUT_MS = 3000;
 const QUERY_TIMEOUT_MS = 10_000;
@@ -55,12 +55,6 @@ interface CommandFull extends CommandRow {
   n: number;
 }
 type Position = Partial<Pick<DongleRow, 'last_seen' | 'event_seq' | 'outbox_id' | 'up_run' | 'up_batch'>>;
-interface PendingStatus {
-  id: string;
-  status: CommandState;
-  ts: string;
-  error: string | null;
-}
 interface Pending {
   positions: Map<string, Position>;
   counters: Map<string, { dropped: number; relayed_total: number }>;
@@ -593,11 +587,7 @@ export class PgStore {
   }
 
   private trimStatuses(): void {
-    const over = this.pending.statuses.length - MAX_PENDING_STATUSES;
-    if (over > 0) {
-      this.pending.statuses.splice(0, over);
-      this.statusesDropped += over;
-    }
+    this.statusesDropped += trimPendingStatuses(this.pending.statuses);
   }
 
   private position(id: string): Position | undefined {

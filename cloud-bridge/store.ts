@@ -12,6 +12,7 @@
  */
 import type Database from 'better-sqlite3';
 import { COMMAND_STATES, type CommandState } from '../core/console/events.js';
+import { trimPendingStatuses, type PendingStatus } from './pending-statuses.js';
 import type { StoreWrites } from '../core/state/state-health.js';
 
 export interface DongleRow {
@@ -137,18 +138,10 @@ function migrate(db: Database.Database): void {
   }
 }
 
-/** Command status changes held in memory while the disk refuses them; beyond, the oldest are dropped (counted). */
-const MAX_PENDING_STATUSES = 10_000;
 const RETRY_MS = 1000;
 
 /** A dongle's position fields as last set; `outbox_id` set means event_seq restarted with it. */
 type Position = Partial<Pick<DongleRow, 'last_seen' | 'event_seq' | 'outbox_id' | 'up_run' | 'up_batch'>>;
-interface PendingStatus {
-  id: string;
-  status: CommandState;
-  ts: string;
-  error: string | null;
-}
 
 const TERMINAL: ReadonlySet<CommandState> = new Set(['succeeded', 'failed', 'timed_out']);
 export const isTerminal = (s: CommandState): boolean => TERMINAL.has(s);
@@ -449,10 +442,7 @@ export class BridgeStore {
   setCommandStatus(id: string, status: CommandState, ts: string, error?: string): void {
     if (!COMMAND_STATES.includes(status)) throw new Error(`unknown command status ${status}`);
     this.statuses.push({ id, status, ts, error: error ?? null });
-    if (this.statuses.length > MAX_PENDING_STATUSES) {
-      this.statuses.shift();
-      this.statusesDropped++;
-    }
+    this.statusesDropped += trimPendingStatuses(this.statuses);
     this.flushPending();
   }
 

@@ -13,7 +13,7 @@ export function frameFromCommand(cmd: SendFrameCommand): { ok: true; frame: CanF
   const ext = cmd.is_extended ?? id > 0x7ff;
   const fd = cmd.is_fd ?? data.length > 8;
   if (rtr && data.length > 0) return { ok: false, error: 'a remote frame (is_remote) carries no data; give dlc instead' };
-  if (cmd.dlc !== undefined && !rtr) return { ok: false, error: 'dlc is for a remote frame (is_remote: true); a data frame\'s length is that of data_hex' };
+  if (cmd.dlc !== undefined && !rtr) return { ok: false, error: "dlc is for a remote frame (is_remote: true); a data frame's length is that of data_hex" };
   if (rtr && (cmd.dlc ?? 0) > 8) return { ok: false, error: `a remote frame requests at most 8 bytes: dlc ${cmd.dlc}` };
   if (cmd.brs === true && !fd) return { ok: false, error: 'brs (bit-rate switch) is a CAN FD flag: give is_fd: true, or leave brs out' };
   if (!fd && data.length > 8) return { ok: false, error: `${data.length} data bytes need CAN FD: is_fd cannot be false` };

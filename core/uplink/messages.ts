@@ -144,7 +144,7 @@ export const BridgeMessage = z.discriminatedUnion('t', [
     t: z.literal('command'),
     command_id: z.string().min(1).max(64),
     /** Past this time the agent refuses to carry it out (a stale command is worse than none). */
-    expires_at: z.string().max(40),
+    expires_at: z.iso.datetime({ offset: true }),
     command: CommandBody,
   }),
   z.strictObject({ t: z.literal('group'), group: z.string().nullable() }),

@@ -87,3 +87,17 @@ test('a command id carried out once is ignored when it comes again (a resend aft
   await until(() => s.sent.length === 2, 'another command still goes');
   s.close();
 });
+
+test('a command whose expiry is not a time is refused, never taken as "no expiry"; the uplink schema refuses it first', async () => {
+  const s = setup();
+  s.runner.run('c9', 'whenever', send, { offsetMs: 0, errorMs: 2 });
+  assert.equal(s.statuses.at(-1)!.state, 'failed');
+  assert.match(s.statuses.at(-1)!.error!, /expiry "whenever" is not a time/);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(s.sent, []);
+  s.close();
+  const { parseBridgeMessage } = await import('../../../core/uplink/messages.js');
+  const msg = (expires_at: string): string => JSON.stringify({ t: 'command', command_id: 'c9', expires_at, command: send });
+  assert.equal(parseBridgeMessage(msg('whenever')).ok, false);
+  assert.equal(parseBridgeMessage(msg(new Date().toISOString())).ok, true);
+});
