@@ -5,7 +5,8 @@
  * joins the thread pool — SIGTERM, and even the daemon's hard stop, then waited for the writer to write
  * or close (seconds to forever). Stopping a pipe reader ends its pending read at once.
  */
-import { constants, openSync } from 'node:fs';
+import { constants, openSync, readlinkSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { Socket } from 'node:net';
 
@@ -23,7 +24,7 @@ export interface ReplayReader {
 export async function openReplayReader(path: string): Promise<ReplayReader> {
   const st = await stat(path);
   if (st.isDirectory()) throw new Error('it is a directory');
-  if (st.isFIFO() || st.isSocket()) return new PipeReader(path);
+  if (st.isFIFO() || st.isSocket()) return new PipeReader(path, isNamedFifo(path));
   const fh = await open(path, 'r');
   return {
     seekable: st.isFile(),
@@ -51,7 +52,11 @@ class PipeReader implements ReplayReader {
   private wake: (() => void) | undefined;
   private retry: NodeJS.Timeout | undefined;
 
-  constructor(private readonly path: string) {
+  /** `waitsForWriter`: a named FIFO, which a writer may open later; an anonymous pipe's writer is there or gone. */
+  constructor(
+    private readonly path: string,
+    private readonly waitsForWriter: boolean,
+  ) {
     this.connect();
   }
 
@@ -76,7 +81,7 @@ class PipeReader implements ReplayReader {
     });
     sock.on('end', () => {
       sock.destroy();
-      if (this.gotData || this.closed) {
+      if (this.gotData || this.closed || !this.waitsForWriter) {
         this.ended = true;
         this.notify();
         return;
@@ -124,4 +129,24 @@ class PipeReader implements ReplayReader {
     this.sock?.destroy();
     this.notify();
   }
+}
+
+/**
+ * A FIFO in the file system, as opposed to an anonymous pipe reached through /dev/fd or /proc/<pid>/fd
+ * (a shell's `<(…)`), whose links read `pipe:[inode]`: its writer cannot come later, so an end read
+ * before any data is the end, not "no writer yet".
+ */
+function isNamedFifo(path: string): boolean {
+  let p = path;
+  for (let hops = 0; hops < 8; hops++) {
+    let target: string;
+    try {
+      target = readlinkSync(p);
+    } catch {
+      return true; // not a link: the FIFO itself
+    }
+    if (target.startsWith('pipe:') || target.startsWith('socket:')) return false;
+    p = resolve(dirname(p), target);
+  }
+  return true;
 }

@@ -157,6 +157,10 @@ export class RemoteSides {
    * link here left the sender's in-flight batches unacknowledged forever: lost, and a full window stalled.
    */
   localLinked(dongle: string): void {
+    // Batches of the old stream still on their way must not reach the new link: the agent would take
+    // their higher numbers and skip, as duplicates, the resends of those lost with the old link. Without
+    // the stream they start a hole, which asks the sender to start over too.
+    this.streams.delete(dongle);
     if (!this.nats.connected) return; // the reconnect restarts every side (node_back)
     this.nats.publishSoon(SUBJECTS.relinked, JSON.stringify({ dongle, node: this.ownership.node }), 'relinked publish');
   }

@@ -68,6 +68,12 @@ export class DbcParseError extends Error {
   }
 }
 
+/**
+ * Longest message or signal name used (Vector's own tools keep to 32; longer ones come as attributes).
+ * A longer one is skipped with a warning: console events carry names up to this (event-schemas.ts).
+ */
+export const DBC_NAME_MAX = 128;
+
 /** Bit 31 of a BO_ id marks an extended (29-bit) id. */
 const EXTENDED_FLAG = 0x80000000;
 /** Vector's placeholder message for signals not in any frame. */
@@ -234,6 +240,11 @@ export function parseDbc(text: string, file: string): DbcDatabase {
         skipping = true;
         continue;
       }
+      if (m[2]!.length > DBC_NAME_MAX) {
+        warn(st.line, `message name of ${m[2]!.length} characters (${m[2]!.slice(0, 40)}…), over ${DBC_NAME_MAX}: skipped`);
+        skipping = true;
+        continue;
+      }
       const extended = raw >= EXTENDED_FLAG;
       const id = extended ? raw - EXTENDED_FLAG : raw;
       const size = Number(m[3]);
@@ -264,6 +275,10 @@ export function parseDbc(text: string, file: string): DbcDatabase {
           `cannot read signal definition (expected 'SG_ <name> [M|m<n>] : <start>|<length>@<0|1><+|-> (<factor>,<offset>) [<min>|<max>] "<unit>" <receivers>'): ${t.slice(0, 100)}`,
         );
       if (current === undefined) throw new DbcParseError(file, st.line, `signal ${m[1]} is outside any message (SG_ must follow its BO_)`);
+      if (m[1]!.length > DBC_NAME_MAX) {
+        warn(st.line, `signal name of ${m[1]!.length} characters (${m[1]!.slice(0, 40)}…) in ${current.name}, over ${DBC_NAME_MAX}: skipped`);
+        continue;
+      }
       const length = Number(m[4]);
       const startBit = Number(m[3]);
       if (length < 1 || length > MAX_SIGNAL_BITS) throw new DbcParseError(file, st.line, `signal ${m[1]} has length ${length}; 1 to 64 bits`);

@@ -9,14 +9,15 @@
 import { z } from 'zod';
 import { ERROR_CLASSES } from '../can/error-frame.js';
 import { BUS_RULE, ID_RULE } from '../names.js';
-import { BUS_COUNTER_NAMES, COMMAND_STATES, CONTROLLER_STATES, type ConsoleEvent } from './events.js';
+import { DBC_NAME_MAX } from '../can/dbc-parse.js';
+import { BUS_COUNTER_NAMES, COMMAND_STATES, CONTROLLER_STATES, EVENT_TEXT_MAX, type ConsoleEvent } from './events.js';
 
 const ts = z.string().max(40);
 const name = z.string().regex(ID_RULE);
 const bus = z.string().regex(BUS_RULE);
 const dongle = { dongle: name.optional() };
 /** DBC identifiers (message and signal names). */
-const SIGNAL_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+const SIGNAL_NAME = new RegExp(`^[A-Za-z_][A-Za-z0-9_]{0,${DBC_NAME_MAX - 1}}$`);
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 /** Loads above 1 happen (frames timed faster than the bitrate allows, e.g. a replay at speed 0); 1000 bounds nonsense. */
 const ratio = z.number().min(0).max(1000);
@@ -28,7 +29,7 @@ const schemas = {
     ts,
     state: z.enum(['online', 'offline', 'seen']),
     bus: bus.optional(),
-    reason: z.string().max(500).optional(),
+    reason: z.string().max(EVENT_TEXT_MAX.reason).optional(),
     buses: z.record(bus, z.enum(['up', 'down'])).optional(),
     since: ts.optional(),
     version: z.string().max(64).optional(),
@@ -52,11 +53,11 @@ const schemas = {
     represents: z.number().int().min(1).optional(),
     msg: z.string().regex(SIGNAL_NAME).optional(),
     signals: z
-      .record(z.string().regex(SIGNAL_NAME), z.union([z.number(), z.string().max(200)]))
+      .record(z.string().regex(SIGNAL_NAME), z.union([z.number(), z.string().max(EVENT_TEXT_MAX.label)]))
       .refine((r) => Object.keys(r).length <= 512)
       .optional(),
     units: z
-      .record(z.string().regex(SIGNAL_NAME), z.string().max(64))
+      .record(z.string().regex(SIGNAL_NAME), z.string().max(EVENT_TEXT_MAX.unit))
       .refine((r) => Object.keys(r).length <= 512)
       .optional(),
     ...dongle,
@@ -64,7 +65,7 @@ const schemas = {
   log: z.strictObject({
     ts,
     level: z.enum(['debug', 'info', 'warn', 'error']),
-    message: z.string().max(2000),
+    message: z.string().max(EVENT_TEXT_MAX.message),
     code: z.string().max(64).optional(),
     details: z.record(z.string().max(64), scalar).optional(),
     ...dongle,
@@ -74,7 +75,7 @@ const schemas = {
     command_id: z.string().min(1).max(64),
     type: z.string().min(1).max(64),
     status: z.enum(COMMAND_STATES),
-    error: z.string().max(500).optional(),
+    error: z.string().max(EVENT_TEXT_MAX.error).optional(),
     ...dongle,
   }),
   bus_state: z.strictObject({

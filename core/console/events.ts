@@ -3,6 +3,23 @@
  * field, identical on the agent and the bridge. Build them only through normalize.ts.
  */
 
+/**
+ * The longest texts an event carries: what normalize.ts cuts to when it builds an event and what
+ * event-schemas.ts accepts from the network, one definition (an event a bridge made that its cluster
+ * peers refused was lost to every reader there).
+ */
+export const EVENT_TEXT_MAX = {
+  /** A presence event's reason (the bridge's names every bus of the agent). */
+  reason: 500,
+  /** A log event's message. */
+  message: 2000,
+  /** A command status's error. */
+  error: 500,
+  /** A DBC signal's unit, and a value-table label shown for a signal. */
+  unit: 64,
+  label: 200,
+} as const;
+
 /** Present on events that a group console re-publishes from one of its sides. */
 interface FromDongle {
   dongle?: string;

@@ -8,7 +8,19 @@ import type { MessageDecoder } from '../can/dbc-decode.js';
 import { decodeErrorFrame } from '../can/error-frame.js';
 import { bytesToSpacedHex, canIdToString } from '../can/hex.js';
 import { isoFromUs, isoNow } from './time.js';
-import type { BusStateData, CanFrameData, CommandState, CommandStatusData, ConsoleEvent, GroupStateData, LogData, LogLevel, PresenceData, PresenceState } from './events.js';
+import {
+  EVENT_TEXT_MAX,
+  type BusStateData,
+  type CanFrameData,
+  type CommandState,
+  type CommandStatusData,
+  type ConsoleEvent,
+  type GroupStateData,
+  type LogData,
+  type LogLevel,
+  type PresenceData,
+  type PresenceState,
+} from './events.js';
 
 /** `decoded`: the frame's message decoder right after it decoded this frame's data (core/can/dbc-decode.ts). */
 export function canFrameData(f: CanFrame, represents?: number, decoded?: MessageDecoder): CanFrameData {
@@ -43,8 +55,9 @@ function addSignals(d: CanFrameData, dec: MessageDecoder): void {
   for (let i = 0; i < dec.signals.length; i++) {
     if (dec.present[i] === 0) continue;
     const def = dec.signals[i]!.def;
-    signals[def.name] = dec.label(i) ?? tidyValue(dec.value[i]!);
-    if (def.unit !== '') (units ??= Object.create(null) as Record<string, string>)[def.name] = def.unit;
+    const label = dec.label(i);
+    signals[def.name] = label !== undefined ? clip(label, EVENT_TEXT_MAX.label) : tidyValue(dec.value[i]!);
+    if (def.unit !== '') (units ??= Object.create(null) as Record<string, string>)[def.name] = clip(def.unit, EVENT_TEXT_MAX.unit);
   }
   d.msg = dec.msg.name;
   d.signals = signals;
@@ -63,11 +76,13 @@ export function tidyValue(v: number): number | string {
 }
 
 export function presenceData(state: PresenceState, opts: Omit<PresenceData, 'ts' | 'state'> = {}): PresenceData {
-  return { ts: isoNow(), state, ...opts };
+  const d: PresenceData = { ts: isoNow(), state, ...opts };
+  if (d.reason !== undefined) d.reason = clip(d.reason, EVENT_TEXT_MAX.reason);
+  return d;
 }
 
 export function logData(level: LogLevel, message: string, code?: string, details?: Record<string, string | number | boolean | null>): LogData {
-  const d: LogData = { ts: isoNow(), level, message: clip(message, 2000) };
+  const d: LogData = { ts: isoNow(), level, message: clip(message, EVENT_TEXT_MAX.message) };
   if (code !== undefined) d.code = code;
   if (details !== undefined) d.details = details;
   return d;
@@ -75,7 +90,7 @@ export function logData(level: LogLevel, message: string, code?: string, details
 
 export function commandStatusData(commandId: string, type: string, status: CommandState, error?: string): CommandStatusData {
   const d: CommandStatusData = { ts: isoNow(), command_id: commandId, type, status };
-  if (error !== undefined) d.error = clip(error, 500);
+  if (error !== undefined) d.error = clip(error, EVENT_TEXT_MAX.error);
   return d;
 }
 

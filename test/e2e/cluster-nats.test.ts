@@ -128,6 +128,56 @@ test('a silent link of B taken over by a new connection to the same node: the no
   b1.kill();
 });
 
+test('a silent link of B taken over on the same node while A keeps sending: every frame reaches B, on the old link or the new one', async () => {
+  // Twice: the race (batches of the old stream still on their way at the takeover) does not happen every time.
+  for (let round = 0; round < 2; round++) {
+    const db = await servers.pg.createDatabase();
+    const flags = ['--backlog-max-age-ms', '60000', '--backlog-max-frames', '50000'];
+    const n1 = await node(`q1-${round}`, db, flags);
+    const ta = await n1.admin.register('qa');
+    const tb = await n1.admin.register('qb');
+    await n1.admin.group('gq', 'qa', 'qb', { can0: 'can0' });
+    const n2 = await node(`q2-${round}`, db, flags);
+    await until(async () => (await n2.admin.get('/api/v1/groups/gq')).status === 200, 10_000, 'the group known on node 2');
+    const b1 = await FakeAgent.connect(n2.base, { dongle: 'qb', token: tb, autoAck: false, autoPong: false });
+    // B's network is gone: what node 2 writes to this link from now on never reaches the agent.
+    (b1.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const silentSince = Date.now();
+    const a = await FakeAgent.connect(n1.base, { dongle: 'qa', token: ta });
+    let n = 0;
+    let sending = true;
+    let burst = false;
+    const pump = (async () => {
+      while (sending) {
+        a.sendFrames([numberedFrame('can0', 0x123, n++)]);
+        await new Promise((r) => (burst ? setImmediate(r) : setTimeout(r, 10)));
+      }
+    })();
+    // Around the takeover (two silent heartbeats), A sends as fast as it can.
+    await new Promise((r) => setTimeout(r, Math.max(0, silentSince + 1900 - Date.now())));
+    burst = true;
+    let b2: FakeAgent | undefined;
+    while (b2 === undefined) {
+      assert.ok(Date.now() - silentSince < 20_000, 'the takeover happened');
+      b2 = await b1.reconnect({ autoAck: true, autoPong: true }).catch(() => undefined);
+      if (b2 === undefined) await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    burst = false;
+    await new Promise((r) => setTimeout(r, 500));
+    sending = false;
+    await pump;
+    const last = n - 1;
+    await b2.waitFor(() => b2.applied.some((f) => frameNumber(f.frame) === last), 20_000, 'the last frame at B');
+    const got = new Set([...b1.applied, ...b2.applied].map((f) => frameNumber(f.frame)));
+    const missing = Array.from({ length: n }, (_, i) => i).filter((i) => !got.has(i));
+    assert.deepEqual(missing.slice(0, 10), [], `round ${round}: ${missing.length} of ${n} frames of A never reached B`);
+    await a.close();
+    await b2.close();
+    b1.kill();
+  }
+});
+
 /** A's frames 0 … n-1, ten to a batch: what it sent, to send again after a reconnect. */
 function sendNumbered(a: FakeAgent, n: number): { batch: number; frames: { frame: CanFrame; seq: number }[] }[] {
   const sent: { batch: number; frames: { frame: CanFrame; seq: number }[] }[] = [];

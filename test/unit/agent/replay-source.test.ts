@@ -464,3 +464,17 @@ test('a pipe opened before its writer: the replay waits for one, then replays wh
   assert.equal(sink.frames.length, 3);
   await source.stop();
 });
+
+test("an anonymous pipe (a shell's <(…)) whose writer is gone without a frame ends as such, not waited on as a FIFO without its writer", () => {
+  const replay = new URL('../../../agent/sources/replay.js', import.meta.url).href;
+  const script = `const { ReplaySource } = await import(${JSON.stringify(replay)});
+const s = new ReplaySource({ file: process.argv[1], speed: 0, loop: false });
+await s.start({ frame() {}, busState() {}, log(_l, _m, code) { if (code) console.log(code); } });
+setTimeout(async () => { await s.stop(); process.exit(0); }, 2000);`;
+  const r = spawnSync('bash', ['-c', `exec 3< <(true); sleep 0.2; exec "${process.execPath}" --input-type=module -e "$0" /dev/fd/3`, script], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /replay_no_frames/);
+});

@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CandumpReader } from '../../../core/can/candump.js';
 import { SignalDecoder } from '../../../core/can/dbc-decode.js';
-import { DbcParseError, parseDbc, type DbcDatabase } from '../../../core/can/dbc-parse.js';
+import { DBC_NAME_MAX, DbcParseError, parseDbc, type DbcDatabase } from '../../../core/can/dbc-parse.js';
 import type { CanFrame } from '../../../core/can/frame.js';
 import { parseEventData } from '../../../core/console/event-schemas.js';
 import { canFrameData } from '../../../core/console/normalize.js';
@@ -249,4 +249,29 @@ test('signals named like built-in object properties ("__proto__", "constructor")
   assert.equal(unitOf(json.units, 'constructor'), '');
   assert.equal(unitOf(json.units, 'RPM'), 'rpm');
   assert.ok(parseEventData('can_frame', json).ok, 'and the event passes the bridge schema');
+});
+
+test('events built from long DBC texts and a long presence reason pass the schemas other nodes check them with: texts cut, over-long names skipped', async () => {
+  const longName = `S${'x'.repeat(DBC_NAME_MAX)}`;
+  const db = parseDbc(
+    [
+      'BO_ 256 LONG: 8 ECU',
+      ` SG_ MODE : 0|8@1+ (1,0) [0|255] "${'u'.repeat(70)}" ECU`,
+      ` SG_ ${longName} : 8|8@1+ (1,0) [0|255] "" ECU`,
+      `VAL_ 256 MODE 1 "${'L'.repeat(210)}" ;`,
+    ].join('\n'),
+    'long.dbc',
+  );
+  assert.ok(
+    db.warnings.some((w) => w.includes(`signal name of ${longName.length} characters`) && w.endsWith('skipped')),
+    db.warnings.join('; '),
+  );
+  const frame = testFrame({ id: 256, data: Uint8Array.of(1, 2, 0, 0, 0, 0, 0, 0), tsUs: Date.now() * 1000 });
+  const ev = canFrameData(frame, undefined, new SignalDecoder([{ bus: undefined, db }]).decodeFrame(frame));
+  const { isEventJson } = await import('../../../core/console/event-schemas.js');
+  assert.ok(isEventJson('can_frame', JSON.stringify(ev)), JSON.stringify(ev).slice(0, 200));
+  assert.equal(String(ev.signals!.MODE).length, 200);
+  const { presenceData } = await import('../../../core/console/normalize.js');
+  const buses = Array.from({ length: 24 }, (_, i) => `vehicle_powertrain_${i}`).join(', ');
+  assert.ok(isEventJson('presence', JSON.stringify(presenceData('online', { reason: `uplink connected (agent 1.0, buses: ${buses})` }))));
 });
