@@ -153,6 +153,7 @@ export class AgentServer implements LinkHandler {
   /** The dongle was deleted: forget its uplink state. */
   forget(dongle: string): void {
     this.positions.delete(dongle);
+    this.d.cluster?.forget(dongle);
     this.mirror.forget(dongle);
     this.d.seq.forget(dongle);
     this.arbiter.forget(dongle);

@@ -126,6 +126,11 @@ export class Cluster {
     this.ownership.release(dongle, link);
   }
 
+  /** The dongle was deleted: what other nodes said of it is forgotten. */
+  forget(dongle: string): void {
+    this.positions?.forget(dongle);
+  }
+
   /** The last UP batch of `run` another node took for the dongle, or -1. */
   upPositionOf(dongle: string, run: string): number {
     return this.positions.of(dongle, run);
