@@ -1,7 +1,9 @@
 /**
- * Frames waiting to be transmitted on the local bus (relayed from the group peer, or sent by a command),
- * in order. A full kernel transmit queue (ENOBUFS/EAGAIN: the source answers `busy`) is retried for up
- * to `retryMs`, holding back the frames behind it so order is kept; then the frame is dropped and counted.
+ * Frames waiting to be transmitted on the local buses (relayed from the group peer, sent by a command or a
+ * socketcand client), in order per bus. A full kernel transmit queue (ENOBUFS/EAGAIN: the source answers
+ * `busy`) is retried for up to `retryMs`, holding back the frames behind it on that bus so order is kept —
+ * never another bus's: one bus that stays busy held every bus's relayed frames until they were too old —
+ * then the frame is dropped and counted.
  * Never fatal. Bounded: past `maxQueued` new frames are refused and counted. A frame may carry a
  * deadline (relayed frames: the end-to-end age rule; commands: their expiry); it is checked at the moment
  * the frame would be handed to the kernel, on every attempt, and a frame past it is dropped and counted,
@@ -15,6 +17,7 @@ export type TxDone = (r: SendResult) => void;
 interface Item {
   frame: CanFrame;
   done: TxDone | undefined;
+  /** Monotonic ms (performance.now()) of the first busy answer, 0 before. */
   firstTryMs: number;
   /**
    * Monotonic ms (performance.now()) at or after which the frame must not be transmitted: given on the
@@ -28,10 +31,20 @@ interface Item {
 /** The refusal of a relayed frame past its deadline (the end-to-end age rule). */
 const RELAY_TOO_OLD = 'older than the relay age limit (--relay-max-age-ms): not transmitted';
 
+/** One bus's frames, in order: a bus that stays busy holds back its own frames only. */
+interface Lane {
+  bus: string;
+  q: Item[];
+  head: number;
+  timer: NodeJS.Timeout | undefined;
+  /** In drain(): a frame queued by a `done` callback is taken by that loop, not by a nested one. */
+  draining: boolean;
+}
+
 export class TxQueue {
-  private readonly q: Item[] = [];
-  private head = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly lanes = new Map<string, Lane>();
+  /** Frames waiting, every bus together (the bound is for all of them). */
+  private waiting = 0;
   readonly stats = { sent: 0, failed: 0, droppedBusy: 0, droppedFull: 0, droppedTooOld: 0, retries: 0 };
 
   constructor(
@@ -40,39 +53,52 @@ export class TxQueue {
   ) {}
 
   get length(): number {
-    return this.q.length - this.head;
+    return this.waiting;
   }
 
   /** `notAfterMs`: the wall-clock deadline (Date.now() ms); `late`: the error given when it passes first. */
   enqueue(frame: CanFrame, done?: TxDone, notAfterMs = Infinity, late = RELAY_TOO_OLD): void {
-    if (this.length >= this.opts.maxQueued) {
+    if (this.waiting >= this.opts.maxQueued) {
       this.stats.droppedFull++;
       done?.({ ok: false, busy: true, error: `transmit queue full (${this.opts.maxQueued} frames waiting)` });
       return;
     }
     const notAfter = Number.isFinite(notAfterMs) ? performance.now() + (notAfterMs - Date.now()) : notAfterMs;
-    this.q.push({ frame, done, firstTryMs: 0, notAfter, late });
-    if (this.timer === undefined) this.drain();
+    let lane = this.lanes.get(frame.bus);
+    if (lane === undefined) this.lanes.set(frame.bus, (lane = { bus: frame.bus, q: [], head: 0, timer: undefined, draining: false }));
+    lane.q.push({ frame, done, firstTryMs: 0, notAfter, late });
+    this.waiting++;
+    if (lane.timer === undefined && !lane.draining) this.drain(lane);
   }
 
-  private drain(): void {
-    this.timer = undefined;
-    while (this.head < this.q.length) {
-      const item = this.q[this.head]!;
+  private drain(lane: Lane): void {
+    lane.timer = undefined;
+    lane.draining = true;
+    try {
+      this.drainLane(lane);
+    } finally {
+      lane.draining = false;
+    }
+  }
+
+  private drainLane(lane: Lane): void {
+    while (lane.head < lane.q.length) {
+      const item = lane.q[lane.head]!;
       if (item.notAfter !== Infinity && performance.now() >= item.notAfter) {
         this.stats.droppedTooOld++;
-        this.head++;
+        this.handled(lane);
         item.done?.({ ok: false, busy: false, error: item.late });
         continue;
       }
       const r = this.transmit(item.frame);
       if (!r.ok && r.busy) {
-        const now = Date.now();
+        // Monotonic: a wall clock stepped back must not stretch the retries (and hold the bus's frames) by as much.
+        const now = performance.now();
         if (item.firstTryMs === 0) item.firstTryMs = now;
         if (now - item.firstTryMs < this.opts.retryMs) {
           this.stats.retries++;
-          this.compact();
-          this.timer = setTimeout(() => this.drain(), 1);
+          this.compact(lane);
+          lane.timer = setTimeout(() => this.drain(lane), 1);
           return;
         }
         this.stats.droppedBusy++;
@@ -81,11 +107,16 @@ export class TxQueue {
         this.stats.failed++;
         this.opts.onFailure?.(item.frame, r.error);
       } else this.stats.sent++;
-      this.head++;
+      this.handled(lane);
       item.done?.(r);
     }
-    this.q.length = 0;
-    this.head = 0;
+    // Empty: forgotten (frames for any bus name may come, e.g. commands for buses this gateway lacks).
+    if (this.lanes.get(lane.bus) === lane) this.lanes.delete(lane.bus);
+  }
+
+  private handled(lane: Lane): void {
+    lane.head++;
+    this.waiting--;
   }
 
   /**
@@ -93,16 +124,18 @@ export class TxQueue {
    * relaying onto a full bus, a flat-out socketcand client) never lets the queue empty, and every frame
    * ever queued would stay in memory. Amortised: only once the handled part is most of the array.
    */
-  private compact(): void {
-    if (this.head > 1024 && this.head * 2 > this.q.length) {
-      this.q.splice(0, this.head);
-      this.head = 0;
+  private compact(lane: Lane): void {
+    if (lane.head > 1024 && lane.head * 2 > lane.q.length) {
+      lane.q.splice(0, lane.head);
+      lane.head = 0;
     }
   }
 
   /** Items held in memory, handled ones not yet forgotten included (tests: the queue's memory stays bounded). */
   get heldItems(): number {
-    return this.q.length;
+    let n = 0;
+    for (const lane of this.lanes.values()) n += lane.q.length;
+    return n;
   }
 
   /**
@@ -111,8 +144,10 @@ export class TxQueue {
    * the age rule decides); the caller says so in its last log lines.
    */
   stop(): number {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    return this.length;
+    for (const lane of this.lanes.values()) {
+      clearTimeout(lane.timer);
+      lane.timer = undefined;
+    }
+    return this.waiting;
   }
 }

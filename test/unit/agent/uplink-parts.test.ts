@@ -154,6 +154,40 @@ test('tx queue: a full transmit queue is retried in order, then dropped and coun
   q.stop();
 });
 
+test('tx queue: a bus that stays busy holds back its own frames only; the others go out at once', async (t) => {
+  const out: string[] = [];
+  const q = new TxQueue(
+    (f): SendResult => {
+      if (f.bus === 'can1') return { ok: false, busy: true, error: 'ENOBUFS' }; // no ACK on can1, say
+      out.push(`${f.bus}:${f.data[3]}`);
+      return { ok: true, tsUs: 0 };
+    },
+    { retryMs: 60_000, maxQueued: 100 },
+  );
+  t.after(() => q.stop());
+  for (let i = 0; i < 5; i++) {
+    q.enqueue({ ...frame(i), bus: 'can1' });
+    q.enqueue({ ...frame(i), bus: 'can0' });
+  }
+  assert.deepEqual(out, ['can0:0', 'can0:1', 'can0:2', 'can0:3', 'can0:4'], 'can0 did not wait for can1');
+  assert.equal(q.length, 5, "can1's five wait, in their own line");
+  assert.ok(q.stats.retries > 0);
+});
+
+test('tx queue: the busy retry window is on the monotonic clock: the wall clock stepped back does not stretch it', async (t) => {
+  const results: SendResult[] = [];
+  const q = new TxQueue((): SendResult => ({ ok: false, busy: true, error: 'ENOBUFS' }), { retryMs: 200, maxQueued: 10 });
+  t.after(() => q.stop());
+  const realNow = Date.now;
+  t.after(() => (Date.now = realNow));
+  q.enqueue(frame(1), (r) => results.push(r));
+  await new Promise((r) => setTimeout(r, 20));
+  const stepped = realNow() - 3_600_000;
+  Date.now = () => stepped; // an hour back (NTP, an RTC-less boot): the wall clock stands still there
+  await until(() => results.length === 1, 10_000, 'the busy frame given up after its 200 ms');
+  assert.equal(q.stats.droppedBusy, 1);
+});
+
 test('tx queue: a bus that stays busy keeps the queue from emptying, and its memory stays bounded by what waits', async (t) => {
   // Each round 100 frames come in and the kernel takes 90 before it is full again: the queue never
   // empties (the case where every handled frame used to be kept for ever), 10 more wait each round.
