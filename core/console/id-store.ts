@@ -33,8 +33,16 @@ export function clockLooksUnset(nowMs: number): boolean {
   return nowMs < CLOCK_PLAUSIBLE_FROM_MS;
 }
 
+/**
+ * Ids are at most 15 digits (what a resume accepts as a Last-Event-ID, and exact in a double): a clock
+ * read past 2250 (a broken RTC) counts as 2250. Unclamped, one such reading gave every id of that run, and
+ * of every later run (they start above it), 16 digits: each resume was a stream_reset `invalid`.
+ */
+export const MAX_EVENT_ID = 999_999_999_999_999;
+const CLOCK_PLAUSIBLE_UNTIL_MS = Date.UTC(2250, 0, 1);
+
 export function idFloor(nowMs: number): number {
-  return Math.max(0, Math.floor(nowMs)) * IDS_PER_MS;
+  return Math.min(Math.max(0, Math.floor(nowMs)), CLOCK_PLAUSIBLE_UNTIL_MS) * IDS_PER_MS;
 }
 
 export interface IdStore {
@@ -99,7 +107,9 @@ export class EventIds {
     private readonly store: IdStore,
     private readonly now: () => number,
   ) {
-    const loaded = store.load(stream);
+    // A ceiling past MAX_EVENT_ID (left by a run before the clamp) cannot be continued: started over below it.
+    const stored = store.load(stream);
+    const loaded = stored > MAX_EVENT_ID - 1_000_000 ? 0 : stored;
     this.runStart = Math.max(loaded + 2, idFloor(now()));
     this.next = this.runStart;
     this.persisted = loaded;

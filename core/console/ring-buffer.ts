@@ -93,7 +93,7 @@ export class EventRing implements HistoryIndex {
     if (this.reserved) return;
     if (this.count === 0) {
       if (this.cap > 0) this.resize(0);
-    } else if (this.cap > MIN_SLOTS && this.count <= this.cap / 4) this.resize(Math.max(MIN_SLOTS, this.cap / 2));
+    } else if (this.cap > MIN_SLOTS && this.count <= this.cap / 4) this.resize(Math.max(MIN_SLOTS, Math.floor(this.cap / 2))); // whole slots: 625 / 2 is not a ring size
   }
 
   clear(): void {

@@ -72,7 +72,7 @@ export class FrameSampler {
    * (1 when nothing was skipped before it).
    */
   offer(key: string, nowMs: number): number {
-    if (nowMs - this.windowStart >= WINDOW_MS) this.roll(nowMs);
+    if (this.windowEnded(nowMs)) this.roll(nowMs);
     this.inCount++;
     let st = this.ids.get(key);
     if (st === undefined) {
@@ -105,7 +105,12 @@ export class FrameSampler {
 
   /** Rolls windows when no frame arrives, so sampling can switch off on a bus that went quiet. */
   tick(nowMs: number): void {
-    if (nowMs - this.windowStart >= WINDOW_MS) this.roll(nowMs);
+    if (this.windowEnded(nowMs)) this.roll(nowMs);
+  }
+
+  /** Also when the wall clock was stepped back: the window would otherwise not end for as long as the step. */
+  private windowEnded(nowMs: number): boolean {
+    return nowMs < this.windowStart || nowMs - this.windowStart >= WINDOW_MS;
   }
 
   private pass(st: IdState): number {
@@ -125,6 +130,7 @@ export class FrameSampler {
   }
 
   private roll(nowMs: number): void {
+    if (nowMs < this.windowStart) this.windowStart = nowMs - WINDOW_MS; // stepped back: the window just ended
     const elapsed = nowMs - this.windowStart;
     const windows = Math.floor(elapsed / WINDOW_MS);
     // The rate of the window that just ended; an empty gap of several windows means the bus went quiet.

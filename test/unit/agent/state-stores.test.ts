@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
-import { EventIds, ID_BLOCK, idFloor, MemoryIdStore, SqliteIdStore } from '../../../core/console/id-store.js';
+import { EventIds, ID_BLOCK, idFloor, MAX_EVENT_ID, MemoryIdStore, SqliteIdStore } from '../../../core/console/id-store.js';
 import { presenceData, commandStatusData } from '../../../core/console/normalize.js';
 import { openStateDb } from '../../../core/state/sqlite.js';
 import { StateHealth } from '../../../core/state/state-health.js';
@@ -111,4 +111,18 @@ test('negative control: without the floor a fresh store would start at 2, below 
   assert.ok(after.runStart > Math.max(...used));
   const noClock = new EventIds('s', new MemoryIdStore(), () => 0);
   assert.equal(noClock.runStart, 2, 'a clock at 0 gives no floor: the assumption is what the floor rests on');
+});
+
+test('a clock read past 2250 (a broken RTC) does not give ids a 16th digit: a resume with them stays possible', async () => {
+  const { planResume } = await import('../../../core/console/resume.js');
+  const store = new MemoryIdStore();
+  const future = Date.UTC(2300, 0, 1);
+  const ids = new EventIds('dongles/rtc', store, () => future);
+  const id = ids.take()!;
+  assert.ok(id <= MAX_EVENT_ID, `${id} has at most 15 digits`);
+  const plan = planResume({ runStart: ids.runStart, latest: id, oldest: id }, { lastEventId: String(id) });
+  assert.equal(plan.reset, undefined, 'its own latest id resumes cleanly');
+  // A ceiling such a run left (before the clamp) is not continued: the next run starts below the limit.
+  store.save('dongles/old', 1_041_379_200_000_001);
+  assert.ok(new EventIds('dongles/old', store, () => Date.UTC(2026, 0, 1)).runStart < MAX_EVENT_ID);
 });

@@ -40,6 +40,20 @@ test('ring evicts by age, also when nothing new arrives', () => {
   assert.equal(has(3), false);
 });
 
+test('a ring that grew to 10,000 events, shrank while the bus was quiet, and filled again finds every event by its id', () => {
+  const { r, push } = ringOf(10_000, 1_000_000);
+  let id = 1;
+  for (; id <= 10_000; id++) push(id, id);
+  // Quiet: the age bound leaves a handful, and the ring gives back its index memory, halving each time
+  // (10,000 → 5,000 → 2,500 → 1,250 → 625 → … : a ring of 312.5 slots found the wrong events).
+  r.evictOlderThan(1_000_000 + 9_991);
+  for (let i = 0; i < 10; i++) r.compact();
+  assert.equal(r.size, 10);
+  for (; id <= 12_000; id++) push(id, id);
+  for (let k = r.oldestId!; k < id; k++) assert.equal(r.offset(r.slot(k)), k * 8, `event ${k}`);
+  assert.equal(r.size, 2010);
+});
+
 const pos = { runStart: 1000, latest: 1200, oldest: 1100 };
 
 test('resume: an id in the buffer resumes right after it', () => {

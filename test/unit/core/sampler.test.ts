@@ -62,6 +62,18 @@ test('sampling switches off once the input falls', () => {
   assert.ok(tr[1]!.inputRate <= 160);
 });
 
+test('the wall clock stepped back an hour: the console keeps showing about the limit, sampling keeps its windows', () => {
+  const tr: SamplerTransition[] = [];
+  const hour = 3_600_000;
+  const s = new FrameSampler(200, (t) => tr.push(t), hour);
+  drive(s, { a: 250, b: 250, c: 250, d: 250 }, 3, hour);
+  // Stepped back (NTP, an RTC-less boot): the same traffic, times an hour earlier.
+  const after = drive(s, { a: 250, b: 250, c: 250, d: 250 }, 5, 3000);
+  const out = Object.values(after.passed).reduce((x, y) => x + y, 0);
+  assert.ok(out >= 5 * 200 * 0.8, `${out} frames shown in 5 s after the step (the window never ended: about 200 in all)`);
+  assert.ok(tr.every((t) => Number.isFinite(t.inputRate) && t.inputRate >= 0));
+});
+
 test('a quiet bus switches sampling off through tick()', () => {
   const tr: SamplerTransition[] = [];
   const s = new FrameSampler(100, (t) => tr.push(t), 0);
