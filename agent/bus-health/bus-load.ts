@@ -100,8 +100,13 @@ export class BusLoadMeter {
     }
     if (s < acc.open) s = acc.open;
     else if (s >= acc.open + RING) {
-      if (f.direction === 'rx') while (acc.open <= s - RING) this.close(acc);
-      else s = acc.open + RING - 1;
+      if (f.direction === 'rx') {
+        // A clock stepped forward by days (NTP after a boot without RTC): only the last minute of the
+        // skipped seconds can show, so skip to it, as roll() does — closing each one here held the event
+        // loop (a year: seconds) in the middle of the frame path.
+        if (s - acc.open >= RING + LOAD_HISTORY_SECONDS) this.reanchor(acc, s - LOAD_HISTORY_SECONDS + 1);
+        while (acc.open <= s - RING) this.close(acc);
+      } else s = acc.open + RING - 1;
     }
     const sec = acc.ring[slot(s)]!;
     sec.nominal += this.scratch.nominal;

@@ -277,6 +277,21 @@ test('load: the exact bits of the frames stamped in each second / the bitrate; F
   assert.deepEqual([fig.load, fig.peak, fig.history], [null, null, []]);
 });
 
+// The frame path now skips to the last minute of such a step instead of closing every second between
+// (a year: ~1 s with the event loop held); that cost is not asserted here (no timing in tests), the result is.
+test('load: a received frame stamped a year after the last (NTP after a boot without RTC): a minute of history at most, the new second closed', () => {
+  const rates = () => ({ nominal: 500_000, data: null });
+  const m = new BusLoadMeter(10_000);
+  m.add(frame({ id: 0, tsUs: 10_200 * 1000 }));
+  const yearLater = (10_000 + 365 * 86_400_000) * 1000;
+  m.add(frame({ id: 0, tsUs: yearLater }));
+  m.add(frame({ id: 0, tsUs: yearLater + 1_000_000 }));
+  m.roll(yearLater / 1000 + 2_600, ['can0'], rates);
+  const fig = m.figures('can0');
+  assert.ok(fig.history.length <= 60, `a minute of history at most (${fig.history.length})`);
+  assert.equal(fig.secondMs, Math.floor(yearLater / 1e6) * 1000, 'the second of the new time closed');
+});
+
 test('monitor: bus_state on change and every interval; warn logs on error-passive, bus-off and a restart', async () => {
   const states: BusStateData[] = [];
   const logs: { level: string; code: string; message: string }[] = [];
