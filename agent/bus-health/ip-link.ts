@@ -9,7 +9,7 @@
  * "ERROR-WARNING", "ERROR-PASSIVE", "BUS-OFF", "STOPPED", "SLEEPING"), berr_counter {tx, rx},
  * restart_ms, bittiming {bitrate, sample_point} (sample_point a string "0.875" since iproute2 6.x, a
  * number before), data_bittiming for FD; info_xstats {restarts, bus_error, arbitration_lost,
- * error_warning, error_passive, bus_off}; stats64 {rx: {errors, dropped, over_errors, missed?}, tx: {errors, dropped}}.
+ * error_warning, error_passive, bus_off}; stats64 {rx: {errors, dropped, over_errors, missed_errors (-s -s)}, tx: {errors, dropped}}.
  */
 import { execFile } from 'node:child_process';
 import { z } from 'zod';
@@ -83,7 +83,7 @@ const RX: readonly [string, BusCounterName][] = [
   ['errors', 'rx_errors'],
   ['dropped', 'rx_dropped'],
   ['over_errors', 'rx_overruns'],
-  ['missed', 'rx_missed'],
+  ['missed_errors', 'rx_missed'], // printed only with -statistics twice
 ];
 const TX: readonly [string, BusCounterName][] = [
   ['errors', 'tx_errors'],
@@ -144,14 +144,14 @@ export function parseIpLinkJson(text: string): Map<string, LinkHealth> {
 /** Runs ip once for every interface (one process, not one per bus). Rejects with a message to act on. */
 export function readIpLinks(ipBinary = 'ip', timeoutMs = 3000): Promise<Map<string, LinkHealth>> {
   return new Promise((resolve, reject) => {
-    execFile(ipBinary, ['-json', '-details', '-statistics', 'link', 'show'], { timeout: timeoutMs, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
+    execFile(ipBinary, ['-json', '-details', '-statistics', '-statistics', 'link', 'show'], { timeout: timeoutMs, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
       if (err) {
         const code = (err as NodeJS.ErrnoException).code;
         reject(
           new Error(
             code === 'ENOENT'
               ? `cannot run ${ipBinary}: install iproute2 for controller state and error counters`
-              : `${ipBinary} -json -details -statistics link show failed: ${String(stderr).trim() || err.message}`,
+              : `${ipBinary} -json -details -statistics -statistics link show failed: ${String(stderr).trim() || err.message}`,
           ),
         );
         return;

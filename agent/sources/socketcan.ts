@@ -118,6 +118,8 @@ interface Bus {
   lastOpenError: string | null;
   sinkErrorLoggedAt: number;
   sinkErrorsSuppressed: number;
+  /** When a failed send last read the link (performance.now() ms). */
+  sendCheckedAt: number;
 }
 
 export class SocketCanSource implements FrameSource {
@@ -166,6 +168,7 @@ export class SocketCanSource implements FrameSource {
         lastOpenError: null,
         sinkErrorLoggedAt: 0,
         sinkErrorsSuppressed: 0,
+        sendCheckedAt: -Infinity,
       }),
     );
     const errors: Error[] = [];
@@ -222,7 +225,17 @@ export class SocketCanSource implements FrameSource {
         n = b.channel.send(classic);
       }
       if (n < 0) {
-        // The addon returns send()'s -1 without errno; with MSG_DONTWAIT this is ENOBUFS/EAGAIN in practice.
+        // The addon returns send()'s -1 without errno: ENOBUFS/EAGAIN (a full queue) in practice, but also an
+        // interface removed or set down since the last poll, or an FD frame it no longer takes — those are
+        // not worth retrying for --tx-retry-ms, nor are they "queue full". So the link is read again (sysfs,
+        // at most every 50 ms: a busy bus retries every millisecond) before the answer is "busy".
+        const now = performance.now();
+        if (now - b.sendCheckedAt >= 50) {
+          b.sendCheckedAt = now;
+          const link = readLinkState(this.sysfsRoot, b.name);
+          if (!link.up) return fail(`cannot send on ${b.name}: ${link.reason}`);
+          if (frame.fd && link.mtu !== null && link.mtu < CANFD_MTU) return fail(`interface ${b.name} is not in CAN FD mode (mtu ${link.mtu}) any more; send classic frames`);
+        }
         return { ok: false, busy: true, error: `transmit queue of ${b.name} is full; retry shortly` };
       }
       const tsUs = kernelTimeUs(msg);

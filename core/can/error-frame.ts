@@ -75,6 +75,16 @@ export interface DecodedError {
   rec?: number;
 }
 
+/** error.h gives CAN-H the low nibble and CAN-L the high one: 0x44 is both wires missing. */
+function transceiverText(v: number): string {
+  if (v === 0) return 'unspecified problem';
+  if (TRANSCEIVER[v] !== undefined) return TRANSCEIVER[v]!;
+  const h = TRANSCEIVER[v & 0x0f];
+  const l = TRANSCEIVER[v & 0xf0];
+  if (h !== undefined && l !== undefined) return `${h}, ${l}`;
+  return `status 0x${v.toString(16).padStart(2, '0')}`;
+}
+
 function flags(byte: number, table: readonly [number, string][]): string[] {
   return table.filter(([bit]) => (byte & bit) !== 0).map(([, words]) => words);
 }
@@ -110,7 +120,7 @@ export function decodeErrorFrame(id: number, data: Uint8Array): DecodedError {
         break;
       }
       case 'transceiver':
-        parts.push(`transceiver: ${TRANSCEIVER[d(4)] ?? (d(4) === 0 ? 'unspecified problem' : `status 0x${d(4).toString(16).padStart(2, '0')}`)}`);
+        parts.push(`transceiver: ${transceiverText(d(4))}`);
         break;
       case 'no_ack':
         parts.push('no ACK on transmission (no other node on the bus, or a missing terminator)');

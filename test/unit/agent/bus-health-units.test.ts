@@ -124,6 +124,7 @@ test('every error class and detail is put into words and named', () => {
   assert.deepEqual(d(0x8 | 0x80, [0, 0, 0x04, 0x0a]).classes, ['protocol', 'bus_error']);
   assert.equal(d(0x8, [0, 0, 0x08 | 0x80, 0x19]).text, 'protocol violation: unable to send a dominant bit, error while transmitting in the ACK slot');
   assert.equal(d(0x10, [0, 0, 0, 0, 0x40]).text, 'transceiver: CAN-L wire missing');
+  assert.equal(d(0x10, [0, 0, 0, 0, 0x44]).text, 'transceiver: CAN-H wire missing, CAN-L wire missing', 'a nibble per wire');
   assert.match(d(0x20, []).text, /^no ACK on transmission/);
   assert.equal(d(0x40, []).text, 'bus-off');
   assert.equal(d(0x100, []).text, 'controller restarted');
@@ -171,6 +172,15 @@ test('ip -json: stopped (interface down), vcan without a controller', () => {
   assert.deepEqual([s.up, s.state, s.bitrate, s.samplePoint, s.restartMs], [false, 'stopped', 125000, 0.75, 100]);
   const v = fixture('captured-vcan.json').get('vcan0')!;
   assert.deepEqual([v.up, v.kind, v.state, v.tec, v.bitrate], [true, 'vcan', null, null, null]);
+});
+
+test('ip -json -s -s: rx missed comes from missed_errors (iproute2 prints it only with -statistics twice)', () => {
+  const links = JSON.parse(readFileSync(new URL('../../../../test/fixtures/ip-link/captured-sja1000-error-active.json', import.meta.url), 'utf8')) as {
+    stats64?: { rx?: Record<string, number> };
+  }[];
+  links[0]!.stats64!.rx = { ...links[0]!.stats64!.rx, length_errors: 0, crc_errors: 0, frame_errors: 0, fifo_errors: 0, missed_errors: 7 };
+  const s = [...parseIpLinkJson(JSON.stringify(links)).values()][0]!;
+  assert.equal(s.counters.rx_missed, 7);
 });
 
 test('ip -json: error-warning, error-passive, bus-off and a restart (hand-written from iproute2 and kernel sources)', () => {

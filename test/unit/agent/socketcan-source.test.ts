@@ -564,6 +564,17 @@ test('send: negative result is busy, a throw is an error', async () => {
   assert.deepEqual(thrown, { ok: false, busy: false, error: 'socketcan refused the frame on can0: Invalid channel!' });
 });
 
+test('send: a failure right after the interface was set down (before the next poll) is an error, not a full queue to retry', async () => {
+  const { host, binding, src } = await started();
+  const ch = binding.last('can0');
+  host.setLink('can0', false); // the poll has not seen it yet
+  ch.sendResult = -1;
+  const r = src.send(frame({}));
+  assert.equal(r.ok, false);
+  assert.equal(!r.ok && r.busy, false, 'not retried for --tx-retry-ms as if the queue were full');
+  assert.match(!r.ok ? r.error : '', /can0 is set down/);
+});
+
 test('send refuses what cannot be sent, with a reason', async () => {
   const host = new FakeHost();
   host.addInterface('can0');
