@@ -49,7 +49,9 @@ find "$out/node_modules" \( -name '*.a' -o -name '*.o' \) -type f -delete
 
 cp packaging/canrelay.in "$out/bin/canrelay"
 cp packaging/canrelay-install "$out/bin/canrelay-install"
-chmod 0755 "$out/bin/canrelay" "$out/bin/canrelay-install"
+# A gateway installed from the tarball has no source tree: what `make uninstall` runs comes with it.
+cp packaging/uninstall.sh "$out/bin/canrelay-uninstall"
+chmod 0755 "$out/bin/canrelay" "$out/bin/canrelay-install" "$out/bin/canrelay-uninstall"
 
 [ -f docs/deployment.md ] && cp docs/deployment.md "$out/docs/"
 cp systemd/*.service systemd/*.example.json "$out/share/systemd/"

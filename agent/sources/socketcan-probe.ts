@@ -85,10 +85,12 @@ export function diagnoseOpenFailure(iface: string, cause: unknown, sysfsRoot: st
 type AfCanStatus = 'raw' | 'core-only' | 'absent' | 'unknown';
 
 function afCanStatus(procRoot: string): AfCanStatus {
-  const protocols = readText(join(procRoot, 'net', 'protocols'));
+  // /proc/self/net first: the units' ProcSubset=pid hides /proc/net, not the process's own view of it.
+  const net = existsSync(join(procRoot, 'self', 'net')) ? join(procRoot, 'self', 'net') : join(procRoot, 'net');
+  const protocols = readText(join(net, 'protocols'));
   if (protocols === null) return 'unknown';
   if (/^CAN_RAW\s/m.test(protocols)) return 'raw';
-  return existsSync(join(procRoot, 'net', 'can')) ? 'core-only' : 'absent';
+  return existsSync(join(net, 'can')) ? 'core-only' : 'absent';
 }
 
 function readText(path: string): string | null {

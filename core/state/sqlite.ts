@@ -164,9 +164,15 @@ function startupError(file: string, err: OpenFailure, opts: OpenStateOptions): S
   return new StartupError(`state database ${file}: ${err.message}: ${faultAdvice(err.fault)} (${opts.flag})`, code);
 }
 
-/** Node's own text spans four lines and suggests nothing specific; one line with the numbers and the fix. */
-function abiMessage(cause: unknown): string {
+/** Node's own text spans four lines and suggests nothing specific; one line with the numbers and the fix (exported for its test). */
+export function abiMessage(cause: unknown): string {
   const text = cause instanceof Error ? cause.message : String(cause);
+  // Not another Node.js: a system older than the one the addon was built on (e.g. a Debian 12 build on Debian 11).
+  const libc = /version [`']((?:GLIBC|GLIBCXX)_[\d.]+)' not found/.exec(text)?.[1];
+  if (libc !== undefined) {
+    const file = /\(required by ([^)]+)\)/.exec(text)?.[1] ?? 'a native addon';
+    return `${file} needs ${libc}, which this system's C/C++ library does not have: this canrelay build is for a newer system (Debian 12 or later); install it there, or build canrelay on this system`;
+  }
   const versions = [...text.matchAll(/NODE_MODULE_VERSION (\d+)/g)].map((m) => m[1]);
   const module = /module '([^']+)'/.exec(text)?.[1] ?? 'better-sqlite3';
   const detail = versions.length >= 2 ? `built for NODE_MODULE_VERSION ${versions[0]}, this Node.js ${process.version} needs ${versions[1]}` : text.replace(/\s+/g, ' ');

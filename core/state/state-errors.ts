@@ -36,7 +36,7 @@ const WHAT_TO_DO: Record<StateFault, string> = {
   full: 'free space on that file system',
   io: 'check the disk (dmesg, SMART) or move the state to a healthy one',
   busy: 'another process holds it: stop the other canrelay using the same file',
-  abi: 'run `npm rebuild better-sqlite3` in the canrelay installation (or reinstall the package built for this Node.js)',
+  abi: 'reinstall the canrelay package built for this system and its Node.js (from a source tree: npm rebuild better-sqlite3)',
 };
 
 /** "the cause (the raw error)": e.g. `disk full (database or disk is full)`. */

@@ -229,8 +229,10 @@ describe('make deb', { skip: skipUnlessPresent('make deb', debSkip) }, () => {
       .pop()!;
   });
   after(() => {
-    // Whatever happened: leave the machine as it was.
+    // Whatever happened: leave the machine as it was (purge keeps the user: the test made it, it goes).
     spawnSync('dpkg', ['-P', 'canrelay'], { stdio: 'ignore' });
+    spawnSync('userdel', ['canrelay'], { stdio: 'ignore' });
+    spawnSync('groupdel', ['canrelay'], { stdio: 'ignore' });
     rmSync(out, { recursive: true, force: true });
   });
 
@@ -239,7 +241,19 @@ describe('make deb', { skip: skipUnlessPresent('make deb', debSkip) }, () => {
     assert.match(info, /^Package: canrelay$/m);
     assert.match(info, new RegExp(`^Version: ${VERSION.replaceAll('.', '\\.')}-1$`, 'm'));
     // Self-contained: its own Node.js under /opt/canrelay/<version>/node, no nodejs package.
-    assert.match(info, /^Depends: libc6 \(>= 2\.28\)/m);
+    // The C library floor it declares is what its binaries need (their highest GLIBC_ symbol version):
+    // dpkg must refuse a system where the addons could not load.
+    const dep = /^Depends: libc6 \(>= ([\d.]+)\), libstdc\+\+6 \(>= ([\d.]+)\)/m.exec(info);
+    assert.ok(dep, info);
+    const unpacked = mkdtempSync(join(tmpdir(), 'canrelay-deb-x-'));
+    sh('dpkg-deb', ['-x', deb, unpacked]);
+    const elfs = sh('find', [join(unpacked, 'opt'), '-type', 'f', '(', '-name', '*.node', '-o', '-path', '*/node/bin/node', ')'])
+      .trim()
+      .split('\n');
+    const needed = [...sh('readelf', ['-W', '--version-info', ...elfs]).matchAll(/GLIBC_2\.(\d+)/g)].map((m) => Number(m[1]));
+    rmSync(unpacked, { recursive: true, force: true });
+    assert.ok(needed.length > 0);
+    assert.ok(Number(dep[1]!.split('.')[1]) >= Math.max(...needed), `declared libc6 >= ${dep[1]}, binaries need 2.${Math.max(...needed)}`);
     assert.doesNotMatch(info, /nodejs/);
     assert.equal(sh('dpkg-deb', ['-f', deb, 'Architecture']).trim(), sh('dpkg', ['--print-architecture']).trim());
     const files = sh('dpkg-deb', ['-c', deb])
@@ -325,7 +339,7 @@ describe('make deb', { skip: skipUnlessPresent('make deb', debSkip) }, () => {
     }
   });
 
-  test('dpkg -r removes the program and keeps the configs; dpkg -P removes the rest and the user', () => {
+  test('dpkg -r removes the program and keeps the configs; dpkg -P removes the rest, keeps the user that owns the kept files', () => {
     writeFileSync('/etc/canrelay/agent.json', '{"id":"gw-1","can":"can0"}\n');
     let r = spawnSync('dpkg', ['-r', 'canrelay'], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
@@ -337,8 +351,9 @@ describe('make deb', { skip: skipUnlessPresent('make deb', debSkip) }, () => {
     assert.equal(r.status, 0, r.stderr);
     assert.ok(!existsSync('/etc/canrelay/agent.example.json'));
     assert.ok(existsSync('/etc/canrelay/agent.json'), "the operator's own config is never deleted");
-    assert.equal(account('canrelay'), undefined, 'user removed on purge');
-    assert.notEqual(spawnSync('getent', ['group', 'canrelay']).status, 0, 'group removed on purge');
+    // Kept, with its ids: deleted, they went to the next system account, which could then read the kept token files.
+    assert.ok(account('canrelay'), 'the user stays after purge');
+    assert.equal(spawnSync('getent', ['group', 'canrelay']).status, 0, 'and its group');
     assert.doesNotMatch(spawnSync('dpkg-query', ['-W', '-f=${Status}', 'canrelay'], { encoding: 'utf8' }).stdout, /installed/);
     rmSync('/etc/canrelay', { recursive: true, force: true });
   });

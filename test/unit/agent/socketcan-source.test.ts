@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, test } from 'node:test';
@@ -357,6 +357,16 @@ test('a kernel without AF_CAN rejects start() saying SocketCAN is missing and wh
     assert.match(e.message, /can0/);
     return true;
   });
+});
+
+test('under the units (ProcSubset=pid: /proc/net hidden, /proc/self/net kept) a kernel without AF_CAN is still told so', async () => {
+  const host = new FakeHost(PROTOCOLS_WITHOUT_CAN);
+  mkdirSync(join(host.procRoot, 'self'), { recursive: true });
+  renameSync(join(host.procRoot, 'net'), join(host.procRoot, 'self', 'net'));
+  const binding = new FakeBinding();
+  binding.failing.add('can0');
+  const src = makeSource(host, binding, ['can0']);
+  await assert.rejects(src.start(new RecordingSink()), /cannot open can0: this kernel has no SocketCAN \(AF_CAN\)/);
 });
 
 test('a kernel with the CAN core but without can_raw says to load can_raw', async () => {
