@@ -126,6 +126,8 @@ test('a silent link of B taken over by a new connection to the same node: the no
   await a.close();
   await b2.close();
   b1.kill();
+  // Each node holds PostgreSQL connections: stopped now, not at the end of the file (the server's max_connections).
+  await Promise.all([n1.proc.stop(), n2.proc.stop()]);
 });
 
 test('a silent link of B taken over on the same node while A keeps sending: every frame reaches B, on the old link or the new one', async () => {
@@ -175,6 +177,7 @@ test('a silent link of B taken over on the same node while A keeps sending: ever
     await a.close();
     await b2.close();
     b1.kill();
+    await Promise.all([n1.proc.stop(), n2.proc.stop()]); // PostgreSQL connections back before the next round
   }
 });
 
@@ -223,6 +226,7 @@ test('an agent that moves to another node resends batches its old node took (the
   await resendThenCheckOnce(a2, b, sent);
   await a2.close();
   await b.close();
+  await Promise.all([n1.proc.stop(), n2.proc.stop()]);
 });
 
 test('an agent whose silent link on one node is taken over on another resends batches the first node took: relayed once, never twice', async () => {
@@ -253,6 +257,7 @@ test('an agent whose silent link on one node is taken over on another resends ba
   await a2.close();
   await b.close();
   a.kill();
+  await Promise.all([n1.proc.stop(), n2.proc.stop()]);
 });
 
 /** Every frame A sent is at B, or counted lost at B (gaps not made up by late ones); duplicates are counted too. */
