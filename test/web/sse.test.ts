@@ -30,8 +30,17 @@ interface Conn {
   reconnectNow(): void;
   readonly lastEventId: string;
 }
-const { ConsoleConnection } = (await import(pathToFileURL(join(WEB_JS, 'sse.js')).href)) as {
-  ConsoleConnection: new (o: { url: string; token?: string; backlog?: number; onMessage: (m: Msg) => void; onStatus: (s: Status) => void; maxBackoffMs?: number }) => Conn;
+const { ConsoleConnection, SseParser } = (await import(pathToFileURL(join(WEB_JS, 'sse.js')).href)) as {
+  ConsoleConnection: new (o: {
+    url: string;
+    token?: string;
+    backlog?: number;
+    onMessage: (m: Msg) => void;
+    onStatus: (s: Status) => void;
+    maxBackoffMs?: number;
+    fetchImpl?: typeof fetch;
+  }) => Conn;
+  SseParser: new () => { lastEventId: string; feed(chunk: string): Msg[]; reset(): void };
 };
 
 const cleanup: (() => unknown)[] = [];
@@ -83,6 +92,44 @@ function track(url: string, extra: { token?: string; backlog?: number } = {}): {
 }
 
 const ids = (msgs: Msg[]): number[] => msgs.map((m) => Number(m.lastEventId));
+
+test('a connection cut in the middle of an event: the resume asks for that event again (its id counts only once it is complete)', () => {
+  const p = new SseParser();
+  const got = p.feed('id: 1\nevent: log\ndata: {"a":1}\n\nid: 2\nevent: log\n');
+  assert.deepEqual(
+    got.map((m) => m.lastEventId),
+    ['1'],
+  );
+  assert.equal(p.lastEventId, '1', 'event 2 is not complete');
+  p.reset(); // the connection ended
+  assert.equal(p.lastEventId, '1', 'the resume asks for what follows event 1: event 2 again');
+  assert.deepEqual(
+    p.feed('id: 2\nevent: log\ndata: {"a":2}\n\n').map((m) => m.lastEventId),
+    ['2'],
+  );
+});
+
+test('"Reconnect now" while an attempt is on its way opens no second stream (every event would show twice)', async () => {
+  let calls = 0;
+  const fetchImpl = ((_url: string, init: { signal: AbortSignal }) => {
+    calls++;
+    // The first answers and ends at once (the stream is lost); later ones stay pending until aborted.
+    if (calls === 1) return Promise.resolve(new Response('retry: 60000\n\n', { status: 200, headers: { 'Content-Type': 'text/event-stream' } }));
+    return new Promise((_resolve, reject) => init.signal.addEventListener('abort', () => reject(new Error('aborted'))));
+  }) as unknown as typeof fetch;
+  const states: Status[] = [];
+  const conn = new ConsoleConnection({ url: 'http://127.0.0.1:1/x', fetchImpl, onMessage: () => {}, onStatus: (st) => states.push({ ...st }) });
+  cleanup.push(() => conn.stop());
+  conn.start();
+  await until(() => states.some((st) => st.state === 'reconnecting'), 'reconnecting');
+  conn.reconnectNow(); // skips the backoff: attempt 2 is on its way
+  assert.equal(calls, 2);
+  conn.reconnectNow(); // clicked again while it is pending
+  conn.reconnectNow();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(calls, 2, 'no second stream while one attempt is pending');
+  conn.stop();
+});
 
 test('a dropped connection resumes with Last-Event-ID: no gap, no duplicate, state "resumed"', async () => {
   const a = await startAgentProcess(['--sim', '--sim-rate', '150']);

@@ -19,7 +19,10 @@ export interface SseMessage {
 
 /** Incremental event-stream parser: feed() text chunks of any size, get complete messages back. */
 export class SseParser {
+  /** The stream's last event id: taken from an `id:` line only once its event is complete (the standard's dispatch). */
   lastEventId = '';
+  /** The `id:` of the event being read (the standard's "last event ID buffer"), committed at its blank line. */
+  private idBuffer: string | undefined;
   /** Reconnection time from a `retry:` field, when one was sent. */
   retryMs: number | undefined;
   private buf = '';
@@ -63,8 +66,13 @@ export class SseParser {
     return out;
   }
 
-  /** Forgets a partial message (the connection ended mid-event); the last event id is kept. */
+  /**
+   * Forgets a partial message (the connection ended mid-event); the last event id is that of the last
+   * complete event. An `id:` of the cut one kept would resume after an event never received, and the
+   * page would call the gap "nothing missed".
+   */
   reset(): void {
+    this.idBuffer = undefined;
     this.buf = '';
     this.data = [];
     this.type = '';
@@ -75,6 +83,8 @@ export class SseParser {
 
   private line(line: string, out: SseMessage[]): void {
     if (line === '') {
+      if (this.idBuffer !== undefined) this.lastEventId = this.idBuffer;
+      this.idBuffer = undefined;
       if (this.data.length > 0) {
         out.push({ type: this.type || 'message', data: this.data.join('\n'), lastEventId: this.lastEventId, hasId: this.sawId });
       }
@@ -96,7 +106,7 @@ export class SseParser {
         this.data.push(value);
         break;
       case 'id':
-        if (!value.includes('\0')) this.lastEventId = value;
+        if (!value.includes('\0')) this.idBuffer = value;
         this.sawId = true;
         break;
       case 'retry':
@@ -154,6 +164,8 @@ export class ConsoleConnection {
   private attempt = 0;
   private stopped = false;
   private status: StreamStatus = { state: 'connecting', detail: '', reconnects: 0, resets: 0, lastEventId: '' };
+  /** Counts run() calls: only the newest reads and retries. */
+  private generation = 0;
   private hadConnection = false;
   private settleTimer: ReturnType<typeof setTimeout> | null = null;
 
@@ -183,7 +195,9 @@ export class ConsoleConnection {
 
   /** Skips the backoff wait (the "Reconnect now" button, the browser coming back online). */
   reconnectNow(): void {
-    if (this.stopped || this.status.state !== 'reconnecting') return;
+    // Only while waiting out a backoff: during an attempt (its request pending, or settling after it
+    // connected) a second one would open another stream, and every event would be shown twice.
+    if (this.stopped || this.status.state !== 'reconnecting' || this.timer === null) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     void this.run();
@@ -199,6 +213,9 @@ export class ConsoleConnection {
 
   private async run(): Promise<void> {
     if (this.stopped) return;
+    // Never two streams at once into one parser: a run that is not the newest stops, and retries nothing.
+    this.abort?.abort();
+    const gen = ++this.generation;
     const ctrl = new AbortController();
     this.abort = ctrl;
     const headers: Record<string, string> = { Accept: 'text/event-stream' };
@@ -254,7 +271,7 @@ export class ConsoleConnection {
       const batch: SseMessage[] = [];
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) break;
+        if (done || gen !== this.generation) break;
         armIdle();
         batch.length = 0;
         this.parser.feed(value, batch);
@@ -270,13 +287,13 @@ export class ConsoleConnection {
       }
       if (decideTimer) clearTimeout(decideTimer);
     } catch (err) {
-      if (this.stopped) return;
+      if (this.stopped || gen !== this.generation) return;
       const reason = ctrl.signal.reason instanceof Error ? ctrl.signal.reason.message : (err as Error).message;
       why = reason || why;
     } finally {
       if (idle) clearTimeout(idle);
     }
-    if (this.stopped) return;
+    if (this.stopped || gen !== this.generation) return;
     this.scheduleRetry(why);
   }
 
