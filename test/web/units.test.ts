@@ -356,3 +356,29 @@ test('routes: agent at /, bridge dongle and group pages', () => {
   assert.deepEqual(parseRoute('/console/groups/g1/'), { kind: 'group', id: 'g1' });
   assert.deepEqual(parseRoute('/console/groups/bad%20id'), { kind: 'agent' }, 'an id the bridge would refuse is not used');
 });
+
+test('fleet model: an offline dongle has no frame rate (its last bus_state is not now), also in the rate sort', async () => {
+  const { FleetModel, framesPerSecond, visibleDongles } = await web<{
+    FleetModel: new () => { apply(ev: { type: string; id: number; data: Record<string, unknown> }): void; dongles: Map<string, unknown> };
+    framesPerSecond: (r: unknown) => number;
+    visibleDongles: (m: unknown, filter: string, sort: string, desc: boolean) => { id: string }[];
+  }>('state/fleet.js');
+  const m = new FleetModel();
+  const ts = new Date().toISOString();
+  const busState = (dongle: string, rate: number) => ({ type: 'bus_state', id: 1, data: { ts, bus: 'can0', link: 'up', state: 'error-active', frame_rate: rate, dongle } });
+  for (const [d, rate] of [
+    ['gone', 500],
+    ['here', 20],
+  ] as const) {
+    m.apply({ type: 'presence', id: 1, data: { ts, state: 'online', dongle: d } });
+    m.apply(busState(d, rate));
+  }
+  m.apply({ type: 'presence', id: 2, data: { ts, state: 'offline', dongle: 'gone' } });
+  assert.equal(framesPerSecond(m.dongles.get('gone')), 0, 'offline: no rate');
+  assert.equal(framesPerSecond(m.dongles.get('here')), 20);
+  assert.deepEqual(
+    visibleDongles(m, '', 'rate', true).map((r) => r.id),
+    ['here', 'gone'],
+    'sorted by rate, the offline one last',
+  );
+});

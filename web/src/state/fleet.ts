@@ -158,8 +158,9 @@ export class FleetModel {
   }
 }
 
-/** Frames per second over every bus of a dongle (from its bus_state summaries). */
+/** Frames per second over every bus of a dongle (from its bus_state summaries); 0 while it is offline (the last summary is not now). */
 export function framesPerSecond(r: DongleRow): number {
+  if (!r.online) return 0;
   let n = 0;
   for (const b of r.buses.values()) n += b.frame_rate;
   return n;

@@ -162,7 +162,9 @@ export class FleetTables {
         { class: 'buses' },
         ...buses.map((b) =>
           h('span', {
-            class: 'bus-state',
+            // Offline: what the dongle last said, not its buses now.
+            class: r.online ? 'bus-state' : 'bus-state last-known',
+            title: r.online ? undefined : 'last known, before the dongle went offline',
             'data-bus': b.bus,
             'data-state': b.link === 'down' ? 'down' : (b.state ?? 'none'),
             text: `${b.bus} ${b.link === 'down' ? 'down' : (b.state ?? 'up')}`,
@@ -171,7 +173,7 @@ export class FleetTables {
       ),
       h('td', {}, r.group ? h('a', { href: `/console/groups/${encodeURIComponent(r.group)}`, text: `${r.group} (${r.side.toUpperCase()})` }) : ''),
       h('td', { text: r.version }),
-      h('td', { class: 'num', text: r.buses.size > 0 ? String(Math.round(framesPerSecond(r))) : '' }),
+      h('td', { class: 'num', text: r.online && r.buses.size > 0 ? String(Math.round(framesPerSecond(r))) : '' }),
       h(
         'td',
         {},
