@@ -29,8 +29,8 @@ interface Row {
 interface ByIdModel {
   rows: Map<string, Row>;
   add(f: Frame, now: number): Row | undefined;
-  rate(r: Row): number | null;
-  totalRate(): number;
+  rate(r: Row, pageNow?: number): number | null;
+  totalRate(pageNow?: number): number;
   clearRates(): void;
 }
 interface SseMessage {
@@ -209,6 +209,11 @@ test("by-id rates: exact under sampling, from the frames' timestamps and `repres
   // A quiet id's rate falls instead of freezing: the stream clock moves on while 0x590 is silent.
   for (let t = 6040; t <= 16_000; t += 40) m.add(frame({ id: '0x094', ts: iso(base + t), represents: 12 }), t);
   assert.ok((m.rate(slow!) ?? 1) < 0.7, `silent 1 Hz id decays: ${m.rate(slow!)}`);
+  // Everything silent (the bus, the replay or the dongle): the stream clock stands still, the page's runs
+  // on — the rates fall with the page's time since the last frame came (it came at page time 16,000).
+  near(m.totalRate(16_000), 300 + 100, 0.2);
+  assert.ok(m.totalRate(46_000) < 150, `30 s after the last frame the header rate falls: ${m.totalRate(46_000)}`);
+  assert.ok(m.totalRate() > 300, 'without the page time: the stream clock alone (as before)');
   m.clearRates();
   assert.equal(m.rate(fast!), null, 'after a stream reset the rate starts over');
   assert.equal(m.rows.size, 3);

@@ -518,7 +518,7 @@ class App {
     }
     if (now - this.lastFigures >= FIGURES_INTERVAL_MS) {
       this.lastFigures = now;
-      const total = this.byIdModel.totalRate();
+      const total = this.byIdModel.totalRate(performance.now());
       this.header.setFigures(this.eventMeter.rate(Date.now()), total, this.conn?.lastEventId ?? '');
       const shown = this.frameEventMeter.rate(Date.now()) || this.sampling.announced?.output || 0;
       const input = total || this.sampling.announced?.input || 0;

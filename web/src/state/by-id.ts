@@ -116,6 +116,8 @@ export class ByIdModel {
   readonly rows = new Map<string, IdRow>();
   /** Newest frame timestamp per dongle and direction: the stream's own clocks. */
   private readonly clock = new Map<string, number>();
+  /** The page time (the `now` given to add()) at which each clock last moved. */
+  private readonly clockArrival = new Map<string, number>();
   /** Bumped on every change, so views can skip work when nothing happened. */
   version = 0;
 
@@ -172,28 +174,39 @@ export class ByIdModel {
       row.lastTs = ts;
       row.windows[dir].push(ts, rep);
       const ck = `${dongle}|${dir}`;
-      if (ts > (this.clock.get(ck) ?? 0)) this.clock.set(ck, ts);
+      if (ts > (this.clock.get(ck) ?? 0)) {
+        this.clock.set(ck, ts);
+        this.clockArrival.set(ck, now);
+      }
     }
     this.version++;
     return row;
   }
 
-  /** Frames per second of a row (both directions), or null while unknown. */
-  rate(row: IdRow): number | null {
+  /**
+   * Frames per second of a row (both directions), or null while unknown. `pageNow` (performance.now()):
+   * the stream's clock also moves on by the page time since its newest frame came — when every frame
+   * stops (the bus, the replay or the dongle went quiet), the stream's own clock stops too, and the rates
+   * would stay at their last values for ever. Without it: the stream's clock alone.
+   */
+  rate(row: IdRow, pageNow?: number): number | null {
     let sum: number | null = null;
     for (let dir = 0; dir < 2; dir++) {
       const w = row.windows[dir]!;
       if (w.len === 0) continue;
-      const r = w.rate(this.clock.get(`${row.dongle}|${dir}`) ?? w.newest());
+      const ck = `${row.dongle}|${dir}`;
+      const clock = this.clock.get(ck);
+      const now = clock === undefined ? w.newest() : clock + (pageNow === undefined ? 0 : Math.max(0, pageNow - (this.clockArrival.get(ck) ?? pageNow)));
+      const r = w.rate(now);
       if (r !== null) sum = (sum ?? 0) + r;
     }
     return sum;
   }
 
   /** Sum of the rates of every row: the frames per second the stream stands for. */
-  totalRate(): number {
+  totalRate(pageNow?: number): number {
     let sum = 0;
-    for (const r of this.rows.values()) sum += this.rate(r) ?? 0;
+    for (const r of this.rows.values()) sum += this.rate(r, pageNow) ?? 0;
     return sum;
   }
 
@@ -206,6 +219,7 @@ export class ByIdModel {
   clear(): void {
     this.rows.clear();
     this.clock.clear();
+    this.clockArrival.clear();
     this.version++;
   }
 
@@ -224,7 +238,8 @@ export function directionLabel(dirs: number): string {
 /** Comparator for the table; ties always fall back to dongle, bus, id so the order is stable. */
 export function comparator(model: ByIdModel, key: SortKey, desc: boolean): (a: IdRow, b: IdRow) => number {
   const base = (a: IdRow, b: IdRow): number => a.dongle.localeCompare(b.dongle) || a.bus.localeCompare(b.bus) || Number(a.extended) - Number(b.extended) || a.idNum - b.idNum;
-  const rateOf = (r: IdRow): number => model.rate(r) ?? -1;
+  const pageNow = performance.now();
+  const rateOf = (r: IdRow): number => model.rate(r, pageNow) ?? -1;
   const cmp = (x: number, y: number): number => (x < y ? -1 : x > y ? 1 : 0);
   let f: (a: IdRow, b: IdRow) => number;
   switch (key) {

@@ -153,7 +153,7 @@ export class ByIdTable {
       e = { tr, cells, bytes: [] };
       this.els.set(r.key, e);
     }
-    const rate = this.model.rate(r);
+    const rate = this.model.rate(r, performance.now());
     const stale = now - r.lastArrival > Math.max(5000, rate ? (5 * 1000) / rate : 0);
     e.tr.classList.toggle('stale', stale);
     this.columns.forEach((c, i) => {
