@@ -182,6 +182,18 @@ test('candump export: every frame kind is written as candump -L and parses back 
   assert.equal(exp.candumpLine(frames[0]!), '(1795787222.123456) can0 123#DEADBEEF');
   assert.equal(exp.candumpTimestamp('2026-11-27T13:47:02.5Z'), '(1795787222.500000)');
   assert.equal(exp.candumpLog([]), '', 'nothing to export: empty file');
+  // A group console: both sides have a can0; each line says whose it was, and still parses.
+  const group = exp
+    .candumpLog([frame({ dongle: 'gw-a' }), frame({ dongle: 'gw-b' })])
+    .trim()
+    .split('\n');
+  assert.deepEqual(
+    group.map((l) => {
+      const r = parseCandumpLine(l);
+      return r.ok ? r.frame.bus : r.error;
+    }),
+    ['gw-a-can0', 'gw-b-can0'],
+  );
 });
 
 test("by-id rates: exact under sampling, from the frames' timestamps and `represents`", () => {

@@ -14,10 +14,16 @@ export function candumpTimestamp(ts: string): string {
   return candumpTimestampUs(Number.isFinite(us) ? us : 0);
 }
 
-/** One candump line (no newline) for a can_frame event, or null when the event cannot be written. */
+/**
+ * One candump line (no newline) for a can_frame event, or null when the event cannot be written. A group
+ * console's frame (it names its dongle) is written on `<dongle>-<bus>`: both sides may have a can0, and
+ * one file must still say which gateway each frame came from.
+ */
 export function candumpLine(f: CanFrameData, opts: { direction?: boolean } = {}): string | null {
   const frame = canFrameOf(f);
-  return frame === null ? null : formatCandumpLine(frame, opts);
+  if (frame === null) return null;
+  if (f.dongle !== undefined) frame.bus = `${f.dongle}-${f.bus}`;
+  return formatCandumpLine(frame, opts);
 }
 
 /** The whole log: one line per frame, in the given order, each ending in "\n". */
