@@ -399,3 +399,29 @@ test('fleet model: an offline dongle has no frame rate (its last bus_state is no
     'sorted by rate, the offline one last',
   );
 });
+
+test("send form's early statuses: held only while a POST is on its way; other commands' statuses cannot crowd out the page's own", async () => {
+  const { EarlyStatuses } = await web<{
+    EarlyStatuses: new () => { posted(): () => void; offer(d: { command_id: string; status: string }): void; take(id: string): { status: string }[] };
+  }>('state/early-statuses.js');
+  const e = new EarlyStatuses();
+  const st = (id: string, status = 'delivered') => ({ command_id: id, status, type: 'send_frame', ts: 't' });
+  for (let i = 0; i < 80; i++) e.offer(st(`other-${i}`)); // someone else's commands, no POST of ours on its way
+  const answered = e.posted();
+  e.offer(st('mine'));
+  e.offer(st('mine', 'succeeded'));
+  answered();
+  assert.deepEqual(
+    e.take('mine').map((x) => x.status),
+    [],
+    'once every POST answered, nothing is held (the page tracks the command by then)',
+  );
+  const again = e.posted();
+  e.offer(st('mine2'));
+  assert.deepEqual(
+    e.take('mine2').map((x) => x.status),
+    ['delivered'],
+    'held while its POST is on its way, whatever came before',
+  );
+  again();
+});

@@ -8,6 +8,7 @@ import { commandView, HttpError, sendCommand } from '../api.js';
 import type { CommandState, CommandStatusData } from '../events.js';
 import { formatClock } from '../format.js';
 import { byId, h } from '../dom.js';
+import { EarlyStatuses } from '../state/early-statuses.js';
 
 const STEPS: readonly CommandState[] = ['queued', 'sent', 'delivered', 'succeeded'];
 const FINAL = new Set<string>(['succeeded', 'failed', 'timed_out']);
@@ -36,7 +37,7 @@ export class SendForm {
   private readonly list = byId<HTMLOListElement>('commands');
   private readonly tracked = new Map<string, Tracked>();
   /** Statuses that arrived before the POST answered (fast agents): applied when it does. */
-  private readonly early = new Map<string, CommandStatusData[]>();
+  private readonly early = new EarlyStatuses();
 
   constructor(
     private readonly token: () => string,
@@ -95,12 +96,14 @@ export class SendForm {
     const dataHex = bytes.join(' ').toUpperCase();
     const button = this.form.querySelector<HTMLButtonElement>('button[type=submit]')!;
     button.disabled = true;
+    const answered = this.early.posted();
     try {
       const r = await sendCommand(dongle, { type: 'send_frame', bus, id: canId, data_hex: dataHex, ...(extended ? { is_extended: true } : {}) }, this.token());
       this.track(r.command_id, dongle, `${bus} ${canId}#${dataHex.replace(/ /g, '') || '(no data)'}`, r.status ?? 'queued');
     } catch (e) {
       this.fail(e instanceof HttpError ? `Refused (HTTP ${e.status}): ${e.message}` : `Could not send: ${(e as Error).message}`);
     } finally {
+      answered();
       button.disabled = false;
     }
   }
@@ -116,8 +119,7 @@ export class SendForm {
       this.tracked.delete(oldest.id);
     }
     this.render(t);
-    for (const d of this.early.get(id) ?? []) this.onStatus(d);
-    this.early.delete(id);
+    for (const d of this.early.take(id)) this.onStatus(d);
   }
 
   /** A command_status event from the stream. */
@@ -125,7 +127,7 @@ export class SendForm {
     const t = this.tracked.get(d.command_id);
     if (!t) {
       // It may be ours, with the POST answer still on its way.
-      if (this.early.size < 50) this.early.set(d.command_id, [...(this.early.get(d.command_id) ?? []), d]);
+      this.early.offer(d);
       return;
     }
     t.times.set(d.status, d.ts);
