@@ -425,3 +425,19 @@ test("send form's early statuses: held only while a POST is on its way; other co
   );
   again();
 });
+
+test('freshness: a periodic report is stale after three of its intervals without one, never before 15 s', async () => {
+  const { Freshness } = await web<{ Freshness: new () => { seen(k: string, now: number): void; staleFor(k: string, now: number): number | null } }>('state/freshness.js');
+  const f = new Freshness();
+  assert.equal(f.staleFor('can0', 0), null, 'never reported: nothing to call stale');
+  f.seen('can0', 0);
+  f.seen('can0', 10_000); // every 10 s
+  assert.equal(f.staleFor('can0', 39_000), null, 'within three intervals');
+  assert.equal(f.staleFor('can0', 41_000), 31_000, 'three intervals without a report');
+  f.seen('fast', 0);
+  f.seen('fast', 1_000); // every second: still 15 s at least (a loaded page may miss a few)
+  assert.equal(f.staleFor('fast', 14_000), null);
+  assert.equal(f.staleFor('fast', 17_000), 16_000);
+  f.seen('fast', 17_500);
+  assert.equal(f.staleFor('fast', 18_000), null, 'a new report: current again');
+});

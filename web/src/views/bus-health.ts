@@ -7,6 +7,7 @@
  */
 import { byId, h, setAttr, setText } from '../dom.js';
 import type { BusStateData } from '../events.js';
+import { Freshness } from '../state/freshness.js';
 
 const SERIOUS = new Set(['error-passive', 'bus-off']);
 
@@ -32,24 +33,34 @@ export class BusHealthView {
   private readonly box = byId('bus-health');
   private readonly alert = byId('bus-alert');
   private readonly buses = new Map<string, BusStateData>();
+  private readonly freshness = new Freshness();
+  /** Which buses were drawn stale: a change redraws. */
+  private drawnStale = '';
   private dirty = false;
 
   /** A group page shows both sides' buses: the key includes the dongle. */
   update(d: BusStateData): void {
-    this.buses.set(d.dongle ? `${d.dongle} ${d.bus}` : d.bus, d);
+    const key = d.dongle ? `${d.dongle} ${d.bus}` : d.bus;
+    this.buses.set(key, d);
+    this.freshness.seen(key, performance.now());
     this.dirty = true;
   }
 
   render(): void {
-    if (!this.dirty) return;
+    const now = performance.now();
+    const stale = [...this.buses.keys()].filter((k) => this.freshness.staleFor(k, now) !== null).join('|');
+    if (!this.dirty && stale === this.drawnStale) return;
     this.dirty = false;
+    this.drawnStale = stale;
     const nodes: Node[] = [];
     const alarms: string[] = [];
     const texts: string[] = [];
     for (const [key, d] of [...this.buses].sort(([a], [b]) => a.localeCompare(b))) {
       const state = d.link === 'down' ? (d.state ?? 'down') : (d.state ?? 'no controller');
       const load = d.load;
+      const staleMs = this.freshness.staleFor(key, now);
       const title = [
+        staleMs !== null ? `no report for ${Math.round(staleMs / 1000)} s: the last known figures` : '',
         `${key}: ${state}`,
         d.tec !== null ? `TX errors ${d.tec}, RX errors ${d.rec}` : '',
         d.bitrate !== null ? `${(d.bitrate / 1000).toLocaleString('en-US')} kbit/s${d.bitrate_source === 'flag' ? ' (--bitrate)' : ''}` : 'bitrate unknown (set --bitrate)',
@@ -68,7 +79,7 @@ export class BusHealthView {
       nodes.push(
         h(
           'span',
-          { class: 'bus-health-item', 'data-bus': key, 'data-state': state, title },
+          { class: 'bus-health-item', 'data-bus': key, 'data-state': state, 'data-stale': staleMs !== null ? 'true' : undefined, title },
           h('span', { class: 'bus-name', text: key }),
           h('span', { class: 'bus-state', 'data-state': state, text: state }),
           h(
@@ -87,7 +98,7 @@ export class BusHealthView {
               'data-level': load === null ? 'none' : load >= 0.8 ? 'high' : load >= 0.5 ? 'mid' : 'low',
             }),
           ),
-          h('span', { class: 'bus-load', text: pct(load) }),
+          h('span', { class: 'bus-load', text: staleMs !== null ? `${pct(load)} (last known)` : pct(load) }),
           sparkline(d.load_history),
         ),
       );
