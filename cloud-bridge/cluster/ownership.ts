@@ -267,7 +267,15 @@ export class Ownership {
     const e = await kv.get(dongle);
     if (e === null || e.operation !== 'PUT') return kv.create(dongle, this.value(silent));
     const held = leaseValue.safeParse(e.json());
-    if (held.success && held.data.node !== this.node) throw new LeaseLost(held.data.node);
+    if (held.success && held.data.node !== this.node) {
+      // Another node's lease — often one written before a NATS outage, during which this node admitted the
+      // dongle unchecked (its agent moved here). The holder's own word decides, as at a claim: gone or no
+      // longer holding it, or its link silent for a takeover time while ours is not, and the lease is ours
+      // (its own refresh then finds it so and cuts its link). Before, the live link here was cut for it.
+      const asked = await this.askHolder(held.data.node, dongle);
+      const theirSilence = asked === null ? Infinity : asked === undefined ? held.data.silent_ms + Math.max(0, Date.now() - e.created.getTime()) : Date.now() - asked.lastHeardAt;
+      if (!(theirSilence >= this.takeoverAfterMs && silent < this.takeoverAfterMs)) throw new LeaseLost(held.data.node);
+    }
     return kv.update(dongle, this.value(silent), e.revision);
   }
 
@@ -304,7 +312,13 @@ export class Ownership {
       if (this.heard.get(m.dongle)?.node === m.node) this.heard.delete(m.dongle);
     } else {
       this.heard.set(m.dongle, { node: m.node, lastHeardAt: Date.now() - m.silent_ms });
-      if (this.owned.has(m.dongle)) this.lose(m.dongle, m.node);
+      const mine = this.owned.get(m.dongle);
+      if (mine !== undefined) {
+        // Both hold it (a NATS outage let both admit it): the link heard from more recently keeps it. Ours
+        // alive and theirs silent for a takeover time: our lease is written again (retake asks the holder).
+        if (m.silent_ms >= this.takeoverAfterMs && Date.now() - mine.link.lastHeardAt < this.takeoverAfterMs) void this.write(m.dongle);
+        else this.lose(m.dongle, m.node);
+      }
     }
     if (this.ownerOf(m.dongle) !== before) this.events.changed(m.dongle);
   }

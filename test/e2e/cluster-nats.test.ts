@@ -335,6 +335,30 @@ test('nats-server SIGKILLed and restarted: /healthz says NATS is unreachable, th
   assert.equal(await uplink(a, 'connects'), 1, 'A never lost its link');
 });
 
+test('an agent that moved to another node while NATS was away keeps its live link when NATS returns (the old node lease does not win)', async () => {
+  const db = await servers.pg.createDatabase();
+  const n1 = await node('w1', db);
+  const token = await n1.admin.register('wx');
+  const n2 = await node('w2', db);
+  await until(async () => (await n2.admin.get('/api/v1/dongles/wx')).status === 200, 10_000, 'the dongle known on node 2');
+  // On node 1, its lease written to NATS; then NATS goes, and the agent's link to node 1 goes silent.
+  const a1 = await FakeAgent.connect(n1.base, { dongle: 'wx', token, autoPong: false });
+  await new Promise((r) => setTimeout(r, 1500)); // a lease refresh or two reach NATS
+  await servers.nats.kill();
+  // The agent reaches node 2 (no NATS: admitted unchecked) once its silent link to node 1 was cut (2.5 heartbeats).
+  await until(async () => metricValue(await metrics(n1.base), 'canrelay_bridge_agents_connected', { node: 'w1' }) === 0, 20_000, 'node 1 cut the silent link');
+  const a2 = await FakeAgent.connect(n2.base, { dongle: 'wx', token });
+  await servers.nats.restart();
+  await until(async () => ((await getJson(n2.base + '/healthz')).body as { cluster: { nats: string } }).cluster.nats === 'reachable', 60_000, 'node 2 back on NATS');
+  // A few refreshes of the lease on both nodes (every 0.5 s): node 2's live link stays.
+  await new Promise((r) => setTimeout(r, 4000));
+  assert.equal(a2.closeCode, undefined, `the live link on node 2 was not cut: ${a2.closeCode} ${a2.closeReason}`);
+  assert.equal(metricValue(await metrics(n2.base), 'canrelay_bridge_cluster_leases_lost_total', { node: 'w2' }), 0);
+  await a2.close();
+  a1.kill();
+  await Promise.all([n1.proc.stop(), n2.proc.stop()]);
+});
+
 test('nats-server replaced by one with an empty store (the lease bucket gone): agents are still admitted, and their leases are written again', async () => {
   const db = await servers.pg.createDatabase();
   const n1 = await node('e1', db);
