@@ -10,6 +10,7 @@
  * never transmitted.
  */
 import type { CanFrame } from '../core/can/frame.js';
+import { MAX_BUSES_PER_DONGLE } from '../core/names.js';
 import type { SendResult } from './sources/source.js';
 
 export type TxDone = (r: SendResult) => void;
@@ -110,8 +111,11 @@ export class TxQueue {
       this.handled(lane);
       item.done?.(r);
     }
-    // Empty: forgotten (frames for any bus name may come, e.g. commands for buses this gateway lacks).
-    if (this.lanes.get(lane.bus) === lane) this.lanes.delete(lane.bus);
+    lane.q.length = 0;
+    lane.head = 0;
+    // Kept for the bus's next frame (no allocation per frame on a bus that keeps up), but frames may come
+    // for any bus name (commands for buses this gateway lacks): past a gateway's buses, empty lanes go.
+    if (this.lanes.size > MAX_BUSES_PER_DONGLE) for (const [bus, l] of this.lanes) if (l.q.length === 0 && l.timer === undefined && !l.draining) this.lanes.delete(bus);
   }
 
   private handled(lane: Lane): void {

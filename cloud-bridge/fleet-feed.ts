@@ -19,7 +19,7 @@ import type { ConsoleStream } from '../core/console/console-stream.js';
 import { sseBlockWithoutId } from '../core/console/compact-event.js';
 import type { BusStateData, CommandStatusData, ConsoleEvent, GroupStateData, PresenceData } from '../core/console/events.js';
 import { logData, presenceData } from '../core/console/normalize.js';
-import { MAX_BUSES_PER_DONGLE } from '../core/uplink/messages.js';
+import { MAX_BUSES_PER_DONGLE } from '../core/names.js';
 
 /** Name of the fleet's ConsoleStream (dongles' and groups' are "dongles/…", "groups/…"). */
 export const FLEET_STREAM = 'fleet';

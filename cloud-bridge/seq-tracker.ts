@@ -4,7 +4,7 @@
  * here decides what is relayed. A new run of the agent starts its numbers over (the counts are kept).
  */
 import type { SequencedFrame } from '../core/uplink/frame-codec.js';
-import { MAX_BUSES_PER_DONGLE } from '../core/uplink/messages.js';
+import { MAX_BUSES_PER_DONGLE } from '../core/names.js';
 import { SeqChecker, type SeqCounts } from '../core/uplink/seq-checker.js';
 
 export class SeqTracker {

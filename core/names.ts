@@ -32,3 +32,10 @@ export const BUS_PREFIXED_PATH_RULE = new RegExp(`^(?:${BUS}=)?[^=\\s][^\\n]*$`)
 
 /** Recording ids: the UTC start time and a random suffix, e.g. 20261129T195012Z-3f2a1c (safe in URLs and file names). */
 export const RECORDING_ID_RULE = /^\d{8}T\d{6}Z-[0-9a-f]{6}$/;
+
+/**
+ * Buses one agent names, at most: in its hello, in what the bridge keeps per dongle (sequence checks, the
+ * fleet's bus states) and in the agent's own per-bus transmit lines, so nobody can grow those maps or
+ * metric labels without bound.
+ */
+export const MAX_BUSES_PER_DONGLE = 64;

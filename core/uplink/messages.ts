@@ -27,7 +27,7 @@
  */
 import { z } from 'zod';
 import { MIRRORED_EVENT_TYPES } from '../console/normalize.js';
-import { BUS_RULE, ID_RULE, RECORDING_ID_RULE } from '../names.js';
+import { BUS_RULE, ID_RULE, MAX_BUSES_PER_DONGLE, RECORDING_ID_RULE } from '../names.js';
 import { DbcChunkMessage } from './dbc-transfer.js';
 import { RECORDING_CHUNK_BYTES, RecordingInfo } from '../recording/recording-info.js';
 
@@ -46,11 +46,6 @@ const recordingId = z.string().regex(RECORDING_ID_RULE);
 export const PROTOCOL_VERSION = 2;
 /** Largest text message either side accepts. */
 export const MAX_TEXT_MESSAGE_BYTES = 64 * 1024;
-/**
- * Buses one agent names, at most: in its hello, and in what the bridge keeps per dongle (sequence checks,
- * the fleet's bus states), so an agent cannot grow the bridge's maps or metric labels without bound.
- */
-export const MAX_BUSES_PER_DONGLE = 64;
 
 export const SendFrameCommand = z.strictObject({
   type: z.literal('send_frame'),
