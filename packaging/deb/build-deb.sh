@@ -28,22 +28,14 @@ printf 'canrelay %s\nLicense: MIT (see package.json). Bundled npm dependencies k
 
 mkdir -p "$pkg/DEBIAN"
 size_kib="$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)"
-# The C and C++ runtime the bundled runtime and addons really need: the highest symbol versions their ELF
-# files name (readelf reads every architecture). A fixed floor claimed Debian 11 while the addons, built
-# with Debian 12's compilers, need glibc 2.34: dpkg installed it there and the daemon could not start.
+# The C and C++ runtime the bundled runtime and addons really need, read from their ELF files. A fixed
+# floor claimed Debian 11 while the addons, then built against Debian 12's libraries, needed glibc 2.34:
+# dpkg installed it there and the daemon could not start.
 elfs=$(find "$pkg/opt" -type f \( -name '*.node' -o -path '*/node/bin/node' \))
 [ -n "$elfs" ] || { echo "build-deb: no ELF file found in the staged tree" >&2; exit 1; }
 # shellcheck disable=SC2086
-versions=$(readelf -W --version-info $elfs 2>/dev/null)
-glibc=$(grep -o 'GLIBC_2\.[0-9]*' <<<"$versions" | sed 's/GLIBC_//' | sort -V | tail -1)
-glibcxx=$(grep -o 'GLIBCXX_3\.4\.[0-9]*' <<<"$versions" | sed 's/GLIBCXX_3\.4\.//' | sort -n | tail -1)
-[ -n "$glibc" ] || { echo "build-deb: no GLIBC_ version found in the ELF files (readelf missing?)" >&2; exit 1; }
-# GLIBCXX_3.4.n → the GCC release that brought it (Debian's libstdc++6 is versioned by GCC).
-case "${glibcxx:-0}" in
-  0) stdcxx=5.2 ;; 2[0-4]) stdcxx=6 ;; 25) stdcxx=8 ;; 26 | 27) stdcxx=9 ;; 28) stdcxx=10 ;; 29) stdcxx=11 ;;
-  30) stdcxx=12 ;; 31) stdcxx=13 ;; 32) stdcxx=13.2 ;; 33) stdcxx=14 ;;
-  *) echo "build-deb: GLIBCXX_3.4.$glibcxx is not in the table: add its GCC release" >&2; exit 1 ;;
-esac
+floor=$(packaging/elf-floor.sh $elfs)
+read -r glibc stdcxx <<<"$floor"
 cat > "$pkg/DEBIAN/control" <<CONTROL
 Package: canrelay
 Version: $version-$rev

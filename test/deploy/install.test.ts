@@ -254,6 +254,13 @@ describe('make deb', { skip: skipUnlessPresent('make deb', debSkip) }, () => {
     rmSync(unpacked, { recursive: true, force: true });
     assert.ok(needed.length > 0);
     assert.ok(Number(dep[1]!.split('.')[1]) >= Math.max(...needed), `declared libc6 >= ${dep[1]}, binaries need 2.${Math.max(...needed)}`);
+    // …and no newer than the oldest Debian the packages support (packaging/targets.sh, Debian 11:
+    // glibc 2.31, GCC 10's libstdc++), whose libraries the addons are built against.
+    const [floorGlibc, floorGcc] = sh('bash', ['-c', `. ${join(REPO, 'packaging/targets.sh')} && echo "$FLOOR_GLIBC $FLOOR_GCC"`])
+      .trim()
+      .split(' ') as [string, string];
+    assert.ok(Number(dep[1]!.split('.')[1]) <= Number(floorGlibc.split('.')[1]), `libc6 >= ${dep[1]} is newer than the supported floor, glibc ${floorGlibc}`);
+    assert.ok(Number(dep[2]) <= Number(floorGcc), `libstdc++6 >= ${dep[2]} is newer than the supported floor, GCC ${floorGcc}'s`);
     assert.doesNotMatch(info, /nodejs/);
     assert.equal(sh('dpkg-deb', ['-f', deb, 'Architecture']).trim(), sh('dpkg', ['--print-architecture']).trim());
     const files = sh('dpkg-deb', ['-c', deb])

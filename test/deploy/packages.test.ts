@@ -1,8 +1,10 @@
 /**
  * The self-contained packages for every architecture (`make tarball ARCH=…`, packaging/targets.sh): each
  * carries its own Node.js runtime and native addons built for its CPU, and the packaged agent really
- * runs there — arm64 and armhf under Debian's qemu-user-static with the cross C library (`-L`), amd64
- * natively. Per architecture: the ELF machine of the runtime and of every addon, the agent on `--sim`
+ * runs there on the oldest supported Debian's libraries (Debian 11: glibc 2.31, GCC 10's libstdc++, from
+ * packaging/sysroot.sh) — arm64 and armhf under Debian's qemu-user-static (`-L` the sysroot), amd64 through
+ * the sysroot's own dynamic loader. Per architecture: the ELF machine of the runtime and of every addon,
+ * both addons loaded with only the sysroot's C and C++ libraries mapped, the agent on `--sim`
  * (console stream, /metrics), a restart on the same state dir (SQLite through the cross-built addon: ids
  * continue above the previous run and an old Last-Event-ID gets `stream_reset` previous_run), and
  * `--replay` of a log with every frame counted.
@@ -22,20 +24,36 @@ const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as
 interface Target {
   arch: string;
   elf: string;
-  /** How the packaged node binary is started: natively, or through qemu-user with the cross libc
-   * (packaging/addons.sh installed qemu-user-static and the cross toolchain while building). */
+  /** How the packaged node binary is started, on the oldest supported Debian's libraries: through
+   * qemu-user with the sysroot as its root for libraries (packaging/addons.sh installed qemu-user-static
+   * and the cross toolchain while building), or natively through the sysroot's dynamic loader. */
   prefix: string[];
+  qemu: string;
+  triplet: string;
   node: string;
+  sysroot: string;
+  /** The oldest supported Debian's glibc (packaging/targets.sh). */
+  glibc: string;
 }
 
 /** packaging/targets.sh is the one table; the test reads it rather than restating it. */
 function target(arch: string): Target {
-  const out = execFileSync('bash', ['-c', `. packaging/targets.sh && canrelay_target ${arch} && echo "$ELF_MACHINE|$QEMU_USER|$TRIPLET|$NODE_VERSION"`], {
+  const out = execFileSync('bash', ['-c', `. packaging/targets.sh && canrelay_target ${arch} && echo "$ELF_MACHINE|$QEMU_USER|$TRIPLET|$NODE_VERSION|$FLOOR_GLIBC"`], {
     cwd: REPO,
     encoding: 'utf8',
   }).trim();
-  const [elf, qemu, triplet, node] = out.split('|') as [string, string, string, string];
-  return { arch, elf, prefix: qemu ? [qemu, '-L', `/usr/${triplet}`] : [], node };
+  const [elf, qemu, triplet, node, glibc] = out.split('|') as [string, string, string, string, string];
+  // Built (and cached) by the tarball's addons build already.
+  const sysroot = execFileSync('bash', [join(REPO, 'packaging/sysroot.sh'), arch], { encoding: 'utf8' }).trim();
+  return { arch, elf, qemu, triplet, prefix: [], node, sysroot, glibc };
+}
+
+/** The packaged runtime's command prefix on the sysroot's libraries. Natively: the sysroot's copy of the
+ * dynamic loader the binary names, told to look only in the sysroot's library directories. */
+function launcher(t: Target, node: string): string[] {
+  if (t.qemu) return [t.qemu, '-L', t.sysroot];
+  const interp = /\[Requesting program interpreter: (.*)\]/.exec(execFileSync('readelf', ['-l', node], { encoding: 'utf8' }))![1]!;
+  return [join(t.sysroot, interp), '--library-path', [`${t.sysroot}/lib/${t.triplet}`, `${t.sysroot}/usr/lib/${t.triplet}`].join(':')];
 }
 
 function elfMachine(file: string): string {
@@ -80,6 +98,7 @@ for (const arch of ['amd64', 'arm64', 'armhf']) {
       mkdirSync(join(out, 'unpack'));
       execFileSync('tar', ['-xzf', tgz, '-C', join(out, 'unpack')]);
       app = join(out, 'unpack', `canrelay-${VERSION}`);
+      t.prefix = launcher(t, join(app, 'node/bin/node'));
     });
     after(() => rmSync(out, { recursive: true, force: true }));
 
@@ -88,12 +107,26 @@ for (const arch of ['amd64', 'arm64', 'armhf']) {
       assert.equal(readFileSync(join(app, 'node/VERSION'), 'utf8').trim(), t.node);
       for (const f of ['node/bin/node', 'node_modules/better-sqlite3/build/Release/better_sqlite3.node', 'node_modules/socketcan/build/Release/can.node'])
         assert.match(elfMachine(join(app, f)), new RegExp(t.elf), `${f} is built for ${arch}`);
-      const v = execFileSync(
-        t.prefix[0] ?? join(app, 'node/bin/node'),
-        [...t.prefix.slice(1), ...(t.prefix.length ? [join(app, 'node/bin/node')] : []), '-p', 'process.version + " " + process.arch'],
-        { encoding: 'utf8' },
-      ).trim();
-      assert.equal(v.split(' ')[0], `v${t.node}`, 'the packaged runtime starts');
+      // Both addons loaded and used by the packaged runtime on the sysroot's libraries, and nothing else's.
+      const probe = [
+        `const r = require('node:module').createRequire(${JSON.stringify(`${app}/`)});`,
+        "new (r('better-sqlite3'))(':memory:').prepare('select 1').get();",
+        "r('socketcan');",
+        "const maps = require('node:fs').readFileSync('/proc/self/maps', 'utf8').split('\\n').map((l) => l.split(/\\s+/)[5]).filter(Boolean);",
+        'console.log(JSON.stringify({ version: process.version, glibc: process.report.getReport().header.glibcVersionRuntime, maps: [...new Set(maps)] }));',
+      ].join('\n');
+      const [cmd, ...pre] = [...t.prefix, join(app, 'node/bin/node')];
+      const got = JSON.parse(execFileSync(cmd!, [...pre, '-e', probe], { encoding: 'utf8', timeout: START_MS }).trim()) as { version: string; glibc: string; maps: string[] };
+      assert.equal(got.version, `v${t.node}`, 'the packaged runtime starts');
+      assert.equal(got.glibc, t.glibc, "the C library in use is the oldest supported Debian's");
+      for (const addon of ['better_sqlite3.node', 'can.node', 'can_signals.node'])
+        assert.ok(
+          got.maps.some((m) => m.startsWith(app) && m.endsWith(`/${addon}`)),
+          `${addon} is loaded from the package: ${got.maps.join(' ')}`,
+        );
+      const system = got.maps.filter((m) => /\/(ld-|lib(c|m|dl|pthread|gcc_s|stdc\+\+)[-.])[^/]*$/.test(m));
+      assert.ok(system.some((m) => /libstdc\+\+/.test(m)) && system.some((m) => /\/libc[-.]/.test(m)), `the C and C++ libraries are mapped: ${system.join(' ')}`);
+      for (const m of system) assert.ok(m.startsWith(t.sysroot), `${m} is the sysroot's, not this machine's`);
     });
 
     test('the packaged agent on --sim: console, metrics, restart on the same state', async () => {
