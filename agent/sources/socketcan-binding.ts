@@ -5,6 +5,8 @@
  * --sim or --replay, and that must not stop the agent from starting.
  */
 import { createRequire } from 'node:module';
+import { EXIT_BROKEN_INSTALL, StartupError } from '../../core/cli/exit-codes.js';
+import { addonLoadError } from '../../core/native-addon.js';
 
 /**
  * A frame as the addon hands it to `onMessage` listeners. Flags are present only when true.
@@ -78,15 +80,11 @@ export function loadSocketCanBinding(): SocketCanBinding {
   try {
     mod = createRequire(import.meta.url)('socketcan');
   } catch (e) {
-    const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    throw new Error(
-      `cannot load the socketcan native addon (${why}); rebuild it with \`npm rebuild socketcan\` ` +
-        '(needs python3, make, a C++ compiler and Linux headers) or use --sim/--replay',
-      { cause: e },
-    );
+    // A broken installation: a restart cannot cure it (exit 4, not retried by systemd).
+    throw addonLoadError(e, 'socketcan');
   }
   if (!isBinding(mod)) {
-    throw new Error('the installed socketcan package has no createRawChannelWithOptions(); reinstall socketcan 4.3.1 (npm ci)');
+    throw new StartupError('the installed socketcan package has no createRawChannelWithOptions(); reinstall socketcan 4.3.1 (npm ci)', EXIT_BROKEN_INSTALL);
   }
   loaded = mod;
   return mod;

@@ -9,7 +9,8 @@
 import Database from 'better-sqlite3';
 import { accessSync, constants, existsSync, mkdirSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { EXIT_BROKEN_INSTALL, EXIT_START_FAILED, EXIT_STATE_UNUSABLE, StartupError } from '../cli/exit-codes.js';
+import { EXIT_START_FAILED, EXIT_STATE_UNUSABLE, StartupError } from '../cli/exit-codes.js';
+import { addonLoadError } from '../native-addon.js';
 import { faultAdvice, faultCause, stateFault, type StateFault } from './state-errors.js';
 
 export interface OpenStateOptions {
@@ -152,7 +153,7 @@ class MoveAsideFailure extends Error {
 }
 
 function startupError(file: string, err: OpenFailure, opts: OpenStateOptions): StartupError {
-  if (err.fault === 'abi') return new StartupError(abiMessage(err.error), EXIT_BROKEN_INSTALL);
+  if (err.fault === 'abi') return addonLoadError(err.error, 'better-sqlite3');
   if (err.fault === 'corrupt' && opts.onUnusable === 'refuse') {
     return new StartupError(
       `state database ${file} is ${err.message}: it holds the dongles' tokens, so it is not replaced; restore it from a backup, or move it away to start with an empty database`,
@@ -162,19 +163,4 @@ function startupError(file: string, err: OpenFailure, opts: OpenStateOptions): S
   // Disk full, I/O errors and locks may pass: a restart may help. A bad file or directory will not.
   const code = FILE_FAULTS.has(err.fault) ? EXIT_STATE_UNUSABLE : EXIT_START_FAILED;
   return new StartupError(`state database ${file}: ${err.message}: ${faultAdvice(err.fault)} (${opts.flag})`, code);
-}
-
-/** Node's own text spans four lines and suggests nothing specific; one line with the numbers and the fix (exported for its test). */
-export function abiMessage(cause: unknown): string {
-  const text = cause instanceof Error ? cause.message : String(cause);
-  // Not another Node.js: a system older than the one the addon was built on (e.g. a Debian 12 build on Debian 11).
-  const libc = /version [`']((?:GLIBC|GLIBCXX)_[\d.]+)' not found/.exec(text)?.[1];
-  if (libc !== undefined) {
-    const file = /\(required by ([^)]+)\)/.exec(text)?.[1] ?? 'a native addon';
-    return `${file} needs ${libc}, which this system's C/C++ library does not have: this canrelay build is for a newer system (Debian 12 or later); install it there, or build canrelay on this system`;
-  }
-  const versions = [...text.matchAll(/NODE_MODULE_VERSION (\d+)/g)].map((m) => m[1]);
-  const module = /module '([^']+)'/.exec(text)?.[1] ?? 'better-sqlite3';
-  const detail = versions.length >= 2 ? `built for NODE_MODULE_VERSION ${versions[0]}, this Node.js ${process.version} needs ${versions[1]}` : text.replace(/\s+/g, ' ');
-  return `the native addon ${module} was built for another Node.js (${detail}): ${faultAdvice('abi')}`;
 }

@@ -3,6 +3,7 @@
  * the start-up checks (core/state/sqlite.ts) and the run-time write guard (core/state/state-health.ts),
  * each with a cause a human can read and what to do about it.
  */
+import { addonAdvice } from '../native-addon.js';
 
 export type StateFault = 'corrupt' | 'unreadable' | 'read_only' | 'full' | 'io' | 'busy' | 'abi';
 
@@ -36,7 +37,7 @@ const WHAT_TO_DO: Record<StateFault, string> = {
   full: 'free space on that file system',
   io: 'check the disk (dmesg, SMART) or move the state to a healthy one',
   busy: 'another process holds it: stop the other canrelay using the same file',
-  abi: 'reinstall the canrelay package built for this system and its Node.js (from a source tree: npm rebuild better-sqlite3)',
+  abi: addonAdvice('better-sqlite3'),
 };
 
 /** "the cause (the raw error)": e.g. `disk full (database or disk is full)`. */

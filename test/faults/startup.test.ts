@@ -1,8 +1,8 @@
 /**
  * Start-up with an unusable state file (docs/reliability.md): the agent moves a corrupt, unreadable or
  * read-only file aside and starts fresh; the bridge, whose database holds the tokens, refuses with exit 3
- * and one line naming the path; a read-only file system stops both with exit 3; a native addon built for
- * another Node.js ABI is reported as exactly that (exit 4). Real processes, real files, a real read-only
+ * and one line naming the path; a read-only file system stops both with exit 3; a native addon
+ * (better-sqlite3; socketcan on --can) built for another Node.js ABI is reported as exactly that (exit 4). Real processes, real files, a real read-only
  * tmpfs, a real foreign-ABI addon built with the system compiler. The unreadable and read-only files
  * belong to another user (uid 65534), and the daemon runs as root without the capabilities that let root
  * ignore file permissions (setpriv, util-linux): exactly what the service user meets with a file a
@@ -174,24 +174,25 @@ test('bridge: a database it may not read, or not write, is refused with exit 3',
 });
 
 /**
- * A copy of the installed program whose better-sqlite3 addon declares another NODE_MODULE_VERSION: a
- * tiny real addon compiled here, registered the way node-gyp modules are, so Node's own check rejects it.
+ * A copy of the installed program whose addon `pkg` declares another NODE_MODULE_VERSION: a tiny real
+ * addon compiled here (as `file`, registered under `name` the way node-gyp modules are), so Node's own
+ * check rejects it. The package's JavaScript is copied as it is.
  */
-function installWithForeignAbi(): string {
+function installWithForeignAbi(pkg: string, jsDirs: string[], file: string, name: string): string {
   const root = tempDir('canrelay-abi-');
   copies.push(root);
   const require = createRequire(import.meta.url);
-  const realModules = dirname(dirname(require.resolve('better-sqlite3/package.json')));
+  const realModules = dirname(dirname(require.resolve(`${pkg}/package.json`)));
   const dist = dirname(CLI);
   cpSync(dist, join(root, 'dist'), { recursive: true });
   writeFileSync(join(root, 'package.json'), readFileSync(join(dirname(dist), 'package.json')));
   mkdirSync(join(root, 'node_modules'));
   for (const name of readdirSync(realModules)) {
-    if (name !== 'better-sqlite3' && !name.startsWith('.')) symlinkSync(join(realModules, name), join(root, 'node_modules', name));
+    if (name !== pkg && !name.startsWith('.')) symlinkSync(join(realModules, name), join(root, 'node_modules', name));
   }
-  const addonDir = join(root, 'node_modules', 'better-sqlite3');
-  cpSync(join(realModules, 'better-sqlite3', 'lib'), join(addonDir, 'lib'), { recursive: true });
-  writeFileSync(join(addonDir, 'package.json'), readFileSync(join(realModules, 'better-sqlite3', 'package.json')));
+  const addonDir = join(root, 'node_modules', pkg);
+  for (const d of jsDirs) cpSync(join(realModules, pkg, d), join(addonDir, d), { recursive: true });
+  writeFileSync(join(addonDir, 'package.json'), readFileSync(join(realModules, pkg, 'package.json')));
   const release = join(addonDir, 'build', 'Release');
   mkdirSync(release, { recursive: true });
   const foreign = Number(process.versions.modules) === 108 ? 115 : 108;
@@ -200,16 +201,16 @@ function installWithForeignAbi(): string {
     src,
     `struct node_module { int v; unsigned f; void *dso; const char *file; void *reg; void *ctx; const char *name; void *priv; void *link; };
 extern void node_module_register(void *);
-static struct node_module m = { ${foreign}, 0, 0, __FILE__, 0, 0, "better_sqlite3", 0, 0 };
+static struct node_module m = { ${foreign}, 0, 0, __FILE__, 0, 0, "${name}", 0, 0 };
 __attribute__((constructor)) static void reg(void) { node_module_register(&m); }
 `,
   );
-  execFileSync('cc', ['-shared', '-fPIC', '-o', join(release, 'better_sqlite3.node'), src]);
+  execFileSync('cc', ['-shared', '-fPIC', '-o', join(release, file), src]);
   return join(root, 'dist', 'cli.js');
 }
 
 test('a native addon built for another Node.js ABI is reported as such, with how to rebuild (exit 4)', async () => {
-  const cli = installWithForeignAbi();
+  const cli = installWithForeignAbi('better-sqlite3', ['lib'], 'better_sqlite3.node', 'better_sqlite3');
   const dir = tempDir('canrelay-start-');
   const p = runCli(agentArgs(dir), {}, { cli });
   assert.equal(await p.wait(), EXIT_BROKEN_INSTALL, p.stderr);
@@ -218,4 +219,15 @@ test('a native addon built for another Node.js ABI is reported as such, with how
   assert.match(lines[0]!, /built for another Node\.js \(built for NODE_MODULE_VERSION \d+, this Node\.js v[\d.]+ needs \d+\)/);
   assert.match(lines[0]!, /npm rebuild better-sqlite3/);
   assert.doesNotMatch(lines[0]!, /permission|writable|readable/i);
+});
+
+test('a socketcan addon built for another Node.js ABI stops the agent on --can the same way (exit 4, not retried)', async () => {
+  const cli = installWithForeignAbi('socketcan', ['dist'], 'can.node', 'can');
+  const dir = tempDir('canrelay-start-');
+  const p = runCli(['agent', '--can', 'can0', '--id', 'start-gw', '--listen', '127.0.0.1:0', '--state-dir', dir], {}, { cli });
+  assert.equal(await p.wait(), EXIT_BROKEN_INSTALL, p.stderr);
+  const lines = p.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, p.stderr);
+  assert.match(lines[0]!, /the native addon \S*can\.node was built for another Node\.js \(built for NODE_MODULE_VERSION \d+, this Node\.js v[\d.]+ needs \d+\)/);
+  assert.match(lines[0]!, /npm rebuild socketcan/);
 });
