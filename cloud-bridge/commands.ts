@@ -82,6 +82,11 @@ export class CommandCenter {
   /** Finished commands deleted after the retention (metrics). */
   pruned = 0;
 
+  /** Status changes dropped from memory while the database refused writes (metrics). */
+  get statusesDropped(): number {
+    return this.store.statusesDropped;
+  }
+
   constructor(
     private readonly store: StateStore,
     private readonly consoles: BridgeConsoles,

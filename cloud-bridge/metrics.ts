@@ -11,6 +11,7 @@ import type { StreamManager } from '../core/console/stream-manager.js';
 import type { CommandCenter } from './commands.js';
 import type { FleetClientLimit } from './fleet-clients.js';
 import { DROP_REASONS, type GroupRelay } from './group-relay.js';
+import { MAX_PENDING_STATUSES } from './pending-statuses.js';
 import type { SeqTracker } from './seq-tracker.js';
 
 /** Why a message or connection from an agent was refused (label values of the rejected counter). */
@@ -145,6 +146,13 @@ export function bridgeMetrics(src: BridgeMetricSources): Registry {
   });
   counter(r, 'canrelay_bridge_agent_takeovers_total', 'New agent connections accepted in place of a link that had missed its heartbeats', [], (c) => c.inc(stats.takeovers));
   counter(r, 'canrelay_bridge_commands_refused_total', 'Commands refused with 429: the dongle had --max-queued-commands unfinished', [], (c) => c.inc(src.commands.refusedFull));
+  counter(
+    r,
+    'canrelay_bridge_command_statuses_dropped_total',
+    `Command status changes dropped while the database refused writes (past the ${MAX_PENDING_STATUSES} held in memory): missing from their commands' history`,
+    [],
+    (c) => c.inc(src.commands.statusesDropped),
+  );
   counter(r, 'canrelay_bridge_commands_pruned_total', 'Finished commands deleted after --command-retention', [], (c) => c.inc(src.commands.pruned));
   counter(r, 'canrelay_bridge_rejected_messages_total', 'Uplink messages and connections refused, by reason', ['reason'], (c) => {
     for (const [reason, n] of stats.rejected) c.inc({ reason }, n);

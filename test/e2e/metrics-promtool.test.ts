@@ -71,4 +71,6 @@ test('promtool check metrics passes on the agent and the bridge (lint included)'
     assert.equal(r.output, '', `${name}: promtool check metrics says nothing`);
     assert.equal(r.status, 0, `${name}: promtool check metrics exits 0`);
   }
+  // A series that only grows on a database refusing writes is there from the start, at 0.
+  assert.equal(metricValue(await metrics(bridge.base), 'canrelay_bridge_command_statuses_dropped_total'), 0);
 });

@@ -18,6 +18,7 @@ import { startAgentProcess, tempDir, type CliProcess, type StartedAgent } from '
 import { getJson, metricValue, SseClient, type SseEvent } from '../helpers/sse-client.js';
 import { skipOrFail } from '../helpers/skips.js';
 import { pino } from 'pino';
+import { MAX_PENDING_STATUSES } from '../../cloud-bridge/pending-statuses.js';
 import { BridgeStore } from '../../cloud-bridge/store.js';
 import { openStateDb } from '../../core/state/sqlite.js';
 import { StateHealth } from '../../core/state/state-health.js';
@@ -350,6 +351,11 @@ test('bridge store: while the disk refuses writes, queued commands past the firs
       Array.from({ length: 8 }, (_, i) => `c${32 + i}`),
       'the 8 still queued are offered',
     );
+    // Past the bound the oldest go, and are counted (canrelay_bridge_command_statuses_dropped_total).
+    assert.equal(store.statusesDropped, 0);
+    for (let i = 0; i < MAX_PENDING_STATUSES; i++) store.setCommandStatus('c39', 'failed', new Date().toISOString());
+    assert.equal(health.status().state, 'degraded', 'the disk still refuses writes');
+    assert.equal(store.statusesDropped, 32, "the 32 oldest (the first window's) were dropped and counted");
   } finally {
     db.close();
   }
