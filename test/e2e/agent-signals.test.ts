@@ -4,7 +4,7 @@
  * local auth) where a broken file is an error naming file and line and never stops the agent.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -87,18 +87,28 @@ test('--dbc: signals decoded on the console and in GET /api/v1/signals', async (
 
 test('--dbc bus=file applies to that bus only', async () => {
   const dir = tempDir('canrelay-dbc-');
-  const a = await startAgentProcess(['--replay', writeLog(dir), '--replay-speed', '0', '--dbc', `can7=${FEATURES}`]);
+  const log = writeLog(dir);
+  // The same frames on can7 too: decoded there, and only there.
+  appendFileSync(log, readFileSync(log, 'utf8').replaceAll(' can0 ', ' can7 ').replaceAll('1700000000.', '1700000001.'));
+  const a = await startAgentProcess(['--replay', log, '--replay-speed', '0', '--dbc', `can7=${FEATURES}`]);
   running.push(a);
   const c = await SseClient.connect(a.url + '?backlog=100');
-  await c.waitFor((ev) => ev.filter((e) => e.event === 'can_frame').length >= 4, 5000, 'the 4 frames');
+  await c.waitFor((ev) => ev.filter((e) => e.event === 'can_frame').length >= 8, 5000, 'the 8 frames');
+  const frames = c.ofType('can_frame').map((e) => e.json);
   assert.ok(
-    c.ofType('can_frame').every((e) => e.json.msg === undefined),
+    frames.filter((f) => f.bus === 'can0').length === 4 && frames.filter((f) => f.bus === 'can0').every((f) => f.msg === undefined),
     'frames on can0 are not decoded with a can7 DBC',
+  );
+  const on7 = frames.filter((f) => f.bus === 'can7');
+  assert.deepEqual(
+    on7.map((f) => f.msg),
+    ['BIG_ENDIAN_MIX', 'LITTLE_ENDIAN_MIX', undefined, 'BIG_ENDIAN_MIX'],
+    'the same frames on can7 are',
   );
   c.close();
   const r = await signals(a);
   assert.equal(r.body.dbc.files[0]!.messages, 8);
-  assert.deepEqual(r.body.signals, []);
+  assert.ok(r.body.signals.length > 0 && r.body.signals.every((s) => s.bus === 'can7'), JSON.stringify(r.body.signals));
 });
 
 test('a broken DBC: clear error with file and line, the agent runs; SIGHUP and POST reload pick up the fix', async () => {

@@ -105,11 +105,14 @@ test('a send_frame command is transmitted: candump sees the bytes, the console s
   assert.equal(r.status, 202);
   await c.waitFor((ev) => ev.some((e) => e.event === 'command_status' && e.json.status === 'succeeded'), 20_000, 'succeeded');
   await until(() => dump.lines().some((l) => l.includes('vcan1 5A5#CAFE01')), 5000, 'candump sees the frame');
+  // A received frame after the send: once the console has it, a read-back of the transmit would be there too.
+  sh('cansend', ['vcan1', '2B2#EE']);
+  await c.waitFor((ev) => ev.some((e) => e.event === 'can_frame' && e.json.id === '0x2B2'), 20_000, 'the marker frame');
   const tx = c.ofType('can_frame').filter((e) => e.json.id === '0x5A5');
   assert.equal(tx.length, 1, 'shown once');
   assert.equal(tx[0]!.json.direction, 'tx');
   assert.equal(await framesTotal(agentA, 'vcan1', 'tx'), 1);
-  assert.equal(await framesTotal(agentA, 'vcan1', 'rx'), 0, 'its own transmit is not read back as rx');
+  assert.equal(await framesTotal(agentA, 'vcan1', 'rx'), 1, 'only the marker: its own transmit is not read back as rx');
   dump.stop();
   c.close();
 });
@@ -241,6 +244,11 @@ test('group relay on a real kernel: cangen on vcan0 → agent A → bridge → a
   });
   assert.equal(onA.lines().length, N, 'nothing loops back onto vcan0');
   const mb = (await getJson(b.base + '/metrics')).text;
+  // The same in counts, which wait for nothing: B sent nothing up, the bridge relayed nothing back to A.
+  assert.equal(metricValue(mb, 'canrelay_uplink', { kind: 'frames_sent' }), 0, 'B sent no frame up (its transmits are not read back)');
+  const mbr = (await getJson(bridge.base + '/metrics')).text;
+  assert.equal(metricValue(mbr, 'canrelay_bridge_frames_relayed_total', { group: 'g1', direction: 'b_to_a' }), 0, 'nothing relayed from B to A');
+  assert.ok((metricValue(mbr, 'canrelay_bridge_frames_relayed_total', { group: 'g1', direction: 'a_to_b' }) ?? NaN) >= N, 'the relay A → B was counted');
   assert.equal(metricValue(mb, 'canrelay_uplink', { kind: 'relay_seq_gaps' }), 0);
   assert.equal(metricValue(mb, 'canrelay_can_frames_total', { bus: 'vcan1', direction: 'tx' }), N);
 });

@@ -27,6 +27,7 @@ import { frameBits } from '../../core/can/bit-count.js';
 import { parseCandumpLine } from '../../core/can/candump.js';
 import { browserSuite, screenshot, until } from '../helpers/browser.js';
 import { freePort } from '../helpers/processes.js';
+import { underCi } from '../helpers/skips.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
 import { GUEST_AGENT_PORT, GUEST_CONTROL_PORT, GuestControl, PAGE_HOST_ENV } from './page-link.js';
 
@@ -40,6 +41,9 @@ let agentPort = 0;
 let control: GuestControl;
 
 before(async () => {
+  // A developer may narrow the guest run; CI runs all of it, or it would pass having checked less.
+  if (underCi() && (process.env.GUEST_CHECKS !== undefined || process.env.SOCKETCAN_VM_GUEST_ARGS))
+    throw new Error('GUEST_CHECKS and SOCKETCAN_VM_GUEST_ARGS narrow the guest run: not under CI (unset them)');
   agentPort = await freePort();
   const controlPort = await freePort();
   control = new GuestControl(controlPort);

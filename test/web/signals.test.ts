@@ -42,6 +42,7 @@ test('signals: by-id shows them, the Signals view searches them, pinned ones plo
   const a = await startAgentProcess(['--replay', join(dir, 'drive.log'), '--replay-loop', '--dbc', FEATURES], { stateDir: join(dir, 'state') });
   procs.push(a.proc);
   const page = await browser.page({ width: 1280, height: 900 });
+  const errors = pageErrors(page);
   await page.goto(a.base + '/');
   await page.locator('#stream-state[data-state="live"]').waitFor();
 
@@ -82,7 +83,8 @@ test('signals: by-id shows them, the Signals view searches them, pinned ones plo
   const valueCell = page.locator('#signals tbody tr[data-signal="BE_ACROSS_3"] td.c-value');
   const before = await valueCell.innerText();
   await until(async () => (await valueCell.innerText()) !== before, 'the table moving on while the chart is paused');
-  await until(async () => (await page.evaluate(() => performance.now())) > 0, 'a redraw pass');
+  // Two animation frames after the new values: any redraw they would cause has happened.
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
   assert.equal((await chart(page)).points, held.points, 'no new points while paused');
   await page.click('#chart-pause');
   await until(async () => (await chart(page)).points !== held.points, 'new points after resume');
@@ -105,5 +107,5 @@ test('signals: by-id shows them, the Signals view searches them, pinned ones plo
   await page.click('#signals tbody tr[data-signal="BE_ACROSS_3"] button.pin');
   await page.click('#signals tbody tr[data-signal="LE_ACROSS_13"] button.pin');
   await until(async () => await page.locator('#chart').isHidden(), 'the chart hidden with nothing pinned');
-  assert.deepEqual(pageErrors(page), []);
+  assert.deepEqual(errors, [], 'no uncaught errors in the page');
 });
