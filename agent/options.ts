@@ -45,7 +45,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   {
     name: 'state-dir',
     arg: '<dir>',
-    description: 'state directory (SQLite); default $STATE_DIRECTORY or ~/.local/state/canrelay',
+    description: 'state directory (SQLite); default $STATE_DIRECTORY, else $XDG_STATE_HOME/canrelay, else ~/.local/state/canrelay',
     parse: parse.string(/^.+$/, 'must be a directory path'),
     default: () => defaultStateDir(),
   },

@@ -15,7 +15,7 @@ export const BRIDGE_OPTIONS: readonly OptionSpec[] = [
     name: 'db',
     arg: '<file|url>',
     description:
-      'SQLite state file (default $STATE_DIRECTORY/bridge.sqlite or ~/.local/state/canrelay/bridge.sqlite), or postgres://user@host:port/database for cluster mode (docs/cluster.md)',
+      'SQLite state file (default bridge.sqlite in $STATE_DIRECTORY, else in $XDG_STATE_HOME/canrelay, else in ~/.local/state/canrelay), or postgres://user@host:port/database for cluster mode (docs/cluster.md)',
     parse: parse.string(/^.+$/, 'must be a file path or a postgres:// URL'),
     default: () => join(defaultStateDir(), 'bridge.sqlite'),
   },
@@ -44,7 +44,8 @@ export const BRIDGE_OPTIONS: readonly OptionSpec[] = [
   {
     name: 'backlog-max-age-ms',
     arg: '<ms>',
-    description: 'frames older than this (bridge receive time) are dropped, never transmitted',
+    description:
+      "frames received by their origin agent longer ago than this (its clock converted to the bridge's, uncertainty counted against the frame) are dropped, never transmitted",
     parse: parse.int(1, 3_600_000),
     default: 2000,
   },

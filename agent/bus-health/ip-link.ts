@@ -1,6 +1,7 @@
 /**
  * What the kernel knows about each CAN interface, read through iproute2: `ip -json -details -statistics
- * link show` (the output technicians already trust from `ip -d -s link`). Chosen over raw rtnetlink
+ * -statistics link show` (the output technicians already trust from `ip -d -s link`; -statistics twice adds
+ * the extended counters, missed_errors among them). Chosen over raw rtnetlink
  * because no npm package decodes IFLA_CAN_* and iproute2 is on every gateway; one process per second
  * costs a few milliseconds. The parser takes the JSON text, validates it, and keeps only what it needs.
  *
@@ -104,7 +105,7 @@ function controllerState(s: string | undefined): ControllerState | null {
   return (CONTROLLER_STATES as readonly string[]).includes(lower) ? lower : null;
 }
 
-/** Parses `ip -json -details -statistics link show` output. Throws an Error saying what is wrong. */
+/** Parses `ip -json -details -statistics -statistics link show` output. Throws an Error saying what is wrong. */
 export function parseIpLinkJson(text: string): Map<string, LinkHealth> {
   let raw: unknown;
   try {

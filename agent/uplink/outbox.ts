@@ -1,21 +1,21 @@
 /**
- * Console events waiting for the bridge (presence, log, command_status), in SQLite so that a link drop
- * or an agent restart loses none. Each row's id is the event's mirror sequence number; the bridge
+ * Console events waiting for the bridge (presence, log, bus_state, command_status), in SQLite so that a
+ * link drop or an agent restart loses none. Each row's id is the event's mirror sequence number; the bridge
  * acknowledges by sequence and deduplicates redeliveries, so every event arrives exactly once.
  * Bounded: past `maxRows` the oldest rows are pruned, counted and logged (a gateway offline for days must
  * not fill its disk) — but never a `command_status`: it is the only record of what a command did on the
- * bus, and the bridge would otherwise time out a command that was carried out. Presence and log events
- * go first; command statuses alone may exceed the bound (they are few: the bridge keeps a small window
- * of commands in flight).
+ * bus, and the bridge would otherwise time out a command that was carried out. Every other event
+ * (presence, log, bus_state) goes first; command statuses alone may exceed the bound (they are few: the
+ * bridge keeps a small window of commands in flight).
  * The outbox has an identity, random and stored with it: seqs count within one identity. The agent sends
  * it in `hello`; when the state is lost the new outbox starts at seq 1 under a new identity and the
  * bridge numbers this dongle's events afresh instead of taking them for redeliveries.
  * A disk that cannot be written (full, I/O error, read-only) must not lose accepted events silently nor
  * stop anything: such events wait in a bounded memory buffer, keep their place in the numbering, go to
  * the bridge from there, and are written to SQLite as soon as a write works again; past the buffer's
- * bound the oldest presence/log events are dropped and counted (`outbox_dropped_unwritable`); health:
- * core/state/state-health.ts. Numbers so handed out are known only to the bridge once acknowledged: the
- * next run's first welcome renumbers above them (`welcome`).
+ * bound the oldest events other than command_status are dropped and counted (`outbox_dropped_unwritable`);
+ * health: core/state/state-health.ts. Numbers so handed out are known only to the bridge once
+ * acknowledged: the next run's first welcome renumbers above them (`welcome`).
  */
 import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
@@ -144,7 +144,7 @@ export class Outbox {
     this.memory.push(entry);
     this.persistMemory();
     while (this.memory.length > MAX_MEMORY_EVENTS) {
-      // As in pruning: presence and log events go first, command statuses are kept if anything can be.
+      // As in pruning: every other event goes first, command statuses are kept if anything can be.
       const i = this.memory.findIndex((e) => e.event !== 'command_status');
       this.memory.splice(Math.max(i, 0), 1);
       this.droppedUnwritable++;

@@ -16,9 +16,9 @@ export interface Daemon {
 }
 
 /**
- * Exit deadline after a stop signal: systemd's TimeoutStopSec= (10 s in our units) is longer; the
- * promise is "exits within 5 s". Nothing in the exit path waits on stdout (core/log/logger.ts), so the
- * timer cannot be held up by a dead or stuck log reader.
+ * Exit deadline after a stop signal: systemd's TimeoutStopSec= (10 s in the agent units, 15 s in the
+ * bridge's) is longer; the promise is "exits within 5 s". Nothing in the exit path waits on stdout
+ * (core/log/logger.ts), so the timer cannot be held up by a dead or stuck log reader.
  */
 export const HARD_STOP_MS = 4500;
 /** How long a clean stop waits for the last log lines to reach stdout before it exits. */

@@ -441,7 +441,7 @@ class App {
       },
     );
 
-    // Keyboard: "/" filter, "p" pause, "1"/"2" views — not while typing.
+    // Keyboard: "/" filter, "p" pause, "1"/"2"/"3" views — not while typing.
     document.addEventListener('keydown', (e) => {
       const t = e.target as HTMLElement;
       if (e.ctrlKey || e.metaKey || e.altKey || t.closest('input, select, textarea')) return;
