@@ -89,7 +89,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
         db,
         cfg.uplink.outboxMax,
         (pruned, over) =>
-          pruneLog.warn({ pruned, over_bound: over, max: cfg.uplink?.outboxMax }, 'outbox full (bridge unreachable): oldest presence/log events pruned; command statuses are kept'),
+          pruneLog.warn({ pruned, over_bound: over, max: cfg.uplink?.outboxMax }, 'outbox full (bridge unreachable): oldest events pruned; command statuses are kept'),
         state.store('outbox', stateFile),
       )
     : undefined;
