@@ -17,9 +17,10 @@ arch="${1:?usage: sysroot.sh <arch>}"
 canrelay_target "$arch"
 cache="${CANRELAY_CACHE:-$repo/dist/cache}"
 dir="$cache/sysroot/$FLOOR_SUITE-$arch"
-packages="libc6 libc6-dev linux-libc-dev libgcc-s1 libgcc-$FLOOR_GCC-dev libstdc++6 libstdc++-$FLOOR_GCC-dev"
+# The libraries the packaged runtimes load are in it too (libatomic1: the armhf runtime), for the test.
+packages="libc6 libc6-dev linux-libc-dev libgcc-s1 libgcc-$FLOOR_GCC-dev libstdc++6 libstdc++-$FLOOR_GCC-dev libatomic1"
 
-if [ ! -f "$dir/.done" ]; then
+if [ "$(cat "$dir/.done" 2>/dev/null)" != "$packages" ]; then
   # The configured Debian mirror: the first non-security repository apt knows (apt-get indextargets).
   mirror="$(apt-get indextargets --format '$(REPO_URI) $(CODENAME)' 2>/dev/null | awk '$1 !~ /security/ && $2 !~ /-/ { print $1; exit }')"
   [ -n "$mirror" ] || { echo "sysroot: no Debian repository is configured for apt (see /etc/apt/sources.list*): run apt-get update" >&2; exit 1; }
@@ -48,6 +49,6 @@ if [ ! -f "$dir/.done" ]; then
   [ -f "$tmp/root/usr/include/$TRIPLET/c++/$FLOOR_GCC/bits/c++config.h" ] || { echo "sysroot: libstdc++-$FLOOR_GCC-dev for $arch is incomplete" >&2; exit 1; }
   rm -rf "$dir"
   mv "$tmp/root" "$dir"
-  touch "$dir/.done"
+  echo "$packages" > "$dir/.done"
 fi
 echo "$dir"

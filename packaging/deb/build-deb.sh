@@ -28,21 +28,20 @@ printf 'canrelay %s\nLicense: MIT (see package.json). Bundled npm dependencies k
 
 mkdir -p "$pkg/DEBIAN"
 size_kib="$(du -sk --exclude=DEBIAN "$pkg" | cut -f1)"
-# The C and C++ runtime the bundled runtime and addons really need, read from their ELF files. A fixed
-# floor claimed Debian 11 while the addons, then built against Debian 12's libraries, needed glibc 2.34:
-# dpkg installed it there and the daemon could not start.
+# The libraries the bundled runtime and addons really need, with the C and C++ library floors, read from
+# their ELF files (packaging/elf-depends.sh). A fixed floor claimed Debian 11 while the addons, then built
+# against Debian 12's libraries, needed glibc 2.34: dpkg installed it there and the daemon could not start.
 elfs=$(find "$pkg/opt" -type f \( -name '*.node' -o -path '*/node/bin/node' \))
 [ -n "$elfs" ] || { echo "build-deb: no ELF file found in the staged tree" >&2; exit 1; }
 # shellcheck disable=SC2086
-floor=$(packaging/elf-floor.sh $elfs)
-read -r glibc stdcxx <<<"$floor"
+libs=$(packaging/elf-depends.sh $elfs)
 cat > "$pkg/DEBIAN/control" <<CONTROL
 Package: canrelay
 Version: $version-$rev
 Architecture: $arch
 Maintainer: canrelay maintainers <canrelay@localhost>
 Installed-Size: $size_kib
-Depends: libc6 (>= $glibc), libstdc++6 (>= $stdcxx), passwd
+Depends: $libs, passwd
 Recommends: systemd
 Section: net
 Priority: optional

@@ -243,8 +243,9 @@ describe('make deb', { skip: skipUnlessPresent('make deb', debSkip) }, () => {
     // Self-contained: its own Node.js under /opt/canrelay/<version>/node, no nodejs package.
     // The C library floor it declares is what its binaries need (their highest GLIBC_ symbol version):
     // dpkg must refuse a system where the addons could not load.
-    const dep = /^Depends: libc6 \(>= ([\d.]+)\), libstdc\+\+6 \(>= ([\d.]+)\)/m.exec(info);
-    assert.ok(dep, info);
+    const depends = /^Depends: (.*)$/m.exec(info)?.[1] ?? '';
+    const dep = [depends, /libc6 \(>= ([\d.]+)\)/.exec(depends)?.[1], /libstdc\+\+6 \(>= ([\d.]+)\)/.exec(depends)?.[1]] as const;
+    assert.ok(dep[1] !== undefined && dep[2] !== undefined && /\bpasswd\b/.test(depends), info);
     const unpacked = mkdtempSync(join(tmpdir(), 'canrelay-deb-x-'));
     sh('dpkg-deb', ['-x', deb, unpacked]);
     const elfs = sh('find', [join(unpacked, 'opt'), '-type', 'f', '(', '-name', '*.node', '-o', '-path', '*/node/bin/node', ')'])

@@ -127,6 +127,13 @@ for (const arch of ['amd64', 'arm64', 'armhf']) {
       const system = got.maps.filter((m) => /\/(ld-|lib(c|m|dl|pthread|gcc_s|stdc\+\+)[-.])[^/]*$/.test(m));
       assert.ok(system.some((m) => /libstdc\+\+/.test(m)) && system.some((m) => /\/libc[-.]/.test(m)), `the C and C++ libraries are mapped: ${system.join(' ')}`);
       for (const m of system) assert.ok(m.startsWith(t.sysroot), `${m} is the sysroot's, not this machine's`);
+      // What its .deb would declare: every library these files load is known to come from a package.
+      const elfs = [
+        'node/bin/node',
+        ...['better-sqlite3/build/Release/better_sqlite3.node', 'socketcan/build/Release/can.node', 'socketcan/build/Release/can_signals.node'].map((f) => `node_modules/${f}`),
+      ];
+      const depends = execFileSync('bash', [join(REPO, 'packaging/elf-depends.sh'), ...elfs.map((f) => join(app, f))], { encoding: 'utf8' }).trim();
+      assert.match(depends, /^libc6 \(>= 2\.\d+\), .*libstdc\+\+6 \(>= [\d.]+\)/, depends);
     });
 
     test('the packaged agent on --sim: console, metrics, restart on the same state', async () => {
