@@ -27,6 +27,7 @@ import type { FrameSource } from './sources/source.js';
 import type { ConsoleEvent } from '../core/console/events.js';
 import type { MirroredEventType } from '../core/console/normalize.js';
 import { RateLimitedLog } from '../core/log/rate-limited-log.js';
+import { ClientLimit } from '../core/http/client-limit.js';
 import { VERSION } from '../core/version.js';
 import { createBusHealth } from './bus-health/create-bus-health.js';
 import { CommandRunner } from './command-runner.js';
@@ -130,11 +131,21 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   await recorder.open();
   router.tap({ frame: (f) => recorder.record(f) }, 'all');
   let clientsCut = 0;
+  // Anyone on the LAN can open (and stall) console clients: one line a second at most.
+  const cutLog = new RateLimitedLog(log, 1000);
   const startedAt = Date.now();
   const replay = source instanceof ReplaySource ? source : undefined;
 
+  const consoleClients = new ClientLimit({
+    full: 'the console is full',
+    daemon: 'agent',
+    flag: 'console-max-clients',
+    max: cfg.consoleMaxClients,
+    perAddress: { flag: 'console-max-clients-per-address', max: cfg.consoleMaxClientsPerAddress ?? cfg.consoleMaxClients },
+  });
   const metrics = agentMetrics({
     counters,
+    consoleClientsRefused: () => consoleClients.refused,
     console: consoleStream,
     clientsCut: () => clientsCut,
     replayRejected: () => replay?.rejectedLines() ?? 0,
@@ -171,10 +182,11 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     web,
     sse: { keepAliveMs: cfg.keepAliveSeconds * 1000, retryMs: 2000, maxPendingBytes: cfg.clientMaxPendingBytes },
     signals: { table: signals.table, status: signals.status, reload: signals.reload },
+    consoleClients,
     onClientClosed: (reason) => {
       if (reason === 'slow_client') {
         clientsCut++;
-        log.warn('console client cut off: it fell too far behind (it can resume with Last-Event-ID)');
+        cutLog.warn({}, 'console client cut off: it fell too far behind (it can resume with Last-Event-ID)');
       }
     },
   });

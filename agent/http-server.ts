@@ -7,6 +7,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { ConsoleStream } from '../core/console/console-stream.js';
+import { FULL_RETRY_AFTER_S, type ClientLimit } from '../core/http/client-limit.js';
 import { serveConsole } from '../core/http/console-route.js';
 import { createDaemonServer, sendJson, sendMetrics } from '../core/http/replies.js';
 import type { SseCloseReason, SseWriter } from '../core/http/sse-writer.js';
@@ -26,6 +27,8 @@ export interface AgentHttpDeps {
   web?: StaticFiles;
   sse: { keepAliveMs: number; retryMs: number; maxPendingBytes: number };
   onClientClosed: (reason: SseCloseReason) => void;
+  /** --console-max-clients and its per-address cap. */
+  consoleClients: ClientLimit;
   auth: LocalAuth;
   /** The recordings API (agent/recording/recording-routes.ts). */
   recordings?: RecordingRouteDeps;
@@ -53,14 +56,19 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
       // HEAD would get its headers held by Node until a body write, which a stream never makes for HEAD.
       if (req.method !== 'GET') return sendJson(res, 405, { error: `the console is an event stream: ${req.method} is not supported, use GET` }, { Allow: 'GET' });
       if (!deps.auth.guard(req, res, 'read')) return;
+      const address = req.socket.remoteAddress ?? '';
+      const refusal = deps.consoleClients.tryAdd(address);
+      if (refusal !== undefined) return sendJson(res, 503, { error: refusal }, { 'Retry-After': String(FULL_RETRY_AFTER_S) });
       const w = serveConsole(req, res, url, deps.console, {
         ...deps.sse,
         onClose: (reason) => {
+          deps.consoleClients.release(address);
           writers.delete(w!);
           deps.onClientClosed(reason);
         },
       });
       if (w) writers.add(w);
+      else deps.consoleClients.release(address); // refused (a bad Last-Event-ID): its place is free again
       return;
     }
     // Under --console-auth the dongle id is told only to a reader (as /healthz does).

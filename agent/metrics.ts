@@ -14,6 +14,7 @@ export interface AgentMetricSources {
   counters: FrameCounters;
   console: ConsoleStream;
   clientsCut: () => number;
+  consoleClientsRefused: () => number;
   replayRejected: () => number;
   /** Set once the uplink exists; reads its counters at scrape time. */
   uplink?: () => Record<string, number>;
@@ -37,6 +38,9 @@ export function agentMetrics(src: AgentMetricSources): Registry {
   );
   gauge(r, 'canrelay_console_sampling', '1 while the console is sampling can_frame events', [], (g) => g.set(src.console.sampling ? 1 : 0));
   counter(r, 'canrelay_console_clients_cut_total', 'Console clients disconnected because they fell too far behind', [], (c) => c.inc(src.clientsCut()));
+  counter(r, 'canrelay_console_clients_refused_total', 'Console clients refused with 503: --console-max-clients (or as many of one address) were connected', [], (c) =>
+    c.inc(src.consoleClientsRefused()),
+  );
   gauge(r, 'canrelay_console_buffered_events', 'Events held in the console history ring', [], (g) => g.set(src.console.buffered));
   counter(r, 'canrelay_replay_lines_rejected_total', 'Malformed candump lines skipped by --replay', [], (c) => c.inc(src.replayRejected()));
   gauge(

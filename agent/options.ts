@@ -49,7 +49,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
     parse: parse.string(/^.+$/, 'must be a directory path'),
     default: () => defaultStateDir(),
   },
-  ...consoleOptions({ historyMemoryMb: 16, perStream: false }),
+  ...consoleOptions({ historyMemoryMb: 16, perStream: false, maxClients: 64, maxClientsPerAddress: 16 }),
   { name: 'presence-interval', arg: '<s>', description: 'interval of the periodic presence "seen" event', parse: parse.int(1, 86_400), default: 30 },
   BRIDGE_OPTION,
   {

@@ -152,6 +152,11 @@ export class AgentLink implements RelayLink, CommandLink {
   }
 
   /** Welcomed and the socket is open: DOWN batches and commands may go out. */
+  /** Its hello is being decided (asynchronously, in cluster mode) and it is still open. */
+  get helloPending(): boolean {
+    return this.state === 'hello_pending' && this.ws.readyState === WebSocket.OPEN;
+  }
+
   get ready(): boolean {
     return this.state === 'ready' && this.ws.readyState === WebSocket.OPEN;
   }

@@ -23,6 +23,8 @@ import type { DbcChunkMessage } from '../core/uplink/dbc-transfer.js';
 import { AgentLink, DEFAULT_TIMINGS, type EventMessage, type HelloMessage, type LinkHandler, type LinkTimings, type Refusal, type Welcome } from './agent-link.js';
 import { bearerToken } from '../core/http/bearer-token.js';
 import { BAD_TARGET, requestUrl } from '../core/http/replies.js';
+import { RateLimitedLog } from '../core/log/rate-limited-log.js';
+import { endConnection } from '../core/net/end-connection.js';
 import type { Auth } from './auth.js';
 import type { CommandCenter } from './commands.js';
 import type { BridgeConsoles } from './consoles.js';
@@ -79,8 +81,11 @@ export class AgentServer implements LinkHandler {
   /** Positions the links asked to save: written together, one transaction a second, not one write per link. */
   private readonly unsaved = new Map<string, BatchPosition>();
   private readonly saveTimer: NodeJS.Timeout;
+  /** Refused upgrades are anyone's to send: one line a second at most, with how many were held back. */
+  private readonly refusedLog: RateLimitedLog;
 
   constructor(private readonly d: AgentServerDeps) {
+    this.refusedLog = new RateLimitedLog(d.log, 1000);
     this.current = d.links;
     this.mirror = new MirrorSeqs(d.store, d.consoles, d.log);
     this.arbiter = new LinkArbiter((d.timings ?? DEFAULT_TIMINGS).pingMs, d.consoles, d.stats, d.log);
@@ -108,7 +113,7 @@ export class AgentServer implements LinkHandler {
     const caller = this.d.auth.identify(bearerToken(req));
     if (caller?.kind !== 'agent') {
       this.d.stats.reject('unauthorized');
-      this.d.log.warn({ remote: req.socket.remoteAddress, had_token: req.headers.authorization !== undefined }, 'uplink refused: not an agent token');
+      this.refusedLog.warn({ remote: req.socket.remoteAddress, had_token: req.headers.authorization !== undefined }, 'uplink refused: not an agent token');
       return rejectUpgrade(
         socket,
         401,
@@ -199,7 +204,18 @@ export class AgentServer implements LinkHandler {
     return cluster
       .claim(link.dongle, old, (cur) => this.arbiter.decide(link.dongle, cur, remote))
       .then((v) => (this.current.get(link.dongle) !== old ? 'refuse' : v))
-      .then((v) => this.admit(link, h, row.up_run, row.up_batch, old, v));
+      .then((v): Welcome | Refusal => {
+        // The claim can take seconds (JetStream): the link may have closed, or the dongle been deleted,
+        // meanwhile. Admitting it then would leave a dead link as the dongle's current one: its next
+        // connection refused as a duplicate, the fleet showing it online.
+        if (!link.helloPending) {
+          this.d.log.info({ dongle: link.dongle }, 'agent link closed before its hello was decided: not admitted');
+          return { reason: 'internal', code: CLOSE.PROTOCOL, message: 'the link closed before its hello was decided' };
+        }
+        if (!this.d.store.dongle(link.dongle))
+          return { reason: 'unauthorized', code: CLOSE.UNAUTHORIZED, message: `dongle "${link.dongle}" is no longer registered on this bridge` };
+        return this.admit(link, h, row.up_run, row.up_batch, old, v);
+      });
   }
 
   private admit(link: AgentLink, h: HelloMessage, upRun: string | null, upBatch: number | null, old: AgentLink | undefined, verdict: Verdict): Welcome | Refusal {
@@ -346,5 +362,8 @@ export class AgentServer implements LinkHandler {
 function rejectUpgrade(socket: Duplex, status: number, message: string): void {
   const body = JSON.stringify({ error: message });
   const text = { 401: 'Unauthorized', 404: 'Not Found', 503: 'Service Unavailable' }[status] ?? 'Error';
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  endConnection(
+    socket,
+    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

@@ -24,7 +24,7 @@ import { Auth } from './auth.js';
 import type { Cluster } from './cluster/cluster.js';
 import { CommandCenter } from './commands.js';
 import { DongleDbcs } from './dongle-dbc.js';
-import { FleetClientLimit } from './fleet-clients.js';
+import { ClientLimit } from '../core/http/client-limit.js';
 import { FLEET_STREAM, FleetFeed } from './fleet-feed.js';
 import { BridgeConsoles } from './consoles.js';
 import { GroupMembership } from './group-membership.js';
@@ -114,8 +114,9 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
       log,
     );
   }
-  const fleetClients = new FleetClientLimit(cfg.fleetMaxClients);
-  const metrics = bridgeMetrics({ stats, relay, seq, commands, streams, fleetClients, agentsConnected: () => agents.connectedCount });
+  const fleetClients = new ClientLimit({ full: 'the fleet stream is full', daemon: 'bridge', flag: 'fleet-max-clients', max: cfg.fleetMaxClients });
+  const consoleClients = new ClientLimit({ full: 'the consoles are full', daemon: 'bridge', flag: 'console-max-clients', max: cfg.consoleMaxClients });
+  const metrics = bridgeMetrics({ stats, relay, seq, commands, streams, fleetClients, consoleClients, agentsConnected: () => agents.connectedCount });
   cluster?.registerMetrics(metrics);
   registerStateMetrics(metrics, state, () => {
     let n = 0;
@@ -156,6 +157,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     web,
     viewers,
     fleetClients,
+    consoleClients,
   });
 
   let addr;

@@ -24,7 +24,7 @@ import type { AgentServer } from './agent-server.js';
 import { bearerToken } from '../core/http/bearer-token.js';
 import type { Auth } from './auth.js';
 import type { BridgeConsoles } from './consoles.js';
-import { FLEET_FULL_RETRY_AFTER_S, type FleetClientLimit } from './fleet-clients.js';
+import { FULL_RETRY_AFTER_S, type ClientLimit } from '../core/http/client-limit.js';
 import type { GroupRelay } from './group-relay.js';
 import { handleDongleRecordings } from './recording-proxy.js';
 import type { BridgeStats } from './metrics.js';
@@ -52,7 +52,8 @@ export interface BridgeHttpDeps {
   /** --cors-origin: pages of these origins may use the API from a browser. */
   cors: CorsPolicy;
   /** --fleet-max-clients: concurrent fleet stream clients. */
-  fleetClients: FleetClientLimit;
+  fleetClients: ClientLimit;
+  consoleClients: ClientLimit;
 }
 
 const CONSOLE_PATH = /^\/api\/v1\/streams\/(dongles|groups)\/([^/]+)\/console$/;
@@ -73,7 +74,6 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
     let stream: ConsoleStream;
     const fleet = kind === 'fleet';
     if (fleet) {
-      if (!deps.fleetClients.tryAdd()) return sendJson(res, 503, { error: deps.fleetClients.refusal() }, { 'Retry-After': String(FLEET_FULL_RETRY_AFTER_S) });
       stream = deps.consoles.fleet.stream;
     } else if (!ID_RULE.test(id)) return sendJson(res, 400, { error: `bad ${kind === 'dongles' ? 'dongle' : 'group'} id ${JSON.stringify(id.slice(0, 80))}` });
     else if (kind === 'dongles') {
@@ -84,18 +84,31 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
       stream = deps.consoles.groupStream(id);
     }
     const start = (): void => {
+      // Every client counts against the console cap; the fleet's (a snapshot each) against their own too.
+      const taken: ClientLimit[] = [];
+      for (const limit of fleet ? [deps.consoleClients, deps.fleetClients] : [deps.consoleClients]) {
+        const refusal = limit.tryAdd();
+        if (refusal !== undefined) {
+          for (const t of taken) t.release();
+          return sendJson(res, 503, { error: refusal }, { 'Retry-After': String(FULL_RETRY_AFTER_S) });
+        }
+        taken.push(limit);
+      }
+      const release = (): void => {
+        for (const t of taken) t.release();
+      };
       const w = serveConsole(req, res, url, stream, {
         ...deps.sse,
         ...(fleet ? { snapshot: () => deps.consoles.fleet.snapshot(deps.relay.states()) } : {}),
         onClose: (reason) => {
-          if (fleet) deps.fleetClients.release();
+          release();
           writers.delete(w!);
           deps.viewers.remove(w!);
           if (reason === 'slow_client') deps.stats.consoleClientsCut++;
         },
       });
       if (w) writers.add(w);
-      else if (fleet) deps.fleetClients.release(); // refused (a bad Last-Event-ID): its place is free again
+      else release(); // refused (a bad Last-Event-ID): its places are free again
       // A viewer's stream lasts only as long as its token: revoked or expired, the stream is closed.
       if (w && caller.kind === 'viewer') deps.viewers.add(w, caller.tokenId, caller.expiresAt);
     };

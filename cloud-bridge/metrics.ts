@@ -9,7 +9,7 @@ import { ScrapedRegistry, scrapedCounter as counter, scrapedGauge as gauge } fro
 import { COMMAND_STATES } from '../core/console/events.js';
 import type { StreamManager } from '../core/console/stream-manager.js';
 import type { CommandCenter } from './commands.js';
-import type { FleetClientLimit } from './fleet-clients.js';
+import type { ClientLimit } from '../core/http/client-limit.js';
 import { DROP_REASONS, type GroupRelay } from './group-relay.js';
 import { MAX_PENDING_STATUSES } from './pending-statuses.js';
 import type { SeqTracker } from './seq-tracker.js';
@@ -64,7 +64,8 @@ export interface BridgeMetricSources {
   seq: SeqTracker;
   commands: CommandCenter;
   streams: StreamManager;
-  fleetClients: FleetClientLimit;
+  fleetClients: ClientLimit;
+  consoleClients: ClientLimit;
   agentsConnected: () => number;
 }
 
@@ -130,6 +131,9 @@ export function bridgeMetrics(src: BridgeMetricSources): Registry {
   );
   counter(r, 'canrelay_bridge_recording_bytes_total', 'Recording bytes streamed from agents to downloads (one chunk at a time, at the pace of the HTTP client)', [], (c) =>
     c.inc(stats.recordingBytes),
+  );
+  counter(r, 'canrelay_bridge_console_clients_refused_total', 'Console and fleet stream clients refused with 503 because --console-max-clients were connected', [], (c) =>
+    c.inc(src.consoleClients.refused),
   );
   gauge(r, 'canrelay_bridge_fleet_clients', 'Fleet stream (GET /api/v1/streams/fleet) clients connected (at most --fleet-max-clients)', [], (g) => g.set(src.fleetClients.count));
   counter(r, 'canrelay_bridge_fleet_clients_refused_total', 'Fleet stream clients refused with 503 because --fleet-max-clients were connected', [], (c) =>

@@ -33,7 +33,7 @@ export const BRIDGE_OPTIONS: readonly OptionSpec[] = [
     description: 'file holding the admin token (trailing newline ignored); wins over --admin-token',
     parse: parse.string(/^.+$/, 'must be a file path'),
   },
-  ...consoleOptions({ historyMemoryMb: 64, perStream: true }),
+  ...consoleOptions({ historyMemoryMb: 64, perStream: true, maxClients: 1000 }),
   {
     name: 'backlog-max-frames',
     arg: '<n>',

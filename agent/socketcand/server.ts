@@ -11,7 +11,8 @@ import { splitHostPort } from '../../core/cli/options.js';
 import type { AllowList } from '../../core/net/allow-list.js';
 import type { SendResult } from '../sources/source.js';
 import { errorMessage, rawFrameMessage } from './messages.js';
-import { endConnection, Session, type SessionHost, type SocketcandStats } from './session.js';
+import { endConnection } from '../../core/net/end-connection.js';
+import { Session, type SessionHost, type SocketcandStats } from './session.js';
 
 /** Connections served at once; more are refused with an error (each costs a socket and a buffer). */
 export const MAX_CLIENTS = 64;

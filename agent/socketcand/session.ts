@@ -6,6 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import type { CanFrame } from '../../core/can/frame.js';
+import { endConnection } from '../../core/net/end-connection.js';
 import type { SendResult } from '../sources/source.js';
 import { MessageReader } from './message-reader.js';
 import { bcmFrameMessage, ECHO, errorMessage, HI, OK, parseCommand, type Command } from './messages.js';
@@ -69,15 +70,6 @@ interface Subscription {
 type Mode = 'no_bus' | 'bcm' | 'raw';
 
 /** How long a connection being ended may take to read its last words before it is destroyed. */
-const END_GRACE_MS = 2000;
-
-/** Ends a connection after `last` (if any) is written; a peer that never closes its side is destroyed after END_GRACE_MS. */
-export function endConnection(socket: Socket, last?: string): void {
-  if (last === undefined) socket.end();
-  else socket.end(last);
-  setTimeout(() => socket.destroy(), END_GRACE_MS).unref();
-}
-
 export class Session {
   private mode: Mode = 'no_bus';
   private bus: string | undefined;

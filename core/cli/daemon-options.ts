@@ -14,10 +14,34 @@ export function listenOption(description: string, defaultAddress: string): Optio
 
 export const LOG_LEVEL_OPTION: OptionSpec = { name: 'log-level', arg: '<level>', description: LOG_LEVELS.join(', '), parse: parse.oneOf(LOG_LEVELS), default: 'info' };
 
-/** The console flags; `perStream` says so in the help where a daemon serves many streams (the bridge). */
-export function consoleOptions(d: { historyMemoryMb: number; perStream: boolean }): OptionSpec[] {
+/**
+ * The console flags; `perStream` says so in the help where a daemon serves many streams (the bridge).
+ * `maxClientsPerAddress`: only where clients reach the daemon directly (the agent on its LAN); behind a
+ * reverse proxy every client has the proxy's address.
+ */
+export function consoleOptions(d: { historyMemoryMb: number; perStream: boolean; maxClients: number; maxClientsPerAddress?: number }): OptionSpec[] {
   const each = d.perStream ? ' per stream' : '';
+  const perAddress: OptionSpec[] =
+    d.maxClientsPerAddress === undefined
+      ? []
+      : [
+          {
+            name: 'console-max-clients-per-address',
+            arg: '<n>',
+            description: 'console clients of one address at once; beyond it a new one gets 503',
+            parse: parse.int(1, 100_000),
+            default: d.maxClientsPerAddress,
+          },
+        ];
   return [
+    {
+      name: 'console-max-clients',
+      arg: '<n>',
+      description: `console clients at once${d.perStream ? ', all streams' : ''} (each may hold --client-max-pending-kib); beyond it a new one gets 503`,
+      parse: parse.int(1, 100_000),
+      default: d.maxClients,
+    },
+    ...perAddress,
     {
       name: 'console-max-rate',
       arg: '<n>',
@@ -46,6 +70,9 @@ export function consoleOptions(d: { historyMemoryMb: number; perStream: boolean 
 }
 
 export interface ConsoleConfig {
+  consoleMaxClients: number;
+  /** Undefined where the daemon has no such flag (the bridge). */
+  consoleMaxClientsPerAddress: number | undefined;
   consoleMaxRate: number;
   historyEvents: number;
   historySeconds: number;
@@ -57,6 +84,8 @@ export interface ConsoleConfig {
 export function consoleConfigFrom(o: ResolvedOptions): ConsoleConfig {
   const num = (k: string): number => Number(o[k]);
   return {
+    consoleMaxClients: num('console-max-clients'),
+    consoleMaxClientsPerAddress: o['console-max-clients-per-address'] === undefined ? undefined : num('console-max-clients-per-address'),
     consoleMaxRate: num('console-max-rate'),
     historyEvents: num('history-events'),
     historySeconds: num('history-seconds'),

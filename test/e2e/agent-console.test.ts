@@ -1,5 +1,6 @@
 /** The agent's console through the real CLI process, over real HTTP on loopback. */
 import assert from 'node:assert/strict';
+import { get as httpGet, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
@@ -296,6 +297,48 @@ test('a console client that stops reading never slows the CAN intake: 200,000 fr
   assert.equal(metricValue(m, 'canrelay_console_clients_cut_total'), 1, 'the stuck client was cut off, not waited for');
   assert.equal(metricValue(m, 'canrelay_console_clients'), 0);
   stuck.close();
+});
+
+test('console clients are capped, in all and per address: past either cap a new one gets 503 saying which, and a place frees when a client leaves', async () => {
+  const a = await agent(['--sim', '--sim-rate', '50', '--console-max-clients', '3', '--console-max-clients-per-address', '2']);
+  const u = new URL(a.url);
+  const open = (from: string): Promise<{ status: number; body: string; retryAfter?: string; res: IncomingMessage }> =>
+    new Promise((resolve, reject) => {
+      const req = httpGet({ host: u.hostname, port: Number(u.port), path: u.pathname, localAddress: from }, (res) => {
+        if (res.statusCode === 200) return resolve({ status: 200, body: '', res });
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, retryAfter: res.headers['retry-after'] as string | undefined, res }));
+      });
+      req.on('error', reject);
+    });
+  const held: IncomingMessage[] = [];
+  try {
+    for (const from of ['127.0.0.1', '127.0.0.1']) {
+      const r = await open(from);
+      assert.equal(r.status, 200);
+      held.push(r.res);
+    }
+    const third = await open('127.0.0.1');
+    assert.equal(third.status, 503, 'a third client of one address');
+    assert.match(third.body, /too many clients from 127\.0\.0\.1: 2 are connected \(the agent's --console-max-clients-per-address\)/);
+    assert.equal(third.retryAfter, '10');
+    const other = await open('127.0.0.2');
+    assert.equal(other.status, 200, 'another address still gets in');
+    held.push(other.res);
+    const full = await open('127.0.0.3');
+    assert.equal(full.status, 503, 'past the cap of all clients');
+    assert.match(full.body, /the console is full: 3 clients are connected \(the agent's --console-max-clients\)/);
+    held.shift()!.destroy();
+    await until(async () => metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_console_clients') === 2, 5000, 'the agent saw the client leave');
+    const again = await open('127.0.0.1');
+    assert.equal(again.status, 200, 'its place is free again');
+    held.push(again.res);
+    assert.equal(metricValue((await getJson(a.base + '/metrics')).text, 'canrelay_console_clients_refused_total'), 2);
+  } finally {
+    for (const r of held) r.destroy();
+  }
 });
 
 test('SIGTERM: a final offline presence, streams closed, exit 0', async () => {

@@ -2,10 +2,12 @@
  * Requests a browser or curl never sends, over raw TCP to the real daemons: a request target that is not
  * a URL (`GET //[`) gets 400 from the agent and the bridge — also as an uplink upgrade, which used to
  * throw out of the bridge's `upgrade` listener and end the process — and HEAD on the agent's console,
- * which used to stream events with no status line or headers, gets 405.
+ * which used to stream events with no status line or headers, gets 405. A refused uplink upgrade whose
+ * client never closes its side is closed by the bridge all the same (it held the socket for ever, one
+ * descriptor per attempt, from anyone), and the refusals are logged once a second, not once each.
  */
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { after, test } from 'node:test';
 import { startBridgeProcess } from '../helpers/bridge-process.js';
 import { startAgentProcess } from '../helpers/processes.js';
@@ -59,4 +61,41 @@ test('the agent: a request target that is not a URL gets 400; HEAD on the consol
   const r = await fetch(a.url, { method: 'HEAD' });
   assert.equal(r.status, 405);
   assert.equal(a.proc.exitCode, null);
+});
+
+/** A client that never closes its side: resolves once the server has closed its socket (a write is reset). */
+function halfOpenRefusal(base: string, head: string, ms: number): Promise<{ answer: string; reset: boolean }> {
+  const u = new URL(base);
+  return new Promise((resolve) => {
+    let answer = '';
+    const s: Socket = connect({ port: Number(u.port), host: u.hostname, allowHalfOpen: true }, () => s.write(head));
+    s.setEncoding('utf8');
+    s.on('data', (c: string) => (answer += c));
+    const deadline = Date.now() + ms;
+    // After the answer, keep writing now and then: accepted while the server still holds its socket, reset once it is gone.
+    const probe = setInterval(() => {
+      if (Date.now() > deadline) finish(false);
+      else if (answer !== '') s.write('x');
+    }, 200);
+    const finish = (reset: boolean): void => {
+      clearInterval(probe);
+      s.destroy();
+      resolve({ answer, reset });
+    };
+    s.on('error', () => finish(true));
+  });
+}
+
+test('the bridge: a refused upgrade is closed even when the client keeps its side open; refusals are logged once a second', async () => {
+  const b = await startBridgeProcess();
+  stops.push(() => b.proc.stop());
+  const bad = upgrade('/api/v1/agents/connect').replace('\r\n\r\n', '\r\nAuthorization: Bearer not-a-token\r\n\r\n');
+  const attempts = await Promise.all(Array.from({ length: 20 }, () => halfOpenRefusal(b.base, bad, 15_000)));
+  for (const r of attempts) {
+    assert.match(r.answer, /^HTTP\/1\.1 401 /);
+    assert.ok(r.reset, 'the bridge closed its socket: the client was reset');
+  }
+  const lines = b.proc.logs.filter((l) => l.msg === 'uplink refused: not an agent token');
+  assert.ok(lines.length >= 1 && lines.length < 20, `${lines.length} log lines for 20 refusals`);
+  assert.equal((await fetch(`${b.base}/healthz`)).status, 200);
 });

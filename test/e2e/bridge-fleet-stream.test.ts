@@ -149,3 +149,35 @@ test('fleet stream: --fleet-max-clients caps concurrent clients (503 with the re
     await b.proc.stop();
   }
 });
+
+test('consoles: --console-max-clients caps the clients of every stream together (fleet included): 503 saying which flag; a place frees when one leaves', async () => {
+  const b = await startBridgeProcess(['--console-max-clients', '2']);
+  const clients: SseClient[] = [];
+  try {
+    await b.admin.register('m1');
+    const auth = { Authorization: `Bearer ${String((await b.admin.post('/api/v1/viewer-tokens')).body.token)}` };
+    clients.push(await SseClient.connect(b.base + '/api/v1/streams/dongles/m1/console', auth));
+    clients.push(await SseClient.connect(b.base + FLEET, auth));
+    assert.deepEqual(
+      clients.map((c) => c.status),
+      [200, 200],
+    );
+    for (const path of ['/api/v1/streams/dongles/m1/console', FLEET]) {
+      const r = await fetch(b.base + path, { headers: auth });
+      assert.equal(r.status, 503, path);
+      assert.equal(r.headers.get('retry-after'), '10');
+      assert.match(((await r.json()) as { error: string }).error, /the consoles are full: 2 clients are connected \(the bridge's --console-max-clients\)/);
+    }
+    const text = async (): Promise<string> => (await fetch(b.base + '/metrics')).text();
+    assert.match(await text(), /^canrelay_bridge_console_clients_refused_total 2$/m);
+    assert.match(await text(), /^canrelay_bridge_fleet_clients_refused_total 0$/m, 'refused by the console cap, not the fleet cap');
+    clients.shift()!.close();
+    await until(async () => /^canrelay_bridge_console_clients 1$/m.test(await text()), 10_000, 'the place freed');
+    const again = await SseClient.connect(b.base + '/api/v1/streams/dongles/m1/console', auth);
+    clients.push(again);
+    assert.equal(again.status, 200);
+  } finally {
+    for (const c of clients) c.close();
+    await b.proc.stop();
+  }
+});

@@ -1,0 +1,41 @@
+/**
+ * Cluster mode decides a hello after a JetStream round trip (the dongle's lease): a link that closes
+ * meanwhile must not be admitted. It was: the dead link became the dongle's current one, so the agent's
+ * next connection was refused as a duplicate (4409) and the fleet counted it connected. The round trip is
+ * held open by pausing nats-server (SIGSTOP) while the hello is on its way; real bridge, real NATS and
+ * PostgreSQL, a protocol-level agent.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { startBridgeProcess } from '../helpers/bridge-process.js';
+import { clusterServers, metricsText as metrics } from '../helpers/cluster-servers.js';
+import { FakeAgent } from '../helpers/fake-agent.js';
+import { metricValue } from '../helpers/sse-client.js';
+
+const servers = clusterServers();
+const { track } = servers;
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+test('a link closed while its hello waits on NATS is not admitted: the next connection of that dongle is welcomed', async () => {
+  const db = await servers.pg.createDatabase();
+  const n1 = track(await startBridgeProcess(['--cluster', servers.nats.url, '--node-id', 'hr1'], { db }));
+  const token = await n1.admin.register('hx');
+  const first = await FakeAgent.connect(n1.base, { dongle: 'hx', token, hello: false });
+  const nats = servers.nats.pid!;
+  process.kill(nats, 'SIGSTOP');
+  try {
+    void first.sayHello(30_000).catch(() => {});
+    await pause(500); // the hello reaches the bridge, whose lease request now waits on the paused server
+    first.kill();
+    await first.closed();
+    await pause(300); // the bridge has seen the close
+  } finally {
+    process.kill(nats, 'SIGCONT');
+  }
+  await n1.proc.waitForLog((l) => l.msg === 'agent link closed before its hello was decided: not admitted', 20_000);
+  const second = await FakeAgent.connect(n1.base, { dongle: 'hx', token, hello: false });
+  await second.sayHello(20_000);
+  assert.ok(second.welcome, 'the next connection is welcomed, not refused as a duplicate');
+  assert.equal(metricValue(await metrics(n1.base), 'canrelay_bridge_agents_connected', { node: 'hr1' }), 1, 'one link: the live one');
+  await second.close();
+});
