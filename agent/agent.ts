@@ -118,7 +118,10 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   const txFailures = new RateLimitedLog(log, 5000);
   const tx = new TxQueue((f) => router.transmit(f), {
     retryMs: cfg.txRetryMs,
+    // 10,000 frames in all (the memory), at most 5,000 for one bus: more than a DOWN batch's 4,096 frames,
+    // which arrive at once; and one bus that stays busy leaves the others half the queue (tx-queue.ts).
     maxQueued: 10_000,
+    maxQueuedPerBus: 5_000,
     onFailure: (f, error) => txFailures.warn({ bus: f.bus, id: f.id }, `could not transmit a frame: ${error}`),
   });
   const downlink = new Downlink(tx, cfg.uplink?.maxAgeMs ?? 0); // without an uplink nothing is relayed here
@@ -273,6 +276,8 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
       state.close();
       outbox?.close();
       db.close();
+      // Frames asked for after the queue stopped (commands, socketcand sends; DOWN batches are not even taken).
+      if (tx.stats.refusedStopped > 0) log.warn({ frames: tx.stats.refusedStopped }, 'frames asked to be transmitted while the agent was stopping were refused');
       log.info({ reason }, 'agent stopped');
     })());
 
@@ -297,6 +302,8 @@ function uplinkFigures(uplink: UplinkClient | undefined, uploader: FrameUploader
     tx_dropped_busy: tx.stats.droppedBusy,
     tx_dropped_too_old: tx.stats.droppedTooOld,
     tx_dropped_queue_full: tx.stats.droppedFull,
+    tx_dropped_group_changed: tx.stats.droppedGroupChanged,
+    tx_dropped_unauthorized: tx.stats.droppedUnauthorized,
     tx_retries: tx.stats.retries,
   };
   const q = downlink.latencyQuantiles();

@@ -4,10 +4,15 @@
  * `busy`) is retried for up to `retryMs`, holding back the frames behind it on that bus so order is kept —
  * never another bus's: one bus that stays busy held every bus's relayed frames until they were too old —
  * then the frame is dropped and counted.
- * Never fatal. Bounded: past `maxQueued` new frames are refused and counted. A frame may carry a
- * deadline (relayed frames: the end-to-end age rule; commands: their expiry); it is checked at the moment
- * the frame would be handed to the kernel, on every attempt, and a frame past it is dropped and counted,
- * never transmitted.
+ * Never fatal. Bounded twice, both counted: past `maxQueuedPerBus` frames waiting for one bus, or
+ * `maxQueued` for all buses together, new frames are refused. The per-bus bound is what keeps one bus
+ * that stays busy (no ACK on it: it drains about one frame per `retryMs`) from filling the shared bound
+ * and getting every other bus's frames refused; the shared bound keeps the memory as it was.
+ * A frame may carry a deadline (relayed frames: the end-to-end age rule; commands: their expiry); it is
+ * checked at the moment the frame would be handed to the kernel, on every attempt, and a frame past it is
+ * dropped and counted, never transmitted. Relayed frames (enqueueRelayed) can be dropped while they wait
+ * when what they were relayed under ends (the group changed, the bridge refused the link: dropRelayed).
+ * After stop() nothing more is taken.
  */
 import type { CanFrame } from '../core/can/frame.js';
 import { MAX_BUSES_PER_DONGLE } from '../core/names.js';
@@ -27,6 +32,8 @@ interface Item {
   notAfter: number;
   /** Why it is refused once past it. */
   late: string;
+  /** Relayed from the group peer (not a command's or a socketcand client's frame). */
+  relayed: boolean;
 }
 
 /** The refusal of a relayed frame past its deadline (the end-to-end age rule). */
@@ -42,34 +49,110 @@ interface Lane {
   draining: boolean;
 }
 
+/** Why relayed frames still waiting are dropped (dropRelayed): the stats field that counts them. */
+export type RelayedDropReason = 'droppedGroupChanged' | 'droppedUnauthorized';
+
+export interface TxQueueOptions {
+  retryMs: number;
+  /** Frames waiting for all buses together. */
+  maxQueued: number;
+  /** Frames waiting for one bus; default half of `maxQueued` (see the file's comment). */
+  maxQueuedPerBus?: number;
+  onFailure?: (f: CanFrame, error: string) => void;
+}
+
 export class TxQueue {
   private readonly lanes = new Map<string, Lane>();
   /** Frames waiting, every bus together (the bound is for all of them). */
   private waiting = 0;
-  readonly stats = { sent: 0, failed: 0, droppedBusy: 0, droppedFull: 0, droppedTooOld: 0, retries: 0 };
+  private readonly maxPerBus: number;
+  private stoppedAt = false;
+  readonly stats = {
+    sent: 0,
+    failed: 0,
+    droppedBusy: 0,
+    droppedFull: 0,
+    droppedTooOld: 0,
+    droppedGroupChanged: 0,
+    droppedUnauthorized: 0,
+    /** Frames refused because the queue had stopped (the agent stopping). */
+    refusedStopped: 0,
+    retries: 0,
+  };
 
   constructor(
     private readonly transmit: (f: CanFrame) => SendResult,
-    private readonly opts: { retryMs: number; maxQueued: number; onFailure?: (f: CanFrame, error: string) => void },
-  ) {}
+    private readonly opts: TxQueueOptions,
+  ) {
+    this.maxPerBus = Math.min(opts.maxQueued, opts.maxQueuedPerBus ?? Math.ceil(opts.maxQueued / 2));
+  }
 
   get length(): number {
     return this.waiting;
   }
 
+  /** stop() was called: nothing more is taken. */
+  get stopped(): boolean {
+    return this.stoppedAt;
+  }
+
   /** `notAfterMs`: the wall-clock deadline (Date.now() ms); `late`: the error given when it passes first. */
   enqueue(frame: CanFrame, done?: TxDone, notAfterMs = Infinity, late = RELAY_TOO_OLD): void {
-    if (this.waiting >= this.opts.maxQueued) {
+    this.add(frame, done, notAfterMs, late, false);
+  }
+
+  /** A frame relayed from the group peer: like enqueue, and dropped by dropRelayed() while it waits. */
+  enqueueRelayed(frame: CanFrame, done: TxDone, notAfterMs: number): void {
+    this.add(frame, done, notAfterMs, RELAY_TOO_OLD, true);
+  }
+
+  private add(frame: CanFrame, done: TxDone | undefined, notAfterMs: number, late: string, relayed: boolean): void {
+    if (this.stoppedAt) {
+      this.stats.refusedStopped++;
+      done?.({ ok: false, busy: false, error: 'the agent is stopping: not transmitted' });
+      return;
+    }
+    let lane = this.lanes.get(frame.bus);
+    const onBus = lane === undefined ? 0 : lane.q.length - lane.head;
+    if (this.waiting >= this.opts.maxQueued || onBus >= this.maxPerBus) {
       this.stats.droppedFull++;
-      done?.({ ok: false, busy: true, error: `transmit queue full (${this.opts.maxQueued} frames waiting)` });
+      const error =
+        onBus >= this.maxPerBus ? `transmit queue of ${frame.bus} full (${this.maxPerBus} frames waiting for it)` : `transmit queue full (${this.opts.maxQueued} frames waiting)`;
+      done?.({ ok: false, busy: true, error });
       return;
     }
     const notAfter = Number.isFinite(notAfterMs) ? performance.now() + (notAfterMs - Date.now()) : notAfterMs;
-    let lane = this.lanes.get(frame.bus);
     if (lane === undefined) this.lanes.set(frame.bus, (lane = { bus: frame.bus, q: [], head: 0, timer: undefined, draining: false }));
-    lane.q.push({ frame, done, firstTryMs: 0, notAfter, late });
+    lane.q.push({ frame, done, firstTryMs: 0, notAfter, late, relayed });
     this.waiting++;
     if (lane.timer === undefined && !lane.draining) this.drain(lane);
+  }
+
+  /**
+   * Drops every relayed frame still waiting (commands' and socketcand clients' frames stay), counted under
+   * `reason`; each is reported to its sender as not transmitted (a relayed batch is then done, and
+   * acknowledged). Returns how many were dropped.
+   */
+  dropRelayed(reason: RelayedDropReason, why: string): number {
+    const dropped: Item[] = [];
+    for (const lane of this.lanes.values()) {
+      let kept: Item[] | undefined;
+      for (let i = lane.head; i < lane.q.length; i++) {
+        const item = lane.q[i]!;
+        if (item.relayed) {
+          if (kept === undefined) kept = lane.q.slice(lane.head, i);
+          dropped.push(item);
+        } else kept?.push(item);
+      }
+      if (kept === undefined) continue;
+      // The head may have been retrying: its replacement starts its own retry window.
+      lane.q = kept;
+      lane.head = 0;
+    }
+    this.waiting -= dropped.length;
+    this.stats[reason] += dropped.length;
+    for (const item of dropped) item.done?.({ ok: false, busy: false, error: why });
+    return dropped.length;
   }
 
   private drain(lane: Lane): void {
@@ -145,9 +228,11 @@ export class TxQueue {
   /**
    * Stops transmitting. Returns how many frames were still waiting: not transmitted, and not reported to
    * their senders (relayed batches stay unacknowledged, so the bridge resends them to the next run, where
-   * the age rule decides); the caller says so in its last log lines.
+   * the age rule decides); the caller says so in its last log lines. From here on every frame is refused
+   * (counted in `refusedStopped`; the Downlink takes no DOWN batch any more, so none is acknowledged).
    */
   stop(): number {
+    this.stoppedAt = true;
     for (const lane of this.lanes.values()) {
       clearTimeout(lane.timer);
       lane.timer = undefined;

@@ -1,8 +1,9 @@
 /**
  * The agent's cumulative acks of the DOWN batches of one bridge connection, coalesced on the process's ack
  * clock (core/uplink/ack-clock.ts, the rule the bridge uses for UP batches): one `data_ack` per clock tick
- * instead of one per DOWN batch. An ack still means "every frame of these batches was transmitted or
- * counted as dropped" (downlink.ts); the bridge holds them in its window meanwhile.
+ * instead of one per DOWN batch. An ack still means "every frame of every batch up to this one was
+ * transmitted or counted as dropped": the Downlink gives only such a number (the batches done without a
+ * gap below them, downlink.ts); the bridge holds the rest in its window meanwhile.
  */
 import { PendingAcks, type Acker } from '../../core/uplink/ack-clock.js';
 
@@ -13,10 +14,10 @@ export class DownAcks implements Acker {
 
   constructor(private readonly send: (batch: number) => void) {}
 
-  /** Batch `batch` is done. Cumulative: the highest number done so far is what gets sent. */
-  ack(batch: number): void {
-    if (this.closed) return;
-    if (batch > this.highest) this.highest = batch;
+  /** Every batch up to `upTo` is done (cumulative). Sent at the next tick unless this link has acked as much already. */
+  ack(upTo: number): void {
+    if (this.closed || upTo <= this.highest) return;
+    this.highest = upTo;
     this.pending.add();
   }
 

@@ -3,23 +3,43 @@
  * batch is refused whole, before any of its frames is queued), deduplicated by batch number
  * (core/uplink/batch-dedupe.ts), checked by their end-to-end per-bus sequence numbers
  * (core/uplink/seq-checker.ts: gaps, duplicates, reordering counted), transmitted in order through the
- * TxQueue, and acknowledged once every frame of the batch was transmitted or counted as dropped.
+ * TxQueue, and acknowledged once every frame of the batch — and of every batch before it — was
+ * transmitted or counted as dropped.
  * The age rule holds end to end: each frame gets a transmit deadline on this agent's clock, `maxAgeMs`
  * (this agent's --relay-max-age-ms: the bus it transmits on is its to protect) after the earliest moment
  * its origin can have received it, every clock uncertainty counted against it; the TxQueue checks it at
  * the moment it hands the frame to the kernel. They are shown on the local console as `tx` by the router
  * and are never sent up again (no loops).
+ *
+ * Acks are cumulative (the bridge forgets every batch up to the number), and the TxQueue's buses drain
+ * independently: a batch for a bus that keeps up finishes before an earlier one waiting on a busy bus. So
+ * the ack is the highest batch such that every batch taken at or below it is done, never simply the
+ * highest done — else the bridge would forget the waiting batch, never resend it if this agent stopped,
+ * and its window (16,384 frames per side) would no longer bound what waits here. A resend of a batch still
+ * waiting here (after a reconnect) is skipped by the dedupe and acknowledged only once it is done, on
+ * whatever connection is current then (`onAck`).
  */
 import { transmittedFrame } from '../../core/can/frame.js';
 import { BatchDedupe } from '../../core/uplink/batch-dedupe.js';
 import { BRIDGE_CLOCK, frameTimesProblem, transmitDeadlineMs, type ClockFix } from '../../core/uplink/clock.js';
 import type { Batch } from '../../core/uplink/frame-codec.js';
 import { SeqChecker } from '../../core/uplink/seq-checker.js';
-import type { TxQueue } from '../tx-queue.js';
+import type { RelayedDropReason, TxQueue } from '../tx-queue.js';
 
 export class Downlink {
   /** DOWN batch numbering belongs to one bridge process (its relay epoch). */
   private readonly dedupe = new BatchDedupe();
+  /** Batches of the current epoch taken and not done yet (their frames wait in the TxQueue). */
+  private open = new Set<number>();
+  /** Batches of the current epoch taken, in order (numbers increase), from `takenHead` on not yet covered by `doneUpTo`. */
+  private taken: number[] = [];
+  private takenHead = 0;
+  /** The cumulative ack: every batch of this epoch taken at or below it is done (-1: none yet). */
+  private doneUpTo = -1;
+  /** Counts epochs: a batch of an earlier bridge process that finishes late acks nothing. */
+  private epochGen = 0;
+  /** Where the cumulative ack goes: the current connection's DownAcks (uplink-client.ts). */
+  onAck: ((upTo: number) => void) | undefined;
   private readonly seq = new SeqChecker();
   /** Origin-receive to local-transmit latency samples (ms), a ring of the most recent. */
   private readonly latency = new Float64Array(65_536);
@@ -36,17 +56,35 @@ export class Downlink {
     return { ...this.counts, seqGaps: t.gaps, seqDuplicates: t.duplicates, seqReordered: t.reordered };
   }
 
-  /** A new bridge process numbers its batches afresh. */
+  /** A new bridge process numbers its batches afresh (what an earlier one's batches still hold is acked to nobody). */
   setEpoch(epoch: string | undefined): void {
-    this.dedupe.setStream(epoch ?? '');
+    const stream = epoch ?? '';
+    if (stream === this.dedupe.position.stream) return;
+    this.dedupe.setStream(stream);
+    this.epochGen++;
+    this.open = new Set();
+    this.taken = [];
+    this.takenHead = 0;
+    this.doneUpTo = -1;
   }
 
   /**
-   * Applies a DOWN batch; `ack` is called once it is fully handled (also for a duplicate). `local`: this
-   * agent's clock fix (undefined: not measured, so no frame can be proven fresh). Returns the reason
-   * when the batch is refused (nothing of it applied).
+   * Relayed frames still waiting in the TxQueue are dropped (counted under `reason`): what they were relayed
+   * under has ended (the group, the link's authorization). Returns how many.
    */
-  apply(b: Batch, local: ClockFix | undefined, ack: (batch: number) => void): string | undefined {
+  dropQueued(reason: RelayedDropReason, why: string): number {
+    return this.tx.dropRelayed(reason, why);
+  }
+
+  /**
+   * Applies a DOWN batch; once it and every batch before it are fully handled, `onAck` gets the cumulative
+   * ack (a duplicate gets the current one). `local`: this agent's clock fix (undefined: not measured, so no
+   * frame can be proven fresh). Returns the reason when the batch is refused (nothing of it applied).
+   * Once the TxQueue has stopped (the agent stopping), a batch is not taken at all, and not acknowledged:
+   * the bridge resends it to the next run, where the age rule decides.
+   */
+  apply(b: Batch, local: ClockFix | undefined): string | undefined {
+    if (this.tx.stopped) return undefined;
     const origin = b.clock ?? BRIDGE_CLOCK;
     const now = Date.now();
     if (local) {
@@ -55,14 +93,18 @@ export class Downlink {
     }
     if (!this.dedupe.accept(b.batch)) {
       this.counts.duplicateBatches++;
-      ack(b.batch);
+      // Covered by the ack only once it (and what came before it) is done: maybe not yet.
+      if (this.doneUpTo >= 0) this.onAck?.(this.doneUpTo);
       return undefined;
     }
     this.counts.batches++;
     const from = b.origin ?? '?';
+    const gen = this.epochGen;
+    this.open.add(b.batch);
+    this.taken.push(b.batch);
     let left = b.frames.length;
     if (left === 0) {
-      ack(b.batch);
+      this.done(gen, b.batch);
       return undefined;
     }
     for (const { frame, seq } of b.frames) {
@@ -73,16 +115,32 @@ export class Downlink {
       // one, never later than maxAgeMs from now: the origin received it before it got here, whatever the
       // clocks say (this agent's own fix may be stale after its clock was stepped).
       const notAfterMs = local ? Math.min(transmitDeadlineMs(frame.tsUs, origin, local, this.maxAgeMs), now + this.maxAgeMs) : -Infinity;
-      this.tx.enqueue(
+      this.tx.enqueueRelayed(
         transmittedFrame(frame),
         (r) => {
           if (r.ok) this.latency[this.latencyCount++ % this.latency.length] = (r.tsUs - originUs) / 1000;
-          if (--left === 0) ack(b.batch);
+          if (--left === 0) this.done(gen, b.batch);
         },
         notAfterMs,
       );
     }
     return undefined;
+  }
+
+  /** Every frame of `batch` is transmitted or counted: the ack moves over every batch done without a gap. */
+  private done(gen: number, batch: number): void {
+    if (gen !== this.epochGen) return;
+    this.open.delete(batch);
+    const before = this.doneUpTo;
+    while (this.takenHead < this.taken.length && !this.open.has(this.taken[this.takenHead]!)) this.doneUpTo = this.taken[this.takenHead++]!;
+    if (this.takenHead === this.taken.length) {
+      this.taken.length = 0;
+      this.takenHead = 0;
+    } else if (this.takenHead > 1024 && this.takenHead * 2 > this.taken.length) {
+      this.taken.splice(0, this.takenHead);
+      this.takenHead = 0;
+    }
+    if (this.doneUpTo !== before) this.onAck?.(this.doneUpTo);
   }
 
   /**

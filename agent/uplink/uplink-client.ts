@@ -72,6 +72,11 @@ export class UplinkClient {
   recordings = new RecordingAnswers((m) => answerRecordingAsk(undefined, m));
   readonly stats = { connects: 0, disconnects: 0, rejectedMessages: 0, eventsSent: 0 };
   private readonly bridges: BridgeRotation;
+  /**
+   * The group the relayed frames waiting in the TxQueue were relayed under: the last welcome's or `group`
+   * message's (undefined before the first welcome).
+   */
+  private relayGroup: string | null | undefined;
 
   constructor(
     private readonly opts: UplinkOptions,
@@ -82,6 +87,11 @@ export class UplinkClient {
     private readonly log: Logger,
   ) {
     this.bridges = new BridgeRotation(opts.bridgeUrls);
+    // The cumulative DOWN ack goes to the connection current when it moves (a batch may finish after the
+    // link it came on is gone); before a welcome it goes nowhere: the bridge resends, the dedupe acks.
+    downlink.onAck = (upTo) => {
+      if (this.welcomed) this.downAcks?.ack(upTo);
+    };
   }
 
   /** This agent's clock offset to the bridge (undefined until measured on the current connection). */
@@ -179,8 +189,7 @@ export class UplinkClient {
         return this.reject(ws, err instanceof BatchDecodeError ? err.message : String(err));
       }
       if (batch.kind !== KIND_DOWN) return this.reject(ws, 'the bridge sent an UP batch');
-      const acks = this.downAcks;
-      const refused = this.downlink.apply(batch, this.clock.fix, (n) => acks?.ack(n));
+      const refused = this.downlink.apply(batch, this.clock.fix);
       if (refused) return this.reject(ws, `bad frame batch: ${refused}`);
       return;
     }
@@ -199,6 +208,9 @@ export class UplinkClient {
         this.duplicates = 0;
         this.stats.connects++;
         this.downlink.setEpoch(m.relay_epoch);
+        // The group changed while the link was down: what waits was relayed under the old one.
+        if (this.relayGroup !== undefined && m.group !== this.relayGroup) this.groupChanged(m.group);
+        this.relayGroup = m.group;
         this.outbox.welcome(m.event_ack);
         this.eventsSentUpTo = this.eventsAckedUpTo = m.event_ack;
         this.log.info({ bridge: this.bridges.current, group: m.group, outbox: this.outbox.size }, 'uplink connected');
@@ -221,6 +233,10 @@ export class UplinkClient {
         return;
       case 'group':
         this.log.info({ group: m.group }, m.group ? 'now in a group: frames relay to the peer' : 'no longer in a group');
+        // The bridge says so only when the group changed (joined, left, ended, sides or bus map changed):
+        // relayed frames still waiting were meant for the old group's bus map, maybe for another bus.
+        this.groupChanged(m.group);
+        this.relayGroup = m.group;
         return;
       case 'error':
         this.log.error({ code: m.code }, `bridge: ${m.message}`);
@@ -237,6 +253,17 @@ export class UplinkClient {
         return;
       }
     }
+  }
+
+  /**
+   * Relayed frames waiting for the bus were relayed under a group that has ended or changed: none of them
+   * is transmitted any more (counted as `tx_dropped_group_changed`). The bridge has dropped what it held
+   * for this side too (its `group_changed`).
+   */
+  private groupChanged(group: string | null): void {
+    const from = this.relayGroup ?? null;
+    const n = this.downlink.dropQueued('droppedGroupChanged', `the group changed (${from ?? 'none'} → ${group ?? 'none'}): relayed frame not transmitted`);
+    if (n > 0) this.log.warn({ frames: n, from, to: group }, 'relayed frames waiting for the bus dropped: the group changed');
   }
 
   /** The DBC files changed (a reload): the bridge gets the new set. */
@@ -325,7 +352,12 @@ export class UplinkClient {
     if (this.stopped) return;
     if (code === CLOSE.DUPLICATE_AGENT) this.duplicates++;
     const delay = reconnectDelayMs(code, { attempt: this.attempt, duplicates: this.duplicates }, this.opts.maxBackoffMs ?? 30_000);
-    if (code === CLOSE.UNAUTHORIZED) this.log.error({ reason }, 'the bridge refused this agent: check its token and dongle id');
+    if (code === CLOSE.UNAUTHORIZED) {
+      this.log.error({ reason }, 'the bridge refused this agent: check its token and dongle id');
+      // The token was rotated or revoked, or the dongle removed: frames relayed to it must not reach the bus now.
+      const n = this.downlink.dropQueued('droppedUnauthorized', `the bridge refused this agent (${reason}): relayed frame not transmitted`);
+      if (n > 0) this.log.warn({ frames: n, reason }, 'relayed frames waiting for the bus dropped: the bridge refused this agent');
+    }
     if (code === CLOSE.REPLACED) this.log.error('the bridge replaced this link (it had missed its heartbeats) with a newer connection of this dongle');
     if (code === CLOSE.DUPLICATE_AGENT)
       this.log.error(

@@ -1,0 +1,154 @@
+/**
+ * Agent B's relay path with its real pieces (Downlink → TxQueue → DownAcks): what a cumulative DOWN ack
+ * covers while the buses drain at their own pace, the per-bus bound of the transmit queue, relayed frames
+ * dropped when what they were relayed under ends, and a stopped queue.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { CanFrame } from '../../../core/can/frame.js';
+import { decodeBatch, encodeBatch, KIND_DOWN, type Batch } from '../../../core/uplink/frame-codec.js';
+import type { SendResult } from '../../../agent/sources/source.js';
+import { TxQueue } from '../../../agent/tx-queue.js';
+import { DownAcks } from '../../../agent/uplink/down-acks.js';
+import { Downlink } from '../../../agent/uplink/downlink.js';
+import { testFrame } from '../../helpers/can-frames.js';
+import { until } from '../../helpers/until.js';
+
+const LOCAL = { offsetMs: 0, errorMs: 2 };
+const frame = (bus: string, n: number): CanFrame => testFrame({ bus, data: Uint8Array.of(n) });
+/** A DOWN batch as agent B decodes it: frames for the given buses, numbered from `seq0` per batch. */
+const down = (batch: number, buses: string[], seq0 = 1): Batch =>
+  decodeBatch(encodeBatch({ kind: KIND_DOWN, batch, origin: 'gw-a', clock: LOCAL, frames: buses.map((bus, i) => ({ frame: frame(bus, batch), seq: seq0 + i })) }));
+
+/** A transmit path whose buses can be made busy (the kernel's queue full: no ACK on that bus). */
+function bus(): { busy: Set<string>; sent: string[]; transmit: (f: CanFrame) => SendResult } {
+  const busy = new Set<string>();
+  const sent: string[] = [];
+  return {
+    busy,
+    sent,
+    transmit: (f) => (busy.has(f.bus) ? { ok: false, busy: true, error: 'ENOBUFS' } : (sent.push(`${f.bus}:${f.data[0]}`), { ok: true, tsUs: Date.now() * 1000 })),
+  };
+}
+
+test('the cumulative DOWN ack covers only batches done without a gap: a later batch done first on another bus does not ack an earlier one still waiting', async (t) => {
+  const b = bus();
+  const tx = new TxQueue(b.transmit, { retryMs: 60_000, maxQueued: 1000 });
+  t.after(() => tx.stop());
+  const d = new Downlink(tx, 60_000);
+  let sent: number[] = [];
+  let acks = new DownAcks((n) => sent.push(n));
+  d.onAck = (n) => acks.ack(n);
+  b.busy.add('can0'); // can0 retrying, can1 keeps up
+  d.apply(down(10, ['can0']), LOCAL);
+  d.apply(down(11, ['can1']), LOCAL);
+  d.apply(down(12, ['can1']), LOCAL);
+  assert.deepEqual(b.sent, ['can1:11', 'can1:12'], 'the later batches are transmitted first');
+  await new Promise((r) => setTimeout(r, 400)); // past an ack tick (250 ms)
+  assert.deepEqual(sent, [], 'no ack: batch 10 still waits for can0, and an ack of 11 or 12 would make the bridge forget it');
+
+  // The link is lost and comes back (the same bridge): the bridge resends 10, 11, 12. 10 is still queued.
+  acks.close();
+  sent = [];
+  acks = new DownAcks((n) => sent.push(n));
+  for (const n of [10, 11, 12]) d.apply(down(n, [n === 10 ? 'can0' : 'can1']), LOCAL);
+  assert.equal(d.stats.duplicateBatches, 3, 'the resends are skipped by the dedupe');
+  await new Promise((r) => setTimeout(r, 400));
+  assert.deepEqual(sent, [], 'a resend of a batch whose frames still wait is not acknowledged');
+  assert.deepEqual(b.sent, ['can1:11', 'can1:12'], 'nor transmitted twice');
+
+  b.busy.delete('can0'); // can0 takes frames again: 10 is done, and with it everything up to 12
+  await until(() => sent.length > 0, 5000, 'the ack once batch 10 is done');
+  assert.deepEqual(sent, [12], 'one ack on the current link, covering 10 to 12');
+  assert.deepEqual(b.sent, ['can1:11', 'can1:12', 'can0:10']);
+});
+
+test('a batch dropped whole on a busy bus (counted) is done, and the ack moves over it', async (t) => {
+  const b = bus();
+  const tx = new TxQueue(b.transmit, { retryMs: 50, maxQueued: 1000 });
+  t.after(() => tx.stop());
+  const d = new Downlink(tx, 60_000);
+  const acks: number[] = [];
+  d.onAck = (n) => acks.push(n);
+  b.busy.add('can0');
+  d.apply(down(1, ['can0', 'can1']), LOCAL);
+  d.apply(down(2, ['can1']), LOCAL);
+  assert.deepEqual(acks, []);
+  await until(() => acks.length > 0, 5000, 'the busy frame given up after --tx-retry-ms');
+  assert.deepEqual(acks, [2]);
+  assert.equal(tx.stats.droppedBusy, 1);
+});
+
+test("tx queue: one bus that stays busy fills only its own share; the other buses' frames are still taken", (t) => {
+  const b = bus();
+  b.busy.add('can0');
+  const tx = new TxQueue(b.transmit, { retryMs: 60_000, maxQueued: 1000, maxQueuedPerBus: 500 });
+  t.after(() => tx.stop());
+  const results: SendResult[] = [];
+  for (let i = 0; i < 2000; i++) tx.enqueue(frame('can0', i & 0xff), (r) => results.push(r));
+  // At a few thousand relayed frames a second can1 keeps up: every one of its frames is taken and sent.
+  for (let i = 0; i < 2000; i++) tx.enqueue(frame('can1', i & 0xff));
+  assert.equal(b.sent.length, 2000, "can1's frames all transmitted, none refused for can0's sake");
+  assert.equal(tx.length, 500, "can0's frames stop at its share");
+  assert.equal(tx.stats.droppedFull, 1500, "can0's others refused and counted");
+  assert.match((results[0] as { error: string }).error, /transmit queue of can0 full \(500 frames waiting for it\)/);
+  // And a second busy bus: can2 takes up to its share, then the shared bound (1000) holds for all.
+  b.busy.add('can2');
+  for (let i = 0; i < 2000; i++) tx.enqueue(frame('can2', i & 0xff));
+  assert.equal(tx.length, 1000, 'the shared bound still holds');
+  assert.equal(tx.stats.droppedFull, 1500 + 1500);
+  assert.ok(tx.heldItems <= 1000);
+});
+
+test('tx queue: the default share of one bus is half the queue', (t) => {
+  const b = bus();
+  b.busy.add('can0');
+  const tx = new TxQueue(b.transmit, { retryMs: 60_000, maxQueued: 10_000 });
+  t.after(() => tx.stop());
+  for (let i = 0; i < 10_000; i++) tx.enqueue(frame('can0', 0));
+  assert.equal(tx.length, 5000);
+});
+
+test('relayed frames still waiting are dropped (counted) when their group ends; commands and socketcand sends stay; the batches are done and acked', async (t) => {
+  const b = bus();
+  const tx = new TxQueue(b.transmit, { retryMs: 60_000, maxQueued: 1000 });
+  t.after(() => tx.stop());
+  const d = new Downlink(tx, 60_000);
+  const acks: number[] = [];
+  d.onAck = (n) => acks.push(n);
+  b.busy.add('can0');
+  b.busy.add('can1');
+  d.apply(down(1, ['can0', 'can0', 'can1']), LOCAL);
+  const command: SendResult[] = [];
+  tx.enqueue(frame('can0', 200), (r) => command.push(r)); // a send_frame command, behind the relayed frames
+  d.apply(down(2, ['can0']), LOCAL);
+  assert.equal(tx.length, 5);
+  assert.equal(d.dropQueued('droppedGroupChanged', 'the group changed'), 4);
+  assert.equal(tx.stats.droppedGroupChanged, 4);
+  assert.equal(tx.length, 1, 'the command still waits');
+  assert.deepEqual(acks, [2], 'the relayed batches are done (every frame counted)');
+  b.busy.clear();
+  await until(() => command.length === 1, 5000, 'the command transmitted');
+  assert.deepEqual(b.sent, ['can0:200'], 'no relayed frame reached a bus after the drop');
+  assert.equal(d.dropQueued('droppedUnauthorized', 'refused'), 0);
+});
+
+test('a stopped transmit queue takes nothing more: a DOWN batch arriving during the stop is neither transmitted nor acknowledged; a command is refused', async () => {
+  const b = bus();
+  const tx = new TxQueue(b.transmit, { retryMs: 60_000, maxQueued: 1000 });
+  const d = new Downlink(tx, 60_000);
+  const acks: number[] = [];
+  d.onAck = (n) => acks.push(n);
+  d.apply(down(1, ['can0']), LOCAL);
+  assert.deepEqual(acks, [1]);
+  assert.equal(tx.stop(), 0);
+  assert.equal(d.apply(down(2, ['can0']), LOCAL), undefined);
+  const command: SendResult[] = [];
+  tx.enqueue(frame('can0', 9), (r) => command.push(r));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(b.sent, ['can0:1'], 'nothing transmitted after the stop');
+  assert.deepEqual(acks, [1], 'batch 2 not acknowledged: the bridge resends it to the next run');
+  assert.equal(d.stats.batches, 1, 'not taken (the next run of this agent gets it again)');
+  assert.equal(command[0]?.ok, false);
+  assert.equal(tx.stats.refusedStopped, 1);
+});
