@@ -19,11 +19,19 @@ export class ClockSync {
   private send: ((m: AgentMessage) => void) | undefined;
   readonly stats = { probes: 0, samples: 0 };
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly now: () => number = Date.now,
+    private readonly monoNow: () => number = () => performance.now(),
+  ) {}
 
   /** The current estimate (undefined until the first round trip of a connection). */
   get fix(): ClockFix | undefined {
     return this.estimator.fix;
+  }
+
+  /** The wall-minus-monotonic offset (ms) of the wall clock the fix is for (frame-uploader.ts restates held frames into it). */
+  get fixWallMinusMono(): number | undefined {
+    return this.estimator.fixWallMinusMono;
   }
 
   /** A new connection: fresh round trips (the clock may have been stepped while it was down). */
@@ -49,7 +57,8 @@ export class ClockSync {
     const i = this.outstanding.indexOf(m.t0);
     if (i < 0) return false;
     this.outstanding.splice(i, 1);
-    if (!this.estimator.add(m.t0, m.bridge_ms, this.now())) return false;
+    const t1 = this.now();
+    if (!this.estimator.add(m.t0, m.bridge_ms, t1, t1 - this.monoNow())) return false;
     this.stats.samples++;
     this.samplesThisLink++;
     if (this.samplesThisLink < PROBES_AT_CONNECT) this.probe();

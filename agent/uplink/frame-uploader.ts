@@ -11,6 +11,24 @@
  * it already had. Two bounds, both counted, never silent: at most `maxBufferedFrames` frames wait (the
  * oldest unsent batches go first; sent ones only past twice the bound), and frames received more than
  * `maxAgeMs` ago are not sent after an outage (a stale frame transmitted on the peer's bus is dangerous).
+ *
+ * Held frames and a stepped wall clock. A frame's `tsUs` is the wall clock at receipt (SocketCAN's kernel
+ * timestamp is CLOCK_REALTIME), and the clock fix it travels with is measured when it is sent. Between the
+ * two NTP may step the clock — typically on a cellular gateway that regains NTP and the uplink at the same
+ * moment, after frames were held through the outage. A clock X s fast then stepped back made held frames
+ * look X s younger than they were: they outlived the age limit here by X s, and on arrival, X s in the
+ * future, the bridge moved them back to their arrival (noLaterThanArrival): fresh-looking, relayed and
+ * transmitted. So each held frame keeps the wall-minus-monotonic offset of when it was received (`wm`):
+ * it ages on the monotonic clock here, and when it is sent its timestamp is restated in the wall clock its
+ * batch's clock fix was measured on (now's, unless the clock was stepped since the last probe) by the
+ * offset's change (`ts + (wm of the fix − wm at receipt)`). That
+ * restated time is also what the bridge's and the peer's consoles and recordings show: the moment of
+ * receipt on the corrected clock, where the original stamp was off by the step (this agent's own console
+ * and recordings keep the original, made at receipt). A change below RESTATE_MS (millisecond readings,
+ * NTP slewing) restates nothing; one that makes the frames look younger is added to the batch's clock
+ * error instead, so the age rule still counts it against them. The wire protocol is unchanged.
+ * Sources that stamp frames on their own clock anchored at start (sim, replay: monotonicUsClock) do not
+ * follow a step at all; their frames keep the error of the anchoring, as before.
  */
 import type { CanFrame } from '../../core/can/frame.js';
 import { frameTimeCheck, type ClockFix } from '../../core/uplink/clock.js';
@@ -24,6 +42,11 @@ export interface UplinkTransport {
   bufferedAmount(): number;
   /** This agent's clock offset to the bridge, stamped on every batch; nothing is sent while unknown. */
   clock(): ClockFix | undefined;
+  /**
+   * The wall-minus-monotonic offset (ms) of the wall clock that fix is for (when its sample was taken).
+   * Absent or undefined: the wall clock of now.
+   */
+  clockWallMinusMono?(): number | undefined;
 }
 
 export interface UploaderOptions {
@@ -33,25 +56,54 @@ export interface UploaderOptions {
   maxSocketBytes?: number;
   /** Longest a frame waits for others before its batch is sent (ms); 0: at the end of the event-loop turn. */
   batchMs?: number;
+  /** The wall clock (ms; tests inject one). Default Date.now. */
   now?: () => number;
+  /** The monotonic clock (ms; tests inject one). Default performance.now. */
+  monoNow?: () => number;
 }
 
 const MAX_BATCH_FRAMES = 1024;
+/** A change of the wall clock against the monotonic one past which held frames' timestamps are restated (ms). */
+export const RESTATE_MS = 10;
+
+/** A frame held for the bridge, with the wall-minus-monotonic offset (ms) of when it was received. */
+interface HeldFrame extends SequencedFrame {
+  wm: number;
+}
 
 export class FrameUploader implements FrameUplink {
   private readonly seqByBus = new Map<string, number>();
-  private current: SequencedFrame[] = [];
-  /** Frames receive time (their tsUs) is what ages them. */
-  private readonly window = new SendWindow<SequencedFrame>((sf) => sf.frame.tsUs / 1000);
+  private current: HeldFrame[] = [];
+  /** The wall-minus-monotonic offset read at the current batch's first frame. */
+  private currentWm = 0;
+  /** Frames age from their receive time (tsUs) on the monotonic clock: tsUs less the wall clock's offset then. */
+  private readonly window = new SendWindow<HeldFrame>((h) => h.frame.tsUs / 1000 - h.wm);
   private nextBatch = 1;
   private transport: UplinkTransport | undefined;
   private flushScheduled = false;
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
-  readonly stats = { framesQueued: 0, framesSent: 0, framesAcked: 0, batchesResent: 0, droppedBufferFull: 0, droppedTooOld: 0, droppedBadTime: 0 };
+  private readonly monoNow: () => number;
+  readonly stats = {
+    framesQueued: 0,
+    framesSent: 0,
+    framesAcked: 0,
+    batchesResent: 0,
+    droppedBufferFull: 0,
+    droppedTooOld: 0,
+    droppedBadTime: 0,
+    /** Batches whose frame times were restated after a wall-clock step (diagnostics). */
+    batchesRestated: 0,
+  };
 
   constructor(private readonly opts: UploaderOptions) {
     this.now = opts.now ?? Date.now;
+    this.monoNow = opts.monoNow ?? (() => performance.now());
+  }
+
+  /** Wall clock minus monotonic clock (ms): constant until the wall clock is stepped (or slewed). */
+  private wallMinusMono(): number {
+    return this.now() - this.monoNow();
   }
 
   get buffered(): number {
@@ -62,7 +114,9 @@ export class FrameUploader implements FrameUplink {
   push(frame: CanFrame): void {
     const seq = ((this.seqByBus.get(frame.bus) ?? 0) + 1) >>> 0;
     this.seqByBus.set(frame.bus, seq);
-    this.current.push({ frame, seq });
+    // Two clock readings per batch, not per frame; a step within the batch is settled at seal().
+    if (this.current.length === 0) this.currentWm = this.wallMinusMono();
+    this.current.push({ frame, seq, wm: this.currentWm });
     this.stats.framesQueued++;
     if (this.current.length >= MAX_BATCH_FRAMES) {
       this.seal();
@@ -114,20 +168,40 @@ export class FrameUploader implements FrameUplink {
 
   flush(): void {
     this.bound();
-    // Only unsent batches age out here: once sent, the bridge and the receiving agent check the age.
-    this.stats.droppedTooOld += this.window.expire(this.now() - this.opts.maxAgeMs);
+    // Only unsent batches age out here: once sent, the bridge and the receiving agent check the age. On the
+    // monotonic clock: a wall clock stepped meanwhile neither stretches nor shortens a frame's life here.
+    this.stats.droppedTooOld += this.window.expire(this.monoNow() - this.opts.maxAgeMs);
     const t = this.transport;
     if (!t || !this.window.hasUnsent) return;
     const clock = t.clock();
     if (!clock) return;
     const maxSocket = this.opts.maxSocketBytes ?? 8 * 1024 * 1024;
-    const timeOk = frameTimeCheck(clock, this.now(), clock);
+    // Frame times are sent in the wall clock the fix was measured on: now's, unless stepped since.
+    const mono = this.monoNow();
+    const wmFix = t.clockWallMinusMono?.() ?? this.now() - mono;
+    const timeOk = frameTimeCheck(clock, mono + wmFix, clock);
     for (const b of this.window.unsent()) {
       if (t.bufferedAmount() > maxSocket) break;
+      // Every frame of a batch has the same offset (seal()). Their times in the clock the fix measures:
+      const step = b.items.length > 0 ? wmFix - b.items[0]!.wm : 0;
+      const restate = Math.abs(step) > RESTATE_MS;
+      const stepUs = restate ? Math.round(step * 1000) : 0;
       // A frame time the bridge would refuse (a source's broken clock) would wedge the link: resent and
       // refused after every reconnect. Left out here instead, and counted.
-      if (!b.items.every((sf) => timeOk(sf.frame.tsUs))) this.stats.droppedBadTime += this.window.filter(b, (sf) => timeOk(sf.frame.tsUs));
-      t.send(encodeBatch({ kind: KIND_UP, batch: b.batch, clock, frames: b.items }));
+      if (!b.items.every((h) => timeOk(h.frame.tsUs + stepUs))) this.stats.droppedBadTime += this.window.filter(b, (h) => timeOk(h.frame.tsUs + stepUs));
+      let frames: SequencedFrame[] = b.items;
+      let fix = clock;
+      if (restate) {
+        // A copy: the frame object is shared with this agent's console, recordings and taps.
+        frames = b.items.map((h) => ({ frame: { ...h.frame, tsUs: h.frame.tsUs + stepUs }, seq: h.seq }));
+        // The offset's two readings are good to a millisecond: counted against the frames.
+        fix = { offsetMs: clock.offsetMs, errorMs: clock.errorMs + 1 };
+        this.stats.batchesRestated++;
+      } else if (step < 0) {
+        // Not restated, and the frames were received up to that much earlier than their stamp says.
+        fix = { offsetMs: clock.offsetMs, errorMs: clock.errorMs - step };
+      }
+      t.send(encodeBatch({ kind: KIND_UP, batch: b.batch, clock: fix, frames }));
       this.window.markSent(b);
       this.stats.framesSent += b.items.length;
     }
@@ -141,6 +215,11 @@ export class FrameUploader implements FrameUplink {
 
   private seal(): void {
     if (this.current.length === 0) return;
+    // The wall clock stepped forward since the batch's first frame (the offset grew): which frames were
+    // stamped before the step is not known, so all take the larger offset — older, never younger, than
+    // they may be. (Stepped back, the offset read first is already the larger.)
+    const wm = this.wallMinusMono();
+    if (wm > this.currentWm) for (const h of this.current) h.wm = wm;
     this.window.add(this.nextBatch++, this.current);
     this.current = [];
   }

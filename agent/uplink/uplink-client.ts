@@ -214,7 +214,12 @@ export class UplinkClient {
         this.outbox.welcome(m.event_ack);
         this.eventsSentUpTo = this.eventsAckedUpTo = m.event_ack;
         this.log.info({ bridge: this.bridges.current, group: m.group, outbox: this.outbox.size }, 'uplink connected');
-        this.uploader.attach({ send: (b) => ws.send(b), bufferedAmount: () => ws.bufferedAmount, clock: () => this.clock.fix });
+        this.uploader.attach({
+          send: (b) => ws.send(b),
+          bufferedAmount: () => ws.bufferedAmount,
+          clock: () => this.clock.fix,
+          clockWallMinusMono: () => this.clock.fixWallMinusMono,
+        });
         this.flushTimer = setInterval(() => this.uploader.flush(), 50);
         this.pumpEvents();
         this.bridgeDecodes = m.features?.includes('dbc') === true;

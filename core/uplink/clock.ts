@@ -88,6 +88,8 @@ export function frameTimeCheck(origin: ClockFix, nowMs: number, local: ClockFix)
 
 interface Sample extends ClockFix {
   atMs: number;
+  /** The local wall clock minus the monotonic clock (ms) when the sample was taken: the clock domain the offset is for. */
+  wm: number;
 }
 
 /**
@@ -99,6 +101,7 @@ interface Sample extends ClockFix {
 export class ClockEstimator {
   private samples: Sample[] = [];
   private best: ClockFix | undefined;
+  private bestWm: number | undefined;
 
   constructor(private readonly keep = 8) {}
 
@@ -107,11 +110,23 @@ export class ClockEstimator {
     return this.best;
   }
 
-  /** A round trip: sent at local `t0`, stamped `bridgeMs` by the bridge, answered at local `t1`. False when unusable. */
-  add(t0: number, bridgeMs: number, t1: number): boolean {
+  /**
+   * The local wall clock minus the monotonic clock (ms) when the current fix's sample was taken (as given
+   * to add()): the fix converts times of that wall clock; a time read after a step of it must first be
+   * moved by the step. Undefined before the first round trip.
+   */
+  get fixWallMinusMono(): number | undefined {
+    return this.bestWm;
+  }
+
+  /**
+   * A round trip: sent at local `t0`, stamped `bridgeMs` by the bridge, answered at local `t1`; `wm`: the
+   * local wall-minus-monotonic offset at `t1`. False when unusable.
+   */
+  add(t0: number, bridgeMs: number, t1: number, wm = 0): boolean {
     const rtt = t1 - t0;
     if (!Number.isFinite(rtt) || rtt < 0 || rtt > 2 * MAX_ERROR_MS || !Number.isFinite(bridgeMs)) return false;
-    const s: Sample = { offsetMs: bridgeMs - (t0 + t1) / 2, errorMs: rtt / 2 + CLOCK_RESOLUTION_MS, atMs: t1 };
+    const s: Sample = { offsetMs: bridgeMs - (t0 + t1) / 2, errorMs: rtt / 2 + CLOCK_RESOLUTION_MS, atMs: t1, wm };
     if (clockProblem(s)) return false;
     if (this.samples.some((o) => Math.abs(o.offsetMs - s.offsetMs) > o.errorMs + s.errorMs)) this.samples = [];
     this.samples.push(s);
@@ -119,6 +134,7 @@ export class ClockEstimator {
     let best = this.samples[0]!;
     for (const o of this.samples) if (o.errorMs < best.errorMs) best = o;
     this.best = { offsetMs: best.offsetMs, errorMs: best.errorMs };
+    this.bestWm = best.wm;
     return true;
   }
 
@@ -126,5 +142,6 @@ export class ClockEstimator {
   reset(): void {
     this.samples = [];
     this.best = undefined;
+    this.bestWm = undefined;
   }
 }

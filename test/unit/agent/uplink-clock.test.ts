@@ -7,7 +7,7 @@ import { decodeBatch, encodeBatch, KIND_DOWN } from '../../../core/uplink/frame-
 import type { SendResult } from '../../../agent/sources/source.js';
 import { TxQueue } from '../../../agent/tx-queue.js';
 import { Downlink } from '../../../agent/uplink/downlink.js';
-import { FrameUploader } from '../../../agent/uplink/frame-uploader.js';
+import { FrameUploader, RESTATE_MS } from '../../../agent/uplink/frame-uploader.js';
 import { testFrame } from '../../helpers/can-frames.js';
 
 const frame = (tsMs: number, n = 0): CanFrame => testFrame({ data: Uint8Array.of(n), tsUs: tsMs * 1000 });
@@ -27,6 +27,17 @@ test('clock estimator: offset from the midpoint, error half the round trip; the 
   // The local clock is stepped 10 s: the new sample contradicts the old ones, which are dropped.
   assert.equal(e.add(15_000, 8000, 15_020), true);
   assert.deepEqual(e.fix, { offsetMs: -7010, errorMs: 10 + CLOCK_RESOLUTION_MS });
+});
+
+test("clock estimator: the fix says which wall clock it is for (the wall-minus-monotonic offset of its sample's time)", () => {
+  const e = new ClockEstimator();
+  assert.equal(e.fixWallMinusMono, undefined);
+  e.add(1000, 4020, 1040, 500);
+  e.add(2000, 5006, 2010, 501); // the better sample: its offset's clock
+  e.add(3000, 6000, 3100, 502);
+  assert.equal(e.fixWallMinusMono, 501);
+  e.reset();
+  assert.equal(e.fixWallMinusMono, undefined);
 });
 
 test('deadlines count every uncertainty against the frame; absurd times are refused', () => {
@@ -149,4 +160,154 @@ test('tx queue: a deadline is kept on a monotonic clock; the wall clock stepped 
   }
   assert.equal(results[0]!.ok, false, 'past its deadline: not transmitted');
   assert.equal(tx.stats.droppedTooOld, 1);
+});
+
+/**
+ * Agent A with the uplink down while NTP steps its wall clock: the uploader's clocks injected (the wall
+ * clock `wall`, the monotonic `mono`); the bridge's clock is the true time, and after the step A's fresh
+ * clock fix says A agrees with it. What the bridge would compute for each frame is computed with the
+ * bridge's own functions (noLaterThanArrival, earliestOnBridgeMs).
+ */
+function steppedOutage(stepMs: number): {
+  up: FrameUploader;
+  sent: Buffer[];
+  receive: (n: number) => void;
+  hold: (ms: number) => void;
+  reconnect: () => void;
+  bridgeNow: () => number;
+} {
+  const T0 = 1_800_000_000_000;
+  let mono = 1000;
+  let wallAhead = -stepMs; // before the step the wall clock is off by this much (a step back of 10 s: it was 10 s fast)
+  const bridgeNow = (): number => T0 + mono;
+  const up = new FrameUploader({ maxBufferedFrames: 10_000, maxAgeMs: 2000, now: () => bridgeNow() + wallAhead, monoNow: () => mono });
+  const sent: Buffer[] = [];
+  let n = 0;
+  return {
+    up,
+    sent,
+    // The kernel stamps a received frame with the wall clock (CLOCK_REALTIME), fast or not.
+    receive: (count) => {
+      for (let i = 0; i < count; i++) up.push(frame(bridgeNow() + wallAhead, n++));
+      up.flush(); // sealed (the uplink is down: held)
+    },
+    hold: (ms) => {
+      wallAhead = 0; // NTP steps the clock (once the cellular link, and NTP with it, is back)
+      mono += ms;
+    },
+    reconnect: () => up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => ({ offsetMs: 0, errorMs: 2 }) }),
+    bridgeNow,
+  };
+}
+
+/** The age the bridge gives each frame of the sent batches on their arrival now (ms), after its own future check. */
+function agesAtBridge(sent: Buffer[], arrival: number): number[] {
+  return sent.flatMap((buf) => {
+    const b = decodeBatch(buf);
+    const fix = noLaterThanArrival(b.frames, b.clock!, arrival);
+    return b.frames.map((f) => arrival - earliestOnBridgeMs(f.frame.tsUs, fix));
+  });
+}
+
+test('agent A: frames held while the uplink is down, the clock 10 s fast then stepped back: a frame held 1 s is sent 1 s old (its time restated), not fresh', () => {
+  const o = steppedOutage(-10_000);
+  o.receive(5);
+  o.hold(1000);
+  o.reconnect();
+  assert.equal(o.sent.length, 1);
+  const ages = agesAtBridge(o.sent, o.bridgeNow());
+  assert.equal(ages.length, 5);
+  for (const age of ages) assert.ok(age >= 1000 && age <= 1000 + 10, `age at the bridge ${age} ms: held 1 s (before: 0, the frames 9 s in the future moved back to their arrival)`);
+  const b = decodeBatch(o.sent[0]!);
+  assert.ok(Math.abs(b.frames[0]!.frame.tsUs / 1000 - (o.bridgeNow() - 1000)) < 1, 'the time restated: the moment of receipt on the corrected clock');
+  assert.equal(o.up.stats.batchesRestated, 1);
+});
+
+test('agent A: the same, held 3 s (past the 2 s limit): dropped and counted as too old, never sent', () => {
+  const o = steppedOutage(-10_000);
+  o.receive(5);
+  o.hold(3000);
+  o.reconnect();
+  assert.equal(o.sent.length, 0, 'nothing sent (before: all five, looking 7 s in the future, then fresh)');
+  assert.equal(o.up.stats.droppedTooOld, 5);
+});
+
+test('agent A: the clock 10 s slow then stepped forward: a frame held 1 s is still sent, 1 s old, not dropped as 11 s old', () => {
+  const o = steppedOutage(10_000);
+  o.receive(3);
+  o.hold(1000);
+  o.reconnect();
+  assert.equal(o.up.stats.droppedTooOld, 0);
+  const ages = agesAtBridge(o.sent, o.bridgeNow());
+  assert.equal(ages.length, 3);
+  for (const age of ages) assert.ok(age >= 1000 && age <= 1000 + 10, `age ${age} ms`);
+});
+
+test('agent A: without a step a held frame keeps its own time; a small backward change is counted in the clock error, not restated', () => {
+  const o = steppedOutage(0);
+  o.receive(2);
+  o.hold(500);
+  o.reconnect();
+  const b = decodeBatch(o.sent[0]!);
+  assert.equal(b.frames[0]!.frame.tsUs / 1000, o.bridgeNow() - 500, 'the stamp as received');
+  assert.equal(o.up.stats.batchesRestated, 0);
+  // A change of the offset under RESTATE_MS (slewing), backwards: the frames may be that much older.
+  const p = steppedOutage(-(RESTATE_MS - 4));
+  p.receive(1);
+  p.hold(500);
+  p.reconnect();
+  const c = decodeBatch(p.sent[0]!);
+  assert.equal(p.up.stats.batchesRestated, 0);
+  assert.ok(Math.abs(c.clock!.errorMs - (2 + RESTATE_MS - 4)) < 1e-6, `clock error ${c.clock!.errorMs}`);
+  for (const age of agesAtBridge(p.sent, p.bridgeNow())) assert.ok(age >= 500, `age ${age} ms: never younger than held`);
+});
+
+test("agent A: the clock stepped forward between a batch's first frame and its sealing: its frames are taken as the older, never the younger", () => {
+  const T0 = 1_800_000_000_000;
+  const mono = 1000;
+  let wall = T0 + mono - 10_000; // 10 s slow
+  const up = new FrameUploader({ maxBufferedFrames: 100, maxAgeMs: 2000, now: () => wall, monoNow: () => mono });
+  const sent: Buffer[] = [];
+  up.push(frame(wall, 1)); // stamped by the slow clock
+  wall = T0 + mono; // stepped forward before the batch is sealed
+  up.push(frame(wall, 2));
+  up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => ({ offsetMs: 0, errorMs: 2 }) });
+  // Which frame was stamped before the step is not known: both take the later offset, so frame 1 looks
+  // 10 s old (dropped as too old, counted) rather than frame 2 looking 10 s younger than it is.
+  assert.equal(up.stats.droppedTooOld, 1);
+  assert.deepEqual(
+    sent.flatMap((b) => decodeBatch(b).frames.map((f) => f.frame.data[0])),
+    [2],
+  );
+});
+
+test('agent A, link up, its clock fix measured before the step: frames held meanwhile (a full socket) are sent in the clock the fix is for, so each is as old as it is', () => {
+  const T0 = 1_800_000_000_000;
+  let mono = 1000;
+  let fast = 10_000; // the wall clock is 10 s fast until NTP steps it
+  const bridgeNow = (): number => T0 + mono;
+  const up = new FrameUploader({ maxBufferedFrames: 100, maxAgeMs: 2000, now: () => bridgeNow() + fast, monoNow: () => mono });
+  const sent: Buffer[] = [];
+  let socketFull = true;
+  // The fix was measured with the fast clock (offset -10 s), in that clock's domain, and not since.
+  const fixWm = T0 + fast;
+  up.attach({
+    send: (b) => sent.push(b),
+    bufferedAmount: () => (socketFull ? 1e9 : 0),
+    clock: () => ({ offsetMs: -10_000, errorMs: 2 }),
+    clockWallMinusMono: () => fixWm,
+  });
+  up.push(frame(bridgeNow() + fast, 1)); // received before the step, stamped by the fast clock
+  up.flush();
+  mono += 300;
+  fast = 0; // stepped back
+  up.push(frame(bridgeNow() + fast, 2)); // received after it, stamped by the corrected clock
+  up.flush();
+  mono += 700;
+  socketFull = false;
+  up.flush();
+  const ages = agesAtBridge(sent, bridgeNow());
+  assert.equal(ages.length, 2);
+  assert.ok(ages[0]! >= 1000 && ages[0]! <= 1010, `frame 1: ${ages[0]} ms, held 1 s`);
+  assert.ok(ages[1]! >= 700 && ages[1]! <= 710, `frame 2: ${ages[1]} ms, held 0.7 s`);
 });

@@ -20,8 +20,9 @@ const frame = (i: number, bus = 'can0'): CanFrame => testFrame({ bus, data: Uint
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 test('uploader: batches with per-bus seq, resend after reconnect, ack frees, bounds drop and count', async () => {
-  let now = Date.now(); // frames age from their receive time (tsUs), on this clock
-  const up = new FrameUploader({ maxBufferedFrames: 3000, maxAgeMs: 2000, now: () => now });
+  let now = Date.now(); // frames age from their receive time (tsUs), on the monotonic clock
+  let mono = 1000;
+  const up = new FrameUploader({ maxBufferedFrames: 3000, maxAgeMs: 2000, now: () => now, monoNow: () => mono });
   const sent: Buffer[] = [];
   up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
   for (let i = 0; i < 10; i++) up.push(frame(i, i % 2 ? 'can1' : 'can0'));
@@ -54,6 +55,7 @@ test('uploader: batches with per-bus seq, resend after reconnect, ack frees, bou
   assert.ok(up.buffered <= 3000);
   assert.equal(up.stats.droppedBufferFull, 5000 - up.buffered);
   now += 2500;
+  mono += 2500;
   sent.length = 0;
   up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
   assert.equal(sent.length, 0, 'frames past the age bound are never sent');
