@@ -108,7 +108,7 @@ export class Downlink {
       return undefined;
     }
     for (const { frame, seq } of b.frames) {
-      this.seq.check(`${from}/${frame.bus}`, seq);
+      this.seq.check(`${from}/${frame.bus}`, seq, frame.tsUs);
       this.counts.frames++;
       const originUs = frame.tsUs;
       // Without a clock fix nothing can be proven fresh: a deadline already past drops it (counted). With

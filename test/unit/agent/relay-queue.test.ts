@@ -152,3 +152,43 @@ test('a stopped transmit queue takes nothing more: a DOWN batch arriving during 
   assert.equal(command[0]?.ok, false);
   assert.equal(tx.stats.refusedStopped, 1);
 });
+
+test("agent B learns of a new run of its peer from the frames: the run's first 500 frames lost show as 500 gaps, not thousands of duplicates", (t) => {
+  const tx = new TxQueue(() => ({ ok: true, tsUs: Date.now() * 1000 }), { retryMs: 60_000, maxQueued: 100_000 });
+  t.after(() => tx.stop());
+  const d = new Downlink(tx, 60_000);
+  const now = Date.now();
+  const batch = (n: number, seqs: number[], tsMs: (seq: number) => number): Batch =>
+    decodeBatch(
+      encodeBatch({ kind: KIND_DOWN, batch: n, origin: 'gw-a', clock: LOCAL, frames: seqs.map((seq) => ({ frame: testFrame({ bus: 'can0', tsUs: tsMs(seq) * 1000 }), seq })) }),
+    );
+  const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
+  // Run 1 of gw-a: 10,000 frames received over the last 20 s.
+  for (let i = 0; i < 10; i++)
+    d.apply(
+      batch(i + 1, range(1 + i * 1000, 1000), (s) => now - 20_000 + s),
+      LOCAL,
+    );
+  // gw-a restarts; B is offline meanwhile and the first 500 frames of the new run are lost on the way.
+  for (let i = 0; i < 10; i++)
+    d.apply(
+      batch(100 + i, range(501 + i * 1000, 1000), (s) => now - 10_000 + s / 2),
+      LOCAL,
+    );
+  assert.equal(d.stats.seqDuplicates, 0);
+  assert.equal(d.stats.seqGaps, 500);
+});
+
+test('agent B checks the sequence of a new origin after 256 others were seen: the least recently used stream is forgotten, not the new one', (t) => {
+  const tx = new TxQueue(() => ({ ok: true, tsUs: Date.now() * 1000 }), { retryMs: 60_000, maxQueued: 100_000 });
+  t.after(() => tx.stop());
+  const d = new Downlink(tx, 60_000);
+  let n = 0;
+  const one = (origin: string, seq: number): void => {
+    d.apply(decodeBatch(encodeBatch({ kind: KIND_DOWN, batch: ++n, origin, clock: LOCAL, frames: [{ frame: testFrame({ bus: 'can0' }), seq }] })), LOCAL);
+  };
+  for (let i = 0; i < 256; i++) one(`old-${i}`, 1); // peers of earlier groups
+  one('gw-new', 1);
+  one('gw-new', 5);
+  assert.equal(d.stats.seqGaps, 3, "the new origin's gap is seen");
+});

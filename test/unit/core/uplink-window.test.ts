@@ -92,11 +92,31 @@ test('seq checker: gaps, duplicates and late arrivals with one rule; wrap-around
   assert.equal(s.totals.gaps, 3, 'after restart() the next number is taken as the start');
   s.check('c', 1);
   s.check('c', 9);
-  assert.equal(s.totals.gaps, 3, 'streams past the bound are not tracked');
+  assert.equal(s.totals.gaps, 10, 'a stream past the bound is tracked: 2-8 skipped');
   assert.deepEqual(
     [...s.entries()].map(([k]) => k),
-    ['a', 'b'],
+    ['a', 'c'],
+    'in the place of the least recently used (b); the map never grows past the bound',
   );
+  assert.equal(s.totals.duplicates, 2, "b's counts stay in the totals");
+});
+
+test('seq checker: a number behind the position whose frame is newer than any seen is a new run of the origin (its first frames lost), not a duplicate', () => {
+  const s = new SeqChecker();
+  const t0 = 1_800_000_000_000_000;
+  for (let n = 1; n <= 10_000; n++) s.check('gw-a/can0', n, t0 + n * 1000); // run 1
+  // The origin restarts; its first 500 frames are lost on the way (B offline, the backlog too old).
+  for (let n = 501; n <= 10_500; n++) s.check('gw-a/can0', n, t0 + 20_000_000 + n * 1000);
+  assert.deepEqual(s.totals, { gaps: 500, duplicates: 0, reordered: 0 }, 'the 500 lost frames are gaps; nothing is a duplicate');
+  // A real duplicate (a frame seen before, resent) is still one: it is not newer.
+  s.check('gw-a/can0', 10_400, t0 + 20_000_000 + 10_400 * 1000);
+  assert.equal(s.totals.duplicates, 1);
+  s.check('gw-a/can0', 10_501, t0 + 20_000_000 + 10_501 * 1000);
+  assert.equal(s.totals.gaps, 500, 'and the new run goes on from where it is');
+  // Without times (the bridge, which learns of a new run from hello and calls restart()), as before.
+  const b = new SeqChecker();
+  for (const n of [1, 2, 3, 1_000, 2]) b.check('k', n);
+  assert.deepEqual(b.totals, { gaps: 996, duplicates: 1, reordered: 0 });
 });
 
 test('send window: batches written to a lost link are neither aged nor trimmed until the receiver has said what it has', () => {
