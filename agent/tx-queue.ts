@@ -66,7 +66,7 @@ export class TxQueue {
   /** Frames waiting, every bus together (the bound is for all of them). */
   private waiting = 0;
   private readonly maxPerBus: number;
-  private stoppedAt = false;
+  private isStopped = false;
   readonly stats = {
     sent: 0,
     failed: 0,
@@ -93,7 +93,7 @@ export class TxQueue {
 
   /** stop() was called: nothing more is taken. */
   get stopped(): boolean {
-    return this.stoppedAt;
+    return this.isStopped;
   }
 
   /** `notAfterMs`: the wall-clock deadline (Date.now() ms); `late`: the error given when it passes first. */
@@ -107,7 +107,7 @@ export class TxQueue {
   }
 
   private add(frame: CanFrame, done: TxDone | undefined, notAfterMs: number, late: string, relayed: boolean): void {
-    if (this.stoppedAt) {
+    if (this.isStopped) {
       this.stats.refusedStopped++;
       done?.({ ok: false, busy: false, error: 'the agent is stopping: not transmitted' });
       return;
@@ -232,7 +232,7 @@ export class TxQueue {
    * (counted in `refusedStopped`; the Downlink takes no DOWN batch any more, so none is acknowledged).
    */
   stop(): number {
-    this.stoppedAt = true;
+    this.isStopped = true;
     for (const lane of this.lanes.values()) {
       clearTimeout(lane.timer);
       lane.timer = undefined;
