@@ -2,6 +2,8 @@
  * Faults on the relay path (docs/reliability.md), with real agents and a real bridge on loopback:
  * - the bridge paused (SIGSTOP) for 5 s in a 2,000 frames/s relay: no frame is transmitted on B more
  *   than --relay-max-age-ms after A received it, every drop is counted, and the drops equal B's gaps;
+ *   only frames A received before the pause ended are dropped, and every frame A received from 3 s after
+ *   it is transmitted (the relay recovers);
  * - the same with the agents' clocks seconds off the bridge's (CANRELAY_TEST_CLOCK_OFFSET_MS, test-only);
  * - a batch with an absurd timestamp is refused with a close code, at the bridge and at the receiving
  *   agent, and none of its frames reaches a bus.
@@ -58,7 +60,9 @@ async function pausedRelay(tag: string, skewA: number, skewB: number, note: (msg
   const bc = await SseClient.connect(b.url + '?backlog=200000');
   cleanup.push(() => bc.close());
 
-  const frames = 24_000; // 12 s at 2,000 frames/s, each carrying its index
+  // 16 s at 2,000 frames/s, each carrying its index: seconds of frames after the pause and the settling
+  // time below even when B starts transmitting late on a loaded machine.
+  const frames = 32_000;
   const log = join(tempDir('canrelay-faults-'), 'a.log');
   writeCandumpLog(log, frames, { ids: [0x100], stepUs: 500 });
   const a = await startAgentProcess(['--replay', log, '--replay-speed', '1', '--bridge', bridge.base, '--token', ta, ...consoleFlags], {
@@ -73,6 +77,8 @@ async function pausedRelay(tag: string, skewA: number, skewB: number, note: (msg
   bridge.proc.child.kill('SIGSTOP');
   await new Promise((r) => setTimeout(r, 5000)); // the fault: a bridge that does nothing for 5 s
   bridge.proc.child.kill('SIGCONT');
+  // Taken after the signal is sent: no frame can be judged by the bridge before this moment.
+  const continuedUs = Date.now() * 1000;
 
   // Settled: every frame A received is transmitted on B, or dropped for its age and counted (at A, the
   // bridge or B) — nothing else happens to a frame.
@@ -118,6 +124,32 @@ async function pausedRelay(tag: string, skewA: number, skewB: number, note: (msg
   }
   note(`${frames} frames: ${c.tx} transmitted on B, oldest ${oldest.toFixed(1)} ms; dropped too old: bridge ${bridgeDrops}, B ${c.tooOld}, A ${aDrops}; B gaps ${c.gaps}`);
   assert.ok(oldest < MAX_AGE_MS, `the oldest frame transmitted on B was ${oldest.toFixed(1)} ms old; the limit is ${MAX_AGE_MS} ms`);
+
+  // Not only nothing too old: nothing young dropped. A frame is dropped for its age only if it could have
+  // aged past the limit during the pause, so every frame not transmitted on B was received by A before
+  // the SIGCONT. And the relay recovers: every frame A received more than SETTLE_MS after the SIGCONT is
+  // transmitted. 3 s, not less: such a frame is dropped only if it reaches B's bus more than 2 s (the
+  // limit) after A received it, i.e. if the relay is still over 2 s behind 3 s after the pause ended, with
+  // only the pause's ~10,000 frames (milliseconds of work) to catch up on — a relay that does not recover,
+  // not a slow machine, whose scheduling delays are far below that.
+  const SETTLE_MS = 3000;
+  await ac.waitFor((ev) => ev.filter((e) => e.event === 'can_frame' && e.json.direction === 'rx').length >= frames, 10_000, "every frame A received on A's console");
+  for (const e of ac.events) if (e.event === 'can_frame' && e.json.direction === 'rx') rxAt.set(String(e.json.data_hex), tsUs(e.json.ts) - skewA * 1000);
+  assert.equal(rxAt.size, frames, "A's console shows every frame of the file once");
+  const transmitted = new Set(relayedTx(bc).map((e) => String(e.json.data_hex)));
+  const notTransmitted = [...rxAt].filter(([data]) => !transmitted.has(data));
+  assert.equal(notTransmitted.length, bridgeDrops + c.tooOld + aDrops, 'the frames missing on B are the frames counted as dropped');
+  const droppedLate = notTransmitted.filter(([, rx]) => rx >= continuedUs);
+  assert.deepEqual(
+    droppedLate.slice(0, 5).map(([data, rx]) => `${data} received ${((rx - continuedUs) / 1000).toFixed(1)} ms after the SIGCONT`),
+    [],
+    `${droppedLate.length} frames A received after the pause were dropped as too old`,
+  );
+  const late = [...rxAt].filter(([, rx]) => rx > continuedUs + SETTLE_MS * 1000);
+  assert.ok(late.length >= 1000, `frames A received more than ${SETTLE_MS} ms after the SIGCONT: ${late.length} (the file must outlast the settling time)`);
+  const lost = late.filter(([data]) => !transmitted.has(data));
+  assert.equal(lost.length, 0, `of the ${late.length} frames A received more than ${SETTLE_MS} ms after the SIGCONT, ${lost.length} never reached B's bus`);
+  note(`frames received after the SIGCONT + ${SETTLE_MS} ms: ${late.length}, all transmitted; every one of the ${notTransmitted.length} dropped received before the SIGCONT`);
 
   // Each agent's clock estimate holds the truth within its stated error (bridge = agent + offset).
   for (const [x, skew] of [
