@@ -13,7 +13,7 @@ import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '
 import { until } from '../helpers/until.js';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
 
-const { track } = cleanupAfter();
+const { track, client } = cleanupAfter();
 
 const metrics = async (base: string): Promise<string> => (await getJson(base + '/metrics')).text;
 const frames = async (a: StartedAgent, bus: string, dir: 'rx' | 'tx'): Promise<number> =>
@@ -56,24 +56,54 @@ test('relay both ways with real agents: every frame transmitted at the other sid
   await bridge.proc.stop();
 });
 
+/** The indexes (test/helpers/processes.ts writeCandumpLog) of the frames an agent's console shows it transmitted, in order. */
+const txIndexes = (c: SseClient): number[] =>
+  c.events.filter((e) => e.event === 'can_frame' && e.json.direction === 'tx').map((e) => Number.parseInt(String(e.json.data_hex).replace(/ /g, ''), 16));
+const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
 test('an offline side: group_state shows the growing backlog, it drains on return; beyond the bound drops are counted', async () => {
   const bridge = track(await startBridgeProcess(['--backlog-max-frames', '4000', '--backlog-max-age-ms', '120000', '--group-state-interval', '1']));
   const [ta, tb] = await group(bridge, 'g2', 'off-a', 'off-b');
   const gc = await SseClient.connect(`${bridge.base}/api/v1/streams/groups/g2/console?access_token=${bridge.admin.token}`);
-  const startB = async (): Promise<StartedAgent> => {
+  // B's console shows every frame it transmits (unsampled, all kept): which of A's frames reached its bus.
+  const consoleFlags = ['--console-max-rate', '1000000', '--history-events', '200000', '--history-seconds', '600'];
+  const startB = async (): Promise<{ b: StartedAgent; bc: SseClient }> => {
     // B's own age limit applies when it transmits: as long as the bridge's, so the backlog is transmitted.
-    const b = track(await startAgentProcess(['--sim', '--sim-rate', '1', '--bridge', bridge.base, '--token', tb, '--relay-max-age-ms', '120000'], { id: 'off-b' }));
+    const b = track(
+      await startAgentProcess(['--sim', '--sim-rate', '1', '--bridge', bridge.base, '--token', tb, '--relay-max-age-ms', '120000', ...consoleFlags], { id: 'off-b' }),
+    );
     await b.proc.waitForLog((l) => l.msg === 'uplink connected');
-    return b;
+    return { b, bc: client(await SseClient.connect(`${b.url}?backlog=200000`)) };
   };
-  let b = await startB();
-  const a = track(await startAgentProcess(['--sim', '--sim-rate', '1000', '--bridge', bridge.base, '--token', ta, '--relay-max-age-ms', '120000'], { id: 'off-a' }));
+  let { b, bc } = await startB();
+  // A replays numbered frames at 1,000 frames/s (each carries its index), more than the test lasts.
+  const log = join(tempDir('canrelay-e2e-'), 'a.log');
+  writeCandumpLog(log, 300_000, { ids: [0x100], stepUs: 1000 });
+  const a = track(await startAgentProcess(['--replay', log, '--replay-speed', '1', '--bridge', bridge.base, '--token', ta, '--relay-max-age-ms', '120000'], { id: 'off-a' }));
   await until(async () => (await frames(b, 'can0', 'tx')) > 500, 20_000, 'relaying');
 
+  // Where the first B stops: A frozen a moment, until B has transmitted and acknowledged everything the
+  // bridge sent it (nothing in flight, nothing waiting) and its console shows every frame it transmitted.
+  // Then `last` is the last frame on B's bus, and the bridge owes the next B exactly the frames after it.
+  a.proc.child.kill('SIGSTOP');
+  const bridgeFigure = async (name: string): Promise<number> => metricValue(await metrics(bridge.base), name, { group: 'g2', side: 'b' }) ?? NaN;
+  await until(
+    async () =>
+      (await bridgeFigure('canrelay_bridge_in_flight_frames')) === 0 &&
+      (await bridgeFigure('canrelay_bridge_backlog_frames')) === 0 &&
+      txIndexes(bc).length === (await frames(b, 'can0', 'tx')),
+    20_000,
+    'everything relayed to the first B transmitted, acknowledged and on its console',
+  );
+  const first = txIndexes(bc);
+  const last = first.at(-1)!;
+  assert.deepEqual(first, range(0, last), "the first B transmitted A's frames from the first, in order, none missing");
+
   // Within the bound: B offline while A sends, then A frozen until the new B is connected, so the backlog
-  // stays under its 4,000 frames however long B takes to start on a loaded machine (the sim source
-  // catches up at most 1 s, ~1,000 frames, when A resumes; by then B is online).
+  // stays under its 4,000 frames however long B takes to start on a loaded machine (the replay catches up
+  // at most 1 s, ~1,000 frames, when A resumes; by then B is online).
   await b.proc.stop('SIGKILL');
+  a.proc.child.kill('SIGCONT');
   const state = async (): Promise<Record<string, unknown>> => (await bridge.admin.get('/api/v1/groups/g2')).body;
   const backlogB = async (): Promise<number> => ((await state()) as { sides: { b: { backlog: number } } }).sides.b.backlog;
   await until(async () => (await state()).offline_side === 'b', 10_000, 'B offline in the group state');
@@ -85,10 +115,22 @@ test('an offline side: group_state shows the growing backlog, it drains on retur
   await gc.waitFor((ev) => ev.some((e) => e.event === 'group_state' && e.json.offline_side === 'b'), 5000, 'group_state event with B offline');
   const waiting = await backlogB();
   assert.ok(waiting < 3000, `the backlog (${waiting}) is within the bound with room for A's catch-up`);
-  b = await startB();
+  ({ b, bc } = await startB());
   a.proc.child.kill('SIGCONT');
   await until(async () => ((await state()) as { sides: { b: { backlog: number } } }).sides.b.backlog < 200, 20_000, 'backlog drained');
   assert.ok((await frames(b, 'can0', 'tx')) >= waiting, 'the backlog was transmitted on return');
+  // A fresh B cannot see a gap before its first frame (relay_seq_gaps below): what it transmitted shows
+  // it. The new B starts at the frame after the first B's last, and goes on with every frame A has
+  // received by now, each once, in order: the backlog was kept for it, none of it lost or sent twice.
+  const received = await frames(a, 'can0', 'rx');
+  await bc.waitFor(
+    (ev) => ev.some((e) => e.event === 'can_frame' && e.json.direction === 'tx' && Number.parseInt(String(e.json.data_hex).replace(/ /g, ''), 16) >= received - 1),
+    20_000,
+    `frame ${received - 1} (A had received ${received}) on the new B`,
+  );
+  const second = txIndexes(bc);
+  assert.equal(second[0], last + 1, `the new B starts with the frame after the first B's last (${last})`);
+  assert.deepEqual(second, range(last + 1, second.at(-1)!), 'the new B transmitted every frame after it, in order, each once');
   assert.equal(await uplink(b, 'relay_seq_gaps'), 0, 'nothing lost within the bound');
   const dropped = (): Promise<number> =>
     metrics(bridge.base).then((m) => metricValue(m, 'canrelay_bridge_frames_dropped_total', { group: 'g2', side: 'b', reason: 'backlog_full' }) ?? 0);
@@ -101,7 +143,7 @@ test('an offline side: group_state shows the growing backlog, it drains on retur
   await until(async () => ((await state()) as { sides: { b: { backlog: number } } }).sides.b.backlog > 100, 10_000, 'batches in flight to the frozen B');
   await b.proc.stop('SIGKILL');
   await until(async () => (await dropped()) > 1000, 20_000, 'drops beyond the bound');
-  b = await startB();
+  ({ b, bc } = await startB());
   await until(async () => ((await state()) as { sides: { b: { backlog: number } } }).sides.b.backlog < 200, 20_000, 'drained again');
   const gaps = await uplink(b, 'relay_seq_gaps');
   assert.ok(gaps > 0, 'the dropped frames show as sequence gaps at B');
