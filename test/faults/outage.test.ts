@@ -180,7 +180,29 @@ test('--outbox-max-events: a bridge down for longer than the outbox holds — th
   cleanup.push(() => c1.close());
   await c1.waitFor((ev) => ev.filter((e) => e.event === 'presence' && e.json.state === 'seen').length >= 2, 20_000, 'A mirrored before the outage');
 
-  await bridge.proc.stop('SIGTERM');
+  // Commands whose statuses A makes while no bridge can take them, so that they wait in its outbox through
+  // the pruning below. A frozen, the commands posted and written to its link (`sent`); then the bridge
+  // frozen and A continued: A reads the commands from its socket, carries them out, and its statuses go to
+  // a bridge that neither reads nor acknowledges them; then the bridge is killed. (Not A frozen through a
+  // SIGTERM of the bridge: once the bridge's socket is closed, A's first write after SIGCONT — a presence
+  // — draws a reset that discards the commands still unread in A's socket, in about half the runs.)
+  a.proc.child.kill('SIGSTOP');
+  const commandIds: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const r = await bridge.admin.post('/api/v1/dongles/ox-a/commands', { type: 'send_frame', bus: 'can0', id: '0x123', data_hex: `0${i}`, timeout_s: 600 });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    commandIds.push(String(r.body.command_id));
+  }
+  const commandStatus = async (b: StartedBridge, id: string): Promise<string> => String((await b.admin.get(`/api/v1/commands/${id}`)).body.status);
+  await until(async () => (await Promise.all(commandIds.map((id) => commandStatus(bridge, id)))).every((st) => st === 'sent'), 10_000, "the commands written to A's link");
+  bridge.proc.child.kill('SIGSTOP');
+  a.proc.child.kill('SIGCONT');
+  await own.waitFor(
+    (ev) => commandIds.every((id) => ev.some((e) => e.event === 'command_status' && e.json.command_id === id && e.json.status === 'succeeded')),
+    20_000,
+    'A carried the commands out, the bridge frozen',
+  );
+  await bridge.proc.stop('SIGKILL');
   // 250 events while the bridge is away (bounded): 150 and more past the bound are pruned.
   // 2 ms apart: an event's time has millisecond resolution, and two reloads in one millisecond would make
   // two identical events, which the checks below (by content) could not tell apart (CI once saw 99 vs 101).
@@ -210,9 +232,26 @@ test('--outbox-max-events: a bridge down for longer than the outbox holds — th
   const missing = made.filter((e) => !arrivedKeys.has(key(e)));
   t.diagnostic(`${made.length} mirrored events made, ${arrivedKeys.size} arrived, ${missing.length} missing, outbox_pruned ${pruned}`);
   assert.equal(missing.length, pruned, `events missing at the bridge (${missing.length}) = events A counted as pruned (${pruned})`);
+  const statusesMade = made.filter((e) => e.event === 'command_status');
+  assert.equal(statusesMade.length, 2 * commandIds.length, 'A made a delivered and a succeeded status for each command, during the outage');
   assert.ok(
     missing.every((e) => e.event !== 'command_status'),
     'never a command_status pruned',
   );
+  const atSecond = new Set(c2.events.map(key));
+  assert.deepEqual(
+    statusesMade.filter((e) => !atSecond.has(key(e))).map((e) => `${String(e.json.command_id)} ${String(e.json.status)}`),
+    [],
+    'every status A made during the outage reached the new bridge',
+  );
+  for (const id of commandIds) {
+    const v = await second.admin.get(`/api/v1/commands/${id}`);
+    assert.deepEqual(
+      (v.body.history as { status: string }[]).map((h) => h.status),
+      ['queued', 'sent', 'delivered', 'succeeded'],
+      `command ${id}: its history ends in what A reported`,
+    );
+    assert.equal(v.body.status, 'succeeded');
+  }
   assert.ok(pruned > 0);
 });
