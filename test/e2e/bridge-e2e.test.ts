@@ -43,11 +43,10 @@ test('relay both ways with real agents: every frame transmitted at the other sid
   await until(async () => (await frames(b, 'can1', 'tx')) >= 20_000 && (await frames(a, 'can0', 'tx')) >= 5_000, 60_000, 'both directions relayed');
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(await frames(b, 'can1', 'tx'), 20_000, 'A→B: every frame of A, transmitted once on the mapped bus');
-  assert.equal(await frames(a, 'can0', 'tx'), 5_000, 'B→A: every frame of B on the inverse-mapped bus');
+  assert.equal(await frames(a, 'can0', 'tx'), 5_000, "B→A: every frame of B on the inverse-mapped bus, and none of A's own back (a loop would add A's 20,000)");
   for (const x of [a, b]) {
     for (const kind of ['relay_seq_gaps', 'relay_seq_duplicates', 'relay_seq_reordered']) assert.equal(await uplink(x, kind), 0, `${kind} at ${x === a ? 'A' : 'B'}`);
   }
-  assert.equal(await frames(a, 'can1', 'tx'), 0, 'nothing relayed back to its origin');
   const m = await metrics(bridge.base);
   assert.equal(metricValue(m, 'canrelay_bridge_frames_relayed_total', { group: 'g1', direction: 'a_to_b' }), 20_000);
   assert.equal(metricValue(m, 'canrelay_bridge_frames_relayed_total', { group: 'g1', direction: 'b_to_a' }), 5_000);
