@@ -20,6 +20,7 @@
  */
 import type { CanFrame } from '../core/can/frame.js';
 import type { ClockFix } from '../core/uplink/clock.js';
+import { MAX_BUSES_PER_DONGLE } from '../core/names.js';
 import { decodeBatch, encodeBatch, KIND_DOWN, MAX_FRAMES_PER_BATCH, type SequencedFrame } from '../core/uplink/frame-codec.js';
 import { SendWindow, type WindowBatch } from '../core/uplink/send-window.js';
 
@@ -62,6 +63,12 @@ export interface DownQueueLimits {
 
 /** Frames in flight (sent, not yet acknowledged) per side; beyond it frames wait in the backlog. */
 export const WINDOW_FRAMES = 16_384;
+/**
+ * Buses one DOWN batch names, at most: as many as one dongle may have. One origin's frames can name more
+ * (its links come and go while a side is offline, each allowed MAX_BUSES_PER_DONGLE); the wire format's
+ * limit is 255 (encodeBatch refuses more), and a receiver keeps per-bus state for what it is sent.
+ */
+export const MAX_BUSES_PER_DOWN_BATCH = MAX_BUSES_PER_DONGLE;
 
 export class DownQueue {
   private items: (PendingFrame | undefined)[] = [];
@@ -151,6 +158,9 @@ export class DownQueue {
       const clock = first.clock;
       const room = Math.min(MAX_FRAMES_PER_BATCH, WINDOW_FRAMES - this.window.size);
       const frames: PendingFrame[] = [];
+      // The buses this batch names; a new one past the limit starts the next batch.
+      const buses: string[] = [];
+      let lastBus: string | undefined;
       while (this.head < this.items.length && frames.length < room) {
         const p = this.items[this.head]!;
         if (p.originMs < cutoff) {
@@ -159,6 +169,14 @@ export class DownQueue {
           continue;
         }
         if (p.origin !== origin || (p.clock !== clock && (p.clock.offsetMs !== clock.offsetMs || p.clock.errorMs !== clock.errorMs))) break;
+        const bus = p.frame.bus;
+        if (bus !== lastBus) {
+          if (!buses.includes(bus)) {
+            if (buses.length === MAX_BUSES_PER_DOWN_BATCH) break;
+            buses.push(bus);
+          }
+          lastBus = bus;
+        }
         frames.push(p);
         this.items[this.head++] = undefined;
       }

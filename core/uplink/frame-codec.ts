@@ -36,6 +36,12 @@ const ERR = 0x20000000;
 
 /** Hard limits a receiver enforces before looking at the content. */
 export const MAX_FRAMES_PER_BATCH = 4096;
+/** The bus table's count is one byte, and so is a frame's bus index: a batch names at most this many buses. */
+export const MAX_BUSES_PER_BATCH = 255;
+/** A name's length is one byte (bus names and dongle ids are far shorter: core/names.ts). */
+const MAX_NAME_BYTES = 255;
+/** Payload bytes of a CAN FD frame, the most a frame's length byte may say. */
+const MAX_DATA_BYTES = 64;
 export const MAX_BATCH_BYTES = 32 + 256 * 17 + MAX_FRAMES_PER_BATCH * (20 + 64);
 
 export interface SequencedFrame {
@@ -50,7 +56,12 @@ export interface Batch {
   clock?: ClockFix;
   origin?: string;
   frames: SequencedFrame[];
+  /** Decoded batches: the bus table as sent (every name the batch names, frames or not). Ignored when encoding. */
+  buses?: string[];
 }
+
+/** What encodeBatch refuses to write (its bytes would not say what was meant): a bug in the caller, never input. */
+export class BatchEncodeError extends Error {}
 
 /** Distinct names nameBytes remembers before it starts over (bus names and dongle ids: a fleet has thousands). */
 const MAX_CACHED_NAMES = 8192;
@@ -66,19 +77,34 @@ function nameBytes(name: string): Buffer {
   return b;
 }
 
+/**
+ * Encodes a batch. Throws BatchEncodeError rather than write bytes that would not decode to it: more than
+ * MAX_FRAMES_PER_BATCH frames or MAX_BUSES_PER_BATCH buses, a name or payload longer than its length byte
+ * allows (a count written into one byte wraps, and every bus index after it names the wrong bus), a clock
+ * fix the receiver refuses.
+ */
 export function encodeBatch(b: Batch): Buffer {
-  if (b.frames.length > MAX_FRAMES_PER_BATCH) throw new Error(`a batch holds at most ${MAX_FRAMES_PER_BATCH} frames`);
+  if (b.frames.length > MAX_FRAMES_PER_BATCH) throw new BatchEncodeError(`a batch holds at most ${MAX_FRAMES_PER_BATCH} frames`);
+  const badClock = b.clock && clockProblem(b.clock);
+  if (badClock) throw new BatchEncodeError(badClock);
   // The bus table, in order of first use; a batch names one or a few buses, so a list beats a Map here.
   const busNames: string[] = [];
   let size = 1 + 6 + 16 + 1 + 2;
   const origin = b.kind === KIND_DOWN ? nameBytes(b.origin ?? '') : undefined;
-  if (origin) size += 1 + origin.length;
+  if (origin) {
+    if (origin.length > MAX_NAME_BYTES) throw new BatchEncodeError(`origin dongle id of ${origin.length} bytes; at most ${MAX_NAME_BYTES}`);
+    size += 1 + origin.length;
+  }
   for (let i = 0; i < b.frames.length; i++) {
     const frame = b.frames[i]!.frame;
     if (!busNames.includes(frame.bus)) {
+      if (busNames.length === MAX_BUSES_PER_BATCH) throw new BatchEncodeError(`a batch names at most ${MAX_BUSES_PER_BATCH} buses (frame ${i} is on a further one)`);
+      const n = nameBytes(frame.bus).length;
+      if (n > MAX_NAME_BYTES) throw new BatchEncodeError(`bus name of ${n} bytes; at most ${MAX_NAME_BYTES}`);
       busNames.push(frame.bus);
-      size += 1 + nameBytes(frame.bus).length;
+      size += 1 + n;
     }
+    if (frame.data.length > MAX_DATA_BYTES) throw new BatchEncodeError(`frame ${i} has ${frame.data.length} data bytes; at most ${MAX_DATA_BYTES}`);
     size += 20 + frame.data.length;
   }
   const buf = Buffer.allocUnsafe(size);
@@ -208,5 +234,5 @@ export function decodeBatch(buf: Buffer): Batch {
     frames[i] = { frame, seq };
   }
   if (o !== buf.length) throw new BatchDecodeError(`${buf.length - o} trailing bytes after ${count} frames`);
-  return origin === undefined ? { kind, batch, clock, frames } : { kind, batch, clock, origin, frames };
+  return origin === undefined ? { kind, batch, clock, frames, buses } : { kind, batch, clock, origin, frames, buses };
 }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DownQueue, WINDOW_FRAMES, type DownLink, type DropReason, type PendingFrame } from '../../../cloud-bridge/down-queue.js';
+import { DownQueue, MAX_BUSES_PER_DOWN_BATCH, WINDOW_FRAMES, type DownLink, type DropReason, type PendingFrame } from '../../../cloud-bridge/down-queue.js';
 import { BRIDGE_CLOCK } from '../../../core/uplink/clock.js';
 import { decodeBatch, KIND_DOWN, MAX_FRAMES_PER_BATCH, type Batch } from '../../../core/uplink/frame-codec.js';
 import { testFrame } from '../../helpers/can-frames.js';
@@ -248,6 +248,29 @@ test('down queue: clear() drops waiting and in-flight frames under the given rea
   q.linkUp();
   q.flush(link, NOW);
   assert.equal(link.batches.length, 0, 'nothing of the old group is sent');
+});
+
+test('down queue: one DOWN batch names at most MAX_BUSES_PER_DOWN_BATCH buses; one origin on more buses is split, in order, every frame sent', () => {
+  // 300 buses of one origin (its links came and went while the side was offline): once merged into one
+  // batch of 300 names, whose one-byte count and indexes wrapped into bytes the agent refused.
+  const { q, drops } = queue(10_000);
+  const n = 300;
+  for (let s = 0; s < n; s++) q.push(pending(s, { frame: testFrame({ bus: `vcan${s}`, data: Uint8Array.of(s & 0xff, s >> 8), tsUs: NOW * 1000 }) }));
+  const link = new FakeLink(); // decodes what it is sent: a corrupt batch throws here
+  q.flush(link, NOW);
+  assert.ok(link.batches.length >= Math.ceil(n / MAX_BUSES_PER_DOWN_BATCH));
+  for (const b of link.batches) assert.ok(new Set(b.frames.map((f) => f.frame.bus)).size <= MAX_BUSES_PER_DOWN_BATCH);
+  assert.deepEqual(
+    link.batches.flatMap((b) => b.frames.map((f) => [f.seq, f.frame.bus])),
+    Array.from({ length: n }, (_, s) => [s, `vcan${s}`]),
+  );
+  assert.equal(drops.size, 0);
+  // A few buses stay one batch, however many frames.
+  const few = queue(10_000);
+  for (let s = 0; s < 1000; s++) few.q.push(pending(s, { frame: testFrame({ bus: `can${s % 3}`, tsUs: NOW * 1000 }) }));
+  const one = new FakeLink();
+  few.q.flush(one, NOW);
+  assert.equal(one.batches.length, 1);
 });
 
 test('down queue: dropAtStop() counts what would die with the process — all of an offline side, the unsent of a connected one', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CanFrame } from '../../../core/can/frame.js';
-import { BatchDecodeError, decodeBatch, encodeBatch, KIND_DOWN, KIND_UP } from '../../../core/uplink/frame-codec.js';
+import { BatchDecodeError, BatchEncodeError, decodeBatch, encodeBatch, KIND_DOWN, KIND_UP, MAX_BUSES_PER_BATCH } from '../../../core/uplink/frame-codec.js';
 import { testFrame } from '../../helpers/can-frames.js';
 
 const base = testFrame({ id: 0x7e8, data: Uint8Array.of(2, 0x10, 3, 0, 0, 0, 0, 0), tsUs: 1_795_787_222_123_456 });
@@ -65,4 +65,28 @@ test('malformed batches are rejected with the reason', () => {
       (e: unknown) => e instanceof BatchDecodeError && why.test(e.message),
       String(why),
     );
+});
+
+test('encodeBatch never writes bytes that say something else: 255 buses round-trip, a 256th (or a name, payload or clock the format cannot carry) throws', () => {
+  const onBuses = (n: number) => Array.from({ length: n }, (_, i) => ({ frame: { ...base, bus: `b${i}` }, seq: i }));
+  // 255 buses, each frame on its own: names and indexes come back exactly (one byte each, at their limit).
+  const full = decodeBatch(encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'gw-a', frames: onBuses(MAX_BUSES_PER_BATCH) }));
+  assert.equal(full.buses?.length, MAX_BUSES_PER_BATCH, 'the bus table as sent');
+  assert.deepEqual(
+    full.frames.map((f) => [f.frame.bus, f.seq]),
+    onBuses(MAX_BUSES_PER_BATCH).map((f) => [f.frame.bus, f.seq]),
+  );
+  // One more bus: a count of 256 written into one byte was 0, and the indexes after 255 wrapped.
+  const refused: [() => Buffer, RegExp][] = [
+    [() => encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'gw-a', frames: onBuses(MAX_BUSES_PER_BATCH + 1) }), /at most 255 buses/],
+    [
+      () => encodeBatch({ kind: KIND_UP, batch: 1, frames: [...onBuses(200), ...onBuses(200).map((f) => ({ ...f, frame: { ...f.frame, bus: `c${f.seq}` } }))] }),
+      /at most 255 buses/,
+    ],
+    [() => encodeBatch({ kind: KIND_UP, batch: 1, frames: [{ frame: { ...base, bus: 'x'.repeat(256) }, seq: 1 }] }), /bus name of 256 bytes/],
+    [() => encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'g'.repeat(256), frames: [] }), /origin dongle id of 256 bytes/],
+    [() => encodeBatch({ kind: KIND_UP, batch: 1, frames: [{ frame: { ...base, fd: true, dlc: 15, data: new Uint8Array(65) }, seq: 1 }] }), /65 data bytes/],
+    [() => encodeBatch({ kind: KIND_UP, batch: 1, clock: { offsetMs: 0, errorMs: 1e9 }, frames: [{ frame: base, seq: 1 }] }), /clock error/],
+  ];
+  for (const [encode, why] of refused) assert.throws(encode, (e: unknown) => e instanceof BatchEncodeError && why.test(e.message), String(why));
 });
