@@ -208,9 +208,16 @@ export class DownQueue {
     return n;
   }
 
-  /** Drops everything (the side left the group); counted under `reason`. */
+  /**
+   * Forgets everything (the side left the group, its map changed). Counted under `reason`: the frames
+   * waiting, and those of batches not on the current link's wire. Frames sent on the current link and not
+   * yet acknowledged are not dropped here: they are on their way to the agent, which transmits them (or, on
+   * a group change, drops and counts what it still holds). An offline side's unacknowledged batches count:
+   * they were sent on a link that is gone, and may or may not have arrived (as in dropAtStop).
+   */
   clear(reason: DropReason): void {
-    const n = this.waiting + this.window.clear();
+    const n = this.waiting + this.window.size - this.window.inFlight;
+    this.window.clear();
     this.items = [];
     this.head = 0;
     if (n > 0) this.hooks.dropped(reason, n);

@@ -235,19 +235,32 @@ test('down queue: at most WINDOW_FRAMES in flight; the rest waits for acks', () 
   assert.equal(q.waiting, 0);
 });
 
-test('down queue: clear() drops waiting and in-flight frames under the given reason', () => {
+test('down queue: clear() counts the frames it drops — waiting, and unacknowledged on a lost link — but not those on the wire of the current link', () => {
+  // Connected side: batch 1 is on the wire (the agent transmits it: not a drop here), two frames wait.
   const { q, drops } = queue();
+  const link = new FakeLink();
   q.push(pending(1));
-  q.flush(new FakeLink(), NOW);
+  q.flush(link, NOW);
   q.push(pending(2));
   q.push(pending(3));
+  assert.equal(q.inFlight, 1);
   q.clear('group_changed');
-  assert.equal(drops.get('group_changed'), 3);
+  assert.equal(drops.get('group_changed'), 2, 'the two waiting frames, not the one in flight');
   assert.equal(q.backlog, 0);
-  const link = new FakeLink();
+  q.ack(1); // the agent's late ack of what it had: harmless
+  const next = new FakeLink();
   q.linkUp();
-  q.flush(link, NOW);
-  assert.equal(link.batches.length, 0, 'nothing of the old group is sent');
+  q.flush(next, NOW);
+  assert.equal(next.batches.length, 0, 'nothing of the old group is sent');
+  // Offline side: its unacknowledged batch was sent on a link that is gone, and is counted with the waiting one.
+  const off = queue();
+  off.q.push(pending(1));
+  off.q.flush(new FakeLink(), NOW);
+  off.q.linkDown();
+  off.q.push(pending(2));
+  off.q.clear('group_changed');
+  assert.equal(off.drops.get('group_changed'), 2);
+  assert.equal(off.q.backlog, 0);
 });
 
 test('down queue: one DOWN batch names at most MAX_BUSES_PER_DOWN_BATCH buses; one origin on more buses is split, in order, every frame sent', () => {
