@@ -3,7 +3,7 @@
  *
  * - First message must be `hello` within HELLO_TIMEOUT_MS; the handler checks it and the link answers
  *   `welcome`. Nothing else is accepted before, and `hello` is not accepted twice.
- * - Every message is validated (size, JSON, schema, batch codec, kind). Anything malformed, oversized,
+ * - Every message is validated (size, JSON, schema, batch codec, kind, the buses a batch and a link name). Anything malformed, oversized,
  *   unknown or out of place is counted, answered with `error` and the connection closed with the CLOSE
  *   code that says why. The process never throws out of a message handler.
  * - UP batches: a batch number at or below the last one taken for this agent run is a resend after a
@@ -21,6 +21,7 @@ import { BatchDedupe, type BatchPosition } from '../core/uplink/batch-dedupe.js'
 import { BRIDGE_CLOCK, frameTimesProblem, noLaterThanArrival } from '../core/uplink/clock.js';
 import { BatchDecodeError, decodeBatch, KIND_UP, type Batch } from '../core/uplink/frame-codec.js';
 import { CLOSE, MAX_TEXT_MESSAGE_BYTES, parseAgentMessage, PROTOCOL_VERSION, type AgentMessage, type BridgeMessage } from '../core/uplink/messages.js';
+import { MAX_BUSES_PER_DONGLE } from '../core/names.js';
 import type { DbcChunkMessage } from '../core/uplink/dbc-transfer.js';
 import type { CommandLink, CommandMessage } from './commands.js';
 import { PendingAcks } from '../core/uplink/ack-clock.js';
@@ -109,6 +110,8 @@ export class AgentLink implements RelayLink, CommandLink {
   private readonly acks = new PendingAcks(this);
   private lastSavedAt = 0;
   private probesBeforeHello = 0;
+  /** Every bus name this link's UP batches have named: at most MAX_BUSES_PER_DONGLE (see busProblem). */
+  private readonly buses = new Set<string>();
   /** Recording list/download requests to this agent (cloud-bridge/recording-proxy.ts). */
   readonly recordings = new RecordingRequests((m) => this.ready && this.sendText(m));
 
@@ -290,6 +293,8 @@ export class AgentLink implements RelayLink, CommandLink {
       return this.refuse('bad_batch', CLOSE.PROTOCOL, `bad frame batch: ${err.message}`);
     }
     if (batch.kind !== KIND_UP) return this.refuse('out_of_place', CLOSE.PROTOCOL, 'DOWN batches go from the bridge to agents; an agent sends UP batches');
+    const tooManyBuses = this.busProblem(batch.buses ?? []);
+    if (tooManyBuses) return this.refuse('bad_batch', CLOSE.PROTOCOL, `bad frame batch: ${tooManyBuses}`);
     // Before anything is taken: a frame time outside a sane window of now is a broken clock or a forged
     // batch, and none of the batch's frames may reach a bus (or a console, which would fail to format it).
     const now = Date.now();
@@ -305,6 +310,23 @@ export class AgentLink implements RelayLink, CommandLink {
     batch.clock = noLaterThanArrival(batch.frames, batch.clock ?? BRIDGE_CLOCK, now);
     this.handler.frames(this, batch, now);
     this.queueAck();
+  }
+
+  /**
+   * A dongle has at most MAX_BUSES_PER_DONGLE buses (core/names.ts): its hello may list no more, and
+   * neither may its UP batches name more, one batch or all of one link's together. Everything the bridge
+   * keeps per bus (sequence checks, the fleet's bus states, the relay's DOWN batches, the peer's transmit
+   * lines) relies on it. Returns the reason, or null (and the names are then this link's).
+   */
+  private busProblem(names: readonly string[]): string | null {
+    if (names.length > MAX_BUSES_PER_DONGLE) return `it names ${names.length} buses; a dongle has at most ${MAX_BUSES_PER_DONGLE}`;
+    let added = 0;
+    for (const n of names) if (!this.buses.has(n)) added++;
+    if (added === 0) return null;
+    if (this.buses.size + added > MAX_BUSES_PER_DONGLE)
+      return `with it this connection's batches name ${this.buses.size + added} different buses; a dongle has at most ${MAX_BUSES_PER_DONGLE}`;
+    for (const n of names) this.buses.add(n);
+    return null;
   }
 
   // ---- acks ----

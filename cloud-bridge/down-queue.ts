@@ -37,7 +37,7 @@ export interface PendingFrame extends SequencedFrame {
   clock: ClockFix;
 }
 
-export type DropReason = 'backlog_full' | 'too_old' | 'group_changed' | 'bridge_stopped';
+export type DropReason = 'backlog_full' | 'too_old' | 'group_changed' | 'bridge_stopped' | 'internal_error';
 
 /** The target agent's connection as the queue sees it. */
 export interface DownLink {
@@ -151,46 +151,56 @@ export class DownQueue {
       }
     }
     let stale = 0;
-    while (this.head < this.items.length && this.window.size < WINDOW_FRAMES && link.canSend()) {
-      // A batch carries frames of one origin and one clock fix (the fix changes rarely: at a better probe).
-      const first = this.items[this.head]!;
-      const origin = first.origin;
-      const clock = first.clock;
-      const room = Math.min(MAX_FRAMES_PER_BATCH, WINDOW_FRAMES - this.window.size);
-      const frames: PendingFrame[] = [];
-      // The buses this batch names; a new one past the limit starts the next batch.
-      const buses: string[] = [];
-      let lastBus: string | undefined;
-      while (this.head < this.items.length && frames.length < room) {
-        const p = this.items[this.head]!;
-        if (p.originMs < cutoff) {
-          this.items[this.head++] = undefined;
-          stale++;
-          continue;
-        }
-        if (p.origin !== origin || (p.clock !== clock && (p.clock.offsetMs !== clock.offsetMs || p.clock.errorMs !== clock.errorMs))) break;
-        const bus = p.frame.bus;
-        if (bus !== lastBus) {
-          if (!buses.includes(bus)) {
-            if (buses.length === MAX_BUSES_PER_DOWN_BATCH) break;
-            buses.push(bus);
+    try {
+      while (this.head < this.items.length && this.window.size < WINDOW_FRAMES && link.canSend()) {
+        // A batch carries frames of one origin and one clock fix (the fix changes rarely: at a better probe).
+        const first = this.items[this.head]!;
+        const origin = first.origin;
+        const clock = first.clock;
+        const room = Math.min(MAX_FRAMES_PER_BATCH, WINDOW_FRAMES - this.window.size);
+        const frames: PendingFrame[] = [];
+        // The buses this batch names; a new one past the limit starts the next batch.
+        const buses: string[] = [];
+        let lastBus: string | undefined;
+        // Taken from the queue only once the batch is encoded: should that throw (a bug), its frames are
+        // still here, for the owner to count (GroupRelay clears the side), not lost uncounted.
+        let h = this.head;
+        let staleHere = 0;
+        while (h < this.items.length && frames.length < room) {
+          const p = this.items[h]!;
+          if (p.originMs < cutoff) {
+            h++;
+            staleHere++;
+            continue;
           }
-          lastBus = bus;
+          if (p.origin !== origin || (p.clock !== clock && (p.clock.offsetMs !== clock.offsetMs || p.clock.errorMs !== clock.errorMs))) break;
+          const bus = p.frame.bus;
+          if (bus !== lastBus) {
+            if (!buses.includes(bus)) {
+              if (buses.length === MAX_BUSES_PER_DOWN_BATCH) break;
+              buses.push(bus);
+            }
+            lastBus = bus;
+          }
+          frames.push(p);
+          h++;
         }
-        frames.push(p);
-        this.items[this.head++] = undefined;
+        const batch = frames.length > 0 ? this.hooks.nextBatch() : 0;
+        const bytes = frames.length > 0 ? encodeBatch({ kind: KIND_DOWN, batch, clock, origin, frames }) : undefined;
+        for (let i = this.head; i < h; i++) this.items[i] = undefined;
+        this.head = h;
+        stale += staleHere;
+        if (bytes === undefined) continue;
+        link.sendBinary(bytes);
+        const times = new Array<number>(frames.length);
+        for (let i = 0; i < frames.length; i++) times[i] = frames[i]!.originMs;
+        this.sentAs.set(this.window.add(batch, times, true), { bytes, times });
+        this.hooks.sent(frames, batch);
       }
-      if (frames.length === 0) continue;
-      const batch = this.hooks.nextBatch();
-      const bytes = encodeBatch({ kind: KIND_DOWN, batch, clock, origin, frames });
-      link.sendBinary(bytes);
-      const times = new Array<number>(frames.length);
-      for (let i = 0; i < frames.length; i++) times[i] = frames[i]!.originMs;
-      this.sentAs.set(this.window.add(batch, times, true), { bytes, times });
-      this.hooks.sent(frames, batch);
+    } finally {
+      if (stale > 0) this.hooks.dropped('too_old', stale);
+      this.compact();
     }
-    if (stale > 0) this.hooks.dropped('too_old', stale);
-    this.compact();
   }
 
   /**

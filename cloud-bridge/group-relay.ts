@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { GroupStateData } from '../core/console/events.js';
 import { groupStateData, logData } from '../core/console/normalize.js';
+import { RateLimitedLog } from '../core/log/rate-limited-log.js';
 import { BRIDGE_CLOCK, earliestOnBridgeMs, type ClockFix } from '../core/uplink/clock.js';
 import type { SequencedFrame } from '../core/uplink/frame-codec.js';
 import type { BridgeConsoles } from './consoles.js';
@@ -23,7 +24,7 @@ import type { StateStore } from './state-store.js';
 const PEER_BEHIND_FRAMES = 4096;
 const SIDES: readonly Side[] = ['a', 'b'];
 const other = (s: Side): Side => (s === 'a' ? 'b' : 'a');
-export const DROP_REASONS: readonly DropReason[] = ['backlog_full', 'too_old', 'group_changed', 'bridge_stopped'];
+export const DROP_REASONS: readonly DropReason[] = ['backlog_full', 'too_old', 'group_changed', 'bridge_stopped', 'internal_error'];
 
 /** A connected agent as the relay sees it. */
 export interface RelayLink extends DownLink {
@@ -40,6 +41,7 @@ export interface RelaySettings {
 }
 
 interface SideRuntime {
+  group: string;
   side: Side;
   dongle: string;
   queue: DownQueue;
@@ -70,6 +72,8 @@ export interface GroupMetrics {
 const MAX_DEFER_MS = 5;
 /** Sweep period: age-bound drops, and sends retried after a slow socket or a full window. */
 const SWEEP_MS = 50;
+/** At most one log line per this long for internal errors of the relay (each is counted). */
+const ERROR_LOG_MS = 10_000;
 /**
  * The periodic group_state pass is spread over its interval in slices about this long, each group once
  * per interval: all at once, 1,000 groups held the event loop 15-20 ms every interval (states, console
@@ -116,6 +120,9 @@ export class GroupRelay {
   private readonly dirty = new Set<SideRuntime>();
   private flushScheduled = false;
   private dirtySince = 0;
+  /** Internal errors caught in the relay's work for a side (a bug; see `guarded`). */
+  internalErrors = 0;
+  private readonly errorLog: RateLimitedLog;
 
   constructor(
     private readonly settings: RelaySettings,
@@ -126,6 +133,7 @@ export class GroupRelay {
     readonly membership: GroupMembership = new GroupMembership(),
   ) {
     this.epoch = settings.epoch ?? randomUUID();
+    this.errorLog = new RateLimitedLog(log, ERROR_LOG_MS);
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
     this.stateSlices = Math.max(1, Math.round(settings.groupStateIntervalMs / STATE_SLICE_MS));
@@ -162,9 +170,11 @@ export class GroupRelay {
     this.links.set(dongle, link);
     const m = this.memberOf(dongle);
     if (!m) return;
-    const q = m.group.sides[m.side].queue;
-    q.linkUp();
-    q.flush(link, Date.now());
+    const side = m.group.sides[m.side];
+    this.guarded(side, 'sending to a side that connected', () => {
+      side.queue.linkUp();
+      side.queue.flush(link, Date.now());
+    });
     this.publishState(m.group);
   }
 
@@ -173,7 +183,8 @@ export class GroupRelay {
     this.links.delete(dongle);
     const m = this.memberOf(dongle);
     if (!m) return;
-    m.group.sides[m.side].queue.linkDown();
+    const side = m.group.sides[m.side];
+    this.guarded(side, 'a side disconnected', () => side.queue.linkDown());
     this.publishState(m.group);
   }
 
@@ -243,8 +254,35 @@ export class GroupRelay {
   private flushDirty(): void {
     this.flushScheduled = false;
     const now = Date.now();
-    for (const side of this.dirty) side.queue.flush(this.links.get(side.dongle), now);
+    for (const side of this.dirty) this.guarded(side, 'sending relayed frames', () => side.queue.flush(this.links.get(side.dongle), now));
     this.dirty.clear();
+  }
+
+  /**
+   * One side's queue work. The relay runs it from timers and setImmediate (sweep, flushDirty) and from
+   * links' messages: a throw there (a bug: a batch that cannot be encoded or re-encoded) must not end the
+   * process (nothing would catch it) nor cost the side every reconnect. It is counted, logged with the group,
+   * side and error (at most one line per ERROR_LOG_MS, with how many were held back), and what the side's
+   * queue held is dropped and counted as `internal_error` (frames already on the current link's wire are
+   * the agent's), so the same frames cannot fail again and the relay goes on with the next.
+   */
+  private guarded(side: SideRuntime, what: string, work: () => void): void {
+    try {
+      work();
+    } catch (err) {
+      this.internalErrors++;
+      const frames = side.queue.backlog;
+      try {
+        side.queue.clear('internal_error');
+      } catch (clearErr) {
+        this.log.error({ err: clearErr, group: side.group, side: side.side }, 'relay: could not clear a side after an internal error');
+      }
+      this.errorLog.write(
+        'error',
+        { err, group: side.group, side: side.side, dongle: side.dongle, frames, code: 'relay_internal_error' },
+        `internal error in the relay while ${what} (group ${side.group}, side ${side.side}, ${side.dongle}): the frames held for that side are dropped, counted as internal_error; the relay goes on`,
+      );
+    }
   }
 
   /**
@@ -265,9 +303,11 @@ export class GroupRelay {
     if (batch > (this.highestDown.get(dongle) ?? -1)) return false;
     const m = this.memberOf(dongle);
     if (!m) return true; // e.g. a late ack after the group ended: nothing is owed any more
-    const q = m.group.sides[m.side].queue;
-    q.ack(batch);
-    q.flush(this.links.get(dongle), Date.now());
+    const side = m.group.sides[m.side];
+    this.guarded(side, 'taking an ack', () => {
+      side.queue.ack(batch);
+      side.queue.flush(this.links.get(dongle), Date.now());
+    });
     return true;
   }
 
@@ -278,9 +318,11 @@ export class GroupRelay {
   remoteAck(dongle: string, batch: number): void {
     const m = this.memberOf(dongle);
     if (!m) return;
-    const q = m.group.sides[m.side].queue;
-    q.ack(batch);
-    q.flush(this.links.get(dongle), Date.now());
+    const side = m.group.sides[m.side];
+    this.guarded(side, 'taking an ack from another node', () => {
+      side.queue.ack(batch);
+      side.queue.flush(this.links.get(dongle), Date.now());
+    });
   }
 
   /** Every dongle that is a side of a group. */
@@ -418,7 +460,7 @@ export class GroupRelay {
         },
       },
     );
-    return { side, dongle, queue };
+    return { group: gid, side, dongle, queue };
   }
 
   private stateOf(g: GroupRuntime): GroupStateData {
@@ -451,8 +493,10 @@ export class GroupRelay {
         // Nothing waiting and nothing in flight: nothing to age or send (most sides of a large, quiet fleet).
         if (side.queue.backlog === 0) continue;
         const link = this.links.get(side.dongle);
-        side.queue.expire(now);
-        side.queue.flush(link, now);
+        this.guarded(side, 'the periodic sweep', () => {
+          side.queue.expire(now);
+          side.queue.flush(link, now);
+        });
       }
     }
   }
@@ -475,8 +519,14 @@ export class GroupRelay {
       g.rate.lastTotal = total;
       g.rate.lastAt = now;
       const s = this.stateOf(g);
-      this.consoles.groupState(g.id, s);
       rows.push({ id: g.id, dropped: s.dropped, relayedTotal: s.relayed_total });
+      // A timer's work: a throw (a bug in a console) is logged, never the end of the process.
+      try {
+        this.consoles.groupState(g.id, s);
+      } catch (err) {
+        this.internalErrors++;
+        this.errorLog.write('error', { err, group: g.id, code: 'relay_internal_error' }, `internal error publishing the group_state of ${g.id}; the relay goes on`);
+      }
     }
     if (rows.length === 0) return;
     // One transaction for the slice's groups, not one per group (a fleet has hundreds).
@@ -498,5 +548,5 @@ export class GroupRelay {
 }
 
 function zeroDrops(): Record<DropReason, number> {
-  return { backlog_full: 0, too_old: 0, group_changed: 0, bridge_stopped: 0 };
+  return { backlog_full: 0, too_old: 0, group_changed: 0, bridge_stopped: 0, internal_error: 0 };
 }

@@ -101,11 +101,18 @@ export function bridgeMetrics(src: BridgeMetricSources): Registry {
   counter(
     r,
     'canrelay_bridge_frames_dropped_total',
-    'Frames for a group side dropped (backlog_full, too_old, group_changed, bridge_stopped), never transmitted',
+    'Frames for a group side dropped (backlog_full, too_old, group_changed, bridge_stopped, internal_error), never transmitted',
     ['group', 'side', 'reason'],
     (c) => {
       for (const x of groups()) for (const s of x.sides) for (const reason of DROP_REASONS) c.inc({ group: x.group, side: s.side, reason }, s.dropped[reason]);
     },
+  );
+  counter(
+    r,
+    'canrelay_bridge_relay_internal_errors_total',
+    "Internal errors caught in the group relay (a bug, logged as relay_internal_error); the side's held frames are dropped as internal_error",
+    [],
+    (c) => c.inc(src.relay.internalErrors),
   );
   counter(r, 'canrelay_bridge_frames_loop_guarded_total', 'Frames that arrived as tx (already transmitted) and were not relayed', [], (c) => c.inc(src.relay.loopGuarded));
 

@@ -10,7 +10,7 @@ import type { CanFrame } from '../../core/can/frame.js';
 import type { MirroredEventType } from '../../core/console/normalize.js';
 import { DownAcks } from '../../agent/uplink/down-acks.js';
 import { testFrame } from './can-frames.js';
-import { decodeBatch, encodeBatch, KIND_DOWN, KIND_UP, type Batch } from '../../core/uplink/frame-codec.js';
+import { BatchDecodeError, decodeBatch, encodeBatch, KIND_DOWN, KIND_UP, type Batch } from '../../core/uplink/frame-codec.js';
 import { parseBridgeMessage, PROTOCOL_VERSION, UPLINK_PATH, type BridgeMessage } from '../../core/uplink/messages.js';
 
 export interface ReceivedFrame {
@@ -61,6 +61,8 @@ export class FakeAgent {
   appliedBatch = -1;
   closeCode: number | undefined;
   closeReason = '';
+  /** DOWN batches that did not decode (refused like a real agent does: close 4400), with the reason. */
+  readonly badDown: string[] = [];
   welcome: Extract<BridgeMessage, { t: 'welcome' }> | undefined;
   autoAck: boolean;
   /** The real agent's coalesced DOWN acks; nothing is sent while autoAck is off. */
@@ -218,7 +220,15 @@ export class FakeAgent {
   }
 
   private onDown(buf: Buffer): void {
-    const b = decodeBatch(buf);
+    let b: Batch;
+    try {
+      b = decodeBatch(buf);
+    } catch (err) {
+      if (!(err instanceof BatchDecodeError)) throw err;
+      this.badDown.push(err.message);
+      this.ws.close(4400, 'bad_batch');
+      return;
+    }
     if (b.kind !== KIND_DOWN) throw new Error('bridge sent a non-DOWN batch');
     if (this.opts.record !== false) this.downBatches.push(b);
     if (b.batch > this.appliedBatch) {

@@ -198,3 +198,57 @@ test('periodic group_state: every group once per interval, spread over the inter
   const count = (gid: string): number => states.filter((s) => s.group === gid).length;
   for (const r of rows) assert.equal(count(r.id), 2, `${r.id}: one group_state per interval`);
 });
+
+test('group relay: a throw while sending to a side (a bug) never ends the process: from setImmediate, the sweep timer, attach or an ack it is caught, counted, what the side held is dropped as internal_error, and the relay goes on', async () => {
+  const { relay } = setup([row('g', 'a1', 'b1')]);
+  // A frame encodeBatch refuses (a bus name longer than its length byte): the agent link's decoder never
+  // lets one in, so here it stands for any bug that makes a DOWN batch throw.
+  const bad = (): SequencedFrame[] => [{ seq: 0, frame: testFrame({ bus: 'x'.repeat(300) }) }];
+  const sideB = () => relay.metrics()[0]!.sides.find((s) => s.side === 'b')!;
+  const b = new FakeLink();
+  relay.attach('b1', b);
+  // setImmediate (flushDirty): uncaught, it ended the bridge.
+  relay.relay('a1', bad());
+  await turn();
+  assert.equal(relay.internalErrors, 1);
+  assert.equal(sideB().dropped.internal_error, 1, 'counted');
+  assert.equal(sideB().backlog, 0);
+  relay.relay('a1', frames(1, 3));
+  await turn();
+  assert.deepEqual(
+    b.frames().map((f) => f.seq),
+    [1, 2, 3],
+    'the relay goes on',
+  );
+  // The sweep (setInterval): a socket that could not take the batch at first, then can.
+  b.open = false;
+  relay.relay('a1', [...frames(4, 2), ...bad()]);
+  await turn();
+  b.open = true;
+  const until = Date.now() + 2000;
+  while (relay.internalErrors < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(relay.internalErrors, 2, 'the sweep hit it');
+  assert.equal(sideB().dropped.internal_error, 1 + 3);
+  // attach (inside the agent link's welcome): B is not refused for it at every reconnect.
+  relay.detach('b1', b);
+  relay.relay('a1', bad());
+  await turn();
+  const b2 = new FakeLink();
+  relay.attach('b1', b2);
+  assert.equal(relay.internalErrors, 3);
+  assert.equal(relay.state('g')!.sides.b.online, true);
+  // An ack that makes the queue send: caught too.
+  b2.open = false;
+  relay.relay('a1', bad());
+  await turn();
+  b2.open = true;
+  assert.equal(relay.downAck('b1', 0), true);
+  assert.equal(relay.internalErrors, 4);
+  relay.relay('a1', frames(6, 2));
+  await turn();
+  assert.deepEqual(
+    b2.frames().map((f) => f.seq),
+    [6, 7],
+  );
+  relay.stop();
+});
