@@ -37,7 +37,8 @@ export interface PendingFrame extends SequencedFrame {
   clock: ClockFix;
 }
 
-export type DropReason = 'backlog_full' | 'too_old' | 'group_changed' | 'bridge_stopped' | 'internal_error';
+/** Why frames owed to a side were not sent; `not_mapped` (GroupRelay: a bus the group's map leaves out) is a deliberate skip, not a loss. */
+export type DropReason = 'backlog_full' | 'too_old' | 'group_changed' | 'bridge_stopped' | 'internal_error' | 'not_mapped';
 
 /** The target agent's connection as the queue sees it. */
 export interface DownLink {

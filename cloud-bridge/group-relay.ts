@@ -24,7 +24,9 @@ import type { StateStore } from './state-store.js';
 const PEER_BEHIND_FRAMES = 4096;
 const SIDES: readonly Side[] = ['a', 'b'];
 const other = (s: Side): Side => (s === 'a' ? 'b' : 'a');
-export const DROP_REASONS: readonly DropReason[] = ['backlog_full', 'too_old', 'group_changed', 'bridge_stopped', 'internal_error'];
+export const DROP_REASONS: readonly DropReason[] = ['backlog_full', 'too_old', 'group_changed', 'bridge_stopped', 'internal_error', 'not_mapped'];
+/** The reasons of frames lost, what group_state's `dropped` adds up: `not_mapped` is the bus map's choice, not a loss. */
+const LOSS_REASONS: readonly DropReason[] = DROP_REASONS.filter((r) => r !== 'not_mapped');
 
 /** A connected agent as the relay sees it. */
 export interface RelayLink extends DownLink {
@@ -51,7 +53,13 @@ interface GroupRuntime {
   id: string;
   sides: Record<Side, SideRuntime>;
   busMap: Record<string, string>;
-  /** Bus name translation for frames coming from side a (a→b) and from side b (b→a). */
+  /**
+   * Bus name translation for frames coming from side a (a→b: the map's keys to its values) and from side b
+   * (b→a: values to keys). Empty (no bus map): every bus relays under its own name. Otherwise only the
+   * buses the map names are relayed in that direction: a frame on another bus is skipped and counted
+   * (`not_mapped`), never transmitted — under its own name it could land on a bus the map targets (can1 of
+   * a map {can0: can1}), mixed with the frames mapped there.
+   */
   map: Record<Side, Map<string, string>>;
   /** Frames sent to the target side for the first time, by direction of travel. */
   relayed: { a_to_b: number; b_to_a: number };
@@ -197,7 +205,9 @@ export class GroupRelay {
     const target = m.group.sides[other(m.side)];
     if (target.dongle === dongle) return;
     const map = m.group.map[m.side];
+    const mapped = map.size > 0;
     const q = target.queue;
+    let notMapped = 0;
     for (let i = 0; i < frames.length; i++) {
       const sf = frames[i]!;
       const f = sf.frame;
@@ -205,11 +215,16 @@ export class GroupRelay {
         this.loopGuarded++;
         continue;
       }
-      const bus = map.size === 0 ? undefined : map.get(f.bus);
+      const bus = mapped ? map.get(f.bus) : undefined;
+      if (mapped && bus === undefined) {
+        notMapped++;
+        continue;
+      }
       // Ages from when the origin received it (its clock converted, uncertainty against the frame).
       const p: PendingFrame = { frame: bus === undefined ? f : { ...f, bus }, seq: sf.seq, origin: dongle, originMs: earliestOnBridgeMs(f.tsUs, clock), clock };
       q.push(p);
     }
+    if (notMapped > 0) m.group.dropped[target.side].not_mapped += notMapped;
     this.dirty.add(target);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -466,7 +481,7 @@ export class GroupRelay {
   private stateOf(g: GroupRuntime): GroupStateData {
     const online = { a: this.links.get(g.sides.a.dongle)?.ready === true, b: this.links.get(g.sides.b.dongle)?.ready === true };
     let dropped = g.base.dropped;
-    for (const s of SIDES) for (const r of DROP_REASONS) dropped += g.dropped[s][r];
+    for (const s of SIDES) for (const r of LOSS_REASONS) dropped += g.dropped[s][r];
     return groupStateData({
       group: g.id,
       mode: online.a && online.b ? 'relaying' : online.a || online.b ? 'degraded' : 'down',
@@ -548,5 +563,5 @@ export class GroupRelay {
 }
 
 function zeroDrops(): Record<DropReason, number> {
-  return { backlog_full: 0, too_old: 0, group_changed: 0, bridge_stopped: 0, internal_error: 0 };
+  return { backlog_full: 0, too_old: 0, group_changed: 0, bridge_stopped: 0, internal_error: 0, not_mapped: 0 };
 }

@@ -101,7 +101,7 @@ export function bridgeMetrics(src: BridgeMetricSources): Registry {
   counter(
     r,
     'canrelay_bridge_frames_dropped_total',
-    'Frames for a group side dropped (backlog_full, too_old, group_changed, bridge_stopped, internal_error), never transmitted',
+    "Frames for a group side not sent, never transmitted: lost (backlog_full, too_old, group_changed, bridge_stopped, internal_error) or on a bus the group's bus map leaves out (not_mapped)",
     ['group', 'side', 'reason'],
     (c) => {
       for (const x of groups()) for (const s of x.sides) for (const reason of DROP_REASONS) c.inc({ group: x.group, side: s.side, reason }, s.dropped[reason]);

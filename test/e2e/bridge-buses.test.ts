@@ -1,7 +1,8 @@
 /**
  * Which buses the bridge relays, with fake agents against the real bridge process: a dongle has at most
  * MAX_BUSES_PER_DONGLE buses (an agent naming more is refused, and the bridge and the peer live on), one
- * origin's frames on many buses reach the peer in DOWN batches it can decode.
+ * origin's frames on many buses reach the peer in DOWN batches it can decode, and with a bus map only the
+ * buses it names are relayed.
  */
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
@@ -128,4 +129,49 @@ test('one origin’s frames on 300 buses, sent over 5 connections while the peer
   );
   for (const d of bb.downBatches) assert.ok(new Set(d.frames.map((f) => f.frame.bus)).size <= MAX_BUSES_PER_DONGLE, 'a DOWN batch names at most a dongle’s buses');
   await healthy(b);
+});
+
+test('with a bus map only the buses it names are relayed, each way: a frame on another bus never lands on a mapped one, and is counted as not_mapped', async () => {
+  // The README's own example, {"can0": "can1"}, between two gateways with can0 and can1 each. Before,
+  // A/can1 (not in the map) went to B/can1 under its own name, mixed with A/can0's frames mapped there
+  // (and B's sequence check mixed their numbers); B/can0 likewise landed on A/can0.
+  const b = await bridge();
+  const ta = await b.admin.register('bm-a');
+  const tb = await b.admin.register('bm-b');
+  await b.admin.group('bm', 'bm-a', 'bm-b', { can0: 'can1' });
+  const a = await agent(b.base, { dongle: 'bm-a', token: ta, buses: ['can0', 'can1'] });
+  const bb = await agent(b.base, { dongle: 'bm-b', token: tb, buses: ['can0', 'can1'] });
+  // A: 10 on can0 (mapped to B/can1), 7 on can1 (not in the map), interleaved.
+  a.sendFrames([
+    ...range(0, 5).map((n) => numberedFrame('can0', 0x100, n)),
+    ...range(100, 107).map((n) => numberedFrame('can1', 0x200, n)),
+    ...range(5, 10).map((n) => numberedFrame('can0', 0x100, n)),
+  ]);
+  // B: 4 on can1 (the map's target: back to A/can0), 3 on can0 (not in the map either way).
+  bb.sendFrames([...range(0, 4).map((n) => numberedFrame('can1', 0x300, n)), ...range(200, 203).map((n) => numberedFrame('can0', 0x400, n))]);
+  await bb.waitFor(() => bb.applied.length >= 10, 5000, "A/can0's frames at B");
+  await a.waitFor(() => a.applied.length >= 4, 5000, "B/can1's frames at A");
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(
+    bb.applied.map((r) => [frameNumber(r.frame), r.frame.bus]),
+    range(0, 10).map((n) => [n, 'can1']),
+    'B/can1 gets A/can0 and nothing of A/can1',
+  );
+  assert.deepEqual(
+    a.applied.map((r) => [frameNumber(r.frame), r.frame.bus]),
+    range(0, 4).map((n) => [n, 'can0']),
+    'A/can0 gets B/can1 and nothing of B/can0',
+  );
+  const m = (await getJson(b.base + '/metrics')).text;
+  assert.equal(metricValue(m, 'canrelay_bridge_frames_dropped_total', { group: 'bm', side: 'b', reason: 'not_mapped' }), 7, "A/can1's frames, owed to side b");
+  assert.equal(metricValue(m, 'canrelay_bridge_frames_dropped_total', { group: 'bm', side: 'a', reason: 'not_mapped' }), 3, "B/can0's frames, owed to side a");
+  assert.equal(metricValue(m, 'canrelay_bridge_frames_relayed_total', { group: 'bm', direction: 'a_to_b' }), 10);
+  assert.equal(metricValue(m, 'canrelay_bridge_frames_relayed_total', { group: 'bm', direction: 'b_to_a' }), 4);
+  const st = await b.admin.get('/api/v1/groups/bm');
+  assert.equal(st.body.dropped, 0, "group_state's dropped counts frames lost, not those the map leaves out");
+  // Without a bus map every bus relays under its own name.
+  await b.admin.put('/api/v1/groups/bm', { sides: { a: 'bm-a', b: 'bm-b' }, bus_map: {} });
+  a.sendFrames([numberedFrame('can1', 0x200, 300)]);
+  await bb.waitFor(() => bb.applied.length >= 11, 5000, 'an unmapped group relays every bus');
+  assert.deepEqual([frameNumber(bb.applied[10]!.frame), bb.applied[10]!.frame.bus], [300, 'can1']);
 });
