@@ -27,6 +27,7 @@ import type { CommandLink, CommandMessage } from './commands.js';
 import { PendingAcks } from '../core/uplink/ack-clock.js';
 import type { RelayLink } from './group-relay.js';
 import { RecordingRequests } from './recording-requests.js';
+import { RELAY_CLOCK, type RelayClock } from './relay-clock.js';
 import { BridgeStats, type RejectReason } from './metrics.js';
 
 export type HelloMessage = Extract<AgentMessage, { t: 'hello' }>;
@@ -112,6 +113,11 @@ export class AgentLink implements RelayLink, CommandLink {
   private probesBeforeHello = 0;
   /** Every bus name this link's UP batches have named: at most MAX_BUSES_PER_DONGLE (see busProblem). */
   private readonly buses = new Set<string>();
+  /**
+   * The domain of the bridge's wall clock (relay-clock.ts) when this agent's last clock probe was answered:
+   * the clock its fix is measured against, in its UP batches and when it checks DOWN batches' ages.
+   */
+  private probeDomain: number | undefined;
   /** Recording list/download requests to this agent (cloud-bridge/recording-proxy.ts). */
   readonly recordings = new RecordingRequests((m) => this.ready && this.sendText(m));
 
@@ -123,6 +129,7 @@ export class AgentLink implements RelayLink, CommandLink {
     private readonly stats: BridgeStats,
     private readonly log: Logger,
     timings: LinkTimings = DEFAULT_TIMINGS,
+    private readonly clock: RelayClock = RELAY_CLOCK,
   ) {
     this.helloTimer = setTimeout(
       () => this.refuse('hello_timeout', CLOSE.PROTOCOL, `no hello within ${timings.helloTimeoutMs / 1000} s of connecting; send hello first`),
@@ -171,6 +178,11 @@ export class AgentLink implements RelayLink, CommandLink {
 
   get lastHeardAt(): number {
     return this.lastHeard;
+  }
+
+  /** See probeDomain; undefined before the agent's first clock probe. */
+  get clockDomainMs(): number | undefined {
+    return this.probeDomain;
   }
 
   canSend(): boolean {
@@ -228,7 +240,9 @@ export class AgentLink implements RelayLink, CommandLink {
       // Answered before hello too: the agent learns its clock offset before any frame moves.
       if (this.state !== 'ready' && ++this.probesBeforeHello > MAX_PROBES_BEFORE_HELLO)
         return this.refuse('out_of_place', CLOSE.PROTOCOL, `more than ${MAX_PROBES_BEFORE_HELLO} clock probes before hello; send hello`);
-      this.sendText({ t: 'clock_reply', t0: m.t0, bridge_ms: Date.now() });
+      const t = this.clock.now();
+      this.probeDomain = t.wallMinusMonoMs;
+      this.sendText({ t: 'clock_reply', t0: m.t0, bridge_ms: t.wallMs });
       return;
     }
     if (m.t === 'hello') {
@@ -297,7 +311,8 @@ export class AgentLink implements RelayLink, CommandLink {
     if (tooManyBuses) return this.refuse('bad_batch', CLOSE.PROTOCOL, `bad frame batch: ${tooManyBuses}`);
     // Before anything is taken: a frame time outside a sane window of now is a broken clock or a forged
     // batch, and none of the batch's frames may reach a bus (or a console, which would fail to format it).
-    const now = Date.now();
+    const t = this.clock.now();
+    const now = t.wallMs;
     const badTime = frameTimesProblem(batch.frames, batch.clock ?? BRIDGE_CLOCK, now, BRIDGE_CLOCK);
     if (badTime) return this.refuse('bad_batch', CLOSE.PROTOCOL, `bad frame batch: ${badTime}`);
     if (!this.up.accept(batch.batch)) {
@@ -306,8 +321,9 @@ export class AgentLink implements RelayLink, CommandLink {
       this.queueAck();
       return;
     }
-    // No frame was received after it arrived here: one stamped later ages from its arrival (clock.ts).
-    batch.clock = noLaterThanArrival(batch.frames, batch.clock ?? BRIDGE_CLOCK, now);
+    // No frame was received after it arrived here: one stamped later ages from its arrival (clock.ts). The
+    // arrival on the wall clock the agent's fix converts to: as it was when the agent last probed it.
+    batch.clock = noLaterThanArrival(batch.frames, batch.clock ?? BRIDGE_CLOCK, t.monoMs + (this.probeDomain ?? t.wallMinusMonoMs));
     this.handler.frames(this, batch, now);
     this.queueAck();
   }

@@ -9,6 +9,10 @@
  * - Age bound: a frame received by its origin more than `maxAgeMs` ago (clock offsets and their
  *   uncertainty counted against it) is dropped and counted, never sent — a stale motor command
  *   transmitted long after the fact is dangerous. The target agent checks again when it transmits.
+ *   Frames age on the bridge's monotonic clock (relay-clock.ts), so a step of its wall clock while they
+ *   wait neither lets stale ones out (back) nor drops fresh ones (forward); and a batch carries its origin's
+ *   fix restated for the wall clock its receiver measured its offset against, which may have been stepped
+ *   since the origin measured (`restated`): the receiver computes the true age.
  * - Unacknowledged batches are kept (same batch number) and resent when the side reconnects, before the
  *   backlog; the agent ignores batch numbers it has already applied (BatchDedupe). Stale frames are
  *   filtered out of a resend too; while the side is offline they expire like the backlog.
@@ -19,10 +23,11 @@
  *   rates (docs/benchmarks.md, "Bridge cost at fleet shape").
  */
 import type { CanFrame } from '../core/can/frame.js';
-import type { ClockFix } from '../core/uplink/clock.js';
+import { earliestOnBridgeMs, type ClockFix } from '../core/uplink/clock.js';
 import { MAX_BUSES_PER_DONGLE } from '../core/names.js';
 import { decodeBatch, encodeBatch, KIND_DOWN, MAX_FRAMES_PER_BATCH, type SequencedFrame } from '../core/uplink/frame-codec.js';
 import { SendWindow, type WindowBatch } from '../core/uplink/send-window.js';
+import { restated, TO_MONO_MARGIN_MS, type RelayTime } from './relay-clock.js';
 
 export interface PendingFrame extends SequencedFrame {
   /** Bus already mapped to the target side's name. */
@@ -31,10 +36,26 @@ export interface PendingFrame extends SequencedFrame {
   seq: number;
   /** Dongle the frame comes from (the loop guard's origin). */
   origin: string;
-  /** The earliest moment the origin agent can have received it, on the bridge's clock: what the age bound measures. */
+  /**
+   * The earliest moment the origin agent can have received it, on the bridge's monotonic clock
+   * (relay-clock.ts): what the age bound measures.
+   */
   originMs: number;
-  /** The origin's clock fix, passed on in the DOWN batch so that the target agent checks the age too. */
+  /**
+   * The origin's clock fix: its frame times to the bridge's wall clock as it was in `clockDomainMs`.
+   * Passed on in the DOWN batch (restated for the receiver's domain) so that the target agent checks the age too.
+   */
   clock: ClockFix;
+  /** The domain (the bridge's wall − monotonic clock, relay-clock.ts) in which the origin measured its fix. */
+  clockDomainMs: number;
+}
+
+/**
+ * A frame as the queue holds it: `f` (on the target's bus), from `origin`, whose fix `clock` its origin
+ * measured against the bridge's wall clock in domain `clockDomainMs`.
+ */
+export function pendingFrame(f: CanFrame, seq: number, origin: string, clock: ClockFix, clockDomainMs: number): PendingFrame {
+  return { frame: f, seq, origin, originMs: earliestOnBridgeMs(f.tsUs, clock) - clockDomainMs - TO_MONO_MARGIN_MS, clock, clockDomainMs };
 }
 
 /** Why frames owed to a side were not sent; `not_mapped` (GroupRelay: a bus the group's map leaves out) is a deliberate skip, not a loss. */
@@ -46,6 +67,12 @@ export interface DownLink {
   readonly ready: boolean;
   /** False while the socket's unsent bytes are past their bound: frames then wait in the backlog. */
   canSend(): boolean;
+  /**
+   * The domain (relay-clock.ts) of the bridge's wall clock when it last answered this agent's clock probe:
+   * the clock its offset is measured against. Undefined (it never probed, or another node answers it): the
+   * bridge's current one.
+   */
+  readonly clockDomainMs?: number | undefined;
   sendBinary(buf: Buffer): void;
 }
 
@@ -71,6 +98,16 @@ export const WINDOW_FRAMES = 16_384;
  */
 export const MAX_BUSES_PER_DOWN_BATCH = MAX_BUSES_PER_DONGLE;
 
+interface SentAs {
+  bytes: Buffer;
+  times: number[];
+  /** The origin's fix and the domain it was measured in. */
+  clock: ClockFix;
+  domain: number;
+  /** The domain the fix in `bytes` was restated for. */
+  sentFor: number;
+}
+
 export class DownQueue {
   private items: (PendingFrame | undefined)[] = [];
   private head = 0;
@@ -78,9 +115,10 @@ export class DownQueue {
   private readonly window = new SendWindow<number>((ms) => ms);
   /**
    * What each batch in the window was sent as: its bytes, and its items array as it was then (`expire`
-   * replaces a batch's array when it removes frames, so `times` still lists every frame of `bytes`).
+   * replaces a batch's array when it removes frames, so `times` still lists every frame of `bytes`); the
+   * origin's fix and its domain, and the domain the bytes' fix was restated for.
    */
-  private readonly sentAs = new WeakMap<WindowBatch<number>, { bytes: Buffer; times: number[] }>();
+  private readonly sentAs = new WeakMap<WindowBatch<number>, SentAs>();
 
   constructor(
     readonly dongle: string,
@@ -126,8 +164,8 @@ export class DownQueue {
   }
 
   /** Drops what is too old: the backlog's head, and batches due for resend. */
-  expire(now: number): void {
-    const cutoff = now - this.limits.maxAgeMs;
+  expire(now: RelayTime): void {
+    const cutoff = now.monoMs - this.limits.maxAgeMs;
     let n = 0;
     while (this.head < this.items.length && this.items[this.head]!.originMs < cutoff) {
       this.items[this.head++] = undefined;
@@ -139,25 +177,29 @@ export class DownQueue {
   }
 
   /** Sends what the link takes now: first batches due for resend, then the backlog in batches. */
-  flush(link: DownLink | undefined, now: number): void {
+  flush(link: DownLink | undefined, now: RelayTime): void {
     if (!link?.ready) return;
-    const cutoff = now - this.limits.maxAgeMs;
+    const cutoff = now.monoMs - this.limits.maxAgeMs;
+    // The wall clock the receiver's offset is measured against (its fix of ours).
+    const target = link.clockDomainMs ?? now.wallMinusMonoMs;
     if (this.window.hasUnsent) {
       const stale = this.window.expire(cutoff);
       if (stale > 0) this.hooks.dropped('too_old', stale);
       for (const b of this.window.unsent()) {
         if (!link.canSend()) return;
-        link.sendBinary(this.resendBytes(b));
+        link.sendBinary(this.resendBytes(b, target));
         this.window.markSent(b);
       }
     }
     let stale = 0;
     try {
       while (this.head < this.items.length && this.window.size < WINDOW_FRAMES && link.canSend()) {
-        // A batch carries frames of one origin and one clock fix (the fix changes rarely: at a better probe).
+        // A batch carries frames of one origin and one clock fix (the fix changes rarely: at a better probe;
+        // its domain at a step of the bridge's clock).
         const first = this.items[this.head]!;
         const origin = first.origin;
         const clock = first.clock;
+        const domain = first.clockDomainMs;
         const room = Math.min(MAX_FRAMES_PER_BATCH, WINDOW_FRAMES - this.window.size);
         const frames: PendingFrame[] = [];
         // The buses this batch names; a new one past the limit starts the next batch.
@@ -174,7 +216,7 @@ export class DownQueue {
             staleHere++;
             continue;
           }
-          if (p.origin !== origin || (p.clock !== clock && (p.clock.offsetMs !== clock.offsetMs || p.clock.errorMs !== clock.errorMs))) break;
+          if (p.origin !== origin || p.clockDomainMs !== domain || (p.clock !== clock && (p.clock.offsetMs !== clock.offsetMs || p.clock.errorMs !== clock.errorMs))) break;
           const bus = p.frame.bus;
           if (bus !== lastBus) {
             if (!buses.includes(bus)) {
@@ -187,7 +229,7 @@ export class DownQueue {
           h++;
         }
         const batch = frames.length > 0 ? this.hooks.nextBatch() : 0;
-        const bytes = frames.length > 0 ? encodeBatch({ kind: KIND_DOWN, batch, clock, origin, frames }) : undefined;
+        const bytes = frames.length > 0 ? encodeBatch({ kind: KIND_DOWN, batch, clock: restated(clock, domain, target), origin, frames }) : undefined;
         for (let i = this.head; i < h; i++) this.items[i] = undefined;
         this.head = h;
         stale += staleHere;
@@ -195,7 +237,7 @@ export class DownQueue {
         link.sendBinary(bytes);
         const times = new Array<number>(frames.length);
         for (let i = 0; i < frames.length; i++) times[i] = frames[i]!.originMs;
-        this.sentAs.set(this.window.add(batch, times, true), { bytes, times });
+        this.sentAs.set(this.window.add(batch, times, true), { bytes, times, clock, domain, sentFor: target });
         this.hooks.sent(frames, batch);
       }
     } finally {
@@ -235,18 +277,20 @@ export class DownQueue {
   }
 
   /**
-   * A batch due again, as it was sent, or without the frames `expire` removed from it since. Those are
-   * exactly the frames older than the oldest one kept: `expire` removes everything older than a cutoff.
+   * A batch due again, as it was sent, or without the frames `expire` removed from it since (exactly the
+   * frames older than the oldest one kept: `expire` removes everything older than a cutoff), and with its
+   * fix restated for the receiver's domain `target` when that changed (the bridge's clock was stepped, and
+   * the agent measured its offset again on its new link).
    */
-  private resendBytes(b: WindowBatch<number>): Buffer {
+  private resendBytes(b: WindowBatch<number>, target: number): Buffer {
     const was = this.sentAs.get(b)!;
-    if (b.items === was.times) return was.bytes;
+    if (b.items === was.times && was.sentFor === target) return was.bytes;
     let oldestKept = Infinity;
     for (const t of b.items) if (t < oldestKept) oldestKept = t;
     const old = decodeBatch(was.bytes);
-    const frames = old.frames.filter((_, i) => was.times[i]! >= oldestKept);
-    const bytes = encodeBatch({ ...old, frames });
-    this.sentAs.set(b, { bytes, times: b.items });
+    const frames = b.items === was.times ? old.frames : old.frames.filter((_, i) => was.times[i]! >= oldestKept);
+    const bytes = encodeBatch({ ...old, clock: restated(was.clock, was.domain, target), frames });
+    this.sentAs.set(b, { ...was, bytes, times: b.items, sentFor: target });
     return bytes;
   }
 

@@ -12,11 +12,12 @@ import type { Logger } from 'pino';
 import type { GroupStateData } from '../core/console/events.js';
 import { groupStateData, logData } from '../core/console/normalize.js';
 import { RateLimitedLog } from '../core/log/rate-limited-log.js';
-import { BRIDGE_CLOCK, earliestOnBridgeMs, type ClockFix } from '../core/uplink/clock.js';
+import { BRIDGE_CLOCK, type ClockFix } from '../core/uplink/clock.js';
 import type { SequencedFrame } from '../core/uplink/frame-codec.js';
 import type { BridgeConsoles } from './consoles.js';
 import { GroupMembership, type Membership, type Side } from './group-membership.js';
-import { DownQueue, type DownLink, type DropReason, type PendingFrame } from './down-queue.js';
+import { DownQueue, pendingFrame, type DownLink, type DropReason } from './down-queue.js';
+import { RELAY_CLOCK, type RelayClock } from './relay-clock.js';
 import type { GroupRow } from './store.js';
 import type { StateStore } from './state-store.js';
 
@@ -40,6 +41,8 @@ export interface RelaySettings {
   groupStateIntervalMs: number;
   /** Cluster mode: one epoch for every node (DOWN numbers follow the clock there, see nextBatch). */
   epoch?: string;
+  /** The wall and monotonic clocks held frames age by (tests give their own; default the bridge's). */
+  clock?: RelayClock;
 }
 
 interface SideRuntime {
@@ -131,6 +134,7 @@ export class GroupRelay {
   /** Internal errors caught in the relay's work for a side (a bug; see `guarded`). */
   internalErrors = 0;
   private readonly errorLog: RateLimitedLog;
+  private readonly clock: RelayClock;
 
   constructor(
     private readonly settings: RelaySettings,
@@ -142,6 +146,7 @@ export class GroupRelay {
   ) {
     this.epoch = settings.epoch ?? randomUUID();
     this.errorLog = new RateLimitedLog(log, ERROR_LOG_MS);
+    this.clock = settings.clock ?? RELAY_CLOCK;
     this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweepTimer.unref();
     this.stateSlices = Math.max(1, Math.round(settings.groupStateIntervalMs / STATE_SLICE_MS));
@@ -181,7 +186,7 @@ export class GroupRelay {
     const side = m.group.sides[m.side];
     this.guarded(side, 'sending to a side that connected', () => {
       side.queue.linkUp();
-      side.queue.flush(link, Date.now());
+      side.queue.flush(link, this.clock.now());
     });
     this.publishState(m.group);
   }
@@ -198,8 +203,12 @@ export class GroupRelay {
 
   // ---- data plane ----
 
-  /** Frames from one dongle's UP batch: queued for the peer side, sent at the end of this event-loop turn if it can take them. */
-  relay(dongle: string, frames: readonly SequencedFrame[], clock: ClockFix = BRIDGE_CLOCK): void {
+  /**
+   * Frames from one dongle's UP batch: queued for the peer side, sent at the end of this event-loop turn if
+   * it can take them. `clock`: the origin's fix, measured against the bridge's wall clock in domain
+   * `clockDomainMs` (its link's, relay-clock.ts; undefined: the current one).
+   */
+  relay(dongle: string, frames: readonly SequencedFrame[], clock: ClockFix = BRIDGE_CLOCK, clockDomainMs?: number): void {
     const m = this.memberOf(dongle);
     if (!m) return;
     const target = m.group.sides[other(m.side)];
@@ -207,6 +216,8 @@ export class GroupRelay {
     const map = m.group.map[m.side];
     const mapped = map.size > 0;
     const q = target.queue;
+    const now = this.clock.now();
+    const domain = clockDomainMs ?? now.wallMinusMonoMs;
     let notMapped = 0;
     for (let i = 0; i < frames.length; i++) {
       const sf = frames[i]!;
@@ -220,17 +231,17 @@ export class GroupRelay {
         notMapped++;
         continue;
       }
-      // Ages from when the origin received it (its clock converted, uncertainty against the frame).
-      const p: PendingFrame = { frame: bus === undefined ? f : { ...f, bus }, seq: sf.seq, origin: dongle, originMs: earliestOnBridgeMs(f.tsUs, clock), clock };
-      q.push(p);
+      // Ages from when the origin received it (its clock converted, uncertainty against the frame), on the
+      // monotonic clock.
+      q.push(pendingFrame(bus === undefined ? f : { ...f, bus }, sf.seq, dongle, clock, domain));
     }
     if (notMapped > 0) m.group.dropped[target.side].not_mapped += notMapped;
     this.dirty.add(target);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      this.dirtySince = Date.now();
+      this.dirtySince = now.monoMs;
       setImmediate(() => this.flushDirty());
-    } else if (Date.now() - this.dirtySince >= MAX_DEFER_MS) {
+    } else if (now.monoMs - this.dirtySince >= MAX_DEFER_MS) {
       // The pending setImmediate then finds nothing (or the next turn's frames) to send: harmless.
       this.flushDirty();
     }
@@ -268,7 +279,7 @@ export class GroupRelay {
   /** Sends what this turn's UP batches queued (see `dirty`). */
   private flushDirty(): void {
     this.flushScheduled = false;
-    const now = Date.now();
+    const now = this.clock.now();
     for (const side of this.dirty) this.guarded(side, 'sending relayed frames', () => side.queue.flush(this.links.get(side.dongle), now));
     this.dirty.clear();
   }
@@ -321,7 +332,7 @@ export class GroupRelay {
     const side = m.group.sides[m.side];
     this.guarded(side, 'taking an ack', () => {
       side.queue.ack(batch);
-      side.queue.flush(this.links.get(dongle), Date.now());
+      side.queue.flush(this.links.get(dongle), this.clock.now());
     });
     return true;
   }
@@ -336,7 +347,7 @@ export class GroupRelay {
     const side = m.group.sides[m.side];
     this.guarded(side, 'taking an ack from another node', () => {
       side.queue.ack(batch);
-      side.queue.flush(this.links.get(dongle), Date.now());
+      side.queue.flush(this.links.get(dongle), this.clock.now());
     });
   }
 
@@ -421,7 +432,7 @@ export class GroupRelay {
         relayed: { a_to_b: 0, b_to_a: 0 },
         dropped: { a: zeroDrops(), b: zeroDrops() },
         base: { dropped: row.dropped, relayed: row.relayed_total },
-        rate: { lastTotal: 0, lastAt: Date.now(), value: 0 },
+        rate: { lastTotal: 0, lastAt: this.clock.now().monoMs, value: 0 },
       };
       this.groups.set(row.id, g);
     } else {
@@ -501,7 +512,7 @@ export class GroupRelay {
   }
 
   private sweep(): void {
-    const now = Date.now();
+    const now = this.clock.now();
     for (const g of this.groups.values()) {
       for (const s of SIDES) {
         const side: SideRuntime = g.sides[s];
@@ -523,7 +534,7 @@ export class GroupRelay {
     const from = Math.floor((this.stateSlice * n) / this.stateSlices);
     const to = Math.floor(((this.stateSlice + 1) * n) / this.stateSlices);
     this.stateSlice = (this.stateSlice + 1) % this.stateSlices;
-    const now = Date.now();
+    const now = this.clock.now().monoMs;
     const rows: { id: string; dropped: number; relayedTotal: number }[] = [];
     for (let i = from; i < to; i++) {
       const g = this.stateCycle[i]!;
