@@ -323,6 +323,10 @@ export class AgentServer implements LinkHandler {
 
   savePosition(link: AgentLink, pos: BatchPosition): void {
     if (this.stopped) return; // stop() saves every position itself
+    // Only the dongle's current run: a replaced link of an earlier run, closing after the new run asked to
+    // save its position, would overwrite it (until the new run's next save, a second later at the earliest).
+    // A link of the same run shares the current run's position object (admit), so its saves still count.
+    if (this.positions.get(link.dongle) !== pos) return;
     this.unsaved.set(link.dongle, pos);
   }
 
