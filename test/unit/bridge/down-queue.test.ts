@@ -346,7 +346,7 @@ function stepHarness(bridgeMaxAgeMs: number) {
         // B's fix, measured on its new link: the bridge's wall clock now, minus B's clock now.
         const local = { offsetMs: mono + domain - Date.now(), errorMs: 2 };
         assert.equal(
-          downlink.apply(this.batches.at(-1)!, local, () => undefined),
+          downlink.apply(this.batches.at(-1)!, local),
           undefined,
           'the batch is accepted',
         );
