@@ -320,6 +320,7 @@ function uplinkFigures(uplink: UplinkClient | undefined, uploader: FrameUploader
       frames_acked: uploader.stats.framesAcked,
       frames_buffered: uploader.buffered,
       frames_dropped_buffer_full: uploader.stats.droppedBufferFull,
+      frames_dropped_too_many_buses: uploader.stats.droppedTooManyBuses,
       frames_dropped_too_old: uploader.stats.droppedTooOld,
       frames_dropped_bad_time: uploader.stats.droppedBadTime,
       batches_resent: uploader.stats.batchesResent,

@@ -440,8 +440,13 @@ export class GroupRelay {
       g.busMap = busMap;
       g.map = map;
       if (g.sides.a.dongle === dongles.a && g.sides.b.dongle === dongles.b) {
-        // Same sides, another bus map: waiting frames are addressed to buses the group no longer maps.
-        if (remapped) for (const s of SIDES) g.sides[s].queue.clear('group_changed');
+        // Same sides, another bus map: waiting frames are addressed to buses the group no longer maps. Each
+        // side is told the group again: what it already holds for the old buses, it drops (agent/tx-queue.ts).
+        if (remapped)
+          for (const s of SIDES) {
+            g.sides[s].queue.clear('group_changed');
+            if (announce) this.links.get(g.sides[s].dongle)?.notifyGroup(g.id);
+          }
       } else {
         // Waiting frames were mapped and addressed for the old sides: they are dropped, not redirected.
         for (const s of SIDES) {

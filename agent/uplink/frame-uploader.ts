@@ -32,6 +32,7 @@
  */
 import type { CanFrame } from '../../core/can/frame.js';
 import { frameTimeCheck, type ClockFix } from '../../core/uplink/clock.js';
+import { MAX_BUSES_PER_DONGLE } from '../../core/names.js';
 import { encodeBatch, KIND_UP, type SequencedFrame } from '../../core/uplink/frame-codec.js';
 import { SendWindow } from '../../core/uplink/send-window.js';
 import type { FrameUplink } from '../frame-router.js';
@@ -92,6 +93,7 @@ export class FrameUploader implements FrameUplink {
     droppedBufferFull: 0,
     droppedTooOld: 0,
     droppedBadTime: 0,
+    droppedTooManyBuses: 0,
     /** Batches whose frame times were restated after a wall-clock step (diagnostics). */
     batchesRestated: 0,
   };
@@ -112,7 +114,14 @@ export class FrameUploader implements FrameUplink {
 
   /** Hot path. */
   push(frame: CanFrame): void {
-    const seq = ((this.seqByBus.get(frame.bus) ?? 0) + 1) >>> 0;
+    const last = this.seqByBus.get(frame.bus);
+    // A dongle has at most MAX_BUSES_PER_DONGLE buses (a replay log may name more): the bridge refuses a
+    // batch past them, so frames of further buses stay here, counted.
+    if (last === undefined && this.seqByBus.size >= MAX_BUSES_PER_DONGLE) {
+      this.stats.droppedTooManyBuses++;
+      return;
+    }
+    const seq = ((last ?? 0) + 1) >>> 0;
     this.seqByBus.set(frame.bus, seq);
     // Two clock readings per batch, not per frame; a step within the batch is settled at seal().
     if (this.current.length === 0) this.currentWm = this.wallMinusMono();

@@ -326,9 +326,14 @@ test('the bus map of a group changed while frames wait for its side: they are dr
   const batch = a.sendFrames(range(0, 40).map((n) => numberedFrame('can0', 0x20, n)));
   await a.waitFor(() => a.ackedUp >= batch, 5000, 'the bridge took the batch (queued for B, mapped to can1)');
   await waitBacklog(b, 'remap', 'b', 40);
+  const groupMessages = (): number => a.messages.filter((m) => m.t === 'group').length;
+  const before = groupMessages();
   const put = await b.admin.put('/api/v1/groups/remap', { sides: { a: 'remap-a', b: 'remap-b' }, bus_map: { can0: 'can2' } });
   assert.equal(put.status, 200, JSON.stringify(put.body));
   await waitBacklog(b, 'remap', 'b', 0);
+  // A connected side is told the group again: what it holds for the old buses, it drops (agent-relay-ends.test.ts).
+  await a.waitFor(() => groupMessages() > before, 5000, 'a group message for the new bus map');
+  assert.deepEqual(a.messages.filter((m) => m.t === 'group').at(-1), { t: 'group', group: 'remap' });
   assert.equal(metricValue(await metrics(b), 'canrelay_bridge_frames_dropped_total', { group: 'remap', side: 'b', reason: 'group_changed' }), 40);
   const b2 = await agent(b.base, { dongle: 'remap-b', token: tokens[1] });
   a.sendFrames([numberedFrame('can0', 0x20, 99)]);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { mock, test } from 'node:test';
 import type { CanFrame } from '../../../core/can/frame.js';
+import { MAX_BUSES_PER_DONGLE } from '../../../core/names.js';
 import { BRIDGE_CLOCK } from '../../../core/uplink/clock.js';
 import { decodeBatch, encodeBatch, KIND_DOWN } from '../../../core/uplink/frame-codec.js';
 import { openStateDb } from '../../../core/state/sqlite.js';
@@ -60,6 +61,19 @@ test('uploader: batches with per-bus seq, resend after reconnect, ack frees, bou
   up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
   assert.equal(sent.length, 0, 'frames past the age bound are never sent');
   assert.equal(up.stats.droppedTooOld + up.stats.droppedBufferFull, 5000);
+});
+
+test('uploader: frames of buses past the 64 a dongle may have stay on the agent, counted (the bridge refuses a batch naming more)', async () => {
+  const up = new FrameUploader({ maxBufferedFrames: 10_000, maxAgeMs: 2000 });
+  const sent: Buffer[] = [];
+  up.attach({ send: (b) => sent.push(b), bufferedAmount: () => 0, clock: () => BRIDGE_CLOCK });
+  for (let round = 0; round < 2; round++) for (let i = 0; i < MAX_BUSES_PER_DONGLE + 2; i++) up.push(frame(round * 100 + i, `vcan${i}`));
+  await tick();
+  const buses = new Set(sent.flatMap((b) => decodeBatch(b).frames.map((f) => f.frame.bus)));
+  assert.equal(buses.size, MAX_BUSES_PER_DONGLE, 'the first 64 buses go up');
+  assert.ok(!buses.has(`vcan${MAX_BUSES_PER_DONGLE}`) && !buses.has(`vcan${MAX_BUSES_PER_DONGLE + 1}`));
+  assert.equal(up.stats.droppedTooManyBuses, 4, 'two frames on each of the two buses past them, counted');
+  assert.equal(up.stats.framesQueued, 2 * MAX_BUSES_PER_DONGLE);
 });
 
 test('uploader --uplink-batch-ms: frames of several turns wait for the window and leave as one batch; a full batch does not wait; 0 sends every turn', () => {
