@@ -345,11 +345,7 @@ function stepHarness(bridgeMaxAgeMs: number) {
         super.sendBinary(buf);
         // B's fix, measured on its new link: the bridge's wall clock now, minus B's clock now.
         const local = { offsetMs: mono + domain - Date.now(), errorMs: 2 };
-        assert.equal(
-          downlink.apply(this.batches.at(-1)!, local),
-          undefined,
-          'the batch is accepted',
-        );
+        assert.equal(downlink.apply(this.batches.at(-1)!, local), undefined, 'the batch is accepted');
       }
     })();
     q.linkUp();
