@@ -181,11 +181,14 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
       relay.flushNow(); // frames already taken go out before the links' close frames
       relay.dropHeldAtStop(); // what is still held dies with the process: counted, logged
       await agents.stop();
-      await cluster?.stop();
+      // Counters saved (the bridge_stopped drops just counted among them) and timers stopped before the
+      // cluster's connection is closed: that waits on NATS, bounded (NatsLink.close), and a frozen
+      // nats-server must cost the stop nothing it promises.
       relay.stop();
       commands.stop();
       fleet.stop();
       viewers.stop();
+      await cluster?.stop();
       streams.close();
       for (const w of writers) w.close();
       await new Promise<void>((resolve) => {

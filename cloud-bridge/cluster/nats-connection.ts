@@ -169,13 +169,41 @@ export class NatsLink {
     }
   }
 
-  async close(): Promise<void> {
-    this.flushQueued(); // what this turn queued (a stopping relay's last batches) leaves with the drain
+  /**
+   * Drains (what this turn queued, a stopping relay's last batches, leaves with it), for at most
+   * `drainMs`, then closes. A frozen nats-server (sockets open, no answers) never ends a drain, and one
+   * that is gone ends it with the connection still reconnecting: close() ends the connection either way,
+   * so the stop that awaits this goes on.
+   */
+  async close(drainMs = DRAIN_MS): Promise<void> {
+    this.flushQueued();
     this.stats.connected = false;
-    try {
-      await this.nc.drain();
-    } catch {
-      await this.nc.close().catch(() => {});
-    }
+    const drained = await within(
+      this.nc.drain().then(
+        () => true,
+        () => false,
+      ),
+      drainMs,
+      false,
+    );
+    if (!drained && !this.nc.isClosed())
+      this.log.warn({ drain_ms: drainMs }, 'NATS did not confirm the last publishes of this node (unreachable or not answering); closing the connection');
+    await within(
+      this.nc.close().catch(() => {}),
+      drainMs,
+      undefined,
+    );
   }
+}
+
+/** How long a stop waits for NATS to confirm the last publishes (the bridge's hard stop is 4.5 s). */
+const DRAIN_MS = 1000;
+
+/** `p`'s value, or `otherwise` once `ms` have passed. */
+function within<T>(p: Promise<T>, ms: number, otherwise: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<T>((resolve) => {
+    timer = setTimeout(() => resolve(otherwise), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

@@ -2,7 +2,8 @@
  * A real `nats-server` (Debian package nats-server) for the cluster tests: JetStream on (the ownership
  * leases live in a KV bucket), a free loopback port, a temporary store folder. kill() is SIGKILL (a crash);
  * restart() brings it back on the same port and store, as an operator's systemd would. Every server started
- * here is SIGKILLed when the test process exits, so a failing test leaves nothing behind.
+ * here is SIGKILLed when the test process exits, so a failing test leaves nothing behind; pause() SIGSTOPs it (a frozen
+ * server: sockets open, no answers) and SIGCONTs it again.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -79,6 +80,11 @@ export class NatsServer {
   async kill(): Promise<void> {
     this.child?.kill('SIGKILL');
     await this.exited;
+  }
+
+  /** SIGSTOP/SIGCONT: a server that keeps its sockets open and answers nothing (a frozen host). */
+  pause(on: boolean): void {
+    if (this.running) this.child!.kill(on ? 'SIGSTOP' : 'SIGCONT');
   }
 
   /** Starts again on the same port and store (after kill()). */
