@@ -33,6 +33,7 @@ import { CorsPolicy } from '../core/http/cors.js';
 import { createBridgeServer } from './http-server.js';
 import { BridgeStats, bridgeMetrics } from './metrics.js';
 import type { BridgeConfig } from './options.js';
+import { RetentionSweep, VIEWER_TOKEN_RETENTION_MS } from './retention.js';
 import { SeqTracker } from './seq-tracker.js';
 import { ViewerSessions } from './viewer-sessions.js';
 
@@ -84,6 +85,13 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   const agentDeps: AgentServerDeps = { links, store, auth, consoles, relay, commands, seq, stats, log, timings };
   const agents = new AgentServer(agentDeps);
   commands.load();
+  // Expired viewer tokens stay listed for a day, then are deleted (retention.ts); swept now and hourly.
+  const viewerTokens = new RetentionSweep(
+    VIEWER_TOKEN_RETENTION_MS,
+    (before, limit) => store.pruneExpiredViewerTokens(before, limit),
+    (n) => log.info({ deleted: n }, 'viewer tokens expired for more than a day deleted'),
+  );
+  viewerTokens.run();
   let cluster: Cluster | undefined;
   if (cfg.cluster) {
     const c = cfg.cluster;
@@ -95,6 +103,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     } catch (err) {
       relay.stop();
       commands.stop();
+      viewerTokens.stop();
       fleet.stop();
       streams.close();
       await durable.close();
@@ -166,6 +175,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   } catch (err) {
     relay.stop();
     commands.stop();
+    viewerTokens.stop();
     fleet.stop();
     streams.close();
     await cluster?.stop();
@@ -186,6 +196,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
       // nats-server must cost the stop nothing it promises.
       relay.stop();
       commands.stop();
+      viewerTokens.stop();
       fleet.stop();
       viewers.stop();
       await cluster?.stop();

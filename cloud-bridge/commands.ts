@@ -26,6 +26,7 @@ import { commandStatusData } from '../core/console/normalize.js';
 import { isoNow } from '../core/console/time.js';
 import type { BridgeMessage, CommandBody } from '../core/uplink/messages.js';
 import { CommandDelivery } from './command-delivery.js';
+import { RetentionSweep } from './retention.js';
 import type { BridgeConsoles } from './consoles.js';
 import { isTerminal, type CommandRow } from './store.js';
 import type { StateStore } from './state-store.js';
@@ -57,8 +58,6 @@ const SWEEP_MS = 200;
 const SWEEP_MAX = 200;
 /** How long after its deadline a sent command waits for the agent's report. */
 export const STATUS_GRACE_MS = 10_000;
-/** Finished commands deleted per event-loop turn while pruning. */
-const PRUNE_BATCH = 500;
 
 export interface CommandLimits {
   /** Unfinished commands per dongle. */
@@ -73,14 +72,16 @@ export class CommandCenter {
   /** Unfinished commands and when they time out (ms). */
   private readonly deadlines = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
-  private readonly pruneTimer: NodeJS.Timeout;
+  private readonly pruning: RetentionSweep;
   private readonly delivery: CommandDelivery;
   /** Status transitions since start, by status (metrics). */
   readonly transitions = new Map<CommandState, number>();
   /** Commands refused because their dongle had maxQueued unfinished (metrics). */
   refusedFull = 0;
   /** Finished commands deleted after the retention (metrics). */
-  pruned = 0;
+  get pruned(): number {
+    return this.pruning.pruned;
+  }
 
   /** Status changes dropped from memory while the database refused writes (metrics). */
   get statusesDropped(): number {
@@ -98,15 +99,19 @@ export class CommandCenter {
     this.delivery = new CommandDelivery({ queued: (d, n) => this.store.queuedCommands(d, n), send: (c) => this.send(c) });
     this.timer = setInterval(() => this.sweep(), SWEEP_MS);
     this.timer.unref();
-    this.pruneTimer = setInterval(() => this.prune(), Math.min(3_600_000, Math.max(1000, (limits.retentionS * 1000) / 2)));
-    this.pruneTimer.unref();
+    // Finished commands past the retention, a batch per event-loop turn (retention.ts: the cadence of every such sweep).
+    this.pruning = new RetentionSweep(
+      limits.retentionS * 1000,
+      (before, limit) => this.store.pruneFinishedCommands(before, limit),
+      (n) => this.log.debug({ pruned: n }, 'finished commands past the retention deleted'),
+    );
   }
 
   /** Picks up unfinished commands from an earlier run: their timeouts still apply. */
   load(): void {
     for (const c of this.store.unfinishedCommands()) this.deadlines.set(c.id, this.deadlineOf(c));
     this.sweep();
-    this.prune();
+    this.pruning.run();
   }
 
   /**
@@ -204,7 +209,7 @@ export class CommandCenter {
 
   stop(): void {
     clearInterval(this.timer);
-    clearInterval(this.pruneTimer);
+    this.pruning.stop();
     this.delivery.stop();
   }
 
@@ -252,15 +257,6 @@ export class CommandCenter {
   private hadTimeToReport(dongle: string, now: number): boolean {
     const link = this.linkOf(dongle);
     return link?.ready === true && now - link.connectedAt >= STATUS_GRACE_MS;
-  }
-
-  /** Deletes finished commands past the retention, a batch per event-loop turn. */
-  private prune(): void {
-    const before = new Date(Date.now() - this.limits.retentionS * 1000).toISOString();
-    const n = this.store.pruneFinishedCommands(before, PRUNE_BATCH);
-    this.pruned += n;
-    if (n === PRUNE_BATCH) setImmediate(() => this.prune());
-    else if (n > 0) this.log.debug({ pruned: n }, 'finished commands past the retention deleted');
   }
 
   private announce(c: CommandRow, status: CommandState, error?: string): void {

@@ -767,6 +767,27 @@ export class PgStore {
     return hashes.length > 0;
   }
 
+  /**
+   * Drops up to `limit` viewer tokens that expired before `before` from the view and deletes every such
+   * row in PostgreSQL, in the background; returns how many the view dropped. Every node applies the same rule
+   * to its own view, so no notice is sent; the rows go with whichever node's sweep comes first (a failed
+   * delete is tried again at the next sweep). An expired token is refused anyway (auth.ts), so a re-read
+   * that brings one back meanwhile only shows it in the list until the next sweep.
+   */
+  pruneExpiredViewerTokens(before: string, limit: number): number {
+    let n = 0;
+    for (const [hash, t] of this.tokenRows) {
+      if (n >= limit) break;
+      if (t.kind !== 'viewer' || t.expires_at === null || t.expires_at >= before) continue;
+      this.tokenRows.delete(hash);
+      n++;
+    }
+    // Also when the view had none: rows whose delete failed before, or that another node's view missed.
+    if (this.unreachable === undefined)
+      void this.q("DELETE FROM tokens WHERE kind = 'viewer' AND expires_at IS NOT NULL AND expires_at < $1", [before]).catch((err) => this.failed(err));
+    return n;
+  }
+
   token(hash: string): TokenRow | undefined {
     const t = this.tokenRows.get(hash);
     return t ? { kind: t.kind as TokenKind, dongle: t.dongle, expires_at: t.expires_at } : undefined;

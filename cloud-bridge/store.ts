@@ -178,6 +178,9 @@ export class BridgeStore {
       viewerInsert: db.prepare<[string, string, string | null]>("INSERT INTO tokens (hash, kind, dongle, created_at, expires_at) VALUES (?, 'viewer', NULL, ?, ?)"),
       viewerList: db.prepare<[], ViewerTokenRow>("SELECT hash, created_at, expires_at FROM tokens WHERE kind = 'viewer' ORDER BY created_at, rowid"),
       viewerDelete: db.prepare<[number, string]>("DELETE FROM tokens WHERE kind = 'viewer' AND substr(hash, 1, ?) = ?"),
+      viewerPrune: db.prepare<[string, number]>(
+        "DELETE FROM tokens WHERE rowid IN (SELECT rowid FROM tokens WHERE kind = 'viewer' AND expires_at IS NOT NULL AND expires_at < ? LIMIT ?)",
+      ),
       tokenDeleteAgent: db.prepare<[string]>("DELETE FROM tokens WHERE kind = 'agent' AND dongle = ?"),
       tokenInsert: db.prepare<[string, TokenKind, string | null, string]>('INSERT INTO tokens (hash, kind, dongle, created_at) VALUES (?, ?, ?, ?)'),
       groupGet: db.prepare<[string], GroupRow>('SELECT * FROM groups WHERE id = ?'),
@@ -355,6 +358,14 @@ export class BridgeStore {
 
   viewerTokens(): ViewerTokenRow[] {
     return this.s.viewerList.all();
+  }
+
+  /** Deletes up to `limit` viewer tokens that expired before `before` (retention.ts); returns how many. */
+  pruneExpiredViewerTokens(before: string, limit: number): number {
+    // Housekeeping: on a disk that refuses writes it waits for the next round.
+    if (!this.writes) return this.s.viewerPrune.run(before, limit).changes;
+    const r = this.writes.attempt(() => this.s.viewerPrune.run(before, limit).changes);
+    return r.ok ? r.value : 0;
   }
 
   /** Deletes the viewer token whose hash starts with `idPrefix`; false when there is none. */
