@@ -155,6 +155,7 @@ export class AdminApi {
     if (group !== undefined) this.endGroup(group);
     this.d.agents.disconnect(id, CLOSE.UNAUTHORIZED, 'dongle removed from the bridge');
     this.d.agents.forget(id);
+    this.d.relay.forget(id);
     this.d.consoles.removeDongle(id);
     this.d.stats.forgetDongle(id);
     this.d.log.info({ dongle: id, group_ended: group ?? null }, 'dongle removed');

@@ -19,6 +19,7 @@ import { openBridgeState } from './bridge-state.js';
 import { isPostgresUrl, redact } from './db-url.js';
 import { endRevokedSessions } from './remote-revocations.js';
 import { applyRemoteGroups } from './remote-groups.js';
+import { forgetRemovedDongles } from './remote-dongles.js';
 import { TAKEOVER_HEARTBEATS } from './link-arbiter.js';
 import { Auth } from './auth.js';
 import type { Cluster } from './cluster/cluster.js';
@@ -136,6 +137,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
   const viewers = new ViewerSessions();
   durable.onChange(endRevokedSessions(viewers, agents));
   durable.onChange(applyRemoteGroups(store, relay, consoles));
+  durable.onChange(forgetRemovedDongles(store, { agents, relay, consoles, stats }));
   // A command posted on any node reaches the node its dongle is connected to through the shared store.
   if (cluster) durable.onChange((c) => c.kind === 'command' && commands.storedElsewhere(c.id));
   const admin = new AdminApi({ store, relay, consoles, commands, agents, stats, viewers, log });

@@ -99,6 +99,7 @@ export class FleetFeed {
     this.dongles.delete(dongle);
     this.pending.delete(`p\0${dongle}`);
     for (const k of this.pending) if (k.startsWith(`b\0${dongle}\0`)) this.pending.delete(k);
+    this.stream.forgetPresence(dongle);
     this.stream.publish({ type: 'log', data: { ...logData('info', `dongle ${dongle} removed`, 'dongle_removed'), dongle } });
   }
 

@@ -351,6 +351,11 @@ export class GroupRelay {
     });
   }
 
+  /** The dongle was deleted (its group, if any, removed before): what the relay kept of it goes too. */
+  forget(dongle: string): void {
+    this.highestDown.delete(dongle);
+  }
+
   /** Every dongle that is a side of a group. */
   memberDongles(): IterableIterator<string> {
     return this.membership.dongles();

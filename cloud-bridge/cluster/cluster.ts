@@ -126,9 +126,11 @@ export class Cluster {
     this.ownership.release(dongle, link);
   }
 
-  /** The dongle was deleted: what other nodes said of it is forgotten. */
+  /** The dongle was deleted: what other nodes said of it, and what this node kept for it, is forgotten. */
   forget(dongle: string): void {
     this.positions?.forget(dongle);
+    this.sides?.forget(dongle);
+    this.consoles?.forget(dongle);
   }
 
   /** The last UP batch of `run` another node took for the dongle, or -1. */

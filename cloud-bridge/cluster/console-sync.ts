@@ -240,6 +240,11 @@ export class ConsoleSync {
     if (o !== undefined) this.lastOwner.set(dongle, o);
   }
 
+  /** The dongle was deleted: the node last heard holding it is forgotten (its streams' roles go with the streams). */
+  forget(dongle: string): void {
+    this.lastOwner.delete(dongle);
+  }
+
   /** A group's sides, read from the store at most once per sync tick (this is asked for every event). */
   private sidesOf(gid: string): readonly [string, string] | undefined {
     if (!this.sides.has(gid)) this.sides.set(gid, this.d.sidesOf(gid));

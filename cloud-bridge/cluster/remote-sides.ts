@@ -218,6 +218,14 @@ export class RemoteSides {
     this.relay.attach(dongle, s);
   }
 
+  /** The dongle was deleted: its remote side (if its group still had one) and what was kept of its batches go. */
+  forget(dongle: string): void {
+    this.drop(dongle);
+    this.streams.delete(dongle);
+    this.fedRemotely.delete(dongle);
+    this.pendingAcks.delete(dongle);
+  }
+
   /**
    * A local agent's DOWN ack: to every node that may hold batches for it — only for a dongle that has
    * received batches from another node (the others' acks concern this node alone), and coalesced: one

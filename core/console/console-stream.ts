@@ -146,6 +146,11 @@ export class ConsoleStream {
     return [...this.lastPresence.values()].map((json) => sseBlockWithoutId('presence', json));
   }
 
+  /** The dongle was removed: its latest `presence` is no longer told (the fleet stream keeps one per dongle). */
+  forgetPresence(dongle: string): void {
+    this.lastPresence.delete(dongle);
+  }
+
   /**
    * While sampling is on: the `sampling_on` log event that announced it, as an SSE block without an id,
    * for a client that starts without a clean resume (it connected after the announcement went out and

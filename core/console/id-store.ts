@@ -50,17 +50,31 @@ export interface IdStore {
   load(stream: string): number;
   /** Persists that ids up to and including `ceiling` may be handed out; true once durable. */
   save(stream: string, ceiling: number): boolean;
+  /**
+   * The stream was removed (a deleted dongle or group). A store that holds its ceilings in memory lets its
+   * entry go, so memory follows the live streams, not every name ever used. A durable store keeps its row.
+   */
+  forget?(stream: string): void;
 }
 
-/** For tests and ephemeral streams. */
+/** For tests, ephemeral streams, and the bridge on PostgreSQL (rule 2 alone across restarts). */
 export class MemoryIdStore implements IdStore {
   private readonly m = new Map<string, number>();
+  /**
+   * The highest ceiling of the streams forgotten: one number instead of an entry per name ever used. A
+   * stream made (again) starts above it, so rule 1 holds within the process whatever the names.
+   */
+  private forgotten = 0;
   load(stream: string): number {
-    return this.m.get(stream) ?? 0;
+    return this.m.get(stream) ?? this.forgotten;
   }
   save(stream: string, ceiling: number): boolean {
     this.m.set(stream, ceiling);
     return true;
+  }
+  forget(stream: string): void {
+    this.forgotten = Math.max(this.forgotten, this.m.get(stream) ?? 0);
+    this.m.delete(stream);
   }
 }
 

@@ -46,6 +46,7 @@ export class StreamManager {
   remove(name: string): void {
     this.streams.get(name)?.close();
     this.streams.delete(name);
+    this.settings.ids.forget?.(name);
   }
 
   all(): IterableIterator<ConsoleStream> {

@@ -86,10 +86,19 @@ test('two nodes, one database: a dongle registered on node 1 connects on node 2;
   assert.equal(await upgradeStatus(n2.base, auth(token)), 401, 'the old token is refused on node 2');
   await until(async () => (await upgradeStatus(n2.base, auth(fresh))) === undefined, PROPAGATION_BOUND_MS, 'the new token works on node 2');
 
-  // Removal on node 2: node 1 refuses the dongle's token too.
-  assert.equal((await n2.admin.del('/api/v1/dongles/gw-a')).status, 200);
-  await until(async () => (await upgradeStatus(n1.base, auth(fresh))) === 401, PROPAGATION_BOUND_MS, 'node 1 refuses the removed dongle');
-  assert.equal((await n1.admin.get('/api/v1/dongles/gw-a')).status, 404);
+  // Removal on node 2: node 1 refuses the dongle's token too, and closes the dongle's console it had open
+  // (with it goes what node 1 kept of the dongle: remote-dongles.ts).
+  const sse = await SseClient.connect(`${n1.base}/api/v1/streams/dongles/gw-a/console`, auth(n1.admin.token!));
+  assert.equal(sse.status, 200);
+  try {
+    assert.equal((await n2.admin.del('/api/v1/dongles/gw-a')).status, 200);
+    await until(async () => (await upgradeStatus(n1.base, auth(fresh))) === 401, PROPAGATION_BOUND_MS, 'node 1 refuses the removed dongle');
+    assert.equal((await n1.admin.get('/api/v1/dongles/gw-a')).status, 404);
+    await sse.waitClosed(PROPAGATION_BOUND_MS);
+    assert.ok(sse.closed, "node 1 closed the removed dongle's console");
+  } finally {
+    sse.close();
+  }
 });
 
 test('a viewer token revoked on node 1 is refused on node 2, and its open stream there is closed', async (t) => {
