@@ -153,7 +153,9 @@ export class Cluster {
     const st = this.nats.stats;
     gauge(r, 'canrelay_bridge_cluster_nats_connected', '1 while this node reaches NATS', [], (g) => g.set(this.nats.connected ? 1 : 0));
     counter(r, 'canrelay_bridge_cluster_nats_disconnects_total', 'Times this node lost its NATS connection', [], (c) => c.inc(st.disconnects));
-    counter(r, 'canrelay_bridge_cluster_failed_ops_total', 'Cluster operations (lease, publish) that failed, e.g. while NATS was away', [], (c) => c.inc(st.failedOps));
+    counter(r, 'canrelay_bridge_cluster_failed_ops_total', 'Cluster operations (lease, publish, a message handler that threw) that failed, e.g. while NATS was away', [], (c) =>
+      c.inc(st.failedOps),
+    );
     counter(r, 'canrelay_bridge_cluster_bad_messages_total', 'Cluster messages that failed validation and were ignored', [], (c) => c.inc(st.badMessages));
     counter(r, 'canrelay_bridge_cluster_unchecked_claims_total', 'Agent connections admitted while NATS was unreachable (lease written later)', [], (c) =>
       c.inc(this.ownership.uncheckedClaims),

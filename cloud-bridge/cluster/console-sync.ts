@@ -144,11 +144,11 @@ export class ConsoleSync {
 
   constructor(private readonly d: ConsoleSyncDeps) {
     this.outbox = new ConsoleOutbox(d.nats);
-    const nc = d.nats.nc;
-    nc.subscribe(SUBJECTS.consoleIn(d.node), { callback: (_e, m) => this.onForwarded(m.data) });
-    nc.subscribe(SUBJECTS.consoleHistory(d.node), { callback: (_e, m) => m.respond(this.answerHistory(m.data)) });
-    nc.subscribe(SUBJECTS.consoleInterest(d.node), { callback: (_e, m) => this.onInterest(m.data) });
-    nc.subscribe(SUBJECTS.consoleWatched, { callback: (_e, m) => this.onWatched(m.data) });
+    const nats = d.nats;
+    nats.subscribe(SUBJECTS.consoleIn(d.node), (m) => this.onForwarded(m.data));
+    nats.subscribe(SUBJECTS.consoleHistory(d.node), (m) => m.respond(this.answerHistory(m.data)));
+    nats.subscribe(SUBJECTS.consoleInterest(d.node), (m) => this.onInterest(m.data));
+    nats.subscribe(SUBJECTS.consoleWatched, (m) => this.onWatched(m.data));
     // What was in transit while NATS was away is lost: every mirror catches up from its numbering node.
     d.nats.onReconnect(() => {
       for (const m of this.mirrors.values()) void this.catchUp(m, undefined);
@@ -434,7 +434,7 @@ export class ConsoleSync {
       heldBytes: 0,
       heldOverflow: false,
       catchingUp: undefined,
-      sub: this.d.nats.nc.subscribe(SUBJECTS.consoleEvents(s.name), { callback: (_e, msg) => this.onNumbered(m, msg.data) }),
+      sub: this.d.nats.subscribe(SUBJECTS.consoleEvents(s.name), (msg) => this.onNumbered(m, msg.data)),
     };
     this.mirrors.set(s.name, m);
     void this.catchUp(m, numberer, true);

@@ -3,9 +3,10 @@
  * forever on its own, and keeps what /healthz and /metrics say about it (reachable or not, disconnects,
  * messages that failed validation). Subjects are named here, in one place.
  */
-import { connect, Events, type NatsConnection } from 'nats';
+import { connect, Events, type Msg, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from 'pino';
 import { EXIT_USAGE, StartupError } from '../../core/cli/exit-codes.js';
+import { RateLimitedLog } from '../../core/log/rate-limited-log.js';
 
 /** Every subject the cluster uses; dongle ids go in hex (an id may contain "."; NATS splits subjects on it). */
 export const SUBJECTS = {
@@ -46,7 +47,7 @@ export interface NatsStats {
   reconnects: number;
   /** Cluster messages that failed validation and were ignored. */
   badMessages: number;
-  /** Cluster operations (lease reads and writes, publishes) that failed, e.g. while NATS was away. */
+  /** Cluster operations (lease reads and writes, publishes, a message handler that threw) that failed, e.g. while NATS was away. */
   failedOps: number;
 }
 
@@ -57,12 +58,14 @@ export class NatsLink {
   private queued: { subject: string; data: Uint8Array | string; what: string }[] = [];
   private turnEnd: (() => void)[] = [];
   private scheduled = false;
+  private readonly handlerErrors: RateLimitedLog;
 
   private constructor(
     readonly nc: NatsConnection,
     private readonly log: Logger,
   ) {
     this.stats.connected = true;
+    this.handlerErrors = new RateLimitedLog(log, 60_000);
     void this.watch();
   }
 
@@ -103,6 +106,31 @@ export class NatsLink {
   publishSoon(subject: string, data: Uint8Array | string, what = 'publish'): void {
     this.queued.push({ subject, data, what });
     this.schedule();
+  }
+
+  /**
+   * Subscribes with `handle` guarded: every subscription of the cluster goes through here. A handler that
+   * throws (a bug) costs its message, never the connection: nats.js calls subscription callbacks from its
+   * socket reader, and a throw there ends the reader ("reader closed" on stdout) — nothing more is read,
+   * the connection is dropped at the next ping-out, and every remote side and console mirror starts over.
+   * Counted in failedOps, logged with the subject (error, at most once a minute).
+   */
+  subscribe(subject: string, handle: (m: Msg) => void): Subscription {
+    return this.nc.subscribe(subject, {
+      callback: (err, m) => {
+        if (err) return this.failed(`subscription ${subject}`, err);
+        try {
+          handle(m);
+        } catch (e) {
+          this.stats.failedOps++;
+          this.handlerErrors.write(
+            'error',
+            { subject, err: e },
+            'internal error: a cluster message handler failed (a bug: please report it with this line); the message is dropped, the connection goes on',
+          );
+        }
+      },
+    });
   }
 
   /** Calls `f` once at the end of this turn, before the queued publishes leave (it may queue more). */

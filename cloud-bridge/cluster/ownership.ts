@@ -74,17 +74,15 @@ export class Ownership {
     private readonly events: OwnershipEvents,
     private readonly log: Logger,
   ) {
-    nats.nc.subscribe(SUBJECTS.lease, { callback: (_err, msg) => this.onAnnouncement(msg.data) });
-    nats.nc.subscribe(SUBJECTS.holds(node), {
-      callback: (_err, msg) => {
-        const q = holdsQuestion.safeParse(safeJson(msg.data));
-        if (!q.success) {
-          this.nats.stats.badMessages++;
-          return;
-        }
-        const o = this.owned.get(q.data.dongle);
-        msg.respond(JSON.stringify({ held: o !== undefined, silent_ms: o ? Math.max(0, Math.round(Date.now() - o.link.lastHeardAt)) : 0 }));
-      },
+    nats.subscribe(SUBJECTS.lease, (msg) => this.onAnnouncement(msg.data));
+    nats.subscribe(SUBJECTS.holds(node), (msg) => {
+      const q = holdsQuestion.safeParse(safeJson(msg.data));
+      if (!q.success) {
+        this.nats.stats.badMessages++;
+        return;
+      }
+      const o = this.owned.get(q.data.dongle);
+      msg.respond(JSON.stringify({ held: o !== undefined, silent_ms: o ? Math.max(0, Math.round(Date.now() - o.link.lastHeardAt)) : 0 }));
     });
     this.timer = setInterval(() => void this.refresh(), refreshMs);
     this.timer.unref();

@@ -102,11 +102,11 @@ export class RemoteSides {
     private readonly localLink: (dongle: string) => AgentLink | undefined,
     private readonly log: Logger,
   ) {
-    nats.nc.subscribe(SUBJECTS.down(ownership.node), { callback: (_e, m) => this.onBundle(m) });
-    nats.nc.subscribe(SUBJECTS.ack, { callback: (_e, m) => this.onAck(m) });
-    nats.nc.subscribe(SUBJECTS.back, { callback: (_e, m) => this.onBack(m) });
-    nats.nc.subscribe(SUBJECTS.resend, { callback: (_e, m) => this.onResend(m) });
-    nats.nc.subscribe(SUBJECTS.relinked, { callback: (_e, m) => this.onRelinked(m) });
+    nats.subscribe(SUBJECTS.down(ownership.node), (m) => this.onBundle(m));
+    nats.subscribe(SUBJECTS.ack, (m) => this.onAck(m));
+    nats.subscribe(SUBJECTS.back, (m) => this.onBack(m));
+    nats.subscribe(SUBJECTS.resend, (m) => this.onResend(m));
+    nats.subscribe(SUBJECTS.relinked, (m) => this.onRelinked(m));
     // Core NATS drops what was in transit when a connection broke, and what is published to a node that
     // has not resubscribed yet: every remote side starts over as if its agent had reconnected
     // (unacknowledged batches resent first; the agent skips those it applied) — here when this node is

@@ -33,7 +33,7 @@ export class UpPositions {
     private readonly isDongle: (dongle: string) => boolean,
     private readonly log: Logger,
   ) {
-    nats.nc.subscribe(SUBJECTS.upPosition, { callback: (_e, m) => this.onPosition(m.data) });
+    nats.subscribe(SUBJECTS.upPosition, (m) => this.onPosition(m.data));
   }
 
   /** An agent's link ended here at `pos` (the last UP batch taken of its run). */
