@@ -2,7 +2,7 @@
  * What both daemons do around their own start: report a failed start as one line and exit with a code
  * that says what kind of failure it was (core/cli/exit-codes.ts), tell systemd when they are ready
  * (Type=notify), on SIGTERM/SIGINT stop cleanly — or hard, if something holds them past the deadline —
- * and survive a promise rejection nothing handled (logged).
+ * never die of a SIGHUP, and survive a promise rejection nothing handled (logged).
  */
 import { writeSync } from 'node:fs';
 import type { Logger } from 'pino';
@@ -61,6 +61,16 @@ export async function runDaemon<D extends Daemon>(name: string, log: Logger, sta
   });
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  // SIGHUP's default would kill the daemon (a logrotate habit, `kill -HUP`), and no stop would run. A part
+  // of the daemon that acts on it registers its own listener (the agent's DBC reload,
+  // agent/signals/agent-signals.ts); otherwise — the bridge, or a daemon still starting — it is said and ignored.
+  process.on('SIGHUP', () => {
+    if (process.listenerCount('SIGHUP') > 1) return;
+    log.info(
+      { signal: 'SIGHUP' },
+      `SIGHUP: nothing to reload (the configuration is read at start: restart the ${name} to apply a change; logs go to stdout, with no file to reopen); going on`,
+    );
+  });
   try {
     daemon = await start();
   } catch (err) {
