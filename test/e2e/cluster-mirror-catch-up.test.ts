@@ -162,10 +162,11 @@ test('mirrors of one node together hold at most HELD_BYTES_MAX: each completes f
   for (const name of names) n1.number(name, 9_000, 1000);
   await n1.nc.flush();
   await link.nc.flush();
-  assert.ok(sync.stats.heldDropped > 0, 'the node-wide bound left events unheld');
-  assert.ok(sync.stats.heldDropped < 9_000, 'while one mirror alone could hold all of its own');
+  // The flushes say NATS delivered them; the mirrors' handlers may still be working through them (a loaded machine).
+  await until(() => sync.stats.heldDropped > 0, 10_000, 'the node-wide bound left events unheld');
   n1.release();
   await Promise.all(readies);
+  assert.ok(sync.stats.heldDropped < 9_000, 'while one mirror alone could hold all of its own');
   for (const name of names) assert.deepEqual(idsIn(streams, name), range(RUN, RUN + 9_009), `${name}: every event, in order`);
   assert.equal(sync.stats.restarts, 2, 'each mirror started once, no stream_reset after');
 });
