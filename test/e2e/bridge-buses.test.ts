@@ -5,44 +5,16 @@
  * buses it names are relayed.
  */
 import assert from 'node:assert/strict';
-import { afterEach, test } from 'node:test';
+import { test } from 'node:test';
 import type { CanFrame } from '../../core/can/frame.js';
 import { MAX_BUSES_PER_DONGLE } from '../../core/names.js';
 import { CLOSE } from '../../core/uplink/messages.js';
-import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
-import { FakeAgent, frameNumber, numberedFrame, type FakeAgentOptions } from '../helpers/fake-agent.js';
+import type { StartedBridge } from '../helpers/bridge-process.js';
+import { relaySuite } from '../helpers/relay-suite.js';
+import { type FakeAgent, frameNumber, numberedFrame } from '../helpers/fake-agent.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
 
-const running: StartedBridge[] = [];
-const agents: FakeAgent[] = [];
-afterEach(async () => {
-  for (const a of agents.splice(0)) a.kill();
-  for (const b of running.splice(0)) await b.proc.stop('SIGKILL');
-});
-async function bridge(args: string[] = []): Promise<StartedBridge> {
-  const b = await startBridgeProcess(args);
-  running.push(b);
-  return b;
-}
-async function agent(base: string, opts: FakeAgentOptions): Promise<FakeAgent> {
-  const a = await FakeAgent.connect(base, opts);
-  agents.push(a);
-  return a;
-}
-/** The same agent process again (same run: its batch and sequence numbers go on), once its old link is gone. */
-async function again(a: FakeAgent): Promise<FakeAgent> {
-  await a.close();
-  for (let i = 0; ; i++) {
-    try {
-      const n = await a.reconnect();
-      agents.push(n);
-      return n;
-    } catch (err) {
-      if (i >= 20 || !/closed 4409/.test(String(err))) throw err;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
+const { bridge, agent, reconnect: again } = relaySuite();
 const numbers = (a: FakeAgent): number[] => a.applied.map((r) => frameNumber(r.frame));
 const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
 /** One frame on each of `n` buses named `<prefix><i>`, numbered from `first`, received `ageMs` ago. */

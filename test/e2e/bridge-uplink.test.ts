@@ -5,51 +5,19 @@
  * replacement of a connection.
  */
 import assert from 'node:assert/strict';
-import { afterEach, test } from 'node:test';
+import { test } from 'node:test';
 import { encodeBatch, KIND_DOWN, KIND_UP, MAX_BATCH_BYTES } from '../../core/uplink/frame-codec.js';
 import { MAX_TEXT_MESSAGE_BYTES, PROTOCOL_VERSION } from '../../core/uplink/messages.js';
-import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
-import { FakeAgent, frameNumber, numberedFrame, type FakeAgentOptions } from '../helpers/fake-agent.js';
+import { ADMIN_TOKEN, type StartedBridge } from '../helpers/bridge-process.js';
+import { relaySuite } from '../helpers/relay-suite.js';
+import { type FakeAgent, frameNumber, numberedFrame, type FakeAgentOptions } from '../helpers/fake-agent.js';
 import { getJson, metricValue, SseClient, type SseEvent } from '../helpers/sse-client.js';
 
-const running: StartedBridge[] = [];
-const agents: FakeAgent[] = [];
-const clients: SseClient[] = [];
-afterEach(async () => {
-  // Per test: a loaded CI machine should not carry every earlier test's bridge.
-  for (const c of clients.splice(0)) c.close();
-  for (const a of agents.splice(0)) a.kill();
-  for (const b of running.splice(0)) await b.proc.stop('SIGKILL');
-});
-async function bridge(args: string[] = []): Promise<StartedBridge> {
-  const b = await startBridgeProcess(args);
-  running.push(b);
-  return b;
-}
-async function agent(base: string, opts: FakeAgentOptions): Promise<FakeAgent> {
-  const a = await FakeAgent.connect(base, opts);
-  agents.push(a);
-  return a;
-}
-/** The same agent comes back: its old connection closes first (a live one would refuse the newcomer: 4409). */
-async function reconnect(a: FakeAgent, overrides: Partial<FakeAgentOptions> = {}): Promise<FakeAgent> {
-  await a.close();
-  for (let i = 0; ; i++) {
-    try {
-      const n = await a.reconnect(overrides);
-      agents.push(n);
-      return n;
-    } catch (err) {
-      // The bridge may not have seen the old close yet.
-      if (i >= 20 || !/closed 4409/.test(String(err))) throw err;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
+const { bridge, agent, reconnect, track } = relaySuite();
 async function consoleOf(b: StartedBridge, path: string, headers: Record<string, string> = {}): Promise<SseClient> {
   const c = await SseClient.connect(`${b.base}/api/v1/streams/${path}/console`, { Authorization: `Bearer ${ADMIN_TOKEN}`, ...headers });
   assert.equal(c.status, 200);
-  clients.push(c);
+  track(() => c.close());
   return c;
 }
 async function metrics(b: StartedBridge): Promise<string> {
