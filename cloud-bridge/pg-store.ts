@@ -911,9 +911,21 @@ export class PgStore {
     return n;
   }
 
-  /** Deletes finished commands past `before` in PostgreSQL, in the background; returns what the view dropped. */
+  /**
+   * Deletes finished commands past `before` in PostgreSQL, in the background, and drops them from this
+   * node's view (returns how many). Every node applies the same rule to its own view: the node whose DELETE takes the rows
+   * sends no notice, so the other nodes' views kept them until a full re-read (growing with time).
+   */
   pruneFinishedCommands(before: string, limit: number): number {
     if (this.unreachable !== undefined || this.pendingWrites > 0) return 0;
+    let n = 0;
+    for (const c of [...this.commandRows.values()]) {
+      if (n >= limit) break;
+      if (c.expires_at < before && isTerminal(this.withStatus(c)!.status)) {
+        this.dropCommandRow(c.id);
+        n++;
+      }
+    }
     void this.q<{ id: string }>(
       "DELETE FROM commands WHERE id IN (SELECT id FROM commands WHERE expires_at < $1 AND status IN ('succeeded', 'failed', 'timed_out') LIMIT $2) RETURNING id",
       [before, limit],
@@ -924,7 +936,7 @@ export class PgStore {
         }),
       )
       .catch((err) => this.failed(err));
-    return 0;
+    return n;
   }
 
   unfinishedCommands(dongle?: string): CommandRow[] {
