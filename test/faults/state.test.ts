@@ -296,7 +296,11 @@ test('bridge: an admin change answered 2xx is on the disk (fsync) when answered,
   if (spawnSync('strace', ['-V']).status !== 0) return skipOrFail(t, 'strace is not installed (.ci/ensure-debs.sh strace)');
   const bridge: StartedBridge = track(await startBridgeProcess());
   const trace = join(tempDir('canrelay-fsync-'), 'strace.txt');
-  const strace = spawn('strace', ['-f', '-e', 'trace=fsync,fdatasync', '-o', trace, '-p', String(bridge.proc.child.pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // The syncs with the files they sync (-y), and the writes with the start of what they write (-s): the
+  // promise is an order, a sync of the database before each answer.
+  const strace = spawn('strace', ['-f', '-y', '-s', '24', '-e', 'trace=fsync,fdatasync,write,writev', '-o', trace, '-p', String(bridge.proc.child.pid)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   // strace says when it holds every thread of the process.
   await new Promise<void>((resolve, reject) => {
     let err = '';
@@ -312,10 +316,17 @@ test('bridge: an admin change answered 2xx is on the disk (fsync) when answered,
   assert.equal(cmd.status, 202, JSON.stringify(cmd.body));
   strace.kill('SIGINT');
   await new Promise((r) => strace.once('exit', r));
-  const syncs = readFileSync(trace, 'utf8')
-    .split('\n')
-    .filter((l) => /\b(fsync|fdatasync)\(/.test(l));
-  assert.ok(syncs.length >= 2, `the two commits were synced to the disk: ${syncs.length} fsync/fdatasync calls`);
+  // For each answer (201, 202): was the database synced since the answer before it?
+  const answers: boolean[] = [];
+  let synced = false;
+  for (const l of readFileSync(trace, 'utf8').split('\n')) {
+    if (/\b(fsync|fdatasync)\(\d+<[^>]*bridge\.sqlite/.test(l)) synced = true;
+    else if (/\bwritev?\(.*HTTP\/1\.1 20[12] /.test(l)) {
+      answers.push(synced);
+      synced = false;
+    }
+  }
+  assert.deepEqual(answers, [true, true], 'each of the two answers came after a sync of the database');
   assert.equal(await bridge.proc.stop(), 0);
 });
 
