@@ -16,6 +16,7 @@
  */
 import type { CanFrame } from '../core/can/frame.js';
 import { MAX_BUSES_PER_DONGLE } from '../core/names.js';
+import { compactHead } from '../core/queue-head.js';
 import type { SendResult } from './sources/source.js';
 
 export type TxDone = (r: SendResult) => void;
@@ -212,10 +213,7 @@ export class TxQueue {
    * ever queued would stay in memory. Amortised: only once the handled part is most of the array.
    */
   private compact(lane: Lane): void {
-    if (lane.head > 1024 && lane.head * 2 > lane.q.length) {
-      lane.q.splice(0, lane.head);
-      lane.head = 0;
-    }
+    lane.head = compactHead(lane.q, lane.head);
   }
 
   /** Items held in memory, handled ones not yet forgotten included (tests: the queue's memory stays bounded). */

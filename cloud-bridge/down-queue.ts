@@ -25,6 +25,7 @@
 import type { CanFrame } from '../core/can/frame.js';
 import { earliestOnBridgeMs, type ClockFix } from '../core/uplink/clock.js';
 import { MAX_BUSES_PER_DONGLE } from '../core/names.js';
+import { compactHead } from '../core/queue-head.js';
 import { decodeBatch, encodeBatch, KIND_DOWN, MAX_FRAMES_PER_BATCH, type SequencedFrame } from '../core/uplink/frame-codec.js';
 import { SendWindow, type WindowBatch } from '../core/uplink/send-window.js';
 import { restated, TO_MONO_MARGIN_MS, type RelayTime } from './relay-clock.js';
@@ -295,13 +296,6 @@ export class DownQueue {
   }
 
   private compact(): void {
-    if (this.head === 0) return; // nothing taken since the last compaction (the sweep's usual case)
-    if (this.head === this.items.length) {
-      this.items = [];
-      this.head = 0;
-    } else if (this.head > 4096 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
+    this.head = compactHead(this.items, this.head, 4096);
   }
 }

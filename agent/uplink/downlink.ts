@@ -24,6 +24,7 @@ import { BatchDedupe } from '../../core/uplink/batch-dedupe.js';
 import { BRIDGE_CLOCK, frameTimesProblem, transmitDeadlineMs, type ClockFix } from '../../core/uplink/clock.js';
 import type { Batch } from '../../core/uplink/frame-codec.js';
 import { SeqChecker } from '../../core/uplink/seq-checker.js';
+import { compactHead } from '../../core/queue-head.js';
 import type { RelayedDropReason, TxQueue } from '../tx-queue.js';
 
 export class Downlink {
@@ -133,13 +134,7 @@ export class Downlink {
     this.open.delete(batch);
     const before = this.doneUpTo;
     while (this.takenHead < this.taken.length && !this.open.has(this.taken[this.takenHead]!)) this.doneUpTo = this.taken[this.takenHead++]!;
-    if (this.takenHead === this.taken.length) {
-      this.taken.length = 0;
-      this.takenHead = 0;
-    } else if (this.takenHead > 1024 && this.takenHead * 2 > this.taken.length) {
-      this.taken.splice(0, this.takenHead);
-      this.takenHead = 0;
-    }
+    this.takenHead = compactHead(this.taken, this.takenHead);
     if (this.doneUpTo !== before) this.onAck?.(this.doneUpTo);
   }
 
