@@ -50,7 +50,8 @@ async function openFleet(token: string, width = 1280, height = 800, init?: (page
   await page.locator('#token-panel').waitFor();
   await page.fill('#token-input', token);
   await page.press('#token-input', 'Enter');
-  await page.locator('#stream-state[data-state="live"]').waitFor();
+  // Generous: on a loaded CI machine the first snapshot of a large fleet has taken over 15 s.
+  await page.locator('#stream-state[data-state="live"]').waitFor({ timeout: 60_000 });
   return page;
 }
 
