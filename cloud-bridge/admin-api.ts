@@ -22,6 +22,7 @@ import type { BridgeStats } from './metrics.js';
 import type { DongleRow, GroupRow } from './store.js';
 import type { StateStore } from './state-store.js';
 import type { ViewerSessions } from './viewer-sessions.js';
+import { forgetDongle } from './remote-dongles.js';
 import { StateWriteError } from '../core/state/state-health.js';
 
 const DongleId = z.string().regex(ID_RULE, `a dongle id is ${ID_RULE_TEXT}`);
@@ -154,10 +155,7 @@ export class AdminApi {
     this.d.commands.dongleRemoved(id);
     if (group !== undefined) this.endGroup(group);
     this.d.agents.disconnect(id, CLOSE.UNAUTHORIZED, 'dongle removed from the bridge');
-    this.d.agents.forget(id);
-    this.d.relay.forget(id);
-    this.d.consoles.removeDongle(id);
-    this.d.stats.forgetDongle(id);
+    forgetDongle(this.d, id);
     this.d.log.info({ dongle: id, group_ended: group ?? null }, 'dongle removed');
     return { status: 200, body: { id, deleted: true, group_ended: group ?? null } };
   }

@@ -14,17 +14,27 @@ import type { BridgeStats } from './metrics.js';
 import type { StateChange } from './pg-store.js';
 import type { StateStore } from './state-store.js';
 
-export function forgetRemovedDongles(
-  store: Pick<StateStore, 'dongle'>,
-  d: { agents: Pick<AgentServer, 'forget'>; relay: Pick<GroupRelay, 'forget'>; consoles: Pick<BridgeConsoles, 'removeDongle'>; stats: Pick<BridgeStats, 'forgetDongle'> },
-): (c: StateChange) => void {
+/** What keeps per-dongle state on a node. */
+export interface DongleStateHolders {
+  agents: Pick<AgentServer, 'forget'>;
+  relay: Pick<GroupRelay, 'forget'>;
+  consoles: Pick<BridgeConsoles, 'removeDongle'>;
+  stats: Pick<BridgeStats, 'forgetDongle'>;
+}
+
+/** Forgets what this node keeps of a removed dongle: the one list, for the admin API's removal and a remote one. */
+export function forgetDongle(d: DongleStateHolders, id: string): void {
+  d.agents.forget(id);
+  d.relay.forget(id);
+  d.consoles.removeDongle(id);
+  d.stats.forgetDongle(id);
+}
+
+export function forgetRemovedDongles(store: Pick<StateStore, 'dongle'>, d: DongleStateHolders): (c: StateChange) => void {
   return (c) => {
     // A dongle still (or again) registered is not forgotten: a removal and a new registration under the
     // same id may reach this node as two notices read after both.
     if (c.kind !== 'dongle' || !c.remote || store.dongle(c.id) !== undefined) return;
-    d.agents.forget(c.id);
-    d.relay.forget(c.id);
-    d.consoles.removeDongle(c.id);
-    d.stats.forgetDongle(c.id);
+    forgetDongle(d, c.id);
   };
 }
