@@ -4,7 +4,7 @@
  * then with every heartbeat, and keeps the estimate. Its fix stamps every UP batch and converts the
  * origin times of DOWN frames to this agent's clock.
  */
-import { ClockEstimator, type ClockFix } from '../../core/uplink/clock.js';
+import { ClockEstimator, fixForWallClockNow, type ClockFix } from '../../core/uplink/clock.js';
 import type { AgentMessage, BridgeMessage } from '../../core/uplink/messages.js';
 
 /** Round trips taken right after connecting; the best of them is the first estimate's error. */
@@ -32,6 +32,18 @@ export class ClockSync {
   /** The wall-minus-monotonic offset (ms) of the wall clock the fix is for (frame-uploader.ts restates held frames into it). */
   get fixWallMinusMono(): number | undefined {
     return this.estimator.fixWallMinusMono;
+  }
+
+  /**
+   * The fix for times read on the wall clock now: restated by any step of the wall clock since its round
+   * trip (core/uplink/clock.ts fixForWallClockNow). What converts a time read now (a DOWN frame's transmit
+   * deadline, a command's expiry) uses this; the fix as measured would be off by the step until the next
+   * probe — a step back would let a relayed frame or a command outlive its limit by the step.
+   */
+  fixNow(): ClockFix | undefined {
+    const fix = this.estimator.fix;
+    const wm = this.estimator.fixWallMinusMono;
+    return fix === undefined || wm === undefined ? fix : fixForWallClockNow(fix, wm, this.now() - this.monoNow());
   }
 
   /** A new connection: fresh round trips (the clock may have been stepped while it was down). */

@@ -31,7 +31,7 @@
  * follow a step at all; their frames keep the error of the anchoring, as before.
  */
 import type { CanFrame } from '../../core/can/frame.js';
-import { frameTimeCheck, type ClockFix } from '../../core/uplink/clock.js';
+import { frameTimeCheck, RESTATE_MS, type ClockFix } from '../../core/uplink/clock.js';
 import { MAX_BUSES_PER_DONGLE } from '../../core/names.js';
 import { encodeBatch, KIND_UP, type SequencedFrame } from '../../core/uplink/frame-codec.js';
 import { SendWindow } from '../../core/uplink/send-window.js';
@@ -64,8 +64,6 @@ export interface UploaderOptions {
 }
 
 const MAX_BATCH_FRAMES = 1024;
-/** A change of the wall clock against the monotonic one past which held frames' timestamps are restated (ms). */
-export const RESTATE_MS = 10;
 
 /** A frame held for the bridge, with the wall-minus-monotonic offset (ms) of when it was received. */
 interface HeldFrame extends SequencedFrame {

@@ -189,7 +189,7 @@ export class UplinkClient {
         return this.reject(ws, err instanceof BatchDecodeError ? err.message : String(err));
       }
       if (batch.kind !== KIND_DOWN) return this.reject(ws, 'the bridge sent an UP batch');
-      const refused = this.downlink.apply(batch, this.clock.fix);
+      const refused = this.downlink.apply(batch, this.clock.fixNow());
       if (refused) return this.reject(ws, `bad frame batch: ${refused}`);
       return;
     }
@@ -234,7 +234,7 @@ export class UplinkClient {
         this.uploader.ack(m.batch);
         return;
       case 'command':
-        this.commands.run(m.command_id, m.expires_at, m.command, this.clock.fix);
+        this.commands.run(m.command_id, m.expires_at, m.command, this.clock.fixNow());
         return;
       case 'group':
         this.log.info({ group: m.group }, m.group ? 'now in a group: frames relay to the peer' : 'no longer in a group');

@@ -23,6 +23,12 @@ const MAX_OFFSET_MS = 1e13;
 const MAX_ERROR_MS = 60_000;
 /** Millisecond clocks at both ends of a probe and in the sources' anchoring: added to every bound. */
 export const CLOCK_RESOLUTION_MS = 2;
+/**
+ * A change of the wall clock against the monotonic one past which times measured on the old wall clock are
+ * restated into the new one (ms). Below it (two millisecond readings, NTP slewing) nothing is restated and
+ * the change is counted in the error instead.
+ */
+export const RESTATE_MS = 10;
 /** How far from now (bridge clock) a frame's receive time may be; outside, the batch is refused. */
 export const MAX_FRAME_PAST_MS = 24 * 3600_000;
 export const MAX_FRAME_FUTURE_MS = 60_000;
@@ -59,6 +65,21 @@ export function noLaterThanArrival(frames: readonly SequencedFrame[], origin: Cl
  */
 export function transmitDeadlineMs(tsUs: number, origin: ClockFix, local: ClockFix, maxAgeMs: number): number {
   return earliestOnBridgeMs(tsUs, origin) - local.offsetMs - local.errorMs + maxAgeMs;
+}
+
+/**
+ * A fix measured when the local wall clock read `fixWm` ahead of the monotonic clock, restated for that
+ * wall clock as it reads now (`nowWm` ahead): a step of the wall clock since the fix's round trip moves the
+ * offset by as much (bridge = wall then + offset = wall now − step + offset), so times read now convert
+ * exactly, not off by the step until the next probe. A change below RESTATE_MS widens the error instead.
+ * Unchanged (the same object) without a step.
+ */
+export function fixForWallClockNow(fix: ClockFix, fixWm: number, nowWm: number): ClockFix {
+  const step = nowWm - fixWm;
+  if (step === 0) return fix;
+  // The two offset readings are good to a millisecond each: counted against the frames.
+  if (Math.abs(step) > RESTATE_MS) return { offsetMs: fix.offsetMs - step, errorMs: fix.errorMs + 1 };
+  return { offsetMs: fix.offsetMs, errorMs: fix.errorMs + Math.abs(step) };
 }
 
 /**

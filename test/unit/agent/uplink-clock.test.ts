@@ -2,12 +2,23 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CanFrame } from '../../../core/can/frame.js';
-import { ClockEstimator, CLOCK_RESOLUTION_MS, type ClockFix, earliestOnBridgeMs, frameTimesProblem, noLaterThanArrival, transmitDeadlineMs } from '../../../core/uplink/clock.js';
+import {
+  ClockEstimator,
+  CLOCK_RESOLUTION_MS,
+  type ClockFix,
+  earliestOnBridgeMs,
+  fixForWallClockNow,
+  frameTimesProblem,
+  noLaterThanArrival,
+  RESTATE_MS,
+  transmitDeadlineMs,
+} from '../../../core/uplink/clock.js';
 import { decodeBatch, encodeBatch, KIND_DOWN } from '../../../core/uplink/frame-codec.js';
 import type { SendResult } from '../../../agent/sources/source.js';
 import { TxQueue } from '../../../agent/tx-queue.js';
+import { ClockSync } from '../../../agent/uplink/clock-sync.js';
 import { Downlink } from '../../../agent/uplink/downlink.js';
-import { FrameUploader, RESTATE_MS } from '../../../agent/uplink/frame-uploader.js';
+import { FrameUploader } from '../../../agent/uplink/frame-uploader.js';
 import { testFrame } from '../../helpers/can-frames.js';
 
 const frame = (tsMs: number, n = 0): CanFrame => testFrame({ data: Uint8Array.of(n), tsUs: tsMs * 1000 });
@@ -160,6 +171,62 @@ test('tx queue: a deadline is kept on a monotonic clock; the wall clock stepped 
   }
   assert.equal(results[0]!.ok, false, 'past its deadline: not transmitted');
   assert.equal(tx.stats.droppedTooOld, 1);
+});
+
+test('a fix restated for the wall clock as it reads now: a step moves the offset by as much; a change under RESTATE_MS widens the error', () => {
+  const fix = { offsetMs: 250, errorMs: 4 };
+  assert.equal(fixForWallClockNow(fix, 1000, 1000), fix, 'no step: the same fix');
+  // The wall clock stepped 10 s back since the round trip: times read now are 10 s lower, the offset 10 s more.
+  assert.deepEqual(fixForWallClockNow(fix, 1000, 1000 - 10_000), { offsetMs: 10_250, errorMs: 5 });
+  assert.deepEqual(fixForWallClockNow(fix, 1000, 1000 + 10_000), { offsetMs: -9750, errorMs: 5 });
+  assert.deepEqual(fixForWallClockNow(fix, 1000, 1000 - (RESTATE_MS - 3)), { offsetMs: 250, errorMs: 4 + RESTATE_MS - 3 });
+});
+
+/**
+ * Agent B whose fix was measured while its wall clock was `aheadMs` off (the ClockSync's wall clock is the
+ * real one plus that), then NTP steps it right (the wall clock reads the real time again, the bridge's time
+ * here) before the next probe. A frame the origin received `ageMs` ago is relayed with a 2 s age limit and
+ * waits `waitMs` on a busy bus. Returns what became of it.
+ */
+async function steppedAgentB(aheadMs: number, ageMs: number, waitMs: number): Promise<{ sent: number; tooOld: number }> {
+  let ahead = aheadMs;
+  const sync = new ClockSync(() => Date.now() + ahead);
+  let probe: { t: string; t0: number } | undefined;
+  sync.start((m) => {
+    if (m.t === 'clock_probe') probe ??= m;
+  });
+  assert.ok(probe);
+  assert.equal(sync.reply({ t: 'clock_reply', t0: probe.t0, bridge_ms: Date.now() }), true);
+  ahead = 0; // NTP steps the wall clock
+  let busy = true;
+  let sent = 0;
+  const tx = new TxQueue((): SendResult => (busy ? { ok: false, busy: true, error: 'ENOBUFS' } : (sent++, { ok: true, tsUs: Date.now() * 1000 })), {
+    retryMs: 60_000,
+    maxQueued: 10,
+  });
+  const d = new Downlink(tx, 2000);
+  const acks: number[] = [];
+  d.onAck = (n) => acks.push(n);
+  const b = decodeBatch(encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'gw-a', clock: { offsetMs: 0, errorMs: 2 }, frames: [{ frame: frame(Date.now() - ageMs), seq: 1 }] }));
+  assert.equal(d.apply(b, sync.fixNow()), undefined);
+  await new Promise((r) => setTimeout(r, waitMs));
+  busy = false;
+  for (const deadline = Date.now() + 5000; acks.length === 0; ) {
+    assert.ok(Date.now() < deadline, 'the batch was handled');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  tx.stop();
+  return { sent, tooOld: tx.stats.droppedTooOld };
+}
+
+test("agent B, its clock stepped back since its fix: a relayed frame 1.5 s old of a 2 s limit is not transmitted 0.9 s later (the fix as measured would have kept it for up to 2 s)", async () => {
+  const r = await steppedAgentB(10_000, 1500, 900);
+  assert.deepEqual(r, { sent: 0, tooOld: 1 });
+});
+
+test('agent B, its clock stepped forward since its fix: a relayed frame 0.1 s old is transmitted, not dropped as 10 s old', async () => {
+  const r = await steppedAgentB(-10_000, 100, 50);
+  assert.deepEqual(r, { sent: 1, tooOld: 0 });
 });
 
 /**
