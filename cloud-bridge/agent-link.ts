@@ -45,6 +45,8 @@ export interface Refusal {
 export interface Welcome {
   eventAck: number;
   group: string | null;
+  /** The group's relay revision (group-membership.ts), with a group. */
+  relayRev?: string;
   /** The relay's epoch: DOWN batch numbering belongs to it. */
   relayEpoch: string;
   /** Where the agent run's UP batches stand (stream = the run id); shared, so a reconnect dedupes resends. */
@@ -193,8 +195,8 @@ export class AgentLink implements RelayLink, CommandLink {
     if (this.checkBound()) this.ws.send(buf, { binary: true });
   }
 
-  notifyGroup(group: string | null): void {
-    if (this.ready) this.sendText({ t: 'group', group });
+  notifyGroup(group: string | null, rev?: string): void {
+    if (this.ready) this.sendText(rev === undefined ? { t: 'group', group } : { t: 'group', group, relay_rev: rev });
   }
 
   sendCommand(msg: CommandMessage): boolean {
@@ -293,7 +295,16 @@ export class AgentLink implements RelayLink, CommandLink {
     // delivered before it ages out or trims the rest, so frames that arrived over a lost link are never
     // counted as dropped (agent/uplink/frame-uploader.ts).
     if (this.up.position.batch >= 0) this.sendText({ t: 'data_ack', batch: this.up.position.batch });
-    this.sendText({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle: this.dongle, event_ack: r.eventAck, group: r.group, relay_epoch: r.relayEpoch, features: BRIDGE_FEATURES });
+    this.sendText({
+      t: 'welcome',
+      protocol: PROTOCOL_VERSION,
+      dongle: this.dongle,
+      event_ack: r.eventAck,
+      group: r.group,
+      ...(r.relayRev !== undefined && { relay_rev: r.relayRev }),
+      relay_epoch: r.relayEpoch,
+      features: BRIDGE_FEATURES,
+    });
     this.handler.welcomed(this);
   }
 

@@ -238,7 +238,8 @@ export class AgentServer implements LinkHandler {
     pos.batch = Math.max(pos.batch, upRun === h.run ? (upBatch ?? -1) : -1, this.d.cluster?.upPositionOf(link.dongle, h.run) ?? -1);
     this.positions.set(link.dongle, pos);
     this.d.seq.startRun(link.dongle, h.run);
-    return { eventAck: this.mirror.start(link.dongle, h.outbox), group: this.d.relay.groupOf(link.dongle)?.group ?? null, relayEpoch: this.d.relay.epoch, position: pos };
+    const m = this.d.relay.groupOf(link.dongle);
+    return { eventAck: this.mirror.start(link.dongle, h.outbox), group: m?.group ?? null, relayRev: m?.rev, relayEpoch: this.d.relay.epoch, position: pos };
   }
 
   welcomed(link: AgentLink): void {

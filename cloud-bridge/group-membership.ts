@@ -10,6 +10,12 @@ export type Side = 'a' | 'b';
 export interface Membership {
   readonly group: string;
   readonly side: Side;
+  /**
+   * The revision of what the group relays under (its creation, its sides, its bus map: group-relay.ts
+   * relayRevision). Sent in the welcome and the `group` message: an agent that comes back to the same group
+   * under another revision drops the relayed frames it still holds for the old one.
+   */
+  readonly rev: string;
 }
 
 export class GroupMembership {
@@ -26,8 +32,8 @@ export class GroupMembership {
 
   // ---- written by GroupRelay only ----
 
-  set(dongle: string, group: string, side: Side): void {
-    this.members.set(dongle, { group, side });
+  set(dongle: string, group: string, side: Side, rev: string): void {
+    this.members.set(dongle, { group, side, rev });
   }
 
   delete(dongle: string): void {

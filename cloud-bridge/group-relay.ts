@@ -7,7 +7,7 @@
  * Loop guard: frames that arrived as `tx` (already transmitted by their agent) are never relayed, DOWN
  * batches from agents are refused upstream, and a frame never goes back to its origin dongle.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { GroupStateData } from '../core/console/events.js';
 import { groupStateData, logData } from '../core/console/normalize.js';
@@ -31,8 +31,8 @@ const LOSS_REASONS: readonly DropReason[] = DROP_REASONS.filter((r) => r !== 'no
 
 /** A connected agent as the relay sees it. */
 export interface RelayLink extends DownLink {
-  /** Tells the agent its group membership changed. */
-  notifyGroup(group: string | null): void;
+  /** Tells the agent its group membership or the group's revision changed (`rev`: undefined with no group). */
+  notifyGroup(group: string | null, rev?: string): void;
 }
 
 export interface RelaySettings {
@@ -54,6 +54,8 @@ interface SideRuntime {
 
 interface GroupRuntime {
   id: string;
+  /** relayRevision of what it relays under now. */
+  rev: string;
   sides: Record<Side, SideRuntime>;
   busMap: Record<string, string>;
   /**
@@ -92,9 +94,18 @@ const ERROR_LOG_MS = 10_000;
  */
 const STATE_SLICE_MS = 250;
 
-function sameBusMap(a: Record<string, string>, b: Record<string, string>): boolean {
-  const keys = Object.keys(a);
-  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
+/**
+ * What a group relays under, as a short digest: its id and creation (a group deleted and made again is
+ * another group), its sides and its bus map (in key order). A relayed frame held by an agent was addressed
+ * under one revision; another revision means the frame may be for another bus or from another peer. The
+ * same on every cluster node (made from the stored row alone), so a welcome from any node agrees.
+ */
+export function relayRevision(row: GroupRow, busMap: Record<string, string>): string {
+  const map = Object.entries(busMap).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0));
+  return createHash('sha256')
+    .update(JSON.stringify([row.id, row.created_at, row.side_a, row.side_b, map]))
+    .digest('base64url')
+    .slice(0, 16);
 }
 
 export class GroupRelay {
@@ -426,11 +437,13 @@ export class GroupRelay {
       a: new Map(Object.entries(busMap)),
       b: new Map(Object.entries(busMap).map(([a, b]) => [b, a] as [string, string])),
     };
+    const rev = relayRevision(row, busMap);
     let g = this.groups.get(row.id);
     const dongles: Record<Side, string> = { a: row.side_a, b: row.side_b };
     if (g === undefined) {
       g = {
         id: row.id,
+        rev,
         sides: { a: this.makeSide(row.id, 'a', dongles.a), b: this.makeSide(row.id, 'b', dongles.b) },
         busMap,
         map,
@@ -440,36 +453,28 @@ export class GroupRelay {
         rate: { lastTotal: 0, lastAt: this.clock.now().monoMs, value: 0 },
       };
       this.groups.set(row.id, g);
-    } else {
-      const remapped = !sameBusMap(g.busMap, busMap);
+    } else if (g.rev !== rev) {
+      g.rev = rev;
       g.busMap = busMap;
       g.map = map;
-      if (g.sides.a.dongle === dongles.a && g.sides.b.dongle === dongles.b) {
-        // Same sides, another bus map: waiting frames are addressed to buses the group no longer maps. Each
-        // side is told the group again: what it already holds for the old buses, it drops (agent/tx-queue.ts).
-        if (remapped)
-          for (const s of SIDES) {
-            g.sides[s].queue.clear('group_changed');
-            if (announce) this.links.get(g.sides[s].dongle)?.notifyGroup(g.id);
-          }
-      } else {
-        // Waiting frames were mapped and addressed for the old sides: they are dropped, not redirected.
-        for (const s of SIDES) {
-          const old: SideRuntime = g.sides[s];
-          old.queue.clear('group_changed');
-          if (old.dongle !== dongles.a && old.dongle !== dongles.b && this.membership.of(old.dongle)?.group === g.id) {
-            this.membership.delete(old.dongle);
-            if (announce) this.links.get(old.dongle)?.notifyGroup(null);
-          }
+      // Waiting frames were mapped and addressed under the old revision (its sides, its bus map): they are
+      // dropped, not redirected. Each side still in the group is told the new revision below, and drops
+      // what it already holds (agent/tx-queue.ts); a dongle that left is told it has no group.
+      for (const s of SIDES) {
+        const old: SideRuntime = g.sides[s];
+        old.queue.clear('group_changed');
+        if (old.dongle !== dongles.a && old.dongle !== dongles.b && this.membership.of(old.dongle)?.group === g.id) {
+          this.membership.delete(old.dongle);
+          if (announce) this.links.get(old.dongle)?.notifyGroup(null);
         }
-        g.sides = { a: this.makeSide(row.id, 'a', dongles.a), b: this.makeSide(row.id, 'b', dongles.b) };
       }
+      if (g.sides.a.dongle !== dongles.a || g.sides.b.dongle !== dongles.b) g.sides = { a: this.makeSide(row.id, 'a', dongles.a), b: this.makeSide(row.id, 'b', dongles.b) };
     }
     for (const s of SIDES) {
       const d = g.sides[s].dongle;
       const before = this.membership.of(d);
-      this.membership.set(d, g.id, s);
-      if (announce && before?.group !== g.id) this.links.get(d)?.notifyGroup(g.id);
+      this.membership.set(d, g.id, s, rev);
+      if (announce && (before?.group !== g.id || before.rev !== rev)) this.links.get(d)?.notifyGroup(g.id, rev);
     }
     return g;
   }

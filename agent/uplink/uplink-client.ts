@@ -77,6 +77,8 @@ export class UplinkClient {
    * message's (undefined before the first welcome).
    */
   private relayGroup: string | null | undefined;
+  /** That group's relay revision (messages.ts `relay_rev`; undefined from a bridge that sends none). */
+  private relayRev: string | undefined;
 
   constructor(
     private readonly opts: UplinkOptions,
@@ -208,9 +210,11 @@ export class UplinkClient {
         this.duplicates = 0;
         this.stats.connects++;
         this.downlink.setEpoch(m.relay_epoch);
-        // The group changed while the link was down: what waits was relayed under the old one.
-        if (this.relayGroup !== undefined && m.group !== this.relayGroup) this.groupChanged(m.group);
+        // The group, or what it relays under (its sides, its bus map), changed while the link was down:
+        // what waits was relayed under the old one.
+        if (this.relayGroup !== undefined && (m.group !== this.relayGroup || m.relay_rev !== this.relayRev)) this.groupChanged(m.group);
         this.relayGroup = m.group;
+        this.relayRev = m.relay_rev;
         this.outbox.welcome(m.event_ack);
         this.eventsSentUpTo = this.eventsAckedUpTo = m.event_ack;
         this.log.info({ bridge: this.bridges.current, group: m.group, outbox: this.outbox.size }, 'uplink connected');
@@ -242,6 +246,7 @@ export class UplinkClient {
         // relayed frames still waiting were meant for the old group's bus map, maybe for another bus.
         this.groupChanged(m.group);
         this.relayGroup = m.group;
+        this.relayRev = m.relay_rev;
         return;
       case 'error':
         this.log.error({ code: m.code }, `bridge: ${m.message}`);

@@ -15,10 +15,12 @@
  *                  available when it was read
  *   rec_error      a rec_list/rec_read that failed, with an HTTP status and the reason
  * Bridge → agent
- *   welcome        accepted: the last outbox seq the bridge has stored (the agent resends after it)
+ *   welcome        accepted: the last outbox seq the bridge has stored (the agent resends after it), the
+ *                  group and its relay revision
  *   event_ack      outbox entries up to seq are stored
  *   data_ack       the last UP batch the bridge has taken (relayed or queued)
  *   command        a command to carry out (send_frame)
+ *   group          the dongle's group or its relay revision changed (joined, left, ended, sides or bus map)
  *   clock_reply    the probe's reading echoed with the bridge's clock (core/uplink/clock.ts)
  *   rec_list       list the recordings (for GET /api/v1/dongles/<id>/recordings)
  *   rec_read       read one chunk of a recording. Flow control: the bridge asks for the next chunk only
@@ -38,6 +40,7 @@ const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const clockMs = z.number().finite().min(-1e13).max(1e13);
 const req = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 const recordingId = z.string().regex(RECORDING_ID_RULE);
+const RELAY_REV = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
 
 /**
  * The uplink protocol version; a bridge refuses agents of another major version.
@@ -126,6 +129,12 @@ export const BridgeMessage = z.discriminatedUnion('t', [
     /** Group membership, when the dongle is in one: frames relay only then. */
     group: z.string().nullable(),
     /**
+     * With a group: the revision of what it relays under (its creation, sides and bus map). An agent that
+     * holds relayed frames from another revision of the same group drops them (they were addressed under
+     * the old map or came from the old peer). Absent from bridges older than it: the group alone decides.
+     */
+    relay_rev: RELAY_REV.optional(),
+    /**
      * Random per bridge process. DOWN batch numbers restart with it, so the agent forgets the last batch
      * it applied when it changes (and only then: a reconnect to the same bridge keeps deduplicating).
      */
@@ -142,7 +151,7 @@ export const BridgeMessage = z.discriminatedUnion('t', [
     expires_at: z.iso.datetime({ offset: true }),
     command: CommandBody,
   }),
-  z.strictObject({ t: z.literal('group'), group: z.string().nullable() }),
+  z.strictObject({ t: z.literal('group'), group: z.string().nullable(), relay_rev: RELAY_REV.optional() }),
   z.strictObject({ t: z.literal('clock_reply'), t0: clockMs, bridge_ms: clockMs }),
   z.strictObject({ t: z.literal('error'), code: z.string().max(64), message: z.string().max(1000) }),
   z.strictObject({ t: z.literal('rec_list'), req }),

@@ -1,9 +1,9 @@
 /**
  * Agent B's real uplink pieces (UplinkClient, Downlink, TxQueue) against a protocol-level fake bridge on
  * loopback, with a bus that stays busy so relayed frames wait in the transmit queue: when what they were
- * relayed under ends — the group changes (a `group` message, or another group in the next welcome), or
- * the bridge refuses the agent (4401: token rotated or revoked, dongle removed) — none of them reaches the
- * bus afterwards, and the count says how many were dropped.
+ * relayed under ends — the group changes (a `group` message, or another group or relay revision in the
+ * next welcome), or the bridge refuses the agent (4401: token rotated or revoked, dongle removed) — none
+ * of them reaches the bus afterwards, and the count says how many were dropped.
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -44,8 +44,11 @@ interface FakeBridge {
   hellos: number;
 }
 
-/** Answers clock probes; on each hello, welcomes the agent into the group `groupOf(n)` (n counts hellos from 1). */
-async function fakeBridge(groupOf: (n: number) => string | null): Promise<FakeBridge> {
+/**
+ * Answers clock probes; on each hello, welcomes the agent into the group `groupOf(n)` under the relay
+ * revision `revOf(n)` (n counts hellos from 1).
+ */
+async function fakeBridge(groupOf: (n: number) => string | null, revOf: (n: number) => string = () => 'rev-1'): Promise<FakeBridge> {
   const server = createServer();
   const wss = new WebSocketServer({ server, path: UPLINK_PATH });
   const sockets: WebSocket[] = [];
@@ -62,7 +65,7 @@ async function fakeBridge(groupOf: (n: number) => string | null): Promise<FakeBr
       if (p.msg.t === 'data_ack') fb.acks.push(p.msg.batch);
       if (p.msg.t === 'hello') {
         const n = ++fb.hellos;
-        ws.send(JSON.stringify({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle: DONGLE, event_ack: 0, group: groupOf(n), relay_epoch: 'epoch-1' }));
+        ws.send(JSON.stringify({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle: DONGLE, event_ack: 0, group: groupOf(n), relay_rev: revOf(n), relay_epoch: 'epoch-1' }));
         current = ws;
       }
     });
@@ -193,6 +196,25 @@ test('the group changed while the link was down (the next welcome names another)
   assert.deepEqual(b.sent, []);
 });
 
+test("the group's bus map or sides changed while the link was down (the next welcome names the same group under another relay revision): what waits is dropped", async () => {
+  const fb = await fakeBridge(
+    () => 'line-8',
+    (n) => (n === 1 ? 'rev-a' : 'rev-b'),
+  );
+  const b = agentB(fb.port);
+  b.busy.add('can0');
+  await until(() => b.uplink.connected, 10_000, 'agent B welcomed');
+  relay(fb.ws()!, 1, ['can0', 'can0', 'can0'], 1);
+  await until(() => b.tx.length === 3, 5000, 'three frames waiting');
+  fb.ws()!.terminate(); // the link lost; the group's bus map is changed meanwhile
+  await until(() => fb.hellos === 2 && b.uplink.connected, 10_000, 'agent B back, welcomed into line-8 under rev-b');
+  await until(() => b.tx.stats.droppedGroupChanged === 3, 5000, 'the three dropped');
+  assert.equal(dropLog(b)?.to, 'line-8');
+  b.busy.clear();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(b.sent, []);
+});
+
 test('the bridge refuses the agent (4401: dongle removed, token rotated): relayed frames still waiting are dropped, counted and logged; a reconnect into the same group keeps them', async () => {
   const fb = await fakeBridge(() => 'line-7');
   const b = agentB(fb.port);
@@ -200,7 +222,7 @@ test('the bridge refuses the agent (4401: dongle removed, token rotated): relaye
   await until(() => b.uplink.connected, 10_000, 'agent B welcomed');
   relay(fb.ws()!, 1, ['can0', 'can0'], 1);
   await until(() => b.tx.length === 2, 5000, 'two frames waiting');
-  // Control within the test: a link lost for another reason (same group after it) keeps them.
+  // Control within the test: a link lost for another reason (same group, same revision after it) keeps them.
   fb.ws()!.terminate();
   await until(() => fb.hellos === 2 && b.uplink.connected, 10_000, 'agent B back');
   assert.equal(b.tx.length, 2, 'a lost link alone drops nothing: the age rule decides');

@@ -177,6 +177,51 @@ test('groups: create, update, 400/404/409 cases, live state, delete', async () =
   assert.equal((await b.admin.del('/api/v1/groups/g2')).status, 404);
 });
 
+test("a group's relay revision: in the welcome and the group message; another after a bus map, sides or re-creation, the same after a PUT of the same group", async () => {
+  const b = await bridge();
+  const tokens: Record<string, string> = {};
+  for (const id of ['r1', 'r2', 'r3']) {
+    await b.admin.register(id);
+    tokens[id] = String((await b.admin.post(`/api/v1/dongles/${id}/token`)).body.token);
+  }
+  const put = async (body: object, status: number): Promise<void> => assert.equal((await b.admin.put('/api/v1/groups/gr', body)).status, status);
+  await put({ sides: { a: 'r1', b: 'r2' }, bus_map: { can0: 'can1' } }, 201);
+  const welcomeRev = async (): Promise<string> => {
+    const a = await agent(b.base, { dongle: 'r2', token: tokens.r2! });
+    assert.equal(a.welcome!.group, 'gr');
+    const rev = a.welcome!.relay_rev;
+    assert.ok(typeof rev === 'string' && rev.length > 0, 'the welcome carries the revision');
+    a.kill();
+    await a.closed();
+    return rev;
+  };
+  const rev1 = await welcomeRev();
+  // While r2 is away: the same group put again changes nothing it holds…
+  await put({ sides: { a: 'r1', b: 'r2' }, bus_map: { can0: 'can1' } }, 200);
+  assert.equal(await welcomeRev(), rev1, 'the same group, the same revision');
+  // …another bus map does.
+  await put({ sides: { a: 'r1', b: 'r2' }, bus_map: { can0: 'can2' } }, 200);
+  const rev2 = await welcomeRev();
+  assert.notEqual(rev2, rev1, 'another bus map, another revision');
+  // Connected: the side that stays is told when the other side changes, with the new revision.
+  const r2 = await agent(b.base, { dongle: 'r2', token: tokens.r2! });
+  assert.equal(r2.welcome!.relay_rev, rev2);
+  await put({ sides: { a: 'r3', b: 'r2' }, bus_map: { can0: 'can2' } }, 200);
+  await r2.waitFor(() => r2.ofType('group').length > 0, 5000, 'a group message');
+  const told = r2.ofType('group')[0]!;
+  assert.equal(told.group, 'gr');
+  assert.ok(told.relay_rev !== undefined && told.relay_rev !== rev2, 'a new revision for new sides');
+  // Deleted and made again the same: another group for what r2 may hold.
+  assert.equal((await b.admin.del('/api/v1/groups/gr')).status, 200);
+  await new Promise((r) => setTimeout(r, 5)); // creation times differ by at least a millisecond
+  await put({ sides: { a: 'r3', b: 'r2' }, bus_map: { can0: 'can2' } }, 201);
+  await r2.waitFor(() => r2.ofType('group').length >= 3, 5000, 'no group, then the group again');
+  const [, gone, again] = r2.ofType('group');
+  assert.equal(gone!.group, null);
+  assert.equal(again!.group, 'gr');
+  assert.ok(again!.relay_rev !== undefined && again!.relay_rev !== told.relay_rev, 're-created: another revision');
+});
+
 test('consoles: admin or viewer token (header or ?access_token=); 401, 403 for agent tokens, 404', async () => {
   const b = await bridge();
   const agentToken = await b.admin.register('gw-c');

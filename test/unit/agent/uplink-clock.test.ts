@@ -219,7 +219,7 @@ async function steppedAgentB(aheadMs: number, ageMs: number, waitMs: number): Pr
   return { sent, tooOld: tx.stats.droppedTooOld };
 }
 
-test("agent B, its clock stepped back since its fix: a relayed frame 1.5 s old of a 2 s limit is not transmitted 0.9 s later (the fix as measured would have kept it for up to 2 s)", async () => {
+test('agent B, its clock stepped back since its fix: a relayed frame 1.5 s old of a 2 s limit is not transmitted 0.9 s later (the fix as measured would have kept it for up to 2 s)', async () => {
   const r = await steppedAgentB(10_000, 1500, 900);
   assert.deepEqual(r, { sent: 0, tooOld: 1 });
 });

@@ -21,14 +21,17 @@ class FakeLink implements RelayLink {
   open = true;
   readonly batches: Batch[] = [];
   readonly groups: (string | null)[] = [];
+  /** The relay revision of each notice, in order (undefined with no group). */
+  readonly revs: (string | undefined)[] = [];
   canSend(): boolean {
     return this.open;
   }
   sendBinary(buf: Buffer): void {
     this.batches.push(decodeBatch(buf));
   }
-  notifyGroup(group: string | null): void {
+  notifyGroup(group: string | null, rev?: string): void {
     this.groups.push(group);
+    this.revs.push(rev);
   }
   frames(): { bus: string; seq: number; origin: string }[] {
     return this.batches.flatMap((b) => b.frames.map((f) => ({ bus: f.frame.bus, seq: f.seq, origin: b.origin ?? '' })));
@@ -95,7 +98,7 @@ test('group relay: every frame of one side goes to the other, in order, on the m
     ],
     'b→a through the inverse map',
   );
-  assert.deepEqual(relay.groupOf('a1'), { group: 'g', side: 'a' });
+  assert.deepEqual({ ...relay.groupOf('a1'), rev: undefined }, { group: 'g', side: 'a', rev: undefined });
   relay.stop();
 });
 
@@ -178,6 +181,43 @@ test('group relay: over the backlog bound the oldest are dropped and counted; re
   relay.relay('a1', frames(16, 3));
   await turn();
   assert.equal(a.batches.length, 0);
+  relay.stop();
+});
+
+test('group relay: each side is told when what its group relays under changes (a new revision), and only then; what waited for it is dropped', async () => {
+  const { relay } = setup([row('g', 'a1', 'b1', { can0: 'can1' })]);
+  const a = new FakeLink();
+  const b = new FakeLink();
+  const c = new FakeLink();
+  relay.attach('a1', a);
+  relay.attach('b1', b);
+  relay.attach('c1', c);
+  const rev0 = relay.groupOf('b1')!.rev;
+  assert.equal(relay.groupOf('a1')!.rev, rev0, 'one revision for both sides');
+  // The same row again (a PUT of the same group): nobody is told, nothing dropped.
+  relay.put(row('g', 'a1', 'b1', { can0: 'can1' }), false);
+  assert.deepEqual([a.groups, b.groups], [[], []]);
+  // Another bus map: both sides told, under a new revision.
+  relay.put(row('g', 'a1', 'b1', { can0: 'can2' }), false);
+  const rev1 = relay.groupOf('b1')!.rev;
+  assert.notEqual(rev1, rev0);
+  assert.deepEqual([a.groups, a.revs, b.groups, b.revs], [['g'], [rev1], ['g'], [rev1]]);
+  // b1's socket full, frames waiting for it; then side a changes to c1: b1 stays in the group, is told the
+  // new revision, and what waited (from a1) is dropped as group_changed.
+  b.open = false;
+  relay.relay('a1', frames(1, 4));
+  await turn();
+  relay.put(row('g', 'c1', 'b1', { can0: 'can2' }), false);
+  const rev2 = relay.groupOf('b1')!.rev;
+  assert.notEqual(rev2, rev1);
+  assert.deepEqual(b.revs.at(-1), rev2, 'the side that stays is told the new revision');
+  assert.deepEqual(a.groups.at(-1), null, 'the side that left is told it has no group');
+  assert.deepEqual(c.groups, ['g']);
+  assert.equal(relay.metrics()[0]!.sides.find((s) => s.side === 'b')!.dropped.group_changed, 4);
+  // Swapped sides are another revision too.
+  relay.put(row('g', 'b1', 'c1', { can0: 'can2' }), false);
+  assert.notEqual(relay.groupOf('b1')!.rev, rev2);
+  assert.equal(relay.groupOf('b1')!.side, 'a');
   relay.stop();
 });
 
