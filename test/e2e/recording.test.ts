@@ -221,15 +221,17 @@ test('the disk bound: the oldest files go first (counted), the folder never exce
   const r1 = all.find((r) => r.id === first.json.id)!;
   assert.ok(r1, JSON.stringify(all) + JSON.stringify(a.proc.logs.filter((l) => String(l.code).startsWith('recording_') && l.code !== 'recording_file_deleted')));
   assert.equal(all[1]!.id, r1.id, 'listed newest first: the first recording is the older one');
+  // What is left still downloads as whole lines (files are cut at line boundaries). Downloaded while both
+  // run, too: once the second has stopped, the first's last writes may delete its files (the oldest across
+  // recordings), and a recording with no file left is gone (404).
+  const text = (await download(a.base, String(second.json.id))).toString('latin1');
+  for (const l of text.trimEnd().split('\n').slice(0, 2000)) assert.match(l, CANDUMP_LINE);
   await Promise.all([first, second].map((s) => call(a.base, 'POST', `/api/v1/recordings/${s.json.id}/stop`)));
   assert.ok(peak <= MAX, `the folder held ${peak} bytes, over the bound ${MAX}`);
   assert.ok(folderBytes() > MAX / 2, 'the bound is used, not emptied');
   assert.ok(r1.files_deleted > 0);
   assert.equal(r1.complete, false);
   assert.match(r1.problems.join(' '), /record-max-bytes/);
-  // What is left still downloads as whole lines (files are cut at line boundaries).
-  const text = (await download(a.base, String(second.json.id))).toString('latin1');
-  for (const l of text.trimEnd().split('\n').slice(0, 2000)) assert.match(l, CANDUMP_LINE);
   await a.proc.waitForLog((l) => l.code === 'recording_file_deleted'); // deletions are logged (the log is written asynchronously)
   assert.equal((await getJson(a.base + '/healthz')).status, 200);
 });
