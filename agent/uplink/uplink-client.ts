@@ -174,6 +174,9 @@ export class UplinkClient {
           ? 'the bridge refused the agent token (HTTP 401): check --token/--token-file, or register the dongle and use its token'
           : `the bridge answered HTTP ${res.statusCode} instead of a WebSocket upgrade: check --bridge`;
       this.log.error({ status: res.statusCode }, why);
+      // Refused before the link opened (the token revoked, the dongle removed while the link was down):
+      // as for a close with 4401, what was relayed to it must not reach the bus now.
+      if (res.statusCode === 401) this.dropRefused('HTTP 401');
       this.attempt = Math.max(this.attempt, 5); // do not hammer a bridge that refuses us
       ws.terminate();
     });
@@ -276,6 +279,15 @@ export class UplinkClient {
     if (n > 0) this.log.warn({ frames: n, from, to: group }, 'relayed frames waiting for the bus dropped: the group changed');
   }
 
+  /**
+   * The bridge refused this agent (close 4401, or HTTP 401 at the upgrade): the token was rotated or
+   * revoked, or the dongle removed. Frames relayed to it must not reach the bus now (`tx_dropped_unauthorized`).
+   */
+  private dropRefused(reason: string): void {
+    const n = this.downlink.dropQueued('droppedUnauthorized', `the bridge refused this agent (${reason}): relayed frame not transmitted`);
+    if (n > 0) this.log.warn({ frames: n, reason }, 'relayed frames waiting for the bus dropped: the bridge refused this agent');
+  }
+
   /** The DBC files changed (a reload): the bridge gets the new set. */
   dbcChanged(): void {
     this.sendDbc();
@@ -364,9 +376,7 @@ export class UplinkClient {
     const delay = reconnectDelayMs(code, { attempt: this.attempt, duplicates: this.duplicates }, this.opts.maxBackoffMs ?? 30_000);
     if (code === CLOSE.UNAUTHORIZED) {
       this.log.error({ reason }, 'the bridge refused this agent: check its token and dongle id');
-      // The token was rotated or revoked, or the dongle removed: frames relayed to it must not reach the bus now.
-      const n = this.downlink.dropQueued('droppedUnauthorized', `the bridge refused this agent (${reason}): relayed frame not transmitted`);
-      if (n > 0) this.log.warn({ frames: n, reason }, 'relayed frames waiting for the bus dropped: the bridge refused this agent');
+      this.dropRefused(reason);
     }
     if (code === CLOSE.REPLACED) this.log.error('the bridge replaced this link (it had missed its heartbeats) with a newer connection of this dongle');
     if (code === CLOSE.DUPLICATE_AGENT)

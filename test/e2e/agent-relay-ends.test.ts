@@ -2,8 +2,9 @@
  * Agent B's real uplink pieces (UplinkClient, Downlink, TxQueue) against a protocol-level fake bridge on
  * loopback, with a bus that stays busy so relayed frames wait in the transmit queue: when what they were
  * relayed under ends — the group changes (a `group` message, or another group or relay revision in the
- * next welcome), or the bridge refuses the agent (4401: token rotated or revoked, dongle removed) — none
- * of them reaches the bus afterwards, and the count says how many were dropped.
+ * next welcome), or the bridge refuses the agent (4401, or HTTP 401 at a reconnect: token rotated or
+ * revoked, dongle removed) — none of them reaches the bus afterwards, and the count says how many were
+ * dropped.
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -42,6 +43,8 @@ interface FakeBridge {
   ws: () => WebSocket | undefined;
   acks: number[];
   hellos: number;
+  /** While true, upgrades are refused with HTTP 401 (the token revoked while the link was down). */
+  refuse: boolean;
 }
 
 /**
@@ -50,9 +53,9 @@ interface FakeBridge {
  */
 async function fakeBridge(groupOf: (n: number) => string | null, revOf: (n: number) => string = () => 'rev-1'): Promise<FakeBridge> {
   const server = createServer();
-  const wss = new WebSocketServer({ server, path: UPLINK_PATH });
+  const fb: FakeBridge = { port: 0, ws: () => undefined, acks: [], hellos: 0, refuse: false };
+  const wss = new WebSocketServer({ server, path: UPLINK_PATH, verifyClient: (_info, cb) => (fb.refuse ? cb(false, 401) : cb(true)) });
   const sockets: WebSocket[] = [];
-  const fb: FakeBridge = { port: 0, ws: () => undefined, acks: [], hellos: 0 };
   let current: WebSocket | undefined;
   fb.ws = () => current;
   wss.on('connection', (ws) => {
@@ -228,6 +231,23 @@ test('the bridge refuses the agent (4401: dongle removed, token rotated): relaye
   assert.equal(b.tx.length, 2, 'a lost link alone drops nothing: the age rule decides');
   fb.ws()!.close(4401, 'dongle removed from the bridge');
   await until(() => b.tx.stats.droppedUnauthorized === 2, 5000, 'the two dropped');
+  assert.equal(b.tx.length, 0);
+  assert.equal(dropLog(b)?.frames, 2);
+  b.busy.clear();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(b.sent, []);
+});
+
+test('the token revoked while the link was down (the reconnect refused with HTTP 401 at the upgrade): relayed frames still waiting are dropped, counted and logged', async () => {
+  const fb = await fakeBridge(() => 'line-9');
+  const b = agentB(fb.port);
+  b.busy.add('can0');
+  await until(() => b.uplink.connected, 10_000, 'agent B welcomed');
+  relay(fb.ws()!, 1, ['can0', 'can0'], 1);
+  await until(() => b.tx.length === 2, 5000, 'two frames waiting');
+  fb.refuse = true; // the token is revoked meanwhile
+  fb.ws()!.terminate();
+  await until(() => b.tx.stats.droppedUnauthorized === 2, 5000, 'the two dropped at the refused reconnect');
   assert.equal(b.tx.length, 0);
   assert.equal(dropLog(b)?.frames, 2);
   b.busy.clear();
