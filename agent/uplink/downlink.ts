@@ -78,6 +78,17 @@ export class Downlink {
   }
 
   /**
+   * The group changed (another group, peer or bus map): what waits is dropped (`tx_dropped_group_changed`),
+   * and the sequence streams start afresh — a stream is checked per origin and target bus, and under a new
+   * bus map another origin bus's numbers arrive on the same target bus (not gaps, not a new run). Returns
+   * how many frames were dropped.
+   */
+  groupChanged(why: string): number {
+    this.seq.restart();
+    return this.tx.dropRelayed('droppedGroupChanged', why);
+  }
+
+  /**
    * Applies a DOWN batch; once it and every batch before it are fully handled, `onAck` gets the cumulative
    * ack (a duplicate gets the current one). `local`: this agent's clock fix (undefined: not measured, so no
    * frame can be proven fresh). Returns the reason when the batch is refused (nothing of it applied).

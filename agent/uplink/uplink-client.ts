@@ -275,7 +275,7 @@ export class UplinkClient {
    */
   private groupChanged(group: string | null): void {
     const from = this.relayGroup ?? null;
-    const n = this.downlink.dropQueued('droppedGroupChanged', `the group changed (${from ?? 'none'} → ${group ?? 'none'}): relayed frame not transmitted`);
+    const n = this.downlink.groupChanged(`the group changed (${from ?? 'none'} → ${group ?? 'none'}): relayed frame not transmitted`);
     if (n > 0) this.log.warn({ frames: n, from, to: group }, 'relayed frames waiting for the bus dropped: the group changed');
   }
 

@@ -126,6 +126,22 @@ test('downlink: duplicates skipped by batch number, seq gaps/duplicates/reorderi
   assert.equal(d.stats.batches, 4, 'a new bridge epoch restarts batch numbering');
 });
 
+test("downlink: after a group change the sequence streams start afresh (a new bus map brings another origin bus's numbers to the same target bus: no gaps)", () => {
+  const tx = new TxQueue((): SendResult => ({ ok: true, tsUs: Date.now() * 1000 }), { retryMs: 10, maxQueued: 100 });
+  const d = new Downlink(tx, 2000);
+  let n = 0;
+  // A's can0 numbers (at 40,000) on B's can1, then, mapped {can3: can1}, A's can3 numbers (at 10) on it: newer frames.
+  const batch = (seqs: number[]) =>
+    decodeBatch(encodeBatch({ kind: KIND_DOWN, batch: ++n, origin: 'gw-a', frames: seqs.map((s) => ({ frame: { ...frame(s), bus: 'can1', tsUs: Date.now() * 1000 + n }, seq: s })) }));
+  d.apply(batch([40_000, 40_001]), BRIDGE_CLOCK);
+  d.groupChanged('the bus map changed');
+  d.apply(batch([10, 11, 12]), BRIDGE_CLOCK);
+  assert.deepEqual([d.stats.seqGaps, d.stats.seqDuplicates], [0, 0]);
+  d.apply(batch([14]), BRIDGE_CLOCK);
+  assert.equal(d.stats.seqGaps, 1, 'and checked from there on');
+  tx.stop();
+});
+
 test('down acks: batches done within a clock tick give one cumulative ack, the highest done; flushed on a deliberate close; none after the link is gone', async () => {
   const sent: number[] = [];
   const acks = new DownAcks((b) => sent.push(b));
