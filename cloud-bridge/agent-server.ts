@@ -210,6 +210,7 @@ export class AgentServer implements LinkHandler {
         // connection refused as a duplicate, the fleet showing it online.
         if (!link.helloPending) {
           this.d.log.info({ dongle: link.dongle }, 'agent link closed before its hello was decided: not admitted');
+          cluster.abandon(link.dongle);
           return { reason: 'internal', code: CLOSE.PROTOCOL, message: 'the link closed before its hello was decided' };
         }
         if (!this.d.store.dongle(link.dongle))

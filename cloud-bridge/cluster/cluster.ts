@@ -114,6 +114,11 @@ export class Cluster {
     return this.ownership.claim(dongle, local, decide);
   }
 
+  /** A claim's link closed before it was admitted: the lease it took is given back (ownership.ts abandon). */
+  abandon(dongle: string): void {
+    void this.ownership.abandon(dongle);
+  }
+
   held(dongle: string, link: AgentLink): void {
     this.ownership.hold(dongle, link);
     this.sides?.sync(dongle);

@@ -79,6 +79,8 @@ export interface ConsoleSyncDeps {
   /** The stream by name, created if needed, or undefined when it names no registered dongle or group. */
   streamOf(name: string): ConsoleStream | undefined;
   log: Logger;
+  /** How long a history request waits for its answer (default HISTORY_TIMEOUT_MS; tests that hold the answer back give more). */
+  historyTimeoutMs?: number;
 }
 
 interface Mirror {
@@ -543,7 +545,7 @@ export class ConsoleSync {
       for (let page = 0; page < HISTORY_PAGES_MAX; page++) {
         this.stats.historyRequests++;
         const r = decodeHistoryReply(
-          (await this.d.nats.nc.request(SUBJECTS.consoleHistory(target), JSON.stringify({ stream: m.stream.name, after }), { timeout: HISTORY_TIMEOUT_MS })).data,
+          (await this.d.nats.nc.request(SUBJECTS.consoleHistory(target), JSON.stringify({ stream: m.stream.name, after }), { timeout: this.d.historyTimeoutMs ?? HISTORY_TIMEOUT_MS })).data,
         );
         if (r === undefined) {
           this.d.nats.stats.badMessages++;

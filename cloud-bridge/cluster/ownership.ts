@@ -205,6 +205,28 @@ export class Ownership {
     this.events.changed(dongle);
   }
 
+  /**
+   * A claim took the lease for a link that closed before it was admitted: nothing here holds or refreshes
+   * it. Given back (deleted if it still names this node and no link here holds the dongle), so the agent's
+   * next connection on another node is not judged against a lease nobody keeps — refused as a duplicate
+   * until it aged, whenever this node's answer to "do you hold it" came late.
+   */
+  async abandon(dongle: string): Promise<void> {
+    const kv = this.kv;
+    if (this.owned.has(dongle) || kv === undefined || !this.nats.connected) return;
+    try {
+      const e = await kv.get(dongle);
+      if (e === null || e.operation !== 'PUT' || this.owned.has(dongle)) return;
+      const v = leaseValue.safeParse(e.json());
+      if (!v.success || v.data.node !== this.node) return;
+      await kv.delete(dongle, { previousSeq: e.revision });
+      this.announce({ dongle, node: this.node, silent_ms: 0, released: true });
+    } catch (err) {
+      // A newer claim of it took the key meanwhile (the revision moved): theirs stands.
+      if (!isLeaseRace(err)) this.nats.failed('lease abandon', err);
+    }
+  }
+
   stop(): void {
     clearInterval(this.timer);
   }

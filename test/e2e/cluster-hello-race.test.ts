@@ -7,10 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { connect } from 'nats';
+import { OWNER_BUCKET } from '../../cloud-bridge/cluster/ownership.js';
 import { startBridgeProcess } from '../helpers/bridge-process.js';
 import { clusterServers, metricsText as metrics } from '../helpers/cluster-servers.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
 import { metricValue } from '../helpers/sse-client.js';
+import { until } from '../helpers/until.js';
 
 const servers = clusterServers();
 const { track } = servers;
@@ -33,9 +36,23 @@ test('a link closed while its hello waits on NATS is not admitted: the next conn
     process.kill(nats, 'SIGCONT');
   }
   await n1.proc.waitForLog((l) => l.msg === 'agent link closed before its hello was decided: not admitted', 20_000);
-  const second = await FakeAgent.connect(n1.base, { dongle: 'hx', token, hello: false });
-  await second.sayHello(20_000);
-  assert.ok(second.welcome, 'the next connection is welcomed, not refused as a duplicate');
-  assert.equal(metricValue(await metrics(n1.base), 'canrelay_bridge_agents_connected', { node: 'hr1' }), 1, 'one link: the live one');
-  await second.close();
+  // The lease the claim took for the closed link is given back: nothing here would refresh it, and another
+  // node whose question to this one came late would refuse the agent against it until it aged.
+  const nc = await connect({ servers: servers.nats.url });
+  try {
+    const kv = await nc.jetstream().views.kv(OWNER_BUCKET);
+    const holder = async (): Promise<string | undefined> => {
+      const e = await kv.get('hx').catch(() => null);
+      return e?.operation === 'PUT' ? (e.json() as { node?: string }).node : undefined;
+    };
+    await until(async () => (await holder()) === undefined, 10_000, 'the abandoned lease given back');
+    const second = await FakeAgent.connect(n1.base, { dongle: 'hx', token, hello: false });
+    await second.sayHello(20_000);
+    assert.ok(second.welcome, 'the next connection is welcomed, not refused as a duplicate');
+    assert.equal(metricValue(await metrics(n1.base), 'canrelay_bridge_agents_connected', { node: 'hr1' }), 1, 'one link: the live one');
+    assert.equal(await holder(), 'hr1', "the live link's lease");
+    await second.close();
+  } finally {
+    await nc.close();
+  }
 });

@@ -111,6 +111,9 @@ async function mirrorNode(): Promise<{ link: NatsLink; streams: StreamManager; s
     sidesOf: () => undefined,
     streamOf: (name) => streams.get(name),
     log,
+    // The scripted node holds its history answers while the test numbers live events: on a loaded machine
+    // that takes longer than the bridge's 1 s, and a request that timed out ends the holding under test.
+    historyTimeoutMs: 60_000,
   });
   closers.push(async () => {
     sync.stop();
@@ -133,7 +136,7 @@ test('more live events than one mirror may hold during its catch-up: the rest co
   n1.number('dongles/m1', 100, 1, true); // numbered before anyone read it on n2
   const ready = sync.beforeRead(streams.get('dongles/m1'), undefined);
   assert.ok(ready, 'a reader on n2 waits for the mirror');
-  await until(() => n1.requests.length === 1, 10_000, 'n2 asks n1 for the history');
+  await until(() => n1.requests.length === 1, 30_000, 'n2 asks n1 for the history');
   n1.number('dongles/m1', 12_000, 1); // live while the history reply is on its way: 10,000 may be held (small: the rest fit one history page)
   await n1.nc.flush();
   await link.nc.flush(); // everything n1 published has reached n2's subscriptions
@@ -157,13 +160,13 @@ test('mirrors of one node together hold at most HELD_BYTES_MAX: each completes f
     n1.number(name, 10, 1000, true);
     return sync.beforeRead(streams.get(name), undefined);
   });
-  await until(() => n1.requests.length === 2, 10_000, 'n2 asks n1 for both histories');
+  await until(() => n1.requests.length === 2, 30_000, 'n2 asks n1 for both histories');
   // 9,000 events of ~1 KB each: under 10,000 per mirror, ~20 MB for both — over the node's 16 MiB.
   for (const name of names) n1.number(name, 9_000, 1000);
   await n1.nc.flush();
   await link.nc.flush();
   // The flushes say NATS delivered them; the mirrors' handlers may still be working through them (a loaded machine).
-  await until(() => sync.stats.heldDropped > 0, 10_000, 'the node-wide bound left events unheld');
+  await until(() => sync.stats.heldDropped > 0, 60_000, 'the node-wide bound left events unheld');
   n1.release();
   await Promise.all(readies);
   assert.ok(sync.stats.heldDropped < 9_000, 'while one mirror alone could hold all of its own');
