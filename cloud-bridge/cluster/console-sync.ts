@@ -545,7 +545,11 @@ export class ConsoleSync {
       for (let page = 0; page < HISTORY_PAGES_MAX; page++) {
         this.stats.historyRequests++;
         const r = decodeHistoryReply(
-          (await this.d.nats.nc.request(SUBJECTS.consoleHistory(target), JSON.stringify({ stream: m.stream.name, after }), { timeout: this.d.historyTimeoutMs ?? HISTORY_TIMEOUT_MS })).data,
+          (
+            await this.d.nats.nc.request(SUBJECTS.consoleHistory(target), JSON.stringify({ stream: m.stream.name, after }), {
+              timeout: this.d.historyTimeoutMs ?? HISTORY_TIMEOUT_MS,
+            })
+          ).data,
         );
         if (r === undefined) {
           this.d.nats.stats.badMessages++;

@@ -132,7 +132,9 @@ test("downlink: after a group change the sequence streams start afresh (a new bu
   let n = 0;
   // A's can0 numbers (at 40,000) on B's can1, then, mapped {can3: can1}, A's can3 numbers (at 10) on it: newer frames.
   const batch = (seqs: number[]) =>
-    decodeBatch(encodeBatch({ kind: KIND_DOWN, batch: ++n, origin: 'gw-a', frames: seqs.map((s) => ({ frame: { ...frame(s), bus: 'can1', tsUs: Date.now() * 1000 + n }, seq: s })) }));
+    decodeBatch(
+      encodeBatch({ kind: KIND_DOWN, batch: ++n, origin: 'gw-a', frames: seqs.map((s) => ({ frame: { ...frame(s), bus: 'can1', tsUs: Date.now() * 1000 + n }, seq: s })) }),
+    );
   d.apply(batch([40_000, 40_001]), BRIDGE_CLOCK);
   d.groupChanged('the bus map changed');
   d.apply(batch([10, 11, 12]), BRIDGE_CLOCK);
