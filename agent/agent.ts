@@ -169,7 +169,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     uptime_s: Math.round((Date.now() - startedAt) / 1000),
   });
   const cors = new CorsPolicy(cfg.corsOrigins);
-  const auth = new LocalAuth(cfg.localTokens, { consoleAuth: cfg.consoleAuth, corsAllows: (o) => cors.allows(o) });
+  const auth = new LocalAuth(cfg.localTokens, { consoleAuth: cfg.consoleAuth, corsAllows: (o) => cors.allows(o), hostListed: (h) => cors.listsHost(h) });
   if (!auth.enabled) log.warn('the local API is open: anyone who reaches it can write (record, delete); production: --local-token-file and --tls-cert/--tls-key');
   const { server, writers } = createAgentServer({
     auth,

@@ -44,6 +44,12 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
   const consolePath = `/api/v1/streams/dongles/${deps.dongleId}/console`;
 
   const handle = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    // A name another site made resolve here is refused everywhere but the probes (health checks and
+    // Prometheus address gateways by whatever name they have; neither shows the bus).
+    if (url.pathname !== '/healthz' && url.pathname !== '/metrics') {
+      const foreign = deps.auth.foreignHost(req);
+      if (foreign !== undefined) return sendJson(res, 403, { error: foreign });
+    }
     if (deps.cors.handle(req, res)) return;
     if (await handleSignalsRoute(req, res, url.pathname, { ...deps.signals, auth: deps.auth })) return;
     if (deps.recordings && (await handleRecordings(deps.recordings, req, res, url.pathname))) return;

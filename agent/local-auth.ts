@@ -64,7 +64,12 @@ export class LocalAuth {
   /** tokens undefined: no token file, everything is open. */
   constructor(
     tokens: readonly LocalToken[] | undefined,
-    private readonly opts: { consoleAuth: boolean; corsAllows?: (origin: string | undefined) => boolean } = { consoleAuth: false },
+    private readonly opts: {
+      consoleAuth: boolean;
+      corsAllows?: (origin: string | undefined) => boolean;
+      /** True for a Host the operator listed (the host of a --cors-origin origin). */
+      hostListed?: (host: string) => boolean;
+    } = { consoleAuth: false },
   ) {
     this.digests = (tokens ?? []).map((t) => ({ role: t.role, digest: tokenDigest(t.token) }));
     if (opts.consoleAuth && this.digests.length === 0) throw new Error('--console-auth needs --local-token-file (the tokens readers present)');
@@ -92,6 +97,27 @@ export class LocalAuth {
   /** True when the request may read (reads are open, or it carries a token of the file); answers nothing. */
   mayRead(req: IncomingMessage): boolean {
     return !this.readsGuarded || this.role(bearerToken(req, new URL(req.url ?? '/', 'http://localhost'))) !== undefined;
+  }
+
+  /**
+   * Why a request addresses this agent under a name that is not its own, or undefined. A site can make
+   * its own name resolve to the gateway (DNS rebinding): its page is then same-origin with the agent's API
+   * and reads the console, the signals and the recordings from the technician's browser, and sends them
+   * anywhere. Every request names the host it was sent to (Host); only names nobody else can point here
+   * are the agent's (ownName), or one the operator listed (the host of a --cors-origin origin). A request
+   * without Host (HTTP/1.0 tools) names nothing a browser would have sent.
+   */
+  foreignHost(req: IncomingMessage): string | undefined {
+    const host = req.headers.host;
+    if (host === undefined) return undefined;
+    let name: string;
+    try {
+      name = new URL(`http://${host}`).hostname;
+    } catch {
+      return `the Host header ${JSON.stringify(host.slice(0, 100))} is not a host name`;
+    }
+    if (ownName(name) || this.opts.hostListed?.(host)) return undefined;
+    return `this gateway was addressed as ${name}, a name any site can point at it (DNS rebinding): use its IP address or ${hostname()}, or list http(s)://${host} in --cors-origin`;
   }
 
   /**

@@ -48,10 +48,18 @@ export const CORS_ORIGIN_OPTION: OptionSpec = {
 
 export class CorsPolicy {
   private readonly origins: ReadonlySet<string>;
+  /** The `host[:port]` of each listed origin (as a request's Host header names it). */
+  private readonly hosts: ReadonlySet<string>;
 
   /** `list`: the parsed --cors-origin value; empty or undefined: no CORS at all. */
   constructor(list: string | undefined) {
     this.origins = new Set(list ? list.split(',') : []);
+    this.hosts = new Set([...this.origins].flatMap((o) => (URL.canParse(o) ? [new URL(o).host.toLowerCase()] : [])));
+  }
+
+  /** True when `host` (a Host header) is the host of a listed origin: the operator named it as a site of its own. */
+  listsHost(host: string): boolean {
+    return this.hosts.has(host.toLowerCase());
   }
 
   get enabled(): boolean {

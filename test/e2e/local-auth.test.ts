@@ -123,6 +123,22 @@ test('a write: 401 without a token, 403 with a read token or from another site, 
   assert.equal(open.role(ADMIN), undefined);
 });
 
+test('DNS rebinding: a request that names the agent by a name any site can point at it is refused (403), reads too; its own names, a listed origin and the probes are not', async () => {
+  const a = await agent(['--sim', '--sim-rate', '50', '--cors-origin', 'http://gw-17.example:1']);
+  const port = new URL(a.base).port;
+  const at = (host: string, path: string) => get(`${a.base}${path}`, { Host: host });
+  const evil = `rebind.attacker.example:${port}`;
+  for (const path of ['/api/v1/recordings', '/api/v1/info', '/api/v1/signals', '/', new URL(a.url).pathname]) {
+    const r = await at(evil, path);
+    assert.equal(r.status, 403, `${path} under a rebound name`);
+    assert.match(r.body, /DNS rebinding/);
+  }
+  for (const path of ['/healthz', '/metrics']) assert.equal((await at(evil, path)).status, 200, `${path}: probes address gateways by any name`);
+  for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `${hostname()}:${port}`, `${hostname()}.local:${port}`, 'gw-17.example:1'])
+    assert.equal((await at(host, '/api/v1/info')).status, 200, `addressed as ${host}`);
+  assert.equal((await at(`gw-17.example:${port}`, '/api/v1/info')).status, 403, 'a listed name on another port is another site');
+});
+
 test('token file format: bad lines and empty files are refused with the line named (exit 2)', async () => {
   assert.throws(() => parseLocalTokens('admin short\n', 'f'), /f line 1/);
   assert.throws(() => parseLocalTokens('writer 0123456789abcdef0123\n', 'f'), /line 1: expected "admin <token>"/);
