@@ -45,7 +45,10 @@ export function rawFrameMessage(f: CanFrame): string {
   return `< frame ${idText(f)} ${t} ${data} >`;
 }
 
-/** A frame as BCM mode sends it for a subscription: each data byte followed by a space, as socketcand's BCM state does. */
+/**
+ * A frame as BCM mode sends it for a subscription: each data byte followed by a space, as socketcand's BCM state
+ * does. Error and remote frames never reach a subscription (Session.offer); CAN FD frames keep raw mode's form.
+ */
 export function bcmFrameMessage(f: CanFrame): string {
   if (f.err || f.rtr || f.fd) return rawFrameMessage(f);
   let data = '';

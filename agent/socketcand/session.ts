@@ -112,6 +112,12 @@ export class Session {
       this.queue('\n' + raw(), 1);
       return;
     }
+    // A subscription is socketcand's RX_SETUP of the kernel BCM for a plain id, and gets neither error nor
+    // remote frames there: the BCM's receive mask includes the RTR and EFF flag bits (and its handler wants
+    // can_id equal to the op's), and the kernel hands error frames only to receivers registered for
+    // CAN_ERR_FLAG. An error frame's id is its error class, not a CAN id: `subscribe 0 0 004` is not a
+    // subscription to bus errors.
+    if (f.err || f.rtr) return;
     const sub = this.subs.get(subKey(f.id, f.ext));
     if (sub === undefined) return;
     const now = Date.now();
