@@ -1,9 +1,10 @@
 /**
  * One running recording: takes every frame the router offers (rx and tx), keeps those its filter wants
- * as `candump -L` lines with direction marks (core/can/candump.ts), and writes them to its files in the
- * background. The intake never waits for the disk: lines wait in a bounded buffer; a frame that does not
- * fit is counted in frames_dropped and the recording marked incomplete. A write error (a full disk)
- * stops this recording with a clear error; the agent goes on.
+ * (its buses; its ids, which pick data and remote frames and never leave out error frames) as `candump -L`
+ * lines with direction marks (core/can/candump.ts), and writes them to its files in the background. The
+ * intake never waits for the disk: lines wait in a bounded buffer; a frame that does not fit is counted in
+ * frames_dropped and the recording marked incomplete. A write error (a full disk) stops this recording
+ * with a clear error; the agent goes on.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -79,7 +80,10 @@ export class RecordingWriter {
   offer(f: CanFrame): void {
     if (!this.accepting) return;
     if (this.filter.buses && !this.filter.buses.has(f.bus)) return;
-    if (this.filter.ids && !this.filter.ids.matches(f.id)) return;
+    // The id filter picks data and remote frames by CAN id. An error frame's id is its error class, not a
+    // CAN id (class 0x004 would pass "004", and "7E0-7EF" would drop them all): error frames are events of
+    // the bus and stay in every recording of their bus, where they explain what happened during it.
+    if (this.filter.ids && !f.err && !this.filter.ids.matches(f.id)) return;
     const line = formatCandumpLine(f, { direction: true }) + '\n';
     if (this.pendingBytes + line.length > this.s.bufferBytes) {
       this.meta.frames_dropped++;

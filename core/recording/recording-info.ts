@@ -17,7 +17,10 @@ export const RecordingInfo = z.strictObject({
   duration_s: z.number().min(0),
   /** Only these buses (null: every bus). */
   buses: z.array(z.string().regex(BUS_RULE)).max(64).nullable(),
-  /** Only ids matching this filter (the console's syntax: 7E8, 100,200, 7E0-7EF, 700/7F0, !7DF); null: every id. */
+  /**
+   * Only data and remote frames whose id matches this filter (the console's syntax: 7E8, 100,200, 7E0-7EF,
+   * 700/7F0, !7DF); null: every id. Error frames of the recorded buses are always kept: their id is an error class.
+   */
   ids: z.string().max(200).nullable(),
   max_duration_s: z.number().int().min(1).nullable(),
   /** Frames written to the files. */

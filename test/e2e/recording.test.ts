@@ -1,11 +1,12 @@
 /**
  * Full-rate recording on the agent, through the real CLI over loopback: a replayed log recorded frame
- * for frame (the unsampled counter and python-can's CanutilsLogReader agree), the API and its auth, the
- * disk bound filled and held, gzip, and a full disk (a small tmpfs) that stops the recording, not the agent.
+ * for frame (the unsampled counter and python-can's CanutilsLogReader agree), the bus and id filters (error
+ * frames kept whatever the ids), the API and its auth, the disk bound filled and held, gzip, and a full disk
+ * (a small tmpfs) that stops the recording, not the agent.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, createWriteStream, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -128,6 +129,66 @@ test('the bus filter: a recording of can1 on a two-bus gateway holds every can1 
     text.every((l) => / can1 110#/.test(l)),
     `only can1: ${text.find((l) => !/ can1 /.test(l))}`,
   );
+});
+
+/**
+ * An agent replaying a FIFO the test writes: the test decides which frames exist and when (after a recording
+ * started). The writer is opened before the agent starts: the replay's open of the FIFO waits for it.
+ */
+async function fifoAgent(t: { after(fn: () => Promise<unknown> | void): void }, args: string[]): Promise<StartedAgent & { write(lines: string[]): void }> {
+  const dir = tempDir('canrelay-rec-fifo-');
+  const fifo = join(dir, 'frames.fifo');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
+  const input = createWriteStream(fifo);
+  input.on('error', () => undefined);
+  t.after(() => void input.end());
+  const a = await agent(t, ['--replay', fifo, '--replay-speed', '0', '--record-dir', join(dir, 'recs'), ...args]);
+  return { ...a, write: (lines) => void input.write(lines.join('\n') + '\n') };
+}
+const rxFrames = async (base: string, bus: string): Promise<number> =>
+  metricValue((await getJson(base + '/metrics')).text, 'canrelay_can_frames_total', { bus, direction: 'rx' }) ?? 0;
+/** A recording's lines without their timestamps: "can0 7E8#03 R". */
+const recordedLines = async (base: string, id: string): Promise<string[]> =>
+  (await download(base, id))
+    .toString('latin1')
+    .trimEnd()
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.replace(/^\(\d+\.\d{6}\) /, ''));
+
+test('the id filter picks data and remote frames by CAN id; error frames (whose id is their error class) stay in every recording of their bus', async (t) => {
+  const a = await fifoAgent(t, []);
+  const at = (i: number, rest: string): string => `(1700000000.${String(i).padStart(6, '0')}) ${rest}`;
+  const received = async (): Promise<number> => (await rxFrames(a.base, 'can0')) + (await rxFrames(a.base, 'can1'));
+  // Both buses known to the agent first (frames no filter below takes).
+  a.write([at(0, 'can0 7FF#00'), at(1, 'can1 7FF#00')]);
+  await until(received, (n) => n === 2, 10_000, 'the lead-in frames');
+  const filters = [{ ids: '004' }, { ids: '100-2FF' }, { buses: ['can0'], ids: '7E0-7EF' }, { ids: '!004' }];
+  const ids: string[] = [];
+  for (const f of filters) {
+    const r = await call(a.base, 'POST', '/api/v1/recordings', f);
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    ids.push(String(r.json.id));
+  }
+  // Error frames of classes 0x004 (controller), 0x100 (restarted) and 0x200 (counters): ids in one filter
+  // or another, as numbers. Data and remote frames at those ids and in 7E0-7EF.
+  const ERR004 = '20000004#0000080000000000';
+  const ERR100 = '20000100#0000000000000000';
+  const ERR200 = '20000200#0000000000000000';
+  const frames = [`can0 ${ERR004}`, 'can0 004#01', `can0 ${ERR100}`, 'can0 100#02', 'can0 7E8#03', 'can0 7E0#R', `can0 ${ERR200}`, `can1 ${ERR004}`, 'can1 7E8#04'];
+  a.write(frames.map((f, i) => at(10 + i, f)));
+  await until(received, (n) => n === 2 + frames.length, 10_000, 'the frames');
+  for (const id of ids) assert.equal((await call(a.base, 'POST', `/api/v1/recordings/${id}/stop`)).status, 200);
+  const got = await Promise.all(ids.map((id) => recordedLines(a.base, id)));
+  const want = (...f: string[]): string[] => f.map((x) => `${x} R`);
+  assert.deepEqual(got[0], want(`can0 ${ERR004}`, 'can0 004#01', `can0 ${ERR100}`, `can0 ${ERR200}`, `can1 ${ERR004}`), '"004": the data frame 004 and every error frame');
+  assert.deepEqual(got[1], want(`can0 ${ERR004}`, `can0 ${ERR100}`, 'can0 100#02', `can0 ${ERR200}`, `can1 ${ERR004}`), '"100-2FF": the data frame 100 and every error frame');
+  assert.deepEqual(
+    got[2],
+    want(`can0 ${ERR004}`, `can0 ${ERR100}`, 'can0 7E8#03', 'can0 7E0#R', `can0 ${ERR200}`),
+    'can0 "7E0-7EF": 7E8, the remote 7E0 and the error frames of can0, none of can1',
+  );
+  assert.deepEqual(got[3], want(...frames.filter((f) => f !== 'can0 004#01')), '"!004": everything but the data frame 004');
 });
 
 test('the API: start with buses/ids/max duration, list, stop, download, delete; writes need the admin token', async (t) => {
