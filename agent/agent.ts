@@ -130,7 +130,11 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   router.uplink = uploader;
   const health = createBusHealth(cfg, source, router, consoleStream);
   if (health) router.tap(health, 'all');
-  const recorder = new Recorder(cfg.record, (level, msg, code, details) => router.log(level, msg, code, details));
+  const recorder = new Recorder(
+    cfg.record,
+    (level, msg, code, details) => router.log(level, msg, code, details),
+    () => source.buses(),
+  );
   await recorder.open();
   router.tap({ frame: (f) => recorder.record(f) }, 'all');
   let clientsCut = 0;

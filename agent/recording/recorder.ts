@@ -11,6 +11,7 @@ import { parseIdFilter } from '../../core/can/id-filter.js';
 import type { LogLevel } from '../../core/console/events.js';
 import { HttpError } from '../../core/http/http-error.js';
 import type { RecordingInfo, RecordingRequest } from '../../core/recording/recording-info.js';
+import { busesInWords } from '../sources/source.js';
 import { addProblem, loadMetas, metaSettled, newRecordingId, PROBLEM, saveMeta, toInfo, type RecordingMeta } from './recording-meta.js';
 import { RecordingWriter } from './recording-writer.js';
 
@@ -44,6 +45,8 @@ export class Recorder {
   constructor(
     private readonly s: RecorderSettings,
     private readonly notice: RecorderNotice,
+    /** The buses this gateway has: its source's, as socketcand's `open` checks them (FrameSource.buses()). */
+    private readonly knownBuses: () => string[],
   ) {}
 
   /** Reads the folder; a recording left running by a crash is closed as interrupted. Never throws. */
@@ -141,6 +144,12 @@ export class Recorder {
   async start(req: RecordingRequest, reason = 'requested'): Promise<RecordingInfo> {
     if (this.unavailable) throw new HttpError(503, this.unavailable);
     if (this.writers.size + this.starting.size >= MAX_RUNNING) throw new HttpError(409, `${MAX_RUNNING} recordings are running already; stop one first`);
+    if (req.buses !== undefined) {
+      // A bus the gateway does not have would give an empty recording that calls itself complete.
+      const known = this.knownBuses();
+      const unknown = req.buses.filter((b) => !known.includes(b));
+      if (unknown.length > 0) throw new HttpError(400, `cannot record ${unknown.join(', ')}: this gateway has ${busesInWords(known)}`);
+    }
     let ids = null;
     if (req.ids !== undefined && req.ids.trim() !== '') {
       const p = parseIdFilter(req.ids);

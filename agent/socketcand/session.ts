@@ -7,7 +7,7 @@
 import type { Socket } from 'node:net';
 import type { CanFrame } from '../../core/can/frame.js';
 import { endConnection } from '../../core/net/end-connection.js';
-import type { SendResult } from '../sources/source.js';
+import { busesInWords, type SendResult } from '../sources/source.js';
 import { MessageReader } from './message-reader.js';
 import { bcmFrameMessage, ECHO, errorMessage, HI, OK, parseCommand, type Command } from './messages.js';
 
@@ -224,7 +224,7 @@ export class Session {
       const known = this.host.buses();
       if (!known.includes(cmd.bus)) {
         // As socketcand: a refused open ends the connection.
-        this.error(`could not open bus ${cmd.bus}: this gateway has ${known.length > 0 ? known.join(', ') : 'no bus yet'}`);
+        this.error(`could not open bus ${cmd.bus}: this gateway has ${busesInWords(known)}`);
         this.flush();
         endConnection(this.socket);
         return;

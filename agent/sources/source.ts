@@ -26,6 +26,14 @@ export interface SourceSink {
  */
 export type SendResult = { ok: true; tsUs: number } | { ok: false; busy: boolean; error: string };
 
+/**
+ * A source's buses in words, for a request naming another one (socketcand's `open`, a recording's
+ * `buses`): "can0, can1", or "no bus yet" (a replay before the first frame of any bus).
+ */
+export function busesInWords(buses: readonly string[]): string {
+  return buses.length > 0 ? buses.join(', ') : 'no bus yet';
+}
+
 export interface FrameSource {
   readonly kind: 'sim' | 'replay' | 'socketcan';
   /** The interfaces this source reads (known after start() for replay: the buses seen so far). */

@@ -57,6 +57,8 @@ const download = async (base: string, id: string, token?: string): Promise<Buffe
   assert.equal(r.status, 200);
   return Buffer.from(await r.arrayBuffer());
 };
+const rxFrames = async (base: string, bus: string): Promise<number> =>
+  metricValue((await getJson(base + '/metrics')).text, 'canrelay_can_frames_total', { bus, direction: 'rx' }) ?? 0;
 const CANDUMP_LINE = /^\(\d{10}\.\d{6}\) [A-Za-z0-9_.:-]+ [0-9A-F]{3,8}#[0-9A-FR#_]*( [TR])$/;
 
 before(() => {
@@ -114,6 +116,13 @@ test('the bus filter: a recording of can1 on a two-bus gateway holds every can1 
     lines.push(`(${1_700_000_000 + Math.floor(i / 1000)}.${String((i % 1000) * 1000).padStart(6, '0')}) can${i % 2} 1${i % 2}0#${i.toString(16).padStart(8, '0')}`);
   writeFileSync(log, lines.join('\n') + '\n');
   const a = await agent(t, ['--replay', log, '--replay-speed', '1', '--record-dir', join(dir, 'recs')]);
+  // A replay knows a bus once it has read a frame of it (its second line here); a recording names only known buses.
+  await until(
+    () => rxFrames(a.base, 'can1'),
+    (n) => n > 0,
+    10_000,
+    'the first can1 frame',
+  );
   const started = await call(a.base, 'POST', '/api/v1/recordings', { buses: ['can1'], max_duration_s: 1 });
   assert.equal(started.status, 201, JSON.stringify(started.json));
   const id = String(started.json.id);
@@ -145,8 +154,6 @@ async function fifoAgent(t: { after(fn: () => Promise<unknown> | void): void }, 
   const a = await agent(t, ['--replay', fifo, '--replay-speed', '0', '--record-dir', join(dir, 'recs'), ...args]);
   return { ...a, write: (lines) => void input.write(lines.join('\n') + '\n') };
 }
-const rxFrames = async (base: string, bus: string): Promise<number> =>
-  metricValue((await getJson(base + '/metrics')).text, 'canrelay_can_frames_total', { bus, direction: 'rx' }) ?? 0;
 /** A recording's lines without their timestamps: "can0 7E8#03 R". */
 const recordedLines = async (base: string, id: string): Promise<string[]> =>
   (await download(base, id))
@@ -202,6 +209,12 @@ test('the API: start with buses/ids/max duration, list, stop, download, delete; 
   assert.equal((await call(a.base, 'POST', '/api/v1/recordings', {}, READ)).status, 403, 'read token');
   assert.equal((await call(a.base, 'POST', '/api/v1/recordings', { ids: '7E8-zz' }, ADMIN)).status, 400, 'bad id filter');
   assert.equal((await call(a.base, 'POST', '/api/v1/recordings', { buses: ['can0'], extra: 1 }, ADMIN)).status, 400, 'unknown field');
+  // A bus this gateway does not have (the simulator's is can0): refused, naming the buses it has, and nothing started.
+  const noBus = await call(a.base, 'POST', '/api/v1/recordings', { buses: ['can1'], ids: '7E8' }, ADMIN);
+  assert.equal(noBus.status, 400, JSON.stringify(noBus.json));
+  assert.equal(noBus.json.error, 'cannot record can1: this gateway has can0');
+  assert.equal((await call(a.base, 'POST', '/api/v1/recordings', { buses: ['can0', 'vcan9'] }, ADMIN)).status, 400, 'one unknown bus of two');
+  assert.deepEqual(await list(a.base), [], 'nothing was started');
   const started = await call(a.base, 'POST', '/api/v1/recordings', { buses: ['can0'], ids: '!1D0', max_duration_s: 1 }, ADMIN);
   assert.equal(started.status, 201, JSON.stringify(started.json));
   const id = String(started.json.id);
