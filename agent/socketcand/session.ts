@@ -116,8 +116,9 @@ export class Session {
     // remote frames there: the BCM's receive mask includes the RTR and EFF flag bits (and its handler wants
     // can_id equal to the op's), and the kernel hands error frames only to receivers registered for
     // CAN_ERR_FLAG. An error frame's id is its error class, not a CAN id: `subscribe 0 0 004` is not a
-    // subscription to bus errors.
-    if (f.err || f.rtr) return;
+    // subscription to bus errors. Nor CAN FD frames: socketcand's RX_SETUP has no CAN_FD_FRAME flag, and the
+    // BCM hands an op only frames of its own type (classic or FD).
+    if (f.err || f.rtr || f.fd) return;
     const sub = this.subs.get(subKey(f.id, f.ext));
     if (sub === undefined) return;
     const now = Date.now();

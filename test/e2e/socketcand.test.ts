@@ -441,7 +441,7 @@ test('BCM subscribe with an interval: the first frame at once, then the latest o
   c.close();
 });
 
-test('BCM subscriptions get data frames of their id only: never error frames (their class is no id) nor remote frames; raw mode gets both', async () => {
+test('BCM subscriptions get classic data frames of their id only: never error frames (their class is no id), remote or CAN FD frames; raw mode gets them all', async () => {
   const a = await replayAgent(['--replay-speed', '0']);
   await leadIn(a);
   const c = await RawClient.connect(a.socketcandPort);
@@ -452,26 +452,38 @@ test('BCM subscriptions get data frames of their id only: never error frames (th
   assert.equal(await c.request('< echo >'), '< echo >');
   const at = (i: number, frame: string): string => `(${Math.floor(T0 / 1e6)}.${String(10 + i).padStart(6, '0')}) can0 ${frame}`;
   const mix = (n: number): string[] =>
-    ['20000004#0000080000000000', '456#R', '456#R3', '456#1122', '004#33', '20000004#0000080000000000', '456#R', '456#FF'].map((f, i) => at(n + i, f));
+    ['20000004#0000080000000000', '456#R', '456#R3', '456#1122', '456##1AABB', '004#33', '20000004#0000080000000000', '456#R', '456#FF'].map((f, i) =>
+      at(n + i, f),
+    );
   await a.write(mix(0));
-  await waitUntil(async () => (await a.metric('canrelay_can_frames_total', RX)) === 9, 10_000, 'the mixed frames');
+  await waitUntil(async () => (await a.metric('canrelay_can_frames_total', RX)) === 10, 10_000, 'the mixed frames');
   await waitUntil(() => c.frames().some((f) => f.startsWith('< frame 456 ') && f.includes(' FF ')), 10_000, 'the last data frame of 0x456');
   assert.equal(await c.request('< echo >'), '< echo >');
   const frameMessages = c.messages.filter((m) => !['< hi >', '< ok >', '< echo >'].includes(m));
   assert.deepEqual(
     frameMessages.map((m) => m.replace(/ \d+\.\d{6} /, ' T ')),
     ['< frame 456 T 11 22  >', '< frame 004 T 33  >', '< frame 456 T FF  >'],
-    'only the data frames of the subscribed ids: no < error 004 >, no < rtr 456 >',
+    'only the classic data frames of the subscribed ids: no < error 004 >, no < rtr 456 >, no FD frame',
   );
 
-  // Raw mode is not the BCM: it gets every frame, error and remote frames included.
+  // Raw mode is not the BCM: it gets every frame, error, remote and FD frames included.
   assert.equal(await c.request('< rawmode >'), '< ok >');
   const before = c.messages.length;
   await a.write(mix(100));
   await waitUntil(() => c.messages.slice(before).some((m) => /^< frame 456 \S+ FF >$/.test(m)), 10_000, 'the raw frames');
   assert.deepEqual(
     c.messages.slice(before).map((m) => m.replace(/ \d+\.\d{6}/, ' T')),
-    ['< error 004 T >', '< rtr 456 T 0 >', '< rtr 456 T 3 >', '< frame 456 T 1122 >', '< frame 004 T 33 >', '< error 004 T >', '< rtr 456 T 0 >', '< frame 456 T FF >'],
+    [
+      '< error 004 T >',
+      '< rtr 456 T 0 >',
+      '< rtr 456 T 3 >',
+      '< frame 456 T 1122 >',
+      '< fdframe 456 05 T AABB >',
+      '< frame 004 T 33 >',
+      '< error 004 T >',
+      '< rtr 456 T 0 >',
+      '< frame 456 T FF >',
+    ],
   );
   c.close();
 });
