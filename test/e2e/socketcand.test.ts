@@ -452,9 +452,7 @@ test('BCM subscriptions get classic data frames of their id only: never error fr
   assert.equal(await c.request('< echo >'), '< echo >');
   const at = (i: number, frame: string): string => `(${Math.floor(T0 / 1e6)}.${String(10 + i).padStart(6, '0')}) can0 ${frame}`;
   const mix = (n: number): string[] =>
-    ['20000004#0000080000000000', '456#R', '456#R3', '456#1122', '456##1AABB', '004#33', '20000004#0000080000000000', '456#R', '456#FF'].map((f, i) =>
-      at(n + i, f),
-    );
+    ['20000004#0000080000000000', '456#R', '456#R3', '456#1122', '456##1AABB', '004#33', '20000004#0000080000000000', '456#R', '456#FF'].map((f, i) => at(n + i, f));
   await a.write(mix(0));
   await waitUntil(async () => (await a.metric('canrelay_can_frames_total', RX)) === 10, 10_000, 'the mixed frames');
   await waitUntil(() => c.frames().some((f) => f.startsWith('< frame 456 ') && f.includes(' FF ')), 10_000, 'the last data frame of 0x456');
