@@ -153,12 +153,17 @@ test('the shipped example configs are valid and use only real keys', async () =>
   const agentExample = JSON.parse(readFileSync(join(REPO, 'systemd/agent.example.json'), 'utf8')) as Record<string, unknown>;
   const agentNames = new Set(AGENT_OPTIONS.map((o) => o.name));
   for (const k of Object.keys(agentExample)) assert.ok(agentNames.has(k), `agent.example.json: unknown key ${k}`);
-  // As shipped, except the token path (the real one is /etc/canrelay/agent.token).
-  const cfg = writeJson(dir, 'agent.json', { ...agentExample, 'token-file': tokenFile });
+  // As shipped, except the token paths (the real ones are /etc/canrelay/agent.token and local-tokens).
+  const localTokens = join(dir, 'local-tokens');
+  writeFileSync(localTokens, 'admin cfg-test-admin-0123456789abcdef\nread cfg-test-read-0123456789abcdef\n');
+  // The example listens on the LAN: its local API must not be open to writes from it.
+  assert.equal(agentExample['local-token-file'], '/etc/canrelay/local-tokens');
+  const cfg = writeJson(dir, 'agent.json', { ...agentExample, 'token-file': tokenFile, 'local-token-file': localTokens });
   const r = await cli(['agent', '--config', cfg, '--check-config']);
   assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stdout, /cfg-test-admin|cfg-test-read/, 'the local tokens are not printed');
   const eff = JSON.parse(r.stdout) as Record<string, unknown>;
-  for (const [k, v] of Object.entries(agentExample)) if (k !== 'token-file') assert.deepEqual(eff[k], v, `agent key ${k}`);
+  for (const [k, v] of Object.entries(agentExample)) if (k !== 'token-file' && k !== 'local-token-file') assert.deepEqual(eff[k], v, `agent key ${k}`);
 
   const bridgeExample = JSON.parse(readFileSync(join(REPO, 'systemd/bridge.example.json'), 'utf8')) as Record<string, unknown>;
   const bridgeNames = new Set(BRIDGE_OPTIONS.map((o) => o.name));

@@ -305,7 +305,14 @@ describe('make deb', { skip: skipUnlessPresent('make deb', debSkip) }, () => {
     const token = join(etc, 'agent.token');
     writeFileSync(token, 'deb-test-token-0123456789abcdef\n', { mode: 0o640 });
     sh('chown', ['root:canrelay', token]);
-    const cfg = { ...(JSON.parse(readFileSync('/etc/canrelay/agent.example.json', 'utf8')) as Record<string, unknown>), 'token-file': token };
+    const localTokens = join(etc, 'local-tokens');
+    writeFileSync(localTokens, 'admin deb-test-admin-0123456789abcdef\nread deb-test-read-0123456789abcdef\n', { mode: 0o640 });
+    sh('chown', ['root:canrelay', localTokens]);
+    const cfg = {
+      ...(JSON.parse(readFileSync('/etc/canrelay/agent.example.json', 'utf8')) as Record<string, unknown>),
+      'token-file': token,
+      'local-token-file': localTokens,
+    };
     writeFileSync(join(etc, 'agent.json'), JSON.stringify(cfg));
     const check = spawnSync(
       'setpriv',
@@ -315,7 +322,7 @@ describe('make deb', { skip: skipUnlessPresent('make deb', debSkip) }, () => {
     rmSync(etc, { recursive: true, force: true });
     assert.equal(check.status, 0, check.stderr);
     assert.equal((JSON.parse(check.stdout) as Record<string, unknown>).token, undefined);
-    assert.doesNotMatch(check.stdout, /deb-test-token/);
+    assert.doesNotMatch(check.stdout, /deb-test-token|deb-test-admin|deb-test-read/);
     // A reinstall (same version) is clean too.
     assert.equal(spawnSync('dpkg', ['-i', deb], { stdio: 'ignore' }).status, 0, 'reinstall');
   });

@@ -188,8 +188,9 @@ async function startLikeSystemd(
 describe('the agent started like canrelay-agent.service', { skip: skipUnlessPresent('the agent started like canrelay-agent.service', skipNoSystemd ?? needsRoot) }, () => {
   test('READY=1 after the console listens, watchdog pings, console served, STOPPING=1 and exit 0 on SIGTERM', async (t) => {
     const example = JSON.parse(readFileSync(join(REPO, 'systemd/agent.example.json'), 'utf8')) as Record<string, unknown>;
-    // The shipped example, with the simulated bus instead of can0,can1, no bridge, and a free port.
-    const { can: _can, bridge: _bridge, 'token-file': _tf, ...rest } = example;
+    // The shipped example, with the simulated bus instead of can0,can1, no bridge, no token files (the
+    // local API's is tested in test/e2e/local-auth.test.ts), and a free port.
+    const { can: _can, bridge: _bridge, 'token-file': _tf, 'local-token-file': _ltf, ...rest } = example;
     const run = await startLikeSystemd(
       'canrelay-agent.service',
       undefined,
