@@ -298,6 +298,7 @@ function uplinkFigures(uplink: UplinkClient | undefined, uploader: FrameUploader
     relay_batches: downlink.stats.batches,
     relay_duplicate_batches: downlink.stats.duplicateBatches,
     relay_frames: downlink.stats.frames,
+    relay_error_frames: downlink.stats.errorFrames,
     relay_seq_gaps: downlink.stats.seqGaps,
     relay_seq_duplicates: downlink.stats.seqDuplicates,
     relay_seq_reordered: downlink.stats.seqReordered,

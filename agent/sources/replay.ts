@@ -14,7 +14,7 @@
  * frame is reported as an error, never as delivered.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { monotonicUsClock, type CanFrame } from '../../core/can/frame.js';
+import { monotonicUsClock, sendProblem, type CanFrame } from '../../core/can/frame.js';
 import { CandumpReader, type CandumpRecord } from '../../core/can/candump.js';
 import { EXIT_USAGE, StartupError } from '../../core/cli/exit-codes.js';
 import { firstLine, foreignFormat } from './replay-input.js';
@@ -166,6 +166,8 @@ export class ReplaySource implements FrameSource {
         error: `the replay has no bus ${JSON.stringify(frame.bus)} (buses in ${this.file}: ${known})`,
       };
     }
+    const problem = sendProblem(frame);
+    if (problem) return { ok: false, busy: false, error: `cannot send this frame: ${problem}` };
     // The replayed bus is virtual: a transmit "succeeds" and is shown as tx; nothing is written anywhere.
     return { ok: true, tsUs: this.monotonicNow() };
   }

@@ -11,7 +11,7 @@
  * Deterministic: for a given seed and rate, the sequence of frames (ids, payloads, relative times) is the
  * same on every run; only the absolute start time differs.
  */
-import { type CanFrame, frameProblem, monotonicUsClock } from '../../core/can/frame.js';
+import { type CanFrame, sendProblem, monotonicUsClock } from '../../core/can/frame.js';
 import { parseHexBytes } from '../../core/can/hex.js';
 import { BUS_RULE } from '../../core/names.js';
 import { OBD_RESPONSE_ID, obdRequestPid, obdResponseData } from './sim-obd.js';
@@ -140,7 +140,7 @@ export class SimSource implements FrameSource {
     if (frame.bus !== this.bus) {
       return { ok: false, busy: false, error: `the simulator has no bus ${JSON.stringify(frame.bus)}; it simulates ${this.bus}` };
     }
-    const problem = frameProblem(frame);
+    const problem = sendProblem(frame);
     if (problem) return { ok: false, busy: false, error: `cannot send this frame: ${problem}` };
     this.maybeAnswerObd(frame);
     return { ok: true, tsUs: this.now() };

@@ -7,7 +7,7 @@
  * `onStopped` only fires on fatal errors such as the interface being removed. A poll of
  * /sys/class/net/<if> reports up/down and reopens a channel once its interface is back.
  */
-import { CAN_EFF_MASK, CAN_ERR_MASK, CAN_SFF_MASK, frameProblem, nowUs, type CanFrame } from '../../core/can/frame.js';
+import { CAN_EFF_MASK, CAN_ERR_MASK, CAN_SFF_MASK, nowUs, sendProblem, type CanFrame } from '../../core/can/frame.js';
 import { loadSocketCanBinding, type RawChannel, type RawClassicMessage, type RawFdMessage, type RawMessage, type SocketCanBinding } from './socketcan-binding.js';
 import type { LogLevel } from '../../core/console/events.js';
 import { IFNAME_RULE } from '../../core/names.js';
@@ -201,8 +201,7 @@ export class SocketCanSource implements FrameSource {
     }
     if (!b.channel) return fail(`interface ${b.name} is gone; waiting for it to come back (ip link show ${b.name})`);
     if (b.up !== true) return fail(`interface ${b.name} is down; bring it up (ip link set ${b.name} up) and retry`);
-    if (frame.err) return fail('error frames cannot be sent: the CAN controller generates them');
-    const problem = frameProblem(frame);
+    const problem = sendProblem(frame);
     if (problem) return fail(`cannot send on ${b.name}: ${problem}`);
     try {
       let n: number;

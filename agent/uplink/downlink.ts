@@ -45,14 +45,14 @@ export class Downlink {
   /** Origin-receive to local-transmit latency samples (ms), a ring of the most recent. */
   private readonly latency = new Float64Array(65_536);
   private latencyCount = 0;
-  private readonly counts = { batches: 0, duplicateBatches: 0, frames: 0 };
+  private readonly counts = { batches: 0, duplicateBatches: 0, frames: 0, errorFrames: 0 };
 
   constructor(
     private readonly tx: TxQueue,
     private readonly maxAgeMs: number,
   ) {}
 
-  get stats(): { batches: number; duplicateBatches: number; frames: number; seqGaps: number; seqDuplicates: number; seqReordered: number } {
+  get stats(): { batches: number; duplicateBatches: number; frames: number; errorFrames: number; seqGaps: number; seqDuplicates: number; seqReordered: number } {
     const t = this.seq.totals;
     return { ...this.counts, seqGaps: t.gaps, seqDuplicates: t.duplicates, seqReordered: t.reordered };
   }
@@ -122,6 +122,13 @@ export class Downlink {
     for (const { frame, seq } of b.frames) {
       this.seq.check(`${from}/${frame.bus}`, seq, frame.tsUs);
       this.counts.frames++;
+      if (frame.err) {
+        // The origin's controller reporting its own bus (it travels up for the bridge's consoles and
+        // recordings, numbered with the bus's frames): a report about another bus, never traffic for this one.
+        this.counts.errorFrames++;
+        if (--left === 0) this.done(gen, b.batch);
+        continue;
+      }
       const originUs = frame.tsUs;
       // Without a clock fix nothing can be proven fresh: a deadline already past drops it (counted). With
       // one, never later than maxAgeMs from now: the origin received it before it got here, whatever the

@@ -79,6 +79,16 @@ export function frameProblem(f: CanFrame): string | null {
   return frameShapeProblem(f);
 }
 
+/**
+ * Why a source cannot transmit this frame, or null: frameProblem, and an error frame is never sent (the
+ * CAN controller generates them; one relayed from another bus, or given to a source, is a report, not
+ * traffic). Every source's send() asks this.
+ */
+export function sendProblem(f: CanFrame): string | null {
+  if (f.err) return 'error frames cannot be sent: the CAN controller generates them';
+  return frameProblem(f);
+}
+
 /** frameProblem without the bus name: for a decoder that checked each bus name once (a batch's bus table). */
 export function frameShapeProblem(f: CanFrame): string | null {
   if (!Number.isInteger(f.id) || f.id < 0) return `id ${f.id} is not a non-negative integer`;

@@ -168,6 +168,9 @@ test('send: accepted on its bus, refused elsewhere; answers an OBD-II RPM reques
   assert.ok(!other.ok && !other.busy && other.error.includes('can1'));
   const invalid = sim.send({ ...req, dlc: 3 });
   assert.ok(!invalid.ok && /dlc/.test(invalid.error));
+  // An error frame is a controller's report, never traffic: no source sends one (SocketCAN's refuses it too).
+  const errorFrame = sim.send({ ...req, err: true, id: 0x004, dlc: 8, data: new Uint8Array(8) });
+  assert.ok(!errorFrame.ok && /error frames cannot be sent/.test(errorFrame.error));
   sim.send({ ...req, data: Uint8Array.from([0x02, 0x01, 0x7a, 0, 0, 0, 0, 0]) }); // unsupported PID: silence
   await sleep(100);
   await sim.stop();

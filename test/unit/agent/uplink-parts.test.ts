@@ -120,7 +120,7 @@ test('downlink: duplicates skipped by batch number, seq gaps/duplicates/reorderi
   assert.equal(txed.length, 8);
   assert.ok(txed.every((f) => f.direction === 'tx'));
   // One rule with the bridge (core/uplink/seq-checker.ts): counts only grow, so 5 is a gap and, late, a reordering.
-  assert.deepEqual(d.stats, { batches: 3, duplicateBatches: 1, frames: 8, seqGaps: 1, seqDuplicates: 1, seqReordered: 1 });
+  assert.deepEqual(d.stats, { batches: 3, duplicateBatches: 1, frames: 8, errorFrames: 0, seqGaps: 1, seqDuplicates: 1, seqReordered: 1 });
   d.setEpoch('new-bridge');
   d.apply(batch(1, [1]), BRIDGE_CLOCK);
   assert.equal(d.stats.batches, 4, 'a new bridge epoch restarts batch numbering');
@@ -141,6 +141,29 @@ test("downlink: after a group change the sequence streams start afresh (a new bu
   assert.deepEqual([d.stats.seqGaps, d.stats.seqDuplicates], [0, 0]);
   d.apply(batch([14]), BRIDGE_CLOCK);
   assert.equal(d.stats.seqGaps, 1, 'and checked from there on');
+  tx.stop();
+});
+
+test("downlink: the peer's error frames (its controller reporting its own bus) are never transmitted here; counted, numbered with their bus, acked", () => {
+  const txed: CanFrame[] = [];
+  const tx = new TxQueue((f): SendResult => (txed.push(f), { ok: true, tsUs: Date.now() * 1000 }), { retryMs: 10, maxQueued: 100 });
+  const d = new Downlink(tx, 2000);
+  const acks: number[] = [];
+  d.onAck = (n) => acks.push(n);
+  const errorFrame = (s: number): CanFrame => ({ ...frame(s), err: true, id: 0x004, dlc: 8, data: new Uint8Array(8) });
+  const batch = (n: number, frames: CanFrame[], seq0: number) =>
+    decodeBatch(encodeBatch({ kind: KIND_DOWN, batch: n, origin: 'gw-a', frames: frames.map((f, i) => ({ frame: f, seq: seq0 + i })) }));
+  d.apply(batch(1, [frame(1), errorFrame(2), frame(3)], 1), BRIDGE_CLOCK);
+  d.apply(batch(2, [errorFrame(4)], 4), BRIDGE_CLOCK); // a batch of error frames only is done at once
+  assert.deepEqual(
+    txed.map((f) => [f.err, f.data[3]]),
+    [
+      [false, 1],
+      [false, 3],
+    ],
+  );
+  assert.deepEqual(acks, [1, 2]);
+  assert.deepEqual([d.stats.frames, d.stats.errorFrames, d.stats.seqGaps], [4, 2, 0]);
   tx.stop();
 });
 
