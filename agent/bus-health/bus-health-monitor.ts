@@ -4,7 +4,9 @@
  * error frames per class. The step runs once a second, GRACE_MS after each whole second of the wall clock,
  * and reports the load of the last second bus-load.ts has closed. Publishes `bus_state` on every change
  * and every --bus-state-interval seconds, and a `warn` log when a bus degrades (error-warning,
- * error-passive, bus-off) or its controller restarts.
+ * error-passive, bus-off) or its controller restarts. A failed `ip` read changes nothing shown: the last
+ * known kernel view stays (and transitions compare with the last known state), and the failure is logged
+ * at most once a minute.
  * Its snapshot feeds the metrics (bus-health-metrics.ts). Nothing here touches the data plane.
  */
 import { decodeErrorFrame, type ErrorClass } from '../../core/can/error-frame.js';
@@ -35,6 +37,12 @@ export interface BusHealthOptions {
 /** Fields whose change is published at once (load changes every second and waits for the interval). */
 const CHANGE_KEYS = ['link', 'state', 'bitrate', 'sample_point', 'data_bitrate', 'data_sample_point', 'restart_ms'] as const;
 
+/**
+ * At most one `bus_health_unavailable` line per minute: under load `ip` times out now and then, and a line
+ * (and a `bus_health_restored`) for every such read would flood the console log and the journal.
+ */
+const UNAVAILABLE_LOG_MS = 60_000;
+
 const DEGRADED: Partial<Record<ControllerState, { level: LogLevel; code: string; words: string }>> = {
   'error-warning': { level: 'warn', code: 'bus_error_warning', words: 'error-warning: an error counter passed 96' },
   'error-passive': { level: 'warn', code: 'bus_error_passive', words: 'error-passive: an error counter passed 127, the controller no longer signals errors actively' },
@@ -45,10 +53,22 @@ const DEGRADED: Partial<Record<ControllerState, { level: LogLevel; code: string;
 export class BusHealthMonitor {
   private readonly load: BusLoadMeter;
   private readonly errors = new Map<string, Map<ErrorClass, number>>();
+  /**
+   * The kernel's view from the last successful reading. A failed read (ip failing, or killed by its 3 s
+   * timeout, which happens under load) keeps it: otherwise the state would flip to unknown for one step and
+   * back — a bus_state with state null, the canrelay_bus_state series gone (an alert resolving and firing
+   * again), and the transitions compared with nothing.
+   */
   private links = new Map<string, LinkHealth>();
   /**
+   * Per bus, the last controller state and restart count a reading gave: what transitions compare with, so
+   * a step without a state for the bus (no reading yet, or the interface missing from one) neither repeats
+   * a warning nor loses a change or a restart.
+   */
+  private readonly known = new Map<string, { state: ControllerState; restarts: number }>();
+  /**
    * Bitrates for the load, from the last successful reading: a failed or slow `ip` read (seen under
-   * emulation) leaves the state unknown but must not stop the load.
+   * emulation) must not stop the load.
    */
   private readonly rates = new Map<string, { nominal: number | null; data: number | null }>();
   private readonly lastSent = new Map<string, { data: BusStateData; at: number }>();
@@ -56,7 +76,11 @@ export class BusHealthMonitor {
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
   private reading = false;
-  private linkError: string | null = null;
+  /** The failure last logged as `bus_health_unavailable` while reads fail; null while they work (or it was held back). */
+  private loggedLinkError: string | null = null;
+  private lastUnavailableLogAt = Number.NEGATIVE_INFINITY;
+  /** Reads failed since the last `bus_health_unavailable` line (the line says how many). */
+  private failedReads = 0;
   private readonly now: () => number;
   private readonly wallNow: () => number;
 
@@ -126,13 +150,21 @@ export class BusHealthMonitor {
       try {
         this.links = await this.o.readLinks();
         for (const [bus, l] of this.links) this.rates.set(bus, { nominal: l.bitrate ?? this.o.flagBitrates.get(bus) ?? null, data: l.dataBitrate ?? null });
-        if (this.linkError !== null) this.o.log('info', 'reading interface state works again', 'bus_health_restored', {});
-        this.linkError = null;
+        // Restored only after a failure that was said: a held-back one has nothing to take back.
+        if (this.loggedLinkError !== null) this.o.log('info', 'reading interface state works again', 'bus_health_restored', {});
+        this.loggedLinkError = null;
       } catch (err) {
+        // this.links stays the last good reading (see there).
         const msg = (err as Error).message;
-        if (this.linkError !== msg) this.o.log('warn', `cannot read controller state and error counters: ${msg}`, 'bus_health_unavailable', {});
-        this.linkError = msg;
-        this.links = new Map();
+        this.failedReads++;
+        if (this.loggedLinkError !== msg && t - this.lastUnavailableLogAt >= UNAVAILABLE_LOG_MS) {
+          this.o.log('warn', `cannot read controller state and error counters: ${msg}; the last known values are shown until a read works`, 'bus_health_unavailable', {
+            failed_reads: this.failedReads,
+          });
+          this.loggedLinkError = msg;
+          this.lastUnavailableLogAt = t;
+          this.failedReads = 0;
+        }
       } finally {
         this.reading = false;
       }
@@ -167,9 +199,8 @@ export class BusHealthMonitor {
     });
     // The event's ts is the end of the second its load covers ([ts - 1 s, ts)), not when it was published.
     if (f.secondMs !== null) d.ts = new Date(f.secondMs + 1000).toISOString();
-    const prev = this.current.get(bus);
     this.current.set(bus, d);
-    this.transitions(prev, d);
+    this.transitions(d);
     const sent = this.lastSent.get(bus);
     const changed = !sent || CHANGE_KEYS.some((k) => sent.data[k] !== d[k]) || (sent.data.counters.restarts ?? 0) !== (d.counters.restarts ?? 0);
     if (changed || t - sent.at >= this.o.intervalSeconds * 1000 - 50) {
@@ -178,23 +209,24 @@ export class BusHealthMonitor {
     }
   }
 
-  private transitions(prev: BusStateData | undefined, d: BusStateData): void {
-    const details = { bus: d.bus, tec: d.tec, rec: d.rec, state: d.state };
-    if (prev && d.state !== null && prev.state !== d.state && !(prev.state === null && d.state === 'error-active')) {
-      const m = DEGRADED[d.state];
-      if (m) this.o.log(m.level, `${d.bus}: ${m.words} (TX errors ${d.tec ?? '?'}, RX errors ${d.rec ?? '?'})`, m.code, { ...details, previous: prev.state });
-    } else if (!prev && d.state && d.state !== 'error-active' && DEGRADED[d.state]) {
-      // Already degraded when the agent started: say so once.
-      const m = DEGRADED[d.state]!;
-      this.o.log(m.level, `${d.bus}: ${m.words} (TX errors ${d.tec ?? '?'}, RX errors ${d.rec ?? '?'})`, m.code, { ...details, previous: null });
-    }
+  /** Logs a change of controller state and a restart, against the last known state and restart count of the bus. */
+  private transitions(d: BusStateData): void {
+    // No state for this bus in this step (no controller, no reading yet, or the interface missing from it):
+    // nothing to compare, and the last known state stays the reference.
+    if (d.state === null) return;
+    const was = this.known.get(d.bus);
     const restarts = d.counters.restarts ?? 0;
-    const before = prev?.counters.restarts ?? restarts;
-    if (restarts > before) {
-      this.o.log('warn', `${d.bus}: the controller restarted after bus-off (${restarts - before} time${restarts - before === 1 ? '' : 's'}, ${restarts} in all)`, 'bus_restarted', {
-        ...details,
-        restarts,
-      });
+    this.known.set(d.bus, { state: d.state, restarts });
+    const details = { bus: d.bus, tec: d.tec, rec: d.rec, state: d.state };
+    // The first state known: said only when degraded (already so when the agent started: once).
+    if (was ? was.state !== d.state : d.state !== 'error-active') {
+      const m = DEGRADED[d.state];
+      if (m) this.o.log(m.level, `${d.bus}: ${m.words} (TX errors ${d.tec ?? '?'}, RX errors ${d.rec ?? '?'})`, m.code, { ...details, previous: was?.state ?? null });
+    }
+    // The first count known is where counting starts (restarts before the agent are not news).
+    if (was && restarts > was.restarts) {
+      const n = restarts - was.restarts;
+      this.o.log('warn', `${d.bus}: the controller restarted after bus-off (${n} time${n === 1 ? '' : 's'}, ${restarts} in all)`, 'bus_restarted', { ...details, restarts });
     }
   }
 }

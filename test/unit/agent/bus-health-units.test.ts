@@ -2,11 +2,13 @@
  * Bus health parts without processes: exact frame bit counts (hand-computed, and against a plain
  * bit-string reference), the error-frame decoder, the `ip -json -details -statistics link` parser on
  * captured and hand-written output (test/fixtures/ip-link/README.md), the load meter and the monitor's
- * events and warnings.
+ * events, warnings and metrics (with a fake readLinks, across failed `ip` reads too).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { Registry } from 'prom-client';
+import { registerBusHealthMetrics } from '../../../agent/bus-health/bus-health-metrics.js';
 import { BusHealthMonitor } from '../../../agent/bus-health/bus-health-monitor.js';
 import { BusLoadMeter } from '../../../agent/bus-health/bus-load.js';
 import { parseIpLinkJson, type LinkHealth } from '../../../agent/bus-health/ip-link.js';
@@ -381,4 +383,195 @@ test('monitor: without a kernel view (sim, replay) the --bitrate gives the load,
   const s = mon.snapshot()[0]!;
   assert.equal(s.ts, '1970-01-01T00:00:01.000Z', 'ts: the end of the second the load covers');
   assert.deepEqual([s.link, s.state, s.bitrate, s.bitrate_source, s.load, s.frame_rate], ['up', null, 250000, 'flag', 0.106, 500]);
+});
+
+// ---- the monitor across failed `ip` reads ----
+
+/** One `ip` reading: a good one (the interfaces), or a failed one (ip failing, or killed by its 3 s timeout). */
+type Reading = Map<string, LinkHealth> | Error;
+const TIMED_OUT = (): Error => new Error('ip -json -details -statistics -statistics link show failed: Command failed (killed after 3000 ms)');
+
+/** A fixture's interface as can0 (the hand-written ones are can0, the captured error-active one is can1). */
+function can0(name: string, change: (l: LinkHealth) => LinkHealth = (l) => l): Map<string, LinkHealth> {
+  const l = [...fixture(name).values()].find((x) => x.kind === 'can')!;
+  return new Map([['can0', change({ ...l, name: 'can0' })]]);
+}
+
+/**
+ * A monitor of can0 whose readLinks gives the next reading of the script at each step (a step is a second
+ * of the fake clocks), its bus_state events, its logs, and its metrics as /metrics shows them.
+ */
+function scripted(intervalSeconds = 3600) {
+  const states: BusStateData[] = [];
+  const logs: { level: string; code: string; message: string; details: Record<string, unknown> }[] = [];
+  let next: Reading = new Map();
+  let clock = 0;
+  const mon = new BusHealthMonitor({
+    buses: () => ['can0'],
+    linkState: () => 'up',
+    readLinks: async () => {
+      if (next instanceof Error) throw next;
+      return next;
+    },
+    flagBitrates: new Map(),
+    intervalSeconds,
+    publish: (d) => states.push(d),
+    log: (level, message, code, details) => logs.push({ level, code, message, details }),
+    now: () => clock,
+    wallNow: () => clock,
+  });
+  const registry = new Registry();
+  registerBusHealthMetrics(registry, () => mon);
+  return {
+    mon,
+    states,
+    logs,
+    async step(r: Reading): Promise<void> {
+      next = r;
+      clock += 1000;
+      await mon.tick();
+    },
+    /** The canrelay_bus_state and canrelay_bus_error_counter series, as scraped. */
+    async metrics(): Promise<string[]> {
+      return (await registry.metrics()).split('\n').filter((x) => /^canrelay_bus_(state|error_counter)\{/.test(x));
+    },
+  };
+}
+
+/** The canrelay_bus_state series of can0 in `state`, and TEC/REC, as a scrape shows them. */
+function expectedSeries(state: string, tec: number, rec: number): string[] {
+  const states = ['error-active', 'error-warning', 'error-passive', 'bus-off', 'stopped', 'sleeping'];
+  return [
+    ...states.map((s) => `canrelay_bus_state{bus="can0",state="${s}"} ${s === state ? 1 : 0}`),
+    `canrelay_bus_error_counter{bus="can0",direction="tx"} ${tec}`,
+    `canrelay_bus_error_counter{bus="can0",direction="rx"} ${rec}`,
+  ];
+}
+
+test('monitor: error-passive, a failed ip read, error-active: the failed step shows the last known state and publishes nothing; then bus_error_active', async () => {
+  const h = scripted();
+  await h.step(can0('captured-sja1000-error-active.json'));
+  await h.step(can0('hand-error-passive.json'));
+  assert.deepEqual(
+    h.states.map((s) => s.state),
+    ['error-active', 'error-passive'],
+  );
+  assert.deepEqual(
+    h.logs.map((l) => l.code),
+    ['bus_error_passive'],
+  );
+  assert.deepEqual((await h.metrics()).sort(), expectedSeries('error-passive', 136, 0).sort());
+
+  await h.step(TIMED_OUT());
+  assert.equal(h.states.length, 2, 'a failed read is no change: no bus_state (it was one with state null)');
+  const s = h.mon.snapshot()[0]!;
+  assert.deepEqual([s.link, s.state, s.tec, s.rec, s.bitrate, s.counters.error_passive], ['up', 'error-passive', 136, 0, 500000, 1], 'the snapshot keeps the last known values');
+  assert.deepEqual(
+    (await h.metrics()).sort(),
+    expectedSeries('error-passive', 136, 0).sort(),
+    'the canrelay_bus_state series stay (an alert on them neither resolves nor fires again)',
+  );
+  assert.deepEqual(
+    h.logs.slice(1).map((l) => [l.level, l.code]),
+    [['warn', 'bus_health_unavailable']],
+    'the failed read is logged',
+  );
+  assert.match(h.logs[1]!.message, /cannot read controller state.*killed after 3000 ms.*last known/);
+
+  await h.step(can0('captured-sja1000-error-active.json'));
+  assert.deepEqual(
+    h.logs.slice(2).map((l) => [l.level, l.code]),
+    [
+      ['info', 'bus_health_restored'],
+      ['info', 'bus_error_active'],
+    ],
+    'back to error-active is logged, against the last known state (error-passive), not the failed step',
+  );
+  assert.equal(h.logs[3]!.details.previous, 'error-passive');
+  assert.deepEqual(
+    h.states.map((x) => x.state),
+    ['error-active', 'error-passive', 'error-active'],
+  );
+  assert.deepEqual((await h.metrics()).sort(), expectedSeries('error-active', 0, 0).sort());
+});
+
+test('monitor: bus-off, a failed ip read, bus-off: one bus_off log, one bus_state, the bus-off series all along', async () => {
+  const h = scripted();
+  await h.step(can0('captured-sja1000-error-active.json'));
+  await h.step(can0('hand-bus-off.json'));
+  assert.deepEqual((await h.metrics()).sort(), expectedSeries('bus-off', 0, 0).sort());
+  await h.step(new Error('ip -json -details -statistics -statistics link show failed: Cannot send dump request: Resource temporarily unavailable'));
+  assert.deepEqual((await h.metrics()).sort(), expectedSeries('bus-off', 0, 0).sort(), 'still bus-off while the read fails');
+  await h.step(can0('hand-bus-off.json'));
+  assert.deepEqual((await h.metrics()).sort(), expectedSeries('bus-off', 0, 0).sort());
+  assert.deepEqual(
+    h.logs.map((l) => l.code),
+    ['bus_off', 'bus_health_unavailable', 'bus_health_restored'],
+    'bus-off is logged once: it never ended',
+  );
+  assert.deepEqual(
+    h.states.map((s) => s.state),
+    ['error-active', 'bus-off'],
+    'no bus_state for the failed read, nor for its return to the same state',
+  );
+});
+
+test('monitor: restarts 0, a failed ip read, restarts 1: bus_restarted is logged and published', async () => {
+  const h = scripted();
+  await h.step(can0('captured-sja1000-error-active.json'));
+  await h.step(TIMED_OUT());
+  await h.step(can0('captured-sja1000-error-active.json', (l) => ({ ...l, counters: { ...l.counters, restarts: 1, bus_off: 1 } })));
+  const restarted = h.logs.filter((l) => l.code === 'bus_restarted');
+  assert.equal(restarted.length, 1, `one bus_restarted (logs: ${h.logs.map((l) => l.code).join(', ')})`);
+  assert.match(restarted[0]!.message, /can0: the controller restarted after bus-off \(1 time, 1 in all\)/);
+  assert.deepEqual(
+    h.states.map((s) => [s.state, s.counters.restarts]),
+    [
+      ['error-active', 0],
+      ['error-active', 1],
+    ],
+  );
+});
+
+test('monitor: a failing ip is logged at most once a minute, with the failed reads counted; restored only after a logged failure', async () => {
+  const h = scripted();
+  const codes = (): string[] => h.logs.map((l) => l.code);
+  await h.step(can0('captured-sja1000-error-active.json'));
+  await h.step(TIMED_OUT()); // t = 2 s
+  await h.step(TIMED_OUT());
+  await h.step(can0('captured-sja1000-error-active.json'));
+  assert.deepEqual(codes(), ['bus_health_unavailable', 'bus_health_restored']);
+  // Flaky under load: a read fails every few seconds. Within the minute nothing more is logged.
+  for (let i = 0; i < 10; i++) {
+    await h.step(TIMED_OUT());
+    await h.step(can0('captured-sja1000-error-active.json'));
+  }
+  assert.deepEqual(codes(), ['bus_health_unavailable', 'bus_health_restored'], 'repeated failures within a minute are held back');
+  // Then ip fails for good: said once the minute since the last line has passed, with the reads that failed meanwhile.
+  for (let i = 0; i < 100; i++) await h.step(TIMED_OUT());
+  assert.deepEqual(codes(), ['bus_health_unavailable', 'bus_health_restored', 'bus_health_unavailable']);
+  assert.equal(h.logs[0]!.details.failed_reads, 1);
+  // Logged at t = 62 s, a minute after the first line (t = 2 s): the read at t = 3 s, the 10 flaky ones and 38 of the last 100.
+  assert.equal(h.logs[2]!.details.failed_reads, 1 + 10 + 38);
+  await h.step(can0('captured-sja1000-error-active.json'));
+  assert.deepEqual(codes().slice(3), ['bus_health_restored']);
+  assert.deepEqual(
+    h.states.map((s) => s.state),
+    ['error-active'],
+    'nothing shown changed',
+  );
+});
+
+test('monitor: an interface missing from one good reading is unknown for that step; transitions still compare with its last known state', async () => {
+  const h = scripted();
+  await h.step(can0('hand-bus-off.json'));
+  await h.step(new Map()); // read fine, but can0 not listed (an adapter re-enumerating)
+  assert.equal(h.states.at(-1)!.state, null, 'that reading says nothing of can0: shown as unknown');
+  await h.step(can0('hand-bus-off.json', (l) => ({ ...l, counters: { ...l.counters, restarts: 1 } })));
+  assert.deepEqual(
+    h.logs.map((l) => l.code),
+    ['bus_off', 'bus_restarted'],
+    'still bus-off: no second bus_off; the restart is not lost',
+  );
+  assert.equal(h.logs[0]!.details.previous, null, 'already bus-off at the first reading');
 });
