@@ -67,8 +67,8 @@ export class BusHealthMonitor {
    */
   private readonly known = new Map<string, { state: ControllerState; restarts: number }>();
   /**
-   * Bitrates for the load, from the last successful reading: a failed or slow `ip` read (seen under
-   * emulation) must not stop the load.
+   * Bitrates for the load of the source's buses, from the last successful reading: a failed or slow `ip`
+   * read (seen under emulation) must not stop the load.
    */
   private readonly rates = new Map<string, { nominal: number | null; data: number | null }>();
   private readonly lastSent = new Map<string, { data: BusStateData; at: number }>();
@@ -149,7 +149,14 @@ export class BusHealthMonitor {
       this.reading = true;
       try {
         this.links = await this.o.readLinks();
-        for (const [bus, l] of this.links) this.rates.set(bus, { nominal: l.bitrate ?? this.o.flagBitrates.get(bus) ?? null, data: l.dataBitrate ?? null });
+        // The source's buses only: ip lists every interface (veth*, docker*, … come and go on a gateway), and
+        // an entry per name ever seen would grow for as long as the agent runs. A bus missing from a reading
+        // keeps its bitrate (the load goes on); one the source no longer has is forgotten.
+        for (const bus of buses) {
+          const l = this.links.get(bus);
+          if (l) this.rates.set(bus, { nominal: l.bitrate ?? this.o.flagBitrates.get(bus) ?? null, data: l.dataBitrate ?? null });
+        }
+        for (const bus of this.rates.keys()) if (!buses.includes(bus)) this.rates.delete(bus);
         // Restored only after a failure that was said: a held-back one has nothing to take back.
         if (this.loggedLinkError !== null) this.o.log('info', 'reading interface state works again', 'bus_health_restored', {});
         this.loggedLinkError = null;

@@ -575,3 +575,23 @@ test('monitor: an interface missing from one good reading is unknown for that st
   );
   assert.equal(h.logs[0]!.details.previous, null, 'already bus-off at the first reading');
 });
+
+test('monitor: the bitrates kept for the load are the source buses only, whatever else ip lists', async () => {
+  const h = scripted();
+  const ca = can0('captured-sja1000-error-active.json').get('can0')!;
+  for (let i = 0; i < 20; i++) {
+    // Containers come and go on a gateway: a new veth each second, and docker0.
+    await h.step(
+      new Map([
+        ['can0', ca],
+        [`veth${i}`, { ...ca, name: `veth${i}`, kind: 'veth', state: null, bitrate: null }],
+        ['docker0', { ...ca, name: 'docker0', kind: 'bridge', state: null, bitrate: null }],
+      ]),
+    );
+  }
+  // A private map (no behaviour outside shows it but memory): read it through a cast.
+  const rates = (h.mon as unknown as { rates: Map<string, unknown> }).rates;
+  assert.deepEqual([...rates.keys()], ['can0']);
+  await h.step(new Map());
+  assert.deepEqual(rates.get('can0'), { nominal: 500000, data: null }, 'a bus missing from one reading keeps its bitrate (the load goes on)');
+});
