@@ -366,7 +366,13 @@ test('bridge store: while the disk refuses writes, queued commands past the firs
     assert.equal(store.statusesDropped, 0);
     for (let i = 0; i < MAX_PENDING_STATUSES; i++) store.setCommandStatus('c39', 'failed', new Date().toISOString());
     assert.equal(health.status().state, 'degraded', 'the disk still refuses writes');
-    assert.equal(store.statusesDropped, 32, "the 32 oldest (the first window's) were dropped and counted");
+    assert.equal(store.statusesDropped, 32, '32 dropped and counted');
+    // …the superseded ones (c39's earlier failures), not the first window's: every command keeps its last word.
+    assert.deepEqual(
+      store.queuedCommands('gw', 64).map((c) => c.id),
+      Array.from({ length: 7 }, (_, i) => `c${32 + i}`),
+      'the 32 succeeded stay finished (not offered again); c39 failed; the 7 still queued are offered',
+    );
   } finally {
     db.close();
   }

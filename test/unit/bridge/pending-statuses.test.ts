@@ -5,8 +5,28 @@ import { MAX_PENDING_STATUSES, trimPendingStatuses, type PendingStatus } from '.
 
 const st = (id: string, status: PendingStatus['status']): PendingStatus => ({ id, status, ts: 't', error: null });
 
-test('past the bound the oldest statuses go, but a sent one last: a command whose sent is lost reads as queued and is sent again', () => {
-  const list: PendingStatus[] = [st('a', 'sent'), st('a', 'succeeded'), st('b', 'sent')];
+test("past the bound, first the changes a later one of the same command supersedes: every command keeps its latest status (a finished one stays finished)", () => {
+  const list: PendingStatus[] = [st('a', 'sent'), st('a', 'delivered'), st('a', 'succeeded'), st('b', 'sent')];
+  for (let i = 0; list.length < MAX_PENDING_STATUSES; i++) list.push(st(`q${i}`, 'failed'));
+  assert.equal(trimPendingStatuses(list), 0, 'within the bound: nothing dropped');
+  list.push(st('b', 'delivered'), st('c', 'sent'), st('b', 'succeeded'));
+  assert.equal(trimPendingStatuses(list), 3);
+  assert.equal(list.length, MAX_PENDING_STATUSES);
+  assert.deepEqual(
+    list.slice(0, 2).map((x) => `${x.id} ${x.status}`),
+    ['a succeeded', 'q0 failed'],
+    "a's sent and delivered went (superseded), and b's first sent: none of them is a command's last word",
+  );
+  assert.deepEqual(
+    list.slice(-3).map((x) => `${x.id} ${x.status}`),
+    ['b delivered', 'c sent', 'b succeeded'],
+  );
+  const latest = new Map(list.map((x) => [x.id, x.status]));
+  assert.deepEqual([latest.get('a'), latest.get('b'), latest.get('c')], ['succeeded', 'succeeded', 'sent']);
+});
+
+test('past the bound with one change per command: the oldest statuses go, but a sent one last: a command whose sent is lost reads as queued and is sent again', () => {
+  const list: PendingStatus[] = [st('a', 'sent'), st('a2', 'succeeded'), st('b', 'sent')];
   for (let i = 0; list.length < MAX_PENDING_STATUSES; i++) list.push(st(`q${i}`, 'failed'));
   assert.equal(trimPendingStatuses(list), 0, 'within the bound: nothing dropped');
   list.push(st('c', 'sent'), st('d', 'timed_out'));
@@ -15,7 +35,7 @@ test('past the bound the oldest statuses go, but a sent one last: a command whos
   assert.deepEqual(
     list.slice(0, 3).map((x) => `${x.id} ${x.status}`),
     ['a sent', 'b sent', 'q1 failed'],
-    'the oldest non-sent went (a succeeded, q0 failed); every sent stays',
+    'the oldest non-sent went (a2 succeeded, q0 failed); every sent stays',
   );
   assert.deepEqual(
     list.slice(-2).map((x) => x.id),
