@@ -5,7 +5,7 @@ import { MAX_PENDING_STATUSES, trimPendingStatuses, type PendingStatus } from '.
 
 const st = (id: string, status: PendingStatus['status']): PendingStatus => ({ id, status, ts: 't', error: null });
 
-test("past the bound, first the changes a later one of the same command supersedes: every command keeps its latest status (a finished one stays finished)", () => {
+test('past the bound, first the changes a later one of the same command supersedes: every command keeps its latest status (a finished one stays finished)', () => {
   const list: PendingStatus[] = [st('a', 'sent'), st('a', 'delivered'), st('a', 'succeeded'), st('b', 'sent')];
   for (let i = 0; list.length < MAX_PENDING_STATUSES; i++) list.push(st(`q${i}`, 'failed'));
   assert.equal(trimPendingStatuses(list), 0, 'within the bound: nothing dropped');
