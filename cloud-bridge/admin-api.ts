@@ -99,9 +99,10 @@ export class AdminApi {
       if (caller.kind !== 'admin') throw new HttpError(403, `a ${caller.kind} token cannot use the admin API; use the admin token`);
       const route = this.routes.find((r) => r.pattern.test(path));
       if (!route) throw new HttpError(404, `no admin route ${path}; see /api/v1/dongles, /api/v1/groups, /api/v1/viewer-tokens, /api/v1/commands/<id>`);
-      const handler = route.methods[req.method ?? ''];
+      // HEAD is GET without the body (Node's response leaves it out), wherever GET is.
+      const handler = route.methods[req.method ?? ''] ?? (req.method === 'HEAD' ? route.methods.GET : undefined);
       if (!handler) {
-        const allow = Object.keys(route.methods).join(', ');
+        const allow = [...Object.keys(route.methods), ...('GET' in route.methods ? ['HEAD'] : [])].join(', ');
         throw new HttpError(405, `${req.method} is not supported on ${path}; use ${allow}`, { Allow: allow });
       }
       const params = route.pattern.exec(path)!.slice(1);

@@ -166,6 +166,14 @@ test('groups: create, update, 400/404/409 cases, live state, delete', async () =
   const d = await agent(b.base, { dongle: 'd1', token: tokenD });
   assert.equal(d.welcome!.group, 'g2');
 
+  // HEAD wherever GET is: the same status and headers, no body.
+  const head = await b.admin.call('HEAD', '/api/v1/groups/g1');
+  assert.equal(head.status, 200);
+  assert.equal(head.body._text, '');
+  assert.equal((await b.admin.call('HEAD', '/api/v1/groups/nope')).status, 404);
+  const notAllowed = await b.admin.call('PATCH', '/api/v1/groups/g1');
+  assert.equal(notAllowed.status, 405);
+  assert.equal(notAllowed.headers.get('allow'), 'PUT, GET, DELETE, HEAD');
   const list = await b.admin.get('/api/v1/groups');
   assert.deepEqual(
     (list.body.groups as { group: string }[]).map((g) => g.group),
