@@ -173,6 +173,14 @@ export class AgentLink implements RelayLink, CommandLink {
     return this.state === 'ready' && this.ws.readyState === WebSocket.OPEN;
   }
 
+  /**
+   * Closed from our side, or closed: no longer the dongle's link whatever its peer does (a revoked agent
+   * that never answers the close frame must not hold the dongle against its replacement).
+   */
+  get closing(): boolean {
+    return this.state === 'closing' || this.state === 'closed';
+  }
+
   /** The accepted hello (undefined before it). */
   get hello(): HelloMessage | undefined {
     return this.helloMsg;

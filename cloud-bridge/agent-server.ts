@@ -197,12 +197,15 @@ export class AgentServer implements LinkHandler {
     if (!row) return { reason: 'unauthorized', code: CLOSE.UNAUTHORIZED, message: `dongle "${link.dongle}" is no longer registered on this bridge` };
 
     const old = this.current.get(link.dongle);
+    // A link this bridge is closing (its token rotated, its dongle removed and registered again) is no
+    // longer the dongle's: the newcomer is judged as if it were gone, not refused as a duplicate.
+    const live = old?.closing ? undefined : old;
     const remote = this.remotes.get(link);
     const cluster = this.d.cluster;
-    if (cluster === undefined) return this.admit(link, h, row.up_run, row.up_batch, old, this.arbiter.decide(link.dongle, old, remote));
+    if (cluster === undefined) return this.admit(link, h, row.up_run, row.up_batch, old, this.arbiter.decide(link.dongle, live, remote));
     // Cluster mode: the same rules, applied to the connection wherever it is (cluster/ownership.ts).
     return cluster
-      .claim(link.dongle, old, (cur) => this.arbiter.decide(link.dongle, cur, remote))
+      .claim(link.dongle, live, (cur) => this.arbiter.decide(link.dongle, cur, remote))
       .then((v) => (this.current.get(link.dongle) !== old ? 'refuse' : v))
       .then((v): Welcome | Refusal => {
         // The claim can take seconds (JetStream): the link may have closed, or the dongle been deleted,
@@ -297,8 +300,10 @@ export class AgentServer implements LinkHandler {
     }
     const ev = parsed.event;
     if (isMirroredEvent(ev)) {
+      // A status for a command this dongle was never given is not shown either (the fleet's "last command"
+      // and the console would name a command that does not exist).
+      if (ev.type === 'command_status' && !this.d.commands.agentStatus(d, ev.data)) return msg.seq;
       this.d.consoles.dongleEvent(d, ev);
-      if (ev.type === 'command_status') this.d.commands.agentStatus(d, ev.data);
     }
     return msg.seq;
   }

@@ -158,22 +158,24 @@ export class CommandCenter {
   }
 
   /** A command_status mirrored from the agent: moves the stored command forward, never backwards. */
-  agentStatus(dongle: string, d: CommandStatusData): void {
+  /** Returns false for a command unknown to this dongle (ignored: not shown anywhere either). */
+  agentStatus(dongle: string, d: CommandStatusData): boolean {
     const c = this.store.command(d.command_id);
     if (!c || c.dongle !== dongle) {
       this.log.warn({ dongle, command_id: d.command_id, status: d.status }, 'agent reported a status for a command unknown to this dongle; ignored');
-      return;
+      return false;
     }
     // The agent's own final word replaces a timeout the bridge declared while it could not hear it.
     const lateReport = c.status === 'timed_out' && (d.status === 'succeeded' || d.status === 'failed');
     if (!lateReport && (isTerminal(c.status) || RANK[d.status] <= RANK[c.status])) {
       this.log.debug({ dongle, command_id: c.id, from: c.status, to: d.status }, 'late or repeated command status; stored status kept');
-      return;
+      return true;
     }
     if (lateReport) this.log.warn({ dongle, command_id: c.id, status: d.status }, 'the agent reported a command the bridge had timed out; its report replaces the timeout');
     this.store.setCommandStatus(c.id, d.status, isoNow(), d.error);
     this.count(d.status);
     if (isTerminal(d.status)) this.finish(c);
+    return true;
   }
 
   /** The dongle was deleted: what it still had to do fails, with the reason. */

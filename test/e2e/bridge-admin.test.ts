@@ -99,6 +99,16 @@ test('dongles: register (idempotent), show, list, rotate the token, delete', asy
   assert.ok(a2.welcome);
   assert.equal((await b.admin.post('/api/v1/dongles/nope/token')).status, 404);
 
+  // Rotated again while the agent holding the link does not read (it never answers the close frame): its
+  // replacement with the new token is welcomed at once, not refused as a second gateway on the token (4409).
+  a2.ws.pause();
+  const token3 = String((await b.admin.post('/api/v1/dongles/gw-1/token')).body.token);
+  const a3 = await agent(b.base, { dongle: 'gw-1', token: token3 });
+  assert.ok(a3.welcome, `welcomed, not refused: ${a3.closeCode} ${a3.closeReason}`);
+  assert.equal((await b.admin.get('/api/v1/dongles/gw-1')).body.online, true);
+  a2.ws.resume();
+  assert.equal(await a2.closed(), 4401);
+
   await b.admin.put('/api/v1/dongles/gw-2');
   const list = await b.admin.get('/api/v1/dongles');
   assert.deepEqual(
@@ -109,9 +119,9 @@ test('dongles: register (idempotent), show, list, rotate the token, delete', asy
   assert.equal((await b.admin.del('/api/v1/dongles/nope')).status, 404);
   const removed = await b.admin.del('/api/v1/dongles/gw-1');
   assert.equal(removed.status, 200);
-  assert.equal(await a2.closed(), 4401, 'a removed dongle is disconnected');
+  assert.equal(await a3.closed(), 4401, 'a removed dongle is disconnected');
   assert.equal((await b.admin.get('/api/v1/dongles/gw-1')).status, 404);
-  assert.equal(await upgradeStatus(b.base, { Authorization: `Bearer ${token2}` }), 401);
+  assert.equal(await upgradeStatus(b.base, { Authorization: `Bearer ${token3}` }), 401);
 
   // Wrong method → 405 with Allow.
   const patch = await b.admin.call('PATCH', '/api/v1/dongles/gw-2');

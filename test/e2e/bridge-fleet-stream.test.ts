@@ -4,6 +4,7 @@
  * command_status, group_state, registrations and removals), never a frame, the consoles' auth, and the
  * resume rules (a clean resume gets no snapshot; a stream_reset is followed by one).
  */
+import { commandStatusData } from '../../core/console/normalize.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ADMIN_TOKEN, startBridgeProcess } from '../helpers/bridge-process.js';
@@ -62,6 +63,16 @@ test('fleet stream: snapshot, live changes without frames, auth and resume', asy
     const cmd = await b.admin.post('/api/v1/dongles/d1/commands', { type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '01' });
     assert.equal(cmd.status, 202, JSON.stringify(cmd.body));
     await c.waitFor((evs) => evs.some((e) => e.event === 'command_status' && e.json.dongle === 'd1' && e.json.command_id === cmd.body.command_id), 10_000, 'the command status');
+    // A status the agent reports for a command it was never given is not shown (it names no command), while a
+    // real one sent after it is.
+    a1.sendEvent(2, 'command_status', { ...commandStatusData('no-such-command', 'send_frame', 'failed', 'x') });
+    a1.sendEvent(3, 'command_status', { ...commandStatusData(String(cmd.body.command_id), 'send_frame', 'delivered') });
+    await c.waitFor(
+      (evs) => evs.some((e) => e.event === 'command_status' && e.json.command_id === cmd.body.command_id && e.json.status === 'delivered'),
+      10_000,
+      "the agent's delivered",
+    );
+    assert.ok(!c.events.some((e) => e.event === 'command_status' && e.json.command_id === 'no-such-command'), 'the unknown command is not shown');
     await a2.close();
     await c.waitFor((evs) => evs.some((e) => e.event === 'presence' && e.json.dongle === 'd2' && e.json.state === 'offline'), 10_000, 'd2 offline');
     await c.waitFor((evs) => evs.some((e) => e.event === 'group_state' && e.json.group === 'g1' && e.json.mode === 'degraded'), 10_000, 'g1 degraded');
