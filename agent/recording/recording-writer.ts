@@ -80,10 +80,9 @@ export class RecordingWriter {
   offer(f: CanFrame): void {
     if (!this.accepting) return;
     if (this.filter.buses && !this.filter.buses.has(f.bus)) return;
-    // The id filter picks data and remote frames by CAN id. An error frame's id is its error class, not a
-    // CAN id (class 0x004 would pass "004", and "7E0-7EF" would drop them all): error frames are events of
-    // the bus and stay in every recording of their bus, where they explain what happened during it.
-    if (this.filter.ids && !f.err && !this.filter.ids.matches(f.id)) return;
+    // matchesFrame, not matches: error frames (whose id is an error class) stay in every recording of
+    // their bus, where they explain what happened during it (the rule is in core/can/id-filter.ts).
+    if (this.filter.ids && !this.filter.ids.matchesFrame(f.id, f.err)) return;
     const line = formatCandumpLine(f, { direction: true }) + '\n';
     if (this.pendingBytes + line.length > this.s.bufferBytes) {
       this.meta.frames_dropped++;

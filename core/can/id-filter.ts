@@ -10,6 +10,11 @@
  *   7E0:7F0          the same, in candump's `<can_id>:<can_mask>` spelling
  *   7E0~7F0          candump's inverted mask: ids that do NOT match 7E0:7F0
  *   !7DF  !100-1FF   a leading "!" excludes
+ *
+ * The filter selects data and remote frames by CAN id. An error frame has no CAN id: what sits in its id
+ * field is its error class (0x004 is "controller problem"), so matching it would show class 0x004 under
+ * the filter "004" and hide every error frame under "7E0-7EF". Error frames are events of the bus and pass
+ * every filter (`matchesFrame`): they explain what happened to the frames that were selected.
  */
 
 export type IdTerm =
@@ -24,6 +29,8 @@ export interface IdFilter {
   /** True when the filter lets every id through (empty text). */
   all: boolean;
   matches(id: number): boolean;
+  /** Whether a frame passes: a data or remote frame when its id matches, an error frame always. */
+  matchesFrame(id: number, isError: boolean): boolean;
 }
 
 export type FilterParse = { ok: true; filter: IdFilter } | { ok: false; error: string };
@@ -90,18 +97,14 @@ export function parseIdFilter(input: string): FilterParse {
   const pos = terms.filter((t) => !t.negate);
   const neg = terms.filter((t) => t.negate);
   const all = terms.length === 0;
+  const matches = (id: number): boolean => {
+    if (all) return true;
+    if (pos.length > 0 && !pos.some((t) => termMatches(t, id))) return false;
+    return !neg.some((t) => termMatches(t, id));
+  };
   return {
     ok: true,
-    filter: {
-      text,
-      terms,
-      all,
-      matches: (id: number): boolean => {
-        if (all) return true;
-        if (pos.length > 0 && !pos.some((t) => termMatches(t, id))) return false;
-        return !neg.some((t) => termMatches(t, id));
-      },
-    },
+    filter: { text, terms, all, matches, matchesFrame: (id: number, isError: boolean): boolean => isError || matches(id) },
   };
 }
 

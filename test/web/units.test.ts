@@ -16,6 +16,7 @@ import { WEB_JS } from '../helpers/browser.js';
 interface IdFilter {
   all: boolean;
   matches(id: number): boolean;
+  matchesFrame(id: number, isError: boolean): boolean;
 }
 type FilterParse = { ok: true; filter: IdFilter } | { ok: false; error: string };
 type Frame = CanFrameData;
@@ -68,7 +69,7 @@ const exp = await web<{
   candumpLog: (f: Iterable<Frame>, o?: { direction?: boolean }) => string;
   candumpTimestamp: (ts: string) => string;
 }>('candump-export.js');
-const { ByIdModel } = await web<{ ByIdModel: new () => ByIdModel }>('state/by-id.js');
+const { ByIdModel, rowShown } = await web<{ ByIdModel: new () => ByIdModel; rowShown: (r: Row, id: IdFilter | null, bus: string) => boolean }>('state/by-id.js');
 interface ConsoleConnection {
   start(): void;
   stop(): void;
@@ -337,6 +338,34 @@ test('trace model: capped, pause keeps the rows still and resume appends what ca
   t.setFilter({ ...traceMod.SHOW_ALL, id: f.ok ? f.filter : undefined });
   assert.equal([...t.visibleFrames()].length, 10);
   assert.equal(t.takeShift(), 'rebuilt');
+});
+
+test('id filter on the page: data and remote frames by CAN id; error frames (whose id is an error class) always kept, in the trace, the export and the by-id table', () => {
+  // Error class 0x004 (controller problem) and data frames of ids 0x004 and 0x7E8, on one bus.
+  const err = frame({ id: '0x00000004', is_error: true, dlc: 8, data_hex: '00 04 00 00 00 00 00 00' });
+  const d004 = frame({ id: '0x004', dlc: 1, data_hex: '01' });
+  const d7e8 = frame({ id: '0x7E8', dlc: 1, data_hex: '02' });
+  const rtr7e0 = frame({ id: '0x7E0', dlc: 0, data_hex: '', is_remote: true });
+  const all = [err, d004, d7e8, rtr7e0];
+  const t = new traceMod.TraceModel();
+  all.forEach((f, i) => t.pushEvent({ type: 'can_frame', id: i + 1, data: f }));
+  const shown = (text: string): string[] => {
+    t.setFilter({ ...traceMod.SHOW_ALL, id: filter(text) });
+    // The export writes what the trace shows: read the ids back from its candump lines.
+    const lines = exp.candumpLog(t.visibleFrames()).trim().split('\n');
+    return [...t.visibleFrames()].map((f, i) => `${f.id}${f.is_error ? ' err' : ''} ${lines[i]!.split(' ')[2]}`);
+  };
+  assert.deepEqual(shown('004'), ['0x00000004 err 20000004#0004000000000000', '0x004 004#01'], '"004" selects the data frame 0x004 and keeps the error frame, as an error frame');
+  assert.deepEqual(shown('7E0-7EF'), ['0x00000004 err 20000004#0004000000000000', '0x7E8 7E8#02', '0x7E0 7E0#R'], 'a range keeps the error frames');
+  assert.deepEqual(shown('!004'), ['0x00000004 err 20000004#0004000000000000', '0x7E8 7E8#02', '0x7E0 7E0#R'], 'excluding id 004 does not exclude error class 004');
+  // The by-id table: the error row (keyed apart from data id 0x004) follows the same rule.
+  const m = new ByIdModel();
+  for (const f of all) m.add(f, 0);
+  const rows = (text: string, bus = ''): string[] => [...m.rows.values()].filter((r) => rowShown(r, filter(text), bus)).map((r) => r.key);
+  assert.deepEqual(rows('004'), ['|can0|0x00000004!', '|can0|0x004']);
+  assert.deepEqual(rows('7E0-7EF'), ['|can0|0x00000004!', '|can0|0x7E8', '|can0|0x7E0']);
+  assert.deepEqual(rows('7E0-7EF', 'can1'), [], 'the bus filter still applies to error rows');
+  assert.deepEqual(rows(''), ['|can0|0x00000004!', '|can0|0x004', '|can0|0x7E8', '|can0|0x7E0']);
 });
 
 test('rate meter: events per second over whole seconds, also while young', async () => {

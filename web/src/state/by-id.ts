@@ -17,7 +17,8 @@
  */
 import type { CanFrameData } from '../events.js';
 import { tsToMs } from '../events.js';
-import { idValue } from '../filter.js';
+import { idValue, type IdFilter } from '../filter.js';
+import { busKey } from './trace.js';
 import { formatSignal, unitOf } from '../signal-format.js';
 
 /** "ENGINE_RPM 864 rpm · GEAR D", for the by-id table. */
@@ -233,6 +234,15 @@ export type SortKey = 'id' | 'count' | 'rate' | 'period' | 'dlc' | 'data' | 'dir
 
 export function directionLabel(dirs: number): string {
   return dirs === 3 ? 'rx+tx' : dirs === 2 ? 'tx' : 'rx';
+}
+
+/**
+ * Whether the table shows a row under the page's bus and id filters. The id filter's own rule decides
+ * (matchesFrame): an error row's idNum is its error class, and error rows are kept whatever the ids are.
+ */
+export function rowShown(r: IdRow, id: IdFilter | null, bus: string): boolean {
+  if (bus !== '' && busKey(r.dongle, r.bus) !== bus) return false;
+  return !id || id.all || id.matchesFrame(r.idNum, r.kind === 'ERR');
 }
 
 /** Comparator for the table; ties always fall back to dongle, bus, id so the order is stable. */

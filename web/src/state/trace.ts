@@ -42,7 +42,8 @@ export function matches(f: TraceFilter, item: TraceItem): boolean {
   if (!f.types.has(ev.type)) return false;
   if (ev.type !== 'can_frame') return true;
   if (f.bus !== '' && item.busKey !== f.bus) return false;
-  return f.id.all || f.id.matches(item.idNum);
+  // An error frame's idNum is its error class: the filter keeps error frames whatever it says.
+  return f.id.all || f.id.matchesFrame(item.idNum, ev.data.is_error === true);
 }
 
 export class TraceModel {

@@ -6,8 +6,7 @@
  */
 import type { IdFilter } from '../filter.js';
 import { formatInt, formatPeriod, formatRate } from '../format.js';
-import { type ByIdModel, comparator, directionLabel, type IdRow, type SortKey } from '../state/by-id.js';
-import { busKey } from '../state/trace.js';
+import { type ByIdModel, comparator, directionLabel, type IdRow, rowShown, type SortKey } from '../state/by-id.js';
 import { h, setAttr, setText } from '../dom.js';
 
 /** Rows drawn at most; more ids than this are counted below the table (narrow with the filter). */
@@ -102,11 +101,7 @@ export class ByIdTable {
   render(now: number): void {
     const f = this.idFilter;
     const rows: IdRow[] = [];
-    for (const r of this.model.rows.values()) {
-      if (this.bus !== '' && busKey(r.dongle, r.bus) !== this.bus) continue;
-      if (f && !f.all && !f.matches(r.idNum)) continue;
-      rows.push(r);
-    }
+    for (const r of this.model.rows.values()) if (rowShown(r, f, this.bus)) rows.push(r);
     rows.sort(comparator(this.model, this.sortKey, this.desc));
     const shown = rows.length > MAX_RENDERED ? rows.slice(0, MAX_RENDERED) : rows;
     this.empty.hidden = this.model.rows.size > 0;
