@@ -368,6 +368,19 @@ test('id filter on the page: data and remote frames by CAN id; error frames (who
   assert.deepEqual(rows(''), ['|can0|0x00000004!', '|can0|0x004', '|can0|0x7E8', '|can0|0x7E0']);
 });
 
+test('signal values read as the agent sends them: 15 significant digits, integers whole', async () => {
+  const { formatSignal } = await web<{ formatSignal: (v: number | string, unit: string) => string }>('signal-format.js');
+  assert.equal(formatSignal(1099511627775, ''), '1099511627775', 'a 40-bit counter, every digit');
+  assert.equal(formatSignal(9007199254740991, 'B'), '9007199254740991 B');
+  assert.equal(formatSignal(-9007199254740991, ''), '-9007199254740991');
+  assert.equal(formatSignal(0.123456789012345, ''), '0.123456789012345', '15 significant digits');
+  assert.equal(formatSignal(123456.789012345, 'km'), '123456.789012345 km');
+  assert.equal(formatSignal(1.5e-7, 'A'), '0.00000015 A');
+  assert.equal(formatSignal(864, 'rpm'), '864 rpm');
+  assert.equal(formatSignal(-6.2, 'deg'), '-6.2 deg');
+  assert.equal(formatSignal('D', ''), 'D', 'a value-table label as it is');
+});
+
 test('rate meter: events per second over whole seconds, also while young', async () => {
   const { RateMeter, SamplingTracker } = await web<{
     RateMeter: new (span?: number) => { add(n: number, now: number): void; rate(now: number): number };
