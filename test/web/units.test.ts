@@ -381,6 +381,28 @@ test('signal values read as the agent sends them: 15 significant digits, integer
   assert.equal(formatSignal('D', ''), 'D', 'a value-table label as it is');
 });
 
+test("send form's id: sent as written, the length deciding standard or extended as in cansend; a short id above 7FF refused", async () => {
+  const { parseSendId } = await web<{ parseSendId: (t: string, ext: boolean) => { ok: true; id: number; extended: boolean; canId: string } | { ok: false; error: string } }>(
+    'state/send-id.js',
+  );
+  const sent = (t: string, ext = false): string => {
+    const r = parseSendId(t, ext);
+    return r.ok ? `${r.canId} ${r.extended ? 'ext' : 'std'}` : `refused: ${r.error}`;
+  };
+  assert.equal(sent('123'), '0x123 std');
+  assert.equal(sent('0x7df'), '0x7DF std');
+  assert.equal(sent('00000123'), '0x00000123 ext', '8 digits: the extended id 0x123, not the standard 0x123');
+  assert.equal(sent('1234'), '0x00001234 ext', 'more than 3 digits: extended, as written');
+  assert.equal(sent('0123'), '0x00000123 ext');
+  assert.equal(sent('18DAF110'), '0x18DAF110 ext');
+  assert.equal(sent('123', true), '0x00000123 ext', '"Extended" ticked makes a short id extended');
+  assert.match(sent('800'), /^refused: .*at most 7FF.*8 digits/, 'a short id above 7FF is not guessed at');
+  assert.equal(sent('800', true), '0x00000800 ext');
+  assert.match(sent('3FFFFFFF'), /^refused: .*29 bits/);
+  assert.match(sent('7G8'), /^refused: ID: hex/);
+  assert.match(sent('123456789'), /^refused: ID: hex/);
+});
+
 test('rate meter: events per second over whole seconds, also while young', async () => {
   const { RateMeter, SamplingTracker } = await web<{
     RateMeter: new (span?: number) => { add(n: number, now: number): void; rate(now: number): number };

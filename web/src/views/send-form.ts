@@ -9,6 +9,7 @@ import type { CommandState, CommandStatusData } from '../events.js';
 import { formatClock } from '../format.js';
 import { byId, h } from '../dom.js';
 import { EarlyStatuses } from '../state/early-statuses.js';
+import { parseSendId } from '../state/send-id.js';
 
 const STEPS: readonly CommandState[] = ['queued', 'sent', 'delivered', 'succeeded'];
 const FINAL = new Set<string>(['succeeded', 'failed', 'timed_out']);
@@ -74,31 +75,23 @@ export class SendForm {
   private async submit(): Promise<void> {
     this.err.hidden = true;
     const bus = this.bus.value.trim();
-    const id = this.idIn.value.trim().replace(/^0x/i, '');
     const data = this.data.value.trim().replace(/[\s:.-]+/g, ' ');
     if (!BUS_RULE.test(bus)) return this.fail('Bus: an interface name such as can0.', this.bus);
-    if (!/^[0-9a-fA-F]{1,8}$/.test(id)) return this.fail('ID: hex, e.g. 7DF or 18DAF110.', this.idIn);
-    const v = parseInt(id, 16);
-    if (v > 0x1fffffff || (!this.ext.checked && v > 0x7ff && id.length <= 3)) return this.fail('ID: a standard id is at most 7FF; tick "Extended" for 29-bit ids.', this.idIn);
+    const sid = parseSendId(this.idIn.value, this.ext.checked);
+    if (!sid.ok) return this.fail(sid.error, this.idIn);
     const compact = data.replace(/ /g, '');
     if (compact.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(compact)) return this.fail('Data: whole hex bytes, e.g. 02 01 0C.', this.data);
     const bytes = compact.match(/../g) ?? [];
     if (bytes.length > 64) return this.fail('Data: at most 64 bytes.', this.data);
     for (const f of [this.bus, this.idIn, this.data]) f.removeAttribute('aria-invalid');
     const dongle = this.dongleSel.value;
-    const extended = this.ext.checked || v > 0x7ff;
-    const canId =
-      '0x' +
-      v
-        .toString(16)
-        .toUpperCase()
-        .padStart(extended ? 8 : 3, '0');
+    const { canId, extended } = sid;
     const dataHex = bytes.join(' ').toUpperCase();
     const button = this.form.querySelector<HTMLButtonElement>('button[type=submit]')!;
     button.disabled = true;
     const answered = this.early.posted();
     try {
-      const r = await sendCommand(dongle, { type: 'send_frame', bus, id: canId, data_hex: dataHex, ...(extended ? { is_extended: true } : {}) }, this.token());
+      const r = await sendCommand(dongle, { type: 'send_frame', bus, id: canId, data_hex: dataHex, is_extended: extended }, this.token());
       this.track(r.command_id, dongle, `${bus} ${canId}#${dataHex.replace(/ /g, '') || '(no data)'}`, r.status ?? 'queued');
     } catch (e) {
       this.fail(e instanceof HttpError ? `Refused (HTTP ${e.status}): ${e.message}` : `Could not send: ${(e as Error).message}`);
