@@ -403,6 +403,20 @@ test("send form's id: sent as written, the length deciding standard or extended 
   assert.match(sent('123456789'), /^refused: ID: hex/);
 });
 
+test("header's interfaces: a presence about one interface gives that interface's own state from `buses`, not the dongle's", async () => {
+  const { busesAfter } = await web<{ busesAfter: (cur: Record<string, string> | undefined, p: unknown) => Record<string, string> }>('state/presence.js');
+  const ts = '2026-11-27T13:47:02.123456Z';
+  // As agent/frame-router.ts publishes it: the agent is online, can0 went down.
+  const down = { ts, state: 'online', bus: 'can0', reason: 'interface down', buses: { can0: 'down', can1: 'up' } };
+  assert.deepEqual(busesAfter({ can0: 'up', can1: 'up' }, down), { can0: 'down', can1: 'up' });
+  assert.deepEqual(busesAfter({ can0: 'down', can1: 'up' }, { ...down, reason: 'interface up', buses: { can0: 'up', can1: 'up' } }), { can0: 'up', can1: 'up' });
+  // Without the map (an older agent), the event's own state is all there is.
+  assert.deepEqual(busesAfter({ can0: 'up' }, { ts, state: 'offline', bus: 'can0' }), { can0: 'down' });
+  // A presence about the dongle: its map as it comes.
+  assert.deepEqual(busesAfter({ can0: 'up' }, { ts, state: 'offline', reason: 'stopping', buses: { can0: 'down' } }), { can0: 'down' });
+  assert.deepEqual(busesAfter(undefined, { ts, state: 'online' }), {});
+});
+
 test('rate meter: events per second over whole seconds, also while young', async () => {
   const { RateMeter, SamplingTracker } = await web<{
     RateMeter: new (span?: number) => { add(n: number, now: number): void; rate(now: number): number };

@@ -13,6 +13,7 @@ import { parseIdFilter, type IdFilter, MATCH_ALL } from './filter.js';
 import { consolePath, parseRoute, type Route } from './route.js';
 import { ConsoleConnection, type StreamStatus } from './sse.js';
 import { ByIdModel } from './state/by-id.js';
+import { busesAfter } from './state/presence.js';
 import { RateMeter, SamplingTracker } from './state/sampling.js';
 import { busKey, TraceModel, TRACE_TYPES } from './state/trace.js';
 import { ByIdTable } from './views/by-id-table.js';
@@ -198,10 +199,9 @@ class App {
     const dongle = p.dongle ?? this.singleDongle();
     if (!dongle) return;
     const cur = this.dongles.get(dongle);
-    const buses = { ...(cur?.buses ?? {}), ...(p.buses ?? {}) };
+    const buses = busesAfter(cur?.buses, p);
     if (p.bus) {
-      // About one interface, not the dongle.
-      buses[p.bus] = p.state === 'offline' ? 'down' : 'up';
+      // About one interface, not the dongle: its presence and detail stay.
       this.setDongle(dongle, { buses });
       return;
     }
