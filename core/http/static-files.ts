@@ -1,6 +1,7 @@
 /**
  * Serves the console web page from a folder shipped in the package (no CDN: gateways' LANs are often
  * offline). Only files directly known at start are served, so no path from a request reaches the disk.
+ * No page may be framed by another site.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -48,6 +49,11 @@ export class StaticFiles {
       'Content-Length': f.body.length,
       'Cache-Control': 'no-cache',
       'X-Content-Type-Options': 'nosniff',
+      // No other site may frame the pages: framed invisibly, the console's Send and Delete buttons could be
+      // clicked by a visitor who thinks they are clicking something else (clickjacking). Nothing frames
+      // them on purpose. CSP frame-ancestors for current browsers, X-Frame-Options for older ones.
+      'Content-Security-Policy': "frame-ancestors 'none'",
+      'X-Frame-Options': 'DENY',
     });
     res.end(req.method === 'HEAD' ? undefined : f.body);
     return true;
