@@ -2,7 +2,7 @@
  * The recordings panel in a real browser (headless Chromium) against a real agent with tokens: Record
  * asks for a token (401), a read token is refused (403), the admin token records; the running size and
  * duration move; Stop lists it; its download is the file the agent serves, byte for byte. On the
- * bridge's dongle page the same recording is listed and downloads through the bridge.
+ * bridge's dongle page the same recording is listed and downloads through the bridge. Delete asks first.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -17,7 +17,7 @@ const { browser, procs } = browserSuite();
 const ADMIN = 'web-admin-0123456789abcdef';
 const READ = 'web-read-0123456789abcdef';
 
-test('record from the page: token asked, read token refused, admin records; size and duration move; download is byte-identical, also through the bridge', async () => {
+test('record from the page: token asked, read token refused, admin records; size and duration move; download is byte-identical, also through the bridge; Delete asks first', async () => {
   const dir = tempDir('canrelay-web-rec-');
   writeFileSync(join(dir, 'tokens'), `admin ${ADMIN}\nread ${READ}\n`);
   const bridge = await startBridgeProcess();
@@ -86,6 +86,22 @@ test('record from the page: token asked, read token refused, admin records; size
   await bdl.saveAs(bsaved);
   assert.ok(readFileSync(bsaved).equals(fromApi), 'the bridge download is the same file');
   await screenshot(bpage, 'web-recordings-bridge');
+
+  // Delete on the agent page asks first: dismissed, the recording stays; accepted, it goes.
+  const listed = async (): Promise<boolean> => {
+    const r = (await (await fetch(`${a.base}/api/v1/recordings?access_token=${READ}`)).json()) as { recordings: { id: string }[] };
+    return r.recordings.some((x) => x.id === id);
+  };
+  const asked = new Promise<string>((resolve) => page.once('dialog', (d) => void d.dismiss().then(() => resolve(d.message()))));
+  await page.locator(`#rec-list li[data-id="${id}"] button.rec-delete`).click();
+  assert.match(await asked, /^Delete the recording of .*\? Its files are removed from the gateway\.$/);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await listed(), true, 'dismissed: the recording is still on the gateway');
+  assert.equal(await page.locator(`#rec-list li[data-id="${id}"]`).count(), 1);
+  page.once('dialog', (d) => void d.accept());
+  await page.locator(`#rec-list li[data-id="${id}"] button.rec-delete`).click();
+  await page.locator(`#rec-list li[data-id="${id}"]`).waitFor({ state: 'detached' });
+  assert.equal(await listed(), false, 'accepted: deleted');
 });
 
 test('--console-auth: the page asks for a token before anything, then streams with a read token', async () => {

@@ -1,8 +1,8 @@
 /**
  * The recordings panel: on the agent a Record/Stop button with the running recording's size and
- * duration, and every recording with its download link (and Delete); on the bridge's dongle page the
- * same list, download only (recordings are started on the gateway). The list is polled: every second
- * while one runs, every 5 s otherwise.
+ * duration, and every recording with its download link (and Delete, which asks first); on the bridge's
+ * dongle page the same list, download only (recordings are started on the gateway). The list is polled:
+ * every second while one runs, every 5 s otherwise.
  */
 import { deleteRecording, HttpError, listRecordings, startRecording, stopRecording, type RecordingInfo } from '../api.js';
 import { byId, h, setText } from '../dom.js';
@@ -45,6 +45,8 @@ export class RecordingsPanel {
   constructor(
     private readonly root: HTMLElement,
     private readonly t: RecordingsTarget,
+    /** Asks before a destructive step, as the fleet page does (window.confirm; replaceable in tests). */
+    private readonly confirm: (question: string) => boolean = (q) => window.confirm(q),
   ) {
     this.toggle.hidden = !t.control;
     this.toggle.addEventListener('click', () => void this.onToggle());
@@ -136,11 +138,14 @@ export class RecordingsPanel {
           type: 'button',
           class: 'small ghost rec-delete',
           text: 'Delete',
-          onclick: () =>
+          onclick: () => {
+            // A recording exists only on the gateway: one stray click must not lose it.
+            if (!this.confirm(`Delete the recording of ${when} (${formatInt(r.frames)} frames, ${formatBytes(r.bytes)})? Its files are removed from the gateway.`)) return;
             void deleteRecording(r.id, token || undefined).then(
               () => this.refresh(),
               (e: unknown) => this.fail(e),
-            ),
+            );
+          },
         }),
       );
     }
