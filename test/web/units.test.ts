@@ -74,7 +74,13 @@ interface ConsoleConnection {
   start(): void;
   stop(): void;
 }
-type ConnectionOptions = { url: string; fetchImpl: typeof fetch; onStatus: (s: { state: string; detail: string }) => void; onMessage: () => void };
+type ConnectionOptions = {
+  url: string;
+  backlog?: number;
+  fetchImpl: typeof fetch;
+  onStatus: (s: { state: string; detail: string; reconnects: number }) => void;
+  onMessage: () => void;
+};
 const { SseParser, ConsoleConnection } = await web<{ SseParser: new () => SseParser; ConsoleConnection: new (o: ConnectionOptions) => ConsoleConnection }>('sse.js');
 const traceMod = await web<{ TraceModel: new () => TraceModel; VISIBLE_CAP: number; RAW_CAP: number; SHOW_ALL: { types: Set<string> } }>('state/trace.js');
 const { parseRoute } = await web<{ parseRoute: (p: string) => { kind: string; id?: string } }>('route.js');
@@ -283,6 +289,55 @@ test('console connection: a 401 still being read when the page stops the connect
   };
   assert.deepEqual(await refusedLater(false), ['connecting', 'refused'], 'control: a running connection reports the refusal');
   assert.deepEqual(await refusedLater(true), ['connecting'], 'a stopped one says nothing more (the page would drop the new token)');
+});
+
+test('console connection: a reconnect before any event id is a fresh start (history asked again), not "resumed, nothing missed"', async () => {
+  const asked: { url: string; lastEventId: string | null }[] = [];
+  const statuses: { state: string; detail: string; reconnects: number }[] = [];
+  const enc = new TextEncoder();
+  const fetchImpl = (async (url: string, init: RequestInit) => {
+    asked.push({ url, lastEventId: new Headers(init.headers).get('Last-Event-ID') });
+    const first = asked.length === 1;
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        // The first connection: a comment and a retry hint, no event with an id, then it is cut.
+        if (first) {
+          c.enqueue(enc.encode(': hello\nretry: 10\n\n'));
+          c.close();
+        } else c.enqueue(enc.encode('id: 7\nevent: log\ndata: {}\n\n'));
+      },
+    });
+    return new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream' } });
+  }) as typeof fetch;
+  const conn = new ConsoleConnection({
+    url: 'http://127.0.0.1:1/api/v1/stream',
+    backlog: 500,
+    fetchImpl,
+    onStatus: (s) => statuses.push({ ...s }),
+    onMessage: () => {},
+  } as ConnectionOptions);
+  conn.start();
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline && !statuses.some((s) => s.state !== 'connecting' && s.state !== 'live' && s.state !== 'reconnecting')) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 600)); // past the 400 ms a resume would be decided in
+  conn.stop();
+  assert.equal(asked.length, 2, 'connected, lost, connected again');
+  assert.deepEqual(
+    asked.map((a) => [new URL(a.url).searchParams.get('backlog'), a.lastEventId]),
+    [
+      ['500', null],
+      ['500', null],
+    ],
+    'no position to give: the reconnect asks for the recent history again',
+  );
+  const after = statuses.slice(statuses.findIndex((s) => s.state === 'reconnecting') + 1);
+  assert.deepEqual(
+    after.map((s) => s.state),
+    ['reset'],
+    'reported as a fresh start, never as resumed',
+  );
+  assert.match(after[0]!.detail, /no event id to resume after: started afresh with the recent history; events may have been missed/);
+  assert.equal(after[0]!.reconnects, 1);
 });
 
 test('SSE parser: fields, comments, ids, retry, CR/LF/CRLF, split chunks, BOM', () => {

@@ -121,7 +121,8 @@ export class SseParser {
 /**
  * live: connected and receiving. reconnecting: lost, waiting to retry. resumed: reconnected and the
  * server continued after our last event (no gap). reset: reconnected but the history was gone
- * (stream_reset). refused: 401/403 — the token is missing or wrong; no retry until a new one is given.
+ * (stream_reset), or there was no event id to resume after (a fresh start). refused: 401/403 — the
+ * token is missing or wrong; no retry until a new one is given.
  */
 export type StreamState = 'connecting' | 'live' | 'reconnecting' | 'resumed' | 'reset' | 'refused';
 
@@ -223,7 +224,9 @@ export class ConsoleConnection {
     if (resumeFrom !== '') headers['Last-Event-ID'] = resumeFrom;
     if (this.opts.token) headers.Authorization = `Bearer ${this.opts.token}`;
     let url = this.opts.url;
-    if (!this.hadConnection && resumeFrom === '' && this.opts.backlog) {
+    // No event id yet (the first connect, or a reconnect before any event with one): there is no position
+    // to resume from, so this is a fresh start, which asks for the recent history as the first connect does.
+    if (resumeFrom === '' && this.opts.backlog) {
       url += (url.includes('?') ? '&' : '?') + `backlog=${this.opts.backlog}`;
     }
     if (!this.hadConnection && this.attempt === 0) this.setStatus({ state: 'connecting', detail: '' });
@@ -252,14 +255,15 @@ export class ConsoleConnection {
         throw new Error(`HTTP ${res.status}${msg ? ': ' + msg : ''}`);
       }
       const wasConnected = this.hadConnection;
+      const resuming = wasConnected && resumeFrom !== '';
       this.hadConnection = true;
       this.attempt = 0;
       this.parser.reset();
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let decided = false;
-      // On a reconnect the server answers stream_reset first when our history is gone; otherwise the
-      // stream simply continues. Wait for the first event (or a moment) before calling it resumed.
-      const decideTimer = wasConnected
+      // On a reconnect with a position the server answers stream_reset first when our history is gone;
+      // otherwise the stream simply continues. Wait for the first event (or a moment) before calling it resumed.
+      const decideTimer = resuming
         ? setTimeout(() => {
             if (!decided) {
               decided = true;
@@ -268,6 +272,7 @@ export class ConsoleConnection {
           }, 400)
         : null;
       if (!wasConnected) this.setStatus({ state: 'live', detail: '' });
+      else if (!resuming) this.startedAfresh();
       const batch: SseMessage[] = [];
       for (;;) {
         const { value, done } = await reader.read();
@@ -276,7 +281,7 @@ export class ConsoleConnection {
         batch.length = 0;
         this.parser.feed(value, batch);
         for (const m of batch) {
-          if (!decided && wasConnected) {
+          if (!decided && resuming) {
             decided = true;
             if (decideTimer) clearTimeout(decideTimer);
             if (m.type === 'stream_reset') this.wasReset(true);
@@ -299,6 +304,20 @@ export class ConsoleConnection {
 
   private resumed(): void {
     this.setStatus({ state: 'resumed', reconnects: this.status.reconnects + 1, detail: `resumed after event ${this.parser.lastEventId || '—'}` });
+    this.settle();
+  }
+
+  /**
+   * Reconnected with no event id (none had come): nothing told the server where to continue, so events
+   * of the lost connection's last moments may be missing (beyond the history asked for). Not a resume.
+   */
+  private startedAfresh(): void {
+    this.setStatus({
+      state: 'reset',
+      resets: this.status.resets + 1,
+      reconnects: this.status.reconnects + 1,
+      detail: `reconnected with no event id to resume after: started afresh${this.opts.backlog ? ' with the recent history' : ''}; events may have been missed`,
+    });
     this.settle();
   }
 
