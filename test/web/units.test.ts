@@ -1,8 +1,10 @@
 /**
  * The console page's pure modules, run in Node from the built dist/web/ files (the page is compiled on
  * its own for the browser, so these are imported by URL and typed here by the little each test uses):
- * the id filter, the candump export (read back with the agent's own parser), the by-id rate model under
- * sampling, the SSE parser, the trace model's cap and pause, and the page's routes.
+ * the id filter (and its rule for error frames in the trace, the export and the by-id table), the candump
+ * export (read back with the agent's own parser), the by-id rate model under sampling, the SSE parser and
+ * connection, the trace model's cap and pause, signal values, the send form's id, the header's interface
+ * states, and the page's routes.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
