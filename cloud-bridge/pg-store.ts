@@ -26,7 +26,8 @@ import { COMMAND_STATES, type CommandState } from '../core/console/events.js';
 import { StateWriteError } from '../core/state/state-health.js';
 import { redact } from './db-url.js';
 import { migrate } from './pg-schema.js';
-import { trimPendingStatuses, type PendingStatus } from './pending-statuses.js';
+import { PendingStatuses, type PendingStatus } from './pending-statuses.js';
+import { OrderedCommands } from './ordered-commands.js';
 import { isTerminal, type CommandRow, type DongleRow, type GroupRow, type HistoryRow, type TokenKind, type TokenRow, type ViewerTokenRow } from './store.js';
 import { randomUUID } from 'node:crypto';
 
@@ -58,9 +59,10 @@ type Position = Partial<Pick<DongleRow, 'last_seen' | 'event_seq' | 'outbox_id' 
 interface Pending {
   positions: Map<string, Position>;
   counters: Map<string, { dropped: number; relayed_total: number }>;
-  statuses: PendingStatus[];
+  statuses: PendingStatuses;
 }
-const emptyPending = (): Pending => ({ positions: new Map(), counters: new Map(), statuses: [] });
+const emptyPending = (): Pending => ({ positions: new Map(), counters: new Map(), statuses: new PendingStatuses() });
+const byCreation = (a: CommandFull, b: CommandFull): number => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.n - b.n);
 
 /** A remote or local change of the durable state, after the view shows it (for the cluster wiring). */
 export type StateChange = (
@@ -93,7 +95,14 @@ export class PgStore {
   private readonly tokenRows = new Map<string, TokenFull>();
   private readonly groupRows = new Map<string, GroupRow>();
   private readonly commandRows = new Map<string, CommandFull>();
-  private readonly commandsOf = new Map<string, Set<string>>();
+  /**
+   * Per dongle, in the stores' order (created_at, then n): all its commands, those not finished and those
+   * queued, by their status as read (statuses waiting to be written overlaid: indexCommand() after every
+   * change of either), so that a lookup touches only the rows it returns.
+   */
+  private readonly commandsOf = new Map<string, OrderedCommands>();
+  private readonly unfinishedOf = new Map<string, OrderedCommands>();
+  private readonly queuedOf = new Map<string, OrderedCommands>();
   private readonly histories = new Map<string, HistoryRow[]>();
   /** Written behind: `inflight` is being committed, `pending` waits; reads see base ← inflight ← pending. */
   private pending = emptyPending();
@@ -347,7 +356,10 @@ export class PgStore {
     const commandsBefore = new Map(this.commandRows);
     this.commandRows.clear();
     this.commandsOf.clear();
-    for (const r of c.rows) this.putCommandRow(r);
+    this.unfinishedOf.clear();
+    this.queuedOf.clear();
+    // In order, so that each dongle's lists are built by appending.
+    for (const r of c.rows.sort(byCreation)) this.putCommandRow(r);
     this.histories.clear();
     for (const r of h.rows) {
       const list = this.histories.get(r.command_id) ?? [];
@@ -422,7 +434,12 @@ export class PgStore {
       this.q<CommandFull>('SELECT id, dongle, type, body, status, created_at, expires_at, n FROM commands WHERE id = ANY($1)', [ids]),
       this.q<HistoryRow & { command_id: string }>('SELECT command_id, status, ts, error FROM command_history WHERE command_id = ANY($1) ORDER BY n', [ids]),
     ]);
-    for (const id of ids) this.dropCommandRow(id);
+    // Rows still there are updated in place (kept in their dongle's order), the others dropped.
+    const found = new Set(c.rows.map((r) => r.id));
+    for (const id of ids) {
+      if (found.has(id)) this.histories.delete(id);
+      else this.dropCommandRow(id);
+    }
     for (const r of c.rows) this.putCommandRow(r);
     for (const r of h.rows) {
       const list = this.histories.get(r.command_id) ?? [];
@@ -443,21 +460,36 @@ export class PgStore {
   }
 
   private putCommandRow(r: CommandFull): void {
+    const old = this.commandRows.get(r.id);
+    // Never seen (dongle, created_at and n do not change), but an index must not keep a stale place.
+    if (old && (old.dongle !== r.dongle || old.created_at !== r.created_at || old.n !== r.n)) this.unindexCommand(old);
     this.commandRows.set(r.id, r);
-    let set = this.commandsOf.get(r.dongle);
-    if (!set) this.commandsOf.set(r.dongle, (set = new Set()));
-    set.add(r.id);
+    listOf(this.commandsOf, r.dongle).add(r.id, r.created_at, r.n);
+    this.indexCommand(r.id);
   }
 
   private dropCommandRow(id: string): void {
     const r = this.commandRows.get(id);
     if (r) {
       this.commandRows.delete(id);
-      const set = this.commandsOf.get(r.dongle);
-      set?.delete(id);
-      if (set?.size === 0) this.commandsOf.delete(r.dongle);
+      this.unindexCommand(r);
     }
     this.histories.delete(id);
+  }
+
+  private unindexCommand(r: CommandFull): void {
+    for (const m of [this.commandsOf, this.unfinishedOf, this.queuedOf]) dropFrom(m, r.dongle, r.id);
+  }
+
+  /** Puts the command in (or out of) its dongle's unfinished and queued lists by its status as read now. */
+  private indexCommand(id: string): void {
+    const r = this.commandRows.get(id);
+    if (!r) return;
+    const status = this.statusOf(r);
+    if (isTerminal(status)) dropFrom(this.unfinishedOf, r.dongle, id);
+    else listOf(this.unfinishedOf, r.dongle).add(id, r.created_at, r.n);
+    if (status === 'queued') listOf(this.queuedOf, r.dongle).add(id, r.created_at, r.n);
+    else dropFrom(this.queuedOf, r.dongle, id);
   }
 
   private emitToken(t: TokenFull, removed: boolean): void {
@@ -498,6 +530,8 @@ export class PgStore {
       await this.tx((c) => this.writeBatch(c, p));
       await this.enqueue(async () => this.applyBatch(p));
       this.inflight = emptyPending();
+      // Their statuses now read from the rows (applyBatch) — or, for a row a re-read changed meanwhile, from it.
+      for (const id of p.statuses.ids()) this.indexCommand(id);
       return true;
     } catch (err) {
       this.failed(err);
@@ -507,7 +541,7 @@ export class PgStore {
       this.inflight = emptyPending();
       for (const [id, pos] of later.positions) this.pending.positions.set(id, { ...this.pending.positions.get(id), ...pos });
       for (const [id, c] of later.counters) this.pending.counters.set(id, c);
-      this.pending.statuses.push(...later.statuses);
+      for (const st of later.statuses.entries()) this.pending.statuses.push(st);
       this.trimStatuses();
       if (this.unreachable === undefined) this.scheduleFlush(RECONNECT_MS);
       return false;
@@ -553,14 +587,15 @@ export class PgStore {
     }
     if (p.statuses.length > 0) {
       const last = new Map<string, CommandState>();
-      for (const st of p.statuses) last.set(st.id, st.status);
+      const list = p.statuses.entries();
+      for (const st of list) last.set(st.id, st.status);
       await c.query('UPDATE commands c SET status = v.status FROM unnest($1::text[], $2::text[]) AS v(id, status) WHERE c.id = v.id', [[...last.keys()], [...last.values()]]);
       // Only for commands still there (a prune may have removed one meanwhile); in the order they happened.
       await c.query(
         `INSERT INTO command_history (command_id, status, ts, error)
          SELECT v.id, v.status, v.ts, v.error FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS v(id, status, ts, error, i)
          WHERE EXISTS (SELECT 1 FROM commands c WHERE c.id = v.id) ORDER BY v.i`,
-        [p.statuses.map((s) => s.id), p.statuses.map((s) => s.status), p.statuses.map((s) => s.ts), p.statuses.map((s) => s.error)],
+        [list.map((s) => s.id), list.map((s) => s.status), list.map((s) => s.ts), list.map((s) => s.error)],
       );
       for (const chunk of chunks([...last.keys()])) await this.notify(c, 'command', chunk);
     }
@@ -576,7 +611,7 @@ export class PgStore {
       const row = this.groupRows.get(id);
       if (row) this.groupRows.set(id, { ...row, ...c });
     }
-    for (const st of p.statuses) {
+    for (const st of p.statuses.entries()) {
       const row = this.commandRows.get(st.id);
       if (!row) continue;
       this.commandRows.set(st.id, { ...row, status: st.status });
@@ -587,7 +622,10 @@ export class PgStore {
   }
 
   private trimStatuses(): void {
-    this.statusesDropped += trimPendingStatuses(this.pending.statuses);
+    const dropped = this.pending.statuses.trim();
+    this.statusesDropped += dropped.length;
+    // A dropped status may have been a command's newest: it reads as its previous status again.
+    for (const id of new Set(dropped)) this.indexCommand(id);
   }
 
   private position(id: string): Position | undefined {
@@ -613,15 +651,19 @@ export class PgStore {
   }
 
   private statusesOf(id: string): PendingStatus[] {
-    return [...this.inflight.statuses, ...this.pending.statuses].filter((s) => s.id === id);
+    return [...this.inflight.statuses.of(id), ...this.pending.statuses.of(id)];
+  }
+
+  /** The command's status as read: the newest waiting to be written, else the row's. */
+  private statusOf(row: CommandFull): CommandState {
+    return (this.pending.statuses.latest(row.id) ?? this.inflight.statuses.latest(row.id))?.status ?? row.status;
   }
 
   private withStatus(row: CommandFull | undefined): CommandRow | undefined {
     if (!row) return undefined;
     const { n: _n, ...c } = row;
-    if (this.inflight.statuses.length + this.pending.statuses.length === 0) return c;
-    const st = this.statusesOf(row.id).at(-1);
-    return st ? { ...c, status: st.status } : c;
+    const status = this.statusOf(row);
+    return status === c.status ? c : { ...c, status };
   }
 
   /** Before the stop: one last try for what waits in memory (said loudly if lost). */
@@ -870,17 +912,19 @@ export class PgStore {
     return this.withStatus(this.commandRows.get(id));
   }
 
-  private commandsFor(dongle: string): CommandFull[] {
-    const ids = this.commandsOf.get(dongle);
-    if (!ids) return [];
-    return [...ids].map((id) => this.commandRows.get(id)!).sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.n - b.n));
+  /** Up to `limit` ids of `list`, oldest first (or newest first), without touching the others. */
+  private static take(list: OrderedCommands | undefined, limit: number, newestFirst = false): string[] {
+    const out: string[] = [];
+    if (!list || limit <= 0) return out;
+    for (const id of newestFirst ? list.descending() : list.ascending()) {
+      out.push(id);
+      if (out.length >= limit) break;
+    }
+    return out;
   }
 
   recentCommandIds(dongle: string, limit: number): string[] {
-    return this.commandsFor(dongle)
-      .reverse()
-      .slice(0, limit)
-      .map((c) => c.id);
+    return PgStore.take(this.commandsOf.get(dongle), limit, true);
   }
 
   commandHistory(id: string): HistoryRow[] {
@@ -892,23 +936,16 @@ export class PgStore {
     if (!COMMAND_STATES.includes(status)) throw new Error(`unknown command status ${status}`);
     this.pending.statuses.push({ id, status, ts, error: error ?? null });
     this.trimStatuses();
+    this.indexCommand(id);
     this.scheduleFlush(0);
   }
 
   queuedCommands(dongle: string, limit: number): CommandRow[] {
-    const out: CommandRow[] = [];
-    for (const c of this.commandsFor(dongle)) {
-      const row = this.withStatus(c)!;
-      if (row.status === 'queued') out.push(row);
-      if (out.length >= limit) break;
-    }
-    return out;
+    return PgStore.take(this.queuedOf.get(dongle), limit).map((id) => this.command(id)!);
   }
 
   unfinishedCount(dongle: string): number {
-    let n = 0;
-    for (const c of this.commandsFor(dongle)) if (!isTerminal(this.withStatus(c)!.status)) n++;
-    return n;
+    return this.unfinishedOf.get(dongle)?.size ?? 0;
   }
 
   /**
@@ -940,11 +977,11 @@ export class PgStore {
   }
 
   unfinishedCommands(dongle?: string): CommandRow[] {
-    const rows =
-      dongle === undefined
-        ? [...this.commandRows.values()].sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.n - b.n))
-        : this.commandsFor(dongle);
-    return rows.map((c) => this.withStatus(c)!).filter((c) => !isTerminal(c.status));
+    if (dongle !== undefined) return PgStore.take(this.unfinishedOf.get(dongle), Number.POSITIVE_INFINITY).map((id) => this.command(id)!);
+    // Every dongle's (at start): merged in the same order, from the unfinished ones only.
+    const rows: CommandFull[] = [];
+    for (const list of this.unfinishedOf.values()) for (const id of list.ascending()) rows.push(this.commandRows.get(id)!);
+    return rows.sort(byCreation).map((c) => this.withStatus(c)!);
   }
 }
 
@@ -968,4 +1005,17 @@ function chunks(ids: string[]): string[] {
   }
   if (cur !== '') out.push(cur);
   return out;
+}
+
+/** The dongle's list in `m`, made when missing. */
+function listOf(m: Map<string, OrderedCommands>, dongle: string): OrderedCommands {
+  let l = m.get(dongle);
+  if (!l) m.set(dongle, (l = new OrderedCommands()));
+  return l;
+}
+
+/** Removes `id` from the dongle's list in `m`; an emptied list goes (dongles come and go). */
+function dropFrom(m: Map<string, OrderedCommands>, dongle: string, id: string): void {
+  const l = m.get(dongle);
+  if (l?.delete(id) && l.size === 0) m.delete(dongle);
 }

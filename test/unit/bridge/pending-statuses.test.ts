@@ -1,7 +1,11 @@
-/** The bound on command statuses a store holds while its database refuses them (cloud-bridge/pending-statuses.ts). */
+/**
+ * The bound on command statuses a store holds while its database refuses them (cloud-bridge/pending-statuses.ts),
+ * and PendingStatuses' index by command: after pushes and trims past the bound, each command's entries are
+ * exactly those of the list (the stores' lookups read them instead of the list).
+ */
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { MAX_PENDING_STATUSES, trimPendingStatuses, type PendingStatus } from '../../../cloud-bridge/pending-statuses.js';
+import { MAX_PENDING_STATUSES, PendingStatuses, trimPendingStatuses, type PendingStatus } from '../../../cloud-bridge/pending-statuses.js';
 
 const st = (id: string, status: PendingStatus['status']): PendingStatus => ({ id, status, ts: 't', error: null });
 
@@ -45,4 +49,27 @@ test('past the bound with one change per command: the oldest statuses go, but a 
   const sent = Array.from({ length: MAX_PENDING_STATUSES + 3 }, (_, i) => st(`s${i}`, 'sent'));
   assert.equal(trimPendingStatuses(sent), 3);
   assert.equal(sent[0]!.id, 's3');
+});
+
+test("PendingStatuses: each command's waiting statuses (and its latest) match the list, through trims past the bound", () => {
+  const p = new PendingStatuses();
+  const states: PendingStatus['status'][] = ['sent', 'delivered', 'succeeded', 'failed'];
+  let dropped = 0;
+  // A deterministic mix: many commands, several statuses each, past the bound twice over.
+  for (let i = 0; i < 2 * MAX_PENDING_STATUSES + 500; i++) {
+    p.push({ id: `c${(i * 7919) % 3001}`, status: states[(i * 31) % 4]!, ts: String(i), error: null });
+    dropped += p.trim().length;
+  }
+  assert.equal(p.length, MAX_PENDING_STATUSES);
+  assert.equal(dropped, MAX_PENDING_STATUSES + 500);
+  const list = p.entries();
+  const ids = new Set(list.map((s) => s.id));
+  assert.deepEqual(new Set(p.ids()), ids, 'the index names exactly the commands of the list');
+  for (const id of ids) {
+    const mine = list.filter((s) => s.id === id);
+    assert.deepEqual(p.of(id), mine, id);
+    assert.equal(p.latest(id), mine.at(-1));
+  }
+  assert.equal(p.latest('c-none'), undefined);
+  assert.deepEqual(p.of('c-none'), []);
 });
