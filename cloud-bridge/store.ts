@@ -204,7 +204,11 @@ export class BridgeStore {
       commandGet: db.prepare<[string], CommandRow>('SELECT * FROM commands WHERE id = ?'),
       recentIds: db.prepare<[string, number], { id: string }>('SELECT id FROM commands WHERE dongle = ? ORDER BY created_at DESC, rowid DESC LIMIT ?'),
       commandStatus: db.prepare<[string, string]>('UPDATE commands SET status = ? WHERE id = ?'),
-      historyInsert: db.prepare<[string, string, string, string | null]>('INSERT INTO command_history (command_id, status, ts, error) VALUES (?, ?, ?, ?)'),
+      // Only for a command still there (as PostgreSQL's): a status for a deleted one would break the foreign
+      // key, a constraint error attempt() rethrows, and every later write-behind would fail with it.
+      historyInsert: db.prepare<[string, string, string, string | null, string]>(
+        'INSERT INTO command_history (command_id, status, ts, error) SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM commands WHERE id = ?)',
+      ),
       history: db.prepare<[string], HistoryRow>('SELECT status, ts, error FROM command_history WHERE command_id = ? ORDER BY n'),
       queuedFor: db.prepare<[string, number], CommandRow>("SELECT * FROM commands WHERE dongle = ? AND status = 'queued' ORDER BY created_at, rowid LIMIT ?"),
       unfinishedCount: db.prepare<[string], { n: number }>("SELECT count(*) AS n FROM commands WHERE dongle = ? AND status IN ('queued', 'sent', 'delivered')"),
@@ -225,7 +229,7 @@ export class BridgeStore {
       for (const [id, c] of this.counters) this.s.groupCounters.run(c.dropped, c.relayed_total, id);
       for (const st of this.statuses.entries()) {
         this.s.commandStatus.run(st.status, st.id);
-        this.s.historyInsert.run(st.id, st.status, st.ts, st.error);
+        this.s.historyInsert.run(st.id, st.status, st.ts, st.error, st.id);
       }
     });
   }
@@ -432,7 +436,7 @@ export class BridgeStore {
     this.must(
       this.db.transaction(() => {
         this.s.commandInsert.run(c.id, c.dongle, c.type, c.body, c.status, c.created_at, c.expires_at);
-        this.s.historyInsert.run(c.id, c.status, c.created_at, null);
+        this.s.historyInsert.run(c.id, c.status, c.created_at, null, c.id);
       }),
     );
   }

@@ -2,8 +2,9 @@
  * The SQLite store's command lookups stay proportional to what they return, on a real file: a dongle's
  * newest commands are read from an index (no sort of all its commands; also in a database made before
  * the index, at its next open), and the statuses waiting for a disk that refuses writes (held here by a
- * second connection's write lock) are looked up by command, never walked per row. PostgreSQL's view:
- * test/e2e/pg-command-lookups.test.ts.
+ * second connection's write lock) are looked up by command, never walked per row. Also: a status for a
+ * command deleted meanwhile is written behind without breaking the foreign key (it used to throw, and
+ * every later write with it). PostgreSQL's view: test/e2e/pg-command-lookups.test.ts.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -126,5 +127,22 @@ test('statuses waiting for a refusing disk are looked up by command (never walke
   other.close();
   await until(() => store.pendingWrites === 0, 5000, 'the waiting statuses written at the next retry');
   for (const id of ['c7', 'c14', 'c1']) assert.equal((db.prepare('SELECT status FROM commands WHERE id = ?').get(id) as { status: string }).status, expected.get(id));
+  db.close();
+});
+
+test('a status for a command deleted meanwhile is written without breaking the foreign key; later writes go on', () => {
+  const file = join(tempDir('canrelay-lookups-'), 'bridge.sqlite');
+  const { store, db, writes } = open(file);
+  store.createDongle('d', 'h'.repeat(64), iso(T0));
+  store.insertCommand(cmd('gone', 'd', T0));
+  store.setCommandStatus('gone', 'succeeded', iso(T0 + 1));
+  assert.equal(store.pruneFinishedCommands(iso(T0 + 120_000), 100), 1, 'pruned past its retention');
+  // A status for it after all (a report or a sweep that held the row from before the prune).
+  assert.doesNotThrow(() => store.setCommandStatus('gone', 'timed_out', iso(T0 + 130_000)));
+  assert.equal(store.pendingWrites, 0, 'nothing left waiting');
+  assert.equal(writes.errors, 0);
+  store.setLastSeen('d', iso(T0 + 140_000));
+  assert.equal((db.prepare('SELECT last_seen FROM dongles WHERE id = ?').get('d') as { last_seen: string }).last_seen, iso(T0 + 140_000), 'a later write is stored');
+  assert.equal((db.prepare("SELECT count(*) AS n FROM command_history WHERE command_id = 'gone'").get() as { n: number }).n, 0, 'no orphan history');
   db.close();
 });
