@@ -20,7 +20,7 @@ import type { BridgeConsoles } from './consoles.js';
 import type { GroupRelay } from './group-relay.js';
 import type { BridgeStats } from './metrics.js';
 import type { DongleRow, GroupRow } from './store.js';
-import type { StateStore } from './state-store.js';
+import { StateRefusedError, type StateStore } from './state-store.js';
 import type { ViewerSessions } from './viewer-sessions.js';
 import { forgetDongle } from './remote-dongles.js';
 import { StateWriteError } from '../core/state/state-health.js';
@@ -115,6 +115,11 @@ export class AdminApi {
       if (err instanceof HttpError) {
         discardBody(req); // an unread body must not stall the connection, nor reset it under the answer
         sendJson(res, err.status, { error: err.message }, err.headers);
+        return;
+      }
+      if (err instanceof StateRefusedError) {
+        req.resume();
+        sendJson(res, err.reason === 'conflict' ? 409 : 404, { error: err.message });
         return;
       }
       if (err instanceof StateWriteError) {

@@ -28,6 +28,7 @@ import { redact } from './db-url.js';
 import { migrate } from './pg-schema.js';
 import { PendingStatuses, type PendingStatus } from './pending-statuses.js';
 import { OrderedCommands } from './ordered-commands.js';
+import { StateRefusedError } from './state-store.js';
 import { isTerminal, type CommandRow, type DongleRow, type GroupRow, type HistoryRow, type TokenKind, type TokenRow, type ViewerTokenRow } from './store.js';
 import { randomUUID } from 'node:crypto';
 
@@ -308,13 +309,33 @@ export class PgStore {
     return c.query('SELECT pg_notify($1, $2)', [CHANNEL, `${this.node}|${kind}|${rest}`]);
   }
 
-  /** An admin change: committed, then shown in this node's view, or a StateWriteError. */
-  private async must<T>(what: string, body: (c: pg.PoolClient) => Promise<T>, after: (r: T) => Promise<void>): Promise<T> {
+  /**
+   * An admin change: committed, then shown in this node's view; or a StateRefusedError when a key refused
+   * it (`refused` words it for the change), or a StateWriteError.
+   */
+  private async must<T>(
+    what: string,
+    body: (c: pg.PoolClient) => Promise<T>,
+    after: (r: T) => Promise<void>,
+    refused?: (k: KeyRefusal) => StateRefusedError | undefined,
+  ): Promise<T> {
     if (this.unreachable !== undefined) throw new StateWriteError(`${this.unreachable}; nothing was changed (${what}), try again once it is back`);
     let r: T;
     try {
       r = await this.tx(body);
     } catch (err) {
+      // A key that refused the change: another node committed first (the admin API checked this node's
+      // view, which had not seen it yet). The database is fine; the request is what no longer fits.
+      const k = keyRefusal(err);
+      if (k !== undefined) {
+        throw (
+          refused?.(k) ??
+          new StateRefusedError(
+            k.reason,
+            `the change (${what}) was refused: ${k.detail || k.constraint} — changed meanwhile, possibly through another node; nothing was changed, look again (GET) before retrying`,
+          )
+        );
+      }
       this.failed(err);
       const msg = (err as Error).message;
       throw new StateWriteError(
@@ -730,6 +751,7 @@ export class PgStore {
         await this.notify(c, 'dongle', id);
       },
       () => this.reloadDongle(id),
+      (k) => (k.reason === 'missing' ? notRegistered(id) : undefined),
     );
   }
 
@@ -859,6 +881,22 @@ export class PgStore {
         return { created: !exists };
       },
       () => this.reloadGroup(id),
+      (k) => {
+        // Without the key's value (a server wording the detail otherwise) the general message says it.
+        if (k.value === undefined) return undefined;
+        if (k.reason === 'missing') return notRegistered(k.value);
+        if (k.constraint === 'group_members_pkey')
+          return new StateRefusedError(
+            'conflict',
+            `dongle "${k.value}" is already in another group (made or changed meanwhile, possibly through another node); a dongle is in at most one group: GET /api/v1/dongles/${k.value} names it, update or delete that group first`,
+          );
+        if (k.constraint === 'groups_pkey')
+          return new StateRefusedError(
+            'conflict',
+            `group "${id}" was created meanwhile (possibly through another node); nothing was changed: GET /api/v1/groups/${id}, then PUT again to update it`,
+          );
+        return undefined;
+      },
     );
   }
 
@@ -984,6 +1022,31 @@ export class PgStore {
     return rows.sort(byCreation).map((c) => this.withStatus(c)!);
   }
 }
+
+/** A statement refused by a key: 23505 (unique) or 23503 (foreign key), with the key's value. */
+interface KeyRefusal {
+  reason: 'conflict' | 'missing';
+  constraint: string;
+  detail: string;
+  /** The refused key's value, from the detail (`Key (dongle)=(gw-1) already exists.`). */
+  value: string | undefined;
+}
+
+function keyRefusal(err: unknown): KeyRefusal | undefined {
+  const e = err as { code?: unknown; constraint?: unknown; detail?: unknown };
+  if (e.code !== '23505' && e.code !== '23503') return undefined;
+  const detail = typeof e.detail === 'string' ? e.detail : '';
+  return {
+    reason: e.code === '23505' ? 'conflict' : 'missing',
+    constraint: typeof e.constraint === 'string' ? e.constraint : '',
+    detail,
+    value: /^Key \([^)]*\)=\((.*)\) (?:already exists|is not present)/.exec(detail)?.[1],
+  };
+}
+
+/** What the admin API says of an unknown dongle (admin-api.ts mustDongle), for one deleted meanwhile. */
+const notRegistered = (id: string): StateRefusedError =>
+  new StateRefusedError('missing', `dongle "${id}" is not registered (deleted meanwhile, possibly through another node); register it with PUT /api/v1/dongles/${id}`);
 
 function splitPayload(p: string): [string | undefined, string | undefined, string | undefined] {
   const a = p.indexOf('|');

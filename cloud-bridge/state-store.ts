@@ -21,3 +21,19 @@ type AdminWrites =
 export type StateStore = Omit<BridgeStore, AdminWrites> & {
   [K in AdminWrites]: (...a: Parameters<BridgeStore[K]>) => Awaitable<ReturnType<BridgeStore[K]>>;
 };
+
+/**
+ * An admin change the database refused because of what another writer did meanwhile (PostgreSQL: another
+ * node committed first): a dongle already in another group, a dongle deleted. Nothing was changed, and
+ * retrying the same request will not help, so the admin API answers it as SQLite's in-memory checks do —
+ * 409 (`conflict`) or 404 (`missing`) — not as an unreachable database (503, Retry-After).
+ */
+export class StateRefusedError extends Error {
+  constructor(
+    readonly reason: 'conflict' | 'missing',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StateRefusedError';
+  }
+}
