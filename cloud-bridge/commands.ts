@@ -28,7 +28,7 @@ import type { BridgeMessage, CommandBody } from '../core/uplink/messages.js';
 import { CommandDelivery } from './command-delivery.js';
 import { RetentionSweep } from './retention.js';
 import type { BridgeConsoles } from './consoles.js';
-import { isTerminal, type CommandRow } from './store.js';
+import { isTerminal, replacesStatus, type CommandRow } from './store.js';
 import type { StateStore } from './state-store.js';
 
 export type CommandMessage = Extract<BridgeMessage, { t: 'command' }>;
@@ -53,7 +53,6 @@ export interface CommandView {
   history: { status: CommandState; ts: string; error?: string }[];
 }
 
-const RANK: Record<CommandState, number> = { queued: 0, sent: 1, delivered: 2, succeeded: 3, failed: 3, timed_out: 3 };
 const SWEEP_MS = 200;
 const SWEEP_MAX = 200;
 /** How long after its deadline a sent command waits for the agent's report. */
@@ -167,7 +166,7 @@ export class CommandCenter {
     }
     // The agent's own final word replaces a timeout the bridge declared while it could not hear it.
     const lateReport = c.status === 'timed_out' && (d.status === 'succeeded' || d.status === 'failed');
-    if (!lateReport && (isTerminal(c.status) || RANK[d.status] <= RANK[c.status])) {
+    if (!replacesStatus(c.status, d.status)) {
       this.log.debug({ dongle, command_id: c.id, from: c.status, to: d.status }, 'late or repeated command status; stored status kept');
       return true;
     }

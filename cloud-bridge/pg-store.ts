@@ -29,13 +29,17 @@ import { migrate } from './pg-schema.js';
 import { PendingStatuses, type PendingStatus } from './pending-statuses.js';
 import { OrderedCommands } from './ordered-commands.js';
 import { StateRefusedError } from './state-store.js';
-import { isTerminal, type CommandRow, type DongleRow, type GroupRow, type HistoryRow, type TokenKind, type TokenRow, type ViewerTokenRow } from './store.js';
+import { isTerminal, replacesStatus, type CommandRow, type DongleRow, type GroupRow, type HistoryRow, type TokenKind, type TokenRow, type ViewerTokenRow } from './store.js';
 import { randomUUID } from 'node:crypto';
 
 const CHANNEL = 'canrelay_state';
 /** NOTIFY payloads are limited to 8000 bytes: position notices name their dongles in chunks below it. */
 const NOTIFY_CHUNK = 7000;
 const RECONNECT_MS = 1000;
+/** Every (from, to) pair of statuses a write may move a command through, for the write-behind's guard. */
+const STATUS_MOVES: readonly (readonly [CommandState, CommandState])[] = COMMAND_STATES.flatMap((a) =>
+  COMMAND_STATES.filter((b) => replacesStatus(a, b)).map((b) => [a, b] as const),
+);
 /** Fails fast when the server is away, instead of holding an admin request. */
 const CONNECT_TIMEOUT_MS = 3000;
 const QUERY_TIMEOUT_MS = 10_000;
@@ -548,8 +552,12 @@ export class PgStore {
     this.inflight = p;
     this.pending = emptyPending();
     try {
-      await this.tx((c) => this.writeBatch(c, p));
-      await this.enqueue(async () => this.applyBatch(p));
+      const kept = await this.tx((c) => this.writeBatch(c, p));
+      await this.enqueue(async () => {
+        this.applyBatch(p, kept);
+        // Their rows hold a later status another node wrote: re-read, so this view shows it too.
+        if (kept.size > 0) await this.reloadCommands([...kept]);
+      });
       this.inflight = emptyPending();
       // Their statuses now read from the rows (applyBatch) — or, for a row a re-read changed meanwhile, from it.
       for (const id of p.statuses.ids()) this.indexCommand(id);
@@ -572,7 +580,9 @@ export class PgStore {
     }
   }
 
-  private async writeBatch(c: pg.PoolClient, p: Pending): Promise<void> {
+  /** Writes a batch; returns the commands whose stored status was kept (it was later than the one written). */
+  private async writeBatch(c: pg.PoolClient, p: Pending): Promise<Set<string>> {
+    const kept = new Set<string>();
     if (p.positions.size > 0) {
       const ids = [...p.positions.keys()];
       const v = [...p.positions.values()];
@@ -610,7 +620,17 @@ export class PgStore {
       const last = new Map<string, CommandState>();
       const list = p.statuses.entries();
       for (const st of list) last.set(st.id, st.status);
-      await c.query('UPDATE commands c SET status = v.status FROM unnest($1::text[], $2::text[]) AS v(id, status) WHERE c.id = v.id', [[...last.keys()], [...last.values()]]);
+      // Never backwards: each node writes its statuses behind, so one node's `sent` can arrive after another
+      // node's `timed_out`; the status moves only as the bridge itself would move it (replacesStatus). Its
+      // history row is still added below: it happened, and the history keeps the order it was written in.
+      const applied = await c.query<{ id: string }>(
+        `UPDATE commands c SET status = v.status FROM unnest($1::text[], $2::text[]) AS v(id, status)
+         WHERE c.id = v.id AND (c.status, v.status) IN (SELECT * FROM unnest($3::text[], $4::text[]))
+         RETURNING c.id`,
+        [[...last.keys()], [...last.values()], STATUS_MOVES.map((m) => m[0]), STATUS_MOVES.map((m) => m[1])],
+      );
+      const moved = new Set(applied.rows.map((r) => r.id));
+      for (const id of last.keys()) if (!moved.has(id)) kept.add(id);
       // Only for commands still there (a prune may have removed one meanwhile); in the order they happened.
       await c.query(
         `INSERT INTO command_history (command_id, status, ts, error)
@@ -620,10 +640,11 @@ export class PgStore {
       );
       for (const chunk of chunks([...last.keys()])) await this.notify(c, 'command', chunk);
     }
+    return kept;
   }
 
   /** What a batch wrote, into the view (in the queue, so a re-read from before it cannot undo it). */
-  private applyBatch(p: Pending): void {
+  private applyBatch(p: Pending, kept: ReadonlySet<string>): void {
     for (const [id, pos] of p.positions) {
       const row = this.dongleRows.get(id);
       if (row) this.dongleRows.set(id, { ...row, ...pos });
@@ -634,7 +655,7 @@ export class PgStore {
     }
     for (const st of p.statuses.entries()) {
       const row = this.commandRows.get(st.id);
-      if (!row) continue;
+      if (!row || kept.has(st.id)) continue; // re-read instead (flush)
       this.commandRows.set(st.id, { ...row, status: st.status });
       const list = this.histories.get(st.id) ?? [];
       list.push({ status: st.status, ts: st.ts, error: st.error });

@@ -150,6 +150,16 @@ type Position = Partial<Pick<DongleRow, 'last_seen' | 'event_seq' | 'outbox_id' 
 const TERMINAL: ReadonlySet<CommandState> = new Set(['succeeded', 'failed', 'timed_out']);
 export const isTerminal = (s: CommandState): boolean => TERMINAL.has(s);
 
+/** How far along its lifecycle each status is (the one definition: the bridge and PostgreSQL's write guard read it). */
+export const COMMAND_RANK: Readonly<Record<CommandState, number>> = { queued: 0, sent: 1, delivered: 2, succeeded: 3, failed: 3, timed_out: 3 };
+
+/**
+ * Whether `to` may replace `from` as a command's status: forward only, and nothing after a final status
+ * except the agent's own final word after a `timed_out` the bridge declared while it could not hear it.
+ */
+export const replacesStatus = (from: CommandState, to: CommandState): boolean =>
+  from === 'timed_out' ? to === 'succeeded' || to === 'failed' : !isTerminal(from) && COMMAND_RANK[to] > COMMAND_RANK[from];
+
 export class BridgeStore {
   private readonly s;
   /** Writes the disk refused, newest value wins; applied over what is read. */
