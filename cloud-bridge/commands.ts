@@ -17,6 +17,9 @@
  * its outbox to deliver the report. So a command the agent transmitted is not reported timed_out because
  * the link was down; a final report that arrives later still (a replaced or wiped agent) replaces
  * timed_out, so a command the agent carried out ends as what the agent says.
+ * In a cluster the store decides each timeout (timeOutCommands: one node's transaction wins), so every
+ * node may time a queued command and it still times out once; a sent one is timed by the node its agent
+ * is connected to (connected() takes it up there), wherever it was sent from.
  * Finished commands are deleted `retentionS` after their deadline.
  */
 import { randomUUID } from 'node:crypto';
@@ -28,7 +31,7 @@ import type { BridgeMessage, CommandBody } from '../core/uplink/messages.js';
 import { CommandDelivery } from './command-delivery.js';
 import { RetentionSweep } from './retention.js';
 import type { BridgeConsoles } from './consoles.js';
-import { isTerminal, replacesStatus, type CommandRow } from './store.js';
+import { isTerminal, replacesStatus, type CommandRow, type CommandTimeout } from './store.js';
 import type { StateStore } from './state-store.js';
 
 export type CommandMessage = Extract<BridgeMessage, { t: 'command' }>;
@@ -70,6 +73,8 @@ export class TooManyCommandsError extends Error {}
 export class CommandCenter {
   /** Unfinished commands and when they time out (ms). */
   private readonly deadlines = new Map<string, number>();
+  /** Commands whose timeout the store is deciding (PostgreSQL: a transaction in flight). */
+  private readonly timingOut = new Set<string>();
   private readonly timer: NodeJS.Timeout;
   private readonly pruning: RetentionSweep;
   private readonly delivery: CommandDelivery;
@@ -143,17 +148,28 @@ export class CommandCenter {
     return row;
   }
 
-  /** The dongle's agent has just been welcomed: what waits for it goes out, oldest first, paced. */
+  /**
+   * The dongle's agent has just been welcomed: what waits for it goes out, oldest first, paced; and its
+   * unfinished commands are timed from here — a sent one may have been sent by another node (cluster) or
+   * before a restart, and this is the node that can now tell whether the agent had time to report it.
+   */
   connected(dongle: string): void {
+    for (const c of this.store.unfinishedCommands(dongle)) this.track(c);
     this.delivery.connected(dongle);
   }
 
-  /** Cluster mode: a command was stored by another node; delivered from here when its agent is connected here. */
+  /**
+   * Cluster mode: a command was stored or changed by another node. Every node times a queued command
+   * (whichever reaches its deadline first decides it in the store, once); a sent one is timed only where
+   * its agent is connected. Delivered from here when its agent is connected here.
+   */
   storedElsewhere(id: string): void {
     const c = this.store.command(id);
-    if (c?.status !== 'queued' || this.linkOf(c.dongle)?.ready !== true) return;
-    this.deadlines.set(c.id, this.deadlineOf(c));
-    this.delivery.kick(c.dongle);
+    if (!c || isTerminal(c.status)) return;
+    const here = this.linkOf(c.dongle)?.ready === true;
+    if (c.status !== 'queued' && !here) return;
+    this.track(c);
+    if (c.status === 'queued' && here) this.delivery.kick(c.dongle);
   }
 
   /** A command_status mirrored from the agent: moves the stored command forward, never backwards. */
@@ -216,8 +232,9 @@ export class CommandCenter {
 
   private send(c: CommandRow): 'sent' | 'skipped' | 'blocked' {
     if (Date.parse(c.expires_at) <= Date.now()) {
-      this.timeOut(c);
-      return 'skipped';
+      this.timeOut([c]);
+      // PostgreSQL deciding: the dongle's next round comes when it has (timeOut kicks it).
+      return this.timingOut.has(c.id) ? 'blocked' : 'skipped';
     }
     const link = this.linkOf(c.dongle);
     if (!link?.ready) return 'blocked';
@@ -240,18 +257,48 @@ export class CommandCenter {
     this.delivery.finished(c.dongle, c.id);
   }
 
+  private track(c: CommandRow): void {
+    if (!this.deadlines.has(c.id)) this.deadlines.set(c.id, this.deadlineOf(c));
+  }
+
   /** When the sweep gives up on a command: its deadline, plus the report wait once it was sent. */
   private deadlineOf(c: CommandRow): number {
     return Date.parse(c.expires_at) + (c.status === 'queued' ? 0 : STATUS_GRACE_MS);
   }
 
-  private timeOut(c: CommandRow): void {
-    const secs = Math.round((Date.parse(c.expires_at) - Date.parse(c.created_at)) / 100) / 10;
-    const error =
-      c.status === 'queued'
-        ? `not sent within its ${secs} s timeout: the dongle was offline or busy; it was never transmitted`
-        : `no report from the agent within ${secs} s + ${STATUS_GRACE_MS / 1000} s of being connected (last status: ${c.status}); the agent may have lost its state: check the dongle's console`;
-    this.transition(c, 'timed_out', error);
+  /**
+   * Times the commands out through the store, which decides (PostgreSQL: one node's transaction wins);
+   * only what it moved is counted and announced, so each timeout is one event however many nodes tried.
+   * Not decided (PostgreSQL away): still tracked, tried again at a later sweep.
+   */
+  private timeOut(cs: CommandRow[]): void {
+    const todo = cs.filter((c) => !this.timingOut.has(c.id));
+    if (todo.length === 0) return;
+    const ts = isoNow();
+    const rows: CommandTimeout[] = todo.map((c) => ({ id: c.id, ts, error: timeoutError(c) }));
+    const decided = (moved: ReadonlySet<string>): void => {
+      todo.forEach((c, i) => {
+        if (!moved.has(c.id)) return;
+        this.count('timed_out');
+        this.finish(c);
+        this.announce(c, 'timed_out', rows[i]!.error);
+      });
+    };
+    const r = this.store.timeOutCommands(rows);
+    if (!(r instanceof Promise)) return decided(r);
+    for (const c of todo) this.timingOut.add(c.id);
+    r.then(
+      (moved) => {
+        for (const c of todo) this.timingOut.delete(c.id);
+        decided(moved);
+        // A command that expired in delivery held its dongle's round (send: 'blocked').
+        for (const d of new Set(todo.map((c) => c.dongle))) this.delivery.kick(d);
+      },
+      (err: unknown) => {
+        for (const c of todo) this.timingOut.delete(c.id);
+        this.log.debug({ err: (err as Error).message, commands: todo.length }, 'command timeouts not recorded (the database is away); tried again');
+      },
+    );
   }
 
   /** Whether the dongle's agent has been connected long enough to have reported a command it received. */
@@ -269,10 +316,18 @@ export class CommandCenter {
     this.transitions.set(status, (this.transitions.get(status) ?? 0) + 1);
   }
 
+  /**
+   * Who times a command out (docs/cluster.md, "Commands"): a queued one, every node that knows it — the
+   * store decides, once; a sent or delivered one, only the node its agent is connected to, once the agent
+   * has been there STATUS_GRACE_MS. Elsewhere it is dropped from the deadlines: connected() takes it up
+   * wherever the agent arrives (before, the sending node kept it for a link it no longer held, and the
+   * node the agent moved to never timed it: `sent` for ever).
+   */
   private sweep(): void {
     const now = Date.now();
     let budget = SWEEP_MAX; // a mass expiry is spread over several sweeps, not one long turn
-    const waiting: [string, number][] = [];
+    const later: [string, number][] = [];
+    const due: CommandRow[] = [];
     for (const [id, at] of this.deadlines) {
       if (at > now) continue;
       if (budget-- <= 0) break;
@@ -281,14 +336,26 @@ export class CommandCenter {
         this.deadlines.delete(id);
         continue;
       }
-      if (c.status !== 'queued' && !this.hadTimeToReport(c.dongle, now)) waiting.push([id, at]);
-      else this.timeOut(c);
+      const until = this.deadlineOf(c); // sent meanwhile (by another node too): the report wait applies
+      if (until > now || this.timingOut.has(id)) later.push([id, Math.max(at, until)]);
+      else if (c.status === 'queued') due.push(c);
+      else if (this.linkOf(c.dongle) === undefined) this.deadlines.delete(id);
+      else if (!this.hadTimeToReport(c.dongle, now)) later.push([id, at]);
+      else due.push(c);
     }
-    // Sent, their agent away: to the back of the line, so that the next sweeps reach what is behind them
-    // (hundreds of such commands took every sweep, and a queued command behind them never timed out).
-    for (const [id, at] of waiting) {
+    // To the back of the line, so that the next sweeps reach what is behind them (hundreds of sent
+    // commands waiting for their agent took every sweep, and a queued command behind them never timed out).
+    for (const [id, at] of later) {
       this.deadlines.delete(id);
       this.deadlines.set(id, at);
     }
+    if (due.length > 0) this.timeOut(due);
   }
+}
+
+function timeoutError(c: CommandRow): string {
+  const secs = Math.round((Date.parse(c.expires_at) - Date.parse(c.created_at)) / 100) / 10;
+  return c.status === 'queued'
+    ? `not sent within its ${secs} s timeout: the dongle was offline or busy; it was never transmitted`
+    : `no report from the agent within ${secs} s + ${STATUS_GRACE_MS / 1000} s of being connected (last status: ${c.status}); the agent may have lost its state: check the dongle's console`;
 }

@@ -29,13 +29,26 @@ import { migrate } from './pg-schema.js';
 import { PendingStatuses, type PendingStatus } from './pending-statuses.js';
 import { OrderedCommands } from './ordered-commands.js';
 import { StateRefusedError } from './state-store.js';
-import { isTerminal, replacesStatus, type CommandRow, type DongleRow, type GroupRow, type HistoryRow, type TokenKind, type TokenRow, type ViewerTokenRow } from './store.js';
+import {
+  isTerminal,
+  replacesStatus,
+  type CommandRow,
+  type CommandTimeout,
+  type DongleRow,
+  type GroupRow,
+  type HistoryRow,
+  type TokenKind,
+  type TokenRow,
+  type ViewerTokenRow,
+} from './store.js';
 import { randomUUID } from 'node:crypto';
 
 const CHANNEL = 'canrelay_state';
 /** NOTIFY payloads are limited to 8000 bytes: position notices name their dongles in chunks below it. */
 const NOTIFY_CHUNK = 7000;
 const RECONNECT_MS = 1000;
+/** The statuses a timeout may replace. */
+const TIMES_OUT: readonly CommandState[] = COMMAND_STATES.filter((s) => replacesStatus(s, 'timed_out'));
 /** Every (from, to) pair of statuses a write may move a command through, for the write-behind's guard. */
 const STATUS_MOVES: readonly (readonly [CommandState, CommandState])[] = COMMAND_STATES.flatMap((a) =>
   COMMAND_STATES.filter((b) => replacesStatus(a, b)).map((b) => [a, b] as const),
@@ -964,6 +977,36 @@ export class PgStore {
         await this.notify(cl, 'command', c.id);
       },
       () => this.reloadCommands([c.id]),
+    );
+  }
+
+  /**
+   * Times out those of the commands still unfinished in PostgreSQL, in one transaction, and resolves with
+   * their ids once this view shows them. Committed first, not written behind: every node tracks the
+   * deadlines of the queued commands it knows, and the database's row lock decides which node's timeout
+   * counts, so a command gets one `timed_out` (one history row, one console event, one count) however many
+   * nodes reached its deadline. Rejects (StateWriteError) while PostgreSQL is away: the caller retries.
+   */
+  async timeOutCommands(rows: readonly CommandTimeout[]): Promise<Set<string>> {
+    const ids = rows.map((r) => r.id);
+    return this.must(
+      `time out ${ids.length} commands`,
+      async (cl) => {
+        const r = await cl.query<{ id: string }>(
+          'UPDATE commands c SET status = $2 FROM unnest($1::text[]) AS v(id) WHERE c.id = v.id AND c.status = ANY($3::text[]) RETURNING c.id',
+          [ids, 'timed_out', TIMES_OUT],
+        );
+        const moved = new Set(r.rows.map((x) => x.id));
+        const won = rows.filter((x) => moved.has(x.id));
+        await cl.query(
+          'INSERT INTO command_history (command_id, status, ts, error) SELECT v.id, $4, v.ts, v.error FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS v(id, ts, error, i) ORDER BY v.i',
+          [won.map((x) => x.id), won.map((x) => x.ts), won.map((x) => x.error), 'timed_out'],
+        );
+        for (const chunk of chunks([...moved])) await this.notify(cl, 'command', chunk);
+        return moved;
+      },
+      // Every one, won or not: the view shows what the database decided.
+      () => this.reloadCommands(ids),
     );
   }
 

@@ -3,6 +3,7 @@
  * the default) or PgStore (PostgreSQL, cluster mode). Reads are synchronous in both (PgStore answers
  * them from its in-memory view). Admin changes may be asynchronous — PgStore resolves only once
  * PostgreSQL has committed them — so their callers await them; BridgeStore's plain values await as well.
+ * So may a command's timeout (timeOutCommands): PostgreSQL decides it, once for every node.
  */
 import type { BridgeStore } from './store.js';
 
@@ -16,6 +17,7 @@ type AdminWrites =
   | 'putGroup'
   | 'deleteGroup'
   | 'insertCommand'
+  | 'timeOutCommands'
   | 'flushBeforeClose';
 
 export type StateStore = Omit<BridgeStore, AdminWrites> & {

@@ -150,6 +150,13 @@ type Position = Partial<Pick<DongleRow, 'last_seen' | 'event_seq' | 'outbox_id' 
 const TERMINAL: ReadonlySet<CommandState> = new Set(['succeeded', 'failed', 'timed_out']);
 export const isTerminal = (s: CommandState): boolean => TERMINAL.has(s);
 
+/** A command to time out, with its history row's time and reason. */
+export interface CommandTimeout {
+  id: string;
+  ts: string;
+  error: string;
+}
+
 /** How far along its lifecycle each status is (the one definition: the bridge and PostgreSQL's write guard read it). */
 export const COMMAND_RANK: Readonly<Record<CommandState, number>> = { queued: 0, sent: 1, delivered: 2, succeeded: 3, failed: 3, timed_out: 3 };
 
@@ -471,6 +478,22 @@ export class BridgeStore {
     this.statuses.push({ id, status, ts, error: error ?? null });
     this.statusesDropped += this.statuses.trim().length;
     this.flushPending();
+  }
+
+  /**
+   * Times out those of the commands that are still unfinished (as read now) and returns their ids: the
+   * one place a timeout is decided, so a command times out once however many callers (nodes, in PgStore)
+   * reached its deadline.
+   */
+  timeOutCommands(rows: readonly CommandTimeout[]): Set<string> {
+    const moved = new Set<string>();
+    for (const r of rows) {
+      const c = this.command(r.id);
+      if (!c || !replacesStatus(c.status, 'timed_out')) continue;
+      this.setCommandStatus(r.id, 'timed_out', r.ts, r.error);
+      moved.add(r.id);
+    }
+    return moved;
   }
 
   /**
