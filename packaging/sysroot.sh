@@ -21,9 +21,7 @@ dir="$cache/sysroot/$FLOOR_SUITE-$arch"
 packages="libc6 libc6-dev linux-libc-dev libgcc-s1 libgcc-$FLOOR_GCC-dev libstdc++6 libstdc++-$FLOOR_GCC-dev libatomic1"
 
 if [ "$(cat "$dir/.done" 2>/dev/null)" != "$packages" ]; then
-  # The configured Debian mirror: the first non-security repository apt knows (apt-get indextargets).
-  mirror="$(apt-get indextargets --format '$(REPO_URI) $(CODENAME)' 2>/dev/null | awk '$1 !~ /security/ && $2 !~ /-/ { print $1; exit }')"
-  [ -n "$mirror" ] || { echo "sysroot: no Debian repository is configured for apt (see /etc/apt/sources.list*): run apt-get update" >&2; exit 1; }
+  mirror="$(bash "$repo/packaging/debian-mirror.sh")" || { echo "sysroot: cannot tell which Debian mirror to use (above)" >&2; exit 1; }
   keyring=/usr/share/keyrings/debian-archive-keyring.gpg
   [ -f "$keyring" ] || { echo "sysroot: $keyring is missing: apt-get install debian-archive-keyring" >&2; exit 1; }
   mkdir -p "$cache/sysroot"
