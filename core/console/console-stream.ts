@@ -346,10 +346,15 @@ export class ConsoleStream {
     return slot >= 0 ? this.bytesTotal - this.ring.offset(slot) : Infinity;
   }
 
-  resetEvent(data: StreamResetData): string {
+  /**
+   * `position` false: without the id — for a stream whose reset is followed by a snapshot (the fleet), so
+   * that a client cut during the snapshot resumes from where it was, gets the reset and the whole snapshot
+   * again, and never a clean resume that skips the rest of it.
+   */
+  resetEvent(data: StreamResetData, position = true): string {
     // The reset carries the id of the latest event: it is a position, not a new event, so a client that
     // reconnects right after it resumes cleanly from there.
-    return `id: ${data.latest}\nevent: stream_reset\ndata: ${JSON.stringify(data)}\n\n`;
+    return `${position ? `id: ${data.latest}\n` : ''}event: stream_reset\ndata: ${JSON.stringify(data)}\n\n`;
   }
 
   /** Closed (its dongle or group deleted): a reader that waited for it must not subscribe to it. */

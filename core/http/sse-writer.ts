@@ -82,7 +82,8 @@ export class SseWriter implements StreamSubscriber {
     // With a snapshot, ?backlog is meaningless: older events replayed after the current state would undo it.
     const plan = this.stream.subscribe(this, this.opts.snapshot && req.lastEventId === undefined ? {} : req);
     this.cursor = plan.cursor;
-    if (plan.reset) this.write(this.stream.resetEvent(plan.reset));
+    // Followed by a snapshot (id-less, maybe megabytes): the reset names no position either (resetEvent).
+    if (plan.reset) this.write(this.stream.resetEvent(plan.reset, this.opts.snapshot === undefined));
     const fresh = req.lastEventId === undefined || plan.reset !== undefined;
     if (this.opts.snapshot && fresh) this.snapshot = this.opts.snapshot();
     // A reset skips the events that told the current presence (a restart's `online`): tell it again.

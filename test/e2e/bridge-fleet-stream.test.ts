@@ -102,6 +102,11 @@ test('fleet stream: snapshot, live changes without frames, auth and resume', asy
     clients.push(x);
     await x.waitFor(snapshotDone, 10_000, 'the snapshot after a reset');
     assert.equal(x.events[0]!.event, 'stream_reset');
+    // Without an id: a client cut during the snapshot resumes from where it was and gets it all again, never a
+    // clean resume from the reset's position that would skip the rest of the snapshot.
+    assert.equal(x.events[0]!.id, undefined);
+    const snapshotEnd = x.events.findIndex((e) => e.event === 'log' && e.json.code === 'fleet_snapshot');
+    assert.ok(snapshotEnd > 0 && x.events.slice(0, snapshotEnd + 1).every((e) => e.id === undefined), 'the reset and the snapshot carry no position');
     const names = x
       .ofType('presence')
       .map((e) => e.json.dongle)
