@@ -274,15 +274,13 @@ test('the sampling banner appears during a flood and goes when it ends; bus filt
   await page.click('#tab-trace');
   await page.fill('#filter-id', '!100 !200 !300');
   await page.press('#filter-id', 'Enter');
-  const logs = await page.$$eval('#trace .trace-row[data-kind="log"] .msg', (els) => els.map((e) => e.textContent ?? ''));
-  assert.ok(
-    logs.some((t) => t.includes('[sampling_on]')),
-    `sampling_on log shown: ${logs.join(' | ')}`,
-  );
-  assert.ok(
-    logs.some((t) => t.includes('[sampling_off]')),
-    'sampling_off log shown',
-  );
+  // The trace redraws on the next animation frames after the filter changes: wait for the rows.
+  const logs = (): Promise<string[]> => page.$$eval('#trace .trace-row[data-kind="log"] .msg', (els) => els.map((e) => e.textContent ?? ''));
+  await until(async () => {
+    const shown = await logs();
+    if (shown.some((t) => t.includes('[sampling_on]')) && shown.some((t) => t.includes('[sampling_off]'))) return true;
+    throw new Error(`logs in the trace: ${shown.join(' | ')}`);
+  }, 'the sampling_on and sampling_off logs in the trace');
 
   // Bus filter: can1 keeps only 0x200.
   await page.fill('#filter-id', '');
