@@ -43,6 +43,9 @@ const CHANGE_KEYS = ['link', 'state', 'bitrate', 'sample_point', 'data_bitrate',
  */
 const UNAVAILABLE_LOG_MS = 60_000;
 
+/** Reads failed before any worked after which the load uses --bitrate (see goodRead). */
+const FIRST_READS_FAILED = 3;
+
 const DEGRADED: Partial<Record<ControllerState, { level: LogLevel; code: string; words: string }>> = {
   'error-warning': { level: 'warn', code: 'bus_error_warning', words: 'error-warning: an error counter passed 96' },
   'error-passive': { level: 'warn', code: 'bus_error_passive', words: 'error-passive: an error counter passed 127, the controller no longer signals errors actively' },
@@ -76,6 +79,12 @@ export class BusHealthMonitor {
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
   private reading = false;
+  /**
+   * A read has worked, or FIRST_READS_FAILED reads failed before one did (`ip` missing or unusable): from
+   * then on the load uses the bitrates known, else --bitrate. Until then no second closes.
+   */
+  private goodRead = false;
+  private failedFirstReads = 0;
   /** The failure last logged as `bus_health_unavailable` while reads fail; null while they work (or it was held back). */
   private loggedLinkError: string | null = null;
   private lastUnavailableLogAt = Number.NEGATIVE_INFINITY;
@@ -143,12 +152,17 @@ export class BusHealthMonitor {
   async tick(): Promise<void> {
     const t = this.now();
     const buses = this.o.buses();
-    // The bitrates of the last reading: a bitrate change shows in the next second.
-    this.load.roll(this.wallNow(), buses, (bus) => this.rates.get(bus) ?? { nominal: this.o.flagBitrates.get(bus) ?? null, data: null });
+    // The bitrates of the last reading: a bitrate change shows in the next second. Until a reading has
+    // worked (the first can take seconds under load, or time out), no second closes: --bitrate is only a
+    // fallback for a bus the kernel gives no bitrate for, and seconds closed with it showed double the load
+    // on a controller running at twice the flag's rate (seen under emulation: the first second of a run).
+    const known = !this.o.readLinks || this.goodRead || this.failedFirstReads >= FIRST_READS_FAILED;
+    this.load.roll(this.wallNow(), buses, (bus) => (known ? (this.rates.get(bus) ?? { nominal: this.o.flagBitrates.get(bus) ?? null, data: null }) : null));
     if (this.o.readLinks && !this.reading) {
       this.reading = true;
       try {
         this.links = await this.o.readLinks();
+        this.goodRead = true;
         // The source's buses only: ip lists every interface (veth*, docker*, … come and go on a gateway), and
         // an entry per name ever seen would grow for as long as the agent runs. A bus missing from a reading
         // keeps its bitrate (the load goes on); one the source no longer has is forgotten.
@@ -164,6 +178,7 @@ export class BusHealthMonitor {
         // this.links stays the last good reading (see there).
         const msg = (err as Error).message;
         this.failedReads++;
+        if (!this.goodRead) this.failedFirstReads++;
         if (this.loggedLinkError !== msg && t - this.lastUnavailableLogAt >= UNAVAILABLE_LOG_MS) {
           this.o.log('warn', `cannot read controller state and error counters: ${msg}; the last known values are shown until a read works`, 'bus_health_unavailable', {
             failed_reads: this.failedReads,

@@ -142,9 +142,10 @@ export class BusLoadMeter {
   /**
    * Closes, per bus, every second that is complete (see the file comment) at `nowMs` (normally one per
    * call, once a second; several after a stall). `rates(bus)` gives the nominal and data bitrate (data
-   * null: the nominal one is used); a bus without a bitrate gets no load.
+   * null: the nominal one is used); a bus without a bitrate gets no load; null: the bitrates are not known
+   * yet (the kernel not read yet), and the bus's seconds stay open until they are.
    */
-  roll(nowMs: number, busNames: Iterable<string>, rates: (bus: string) => { nominal: number | null; data: number | null }): void {
+  roll(nowMs: number, busNames: Iterable<string>, rates: (bus: string) => Rates | null): void {
     this.nowMs = nowMs;
     for (const name of busNames) this.bus(name);
     // The last second the wall clock says is over, with the grace.
@@ -164,7 +165,9 @@ export class BusLoadMeter {
       // After a long stall or a clock step forward, seconds beyond a minute would all be pushed out of the
       // history anyway: skip to the last minute (their bits go into its first second).
       if (wallThrough - b.open >= LOAD_HISTORY_SECONDS + RING) this.reanchor(b, wallThrough - LOAD_HISTORY_SECONDS + 1);
-      b.rates = rates(name);
+      const r = rates(name);
+      if (r === null) continue;
+      b.rates = r;
       while (b.open <= wallThrough && (b.rxSecond > b.open || byClock)) this.close(b);
     }
   }

@@ -595,3 +595,60 @@ test('monitor: the bitrates kept for the load are the source buses only, whateve
   await h.step(new Map());
   assert.deepEqual(rates.get('can0'), { nominal: 500000, data: null }, 'a bus missing from one reading keeps its bitrate (the load goes on)');
 });
+
+test('monitor: no second closes before an ip read has worked (or three failed): --bitrate 250000 on a 500 kbit/s controller never shows double the load', async () => {
+  let clock = 0;
+  let answer: ((m: Map<string, LinkHealth>) => void) | undefined;
+  const mon = new BusHealthMonitor({
+    buses: () => ['can1'],
+    linkState: () => 'up',
+    // The first read takes seconds (ip under load, or under emulation): it answers when the test says.
+    readLinks: () => (answer ? Promise.resolve(fixture('captured-sja1000-error-active.json')) : new Promise((resolve) => (answer = resolve))),
+    flagBitrates: new Map([['can1', 250_000]]),
+    intervalSeconds: 1,
+    publish: () => {},
+    log: () => {},
+    now: () => clock,
+    wallNow: () => clock,
+  });
+  for (let i = 0; i < 1000; i++) mon.frame(frame({ bus: 'can1', id: 0, tsUs: 1_200_000 }));
+  mon.frame(frame({ bus: 'can1', id: 0, tsUs: 2_100_000 })); // second 1 is complete
+  const step = async (): Promise<void> => {
+    clock += 1000;
+    void mon.tick(); // the read hangs: the step's closing part has run when tick() yields
+    await new Promise((r) => setImmediate(r));
+  };
+  for (let i = 0; i < 4; i++) await step();
+  assert.equal(mon.snapshot()[0]!.load, null, 'no load while the controller\'s bitrate is not known');
+  answer!(fixture('captured-sja1000-error-active.json'));
+  await new Promise((r) => setImmediate(r));
+  clock += 1000;
+  await mon.tick();
+  const s = mon.snapshot()[0]!;
+  // The seconds held open close together: 0 to 3 (second 2 holds the one frame that completed second 1), second 1 at the kernel's 500 kbit/s (0.212 at the flag's).
+  assert.deepEqual([s.bitrate, s.bitrate_source, s.ts, s.load_history, s.load_peak_1m], [500000, 'kernel', '1970-01-01T00:00:04.000Z', [0, 0.106, 0.0001, 0], 0.106]);
+
+  // Where ip never works (missing, or a busybox ip without -json), --bitrate gives the load after three failed reads.
+  clock = 0;
+  const failing = new BusHealthMonitor({
+    buses: () => ['can1'],
+    linkState: () => 'up',
+    readLinks: () => Promise.reject(TIMED_OUT()),
+    flagBitrates: new Map([['can1', 250_000]]),
+    intervalSeconds: 1,
+    publish: () => {},
+    log: () => {},
+    now: () => clock,
+    wallNow: () => clock,
+  });
+  for (let i = 0; i < 1000; i++) failing.frame(frame({ bus: 'can1', id: 0, tsUs: 1_200_000 }));
+  failing.frame(frame({ bus: 'can1', id: 0, tsUs: 2_100_000 }));
+  const loads: (number | null)[] = [];
+  for (let i = 0; i < 5; i++) {
+    clock += 1000;
+    await failing.tick();
+    loads.push(failing.snapshot()[0]!.load);
+  }
+  assert.deepEqual(loads, [null, null, null, 0.0002, 0], 'held while the first three reads fail, then closed at the flag\'s rate');
+  assert.equal(failing.snapshot()[0]!.load_peak_1m, 0.212);
+});
