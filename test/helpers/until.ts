@@ -1,8 +1,33 @@
-/** Waiting for a condition in tests (never a fixed sleep): polls `pred` until it holds or `ms` pass. */
-export async function until(pred: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+/**
+ * Waiting for a condition in tests (never a fixed sleep): the one polling loop of the test helpers.
+ * `until` polls a yes/no condition; an error it throws fails the wait at once (a pred may assert on what
+ * must never be seen). `untilValue` polls `fn` until it returns a truthy value, which it returns; there a
+ * throw counts as "not yet" (a page element not there yet), and the last value or error is in the
+ * timeout's message.
+ */
+async function poll<T>(fn: () => Promise<T> | T, what: string, ms: number, every: number, retryErrors: boolean): Promise<NonNullable<T>> {
   const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+      last = v;
+    } catch (err) {
+      if (!retryErrors) throw err;
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, every));
   }
+}
+
+/** Polls `pred` until it holds, or fails with `what` after `ms`. */
+export async function until(pred: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  await poll(pred, what, ms, 100, false);
+}
+
+/** Polls `fn` until it returns a truthy value (returned), or fails with `what` after `ms`. */
+export function untilValue<T>(fn: () => Promise<T> | T, what: string, ms = 10_000, every = 100): Promise<NonNullable<T>> {
+  return poll(fn, what, ms, every, true);
 }

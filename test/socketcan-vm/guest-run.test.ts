@@ -25,7 +25,8 @@ import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { frameBits } from '../../core/can/bit-count.js';
 import { parseCandumpLine } from '../../core/can/candump.js';
-import { browserSuite, screenshot, until } from '../helpers/browser.js';
+import { browserSuite, screenshot } from '../helpers/browser.js';
+import { untilValue } from '../helpers/until.js';
 import { freePort } from '../helpers/processes.js';
 import { underCi } from '../helpers/skips.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
@@ -132,7 +133,7 @@ test('the console page on the host shows the guest agent on the real kvaser_pci 
     // 1. What the kernel reports, on the page and in the metrics.
     const k500 = await kernelTiming('can0');
     assert.deepEqual({ bitrate: k500.bitrate, state: k500.state }, { bitrate: 500_000, state: 'ERROR-ACTIVE' }, 'the guest set can0 up at 500 kbit/s');
-    await until(async () => (await badge(page!, 'can0')) === 'error-active', 'the can0 badge to show error-active', 30_000);
+    await untilValue(async () => (await badge(page!, 'can0')) === 'error-active', 'the can0 badge to show error-active', 30_000);
     assert.equal(await item(page, 'can0').locator('.bus-state').getAttribute('data-state'), 'error-active');
     const t500 = await title(page, 'can0');
     assert.match(t500, /^can0: error-active$/m);
@@ -149,7 +150,7 @@ test('the console page on the host shows the guest agent on the real kvaser_pci 
 
     // 2. The controller stopped (ip link set can0 down): impossible to miss; then up again at 10 kbit/s.
     await control.run('ip', 'link', 'set', 'can0', 'down');
-    await until(async () => (await badge(page!, 'can0')) === 'stopped', 'the can0 badge to show stopped', 30_000);
+    await untilValue(async () => (await badge(page!, 'can0')) === 'stopped', 'the can0 badge to show stopped', 30_000);
     const alert = page.locator('#bus-alert');
     await alert.waitFor({ timeout: 10_000 });
     assert.match((await alert.textContent()) ?? '', /can0 is STOPPED/);
@@ -161,13 +162,13 @@ test('the console page on the host shows the guest agent on the real kvaser_pci 
     await setBitrate('can1', 10_000, null); // the other node on the emulated bus, at the same bitrate
     const k10 = await kernelTiming('can0');
     assert.equal(k10.bitrate, 10_000);
-    await until(
+    await untilValue(
       async () => (await badge(page!, 'can0')) === 'error-active' && /^10 kbit\/s$/m.test(await title(page!, 'can0')),
       'can0 error-active at 10 kbit/s on the page',
       30_000,
     );
     assert.match(await title(page, 'can0'), new RegExp(`^sample point ${k10.samplePoint}$`, 'm'));
-    await until(() => alert.isHidden(), 'the alert bar to go when can0 is up', 10_000);
+    await untilValue(() => alert.isHidden(), 'the alert bar to go when can0 is up', 10_000);
     assert.equal(metricValue((await getJson(base + '/metrics')).text, 'canrelay_bus_bitrate_bps', { bus: 'can0' }), 10_000);
 
     // 3. Load: 30 frames each second (id 7E8, 8 zero bytes: the most stuff bits) at 10 kbit/s.
@@ -180,7 +181,7 @@ test('the console page on the host shows the guest agent on the real kvaser_pci 
     const within = (x: number): boolean => Math.abs(x - expected) <= 0.05 * expected;
     // The gauge shows the last whole second: wait for a second that holds one burst (the emulation can
     // stretch a burst over a second's end; then that second and the next are off, and the wait goes on).
-    const shown = await until(
+    const shown = await untilValue(
       async () => {
         const v = Number(await item(page!, 'can0').locator('.gauge').getAttribute('aria-valuenow'));
         return within(v / 100) && (await title(page!, 'can0')).includes(`${FRAMES} frames/s`) ? v : null;
@@ -191,9 +192,13 @@ test('the console page on the host shows the guest agent on the real kvaser_pci 
     );
     const text = (await item(page, 'can0').locator('.bus-load').textContent()) ?? '';
     assert.ok(within(Number(/^(\d+) %$/.exec(text)?.[1]) / 100), `the load figure "${text}" within 5 % of ${(expected * 100).toFixed(1)} %`);
-    await until(async () => ((await item(page!, 'can0').locator('.spark polyline').getAttribute('points')) ?? '').split(' ').length >= 3, 'a sparkline of three seconds', 30_000);
+    await untilValue(
+      async () => ((await item(page!, 'can0').locator('.spark polyline').getAttribute('points')) ?? '').split(' ').length >= 3,
+      'a sparkline of three seconds',
+      30_000,
+    );
     // The metric holds the same last closed second: within the same bound (waited for, as the gauge was).
-    const ratio = await until(
+    const ratio = await untilValue(
       async () => {
         const r = metricValue((await getJson(base + '/metrics')).text, 'canrelay_bus_load_ratio', { bus: 'can0' });
         return r !== undefined && within(r) ? r : null;
@@ -227,7 +232,7 @@ test('the console page on the host shows the guest agent on the real kvaser_pci 
     // 5. can0 and can1 back as the guest had them (the relay check follows).
     await setBitrate('can0', 500_000, 100);
     await setBitrate('can1', 500_000, null);
-    await until(async () => (await badge(page!, 'can0')) === 'error-active' && /^500 kbit\/s$/m.test(await title(page!, 'can0')), 'can0 back at 500 kbit/s', 30_000);
+    await untilValue(async () => (await badge(page!, 'can0')) === 'error-active' && /^500 kbit\/s$/m.test(await title(page!, 'can0')), 'can0 back at 500 kbit/s', 30_000);
     verdict = { ok: true };
   } catch (err) {
     verdict = { ok: false, error: (err as Error).message.slice(0, 2000) };

@@ -12,7 +12,8 @@ import type { Page } from 'playwright-core';
 import { parseCandumpLine } from '../../core/can/candump.js';
 import type { CanFrame } from '../../core/can/frame.js';
 import { SimSource } from '../../agent/sources/sim.js';
-import { screenshot, until, browserSuite } from '../helpers/browser.js';
+import { screenshot, browserSuite } from '../helpers/browser.js';
+import { untilValue } from '../helpers/until.js';
 import { freePort, runCli, startAgentProcess, tempDir, type CliProcess, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
 
@@ -65,16 +66,16 @@ test('frames appear in the by-id table and the trace; screenshots at 1280×800 a
   // By id: the simulator's ids, with counts, rates and data.
   // The slowest ids come every ~1.7 s at this rate.
   const want = ['0x094', '0x1D0', '0x590', '0x18FEF100', '0x18FEEE00'];
-  await until(
+  await untilValue(
     async () => {
       const ids = await rowIds(page);
       return want.every((id) => ids.includes(id));
     },
     `rows for ${want.join(', ')}`,
   );
-  await until(async () => (await rowIds(page)).length === 59, "the sim's 59 ids in the table");
+  await untilValue(async () => (await rowIds(page)).length === 59, "the sim's 59 ids in the table");
   const row = page.locator('#byid tbody tr[data-id="0x094"]');
-  await until(async () => (await row.locator('.c-rate').textContent()) !== '—', 'a rate for 0x094');
+  await untilValue(async () => (await row.locator('.c-rate').textContent()) !== '—', 'a rate for 0x094');
   assert.match((await row.locator('.c-data').textContent()) ?? '', /^([0-9A-F]{2}){8}$/);
   assert.equal(await row.locator('.c-bus').textContent(), 'can0');
   assert.equal(await page.locator('.dongle[data-dongle="test-gw"]').getAttribute('data-presence'), 'online');
@@ -86,7 +87,7 @@ test('frames appear in the by-id table and the trace; screenshots at 1280×800 a
   // Every row, not just the ends: each rate at most the one above it (waited for: the page re-renders).
   const rates = (): Promise<number[]> => page.$$eval('#byid tbody tr .c-rate', (tds) => tds.map((td) => Number((td.textContent ?? '').replace(/,/g, ''))));
   let byRate: number[] = [];
-  await until(async () => {
+  await untilValue(async () => {
     byRate = await rates();
     return byRate.length > 10 && byRate.every((v, i) => i === 0 || byRate[i - 1]! >= v);
   }, 'every row sorted by rate, descending').catch((err: Error) => {
@@ -99,7 +100,7 @@ test('frames appear in the by-id table and the trace; screenshots at 1280×800 a
   await page.focus('#tab-byid');
   await page.keyboard.press('ArrowRight');
   assert.equal(await page.getAttribute('#tab-trace', 'aria-selected'), 'true');
-  await until(async () => (await traceRows(page)).filter((r) => r.kind === 'can_frame').length > 10, 'frame rows in the trace');
+  await untilValue(async () => (await traceRows(page)).filter((r) => r.kind === 'can_frame').length > 10, 'frame rows in the trace');
   const first = page.locator('#trace .trace-row[data-kind="can_frame"]').first();
   assert.match((await first.locator('.t').textContent()) ?? '', /^\d\d:\d\d:\d\d\.\d{6}$/);
   assert.match((await first.locator('.i').textContent()) ?? '', /^0x[0-9A-F]{3,8}$/);
@@ -154,9 +155,9 @@ test('keyboard: shortcuts, tab order, labelled controls; the help; dark mode', a
   assert.equal(await page.evaluate(() => document.activeElement?.id), 'filter-id');
   await page.keyboard.type('094');
   await page.keyboard.press('Enter');
-  await until(async () => (await rowIds(page)).join() === '0x094', 'filtered by keyboard');
+  await untilValue(async () => (await rowIds(page)).join() === '0x094', 'filtered by keyboard');
   await page.keyboard.press('Escape');
-  await until(async () => (await rowIds(page)).length > 10, 'filter cleared by Esc');
+  await untilValue(async () => (await rowIds(page)).length > 10, 'filter cleared by Esc');
   // The help opens from the keyboard.
   await page.focus('#help-toggle');
   await page.keyboard.press('Enter');
@@ -276,7 +277,7 @@ test('the sampling banner appears during a flood and goes when it ends; bus filt
   await page.press('#filter-id', 'Enter');
   // The trace redraws on the next animation frames after the filter changes: wait for the rows.
   const logs = (): Promise<string[]> => page.$$eval('#trace .trace-row[data-kind="log"] .msg', (els) => els.map((e) => e.textContent ?? ''));
-  await until(async () => {
+  await untilValue(async () => {
     const shown = await logs();
     if (shown.some((t) => t.includes('[sampling_on]')) && shown.some((t) => t.includes('[sampling_off]'))) return true;
     throw new Error(`logs in the trace: ${shown.join(' | ')}`);
@@ -287,12 +288,12 @@ test('the sampling banner appears during a flood and goes when it ends; bus filt
   await page.press('#filter-id', 'Enter');
   await page.click('#tab-byid');
   await page.selectOption('#filter-bus', 'can1');
-  await until(async () => (await rowIds(page)).join() === '0x200', "only can1's id in the table");
+  await untilValue(async () => (await rowIds(page)).join() === '0x200', "only can1's id in the table");
   await page.click('#tab-trace');
   // The trace redraws on the next animation frames: wait for it to settle on can1's frames only.
   const buses = (): Promise<(string | undefined)[]> =>
     page.$$eval('#trace .trace-row[data-kind="can_frame"]', (rows) => [...new Set(rows.map((r) => (r as HTMLElement).dataset.bus))]);
-  await until(async () => (await buses()).join() === 'can1', `only can1 frames in the trace (${(await buses()).join()})`);
+  await untilValue(async () => (await buses()).join() === 'can1', `only can1 frames in the trace (${(await buses()).join()})`);
   await page.context().close();
 });
 
@@ -300,18 +301,18 @@ test('pause keeps the trace still while events continue; resume, and a scrolled-
   const a = await agent(['--sim', '--sim-rate', '400', '--console-max-rate', '2000']); // no sampling: the banner would resize the view
   const page = await browser.page();
   await open(page, a.base, '#trace');
-  await until(async () => (await traceRows(page)).length > 20, 'trace rows');
+  await untilValue(async () => (await traceRows(page)).length > 20, 'trace rows');
   // The header's figures refresh twice a second and show "—" until their first refresh after the first
   // event: wait for a number, or every comparison below is with NaN and can only time out.
   const lastId = async (): Promise<number> => num((await page.locator('#fig-last').textContent()) ?? '');
-  await until(async () => Number.isFinite(await lastId()) && (await lastId()) > 0, 'a last event id in the header');
+  await untilValue(async () => Number.isFinite(await lastId()) && (await lastId()) > 0, 'a last event id in the header');
   await page.keyboard.press('p'); // the keyboard shortcut
   assert.equal(await page.getAttribute('#pause', 'aria-pressed'), 'true');
   await page.waitForTimeout(200); // the rows that came before the pause are drawn in the next frame
   const before = await rowsInView(page);
   const lastIdBefore = await lastId();
   // Waited for, not slept: 200 more events taken in while paused.
-  await until(async () => (await lastId()) > lastIdBefore + 200, '200 more events while paused', 30_000);
+  await untilValue(async () => (await lastId()) > lastIdBefore + 200, '200 more events while paused', 30_000);
   const during = await rowsInView(page);
   assert.deepEqual(
     during.map((r) => r.eventId),
@@ -326,21 +327,21 @@ test('pause keeps the trace still while events continue; resume, and a scrolled-
   await screenshot(page, 'agent-trace-paused');
   await page.click('#pause');
   assert.equal(await page.getAttribute('#pause', 'aria-pressed'), 'false');
-  await until(async () => Math.max(...(await rowsInView(page)).map((r) => r.eventId)) > Math.max(...during.map((r) => r.eventId)) + 100, 'newer rows after resume');
+  await untilValue(async () => Math.max(...(await rowsInView(page)).map((r) => r.eventId)) > Math.max(...during.map((r) => r.eventId)) + 100, 'newer rows after resume');
 
   // Scroll up: the view stops following and keeps its rows while new ones arrive and old ones are
   // trimmed from the top (the trace holds 2,000 rows; at 400 events/s it is full within seconds).
-  await until(async () => /of 2,000/.test((await page.locator('#trace-count').textContent()) ?? ''), 'the trace at its 2,000-row cap', 15_000);
+  await untilValue(async () => /of 2,000/.test((await page.locator('#trace-count').textContent()) ?? ''), 'the trace at its 2,000-row cap', 15_000);
   await page.$eval('#trace', (el) => (el.scrollTop = el.scrollHeight / 2));
   await page.locator('#follow').waitFor({ state: 'visible' }); // "Jump to newest" offered
   const held = (await rowsInView(page)).map((r) => r.eventId);
   const lastHeld = await lastId();
-  await until(async () => (await lastId()) > lastHeld + 400, '400 more events while scrolled up', 30_000);
+  await untilValue(async () => (await lastId()) > lastHeld + 400, '400 more events while scrolled up', 30_000);
   const still = (await rowsInView(page)).map((r) => r.eventId);
   const overlap = held.filter((id) => still.includes(id)).length;
   assert.ok(overlap >= held.length - 2, `the rows in view stay (kept ${overlap} of ${held.length}): ${held.slice(0, 3)} → ${still.slice(0, 3)}`);
   await page.click('#follow');
-  await until(async () => page.locator('#follow').isHidden(), 'following again');
+  await untilValue(async () => page.locator('#follow').isHidden(), 'following again');
   await page.context().close();
 });
 
@@ -348,7 +349,7 @@ test('the id filter narrows both views; bad input is flagged; export writes a va
   const a = await agent(['--sim', '--sim-rate', '600']);
   const page = await browser.page();
   await open(page, a.base);
-  await until(async () => (await rowIds(page)).length >= 50, 'all ids');
+  await untilValue(async () => (await rowIds(page)).length >= 50, 'all ids');
   const setFilter = async (text: string): Promise<void> => {
     await page.fill('#filter-id', text);
     await page.press('#filter-id', 'Enter');
@@ -356,7 +357,7 @@ test('the id filter narrows both views; bad input is flagged; export writes a va
   // The table re-renders on its next frame: each expectation is waited for, then asserted as it stands.
   const rowsWhere = async (ok: (ids: string[]) => boolean, what: string): Promise<string[]> => {
     let ids: string[] = [];
-    await until(async () => ok((ids = await rowIds(page))), what).catch((err: Error) => {
+    await untilValue(async () => ok((ids = await rowIds(page))), what).catch((err: Error) => {
       throw new Error(`${err.message}: ${ids.join(', ')}`);
     });
     return ids;
@@ -372,14 +373,14 @@ test('the id filter narrows both views; bad input is flagged; export writes a va
   await setFilter('18FEF100:1FFFFFFF');
   assert.deepEqual(await rowsWhere((x) => x.length === 1, 'one row'), ['0x18FEF100'], 'extended id with candump id:mask');
   await setFilter('7E0-7');
-  await until(async () => (await page.getAttribute('#filter-id', 'aria-invalid')) === 'true', 'the bad filter flagged');
+  await untilValue(async () => (await page.getAttribute('#filter-id', 'aria-invalid')) === 'true', 'the bad filter flagged');
   assert.match((await page.locator('#filter-error').textContent()) ?? '', /below the start/);
   assert.deepEqual(await rowIds(page), ['0x18FEF100'], 'a bad filter leaves the previous one in force');
 
   // Trace with a filter: only matching frames, then export them.
   await setFilter('094,1A4');
   await page.click('#tab-trace');
-  await until(async () => (await traceRows(page)).filter((r) => r.kind === 'can_frame').length > 10, 'filtered trace rows');
+  await untilValue(async () => (await traceRows(page)).filter((r) => r.kind === 'can_frame').length > 10, 'filtered trace rows');
   const traceIds = new Set((await traceRows(page)).filter((r) => r.kind === 'can_frame').map((r) => r.id));
   assert.deepEqual([...traceIds].sort(), ['0x094', '0x1A4']);
   await screenshot(page, 'agent-trace-filtered');
@@ -436,9 +437,9 @@ test('at 2,000 events/s the page keeps up and keeps drawing, with bounded memory
         }),
     );
   // Conditions, not sleeps: past the trace's 2,000-row cap, then 16,000 more events taken in.
-  await until(async () => /of 2,000/.test((await page.locator('#trace-count').textContent()) ?? ''), 'the trace capped at 2,000 rows', 60_000);
+  await untilValue(async () => /of 2,000/.test((await page.locator('#trace-count').textContent()) ?? ''), 'the trace capped at 2,000 rows', 60_000);
   const s1 = await sample();
-  await until(async () => num((await page.locator('#fig-last').textContent()) ?? '') > s1.lastId + 16_000, '16,000 more events taken in', 120_000);
+  await untilValue(async () => num((await page.locator('#fig-last').textContent()) ?? '') > s1.lastId + 16_000, '16,000 more events taken in', 120_000);
   const s2 = await sample();
   const traceFps = await fps();
   // Keeping up is behaviour: a page that fell behind would pass its 1 MiB bound and be cut off by the agent.
@@ -472,14 +473,14 @@ test('killing and restarting the agent: reconnecting, then a visible reset marke
   const base = `http://127.0.0.1:${port}`;
   const page = await browser.page();
   await open(page, base, '#trace');
-  await until(async () => num((await page.locator('#fig-last').textContent()) ?? '') > 5, 'events');
+  await untilValue(async () => num((await page.locator('#fig-last').textContent()) ?? '') > 5, 'events');
   const lastBefore = num((await page.locator('#fig-last').textContent()) ?? '');
 
   await first.stop('SIGKILL');
   await page.locator('#stream-state[data-state="reconnecting"]').waitFor({ timeout: 10_000 });
   assert.equal(await page.locator('#reconnect').isVisible(), true, '"Reconnect now" offered');
   assert.equal(await page.locator('.dongle[data-dongle="test-gw"]').getAttribute('data-presence'), 'unreachable');
-  await until(async () => (await traceRows(page)).some((r) => r.kind === 'note'), 'a "connection lost" note in the trace');
+  await untilValue(async () => (await traceRows(page)).some((r) => r.kind === 'note'), 'a "connection lost" note in the trace');
   await screenshot(page, 'agent-reconnecting');
 
   await startOnPort(port, stateDir);
@@ -493,11 +494,11 @@ test('killing and restarting the agent: reconnecting, then a visible reset marke
   assert.match(gapText, /Gap — events were missed: the server restarted \(previous_run\)/);
   assert.match(gapText, /last seen #\d+, continuing after #\d+/);
   assert.equal(await page.locator('.dongle[data-dongle="test-gw"]').getAttribute('data-presence'), 'online');
-  await until(async () => num((await page.locator('#fig-last').textContent()) ?? '') > lastBefore + 5, 'new events after the restart');
+  await untilValue(async () => num((await page.locator('#fig-last').textContent()) ?? '') > lastBefore + 5, 'new events after the restart');
   await page.click('#pause');
   // The gap sits between the old run's rows and the new run's.
   // Drawing follows on the next animation frames: wait for the new run's frames to show below the gap.
-  await until(async () => {
+  await untilValue(async () => {
     const rows = await traceRows(page);
     const gapAt = rows.findIndex((r) => r.kind === 'gap');
     return gapAt >= 0 && rows.slice(gapAt + 1).some((r) => r.kind === 'can_frame' && r.eventId > lastBefore);

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
-import { browserSuite, screenshot, until } from '../helpers/browser.js';
+import { browserSuite, screenshot } from '../helpers/browser.js';
+import { untilValue } from '../helpers/until.js';
 import { startAgentProcess, type CliProcess } from '../helpers/processes.js';
 
 const { browser, procs } = browserSuite();
@@ -28,7 +29,7 @@ async function connectedAgent(id: string, rate: number): Promise<CliProcess> {
   const token = await bridge.admin.register(id);
   const a = await startAgentProcess(['--sim', '--sim-rate', String(rate), '--bridge', bridge.base, '--token', token], { id });
   procs.push(a.proc);
-  await until(async () => (await bridge.admin.get(`/api/v1/dongles/${id}`)).body.online === true, `${id} online on the bridge`);
+  await untilValue(async () => (await bridge.admin.get(`/api/v1/dongles/${id}`)).body.online === true, `${id} online on the bridge`);
   return a.proc;
 }
 
@@ -53,7 +54,7 @@ test('the dongle page refuses a missing or wrong token; a viewer token reads the
   await screenshot(page, 'bridge-token-required');
 
   await giveToken(page, 'not-a-valid-token-123456');
-  await until(async () => /refused this token/.test((await page.locator('#token-error').textContent()) ?? ''), 'the wrong token refused');
+  await untilValue(async () => /refused this token/.test((await page.locator('#token-error').textContent()) ?? ''), 'the wrong token refused');
   assert.equal(await page.getAttribute('#token-input', 'aria-invalid'), 'true');
   assert.equal(await page.getAttribute('#stream-state', 'data-state'), 'refused');
   await screenshot(page, 'bridge-token-refused');
@@ -61,9 +62,9 @@ test('the dongle page refuses a missing or wrong token; a viewer token reads the
   await giveToken(page, viewerToken);
   await page.locator('#stream-state[data-state="live"]').waitFor();
   assert.equal(await page.locator('#token-panel').isHidden(), true);
-  await until(async () => (await page.locator('#byid tbody tr').count()) >= 50, "the dongle's ids in the table", 15_000);
-  await until(async () => (await page.locator('.dongle[data-dongle="gw1"]').getAttribute('data-presence')) === 'online', 'gw1 shown online');
-  await until(async () => (await page.getAttribute('body', 'data-role')) === 'viewer', 'viewer role found');
+  await untilValue(async () => (await page.locator('#byid tbody tr').count()) >= 50, "the dongle's ids in the table", 15_000);
+  await untilValue(async () => (await page.locator('.dongle[data-dongle="gw1"]').getAttribute('data-presence')) === 'online', 'gw1 shown online');
+  await untilValue(async () => (await page.getAttribute('body', 'data-role')) === 'viewer', 'viewer role found');
   assert.equal(await page.locator('#send-panel').isHidden(), true, 'no send form for a viewer');
   await page.waitForTimeout(1500);
   await screenshot(page, 'bridge-dongle-viewer');
@@ -103,7 +104,7 @@ test('with the admin token, the send form drives a command to "succeeded"', asyn
   await cmd.waitFor();
   const id = (await cmd.getAttribute('data-command-id')) ?? '';
   assert.match(id, /\S{8,}/);
-  await until(async () => (await cmd.getAttribute('data-status')) === 'succeeded', 'the command succeeded', 15_000);
+  await untilValue(async () => (await cmd.getAttribute('data-status')) === 'succeeded', 'the command succeeded', 15_000);
   const steps = await cmd.locator('.step.done').allTextContents();
   assert.deepEqual(steps, ['queued', 'sent', 'delivered', 'succeeded']);
   assert.match((await cmd.locator('.cmd-head').textContent()) ?? '', /can0 0x7DF#02010C/);
@@ -113,7 +114,7 @@ test('with the admin token, the send form drives a command to "succeeded"', asyn
   await page.click('#tab-trace');
   await page.fill('#filter-id', '!0-1FFFFFFF'); // hide frames: the command rows stay
   await page.press('#filter-id', 'Enter');
-  await until(
+  await untilValue(
     async () => (await page.$$eval('#trace .trace-row[data-kind="command_status"] .msg', (els) => els.map((e) => e.textContent ?? ''))).some((t) => t.includes(`${id}: succeeded`)),
     'command_status rows in the trace',
   );
@@ -143,10 +144,10 @@ test('group page: both sides, group_state figures, and a side going offline', as
   for (const side of ['a', 'b']) assert.equal(await panel.locator(`.gp-side[data-side="${side}"] .pill`).textContent(), 'online');
   assert.equal(await panel.locator('.gp-side[data-side="a"] .name').textContent(), 'gw-a');
   assert.equal(await panel.locator('.gp-side[data-side="b"] .name').textContent(), 'gw-b');
-  await until(async () => Number(((await panel.locator('.gp-total strong').textContent()) ?? '0').replace(/,/g, '')) > 0, 'frames relayed');
+  await untilValue(async () => Number(((await panel.locator('.gp-total strong').textContent()) ?? '0').replace(/,/g, '')) > 0, 'frames relayed');
   assert.equal(await panel.locator('.gp-offline strong').textContent(), 'none');
   // Both sides' frames, each row marked with its dongle; the header shows both sides.
-  await until(async () => (await rowDongles(page)).join() === 'gw-a,gw-b', 'rows from both dongles', 15_000);
+  await untilValue(async () => (await rowDongles(page)).join() === 'gw-a,gw-b', 'rows from both dongles', 15_000);
   assert.deepEqual(await page.$$eval('.target .dongle', (els) => els.map((e) => (e as HTMLElement).dataset.dongle)), ['gw-a', 'gw-b']);
   assert.equal(await page.locator('#send-panel').isHidden(), true, 'viewer: no send form');
   await page.waitForTimeout(1500);
@@ -164,8 +165,8 @@ test('group page: both sides, group_state figures, and a side going offline', as
   await panel.locator('.mode[data-mode="degraded"]').waitFor({ timeout: 20_000 });
   assert.equal(await panel.locator('.gp-offline strong').textContent(), 'B');
   assert.equal(await panel.locator('.gp-side[data-side="b"] .pill').textContent(), 'offline');
-  await until(async () => (await page.locator('.target .dongle[data-dongle="gw-b"]').getAttribute('data-presence')) === 'offline', 'gw-b offline in the header');
-  await until(
+  await untilValue(async () => (await page.locator('.target .dongle[data-dongle="gw-b"]').getAttribute('data-presence')) === 'offline', 'gw-b offline in the header');
+  await untilValue(
     async () => {
       const backlog = Number(((await panel.locator('.gp-side[data-side="b"] .gp-backlog').textContent()) ?? '0').replace(/,/g, ''));
       const dropped = Number(((await panel.locator('.gp-dropped strong').textContent()) ?? '0').replace(/,/g, ''));
@@ -201,7 +202,7 @@ test('group page with the admin token: the send form picks a side\'s dongle and 
   const cmd = page.locator('#commands li.command').first();
   await cmd.waitFor();
   const id = (await cmd.getAttribute('data-command-id')) ?? '';
-  await until(async () => (await cmd.getAttribute('data-status')) === 'succeeded', 'the command succeeded', 15_000);
+  await untilValue(async () => (await cmd.getAttribute('data-status')) === 'succeeded', 'the command succeeded', 15_000);
   assert.deepEqual(await cmd.locator('.step.done').allTextContents(), ['queued', 'sent', 'delivered', 'succeeded']);
   // It went to the dongle picked, not the other side.
   const view = await bridge.admin.get(`/api/v1/commands/${id}`);

@@ -9,7 +9,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
-import { screenshot, until, browserSuite } from '../helpers/browser.js';
+import { screenshot, browserSuite } from '../helpers/browser.js';
+import { untilValue } from '../helpers/until.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
 import { startAgentProcess, tempDir } from '../helpers/processes.js';
 
@@ -35,7 +36,7 @@ test('header: state badge, load gauge and sparkline per bus; error frames in wor
   await item.waitFor();
   assert.equal(await item.locator('.bus-state').textContent(), 'no controller', 'a replay has no controller state');
   // ~1,000 frames/s × ~110 bits at 250 kbit/s: about 44 %.
-  const load = await until(
+  const load = await untilValue(
     async () => {
       const v = Number(await item.locator('.gauge').getAttribute('aria-valuenow'));
       return v >= 30 && v <= 60 ? v : null;
@@ -45,7 +46,7 @@ test('header: state badge, load gauge and sparkline per bus; error frames in wor
   );
   assert.match((await item.locator('.bus-load').textContent()) ?? '', /^\d+ %$/);
   assert.match((await item.getAttribute('title')) ?? '', /250 kbit\/s \(--bitrate\)/);
-  await until(async () => ((await item.locator('.spark polyline').getAttribute('points')) ?? '').split(' ').length >= 3, 'a sparkline of three seconds', 20_000);
+  await untilValue(async () => ((await item.locator('.spark polyline').getAttribute('points')) ?? '').split(' ').length >= 3, 'a sparkline of three seconds', 20_000);
   assert.equal(await page.locator('#bus-alert').isHidden(), true);
   await page.click('#tab-trace');
   // One error frame a second among 1,000 frames: its row is on screen for a moment each time (the trace
@@ -94,10 +95,10 @@ test('bridge page: error-passive and bus-off mirrored from an agent are impossib
   // On the bridge, events carry their dongle: the bus is shown as "bh1 can0" (as in the bus filter).
   const badge = page.locator('#bus-health .bus-health-item[data-bus="bh1 can0"] .bus-state');
   state(1, 'error-active', 0, 0.35);
-  await until(async () => (await badge.textContent()) === 'error-active', 'error-active badge');
+  await untilValue(async () => (await badge.textContent()) === 'error-active', 'error-active badge');
   assert.equal(await page.locator('#bus-alert').isHidden(), true);
   state(2, 'error-passive', 136, 0.9);
-  await until(async () => (await badge.textContent()) === 'error-passive', 'error-passive badge');
+  await untilValue(async () => (await badge.textContent()) === 'error-passive', 'error-passive badge');
   const alert = page.locator('#bus-alert');
   await alert.waitFor();
   assert.match((await alert.textContent()) ?? '', /bh1 can0 is ERROR-PASSIVE \(TX errors 136, RX errors 0\)/);
@@ -106,14 +107,14 @@ test('bridge page: error-passive and bus-off mirrored from an agent are impossib
   assert.notEqual(colors, 'rgba(0, 0, 0, 0)', 'the badge is filled');
   await screenshot(page, 'bus-health-error-passive');
   state(3, 'bus-off', 0, 0);
-  await until(async () => /bh1 can0 is BUS-OFF/.test((await alert.textContent()) ?? ''), 'bus-off alert');
+  await untilValue(async () => /bh1 can0 is BUS-OFF/.test((await alert.textContent()) ?? ''), 'bus-off alert');
   await screenshot(page, 'bus-health-bus-off');
   // The interface down (the kernel's STOPPED): nothing is read from the bus, as hard to miss.
   state(4, 'stopped', 0, 0);
-  await until(async () => /bh1 can0 is STOPPED — its interface is down, nothing is read \(ip link set can0 up\)/.test((await alert.textContent()) ?? ''), 'stopped alert');
+  await untilValue(async () => /bh1 can0 is STOPPED — its interface is down, nothing is read \(ip link set can0 up\)/.test((await alert.textContent()) ?? ''), 'stopped alert');
   assert.equal(await badge.textContent(), 'stopped');
   state(5, 'error-active', 0, 0.3);
-  await until(async () => (await badge.textContent()) === 'error-active', 'healthy again');
+  await untilValue(async () => (await badge.textContent()) === 'error-active', 'healthy again');
   assert.equal(await alert.isHidden(), true, 'the alert goes when the bus is healthy');
   await agent.close();
   await page.close();

@@ -14,7 +14,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
-import { ARTIFACTS, ROOT, ensureWebBuilt, until } from '../helpers/browser.js';
+import { ARTIFACTS, ROOT, ensureWebBuilt } from '../helpers/browser.js';
+import { untilValue } from '../helpers/until.js';
 import { ADMIN_TOKEN, startBridgeProcess } from '../helpers/bridge-process.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
 import { fakeBusState } from '../helpers/fake-fleet.js';
@@ -75,7 +76,7 @@ test('Firefox: header live and online, By-id fills, Trace shows frames, the id f
 
   // Header: the dongle's name, online, and the stream live.
   await page.waitForSelector('#stream-state[data-state="live"]');
-  await until(
+  await untilValue(
     async () => (await page.$eval('.dongle[data-dongle="test-gw"]', (el) => el.getAttribute('data-presence')).catch(() => null)) === 'online',
     'test-gw online in the header',
   );
@@ -84,8 +85,8 @@ test('Firefox: header live and online, By-id fills, Trace shows frames, the id f
   assert.match(await page.title(), /^test-gw · canrelay console$/);
 
   // By id: rows for the simulator's ids, with rates and 8-byte data.
-  await until(async () => (await rowIds(page)).length >= 10, 'at least 10 ids in the By-id table');
-  await until(async () => (await page.$eval('#byid tbody tr[data-id="0x094"] .c-rate', (td) => td.textContent).catch(() => '—')) !== '—', 'a rate for 0x094');
+  await untilValue(async () => (await rowIds(page)).length >= 10, 'at least 10 ids in the By-id table');
+  await untilValue(async () => (await page.$eval('#byid tbody tr[data-id="0x094"] .c-rate', (td) => td.textContent).catch(() => '—')) !== '—', 'a rate for 0x094');
   assert.match(await page.$eval('#byid tbody tr[data-id="0x094"] .c-data', (td) => td.textContent ?? ''), /^([0-9A-F]{2}){8}$/);
   assert.equal(await page.$eval('#byid tbody tr[data-id="0x094"] .c-bus', (td) => td.textContent), 'can0');
   await pause(1000); // let rates settle for the picture
@@ -95,7 +96,7 @@ test('Firefox: header live and online, By-id fills, Trace shows frames, the id f
   // Trace: clicking the tab selects it and frame rows with time and id appear.
   await page.click('#tab-trace');
   assert.equal(await page.$eval('#tab-trace', (el) => el.getAttribute('aria-selected')), 'true');
-  await until(async () => (await frameRows(page)) > 10, 'frame rows in the trace');
+  await untilValue(async () => (await frameRows(page)) > 10, 'frame rows in the trace');
   const first = await page.$eval('#trace .trace-row[data-kind="can_frame"]:not([hidden])', (r) => ({
     t: r.querySelector('.t')?.textContent ?? '',
     i: r.querySelector('.i')?.textContent ?? '',
@@ -106,11 +107,11 @@ test('Firefox: header live and online, By-id fills, Trace shows frames, the id f
 
   // The id filter narrows the rows: back on By id, a range keeps only ids inside it.
   await page.click('#tab-byid');
-  await until(async () => (await rowIds(page)).length >= 50, 'all ids before filtering');
+  await untilValue(async () => (await rowIds(page)).length >= 50, 'all ids before filtering');
   const all = (await rowIds(page)).length;
   await page.type('#filter-id', '300-3FF');
   await page.keyboard.press('Enter');
-  const ids = await until(async () => {
+  const ids = await untilValue(async () => {
     const ids = await rowIds(page);
     return ids.length < all && ids.length > 0 ? ids : null;
   }, 'the range filter to narrow the table');
@@ -118,7 +119,7 @@ test('Firefox: header live and online, By-id fills, Trace shows frames, the id f
   assert.notEqual(await page.$eval('#filter-id', (el) => el.getAttribute('aria-invalid')), 'true');
   // …and the trace follows the filter.
   await page.click('#tab-trace');
-  await until(async () => (await frameRows(page)) > 5, 'filtered frame rows');
+  await untilValue(async () => (await frameRows(page)) > 5, 'filtered frame rows');
   const traceIds = await page.$$eval('#trace .trace-row[data-kind="can_frame"]:not([hidden])', (rs) => rs.map((r) => (r as HTMLElement).dataset.id ?? ''));
   assert.ok(
     traceIds.every((i) => parseInt(i, 16) >= 0x300 && parseInt(i, 16) <= 0x3ff),
@@ -154,26 +155,29 @@ test('Firefox: the fleet page loads with a viewer token, follows live changes, f
     const status = (id: string): Promise<string | null> => page.$eval(`#dongles tr[data-dongle="${id}"]`, (tr) => tr.getAttribute('data-status')).catch(() => null);
     const rows = (): Promise<string[]> => page.$$eval('#dongles tbody tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.dongle ?? ''));
     // The snapshot: two online, one registered but offline; the group with its mode.
-    await until(async () => (await status('ff1')) === 'online' && (await status('ff2')) === 'online' && (await status('ff3')) === 'offline', 'the snapshot rows');
-    await until(async () => (await page.$eval('#groups tr[data-group="ffg"]', (tr) => tr.getAttribute('data-mode')).catch(() => null)) === 'relaying', 'the group relaying');
-    await until(async () => (await page.$eval('body', (b) => b.dataset.role)) === 'viewer', 'viewer role');
+    await untilValue(async () => (await status('ff1')) === 'online' && (await status('ff2')) === 'online' && (await status('ff3')) === 'offline', 'the snapshot rows');
+    await untilValue(async () => (await page.$eval('#groups tr[data-group="ffg"]', (tr) => tr.getAttribute('data-mode')).catch(() => null)) === 'relaying', 'the group relaying');
+    await untilValue(async () => (await page.$eval('body', (b) => b.dataset.role)) === 'viewer', 'viewer role');
     assert.equal(await page.$eval('#admin-panel', (el) => (el as HTMLElement).hidden), true, 'no management for a viewer');
 
     // Live: ff3 connects, ff1's bus turns error-passive, ff2 leaves (the group degrades).
     agents.push(await FakeAgent.connect(bridge.base, { dongle: 'ff3', token: tokens.get('ff3')! }));
-    await until(async () => (await status('ff3')) === 'online', 'ff3 online, live');
+    await untilValue(async () => (await status('ff3')) === 'online', 'ff3 online, live');
     agents[0]!.sendEvent(1, 'bus_state', { ...fakeBusState('error-passive') });
-    await until(
+    await untilValue(
       async () => (await page.$eval('#dongles tr[data-dongle="ff1"] .bus-state[data-bus="can0"]', (el) => el.getAttribute('data-state')).catch(() => null)) === 'error-passive',
       'ff1 error-passive, live',
     );
     await agents[1]!.close();
-    await until(async () => (await status('ff2')) === 'offline', 'ff2 offline, live');
-    await until(async () => (await page.$eval('#groups tr[data-group="ffg"]', (tr) => tr.getAttribute('data-mode')).catch(() => null)) === 'degraded', 'the group degraded, live');
+    await untilValue(async () => (await status('ff2')) === 'offline', 'ff2 offline, live');
+    await untilValue(
+      async () => (await page.$eval('#groups tr[data-group="ffg"]', (tr) => tr.getAttribute('data-mode')).catch(() => null)) === 'degraded',
+      'the group degraded, live',
+    );
 
     // The filter.
     await page.type('#dongle-filter', 'error-passive');
-    await until(async () => (await rows()).join() === 'ff1', 'the filter finds ff1');
+    await untilValue(async () => (await rows()).join() === 'ff1', 'the filter finds ff1');
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'firefox-fleet.png') });
     await page.close();
@@ -186,9 +190,9 @@ test('Firefox: the fleet page loads with a viewer token, follows live changes, f
     await admin.waitForSelector('#token-panel:not([hidden])');
     await admin.type('#token-input', ADMIN_TOKEN);
     await admin.keyboard.press('Enter');
-    await until(async () => (await admin.$eval('body', (b) => b.dataset.role)) === 'admin', 'admin role');
+    await untilValue(async () => (await admin.$eval('body', (b) => b.dataset.role)) === 'admin', 'admin role');
     await admin.waitForSelector('#admin-panel:not([hidden])');
-    await until(async () => (await admin.$$('#dongles tr[data-dongle="ff3"] button[data-action="rotate"]')).length === 1, 'row buttons for the admin');
+    await untilValue(async () => (await admin.$$('#dongles tr[data-dongle="ff3"] button[data-action="rotate"]')).length === 1, 'row buttons for the admin');
     await admin.close();
 
     // Tablet width (portrait): the same rows, and the page fits the screen (wide tables scroll in their card).
@@ -202,7 +206,7 @@ test('Firefox: the fleet page loads with a viewer token, follows live changes, f
     await tablet.keyboard.press('Enter');
     await tablet.waitForSelector('#stream-state[data-state="live"]');
     const tabletRows = (): Promise<string[]> => tablet.$$eval('#dongles tbody tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.dongle ?? '').sort());
-    await until(async () => (await tabletRows()).join() === 'ff1,ff2,ff3', 'the three rows at tablet width');
+    await untilValue(async () => (await tabletRows()).join() === 'ff1,ff2,ff3', 'the three rows at tablet width');
     const overflow = await tablet.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     const wide = await tablet.evaluate(() => {
       const w = document.documentElement.clientWidth;

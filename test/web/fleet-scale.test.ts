@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
-import { launchBrowser, screenshot, until, type TestBrowser } from '../helpers/browser.js';
+import { launchBrowser, screenshot, type TestBrowser } from '../helpers/browser.js';
+import { untilValue } from '../helpers/until.js';
 import { FakeFleet } from '../helpers/fake-fleet.js';
 
 const N = 2000;
@@ -50,15 +51,15 @@ test(`${N} dongles: the snapshot is drawn, live changes keep coming under load, 
   await page.locator('#token-panel').waitFor();
   await page.fill('#token-input', ADMIN_TOKEN);
   await page.press('#token-input', 'Enter');
-  await until(async () => (await text(page, '#dongle-count')) === `${N} of ${N}`, `all ${N} dongles in the page`, 60_000);
-  await until(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
+  await untilValue(async () => (await text(page, '#dongle-count')) === `${N} of ${N}`, `all ${N} dongles in the page`, 60_000);
+  await untilValue(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
   const first = await rowIds(page);
   assert.equal(first.length, 100, 'one page of rows');
   assert.deepEqual(first.slice(0, 3), ['fl-0000', 'fl-0001', 'fl-0002']);
   assert.equal(await text(page, '#page-info'), `page 1 of ${N / 100}`);
   // The figures are drawn with the model's next version, not with the table's count: wait for them.
-  await until(async () => (await text(page, '#fig-online')) === String(N), `${N} online in the figures`, 20_000);
-  await until(async () => (await busState(page, 'fl-0000')) === 'error-active', 'the first row shows its bus', 20_000);
+  await untilValue(async () => (await text(page, '#fig-online')) === String(N), `${N} online in the figures`, 20_000);
+  await untilValue(async () => (await busState(page, 'fl-0000')) === 'error-active', 'the first row shows its bus', 20_000);
 
   // The load, bounded in ticks: a fifth of the fleet each second.
   let tick = 0;
@@ -81,10 +82,10 @@ test(`${N} dongles: the snapshot is drawn, live changes keep coming under load, 
     const seen10 = await page.locator('#dongles tr[data-dongle="fl-0010"] td:nth-child(3)').getAttribute('title');
     // A dongle of the first page loses its link: its row turns offline.
     f.agents[5]!.kill();
-    await until(async () => (await page.locator('#dongles tr[data-dongle="fl-0005"]').getAttribute('data-status')) === 'offline', 'fl-0005 offline on the page', 30_000);
-    await until(async () => (await text(page, '#fig-online')) === String(N - 1), 'the online figure follows', 10_000);
+    await untilValue(async () => (await page.locator('#dongles tr[data-dongle="fl-0005"]').getAttribute('data-status')) === 'offline', 'fl-0005 offline on the page', 30_000);
+    await untilValue(async () => (await text(page, '#fig-online')) === String(N - 1), 'the online figure follows', 10_000);
 
-    await until(
+    await untilValue(
       async () => (await page.locator('#dongles tr[data-dongle="fl-0010"] td:nth-child(3)').getAttribute('title')) !== seen10,
       "fl-0010's last seen moves on (its own 'seen')",
       60_000,
@@ -103,34 +104,34 @@ test(`${N} dongles: the snapshot is drawn, live changes keep coming under load, 
     const last = f.agents[N - 1]!;
     f.bus(last, 'error-passive');
     await page.fill('#dongle-filter', lastId);
-    await until(async () => (await rowIds(page)).join() === lastId, `the filter shows ${lastId} alone`);
-    await until(async () => (await busState(page, lastId)) === 'error-passive', `${lastId} error-passive in its row`, 30_000);
+    await untilValue(async () => (await rowIds(page)).join() === lastId, `the filter shows ${lastId} alone`);
+    await untilValue(async () => (await busState(page, lastId)) === 'error-passive', `${lastId} error-passive in its row`, 30_000);
     await page.fill('#dongle-filter', 'error-passive');
-    await until(async () => (await text(page, '#dongle-count')) === `1 of ${N}` && (await rowIds(page)).join() === lastId, 'the state filter finds it');
+    await untilValue(async () => (await text(page, '#dongle-count')) === `1 of ${N}` && (await rowIds(page)).join() === lastId, 'the state filter finds it');
     // Another one joins it; then the last one recovers and leaves the filtered list.
     f.bus(f.agents[1234]!, 'error-passive');
-    await until(async () => (await rowIds(page)).join() === `fl-1234,${lastId}`, 'two error-passive dongles', 30_000);
+    await untilValue(async () => (await rowIds(page)).join() === `fl-1234,${lastId}`, 'two error-passive dongles', 30_000);
     f.bus(last, 'error-active');
-    await until(async () => (await rowIds(page)).join() === 'fl-1234', `${lastId} recovered`, 30_000);
+    await untilValue(async () => (await rowIds(page)).join() === 'fl-1234', `${lastId} recovered`, 30_000);
     await screenshot(page, 'fleet-2000-filtered');
 
     // Sorting and paging over all of them.
     await page.fill('#dongle-filter', '');
-    await until(async () => (await rowIds(page)).length === 100, 'the full page again');
+    await untilValue(async () => (await rowIds(page)).length === 100, 'the full page again');
     await page.click('#dongles th button[data-sort="id"]'); // descending
-    await until(async () => (await rowIds(page))[0] === lastId, `sorted descending: ${lastId} first`);
+    await untilValue(async () => (await rowIds(page))[0] === lastId, `sorted descending: ${lastId} first`);
     await page.click('#dongles th button[data-sort="status"]'); // offline first
-    await until(async () => (await rowIds(page))[0] === 'fl-0005', 'by status: the offline one first');
+    await untilValue(async () => (await rowIds(page))[0] === 'fl-0005', 'by status: the offline one first');
     await page.click('#dongles th button[data-sort="id"]');
-    await until(async () => (await rowIds(page))[0] === 'fl-0000', 'by id again');
+    await untilValue(async () => (await rowIds(page))[0] === 'fl-0000', 'by id again');
     for (let p = 0; p < N / 100 - 1; p++) await page.click('#page-next');
-    await until(async () => (await text(page, '#page-info')) === `page ${N / 100} of ${N / 100}`, 'the last page');
+    await untilValue(async () => (await text(page, '#page-info')) === `page ${N / 100} of ${N / 100}`, 'the last page');
     assert.equal((await rowIds(page)).at(-1), lastId);
     assert.equal(await page.locator('#page-next').isDisabled(), true);
 
     // Live updates kept flowing the whole time (the page's model applied them).
     assert.ok(tick > 0, 'the load ran');
-    await until(async () => (await events(page)) - v0 > 200, 'fleet events keep reaching the page', 30_000);
+    await untilValue(async () => (await events(page)) - v0 > 200, 'fleet events keep reaching the page', 30_000);
     await screenshot(page, 'fleet-2000');
   } finally {
     clearInterval(load);

@@ -14,7 +14,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
-import { launchBrowser, screenshot, until, type TestBrowser } from '../helpers/browser.js';
+import { launchBrowser, screenshot, type TestBrowser } from '../helpers/browser.js';
+import { untilValue } from '../helpers/until.js';
 import { startAgentProcess, type CliProcess, type StartedAgent } from '../helpers/processes.js';
 import { SseClient } from '../helpers/sse-client.js';
 import { TcpBalancer } from '../helpers/tcp-balancer.js';
@@ -77,10 +78,10 @@ test('three agents online; a SIGKILLed one turns offline within the heartbeat ti
   }
   const viewer = String((await bridge.admin.post('/api/v1/viewer-tokens')).body.token);
   const page = await openFleet(viewer);
-  for (const id of ['f1', 'f2', 'f3']) await until(async () => (await status(page, id)) === 'online', `${id} online`, 20_000);
+  for (const id of ['f1', 'f2', 'f3']) await untilValue(async () => (await status(page, id)) === 'online', `${id} online`, 20_000);
   assert.equal(await page.locator(`#dongles tr[data-dongle="f1"] a[href="/console/dongles/f1"]`).count(), 1, 'the row links to its console');
-  await until(async () => (await page.locator('#dongles tr[data-dongle="f1"] .bus-state[data-bus="can0"]').count()) === 1, 'f1 bus can0 shown', 20_000);
-  await until(async () => (await page.getAttribute('body', 'data-role')) === 'viewer', 'viewer role');
+  await untilValue(async () => (await page.locator('#dongles tr[data-dongle="f1"] .bus-state[data-bus="can0"]').count()) === 1, 'f1 bus can0 shown', 20_000);
+  await untilValue(async () => (await page.getAttribute('body', 'data-role')) === 'viewer', 'viewer role');
   assert.equal(await page.locator('#admin-panel').isHidden(), true, 'no management for a viewer');
   assert.equal(await page.locator('#dongles button[data-action]').count(), 0, 'no row buttons for a viewer');
   // …and the API refuses the viewer's writes whatever the page shows.
@@ -90,22 +91,22 @@ test('three agents online; a SIGKILLed one turns offline within the heartbeat ti
 
   // Filter and sort.
   await page.fill('#dongle-filter', 'f2');
-  await until(async () => (await page.locator('#dongles tbody tr').count()) === 1, 'filtered to f2');
+  await untilValue(async () => (await page.locator('#dongles tbody tr').count()) === 1, 'filtered to f2');
   await page.fill('#dongle-filter', '');
   await page.click('#dongles th button[data-sort="id"]'); // already by id: now descending
-  await until(async () => (await page.locator('#dongles tbody tr').first().getAttribute('data-dongle')) === 'f3', 'sorted descending');
+  await untilValue(async () => (await page.locator('#dongles tbody tr').first().getAttribute('data-dongle')) === 'f3', 'sorted descending');
 
   const killedAt = Date.now();
   await started[1]!.proc.stop('SIGKILL');
-  await until(async () => (await status(page, 'f2')) === 'offline', 'f2 offline', 20_000);
+  await untilValue(async () => (await status(page, 'f2')) === 'offline', 'f2 offline', 20_000);
   console.log(`# f2 shown offline ${Date.now() - killedAt} ms after SIGKILL (heartbeat ${HEARTBEAT_S} s, cut after ${HEARTBEAT_S * 2.5} s)`);
   assert.equal(await status(page, 'f1'), 'online');
   // Restart with its token and state (the same gateway).
   await agent('f2', tokens.get('f2')!, started[1]!.stateDir);
-  await until(async () => (await status(page, 'f2')) === 'online', 'f2 online again', 20_000);
+  await untilValue(async () => (await status(page, 'f2')) === 'online', 'f2 online again', 20_000);
 
   const tablet = await openFleet(viewer, 820, 1180);
-  await until(async () => (await tablet.locator('#dongles tbody tr[data-status="online"]').count()) >= 3, 'tablet rows', 20_000);
+  await untilValue(async () => (await tablet.locator('#dongles tbody tr[data-status="online"]').count()) >= 3, 'tablet rows', 20_000);
   const overflow = await tablet.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   assert.ok(overflow <= 1, `the page fits the tablet's width (overflow ${overflow}px; wide tables scroll inside their card)`);
   await screenshot(tablet, 'fleet-viewer-tablet');
@@ -113,19 +114,19 @@ test('three agents online; a SIGKILLed one turns offline within the heartbeat ti
 
 test('admin: register from the page (token shown once) connects an agent; rotate cuts the old token; a group made on the page relays and its deletion stops it', async () => {
   const page = await openFleet(ADMIN_TOKEN);
-  await until(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
+  await untilValue(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
   await page.fill('#register-id', 'newgw');
   await page.click('#register-form button[type="submit"]');
   await page.locator('#secret:not([hidden])').waitFor();
   const token = ((await page.locator('#secret-token').textContent()) ?? '').trim();
   assert.match(token, /^\S{16,}$/);
-  await until(async () => (await status(page, 'newgw')) === 'offline', 'newgw listed, offline');
+  await untilValue(async () => (await status(page, 'newgw')) === 'offline', 'newgw listed, offline');
   await screenshot(page, 'fleet-admin-token-once');
   await page.click('#secret-close');
   assert.equal(await page.locator('#secret-token').textContent(), '', 'the token is gone from the page once hidden');
 
   const gw = await agent('newgw', token);
-  await until(async () => (await status(page, 'newgw')) === 'online', 'newgw online with the token from the page', 20_000);
+  await untilValue(async () => (await status(page, 'newgw')) === 'online', 'newgw online with the token from the page', 20_000);
 
   // Rotate and Remove ask first: answered "no", nothing changes (the agent stays connected, the dongle stays).
   for (const [action, question] of [
@@ -147,7 +148,7 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   await page.locator('#secret:not([hidden])').waitFor();
   const rotated = ((await page.locator('#secret-token').textContent()) ?? '').trim();
   assert.notEqual(rotated, token);
-  await until(async () => (await status(page, 'newgw')) === 'offline', 'newgw cut by the rotation', 20_000);
+  await untilValue(async () => (await status(page, 'newgw')) === 'offline', 'newgw cut by the rotation', 20_000);
   const up = await fetch(bridge.base + '/api/v1/agents/connect', { headers: { Authorization: `Bearer ${token}` } });
   assert.equal(up.status, 401, 'the old token is refused');
   await gw.proc.stop('SIGKILL');
@@ -155,13 +156,13 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   // A group from the page: B's tx counter rises; deleting it from the page stops the relay.
   const ga = await agent('ga', await bridge.admin.register('ga'));
   const gb = await agent('gb', await bridge.admin.register('gb'));
-  await until(async () => (await status(page, 'ga')) === 'online' && (await status(page, 'gb')) === 'online', 'ga, gb online', 20_000);
+  await untilValue(async () => (await status(page, 'ga')) === 'online' && (await status(page, 'gb')) === 'online', 'ga, gb online', 20_000);
   const before = await txFrames(gb);
   await page.fill('#group-id', 'line1');
   await page.fill('#group-a', 'ga');
   await page.fill('#group-b', 'gb');
   await page.click('#group-form button[type="submit"]');
-  await until(
+  await untilValue(
     async () =>
       (await page
         .locator('#groups tr[data-group="line1"]')
@@ -170,15 +171,19 @@ test('admin: register from the page (token shown once) connects an agent; rotate
     'line1 relaying',
     20_000,
   );
-  await until(async () => (await txFrames(gb)) > before + 50, "B's tx counter rises", 20_000);
-  await until(async () => (await page.locator('#dongles tr[data-dongle="gb"] a[href="/console/groups/line1"]').count()) === 1, 'gb row names its group');
+  await untilValue(async () => (await txFrames(gb)) > before + 50, "B's tx counter rises", 20_000);
+  await untilValue(async () => (await page.locator('#dongles tr[data-dongle="gb"] a[href="/console/groups/line1"]').count()) === 1, 'gb row names its group');
   // A command's statuses: the row's last one, and the dongle's recent commands on a click.
   const cmd = await bridge.admin.post('/api/v1/dongles/ga/commands', { type: 'send_frame', bus: 'can0', id: '0x321', data_hex: 'AA' });
   assert.equal(cmd.status, 202);
   const cmdButton = page.locator('#dongles tr[data-dongle="ga"] button.cmd');
-  await until(async () => (await cmdButton.getAttribute('data-command-status', { timeout: 1000 }).catch(() => null)) === 'succeeded', 'the command succeeded on the row', 20_000);
+  await untilValue(
+    async () => (await cmdButton.getAttribute('data-command-status', { timeout: 1000 }).catch(() => null)) === 'succeeded',
+    'the command succeeded on the row',
+    20_000,
+  );
   await cmdButton.click();
-  await until(
+  await untilValue(
     async () =>
       (await page
         .locator(`#commands tr[data-command="${String(cmd.body.command_id)}"]`)
@@ -189,13 +194,13 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   // A page opened later lists the commands from before it opened too (the admin API; the fleet
   // snapshot carries only each dongle's last one).
   const cmd2 = await bridge.admin.post('/api/v1/dongles/ga/commands', { type: 'send_frame', bus: 'can0', id: '0x322', data_hex: 'BB' });
-  await until(async () => (await bridge.admin.get(`/api/v1/commands/${String(cmd2.body.command_id)}`)).body.status === 'succeeded', 'the second command succeeded', 20_000);
+  await untilValue(async () => (await bridge.admin.get(`/api/v1/commands/${String(cmd2.body.command_id)}`)).body.status === 'succeeded', 'the second command succeeded', 20_000);
   const later = await openFleet(ADMIN_TOKEN);
-  await until(async () => (await later.getAttribute('body', 'data-role')) === 'admin', 'admin role on the later page');
-  await until(async () => (await later.locator('#dongles tr[data-dongle="ga"] button.cmd').count()) === 1, 'ga row with its last command', 20_000);
+  await untilValue(async () => (await later.getAttribute('body', 'data-role')) === 'admin', 'admin role on the later page');
+  await untilValue(async () => (await later.locator('#dongles tr[data-dongle="ga"] button.cmd').count()) === 1, 'ga row with its last command', 20_000);
   await later.locator('#dongles tr[data-dongle="ga"] button.cmd').click();
   for (const c of [cmd, cmd2])
-    await until(
+    await untilValue(
       async () =>
         (await later
           .locator(`#commands tr[data-command="${String(c.body.command_id)}"]`)
@@ -207,11 +212,11 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   await later.close();
   await screenshot(page, 'fleet-admin-group');
   await page.click('#groups tr[data-group="line1"] button[data-action="delete"]');
-  await until(async () => (await page.locator('#groups tr[data-group="line1"]').count()) === 0, 'line1 gone from the page');
+  await untilValue(async () => (await page.locator('#groups tr[data-group="line1"]').count()) === 0, 'line1 gone from the page');
   assert.equal((await bridge.admin.get('/api/v1/groups/line1')).status, 404);
   // Stopped: the counter settles (whatever was in flight lands), then stays put while A keeps sending.
   let last = await txFrames(gb);
-  await until(
+  await untilValue(
     async () => {
       const n = await txFrames(gb);
       const same = n === last;
@@ -223,7 +228,7 @@ test('admin: register from the page (token shown once) connects an agent; rotate
     1000,
   );
   const settled = last;
-  await until(async () => (await fetch(ga.base + '/metrics')).ok, 'A still up');
+  await untilValue(async () => (await fetch(ga.base + '/metrics')).ok, 'A still up');
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(await txFrames(gb), settled, 'no more relayed frames after the deletion');
 
@@ -232,7 +237,7 @@ test('admin: register from the page (token shown once) connects an agent; rotate
   await page.fill('#group-a', 'ga');
   await page.fill('#group-b', 'no-such-dongle');
   await page.click('#group-form button[type="submit"]');
-  await until(async () => /HTTP 4\d\d/.test((await page.locator('#admin-error').textContent()) ?? ''), 'the API error shown');
+  await untilValue(async () => /HTTP 4\d\d/.test((await page.locator('#admin-error').textContent()) ?? ''), 'the API error shown');
 });
 
 interface GroupConfig {
@@ -245,14 +250,14 @@ const groupConfig = async (gid: string): Promise<GroupConfig | undefined> => ((a
 test('admin: a group created, edited (sides, bus map) and deleted on the page is what the admin API holds', async () => {
   for (const id of ['e1', 'e2', 'e3']) await bridge.admin.register(id);
   const page = await openFleet(ADMIN_TOKEN);
-  await until(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
-  await until(async () => (await status(page, 'e3')) === 'offline', 'e1…e3 listed');
+  await untilValue(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
+  await untilValue(async () => (await status(page, 'e3')) === 'offline', 'e1…e3 listed');
   await page.fill('#group-id', 'edit1');
   await page.fill('#group-a', 'e1');
   await page.fill('#group-b', 'e2');
   await page.fill('#group-map', 'can0=can1, can1=can0');
   await page.click('#group-form button[type="submit"]');
-  await until(async () => (await groupConfig('edit1')) !== undefined, 'edit1 created on the bridge');
+  await untilValue(async () => (await groupConfig('edit1')) !== undefined, 'edit1 created on the bridge');
   const created = (await groupConfig('edit1'))!;
   assert.deepEqual(
     [created.sides, created.bus_map],
@@ -261,28 +266,28 @@ test('admin: a group created, edited (sides, bus map) and deleted on the page is
       { can0: 'can1', can1: 'can0' },
     ],
   );
-  await until(async () => (await page.locator('#groups tr[data-group="edit1"]').count()) === 1, 'edit1 on the page');
+  await untilValue(async () => (await page.locator('#groups tr[data-group="edit1"]').count()) === 1, 'edit1 on the page');
 
   // Edit fills the form with the group as the bridge holds it (the bus map too), whatever was typed before.
   for (const f of ['#group-id', '#group-a', '#group-b', '#group-map']) await page.fill(f, '');
   await page.click('#groups tr[data-group="edit1"] button[data-action="edit"]');
-  await until(async () => (await page.inputValue('#group-map')) === 'can0=can1, can1=can0', 'the bus map filled in by Edit');
+  await untilValue(async () => (await page.inputValue('#group-map')) === 'can0=can1, can1=can0', 'the bus map filled in by Edit');
   assert.deepEqual([await page.inputValue('#group-id'), await page.inputValue('#group-a'), await page.inputValue('#group-b')], ['edit1', 'e1', 'e2']);
   await page.fill('#group-b', 'e3');
   await page.fill('#group-map', 'can0=can2');
   await page.click('#group-form button[type="submit"]');
-  await until(async () => (await groupConfig('edit1'))?.sides.b === 'e3', 'side B changed on the bridge');
+  await untilValue(async () => (await groupConfig('edit1'))?.sides.b === 'e3', 'side B changed on the bridge');
   assert.deepEqual((await groupConfig('edit1'))!.bus_map, { can0: 'can2' });
-  await until(async () => (await page.locator('#groups tr[data-group="edit1"] a[href="/console/dongles/e3"]').count()) === 1, 'the page shows e3 as side B');
-  await until(async () => (await page.locator('#dongles tr[data-dongle="e3"] a[href="/console/groups/edit1"]').count()) === 1, "e3's row names the group");
-  await until(async () => (await page.locator('#dongles tr[data-dongle="e2"] a[href^="/console/groups/"]').count()) === 0, 'e2 is in no group any more');
+  await untilValue(async () => (await page.locator('#groups tr[data-group="edit1"] a[href="/console/dongles/e3"]').count()) === 1, 'the page shows e3 as side B');
+  await untilValue(async () => (await page.locator('#dongles tr[data-dongle="e3"] a[href="/console/groups/edit1"]').count()) === 1, "e3's row names the group");
+  await untilValue(async () => (await page.locator('#dongles tr[data-dongle="e2"] a[href^="/console/groups/"]').count()) === 0, 'e2 is in no group any more');
 
   // Saving an edit without touching the bus map keeps it.
   await page.click('#groups tr[data-group="edit1"] button[data-action="edit"]');
-  await until(async () => (await page.inputValue('#group-map')) === 'can0=can2', 'the changed map filled in');
+  await untilValue(async () => (await page.inputValue('#group-map')) === 'can0=can2', 'the changed map filled in');
   await page.fill('#group-b', 'e2');
   await page.click('#group-form button[type="submit"]');
-  await until(async () => (await groupConfig('edit1'))?.sides.b === 'e2', 'side B back to e2');
+  await untilValue(async () => (await groupConfig('edit1'))?.sides.b === 'e2', 'side B back to e2');
   assert.deepEqual((await groupConfig('edit1'))!.bus_map, { can0: 'can2' }, 'the bus map survived the edit');
   assert.equal(await page.locator('#admin-error').isHidden(), true);
 
@@ -296,35 +301,35 @@ test('admin: a group created, edited (sides, bus map) and deleted on the page is
   assert.equal((await bridge.admin.get('/api/v1/groups/edit1')).status, 200, 'a dismissed question deletes nothing');
   page.on('dialog', (d) => void d.accept());
   await page.click('#groups tr[data-group="edit1"] button[data-action="delete"]');
-  await until(async () => (await groupConfig('edit1')) === undefined, 'edit1 deleted on the bridge');
+  await untilValue(async () => (await groupConfig('edit1')) === undefined, 'edit1 deleted on the bridge');
   assert.equal((await bridge.admin.get('/api/v1/groups/edit1')).status, 404);
-  await until(async () => (await page.locator('#groups tr[data-group="edit1"]').count()) === 0, 'edit1 gone from the page');
+  await untilValue(async () => (await page.locator('#groups tr[data-group="edit1"]').count()) === 0, 'edit1 gone from the page');
 });
 
 test('admin: a viewer token issued on the page (Copy puts it on the clipboard) opens the fleet; revoked on the page, that page is refused and so is the token', async () => {
   const page = await openFleet(ADMIN_TOKEN);
   await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: bridge.base });
-  await until(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
+  await untilValue(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
   await page.click('#viewer-issue');
   await page.locator('#secret:not([hidden])').waitFor();
   const token = ((await page.locator('#secret-token').textContent()) ?? '').trim();
   const id = /^Viewer token ([0-9a-f]{16}):$/.exec(((await page.locator('#secret-what').textContent()) ?? '').trim())?.[1];
   assert.ok(id !== undefined && token.length >= 16, `issued: ${id} ${token}`);
   await page.click('#secret-copy');
-  await until(async () => (await page.locator('#secret-copy').textContent()) === 'Copied', 'the Copy button says Copied');
+  await untilValue(async () => (await page.locator('#secret-copy').textContent()) === 'Copied', 'the Copy button says Copied');
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), token, 'the clipboard holds the token');
   const row = page.locator(`#viewer-tokens tr[data-viewer-token="${id}"]`);
-  await until(async () => (await row.count()) === 1, 'the new token listed');
+  await untilValue(async () => (await row.count()) === 1, 'the new token listed');
 
   const viewerPage = await openFleet(token);
-  await until(async () => (await viewerPage.getAttribute('body', 'data-role')) === 'viewer', 'viewer role with the issued token');
+  await untilValue(async () => (await viewerPage.getAttribute('body', 'data-role')) === 'viewer', 'viewer role with the issued token');
   await page.click('#viewer-refresh');
-  await until(async () => ((await row.textContent()) ?? '').includes('1 open'), 'the list shows its open stream');
+  await untilValue(async () => ((await row.textContent()) ?? '').includes('1 open'), 'the list shows its open stream');
   await row.locator('button', { hasText: 'Revoke' }).click();
-  await until(async () => (await row.count()) === 0, 'the token gone from the list');
+  await untilValue(async () => (await row.count()) === 0, 'the token gone from the list');
   assert.ok(!((await bridge.admin.get('/api/v1/viewer-tokens')).body.viewer_tokens as { id: string }[]).some((t) => t.id === id), 'the bridge no longer lists it');
   // The bridge closed the viewer's stream; its reconnect is refused and the page asks for a token.
-  await until(async () => (await viewerPage.locator('#stream-state').getAttribute('data-state')) === 'refused', 'the viewer page refused', 20_000);
+  await untilValue(async () => (await viewerPage.locator('#stream-state').getAttribute('data-state')) === 'refused', 'the viewer page refused', 20_000);
   await viewerPage.locator('#token-panel:not([hidden])').waitFor();
   assert.match((await viewerPage.locator('#token-error').textContent()) ?? '', /refused this token \(HTTP 401\)/);
   assert.equal((await fetch(bridge.base + '/api/v1/streams/fleet', { headers: { Authorization: `Bearer ${token}` } })).status, 401, 'the bridge refuses the revoked token');
@@ -342,13 +347,13 @@ test('Copy where the Clipboard API is missing (a page over plain HTTP): the toke
       document.addEventListener('copy', () => w.copied.push(String(document.getSelection())));
     }),
   );
-  await until(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
+  await untilValue(async () => (await page.getAttribute('body', 'data-role')) === 'admin', 'admin role');
   await page.fill('#register-id', 'copyme');
   await page.click('#register-form button[type="submit"]');
   await page.locator('#secret:not([hidden])').waitFor();
   const token = ((await page.locator('#secret-token').textContent()) ?? '').trim();
   await page.click('#secret-copy');
-  await until(async () => (await page.locator('#secret-copy').textContent()) !== 'Copy', 'the Copy button answered');
+  await untilValue(async () => (await page.locator('#secret-copy').textContent()) !== 'Copy', 'the Copy button answered');
   assert.equal(await page.evaluate(() => String(document.getSelection())), token, 'the token is selected');
   assert.deepEqual(await page.evaluate(() => (window as unknown as { copied: string[] }).copied), [token], 'the copy command copied exactly the token');
   assert.equal(await page.locator('#secret-copy').textContent(), 'Copied');
@@ -367,7 +372,7 @@ test('the fleet page is served at / and /console/ (and /console)', async () => {
   await page.fill('#token-input', ADMIN_TOKEN);
   await page.press('#token-input', 'Enter');
   await page.locator('#stream-state[data-state="live"]').waitFor();
-  await until(async () => (await page.locator('#dongles tbody tr').count()) > 0, 'rows at /console/');
+  await untilValue(async () => (await page.locator('#dongles tbody tr').count()) > 0, 'rows at /console/');
   await page.close();
 });
 
@@ -375,14 +380,14 @@ test('300 registered dongles: 100-row pages, the filter searches all of them', a
   const ids = Array.from({ length: 300 }, (_, i) => `p${String(i).padStart(3, '0')}`);
   for (let i = 0; i < ids.length; i += 20) await Promise.all(ids.slice(i, i + 20).map((id) => bridge.admin.register(id)));
   const page = await openFleet(ADMIN_TOKEN);
-  await until(
+  await untilValue(
     async () =>
       /^\d+ of \d+$/.test((await page.locator('#dongle-count').textContent()) ?? '') && Number(((await page.locator('#dongle-count').textContent()) ?? '').split(' ')[0]) >= 300,
     'all rows known',
   );
   assert.equal(await page.locator('#dongles tbody tr').count(), 100, 'one page of rows exists');
   await page.fill('#dongle-filter', 'p2');
-  await until(
+  await untilValue(
     async () =>
       (await page.locator('#dongle-count').textContent()) ===
       `100 of ${await page.evaluate(() => (window as unknown as { canrelayFleet: { dongles: Map<string, unknown> } }).canrelayFleet.dongles.size)}`,
@@ -392,7 +397,7 @@ test('300 registered dongles: 100-row pages, the filter searches all of them', a
   await page.fill('#dongle-filter', '');
   await page.click('#page-next');
   await page.click('#page-next');
-  await until(async () => /^page 3 of \d+$/.test((await page.locator('#page-info').textContent()) ?? ''), 'third page');
+  await untilValue(async () => /^page 3 of \d+$/.test((await page.locator('#page-info').textContent()) ?? ''), 'third page');
   await screenshot(page, 'fleet-paged');
 });
 
@@ -410,27 +415,30 @@ test('the page reconnects like the console page: a cut connection resumes withou
     // A live event gives the page its position (snapshot events carry no id: a page that has seen only
     // the snapshot has nothing to resume from, and its reconnect gets a snapshot again).
     await b.admin.register('r1');
-    await until(async () => (await status(page, 'r1')) === 'offline', 'r1 listed');
+    await untilValue(async () => (await status(page, 'r1')) === 'offline', 'r1 listed');
     const snapshots = (): Promise<number> => page.evaluate(() => (window as unknown as { canrelayFleet: { snapshots: number } }).canrelayFleet.snapshots);
     assert.equal(await snapshots(), 1);
 
     // A drop: the page reconnects with Last-Event-ID and gets what it missed, without a snapshot.
     proxy.cut();
     await b.admin.register('r2'); // while the page is away
-    await until(async () => (await status(page, 'r2')) === 'offline', 'r2, registered during the drop, on the page', 20_000);
-    await until(async () => (await page.locator('#stream-state').getAttribute('data-state')) === 'resumed', 'the page says resumed');
+    await untilValue(async () => (await status(page, 'r2')) === 'offline', 'r2, registered during the drop, on the page', 20_000);
+    await untilValue(async () => (await page.locator('#stream-state').getAttribute('data-state')) === 'resumed', 'the page says resumed');
     assert.equal(await snapshots(), 1, 'a clean resume brings no second snapshot');
 
     // A restart: the ids are of another run, so stream_reset, then the snapshot of the new run.
     const port = new URL(b.base).port;
     await b.proc.stop();
-    await until(async () => (await page.locator('#stream-state').getAttribute('data-state')) === 'reconnecting', 'the page reconnecting', 20_000);
+    await untilValue(async () => (await page.locator('#stream-state').getAttribute('data-state')) === 'reconnecting', 'the page reconnecting', 20_000);
     await screenshot(page, 'fleet-reconnecting');
     const b2 = await startBridgeProcess(['--listen', `127.0.0.1:${port}`], { db: b.db });
     procs.push(b2.proc);
     await b2.admin.del('/api/v1/dongles/r1'); // gone while the page was away: the new snapshot drops its row
-    await until(async () => (await snapshots()) === 2, 'the new run’s snapshot', 30_000);
-    await until(async () => (await page.locator('#dongles tr[data-dongle="r1"]').count()) === 0 && (await status(page, 'r2')) === 'offline', 'rows as the new bridge has them');
+    await untilValue(async () => (await snapshots()) === 2, 'the new run’s snapshot', 30_000);
+    await untilValue(
+      async () => (await page.locator('#dongles tr[data-dongle="r1"]').count()) === 0 && (await status(page, 'r2')) === 'offline',
+      'rows as the new bridge has them',
+    );
     assert.ok(['reset', 'live'].includes((await page.locator('#stream-state').getAttribute('data-state')) ?? ''), 'reset (then live)');
     await page.close();
   } finally {
@@ -449,12 +457,16 @@ test('a full fleet stream (--fleet-max-clients): the page says so, keeps retryin
     await page.locator('#token-panel').waitFor();
     await page.fill('#token-input', ADMIN_TOKEN);
     await page.press('#token-input', 'Enter');
-    await until(async () => /HTTP 503: the fleet stream is full: 1 clients are connected/.test((await page.locator('#notice').textContent()) ?? ''), 'the page shows why', 20_000);
+    await untilValue(
+      async () => /HTTP 503: the fleet stream is full: 1 clients are connected/.test((await page.locator('#notice').textContent()) ?? ''),
+      'the page shows why',
+      20_000,
+    );
     assert.equal(await page.locator('#stream-state').getAttribute('data-state'), 'reconnecting');
     await screenshot(page, 'fleet-full');
     holder.close();
-    await until(async () => (await page.locator('#stream-state').getAttribute('data-state')) === 'live', 'live once the place is free', 30_000);
-    await until(async () => await page.locator('#notice').isHidden(), 'the notice gone');
+    await untilValue(async () => (await page.locator('#stream-state').getAttribute('data-state')) === 'live', 'live once the place is free', 30_000);
+    await untilValue(async () => await page.locator('#notice').isHidden(), 'the notice gone');
     await page.close();
   } finally {
     holder.close();

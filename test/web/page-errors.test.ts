@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { launchBrowser, until } from '../helpers/browser.js';
+import { launchBrowser } from '../helpers/browser.js';
+import { untilValue } from '../helpers/until.js';
 
 test('an uncaught page error fails close(); a clean page does not', { timeout: 120_000 }, async () => {
   const clean = await launchBrowser();
@@ -17,6 +18,6 @@ test('an uncaught page error fails close(); a clean page does not', { timeout: 1
   const b = await launchBrowser();
   const page = await b.page();
   await page.setContent('<script>setTimeout(() => { throw new Error("deliberate page bug") }, 0)</script>');
-  await until(() => b.errors.length > 0, 'the page error to be seen');
+  await untilValue(() => b.errors.length > 0, 'the page error to be seen');
   await assert.rejects(b.close(), /uncaught page error\(s\):[\s\S]*deliberate page bug/);
 });

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { screenshot, until, browserSuite } from '../helpers/browser.js';
+import { screenshot, browserSuite } from '../helpers/browser.js';
+import { untilValue } from '../helpers/until.js';
 import { startBridgeProcess } from '../helpers/bridge-process.js';
 import { startAgentProcess, tempDir } from '../helpers/processes.js';
 
@@ -46,8 +47,8 @@ test('record from the page: token asked, read token refused, admin records; size
 
   // Running: the status shows size, duration and frames, and they move.
   const status = async (): Promise<string> => (await page.textContent('#rec-status')) ?? '';
-  const first = await until(async () => /Recording · .* · \d+:\d\d · [\d,]+ frames/.exec(await status())?.[0], 'the running status');
-  await until(async () => (await status()) !== first && /Recording/.test(await status()), 'the status to move');
+  const first = await untilValue(async () => /Recording · .* · \d+:\d\d · [\d,]+ frames/.exec(await status())?.[0], 'the running status');
+  await untilValue(async () => (await status()) !== first && /Recording/.test(await status()), 'the status to move');
   assert.equal((await page.textContent('#rec-toggle'))?.trim(), '■ Stop');
   await screenshot(page, 'web-recordings-running');
   await page.click('#rec-toggle');

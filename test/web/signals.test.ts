@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { pageErrors, screenshot, until, browserSuite } from '../helpers/browser.js';
+import { pageErrors, screenshot, browserSuite } from '../helpers/browser.js';
+import { untilValue } from '../helpers/until.js';
 import { startAgentProcess, tempDir } from '../helpers/processes.js';
 
 const FEATURES = fileURLToPath(new URL('../../../test/fixtures/dbc/features.dbc', import.meta.url));
@@ -48,18 +49,18 @@ test('signals: by-id shows them, the Signals view searches them, pinned ones plo
 
   // By id: the message name and its decoded signals next to the bytes.
   const cell = page.locator('#byid tbody tr[data-id="0x100"] td.c-signals');
-  await until(async () => /BIG_ENDIAN_MIX/.test(await cell.innerText()) && /BE_ACROSS_3 [-\d.]+ deg/.test(await cell.innerText()), 'decoded signals in the by-id row');
-  await until(async () => /GEAR D/.test(await page.locator('#byid tbody tr[data-id="0x101"] td.c-signals').innerText()), 'the GEAR label');
+  await untilValue(async () => /BIG_ENDIAN_MIX/.test(await cell.innerText()) && /BE_ACROSS_3 [-\d.]+ deg/.test(await cell.innerText()), 'decoded signals in the by-id row');
+  await untilValue(async () => /GEAR D/.test(await page.locator('#byid tbody tr[data-id="0x101"] td.c-signals').innerText()), 'the GEAR label');
 
   // Signals view: every signal, searchable.
   await page.click('#tab-signals');
-  await until(async () => (await page.locator('#signals tbody tr').count()) >= 9, 'the signal rows');
+  await untilValue(async () => (await page.locator('#signals tbody tr').count()) >= 9, 'the signal rows');
   await page.fill('#signal-search', 'gear');
-  await until(async () => (await page.locator('#signals tbody tr').count()) === 1, 'the search narrowing to GEAR');
+  await untilValue(async () => (await page.locator('#signals tbody tr').count()) === 1, 'the search narrowing to GEAR');
   assert.equal(await page.locator('#signals tbody tr td.c-value').innerText(), 'D');
   assert.equal(await page.locator('#signals tbody tr button.pin').isDisabled(), true, 'a text value cannot be pinned');
   await page.fill('#signal-search', 'km/h');
-  await until(async () => (await page.locator('#signals tbody tr').count()) === 1, 'search by unit');
+  await untilValue(async () => (await page.locator('#signals tbody tr').count()) === 1, 'search by unit');
   await page.fill('#signal-search', '');
 
   // Pin two signals with different units: one chart, two series, two y axes.
@@ -67,12 +68,12 @@ test('signals: by-id shows them, the Signals view searches them, pinned ones plo
   await page.click('#signals tbody tr[data-signal="LE_ACROSS_13"] button.pin');
   await page.locator('#chart .uplot canvas').waitFor();
   // The canvas is there after the first pin; the second series joins on the chart's next draw.
-  await until(async () => (await page.getAttribute('#chart', 'data-series')) === '2', 'two series on the chart');
+  await untilValue(async () => (await page.getAttribute('#chart', 'data-series')) === '2', 'two series on the chart');
   assert.equal(await page.getAttribute('#chart', 'data-axes'), '2');
   const legend = await page.locator('#chart .u-legend').innerText();
   assert.match(legend, /BE_ACROSS_3 \(deg\)/);
   assert.match(legend, /LE_ACROSS_13 \(km\/h\)/);
-  await until(async () => (await chart(page)).points > 20, 'points on the chart');
+  await untilValue(async () => (await chart(page)).points > 20, 'points on the chart');
   const live = await chart(page);
   assert.ok(Math.abs(live.span - 60) < 0.001, `the live window is 60 s (got ${live.span})`);
 
@@ -82,12 +83,12 @@ test('signals: by-id shows them, the Signals view searches them, pinned ones plo
   assert.equal(held.paused, true);
   const valueCell = page.locator('#signals tbody tr[data-signal="BE_ACROSS_3"] td.c-value');
   const before = await valueCell.innerText();
-  await until(async () => (await valueCell.innerText()) !== before, 'the table moving on while the chart is paused');
+  await untilValue(async () => (await valueCell.innerText()) !== before, 'the table moving on while the chart is paused');
   // Two animation frames after the new values: any redraw they would cause has happened.
   await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
   assert.equal((await chart(page)).points, held.points, 'no new points while paused');
   await page.click('#chart-pause');
-  await until(async () => (await chart(page)).points !== held.points, 'new points after resume');
+  await untilValue(async () => (await chart(page)).points !== held.points, 'new points after resume');
 
   // Zoom: drag across the newest part of the plot (the data starts at the first pin, at the right).
   const over = await page.locator('#chart .u-over').boundingBox();
@@ -96,16 +97,16 @@ test('signals: by-id shows them, the Signals view searches them, pinned ones plo
   await page.mouse.down();
   await page.mouse.move(over.x + over.width * 0.995, over.y + over.height / 2, { steps: 5 });
   await page.mouse.up();
-  await until(async () => (await chart(page)).zoomed, 'the zoom');
+  await untilValue(async () => (await chart(page)).zoomed, 'the zoom');
   const zoomed = await chart(page);
   assert.ok(zoomed.span < 10, `zoomed into a narrower span (got ${zoomed.span} s)`);
   await screenshot(page, 'signals-chart');
   await page.click('#chart-reset');
-  await until(async () => !(await chart(page)).zoomed && Math.abs((await chart(page)).span - 60) < 0.001, 'back to the 60 s window');
+  await untilValue(async () => !(await chart(page)).zoomed && Math.abs((await chart(page)).span - 60) < 0.001, 'back to the 60 s window');
 
   // Unpin both: the chart goes away.
   await page.click('#signals tbody tr[data-signal="BE_ACROSS_3"] button.pin');
   await page.click('#signals tbody tr[data-signal="LE_ACROSS_13"] button.pin');
-  await until(async () => await page.locator('#chart').isHidden(), 'the chart hidden with nothing pinned');
+  await untilValue(async () => await page.locator('#chart').isHidden(), 'the chart hidden with nothing pinned');
   assert.deepEqual(errors, [], 'no uncaught errors in the page');
 });

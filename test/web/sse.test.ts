@@ -9,7 +9,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { until, WEB_JS } from '../helpers/browser.js';
+import { WEB_JS } from '../helpers/browser.js';
+import { untilValue } from '../helpers/until.js';
 import { startAgentProcess, tempDir, type CliProcess } from '../helpers/processes.js';
 
 interface Status {
@@ -121,7 +122,7 @@ test('"Reconnect now" while an attempt is on its way opens no second stream (eve
   const conn = new ConsoleConnection({ url: 'http://127.0.0.1:1/x', fetchImpl, onMessage: () => {}, onStatus: (st) => states.push({ ...st }) });
   cleanup.push(() => conn.stop());
   conn.start();
-  await until(() => states.some((st) => st.state === 'reconnecting'), 'reconnecting');
+  await untilValue(() => states.some((st) => st.state === 'reconnecting'), 'reconnecting');
   conn.reconnectNow(); // skips the backoff: attempt 2 is on its way
   assert.equal(calls, 2);
   conn.reconnectNow(); // clicked again while it is pending
@@ -138,15 +139,15 @@ test('a dropped connection resumes with Last-Event-ID: no gap, no duplicate, sta
   const p = await proxy(agentPort);
   const path = new URL(a.url).pathname;
   const t = track(`http://127.0.0.1:${p.port}${path}`, { backlog: 20 });
-  await until(() => t.msgs.length >= 60, '60 events');
+  await untilValue(() => t.msgs.length >= 60, '60 events');
   assert.equal(t.states.at(-1)!.state, 'live');
   const firstIds = ids(t.msgs);
   assert.ok(firstIds[0]! > 0, 'backlog replayed first');
   p.cut();
-  await until(() => t.states.some((s) => s.state === 'reconnecting'), 'reconnecting');
+  await untilValue(() => t.states.some((s) => s.state === 'reconnecting'), 'reconnecting');
   const atCut = t.msgs.length;
-  await until(() => t.states.some((s) => s.state === 'resumed'), 'resumed', 10_000);
-  await until(() => t.msgs.length >= atCut + 60, 'events after the resume');
+  await untilValue(() => t.states.some((s) => s.state === 'resumed'), 'resumed', 10_000);
+  await untilValue(() => t.msgs.length >= atCut + 60, 'events after the resume');
   const all = ids(t.msgs);
   for (let i = 1; i < all.length; i++) assert.equal(all[i], all[i - 1]! + 1, `consecutive ids across the reconnect at ${i}: ${all[i - 1]} then ${all[i]}`);
   assert.ok(!t.msgs.some((m) => m.type === 'stream_reset'), 'no reset on a clean resume');
@@ -163,7 +164,7 @@ test('an agent restarted with the same state: stream_reset first, state "reset"'
   cleanup.push(() => proc.stop('SIGKILL'));
   const p = await proxy(Number(new URL(a.base).port));
   const t = track(`http://127.0.0.1:${p.port}${new URL(a.url).pathname}`);
-  await until(() => t.msgs.length >= 20, 'events');
+  await untilValue(() => t.msgs.length >= 20, 'events');
   const before = Number(t.conn.lastEventId);
   await a.proc.stop('SIGKILL');
   // The proxy keeps its port; the new agent gets another, and the proxy follows it.
@@ -173,14 +174,14 @@ test('an agent restarted with the same state: stream_reset first, state "reset"'
   const sockets = new Set<Socket>();
   cleanup.push(() => sockets.forEach((s) => s.destroy()));
   p.server.on('connection', (client: Socket) => join2(client, Number(new URL(a.base).port), sockets));
-  await until(() => t.states.some((s) => s.state === 'reset'), 'reset', 15_000);
+  await untilValue(() => t.states.some((s) => s.state === 'reset'), 'reset', 15_000);
   const i = t.msgs.findIndex((m) => m.type === 'stream_reset');
   assert.ok(i > 0);
   const reset = JSON.parse(t.msgs[i]!.data) as { reason: string; requested: number };
   assert.equal(reset.reason, 'previous_run');
   assert.equal(reset.requested, Number(t.msgs[i - 1]!.lastEventId), 'asked to resume after the last event received');
   assert.ok(reset.requested >= before);
-  await until(() => t.msgs.length > i + 5, 'live events after the reset');
+  await untilValue(() => t.msgs.length > i + 5, 'live events after the reset');
   assert.ok(Number(t.msgs.at(-1)!.lastEventId) > before, 'ids keep increasing over a restart');
   assert.equal(t.states.find((s) => s.state === 'reset')!.resets, 1);
 });
@@ -198,7 +199,7 @@ test('401 is "refused" with the server\'s reason and no retry; the token goes as
   cleanup.push(() => new Promise((r) => server.close(r)));
   const port = (server.address() as { port: number }).port;
   const t = track(`http://127.0.0.1:${port}/api/v1/streams/dongles/x/console`, { token: 'wrong-token-0123456789' });
-  await until(() => t.states.some((s) => s.state === 'refused'), 'refused');
+  await untilValue(() => t.states.some((s) => s.state === 'refused'), 'refused');
   const s = t.states.find((x) => x.state === 'refused')!;
   assert.equal(s.detail, 'HTTP 401: missing or wrong token');
   assert.equal(auth, 'Bearer wrong-token-0123456789');
@@ -217,7 +218,7 @@ test('other HTTP errors and unreachable servers are retried with backoff', async
   cleanup.push(() => new Promise((r) => server.close(r)));
   const port = (server.address() as { port: number }).port;
   const t = track(`http://127.0.0.1:${port}/api/v1/streams/dongles/x/console`);
-  await until(() => requests >= 2, 'a retry', 5000);
+  await untilValue(() => requests >= 2, 'a retry', 5000);
   const s = t.states.find((x) => x.state === 'reconnecting')!;
   assert.equal(s.detail, 'HTTP 404: dongle "x" is not registered on this bridge');
   t.conn.stop();

@@ -619,7 +619,7 @@ test('monitor: no second closes before an ip read has worked (or three failed): 
     await new Promise((r) => setImmediate(r));
   };
   for (let i = 0; i < 4; i++) await step();
-  assert.equal(mon.snapshot()[0]!.load, null, 'no load while the controller\'s bitrate is not known');
+  assert.equal(mon.snapshot()[0]!.load, null, "no load while the controller's bitrate is not known");
   answer!(fixture('captured-sja1000-error-active.json'));
   await new Promise((r) => setImmediate(r));
   clock += 1000;
@@ -649,6 +649,6 @@ test('monitor: no second closes before an ip read has worked (or three failed): 
     await failing.tick();
     loads.push(failing.snapshot()[0]!.load);
   }
-  assert.deepEqual(loads, [null, null, null, 0.0002, 0], 'held while the first three reads fail, then closed at the flag\'s rate');
+  assert.deepEqual(loads, [null, null, null, 0.0002, 0], "held while the first three reads fail, then closed at the flag's rate");
   assert.equal(failing.snapshot()[0]!.load_peak_1m, 0.212);
 });
