@@ -110,6 +110,14 @@ function errorText(e: unknown): string {
 interface Bus {
   name: string;
   channel: RawChannel | null;
+  /**
+   * Which opening of the bus `channel` is: the listeners compare it, not the channel object. The addon
+   * holds each listener as a persistent reference (a GC root) for as long as its channel exists, and the
+   * channel's socket is closed only when the channel is collected: a listener holding its channel kept
+   * every closed channel, and its file descriptor, for the life of the process (one per reopen of a
+   * re-plugged USB adapter).
+   */
+  generation: number;
   /** Last state reported to the sink; null before the first report. */
   up: boolean | null;
   ifindex: number | null;
@@ -162,6 +170,7 @@ export class SocketCanSource implements FrameSource {
       (name): Bus => ({
         name,
         channel: null,
+        generation: 0,
         up: null,
         ifindex: null,
         mtu: null,
@@ -264,8 +273,9 @@ export class SocketCanSource implements FrameSource {
       return diagnoseOpenFailure(b.name, e, this.sysfsRoot, this.procRoot);
     }
     try {
-      ch.addListener('onMessage', (msg) => this.deliver(b, ch, msg));
-      ch.addListener('onStopped', () => this.stopped(b, ch));
+      const gen = ++b.generation;
+      ch.addListener('onMessage', (msg) => this.deliver(b, gen, msg));
+      ch.addListener('onStopped', () => this.stopped(b, gen));
       ch.start();
     } catch (e) {
       return new Error(`cannot start the SocketCAN channel on ${b.name}: ${errorText(e)}`, { cause: e });
@@ -288,8 +298,8 @@ export class SocketCanSource implements FrameSource {
   }
 
   /** onMessage listener. Runs inside a native callback, where a throw would kill the process. */
-  private deliver(b: Bus, ch: RawChannel, msg: RawMessage): void {
-    if (b.channel !== ch || !this.sink) return;
+  private deliver(b: Bus, gen: number, msg: RawMessage): void {
+    if (b.channel === null || b.generation !== gen || !this.sink) return;
     try {
       this.sink.frame(rawMessageToFrame(b.name, msg));
     } catch (e) {
@@ -306,8 +316,8 @@ export class SocketCanSource implements FrameSource {
   }
 
   /** onStopped listener: the socket hit a fatal error (typically the interface was removed). */
-  private stopped(b: Bus, ch: RawChannel): void {
-    if (b.channel !== ch) return; // our own close()
+  private stopped(b: Bus, gen: number): void {
+    if (b.channel === null || b.generation !== gen) return; // our own close(), or an older channel
     b.channel = null;
     this.log('warn', `SocketCAN channel on ${b.name} stopped (interface removed or socket error); reopening when it is back`, 'socketcan_stopped', { bus: b.name });
     this.report(b, false, `SocketCAN channel on ${b.name} stopped`);

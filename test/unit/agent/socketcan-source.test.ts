@@ -3,6 +3,8 @@ import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, test } from 'node:test';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { frameProblem, type CanFrame } from '../../../core/can/frame.js';
 import type { LogLevel } from '../../../core/console/events.js';
 import {
@@ -498,6 +500,45 @@ test('an interface re-created between two polls is reopened (new ifindex)', asyn
     ['up', 'down', 'up'],
   );
   assert.equal(binding.channels[0]!.started, false);
+});
+
+test('a closed channel can be collected (its socket closed): the listeners the addon keeps as GC roots do not hold it', async () => {
+  // The addon keeps each listener as a persistent reference until its channel is destroyed, and closes
+  // the socket only then (~RawChannel): here `roots` plays those references, and nothing else holds a
+  // channel once the source let it go.
+  const roots: unknown[] = [];
+  const refs: WeakRef<FakeRawChannel>[] = [];
+  const binding: SocketCanBinding = {
+    createRawChannelWithOptions(iface, options) {
+      const ch = new FakeRawChannel(iface, options);
+      const add = ch.addListener.bind(ch);
+      ch.addListener = (event, listener) => {
+        roots.push(listener);
+        return add(event, listener);
+      };
+      refs.push(new WeakRef(ch));
+      return ch;
+    },
+  };
+  const host = new FakeHost();
+  host.addInterface('can0');
+  const sink = new RecordingSink();
+  const src = makeSource(host, binding as FakeBinding, ['can0']);
+  await src.start(sink);
+  for (let i = 0; i < 3; i++) {
+    host.removeInterface('can0');
+    host.addInterface('can0'); // new ifindex: the poll closes the channel and opens another
+    await waitFor(`reopen ${i + 1}`, () => refs.length === i + 2 && sink.states.at(-1)!.state === 'up');
+  }
+  v8.setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  await new Promise((r) => setImmediate(r));
+  gc();
+  assert.deepEqual(
+    refs.map((r) => r.deref() !== undefined),
+    [false, false, false, true],
+    'only the open channel is left',
+  );
 });
 
 test('stop() closes every channel, reports down, and later messages are ignored', async () => {
