@@ -129,7 +129,10 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   const uploader = cfg.uplink ? new FrameUploader({ maxBufferedFrames: cfg.uplink.bufferFrames, maxAgeMs: cfg.uplink.maxAgeMs, batchMs: cfg.uplink.batchMs }) : undefined;
   router.uplink = uploader;
   const health = createBusHealth(cfg, source, router, consoleStream);
-  if (health) router.tap(health, 'all');
+  if (health) {
+    router.tap(health, 'all');
+    router.sendRefusal = (bus) => health.sendRefusal(bus);
+  }
   const recorder = new Recorder(
     cfg.record,
     (level, msg, code, details) => router.log(level, msg, code, details),

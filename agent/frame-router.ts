@@ -7,7 +7,8 @@
  *      (the socketcand server), then those of every frame (the DBC signal table, bus health, recordings);
  *      each tap bounds and counts its own buffering,
  *   4. offered to the local console, which may sample them (console only).
- * Transmitted frames (commands, or frames relayed from a group peer) go to the source; once the source
+ * Transmitted frames (commands, or frames relayed from a group peer) go to the source unless the bus takes
+ * none now (a listen-only controller: refused with the reason, as a source refuses); once the source
  * has accepted one it is counted, handed to the taps of every frame and shown on the console as `tx`,
  * exactly once, and never sent up again.
  */
@@ -41,6 +42,8 @@ export type RouterLog = (level: LogLevel, message: string, fields?: Record<strin
 
 export class FrameRouter implements SourceSink {
   uplink: FrameUplink | undefined;
+  /** Why a bus takes no transmit now (bus health: a listen-only controller), or null; asked before the source. */
+  sendRefusal: ((bus: string) => string | null) | undefined;
   private readonly receivedTaps: FrameTap[] = [];
   private readonly allTaps: FrameTap[] = [];
   readonly busStates = new Map<string, 'up' | 'down'>();
@@ -102,6 +105,8 @@ export class FrameRouter implements SourceSink {
   // ---- the transmit path ----
 
   transmit(frame: CanFrame): SendResult {
+    const refused = this.sendRefusal?.(frame.bus);
+    if (refused) return { ok: false, busy: false, error: refused };
     const r = this.source.send(frame);
     if (r.ok) {
       const tx = transmittedFrame(frame, r.tsUs);

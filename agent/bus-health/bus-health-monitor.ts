@@ -140,6 +140,16 @@ export class BusHealthMonitor {
     return [...this.current.values()];
   }
 
+  /**
+   * Why nothing may be sent on `bus`, by the last good reading: a controller in listen-only mode takes a
+   * frame and drops it (the kernel counts it in tx_dropped), so a send would read as done when nothing
+   * reached the bus. Null when sending is up to the source.
+   */
+  sendRefusal(bus: string): string | null {
+    if (!this.links.get(bus)?.listenOnly) return null;
+    return `${bus} is in listen-only mode (ip link set ${bus} type can … listen-only on): its controller transmits nothing; not sent`;
+  }
+
   /** Error frames per class on a bus since start. */
   errorCounts(bus: string): ReadonlyMap<ErrorClass, number> {
     return this.errors.get(bus) ?? new Map();

@@ -8,7 +8,7 @@
  * Shapes (iproute2 ip/iplink_can.c, kernel include/uapi/linux/can/netlink.h): linkinfo.info_kind "can"
  * for real controllers ("vcan", "vxcan" for virtual ones); info_data.state ("ERROR-ACTIVE",
  * "ERROR-WARNING", "ERROR-PASSIVE", "BUS-OFF", "STOPPED", "SLEEPING"), berr_counter {tx, rx},
- * restart_ms, bittiming {bitrate, sample_point} (sample_point a string "0.875" since iproute2 6.x, a
+ * restart_ms, ctrlmode (["LISTEN-ONLY", "FD", …]: the modes on), bittiming {bitrate, sample_point} (sample_point a string "0.875" since iproute2 6.x, a
  * number before), data_bittiming for FD; info_xstats {restarts, bus_error, arbitration_lost,
  * error_warning, error_passive, bus_off}; stats64 {rx: {errors, dropped, over_errors, missed_errors (-s -s)}, tx: {errors, dropped}}.
  */
@@ -29,6 +29,11 @@ export interface LinkHealth {
   dataBitrate: number | null;
   dataSamplePoint: number | null;
   restartMs: number | null;
+  /**
+   * The controller is in listen-only mode (`ip link set … type can listen-only on`: ctrlmode LISTEN-ONLY):
+   * it sends no ACK and transmits nothing — the kernel takes a frame written to it and drops it.
+   */
+  listenOnly: boolean;
   txqlen: number | null;
   counters: Partial<Record<BusCounterName, number>>;
 }
@@ -55,6 +60,7 @@ const Link = z.looseObject({
           state: z.string().max(32).optional(),
           berr_counter: z.looseObject({ tx: n, rx: n }).optional(),
           restart_ms: n.optional(),
+          ctrlmode: z.array(z.string().max(32)).max(32).optional(),
           bittiming: timing.optional(),
           data_bittiming: timing.optional(),
         })
@@ -135,6 +141,7 @@ export function parseIpLinkJson(text: string): Map<string, LinkHealth> {
       dataBitrate: data?.data_bittiming?.bitrate || null,
       dataSamplePoint: data?.data_bittiming?.sample_point ?? null,
       restartMs: data?.restart_ms ?? null,
+      listenOnly: data?.ctrlmode?.includes('LISTEN-ONLY') ?? false,
       txqlen: l.txqlen ?? null,
       counters,
     });

@@ -1,12 +1,23 @@
-/** agent/command-runner.ts: a command's expiry, on the bridge's clock, holds on arrival and in the transmit queue. */
+/**
+ * agent/command-runner.ts: a command's expiry, on the bridge's clock, holds on arrival and in the transmit
+ * queue; a bus whose controller is in listen-only mode refuses it (frame-router.ts, bus health).
+ */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { MemoryIdStore } from '../../../core/console/id-store.js';
 import { StreamManager } from '../../../core/console/stream-manager.js';
 import type { StoredEvent } from '../../../core/console/console-stream.js';
+import { BusHealthMonitor } from '../../../agent/bus-health/bus-health-monitor.js';
+import { parseIpLinkJson } from '../../../agent/bus-health/ip-link.js';
 import { CommandRunner } from '../../../agent/command-runner.js';
+import { FrameCounters } from '../../../agent/frame-counters.js';
+import { FrameRouter } from '../../../agent/frame-router.js';
+import type { FrameSource } from '../../../agent/sources/source.js';
+import type { CanFrame } from '../../../core/can/frame.js';
 import type { SendResult } from '../../../agent/sources/source.js';
 import { TxQueue } from '../../../agent/tx-queue.js';
+import { until } from '../../helpers/until.js';
 
 /** A runner over a real console stream, its command_status events collected, and a bus that is busy while `busy.on`. */
 function setup() {
@@ -35,17 +46,11 @@ function setup() {
 }
 
 const send = { type: 'send_frame' as const, bus: 'can0', id: '0x123', data_hex: '01' };
-const until = async (ok: () => boolean, what: string): Promise<void> => {
-  for (const deadline = Date.now() + 5000; !ok(); ) {
-    assert.ok(Date.now() < deadline, what);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 
 test('a command is transmitted before its expiry and reported succeeded', async () => {
   const s = setup();
   s.runner.run('c1', new Date(Date.now() + 60_000).toISOString(), send, { offsetMs: 0, errorMs: 2 });
-  await until(() => s.statuses.length === 2, 'two statuses');
+  await until(() => s.statuses.length === 2, 5000, 'two statuses');
   assert.deepEqual(s.statuses, [{ state: 'delivered' }, { state: 'succeeded' }]);
   assert.deepEqual(s.sent, [0x123]);
   s.close();
@@ -67,7 +72,7 @@ test('a command held in the transmit queue past its expiry by a busy bus is not 
   s.runner.run('c3', new Date(Date.now() + 200).toISOString(), send, { offsetMs: 0, errorMs: 2 });
   await new Promise((r) => setTimeout(r, 400));
   s.busy.on = false;
-  await until(() => s.statuses.length === 2, 'the command failed or succeeded');
+  await until(() => s.statuses.length === 2, 5000, 'the command failed or succeeded');
   assert.equal(s.statuses[1]!.state, 'failed');
   assert.match(s.statuses[1]!.error!, /expired at .* \(the transmit queue held it\)/);
   assert.deepEqual(s.sent, [], 'never transmitted');
@@ -79,12 +84,12 @@ test('a command id carried out once is ignored when it comes again (a resend aft
   const expires = new Date(Date.now() + 60_000).toISOString();
   s.runner.run('c4', expires, send, { offsetMs: 0, errorMs: 2 });
   s.runner.run('c4', expires, send, { offsetMs: 0, errorMs: 2 });
-  await until(() => s.statuses.length >= 2, 'the statuses');
+  await until(() => s.statuses.length >= 2, 5000, 'the statuses');
   await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(s.sent, [0x123], 'transmitted once');
   assert.deepEqual(s.statuses, [{ state: 'delivered' }, { state: 'succeeded' }]);
   s.runner.run('c5', expires, send, { offsetMs: 0, errorMs: 2 });
-  await until(() => s.sent.length === 2, 'another command still goes');
+  await until(() => s.sent.length === 2, 5000, 'another command still goes');
   s.close();
 });
 
@@ -100,4 +105,60 @@ test('a command whose expiry is not a time is refused, never taken as "no expiry
   const msg = (expires_at: string): string => JSON.stringify({ t: 'command', command_id: 'c9', expires_at, command: send });
   assert.equal(parseBridgeMessage(msg('whenever')).ok, false);
   assert.equal(parseBridgeMessage(msg(new Date().toISOString())).ok, true);
+});
+
+test('a controller in listen-only mode (ip -json ctrlmode LISTEN-ONLY) takes no send: the command fails saying so, and nothing reaches the source', async () => {
+  const streams = new StreamManager({ historyEvents: 1000, historySeconds: 3600, historyMemoryBytes: 1 << 20, maxRate: 1000, ids: new MemoryIdStore() });
+  const stream = streams.get('console');
+  const statuses: { state: string; error?: string }[] = [];
+  stream.subscribe(
+    {
+      cursor: 0,
+      onEvent: (e: StoredEvent) => {
+        const json = JSON.parse(/data: (.*)/.exec(e.chunk)![1]!) as { type?: string; status?: string; error?: string };
+        if (json.status !== undefined) statuses.push({ state: json.status, ...(json.error === undefined ? {} : { error: json.error }) });
+      },
+      onStreamClosed: () => {},
+    },
+    {},
+  );
+  // The kernel's view of can0 as iproute2 prints it, the listen-only flag switched on and off.
+  const captured = readFileSync(new URL('../../../../test/fixtures/ip-link/captured-sja1000-error-active.json', import.meta.url), 'utf8').replaceAll('"can1"', '"can0"');
+  const withMode = (modes: string[]): string => captured.replace('"ctrlmode_supported"', `"ctrlmode":${JSON.stringify(modes)},"ctrlmode_supported"`);
+  let reading = parseIpLinkJson(withMode(['LISTEN-ONLY']));
+  assert.equal(reading.get('can0')!.listenOnly, true);
+  const sent: number[] = [];
+  const source = { send: (f: CanFrame): SendResult => (sent.push(f.id), { ok: true, tsUs: 0 }) } as unknown as FrameSource;
+  const router = new FrameRouter(source, new FrameCounters(), stream, () => {});
+  let clock = 0;
+  const health = new BusHealthMonitor({
+    buses: () => ['can0'],
+    linkState: () => 'up',
+    readLinks: async () => reading,
+    flagBitrates: new Map(),
+    intervalSeconds: 1,
+    publish: () => {},
+    log: () => {},
+    now: () => clock,
+    wallNow: () => clock,
+  });
+  router.sendRefusal = (bus) => health.sendRefusal(bus);
+  await health.tick();
+  const tx = new TxQueue((f) => router.transmit(f), { retryMs: 1000, maxQueued: 100 });
+  const runner = new CommandRunner(stream, tx);
+  runner.run('lo1', new Date(Date.now() + 60_000).toISOString(), send, { offsetMs: 0, errorMs: 2 });
+  await until(() => statuses.length === 2, 5000, 'two statuses');
+  assert.equal(statuses[1]!.state, 'failed');
+  assert.match(statuses[1]!.error!, /can0 is in listen-only mode .*transmits nothing; not sent/);
+  assert.deepEqual(sent, []);
+  // Back in normal mode (ctrlmode without LISTEN-ONLY, or none at all): sent.
+  reading = parseIpLinkJson(withMode(['BERR-REPORTING']));
+  clock += 1000;
+  await health.tick();
+  runner.run('lo2', new Date(Date.now() + 60_000).toISOString(), send, { offsetMs: 0, errorMs: 2 });
+  await until(() => statuses.length === 4, 5000, 'four statuses');
+  assert.deepEqual(statuses.slice(2), [{ state: 'delivered' }, { state: 'succeeded' }]);
+  assert.deepEqual(sent, [0x123]);
+  tx.stop();
+  streams.close();
 });
