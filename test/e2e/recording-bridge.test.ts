@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { cleanupAfter } from '../helpers/cleanup.js';
 import { startBridgeProcess } from '../helpers/bridge-process.js';
-import { waitForValue as until } from '../helpers/wait-for.js';
+import { waitForValue as until } from '../helpers/until.js';
 import { startAgentProcess, tempDir, writeCandumpLog } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
 

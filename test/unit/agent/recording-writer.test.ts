@@ -11,7 +11,7 @@ import type { CanFrame } from '../../../core/can/frame.js';
 import { PROBLEM, type RecordingMeta } from '../../../agent/recording/recording-meta.js';
 import { RecordingWriter } from '../../../agent/recording/recording-writer.js';
 import { tempDir } from '../../helpers/processes.js';
-import { waitForValue } from '../../helpers/wait-for.js';
+import { waitForValue } from '../../helpers/until.js';
 import { testFrame } from '../../helpers/can-frames.js';
 
 const frame = (i: number): CanFrame => testFrame({ data: new Uint8Array([i >>> 24, (i >>> 16) & 255, (i >>> 8) & 255, i & 255]), tsUs: 1_700_000_000_000_000 + i });

@@ -20,6 +20,7 @@ import { SocketCanSource } from '../../../agent/sources/socketcan.js';
 import type { SourceSink } from '../../../agent/sources/source.js';
 import { skipOrFail } from '../../helpers/skips.js';
 import { testFrame } from '../../helpers/can-frames.js';
+import { until } from '../../helpers/until.js';
 
 // ---- fakes with the package's shape (native/can.cc) ----
 
@@ -191,14 +192,6 @@ async function started(interfaces = ['can0']): Promise<{ host: FakeHost; binding
   const src = makeSource(host, binding, interfaces);
   await src.start(sink);
   return { host, binding, sink, src };
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 2000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 function frame(over: Partial<CanFrame>): CanFrame {
@@ -409,12 +402,12 @@ test('interface down/up in sysfs gives busState events and delivery resumes afte
   const ch = binding.last('can0');
 
   host.setLink('can0', false);
-  await waitFor('down', () => sink.states.length === 2);
+  await until(() => sink.states.length === 2, 2000, 'down');
   assert.equal(sink.states[1]!.state, 'down');
   assert.match(sink.states[1]!.reason ?? '', /can0 is set down \(ip link set can0 up\)/);
 
   host.setLink('can0', true);
-  await waitFor('up', () => sink.states.length === 3);
+  await until(() => sink.states.length === 3, 2000, 'up');
   assert.equal(sink.states[2]!.state, 'up');
   assert.equal(binding.channels.length, 1, 'down/up keeps the same socket (ENETDOWN is recoverable)');
 
@@ -426,7 +419,7 @@ test('interface down/up in sysfs gives busState events and delivery resumes afte
 
   // Up but without carrier (bus-off on a real controller).
   host.setLink('can0', true, 'down');
-  await waitFor('no carrier', () => sink.states.length === 4);
+  await until(() => sink.states.length === 4, 2000, 'no carrier');
   assert.equal(sink.states[3]!.state, 'down');
   assert.match(sink.states[3]!.reason ?? '', /no carrier/);
 });
@@ -456,7 +449,7 @@ test('onStopped reports down and the channel is reopened when the interface retu
   assert.equal(sink.states.length, 2);
 
   host.addInterface('can0');
-  await waitFor('reopen', () => binding.channels.length === 2 && sink.states.at(-1)!.state === 'up');
+  await until(() => binding.channels.length === 2 && sink.states.at(-1)!.state === 'up', 2000, 'reopen');
   const fresh = binding.last('can0');
   assert.equal(fresh.started, true);
   assert.ok(sink.logs.some((l) => l.code === 'socketcan_reopened'));
@@ -474,27 +467,27 @@ test('an interface removed without onStopped is noticed by the poll, closed, and
   const { host, binding, sink } = await started();
   const old = binding.last('can0');
   host.removeInterface('can0');
-  await waitFor('down', () => sink.states.at(-1)!.state === 'down');
+  await until(() => sink.states.at(-1)!.state === 'down', 2000, 'down');
   assert.match(sink.states.at(-1)!.reason ?? '', /can0 is gone/);
   assert.equal(old.stopCalls, 1);
   assert.equal(old.started, false);
 
   binding.failing.add('can0'); // comes back, but opening fails for a while: logged once, retried
   host.addInterface('can0');
-  await waitFor('reopen failure logged', () => sink.logs.some((l) => l.code === 'socketcan_reopen_failed'));
+  await until(() => sink.logs.some((l) => l.code === 'socketcan_reopen_failed'), 2000, 'reopen failure logged');
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(sink.logs.filter((l) => l.code === 'socketcan_reopen_failed').length, 1);
 
   binding.failing.delete('can0');
-  await waitFor('reopen', () => binding.channels.length === 2 && sink.states.at(-1)!.state === 'up');
+  await until(() => binding.channels.length === 2 && sink.states.at(-1)!.state === 'up', 2000, 'reopen');
 });
 
 test('an interface re-created between two polls is reopened (new ifindex)', async () => {
   const { host, binding, sink } = await started();
   host.removeInterface('can0');
   host.addInterface('can0'); // new ifindex
-  await waitFor('reopen', () => binding.channels.length === 2);
-  await waitFor('up again', () => sink.states.at(-1)!.state === 'up');
+  await until(() => binding.channels.length === 2, 2000, 'reopen');
+  await until(() => sink.states.at(-1)!.state === 'up', 2000, 'up again');
   assert.deepEqual(
     sink.states.map((s) => s.state),
     ['up', 'down', 'up'],
@@ -528,7 +521,7 @@ test('a closed channel can be collected (its socket closed): the listeners the a
   for (let i = 0; i < 3; i++) {
     host.removeInterface('can0');
     host.addInterface('can0'); // new ifindex: the poll closes the channel and opens another
-    await waitFor(`reopen ${i + 1}`, () => refs.length === i + 2 && sink.states.at(-1)!.state === 'up');
+    await until(() => refs.length === i + 2 && sink.states.at(-1)!.state === 'up', 2000, `reopen ${i + 1}`);
   }
   v8.setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
@@ -648,7 +641,7 @@ test('send refuses what cannot be sent, with a reason', async () => {
   expectError(frame({ bus: 'can1', fd: true, dlc: 12, data: new Uint8Array(12) }), /can1 is not in CAN FD mode \(mtu 16\)/);
 
   host.setLink('can0', false);
-  await waitFor('can0 down', () => sink.states.some((s) => s.bus === 'can0' && s.state === 'down'));
+  await until(() => sink.states.some((s) => s.bus === 'can0' && s.state === 'down'), 2000, 'can0 down');
   expectError(frame({}), /can0 is down; bring it up/);
   assert.equal(binding.last('can0').sent.length, 0);
   assert.equal(binding.last('can1').sentFD.length, 0);
