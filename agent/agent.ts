@@ -26,6 +26,7 @@ import { ReplaySource } from './sources/replay.js';
 import type { FrameSource } from './sources/source.js';
 import type { ConsoleEvent } from '../core/console/events.js';
 import type { MirroredEventType } from '../core/console/normalize.js';
+import { DownloadTickets } from '../core/http/download-tickets.js';
 import { RateLimitedLog } from '../core/log/rate-limited-log.js';
 import { ClientLimit } from '../core/http/client-limit.js';
 import { VERSION } from '../core/version.js';
@@ -181,7 +182,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   const { server, writers } = createAgentServer({
     auth,
     cors,
-    recordings: { recorder, auth, dongle: cfg.id, maxBytes: cfg.record.maxBytes },
+    recordings: { recorder, auth, dongle: cfg.id, maxBytes: cfg.record.maxBytes, tickets: new DownloadTickets() },
     tls: cfg.tls,
     dongleId: cfg.id,
     console: consoleStream,

@@ -4,6 +4,7 @@
  * stop() closes the agent links (1001), saves positions and counters, ends the consoles, closes the
  * server and the database.
  */
+import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { StreamManager } from '../core/console/stream-manager.js';
@@ -32,6 +33,7 @@ import { GroupMembership } from './group-membership.js';
 import { GroupRelay } from './group-relay.js';
 import { CorsPolicy } from '../core/http/cors.js';
 import { createBridgeServer } from './http-server.js';
+import { DownloadTickets } from '../core/http/download-tickets.js';
 import { BridgeStats, bridgeMetrics } from './metrics.js';
 import type { BridgeConfig } from './options.js';
 import { RetentionSweep, VIEWER_TOKEN_RETENTION_MS } from './retention.js';
@@ -167,6 +169,9 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     sse: { keepAliveMs: cfg.keepAliveSeconds * 1000, retryMs: 2000, maxPendingBytes: cfg.clientMaxPendingBytes },
     web,
     viewers,
+    // Signed with a key every node of a cluster derives from the admin token they share: a ticket issued
+    // by one node is admitted by the node the download reaches.
+    tickets: new DownloadTickets(createHmac('sha256', cfg.adminToken).update('canrelay download tickets').digest()),
     fleetClients,
     consoleClients,
   });

@@ -27,6 +27,7 @@ import type { BridgeConsoles } from './consoles.js';
 import { FULL_RETRY_AFTER_S, type ClientLimit } from '../core/http/client-limit.js';
 import type { GroupRelay } from './group-relay.js';
 import { handleDongleRecordings } from './recording-proxy.js';
+import type { DownloadTickets } from '../core/http/download-tickets.js';
 import type { BridgeStats } from './metrics.js';
 import type { StateStore } from './state-store.js';
 import type { ViewerSessions } from './viewer-sessions.js';
@@ -54,6 +55,8 @@ export interface BridgeHttpDeps {
   /** --fleet-max-clients: concurrent fleet stream clients. */
   fleetClients: ClientLimit;
   consoleClients: ClientLimit;
+  /** Recording download tickets (recording-proxy.ts). */
+  tickets: DownloadTickets;
 }
 
 const CONSOLE_PATH = /^\/api\/v1\/streams\/(dongles|groups)\/([^/]+)\/console$/;

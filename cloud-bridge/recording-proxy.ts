@@ -1,7 +1,9 @@
 /**
  * A connected dongle's recordings, through the bridge (viewer or admin token, as a console):
  *   GET /api/v1/dongles/<id>/recordings        the agent's list
- *   GET /api/v1/dongles/<id>/recordings/<rid>  the file, streamed from the agent over the uplink
+ *   GET /api/v1/dongles/<id>/recordings/<rid>  the file, streamed from the agent over the uplink; `?ticket=`
+ *                                              from the route below stands for a token
+ *   POST /api/v1/dongles/<id>/recordings/<rid>/ticket  a download ticket (core/http/download-tickets.ts)
  * A download asks the agent for one chunk (rec_read) at a time and asks for the next only when the HTTP
  * client has taken the last one (write() true, or 'drain'): a slow client slows the download, never the
  * data plane, and holds at most one chunk here.
@@ -9,6 +11,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { writeWithBackpressure } from '../core/http/backpressure.js';
 import { bearerToken } from '../core/http/bearer-token.js';
+import type { DownloadTickets } from '../core/http/download-tickets.js';
 import { sendJson } from '../core/http/replies.js';
 import { ID_RULE, RECORDING_ID_RULE } from '../core/names.js';
 import { RECORDING_CHUNK_BYTES, recordingFileName } from '../core/recording/recording-info.js';
@@ -18,31 +21,36 @@ import type { RecordingReply, RecordingRequests } from './recording-requests.js'
 import type { BridgeStats } from './metrics.js';
 import type { StateStore } from './state-store.js';
 
-const PATH = /^\/api\/v1\/dongles\/([^/]+)\/recordings(?:\/([^/]+))?$/;
+const PATH = /^\/api\/v1\/dongles\/([^/]+)\/recordings(?:\/([^/]+)(\/ticket)?)?$/;
 
 export interface RecordingProxyDeps {
   auth: Auth;
   agents: AgentServer;
   store: StateStore;
   stats: BridgeStats;
+  tickets: DownloadTickets;
 }
 
 /** Handles the request when the path is a dongle's recordings; false when it is not. */
 export async function handleDongleRecordings(d: RecordingProxyDeps, req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
   const m = PATH.exec(url.pathname);
   if (!m) return false;
-  const [, dongle, rid] = m as unknown as [string, string, string | undefined];
-  if (req.method !== 'GET') {
-    sendJson(res, 405, { error: `${req.method} is not supported on ${url.pathname}; use GET (recordings are started and deleted on the gateway)` }, { Allow: 'GET' });
+  const [, dongle, rid, ticket] = m as unknown as [string, string, string | undefined, string | undefined];
+  const allow = ticket ? 'POST' : 'GET';
+  if (req.method !== allow) {
+    sendJson(res, 405, { error: `${req.method} is not supported on ${url.pathname}; use ${allow} (recordings are started and deleted on the gateway)` }, { Allow: allow });
     return true;
   }
   const fail = (status: number, error: string, headers: Record<string, string> = {}): true => {
     sendJson(res, status, { error }, headers);
     return true;
   };
-  const caller = d.auth.identify(bearerToken(req, url));
-  if (caller === undefined) return fail(401, 'missing or wrong token: send Authorization: Bearer <viewer or admin token>, or ?access_token=', { 'WWW-Authenticate': 'Bearer' });
-  if (caller.kind === 'agent') return fail(403, 'agent tokens cannot read recordings; use a viewer or the admin token');
+  // A download with a live ticket for this file needs no token (the ticket was issued to a viewer or admin).
+  const ticketed = rid !== undefined && !ticket && d.tickets.admits(url);
+  const caller = ticketed ? undefined : d.auth.identify(bearerToken(req, url));
+  if (!ticketed && caller === undefined)
+    return fail(401, 'missing or wrong token: send Authorization: Bearer <viewer or admin token>, or ?access_token=', { 'WWW-Authenticate': 'Bearer' });
+  if (caller?.kind === 'agent') return fail(403, 'agent tokens cannot read recordings; use a viewer or the admin token');
   if (!ID_RULE.test(dongle) || (rid !== undefined && !RECORDING_ID_RULE.test(rid))) return fail(400, 'bad dongle or recording id');
   if (!d.store.dongle(dongle)) return fail(404, `dongle "${dongle}" is not registered on this bridge`);
   const link = d.agents.linkOf(dongle);
@@ -53,6 +61,10 @@ export async function handleDongleRecordings(d: RecordingProxyDeps, req: Incomin
     if (r.t === 'rec_error') return fail(r.status, r.error);
     if (r.t !== 'rec_listing') return fail(502, 'the dongle answered something else than a list');
     sendJson(res, 200, { dongle, recordings: r.recordings });
+    return true;
+  }
+  if (ticket) {
+    sendJson(res, 201, d.tickets.issue(url.pathname.slice(0, -ticket.length)));
     return true;
   }
   await download(link.recordings, dongle, rid, res, d.stats);

@@ -222,6 +222,11 @@ export class Recorder {
     await Promise.all([...this.writers.values()].map((w) => w.stop(reason)));
   }
 
+  /** Throws the HttpError a request about recording `id` gets when there is none (404) or no recordings now (503). */
+  mustExist(id: string): void {
+    this.must(id);
+  }
+
   private must(id: string): RecordingMeta {
     if (this.unavailable) throw new HttpError(503, this.unavailable);
     const m = this.metas.get(id);

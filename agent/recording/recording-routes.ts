@@ -3,10 +3,13 @@
  *   GET    /api/v1/recordings             list (newest first), with the disk figures
  *   POST   /api/v1/recordings             start; JSON body, all optional: {"buses":["can0"],"ids":"7E0-7EF","max_duration_s":600}
  *   POST   /api/v1/recordings/<id>/stop   stop
- *   GET    /api/v1/recordings/<id>        download: the candump -L file (.log, or .log.gz with --record-gzip)
+ *   POST   /api/v1/recordings/<id>/ticket a download ticket (a read: core/http/download-tickets.ts): {url, expires_in_s}
+ *   GET    /api/v1/recordings/<id>        download: the candump -L file (.log, or .log.gz with --record-gzip);
+ *                                         `?ticket=` from the route above stands for a token
  *   DELETE /api/v1/recordings/<id>        delete (409 while it runs)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { DownloadTickets } from '../../core/http/download-tickets.js';
 import { sendJson } from '../../core/http/replies.js';
 import { HttpError } from '../../core/http/http-error.js';
 import type { LocalAuth } from '../local-auth.js';
@@ -14,13 +17,14 @@ import type { Recorder } from './recorder.js';
 import { streamRecording } from './recording-reader.js';
 
 export const RECORDINGS_PATH = '/api/v1/recordings';
-const ONE = /^\/api\/v1\/recordings\/([^/]+)(\/stop)?$/;
+const ONE = /^\/api\/v1\/recordings\/([^/]+)(\/stop|\/ticket)?$/;
 
 export interface RecordingRouteDeps {
   recorder: Recorder;
   auth: LocalAuth;
   dongle: string;
   maxBytes: number;
+  tickets: DownloadTickets;
 }
 
 /** Handles the request when the path is the recordings API; false when it is not. */
@@ -33,7 +37,10 @@ export async function handleRecordings(d: RecordingRouteDeps, req: IncomingMessa
     sendJson(res, 405, { error: `${method} is not supported on ${path}; use ${allow}` }, { Allow: allow });
     return true;
   }
-  if (!d.auth.guard(req, res, method === 'GET' || method === 'HEAD' ? 'read' : 'write')) return true;
+  const read = method === 'GET' || method === 'HEAD' || one?.[2] === '/ticket';
+  // A download with a live ticket for this file needs no token (the ticket was issued to one).
+  const ticketed = one !== null && one[2] === undefined && method !== 'DELETE' && d.tickets.admits(new URL(req.url ?? '/', 'http://localhost'));
+  if (!ticketed && !d.auth.guard(req, res, read ? 'read' : 'write')) return true;
   try {
     if (path === RECORDINGS_PATH) {
       if (method === 'GET') {
@@ -47,7 +54,10 @@ export async function handleRecordings(d: RecordingRouteDeps, req: IncomingMessa
       return true;
     }
     const id = one![1]!;
-    if (one![2]) sendJson(res, 200, await d.recorder.stop(id));
+    if (one![2] === '/ticket') {
+      d.recorder.mustExist(id);
+      sendJson(res, 201, d.tickets.issue(`${RECORDINGS_PATH}/${id}`));
+    } else if (one![2]) sendJson(res, 200, await d.recorder.stop(id));
     else if (method === 'DELETE') {
       await d.recorder.delete(id);
       res.writeHead(204).end();

@@ -72,6 +72,21 @@ test('list and download through the bridge: byte-identical to the gateway file, 
   assert.match(viaBridge.toString('latin1'), /can0 321#CAFE T\n/);
 
   assert.equal((await bridge.admin.withToken(viewer).get('/api/v1/dongles/rec-gw/recordings/20000101T000000Z-000000')).status, 404, 'unknown recording');
+
+  // A download ticket (what the page uses): asked for with the viewer token, downloaded without it.
+  const ticketPath = `/api/v1/dongles/rec-gw/recordings/${id}/ticket`;
+  assert.equal((await fetch(bridge.base + ticketPath, { method: 'POST' })).status, 401, 'a ticket needs a token');
+  assert.equal((await fetch(bridge.base + ticketPath)).status, 405, 'a ticket is asked for with POST');
+  const issued = await bridge.admin.withToken(viewer).post(ticketPath);
+  assert.equal(issued.status, 201, JSON.stringify(issued.body));
+  const url = String(issued.body.url);
+  assert.ok(url.startsWith(`/api/v1/dongles/rec-gw/recordings/${id}?ticket=`) && !url.includes(viewer), url);
+  const byTicket = await fetch(bridge.base + url);
+  assert.equal(byTicket.status, 200);
+  assert.ok(Buffer.from(await byTicket.arrayBuffer()).equals(onDisk), 'the ticket downloads the same file');
+  const ticket = new URL(url, bridge.base).searchParams.get('ticket');
+  assert.equal((await fetch(`${bridge.base}/api/v1/dongles/rec-gw/recordings/20000101T000000Z-000000?ticket=${ticket}`)).status, 401, 'only its own recording');
+  assert.equal((await fetch(`${bridge.base}/api/v1/dongles/rec-gw/recordings?ticket=${ticket}`)).status, 401, 'not the list');
   await a.proc.stop();
   const offline = await until(
     async () => (await bridge.admin.get('/api/v1/dongles/rec-gw/recordings')).status,

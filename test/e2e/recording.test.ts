@@ -254,6 +254,42 @@ test('the API: start with buses/ids/max duration, list, stop, download, delete; 
   assert.equal((await call(a.base, 'GET', `/api/v1/recordings/${id}`)).status, 404);
 });
 
+test('download tickets (--console-auth): asked for with a token, a ticket downloads one recording without the token in its URL', async (t) => {
+  const dir = tempDir('canrelay-rec-');
+  const tokens = join(dir, 'tokens');
+  const ADMIN = 'tk-admin-0123456789abcdef';
+  const READ = 'tk-read-0123456789abcdef';
+  writeFileSync(tokens, `admin ${ADMIN}\nread ${READ}\n`);
+  const a = await agent(t, ['--sim', '--sim-rate', '1000', '--local-token-file', tokens, '--console-auth', '--record-dir', join(dir, 'recs')]);
+  const ids: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const started = await call(a.base, 'POST', '/api/v1/recordings', { max_duration_s: 1 }, ADMIN);
+    assert.equal(started.status, 201, JSON.stringify(started.json));
+    ids.push(String(started.json.id));
+    await until(
+      async () => (await list(a.base, READ)).find((r) => r.id === ids[i])!,
+      (r) => r.state === 'stopped',
+      10_000,
+      'max duration stop',
+    );
+  }
+  const [one, other] = ids as [string, string];
+  assert.equal((await fetch(`${a.base}/api/v1/recordings/${one}`)).status, 401, 'a download needs a token or a ticket');
+  assert.equal((await call(a.base, 'POST', `/api/v1/recordings/${one}/ticket`)).status, 401, 'a ticket needs a token');
+  assert.equal((await call(a.base, 'POST', '/api/v1/recordings/nope/ticket', undefined, READ)).status, 404, 'no ticket for a recording that is not there');
+  const issued = await call(a.base, 'POST', `/api/v1/recordings/${one}/ticket`, undefined, READ);
+  assert.equal(issued.status, 201, JSON.stringify(issued.json));
+  const url = String(issued.json.url);
+  assert.equal(issued.json.expires_in_s, 60);
+  assert.ok(url.startsWith(`/api/v1/recordings/${one}?ticket=`) && !url.includes(READ), url);
+  const byTicket = await fetch(a.base + url);
+  assert.equal(byTicket.status, 200);
+  assert.ok(Buffer.from(await byTicket.arrayBuffer()).equals(await download(a.base, one, READ)), 'the same file as with the token');
+  assert.equal((await fetch(a.base + url.replace(one, other))).status, 401, 'the ticket opens only its recording');
+  assert.equal((await call(a.base, 'DELETE', url)).status, 401, 'nor any write');
+  assert.equal((await fetch(`${a.base}/api/v1/recordings?ticket=${new URL(url, a.base).searchParams.get('ticket')}`)).status, 401, 'nor the list');
+});
+
 test('the disk bound: the oldest files go first (counted), the folder never exceeds --record-max-bytes', async (t) => {
   const dir = tempDir('canrelay-rec-');
   const recs = join(dir, 'recs');

@@ -59,6 +59,9 @@ test('record from the page: token asked, read token refused, admin records; size
 
   const [dl] = await Promise.all([page.waitForEvent('download'), item.locator('a.rec-download').click()]);
   assert.equal(dl.suggestedFilename(), `web-rec-${id}.log`);
+  // Through a download ticket: the page's token stays out of the URL (history, download list).
+  assert.match(dl.url(), new RegExp(`/api/v1/recordings/${id}\\?ticket=`));
+  assert.ok(!dl.url().includes(ADMIN) && !dl.url().includes(READ) && !dl.url().includes('access_token'), dl.url());
   const saved = join(dir, 'page.log');
   await dl.saveAs(saved);
   const fromApi = Buffer.from(await (await fetch(`${a.base}/api/v1/recordings/${id}?access_token=${READ}`)).arrayBuffer());
@@ -83,6 +86,8 @@ test('record from the page: token asked, read token refused, admin records; size
   });
   assert.equal(await bpage.locator('#rec-toggle').isVisible(), false, 'no Record button on the bridge');
   const [bdl] = await Promise.all([bpage.waitForEvent('download'), bitem.locator('a.rec-download').click()]);
+  assert.match(bdl.url(), new RegExp(`/api/v1/dongles/web-rec/recordings/${id}\\?ticket=`));
+  assert.ok(!bdl.url().includes(viewer), bdl.url());
   const bsaved = join(dir, 'bridge.log');
   await bdl.saveAs(bsaved);
   assert.ok(readFileSync(bsaved).equals(fromApi), 'the bridge download is the same file');

@@ -66,6 +66,11 @@ export function stopRecording(id: string, token?: string): Promise<RecordingInfo
   return call('POST', `/api/v1/recordings/${encodeURIComponent(id)}/stop`, token);
 }
 
+/** A download ticket for one recording (`path` the list's path): its URL carries the ticket, not the token. */
+export function recordingTicket(path: string, id: string, token?: string): Promise<{ url: string; expires_in_s: number }> {
+  return call('POST', `${path}/${encodeURIComponent(id)}/ticket`, token);
+}
+
 export function deleteRecording(id: string, token?: string): Promise<void> {
   return call('DELETE', `/api/v1/recordings/${encodeURIComponent(id)}`, token);
 }

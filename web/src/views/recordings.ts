@@ -4,7 +4,7 @@
  * dongle page the same list, download only (recordings are started on the gateway). The list is polled:
  * every second while one runs, every 5 s otherwise.
  */
-import { deleteRecording, HttpError, listRecordings, startRecording, stopRecording, type RecordingInfo } from '../api.js';
+import { deleteRecording, recordingTicket, HttpError, listRecordings, startRecording, stopRecording, type RecordingInfo } from '../api.js';
 import { byId, h, setText } from '../dom.js';
 import { formatInt } from '../format.js';
 
@@ -122,13 +122,32 @@ export class RecordingsPanel {
 
   private item(r: RecordingInfo): HTMLLIElement {
     const token = this.t.token();
-    const href = `${this.t.path}/${encodeURIComponent(r.id)}${token ? `?access_token=${encodeURIComponent(token)}` : ''}`;
+    const href = `${this.t.path}/${encodeURIComponent(r.id)}`;
     const when = new Date(r.started_at).toLocaleString();
     const facts = `${r.state} · ${formatInt(r.frames)} frames · ${formatBytes(r.bytes)} · ${formatDuration(r.duration_s)}`;
     const li = h(
       'li',
       { 'data-id': r.id, 'data-state': r.state },
-      h('a', { href, download: '', class: 'rec-download', title: 'Download the candump -L file' }, `${when}`),
+      h(
+        'a',
+        {
+          href,
+          download: '',
+          class: 'rec-download',
+          title: 'Download the candump -L file',
+          // With a token, the download goes through a ticket: a link cannot send the token in a header,
+          // and a token in its URL would stay in the browser's history and download list.
+          onclick: (ev: Event) => {
+            if (!token) return;
+            ev.preventDefault();
+            void recordingTicket(this.t.path, r.id, token).then(
+              (t) => h('a', { href: t.url, download: '' }).click(),
+              (e: unknown) => this.fail(e),
+            );
+          },
+        },
+        `${when}`,
+      ),
       h('span', { class: 'muted', text: ` ${facts}` }),
       r.complete ? null : h('span', { class: 'rec-incomplete', title: [...r.problems, r.error ?? ''].join(' ').trim(), text: ' incomplete' }),
     );
