@@ -303,6 +303,7 @@ function uplinkFigures(uplink: UplinkClient | undefined, uploader: FrameUploader
     relay_duplicate_batches: downlink.stats.duplicateBatches,
     relay_frames: downlink.stats.frames,
     relay_error_frames: downlink.stats.errorFrames,
+    relay_no_group_frames: downlink.stats.noGroupFrames,
     relay_seq_gaps: downlink.stats.seqGaps,
     relay_seq_duplicates: downlink.stats.seqDuplicates,
     relay_seq_reordered: downlink.stats.seqReordered,

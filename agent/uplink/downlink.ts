@@ -45,14 +45,23 @@ export class Downlink {
   /** Origin-receive to local-transmit latency samples (ms), a ring of the most recent. */
   private readonly latency = new Float64Array(65_536);
   private latencyCount = 0;
-  private readonly counts = { batches: 0, duplicateBatches: 0, frames: 0, errorFrames: 0 };
+  private readonly counts = { batches: 0, duplicateBatches: 0, frames: 0, errorFrames: 0, noGroupFrames: 0 };
 
   constructor(
     private readonly tx: TxQueue,
     private readonly maxAgeMs: number,
   ) {}
 
-  get stats(): { batches: number; duplicateBatches: number; frames: number; errorFrames: number; seqGaps: number; seqDuplicates: number; seqReordered: number } {
+  get stats(): {
+    batches: number;
+    duplicateBatches: number;
+    frames: number;
+    errorFrames: number;
+    noGroupFrames: number;
+    seqGaps: number;
+    seqDuplicates: number;
+    seqReordered: number;
+  } {
     const t = this.seq.totals;
     return { ...this.counts, seqGaps: t.gaps, seqDuplicates: t.duplicates, seqReordered: t.reordered };
   }
@@ -91,11 +100,14 @@ export class Downlink {
   /**
    * Applies a DOWN batch; once it and every batch before it are fully handled, `onAck` gets the cumulative
    * ack (a duplicate gets the current one). `local`: this agent's clock fix (undefined: not measured, so no
-   * frame can be proven fresh). Returns the reason when the batch is refused (nothing of it applied).
+   * frame can be proven fresh). `inGroup` false: the bridge said this agent is in no group, so no frame is
+   * anyone's to transmit here — a batch still on its way (another cluster node's view lagging) is taken,
+   * counted (`relay_no_group_frames`) and acknowledged, never transmitted. Returns the reason when the
+   * batch is refused (nothing of it applied).
    * Once the TxQueue has stopped (the agent stopping), a batch is not taken at all, and not acknowledged:
    * the bridge resends it to the next run, where the age rule decides.
    */
-  apply(b: Batch, local: ClockFix | undefined): string | undefined {
+  apply(b: Batch, local: ClockFix | undefined, inGroup = true): string | undefined {
     if (this.tx.stopped) return undefined;
     const origin = b.clock ?? BRIDGE_CLOCK;
     const now = Date.now();
@@ -115,7 +127,9 @@ export class Downlink {
     this.open.add(b.batch);
     this.taken.push(b.batch);
     let left = b.frames.length;
-    if (left === 0) {
+    if (left === 0 || !inGroup) {
+      this.counts.frames += left;
+      if (!inGroup) this.counts.noGroupFrames += left;
       this.done(gen, b.batch);
       return undefined;
     }

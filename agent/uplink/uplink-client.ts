@@ -194,7 +194,7 @@ export class UplinkClient {
         return this.reject(ws, err instanceof BatchDecodeError ? err.message : String(err));
       }
       if (batch.kind !== KIND_DOWN) return this.reject(ws, 'the bridge sent an UP batch');
-      const refused = this.downlink.apply(batch, this.clock.fixNow());
+      const refused = this.downlink.apply(batch, this.clock.fixNow(), this.relayGroup !== null);
       if (refused) return this.reject(ws, `bad frame batch: ${refused}`);
       return;
     }

@@ -172,6 +172,7 @@ export class Cluster {
       c.inc({ direction: 'out' }, st.batchesOut);
       c.inc({ direction: 'in' }, st.batchesIn);
       c.inc({ direction: 'undeliverable' }, st.batchesUndeliverable);
+      c.inc({ direction: 'group_changed' }, st.batchesGroupChanged);
     });
     const cs = () => this.consoles?.stats;
     counter(

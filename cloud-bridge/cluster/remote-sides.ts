@@ -52,6 +52,11 @@ export interface RemoteSidesStats {
   batchesIn: number;
   /** Batches received for a dongle no longer connected here (the sender resends them wherever it went). */
   batchesUndeliverable: number;
+  /**
+   * Batches received under another relay revision than this node's for the target's group (the sender's
+   * view of the group lagging or ahead): dropped, never written to the agent.
+   */
+  batchesGroupChanged: number;
 }
 
 class RemoteSide implements RelayLink {
@@ -79,7 +84,7 @@ class RemoteSide implements RelayLink {
 }
 
 export class RemoteSides {
-  readonly stats: RemoteSidesStats = { batchesOut: 0, batchesIn: 0, batchesUndeliverable: 0 };
+  readonly stats: RemoteSidesStats = { batchesOut: 0, batchesIn: 0, batchesUndeliverable: 0, batchesGroupChanged: 0 };
   private readonly sides = new Map<string, RemoteSide>();
   /**
    * Per dongle connected here: the remote batch stream being forwarded and the seq expected next (-1: a
@@ -186,7 +191,8 @@ export class RemoteSides {
       w = new BundleWriter(this.ownership.node);
       this.bundles.set(s.node, w);
     }
-    w.add({ dongle: s.dongle, side: s.instance, seq: s.seq++, batch: buf });
+    // Queued batches of the old revision are cleared when it changes (group-relay.ts): this is the one they were made under.
+    w.add({ dongle: s.dongle, side: s.instance, rev: this.relay.groupOf(s.dongle)?.rev ?? '', seq: s.seq++, batch: buf });
     this.stats.batchesOut++;
     if (w.bytes >= BUNDLE_MAX_BYTES) {
       this.bundles.delete(s.node);
@@ -293,6 +299,14 @@ export class RemoteSides {
       return;
     }
     st.next++;
+    // Addressed under another revision of the group than the one this node told the agent (or the agent is
+    // in no group here): its frames may be a former peer's, or mapped to another bus. Dropped and counted;
+    // the later batches' acks cover it for the sender, which drops its own copies when its view catches up.
+    const m = this.relay.groupOf(dongle);
+    if (m === undefined || m.rev !== r.rev) {
+      this.stats.batchesGroupChanged++;
+      return;
+    }
     // The batch is written as the sending node encoded it; the agent validates it like any DOWN batch.
     this.stats.batchesIn++;
     this.fedRemotely.add(dongle);

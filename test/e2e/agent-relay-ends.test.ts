@@ -90,6 +90,7 @@ interface AgentB {
   busy: Set<string>;
   logs: Record<string, unknown>[];
   uplink: UplinkClient;
+  downlink: Downlink;
 }
 
 /** Agent B's uplink with its real parts, its transmit path a fake bus that can be made busy. */
@@ -130,7 +131,7 @@ function agentB(port: number): AgentB {
     await uplink.stop();
     db.close();
   });
-  return { tx, sent, busy, logs, uplink };
+  return { tx, sent, busy, logs, uplink, downlink };
 }
 
 const frame = (bus: string, n: number): CanFrame => testFrame({ bus, data: Uint8Array.of(n) });
@@ -167,6 +168,19 @@ test('the group changes (a group message) while relayed frames wait on a busy bu
   await new Promise((r) => setTimeout(r, 300));
   assert.deepEqual(b.sent, ['can1:4'], 'nothing relayed under the old group reached a bus');
   await until(() => fb.acks.includes(2), 5000, 'the dropped batches acknowledged (every frame counted)');
+});
+
+test('no group: DOWN batches still on their way after the bridge said the agent is in no group (a cluster node lagging) are acknowledged and counted, never transmitted', async () => {
+  const fb = await fakeBridge(() => 'line-3');
+  const b = agentB(fb.port);
+  await until(() => b.uplink.connected, 10_000, 'agent B welcomed');
+  relay(fb.ws()!, 1, ['can0'], 1);
+  await until(() => b.sent.length === 1, 5000, 'the frame relayed in the group transmitted');
+  fb.ws()!.send(JSON.stringify({ t: 'group', group: null }));
+  relay(fb.ws()!, 2, ['can0', 'can1'], 2);
+  await until(() => fb.acks.includes(2), 5000, 'the batch acknowledged');
+  assert.deepEqual(b.sent, ['can0:1'], 'nothing of it reached a bus');
+  assert.equal(b.downlink.stats.noGroupFrames, 2, 'counted (relay_no_group_frames)');
 });
 
 test('the same group announced again (how a changed bus map would be announced) drops what waits too', async () => {

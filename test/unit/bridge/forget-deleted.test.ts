@@ -9,12 +9,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import type { Msg } from 'nats';
 import { pino } from 'pino';
 import { BridgeConsoles } from '../../../cloud-bridge/consoles.js';
 import { ConsoleSync } from '../../../cloud-bridge/cluster/console-sync.js';
 import { BundleWriter } from '../../../cloud-bridge/cluster/down-bundle.js';
-import { SUBJECTS, type NatsLink } from '../../../cloud-bridge/cluster/nats-connection.js';
+import { SUBJECTS } from '../../../cloud-bridge/cluster/nats-connection.js';
 import type { Ownership } from '../../../cloud-bridge/cluster/ownership.js';
 import { RemoteSides } from '../../../cloud-bridge/cluster/remote-sides.js';
 import type { AgentLink } from '../../../cloud-bridge/agent-link.js';
@@ -30,37 +29,13 @@ import { StreamManager } from '../../../core/console/stream-manager.js';
 import { dbcChunks } from '../../../core/uplink/dbc-transfer.js';
 import { decodeBatch } from '../../../core/uplink/frame-codec.js';
 import { testFrame } from '../../helpers/can-frames.js';
+import { fakeNats } from '../../helpers/fake-nats.js';
 
 const silent = pino({ level: 'silent' });
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 function streamManager(ids = new MemoryIdStore()): StreamManager {
   return new StreamManager({ historyEvents: 1000, historySeconds: 60, historyMemoryBytes: 4 << 20, maxRate: 1000, ids });
-}
-
-/** A NatsLink without a server: subscriptions by subject, messages delivered by hand, publishes recorded. */
-function fakeNats(): { link: NatsLink; deliver(subject: string, data: Uint8Array): void; published: string[] } {
-  const handlers = new Map<string, (m: Msg) => void>();
-  const published: string[] = [];
-  const sub = { unsubscribe: () => undefined };
-  const link = {
-    nc: {
-      subscribe: (subject: string, opts: { callback: (err: unknown, m: Msg) => void }) => (handlers.set(subject, (m) => opts.callback(null, m)), sub),
-      publish: (subject: string) => void published.push(subject),
-    },
-    subscribe: (subject: string, handle: (m: Msg) => void) => (handlers.set(subject, handle), sub),
-    connected: true,
-    stats: { connected: true, disconnects: 0, reconnects: 0, badMessages: 0, failedOps: 0, callbackErrors: 0 },
-    onReconnect: () => undefined,
-    publishSoon: (subject: string) => void published.push(subject),
-    atTurnEnd: (f: () => void) => void setImmediate(f),
-    failed: () => undefined,
-  };
-  return {
-    link: link as unknown as NatsLink,
-    deliver: (subject, data) => handlers.get(subject)!({ subject, data, respond: () => true } as unknown as Msg),
-    published,
-  };
 }
 
 test('GroupRelay.forget: the highest DOWN batch sent to a deleted dongle goes (an ack of it is then one of a batch never sent)', async () => {
@@ -124,13 +99,18 @@ test("StreamManager.remove: an in-memory id store (PostgreSQL mode) forgets the 
 test('cluster RemoteSides.forget: a deleted dongle fed from another node leaves neither its batch stream nor its "fed remotely" mark', async () => {
   const nats = fakeNats();
   const ownership = { node: 'n2', ownerOf: () => undefined } as unknown as Ownership;
-  const relay = { groupOf: () => undefined, attach: () => undefined, detach: () => undefined, remoteAck: () => undefined } as unknown as GroupRelay;
+  const relay = {
+    groupOf: (d: string) => (d === 'gw' ? { group: 'g', side: 'b', rev: 'rev-1' } : undefined),
+    attach: () => undefined,
+    detach: () => undefined,
+    remoteAck: () => undefined,
+  } as unknown as GroupRelay;
   const written: Buffer[] = [];
   const link = { ready: true, sendBinary: (b: Buffer) => void written.push(b) } as unknown as AgentLink;
   const sides = new RemoteSides(nats.link, ownership, relay, (d) => (d === 'gw' ? link : undefined), silent);
   const bundle = (seq: number): Uint8Array => {
     const w = new BundleWriter('n1');
-    w.add({ dongle: 'gw', side: 'stream-1', seq, batch: Buffer.from([1, 2, 3]) });
+    w.add({ dongle: 'gw', side: 'stream-1', rev: 'rev-1', seq, batch: Buffer.from([1, 2, 3]) });
     return w.finish();
   };
   nats.deliver(SUBJECTS.down('n2'), bundle(0));

@@ -1,0 +1,40 @@
+/**
+ * cloud-bridge/cluster/remote-sides.ts, the node an agent is connected to: DOWN batches from another node
+ * reach the agent only under the relay revision this node holds for the agent's group.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import type { AgentLink } from '../../../cloud-bridge/agent-link.js';
+import { BundleWriter } from '../../../cloud-bridge/cluster/down-bundle.js';
+import { SUBJECTS } from '../../../cloud-bridge/cluster/nats-connection.js';
+import type { Ownership } from '../../../cloud-bridge/cluster/ownership.js';
+import { RemoteSides } from '../../../cloud-bridge/cluster/remote-sides.js';
+import type { GroupRelay } from '../../../cloud-bridge/group-relay.js';
+import type { Membership } from '../../../cloud-bridge/group-membership.js';
+import { fakeNats } from '../../helpers/fake-nats.js';
+
+test("a batch addressed under another revision of the group than this node's, or to an agent in no group here, is dropped and counted; the stream goes on", () => {
+  const nats = fakeNats();
+  const ownership = { node: 'n2', ownerOf: () => undefined } as unknown as Ownership;
+  // This node's view of gw-b's group: the bus map changed (rev-2), or the group was deleted (undefined).
+  let membership: Membership | undefined = { group: 'g', side: 'b', rev: 'rev-2' };
+  const relay = { groupOf: () => membership, attach: () => undefined, detach: () => undefined, remoteAck: () => undefined } as unknown as GroupRelay;
+  const written: number[] = [];
+  const link = { ready: true, sendBinary: (b: Buffer) => void written.push(b[0]!) } as unknown as AgentLink;
+  const sides = new RemoteSides(nats.link, ownership, relay, (d) => (d === 'gw-b' ? link : undefined), pino({ level: 'silent' }));
+  const deliver = (seq: number, rev: string): void => {
+    const w = new BundleWriter('n1');
+    w.add({ dongle: 'gw-b', side: 'stream-1', rev, seq, batch: Buffer.from([seq]) });
+    nats.deliver(SUBJECTS.down('n2'), w.finish());
+  };
+  deliver(0, 'rev-1'); // n1 still relays under the old bus map
+  deliver(1, 'rev-1');
+  deliver(2, 'rev-2'); // n1 caught up
+  membership = undefined; // the group deleted here
+  deliver(3, 'rev-2');
+  assert.deepEqual(written, [2], 'only the batch made under the revision this node told the agent');
+  assert.equal(sides.stats.batchesGroupChanged, 3);
+  assert.equal(sides.stats.batchesIn, 1);
+  assert.deepEqual(nats.published, [], 'no resend asked: the stream had no hole');
+});
