@@ -314,6 +314,7 @@ function uplinkFigures(uplink: UplinkClient | undefined, uploader: FrameUploader
     tx_dropped_queue_full: tx.stats.droppedFull,
     tx_dropped_group_changed: tx.stats.droppedGroupChanged,
     tx_dropped_unauthorized: tx.stats.droppedUnauthorized,
+    tx_dropped_stopping: tx.stats.droppedStopping,
     tx_retries: tx.stats.retries,
   };
   const q = downlink.latencyQuantiles();

@@ -76,6 +76,8 @@ export class TxQueue {
     droppedTooOld: 0,
     droppedGroupChanged: 0,
     droppedUnauthorized: 0,
+    /** Frames still waiting when the queue stopped (the agent stopping): not transmitted, their senders told. */
+    droppedStopping: 0,
     /** Frames refused because the queue had stopped (the agent stopping). */
     refusedStopped: 0,
     retries: 0,
@@ -224,17 +226,27 @@ export class TxQueue {
   }
 
   /**
-   * Stops transmitting. Returns how many frames were still waiting: not transmitted, and not reported to
-   * their senders (relayed batches stay unacknowledged, so the bridge resends them to the next run, where
-   * the age rule decides); the caller says so in its last log lines. From here on every frame is refused
-   * (counted in `refusedStopped`; the Downlink takes no DOWN batch any more, so none is acknowledged).
+   * Stops transmitting. The frames still waiting are not transmitted: each is reported to its sender as
+   * such (counted in `droppedStopping`), so every relayed batch taken is done and acknowledged with the
+   * link's last ack. Left unacknowledged, a batch waiting behind a busy bus held back the ack of the later
+   * batches already transmitted on other buses, and the bridge resent those to the next run, which
+   * transmitted them again (a restart within the age limit). Returns how many; the caller says so in its
+   * last log lines. From here on every frame is refused (counted in `refusedStopped`; the Downlink takes no
+   * DOWN batch any more, so none is acknowledged: the bridge resends it to the next run).
    */
   stop(): number {
     this.isStopped = true;
+    const waiting: Item[] = [];
     for (const lane of this.lanes.values()) {
       clearTimeout(lane.timer);
       lane.timer = undefined;
+      for (let i = lane.head; i < lane.q.length; i++) waiting.push(lane.q[i]!);
+      lane.q = [];
+      lane.head = 0;
     }
-    return this.waiting;
+    this.waiting = 0;
+    this.stats.droppedStopping += waiting.length;
+    for (const item of waiting) item.done?.({ ok: false, busy: false, error: 'the agent is stopping: not transmitted' });
+    return waiting.length;
   }
 }

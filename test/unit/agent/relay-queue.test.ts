@@ -133,6 +133,28 @@ test('relayed frames still waiting are dropped (counted) when their group ends; 
   assert.equal(d.dropQueued('droppedUnauthorized', 'refused'), 0);
 });
 
+test('the agent stopping while a batch waits on a busy bus: the waiting frames are dropped (counted), so the last ack covers the later batches already transmitted and the next run does not transmit them again', () => {
+  const b = bus();
+  const tx = new TxQueue(b.transmit, { retryMs: 60_000, maxQueued: 1000 });
+  const d = new Downlink(tx, 60_000);
+  const sent: number[] = [];
+  const acks = new DownAcks((n) => sent.push(n));
+  d.onAck = (n) => acks.ack(n);
+  b.busy.add('can1'); // no ACK on can1
+  d.apply(down(101, ['can1']), LOCAL);
+  d.apply(down(102, ['can0']), LOCAL);
+  assert.deepEqual(b.sent, ['can0:102'], '102 transmitted; 101 waits for can1');
+  const command: SendResult[] = [];
+  tx.enqueue(frame('can1', 7), (r) => command.push(r));
+  // systemctl restart: the queue stops, then the uplink sends its last ack as it closes the link.
+  assert.equal(tx.stop(), 2, 'two frames were waiting');
+  acks.flushAck();
+  assert.deepEqual(sent, [102], 'the bridge forgets 101 and 102: nothing of them is resent to the next run');
+  assert.equal(tx.stats.droppedStopping, 2);
+  assert.deepEqual(command, [{ ok: false, busy: false, error: 'the agent is stopping: not transmitted' }], 'a waiting command is told');
+  assert.deepEqual(b.sent, ['can0:102']);
+});
+
 test('a stopped transmit queue takes nothing more: a DOWN batch arriving during the stop is neither transmitted nor acknowledged; a command is refused', async () => {
   const b = bus();
   const tx = new TxQueue(b.transmit, { retryMs: 60_000, maxQueued: 1000 });
