@@ -106,7 +106,9 @@ export class AgentLink implements RelayLink, CommandLink {
   private state: LinkState = 'awaiting_hello';
   private helloMsg: HelloMessage | undefined;
   private up = new BatchDedupe();
+  /** The last time anything came from the agent: wall clock (shown as last seen) and monotonic (its silence). */
   private lastHeard = Date.now();
+  private lastHeardMono = performance.now();
   private readonly helloTimer: NodeJS.Timeout;
   private readonly pingTimer: NodeJS.Timeout;
   /** UP batches taken and not yet acknowledged (core/uplink/ack-clock.ts). */
@@ -138,14 +140,15 @@ export class AgentLink implements RelayLink, CommandLink {
       timings.helloTimeoutMs,
     );
     this.pingTimer = setInterval(() => {
-      if (Date.now() - this.lastHeard > timings.deadAfterMs) {
-        this.log.warn({ silent_ms: Date.now() - this.lastHeard }, 'agent link silent (no pong): terminated');
+      // Monotonic: a bridge clock stepped forward cut every link at once, one stepped back kept dead ones.
+      if (this.silentMs > timings.deadAfterMs) {
+        this.log.warn({ silent_ms: Math.round(this.silentMs) }, 'agent link silent (no pong): terminated');
         this.ws.terminate();
         return;
       }
       if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
     }, timings.pingMs);
-    ws.on('pong', () => (this.lastHeard = Date.now()));
+    ws.on('pong', () => this.heard());
     ws.on('message', (data, isBinary) => {
       try {
         this.onMessage(data, isBinary);
@@ -186,8 +189,19 @@ export class AgentLink implements RelayLink, CommandLink {
     return this.helloMsg;
   }
 
+  /** When the agent was last heard (wall clock): for display. */
   get lastHeardAt(): number {
     return this.lastHeard;
+  }
+
+  /** How long the agent has been silent (ms, monotonic): what heartbeats and takeovers judge. */
+  get silentMs(): number {
+    return performance.now() - this.lastHeardMono;
+  }
+
+  private heard(): void {
+    this.lastHeard = Date.now();
+    this.lastHeardMono = performance.now();
   }
 
   /** See probeDomain; undefined before the agent's first clock probe. */
@@ -228,7 +242,7 @@ export class AgentLink implements RelayLink, CommandLink {
 
   private onMessage(data: RawData, isBinary: boolean): void {
     if (this.state === 'closing' || this.state === 'closed') return;
-    this.lastHeard = Date.now();
+    this.heard();
     const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     if (isBinary) return this.onBatch(buf);
     if (buf.length > MAX_TEXT_MESSAGE_BYTES)

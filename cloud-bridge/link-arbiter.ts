@@ -19,7 +19,8 @@ export const TAKEOVER_HEARTBEATS = 2;
 const ANNOUNCE_EVERY_MS = 5000;
 
 export interface ArbitratedLink {
-  readonly lastHeardAt: number;
+  /** How long the link has been silent (ms), now. */
+  readonly silentMs: number;
 }
 
 export type Verdict = 'accept' | 'takeover' | 'refuse';
@@ -41,7 +42,7 @@ export class LinkArbiter {
 
   decide(dongle: string, current: ArbitratedLink | undefined, remote: string | undefined, now = Date.now()): Verdict {
     if (current === undefined) return 'accept';
-    const silentMs = now - current.lastHeardAt;
+    const silentMs = current.silentMs;
     if (silentMs >= this.takeoverAfterMs) {
       this.stats.takeovers++;
       this.log.warn({ dongle, silent_ms: silentMs, remote }, 'the current agent link missed its heartbeats: a new connection of the dongle takes over');

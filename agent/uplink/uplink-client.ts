@@ -58,6 +58,7 @@ export class UplinkClient {
   private retryTimer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
+  /** performance.now() of the bridge's last pong: silence is measured on the monotonic clock (a wall clock stepped back hid a dead link). */
   private lastPong = 0;
   private clockTimer: NodeJS.Timeout | undefined;
   private readonly clock = new ClockSync();
@@ -149,7 +150,7 @@ export class UplinkClient {
     this.downAcks = new DownAcks((batch) => this.send(ws, { t: 'data_ack', batch }));
     ws.on('open', () => {
       this.state = 'connected';
-      this.lastPong = Date.now();
+      this.lastPong = performance.now();
       // hello follows the first clock reply: no frame moves before this agent's clock offset is known.
       this.clock.start((m) => this.send(ws, m));
       this.clockTimer = setTimeout(() => {
@@ -158,7 +159,7 @@ export class UplinkClient {
       }, CLOCK_TIMEOUT_MS);
       this.heartbeat = setInterval(() => this.checkHeartbeat(ws), this.opts.heartbeatMs ?? 10_000);
     });
-    ws.on('pong', () => (this.lastPong = Date.now()));
+    ws.on('pong', () => (this.lastPong = performance.now()));
     ws.on('message', (data, isBinary) => {
       // Whatever a message makes fail (a state read, a bug) costs this connection, never the agent.
       try {
@@ -345,7 +346,7 @@ export class UplinkClient {
   }
 
   private checkHeartbeat(ws: WebSocket): void {
-    if (Date.now() - this.lastPong > (this.opts.heartbeatMs ?? 10_000) * 2.5) {
+    if (performance.now() - this.lastPong > (this.opts.heartbeatMs ?? 10_000) * 2.5) {
       this.log.warn('uplink heartbeat lost: no pong from the bridge; reconnecting');
       ws.terminate();
       return;

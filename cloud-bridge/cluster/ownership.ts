@@ -37,7 +37,8 @@ const leaseMessage = z
 type LeaseMessage = z.infer<typeof leaseMessage>;
 
 export interface OwnedLink {
-  readonly lastHeardAt: number;
+  /** How long the link has been silent (ms, monotonic), now. */
+  readonly silentMs: number;
 }
 
 export interface LeaseView {
@@ -82,7 +83,7 @@ export class Ownership {
         return;
       }
       const o = this.owned.get(q.data.dongle);
-      msg.respond(JSON.stringify({ held: o !== undefined, silent_ms: o ? Math.max(0, Math.round(Date.now() - o.link.lastHeardAt)) : 0 }));
+      msg.respond(JSON.stringify({ held: o !== undefined, silent_ms: o ? Math.max(0, Math.round(o.link.silentMs)) : 0 }));
     });
     this.timer = setInterval(() => void this.refresh(), refreshMs);
     this.timer.unref();
@@ -148,7 +149,7 @@ export class Ownership {
         else {
           const h = this.heard.get(dongle);
           // Never heard of it here (this node just started): the lease's own write time stands in.
-          current = { lastHeardAt: h?.node === held.data.node ? h.lastHeardAt : e!.created.getTime() - held.data.silent_ms };
+          current = { silentMs: Date.now() - (h?.node === held.data.node ? h.lastHeardAt : e!.created.getTime() - held.data.silent_ms) };
         }
       }
       const v = decide(current);
@@ -179,7 +180,7 @@ export class Ownership {
         this.nats.stats.badMessages++;
         return undefined;
       }
-      return a.data.held ? { lastHeardAt: Date.now() - a.data.silent_ms } : null;
+      return a.data.held ? { silentMs: a.data.silent_ms } : null;
     } catch (err) {
       if ((err as NatsError).code === ErrorCode.NoResponders) {
         this.log.info({ dongle, node }, 'the node holding this dongle is gone (no responders on NATS): its lease is not waited for');
@@ -254,7 +255,7 @@ export class Ownership {
     const o = this.owned.get(dongle);
     const kv = this.kv;
     if (o === undefined || kv === undefined || !this.nats.connected) return;
-    const silent = Math.max(0, Math.round(Date.now() - o.link.lastHeardAt));
+    const silent = Math.max(0, Math.round(o.link.silentMs));
     try {
       let revision: number;
       if (o.revision !== undefined) {
@@ -293,7 +294,7 @@ export class Ownership {
       // longer holding it, or its link silent for a takeover time while ours is not, and the lease is ours
       // (its own refresh then finds it so and cuts its link). Before, the live link here was cut for it.
       const asked = await this.askHolder(held.data.node, dongle);
-      const theirSilence = asked === null ? Infinity : asked === undefined ? held.data.silent_ms + Math.max(0, Date.now() - e.created.getTime()) : Date.now() - asked.lastHeardAt;
+      const theirSilence = asked === null ? Infinity : asked === undefined ? held.data.silent_ms + Math.max(0, Date.now() - e.created.getTime()) : asked.silentMs;
       if (!(theirSilence >= this.takeoverAfterMs && silent < this.takeoverAfterMs)) throw new LeaseLost(held.data.node);
     }
     return kv.update(dongle, this.value(silent), e.revision);
@@ -336,7 +337,7 @@ export class Ownership {
       if (mine !== undefined) {
         // Both hold it (a NATS outage let both admit it): the link heard from more recently keeps it. Ours
         // alive and theirs silent for a takeover time: our lease is written again (retake asks the holder).
-        if (m.silent_ms >= this.takeoverAfterMs && Date.now() - mine.link.lastHeardAt < this.takeoverAfterMs) void this.write(m.dongle);
+        if (m.silent_ms >= this.takeoverAfterMs && mine.link.silentMs < this.takeoverAfterMs) void this.write(m.dongle);
         else this.lose(m.dongle, m.node);
       }
     }

@@ -21,6 +21,12 @@ export const BRIDGE_CLOCK: ClockFix = Object.freeze({ offsetMs: 0, errorMs: 0 })
 /** Beyond any real clock (±300 years) or any usable round trip: a broken or forged value. */
 const MAX_OFFSET_MS = 1e13;
 const MAX_ERROR_MS = 60_000;
+/**
+ * A measured fix's error stays this far below MAX_ERROR_MS: a sender widens a fix it restates (a clock
+ * step below RESTATE_MS, a millisecond for two readings) before it encodes it, and a fix at the limit,
+ * widened past it, made the encoder throw in a timer — the agent died of one slow round trip.
+ */
+const WIDEN_MARGIN_MS = 1000;
 /** Millisecond clocks at both ends of a probe and in the sources' anchoring: added to every bound. */
 export const CLOCK_RESOLUTION_MS = 2;
 /**
@@ -148,7 +154,7 @@ export class ClockEstimator {
     const rtt = t1 - t0;
     if (!Number.isFinite(rtt) || rtt < 0 || rtt > 2 * MAX_ERROR_MS || !Number.isFinite(bridgeMs)) return false;
     const s: Sample = { offsetMs: bridgeMs - (t0 + t1) / 2, errorMs: rtt / 2 + CLOCK_RESOLUTION_MS, atMs: t1, wm };
-    if (clockProblem(s)) return false;
+    if (clockProblem(s) || s.errorMs > MAX_ERROR_MS - WIDEN_MARGIN_MS) return false;
     if (this.samples.some((o) => Math.abs(o.offsetMs - s.offsetMs) > o.errorMs + s.errorMs)) this.samples = [];
     this.samples.push(s);
     if (this.samples.length > this.keep) this.samples.shift();

@@ -378,3 +378,15 @@ test('agent A, link up, its clock fix measured before the step: frames held mean
   assert.ok(ages[0]! >= 1000 && ages[0]! <= 1010, `frame 1: ${ages[0]} ms, held 1 s`);
   assert.ok(ages[1]! >= 700 && ages[1]! <= 710, `frame 2: ${ages[1]} ms, held 0.7 s`);
 });
+
+test('clock estimator: a round trip whose error leaves no room for the widenings senders add is refused; the largest accepted one still encodes when restated', () => {
+  const e = new ClockEstimator();
+  // A round trip of ~2 minutes (a clock stepped during the first probe): error 59,999 ms, at the limit.
+  assert.equal(e.add(0, 1_000_000, 119_994), false, 'within a second of the 60 s limit: refused');
+  assert.equal(e.fix, undefined);
+  assert.equal(e.add(0, 1_000_000, 117_996), true, 'error 59,000 ms: kept');
+  const fix = e.fix!;
+  // What senders do with it: restate it for a wall clock stepped since (+1 ms or + a small step), then encode.
+  const restated = fixForWallClockNow(fix, 0, RESTATE_MS - 1);
+  assert.doesNotThrow(() => encodeBatch({ kind: KIND_DOWN, batch: 1, origin: 'gw-a', clock: { offsetMs: restated.offsetMs, errorMs: restated.errorMs + 1 }, frames: [] }));
+});

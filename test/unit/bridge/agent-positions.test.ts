@@ -38,11 +38,11 @@ test('agent server: a replaced link closing late does not overwrite the new runâ
     log: pino({ level: 'silent' }),
     timings: { helloTimeoutMs: 5000, pingMs: 1000, deadAfterMs: 2500 },
   });
-  const link = (lastHeardAt: number) => ({ dongle: 'gw', lastHeardAt, hello: undefined, close: () => undefined, terminate: () => undefined }) as unknown as AgentLink;
+  const link = (silentMs: number) => ({ dongle: 'gw', silentMs, hello: undefined, close: () => undefined, terminate: () => undefined }) as unknown as AgentLink;
   const hello = (run: string): HelloMessage => ({ t: 'hello', protocol: PROTOCOL_VERSION, dongle: 'gw', run, version: 'test', buses: ['can0'] });
 
   // Run 1 takes batches up to 5; its position is saved.
-  const old = link(0); // silent since the epoch: a newcomer takes over
+  const old = link(Infinity); // silent for ever: a newcomer takes over
   const w1 = server.hello(old, hello('run-0000001')) as Welcome;
   w1.position.batch = 5;
   server.savePosition(old, w1.position);
@@ -51,7 +51,7 @@ test('agent server: a replaced link closing late does not overwrite the new runâ
 
   // The agent restarted (run 2) while its old connection hung: run 2 takes over, takes batch 3 and asks for
   // its position to be saved; then the old link's close comes, saving run 1's position as it ended.
-  const fresh = link(Date.now());
+  const fresh = link(0);
   const w2 = server.hello(fresh, hello('run-0000002')) as Welcome;
   assert.equal(w2.position.stream, 'run-0000002');
   w2.position.batch = 3;
@@ -62,7 +62,7 @@ test('agent server: a replaced link closing late does not overwrite the new runâ
   assert.deepEqual(writes.at(-1), [{ dongle: 'gw', stream: 'run-0000002', batch: 3 }], "the current run's position is what is written");
 
   // The same run reconnecting shares its position: a late save of its old link is the same position.
-  Object.assign(fresh, { lastHeardAt: 0 }); // its link went silent: taken over by the same run
+  Object.assign(fresh, { silentMs: Infinity }); // its link went silent: taken over by the same run
   const again = link(0);
   const w3 = server.hello(again, hello('run-0000002')) as Welcome;
   assert.equal(w3.position, w2.position, 'one position per run');
