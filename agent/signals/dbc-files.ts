@@ -80,7 +80,9 @@ export class DbcFiles {
       }
       const g = this.good.get(key);
       if (g !== undefined) bound.push({ bus: spec.bus, db: g.db });
-      const st: DbcFileStatus = { file: spec.file, bus: spec.bus ?? null, messages: g?.db.messages.length ?? 0, warnings: g?.db.warnings ?? [] };
+      // A copy: the decoder's warnings are added to it below, and the kept version's own list must not grow
+      // with them at every reload.
+      const st: DbcFileStatus = { file: spec.file, bus: spec.bus ?? null, messages: g?.db.messages.length ?? 0, warnings: [...(g?.db.warnings ?? [])] };
       if (error !== undefined) st.error = error;
       if (g !== undefined) st.loaded_at = g.at;
       files.push(st);
@@ -117,7 +119,18 @@ async function readDbcText(file: string): Promise<string> {
     await fh.close();
   }
   if (buf.length > MAX_DBC_BYTES) throw new Error(`is ${buf.length} bytes; a DBC file over ${MAX_DBC_BYTES} bytes is not accepted`);
-  // DBC files are often Windows-1252 (Vector's tools); latin1 keeps every byte, UTF-8 where it is valid.
+  // DBC files are often Windows-1252 (Vector's tools write it; cantools reads it so), UTF-8 where it is valid.
   const utf8 = buf.toString('utf8');
-  return utf8.includes('\uFFFD') ? buf.toString('latin1') : utf8;
+  return utf8.includes('\uFFFD') ? windows1252(buf) : utf8;
+}
+
+/**
+ * Windows-1252: Latin-1 but for 0x80-0x9F, where it has ‰, €, – and the like (Latin-1 has control
+ * characters there; Node's TextDecoder('windows-1252') gives those too). The five bytes it leaves
+ * undefined stay as Latin-1 has them.
+ */
+const CP1252_80_9F = '€\u0081‚ƒ„…†‡ˆ‰Š‹Œ\u008DŽ\u008F\u0090‘’“”•–—˜™š›œ\u009DžŸ';
+function windows1252(buf: Buffer): string {
+  const latin1 = buf.toString('latin1');
+  return /[\u0080-\u009f]/.test(latin1) ? latin1.replace(/[\u0080-\u009f]/g, (c) => CP1252_80_9F[c.charCodeAt(0) - 0x80]!) : latin1;
 }

@@ -224,12 +224,25 @@ function idKey(id: number, ext: boolean): number {
 }
 
 /**
+ * The J1939 parameter group number of a 29-bit id: EDP, DP, PF and — for PDU2 (PF ≥ 240), where it is the
+ * group extension — PS; for PDU1 PS is the destination address and not part of the PGN. Priority and
+ * source address are not either (SAE J1939-21; canmatrix's ArbitrationId.pgn).
+ */
+export function j1939Pgn(id: number): number {
+  const pf = (id >> 16) & 0xff;
+  return (id >> 8) & (pf >= 240 ? 0x3ffff : 0x3ff00);
+}
+
+/**
  * Every loaded DBC, looked up by bus and id. A file bound to a bus wins over a bare file for that bus;
  * between files of the same binding, the first to define an id wins (and a warning says so).
  */
 export class SignalDecoder {
   private readonly global = new Map<number, MessageDecoder>();
   private readonly perBus = new Map<string, Map<number, MessageDecoder>>();
+  /** J1939 messages by PGN: a frame no id matches exactly matches its parameter group from any source. */
+  private readonly globalPgn = new Map<number, MessageDecoder>();
+  private readonly perBusPgn = new Map<string, Map<number, MessageDecoder>>();
   readonly warnings: string[] = [];
   readonly messageCount: number;
 
@@ -238,6 +251,8 @@ export class SignalDecoder {
     for (const { bus, db } of databases) {
       const target = bus === undefined ? this.global : (this.perBus.get(bus) ?? new Map<number, MessageDecoder>());
       if (bus !== undefined) this.perBus.set(bus, target);
+      const pgns = bus === undefined ? this.globalPgn : (this.perBusPgn.get(bus) ?? new Map<number, MessageDecoder>());
+      if (bus !== undefined) this.perBusPgn.set(bus, pgns);
       for (const msg of db.messages) {
         const key = idKey(msg.id, msg.extended);
         const had = target.get(key);
@@ -245,21 +260,32 @@ export class SignalDecoder {
           this.warnings.push(`${db.file}:${msg.line}: ${msg.name} has the id of ${had.msg.name} from an earlier file${bus ? ` for ${bus}` : ''}: the earlier one is used`);
           continue;
         }
-        target.set(key, new MessageDecoder(msg, db.file));
+        const dec = new MessageDecoder(msg, db.file);
+        target.set(key, dec);
         count++;
+        // The first message of a PGN answers for its other sources (one defined per source address, as some
+        // files do, still matches its own id exactly).
+        if (msg.j1939 && !pgns.has(j1939Pgn(msg.id))) pgns.set(j1939Pgn(msg.id), dec);
       }
     }
     this.messageCount = count;
   }
 
-  /** The message decoder for a frame, or undefined when no DBC describes it. */
+  /**
+   * The message decoder for a frame, or undefined when no DBC describes it: its exact id, else (extended
+   * ids) the J1939 parameter group of its PGN — the same engine message from source address 0x00 or 0x01,
+   * as CANalyzer and SavvyCAN match it. A file bound to the bus wins over a bare one at each step.
+   */
   lookup(bus: string, id: number, ext: boolean): MessageDecoder | undefined {
     const key = idKey(id, ext);
     if (this.perBus.size > 0) {
       const own = this.perBus.get(bus)?.get(key);
       if (own !== undefined) return own;
     }
-    return this.global.get(key);
+    const exact = this.global.get(key);
+    if (exact !== undefined || !ext) return exact;
+    const pgn = j1939Pgn(id);
+    return this.perBusPgn.get(bus)?.get(pgn) ?? this.globalPgn.get(pgn);
   }
 
   /**

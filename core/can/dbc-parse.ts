@@ -1,16 +1,19 @@
 /**
  * Reads a DBC file (Vector's CAN database text format) into plain data: messages, their signals, value
  * tables (VAL_), float types (SIG_VALTYPE_), extended multiplexing (SG_MUL_VAL_) and the CAN FD flag
- * (BA_ "VFrameFormat"). Everything else (nodes, comments, attributes, environment variables) is read
- * past: a decoder does not need it.
+ * and J1939 flags (BA_ "VFrameFormat", by the names its BA_DEF_ gives the enum's values; BA_ "ProtocolType"
+ * "J1939"). Everything else (nodes, comments, other attributes, environment variables) is read past: a
+ * decoder does not need it.
  *
  * Written here rather than taken from npm: the one registry candidate (`candied` 2.2.0) rejects frames
  * over 8 bytes, skips frames whose length differs from the DBC, ignores multiplexing and SIG_VALTYPE_
  * when decoding, and clamps values to [min|max] — each a wrong value on a real bus (docs/signals.md).
  *
  * A statement that cannot be read is a DbcParseError naming file and line. A statement that is readable
- * but unusable (an 11-bit message id above 0x7FF, a VAL_ for an unknown signal) is skipped with a
- * warning carrying file and line, as canmatrix does, so one odd line does not hide a whole database.
+ * but unusable (an 11-bit message id above 0x7FF, a VAL_ for an unknown signal, a signal longer than 64
+ * bits — J1939 databases describe multi-packet parameters such as the VIN so — or past byte 64) is
+ * skipped with a warning carrying file and line, as canmatrix does, so one odd line does not hide a whole
+ * database.
  */
 
 export interface DbcSignal {
@@ -47,6 +50,11 @@ export interface DbcMessage {
   /** Length in bytes as declared (BO_ … : <size>). */
   size: number;
   fd: boolean;
+  /**
+   * A J1939 parameter group (VFrameFormat J1939PG, or any extended message of a file whose ProtocolType is
+   * J1939): frames match it by PGN, whatever their source address (and destination, for PDU1).
+   */
+  j1939: boolean;
   signals: DbcSignal[];
   line: number;
 }
@@ -96,6 +104,10 @@ const VAL_PAIR_RE = /([-+]?\d+)\s+"((?:[^"\\]|\\.)*)"/g;
 const VALTYPE_RE = new RegExp(String.raw`^SIG_VALTYPE_\s+(\d+)\s+(${IDENT})\s*:?\s*([0-3])\s*;$`);
 const MULVAL_RE = new RegExp(String.raw`^SG_MUL_VAL_\s+(\d+)\s+(${IDENT})\s+(${IDENT})\s+(\d+\s*-\s*\d+(?:\s*,\s*\d+\s*-\s*\d+)*)\s*;$`);
 const BA_FRAMEFORMAT_RE = /^BA_\s+"VFrameFormat"\s+BO_\s+(\d+)\s+(\d+)\s*;$/;
+const BA_DEF_FRAMEFORMAT_RE = /^BA_DEF_\s+BO_\s+"VFrameFormat"\s+ENUM\s+(.*);$/;
+const BA_PROTOCOL_J1939_RE = /^BA_\s+"ProtocolType"\s+"J1939"\s*;$/;
+/** VFrameFormat's values as Vector's CANdb++ defines them, for a file that does not define them itself. */
+const VECTOR_FRAME_FORMATS: readonly string[] = ['StandardCAN', 'ExtendedCAN', 'reserved', 'J1939PG', ...Array<string>(10).fill('reserved'), 'StandardCAN_FD', 'ExtendedCAN_FD'];
 
 /** Statements that end at a `;` (and may span lines); everything else ends at the line's end. */
 const SEMICOLON_STATEMENTS = new Set([
@@ -198,6 +210,13 @@ class StatementEnd {
   }
 }
 
+/** The last byte a signal's bits reach: Intel counts up from its LSB, Motorola's MSB runs down the bytes. */
+function lastByte(startBit: number, length: number, littleEndian: boolean): number {
+  if (littleEndian) return (startBit + length - 1) >> 3;
+  const inFirst = (startBit & 7) + 1;
+  return (startBit >> 3) + Math.ceil(Math.max(0, length - inFirst) / 8);
+}
+
 function unescapeDbcText(s: string): string {
   return s.replace(/\\(.)/g, '$1');
 }
@@ -216,6 +235,10 @@ export function parseDbc(text: string, file: string): DbcDatabase {
   const warn = (line: number, what: string): void => {
     warnings.push(`${file}:${line}: ${what}`);
   };
+  /** VFrameFormat's value names (the file's BA_DEF_, else Vector's), its BA_ values, ProtocolType J1939. */
+  let frameFormatNames = VECTOR_FRAME_FORMATS;
+  const frameFormats: { msg: DbcMessage; index: number }[] = [];
+  let protocolJ1939 = false;
   /** Each message's signals by name (a message may have thousands: no linear search per line). */
   const signalsByName = new Map<DbcMessage, Map<string, DbcSignal>>();
   const signalOf = (rawId: string, name: string, line: number, what: string): DbcSignal | undefined => {
@@ -259,7 +282,7 @@ export function parseDbc(text: string, file: string): DbcDatabase {
         skipping = true;
         continue;
       }
-      current = { id, extended, name: m[2]!, size, fd: size > 8, signals: [], line: st.line };
+      current = { id, extended, name: m[2]!, size, fd: size > 8, j1939: false, signals: [], line: st.line };
       signalsByName.set(current, new Map());
       messages.push(current);
       byRawId.set(raw, current);
@@ -281,8 +304,18 @@ export function parseDbc(text: string, file: string): DbcDatabase {
       }
       const length = Number(m[4]);
       const startBit = Number(m[3]);
-      if (length < 1 || length > MAX_SIGNAL_BITS) throw new DbcParseError(file, st.line, `signal ${m[1]} has length ${length}; 1 to 64 bits`);
-      if (startBit >= MAX_FD_BYTES * 8) throw new DbcParseError(file, st.line, `signal ${m[1]} starts at bit ${startBit}, beyond 64 bytes`);
+      if (length < 1) throw new DbcParseError(file, st.line, `signal ${m[1]} has length ${length}; 1 to 64 bits`);
+      if (length > MAX_SIGNAL_BITS) {
+        warn(
+          st.line,
+          `signal ${m[1]} of ${current.name} is ${length} bits long (a parameter sent over several frames, such as a J1939 transport): only 1 to 64 bits can be read from a frame: skipped`,
+        );
+        continue;
+      }
+      if (lastByte(startBit, length, m[5] === '1') >= MAX_FD_BYTES) {
+        warn(st.line, `signal ${m[1]} of ${current.name} (start bit ${startBit}, ${length} bits) reaches past byte 64, beyond any CAN frame: skipped`);
+        continue;
+      }
       const factor = num(m[7]!);
       if (!Number.isFinite(factor)) throw new DbcParseError(file, st.line, `signal ${m[1]} has factor ${m[7]}`);
       const mux = m[2];
@@ -348,12 +381,21 @@ export function parseDbc(text: string, file: string): DbcDatabase {
       });
     } else if (t.startsWith('BA_ "VFrameFormat"')) {
       const m = BA_FRAMEFORMAT_RE.exec(t);
-      if (m === null) continue;
-      const msg = byRawId.get(Number(m[1]));
-      // Enum index 14 = StandardCAN_FD, 15 = ExtendedCAN_FD in Vector's definition.
-      if (msg !== undefined && (m[2] === '14' || m[2] === '15')) msg.fd = true;
-    }
+      const msg = m === null ? undefined : byRawId.get(Number(m[1]));
+      if (msg !== undefined) frameFormats.push({ msg, index: Number(m![2]) });
+    } else if (t.startsWith('BA_DEF_ ')) {
+      const m = BA_DEF_FRAMEFORMAT_RE.exec(t);
+      if (m !== null) frameFormatNames = [...m[1]!.matchAll(/"([^"]*)"/g)].map((x) => x[1]!);
+    } else if (t.startsWith('BA_ "ProtocolType"') && BA_PROTOCOL_J1939_RE.test(t)) protocolJ1939 = true;
   }
+  // The enum's values are the file's own (BA_DEF_ may follow the BA_ that use them in hand-edited files):
+  // canmatrix's J1939 database numbers J1939PG 4, Vector's list 3.
+  for (const { msg, index } of frameFormats) {
+    const name = frameFormatNames[index] ?? '';
+    if (name.endsWith('_FD')) msg.fd = true;
+    if (name === 'J1939PG' && msg.extended) msg.j1939 = true;
+  }
+  if (protocolJ1939) for (const msg of messages) if (msg.extended) msg.j1939 = true;
   checkMultiplexing(messages, file, warnings);
   return { file, messages, warnings };
 }

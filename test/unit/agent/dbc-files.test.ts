@@ -16,22 +16,58 @@ import { tempDir } from '../../helpers/processes.js';
 
 const GOOD = ['BO_ 256 ENGINE: 8 ECU', ' SG_ RPM : 0|16@1+ (1,0) [0|65535] "rpm" ECU', ''].join('\n');
 
-test('a file that parses but cannot be compiled (a signal past byte 64) is an error of its own; the other files decode', async () => {
+test('a file that parses but cannot be compiled (multiplexers in a circle) is an error of its own; the other files decode', async () => {
   const dir = tempDir('canrelay-dbc-');
   writeFileSync(join(dir, 'good.dbc'), GOOD);
-  writeFileSync(join(dir, 'bad.dbc'), ['BO_ 512 FD: 64 ECU', ' SG_ LAST : 511|16@1+ (1,0) [0|65535] "" ECU', ''].join('\n'));
+  writeFileSync(
+    join(dir, 'bad.dbc'),
+    ['BO_ 512 MUX: 8 ECU', ' SG_ A M : 0|8@1+ (1,0) [0|255] "" ECU', ' SG_ B m1M : 8|8@1+ (1,0) [0|255] "" ECU', 'SG_MUL_VAL_ 512 A B 1-1;', 'SG_MUL_VAL_ 512 B A 1-1;', ''].join(
+      '\n',
+    ),
+  );
   const files = new DbcFiles([join(dir, 'good.dbc'), join(dir, 'bad.dbc')]);
   const r = await files.load();
   assert.ok(r.decoder !== undefined, `the good file decodes: ${r.errors.join('; ')}`);
   assert.equal(r.decoder.messageCount, 1);
   const bad = r.files.find((f) => f.file.endsWith('bad.dbc'))!;
-  assert.match(String(bad.error), /bad\.dbc:2: signal LAST reaches beyond byte 64/);
+  assert.match(String(bad.error), /bad\.dbc:\d+: multiplexers of MUX depend on each other in a circle/);
   assert.equal(r.files.find((f) => f.file.endsWith('good.dbc'))!.error, undefined);
   assert.deepEqual(
     files.inUse().map((f) => f.file),
     [join(dir, 'good.dbc')],
     'only the good file goes to the bridge',
   );
+});
+
+test('a Windows-1252 file reads as Windows-1252 (‰, €, –); a signal past byte 64 is skipped with a warning', async () => {
+  const dir = tempDir('canrelay-dbc-');
+  const file = join(dir, 'cp1252.dbc');
+  const text = [
+    'BO_ 256 ENGINE: 64 ECU',
+    ' SG_ RATIO : 0|16@1+ (1,0) [0|65535] "\x89" ECU',
+    ' SG_ PRICE : 16|16@1+ (1,0) [0|65535] "\x80/l" ECU',
+    ' SG_ LAST : 511|16@1+ (1,0) [0|65535] "" ECU',
+    'VAL_ 256 RATIO 0 "n/a \x96 sensor" ;',
+    '',
+  ].join('\n');
+  writeFileSync(file, Buffer.from(text, 'latin1'));
+  const files = new DbcFiles([file]);
+  for (let i = 0; i < 3; i++) {
+    const r = await files.load();
+    const st = r.files[0]!;
+    assert.equal(st.error, undefined);
+    assert.equal(st.warnings.length, 1, st.warnings.join(' | '));
+    assert.match(st.warnings[0]!, /signal LAST of ENGINE .* reaches past byte 64.*skipped/);
+    const sigs = r.decoder!.lookup('can0', 256, false)!.signals.map((x) => x.def);
+    assert.deepEqual(
+      sigs.map((x) => [x.name, x.unit]),
+      [
+        ['RATIO', '‰'],
+        ['PRICE', '€/l'],
+      ],
+    );
+    assert.equal(sigs[0]!.values?.get(0), 'n/a – sensor');
+  }
 });
 
 test('a DBC path that is not a regular file (a FIFO, a device) is refused before it is read, never waited on', async () => {
@@ -80,4 +116,19 @@ test('a DBC set too large for the bridge is sent as "no DBC", with why; a set wi
   let last: ReturnType<DbcAssembler['push']> | undefined;
   for (const m of sent.messages) last = a.push(m);
   assert.equal(last?.state, 'done');
+});
+
+test("a broken file's kept version does not gather the set's warnings again at every reload", async () => {
+  const dir = tempDir('canrelay-dbc-');
+  writeFileSync(join(dir, 'first.dbc'), GOOD);
+  writeFileSync(join(dir, 'second.dbc'), GOOD.replace('ENGINE', 'ENGINE2')); // the same id: a collision warning
+  const files = new DbcFiles([join(dir, 'first.dbc'), join(dir, 'second.dbc')]);
+  const second = async (): Promise<{ warnings: string[]; error?: string }> => (await files.load()).files[1]!;
+  assert.equal((await second()).warnings.length, 1);
+  writeFileSync(join(dir, 'second.dbc'), 'BO_ 256 BROKEN\n'); // broken: its previous version stays in use
+  for (let i = 0; i < 3; i++) {
+    const st = await second();
+    assert.match(String(st.error), /cannot read message definition/);
+    assert.equal(st.warnings.length, 1, `reload ${i + 1}: ${st.warnings.join(' | ')}`);
+  }
 });

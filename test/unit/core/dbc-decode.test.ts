@@ -206,6 +206,69 @@ test('a broken DBC is an error naming file and line; an unusable line is a warni
   assert.match(w.warnings[1]!, /^w\.dbc:7: VAL_ for unknown signal 100 NOPE/);
 });
 
+test("J1939: frames match their parameter group by PGN from any source address; VFrameFormat read by the file's own enum; a multi-packet signal over 64 bits is skipped, not the file", () => {
+  // The enum as canmatrix's j1939.dbc defines it (J1939PG is value 4 there, 3 in Vector's list).
+  const text = [
+    'VERSION ""',
+    'BO_ 2364540158 EEC1: 8 Vector__XXX',
+    ' SG_ EngSpeed : 24|16@1+ (0.125,0) [0|8031.875] "rpm" Vector__XXX',
+    'BO_ 2566834942 DM1: 8 Vector__XXX', // 0x18FECAFE, PDU2 (PF 0xFE)
+    ' SG_ Lamp : 0|2@1+ (1,0) [0|3] "" Vector__XXX',
+    'BO_ 2564751614 TSC1: 8 Vector__XXX', // 0x18DF00FE, PDU1 (PF 0xDF < 240): PS 0x00 is the destination
+    ' SG_ Mode : 0|2@1+ (1,0) [0|3] "" Vector__XXX',
+    'BO_ 2158493696 DISP1: 8 Vector__XXX',
+    ' SG_ Text_Display_Character : 24|1600@1+ (1,0) [0|1] "" Vector__XXX',
+    ' SG_ Ok : 0|8@1+ (1,0) [0|255] "" Vector__XXX',
+    'BO_ 1 FDMSG: 64 Vector__XXX',
+    ' SG_ Far : 500|8@1+ (1,0) [0|255] "" Vector__XXX',
+    ' SG_ TooFar : 508|8@1+ (1,0) [0|255] "" Vector__XXX',
+    'BA_DEF_ BO_ "VFrameFormat" ENUM "StandardCAN","ExtendedCAN","StandardCAN_FD","ExtendedCAN_FD","J1939PG";',
+    'BA_ "VFrameFormat" BO_ 2364540158 4;',
+    'BA_ "VFrameFormat" BO_ 2566834942 4;',
+    'BA_ "VFrameFormat" BO_ 2564751614 4;',
+    'BA_ "VFrameFormat" BO_ 1 2;',
+    '',
+  ].join('\n');
+  const db = parseDbc(text, 'j1939.dbc');
+  assert.deepEqual(
+    db.messages.map((m) => [m.name, m.j1939, m.fd, m.signals.map((x) => x.name).join()]),
+    [
+      ['EEC1', true, false, 'EngSpeed'],
+      ['DM1', true, false, 'Lamp'],
+      ['TSC1', true, false, 'Mode'],
+      ['DISP1', false, false, 'Ok'],
+      ['FDMSG', false, true, 'Far'],
+    ],
+  );
+  assert.equal(db.warnings.length, 2);
+  assert.match(db.warnings[0]!, /^j1939\.dbc:9: signal Text_Display_Character of DISP1 is 1600 bits long .*skipped/);
+  assert.match(db.warnings[1]!, /^j1939\.dbc:13: signal TooFar of FDMSG .* reaches past byte 64.*skipped/);
+  const decoder = new SignalDecoder([{ bus: undefined, db }]);
+  const ext = (id: number, hex: string): CanFrame => testFrame({ id, ext: true, data: Buffer.from(hex, 'hex') });
+  const rpm = (f: CanFrame): number | undefined => {
+    const d = decoder.decodeFrame(f);
+    return d === undefined ? undefined : d.value[0];
+  };
+  assert.equal(rpm(ext(0x0cf004fe, 'ffffff6813ffffff')), 621, 'the id of the DBC');
+  assert.equal(rpm(ext(0x0cf00400, 'ffffff6813ffffff')), 621, 'the engine itself (source address 0x00): the same PGN 61444');
+  assert.equal(rpm(ext(0x18f00400, 'ffffff6813ffffff')), 621, 'another priority');
+  assert.equal(rpm(ext(0x0cf00500, 'ffffff6813ffffff')), undefined, 'another PGN (61445) is not EEC1');
+  assert.equal(rpm(testFrame({ id: 0x400, data: Buffer.from('ffffff6813ffffff', 'hex') })), undefined, 'a standard id is never matched by PGN');
+  assert.equal(decoder.decodeFrame(ext(0x18feca00, '01'))?.msg.name, 'DM1', 'PDU2 from another source');
+  assert.equal(decoder.decodeFrame(ext(0x18fecb00, '01')), undefined, 'PDU2: the group extension (PS) is part of the PGN');
+  assert.equal(decoder.decodeFrame(ext(0x18df2103, '01'))?.msg.name, 'TSC1', 'PDU1 to another destination from another source');
+  // DISP1 is not a J1939 message here: only its exact id decodes.
+  assert.equal(decoder.decodeFrame(ext(0x00a80000, '07'))?.msg.name, 'DISP1');
+  assert.equal(decoder.decodeFrame(ext(0x00a80011, '07')), undefined);
+});
+
+test('J1939: a file whose ProtocolType is J1939 makes every extended message a parameter group', () => {
+  const db = parseDbc('VERSION ""\nBO_ 2364540158 EEC1: 8 X\n SG_ EngSpeed : 24|16@1+ (0.125,0) [0|8031.875] "rpm" X\nBA_ "ProtocolType" "J1939";\n', 'p.dbc');
+  assert.equal(db.messages[0]!.j1939, true);
+  const d = new SignalDecoder([{ bus: undefined, db }]).decodeFrame(testFrame({ id: 0x0cf00417, ext: true, data: Buffer.from('ffffff6813ffffff', 'hex') }));
+  assert.equal(d?.value[0], 621);
+});
+
 test('real capture: Civic Type R log with opendbc Honda DBC, every frame against canmatrix', (t) => {
   if (!existsSync(CAPTURE) || !existsSync(HONDA_DBC)) {
     const msg = `${SHARED} is not here (the real capture and DBC are only beside the repository under CI)`;
