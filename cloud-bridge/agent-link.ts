@@ -113,7 +113,9 @@ export class AgentLink implements RelayLink, CommandLink {
   private readonly pingTimer: NodeJS.Timeout;
   /** UP batches taken and not yet acknowledged (core/uplink/ack-clock.ts). */
   private readonly acks = new PendingAcks(this);
-  private lastSavedAt = 0;
+  private lastSavedAt = -Infinity;
+  /** A save held back by the once-a-second limit, due when the second is over (see flushAck). */
+  private saveTimer: NodeJS.Timeout | undefined;
   private probesBeforeHello = 0;
   /** Every bus name this link's UP batches have named: at most MAX_BUSES_PER_DONGLE (see busProblem). */
   private readonly buses = new Set<string>();
@@ -393,14 +395,23 @@ export class AgentLink implements RelayLink, CommandLink {
       return;
     }
     this.acks.done();
-    const now = Date.now();
+    const now = performance.now();
     // The position is saved before it is acknowledged (at most once a second), so that a restarted
-    // bridge still recognises resends of batches it took.
-    if (now - this.lastSavedAt >= POSITION_SAVE_MS) {
-      this.lastSavedAt = now;
-      this.handler.savePosition(this, this.up.position);
-    }
+    // bridge still recognises resends of batches it took. A save held back by the limit follows when the
+    // second is over: otherwise, once traffic stopped, the stored position trailed the acks until the link
+    // closed — and a node taking over a silent link (the close not yet seen) admitted the agent from it, and
+    // relayed again the batches the agent resent.
+    if (now - this.lastSavedAt >= POSITION_SAVE_MS) this.savePositionNow();
+    else this.saveTimer ??= setTimeout(() => this.savePositionNow(), POSITION_SAVE_MS - (now - this.lastSavedAt));
     this.sendText({ t: 'data_ack', batch: this.up.position.batch });
+  }
+
+  private savePositionNow(): void {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    if (this.state === 'closed') return; // the close saved it
+    this.lastSavedAt = performance.now();
+    this.handler.savePosition(this, this.up.position);
   }
 
   // ---- outgoing ----
@@ -436,6 +447,7 @@ export class AgentLink implements RelayLink, CommandLink {
     this.state = 'closed';
     clearTimeout(this.helloTimer);
     clearInterval(this.pingTimer);
+    clearTimeout(this.saveTimer);
     this.acks.done();
     if (wasReady && this.up.position.batch >= 0) this.handler.savePosition(this, this.up.position);
     this.recordings.closeAll();
