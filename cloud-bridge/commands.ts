@@ -57,6 +57,9 @@ export interface CommandView {
 }
 
 const SWEEP_MS = 200;
+/** Commands whose statuses are held until this node's view has them (see `early`), and for how long. */
+const EARLY_STATUSES_MAX = 1000;
+const EARLY_STATUS_TTL_MS = 10 * 60_000;
 const SWEEP_MAX = 200;
 /** How long after its deadline a sent command waits for the agent's report. */
 export const STATUS_GRACE_MS = 10_000;
@@ -75,6 +78,15 @@ export class CommandCenter {
   private readonly deadlines = new Map<string, number>();
   /** Commands whose timeout the store is deciding (PostgreSQL: a transaction in flight). */
   private readonly timingOut = new Set<string>();
+  /**
+   * Statuses an agent reported for a command this node's view does not have (yet): in a cluster, one
+   * stored by another node whose change this node has not read — its NOTIFY behind, or PostgreSQL away
+   * while the agent moved here. Acknowledged to the agent (its outbox forgets them), so they are kept
+   * here and applied when the view learns the command (storedElsewhere); before, they were dropped and a
+   * command the agent had carried out ended timed_out. Bounded: EARLY_STATUSES_MAX commands, the oldest
+   * given up first, each for EARLY_STATUS_TTL_MS.
+   */
+  private readonly early = new Map<string, { dongle: string; at: number; statuses: CommandStatusData[] }>();
   private readonly timer: NodeJS.Timeout;
   private readonly pruning: RetentionSweep;
   private readonly delivery: CommandDelivery;
@@ -164,6 +176,11 @@ export class CommandCenter {
    * its agent is connected. Delivered from here when its agent is connected here.
    */
   storedElsewhere(id: string): void {
+    const held = this.early.get(id);
+    if (held !== undefined) {
+      this.early.delete(id);
+      if (Date.now() - held.at < EARLY_STATUS_TTL_MS) for (const st of held.statuses) this.agentStatus(held.dongle, st);
+    }
     const c = this.store.command(id);
     if (!c || isTerminal(c.status)) return;
     const here = this.linkOf(c.dongle)?.ready === true;
@@ -176,7 +193,11 @@ export class CommandCenter {
   /** Returns false for a command unknown to this dongle (ignored: not shown anywhere either). */
   agentStatus(dongle: string, d: CommandStatusData): boolean {
     const c = this.store.command(d.command_id);
-    if (!c || c.dongle !== dongle) {
+    if (!c) {
+      this.holdEarly(dongle, d);
+      return false;
+    }
+    if (c.dongle !== dongle) {
       this.log.warn({ dongle, command_id: d.command_id, status: d.status }, 'agent reported a status for a command unknown to this dongle; ignored');
       return false;
     }
@@ -228,6 +249,17 @@ export class CommandCenter {
     clearInterval(this.timer);
     this.pruning.stop();
     this.delivery.stop();
+  }
+
+  private holdEarly(dongle: string, d: CommandStatusData): void {
+    const held = this.early.get(d.command_id);
+    if (held !== undefined && held.dongle === dongle) {
+      if (held.statuses.length < 8) held.statuses.push(d);
+      return;
+    }
+    this.log.info({ dongle, command_id: d.command_id, status: d.status }, 'agent reported a status for a command this node does not know (yet): held until it does');
+    while (this.early.size >= EARLY_STATUSES_MAX) this.early.delete(this.early.keys().next().value!);
+    this.early.set(d.command_id, { dongle, at: Date.now(), statuses: [d] });
   }
 
   private send(c: CommandRow): 'sent' | 'skipped' | 'blocked' {

@@ -98,3 +98,26 @@ test('command center: a removed dongle’s unfinished commands fail with the rea
   }
   center.stop();
 });
+
+test("command center (cluster): statuses the agent reports before this node's view has the command are held and applied once it does, not dropped", async () => {
+  const { store, center, connect } = setup();
+  connect(new FakeLink());
+  const row = await center.create('gw', SEND);
+  // Another node's command, this node's view behind (its NOTIFY not read, or PostgreSQL away): hidden.
+  const hidden = new Set([row.id]);
+  const command = store.command.bind(store);
+  store.command = (id: string) => (hidden.has(id) ? undefined : command(id));
+  assert.equal(center.agentStatus('gw', commandStatusData(row.id, 'send_frame', 'delivered')), false, 'not shown: not known here yet');
+  assert.equal(center.agentStatus('gw', commandStatusData(row.id, 'send_frame', 'succeeded')), false);
+  hidden.delete(row.id);
+  center.storedElsewhere(row.id); // the change feed delivers it
+  assert.equal(center.view(row.id)!.status, 'succeeded', "the agent's statuses, held, are applied");
+  assert.deepEqual(history(center, row.id).slice(-2), ['delivered', 'succeeded']);
+  // A status for a command of another dongle is never applied, held or not.
+  const other = await center.create('gw', SEND);
+  hidden.add(other.id);
+  center.agentStatus('intruder', commandStatusData(other.id, 'send_frame', 'failed'));
+  hidden.delete(other.id);
+  center.storedElsewhere(other.id);
+  assert.notEqual(center.view(other.id)!.status, 'failed');
+});
