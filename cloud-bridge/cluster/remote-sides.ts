@@ -36,6 +36,8 @@ const ACKS_PER_MESSAGE = 1000;
  * (make bench-cluster profile). 20 ms more in the sender's window (16,384 frames per side) costs nothing.
  */
 const ACK_EVERY_MS = 20;
+/** How often a socket over its bound is looked at, to ask the sender to start over once it drained. */
+const DRAIN_CHECK_MS = 50;
 const ackMessage = z
   .object({
     node: z.string().min(1).max(200),
@@ -50,7 +52,10 @@ export interface RemoteSidesStats {
   /** DOWN batches published to another node / received from one and written to a local agent. */
   batchesOut: number;
   batchesIn: number;
-  /** Batches received for a dongle no longer connected here (the sender resends them wherever it went). */
+  /**
+   * Batches received for a dongle no longer connected here (the sender resends them wherever it went), or
+   * while its socket here is over the bound a local side keeps (the sender resends them once it drained).
+   */
   batchesUndeliverable: number;
   /**
    * Batches received under another relay revision than this node's for the target's group (the sender's
@@ -99,6 +104,15 @@ export class RemoteSides {
   private readonly pendingAcks = new Map<string, number>();
   /** DOWN batches of this turn, by the node they go to, bundled into one message each at its end. */
   private readonly bundles = new Map<string, BundleWriter>();
+  /**
+   * Dongles connected here whose socket was over its bound when a batch came (a slow reader: a cellular
+   * link): the stream is cut there like at a hole, and the sender is asked to start over once the socket
+   * has drained — by the node it came from. Written on regardless, a remote sender's whole window (up to
+   * 16,384 frames, ~1.4 MB of CAN FD) and every restart's resend of it piled up in this node's memory,
+   * where a local side holds DOWN_BOUND_BYTES.
+   */
+  private readonly draining = new Map<string, string>();
+  private drainTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly nats: NatsLink,
@@ -227,6 +241,7 @@ export class RemoteSides {
   /** The dongle was deleted: its remote side (if its group still had one) and what was kept of its batches go. */
   forget(dongle: string): void {
     this.drop(dongle);
+    this.draining.delete(dongle);
     this.streams.delete(dongle);
     this.fedRemotely.delete(dongle);
     this.pendingAcks.delete(dongle);
@@ -290,6 +305,13 @@ export class RemoteSides {
       this.streams.set(dongle, st);
       if (st.next < 0) this.askResend(dongle, from);
     }
+    if (st.next >= 0 && seq === st.next && link.ready && !link.canSend()) {
+      // The socket is over its bound: this batch and the rest of the stream wait at the sender.
+      this.stats.batchesUndeliverable++;
+      st.next = -1;
+      this.awaitDrain(dongle, from);
+      return;
+    }
     if (st.next < 0 || seq !== st.next || !link.ready) {
       this.stats.batchesUndeliverable++;
       if (st.next >= 0) {
@@ -311,6 +333,25 @@ export class RemoteSides {
     this.stats.batchesIn++;
     this.fedRemotely.add(dongle);
     link.sendBinary(r.batch);
+  }
+
+  private awaitDrain(dongle: string, node: string): void {
+    this.draining.set(dongle, node);
+    this.drainTimer ??= setInterval(() => {
+      for (const [d, n] of this.draining) {
+        const link = this.localLink(d);
+        if (link === undefined || !link.ready) this.draining.delete(d);
+        else if (link.canSend()) {
+          this.draining.delete(d);
+          this.askResend(d, n);
+        }
+      }
+      if (this.draining.size === 0) {
+        clearInterval(this.drainTimer);
+        this.drainTimer = undefined;
+      }
+    }, DRAIN_CHECK_MS);
+    this.drainTimer.unref();
   }
 
   private askResend(dongle: string, node: string): void {

@@ -106,7 +106,7 @@ test('cluster RemoteSides.forget: a deleted dongle fed from another node leaves 
     remoteAck: () => undefined,
   } as unknown as GroupRelay;
   const written: Buffer[] = [];
-  const link = { ready: true, sendBinary: (b: Buffer) => void written.push(b) } as unknown as AgentLink;
+  const link = { ready: true, canSend: () => true, sendBinary: (b: Buffer) => void written.push(b) } as unknown as AgentLink;
   const sides = new RemoteSides(nats.link, ownership, relay, (d) => (d === 'gw' ? link : undefined), silent);
   const bundle = (seq: number): Uint8Array => {
     const w = new BundleWriter('n1');

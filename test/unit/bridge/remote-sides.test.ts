@@ -1,6 +1,7 @@
 /**
  * cloud-bridge/cluster/remote-sides.ts, the node an agent is connected to: DOWN batches from another node
- * reach the agent only under the relay revision this node holds for the agent's group.
+ * reach the agent only under the relay revision this node holds for the agent's group, and only while its
+ * socket is within the bound a local side keeps.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -21,7 +22,7 @@ test("a batch addressed under another revision of the group than this node's, or
   let membership: Membership | undefined = { group: 'g', side: 'b', rev: 'rev-2' };
   const relay = { groupOf: () => membership, attach: () => undefined, detach: () => undefined, remoteAck: () => undefined } as unknown as GroupRelay;
   const written: number[] = [];
-  const link = { ready: true, sendBinary: (b: Buffer) => void written.push(b[0]!) } as unknown as AgentLink;
+  const link = { ready: true, canSend: () => true, sendBinary: (b: Buffer) => void written.push(b[0]!) } as unknown as AgentLink;
   const sides = new RemoteSides(nats.link, ownership, relay, (d) => (d === 'gw-b' ? link : undefined), pino({ level: 'silent' }));
   const deliver = (seq: number, rev: string): void => {
     const w = new BundleWriter('n1');
@@ -37,4 +38,30 @@ test("a batch addressed under another revision of the group than this node's, or
   assert.equal(sides.stats.batchesGroupChanged, 3);
   assert.equal(sides.stats.batchesIn, 1);
   assert.deepEqual(nats.published, [], 'no resend asked: the stream had no hole');
+});
+
+test('a socket over its bound takes no batch from another node: the stream is cut, and the sender asked to start over once it drained', async () => {
+  const nats = fakeNats();
+  const ownership = { node: 'n2', ownerOf: () => undefined } as unknown as Ownership;
+  const relay = { groupOf: () => ({ group: 'g', side: 'b', rev: 'r' }), attach: () => undefined, detach: () => undefined, remoteAck: () => undefined } as unknown as GroupRelay;
+  const written: number[] = [];
+  let full = false;
+  const link = { ready: true, canSend: () => !full, sendBinary: (b: Buffer) => void written.push(b[0]!) } as unknown as AgentLink;
+  const sides = new RemoteSides(nats.link, ownership, relay, (d) => (d === 'gw-b' ? link : undefined), pino({ level: 'silent' }));
+  const deliver = (seq: number): void => {
+    const w = new BundleWriter('n1');
+    w.add({ dongle: 'gw-b', side: 'stream-1', rev: 'r', seq, batch: Buffer.from([seq]) });
+    nats.deliver(SUBJECTS.down('n2'), w.finish());
+  };
+  deliver(0);
+  full = true; // the agent reads slowly (a cellular link): its socket holds 256 KiB unsent
+  deliver(1);
+  deliver(2);
+  assert.deepEqual(written, [0]);
+  assert.equal(sides.stats.batchesUndeliverable, 2);
+  await new Promise((r) => setTimeout(r, 150));
+  assert.deepEqual(nats.published, [], 'no resend asked while the socket is still full (it would only fill it again)');
+  full = false;
+  await new Promise((r) => setTimeout(r, 150));
+  assert.deepEqual(nats.published, [SUBJECTS.resend], 'once drained, the sender is asked to start over, once');
 });
