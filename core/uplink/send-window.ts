@@ -17,6 +17,12 @@ export interface WindowBatch<T> {
   /** Written to the current link (cleared when the link changes). */
   sent: boolean;
   /**
+   * The earliest time of its items (a lower bound once some were removed): a batch's items are not in time
+   * order — frames of several buses come from separate sockets, stamped by the kernel — so its first item
+   * says nothing of the others, and a frame past the age limit behind a fresh first one was sent.
+   */
+  oldest: number;
+  /**
    * Written to a link that was lost before its ack: the receiver may have it. Such a batch is neither
    * aged out nor trimmed (below the hard bound) until `settle()` — after the receiver said what it has —
    * so that a frame that arrived is never counted as dropped.
@@ -48,7 +54,7 @@ export class SendWindow<T> {
 
   /** Adds a batch at the end (numbers must increase). */
   add(batch: number, items: T[], sent = false): WindowBatch<T> {
-    const b: WindowBatch<T> = { batch, items, sent };
+    const b: WindowBatch<T> = { batch, items, sent, oldest: this.earliest(items) };
     this.batches.push(b);
     this.held += items.length;
     if (sent) this.onWire += items.length;
@@ -106,13 +112,23 @@ export class SendWindow<T> {
   expire(cutoffMs: number): number {
     let n = 0;
     for (const b of this.batches) {
-      if (b.sent || b.unsure || b.items.length === 0 || this.timeOf(b.items[0]!) >= cutoffMs) continue;
+      if (b.sent || b.unsure || b.items.length === 0 || b.oldest >= cutoffMs) continue;
       const before = b.items.length;
       b.items = b.items.filter((it) => this.timeOf(it) >= cutoffMs);
+      b.oldest = this.earliest(b.items);
       n += before - b.items.length;
     }
     if (n > 0) this.removeEmpty(n);
     return n;
+  }
+
+  private earliest(items: readonly T[]): number {
+    let min = Infinity;
+    for (const it of items) {
+      const t = this.timeOf(it);
+      if (t < min) min = t;
+    }
+    return min;
   }
 
   /** Keeps only the items of an unsent batch that pass `keep` (an emptied batch is still sent: it is acknowledged like any). Returns the items removed. */

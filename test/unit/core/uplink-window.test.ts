@@ -42,6 +42,14 @@ test('send window: only batches off the wire expire; an emptied batch is forgott
   assert.equal(w.size, 1);
 });
 
+test('send window: an item past the age behind a fresh first one expires too (frames of several buses are not in time order)', () => {
+  const w = win();
+  w.add(1, [300, 120, 280]); // can1's frame stamped before can0's, delivered after it
+  assert.equal(w.expire(250), 1, 'the 120 ms frame');
+  assert.deepEqual([...w.unsent()][0]!.items, [300, 280]);
+  assert.equal(w.expire(290), 1, 'and later the 280 ms one, by the earliest left');
+});
+
 test('send window: over the bound the oldest unsent batches go first, sent ones only past the hard bound', () => {
   const w = win();
   w.add(1, [1, 1, 1], true);
