@@ -4,7 +4,8 @@
  * relayed under ends — the group changes (a `group` message, or another group or relay revision in the
  * next welcome), or the bridge refuses the agent (4401, or HTTP 401 at a reconnect: token rotated or
  * revoked, dongle removed) — none of them reaches the bus afterwards, and the count says how many were
- * dropped.
+ * dropped. Also what arrives after the bridge said the agent is in no group, and the agent's heartbeat
+ * across a step of its wall clock.
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -267,4 +268,17 @@ test('the token revoked while the link was down (the reconnect refused with HTTP
   b.busy.clear();
   await new Promise((r) => setTimeout(r, 300));
   assert.deepEqual(b.sent, []);
+});
+
+test("the agent's heartbeat judges the bridge's silence on the monotonic clock: its wall clock stepped forward a minute does not cut a live link", async (t) => {
+  const fb = await fakeBridge(() => 'line-3');
+  const b = agentB(fb.port); // heartbeat every second: a link silent for 2.5 s is cut
+  await until(() => b.uplink.connected, 10_000, 'agent B welcomed');
+  const realNow = Date.now;
+  t.after(() => (Date.now = realNow));
+  Date.now = () => realNow() + 60_000; // NTP steps the gateway's clock
+  await new Promise((r) => setTimeout(r, 3500));
+  Date.now = realNow;
+  assert.equal(b.uplink.stats.disconnects, 0, 'the bridge answered every ping: the link is kept');
+  assert.equal(fb.hellos, 1);
 });
