@@ -27,16 +27,26 @@ export async function sendMetrics(res: ServerResponse, registry: Registry): Prom
 /** `url`: the request target, already read (a target that is not one got 400 before the handler). */
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<void>;
 
-/** The request's target as a URL, or undefined when it cannot be read as one (`GET //[`: a broken or hostile client). */
+/**
+ * The request's target as a URL, or undefined when it cannot be read as one (`GET //[`: a broken or hostile
+ * client), or when reading it changes its path. The URL parser takes `\` for `/` and resolves `..` and
+ * `%2e%2e`: `/x/..\metrics` reads as `/metrics`, while a proxy in front (nginx) matched the raw path
+ * against its own rules (`location = /metrics`, loopback only) and passed it on — so a path the proxy
+ * saw is the only path served.
+ */
 export function requestUrl(req: IncomingMessage): URL | undefined {
+  const raw = req.url ?? '/';
+  let url: URL;
   try {
-    return new URL(req.url ?? '/', 'http://localhost');
+    url = new URL(raw, 'http://localhost');
   } catch {
     return undefined;
   }
+  const q = raw.indexOf('?');
+  return (q < 0 ? raw : raw.slice(0, q)) === url.pathname ? url : undefined;
 }
 
-export const BAD_TARGET = 'bad request target: the path cannot be read as a URL';
+export const BAD_TARGET = 'bad request target: the path cannot be read as a URL, or is not in its plain form (no "..", "\\" or "%2e" segments)';
 
 /**
  * How long an idle kept-alive connection is kept (Node's default: 5 s). Node checks this timer before it

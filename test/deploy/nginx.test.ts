@@ -14,6 +14,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ensureDebs, hasCommand } from '../helpers/deploy.js';
@@ -36,6 +37,20 @@ let good: Nginx;
 let goodPorts: Ports;
 let agent: CliProcess | undefined;
 const auth = { Authorization: `Bearer ${ADMIN}` };
+
+/** GET through nginx with the path sent exactly as written (a URL object would resolve `..` and `\\` first). */
+function rawGet(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, path, ca, headers: { Connection: 'close' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
 
 async function startNginx(name: string, edit?: (site: string) => string): Promise<{ nginx: Nginx; ports: Ports }> {
   const ports: Ports = { upstream: bridgePort, http: await freePort(), https: await freePort() };
@@ -257,6 +272,31 @@ describe('the bridge behind nginx (ops/nginx/canrelay-bridge.conf)', { skip }, (
     const deadline = Date.now() + 5000;
     while (!/"GET \/api\/v1\/agents\/connect HTTP\/1\.1" 101 /.test(good.accessLog()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     assert.match(good.accessLog(), /"GET \/api\/v1\/agents\/connect HTTP\/1\.1" 101 /);
+  });
+
+  test('a path nginx passes on as it is but the bridge would read as /metrics (`/x/..\\metrics`) gets 400, not the metrics', async () => {
+    for (const target of ['/x/..\\metrics', '/a/..%2fmetrics']) {
+      const r = await rawGet(goodPorts.https, target);
+      assert.notEqual(r.status, 200, `${target}: ${r.status} ${r.body.slice(0, 80)}`);
+      assert.ok(!r.body.includes('canrelay_bridge'), `${target}: no metrics`);
+    }
+  });
+
+  test('the error log holds no token when the bridge is down (every console reconnecting with ?access_token=)', async () => {
+    const dead = await freePort();
+    const { nginx, ports } = await startNginx('upstream-down', (site) => site.replace(`server 127.0.0.1:${bridgePort};`, `server 127.0.0.1:${dead};`));
+    try {
+      const r = await rawGet(ports.https, `/api/v1/streams/fleet?access_token=${ADMIN}`);
+      assert.equal(r.status, 502, 'the bridge is not there');
+      // The main error log (nginx's stderr here, /var/log/nginx/error.log on Debian) is where the line went
+      // before the site had its own.
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(!nginx.errorLog().includes(ADMIN) && !nginx.stderr.includes(ADMIN), `no token in an error log: ${nginx.stderr.slice(-300)}`);
+      assert.ok(!nginx.accessLog().includes(ADMIN), 'nor in the access log');
+      assert.match(nginx.accessLog(), / 502 /, 'the failed request is logged, path only');
+    } finally {
+      await nginx.stop();
+    }
   });
 
   test("the access log holds no token: a browser's ?access_token= (EventSource, download links) is left out", () => {

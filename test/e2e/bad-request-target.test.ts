@@ -4,7 +4,8 @@
  * throw out of the bridge's `upgrade` listener and end the process — and HEAD on the agent's console,
  * which used to stream events with no status line or headers, gets 405. A refused uplink upgrade whose
  * client never closes its side is closed by the bridge all the same (it held the socket for ever, one
- * descriptor per attempt, from anyone), and the refusals are logged once a second, not once each.
+ * descriptor per attempt, from anyone), and the refusals are logged once a second, not once each. A path
+ * the URL parser would change (`..`, `\`) gets 400: served as the path it becomes, it passed a proxy's rules.
  */
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
@@ -44,6 +45,15 @@ test('the bridge: a request target that is not a URL gets 400, as a request and 
   stops.push(() => b.proc.stop());
   assert.match(await raw(b.base, upgrade('//[')), /^HTTP\/1\.1 400 .*bad request target/s);
   assert.match(await raw(b.base, 'GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 400 .*bad request target/s);
+  // A path the URL parser would change (`\\` read as `/`, `..` resolved) is refused, not served as the
+  // path a proxy in front never saw: nginx lets `/x/..\\metrics` through to the bridge, which read it as
+  // /metrics (loopback-only there) and answered without a token.
+  for (const target of ['/x/..\\metrics', '/a/../metrics', '/%2e%2e/metrics']) {
+    const got = await raw(b.base, `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    assert.match(got, /^HTTP\/1\.1 400 .*not in its plain form/s, `${target}: ${got.slice(0, 60)}`);
+    assert.doesNotMatch(got, /canrelay_bridge/, 'no metrics');
+  }
+  assert.equal((await fetch(`${b.base}/metrics`)).status, 200, 'the plain path still answers (nginx restricts it to loopback)');
   assert.equal(b.proc.exitCode, null, 'the bridge is still running');
   const h = await fetch(`${b.base}/healthz`);
   assert.equal(h.status, 200, 'and answers');

@@ -108,7 +108,12 @@ http {
     chmodSync(this.dir, 0o755);
     chmodSync(join(this.dir, 'tmp'), 0o777);
     // The shipped access log, in the test's folder (accessLog() reads it).
-    writeFileSync(join(this.dir, 'site.conf'), this.site.replaceAll('/var/log/nginx/canrelay-bridge.access.log', join(this.dir, 'access.log')));
+    writeFileSync(
+      join(this.dir, 'site.conf'),
+      this.site
+        .replaceAll('/var/log/nginx/canrelay-bridge.access.log', join(this.dir, 'access.log'))
+        .replaceAll('/var/log/nginx/canrelay-bridge.error.log', join(this.dir, 'error.log')),
+    );
     writeFileSync(join(this.dir, 'nginx.conf'), this.mainConf());
     return ['-p', this.dir, '-c', join(this.dir, 'nginx.conf'), '-g', `daemon off; pid ${join(this.dir, 'nginx.pid')}; error_log stderr notice;`];
   }
@@ -140,6 +145,15 @@ http {
   accessLog(): string {
     try {
       return readFileSync(join(this.dir, 'access.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** The site's error log (the shipped path, moved to the test's folder). */
+  errorLog(): string {
+    try {
+      return readFileSync(join(this.dir, 'error.log'), 'utf8');
     } catch {
       return '';
     }
