@@ -215,6 +215,11 @@ export class AgentLink implements RelayLink, CommandLink {
     return this.ready && this.ws.bufferedAmount < DOWN_BOUND_BYTES;
   }
 
+  /** Everything written to the socket has left for the agent (nothing unsent in it). */
+  get drained(): boolean {
+    return this.ready && this.ws.bufferedAmount === 0;
+  }
+
   sendBinary(buf: Buffer): void {
     if (this.checkBound()) this.ws.send(buf, { binary: true });
   }

@@ -179,7 +179,9 @@ export class CommandCenter {
     const held = this.early.get(id);
     if (held !== undefined) {
       this.early.delete(id);
-      if (Date.now() - held.at < EARLY_STATUS_TTL_MS) for (const st of held.statuses) this.agentStatus(held.dongle, st);
+      // Applied, and shown as they would have been on arrival (the console, the fleet's last command).
+      if (Date.now() - held.at < EARLY_STATUS_TTL_MS)
+        for (const st of held.statuses) if (this.agentStatus(held.dongle, st)) this.consoles.dongleEvent(held.dongle, { type: 'command_status', data: st });
     }
     const c = this.store.command(id);
     if (!c || isTerminal(c.status)) return;

@@ -7,8 +7,8 @@
  *   is create() (only if absent) or update() with the revision read (compare-and-set): two nodes racing
  *   for one dongle cannot both win. The bucket's max age removes the lease of a node that died.
  * - The owner rewrites its leases every refreshMs (again compare-and-set) and announces each on the core
- *   subject SUBJECTS.lease; every node keeps the time it last heard of each lease (its own clock, so node
- *   clocks need not agree). A lease unheard of for the takeover time (missed heartbeats) may be taken over.
+ *   subject SUBJECTS.lease; every node keeps the time it last heard of each lease (its own monotonic clock,
+ *   so node clocks need not agree, and a step of its wall clock changes nothing). A lease unheard of for the takeover time (missed heartbeats) may be taken over.
  * - A refresh that finds the lease taken by another node, or an announcement naming another node for a
  *   dongle connected here, means this node lost it: the local link is cut (onLost).
  * - Before judging another node's lease by age, the claim asks that node (SUBJECTS.holds, request-reply):
@@ -43,8 +43,12 @@ export interface OwnedLink {
 
 export interface LeaseView {
   node: string;
-  /** When this node last heard of the lease, minus how long the owner's link had been silent then. */
-  lastHeardAt: number;
+  /**
+   * When this node last heard of the lease, minus how long the owner's link had been silent then, on this
+   * node's monotonic clock (performance.now()): a step of its wall clock neither ages every lease at once
+   * (stepped forward: every remote side unreachable) nor keeps a dead one (stepped back).
+   */
+  heardMono: number;
 }
 
 export interface OwnershipEvents {
@@ -95,10 +99,10 @@ export class Ownership {
   }
 
   /** The node that holds the dongle now, as far as this node has heard (undefined: nobody, or stale). */
-  ownerOf(dongle: string, now = Date.now()): string | undefined {
+  ownerOf(dongle: string, now = performance.now()): string | undefined {
     if (this.owned.has(dongle)) return this.node;
     const h = this.heard.get(dongle);
-    return h !== undefined && now - h.lastHeardAt < this.takeoverAfterMs ? h.node : undefined;
+    return h !== undefined && now - h.heardMono < this.takeoverAfterMs ? h.node : undefined;
   }
 
   /**
@@ -149,7 +153,9 @@ export class Ownership {
         else {
           const h = this.heard.get(dongle);
           // Never heard of it here (this node just started): the lease's own write time stands in.
-          current = { silentMs: Date.now() - (h?.node === held.data.node ? h.lastHeardAt : e!.created.getTime() - held.data.silent_ms) };
+          current = {
+            silentMs: h?.node === held.data.node ? performance.now() - h.heardMono : Date.now() - (e!.created.getTime() - held.data.silent_ms),
+          };
         }
       }
       const v = decide(current);
@@ -332,7 +338,7 @@ export class Ownership {
     if (m.released) {
       if (this.heard.get(m.dongle)?.node === m.node) this.heard.delete(m.dongle);
     } else {
-      this.heard.set(m.dongle, { node: m.node, lastHeardAt: Date.now() - m.silent_ms });
+      this.heard.set(m.dongle, { node: m.node, heardMono: performance.now() - m.silent_ms });
       const mine = this.owned.get(m.dongle);
       if (mine !== undefined) {
         // Both hold it (a NATS outage let both admit it): the link heard from more recently keeps it. Ours
@@ -346,9 +352,9 @@ export class Ownership {
 
   /** Leases unheard of for the takeover time are stale: their dongles have no live owner. */
   private expireHeard(): void {
-    const now = Date.now();
+    const now = performance.now();
     for (const [d, h] of this.heard) {
-      if (now - h.lastHeardAt >= this.takeoverAfterMs) {
+      if (now - h.heardMono >= this.takeoverAfterMs) {
         this.heard.delete(d);
         this.events.changed(d);
       }

@@ -105,7 +105,9 @@ const VALTYPE_RE = new RegExp(String.raw`^SIG_VALTYPE_\s+(\d+)\s+(${IDENT})\s*:?
 const MULVAL_RE = new RegExp(String.raw`^SG_MUL_VAL_\s+(\d+)\s+(${IDENT})\s+(${IDENT})\s+(\d+\s*-\s*\d+(?:\s*,\s*\d+\s*-\s*\d+)*)\s*;$`);
 const BA_FRAMEFORMAT_RE = /^BA_\s+"VFrameFormat"\s+BO_\s+(\d+)\s+(\d+)\s*;$/;
 const BA_DEF_FRAMEFORMAT_RE = /^BA_DEF_\s+BO_\s+"VFrameFormat"\s+ENUM\s+(.*);$/;
-const BA_PROTOCOL_J1939_RE = /^BA_\s+"ProtocolType"\s+"J1939"\s*;$/;
+const BA_PROTOCOL_J1939_RE = /^BA_(?:DEF_DEF_)?\s+"ProtocolType"\s+"J1939"\s*;$/;
+/** The file's default VFrameFormat, by name (`BA_DEF_DEF_ "VFrameFormat" "J1939PG";`). */
+const BA_DEF_DEF_FRAMEFORMAT_RE = /^BA_DEF_DEF_\s+"VFrameFormat"\s+"([^"]*)"\s*;$/;
 /** VFrameFormat's values as Vector's CANdb++ defines them, for a file that does not define them itself. */
 const VECTOR_FRAME_FORMATS: readonly string[] = ['StandardCAN', 'ExtendedCAN', 'reserved', 'J1939PG', ...Array<string>(10).fill('reserved'), 'StandardCAN_FD', 'ExtendedCAN_FD'];
 
@@ -239,6 +241,7 @@ export function parseDbc(text: string, file: string): DbcDatabase {
   let frameFormatNames = VECTOR_FRAME_FORMATS;
   const frameFormats: { msg: DbcMessage; index: number }[] = [];
   let protocolJ1939 = false;
+  let defaultFormat: string | undefined;
   /** Each message's signals by name (a message may have thousands: no linear search per line). */
   const signalsByName = new Map<DbcMessage, Map<string, DbcSignal>>();
   const signalOf = (rawId: string, name: string, line: number, what: string): DbcSignal | undefined => {
@@ -386,16 +389,21 @@ export function parseDbc(text: string, file: string): DbcDatabase {
     } else if (t.startsWith('BA_DEF_ ')) {
       const m = BA_DEF_FRAMEFORMAT_RE.exec(t);
       if (m !== null) frameFormatNames = [...m[1]!.matchAll(/"([^"]*)"/g)].map((x) => x[1]!);
-    } else if (t.startsWith('BA_ "ProtocolType"') && BA_PROTOCOL_J1939_RE.test(t)) protocolJ1939 = true;
+    } else if (t.startsWith('BA_DEF_DEF_ "VFrameFormat"')) {
+      defaultFormat = BA_DEF_DEF_FRAMEFORMAT_RE.exec(t)?.[1];
+    } else if ((t.startsWith('BA_ "ProtocolType"') || t.startsWith('BA_DEF_DEF_ "ProtocolType"')) && BA_PROTOCOL_J1939_RE.test(t)) protocolJ1939 = true;
   }
-  // The enum's values are the file's own (BA_DEF_ may follow the BA_ that use them in hand-edited files):
-  // canmatrix's J1939 database numbers J1939PG 4, Vector's list 3.
-  for (const { msg, index } of frameFormats) {
-    const name = frameFormatNames[index] ?? '';
-    if (name.endsWith('_FD')) msg.fd = true;
-    if (name === 'J1939PG' && msg.extended) msg.j1939 = true;
+  // A message's format: its own BA_ (by the file's enum names: BA_DEF_ may follow the BA_ that use them in
+  // hand-edited files; canmatrix's J1939 database numbers J1939PG 4, Vector's list 3), else the file's
+  // default. A J1939 file (ProtocolType, set or by default) makes the extended messages without a format
+  // parameter groups; one marked ExtendedCAN stays a plain message.
+  const formats = new Map<DbcMessage, string>();
+  for (const { msg, index } of frameFormats) formats.set(msg, frameFormatNames[index] ?? '');
+  for (const msg of messages) {
+    const name = formats.get(msg) ?? defaultFormat;
+    if (name?.endsWith('_FD')) msg.fd = true;
+    if (msg.extended && (name === 'J1939PG' || (name === undefined && protocolJ1939))) msg.j1939 = true;
   }
-  if (protocolJ1939) for (const msg of messages) if (msg.extended) msg.j1939 = true;
   checkMultiplexing(messages, file, warnings);
   return { file, messages, warnings };
 }

@@ -13,6 +13,11 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const TICKET_TTL_MS = 60_000;
+/**
+ * How far ahead of this node's clock another node's may be: its tickets end that much later than they
+ * could have here (the page asks one node and downloads from whichever the balancer picks, at once).
+ */
+const NODE_CLOCK_SKEW_MS = 5_000;
 /** The query parameter that carries a ticket. */
 export const TICKET_PARAM = 'ticket';
 
@@ -41,7 +46,7 @@ export class DownloadTickets {
     const m = /^(\d{1,15})\.([A-Za-z0-9_-]{43})$/.exec(url.searchParams.get(TICKET_PARAM) ?? '');
     if (!m) return false;
     const end = Number(m[1]);
-    if (end <= this.now() || end > this.now() + TICKET_TTL_MS) return false;
+    if (end <= this.now() || end > this.now() + TICKET_TTL_MS + NODE_CLOCK_SKEW_MS) return false;
     return timingSafeEqual(Buffer.from(m[2]!, 'base64url'), this.sign(url.pathname, end));
   }
 

@@ -50,18 +50,19 @@ test('a live link survives the wall clock stepped forward by a minute; a silent 
     pino({ level: 'silent' }),
     {
       helloTimeoutMs: 60_000,
-      pingMs: 40,
-      deadAfterMs: 100,
+      // Wide enough that a stall of the test process (a loaded machine) does not cut the live link itself.
+      pingMs: 100,
+      deadAfterMs: 1000,
     },
   );
   t.after(() => link.terminate());
   await new Promise((r) => setTimeout(r, 150));
   Date.now = () => realNow() + 60_000; // NTP steps the bridge's clock
-  await new Promise((r) => setTimeout(r, 300));
+  await new Promise((r) => setTimeout(r, 500));
   assert.equal(ws.terminated, false, 'answering its pings: kept');
   Date.now = () => realNow() - 60_000; // and back past where it was
   ws.answering = false; // the agent's link went dead (a half-open TCP connection)
-  await new Promise((r) => setTimeout(r, 300));
+  await new Promise((r) => setTimeout(r, 1600));
   assert.equal(ws.terminated, true, 'silent for 2.5 heartbeats: cut');
 });
 

@@ -100,7 +100,7 @@ test('command center: a removed dongle’s unfinished commands fail with the rea
 });
 
 test("command center (cluster): statuses the agent reports before this node's view has the command are held and applied once it does, not dropped", async () => {
-  const { store, center, connect } = setup();
+  const { store, center, connect, events } = setup();
   connect(new FakeLink());
   const row = await center.create('gw', SEND);
   // Another node's command, this node's view behind (its NOTIFY not read, or PostgreSQL away): hidden.
@@ -113,6 +113,11 @@ test("command center (cluster): statuses the agent reports before this node's vi
   center.storedElsewhere(row.id); // the change feed delivers it
   assert.equal(center.view(row.id)!.status, 'succeeded', "the agent's statuses, held, are applied");
   assert.deepEqual(history(center, row.id).slice(-2), ['delivered', 'succeeded']);
+  assert.deepEqual(
+    events.filter((e) => e.status === 'delivered' || e.status === 'succeeded').map((e) => e.status),
+    ['delivered', 'succeeded'],
+    'and shown on the console once applied',
+  );
   // A status for a command of another dongle is never applied, held or not.
   const other = await center.create('gw', SEND);
   hidden.add(other.id);

@@ -46,11 +46,18 @@ test('a socket over its bound takes no batch from another node: the stream is cu
   const relay = { groupOf: () => ({ group: 'g', side: 'b', rev: 'r' }), attach: () => undefined, detach: () => undefined, remoteAck: () => undefined } as unknown as GroupRelay;
   const written: number[] = [];
   let full = false;
-  const link = { ready: true, canSend: () => !full, sendBinary: (b: Buffer) => void written.push(b[0]!) } as unknown as AgentLink;
+  const link = {
+    ready: true,
+    canSend: () => !full,
+    get drained() {
+      return !full;
+    },
+    sendBinary: (b: Buffer) => void written.push(b[0]!),
+  } as unknown as AgentLink;
   const sides = new RemoteSides(nats.link, ownership, relay, (d) => (d === 'gw-b' ? link : undefined), pino({ level: 'silent' }));
-  const deliver = (seq: number): void => {
+  const deliver = (seq: number, side = 'stream-1'): void => {
     const w = new BundleWriter('n1');
-    w.add({ dongle: 'gw-b', side: 'stream-1', rev: 'r', seq, batch: Buffer.from([seq]) });
+    w.add({ dongle: 'gw-b', side, rev: 'r', seq, batch: Buffer.from([seq]) });
     nats.deliver(SUBJECTS.down('n2'), w.finish());
   };
   deliver(0);
@@ -64,4 +71,13 @@ test('a socket over its bound takes no batch from another node: the stream is cu
   full = false;
   await new Promise((r) => setTimeout(r, 150));
   assert.deepEqual(nats.published, [SUBJECTS.resend], 'once drained, the sender is asked to start over, once');
+  // The sender starts over (a new stream) and the socket is over the bound again at once (the agent still
+  // slow): asked again only a second after the last time.
+  full = true;
+  deliver(0, 'stream-2');
+  full = false;
+  await new Promise((r) => setTimeout(r, 120)); // two drain checks
+  assert.deepEqual(nats.published, [SUBJECTS.resend], 'not yet');
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.deepEqual(nats.published, [SUBJECTS.resend, SUBJECTS.resend], 'then once more');
 });

@@ -262,11 +262,34 @@ test("J1939: frames match their parameter group by PGN from any source address; 
   assert.equal(decoder.decodeFrame(ext(0x00a80011, '07')), undefined);
 });
 
-test('J1939: a file whose ProtocolType is J1939 makes every extended message a parameter group', () => {
-  const db = parseDbc('VERSION ""\nBO_ 2364540158 EEC1: 8 X\n SG_ EngSpeed : 24|16@1+ (0.125,0) [0|8031.875] "rpm" X\nBA_ "ProtocolType" "J1939";\n', 'p.dbc');
-  assert.equal(db.messages[0]!.j1939, true);
-  const d = new SignalDecoder([{ bus: undefined, db }]).decodeFrame(testFrame({ id: 0x0cf00417, ext: true, data: Buffer.from('ffffff6813ffffff', 'hex') }));
-  assert.equal(d?.value[0], 621);
+test('J1939: a file whose ProtocolType is J1939 (set or by default) makes its extended messages parameter groups, but not one marked ExtendedCAN; a default VFrameFormat counts', () => {
+  const body = (extra: string): string =>
+    [
+      'VERSION ""',
+      'BO_ 2364540158 EEC1: 8 X',
+      ' SG_ EngSpeed : 24|16@1+ (0.125,0) [0|8031.875] "rpm" X',
+      'BO_ 2566844672 RAW_EXT: 8 X', // 0x18FEF100: a plain 29-bit message
+      ' SG_ V : 0|8@1+ (1,0) [0|255] "" X',
+      'BA_DEF_ BO_ "VFrameFormat" ENUM "StandardCAN","ExtendedCAN","reserved","J1939PG";',
+      extra,
+      'BA_ "VFrameFormat" BO_ 2566844672 1;',
+      '',
+    ].join('\n');
+  for (const extra of ['BA_ "ProtocolType" "J1939";', 'BA_DEF_DEF_ "ProtocolType" "J1939";', 'BA_DEF_DEF_ "VFrameFormat" "J1939PG";']) {
+    const db = parseDbc(body(extra), 'p.dbc');
+    assert.deepEqual(
+      db.messages.map((m) => [m.name, m.j1939]),
+      [
+        ['EEC1', true],
+        ['RAW_EXT', false],
+      ],
+      extra,
+    );
+    const d = new SignalDecoder([{ bus: undefined, db }]);
+    assert.equal(d.decodeFrame(testFrame({ id: 0x0cf00417, ext: true, data: Buffer.from('ffffff6813ffffff', 'hex') }))?.value[0], 621, extra);
+    assert.equal(d.decodeFrame(testFrame({ id: 0x18fef100, ext: true, data: Buffer.from('01', 'hex') }))?.msg.name, 'RAW_EXT', extra);
+    assert.equal(d.decodeFrame(testFrame({ id: 0x18fef117, ext: true, data: Buffer.from('01', 'hex') })), undefined, `${extra}: ExtendedCAN matches its own id only`);
+  }
 });
 
 test('real capture: Civic Type R log with opendbc Honda DBC, every frame against canmatrix', (t) => {

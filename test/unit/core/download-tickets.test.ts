@@ -32,6 +32,11 @@ test('a ticket is admitted by another node with the same key, not by one with an
   const url = at(new DownloadTickets(key).issue('/api/v1/dongles/gw1/recordings/r1').url);
   assert.equal(new DownloadTickets(Buffer.from(key)).admits(url), true);
   assert.equal(new DownloadTickets(randomBytes(32)).admits(url), false);
+  // Issued by a node whose clock is a little ahead (50 ms, or a few seconds): admitted at once by the others.
+  for (const ahead of [50, 4000]) {
+    const issued = new DownloadTickets(key, () => Date.now() + ahead).issue('/y').url;
+    assert.equal(new DownloadTickets(key).admits(at(issued)), true, `a node ${ahead} ms ahead`);
+  }
   // A ticket signed with the key but ending far beyond a minute from now (a node whose clock ran ahead, or
   // one made to last) is refused: no ticket lives longer than TICKET_TTL_MS on the admitting node.
   const ahead = new DownloadTickets(key, () => Date.now() + 10 * TICKET_TTL_MS).issue('/x').url;
