@@ -42,7 +42,7 @@ Architecture: $arch
 Maintainer: canrelay maintainers <canrelay@localhost>
 Installed-Size: $size_kib
 Depends: $libs, passwd
-Recommends: systemd
+Recommends: systemd, iproute2
 Section: net
 Priority: optional
 Homepage: https://localhost/canrelay
@@ -55,7 +55,7 @@ Description: watch and bridge a CAN bus through a Linux gateway
 CONTROL
 # Example configs are conffiles (dpkg keeps local edits); the operator's agent.json is not in the package.
 ( cd "$pkg" && find etc -type f | sed 's#^#/#' | sort ) > "$pkg/DEBIAN/conffiles"
-for s in postinst prerm postrm; do install -m 0755 "packaging/deb/$s" "$pkg/DEBIAN/$s"; done
+for s in preinst postinst prerm postrm; do install -m 0755 "packaging/deb/$s" "$pkg/DEBIAN/$s"; done
 
 deb="$out/canrelay_${version}-${rev}_${arch}.deb"
 dpkg-deb --root-owner-group -Zxz --build "$pkg" "$deb" >/dev/null
