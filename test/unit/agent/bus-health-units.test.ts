@@ -598,21 +598,26 @@ test('monitor: the bitrates kept for the load are the source buses only, whateve
 
 test('monitor: no second closes before an ip read has worked (or three failed): --bitrate 250000 on a 500 kbit/s controller never shows double the load', async () => {
   let clock = 0;
+  /** A monitor of can1 (--bitrate can1=250000) with frames in seconds 1 and 2 (the second completes the first). */
+  const monitor = (readLinks: () => Promise<Map<string, LinkHealth>>): BusHealthMonitor => {
+    const m = new BusHealthMonitor({
+      buses: () => ['can1'],
+      linkState: () => 'up',
+      readLinks,
+      flagBitrates: new Map([['can1', 250_000]]),
+      intervalSeconds: 1,
+      publish: () => {},
+      log: () => {},
+      now: () => clock,
+      wallNow: () => clock,
+    });
+    for (let i = 0; i < 1000; i++) m.frame(frame({ bus: 'can1', id: 0, tsUs: 1_200_000 }));
+    m.frame(frame({ bus: 'can1', id: 0, tsUs: 2_100_000 }));
+    return m;
+  };
   let answer: ((m: Map<string, LinkHealth>) => void) | undefined;
-  const mon = new BusHealthMonitor({
-    buses: () => ['can1'],
-    linkState: () => 'up',
-    // The first read takes seconds (ip under load, or under emulation): it answers when the test says.
-    readLinks: () => (answer ? Promise.resolve(fixture('captured-sja1000-error-active.json')) : new Promise((resolve) => (answer = resolve))),
-    flagBitrates: new Map([['can1', 250_000]]),
-    intervalSeconds: 1,
-    publish: () => {},
-    log: () => {},
-    now: () => clock,
-    wallNow: () => clock,
-  });
-  for (let i = 0; i < 1000; i++) mon.frame(frame({ bus: 'can1', id: 0, tsUs: 1_200_000 }));
-  mon.frame(frame({ bus: 'can1', id: 0, tsUs: 2_100_000 })); // second 1 is complete
+  // The first read takes seconds (ip under load, or under emulation): it answers when the test says.
+  const mon = monitor(() => (answer ? Promise.resolve(fixture('captured-sja1000-error-active.json')) : new Promise((resolve) => (answer = resolve))));
   const step = async (): Promise<void> => {
     clock += 1000;
     void mon.tick(); // the read hangs: the step's closing part has run when tick() yields
@@ -630,19 +635,7 @@ test('monitor: no second closes before an ip read has worked (or three failed): 
 
   // Where ip never works (missing, or a busybox ip without -json), --bitrate gives the load after three failed reads.
   clock = 0;
-  const failing = new BusHealthMonitor({
-    buses: () => ['can1'],
-    linkState: () => 'up',
-    readLinks: () => Promise.reject(TIMED_OUT()),
-    flagBitrates: new Map([['can1', 250_000]]),
-    intervalSeconds: 1,
-    publish: () => {},
-    log: () => {},
-    now: () => clock,
-    wallNow: () => clock,
-  });
-  for (let i = 0; i < 1000; i++) failing.frame(frame({ bus: 'can1', id: 0, tsUs: 1_200_000 }));
-  failing.frame(frame({ bus: 'can1', id: 0, tsUs: 2_100_000 }));
+  const failing = monitor(() => Promise.reject(TIMED_OUT()));
   const loads: (number | null)[] = [];
   for (let i = 0; i < 5; i++) {
     clock += 1000;

@@ -19,8 +19,8 @@ import type { SendResult } from '../../../agent/sources/source.js';
 import { TxQueue } from '../../../agent/tx-queue.js';
 import { until } from '../../helpers/until.js';
 
-/** A runner over a real console stream, its command_status events collected, and a bus that is busy while `busy.on`. */
-function setup() {
+/** A real console stream, and the command_status events published on it (status and error). */
+function consoleWithStatuses() {
   const streams = new StreamManager({ historyEvents: 1000, historySeconds: 3600, historyMemoryBytes: 1 << 20, maxRate: 1000, ids: new MemoryIdStore() });
   const stream = streams.get('console');
   const statuses: { state: string; error?: string }[] = [];
@@ -28,13 +28,19 @@ function setup() {
     {
       cursor: 0,
       onEvent: (e: StoredEvent) => {
-        const json = JSON.parse(/data: (.*)/.exec(e.chunk)![1]!) as { status: string; error?: string };
-        statuses.push({ state: json.status, ...(json.error === undefined ? {} : { error: json.error }) });
+        const json = JSON.parse(/data: (.*)/.exec(e.chunk)![1]!) as { status?: string; error?: string };
+        if (json.status !== undefined) statuses.push({ state: json.status, ...(json.error === undefined ? {} : { error: json.error }) });
       },
       onStreamClosed: () => {},
     },
     {},
   );
+  return { streams, stream, statuses };
+}
+
+/** A runner over a real console stream, its command_status events collected, and a bus that is busy while `busy.on`. */
+function setup() {
+  const { streams, stream, statuses } = consoleWithStatuses();
   const busy = { on: false };
   const sent: number[] = [];
   const tx = new TxQueue((f): SendResult => (busy.on ? { ok: false, busy: true, error: 'ENOBUFS' } : (sent.push(f.id), { ok: true, tsUs: 0 })), {
@@ -108,20 +114,7 @@ test('a command whose expiry is not a time is refused, never taken as "no expiry
 });
 
 test('a controller in listen-only mode (ip -json ctrlmode LISTEN-ONLY) takes no send: the command fails saying so, and nothing reaches the source', async () => {
-  const streams = new StreamManager({ historyEvents: 1000, historySeconds: 3600, historyMemoryBytes: 1 << 20, maxRate: 1000, ids: new MemoryIdStore() });
-  const stream = streams.get('console');
-  const statuses: { state: string; error?: string }[] = [];
-  stream.subscribe(
-    {
-      cursor: 0,
-      onEvent: (e: StoredEvent) => {
-        const json = JSON.parse(/data: (.*)/.exec(e.chunk)![1]!) as { type?: string; status?: string; error?: string };
-        if (json.status !== undefined) statuses.push({ state: json.status, ...(json.error === undefined ? {} : { error: json.error }) });
-      },
-      onStreamClosed: () => {},
-    },
-    {},
-  );
+  const { streams, stream, statuses } = consoleWithStatuses();
   // The kernel's view of can0 as iproute2 prints it, the listen-only flag switched on and off.
   const captured = readFileSync(new URL('../../../../test/fixtures/ip-link/captured-sja1000-error-active.json', import.meta.url), 'utf8').replaceAll('"can1"', '"can0"');
   const withMode = (modes: string[]): string => captured.replace('"ctrlmode_supported"', `"ctrlmode":${JSON.stringify(modes)},"ctrlmode_supported"`);
