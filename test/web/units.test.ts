@@ -576,3 +576,19 @@ test('freshness: a periodic report is stale after three of its intervals without
   f.seen('fast', 17_500);
   assert.equal(f.staleFor('fast', 18_000), null, 'a new report: current again');
 });
+
+test("an SSE message without an id of its own (a stream_reset, a snapshot) is an event without id, not the previous event's number", async () => {
+  const { messageEvent } = await web<{ messageEvent: (m: SseMessage & { hasId: boolean }) => { id: number } | null }>('events.js');
+  const parser = new SseParser();
+  const msgs = parser.feed(
+    'id: 41\nevent: log\ndata: {"ts":"2026-12-01T00:00:00Z","level":"info","message":"a"}\n\nevent: stream_reset\ndata: {"reason":"x","from_id":0}\n\n',
+  ) as (SseMessage & {
+    hasId: boolean;
+  })[];
+  assert.equal(msgs.length, 2);
+  assert.equal(msgs[1]!.lastEventId, '41', 'SSE keeps the last id across an id-less message');
+  assert.deepEqual(
+    msgs.map((m) => messageEvent(m)?.id),
+    [41, 0],
+  );
+});

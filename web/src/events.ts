@@ -23,6 +23,15 @@ export type ConsoleEvent = { [K in ConsoleEventType]: { type: K; id: number; dat
 
 const TYPES = new Set<string>(CONSOLE_EVENT_TYPES);
 
+/**
+ * One SSE message as a ConsoleEvent, its id its own: a message without an `id:` field (a snapshot, a
+ * stream_reset before one) gets 0, not the stream's last event id, which SSE keeps across such messages —
+ * shown in the trace as the previous event's number.
+ */
+export function messageEvent(m: { type: string; data: string; lastEventId: string; hasId: boolean }): ConsoleEvent | null {
+  return toConsoleEvent(m.type, m.hasId ? m.lastEventId : '', m.data);
+}
+
 /** Parses one SSE message into a ConsoleEvent; null for unknown types or data that is not a JSON object. */
 export function toConsoleEvent(type: string, id: string, data: string): ConsoleEvent | null {
   if (!TYPES.has(type)) return null;

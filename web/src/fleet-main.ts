@@ -7,7 +7,7 @@
 import { listDongles, HttpError, recentCommands } from './api.js';
 import { byId, h, setText } from './dom.js';
 import { formatClock } from './format.js';
-import { toConsoleEvent, type CommandState } from './events.js';
+import { messageEvent, type CommandState } from './events.js';
 import { ConsoleConnection, type StreamStatus } from './sse.js';
 import { FleetModel } from './state/fleet.js';
 import { FleetAdmin } from './views/fleet-admin.js';
@@ -70,7 +70,7 @@ class FleetPage {
       token: this.token || undefined,
       onMessage: (m) => {
         // A snapshot event has no id of its own: it gets id 0, which is how the model knows a snapshot.
-        const ev = toConsoleEvent(m.type, m.hasId ? m.lastEventId : '', m.data);
+        const ev = messageEvent(m);
         if (ev === null || ev.type === 'stream_reset') return;
         this.model.apply(ev);
         if (ev.type === 'command_status' && ev.data.dongle === this.commandsOf) this.drawCommands();

@@ -8,7 +8,7 @@
 import { agentInfo, bridgeDongle, bridgeGroup, HttpError, recordingsPath, type AgentInfo } from './api.js';
 import { candumpFileName, candumpLog } from './candump-export.js';
 import { byId, download, h } from './dom.js';
-import { toConsoleEvent, type ConsoleEvent, type GroupStateData, type PresenceData } from './events.js';
+import { messageEvent, type ConsoleEvent, type GroupStateData, type PresenceData } from './events.js';
 import { parseIdFilter, type IdFilter, MATCH_ALL } from './filter.js';
 import { consolePath, parseRoute, type Route } from './route.js';
 import { ConsoleConnection, type StreamStatus } from './sse.js';
@@ -143,7 +143,7 @@ class App {
       backlog: BACKLOG,
       lastEventId: resumeFrom || undefined,
       onMessage: (m) => {
-        const ev = toConsoleEvent(m.type, m.lastEventId, m.data);
+        const ev = messageEvent(m);
         if (ev) this.apply(ev);
       },
       onStatus: (s) => this.onStatus(s),
