@@ -5,7 +5,7 @@
  * copying numbers, no allocation per frame.
  */
 import type { CanFrame } from '../../core/can/frame.js';
-import type { MessageDecoder, SignalDecoder } from '../../core/can/dbc-decode.js';
+import { exactText, labelOf, type MessageDecoder, type SignalDecoder } from '../../core/can/dbc-decode.js';
 import { canIdToString } from '../../core/can/hex.js';
 import { isoFromUs } from '../../core/console/time.js';
 import { tidyValue } from '../../core/console/normalize.js';
@@ -16,6 +16,8 @@ interface Slot {
   /** Per signal: last physical value, raw value and time (µs); time 0 = never seen. */
   value: Float64Array;
   raw: Float64Array;
+  /** The raw value exactly where a double cannot hold it (MessageDecoder.exact). */
+  exact: (bigint | undefined)[];
   tsUs: Float64Array;
   frames: number;
 }
@@ -76,7 +78,15 @@ export class SignalTable {
     let slot = perBus.get(dec);
     if (slot === undefined) {
       const k = dec.signals.length;
-      slot = { bus: f.bus, dec, value: new Float64Array(k), raw: new Float64Array(k), tsUs: new Float64Array(k), frames: 0 };
+      slot = {
+        bus: f.bus,
+        dec,
+        value: new Float64Array(k),
+        raw: new Float64Array(k),
+        exact: new Array<bigint | undefined>(k).fill(undefined),
+        tsUs: new Float64Array(k),
+        frames: 0,
+      };
       perBus.set(dec, slot);
     }
     slot.frames++;
@@ -85,6 +95,7 @@ export class SignalTable {
       if (present[i] === 0) continue;
       slot.value[i] = dec.value[i]!;
       slot.raw[i] = dec.raw[i]!;
+      slot.exact[i] = dec.exact[i];
       slot.tsUs[i] = f.tsUs;
     }
   }
@@ -97,8 +108,8 @@ export class SignalTable {
         const m = s.dec.msg;
         s.dec.signals.forEach((cs, i) => {
           if (s.tsUs[i] === 0) return;
-          const label = cs.def.values?.get(s.raw[i]!);
-          const value = tidyValue(s.value[i]!);
+          const label = labelOf(cs.def, s.raw[i]!, s.exact[i]);
+          const value = exactText(cs.def, s.exact[i]) ?? tidyValue(s.value[i]!);
           const r: SignalReading = {
             bus: s.bus,
             message: m.name,

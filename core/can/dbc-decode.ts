@@ -147,7 +147,14 @@ export class MessageDecoder {
     this.present = new Uint8Array(n);
     this.raw = new Float64Array(n);
     this.value = new Float64Array(n);
+    this.exact = new Array<bigint | undefined>(n).fill(undefined);
   }
+
+  /**
+   * Per signal: the raw value exactly, when it is an integer a double cannot hold (beyond ±2^53: a 64-bit
+   * counter or serial number); undefined otherwise (`raw` is exact then).
+   */
+  readonly exact: (bigint | undefined)[];
 
   /** Decodes every signal present in `data`. Returns how many are present. */
   decode(data: Uint8Array): number {
@@ -172,8 +179,17 @@ export class MessageDecoder {
         if (!hit) continue;
       }
       let raw: number;
-      if (s.wide) raw = readWide(s, data);
-      else {
+      this.exact[i] = undefined;
+      if (s.wide) {
+        const bits = readWide(s, data);
+        if (s.def.valueType === 'float64') {
+          scratch.setBigUint64(0, bits);
+          raw = scratch.getFloat64(0);
+        } else {
+          raw = Number(bits);
+          if (!Number.isSafeInteger(raw)) this.exact[i] = bits;
+        }
+      } else {
         raw = 0;
         const b = s.bytes;
         for (let k = 0; k < b.length; k++) raw += ((data[b[k]!]! >> s.shifts[k]!) & s.masks[k]!) * s.weights[k]!;
@@ -193,23 +209,39 @@ export class MessageDecoder {
 
   /** The value-table label for signal i's current raw value, if it has one. */
   label(i: number): string | undefined {
-    return this.signals[i]!.def.values?.get(this.raw[i]!);
+    return labelOf(this.signals[i]!.def, this.raw[i]!, this.exact[i]);
+  }
+
+  /** Signal i's value as exact decimal text when a double cannot hold it (see exactText). */
+  exactValue(i: number): string | undefined {
+    return exactText(this.signals[i]!.def, this.exact[i]);
   }
 }
 
-/** Signals longer than 53 bits and doubles: exact through BigInt. */
-function readWide(s: CompiledSignal, data: Uint8Array): number {
+/** A signal's value-table label for a raw value (`exact`: the raw value when a double cannot hold it). */
+export function labelOf(def: DbcSignal, raw: number, exact: bigint | undefined): string | undefined {
+  const values = def.values;
+  return values === undefined ? undefined : values.get(exact !== undefined ? exact.toString() : String(raw));
+}
+
+/**
+ * A physical value as exact decimal text: for an integer raw value beyond a double's 2^53 with factor 1 and
+ * offset 0 (the value is the raw number: a counter, a serial number), whose last digits a double would
+ * change (18446744073709551615 read as 18446744073709552000). Otherwise undefined: the double is the value.
+ */
+export function exactText(def: DbcSignal, exact: bigint | undefined): string | undefined {
+  return exact !== undefined && def.factor === 1 && def.offset === 0 ? exact.toString() : undefined;
+}
+
+/** Signals longer than 53 bits and doubles: their bits, exact, through BigInt (signed ones sign-extended). */
+function readWide(s: CompiledSignal, data: Uint8Array): bigint {
   let raw = 0n;
   const b = s.bytes;
   for (let k = 0; k < b.length; k++) {
     raw += BigInt((data[b[k]!]! >> s.shifts[k]!) & s.masks[k]!) << BigInt(Math.log2(s.weights[k]!));
   }
-  if (s.def.valueType === 'float64') {
-    scratch.setBigUint64(0, raw);
-    return scratch.getFloat64(0);
-  }
-  if (s.def.signed && raw >= 1n << BigInt(s.def.length - 1)) raw -= 1n << BigInt(s.def.length);
-  return Number(raw);
+  if (s.def.valueType !== 'float64' && s.def.signed && raw >= 1n << BigInt(s.def.length - 1)) raw -= 1n << BigInt(s.def.length);
+  return raw;
 }
 
 /** A DBC file and the bus it applies to (undefined: every bus). */

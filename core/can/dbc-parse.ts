@@ -30,8 +30,8 @@ export interface DbcSignal {
   min: number;
   max: number;
   unit: string;
-  /** VAL_ labels by raw value. */
-  values: Map<number, string> | undefined;
+  /** VAL_ labels by raw value, as its exact decimal text (64-bit raw values are beyond a double). */
+  values: Map<string, string> | undefined;
   /** `M` or `m<n>M`: other signals depend on this one's raw value. */
   isMultiplexer: boolean;
   /** The n of `m<n>` / `m<n>M`, when this signal is multiplexed. */
@@ -359,7 +359,7 @@ export function parseDbc(text: string, file: string): DbcDatabase {
       const s = signalOf(m[1]!, m[2]!, st.line, 'VAL_');
       if (s === undefined) continue;
       s.values = new Map();
-      for (const p of m[3]!.matchAll(VAL_PAIR_RE)) s.values.set(Number(p[1]), unescapeDbcText(p[2]!));
+      for (const p of m[3]!.matchAll(VAL_PAIR_RE)) s.values.set(BigInt(p[1]!).toString(), unescapeDbcText(p[2]!));
     } else if (t.startsWith('SIG_VALTYPE_ ')) {
       const m = VALTYPE_RE.exec(t);
       if (m === null) throw new DbcParseError(file, st.line, `cannot read SIG_VALTYPE_ (expected 'SIG_VALTYPE_ <message id> <signal> : <0|1|2>;'): ${t.slice(0, 100)}`);

@@ -56,7 +56,7 @@ function addSignals(d: CanFrameData, dec: MessageDecoder): void {
     if (dec.present[i] === 0) continue;
     const def = dec.signals[i]!.def;
     const label = dec.label(i);
-    signals[def.name] = label !== undefined ? clip(label, EVENT_TEXT_MAX.label) : tidyValue(dec.value[i]!);
+    signals[def.name] = label !== undefined ? clip(label, EVENT_TEXT_MAX.label) : (dec.exactValue(i) ?? tidyValue(dec.value[i]!));
     if (def.unit !== '') (units ??= Object.create(null) as Record<string, string>)[def.name] = clip(def.unit, EVENT_TEXT_MAX.unit);
   }
   d.msg = dec.msg.name;

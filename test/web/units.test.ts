@@ -436,6 +436,14 @@ test('signal values read as the agent sends them: 15 significant digits, integer
   assert.equal(formatSignal(864, 'rpm'), '864 rpm');
   assert.equal(formatSignal(-6.2, 'deg'), '-6.2 deg');
   assert.equal(formatSignal('D', ''), 'D', 'a value-table label as it is');
+  // A 64-bit integer beyond a double comes as its exact decimal text (the agent's exactText): shown so,
+  // with its unit, and plotted at double precision; a label or "NaN" is not plotted.
+  assert.equal(formatSignal('18446744073709551614', 'km'), '18446744073709551614 km');
+  const { signalNumber } = await web<{ signalNumber: (v: number | string) => number | undefined }>('signal-format.js');
+  assert.deepEqual(
+    ['18446744073709551614', '-9223372036854775807', 'D', 'NaN', '42', 7.5].map((v) => signalNumber(v)),
+    [Number('18446744073709551614'), Number('-9223372036854775807'), undefined, undefined, undefined, 7.5],
+  );
 });
 
 test("send form's id: sent as written, the length deciding standard or extended as in cansend; a short id above 7FF refused", async () => {

@@ -12,5 +12,15 @@ export function unitOf(units: Record<string, string> | undefined, name: string):
 
 export function formatSignal(value: number | string, unit: string): string {
   const v = typeof value === 'number' ? (Number.isInteger(value) ? WHOLE : FRACTION).format(value) : value;
-  return unit !== '' && typeof value === 'number' ? `${v} ${unit}` : v;
+  return unit !== '' && signalNumber(value) !== undefined ? `${v} ${unit}` : v;
+}
+
+/**
+ * A signal value as a number to plot: a number, or the decimal text the agent sends for an integer a double
+ * cannot hold exactly (a 64-bit counter: plotted at double precision, shown exactly); undefined for a
+ * value-table label or "NaN".
+ */
+export function signalNumber(value: number | string): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
+  return /^-?\d{16,20}$/.test(value) ? Number(value) : undefined;
 }

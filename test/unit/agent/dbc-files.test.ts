@@ -66,7 +66,7 @@ test('a Windows-1252 file reads as Windows-1252 (‰, €, –); a signal past b
         ['PRICE', '€/l'],
       ],
     );
-    assert.equal(sigs[0]!.values?.get(0), 'n/a – sensor');
+    assert.equal(sigs[0]!.values?.get('0'), 'n/a – sensor');
   }
 });
 
@@ -85,7 +85,7 @@ test('a value table of an environment variable (VAL_ <name> …) is read past, n
     [GOOD, 'EV_ EnvKl15 : 0 [0|1] "" 0 1 DUMMY_NODE_VECTOR0 Vector__XXX;', 'VAL_ EnvKl15 0 "off" 1 "on" ;', 'VAL_ 256 RPM 0 "stopped" ;', ''].join('\n'),
     'env.dbc',
   );
-  assert.equal(db.messages[0]!.signals[0]!.values?.get(0), 'stopped');
+  assert.equal(db.messages[0]!.signals[0]!.values?.get('0'), 'stopped');
 });
 
 test('DBC text that hostile or broken files make slow is refused at once: a statement left open, a giant definition', () => {

@@ -361,3 +361,21 @@ test('events built from long DBC texts and a long presence reason pass the schem
   const buses = Array.from({ length: 24 }, (_, i) => `vehicle_powertrain_${i}`).join(', ');
   assert.ok(isEventJson('presence', JSON.stringify(presenceData('online', { reason: `uplink connected (agent 1.0, buses: ${buses})` }))));
 });
+
+test('64-bit integers beyond a double are exact: values as decimal text (factor 1, offset 0), labels looked up by the exact raw value', () => {
+  const db = parseDbc(
+    ['BO_ 100 WIDE: 16 X', ' SG_ U64 : 0|64@1+ (1,0) [0|0] "" X', ' SG_ S64 : 71|64@0- (1,0) [0|0] "" X', 'VAL_ 100 U64 18446744073709551615 "SNA" ;', ''].join('\n'),
+    'wide.dbc',
+  );
+  const decoder = new SignalDecoder([{ bus: undefined, db }]);
+  const shown = (hex: string): Record<string, number | string> => {
+    const f = testFrame({ id: 100, fd: true, dlc: 16, data: Buffer.from(hex, 'hex') });
+    return { ...canFrameData(f, undefined, decoder.decodeFrame(f)).signals };
+  };
+  // The values canmatrix gives for these bytes (Python integers are exact).
+  assert.deepEqual(shown('0123456789abcdef' + '8000000000000001'), { U64: '17279655951921914625', S64: '-9223372036854775807' });
+  assert.deepEqual(shown('ffffffffffffffff' + '0000000000000005'), { U64: 'SNA', S64: 5 });
+  assert.deepEqual(shown('feffffffffffffff' + '0000000000000005'), { U64: '18446744073709551614', S64: 5 }, 'one below the labelled value is not labelled');
+  for (const ev of [shown('0123456789abcdef' + '8000000000000001')])
+    assert.equal(parseEventData('can_frame', { ...canFrameData(testFrame({ id: 1 })), signals: ev }).ok, true, 'the bridge accepts the texts');
+});

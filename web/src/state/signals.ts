@@ -9,7 +9,7 @@
  */
 import type { CanFrameData } from '../events.js';
 import { tsToMs } from '../events.js';
-import { unitOf } from '../signal-format.js';
+import { signalNumber, unitOf } from '../signal-format.js';
 
 export const MAX_SIGNALS = 5000;
 export const MAX_PINNED = 8;
@@ -66,7 +66,8 @@ export class SignalsModel {
       row.arrival = now;
       row.updates++;
       const h = this.pinned.get(key);
-      if (h && typeof value === 'number' && Number.isFinite(ts)) push(h, ts, value);
+      const n = signalNumber(value);
+      if (h && n !== undefined && Number.isFinite(ts)) push(h, ts, n);
     }
     this.version++;
   }
@@ -75,7 +76,8 @@ export class SignalsModel {
     if (this.pinned.has(key) || this.pinned.size >= MAX_PINNED || !this.rows.has(key)) return false;
     const h: History = { t: [], v: [] };
     const row = this.rows.get(key)!;
-    if (typeof row.value === 'number' && Number.isFinite(row.tsMs)) push(h, row.tsMs, row.value);
+    const n = signalNumber(row.value);
+    if (n !== undefined && Number.isFinite(row.tsMs)) push(h, row.tsMs, n);
     this.pinned.set(key, h);
     this.version++;
     return true;

@@ -5,7 +5,7 @@
  */
 import { h, setAttr, setText } from '../dom.js';
 import { formatAge } from '../format.js';
-import { formatSignal } from '../signal-format.js';
+import { formatSignal, signalNumber } from '../signal-format.js';
 import { MAX_PINNED, type SignalRow, type SignalsModel } from '../state/signals.js';
 
 const MAX_RENDERED = 500;
@@ -105,7 +105,7 @@ export class SignalsTable {
     setAttr(e.pin, 'aria-pressed', String(pinned));
     e.pin.classList.toggle('active', pinned);
     setText(e.pin, pinned ? 'Unpin' : 'Pin');
-    const plottable = typeof r.value === 'number';
+    const plottable = signalNumber(r.value) !== undefined;
     e.pin.disabled = !plottable && !pinned;
     setAttr(e.pin, 'title', plottable ? (pinned ? 'Unpin from the chart' : 'Pin to the chart') : 'A text value (value table) cannot be plotted');
   }
