@@ -169,8 +169,7 @@ function* statements(text: string, file: string): Generator<Statement> {
     // every line was quadratic: a comment left open made a 1 MB file take minutes).
     const start = i;
     const scan = new StatementEnd();
-    scan.feed(first);
-    const parts = [first];
+    const parts = [cutComment(first, scan.feed(first))];
     let chars = first.length;
     while (!scan.ended) {
       i++;
@@ -179,14 +178,22 @@ function* statements(text: string, file: string): Generator<Statement> {
       chars += line.length + 1;
       if (chars > MAX_STATEMENT_CHARS) throw new DbcParseError(file, start + 1, `${keyword} statement runs over ${MAX_STATEMENT_CHARS} characters (a ';' or a '"' missing?)`);
       scan.feed('\n');
-      scan.feed(line);
-      parts.push(line);
+      parts.push(cutComment(line, scan.feed(line)));
     }
     yield { text: parts.join('\n').trim(), line: start + 1 };
   }
 }
 
-/** Whether the text fed so far ends with `;` outside a quoted string, fed piece by piece. */
+/** `line` without the `//` comment that starts at `at` (-1: none). */
+function cutComment(line: string, at: number): string {
+  return at < 0 ? line : line.slice(0, at);
+}
+
+/**
+ * Whether the text fed so far ends with `;` outside a quoted string, fed piece by piece. A `//` comment
+ * after that `;` ends the statement too (`CM_ … "text"; // note`): read as part of it, it ran on to the
+ * next line ending in `;`, and the messages and signals between were silently gone.
+ */
 class StatementEnd {
   private inString = false;
   private escaped = false;
@@ -196,7 +203,8 @@ class StatementEnd {
     return !this.inString && this.lastSemicolon;
   }
 
-  feed(s: string): void {
+  /** Feeds a piece; returns where a `//` comment after the statement's `;` starts in it, else -1. */
+  feed(s: string): number {
     for (let i = 0; i < s.length; i++) {
       const c = s[i];
       if (this.inString) {
@@ -207,8 +215,10 @@ class StatementEnd {
       }
       if (c === '"') this.inString = true;
       else if (c === ';') this.lastSemicolon = true;
+      else if (c === '/' && this.lastSemicolon && s[i + 1] === '/') return i;
       else if (c !== ' ' && c !== '\t' && c !== '\n' && c !== '\r') this.lastSemicolon = false;
     }
+    return -1;
   }
 }
 

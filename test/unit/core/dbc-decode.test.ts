@@ -191,6 +191,27 @@ test('hand-made DBC: known values (Motorola across bytes, signed, labels, floats
   assert.deepEqual(Object.keys(values(frame(257, [0xff, 0xff, 0xff]))), ['LE_ACROSS_13']);
 });
 
+test('a // comment after a statement\'s ";" ends it: the messages after it are read (they vanished into the statement)', () => {
+  const text = [
+    'BO_ 1 A: 8 X',
+    ' SG_ S : 0|8@1+ (1,0) [0|255] "" X',
+    'CM_ SG_ 1 S "a // not a comment; inside the text"; // a note',
+    'BO_ 2 B: 8 X',
+    ' SG_ T : 0|8@1+ (1,0) [0|255] "" X',
+    'VAL_ 2 T 1 "one" ; // and another',
+    'BO_ 3 C: 8 X',
+    ' SG_ U : 0|8@1+ (1,0) [0|255] "" X',
+    '',
+  ].join('\n');
+  const db = parseDbc(text, 'c.dbc');
+  assert.deepEqual(
+    db.messages.map((m) => m.name),
+    ['A', 'B', 'C'],
+  );
+  assert.equal(db.messages[1]!.signals[0]!.values?.get('1'), 'one');
+  assert.deepEqual(db.warnings, []);
+});
+
 test('a broken DBC is an error naming file and line; an unusable line is a warning', () => {
   const good = 'VERSION ""\n\nBO_ 100 A: 8 X\n SG_ S : 0|8@1+ (1,0) [0|255] "" Y\n';
   assert.throws(
