@@ -19,34 +19,6 @@ export interface PendingStatus {
  */
 export const MAX_PENDING_STATUSES = 10_000;
 
-/** Trims `list` (oldest first) to the bound in place; returns how many were dropped. */
-export function trimPendingStatuses(list: PendingStatus[]): number {
-  let over = list.length - MAX_PENDING_STATUSES;
-  if (over <= 0) return 0;
-  const dropped = over;
-  // A command's latest change decides its status: dropping it could leave a finished command unfinished
-  // for ever (its deadline is gone, it holds a --max-queued-commands slot) or make a sent one read as
-  // queued. The changes before it only write history rows.
-  const latest = new Map<string, number>();
-  for (let i = 0; i < list.length; i++) latest.set(list[i]!.id, i);
-  const kept: PendingStatus[] = [];
-  for (let i = 0; i < list.length; i++) {
-    if (over > 0 && latest.get(list[i]!.id) !== i) over--;
-    else kept.push(list[i]!);
-  }
-  // Still over (more commands than the bound with a change each): the oldest go, `sent` ones last.
-  for (let i = 0; i < kept.length && over > 0; ) {
-    if (kept[i]!.status !== 'sent') {
-      kept.splice(i, 1);
-      over--;
-    } else i++;
-  }
-  if (over > 0) kept.splice(0, over);
-  list.length = 0;
-  for (const x of kept) list.push(x);
-  return dropped;
-}
-
 /**
  * The waiting status changes of one store (or of one batch of PgStore), oldest first, with an index by
  * command: a lookup (a command's status, its waiting history) reads only that command's entries. The
@@ -89,25 +61,23 @@ export class PendingStatuses {
   }
 
   /**
-   * Trims to the bound by trimPendingStatuses' rule; returns the command id of each status dropped (a
-   * store re-reads those commands' statuses). Past the bound only: O(waiting), as the splice it replaces.
+   * Trims to the bound (MAX_PENDING_STATUSES' rule: superseded changes first, then the oldest, `sent` ones
+   * last); returns the command id of each status dropped (a store re-reads those commands' statuses). One
+   * entry at a time from the oldest end, with the index telling a command's latest: past the bound a push
+   * costs a short scan, not a copy and a map of the whole list (every status, during a long outage).
    */
   trim(): string[] {
-    if (this.list.length <= MAX_PENDING_STATUSES) return [];
-    const before = this.list.slice();
-    trimPendingStatuses(this.list);
-    // What is left is a subsequence of what was: what the walk does not meet again was dropped.
     const dropped: string[] = [];
-    let j = 0;
-    for (const st of before) {
-      if (this.list[j] === st) {
-        j++;
-        continue;
-      }
-      dropped.push(st.id);
+    while (this.list.length > MAX_PENDING_STATUSES) {
+      // Superseded entries exist when the list holds more entries than commands.
+      let i = this.list.length > this.byId.size ? this.list.findIndex((st) => this.byId.get(st.id)!.at(-1) !== st) : -1;
+      if (i < 0) i = this.list.findIndex((st) => st.status !== 'sent');
+      if (i < 0) i = 0;
+      const st = this.list.splice(i, 1)[0]!;
       const of = this.byId.get(st.id)!;
       of.splice(of.indexOf(st), 1);
       if (of.length === 0) this.byId.delete(st.id);
+      dropped.push(st.id);
     }
     return dropped;
   }
