@@ -43,7 +43,11 @@ export function requestUrl(req: IncomingMessage): URL | undefined {
     return undefined;
   }
   const q = raw.indexOf('?');
-  return (q < 0 ? raw : raw.slice(0, q)) === url.pathname ? url : undefined;
+  let path = q < 0 ? raw : raw.slice(0, q);
+  // The absolute form (`GET http://gw:8080/metrics`, which HTTP/1.1 servers must take): its path part.
+  const absolute = /^https?:\/\/[^/?#]*/i.exec(path);
+  if (absolute !== null) path = path.slice(absolute[0].length) || '/';
+  return path === url.pathname ? url : undefined;
 }
 
 export const BAD_TARGET = 'bad request target: the path cannot be read as a URL, or is not in its plain form (no "..", "\\" or "%2e" segments)';

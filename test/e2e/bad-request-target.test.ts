@@ -54,6 +54,7 @@ test('the bridge: a request target that is not a URL gets 400, as a request and 
     assert.doesNotMatch(got, /canrelay_bridge/, 'no metrics');
   }
   assert.equal((await fetch(`${b.base}/metrics`)).status, 200, 'the plain path still answers (nginx restricts it to loopback)');
+  assert.match(await raw(b.base, 'GET http://x/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 200 /, 'the absolute form too (HTTP/1.1)');
   assert.equal(b.proc.exitCode, null, 'the bridge is still running');
   const h = await fetch(`${b.base}/healthz`);
   assert.equal(h.status, 200, 'and answers');
