@@ -80,6 +80,7 @@ const ANSWER: Record<string, number> = {
   'GET /api/v1/recordings': 200,
   'POST /api/v1/recordings': 201,
   'POST /api/v1/recordings/<rid>/stop': 200,
+  'POST /api/v1/recordings/<rid>/ticket': 201,
   'GET /api/v1/recordings/<rid>': 200,
   'HEAD /api/v1/recordings/<rid>': 200,
   'DELETE /api/v1/recordings/<rid>': 204,
@@ -147,9 +148,10 @@ test("the README's route table names every route the agent serves (the paths its
     RECORDINGS_PATH,
     `${RECORDINGS_PATH}/<rid>`,
     `${RECORDINGS_PATH}/<rid>/stop`,
+    `${RECORDINGS_PATH}/<rid>/ticket`,
   ])
     assert.ok(paths.has(p), `${p} is in the README's table`);
-  assert.ok(routes.length >= 13, `${routes.length} rows read`);
+  assert.ok(routes.length >= 14, `${routes.length} rows read`);
 });
 
 test('--local-token-file: every write refuses no token (401) and a read token (403); reads answer without one', async () => {
