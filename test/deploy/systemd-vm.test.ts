@@ -64,7 +64,11 @@ test('canrelay-agent.service under a real systemd, with the sandbox, on vcan0', 
       skipOrFail(t, `the VM harness could not start here (exit 125; console: ${join(out, '.vm/console.log')})`);
       return;
     }
-    assert.match(checks, /^\d+ passed, 0 failed$/m, `checks:\n${checks}\nconsole: ${join(out, '.vm/console.log')}`);
+    // The agent's journal with a failure: the folder is removed below, and a crash or restart is told there.
+    const journal = existsSync(join(out, 'systemd-vm/agent-journal.log'))
+      ? readFileSync(join(out, 'systemd-vm/agent-journal.log'), 'utf8').split('\n').slice(-60).join('\n')
+      : '(no journal)';
+    assert.match(checks, /^\d+ passed, 0 failed$/m, `checks:\n${checks}\nagent journal (last lines):\n${journal}`);
     assert.equal(code, 0, `guest exit ${code}`);
   } finally {
     rmSync(base, { recursive: true, force: true });
