@@ -230,6 +230,7 @@ export class AgentServer implements LinkHandler {
         message: `another agent of dongle "${link.dongle}" is connected and healthy; two gateways must not share a token: give this one its own dongle id and token (retry with backoff)`,
       };
     this.current.set(link.dongle, link);
+    if (verdict === 'takeover') this.arbiter.tookOver(link.dongle, this.remotes.get(link));
     if (old !== undefined && verdict === 'takeover') {
       old.close(CLOSE.REPLACED, 'missed heartbeats: replaced by a newer connection of this dongle');
       old.terminate(); // it is silent: a close handshake would only wait

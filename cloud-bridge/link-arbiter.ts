@@ -44,12 +44,18 @@ export class LinkArbiter {
     if (current === undefined) return 'accept';
     const silentMs = current.silentMs;
     if (silentMs >= this.takeoverAfterMs) {
-      this.stats.takeovers++;
-      this.log.warn({ dongle, silent_ms: silentMs, remote }, 'the current agent link missed its heartbeats: a new connection of the dongle takes over');
+      // Not counted yet: in a cluster the lease may still be lost to another node (then refused).
+      this.log.info({ dongle, silent_ms: silentMs, remote }, 'the current agent link missed its heartbeats: a new connection of the dongle may take over');
       return 'takeover';
     }
     this.refused(dongle, remote, now);
     return 'refuse';
+  }
+
+  /** A takeover verdict was carried out: the newcomer is admitted and the silent link cut. */
+  tookOver(dongle: string, remote: string | undefined): void {
+    this.stats.takeovers++;
+    this.log.warn({ dongle, remote }, 'a new connection of the dongle took over from a link that had missed its heartbeats');
   }
 
   forget(dongle: string): void {
