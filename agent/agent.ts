@@ -315,6 +315,8 @@ function uplinkFigures(uplink: UplinkClient | undefined, uploader: FrameUploader
     tx_dropped_group_changed: tx.stats.droppedGroupChanged,
     tx_dropped_unauthorized: tx.stats.droppedUnauthorized,
     tx_dropped_stopping: tx.stats.droppedStopping,
+    tx_dropped_sender_gone: tx.stats.droppedSenderGone,
+    tx_internal_errors: tx.stats.internalErrors,
     tx_retries: tx.stats.retries,
   };
   const q = downlink.latencyQuantiles();

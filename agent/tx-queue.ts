@@ -11,7 +11,10 @@
  * A frame may carry a deadline (relayed frames: the end-to-end age rule; commands: their expiry); it is
  * checked at the moment the frame would be handed to the kernel, on every attempt, and a frame past it is
  * dropped and counted, never transmitted. Relayed frames (enqueueRelayed) can be dropped while they wait
- * when what they were relayed under ends (the group changed, the bridge refused the link: dropRelayed).
+ * when what they were relayed under ends (the group changed, the bridge refused the link: dropRelayed),
+ * and a sender's frames when the sender goes (a socketcand client disconnects: dropOwned).
+ * A transmit or a sender's callback that throws is caught and counted: a frame chosen by a client must
+ * never kill the agent (the throw would leave it at its lane's head, and every later frame would throw).
  * After stop() nothing more is taken.
  */
 import type { CanFrame } from '../core/can/frame.js';
@@ -33,9 +36,12 @@ interface Item {
   notAfter: number;
   /** Why it is refused once past it. */
   late: string;
-  /** Relayed from the group peer (not a command's or a socketcand client's frame). */
-  relayed: boolean;
+  /** Who queued it, for dropping what a sender left behind: RELAYED (the group peer), a socketcand session, or none (commands). */
+  owner: object | undefined;
 }
+
+/** The owner of relayed frames (dropRelayed). */
+const RELAYED = Object.freeze({ relayed: true });
 
 /** The refusal of a relayed frame past its deadline (the end-to-end age rule). */
 const RELAY_TOO_OLD = 'older than the relay age limit (--relay-max-age-ms): not transmitted';
@@ -52,6 +58,8 @@ interface Lane {
 
 /** Why relayed frames still waiting are dropped (dropRelayed): the stats field that counts them. */
 export type RelayedDropReason = 'droppedGroupChanged' | 'droppedUnauthorized';
+/** Why a sender's frames still waiting are dropped (dropOwned). */
+export type OwnedDropReason = 'droppedSenderGone';
 
 export interface TxQueueOptions {
   retryMs: number;
@@ -76,6 +84,10 @@ export class TxQueue {
     droppedTooOld: 0,
     droppedGroupChanged: 0,
     droppedUnauthorized: 0,
+    /** A socketcand client's frames still waiting when it disconnected (its sends are for while it is there). */
+    droppedSenderGone: 0,
+    /** A transmit or a sender's callback threw (a defect): the frame counts as failed, the queue goes on. */
+    internalErrors: 0,
     /** Frames still waiting when the queue stopped (the agent stopping): not transmitted, their senders told. */
     droppedStopping: 0,
     /** Frames refused because the queue had stopped (the agent stopping). */
@@ -99,17 +111,20 @@ export class TxQueue {
     return this.isStopped;
   }
 
-  /** `notAfterMs`: the wall-clock deadline (Date.now() ms); `late`: the error given when it passes first. */
-  enqueue(frame: CanFrame, done?: TxDone, notAfterMs = Infinity, late = RELAY_TOO_OLD): void {
-    this.add(frame, done, notAfterMs, late, false);
+  /**
+   * `notAfterMs`: the wall-clock deadline (Date.now() ms); `late`: the error given when it passes first;
+   * `owner`: the sender, whose waiting frames dropOwned(owner) drops.
+   */
+  enqueue(frame: CanFrame, done?: TxDone, notAfterMs = Infinity, late = RELAY_TOO_OLD, owner?: object): void {
+    this.add(frame, done, notAfterMs, late, owner);
   }
 
   /** A frame relayed from the group peer: like enqueue, and dropped by dropRelayed() while it waits. */
   enqueueRelayed(frame: CanFrame, done: TxDone, notAfterMs: number): void {
-    this.add(frame, done, notAfterMs, RELAY_TOO_OLD, true);
+    this.add(frame, done, notAfterMs, RELAY_TOO_OLD, RELAYED);
   }
 
-  private add(frame: CanFrame, done: TxDone | undefined, notAfterMs: number, late: string, relayed: boolean): void {
+  private add(frame: CanFrame, done: TxDone | undefined, notAfterMs: number, late: string, owner: object | undefined): void {
     if (this.isStopped) {
       this.stats.refusedStopped++;
       done?.({ ok: false, busy: false, error: 'the agent is stopping: not transmitted' });
@@ -126,7 +141,7 @@ export class TxQueue {
     }
     const notAfter = Number.isFinite(notAfterMs) ? performance.now() + (notAfterMs - Date.now()) : notAfterMs;
     if (lane === undefined) this.lanes.set(frame.bus, (lane = { bus: frame.bus, q: [], head: 0, timer: undefined, draining: false }));
-    lane.q.push({ frame, done, firstTryMs: 0, notAfter, late, relayed });
+    lane.q.push({ frame, done, firstTryMs: 0, notAfter, late, owner });
     this.waiting++;
     if (lane.timer === undefined && !lane.draining) this.drain(lane);
   }
@@ -137,12 +152,21 @@ export class TxQueue {
    * acknowledged). Returns how many were dropped.
    */
   dropRelayed(reason: RelayedDropReason, why: string): number {
+    return this.dropOf(RELAYED, reason, why);
+  }
+
+  /** Drops every frame `owner` queued that still waits, counted under `reason`, each reported to it as `why`. */
+  dropOwned(owner: object, reason: OwnedDropReason, why: string): number {
+    return this.dropOf(owner, reason, why);
+  }
+
+  private dropOf(owner: object, reason: RelayedDropReason | OwnedDropReason, why: string): number {
     const dropped: Item[] = [];
     for (const lane of this.lanes.values()) {
       let kept: Item[] | undefined;
       for (let i = lane.head; i < lane.q.length; i++) {
         const item = lane.q[i]!;
-        if (item.relayed) {
+        if (item.owner === owner) {
           if (kept === undefined) kept = lane.q.slice(lane.head, i);
           dropped.push(item);
         } else kept?.push(item);
@@ -154,7 +178,7 @@ export class TxQueue {
     }
     this.waiting -= dropped.length;
     this.stats[reason] += dropped.length;
-    for (const item of dropped) item.done?.({ ok: false, busy: false, error: why });
+    for (const item of dropped) this.report(item, { ok: false, busy: false, error: why });
     return dropped.length;
   }
 
@@ -174,10 +198,10 @@ export class TxQueue {
       if (item.notAfter !== Infinity && performance.now() >= item.notAfter) {
         this.stats.droppedTooOld++;
         this.handled(lane);
-        item.done?.({ ok: false, busy: false, error: item.late });
+        this.report(item, { ok: false, busy: false, error: item.late });
         continue;
       }
-      const r = this.transmit(item.frame);
+      const r = this.tryTransmit(item.frame);
       if (!r.ok && r.busy) {
         // Monotonic: a wall clock stepped back must not stretch the retries (and hold the bus's frames) by as much.
         const now = performance.now();
@@ -195,13 +219,36 @@ export class TxQueue {
         this.opts.onFailure?.(item.frame, r.error);
       } else this.stats.sent++;
       this.handled(lane);
-      item.done?.(r);
+      this.report(item, r);
     }
     lane.q.length = 0;
     lane.head = 0;
     // Kept for the bus's next frame (no allocation per frame on a bus that keeps up), but frames may come
     // for any bus name (commands for buses this gateway lacks): past a gateway's buses, empty lanes go.
     if (this.lanes.size > MAX_BUSES_PER_DONGLE) for (const [bus, l] of this.lanes) if (l.q.length === 0 && l.timer === undefined && !l.draining) this.lanes.delete(bus);
+  }
+
+  /**
+   * A transmit that throws is a failed frame, not retried (the source may have sent it before throwing: a
+   * retry could put it on the bus twice).
+   */
+  private tryTransmit(f: CanFrame): SendResult {
+    try {
+      return this.transmit(f);
+    } catch (err) {
+      this.stats.internalErrors++;
+      return { ok: false, busy: false, error: `internal error while transmitting: ${(err as Error).message ?? String(err)}` };
+    }
+  }
+
+  /** Tells the sender; its callback throwing must not stop the lane (or escape into a timer and end the agent). */
+  private report(item: Item, r: SendResult): void {
+    try {
+      item.done?.(r);
+    } catch (err) {
+      this.stats.internalErrors++;
+      this.opts.onFailure?.(item.frame, `internal error in a sender's callback: ${(err as Error).message ?? String(err)}`);
+    }
   }
 
   private handled(lane: Lane): void {
@@ -246,7 +293,7 @@ export class TxQueue {
     }
     this.waiting = 0;
     this.stats.droppedStopping += waiting.length;
-    for (const item of waiting) item.done?.({ ok: false, busy: false, error: 'the agent is stopping: not transmitted' });
+    for (const item of waiting) this.report(item, { ok: false, busy: false, error: 'the agent is stopping: not transmitted' });
     return waiting.length;
   }
 }

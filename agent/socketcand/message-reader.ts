@@ -8,7 +8,8 @@
 /** Longer than any real command: the longest, an fdsend with 64 bytes, is about 230 characters. */
 export const MAX_MESSAGE_BYTES = 1024;
 
-export type ReaderEvent = { kind: 'message'; text: string } | { kind: 'problem'; error: string };
+/** `outside`: the problem is text outside any message (what an HTTP request or other protocol sends first). */
+export type ReaderEvent = { kind: 'message'; text: string } | { kind: 'problem'; error: string; outside?: true };
 
 export class MessageReader {
   private buf = '';
@@ -35,7 +36,7 @@ export class MessageReader {
       const start = s.indexOf('<', i);
       const gap = start < 0 ? s.slice(i) : s.slice(i, start);
       if (/\S/.test(gap)) {
-        if (!this.inGarbage) out.push({ kind: 'problem', error: 'text outside a command was ignored; a command is a line such as "open can0" in angle brackets' });
+        if (!this.inGarbage) out.push({ kind: 'problem', error: 'text outside a command was ignored; a command is a line such as "open can0" in angle brackets', outside: true });
         this.inGarbage = true;
       }
       if (start < 0) return out;

@@ -7,8 +7,12 @@ export function registerSocketcandMetrics(r: Registry, stats: SocketcandStats): 
   gauge(r, 'canrelay_socketcand_clients', 'socketcand clients connected', [], (g) => g.set(stats.clients));
   counter(r, 'canrelay_socketcand_frames_sent_total', 'Received CAN frames written to socketcand clients (one per frame per client)', [], (c) => c.inc(stats.framesSent));
   counter(r, 'canrelay_socketcand_clients_cut_total', 'socketcand clients disconnected because they fell too far behind', [], (c) => c.inc(stats.clientsCut));
-  counter(r, 'canrelay_socketcand_connections_refused_total', 'socketcand connections refused (address not in --socketcand-allow, or too many clients)', [], (c) =>
-    c.inc(stats.connectionsRefused),
+  counter(
+    r,
+    'canrelay_socketcand_connections_refused_total',
+    'socketcand connections refused (address not in --socketcand-allow, too many clients, or text before any command)',
+    [],
+    (c) => c.inc(stats.connectionsRefused),
   );
   counter(r, 'canrelay_socketcand_frames_transmitted_total', 'Frames socketcand clients sent that the bus accepted (--socketcand-allow-send)', [], (c) =>
     c.inc(stats.framesTransmitted),

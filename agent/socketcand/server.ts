@@ -9,10 +9,9 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { CanFrame } from '../../core/can/frame.js';
 import { splitHostPort } from '../../core/cli/options.js';
 import type { AllowList } from '../../core/net/allow-list.js';
-import type { SendResult } from '../sources/source.js';
 import { errorMessage, rawFrameMessage } from './messages.js';
 import { endConnection } from '../../core/net/end-connection.js';
-import { Session, type SessionHost, type SocketcandStats } from './session.js';
+import { Session, type SessionHost, type SocketcandStats, type SocketcandTransmit } from './session.js';
 
 /** Connections served at once; more are refused with an error (each costs a socket and a buffer). */
 export const MAX_CLIENTS = 64;
@@ -28,7 +27,7 @@ export interface SocketcandServerOptions {
   maxPendingBytes: number;
   buses: () => string[];
   /** The transmit path; undefined: listen-only. */
-  transmit: ((frame: CanFrame, done: (r: SendResult) => void) => void) | undefined;
+  transmit: SocketcandTransmit | undefined;
   log: (level: 'info' | 'warn', msg: string, fields: Record<string, unknown>) => void;
 }
 

@@ -29,6 +29,12 @@ export const MAX_SENDS_IN_FLIGHT = 256;
  * be more than the whole queue, and relayed frames and commands would find it full.
  */
 export const MAX_SENDS_IN_FLIGHT_ALL = 1024;
+/**
+ * A client's send not handed to the kernel within this long is dropped, never transmitted (the client is
+ * told): socketcand writes a send to the kernel at once, so a client means "now", and a frame held behind
+ * a busy bus (no node acknowledging: about one frame per --tx-retry-ms) went out tens of seconds later.
+ */
+export const SEND_MAX_WAIT_MS = 1000;
 /** A connection that has not opened a bus by then is closed: an idle one must not hold one of the few client slots. */
 export const OPEN_TIMEOUT_MS = 30_000;
 /** TCP keep-alive probes find a peer that vanished (cable pulled) on a quiet bus, where no output would ever pile up. */
@@ -44,11 +50,19 @@ export interface SocketcandStats {
   errorsSent: number;
 }
 
+/** The transmit path a session sends through (the agent's TxQueue). */
+export interface SocketcandTransmit {
+  /** Queues `frame` for the bus on behalf of `sender`; `done` tells how it went. */
+  send(frame: CanFrame, sender: object, done: (r: SendResult) => void): void;
+  /** `sender` disconnected: its frames still waiting are dropped, not transmitted (their `done` told). */
+  withdraw(sender: object): void;
+}
+
 export interface SessionHost {
   /** Buses a client may open. */
   buses(): string[];
-  /** The transmit path (TxQueue), or undefined when sending is off (listen-only). */
-  transmit: ((frame: CanFrame, done: (r: SendResult) => void) => void) | undefined;
+  /** The transmit path, or undefined when sending is off (listen-only). */
+  transmit: SocketcandTransmit | undefined;
   maxPendingBytes: number;
   stats: SocketcandStats;
   /** Sends of every session waiting in the transmit queue (MAX_SENDS_IN_FLIGHT_ALL). */
@@ -121,7 +135,8 @@ export class Session {
     if (f.err || f.rtr || f.fd) return;
     const sub = this.subs.get(subKey(f.id, f.ext));
     if (sub === undefined) return;
-    const now = Date.now();
+    // Monotonic: a wall clock stepped back would silence a throttled subscription for as long.
+    const now = performance.now();
     if (sub.intervalMs === 0 || now - sub.lastSentMs >= sub.intervalMs) {
       sub.lastSentMs = now;
       this.queue('\n' + bcmFrameMessage(f), 1);
@@ -133,7 +148,7 @@ export class Session {
       () => {
         sub.timer = undefined;
         if (sub.pending === undefined || this.closed) return;
-        sub.lastSentMs = Date.now();
+        sub.lastSentMs = performance.now();
         this.queue('\n' + bcmFrameMessage(sub.pending), 1);
         sub.pending = undefined;
       },
@@ -144,7 +159,7 @@ export class Session {
   /** Writes queued output unless raw mode is still settling; cuts the client when it is too far behind. */
   flush(): void {
     if (this.closed || this.out === '' || this.socket.writableEnded) return;
-    const wait = this.holdUntil - Date.now();
+    const wait = this.holdUntil - performance.now();
     if (wait > 0) {
       // Raw mode still settling: come back when it ends. The settle timer can fire a millisecond early,
       // and output queued meanwhile (replies to a send-only client) then waited for the next frame.
@@ -197,6 +212,8 @@ export class Session {
     clearTimeout(this.holdTimer);
     clearTimeout(this.openTimer);
     this.clearSubscriptions();
+    // Its sends are for while it is there: what still waits for a busy bus is not transmitted after it left.
+    if (this.sendsInFlight > 0) this.host.transmit?.withdraw(this);
     this.host.attach(this, undefined);
     this.host.stats.clients--;
     this.out = '';
@@ -211,9 +228,26 @@ export class Session {
   private onData(chunk: Buffer): void {
     for (const ev of this.reader.feed(chunk)) {
       if (this.closed || this.socket.writableEnded) return; // ending (refused open, open timeout): nothing more is read
+      if (ev.kind === 'problem' && ev.outside === true && this.mode === 'no_bus') return this.notSocketcand();
       if (ev.kind === 'problem') this.error(ev.error);
       else this.handle(parseCommand(ev.text, this.bus));
     }
+  }
+
+  /**
+   * Text before any command is not a socketcand client: no real one (python-can, SavvyCAN, cangw tools)
+   * sends anything before `< open … >`. A web page can: a cross-origin POST or a text/plain form to this
+   * port sends its request line and headers first and `< open can0 >< send … >` in its body. Reading on
+   * past the "garbage" would let any page the technician opens transmit on the bus; the connection ends.
+   */
+  private notSocketcand(): void {
+    this.host.stats.connectionsRefused++;
+    this.host.log('warn', 'socketcand connection closed: it sent text before any command (an HTTP request or another protocol, not a socketcand client)', {
+      peer: this.peer,
+    });
+    this.error('text before any command: this port speaks socketcand (open a bus first: "open can0" in angle brackets); connection closed');
+    this.flush();
+    endConnection(this.socket);
   }
 
   private handle(cmd: Command): void {
@@ -246,7 +280,9 @@ export class Session {
           this.mode = 'raw';
           this.reply(OK);
           this.flush();
-          this.holdUntil = Date.now() + RAW_SETTLE_MS;
+          this.holdUntil = performance.now() + RAW_SETTLE_MS;
+          // One timer per session: switching back and forth must not leave one behind per switch.
+          clearTimeout(this.holdTimer);
           this.holdTimer = setTimeout(() => this.host.requestFlush(this), RAW_SETTLE_MS);
           return;
         }
@@ -268,7 +304,7 @@ export class Session {
         }
         this.sendsInFlight++;
         this.host.sending.inFlight++;
-        transmit(cmd.frame, (r) => {
+        transmit.send(cmd.frame, this, (r) => {
           this.sendsInFlight--;
           this.host.sending.inFlight--;
           if (r.ok) this.host.stats.framesTransmitted++;
@@ -282,7 +318,7 @@ export class Session {
         const old = this.subs.get(key);
         if (old === undefined && this.subs.size >= MAX_SUBSCRIPTIONS) return this.error(`at most ${MAX_SUBSCRIPTIONS} subscriptions per connection`);
         clearTimeout(old?.timer);
-        this.subs.set(key, { intervalMs: Math.ceil(cmd.intervalUs / 1000), lastSentMs: 0, pending: undefined, timer: undefined });
+        this.subs.set(key, { intervalMs: Math.ceil(cmd.intervalUs / 1000), lastSentMs: -Infinity, pending: undefined, timer: undefined });
         return;
       }
       case 'unsubscribe': {

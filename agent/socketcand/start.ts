@@ -12,6 +12,17 @@ import { Beacon } from './beacon.js';
 import { registerSocketcandMetrics } from './metrics.js';
 import type { SocketcandConfig } from './options.js';
 import { SocketcandServer } from './server.js';
+import { SEND_MAX_WAIT_MS, type SocketcandTransmit } from './session.js';
+
+const SEND_TOO_LATE = `waited ${SEND_MAX_WAIT_MS} ms for the bus (busy, or no node acknowledging): not transmitted`;
+
+/** Clients' sends through the agent's transmit queue: each with its 1 s deadline, withdrawn when the client goes. */
+export function socketcandTransmit(tx: TxQueue): SocketcandTransmit {
+  return {
+    send: (f, sender, done) => tx.enqueue(f, done, Date.now() + SEND_MAX_WAIT_MS, SEND_TOO_LATE, sender),
+    withdraw: (sender) => void tx.dropOwned(sender, 'droppedSenderGone', 'the socketcand client disconnected: not transmitted'),
+  };
+}
 
 export interface RunningSocketcand {
   readonly port: number;
@@ -35,7 +46,7 @@ export async function startSocketcand(
     allow: cfg.allow,
     maxPendingBytes: cfg.maxPendingBytes,
     buses: () => parts.source.buses(),
-    transmit: cfg.allowSend ? (f, done) => parts.tx.enqueue(f, done) : undefined,
+    transmit: cfg.allowSend ? socketcandTransmit(parts.tx) : undefined,
     log: emit,
   });
   const addr = await server.start();

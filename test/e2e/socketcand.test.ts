@@ -158,6 +158,17 @@ test('raw protocol: every command, mode switches, and malformed input get < ok >
   assert.match(await bad.request('< open nosuch >'), /^< error could not open bus nosuch: this gateway has can0 >$/);
   await waitUntil(() => bad.closed, 5000, 'the connection to end after a refused open');
 
+  // A web page's cross-origin POST (or text/plain form) to this port: HTTP first, socketcand in the body.
+  // Not a socketcand client: closed before its body is read, nothing transmitted (the tx count below is 5,
+  // the five sends of the real client).
+  const page = await RawClient.connect(port);
+  const body = '< open can0 >< send 7DF 8 02 01 0D 00 00 00 00 00 >';
+  page.send(`POST / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nOrigin: http://evil.example\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  await waitUntil(() => page.closed, 5000, 'the HTTP request to be closed');
+  assert.deepEqual(page.replies().slice(1), [
+    '< error text before any command: this port speaks socketcand (open a bus first: "open can0" in angle brackets); connection closed >',
+  ]);
+
   const c = await RawClient.connect(port);
   await waitUntil(() => c.messages.length > 0, 5000, '< hi >');
   assert.match(await c.request('< rawmode >'), /^< error open a bus first/);

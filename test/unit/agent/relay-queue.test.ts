@@ -1,7 +1,7 @@
 /**
  * Agent B's relay path with its real pieces (Downlink → TxQueue → DownAcks): what a cumulative DOWN ack
  * covers while the buses drain at their own pace, the per-bus bound of the transmit queue, relayed frames
- * dropped when what they were relayed under ends, and a stopped queue.
+ * dropped when what they were relayed under ends, a stopped queue, and a transmit that throws.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -107,6 +107,33 @@ test('tx queue: the default share of one bus is half the queue', (t) => {
   t.after(() => tx.stop());
   for (let i = 0; i < 10_000; i++) tx.enqueue(frame('can0', 0));
   assert.equal(tx.length, 5000);
+});
+
+test('tx queue: a transmit or a callback that throws fails that frame (counted, not retried) and the queue goes on; nothing escapes to the caller', () => {
+  const sent: number[] = [];
+  let throwOn = 2;
+  const failures: string[] = [];
+  const tx = new TxQueue(
+    (f) => {
+      if (f.data[0] === throwOn) throw new Error('addon fault');
+      sent.push(f.data[0]!);
+      return { ok: true, tsUs: 0 };
+    },
+    { retryMs: 100, maxQueued: 100, onFailure: (_f, e) => void failures.push(e) },
+  );
+  const results: string[] = [];
+  for (const n of [1, 2, 3]) tx.enqueue(frame('can0', n), (r) => void results.push(r.ok ? 'ok' : r.error));
+  assert.deepEqual(sent, [1, 3], 'the frame after the throw is transmitted, the thrown one not retried');
+  assert.deepEqual(results, ['ok', 'internal error while transmitting: addon fault', 'ok']);
+  throwOn = -1;
+  tx.enqueue(frame('can0', 4), () => {
+    throw new Error('callback fault');
+  });
+  tx.enqueue(frame('can0', 5));
+  assert.deepEqual(sent, [1, 3, 4, 5], 'a throwing callback stops nothing');
+  assert.equal(tx.stats.internalErrors, 2);
+  assert.equal(tx.stats.failed, 1);
+  assert.match(failures.join('\n'), /callback fault/);
 });
 
 test('relayed frames still waiting are dropped (counted) when their group ends; commands and socketcand sends stay; the batches are done and acked', async (t) => {
