@@ -57,6 +57,11 @@ export class BusHealthMonitor {
   private readonly load: BusLoadMeter;
   private readonly errors = new Map<string, Map<ErrorClass, number>>();
   /**
+   * Buses whose controller is bus-off, and since when (monotonic): from the CAN_ERR_BUSOFF error frame at
+   * once, or a reading that says so; until CAN_ERR_RESTARTED, or a reading begun after it that says otherwise.
+   */
+  private readonly busOff = new Map<string, number>();
+  /**
    * The kernel's view from the last successful reading. A failed read (ip failing, or killed by its 3 s
    * timeout, which happens under load) keeps it: otherwise the state would flip to unknown for one step and
    * back — a bus_state with state null, the canrelay_bus_state series gone (an alert resolving and firing
@@ -104,7 +109,11 @@ export class BusHealthMonitor {
     if (f.err) {
       let per = this.errors.get(f.bus);
       if (!per) this.errors.set(f.bus, (per = new Map()));
-      for (const c of decodeErrorFrame(f.id, f.data).classes) per.set(c, (per.get(c) ?? 0) + 1);
+      for (const c of decodeErrorFrame(f.id, f.data).classes) {
+        per.set(c, (per.get(c) ?? 0) + 1);
+        if (c === 'bus_off') this.busOff.set(f.bus, this.now());
+        else if (c === 'restarted') this.busOff.delete(f.bus);
+      }
       return;
     }
     this.load.add(f);
@@ -146,8 +155,13 @@ export class BusHealthMonitor {
    * reached the bus. Null when sending is up to the source.
    */
   sendRefusal(bus: string): string | null {
-    if (!this.links.get(bus)?.listenOnly) return null;
-    return `${bus} is in listen-only mode (ip link set ${bus} type can … listen-only on): its controller transmits nothing; not sent`;
+    const l = this.links.get(bus);
+    if (l?.listenOnly) return `${bus} is in listen-only mode (ip link set ${bus} type can … listen-only on): its controller transmits nothing; not sent`;
+    // Bus-off: the kernel turns the carrier off and its queue discipline drops what is written, without an
+    // error; until the link watch says the interface is down (up to about a second) a send read as done.
+    if (this.busOff.has(bus))
+      return `${bus} is bus-off: its controller takes no part in the bus until it restarts (${l?.restartMs ? `automatically after ${l.restartMs} ms` : `ip link set ${bus} type can restart, or restart-ms`}); not sent`;
+    return null;
   }
 
   /** Error frames per class on a bus since start. */
@@ -171,8 +185,14 @@ export class BusHealthMonitor {
     if (this.o.readLinks && !this.reading) {
       this.reading = true;
       try {
+        const askedAt = this.now();
         this.links = await this.o.readLinks();
         this.goodRead = true;
+        for (const bus of buses) {
+          const state = this.links.get(bus)?.state;
+          if (state === 'bus-off') this.busOff.set(bus, this.busOff.get(bus) ?? askedAt);
+          else if (state !== null && state !== undefined && (this.busOff.get(bus) ?? Infinity) < askedAt) this.busOff.delete(bus);
+        }
         // The source's buses only: ip lists every interface (veth*, docker*, … come and go on a gateway), and
         // an entry per name ever seen would grow for as long as the agent runs. A bus missing from a reading
         // keeps its bitrate (the load goes on); one the source no longer has is forgotten.

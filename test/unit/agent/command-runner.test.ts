@@ -18,6 +18,7 @@ import type { CanFrame } from '../../../core/can/frame.js';
 import type { SendResult } from '../../../agent/sources/source.js';
 import { TxQueue } from '../../../agent/tx-queue.js';
 import { until } from '../../helpers/until.js';
+import { testFrame } from '../../helpers/can-frames.js';
 
 /** A real console stream, and the command_status events published on it (status and error). */
 function consoleWithStatuses() {
@@ -152,6 +153,62 @@ test('a controller in listen-only mode (ip -json ctrlmode LISTEN-ONLY) takes no 
   await until(() => statuses.length === 4, 5000, 'four statuses');
   assert.deepEqual(statuses.slice(2), [{ state: 'delivered' }, { state: 'succeeded' }]);
   assert.deepEqual(sent, [0x123]);
+  tx.stop();
+  streams.close();
+});
+
+test('a bus-off controller takes no send, from its error frame at once or a reading: the command fails saying so; after CAN_ERR_RESTARTED or an error-active reading it is sent', async () => {
+  const { streams, stream, statuses } = consoleWithStatuses();
+  const active = readFileSync(new URL('../../../../test/fixtures/ip-link/captured-sja1000-error-active.json', import.meta.url), 'utf8').replaceAll('"can1"', '"can0"');
+  const busOff = readFileSync(new URL('../../../../test/fixtures/ip-link/hand-bus-off.json', import.meta.url), 'utf8');
+  let reading = parseIpLinkJson(active);
+  const sent: number[] = [];
+  const source = { send: (f: CanFrame): SendResult => (sent.push(f.id), { ok: true, tsUs: 0 }) } as unknown as FrameSource;
+  const router = new FrameRouter(source, new FrameCounters(), stream, () => {});
+  let clock = 0;
+  const health = new BusHealthMonitor({
+    buses: () => ['can0'],
+    linkState: () => 'up',
+    readLinks: async () => reading,
+    flagBitrates: new Map(),
+    intervalSeconds: 1,
+    publish: () => {},
+    log: () => {},
+    now: () => clock,
+    wallNow: () => clock,
+  });
+  router.sendRefusal = (bus) => health.sendRefusal(bus);
+  await health.tick();
+  const tx = new TxQueue((f) => router.transmit(f), { retryMs: 1000, maxQueued: 100 });
+  const runner = new CommandRunner(stream, tx);
+  const run = async (id: string): Promise<{ state: string; error?: string }> => {
+    const n = statuses.length;
+    runner.run(id, new Date(Date.now() + 60_000).toISOString(), send, { offsetMs: 0, errorMs: 2 });
+    await until(() => statuses.length >= n + 2, 5000, `the statuses of ${id}`);
+    return statuses.at(-1)!;
+  };
+  // The controller's bus-off error frame (CAN_ERR_BUSOFF), before any reading says so.
+  const errorFrame = (cls: number): CanFrame => testFrame({ id: cls, ext: true, err: true, dlc: 8, data: new Uint8Array(8) });
+  clock += 10;
+  health.frame(errorFrame(0x40));
+  const r1 = await run('bo1');
+  assert.equal(r1.state, 'failed');
+  assert.match(r1.error!, /can0 is bus-off: its controller takes no part in the bus until it restarts .*not sent/);
+  // CAN_ERR_RESTARTED: sent again.
+  clock += 10;
+  health.frame(errorFrame(0x100));
+  assert.equal((await run('bo2')).state, 'succeeded');
+  // A reading that says bus-off (no error frame: berr-reporting off, or the frame lost).
+  reading = parseIpLinkJson(busOff);
+  clock += 1000;
+  await health.tick();
+  assert.match((await run('bo3')).error ?? '', /can0 is bus-off/);
+  // A later reading, error-active again (restarted by hand): sent.
+  reading = parseIpLinkJson(active);
+  clock += 1000;
+  await health.tick();
+  assert.equal((await run('bo4')).state, 'succeeded');
+  assert.deepEqual(sent, [0x123, 0x123], 'only the two sends while the controller was on the bus');
   tx.stop();
   streams.close();
 });
