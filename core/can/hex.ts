@@ -43,12 +43,15 @@ export function canIdToString(id: number, wide: boolean): string {
 }
 
 /**
- * Parses hex bytes written with or without separators ("02 10 03", "021003", "02:10:03").
- * Returns null when the text is not whole bytes of hex.
+ * Parses hex bytes written with or without separators ("02 10 03", "021003", "02:10:03", "0210 03").
+ * Returns null when the text is not whole bytes of hex: each run between separators must be whole bytes,
+ * so "1 2 3 4" is refused rather than read as 12 34 (what is given is what is sent, or refused).
  */
 export function parseHexBytes(text: string): Uint8Array | null {
-  const compact = text.replace(/[\s:.-]/g, '');
-  if (compact.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(compact)) return null;
+  const runs = text.split(/[\s:.-]+/).filter((r) => r !== '');
+  if (runs.some((r) => r.length % 2 !== 0)) return null;
+  const compact = runs.join('');
+  if (!/^[0-9a-fA-F]*$/.test(compact)) return null;
   const out = new Uint8Array(compact.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(compact.substr(i * 2, 2), 16);
   return out;

@@ -336,6 +336,9 @@ test('commands: 404 unknown dongle, 400 with the reason, 202 queued, GET its his
     [{ type: 'send_frame', bus: 'can0', id: '0x123', brs: true, data_hex: '01' }, /brs .* CAN FD flag/],
     [{ type: 'send_frame', bus: 'can0', id: '0x123', is_remote: true, dlc: 12 }, /at most 8 bytes/],
     [{ type: 'send_frame', bus: 'can0', id: '0x123', timeout_s: -1 }, /timeout_s/],
+    // Digits split across separators were joined into other bytes ("1 2 3 4" sent as 12 34).
+    [{ type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '1 2 3 4' }, /is not whole hex bytes/],
+    [{ type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '123 4' }, /is not whole hex bytes/],
     [[1, 2], /JSON object/],
   ];
   for (const [body, why] of cases) {
@@ -344,6 +347,8 @@ test('commands: 404 unknown dongle, 400 with the reason, 202 queued, GET its his
     assert.match(String(r.body.error), why, JSON.stringify(r.body));
   }
 
+  await b.admin.register('gw-k2'); // another dongle: gw-k's command list is checked below
+  for (const data_hex of ['0102', '01:02', '0102 03']) assert.equal((await post({ type: 'send_frame', bus: 'can0', id: '0x123', data_hex }, 'gw-k2')).status, 202, data_hex);
   const ok = await post({ type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '01 02 03', timeout_s: 60 });
   assert.equal(ok.status, 202);
   assert.equal(ok.body.status, 'queued');

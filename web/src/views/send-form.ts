@@ -3,6 +3,7 @@
  * command's progress queued → sent → delivered → succeeded | failed | timed_out as its command_status
  * events arrive on the console (and from GET /api/v1/commands/<id> after a reconnect).
  */
+import { bytesToHex, parseHexBytes } from '../../../core/can/hex.js';
 import { BUS_RULE } from '../../../core/names.js';
 import { commandView, HttpError, sendCommand } from '../api.js';
 import type { CommandState, CommandStatusData } from '../events.js';
@@ -79,9 +80,9 @@ export class SendForm {
     if (!BUS_RULE.test(bus)) return this.fail('Bus: an interface name such as can0.', this.bus);
     const sid = parseSendId(this.idIn.value, this.ext.checked);
     if (!sid.ok) return this.fail(sid.error, this.idIn);
-    const compact = data.replace(/ /g, '');
-    if (compact.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(compact)) return this.fail('Data: whole hex bytes, e.g. 02 01 0C.', this.data);
-    const bytes = compact.match(/../g) ?? [];
+    const parsed = parseHexBytes(data);
+    if (parsed === null) return this.fail('Data: whole hex bytes, e.g. 02 01 0C.', this.data);
+    const bytes = bytesToHex(parsed).match(/../g) ?? [];
     if (bytes.length > 64) return this.fail('Data: at most 64 bytes.', this.data);
     for (const f of [this.bus, this.idIn, this.data]) f.removeAttribute('aria-invalid');
     const dongle = this.dongleSel.value;
