@@ -257,7 +257,21 @@ export class AgentLink implements RelayLink, CommandLink {
     const text = buf.toString('utf8');
     const parsed = parseAgentMessage(text);
     if (!parsed.ok) {
-      const t = typeOf(text);
+      const head = headOf(text);
+      const t = head?.t;
+      // A recording answer the bridge cannot read fails that one request (502), not the link: closing cut
+      // the relay, and the page asking for the list every 5 s cut it again each time.
+      if (
+        this.ready &&
+        t !== undefined &&
+        RECORDING_ANSWERS.has(t) &&
+        head?.req !== undefined &&
+        this.recordings.fail(head.req, 502, `the dongle's answer could not be read: ${parsed.error}`)
+      ) {
+        this.stats.reject('malformed');
+        this.log.warn({ dongle: this.dongle, type: t, error: parsed.error }, 'malformed recording answer from the agent: that request failed (502)');
+        return;
+      }
       if (t !== undefined && !KNOWN_TYPES.has(t))
         return this.refuse(
           'unknown_type',
@@ -460,13 +474,18 @@ export class AgentLink implements RelayLink, CommandLink {
   }
 }
 
-/** The `t` of a message that failed validation, when it has one: tells "unknown type" from "malformed". */
-function typeOf(text: string): string | undefined {
+const RECORDING_ANSWERS = new Set(['rec_listing', 'rec_chunk', 'rec_error']);
+
+/**
+ * The `t` (and a recording answer's `req`) of a message that failed validation, when it has them: tells
+ * "unknown type" from "malformed", and which recording request a malformed answer was for.
+ */
+function headOf(text: string): { t: string | undefined; req: number | undefined } | undefined {
   try {
     const v: unknown = JSON.parse(text);
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
-      const t = (v as Record<string, unknown>).t;
-      return typeof t === 'string' ? t : undefined;
+      const { t, req } = v as Record<string, unknown>;
+      return { t: typeof t === 'string' ? t : undefined, req: Number.isSafeInteger(req) ? (req as number) : undefined };
     }
   } catch {
     /* not JSON */

@@ -38,6 +38,11 @@ export class RecordingRequests {
     return true;
   }
 
+  /** Fails one waiting request (its answer could not be read); false when none waits under that number. */
+  fail(req: number, status: number, error: string): boolean {
+    return this.settle(failure(req, status, error));
+  }
+
   /** The link closed: every waiting request fails. */
   closeAll(): void {
     for (const req of [...this.pending.keys()]) this.settle(failure(req, 502, 'the dongle disconnected'));

@@ -38,6 +38,8 @@ export class Recorder {
   /** Writers whose first file is being opened: not fed yet, but their files are not the disk bound's to delete. */
   private readonly starting = new Set<RecordingWriter>();
   private unavailable: string | undefined = 'not opened yet';
+  /** Starts in progress by recording id, settled when the start is decided (a stop or close waits for it). */
+  private readonly startsById = new Map<string, Promise<void>>();
   /** Disk-bound work runs one at a time (two writers must not delete the same file). */
   private boundQueue: Promise<unknown> = Promise.resolve();
   readonly stats = { framesWritten: 0, framesDropped: 0, filesDeleted: 0, failed: 0 };
@@ -78,7 +80,17 @@ export class Recorder {
         }
         m.parts = parts;
         const last = parts.at(-1);
-        if (m.state === 'recording' && last !== undefined && !last.name.endsWith('.gz')) last.bytes = await cutToLastLine(join(this.s.dir, last.name), last.bytes);
+        // One recording that cannot be cut (its file read-only, the disk remounted read-only after the
+        // crash) must not make every recording unavailable: it stays listed as it is, said once.
+        if (m.state === 'recording' && last !== undefined && !last.name.endsWith('.gz'))
+          last.bytes = await cutToLastLine(join(this.s.dir, last.name), last.bytes).catch((err: NodeJS.ErrnoException) => {
+            this.notice(
+              'warn',
+              `recording ${m.id}: its last file ${last.name} could not be cut back to its last whole line (${err.code ?? err.message}); it is listed as it is and may end in part of a line`,
+              'recording_meta_unsaved',
+            );
+            return last.bytes;
+          });
         if (m.state === 'recording') {
           m.state = 'stopped';
           m.stop_reason = 'agent stopped while recording';
@@ -188,9 +200,14 @@ export class Recorder {
     );
     this.metas.set(meta.id, meta);
     this.starting.add(w);
+    // Settled once the start is decided and the writer registered: a stop waiting on it then finds it.
+    let decided!: () => void;
+    this.startsById.set(meta.id, new Promise<void>((r) => (decided = r)));
     try {
       await w.begin(req.max_duration_s === undefined ? undefined : req.max_duration_s * 1000, () => void this.stop(meta.id, 'max duration reached'));
     } catch (err) {
+      this.startsById.delete(meta.id);
+      decided();
       this.starting.delete(w);
       this.metas.delete(meta.id);
       await rm(join(this.s.dir, `${meta.id}.json`), { force: true }).catch(() => undefined);
@@ -200,12 +217,16 @@ export class Recorder {
     // Frames only once its first file is open: a write must not race the start.
     this.starting.delete(w);
     this.writers.set(meta.id, w);
+    this.startsById.delete(meta.id);
+    decided();
     this.notice('info', `recording ${meta.id} started (${reason})`, 'recording_started', { recording: meta.id, buses: meta.buses?.join(',') ?? null, ids: meta.ids });
     return toInfo(meta);
   }
 
   async stop(id: string, reason = 'stopped by request'): Promise<RecordingInfo> {
     const m = this.must(id);
+    // Still starting (its first file opening): stopped once started, not left running after a 200.
+    await this.startsById.get(id);
     const w = this.writers.get(id);
     if (w) await w.stop(reason);
     return toInfo(m);
@@ -213,12 +234,17 @@ export class Recorder {
 
   async delete(id: string): Promise<void> {
     const m = this.must(id);
-    if (this.writers.has(id)) throw new HttpError(409, `recording ${id} is running: stop it first (POST /api/v1/recordings/${id}/stop)`);
-    await this.removeFiles(m);
+    if (this.writers.has(id) || this.startsById.has(id)) throw new HttpError(409, `recording ${id} is running: stop it first (POST /api/v1/recordings/${id}/stop)`);
+    // In the disk-bound queue: a second DELETE, or the bound deleting the same file, would count its bytes
+    // off twice (the bound then let the folder grow past --record-max-bytes). Gone meanwhile: done.
+    await this.serially(async () => {
+      if (this.metas.get(id) === m) await this.removeFiles(m);
+    });
   }
 
-  /** Stops every running recording (the agent is stopping). */
+  /** Stops every running recording, those still starting included (the agent is stopping). */
   async close(reason = 'agent stopping'): Promise<void> {
+    await Promise.all(this.startsById.values());
     await Promise.all([...this.writers.values()].map((w) => w.stop(reason)));
   }
 
@@ -254,7 +280,12 @@ export class Recorder {
   }
 
   private reserve(n: number, w: RecordingWriter): Promise<boolean> {
-    const run = this.boundQueue.then(() => this.makeRoom(n, w));
+    return this.serially(() => this.makeRoom(n, w));
+  }
+
+  /** Runs disk-bound work after the work queued before it (one at a time). */
+  private serially<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.boundQueue.then(work);
     this.boundQueue = run.catch(() => undefined);
     return run;
   }

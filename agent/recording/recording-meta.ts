@@ -5,7 +5,7 @@
  * A download is the files concatenated (concatenated gzip members are one valid gzip file).
  */
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RecordingInfo } from '../../core/recording/recording-info.js';
 import type { RecordingMeta } from './recording-meta-schema.js';
@@ -57,8 +57,16 @@ export function saveMeta(dir: string, m: RecordingMeta): Promise<void> {
   const run = (saving.get(m.id) ?? Promise.resolve())
     .catch(() => undefined)
     .then(async () => {
-      await writeFile(`${file}.tmp`, JSON.stringify(m) + '\n');
-      await rename(`${file}.tmp`, file);
+      try {
+        // Flushed before the rename and the folder after it: a gateway loses power as a matter of course,
+        // and a metadata file that came back empty left the whole recording outside any listing.
+        await writeFile(`${file}.tmp`, JSON.stringify(m) + '\n', { flush: true });
+        await rename(`${file}.tmp`, file);
+      } catch (err) {
+        await rm(`${file}.tmp`, { force: true }).catch(() => undefined); // a full disk must not keep half a file
+        throw err;
+      }
+      await syncDir(dir);
     });
   saving.set(m.id, run);
   const forget = (): void => {
@@ -66,6 +74,14 @@ export function saveMeta(dir: string, m: RecordingMeta): Promise<void> {
   };
   run.then(forget, forget);
   return run;
+}
+
+/** Makes a rename in `dir` durable (best effort: some file systems refuse to sync a folder). */
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r').catch(() => undefined);
+  if (fh === undefined) return;
+  await fh.sync().catch(() => undefined);
+  await fh.close().catch(() => undefined);
 }
 
 /** Resolves once no save of this recording is in flight (before its files are removed). */

@@ -6,7 +6,7 @@
  * frames_dropped and the recording marked incomplete. A write error (a full disk) stops this recording
  * with a clear error; the agent goes on.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
@@ -14,6 +14,7 @@ import { formatCandumpLine } from '../../core/can/candump.js';
 import type { CanFrame } from '../../core/can/frame.js';
 import type { IdFilter } from '../../core/can/id-filter.js';
 import { addProblem, partName, PROBLEM, type RecordingMeta, type RecordingPart } from './recording-meta.js';
+import { recordingError } from '../../core/recording/recording-info.js';
 
 const gzip = promisify(gzipCb);
 
@@ -67,9 +68,19 @@ export class RecordingWriter {
     return this.fh ? this.meta.parts.at(-1) : undefined;
   }
 
-  /** Opens the first file, so that an unwritable folder is an error of the start request. */
+  /**
+   * Opens the first file, so that an unwritable folder is an error of the start request. A start that
+   * fails leaves nothing behind: the file it opened is closed and removed (a full disk takes the open but
+   * not the metadata save: each retried start leaked a file handle and two files).
+   */
   async begin(stopAfterMs: number | undefined, onMaxDuration: () => void): Promise<void> {
-    await this.nextFile();
+    try {
+      await this.nextFile();
+    } catch (err) {
+      await this.closeFile();
+      for (const p of this.meta.parts) await rm(join(this.s.dir, p.name), { force: true }).catch(() => undefined);
+      throw err;
+    }
     if (stopAfterMs !== undefined) {
       this.stopTimer = setTimeout(onMaxDuration, stopAfterMs);
       this.stopTimer.unref();
@@ -193,12 +204,16 @@ export class RecordingWriter {
     this.pendingBytes = 0;
     addProblem(this.meta, PROBLEM.failed);
     const where = file ? join(this.s.dir, file) : this.s.dir;
-    this.meta.error =
+    // Cut to the schema's bound: a long --record-dir made it longer, and every listing carrying it was
+    // refused (by the bridge, which closed the agent's link; by the agent's own loader after a restart).
+    this.meta.error = recordingError(
+      // What happened and what to do first, the path last: a cut keeps the advice.
       err.code === 'ENOSPC'
-        ? `disk full writing ${where}: recording stopped (free space there, or lower --record-max-bytes)`
+        ? `disk full: recording stopped (free space there, or lower --record-max-bytes); writing ${where}`
         : err.code === 'EBOUND'
           ? `${err.message}: recording stopped (raise --record-max-bytes, or stop other recordings)`
-          : `cannot write ${where}: ${err.code ?? err.message}: recording stopped`;
+          : `cannot write (${err.code ?? err.message}): recording stopped; writing ${where}`,
+    );
     this.meta.state = 'failed';
     this.meta.stop_reason = 'write error';
     this.meta.stopped_at = new Date().toISOString();

@@ -10,7 +10,9 @@ import type { ServerResponse } from 'node:http';
 export const DOWNLOAD_STALL_MS = 60_000;
 
 export async function writeWithBackpressure(res: ServerResponse, data: Buffer, stallMs = DOWNLOAD_STALL_MS): Promise<void> {
-  if (res.write(data)) return;
+  // A client already gone: its 'close' has fired, and waiting for it would hold the files for the stall time.
+  if (res.destroyed) return;
+  if (res.write(data) || res.destroyed) return;
   await new Promise<void>((resolve) => {
     const done = (): void => {
       clearTimeout(timer);

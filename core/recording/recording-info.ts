@@ -8,6 +8,14 @@ import { BUS_RULE, RECORDING_ID_RULE } from '../names.js';
 
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
+/** The longest `error` a recording carries: longer texts (a long --record-dir in them) are cut to it. */
+export const MAX_RECORDING_ERROR_CHARS = 300;
+
+/** `text` cut to the `error` field's bound, marked with "…" when cut: every side's schema then takes it. */
+export function recordingError(text: string): string {
+  return text.length <= MAX_RECORDING_ERROR_CHARS ? text : text.slice(0, MAX_RECORDING_ERROR_CHARS - 1) + '…';
+}
+
 export const RecordingInfo = z.strictObject({
   id: z.string().regex(RECORDING_ID_RULE),
   /** recording → stopped (by request, max duration, agent stop) | failed (disk full, write error). */
@@ -38,7 +46,7 @@ export const RecordingInfo = z.strictObject({
   /** Why it is incomplete, in words. */
   problems: z.array(z.string().max(200)).max(4),
   stop_reason: z.string().max(200).nullable(),
-  error: z.string().max(300).nullable(),
+  error: z.string().max(MAX_RECORDING_ERROR_CHARS).nullable(),
 });
 export type RecordingInfo = z.infer<typeof RecordingInfo>;
 

@@ -439,9 +439,11 @@ test('--record-gzip: the download is gzip, it decompresses to candump -L lines',
 
 test('a full disk stops the recording with a clear error, keeps what was written, and the agent runs on', async (t) => {
   if (process.getuid?.() !== 0) return skipOrFail(t, 'needs root to mount a small tmpfs');
-  const dir = tempDir('canrelay-rec-');
+  // Under a long path: the error names the file, and was refused (bridge: the link closed; agent: the
+  // recording lost after a restart) once longer than the 300 characters a recording's error may have.
+  const dir = join(tempDir('canrelay-rec-'), 'd'.repeat(200));
   const recs = join(dir, 'small');
-  mkdirSync(recs);
+  mkdirSync(recs, { recursive: true });
   const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=192k,huge=never', 'tmpfs', recs], { encoding: 'utf8' });
   if (m.status !== 0) return skipOrFail(t, `cannot mount a tmpfs here: ${m.stderr.trim()}`);
   cleanups.push(() => spawnSync('umount', ['-l', recs]));
@@ -459,7 +461,8 @@ test('a full disk stops the recording with a clear error, keeps what was written
     30_000,
     'the recording to fail on the full disk',
   );
-  assert.match(String(failed.error), /disk full writing .*small.*free space/);
+  assert.match(String(failed.error), /^disk full: recording stopped \(free space there.*; writing .*dddd/);
+  assert.ok(String(failed.error).length <= 300, `the error within its bound: ${String(failed.error).length} characters`);
   assert.equal(failed.complete, false);
   assert.ok(failed.frames_dropped > 0, 'frames it could not write are counted');
   assert.ok(failed.frames > 0);

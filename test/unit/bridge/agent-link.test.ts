@@ -96,3 +96,33 @@ test('the UP position is stored within a second of the last ack when traffic sto
   assert.equal(saved.at(-1), 18, `the stored position caught up with the acks (saves: ${saved.join(', ')})`);
   assert.ok(saved.length <= 5, `still at most about once a second: ${saved.length} saves`);
 });
+
+test('a recording answer the bridge cannot read fails that request with 502; the link stays up (it was closed, cutting the relay)', async (t) => {
+  const ws = new StandInSocket();
+  const stats = new BridgeStats();
+  const handler = {
+    hello: (): Welcome => ({ eventAck: 0, group: null, relayEpoch: 'epoch', position: { stream: 'run-00000001', batch: -1 } }),
+    welcomed: () => undefined,
+    savePosition: () => undefined,
+    closed: () => undefined,
+  } as unknown as LinkHandler;
+  const link = new AgentLink(ws as unknown as WebSocket, 'gw', handler, stats, pino({ level: 'silent' }), { helloTimeoutMs: 60_000, pingMs: 60_000, deadAfterMs: 150_000 });
+  t.after(() => link.terminate());
+  ws.emit('message', Buffer.from(JSON.stringify({ t: 'hello', protocol: PROTOCOL_VERSION, dongle: 'gw', run: 'run-00000001', version: 'test', buses: ['can0'] })), false);
+  assert.equal(link.ready, true);
+  const answer = link.recordings.ask({ t: 'rec_list' });
+  const asked = JSON.parse(ws.sent.at(-1)!) as { t: string; req: number };
+  assert.equal(asked.t, 'rec_list');
+  // A listing whose recording's error is longer than the schema allows (as a long --record-dir made it).
+  ws.emit('message', Buffer.from(JSON.stringify({ t: 'rec_listing', req: asked.req, recordings: [{ id: 'x', error: 'e'.repeat(400) }] })), false);
+  const r = await answer;
+  assert.equal(r.t, 'rec_error');
+  assert.equal(r.t === 'rec_error' ? r.status : 0, 502);
+  assert.match(r.t === 'rec_error' ? r.error : '', /the dongle's answer could not be read/);
+  assert.equal(ws.terminated, false, 'the link is not closed');
+  assert.equal(link.ready, true);
+  assert.equal(stats.rejected.get('malformed'), 1, 'counted');
+  // An answer for nothing asked is still a protocol error.
+  ws.emit('message', Buffer.from(JSON.stringify({ t: 'rec_listing', req: 999, recordings: 'no' })), false);
+  assert.equal(ws.terminated, true);
+});

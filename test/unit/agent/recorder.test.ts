@@ -1,0 +1,55 @@
+/**
+ * agent/recording/recorder.ts on real files: two DELETEs of one recording at once count its bytes off once
+ * (twice, the disk bound let the folder grow past --record-max-bytes), and a stop asked while the
+ * recording is still starting stops it (it answered and the recording ran on).
+ */
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { test } from 'node:test';
+import { Recorder } from '../../../agent/recording/recorder.js';
+import { testFrame } from '../../helpers/can-frames.js';
+import { tempDir } from '../../helpers/processes.js';
+
+async function recorder(): Promise<{ rec: Recorder; dir: string }> {
+  const dir = tempDir('canrelay-recorder-');
+  const rec = new Recorder(
+    { dir, maxBytes: 1 << 20, rotateBytes: 1 << 16, gzip: false, flushMs: 5 },
+    () => undefined,
+    () => ['can0'],
+  );
+  await rec.open();
+  return { rec, dir };
+}
+
+test('two DELETEs of one recording at once: both answered, its bytes counted off once', async () => {
+  const { rec, dir } = await recorder();
+  const keep = await rec.start({});
+  for (let i = 0; i < 100; i++) rec.record(testFrame({ data: Uint8Array.of(i) }));
+  await rec.stop(keep.id);
+  const gone = await rec.start({});
+  for (let i = 0; i < 100; i++) rec.record(testFrame({ data: Uint8Array.of(i) }));
+  await rec.stop(gone.id);
+  const keptBytes = rec.info(keep.id).bytes;
+  assert.ok(keptBytes > 0 && rec.bytesOnDisk === keptBytes + rec.info(gone.id).bytes);
+  await Promise.all([rec.delete(gone.id), rec.delete(gone.id)]);
+  assert.equal(rec.bytesOnDisk, keptBytes, 'only the deleted recording counted off, once');
+  assert.deepEqual(
+    rec.list().map((r) => r.id),
+    [keep.id],
+  );
+  assert.ok(
+    readdirSync(dir).every((f) => !f.startsWith(gone.id)),
+    'its files are gone',
+  );
+});
+
+test('a stop asked while the recording is still starting stops it once started', async () => {
+  const { rec } = await recorder();
+  const starting = rec.start({});
+  const id = rec.list()[0]!.id; // listed from the moment the start was asked
+  const stopped = await rec.stop(id, 'stopped at once');
+  await starting;
+  assert.equal(stopped.state, 'stopped');
+  assert.equal(stopped.stop_reason, 'stopped at once');
+  assert.equal(rec.running, 0, 'nothing left recording');
+});
