@@ -118,7 +118,7 @@ export class Outbox {
       const inRows = this.rows;
       // A disk that refuses even this (its failure is logged): rows numbered up to `stored` are lost, counted.
       if (!this.write(() => this.renumberRows(from, shift)) && inRows > 0)
-        this.droppedUnwritable += this.after.all(from, Number.MAX_SAFE_INTEGER).filter((r) => r.seq <= stored).length;
+        this.droppedUnwritable += this.read(() => this.after.all(from, Number.MAX_SAFE_INTEGER), []).filter((r) => r.seq <= stored).length;
       for (const e of this.memory) if (e.seq > from) e.seq += shift;
       this.renumbered += this.lastSeq - from;
       this.lastSeq += shift;
@@ -159,6 +159,17 @@ export class Outbox {
     this.memory = [];
     this.rows += batch.length;
     if (this.rows > this.maxRows) this.write(() => this.prune());
+  }
+
+  /**
+   * A read of the table, `fallback` when the disk fails it (SQLITE_IOERR_READ, a corrupt page on a dying
+   * SD card): counted and reported like a failed write. Unguarded, the throw escaped the console's publish
+   * (a presence timer) and ended the agent.
+   */
+  private read<T>(fn: () => T, fallback: T): T {
+    if (!this.writes) return fn();
+    const r = this.writes.attempt(fn);
+    return r.ok ? r.value : fallback;
   }
 
   private write(fn: () => void): boolean {
@@ -205,9 +216,15 @@ export class Outbox {
     this.writes?.lostAtClose(this.memory.length, 'mirrored console events');
   }
 
-  /** Entries after `seq`, oldest first. */
+  /**
+   * Entries after `seq`, oldest first. None when the table cannot be read: the memory's entries come after
+   * the stored ones, and sending them first would number the bridge's copy past events it never got. The
+   * next event (or reconnect) asks again.
+   */
   pending(seq: number, limit = 500): OutboxEntry[] {
-    const stored = this.after.all(seq, limit).map((r) => ({
+    const rows = this.read(() => this.after.all(seq, limit), undefined);
+    if (rows === undefined) return [];
+    const stored = rows.map((r) => ({
       seq: r.seq,
       event: r.event as MirroredEventType,
       data: JSON.parse(r.data) as Record<string, unknown>,

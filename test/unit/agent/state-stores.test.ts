@@ -57,6 +57,31 @@ test('outbox: refused writes keep events in memory, in order, bounded; written o
   db2.close();
 });
 
+test('outbox: a read the disk fails (I/O error, corrupt page) is reported, sends nothing yet and throws nothing; the events go once it reads again', () => {
+  const file = join(tempDir('canrelay-outbox-'), 'agent.sqlite');
+  const db = openStateDb(file);
+  const health = new StateHealth(silent);
+  const outbox = new Outbox(db, 50_000, () => {}, health.store('outbox', file));
+  outbox.append({ type: 'presence', data: presenceData('online', { reason: 'start' }) });
+  outbox.append({ type: 'presence', data: presenceData('seen', {}) });
+  // The statement as a dying SD card answers it (what better-sqlite3 throws for SQLITE_IOERR_READ).
+  const stmt = (outbox as unknown as { after: { all: (...a: unknown[]) => unknown } }).after;
+  const realAll = stmt.all.bind(stmt);
+  stmt.all = () => {
+    throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR_READ' });
+  };
+  assert.deepEqual(outbox.pending(0), [], 'nothing sent out of order (and no throw: it ended the agent from a timer)');
+  assert.equal(health.status().state, 'degraded');
+  assert.match(String(health.status().state_reason), /outbox store: .*agent\.sqlite: .*check the disk/);
+  stmt.all = realAll;
+  assert.deepEqual(
+    outbox.pending(0).map((e) => e.seq),
+    [1, 2],
+    'read again: every event, in order',
+  );
+  db.close();
+});
+
 test('event ids: while no block can be persisted, ids stay unique and below the clock floor; a restart starts above them', () => {
   const file = join(tempDir('canrelay-ids-'), 'agent.sqlite');
   const db = openStateDb(file);
