@@ -179,8 +179,9 @@ export class MessageDecoder {
         if (!hit) continue;
       }
       let raw: number;
-      this.exact[i] = undefined;
       if (s.wide) {
+        // Only a wide signal ever has an exact value: the others' stay undefined without a write per frame.
+        this.exact[i] = undefined;
         const bits = readWide(s, data);
         if (s.def.valueType === 'float64') {
           scratch.setBigUint64(0, bits);
@@ -277,6 +278,8 @@ export class SignalDecoder {
   private readonly perBusPgn = new Map<string, Map<number, MessageDecoder>>();
   readonly warnings: string[] = [];
   readonly messageCount: number;
+  /** Whether any file has a J1939 message: without one, an unknown extended id costs no PGN lookups. */
+  private readonly anyPgn: boolean;
 
   constructor(readonly databases: readonly BoundDatabase[]) {
     let count = 0;
@@ -301,6 +304,7 @@ export class SignalDecoder {
       }
     }
     this.messageCount = count;
+    this.anyPgn = this.globalPgn.size > 0 || [...this.perBusPgn.values()].some((m) => m.size > 0);
   }
 
   /**
@@ -315,7 +319,7 @@ export class SignalDecoder {
       if (own !== undefined) return own;
     }
     const exact = this.global.get(key);
-    if (exact !== undefined || !ext) return exact;
+    if (exact !== undefined || !ext || !this.anyPgn) return exact;
     const pgn = j1939Pgn(id);
     return this.perBusPgn.get(bus)?.get(pgn) ?? this.globalPgn.get(pgn);
   }

@@ -387,6 +387,7 @@ test('trace model: capped, pause keeps the rows still and resume appends what ca
   t.resume();
   const notes = Array.from({ length: t.visible.length }, (_, i) => t.visible.get(i)!).filter((x) => x.kind === 'note');
   assert.equal(notes.length, 1, 'one note for the events that fell out of memory');
+  assert.match((notes[0] as unknown as { text: string }).text, /^50 events arrived during the pause .*before the filter/, 'it counts the events past the raw history');
   assert.ok(t.all.length <= traceMod.RAW_CAP, 'raw history is capped');
   // Filter: only matching frames become visible, rebuilt from history.
   const f = parseIdFilter('0x200');

@@ -111,7 +111,13 @@ export class TraceModel {
     const lost = first && first.seq > this.pausedAt + 1 ? first.seq - this.pausedAt - 1 : 0;
     if (lost > 0) {
       // More arrived while paused than the history holds: say so, just above what is shown.
-      this.appendVisible({ seq: 0, kind: 'note', level: 'warn', text: `${lost} events arrived during the pause and are no longer in memory`, ts: new Date().toISOString() });
+      this.appendVisible({
+        seq: 0,
+        kind: 'note',
+        level: 'warn',
+        text: `${lost} events arrived during the pause and are no longer in memory (counted before the filter: no longer known whether they matched)`,
+        ts: new Date().toISOString(),
+      });
       for (const item of fresh.slice(-(VISIBLE_CAP - 1))) this.appendVisible(item);
     } else for (const item of fresh) this.appendVisible(item);
     this.pending = 0;
