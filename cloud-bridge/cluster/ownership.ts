@@ -62,6 +62,13 @@ export class Ownership {
   private kv: KV | undefined;
   /** Leases this node holds: the link and the KV revision last written (undefined: not written yet). */
   private readonly owned = new Map<string, { link: OwnedLink; revision: number | undefined }>();
+  /**
+   * Leases this node's claims took for links not yet admitted (monotonic time of the write). Asked "do you
+   * hold it" in that window, the node said no: a connection of the same dongle on another node, judged
+   * against "nobody", was admitted too, and both agents connected (CI saw it). Until the link is held
+   * (hold), given back (abandon, release) or the takeover time passes, the node answers that it holds it.
+   */
+  private readonly claimed = new Map<string, number>();
   /** What this node has heard of every lease (its own included). */
   private readonly heard = new Map<string, LeaseView>();
   private readonly timer: NodeJS.Timeout;
@@ -87,7 +94,9 @@ export class Ownership {
         return;
       }
       const o = this.owned.get(q.data.dongle);
-      msg.respond(JSON.stringify({ held: o !== undefined, silent_ms: o ? Math.max(0, Math.round(o.link.silentMs)) : 0 }));
+      const claimedAt = this.claimed.get(q.data.dongle);
+      const claiming = o === undefined && claimedAt !== undefined && performance.now() - claimedAt < this.takeoverAfterMs;
+      msg.respond(JSON.stringify({ held: o !== undefined || claiming, silent_ms: o ? Math.max(0, Math.round(o.link.silentMs)) : 0 }));
     });
     this.timer = setInterval(() => void this.refresh(), refreshMs);
     this.timer.unref();
@@ -139,7 +148,10 @@ export class Ownership {
       const held = e !== null && e.operation === 'PUT' ? leaseValue.safeParse(e.json()) : undefined;
       if (held === undefined || !held.success) {
         const v = decide(local);
-        if (v !== 'refuse') await kv.create(dongle, this.value(0));
+        if (v !== 'refuse') {
+          await kv.create(dongle, this.value(0));
+          this.claimed.set(dongle, performance.now());
+        }
         return v;
       }
       let current: ArbitratedLink | undefined = local;
@@ -159,7 +171,10 @@ export class Ownership {
         }
       }
       const v = decide(current);
-      if (v !== 'refuse') await kv.update(dongle, this.value(0), e!.revision);
+      if (v !== 'refuse') {
+        await kv.update(dongle, this.value(0), e!.revision);
+        this.claimed.set(dongle, performance.now());
+      }
       return v;
     } catch (err) {
       // Lost a compare-and-set race (another node took it between our read and write), or NATS failed.
@@ -198,6 +213,7 @@ export class Ownership {
 
   /** The dongle's link was welcomed here: hold and refresh its lease. */
   hold(dongle: string, link: OwnedLink): void {
+    this.claimed.delete(dongle);
     this.owned.set(dongle, { link, revision: undefined });
     void this.write(dongle);
   }
@@ -219,6 +235,7 @@ export class Ownership {
    * until it aged, whenever this node's answer to "do you hold it" came late.
    */
   async abandon(dongle: string): Promise<void> {
+    this.claimed.delete(dongle);
     const kv = this.kv;
     if (this.owned.has(dongle) || kv === undefined || !this.nats.connected) return;
     try {
@@ -353,6 +370,7 @@ export class Ownership {
   /** Leases unheard of for the takeover time are stale: their dongles have no live owner. */
   private expireHeard(): void {
     const now = performance.now();
+    for (const [d, at] of this.claimed) if (now - at >= this.takeoverAfterMs) this.claimed.delete(d);
     for (const [d, h] of this.heard) {
       if (now - h.heardMono >= this.takeoverAfterMs) {
         this.heard.delete(d);

@@ -2,9 +2,11 @@
 import type { Msg } from 'nats';
 import type { NatsLink } from '../../cloud-bridge/cluster/nats-connection.js';
 
-export function fakeNats(): { link: NatsLink; deliver(subject: string, data: Uint8Array): void; published: string[] } {
+export function fakeNats(): { link: NatsLink; deliver(subject: string, data: Uint8Array): void; published: string[]; responses: string[] } {
   const handlers = new Map<string, (m: Msg) => void>();
   const published: string[] = [];
+  /** What handlers answered to requests delivered (msg.respond), as text. */
+  const responses: string[] = [];
   const sub = { unsubscribe: () => undefined };
   const link = {
     nc: {
@@ -21,7 +23,13 @@ export function fakeNats(): { link: NatsLink; deliver(subject: string, data: Uin
   };
   return {
     link: link as unknown as NatsLink,
-    deliver: (subject, data) => handlers.get(subject)!({ subject, data, respond: () => true } as unknown as Msg),
+    deliver: (subject, data) =>
+      handlers.get(subject)!({
+        subject,
+        data,
+        respond: (d: string | Uint8Array) => (responses.push(typeof d === 'string' ? d : Buffer.from(d).toString('utf8')), true),
+      } as unknown as Msg),
     published,
+    responses,
   };
 }
