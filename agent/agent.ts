@@ -31,6 +31,7 @@ import { RateLimitedLog } from '../core/log/rate-limited-log.js';
 import { ClientLimit } from '../core/http/client-limit.js';
 import { VERSION } from '../core/version.js';
 import { createBusHealth } from './bus-health/create-bus-health.js';
+import { CommandLedger } from './command-ledger.js';
 import { CommandRunner } from './command-runner.js';
 import { startSocketcand, type RunningSocketcand } from './socketcand/start.js';
 import { TxQueue } from './tx-queue.js';
@@ -126,7 +127,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     onFailure: (f, error) => txFailures.warn({ bus: f.bus, id: f.id }, `could not transmit a frame: ${error}`),
   });
   const downlink = new Downlink(tx, cfg.uplink?.maxAgeMs ?? 0); // without an uplink nothing is relayed here
-  const commands = new CommandRunner(consoleStream, tx);
+  const commands = new CommandRunner(consoleStream, tx, new CommandLedger(db, state.store('commands', stateFile)));
   const uploader = cfg.uplink ? new FrameUploader({ maxBufferedFrames: cfg.uplink.bufferFrames, maxAgeMs: cfg.uplink.maxAgeMs, batchMs: cfg.uplink.batchMs }) : undefined;
   router.uplink = uploader;
   const health = createBusHealth(cfg, source, router, consoleStream);

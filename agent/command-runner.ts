@@ -5,9 +5,10 @@
  * transmitted long after the operator asked for it is worse than none. The expiry is on the bridge's
  * clock: converted with this agent's clock fix (every uncertainty against the command), it is checked on
  * arrival and again when the frame would be handed to the kernel (a busy bus can hold it in the queue).
- * A command id already carried out by this process is ignored: a bridge (or another cluster node, whose
- * record of the first delivery was not written yet) can send the same command again after a reconnect,
- * and its frame must not reach the bus twice. Its statuses from the first time reach the bridge anyway.
+ * A command id already taken is ignored, also one a previous run of the agent took (command-ledger.ts):
+ * a bridge (or another cluster node, whose record of the first delivery was not written yet or was lost)
+ * can send the same command again after a reconnect, and its frame must not reach the bus twice. Its
+ * statuses from the first time reach the bridge anyway (the outbox).
  */
 import type { ConsoleStream } from '../core/console/console-stream.js';
 import type { CommandState } from '../core/console/events.js';
@@ -15,33 +16,30 @@ import { commandStatusData } from '../core/console/normalize.js';
 import type { ClockFix } from '../core/uplink/clock.js';
 import { frameFromCommand } from '../core/uplink/commands.js';
 import type { CommandBody } from '../core/uplink/messages.js';
+import type { CommandLedger } from './command-ledger.js';
 import type { TxQueue } from './tx-queue.js';
 
-/** Command ids remembered (the newest): far more than a link carries within a command's timeout. */
-const REMEMBERED_COMMANDS = 4096;
-
 export class CommandRunner {
-  private readonly seen = new Set<string>();
-
   constructor(
     private readonly console: ConsoleStream,
     private readonly tx: TxQueue,
+    private readonly taken: CommandLedger,
   ) {}
 
   /** `local`: this agent's clock fix to the bridge (undefined: not measured yet; local time is taken as the bridge's). */
   run(commandId: string, expiresAt: string, cmd: CommandBody, local: ClockFix | undefined): void {
-    if (this.seen.has(commandId)) return;
-    this.seen.add(commandId);
-    if (this.seen.size > REMEMBERED_COMMANDS) this.seen.delete(this.seen.values().next().value!);
+    if (this.taken.has(commandId)) return;
     const status = (s: CommandState, error?: string): void => {
       this.console.publish({ type: 'command_status', data: commandStatusData(commandId, cmd.type, s, error) });
     };
-    status('delivered');
     const expiry = Date.parse(expiresAt);
-    // A command whose expiry cannot be read cannot be proven current: refused, never taken as "no expiry".
-    if (!Number.isFinite(expiry)) return status('failed', `its expiry ${JSON.stringify(expiresAt)} is not a time: not carried out`);
     // The last local moment at which the bridge's clock can still be before the expiry.
     const notAfterMs = expiry - (local ? local.offsetMs + local.errorMs : 0);
+    // Remembered before anything is done: a restart in between must not carry it out again.
+    this.taken.add(commandId, notAfterMs);
+    status('delivered');
+    // A command whose expiry cannot be read cannot be proven current: refused, never taken as "no expiry".
+    if (!Number.isFinite(expiry)) return status('failed', `its expiry ${JSON.stringify(expiresAt)} is not a time: not carried out`);
     const expired = `expired at ${expiresAt} before the agent could carry it out`;
     if (Date.now() >= notAfterMs) return status('failed', expired);
     switch (cmd.type) {

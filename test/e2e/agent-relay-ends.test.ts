@@ -20,6 +20,7 @@ import { MemoryIdStore } from '../../core/console/id-store.js';
 import { openStateDb } from '../../core/state/sqlite.js';
 import { encodeBatch, KIND_DOWN } from '../../core/uplink/frame-codec.js';
 import { parseAgentMessage, PROTOCOL_VERSION, UPLINK_PATH } from '../../core/uplink/messages.js';
+import { CommandLedger } from '../../agent/command-ledger.js';
 import { CommandRunner } from '../../agent/command-runner.js';
 import type { SendResult } from '../../agent/sources/source.js';
 import { TxQueue } from '../../agent/tx-queue.js';
@@ -123,7 +124,7 @@ function agentB(port: number): AgentB {
     new Outbox(db, 1000),
     new FrameUploader({ maxBufferedFrames: 1000, maxAgeMs: 2000 }),
     downlink,
-    new CommandRunner(console, tx),
+    new CommandRunner(console, tx, new CommandLedger(db)),
     log,
   );
   uplink.start();

@@ -4,12 +4,15 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { MemoryIdStore } from '../../../core/console/id-store.js';
 import { StreamManager } from '../../../core/console/stream-manager.js';
 import type { StoredEvent } from '../../../core/console/console-stream.js';
 import { BusHealthMonitor } from '../../../agent/bus-health/bus-health-monitor.js';
 import { parseIpLinkJson } from '../../../agent/bus-health/ip-link.js';
+import Database from 'better-sqlite3';
+import { CommandLedger } from '../../../agent/command-ledger.js';
 import { CommandRunner } from '../../../agent/command-runner.js';
 import { FrameCounters } from '../../../agent/frame-counters.js';
 import { FrameRouter } from '../../../agent/frame-router.js';
@@ -18,6 +21,8 @@ import type { CanFrame } from '../../../core/can/frame.js';
 import type { SendResult } from '../../../agent/sources/source.js';
 import { TxQueue } from '../../../agent/tx-queue.js';
 import { until } from '../../helpers/until.js';
+import { tempDir } from '../../helpers/processes.js';
+import { openStateDb } from '../../../core/state/sqlite.js';
 import { testFrame } from '../../helpers/can-frames.js';
 
 /** A real console stream, and the command_status events published on it (status and error). */
@@ -40,7 +45,7 @@ function consoleWithStatuses() {
 }
 
 /** A runner over a real console stream, its command_status events collected, and a bus that is busy while `busy.on`. */
-function setup() {
+function setup(ledger = new CommandLedger(new Database(':memory:'))) {
   const { streams, stream, statuses } = consoleWithStatuses();
   const busy = { on: false };
   const sent: number[] = [];
@@ -48,7 +53,7 @@ function setup() {
     retryMs: 60_000,
     maxQueued: 100,
   });
-  const runner = new CommandRunner(stream, tx);
+  const runner = new CommandRunner(stream, tx, ledger);
   return { runner, statuses, busy, sent, close: () => (tx.stop(), streams.close()) };
 }
 
@@ -100,6 +105,32 @@ test('a command id carried out once is ignored when it comes again (a resend aft
   s.close();
 });
 
+test('a command carried out before the agent restarted is not carried out again by the next run (its bridge lost the record and sends it again); an expired one is forgotten', async () => {
+  const file = join(tempDir('canrelay-ledger-'), 'agent.sqlite');
+  const expires = new Date(Date.now() + 60_000).toISOString();
+  const first = setup(new CommandLedger(openStateDb(file)));
+  first.runner.run('c-r', expires, send, { offsetMs: 0, errorMs: 2 });
+  first.runner.run('c-old', new Date(Date.now() + 100).toISOString(), send, { offsetMs: 0, errorMs: 2 });
+  await until(() => first.sent.length === 2, 5000, 'both transmitted');
+  first.close();
+  // The next run, over the same state file.
+  const db = openStateDb(file);
+  const next = setup(new CommandLedger(db));
+  next.runner.run('c-r', expires, send, { offsetMs: 0, errorMs: 2 });
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(next.sent, [], 'not transmitted a second time');
+  assert.deepEqual(next.statuses, [], 'and nothing reported: its statuses went with the first run');
+  await new Promise((r) => setTimeout(r, 150));
+  new CommandLedger(db).add('c-new', Date.now() + 60_000); // a later add prunes what expired
+  const ids = db
+    .prepare<[], { id: string }>('SELECT id FROM commands_taken ORDER BY id')
+    .all()
+    .map((r) => r.id);
+  assert.deepEqual(ids, ['c-new', 'c-r'], 'the expired command is forgotten');
+  next.close();
+  db.close();
+});
+
 test('a command whose expiry is not a time is refused, never taken as "no expiry"; the uplink schema refuses it first', async () => {
   const s = setup();
   s.runner.run('c9', 'whenever', send, { offsetMs: 0, errorMs: 2 });
@@ -139,7 +170,7 @@ test('a controller in listen-only mode (ip -json ctrlmode LISTEN-ONLY) takes no 
   router.sendRefusal = (bus) => health.sendRefusal(bus);
   await health.tick();
   const tx = new TxQueue((f) => router.transmit(f), { retryMs: 1000, maxQueued: 100 });
-  const runner = new CommandRunner(stream, tx);
+  const runner = new CommandRunner(stream, tx, new CommandLedger(new Database(':memory:')));
   runner.run('lo1', new Date(Date.now() + 60_000).toISOString(), send, { offsetMs: 0, errorMs: 2 });
   await until(() => statuses.length === 2, 5000, 'two statuses');
   assert.equal(statuses[1]!.state, 'failed');
@@ -180,7 +211,7 @@ test('a bus-off controller takes no send, from its error frame at once or a read
   router.sendRefusal = (bus) => health.sendRefusal(bus);
   await health.tick();
   const tx = new TxQueue((f) => router.transmit(f), { retryMs: 1000, maxQueued: 100 });
-  const runner = new CommandRunner(stream, tx);
+  const runner = new CommandRunner(stream, tx, new CommandLedger(new Database(':memory:')));
   const run = async (id: string): Promise<{ state: string; error?: string }> => {
     const n = statuses.length;
     runner.run(id, new Date(Date.now() + 60_000).toISOString(), send, { offsetMs: 0, errorMs: 2 });

@@ -1,0 +1,69 @@
+/**
+ * The commands this agent has taken, by id, kept in its state file until their expiry: the same command
+ * sent again — by a bridge or cluster node whose record of the first delivery was lost (a restart, a
+ * database that refused writes, statuses trimmed while it did) — is not carried out twice, also after
+ * this agent restarted. A command past its expiry is refused anyway (command-runner.ts), so an id needs
+ * remembering only until then: the table holds the commands still current, no more.
+ * A state disk that fails is counted and reported (core/state/state-health.ts); the newest ids are also
+ * kept in memory, so a failing disk forgets only what a restart would (the previous behaviour).
+ */
+import type Database from 'better-sqlite3';
+import type { StoreWrites } from '../core/state/state-health.js';
+
+/** Ids kept in memory (the newest): far more than a link carries within a command's timeout. */
+const IN_MEMORY = 4096;
+/** Rows kept at most: a bridge sending commands with expiries years ahead must not fill the disk. */
+const MAX_ROWS = 100_000;
+/** Expired rows are deleted at most this often. */
+const PRUNE_EVERY_MS = 60_000;
+
+export class CommandLedger {
+  private readonly recent = new Set<string>();
+  private readonly hasStmt: Database.Statement<[string], { one: number }>;
+  private readonly addStmt: Database.Statement<[string, number]>;
+  private readonly pruneStmt: Database.Statement<[number]>;
+  private readonly trimStmt: Database.Statement<[number]>;
+  private lastPrune = 0;
+
+  constructor(
+    db: Database.Database,
+    private readonly writes?: StoreWrites,
+  ) {
+    db.exec('CREATE TABLE IF NOT EXISTS commands_taken (id TEXT PRIMARY KEY, not_after_ms INTEGER NOT NULL) WITHOUT ROWID');
+    this.hasStmt = db.prepare('SELECT 1 AS one FROM commands_taken WHERE id = ?');
+    this.addStmt = db.prepare('INSERT OR IGNORE INTO commands_taken (id, not_after_ms) VALUES (?, ?)');
+    this.pruneStmt = db.prepare('DELETE FROM commands_taken WHERE not_after_ms < ?');
+    this.trimStmt = db.prepare(
+      'DELETE FROM commands_taken WHERE id IN (SELECT id FROM commands_taken ORDER BY not_after_ms LIMIT (SELECT max(count(*) - ?, 0) FROM commands_taken))',
+    );
+  }
+
+  /** Whether the command was taken before (by this run, or a previous one within its expiry). */
+  has(id: string): boolean {
+    if (this.recent.has(id)) return true;
+    return this.attempt(() => this.hasStmt.get(id) !== undefined) ?? false;
+  }
+
+  /** Remembers a command taken now, until `notAfterMs` (local wall clock; Infinity: the command had no readable expiry). */
+  add(id: string, notAfterMs: number): void {
+    this.recent.add(id);
+    if (this.recent.size > IN_MEMORY) this.recent.delete(this.recent.values().next().value!);
+    // A command without a readable expiry is refused, never carried out: nothing to keep past the memory.
+    if (!Number.isFinite(notAfterMs)) return;
+    const now = Date.now();
+    this.attempt(() => {
+      this.addStmt.run(id, Math.round(notAfterMs));
+      if (now - this.lastPrune >= PRUNE_EVERY_MS) {
+        this.lastPrune = now;
+        this.pruneStmt.run(now);
+        this.trimStmt.run(MAX_ROWS);
+      }
+    });
+  }
+
+  private attempt<T>(fn: () => T): T | undefined {
+    if (!this.writes) return fn();
+    const r = this.writes.attempt(fn);
+    return r.ok ? r.value : undefined;
+  }
+}
