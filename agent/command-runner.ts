@@ -46,9 +46,18 @@ export class CommandRunner {
       case 'send_frame': {
         const built = frameFromCommand(cmd);
         if (!built.ok) return status('failed', built.error);
-        this.tx.enqueue(built.frame, (r) => (r.ok ? status('succeeded') : status('failed', r.error)), notAfterMs, `${expired} (the transmit queue held it)`);
+        this.tx.enqueue(built.frame, (r) => (r.ok ? status('succeeded') : status('failed', r.error)), notAfterMs, `${expired} (the transmit queue held it)`, this);
         return;
       }
     }
+  }
+
+  /**
+   * The bridge refused this agent (its token rotated or revoked, the dongle removed): commands' frames
+   * still waiting for a busy bus are not transmitted (counted as `tx_dropped_unauthorized`, each command
+   * failed with `why`). Returns how many.
+   */
+  dropWaiting(why: string): number {
+    return this.tx.dropOwned(this, 'droppedUnauthorized', why);
   }
 }

@@ -59,7 +59,7 @@ interface Lane {
 /** Why relayed frames still waiting are dropped (dropRelayed): the stats field that counts them. */
 export type RelayedDropReason = 'droppedGroupChanged' | 'droppedUnauthorized';
 /** Why a sender's frames still waiting are dropped (dropOwned). */
-export type OwnedDropReason = 'droppedSenderGone';
+export type OwnedDropReason = 'droppedSenderGone' | 'droppedUnauthorized';
 
 export interface TxQueueOptions {
   retryMs: number;

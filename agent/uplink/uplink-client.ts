@@ -282,11 +282,15 @@ export class UplinkClient {
 
   /**
    * The bridge refused this agent (close 4401, or HTTP 401 at the upgrade): the token was rotated or
-   * revoked, or the dongle removed. Frames relayed to it must not reach the bus now (`tx_dropped_unauthorized`).
+   * revoked, or the dongle removed. Frames relayed to it, and commands' frames, must not reach the bus now
+   * (`tx_dropped_unauthorized`).
    */
   private dropRefused(reason: string): void {
     const n = this.downlink.dropQueued('droppedUnauthorized', `the bridge refused this agent (${reason}): relayed frame not transmitted`);
     if (n > 0) this.log.warn({ frames: n, reason }, 'relayed frames waiting for the bus dropped: the bridge refused this agent');
+    // Commands are the bridge's too: one whose dongle was removed (or token revoked) must not reach the bus after it.
+    const c = this.commands.dropWaiting(`the bridge refused this agent (${reason}) before the frame could be transmitted: not transmitted`);
+    if (c > 0) this.log.warn({ frames: c, reason }, "commands' frames waiting for the bus dropped: the bridge refused this agent");
   }
 
   /** The DBC files changed (a reload): the bridge gets the new set. */

@@ -234,19 +234,21 @@ test("the group's bus map or sides changed while the link was down (the next wel
   assert.deepEqual(b.sent, []);
 });
 
-test('the bridge refuses the agent (4401: dongle removed, token rotated): relayed frames still waiting are dropped, counted and logged; a reconnect into the same group keeps them', async () => {
+test("the bridge refuses the agent (4401: dongle removed, token rotated): relayed frames and commands' frames still waiting are dropped, counted and logged; a reconnect into the same group keeps them", async () => {
   const fb = await fakeBridge(() => 'line-7');
   const b = agentB(fb.port);
   b.busy.add('can0');
   await until(() => b.uplink.connected, 10_000, 'agent B welcomed');
   relay(fb.ws()!, 1, ['can0', 'can0'], 1);
-  await until(() => b.tx.length === 2, 5000, 'two frames waiting');
+  const command = { type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '09' };
+  fb.ws()!.send(JSON.stringify({ t: 'command', command_id: 'cmd-1', expires_at: new Date(Date.now() + 600_000).toISOString(), command }));
+  await until(() => b.tx.length === 3, 5000, 'two relayed frames and a command waiting');
   // Control within the test: a link lost for another reason (same group, same revision after it) keeps them.
   fb.ws()!.terminate();
   await until(() => fb.hellos === 2 && b.uplink.connected, 10_000, 'agent B back');
-  assert.equal(b.tx.length, 2, 'a lost link alone drops nothing: the age rule decides');
+  assert.equal(b.tx.length, 3, 'a lost link alone drops nothing: the age rule and the expiry decide');
   fb.ws()!.close(4401, 'dongle removed from the bridge');
-  await until(() => b.tx.stats.droppedUnauthorized === 2, 5000, 'the two dropped');
+  await until(() => b.tx.stats.droppedUnauthorized === 3, 5000, 'the three dropped');
   assert.equal(b.tx.length, 0);
   assert.equal(dropLog(b)?.frames, 2);
   b.busy.clear();
