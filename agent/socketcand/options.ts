@@ -1,5 +1,5 @@
 /** The agent's socketcand flags, as data (see core/cli/options.ts), and the typed config they make. */
-import { OptionError, parse, type OptionSpec, type ResolvedOptions } from '../../core/cli/options.js';
+import { OptionError, parse, splitHostPort, type OptionSpec, type ResolvedOptions } from '../../core/cli/options.js';
 import { AllowList } from '../../core/net/allow-list.js';
 
 export const SOCKETCAND_OPTIONS: readonly OptionSpec[] = [
@@ -50,11 +50,31 @@ export function socketcandConfigFrom(o: ResolvedOptions): SocketcandConfig | und
       throw new OptionError(`--socketcand-allow: ${(err as Error).message}`);
     }
   }
+  // socketcand has no authentication: an operator who made the local API need tokens must not find the bus
+  // open (reads) or writable (sends) on another port. Loopback (reached through an SSH tunnel) or an
+  // allow-list of client addresses is the socketcand way; anything else stops the start.
+  const allowSend = o['socketcand-allow-send'] === true;
+  if (allow === undefined && !isLoopbackHost(splitHostPort(listen).host)) {
+    if (allowSend && o['local-token-file'] !== undefined)
+      throw new OptionError(
+        `--socketcand-allow-send on ${listen} lets anyone who reaches it transmit without a token, past --local-token-file (socketcand has no authentication): listen on 127.0.0.1 and reach it through an SSH tunnel, or name the clients with --socketcand-allow`,
+      );
+    if (o['console-auth'] === true)
+      throw new OptionError(
+        `--console-auth makes reads need a token, but socketcand on ${listen} serves the whole bus to anyone who reaches it: listen on 127.0.0.1 and reach it through an SSH tunnel, or name the clients with --socketcand-allow`,
+      );
+  }
   return {
     listen,
-    allowSend: o['socketcand-allow-send'] === true,
+    allowSend,
     allow,
     beacon: o['socketcand-beacon'] === true,
     maxPendingBytes: Number(o['socketcand-client-max-pending-kib']) * 1024,
   };
+}
+
+/** A listen host only this machine reaches (127.0.0.0/8, ::1, localhost). */
+function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\./.test(h);
 }

@@ -5,9 +5,11 @@
  * a FIFO, so the test knows every frame that exists and writes them only once the client is in raw mode.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { SseClient } from '../helpers/sse-client.js';
-import { runCli, startAgentProcess, type StartedAgent } from '../helpers/processes.js';
+import { runCli, startAgentProcess, tempDir, type StartedAgent } from '../helpers/processes.js';
 import { candumpLine, ensurePythonCan, getJson, PythonScript, RawClient, sequenceLines, startReplayAgent, waitUntil, type ReplayAgent } from '../helpers/socketcand.js';
 
 const running: { stop(): Promise<unknown> }[] = [];
@@ -241,6 +243,8 @@ test('raw protocol: every command, mode switches, and malformed input get < ok >
 });
 
 test('--socketcand-allow refuses other addresses; bad socketcand flags stop the start with exit 2', async () => {
+  const tokenFile = join(tempDir('canrelay-sc-tokens-'), 'tokens');
+  writeFileSync(tokenFile, 'admin ' + 'a'.repeat(32) + '\n');
   const a = await replayAgent(['--socketcand-allow', '10.0.0.0/8,fd00::/8']);
   const c = await RawClient.connect(a.socketcandPort);
   await waitUntil(() => c.closed, 5000, 'the refused connection to close');
@@ -257,6 +261,15 @@ test('--socketcand-allow refuses other addresses; bad socketcand flags stop the 
     [['--sim', '--socketcand-allow-send'], /--socketcand-allow-send needs --socketcand-listen/],
     [['--sim', '--socketcand-listen', '127.0.0.1:0', '--socketcand-allow', '10.0.0.0/33'], /--socketcand-allow: "10.0.0.0\/33" is not an IPv4 or IPv6 address/],
     [['--sim', '--socketcand-listen', 'nohost'], /--socketcand-listen: must be host:port/],
+    // The local API needs tokens, and socketcand (no authentication) would be open on the LAN past them.
+    [
+      ['--sim', '--local-token-file', tokenFile, '--socketcand-listen', '0.0.0.0:0', '--socketcand-allow-send'],
+      /--socketcand-allow-send on 0\.0\.0\.0:0 lets anyone who reaches it transmit without a token, past --local-token-file/,
+    ],
+    [
+      ['--sim', '--local-token-file', tokenFile, '--console-auth', '--socketcand-listen', '0.0.0.0:0'],
+      /--console-auth makes reads need a token, but socketcand on 0\.0\.0\.0:0 serves/,
+    ],
   ] as [string[], RegExp][]) {
     const p = runCli(['agent', '--state-dir', '/tmp/canrelay-sc-unused', ...args]);
     assert.equal(await p.wait(), 2, `exit 2 for ${args.join(' ')}`);
