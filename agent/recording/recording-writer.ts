@@ -14,7 +14,7 @@ import { formatCandumpLine } from '../../core/can/candump.js';
 import type { CanFrame } from '../../core/can/frame.js';
 import type { IdFilter } from '../../core/can/id-filter.js';
 import { addProblem, partName, PROBLEM, type RecordingMeta, type RecordingPart } from './recording-meta.js';
-import { recordingError } from '../../core/recording/recording-info.js';
+import { recordingError } from '../../core/recording/recording-files.js';
 
 const gzip = promisify(gzipCb);
 

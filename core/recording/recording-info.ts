@@ -5,16 +5,9 @@
  */
 import { z } from 'zod';
 import { BUS_RULE, RECORDING_ID_RULE } from '../names.js';
+import { MAX_RECORDING_ERROR_CHARS } from './recording-files.js';
 
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-
-/** The longest `error` a recording carries: longer texts (a long --record-dir in them) are cut to it. */
-export const MAX_RECORDING_ERROR_CHARS = 300;
-
-/** `text` cut to the `error` field's bound, marked with "…" when cut: every side's schema then takes it. */
-export function recordingError(text: string): string {
-  return text.length <= MAX_RECORDING_ERROR_CHARS ? text : text.slice(0, MAX_RECORDING_ERROR_CHARS - 1) + '…';
-}
 
 export const RecordingInfo = z.strictObject({
   id: z.string().regex(RECORDING_ID_RULE),
@@ -63,4 +56,4 @@ export const RecordingRequest = z.strictObject({
 });
 export type RecordingRequest = z.infer<typeof RecordingRequest>;
 
-export { RECORDING_CHUNK_BYTES, recordingFileName } from './recording-files.js';
+export { MAX_RECORDING_ERROR_CHARS, RECORDING_CHUNK_BYTES, recordingError, recordingFileName } from './recording-files.js';
