@@ -172,6 +172,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     // Signed with a key every node of a cluster derives from the admin token they share: a ticket issued
     // by one node is admitted by the node the download reaches.
     tickets: new DownloadTickets(createHmac('sha256', cfg.adminToken).update('canrelay download tickets').digest()),
+    elsewhere: cluster ? (d, q) => cluster.askRecording(d, q) : undefined,
     fleetClients,
     consoleClients,
   });

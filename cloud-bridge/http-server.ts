@@ -26,7 +26,7 @@ import type { Auth } from './auth.js';
 import type { BridgeConsoles } from './consoles.js';
 import { FULL_RETRY_AFTER_S, type ClientLimit } from '../core/http/client-limit.js';
 import type { GroupRelay } from './group-relay.js';
-import { handleDongleRecordings } from './recording-proxy.js';
+import { handleDongleRecordings, type RecordingProxyDeps } from './recording-proxy.js';
 import type { DownloadTickets } from '../core/http/download-tickets.js';
 import type { BridgeStats } from './metrics.js';
 import type { StateStore } from './state-store.js';
@@ -57,6 +57,8 @@ export interface BridgeHttpDeps {
   consoleClients: ClientLimit;
   /** Recording download tickets (recording-proxy.ts). */
   tickets: DownloadTickets;
+  /** Cluster mode: recordings of a dongle whose link another node holds (recording-proxy.ts). */
+  elsewhere?: RecordingProxyDeps['elsewhere'];
 }
 
 const CONSOLE_PATH = /^\/api\/v1\/streams\/(dongles|groups)\/([^/]+)\/console$/;

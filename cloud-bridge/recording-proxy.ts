@@ -6,7 +6,8 @@
  *   POST /api/v1/dongles/<id>/recordings/<rid>/ticket  a download ticket (core/http/download-tickets.ts)
  * A download asks the agent for one chunk (rec_read) at a time and asks for the next only when the HTTP
  * client has taken the last one (write() true, or 'drain'): a slow client slows the download, never the
- * data plane, and holds at most one chunk here.
+ * data plane, and holds at most one chunk here. In a cluster a dongle whose link another node holds is
+ * asked through that node (cluster/remote-recordings.ts), one chunk per request as well.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { writeWithBackpressure } from '../core/http/backpressure.js';
@@ -17,7 +18,7 @@ import { ID_RULE, RECORDING_ID_RULE } from '../core/names.js';
 import { RECORDING_CHUNK_BYTES, recordingFileName } from '../core/recording/recording-info.js';
 import type { AgentServer } from './agent-server.js';
 import type { Auth } from './auth.js';
-import type { RecordingReply, RecordingRequests } from './recording-requests.js';
+import type { RecordingQuestion, RecordingReply } from './recording-requests.js';
 import type { BridgeStats } from './metrics.js';
 import type { StateStore } from './state-store.js';
 
@@ -29,7 +30,12 @@ export interface RecordingProxyDeps {
   store: StateStore;
   stats: BridgeStats;
   tickets: DownloadTickets;
+  /** Cluster mode: asks the node holding the dongle's link; undefined when no other node holds it. */
+  elsewhere?: (dongle: string, q: RecordingQuestion) => Promise<RecordingReply | undefined>;
 }
+
+/** Where a dongle's recordings are asked: its link here, or the node that holds it. */
+type Ask = (q: RecordingQuestion) => Promise<RecordingReply>;
 
 /** Handles the request when the path is a dongle's recordings; false when it is not. */
 export async function handleDongleRecordings(d: RecordingProxyDeps, req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
@@ -53,11 +59,26 @@ export async function handleDongleRecordings(d: RecordingProxyDeps, req: Incomin
   if (caller?.kind === 'agent') return fail(403, 'agent tokens cannot read recordings; use a viewer or the admin token');
   if (!ID_RULE.test(dongle) || (rid !== undefined && !RECORDING_ID_RULE.test(rid))) return fail(400, 'bad dongle or recording id');
   if (!d.store.dongle(dongle)) return fail(404, `dongle "${dongle}" is not registered on this bridge`);
+  const notConnected = `dongle "${dongle}" is not connected: its recordings are on the gateway`;
   const link = d.agents.linkOf(dongle);
-  if (!link?.ready) return fail(503, `dongle "${dongle}" is not connected: its recordings are on the gateway`);
+  let ask: Ask;
+  if (link?.ready) ask = (q) => link.recordings.ask(q);
+  else {
+    const elsewhere = d.elsewhere;
+    // Cluster: the first question tells whether another node holds the link (undefined: none does).
+    const first = rid === undefined ? { t: 'rec_list' as const } : ticket ? { t: 'rec_list' as const } : { t: 'rec_read' as const, id: rid, length: RECORDING_CHUNK_BYTES };
+    const r = await elsewhere?.(dongle, first);
+    if (r === undefined || elsewhere === undefined) return fail(503, notConnected);
+    let pending: RecordingReply | undefined = r;
+    ask = async (q) => {
+      const answered = pending;
+      pending = undefined;
+      return answered ?? (await elsewhere(dongle, q)) ?? failureOf(503, notConnected);
+    };
+  }
 
   if (rid === undefined) {
-    const r = await link.recordings.ask({ t: 'rec_list' });
+    const r = await ask({ t: 'rec_list' });
     if (r.t === 'rec_error') return fail(r.status, r.error);
     if (r.t !== 'rec_listing') return fail(502, 'the dongle answered something else than a list');
     sendJson(res, 200, { dongle, recordings: r.recordings });
@@ -67,14 +88,18 @@ export async function handleDongleRecordings(d: RecordingProxyDeps, req: Incomin
     sendJson(res, 201, d.tickets.issue(url.pathname.slice(0, -ticket.length)));
     return true;
   }
-  await download(link.recordings, dongle, rid, res, d.stats);
+  await download(ask, dongle, rid, res, d.stats);
   return true;
 }
 
-async function download(requests: RecordingRequests, dongle: string, rid: string, res: ServerResponse, stats: BridgeStats): Promise<void> {
+function failureOf(status: number, error: string): RecordingReply {
+  return { t: 'rec_error', req: 1, status, error };
+}
+
+async function download(ask: Ask, dongle: string, rid: string, res: ServerResponse, stats: BridgeStats): Promise<void> {
   let gone = false;
   res.on('close', () => (gone = true));
-  const first = await requests.ask({ t: 'rec_read', id: rid, length: RECORDING_CHUNK_BYTES });
+  const first = await ask({ t: 'rec_read', id: rid, length: RECORDING_CHUNK_BYTES });
   if (first.t === 'rec_error') return sendJson(res, first.status, { error: first.error });
   if (first.t !== 'rec_chunk') return sendJson(res, 502, { error: 'the dongle answered something else than a chunk' });
   // The download is what was on the gateway's disk at the first chunk; a running recording's later frames are not in it.
@@ -105,6 +130,6 @@ async function download(requests: RecordingRequests, dongle: string, rid: string
     if (gone) return;
     if (next >= end) return void res.end();
     expected = next;
-    chunk = await requests.ask({ t: 'rec_read', id: rid, offset: next, length: Math.min(RECORDING_CHUNK_BYTES, end - next) });
+    chunk = await ask({ t: 'rec_read', id: rid, offset: next, length: Math.min(RECORDING_CHUNK_BYTES, end - next) });
   }
 }

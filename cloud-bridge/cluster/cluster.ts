@@ -9,12 +9,14 @@ import { scrapedCounter as counter, scrapedGauge as gauge } from '../../core/met
 import type { BatchPosition } from '../../core/uplink/batch-dedupe.js';
 import type { AgentLink } from '../agent-link.js';
 import type { GroupRelay } from '../group-relay.js';
+import type { RecordingQuestion, RecordingReply } from '../recording-requests.js';
 import type { ArbitratedLink, Verdict } from '../link-arbiter.js';
 import type { ConsoleStream } from '../../core/console/console-stream.js';
 import type { StreamManager } from '../../core/console/stream-manager.js';
 import { ConsoleSync } from './console-sync.js';
 import { NatsLink } from './nats-connection.js';
 import { Ownership } from './ownership.js';
+import { RemoteRecordings } from './remote-recordings.js';
 import { RemoteSides } from './remote-sides.js';
 import { UpPositions } from './up-positions.js';
 
@@ -47,6 +49,7 @@ export class Cluster {
   private syncTimer: NodeJS.Timeout | undefined;
   private consoles: ConsoleSync | undefined;
   private positions!: UpPositions;
+  private recordings!: RemoteRecordings;
 
   private constructor(
     readonly node: string,
@@ -74,6 +77,13 @@ export class Cluster {
     }
     const sides = (c.sides = new RemoteSides(nats, c.ownership, relay, (d) => agents.linkOf(d), clog));
     c.positions = new UpPositions(nats, s.node, (d) => agents.isDongle(d), clog);
+    c.recordings = new RemoteRecordings(
+      nats,
+      s.node,
+      (d) => agents.linkOf(d),
+      async (d) => c.ownership.ownerOf(d) ?? (await c.ownership.holderInStore(d)),
+      clog,
+    );
     // Groups change through the admin API of any node: every group side is checked regularly too.
     c.syncTimer = setInterval(() => {
       for (const d of relay.memberDongles()) sides.sync(d);
@@ -104,6 +114,11 @@ export class Cluster {
       log: log.child({ node: this.node }),
     }));
     return (s, id) => sync.beforeRead(s, id);
+  }
+
+  /** A recording list or chunk of a dongle whose link another node holds; undefined when none does. */
+  askRecording(dongle: string, q: RecordingQuestion): Promise<RecordingReply | undefined> {
+    return this.recordings.ask(dongle, q);
   }
 
   get natsReachable(): boolean {

@@ -24,6 +24,8 @@ export const SUBJECTS = {
   back: 'canrelay.node_back',
   /** A dongle's agent (re)connected to `node`: batches sent to its previous link there may be lost, so senders resend. */
   relinked: 'canrelay.relinked',
+  /** A recording list or chunk asked of the node that holds the dongle's link (remote-recordings.ts), request-reply. */
+  recordings: (node: string): string => `canrelay.recordings.${hexToken(node)}`,
   /** The last UP batch a node took of an agent's run when its link there ended (up-positions.ts), to every node. */
   upPosition: 'canrelay.up_position',
   /** A console stream's events, numbered by the node that numbers it (console-sync.ts), to the nodes that mirror it. */

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
+import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
 import {
   agentFrames as frames,
   agentUplink as uplink,
@@ -23,7 +23,7 @@ import { FakeAgent, frameNumber, numberedFrame } from '../helpers/fake-agent.js'
 import { TcpBalancer } from '../helpers/tcp-balancer.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
-import { until } from '../helpers/until.js';
+import { until, untilValue } from '../helpers/until.js';
 
 const servers = clusterServers();
 const { track } = servers;
@@ -421,4 +421,48 @@ test('a command posted on node 2 to a dongle connected to node 1 reaches succeed
   for (const n of [n1, n2]) await until(async () => (await n.admin.get(`/api/v1/commands/${id}`)).body.status === 'succeeded', 30_000, `succeeded, seen on ${n.base}`);
   const history = ((await n2.admin.get(`/api/v1/commands/${id}`)).body.history as { status: string }[]).map((h) => h.status);
   assert.deepEqual(history, ['queued', 'sent', 'delivered', 'succeeded']);
+});
+
+test('recordings through any node: the list, a ticket and the download of a dongle whose link another node holds, byte-identical; a dongle no node holds is 503', async () => {
+  const db = await servers.pg.createDatabase();
+  const n1 = await node('rc1', db);
+  const token = await n1.admin.register('rc-gw');
+  const n2 = await node('rc2', db);
+  await until(async () => (await n2.admin.get('/api/v1/dongles/rc-gw')).status === 200, 10_000, 'the dongle known on node 2');
+  const dir = tempDir('canrelay-cluster-rec-');
+  writeCandumpLog(join(dir, 'in.log'), 20_000, { ids: [0x100, 0x200] }); // about 800 KB: some 25 chunks
+  const recs = join(dir, 'recs');
+  const a = track(
+    await startAgentProcess(['--replay', join(dir, 'in.log'), '--replay-speed', '0', '--record-on-start', '--record-dir', recs, '--bridge', n1.base, '--token', token], {
+      id: 'rc-gw',
+    }),
+  );
+  await a.proc.waitForLog((l) => l.msg === 'uplink connected');
+  await a.proc.waitForLog((l) => l.code === 'replay_ended', 60_000);
+  const id = String(((await getJson(`${a.base}/api/v1/recordings`)).body as { recordings: { id: string }[] }).recordings[0]!.id);
+  assert.equal((await fetch(`${a.base}/api/v1/recordings/${id}/stop`, { method: 'POST' })).status, 200);
+  const onDisk = Buffer.from(await (await fetch(`${a.base}/api/v1/recordings/${id}`)).arrayBuffer());
+  // Node 2 has no link of the dongle: it asks node 1, which holds it.
+  await untilValue(async () => {
+    const r = await n2.admin.get('/api/v1/dongles/rc-gw/recordings');
+    return r.status === 200 ? r : undefined;
+  }, 'the list through node 2');
+  const listed = await n2.admin.get('/api/v1/dongles/rc-gw/recordings');
+  assert.deepEqual(
+    (listed.body.recordings as { id: string }[]).map((r) => r.id),
+    [id],
+  );
+  const viaNode2 = Buffer.from(await (await fetch(`${n2.base}/api/v1/dongles/rc-gw/recordings/${id}`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).arrayBuffer());
+  assert.equal(viaNode2.length, onDisk.length);
+  assert.ok(viaNode2.equals(onDisk), 'the download through node 2 is byte-identical to the gateway file');
+  // A ticket from node 2, the download through node 1 (the balancer may pick either).
+  const issued = await n2.admin.post(`/api/v1/dongles/rc-gw/recordings/${id}/ticket`);
+  assert.equal(issued.status, 201);
+  const viaTicket = Buffer.from(await (await fetch(n1.base + String(issued.body.url))).arrayBuffer());
+  assert.ok(viaTicket.equals(onDisk));
+  assert.equal((await n2.admin.get(`/api/v1/dongles/rc-gw/recordings/20000101T000000Z-000000`)).status, 404, "the agent's own answer, through node 1");
+  // The agent gone: no node holds the link.
+  await a.proc.stop();
+  await until(async () => (await n2.admin.get('/api/v1/dongles/rc-gw/recordings')).status === 503, 15_000, 'node 2 says it is not connected');
+  await Promise.all([n1.proc.stop(), n2.proc.stop()]);
 });
