@@ -118,7 +118,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   const router = new FrameRouter(source, counters, consoleStream, (level, msg, fields) => log[level]({ ...fields }, msg));
   const signals = await startAgentSignals(cfg.dbc, router, consoleStream, log);
   const txFailures = new RateLimitedLog(log, 5000);
-  const tx = new TxQueue((f) => router.transmit(f), {
+  const tx = new TxQueue((f, origin) => router.transmit(f, origin), {
     retryMs: cfg.txRetryMs,
     // 10,000 frames in all (the memory), at most 5,000 for one bus: more than a DOWN batch's 4,096 frames,
     // which arrive at once; and one bus that stays busy leaves the others half the queue (tx-queue.ts).

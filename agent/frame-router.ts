@@ -29,7 +29,8 @@ export interface FrameUplink {
 
 /** A local output that sees frames unsampled. Never blocks or throws; it bounds and counts its own buffering. */
 export interface FrameTap {
-  frame(frame: CanFrame): void;
+  /** `origin`: for a transmitted frame, who asked for it (a socketcand session; see TxQueue.enqueue's owner). */
+  frame(frame: CanFrame, origin?: object): void;
 }
 
 /** `received`: only what the bus carried to this agent; `all`: with this agent's own transmits too. */
@@ -104,14 +105,14 @@ export class FrameRouter implements SourceSink {
 
   // ---- the transmit path ----
 
-  transmit(frame: CanFrame): SendResult {
+  transmit(frame: CanFrame, origin?: object): SendResult {
     const refused = this.sendRefusal?.(frame.bus);
     if (refused) return { ok: false, busy: false, error: refused };
     const r = this.source.send(frame);
     if (r.ok) {
       const tx = transmittedFrame(frame, r.tsUs);
       this.counters.count(tx);
-      for (const t of this.allTaps) t.frame(tx);
+      for (const t of this.allTaps) t.frame(tx, origin);
       this.console.offerFrame(tx);
     }
     return r;

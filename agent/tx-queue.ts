@@ -96,7 +96,8 @@ export class TxQueue {
   };
 
   constructor(
-    private readonly transmit: (f: CanFrame) => SendResult,
+    /** `origin`: who queued the frame (enqueue's owner), for the outputs that must not show it to its sender. */
+    private readonly transmit: (f: CanFrame, origin: object | undefined) => SendResult,
     private readonly opts: TxQueueOptions,
   ) {
     this.maxPerBus = Math.min(opts.maxQueued, opts.maxQueuedPerBus ?? Math.ceil(opts.maxQueued / 2));
@@ -201,7 +202,7 @@ export class TxQueue {
         this.report(item, { ok: false, busy: false, error: item.late });
         continue;
       }
-      const r = this.tryTransmit(item.frame);
+      const r = this.tryTransmit(item.frame, item.owner);
       if (!r.ok && r.busy) {
         // Monotonic: a wall clock stepped back must not stretch the retries (and hold the bus's frames) by as much.
         const now = performance.now();
@@ -232,9 +233,9 @@ export class TxQueue {
    * A transmit that throws is a failed frame, not retried (the source may have sent it before throwing: a
    * retry could put it on the bus twice).
    */
-  private tryTransmit(f: CanFrame): SendResult {
+  private tryTransmit(f: CanFrame, origin: object | undefined): SendResult {
     try {
-      return this.transmit(f);
+      return this.transmit(f, origin);
     } catch (err) {
       this.stats.internalErrors++;
       return { ok: false, busy: false, error: `internal error while transmitting: ${(err as Error).message ?? String(err)}` };

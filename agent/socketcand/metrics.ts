@@ -5,7 +5,13 @@ import type { SocketcandStats } from './session.js';
 
 export function registerSocketcandMetrics(r: Registry, stats: SocketcandStats): void {
   gauge(r, 'canrelay_socketcand_clients', 'socketcand clients connected', [], (g) => g.set(stats.clients));
-  counter(r, 'canrelay_socketcand_frames_sent_total', 'Received CAN frames written to socketcand clients (one per frame per client)', [], (c) => c.inc(stats.framesSent));
+  counter(
+    r,
+    'canrelay_socketcand_frames_sent_total',
+    'CAN frames of the bus (received, and transmitted by the gateway) written to socketcand clients (one per frame per client)',
+    [],
+    (c) => c.inc(stats.framesSent),
+  );
   counter(r, 'canrelay_socketcand_clients_cut_total', 'socketcand clients disconnected because they fell too far behind', [], (c) => c.inc(stats.clientsCut));
   counter(
     r,

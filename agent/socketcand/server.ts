@@ -81,12 +81,17 @@ export class SocketcandServer {
   }
 
   /** Hot path, every received frame: formats it at most once and queues it for each session of its bus. */
-  push(f: CanFrame): void {
+  /**
+   * A frame of the bus: received, or transmitted by this gateway (relayed, a command, a client's send), as
+   * a socketcand client sees the frames its host transmits (CAN_RAW loopback) — all but its own (`origin`:
+   * the session that sent it; socketcand's sockets do not receive their own messages).
+   */
+  push(f: CanFrame, origin?: object): void {
     const set = this.byBus.get(f.bus);
     if (set === undefined || set.size === 0) return;
     let raw: string | undefined;
     const format = (): string => (raw ??= rawFrameMessage(f));
-    for (const s of set) s.offer(f, format);
+    for (const s of set) if (s !== origin) s.offer(f, format);
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 /**
- * Wires the socketcand server into a running agent: a frame tap on the FrameRouter (every received frame,
- * unsampled), the TxQueue as its transmit path when sending is allowed, its metrics, and the beacon.
+ * Wires the socketcand server into a running agent: a frame tap on the FrameRouter (every frame of the
+ * buses, unsampled: received, and transmitted by this gateway with who sent it), the TxQueue as its
+ * transmit path when sending is allowed, its metrics, and the beacon.
  */
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -50,7 +51,7 @@ export async function startSocketcand(
     log: emit,
   });
   const addr = await server.start();
-  const untap = parts.router.tap({ frame: (f) => server.push(f) }, 'received');
+  const untap = parts.router.tap({ frame: (f, origin) => server.push(f, origin) }, 'all');
   registerSocketcandMetrics(parts.metrics, server.stats);
   const beacon = cfg.beacon ? new Beacon({ name: parts.dongleId, host: addr.host, port: addr.port, buses: () => parts.source.buses(), log: emit }) : undefined;
   beacon?.start();

@@ -147,6 +147,34 @@ test('with --socketcand-allow-send a python-can frame is transmitted: tx on the 
   consoleClient.close();
 });
 
+test("frames the gateway transmits reach the other socketcand clients of the bus, never their sender (socketcand's loopback without its own messages)", async () => {
+  const a = await replayAgent(['--socketcand-allow-send']);
+  await leadIn(a);
+  const clients: RawClient[] = [];
+  for (let i = 0; i < 3; i++) {
+    const c = await RawClient.connect(a.socketcandPort);
+    clients.push(c);
+    await waitUntil(() => c.messages.length > 0, 5000, '< hi >');
+    assert.equal(await c.request('< open can0 >'), '< ok >');
+  }
+  const [sender, raw, bcm] = clients as [RawClient, RawClient, RawClient];
+  assert.equal(await sender.request('< rawmode >'), '< ok >');
+  assert.equal(await raw.request('< rawmode >'), '< ok >');
+  bcm.send('< subscribe 0 0 321 >');
+  assert.equal(await bcm.request('< echo >'), '< echo >');
+  sender.send('< send 321 2 CA FE >');
+  await waitUntil(() => raw.frames().some((f) => f.startsWith('< frame 321 ')), 10_000, 'the sent frame at the other raw client');
+  await waitUntil(() => bcm.frames().some((f) => f.startsWith('< frame 321 ')), 10_000, 'and at the BCM subscriber of its id');
+  assert.match(raw.frames().find((f) => f.startsWith('< frame 321 '))!, /^< frame 321 \d+\.\d{6} CAFE >$/);
+  assert.equal(await sender.request('< echo >'), '< echo >');
+  assert.deepEqual(
+    sender.frames().filter((f) => f.startsWith('< frame 321 ')),
+    [],
+    'never back to its sender',
+  );
+  for (const c of clients) c.close();
+});
+
 test('raw protocol: every command, mode switches, and malformed input get < ok > or < error >, never a crash', async () => {
   const started: StartedAgent = await startAgentProcess(['--sim', '--sim-rate', '500', '--socketcand-listen', '127.0.0.1:0', '--socketcand-allow-send']);
   running.push({ stop: () => started.proc.stop('SIGKILL') });
