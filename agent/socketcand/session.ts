@@ -17,6 +17,14 @@ import { bcmFrameMessage, ECHO, errorMessage, HI, OK, parseCommand, type Command
  * frame arrives in the same read.
  */
 export const RAW_SETTLE_MS = 250;
+/**
+ * Before each frame (and each error reply once a bus is open): python-can up to 4.2 drops one character
+ * at the end of every read — after the read's last complete message, or the first of the buffer when the
+ * read completed none. A frame split across two reads loses its '<' without a separator; across three,
+ * one newline loses it about ten times as often as two (docs/socketcand.md, measured). Every parser skips
+ * text between messages.
+ */
+export const FRAME_SEPARATOR = '\n\n';
 /** Subscriptions one client may hold in BCM mode. */
 const MAX_SUBSCRIPTIONS = 2048;
 /**
@@ -121,9 +129,7 @@ export class Session {
   offer(f: CanFrame, raw: () => string): void {
     if (this.closed) return;
     if (this.mode === 'raw') {
-      // The newline before each frame: python-can up to 4.2 drops the character after a read's last
-      // complete message, which would otherwise be the '<' of a frame split across two reads.
-      this.queue('\n' + raw(), 1);
+      this.queue(FRAME_SEPARATOR + raw(), 1);
       return;
     }
     // A subscription is socketcand's RX_SETUP of the kernel BCM for a plain id, and gets neither error nor
@@ -139,7 +145,7 @@ export class Session {
     const now = performance.now();
     if (sub.intervalMs === 0 || now - sub.lastSentMs >= sub.intervalMs) {
       sub.lastSentMs = now;
-      this.queue('\n' + bcmFrameMessage(f), 1);
+      this.queue(FRAME_SEPARATOR + bcmFrameMessage(f), 1);
       return;
     }
     // Throttled as the kernel's BCM does: the latest frame of the interval is sent when it ends.
@@ -149,7 +155,7 @@ export class Session {
         sub.timer = undefined;
         if (sub.pending === undefined || this.closed) return;
         sub.lastSentMs = performance.now();
-        this.queue('\n' + bcmFrameMessage(sub.pending), 1);
+        this.queue(FRAME_SEPARATOR + bcmFrameMessage(sub.pending), 1);
         sub.pending = undefined;
       },
       sub.intervalMs - (now - sub.lastSentMs),
@@ -192,7 +198,8 @@ export class Session {
 
   private error(reason: string): void {
     this.host.stats.errorsSent++;
-    this.reply(errorMessage(reason));
+    // Among frames an error reply is cut like one (never before < hi > or an < ok >: python-can compares those whole).
+    this.reply((this.mode === 'no_bus' ? '' : FRAME_SEPARATOR) + errorMessage(reason));
   }
 
   private cut(): void {

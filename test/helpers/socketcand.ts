@@ -103,11 +103,14 @@ export async function waitUntil(cond: () => Promise<boolean> | boolean, ms: numb
 /** A hand-written socketcand client: raw TCP, every `< … >` message the server sends, in order. */
 export class RawClient {
   readonly messages: string[] = [];
+  /** Everything received, as it came (the exact bytes, latin1). */
+  received = '';
   closed = false;
   private buf = '';
   private constructor(readonly socket: Socket) {
     socket.setEncoding('latin1');
     socket.on('data', (s: string) => {
+      this.received += s;
       this.buf += s;
       let end: number;
       while ((end = this.buf.indexOf('>')) >= 0) {
