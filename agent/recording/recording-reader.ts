@@ -61,6 +61,9 @@ export async function streamRecording(recorder: Recorder, dongle: string, id: st
       if (fh) handles.push({ fh, bytes: p.bytes });
       else for (const h of handles.splice(0)) await h.fh.close().catch(() => undefined);
     }
+    // Files listed but none there (deleted behind the agent's back): not an empty 200 that looks like a file.
+    if (handles.length === 0 && parts.some((p) => p.bytes > 0))
+      throw new HttpError(410, `the files of recording ${id} are no longer in ${dir} (deleted outside the agent); delete the recording (DELETE /api/v1/recordings/${id})`);
     const size = handles.reduce((a, h) => a + h.bytes, 0);
     res.writeHead(200, {
       'Content-Type': meta.gzip ? 'application/gzip' : 'text/plain; charset=us-ascii',

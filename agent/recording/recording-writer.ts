@@ -168,6 +168,14 @@ export class RecordingWriter {
       }
       if (Date.now() - this.lastSave >= SAVE_EVERY_MS) {
         this.lastSave = Date.now();
+        // The file deleted under the recording (its folder removed, a clean-up script): writes land in the
+        // unlinked file without an error, and the list said "complete" until the next rotation, hours later
+        // on a quiet bus. Checked as often as the metadata is saved.
+        const st = await this.fh?.stat().catch(() => undefined);
+        if (st !== undefined && st.nlink === 0) {
+          await this.fail(Object.assign(new Error('file deleted'), { code: 'EDELETED' }), this.meta.parts.at(-1)?.name ?? '', 0);
+          return;
+        }
         await this.hooks.save(this).catch(() => undefined);
       }
     }
@@ -212,7 +220,9 @@ export class RecordingWriter {
         ? `disk full: recording stopped (free space there, or lower --record-max-bytes); writing ${where}`
         : err.code === 'EBOUND'
           ? `${err.message}: recording stopped (raise --record-max-bytes, or stop other recordings)`
-          : `cannot write (${err.code ?? err.message}): recording stopped; writing ${where}`,
+          : err.code === 'EDELETED'
+            ? `its file was deleted while recording (the folder removed or cleaned by something else): recording stopped, what that file held is gone; ${where}`
+            : `cannot write (${err.code ?? err.message}): recording stopped; writing ${where}`,
     );
     this.meta.state = 'failed';
     this.meta.stop_reason = 'write error';

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { appendFileSync, createWriteStream, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, createWriteStream, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -489,4 +489,31 @@ test('a full disk stops the recording with a clear error, keeps what was written
   const again = await call(b.base, 'POST', '/api/v1/recordings', {});
   assert.equal(again.status, 201, JSON.stringify(again.json));
   assert.equal((await call(b.base, 'POST', `/api/v1/recordings/${String(again.json.id)}/stop`)).status, 200);
+});
+
+test('the record folder deleted while recording: the recording fails within seconds saying so, and its download is 410, not an empty file', async (t) => {
+  const dir = tempDir('canrelay-rec-');
+  const recs = join(dir, 'recs');
+  const a = await agent(t, ['--sim', '--sim-rate', '500', '--record-dir', recs]);
+  const s = await call(a.base, 'POST', '/api/v1/recordings', {});
+  assert.equal(s.status, 201);
+  await until(
+    async () => (await list(a.base))[0]!,
+    (r) => r.frames > 0,
+    10_000,
+    'frames written',
+  );
+  rmSync(recs, { recursive: true, force: true }); // a clean-up script, or a technician tidying the disk
+  const failed = await until(
+    async () => (await list(a.base))[0]!,
+    (r) => r.state === 'failed',
+    20_000,
+    'the recording to fail',
+  );
+  assert.match(String(failed.error), /^its file was deleted while recording/);
+  assert.equal(failed.complete, false);
+  const r = await call(a.base, 'GET', `/api/v1/recordings/${failed.id}`);
+  assert.equal(r.status, 410, JSON.stringify(r.json));
+  assert.match(String(r.json.error), /no longer in .* \(deleted outside the agent\)/);
+  assert.equal((await getJson(a.base + '/healthz')).status, 200, 'the agent runs on');
 });
