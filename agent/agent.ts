@@ -183,7 +183,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   const { server, writers } = createAgentServer({
     auth,
     cors,
-    recordings: { recorder, auth, dongle: cfg.id, maxBytes: cfg.record.maxBytes, tickets: new DownloadTickets() },
+    recordings: { recorder, auth, dongle: cfg.id, maxBytes: cfg.record.maxBytes, tickets: new DownloadTickets(), downloads: { all: 0, byAddress: new Map() } },
     tls: cfg.tls,
     dongleId: cfg.id,
     console: consoleStream,

@@ -17,6 +17,14 @@ import type { Recorder } from './recorder.js';
 import { streamRecording } from './recording-reader.js';
 
 export const RECORDINGS_PATH = '/api/v1/recordings';
+/**
+ * Downloads served at once, and from one address: each holds every file of its recording open (their
+ * space is not freed while it does, even when the disk bound deletes them) and ~128 KiB of buffers, and a
+ * client reading slowly keeps that for as long as it trickles. Reads are open by default on the LAN.
+ */
+export const MAX_DOWNLOADS = 8;
+export const MAX_DOWNLOADS_PER_ADDRESS = 4;
+const DOWNLOAD_RETRY_AFTER_S = 10;
 const ONE = /^\/api\/v1\/recordings\/([^/]+)(\/stop|\/ticket)?$/;
 
 export interface RecordingRouteDeps {
@@ -25,6 +33,33 @@ export interface RecordingRouteDeps {
   dongle: string;
   maxBytes: number;
   tickets: DownloadTickets;
+  /** Downloads running, in all and by client address (MAX_DOWNLOADS): owned by the server, shared by requests. */
+  downloads: { all: number; byAddress: Map<string, number> };
+}
+
+/** Runs a download within the caps; false (503 sent) when a cap is reached. */
+async function withinDownloadCaps(d: RecordingRouteDeps, req: IncomingMessage, res: ServerResponse, run: () => Promise<void>): Promise<boolean> {
+  const address = req.socket.remoteAddress ?? '';
+  const mine = d.downloads.byAddress.get(address) ?? 0;
+  if (d.downloads.all >= MAX_DOWNLOADS || mine >= MAX_DOWNLOADS_PER_ADDRESS) {
+    const error =
+      mine >= MAX_DOWNLOADS_PER_ADDRESS
+        ? `${mine} downloads from ${address} are running; let one finish and try again`
+        : `${MAX_DOWNLOADS} downloads are running on this gateway; try again when one has finished`;
+    sendJson(res, 503, { error }, { 'Retry-After': String(DOWNLOAD_RETRY_AFTER_S) });
+    return false;
+  }
+  d.downloads.all++;
+  d.downloads.byAddress.set(address, mine + 1);
+  try {
+    await run();
+  } finally {
+    d.downloads.all--;
+    const left = (d.downloads.byAddress.get(address) ?? 1) - 1;
+    if (left > 0) d.downloads.byAddress.set(address, left);
+    else d.downloads.byAddress.delete(address);
+  }
+  return true;
 }
 
 /** Handles the request when the path is the recordings API; false when it is not. */
@@ -61,7 +96,7 @@ export async function handleRecordings(d: RecordingRouteDeps, req: IncomingMessa
     else if (method === 'DELETE') {
       await d.recorder.delete(id);
       res.writeHead(204).end();
-    } else await streamRecording(d.recorder, d.dongle, id, req, res);
+    } else await withinDownloadCaps(d, req, res, () => streamRecording(d.recorder, d.dongle, id, req, res));
   } catch (err) {
     if (!(err instanceof HttpError)) throw err;
     sendJson(res, err.status, { error: err.message }, err.headers);

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync, createWriteStream, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { get as httpGet, type ClientRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -516,4 +517,39 @@ test('the record folder deleted while recording: the recording fails within seco
   assert.equal(r.status, 410, JSON.stringify(r.json));
   assert.match(String(r.json.error), /no longer in .* \(deleted outside the agent\)/);
   assert.equal((await getJson(a.base + '/healthz')).status, 200, 'the agent runs on');
+});
+
+test('at most 4 downloads from one address and 8 in all: the next is 503 with Retry-After; a finished one frees its place', async (t) => {
+  const dir = tempDir('canrelay-rec-');
+  writeCandumpLog(join(dir, 'in.log'), 200_000, { ids: [0x100, 0x200] }); // ~9 MB: more than loopback's socket buffers hold
+  const a = await agent(t, ['--replay', join(dir, 'in.log'), '--replay-speed', '0', '--record-on-start', '--console-max-rate', '50']);
+  await a.proc.waitForLog((l) => l.code === 'replay_ended', 60_000);
+  const [rec] = await list(a.base);
+  assert.equal((await call(a.base, 'POST', `/api/v1/recordings/${rec!.id}/stop`)).status, 200);
+  const url = new URL(`${a.base}/api/v1/recordings/${rec!.id}`);
+  const open: ClientRequest[] = [];
+  t.after(() => {
+    for (const r of open) r.destroy();
+  });
+  /** A download that reads nothing after its head (it stays open); resolves with its status. */
+  const stalled = (from: string): Promise<{ status: number; retryAfter?: string }> =>
+    new Promise((resolve, reject) => {
+      const r = httpGet({ host: url.hostname, port: url.port, path: url.pathname, localAddress: from }, (res) => {
+        res.pause();
+        resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] as string | undefined });
+      });
+      r.on('error', reject);
+      open.push(r);
+    });
+  for (let i = 0; i < 4; i++) assert.equal((await stalled('127.0.0.1')).status, 200, `download ${i + 1} from one address`);
+  assert.deepEqual(await stalled('127.0.0.1'), { status: 503, retryAfter: '10' }, 'a fifth from the same address');
+  for (let i = 0; i < 4; i++) assert.equal((await stalled('127.0.0.2')).status, 200, `download ${i + 1} from another address`);
+  assert.equal((await stalled('127.0.0.3')).status, 503, 'a ninth in all');
+  open[0]!.destroy(); // a client gives up: its place is free again
+  await until(
+    async () => (await stalled('127.0.0.3')).status,
+    (s) => s === 200,
+    10_000,
+    'a download served again',
+  );
 });
