@@ -76,6 +76,8 @@ export class TooManyCommandsError extends Error {}
 export class CommandCenter {
   /** Unfinished commands and when they time out (ms). */
   private readonly deadlines = new Map<string, number>();
+  /** Commands being inserted per dongle (awaited with PostgreSQL): counted against --max-queued-commands. */
+  private readonly inserting = new Map<string, number>();
   /** Commands whose timeout the store is deciding (PostgreSQL: a transaction in flight). */
   private readonly timingOut = new Set<string>();
   /**
@@ -135,7 +137,10 @@ export class CommandCenter {
    * Throws TooManyCommandsError when the dongle already has maxQueued unfinished commands.
    */
   async create(dongle: string, body: CommandBody, timeoutS?: number): Promise<CommandRow> {
-    const open = this.store.unfinishedCount(dongle);
+    // Inserts still on their way count: with PostgreSQL the insert is awaited, and concurrent POSTs all
+    // passed the check before any was stored.
+    const inserting = this.inserting.get(dongle) ?? 0;
+    const open = this.store.unfinishedCount(dongle) + inserting;
     if (open >= this.limits.maxQueued) {
       this.refusedFull++;
       throw new TooManyCommandsError(
@@ -152,7 +157,14 @@ export class CommandCenter {
       created_at: isoNow(),
       expires_at: new Date(now + (timeoutS ?? this.defaultTimeoutS) * 1000).toISOString(),
     };
-    await this.store.insertCommand(row);
+    this.inserting.set(dongle, inserting + 1);
+    try {
+      await this.store.insertCommand(row);
+    } finally {
+      const left = (this.inserting.get(dongle) ?? 1) - 1;
+      if (left > 0) this.inserting.set(dongle, left);
+      else this.inserting.delete(dongle);
+    }
     this.deadlines.set(row.id, Date.parse(row.expires_at));
     this.announce(row, 'queued');
     // On a later turn, after the 202 has gone out, so the response's "queued" was true when written.

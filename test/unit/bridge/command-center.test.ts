@@ -76,6 +76,21 @@ test('command center: beyond --max-queued-commands a dongle gets TooManyCommands
   center.stop();
 });
 
+test('command center: concurrent creates whose inserts are awaited (PostgreSQL) stay within --max-queued-commands', async () => {
+  const { store, center } = setup({ maxQueued: 3, retentionS: 86_400 });
+  // The insert as PostgreSQL's store makes it: committed a moment later, counted once it is.
+  const insert = store.insertCommand.bind(store);
+  store.insertCommand = async (row) => {
+    await new Promise((r) => setTimeout(r, 20));
+    return insert(row);
+  };
+  const results = await Promise.allSettled(Array.from({ length: 10 }, () => center.create('gw', SEND)));
+  assert.equal(results.filter((r) => r.status === 'fulfilled').length, 3);
+  assert.equal(store.unfinishedCount('gw'), 3);
+  assert.equal(center.refusedFull, 7);
+  center.stop();
+});
+
 test('command center: a command never sent times out as never transmitted; the agent’s own late report still replaces a timeout', async () => {
   const { center, events } = setup();
   const row = await center.create('gw', SEND, 1);
