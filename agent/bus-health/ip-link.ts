@@ -75,7 +75,7 @@ const Link = z.looseObject({
     })
     .optional(),
 });
-const Output = z.array(Link);
+const Output = z.array(z.unknown());
 
 /** info_xstats / stats64 keys → our counter names. */
 const XSTATS: readonly [string, BusCounterName][] = [
@@ -122,7 +122,12 @@ export function parseIpLinkJson(text: string): Map<string, LinkHealth> {
   const r = Output.safeParse(raw);
   if (!r.success) throw new Error(`unexpected ip -json link output: ${z.prettifyError(r.error).slice(0, 300)}`);
   const out = new Map<string, LinkHealth>();
-  for (const l of r.data) {
+  for (const entry of r.data) {
+    // Each interface on its own: a gateway's other interfaces (bridges, VPNs, containers' veths) come and
+    // go with fields of their own, and one that did not fit failed the whole reading for every CAN bus.
+    const p = Link.safeParse(entry);
+    if (!p.success) continue;
+    const l = p.data;
     const data = l.linkinfo?.info_data;
     const counters: Partial<Record<BusCounterName, number>> = {};
     copyCounters(l.linkinfo?.info_xstats, XSTATS, counters);

@@ -201,10 +201,16 @@ test('ip -json: CAN FD data bit timing, sample point as a number (older iproute2
   assert.deepEqual([l.bitrate, l.samplePoint, l.dataBitrate, l.dataSamplePoint, l.counters.rx_missed, l.counters.tx_dropped], [500000, 0.8, 2000000, 0.75, 7, 2]);
 });
 
-test('ip -json: garbage gets an error that says what is wrong', () => {
+test('ip -json: garbage gets an error that says what is wrong; an interface of another kind that does not fit is skipped, not the reading', () => {
   assert.throws(() => parseIpLinkJson('Usage: ip link'), /not JSON/);
-  assert.throws(() => parseIpLinkJson('[{"ifname": 3}]'), /unexpected ip -json link output/);
+  assert.throws(() => parseIpLinkJson('{"ifname": "can0"}'), /unexpected ip -json link output/);
   assert.equal(parseIpLinkJson('[]').size, 0);
+  // A gateway's bridge or VPN interface with fields of its own (here info_xstats as a list) next to can1.
+  const can = JSON.parse(readFileSync(new URL('../../../../test/fixtures/ip-link/captured-sja1000-error-active.json', import.meta.url), 'utf8')) as unknown[];
+  const odd = { ifname: 'br0', flags: ['UP'], linkinfo: { info_kind: 'bridge', info_xstats: [{ multicast: {} }] } };
+  const links = parseIpLinkJson(JSON.stringify([odd, { ifname: 3 }, ...can]));
+  assert.deepEqual([...links.keys()], ['can1'], 'the CAN bus is read; the interfaces that do not fit are skipped');
+  assert.equal(links.get('can1')!.state, 'error-active');
 });
 
 // ---- load and the monitor ----
