@@ -267,8 +267,10 @@ export class CommandCenter {
 
   private holdEarly(dongle: string, d: CommandStatusData): void {
     const held = this.early.get(d.command_id);
-    if (held !== undefined && held.dongle === dongle) {
-      if (held.statuses.length < 8) held.statuses.push(d);
+    if (held !== undefined) {
+      // The first dongle to report the id keeps its entry: a report of another (a confused agent) must not
+      // replace the statuses of the one whose command it is; whose it is is checked once the view has it.
+      if (held.dongle === dongle && held.statuses.length < 8) held.statuses.push(d);
       return;
     }
     this.log.info({ dongle, command_id: d.command_id, status: d.status }, 'agent reported a status for a command this node does not know (yet): held until it does');
