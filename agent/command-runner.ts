@@ -26,7 +26,7 @@ export class CommandRunner {
     private readonly taken: CommandLedger,
   ) {}
 
-  /** `local`: this agent's clock fix to the bridge (undefined: not measured yet; local time is taken as the bridge's). */
+  /** `local`: this agent's clock fix to the bridge (undefined: none usable; the command is refused, as relayed frames are). */
   run(commandId: string, expiresAt: string, cmd: CommandBody, local: ClockFix | undefined): void {
     if (this.taken.has(commandId)) return;
     const status = (s: CommandState, error?: string): void => {
@@ -40,6 +40,9 @@ export class CommandRunner {
     status('delivered');
     // A command whose expiry cannot be read cannot be proven current: refused, never taken as "no expiry".
     if (!Number.isFinite(expiry)) return status('failed', `its expiry ${JSON.stringify(expiresAt)} is not a time: not carried out`);
+    // Without a fix the expiry, on the bridge's clock, cannot be told on this one (an unset clock would take
+    // a command as current for years): refused, as relayed frames are.
+    if (local === undefined) return status('failed', "the agent has no usable clock fix against the bridge's clock, so the expiry cannot be checked: not carried out (retry)");
     const expired = `expired at ${expiresAt} before the agent could carry it out`;
     if (Date.now() >= notAfterMs) return status('failed', expired);
     switch (cmd.type) {

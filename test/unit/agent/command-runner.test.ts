@@ -131,6 +131,16 @@ test('a command carried out before the agent restarted is not carried out again 
   db.close();
 });
 
+test('a command while the agent has no usable clock fix is refused (its expiry cannot be checked), never transmitted', async () => {
+  const s = setup();
+  s.runner.run('c-nofix', new Date(Date.now() + 60_000).toISOString(), send, undefined);
+  assert.equal(s.statuses.at(-1)!.state, 'failed');
+  assert.match(s.statuses.at(-1)!.error!, /no usable clock fix .* not carried out/);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(s.sent, []);
+  s.close();
+});
+
 test('a command whose expiry is not a time is refused, never taken as "no expiry"; the uplink schema refuses it first', async () => {
   const s = setup();
   s.runner.run('c9', 'whenever', send, { offsetMs: 0, errorMs: 2 });
