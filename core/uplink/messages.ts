@@ -127,7 +127,7 @@ export const BridgeMessage = z.discriminatedUnion('t', [
     /** Highest outbox seq stored for this dongle: the agent resends everything after it. */
     event_ack: seq,
     /** Group membership, when the dongle is in one: frames relay only then. */
-    group: z.string().nullable(),
+    group: name.nullable(),
     /**
      * With a group: the revision of what it relays under (its creation, sides and bus map). An agent that
      * holds relayed frames from another revision of the same group drops them (they were addressed under
@@ -146,12 +146,12 @@ export const BridgeMessage = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('data_ack'), batch: seq }),
   z.strictObject({
     t: z.literal('command'),
-    command_id: z.string().min(1).max(64),
+    command_id: name,
     /** Past this time the agent refuses to carry it out (a stale command is worse than none). */
     expires_at: z.iso.datetime({ offset: true }),
     command: CommandBody,
   }),
-  z.strictObject({ t: z.literal('group'), group: z.string().nullable(), relay_rev: RELAY_REV.optional() }),
+  z.strictObject({ t: z.literal('group'), group: name.nullable(), relay_rev: RELAY_REV.optional() }),
   z.strictObject({ t: z.literal('clock_reply'), t0: clockMs, bridge_ms: clockMs }),
   z.strictObject({ t: z.literal('error'), code: z.string().max(64), message: z.string().max(1000) }),
   z.strictObject({ t: z.literal('rec_list'), req }),
