@@ -14,8 +14,9 @@ import type { StoreWrites } from '../core/state/state-health.js';
 const IN_MEMORY = 4096;
 /** Rows kept at most: a bridge sending commands with expiries years ahead must not fill the disk. */
 const MAX_ROWS = 100_000;
-/** Expired rows are deleted at most this often. */
+/** Expired rows are deleted at most this often, and only this long after their expiry. */
 const PRUNE_EVERY_MS = 60_000;
+const PRUNE_MARGIN_MS = 3_600_000;
 
 export class CommandLedger {
   private readonly recent = new Set<string>();
@@ -41,7 +42,9 @@ export class CommandLedger {
   /** Whether the command was taken before (by this run, or a previous one within its expiry). */
   has(id: string): boolean {
     if (this.recent.has(id)) return true;
-    return this.attempt(() => this.hasStmt.get(id) !== undefined) ?? false;
+    if (!this.writes) return this.hasStmt.get(id) !== undefined;
+    const r = this.writes.read(() => this.hasStmt.get(id) !== undefined);
+    return r.ok && r.value;
   }
 
   /** Remembers a command taken now, until `notAfterMs` (local wall clock; Infinity: the command had no readable expiry). */
@@ -55,7 +58,9 @@ export class CommandLedger {
       this.addStmt.run(id, Math.round(notAfterMs));
       if (now - this.lastPrune >= PRUNE_EVERY_MS) {
         this.lastPrune = now;
-        this.pruneStmt.run(now);
+        // With a margin: a resend judged with a better clock fix (a restart, a new connection) may be
+        // current a little past the expiry computed at the first arrival.
+        this.pruneStmt.run(now - PRUNE_MARGIN_MS);
         this.trimStmt.run(MAX_ROWS);
       }
     });

@@ -168,7 +168,7 @@ export class Outbox {
    */
   private read<T>(fn: () => T, fallback: T): T {
     if (!this.writes) return fn();
-    const r = this.writes.attempt(fn);
+    const r = this.writes.read(fn);
     return r.ok ? r.value : fallback;
   }
 

@@ -51,20 +51,37 @@ export class StoreWrites {
     try {
       value = write();
     } catch (err) {
-      const fault = stateFault(err);
-      if (fault === undefined || fault === 'abi') throw err;
-      this.errors++;
-      const cause = faultCause(fault, err);
-      const message = `${this.store} store: cannot write ${this.file}: ${cause}: ${faultAdvice(fault)}`;
-      this.reason = message;
-      this.failing.write('error', { store: this.store, file: this.file, cause, failed_writes: this.errors }, `state writes failing: ${message}`);
-      return { ok: false, message };
+      return this.failed(err, 'write');
     }
     if (this.reason !== undefined) {
       this.log.info({ store: this.store, file: this.file, failed_writes: this.errors }, `state writes work again: ${this.store} store recovered`);
       this.reason = undefined;
     }
     return { ok: true, value };
+  }
+
+  /**
+   * Runs one read. A storage failure is counted and reported as a write's is (the disk is failing); a read
+   * that works says nothing of writes, so it never clears the degraded state (a full disk reads fine: each
+   * read "healed" the store between two failed writes, and /healthz flipped with every event).
+   */
+  read<T>(fn: () => T): { ok: true; value: T } | { ok: false; message: string } {
+    try {
+      return { ok: true, value: fn() };
+    } catch (err) {
+      return this.failed(err, 'read');
+    }
+  }
+
+  private failed(err: unknown, what: 'read' | 'write'): { ok: false; message: string } {
+    const fault = stateFault(err);
+    if (fault === undefined || fault === 'abi') throw err;
+    this.errors++;
+    const cause = faultCause(fault, err);
+    const message = `${this.store} store: cannot ${what} ${this.file}: ${cause}: ${faultAdvice(fault)}`;
+    this.reason = message;
+    this.failing.write('error', { store: this.store, file: this.file, cause, failed_writes: this.errors }, `state ${what}s failing: ${message}`);
+    return { ok: false, message };
   }
 
   /** At close: what is still only in memory is lost now; said once, loudly, with how much. */

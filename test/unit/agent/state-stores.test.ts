@@ -72,12 +72,20 @@ test('outbox: a read the disk fails (I/O error, corrupt page) is reported, sends
   };
   assert.deepEqual(outbox.pending(0), [], 'nothing sent out of order (and no throw: it ended the agent from a timer)');
   assert.equal(health.status().state, 'degraded');
-  assert.match(String(health.status().state_reason), /outbox store: .*agent\.sqlite: .*check the disk/);
+  assert.match(String(health.status().state_reason), /outbox store: cannot read .*agent\.sqlite: .*check the disk/);
+  // A read that works does not say writes work: with writes refused (a full disk reads fine) it stays degraded.
   stmt.all = realAll;
+  refuseWrites(db, true);
+  outbox.append({ type: 'presence', data: presenceData('seen', {}) });
+  assert.equal(outbox.pending(0).length, 3, 'read: the two stored and the one in memory');
+  assert.equal(health.status().state, 'degraded', 'a working read does not heal the store');
+  refuseWrites(db, false);
+  outbox.append({ type: 'presence', data: presenceData('seen', {}) });
+  assert.equal(health.status().state, 'ok', 'a working write does');
   assert.deepEqual(
     outbox.pending(0).map((e) => e.seq),
-    [1, 2],
-    'read again: every event, in order',
+    [1, 2, 3, 4],
+    'every event, in order',
   );
   db.close();
 });
