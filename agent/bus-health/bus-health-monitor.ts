@@ -58,9 +58,16 @@ export class BusHealthMonitor {
   private readonly errors = new Map<string, Map<ErrorClass, number>>();
   /**
    * Buses whose controller is bus-off, and since when (monotonic): from the CAN_ERR_BUSOFF error frame at
-   * once, or a reading that says so; until CAN_ERR_RESTARTED, or a reading begun after it that says otherwise.
+   * once, or a reading that says so. Until any sign it is back on the bus: CAN_ERR_RESTARTED, a frame
+   * received (a bus-off controller receives nothing), the interface going down and up again, or a reading
+   * begun after it that says otherwise — where there are no readings (sim, replay, vcan, ip failing) the
+   * others still clear it, or every send on the bus was refused until a restart of the agent.
    */
   private readonly busOff = new Map<string, number>();
+  /** When each bus's controller last said CAN_ERR_RESTARTED (monotonic): a reading begun before it is stale. */
+  private readonly restartedAt = new Map<string, number>();
+  /** Each bus's interface state at the last step (a down → up clears bus-off). */
+  private readonly lastLink = new Map<string, 'up' | 'down' | undefined>();
   /**
    * The kernel's view from the last successful reading. A failed read (ip failing, or killed by its 3 s
    * timeout, which happens under load) keeps it: otherwise the state would flip to unknown for one step and
@@ -112,10 +119,14 @@ export class BusHealthMonitor {
       for (const c of decodeErrorFrame(f.id, f.data).classes) {
         per.set(c, (per.get(c) ?? 0) + 1);
         if (c === 'bus_off') this.busOff.set(f.bus, this.now());
-        else if (c === 'restarted') this.busOff.delete(f.bus);
+        else if (c === 'restarted') {
+          this.busOff.delete(f.bus);
+          this.restartedAt.set(f.bus, this.now());
+        }
       }
       return;
     }
+    if (this.busOff.size > 0 && f.direction === 'rx') this.busOff.delete(f.bus);
     this.load.add(f);
   }
 
@@ -190,8 +201,9 @@ export class BusHealthMonitor {
         this.goodRead = true;
         for (const bus of buses) {
           const state = this.links.get(bus)?.state;
-          if (state === 'bus-off') this.busOff.set(bus, this.busOff.get(bus) ?? askedAt);
-          else if (state !== null && state !== undefined && (this.busOff.get(bus) ?? Infinity) < askedAt) this.busOff.delete(bus);
+          // A reading begun before the controller's restart says what was, not what is.
+          if (state === 'bus-off' && (this.restartedAt.get(bus) ?? -Infinity) < askedAt) this.busOff.set(bus, this.busOff.get(bus) ?? askedAt);
+          else if (state !== null && state !== undefined && state !== 'bus-off' && (this.busOff.get(bus) ?? Infinity) < askedAt) this.busOff.delete(bus);
         }
         // The source's buses only: ip lists every interface (veth*, docker*, … come and go on a gateway), and
         // an entry per name ever seen would grow for as long as the agent runs. A bus missing from a reading
@@ -223,7 +235,14 @@ export class BusHealthMonitor {
     }
     // The figures as of now (after a slow `ip` read a later step may have closed newer seconds: the
     // newest, with its own ts, so bus_state events never go back in time).
-    for (const bus of buses) this.update(bus, t, this.load.figures(bus));
+    for (const bus of buses) {
+      // The interface set down and up again (how a bus-off controller is restarted by hand): back on the bus.
+      const link = this.o.linkState(bus);
+      if (this.lastLink.get(bus) === 'down' && link === 'up') this.busOff.delete(bus);
+      this.lastLink.set(bus, link);
+      this.update(bus, t, this.load.figures(bus));
+    }
+    for (const bus of this.lastLink.keys()) if (!buses.includes(bus)) this.lastLink.delete(bus);
   }
 
   private update(bus: string, t: number, f: ReturnType<BusLoadMeter['figures']>): void {

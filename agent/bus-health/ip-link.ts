@@ -111,6 +111,14 @@ function controllerState(s: string | undefined): ControllerState | null {
   return (CONTROLLER_STATES as readonly string[]).includes(lower) ? lower : null;
 }
 
+/** An entry of `ip -json` output that names a CAN interface (kind can, vcan or vxcan, or link type can). */
+function isCanEntry(entry: unknown): boolean {
+  if (entry === null || typeof entry !== 'object') return false;
+  const e = entry as { link_type?: unknown; linkinfo?: { info_kind?: unknown } };
+  const kind = typeof e.linkinfo === 'object' && e.linkinfo !== null ? e.linkinfo.info_kind : undefined;
+  return e.link_type === 'can' || kind === 'can' || kind === 'vcan' || kind === 'vxcan';
+}
+
 /** Parses `ip -json -details -statistics -statistics link show` output. Throws an Error saying what is wrong. */
 export function parseIpLinkJson(text: string): Map<string, LinkHealth> {
   let raw: unknown;
@@ -125,8 +133,13 @@ export function parseIpLinkJson(text: string): Map<string, LinkHealth> {
   for (const entry of r.data) {
     // Each interface on its own: a gateway's other interfaces (bridges, VPNs, containers' veths) come and
     // go with fields of their own, and one that did not fit failed the whole reading for every CAN bus.
+    // A CAN interface that does not fit still fails it, loudly (bus_health_unavailable; the last good
+    // reading stays): skipped, its bus would lose its state, and the listen-only and bus-off refusals.
     const p = Link.safeParse(entry);
-    if (!p.success) continue;
+    if (!p.success) {
+      if (isCanEntry(entry)) throw new Error(`unexpected ip -json link output for a CAN interface: ${z.prettifyError(p.error).slice(0, 300)}`);
+      continue;
+    }
     const l = p.data;
     const data = l.linkinfo?.info_data;
     const counters: Partial<Record<BusCounterName, number>> = {};

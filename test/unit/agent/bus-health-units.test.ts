@@ -211,6 +211,9 @@ test('ip -json: garbage gets an error that says what is wrong; an interface of a
   const links = parseIpLinkJson(JSON.stringify([odd, { ifname: 3 }, ...can]));
   assert.deepEqual([...links.keys()], ['can1'], 'the CAN bus is read; the interfaces that do not fit are skipped');
   assert.equal(links.get('can1')!.state, 'error-active');
+  // A CAN interface that does not fit fails the reading (the last good one is kept, and it is logged).
+  const badCan = { ifname: 'can2', link_type: 'can', linkinfo: { info_kind: 'can', info_data: { berr_counter: { tx: -1, rx: 0 } } } };
+  assert.throws(() => parseIpLinkJson(JSON.stringify([...can, badCan])), /unexpected ip -json link output for a CAN interface/);
 });
 
 // ---- load and the monitor ----

@@ -202,7 +202,7 @@ test('a bus-off controller takes no send, from its error frame at once or a read
   const { streams, stream, statuses } = consoleWithStatuses();
   const active = readFileSync(new URL('../../../../test/fixtures/ip-link/captured-sja1000-error-active.json', import.meta.url), 'utf8').replaceAll('"can1"', '"can0"');
   const busOff = readFileSync(new URL('../../../../test/fixtures/ip-link/hand-bus-off.json', import.meta.url), 'utf8');
-  let reading = parseIpLinkJson(active);
+  let links = parseIpLinkJson(active);
   const sent: number[] = [];
   const source = { send: (f: CanFrame): SendResult => (sent.push(f.id), { ok: true, tsUs: 0 }) } as unknown as FrameSource;
   const router = new FrameRouter(source, new FrameCounters(), stream, () => {});
@@ -210,7 +210,7 @@ test('a bus-off controller takes no send, from its error frame at once or a read
   const health = new BusHealthMonitor({
     buses: () => ['can0'],
     linkState: () => 'up',
-    readLinks: async () => reading,
+    readLinks: async () => links,
     flagBitrates: new Map(),
     intervalSeconds: 1,
     publish: () => {},
@@ -240,16 +240,34 @@ test('a bus-off controller takes no send, from its error frame at once or a read
   health.frame(errorFrame(0x100));
   assert.equal((await run('bo2')).state, 'succeeded');
   // A reading that says bus-off (no error frame: berr-reporting off, or the frame lost).
-  reading = parseIpLinkJson(busOff);
+  links = parseIpLinkJson(busOff);
   clock += 1000;
   await health.tick();
   assert.match((await run('bo3')).error ?? '', /can0 is bus-off/);
   // A later reading, error-active again (restarted by hand): sent.
-  reading = parseIpLinkJson(active);
+  links = parseIpLinkJson(active);
   clock += 1000;
   await health.tick();
   assert.equal((await run('bo4')).state, 'succeeded');
-  assert.deepEqual(sent, [0x123, 0x123], 'only the two sends while the controller was on the bus');
+  // Bus-off by its error frame where no reading clears it (sim, replay, vcan, ip failing): a frame the
+  // controller receives is on the bus again.
+  clock += 10;
+  health.frame(errorFrame(0x40));
+  assert.match((await run('bo5')).error ?? '', /can0 is bus-off/);
+  health.frame(testFrame({ direction: 'rx' }));
+  assert.equal((await run('bo6')).state, 'succeeded');
+  // A reading begun before the controller restarted, answered after it, says what was: not bus-off again.
+  let answer!: (m: ReturnType<typeof parseIpLinkJson>) => void;
+  const slow = new Promise<ReturnType<typeof parseIpLinkJson>>((r) => (answer = r));
+  (health as unknown as { o: { readLinks: () => Promise<unknown> } }).o.readLinks = () => slow;
+  clock += 1000;
+  const reading = health.tick();
+  clock += 10;
+  health.frame(errorFrame(0x100));
+  answer(parseIpLinkJson(busOff));
+  await reading;
+  assert.equal((await run('bo7')).state, 'succeeded');
+  assert.deepEqual(sent, [0x123, 0x123, 0x123, 0x123], 'only the sends while the controller was on the bus');
   tx.stop();
   streams.close();
 });
