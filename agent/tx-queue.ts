@@ -86,7 +86,7 @@ export class TxQueue {
     droppedUnauthorized: 0,
     /** A socketcand client's frames still waiting when it disconnected (its sends are for while it is there). */
     droppedSenderGone: 0,
-    /** A transmit or a sender's callback threw (a defect): the frame counts as failed, the queue goes on. */
+    /** A transmit threw (the frame counts as failed, not retried) or a sender's callback did (a defect); the queue goes on. */
     internalErrors: 0,
     /** Frames still waiting when the queue stopped (the agent stopping): not transmitted, their senders told. */
     droppedStopping: 0,
@@ -128,7 +128,7 @@ export class TxQueue {
   private add(frame: CanFrame, done: TxDone | undefined, notAfterMs: number, late: string, owner: object | undefined): void {
     if (this.isStopped) {
       this.stats.refusedStopped++;
-      done?.({ ok: false, busy: false, error: 'the agent is stopping: not transmitted' });
+      this.tell(frame, done, { ok: false, busy: false, error: 'the agent is stopping: not transmitted' });
       return;
     }
     let lane = this.lanes.get(frame.bus);
@@ -137,7 +137,7 @@ export class TxQueue {
       this.stats.droppedFull++;
       const error =
         onBus >= this.maxPerBus ? `transmit queue of ${frame.bus} full (${this.maxPerBus} frames waiting for it)` : `transmit queue full (${this.opts.maxQueued} frames waiting)`;
-      done?.({ ok: false, busy: true, error });
+      this.tell(frame, done, { ok: false, busy: true, error });
       return;
     }
     const notAfter = Number.isFinite(notAfterMs) ? performance.now() + (notAfterMs - Date.now()) : notAfterMs;
@@ -244,11 +244,15 @@ export class TxQueue {
 
   /** Tells the sender; its callback throwing must not stop the lane (or escape into a timer and end the agent). */
   private report(item: Item, r: SendResult): void {
+    this.tell(item.frame, item.done, r);
+  }
+
+  private tell(frame: CanFrame, done: TxDone | undefined, r: SendResult): void {
     try {
-      item.done?.(r);
+      done?.(r);
     } catch (err) {
       this.stats.internalErrors++;
-      this.opts.onFailure?.(item.frame, `internal error in a sender's callback: ${(err as Error).message ?? String(err)}`);
+      this.opts.onFailure?.(frame, `internal error in a sender's callback: ${(err as Error).message ?? String(err)}`);
     }
   }
 

@@ -261,15 +261,11 @@ export class AgentLink implements RelayLink, CommandLink {
       const t = head?.t;
       // A recording answer the bridge cannot read fails that one request (502), not the link: closing cut
       // the relay, and the page asking for the list every 5 s cut it again each time.
-      if (
-        this.ready &&
-        t !== undefined &&
-        RECORDING_ANSWERS.has(t) &&
-        head?.req !== undefined &&
-        this.recordings.fail(head.req, 502, `the dongle's answer could not be read: ${parsed.error}`)
-      ) {
+      // One that comes after its request timed out (a stalled SD card) is ignored as a readable late one is.
+      if (this.ready && t !== undefined && RECORDING_ANSWERS.has(t) && head?.req !== undefined) {
+        const waiting = this.recordings.fail(head.req, 502, `the dongle's answer could not be read: ${parsed.error}`);
         this.stats.reject('malformed');
-        this.log.warn({ dongle: this.dongle, type: t, error: parsed.error }, 'malformed recording answer from the agent: that request failed (502)');
+        this.log.warn({ dongle: this.dongle, type: t, error: parsed.error, waiting }, 'malformed recording answer from the agent: that request failed (502), the link goes on');
         return;
       }
       if (t !== undefined && !KNOWN_TYPES.has(t))

@@ -206,7 +206,12 @@ export class AgentServer implements LinkHandler {
     // Cluster mode: the same rules, applied to the connection wherever it is (cluster/ownership.ts).
     return cluster
       .claim(link.dongle, live, (cur) => this.arbiter.decide(link.dongle, cur, remote))
-      .then((v) => (this.current.get(link.dongle) !== old ? 'refuse' : v))
+      .then((v) => {
+        if (this.current.get(link.dongle) === old) return v;
+        // Another connection of the dongle was admitted here meanwhile: it holds the lease, not this claim.
+        cluster.unclaim(link.dongle);
+        return 'refuse';
+      })
       .then((v): Welcome | Refusal => {
         // The claim can take seconds (JetStream): the link may have closed, or the dongle been deleted,
         // meanwhile. Admitting it then would leave a dead link as the dongle's current one: its next
@@ -216,8 +221,10 @@ export class AgentServer implements LinkHandler {
           cluster.abandon(link.dongle);
           return { reason: 'internal', code: CLOSE.PROTOCOL, message: 'the link closed before its hello was decided' };
         }
-        if (!this.d.store.dongle(link.dongle))
+        if (!this.d.store.dongle(link.dongle)) {
+          cluster.abandon(link.dongle);
           return { reason: 'unauthorized', code: CLOSE.UNAUTHORIZED, message: `dongle "${link.dongle}" is no longer registered on this bridge` };
+        }
         return this.admit(link, h, row.up_run, row.up_batch, old, v);
       });
   }

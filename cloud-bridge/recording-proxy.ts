@@ -69,6 +69,7 @@ export async function handleDongleRecordings(d: RecordingProxyDeps, req: Incomin
     const first = rid === undefined ? { t: 'rec_list' as const } : ticket ? { t: 'rec_list' as const } : { t: 'rec_read' as const, id: rid, length: RECORDING_CHUNK_BYTES };
     const r = await elsewhere?.(dongle, first);
     if (r === undefined || elsewhere === undefined) return fail(503, notConnected);
+    if (ticket && r.t === 'rec_error') return fail(r.status, r.error);
     let pending: RecordingReply | undefined = r;
     ask = async (q) => {
       const answered = pending;

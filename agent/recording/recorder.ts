@@ -227,6 +227,7 @@ export class Recorder {
     const m = this.must(id);
     // Still starting (its first file opening): stopped once started, not left running after a 200.
     await this.startsById.get(id);
+    if (this.metas.get(id) !== m) throw new HttpError(404, `recording ${id} could not start (its start failed), so there is nothing to stop`);
     const w = this.writers.get(id);
     if (w) await w.stop(reason);
     return toInfo(m);

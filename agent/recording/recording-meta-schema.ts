@@ -4,7 +4,7 @@
  * for it: docs/benchmarks.md, fan-out).
  */
 import { z } from 'zod';
-import { RecordingInfo } from '../../core/recording/recording-info.js';
+import { RecordingInfo, recordingError } from '../../core/recording/recording-info.js';
 
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
@@ -21,6 +21,10 @@ export type RecordingMeta = z.infer<typeof RecordingMeta>;
 
 /** Checks one metadata file's parsed JSON: the metadata, or why it is refused. */
 export function checkMeta(value: unknown): { meta: RecordingMeta } | { error: string } {
+  // An error text past its bound (written by an agent before the bound was kept, with a long --record-dir)
+  // is cut, not a reason to leave the whole recording out of the listing and the disk bound.
+  const v = value as { error?: unknown } | null;
+  if (v !== null && typeof v === 'object' && typeof v.error === 'string') v.error = recordingError(v.error);
   const r = RecordingMeta.safeParse(value);
   return r.success ? { meta: r.data } : { error: z.prettifyError(r.error).slice(0, 200) };
 }

@@ -1,7 +1,8 @@
 /**
  * The agent's socketcand server (--socketcand-listen): a TCP listener that speaks the socketcand protocol
  * to technicians' tools (python-can, SavvyCAN, Kayak …) for the agent's buses. The FrameRouter hands it
- * every received frame, unsampled (push); it fans each frame out to the sessions that opened its bus and
+ * every frame of the buses, unsampled (push): received, and transmitted with who sent it; it fans each
+ * frame out to the sessions that opened its bus (never back to its sender) and
  * writes their output once per turn of the event loop. The protocol has no authentication: the optional
  * allow-list (--socketcand-allow) is the only gate, and transmitting needs --socketcand-allow-send.
  */
@@ -80,11 +81,11 @@ export class SocketcandServer {
     return { host: a.address, port: a.port };
   }
 
-  /** Hot path, every received frame: formats it at most once and queues it for each session of its bus. */
   /**
-   * A frame of the bus: received, or transmitted by this gateway (relayed, a command, a client's send), as
-   * a socketcand client sees the frames its host transmits (CAN_RAW loopback) — all but its own (`origin`:
-   * the session that sent it; socketcand's sockets do not receive their own messages).
+   * Hot path, every frame: formats it at most once and queues it for each session of its bus. Received
+   * frames, and those this gateway transmits (relayed, a command, a client's send), as a socketcand client
+   * sees the frames its host transmits (CAN_RAW loopback) — all but its own (`origin`: the session that
+   * sent it; socketcand's sockets do not receive their own messages).
    */
   push(f: CanFrame, origin?: object): void {
     const set = this.byBus.get(f.bus);

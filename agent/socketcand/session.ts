@@ -125,7 +125,7 @@ export class Session {
     }, OPEN_TIMEOUT_MS);
   }
 
-  /** A received frame of this session's bus. `raw` formats it once for every raw-mode client. */
+  /** A frame of this session's bus (received, or another's transmit). `raw` formats it once for every raw-mode client. */
   offer(f: CanFrame, raw: () => string): void {
     if (this.closed) return;
     if (this.mode === 'raw') {

@@ -129,6 +129,11 @@ export class Cluster {
     return this.ownership.claim(dongle, local, decide);
   }
 
+  /** A claim's link was refused after all (another connection admitted meanwhile): it no longer answers for the lease. */
+  unclaim(dongle: string): void {
+    this.ownership.unclaim(dongle);
+  }
+
   /** A claim's link closed before it was admitted: the lease it took is given back (ownership.ts abandon). */
   abandon(dongle: string): void {
     void this.ownership.abandon(dongle);

@@ -150,7 +150,7 @@ export class Ownership {
         const v = decide(local);
         if (v !== 'refuse') {
           await kv.create(dongle, this.value(0));
-          this.claimed.set(dongle, performance.now());
+          if (!this.owned.has(dongle)) this.claimed.set(dongle, performance.now());
         }
         return v;
       }
@@ -173,7 +173,7 @@ export class Ownership {
       const v = decide(current);
       if (v !== 'refuse') {
         await kv.update(dongle, this.value(0), e!.revision);
-        this.claimed.set(dongle, performance.now());
+        if (!this.owned.has(dongle)) this.claimed.set(dongle, performance.now());
       }
       return v;
     } catch (err) {
@@ -209,6 +209,11 @@ export class Ownership {
       }
       return undefined;
     }
+  }
+
+  /** A claim's link was refused after all: this node no longer answers for it (the link it holds, if any, does). */
+  unclaim(dongle: string): void {
+    this.claimed.delete(dongle);
   }
 
   /** The dongle's link was welcomed here: hold and refresh its lease. */

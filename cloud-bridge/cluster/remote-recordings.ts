@@ -29,10 +29,9 @@ export class RemoteRecordings {
     private readonly log: Logger,
   ) {
     nats.subscribe(SUBJECTS.recordings(node), (m) => {
-      void this.answer(m.data).then(
-        (reply) => m.respond(JSON.stringify(reply)),
-        (err: unknown) => this.nats.failed('recording request', err),
-      );
+      void this.answer(m.data)
+        .then((reply) => m.respond(JSON.stringify(reply)))
+        .catch((err: unknown) => this.nats.failed('recording request', err)); // respond() too: a connection closing
     });
   }
 
@@ -43,18 +42,19 @@ export class RemoteRecordings {
   async ask(dongle: string, q: RecordingQuestion): Promise<RecordingReply | undefined> {
     const holder = await this.holderOf(dongle);
     if (holder === undefined || holder === this.node || !this.nats.connected) return undefined;
+    let data: Uint8Array;
     try {
-      const r = await this.nats.nc.request(SUBJECTS.recordings(holder), JSON.stringify({ dongle, ask: q }), { timeout: FORWARD_TIMEOUT_MS });
-      const p = AgentMessage.safeParse(JSON.parse(Buffer.from(r.data).toString('utf8')));
-      if (p.success && (p.data.t === 'rec_listing' || p.data.t === 'rec_chunk' || p.data.t === 'rec_error')) return p.data;
-      this.nats.stats.badMessages++;
-      return failure(502, `node ${holder}, which holds the dongle's link, answered something unreadable`);
+      data = (await this.nats.nc.request(SUBJECTS.recordings(holder), JSON.stringify({ dongle, ask: q }), { timeout: FORWARD_TIMEOUT_MS })).data;
     } catch (err) {
       const code = (err as NatsError).code;
       if (code === ErrorCode.NoResponders) return failure(503, `node ${holder}, which held the dongle's link, is gone; try again once the dongle has reconnected`);
       this.log.warn({ dongle, holder, error: (err as Error).message }, 'recording request to the node holding the dongle failed');
       return failure(504, `node ${holder}, which holds the dongle's link, did not answer in time`);
     }
+    const p = parseJson(data, AgentMessage);
+    if (p !== undefined && (p.t === 'rec_listing' || p.t === 'rec_chunk' || p.t === 'rec_error')) return p;
+    this.nats.stats.badMessages++;
+    return failure(502, `node ${holder}, which holds the dongle's link, answered something unreadable`);
   }
 
   /** A request from another node: asked of the link here, answered as the agent answered. */

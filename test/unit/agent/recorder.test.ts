@@ -4,7 +4,8 @@
  * recording is still starting stops it (it answered and the recording ran on).
  */
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { Recorder } from '../../../agent/recording/recorder.js';
 import { testFrame } from '../../helpers/can-frames.js';
@@ -52,4 +53,38 @@ test('a stop asked while the recording is still starting stops it once started',
   assert.equal(stopped.state, 'stopped');
   assert.equal(stopped.stop_reason, 'stopped at once');
   assert.equal(rec.running, 0, 'nothing left recording');
+});
+
+test('a recording whose metadata carries an error past its bound (an older agent, a long --record-dir) is listed, its error cut', async () => {
+  const dir = tempDir('canrelay-recorder-');
+  const id = '20261130T120000Z-abcdef';
+  const meta = {
+    v: 1,
+    id,
+    state: 'failed',
+    started_at: '2026-11-30T12:00:00.000Z',
+    stopped_at: '2026-11-30T12:01:00.000Z',
+    buses: null,
+    ids: null,
+    max_duration_s: null,
+    frames: 0,
+    frames_dropped: 3,
+    files_deleted: 0,
+    gzip: false,
+    problems: ['a write failed'],
+    stop_reason: 'write error',
+    error: 'disk full writing /' + 'd'.repeat(400) + '/x.log',
+    parts: [],
+    next_part: 2,
+  };
+  writeFileSync(join(dir, `${id}.json`), JSON.stringify(meta));
+  const rec = new Recorder(
+    { dir, maxBytes: 1 << 20, rotateBytes: 1 << 16, gzip: false },
+    () => undefined,
+    () => ['can0'],
+  );
+  await rec.open();
+  const [listed] = rec.list();
+  assert.equal(listed?.id, id);
+  assert.equal(listed!.error!.length, 300);
 });

@@ -122,7 +122,11 @@ test('a recording answer the bridge cannot read fails that request with 502; the
   assert.equal(ws.terminated, false, 'the link is not closed');
   assert.equal(link.ready, true);
   assert.equal(stats.rejected.get('malformed'), 1, 'counted');
-  // An answer for nothing asked is still a protocol error.
+  // One for a request no longer waiting (it timed out: a stalled SD card) is ignored too.
   ws.emit('message', Buffer.from(JSON.stringify({ t: 'rec_listing', req: 999, recordings: 'no' })), false);
+  assert.equal(ws.terminated, false);
+  assert.equal(stats.rejected.get('malformed'), 2);
+  // Another malformed message is still a protocol error: the link is closed.
+  ws.emit('message', Buffer.from(JSON.stringify({ t: 'data_ack', batch: 'x' })), false);
   assert.equal(ws.terminated, true);
 });

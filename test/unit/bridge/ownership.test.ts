@@ -34,4 +34,7 @@ test('between its claim and the hold, a node says it holds the dongle; once aban
   assert.equal(await own.claim('gw', undefined, () => 'accept'), 'accept');
   await own.abandon('gw');
   assert.equal(ask().held, false, 'the link closed before admission: given back');
+  assert.equal(await own.claim('gw', undefined, () => 'accept'), 'accept');
+  own.unclaim('gw');
+  assert.equal(ask().held, false, 'the claim refused after all (another connection admitted meanwhile): not answered for');
 });
