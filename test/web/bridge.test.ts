@@ -80,6 +80,22 @@ test('the dongle page refuses a missing or wrong token; a viewer token reads the
   await page.context().close();
 });
 
+test("the admin's role check failing once (the bridge restarting, the network): asked again, the send form appears", async () => {
+  const page = await browser.page();
+  let failed = 0;
+  await page.route('**/api/v1/dongles/gw1', async (route) => {
+    if (failed++ === 0) return route.fulfill({ status: 503, contentType: 'application/json', body: '{"error":"starting"}' });
+    return route.continue();
+  });
+  await page.goto(bridge.base + '/console/dongles/gw1');
+  await giveToken(page, ADMIN_TOKEN);
+  await page.locator('#stream-state[data-state="live"]').waitFor();
+  await page.locator('#send-panel').waitFor({ state: 'visible', timeout: 20_000 });
+  assert.equal(await page.getAttribute('body', 'data-role'), 'admin');
+  assert.ok(failed >= 2, 'the first check failed and was asked again');
+  await page.context().close();
+});
+
 test('with the admin token, the send form drives a command to "succeeded"', async () => {
   const page = await browser.page();
   await page.goto(bridge.base + '/console/dongles/gw1');

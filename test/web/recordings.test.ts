@@ -40,6 +40,12 @@ test('record from the page: token asked, read token refused, admin records; size
   await page.click('#rec-toggle');
   await page.locator('#token-panel').waitFor();
   assert.match((await page.textContent('#token-error')) ?? '', /HTTP 403/);
+  // The read token still reads: the technician can go back to the page with it (the page was locked).
+  await page.click('#token-cancel');
+  await page.locator('#token-panel').waitFor({ state: 'hidden' });
+  assert.equal(await page.evaluate(() => document.body.classList.contains('locked')), false, 'the page is usable again');
+  await page.click('#rec-toggle');
+  await page.locator('#token-panel').waitFor();
   await page.fill('#token-input', ADMIN);
   await page.click('#token-form button[type=submit]');
   await page.locator('#token-panel').waitFor({ state: 'hidden' });
@@ -56,6 +62,21 @@ test('record from the page: token asked, read token refused, admin records; size
   await item.waitFor();
   assert.equal((await page.textContent('#rec-toggle'))?.trim(), '● Record');
   const id = String(await item.getAttribute('data-id'));
+  // The list is polled: the item under the keyboard focus stays the same element across a poll (rebuilt
+  // every poll, it lost the focus and a press in progress: a click on Download or Delete did nothing).
+  const polls = { n: 0 };
+  page.on('request', (r) => {
+    if (new URL(r.url()).pathname === '/api/v1/recordings' && r.method() === 'GET') polls.n++;
+  });
+  await item.locator('a.rec-download').focus();
+  await page.evaluate(() => ((document.activeElement as unknown as { marked: boolean }).marked = true));
+  const before = polls.n;
+  await untilValue(async () => polls.n > before + 1, 'two polls of the list', 20_000);
+  assert.equal(
+    await page.evaluate(() => (document.activeElement as unknown as { marked?: boolean }).marked === true && document.activeElement!.isConnected),
+    true,
+    'the same link keeps the focus',
+  );
 
   const [dl] = await Promise.all([page.waitForEvent('download'), item.locator('a.rec-download').click()]);
   assert.equal(dl.suggestedFilename(), `web-rec-${id}.log`);

@@ -104,6 +104,22 @@ test('signals: by-id shows them, the Signals view searches them, pinned ones plo
   await page.click('#chart-reset');
   await untilValue(async () => !(await chart(page)).zoomed && Math.abs((await chart(page)).span - 60) < 0.001, 'back to the 60 s window');
 
+  // Zoomed, then a pin removed: the chart is rebuilt with the moving 60 s window (a zoom kept across the
+  // rebuild froze its x range for good: new points landed off its right edge).
+  await page.mouse.move(over.x + over.width * 0.9, over.y + over.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(over.x + over.width * 0.995, over.y + over.height / 2, { steps: 5 });
+  await page.mouse.up();
+  await untilValue(async () => (await chart(page)).zoomed, 'zoomed again');
+  await page.click('#signals tbody tr[data-signal="LE_ACROSS_13"] button.pin');
+  await untilValue(async () => (await page.getAttribute('#chart', 'data-series')) === '1', 'one series after the unpin');
+  await untilValue(async () => !(await chart(page)).zoomed && Math.abs((await chart(page)).span - 60) < 0.001, 'the rebuilt chart moves with the 60 s window');
+  const xmax = (): Promise<number> => page.evaluate(() => (window as unknown as { canrelayChart: { plot: { scales: { x: { max: number } } } } }).canrelayChart.plot.scales.x.max);
+  const firstMax = await xmax();
+  await untilValue(async () => (await xmax()) > firstMax, 'its right edge advancing with new data');
+  await page.click('#signals tbody tr[data-signal="LE_ACROSS_13"] button.pin');
+  await untilValue(async () => (await page.getAttribute('#chart', 'data-series')) === '2', 'two series again');
+
   // Unpin both: the chart goes away.
   await page.click('#signals tbody tr[data-signal="BE_ACROSS_3"] button.pin');
   await page.click('#signals tbody tr[data-signal="LE_ACROSS_13"] button.pin');

@@ -601,3 +601,16 @@ test("an SSE message without an id of its own (a stream_reset, a snapshot) is an
     [41, 0],
   );
 });
+
+test("chart labels: a signal's name alone, with its bus where names collide, and its dongle where that still collides (a group page's two sides)", async () => {
+  const { chartLabels } = await web<{ chartLabels: (rows: ({ name: string; bus: string; dongle: string } | undefined)[], keys: string[]) => string[] }>('views/signal-chart.js');
+  const row = (dongle: string, bus: string, name: string): { name: string; bus: string; dongle: string } => ({ dongle, bus, name });
+  assert.deepEqual(chartLabels([row('', 'can0', 'RPM'), row('', 'can0', 'SPEED')], ['k1', 'k2']), ['RPM', 'SPEED']);
+  assert.deepEqual(chartLabels([row('', 'can0', 'RPM'), row('', 'can1', 'RPM')], ['k1', 'k2']), ['can0 RPM', 'can1 RPM']);
+  assert.deepEqual(chartLabels([row('gw-a', 'can0', 'RPM'), row('gw-b', 'can0', 'RPM'), row('gw-a', 'can0', 'SPEED')], ['k1', 'k2', 'k3']), [
+    'gw-a can0 RPM',
+    'gw-b can0 RPM',
+    'SPEED',
+  ]);
+  assert.deepEqual(chartLabels([undefined], ['gw|can0|M|X']), ['gw|can0|M|X'], 'a row evicted meanwhile: its key');
+});

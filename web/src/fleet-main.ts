@@ -94,7 +94,11 @@ class FleetPage {
       const code = /^HTTP (\d+)/.exec(s.detail)?.[1] ?? '401';
       showTokenPanel(had ? `The bridge refused this token (HTTP ${code}).` : `The bridge needs a token for the fleet (it answered HTTP ${code}).`, s.detail, had);
     } else if (s.state === 'reconnecting') this.notice(`Connection lost (${s.detail}); reconnecting with the last event id…`);
-    else this.notice('');
+    else {
+      this.notice('');
+      // The role could not be told (the bridge restarting, the network away): asked again once it answers.
+      if ((s.state === 'live' || s.state === 'resumed' || s.state === 'reset') && this.token !== '' && document.body.dataset.role === '') void this.probeRole();
+    }
   }
 
   private figuresAt = -1;
@@ -165,11 +169,18 @@ class FleetPage {
 
   /** Admin or viewer? The admin API answers 200 for the admin token, 403 for a viewer's. */
   private async probeRole(): Promise<void> {
+    // The answer is about this token: one for a token since replaced (an admin's, answered after a
+    // viewer's was entered) must not show the Manage panel.
+    const token = this.token;
     try {
-      await listDongles(this.token);
-      this.setRole('admin');
+      await listDongles(token);
+      if (token === this.token) this.setRole('admin');
     } catch (e) {
-      this.setRole(e instanceof HttpError && e.status === 403 ? 'viewer' : '');
+      if (token !== this.token) return;
+      const viewer = e instanceof HttpError && e.status === 403;
+      this.setRole(viewer ? 'viewer' : '');
+      // Not told (a 5xx, the network): asked again shortly (the Manage panel stayed hidden for the whole tab).
+      if (!viewer) setTimeout(() => token === this.token && document.body.dataset.role === '' && void this.probeRole(), 5000);
     }
   }
 

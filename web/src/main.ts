@@ -28,6 +28,9 @@ import { SignalsTable } from './views/signals-table.js';
 import { setFooter, TraceView } from './views/trace.js';
 import { keepToken, showTokenPanel, TOKEN_HELP, TOKEN_KEY, wireTokenForm } from './views/token-panel.js';
 
+/** A role check that could not be told (a 5xx, the network) is asked again this often. */
+const ROLE_RETRY_MS = 5000;
+
 const TABLE_INTERVAL_MS = 250;
 const FIGURES_INTERVAL_MS = 500;
 const BACKLOG = 200;
@@ -268,16 +271,21 @@ class App {
       this.token = '';
       this.sendForm?.show(false);
       const code = /^HTTP (\d+)/.exec(s.detail)?.[1] ?? '401';
-      this.showTokenPanel(had ? `The bridge refused this token (HTTP ${code}).` : `The bridge needs a token for this console (it answered HTTP ${code}).`, s.detail, had);
+      const who = this.route.kind === 'agent' ? 'The agent' : 'The bridge';
+      this.showTokenPanel(had ? `${who} refused this token (HTTP ${code}).` : `${who} needs a token for this console (it answered HTTP ${code}).`, s.detail, had);
     } else if (s.state === 'reconnecting' && /^HTTP 4\d\d/.test(s.detail)) this.showNotice(s.detail);
-    else if (s.state === 'live' || s.state === 'resumed' || s.state === 'reset') this.showNotice('');
+    else if (s.state === 'live' || s.state === 'resumed' || s.state === 'reset') {
+      this.showNotice('');
+      // The role could not be told (the bridge restarting, the network away): asked again once it answers.
+      if (document.body.dataset.role === 'unknown') void this.probeRole();
+    }
     this.schedule();
   }
 
   // ---- bridge: token and role ----
 
-  private showTokenPanel(error: string, detail = '', invalid = false): void {
-    showTokenPanel(error, detail, invalid);
+  private showTokenPanel(error: string, detail = '', invalid = false, cancellable = false): void {
+    showTokenPanel(error, detail, invalid, cancellable);
   }
 
   private acceptToken(token: string): void {
@@ -301,27 +309,37 @@ class App {
           : `The agent needs a token (HTTP ${status}).`;
     byId('token-help').textContent =
       'This gateway asks for a token from its --local-token-file: a read token to watch and download, the admin token to record and delete. It is kept for this browser tab only.';
-    this.showTokenPanel(what, message, had);
+    // A read token asked to record still reads: the technician may go back to the page with it.
+    this.showTokenPanel(what, message, had, status === 403 && had);
   }
 
   /** Admin or viewer? A GET on the admin API answers 200 for the admin token, 403 for a viewer's. */
   private async probeRole(): Promise<void> {
     const route = this.route;
-    if (route.kind === 'agent' || this.token === '') return;
+    // The answer is about this token: one for a token since replaced (an admin's, answered after a
+    // viewer's was entered) must not show the Send form.
+    const token = this.token;
+    if (route.kind === 'agent' || token === '') return;
     try {
       if (route.kind === 'dongle') {
-        const d = await bridgeDongle(route.id, this.token);
+        const d = await bridgeDongle(route.id, token);
         this.setDongle(route.id, { presence: d.online ? 'online' : 'offline', detail: d.last_seen ? `last seen ${d.last_seen}` : '' });
       } else {
-        const g = await bridgeGroup(route.id, this.token);
+        const g = await bridgeGroup(route.id, token);
         if (isGroupState(g)) this.onGroupState(g);
       }
+      if (token !== this.token) return;
       document.body.dataset.role = 'admin';
       this.sendForm?.show(true);
     } catch (e) {
+      if (token !== this.token) return;
       document.body.dataset.role = e instanceof HttpError && e.status === 403 ? 'viewer' : 'unknown';
       this.sendForm?.show(false);
       if (e instanceof HttpError && e.status === 404) this.showNotice(e.message);
+      // Not told (a 5xx, the network): asked again shortly, and when the stream is back (an admin's Send
+      // form stayed hidden for the whole tab after one failed check).
+      else if (!(e instanceof HttpError && e.status === 403))
+        setTimeout(() => token === this.token && document.body.dataset.role === 'unknown' && void this.probeRole(), ROLE_RETRY_MS);
     }
   }
 

@@ -41,6 +41,13 @@ export class RecordingsPanel {
   private running: RecordingInfo | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private busy = false;
+  /** The newest list request: an older answer arriving after it (a poll overtaken by a Stop) is not shown. */
+  private asked = 0;
+  /**
+   * The list's items by recording id, kept across polls and updated in place: rebuilt every second, the
+   * link or Delete button under the keyboard focus or a mouse press was replaced, and the click was lost.
+   */
+  private readonly items = new Map<string, Item>();
 
   constructor(
     private readonly root: HTMLElement,
@@ -65,14 +72,16 @@ export class RecordingsPanel {
 
   async refresh(): Promise<void> {
     const token = this.t.token();
+    const asked = ++this.asked;
     try {
       const { recordings } = await listRecordings(this.t.path, token || undefined);
+      if (asked !== this.asked) return;
       this.render(recordings);
       this.showError('');
     } catch (e) {
       // An answer to a request made with a token the page has since replaced (the first list, asked
       // before the token was entered) says nothing about the new one: the poll asks again.
-      if (token === this.t.token()) this.fail(e);
+      if (asked === this.asked && token === this.t.token()) this.fail(e);
     }
     this.schedule();
   }
@@ -113,21 +122,39 @@ export class RecordingsPanel {
       this.status,
       this.running ? `Recording · ${formatBytes(this.running.bytes)} · ${formatDuration(this.running.duration_s)} · ${formatInt(this.running.frames)} frames` : '',
     );
-    this.list.replaceChildren(...recs.map((r) => this.item(r)));
-    if (recs.length === 0)
-      this.list.append(
+    const order: HTMLLIElement[] = [];
+    for (const r of recs) {
+      let it = this.items.get(r.id);
+      if (it === undefined) this.items.set(r.id, (it = this.item(r)));
+      this.update(it, r);
+      order.push(it.li);
+    }
+    const shown = new Set(recs.map((r) => r.id));
+    for (const id of [...this.items.keys()]) if (!shown.has(id)) this.items.delete(id);
+    if (recs.length === 0) {
+      this.list.replaceChildren(
         h('li', { class: 'muted', text: this.t.control ? 'No recordings yet: Record keeps every frame, not just what the console shows.' : 'No recordings on this gateway.' }),
       );
+      return;
+    }
+    // Moved only when the order changed (a new recording on top): otherwise every element stays put.
+    const now = [...this.list.children];
+    if (now.length !== order.length || order.some((li, i) => now[i] !== li)) this.list.replaceChildren(...order);
   }
 
-  private item(r: RecordingInfo): HTMLLIElement {
-    const token = this.t.token();
+  /** A recording's list item, built once; its text is kept current by update(). */
+  private item(r: RecordingInfo): Item {
     const href = `${this.t.path}/${encodeURIComponent(r.id)}`;
     const when = new Date(r.started_at).toLocaleString();
-    const facts = `${r.state} · ${formatInt(r.frames)} frames · ${formatBytes(r.bytes)} · ${formatDuration(r.duration_s)}`;
-    const li = h(
-      'li',
-      { 'data-id': r.id, 'data-state': r.state },
+    const it: Item = {
+      li: h('li', { 'data-id': r.id }),
+      facts: h('span', { class: 'muted' }),
+      incomplete: h('span', { class: 'rec-incomplete', text: ' incomplete' }),
+      del: undefined,
+      latest: r,
+      when,
+    };
+    it.li.append(
       h(
         'a',
         {
@@ -138,6 +165,7 @@ export class RecordingsPanel {
           // With a token, the download goes through a ticket: a link cannot send the token in a header,
           // and a token in its URL would stay in the browser's history and download list.
           onclick: (ev: Event) => {
+            const token = this.t.token();
             if (!token) return;
             ev.preventDefault();
             void recordingTicket(this.t.path, r.id, token).then(
@@ -146,28 +174,46 @@ export class RecordingsPanel {
             );
           },
         },
-        `${when}`,
+        when,
       ),
-      h('span', { class: 'muted', text: ` ${facts}` }),
-      r.complete ? null : h('span', { class: 'rec-incomplete', title: [...r.problems, r.error ?? ''].join(' ').trim(), text: ' incomplete' }),
+      it.facts,
+      it.incomplete,
     );
-    if (this.t.control && r.state !== 'recording') {
-      li.append(
-        h('button', {
-          type: 'button',
-          class: 'small ghost rec-delete',
-          text: 'Delete',
-          onclick: () => {
-            // A recording exists only on the gateway: one stray click must not lose it.
-            if (!this.confirm(`Delete the recording of ${when} (${formatInt(r.frames)} frames, ${formatBytes(r.bytes)})? Its files are removed from the gateway.`)) return;
-            void deleteRecording(r.id, token || undefined).then(
-              () => this.refresh(),
-              (e: unknown) => this.fail(e),
-            );
-          },
-        }),
-      );
-    }
-    return li;
+    return it;
   }
+
+  private update(it: Item, r: RecordingInfo): void {
+    it.latest = r;
+    it.li.dataset.state = r.state;
+    setText(it.facts, ` ${r.state} · ${formatInt(r.frames)} frames · ${formatBytes(r.bytes)} · ${formatDuration(r.duration_s)}`);
+    it.incomplete.hidden = r.complete;
+    const why = [...r.problems, r.error ?? ''].join(' ').trim();
+    if (it.incomplete.title !== why) it.incomplete.title = why;
+    if (this.t.control && r.state !== 'recording' && it.del === undefined) {
+      it.del = h('button', {
+        type: 'button',
+        class: 'small ghost rec-delete',
+        text: 'Delete',
+        onclick: () => {
+          const now = it.latest;
+          // A recording exists only on the gateway: one stray click must not lose it.
+          if (!this.confirm(`Delete the recording of ${it.when} (${formatInt(now.frames)} frames, ${formatBytes(now.bytes)})? Its files are removed from the gateway.`)) return;
+          void deleteRecording(now.id, this.t.token() || undefined).then(
+            () => this.refresh(),
+            (e: unknown) => this.fail(e),
+          );
+        },
+      });
+      it.li.append(it.del);
+    }
+  }
+}
+
+interface Item {
+  li: HTMLLIElement;
+  facts: HTMLElement;
+  incomplete: HTMLElement;
+  del: HTMLButtonElement | undefined;
+  latest: RecordingInfo;
+  when: string;
 }

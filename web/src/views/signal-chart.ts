@@ -30,6 +30,8 @@ export class SignalChart {
   private zoomed = false;
   private lastVersion = -1;
   private building = false;
+  /** The empty state's own text (a failed library load replaces it until the pins are gone). */
+  private readonly emptyText: string;
 
   constructor(
     private readonly model: SignalsModel,
@@ -37,6 +39,7 @@ export class SignalChart {
     private readonly legend: HTMLElement,
     private readonly empty: HTMLElement,
   ) {
+    this.emptyText = empty.textContent ?? '';
     box.addEventListener('dblclick', () => this.resetZoom());
   }
 
@@ -67,6 +70,7 @@ export class SignalChart {
     if (keys.length === 0) {
       this.destroy();
       this.legend.replaceChildren();
+      this.empty.textContent = this.emptyText;
       return;
     }
     const sig = keys.join('\n');
@@ -74,7 +78,12 @@ export class SignalChart {
       if (this.building) return;
       this.building = true;
       void loadUPlot()
-        .then((U) => this.build(U, keys, sig))
+        .then((U) => {
+          // The pins as they are now: one may have gone while the library loaded.
+          const now = [...this.model.pinned.keys()];
+          if (now.length > 0) this.build(U, now, now.join('\n'));
+          else this.render();
+        })
         .catch((e: unknown) => {
           this.empty.hidden = false;
           this.empty.textContent = `The chart library could not be loaded (${(e as Error).message}).`;
@@ -94,6 +103,12 @@ export class SignalChart {
   private build(U: UPlotCtor, keys: string[], sig: string): void {
     this.destroy();
     this.U = U;
+    // New series: the moving window again (a zoom kept across the rebuild froze the x range for good).
+    this.zoomed = false;
+    const label = chartLabels(
+      keys.map((k) => this.model.rows.get(k)),
+      keys,
+    );
     const units: string[] = [];
     const series: uPlot.Series[] = [{}];
     keys.forEach((k, i) => {
@@ -101,7 +116,7 @@ export class SignalChart {
       const unit = row?.unit ?? '';
       if (!units.includes(unit)) units.push(unit);
       series.push({
-        label: `${row?.name ?? k}${unit ? ` (${unit})` : ''}`,
+        label: `${label[i]}${unit ? ` (${unit})` : ''}`,
         scale: `u:${unit}`,
         stroke: COLOURS[i % COLOURS.length]!,
         width: 1.5,
@@ -135,7 +150,7 @@ export class SignalChart {
     this.lastVersion = -1;
     this.box.dataset.series = String(keys.length);
     this.box.dataset.axes = String(units.length);
-    this.legend.replaceChildren(...keys.map((k, i) => h('span', { class: 'pinned-chip', style: `--c:${COLOURS[i % COLOURS.length]}`, text: this.model.rows.get(k)?.name ?? k })));
+    this.legend.replaceChildren(...keys.map((_k, i) => h('span', { class: 'pinned-chip', style: `--c:${COLOURS[i % COLOURS.length]}`, text: label[i]! })));
     this.render();
   }
 
@@ -163,4 +178,15 @@ export class SignalChart {
     this.plot = undefined;
     this.built = '';
   }
+}
+
+/**
+ * Each pinned signal's name, with its bus — and dongle on a group page — where names collide: ENGINE_RPM of
+ * side A and of side B (comparing the two sides is what a group page is for) read the same otherwise.
+ */
+export function chartLabels(rows: readonly ({ name: string; bus: string; dongle: string } | undefined)[], keys: readonly string[]): string[] {
+  const names = rows.map((r, i) => r?.name ?? keys[i]!);
+  const count = (xs: string[], x: string): number => xs.filter((y) => y === x).length;
+  const withBus = rows.map((r, i) => (r && count(names, names[i]!) > 1 ? `${r.bus} ${names[i]}` : names[i]!));
+  return rows.map((r, i) => (r && count(withBus, withBus[i]!) > 1 && r.dongle ? `${r.dongle} ${withBus[i]}` : withBus[i]!));
 }

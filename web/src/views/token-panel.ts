@@ -40,15 +40,19 @@ function buildTokenPanel(help: HelpText): void {
         { class: 'row' },
         h('input', { id: 'token-input', name: 'token', type: 'password', spellcheck: 'false', required: true, autocomplete: 'off' }),
         h('button', { type: 'submit', class: 'primary', text: 'Connect' }),
+        // Shown when a token in use still works for what the page shows (a read token asked to record):
+        // back to the page with it, not locked until a better token is found.
+        h('button', { id: 'token-cancel', type: 'button', class: 'ghost', text: 'Keep the current token', hidden: true }),
       ),
       h('p', { id: 'token-error', class: 'error', role: 'alert', hidden: true }),
     ),
   );
 }
 
-export function showTokenPanel(error: string, detail = '', invalid = false): void {
+export function showTokenPanel(error: string, detail = '', invalid = false, cancellable = false): void {
   const panel = byId('token-panel');
   panel.hidden = false;
+  byId('token-cancel').hidden = !cancellable;
   document.body.classList.add('locked');
   const err = byId('token-error');
   err.replaceChildren(h('strong', { text: error }), ...(detail ? [h('span', { class: 'detail', text: detail })] : []));
@@ -72,6 +76,10 @@ export function wireTokenForm(help: HelpText, accept: (token: string) => void, f
     e.preventDefault();
     const v = byId<HTMLInputElement>('token-input').value.trim();
     if (v !== '') accept(v);
+  });
+  byId('token-cancel').addEventListener('click', () => {
+    byId('token-panel').hidden = true;
+    document.body.classList.remove('locked');
   });
   byId('token-change').addEventListener('click', () => {
     sessionStorage.removeItem(TOKEN_KEY);
