@@ -43,9 +43,12 @@ export class SseParser {
     this.buf += chunk;
     let start = 0;
     const s = this.buf;
+    // The next CR is looked up again only once passed: with none in the text (the usual LF-only stream),
+    // searching for it at every line scanned the rest of the chunk each time (quadratic on a large resume).
+    let cr = s.indexOf('\r');
     for (;;) {
       const lf = s.indexOf('\n', start);
-      const cr = s.indexOf('\r', start);
+      if (cr >= 0 && cr < start) cr = s.indexOf('\r', start);
       let end: number;
       let next: number;
       if (cr >= 0 && (lf < 0 || cr < lf)) {

@@ -57,6 +57,9 @@ export class SendForm {
   }
 
   setDongles(dongles: string[]): void {
+    // Rebuilt only when the list changed: every group_state rebuilt it, closing an open dropdown.
+    const now = [...this.dongleSel.options].map((o) => o.value);
+    if (now.length === dongles.length && now.every((d, i) => d === dongles[i])) return;
     const cur = this.dongleSel.value;
     this.dongleSel.replaceChildren(...dongles.map((d) => h('option', { value: d, text: d })));
     if (dongles.includes(cur)) this.dongleSel.value = cur;
