@@ -238,6 +238,12 @@ test("by-id rates: exact under sampling, from the frames' timestamps and `repres
   m.clearRates();
   assert.equal(m.rate(fast!), null, 'after a stream reset the rate starts over');
   assert.equal(m.rows.size, 3);
+  // The gateway's clock steps back 100 s (NTP after an RTC that ran fast): the rate is the id's again
+  // once its window refills, not frames over the step.
+  for (let t = 20_000; t <= 26_000; t += 40) m.add(frame({ id: '0x094', ts: iso(base + t), represents: 12 }), t);
+  near(m.rate(fast!), 300);
+  for (let t = 26_040; t <= 32_000; t += 40) m.add(frame({ id: '0x094', ts: iso(base + t - 100_000), represents: 12 }), t);
+  near(m.rate(fast!), 300);
 });
 
 test('by-id: changed bytes are marked with their time; rx and tx of one id share a row, their rates add up', () => {

@@ -175,7 +175,10 @@ export class ByIdModel {
       row.lastTs = ts;
       row.windows[dir].push(ts, rep);
       const ck = `${dongle}|${dir}`;
-      if (ts > (this.clock.get(ck) ?? 0)) {
+      const clock = this.clock.get(ck) ?? 0;
+      // Forward, or back by more than a window (the gateway's clock stepped back: NTP after an RTC that
+      // ran fast): kept at the old maximum, every rate read as frames over the step plus the window.
+      if (ts > clock || ts < clock - WINDOW_MS) {
         this.clock.set(ck, ts);
         this.clockArrival.set(ck, now);
       }
