@@ -620,3 +620,17 @@ test("chart labels: a signal's name alone, with its bus where names collide, and
   ]);
   assert.deepEqual(chartLabels([undefined], ['gw|can0|M|X']), ['gw|can0|M|X'], 'a row evicted meanwhile: its key');
 });
+
+test("signals chart window: its end is the newest time of the dongles' own clocks; one stepped back by more than the window restarts its own", async () => {
+  const { SignalsModel } = await web<{ SignalsModel: new () => { newestMs: number; add(f: unknown, now: number): void } }>('state/signals.js');
+  const m = new SignalsModel();
+  const at = (dongle: string, ms: number): unknown => ({ ...frame({ ts: new Date(ms).toISOString() }), dongle, msg: 'M', signals: { S: 1 } });
+  const base = Date.parse('2026-11-27T13:00:00Z');
+  m.add(at('gw-a', base), 0);
+  m.add(at('gw-b', base - 120_000), 0); // another gateway whose clock is two minutes behind
+  assert.equal(m.newestMs, base, 'the newest of the two clocks');
+  m.add(at('gw-a', base - 100_000), 1); // gw-a's clock stepped back 100 s
+  assert.equal(m.newestMs, base - 100_000, 'gw-a restarted its own clock: the window follows it');
+  m.add(at('gw-a', base - 100_000 - 5000), 2); // a frame a little older (reordering): the window stays
+  assert.equal(m.newestMs, base - 100_000);
+});

@@ -43,14 +43,27 @@ export class SignalsModel {
   readonly pinned = new Map<string, History>();
   /** Bumped on every change, so views can skip work when nothing happened. */
   version = 0;
-  /** Newest stream time seen, for the chart's 60 s window. */
-  newestMs = 0;
+  /**
+   * Newest stream time seen per dongle (each gateway's own clock), for the chart's 60 s window: its end is
+   * the newest of them. A dongle's clock stepped back by more than the window restarts its own (kept at the
+   * old maximum, the chart stayed at the old time with every new point off its edge).
+   */
+  private readonly newestBy = new Map<string, number>();
+
+  get newestMs(): number {
+    let n = 0;
+    for (const t of this.newestBy.values()) if (t > n) n = t;
+    return n;
+  }
 
   add(f: CanFrameData, now: number): void {
     if (f.msg === undefined || f.signals === undefined) return;
     const dongle = f.dongle ?? '';
     const ts = tsToMs(f.ts);
-    if (Number.isFinite(ts) && ts > this.newestMs) this.newestMs = ts;
+    if (Number.isFinite(ts)) {
+      const newest = this.newestBy.get(dongle) ?? 0;
+      if (ts > newest || ts < newest - HISTORY_MS) this.newestBy.set(dongle, ts);
+    }
     for (const [name, value] of Object.entries(f.signals)) {
       const key = `${dongle}|${f.bus}|${f.msg}|${name}`;
       let row = this.rows.get(key);
