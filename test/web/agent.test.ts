@@ -479,6 +479,23 @@ test('killing and restarting the agent: reconnecting, then a visible reset marke
   await first.stop('SIGKILL');
   await page.locator('#stream-state[data-state="reconnecting"]').waitFor({ timeout: 10_000 });
   assert.equal(await page.locator('#reconnect').isVisible(), true, '"Reconnect now" offered');
+  // The countdown runs outside what the live region reads out: its words stay put for 2.5 s of ticks.
+  const spoken = await page.evaluate(
+    () =>
+      new Promise<{ changes: number; countdown: string }>((resolve) => {
+        const el = document.querySelector('#stream-state')!;
+        const words = el.firstChild!;
+        let changes = 0;
+        const obs = new MutationObserver((ms) => (changes += ms.filter((m) => m.target === words || (m.type === 'childList' && m.target === el)).length));
+        obs.observe(el, { subtree: true, childList: true, characterData: true });
+        setTimeout(() => {
+          obs.disconnect();
+          resolve({ changes, countdown: el.querySelector('[aria-hidden="true"]')?.textContent ?? '' });
+        }, 2500);
+      }),
+  );
+  assert.match(spoken.countdown, /^ \(\d+ s\)$/, 'the countdown is shown, hidden from screen readers');
+  assert.equal(spoken.changes, 0, 'the live region itself did not change while the countdown ran');
   assert.equal(await page.locator('.dongle[data-dongle="test-gw"]').getAttribute('data-presence'), 'unreachable');
   await untilValue(async () => (await traceRows(page)).some((r) => r.kind === 'note'), 'a "connection lost" note in the trace');
   await screenshot(page, 'agent-reconnecting');

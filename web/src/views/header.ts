@@ -29,6 +29,12 @@ export const STATE_TEXT: Record<string, string> = {
 export class HeaderView {
   private readonly target = byId('target');
   private readonly state = byId('stream-state');
+  /**
+   * The badge's words and its countdown, apart: the badge is a live region, and a countdown inside it
+   * was read out every second during an outage. The countdown is hidden from assistive technology.
+   */
+  private readonly stateWords = document.createTextNode('');
+  private readonly countdown = h('span', { 'aria-hidden': 'true' });
   private readonly reconnect = byId<HTMLButtonElement>('reconnect');
   private readonly events = byId('fig-events');
   private readonly frames = byId('fig-frames');
@@ -79,9 +85,10 @@ export class HeaderView {
   private renderStatus(): void {
     const s = this.status;
     if (!s) return;
-    let text = STATE_TEXT[s.state] ?? s.state;
-    if (s.state === 'reconnecting' && s.retryAt) text += ` (${Math.max(0, Math.ceil((s.retryAt - Date.now()) / 1000))} s)`;
-    setText(this.state, text);
+    if (this.stateWords.parentNode !== this.state) this.state.replaceChildren(this.stateWords, this.countdown);
+    const words = STATE_TEXT[s.state] ?? s.state;
+    if (this.stateWords.data !== words) this.stateWords.data = words;
+    setText(this.countdown, s.state === 'reconnecting' && s.retryAt ? ` (${Math.max(0, Math.ceil((s.retryAt - Date.now()) / 1000))} s)` : '');
     setAttr(this.state, 'data-state', s.state);
     setAttr(this.state, 'data-reconnects', String(s.reconnects));
     setAttr(this.state, 'data-resets', String(s.resets));
