@@ -155,68 +155,27 @@ test('a command whose expiry is not a time is refused, never taken as "no expiry
   assert.equal(parseBridgeMessage(msg(new Date().toISOString())).ok, true);
 });
 
-test('a controller in listen-only mode (ip -json ctrlmode LISTEN-ONLY) takes no send: the command fails saying so, and nothing reaches the source', async () => {
+/**
+ * A runner whose transmit path goes through a real FrameRouter and BusHealthMonitor (its `ip` readings
+ * given by `links()`, its clock by `clock.ms`), on a source that takes every frame: what a command meets on
+ * the way to the bus. `run` carries out one command and returns its last status.
+ */
+async function throughBusHealth(links: () => ReturnType<typeof parseIpLinkJson>) {
   const { streams, stream, statuses } = consoleWithStatuses();
-  // The kernel's view of can0 as iproute2 prints it, the listen-only flag switched on and off.
-  const captured = readFileSync(new URL('../../../../test/fixtures/ip-link/captured-sja1000-error-active.json', import.meta.url), 'utf8').replaceAll('"can1"', '"can0"');
-  const withMode = (modes: string[]): string => captured.replace('"ctrlmode_supported"', `"ctrlmode":${JSON.stringify(modes)},"ctrlmode_supported"`);
-  let reading = parseIpLinkJson(withMode(['LISTEN-ONLY']));
-  assert.equal(reading.get('can0')!.listenOnly, true);
   const sent: number[] = [];
   const source = { send: (f: CanFrame): SendResult => (sent.push(f.id), { ok: true, tsUs: 0 }) } as unknown as FrameSource;
   const router = new FrameRouter(source, new FrameCounters(), stream, () => {});
-  let clock = 0;
+  const clock = { ms: 0 };
   const health = new BusHealthMonitor({
     buses: () => ['can0'],
     linkState: () => 'up',
-    readLinks: async () => reading,
+    readLinks: async () => links(),
     flagBitrates: new Map(),
     intervalSeconds: 1,
     publish: () => {},
     log: () => {},
-    now: () => clock,
-    wallNow: () => clock,
-  });
-  router.sendRefusal = (bus) => health.sendRefusal(bus);
-  await health.tick();
-  const tx = new TxQueue((f) => router.transmit(f), { retryMs: 1000, maxQueued: 100 });
-  const runner = new CommandRunner(stream, tx, new CommandLedger(new Database(':memory:')));
-  runner.run('lo1', new Date(Date.now() + 60_000).toISOString(), send, { offsetMs: 0, errorMs: 2 });
-  await until(() => statuses.length === 2, 5000, 'two statuses');
-  assert.equal(statuses[1]!.state, 'failed');
-  assert.match(statuses[1]!.error!, /can0 is in listen-only mode .*transmits nothing; not sent/);
-  assert.deepEqual(sent, []);
-  // Back in normal mode (ctrlmode without LISTEN-ONLY, or none at all): sent.
-  reading = parseIpLinkJson(withMode(['BERR-REPORTING']));
-  clock += 1000;
-  await health.tick();
-  runner.run('lo2', new Date(Date.now() + 60_000).toISOString(), send, { offsetMs: 0, errorMs: 2 });
-  await until(() => statuses.length === 4, 5000, 'four statuses');
-  assert.deepEqual(statuses.slice(2), [{ state: 'delivered' }, { state: 'succeeded' }]);
-  assert.deepEqual(sent, [0x123]);
-  tx.stop();
-  streams.close();
-});
-
-test('a bus-off controller takes no send, from its error frame at once or a reading: the command fails saying so; after CAN_ERR_RESTARTED or an error-active reading it is sent', async () => {
-  const { streams, stream, statuses } = consoleWithStatuses();
-  const active = readFileSync(new URL('../../../../test/fixtures/ip-link/captured-sja1000-error-active.json', import.meta.url), 'utf8').replaceAll('"can1"', '"can0"');
-  const busOff = readFileSync(new URL('../../../../test/fixtures/ip-link/hand-bus-off.json', import.meta.url), 'utf8');
-  let links = parseIpLinkJson(active);
-  const sent: number[] = [];
-  const source = { send: (f: CanFrame): SendResult => (sent.push(f.id), { ok: true, tsUs: 0 }) } as unknown as FrameSource;
-  const router = new FrameRouter(source, new FrameCounters(), stream, () => {});
-  let clock = 0;
-  const health = new BusHealthMonitor({
-    buses: () => ['can0'],
-    linkState: () => 'up',
-    readLinks: async () => links,
-    flagBitrates: new Map(),
-    intervalSeconds: 1,
-    publish: () => {},
-    log: () => {},
-    now: () => clock,
-    wallNow: () => clock,
+    now: () => clock.ms,
+    wallNow: () => clock.ms,
   });
   router.sendRefusal = (bus) => health.sendRefusal(bus);
   await health.tick();
@@ -228,30 +187,60 @@ test('a bus-off controller takes no send, from its error frame at once or a read
     await until(() => statuses.length >= n + 2, 5000, `the statuses of ${id}`);
     return statuses.at(-1)!;
   };
+  return { health, clock, sent, run, close: () => (tx.stop(), streams.close()) };
+}
+
+test('a controller in listen-only mode (ip -json ctrlmode LISTEN-ONLY) takes no send: the command fails saying so, and nothing reaches the source', async () => {
+  // The kernel's view of can0 as iproute2 prints it, the listen-only flag switched on and off.
+  const captured = readFileSync(new URL('../../../../test/fixtures/ip-link/captured-sja1000-error-active.json', import.meta.url), 'utf8').replaceAll('"can1"', '"can0"');
+  const withMode = (modes: string[]): string => captured.replace('"ctrlmode_supported"', `"ctrlmode":${JSON.stringify(modes)},"ctrlmode_supported"`);
+  let reading = parseIpLinkJson(withMode(['LISTEN-ONLY']));
+  assert.equal(reading.get('can0')!.listenOnly, true);
+  const t = await throughBusHealth(() => reading);
+  const r1 = await t.run('lo1');
+  assert.equal(r1.state, 'failed');
+  assert.match(r1.error!, /can0 is in listen-only mode .*transmits nothing; not sent/);
+  assert.deepEqual(t.sent, []);
+  // Back in normal mode (ctrlmode without LISTEN-ONLY, or none at all): sent.
+  reading = parseIpLinkJson(withMode(['BERR-REPORTING']));
+  t.clock.ms += 1000;
+  await t.health.tick();
+  assert.equal((await t.run('lo2')).state, 'succeeded');
+  assert.deepEqual(t.sent, [0x123]);
+  t.close();
+});
+
+test('a bus-off controller takes no send, from its error frame at once or a reading: the command fails saying so; after CAN_ERR_RESTARTED or an error-active reading it is sent', async () => {
+  const active = readFileSync(new URL('../../../../test/fixtures/ip-link/captured-sja1000-error-active.json', import.meta.url), 'utf8').replaceAll('"can1"', '"can0"');
+  const busOff = readFileSync(new URL('../../../../test/fixtures/ip-link/hand-bus-off.json', import.meta.url), 'utf8');
+  let links = parseIpLinkJson(active);
+  const t = await throughBusHealth(() => links);
+  const { health, run, sent } = t;
+  const clock = t.clock;
   // The controller's bus-off error frame (CAN_ERR_BUSOFF), before any reading says so.
   const errorFrame = (cls: number): CanFrame => testFrame({ id: cls, ext: true, err: true, dlc: 8, data: new Uint8Array(8) });
-  clock += 10;
+  clock.ms += 10;
   health.frame(errorFrame(0x40));
   const r1 = await run('bo1');
   assert.equal(r1.state, 'failed');
   assert.match(r1.error!, /can0 is bus-off: its controller takes no part in the bus until it restarts .*not sent/);
   // CAN_ERR_RESTARTED: sent again.
-  clock += 10;
+  clock.ms += 10;
   health.frame(errorFrame(0x100));
   assert.equal((await run('bo2')).state, 'succeeded');
   // A reading that says bus-off (no error frame: berr-reporting off, or the frame lost).
   links = parseIpLinkJson(busOff);
-  clock += 1000;
+  clock.ms += 1000;
   await health.tick();
   assert.match((await run('bo3')).error ?? '', /can0 is bus-off/);
   // A later reading, error-active again (restarted by hand): sent.
   links = parseIpLinkJson(active);
-  clock += 1000;
+  clock.ms += 1000;
   await health.tick();
   assert.equal((await run('bo4')).state, 'succeeded');
   // Bus-off by its error frame where no reading clears it (sim, replay, vcan, ip failing): a frame the
   // controller receives is on the bus again.
-  clock += 10;
+  clock.ms += 10;
   health.frame(errorFrame(0x40));
   assert.match((await run('bo5')).error ?? '', /can0 is bus-off/);
   health.frame(testFrame({ direction: 'rx' }));
@@ -260,14 +249,13 @@ test('a bus-off controller takes no send, from its error frame at once or a read
   let answer!: (m: ReturnType<typeof parseIpLinkJson>) => void;
   const slow = new Promise<ReturnType<typeof parseIpLinkJson>>((r) => (answer = r));
   (health as unknown as { o: { readLinks: () => Promise<unknown> } }).o.readLinks = () => slow;
-  clock += 1000;
+  clock.ms += 1000;
   const reading = health.tick();
-  clock += 10;
+  clock.ms += 10;
   health.frame(errorFrame(0x100));
   answer(parseIpLinkJson(busOff));
   await reading;
   assert.equal((await run('bo7')).state, 'succeeded');
   assert.deepEqual(sent, [0x123, 0x123, 0x123, 0x123], 'only the sends while the controller was on the bus');
-  tx.stop();
-  streams.close();
+  t.close();
 });
