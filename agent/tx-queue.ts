@@ -179,7 +179,7 @@ export class TxQueue {
     }
     this.waiting -= dropped.length;
     this.stats[reason] += dropped.length;
-    for (const item of dropped) this.report(item, { ok: false, busy: false, error: why });
+    for (const item of dropped) this.tell(item.frame, item.done, { ok: false, busy: false, error: why });
     return dropped.length;
   }
 
@@ -199,7 +199,7 @@ export class TxQueue {
       if (item.notAfter !== Infinity && performance.now() >= item.notAfter) {
         this.stats.droppedTooOld++;
         this.handled(lane);
-        this.report(item, { ok: false, busy: false, error: item.late });
+        this.tell(item.frame, item.done, { ok: false, busy: false, error: item.late });
         continue;
       }
       const r = this.tryTransmit(item.frame, item.owner);
@@ -220,7 +220,7 @@ export class TxQueue {
         this.opts.onFailure?.(item.frame, r.error);
       } else this.stats.sent++;
       this.handled(lane);
-      this.report(item, r);
+      this.tell(item.frame, item.done, r);
     }
     lane.q.length = 0;
     lane.head = 0;
@@ -243,10 +243,6 @@ export class TxQueue {
   }
 
   /** Tells the sender; its callback throwing must not stop the lane (or escape into a timer and end the agent). */
-  private report(item: Item, r: SendResult): void {
-    this.tell(item.frame, item.done, r);
-  }
-
   private tell(frame: CanFrame, done: TxDone | undefined, r: SendResult): void {
     try {
       done?.(r);
@@ -298,7 +294,7 @@ export class TxQueue {
     }
     this.waiting = 0;
     this.stats.droppedStopping += waiting.length;
-    for (const item of waiting) this.report(item, { ok: false, busy: false, error: 'the agent is stopping: not transmitted' });
+    for (const item of waiting) this.tell(item.frame, item.done, { ok: false, busy: false, error: 'the agent is stopping: not transmitted' });
     return waiting.length;
   }
 }

@@ -61,22 +61,10 @@ export async function handleDongleRecordings(d: RecordingProxyDeps, req: Incomin
   if (!d.store.dongle(dongle)) return fail(404, `dongle "${dongle}" is not registered on this bridge`);
   const notConnected = `dongle "${dongle}" is not connected: its recordings are on the gateway`;
   const link = d.agents.linkOf(dongle);
-  let ask: Ask;
-  if (link?.ready) ask = (q) => link.recordings.ask(q);
-  else {
-    const elsewhere = d.elsewhere;
-    // Cluster: the first question tells whether another node holds the link (undefined: none does).
-    const first = rid === undefined ? { t: 'rec_list' as const } : ticket ? { t: 'rec_list' as const } : { t: 'rec_read' as const, id: rid, length: RECORDING_CHUNK_BYTES };
-    const r = await elsewhere?.(dongle, first);
-    if (r === undefined || elsewhere === undefined) return fail(503, notConnected);
-    if (ticket && r.t === 'rec_error') return fail(r.status, r.error);
-    let pending: RecordingReply | undefined = r;
-    ask = async (q) => {
-      const answered = pending;
-      pending = undefined;
-      return answered ?? (await elsewhere(dongle, q)) ?? failureOf(503, notConnected);
-    };
-  }
+  const elsewhere = d.elsewhere;
+  // The link here, else (cluster) the node that holds it; no node holding it is the same 503 as here.
+  const ask: Ask = link?.ready ? (q) => link.recordings.ask(q) : async (q) => (await elsewhere?.(dongle, q)) ?? failureOf(503, notConnected);
+  if (!link?.ready && elsewhere === undefined) return fail(503, notConnected);
 
   if (rid === undefined) {
     const r = await ask({ t: 'rec_list' });
@@ -86,6 +74,11 @@ export async function handleDongleRecordings(d: RecordingProxyDeps, req: Incomin
     return true;
   }
   if (ticket) {
+    if (!link?.ready) {
+      // Another node's link (or none): issued only when the dongle answers there.
+      const r = await ask({ t: 'rec_list' });
+      if (r.t === 'rec_error') return fail(r.status, r.error);
+    }
     sendJson(res, 201, d.tickets.issue(url.pathname.slice(0, -ticket.length)));
     return true;
   }
