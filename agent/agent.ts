@@ -134,6 +134,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   if (health) {
     router.tap(health, 'all');
     router.sendRefusal = (bus) => health.sendRefusal(bus);
+    router.onBusState = (bus, state) => health.linkChanged(bus, state);
   }
   const recorder = new Recorder(
     cfg.record,
@@ -231,6 +232,9 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     db.close();
     throw err;
   }
+  // Before the uplink and as soon as nothing can fail the start: sends wait for its first reading, which
+  // tells each controller's mode (socketcand, started before the source, may already have some).
+  health.start();
   if (cfg.uplink && outbox && uploader) {
     // Loaded only with --bridge: the WebSocket client and the uplink's message schemas (zod) are megabytes a
     // console-only gateway would carry for nothing (docs/benchmarks.md, fan-out).
@@ -257,8 +261,6 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     });
   }, cfg.presenceIntervalSeconds * 1000);
   seen.unref();
-
-  health.start();
 
   let stopping: Promise<void> | undefined;
   const stop = (reason = 'agent stopping'): Promise<void> =>

@@ -8,7 +8,8 @@
  *      each tap bounds and counts its own buffering,
  *   4. offered to the local console, which may sample them (console only).
  * Transmitted frames (commands, or frames relayed from a group peer) go to the source unless the bus takes
- * none now (a listen-only controller: refused with the reason, as a source refuses); once the source
+ * none now (a listen-only or bus-off controller: refused with the reason, as a source refuses; its mode not
+ * read yet since the interface came up: busy, to be asked again); once the source
  * has accepted one it is counted, handed to the taps of every frame and shown on the console as `tx`,
  * exactly once, and never sent up again.
  */
@@ -17,6 +18,7 @@ import type { ConsoleStream } from '../core/console/console-stream.js';
 import type { LogLevel } from '../core/console/events.js';
 import { logData, presenceData } from '../core/console/normalize.js';
 import type { FrameCounters } from './frame-counters.js';
+import type { SendRefusal } from './bus-health/bus-health-monitor.js';
 import type { FrameSource, SendResult, SourceSink } from './sources/source.js';
 
 /** The data plane as the router sees it. */
@@ -44,7 +46,9 @@ export type RouterLog = (level: LogLevel, message: string, fields?: Record<strin
 export class FrameRouter implements SourceSink {
   uplink: FrameUplink | undefined;
   /** Why a bus takes no transmit now (bus health: a listen-only controller), or null; asked before the source. */
-  sendRefusal: ((bus: string) => string | null) | undefined;
+  sendRefusal: ((bus: string) => SendRefusal | null) | undefined;
+  /** Told each change of an interface's state (bus health: a controller's mode is read again once it is up). */
+  onBusState: ((bus: string, state: 'up' | 'down') => void) | undefined;
   private readonly receivedTaps: FrameTap[] = [];
   private readonly allTaps: FrameTap[] = [];
   readonly busStates = new Map<string, 'up' | 'down'>();
@@ -86,6 +90,7 @@ export class FrameRouter implements SourceSink {
   busState(bus: string, state: 'up' | 'down', reason?: string): void {
     if (this.busStates.get(bus) === state) return;
     this.busStates.set(bus, state);
+    this.onBusState?.(bus, state);
     if (this.stopping) return;
     this.procLog(state === 'up' ? 'info' : 'warn', `interface ${bus} ${state}`, { bus, reason });
     this.console.publish({
@@ -107,7 +112,7 @@ export class FrameRouter implements SourceSink {
 
   transmit(frame: CanFrame, origin?: object): SendResult {
     const refused = this.sendRefusal?.(frame.bus);
-    if (refused) return { ok: false, busy: false, error: refused };
+    if (refused) return refused.waitMs === undefined ? { ok: false, busy: false, error: refused.error } : { ok: false, busy: true, error: refused.error, waitMs: refused.waitMs };
     const r = this.source.send(frame);
     if (r.ok) {
       const tx = transmittedFrame(frame, r.tsUs);

@@ -1,7 +1,8 @@
 /**
  * Frames waiting to be transmitted on the local buses (relayed from the group peer, sent by a command or a
  * socketcand client), in order per bus. A full kernel transmit queue (ENOBUFS/EAGAIN: the source answers
- * `busy`) is retried for up to `retryMs`, holding back the frames behind it on that bus so order is kept —
+ * `busy`) is retried for up to `retryMs` (or the `waitMs` the answer gives: a controller mode not read
+ * yet), holding back the frames behind it on that bus so order is kept —
  * never another bus's: one bus that stays busy held every bus's relayed frames until they were too old —
  * then the frame is dropped and counted.
  * Never fatal. Bounded twice, both counted: past `maxQueuedPerBus` frames waiting for one bus, or
@@ -207,14 +208,22 @@ export class TxQueue {
         // Monotonic: a wall clock stepped back must not stretch the retries (and hold the bus's frames) by as much.
         const now = performance.now();
         if (item.firstTryMs === 0) item.firstTryMs = now;
-        if (now - item.firstTryMs < this.opts.retryMs) {
-          this.stats.retries++;
+        const limit = r.waitMs ?? this.opts.retryMs;
+        if (now - item.firstTryMs < limit) {
+          // tx_retries counts the kernel's ENOBUFS only (each one a retry); a wait for the mode is not one.
+          if (r.waitMs === undefined) this.stats.retries++;
           this.compact(lane);
           lane.timer = setTimeout(() => this.drain(lane), 1);
           return;
         }
-        this.stats.droppedBusy++;
-        this.opts.onFailure?.(item.frame, `transmit queue of ${item.frame.bus} stayed full for ${this.opts.retryMs} ms: ${r.error}`);
+        if (r.waitMs === undefined) {
+          this.stats.droppedBusy++;
+          this.opts.onFailure?.(item.frame, `transmit queue of ${item.frame.bus} stayed full for ${limit} ms: ${r.error}`);
+        } else {
+          // Refused as a listen-only controller's send is (tx_failed), after waiting for its mode.
+          this.stats.failed++;
+          this.opts.onFailure?.(item.frame, `still so after ${limit} ms: ${r.error}`);
+        }
       } else if (!r.ok) {
         this.stats.failed++;
         this.opts.onFailure?.(item.frame, r.error);

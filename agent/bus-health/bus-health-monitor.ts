@@ -46,6 +46,18 @@ const UNAVAILABLE_LOG_MS = 60_000;
 /** Reads failed before any worked after which the load uses --bitrate (see goodRead). */
 const FIRST_READS_FAILED = 3;
 
+/**
+ * How long a send may wait for the reading that tells a bus's controller mode (see modeKnownFrom): longer
+ * than `ip`'s own 3 s timeout (ip-link.ts), so the reading answers or fails first.
+ */
+export const MODE_WAIT_MS = 4000;
+
+/** Why a bus takes no send now. `waitMs`: not yet known — the sender may ask again for up to that long. */
+export interface SendRefusal {
+  error: string;
+  waitMs?: number;
+}
+
 const DEGRADED: Partial<Record<ControllerState, { level: LogLevel; code: string; words: string }>> = {
   'error-warning': { level: 'warn', code: 'bus_error_warning', words: 'error-warning: an error counter passed 96' },
   'error-passive': { level: 'warn', code: 'bus_error_passive', words: 'error-passive: an error counter passed 127, the controller no longer signals errors actively' },
@@ -88,9 +100,26 @@ export class BusHealthMonitor {
   private readonly rates = new Map<string, { nominal: number | null; data: number | null }>();
   private readonly lastSent = new Map<string, { data: BusStateData; at: number }>();
   private readonly current = new Map<string, BusStateData>();
+  /**
+   * When each bus's interface last came up (monotonic), by the source: a controller's mode (listen-only)
+   * is set while the interface is down, so what a reading before it said no longer holds. A bus not in
+   * the map came up before this monitor was made.
+   */
+  private readonly cameUp = new Map<string, number>();
+  private readonly madeAt: number;
+  /**
+   * When the last reading that ended (answered or failed) was begun (monotonic). A bus that came up after
+   * it has a mode nobody has read yet: a send waits (sendRefusal) rather than be taken by a listen-only
+   * controller, which drops it without an error — the first second after the agent started, or after the
+   * interface was set up again, used to go by the previous (or no) reading. A failed read ends the wait
+   * too: with `ip` unusable sends go by the last known reading, as before (and it is logged).
+   */
+  private modeKnownFrom = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
   private reading = false;
+  /** A reading was asked for while one ran: one more follows it (a bus came up during it). */
+  private readAgain = false;
   /**
    * A read has worked, or FIRST_READS_FAILED reads failed before one did (`ip` missing or unusable): from
    * then on the load uses the bitrates known, else --bitrate. Until then no second closes.
@@ -109,6 +138,17 @@ export class BusHealthMonitor {
     this.now = o.now ?? (() => performance.now());
     this.wallNow = o.wallNow ?? (() => Date.now());
     this.load = new BusLoadMeter(this.wallNow());
+    this.madeAt = this.now();
+  }
+
+  /**
+   * The source says `bus` went up or down. Up: its controller mode is unknown until a reading begun now
+   * answers, and one is asked for at once rather than at the next step.
+   */
+  linkChanged(bus: string, state: 'up' | 'down'): void {
+    if (state !== 'up' || !this.o.readLinks) return;
+    this.cameUp.set(bus, this.now());
+    if (!this.stopped) this.readNow();
   }
 
   /** Hot path: every frame, rx and tx. */
@@ -130,9 +170,18 @@ export class BusHealthMonitor {
     this.load.add(f);
   }
 
+  /** Starts the steps, with a reading at once: sends wait for the first (see modeKnownFrom). */
   start(): void {
     this.stopped = false;
+    this.readNow();
     this.schedule();
+  }
+
+  /** A reading now, or right after the one running (which may have begun before what asked for it). */
+  private readNow(): void {
+    if (!this.o.readLinks) return;
+    if (this.reading) this.readAgain = true;
+    else void this.read();
   }
 
   /** The next step GRACE_MS after the next whole second (a timer per step, not setInterval: it does not drift). */
@@ -161,17 +210,22 @@ export class BusHealthMonitor {
   }
 
   /**
-   * Why nothing may be sent on `bus`, by the last good reading: a controller in listen-only mode takes a
-   * frame and drops it (the kernel counts it in tx_dropped), so a send would read as done when nothing
-   * reached the bus. Null when sending is up to the source.
+   * Why nothing may be sent on `bus` now, by the last good reading: a controller in listen-only mode takes
+   * a frame and drops it (the kernel counts it in tx_dropped), so a send would read as done when nothing
+   * reached the bus. While no reading since the interface came up has ended, the sender is told to wait.
+   * Null when sending is up to the source.
    */
-  sendRefusal(bus: string): string | null {
+  sendRefusal(bus: string): SendRefusal | null {
+    if (this.o.readLinks && (this.cameUp.get(bus) ?? this.madeAt) > this.modeKnownFrom)
+      return { error: `${bus}: its controller mode (listen-only or not) is not read yet (ip -details link show ${bus}); not sent`, waitMs: MODE_WAIT_MS };
     const l = this.links.get(bus);
-    if (l?.listenOnly) return `${bus} is in listen-only mode (ip link set ${bus} type can … listen-only on): its controller transmits nothing; not sent`;
+    if (l?.listenOnly) return { error: `${bus} is in listen-only mode (ip link set ${bus} type can … listen-only on): its controller transmits nothing; not sent` };
     // Bus-off: the kernel turns the carrier off and its queue discipline drops what is written, without an
     // error; until the link watch says the interface is down (up to about a second) a send read as done.
     if (this.busOff.has(bus))
-      return `${bus} is bus-off: its controller takes no part in the bus until it restarts (${l?.restartMs ? `automatically after ${l.restartMs} ms` : `ip link set ${bus} type can restart, or restart-ms`}); not sent`;
+      return {
+        error: `${bus} is bus-off: its controller takes no part in the bus until it restarts (${l?.restartMs ? `automatically after ${l.restartMs} ms` : `ip link set ${bus} type can restart, or restart-ms`}); not sent`,
+      };
     return null;
   }
 
@@ -193,46 +247,7 @@ export class BusHealthMonitor {
     // on a controller running at twice the flag's rate (seen under emulation: the first second of a run).
     const known = !this.o.readLinks || this.goodRead || this.failedFirstReads >= FIRST_READS_FAILED;
     this.load.roll(this.wallNow(), buses, (bus) => (known ? (this.rates.get(bus) ?? { nominal: this.o.flagBitrates.get(bus) ?? null, data: null }) : null));
-    if (this.o.readLinks && !this.reading) {
-      this.reading = true;
-      try {
-        const askedAt = this.now();
-        this.links = await this.o.readLinks();
-        this.goodRead = true;
-        for (const bus of buses) {
-          const state = this.links.get(bus)?.state;
-          // A reading begun before the controller's restart says what was, not what is.
-          if (state === 'bus-off' && (this.restartedAt.get(bus) ?? -Infinity) < askedAt) this.busOff.set(bus, this.busOff.get(bus) ?? askedAt);
-          else if (state !== null && state !== undefined && state !== 'bus-off' && (this.busOff.get(bus) ?? Infinity) < askedAt) this.busOff.delete(bus);
-        }
-        // The source's buses only: ip lists every interface (veth*, docker*, … come and go on a gateway), and
-        // an entry per name ever seen would grow for as long as the agent runs. A bus missing from a reading
-        // keeps its bitrate (the load goes on); one the source no longer has is forgotten.
-        for (const bus of buses) {
-          const l = this.links.get(bus);
-          if (l) this.rates.set(bus, { nominal: l.bitrate ?? this.o.flagBitrates.get(bus) ?? null, data: l.dataBitrate ?? null });
-        }
-        for (const bus of this.rates.keys()) if (!buses.includes(bus)) this.rates.delete(bus);
-        // Restored only after a failure that was said: a held-back one has nothing to take back.
-        if (this.loggedLinkError !== null) this.o.log('info', 'reading interface state works again', 'bus_health_restored', {});
-        this.loggedLinkError = null;
-      } catch (err) {
-        // this.links stays the last good reading (see there).
-        const msg = (err as Error).message;
-        this.failedReads++;
-        if (!this.goodRead) this.failedFirstReads++;
-        if (this.loggedLinkError !== msg && t - this.lastUnavailableLogAt >= UNAVAILABLE_LOG_MS) {
-          this.o.log('warn', `cannot read controller state and error counters: ${msg}; the last known values are shown until a read works`, 'bus_health_unavailable', {
-            failed_reads: this.failedReads,
-          });
-          this.loggedLinkError = msg;
-          this.lastUnavailableLogAt = t;
-          this.failedReads = 0;
-        }
-      } finally {
-        this.reading = false;
-      }
-    }
+    if (this.o.readLinks && !this.reading) await this.read();
     // The figures as of now (after a slow `ip` read a later step may have closed newer seconds: the
     // newest, with its own ts, so bus_state events never go back in time).
     for (const bus of buses) {
@@ -243,6 +258,56 @@ export class BusHealthMonitor {
       this.update(bus, t, this.load.figures(bus));
     }
     for (const bus of this.lastLink.keys()) if (!buses.includes(bus)) this.lastLink.delete(bus);
+  }
+
+  /** One `ip` reading: the kernel's view, bus-off cleared or set by it, the bitrates for the load. */
+  private async read(): Promise<void> {
+    const readLinks = this.o.readLinks!;
+    const buses = this.o.buses();
+    const askedAt = this.now();
+    this.reading = true;
+    try {
+      this.links = await readLinks();
+      this.goodRead = true;
+      for (const bus of buses) {
+        const state = this.links.get(bus)?.state;
+        // A reading begun before the controller's restart says what was, not what is.
+        if (state === 'bus-off' && (this.restartedAt.get(bus) ?? -Infinity) < askedAt) this.busOff.set(bus, this.busOff.get(bus) ?? askedAt);
+        else if (state !== null && state !== undefined && state !== 'bus-off' && (this.busOff.get(bus) ?? Infinity) < askedAt) this.busOff.delete(bus);
+      }
+      // The source's buses only: ip lists every interface (veth*, docker*, … come and go on a gateway), and
+      // an entry per name ever seen would grow for as long as the agent runs. A bus missing from a reading
+      // keeps its bitrate (the load goes on); one the source no longer has is forgotten.
+      for (const bus of buses) {
+        const l = this.links.get(bus);
+        if (l) this.rates.set(bus, { nominal: l.bitrate ?? this.o.flagBitrates.get(bus) ?? null, data: l.dataBitrate ?? null });
+      }
+      for (const bus of this.rates.keys()) if (!buses.includes(bus)) this.rates.delete(bus);
+      // Restored only after a failure that was said: a held-back one has nothing to take back.
+      if (this.loggedLinkError !== null) this.o.log('info', 'reading interface state works again', 'bus_health_restored', {});
+      this.loggedLinkError = null;
+    } catch (err) {
+      // this.links stays the last good reading (see there).
+      const msg = (err as Error).message;
+      this.failedReads++;
+      if (!this.goodRead) this.failedFirstReads++;
+      if (this.loggedLinkError !== msg && askedAt - this.lastUnavailableLogAt >= UNAVAILABLE_LOG_MS) {
+        this.o.log('warn', `cannot read controller state and error counters: ${msg}; the last known values are shown until a read works`, 'bus_health_unavailable', {
+          failed_reads: this.failedReads,
+        });
+        this.loggedLinkError = msg;
+        this.lastUnavailableLogAt = askedAt;
+        this.failedReads = 0;
+      }
+    } finally {
+      this.reading = false;
+      // Answered or failed: a bus up before it was asked no longer waits (see modeKnownFrom).
+      this.modeKnownFrom = Math.max(this.modeKnownFrom, askedAt);
+      if (this.readAgain) {
+        this.readAgain = false;
+        void this.read();
+      }
+    }
   }
 
   private update(bus: string, t: number, f: ReturnType<BusLoadMeter['figures']>): void {

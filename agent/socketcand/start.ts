@@ -15,7 +15,7 @@ import type { SocketcandConfig } from './options.js';
 import { SocketcandServer } from './server.js';
 import { SEND_MAX_WAIT_MS, type SocketcandTransmit } from './session.js';
 
-const SEND_TOO_LATE = `waited ${SEND_MAX_WAIT_MS} ms for the bus (busy, or no node acknowledging): not transmitted`;
+const SEND_TOO_LATE = `waited ${SEND_MAX_WAIT_MS} ms for the bus (busy, no node acknowledging, or its controller's mode not read yet): not transmitted`;
 
 /** Clients' sends through the agent's transmit queue: each with its 1 s deadline, withdrawn when the client goes. */
 export function socketcandTransmit(tx: TxQueue): SocketcandTransmit {

@@ -22,9 +22,10 @@ export interface SourceSink {
 
 /**
  * Result of a transmit. `busy`: the interface's transmit queue is full (ENOBUFS/EAGAIN); the caller may
- * retry shortly. `error`: the frame cannot be sent on this source (unknown bus, interface down, bad frame).
+ * retry shortly — for up to `waitMs` when given (the bus's controller mode not read yet), else its own
+ * retry limit. `error`: the frame cannot be sent on this source (unknown bus, interface down, bad frame).
  */
-export type SendResult = { ok: true; tsUs: number } | { ok: false; busy: boolean; error: string };
+export type SendResult = { ok: true; tsUs: number } | { ok: false; busy: boolean; error: string; waitMs?: number };
 
 /**
  * A source's buses in words, for a request naming another one (socketcand's `open`, a recording's

@@ -7,7 +7,9 @@
  *   with the reason), while the same frame on an FD interface succeeds;
  * - the transmit queue full on a real driver (kvaser_pci, txqueuelen 10, paced like a real bus:
  *   paced-queue.ts; SOCKETCAN_VM_KVASER): a burst of sends meets ENOBUFS, every frame is transmitted or counted as
- *   dropped (`tx_dropped_busy`), exactly, the sender is told, and the agent lives on.
+ *   dropped (`tx_dropped_busy`), exactly, the sender is told, and the agent lives on;
+ * - a kvaser_pci controller set into listen-only mode while down: a send right after it is up again is
+ *   refused (the agent reads the mode first), nothing reaches the wire.
  * One agent and one bridge for all three: a node start takes a minute under emulation.
  */
 import assert from 'node:assert/strict';
@@ -210,4 +212,54 @@ test('the transmit queue full on a real driver (kvaser_pci, txqueuelen 10): coun
   assert.equal(gw.proc.exitCode, null, 'never thrown: the agent lives on');
   assert.equal((await getJson(gw.base + '/healthz')).status, 200);
   for (const c of clients) c.close();
+});
+
+test('a controller set into listen-only mode while its interface was down (kvaser_pci): a send right after it comes up waits for the mode to be read and is refused; nothing reaches the wire', {
+  timeout: 300_000,
+}, async (t) => {
+  if (!hasKvaser) return skipOrFail(t, `no ${KVASER}: run the guest with SOCKETCAN_VM_KVASER=4 (make test-socketcan does)`);
+  const wire = spawn('candump', ['-L', 'can3'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push({ stop: () => wire.kill('SIGKILL') });
+  let dumped = '';
+  wire.stdout!.setEncoding('utf8');
+  wire.stdout!.on('data', (s: string) => (dumped += s));
+  const onWire = (): string[] => dumped.split('\n').filter((l) => / can3 2B0#/.test(l));
+  const c = await SseClient.connect(gw.url);
+  const client = await RawClient.connect(socketcandPort);
+  await until(() => client.messages.length > 0, 30_000, '< hi >');
+  assert.equal(await client.request(`< open ${KVASER} >`, 30_000), '< ok >');
+  await new Promise((r) => setTimeout(r, 500)); // candump's socket bound
+  const tx0 = metricValue(await metrics(gw), 'canrelay_can_frames_total', { bus: KVASER, direction: 'tx' }) ?? 0;
+  /** The agent's presence events for can2 saying `state`, from event `from` on. */
+  const presences = (state: string, from = 0) =>
+    c.events.slice(from).findIndex((e) => e.event === 'presence' && e.json.bus === KVASER && (e.json.buses as Record<string, string> | undefined)?.[KVASER] === state);
+  const setMode = async (listenOnly: boolean): Promise<void> => {
+    const mark = c.events.length;
+    sh('ip', ['link', 'set', KVASER, 'down']);
+    sh('ip', ['link', 'set', KVASER, 'type', 'can', 'listen-only', listenOnly ? 'on' : 'off']);
+    sh('ip', ['link', 'set', KVASER, 'up']);
+    await until(() => presences('down', mark) >= 0, 30_000, `${KVASER} reported down`);
+    const down = mark + presences('down', mark);
+    await until(() => presences('up', down) >= 0, 30_000, `${KVASER} reported up again`);
+  };
+  try {
+    await setMode(true);
+    // At once after the agent said it is up: its last reading (before the interface went down) said normal mode.
+    client.send('< send 2B0 1 01 >');
+    // Refused by the reading, or (under emulation a reading can take over a second) by socketcand's 1 s
+    // wait while the reading was pending: never handed to the kernel as by the old reading.
+    await until(() => client.replies().some((m) => /can2 is in listen-only mode|controller's mode not read yet/.test(m)), 30_000, 'the send refused');
+    progress(`listen-only after up: ${client.replies().join(' ')}`);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.deepEqual(onWire(), [], 'nothing from can2 on the wire');
+    assert.equal(metricValue(await metrics(gw), 'canrelay_can_frames_total', { bus: KVASER, direction: 'tx' }) ?? 0, tx0, 'nothing counted as transmitted');
+  } finally {
+    await setMode(false);
+  }
+  // Normal mode again: the same send reaches the wire (the control).
+  client.send('< send 2B0 1 02 >');
+  await until(() => onWire().length === 1, 30_000, 'the send in normal mode on the wire');
+  assert.match(onWire()[0]!, /2B0#02/);
+  client.close();
+  c.close();
 });

@@ -1,6 +1,7 @@
 /**
  * agent/command-runner.ts: a command's expiry, on the bridge's clock, holds on arrival and in the transmit
- * queue; a bus whose controller is in listen-only mode refuses it (frame-router.ts, bus health).
+ * queue; a bus whose controller is in listen-only mode refuses it, and a send waits for the reading that
+ * tells that mode (frame-router.ts, bus health).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -9,7 +10,7 @@ import { test } from 'node:test';
 import { MemoryIdStore } from '../../../core/console/id-store.js';
 import { StreamManager } from '../../../core/console/stream-manager.js';
 import type { StoredEvent } from '../../../core/console/console-stream.js';
-import { BusHealthMonitor } from '../../../agent/bus-health/bus-health-monitor.js';
+import { BusHealthMonitor, MODE_WAIT_MS } from '../../../agent/bus-health/bus-health-monitor.js';
 import { parseIpLinkJson } from '../../../agent/bus-health/ip-link.js';
 import Database from 'better-sqlite3';
 import { CommandLedger } from '../../../agent/command-ledger.js';
@@ -160,7 +161,7 @@ test('a command whose expiry is not a time is refused, never taken as "no expiry
  * given by `links()`, its clock by `clock.ms`), on a source that takes every frame: what a command meets on
  * the way to the bus. `run` carries out one command and returns its last status.
  */
-async function throughBusHealth(links: () => ReturnType<typeof parseIpLinkJson>) {
+async function throughBusHealth(links: () => ReturnType<typeof parseIpLinkJson> | Promise<ReturnType<typeof parseIpLinkJson>>, firstReading = true) {
   const { streams, stream, statuses } = consoleWithStatuses();
   const sent: number[] = [];
   const source = { send: (f: CanFrame): SendResult => (sent.push(f.id), { ok: true, tsUs: 0 }) } as unknown as FrameSource;
@@ -178,7 +179,8 @@ async function throughBusHealth(links: () => ReturnType<typeof parseIpLinkJson>)
     wallNow: () => clock.ms,
   });
   router.sendRefusal = (bus) => health.sendRefusal(bus);
-  await health.tick();
+  router.onBusState = (bus, state) => health.linkChanged(bus, state);
+  if (firstReading) await health.tick();
   const tx = new TxQueue((f) => router.transmit(f), { retryMs: 1000, maxQueued: 100 });
   const runner = new CommandRunner(stream, tx, new CommandLedger(new Database(':memory:')));
   const run = async (id: string): Promise<{ state: string; error?: string }> => {
@@ -187,7 +189,16 @@ async function throughBusHealth(links: () => ReturnType<typeof parseIpLinkJson>)
     await until(() => statuses.length >= n + 2, 5000, `the statuses of ${id}`);
     return statuses.at(-1)!;
   };
-  return { health, clock, sent, run, close: () => (tx.stop(), streams.close()) };
+  /** Starts a command and returns what settles its last status (run in two halves: the test acts between). */
+  const begin = (id: string): (() => Promise<{ state: string; error?: string }>) => {
+    const n = statuses.length;
+    runner.run(id, new Date(Date.now() + 60_000).toISOString(), send, { offsetMs: 0, errorMs: 2 });
+    return async () => {
+      await until(() => statuses.length >= n + 2, 10_000, `the statuses of ${id}`);
+      return statuses.at(-1)!;
+    };
+  };
+  return { health, router, clock, sent, statuses, run, begin, close: () => (tx.stop(), streams.close()) };
 }
 
 test('a controller in listen-only mode (ip -json ctrlmode LISTEN-ONLY) takes no send: the command fails saying so, and nothing reaches the source', async () => {
@@ -258,4 +269,100 @@ test('a bus-off controller takes no send, from its error frame at once or a read
   assert.equal((await run('bo7')).state, 'succeeded');
   assert.deepEqual(sent, [0x123, 0x123, 0x123, 0x123], 'only the sends while the controller was on the bus');
   t.close();
+});
+
+test("a send before any reading of the controller's mode, or after the interface came up again, waits for one: a listen-only controller then refuses it, a normal one sends it", async () => {
+  const captured = readFileSync(new URL('../../../../test/fixtures/ip-link/captured-sja1000-error-active.json', import.meta.url), 'utf8').replaceAll('"can1"', '"can0"');
+  const withMode = (modes: string[]): string => captured.replace('"ctrlmode_supported"', `"ctrlmode":${JSON.stringify(modes)},"ctrlmode_supported"`);
+  const listenOnly = parseIpLinkJson(withMode(['LISTEN-ONLY']));
+  const normal = parseIpLinkJson(withMode(['BERR-REPORTING']));
+  let reading: () => ReturnType<typeof parseIpLinkJson> = () => listenOnly;
+  const t = await throughBusHealth(() => reading(), false);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  // The agent just started on a listen-only controller: no reading has ended yet.
+  const first = t.begin('m1');
+  await sleep(300);
+  assert.deepEqual(t.sent, [], 'nothing reaches the source before the mode is known');
+  assert.equal(t.statuses.length, 1, 'still waiting (only its first status)');
+  t.clock.ms += 1000;
+  await t.health.tick();
+  const r1 = await first();
+  assert.equal(r1.state, 'failed');
+  assert.match(r1.error!, /can0 is in listen-only mode/);
+  // Set down, back to normal mode, up: what the last reading said no longer holds — it waits again.
+  reading = () => normal;
+  t.router.busState('can0', 'up');
+  t.router.busState('can0', 'down');
+  t.clock.ms += 10;
+  t.router.busState('can0', 'up');
+  const second = t.begin('m2');
+  await sleep(300);
+  assert.deepEqual(t.sent, []);
+  t.clock.ms += 1000;
+  await t.health.tick();
+  assert.equal((await second()).state, 'succeeded');
+  assert.deepEqual(t.sent, [0x123]);
+  // Set down, into listen-only, up: refused, although the last reading said normal.
+  reading = () => listenOnly;
+  t.router.busState('can0', 'down');
+  t.clock.ms += 10;
+  t.router.busState('can0', 'up');
+  const third = t.begin('m3');
+  await sleep(300);
+  t.clock.ms += 1000;
+  await t.health.tick();
+  assert.match((await third()).error ?? '', /can0 is in listen-only mode/);
+  // A reading that fails ends the wait: sends go by the last known reading, as when `ip` is unusable.
+  reading = () => normal;
+  t.clock.ms += 1000;
+  await t.health.tick();
+  t.router.busState('can0', 'down');
+  t.clock.ms += 10;
+  t.router.busState('can0', 'up');
+  reading = () => {
+    throw new Error('ip: timed out');
+  };
+  const fourth = t.begin('m4');
+  await sleep(100);
+  t.clock.ms += 1000;
+  await t.health.tick();
+  assert.equal((await fourth()).state, 'succeeded');
+  assert.deepEqual(t.sent, [0x123, 0x123]);
+  t.close();
+});
+
+test("a send whose bus's mode is never read (ip hangs) fails after the wait, saying why; nothing reaches the source", async () => {
+  const t = await throughBusHealth(() => new Promise(() => {}), false);
+  const started = performance.now();
+  const r = await t.begin('w1')();
+  assert.equal(r.state, 'failed');
+  assert.match(r.error!, /can0: its controller mode \(listen-only or not\) is not read yet/);
+  assert.ok(performance.now() - started >= MODE_WAIT_MS - 50, 'it waited for the reading');
+  assert.deepEqual(t.sent, []);
+  t.close();
+});
+
+test('the monitor reads at once when started, and again after a reading begun before an interface came up', async () => {
+  const answers: ((m: ReturnType<typeof parseIpLinkJson>) => void)[] = [];
+  const empty = parseIpLinkJson('[]');
+  const health = new BusHealthMonitor({
+    buses: () => ['can0'],
+    linkState: () => 'up',
+    readLinks: () => new Promise((r) => answers.push(r)),
+    flagBitrates: new Map(),
+    intervalSeconds: 1,
+    publish: () => {},
+    log: () => {},
+  });
+  assert.ok(health.sendRefusal('can0')?.waitMs, 'unknown before any reading');
+  health.start();
+  assert.equal(answers.length, 1, 'a reading at once, not at the next step');
+  await new Promise((r) => setTimeout(r, 5));
+  health.linkChanged('can0', 'up');
+  answers[0]!(empty);
+  await until(() => answers.length === 2, 2000, 'a second reading');
+  assert.ok(health.sendRefusal('can0')?.waitMs, 'the first reading began before the interface came up: still unknown');
+  answers[1]!(empty);
+  await until(() => health.sendRefusal('can0') === null, 2000, 'the mode known');
+  health.stop();
 });

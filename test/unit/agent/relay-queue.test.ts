@@ -100,6 +100,31 @@ test("tx queue: one bus that stays busy fills only its own share; the other buse
   assert.ok(tx.heldItems <= 1000);
 });
 
+test("tx queue: a bus whose answer is to wait (its controller's mode not read yet) holds its frames past --tx-retry-ms, up to the wait it names; not counted as ENOBUFS retries; then failed, not dropped as busy", async (t) => {
+  let wait = true;
+  const sent: number[] = [];
+  const tx = new TxQueue((f): SendResult => (wait ? { ok: false, busy: true, error: 'mode not read yet', waitMs: 300 } : (sent.push(f.data[0]!), { ok: true, tsUs: 0 })), {
+    retryMs: 0,
+    maxQueued: 100,
+  });
+  t.after(() => tx.stop());
+  const results: SendResult[] = [];
+  tx.enqueue(frame('can0', 1), (r) => results.push(r));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(results.length, 0, 'still waiting after --tx-retry-ms (0)');
+  wait = false;
+  await until(() => results.length === 1, 2000, 'the frame sent once the mode is known');
+  assert.deepEqual(sent, [1]);
+  wait = true;
+  tx.enqueue(frame('can0', 2), (r) => results.push(r));
+  await until(() => results.length === 2, 2000, 'the second frame given up');
+  assert.match(results[1]!.ok ? '' : results[1]!.error, /mode not read yet/);
+  assert.deepEqual(sent, [1]);
+  assert.equal(tx.stats.retries, 0, 'no ENOBUFS retry counted');
+  assert.equal(tx.stats.droppedBusy, 0);
+  assert.equal(tx.stats.failed, 1);
+});
+
 test('tx queue: the default share of one bus is half the queue', (t) => {
   const b = bus();
   b.busy.add('can0');
