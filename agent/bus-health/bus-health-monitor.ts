@@ -357,7 +357,11 @@ export class BusHealthMonitor {
     // The first state known: said only when degraded (already so when the agent started: once).
     if (was ? was.state !== d.state : d.state !== 'error-active') {
       const m = DEGRADED[d.state];
-      if (m) this.o.log(m.level, `${d.bus}: ${m.words} (TX errors ${d.tec ?? '?'}, RX errors ${d.rec ?? '?'})`, m.code, { ...details, previous: was?.state ?? null });
+      if (m)
+        this.o.log(m.level, `${d.bus}: ${m.words} (TX errors ${d.tec ?? '?'}, RX errors ${d.rec ?? '?'})${heldFramesAdvice(d, this.links.get(d.bus))}`, m.code, {
+          ...details,
+          previous: was?.state ?? null,
+        });
     }
     // The first count known is where counting starts (restarts before the agent are not news).
     if (was && restarts > was.restarts) {
@@ -365,6 +369,18 @@ export class BusHealthMonitor {
       this.o.log('warn', `${d.bus}: the controller restarted after bus-off (${n} time${n === 1 ? '' : 's'}, ${restarts} in all)`, 'bus_restarted', { ...details, restarts });
     }
   }
+}
+
+/**
+ * Error-passive with the TX counter at 128 or more is how a controller stays when no node acknowledges
+ * (docs/bus-health.md, "No node acknowledging"): it retries its frame and the kernel's queue holds the ones
+ * behind it, all sent whenever a node returns — maybe long after their deadline, which the agent checked
+ * when it handed them over and cannot recall. Said where it matters, with the cure, unless the controller
+ * already gives up on unacknowledged frames (one-shot) or the queue holds one at most.
+ */
+export function heldFramesAdvice(d: BusStateData, l: LinkHealth | undefined): string {
+  if (d.state !== 'error-passive' || (d.tec ?? 0) < 128 || !l || l.oneShot || (l.txqlen !== null && l.txqlen <= 1)) return '';
+  return `; if no node acknowledges, the frame being retried and up to ${l.txqlen ?? '?'} the kernel holds (txqueuelen) go out whenever one returns, however old: ip link set ${d.bus} type can one-shot on, or ip link set ${d.bus} txqueuelen 1 (docs/bus-health.md)`;
 }
 
 function round(x: number | null): number | null {

@@ -34,6 +34,8 @@ export interface LinkHealth {
    * it sends no ACK and transmits nothing — the kernel takes a frame written to it and drops it.
    */
   listenOnly: boolean;
+  /** One-shot mode (ctrlmode ONE-SHOT): a frame nobody acknowledges is not retried. */
+  oneShot: boolean;
   txqlen: number | null;
   counters: Partial<Record<BusCounterName, number>>;
 }
@@ -160,6 +162,7 @@ export function parseIpLinkJson(text: string): Map<string, LinkHealth> {
       dataSamplePoint: data?.data_bittiming?.sample_point ?? null,
       restartMs: data?.restart_ms ?? null,
       listenOnly: data?.ctrlmode?.includes('LISTEN-ONLY') ?? false,
+      oneShot: data?.ctrlmode?.includes('ONE-SHOT') ?? false,
       txqlen: l.txqlen ?? null,
       counters,
     });

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
 import { registerBusHealthMetrics } from '../../../agent/bus-health/bus-health-metrics.js';
-import { BusHealthMonitor } from '../../../agent/bus-health/bus-health-monitor.js';
+import { BusHealthMonitor, heldFramesAdvice } from '../../../agent/bus-health/bus-health-monitor.js';
 import { BusLoadMeter } from '../../../agent/bus-health/bus-load.js';
 import { parseIpLinkJson, type LinkHealth } from '../../../agent/bus-health/ip-link.js';
 import { frameBits } from '../../../core/can/bit-count.js';
@@ -356,6 +356,7 @@ test('monitor: bus_state on change and every interval; warn logs on error-passiv
   assert.equal(states.at(-1)!.state, 'error-passive');
   assert.deepEqual(logs.at(-1), { level: 'warn', code: 'bus_error_passive', message: logs.at(-1)!.message });
   assert.match(logs.at(-1)!.message, /can1: error-passive.*TX errors 136/);
+  assert.match(logs.at(-1)!.message, /up to 10 the kernel holds \(txqueuelen\) go out whenever one returns.*ip link set can1 type can one-shot on/, 'the advice, where it matters');
   links = rename(fixture('hand-bus-off.json'));
   await step();
   assert.equal(logs.at(-1)!.code, 'bus_off');
@@ -653,4 +654,23 @@ test('monitor: no second closes before an ip read has worked (or three failed): 
   }
   assert.deepEqual(loads, [null, null, null, 0.0002, 0], "held while the first three reads fail, then closed at the flag's rate");
   assert.equal(failing.snapshot()[0]!.load_peak_1m, 0.212);
+});
+
+test('the error-passive warning tells how to keep unacknowledged frames from going out late, unless the controller is one-shot, its queue holds one, or its TX errors are below 128', () => {
+  const passive = fixture('hand-error-passive.json').get('can0')!;
+  const d = { bus: 'can0', state: 'error-passive', tec: 136 } as BusStateData;
+  assert.match(heldFramesAdvice(d, passive), /one-shot on, or ip link set can0 txqueuelen 1/);
+  assert.equal(heldFramesAdvice(d, { ...passive, oneShot: true }), '');
+  assert.equal(heldFramesAdvice(d, { ...passive, txqlen: 1 }), '');
+  assert.equal(heldFramesAdvice({ ...d, tec: 20 }, passive), '', 'passive by its RX errors: it transmits');
+  assert.equal(heldFramesAdvice({ ...d, state: 'error-warning' }, passive), '');
+  const oneShot = parseIpLinkJson(
+    JSON.stringify([
+      {
+        ...JSON.parse(readFileSync(new URL('../../../../test/fixtures/ip-link/hand-error-passive.json', import.meta.url), 'utf8'))[0],
+        linkinfo: { info_kind: 'can', info_data: { ctrlmode: ['ONE-SHOT'], state: 'ERROR-PASSIVE' } },
+      },
+    ]),
+  );
+  assert.equal(oneShot.get('can0')!.oneShot, true, 'ctrlmode ONE-SHOT read');
 });
