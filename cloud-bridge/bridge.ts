@@ -123,6 +123,7 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
         return g && [g.side_a, g.side_b];
       },
       (name) => consoles.byName(name, { dongle: (id) => store.dongle(id), group: (id) => relay.has(id) || undefined }),
+      (id) => store.dongle(id) !== undefined,
       log,
     );
   }

@@ -409,7 +409,10 @@ export class PgStore {
     for (const id of new Set([...groupsBefore.keys(), ...this.groupRows.keys()])) {
       const a = groupsBefore.get(id);
       const b = this.groupRows.get(id);
-      if (a?.side_a !== b?.side_a || a?.side_b !== b?.side_b || a?.bus_map !== b?.bus_map) this.emit({ kind: 'group', id, remote: true });
+      // created_at too: a group deleted and made again with the same sides and map while this node was not
+      // listening is another group (its relay revision differs); missed, this node relayed under the old one
+      // and every batch across nodes was dropped at the receiver as from another group.
+      if (a?.side_a !== b?.side_a || a?.side_b !== b?.side_b || a?.bus_map !== b?.bus_map || a?.created_at !== b?.created_at) this.emit({ kind: 'group', id, remote: true });
     }
     for (const [id, r] of this.commandRows) if (commandsBefore.get(id)?.status !== r.status) this.emit({ kind: 'command', id, remote: true });
   }

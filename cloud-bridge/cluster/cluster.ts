@@ -86,7 +86,7 @@ export class Cluster {
     );
     // Groups change through the admin API of any node: every group side is checked regularly too.
     c.syncTimer = setInterval(() => {
-      for (const d of relay.memberDongles()) sides.sync(d);
+      for (const d of relay.memberDongles()) nats.guarded('the group sides check', () => sides.sync(d));
     }, SYNC_MS);
     c.syncTimer.unref();
     clog.info({ servers: s.servers }, 'cluster mode: connected to NATS');
@@ -101,6 +101,7 @@ export class Cluster {
     streams: StreamManager,
     sidesOf: (gid: string) => readonly [string, string] | undefined,
     streamOf: (name: string) => ConsoleStream | undefined,
+    isDongle: (dongle: string) => boolean,
     log: Logger,
   ): (s: ConsoleStream, lastEventId: string | undefined) => Promise<void> | undefined {
     const sync = (this.consoles = new ConsoleSync({
@@ -111,6 +112,7 @@ export class Cluster {
       holderInStore: (d) => this.ownership.holderInStore(d),
       sidesOf,
       streamOf,
+      isDongle,
       log: log.child({ node: this.node }),
     }));
     return (s, id) => sync.beforeRead(s, id);

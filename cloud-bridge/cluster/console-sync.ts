@@ -78,6 +78,8 @@ export interface ConsoleSyncDeps {
   sidesOf(gid: string): readonly [string, string] | undefined;
   /** The stream by name, created if needed, or undefined when it names no registered dongle or group. */
   streamOf(name: string): ConsoleStream | undefined;
+  /** A registered dongle: lease announcements (from NATS) of others are not remembered. */
+  isDongle(dongle: string): boolean;
   log: Logger;
   /** How long a history request waits for its answer (default HISTORY_TIMEOUT_MS; tests that hold the answer back give more). */
   historyTimeoutMs?: number;
@@ -155,7 +157,7 @@ export class ConsoleSync {
     d.nats.onReconnect(() => {
       for (const m of this.mirrors.values()) void this.catchUp(m, undefined);
     });
-    this.timer = setInterval(() => this.syncAll(), SYNC_MS);
+    this.timer = setInterval(() => d.nats.guarded('the console mirrors check', () => this.syncAll()), SYNC_MS);
     this.timer.unref();
   }
 
@@ -239,7 +241,9 @@ export class ConsoleSync {
   /** A lease changed hands as this node heard it: remembered, so a stream first read while its lease looks stale (a loaded holder) still follows it. */
   leaseChanged(dongle: string): void {
     const o = this.d.ownerOf(dongle);
-    if (o !== undefined) this.lastOwner.set(dongle, o);
+    // Registered dongles only: announcements come from NATS, and an entry per name ever announced (or one
+    // for a dongle deleted before its last announcement arrived) would stay for good.
+    if (o !== undefined && this.d.isDongle(dongle)) this.lastOwner.set(dongle, o);
   }
 
   /** The dongle was deleted: the node last heard holding it is forgotten (its streams' roles go with the streams). */

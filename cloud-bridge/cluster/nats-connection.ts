@@ -121,18 +121,27 @@ export class NatsLink {
     return this.nc.subscribe(subject, {
       callback: (err, m) => {
         if (err) return this.failed(`subscription ${subject}`, err);
-        try {
-          handle(m);
-        } catch (e) {
-          this.stats.failedOps++;
-          this.handlerErrors.write(
-            'error',
-            { subject, err: e },
-            'internal error: a cluster message handler failed (a bug: please report it with this line); the message is dropped, the connection goes on',
-          );
-        }
+        this.guarded('a message handler', () => handle(m), { subject });
       },
     });
+  }
+
+  /**
+   * Runs `f`; a throw (a bug) is counted in failedOps and logged (error, at most once a minute), never
+   * fatal: for subscription handlers, reconnect callbacks and the cluster's timers — in a timer a throw
+   * ended the bridge, in the status loop it ended the loop (no later reconnect was ever acted on).
+   */
+  guarded(what: string, f: () => void, details: Record<string, string> = {}): void {
+    try {
+      f();
+    } catch (e) {
+      this.stats.failedOps++;
+      this.handlerErrors.write(
+        'error',
+        { what, ...details, err: e },
+        'internal error: cluster work failed (a bug: please report it with this line); it is skipped, the bridge goes on',
+      );
+    }
   }
 
   /** Calls `f` once at the end of this turn, before the queued publishes leave (it may queue more). */
@@ -194,7 +203,7 @@ export class NatsLink {
         this.stats.connected = true;
         this.stats.reconnects++;
         this.log.info({ server: s.data }, 'NATS reachable again');
-        for (const f of this.reconnected) f();
+        for (const f of this.reconnected) this.guarded('work after a NATS reconnect', f);
       }
     }
   }

@@ -293,10 +293,20 @@ export class Ownership {
           revision = await this.retake(dongle, kv, silent);
         }
       } else revision = await this.retake(dongle, kv, silent);
-      if (this.owned.get(dongle) === o) o.revision = revision;
+      if (this.owned.get(dongle) !== o) {
+        // Released while the write was on its way: the key now names this node for a link that is gone,
+        // and release() could not delete it (its revision was the old one). Deleted with this one, nothing
+        // announced — an announcement now told every node this one holds the dongle (its DOWN batches sent
+        // here as undeliverable, a link just admitted elsewhere cut) for a takeover time. A link admitted
+        // here again meanwhile has its own write.
+        if (!this.owned.has(dongle)) await kv.delete(dongle, { previousSeq: revision }).catch((err: unknown) => isLeaseRace(err) || this.nats.failed('lease release', err));
+        return;
+      }
+      o.revision = revision;
       this.announce({ dongle, node: this.node, silent_ms: silent });
     } catch (err) {
-      if (err instanceof LeaseLost) return this.lose(dongle, err.holder);
+      // A lease lost for a link already released here, or replaced by a newer one, is not this write's to lose.
+      if (err instanceof LeaseLost) return this.owned.get(dongle) === o ? this.lose(dongle, err.holder) : undefined;
       this.nats.failed('lease refresh', err);
       if (!isLeaseRace(err) && this.nats.connected) this.reopen();
     }

@@ -110,6 +110,7 @@ async function mirrorNode(): Promise<{ link: NatsLink; streams: StreamManager; s
     holderInStore: async () => 'n1',
     sidesOf: () => undefined,
     streamOf: (name) => streams.get(name),
+    isDongle: () => true,
     log,
     // The scripted node holds its history answers while the test numbers live events: on a loaded machine
     // that takes longer than the bridge's 1 s, and a request that timed out ends the holding under test.

@@ -3,7 +3,8 @@
  * (NatsLink.subscribe, cloud-bridge/cluster/nats-connection.ts), against a real nats-server: the messages
  * after it are handled, the throw is counted and logged with the subject. nats.js calls subscription
  * callbacks from its socket reader; unguarded, a throw ends the reader ("reader closed"), nothing more is
- * read, and the connection is dropped at the next ping-out.
+ * read, and the connection is dropped at the next ping-out. Work after a reconnect that throws is counted
+ * the same way (NatsLink.guarded), and the next reconnect is still acted on.
  */
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
@@ -55,6 +56,26 @@ test('a subscription handler that throws: the later messages are still handled, 
     assert.equal(link.connected, true);
   } finally {
     await sender?.close();
+    await link.close();
+  }
+});
+
+test('work after a NATS reconnect that throws: counted and logged, and the next reconnect is still acted on (the status loop went on)', async () => {
+  const link = await NatsLink.open([server.url], 'h2', pino({ level: 'silent' }));
+  try {
+    let calls = 0;
+    link.onReconnect(() => {
+      calls++;
+      throw new Error('a bug in reconnect work');
+    });
+    for (let round = 1; round <= 2; round++) {
+      await server.restart();
+      await until(() => calls >= round && link.connected, 30_000, `reconnect ${round} acted on`);
+    }
+    assert.equal(calls, 2);
+    assert.equal(link.stats.reconnects, 2);
+    assert.ok(link.stats.failedOps >= 2, 'each throw counted');
+  } finally {
     await link.close();
   }
 });

@@ -9,6 +9,7 @@
  * delivery (NATS) is in test/e2e/cluster-nats.test.ts.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { after, afterEach, before, test } from 'node:test';
 import pg from 'pg';
 import { startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
@@ -288,6 +289,44 @@ test('a group deleted while the nodes were not listening (their connections cut)
     [0],
     'nothing relayed after it',
   );
+});
+
+test('a group deleted and made again (same sides and map) while one node was not listening: on reconnect that node relays under the new group too', async () => {
+  const [n1, n2, url] = await twoNodes();
+  const ta = await n1.admin.register('gw-ra');
+  await n1.admin.register('gw-rb');
+  await n1.admin.group('gr', 'gw-ra', 'gw-rb');
+  await until(async () => (await n2.admin.get('/api/v1/groups/gr')).status === 200, PROPAGATION_BOUND_MS, 'node 2 knows the group');
+  const a = await FakeAgent.connect(n2.base, { dongle: 'gw-ra', token: ta, buses: ['can0'] });
+  agents.push(a);
+  // Told at the welcome, and by a `group` message at each change.
+  const revs = (): (string | undefined)[] => [...a.ofType('welcome'), ...a.ofType('group')].filter((m) => m.group === 'gr').map((m) => m.relay_rev);
+  await a.waitFor(() => revs().length >= 1, 10_000, 'A told its group');
+  const first = revs().at(-1);
+  // Node 2 paused and its database connections cut, so that it hears nothing of what node 1 does now.
+  const pid = n2.proc.child.pid!;
+  process.kill(pid, 'SIGSTOP');
+  try {
+    const pgPort = new URL(url).port;
+    const ports = spawnSync('ss', ['-Htnp', 'state', 'established'], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter((l) => l.includes(`pid=${pid},`) && new RegExp(`:${pgPort}\\s`).test(l))
+      .map((l) => Number(/127\.0\.0\.1:(\d+)\s+127\.0\.0\.1:\d+/.exec(l)?.[1]));
+    assert.ok(ports.length > 0, "node 2's database connections found");
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE client_port = ANY($1::int[])', [ports]);
+    } finally {
+      await c.end();
+    }
+    assert.equal((await n1.admin.del('/api/v1/groups/gr')).status, 200);
+    await n1.admin.group('gr', 'gw-ra', 'gw-rb');
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  // Node 2 reconnects and reads everything again: the group is another (its relay revision differs).
+  await a.waitFor(() => revs().some((r) => r !== first), 30_000, 'A told the new group by node 2');
 });
 
 test('PostgreSQL that stops answering without closing its sockets (SIGSTOP): noticed by the probe, admin writes 503, back after SIGCONT', async () => {

@@ -124,7 +124,7 @@ test('cluster RemoteSides.forget: a deleted dongle fed from another node leaves 
   await turn();
 });
 
-test('cluster ConsoleSync.forget: the node last heard holding a deleted dongle is forgotten', () => {
+test('cluster ConsoleSync.forget: the node last heard holding a deleted dongle is forgotten; one announced for no registered dongle is not remembered', () => {
   const nats = fakeNats();
   const streams = streamManager();
   const owners = new Map([['gw', 'n1']]);
@@ -136,6 +136,7 @@ test('cluster ConsoleSync.forget: the node last heard holding a deleted dongle i
     holderInStore: async () => undefined,
     sidesOf: () => undefined,
     streamOf: () => undefined,
+    isDongle: (d) => d === 'gw',
     log: silent,
   });
   const lastOwner = (sync as unknown as { lastOwner: Map<string, string> }).lastOwner;
@@ -144,6 +145,11 @@ test('cluster ConsoleSync.forget: the node last heard holding a deleted dongle i
     assert.equal(lastOwner.get('gw'), 'n1');
     sync.forget('gw');
     assert.equal(lastOwner.has('gw'), false);
+    // A lease announced (on NATS) for a name that is no registered dongle — a deleted one whose last
+    // announcement came after its deletion, or any client's — is not remembered.
+    owners.set('gone', 'n1');
+    sync.leaseChanged('gone');
+    assert.equal(lastOwner.has('gone'), false);
   } finally {
     sync.stop();
     streams.close();

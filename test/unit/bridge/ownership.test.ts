@@ -38,3 +38,28 @@ test('between its claim and the hold, a node says it holds the dongle; once aban
   own.unclaim('gw');
   assert.equal(ask().held, false, 'the claim refused after all (another connection admitted meanwhile): not answered for');
 });
+
+test('a lease write still on its way when the link is released: the key it wrote is deleted with its revision and nothing is announced (every node took this one for the holder)', async (t) => {
+  const nats = fakeNats();
+  const own = new Ownership(nats.link, 'n1', 2000, 60_000, { lost: () => undefined, changed: () => undefined }, pino({ level: 'silent' }));
+  t.after(() => own.stop());
+  let created!: (rev: number) => void;
+  const deleted: { key: string; previousSeq: number | undefined }[] = [];
+  const kv = {
+    get: async () => null,
+    create: () => new Promise<number>((r) => (created = r)),
+    update: async () => 2,
+    delete: async (key: string, o?: { previousSeq?: number }) => void deleted.push({ key, previousSeq: o?.previousSeq }),
+  } as unknown as KV;
+  (own as unknown as { kv: KV }).kv = kv;
+  const link = { silentMs: 0 };
+  own.hold('gw', link); // its first write: kv.get, then kv.create, held back
+  await new Promise((r) => setImmediate(r));
+  own.release('gw', link);
+  const leases = (): number => nats.published.filter((s) => s === SUBJECTS.lease).length;
+  assert.equal(leases(), 1, 'the release is announced');
+  created(7);
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(leases(), 1, 'no announcement of a lease for the released link');
+  assert.deepEqual(deleted, [{ key: 'gw', previousSeq: 7 }], 'the key written for it is deleted');
+});
