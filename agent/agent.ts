@@ -29,6 +29,7 @@ import type { MirroredEventType } from '../core/console/normalize.js';
 import { DownloadTickets } from '../core/http/download-tickets.js';
 import { RateLimitedLog } from '../core/log/rate-limited-log.js';
 import { ClientLimit } from '../core/http/client-limit.js';
+import { ClientGroupCounts } from '../core/net/client-address.js';
 import { VERSION } from '../core/version.js';
 import { createBusHealth } from './bus-health/create-bus-health.js';
 import { CommandLedger } from './command-ledger.js';
@@ -184,7 +185,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   const { server, writers } = createAgentServer({
     auth,
     cors,
-    recordings: { recorder, auth, dongle: cfg.id, maxBytes: cfg.record.maxBytes, tickets: new DownloadTickets(), downloads: { all: 0, byAddress: new Map() } },
+    recordings: { recorder, auth, dongle: cfg.id, maxBytes: cfg.record.maxBytes, tickets: new DownloadTickets(), downloads: { all: 0, byAddress: new ClientGroupCounts() } },
     tls: cfg.tls,
     dongleId: cfg.id,
     console: consoleStream,

@@ -12,13 +12,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DownloadTickets } from '../../core/http/download-tickets.js';
 import { sendJson } from '../../core/http/replies.js';
 import { HttpError } from '../../core/http/http-error.js';
+import { clientGroup, type ClientGroupCounts } from '../../core/net/client-address.js';
 import type { LocalAuth } from '../local-auth.js';
 import type { Recorder } from './recorder.js';
 import { streamRecording } from './recording-reader.js';
 
 export const RECORDINGS_PATH = '/api/v1/recordings';
 /**
- * Downloads served at once, and from one address: each holds every file of its recording open (their
+ * Downloads served at once, and from one address (an IPv6 one by its /64: core/net/client-address.ts): each holds every file of its recording open (their
  * space is not freed while it does, even when the disk bound deletes them) and ~128 KiB of buffers, and a
  * client reading slowly keeps that for as long as it trickles. Reads are open by default on the LAN.
  */
@@ -33,14 +34,14 @@ export interface RecordingRouteDeps {
   dongle: string;
   maxBytes: number;
   tickets: DownloadTickets;
-  /** Downloads running, in all and by client address (MAX_DOWNLOADS): owned by the server, shared by requests. */
-  downloads: { all: number; byAddress: Map<string, number> };
+  /** Downloads running, in all and by client group (MAX_DOWNLOADS): owned by the server, shared by requests. */
+  downloads: { all: number; byAddress: ClientGroupCounts };
 }
 
 /** Runs a download within the caps; false (503 sent) when a cap is reached. */
 async function withinDownloadCaps(d: RecordingRouteDeps, req: IncomingMessage, res: ServerResponse, run: () => Promise<void>): Promise<boolean> {
-  const address = req.socket.remoteAddress ?? '';
-  const mine = d.downloads.byAddress.get(address) ?? 0;
+  const address = clientGroup(req.socket.remoteAddress);
+  const mine = d.downloads.byAddress.count(address);
   if (d.downloads.all >= MAX_DOWNLOADS || mine >= MAX_DOWNLOADS_PER_ADDRESS) {
     const error =
       mine >= MAX_DOWNLOADS_PER_ADDRESS
@@ -50,14 +51,12 @@ async function withinDownloadCaps(d: RecordingRouteDeps, req: IncomingMessage, r
     return false;
   }
   d.downloads.all++;
-  d.downloads.byAddress.set(address, mine + 1);
+  d.downloads.byAddress.add(address);
   try {
     await run();
   } finally {
     d.downloads.all--;
-    const left = (d.downloads.byAddress.get(address) ?? 1) - 1;
-    if (left > 0) d.downloads.byAddress.set(address, left);
-    else d.downloads.byAddress.delete(address);
+    d.downloads.byAddress.release(address);
   }
   return true;
 }

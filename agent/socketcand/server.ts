@@ -10,6 +10,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { CanFrame } from '../../core/can/frame.js';
 import { splitHostPort } from '../../core/cli/options.js';
 import type { AllowList } from '../../core/net/allow-list.js';
+import { clientGroup, ClientGroupCounts } from '../../core/net/client-address.js';
 import { errorMessage, rawFrameMessage } from './messages.js';
 import { endConnection } from '../../core/net/end-connection.js';
 import { Session, type SessionHost, type SocketcandStats, type SocketcandTransmit } from './session.js';
@@ -17,8 +18,9 @@ import { Session, type SessionHost, type SocketcandStats, type SocketcandTransmi
 /** Connections served at once; more are refused with an error (each costs a socket and a buffer). */
 export const MAX_CLIENTS = 64;
 /**
- * Connections of one address at once: a client that opens a bus may stay silent for as long as its bus
- * is (the protocol has no idle end), so one host must not be able to take every place from the others.
+ * Connections of one address at once (an IPv6 one by its /64: core/net/client-address.ts): a client that
+ * opens a bus may stay silent for as long as its bus is (the protocol has no idle end), so one host must
+ * not be able to take every place from the others.
  */
 export const MAX_CLIENTS_PER_ADDRESS = 16;
 
@@ -36,8 +38,8 @@ export class SocketcandServer {
   readonly stats: SocketcandStats = { clients: 0, framesSent: 0, clientsCut: 0, connectionsRefused: 0, framesTransmitted: 0, sendsRefused: 0, errorsSent: 0 };
   private readonly server: Server;
   private readonly sessions = new Set<Session>();
-  /** Sessions per remote address (MAX_CLIENTS_PER_ADDRESS). */
-  private readonly perAddress = new Map<string, number>();
+  /** Sessions per client group (MAX_CLIENTS_PER_ADDRESS). */
+  private readonly perAddress = new ClientGroupCounts();
   private readonly byBus = new Map<string, Set<Session>>();
   private readonly toFlush = new Set<Session>();
   private flushScheduled = false;
@@ -116,25 +118,22 @@ export class SocketcandServer {
       endConnection(socket, errorMessage(`too many clients (${MAX_CLIENTS}); try again later`));
       return;
     }
-    const from = remote ?? '';
-    const ofAddress = this.perAddress.get(from) ?? 0;
-    if (ofAddress >= MAX_CLIENTS_PER_ADDRESS) {
+    const from = clientGroup(remote);
+    if (this.perAddress.count(from) >= MAX_CLIENTS_PER_ADDRESS) {
       this.stats.connectionsRefused++;
       this.opts.log('warn', `socketcand connection refused: ${MAX_CLIENTS_PER_ADDRESS} clients of this address are connected already`, { peer: remote });
       socket.on('error', () => undefined);
       endConnection(socket, errorMessage(`too many clients from ${from} (${MAX_CLIENTS_PER_ADDRESS}); close one first`));
       return;
     }
-    this.perAddress.set(from, ofAddress + 1);
+    this.perAddress.add(from);
     this.stats.clients++;
     const s = new Session(socket, this.host);
     this.sessions.add(s);
     socket.on('close', () => {
       this.sessions.delete(s);
       this.toFlush.delete(s);
-      const n = (this.perAddress.get(from) ?? 1) - 1;
-      if (n > 0) this.perAddress.set(from, n);
-      else this.perAddress.delete(from);
+      this.perAddress.release(from);
     });
     this.opts.log('info', 'socketcand client connected', { peer: s.peer });
   }

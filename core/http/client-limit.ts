@@ -3,8 +3,10 @@
  * `--console-max-clients-per-address`). Each client is bounded on its own (--client-max-pending-kib), but
  * their number is not, unless capped: thousands of idle connections from one host held an agent's memory
  * past its unit's MemoryHigh. Past the cap a new client is refused with 503 (what happened and what to do,
- * and Retry-After) and counted; a client that leaves frees its place.
+ * and Retry-After) and counted; a client that leaves frees its place. Clients of "one address" are those
+ * of one client group (core/net/client-address.ts: an IPv6 host counts by its /64).
  */
+import { clientGroup, ClientGroupCounts } from '../net/client-address.js';
 
 /** Seconds a refused client is asked to wait before retrying. */
 export const FULL_RETRY_AFTER_S = 10;
@@ -16,13 +18,13 @@ export interface ClientLimitSpec {
   daemon: string;
   flag: string;
   max: number;
-  /** Clients of one address (an agent's LAN; behind a reverse proxy every client has its address). */
+  /** Clients of one address, an IPv6 one by its /64 (an agent's LAN; behind a reverse proxy every client has its address). */
   perAddress?: { flag: string; max: number };
 }
 
 export class ClientLimit {
   private open = 0;
-  private readonly byAddress = new Map<string, number>();
+  private readonly byAddress = new ClientGroupCounts();
   /** Clients refused because a cap was reached (metrics). */
   refused = 0;
 
@@ -39,26 +41,24 @@ export class ClientLimit {
   /** Takes a place for a client from `address`: undefined when taken, else the refusal's text (counted). */
   tryAdd(address = ''): string | undefined {
     const s = this.spec;
-    const mine = this.byAddress.get(address) ?? 0;
+    const group = clientGroup(address);
+    const mine = this.byAddress.count(group);
     let refusal: string | undefined;
     if (this.open >= s.max) refusal = `${s.full}: ${s.max} clients are connected (the ${s.daemon}'s --${s.flag}); close another client or raise --${s.flag}, and try again`;
     else if (s.perAddress !== undefined && mine >= s.perAddress.max)
-      refusal = `too many clients from ${address}: ${mine} are connected (the ${s.daemon}'s --${s.perAddress.flag}); close one of them first`;
+      refusal = `too many clients from ${group}: ${mine} are connected (the ${s.daemon}'s --${s.perAddress.flag}); close one of them first`;
     if (refusal !== undefined) {
       this.refused++;
       return refusal;
     }
     this.open++;
-    if (s.perAddress !== undefined) this.byAddress.set(address, mine + 1);
+    if (s.perAddress !== undefined) this.byAddress.add(group);
     return undefined;
   }
 
   /** Frees the place `tryAdd(address)` took. */
   release(address = ''): void {
     if (this.open > 0) this.open--;
-    const mine = this.byAddress.get(address);
-    if (mine === undefined) return;
-    if (mine <= 1) this.byAddress.delete(address);
-    else this.byAddress.set(address, mine - 1);
+    if (this.spec.perAddress !== undefined) this.byAddress.release(clientGroup(address));
   }
 }

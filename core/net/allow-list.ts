@@ -4,6 +4,7 @@
  * and are matched as IPv4.
  */
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { asIPv4 } from './client-address.js';
 
 export class AllowList {
   private readonly list = new BlockList();
@@ -29,10 +30,9 @@ export class AllowList {
 
   allows(remote: string | undefined): boolean {
     if (remote === undefined) return false;
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(remote);
-    const addr = mapped ? mapped[1]! : remote;
-    if (isIPv4(addr)) return this.list.check(addr, 'ipv4');
-    if (isIPv6(addr)) return this.list.check(addr, 'ipv6');
+    const v4 = asIPv4(remote);
+    if (v4 !== undefined) return this.list.check(v4, 'ipv4');
+    if (isIPv6(remote)) return this.list.check(remote, 'ipv6');
     return false;
   }
 }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { SseClient } from '../helpers/sse-client.js';
 import { runCli, startAgentProcess, tempDir, type StartedAgent } from '../helpers/processes.js';
+import { skipOrFail } from '../helpers/skips.js';
 import { candumpLine, ensurePythonCan, getJson, PythonScript, RawClient, sequenceLines, startReplayAgent, waitUntil, type ReplayAgent } from '../helpers/socketcand.js';
 
 const running: { stop(): Promise<unknown> }[] = [];
@@ -542,6 +543,90 @@ test('at most 16 clients of one address and 64 in all: the next one is refused w
   await waitUntil(() => again.messages.length > 0, 5000, '< hi >');
   assert.equal(again.messages[0], '< hi >');
   for (const c of [...clients, again]) c.close();
+});
+
+// Clients from many addresses of one IPv6 /64 and of IPv4 (plain and mapped on the dual-stack listener):
+// each connection's first message, and the console's status line for SSE requests. Sockets stay open to the end.
+const PY_PER_ADDRESS = `
+import json, socket, sys
+sc_port, http_port, dongle = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+held = []
+def connect(src, port):
+    fam = socket.AF_INET6 if ':' in src else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.bind((src, 0))
+    s.connect(('fd00:0:0:9::1' if fam == socket.AF_INET6 else '127.0.0.1', port))
+    held.append(s)
+    return s
+def first_message(src):
+    s, buf = connect(src, sc_port), b''
+    while b'>' not in buf:
+        c = s.recv(1024)
+        if not c:
+            break
+        buf += c
+    return buf.decode('latin1').strip()
+def console_status(src):
+    s, buf = connect(src, http_port), b''
+    s.sendall(('GET /api/v1/streams/dongles/%s/console HTTP/1.1\\r\\nHost: [fd00:0:0:9::1]\\r\\n\\r\\n' % dongle).encode())
+    while b'\\r\\n\\r\\n' not in buf:
+        c = s.recv(4096)
+        if not c:
+            break
+        buf += c
+    head, _, body = buf.partition(b'\\r\\n\\r\\n')
+    if b' 503 ' in head.split(b'\\r\\n')[0]:
+        while b'}' not in body:
+            c = s.recv(4096)
+            if not c:
+                break
+            body += c
+    return head.split(b'\\r\\n')[0].decode() + ' ' + body.decode('latin1', 'replace')[:300]
+r = {}
+r['v6'] = [first_message('fd00:0:0:1::%x' % i) for i in range(1, 18)]
+r['v6_other'] = first_message('fd00:0:0:2::1')
+r['v4'] = [first_message('127.0.0.1') for i in range(17)]
+r['v4_other'] = first_message('127.0.0.2')
+r['console'] = [console_status('fd00:0:0:3::%x' % i) for i in range(1, 18)]
+print('RESULT ' + json.dumps(r), flush=True)
+sys.stdin.readline()
+`;
+
+test('one IPv6 /64 is one address for the per-address caps (a host with privacy addresses gets 16 places, not 2^64); IPv4, plain or mapped, counts per address', async (t) => {
+  // Many IPv6 addresses need a network namespace of the test's own (root), so the machine's is untouched.
+  if (process.getuid?.() !== 0) return skipOrFail(t, 'not root: cannot give the agent a network namespace with IPv6 addresses of its own (unshare -n)');
+  const addresses = ['fd00:0:0:9::1', 'fd00:0:0:2::1'];
+  for (let i = 1; i <= 17; i++) addresses.push(`fd00:0:0:1::${i.toString(16)}`, `fd00:0:0:3::${i.toString(16)}`);
+  const setup = `ip link set lo up && for a in ${addresses.join(' ')}; do ip -6 addr add "$a/128" dev lo nodad || exit 9; done && exec "$@"`;
+  const dir = tempDir('canrelay-sc-v6-');
+  const agent = runCli(
+    ['agent', '--id', 'v6-gw', '--sim', '--sim-rate', '10', '--listen', '[::]:0', '--state-dir', dir, '--socketcand-listen', '[::]:0'],
+    {},
+    {
+      wrap: ['unshare', '-n', 'sh', '-c', setup, 'sh'],
+    },
+  );
+  running.push({ stop: () => agent.stop('SIGKILL') });
+  const sc = await agent.waitForLog((l) => l.msg === 'socketcand listening');
+  const con = await agent.waitForLog((l) => l.msg === 'console listening');
+  const ports = [String(sc.listen).split(':').pop()!, new URL(String(con.url)).port];
+  const py = new PythonScript(PY_PER_ADDRESS, [...ports, 'v6-gw'], ['nsenter', `--net=/proc/${agent.child.pid}/ns/net`]);
+  running.push({ stop: async () => py.child.kill('SIGKILL') });
+  const r = JSON.parse((await py.waitForLine((l) => l.startsWith('RESULT '), 60_000, 'the result')).slice(7)) as Record<string, string | string[]>;
+  const v6 = r.v6 as string[];
+  assert.deepEqual(v6.slice(0, 16), new Array(16).fill('< hi >'), '16 clients of the /64, each from another address');
+  assert.equal(v6[16], '< error too many clients from fd00:0:0:1::/64 (16); close one first >', 'the 17th address of the /64 is the same host');
+  assert.equal(r.v6_other, '< hi >', 'another /64 is another host');
+  const v4 = r.v4 as string[];
+  assert.deepEqual(v4.slice(0, 16), new Array(16).fill('< hi >'));
+  assert.equal(v4[16], '< error too many clients from 127.0.0.1 (16); close one first >', 'an IPv4 client of the dual-stack listener is named and counted as IPv4');
+  assert.equal(r.v4_other, '< hi >', 'IPv4 counts per address');
+  const consoleReplies = r.console as string[];
+  for (const c of consoleReplies.slice(0, 16)) assert.match(c, /^HTTP\/1\.1 200 /);
+  assert.match(consoleReplies[16]!, /^HTTP\/1\.1 503 .*too many clients from fd00:0:0:3::\/64: 16 are connected \(the agent's --console-max-clients-per-address\)/);
+  py.go();
+  assert.equal(await py.wait(), 0, py.stderr);
 });
 
 test('BCM subscribe with an interval: the first frame at once, then the latest of the interval when it ends', async () => {

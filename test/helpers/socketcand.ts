@@ -167,10 +167,12 @@ export class PythonScript {
   private readonly done: Promise<number | null>;
   readonly child: ChildProcess;
 
-  constructor(source: string, args: string[]) {
+  /** `wrap`: a command that runs python (e.g. `nsenter --net=…` for a network namespace of the test's). */
+  constructor(source: string, args: string[], wrap: string[] = []) {
     const file = join(tempDir('canrelay-py-'), 'client.py');
     writeFileSync(file, source);
-    this.child = spawn(PYTHON, [file, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const argv = [...wrap, PYTHON, file, ...args];
+    this.child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
     agents.push(this.child);
     let partial = '';
     this.child.stdout!.setEncoding('utf8');
