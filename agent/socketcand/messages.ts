@@ -122,13 +122,21 @@ function sendFrame(bus: string, fields: Omit<CanFrame, 'bus' | 'err' | 'esi' | '
 }
 
 /**
+ * Between a command's words: any run of spaces and tabs, as socketcand takes them (it reads commands with
+ * sscanf, where a blank matches any run of white space); a hand-typed or tab-separated command was
+ * otherwise refused for its layout alone.
+ */
+const WORD_GAP = /[ \t]+/;
+
+/**
  * The meaning of one `< … >` message. `bus` is the open bus (frames are built for it), undefined before
  * `open`. Every field is checked here; the session decides what the current mode allows.
  */
 export function parseCommand(message: string, bus: string | undefined): Command {
-  const inner = message.slice(1, -1).trim();
-  if (!/^[\x20-\x7e]*$/.test(inner)) return { kind: 'invalid', error: 'commands are printable ASCII' };
-  const t = inner === '' ? [] : inner.split(/ +/);
+  const inner = message.slice(1, -1);
+  // Printable ASCII and tabs only: other control characters (CR, LF) and non-ASCII are refused, not taken as gaps.
+  if (!/^[\x20-\x7e\t]*$/.test(inner)) return { kind: 'invalid', error: 'commands are printable ASCII' };
+  const t = inner.split(WORD_GAP).filter((w) => w !== '');
   const name = t[0];
   if (name === undefined) return { kind: 'invalid', error: 'empty command' };
   switch (name) {

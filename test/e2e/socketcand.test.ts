@@ -343,6 +343,40 @@ test('raw protocol: every command, mode switches, and malformed input get < ok >
   await waitUntil(async () => (await metrics('canrelay_socketcand_clients')) === 0, 5000, 'the client count to drop');
 });
 
+test('tabs and runs of spaces between the words of a command are taken as socketcand takes them; every field is still checked', async () => {
+  const started: StartedAgent = await startAgentProcess(['--sim', '--sim-rate', '500', '--socketcand-listen', '127.0.0.1:0', '--socketcand-allow-send']);
+  running.push({ stop: () => started.proc.stop('SIGKILL') });
+  const line = await started.proc.waitForLog((l) => l.msg === 'socketcand listening');
+  const c = await RawClient.connect(Number(String(line.listen).split(':').pop()));
+  await waitUntil(() => c.messages.length > 0, 5000, '< hi >');
+  assert.equal(await c.request('<\topen\t\tcan0 \t>'), '< ok >');
+  assert.equal(await c.request('<  echo\t>'), '< echo >');
+  // A subscription and a send written with tabs and several spaces are carried out.
+  c.send('< subscribe\t0   0\t1DD >');
+  await waitUntil(() => c.frames().length >= 2, 10_000, 'frames of the subscription');
+  for (const f of c.frames()) assert.match(f, /^< frame 1DD /);
+  c.send('< send\t123  2\t01 \t F1\t>');
+  const metrics = async (name: string, labels: Record<string, string> = {}): Promise<number> => {
+    const { metricValue } = await import('../helpers/sse-client.js');
+    return metricValue((await getJson(started.base + '/metrics')).text, name, labels) ?? 0;
+  };
+  await waitUntil(async () => (await metrics('canrelay_socketcand_frames_transmitted_total')) === 1, 10_000, 'the tab-separated send to be transmitted');
+  assert.equal(await c.request('<\trawmode\t>'), '< ok >');
+  // What is not a gap is still refused: other control characters, and every field as before.
+  const refused: [string, RegExp][] = [
+    ['< send 123\n1 00 >', /printable ASCII/],
+    ['< send 123\r1 00 >', /printable ASCII/],
+    ['< send\t123\t2\t01 >', /dlc says 2 data bytes but 1 follow/],
+    ['< send\t12G\t0 >', /CAN id "12G" is not 1-8 hex digits/],
+    ['< echo\tx >', /echo takes no arguments/],
+    ['<\t\t>', /empty command/],
+  ];
+  for (const [cmd, want] of refused) assert.match(await c.request(cmd), new RegExp('^< error .*' + want.source), `reply to ${JSON.stringify(cmd)}`);
+  assert.equal(await metrics('canrelay_socketcand_frames_transmitted_total'), 1);
+  assert.equal(c.closed, false);
+  c.close();
+});
+
 test('--socketcand-allow refuses other addresses; bad socketcand flags stop the start with exit 2', async () => {
   const tokenFile = join(tempDir('canrelay-sc-tokens-'), 'tokens');
   writeFileSync(tokenFile, 'admin ' + 'a'.repeat(32) + '\n');
