@@ -5,10 +5,9 @@
  * copying numbers, no allocation per frame.
  */
 import type { CanFrame } from '../../core/can/frame.js';
-import { exactText, labelOf, type MessageDecoder, type SignalDecoder } from '../../core/can/dbc-decode.js';
+import { labelOf, shownValue, type MessageDecoder, type SignalDecoder } from '../../core/can/dbc-decode.js';
 import { canIdToString } from '../../core/can/hex.js';
 import { isoFromUs } from '../../core/console/time.js';
-import { tidyValue } from '../../core/console/normalize.js';
 
 interface Slot {
   bus: string;
@@ -109,7 +108,7 @@ export class SignalTable {
         s.dec.signals.forEach((cs, i) => {
           if (s.tsUs[i] === 0) return;
           const label = labelOf(cs.def, s.raw[i]!, s.exact[i]);
-          const value = exactText(cs.def, s.exact[i]) ?? tidyValue(s.value[i]!);
+          const value = shownValue(cs, s.value[i]!, s.raw[i]!, s.exact[i]);
           const r: SignalReading = {
             bus: s.bus,
             message: m.name,

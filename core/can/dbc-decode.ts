@@ -7,10 +7,16 @@
  * significant bit and grow upwards; big-endian (Motorola, @0) signals name their most significant bit in
  * the "sawtooth" numbering (bit 7 of byte 0 is 7, bit 0 of byte 1 is 8) and continue into the next byte.
  * Values are raw * factor + offset, not clamped to [min|max] (a value outside is information, as in
- * canmatrix). Value-table labels are looked up by raw value, as the DBC format defines them.
+ * canmatrix). Value-table labels are looked up by raw value, as the DBC format defines them. Decoding
+ * computes with doubles; a value is shown (shownValue) exactly: on the decimal grid its factor and offset
+ * give it, or, where it can need more digits than a double carries, computed exactly from the raw value.
  */
 import type { CanFrame } from './frame.js';
-import { DbcParseError, parseDbc, type DbcDatabase, type DbcMessage, type DbcSignal } from './dbc-parse.js';
+import { DbcParseError, parseDbc, valueGrid, type DbcDatabase, type DbcMessage, type DbcSignal } from './dbc-parse.js';
+import { decimalText, scaled } from './exact-decimal.js';
+
+/** Significant digits a double always carries: any decimal of up to 15 reads back from its nearest double. */
+const DOUBLE_DIGITS = 15;
 
 export interface CompiledSignal {
   readonly def: DbcSignal;
@@ -30,6 +36,14 @@ export interface CompiledSignal {
   readonly full: number;
   /** More than 53 bits, or a double: read exactly through BigInt (rare). */
   readonly wide: boolean;
+  /** Integer signals: every value is a multiple of 10^grid (the finer of the factor's and the offset's last digit). */
+  readonly grid: number;
+  /**
+   * Factor and offset in units of 10^grid, for an integer signal whose values can need more than
+   * DOUBLE_DIGITS significant digits (a 64-bit counter; a scale of many digits): they are shown computed
+   * exactly. Undefined: the double's value, rounded to the grid, is exact.
+   */
+  readonly exactScale: { readonly f: bigint; readonly o: bigint } | undefined;
 }
 
 const scratch = new DataView(new ArrayBuffer(8));
@@ -71,6 +85,8 @@ function compileSignal(def: DbcSignal, muxerIndex: number, file: string): Compil
   const needBytes = Math.max(...bytes) + 1;
   if (needBytes > 64) throw new DbcParseError(file, def.line, `signal ${def.name} reaches beyond byte 64`);
   const ranges = new Float64Array((def.muxRanges ?? []).flat());
+  const { grid, f, o, digits } = valueGrid(def);
+  const exactScale = def.valueType === 'int' && digits > DOUBLE_DIGITS ? { f, o } : undefined;
   return {
     def,
     muxerIndex,
@@ -83,6 +99,8 @@ function compileSignal(def: DbcSignal, muxerIndex: number, file: string): Compil
     half: 2 ** (def.length - 1),
     full: 2 ** def.length,
     wide: def.length > 53 || def.valueType === 'float64',
+    grid,
+    exactScale,
   };
 }
 
@@ -213,9 +231,9 @@ export class MessageDecoder {
     return labelOf(this.signals[i]!.def, this.raw[i]!, this.exact[i]);
   }
 
-  /** Signal i's value as exact decimal text when a double cannot hold it (see exactText). */
-  exactValue(i: number): string | undefined {
-    return exactText(this.signals[i]!.def, this.exact[i]);
+  /** Signal i's current value as events carry it (shownValue). */
+  shown(i: number): number | string {
+    return shownValue(this.signals[i]!, this.value[i]!, this.raw[i]!, this.exact[i]);
   }
 }
 
@@ -226,12 +244,46 @@ export function labelOf(def: DbcSignal, raw: number, exact: bigint | undefined):
 }
 
 /**
- * A physical value as exact decimal text: for an integer raw value beyond a double's 2^53 with factor 1 and
- * offset 0 (the value is the raw number: a counter, a serial number), whose last digits a double would
- * change (18446744073709551615 read as 18446744073709552000). Otherwise undefined: the double is the value.
+ * A signal's physical value as events and `GET /api/v1/signals` carry it (`value`, `raw`, `exact`: as
+ * MessageDecoder holds them). Integer signals: a JSON number when its text is the exact value, else the
+ * exact decimal text, written as JavaScript writes numbers ("17279655951921914625" where a double says
+ * 17279655951921914000; "17279655951921914.625" for a factor of 0.001), as canmatrix computes them with
+ * Decimal (cantools gives a Python int for factor 1, offset 0, else a float that loses those digits).
+ * Float signals: tidyValue.
  */
-export function exactText(def: DbcSignal, exact: bigint | undefined): string | undefined {
-  return exact !== undefined && def.factor === 1 && def.offset === 0 ? exact.toString() : undefined;
+export function shownValue(s: CompiledSignal, value: number, raw: number, exact: bigint | undefined): number | string {
+  if (s.def.valueType !== 'int') return tidyValue(value);
+  const x = s.exactScale;
+  if (x === undefined) return onGrid(value, s.grid);
+  // An integer raw value is exact in `raw` up to 2^53, in `exact` beyond.
+  const text = decimalText(scaled(exact ?? BigInt(raw), x.f, x.o, s.grid));
+  const n = Number(text);
+  return String(n) === text ? n : text;
+}
+
+/**
+ * A float signal's value as shown: raw * factor lands on binary fractions (0.1 * 3 = 0.30000000000000004);
+ * DOUBLE_DIGITS significant digits drop that noise. NaN and ±Infinity are not JSON numbers: they become the
+ * strings "NaN", "Infinity", "-Infinity".
+ */
+export function tidyValue(v: number): number | string {
+  if (!Number.isFinite(v)) return String(v);
+  if (Number.isInteger(v)) return v;
+  return Number(v.toPrecision(DOUBLE_DIGITS));
+}
+
+/**
+ * `v`, computed in doubles, as the multiple of 10^grid it stands for. Its error is under a third of 10^grid
+ * when the values' digits fit a double (exactScale undefined), so rounding at the grid's digit gives the
+ * exact decimal — also where an offset cancels most of raw * factor, which rounding to 15 significant
+ * digits of the small result did not (0.1000003814697 for 0.1).
+ */
+function onGrid(v: number, grid: number): number {
+  const a = Math.abs(v);
+  // Digits from v's first one down to the grid's; none: v is under one grid step (0 or ±10^grid).
+  const k = a === 0 ? 1 : Math.floor(Math.log10(a)) - grid + 1;
+  if (k >= 1) return Number(v.toPrecision(Math.min(k, 100)));
+  return a < 0.5 * 10 ** grid ? 0 : Math.sign(v) * Number(`1e${grid}`);
 }
 
 /** Signals longer than 53 bits and doubles: their bits, exact, through BigInt (signed ones sign-extended). */

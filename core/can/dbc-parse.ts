@@ -15,6 +15,7 @@
  * skipped with a warning carrying file and line, as canmatrix does, so one odd line does not hide a whole
  * database.
  */
+import { digitCount, inUnits, MAX_DIGITS, parseDecimal, type Decimal } from './exact-decimal.js';
 
 export interface DbcSignal {
   name: string;
@@ -25,8 +26,11 @@ export interface DbcSignal {
   signed: boolean;
   /** SIG_VALTYPE_ 1 = IEEE float (32 bits), 2 = IEEE double (64 bits). */
   valueType: 'int' | 'float32' | 'float64';
+  /** The nearest doubles to `exact`: what decoding every frame computes with. */
   factor: number;
   offset: number;
+  /** Factor and offset exactly as written, for values a double cannot carry (dbc-decode.ts, shownValue). */
+  exact: { factor: Decimal; offset: Decimal };
   min: number;
   max: number;
   unit: string;
@@ -237,6 +241,29 @@ function num(s: string): number {
   return Number(s);
 }
 
+/**
+ * An integer signal's values on their decimal grid: raw × f + o units of 10^grid (the finer of the
+ * factor's and the offset's last digit), and the most significant digits a value can need.
+ */
+export function valueGrid(s: Pick<DbcSignal, 'exact' | 'length' | 'signed'>): { grid: number; f: bigint; o: bigint; digits: number } {
+  const { factor, offset } = s.exact;
+  const grid = Math.min(factor.e, offset.e);
+  const f = inUnits(factor, grid);
+  const o = inUnits(offset, grid);
+  const abs = (x: bigint): bigint => (x < 0n ? -x : x);
+  const mostRaw = s.signed ? 1n << BigInt(s.length - 1) : (1n << BigInt(s.length)) - 1n;
+  return { grid, f, o, digits: digitCount(mostRaw * abs(f) + abs(o)) };
+}
+
+/** A signal's factor or offset: as a double, and exactly. One beyond a double (1e400, or 1e-400, read as 0) is an error. */
+function scaleNumber(text: string, what: string, signal: string, file: string, line: number): { value: number; exact: Decimal } {
+  const value = num(text);
+  const exact = parseDecimal(text);
+  if (!Number.isFinite(value) || exact === undefined || (value === 0 && exact.m !== 0n))
+    throw new DbcParseError(file, line, `signal ${signal} has ${what} ${text.slice(0, 40)}: beyond a double, or more digits than any scale is written with`);
+  return { value, exact };
+}
+
 export function parseDbc(text: string, file: string): DbcDatabase {
   const messages: DbcMessage[] = [];
   const warnings: string[] = [];
@@ -329,8 +356,15 @@ export function parseDbc(text: string, file: string): DbcDatabase {
         warn(st.line, `signal ${m[1]} of ${current.name} (start bit ${startBit}, ${length} bits) reaches past byte 64, beyond any CAN frame: skipped`);
         continue;
       }
-      const factor = num(m[7]!);
-      if (!Number.isFinite(factor)) throw new DbcParseError(file, st.line, `signal ${m[1]} has factor ${m[7]}`);
+      const factor = scaleNumber(m[7]!, 'factor', m[1]!, file, st.line);
+      const offset = scaleNumber(m[8]!, 'offset', m[1]!, file, st.line);
+      const exact = { factor: factor.exact, offset: offset.exact };
+      const digits = valueGrid({ exact, length, signed: m[6] === '-' }).digits;
+      if (digits > MAX_DIGITS) {
+        // Its exact values would be texts longer than events carry (factor 1e300 with offset 1e-300).
+        warn(st.line, `signal ${m[1]} of ${current.name}: its factor and offset give values of up to ${digits} significant digits (at most ${MAX_DIGITS}): skipped`);
+        continue;
+      }
       const mux = m[2];
       const byName = signalsByName.get(current)!;
       if (byName.has(m[1]!)) {
@@ -344,8 +378,9 @@ export function parseDbc(text: string, file: string): DbcDatabase {
         littleEndian: m[5] === '1',
         signed: m[6] === '-',
         valueType: 'int',
-        factor,
-        offset: num(m[8]!),
+        factor: factor.value,
+        offset: offset.value,
+        exact,
         min: num(m[9]!),
         max: num(m[10]!),
         unit: unescapeDbcText(m[11]!),

@@ -56,23 +56,12 @@ function addSignals(d: CanFrameData, dec: MessageDecoder): void {
     if (dec.present[i] === 0) continue;
     const def = dec.signals[i]!.def;
     const label = dec.label(i);
-    signals[def.name] = label !== undefined ? clip(label, EVENT_TEXT_MAX.label) : (dec.exactValue(i) ?? tidyValue(dec.value[i]!));
+    signals[def.name] = label !== undefined ? clip(label, EVENT_TEXT_MAX.label) : dec.shown(i);
     if (def.unit !== '') (units ??= Object.create(null) as Record<string, string>)[def.name] = clip(def.unit, EVENT_TEXT_MAX.unit);
   }
   d.msg = dec.msg.name;
   d.signals = signals;
   if (units !== undefined) d.units = units;
-}
-
-/**
- * A physical value as shown: raw * factor lands on binary fractions (0.1 * 3 = 0.30000000000000004);
- * 15 significant digits drop that noise and keep every digit the scale can carry. NaN and ±Infinity
- * (float signals) are not JSON numbers: they become the strings "NaN", "Infinity", "-Infinity".
- */
-export function tidyValue(v: number): number | string {
-  if (!Number.isFinite(v)) return String(v);
-  if (Number.isInteger(v)) return v;
-  return Number(v.toPrecision(15));
 }
 
 export function presenceData(state: PresenceState, opts: Omit<PresenceData, 'ts' | 'state'> = {}): PresenceData {

@@ -3,7 +3,8 @@
 Usage: /usr/bin/python3 canmatrix-decode.py <file.dbc>  < frames.jsonl  > decoded.jsonl
 Each input line: {"id": <int>, "ext": <bool>, "data": "<hex>"}.
 Each output line: null (no message for the id), {"error": "..."}, or
-{"msg": <name>, "signals": {<name>: [<physical value as float>, <label or null>]}}.
+{"msg": <name>, "signals": {<name>: [<physical value as float>, <label or null>, <physical value exactly>]}}
+(canmatrix computes physical values with Python's Decimal: the third is its exact decimal text).
 """
 import contextlib
 import json
@@ -40,7 +41,7 @@ def main():
             # NaN and infinities (float signals) are not JSON: sent as the strings JavaScript's String() makes.
             if not math.isfinite(v):
                 v = "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
-            sigs[name] = [v, named if isinstance(named, str) else None]
+            sigs[name] = [v, named if isinstance(named, str) else None, str(d.phys_value)]
         out.write(json.dumps({"msg": frame.name, "signals": sigs}) + "\n")
 
 

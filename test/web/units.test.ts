@@ -432,24 +432,38 @@ test('id filter on the page: data and remote frames by CAN id; error frames (who
   assert.deepEqual(rows(''), ['|can0|0x00000004!', '|can0|0x004', '|can0|0x7E8', '|can0|0x7E0']);
 });
 
-test('signal values read as the agent sends them: 15 significant digits, integers whole', async () => {
+test('signal values read as the agent sends them: every digit of the exact text, integers whole', async () => {
   const { formatSignal } = await web<{ formatSignal: (v: number | string, unit: string) => string }>('signal-format.js');
   assert.equal(formatSignal(1099511627775, ''), '1099511627775', 'a 40-bit counter, every digit');
   assert.equal(formatSignal(9007199254740991, 'B'), '9007199254740991 B');
   assert.equal(formatSignal(-9007199254740991, ''), '-9007199254740991');
   assert.equal(formatSignal(0.123456789012345, ''), '0.123456789012345', '15 significant digits');
+  assert.equal(formatSignal(1.999969482421875, ''), '1.999969482421875', '16 significant digits, as sent (15 said 1.99996948242188)');
+  assert.equal(formatSignal(0.30000000000000004, ''), '0.30000000000000004', 'never sent so, but shown as it is');
+  assert.equal(formatSignal(-1.2345678901234566e-7, ''), '-0.00000012345678901234566');
   assert.equal(formatSignal(123456.789012345, 'km'), '123456.789012345 km');
   assert.equal(formatSignal(1.5e-7, 'A'), '0.00000015 A');
   assert.equal(formatSignal(864, 'rpm'), '864 rpm');
   assert.equal(formatSignal(-6.2, 'deg'), '-6.2 deg');
   assert.equal(formatSignal('D', ''), 'D', 'a value-table label as it is');
-  // A 64-bit integer beyond a double comes as its exact decimal text (the agent's exactText): shown so,
+  // A 64-bit integer beyond a double comes as its exact decimal text (the agent's shownValue): shown so,
   // with its unit, and plotted at double precision; a label or "NaN" is not plotted.
   assert.equal(formatSignal('18446744073709551614', 'km'), '18446744073709551614 km');
+  assert.equal(formatSignal('18446744073709551.615', 'km'), '18446744073709551.615 km', 'a scaled 64-bit value, exactly');
   const { signalNumber } = await web<{ signalNumber: (v: number | string) => number | undefined }>('signal-format.js');
   assert.deepEqual(
-    ['18446744073709551614', '-9223372036854775807', 'D', 'NaN', '42', 7.5].map((v) => signalNumber(v)),
-    [Number('18446744073709551614'), Number('-9223372036854775807'), undefined, undefined, undefined, 7.5],
+    ['18446744073709551614', '-9223372036854775807', '18446744073709551.615', '-1.2345678901234567e-7', 'D', 'NaN', '42', '1.5', 7.5].map((v) => signalNumber(v)),
+    [
+      Number('18446744073709551614'),
+      Number('-9223372036854775807'),
+      Number('18446744073709551.615'),
+      Number('-1.2345678901234567e-7'),
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      7.5,
+    ],
   );
 });
 

@@ -14,6 +14,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CandumpReader } from '../../../core/can/candump.js';
 import { SignalDecoder } from '../../../core/can/dbc-decode.js';
 import { DBC_NAME_MAX, DbcParseError, parseDbc, type DbcDatabase } from '../../../core/can/dbc-parse.js';
+import { decimalText, parseDecimal } from '../../../core/can/exact-decimal.js';
 import type { CanFrame } from '../../../core/can/frame.js';
 import { parseEventData } from '../../../core/console/event-schemas.js';
 import { canFrameData } from '../../../core/console/normalize.js';
@@ -35,7 +36,8 @@ function ensureCanmatrix(): void {
   assert.equal(r.status, 0, 'python3-canmatrix is needed for the reference comparison (apt-get install python3-canmatrix)');
 }
 
-type Reference = null | { error: string } | { msg: string; signals: Record<string, [number | string, string | null]> };
+/** Per signal: the value as a float, the label, and the value exactly (canmatrix's Decimal, as text). */
+type Reference = null | { error: string } | { msg: string; signals: Record<string, [number | string, string | null, string]> };
 
 /** Decodes the frames with canmatrix, one JSON line per frame. */
 function canmatrixDecode(dbcFile: string, frames: CanFrame[]): Reference[] {
@@ -399,4 +401,99 @@ test('64-bit integers beyond a double are exact: values as decimal text (factor 
   assert.deepEqual(shown('feffffffffffffff' + '0000000000000005'), { U64: '18446744073709551614', S64: 5 }, 'one below the labelled value is not labelled');
   for (const ev of [shown('0123456789abcdef' + '8000000000000001')])
     assert.equal(parseEventData('can_frame', { ...canFrameData(testFrame({ id: 1 })), signals: ev }).ok, true, 'the bridge accepts the texts');
+});
+
+test("values a double cannot carry are exact, as canmatrix's Decimal computes them: a JSON number only where its text is the exact value, else the exact decimal text", () => {
+  ensureCanmatrix();
+  const file = join(FIXTURES, 'exact-values.dbc');
+  const db = parseDbc(readFileSync(file, 'utf8'), file);
+  assert.deepEqual(db.warnings, []);
+  const frames = randomFrames(db, 400);
+  const r = compare(db, frames);
+  assert.deepEqual(r.mismatches, [], `${r.mismatches.length} mismatches`);
+  const refs = canmatrixDecode(file, frames);
+  const decoder = new SignalDecoder([{ bus: undefined, db }]);
+  const same = (a: string, b: string): boolean => {
+    const x = parseDecimal(a);
+    const y = parseDecimal(b);
+    return x !== undefined && y !== undefined && x.m === y.m && x.e === y.e;
+  };
+  const wrong: string[] = [];
+  let texts = 0;
+  let numbers = 0;
+  frames.forEach((f, k) => {
+    const ref = refs[k] as { signals: Record<string, [number | string, string | null, string]> };
+    const dec = decoder.decodeFrame(f)!;
+    dec.signals.forEach((s, i) => {
+      if (s.def.valueType !== 'int') return; // floats are shown to 15 digits, as before
+      const shown = dec.shown(i);
+      const exact = ref.signals[s.def.name]![2];
+      if (typeof shown === 'number') {
+        numbers++;
+        // The JSON number's text is the value: what any reader of the event gets.
+        if (!same(JSON.stringify(shown), exact)) wrong.push(`${s.def.name}: ${JSON.stringify(shown)}, canmatrix ${exact}`);
+      } else {
+        texts++;
+        if (!same(shown, exact)) wrong.push(`${s.def.name}: "${shown}", canmatrix ${exact}`);
+        if (String(Number(shown)) === shown) wrong.push(`${s.def.name}: "${shown}" sent as text, though a number would be exact`);
+      }
+    });
+  });
+  assert.deepEqual(wrong.slice(0, 20), [], `${wrong.length} values not exact`);
+  assert.ok(texts > 1000 && numbers > 1000, `${texts} exact texts, ${numbers} numbers`);
+  // Known values: the bytes below, decoded by canmatrix.
+  const shown = (id: number, hex: string): Record<string, number | string> => {
+    const f = testFrame({ id, fd: hex.length > 16, dlc: hex.length / 2, data: Buffer.from(hex, 'hex') });
+    return { ...canFrameData(f, undefined, decoder.decodeFrame(f)).signals };
+  };
+  const wide = shown(1024, '0123456789abcdef' + '8000000000000001' + 'ffffffffffffffff' + '0000000000000005');
+  assert.deepEqual(wide, { U64: '17279655951921914625', S64: '72057594037928064', MILLI_U64: '18446744073709551.615', OFFSET_U64: '-9223372036854775803' });
+  // 16 significant digits (15 rounded 1.999969482421875 to 1.99996948242188); an offset cancelling
+  // most of raw * factor (0.1000003814697 where 15 digits of the small result were kept).
+  assert.deepEqual(shown(1025, 'ffff01e87648170f'), { FINE_16: 1.999969482421875, CANCELLING_40: 0.1, PLAIN_8: -32.5 });
+  assert.deepEqual(shown(1026, 'ffffffffffffffff'), { BIG_FACTOR_32: '530242871152255.86254', DOUBLE_32: 10738418.2375 });
+  const ev = canFrameData(testFrame({ id: 1024, fd: true, dlc: 32 }));
+  assert.equal(parseEventData('can_frame', { ...ev, signals: wide }).ok, true, 'the bridge accepts the texts');
+  console.log(`exact-values.dbc: ${texts} exact texts and ${numbers} numbers equal to canmatrix's Decimal`);
+});
+
+test('exact decimals are written as JavaScript writes numbers, so a number is sent only when its text is the value', () => {
+  let x = 0x2545f491;
+  const next = (): number => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+  const doubles = [0, 1, -1, 0.1, 1e21, 1e-7, 1.5e-7, 123e-20, 2 ** 53, 2 ** 64, -(2 ** 70), 5e-324, 1.7976931348623157e308, 0.000001, 1e21 - 65536];
+  for (let i = 0; i < 20_000; i++) {
+    const bits = new DataView(new ArrayBuffer(8));
+    bits.setUint32(0, next());
+    bits.setUint32(4, next());
+    const d = bits.getFloat64(0);
+    if (Number.isFinite(d)) doubles.push(d);
+    doubles.push((next() % 2_000_001) / 1000 - 1000, next() * 10 ** ((next() % 40) - 20));
+  }
+  for (const d of doubles) assert.equal(decimalText(parseDecimal(String(d))!), String(d), `${d}`);
+  assert.equal(decimalText(parseDecimal('17279655951921914625')!), '17279655951921914625');
+  assert.equal(decimalText(parseDecimal('-0.00000012345678901234567')!), '-1.2345678901234567e-7');
+  assert.equal(decimalText(parseDecimal('12345678901234567890123.5')!), '1.23456789012345678901235e+22');
+  assert.equal(parseDecimal('1e-500'), undefined, 'beyond any double');
+  assert.equal(parseDecimal('1' + '0'.repeat(100) + '1'), undefined, 'more digits than any scale');
+  assert.equal(parseDecimal('.'), undefined);
+  assert.deepEqual(parseDecimal('+1.2500E+3'), { m: 125n, e: 1 });
+});
+
+test('a factor or offset beyond a double is an error; a scale whose values need over 100 digits skips its signal', () => {
+  const msg = 'BO_ 100 A: 8 X\n';
+  assert.throws(() => parseDbc(`${msg} SG_ S : 0|8@1+ (1e999,0) [0|0] "" X\n`, 'f.dbc'), /f\.dbc:2: signal S has factor 1e999: beyond a double/);
+  assert.throws(() => parseDbc(`${msg} SG_ S : 0|8@1+ (1,1e-330) [0|0] "" X\n`, 'o.dbc'), /o\.dbc:2: signal S has offset 1e-330: beyond a double/);
+  const db = parseDbc(`${msg} SG_ S : 0|8@1+ (1e200,1e-200) [0|0] "" X\n SG_ T : 8|8@1+ (1,0) [0|0] "" X\n`, 'd.dbc');
+  assert.deepEqual(
+    db.messages[0]!.signals.map((s) => s.name),
+    ['T'],
+  );
+  assert.match(db.warnings[0]!, /^d\.dbc:2: signal S of A: its factor and offset give values of up to \d+ significant digits \(at most 100\): skipped$/);
 });
