@@ -2,8 +2,10 @@
  * Reads a DBC file (Vector's CAN database text format) into plain data: messages, their signals, value
  * tables (VAL_), float types (SIG_VALTYPE_), extended multiplexing (SG_MUL_VAL_) and the CAN FD flag
  * and J1939 flags (BA_ "VFrameFormat", by the names its BA_DEF_ gives the enum's values; BA_ "ProtocolType"
- * "J1939"). Everything else (nodes, comments, other attributes, environment variables) is read past: a
- * decoder does not need it.
+ * "J1939"), and Vector's long names (BA_ "SystemMessageLongSymbol" / "SystemSignalLongSymbol": CANdb++ cuts
+ * names to 32 characters in BO_ and SG_ and keeps the whole name there; used instead, as canmatrix and
+ * cantools do). Everything else (nodes, comments, other attributes, environment variables and their long
+ * names) is read past: a decoder does not need it.
  *
  * Written here rather than taken from npm: the one registry candidate (`candied` 2.2.0) rejects frames
  * over 8 bytes, skips frames whose length differs from the DBC, ignores multiplexing and SIG_VALTYPE_
@@ -110,6 +112,9 @@ const MULVAL_RE = new RegExp(String.raw`^SG_MUL_VAL_\s+(\d+)\s+(${IDENT})\s+(${I
 const BA_FRAMEFORMAT_RE = /^BA_\s+"VFrameFormat"\s+BO_\s+(\d+)\s+(\d+)\s*;$/;
 const BA_DEF_FRAMEFORMAT_RE = /^BA_DEF_\s+BO_\s+"VFrameFormat"\s+ENUM\s+(.*);$/;
 const BA_PROTOCOL_J1939_RE = /^BA_(?:DEF_DEF_)?\s+"ProtocolType"\s+"J1939"\s*;$/;
+const BA_LONG_MESSAGE_RE = /^BA_\s+"SystemMessageLongSymbol"\s+BO_\s+(\d+)\s+"((?:[^"\\]|\\.)*)"\s*;$/;
+const BA_LONG_SIGNAL_RE = new RegExp(String.raw`^BA_\s+"SystemSignalLongSymbol"\s+SG_\s+(\d+)\s+(${IDENT})\s+"((?:[^"\\]|\\.)*)"\s*;$`);
+const WHOLE_IDENT_RE = new RegExp(`^${IDENT}$`);
 /** The file's default VFrameFormat, by name (`BA_DEF_DEF_ "VFrameFormat" "J1939PG";`). */
 const BA_DEF_DEF_FRAMEFORMAT_RE = /^BA_DEF_DEF_\s+"VFrameFormat"\s+"([^"]*)"\s*;$/;
 /** VFrameFormat's values as Vector's CANdb++ defines them, for a file that does not define them itself. */
@@ -279,6 +284,7 @@ export function parseDbc(text: string, file: string): DbcDatabase {
   const frameFormats: { msg: DbcMessage; index: number }[] = [];
   let protocolJ1939 = false;
   let defaultFormat: string | undefined;
+  const longNames: LongName[] = [];
   /** Each message's signals by name (a message may have thousands: no linear search per line). */
   const signalsByName = new Map<DbcMessage, Map<string, DbcSignal>>();
   const signalOf = (rawId: string, name: string, line: number, what: string): DbcSignal | undefined => {
@@ -290,7 +296,7 @@ export function parseDbc(text: string, file: string): DbcDatabase {
 
   for (const st of statements(text, file)) {
     const t = st.text;
-    if (t.length > MAX_DEFINITION_CHARS && (DEFINITIONS.has(t.split(/[\s:]/, 1)[0]!) || t.startsWith('BA_ "VFrameFormat"'))) {
+    if (t.length > MAX_DEFINITION_CHARS && (DEFINITIONS.has(t.split(/[\s:]/, 1)[0]!) || t.startsWith('BA_ "VFrameFormat"') || t.startsWith('BA_ "System'))) {
       throw new DbcParseError(file, st.line, `${t.split(/\s/, 1)[0]} statement of ${t.length} characters, longer than any real one (${MAX_DEFINITION_CHARS}): ${t.slice(0, 80)}`);
     }
     if (t.startsWith('BO_ ') || t.startsWith('BO_\t')) {
@@ -431,6 +437,17 @@ export function parseDbc(text: string, file: string): DbcDatabase {
       const m = BA_FRAMEFORMAT_RE.exec(t);
       const msg = m === null ? undefined : byRawId.get(Number(m[1]));
       if (msg !== undefined) frameFormats.push({ msg, index: Number(m![2]) });
+    } else if (t.startsWith('BA_ "SystemSignalLongSymbol"')) {
+      const m = BA_LONG_SIGNAL_RE.exec(t);
+      const s = m === null ? undefined : signalOf(m[1]!, m[2]!, st.line, 'SystemSignalLongSymbol');
+      if (m === null) warn(st.line, `cannot read a signal's long name (expected 'BA_ "SystemSignalLongSymbol" SG_ <message id> <signal> "<name>";'): ignored`);
+      else if (s !== undefined) longNames.push({ msg: byRawId.get(Number(m[1]))!, item: s, name: unescapeDbcText(m[3]!), line: st.line });
+    } else if (t.startsWith('BA_ "SystemMessageLongSymbol"')) {
+      const m = BA_LONG_MESSAGE_RE.exec(t);
+      const msg = m === null ? undefined : byRawId.get(Number(m[1]));
+      if (m === null) warn(st.line, `cannot read a message's long name (expected 'BA_ "SystemMessageLongSymbol" BO_ <message id> "<name>";'): ignored`);
+      else if (msg === undefined) warn(st.line, `SystemMessageLongSymbol for unknown message ${m[1]}: ignored`);
+      else longNames.push({ msg, item: msg, name: unescapeDbcText(m[2]!), line: st.line });
     } else if (t.startsWith('BA_DEF_ ')) {
       const m = BA_DEF_FRAMEFORMAT_RE.exec(t);
       if (m !== null) frameFormatNames = [...m[1]!.matchAll(/"([^"]*)"/g)].map((x) => x[1]!);
@@ -450,7 +467,54 @@ export function parseDbc(text: string, file: string): DbcDatabase {
     if (msg.extended && (name === 'J1939PG' || (name === undefined && protocolJ1939))) msg.j1939 = true;
   }
   checkMultiplexing(messages, file, warnings);
+  useLongNames(longNames, warn);
   return { file, messages, warnings };
+}
+
+/** A long name (BA_ "SystemMessageLongSymbol" / "SystemSignalLongSymbol") for a message or one of its signals. */
+interface LongName {
+  msg: DbcMessage;
+  item: DbcMessage | DbcSignal;
+  name: string;
+  line: number;
+}
+
+/**
+ * Renames messages and signals to their long names, once every statement naming them by their short name
+ * (VAL_, SIG_VALTYPE_, SG_MUL_VAL_: they may follow the BA_) has been read. A long name that is not a name
+ * events can carry (an identifier of up to DBC_NAME_MAX characters), or that another signal of the message
+ * already has, is not used (a warning says why): the short name stays.
+ */
+function useLongNames(longNames: LongName[], warn: (line: number, what: string) => void): void {
+  // Multiplexed signals name their multiplexer: each message's pairs, taken before its first rename.
+  const muxers = new Map<DbcMessage, [DbcSignal, DbcSignal][]>();
+  for (const { msg, item, name, line } of longNames) {
+    const what = item === msg ? `message ${msg.name}` : `signal ${item.name} of ${msg.name}`;
+    if (!WHOLE_IDENT_RE.test(name) || name.length > DBC_NAME_MAX) {
+      warn(line, `the long name of ${what} is not a name of up to ${DBC_NAME_MAX} letters, digits and '_' (${JSON.stringify(name.slice(0, 40))}): the short name is used`);
+      continue;
+    }
+    if (item === msg) {
+      msg.name = name;
+      continue;
+    }
+    if (name !== item.name && msg.signals.some((s) => s.name === name)) {
+      warn(line, `the long name of ${what}, ${name}, is another signal's name: the short name is used`);
+      continue;
+    }
+    if (!muxers.has(msg)) {
+      const byName = new Map(msg.signals.map((s) => [s.name, s]));
+      muxers.set(
+        msg,
+        msg.signals.flatMap((s) => {
+          const muxer = s.muxer === undefined ? undefined : byName.get(s.muxer);
+          return muxer === undefined ? [] : [[s, muxer] as [DbcSignal, DbcSignal]];
+        }),
+      );
+    }
+    item.name = name;
+  }
+  for (const pairs of muxers.values()) for (const [s, muxer] of pairs) s.muxer = muxer.name;
 }
 
 /** Every SG_MUL_VAL_ names a multiplexer of its own message, and `m<n>` signals have an `M` to follow. */

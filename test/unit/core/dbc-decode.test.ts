@@ -497,3 +497,108 @@ test('a factor or offset beyond a double is an error; a scale whose values need 
   );
   assert.match(db.warnings[0]!, /^d\.dbc:2: signal S of A: its factor and offset give values of up to \d+ significant digits \(at most 100\): skipped$/);
 });
+
+test("Vector's long names: BA_ SystemMessageLongSymbol / SystemSignalLongSymbol name messages and signals as canmatrix names them", () => {
+  ensureCanmatrix();
+  const file = join(FIXTURES, 'long-names.dbc');
+  const db = parseDbc(readFileSync(file, 'utf8'), file);
+  assert.deepEqual(db.warnings, []);
+  assert.deepEqual(
+    db.messages.map((m) => [m.name, m.signals.map((s) => s.name)]),
+    [
+      [
+        'EngineTransmissionControllerStatusMessageOne',
+        [
+          'MultiplexerSelectingTheOperatingModeOfTheUnit',
+          'EngineSpeedAtIdlePointOneForTheGovernorCurve',
+          'TransmissionSelectedGearStateForTheDriverDisplay',
+          'ExtendedMultiplexedTorqueRequestOfTheRetarderUnit',
+          'OilTemperatureMeasuredByTheSensorInTheSumpAreaOne',
+        ],
+      ],
+      ['SHORT_NAMES', ['SPEED']],
+    ],
+  );
+  // Every multiplexer value in turn, so each multiplexed signal is decoded.
+  const frames = randomFrames(db, 300);
+  frames.forEach((f, k) => {
+    if (f.ext) f.data[0] = k % 3;
+  });
+  const r = compare(db, frames);
+  assert.deepEqual(r.mismatches, [], `${r.mismatches.length} mismatches`);
+  assert.equal(r.decodedFrames, frames.length);
+  // By their long names in events: the value table, the float type and the multiplexing given by the short names hold.
+  const decoder = new SignalDecoder([{ bus: undefined, db }]);
+  const f = testFrame({ id: 0x0cf004fe, ext: true, data: Uint8Array.of(2, 1, 0, 0x10, 0, 0, 0x80, 0x3f) });
+  const ev = canFrameData(f, undefined, decoder.decodeFrame(f));
+  assert.equal(ev.msg, 'EngineTransmissionControllerStatusMessageOne');
+  assert.deepEqual(
+    { ...ev.signals },
+    {
+      MultiplexerSelectingTheOperatingModeOfTheUnit: 2,
+      TransmissionSelectedGearStateForTheDriverDisplay: 'First',
+      ExtendedMultiplexedTorqueRequestOfTheRetarderUnit: -92,
+      OilTemperatureMeasuredByTheSensorInTheSumpAreaOne: 1,
+    },
+  );
+  assert.deepEqual({ ...ev.units }, { ExtendedMultiplexedTorqueRequestOfTheRetarderUnit: 'Nm', OilTemperatureMeasuredByTheSensorInTheSumpAreaOne: 'degC' });
+  assert.ok(parseEventData('can_frame', JSON.parse(JSON.stringify(ev))).ok, 'the bridge accepts the long names');
+});
+
+test('long names: statements naming the short name may follow (SG_MUL_VAL_ too); a long name events cannot carry, or that another signal has, is not used', () => {
+  const short = (n: string): string => n.slice(0, 32);
+  const mux = 'ExtendedMultiplexorOfTheDiagnosticResponse';
+  const sub = 'SubFunctionOfTheDiagnosticResponseMessageA';
+  const text = [
+    'BO_ 1792 DiagnosticResponseMessageFromTh: 8 ECU',
+    ` SG_ ${short(mux)} M : 0|8@1+ (1,0) [0|255] "" GW`,
+    ` SG_ ${short(sub)} m1M : 8|8@1+ (1,0) [0|255] "" GW`,
+    ' SG_ DataOfTheFirstSubFunctionXXXXX m5 : 16|8@1+ (1,0) [0|255] "" GW',
+    ' SG_ OTHER : 24|8@1+ (1,0) [0|255] "" GW',
+    ' SG_ SPACED : 32|8@1+ (1,0) [0|255] "" GW',
+    ' SG_ TOO_LONG : 40|8@1+ (1,0) [0|255] "" GW',
+    `BA_ "SystemMessageLongSymbol" BO_ 1792 "DiagnosticResponseMessageFromTheEngine";`,
+    `BA_ "SystemSignalLongSymbol" SG_ 1792 ${short(mux)} "${mux}";`,
+    `BA_ "SystemSignalLongSymbol" SG_ 1792 ${short(sub)} "${sub}";`,
+    'BA_ "SystemSignalLongSymbol" SG_ 1792 OTHER "SPACED";',
+    'BA_ "SystemSignalLongSymbol" SG_ 1792 SPACED "has a space";',
+    `BA_ "SystemSignalLongSymbol" SG_ 1792 TOO_LONG "${'L'.repeat(DBC_NAME_MAX + 1)}";`,
+    'BA_ "SystemSignalLongSymbol" SG_ 1792 NOPE "NopeNope";',
+    'BA_ "SystemMessageLongSymbol" BO_ 1793 "NoSuchMessage";',
+    'BA_ "SystemSignalLongSymbol" SG_ 1792 OTHER 5;',
+    `SG_MUL_VAL_ 1792 ${short(sub)} ${short(mux)} 1-1;`,
+    `SG_MUL_VAL_ 1792 DataOfTheFirstSubFunctionXXXXX ${short(sub)} 5-5;`,
+    `VAL_ 1792 ${short(sub)} 5 "first" ;`,
+    '',
+  ].join('\n');
+  const db = parseDbc(text, 'l.dbc');
+  const msg = db.messages[0]!;
+  assert.equal(msg.name, 'DiagnosticResponseMessageFromTheEngine');
+  assert.deepEqual(
+    msg.signals.map((s) => [s.name, s.muxer ?? '']),
+    [
+      [mux, ''],
+      [sub, mux],
+      ['DataOfTheFirstSubFunctionXXXXX', sub],
+      ['OTHER', ''],
+      ['SPACED', ''],
+      ['TOO_LONG', ''],
+    ],
+  );
+  // Those of unknown names as they are read; the others once the whole file is (renames wait for it).
+  assert.deepEqual(db.warnings, [
+    'l.dbc:14: SystemSignalLongSymbol for unknown signal 1792 NOPE: ignored',
+    'l.dbc:15: SystemMessageLongSymbol for unknown message 1793: ignored',
+    'l.dbc:16: cannot read a signal\'s long name (expected \'BA_ "SystemSignalLongSymbol" SG_ <message id> <signal> "<name>";\'): ignored',
+    "l.dbc:11: the long name of signal OTHER of DiagnosticResponseMessageFromTheEngine, SPACED, is another signal's name: the short name is used",
+    'l.dbc:12: the long name of signal SPACED of DiagnosticResponseMessageFromTheEngine is not a name of up to 128 letters, digits and \'_\' ("has a space"): the short name is used',
+    `l.dbc:13: the long name of signal TOO_LONG of DiagnosticResponseMessageFromTheEngine is not a name of up to 128 letters, digits and '_' ("${'L'.repeat(40)}"): the short name is used`,
+  ]);
+  // The renamed multiplexers still select: sub-function 5 under multiplexer 1, with its label.
+  const decoder = new SignalDecoder([{ bus: undefined, db }]);
+  const f = testFrame({ id: 1792, data: Uint8Array.of(1, 5, 42, 0, 0, 0, 0, 0) });
+  assert.deepEqual(
+    { ...canFrameData(f, undefined, decoder.decodeFrame(f)).signals },
+    { [mux]: 1, [sub]: 'first', DataOfTheFirstSubFunctionXXXXX: 42, OTHER: 0, SPACED: 0, TOO_LONG: 0 },
+  );
+});
