@@ -4,6 +4,10 @@
  * database that refused writes, statuses trimmed while it did) — is not carried out twice, also after
  * this agent restarted. A command past its expiry is refused anyway (command-runner.ts), so an id needs
  * remembering only until then: the table holds the commands still current, no more.
+ * Expiries are kept on the bridge's clock (as the command gives them) and pruned against the bridge's clock
+ * by this agent's fix, never its bare wall clock: a gateway without a real-time clock that NTP steps
+ * forward by hours pruned ids still current, and a command sent again after a restart went out twice.
+ * Without a fix nothing is pruned.
  * A state disk that fails is counted and reported (core/state/state-health.ts); the newest ids are also
  * kept in memory, so a failing disk forgets only what a restart would (the previous behaviour).
  */
@@ -24,12 +28,15 @@ export class CommandLedger {
   private readonly addStmt: Database.Statement<[string, number]>;
   private readonly pruneStmt: Database.Statement<[number]>;
   private readonly trimStmt: Database.Statement<[number]>;
-  private lastPrune = 0;
+  /** Monotonic ms of the last prune (-Infinity: none yet). */
+  private lastPrune = Number.NEGATIVE_INFINITY;
 
   constructor(
     db: Database.Database,
     private readonly writes?: StoreWrites,
   ) {
+    // not_after_ms: the command's expiry on the bridge's clock (rows of older runs: on this agent's clock then,
+    // off by its offset, far inside the prune margin).
     db.exec('CREATE TABLE IF NOT EXISTS commands_taken (id TEXT PRIMARY KEY, not_after_ms INTEGER NOT NULL) WITHOUT ROWID');
     this.hasStmt = db.prepare('SELECT 1 AS one FROM commands_taken WHERE id = ?');
     this.addStmt = db.prepare('INSERT OR IGNORE INTO commands_taken (id, not_after_ms) VALUES (?, ?)');
@@ -47,20 +54,23 @@ export class CommandLedger {
     return r.ok && r.value;
   }
 
-  /** Remembers a command taken now, until `notAfterMs` (local wall clock; Infinity: the command had no readable expiry). */
-  add(id: string, notAfterMs: number): void {
+  /**
+   * Remembers a command taken now, until `expiresAtMs` on the bridge's clock (NaN: the command had no
+   * readable expiry). `bridgeNowMs`: now on the bridge's clock by this agent's fix, undefined without one.
+   */
+  add(id: string, expiresAtMs: number, bridgeNowMs: number | undefined): void {
     this.recent.add(id);
     if (this.recent.size > IN_MEMORY) this.recent.delete(this.recent.values().next().value!);
     // A command without a readable expiry is refused, never carried out: nothing to keep past the memory.
-    if (!Number.isFinite(notAfterMs)) return;
-    const now = Date.now();
+    if (!Number.isFinite(expiresAtMs)) return;
+    const mono = performance.now();
     this.attempt(() => {
-      this.addStmt.run(id, Math.round(notAfterMs));
-      if (now - this.lastPrune >= PRUNE_EVERY_MS) {
-        this.lastPrune = now;
+      this.addStmt.run(id, Math.round(expiresAtMs));
+      if (mono - this.lastPrune >= PRUNE_EVERY_MS) {
+        this.lastPrune = mono;
         // With a margin: a resend judged with a better clock fix (a restart, a new connection) may be
-        // current a little past the expiry computed at the first arrival.
-        this.pruneStmt.run(now - PRUNE_MARGIN_MS);
+        // current a little past the expiry as first judged.
+        if (bridgeNowMs !== undefined) this.pruneStmt.run(bridgeNowMs - PRUNE_MARGIN_MS);
         this.trimStmt.run(MAX_ROWS);
       }
     });

@@ -36,7 +36,7 @@ export class CommandRunner {
     // The last local moment at which the bridge's clock can still be before the expiry.
     const notAfterMs = expiry - (local ? local.offsetMs + local.errorMs : 0);
     // Remembered before anything is done: a restart in between must not carry it out again.
-    this.taken.add(commandId, notAfterMs);
+    this.taken.add(commandId, expiry, local ? Date.now() + local.offsetMs : undefined);
     status('delivered');
     // A command whose expiry cannot be read cannot be proven current: refused, never taken as "no expiry".
     if (!Number.isFinite(expiry)) return status('failed', `its expiry ${JSON.stringify(expiresAt)} is not a time: not carried out`);

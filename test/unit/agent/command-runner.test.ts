@@ -113,7 +113,7 @@ test('a command carried out before the agent restarted is not carried out again 
   const first = setup(new CommandLedger(firstDb));
   first.runner.run('c-r', expires, send, { offsetMs: 0, errorMs: 2 });
   await until(() => first.sent.length === 1, 5000, 'transmitted');
-  new CommandLedger(firstDb).add('c-ancient', Date.now() - 2 * 3_600_000); // expired two hours ago
+  new CommandLedger(firstDb).add('c-ancient', Date.now() - 2 * 3_600_000, undefined); // expired two hours ago (no fix: kept)
   first.close();
   // The next run, over the same state file.
   const db = openStateDb(file);
@@ -122,12 +122,15 @@ test('a command carried out before the agent restarted is not carried out again 
   await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(next.sent, [], 'not transmitted a second time');
   assert.deepEqual(next.statuses, [], 'and nothing reported: its statuses went with the first run');
-  new CommandLedger(db).add('c-new', Date.now() + 60_000); // an add prunes what expired more than an hour ago
+  // An add without a clock fix prunes nothing (this agent's wall clock alone cannot tell what expired).
+  new CommandLedger(db).add('c-unfixed', Date.now() + 60_000, undefined);
+  assert.equal(db.prepare<[], { n: number }>('SELECT count(*) AS n FROM commands_taken').get()!.n, 3);
+  new CommandLedger(db).add('c-new', Date.now() + 60_000, Date.now()); // an add prunes what expired more than an hour ago
   const ids = db
     .prepare<[], { id: string }>('SELECT id FROM commands_taken ORDER BY id')
     .all()
     .map((r) => r.id);
-  assert.deepEqual(ids, ['c-new', 'c-r'], 'the long-expired command is forgotten');
+  assert.deepEqual(ids, ['c-new', 'c-r', 'c-unfixed'], 'the long-expired command is forgotten');
   next.close();
   db.close();
 });
@@ -365,4 +368,28 @@ test('the monitor reads at once when started, and again after a reading begun be
   answers[1]!(empty);
   await until(() => health.sendRefusal('can0') === null, 2000, 'the mode known');
   health.stop();
+});
+
+test("the ledger judges expiries on the bridge's clock: this agent's wall clock stepped forward by hours (a gateway without a real-time clock, set by NTP) forgets no command still current, and one sent again after a restart is not carried out twice", async (t) => {
+  const file = join(tempDir('canrelay-ledger-'), 'agent.sqlite');
+  const real = Date.now();
+  const expires = new Date(real + 60_000).toISOString(); // on the bridge's clock, which is the real one
+  // The first run: the agent's clock 3 hours behind (its fix says so).
+  t.mock.timers.enable({ apis: ['Date'], now: real - 3 * 3_600_000 });
+  const firstDb = openStateDb(file);
+  const first = setup(new CommandLedger(firstDb));
+  first.runner.run('c-step', expires, send, { offsetMs: 3 * 3_600_000, errorMs: 2 });
+  await until(() => first.sent.length === 1, 5000, 'transmitted');
+  first.close();
+  // NTP steps the clock forward 3 hours; the next run's first add prunes.
+  t.mock.timers.reset();
+  const db = openStateDb(file);
+  const next = setup(new CommandLedger(db));
+  next.runner.run('c-other', expires, send, { offsetMs: 0, errorMs: 2 });
+  await until(() => next.sent.length === 1, 5000, 'the other command transmitted (its add pruned)');
+  next.runner.run('c-step', expires, send, { offsetMs: 0, errorMs: 2 });
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(next.sent.length, 1, 'c-step not transmitted a second time');
+  next.close();
+  db.close();
 });
