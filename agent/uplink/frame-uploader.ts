@@ -168,9 +168,15 @@ export class FrameUploader implements FrameUplink {
     this.stats.batchesResent += this.window.resendAll(true);
   }
 
-  /** The bridge has taken every batch up to `batch`. */
-  ack(batch: number): void {
+  /**
+   * The bridge has taken every batch up to `batch`. False, and nothing freed, when it acknowledges a batch
+   * never sent: the frames of unsent batches would be counted as delivered and never sent (the caller
+   * ends the link).
+   */
+  ack(batch: number): boolean {
+    if (!this.window.wasSent(batch)) return false;
     this.stats.framesAcked += this.window.ack(batch);
+    return true;
   }
 
   flush(): void {

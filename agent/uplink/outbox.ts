@@ -26,6 +26,9 @@ import type { StoreWrites } from '../../core/state/state-health.js';
 /** Events held in memory while the outbox cannot be written. */
 const MAX_MEMORY_EVENTS = 10_000;
 
+/** The highest stored number a welcome may name (see welcome). */
+const MAX_STORED = 2 ** 50;
+
 export interface OutboxEntry {
   seq: number;
   event: MirroredEventType;
@@ -111,7 +114,12 @@ export class Outbox {
    * redeliveries, silently: they are numbered again above `stored` first. Then, as at every welcome,
    * what the bridge has is acknowledged.
    */
-  welcome(stored: number): void {
+  welcome(stored: number): string | undefined {
+    // An honest bridge has at most what was numbered: by this run (above lastSeq: never), or by the
+    // previous one before the first welcome — any number, but far below 2^50 (a run numbering a million
+    // events a second for 35 years). Past that, numbers stop being exact (2^53 + 1 === 2^53) and every
+    // later event would collide with one renumbered: refused, the link ended, nothing changed.
+    if (stored > MAX_STORED || (this.welcomed && stored > this.lastSeq)) return `the bridge says it stored event ${stored}; this agent numbered up to ${this.lastSeq}`;
     if (!this.welcomed && stored > this.openedAt) {
       const shift = stored - this.openedAt;
       const from = this.openedAt;
@@ -126,6 +134,12 @@ export class Outbox {
     this.welcomed = true;
     this.ack(stored);
     this.settle(stored);
+    return undefined;
+  }
+
+  /** The last number handed out. */
+  get lastNumber(): number {
+    return this.lastSeq;
   }
 
   /** Events waiting for the bridge (in SQLite and in memory). */

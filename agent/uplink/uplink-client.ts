@@ -209,6 +209,11 @@ export class UplinkClient {
       case 'welcome':
         if (this.welcomed) return this.reject(ws, 'a second welcome on one connection');
         if (m.dongle !== this.opts.dongle) return this.reject(ws, `welcomed as ${m.dongle}, expected ${this.opts.dongle}`);
+        {
+          // Before anything is changed: a welcome the outbox refuses ends the link.
+          const refused = this.outbox.welcome(m.event_ack);
+          if (refused) return this.reject(ws, refused);
+        }
         this.welcomed = true;
         this.attempt = 0;
         this.duplicates = 0;
@@ -219,7 +224,6 @@ export class UplinkClient {
         if (this.relayGroup !== undefined && (m.group !== this.relayGroup || m.relay_rev !== this.relayRev)) this.groupChanged(m.group);
         this.relayGroup = m.group;
         this.relayRev = m.relay_rev;
-        this.outbox.welcome(m.event_ack);
         this.eventsSentUpTo = this.eventsAckedUpTo = m.event_ack;
         this.log.info({ bridge: this.bridges.current, group: m.group, outbox: this.outbox.size }, 'uplink connected');
         this.uploader.attach({
@@ -234,12 +238,14 @@ export class UplinkClient {
         this.sendDbc();
         return;
       case 'event_ack':
+        // An ack of events never sent would delete them (command statuses among them) unsent.
+        if (m.seq > this.eventsSentUpTo) return this.reject(ws, `event_ack ${m.seq} for events never sent (sent up to ${this.eventsSentUpTo})`);
         this.outbox.ack(m.seq);
         this.eventsAckedUpTo = Math.max(this.eventsAckedUpTo, m.seq);
         this.pumpEvents();
         return;
       case 'data_ack':
-        this.uploader.ack(m.batch);
+        if (!this.uploader.ack(m.batch)) return this.reject(ws, `data_ack ${m.batch} for a batch never sent`);
         return;
       case 'command':
         this.commands.run(m.command_id, m.expires_at, m.command, this.clock.fixNow());

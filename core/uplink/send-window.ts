@@ -34,6 +34,8 @@ export class SendWindow<T> {
   private batches: WindowBatch<T>[] = [];
   private held = 0;
   private onWire = 0;
+  /** The highest batch number ever written to a link (-1: none): what a receiver can acknowledge at most. */
+  private highestSent = -1;
 
   /** `timeOf`: an item's origin time in ms on this side's clock (what the age bound measures). */
   constructor(private readonly timeOf: (item: T) => number) {}
@@ -55,6 +57,7 @@ export class SendWindow<T> {
   /** Adds a batch at the end (numbers must increase). */
   add(batch: number, items: T[], sent = false): WindowBatch<T> {
     const b: WindowBatch<T> = { batch, items, sent, oldest: this.earliest(items) };
+    if (sent) this.highestSent = Math.max(this.highestSent, batch);
     this.batches.push(b);
     this.held += items.length;
     if (sent) this.onWire += items.length;
@@ -69,7 +72,13 @@ export class SendWindow<T> {
   markSent(b: WindowBatch<T>): void {
     if (b.sent) return;
     b.sent = true;
+    this.highestSent = Math.max(this.highestSent, b.batch);
     this.onWire += b.items.length;
+  }
+
+  /** Whether `batch` was ever written to a link: an ack above it acknowledges what the receiver cannot have. */
+  wasSent(batch: number): boolean {
+    return batch <= this.highestSent;
   }
 
   /** Cumulative ack: every batch up to `batch` is done. Returns the items freed. */

@@ -4,8 +4,8 @@
  * relayed under ends — the group changes (a `group` message, or another group or relay revision in the
  * next welcome), or the bridge refuses the agent (4401, or HTTP 401 at a reconnect: token rotated or
  * revoked, dongle removed) — none of them reaches the bus afterwards, and the count says how many were
- * dropped. Also what arrives after the bridge said the agent is in no group, and the agent's heartbeat
- * across a step of its wall clock.
+ * dropped. Also what arrives after the bridge said the agent is in no group, the agent's heartbeat
+ * across a step of its wall clock, and acknowledgements of what was never sent.
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -53,7 +53,7 @@ interface FakeBridge {
  * Answers clock probes; on each hello, welcomes the agent into the group `groupOf(n)` under the relay
  * revision `revOf(n)` (n counts hellos from 1).
  */
-async function fakeBridge(groupOf: (n: number) => string | null, revOf: (n: number) => string = () => 'rev-1'): Promise<FakeBridge> {
+async function fakeBridge(groupOf: (n: number) => string | null, revOf: (n: number) => string = () => 'rev-1', eventAckOf: (n: number) => number = () => 0): Promise<FakeBridge> {
   const server = createServer();
   const fb: FakeBridge = { port: 0, ws: () => undefined, acks: [], hellos: 0, refuse: false };
   const wss = new WebSocketServer({ server, path: UPLINK_PATH, verifyClient: (_info, cb) => (fb.refuse ? cb(false, 401) : cb(true)) });
@@ -70,7 +70,9 @@ async function fakeBridge(groupOf: (n: number) => string | null, revOf: (n: numb
       if (p.msg.t === 'data_ack') fb.acks.push(p.msg.batch);
       if (p.msg.t === 'hello') {
         const n = ++fb.hellos;
-        ws.send(JSON.stringify({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle: DONGLE, event_ack: 0, group: groupOf(n), relay_rev: revOf(n), relay_epoch: 'epoch-1' }));
+        ws.send(
+          JSON.stringify({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle: DONGLE, event_ack: eventAckOf(n), group: groupOf(n), relay_rev: revOf(n), relay_epoch: 'epoch-1' }),
+        );
         current = ws;
       }
     });
@@ -284,4 +286,27 @@ test("the agent's heartbeat judges the bridge's silence on the monotonic clock: 
   Date.now = realNow;
   assert.equal(b.uplink.stats.disconnects, 0, 'the bridge answered every ping: the link is kept');
   assert.equal(fb.hellos, 1);
+});
+
+test('a bridge that acknowledges what the agent never sent — a welcome past any number it handed out, an event_ack or a data_ack beyond what was sent — is refused: the link ends and the agent reconnects, nothing freed', async () => {
+  // The first welcome names a stored event at 2^53 - 1 (past it, numbers are not exact: every later event collided).
+  const fb = await fakeBridge(
+    () => null,
+    () => 'rev-1',
+    (n) => (n === 1 ? Number.MAX_SAFE_INTEGER : 0),
+  );
+  const b = agentB(fb.port);
+  const rejected = (): number => b.uplink.stats.rejectedMessages;
+  await until(() => fb.hellos >= 2 && fb.ws() !== undefined, 10_000, 'reconnected after the refused welcome');
+  assert.equal(rejected(), 1);
+  assert.match(String(b.logs.find((l) => l.msg === 'rejected a message from the bridge; reconnecting')?.why), /stored event 9007199254740991/);
+  // Nothing was ever sent as a data batch, and the agent has sent no event past what it has.
+  await new Promise((r) => setTimeout(r, 200));
+  fb.ws()!.send(JSON.stringify({ t: 'event_ack', seq: 1_000_000 }));
+  await until(() => fb.hellos >= 3, 10_000, 'reconnected after the event_ack');
+  assert.equal(rejected(), 2);
+  await until(() => fb.ws() !== undefined && b.uplink.stats.connects >= 2, 10_000, 'welcomed again');
+  fb.ws()!.send(JSON.stringify({ t: 'data_ack', batch: 5 }));
+  await until(() => fb.hellos >= 4, 10_000, 'reconnected after the data_ack');
+  assert.equal(rejected(), 3);
 });
