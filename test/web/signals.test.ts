@@ -1,7 +1,9 @@
 /**
  * The Signals view in headless Chromium against a real agent decoding a replayed log with a DBC:
  * the by-id table shows message names and signals, the Signals view lists and searches them, and
- * pinned signals plot on the live uPlot chart (own axis per unit) that pauses and zooms.
+ * pinned signals plot on the live uPlot chart (own axis per unit) that pauses and zooms. With nothing
+ * new on the stream, neither the by-id table nor the Signals view sorts or touches the DOM (only the
+ * signals' ages move).
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -124,5 +126,84 @@ test('signals: by-id shows them, the Signals view searches them, pinned ones plo
   await page.click('#signals tbody tr[data-signal="BE_ACROSS_3"] button.pin');
   await page.click('#signals tbody tr[data-signal="LE_ACROSS_13"] button.pin');
   await untilValue(async () => await page.locator('#chart').isHidden(), 'the chart hidden with nothing pinned');
+  assert.deepEqual(errors, [], 'no uncaught errors in the page');
+});
+
+/**
+ * Over `ms` of the page's time, the DOM mutations under `sel` (what kind, on which element) and the sorts
+ * of two or more items the page made (counted by the wrapper countSorts installs).
+ */
+async function watchQuiet(page: Page, sel: string, ms: number): Promise<{ mutations: { what: string; age: boolean }[]; sorts: number }> {
+  return page.evaluate(
+    async ({ sel, ms }) => {
+      const w = window as unknown as { canrelaySorts: number };
+      const mutations: { what: string; age: boolean }[] = [];
+      const note = (records: MutationRecord[]): void => {
+        for (const r of records) {
+          const el = r.target instanceof Element ? r.target : r.target.parentElement;
+          const name = el ? `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''}${el.className ? `.${String(el.className).replace(/ /g, '.')}` : ''}` : '?';
+          mutations.push({ what: `${r.type}${r.attributeName ? ` ${r.attributeName}` : ''} on ${name}`, age: Boolean(el?.closest('td.c-age')) });
+        }
+      };
+      const obs = new MutationObserver(note);
+      obs.observe(document.querySelector(sel)!, { subtree: true, childList: true, attributes: true, characterData: true });
+      const sorts = w.canrelaySorts;
+      await new Promise((r) => setTimeout(r, ms));
+      note(obs.takeRecords());
+      obs.disconnect();
+      return { mutations, sorts: w.canrelaySorts - sorts };
+    },
+    { sel, ms },
+  );
+}
+
+/** Counts the page's sorts of two or more items in window.canrelaySorts (the tables sort their rows). */
+async function countSorts(page: Page): Promise<void> {
+  await page.addInitScript(() => {
+    const w = window as unknown as { canrelaySorts: number };
+    w.canrelaySorts = 0;
+    const sort = Array.prototype.sort;
+    Array.prototype.sort = function <T>(this: T[], compare?: (a: T, b: T) => number): T[] {
+      if (this.length > 1) w.canrelaySorts++;
+      return sort.call(this, compare) as T[];
+    };
+  });
+}
+
+test('nothing new on the stream: the by-id table and the Signals view neither sort nor touch the DOM; the ages still move', async () => {
+  const dir = tempDir('canrelay-web-signals-quiet-');
+  // Each id once: no rate (one frame), no highlight; the replay ends and the bus stays silent. A
+  // bus_state each second keeps events (and the page's draws) coming without changing either table.
+  writeFileSync(join(dir, 'once.log'), '(1.000000) can0 100#0064000000000000\n(1.010000) can0 101#A00F000000000030\n');
+  const a = await startAgentProcess(['--replay', join(dir, 'once.log'), '--dbc', FEATURES, '--bus-state-interval', '1'], { stateDir: join(dir, 'state') });
+  procs.push(a.proc);
+  const page = await browser.page();
+  const errors = pageErrors(page);
+  await countSorts(page);
+  await page.goto(a.base + '/');
+  await page.locator('#stream-state[data-state="live"]').waitFor();
+  // Steady: both rows there and marked stale (5 s without a frame), which is the last change they make.
+  await untilValue(async () => (await page.locator('#byid tbody tr.stale').count()) === 2, 'both by-id rows drawn and gone stale', 20_000);
+  const byId = await watchQuiet(page, '#panel-byid', 3000);
+  assert.deepEqual(
+    byId.mutations.map((m) => m.what),
+    [],
+    'no DOM change in the by-id view while nothing changes',
+  );
+  assert.equal(byId.sorts, 0, 'no sorting while nothing changes');
+
+  await page.click('#tab-signals');
+  await untilValue(async () => (await page.locator('#signals tbody tr').count()) === 9, 'the signals of both frames');
+  const signals = await watchQuiet(page, '#panel-signals', 3000);
+  assert.deepEqual(
+    signals.mutations.filter((m) => !m.age).map((m) => m.what),
+    [],
+    'no DOM change in the Signals view but the ages while nothing changes',
+  );
+  assert.ok(
+    signals.mutations.some((m) => m.age),
+    'the ages ("3 s ago") still move',
+  );
+  assert.equal(signals.sorts, 0, 'no searching or sorting while nothing changes');
   assert.deepEqual(errors, [], 'no uncaught errors in the page');
 });

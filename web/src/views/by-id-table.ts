@@ -2,16 +2,20 @@
  * The "By id" table: one row per (dongle,) bus and CAN id, sortable by any column. Rows are keyed and
  * reused; a render only touches cells whose text changed, so a few hundred rows refresh cheaply several
  * times a second. Bytes that changed since the previous frame of their id are highlighted for a moment
- * (the highlight fades by CSS transition when the class goes).
+ * (the highlight fades by CSS transition when the class goes). While no row changes (the model's version,
+ * the sort and the filter stay), a render does nothing but, once a second, refresh what moves with time
+ * alone: a quiet id's falling rate and period, its stale mark, a highlight's end.
  */
 import type { IdFilter } from '../filter.js';
 import { formatInt, formatPeriod, formatRate } from '../format.js';
 import { type ByIdModel, comparator, directionLabel, type IdRow, rowShown, type SortKey } from '../state/by-id.js';
-import { h, setAttr, setText } from '../dom.js';
+import { h, setAttr, setHidden, setText } from '../dom.js';
 
 /** Rows drawn at most; more ids than this are counted below the table (narrow with the filter). */
 const MAX_RENDERED = 500;
 const HIGHLIGHT_MS = 1200;
+/** While no row changes, how often what moves with time alone is refreshed (the page's clock ticks once a second too). */
+const TIME_REFRESH_MS = 1000;
 
 interface Column {
   key: SortKey | 'dongle' | 'bus' | 'signals';
@@ -39,6 +43,14 @@ export class ByIdTable {
   private readonly headButtons = new Map<SortKey, HTMLTableCellElement>();
   /** Forces a full pass (sort or filter changed). */
   private dirty = true;
+  /** The model's version at the last render: unchanged, nothing is sorted or redrawn. */
+  private drawnVersion = -1;
+  /** The rows drawn, in order, from the last sort. */
+  private shown: IdRow[] = [];
+  /** Page time of the next refresh of what moves with time alone (rates, stale marks, highlights). */
+  private refreshAt = 0;
+  /** The earliest end of a highlight drawn in this pass. */
+  private highlightEnd = Infinity;
 
   constructor(
     private readonly model: ByIdModel,
@@ -99,29 +111,18 @@ export class ByIdTable {
   }
 
   render(now: number): void {
-    const f = this.idFilter;
-    const rows: IdRow[] = [];
-    for (const r of this.model.rows.values()) if (rowShown(r, f, this.bus)) rows.push(r);
-    rows.sort(comparator(this.model, this.sortKey, this.desc));
-    const shown = rows.length > MAX_RENDERED ? rows.slice(0, MAX_RENDERED) : rows;
-    this.empty.hidden = this.model.rows.size > 0;
-    if (this.model.rows.size > 0 && rows.length === 0) {
-      this.empty.hidden = false;
-      this.empty.textContent = 'No id matches the filter.';
-    } else this.empty.textContent = 'Waiting for frames…';
-    this.more.hidden = rows.length <= MAX_RENDERED;
-    if (rows.length > MAX_RENDERED) this.more.textContent = `Showing ${MAX_RENDERED} of ${formatInt(rows.length)} ids: narrow them with the filter.`;
-
+    const changed = this.dirty || this.model.version !== this.drawnVersion;
+    if (!changed && now < this.refreshAt) return;
+    this.drawnVersion = this.model.version;
+    // A rate sort moves with time too (a quiet id's rate falls): re-sorted on the time refresh as well.
+    if (changed || this.sortKey === 'rate') this.select();
+    const shown = this.shown;
+    this.highlightEnd = Infinity;
+    for (const r of shown) this.update(r, now);
+    // The next refresh without a change: in a second, or when a highlight ends if sooner.
+    this.refreshAt = Math.min(now + TIME_REFRESH_MS, this.highlightEnd);
     const tbody = this.table.tBodies[0]!;
     const keys = shown.map((r) => r.key);
-    const live = new Set(keys);
-    for (const [k, e] of this.els) {
-      if (!live.has(k)) {
-        e.tr.remove();
-        this.els.delete(k);
-      }
-    }
-    for (const r of shown) this.update(r, now);
     // Re-order only when the order changed: moving rows resets hover and selection.
     if (this.dirty || keys.length !== this.order.length || keys.some((k, i) => k !== this.order[i])) {
       let prev: Element | null = null;
@@ -137,6 +138,27 @@ export class ByIdTable {
       this.order = keys;
     }
     this.dirty = false;
+  }
+
+  /** Filters and sorts the model's rows into `shown`, updates the notes under the table and drops the rows gone. */
+  private select(): void {
+    const f = this.idFilter;
+    const rows: IdRow[] = [];
+    for (const r of this.model.rows.values()) if (rowShown(r, f, this.bus)) rows.push(r);
+    rows.sort(comparator(this.model, this.sortKey, this.desc));
+    this.shown = rows.length > MAX_RENDERED ? rows.slice(0, MAX_RENDERED) : rows;
+    const filteredOut = this.model.rows.size > 0 && rows.length === 0;
+    setHidden(this.empty, this.model.rows.size > 0 && !filteredOut);
+    setText(this.empty, filteredOut ? 'No id matches the filter.' : 'Waiting for frames…');
+    setHidden(this.more, rows.length <= MAX_RENDERED);
+    if (rows.length > MAX_RENDERED) setText(this.more, `Showing ${MAX_RENDERED} of ${formatInt(rows.length)} ids: narrow them with the filter.`);
+    const live = new Set(this.shown.map((r) => r.key));
+    for (const [k, e] of this.els) {
+      if (!live.has(k)) {
+        e.tr.remove();
+        this.els.delete(k);
+      }
+    }
   }
 
   private update(r: IdRow, now: number): void {
@@ -210,7 +232,9 @@ export class ByIdTable {
       const s = e.bytes[i]!;
       setText(s, r.bytes[i]!);
       const at = r.changedAt[i] ?? 0;
-      s.classList.toggle('chg', at > 0 && now - at < HIGHLIGHT_MS);
+      const on = at > 0 && now - at < HIGHLIGHT_MS;
+      s.classList.toggle('chg', on);
+      if (on) this.highlightEnd = Math.min(this.highlightEnd, at + HIGHLIGHT_MS);
     }
     if (r.bytes.length === 0) setAttr(td, 'data-empty', r.kind === 'RTR' ? 'remote' : 'no data');
     else setAttr(td, 'data-empty', null);

@@ -6,7 +6,7 @@
  * to the moving 60 s window. Redrawn at most a few times per second.
  */
 import type uPlot from 'uplot';
-import { h } from '../dom.js';
+import { h, setHidden, setText } from '../dom.js';
 import { HISTORY_MS, type SignalsModel } from '../state/signals.js';
 
 const UPLOT_URL = '/vendor/uplot/uPlot.esm.js';
@@ -65,12 +65,13 @@ export class SignalChart {
   /** Called from the page's draw loop (throttled there). */
   render(): void {
     const keys = [...this.model.pinned.keys()];
-    this.empty.hidden = keys.length > 0;
-    this.box.hidden = keys.length === 0;
+    // Written only when they change: the Signals view redraws several times a second.
+    setHidden(this.empty, keys.length > 0);
+    setHidden(this.box, keys.length === 0);
     if (keys.length === 0) {
       this.destroy();
       this.legend.replaceChildren();
-      this.empty.textContent = this.emptyText;
+      setText(this.empty, this.emptyText);
       return;
     }
     const sig = keys.join('\n');

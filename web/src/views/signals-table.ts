@@ -1,14 +1,18 @@
 /**
  * The "Signals" view: every decoded signal with its live value and unit, searchable, each with a pin
  * button that puts it on the chart (views/signal-chart.ts). Rows are keyed and reused (a click on a pin
- * button is never lost to a redraw); at most MAX_RENDERED rows are drawn.
+ * button is never lost to a redraw); at most MAX_RENDERED rows are drawn. While no signal changes (the
+ * model's version and the search stay), a render neither searches nor sorts: once a second it refreshes
+ * the ages, the only thing that moves with time alone.
  */
-import { h, setAttr, setText } from '../dom.js';
+import { h, setAttr, setHidden, setText } from '../dom.js';
 import { formatAge } from '../format.js';
 import { formatSignal, signalNumber } from '../signal-format.js';
 import { MAX_PINNED, type SignalRow, type SignalsModel } from '../state/signals.js';
 
 const MAX_RENDERED = 500;
+/** While no signal changes, how often the ages are refreshed (they count whole seconds). */
+const AGE_REFRESH_MS = 1000;
 
 interface RowEls {
   tr: HTMLTableRowElement;
@@ -20,8 +24,12 @@ interface RowEls {
 export class SignalsTable {
   private readonly els = new Map<string, RowEls>();
   private order: string[] = [];
+  /** The rows drawn, in order, from the last search. */
+  private shown: SignalRow[] = [];
   private query = '';
   private lastVersion = -1;
+  /** Page time of the last refresh of the ages. */
+  private agesAt = 0;
   onPinChange: () => void = () => {};
 
   constructor(
@@ -52,12 +60,20 @@ export class SignalsTable {
   }
 
   render(nowMs: number): void {
+    if (this.lastVersion === this.model.version) {
+      if (nowMs - this.agesAt < AGE_REFRESH_MS) return;
+      this.agesAt = nowMs;
+      for (const r of this.shown) this.age(r, nowMs);
+      return;
+    }
+    this.agesAt = nowMs;
     const rows = this.model.search(this.query);
-    this.empty.hidden = rows.length > 0;
-    this.empty.textContent = this.model.rows.size === 0 ? 'No decoded signals yet: the agent decodes frames with its --dbc files.' : 'No signal matches the search.';
-    this.more.hidden = rows.length <= MAX_RENDERED;
-    if (rows.length > MAX_RENDERED) this.more.textContent = `Showing ${MAX_RENDERED} of ${rows.length} signals: narrow them with the search.`;
+    setHidden(this.empty, rows.length > 0);
+    setText(this.empty, this.model.rows.size === 0 ? 'No decoded signals yet: the agent decodes frames with its --dbc files.' : 'No signal matches the search.');
+    setHidden(this.more, rows.length <= MAX_RENDERED);
+    if (rows.length > MAX_RENDERED) setText(this.more, `Showing ${MAX_RENDERED} of ${rows.length} signals: narrow them with the search.`);
     const shown = rows.slice(0, MAX_RENDERED);
+    this.shown = shown;
     const live = new Set(shown.map((r) => r.key));
     for (const [k, e] of this.els) {
       if (!live.has(k)) {
@@ -100,13 +116,20 @@ export class SignalsTable {
       this.els.set(r.key, e);
     }
     setText(e.value, formatSignal(r.value, ''));
-    setText(e.age, Number.isFinite(r.arrival) ? formatAge(performance.timeOrigin + r.arrival, performance.timeOrigin + nowMs) : '');
+    this.age(r, nowMs);
     const pinned = this.model.pinned.has(r.key);
     setAttr(e.pin, 'aria-pressed', String(pinned));
     e.pin.classList.toggle('active', pinned);
     setText(e.pin, pinned ? 'Unpin' : 'Pin');
     const plottable = signalNumber(r.value) !== undefined;
-    e.pin.disabled = !plottable && !pinned;
+    const disabled = !plottable && !pinned;
+    // Only when it changes: writing `disabled` again is a DOM mutation, every render.
+    if (e.pin.disabled !== disabled) e.pin.disabled = disabled;
     setAttr(e.pin, 'title', plottable ? (pinned ? 'Unpin from the chart' : 'Pin to the chart') : 'A text value (value table) cannot be plotted');
+  }
+
+  private age(r: SignalRow, nowMs: number): void {
+    const e = this.els.get(r.key);
+    if (e) setText(e.age, Number.isFinite(r.arrival) ? formatAge(performance.timeOrigin + r.arrival, performance.timeOrigin + nowMs) : '');
   }
 }
