@@ -4,7 +4,8 @@
  * within the heartbeat timeout) and restart; a viewer token sees it read-only (and the API refuses its
  * writes); the admin token registers a dongle whose token (shown once) connects an agent, rotates a token
  * (the old one is cut and refused), creates a group that relays (B's tx counter rises) and deletes it
- * (the relay stops); edits a group (sides, bus map) and deletes it, checked against the admin API; issues a
+ * (the relay stops); lists a dongle's recent commands, their times dated when not today's (the browser's
+ * clock a day on); edits a group (sides, bus map) and deletes it, checked against the admin API; issues a
  * viewer token (Copy puts it on the clipboard; without the Clipboard API the copy command copies it) and
  * revokes it (its open page is refused, and so is the token); reconnects through a cut connection (a
  * clean resume, no second snapshot) and a bridge restart (stream_reset, a fresh snapshot). Fails on any
@@ -358,6 +359,53 @@ test('Copy where the Clipboard API is missing (a page over plain HTTP): the toke
   assert.deepEqual(await page.evaluate(() => (window as unknown as { copied: string[] }).copied), [token], 'the copy command copied exactly the token');
   assert.equal(await page.locator('#secret-copy').textContent(), 'Copied');
   await page.close();
+});
+
+/** The local date of an ISO time, as the page writes it ("2026-11-28"). */
+function localDay(iso: string): string {
+  const d = new Date(Date.parse(iso));
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+}
+
+test("recent commands: a time that is not today's carries its date (one of yesterday read like today's)", async () => {
+  await agent('cmdday', await bridge.admin.register('cmdday'));
+  await untilValue(async () => (await bridge.admin.get('/api/v1/dongles/cmdday')).body.online === true, 'cmdday online', 20_000);
+  const cmd = await bridge.admin.post('/api/v1/dongles/cmdday/commands', { type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '01' });
+  assert.equal(cmd.status, 202);
+  const id = String(cmd.body.command_id);
+  const done = await untilValue(
+    async () => {
+      const v = (await bridge.admin.get(`/api/v1/commands/${id}`)).body;
+      return v.status === 'succeeded' ? v : null;
+    },
+    'the command succeeded',
+    20_000,
+  );
+  const iso = (done.history as { ts: string }[]).at(-1)!.ts;
+  /** The time cell of the command in the dongle's recent commands: its text and title. */
+  const timeCell = async (page: Page): Promise<{ text: string; title: string }> => {
+    const button = page.locator('#dongles tr[data-dongle="cmdday"] button.cmd');
+    await untilValue(async () => (await button.getAttribute('data-command-status', { timeout: 1000 }).catch(() => null)) === 'succeeded', 'the row with its command', 20_000);
+    await button.click();
+    const td = page.locator(`#commands tr[data-command="${id}"][data-status="succeeded"] td`).first();
+    await td.waitFor();
+    return { text: (await td.textContent()) ?? '', title: (await td.getAttribute('title')) ?? '' };
+  };
+
+  const today = await openFleet(ADMIN_TOKEN);
+  const { text: time } = await timeCell(today);
+  // Today's: the time alone (unless the command was just before midnight and this is the next day).
+  if (localDay(iso) === localDay(new Date().toISOString())) assert.match(time, /^\d\d:\d\d:\d\d\.\d{6}$/, "today's command: its time");
+  const clock = time.slice(-15);
+  await today.close();
+
+  // The same command seen a day later (the browser's clock 30 h on: another day whatever the DST).
+  const later = await openFleet(ADMIN_TOKEN, 1280, 800, (page) => page.clock.install({ time: Date.now() + 30 * 3600_000 }));
+  const dated = await timeCell(later);
+  assert.equal(dated.text, `${localDay(iso)} ${clock}`, 'a command of another day: its date, then its time');
+  assert.match(dated.title, /^\d{4}-\d\d-\d\dT[\d:.]+Z$/, 'the full time in the title');
+  await screenshot(later, 'fleet-commands-dated');
+  await later.close();
 });
 
 test('the fleet page is served at / and /console/ (and /console)', async () => {

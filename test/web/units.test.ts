@@ -3,8 +3,8 @@
  * its own for the browser, so these are imported by URL and typed here by the little each test uses):
  * the id filter (and its rule for error frames in the trace, the export and the by-id table), the candump
  * export (read back with the agent's own parser), the by-id rate model under sampling, the SSE parser and
- * connection, the trace model's cap and pause, signal values, the send form's id, the header's interface
- * states, and the page's routes.
+ * connection, the trace model's cap and pause, signal values, dated times, the send form's id, the
+ * header's interface states, and the page's routes.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -430,6 +430,17 @@ test('id filter on the page: data and remote frames by CAN id; error frames (who
   assert.deepEqual(rows('7E0-7EF'), ['|can0|0x00000004!', '|can0|0x7E8', '|can0|0x7E0']);
   assert.deepEqual(rows('7E0-7EF', 'can1'), [], 'the bus filter still applies to error rows');
   assert.deepEqual(rows(''), ['|can0|0x00000004!', '|can0|0x004', '|can0|0x7E8', '|can0|0x7E0']);
+});
+
+test("a time is dated when it is not today's: formatWhen", async () => {
+  const { formatWhen } = await web<{ formatWhen: (ts: string, now?: Date) => string }>('format.js');
+  // Built from local times: it holds in any time zone.
+  const at = new Date(2026, 10, 28, 12, 0, 5, 250);
+  const ts = at.toISOString();
+  assert.equal(formatWhen(ts, new Date(2026, 10, 28, 23, 59, 59)), '12:00:05.250000', "today's: the time alone");
+  assert.equal(formatWhen(ts, new Date(2026, 10, 29, 0, 0, 1)), '2026-11-28 12:00:05.250000', "yesterday's: its date too");
+  assert.equal(formatWhen(ts, new Date(2025, 10, 28, 12, 0, 0)), '2026-11-28 12:00:05.250000', 'the same day of another year is another day');
+  assert.equal(formatWhen('not a time', at), 'not a time');
 });
 
 test('signal values read as the agent sends them: every digit of the exact text, integers whole', async () => {

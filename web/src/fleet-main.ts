@@ -6,7 +6,7 @@
  */
 import { listDongles, HttpError, recentCommands } from './api.js';
 import { byId, h, setText } from './dom.js';
-import { formatClock } from './format.js';
+import { formatDay, formatWhen } from './format.js';
 import { messageEvent, type CommandState } from './events.js';
 import { ConsoleConnection, type StreamStatus } from './sse.js';
 import { FleetModel } from './state/fleet.js';
@@ -25,6 +25,8 @@ class FleetPage {
   private conn: ConsoleConnection | null = null;
   private token = sessionStorage.getItem(TOKEN_KEY) ?? '';
   private commandsOf = '';
+  /** The day the commands were drawn on: past midnight they are drawn again (yesterday's times then need their date). */
+  private commandsDay = '';
 
   constructor() {
     const t = byId<HTMLTableElement>('dongles');
@@ -105,6 +107,7 @@ class FleetPage {
 
   private draw(): void {
     this.tables.draw();
+    if (!byId('commands-panel').hidden && formatDay(new Date()) !== this.commandsDay) this.drawCommands();
     if (this.figuresAt === this.model.version) return;
     this.figuresAt = this.model.version;
     let online = 0;
@@ -120,12 +123,14 @@ class FleetPage {
     panel.hidden = r === undefined;
     if (!r) return;
     setText(byId('commands-title'), `Recent commands of ${r.id}`);
+    const now = new Date();
+    this.commandsDay = formatDay(now);
     byId<HTMLTableElement>('commands').tBodies[0]!.replaceChildren(
       ...r.commands.map((c) =>
         h(
           'tr',
           { 'data-command': c.command_id, 'data-status': c.status },
-          h('td', { text: formatClock(c.ts) }),
+          h('td', { text: formatWhen(c.ts, now), title: c.ts }),
           h('td', {}, h('code', { text: c.command_id })),
           h('td', { text: c.type }),
           h('td', { text: c.status }),

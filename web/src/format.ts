@@ -42,6 +42,22 @@ export function formatClock(ts: string): string {
   return `${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())}.${frac}`;
 }
 
+/** The local date of `d`: "2026-11-28" (year first: no reader mistakes it for another day). */
+export function formatDay(d: Date): string {
+  return `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())}`;
+}
+
+/**
+ * The event's time as formatClock, with its local date in front when that is not today's
+ * ("2026-11-28 13:47:02.123456"): a time of yesterday must not read like today's.
+ */
+export function formatWhen(ts: string, now: Date = new Date()): string {
+  const ms = Date.parse(ts);
+  if (!Number.isFinite(ms)) return ts;
+  const day = formatDay(new Date(ms));
+  return day === formatDay(now) ? formatClock(ts) : `${day} ${formatClock(ts)}`;
+}
+
 /** "5 s ago", "3 min ago" for a past epoch ms. */
 export function formatAge(ms: number, now: number = Date.now()): string {
   const s = Math.max(0, Math.round((now - ms) / 1000));
