@@ -2,7 +2,9 @@
  * Bus health on the console page in headless Chromium: the header's state badge, load gauge and
  * one-minute sparkline from a real agent (a looping replay with --bitrate), decoded error frames in the
  * trace, and — through the bridge, from an agent mirroring bus_state — an error-passive, a bus-off and a
- * stopped controller that raise the alert bar, which goes away when the bus is error-active again. Screenshots in test/artifacts/.
+ * stopped controller that raise the alert bar, which goes away when the bus is error-active again; the
+ * agent's page shows the bus health of /api/v1/info at load, before any bus_state reaches it, and an
+ * older report from the backlog does not take it back in time. Screenshots in test/artifacts/.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -13,6 +15,7 @@ import { screenshot, browserSuite } from '../helpers/browser.js';
 import { untilValue } from '../helpers/until.js';
 import { FakeAgent } from '../helpers/fake-agent.js';
 import { startAgentProcess, tempDir } from '../helpers/processes.js';
+import { getJson, SseClient } from '../helpers/sse-client.js';
 
 const { browser, procs } = browserSuite();
 let bridge: StartedBridge;
@@ -58,6 +61,85 @@ test('header: state badge, load gauge and sparkline per bus; error frames in wor
   await screenshot(page, 'bus-health-load');
   console.log(`load gauge ${load} %`);
   await page.close();
+});
+
+test('agent page at load: the bus health of /api/v1/info, not only after the first bus_state (up to --bus-state-interval away)', async () => {
+  // bus_state once at start, then every 60 s: nothing else publishes one (the sim has no controller, its
+  // link and the --bitrate stay).
+  const a = await startAgentProcess(['--sim', '--bitrate', 'can0=500000', '--bus-state-interval', '60'], { stateDir: tempDir('canrelay-web-bh-info-') });
+  procs.push(a.proc);
+  // Every bus_state of the run, seen from the start.
+  const watch = await SseClient.connect(a.url + '?backlog=10000');
+  try {
+    await watch.waitFor((evs) => evs.some((e) => e.event === 'bus_state'), 10_000, 'the first bus_state');
+    const health = await untilValue(async () => {
+      const list = (await getJson(a.base + '/api/v1/info')).body.bus_health as { bus: string; load: number | null }[] | undefined;
+      return list?.find((b) => b.bus === 'can0' && b.load !== null);
+    }, "can0's figures in /api/v1/info");
+    // That bus_state gone from the backlog the page asks for (its 200 latest events): only the info can
+    // fill the panel now, until the next report a minute later.
+    await untilValue(
+      async () => {
+        const c = await SseClient.connect(a.url + '?backlog=200');
+        try {
+          await c.waitFor((evs) => evs.length >= 200, 10_000, 'the backlog');
+          return c.events.slice(0, 200).every((e) => e.event !== 'bus_state');
+        } finally {
+          c.close();
+        }
+      },
+      'a backlog without bus_state',
+      20_000,
+    );
+    const page = await browser.page();
+    await page.goto(a.base + '/');
+    const item = page.locator('#bus-health .bus-health-item[data-bus="can0"]');
+    await item.waitFor({ timeout: 10_000 });
+    assert.equal(watch.ofType('bus_state').length, 1, 'no second bus_state came meanwhile (a run this slow cannot tell)');
+    assert.equal(await item.locator('.bus-state').textContent(), 'no controller');
+    assert.match((await item.getAttribute('title')) ?? '', /500 kbit\/s \(--bitrate\)/);
+    assert.match((await item.locator('.bus-load').textContent()) ?? '', /^[\d.]+ %$/);
+    assert.equal(await item.getAttribute('data-stale'), null, 'current figures, not "last known"');
+    console.log(`bus health shown from /api/v1/info (its load then ${health.load})`);
+    await page.close();
+  } finally {
+    watch.close();
+  }
+});
+
+test('agent page at load: a bus_state of the backlog, older than the info, is not drawn over it (the panel does not go back in time)', async () => {
+  // 20 frames/s: the page's 200-event backlog reaches back to the start, and its first bus_state.
+  const a = await startAgentProcess(['--sim', '--sim-rate', '20', '--bitrate', 'can0=500000', '--bus-state-interval', '60'], { stateDir: tempDir('canrelay-web-bh-old-') });
+  procs.push(a.proc);
+  const watch = await SseClient.connect(a.url + '?backlog=10000');
+  try {
+    await watch.waitFor((evs) => evs.some((e) => e.event === 'bus_state'), 10_000, 'the first bus_state');
+    const first = watch.ofType('bus_state')[0]!;
+    const firstPoints = (first.json.load_history as number[]).length;
+    // The agent's figures (refreshed every second) two seconds of history past that report.
+    const points = await untilValue(async () => {
+      const list = (await getJson(a.base + '/api/v1/info')).body.bus_health as { bus: string; load_history: number[] }[] | undefined;
+      const n = list?.find((b) => b.bus === 'can0')?.load_history.length ?? 0;
+      return n >= firstPoints + 2 ? n : null;
+    }, "two more seconds in /api/v1/info's load history");
+    const backlog = await SseClient.connect(a.url + '?backlog=200');
+    try {
+      await backlog.waitFor((evs) => evs.some((e) => e.id === first.id), 5000, 'the first bus_state still in the backlog');
+    } finally {
+      backlog.close();
+    }
+    const page = await browser.page();
+    await page.goto(a.base + '/');
+    // The page's stream past that bus_state (the header's last event id).
+    await untilValue(async () => Number(await page.locator('#fig-last').textContent()) > Number(first.id), 'the page past the backlog bus_state');
+    const drawn = await page.locator('#bus-health .bus-health-item[data-bus="can0"] .spark polyline').getAttribute('points');
+    const n = (drawn ?? '').split(' ').filter(Boolean).length;
+    assert.equal(watch.ofType('bus_state').length, 1, 'no second bus_state came meanwhile (a run this slow cannot tell)');
+    assert.ok(n >= points, `the sparkline of the info (${points} points or more), not of the older report (${firstPoints}): ${n}`);
+    await page.close();
+  } finally {
+    watch.close();
+  }
 });
 
 test('bridge page: error-passive and bus-off mirrored from an agent are impossible to miss, and clear again', async () => {

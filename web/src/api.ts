@@ -1,5 +1,6 @@
 /** The few HTTP calls the page makes besides the console stream. */
 import type { RecordingInfo } from '../../core/recording/recording-info.js';
+import type { BusStateData } from './events.js';
 
 /** A recording as the agent (and, for a connected dongle, the bridge) lists it. */
 export type { RecordingInfo };
@@ -14,6 +15,8 @@ export interface AgentInfo {
   uptime_s: number;
   /** What the agent's --local-token-file guards (absent on older agents). */
   local_auth?: { writes: boolean; reads: boolean };
+  /** Each bus's health figures of the last second, as bus_state carries them (absent on older agents). */
+  bus_health?: BusStateData[];
 }
 
 export class HttpError extends Error {

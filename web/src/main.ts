@@ -104,6 +104,9 @@ class App {
       document.title = `${info.dongle} · canrelay console`;
       this.consoleUrl = info.console;
       this.setDongle(info.dongle, { presence: 'unknown', buses: info.buses });
+      // The bus health now, not at the first bus_state (up to --bus-state-interval away).
+      this.busHealth.seed(info.bus_health ?? []);
+      this.busHealth.render();
       this.connect();
       return;
     }

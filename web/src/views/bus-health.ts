@@ -3,13 +3,17 @@
  * gauge with the one-minute peak and a sparkline of the last 60 per-second loads, from `bus_state`
  * events. A bus in error-passive or bus-off also raises the alert bar under the header, which stays
  * until the bus is healthy again: a technician cannot miss it. So does a controller the kernel reports
- * stopped (its interface is down: nothing is read from that bus), with its own remedy.
+ * stopped (its interface is down: nothing is read from that bus), with its own remedy. On the agent's
+ * page the figures the agent holds at load (GET /api/v1/info `bus_health`) are shown at once: the next
+ * bus_state may be --bus-state-interval seconds away.
  */
 import { byId, h, setAttr, setText } from '../dom.js';
-import type { BusStateData } from '../events.js';
+import { type BusStateData, tsToMs } from '../events.js';
 import { Freshness } from '../state/freshness.js';
 
 const SERIOUS = new Set(['error-passive', 'bus-off']);
+/** How long after load a report older than the agent's snapshot is taken for one of the backlog (see update). */
+const SEED_MS = 10_000;
 
 function pct(x: number | null): string {
   return x === null ? '—' : `${(x * 100).toFixed(x < 0.1 ? 1 : 0)} %`;
@@ -37,10 +41,28 @@ export class BusHealthView {
   /** Which buses were drawn stale: a change redraws. */
   private drawnStale = '';
   private dirty = false;
+  /** Per bus, the time of the snapshot the page loaded with and until when (page time) it guards it. */
+  private readonly seeded = new Map<string, { ts: number; until: number }>();
 
-  /** A group page shows both sides' buses: the key includes the dongle. */
+  /** The agent's latest figures at load (GET /api/v1/info `bus_health`), shown until its stream says more. */
+  seed(list: readonly BusStateData[]): void {
+    const until = performance.now() + SEED_MS;
+    for (const d of list) {
+      this.update(d);
+      this.seeded.set(keyOf(d), { ts: tsToMs(d.ts), until });
+    }
+  }
+
   update(d: BusStateData): void {
-    const key = d.dongle ? `${d.dongle} ${d.bus}` : d.bus;
+    const key = keyOf(d);
+    const seed = this.seeded.get(key);
+    if (seed !== undefined) {
+      // The backlog replayed on connect holds reports published before the snapshot was read (the agent
+      // refreshes it every second, publishes every interval): drawn after it, the panel would go back in
+      // time. Only for a while after load: a gateway clock stepped back must not hold the reports back.
+      if (tsToMs(d.ts) < seed.ts && performance.now() < seed.until) return;
+      this.seeded.delete(key);
+    }
     this.buses.set(key, d);
     this.freshness.seen(key, performance.now());
     this.dirty = true;
@@ -117,4 +139,9 @@ export class BusHealthView {
     setAttr(this.alert, 'data-buses', alarms.length ? alarms.join('; ') : null);
     setText(this.alert, alarms.length ? `Bus problem: ${texts.join('; ')}.` : '');
   }
+}
+
+/** A group page shows both sides' buses: the key includes the dongle. */
+function keyOf(d: BusStateData): string {
+  return d.dongle ? `${d.dongle} ${d.bus}` : d.bus;
 }
