@@ -94,8 +94,22 @@ test('three agents online; a SIGKILLed one turns offline within the heartbeat ti
   await page.fill('#dongle-filter', 'f2');
   await untilValue(async () => (await page.locator('#dongles tbody tr').count()) === 1, 'filtered to f2');
   await page.fill('#dongle-filter', '');
+  // aria-sort on the sorted column's header cell (the columnheader), never on its button.
+  const sortMarks = (): Promise<string[]> =>
+    page.$$eval('#dongles thead [aria-sort]', (els) =>
+      els.map((e) => `${e.tagName.toLowerCase()}:${e.querySelector('button')?.dataset.sort ?? ''}:${e.getAttribute('aria-sort')}`),
+    );
+  assert.deepEqual(await sortMarks(), ['th:id:ascending'], 'sorted by id at first');
   await page.click('#dongles th button[data-sort="id"]'); // already by id: now descending
   await untilValue(async () => (await page.locator('#dongles tbody tr').first().getAttribute('data-dongle')) === 'f3', 'sorted descending');
+  assert.deepEqual(await sortMarks(), ['th:id:descending']);
+  const arrow = await page.$eval('#dongles th button[data-sort="id"]', (b) => getComputedStyle(b, '::after').content);
+  assert.equal(arrow, '" ▼"', 'the arrow follows the header cell');
+  await page.click('#dongles th button[data-sort="last_seen"]');
+  assert.deepEqual(await sortMarks(), ['th:last_seen:ascending'], 'one column marked at a time');
+  await page.click('#dongles th button[data-sort="id"]');
+  await page.click('#dongles th button[data-sort="id"]');
+  await untilValue(async () => (await page.locator('#dongles tbody tr').first().getAttribute('data-dongle')) === 'f3', 'by id descending again');
 
   const killedAt = Date.now();
   await started[1]!.proc.stop('SIGKILL');

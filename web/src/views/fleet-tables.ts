@@ -68,10 +68,10 @@ export class FleetTables {
       const s = b.dataset.sort as DongleSort;
       this.desc = this.sort === s ? !this.desc : false;
       this.sort = s;
-      for (const x of els.head.querySelectorAll<HTMLElement>('button[data-sort]')) x.removeAttribute('aria-sort');
-      b.setAttribute('aria-sort', this.desc ? 'descending' : 'ascending');
+      this.markSort();
       this.draw(true);
     });
+    this.markSort();
     els.prev.addEventListener('click', () => {
       this.page = Math.max(0, this.page - 1);
       this.draw(true);
@@ -80,6 +80,14 @@ export class FleetTables {
       this.page++;
       this.draw(true);
     });
+  }
+
+  /** aria-sort on the sorted column's header cell: ARIA reads it on the columnheader, not on a button in it. */
+  private markSort(): void {
+    for (const b of this.els.head.querySelectorAll<HTMLButtonElement>('button[data-sort]')) {
+      const th = b.closest('th');
+      if (th) setAttr(th, 'aria-sort', b.dataset.sort === this.sort ? (this.desc ? 'descending' : 'ascending') : null);
+    }
   }
 
   setFilter(f: string): void {
