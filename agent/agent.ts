@@ -37,6 +37,7 @@ import { CommandRunner } from './command-runner.js';
 import { startSocketcand, type RunningSocketcand } from './socketcand/start.js';
 import { TxQueue } from './tx-queue.js';
 import { startAgentSignals } from './signals/agent-signals.js';
+import { DownPosition } from './uplink/down-position.js';
 import { Downlink } from './uplink/downlink.js';
 import { FrameUploader } from './uplink/frame-uploader.js';
 import { Outbox } from './uplink/outbox.js';
@@ -127,7 +128,8 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     maxQueuedPerBus: 5_000,
     onFailure: (f, error) => txFailures.warn({ bus: f.bus, id: f.id }, `could not transmit a frame: ${error}`),
   });
-  const downlink = new Downlink(tx, cfg.uplink?.maxAgeMs ?? 0); // without an uplink nothing is relayed here
+  // Without an uplink nothing is relayed here.
+  const downlink = new Downlink(tx, cfg.uplink?.maxAgeMs ?? 0, cfg.uplink ? new DownPosition(db, state.store('relay', stateFile)) : undefined);
   const commands = new CommandRunner(consoleStream, tx, new CommandLedger(db, state.store('commands', stateFile)));
   const uploader = cfg.uplink ? new FrameUploader({ maxBufferedFrames: cfg.uplink.bufferFrames, maxAgeMs: cfg.uplink.maxAgeMs, batchMs: cfg.uplink.batchMs }) : undefined;
   router.uplink = uploader;
@@ -272,11 +274,20 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
       router.stopping = true;
       const untransmitted = tx.stop();
       if (untransmitted > 0) log.warn({ frames: untransmitted }, 'frames waiting for the bus were not transmitted: the agent is stopping');
+      // Every batch taken is done now (transmitted or dropped): the next run must not take their resends as new.
+      downlink.savePosition();
       await source.stop().catch((err: unknown) => log.warn({ err }, 'source did not stop cleanly'));
       await recorder.close(reason);
       // The last event of the run, after the source's own interface-down notices.
       consoleStream.publish({ type: 'presence', data: presenceData('offline', { reason, buses: Object.fromEntries(router.busStates) }) });
       await uplink?.stop();
+      const held = uploader?.held();
+      // Said, never silent: the bridge counts its own frames dropped at a stop; these die with this process.
+      if (held && held.neverSent + held.maybeDelivered > 0)
+        log.warn(
+          { never_sent: held.neverSent, sent_unacknowledged: held.maybeDelivered },
+          'frames for the bridge were still held when the agent stopped: those never sent are lost (the bridge unreachable or slow), those sent and not acknowledged may have arrived',
+        );
       await socketcand?.close();
       // Closing the streams ends every SSE response after the final presence event has been written.
       streams.close();

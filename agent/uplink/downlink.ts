@@ -26,6 +26,10 @@ import type { Batch } from '../../core/uplink/frame-codec.js';
 import { SeqChecker } from '../../core/uplink/seq-checker.js';
 import { compactHead } from '../../core/queue-head.js';
 import type { RelayedDropReason, TxQueue } from '../tx-queue.js';
+import type { DownPosition } from './down-position.js';
+
+/** How often a moved ack position is saved (the ack clock's pace: a crash loses at most this much of it). */
+const SAVE_EVERY_MS = 250;
 
 export class Downlink {
   /** DOWN batch numbering belongs to one bridge process (its relay epoch). */
@@ -47,9 +51,17 @@ export class Downlink {
   private latencyCount = 0;
   private readonly counts = { batches: 0, duplicateBatches: 0, frames: 0, errorFrames: 0, noGroupFrames: 0 };
 
+  /** The position saved in the state file is behind `doneUpTo`: a save is due (timer pending). */
+  private saveTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * `saved`: where the position is kept across runs (down-position.ts); without it each run starts with
+   * none, and batches the bridge resends to it are taken as new.
+   */
   constructor(
     private readonly tx: TxQueue,
     private readonly maxAgeMs: number,
+    private readonly saved?: DownPosition,
   ) {}
 
   get stats(): {
@@ -70,12 +82,28 @@ export class Downlink {
   setEpoch(epoch: string | undefined): void {
     const stream = epoch ?? '';
     if (stream === this.dedupe.position.stream) return;
+    this.savePosition();
     this.dedupe.setStream(stream);
     this.epochGen++;
     this.open = new Set();
     this.taken = [];
     this.takenHead = 0;
     this.doneUpTo = -1;
+    // The same bridge process as a previous run of this agent: every batch up to its saved ack was done
+    // there (transmitted or counted), so a resend of one is a duplicate — skipped and acknowledged.
+    const last = stream === '' ? undefined : this.saved?.load();
+    if (last?.epoch === stream && last.upTo >= 0) {
+      this.dedupe.accept(last.upTo);
+      this.doneUpTo = last.upTo;
+    }
+  }
+
+  /** Saves the ack position now if it moved (the agent stopping: after the transmit queue, whose stop finishes every batch taken). */
+  savePosition(): void {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    const epoch = this.dedupe.position.stream;
+    if (this.saved && epoch !== '' && this.doneUpTo >= 0) this.saved.save({ epoch, upTo: this.doneUpTo });
   }
 
   /**
@@ -167,7 +195,12 @@ export class Downlink {
     const before = this.doneUpTo;
     while (this.takenHead < this.taken.length && !this.open.has(this.taken[this.takenHead]!)) this.doneUpTo = this.taken[this.takenHead++]!;
     this.takenHead = compactHead(this.taken, this.takenHead);
-    if (this.doneUpTo !== before) this.onAck?.(this.doneUpTo);
+    if (this.doneUpTo === before) return;
+    this.onAck?.(this.doneUpTo);
+    if (this.saved && this.saveTimer === undefined) {
+      this.saveTimer = setTimeout(() => this.savePosition(), SAVE_EVERY_MS);
+      this.saveTimer.unref();
+    }
   }
 
   /**

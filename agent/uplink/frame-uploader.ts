@@ -110,6 +110,16 @@ export class FrameUploader implements FrameUplink {
     return this.window.size + this.current.length;
   }
 
+  /**
+   * What is held when the agent stops, lost with the process: frames never sent (the next run numbers its
+   * frames afresh, so no receiver can see them missing), and frames sent whose ack did not come (the
+   * bridge may have them).
+   */
+  held(): { neverSent: number; maybeDelivered: number } {
+    const maybeDelivered = this.window.maybeDelivered;
+    return { neverSent: this.buffered - maybeDelivered, maybeDelivered };
+  }
+
   /** Hot path. */
   push(frame: CanFrame): void {
     const last = this.seqByBus.get(frame.bus);

@@ -64,6 +64,13 @@ export class SendWindow<T> {
     return b;
   }
 
+  /** Items of batches written to a link and not acknowledged (on the current link, or `unsure`): the receiver may have them. */
+  get maybeDelivered(): number {
+    let n = 0;
+    for (const b of this.batches) if (b.sent || b.unsure) n += b.items.length;
+    return n;
+  }
+
   /** Batches not on the wire, oldest first. Mark each with `markSent` once written. */
   *unsent(): IterableIterator<WindowBatch<T>> {
     for (const b of this.batches) if (!b.sent) yield b;

@@ -111,3 +111,16 @@ test('negative control: the same closed pipe hangs pino’s default destination;
   assert.equal(await runLoggerScript(loggerScript(dir, 'pino-default')), 'hung', 'the fault is real: pino’s exit flush retries EPIPE for ever');
   assert.equal(await runLoggerScript(loggerScript(dir, 'canrelay')), 0);
 });
+
+test('agent: frames held for an unreachable bridge when it stops are said, never silently gone: how many were never sent', async () => {
+  const dead = await freePort();
+  const agent = await startAgentProcess(['--sim', '--bridge', `http://127.0.0.1:${dead}`, '--token', 'token-0123456789abcdef']);
+  // The simulator's frames wait for the bridge (bounded by --uplink-buffer-frames and the age limit).
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(await terminate(agent.proc, EXIT_BOUND_MS), 0);
+  const line = agent.proc.logs.find((l) => l.msg.startsWith('frames for the bridge were still held when the agent stopped'));
+  assert.ok(line, 'a warn line at the stop');
+  assert.equal(line.level, 40);
+  assert.ok(Number(line.never_sent) > 0, `never sent: ${String(line.never_sent)}`);
+  assert.equal(line.sent_unacknowledged, 0, 'nothing was ever sent');
+});
