@@ -279,6 +279,8 @@ export function tidyValue(v: number): number | string {
  * digits of the small result did not (0.1000003814697 for 0.1).
  */
 function onGrid(v: number, grid: number): number {
+  // The common case (integer factor and offset): an integer double is its own exact value.
+  if (grid >= 0 && Number.isSafeInteger(v)) return v;
   const a = Math.abs(v);
   // Digits from v's first one down to the grid's; none: v is under one grid step (0 or ±10^grid).
   const k = a === 0 ? 1 : Math.floor(Math.log10(a)) - grid + 1;
