@@ -57,6 +57,8 @@ interface Result extends Shape {
   viewer_events: number;
   /** Frames the bridge dropped (backlog full or too old: it fell behind), from its /metrics. */
   bridge_dropped: number;
+  /** The same, by the counter's `reason` (too_old, …): where a drop came from. */
+  bridge_dropped_by_reason: Record<string, number>;
   history_mb: number;
   /** V8 heap and memory outside it (Buffers) at the end, from the bridge's /metrics: where the RSS is. */
   heap_mb: number;
@@ -220,6 +222,17 @@ async function once(shape: Shape, build: Build, run: number): Promise<Result> {
       .split('\n')
       .filter((l) => l.startsWith(name + '{') || l.startsWith(name + ' '))
       .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  /** A counter's lines by their `reason` label (where a drop came from), the non-zero ones. */
+  const byReason = (name: string): Record<string, number> => {
+    const out: Record<string, number> = {};
+    for (const l of metrics.split('\n')) {
+      if (!l.startsWith(name + '{')) continue;
+      const reason = /reason="([^"]*)"/.exec(l)?.[1] ?? '';
+      const n = Number(l.slice(l.lastIndexOf(' ') + 1));
+      if (n > 0) out[reason] = (out[reason] ?? 0) + n;
+    }
+    return out;
+  };
   for (const v of viewers) v.close();
   await Promise.all(agents.map((a) => a.close()));
   await proc.stop();
@@ -242,6 +255,7 @@ async function once(shape: Shape, build: Build, run: number): Promise<Result> {
     p99_ms: tally.latencyMs(0.99),
     viewer_events: viewerEvents,
     bridge_dropped: sum('canrelay_bridge_frames_dropped_total'),
+    bridge_dropped_by_reason: byReason('canrelay_bridge_frames_dropped_total'),
     history_mb: Math.round(sum('canrelay_bridge_console_history_bytes') / 104857.6) / 10,
     heap_mb: Math.round(sum('canrelay_bridge_nodejs_heap_size_total_bytes') / 1048576),
     external_mb: Math.round(sum('canrelay_bridge_nodejs_external_memory_bytes') / 1048576),
