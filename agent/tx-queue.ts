@@ -28,8 +28,10 @@ export type TxDone = (r: SendResult) => void;
 interface Item {
   frame: CanFrame;
   done: TxDone | undefined;
-  /** Monotonic ms (performance.now()) of the first busy answer, 0 before. */
+  /** Monotonic ms (performance.now()) of the first busy answer of its kind (waiting for the mode, or the kernel's queue full), 0 before. */
   firstTryMs: number;
+  /** Which kind of busy answer firstTryMs dates: a wait for the mode must not use up the ENOBUFS retry window. */
+  waiting: boolean;
   /**
    * Monotonic ms (performance.now()) at or after which the frame must not be transmitted: given on the
    * wall clock, turned monotonic when queued, so a wall clock stepped back meanwhile cannot extend it.
@@ -143,7 +145,7 @@ export class TxQueue {
     }
     const notAfter = Number.isFinite(notAfterMs) ? performance.now() + (notAfterMs - Date.now()) : notAfterMs;
     if (lane === undefined) this.lanes.set(frame.bus, (lane = { bus: frame.bus, q: [], head: 0, timer: undefined, draining: false }));
-    lane.q.push({ frame, done, firstTryMs: 0, notAfter, late, owner });
+    lane.q.push({ frame, done, firstTryMs: 0, waiting: false, notAfter, late, owner });
     this.waiting++;
     if (lane.timer === undefined && !lane.draining) this.drain(lane);
   }
@@ -207,7 +209,11 @@ export class TxQueue {
       if (!r.ok && r.busy) {
         // Monotonic: a wall clock stepped back must not stretch the retries (and hold the bus's frames) by as much.
         const now = performance.now();
-        if (item.firstTryMs === 0) item.firstTryMs = now;
+        const waiting = r.waitMs !== undefined;
+        if (item.firstTryMs === 0 || item.waiting !== waiting) {
+          item.firstTryMs = now;
+          item.waiting = waiting;
+        }
         const limit = r.waitMs ?? this.opts.retryMs;
         if (now - item.firstTryMs < limit) {
           // tx_retries counts the kernel's ENOBUFS only (each one a retry); a wait for the mode is not one.

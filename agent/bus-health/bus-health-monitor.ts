@@ -23,6 +23,11 @@ export interface BusHealthOptions {
   linkState: (bus: string) => 'up' | 'down' | undefined;
   /** The kernel's view of the interfaces; absent for sources without kernel interfaces (sim, replay). */
   readLinks?: () => Promise<Map<string, LinkHealth>>;
+  /**
+   * The kernel's notices of link changes (link-monitor.ts), with readLinks: each makes the bus's mode
+   * unknown until a reading begun after it. Returns what stops watching.
+   */
+  watchLinks?: (changed: (ifname: string) => void) => () => void;
   /** --bitrate */
   flagBitrates: ReadonlyMap<string, number>;
   intervalSeconds: number;
@@ -48,7 +53,8 @@ const FIRST_READS_FAILED = 3;
 
 /**
  * How long a send may wait for the reading that tells a bus's controller mode (see modeKnownFrom): longer
- * than `ip`'s own 3 s timeout (ip-link.ts), so the reading answers or fails first.
+ * than `ip`'s own 3 s timeout (ip-link.ts), so a reading begun at once answers or fails first. One asked
+ * while another runs begins only after it: under load the send may fail first (refused, never sent).
  */
 export const MODE_WAIT_MS = 4000;
 
@@ -101,9 +107,9 @@ export class BusHealthMonitor {
   private readonly lastSent = new Map<string, { data: BusStateData; at: number }>();
   private readonly current = new Map<string, BusStateData>();
   /**
-   * When each bus's interface last came up (monotonic), by the source: a controller's mode (listen-only)
-   * is set while the interface is down, so what a reading before it said no longer holds. A bus not in
-   * the map came up before this monitor was made.
+   * When each bus's interface last came up or changed (monotonic), by the source or the kernel's link
+   * notices: a controller's mode (listen-only) is set while the interface is down, so what a reading
+   * before it said no longer holds. A bus not in the map came up before this monitor was made.
    */
   private readonly cameUp = new Map<string, number>();
   private readonly madeAt: number;
@@ -120,6 +126,7 @@ export class BusHealthMonitor {
   private reading = false;
   /** A reading was asked for while one ran: one more follows it (a bus came up during it). */
   private readAgain = false;
+  private unwatch: (() => void) | undefined;
   /**
    * A read has worked, or FIRST_READS_FAILED reads failed before one did (`ip` missing or unusable): from
    * then on the load uses the bitrates known, else --bitrate. Until then no second closes.
@@ -146,7 +153,12 @@ export class BusHealthMonitor {
    * answers, and one is asked for at once rather than at the next step.
    */
   linkChanged(bus: string, state: 'up' | 'down'): void {
-    if (state !== 'up' || !this.o.readLinks) return;
+    if (state === 'up') this.modeMayHaveChanged(bus);
+  }
+
+  /** The bus's interface changed (came up, or the kernel noticed a change): its mode is read again before a send. */
+  private modeMayHaveChanged(bus: string): void {
+    if (!this.o.readLinks) return;
     this.cameUp.set(bus, this.now());
     if (!this.stopped) this.readNow();
   }
@@ -173,6 +185,9 @@ export class BusHealthMonitor {
   /** Starts the steps, with a reading at once: sends wait for the first (see modeKnownFrom). */
   start(): void {
     this.stopped = false;
+    this.unwatch = this.o.watchLinks?.((ifname) => {
+      if (this.o.buses().includes(ifname)) this.modeMayHaveChanged(ifname);
+    });
     this.readNow();
     this.schedule();
   }
@@ -202,6 +217,8 @@ export class BusHealthMonitor {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.unwatch?.();
+    this.unwatch = undefined;
   }
 
   /** The latest state of every bus (for /metrics and /api/v1/info). */

@@ -4,6 +4,10 @@ import type { FrameRouter } from '../frame-router.js';
 import type { AgentConfig } from '../options.js';
 import type { FrameSource } from '../sources/source.js';
 import { BusHealthMonitor } from './bus-health-monitor.js';
+import { monitorLinks } from './link-monitor.js';
+
+/** At most one line a minute about the link monitor failing (it is started again each second). */
+const MONITOR_FAILURE_LOG_MS = 60_000;
 
 export function createBusHealth(cfg: AgentConfig, source: FrameSource, router: FrameRouter, console: ConsoleStream): BusHealthMonitor {
   return new BusHealthMonitor({
@@ -12,10 +16,23 @@ export function createBusHealth(cfg: AgentConfig, source: FrameSource, router: F
     // Only real interfaces have a kernel view; the simulator and a replay report load and error frames.
     // ip-link.ts (and the zod schema of `ip -json`) loads only for them.
     readLinks: source.kind === 'socketcan' ? async () => (await import('./ip-link.js')).readIpLinks() : undefined,
+    watchLinks: source.kind === 'socketcan' ? (changed) => watchLinks(changed, router) : undefined,
     flagBitrates: cfg.bitrates,
     intervalSeconds: cfg.busStateIntervalSeconds,
     publish: (data) => console.publish({ type: 'bus_state', data }),
     // Through the router's log: the process log and a console `log` event.
     log: (level, message, code, details) => router.log(level, message, code, details),
   });
+}
+
+/** The kernel's link notices (link-monitor.ts), its failures said through the router's log. Returns what stops it. */
+function watchLinks(changed: (ifname: string) => void, router: FrameRouter): () => void {
+  let loggedAt = Number.NEGATIVE_INFINITY;
+  const m = monitorLinks(changed, (message) => {
+    const now = performance.now();
+    if (now - loggedAt < MONITOR_FAILURE_LOG_MS) return;
+    loggedAt = now;
+    router.log('warn', `${message}: a controller's mode is read again only when the interface is seen going down and up, and once a second`, 'link_monitor_failed', {});
+  });
+  return () => m.stop();
 }

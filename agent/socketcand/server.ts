@@ -18,7 +18,7 @@ import { Session, type SessionHost, type SocketcandStats, type SocketcandTransmi
 /** Connections served at once; more are refused with an error (each costs a socket and a buffer). */
 export const MAX_CLIENTS = 64;
 /**
- * Connections of one address at once (an IPv6 one by its /64: core/net/client-address.ts): a client that
+ * Connections of one address at once (an IPv6 one from outside the gateway's networks by its /64: core/net/client-address.ts): a client that
  * opens a bus may stay silent for as long as its bus is (the protocol has no idle end), so one host must
  * not be able to take every place from the others.
  */

@@ -137,11 +137,6 @@ export class Outbox {
     return undefined;
   }
 
-  /** The last number handed out. */
-  get lastNumber(): number {
-    return this.lastSeq;
-  }
-
   /** Events waiting for the bridge (in SQLite and in memory). */
   get size(): number {
     return this.rows + this.memory.length;

@@ -28,7 +28,7 @@ export function consoleOptions(d: { historyMemoryMb: number; perStream: boolean;
           {
             name: 'console-max-clients-per-address',
             arg: '<n>',
-            description: 'console clients of one address at once (IPv6: of one /64 prefix, IPv4 per address); beyond it a new one gets 503',
+            description: 'console clients of one address at once (IPv6 not on a network of this gateway: of one /64 prefix); beyond it a new one gets 503',
             parse: parse.int(1, 100_000),
             default: d.maxClientsPerAddress,
           },

@@ -28,7 +28,7 @@ export function formatSignal(value: number | string, unit: string): string {
 /**
  * A signal value as a number to plot: a number, or the exact decimal text the agent sends where no number
  * is exact (16 or more significant digits: a 64-bit counter, "18446744073709551.615"; plotted at double
- * precision, shown exactly); undefined for a value-table label (even one of digits) or "NaN".
+ * precision, shown exactly); undefined for a value-table label (one of 16 or more digits cannot be told from such a value and is plotted) or "NaN".
  */
 export function signalNumber(value: number | string): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;

@@ -5,12 +5,16 @@
  * events, warnings and metrics (with a fake readLinks, across failed `ip` reads too).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
+import { until } from '../../helpers/until.js';
+import { tempDir } from '../../helpers/processes.js';
 import { registerBusHealthMetrics } from '../../../agent/bus-health/bus-health-metrics.js';
 import { BusHealthMonitor, heldFramesAdvice } from '../../../agent/bus-health/bus-health-monitor.js';
 import { BusLoadMeter } from '../../../agent/bus-health/bus-load.js';
+import { linkOfMonitorLine, monitorLinks } from '../../../agent/bus-health/link-monitor.js';
 import { parseIpLinkJson, type LinkHealth } from '../../../agent/bus-health/ip-link.js';
 import { frameBits } from '../../../core/can/bit-count.js';
 import { decodeErrorFrame } from '../../../core/can/error-frame.js';
@@ -673,4 +677,53 @@ test('the error-passive warning tells how to keep unacknowledged frames from goi
     ]),
   );
   assert.equal(oneShot.get('can0')!.oneShot, true, 'ctrlmode ONE-SHOT read');
+});
+
+test("the kernel's link notices (ip -o monitor link) are read by interface name; the monitor is started again when it ends", async () => {
+  assert.equal(linkOfMonitorLine('4: can0: <NOARP,UP,LOWER_UP,ECHO> mtu 16 qdisc pfifo_fast state UP group default qlen 10 \\    link/can '), 'can0');
+  assert.equal(linkOfMonitorLine('3: v0@v1: <BROADCAST,MULTICAST,M-DOWN> mtu 1500 qdisc noqueue state DOWN group default \\    link/ether 02:2b'), 'v0');
+  assert.equal(linkOfMonitorLine('Deleted 5: vcan9: <NOARP> mtu 72 qdisc noop state DOWN group default \\    link/can '), 'vcan9');
+  assert.equal(linkOfMonitorLine('    link/can '), undefined);
+  // A stand-in for ip: prints two notices and ends; the monitor starts it again.
+  const dir = tempDir('canrelay-ipmon-');
+  const fake = join(dir, 'ip');
+  writeFileSync(fake, "#!/bin/sh\necho '4: can0: <NOARP,UP,LOWER_UP,ECHO> mtu 16 state UP'\necho 'junk'\necho '5: can1: <NOARP,ECHO> mtu 16 state DOWN'\n", { mode: 0o755 });
+  const seen: string[] = [];
+  const failures: string[] = [];
+  const m = monitorLinks(
+    (n) => seen.push(n),
+    (msg) => failures.push(msg),
+    fake,
+  );
+  try {
+    await until(() => seen.length >= 4, 5000, 'two runs of the monitor');
+    assert.deepEqual(seen.slice(0, 4), ['can0', 'can1', 'can0', 'can1']);
+    assert.match(failures[0]!, /ip -o monitor link ended \(exit 0\); starting it again/);
+  } finally {
+    m.stop();
+  }
+});
+
+test("a link notice of a bus makes its mode unknown until a reading begun after it: a send waits; other interfaces' notices change nothing", async () => {
+  let notice!: (ifname: string) => void;
+  let stopped = false;
+  const health = new BusHealthMonitor({
+    buses: () => ['can0'],
+    linkState: () => 'up',
+    readLinks: async () => new Map(),
+    watchLinks: (changed) => ((notice = changed), () => (stopped = true)),
+    flagBitrates: new Map(),
+    intervalSeconds: 1,
+    publish: () => {},
+    log: () => {},
+  });
+  health.start();
+  await until(() => health.sendRefusal('can0') === null, 2000, 'the first reading');
+  notice('eth0');
+  assert.equal(health.sendRefusal('can0'), null, "another interface's notice");
+  notice('can0');
+  assert.ok(health.sendRefusal('can0')?.waitMs, 'the mode unknown after the notice');
+  await until(() => health.sendRefusal('can0') === null, 2000, 'the reading the notice asked for');
+  health.stop();
+  assert.equal(stopped, true, 'the watch stops with the monitor');
 });

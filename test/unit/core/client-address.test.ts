@@ -1,14 +1,15 @@
 /**
  * core/net/client-address.ts, the one rule of the per-address caps: IPv4 (and IPv4-mapped IPv6) per
- * address, IPv6 per /64, link-local IPv6 per address; and the console's ClientLimit, which counts by it.
+ * address, IPv6 per /64 except on the gateway's own networks (per address), link-local IPv6 per address;
+ * and the console's ClientLimit, which counts by it.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ClientLimit } from '../../../core/http/client-limit.js';
 import { AllowList } from '../../../core/net/allow-list.js';
-import { asIPv4, clientGroup, ClientGroupCounts } from '../../../core/net/client-address.js';
+import { asIPv4, clientGroup, ClientGroupCounts, ownNetworks } from '../../../core/net/client-address.js';
 
-test('client groups: IPv4 and IPv4-mapped per address, IPv6 by its /64, link-local per address with its zone', () => {
+test("client groups: IPv4 and IPv4-mapped per address, IPv6 by its /64 — per address on the gateway's own networks — link-local per address with its zone", () => {
   const cases: [string | undefined, string][] = [
     ['192.168.1.7', '192.168.1.7'],
     ['::ffff:192.168.1.7', '192.168.1.7'],
@@ -31,7 +32,12 @@ test('client groups: IPv4 and IPv4-mapped per address, IPv6 by its /64, link-loc
     ['not an address', 'not an address'],
     [undefined, ''],
   ];
-  for (const [remote, group] of cases) assert.equal(clientGroup(remote), group, String(remote));
+  for (const [remote, group] of cases) assert.equal(clientGroup(remote, new Set()), group, String(remote));
+  // A network of the gateway's own (its LAN, where every host has an address of one /64): per address.
+  const own = new Set(['2001:db8:1:2::/64']);
+  assert.equal(clientGroup('2001:db8:1:2:a1b2:c3d4:e5f6:789', own), '2001:db8:1:2:a1b2:c3d4:e5f6:789');
+  assert.equal(clientGroup('2001:0DB8:0001:0002:0:0:0:1', own), '2001:db8:1:2::1', 'one text per address');
+  assert.equal(clientGroup('2001:db8:1:3::1', own), '2001:db8:1:3::/64', 'another network: by its /64');
   assert.equal(asIPv4('::ffff:1.2.3.4'), '1.2.3.4');
   assert.equal(asIPv4('::ffff:1.2.3.400'), undefined);
   assert.equal(asIPv4('2001:db8::1'), undefined);
@@ -79,4 +85,11 @@ test("the console's per-address cap counts an IPv6 host's privacy addresses as o
   limit.release('2001:db8:1:2:2::9');
   assert.equal(limit.tryAdd('2001:db8:1:2:abcd::1'), undefined);
   assert.equal(limit.count, 3 + 1 + 3 + 1 + 4);
+});
+
+test("the gateway's own networks are read from its interfaces: the /64 of each IPv6 address of a prefix of /64 or wider", () => {
+  const own = ownNetworks();
+  for (const p of own) assert.match(p, /^[0-9a-f:]+\/64$/);
+  // This machine's loopback ::1 is a /128: not a network of hosts.
+  assert.equal(own.has('::/64'), false);
 });
