@@ -35,6 +35,8 @@ export interface UplinkOptions {
   dbcFiles?: () => DbcUpload[];
   heartbeatMs?: number;
   maxBackoffMs?: number;
+  /** How long a hello may wait for its welcome (default WELCOME_TIMEOUT_MS; tests give less). */
+  welcomeTimeoutMs?: number;
 }
 
 export type UplinkState = 'connecting' | 'connected' | 'waiting';
@@ -42,6 +44,12 @@ export type UplinkState = 'connecting' | 'connected' | 'waiting';
 const EVENT_WINDOW = 500;
 /** A bridge that answers no clock probe this long after connecting is not usable: reconnect. */
 const CLOCK_TIMEOUT_MS = 5000;
+/**
+ * A hello not welcomed this long after it was sent: reconnect (and the next --bridge is tried). A bridge
+ * (or cluster node) whose decision hangs — its database or NATS stalled — answered pings and held the agent
+ * for ever. Longer than a cluster claim can take (it asks the holder, up to seconds).
+ */
+const WELCOME_TIMEOUT_MS = 30_000;
 
 /** Unsent bytes on the link past which the bridge is taken not to read it (the uploader stops frames at 8 MiB). */
 const NOT_READING_BYTES = 16 * 1024 * 1024;
@@ -53,6 +61,8 @@ export class UplinkClient {
   private downAcks: DownAcks | undefined;
   private state: UplinkState = 'waiting';
   private welcomed = false;
+  /** This connection's hello was sent (its welcome is waited for). */
+  private helloSent = false;
   private attempt = 0;
   private duplicates = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -215,6 +225,7 @@ export class UplinkClient {
           if (refused) return this.reject(ws, refused);
         }
         this.welcomed = true;
+        clearTimeout(this.clockTimer);
         this.attempt = 0;
         this.duplicates = 0;
         this.stats.connects++;
@@ -262,9 +273,16 @@ export class UplinkClient {
         this.log.error({ code: m.code }, `bridge: ${m.message}`);
         return;
       case 'clock_reply':
-        if (this.clock.reply(m) && !this.welcomed) {
+        if (this.clock.reply(m) && !this.welcomed && !this.helloSent) {
           clearTimeout(this.clockTimer);
           this.sayHello(ws);
+          this.helloSent = true;
+          const waitMs = this.opts.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS;
+          // The same timer as the clock's: cleared by the welcome and when the link closes.
+          this.clockTimer = setTimeout(() => {
+            this.log.error(`the bridge did not welcome this agent within ${waitMs / 1000} s of its hello; reconnecting`);
+            ws.terminate();
+          }, waitMs);
         }
         return;
       case 'rec_list':
@@ -380,6 +398,7 @@ export class UplinkClient {
       this.log.warn({ code, reason }, 'uplink disconnected');
     }
     this.welcomed = false;
+    this.helloSent = false;
     this.ws = undefined;
     this.state = 'waiting';
     if (this.stopped) return;

@@ -53,7 +53,12 @@ interface FakeBridge {
  * Answers clock probes; on each hello, welcomes the agent into the group `groupOf(n)` under the relay
  * revision `revOf(n)` (n counts hellos from 1).
  */
-async function fakeBridge(groupOf: (n: number) => string | null, revOf: (n: number) => string = () => 'rev-1', eventAckOf: (n: number) => number = () => 0): Promise<FakeBridge> {
+async function fakeBridge(
+  groupOf: (n: number) => string | null,
+  revOf: (n: number) => string = () => 'rev-1',
+  eventAckOf: (n: number) => number = () => 0,
+  welcomes: (n: number) => boolean = () => true,
+): Promise<FakeBridge> {
   const server = createServer();
   const fb: FakeBridge = { port: 0, ws: () => undefined, acks: [], hellos: 0, refuse: false };
   const wss = new WebSocketServer({ server, path: UPLINK_PATH, verifyClient: (_info, cb) => (fb.refuse ? cb(false, 401) : cb(true)) });
@@ -70,6 +75,7 @@ async function fakeBridge(groupOf: (n: number) => string | null, revOf: (n: numb
       if (p.msg.t === 'data_ack') fb.acks.push(p.msg.batch);
       if (p.msg.t === 'hello') {
         const n = ++fb.hellos;
+        if (!welcomes(n)) return; // a bridge whose decision hangs
         ws.send(
           JSON.stringify({ t: 'welcome', protocol: PROTOCOL_VERSION, dongle: DONGLE, event_ack: eventAckOf(n), group: groupOf(n), relay_rev: revOf(n), relay_epoch: 'epoch-1' }),
         );
@@ -98,7 +104,7 @@ interface AgentB {
 }
 
 /** Agent B's uplink with its real parts, its transmit path a fake bus that can be made busy. */
-function agentB(port: number): AgentB {
+function agentB(port: number, welcomeTimeoutMs?: number): AgentB {
   const sent: string[] = [];
   const busy = new Set<string>();
   const tx = new TxQueue(
@@ -122,6 +128,7 @@ function agentB(port: number): AgentB {
       buses: () => ['can0', 'can1'],
       heartbeatMs: 1000,
       maxBackoffMs: 300,
+      welcomeTimeoutMs,
     },
     new Outbox(db, 1000),
     new FrameUploader({ maxBufferedFrames: 1000, maxAgeMs: 2000 }),
@@ -309,4 +316,17 @@ test('a bridge that acknowledges what the agent never sent — a welcome past an
   fb.ws()!.send(JSON.stringify({ t: 'data_ack', batch: 5 }));
   await until(() => fb.hellos >= 4, 10_000, 'reconnected after the data_ack');
   assert.equal(rejected(), 3);
+});
+
+test('a hello the bridge never welcomes (its decision hung: a stalled database or NATS) is given up after the welcome timeout: the agent connects again and is welcomed', async () => {
+  const fb = await fakeBridge(
+    () => null,
+    () => 'rev-1',
+    () => 0,
+    (n) => n >= 2,
+  );
+  const b = agentB(fb.port, 500);
+  await until(() => b.uplink.stats.connects >= 1, 15_000, 'welcomed on a later connection');
+  assert.equal(fb.hellos, 2, 'the first hello was given up, the second welcomed');
+  assert.ok(b.logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('the bridge did not welcome this agent within 0.5 s of its hello')));
 });
