@@ -65,11 +65,13 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
       const address = req.socket.remoteAddress ?? '';
       const refusal = deps.consoleClients.tryAdd(address);
       if (refusal !== undefined) return sendJson(res, 503, { error: refusal }, { 'Retry-After': String(FULL_RETRY_AFTER_S) });
-      const w = serveConsole(req, res, url, deps.console, {
+      // Declared first: onClose may run before serveConsole returns (a start that failed).
+      let w: SseWriter | undefined;
+      w = serveConsole(req, res, url, deps.console, {
         ...deps.sse,
         onClose: (reason) => {
           deps.consoleClients.release(address);
-          writers.delete(w!);
+          if (w) writers.delete(w);
           deps.onClientClosed(reason);
         },
       });

@@ -102,13 +102,17 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
       const release = (): void => {
         for (const t of taken) t.release();
       };
-      const w = serveConsole(req, res, url, stream, {
+      // Declared first: onClose may run before serveConsole returns (a snapshot that could not be built).
+      let w: SseWriter | undefined;
+      w = serveConsole(req, res, url, stream, {
         ...deps.sse,
         ...(fleet ? { snapshot: () => deps.consoles.fleet.snapshot(deps.relay.states()) } : {}),
         onClose: (reason) => {
           release();
-          writers.delete(w!);
-          deps.viewers.remove(w!);
+          if (w) {
+            writers.delete(w);
+            deps.viewers.remove(w);
+          }
           if (reason === 'slow_client') deps.stats.consoleClientsCut++;
         },
       });

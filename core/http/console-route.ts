@@ -25,6 +25,13 @@ export function serveConsole(req: IncomingMessage, res: ServerResponse, url: URL
     return undefined;
   }
   const w = new SseWriter(res, stream, opts);
-  w.start(resume);
+  try {
+    w.start(resume);
+  } catch (err) {
+    // A snapshot that could not be built (the state store failing a read): this request fails (the daemon's
+    // server answers for it), its subscription and places are given back (onClose), the daemon goes on.
+    w.abort();
+    throw err;
+  }
   return w;
 }

@@ -31,7 +31,7 @@ export interface SseOptions {
   snapshot?: () => readonly string[];
 }
 
-export type SseCloseReason = 'client_closed' | 'slow_client' | 'stream_closed' | 'server_closing';
+export type SseCloseReason = 'client_closed' | 'slow_client' | 'stream_closed' | 'server_closing' | 'server_error';
 
 const COLON = 58; // ':' — a comment (keep-alive), not an event
 
@@ -118,6 +118,11 @@ export class SseWriter implements StreamSubscriber {
     this.end('server_closing');
   }
 
+  /** Ends the connection after its start failed (a snapshot that could not be built): what it took is given back. */
+  abort(): void {
+    this.end('server_error');
+  }
+
   /** Writes buffered events after the cursor until caught up or the socket pushes back. */
   private pump(): void {
     while (!this.blocked && !this.ended && this.snapshotAt < this.snapshot.length) {
@@ -126,6 +131,11 @@ export class SseWriter implements StreamSubscriber {
       this.write(batch);
     }
     if (this.snapshotAt < this.snapshot.length) return; // blocked: 'drain' pumps again
+    // Written: released (a fleet snapshot is ~1 MiB at 2,000 dongles; held, every open page kept one).
+    if (this.snapshot.length > 0) {
+      this.snapshot = [];
+      this.snapshotAt = 0;
+    }
     while (!this.blocked && !this.ended) {
       let batch = '';
       while (batch.length < BATCH_BYTES) {
@@ -155,7 +165,7 @@ export class SseWriter implements StreamSubscriber {
     this.ended = true;
     clearInterval(this.keepAlive);
     // A cut-off slow client is destroyed, not ended: ending would wait for it to read what is queued.
-    const destroy = reason === 'slow_client' || reason === 'client_closed';
+    const destroy = reason === 'slow_client' || reason === 'client_closed' || reason === 'server_error';
     this.out.detach(!destroy);
     this.stream.unsubscribe(this);
     if (destroy) this.res.destroy();

@@ -7,6 +7,7 @@ import { HistoryStore } from '../../core/console/history-store.js';
 import { MemoryIdStore } from '../../core/console/id-store.js';
 import { logData } from '../../core/console/normalize.js';
 import { serveConsole } from '../../core/http/console-route.js';
+import type { SseWriter } from '../../core/http/sse-writer.js';
 import { listen } from '../../core/http/listen.js';
 import { SseClient } from '../helpers/sse-client.js';
 
@@ -106,4 +107,50 @@ test('a client that fell behind further than the ring is cut off, and resumes wi
   assert.equal(again.events[0]!.event, 'stream_reset');
   assert.equal(again.events[0]!.json.reason, 'too_old');
   again.close();
+});
+
+test('a snapshot is let go once written (a fleet page kept its ~1 MiB for as long as it stayed open); a snapshot that cannot be built fails that request only: its subscription and places are given back', async () => {
+  const stream = new ConsoleStream('fleet', { historyEvents: 1000, historySeconds: 60, maxRate: 1_000_000, ids: new MemoryIdStore(), history: new HistoryStore(1 << 20) });
+  const writers: SseWriter[] = [];
+  const closed: string[] = [];
+  let fail = false;
+  const server = createServer((req, res) => {
+    try {
+      const w = serveConsole(req, res, new URL(req.url!, 'http://x'), stream, {
+        keepAliveMs: 15_000,
+        retryMs: 2000,
+        maxPendingBytes: 1 << 20,
+        snapshot: () => {
+          if (fail) throw new Error('disk I/O error');
+          return ['event: fleet_snapshot\ndata: {"n":1}\n\n'];
+        },
+        onClose: (reason) => closed.push(reason),
+      });
+      if (w) writers.push(w);
+    } catch {
+      // What the daemons' server does with a handler's throw once the head went out.
+      res.destroy();
+    }
+  });
+  servers.push(server);
+  const { baseUrl } = await listen(server, '127.0.0.1:0');
+  const c = await SseClient.connect(baseUrl + '/f');
+  await c.waitFor((ev) => ev.some((e) => e.event === 'fleet_snapshot'));
+  const held = (w: SseWriter): number => (w as unknown as { snapshot: readonly string[] }).snapshot.length;
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(held(writers[0]!), 0, 'the written snapshot is no longer held');
+  assert.equal(stream.subscriberCount, 1);
+  fail = true;
+  const r = await fetch(baseUrl + '/f').then(
+    (res) =>
+      res.text().then(
+        () => 'answered',
+        () => 'cut',
+      ),
+    () => 'cut',
+  );
+  assert.equal(r, 'cut', 'that request failed');
+  assert.deepEqual(closed, ['server_error'], 'its writer ended, onClose told (the places given back)');
+  assert.equal(stream.subscriberCount, 1, 'its subscription given back; the first client still reads');
+  c.close();
 });
