@@ -12,7 +12,7 @@
  * kept in memory, so a failing disk forgets only what a restart would (the previous behaviour).
  */
 import type Database from 'better-sqlite3';
-import type { StoreWrites } from '../core/state/state-health.js';
+import { readVia, writeVia, type StoreWrites } from '../core/state/state-health.js';
 
 /** Ids kept in memory (the newest): far more than a link carries within a command's timeout. */
 const IN_MEMORY = 4096;
@@ -49,9 +49,7 @@ export class CommandLedger {
   /** Whether the command was taken before (by this run, or a previous one within its expiry). */
   has(id: string): boolean {
     if (this.recent.has(id)) return true;
-    if (!this.writes) return this.hasStmt.get(id) !== undefined;
-    const r = this.writes.read(() => this.hasStmt.get(id) !== undefined);
-    return r.ok && r.value;
+    return readVia(this.writes, () => this.hasStmt.get(id) !== undefined, false);
   }
 
   /**
@@ -64,7 +62,7 @@ export class CommandLedger {
     // A command without a readable expiry is refused, never carried out: nothing to keep past the memory.
     if (!Number.isFinite(expiresAtMs)) return;
     const mono = performance.now();
-    this.attempt(() => {
+    writeVia(this.writes, () => {
       this.addStmt.run(id, Math.round(expiresAtMs));
       if (mono - this.lastPrune >= PRUNE_EVERY_MS) {
         this.lastPrune = mono;
@@ -74,11 +72,5 @@ export class CommandLedger {
         this.trimStmt.run(MAX_ROWS);
       }
     });
-  }
-
-  private attempt<T>(fn: () => T): T | undefined {
-    if (!this.writes) return fn();
-    const r = this.writes.attempt(fn);
-    return r.ok ? r.value : undefined;
   }
 }

@@ -9,7 +9,7 @@
  * then as good as the last write that worked.
  */
 import type Database from 'better-sqlite3';
-import type { StoreWrites } from '../../core/state/state-health.js';
+import { readVia, writeVia, type StoreWrites } from '../../core/state/state-health.js';
 
 export interface DownPositionRow {
   epoch: string;
@@ -31,20 +31,17 @@ export class DownPosition {
 
   /** The position the last run saved, if any (and readable). */
   load(): DownPositionRow | undefined {
-    const read = (): DownPositionRow | undefined => {
-      const r = this.getStmt.get();
-      return r && Number.isSafeInteger(r.up_to) ? { epoch: r.epoch, upTo: r.up_to } : undefined;
-    };
-    if (!this.writes) return read();
-    const r = this.writes.read(read);
-    return r.ok ? r.value : undefined;
+    return readVia(
+      this.writes,
+      () => {
+        const r = this.getStmt.get();
+        return r && Number.isSafeInteger(r.up_to) ? { epoch: r.epoch, upTo: r.up_to } : undefined;
+      },
+      undefined,
+    );
   }
 
   save(p: DownPositionRow): void {
-    if (!this.writes) {
-      this.putStmt.run(p.epoch, p.upTo);
-      return;
-    }
-    this.writes.attempt(() => this.putStmt.run(p.epoch, p.upTo));
+    writeVia(this.writes, () => void this.putStmt.run(p.epoch, p.upTo));
   }
 }

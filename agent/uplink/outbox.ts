@@ -21,7 +21,7 @@ import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { ConsoleEvent } from '../../core/console/events.js';
 import type { MirroredEventType } from '../../core/console/normalize.js';
-import type { StoreWrites } from '../../core/state/state-health.js';
+import { readVia, writeVia, type StoreWrites } from '../../core/state/state-health.js';
 
 /** Events held in memory while the outbox cannot be written. */
 const MAX_MEMORY_EVENTS = 10_000;
@@ -176,17 +176,11 @@ export class Outbox {
    * (a presence timer) and ended the agent.
    */
   private read<T>(fn: () => T, fallback: T): T {
-    if (!this.writes) return fn();
-    const r = this.writes.read(fn);
-    return r.ok ? r.value : fallback;
+    return readVia(this.writes, fn, fallback);
   }
 
   private write(fn: () => void): boolean {
-    if (!this.writes) {
-      fn();
-      return true;
-    }
-    return this.writes.attempt(fn).ok;
+    return writeVia(this.writes, fn);
   }
 
   private prune(): void {

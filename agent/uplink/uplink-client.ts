@@ -61,8 +61,6 @@ export class UplinkClient {
   private downAcks: DownAcks | undefined;
   private state: UplinkState = 'waiting';
   private welcomed = false;
-  /** This connection's hello was sent (its welcome is waited for). */
-  private helloSent = false;
   private attempt = 0;
   private duplicates = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -273,10 +271,10 @@ export class UplinkClient {
         this.log.error({ code: m.code }, `bridge: ${m.message}`);
         return;
       case 'clock_reply':
-        if (this.clock.reply(m) && !this.welcomed && !this.helloSent) {
+        // True once per link: its first clock estimate.
+        if (this.clock.reply(m) && !this.welcomed) {
           clearTimeout(this.clockTimer);
           this.sayHello(ws);
-          this.helloSent = true;
           const waitMs = this.opts.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS;
           // The same timer as the clock's: cleared by the welcome and when the link closes.
           this.clockTimer = setTimeout(() => {
@@ -398,7 +396,6 @@ export class UplinkClient {
       this.log.warn({ code, reason }, 'uplink disconnected');
     }
     this.welcomed = false;
-    this.helloSent = false;
     this.ws = undefined;
     this.state = 'waiting';
     if (this.stopped) return;

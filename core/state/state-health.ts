@@ -17,6 +17,25 @@ const LOG_INTERVAL_MS = 60_000;
 /** How often the state file is checked for having been deleted or replaced under the running daemon. */
 const FILE_CHECK_MS = 5000;
 
+/**
+ * A store's read through `writes` when it has one (a disk fault counted and reported: `fallback`), else
+ * directly (a fault throws): the one way the state stores read.
+ */
+export function readVia<T>(writes: StoreWrites | undefined, fn: () => T, fallback: T): T {
+  if (!writes) return fn();
+  const r = writes.read(fn);
+  return r.ok ? r.value : fallback;
+}
+
+/** A store's write through `writes` when it has one (a disk fault counted and reported: false), else directly. */
+export function writeVia(writes: StoreWrites | undefined, fn: () => void): boolean {
+  if (!writes) {
+    fn();
+    return true;
+  }
+  return writes.attempt(fn).ok;
+}
+
 /** A write that could not be made durable; carries a message for the user (e.g. an admin API 503). */
 export class StateWriteError extends Error {
   constructor(message: string) {

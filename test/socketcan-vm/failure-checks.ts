@@ -53,6 +53,19 @@ async function metrics(a: StartedAgent): Promise<string> {
 }
 const uplink = async (a: StartedAgent, kind: string): Promise<number> => metricValue(await metrics(a), 'canrelay_uplink', { kind }) ?? 0;
 
+/**
+ * What can2 really put on the wire: candump on can3, which shares can2's emulated bus. Returns the lines
+ * of frames with `id` (hex, as candump writes it) seen so far.
+ */
+function wireOf(id: string): () => string[] {
+  const wire = spawn('candump', ['-L', 'can3'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push({ stop: () => wire.kill('SIGKILL') });
+  let dumped = '';
+  wire.stdout!.setEncoding('utf8');
+  wire.stdout!.on('data', (s: string) => (dumped += s));
+  return () => dumped.split('\n').filter((l) => l.includes(` can3 ${id}#`));
+}
+
 /** A classic interface (MTU 16: vcan's own default is 72, CAN FD) and an FD one (MTU 72), made for this file. */
 const CLASSIC = 'vcancl';
 const FD = 'vcanre';
@@ -138,13 +151,7 @@ test('ip link del / ip link add while the agent reads: reported down, then up, a
 test('the transmit queue full on a real driver (kvaser_pci, txqueuelen 10): counted exactly, the sender told, never thrown', { timeout: 420_000 }, async (t) => {
   if (!hasKvaser) return skipOrFail(t, `no ${KVASER}: run the guest with SOCKETCAN_VM_KVASER=4 (make test-socketcan does)`);
   assert.equal(readFileSync(`/sys/class/net/${KVASER}/tx_queue_len`, 'utf8').trim(), '10', 'the driver queue this checks');
-  // can3 shares can2's emulated bus: what can2 really put on the wire.
-  const wire = spawn('candump', ['-L', 'can3'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push({ stop: () => wire.kill('SIGKILL') });
-  let dumped = '';
-  wire.stdout!.setEncoding('utf8');
-  wire.stdout!.on('data', (s: string) => (dumped += s));
-  const wireLines = (): string[] => dumped.split('\n').filter((l) => / can3 2A0#/.test(l));
+  const wireLines = wireOf('2A0');
   await new Promise((r) => setTimeout(r, 500)); // candump's socket bound before the burst
   // Four socketcand connections (each may have 256 sends waiting), every send the agent takes is handed
   // to the kernel at once. The emulated controller completes a transmit at once, so its own queue never
@@ -218,12 +225,7 @@ test('a controller set into listen-only mode by a quick down, mode, up (kvaser_p
   timeout: 300_000,
 }, async (t) => {
   if (!hasKvaser) return skipOrFail(t, `no ${KVASER}: run the guest with SOCKETCAN_VM_KVASER=4 (make test-socketcan does)`);
-  const wire = spawn('candump', ['-L', 'can3'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push({ stop: () => wire.kill('SIGKILL') });
-  let dumped = '';
-  wire.stdout!.setEncoding('utf8');
-  wire.stdout!.on('data', (s: string) => (dumped += s));
-  const onWire = (): string[] => dumped.split('\n').filter((l) => / can3 2B0#/.test(l));
+  const onWire = wireOf('2B0');
   const client = await RawClient.connect(socketcandPort);
   await until(() => client.messages.length > 0, 30_000, '< hi >');
   assert.equal(await client.request(`< open ${KVASER} >`, 30_000), '< ok >');

@@ -97,17 +97,23 @@ function compare(db: DbcDatabase, frames: CanFrame[]): Comparison {
   return out;
 }
 
-/** Deterministic pseudo-random bytes (xorshift32), so a failure is reproducible. */
-function randomFrames(db: DbcDatabase, perMessage: number): CanFrame[] {
-  let x = 0x9e3779b9;
-  const next = (): number => {
+/** Deterministic pseudo-random 32-bit numbers (xorshift32) from `seed`, so a failure is reproducible. */
+function xorshift32(seed: number): () => number {
+  let x = seed;
+  return () => {
     x ^= x << 13;
     x >>>= 0;
     x ^= x >>> 17;
     x ^= x << 5;
     x >>>= 0;
-    return x & 0xff;
+    return x;
   };
+}
+
+/** Deterministic pseudo-random bytes, so a failure is reproducible. */
+function randomFrames(db: DbcDatabase, perMessage: number): CanFrame[] {
+  const word = xorshift32(0x9e3779b9);
+  const next = (): number => word() & 0xff;
   const frames: CanFrame[] = [];
   for (const m of db.messages) {
     for (let k = 0; k < perMessage; k++) {
@@ -458,15 +464,7 @@ test("values a double cannot carry are exact, as canmatrix's Decimal computes th
 });
 
 test('exact decimals are written as JavaScript writes numbers, so a number is sent only when its text is the value', () => {
-  let x = 0x2545f491;
-  const next = (): number => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
+  const next = xorshift32(0x2545f491);
   const doubles = [0, 1, -1, 0.1, 1e21, 1e-7, 1.5e-7, 123e-20, 2 ** 53, 2 ** 64, -(2 ** 70), 5e-324, 1.7976931348623157e308, 0.000001, 1e21 - 65536];
   for (let i = 0; i < 20_000; i++) {
     const bits = new DataView(new ArrayBuffer(8));
