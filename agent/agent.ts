@@ -356,6 +356,7 @@ function uplinkFigures(uplink: UplinkClient | undefined, uploader: FrameUploader
       outbox_pruned: outbox.pruned,
       outbox_in_memory: outbox.inMemory,
       outbox_dropped_unwritable: outbox.droppedUnwritable,
+      outbox_dropped_unreadable: outbox.droppedUnreadable,
       outbox_renumbered: outbox.renumbered,
       events_sent: uplink.stats.eventsSent,
       rejected_messages: uplink.stats.rejectedMessages,

@@ -14,7 +14,8 @@
  * stop anything: such events wait in a bounded memory buffer, keep their place in the numbering, go to
  * the bridge from there, and are written to SQLite as soon as a write works again; past the buffer's
  * bound the oldest events other than command_status are dropped and counted (`outbox_dropped_unwritable`);
- * health: core/state/state-health.ts. Numbers so handed out are known only to the bridge once
+ * health: core/state/state-health.ts. A table that stays unreadable is given up for the run (`pending`).
+ * Numbers so handed out are known only to the bridge once
  * acknowledged: the next run's first welcome renumbers above them (`welcome`).
  */
 import { randomUUID } from 'node:crypto';
@@ -28,6 +29,14 @@ const MAX_MEMORY_EVENTS = 10_000;
 
 /** The highest stored number a welcome may name (see welcome). */
 const MAX_STORED = 2 ** 50;
+
+/**
+ * A table that failed every read for this long (and at least UNREADABLE_GIVE_UP_READS times) is given up
+ * for the run (`pending`): a dying card's hiccup passes in seconds; a damaged page does not, and waiting
+ * on it held every later event — command statuses too — until a restart.
+ */
+const UNREADABLE_GIVE_UP_MS = 60_000;
+const UNREADABLE_GIVE_UP_READS = 3;
 
 export interface OutboxEntry {
   seq: number;
@@ -50,6 +59,13 @@ export class Outbox {
   pruned = 0;
   /** Events dropped from the memory buffer while the outbox could not be written. */
   droppedUnwritable = 0;
+  /** Events in a table given up as unreadable (`pending`): an upper bound, some may have reached the bridge before. */
+  droppedUnreadable = 0;
+  /** The table failed every read since this time (`now`), this many times; undefined after a read that worked. */
+  private unreadableSince: number | undefined;
+  private failedReads = 0;
+  /** Set when the table was given up: events stay in memory for the rest of the run, as for an unwritable disk. */
+  private abandoned = false;
   /** Pruned rows by event type. */
   readonly prunedByType = new Map<string, number>();
   /**
@@ -74,6 +90,8 @@ export class Outbox {
     private readonly onPrune: (byType: Record<string, number>, overBound: number) => void = () => {},
     /** Where a failed write is counted and reported; without it a failure throws. */
     private readonly writes?: StoreWrites,
+    /** The monotonic clock (ms) that times an unreadable table; a test's own. */
+    private readonly now: () => number = () => performance.now(),
   ) {
     db.exec(`CREATE TABLE IF NOT EXISTS outbox (
       seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -163,6 +181,7 @@ export class Outbox {
 
   /** Writes what waits in memory, if the disk lets it; then trims the table to its bound. */
   private persistMemory(): void {
+    if (this.abandoned) return;
     const batch = this.memory;
     if (!this.write(() => this.flush(batch))) return;
     this.memory = [];
@@ -222,11 +241,22 @@ export class Outbox {
   /**
    * Entries after `seq`, oldest first. None when the table cannot be read: the memory's entries come after
    * the stored ones, and sending them first would number the bridge's copy past events it never got. The
-   * next event (or reconnect) asks again.
+   * next event, ack, heartbeat or reconnect asks again. A table that failed every read for a minute is
+   * given up for the run (`abandon`): what it holds is lost either way (unreadable now, moved aside by the
+   * next start if still so), and later events — command statuses among them — go on from memory.
    */
   pending(seq: number, limit = 500): OutboxEntry[] {
-    const rows = this.read(() => this.after.all(seq, limit), undefined);
-    if (rows === undefined) return [];
+    const rows = this.abandoned ? [] : this.read(() => this.after.all(seq, limit), undefined);
+    if (rows === undefined) {
+      const now = this.now();
+      this.unreadableSince ??= now;
+      this.failedReads++;
+      if (this.failedReads < UNREADABLE_GIVE_UP_READS || now - this.unreadableSince < UNREADABLE_GIVE_UP_MS) return [];
+      this.abandon(now - this.unreadableSince);
+      return this.memory.filter((e) => e.seq > seq).slice(0, limit);
+    }
+    this.unreadableSince = undefined;
+    this.failedReads = 0;
     const stored = rows.map((r) => ({
       seq: r.seq,
       event: r.event as MirroredEventType,
@@ -237,9 +267,21 @@ export class Outbox {
     return stored.concat(this.memory.filter((e) => e.seq > seq).slice(0, limit - stored.length));
   }
 
+  private abandon(failingMs: number): void {
+    this.abandoned = true;
+    this.droppedUnreadable += this.rows;
+    this.writes?.givenUp(
+      `the outbox table cannot be read (every read failed for ${Math.round(failingMs / 1000)} s): up to ${this.rows} mirrored events stored in it are lost; ` +
+        `later events go to the bridge from memory (at most ${MAX_MEMORY_EVENTS}) until the agent restarts — check the disk, then restart the agent (a state file still unreadable is moved aside at the start)`,
+      { lost_events: this.rows },
+    );
+    this.rows = 0;
+  }
+
   /** The bridge has stored everything up to `seq`. */
   ack(seq: number): void {
     if (this.memory.length > 0 && this.memory[0]!.seq <= seq) this.memory = this.memory.filter((e) => e.seq > seq);
+    if (this.abandoned) return;
     // A failed delete leaves rows that the bridge skips as redeliveries after a restart.
     this.write(() => {
       const removed = this.ackStmt.run(seq).changes;

@@ -379,6 +379,9 @@ export class UplinkClient {
     }
     ws.ping();
     if (this.welcomed) this.clock.probe();
+    // A read of the outbox that failed is tried again here too: on a quiet gateway no event or ack may
+    // come for minutes, and what waits in the outbox (a command's status) would wait with it.
+    this.pumpEvents();
   }
 
   private onClose(ws: WebSocket, code: number, reason: string): void {

@@ -49,6 +49,8 @@ export class StoreWrites {
   errors = 0;
   /** The cause while degraded, undefined while writes work. */
   reason: string | undefined;
+  /** Set by givenUp: degraded until the restart, whatever later writes do. */
+  private gaveUp = false;
   private readonly failing: RateLimitedLog;
 
   constructor(
@@ -72,7 +74,7 @@ export class StoreWrites {
     } catch (err) {
       return this.failed(err, 'write');
     }
-    if (this.reason !== undefined) {
+    if (this.reason !== undefined && !this.gaveUp) {
       this.log.info({ store: this.store, file: this.file, failed_writes: this.errors }, `state writes work again: ${this.store} store recovered`);
       this.reason = undefined;
     }
@@ -98,9 +100,19 @@ export class StoreWrites {
     this.errors++;
     const cause = faultCause(fault, err);
     const message = `${this.store} store: cannot ${what} ${this.file}: ${cause}: ${faultAdvice(fault)}`;
-    this.reason = message;
+    if (!this.gaveUp) this.reason = message;
     this.failing.write('error', { store: this.store, file: this.file, cause, failed_writes: this.errors }, `state ${what}s failing: ${message}`);
     return { ok: false, message };
+  }
+
+  /**
+   * The store stopped using its file for the rest of the run (the outbox's table unreadable for good):
+   * said once, loudly, and degraded until the restart — no later write heals it.
+   */
+  givenUp(message: string, fields: Record<string, unknown>): void {
+    this.gaveUp = true;
+    this.reason = `${this.store} store: ${message}`;
+    this.log.error({ store: this.store, file: this.file, ...fields }, `state store given up: ${this.reason}`);
   }
 
   /** At close: what is still only in memory is lost now; said once, loudly, with how much. */

@@ -15,9 +15,11 @@ import pino, { type Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { CanFrame } from '../../core/can/frame.js';
 import { ConsoleStream } from '../../core/console/console-stream.js';
+import { presenceData } from '../../core/console/normalize.js';
 import { HistoryStore } from '../../core/console/history-store.js';
 import { MemoryIdStore } from '../../core/console/id-store.js';
 import { openStateDb } from '../../core/state/sqlite.js';
+import { StateHealth } from '../../core/state/state-health.js';
 import { encodeBatch, KIND_DOWN } from '../../core/uplink/frame-codec.js';
 import { parseAgentMessage, PROTOCOL_VERSION, UPLINK_PATH } from '../../core/uplink/messages.js';
 import { CommandLedger } from '../../agent/command-ledger.js';
@@ -44,6 +46,8 @@ interface FakeBridge {
   /** The current connection (after its hello). */
   ws: () => WebSocket | undefined;
   acks: number[];
+  /** Mirrored events received, by seq. */
+  events: number[];
   hellos: number;
   /** While true, upgrades are refused with HTTP 401 (the token revoked while the link was down). */
   refuse: boolean;
@@ -60,7 +64,7 @@ async function fakeBridge(
   welcomes: (n: number) => boolean = () => true,
 ): Promise<FakeBridge> {
   const server = createServer();
-  const fb: FakeBridge = { port: 0, ws: () => undefined, acks: [], hellos: 0, refuse: false };
+  const fb: FakeBridge = { port: 0, ws: () => undefined, acks: [], events: [], hellos: 0, refuse: false };
   const wss = new WebSocketServer({ server, path: UPLINK_PATH, verifyClient: (_info, cb) => (fb.refuse ? cb(false, 401) : cb(true)) });
   const sockets: WebSocket[] = [];
   let current: WebSocket | undefined;
@@ -73,6 +77,7 @@ async function fakeBridge(
       if (!p.ok) return;
       if (p.msg.t === 'clock_probe') ws.send(JSON.stringify({ t: 'clock_reply', t0: p.msg.t0, bridge_ms: Date.now() }));
       if (p.msg.t === 'data_ack') fb.acks.push(p.msg.batch);
+      if (p.msg.t === 'event') fb.events.push(p.msg.seq);
       if (p.msg.t === 'hello') {
         const n = ++fb.hellos;
         if (!welcomes(n)) return; // a bridge whose decision hangs
@@ -101,6 +106,7 @@ interface AgentB {
   logs: Record<string, unknown>[];
   uplink: UplinkClient;
   downlink: Downlink;
+  outbox: Outbox;
 }
 
 /** Agent B's uplink with its real parts, its transmit path a fake bus that can be made busy. */
@@ -116,9 +122,11 @@ function agentB(port: number, welcomeTimeoutMs?: number): AgentB {
   );
   const logs: Record<string, unknown>[] = [];
   const log: Logger = pino({ level: 'info' }, { write: (s: string) => void logs.push(JSON.parse(s) as Record<string, unknown>) });
-  const db = openStateDb(join(tempDir('canrelay-relay-ends-'), 'agent.sqlite'));
+  const file = join(tempDir('canrelay-relay-ends-'), 'agent.sqlite');
+  const db = openStateDb(file);
   const console = new ConsoleStream(`dongles/${DONGLE}`, { historyEvents: 1000, historySeconds: 60, maxRate: 1000, ids: new MemoryIdStore(), history: new HistoryStore(1 << 20) });
   const downlink = new Downlink(tx, 60_000);
+  const outbox = new Outbox(db, 1000, () => {}, new StateHealth(log).store('outbox', file));
   const uplink = new UplinkClient(
     {
       bridgeUrls: [`http://127.0.0.1:${port}`],
@@ -130,7 +138,7 @@ function agentB(port: number, welcomeTimeoutMs?: number): AgentB {
       maxBackoffMs: 300,
       welcomeTimeoutMs,
     },
-    new Outbox(db, 1000),
+    outbox,
     new FrameUploader({ maxBufferedFrames: 1000, maxAgeMs: 2000 }),
     downlink,
     new CommandRunner(console, tx, new CommandLedger(db)),
@@ -142,7 +150,7 @@ function agentB(port: number, welcomeTimeoutMs?: number): AgentB {
     await uplink.stop();
     db.close();
   });
-  return { tx, sent, busy, logs, uplink, downlink };
+  return { tx, sent, busy, logs, uplink, downlink, outbox };
 }
 
 const frame = (bus: string, n: number): CanFrame => testFrame({ bus, data: Uint8Array.of(n) });
@@ -329,4 +337,22 @@ test('a hello the bridge never welcomes (its decision hung: a stalled database o
   await until(() => b.uplink.stats.connects >= 1, 15_000, 'welcomed on a later connection');
   assert.equal(fb.hellos, 2, 'the first hello was given up, the second welcomed');
   assert.ok(b.logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('the bridge did not welcome this agent within 0.5 s of its hello')));
+});
+
+test("an event whose outbox read failed (a disk's passing I/O error) goes at the next heartbeat, with no other event or ack to ask again", async () => {
+  const fb = await fakeBridge(() => null);
+  const b = agentB(fb.port);
+  await until(() => b.uplink.connected, 10_000, 'agent B welcomed');
+  const stmt = (b.outbox as unknown as { after: { all: (...a: unknown[]) => unknown } }).after;
+  const realAll = stmt.all.bind(stmt);
+  let failed = 0;
+  stmt.all = () => {
+    failed++;
+    throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR_READ' });
+  };
+  const seq = b.outbox.append({ type: 'presence', data: presenceData('seen', {}) });
+  b.uplink.eventQueued();
+  assert.ok(failed >= 1, 'the read was tried and failed');
+  stmt.all = realAll; // the disk reads again; nothing else happens on this quiet gateway
+  await until(() => fb.events.includes(seq), 5000, 'the event reached the bridge (heartbeat: 1 s)');
 });

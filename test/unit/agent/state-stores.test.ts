@@ -90,6 +90,58 @@ test('outbox: a read the disk fails (I/O error, corrupt page) is reported, sends
   db.close();
 });
 
+test('outbox: a table that stays unreadable is given up after a minute of failed reads; later events (command statuses) go on from memory, the lost ones counted', () => {
+  const file = join(tempDir('canrelay-outbox-'), 'agent.sqlite');
+  const db = openStateDb(file);
+  const health = new StateHealth(silent);
+  let now = 1000;
+  const outbox = new Outbox(
+    db,
+    50_000,
+    () => {},
+    health.store('outbox', file),
+    () => now,
+  );
+  outbox.append({ type: 'presence', data: presenceData('online', { reason: 'start' }) });
+  outbox.append({ type: 'presence', data: presenceData('seen', {}) });
+  const stmt = (outbox as unknown as { after: { all: (...a: unknown[]) => unknown } }).after;
+  stmt.all = () => {
+    throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR_READ' });
+  };
+  const status = outbox.append({ type: 'command_status', data: commandStatusData('c1', 'send_frame', 'succeeded') });
+  // A passing fault: a few failed reads within the minute send nothing and give nothing up.
+  assert.deepEqual(outbox.pending(0), []);
+  now += 30_000;
+  assert.deepEqual(outbox.pending(0), []);
+  assert.equal(outbox.droppedUnreadable, 0, 'not given up within the minute');
+  now += 31_000;
+  assert.deepEqual(outbox.pending(0), [], 'not given up after two reads, however long');
+  // The third failed read, past the minute: the table is given up, its events counted lost.
+  const sent = outbox.pending(0);
+  assert.equal(outbox.droppedUnreadable, 3, 'the three events the table held');
+  assert.deepEqual(sent, [], 'what was in the table is not in memory');
+  assert.match(String(health.status().state_reason), /outbox store: the outbox table cannot be read .*up to 3 mirrored events .*lost.*restart the agent/);
+  // Later events go on, from memory, in order, and are acknowledged there.
+  const next = outbox.append({ type: 'command_status', data: commandStatusData('c2', 'send_frame', 'succeeded') });
+  assert.ok(next > status);
+  const more = outbox.append({ type: 'presence', data: presenceData('seen', {}) });
+  assert.deepEqual(
+    outbox.pending(status).map((e) => [e.seq, e.event]),
+    [
+      [next, 'command_status'],
+      [more, 'presence'],
+    ],
+  );
+  outbox.ack(next);
+  assert.deepEqual(
+    outbox.pending(next).map((e) => e.seq),
+    [more],
+  );
+  assert.equal(outbox.size, 1, 'only the unacknowledged event waits');
+  assert.equal(health.status().state, 'degraded', 'degraded until the restart');
+  db.close();
+});
+
 test('event ids: while no block can be persisted, ids stay unique and below the clock floor; a restart starts above them', () => {
   const file = join(tempDir('canrelay-ids-'), 'agent.sqlite');
   const db = openStateDb(file);
