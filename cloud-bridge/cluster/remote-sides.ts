@@ -36,6 +36,8 @@ const ACKS_PER_MESSAGE = 1000;
  * (make bench-cluster profile). 20 ms more in the sender's window (16,384 frames per side) costs nothing.
  */
 const ACK_EVERY_MS = 20;
+/** Sending nodes' streams kept per dongle connected here (a peer moving has two for a moment). */
+const MAX_SENDING_NODES = 16;
 /** How often a socket over its bound is looked at, to ask the sender to start over once it drained. */
 const DRAIN_CHECK_MS = 50;
 /** At least this long between two "start over" requests for one slow agent. */
@@ -94,12 +96,15 @@ export class RemoteSides {
   readonly stats: RemoteSidesStats = { batchesOut: 0, batchesIn: 0, batchesUndeliverable: 0, batchesGroupChanged: 0 };
   private readonly sides = new Map<string, RemoteSide>();
   /**
-   * Per dongle connected here: the remote batch stream being forwarded and the seq expected next (-1: a
-   * hole was seen; nothing more of that stream is forwarded, the sender was asked to start over). An
-   * agent applies only batch numbers above the last it applied, so a batch that arrived after a lost one
-   * would make the lost one's resend useless: holes are never passed on.
+   * Per dongle connected here, per sending node: the remote batch stream being forwarded and the seq
+   * expected next (-1: a hole was seen; nothing more of that stream is forwarded, the sender was asked to
+   * start over). An agent applies only batch numbers above the last it applied, so a batch that arrived
+   * after a lost one would make the lost one's resend useless: holes are never passed on. By node: while
+   * a peer moves between nodes, the old node and the new one both send to this dongle for a moment (the
+   * old one its unacknowledged window); kept under one key, each stream displaced the other at every
+   * batch, each displacement asked for a restart and a resend of the whole window.
    */
-  private readonly streams = new Map<string, { instance: string; next: number }>();
+  private readonly streams = new Map<string, Map<string, { instance: string; next: number }>>();
   /** Dongles connected here that received DOWN batches from another node (their acks are valid). */
   private readonly fedRemotely = new Set<string>();
   /** DOWN acks of this turn, by dongle (the highest: acks are cumulative), published together at its end. */
@@ -303,11 +308,19 @@ export class RemoteSides {
       this.streams.delete(dongle);
       return;
     }
-    let st = this.streams.get(dongle);
+    let byNode = this.streams.get(dongle);
+    if (byNode === undefined) {
+      byNode = new Map();
+      this.streams.set(dongle, byNode);
+    }
+    let st = byNode.get(from);
     if (st === undefined || st.instance !== instance) {
       // A new stream is taken from its first batch only; joined in the middle, it is asked to start over.
       st = { instance, next: seq === 0 ? 0 : -1 };
-      this.streams.set(dongle, st);
+      byNode.delete(from);
+      byNode.set(from, st);
+      // Node names come from other nodes' messages: at most a cluster's worth per dongle, the oldest out.
+      if (byNode.size > MAX_SENDING_NODES) byNode.delete(byNode.keys().next().value!);
       if (st.next < 0) this.askResend(dongle, from);
     }
     if (st.next >= 0 && seq === st.next && link.ready && !link.canSend()) {

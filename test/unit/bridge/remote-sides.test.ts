@@ -81,3 +81,32 @@ test('a socket over its bound takes no batch from another node: the stream is cu
   await new Promise((r) => setTimeout(r, 1200));
   assert.deepEqual(nats.published, [SUBJECTS.resend, SUBJECTS.resend], 'then once more');
 });
+
+test('a peer moving between nodes: the old node and the new one both send to this dongle for a moment; both streams are forwarded, neither displaces the other', () => {
+  const nats = fakeNats();
+  const ownership = { node: 'n3', ownerOf: () => undefined } as unknown as Ownership;
+  const relay = { groupOf: () => ({ group: 'g', side: 'b', rev: 'r' }), attach: () => undefined, detach: () => undefined, remoteAck: () => undefined } as unknown as GroupRelay;
+  const written: string[] = [];
+  const link = { ready: true, canSend: () => true, sendBinary: (b: Buffer) => void written.push(b.toString()) } as unknown as AgentLink;
+  const sides = new RemoteSides(nats.link, ownership, relay, (d) => (d === 'gw-b' ? link : undefined), pino({ level: 'silent' }));
+  const deliver = (from: string, side: string, seq: number): void => {
+    const w = new BundleWriter(from);
+    w.add({ dongle: 'gw-b', side, rev: 'r', seq, batch: Buffer.from(`${from}:${seq}`) });
+    nats.deliver(SUBJECTS.down('n3'), w.finish());
+  };
+  // n1 still sends its window (the peer's frames from before the move); n2 the peer's new ones.
+  deliver('n1', 'old', 0);
+  deliver('n1', 'old', 1);
+  deliver('n2', 'new', 0);
+  deliver('n1', 'old', 2);
+  deliver('n2', 'new', 1);
+  deliver('n1', 'old', 3);
+  assert.deepEqual(written, ['n1:0', 'n1:1', 'n2:0', 'n1:2', 'n2:1', 'n1:3'], 'every batch of both streams, as it came');
+  assert.equal(sides.stats.batchesUndeliverable, 0);
+  assert.deepEqual(nats.published, [], 'no node asked to start over');
+  // A hole is still a hole, in the stream it is in.
+  deliver('n2', 'new', 3);
+  deliver('n1', 'old', 4);
+  assert.deepEqual(written.slice(6), ['n1:4']);
+  assert.deepEqual(nats.published, [SUBJECTS.resend], 'n2 asked to start over, n1 not');
+});
