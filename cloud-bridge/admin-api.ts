@@ -14,7 +14,7 @@ import { frameFromCommand } from '../core/uplink/commands.js';
 import { CLOSE, CommandBody } from '../core/uplink/messages.js';
 import { discardBody, HttpError, parseWith, readJson } from '../core/http/json-body.js';
 import type { AgentServer } from './agent-server.js';
-import { hashToken, newToken, VIEWER_ID_LENGTH, viewerTokenId, type Caller } from './auth.js';
+import { hashToken, newToken, VIEWER_ID, VIEWER_ID_LENGTH, viewerTokenId, type Caller } from './auth.js';
 import { TooManyCommandsError, type CommandCenter } from './commands.js';
 import type { BridgeConsoles } from './consoles.js';
 import type { GroupRelay } from './group-relay.js';
@@ -40,7 +40,6 @@ const ViewerTokenBody = z.strictObject({
     .max(10 * 365 * 86_400)
     .optional(),
 });
-const VIEWER_ID = new RegExp(`^[0-9a-f]{${VIEWER_ID_LENGTH}}$`);
 const COMMAND_TYPES: readonly string[] = CommandBody.options.flatMap((o) => [...o.shape.type.values]);
 
 export interface AdminDeps {

@@ -16,6 +16,15 @@ export type Caller = { kind: 'admin' } | { kind: 'viewer'; tokenId: string; expi
 /** A viewer token's public id: the first hex digits of its stored hash. */
 export const VIEWER_ID_LENGTH = 16;
 export const viewerTokenId = (hash: string): string => hash.slice(0, VIEWER_ID_LENGTH);
+/** What a viewer token's id looks like. */
+export const VIEWER_ID = new RegExp(`^[0-9a-f]{${VIEWER_ID_LENGTH}}$`);
+/** The holder named in the download tickets of the admin token (core/http/download-tickets.ts). */
+const ADMIN_HOLDER = 'admin';
+
+/** The holder a download ticket names for a caller: `admin`, or the viewer token's id. */
+export function ticketHolder(caller: Caller & { kind: 'admin' | 'viewer' }): string {
+  return caller.kind === 'admin' ? ADMIN_HOLDER : caller.tokenId;
+}
 
 export function newToken(): string {
   return randomBytes(32).toString('base64url');
@@ -50,5 +59,20 @@ export class Auth {
       return { kind: 'viewer', tokenId: viewerTokenId(hash), expiresAt };
     }
     return row.dongle === null ? undefined : { kind: 'agent', dongle: row.dongle };
+  }
+
+  /**
+   * The caller a download ticket's holder stands for while its token is valid: undefined once the viewer
+   * token was revoked or expired, so a ticket dies with its token (not up to a minute later).
+   */
+  holderCaller(holder: string): Caller | undefined {
+    if (holder === ADMIN_HOLDER) return { kind: 'admin' };
+    if (!VIEWER_ID.test(holder)) return undefined;
+    // A scan of the viewer tokens, once per ticketed download: not a per-frame or per-request cost.
+    const row = this.store.viewerTokens().find((t) => viewerTokenId(t.hash) === holder);
+    if (!row) return undefined;
+    const expiresAt = row.expires_at === null ? null : Date.parse(row.expires_at);
+    if (expiresAt !== null && expiresAt <= Date.now()) return undefined;
+    return { kind: 'viewer', tokenId: holder, expiresAt };
   }
 }

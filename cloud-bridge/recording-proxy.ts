@@ -2,7 +2,9 @@
  * A connected dongle's recordings, through the bridge (viewer or admin token, as a console):
  *   GET /api/v1/dongles/<id>/recordings        the agent's list
  *   GET /api/v1/dongles/<id>/recordings/<rid>  the file, streamed from the agent over the uplink; `?ticket=`
- *                                              from the route below stands for a token
+ *                                              from the route below stands for the token that asked for it
+ *                                              while that token is valid; a viewer's download ends when its
+ *                                              token is revoked or expires
  *   POST /api/v1/dongles/<id>/recordings/<rid>/ticket  a download ticket (core/http/download-tickets.ts)
  * A download asks the agent for one chunk (rec_read) at a time and asks for the next only when the HTTP
  * client has taken the last one (write() true, or 'drain'): a slow client slows the download, never the
@@ -17,10 +19,11 @@ import { sendJson } from '../core/http/replies.js';
 import { ID_RULE, RECORDING_ID_RULE } from '../core/names.js';
 import { RECORDING_CHUNK_BYTES, recordingFileName } from '../core/recording/recording-info.js';
 import type { AgentServer } from './agent-server.js';
-import type { Auth } from './auth.js';
+import { ticketHolder, type Auth } from './auth.js';
 import type { RecordingQuestion, RecordingReply } from './recording-requests.js';
 import type { BridgeStats } from './metrics.js';
 import type { StateStore } from './state-store.js';
+import type { ViewerSessions } from './viewer-sessions.js';
 
 const PATH = /^\/api\/v1\/dongles\/([^/]+)\/recordings(?:\/([^/]+)(\/ticket)?)?$/;
 
@@ -30,6 +33,8 @@ export interface RecordingProxyDeps {
   store: StateStore;
   stats: BridgeStats;
   tickets: DownloadTickets;
+  /** Open streams of viewer tokens: a viewer's download is closed with its token. */
+  viewers: ViewerSessions;
   /** Cluster mode: asks the node holding the dongle's link; undefined when no other node holds it. */
   elsewhere?: (dongle: string, q: RecordingQuestion) => Promise<RecordingReply | undefined>;
 }
@@ -51,12 +56,13 @@ export async function handleDongleRecordings(d: RecordingProxyDeps, req: Incomin
     sendJson(res, status, { error }, headers);
     return true;
   };
-  // A download with a live ticket for this file needs no token (the ticket was issued to a viewer or admin).
-  const ticketed = rid !== undefined && !ticket && d.tickets.admits(url);
-  const caller = ticketed ? undefined : d.auth.identify(bearerToken(req, url));
-  if (!ticketed && caller === undefined)
-    return fail(401, 'missing or wrong token: send Authorization: Bearer <viewer or admin token>, or ?access_token=', { 'WWW-Authenticate': 'Bearer' });
-  if (caller?.kind === 'agent') return fail(403, 'agent tokens cannot read recordings; use a viewer or the admin token');
+  // A download with a live ticket for this file stands for the token that asked for it, while that token is valid.
+  const holder = rid !== undefined && !ticket ? d.tickets.holderOf(url) : undefined;
+  const caller = holder !== undefined ? d.auth.holderCaller(holder) : d.auth.identify(bearerToken(req, url));
+  if (caller === undefined && holder !== undefined)
+    return fail(401, 'the token this download ticket was issued to is revoked or expired: ask for a new ticket with a valid token', { 'WWW-Authenticate': 'Bearer' });
+  if (caller === undefined) return fail(401, 'missing or wrong token: send Authorization: Bearer <viewer or admin token>, or ?access_token=', { 'WWW-Authenticate': 'Bearer' });
+  if (caller.kind === 'agent') return fail(403, 'agent tokens cannot read recordings; use a viewer or the admin token');
   if (!ID_RULE.test(dongle) || (rid !== undefined && !RECORDING_ID_RULE.test(rid))) return fail(400, 'bad dongle or recording id');
   if (!d.store.dongle(dongle)) return fail(404, `dongle "${dongle}" is not registered on this bridge`);
   const notConnected = `dongle "${dongle}" is not connected: its recordings are on the gateway`;
@@ -79,8 +85,14 @@ export async function handleDongleRecordings(d: RecordingProxyDeps, req: Incomin
       const r = await ask({ t: 'rec_list' });
       if (r.t === 'rec_error') return fail(r.status, r.error);
     }
-    sendJson(res, 201, d.tickets.issue(url.pathname.slice(0, -ticket.length)));
+    sendJson(res, 201, d.tickets.issue(url.pathname.slice(0, -ticket.length), ticketHolder(caller)));
     return true;
+  }
+  // A viewer's download lasts only as long as its token, as a console stream does.
+  const session = { close: () => res.destroy() };
+  if (caller.kind === 'viewer') {
+    d.viewers.add(session, caller.tokenId, caller.expiresAt);
+    res.on('close', () => d.viewers.remove(session));
   }
   await download(ask, dongle, rid, res, d.stats);
   return true;

@@ -1,5 +1,5 @@
 /**
- * Open console streams of viewer tokens, so that taking a token away takes its streams away too: a
+ * Open console streams and recording downloads of viewer tokens, so that taking a token away takes its streams away too: a
  * revoked token's streams are closed at once, an expiring token's within SWEEP_MS of its expiry. (An
  * SSE stream is authorised once, when it opens; without this a revoked viewer would keep watching.)
  */

@@ -73,7 +73,7 @@ export async function handleRecordings(d: RecordingRouteDeps, req: IncomingMessa
   }
   const read = method === 'GET' || method === 'HEAD' || one?.[2] === '/ticket';
   // A download with a live ticket for this file needs no token (the ticket was issued to one).
-  const ticketed = one !== null && one[2] === undefined && method !== 'DELETE' && d.tickets.admits(new URL(req.url ?? '/', 'http://localhost'));
+  const ticketed = one !== null && one[2] === undefined && method !== 'DELETE' && d.tickets.holderOf(new URL(req.url ?? '/', 'http://localhost')) !== undefined;
   if (!ticketed && !d.auth.guard(req, res, read ? 'read' : 'write')) return true;
   try {
     if (path === RECORDINGS_PATH) {
@@ -90,7 +90,9 @@ export async function handleRecordings(d: RecordingRouteDeps, req: IncomingMessa
     const id = one![1]!;
     if (one![2] === '/ticket') {
       d.recorder.mustExist(id);
-      sendJson(res, 201, d.tickets.issue(`${RECORDINGS_PATH}/${id}`));
+      // One holder: the token file is read once per run and the signing key drawn per run, so no token
+      // outlives the tickets it asked for.
+      sendJson(res, 201, d.tickets.issue(`${RECORDINGS_PATH}/${id}`, 'local'));
     } else if (one![2]) sendJson(res, 200, await d.recorder.stop(id));
     else if (method === 'DELETE') {
       await d.recorder.delete(id);

@@ -6,9 +6,11 @@
  * only that one path, and only for TICKET_TTL_MS (a browser resuming the download within it may use it
  * again).
  *
- * A ticket is signed, not stored: `<end, Unix ms>.<HMAC-SHA256(key, path + end)>`. Nothing to bound or
- * expire, and every bridge node of a cluster admits a ticket another node issued when they share the key
- * (the bridge derives it from the admin token they share; the agent draws one per run).
+ * A ticket is signed, not stored: `<end, Unix ms>.<holder>.<HMAC-SHA256(key, end + holder + path)>`.
+ * Nothing to bound or expire, and every bridge node of a cluster admits a ticket another node issued when
+ * they share the key (the bridge derives it from the admin token they share; the agent draws one per run).
+ * The holder names whose token asked for it (the bridge: `admin` or a viewer token's id), so that the
+ * server can refuse the ticket once that token is revoked or expired, and end the download with it.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
@@ -20,6 +22,9 @@ export const TICKET_TTL_MS = 60_000;
 const NODE_CLOCK_SKEW_MS = 5_000;
 /** The query parameter that carries a ticket. */
 export const TICKET_PARAM = 'ticket';
+/** What a holder may be: a token's public id or a role name, never the token itself. */
+const HOLDER = /^[a-z0-9]{1,32}$/;
+const TICKET = /^(\d{1,15})\.([a-z0-9]{1,32})\.([A-Za-z0-9_-]{43})$/;
 
 /** What a ticket request answers (201). */
 export interface TicketReply {
@@ -35,22 +40,27 @@ export class DownloadTickets {
     private readonly now: () => number = () => Date.now(),
   ) {}
 
-  /** A ticket for `path` (the download's path, as the browser will ask for it, without query). */
-  issue(path: string): TicketReply {
+  /**
+   * A ticket for `path` (the download's path, as the browser will ask for it, without query), held by
+   * `holder` (lower-case letters and digits: a token's public id or a role, checked again at download).
+   */
+  issue(path: string, holder: string): TicketReply {
+    if (!HOLDER.test(holder)) throw new Error(`a ticket holder is 1-32 lower-case letters or digits, got ${JSON.stringify(holder.slice(0, 40))}`);
     const end = this.now() + TICKET_TTL_MS;
-    return { url: `${path}?${TICKET_PARAM}=${end}.${this.sign(path, end).toString('base64url')}`, expires_in_s: TICKET_TTL_MS / 1000 };
+    const mac = this.sign(path, end, holder).toString('base64url');
+    return { url: `${path}?${TICKET_PARAM}=${end}.${holder}.${mac}`, expires_in_s: TICKET_TTL_MS / 1000 };
   }
 
-  /** True when `url` carries a live ticket for its own path. */
-  admits(url: URL): boolean {
-    const m = /^(\d{1,15})\.([A-Za-z0-9_-]{43})$/.exec(url.searchParams.get(TICKET_PARAM) ?? '');
-    if (!m) return false;
+  /** The holder of the live ticket `url` carries for its own path; undefined when it carries none. */
+  holderOf(url: URL): string | undefined {
+    const m = TICKET.exec(url.searchParams.get(TICKET_PARAM) ?? '');
+    if (!m) return undefined;
     const end = Number(m[1]);
-    if (end <= this.now() || end > this.now() + TICKET_TTL_MS + NODE_CLOCK_SKEW_MS) return false;
-    return timingSafeEqual(Buffer.from(m[2]!, 'base64url'), this.sign(url.pathname, end));
+    if (end <= this.now() || end > this.now() + TICKET_TTL_MS + NODE_CLOCK_SKEW_MS) return undefined;
+    return timingSafeEqual(Buffer.from(m[3]!, 'base64url'), this.sign(url.pathname, end, m[2]!)) ? m[2] : undefined;
   }
 
-  private sign(path: string, end: number): Buffer {
-    return createHmac('sha256', this.key).update(`${end}\n${path}`).digest();
+  private sign(path: string, end: number, holder: string): Buffer {
+    return createHmac('sha256', this.key).update(`${end}\n${holder}\n${path}`).digest();
   }
 }

@@ -2,7 +2,7 @@
  * Recordings through the bridge: the list and the download of a connected dongle's recording, streamed
  * over the uplink chunk by chunk, byte-identical to the file on the gateway; a client that stops reading
  * stalls the download (the bridge does not pull the file into memory) while frames keep flowing (real
- * bridge and agent processes on loopback).
+ * bridge and agent processes on loopback). A viewer's tickets and downloads end with its token.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -87,6 +87,17 @@ test('list and download through the bridge: byte-identical to the gateway file, 
   const ticket = new URL(url, bridge.base).searchParams.get('ticket');
   assert.equal((await fetch(`${bridge.base}/api/v1/dongles/rec-gw/recordings/20000101T000000Z-000000?ticket=${ticket}`)).status, 401, 'only its own recording');
   assert.equal((await fetch(`${bridge.base}/api/v1/dongles/rec-gw/recordings?ticket=${ticket}`)).status, 401, 'not the list');
+  // A ticket dies with the token that asked for it: revoked, the viewer's unused ticket is refused at once.
+  const unused = String((await bridge.admin.withToken(viewer).post(ticketPath)).body.url);
+  const byAdmin = String((await bridge.admin.post(ticketPath)).body.url);
+  const viewerId = String(((await bridge.admin.get('/api/v1/viewer-tokens')).body.viewer_tokens as { id: string }[])[0]!.id);
+  assert.equal((await bridge.admin.del(`/api/v1/viewer-tokens/${viewerId}`)).status, 200);
+  const refused = await fetch(bridge.base + unused);
+  assert.equal(refused.status, 401, "a revoked viewer token's ticket");
+  assert.match(String(((await refused.json()) as { error: string }).error), /revoked or expired/);
+  const adminTicket = await fetch(bridge.base + byAdmin);
+  assert.equal(adminTicket.status, 200, "the admin's ticket is not touched");
+  assert.ok(Buffer.from(await adminTicket.arrayBuffer()).equals(onDisk));
   await a.proc.stop();
   const offline = await until(
     async () => (await bridge.admin.get('/api/v1/dongles/rec-gw/recordings')).status,
@@ -170,6 +181,19 @@ test('a download whose client stops reading stalls at the bridge (backpressure) 
     15_000,
     'frames to keep arriving during the stalled download',
   );
+
+  // Another viewer's download, stalled as well, ends when its token is revoked; the first one goes on.
+  const viewer2 = (await bridge.admin.post('/api/v1/viewer-tokens')).body as { id: string; token: string };
+  const res2 = await new Promise<IncomingMessage>((resolve, reject) =>
+    httpGet(`${bridge.base}/api/v1/dongles/bp-gw/recordings/${id}?access_token=${viewer2.token}`, resolve).on('error', reject),
+  );
+  assert.equal(res2.statusCode, 200);
+  res2.pause();
+  const ended = new Promise<boolean>((resolve) => res2.on('close', () => resolve(res2.complete)));
+  const revoked = await bridge.admin.del(`/api/v1/viewer-tokens/${viewer2.id}`);
+  assert.equal(revoked.body.streams_closed, 1, 'the revocation counts the download it ended');
+  res2.resume();
+  assert.equal(await ended, false, "the revoked viewer's download was cut short");
 
   const chunks: Buffer[] = [];
   res.on('data', (c: Buffer) => chunks.push(c));
