@@ -139,9 +139,32 @@ export class Recorder {
     return { ...this.stats, framesWritten: written, framesDropped: dropped };
   }
 
-  list(): RecordingInfo[] {
+  /**
+   * Every recording, newest first. A finished recording's files are looked at on disk (a stat each): a
+   * file deleted outside the agent (a clean-up script, a technician tidying the disk) makes the listing
+   * say so, not "complete" until someone tries the download. A running one checks its own file as it writes.
+   */
+  async list(): Promise<RecordingInfo[]> {
     if (this.unavailable) throw new HttpError(503, this.unavailable);
-    return [...this.metas.values()].sort((a, b) => byStart(b, a)).map((m) => toInfo(m));
+    const metas = [...this.metas.values()].sort((a, b) => byStart(b, a));
+    return Promise.all(
+      metas.map(async (m) => {
+        const info = toInfo(m);
+        if (this.writers.has(m.id)) return info;
+        const there = await Promise.all(
+          m.parts.map((p) =>
+            stat(join(this.s.dir, p.name)).then(
+              () => true,
+              (err: NodeJS.ErrnoException) => err.code !== 'ENOENT',
+            ),
+          ),
+        );
+        const missing = there.filter((t) => !t).length;
+        if (missing === 0) return info;
+        const problem = `${missing} of its ${m.parts.length} files ${PROBLEM.deletedOutside}`;
+        return { ...info, complete: false, problems: [problem, ...info.problems].slice(0, 4) };
+      }),
+    );
   }
 
   info(id: string): RecordingInfo {

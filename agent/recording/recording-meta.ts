@@ -18,6 +18,8 @@ export const PROBLEM = {
   filesDeleted: 'its oldest files were deleted to stay within --record-max-bytes',
   failed: 'a write failed (see error): frames after it are missing',
   interrupted: 'the agent stopped without closing it (crash or power loss): the end and the frame count may be short',
+  /** Completed with "<n> of its <m> files" when listed. */
+  deletedOutside: 'deleted outside the agent: the download holds only the files after the last missing one (DELETE the recording once it is of no use)',
 } as const;
 
 export function newRecordingId(now = new Date()): string {

@@ -78,7 +78,7 @@ export async function handleRecordings(d: RecordingRouteDeps, req: IncomingMessa
   try {
     if (path === RECORDINGS_PATH) {
       if (method === 'GET') {
-        sendJson(res, 200, { recordings: d.recorder.list(), running: d.recorder.running, bytes: d.recorder.bytesOnDisk, max_bytes: d.maxBytes });
+        sendJson(res, 200, { recordings: await d.recorder.list(), running: d.recorder.running, bytes: d.recorder.bytesOnDisk, max_bytes: d.maxBytes });
       } else {
         // Loaded here, not at start: zod and its schemas are megabytes a gateway that never records does not pay.
         const [{ parseWith, readJson }, { RecordingRequest }] = await Promise.all([import('../../core/http/json-body.js'), import('../../core/recording/recording-info.js')]);

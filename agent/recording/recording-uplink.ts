@@ -16,7 +16,7 @@ export async function answerRecordingAsk(recorder: Recorder | undefined, m: Reco
     if (!recorder) throw new HttpError(503, 'this agent does not record');
     if (m.t === 'rec_list') {
       // Newest first, as many as fit one message.
-      const all = recorder.list().slice(0, 200);
+      const all = (await recorder.list()).slice(0, 200);
       let n = all.length;
       while (n > 0 && JSON.stringify({ t: 'rec_listing', req: m.req, recordings: all.slice(0, n) }).length > MAX_TEXT_MESSAGE_BYTES - 64) n = Math.floor(n * 0.8);
       return { t: 'rec_listing', req: m.req, recordings: all.slice(0, n) };

@@ -1,10 +1,11 @@
 /**
  * agent/recording/recorder.ts on real files: two DELETEs of one recording at once count its bytes off once
  * (twice, the disk bound let the folder grow past --record-max-bytes), and a stop asked while the
- * recording is still starting stops it (it answered and the recording ran on).
+ * recording is still starting stops it (it answered and the recording ran on); a finished recording whose
+ * file was deleted outside the agent is listed incomplete.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Recorder } from '../../../agent/recording/recorder.js';
@@ -35,7 +36,7 @@ test('two DELETEs of one recording at once: both answered, its bytes counted off
   await Promise.all([rec.delete(gone.id), rec.delete(gone.id)]);
   assert.equal(rec.bytesOnDisk, keptBytes, 'only the deleted recording counted off, once');
   assert.deepEqual(
-    rec.list().map((r) => r.id),
+    (await rec.list()).map((r) => r.id),
     [keep.id],
   );
   assert.ok(
@@ -47,7 +48,7 @@ test('two DELETEs of one recording at once: both answered, its bytes counted off
 test('a stop asked while the recording is still starting stops it once started', async () => {
   const { rec } = await recorder();
   const starting = rec.start({});
-  const id = rec.list()[0]!.id; // listed from the moment the start was asked
+  const id = (await rec.list())[0]!.id; // listed from the moment the start was asked
   const stopped = await rec.stop(id, 'stopped at once');
   await starting;
   assert.equal(stopped.state, 'stopped');
@@ -84,7 +85,25 @@ test('a recording whose metadata carries an error past its bound (an older agent
     () => ['can0'],
   );
   await rec.open();
-  const [listed] = rec.list();
+  const [listed] = await rec.list();
   assert.equal(listed?.id, id);
   assert.equal(listed!.error!.length, 300);
+});
+
+test('a finished recording whose file was deleted outside the agent is listed incomplete, saying so; put back, complete again', async () => {
+  const { rec, dir } = await recorder();
+  const r = await rec.start({});
+  for (let i = 0; i < 100; i++) rec.record(testFrame({ data: Uint8Array.of(i) }));
+  await rec.stop(r.id);
+  const [before] = await rec.list();
+  assert.equal(before!.complete, true);
+  const file = readdirSync(dir).find((f) => f.startsWith(r.id) && f.endsWith('.log'))!;
+  const kept = readFileSync(join(dir, file));
+  rmSync(join(dir, file)); // a clean-up script, or a technician tidying the disk
+  const [after] = await rec.list();
+  assert.equal(after!.complete, false);
+  assert.match(after!.problems[0]!, /^1 of its 1 files deleted outside the agent/);
+  assert.ok(after!.problems[0]!.length <= 200, 'within the listing schema');
+  writeFileSync(join(dir, file), kept);
+  assert.equal((await rec.list())[0]!.complete, true, 'a file put back is there again: nothing was written down');
 });
