@@ -1,8 +1,10 @@
 /**
  * Serves `GET …/console` for one stream: reads the resume request (Last-Event-ID header, or
- * ?lastEventId= for clients that cannot set headers; ?backlog=n) and hands the response to an SseWriter.
+ * ?lastEventId= for clients that cannot set headers; ?backlog=n) and the client's selection (?ids=,
+ * ?buses=: core/console/console-selection.ts), and hands the response to an SseWriter.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { consoleSelection } from '../console/console-selection.js';
 import type { ConsoleStream } from '../console/console-stream.js';
 import type { ResumeRequest } from '../console/resume.js';
 import { sendJson } from './replies.js';
@@ -24,7 +26,12 @@ export function serveConsole(req: IncomingMessage, res: ServerResponse, url: URL
     sendJson(res, 400, { error: resume.error });
     return undefined;
   }
-  const w = new SseWriter(res, stream, opts);
+  const selection = consoleSelection(url);
+  if ('error' in selection) {
+    sendJson(res, 400, { error: selection.error });
+    return undefined;
+  }
+  const w = new SseWriter(res, stream, opts, selection.select);
   try {
     w.start(resume);
   } catch (err) {

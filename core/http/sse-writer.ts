@@ -11,6 +11,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { ConsoleStream, StoredEvent, StreamSubscriber } from '../console/console-stream.js';
+import type { ChunkSelector } from '../console/console-selection.js';
 import type { ResumeRequest } from '../console/resume.js';
 import { SseOutput } from './sse-output.js';
 
@@ -60,6 +61,8 @@ export class SseWriter implements StreamSubscriber {
     private readonly res: ServerResponse,
     private readonly stream: ConsoleStream,
     private readonly opts: SseOptions,
+    /** The client's selection (?ids=, ?buses=): events it leaves out are passed over, their ids too. */
+    private readonly select?: ChunkSelector,
   ) {
     this.cursor = stream.latest;
     this.out = new SseOutput(res);
@@ -102,6 +105,7 @@ export class SseWriter implements StreamSubscriber {
     if (this.ended) return;
     if (!this.blocked && this.snapshotAt === this.snapshot.length && e.id === this.cursor + 1) {
       this.cursor = e.id;
+      if (this.select !== undefined && !this.select(e.chunk)) return;
       if (this.retryPending) this.write(e.chunk);
       else if (!this.out.writeShared(e)) this.blocked = true;
       return;
@@ -142,7 +146,7 @@ export class SseWriter implements StreamSubscriber {
         const { event, gone } = this.stream.after(this.cursor);
         if (gone) return this.end('slow_client');
         if (!event) break;
-        batch += event.chunk;
+        if (this.select === undefined || this.select(event.chunk)) batch += event.chunk;
         this.cursor = event.id;
       }
       if (batch === '') return;

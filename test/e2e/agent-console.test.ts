@@ -1,6 +1,7 @@
 /** The agent's console through the real CLI process, over real HTTP on loopback. */
 import assert from 'node:assert/strict';
 import { get as httpGet, type IncomingMessage } from 'node:http';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
@@ -101,6 +102,59 @@ test('resume with Last-Event-ID: no gap, no duplicate; ?lastEventId= works too',
   await c3.waitFor((ev) => ev.length >= 5);
   assert.equal(Number(c3.events[0]!.id), last + 1);
   c3.close();
+});
+
+test('?ids= and ?buses= select the frames a client is sent, live and replayed; other events pass; a bad one is 400', async () => {
+  // Live: the simulator's ids; a client asking for one id gets only that id's frames, with stream ids.
+  const a = await agent(['--sim', '--sim-rate', '300']);
+  const all = await SseClient.connect(a.url);
+  await all.waitFor((ev) => new Set(ev.filter((e) => e.event === 'can_frame').map((e) => e.json.id)).size >= 3, 10_000, 'three ids');
+  const wanted = String(all.ofType('can_frame')[0]!.json.id);
+  all.close();
+  const one = await SseClient.connect(`${a.url}?backlog=1000&ids=${wanted.slice(2)}`);
+  await one.waitFor((ev) => ev.filter((e) => e.event === 'can_frame').length >= 5, 10_000, `5 frames of ${wanted}`);
+  const fromHistory = one.ofType('can_frame').length;
+  await one.waitFor((ev) => ev.filter((e) => e.event === 'can_frame').length >= fromHistory + 3, 10_000, `3 live frames of ${wanted}`);
+  assert.deepEqual([...new Set(one.ofType('can_frame').map((e) => e.json.id))], [wanted], 'only the id asked for');
+  assert.ok(one.ofType('presence').length >= 1, 'other events pass');
+  assertIncreasing(ids(one));
+  one.close();
+  const none = await SseClient.connect(`${a.url}?backlog=1000&buses=can9`);
+  await none.waitFor((ev) => ev.some((e) => e.event === 'presence'), 5000, 'presence');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(none.ofType('can_frame').length, 0, 'no frame of a bus the client did not ask for');
+  none.close();
+  for (const bad of ['ids=7G8', 'ids=7EF-7E0', 'buses=can%200']) {
+    const r = await getJson(`${a.url}?${bad}`);
+    assert.equal(r.status, 400, bad);
+    assert.match(String(r.body.error), /^(ids|buses): /, bad);
+  }
+
+  // Replayed (?backlog): two buses, standard and extended ids and an error frame, from the history.
+  const dir = tempDir('canrelay-select-');
+  const lines: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const ts = `(1700000000.${String(i * 1000).padStart(6, '0')})`;
+    lines.push(`${ts} can0 7E8#0${i % 10}`, `${ts} can0 7E0#0${i % 10}`, `${ts} can1 100#0${i % 10}`, `${ts} can0 18DAF110#0${i % 10}`);
+  }
+  lines.push('(1700000001.000000) can0 20000004#0000080000000000'); // an error frame (controller problem)
+  writeFileSync(join(dir, 'two.log'), `${lines.join('\n')}\n`);
+  const q = await agent(['--replay', join(dir, 'two.log'), '--replay-speed', '0', '--console-max-rate', '100000']);
+  const live = await SseClient.connect(`${q.url}?backlog=1000`);
+  await live.waitFor((ev) => ev.some((e) => e.event === 'log' && e.json.code === 'replay_ended'), 20_000, 'the end of the replay');
+  assert.equal(live.ofType('can_frame').length, 41);
+  live.close();
+  const replayed = async (query: string): Promise<string[]> => {
+    const c = await SseClient.connect(`${q.url}?backlog=1000&${query}`);
+    await c.waitFor((ev) => ev.some((e) => e.event === 'log' && e.json.code === 'replay_ended'), 10_000, `the history with ${query}`);
+    c.close();
+    return c.ofType('can_frame').map((e) => `${String(e.json.bus)} ${String(e.json.id)}${e.json.is_error ? ' error' : ''}`);
+  };
+  const count = (list: string[]): Record<string, number> => Object.fromEntries([...new Set(list)].map((k) => [k, list.filter((x) => x === k).length]));
+  assert.deepEqual(count(await replayed('ids=7E8')), { 'can0 0x7E8': 10, 'can0 0x00000004 error': 1 }, 'one id; the error frame passes');
+  assert.deepEqual(count(await replayed('ids=7E0-7EF,!7E0')), { 'can0 0x7E8': 10, 'can0 0x00000004 error': 1 });
+  assert.deepEqual(count(await replayed('buses=can1')), { 'can1 0x100': 10 });
+  assert.deepEqual(count(await replayed('buses=can0&ids=18DAF110')), { 'can0 0x18DAF110': 10, 'can0 0x00000004 error': 1 });
 });
 
 test('stream_reset for too-old, garbage and future ids, then live', async () => {
