@@ -1,6 +1,6 @@
 /**
  * The bridge's console history through the real process: consoles nobody watched still give a viewer
- * who arrives later the right history and ids, and a small --history-memory-mb is held across many
+ * who arrives later the right history and ids (all of it, or a ?ids=/?buses= selection), and a small --history-memory-mb is held across many
  * dongles while a resume into forgotten history gets stream_reset, never a gap.
  */
 import assert from 'node:assert/strict';
@@ -77,6 +77,21 @@ test('a viewer who arrives after the frames gets them from the history: right id
   a.sendFrames([numberedFrame('can0', 0x123, 60)]);
   await r.waitFor((evs) => evs.filter((e) => e.event === 'can_frame').length === 31, 5000, 'the live frame');
   assert.equal(Number(frames(r)[30]!.id), Number(frames(r)[29]!.id) + 1);
+
+  // A selection on the bridge's consoles (README "Selecting frames"): the group's 0x7E8 frames on can1 only.
+  peer.sendFrames(Array.from({ length: 5 }, (_, i) => numberedFrame('can1', 0x7e8, 100 + i)));
+  await a.waitFor(() => a.applied.length === 5, 5000, "the peer's frames relayed");
+  const s = await viewer(b, 'groups/hg/console?backlog=1000&ids=7E8&buses=can1');
+  await s.waitFor((evs) => evs.filter((e) => e.event === 'can_frame').length === 5, 5000, 'the 5 selected frames');
+  await new Promise((res) => setTimeout(res, 200));
+  assert.deepEqual(
+    frames(s).map((e) => `${String(e.json.dongle)} ${String(e.json.bus)} ${String(e.json.id)} ${num(e.json.data_hex)}`),
+    [100, 101, 102, 103, 104].map((n) => `hb can1 0x7E8 ${n}`),
+    'only the frames selected, from the history',
+  );
+  const bad = await getJson(`${b.base}/api/v1/streams/groups/hg/console?ids=7G8`, { Authorization: `Bearer ${b.admin.token}` });
+  assert.equal(bad.status, 400);
+  assert.match(String(bad.body.error), /^ids: /);
 });
 
 test('--history-memory-mb 1 holds across 40 busy dongles; a resume into forgotten history gets stream_reset, then live', async () => {
