@@ -93,7 +93,7 @@ export class RecordingWriter {
     if (this.filter.buses && !this.filter.buses.has(f.bus)) return;
     // matchesFrame, not matches: error frames (whose id is an error class) stay in every recording of
     // their bus, where they explain what happened during it (the rule is in core/can/id-filter.ts).
-    if (this.filter.ids && !this.filter.ids.matchesFrame(f.id, f.err)) return;
+    if (this.filter.ids && !this.filter.ids.matchesFrame(f.id, f.ext, f.err)) return;
     const line = formatCandumpLine(f, { direction: true }) + '\n';
     if (this.pendingBytes + line.length > this.s.bufferBytes) {
       this.meta.frames_dropped++;

@@ -128,7 +128,7 @@ test('with the admin token, the send form drives a command to "succeeded"', asyn
   const view = await bridge.admin.get(`/api/v1/commands/${id}`);
   assert.equal(view.body.status, 'succeeded');
   await page.click('#tab-trace');
-  await page.fill('#filter-id', '!0-1FFFFFFF'); // hide frames: the command rows stay
+  await page.fill('#filter-id', '!0-7FF !00000000-1FFFFFFF'); // hide frames, standard and extended: the command rows stay
   await page.press('#filter-id', 'Enter');
   await untilValue(
     async () => (await page.$$eval('#trace .trace-row[data-kind="command_status"] .msg', (els) => els.map((e) => e.textContent ?? ''))).some((t) => t.includes(`${id}: succeeded`)),

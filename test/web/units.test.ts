@@ -1,7 +1,7 @@
 /**
  * The console page's pure modules, run in Node from the built dist/web/ files (the page is compiled on
  * its own for the browser, so these are imported by URL and typed here by the little each test uses):
- * the id filter (and its rule for error frames in the trace, the export and the by-id table), the candump
+ * the id filter (standard and extended ids apart, and its rule for error frames in the trace, the export and the by-id table), the candump
  * export (read back with the agent's own parser), the by-id rate model under sampling, the SSE parser and
  * connection, the trace model's cap and pause, signal values, dated times, the send form's id, the
  * header's interface states, and the page's routes.
@@ -17,8 +17,8 @@ import { WEB_JS } from '../helpers/browser.js';
 
 interface IdFilter {
   all: boolean;
-  matches(id: number): boolean;
-  matchesFrame(id: number, isError: boolean): boolean;
+  matches(id: number, ext: boolean): boolean;
+  matchesFrame(id: number, ext: boolean, isError: boolean): boolean;
 }
 type FilterParse = { ok: true; filter: IdFilter } | { ok: false; error: string };
 type Frame = CanFrameData;
@@ -92,7 +92,14 @@ function filter(text: string): IdFilter {
   assert.ok(r.ok, `"${text}" parses: ${r.ok ? '' : r.error}`);
   return r.filter;
 }
-const pass = (text: string, ids: number[]): number[] => ids.filter((id) => filter(text).matches(id));
+/** The ids that pass, each of the kind its number needs (above 7FF extended, standard else). */
+const pass = (text: string, ids: number[]): number[] => ids.filter((id) => filter(text).matches(id, id > 0x7ff));
+/** The frames that pass, written as the console writes ids: "0x123" standard, "0x00000123" extended. */
+const passFrames = (text: string, ids: string[]): string[] =>
+  ids.filter((id) => {
+    const hex = id.slice(2);
+    return filter(text).matches(parseInt(hex, 16), hex.length === 8);
+  });
 
 test('id filter: single, list, range, mask (both spellings), inverted mask, exclusion', () => {
   const ids = [0x100, 0x1ff, 0x200, 0x7df, 0x7e0, 0x7e8, 0x7ef, 0x7f0, 0x18daf110];
@@ -132,6 +139,77 @@ test('id filter: bad input is rejected with a reason', () => {
     ['3FFFFFFF', /29 bits/],
     ['!', /must be followed/],
     ['700/XYZ', /mask/],
+  ] as const) {
+    const r = parseIdFilter(text);
+    assert.equal(r.ok, false, `"${text}" is rejected`);
+    if (!r.ok) assert.match(r.error, why, `"${text}": ${r.error}`);
+  }
+});
+
+test('id filter: standard and extended ids are different frames; each term is of one kind, as it is written', () => {
+  // The same numbers as a standard and as an extended id (OBD and J1939 on one bus), and a few more.
+  const ids = ['0x123', '0x00000123', '0x705', '0x00000705', '0x7E8', '0x000007E8', '0x7FF', '0x000007FF', '0x00000800', '0x18DAF110'];
+  // Single ids: 8 digits are extended; up to 7 digits standard up to 7FF, extended above.
+  assert.deepEqual(passFrames('123', ids), ['0x123'], '"123" is the standard 0x123 only');
+  assert.deepEqual(passFrames('0x123', ids), ['0x123']);
+  assert.deepEqual(passFrames('0123', ids), ['0x123'], 'leading zeros do not make an id extended below 8 digits');
+  assert.deepEqual(passFrames('0000123', ids), ['0x123'], '7 digits: still standard');
+  assert.deepEqual(passFrames('00000123', ids), ['0x00000123'], '8 digits: the extended 0x123 only');
+  assert.deepEqual(passFrames('0x00000123', ids), ['0x00000123']);
+  assert.deepEqual(passFrames('7FF', ids), ['0x7FF']);
+  assert.deepEqual(passFrames('800', ids), ['0x00000800'], 'above 7FF an id can only be extended');
+  assert.deepEqual(passFrames('18DAF110', ids), ['0x18DAF110']);
+  assert.deepEqual(passFrames('123,00000123', ids), ['0x123', '0x00000123'], 'both: two entries');
+  // Ranges take the kind of their ends.
+  assert.deepEqual(passFrames('100-7FF', ids), ['0x123', '0x705', '0x7E8', '0x7FF']);
+  assert.deepEqual(passFrames('00000100-000007FF', ids), ['0x00000123', '0x00000705', '0x000007E8', '0x000007FF']);
+  assert.deepEqual(passFrames('800-1FFFFFFF', ids), ['0x00000800', '0x18DAF110'], 'ends above 7FF: extended');
+  // Masks: extended when the id is, or the mask has 8 digits, or the mask is above FFF.
+  assert.deepEqual(passFrames('700/7F0', ids), ['0x705']);
+  assert.deepEqual(passFrames('700:FF0', ids), ['0x705'], 'a mask up to FFF is standard');
+  assert.deepEqual(passFrames('00000700/7F0', ids), ['0x00000705'], 'an 8-digit id makes the mask extended');
+  assert.deepEqual(passFrames('700/000007F0', ids), ['0x00000705'], 'so does an 8-digit mask');
+  assert.deepEqual(passFrames('700/1FF0', ids), ['0x00000705'], 'so does a mask above FFF');
+  assert.deepEqual(passFrames('0/0', ids), ['0x123', '0x705', '0x7E8', '0x7FF'], '0/0: every standard id');
+  assert.deepEqual(passFrames('0/00000000', ids), ['0x00000123', '0x00000705', '0x000007E8', '0x000007FF', '0x00000800', '0x18DAF110'], 'every extended id');
+  // Exclusions and candump's inverted mask take out their own kind only.
+  assert.deepEqual(
+    passFrames('!123', ids),
+    ids.filter((i) => i !== '0x123'),
+    '"!123" keeps the extended 0x123',
+  );
+  assert.deepEqual(
+    passFrames('!00000123', ids),
+    ids.filter((i) => i !== '0x00000123'),
+  );
+  assert.deepEqual(
+    passFrames('7E0~7F0', ids),
+    ids.filter((i) => i !== '0x7E8'),
+    'the inverted standard mask leaves the extended 0x7E8 in',
+  );
+  // Error frames still pass whatever the kind in their id field.
+  const f = filter('7E8');
+  assert.equal(f.matchesFrame(0x004, false, true), true);
+  assert.equal(f.matchesFrame(0x004, true, true), true);
+  assert.equal(f.matchesFrame(0x7e8, true, false), false, 'an extended data frame 0x7E8 is not "7E8"');
+  assert.equal(f.matchesFrame(0x7e8, false, false), true);
+});
+
+test('id filter: a range of two kinds and candump flag bits are refused, saying what to write instead', () => {
+  for (const [text, why] of [
+    ['100-00000200', /mixes a standard id .* two entries: 100-200,00000100-00000200$/],
+    ['00000100-200', /two entries: 100-200,00000100-00000200$/],
+    ['700-800', /two entries: 700-7FF,00000700-00000800$/],
+    ['7FF-18DAF110', /two entries: 7FF,000007FF-18DAF110$/],
+    ['!0-1FFFFFFF', /two entries: !000-7FF,!00000000-1FFFFFFF$/],
+    ['80000123', /candump's flags .*80000000 extended.*00000123/],
+    ['0x9FFFFFFF', /larger than 29 bits .*flags.*1FFFFFFF/],
+    ['40000123', /40000000 remote/],
+    ['20000004', /20000000 error/],
+    ['700/C00007F0', /mask C00007F0 is larger than 29 bits/],
+    ['80000700:1FFFFFFF', /id 80000700 .*flags/],
+    ['#1FFFFFFF', /error mask.*error frames pass every id filter/],
+    ['7E8,#FFFFFFFF', /error mask/],
   ] as const) {
     const r = parseIdFilter(text);
     assert.equal(r.ok, false, `"${text}" is rejected`);
@@ -430,6 +508,31 @@ test('id filter on the page: data and remote frames by CAN id; error frames (who
   assert.deepEqual(rows('7E0-7EF'), ['|can0|0x00000004!', '|can0|0x7E8', '|can0|0x7E0']);
   assert.deepEqual(rows('7E0-7EF', 'can1'), [], 'the bus filter still applies to error rows');
   assert.deepEqual(rows(''), ['|can0|0x00000004!', '|can0|0x004', '|can0|0x7E8', '|can0|0x7E0']);
+});
+
+test('id filter on the page: the trace, the export and the by-id table tell a standard id from the extended one of the same number', () => {
+  const s123 = frame({ id: '0x123', dlc: 1, data_hex: '01' });
+  const e123 = frame({ id: '0x00000123', is_extended: true, dlc: 1, data_hex: '02' });
+  const err = frame({ id: '0x00000123', is_error: true, dlc: 8, data_hex: '00 00 00 00 00 00 00 00' });
+  const all = [s123, e123, err];
+  const t = new traceMod.TraceModel();
+  all.forEach((f, i) => t.pushEvent({ type: 'can_frame', id: i + 1, data: f }));
+  const shown = (text: string): string[] => {
+    t.setFilter({ ...traceMod.SHOW_ALL, id: filter(text) });
+    return exp
+      .candumpLog(t.visibleFrames())
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' ')[2]!);
+  };
+  assert.deepEqual(shown('123'), ['123#01', '20000123#0000000000000000'], '"123": the standard frame (and the error frame)');
+  assert.deepEqual(shown('00000123'), ['00000123#02', '20000123#0000000000000000'], '"00000123": the extended frame');
+  assert.deepEqual(shown('!123'), ['00000123#02', '20000123#0000000000000000']);
+  const m = new ByIdModel();
+  for (const f of all) m.add(f, 0);
+  const rows = (text: string): string[] => [...m.rows.values()].filter((r) => rowShown(r, filter(text), '')).map((r) => r.key);
+  assert.deepEqual(rows('123'), ['|can0|0x123', '|can0|0x00000123!']);
+  assert.deepEqual(rows('00000123'), ['|can0|0x00000123', '|can0|0x00000123!']);
 });
 
 test("a time is dated when it is not today's: formatWhen", async () => {

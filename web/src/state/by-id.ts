@@ -245,7 +245,7 @@ export function directionLabel(dirs: number): string {
  */
 export function rowShown(r: IdRow, id: IdFilter | null, bus: string): boolean {
   if (bus !== '' && busKey(r.dongle, r.bus) !== bus) return false;
-  return !id || id.all || id.matchesFrame(r.idNum, r.kind === 'ERR');
+  return !id || id.all || id.matchesFrame(r.idNum, r.extended, r.kind === 'ERR');
 }
 
 /** Comparator for the table; ties always fall back to dongle, bus, id so the order is stable. */

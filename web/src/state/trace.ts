@@ -43,7 +43,7 @@ export function matches(f: TraceFilter, item: TraceItem): boolean {
   if (ev.type !== 'can_frame') return true;
   if (f.bus !== '' && item.busKey !== f.bus) return false;
   // An error frame's idNum is its error class: the filter keeps error frames whatever it says.
-  return f.id.all || f.id.matchesFrame(item.idNum, ev.data.is_error === true);
+  return f.id.all || f.id.matchesFrame(item.idNum, ev.data.is_extended, ev.data.is_error === true);
 }
 
 export class TraceModel {
