@@ -70,11 +70,11 @@ function hex(text: string, what: string): Hex | string {
   if (v > MAX_ID) {
     // candump and SocketCAN put flags in the top bits (CAN_EFF_FLAG 80000000, CAN_RTR_FLAG 40000000,
     // CAN_ERR_FLAG 20000000): say so rather than read them as part of an id.
-    return (
-      `${what} ${text} is larger than 29 bits (1FFFFFFF): the bits above are candump's flags (80000000 extended, ` +
-      `40000000 remote, 20000000 error), which this filter does not take. Write an extended id with 8 digits ` +
-      `(${eff(v & MAX_ID)}); remote frames pass by their id and error frames pass every filter`
-    );
+    const instead =
+      what === 'mask'
+        ? `Write the mask without them (${eff(v & MAX_ID)}): a mask of 8 digits is extended already`
+        : `Write an extended id with 8 digits (${eff(v & MAX_ID)}); remote frames pass by their id and error frames pass every filter`;
+    return `${what} ${text} is larger than 29 bits (1FFFFFFF): the bits above are candump's flags (80000000 extended, 40000000 remote, 20000000 error), which this filter does not take. ${instead}`;
   }
   return { v, eight: m[1]!.length === 8 };
 }

@@ -1,7 +1,7 @@
 /**
  * Full-rate recording on the agent, through the real CLI over loopback: a replayed log recorded frame
  * for frame (the unsampled counter and python-can's CanutilsLogReader agree), the bus and id filters (error
- * frames kept whatever the ids), the API and its auth, the disk bound filled and held, gzip, and a full disk
+ * frames kept whatever the ids, standard and extended ids apart), the API and its auth, the disk bound filled and held, gzip, and a full disk
  * (a small tmpfs) that stops the recording, not the agent.
  */
 import assert from 'node:assert/strict';
@@ -197,6 +197,48 @@ test('the id filter picks data and remote frames by CAN id; error frames (whose 
     'can0 "7E0-7EF": 7E8, the remote 7E0 and the error frames of can0, none of can1',
   );
   assert.deepEqual(got[3], want(...frames.filter((f) => f !== 'can0 004#01')), '"!004": everything but the data frame 004');
+});
+
+test('the id filter tells a standard id from the extended one of the same number: "123" is 123#, "00000123" is 00000123#; a mixed range is refused', async (t) => {
+  const a = await fifoAgent(t, []);
+  const at = (i: number, rest: string): string => `(1700000000.${String(i).padStart(6, '0')}) ${rest}`;
+  a.write([at(0, 'can0 7FF#00')]);
+  await until(
+    () => rxFrames(a.base, 'can0'),
+    (n) => n === 1,
+    10_000,
+    'the lead-in frame',
+  );
+  const mixed = await call(a.base, 'POST', '/api/v1/recordings', { ids: '100-00000200' });
+  assert.equal(mixed.status, 400, JSON.stringify(mixed.json));
+  assert.match(JSON.stringify(mixed.json), /two entries: 100-200,00000100-00000200/, 'the refusal says what to write');
+  const flags = await call(a.base, 'POST', '/api/v1/recordings', { ids: '80000123' });
+  assert.equal(flags.status, 400, 'candump flag bits are refused');
+  assert.match(JSON.stringify(flags.json), /candump's flags.*\(00000123\)/);
+  // Four at once (the most that run together).
+  const filters = ['123', '00000123', '!123', '100-200,00000100/1FFFFF00'];
+  const ids: string[] = [];
+  for (const f of filters) {
+    const r = await call(a.base, 'POST', '/api/v1/recordings', { ids: f });
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    assert.equal(r.json.ids, f, 'the filter is kept as written');
+    ids.push(String(r.json.id));
+  }
+  const frames = ['can0 123#01', 'can0 00000123#02', 'can0 18DAF110#03', 'can0 00000200#04', 'can0 200#05'];
+  a.write(frames.map((f, i) => at(10 + i, f)));
+  await until(
+    () => rxFrames(a.base, 'can0'),
+    (n) => n === 1 + frames.length,
+    10_000,
+    'the frames',
+  );
+  for (const id of ids) assert.equal((await call(a.base, 'POST', `/api/v1/recordings/${id}/stop`)).status, 200);
+  const got = await Promise.all(ids.map((id) => recordedLines(a.base, id)));
+  const want = (...f: string[]): string[] => f.map((x) => `${x} R`);
+  assert.deepEqual(got[0], want('can0 123#01'), '"123": the standard frame only');
+  assert.deepEqual(got[1], want('can0 00000123#02'), '"00000123": the extended frame only');
+  assert.deepEqual(got[2], want('can0 00000123#02', 'can0 18DAF110#03', 'can0 00000200#04', 'can0 200#05'), '"!123" leaves the extended 0x123 in');
+  assert.deepEqual(got[3], want('can0 123#01', 'can0 00000123#02', 'can0 200#05'), 'a standard range (123, 200) and an extended mask (00000123)');
 });
 
 test('the API: start with buses/ids/max duration, list, stop, download, delete; writes need the admin token', async (t) => {

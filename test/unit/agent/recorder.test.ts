@@ -1,8 +1,9 @@
 /**
  * agent/recording/recorder.ts on real files: two DELETEs of one recording at once count its bytes off once
  * (twice, the disk bound let the folder grow past --record-max-bytes), and a stop asked while the
- * recording is still starting stops it (it answered and the recording ran on); a finished recording whose
- * file was deleted outside the agent is listed incomplete.
+ * recording is still starting stops it (it answered and the recording ran on), recordings of older agents
+ * (an error past its bound, a filter written before ids had a kind) are listed, and a finished recording
+ * whose file was deleted outside the agent is listed incomplete.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -106,4 +107,52 @@ test('a finished recording whose file was deleted outside the agent is listed in
   assert.ok(after!.problems[0]!.length <= 200, 'within the listing schema');
   writeFileSync(join(dir, file), kept);
   assert.equal((await rec.list())[0]!.complete, true, 'a file put back is there again: nothing was written down');
+});
+
+test('recordings made before ids had a kind list and load unchanged, their filter text as it was (a mixed range included)', async () => {
+  // "0-1FFFFFFF" took standard and extended ids alike and is refused today (two entries are asked for);
+  // "123" took the extended 0x00000123 too. A stored filter is a record of what was asked, never parsed again.
+  const dir = tempDir('canrelay-recorder-');
+  const line = '(1700000000.000001) can0 00000123#01 R\n';
+  const old = [
+    ['20261130T120000Z-abcdef', '0-1FFFFFFF'],
+    ['20261130T120100Z-abcdef', '123'],
+  ] as const;
+  for (const [id, ids] of old) {
+    writeFileSync(join(dir, `${id}.0001.log`), line);
+    const meta = {
+      v: 1,
+      id,
+      state: 'stopped',
+      started_at: '2026-11-30T12:00:00.000Z',
+      stopped_at: '2026-11-30T12:01:00.000Z',
+      buses: null,
+      ids,
+      max_duration_s: null,
+      frames: 1,
+      frames_dropped: 0,
+      files_deleted: 0,
+      gzip: false,
+      problems: [],
+      stop_reason: 'requested',
+      error: null,
+      parts: [{ name: `${id}.0001.log`, offset: 0, bytes: line.length }],
+      next_part: 2,
+    };
+    writeFileSync(join(dir, `${id}.json`), JSON.stringify(meta));
+  }
+  const rec = new Recorder(
+    { dir, maxBytes: 1 << 20, rotateBytes: 1 << 16, gzip: false },
+    () => undefined,
+    () => ['can0'],
+  );
+  await rec.open();
+  assert.deepEqual(
+    (await rec.list())
+      .map((r) => [r.id, r.ids, r.state, r.frames, r.bytes, r.complete])
+      .sort(),
+    old.map(([id, ids]) => [id, ids, 'stopped', 1, line.length, true]),
+  );
+  for (const [id] of old) assert.deepEqual(rec.parts(id).meta.parts, [{ name: `${id}.0001.log`, offset: 0, bytes: line.length }], 'its file is there to download');
+  assert.equal(rec.bytesOnDisk, 2 * line.length);
 });
