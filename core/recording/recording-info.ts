@@ -20,7 +20,9 @@ export const RecordingInfo = z.strictObject({
   buses: z.array(z.string().regex(BUS_RULE)).max(64).nullable(),
   /**
    * Only data and remote frames whose id matches this filter (the console's syntax: 7E8, 100,200, 7E0-7EF,
-   * 700/7F0, !7DF); null: every id. Error frames of the recorded buses are always kept: their id is an error class.
+   * 700/7F0, !7DF; 123 standard, 00000123 extended: core/can/id-filter.ts); null: every id. Error frames of the
+   * recorded buses are always kept: their id is an error class. Kept as it was asked, never parsed again: a
+   * recording made before ids had a kind lists as it did.
    */
   ids: z.string().max(200).nullable(),
   max_duration_s: z.number().int().min(1).nullable(),
