@@ -364,6 +364,9 @@ test('the id filter narrows both views; bad input is flagged; export writes a va
   };
   await setFilter('094, 0x1A4');
   assert.deepEqual((await rowsWhere((ids) => ids.length === 2, 'two rows')).sort(), ['0x094', '0x1A4']);
+  // 8 digits are the extended id of that number, which the simulator does not send: its 094 is standard.
+  await setFilter('00000094, 0x1A4');
+  assert.deepEqual(await rowsWhere((ids) => ids.length === 1, 'one row'), ['0x1A4'], 'the extended 0x00000094 is not the standard 0x094');
   await setFilter('300-3FF');
   let ids = await rowsWhere((x) => x.length >= 10 && x.every((i) => parseInt(i, 16) >= 0x300 && parseInt(i, 16) <= 0x3ff), 'range 300-3FF');
   assert.ok(ids.length >= 10, `range: ${ids}`);
