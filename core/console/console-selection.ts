@@ -22,10 +22,10 @@ const FRAME_EVENT = '\nevent: can_frame\n';
 export function consoleSelection(url: URL): { select?: ChunkSelector } | { error: string } {
   const idsText = url.searchParams.get('ids');
   const busesText = url.searchParams.get('buses');
-  let ids: ((id: number, isError: boolean) => boolean) | undefined;
+  let ids: ((id: number, ext: boolean, isError: boolean) => boolean) | undefined;
   if (idsText !== null && idsText.trim() !== '') {
     const parsed = parseIdFilter(idsText);
-    if (!parsed.ok) return { error: `ids: ${parsed.error} (e.g. ids=7E8, ids=7E0-7EF,!7DF, ids=700/7F0)` };
+    if (!parsed.ok) return { error: `ids: ${parsed.error} (e.g. ids=7E8, ids=7E0-7EF,!7DF, ids=700/7F0, ids=18DAF110)` };
     ids = parsed.filter.matchesFrame;
   }
   let buses: Set<string> | undefined;
@@ -43,7 +43,7 @@ export function consoleSelection(url: URL): { select?: ChunkSelector } | { error
   return { select: (chunk) => passes(chunk, ids, buses) };
 }
 
-function passes(chunk: string, ids: ((id: number, isError: boolean) => boolean) | undefined, buses: Set<string> | undefined): boolean {
+function passes(chunk: string, ids: ((id: number, ext: boolean, isError: boolean) => boolean) | undefined, buses: Set<string> | undefined): boolean {
   if (!chunk.includes(FRAME_EVENT)) return true;
   if (buses !== undefined) {
     const bus = field(chunk, '"bus":"');
@@ -52,7 +52,7 @@ function passes(chunk: string, ids: ((id: number, isError: boolean) => boolean) 
   if (ids !== undefined) {
     const id = field(chunk, '"id":"0x');
     if (id === undefined) return false;
-    return ids(parseInt(id, 16), chunk.includes('"is_error":true'));
+    return ids(parseInt(id, 16), chunk.includes('"is_extended":true'), chunk.includes('"is_error":true'));
   }
   return true;
 }

@@ -136,13 +136,14 @@ test('?ids= and ?buses= select the frames a client is sent, live and replayed; o
   for (let i = 0; i < 10; i++) {
     const ts = `(1700000000.${String(i * 1000).padStart(6, '0')})`;
     lines.push(`${ts} can0 7E8#0${i % 10}`, `${ts} can0 7E0#0${i % 10}`, `${ts} can1 100#0${i % 10}`, `${ts} can0 18DAF110#0${i % 10}`);
+    if (i < 5) lines.push(`${ts} can0 123#0${i}`, `${ts} can0 00000123#0${i}`); // one number, two frames: standard and extended
   }
   lines.push('(1700000001.000000) can0 20000004#0000080000000000'); // an error frame (controller problem)
   writeFileSync(join(dir, 'two.log'), `${lines.join('\n')}\n`);
   const q = await agent(['--replay', join(dir, 'two.log'), '--replay-speed', '0', '--console-max-rate', '100000']);
   const live = await SseClient.connect(`${q.url}?backlog=1000`);
   await live.waitFor((ev) => ev.some((e) => e.event === 'log' && e.json.code === 'replay_ended'), 20_000, 'the end of the replay');
-  assert.equal(live.ofType('can_frame').length, 41);
+  assert.equal(live.ofType('can_frame').length, 51);
   live.close();
   const replayed = async (query: string): Promise<string[]> => {
     const c = await SseClient.connect(`${q.url}?backlog=1000&${query}`);
@@ -155,6 +156,8 @@ test('?ids= and ?buses= select the frames a client is sent, live and replayed; o
   assert.deepEqual(count(await replayed('ids=7E0-7EF,!7E0')), { 'can0 0x7E8': 10, 'can0 0x00000004 error': 1 });
   assert.deepEqual(count(await replayed('buses=can1')), { 'can1 0x100': 10 });
   assert.deepEqual(count(await replayed('buses=can0&ids=18DAF110')), { 'can0 0x18DAF110': 10, 'can0 0x00000004 error': 1 });
+  assert.deepEqual(count(await replayed('ids=123')), { 'can0 0x123': 5, 'can0 0x00000004 error': 1 }, 'the standard 0x123 only');
+  assert.deepEqual(count(await replayed('ids=00000123')), { 'can0 0x00000123': 5, 'can0 0x00000004 error': 1 }, 'the extended 0x00000123 only');
 });
 
 test('stream_reset for too-old, garbage and future ids, then live', async () => {

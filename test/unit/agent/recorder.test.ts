@@ -148,9 +148,7 @@ test('recordings made before ids had a kind list and load unchanged, their filte
   );
   await rec.open();
   assert.deepEqual(
-    (await rec.list())
-      .map((r) => [r.id, r.ids, r.state, r.frames, r.bytes, r.complete])
-      .sort(),
+    (await rec.list()).map((r) => [r.id, r.ids, r.state, r.frames, r.bytes, r.complete]).sort(),
     old.map(([id, ids]) => [id, ids, 'stopped', 1, line.length, true]),
   );
   for (const [id] of old) assert.deepEqual(rec.parts(id).meta.parts, [{ name: `${id}.0001.log`, offset: 0, bytes: line.length }], 'its file is there to download');
