@@ -1,7 +1,7 @@
 /**
- * The id filter of the console page (trace, by-id table), of the agent's recordings and of a console's ?ids=. Ids are hex, as every CAN tool writes them (`0x`
- * optional). Terms are separated by commas or spaces; a frame passes when it matches any positive term
- * (or there is none) and no negative one:
+ * The id filter of the console page (trace, by-id table), of the agent's recordings and of a console's
+ * ?ids=. Ids are hex, as every CAN tool writes them (`0x` optional). Terms are separated by commas or
+ * spaces; a frame passes when it matches any positive term (or there is none) and no negative one:
  *
  *   7E8              one id
  *   0x100,0x200      a list
