@@ -7,9 +7,9 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { ConsoleStream } from '../core/console/console-stream.js';
-import { FULL_RETRY_AFTER_S, type ClientLimit } from '../core/http/client-limit.js';
+import type { ClientLimit } from '../core/http/client-limit.js';
 import { serveConsole } from '../core/http/console-route.js';
-import { createDaemonServer, sendJson, sendMetrics } from '../core/http/replies.js';
+import { createDaemonServer, sendJson, sendMetrics, sendUnavailable } from '../core/http/replies.js';
 import type { SseCloseReason, SseWriter } from '../core/http/sse-writer.js';
 import type { CorsPolicy } from '../core/http/cors.js';
 import type { StaticFiles } from '../core/http/static-files.js';
@@ -64,7 +64,7 @@ export function createAgentServer(deps: AgentHttpDeps): { server: Server; writer
       if (!deps.auth.guard(req, res, 'read')) return;
       const address = req.socket.remoteAddress ?? '';
       const refusal = deps.consoleClients.tryAdd(address);
-      if (refusal !== undefined) return sendJson(res, 503, { error: refusal }, { 'Retry-After': String(FULL_RETRY_AFTER_S) });
+      if (refusal !== undefined) return sendUnavailable(res, refusal);
       // Declared first: onClose may run before serveConsole returns (a start that failed).
       let w: SseWriter | undefined;
       w = serveConsole(req, res, url, deps.console, {

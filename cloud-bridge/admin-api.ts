@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { BUS_RULE, BUS_RULE_TEXT, ID_RULE, ID_RULE_TEXT } from '../core/names.js';
-import { sendJson } from '../core/http/replies.js';
+import { sendJson, sendUnavailable } from '../core/http/replies.js';
 import { isoNow } from '../core/console/time.js';
 import { frameFromCommand } from '../core/uplink/commands.js';
 import { CLOSE, CommandBody } from '../core/uplink/messages.js';
@@ -123,7 +123,7 @@ export class AdminApi {
       }
       if (err instanceof StateWriteError) {
         req.resume();
-        sendJson(res, 503, { error: err.message }, { 'Retry-After': '10' });
+        sendUnavailable(res, err.message);
         return;
       }
       throw err;

@@ -22,7 +22,7 @@ import { CLOSE, PROTOCOL_VERSION, UPLINK_PATH } from '../core/uplink/messages.js
 import type { DbcChunkMessage } from '../core/uplink/dbc-transfer.js';
 import { AgentLink, DEFAULT_TIMINGS, type EventMessage, type HelloMessage, type LinkHandler, type LinkTimings, type Refusal, type Welcome } from './agent-link.js';
 import { bearerToken } from '../core/http/bearer-token.js';
-import { BAD_TARGET, requestUrl } from '../core/http/replies.js';
+import { BAD_TARGET, requestUrl, unavailableHeaders } from '../core/http/replies.js';
 import { RateLimitedLog } from '../core/log/rate-limited-log.js';
 import { endConnection } from '../core/net/end-connection.js';
 import type { Auth } from './auth.js';
@@ -377,12 +377,15 @@ export class AgentServer implements LinkHandler {
   }
 }
 
-/** Answers an upgrade request with a plain HTTP error (no WebSocket is created). */
+/** Answers an upgrade request with a plain HTTP error (no WebSocket is created); a 503 with Retry-After, as sendJson's. */
 function rejectUpgrade(socket: Duplex, status: number, message: string): void {
   const body = JSON.stringify({ error: message });
-  const text = { 401: 'Unauthorized', 404: 'Not Found', 503: 'Service Unavailable' }[status] ?? 'Error';
+  const text = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 503: 'Service Unavailable' }[status] ?? 'Error';
+  const extra = Object.entries(status === 503 ? unavailableHeaders() : {})
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('');
   endConnection(
     socket,
-    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`,
   );
 }

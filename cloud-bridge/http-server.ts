@@ -13,7 +13,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { ConsoleStream } from '../core/console/console-stream.js';
 import { resumeRequestFrom, serveConsole } from '../core/http/console-route.js';
-import { createDaemonServer, sendJson, sendMetrics } from '../core/http/replies.js';
+import { createDaemonServer, sendJson, sendMetrics, sendUnavailable } from '../core/http/replies.js';
 import type { CorsPolicy } from '../core/http/cors.js';
 import type { SseOptions, SseWriter } from '../core/http/sse-writer.js';
 import type { StaticFiles } from '../core/http/static-files.js';
@@ -24,7 +24,7 @@ import type { AgentServer } from './agent-server.js';
 import { bearerToken } from '../core/http/bearer-token.js';
 import type { Auth } from './auth.js';
 import type { BridgeConsoles } from './consoles.js';
-import { FULL_RETRY_AFTER_S, type ClientLimit } from '../core/http/client-limit.js';
+import type { ClientLimit } from '../core/http/client-limit.js';
 import type { GroupRelay } from './group-relay.js';
 import { handleDongleRecordings, type RecordingProxyDeps } from './recording-proxy.js';
 import type { DownloadTickets } from '../core/http/download-tickets.js';
@@ -95,7 +95,7 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
         const refusal = limit.tryAdd();
         if (refusal !== undefined) {
           for (const t of taken) t.release();
-          return sendJson(res, 503, { error: refusal }, { 'Retry-After': String(FULL_RETRY_AFTER_S) });
+          return sendUnavailable(res, refusal);
         }
         taken.push(limit);
       }

@@ -15,7 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { writeWithBackpressure } from '../core/http/backpressure.js';
 import { bearerToken } from '../core/http/bearer-token.js';
 import type { DownloadTickets } from '../core/http/download-tickets.js';
-import { sendJson } from '../core/http/replies.js';
+import { sendJson, sendUnavailable } from '../core/http/replies.js';
 import { ID_RULE, RECORDING_ID_RULE } from '../core/names.js';
 import { RECORDING_CHUNK_BYTES, recordingFileName } from '../core/recording/recording-info.js';
 import type { AgentServer } from './agent-server.js';
@@ -70,7 +70,10 @@ export async function handleDongleRecordings(d: RecordingProxyDeps, req: Incomin
   const elsewhere = d.elsewhere;
   // The link here, else (cluster) the node that holds it; no node holding it is the same 503 as here.
   const ask: Ask = link?.ready ? (q) => link.recordings.ask(q) : async (q) => (await elsewhere?.(dongle, q)) ?? failureOf(503, notConnected);
-  if (!link?.ready && elsewhere === undefined) return fail(503, notConnected);
+  if (!link?.ready && elsewhere === undefined) {
+    sendUnavailable(res, notConnected);
+    return true;
+  }
 
   if (rid === undefined) {
     const r = await ask({ t: 'rec_list' });

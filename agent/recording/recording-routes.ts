@@ -10,7 +10,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { DownloadTickets } from '../../core/http/download-tickets.js';
-import { sendJson } from '../../core/http/replies.js';
+import { sendJson, sendUnavailable } from '../../core/http/replies.js';
 import { HttpError } from '../../core/http/http-error.js';
 import { clientGroup, type ClientGroupCounts } from '../../core/net/client-address.js';
 import type { LocalAuth } from '../local-auth.js';
@@ -25,7 +25,6 @@ export const RECORDINGS_PATH = '/api/v1/recordings';
  */
 export const MAX_DOWNLOADS = 8;
 export const MAX_DOWNLOADS_PER_ADDRESS = 4;
-const DOWNLOAD_RETRY_AFTER_S = 10;
 const ONE = /^\/api\/v1\/recordings\/([^/]+)(\/stop|\/ticket)?$/;
 
 export interface RecordingRouteDeps {
@@ -47,7 +46,7 @@ async function withinDownloadCaps(d: RecordingRouteDeps, req: IncomingMessage, r
       mine >= MAX_DOWNLOADS_PER_ADDRESS
         ? `${mine} downloads from ${address} are running; let one finish and try again`
         : `${MAX_DOWNLOADS} downloads are running on this gateway; try again when one has finished`;
-    sendJson(res, 503, { error }, { 'Retry-After': String(DOWNLOAD_RETRY_AFTER_S) });
+    sendUnavailable(res, error);
     return false;
   }
   d.downloads.all++;

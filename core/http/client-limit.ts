@@ -3,13 +3,10 @@
  * `--console-max-clients-per-address`). Each client is bounded on its own (--client-max-pending-kib), but
  * their number is not, unless capped: thousands of idle connections from one host held an agent's memory
  * past its unit's MemoryHigh. Past the cap a new client is refused with 503 (what happened and what to do,
- * and Retry-After) and counted; a client that leaves frees its place. Clients of "one address" are those
+ * and Retry-After: core/http/replies.ts sendUnavailable) and counted; a client that leaves frees its place. Clients of "one address" are those
  * of one client group (core/net/client-address.ts: an IPv6 host counts by its /64).
  */
 import { clientGroup, ClientGroupCounts } from '../net/client-address.js';
-
-/** Seconds a refused client is asked to wait before retrying. */
-export const FULL_RETRY_AFTER_S = 10;
 
 export interface ClientLimitSpec {
   /** The refusal's first words: "the fleet stream is full". */

@@ -1,21 +1,41 @@
 /**
  * The HTTP replies and the server skeleton both daemons share: JSON bodies (never cached), /metrics from a
  * prom-client registry, and one request handler per server whose failures answer 500 (or cut a response
- * already under way) instead of leaving a client hanging or an unhandled rejection behind.
+ * already under way) instead of leaving a client hanging or an unhandled rejection behind. Every 503 goes
+ * out with Retry-After (RETRY_AFTER_S unless the caller gives its own): sendJson adds it, and the one
+ * reply written by hand (a refused uplink upgrade) takes its headers from unavailableHeaders().
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Registry } from 'prom-client';
 
+/**
+ * Seconds a client told 503 (a cap reached, a store or a dongle away, a shutdown) is asked to wait before
+ * it tries again: one value for every 503 of both daemons.
+ */
+export const RETRY_AFTER_S = 10;
+
+/** The headers a 503 carries besides its body's: Retry-After (RETRY_AFTER_S) unless `headers` has one. */
+export function unavailableHeaders(headers: Record<string, string> = {}): Record<string, string> {
+  const has = Object.keys(headers).some((k) => k.toLowerCase() === 'retry-after');
+  return has ? headers : { ...headers, 'Retry-After': String(RETRY_AFTER_S) };
+}
+
+/** A JSON reply. A 503 always carries Retry-After (unavailableHeaders), whoever chose the status. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': Buffer.byteLength(text),
     'Cache-Control': 'no-store',
-    ...headers,
+    ...(status === 503 ? unavailableHeaders(headers) : headers),
   });
   res.end(text);
+}
+
+/** 503 with `error` and Retry-After: what cannot be done now but can be asked again (RETRY_AFTER_S). */
+export function sendUnavailable(res: ServerResponse, error: string): void {
+  sendJson(res, 503, { error }, unavailableHeaders());
 }
 
 export async function sendMetrics(res: ServerResponse, registry: Registry): Promise<void> {
