@@ -5,6 +5,8 @@
  *                                              from the route below stands for the token that asked for it
  *                                              while that token is valid; a viewer's download ends when its
  *                                              token is revoked or expires
+ *   HEAD on both                               the same status and headers, no body (a download's HEAD
+ *                                              asks the agent for its first bytes only: size and type)
  *   POST /api/v1/dongles/<id>/recordings/<rid>/ticket  a download ticket (core/http/download-tickets.ts)
  * A download asks the agent for one chunk (rec_read) at a time and asks for the next only when the HTTP
  * client has taken the last one (write() true, or 'drain'): a slow client slows the download, never the
@@ -47,8 +49,8 @@ export async function handleDongleRecordings(d: RecordingProxyDeps, req: Incomin
   const m = PATH.exec(url.pathname);
   if (!m) return false;
   const [, dongle, rid, ticket] = m as unknown as [string, string, string | undefined, string | undefined];
-  const allow = ticket ? 'POST' : 'GET';
-  if (req.method !== allow) {
+  const allow = ticket ? 'POST' : 'GET, HEAD';
+  if (!allow.split(', ').includes(req.method ?? '')) {
     sendJson(res, 405, { error: `${req.method} is not supported on ${url.pathname}; use ${allow} (recordings are started and deleted on the gateway)` }, { Allow: allow });
     return true;
   }
@@ -97,7 +99,7 @@ export async function handleDongleRecordings(d: RecordingProxyDeps, req: Incomin
     d.viewers.add(session, caller.tokenId, caller.expiresAt);
     res.on('close', () => d.viewers.remove(session));
   }
-  await download(ask, dongle, rid, res, d.stats);
+  await download(ask, dongle, rid, res, d.stats, req.method === 'HEAD');
   return true;
 }
 
@@ -105,10 +107,14 @@ function failureOf(status: number, error: string): RecordingReply {
   return { t: 'rec_error', req: 1, status, error };
 }
 
-async function download(ask: Ask, dongle: string, rid: string, res: ServerResponse, stats: BridgeStats): Promise<void> {
+/** Bytes a HEAD asks the agent for: the gzip magic's, which sets Content-Type (the range's end gives Content-Length). */
+const HEAD_PROBE_BYTES = 4;
+
+/** The download, or with `headOnly` its status and headers only: the same as a GET's, from one small rec_read. */
+async function download(ask: Ask, dongle: string, rid: string, res: ServerResponse, stats: BridgeStats, headOnly: boolean): Promise<void> {
   let gone = false;
   res.on('close', () => (gone = true));
-  const first = await ask({ t: 'rec_read', id: rid, length: RECORDING_CHUNK_BYTES });
+  const first = await ask({ t: 'rec_read', id: rid, length: headOnly ? HEAD_PROBE_BYTES : RECORDING_CHUNK_BYTES });
   if (first.t === 'rec_error') return sendJson(res, first.status, { error: first.error });
   if (first.t !== 'rec_chunk') return sendJson(res, 502, { error: 'the dongle answered something else than a chunk' });
   // The download is what was on the gateway's disk at the first chunk; a running recording's later frames are not in it.
@@ -121,6 +127,7 @@ async function download(ask: Ask, dongle: string, rid: string, res: ServerRespon
     'Content-Disposition': `attachment; filename="${recordingFileName(dongle, { id: rid, gzip })}"`,
     'Cache-Control': 'no-store',
   });
+  if (headOnly) return void res.end();
   let chunk: RecordingReply = first;
   let expected = first.offset;
   for (;;) {

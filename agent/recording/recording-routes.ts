@@ -6,6 +6,7 @@
  *   POST   /api/v1/recordings/<id>/ticket a download ticket (a read: core/http/download-tickets.ts): {url, expires_in_s}
  *   GET    /api/v1/recordings/<id>        download: the candump -L file (.log, or .log.gz with --record-gzip);
  *                                         `?ticket=` from the route above stands for a token
+ *   HEAD   /api/v1/recordings/<id>        the download's status and headers, no body
  *   DELETE /api/v1/recordings/<id>        delete (409 while it runs)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';

@@ -1,6 +1,7 @@
 /**
  * Recordings through the bridge: the list and the download of a connected dongle's recording, streamed
- * over the uplink chunk by chunk, byte-identical to the file on the gateway; a client that stops reading
+ * over the uplink chunk by chunk, byte-identical to the file on the gateway (HEAD: the GET's status and
+ * headers, no body); a client that stops reading
  * stalls the download (the bridge does not pull the file into memory) while frames keep flowing (real
  * bridge and agent processes on loopback). A viewer's tickets and downloads end with its token.
  */
@@ -14,6 +15,7 @@ import { startBridgeProcess } from '../helpers/bridge-process.js';
 import { waitForValue as until } from '../helpers/until.js';
 import { startAgentProcess, tempDir, writeCandumpLog } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
+import { assertHeadLikeGet } from '../helpers/head-request.js';
 
 const { track } = cleanupAfter();
 
@@ -70,6 +72,18 @@ test('list and download through the bridge: byte-identical to the gateway file, 
   const local = Buffer.from(await (await fetch(`${a.base}/api/v1/recordings/${id}`)).arrayBuffer());
   assert.ok(local.equals(onDisk), 'and so is the local download');
   assert.match(viaBridge.toString('latin1'), /can0 321#CAFE T\n/);
+  // HEAD: the status and headers of the GET (size, type, file name), without the body, by token in the query or the header.
+  const fileUrl = `${bridge.base}/api/v1/dongles/rec-gw/recordings/${id}`;
+  assert.ok((await assertHeadLikeGet(`${fileUrl}?access_token=${viewer}`)).body.equals(onDisk), 'HEAD as GET, ?access_token=');
+  assert.equal((await assertHeadLikeGet(fileUrl, { Authorization: `Bearer ${viewer}` })).status, 200, 'HEAD as GET, Authorization');
+  assert.equal((await assertHeadLikeGet(fileUrl)).status, 401, 'HEAD without a token: 401 as GET');
+  assert.equal((await assertHeadLikeGet(`${bridge.base}/api/v1/dongles/rec-gw/recordings?access_token=${viewer}`)).status, 200, 'HEAD on the list as GET');
+  assert.equal(
+    (await assertHeadLikeGet(`${bridge.base}/api/v1/dongles/rec-gw/recordings/20000101T000000Z-000000?access_token=${viewer}`)).status,
+    404,
+    'HEAD of no recording: 404 as GET',
+  );
+  assert.equal((await fetch(`${fileUrl}?access_token=${viewer}`, { method: 'POST' })).headers.get('allow'), 'GET, HEAD');
 
   assert.equal((await bridge.admin.withToken(viewer).get('/api/v1/dongles/rec-gw/recordings/20000101T000000Z-000000')).status, 404, 'unknown recording');
 
@@ -81,6 +95,7 @@ test('list and download through the bridge: byte-identical to the gateway file, 
   assert.equal(issued.status, 201, JSON.stringify(issued.body));
   const url = String(issued.body.url);
   assert.ok(url.startsWith(`/api/v1/dongles/rec-gw/recordings/${id}?ticket=`) && !url.includes(viewer), url);
+  assert.equal((await assertHeadLikeGet(bridge.base + url)).status, 200, 'HEAD with a ticket, as GET');
   const byTicket = await fetch(bridge.base + url);
   assert.equal(byTicket.status, 200);
   assert.ok(Buffer.from(await byTicket.arrayBuffer()).equals(onDisk), 'the ticket downloads the same file');

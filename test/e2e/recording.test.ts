@@ -1,7 +1,8 @@
 /**
  * Full-rate recording on the agent, through the real CLI over loopback: a replayed log recorded frame
  * for frame (the unsampled counter and python-can's CanutilsLogReader agree), the bus and id filters (error
- * frames kept whatever the ids, standard and extended ids apart), the API and its auth, the disk bound filled and held, gzip, and a full disk
+ * frames kept whatever the ids, standard and extended ids apart), the API and its auth (HEAD on a download:
+ * the GET's status and headers, no body), the disk bound filled and held, gzip, and a full disk
  * (a small tmpfs) that stops the recording, not the agent.
  */
 import assert from 'node:assert/strict';
@@ -16,6 +17,7 @@ import { waitForValue as until } from '../helpers/until.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
 import { skipOrFail } from '../helpers/skips.js';
+import { assertHeadLikeGet } from '../helpers/head-request.js';
 
 const running: StartedAgent[] = [];
 const cleanups: (() => void)[] = [];
@@ -275,6 +277,11 @@ test('the API: start with buses/ids/max duration, list, stop, download, delete; 
   // The simulator sends 1D0 (wheel speeds) every 20 ms, so the filter had something to leave out.
   assert.ok(!/ 1D0#/.test(text), 'the id filter left 1D0 out');
   assert.ok(/ 1D6#/.test(text) && / 14A#/.test(text), 'the other ids are there');
+  // HEAD: the download's status and headers (size, type, file name), no body; with a token where GET needs one.
+  const viaHead = await assertHeadLikeGet(`${a.base}/api/v1/recordings/${id}`);
+  assert.equal(viaHead.body.toString('latin1'), text);
+  assert.equal(viaHead.headers.get('content-type'), 'text/plain; charset=us-ascii');
+  assert.equal((await assertHeadLikeGet(`${a.base}/api/v1/recordings/20000101T000000Z-000000`)).status, 404, 'HEAD of no recording: 404 as GET');
   assert.equal((await call(a.base, 'DELETE', `/api/v1/recordings/${id}`, undefined, READ)).status, 403);
   // A file the agent cannot remove (immutable: not even root may): 503 naming it, and the recording stays listed.
   const file = readdirSync(join(dir, 'recs')).find((f) => f.endsWith('.log'))!;
@@ -469,6 +476,7 @@ test('--record-gzip: the download is gzip, it decompresses to candump -L lines',
     'three rotated gzip files',
   );
   const stopped = await call(a.base, 'POST', `/api/v1/recordings/${s.json.id}/stop`);
+  assert.equal((await assertHeadLikeGet(`${a.base}/api/v1/recordings/${s.json.id}`)).headers.get('content-type'), 'application/gzip', 'HEAD as GET');
   const r = await fetch(`${a.base}/api/v1/recordings/${s.json.id}`);
   assert.equal(r.headers.get('content-type'), 'application/gzip');
   assert.match(String(r.headers.get('content-disposition')), /\.log\.gz"/);
