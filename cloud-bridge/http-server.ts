@@ -7,7 +7,8 @@
  *   *    /api/v1/…                                           admin API (admin-api.ts)
  *   GET  /console/dongles/<id>, /console/groups/<gid>        the web console page, when dist/web exists
  *   GET  /, /console/                                        the fleet page (the same web app), when dist/web exists
- *   WebSocket upgrade on UPLINK_PATH                         agents (agent-server.ts)
+ *   WebSocket upgrade on UPLINK_PATH                         agents (agent-server.ts); another Upgrade (h2c) is
+ *                                                            served as a plain request (core/http/upgrade-requests.ts)
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
@@ -28,6 +29,7 @@ import type { ClientLimit } from '../core/http/client-limit.js';
 import type { GroupRelay } from './group-relay.js';
 import { handleDongleRecordings, type RecordingProxyDeps } from './recording-proxy.js';
 import type { DownloadTickets } from '../core/http/download-tickets.js';
+import { listenForUpgrades } from '../core/http/upgrade-requests.js';
 import type { BridgeStats } from './metrics.js';
 import type { StateStore } from './state-store.js';
 import type { ViewerSessions } from './viewer-sessions.js';
@@ -164,6 +166,7 @@ export function createBridgeServer(deps: BridgeHttpDeps): { server: Server; writ
   const server = createDaemonServer(handle);
   // Expect: 100-continue: an admin body over the cap is refused before it is sent.
   server.on('checkContinue', (req, res) => answerExpectContinue(req, res, (q, r) => server.emit('request', q, r)));
-  server.on('upgrade', (req, socket, head) => deps.agents.handleUpgrade(req, socket, head));
+  // WebSocket upgrades are agents' uplinks; any other Upgrade (h2c) is served as the plain request it also is.
+  listenForUpgrades(server, (req, socket, head) => deps.agents.handleUpgrade(req, socket, head));
   return { server, writers };
 }
