@@ -7,6 +7,7 @@
 import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
+import type { CommandStatusData } from '../core/console/events.js';
 import { StreamManager } from '../core/console/stream-manager.js';
 import { listen } from '../core/http/listen.js';
 import { StaticFiles } from '../core/http/static-files.js';
@@ -125,6 +126,8 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
       (name) => consoles.byName(name, { dongle: (id) => store.dongle(id), group: (id) => relay.has(id) || undefined }),
       (id) => store.dongle(id) !== undefined,
       log,
+      // A command's statuses stay in order on its console (CommandCenter.admitForwardedStatus); JSON checked by its schema.
+      (type, json) => type !== 'command_status' || commands.admitForwardedStatus(JSON.parse(json) as CommandStatusData),
     );
   }
   const fleetClients = new ClientLimit({ full: 'the fleet stream is full', daemon: 'bridge', flag: 'fleet-max-clients', max: cfg.fleetMaxClients });

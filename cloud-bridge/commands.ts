@@ -60,6 +60,8 @@ const SWEEP_MS = 200;
 /** Commands whose statuses are held until this node's view has them (see `early`), and for how long. */
 const EARLY_STATUSES_MAX = 1000;
 const EARLY_STATUS_TTL_MS = 10 * 60_000;
+/** Commands whose `queued` status this node keeps track of for the console's order (queuedOnConsole). */
+const QUEUED_SHOWN_MAX = 10_000;
 const SWEEP_MAX = 200;
 /** How long after its deadline a sent command waits for the agent's report. */
 export const STATUS_GRACE_MS = 10_000;
@@ -89,6 +91,15 @@ export class CommandCenter {
    * given up first, each for EARLY_STATUS_TTL_MS.
    */
   private readonly early = new Map<string, { dongle: string; at: number; statuses: CommandStatusData[] }>();
+  /**
+   * Per command (the newest QUEUED_SHOWN_MAX): whether its `queued` status is on this node's console of
+   * its dongle (`shown`), or this node has sent it (`sent`). In a cluster the `queued` status made by the
+   * posting node travels to the node that delivers the command over NATS, while the command itself comes
+   * through PostgreSQL's notice, and either can be first: a `queued` arriving after `sent` was shown read
+   * "sent, delivered, succeeded, queued". So the delivering node shows `queued` itself before `sent` when
+   * it has not arrived, and a `queued` arriving later is not shown (admitForwardedStatus).
+   */
+  private readonly queuedOnConsole = new Map<string, 'shown' | 'sent'>();
   private readonly timer: NodeJS.Timeout;
   private readonly pruning: RetentionSweep;
   private readonly delivery: CommandDelivery;
@@ -287,6 +298,9 @@ export class CommandCenter {
     const link = this.linkOf(c.dongle);
     if (!link?.ready) return 'blocked';
     if (!link.sendCommand({ t: 'command', command_id: c.id, expires_at: c.expires_at, command: JSON.parse(c.body) as CommandBody })) return 'blocked';
+    // Its `queued` first, when it is not on this node's console yet (posted on another node, or before a restart).
+    if (this.queuedOnConsole.get(c.id) !== 'shown') this.consoles.dongleEvent(c.dongle, { type: 'command_status', data: commandStatusData(c.id, c.type, 'queued') });
+    this.markQueued(c.id, 'sent');
     this.transition(c, 'sent');
     // A sent command's deadline now includes the wait for the agent's report.
     this.deadlines.set(c.id, Date.parse(c.expires_at) + STATUS_GRACE_MS);
@@ -357,7 +371,28 @@ export class CommandCenter {
 
   private announce(c: CommandRow, status: CommandState, error?: string): void {
     this.consoles.dongleEvent(c.dongle, { type: 'command_status', data: commandStatusData(c.id, c.type, status, error) });
-    if (status === 'queued') this.count(status);
+    if (status === 'queued') {
+      this.count(status);
+      this.markQueued(c.id, 'shown');
+    }
+  }
+
+  /**
+   * Cluster mode: a `command_status` another node forwarded for a dongle console numbered here. A
+   * `queued` is shown unless this node showed it already or has sent the command (then it would come
+   * after `sent`); every other status is shown.
+   */
+  admitForwardedStatus(d: CommandStatusData): boolean {
+    if (d.status !== 'queued') return true;
+    if (this.queuedOnConsole.has(d.command_id)) return false;
+    this.markQueued(d.command_id, 'shown');
+    return true;
+  }
+
+  private markQueued(id: string, state: 'shown' | 'sent'): void {
+    this.queuedOnConsole.delete(id);
+    this.queuedOnConsole.set(id, state);
+    if (this.queuedOnConsole.size > QUEUED_SHOWN_MAX) this.queuedOnConsole.delete(this.queuedOnConsole.keys().next().value!);
   }
 
   private count(status: CommandState): void {

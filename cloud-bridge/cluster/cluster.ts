@@ -13,7 +13,7 @@ import type { RecordingQuestion, RecordingReply } from '../recording-requests.js
 import type { ArbitratedLink, Verdict } from '../link-arbiter.js';
 import type { ConsoleStream } from '../../core/console/console-stream.js';
 import type { StreamManager } from '../../core/console/stream-manager.js';
-import { ConsoleSync } from './console-sync.js';
+import { ConsoleSync, type ConsoleSyncDeps } from './console-sync.js';
 import { NatsLink } from './nats-connection.js';
 import { Ownership } from './ownership.js';
 import { RemoteRecordings } from './remote-recordings.js';
@@ -103,6 +103,7 @@ export class Cluster {
     streamOf: (name: string) => ConsoleStream | undefined,
     isDongle: (dongle: string) => boolean,
     log: Logger,
+    admitForwarded?: ConsoleSyncDeps['admitForwarded'],
   ): (s: ConsoleStream, lastEventId: string | undefined) => Promise<void> | undefined {
     const sync = (this.consoles = new ConsoleSync({
       nats: this.nats,
@@ -114,6 +115,7 @@ export class Cluster {
       streamOf,
       isDongle,
       log: log.child({ node: this.node }),
+      ...(admitForwarded ? { admitForwarded } : {}),
     }));
     return (s, id) => sync.beforeRead(s, id);
   }
@@ -225,6 +227,7 @@ export class Cluster {
         c.inc({ reason: 'nats_down' }, o.nats_down ?? 0);
         c.inc({ reason: 'held_overflow' }, st.heldDropped);
         c.inc({ reason: 'undeliverable' }, st.forwardUndeliverable);
+        c.inc({ reason: 'queued_after_sent' }, st.forwardedLeftOut);
       },
     );
     counter(

@@ -83,6 +83,11 @@ export interface ConsoleSyncDeps {
   log: Logger;
   /** How long a history request waits for its answer (default HISTORY_TIMEOUT_MS; tests that hold the answer back give more). */
   historyTimeoutMs?: number;
+  /**
+   * An event another node forwarded for a stream numbered here (its JSON checked against its type's
+   * schema): false leaves it out (a command's `queued` that arrives after this node sent the command).
+   */
+  admitForwarded?: (type: ConsoleEventType, json: string) => boolean;
 }
 
 interface Mirror {
@@ -110,6 +115,8 @@ export interface ConsoleSyncStats {
   restarts: number;
   /** Forwarded events dropped: nobody numbers the stream here any more and the hop limit was reached, or an unknown stream. */
   forwardUndeliverable: number;
+  /** Forwarded events left out here (admitForwarded: a command's `queued` after its `sent`). */
+  forwardedLeftOut: number;
   /** Live events a catching-up mirror did not hold (over HELD_MAX or HELD_BYTES_MAX); asked for again from history. */
   heldDropped: number;
   historyRequests: number;
@@ -141,6 +148,7 @@ export class ConsoleSync {
     duplicates: 0,
     restarts: 0,
     forwardUndeliverable: 0,
+    forwardedLeftOut: 0,
     heldDropped: 0,
     historyRequests: 0,
     historyFailures: 0,
@@ -406,6 +414,10 @@ export class ConsoleSync {
     }
     const role = this.sync(s);
     if (role === undefined || role.isHere) {
+      if (this.d.admitForwarded?.(f.meta.t, f.json) === false) {
+        this.stats.forwardedLeftOut++;
+        return;
+      }
       s.publishText(f.meta.t, f.json);
       return;
     }

@@ -143,3 +143,48 @@ test("command center (cluster): statuses the agent reports before this node's vi
   center.storedElsewhere(other.id);
   assert.equal(center.view(other.id)!.status, 'succeeded', "its own dongle's held status applied, the intruder's not");
 });
+
+test("command center (cluster): a command posted on another node shows 'queued' before 'sent' on the delivering node's console, whichever of the forwarded status and the store's notice comes first", async () => {
+  const { store, center, connect, events } = setup();
+  const link = new FakeLink();
+  connect(link);
+  center.connected('gw');
+  const stored = (id: string) => {
+    // Another node's command: in the shared store (the row it inserted), announced by the change feed.
+    store.insertCommand({
+      id,
+      dongle: 'gw',
+      type: 'send_frame',
+      body: JSON.stringify(SEND),
+      status: 'queued',
+      created_at: new Date().toISOString(),
+      expires_at: new Date(Date.now() + 30_000).toISOString(),
+    });
+    center.storedElsewhere(id);
+  };
+  const queued = (id: string) => commandStatusData(id, 'send_frame', 'queued');
+
+  // The store's notice first: this node shows 'queued' itself, then 'sent'; the forwarded 'queued' that
+  // arrives after is left out (shown, it read "sent, …, queued").
+  stored('c-notice-first');
+  await until(() => link.sent.length === 1, 5000, 'the first command sent');
+  assert.deepEqual(
+    events.map((e) => e.status),
+    ['queued', 'sent'],
+  );
+  assert.equal(center.admitForwardedStatus(queued('c-notice-first')), false, 'a queued after sent is left out');
+
+  // The forwarded status first: shown as it comes, and not shown again when the command is sent.
+  events.length = 0;
+  assert.equal(center.admitForwardedStatus(queued('c-forward-first')), true);
+  events.push({ dongle: 'gw', status: 'queued' }); // what the console route does with an admitted event
+  stored('c-forward-first');
+  await until(() => link.sent.length === 2, 5000, 'the second command sent');
+  assert.deepEqual(
+    events.map((e) => e.status),
+    ['queued', 'sent'],
+  );
+  assert.equal(center.admitForwardedStatus(queued('c-forward-first')), false, 'the same queued again is a duplicate');
+  assert.equal(center.admitForwardedStatus(commandStatusData('c-forward-first', 'send_frame', 'delivered')), true, 'other statuses pass');
+  center.stop();
+});
