@@ -7,8 +7,9 @@
  * history a resume replays; event ids stay those of the stream, so Last-Event-ID works unchanged.
  *
  * The ring holds encoded SSE blocks, shared by every client: the few fields the selection needs are read
- * from the block's JSON, where core/console/compact-event.ts writes them (`"bus":"…"`, then `"id":"0x…"`,
- * `"is_extended"`, and `"is_error":true` when set), and only for clients that asked for a selection.
+ * from the block's JSON, in the order core/console/normalize.ts `canFrameData` writes them (`"bus":"…"`
+ * before `"id":"0x…"`, both before any signal; `"is_extended":true`, `"is_error":true`), rather than each
+ * block parsed again, and only for clients that asked for a selection.
  */
 import { parseIdFilter } from '../can/id-filter.js';
 import { BUS_RULE, BUS_RULE_TEXT, MAX_BUSES_PER_DONGLE } from '../names.js';

@@ -24,6 +24,42 @@ async function recorder(): Promise<{ rec: Recorder; dir: string }> {
   return { rec, dir };
 }
 
+/** A recording's metadata as an older agent left it in `dir` (a stopped recording unless `fields` say otherwise). */
+function writeOlderMeta(dir: string, id: string, fields: Record<string, unknown>): void {
+  const meta = {
+    v: 1,
+    id,
+    state: 'stopped',
+    started_at: '2026-11-30T12:00:00.000Z',
+    stopped_at: '2026-11-30T12:01:00.000Z',
+    buses: null,
+    ids: null,
+    max_duration_s: null,
+    frames: 0,
+    frames_dropped: 0,
+    files_deleted: 0,
+    gzip: false,
+    problems: [],
+    stop_reason: 'requested',
+    error: null,
+    parts: [],
+    next_part: 2,
+    ...fields,
+  };
+  writeFileSync(join(dir, `${id}.json`), JSON.stringify(meta));
+}
+
+/** A recorder opened on a folder an older agent wrote. */
+async function reopened(dir: string): Promise<Recorder> {
+  const rec = new Recorder(
+    { dir, maxBytes: 1 << 20, rotateBytes: 1 << 16, gzip: false },
+    () => undefined,
+    () => ['can0'],
+  );
+  await rec.open();
+  return rec;
+}
+
 test('two DELETEs of one recording at once: both answered, its bytes counted off once', async () => {
   const { rec, dir } = await recorder();
   const keep = await rec.start({});
@@ -60,32 +96,14 @@ test('a stop asked while the recording is still starting stops it once started',
 test('a recording whose metadata carries an error past its bound (an older agent, a long --record-dir) is listed, its error cut', async () => {
   const dir = tempDir('canrelay-recorder-');
   const id = '20261130T120000Z-abcdef';
-  const meta = {
-    v: 1,
-    id,
+  writeOlderMeta(dir, id, {
     state: 'failed',
-    started_at: '2026-11-30T12:00:00.000Z',
-    stopped_at: '2026-11-30T12:01:00.000Z',
-    buses: null,
-    ids: null,
-    max_duration_s: null,
-    frames: 0,
     frames_dropped: 3,
-    files_deleted: 0,
-    gzip: false,
     problems: ['a write failed'],
     stop_reason: 'write error',
     error: 'disk full writing /' + 'd'.repeat(400) + '/x.log',
-    parts: [],
-    next_part: 2,
-  };
-  writeFileSync(join(dir, `${id}.json`), JSON.stringify(meta));
-  const rec = new Recorder(
-    { dir, maxBytes: 1 << 20, rotateBytes: 1 << 16, gzip: false },
-    () => undefined,
-    () => ['can0'],
-  );
-  await rec.open();
+  });
+  const rec = await reopened(dir);
   const [listed] = await rec.list();
   assert.equal(listed?.id, id);
   assert.equal(listed!.error!.length, 300);
@@ -120,33 +138,9 @@ test('recordings made before ids had a kind list and load unchanged, their filte
   ] as const;
   for (const [id, ids] of old) {
     writeFileSync(join(dir, `${id}.0001.log`), line);
-    const meta = {
-      v: 1,
-      id,
-      state: 'stopped',
-      started_at: '2026-11-30T12:00:00.000Z',
-      stopped_at: '2026-11-30T12:01:00.000Z',
-      buses: null,
-      ids,
-      max_duration_s: null,
-      frames: 1,
-      frames_dropped: 0,
-      files_deleted: 0,
-      gzip: false,
-      problems: [],
-      stop_reason: 'requested',
-      error: null,
-      parts: [{ name: `${id}.0001.log`, offset: 0, bytes: line.length }],
-      next_part: 2,
-    };
-    writeFileSync(join(dir, `${id}.json`), JSON.stringify(meta));
+    writeOlderMeta(dir, id, { ids, frames: 1, parts: [{ name: `${id}.0001.log`, offset: 0, bytes: line.length }] });
   }
-  const rec = new Recorder(
-    { dir, maxBytes: 1 << 20, rotateBytes: 1 << 16, gzip: false },
-    () => undefined,
-    () => ['can0'],
-  );
-  await rec.open();
+  const rec = await reopened(dir);
   assert.deepEqual(
     (await rec.list()).map((r) => [r.id, r.ids, r.state, r.frames, r.bytes, r.complete]).sort(),
     old.map(([id, ids]) => [id, ids, 'stopped', 1, line.length, true]),
