@@ -13,8 +13,8 @@ import { Recorder } from '../../../agent/recording/recorder.js';
 import { testFrame } from '../../helpers/can-frames.js';
 import { tempDir } from '../../helpers/processes.js';
 
-async function recorder(): Promise<{ rec: Recorder; dir: string }> {
-  const dir = tempDir('canrelay-recorder-');
+/** A recorder opened on `dir` (a new folder, or one an older agent wrote). */
+async function recorder(dir = tempDir('canrelay-recorder-')): Promise<{ rec: Recorder; dir: string }> {
   const rec = new Recorder(
     { dir, maxBytes: 1 << 20, rotateBytes: 1 << 16, gzip: false, flushMs: 5 },
     () => undefined,
@@ -47,17 +47,6 @@ function writeOlderMeta(dir: string, id: string, fields: Record<string, unknown>
     ...fields,
   };
   writeFileSync(join(dir, `${id}.json`), JSON.stringify(meta));
-}
-
-/** A recorder opened on a folder an older agent wrote. */
-async function reopened(dir: string): Promise<Recorder> {
-  const rec = new Recorder(
-    { dir, maxBytes: 1 << 20, rotateBytes: 1 << 16, gzip: false },
-    () => undefined,
-    () => ['can0'],
-  );
-  await rec.open();
-  return rec;
 }
 
 test('two DELETEs of one recording at once: both answered, its bytes counted off once', async () => {
@@ -103,7 +92,7 @@ test('a recording whose metadata carries an error past its bound (an older agent
     stop_reason: 'write error',
     error: 'disk full writing /' + 'd'.repeat(400) + '/x.log',
   });
-  const rec = await reopened(dir);
+  const { rec } = await recorder(dir);
   const [listed] = await rec.list();
   assert.equal(listed?.id, id);
   assert.equal(listed!.error!.length, 300);
@@ -140,7 +129,7 @@ test('recordings made before ids had a kind list and load unchanged, their filte
     writeFileSync(join(dir, `${id}.0001.log`), line);
     writeOlderMeta(dir, id, { ids, frames: 1, parts: [{ name: `${id}.0001.log`, offset: 0, bytes: line.length }] });
   }
-  const rec = await reopened(dir);
+  const { rec } = await recorder(dir);
   assert.deepEqual(
     (await rec.list()).map((r) => [r.id, r.ids, r.state, r.frames, r.bytes, r.complete]).sort(),
     old.map(([id, ids]) => [id, ids, 'stopped', 1, line.length, true]),
