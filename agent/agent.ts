@@ -23,7 +23,7 @@ import { agentMetrics } from './metrics.js';
 import type { AgentConfig } from './options.js';
 import { createSource } from './sources/create-source.js';
 import { ReplaySource } from './sources/replay.js';
-import type { FrameSource } from './sources/source.js';
+import type { FrameSource, KernelTxFigures } from './sources/source.js';
 import type { ConsoleEvent } from '../core/console/events.js';
 import type { MirroredEventType } from '../core/console/normalize.js';
 import { DownloadTickets } from '../core/http/download-tickets.js';
@@ -120,7 +120,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
   const router = new FrameRouter(source, counters, consoleStream, (level, msg, fields) => log[level]({ ...fields }, msg));
   const signals = await startAgentSignals(cfg.dbc, router, consoleStream, log);
   const txFailures = new RateLimitedLog(log, 5000);
-  const tx = new TxQueue((f, origin) => router.transmit(f, origin), {
+  const tx = new TxQueue((f, origin, notAfter) => router.transmit(f, origin, notAfter), {
     retryMs: cfg.txRetryMs,
     // 10,000 frames in all (the memory), at most 5,000 for one bus: more than a DOWN batch's 4,096 frames,
     // which arrive at once; and one bus that stays busy leaves the others half the queue (tx-queue.ts).
@@ -165,7 +165,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     console: consoleStream,
     clientsCut: () => clientsCut,
     replayRejected: () => replay?.rejectedLines() ?? 0,
-    uplink: () => uplinkFigures(uplink, uploader, outbox, downlink, tx),
+    uplink: () => uplinkFigures(uplink, uploader, outbox, downlink, tx, source.kernelTx?.()),
     health: () => health,
     recording: () => ({ ...recorder.figures(), running: recorder.running, bytes: recorder.bytesOnDisk }),
   });
@@ -312,7 +312,14 @@ function isMirrored(ev: ConsoleEvent): ev is ConsoleEvent & { type: MirroredEven
   return isMirroredEvent(ev);
 }
 
-function uplinkFigures(uplink: UplinkClient | undefined, uploader: FrameUploader | undefined, outbox: Outbox | undefined, downlink: Downlink, tx: TxQueue): Record<string, number> {
+function uplinkFigures(
+  uplink: UplinkClient | undefined,
+  uploader: FrameUploader | undefined,
+  outbox: Outbox | undefined,
+  downlink: Downlink,
+  tx: TxQueue,
+  kernel: KernelTxFigures | undefined,
+): Record<string, number> {
   const f: Record<string, number> = {
     relay_batches: downlink.stats.batches,
     relay_duplicate_batches: downlink.stats.duplicateBatches,
@@ -334,6 +341,11 @@ function uplinkFigures(uplink: UplinkClient | undefined, uploader: FrameUploader
     tx_internal_errors: tx.stats.internalErrors,
     tx_retries: tx.stats.retries,
   };
+  if (kernel) {
+    f.tx_kernel_held = kernel.held;
+    f.tx_kernel_stale = kernel.stale;
+    f.tx_flushed_stale = kernel.flushed;
+  }
   const q = downlink.latencyQuantiles();
   if (q) {
     f.relay_latency_p50_ms = q.p50;

@@ -110,10 +110,10 @@ export class FrameRouter implements SourceSink {
 
   // ---- the transmit path ----
 
-  transmit(frame: CanFrame, origin?: object): SendResult {
+  transmit(frame: CanFrame, origin?: object, notAfter = Infinity): SendResult {
     const refused = this.sendRefusal?.(frame.bus);
     if (refused) return refused.waitMs === undefined ? { ok: false, busy: false, error: refused.error } : { ok: false, busy: true, error: refused.error, waitMs: refused.waitMs };
-    const r = this.source.send(frame);
+    const r = this.source.send(frame, notAfter);
     if (r.ok) {
       const tx = transmittedFrame(frame, r.tsUs);
       this.counters.count(tx);

@@ -84,6 +84,21 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
     parse: parse.int(1, 3_600_000),
     default: 2000,
   },
+  {
+    name: 'tx-kernel-frames',
+    arg: '<n>',
+    description:
+      "SocketCAN: frames of this agent an interface's kernel transmit queue may hold at once (0: no limit but the kernel's txqueuelen); the others wait in the agent, where their deadline applies: a frame the kernel took goes out however late (docs/bus-health.md)",
+    parse: parse.int(0, 100_000),
+    default: 8,
+  },
+  {
+    name: 'tx-flush-stale',
+    description:
+      "SocketCAN: when frames of this agent pass their deadline still in an interface's kernel queue (no node acknowledging), set the interface down and up, which drops them (needs CAP_NET_ADMIN)",
+    parse: parse.bool(),
+    default: false,
+  },
   { name: 'tx-retry-ms', arg: '<ms>', description: 'how long a frame is retried while the local transmit queue is full', parse: parse.int(0, 60_000), default: 100 },
   { name: 'outbox-max-events', arg: '<n>', description: 'console events kept for the bridge while it is unreachable', parse: parse.int(100, 10_000_000), default: 50_000 },
   { name: 'record-dir', arg: '<dir>', description: 'where recordings are kept (default: <state-dir>/recordings)', parse: parse.string(/^.+$/, 'must be a directory path') },
@@ -137,7 +152,10 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
 
 export interface AgentConfig extends ConsoleConfig {
   id: string;
-  source: { kind: 'can'; interfaces: string[] } | { kind: 'replay'; file: string; speed: number; loop: boolean } | { kind: 'sim'; rate: number };
+  source:
+    | { kind: 'can'; interfaces: string[]; txKernelFrames: number; flushStale: boolean }
+    | { kind: 'replay'; file: string; speed: number; loop: boolean }
+    | { kind: 'sim'; rate: number };
   listen: string;
   stateDir: string;
   presenceIntervalSeconds: number;
@@ -169,7 +187,7 @@ export function agentConfigFrom(o: ResolvedOptions): AgentConfig {
   const num = (k: string): number => Number(o[k]);
   const source: AgentConfig['source'] =
     sources[0] === 'can'
-      ? { kind: 'can', interfaces: [...new Set(str('can').split(','))] }
+      ? { kind: 'can', interfaces: [...new Set(str('can').split(','))], txKernelFrames: num('tx-kernel-frames'), flushStale: o['tx-flush-stale'] === true }
       : sources[0] === 'replay'
         ? { kind: 'replay', file: str('replay'), speed: num('replay-speed'), loop: o['replay-loop'] === true }
         : { kind: 'sim', rate: num('sim-rate') };

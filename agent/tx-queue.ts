@@ -100,7 +100,8 @@ export class TxQueue {
 
   constructor(
     /** `origin`: who queued the frame (enqueue's owner), for the outputs that must not show it to its sender. */
-    private readonly transmit: (f: CanFrame, origin: object | undefined) => SendResult,
+    /** `notAfter`: the frame's deadline, monotonic (Infinity: none), for the source to tell when the kernel holds it past that. */
+    private readonly transmit: (f: CanFrame, origin: object | undefined, notAfter: number) => SendResult,
     private readonly opts: TxQueueOptions,
   ) {
     this.maxPerBus = Math.min(opts.maxQueued, opts.maxQueuedPerBus ?? Math.ceil(opts.maxQueued / 2));
@@ -205,7 +206,7 @@ export class TxQueue {
         this.tell(item.frame, item.done, { ok: false, busy: false, error: item.late });
         continue;
       }
-      const r = this.tryTransmit(item.frame, item.owner);
+      const r = this.tryTransmit(item.frame, item.owner, item.notAfter);
       if (!r.ok && r.busy) {
         // Monotonic: a wall clock stepped back must not stretch the retries (and hold the bus's frames) by as much.
         const now = performance.now();
@@ -216,8 +217,9 @@ export class TxQueue {
         }
         const limit = r.waitMs ?? this.opts.retryMs;
         if (now - item.firstTryMs < limit) {
-          // tx_retries counts the kernel's ENOBUFS only (each one a retry); a wait for the mode is not one.
-          if (r.waitMs === undefined) this.stats.retries++;
+          // tx_retries counts the kernel's ENOBUFS only (each one a retry); a wait for the mode, or for the
+          // kernel to send frames of ours it holds (--tx-kernel-frames), is not one.
+          if (r.waitMs === undefined && r.kernelHeld !== true) this.stats.retries++;
           this.compact(lane);
           lane.timer = setTimeout(() => this.drain(lane), 1);
           return;
@@ -248,9 +250,9 @@ export class TxQueue {
    * A transmit that throws is a failed frame, not retried (the source may have sent it before throwing: a
    * retry could put it on the bus twice).
    */
-  private tryTransmit(f: CanFrame, origin: object | undefined): SendResult {
+  private tryTransmit(f: CanFrame, origin: object | undefined, notAfter: number): SendResult {
     try {
-      return this.transmit(f, origin);
+      return this.transmit(f, origin, notAfter);
     } catch (err) {
       this.stats.internalErrors++;
       return { ok: false, busy: false, error: `internal error while transmitting: ${(err as Error).message ?? String(err)}` };

@@ -392,12 +392,13 @@ export class BusHealthMonitor {
  * Error-passive with the TX counter at 128 or more is how a controller stays when no node acknowledges
  * (docs/bus-health.md, "No node acknowledging"): it retries its frame and the kernel's queue holds the ones
  * behind it, all sent whenever a node returns — maybe long after their deadline, which the agent checked
- * when it handed them over and cannot recall. Said where it matters, with the cure, unless the controller
- * already gives up on unacknowledged frames (one-shot) or the queue holds one at most.
+ * when it handed them over and cannot recall (it leaves at most --tx-kernel-frames of its own there, and
+ * drops them with --tx-flush-stale: socketcan.ts). Said where it matters, with the cure, unless the
+ * controller already gives up on unacknowledged frames (one-shot) or the queue holds one at most.
  */
 export function heldFramesAdvice(d: BusStateData, l: LinkHealth | undefined): string {
   if (d.state !== 'error-passive' || (d.tec ?? 0) < 128 || !l || l.oneShot || (l.txqlen !== null && l.txqlen <= 1)) return '';
-  return `; if no node acknowledges, the frame being retried and up to ${l.txqlen ?? '?'} the kernel holds (txqueuelen) go out whenever one returns, however old: ip link set ${d.bus} type can one-shot on, or ip link set ${d.bus} txqueuelen 1 (docs/bus-health.md)`;
+  return `; if no node acknowledges, the frame being retried and up to ${l.txqlen ?? '?'} the kernel holds (txqueuelen) go out whenever one returns, however old: ip link set ${d.bus} type can one-shot on, or ip link set ${d.bus} txqueuelen 1, or run the agent with --tx-flush-stale (docs/bus-health.md)`;
 }
 
 function round(x: number | null): number | null {

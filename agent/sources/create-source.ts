@@ -14,7 +14,7 @@ export async function createSource(cfg: AgentConfig['source']): Promise<FrameSou
     }
     case 'can': {
       const { SocketCanSource } = await import('./socketcan.js');
-      return new SocketCanSource({ interfaces: cfg.interfaces });
+      return new SocketCanSource({ interfaces: cfg.interfaces, txKernelFrames: cfg.txKernelFrames, flushStale: cfg.flushStale });
     }
   }
 }

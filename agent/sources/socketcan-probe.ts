@@ -101,7 +101,7 @@ function readText(path: string): string | null {
   }
 }
 
-function readNumber(path: string, radix: 10 | 16): number | null {
+export function readNumber(path: string, radix: 10 | 16): number | null {
   const text = readText(path);
   if (text === null) return null;
   const n = parseInt(text, radix); // parseInt(…, 16) accepts the "0x" prefix sysfs writes in `flags`

@@ -7,12 +7,14 @@
  * `onStopped` only fires on fatal errors such as the interface being removed. A poll of
  * /sys/class/net/<if> reports up/down and reopens a channel once its interface is back.
  */
+import { execFile } from 'node:child_process';
 import { CAN_EFF_MASK, CAN_ERR_MASK, CAN_SFF_MASK, nowUs, sendProblem, type CanFrame } from '../../core/can/frame.js';
 import { loadSocketCanBinding, type RawChannel, type RawClassicMessage, type RawFdMessage, type RawMessage, type SocketCanBinding } from './socketcan-binding.js';
 import type { LogLevel } from '../../core/console/events.js';
 import { IFNAME_RULE } from '../../core/names.js';
+import { KernelHeldFrames } from './kernel-held-frames.js';
 import { diagnoseOpenFailure, readLinkState, SocketCanOpenError } from './socketcan-probe.js';
-import type { FrameSource, SendResult, SourceSink } from './source.js';
+import type { FrameSource, KernelTxFigures, SendResult, SourceSink } from './source.js';
 
 export interface SocketCanSourceOptions {
   /** Interface names, e.g. ["can0", "can1"]. */
@@ -25,7 +27,20 @@ export interface SocketCanSourceOptions {
   procRoot?: string;
   /** How often interface state is polled, in ms (default 500). */
   pollIntervalMs?: number;
+  /** Frames of this agent one interface's kernel may hold at once (`--tx-kernel-frames`; 0: no limit). Default 8. */
+  txKernelFrames?: number;
+  /** Set an interface down and up when frames of this agent passed their deadline still in its kernel (`--tx-flush-stale`). */
+  flushStale?: boolean;
+  /** How a flush is done (tests); default `ip link set dev <if> down`, then `up`. */
+  flushLink?: (iface: string) => Promise<void>;
 }
+
+/** How often the frames held by the kernel are looked at while there are any (a sysfs read per interface holding some). */
+const HELD_CHECK_MS = 100;
+/** A warning about stale frames held by the kernel, and a failed flush, are logged at most this often per interface. */
+const HELD_LOG_EVERY_MS = 60_000;
+/** After a flush, how long sends wait for the interface to read up again before the poll decides. */
+const FLUSH_UP_WAIT_MS = 3000;
 
 /** MTU of an interface in CAN FD mode (sizeof(struct canfd_frame)); classic-only interfaces have 16. */
 const CANFD_MTU = 72;
@@ -128,6 +143,13 @@ interface Bus {
   sinkErrorsSuppressed: number;
   /** When a failed send last read the link (performance.now() ms). */
   sendCheckedAt: number;
+  /** This agent's frames the kernel holds for the interface (kernel-held-frames.ts). */
+  held: KernelHeldFrames;
+  /** A flush (down, up) is running: sends wait. */
+  flushing: boolean;
+  /** performance.now() of the last `tx_stale_in_kernel` warning and of the last failed flush (-Infinity: none). */
+  staleWarnedAt: number;
+  flushFailedAt: number;
 }
 
 export class SocketCanSource implements FrameSource {
@@ -140,7 +162,13 @@ export class SocketCanSource implements FrameSource {
   private bus = new Map<string, Bus>();
   private sink: SourceSink | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private heldTimer: NodeJS.Timeout | null = null;
   private running = false;
+  private readonly txKernelFrames: number;
+  private readonly flushStale: boolean;
+  private readonly flushLink: (iface: string) => Promise<void>;
+  /** Frames dropped from the kernel's queues by flushes. */
+  private flushed = 0;
 
   constructor(opts: SocketCanSourceOptions) {
     const names = [...new Set(opts.interfaces.map((s) => s.trim()))];
@@ -156,6 +184,9 @@ export class SocketCanSource implements FrameSource {
     this.sysfsRoot = opts.sysfsRoot ?? '/sys';
     this.procRoot = opts.procRoot ?? '/proc';
     this.pollIntervalMs = opts.pollIntervalMs ?? 500;
+    this.txKernelFrames = opts.txKernelFrames ?? 8;
+    this.flushStale = opts.flushStale ?? false;
+    this.flushLink = opts.flushLink ?? bounceLink;
   }
 
   buses(): string[] {
@@ -178,6 +209,10 @@ export class SocketCanSource implements FrameSource {
         sinkErrorLoggedAt: 0,
         sinkErrorsSuppressed: 0,
         sendCheckedAt: -Infinity,
+        held: new KernelHeldFrames(this.sysfsRoot, name, this.txKernelFrames),
+        flushing: false,
+        staleWarnedAt: -Infinity,
+        flushFailedAt: -Infinity,
       }),
     );
     const errors: Error[] = [];
@@ -200,18 +235,33 @@ export class SocketCanSource implements FrameSource {
       this.report(b, link.up, link.up ? `opened ${b.name}` : link.reason);
     }
     this.timer = setInterval(() => this.poll(), this.pollIntervalMs);
+    this.heldTimer = setInterval(() => this.watchHeld(), HELD_CHECK_MS);
   }
 
-  /** Our own transmits do not come back through onMessage: CAN_RAW_RECV_OWN_MSGS is off by default. */
-  send(frame: CanFrame): SendResult {
+  /**
+   * Our own transmits do not come back through onMessage: CAN_RAW_RECV_OWN_MSGS is off by default.
+   * `notAfter`: the frame's deadline (performance.now() ms), for telling when the kernel holds it past that.
+   */
+  send(frame: CanFrame, notAfter = Infinity): SendResult {
     const b = this.bus.get(frame.bus);
     if (!b || !this.running) {
       return fail(`bus ${frame.bus} is not opened by this agent (opened: ${this.names.join(', ')}); pick one of those or add it to --can`);
     }
     if (!b.channel) return fail(`interface ${b.name} is gone; waiting for it to come back (ip link show ${b.name})`);
+    // Before the link's state: the flush sets it down for a moment.
+    if (b.flushing) return { ok: false, busy: true, kernelHeld: true, error: `${b.name} is being set down and up to drop stale frames from its kernel queue; retry shortly` };
     if (b.up !== true) return fail(`interface ${b.name} is down; bring it up (ip link set ${b.name} up) and retry`);
     const problem = sendProblem(frame);
     if (problem) return fail(`cannot send on ${b.name}: ${problem}`);
+    const now = performance.now();
+    if (b.held.full()) {
+      return {
+        ok: false,
+        busy: true,
+        kernelHeld: true,
+        error: `the kernel still holds ${b.held.count} frames of this agent for ${b.name}, the oldest for ${Math.round(b.held.oldestMs(now))} ms (--tx-kernel-frames ${b.held.max}): the bus is not taking them; is any node acknowledging?`,
+      };
+    }
     try {
       let n: number;
       let msg: RawClassicMessage | RawFdMessage;
@@ -237,7 +287,6 @@ export class SocketCanSource implements FrameSource {
         // interface removed or set down since the last poll, or an FD frame it no longer takes — those are
         // not worth retrying for --tx-retry-ms, nor are they "queue full". So the link is read again (sysfs,
         // at most every 50 ms: a busy bus retries every millisecond) before the answer is "busy".
-        const now = performance.now();
         if (now - b.sendCheckedAt >= 50) {
           b.sendCheckedAt = now;
           const link = readLinkState(this.sysfsRoot, b.name);
@@ -246,6 +295,7 @@ export class SocketCanSource implements FrameSource {
         }
         return { ok: false, busy: true, error: `transmit queue of ${b.name} is full; retry shortly` };
       }
+      b.held.wrote(now, notAfter);
       const tsUs = kernelTimeUs(msg);
       return { ok: true, tsUs };
     } catch (e) {
@@ -257,7 +307,9 @@ export class SocketCanSource implements FrameSource {
     if (!this.running) return;
     this.running = false;
     if (this.timer) clearInterval(this.timer);
+    if (this.heldTimer) clearInterval(this.heldTimer);
     this.timer = null;
+    this.heldTimer = null;
     for (const b of this.bus.values()) {
       this.close(b);
       this.report(b, false, 'SocketCAN source stopped');
@@ -326,6 +378,7 @@ export class SocketCanSource implements FrameSource {
   private poll(): void {
     if (!this.running || !this.binding) return;
     for (const b of this.bus.values()) {
+      if (b.flushing) continue; // down and up on purpose: not reported
       try {
         this.check(this.binding, b);
       } catch (e) {
@@ -363,10 +416,89 @@ export class SocketCanSource implements FrameSource {
     this.report(b, link.up, link.reason);
   }
 
+  /** This agent's frames in the kernels' queues now, those past their deadline there, and those dropped by flushes. */
+  kernelTx(): KernelTxFigures {
+    const now = performance.now();
+    let held = 0;
+    let stale = 0;
+    for (const b of this.bus.values()) {
+      held += b.held.count;
+      stale += b.held.stale(now);
+    }
+    return { held, stale, flushed: this.flushed };
+  }
+
+  /**
+   * Every HELD_CHECK_MS: the counters of each interface holding frames of ours are read again; frames past
+   * their deadline still there are stale — on a bus nobody acknowledges they would go out whenever a node
+   * returns. With --tx-flush-stale the interface is set down and up (the kernel then drops its queue and the
+   * controller's pending frame); without, a warning says so.
+   */
+  private watchHeld(): void {
+    if (!this.running) return;
+    const now = performance.now();
+    for (const b of this.bus.values()) {
+      if (b.held.count === 0 || b.flushing) continue;
+      try {
+        b.held.refresh();
+        const stale = b.held.stale(now);
+        if (stale === 0) continue;
+        if (this.flushStale) {
+          if (now - b.flushFailedAt >= HELD_LOG_EVERY_MS) void this.flush(b, stale);
+        } else if (now - b.staleWarnedAt >= HELD_LOG_EVERY_MS) {
+          b.staleWarnedAt = now;
+          this.log(
+            'warn',
+            `the kernel holds ${stale} frames of this agent for ${b.name} past their deadline (${b.held.count} held; is any node acknowledging?): they go on the bus whenever one does, however old. --tx-flush-stale drops them (needs CAP_NET_ADMIN), or set the controller one-shot: ip link set ${b.name} type can one-shot on (docs/bus-health.md)`,
+            'tx_stale_in_kernel',
+            { bus: b.name, stale, held: b.held.count },
+          );
+        }
+      } catch (e) {
+        this.log('error', `checking the frames the kernel holds for ${b.name} failed: ${errorText(e)}`, 'socketcan_poll_error', { bus: b.name });
+      }
+    }
+  }
+
+  /** Sets `b` down and up: the kernel drops every frame it holds for it. Sends wait meanwhile. Never throws. */
+  private async flush(b: Bus, stale: number): Promise<void> {
+    b.flushing = true;
+    const held = b.held.count;
+    try {
+      await this.flushLink(b.name);
+      // Sends wait until the interface reads up again (the carrier comes back a moment after `up`).
+      for (let i = 0; i < FLUSH_UP_WAIT_MS / 50 && !readLinkState(this.sysfsRoot, b.name).up; i++) await new Promise((r) => setTimeout(r, 50));
+      b.held.clear();
+      this.flushed += held;
+      this.log(
+        'warn',
+        `set ${b.name} down and up: dropped ${held} frames of this agent from its kernel queue, ${stale} of them past their deadline (no node acknowledging?)`,
+        'tx_flushed_stale',
+        {
+          bus: b.name,
+          stale,
+          dropped: held,
+        },
+      );
+    } catch (e) {
+      b.flushFailedAt = performance.now();
+      this.log(
+        'error',
+        `could not set ${b.name} down and up to drop ${stale} stale frames from its kernel queue: ${errorText(e)}; --tx-flush-stale needs CAP_NET_ADMIN (docs/bus-health.md). Tried again in a minute`,
+        'tx_flush_failed',
+        { bus: b.name, stale },
+      );
+    } finally {
+      b.flushing = false;
+    }
+  }
+
   /** Reports a state change only (polls repeat the same state). */
   private report(b: Bus, up: boolean, reason: string): void {
     if (b.up === up) return;
     b.up = up;
+    // Down (or gone): the kernel emptied the interface's queue.
+    if (!up) b.held.clear();
     try {
       this.sink?.busState(b.name, up ? 'up' : 'down', reason);
     } catch (e) {
@@ -381,6 +513,18 @@ export class SocketCanSource implements FrameSource {
     } catch {
       // Nowhere left to report to; dropping the line is better than crashing the agent.
     }
+  }
+}
+
+/** `ip link set dev <if> down`, then `up`: the interface's queue and the controller's pending frame are dropped. */
+async function bounceLink(iface: string): Promise<void> {
+  for (const state of ['down', 'up']) {
+    await new Promise<void>((resolve, reject) => {
+      execFile('ip', ['link', 'set', 'dev', iface, state], { timeout: 5000 }, (err, _out, stderr) => {
+        if (err) reject(new Error(`ip link set dev ${iface} ${state}: ${stderr.trim() || err.message}`));
+        else resolve();
+      });
+    });
   }
 }
 

@@ -23,9 +23,20 @@ export interface SourceSink {
 /**
  * Result of a transmit. `busy`: the interface's transmit queue is full (ENOBUFS/EAGAIN); the caller may
  * retry shortly — for up to `waitMs` when given (the bus's controller mode not read yet), else its own
- * retry limit. `error`: the frame cannot be sent on this source (unknown bus, interface down, bad frame).
+ * retry limit; `kernelHeld`: busy because the kernel already holds as many of this agent's frames for the
+ * bus as it may (--tx-kernel-frames), or is being flushed, not because its queue refused the frame. `error`: the frame cannot be sent on this source (unknown bus, interface down, bad frame).
  */
-export type SendResult = { ok: true; tsUs: number } | { ok: false; busy: boolean; error: string; waitMs?: number };
+export type SendResult = { ok: true; tsUs: number } | { ok: false; busy: boolean; error: string; waitMs?: number; kernelHeld?: boolean };
+
+/**
+ * The frames a source handed to the kernel that are not on the bus yet (SocketCAN: kernel-held-frames.ts):
+ * `held` now, `stale` of those past their deadline now, `flushed` dropped from the kernel by flushes so far.
+ */
+export interface KernelTxFigures {
+  held: number;
+  stale: number;
+  flushed: number;
+}
 
 /**
  * A source's buses in words, for a request naming another one (socketcand's `open`, a recording's
@@ -44,7 +55,11 @@ export interface FrameSource {
   /**
    * Transmits a frame on `frame.bus`. Synchronous so that ordering is kept. The caller shows a successful
    * transmit on the console as `tx`; sources never echo their own transmits back through the sink.
+   * `notAfter`: the frame's deadline on the monotonic clock (performance.now() ms; Infinity or absent:
+   * none), for a source that can tell when the kernel still holds a frame past it.
    */
-  send(frame: CanFrame): SendResult;
+  send(frame: CanFrame, notAfter?: number): SendResult;
+  /** SocketCAN only: this agent's frames in the kernel's transmit queues. */
+  kernelTx?(): KernelTxFigures;
   stop(): Promise<void>;
 }

@@ -13,7 +13,7 @@
  *  - each error class injected on vcan2 is decoded in words and counted per class;
  *  - the console page on the host (guest-run.test.ts drives Chromium through qemu's port forward, and
  *    acts on the buses through page-link.ts's control server): this file's agent, on the real driver;
- *  - the relay A (can0) → bridge → B (can2) with the driver's one-frame transmit buffer and a 10-frame
+ *  - the relay A (can0) → bridge → B (can2) with the driver's one-frame transmit buffer and a 4-frame
  *    queue paced like a real bus: ENOBUFS met on every run, each retried and counted exactly (= the
  *    kernel's count of refused frames), every frame on can3 in order.
  * Figures go to $SOCKETCAN_VM_RESULTS/bus-health.json.

@@ -9,7 +9,10 @@
  *   paced-queue.ts; SOCKETCAN_VM_KVASER): a burst of sends meets ENOBUFS, every frame is transmitted or counted as
  *   dropped (`tx_dropped_busy`), exactly, the sender is told, and the agent lives on;
  * - a kvaser_pci controller set into listen-only mode by a quick down, mode, up: a send right after is
- *   refused (the kernel's link notice makes the agent read the mode first), nothing reaches the wire.
+ *   refused (the kernel's link notice makes the agent read the mode first), nothing reaches the wire;
+ * - frames the kernel holds past their deadline, as on a bus nobody acknowledges (a netem queue in front of
+ *   kvaser_pci: paced-queue.ts `hold`): the agent hands over at most --tx-kernel-frames, and
+ *   --tx-flush-stale sets the interface down and up, so none of them ever reaches the wire.
  * One agent and one bridge for all three: a node start takes a minute under emulation.
  */
 import assert from 'node:assert/strict';
@@ -21,7 +24,7 @@ import { startAgentProcess, type StartedAgent } from '../helpers/processes.js';
 import { skipOrFail } from '../helpers/skips.js';
 import { RawClient } from '../helpers/socketcand.js';
 import { getJson, metricValue, SseClient } from '../helpers/sse-client.js';
-import { pace, qdiscCounts, unpace } from './paced-queue.js';
+import { hold, pace, qdiscCounts, unpace } from './paced-queue.js';
 import { guestTools } from './guest-tools.js';
 
 const { progress, sh, until } = guestTools('failure', 60_000);
@@ -87,10 +90,14 @@ before(async () => {
   children.push({ stop: () => bridge.proc.stop() });
   const token = await bridge.admin.register('fail-gw');
   // --tx-retry-ms 0: a full transmit queue drops at once (counted), so the burst below meets it surely.
+  // --tx-flush-stale: the agent runs as root here (CAP_NET_ADMIN), as the flush needs.
   const buses = [CLASSIC, FD, ...(hasKvaser ? [KVASER] : [])].join(',');
-  gw = await startAgentProcess(['--can', buses, '--bridge', bridge.base, '--token', token, '--socketcand-listen', '127.0.0.1:0', '--socketcand-allow-send', '--tx-retry-ms', '0'], {
-    id: 'fail-gw',
-  });
+  gw = await startAgentProcess(
+    ['--can', buses, '--bridge', bridge.base, '--token', token, '--socketcand-listen', '127.0.0.1:0', '--socketcand-allow-send', '--tx-retry-ms', '0', '--tx-flush-stale'],
+    {
+      id: 'fail-gw',
+    },
+  );
   children.push({ stop: () => gw.proc.stop() });
   await gw.proc.waitForLog((l) => l.msg === 'uplink connected', 120_000);
   socketcandPort = Number(
@@ -261,5 +268,57 @@ test('a controller set into listen-only mode by a quick down, mode, up (kvaser_p
   }
   assert.equal(onWire().length, 1, `the send in normal mode on the wire once (replies: ${client.replies().join(' ')})`);
   assert.match(onWire()[0]!, /2B0#02/);
+  client.close();
+});
+
+test('frames the kernel holds past their deadline (a bus nobody acknowledges: a netem queue on kvaser_pci): at most --tx-kernel-frames handed over, then dropped by --tx-flush-stale; none reaches the wire', {
+  timeout: 300_000,
+}, async (t) => {
+  if (!hasKvaser) return skipOrFail(t, `no ${KVASER}: run the guest with SOCKETCAN_VM_KVASER=4 (make test-socketcan does)`);
+  const onWire = wireOf('2C0');
+  const client = await RawClient.connect(socketcandPort);
+  await until(() => client.messages.length > 0, 30_000, '< hi >');
+  assert.equal(await client.request(`< open ${KVASER} >`, 30_000), '< ok >');
+  await new Promise((r) => setTimeout(r, 500)); // candump's socket bound
+  // The queue holds each frame 15 s: socketcand sends have 1 s, so every frame handed over is stale long
+  // before the queue would let it go — as when a node acknowledges again after a while.
+  const HOLD_MS = 15_000;
+  hold(KVASER, HOLD_MS);
+  children.push({ stop: () => unpace(KVASER) });
+  const m0 = await metrics(gw);
+  const tx0 = metricValue(m0, 'canrelay_can_frames_total', { bus: KVASER, direction: 'tx' }) ?? 0;
+  const busy0 = metricValue(m0, 'canrelay_uplink', { kind: 'tx_dropped_busy' }) ?? 0;
+  const flushed0 = metricValue(m0, 'canrelay_uplink', { kind: 'tx_flushed_stale' }) ?? 0;
+  const sentAt = Date.now();
+  client.send(Array.from({ length: 20 }, (_, i) => `< send 2C0 1 ${i.toString(16)} >`).join(''));
+  await until(async () => (metricValue(await metrics(gw), 'canrelay_uplink', { kind: 'tx_flushed_stale' }) ?? 0) > flushed0, 120_000, 'the flush');
+  const m1 = await metrics(gw);
+  const handed = (metricValue(m1, 'canrelay_can_frames_total', { bus: KVASER, direction: 'tx' }) ?? 0) - tx0;
+  const heldBack = (metricValue(m1, 'canrelay_uplink', { kind: 'tx_dropped_busy' }) ?? 0) - busy0;
+  const flushed = (metricValue(m1, 'canrelay_uplink', { kind: 'tx_flushed_stale' }) ?? 0) - flushed0;
+  const flushLog = gw.proc.logs.find((l) => l.code === 'tx_flushed_stale');
+  progress(`held by the kernel: ${handed} handed over, ${heldBack} held back and dropped (--tx-retry-ms 0), ${flushed} flushed after ${Date.now() - sentAt} ms: ${flushLog?.msg}`);
+  assert.equal(handed, 8, 'the kernel got --tx-kernel-frames (8) of the 20, while none of them went out');
+  assert.equal(heldBack, 12, 'the others waited in the agent (and, with --tx-retry-ms 0, were dropped at once, counted)');
+  assert.equal(flushed, 8, 'the 8 in the kernel dropped by the flush');
+  assert.match(String(flushLog?.msg), /set can2 down and up: dropped 8 frames of this agent from its kernel queue, [1-8] of them past their deadline/);
+  const told = client.replies().filter((m) => /the kernel still holds 8 frames of this agent for can2/.test(m));
+  assert.equal(told.length, 12, 'the sender told of each frame held back');
+  // Past the time the queue would have let them go: nothing of them on the wire.
+  await new Promise((r) => setTimeout(r, Math.max(0, sentAt + HOLD_MS + 5000 - Date.now())));
+  assert.deepEqual(onWire(), [], 'no stale frame reached the wire');
+  assert.equal(readFileSync(`/sys/class/net/${KVASER}/operstate`, 'utf8').trim(), 'up', 'the interface is up again after the flush');
+  // The control: the queue gone, a send reaches the wire (the watcher sees can2's frames). A send waits at
+  // most socketcand's 1 s for the controller's mode, read again after the flush's link change: sent again
+  // until one goes out (bounded), as in the listen-only check.
+  unpace(KVASER);
+  for (let attempt = 0; attempt < 10 && onWire().length === 0; attempt++) {
+    const replies = client.replies().length;
+    client.send('< send 2C0 1 FF >');
+    await until(() => onWire().length > 0 || client.replies().length > replies, 30_000, 'the send on the wire, or refused');
+  }
+  assert.equal(onWire().length, 1, `the control send on the wire once (replies: ${client.replies().slice(-3).join(' ')})`);
+  assert.match(onWire()[0]!, /2C0#FF/);
+  assert.equal(gw.proc.exitCode, null, 'the agent lives on');
   client.close();
 });

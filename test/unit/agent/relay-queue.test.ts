@@ -100,6 +100,34 @@ test("tx queue: one bus that stays busy fills only its own share; the other buse
   assert.ok(tx.heldItems <= 1000);
 });
 
+test('tx queue: a bus whose kernel holds as many frames of this agent as it may (--tx-kernel-frames) holds its frames back, not counted as ENOBUFS retries; each frame handed over with its deadline', async (t) => {
+  let held = true;
+  const sent: number[] = [];
+  const deadlines: number[] = [];
+  const tx = new TxQueue(
+    (f, _origin, notAfter): SendResult => {
+      if (held) return { ok: false, busy: true, kernelHeld: true, error: 'the kernel still holds 8 frames' };
+      deadlines.push(notAfter);
+      sent.push(f.data[0]!);
+      return { ok: true, tsUs: 0 };
+    },
+    { retryMs: 5000, maxQueued: 100 },
+  );
+  t.after(() => tx.stop());
+  const results: SendResult[] = [];
+  const before = performance.now();
+  tx.enqueue(frame('can0', 1), (r) => results.push(r), Date.now() + 10_000);
+  tx.enqueue(frame('can0', 2), (r) => results.push(r));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(sent, []);
+  assert.equal(tx.stats.retries, 0, 'waiting for the kernel to send what it holds is not an ENOBUFS retry');
+  held = false;
+  await until(() => results.length === 2, 2000, 'both sent once the kernel took its frames');
+  assert.deepEqual(sent, [1, 2]);
+  assert.ok(Math.abs(deadlines[0]! - (before + 10_000)) < 100, `the deadline handed over on the monotonic clock (${deadlines[0]! - before} ms ahead)`);
+  assert.equal(deadlines[1], Infinity, 'none given: none handed over');
+});
+
 test("tx queue: a bus whose answer is to wait (its controller's mode not read yet) holds its frames past --tx-retry-ms, up to the wait it names; not counted as ENOBUFS retries; then failed, not dropped as busy", async (t) => {
   // The answer: wait (for up to `waitMs`), then ENOBUFS (`busy`), then sent.
   let answer: 'wait' | 'busy' | 'send' = 'wait';

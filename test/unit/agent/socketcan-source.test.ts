@@ -16,7 +16,7 @@ import {
   type RawMessage,
   type SocketCanBinding,
 } from '../../../agent/sources/socketcan-binding.js';
-import { SocketCanSource } from '../../../agent/sources/socketcan.js';
+import { SocketCanSource, type SocketCanSourceOptions } from '../../../agent/sources/socketcan.js';
 import type { SourceSink } from '../../../agent/sources/source.js';
 import { skipOrFail } from '../../helpers/skips.js';
 import { testFrame } from '../../helpers/can-frames.js';
@@ -173,13 +173,22 @@ class FakeHost {
     writeFileSync(join(dir, 'operstate'), `${operstate ?? (up ? 'unknown' : 'down')}\n`);
   }
 
+  /** The interface's transmit counters, as a driver keeps them (kernel-held-frames.ts reads them). */
+  setTx(name: string, packets: number, opts: { dropped?: number; carrierChanges?: number } = {}): void {
+    const dir = join(this.sysfsRoot, 'class', 'net', name);
+    mkdirSync(join(dir, 'statistics'), { recursive: true });
+    writeFileSync(join(dir, 'statistics', 'tx_packets'), `${packets}\n`);
+    writeFileSync(join(dir, 'statistics', 'tx_dropped'), `${opts.dropped ?? 0}\n`);
+    writeFileSync(join(dir, 'carrier_changes'), `${opts.carrierChanges ?? 0}\n`);
+  }
+
   removeInterface(name: string): void {
     rmSync(join(this.sysfsRoot, 'class', 'net', name), { recursive: true, force: true });
   }
 }
 
-function makeSource(host: FakeHost, binding: FakeBinding, interfaces: string[]): SocketCanSource {
-  const src = new SocketCanSource({ interfaces, binding, sysfsRoot: host.sysfsRoot, procRoot: host.procRoot, pollIntervalMs: 10 });
+function makeSource(host: FakeHost, binding: FakeBinding, interfaces: string[], opts: Partial<SocketCanSourceOptions> = {}): SocketCanSource {
+  const src = new SocketCanSource({ interfaces, binding, sysfsRoot: host.sysfsRoot, procRoot: host.procRoot, pollIntervalMs: 10, ...opts });
   cleanups.push(() => src.stop());
   return src;
 }
@@ -617,6 +626,135 @@ test('send: a failure right after the interface was set down (before the next po
   assert.equal(r.ok, false);
   assert.equal(!r.ok && r.busy, false, 'not retried for --tx-retry-ms as if the queue were full');
   assert.match(!r.ok ? r.error : '', /can0 is set down/);
+});
+
+// ---- frames the kernel holds (kernel-held-frames.ts) ----
+
+async function startedWith(opts: Partial<SocketCanSourceOptions>): Promise<{ host: FakeHost; binding: FakeBinding; sink: RecordingSink; src: SocketCanSource }> {
+  const host = new FakeHost();
+  host.addInterface('can0');
+  host.setTx('can0', 100);
+  const binding = new FakeBinding();
+  const sink = new RecordingSink();
+  const src = makeSource(host, binding, ['can0'], opts);
+  await src.start(sink);
+  return { host, binding, sink, src };
+}
+
+test('the kernel holds at most --tx-kernel-frames frames of this agent: the next send waits (busy) until the driver counts them sent, dropped, or the queue was emptied', async () => {
+  const { host, binding, src } = await startedWith({ txKernelFrames: 3 });
+  const ch = binding.last('can0');
+  for (let i = 0; i < 3; i++) assert.equal(src.send(frame({})).ok, true);
+  const held = src.send(frame({}));
+  assert.equal(held.ok, false);
+  assert.equal(!held.ok && held.busy && held.kernelHeld, true, 'busy, and told apart from a full kernel queue');
+  assert.match(!held.ok ? held.error : '', /the kernel still holds 3 frames of this agent for can0, the oldest for \d+ ms \(--tx-kernel-frames 3\)/);
+  assert.equal(ch.sent.length, 3, 'the fourth not handed to the kernel');
+  assert.deepEqual(src.kernelTx(), { held: 3, stale: 0, flushed: 0 });
+
+  host.setTx('can0', 101); // the controller sent one
+  assert.equal(src.send(frame({})).ok, true);
+  assert.equal(src.send(frame({})).ok, false, 'three held again');
+  host.setTx('can0', 102, { dropped: 1 }); // one sent, one the driver discarded: neither goes out any more
+  assert.equal(src.send(frame({})).ok, true);
+  assert.equal(src.send(frame({})).ok, true);
+  assert.equal(src.send(frame({})).ok, false);
+  host.setTx('can0', 102, { dropped: 1, carrierChanges: 2 }); // down and up (or bus-off, a restart): the kernel emptied its queue
+  for (let i = 0; i < 3; i++) assert.equal(src.send(frame({})).ok, true, `after the queue was emptied, send ${i}`);
+  assert.equal(src.send(frame({})).ok, false);
+  host.setTx('can0', 0, { dropped: 0, carrierChanges: 2 }); // counters started over: the interface was re-created
+  assert.equal(src.send(frame({})).ok, true);
+  assert.equal(ch.sent.length, 10);
+});
+
+test('--tx-kernel-frames 0 leaves the kernel its own queue; without readable counters no send is held back', async () => {
+  const { binding, src } = await startedWith({ txKernelFrames: 0 });
+  for (let i = 0; i < 50; i++) assert.equal(src.send(frame({})).ok, true);
+  assert.equal(src.kernelTx().held, 50);
+  const host = new FakeHost();
+  host.addInterface('can1'); // no statistics/ (an unusual driver, a sysfs without them)
+  const binding1 = new FakeBinding();
+  const src1 = makeSource(host, binding1, ['can1'], { txKernelFrames: 2 });
+  await src1.start(new RecordingSink());
+  for (let i = 0; i < 10; i++) assert.equal(src1.send(frame({ bus: 'can1' })).ok, true, `send ${i}: what cannot be counted is not held back`);
+  assert.equal(binding.last('can0').sent.length, 50);
+});
+
+test('frames past their deadline still in the kernel: counted as stale and warned of (tx_stale_in_kernel); none once they went out', async () => {
+  const { host, sink, src } = await startedWith({ txKernelFrames: 8 });
+  const deadline = performance.now() + 30;
+  assert.equal(src.send(frame({}), deadline).ok, true);
+  assert.equal(src.send(frame({}), deadline).ok, true);
+  assert.equal(src.send(frame({})).ok, true, 'no deadline: never stale');
+  await until(() => sink.logs.some((l) => l.code === 'tx_stale_in_kernel'), 3000, 'the warning');
+  const warning = sink.logs.find((l) => l.code === 'tx_stale_in_kernel')!;
+  assert.equal(warning.level, 'warn');
+  assert.match(warning.message, /the kernel holds 2 frames of this agent for can0 past their deadline \(3 held; is any node acknowledging\?\).*--tx-flush-stale.*one-shot on/);
+  assert.deepEqual(src.kernelTx(), { held: 3, stale: 2, flushed: 0 });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(sink.logs.filter((l) => l.code === 'tx_stale_in_kernel').length, 1, 'once, not at every look');
+  host.setTx('can0', 103); // they went out after all
+  await until(() => src.kernelTx().held === 0, 3000, 'seen sent');
+  assert.deepEqual(src.kernelTx(), { held: 0, stale: 0, flushed: 0 });
+  // A frame handed over in time and sent at once is never stale (the control: the same deadline, sent).
+  assert.equal(src.send(frame({}), performance.now() + 30).ok, true);
+  host.setTx('can0', 104);
+  await new Promise((r) => setTimeout(r, 400));
+  assert.deepEqual(src.kernelTx(), { held: 0, stale: 0, flushed: 0 });
+});
+
+test('--tx-flush-stale sets the interface down and up when frames of this agent passed their deadline in the kernel: dropped and counted, sends wait meanwhile, not reported down', async () => {
+  let release: () => void = () => {};
+  const flushes: string[] = [];
+  const { sink, src } = await startedWith({
+    txKernelFrames: 8,
+    flushStale: true,
+    flushLink: (iface) => {
+      flushes.push(iface);
+      return new Promise<void>((r) => (release = r));
+    },
+  });
+  for (let i = 0; i < 4; i++) assert.equal(src.send(frame({}), performance.now() + 20).ok, true);
+  assert.equal(src.send(frame({})).ok, true, 'held behind them, no deadline');
+  await until(() => flushes.length === 1, 3000, 'the flush');
+  const during = src.send(frame({}));
+  assert.equal(!during.ok && during.busy && during.kernelHeld, true, 'a send waits while the interface is flushed');
+  assert.match(!during.ok ? during.error : '', /can0 is being set down and up to drop stale frames/);
+  release();
+  await until(() => sink.logs.some((l) => l.code === 'tx_flushed_stale'), 3000, 'the flush logged');
+  assert.match(
+    sink.logs.find((l) => l.code === 'tx_flushed_stale')!.message,
+    /set can0 down and up: dropped 5 frames of this agent from its kernel queue, 4 of them past their deadline/,
+  );
+  assert.deepEqual(src.kernelTx(), { held: 0, stale: 0, flushed: 5 });
+  assert.equal(src.send(frame({})).ok, true, 'sends go on');
+  assert.deepEqual(
+    sink.states.filter((s) => s.state === 'down'),
+    [],
+    'a flush is not a bus going down',
+  );
+  assert.deepEqual(flushes, ['can0']);
+});
+
+test('a flush that fails (no CAP_NET_ADMIN) is logged with what to do and tried again only a minute later; the frames stay counted as stale', async () => {
+  let calls = 0;
+  const { sink, src } = await startedWith({
+    txKernelFrames: 8,
+    flushStale: true,
+    flushLink: async () => {
+      calls++;
+      throw new Error('ip link set dev can0 down: RTNETLINK answers: Operation not permitted');
+    },
+  });
+  assert.equal(src.send(frame({}), performance.now() + 20).ok, true);
+  await until(() => sink.logs.some((l) => l.code === 'tx_flush_failed'), 3000, 'the failure logged');
+  const failed = sink.logs.find((l) => l.code === 'tx_flush_failed')!;
+  assert.equal(failed.level, 'error');
+  assert.match(failed.message, /could not set can0 down and up to drop 1 stale frames from its kernel queue: .*Operation not permitted; --tx-flush-stale needs CAP_NET_ADMIN/);
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(calls, 1, 'not tried at every look');
+  assert.deepEqual(src.kernelTx(), { held: 1, stale: 1, flushed: 0 });
+  assert.equal(src.send(frame({})).ok, true, 'sends go on');
 });
 
 test('send refuses what cannot be sent, with a reason', async () => {
