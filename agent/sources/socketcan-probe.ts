@@ -107,3 +107,17 @@ export function readNumber(path: string, radix: 10 | 16): number | null {
   const n = parseInt(text, radix); // parseInt(…, 16) accepts the "0x" prefix sysfs writes in `flags`
   return Number.isNaN(n) ? null : n;
 }
+
+/** CAP_NET_ADMIN's bit in the capability sets (linux/capability.h). */
+const CAP_NET_ADMIN = 12;
+
+/**
+ * Whether this process may set interfaces down and up (CAP_NET_ADMIN in its effective set, from
+ * <procRoot>/self/status's CapEff); null when that cannot be read.
+ */
+export function hasNetAdmin(procRoot: string): boolean | null {
+  const status = readText(join(procRoot, 'self', 'status'));
+  const m = status === null ? null : /^CapEff:\s*([0-9a-fA-F]+)$/m.exec(status);
+  if (!m) return null;
+  return (BigInt('0x' + m[1]!) & (1n << BigInt(CAP_NET_ADMIN))) !== 0n;
+}

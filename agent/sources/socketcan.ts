@@ -13,7 +13,7 @@ import { loadSocketCanBinding, type RawChannel, type RawClassicMessage, type Raw
 import type { LogLevel } from '../../core/console/events.js';
 import { IFNAME_RULE } from '../../core/names.js';
 import { KernelHeldFrames } from './kernel-held-frames.js';
-import { diagnoseOpenFailure, readLinkState, SocketCanOpenError } from './socketcan-probe.js';
+import { diagnoseOpenFailure, hasNetAdmin, readLinkState, SocketCanOpenError } from './socketcan-probe.js';
 import type { FrameSource, KernelTxFigures, SendResult, SourceSink } from './source.js';
 
 export interface SocketCanSourceOptions {
@@ -233,6 +233,14 @@ export class SocketCanSource implements FrameSource {
       const link = readLinkState(this.sysfsRoot, b.name);
       b.mtu = link.mtu;
       this.report(b, link.up, link.up ? `opened ${b.name}` : link.reason);
+    }
+    // Said at the start, not at the first stale frame (maybe weeks later, when it matters).
+    if (this.flushStale && hasNetAdmin(this.procRoot) === false) {
+      this.log(
+        'warn',
+        '--tx-flush-stale needs CAP_NET_ADMIN, which this process lacks: stale frames in the kernel will be warned of, not dropped. Under systemd add CapabilityBoundingSet=CAP_NET_ADMIN and AmbientCapabilities=CAP_NET_ADMIN in a drop-in (docs/bus-health.md)',
+        'tx_flush_unavailable',
+      );
     }
     this.timer = setInterval(() => this.poll(), this.pollIntervalMs);
     this.heldTimer = setInterval(() => this.watchHeld(), HELD_CHECK_MS);
