@@ -30,6 +30,8 @@ export interface BusHealthOptions {
   watchLinks?: (changed: (ifname: string) => void) => () => void;
   /** --bitrate */
   flagBitrates: ReadonlyMap<string, number>;
+  /** What the source does about its frames the kernel holds (--tx-kernel-frames, --tx-flush-stale), for the error-passive advice. */
+  kernelHeld?: KernelHeldPolicy;
   intervalSeconds: number;
   publish: (data: BusStateData) => void;
   log: (level: LogLevel, message: string, code: string, details: Record<string, string | number | boolean | null>) => void;
@@ -375,7 +377,7 @@ export class BusHealthMonitor {
     if (was ? was.state !== d.state : d.state !== 'error-active') {
       const m = DEGRADED[d.state];
       if (m)
-        this.o.log(m.level, `${d.bus}: ${m.words} (TX errors ${d.tec ?? '?'}, RX errors ${d.rec ?? '?'})${heldFramesAdvice(d, this.links.get(d.bus))}`, m.code, {
+        this.o.log(m.level, `${d.bus}: ${m.words} (TX errors ${d.tec ?? '?'}, RX errors ${d.rec ?? '?'})${heldFramesAdvice(d, this.links.get(d.bus), this.o.kernelHeld)}`, m.code, {
           ...details,
           previous: was?.state ?? null,
         });
@@ -388,17 +390,25 @@ export class BusHealthMonitor {
   }
 }
 
+/** --tx-kernel-frames (0: no bound) and --tx-flush-stale, as the SocketCAN source applies them. */
+export interface KernelHeldPolicy {
+  max: number;
+  flush: boolean;
+}
+
 /**
  * Error-passive with the TX counter at 128 or more is how a controller stays when no node acknowledges
  * (docs/bus-health.md, "No node acknowledging"): it retries its frame and the kernel's queue holds the ones
  * behind it, all sent whenever a node returns — maybe long after their deadline, which the agent checked
- * when it handed them over and cannot recall (it leaves at most --tx-kernel-frames of its own there, and
- * drops them with --tx-flush-stale: socketcan.ts). Said where it matters, with the cure, unless the
- * controller already gives up on unacknowledged frames (one-shot) or the queue holds one at most.
+ * when it handed them over and cannot recall. It leaves at most `max` of its own there, and with `flush` it
+ * drops those past their deadline (socketcan.ts): then nothing is left to advise. Otherwise said where it
+ * matters, with the cure, unless the controller already gives up on unacknowledged frames (one-shot) or
+ * the queue holds one at most.
  */
-export function heldFramesAdvice(d: BusStateData, l: LinkHealth | undefined): string {
-  if (d.state !== 'error-passive' || (d.tec ?? 0) < 128 || !l || l.oneShot || (l.txqlen !== null && l.txqlen <= 1)) return '';
-  return `; if no node acknowledges, the frame being retried and up to ${l.txqlen ?? '?'} the kernel holds (txqueuelen) go out whenever one returns, however old: ip link set ${d.bus} type can one-shot on, or ip link set ${d.bus} txqueuelen 1, or run the agent with --tx-flush-stale (docs/bus-health.md)`;
+export function heldFramesAdvice(d: BusStateData, l: LinkHealth | undefined, held?: KernelHeldPolicy): string {
+  if (d.state !== 'error-passive' || (d.tec ?? 0) < 128 || !l || l.oneShot || (l.txqlen !== null && l.txqlen <= 1) || held?.flush) return '';
+  const ours = held !== undefined && held.max > 0 ? `, of this agent's at most ${held.max}: --tx-kernel-frames` : '';
+  return `; if no node acknowledges, the frame being retried and up to ${l.txqlen ?? '?'} the kernel holds (txqueuelen${ours}) go out whenever one returns, however old: ip link set ${d.bus} type can one-shot on, or ip link set ${d.bus} txqueuelen 1, or run the agent with --tx-flush-stale (docs/bus-health.md)`;
 }
 
 function round(x: number | null): number | null {

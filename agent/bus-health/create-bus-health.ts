@@ -18,6 +18,7 @@ export function createBusHealth(cfg: AgentConfig, source: FrameSource, router: F
     readLinks: source.kind === 'socketcan' ? async () => (await import('./ip-link.js')).readIpLinks() : undefined,
     watchLinks: source.kind === 'socketcan' ? (changed) => watchLinks(changed, router) : undefined,
     flagBitrates: cfg.bitrates,
+    kernelHeld: cfg.source.kind === 'can' ? { max: cfg.source.txKernelFrames, flush: cfg.source.flushStale } : undefined,
     intervalSeconds: cfg.busStateIntervalSeconds,
     publish: (data) => console.publish({ type: 'bus_state', data }),
     // Through the router's log: the process log and a console `log` event.

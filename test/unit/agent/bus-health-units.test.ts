@@ -668,6 +668,12 @@ test('the error-passive warning tells how to keep unacknowledged frames from goi
   assert.equal(heldFramesAdvice(d, { ...passive, txqlen: 1 }), '');
   assert.equal(heldFramesAdvice({ ...d, tec: 20 }, passive), '', 'passive by its RX errors: it transmits');
   assert.equal(heldFramesAdvice({ ...d, state: 'error-warning' }, passive), '');
+  assert.match(
+    heldFramesAdvice(d, passive, { max: 8, flush: false }),
+    /up to 10 the kernel holds \(txqueuelen, of this agent's at most 8: --tx-kernel-frames\)/,
+    'the agent bounds its own',
+  );
+  assert.equal(heldFramesAdvice(d, passive, { max: 8, flush: true }), '', '--tx-flush-stale drops them: nothing to advise');
   const oneShot = parseIpLinkJson(
     JSON.stringify([
       {
