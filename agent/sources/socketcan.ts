@@ -524,16 +524,30 @@ export class SocketCanSource implements FrameSource {
   }
 }
 
-/** `ip link set dev <if> down`, then `up`: the interface's queue and the controller's pending frame are dropped. */
+/**
+ * `ip link set dev <if> down`, then `up`: the interface's queue and the controller's pending frame are
+ * dropped. An `up` that fails is tried twice more (the interface must not be left down by the agent); when
+ * it still fails the error says the interface is down.
+ */
 async function bounceLink(iface: string): Promise<void> {
-  for (const state of ['down', 'up']) {
-    await new Promise<void>((resolve, reject) => {
-      execFile('ip', ['link', 'set', 'dev', iface, state], { timeout: 5000 }, (err, _out, stderr) => {
-        if (err) reject(new Error(`ip link set dev ${iface} ${state}: ${stderr.trim() || err.message}`));
-        else resolve();
-      });
-    });
+  await ipLinkSet(iface, 'down');
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await ipLinkSet(iface, 'up');
+    } catch (err) {
+      if (attempt >= 3) throw new Error(`${errorText(err)}: ${iface} is left DOWN, bring it up (ip link set ${iface} up)`, { cause: err });
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
+}
+
+function ipLinkSet(iface: string, state: 'down' | 'up'): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    execFile('ip', ['link', 'set', 'dev', iface, state], { timeout: 5000 }, (err, _out, stderr) => {
+      if (err) reject(new Error(`ip link set dev ${iface} ${state}: ${stderr.trim() || err.message}`));
+      else resolve();
+    });
+  });
 }
 
 function fail(error: string): SendResult {

@@ -761,6 +761,38 @@ test('a flush that fails (no CAP_NET_ADMIN) is logged with what to do and tried 
   assert.equal(src.send(frame({})).ok, true, 'sends go on');
 });
 
+test('the flush runs ip link set dev <if> down, then up; an up that fails is tried again, and one that keeps failing says the interface is left down', async (t) => {
+  // A fake `ip` first on PATH: records its arguments, fails `up` as many times as the file `fail-up` says.
+  const bin = mkdtempSync(join(tmpdir(), 'canrelay-fake-ip-'));
+  t.after(() => rmSync(bin, { recursive: true, force: true }));
+  writeFileSync(
+    join(bin, 'ip'),
+    `#!/bin/sh\necho "$*" >> "${bin}/calls"\nif [ "$5" = up ] && [ "$(cat "${bin}/fail-up")" -gt 0 ]; then echo $(( $(cat "${bin}/fail-up") - 1 )) > "${bin}/fail-up"; echo "RTNETLINK answers: Device or resource busy" >&2; exit 2; fi\n`,
+    { mode: 0o755 },
+  );
+  const path = process.env.PATH;
+  process.env.PATH = `${bin}:${path}`;
+  t.after(() => {
+    process.env.PATH = path;
+  });
+  const calls = (): string[] => readFileSync(join(bin, 'calls'), 'utf8').trim().split('\n');
+
+  writeFileSync(join(bin, 'fail-up'), '2');
+  const { sink, src } = await startedWith({ flushStale: true });
+  assert.equal(src.send(frame({}), performance.now() + 20).ok, true);
+  await until(() => sink.logs.some((l) => l.code === 'tx_flushed_stale' || l.code === 'tx_flush_failed'), 5000, 'the flush done');
+  assert.deepEqual(calls(), ['link set dev can0 down', 'link set dev can0 up', 'link set dev can0 up', 'link set dev can0 up'], 'up tried until it worked');
+  assert.equal(sink.logs.filter((l) => l.code === 'tx_flushed_stale').length, 1);
+
+  rmSync(join(bin, 'calls'));
+  writeFileSync(join(bin, 'fail-up'), '99');
+  const second = await startedWith({ flushStale: true });
+  assert.equal(second.src.send(frame({}), performance.now() + 20).ok, true);
+  await until(() => second.sink.logs.some((l) => l.code === 'tx_flush_failed'), 5000, 'the flush failed');
+  assert.equal(calls().length, 4, 'down, and up three times');
+  assert.match(second.sink.logs.find((l) => l.code === 'tx_flush_failed')!.message, /Device or resource busy: can0 is left DOWN, bring it up \(ip link set can0 up\)/);
+});
+
 test('--tx-flush-stale without CAP_NET_ADMIN is said at the start (tx_flush_unavailable), with it nothing is said', async () => {
   for (const [capEff, warned] of [
     ['0000000000000000', true],
