@@ -12,7 +12,8 @@
  *   refused (the kernel's link notice makes the agent read the mode first), nothing reaches the wire;
  * - frames the kernel holds past their deadline, as on a bus nobody acknowledges (a netem queue in front of
  *   kvaser_pci: paced-queue.ts `hold`): the agent hands over at most --tx-kernel-frames, and
- *   --tx-flush-stale sets the interface down and up, so none of them ever reaches the wire.
+ *   --tx-flush-stale sets the interface down and up, so none of them ever reaches the wire; a second agent
+ *   without the flag: its bound, its warning, and its held frames on the wire late.
  * One agent and one bridge for all three: a node start takes a minute under emulation.
  */
 import assert from 'node:assert/strict';
@@ -321,4 +322,47 @@ test('frames the kernel holds past their deadline (a bus nobody acknowledges: a 
   assert.match(onWire()[0]!, /2C0#FF/);
   assert.equal(gw.proc.exitCode, null, 'the agent lives on');
   client.close();
+});
+
+test("without --tx-flush-stale: the kernel holds at most --tx-kernel-frames of the agent's frames (3 here), warned of as stale (tx_stale_in_kernel); those go on the wire late when the bus moves again, no more", {
+  timeout: 300_000,
+}, async (t) => {
+  if (!hasKvaser) return skipOrFail(t, `no ${KVASER}: run the guest with SOCKETCAN_VM_KVASER=4 (make test-socketcan does)`);
+  // A second agent on the same controller: no bridge, no flush, its own bound.
+  const plain = await startAgentProcess(['--can', KVASER, '--socketcand-listen', '127.0.0.1:0', '--socketcand-allow-send', '--tx-retry-ms', '0', '--tx-kernel-frames', '3'], {
+    id: 'fail-plain',
+  });
+  children.push({ stop: () => plain.proc.stop() });
+  const port = Number(
+    String((await plain.proc.waitForLog((l) => l.msg === 'socketcand listening', 60_000)).listen)
+      .split(':')
+      .pop(),
+  );
+  const onWire = wireOf('2D0');
+  const client = await RawClient.connect(port);
+  await until(() => client.messages.length > 0, 30_000, '< hi >');
+  assert.equal(await client.request(`< open ${KVASER} >`, 30_000), '< ok >');
+  await new Promise((r) => setTimeout(r, 500)); // candump's socket bound
+  const HOLD_MS = 6000;
+  hold(KVASER, HOLD_MS);
+  children.push({ stop: () => unpace(KVASER) });
+  const sentAt = Date.now();
+  client.send(Array.from({ length: 10 }, (_, i) => `< send 2D0 1 ${i.toString(16)} >`).join(''));
+  const warned = await plain.proc.waitForLog((l) => l.code === 'tx_stale_in_kernel', 60_000);
+  progress(`without the flush: ${String(warned.msg)}`);
+  assert.match(String(warned.msg), /the kernel holds [1-3] frames of this agent for can2 past their deadline \(3 held; is any node acknowledging\?\).*--tx-flush-stale/);
+  const m = await metrics(plain);
+  assert.equal(metricValue(m, 'canrelay_uplink', { kind: 'tx_kernel_held' }), 3, 'the bound');
+  assert.equal(metricValue(m, 'canrelay_can_frames_total', { bus: KVASER, direction: 'tx' }), 3);
+  assert.equal(metricValue(m, 'canrelay_uplink', { kind: 'tx_dropped_busy' }), 7, 'the others waited in the agent (--tx-retry-ms 0: dropped at once, counted)');
+  await until(() => onWire().length >= 3, HOLD_MS + 30_000, 'the held frames on the wire once the queue lets them go');
+  const lateMs = Date.now() - sentAt;
+  await new Promise((r) => setTimeout(r, 1000));
+  progress(`without the flush: ${onWire().length} frames on the wire ${lateMs} ms after the sends`);
+  assert.equal(onWire().length, 3, 'the kernel held 3, no more: the other 7 never reached it');
+  assert.ok(lateMs >= HOLD_MS - 500, `they went out late (${lateMs} ms), past socketcand's 1 s: what --tx-flush-stale prevents`);
+  await until(async () => (metricValue(await metrics(plain), 'canrelay_uplink', { kind: 'tx_kernel_held' }) ?? -1) === 0, 30_000, 'counted as sent');
+  unpace(KVASER);
+  client.close();
+  await plain.proc.stop();
 });
