@@ -2,6 +2,7 @@
 import type { ConsoleStream } from '../../core/console/console-stream.js';
 import type { FrameRouter } from '../frame-router.js';
 import type { AgentConfig } from '../options.js';
+import { canSetLinks } from '../sources/socketcan-probe.js';
 import type { FrameSource } from '../sources/source.js';
 import { BusHealthMonitor } from './bus-health-monitor.js';
 import { monitorLinks } from './link-monitor.js';
@@ -15,10 +16,27 @@ export function createBusHealth(cfg: AgentConfig, source: FrameSource, router: F
     linkState: (bus) => router.busStates.get(bus),
     // Only real interfaces have a kernel view; the simulator and a replay report load and error frames.
     // ip-link.ts (and the zod schema of `ip -json`) loads only for them.
-    readLinks: source.kind === 'socketcan' ? async () => (await import('./ip-link.js')).readIpLinks() : undefined,
-    watchLinks: source.kind === 'socketcan' ? (changed) => watchLinks(changed, router) : undefined,
+    // Each reading tells the source which controllers are one-shot, and each link notice that a queue may
+    // have been emptied (what its count of frames held by the kernel follows: kernel-held-frames.ts).
+    readLinks:
+      source.kind === 'socketcan'
+        ? async () => {
+            const links = await (await import('./ip-link.js')).readIpLinks();
+            for (const [bus, l] of links) source.controllerOneShot?.(bus, l.oneShot);
+            return links;
+          }
+        : undefined,
+    watchLinks:
+      source.kind === 'socketcan'
+        ? (changed) =>
+            watchLinks((ifname) => {
+              source.linkNotice?.(ifname);
+              changed(ifname);
+            }, router)
+        : undefined,
     flagBitrates: cfg.bitrates,
-    kernelHeld: cfg.source.kind === 'can' ? { max: cfg.source.txKernelFrames, flush: cfg.source.flushStale } : undefined,
+    // A flush that cannot work (no CAP_NET_ADMIN for `ip`) leaves the advice in the warning.
+    kernelHeld: cfg.source.kind === 'can' ? { max: cfg.source.txKernelFrames, flush: cfg.source.flushStale && canSetLinks('/proc') !== false } : undefined,
     intervalSeconds: cfg.busStateIntervalSeconds,
     publish: (data) => console.publish({ type: 'bus_state', data }),
     // Through the router's log: the process log and a console `log` event.

@@ -7,13 +7,19 @@
  * where their deadline still applies), and learns here which of those it handed over have passed their
  * deadline still in the kernel (it then warns, or flushes the interface: `--tx-flush-stale`).
  *
- * "Put on the bus" is read from the interface's counters in sysfs: tx_packets, which a controller driver
- * counts when the controller reports the frame sent (acknowledged; vcan at once), and tx_dropped (frames
- * the driver discarded: never going out either). A change of carrier_changes (the interface went down,
- * bus-off, a restart) means the kernel emptied its queue: nothing of ours is held any more. Frames written
- * by other programs on the same interface count as ours when they go out, so with other writers the count
- * errs toward fewer held — never toward holding the agent's frames back for another program's; with the
- * agent as the only writer (a gateway's relay) it is exact.
+ * "Put on the bus" is read from the interface's counters in sysfs: tx_packets, which most controller
+ * drivers count when the controller reports the frame sent, i.e. acknowledged (sja1000, mcp251x, m_can,
+ * flexcan, gs_usb; vcan at once), and tx_dropped (frames a driver discarded: never going out either).
+ * Some count earlier — slcan when the serial line took the frame, peak_usb and mcba_usb when the USB write
+ * completed — so frames in such an adapter's own buffer are not seen. Where the count cannot follow, the
+ * count is started again from the counters (`reset`): the interface was seen down, or the kernel said its
+ * link changed (a quick down and up empties the queue without a count), or carrier_changes moved (bus-off,
+ * a restart). A controller in one-shot mode discards a frame nobody acknowledged without counting it in
+ * either counter (only tx_errors, which also moves for every failed retransmission of a frame still
+ * held): it cannot put a frame on the bus late, so it is not tracked (`oneShot`). Frames written by
+ * other programs on the same interface count as ours when they go out — the counters are read again every
+ * look while none of ours is held, so only what they send while ours wait can hide ours; with the agent as
+ * the only writer (a gateway's relay) the count is exact.
  */
 import { join } from 'node:path';
 import { readNumber } from './socketcan-probe.js';
@@ -34,6 +40,10 @@ export class KernelHeldFrames {
   private done: number | null = null;
   private carrierChanges: number | null = null;
   private readonly dir: string;
+  /** After a flush, one frame at a time until the counters move again (the bus takes frames). */
+  private probing = false;
+  /** One-shot mode (from the controller's reading): not tracked. */
+  private untracked = false;
 
   constructor(
     sysfsRoot: string,
@@ -57,13 +67,21 @@ export class KernelHeldFrames {
 
   /** The cap is reached, after reading the counters again (a sysfs read only when it seems reached). */
   full(): boolean {
-    if (this.max === 0 || this.count < this.max) return false;
+    const max = this.limit;
+    if (max === 0 || this.count < max) return false;
     this.refresh();
-    return this.count >= this.max;
+    return this.count >= this.limit;
+  }
+
+  /** The bound now: `max`, or 1 while probing after a flush; 0 (none) in one-shot mode. */
+  get limit(): number {
+    if (this.untracked || this.max === 0) return 0;
+    return this.probing ? 1 : this.max;
   }
 
   /** A frame was handed to the kernel at `now`, to be on the bus by `notAfter` (Infinity: no deadline). */
   wrote(now: number, notAfter: number): void {
+    if (this.untracked) return;
     if (this.count >= MAX_TRACKED) this.forget(1);
     this.at.push(now);
     this.notAfter.push(notAfter);
@@ -75,11 +93,35 @@ export class KernelHeldFrames {
     const carrier = this.carrierChanges;
     this.read();
     if (this.carrierChanges !== carrier || before === null || this.done === null || this.done < before) {
-      // Emptied by the kernel (down, bus-off, restart) or counters started over (a re-created interface).
+      // Emptied by the kernel (bus-off, restart) or counters started over (a re-created interface).
       this.clear();
       return;
     }
+    if (this.done > before) this.probing = false;
     this.forget(this.done - before);
+  }
+
+  /** Starts the count again from the counters as they are now: the kernel emptied its queue (down and up, a link change). */
+  reset(): void {
+    this.clear();
+    this.read();
+  }
+
+  /** While none of ours is held: the counters read again, so other programs' frames sent meanwhile are not taken for ours later. */
+  rebaseline(): void {
+    if (this.count === 0) this.read();
+  }
+
+  /** After a flush: one frame at a time until the counters show the bus taking frames again. */
+  probe(): void {
+    this.probing = true;
+  }
+
+  /** The controller's one-shot mode, from its latest reading: a frame nobody acknowledges is discarded, not held. */
+  set oneShot(on: boolean) {
+    if (on === this.untracked) return;
+    this.untracked = on;
+    this.reset();
   }
 
   /** Held frames whose deadline has passed, handed over at least KERNEL_STUCK_MS ago. */

@@ -112,12 +112,21 @@ export function readNumber(path: string, radix: 10 | 16): number | null {
 const CAP_NET_ADMIN = 12;
 
 /**
- * Whether this process may set interfaces down and up (CAP_NET_ADMIN in its effective set, from
- * <procRoot>/self/status's CapEff); null when that cannot be read.
+ * Whether the `ip` this process runs may set interfaces down and up: CAP_NET_ADMIN in its ambient set
+ * (systemd's AmbientCapabilities=: a child keeps it), or root with it effective. A capability on the node
+ * binary alone (setcap) is not passed to `ip`. From <procRoot>/self/status; null when that cannot be read.
  */
-export function hasNetAdmin(procRoot: string): boolean | null {
+export function canSetLinks(procRoot: string): boolean | null {
   const status = readText(join(procRoot, 'self', 'status'));
-  const m = status === null ? null : /^CapEff:\s*([0-9a-fA-F]+)$/m.exec(status);
-  if (!m) return null;
-  return (BigInt('0x' + m[1]!) & (1n << BigInt(CAP_NET_ADMIN))) !== 0n;
+  if (status === null) return null;
+  const caps = (name: string): bigint | null => {
+    const m = new RegExp(`^${name}:\\s*([0-9a-fA-F]+)$`, 'm').exec(status);
+    return m ? BigInt('0x' + m[1]!) : null;
+  };
+  const uid = /^Uid:\s*\d+\s+(\d+)/m.exec(status);
+  const eff = caps('CapEff');
+  const amb = caps('CapAmb');
+  if (eff === null || uid === null) return null;
+  const bit = 1n << BigInt(CAP_NET_ADMIN);
+  return (amb !== null && (amb & bit) !== 0n) || (uid[1] === '0' && (eff & bit) !== 0n);
 }

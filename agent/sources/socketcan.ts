@@ -13,7 +13,7 @@ import { loadSocketCanBinding, type RawChannel, type RawClassicMessage, type Raw
 import type { LogLevel } from '../../core/console/events.js';
 import { IFNAME_RULE } from '../../core/names.js';
 import { KernelHeldFrames } from './kernel-held-frames.js';
-import { diagnoseOpenFailure, hasNetAdmin, readLinkState, SocketCanOpenError } from './socketcan-probe.js';
+import { canSetLinks, diagnoseOpenFailure, readLinkState, SocketCanOpenError } from './socketcan-probe.js';
 import type { FrameSource, KernelTxFigures, SendResult, SourceSink } from './source.js';
 
 export interface SocketCanSourceOptions {
@@ -31,8 +31,8 @@ export interface SocketCanSourceOptions {
   txKernelFrames?: number;
   /** Set an interface down and up when frames of this agent passed their deadline still in its kernel (`--tx-flush-stale`). */
   flushStale?: boolean;
-  /** How a flush is done (tests); default `ip link set dev <if> down`, then `up`. */
-  flushLink?: (iface: string) => Promise<void>;
+  /** `ip link set dev <if> <state>`, for the flush (tests pass a fake); default the `ip` command. */
+  ipLink?: (iface: string, state: 'down' | 'up') => Promise<void>;
 }
 
 /** How often the frames held by the kernel are looked at while there are any (a sysfs read per interface holding some). */
@@ -41,6 +41,9 @@ const HELD_CHECK_MS = 100;
 const HELD_LOG_EVERY_MS = 60_000;
 /** After a flush, how long sends wait for the interface to read up again before the poll decides. */
 const FLUSH_UP_WAIT_MS = 3000;
+/** A flush's `up` is tried this many times, this far apart, before the poll takes over (every poll until it works). */
+const UP_TRIES = 3;
+const UP_RETRY_MS = 200;
 
 /** MTU of an interface in CAN FD mode (sizeof(struct canfd_frame)); classic-only interfaces have 16. */
 const CANFD_MTU = 72;
@@ -147,9 +150,17 @@ interface Bus {
   held: KernelHeldFrames;
   /** A flush (down, up) is running: sends wait. */
   flushing: boolean;
-  /** performance.now() of the last `tx_stale_in_kernel` warning and of the last failed flush (-Infinity: none). */
+  /** performance.now() of the last `tx_stale_in_kernel` warning, of the last failed flush, of the last flush logged (-Infinity: none). */
   staleWarnedAt: number;
   flushFailedAt: number;
+  flushLoggedAt: number;
+  /** Flushes since the last one logged (a bus that stays dead is flushed every few seconds: logged once a minute). */
+  flushesUnlogged: number;
+  /** The flush in progress (stop() waits for it: the interface must not be left down). */
+  flushDone: Promise<void> | null;
+  /** A flush set the interface down and could not set it up: every poll tries until it is up. */
+  upOwed: boolean;
+  upTrying: boolean;
 }
 
 export class SocketCanSource implements FrameSource {
@@ -166,7 +177,7 @@ export class SocketCanSource implements FrameSource {
   private running = false;
   private readonly txKernelFrames: number;
   private readonly flushStale: boolean;
-  private readonly flushLink: (iface: string) => Promise<void>;
+  private readonly ipLink: (iface: string, state: 'down' | 'up') => Promise<void>;
   /** Frames dropped from the kernel's queues by flushes. */
   private flushed = 0;
 
@@ -186,7 +197,7 @@ export class SocketCanSource implements FrameSource {
     this.pollIntervalMs = opts.pollIntervalMs ?? 500;
     this.txKernelFrames = opts.txKernelFrames ?? 8;
     this.flushStale = opts.flushStale ?? false;
-    this.flushLink = opts.flushLink ?? bounceLink;
+    this.ipLink = opts.ipLink ?? ipLinkSet;
   }
 
   buses(): string[] {
@@ -213,6 +224,11 @@ export class SocketCanSource implements FrameSource {
         flushing: false,
         staleWarnedAt: -Infinity,
         flushFailedAt: -Infinity,
+        flushLoggedAt: -Infinity,
+        flushesUnlogged: 0,
+        flushDone: null,
+        upOwed: false,
+        upTrying: false,
       }),
     );
     const errors: Error[] = [];
@@ -235,7 +251,7 @@ export class SocketCanSource implements FrameSource {
       this.report(b, link.up, link.up ? `opened ${b.name}` : link.reason);
     }
     // Said at the start, not at the first stale frame (maybe weeks later, when it matters).
-    if (this.flushStale && hasNetAdmin(this.procRoot) === false) {
+    if (this.flushStale && canSetLinks(this.procRoot) === false) {
       this.log(
         'warn',
         '--tx-flush-stale needs CAP_NET_ADMIN, which this process lacks: stale frames in the kernel will be warned of, not dropped. Under systemd add CapabilityBoundingSet=CAP_NET_ADMIN and AmbientCapabilities=CAP_NET_ADMIN in a drop-in (docs/bus-health.md)',
@@ -267,7 +283,7 @@ export class SocketCanSource implements FrameSource {
         ok: false,
         busy: true,
         kernelHeld: true,
-        error: `the kernel still holds ${b.held.count} frames of this agent for ${b.name}, the oldest for ${Math.round(b.held.oldestMs(now))} ms (--tx-kernel-frames ${b.held.max}): the bus is not taking them; is any node acknowledging?`,
+        error: `the kernel still holds ${b.held.count} frames of this agent for ${b.name}, the oldest for ${Math.round(b.held.oldestMs(now))} ms (--tx-kernel-frames ${b.held.max}${b.held.limit < b.held.max ? '; one at a time since a flush, until the bus takes frames again' : ''}): the bus is not taking them; is any node acknowledging?`,
       };
     }
     try {
@@ -318,6 +334,8 @@ export class SocketCanSource implements FrameSource {
     if (this.heldTimer) clearInterval(this.heldTimer);
     this.timer = null;
     this.heldTimer = null;
+    // A flush between its `down` and its `up` must end first: the agent never leaves an interface down.
+    await Promise.all([...this.bus.values()].map((b) => b.flushDone));
     for (const b of this.bus.values()) {
       this.close(b);
       this.report(b, false, 'SocketCAN source stopped');
@@ -387,6 +405,7 @@ export class SocketCanSource implements FrameSource {
     if (!this.running || !this.binding) return;
     for (const b of this.bus.values()) {
       if (b.flushing) continue; // down and up on purpose: not reported
+      if (b.upOwed) this.bringUp(b);
       try {
         this.check(this.binding, b);
       } catch (e) {
@@ -446,13 +465,17 @@ export class SocketCanSource implements FrameSource {
     if (!this.running) return;
     const now = performance.now();
     for (const b of this.bus.values()) {
-      if (b.held.count === 0 || b.flushing) continue;
+      if (b.flushing) continue;
       try {
+        if (b.held.count === 0) {
+          b.held.rebaseline();
+          continue;
+        }
         b.held.refresh();
         const stale = b.held.stale(now);
         if (stale === 0) continue;
         if (this.flushStale) {
-          if (now - b.flushFailedAt >= HELD_LOG_EVERY_MS) void this.flush(b, stale);
+          if (now - b.flushFailedAt >= HELD_LOG_EVERY_MS && !b.upOwed) b.flushDone = this.flush(b, stale);
         } else if (now - b.staleWarnedAt >= HELD_LOG_EVERY_MS) {
           b.staleWarnedAt = now;
           this.log(
@@ -468,37 +491,99 @@ export class SocketCanSource implements FrameSource {
     }
   }
 
-  /** Sets `b` down and up: the kernel drops every frame it holds for it. Sends wait meanwhile. Never throws. */
+  /**
+   * Sets `b` down and up: the kernel drops every frame it holds for it, and the controller its pending one.
+   * Sends wait meanwhile. Afterwards one frame at a time goes to the kernel until the bus takes frames again
+   * (a bus that stays dead is flushed again at the next stale frame: one frame, not eight). Never throws.
+   */
   private async flush(b: Bus, stale: number): Promise<void> {
     b.flushing = true;
     const held = b.held.count;
     try {
-      await this.flushLink(b.name);
+      try {
+        await this.ipLink(b.name, 'down');
+      } catch (e) {
+        // Timed out after it worked, or refused: `up` is owed only if it is down now.
+        if (readLinkState(this.sysfsRoot, b.name).up) return this.flushFailed(b, stale, e);
+      }
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.ipLink(b.name, 'up');
+          break;
+        } catch (e) {
+          if (attempt < UP_TRIES) {
+            await new Promise((r) => setTimeout(r, UP_RETRY_MS));
+            continue;
+          }
+          b.upOwed = true;
+          return this.flushFailed(b, stale, e, `${b.name} is DOWN: the agent tries to set it up at every look (every ${this.pollIntervalMs} ms); or: ip link set ${b.name} up`);
+        }
+      }
       // Sends wait until the interface reads up again (the carrier comes back a moment after `up`).
       for (let i = 0; i < FLUSH_UP_WAIT_MS / 50 && !readLinkState(this.sysfsRoot, b.name).up; i++) await new Promise((r) => setTimeout(r, 50));
-      b.held.clear();
+      b.held.reset();
+      b.held.probe();
       this.flushed += held;
-      this.log(
-        'warn',
-        `set ${b.name} down and up: dropped ${held} frames of this agent from its kernel queue, ${stale} of them past their deadline (no node acknowledging?)`,
-        'tx_flushed_stale',
-        {
-          bus: b.name,
-          stale,
-          dropped: held,
-        },
-      );
-    } catch (e) {
-      b.flushFailedAt = performance.now();
-      this.log(
-        'error',
-        `could not set ${b.name} down and up to drop ${stale} stale frames from its kernel queue: ${errorText(e)}; --tx-flush-stale needs CAP_NET_ADMIN (docs/bus-health.md). Tried again in a minute`,
-        'tx_flush_failed',
-        { bus: b.name, stale },
-      );
+      b.flushesUnlogged++;
+      const now = performance.now();
+      if (now - b.flushLoggedAt >= HELD_LOG_EVERY_MS) {
+        b.flushLoggedAt = now;
+        const flushes = b.flushesUnlogged;
+        b.flushesUnlogged = 0;
+        this.log(
+          'warn',
+          `set ${b.name} down and up: dropped ${held} frames of this agent from its kernel queue, ${stale} of them past their deadline (no node acknowledging?)${flushes > 1 ? `; ${flushes} flushes since the last line` : ''}; one frame at a time until the bus takes frames again`,
+          'tx_flushed_stale',
+          { bus: b.name, stale, dropped: held, flushes },
+        );
+      }
     } finally {
       b.flushing = false;
     }
+  }
+
+  private flushFailed(b: Bus, stale: number, e: unknown, then?: string): void {
+    b.flushFailedAt = performance.now();
+    const why = errorText(e);
+    const permission = /not permitted|permission denied/i.test(why) ? ' (--tx-flush-stale needs CAP_NET_ADMIN: docs/bus-health.md)' : '';
+    this.log(
+      'error',
+      `could not set ${b.name} down and up to drop ${stale} stale frames from its kernel queue: ${why}${permission}; ${then ?? 'tried again in a minute'}`,
+      'tx_flush_failed',
+      { bus: b.name, stale },
+    );
+  }
+
+  /** A flush left `b` down: one `ip link set up` at a time, from the poll, until it is up. */
+  private bringUp(b: Bus): void {
+    if (b.upTrying) return;
+    if (readLinkState(this.sysfsRoot, b.name).up) {
+      b.upOwed = false; // someone else did
+      return;
+    }
+    b.upTrying = true;
+    this.ipLink(b.name, 'up').then(
+      () => {
+        b.upOwed = false;
+        b.upTrying = false;
+        this.log('info', `set ${b.name} up again after the flush`, 'tx_flush_link_up', { bus: b.name });
+      },
+      () => {
+        b.upTrying = false;
+      },
+    );
+  }
+
+  /** The kernel said `bus`'s link changed (ip monitor): a down and up may have emptied its queue between two looks. */
+  linkNotice(bus: string): void {
+    const b = this.bus.get(bus);
+    if (b && !b.flushing) b.held.reset();
+  }
+
+  /** The controller's one-shot mode, from each reading of it: such a controller holds no frame nobody acknowledges. */
+  controllerOneShot(bus: string, oneShot: boolean): void {
+    const b = this.bus.get(bus);
+    if (b) b.held.oneShot = oneShot;
   }
 
   /** Reports a state change only (polls repeat the same state). */
@@ -506,7 +591,7 @@ export class SocketCanSource implements FrameSource {
     if (b.up === up) return;
     b.up = up;
     // Down (or gone): the kernel emptied the interface's queue.
-    if (!up) b.held.clear();
+    if (!up) b.held.reset();
     try {
       this.sink?.busState(b.name, up ? 'up' : 'down', reason);
     } catch (e) {
@@ -524,23 +609,7 @@ export class SocketCanSource implements FrameSource {
   }
 }
 
-/**
- * `ip link set dev <if> down`, then `up`: the interface's queue and the controller's pending frame are
- * dropped. An `up` that fails is tried twice more (the interface must not be left down by the agent); when
- * it still fails the error says the interface is down.
- */
-async function bounceLink(iface: string): Promise<void> {
-  await ipLinkSet(iface, 'down');
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await ipLinkSet(iface, 'up');
-    } catch (err) {
-      if (attempt >= 3) throw new Error(`${errorText(err)}: ${iface} is left DOWN, bring it up (ip link set ${iface} up)`, { cause: err });
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-}
-
+/** `ip link set dev <if> <state>` (5 s at most). */
 function ipLinkSet(iface: string, state: 'down' | 'up'): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     execFile('ip', ['link', 'set', 'dev', iface, state], { timeout: 5000 }, (err, _out, stderr) => {

@@ -61,5 +61,9 @@ export interface FrameSource {
   send(frame: CanFrame, notAfter?: number): SendResult;
   /** SocketCAN only: this agent's frames in the kernel's transmit queues. */
   kernelTx?(): KernelTxFigures;
+  /** SocketCAN only, from bus health: the kernel said the link of `bus` changed (ip monitor). */
+  linkNotice?(bus: string): void;
+  /** SocketCAN only, from bus health: the controller's one-shot mode, at each reading. */
+  controllerOneShot?(bus: string, oneShot: boolean): void;
   stop(): Promise<void>;
 }

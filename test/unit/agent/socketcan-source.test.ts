@@ -707,106 +707,185 @@ test('frames past their deadline still in the kernel: counted as stale and warne
   assert.equal(sink.logs.filter((l) => l.code === 'tx_stale_in_kernel').length, 1, 'no warning for it');
 });
 
-test('--tx-flush-stale sets the interface down and up when frames of this agent passed their deadline in the kernel: dropped and counted, sends wait meanwhile, not reported down', async () => {
-  let release: () => void = () => {};
-  const flushes: string[] = [];
-  const { sink, src } = await startedWith({
-    txKernelFrames: 8,
-    flushStale: true,
-    flushLink: (iface) => {
-      flushes.push(iface);
-      return new Promise<void>((r) => (release = r));
+/** A fake `ip link set`: records each call; `down` sets the fake interface down, `up` as `onUp` says. */
+function fakeIpLink(
+  host: FakeHost,
+  onUp: (attempt: number) => 'up' | 'later' | 'fail' = () => 'up',
+  onDown: () => 'ok' | 'fail' | 'timeout' = () => 'ok',
+): { calls: string[]; ipLink: (iface: string, state: 'down' | 'up') => Promise<void> } {
+  const calls: string[] = [];
+  let ups = 0;
+  return {
+    calls,
+    ipLink: async (iface, state) => {
+      calls.push(`${state} ${iface}`);
+      await new Promise((r) => setTimeout(r, 60)); // longer than the poll interval (10 ms): a poll runs meanwhile
+      if (state === 'down') {
+        const d = onDown();
+        if (d === 'fail') throw new Error(`ip link set dev ${iface} down: RTNETLINK answers: Operation not permitted`);
+        host.setLink(iface, false);
+        if (d === 'timeout') throw new Error(`ip link set dev ${iface} down: timed out`);
+        return;
+      }
+      const u = onUp(++ups);
+      if (u === 'fail') throw new Error(`ip link set dev ${iface} up: RTNETLINK answers: Device or resource busy`);
+      if (u === 'up') host.setLink(iface, true);
+      else setTimeout(() => host.setLink(iface, true), 150); // the carrier back a moment after `up`
     },
-  });
+  };
+}
+
+test('--tx-flush-stale sets the interface down and up when frames of this agent passed their deadline in the kernel: dropped and counted, sends wait meanwhile, not reported down; then one frame at a time until the bus takes frames', async () => {
+  const host = new FakeHost();
+  host.addInterface('can0');
+  host.setTx('can0', 100);
+  const ip = fakeIpLink(host, () => 'later');
+  const sink = new RecordingSink();
+  const src = makeSource(host, new FakeBinding(), ['can0'], { txKernelFrames: 8, flushStale: true, ipLink: ip.ipLink });
+  await src.start(sink);
   for (let i = 0; i < 4; i++) assert.equal(src.send(frame({}), performance.now() + 20).ok, true);
   assert.equal(src.send(frame({})).ok, true, 'held behind them, no deadline');
-  await until(() => flushes.length === 1, 3000, 'the flush');
+  await until(() => ip.calls.length === 1, 3000, 'the flush');
   const during = src.send(frame({}));
   assert.equal(!during.ok && during.busy && during.kernelHeld, true, 'a send waits while the interface is flushed');
   assert.match(!during.ok ? during.error : '', /can0 is being set down and up to drop stale frames/);
-  release();
+  await until(() => ip.calls.length === 2, 3000, 'up');
+  const waiting = src.send(frame({}));
+  assert.equal(!waiting.ok && waiting.kernelHeld, true, 'and until the interface reads up again: not failed as down');
   await until(() => sink.logs.some((l) => l.code === 'tx_flushed_stale'), 3000, 'the flush logged');
+  assert.deepEqual(ip.calls, ['down can0', 'up can0']);
   assert.match(
     sink.logs.find((l) => l.code === 'tx_flushed_stale')!.message,
     /set can0 down and up: dropped 5 frames of this agent from its kernel queue, [1-4] of them past their deadline/,
   );
   assert.deepEqual(src.kernelTx(), { held: 0, stale: 0, flushed: 5 });
-  assert.equal(src.send(frame({})).ok, true, 'sends go on');
   assert.deepEqual(
-    sink.states.filter((s) => s.state === 'down'),
+    sink.states.filter((st) => st.state === 'down'),
     [],
-    'a flush is not a bus going down',
+    'a flush is not a bus going down (the poll ran while it was down)',
   );
-  assert.deepEqual(flushes, ['can0']);
+  // After the flush: one frame at a time, until the counters move.
+  assert.equal(src.send(frame({})).ok, true);
+  const second = src.send(frame({}));
+  assert.equal(!second.ok && second.kernelHeld, true);
+  assert.match(!second.ok ? second.error : '', /one at a time since a flush/);
+  host.setTx('can0', 101);
+  for (let i = 0; i < 8; i++) assert.equal(src.send(frame({})).ok, true, `the bus takes frames again: send ${i}`);
+  assert.equal(src.send(frame({})).ok, false, 'the bound of 8 again');
 });
 
-test('a flush that fails (no CAP_NET_ADMIN) is logged with what to do and tried again only a minute later; the frames stay counted as stale', async () => {
-  let calls = 0;
-  const { sink, src } = await startedWith({
-    txKernelFrames: 8,
-    flushStale: true,
-    flushLink: async () => {
-      calls++;
-      throw new Error('ip link set dev can0 down: RTNETLINK answers: Operation not permitted');
-    },
-  });
+test('a flush refused (no CAP_NET_ADMIN) is logged with what to do and tried again only a minute later; the frames stay counted as stale', async () => {
+  const host = new FakeHost();
+  host.addInterface('can0');
+  host.setTx('can0', 100);
+  const ip = fakeIpLink(host, undefined, () => 'fail');
+  const sink = new RecordingSink();
+  const src = makeSource(host, new FakeBinding(), ['can0'], { flushStale: true, ipLink: ip.ipLink });
+  await src.start(sink);
   assert.equal(src.send(frame({}), performance.now() + 20).ok, true);
   await until(() => sink.logs.some((l) => l.code === 'tx_flush_failed'), 3000, 'the failure logged');
   const failed = sink.logs.find((l) => l.code === 'tx_flush_failed')!;
   assert.equal(failed.level, 'error');
-  assert.match(failed.message, /could not set can0 down and up to drop 1 stale frames from its kernel queue: .*Operation not permitted; --tx-flush-stale needs CAP_NET_ADMIN/);
+  assert.match(failed.message, /could not set can0 down and up to drop 1 stale frames from its kernel queue: .*Operation not permitted \(--tx-flush-stale needs CAP_NET_ADMIN/);
   await new Promise((r) => setTimeout(r, 400));
-  assert.equal(calls, 1, 'not tried at every look');
+  assert.deepEqual(ip.calls, ['down can0'], 'no up for an interface still up; not tried at every look');
   assert.deepEqual(src.kernelTx(), { held: 1, stale: 1, flushed: 0 });
   assert.equal(src.send(frame({})).ok, true, 'sends go on');
 });
 
-test('the flush runs ip link set dev <if> down, then up; an up that fails is tried again, and one that keeps failing says the interface is left down', async (t) => {
-  // A fake `ip` first on PATH: records its arguments, fails `up` as many times as the file `fail-up` says.
-  const bin = mkdtempSync(join(tmpdir(), 'canrelay-fake-ip-'));
-  t.after(() => rmSync(bin, { recursive: true, force: true }));
-  writeFileSync(
-    join(bin, 'ip'),
-    `#!/bin/sh\necho "$*" >> "${bin}/calls"\nif [ "$5" = up ] && [ "$(cat "${bin}/fail-up")" -gt 0 ]; then echo $(( $(cat "${bin}/fail-up") - 1 )) > "${bin}/fail-up"; echo "RTNETLINK answers: Device or resource busy" >&2; exit 2; fi\n`,
-    { mode: 0o755 },
+test('the agent never leaves an interface down: a down that timed out is followed by up, an up that fails is tried again, and then at every poll until it works', async () => {
+  const host = new FakeHost();
+  host.addInterface('can0');
+  host.setTx('can0', 100);
+  let upWorks = false;
+  const ip = fakeIpLink(
+    host,
+    () => (upWorks ? 'up' : 'fail'),
+    () => 'timeout',
   );
-  const path = process.env.PATH;
-  process.env.PATH = `${bin}:${path}`;
-  t.after(() => {
-    process.env.PATH = path;
-  });
-  const calls = (): string[] => readFileSync(join(bin, 'calls'), 'utf8').trim().split('\n');
-
-  writeFileSync(join(bin, 'fail-up'), '2');
-  const { sink, src } = await startedWith({ flushStale: true });
+  const sink = new RecordingSink();
+  const src = makeSource(host, new FakeBinding(), ['can0'], { flushStale: true, ipLink: ip.ipLink });
+  await src.start(sink);
   assert.equal(src.send(frame({}), performance.now() + 20).ok, true);
-  await until(() => sink.logs.some((l) => l.code === 'tx_flushed_stale' || l.code === 'tx_flush_failed'), 5000, 'the flush done');
-  assert.deepEqual(calls(), ['link set dev can0 down', 'link set dev can0 up', 'link set dev can0 up', 'link set dev can0 up'], 'up tried until it worked');
-  assert.equal(sink.logs.filter((l) => l.code === 'tx_flushed_stale').length, 1);
-
-  rmSync(join(bin, 'calls'));
-  writeFileSync(join(bin, 'fail-up'), '99');
-  const second = await startedWith({ flushStale: true });
-  assert.equal(second.src.send(frame({}), performance.now() + 20).ok, true);
-  await until(() => second.sink.logs.some((l) => l.code === 'tx_flush_failed'), 5000, 'the flush failed');
-  assert.equal(calls().length, 4, 'down, and up three times');
-  assert.match(second.sink.logs.find((l) => l.code === 'tx_flush_failed')!.message, /Device or resource busy: can0 is left DOWN, bring it up \(ip link set can0 up\)/);
+  await until(() => sink.logs.some((l) => l.code === 'tx_flush_failed'), 5000, 'the flush failed');
+  assert.deepEqual(ip.calls.slice(0, 4), ['down can0', 'up can0', 'up can0', 'up can0'], 'up after a down that timed out, three times (then the poll)');
+  assert.match(sink.logs.find((l) => l.code === 'tx_flush_failed')!.message, /Device or resource busy; can0 is DOWN: the agent tries to set it up at every look/);
+  await until(() => ip.calls.length >= 5, 3000, 'the poll trying again');
+  upWorks = true;
+  await until(() => sink.logs.some((l) => l.code === 'tx_flush_link_up'), 3000, 'up again');
+  await new Promise((r) => setTimeout(r, 200));
+  const after = ip.calls.length;
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(ip.calls.length, after, 'no more tries once it is up');
+  assert.equal(src.send(frame({})).ok, true);
 });
 
-test('--tx-flush-stale without CAP_NET_ADMIN is said at the start (tx_flush_unavailable), with it nothing is said', async () => {
-  for (const [capEff, warned] of [
-    ['0000000000000000', true],
-    ['0000000000001000', false], // bit 12: CAP_NET_ADMIN
-    ['000001ffffffffff', false], // root
+test('stop() waits for a flush between its down and its up', async () => {
+  const host = new FakeHost();
+  host.addInterface('can0');
+  host.setTx('can0', 100);
+  const ip = fakeIpLink(host);
+  const src = makeSource(host, new FakeBinding(), ['can0'], { flushStale: true, ipLink: ip.ipLink });
+  await src.start(new RecordingSink());
+  assert.equal(src.send(frame({}), performance.now() + 20).ok, true);
+  await until(() => ip.calls.length === 1, 3000, 'the flush begun');
+  await src.stop();
+  assert.deepEqual(ip.calls, ['down can0', 'up can0'], 'up done before stop() returned');
+});
+
+test('a link notice (a quick down and up between two looks) and a one-shot controller start the count again; one-shot frames are not tracked', async () => {
+  const { host, src } = await startedWith({ txKernelFrames: 3 });
+  for (let i = 0; i < 3; i++) assert.equal(src.send(frame({})).ok, true);
+  assert.equal(src.send(frame({})).ok, false);
+  src.linkNotice('can0'); // the kernel emptied the queue without a count
+  assert.equal(src.send(frame({})).ok, true);
+  src.controllerOneShot('can0', true); // a frame nobody acknowledges is discarded, counted in neither counter
+  for (let i = 0; i < 20; i++) assert.equal(src.send(frame({})).ok, true, `one-shot: send ${i}`);
+  assert.equal(src.kernelTx().held, 0);
+  src.controllerOneShot('can0', false);
+  for (let i = 0; i < 3; i++) assert.equal(src.send(frame({})).ok, true);
+  assert.equal(src.send(frame({})).ok, false, 'tracked again');
+  host.setTx('can0', 103); // the three went out
+  for (let i = 0; i < 3; i++) assert.equal(src.send(frame({})).ok, true);
+  assert.equal(src.send(frame({})).ok, false);
+  // Seen down by the poll: the kernel emptied the queue.
+  host.setLink('can0', false);
+  await until(() => src.kernelTx().held === 0, 3000, 'forgotten when down');
+  host.setLink('can0', true);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(src.send(frame({})).ok, true, 'up again: not held back by frames the kernel dropped');
+});
+
+test("other programs' frames sent while none of the agent's is held are not taken for the agent's later", async () => {
+  const { host, src } = await startedWith({ txKernelFrames: 2 });
+  host.setTx('can0', 150); // another program sent 50 frames
+  await new Promise((r) => setTimeout(r, 300)); // a look while none of ours is held
+  assert.equal(src.send(frame({})).ok, true);
+  assert.equal(src.send(frame({})).ok, true);
+  assert.equal(src.send(frame({})).ok, false, 'ours still held: the 50 are not counted as ours');
+});
+
+test('--tx-flush-stale without CAP_NET_ADMIN for `ip` is said at the start (tx_flush_unavailable); ambient, or root with it, is enough', async () => {
+  const all = '000001ffffffffff';
+  const none = '0000000000000000';
+  const netAdmin = '0000000000001000'; // bit 12
+  for (const [uid, eff, amb, warned] of [
+    [999, none, none, true],
+    [999, netAdmin, netAdmin, false], // systemd's AmbientCapabilities=
+    [0, all, none, false], // root
+    [999, netAdmin, none, true], // setcap on the node binary: not passed to `ip`
   ] as const) {
     const host = new FakeHost();
     host.addInterface('can0');
     mkdirSync(join(host.procRoot, 'self'), { recursive: true });
-    writeFileSync(join(host.procRoot, 'self', 'status'), `Name:\tnode\nCapInh:\t0000000000000000\nCapPrm:\t${capEff}\nCapEff:\t${capEff}\n`);
+    writeFileSync(
+      join(host.procRoot, 'self', 'status'),
+      `Name:\tnode\nUid:\t${uid}\t${uid}\t${uid}\t${uid}\nCapInh:\t${none}\nCapPrm:\t${eff}\nCapEff:\t${eff}\nCapBnd:\t${all}\nCapAmb:\t${amb}\n`,
+    );
     const sink = new RecordingSink();
     await makeSource(host, new FakeBinding(), ['can0'], { flushStale: true }).start(sink);
     const said = sink.logs.filter((l) => l.code === 'tx_flush_unavailable');
-    assert.equal(said.length, warned ? 1 : 0, `CapEff ${capEff}`);
+    assert.equal(said.length, warned ? 1 : 0, `uid ${uid} CapEff ${eff} CapAmb ${amb}`);
     if (warned) assert.match(said[0]!.message, /--tx-flush-stale needs CAP_NET_ADMIN, which this process lacks.*AmbientCapabilities=CAP_NET_ADMIN/);
   }
 });
