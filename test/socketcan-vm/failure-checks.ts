@@ -70,6 +70,14 @@ function wireOf(id: string): () => string[] {
   return () => dumped.split('\n').filter((l) => l.includes(` can3 ${id}#`));
 }
 
+/** A socketcand client of the agent at `port` with can2 open (`< hi >` seen, `< ok >` to the open). */
+async function openOnKvaser(port: number): Promise<RawClient> {
+  const c = await RawClient.connect(port);
+  await until(() => c.messages.length > 0, 30_000, '< hi >');
+  assert.equal(await c.request(`< open ${KVASER} >`, 30_000), '< ok >');
+  return c;
+}
+
 /** A classic interface (MTU 16: vcan's own default is 72, CAN FD) and an FD one (MTU 72), made for this file. */
 const CLASSIC = 'vcancl';
 const FD = 'vcanre';
@@ -168,10 +176,7 @@ test('the transmit queue full on a real driver (kvaser_pci, txqueuelen 10): coun
   // until the full queue was met (bounded: 10 rounds of 1,000 sends).
   const clients: RawClient[] = [];
   for (let i = 0; i < 4; i++) {
-    const c = await RawClient.connect(socketcandPort);
-    clients.push(c);
-    await until(() => c.messages.length > 0, 30_000, '< hi >');
-    assert.equal(await c.request(`< open ${KVASER} >`, 30_000), '< ok >');
+    clients.push(await openOnKvaser(socketcandPort));
   }
   pace(KVASER);
   children.push({ stop: () => unpace(KVASER) });
@@ -234,9 +239,7 @@ test('a controller set into listen-only mode by a quick down, mode, up (kvaser_p
 }, async (t) => {
   if (!hasKvaser) return skipOrFail(t, `no ${KVASER}: run the guest with SOCKETCAN_VM_KVASER=4 (make test-socketcan does)`);
   const onWire = wireOf('2B0');
-  const client = await RawClient.connect(socketcandPort);
-  await until(() => client.messages.length > 0, 30_000, '< hi >');
-  assert.equal(await client.request(`< open ${KVASER} >`, 30_000), '< ok >');
+  const client = await openOnKvaser(socketcandPort);
   await new Promise((r) => setTimeout(r, 500)); // candump's socket bound
   const tx0 = metricValue(await metrics(gw), 'canrelay_can_frames_total', { bus: KVASER, direction: 'tx' }) ?? 0;
   // As a script does it: down, the mode, up, in milliseconds — between two looks of the agent's 500 ms
@@ -277,9 +280,7 @@ test('frames the kernel holds past their deadline (a bus nobody acknowledges: a 
 }, async (t) => {
   if (!hasKvaser) return skipOrFail(t, `no ${KVASER}: run the guest with SOCKETCAN_VM_KVASER=4 (make test-socketcan does)`);
   const onWire = wireOf('2C0');
-  const client = await RawClient.connect(socketcandPort);
-  await until(() => client.messages.length > 0, 30_000, '< hi >');
-  assert.equal(await client.request(`< open ${KVASER} >`, 30_000), '< ok >');
+  const client = await openOnKvaser(socketcandPort);
   await new Promise((r) => setTimeout(r, 500)); // candump's socket bound
   // The queue holds each frame 15 s: socketcand sends have 1 s, so every frame handed over is stale long
   // before the queue would let it go — as when a node acknowledges again after a while.
@@ -339,9 +340,7 @@ test("without --tx-flush-stale: the kernel holds at most --tx-kernel-frames of t
       .pop(),
   );
   const onWire = wireOf('2D0');
-  const client = await RawClient.connect(port);
-  await until(() => client.messages.length > 0, 30_000, '< hi >');
-  assert.equal(await client.request(`< open ${KVASER} >`, 30_000), '< ok >');
+  const client = await openOnKvaser(port);
   await new Promise((r) => setTimeout(r, 500)); // candump's socket bound
   const HOLD_MS = 6000;
   hold(KVASER, HOLD_MS);
