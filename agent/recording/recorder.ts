@@ -12,7 +12,7 @@ import type { LogLevel } from '../../core/console/events.js';
 import { HttpError } from '../../core/http/http-error.js';
 import type { RecordingInfo, RecordingRequest } from '../../core/recording/recording-info.js';
 import { busesInWords } from '../sources/source.js';
-import { addProblem, loadMetas, metaSettled, newRecordingId, PROBLEM, saveMeta, toInfo, type RecordingMeta } from './recording-meta.js';
+import { addProblem, loadMetas, metaSettled, newRecordingId, newRecordingMeta, PROBLEM, saveMeta, toInfo, type RecordingMeta } from './recording-meta.js';
 import { RecordingWriter } from './recording-writer.js';
 
 export interface RecorderSettings {
@@ -191,25 +191,13 @@ export class Recorder {
       if (!p.ok) throw new HttpError(400, `bad id filter: ${p.error}`);
       ids = p.filter;
     }
-    const meta: RecordingMeta = {
-      v: 1,
+    const meta = newRecordingMeta({
       id: newRecordingId(),
-      state: 'recording',
-      started_at: new Date().toISOString(),
-      stopped_at: null,
       buses: req.buses ?? null,
       ids: ids ? ids.text : null,
       max_duration_s: req.max_duration_s ?? null,
-      frames: 0,
-      frames_dropped: 0,
-      files_deleted: 0,
       gzip: this.s.gzip,
-      problems: [],
-      stop_reason: null,
-      error: null,
-      parts: [],
-      next_part: 1,
-    };
+    });
     const w = new RecordingWriter(
       meta,
       { buses: req.buses ? new Set(req.buses) : null, ids },

@@ -30,6 +30,29 @@ export function newRecordingId(now = new Date()): string {
   return `${t}-${randomBytes(3).toString('hex')}`;
 }
 
+/** A new recording's metadata, nothing recorded yet: the one place its fields start from. */
+export function newRecordingMeta(m: Pick<RecordingMeta, 'id'> & Partial<RecordingMeta>): RecordingMeta {
+  return {
+    v: 1,
+    state: 'recording',
+    started_at: new Date().toISOString(),
+    stopped_at: null,
+    buses: null,
+    ids: null,
+    max_duration_s: null,
+    frames: 0,
+    frames_dropped: 0,
+    files_deleted: 0,
+    gzip: false,
+    problems: [],
+    stop_reason: null,
+    error: null,
+    parts: [],
+    next_part: 1,
+    ...m,
+  };
+}
+
 export function partName(id: string, n: number, gzip: boolean): string {
   return `${id}.${String(n).padStart(4, '0')}.log${gzip ? '.gz' : ''}`;
 }

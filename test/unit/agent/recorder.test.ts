@@ -10,6 +10,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Recorder } from '../../../agent/recording/recorder.js';
+import { newRecordingMeta } from '../../../agent/recording/recording-meta.js';
 import { testFrame } from '../../helpers/can-frames.js';
 import { tempDir } from '../../helpers/processes.js';
 
@@ -27,23 +28,7 @@ async function recorder(dir = tempDir('canrelay-recorder-')): Promise<{ rec: Rec
 /** A recording's metadata as an older agent left it in `dir` (a stopped recording unless `fields` say otherwise). */
 function writeOlderMeta(dir: string, id: string, fields: Record<string, unknown>): void {
   const meta = {
-    v: 1,
-    id,
-    state: 'stopped',
-    started_at: '2026-11-30T12:00:00.000Z',
-    stopped_at: '2026-11-30T12:01:00.000Z',
-    buses: null,
-    ids: null,
-    max_duration_s: null,
-    frames: 0,
-    frames_dropped: 0,
-    files_deleted: 0,
-    gzip: false,
-    problems: [],
-    stop_reason: 'requested',
-    error: null,
-    parts: [],
-    next_part: 2,
+    ...newRecordingMeta({ id, state: 'stopped', started_at: '2026-11-30T12:00:00.000Z', stopped_at: '2026-11-30T12:01:00.000Z', stop_reason: 'requested', next_part: 2 }),
     ...fields,
   };
   writeFileSync(join(dir, `${id}.json`), JSON.stringify(meta));

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { CanFrame } from '../../../core/can/frame.js';
-import { PROBLEM, type RecordingMeta } from '../../../agent/recording/recording-meta.js';
+import { newRecordingMeta, PROBLEM } from '../../../agent/recording/recording-meta.js';
 import { RecordingWriter } from '../../../agent/recording/recording-writer.js';
 import { tempDir } from '../../helpers/processes.js';
 import { waitForValue } from '../../helpers/until.js';
@@ -18,25 +18,7 @@ const frame = (i: number): CanFrame => testFrame({ data: new Uint8Array([i >>> 2
 
 test('a disk that stalls: offer never waits, the buffer holds, drops are counted, the rest is written', async () => {
   const dir = tempDir('canrelay-writer-');
-  const meta: RecordingMeta = {
-    v: 1,
-    id: '20261129T000000Z-000001',
-    state: 'recording',
-    started_at: new Date().toISOString(),
-    stopped_at: null,
-    buses: null,
-    ids: null,
-    max_duration_s: null,
-    frames: 0,
-    frames_dropped: 0,
-    files_deleted: 0,
-    gzip: false,
-    problems: [],
-    stop_reason: null,
-    error: null,
-    parts: [],
-    next_part: 1,
-  };
+  const meta = newRecordingMeta({ id: '20261129T000000Z-000001' });
   let openDisk!: () => void;
   const disk = new Promise<void>((r) => (openDisk = r));
   let reserved = 0;
