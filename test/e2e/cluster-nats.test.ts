@@ -19,6 +19,7 @@ import {
 import { connect } from 'nats';
 import { OWNER_BUCKET } from '../../cloud-bridge/cluster/ownership.js';
 import type { CanFrame } from '../../core/can/frame.js';
+import { assertHeadLikeGet } from '../helpers/head-request.js';
 import { FakeAgent, frameNumber, numberedFrame } from '../helpers/fake-agent.js';
 import { TcpBalancer } from '../helpers/tcp-balancer.js';
 import { startAgentProcess, tempDir, writeCandumpLog, type StartedAgent } from '../helpers/processes.js';
@@ -452,13 +453,14 @@ test('recordings through any node: the list, a ticket and the download of a dong
     (listed.body.recordings as { id: string }[]).map((r) => r.id),
     [id],
   );
-  const viaNode2 = Buffer.from(await (await fetch(`${n2.base}/api/v1/dongles/rc-gw/recordings/${id}`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).arrayBuffer());
+  // The GET and its HEAD (status and headers as the GET's, no body) through node 2.
+  const viaNode2 = (await assertHeadLikeGet(`${n2.base}/api/v1/dongles/rc-gw/recordings/${id}`, { Authorization: `Bearer ${ADMIN_TOKEN}` })).body;
   assert.equal(viaNode2.length, onDisk.length);
   assert.ok(viaNode2.equals(onDisk), 'the download through node 2 is byte-identical to the gateway file');
-  // A ticket from node 2, the download through node 1 (the balancer may pick either).
+  // A ticket from node 2, the download (and its HEAD) through node 1 (the balancer may pick either).
   const issued = await n2.admin.post(`/api/v1/dongles/rc-gw/recordings/${id}/ticket`);
   assert.equal(issued.status, 201);
-  const viaTicket = Buffer.from(await (await fetch(n1.base + String(issued.body.url))).arrayBuffer());
+  const viaTicket = (await assertHeadLikeGet(n1.base + String(issued.body.url))).body;
   assert.ok(viaTicket.equals(onDisk));
   assert.equal((await n2.admin.get(`/api/v1/dongles/rc-gw/recordings/20000101T000000Z-000000`)).status, 404, "the agent's own answer, through node 1");
   // The agent gone: no node holds the link.
