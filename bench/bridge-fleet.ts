@@ -50,6 +50,8 @@ interface Result extends Shape {
   bridge_cpu_percent: number;
   rss_start_mb: number;
   rss_connected_mb: number;
+  /** Seconds from the first connect to the last welcome, 32 at a time: what a fleet reconnecting costs. */
+  connect_s: number;
   kb_per_idle_dongle: number;
   peak_rss_mb: number;
   p50_ms: number;
@@ -166,9 +168,11 @@ async function once(shape: Shape, build: Build, run: number): Promise<Result> {
 
   const tally = new RelayTally();
   const agents: FakeAgent[] = [];
+  const connectStart = performance.now();
   await pool(ids, 32, async (id) => {
     agents.push(await FakeAgent.connect(base, { dongle: id, token: tokens.get(id) ?? 'floor', record: false, onDown: tally.onDown(id) }));
   });
+  const connectS = (performance.now() - connectStart) / 1000;
   await new Promise((r) => setTimeout(r, 2000));
   const rssConnected = sampleProc(pid).rssBytes;
 
@@ -249,6 +253,7 @@ async function once(shape: Shape, build: Build, run: number): Promise<Result> {
     bridge_cpu_percent: Math.round(((end.cpuSeconds - cpu0) / secs) * 100),
     rss_start_mb: mb(rssStart),
     rss_connected_mb: mb(rssConnected),
+    connect_s: Math.round(connectS * 100) / 100,
     kb_per_idle_dongle: Math.round((rssConnected - rssStart) / 1024 / shape.dongles),
     peak_rss_mb: mb(end.peakRssBytes),
     p50_ms: tally.latencyMs(0.5),
@@ -412,11 +417,11 @@ async function main(): Promise<void> {
     '',
     "N fake agents (one process, the test suite's protocol-level fake) in N/2 groups send numbered frames every 10 ms to one bridge process with default flags; every frame must arrive at the peer, in order. CPU is the bridge's own (from /proc) from the first send until the last frame arrived, divided by the frames relayed. The load generator runs on the same 2 cores (its CPU % is shown): figures measured on a loaded machine. Floor rows (BENCH_FLOOR) are bench/relay-floor.ts in the bridge's place: transport and codec only; × floor is a row's µs over the ws floor's in the same run and shape.",
     '',
-    '| build | dongles × frames/s | s | viewers | relayed / sent | out of order | dropped by the bridge | bridge µs/frame | × floor (ws) | bridge CPU % | RSS start MB | RSS connected MB | KB per idle dongle | peak RSS MB | at peak: heap total / used / new space, external MB | history MB | p50 ms | p99 ms | generator CPU % | load average |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| build | dongles × frames/s | s | viewers | relayed / sent | out of order | dropped by the bridge | bridge µs/frame | × floor (ws) | bridge CPU % | RSS start MB | RSS connected MB | connect s | KB per idle dongle | peak RSS MB | at peak: heap total / used / new space, external MB | history MB | p50 ms | p99 ms | generator CPU % | load average |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...results.map(
       (r) =>
-        `| ${r.build} | ${r.dongles.toLocaleString('en')} × ${r.rate} | ${r.seconds} | ${r.viewers} | ${r.relayed.toLocaleString('en')} / ${r.sent.toLocaleString('en')} | ${r.out_of_order} | ${r.bridge_dropped} | ${r.cpu_us_per_frame} | ${r.over_floor ?? ''} | ${r.bridge_cpu_percent} | ${r.rss_start_mb} | ${r.rss_connected_mb} | ${r.kb_per_idle_dongle} | ${r.peak_rss_mb} | ${r.at_peak.heap_total_mb} / ${r.at_peak.heap_used_mb} / ${r.at_peak.new_space_mb}, ${r.at_peak.external_mb} | ${r.history_mb} | ${r.p50_ms} | ${r.p99_ms} | ${r.generator_cpu_percent} | ${r.load_average} |`,
+        `| ${r.build} | ${r.dongles.toLocaleString('en')} × ${r.rate} | ${r.seconds} | ${r.viewers} | ${r.relayed.toLocaleString('en')} / ${r.sent.toLocaleString('en')} | ${r.out_of_order} | ${r.bridge_dropped} | ${r.cpu_us_per_frame} | ${r.over_floor ?? ''} | ${r.bridge_cpu_percent} | ${r.rss_start_mb} | ${r.rss_connected_mb} | ${r.connect_s} | ${r.kb_per_idle_dongle} | ${r.peak_rss_mb} | ${r.at_peak.heap_total_mb} / ${r.at_peak.heap_used_mb} / ${r.at_peak.new_space_mb}, ${r.at_peak.external_mb} | ${r.history_mb} | ${r.p50_ms} | ${r.p99_ms} | ${r.generator_cpu_percent} | ${r.load_average} |`,
     ),
     '',
     '![cost against fleet size](bridge-fleet.svg)',

@@ -14,6 +14,7 @@ import type Database from 'better-sqlite3';
 import { COMMAND_STATES, type CommandState } from '../core/console/events.js';
 import { PendingStatuses } from './pending-statuses.js';
 import type { StoreWrites } from '../core/state/state-health.js';
+import { commitUnsynced } from '../core/state/unsynced-commit.js';
 
 export interface DongleRow {
   id: string;
@@ -259,7 +260,11 @@ export class BridgeStore {
   /** Writes whatever waits in memory; on refusal keeps it and retries in a second (not at every change). */
   private flushPending(): void {
     if (!this.db.open || this.retryTimer !== undefined) return;
-    const ok = this.writes ? this.writes.attempt(this.writePending).ok : (this.writePending(), true);
+    // Positions, last-seen times and counters are not synced: losing the last of them at a power cut means
+    // an older value (resends relayed again, counted). A command status is: it is answered to the API, and
+    // a status gone backwards could deliver a command twice.
+    const write = this.statuses.length > 0 ? this.writePending : () => commitUnsynced(this.db, this.writePending);
+    const ok = this.writes ? this.writes.attempt(write).ok : (write(), true);
     if (ok) {
       this.positions.clear();
       this.counters.clear();

@@ -14,6 +14,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ADMIN_TOKEN, startBridgeProcess, type StartedBridge } from '../helpers/bridge-process.js';
+import { FakeAgent, numberedFrame } from '../helpers/fake-agent.js';
 import { startAgentProcess, tempDir, type CliProcess, type StartedAgent } from '../helpers/processes.js';
 import { getJson, metricValue, SseClient, type SseEvent } from '../helpers/sse-client.js';
 import { skipOrFail } from '../helpers/skips.js';
@@ -292,13 +293,10 @@ test('bridge: its database deleted while running: admin changes get 503 at once,
   assert.equal(await bridge.proc.stop(), 0);
 });
 
-test('bridge: an admin change answered 2xx is on the disk (fsync) when answered, not only in the page cache a power loss takes', async (t) => {
-  if (spawnSync('strace', ['-V']).status !== 0) return skipOrFail(t, 'strace is not installed (.ci/ensure-debs.sh strace)');
-  const bridge: StartedBridge = track(await startBridgeProcess());
+/** strace on a running daemon: its syncs with the files they sync (-y), and its writes with the start of what they write (-s). */
+async function traceSyncsAndWrites(pid: number): Promise<{ stop(): Promise<string[]> }> {
   const trace = join(tempDir('canrelay-fsync-'), 'strace.txt');
-  // The syncs with the files they sync (-y), and the writes with the start of what they write (-s): the
-  // promise is an order, a sync of the database before each answer.
-  const strace = spawn('strace', ['-f', '-y', '-s', '24', '-e', 'trace=fsync,fdatasync,write,writev', '-o', trace, '-p', String(bridge.proc.child.pid)], {
+  const strace = spawn('strace', ['-f', '-y', '-s', '24', '-e', 'trace=fsync,fdatasync,write,writev,pwrite64', '-o', trace, '-p', String(pid)], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   // strace says when it holds every thread of the process.
@@ -310,23 +308,70 @@ test('bridge: an admin change answered 2xx is on the disk (fsync) when answered,
     });
     strace.on('exit', (code) => reject(new Error(`strace exited ${code}: ${err}`)));
   });
+  return {
+    async stop() {
+      strace.kill('SIGINT');
+      await new Promise((r) => strace.once('exit', r));
+      return readFileSync(trace, 'utf8').split('\n');
+    },
+  };
+}
+
+const isDbSync = (l: string): boolean => /\b(fsync|fdatasync)\(\d+<[^>]*bridge\.sqlite/.test(l);
+const isWalWrite = (l: string): boolean => /\bpwrite64\(\d+<[^>]*bridge\.sqlite-wal>/.test(l);
+
+test('bridge: an admin change answered 2xx is on the disk (fsync) when answered, not only in the page cache a power loss takes', async (t) => {
+  if (spawnSync('strace', ['-V']).status !== 0) return skipOrFail(t, 'strace is not installed (.ci/ensure-debs.sh strace)');
+  const bridge: StartedBridge = track(await startBridgeProcess());
+  const trace = await traceSyncsAndWrites(bridge.proc.child.pid!);
   const put = await bridge.admin.put('/api/v1/dongles/durable-gw');
   assert.equal(put.status, 201);
   const cmd = await bridge.admin.post('/api/v1/dongles/durable-gw/commands', { type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '01' });
   assert.equal(cmd.status, 202, JSON.stringify(cmd.body));
-  strace.kill('SIGINT');
-  await new Promise((r) => strace.once('exit', r));
-  // For each answer (201, 202): was the database synced since the answer before it?
+  // The promise is an order, a sync of the database before each answer (201, 202).
   const answers: boolean[] = [];
   let synced = false;
-  for (const l of readFileSync(trace, 'utf8').split('\n')) {
-    if (/\b(fsync|fdatasync)\(\d+<[^>]*bridge\.sqlite/.test(l)) synced = true;
+  for (const l of await trace.stop()) {
+    if (isDbSync(l)) synced = true;
     else if (/\bwritev?\(.*HTTP\/1\.1 20[12] /.test(l)) {
       answers.push(synced);
       synced = false;
     }
   }
   assert.deepEqual(answers, [true, true], 'each of the two answers came after a sync of the database');
+  assert.equal(await bridge.proc.stop(), 0);
+});
+
+test('bridge: hellos, new console streams, positions and counters are written without a sync (none holds the event loop for the disk); a command status is synced', async (t) => {
+  if (spawnSync('strace', ['-V']).status !== 0) return skipOrFail(t, 'strace is not installed (.ci/ensure-debs.sh strace)');
+  const bridge: StartedBridge = track(await startBridgeProcess(['--group-state-interval', '1']));
+  const tokenA = await bridge.admin.register('sync-a');
+  const tokenB = await bridge.admin.register('sync-b');
+  assert.equal((await bridge.admin.group('sync-g', 'sync-a', 'sync-b')).status, 201);
+  // Written behind: each hello's last-seen time, the console streams the frames create (event-id blocks),
+  // the UP positions (a second) and the group's counters (--group-state-interval 1).
+  let trace = await traceSyncsAndWrites(bridge.proc.child.pid!);
+  const a = await FakeAgent.connect(bridge.base, { dongle: 'sync-a', token: tokenA });
+  const b = await FakeAgent.connect(bridge.base, { dongle: 'sync-b', token: tokenB });
+  for (let n = 0; n < 50; n++) a.sendFrames([numberedFrame('can0', 0x100, n)]);
+  await b.waitFor(() => b.applied.length === 50, 10_000, 'the 50 frames relayed to B');
+  await new Promise((r) => setTimeout(r, 2500));
+  let lines = await trace.stop();
+  assert.ok(lines.filter(isWalWrite).length >= 4, `the writes behind reached the WAL (${lines.filter(isWalWrite).length} writes)`);
+  assert.deepEqual(lines.filter(isDbSync), [], 'no sync of the database for them');
+  const row = (await bridge.admin.get('/api/v1/groups/sync-g')).body;
+  assert.ok(Number((row.state as { relayed_total?: number } | undefined)?.relayed_total ?? row.relayed_total) >= 50, JSON.stringify(row));
+  // A command status is answered to the API: its write is synced. A queued one, delivered at B's next hello.
+  await b.close();
+  const cmd = await bridge.admin.post('/api/v1/dongles/sync-b/commands', { type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '01' });
+  assert.equal(cmd.status, 202, JSON.stringify(cmd.body));
+  trace = await traceSyncsAndWrites(bridge.proc.child.pid!);
+  const b2 = await FakeAgent.connect(bridge.base, { dongle: 'sync-b', token: tokenB });
+  await b2.waitFor(() => b2.messages.some((m) => m.t === 'command'), 10_000, 'the command delivered');
+  await until('status sent', async () => ((await bridge.admin.get(`/api/v1/commands/${String(cmd.body.command_id)}`)).body.status !== 'queued' ? true : undefined), 10_000);
+  lines = await trace.stop();
+  assert.ok(lines.some(isDbSync), 'the status write was synced');
+  await Promise.all([a.close(), b2.close()]);
   assert.equal(await bridge.proc.stop(), 0);
 });
 
