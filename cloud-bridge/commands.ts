@@ -20,6 +20,12 @@
  * In a cluster the store decides each timeout (timeOutCommands: one node's transaction wins), so every
  * node may time a queued command and it still times out once; a sent one is timed by the node its agent
  * is connected to (connected() takes it up there), wherever it was sent from.
+ * Deadlines are kept on the monotonic clock (RelayClock): a command's expiry is stored as a wall-clock
+ * time, and a step of the bridge's wall clock back (NTP correcting a clock that was ahead) stretched the
+ * life of every queued command by the step: a send_frame queued for an offline dongle went on the bus when
+ * it came back, minutes later. The expiry a command is sent with is restated on the wall clock as it reads
+ * at sending, which the agent's clock fix refers to. Only across a restart, or from another node, is the
+ * remaining time read off the wall clock, and then it is never more than the whole timeout.
  * Finished commands are deleted `retentionS` after their deadline.
  */
 import { randomUUID } from 'node:crypto';
@@ -29,6 +35,7 @@ import { commandStatusData } from '../core/console/normalize.js';
 import { isoNow } from '../core/console/time.js';
 import type { BridgeMessage, CommandBody } from '../core/uplink/messages.js';
 import { CommandDelivery } from './command-delivery.js';
+import { RelayClock } from './relay-clock.js';
 import { RetentionSweep } from './retention.js';
 import type { BridgeConsoles } from './consoles.js';
 import { isTerminal, replacesStatus, type CommandRow, type CommandTimeout } from './store.js';
@@ -76,8 +83,10 @@ export interface CommandLimits {
 export class TooManyCommandsError extends Error {}
 
 export class CommandCenter {
-  /** Unfinished commands and when they time out (ms). */
+  /** Unfinished commands and when they time out (ms, monotonic). */
   private readonly deadlines = new Map<string, number>();
+  /** Each tracked command's expiry on the monotonic clock (ms): kept while it has a deadline. */
+  private readonly expiries = new Map<string, number>();
   /** Commands being inserted per dongle (awaited with PostgreSQL): counted against --max-queued-commands. */
   private readonly inserting = new Map<string, number>();
   /** Commands whose timeout the store is deciding (PostgreSQL: a transaction in flight). */
@@ -124,6 +133,7 @@ export class CommandCenter {
     private readonly defaultTimeoutS: number,
     private readonly log: Logger,
     private readonly limits: CommandLimits = { maxQueued: 1000, retentionS: 7 * 86_400 },
+    private readonly clock: RelayClock = new RelayClock(),
   ) {
     this.delivery = new CommandDelivery({ queued: (d, n) => this.store.queuedCommands(d, n), send: (c) => this.send(c) });
     this.timer = setInterval(() => this.sweep(), SWEEP_MS);
@@ -158,15 +168,16 @@ export class CommandCenter {
         `dongle "${dongle}" already has ${open} unfinished commands (--max-queued-commands ${this.limits.maxQueued}); wait for them to finish or time out, then retry`,
       );
     }
-    const now = Date.now();
+    const { wallMs: now, monoMs } = this.clock.now();
+    const timeoutMs = (timeoutS ?? this.defaultTimeoutS) * 1000;
     const row: CommandRow = {
       id: randomUUID(),
       dongle,
       type: body.type,
       body: JSON.stringify(body),
       status: 'queued',
-      created_at: isoNow(),
-      expires_at: new Date(now + (timeoutS ?? this.defaultTimeoutS) * 1000).toISOString(),
+      created_at: new Date(now).toISOString(),
+      expires_at: new Date(now + timeoutMs).toISOString(),
     };
     this.inserting.set(dongle, inserting + 1);
     try {
@@ -176,7 +187,9 @@ export class CommandCenter {
       if (left > 0) this.inserting.set(dongle, left);
       else this.inserting.delete(dongle);
     }
-    this.deadlines.set(row.id, Date.parse(row.expires_at));
+    // From its acceptance, whatever the wall clock does while it waits.
+    this.expiries.set(row.id, monoMs + timeoutMs);
+    this.deadlines.set(row.id, monoMs + timeoutMs);
     this.announce(row, 'queued');
     // On a later turn, after the 202 has gone out, so the response's "queued" was true when written.
     this.delivery.kick(dongle);
@@ -290,20 +303,24 @@ export class CommandCenter {
   }
 
   private send(c: CommandRow): 'sent' | 'skipped' | 'blocked' {
-    if (Date.parse(c.expires_at) <= Date.now()) {
+    const { wallMs, monoMs } = this.clock.now();
+    const left = this.expiryOf(c) - monoMs;
+    if (left <= 0) {
       this.timeOut([c]);
       // PostgreSQL deciding: the dongle's next round comes when it has (timeOut kicks it).
       return this.timingOut.has(c.id) ? 'blocked' : 'skipped';
     }
     const link = this.linkOf(c.dongle);
     if (!link?.ready) return 'blocked';
-    if (!link.sendCommand({ t: 'command', command_id: c.id, expires_at: c.expires_at, command: JSON.parse(c.body) as CommandBody })) return 'blocked';
+    // The expiry on the wall clock as it reads now (the agent's fix is against it), never later than stored.
+    const expiresAt = new Date(Math.min(Date.parse(c.expires_at), wallMs + left)).toISOString();
+    if (!link.sendCommand({ t: 'command', command_id: c.id, expires_at: expiresAt, command: JSON.parse(c.body) as CommandBody })) return 'blocked';
     // Its `queued` first, when it is not on this node's console yet (posted on another node, or before a restart).
     if (this.queuedOnConsole.get(c.id) !== 'shown') this.consoles.dongleEvent(c.dongle, { type: 'command_status', data: commandStatusData(c.id, c.type, 'queued') });
     this.markQueued(c.id, 'sent');
     this.transition(c, 'sent');
     // A sent command's deadline now includes the wait for the agent's report.
-    this.deadlines.set(c.id, Date.parse(c.expires_at) + STATUS_GRACE_MS);
+    this.deadlines.set(c.id, this.expiryOf(c) + STATUS_GRACE_MS);
     return 'sent';
   }
 
@@ -315,7 +332,7 @@ export class CommandCenter {
   }
 
   private finish(c: CommandRow): void {
-    this.deadlines.delete(c.id);
+    this.untrack(c.id);
     this.delivery.finished(c.dongle, c.id);
   }
 
@@ -323,9 +340,30 @@ export class CommandCenter {
     if (!this.deadlines.has(c.id)) this.deadlines.set(c.id, this.deadlineOf(c));
   }
 
-  /** When the sweep gives up on a command: its deadline, plus the report wait once it was sent. */
+  private untrack(id: string): void {
+    this.deadlines.delete(id);
+    this.expiries.delete(id);
+  }
+
+  /**
+   * The command's expiry on the monotonic clock. Set at acceptance; for a command this process did not
+   * accept (an earlier run's, another node's), from the time its wall-clock expiry leaves now, at most its
+   * whole timeout (a clock stepped back since then gives it no more).
+   */
+  private expiryOf(c: CommandRow): number {
+    let at = this.expiries.get(c.id);
+    if (at === undefined) {
+      const { wallMs, monoMs } = this.clock.now();
+      const expires = Date.parse(c.expires_at);
+      at = monoMs + Math.min(expires - wallMs, expires - Date.parse(c.created_at));
+      this.expiries.set(c.id, at);
+    }
+    return at;
+  }
+
+  /** When the sweep gives up on a command (monotonic): its expiry, plus the report wait once it was sent. */
   private deadlineOf(c: CommandRow): number {
-    return Date.parse(c.expires_at) + (c.status === 'queued' ? 0 : STATUS_GRACE_MS);
+    return this.expiryOf(c) + (c.status === 'queued' ? 0 : STATUS_GRACE_MS);
   }
 
   /**
@@ -407,7 +445,7 @@ export class CommandCenter {
    * node the agent moved to never timed it: `sent` for ever).
    */
   private sweep(): void {
-    const now = Date.now();
+    const { wallMs, monoMs: now } = this.clock.now();
     let budget = SWEEP_MAX; // a mass expiry is spread over several sweeps, not one long turn
     const later: [string, number][] = [];
     const due: CommandRow[] = [];
@@ -416,14 +454,14 @@ export class CommandCenter {
       if (budget-- <= 0) break;
       const c = this.store.command(id);
       if (!c || isTerminal(c.status)) {
-        this.deadlines.delete(id);
+        this.untrack(id);
         continue;
       }
       const until = this.deadlineOf(c); // sent meanwhile (by another node too): the report wait applies
       if (until > now || this.timingOut.has(id)) later.push([id, Math.max(at, until)]);
       else if (c.status === 'queued') due.push(c);
-      else if (this.linkOf(c.dongle) === undefined) this.deadlines.delete(id);
-      else if (!this.hadTimeToReport(c.dongle, now)) later.push([id, at]);
+      else if (this.linkOf(c.dongle) === undefined) this.untrack(id);
+      else if (!this.hadTimeToReport(c.dongle, wallMs)) later.push([id, at]);
       else due.push(c);
     }
     // To the back of the line, so that the next sweeps reach what is behind them (hundreds of sent

@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { CommandCenter, TooManyCommandsError, type CommandLink, type CommandMessage } from '../../../cloud-bridge/commands.js';
 import type { BridgeConsoles } from '../../../cloud-bridge/consoles.js';
+import { RelayClock } from '../../../cloud-bridge/relay-clock.js';
 import { BridgeStore } from '../../../cloud-bridge/store.js';
 import type { CommandState, ConsoleEvent } from '../../../core/console/events.js';
 import { commandStatusData } from '../../../core/console/normalize.js';
@@ -25,7 +26,7 @@ class FakeLink implements CommandLink {
   }
 }
 
-function setup(limits = { maxQueued: 1000, retentionS: 86_400 }) {
+function setup(limits = { maxQueued: 1000, retentionS: 86_400 }, clock?: RelayClock) {
   const store = new BridgeStore(new Database(':memory:'));
   store.createDongle('gw', 'hash-gw', new Date().toISOString());
   const events: { dongle: string; status: CommandState; error?: string }[] = [];
@@ -35,7 +36,7 @@ function setup(limits = { maxQueued: 1000, retentionS: 86_400 }) {
     },
   } as unknown as BridgeConsoles;
   let link: FakeLink | undefined;
-  const center = new CommandCenter(store, consoles, () => link, 30, pino({ level: 'silent' }), limits);
+  const center = new CommandCenter(store, consoles, () => link, 30, pino({ level: 'silent' }), limits, clock);
   return { store, center, events, connect: (l: FakeLink) => (link = l) };
 }
 
@@ -99,6 +100,60 @@ test('command center: a command never sent times out as never transmitted; the a
   center.agentStatus('gw', commandStatusData(row.id, 'send_frame', 'succeeded'));
   assert.equal(center.view(row.id)!.status, 'succeeded', 'what the agent says wins over the timeout');
   center.stop();
+});
+
+/** The bridge's clocks under the test's hand: `wall` is stepped like NTP does, `mono` only moves forward. */
+function steppedClock(): { clock: RelayClock; t: { wall: number; mono: number } } {
+  const t = { wall: Date.now(), mono: 1_000_000 };
+  return {
+    clock: new RelayClock(
+      () => t.wall,
+      () => t.mono,
+    ),
+    t,
+  };
+}
+
+test('command center: a queued command times out by the time that passed, not by a wall clock stepped back meanwhile (it is never sent)', async () => {
+  const { clock, t } = steppedClock();
+  const { center } = setup(undefined, clock);
+  const row = await center.create('gw', SEND); // 30 s, while the dongle is offline
+  t.wall -= 3_600_000; // NTP: the bridge's clock was an hour ahead
+  t.wall += 600_000; // ten minutes pass
+  t.mono += 600_000;
+  await until(() => center.view(row.id)!.status === 'timed_out', 5000, 'timed out at the next sweep');
+  center.stop();
+});
+
+test('command center: a command sent after the wall clock was stepped back carries the expiry left by the time that passed, on the clock as it reads now', async () => {
+  const { clock, t } = steppedClock();
+  const { center, connect } = setup(undefined, clock);
+  const row = await center.create('gw', SEND);
+  t.wall -= 3_600_000;
+  t.wall += 5000;
+  t.mono += 5000;
+  const link = new FakeLink();
+  connect(link);
+  center.connected('gw');
+  await until(() => link.sent.length === 1, 5000, 'sent');
+  assert.equal(Date.parse(link.sent[0]!.expires_at), t.wall + 25_000, 'the 25 s left, from now on the bridge clock the agent measures against');
+  assert.equal(center.view(row.id)!.expires_at, row.expires_at, 'the stored expiry as it was');
+  center.stop();
+});
+
+test('command center: a command of an earlier run (loaded) whose wall-clock expiry is far ahead gets no more than its whole timeout', async () => {
+  const { clock, t } = steppedClock();
+  const first = setup(undefined, clock);
+  const row = await first.center.create('gw', SEND);
+  first.center.stop();
+  // The next run, on a clock stepped back an hour: by the wall clock the command has 3,630 s left.
+  t.wall -= 3_600_000;
+  const next = new CommandCenter(first.store, { dongleEvent: () => undefined } as unknown as BridgeConsoles, () => undefined, 30, pino({ level: 'silent' }), undefined, clock);
+  next.load();
+  t.mono += 30_001;
+  t.wall += 30_001;
+  await until(() => next.view(row.id)!.status === 'timed_out', 5000, 'timed out after its 30 s');
+  next.stop();
 });
 
 test('command center: a removed dongle’s unfinished commands fail with the reason', async () => {
