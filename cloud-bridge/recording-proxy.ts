@@ -117,6 +117,7 @@ async function download(ask: Ask, dongle: string, rid: string, res: ServerRespon
   const first = await ask({ t: 'rec_read', id: rid, length: headOnly ? HEAD_PROBE_BYTES : RECORDING_CHUNK_BYTES });
   if (first.t === 'rec_error') return sendJson(res, first.status, { error: first.error });
   if (first.t !== 'rec_chunk') return sendJson(res, 502, { error: 'the dongle answered something else than a chunk' });
+  if (first.id !== rid) return sendJson(res, 502, { error: `the dongle answered with a chunk of ${first.id}, not of ${rid}` });
   // The download is what was on the gateway's disk at the first chunk; a running recording's later frames are not in it.
   const end = first.end;
   const head = Buffer.from(first.data.slice(0, 4), 'base64');

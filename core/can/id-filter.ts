@@ -49,6 +49,12 @@ export interface IdFilter {
 
 export type FilterParse = { ok: true; filter: IdFilter } | { ok: false; error: string };
 
+/**
+ * Entries a filter may have. Each frame shown to a filtering client is checked against its ranges and
+ * masks one by one (its plain ids at once): 2,600 entries in a ?ids= cost ~15 µs per event per client.
+ * A range or a mask covers many ids in one entry.
+ */
+export const MAX_FILTER_TERMS = 256;
 const MAX_ID = 0x1fffffff;
 const MAX_STD = 0x7ff;
 /** Masks above this are extended ones even when written short (a standard mask is 7FF, FFF at most). */
@@ -133,24 +139,41 @@ function termMatches(t: IdTerm, id: number, ext: boolean): boolean {
   }
 }
 
+/** Whether any of `terms` matches: plain ids looked up at once (a list of ids is the common filter), the rest in turn. */
+function matcher(terms: readonly IdTerm[]): { none: boolean; any(id: number, ext: boolean): boolean } {
+  const std = new Set<number>();
+  const ext = new Set<number>();
+  const rest: IdTerm[] = [];
+  for (const t of terms) {
+    if (t.kind === 'id') (t.ext ? ext : std).add(t.id);
+    else rest.push(t);
+  }
+  return {
+    none: terms.length === 0,
+    any: (id, isExt) => (isExt ? ext : std).has(id) || rest.some((t) => termMatches(t, id, isExt)),
+  };
+}
+
 export function parseIdFilter(input: string): FilterParse {
   const text = input.trim();
   // Spaces around the operators are allowed: "7E0 - 7EF", "700 / 7F0".
   const compact = text.replace(/\s*([-/:~])\s*/g, '$1').replace(/!\s+/g, '!');
   const parts = compact.split(/[\s,;]+/).filter((p) => p !== '');
+  if (parts.length > MAX_FILTER_TERMS)
+    return { ok: false, error: `${parts.length} entries: a filter has at most ${MAX_FILTER_TERMS}; a range (7E0-7EF) or a mask (700/7F0) covers many ids in one` };
   const terms: IdTerm[] = [];
   for (const p of parts) {
     const t = term(p);
     if (typeof t === 'string') return { ok: false, error: t };
     terms.push(t);
   }
-  const pos = terms.filter((t) => !t.negate);
-  const neg = terms.filter((t) => t.negate);
+  const pos = matcher(terms.filter((t) => !t.negate));
+  const neg = matcher(terms.filter((t) => t.negate));
   const all = terms.length === 0;
   const matches = (id: number, ext: boolean): boolean => {
     if (all) return true;
-    if (pos.length > 0 && !pos.some((t) => termMatches(t, id, ext))) return false;
-    return !neg.some((t) => termMatches(t, id, ext));
+    if (!pos.none && !pos.any(id, ext)) return false;
+    return neg.none || !neg.any(id, ext);
   };
   return {
     ok: true,

@@ -38,6 +38,13 @@ const COLON = 58; // ':' — a comment (keep-alive), not an event
 
 /** Replayed events are coalesced into writes of about this size. */
 const BATCH_BYTES = 64 * 1024;
+/**
+ * Events of the ring one pump looks at before it lets the event loop turn: a selection that matches none
+ * of a long history (`?backlog=` with an `?ids=` of nothing there) wrote nothing, so nothing pushed back,
+ * and one request walked the whole ring in one turn while the relay waited (10 such requests on 10,000
+ * events: ~0.6 s).
+ */
+const SCAN_PER_TURN = 1000;
 
 export const SSE_HEADERS: Readonly<Record<string, string>> = {
   'Content-Type': 'text/event-stream; charset=utf-8',
@@ -55,6 +62,8 @@ export class SseWriter implements StreamSubscriber {
   private snapshot: readonly string[] = [];
   private snapshotAt = 0;
   private retryPending = true;
+  /** A pump is due on the next turn (SCAN_PER_TURN reached). */
+  private pumpDue = false;
   private readonly out: SseOutput;
 
   constructor(
@@ -110,6 +119,8 @@ export class SseWriter implements StreamSubscriber {
       else if (!this.out.writeShared(e)) this.blocked = true;
       return;
     }
+    // A replay this writer paused itself (pumpNextTurn) is not a client falling behind: it goes on next turn.
+    if (this.pumpDue && !this.blocked) return;
     if (this.out.pending + this.stream.backlogBytes(this.cursor) > this.opts.maxPendingBytes) this.end('slow_client');
   }
 
@@ -140,18 +151,31 @@ export class SseWriter implements StreamSubscriber {
       this.snapshot = [];
       this.snapshotAt = 0;
     }
+    let scanned = 0;
     while (!this.blocked && !this.ended) {
       let batch = '';
-      while (batch.length < BATCH_BYTES) {
+      while (batch.length < BATCH_BYTES && scanned < SCAN_PER_TURN) {
         const { event, gone } = this.stream.after(this.cursor);
         if (gone) return this.end('slow_client');
         if (!event) break;
+        scanned++;
         if (this.select === undefined || this.select(event.chunk)) batch += event.chunk;
         this.cursor = event.id;
       }
+      if (batch !== '') this.write(batch);
+      if (scanned >= SCAN_PER_TURN) return this.pumpNextTurn();
       if (batch === '') return;
-      this.write(batch);
     }
+  }
+
+  /** The rest of the replay on a later turn (live events meanwhile wait in the ring: the cursor is behind them). */
+  private pumpNextTurn(): void {
+    if (this.pumpDue) return;
+    this.pumpDue = true;
+    setImmediate(() => {
+      this.pumpDue = false;
+      if (!this.blocked && !this.ended) this.pump();
+    });
   }
 
   private write(chunk: string): void {

@@ -73,6 +73,11 @@ export type SendFrameCommand = z.infer<typeof SendFrameCommand>;
 export const CommandBody = z.discriminatedUnion('type', [SendFrameCommand]);
 export type CommandBody = z.infer<typeof CommandBody>;
 
+/** Bytes that base64 text (checked by its regex) decodes to. */
+function base64Bytes(b64: string): number {
+  return Math.floor((b64.length * 3) / 4) - (b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0);
+}
+
 export const AgentMessage = z.discriminatedUnion('t', [
   z.strictObject({
     t: z.literal('hello'),
@@ -102,19 +107,24 @@ export const AgentMessage = z.discriminatedUnion('t', [
   DbcChunkMessage,
   z.strictObject({ t: z.literal('clock_probe'), t0: clockMs }),
   z.strictObject({ t: z.literal('rec_listing'), req, recordings: z.array(RecordingInfo).max(200) }),
-  z.strictObject({
-    t: z.literal('rec_chunk'),
-    req,
-    id: recordingId,
-    /** Where the data starts, and the range [start, end) readable when it was read (offsets stay valid across rotation). */
-    offset: seq,
-    start: seq,
-    end: seq,
-    data: z
-      .string()
-      .max(Math.ceil(RECORDING_CHUNK_BYTES / 3) * 4)
-      .regex(/^[A-Za-z0-9+/]*={0,2}$/),
-  }),
+  z
+    .strictObject({
+      t: z.literal('rec_chunk'),
+      req,
+      id: recordingId,
+      /** Where the data starts, and the range [start, end) readable when it was read (offsets stay valid across rotation). */
+      offset: seq,
+      start: seq,
+      end: seq,
+      data: z
+        .string()
+        .max(Math.ceil(RECORDING_CHUNK_BYTES / 3) * 4)
+        .regex(/^[A-Za-z0-9+/]*={0,2}$/),
+    })
+    // The bridge sizes a download by it (Content-Length: end - offset): a range no file can have is refused.
+    .refine((m) => m.start <= m.offset && m.offset <= m.end && base64Bytes(m.data) <= m.end - m.offset, {
+      message: 'a rec_chunk needs start <= offset <= end and no more data than end - offset',
+    }),
   z.strictObject({ t: z.literal('rec_error'), req, status: z.number().int().min(400).max(599), error: z.string().max(500) }),
 ]);
 export type AgentMessage = z.infer<typeof AgentMessage>;

@@ -7,11 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { get as httpGet, type IncomingMessage } from 'node:http';
+import { get as httpGet, request as httpRequest, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { cleanupAfter } from '../helpers/cleanup.js';
-import { startBridgeProcess } from '../helpers/bridge-process.js';
+import { ADMIN_TOKEN, startBridgeProcess } from '../helpers/bridge-process.js';
+import { FakeAgent } from '../helpers/fake-agent.js';
 import { waitForValue as until } from '../helpers/until.js';
 import { startAgentProcess, tempDir, writeCandumpLog } from '../helpers/processes.js';
 import { getJson, metricValue } from '../helpers/sse-client.js';
@@ -220,4 +221,39 @@ test('a download whose client stops reading stalls at the bridge (backpressure) 
   const body = Buffer.concat(chunks);
   assert.equal(body.length, size);
   assert.ok(body.equals(Buffer.from(parts[0]!.text + parts[1]!.text, 'latin1')), 'byte-identical after the stall');
+});
+
+test("an agent's chunk whose byte range no file can have (or of another recording) is a 502 for HEAD and GET, never a response sized by it", async () => {
+  const bridge = track(await startBridgeProcess());
+  const token = await bridge.admin.register('bad-range-gw');
+  const rid = '20250101T000000Z-abcdef';
+  const answers: Record<string, unknown>[] = [
+    { id: rid, offset: 100, start: 0, end: 10, data: '' }, // offset past the end: Content-Length -90 before
+    { id: rid, offset: 5, start: 10, end: 20, data: '' }, // offset before the start
+    { id: rid, offset: 0, start: 0, end: 2, data: 'AAAAAA==' }, // 4 bytes in a range of 2
+    { id: '20250101T000000Z-000000', offset: 0, start: 0, end: 3, data: 'AAAA' }, // another recording's bytes
+  ];
+  let answer: Record<string, unknown> = {};
+  const agent = await FakeAgent.connect(bridge.base, { token, dongle: 'bad-range-gw' });
+  agent.ws.on('message', (data: Buffer, isBinary: boolean) => {
+    if (isBinary) return;
+    const m = JSON.parse(data.toString('utf8')) as { t: string; req: number };
+    if (m.t === 'rec_read') agent.sendJson({ t: 'rec_chunk', req: m.req, ...answer });
+  });
+  const url = `${bridge.base}/api/v1/dongles/bad-range-gw/recordings/${rid}`;
+  for (const a of answers) {
+    answer = a;
+    for (const method of ['GET', 'HEAD']) {
+      const got = await new Promise<string>((resolve) => {
+        httpRequest(url, { method, headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } }, (res) => {
+          res.resume();
+          resolve(`${res.statusCode} content-length ${res.headers['content-length']}`);
+        })
+          .on('error', (e: NodeJS.ErrnoException) => resolve(`client error ${e.code}`))
+          .end();
+      });
+      assert.match(got, /^502 /, `${method} with ${JSON.stringify(a)}: ${got}`);
+    }
+  }
+  await agent.close();
 });

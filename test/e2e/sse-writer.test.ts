@@ -10,6 +10,7 @@ import { serveConsole } from '../../core/http/console-route.js';
 import type { SseWriter } from '../../core/http/sse-writer.js';
 import { listen } from '../../core/http/listen.js';
 import { SseClient } from '../helpers/sse-client.js';
+import { testFrame } from '../helpers/can-frames.js';
 
 const servers: Server[] = [];
 after(() => {
@@ -153,4 +154,42 @@ test('a snapshot is let go once written (a fleet page kept its ~1 MiB for as lon
   assert.deepEqual(closed, ['server_error'], 'its writer ended, onClose told (the places given back)');
   assert.equal(stream.subscriberCount, 1, 'its subscription given back; the first client still reads');
   c.close();
+});
+
+test('a replay whose ?ids= matches none of a long history lets the event loop turn (at most 1,000 events looked at per turn), then goes live', async () => {
+  const { url, stream } = await serve();
+  const first = stream.latest;
+  for (let i = 0; i < 10_000; i++) stream.offerFrame(testFrame({ id: 0x100, data: new Uint8Array([i & 0xff]) }));
+  assert.equal(stream.latest - first, 10_000, 'every frame is an event in the history');
+  // How many ring events the server looks at between two turns of the event loop (test and server share it).
+  const after = stream.after.bind(stream);
+  let looked = 0;
+  let most = 0;
+  let turning = true;
+  stream.after = (cursor) => {
+    const r = after(cursor);
+    if (r.event) looked++;
+    return r;
+  };
+  const turn = (): void => {
+    most = Math.max(most, looked);
+    looked = 0;
+    if (turning) setImmediate(turn);
+  };
+  setImmediate(turn);
+  const c = await SseClient.connect(`${url}?backlog=20000&ids=200`);
+  stream.offerFrame(testFrame({ id: 0x200, data: new Uint8Array([1]) }));
+  await c.waitFor((ev) => ev.some((e) => e.event === 'can_frame'));
+  turning = false;
+  assert.deepEqual(
+    c.events.filter((e) => e.event === 'can_frame').map((e) => e.json.id),
+    ['0x200'],
+    'none of the history matched; the live frame did',
+  );
+  assert.ok(most > 0 && most <= 1000, `at most 1,000 events looked at in one turn (saw ${most})`);
+  c.close();
+  // A filter of more than 256 entries is refused, saying why (each event is checked against every one).
+  const tooMany = await fetch(`${url}?ids=${Array.from({ length: 257 }, (_, i) => (0x100 + i).toString(16)).join(',')}`);
+  assert.equal(tooMany.status, 400);
+  assert.match(((await tooMany.json()) as { error: string }).error, /257 entries: a filter has at most 256/);
 });

@@ -17,6 +17,7 @@ import { WEB_JS } from '../helpers/browser.js';
 
 interface IdFilter {
   all: boolean;
+  terms: unknown[];
   matches(id: number, ext: boolean): boolean;
   matchesFrame(id: number, ext: boolean, isError: boolean): boolean;
 }
@@ -144,6 +145,22 @@ test('id filter: bad input is rejected with a reason', () => {
     assert.equal(r.ok, false, `"${text}" is rejected`);
     if (!r.ok) assert.match(r.error, why, `"${text}": ${r.error}`);
   }
+});
+
+test('id filter: at most 256 entries (each frame is checked against every range and mask); a list of plain ids still filters exactly', () => {
+  const ids = Array.from({ length: 256 }, (_, i) => (0x100 + 2 * i).toString(16));
+  const big = filter(ids.join(','));
+  assert.equal(big.terms.length, 256);
+  assert.deepEqual(
+    [0x100, 0x101, 0x2fe, 0x2ff, 0x300].filter((id) => big.matches(id, false)),
+    [0x100, 0x2fe],
+    'the 256 ids pass, the ids between and after do not',
+  );
+  assert.equal(big.matches(0x100, true), false, 'a standard id does not pass the extended frame of the same number');
+  const r = parseIdFilter([...ids, '7E8'].join(','));
+  assert.equal(r.ok, false, '257 entries are refused');
+  if (!r.ok) assert.match(r.error, /257 entries: a filter has at most 256; a range \(7E0-7EF\) or a mask/);
+  assert.deepEqual(pass('!100,100-1FF,!1FF', [0x100, 0x101, 0x1fe, 0x1ff]), [0x101, 0x1fe], 'an excluded plain id wins over a range that includes it');
 });
 
 test('id filter: standard and extended ids are different frames; each term is of one kind, as it is written', () => {
