@@ -10,6 +10,7 @@ import { clockLooksUnset, SqliteIdStore } from '../core/console/id-store.js';
 import { isMirroredEvent, presenceData } from '../core/console/normalize.js';
 import { StreamManager } from '../core/console/stream-manager.js';
 import { listen } from '../core/http/listen.js';
+import { capConnections } from '../core/http/connection-cap.js';
 import { StaticFiles } from '../core/http/static-files.js';
 import { openStateDb } from '../core/state/sqlite.js';
 import { StateHealth } from '../core/state/state-health.js';
@@ -206,6 +207,8 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
       }
     },
   });
+
+  capConnections(server, cfg.maxConnections, log);
 
   consoleStream.publish({ type: 'presence', data: presenceData('online', { reason: `agent started (source: ${source.kind})` }) });
   let socketcand: RunningSocketcand | undefined;

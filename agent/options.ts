@@ -49,7 +49,8 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
     parse: parse.string(/^.+$/, 'must be a directory path'),
     default: () => defaultStateDir(),
   },
-  ...consoleOptions({ historyMemoryMb: 16, perStream: false, maxClients: 64, maxClientsPerAddress: 16 }),
+  // 1,024 held connections cost ~22 MB (Node keeps up to 16 KiB of unfinished headers each): the unit's MemoryMax is 192M.
+  ...consoleOptions({ historyMemoryMb: 16, perStream: false, maxClients: 64, maxClientsPerAddress: 16, maxConnections: 1024, connections: 'consoles, downloads, API calls' }),
   { name: 'presence-interval', arg: '<s>', description: 'interval of the periodic presence "seen" event', parse: parse.int(1, 86_400), default: 30 },
   BRIDGE_OPTION,
   {

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { CommandStatusData } from '../core/console/events.js';
 import { StreamManager } from '../core/console/stream-manager.js';
 import { listen } from '../core/http/listen.js';
+import { capConnections } from '../core/http/connection-cap.js';
 import { StaticFiles } from '../core/http/static-files.js';
 import { StateHealth } from '../core/state/state-health.js';
 import { registerStateMetrics } from '../core/state/state-metrics.js';
@@ -180,6 +181,8 @@ export async function startBridge(cfg: BridgeConfig, log: Logger, extras: Bridge
     fleetClients,
     consoleClients,
   });
+
+  capConnections(server, cfg.maxConnections, log);
 
   let addr;
   try {

@@ -33,7 +33,8 @@ export const BRIDGE_OPTIONS: readonly OptionSpec[] = [
     description: 'file holding the admin token (trailing newline ignored); wins over --admin-token',
     parse: parse.string(/^.+$/, 'must be a file path'),
   },
-  ...consoleOptions({ historyMemoryMb: 64, perStream: true, maxClients: 1000 }),
+  // Agents' uplinks count: 20,000 held connections cost ~440 MB, within the unit's MemoryMax=1G; a node for more dongles raises it.
+  ...consoleOptions({ historyMemoryMb: 64, perStream: true, maxClients: 1000, maxConnections: 20_000, connections: "agents' uplinks, consoles, API calls" }),
   {
     name: 'backlog-max-frames',
     arg: '<n>',

@@ -19,7 +19,15 @@ export const LOG_LEVEL_OPTION: OptionSpec = { name: 'log-level', arg: '<level>',
  * `maxClientsPerAddress`: only where clients reach the daemon directly (the agent on its LAN); behind a
  * reverse proxy every client has the proxy's address.
  */
-export function consoleOptions(d: { historyMemoryMb: number; perStream: boolean; maxClients: number; maxClientsPerAddress?: number }): OptionSpec[] {
+export function consoleOptions(d: {
+  historyMemoryMb: number;
+  perStream: boolean;
+  maxClients: number;
+  maxClientsPerAddress?: number;
+  /** The HTTP server's connection cap, and what its connections are (in the help). */
+  maxConnections: number;
+  connections: string;
+}): OptionSpec[] {
   const each = d.perStream ? ' per stream' : '';
   const perAddress: OptionSpec[] =
     d.maxClientsPerAddress === undefined
@@ -60,6 +68,13 @@ export function consoleOptions(d: { historyMemoryMb: number; perStream: boolean;
     },
     { name: 'keepalive-seconds', arg: '<s>', description: 'SSE keep-alive comment interval', parse: parse.int(1, 3600), default: 15 },
     {
+      name: 'max-connections',
+      arg: '<n>',
+      description: `HTTP connections at once (${d.connections}); beyond it a new one is closed at once, so that held connections cannot take the memory`,
+      parse: parse.int(16, 1_000_000),
+      default: d.maxConnections,
+    },
+    {
       name: 'client-max-pending-kib',
       arg: '<KiB>',
       description: 'unsent bytes a console client may fall behind before it is cut off',
@@ -79,6 +94,7 @@ export interface ConsoleConfig {
   historyMemoryBytes: number;
   keepAliveSeconds: number;
   clientMaxPendingBytes: number;
+  maxConnections: number;
 }
 
 export function consoleConfigFrom(o: ResolvedOptions): ConsoleConfig {
@@ -92,6 +108,7 @@ export function consoleConfigFrom(o: ResolvedOptions): ConsoleConfig {
     historyMemoryBytes: num('history-memory-mb') * 1024 * 1024,
     keepAliveSeconds: num('keepalive-seconds'),
     clientMaxPendingBytes: num('client-max-pending-kib') * 1024,
+    maxConnections: num('max-connections'),
   };
 }
 
