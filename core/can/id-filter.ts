@@ -8,7 +8,8 @@
  *   7E0-7EF          a range, both ends included
  *   700/7F0          id/mask: (frame id & mask) == (700 & mask), as in SocketCAN filters
  *   7E0:7F0          the same, in candump's `<can_id>:<can_mask>` spelling
- *   7E0~7F0          candump's inverted mask: ids that do NOT match 7E0:7F0
+ *   7E0~7F0          candump's inverted mask: ids that do NOT match 7E0:7F0 (a selection, as in candump:
+ *                    "7E8,7E0~7F0" is 7E8 and every id outside 7E0-7EF)
  *   !7DF  !100-1FF   a leading "!" excludes
  *
  * Standard (11-bit) and extended (29-bit) ids are different frames, also with the same number (OBD's 7E8
@@ -33,7 +34,8 @@
 export type IdTerm =
   | { kind: 'id'; id: number; ext: boolean; negate: boolean }
   | { kind: 'range'; from: number; to: number; ext: boolean; negate: boolean }
-  | { kind: 'mask'; id: number; mask: number; ext: boolean; negate: boolean };
+  /** `invert`: candump's `~`, every frame the plain id/mask term does not match (the other kind's too): a selection, not an exclusion. */
+  | { kind: 'mask'; id: number; mask: number; ext: boolean; negate: boolean; invert: boolean };
 
 export interface IdFilter {
   /** The text as typed, trimmed. */
@@ -123,19 +125,20 @@ function term(raw: string): IdTerm | string {
     return { kind: 'range', from: a.v, to: b.v, ext, negate };
   }
   const ext = isExt(a) || b.eight || b.v > MAX_STD_MASK;
-  return { kind: 'mask', id: a.v, mask: b.v, ext, negate: sym === '~' ? !negate : negate };
+  return { kind: 'mask', id: a.v, mask: b.v, ext, negate, invert: sym === '~' };
 }
 
 function termMatches(t: IdTerm, id: number, ext: boolean): boolean {
-  if (t.ext !== ext) return false;
   switch (t.kind) {
     case 'id':
-      return id === t.id;
+      return t.ext === ext && id === t.id;
     case 'range':
-      return id >= t.from && id <= t.to;
-    case 'mask':
+      return t.ext === ext && id >= t.from && id <= t.to;
+    case 'mask': {
       // >>> 0: compare as unsigned, masks of 29 bits stay positive but keep it exact whatever the input.
-      return (id & t.mask) >>> 0 === (t.id & t.mask) >>> 0;
+      const m = t.ext === ext && (id & t.mask) >>> 0 === (t.id & t.mask) >>> 0;
+      return t.invert ? !m : m;
+    }
   }
 }
 

@@ -126,6 +126,14 @@ test('id filter: single, list, range, mask (both spellings), inverted mask, excl
     'exclusion alone',
   );
   assert.deepEqual(pass('7D0-7FF !7E8', ids), [0x7df, 0x7e0, 0x7ef, 0x7f0], 'range minus one id');
+  // An inverted mask is a selection, ORed with the others as candump ORs its filters (not an exclusion:
+  // "7E8,7E0~7F0" showed nothing at all before).
+  assert.deepEqual(
+    pass('7E8,7E0~7F0', ids),
+    ids.filter((i) => i === 0x7e8 || (i & 0x7f0) !== 0x7e0),
+    'an id and an inverted mask: their union',
+  );
+  assert.deepEqual(pass('!7E0~7F0', ids), [0x7e0, 0x7e8, 0x7ef], 'excluding an inverted mask leaves what the mask matches');
   assert.deepEqual(pass('18DAF110', ids), [0x18daf110], 'extended ids');
   assert.deepEqual(pass('18DA0000/1FFF0000', ids), [0x18daf110], 'extended mask');
 });
