@@ -55,7 +55,9 @@ export async function startSocketcand(
   registerSocketcandMetrics(parts.metrics, server.stats);
   const beacon = cfg.beacon ? new Beacon({ name: parts.dongleId, host: addr.host, port: addr.port, buses: () => parts.source.buses(), log: emit }) : undefined;
   beacon?.start();
-  log.info({ listen: `${addr.host}:${addr.port}`, url: `can://${addr.host}:${addr.port}`, send: cfg.allowSend, allow: cfg.allow?.text ?? 'any' }, 'socketcand listening');
+  // An IPv6 address goes in brackets (RFC 3986), or its port cannot be told from it.
+  const hostPort = `${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port}`;
+  log.info({ listen: hostPort, url: `can://${hostPort}`, send: cfg.allowSend, allow: cfg.allow?.text ?? 'any' }, 'socketcand listening');
   if (!cfg.allow)
     log.warn('socketcand has no authentication and no --socketcand-allow list: anyone who reaches the port sees the bus; keep it on a trusted LAN or behind an SSH tunnel');
   return {

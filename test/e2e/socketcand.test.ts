@@ -645,6 +645,7 @@ test('one IPv6 /64 is one address for the per-address caps (a host with privacy 
   const sc = await agent.waitForLog((l) => l.msg === 'socketcand listening');
   const con = await agent.waitForLog((l) => l.msg === 'console listening');
   const ports = [String(sc.listen).split(':').pop()!, new URL(String(con.url)).port];
+  assert.equal(sc.url, `can://[::]:${ports[0]}`, 'an IPv6 address in brackets in the URL logged');
   const py = new PythonScript(PY_PER_ADDRESS, [...ports, 'v6-gw'], ['nsenter', `--net=/proc/${agent.child.pid}/ns/net`]);
   running.push({ stop: async () => py.child.kill('SIGKILL') });
   const r = JSON.parse((await py.waitForLine((l) => l.startsWith('RESULT '), 60_000, 'the result')).slice(7)) as Record<string, string | string[]>;
