@@ -33,8 +33,12 @@ import { BridgeStats, type RejectReason } from './metrics.js';
 export type HelloMessage = Extract<AgentMessage, { t: 'hello' }>;
 export type EventMessage = Extract<AgentMessage, { t: 'event' }>;
 
-/** Announced in every welcome: the agent sends its DBC files (dbc-transfer.ts) only to a bridge that lists "dbc". */
-const BRIDGE_FEATURES = ['dbc'];
+/**
+ * Announced in every welcome: the agent sends its DBC files (dbc-transfer.ts) only to a bridge that lists
+ * "dbc", and asks for the bridge's clock domain in clock replies (core/uplink/clock.ts) only from one that
+ * lists "clock_domain".
+ */
+const BRIDGE_FEATURES = ['dbc', 'clock_domain'];
 
 export interface Refusal {
   reason: RejectReason;
@@ -124,6 +128,15 @@ export class AgentLink implements RelayLink, CommandLink {
    * the clock its fix is measured against, in its UP batches and when it checks DOWN batches' ages.
    */
   private probeDomain: number | undefined;
+  /**
+   * An agent that asks for the domain restates its fix for the domain of the newest reply: until its next
+   * probe arrives it may still have been measuring against the one before (the reply was on its way, its
+   * frames were on theirs). Meanwhile both count, each against the frames (`originClockDomainMs`,
+   * `clockDomainMs`). Undefined when there is no such change pending.
+   */
+  private priorDomain: number | undefined;
+  /** The agent asks for the bridge's clock domain (its probes carry `domain`). */
+  private domainAware = false;
   /** Recording list/download requests to this agent (cloud-bridge/recording-proxy.ts). */
   readonly recordings = new RecordingRequests((m) => this.ready && this.sendText(m));
 
@@ -206,9 +219,17 @@ export class AgentLink implements RelayLink, CommandLink {
     this.lastHeardMono = performance.now();
   }
 
-  /** See probeDomain; undefined before the agent's first clock probe. */
+  /**
+   * The domain the agent's fix is measured in, as the receiver of relayed frames (see probeDomain): of two
+   * that may be (priorDomain), the one that makes frames older to it. Undefined before its first probe.
+   */
   get clockDomainMs(): number | undefined {
-    return this.probeDomain;
+    return this.priorDomain === undefined || this.probeDomain === undefined ? this.probeDomain : Math.min(this.priorDomain, this.probeDomain);
+  }
+
+  /** The same as the origin of frames: of two that may be, the one that makes its frames older. */
+  get originClockDomainMs(): number | undefined {
+    return this.priorDomain === undefined || this.probeDomain === undefined ? this.probeDomain : Math.max(this.priorDomain, this.probeDomain);
   }
 
   canSend(): boolean {
@@ -282,8 +303,10 @@ export class AgentLink implements RelayLink, CommandLink {
       if (this.state !== 'ready' && ++this.probesBeforeHello > MAX_PROBES_BEFORE_HELLO)
         return this.refuse('out_of_place', CLOSE.PROTOCOL, `more than ${MAX_PROBES_BEFORE_HELLO} clock probes before hello; send hello`);
       const t = this.clock.now();
+      this.domainAware ||= m.domain === true;
+      this.priorDomain = this.domainAware && this.probeDomain !== undefined && this.probeDomain !== t.wallMinusMonoMs ? this.probeDomain : undefined;
       this.probeDomain = t.wallMinusMonoMs;
-      this.sendText({ t: 'clock_reply', t0: m.t0, bridge_ms: t.wallMs });
+      this.sendText(m.domain ? { t: 'clock_reply', t0: m.t0, bridge_ms: t.wallMs, bridge_wm: t.wallMinusMonoMs } : { t: 'clock_reply', t0: m.t0, bridge_ms: t.wallMs });
       return;
     }
     if (m.t === 'hello') {
@@ -373,7 +396,7 @@ export class AgentLink implements RelayLink, CommandLink {
     }
     // No frame was received after it arrived here: one stamped later ages from its arrival (clock.ts). The
     // arrival on the wall clock the agent's fix converts to: as it was when the agent last probed it.
-    batch.clock = noLaterThanArrival(batch.frames, batch.clock ?? BRIDGE_CLOCK, t.monoMs + (this.probeDomain ?? t.wallMinusMonoMs));
+    batch.clock = noLaterThanArrival(batch.frames, batch.clock ?? BRIDGE_CLOCK, t.monoMs + (this.originClockDomainMs ?? t.wallMinusMonoMs));
     this.handler.frames(this, batch, now);
     this.queueAck();
   }

@@ -321,7 +321,7 @@ export class AgentServer implements LinkHandler {
     BridgeStats.inc(this.d.stats.framesReceived, d, batch.frames.length);
     this.d.seq.track(d, batch.frames);
     // Relay first: it is the latency-sensitive path; the consoles only sample.
-    this.d.relay.relay(d, batch.frames, batch.clock, link.clockDomainMs);
+    this.d.relay.relay(d, batch.frames, batch.clock, link.originClockDomainMs);
     this.d.consoles.upFrames(d, batch.frames);
   }
 

@@ -16,6 +16,8 @@ export class ClockSync {
   private readonly estimator = new ClockEstimator();
   private outstanding: number[] = [];
   private samplesThisLink = 0;
+  /** This link's bridge says its clock domain in replies (welcome feature "clock_domain"): probes ask for it. */
+  private domains = false;
   private send: ((m: AgentMessage) => void) | undefined;
   readonly stats = { probes: 0, samples: 0 };
 
@@ -52,6 +54,19 @@ export class ClockSync {
     this.estimator.reset();
     this.outstanding = [];
     this.samplesThisLink = 0;
+    this.domains = false;
+    this.probe();
+  }
+
+  /**
+   * The bridge welcomed us listing the feature "clock_domain": from now on probes ask for its clock domain
+   * (core/uplink/clock.ts), and a few are sent at once, since the samples taken before, of no known domain,
+   * give way to the first that has one.
+   */
+  useBridgeDomains(): void {
+    if (this.domains) return;
+    this.domains = true;
+    this.samplesThisLink = 0;
     this.probe();
   }
 
@@ -61,7 +76,7 @@ export class ClockSync {
     this.outstanding.push(t0);
     if (this.outstanding.length > MAX_OUTSTANDING) this.outstanding.shift();
     this.stats.probes++;
-    this.send({ t: 'clock_probe', t0 });
+    this.send(this.domains ? { t: 'clock_probe', t0, domain: true } : { t: 'clock_probe', t0 });
   }
 
   /** A reply; true when it gave the connection its first estimate. Replies to no probe of ours are ignored. */
@@ -70,7 +85,7 @@ export class ClockSync {
     if (i < 0) return false;
     this.outstanding.splice(i, 1);
     const t1 = this.now();
-    if (!this.estimator.add(m.t0, m.bridge_ms, t1, t1 - this.monoNow())) return false;
+    if (!this.estimator.add(m.t0, m.bridge_ms, t1, t1 - this.monoNow(), m.bridge_wm)) return false;
     this.stats.samples++;
     this.samplesThisLink++;
     if (this.samplesThisLink < PROBES_AT_CONNECT) this.probe();

@@ -245,6 +245,7 @@ export class UplinkClient {
         this.pumpEvents();
         this.bridgeDecodes = m.features?.includes('dbc') === true;
         this.sendDbc();
+        if (m.features?.includes('clock_domain') === true) this.clock.useBridgeDomains();
         return;
       case 'event_ack':
         // An ack of events never sent would delete them (command statuses among them) unsent.

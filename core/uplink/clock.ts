@@ -117,6 +117,17 @@ interface Sample extends ClockFix {
   atMs: number;
   /** The local wall clock minus the monotonic clock (ms) when the sample was taken: the clock domain the offset is for. */
   wm: number;
+  /** The bridge's wall clock minus its monotonic clock when it answered (clock_reply's bridge_wm), when it said. */
+  bwm: number | undefined;
+}
+
+/**
+ * A sample's fix restated for the bridge's clock domain `bwm`: a step of the bridge's wall clock since the
+ * sample moves its offset by as much (bridge now = bridge then + step). The same rule as a local step
+ * (fixForWallClockNow), in the other direction.
+ */
+function inBridgeDomain(o: Sample, bwm: number | undefined): ClockFix {
+  return o.bwm === undefined || bwm === undefined ? o : fixForWallClockNow(o, bwm, o.bwm);
 }
 
 /**
@@ -124,6 +135,12 @@ interface Sample extends ClockFix {
  * smallest error among the last few. Samples that cannot all be true (their intervals do not overlap:
  * the local clock was stepped) are dropped in favour of the newest. Drift between probes is not counted
  * (quartz: well under 1 ms per probe interval) and is covered by CLOCK_RESOLUTION_MS.
+ *
+ * A bridge that says its clock domain in each reply (`bridge_wm`, the "clock_domain" feature) has each
+ * sample restated for the domain of the newest reply: the bridge takes the agent's fix as measured against
+ * its clock as it was at the last probe it answered. Without it, a step of the bridge's clock smaller than
+ * two samples' errors together contradicted neither, the older (better) sample stayed the fix, and the
+ * bridge converted it as if measured after the step: a relayed frame could go out late by the step.
  */
 export class ClockEstimator {
   private samples: Sample[] = [];
@@ -148,20 +165,34 @@ export class ClockEstimator {
 
   /**
    * A round trip: sent at local `t0`, stamped `bridgeMs` by the bridge, answered at local `t1`; `wm`: the
-   * local wall-minus-monotonic offset at `t1`. False when unusable.
+   * local wall-minus-monotonic offset at `t1`; `bwm`: the bridge's domain, when its reply said it. False
+   * when unusable.
    */
-  add(t0: number, bridgeMs: number, t1: number, wm = 0): boolean {
+  add(t0: number, bridgeMs: number, t1: number, wm = 0, bwm?: number): boolean {
     const rtt = t1 - t0;
     if (!Number.isFinite(rtt) || rtt < 0 || rtt > 2 * MAX_ERROR_MS || !Number.isFinite(bridgeMs)) return false;
-    const s: Sample = { offsetMs: bridgeMs - (t0 + t1) / 2, errorMs: rtt / 2 + CLOCK_RESOLUTION_MS, atMs: t1, wm };
+    if (bwm !== undefined && (!Number.isFinite(bwm) || Math.abs(bwm) > MAX_OFFSET_MS)) return false;
+    const s: Sample = { offsetMs: bridgeMs - (t0 + t1) / 2, errorMs: rtt / 2 + CLOCK_RESOLUTION_MS, atMs: t1, wm, bwm };
     if (clockProblem(s) || s.errorMs > MAX_ERROR_MS - WIDEN_MARGIN_MS) return false;
-    if (this.samples.some((o) => Math.abs(o.offsetMs - s.offsetMs) > o.errorMs + s.errorMs)) this.samples = [];
+    // Samples of an unknown bridge domain cannot be restated: once replies say it, only theirs are kept.
+    if (bwm === undefined && this.samples.some((o) => o.bwm !== undefined)) return false;
+    if (bwm !== undefined) this.samples = this.samples.filter((o) => o.bwm !== undefined);
+    if (
+      this.samples.some((o) => {
+        const r = inBridgeDomain(o, bwm);
+        return Math.abs(r.offsetMs - s.offsetMs) > r.errorMs + s.errorMs;
+      })
+    )
+      this.samples = [];
     this.samples.push(s);
     if (this.samples.length > this.keep) this.samples.shift();
-    let best = this.samples[0]!;
-    for (const o of this.samples) if (o.errorMs < best.errorMs) best = o;
-    this.best = { offsetMs: best.offsetMs, errorMs: best.errorMs };
-    this.bestWm = best.wm;
+    let best: { fix: ClockFix; wm: number } | undefined;
+    for (const o of this.samples) {
+      const r = inBridgeDomain(o, bwm);
+      if (best === undefined || r.errorMs < best.fix.errorMs) best = { fix: r, wm: o.wm };
+    }
+    this.best = { offsetMs: best!.fix.offsetMs, errorMs: best!.fix.errorMs };
+    this.bestWm = best!.wm;
     return true;
   }
 

@@ -105,7 +105,12 @@ export const AgentMessage = z.discriminatedUnion('t', [
   }),
   z.strictObject({ t: z.literal('data_ack'), batch: seq }),
   DbcChunkMessage,
-  z.strictObject({ t: z.literal('clock_probe'), t0: clockMs }),
+  /**
+   * `domain`: answer with the bridge's clock domain too (bridge_wm). Sent only to a bridge whose welcome
+   * listed the feature "clock_domain" (an older bridge refuses the field); an agent that does not ask
+   * never gets it (an older agent refuses the field).
+   */
+  z.strictObject({ t: z.literal('clock_probe'), t0: clockMs, domain: z.literal(true).optional() }),
   z.strictObject({ t: z.literal('rec_listing'), req, recordings: z.array(RecordingInfo).max(200) }),
   z
     .strictObject({
@@ -162,7 +167,8 @@ export const BridgeMessage = z.discriminatedUnion('t', [
     command: CommandBody,
   }),
   z.strictObject({ t: z.literal('group'), group: name.nullable(), relay_rev: RELAY_REV.optional() }),
-  z.strictObject({ t: z.literal('clock_reply'), t0: clockMs, bridge_ms: clockMs }),
+  /** `bridge_wm`: the bridge's wall clock minus its monotonic clock (ms), to a probe that asked (core/uplink/clock.ts). */
+  z.strictObject({ t: z.literal('clock_reply'), t0: clockMs, bridge_ms: clockMs, bridge_wm: clockMs.optional() }),
   z.strictObject({ t: z.literal('error'), code: z.string().max(64), message: z.string().max(1000) }),
   z.strictObject({ t: z.literal('rec_list'), req }),
   /** offset absent: from the start of what is still on disk. */

@@ -17,6 +17,7 @@ import { decodeBatch, encodeBatch, KIND_DOWN } from '../../../core/uplink/frame-
 import type { SendResult } from '../../../agent/sources/source.js';
 import { TxQueue } from '../../../agent/tx-queue.js';
 import { ClockSync } from '../../../agent/uplink/clock-sync.js';
+import type { AgentMessage } from '../../../core/uplink/messages.js';
 import { Downlink } from '../../../agent/uplink/downlink.js';
 import { FrameUploader } from '../../../agent/uplink/frame-uploader.js';
 import { testFrame } from '../../helpers/can-frames.js';
@@ -49,6 +50,63 @@ test("clock estimator: the fix says which wall clock it is for (the wall-minus-m
   assert.equal(e.fixWallMinusMono, 501);
   e.reset();
   assert.equal(e.fixWallMinusMono, undefined);
+});
+
+test("clock estimator: a bridge that says its clock domain has every sample restated for the newest reply's domain: a step of its clock below two samples' errors moves the fix by the step, the better sample still used", () => {
+  const e = new ClockEstimator();
+  // A 400 ms round trip (error 202 ms), then after a 500 ms step forward of the bridge's clock a 600 ms one (302 ms).
+  assert.equal(e.add(1000, 1200, 1400, 0, 7000), true);
+  assert.deepEqual(e.fix, { offsetMs: 0, errorMs: 202 });
+  assert.equal(e.add(5000, 5800, 5600, 0, 7500), true);
+  assert.deepEqual(e.fix, { offsetMs: 500, errorMs: 203 }, 'the better sample, restated by the step (its error +1 ms for the two readings)');
+  // Without the domain the same two samples leave the fix as measured before the step: off by 500 ms.
+  const blind = new ClockEstimator();
+  blind.add(1000, 1200, 1400);
+  blind.add(5000, 5800, 5600);
+  assert.deepEqual(blind.fix, { offsetMs: 0, errorMs: 202 });
+  // A step far past the errors is explained by the domains: the samples are kept (no start over).
+  assert.equal(e.add(9000, 19_010, 9010, 0, 17_500), true);
+  assert.deepEqual(e.fix, { offsetMs: 10_005, errorMs: 7 }, 'the new, better sample');
+  assert.equal(e.add(10_000, 20_300, 10_400, 0, 17_500), true);
+  assert.equal(e.fix?.errorMs, 7, 'still the best of the kept ones');
+});
+
+test('clock estimator: samples of no known bridge domain (replies before the welcome) give way to the first that has one; later ones without are refused', () => {
+  const e = new ClockEstimator();
+  e.add(1000, 1001, 1002); // a 2 ms round trip, no domain
+  assert.equal(e.fix?.errorMs, 3);
+  assert.equal(e.add(2000, 2500, 2200, 0, 40), true, 'a worse sample, with its domain');
+  assert.deepEqual(e.fix, { offsetMs: 400, errorMs: 102 }, 'the sample of unknown domain is dropped: it could be from before a step');
+  assert.equal(e.add(3000, 3001, 3002), false, 'a late reply to a probe that did not ask for the domain');
+  assert.deepEqual(e.fix, { offsetMs: 400, errorMs: 102 });
+});
+
+test('clock sync: probes ask for the bridge\'s clock domain only once its welcome listed "clock_domain", then a few at once; a new connection asks again only after its welcome', () => {
+  let now = 1000;
+  const sync = new ClockSync(
+    () => now,
+    () => 0,
+  );
+  const sent: AgentMessage[] = [];
+  sync.start((m) => sent.push(m));
+  const answer = (bridgeWm?: number): void => {
+    const p = sent.at(-1) as Extract<AgentMessage, { t: 'clock_probe' }>;
+    now += 2;
+    sync.reply({ t: 'clock_reply', t0: p.t0, bridge_ms: now + 499, ...(bridgeWm === undefined ? {} : { bridge_wm: bridgeWm }) });
+  };
+  for (let i = 0; i < 4; i++) answer();
+  assert.equal(sent.length, 4);
+  assert.ok(
+    sent.every((m) => m.t === 'clock_probe' && m.domain === undefined),
+    'before the welcome: plain probes (an older bridge refuses the field)',
+  );
+  sync.useBridgeDomains();
+  assert.deepEqual(sent.at(-1), { t: 'clock_probe', t0: now, domain: true });
+  for (let i = 0; i < 4; i++) answer(123);
+  assert.equal(sent.length, 8, 'a few at once, to replace the samples of no known domain');
+  assert.equal(sync.fix?.offsetMs, 500);
+  sync.start((m) => sent.push(m));
+  assert.equal((sent.at(-1) as { domain?: true }).domain, undefined, 'a new connection may reach an older bridge');
 });
 
 test('deadlines count every uncertainty against the frame; absurd times are refused', () => {
