@@ -166,6 +166,20 @@ test('group page: both sides, group_state figures, and a side going offline', as
   await untilValue(async () => (await rowDongles(page)).join() === 'gw-a,gw-b', 'rows from both dongles', 15_000);
   assert.deepEqual(await page.$$eval('.target .dongle', (els) => els.map((e) => (e as HTMLElement).dataset.dongle)), ['gw-a', 'gw-b']);
   assert.equal(await page.locator('#send-panel').isHidden(), true, 'viewer: no send form');
+  // The trace's event types: every box unticked shows no events (it showed all of them again on a group page).
+  await page.click('#tab-trace');
+  const kinds = (): Promise<string[]> =>
+    page.$$eval('#trace .trace-row:not([hidden])', (rows) =>
+      [...new Set(rows.map((r) => (r as HTMLElement).dataset.kind ?? '').filter((k) => k !== 'note' && k !== 'gap'))].sort(),
+    );
+  await untilValue(async () => (await kinds()).includes('can_frame'), 'frames in the trace');
+  for (const box of await page.locator('.types input[type=checkbox]').all()) if (await box.isChecked()) await box.uncheck();
+  await untilValue(async () => (await kinds()).length === 0, 'no events with no type ticked');
+  await page.waitForTimeout(300);
+  assert.deepEqual(await kinds(), [], 'and none come back');
+  for (const box of await page.locator('.types input[type=checkbox]').all()) await box.check();
+  await untilValue(async () => (await kinds()).includes('can_frame'), 'frames again once ticked');
+  await page.click('#tab-byid');
   await page.waitForTimeout(1500);
   await screenshot(page, 'bridge-group-1280');
   const tablet = await browser.page({ width: 768, height: 1024 });

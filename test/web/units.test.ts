@@ -452,6 +452,34 @@ test('console connection: a reconnect before any event id is a fresh start (hist
   assert.equal(after[0]!.reconnects, 1);
 });
 
+test('console connection: a resume is said to be after the id the page sent, also when the backlog since it comes in the first chunk', async () => {
+  const asked: (string | null)[] = [];
+  const statuses: { state: string; detail: string; resumedAfter?: string }[] = [];
+  const enc = new TextEncoder();
+  const fetchImpl = (async (_url: string, init: RequestInit) => {
+    asked.push(new Headers(init.headers).get('Last-Event-ID'));
+    const first = asked.length === 1;
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        if (first) {
+          c.enqueue(enc.encode('retry: 10\nid: 5\nevent: log\ndata: {}\n\n'));
+          c.close();
+        } else c.enqueue(enc.encode('id: 6\nevent: log\ndata: {}\n\nid: 7\nevent: log\ndata: {}\n\nid: 8\nevent: log\ndata: {}\n\n'));
+      },
+    });
+    return new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream' } });
+  }) as typeof fetch;
+  const conn = new ConsoleConnection({ url: 'http://127.0.0.1:1/api/v1/stream', fetchImpl, onStatus: (s) => statuses.push({ ...s }), onMessage: () => {} } as ConnectionOptions);
+  conn.start();
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline && !statuses.some((s) => s.state === 'resumed')) await new Promise((r) => setTimeout(r, 20));
+  conn.stop();
+  assert.deepEqual(asked, [null, '5']);
+  const resumed = statuses.find((s) => s.state === 'resumed');
+  assert.equal(resumed?.resumedAfter, '5', 'the position the page resumed from, not the newest id read since');
+  assert.equal(resumed?.detail, 'resumed after event 5');
+});
+
 test('SSE parser: fields, comments, ids, retry, CR/LF/CRLF, split chunks, BOM', () => {
   const p = new SseParser();
   const out = [

@@ -15,7 +15,7 @@ import { ConsoleConnection, type StreamStatus } from './sse.js';
 import { ByIdModel } from './state/by-id.js';
 import { busesAfter } from './state/presence.js';
 import { RateMeter, SamplingTracker } from './state/sampling.js';
-import { busKey, TraceModel, TRACE_TYPES } from './state/trace.js';
+import { busKey, TraceModel } from './state/trace.js';
 import { ByIdTable } from './views/by-id-table.js';
 import { GroupPanel } from './views/group-panel.js';
 import { BusHealthView } from './views/bus-health.js';
@@ -256,7 +256,7 @@ class App {
       this.trace.pushNote('warn', `Connection lost (${s.detail}). Reconnecting with the last event id…`);
     }
     if (s.state === 'resumed') {
-      this.trace.pushNote('info', `Reconnected: resumed after event #${s.lastEventId}, nothing missed.`);
+      this.trace.pushNote('info', `Reconnected: resumed after event #${s.resumedAfter ?? s.lastEventId}, nothing missed.`);
       void this.sendForm?.refresh();
     }
     if (s.state === 'reset') void this.sendForm?.refresh();
@@ -504,7 +504,8 @@ class App {
     const types = new Set<string>();
     for (const cb of document.querySelectorAll<HTMLInputElement>('.types input[type=checkbox]')) if (cb.checked) types.add(cb.value);
     if (this.route.kind !== 'group') types.add('group_state');
-    this.trace.setFilter({ id: this.idFilter, bus, types: types.size > 0 ? types : new Set(TRACE_TYPES) });
+    // Nothing ticked shows no events (notes and gap markers stay), on every page alike.
+    this.trace.setFilter({ id: this.idFilter, bus, types });
     this.table.setFilter(this.idFilter, bus);
     this.lastTable = 0;
     this.schedule();

@@ -138,6 +138,11 @@ export interface StreamStatus {
   reconnects: number;
   resets: number;
   lastEventId: string;
+  /**
+   * With `resumed`: the id the connection resumed after (its Last-Event-ID). Not lastEventId: by the time
+   * a resume is decided the backlog since that id may have been read, and lastEventId moved on with it.
+   */
+  resumedAfter?: string;
 }
 
 export interface ConnectionOptions {
@@ -270,7 +275,7 @@ export class ConsoleConnection {
         ? setTimeout(() => {
             if (!decided) {
               decided = true;
-              this.resumed();
+              this.resumed(resumeFrom);
             }
           }, 400)
         : null;
@@ -288,7 +293,7 @@ export class ConsoleConnection {
             decided = true;
             if (decideTimer) clearTimeout(decideTimer);
             if (m.type === 'stream_reset') this.wasReset(true);
-            else this.resumed();
+            else this.resumed(resumeFrom);
           } else if (m.type === 'stream_reset') this.wasReset(false);
           this.opts.onMessage(m);
         }
@@ -305,8 +310,8 @@ export class ConsoleConnection {
     this.scheduleRetry(why);
   }
 
-  private resumed(): void {
-    this.setStatus({ state: 'resumed', reconnects: this.status.reconnects + 1, detail: `resumed after event ${this.parser.lastEventId || '—'}` });
+  private resumed(after: string): void {
+    this.setStatus({ state: 'resumed', reconnects: this.status.reconnects + 1, resumedAfter: after, detail: `resumed after event ${after}` });
     this.settle();
   }
 
