@@ -147,7 +147,7 @@ export class AgentLink implements RelayLink, CommandLink {
     private readonly handler: LinkHandler,
     private readonly stats: BridgeStats,
     private readonly log: Logger,
-    timings: LinkTimings = DEFAULT_TIMINGS,
+    private readonly timings: LinkTimings = DEFAULT_TIMINGS,
     private readonly clock: RelayClock = RELAY_CLOCK,
   ) {
     this.helloTimer = setTimeout(
@@ -155,15 +155,12 @@ export class AgentLink implements RelayLink, CommandLink {
       timings.helloTimeoutMs,
     );
     this.pingTimer = setInterval(() => {
-      // Monotonic: a bridge clock stepped forward cut every link at once, one stepped back kept dead ones.
-      if (this.silentMs > timings.deadAfterMs) {
-        this.log.warn({ silent_ms: Math.round(this.silentMs) }, 'agent link silent (no pong): terminated');
-        this.ws.terminate();
-        return;
-      }
+      if (this.endedBySilence()) return;
       if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
     }, timings.pingMs);
-    ws.on('pong', () => this.heard());
+    ws.on('pong', () => {
+      if (!this.endedBySilence()) this.heard();
+    });
     ws.on('message', (data, isBinary) => {
       try {
         this.onMessage(data, isBinary);
@@ -212,6 +209,21 @@ export class AgentLink implements RelayLink, CommandLink {
   /** How long the agent has been silent (ms, monotonic): what heartbeats and takeovers judge. */
   get silentMs(): number {
     return performance.now() - this.lastHeardMono;
+  }
+
+  /**
+   * The dead-link rule, applied wherever the link could be heard again: a link silent past deadAfterMs is
+   * terminated, and what is read on it afterwards is not taken. The ping timer alone was not enough: a
+   * node frozen past the bound (SIGSTOP, a paused VM) may read the socket's buffered batches before the
+   * timer runs when it resumes, and relayed frames of an agent another node had taken over meanwhile —
+   * sent again there, and seconds old (found by review). Monotonic: a bridge clock stepped forward cut
+   * every link at once, one stepped back kept dead ones.
+   */
+  private endedBySilence(): boolean {
+    if (this.silentMs <= this.timings.deadAfterMs) return false;
+    this.log.warn({ silent_ms: Math.round(this.silentMs) }, 'agent link silent (no pong): terminated');
+    this.ws.terminate();
+    return true;
   }
 
   private heard(): void {
@@ -270,6 +282,7 @@ export class AgentLink implements RelayLink, CommandLink {
 
   private onMessage(data: RawData, isBinary: boolean): void {
     if (this.state === 'closing' || this.state === 'closed') return;
+    if (this.endedBySilence()) return;
     this.heard();
     const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     if (isBinary) return this.onBatch(buf);

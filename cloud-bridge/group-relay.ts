@@ -175,6 +175,16 @@ export class GroupRelay {
     return this.membership.of(dongle);
   }
 
+  /**
+   * Frames another node relayed to `dongle` under a revision of its group this node does not relay under
+   * (cluster/remote-sides.ts drops such a batch): counted as `group_changed` on its side here, as a local
+   * group change counts what it drops. Not counted anywhere else: the sending node counted them relayed.
+   */
+  droppedForGroupChange(dongle: string, frames: number): void {
+    const m = this.memberOf(dongle);
+    if (m !== undefined) m.group.dropped[m.side].group_changed += frames;
+  }
+
   /** The live group a dongle is a side of, with its side. */
   private memberOf(dongle: string): { group: GroupRuntime; side: Side } | undefined {
     const m = this.membership.of(dongle);

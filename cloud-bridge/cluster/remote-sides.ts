@@ -22,6 +22,7 @@ import { z } from 'zod';
 import type { AgentLink } from '../agent-link.js';
 import type { GroupRelay, RelayLink } from '../group-relay.js';
 import { BUNDLE_MAX_BYTES, BundleWriter, readBundle, type BundledBatch } from './down-bundle.js';
+import { batchFrameCount } from '../../core/uplink/frame-codec.js';
 import { SUBJECTS, type NatsLink } from './nats-connection.js';
 import type { Ownership } from './ownership.js';
 
@@ -340,11 +341,13 @@ export class RemoteSides {
     }
     st.next++;
     // Addressed under another revision of the group than the one this node told the agent (or the agent is
-    // in no group here): its frames may be a former peer's, or mapped to another bus. Dropped and counted;
-    // the later batches' acks cover it for the sender, which drops its own copies when its view catches up.
+    // in no group here): its frames may be a former peer's, or mapped to another bus. Dropped and counted,
+    // its frames too (the sender counted them relayed); the later batches' acks cover it for the sender,
+    // which drops its own copies when its view catches up.
     const m = this.relay.groupOf(dongle);
     if (m === undefined || m.rev !== r.rev) {
       this.stats.batchesGroupChanged++;
+      this.relay.droppedForGroupChange(dongle, batchFrameCount(r.batch));
       return;
     }
     // The batch is written as the sending node encoded it; the agent validates it like any DOWN batch.

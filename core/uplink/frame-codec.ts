@@ -147,6 +147,19 @@ export function encodeBatch(b: Batch): Buffer {
   return buf;
 }
 
+/**
+ * The frame count of an encoded batch, read from its header alone (for counting what is dropped without
+ * decoding it); 0 for a buffer too short to say.
+ */
+export function batchFrameCount(buf: Buffer): number {
+  let o = 1 + 6 + 16;
+  if (buf[0] === KIND_DOWN) o += 1 + (buf[o] ?? 0);
+  const busCount = buf[o++];
+  if (busCount === undefined) return 0;
+  for (let i = 0; i < busCount; i++) o += 1 + (buf[o] ?? 0);
+  return o + 2 <= buf.length ? buf.readUInt16BE(o) : 0;
+}
+
 export class BatchDecodeError extends Error {}
 
 /** Decodes and validates a batch; throws BatchDecodeError with the reason on any malformed input. */

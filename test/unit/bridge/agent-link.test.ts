@@ -66,6 +66,31 @@ test('a live link survives the wall clock stepped forward by a minute; a silent 
   assert.equal(ws.terminated, true, 'silent for 2.5 heartbeats: cut');
 });
 
+test('a link already dead by the heartbeat rule when its data is read (the process was frozen past it) takes none of it: cut, nothing relayed', async (t) => {
+  const ws = new StandInSocket();
+  const relayed: number[] = [];
+  const handler = {
+    hello: (): Welcome => ({ eventAck: 0, group: null, relayEpoch: 'epoch', position: { stream: 'run-00000001', batch: -1 } }),
+    welcomed: () => undefined,
+    frames: (_l: AgentLink, b: { batch: number }) => void relayed.push(b.batch),
+    peerBehind: () => false,
+    savePosition: () => undefined,
+    closed: () => undefined,
+  } as unknown as LinkHandler;
+  // The ping timer will not run in this test: what a frozen process does not run before it reads the socket.
+  const link = new AgentLink(ws as unknown as WebSocket, 'gw', handler, new BridgeStats(), pino({ level: 'silent' }), { helloTimeoutMs: 60_000, pingMs: 60_000, deadAfterMs: 200 });
+  t.after(() => link.terminate());
+  ws.emit('message', Buffer.from(JSON.stringify({ t: 'hello', protocol: PROTOCOL_VERSION, dongle: 'gw', run: 'run-00000001', version: 'test', buses: ['can0'] })), false);
+  const batch = (n: number): Buffer =>
+    encodeBatch({ kind: KIND_UP, batch: n, clock: { offsetMs: 0, errorMs: 2 }, frames: [{ frame: testFrame({ tsUs: Date.now() * 1000 }), seq: n + 1 }] });
+  ws.emit('message', batch(0), true);
+  assert.deepEqual(relayed, [0], 'a live link relays');
+  await new Promise((r) => setTimeout(r, 300)); // silent past deadAfterMs
+  ws.emit('message', batch(1), true);
+  assert.deepEqual(relayed, [0], 'the batch read after the link was dead is not relayed');
+  assert.equal(ws.terminated, true, 'and the link is cut');
+});
+
 test('the UP position is stored within a second of the last ack when traffic stops, not only when the link closes', async (t) => {
   const ws = new StandInSocket();
   const saved: number[] = [];

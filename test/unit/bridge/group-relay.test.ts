@@ -292,3 +292,13 @@ test('group relay: a throw while sending to a side (a bug) never ends the proces
   );
   relay.stop();
 });
+
+test("frames another node relayed under another revision (dropped by cluster/remote-sides.ts) are counted as group_changed on the side here (metrics; a loss reason, so in the group's dropped too)", () => {
+  const { relay } = setup([row('g', 'a1', 'b1')]);
+  relay.droppedForGroupChange('b1', 3);
+  relay.droppedForGroupChange('nobody', 5); // in no group here: nothing to count it on
+  const sides = relay.metrics()[0]!.sides;
+  assert.equal(sides.find((s) => s.side === 'b')!.dropped.group_changed, 3);
+  assert.equal(sides.find((s) => s.side === 'a')!.dropped.group_changed, 0);
+  relay.stop();
+});

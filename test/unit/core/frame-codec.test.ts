@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CanFrame } from '../../../core/can/frame.js';
-import { BatchDecodeError, BatchEncodeError, decodeBatch, encodeBatch, KIND_DOWN, KIND_UP, MAX_BUSES_PER_BATCH } from '../../../core/uplink/frame-codec.js';
+import { BatchDecodeError, BatchEncodeError, batchFrameCount, decodeBatch, encodeBatch, KIND_DOWN, KIND_UP, MAX_BUSES_PER_BATCH } from '../../../core/uplink/frame-codec.js';
 import { testFrame } from '../../helpers/can-frames.js';
 
 const base = testFrame({ id: 0x7e8, data: Uint8Array.of(2, 0x10, 3, 0, 0, 0, 0, 0), tsUs: 1_795_787_222_123_456 });
@@ -33,6 +33,14 @@ test('UP and DOWN batches round-trip every frame kind, with sequence numbers and
 
 /** The batch header's clock fields ({0, 0}), between the batch number and the bus table. */
 const CLOCK0 = new Array<number>(16).fill(0);
+
+test('batchFrameCount reads the frame count from the header alone: UP, DOWN with its origin, several buses; 0 for a stub', () => {
+  const frames = (n: number) => Array.from({ length: n }, (_, i) => ({ seq: i, frame: testFrame({ bus: `can${i % 3}` }) }));
+  assert.equal(batchFrameCount(encodeBatch({ kind: KIND_UP, batch: 1, frames: frames(5) })), 5);
+  assert.equal(batchFrameCount(encodeBatch({ kind: KIND_DOWN, batch: 2, origin: 'a-rather-long-origin-name', frames: frames(300) })), 300);
+  assert.equal(batchFrameCount(encodeBatch({ kind: KIND_DOWN, batch: 3, origin: 'o', frames: [] })), 0);
+  assert.equal(batchFrameCount(Buffer.from([2, 0, 0])), 0);
+});
 
 test('malformed batches are rejected with the reason', () => {
   const good = encodeBatch({ kind: KIND_UP, batch: 1, frames: [{ frame: base, seq: 1 }] });
