@@ -45,11 +45,12 @@ check-layering: deps
 run-sim: build
 	$(NODE) dist/cli.js agent --sim --id demo --listen 127.0.0.1:8080 --state-dir .state
 
+# Each suite ends with its wall time (figures per suite in test/README.md).
 # Every skip goes through test/helpers/skips.ts: under CI (CI=true) a skip of something CI must run fails
 # the suite; outside CI each suite ends with a loud list of what it did not check (build/test-skipped.txt).
 SKIP_LOG := build/test-skipped.txt
-NODE_TEST = rm -f $(SKIP_LOG); $(NODE) --test --test-force-exit
-SKIP_SUMMARY = s=$$?; if [ -s $(SKIP_LOG) ]; then printf '\n%s\n' '******** SKIPPED: this run did NOT check the following ********'; cat $(SKIP_LOG); printf '%s\n\n' '***************************************************************'; fi; exit $$s
+NODE_TEST = rm -f $(SKIP_LOG); t0=$$SECONDS; $(NODE) --test --test-force-exit
+SKIP_SUMMARY = s=$$?; printf '\n%s: %d min %d s (exit %d)\n' '$@' $$(((SECONDS-t0)/60)) $$(((SECONDS-t0)%60)) $$s; if [ -s $(SKIP_LOG) ]; then printf '\n%s\n' '******** SKIPPED: this run did NOT check the following ********'; cat $(SKIP_LOG); printf '%s\n\n' '***************************************************************'; fi; exit $$s
 
 # node:test over the compiled tests (build/test/); a suite is a folder of test/ (README.md): test/unit/
 # (no processes, no servers) and test/e2e/ (real processes over loopback) make test-unit. Browser and
