@@ -144,7 +144,9 @@ export class TxQueue {
       this.tell(frame, done, { ok: false, busy: true, error });
       return;
     }
-    const notAfter = Number.isFinite(notAfterMs) ? performance.now() + (notAfterMs - Date.now()) : notAfterMs;
+    // A deadline that is not a number (a clock fix gone wrong upstream) fails closed: compared with NaN,
+    // no time is ever past it, and the frame would go out however old.
+    const notAfter = Number.isNaN(notAfterMs) ? -Infinity : Number.isFinite(notAfterMs) ? performance.now() + (notAfterMs - Date.now()) : notAfterMs;
     if (lane === undefined) this.lanes.set(frame.bus, (lane = { bus: frame.bus, q: [], head: 0, timer: undefined, draining: false }));
     lane.q.push({ frame, done, firstTryMs: 0, waiting: false, notAfter, late, owner });
     this.waiting++;

@@ -307,3 +307,19 @@ test('agent B checks the sequence of a new origin after 256 others were seen: th
   one('gw-new', 5);
   assert.equal(d.stats.seqGaps, 3, "the new origin's gap is seen");
 });
+
+test('a deadline that is not a number fails closed: the frame is refused as too old, never transmitted', () => {
+  const b = bus();
+  const tx = new TxQueue(b.transmit, { retryMs: 60_000, maxQueued: 1000 });
+  const results: SendResult[] = [];
+  tx.enqueueRelayed(frame('can0', 1), (r) => results.push(r), Number.NaN);
+  tx.enqueue(frame('can0', 2), (r) => results.push(r), Number.NaN, 'command expired');
+  tx.enqueue(frame('can0', 3), (r) => results.push(r)); // no deadline: goes out
+  tx.stop();
+  assert.deepEqual(b.sent, ['can0:3']);
+  const said = results.map((r) => (r.ok ? 'sent' : r.error));
+  assert.equal(said.length, 3);
+  assert.match(said[0]!, /relay age limit/);
+  assert.deepEqual(said.slice(1), ['command expired', 'sent']);
+  assert.equal(tx.stats.droppedTooOld, 2);
+});
