@@ -246,7 +246,15 @@ export async function startAgent(cfg: AgentConfig, log: Logger, extras: AgentExt
     // console-only gateway would carry for nothing (docs/benchmarks.md, fan-out).
     const [{ UplinkClient }, { answerRecordingAsk, RecordingAnswers }] = await Promise.all([import('./uplink/uplink-client.js'), import('./recording/recording-uplink.js')]);
     uplink = new UplinkClient(
-      { bridgeUrls: cfg.uplink.bridges, token: cfg.uplink.token, dongle: cfg.id, version: VERSION, buses: () => source.buses(), dbcFiles: signals.uploads },
+      {
+        bridgeUrls: cfg.uplink.bridges,
+        token: cfg.uplink.token,
+        dongle: cfg.id,
+        version: VERSION,
+        buses: () => source.buses(),
+        dbcFiles: signals.uploads,
+        heartbeatMs: cfg.uplink.heartbeatMs,
+      },
       outbox,
       uploader,
       downlink,

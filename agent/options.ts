@@ -86,6 +86,14 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
     default: 2000,
   },
   {
+    name: 'uplink-heartbeat-seconds',
+    arg: '<s>',
+    description:
+      "ping the bridge this often; a link with no answer for 2.5 intervals is cut and the agent reconnects (the next --bridge URL, or another node through the balancer): how long a frozen bridge node holds this gateway's frames",
+    parse: parse.number(0.1, 300),
+    default: 10,
+  },
+  {
     name: 'tx-kernel-frames',
     arg: '<n>',
     description:
@@ -161,7 +169,7 @@ export interface AgentConfig extends ConsoleConfig {
   stateDir: string;
   presenceIntervalSeconds: number;
   logLevel: string;
-  uplink?: { bridges: string[]; token: string; bufferFrames: number; batchMs: number; maxAgeMs: number; outboxMax: number };
+  uplink?: { bridges: string[]; token: string; bufferFrames: number; batchMs: number; maxAgeMs: number; heartbeatMs: number; outboxMax: number };
   txRetryMs: number;
   record: { dir: string; maxBytes: number; rotateBytes: number; gzip: boolean; onStart: boolean };
   /** Tokens of the local API (--local-token-file); undefined: the API is open. */
@@ -283,6 +291,7 @@ function uplinkFrom(o: ResolvedOptions): AgentConfig['uplink'] {
     bufferFrames: Number(o['uplink-buffer-frames']),
     batchMs: Number(o['uplink-batch-ms']),
     maxAgeMs: Number(o['relay-max-age-ms']),
+    heartbeatMs: Math.round(Number(o['uplink-heartbeat-seconds']) * 1000),
     outboxMax: Number(o['outbox-max-events']),
   };
 }

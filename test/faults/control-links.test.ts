@@ -136,3 +136,18 @@ test('a corrupt agent state file, moved aside at start: the agent’s mirrored e
   await again.proc.stop();
   await bridge.proc.stop();
 });
+
+test("a frozen bridge: the agent's --uplink-heartbeat-seconds decides how soon it cuts the link and reconnects", async () => {
+  const bridge = track(await startBridgeProcess([]));
+  const token = await bridge.admin.register('hb');
+  const agent = track(await startAgentProcess([...agentArgs(bridge, token, 50), '--uplink-heartbeat-seconds', '0.5'], { id: 'hb' }));
+  await agent.proc.waitForLog((l) => l.msg === 'uplink connected');
+  bridge.proc.child.kill('SIGSTOP');
+  try {
+    // 2.5 intervals of 0.5 s; the default 10 s would take 25 s, past this bound.
+    await agent.proc.waitForLog((l) => l.msg === 'uplink heartbeat lost: no pong from the bridge; reconnecting', 15_000);
+  } finally {
+    bridge.proc.child.kill('SIGCONT');
+  }
+  await until(() => agent.proc.logs.filter((l) => l.msg === 'uplink connected').length >= 2, 30_000, 'the agent back on the resumed bridge');
+});
