@@ -132,9 +132,21 @@ export class LocalAuth {
       return false;
     }
     const needed = access === 'write' ? this.enabled : this.readsGuarded;
-    if (!needed) return true;
     // Only reads may carry the token in the URL: a browser cannot set headers on EventSource or a download link.
     const url = access === 'read' ? new URL(req.url ?? '/', 'http://localhost') : undefined;
+    if (!needed) {
+      // Reads open: a token is not needed, but one presented must be right. Accepted, a mistyped admin
+      // token passed the page's check and the technician learnt only at the first write (RFC 6750: invalid_token).
+      const presented = this.enabled ? bearerToken(req, url) : undefined;
+      if (presented === undefined || this.role(presented) !== undefined) return true;
+      sendJson(
+        res,
+        401,
+        { error: "this token is not one of the agent's --local-token-file (reads need none here: send the right token or none)" },
+        { 'WWW-Authenticate': 'Bearer realm="canrelay-agent", error="invalid_token"' },
+      );
+      return false;
+    }
     const role = this.role(bearerToken(req, url));
     if (role === undefined) {
       sendJson(

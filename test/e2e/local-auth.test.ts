@@ -80,11 +80,25 @@ test('--console-auth: reads need a token from the file (header or ?access_token=
   }
 });
 
-test('without --console-auth reads stay open; /api/v1/info says what is guarded', async () => {
+test('without --console-auth reads stay open, but a token presented must be right (401 invalid_token); /api/v1/info says what is guarded', async () => {
   const a = await agent(['--sim', '--sim-rate', '50', '--local-token-file', tokenFile]);
   assert.equal((await get(a.url)).status, 200);
   const info = await get(a.base + '/api/v1/info');
   assert.deepEqual(JSON.parse(info.body).local_auth, { writes: true, reads: false });
+  // Open reads still check a token that is presented: the page's check of an entered token is a read.
+  for (const [what, headers, url] of [
+    ['a wrong token in the header', { Authorization: 'Bearer wrong-token-0123456789' }, a.base + '/api/v1/info'],
+    ['a wrong ?access_token=', {}, `${a.url}?access_token=wrong-token-0123456789`],
+  ] as const) {
+    const r = await get(url, headers);
+    assert.equal(r.status, 401, what);
+    assert.match(String(r.headers['www-authenticate']), /invalid_token/, what);
+    assert.match(JSON.parse(r.body).error, /not one of the agent's --local-token-file/, what);
+  }
+  for (const token of [READ, ADMIN]) assert.equal((await get(a.base + '/api/v1/info', { Authorization: `Bearer ${token}` })).status, 200, 'a right token reads');
+  // Without a token file there is nothing to check a token against: open for any.
+  const open = await agent(['--sim', '--sim-rate', '50']);
+  assert.equal((await get(open.base + '/api/v1/info', { Authorization: 'Bearer anything-0123456789' })).status, 200);
 });
 
 test('a write: 401 without a token, 403 with a read token or from another site, allowed with the admin token', async (t) => {

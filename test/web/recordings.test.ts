@@ -34,6 +34,16 @@ test('record from the page: token asked, read token refused, admin records; size
   await page.click('#rec-toggle');
   await page.locator('#token-panel').waitFor();
   assert.match((await page.textContent('#token-error')) ?? '', /needs a token \(HTTP 401\)/);
+  // A mistyped token is refused at once, though reads need none here (it was taken, and refused only at Record).
+  await page.fill('#token-input', 'mistyped-token-0123456789');
+  await page.click('#token-form button[type=submit]');
+  await page.waitForFunction(
+    () => !document.querySelector<HTMLElement>('#token-panel')!.hidden && /refused this token \(HTTP 401\)/.test(document.querySelector('#token-error')!.textContent ?? ''),
+    undefined,
+    {
+      timeout: 15_000,
+    },
+  );
   await page.fill('#token-input', READ);
   await page.click('#token-form button[type=submit]');
   await page.locator('#token-panel').waitFor({ state: 'hidden' });
