@@ -31,7 +31,8 @@ const GroupBody = z.strictObject({
   sides: z.strictObject({ a: DongleId, b: DongleId }),
   bus_map: z.record(BusName, BusName).optional(),
 });
-const TimeoutS = z.number().positive().max(86_400);
+// From a millisecond (the resolution of expires_at: less expired as it was made) to a day.
+const TimeoutS = z.number().min(0.001).max(86_400);
 const ViewerTokenBody = z.strictObject({
   ttl_s: z
     .number()
@@ -292,7 +293,7 @@ export class AdminApi {
     let timeout: number | undefined;
     if (timeout_s !== undefined) {
       const t = TimeoutS.safeParse(timeout_s);
-      if (!t.success) throw new HttpError(400, `timeout_s must be a number of seconds above 0 and at most 86400, got ${JSON.stringify(timeout_s).slice(0, 40)}`);
+      if (!t.success) throw new HttpError(400, `timeout_s must be a number of seconds from 0.001 to 86400, got ${JSON.stringify(timeout_s).slice(0, 40)}`);
       timeout = t.data;
     }
     const type = rest.type;

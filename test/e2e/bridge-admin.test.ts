@@ -336,6 +336,8 @@ test('commands: 404 unknown dongle, 400 with the reason, 202 queued, GET its his
     [{ type: 'send_frame', bus: 'can0', id: '0x123', brs: true, data_hex: '01' }, /brs .* CAN FD flag/],
     [{ type: 'send_frame', bus: 'can0', id: '0x123', is_remote: true, dlc: 12 }, /at most 8 bytes/],
     [{ type: 'send_frame', bus: 'can0', id: '0x123', timeout_s: -1 }, /timeout_s/],
+    // Below a millisecond it expired as it was made (its expires_at equal to created_at).
+    [{ type: 'send_frame', bus: 'can0', id: '0x123', timeout_s: 1e-300 }, /timeout_s must be a number of seconds from 0\.001/],
     // Digits split across separators were joined into other bytes ("1 2 3 4" sent as 12 34).
     [{ type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '1 2 3 4' }, /is not whole hex bytes/],
     [{ type: 'send_frame', bus: 'can0', id: '0x123', data_hex: '123 4' }, /is not whole hex bytes/],
