@@ -26,9 +26,9 @@ export class ClockSync {
     private readonly monoNow: () => number = () => performance.now(),
   ) {}
 
-  /** The current estimate (undefined until the first round trip of a connection). */
+  /** The current estimate, its error grown by the drift since its round trip (undefined until the first round trip of a connection). */
   get fix(): ClockFix | undefined {
-    return this.estimator.fix;
+    return this.estimator.fixAt(this.monoNow());
   }
 
   /** The wall-minus-monotonic offset (ms) of the wall clock the fix is for (frame-uploader.ts restates held frames into it). */
@@ -43,7 +43,7 @@ export class ClockSync {
    * probe — a step back would let a relayed frame or a command outlive its limit by the step.
    */
   fixNow(): ClockFix | undefined {
-    const fix = this.estimator.fix;
+    const fix = this.fix;
     const wm = this.estimator.fixWallMinusMono;
     return fix === undefined || wm === undefined ? fix : fixForWallClockNow(fix, wm, this.now() - this.monoNow());
   }

@@ -35,6 +35,19 @@ export const CLOCK_RESOLUTION_MS = 2;
  * the change is counted in the error instead.
  */
 export const RESTATE_MS = 10;
+/**
+ * How fast a clock may run against the bridge's between probes: 500 ppm, the most ntpd or adjtime slews,
+ * well above a quartz without NTP (20–100 ppm). A sample's error grows by this much of its age: probes come
+ * once per heartbeat (up to 300 s apart) and the estimate keeps the best of the last 8, so a fix can be
+ * many minutes old, and a clock 100 ppm slow let relayed frames outlive the age limit by its drift.
+ */
+export const MAX_DRIFT = 500e-6;
+
+/** A sample's error after `ageMs` of drift, in whole milliseconds (a fix's error changes every 2 s at most: UP batches stamped with it stay comparable). */
+export function agedErrorMs(errorMs: number, ageMs: number): number {
+  return errorMs + Math.ceil(Math.max(0, ageMs) * MAX_DRIFT);
+}
+
 /** How far from now (bridge clock) a frame's receive time may be; outside, the batch is refused. */
 export const MAX_FRAME_PAST_MS = 24 * 3600_000;
 export const MAX_FRAME_FUTURE_MS = 60_000;
@@ -115,6 +128,8 @@ export function frameTimeCheck(origin: ClockFix, nowMs: number, local: ClockFix)
 
 interface Sample extends ClockFix {
   atMs: number;
+  /** The monotonic time of the sample (its `t1` less `wm`): what its age, and so its drift, is measured on. */
+  mono: number;
   /** The local wall clock minus the monotonic clock (ms) when the sample was taken: the clock domain the offset is for. */
   wm: number;
   /** The bridge's wall clock minus its monotonic clock when it answered (clock_reply's bridge_wm), when it said. */
@@ -132,9 +147,9 @@ function inBridgeDomain(o: Sample, bwm: number | undefined): ClockFix {
 
 /**
  * An agent's estimate of its clock's offset to the bridge from probe round trips: the sample with the
- * smallest error among the last few. Samples that cannot all be true (their intervals do not overlap:
- * the local clock was stepped) are dropped in favour of the newest. Drift between probes is not counted
- * (quartz: well under 1 ms per probe interval) and is covered by CLOCK_RESOLUTION_MS.
+ * smallest error among the last few, each sample's error grown by its age at MAX_DRIFT (fixAt: and until
+ * it is used). Samples that cannot all be true (their intervals do not overlap: the local clock was
+ * stepped) are dropped in favour of the newest.
  *
  * A bridge that says its clock domain in each reply (`bridge_wm`, the "clock_domain" feature) has each
  * sample restated for the domain of the newest reply: the bridge takes the agent's fix as measured against
@@ -144,14 +159,28 @@ function inBridgeDomain(o: Sample, bwm: number | undefined): ClockFix {
  */
 export class ClockEstimator {
   private samples: Sample[] = [];
+  /** The best sample restated for the newest reply's bridge domain, its error as measured (not aged). */
   private best: ClockFix | undefined;
   private bestWm: number | undefined;
+  private bestMono = 0;
+  private newestMono = 0;
 
   constructor(private readonly keep = 8) {}
 
-  /** The current fix, or undefined before the first round trip. */
+  /** The fix as of the newest sample (its error aged to then), or undefined before the first round trip. */
   get fix(): ClockFix | undefined {
-    return this.best;
+    return this.fixAt(this.newestMono);
+  }
+
+  /**
+   * The fix for use at monotonic time `monoNowMs`: its error grown by the drift since its sample was
+   * taken. Undefined before the first round trip, and once drift leaves no room for the widenings senders
+   * add (a link without probes for days): nothing can then be proven fresh.
+   */
+  fixAt(monoNowMs: number): ClockFix | undefined {
+    if (this.best === undefined) return undefined;
+    const errorMs = agedErrorMs(this.best.errorMs, monoNowMs - this.bestMono);
+    return errorMs > MAX_ERROR_MS - WIDEN_MARGIN_MS ? undefined : { offsetMs: this.best.offsetMs, errorMs };
   }
 
   /**
@@ -172,27 +201,31 @@ export class ClockEstimator {
     const rtt = t1 - t0;
     if (!Number.isFinite(rtt) || rtt < 0 || rtt > 2 * MAX_ERROR_MS || !Number.isFinite(bridgeMs)) return false;
     if (bwm !== undefined && (!Number.isFinite(bwm) || Math.abs(bwm) > MAX_OFFSET_MS)) return false;
-    const s: Sample = { offsetMs: bridgeMs - (t0 + t1) / 2, errorMs: rtt / 2 + CLOCK_RESOLUTION_MS, atMs: t1, wm, bwm };
+    const s: Sample = { offsetMs: bridgeMs - (t0 + t1) / 2, errorMs: rtt / 2 + CLOCK_RESOLUTION_MS, atMs: t1, mono: t1 - wm, wm, bwm };
     if (clockProblem(s) || s.errorMs > MAX_ERROR_MS - WIDEN_MARGIN_MS) return false;
     // Samples of an unknown bridge domain cannot be restated: once replies say it, only theirs are kept.
     if (bwm === undefined && this.samples.some((o) => o.bwm !== undefined)) return false;
     if (bwm !== undefined) this.samples = this.samples.filter((o) => o.bwm !== undefined);
+    // Older samples judged with the error their age gives them: drift is no contradiction.
     if (
       this.samples.some((o) => {
         const r = inBridgeDomain(o, bwm);
-        return Math.abs(r.offsetMs - s.offsetMs) > r.errorMs + s.errorMs;
+        return Math.abs(r.offsetMs - s.offsetMs) > agedErrorMs(r.errorMs, s.mono - o.mono) + s.errorMs;
       })
     )
       this.samples = [];
     this.samples.push(s);
     if (this.samples.length > this.keep) this.samples.shift();
-    let best: { fix: ClockFix; wm: number } | undefined;
+    let best: { fix: ClockFix; wm: number; mono: number; aged: number } | undefined;
     for (const o of this.samples) {
       const r = inBridgeDomain(o, bwm);
-      if (best === undefined || r.errorMs < best.fix.errorMs) best = { fix: r, wm: o.wm };
+      const aged = agedErrorMs(r.errorMs, s.mono - o.mono);
+      if (best === undefined || aged < best.aged) best = { fix: r, wm: o.wm, mono: o.mono, aged };
     }
     this.best = { offsetMs: best!.fix.offsetMs, errorMs: best!.fix.errorMs };
     this.bestWm = best!.wm;
+    this.bestMono = best!.mono;
+    this.newestMono = s.mono;
     return true;
   }
 
@@ -201,5 +234,7 @@ export class ClockEstimator {
     this.samples = [];
     this.best = undefined;
     this.bestWm = undefined;
+    this.bestMono = 0;
+    this.newestMono = 0;
   }
 }

@@ -34,11 +34,34 @@ test('clock estimator: offset from the midpoint, error half the round trip; the 
   assert.equal(e.add(2000, 5006, 2010), true);
   assert.deepEqual(e.fix, { offsetMs: 3001, errorMs: 5 + CLOCK_RESOLUTION_MS });
   assert.equal(e.add(3000, 6000, 3100), true, 'a worse sample is kept but not used');
-  assert.equal(fix()?.errorMs, 5 + CLOCK_RESOLUTION_MS);
+  assert.equal(fix()?.errorMs, 5 + CLOCK_RESOLUTION_MS + 1, 'its error grown by 1,090 ms of drift at 500 ppm, rounded up');
   assert.equal(e.add(4000, 4000, 3990), false, 'a negative round trip is unusable');
   // The local clock is stepped 10 s: the new sample contradicts the old ones, which are dropped.
   assert.equal(e.add(15_000, 8000, 15_020), true);
   assert.deepEqual(e.fix, { offsetMs: -7010, errorMs: 10 + CLOCK_RESOLUTION_MS });
+});
+
+test('clock estimator: drift between probes is counted: a gateway clock 100 ppm fast, probes 300 s apart over a slower link, the fix always holds the true offset', () => {
+  const ppm = 100e-6;
+  const local = (t: number): number => 1_700_000_000_000 + t * (1 + ppm); // the gateway's clock at bridge time t
+  const e = new ClockEstimator();
+  for (let k = 0; k < 8; k++) {
+    const sentAt = k * 300_000;
+    const rtt = k === 0 ? 10 : 400; // the first round trip on a quiet link, the others on a loaded cellular one
+    const t1 = local(sentAt + rtt);
+    assert.ok(e.add(local(sentAt), sentAt + rtt / 2, t1, 0));
+    // Checked right after the probe and just before the next one (the fix is used all that time).
+    for (const at of [sentAt + rtt, sentAt + 299_000]) {
+      const fix = e.fixAt(local(at))!;
+      const trueOffset = at - local(at);
+      assert.ok(
+        Math.abs(fix.offsetMs - trueOffset) <= fix.errorMs,
+        `probe ${k}, ${at - sentAt} ms after: fix ${fix.offsetMs.toFixed(1)} ± ${fix.errorMs}, true ${trueOffset.toFixed(1)}`,
+      );
+    }
+  }
+  // A fix no probe renewed for days leaves no room for the widenings: none is given.
+  assert.equal(e.fixAt(local(7 * 300_000) + 200_000_000), undefined);
 });
 
 test("clock estimator: the fix says which wall clock it is for (the wall-minus-monotonic offset of its sample's time)", () => {
@@ -58,17 +81,17 @@ test("clock estimator: a bridge that says its clock domain has every sample rest
   assert.equal(e.add(1000, 1200, 1400, 0, 7000), true);
   assert.deepEqual(e.fix, { offsetMs: 0, errorMs: 202 });
   assert.equal(e.add(5000, 5800, 5600, 0, 7500), true);
-  assert.deepEqual(e.fix, { offsetMs: 500, errorMs: 203 }, 'the better sample, restated by the step (its error +1 ms for the two readings)');
+  assert.deepEqual(e.fix, { offsetMs: 500, errorMs: 206 }, 'the better sample, restated by the step (its error +1 ms for the two readings, +3 for 4.2 s of drift)');
   // Without the domain the same two samples leave the fix as measured before the step: off by 500 ms.
   const blind = new ClockEstimator();
   blind.add(1000, 1200, 1400);
   blind.add(5000, 5800, 5600);
-  assert.deepEqual(blind.fix, { offsetMs: 0, errorMs: 202 });
+  assert.deepEqual(blind.fix, { offsetMs: 0, errorMs: 205 }, 'as measured, +3 ms of drift');
   // A step far past the errors is explained by the domains: the samples are kept (no start over).
   assert.equal(e.add(9000, 19_010, 9010, 0, 17_500), true);
   assert.deepEqual(e.fix, { offsetMs: 10_005, errorMs: 7 }, 'the new, better sample');
   assert.equal(e.add(10_000, 20_300, 10_400, 0, 17_500), true);
-  assert.equal(e.fix?.errorMs, 7, 'still the best of the kept ones');
+  assert.equal(e.fix?.errorMs, 8, 'still the best of the kept ones (+1 ms for 1.4 s of drift)');
 });
 
 test('clock estimator: samples of no known bridge domain (replies before the welcome) give way to the first that has one; later ones without are refused', () => {
