@@ -66,8 +66,19 @@ test('signals: by-id shows them, the Signals view searches them, pinned ones plo
   await page.fill('#signal-search', '');
 
   // Pin two signals with different units: one chart, two series, two y axes.
-  await page.click('#signals tbody tr[data-signal="BE_ACROSS_3"] button.pin');
-  await page.click('#signals tbody tr[data-signal="LE_ACROSS_13"] button.pin');
+  // Each pin checked as pressed: a click can land on a row the live table just replaced (lost in a CI run on
+  // a loaded machine); clicked again only while not pressed, since a second click unpins.
+  for (const name of ['BE_ACROSS_3', 'LE_ACROSS_13']) {
+    const pin = page.locator(`#signals tbody tr[data-signal="${name}"] button.pin`);
+    for (let i = 0; i < 5 && (await pin.getAttribute('aria-pressed')) !== 'true'; i++) {
+      await pin.click();
+      await pin.waitFor({ state: 'attached' });
+      await page
+        .waitForFunction((sel) => document.querySelector(sel)?.getAttribute('aria-pressed') === 'true', `#signals tbody tr[data-signal="${name}"] button.pin`, { timeout: 2000 })
+        .catch(() => undefined);
+    }
+    assert.equal(await pin.getAttribute('aria-pressed'), 'true', `${name} pinned`);
+  }
   await page.locator('#chart .uplot canvas').waitFor();
   // The canvas is there after the first pin; the second series joins on the chart's next draw.
   await untilValue(async () => (await page.getAttribute('#chart', 'data-series')) === '2', 'two series on the chart');
